@@ -1,0 +1,21 @@
+"""The export stage (needs the ``export`` extra: torch, transformers, sentence-transformers, onnx).
+
+``export_model(model, out_dir)`` turns a sentence-transformers bi-encoder into a validated
+fastembed-rt artifact. The runtime never imports this package.
+"""
+
+from __future__ import annotations
+
+try:
+    import onnx  # noqa: F401
+    import sentence_transformers  # noqa: F401
+    import torch  # noqa: F401
+except ImportError as _exc:  # pragma: no cover - exercised by the no-torch subprocess test
+    raise ImportError(
+        f"fastembed_rt.export needs the export extra ({_exc.name} is missing): "
+        "pip install 'fastembed-rt[export]'"
+    ) from _exc
+
+from fastembed_rt.export.bi_encoder import export_model
+
+__all__ = ["export_model"]

@@ -1,0 +1,79 @@
+"""Export a transformers encoder to ONNX with dynamic batch and sequence axes.
+
+Uses the dynamo-based ``torch.onnx.export``: the TorchScript exporter traces transformers 5's mask
+construction into constants and gave max abs error 6.2 on all-MiniLM-L6-v2 here, the dynamo
+exporter 5e-5.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+from fastembed_rt.errors import ExportError
+from fastembed_rt.export.architectures import ArchitectureConfig
+
+__all__ = ["export_backbone"]
+
+TOKEN_EMBEDDINGS = "token_embeddings"
+
+
+def _wrapper(model: Any, inputs: tuple[str, ...]) -> Any:
+    import torch
+
+    class Backbone(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *args: torch.Tensor) -> torch.Tensor:
+            return self.model(**dict(zip(inputs, args)), return_dict=True).last_hidden_state
+
+    return Backbone().eval()
+
+
+def export_backbone(model: Any, config: ArchitectureConfig, path: Path, vocab_size: int) -> None:
+    """Write ``model`` (a transformers ``PreTrainedModel``) as ONNX to ``path``.
+
+    The graph has inputs ``config.inputs`` (int64 [batch, sequence]) and the output
+    ``token_embeddings`` float32 [batch, sequence, hidden].
+    """
+    import torch
+
+    # Eager attention exports to plain MatMul/Softmax, which every provider runs and ORT fuses.
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation("eager")
+    model = model.eval().float()
+    wrapper = _wrapper(model, config.inputs)
+    gen = torch.Generator().manual_seed(0)
+    # batch 2 × sequence 16 with one padded row, so neither axis specialises to 0/1.
+    ids = torch.randint(5, max(6, min(vocab_size, 1000)), (2, 16), generator=gen)
+    mask = torch.ones(2, 16, dtype=torch.int64)
+    mask[1, 10:] = 0
+    sample = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros(2, 16, dtype=torch.int64)}
+    args = tuple(sample[name] for name in config.inputs)
+    batch = torch.export.Dim("batch")
+    sequence = torch.export.Dim("sequence")
+    dynamic = {name: {0: batch, 1: sequence} for name in config.inputs}
+    captured = io.StringIO()
+    try:
+        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(captured):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapper,
+                args,
+                str(path),
+                input_names=list(config.inputs),
+                output_names=[TOKEN_EMBEDDINGS],
+                dynamic_shapes={"args": tuple(dynamic[name] for name in config.inputs)},
+                opset_version=config.opset,
+                dynamo=True,
+                external_data=False,
+            )
+    except Exception as exc:  # torch.export raises many unrelated types
+        raise ExportError(
+            f"torch.onnx.export failed for {type(model).__name__} ({config.model_type}): {exc}\n{captured.getvalue()}"
+        ) from exc

@@ -1,0 +1,231 @@
+"""Bi-encoder export: sentence-transformers model → validated artifact directory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from fastembed_rt.artifact import SCHEMA_VERSION, GraphContract, Manifest, TokenizerInfo, Variant, file_sha256
+from fastembed_rt.errors import ExportError, ParityError
+from fastembed_rt.export.architectures import architecture_config
+from fastembed_rt.export.backbone import TOKEN_EMBEDDINGS, export_backbone
+from fastembed_rt.export.st_reader import ModelDescription, describe_model
+from fastembed_rt.export.validate import Fidelity, validate_embeddings
+
+__all__ = ["export_model", "resolve_model_dir"]
+
+logger = logging.getLogger("fastembed_rt.export")
+
+PROMPT_LENGTH = "prompt_length"
+SENTENCE_EMBEDDING = "sentence_embedding"
+
+
+def resolve_model_dir(model: str | os.PathLike[str], revision: str | None, token: str | bool | None) -> Path:
+    """A local sentence-transformers model directory: a path as is, or a hub id downloaded."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or str(model).startswith((".", "/", "~")):
+        raise ExportError(f"model directory {path} does not exist")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(str(model), revision=revision, token=token))
+    except LocalEntryNotFoundError as exc:
+        raise ExportError(f"{model!r} is not a local directory nor in the hub cache while offline") from exc
+    except (HfHubHTTPError, OSError) as exc:
+        raise ExportError(f"could not download {model!r} from the hub: {exc}") from exc
+
+
+def _load_sentence_transformer(model_dir: Path) -> Any:
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise ExportError("export needs the export extra: pip install 'fastembed-rt[export]'") from exc
+    try:
+        return SentenceTransformer(str(model_dir), device="cpu")
+    except Exception as exc:  # sentence-transformers raises many types on a bad directory
+        raise ExportError(f"sentence-transformers could not load {model_dir}: {exc}") from exc
+
+
+def _write_tokenizer(st_model: Any, out: Path) -> tuple[str, ...]:
+    """Save the tokenizer as sentence-transformers configured it; tokenizer.json without padding/truncation."""
+    from tokenizers import Tokenizer
+
+    hf_tokenizer = st_model[0].tokenizer
+    saved = hf_tokenizer.save_pretrained(str(out))
+    backend = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    backend.save(str(out / "tokenizer.json"))
+    return tuple(sorted({Path(p).name for p in saved} | {"tokenizer.json"}))
+
+
+def _fuse_stages(backbone_path: Path, description: ModelDescription, out_path: Path) -> dict[str, Any]:
+    import onnx
+
+    from fastembed_rt.kernels.onnx_stages import append_output_stages
+
+    model = onnx.load(str(backbone_path))
+    counts = append_output_stages(model, description.stages, token_embeddings=TOKEN_EMBEDDINGS)
+    model.producer_name = "fastembed-rt"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out_path))
+    return {
+        "stage_nodes": counts.nodes,
+        "pooling_modes": counts.pooling_modes,
+        "dense_layers": counts.dense_layers,
+        "normalize": counts.normalize,
+        "graph_nodes": len(model.graph.node),
+    }
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str] = {}
+    for package in ("fastembed-rt", "torch", "transformers", "sentence-transformers", "onnx", "onnxruntime"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def export_model(
+    model: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    overwrite: bool = False,
+    stsb: bool | None = None,
+    stsb_path: str | os.PathLike[str] | None = None,
+) -> Manifest:
+    """Export a sentence-transformers bi-encoder to a fastembed-rt artifact at ``out_dir``.
+
+    The transformer becomes an ONNX graph with the Pooling/Dense/Normalize stages fused in; the
+    result is validated against the PyTorch model and written only if every text of the grid
+    reaches the fp32 gate (min cosine ≥ 0.9999).
+
+    Args:
+        model: a local model directory or a hub id.
+        out_dir: where the artifact goes; must not exist unless ``overwrite``.
+        stsb: also score STSb test Spearman for the manifest (None: when the data is found locally).
+    Returns:
+        the written manifest.
+    Raises:
+        ExportError: unsupported model; ParityError: the graph misses its gate (lists every failure).
+    """
+    started = time.perf_counter()
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"{out} exists and is not empty; pass overwrite=True (CLI: --overwrite)")
+    model_dir = resolve_model_dir(model, revision, token)
+    st_model = _load_sentence_transformer(model_dir)
+    description = describe_model(model_dir, st_model)
+    arch = architecture_config(description.model_type)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "onnx").mkdir(parents=True)
+    try:
+        backbone = st_model[0].auto_model
+        attn = getattr(backbone.config, "_attn_implementation", None)
+        backbone_path = tmp / "onnx" / "backbone.onnx"
+        export_backbone(backbone, arch, backbone_path, vocab_size=int(backbone.config.vocab_size))
+        if attn is not None and hasattr(backbone, "set_attn_implementation"):
+            backbone.set_attn_implementation(attn)  # the reference runs as users run it
+        graph_file = "onnx/model.onnx"
+        stage_counts = _fuse_stages(backbone_path, description, tmp / graph_file)
+        backbone_path.unlink()
+        tokenizer_files = _write_tokenizer(st_model, tmp)
+        hf_tokenizer = st_model[0].tokenizer
+        dim = description.stages.output_dim(description.hidden_size)
+        inputs = arch.inputs + (() if description.stages.pooling.include_prompt else (PROMPT_LENGTH,))
+        variant = Variant(
+            name="fp32",
+            file=graph_file,
+            format="onnx",
+            precision="fp32",
+            optimization="none",
+            size=(tmp / graph_file).stat().st_size,
+            sha256=file_sha256(tmp / graph_file),
+            stage_counts=stage_counts,
+        )
+        manifest = Manifest(
+            root=tmp,
+            task="embedding",
+            source={
+                "model": str(model),
+                "revision": revision,
+                "architecture": description.model_type,
+                "modules": description.modules,
+                "library_versions": _versions(),
+            },
+            tokenizer=TokenizerInfo(
+                file="tokenizer.json",
+                files=tokenizer_files,
+                max_seq_length=description.max_seq_length,
+                pad_token_id=int(hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0),
+                special_token_ids=tuple(int(i) for i in hf_tokenizer.all_special_ids),
+                truncation_side=str(hf_tokenizer.truncation_side),
+                padding_side=str(hf_tokenizer.padding_side),
+                prompts=description.prompts,
+                default_prompt_name=description.default_prompt_name,
+            ),
+            graph=GraphContract(
+                inputs=inputs,
+                outputs={
+                    SENTENCE_EMBEDDING: {"dtype": "float32", "dims": ["batch", dim]},
+                    TOKEN_EMBEDDINGS: {"dtype": "float32", "dims": ["batch", "sequence", description.hidden_size]},
+                },
+            ),
+            stages=description.stages.to_dict(),
+            similarity_fn=description.similarity_fn,
+            dim=dim,
+            variants=(variant,),
+            schema_version=SCHEMA_VERSION,
+        )
+        manifest.write()
+        fidelity = validate_embeddings(tmp, st_model, description.prompts, arch.min_cosine)
+        if fidelity.failures:
+            raise ParityError(
+                f"exported graph of {model} misses the fp32 gate (min cosine {arch.min_cosine}) on "
+                f"{len(fidelity.failures)} of {fidelity.texts} texts; nothing was written:\n  "
+                + "\n  ".join(fidelity.failures),
+                fidelity.failures,
+            )
+        _score_stsb(tmp, st_model, fidelity, stsb, stsb_path)
+        variant = Variant(**{**variant.to_dict(), "fidelity": fidelity.to_dict()})
+        manifest = Manifest(**{**manifest.__dict__, "variants": (variant,)})
+        manifest.write()
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("exported %s to %s in %.1f s", model, out, time.perf_counter() - started)
+    return Manifest(**{**manifest.__dict__, "root": out})
+
+
+def _score_stsb(
+    artifact: Path, st_model: Any, fidelity: Fidelity, stsb: bool | None, path: str | os.PathLike[str] | None
+) -> None:
+    from fastembed_rt.evaluation import find_stsb_dir, load_stsb, stsb_spearman
+    from fastembed_rt.models import SentenceTransformer
+
+    if stsb is False or (stsb is None and find_stsb_dir(path) is None):
+        return
+    data = load_stsb("test", "en", path)
+    runtime = SentenceTransformer(artifact)
+    fidelity.stsb_spearman = stsb_spearman(lambda t: runtime.encode(t), data)  # type: ignore[arg-type,return-value]
+    fidelity.stsb_spearman_torch = stsb_spearman(lambda t: st_model.encode(t, convert_to_numpy=True, show_progress_bar=False), data)
+    runtime.close()

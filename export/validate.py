@@ -1,0 +1,104 @@
+"""Parity of an exported artifact against the PyTorch sentence-transformers model.
+
+The check runs the artifact through the runtime it feeds (tokenizer, batching, provider), on an
+odd-shape grid: batches of 1, 3 and 5 texts, short, mid-length, empty and over-long texts, with
+and without each of the model's prompts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Fidelity", "parity_texts", "validate_embeddings"]
+
+_MID = (
+    "The quick brown fox jumps over the lazy dog while the farmer watches from the porch "
+    "and wonders whether it will rain before the harvest is done."
+)
+
+
+def parity_texts(max_seq_length: int) -> list[str]:
+    """Texts for the grid: 9 texts of very different token lengths, two longer than the limit."""
+    long_words = " ".join(f"word{i} and more" for i in range(max_seq_length))
+    return [
+        "Hi",
+        "A man is playing a guitar.",
+        _MID,
+        "",
+        long_words,
+        "Das ist ein Satz auf Deutsch, mit Umlauten: Größe, Übung.",
+        _MID + " " + _MID,
+        "x",
+        long_words + " " + long_words,
+    ]
+
+
+@dataclass
+class Fidelity:
+    """Agreement of one variant with PyTorch on the same texts."""
+
+    min_cosine: float = 1.0
+    mean_cosine: float = 1.0
+    max_abs_diff: float = 0.0
+    texts: int = 0
+    failures: list[str] = field(default_factory=list)
+    stsb_spearman: float | None = None
+    stsb_spearman_torch: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "min_cosine": round(self.min_cosine, 7),
+            "mean_cosine": round(self.mean_cosine, 7),
+            "max_abs_diff": float(f"{self.max_abs_diff:.3g}"),
+            "texts": self.texts,
+        }
+        if self.stsb_spearman is not None:
+            out["stsb_spearman"] = round(self.stsb_spearman, 5)
+            out["stsb_spearman_torch"] = round(self.stsb_spearman_torch or 0.0, 5)
+        return out
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    num = (a64 * b64).sum(axis=1)
+    den = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
+    both_zero = den == 0
+    return np.where(both_zero, np.where(np.abs(a64 - b64).max(axis=1) == 0, 1.0, 0.0), num / np.where(both_zero, 1, den))
+
+
+def validate_embeddings(artifact: Path, st_model: Any, prompts: dict[str, str], min_cosine: float) -> Fidelity:
+    """Compare the artifact with ``st_model`` on the grid; every row below ``min_cosine`` is a failure."""
+    from fastembed_rt.models import SentenceTransformer
+
+    runtime = SentenceTransformer(artifact, verify="full")
+    texts = parity_texts(runtime.max_seq_length)
+    fidelity = Fidelity()
+    all_cos: list[np.ndarray] = []
+    prompt_cases: list[str | None] = [None, *sorted({p for p in prompts.values() if p})]
+    for prompt in prompt_cases:
+        for size in (1, 3, 5):
+            for start in range(0, len(texts), size):
+                batch = texts[start : start + size]
+                ours = runtime.encode(batch, prompt=prompt, batch_size=size)
+                ref = st_model.encode(
+                    batch, prompt=prompt, batch_size=size, convert_to_numpy=True, show_progress_bar=False
+                )
+                cos = _cosines(np.asarray(ours), np.asarray(ref))
+                all_cos.append(cos)
+                fidelity.max_abs_diff = max(fidelity.max_abs_diff, float(np.abs(ours - ref).max()))
+                for j in np.flatnonzero(~(cos >= min_cosine)):
+                    text = batch[j]
+                    shown = text if len(text) < 40 else text[:37] + "..."
+                    fidelity.failures.append(
+                        f"batch of {size}, prompt {prompt!r}, text {shown!r}: cosine {cos[j]:.6f} < {min_cosine}"
+                    )
+    cosines = np.concatenate(all_cos)
+    fidelity.min_cosine = float(np.nanmin(cosines)) if not np.isnan(cosines).any() else float("nan")
+    fidelity.mean_cosine = float(np.mean(cosines))
+    fidelity.texts = int(cosines.size)
+    runtime.close()
+    return fidelity

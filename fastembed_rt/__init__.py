@@ -1,0 +1,31 @@
+"""fastembed-rt: torch-free inference for Sentence Transformers models.
+
+>>> from fastembed_rt import SentenceTransformer
+>>> model = SentenceTransformer("artifacts/all-MiniLM-L6-v2")   # doctest: +SKIP
+>>> model.encode(["The cat sat on the mat."]).shape              # doctest: +SKIP
+(1, 384)
+"""
+
+from fastembed_rt.errors import (
+    ArtifactError,
+    ExportError,
+    FastEmbedError,
+    InputError,
+    ParityError,
+    ProviderError,
+)
+from fastembed_rt.models import SentenceTransformer, SimilarityFunction
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArtifactError",
+    "ExportError",
+    "FastEmbedError",
+    "InputError",
+    "ParityError",
+    "ProviderError",
+    "SentenceTransformer",
+    "SimilarityFunction",
+    "__version__",
+]

@@ -1,0 +1,306 @@
+"""The artifact contract: ``manifest.json`` read into frozen dataclasses, checked against its files.
+
+An artifact directory fully describes a model for the runtime (DESIGN §3)::
+
+    <artifact>/manifest.json       what is below, and how to run it
+    <artifact>/tokenizer.json      Rust tokenizers file, exactly as sentence-transformers configured it
+    <artifact>/onnx/model.onnx     fp32 graph with the output stages fused
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastembed_rt.errors import ArtifactError
+
+__all__ = [
+    "MANIFEST_FILE",
+    "SCHEMA_VERSION",
+    "GraphContract",
+    "Manifest",
+    "TokenizerInfo",
+    "Variant",
+    "file_sha256",
+    "load_manifest",
+    "resolve_artifact",
+]
+
+MANIFEST_FILE = "manifest.json"
+SCHEMA_VERSION = 1
+_EXPORT_HINT = "re-create it with `fastembed-rt export MODEL OUT_DIR`"
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """How texts become token ids, as sentence-transformers does it for this model."""
+
+    file: str
+    max_seq_length: int
+    pad_token_id: int
+    special_token_ids: tuple[int, ...]
+    truncation_side: str = "right"
+    padding_side: str = "right"
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+    files: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "files": list(self.files),
+            "max_seq_length": self.max_seq_length,
+            "pad_token_id": self.pad_token_id,
+            "special_token_ids": list(self.special_token_ids),
+            "truncation_side": self.truncation_side,
+            "padding_side": self.padding_side,
+            "prompts": dict(self.prompts),
+            "default_prompt_name": self.default_prompt_name,
+        }
+
+
+@dataclass(frozen=True)
+class GraphContract:
+    """Graph inputs and outputs by name; outputs map to ``{"dtype": str, "dims": [str|int]}``."""
+
+    inputs: tuple[str, ...]
+    outputs: dict[str, dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"inputs": list(self.inputs), "outputs": self.outputs}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One runnable graph of the artifact and the proof of its fidelity."""
+
+    name: str
+    file: str
+    format: str
+    precision: str
+    optimization: str
+    size: int
+    sha256: str
+    fidelity: dict[str, Any] = field(default_factory=dict)
+    stage_counts: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "file": self.file,
+            "format": self.format,
+            "precision": self.precision,
+            "optimization": self.optimization,
+            "size": self.size,
+            "sha256": self.sha256,
+            "fidelity": self.fidelity,
+            "stage_counts": self.stage_counts,
+        }
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parsed ``manifest.json`` of one artifact directory."""
+
+    root: Path
+    task: str
+    source: dict[str, Any]
+    tokenizer: TokenizerInfo
+    graph: GraphContract
+    stages: dict[str, Any]
+    similarity_fn: str
+    dim: int
+    variants: tuple[Variant, ...]
+    schema_version: int = SCHEMA_VERSION
+
+    def variant(self, name: str) -> Variant:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        names = ", ".join(v.name for v in self.variants)
+        raise ArtifactError(f"artifact {self.root} has no variant {name!r}; available: {names}")
+
+    @property
+    def normalizes(self) -> bool:
+        return bool(self.stages.get("normalize", False))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "task": self.task,
+            "source": self.source,
+            "tokenizer": self.tokenizer.to_dict(),
+            "graph": self.graph.to_dict(),
+            "stages": self.stages,
+            "similarity_fn": self.similarity_fn,
+            "dim": self.dim,
+            "variants": [v.to_dict() for v in self.variants],
+        }
+
+    def write(self) -> Path:
+        path = self.root / MANIFEST_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        return path
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _require(data: dict[str, Any], key: str, where: str, path: Path) -> Any:
+    if key not in data:
+        raise ArtifactError(f"{path}: manifest has no {where}{key!r}; {_EXPORT_HINT}")
+    return data[key]
+
+
+def _parse(root: Path, data: Any, path: Path) -> Manifest:
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: manifest must be a JSON object, got {type(data).__name__}; {_EXPORT_HINT}")
+    version = _require(data, "schema_version", "", path)
+    if version != SCHEMA_VERSION:
+        raise ArtifactError(
+            f"{path}: schema_version {version!r} is not supported by this fastembed-rt "
+            f"(supports {SCHEMA_VERSION}); upgrade fastembed-rt or {_EXPORT_HINT}"
+        )
+    try:
+        tok = _require(data, "tokenizer", "", path)
+        tokenizer = TokenizerInfo(
+            file=str(_require(tok, "file", "tokenizer.", path)),
+            max_seq_length=int(_require(tok, "max_seq_length", "tokenizer.", path)),
+            pad_token_id=int(_require(tok, "pad_token_id", "tokenizer.", path)),
+            special_token_ids=tuple(int(i) for i in tok.get("special_token_ids", ())),
+            truncation_side=str(tok.get("truncation_side", "right")),
+            padding_side=str(tok.get("padding_side", "right")),
+            prompts={str(k): str(v) for k, v in (tok.get("prompts") or {}).items()},
+            default_prompt_name=tok.get("default_prompt_name"),
+            files=tuple(tok.get("files", ())),
+        )
+        graph_data = _require(data, "graph", "", path)
+        graph = GraphContract(
+            inputs=tuple(_require(graph_data, "inputs", "graph.", path)),
+            outputs=dict(_require(graph_data, "outputs", "graph.", path)),
+        )
+        variants = tuple(
+            Variant(
+                name=str(v["name"]),
+                file=str(v["file"]),
+                format=str(v["format"]),
+                precision=str(v["precision"]),
+                optimization=str(v.get("optimization", "none")),
+                size=int(v["size"]),
+                sha256=str(v["sha256"]),
+                fidelity=dict(v.get("fidelity", {})),
+                stage_counts=dict(v.get("stage_counts", {})),
+            )
+            for v in _require(data, "variants", "", path)
+        )
+        manifest = Manifest(
+            root=root,
+            task=str(_require(data, "task", "", path)),
+            source=dict(data.get("source", {})),
+            tokenizer=tokenizer,
+            graph=graph,
+            stages=dict(_require(data, "stages", "", path)),
+            similarity_fn=str(data.get("similarity_fn", "cosine")),
+            dim=int(_require(data, "dim", "", path)),
+            variants=variants,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ArtifactError(f"{path}: malformed manifest ({exc!r}); {_EXPORT_HINT}") from exc
+    if not manifest.variants:
+        raise ArtifactError(f"{path}: manifest lists no variants; {_EXPORT_HINT}")
+    return manifest
+
+
+def load_manifest(root: str | os.PathLike[str]) -> Manifest:
+    """Read and check ``root/manifest.json``; every named file must exist.
+
+    Raises:
+        ArtifactError: naming the missing or malformed file and how to fix it.
+    """
+    root = Path(root)
+    path = root / MANIFEST_FILE
+    if not root.is_dir():
+        raise ArtifactError(f"artifact directory {root} does not exist; {_EXPORT_HINT}")
+    if not path.is_file():
+        if (root / "modules.json").is_file() or (root / "config.json").is_file():
+            raise ArtifactError(
+                f"{root} is a model directory, not a fastembed-rt artifact (no {MANIFEST_FILE}); "
+                f"export it first: `fastembed-rt export {root} OUT_DIR`"
+            )
+        raise ArtifactError(f"{path} is missing: {root} is not a fastembed-rt artifact; {_EXPORT_HINT}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({exc}); {_EXPORT_HINT}") from exc
+    manifest = _parse(root, data, path)
+    tokenizer_path = root / manifest.tokenizer.file
+    if not tokenizer_path.is_file():
+        raise ArtifactError(f"{tokenizer_path} is missing (named by {path}); {_EXPORT_HINT}")
+    return manifest
+
+
+def verify_variant_file(manifest: Manifest, variant: Variant, *, full: bool = False) -> Path:
+    """Check a variant's file against the manifest: size always, sha256 when ``full``."""
+    path = manifest.root / variant.file
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing (variant {variant.name!r} of {manifest.root}); {_EXPORT_HINT}")
+    size = path.stat().st_size
+    if size != variant.size:
+        raise ArtifactError(
+            f"{path} is corrupt or truncated: {size} bytes, the manifest says {variant.size}; {_EXPORT_HINT}"
+        )
+    if full:
+        digest = file_sha256(path)
+        if digest != variant.sha256:
+            raise ArtifactError(
+                f"{path} is corrupt: sha256 {digest[:12]}…, the manifest says {variant.sha256[:12]}…; "
+                f"{_EXPORT_HINT}"
+            )
+    return path
+
+
+def resolve_artifact(
+    model: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    token: str | bool | None = None,
+) -> Path:
+    """A local artifact directory for ``model``: a path as is, or a hub repo id downloaded.
+
+    Hub ids go through ``huggingface_hub.snapshot_download``, which honours ``HF_HUB_OFFLINE``
+    and the local cache. The repo must hold a fastembed-rt artifact (a ``manifest.json``).
+    """
+    path = Path(model).expanduser()
+    if path.exists() or os.path.isabs(str(model)) or str(model).startswith((".", "~")):
+        return path
+    repo_id = str(model)
+    if repo_id.count("/") > 1 or not repo_id.strip():
+        raise ArtifactError(f"{repo_id!r} is neither an existing directory nor a hub repo id ('owner/name')")
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise ArtifactError(f"loading {repo_id!r} from the hub needs huggingface_hub: pip install huggingface_hub") from exc
+    try:
+        local = snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, token=token)
+    except LocalEntryNotFoundError as exc:
+        raise ArtifactError(
+            f"{repo_id!r} is not a local directory and is not in the hub cache while offline "
+            f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '')!r}); pass an artifact directory, "
+            "or download it once with network access"
+        ) from exc
+    except RepositoryNotFoundError as exc:
+        raise ArtifactError(f"hub repo {repo_id!r} does not exist or is private (pass token=...)") from exc
+    except (HfHubHTTPError, OSError) as exc:
+        raise ArtifactError(f"could not download {repo_id!r} from the hub: {exc}") from exc
+    return Path(local)

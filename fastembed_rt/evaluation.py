@@ -1,0 +1,125 @@
+"""STS benchmark loading and Spearman scoring, shared by export, tests and benchmarks.
+
+``load_stsb`` looks for ``stsb-<lang>-<split>.csv`` (rows ``sentence1,sentence2,score``, no header) in, in
+order: the ``path`` argument, ``$FASTEMBED_RT_STSB``, ``../shared/data/stsb`` next to the working
+directory or this checkout, and otherwise loads the public ``PhilipMay/stsb_multi_mt`` dataset
+from the hub (needs the ``datasets`` package and network access).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["STSB_ENV", "StsbSplit", "find_stsb_dir", "load_stsb", "spearman", "stsb_spearman"]
+
+STSB_ENV = "FASTEMBED_RT_STSB"
+_SPLITS = ("train", "dev", "test")
+
+
+@dataclass(frozen=True)
+class StsbSplit:
+    """Sentence pairs and gold scores (0–5) of one STSb split."""
+
+    sentences1: list[str]
+    sentences2: list[str]
+    scores: np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def find_stsb_dir(path: str | os.PathLike[str] | None = None) -> Path | None:
+    """The first existing STSb folder among the documented places, or None."""
+    candidates: list[Path] = []
+    if path is not None:
+        candidates.append(Path(path))
+    if os.environ.get(STSB_ENV):
+        candidates.append(Path(os.environ[STSB_ENV]))
+    candidates.append(Path.cwd().parent / "shared" / "data" / "stsb")
+    candidates.append(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "stsb")
+    for candidate in candidates:
+        if candidate.is_dir() and any(candidate.glob("stsb-*-*.csv")):
+            return candidate
+    if path is not None:
+        raise FileNotFoundError(f"no stsb-<lang>-<split>.csv files in {path}")
+    return None
+
+
+def _from_hub(split: str, lang: str) -> StsbSplit:
+    try:
+        from datasets import load_dataset  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise FileNotFoundError(
+            "STSb CSV files not found locally (pass path=..., or set $FASTEMBED_RT_STSB) and the "
+            "`datasets` package is not installed to load PhilipMay/stsb_multi_mt from the hub: pip install datasets"
+        ) from exc
+    hub_split = {"dev": "dev", "train": "train", "test": "test"}[split]
+    data = load_dataset("PhilipMay/stsb_multi_mt", lang, split=hub_split)
+    return StsbSplit(
+        list(data["sentence1"]),
+        list(data["sentence2"]),
+        np.asarray(data["similarity_score"], dtype=np.float64),
+        f"hub:PhilipMay/stsb_multi_mt/{lang}/{split}",
+    )
+
+
+def load_stsb(split: str = "test", lang: str = "en", path: str | os.PathLike[str] | None = None) -> StsbSplit:
+    """Load one STSb split (``train``, ``dev`` or ``test``) in ``lang``."""
+    if split not in _SPLITS:
+        raise ValueError(f"split {split!r} is not one of {_SPLITS}")
+    folder = find_stsb_dir(path)
+    if folder is None:
+        return _from_hub(split, lang)
+    file = folder / f"stsb-{lang}-{split}.csv"
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} does not exist; languages here: "
+                                f"{sorted({p.name.split('-')[1] for p in folder.glob('stsb-*-*.csv')})}")
+    s1: list[str] = []
+    s2: list[str] = []
+    scores: list[float] = []
+    with file.open(newline="", encoding="utf-8") as handle:
+        for i, row in enumerate(csv.reader(handle)):
+            if i == 0 and row[:3] == ["sentence1", "sentence2", "score"]:
+                continue  # the files here have no header; tolerate one
+            if len(row) != 3:
+                raise ValueError(f"{file}:{i + 1}: expected 3 columns, got {len(row)}")
+            s1.append(row[0])
+            s2.append(row[1])
+            scores.append(float(row[2]))
+    return StsbSplit(s1, s2, np.asarray(scores, dtype=np.float64), str(file))
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks with ties averaged (as scipy.stats.rankdata's default)."""
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    ranks = np.empty(len(x), dtype=np.float64)
+    boundaries = np.flatnonzero(np.diff(sorted_x)) + 1
+    starts = np.concatenate(([0], boundaries))
+    ends = np.concatenate((boundaries, [len(x)]))
+    for start, end in zip(starts, ends):
+        ranks[order[start:end]] = (start + end - 1) / 2.0 + 1.0
+    return ranks
+
+
+def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Spearman rank correlation of two equally long sequences (ties get average ranks)."""
+    ra, rb = _ranks(np.asarray(a, dtype=np.float64)), _ranks(np.asarray(b, dtype=np.float64))
+    ra -= ra.mean()
+    rb -= rb.mean()
+    return float((ra * rb).sum() / np.sqrt((ra * ra).sum() * (rb * rb).sum()))
+
+
+def stsb_spearman(encode: Callable[[list[str]], np.ndarray], data: StsbSplit) -> float:
+    """Spearman ×100 between cosine similarity of ``encode``'s embeddings and the gold scores."""
+    e1 = np.asarray(encode(data.sentences1), dtype=np.float64)
+    e2 = np.asarray(encode(data.sentences2), dtype=np.float64)
+    cos = (e1 * e2).sum(axis=1) / np.maximum(np.linalg.norm(e1, axis=1) * np.linalg.norm(e2, axis=1), 1e-12)
+    return 100.0 * spearman(cos, data.scores)

@@ -1,0 +1,242 @@
+"""The sentence-transformers-shaped API over a fastembed-rt artifact. Numpy out; no torch."""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from fastembed_rt import util
+from fastembed_rt.artifact import load_manifest, resolve_artifact, verify_variant_file
+from fastembed_rt.errors import ArtifactError, InputError
+from fastembed_rt.pipeline import EncodeStats, Pipeline, check_texts
+from fastembed_rt.providers import ProviderOptions, create_provider
+from fastembed_rt.tokenizer import Tokenizer
+
+__all__ = ["SentenceTransformer", "SimilarityFunction"]
+
+
+class SimilarityFunction(str, enum.Enum):
+    COSINE = "cosine"
+    DOT = "dot"
+    EUCLIDEAN = "euclidean"
+    MANHATTAN = "manhattan"
+
+
+_SIMILARITY = {
+    SimilarityFunction.COSINE: (util.cos_sim, util.pairwise_cos_sim),
+    SimilarityFunction.DOT: (util.dot_score, util.pairwise_dot_score),
+    SimilarityFunction.EUCLIDEAN: (util.euclidean_sim, util.pairwise_euclidean_sim),
+    SimilarityFunction.MANHATTAN: (util.manhattan_sim, util.pairwise_manhattan_sim),
+}
+
+
+def _similarity_function(name: str) -> SimilarityFunction:
+    aliases = {"cos_sim": "cosine", "dot_score": "dot", "dot_product": "dot"}
+    try:
+        return SimilarityFunction(aliases.get(name, name))
+    except ValueError:
+        valid = ", ".join(f.value for f in SimilarityFunction)
+        raise InputError(f"similarity_fn_name {name!r} is not known; valid: {valid}") from None
+
+
+class SentenceTransformer:
+    """Encode texts with an exported artifact, the way ``sentence_transformers.SentenceTransformer`` does.
+
+    Args:
+        model_name_or_path: an artifact directory, or a hub repo id holding one.
+        provider: execution provider name (``"auto"`` picks the best available).
+        variant: variant name from the manifest (``"auto"``: the portable fp32 graph).
+        truncate_dim: default Matryoshka dimension for ``encode``.
+        prompts / default_prompt_name: override the artifact's prompts.
+        verify: ``"size"`` (cheap, default) or ``"full"`` (sha256) check of the graph file.
+        intra_op_threads: CPU threads; default: the CPUs this process may use.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike[str],
+        *,
+        provider: str = "auto",
+        variant: str = "auto",
+        truncate_dim: int | None = None,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        token: str | bool | None = None,
+        verify: Literal["size", "full"] = "size",
+        intra_op_threads: int | None = None,
+    ) -> None:
+        root = resolve_artifact(model_name_or_path, revision=revision, cache_dir=cache_dir, token=token)
+        self.manifest = load_manifest(root)
+        if self.manifest.task != "embedding":
+            raise ArtifactError(
+                f"{root} holds a {self.manifest.task!r} model; SentenceTransformer loads 'embedding' artifacts"
+            )
+        chosen = self.manifest.variants[0] if variant == "auto" else self.manifest.variant(variant)
+        graph_path = verify_variant_file(self.manifest, chosen, full=verify == "full")
+        self.variant = chosen.name
+        self._tokenizer = Tokenizer(root, self.manifest.tokenizer)
+        options = ProviderOptions(intra_op_threads=intra_op_threads)
+        self._pipeline = Pipeline(self.manifest, self._tokenizer, create_provider(provider, graph_path, options))
+        self.provider = self._pipeline.provider.name
+        self.prompts: dict[str, str] = dict(self.manifest.tokenizer.prompts if prompts is None else prompts)
+        self.default_prompt_name = default_prompt_name or self.manifest.tokenizer.default_prompt_name
+        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
+            raise InputError(
+                f"default_prompt_name {self.default_prompt_name!r} is not in prompts {sorted(self.prompts)}"
+            )
+        self.truncate_dim = truncate_dim
+        self.similarity_fn_name = _similarity_function(self.manifest.similarity_fn).value
+
+    # -- properties sentence-transformers users reach for ---------------------------------------
+    @property
+    def max_seq_length(self) -> int:
+        return self._tokenizer.max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        if not isinstance(value, int) or value < 1:
+            raise InputError(f"max_seq_length must be a positive int, got {value!r}")
+        self._tokenizer.max_seq_length = value
+
+    @property
+    def tokenizer(self) -> Any:
+        """The Rust ``tokenizers.Tokenizer`` in use."""
+        return self._tokenizer.backend
+
+    @property
+    def last_encode_stats(self) -> EncodeStats:
+        """Texts, truncated texts, batches and padding of the most recent encode call."""
+        return self._pipeline.last_stats
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return self.truncate_dim or self.manifest.dim
+
+    def get_max_seq_length(self) -> int:
+        return self.max_seq_length
+
+    # -- encoding -------------------------------------------------------------------------------
+    def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
+        if prompt is not None:
+            return prompt
+        if prompt_name is not None:
+            if prompt_name not in self.prompts:
+                raise InputError(
+                    f"prompt_name {prompt_name!r} is not in this model's prompts; available: {sorted(self.prompts)}"
+                )
+            return self.prompts[prompt_name]
+        if self.default_prompt_name is not None:
+            return self.prompts.get(self.default_prompt_name)
+        return None
+
+    def tokenize(self, texts: str | Sequence[str]) -> dict[str, np.ndarray]:
+        """Padded model inputs for ``texts`` (``input_ids``, ``attention_mask``, ...), int64."""
+        items = check_texts(texts)
+        encoded = self._tokenizer.encode(items)
+        return self._pipeline._feeds(encoded.ids, encoded.type_ids, 0)
+
+    def encode(
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        output_value: Literal["sentence_embedding", "token_embeddings"] = "sentence_embedding",
+        precision: Literal["float32"] = "float32",
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+    ) -> np.ndarray | list[np.ndarray]:
+        """Embed ``sentences``.
+
+        Returns:
+            float32 ``[n, dim]`` (``[dim]`` for a single str); a list of 1-D arrays when
+            ``convert_to_numpy=False``; per-text ``[tokens, hidden]`` arrays for
+            ``output_value="token_embeddings"``. ``truncate_dim`` slices, then re-normalizes when the
+            model normalizes or ``normalize_embeddings`` is set.
+        """
+        if convert_to_tensor:
+            raise InputError("convert_to_tensor=True needs torch; fastembed-rt returns numpy arrays")
+        if precision != "float32":
+            raise InputError(f"precision {precision!r} is not supported yet; valid: 'float32'")
+        single = isinstance(sentences, str)
+        texts = check_texts(sentences)
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+        dim_limit = truncate_dim if truncate_dim is not None else self.truncate_dim
+        if dim_limit is not None and not (isinstance(dim_limit, int) and 0 < dim_limit <= self.manifest.dim):
+            raise InputError(f"truncate_dim must be an int in 1..{self.manifest.dim}, got {dim_limit!r}")
+        resolved_prompt = self._resolve_prompt(prompt, prompt_name)
+        show = bool(show_progress_bar)
+        if output_value == "token_embeddings":
+            tokens = self._pipeline.token_embeddings(
+                texts, prompt=resolved_prompt, batch_size=batch_size, show_progress_bar=show
+            )
+            return tokens[0] if single else tokens
+        if output_value != "sentence_embedding":
+            raise InputError(
+                f"output_value {output_value!r} is not supported; valid: 'sentence_embedding', 'token_embeddings'"
+            )
+        if not texts:
+            embeddings = np.empty((0, self.get_sentence_embedding_dimension()), dtype=np.float32)
+        else:
+            embeddings = self._pipeline.embed(
+                texts, prompt=resolved_prompt, batch_size=batch_size, show_progress_bar=show
+            )
+        if dim_limit is not None and dim_limit < embeddings.shape[1]:
+            embeddings = embeddings[:, :dim_limit]
+            if self.manifest.normalizes:
+                normalize_embeddings = True
+        if normalize_embeddings:
+            norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+            embeddings = embeddings / np.maximum(norms, np.float32(1e-12))
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        if single:
+            return embeddings[0]
+        if not convert_to_numpy:
+            return list(embeddings)
+        return embeddings
+
+    def encode_query(self, sentences: str | Sequence[str], **kwargs: Any) -> np.ndarray | list[np.ndarray]:
+        """``encode`` with the ``query`` prompt when the model defines one."""
+        if "prompt" not in kwargs and "prompt_name" not in kwargs and "query" in self.prompts:
+            kwargs["prompt_name"] = "query"
+        return self.encode(sentences, **kwargs)
+
+    def encode_document(self, sentences: str | Sequence[str], **kwargs: Any) -> np.ndarray | list[np.ndarray]:
+        """``encode`` with the ``document`` (or ``passage``/``corpus``) prompt when the model defines one."""
+        if "prompt" not in kwargs and "prompt_name" not in kwargs:
+            for name in ("document", "passage", "corpus"):
+                if name in self.prompts:
+                    kwargs["prompt_name"] = name
+                    break
+        return self.encode(sentences, **kwargs)
+
+    # -- similarity -----------------------------------------------------------------------------
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
+        """float32 ``[n, m]`` scores with the model's similarity function."""
+        return _SIMILARITY[SimilarityFunction(self.similarity_fn_name)][0](embeddings1, embeddings2)
+
+    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
+        """float32 ``[n]`` scores of row i against row i."""
+        return _SIMILARITY[SimilarityFunction(self.similarity_fn_name)][1](embeddings1, embeddings2)
+
+    def set_similarity_fn(self, name: str) -> None:
+        self.similarity_fn_name = _similarity_function(name).value
+
+    def close(self) -> None:
+        self._pipeline.provider.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"SentenceTransformer({str(self.manifest.root)!r}, provider={self.provider!r}, "
+            f"variant={self.variant!r}, dim={self.manifest.dim}, max_seq_length={self.max_seq_length})"
+        )

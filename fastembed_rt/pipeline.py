@@ -1,0 +1,173 @@
+"""One encode call: validate → tokenize → plan batches → run the fused graph → scatter back.
+
+The graph already pools and normalizes; the host only pads, feeds and reorders.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fastembed_rt.artifact import Manifest
+from fastembed_rt.batching import DEFAULT_TOKEN_BUDGET, pad_batch, plan_batches
+from fastembed_rt.errors import InputError
+from fastembed_rt.providers.base import ExecutionProvider
+from fastembed_rt.tokenizer import Tokenizer
+
+__all__ = ["EncodeStats", "Pipeline", "check_texts"]
+
+SENTENCE_EMBEDDING = "sentence_embedding"
+TOKEN_EMBEDDINGS = "token_embeddings"
+PROMPT_LENGTH = "prompt_length"
+
+
+def check_texts(texts: object) -> list[str]:
+    """``texts`` as a list of str, or an ``InputError`` naming the first bad position."""
+    if isinstance(texts, str):
+        return [texts]
+    if texts is None:
+        raise InputError("texts is None; pass a str or a list of str")
+    if isinstance(texts, np.ndarray):
+        texts = texts.tolist()
+    if not isinstance(texts, Iterable) or isinstance(texts, (bytes, dict)):
+        raise InputError(f"texts must be a str or a list of str, got {type(texts).__name__}")
+    items = list(texts)
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            kind = "None" if item is None else type(item).__name__
+            hint = " (nested lists are not accepted: flatten them first)" if isinstance(item, (list, tuple)) else ""
+            raise InputError(f"texts[{i}] is {kind}, expected str{hint}")
+    return items
+
+
+@dataclass
+class EncodeStats:
+    """What the last encode call did: observable truncation and padding."""
+
+    texts: int = 0
+    truncated: int = 0
+    batches: int = 0
+    real_tokens: int = 0
+    padded_tokens: int = 0
+
+    @property
+    def padding_ratio(self) -> float:
+        return 0.0 if not self.padded_tokens else 1.0 - self.real_tokens / self.padded_tokens
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _PlainProgress(total)
+    return tqdm(total=total, desc="Batches", unit="batch")
+
+
+class _PlainProgress:
+    """A stderr counter for when tqdm is not installed (it is not a runtime dependency)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        sys.stderr.write(f"\rBatches: {self.done}/{self.total}")
+        if self.done >= self.total:
+            sys.stderr.write("\n")
+
+    def close(self) -> None:
+        pass
+
+
+class Pipeline:
+    """Runs a fused embedding graph over texts; owns tokenizer and provider, not the options."""
+
+    def __init__(self, manifest: Manifest, tokenizer: Tokenizer, provider: ExecutionProvider) -> None:
+        self.manifest = manifest
+        self.tokenizer = tokenizer
+        self.provider = provider
+        self.token_budget = DEFAULT_TOKEN_BUDGET
+        self.last_stats = EncodeStats()
+        self._inputs = tuple(manifest.graph.inputs)
+        self._left = manifest.tokenizer.padding_side == "left"
+        self._pad_id = manifest.tokenizer.pad_token_id
+
+    def _feeds(self, ids: list[np.ndarray], type_ids: list[np.ndarray], prompt_length: int) -> dict[str, np.ndarray]:
+        input_ids, mask = pad_batch(ids, self._pad_id, self._left)
+        feeds: dict[str, np.ndarray] = {}
+        for name in self._inputs:
+            if name == "input_ids":
+                feeds[name] = input_ids
+            elif name == "attention_mask":
+                feeds[name] = mask
+            elif name == "token_type_ids":
+                feeds[name] = pad_batch(type_ids, 0, self._left)[0]
+            elif name == PROMPT_LENGTH:
+                feeds[name] = np.full(len(ids), prompt_length, dtype=np.int64)
+            else:
+                raise InputError(f"graph input {name!r} of {self.manifest.root} is not one fastembed-rt can feed")
+        return feeds
+
+    def run_batches(
+        self,
+        texts: Sequence[str],
+        *,
+        prompt: str | None,
+        batch_size: int,
+        outputs: Sequence[str],
+        show_progress_bar: bool = False,
+    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]:
+        """Yield ``(row_indices, outputs, attention_mask)`` per batch, longest batch first."""
+        if batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size}")
+        full = [prompt + t for t in texts] if prompt else list(texts)
+        encoded = self.tokenizer.encode(full)
+        prompt_length = self.tokenizer.prompt_length(prompt) if prompt else 0
+        lengths = encoded.lengths
+        plan = plan_batches(lengths, batch_size, self.token_budget)
+        stats = EncodeStats(texts=len(texts), truncated=int(encoded.truncated.sum()), batches=len(plan))
+        bar = _progress(len(plan), show_progress_bar)
+        try:
+            for rows in plan:
+                feeds = self._feeds([encoded.ids[i] for i in rows], [encoded.type_ids[i] for i in rows], prompt_length)
+                stats.real_tokens += int(lengths[rows].sum())
+                stats.padded_tokens += int(feeds["input_ids"].size)
+                result = self.provider.run(feeds, list(outputs))
+                if bar is not None:
+                    bar.update(1)
+                yield rows, result, feeds["attention_mask"]
+        finally:
+            if bar is not None:
+                bar.close()
+            self.last_stats = stats
+
+    def embed(
+        self, texts: Sequence[str], *, prompt: str | None, batch_size: int, show_progress_bar: bool = False
+    ) -> np.ndarray:
+        """float32 ``[len(texts), dim]`` sentence embeddings in input order."""
+        out = np.empty((len(texts), self.manifest.dim), dtype=np.float32)
+        for rows, result, _ in self.run_batches(
+            texts, prompt=prompt, batch_size=batch_size, outputs=[SENTENCE_EMBEDDING],
+            show_progress_bar=show_progress_bar,
+        ):
+            out[rows] = result[SENTENCE_EMBEDDING]
+        return out
+
+    def token_embeddings(
+        self, texts: Sequence[str], *, prompt: str | None, batch_size: int, show_progress_bar: bool = False
+    ) -> list[np.ndarray]:
+        """One float32 ``[tokens, hidden]`` array per text (padding removed), in input order."""
+        out: list[np.ndarray] = [np.empty((0, 0), np.float32)] * len(texts)
+        for rows, result, mask in self.run_batches(
+            texts, prompt=prompt, batch_size=batch_size, outputs=[TOKEN_EMBEDDINGS],
+            show_progress_bar=show_progress_bar,
+        ):
+            for j, row in enumerate(rows):
+                out[row] = result[TOKEN_EMBEDDINGS][j][mask[j].astype(bool)]
+        return out

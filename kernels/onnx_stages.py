@@ -1,0 +1,203 @@
+"""ONNX subgraph builders for the output stages: the same semantics as ``reference``.
+
+One pass, ``append_output_stages``, grows a backbone graph::
+
+    input_ids ─┐
+    attention_mask ─┼─► backbone ─► token_embeddings [B,S,H] ──┐
+    (token_type_ids)┘                                          ▼
+    attention_mask ─► Cast ─► (prompt exclusion) ─► pool mask ─► Pool(mode₁ … modeₙ) ─► Concat
+    prompt_length [B] (only when include_prompt=False) ─┘                                 │
+                                       Dense₁ … Denseₖ (MatMul, Add, activation) ◄────────┘
+                                                   │
+                                       Normalize (ReduceL2, Max eps, Div)
+                                                   ▼
+                                       sentence_embedding [B,D]
+
+Only standard ONNX operators (opset ≥ 18), so the stages run on every execution provider.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from fastembed_rt.kernels.spec import DenseActivation, OutputStages, PoolingMode
+
+__all__ = ["StageCounts", "append_output_stages"]
+
+PROMPT_LENGTH = "prompt_length"
+SENTENCE_EMBEDDING = "sentence_embedding"
+
+
+@dataclass
+class StageCounts:
+    """What ``append_output_stages`` added, so tests and the manifest can state it."""
+
+    nodes: int = 0
+    initializers: int = 0
+    pooling_modes: list[str] = field(default_factory=list)
+    dense_layers: int = 0
+    normalize: bool = False
+
+
+class _Builder:
+    def __init__(self, graph: onnx.GraphProto, prefix: str) -> None:
+        self.graph = graph
+        self.prefix = prefix
+        self.counts = StageCounts()
+        self._n = 0
+
+    def name(self, hint: str) -> str:
+        self._n += 1
+        return f"{self.prefix}/{hint}_{self._n}"
+
+    def const(self, value: np.ndarray, hint: str) -> str:
+        name = self.name(hint)
+        self.graph.initializer.append(numpy_helper.from_array(value, name))
+        self.counts.initializers += 1
+        return name
+
+    def drop_unused_constants(self) -> None:
+        used = {name for node in self.graph.node for name in node.input}
+        unused = [t for t in self.graph.initializer if t.name.startswith(self.prefix + "/") and t.name not in used]
+        for tensor in unused:
+            self.graph.initializer.remove(tensor)
+        self.counts.initializers -= len(unused)
+
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, **attrs: object) -> str:
+        out = self.name(hint or op_type.lower())
+        self.graph.node.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
+        self.counts.nodes += 1
+        return out
+
+
+def _activation(b: _Builder, x: str, activation: DenseActivation) -> str:
+    if activation is DenseActivation.IDENTITY:
+        return x
+    if activation is DenseActivation.TANH:
+        return b.op("Tanh", [x])
+    if activation is DenseActivation.RELU:
+        return b.op("Relu", [x])
+    if activation is DenseActivation.SIGMOID:
+        return b.op("Sigmoid", [x])
+    if activation is DenseActivation.SILU:
+        return b.op("Mul", [x, b.op("Sigmoid", [x])])
+    if activation is DenseActivation.GELU:
+        # Exact (erf) GELU as torch.nn.GELU(): 0.5 * x * (1 + erf(x / sqrt(2))).
+        scaled = b.op("Div", [x, b.const(np.array(np.sqrt(2.0), np.float32), "sqrt2")])
+        one_plus = b.op("Add", [b.op("Erf", [scaled]), b.const(np.array(1.0, np.float32), "one")])
+        return b.op("Mul", [b.op("Mul", [x, one_plus]), b.const(np.array(0.5, np.float32), "half")])
+    raise ValueError(f"unknown dense activation {activation!r}")  # pragma: no cover
+
+
+def _gather_token(b: _Builder, x: str, index_b1: str) -> str:
+    """``x[b, index[b], :]`` for x [B,S,H] and an int64 index [B,1]: GatherElements on axis 1."""
+    i64 = np.int64
+    shape_x = b.op("Shape", [x])
+    batch = b.op("Slice", [shape_x, b.const(np.array([0], i64), "s0"), b.const(np.array([1], i64), "s1")])
+    hidden = b.op("Slice", [shape_x, b.const(np.array([2], i64), "s2"), b.const(np.array([3], i64), "s3")])
+    target = b.op("Concat", [batch, b.const(np.array([1], i64), "one_dim"), hidden], axis=0)  # [B,1,H]
+    index = b.op("Expand", [b.op("Unsqueeze", [index_b1, b.const(np.array([-1], i64), "ax")]), target])
+    gathered = b.op("GatherElements", [x, index], axis=1)
+    return b.op("Squeeze", [gathered, b.const(np.array([1], i64), "ax1")])
+
+
+def append_output_stages(
+    model: onnx.ModelProto,
+    stages: OutputStages,
+    *,
+    token_embeddings: str = "token_embeddings",
+    attention_mask: str = "attention_mask",
+    output_name: str = SENTENCE_EMBEDDING,
+) -> StageCounts:
+    """Append pooling, dense and normalize stages to ``model`` in place.
+
+    Args:
+        model: a graph with input ``attention_mask`` [B,S] int64 and output ``token_embeddings``
+            [B,S,H] float32.
+        stages: what to append.
+    Returns:
+        counts of added nodes and initializers. Adds the graph output ``sentence_embedding``
+        float32 [B, D] (and input ``prompt_length`` int64 [B] when ``include_prompt`` is False).
+    """
+    graph = model.graph
+    b = _Builder(graph, "stages")
+    i64 = np.int64
+
+    ax1 = b.const(np.array([1], i64), "axis1")
+    ax_last = b.const(np.array([-1], i64), "axis_last")
+    mask_orig = attention_mask
+    if not stages.pooling.include_prompt:
+        graph.input.append(helper.make_tensor_value_info(PROMPT_LENGTH, TensorProto.INT64, ["batch"]))
+        first = b.op("ArgMax", [mask_orig], "first_valid", axis=1, keepdims=1)  # [B,1]
+        seq_len = b.op("Gather", [b.op("Shape", [mask_orig]), b.const(np.array(1, i64), "one_i")])
+        positions = b.op("Range", [b.const(np.array(0, i64), "zero_i"), seq_len, b.const(np.array(1, i64), "step")])
+        cutoff = b.op("Add", [first, b.op("Unsqueeze", [PROMPT_LENGTH, ax1])])  # [B,1]
+        keep = b.op("Cast", [b.op("GreaterOrEqual", [positions, cutoff])], to=TensorProto.INT64)
+        mask_i = b.op("Mul", [mask_orig, keep], "pool_mask")
+    else:
+        mask_i = mask_orig
+    mask_f = b.op("Cast", [mask_i], "pool_mask_f", to=TensorProto.FLOAT)  # [B,S]
+    mask_f3 = b.op("Unsqueeze", [mask_f, ax_last])  # [B,S,1]
+    x = token_embeddings
+    eps_mean = b.const(np.array(1e-9, np.float32), "eps_mean")
+
+    parts: list[str] = []
+    mean_sum: str | None = None
+    mean_count: str | None = None
+    for mode in stages.pooling.modes:
+        b.counts.pooling_modes.append(mode.value)
+        if mode is PoolingMode.CLS:
+            parts.append(_gather_token(b, x, b.op("ArgMax", [mask_i], "first_pooled", axis=1, keepdims=1)))
+        elif mode in (PoolingMode.MEAN, PoolingMode.MEAN_SQRT_LEN_TOKENS):
+            if mean_sum is None or mean_count is None:
+                mean_sum = b.op("ReduceSum", [b.op("Mul", [x, mask_f3]), ax1], "mean_sum", keepdims=0)
+                mean_count = b.op("Max", [b.op("ReduceSum", [mask_f, ax1], keepdims=1), eps_mean])
+            denom = mean_count if mode is PoolingMode.MEAN else b.op("Sqrt", [mean_count])
+            parts.append(b.op("Div", [mean_sum, denom], mode.value))
+        elif mode is PoolingMode.MAX:
+            is_pad = b.op("Equal", [mask_f3, b.const(np.array(0.0, np.float32), "zero_f")])
+            neg_inf = b.const(np.array(-np.inf, np.float32), "neg_inf")
+            parts.append(b.op("ReduceMax", [b.op("Where", [is_pad, neg_inf, x]), ax1], "max", keepdims=0))
+        elif mode is PoolingMode.WEIGHTEDMEAN:
+            first_orig = b.op("ArgMax", [mask_orig], "first_orig", axis=1, keepdims=1)  # [B,1]
+            seq_len = b.op("Gather", [b.op("Shape", [mask_orig]), b.const(np.array(1, i64), "one_s")])
+            pos1 = b.op("Range", [b.const(np.array(1, i64), "one_r"),
+                                  b.op("Add", [seq_len, b.const(np.array(1, i64), "one_a")]),
+                                  b.const(np.array(1, i64), "step_r")])  # [S] = 1..S
+            weights = b.op("Cast", [b.op("Sub", [pos1, first_orig])], to=TensorProto.FLOAT)  # [B,S]
+            weighted = b.op("Mul", [mask_f, weights])
+            total = b.op("ReduceSum", [b.op("Mul", [x, b.op("Unsqueeze", [weighted, ax_last])]), ax1],
+                         keepdims=0)
+            denom = b.op("Max", [b.op("ReduceSum", [weighted, ax1], keepdims=1), eps_mean])
+            parts.append(b.op("Div", [total, denom], "weightedmean"))
+        elif mode is PoolingMode.LASTTOKEN:
+            last = b.op("ArgMax", [mask_i], "last_pooled", axis=1, keepdims=1, select_last_index=1)
+            has = b.op("Greater", [b.op("ReduceMax", [mask_i, ax1], keepdims=1),
+                                   b.const(np.array(0, i64), "zero_l")])
+            index = b.op("Where", [has, last, b.const(np.array(0, i64), "zero_idx")])
+            parts.append(_gather_token(b, b.op("Mul", [x, mask_f3]), index))
+    pooled = parts[0] if len(parts) == 1 else b.op("Concat", parts, "pooled", axis=-1)
+
+    y = pooled
+    for i, dense in enumerate(stages.dense):
+        w_t = b.const(np.ascontiguousarray(dense.weight.astype(np.float32).T), f"dense{i}_weight_t")
+        y = b.op("MatMul", [y, w_t], f"dense{i}")
+        if dense.bias is not None:
+            y = b.op("Add", [y, b.const(dense.bias.astype(np.float32), f"dense{i}_bias")])
+        y = _activation(b, y, dense.activation)
+        b.counts.dense_layers += 1
+
+    if stages.normalize:
+        norm = b.op("ReduceL2", [y, ax_last], "l2", keepdims=1)
+        y = b.op("Div", [y, b.op("Max", [norm, b.const(np.array(1e-12, np.float32), "eps_norm")])], "normalized")
+        b.counts.normalize = True
+
+    graph.node.append(helper.make_node("Identity", [y], [output_name], name=f"stages/{output_name}"))
+    b.counts.nodes += 1
+    graph.output.append(helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", "dim"]))
+    b.drop_unused_constants()
+    return b.counts

@@ -1,0 +1,102 @@
+"""Output-stage descriptions: data read by both the ONNX builder and the numpy reference.
+
+Semantics follow sentence-transformers 6 (``sentence_transformers.sentence_transformer.modules.
+pooling.Pooling``, ``base.modules.dense.Dense``, ``base.modules.normalize.Normalize``); the
+reference module states them exactly.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["DenseActivation", "DenseSpec", "OutputStages", "PoolingMode", "PoolingSpec"]
+
+
+class PoolingMode(str, enum.Enum):
+    CLS = "cls"
+    MEAN = "mean"
+    MAX = "max"
+    MEAN_SQRT_LEN_TOKENS = "mean_sqrt_len_tokens"
+    WEIGHTEDMEAN = "weightedmean"
+    LASTTOKEN = "lasttoken"
+
+
+class DenseActivation(str, enum.Enum):
+    IDENTITY = "identity"
+    TANH = "tanh"
+    RELU = "relu"
+    SIGMOID = "sigmoid"
+    GELU = "gelu"
+    SILU = "silu"
+
+
+@dataclass(frozen=True)
+class PoolingSpec:
+    """Pool token embeddings into one vector per text.
+
+    ``modes`` are concatenated in order (sentence-transformers allows several).
+    ``include_prompt=False`` drops the first ``prompt_length`` valid tokens from the pool.
+    """
+
+    modes: tuple[PoolingMode, ...] = (PoolingMode.MEAN,)
+    include_prompt: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"modes": [m.value for m in self.modes], "include_prompt": self.include_prompt}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PoolingSpec:
+        return cls(tuple(PoolingMode(m) for m in data["modes"]), bool(data["include_prompt"]))
+
+
+@dataclass(frozen=True, eq=False)
+class DenseSpec:
+    """``y = activation(x @ weight.T + bias)``; weight is ``[out_features, in_features]`` float32.
+
+    The weights travel inside the graph; the manifest records only the shape and activation.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray | None
+    activation: DenseActivation = DenseActivation.IDENTITY
+
+    @property
+    def in_features(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weight.shape[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+            "activation": self.activation.value,
+        }
+
+
+@dataclass(frozen=True)
+class OutputStages:
+    """Everything between the backbone's ``token_embeddings`` and ``sentence_embedding``."""
+
+    pooling: PoolingSpec
+    dense: tuple[DenseSpec, ...] = field(default_factory=tuple)
+    normalize: bool = False
+
+    def output_dim(self, hidden_size: int) -> int:
+        if self.dense:
+            return self.dense[-1].out_features
+        return hidden_size * len(self.pooling.modes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pooling": self.pooling.to_dict(),
+            "dense": [d.to_dict() for d in self.dense],
+            "normalize": self.normalize,
+        }
