@@ -12,8 +12,7 @@ try:
     import torch  # noqa: F401
 except ImportError as _exc:  # pragma: no cover - exercised by the no-torch subprocess test
     raise ImportError(
-        f"fastembed_rt.export needs the export extra ({_exc.name} is missing): "
-        "pip install 'fastembed-rt[export]'"
+        f"fastembed_rt.export needs the export extra ({_exc.name or _exc}): pip install 'fastembed-rt[export]'"
     ) from _exc
 
 from fastembed_rt.export.bi_encoder import export_model

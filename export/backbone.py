@@ -53,7 +53,11 @@ def export_backbone(model: Any, config: ArchitectureConfig, path: Path, vocab_si
     ids = torch.randint(5, max(6, min(vocab_size, 1000)), (2, 16), generator=gen)
     mask = torch.ones(2, 16, dtype=torch.int64)
     mask[1, 10:] = 0
-    sample = {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros(2, 16, dtype=torch.int64)}
+    sample = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "token_type_ids": torch.zeros(2, 16, dtype=torch.int64),
+    }
     args = tuple(sample[name] for name in config.inputs)
     batch = torch.export.Dim("batch")
     sequence = torch.export.Dim("sequence")

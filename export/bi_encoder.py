@@ -184,7 +184,10 @@ def export_model(
                 inputs=inputs,
                 outputs={
                     SENTENCE_EMBEDDING: {"dtype": "float32", "dims": ["batch", dim]},
-                    TOKEN_EMBEDDINGS: {"dtype": "float32", "dims": ["batch", "sequence", description.hidden_size]},
+                    TOKEN_EMBEDDINGS: {
+                        "dtype": "float32",
+                        "dims": ["batch", "sequence", description.hidden_size],
+                    },
                 },
             ),
             stages=description.stages.to_dict(),
@@ -227,5 +230,7 @@ def _score_stsb(
     data = load_stsb("test", "en", path)
     runtime = SentenceTransformer(artifact)
     fidelity.stsb_spearman = stsb_spearman(lambda t: runtime.encode(t), data)  # type: ignore[arg-type,return-value]
-    fidelity.stsb_spearman_torch = stsb_spearman(lambda t: st_model.encode(t, convert_to_numpy=True, show_progress_bar=False), data)
+    fidelity.stsb_spearman_torch = stsb_spearman(
+        lambda t: st_model.encode(t, convert_to_numpy=True, show_progress_bar=False), data
+    )
     runtime.close()

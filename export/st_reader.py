@@ -72,7 +72,9 @@ def _dense_spec(module: Any, where: str) -> DenseSpec:
         raise ExportError(f"{where}: Dense on {module.module_input_name!r} (not sentence_embedding) is not supported")
     act_name = type(module.activation_function).__name__
     if act_name not in _ACTIVATIONS:
-        raise ExportError(f"{where}: Dense activation {act_name} is not supported; supported: {', '.join(_ACTIVATIONS)}")
+        raise ExportError(
+            f"{where}: Dense activation {act_name} is not supported; supported: {', '.join(_ACTIVATIONS)}"
+        )
     if act_name == "GELU" and getattr(module.activation_function, "approximate", "none") != "none":
         raise ExportError(f"{where}: tanh-approximate GELU in Dense is not supported")
     weight = module.linear.weight.detach().cpu().float().numpy().copy()
@@ -95,9 +97,13 @@ def describe_model(model_dir: Path, st_model: Any) -> ModelDescription:
             f"supported: {', '.join(_SUPPORTED)}"
         )
     if names[0] != "Transformer" or names.count("Transformer") != 1 or names.count("Pooling") != 1:
-        raise ExportError(f"{model_dir}: expected Transformer, Pooling[, Dense…][, Normalize]; modules.json has {names}")
+        raise ExportError(
+            f"{model_dir}: expected Transformer, Pooling[, Dense…][, Normalize]; modules.json has {names}"
+        )
     if len(st_model) != len(entries):
-        raise ExportError(f"{model_dir}: modules.json lists {len(entries)} modules, sentence-transformers loaded {len(st_model)}")
+        raise ExportError(
+            f"{model_dir}: modules.json lists {len(entries)} modules, sentence-transformers loaded {len(st_model)}"
+        )
 
     pooling: PoolingSpec | None = None
     dense: list[DenseSpec] = []
@@ -106,7 +112,9 @@ def describe_model(model_dir: Path, st_model: Any) -> ModelDescription:
         module = st_model[i]
         where = f"{model_dir}/{entry.get('path') or '.'}"
         if type(module).__name__ != name:
-            raise ExportError(f"{where}: modules.json says {name}, sentence-transformers loaded {type(module).__name__}")
+            raise ExportError(
+                f"{where}: modules.json says {name}, sentence-transformers loaded {type(module).__name__}"
+            )
         if name == "Pooling":
             modes = module.pooling_mode if isinstance(module.pooling_mode, (tuple, list)) else (module.pooling_mode,)
             pooling = PoolingSpec(tuple(PoolingMode(m) for m in modes), bool(module.include_prompt))

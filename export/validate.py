@@ -67,7 +67,9 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     num = (a64 * b64).sum(axis=1)
     den = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
     both_zero = den == 0
-    return np.where(both_zero, np.where(np.abs(a64 - b64).max(axis=1) == 0, 1.0, 0.0), num / np.where(both_zero, 1, den))
+    return np.where(
+        both_zero, np.where(np.abs(a64 - b64).max(axis=1) == 0, 1.0, 0.0), num / np.where(both_zero, 1, den)
+    )
 
 
 def validate_embeddings(artifact: Path, st_model: Any, prompts: dict[str, str], min_cosine: float) -> Fidelity:

@@ -262,8 +262,7 @@ def verify_variant_file(manifest: Manifest, variant: Variant, *, full: bool = Fa
         digest = file_sha256(path)
         if digest != variant.sha256:
             raise ArtifactError(
-                f"{path} is corrupt: sha256 {digest[:12]}…, the manifest says {variant.sha256[:12]}…; "
-                f"{_EXPORT_HINT}"
+                f"{path} is corrupt: sha256 {digest[:12]}…, the manifest says {variant.sha256[:12]}…; {_EXPORT_HINT}"
             )
     return path
 
@@ -290,9 +289,13 @@ def resolve_artifact(
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
     except ImportError as exc:  # pragma: no cover - a core dependency
-        raise ArtifactError(f"loading {repo_id!r} from the hub needs huggingface_hub: pip install huggingface_hub") from exc
+        raise ArtifactError(
+            f"loading {repo_id!r} from the hub needs huggingface_hub: pip install huggingface_hub"
+        ) from exc
     try:
-        local = snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, token=token)
+        local = snapshot_download(
+            repo_id, revision=revision, cache_dir=None if cache_dir is None else Path(cache_dir), token=token
+        )
     except LocalEntryNotFoundError as exc:
         raise ArtifactError(
             f"{repo_id!r} is not a local directory and is not in the hub cache while offline "

@@ -14,7 +14,9 @@ __all__ = ["DEFAULT_TOKEN_BUDGET", "pad_batch", "plan_batches"]
 DEFAULT_TOKEN_BUDGET = 8192
 
 
-def plan_batches(lengths: np.ndarray, max_batch_size: int, token_budget: int = DEFAULT_TOKEN_BUDGET) -> list[np.ndarray]:
+def plan_batches(
+    lengths: np.ndarray, max_batch_size: int, token_budget: int = DEFAULT_TOKEN_BUDGET
+) -> list[np.ndarray]:
     """Split row indices into batches, longest rows first.
 
     A batch holds at most ``max_batch_size`` rows and, padded to its longest row, at most

@@ -54,7 +54,7 @@ def find_stsb_dir(path: str | os.PathLike[str] | None = None) -> Path | None:
 
 def _from_hub(split: str, lang: str) -> StsbSplit:
     try:
-        from datasets import load_dataset  # type: ignore[import-not-found]
+        from datasets import load_dataset
     except ImportError as exc:
         raise FileNotFoundError(
             "STSb CSV files not found locally (pass path=..., or set $FASTEMBED_RT_STSB) and the "
@@ -79,8 +79,10 @@ def load_stsb(split: str = "test", lang: str = "en", path: str | os.PathLike[str
         return _from_hub(split, lang)
     file = folder / f"stsb-{lang}-{split}.csv"
     if not file.is_file():
-        raise FileNotFoundError(f"{file} does not exist; languages here: "
-                                f"{sorted({p.name.split('-')[1] for p in folder.glob('stsb-*-*.csv')})}")
+        raise FileNotFoundError(
+            f"{file} does not exist; languages here: "
+            f"{sorted({p.name.split('-')[1] for p in folder.glob('stsb-*-*.csv')})}"
+        )
     s1: list[str] = []
     s2: list[str] = []
     scores: list[float] = []

@@ -153,7 +153,10 @@ class Pipeline:
         """float32 ``[len(texts), dim]`` sentence embeddings in input order."""
         out = np.empty((len(texts), self.manifest.dim), dtype=np.float32)
         for rows, result, _ in self.run_batches(
-            texts, prompt=prompt, batch_size=batch_size, outputs=[SENTENCE_EMBEDDING],
+            texts,
+            prompt=prompt,
+            batch_size=batch_size,
+            outputs=[SENTENCE_EMBEDDING],
             show_progress_bar=show_progress_bar,
         ):
             out[rows] = result[SENTENCE_EMBEDDING]
@@ -165,7 +168,10 @@ class Pipeline:
         """One float32 ``[tokens, hidden]`` array per text (padding removed), in input order."""
         out: list[np.ndarray] = [np.empty((0, 0), np.float32)] * len(texts)
         for rows, result, mask in self.run_batches(
-            texts, prompt=prompt, batch_size=batch_size, outputs=[TOKEN_EMBEDDINGS],
+            texts,
+            prompt=prompt,
+            batch_size=batch_size,
+            outputs=[TOKEN_EMBEDDINGS],
             show_progress_bar=show_progress_bar,
         ):
             for j, row in enumerate(rows):

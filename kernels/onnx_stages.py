@@ -19,6 +19,7 @@ Only standard ONNX operators (opset ≥ 18), so the stages run on every executio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -67,7 +68,7 @@ class _Builder:
             self.graph.initializer.remove(tensor)
         self.counts.initializers -= len(unused)
 
-    def op(self, op_type: str, inputs: list[str], hint: str | None = None, **attrs: object) -> str:
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, **attrs: Any) -> str:
         out = self.name(hint or op_type.lower())
         self.graph.node.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
         self.counts.nodes += 1
@@ -165,19 +166,22 @@ def append_output_stages(
         elif mode is PoolingMode.WEIGHTEDMEAN:
             first_orig = b.op("ArgMax", [mask_orig], "first_orig", axis=1, keepdims=1)  # [B,1]
             seq_len = b.op("Gather", [b.op("Shape", [mask_orig]), b.const(np.array(1, i64), "one_s")])
-            pos1 = b.op("Range", [b.const(np.array(1, i64), "one_r"),
-                                  b.op("Add", [seq_len, b.const(np.array(1, i64), "one_a")]),
-                                  b.const(np.array(1, i64), "step_r")])  # [S] = 1..S
+            pos1 = b.op(
+                "Range",
+                [
+                    b.const(np.array(1, i64), "one_r"),
+                    b.op("Add", [seq_len, b.const(np.array(1, i64), "one_a")]),
+                    b.const(np.array(1, i64), "step_r"),
+                ],
+            )  # [S] = 1..S
             weights = b.op("Cast", [b.op("Sub", [pos1, first_orig])], to=TensorProto.FLOAT)  # [B,S]
             weighted = b.op("Mul", [mask_f, weights])
-            total = b.op("ReduceSum", [b.op("Mul", [x, b.op("Unsqueeze", [weighted, ax_last])]), ax1],
-                         keepdims=0)
+            total = b.op("ReduceSum", [b.op("Mul", [x, b.op("Unsqueeze", [weighted, ax_last])]), ax1], keepdims=0)
             denom = b.op("Max", [b.op("ReduceSum", [weighted, ax1], keepdims=1), eps_mean])
             parts.append(b.op("Div", [total, denom], "weightedmean"))
         elif mode is PoolingMode.LASTTOKEN:
             last = b.op("ArgMax", [mask_i], "last_pooled", axis=1, keepdims=1, select_last_index=1)
-            has = b.op("Greater", [b.op("ReduceMax", [mask_i, ax1], keepdims=1),
-                                   b.const(np.array(0, i64), "zero_l")])
+            has = b.op("Greater", [b.op("ReduceMax", [mask_i, ax1], keepdims=1), b.const(np.array(0, i64), "zero_l")])
             index = b.op("Where", [has, last, b.const(np.array(0, i64), "zero_idx")])
             parts.append(_gather_token(b, b.op("Mul", [x, mask_f3]), index))
     pooled = parts[0] if len(parts) == 1 else b.op("Concat", parts, "pooled", axis=-1)

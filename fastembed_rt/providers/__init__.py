@@ -38,7 +38,5 @@ def create_provider(name: str, model_path: Path, options: ProviderOptions | None
         name = next(p for p in _AUTO_ORDER if p in _REGISTRY)
     factory = _REGISTRY.get(name)
     if factory is None:
-        raise ProviderError(
-            f"provider {name!r} is not available; available: {', '.join(['auto', *_REGISTRY])}"
-        )
+        raise ProviderError(f"provider {name!r} is not available; available: {', '.join(['auto', *_REGISTRY])}")
     return factory(model_path, options)

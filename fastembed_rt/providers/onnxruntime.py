@@ -31,6 +31,7 @@ class OnnxRuntimeCPU:
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
+        self._session: ort.InferenceSession | None
         try:
             self._session = ort.InferenceSession(str(model_path), sess_options=so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own non-exported exception types
@@ -46,8 +47,10 @@ class OnnxRuntimeCPU:
         self.output_names = tuple(o.name for o in self._session.get_outputs())
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
+        if self._session is None:
+            raise ProviderError("this model was closed; create a new one to encode again")
         outputs = self._session.run(output_names, feeds)
         return dict(zip(output_names, outputs))
 
     def close(self) -> None:
-        self._session = None  # type: ignore[assignment]
+        self._session = None

@@ -1,0 +1,149 @@
+"""``fastembed-rt``: export, encode and inspect artifacts from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fastembed_rt.errors import FastEmbedError
+
+__all__ = ["main"]
+
+
+def _export(args: argparse.Namespace) -> int:
+    try:
+        from fastembed_rt.export import export_model
+    except ImportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    manifest = export_model(
+        args.model,
+        args.out,
+        revision=args.revision,
+        overwrite=args.overwrite,
+        stsb=False if args.no_stsb else None,
+    )
+    print(f"exported {args.model} -> {args.out} in {time.perf_counter() - started:.1f} s")
+    _print_info(Path(args.out))
+    del manifest
+    return 0
+
+
+def _print_info(root: Path) -> None:
+    from fastembed_rt.artifact import load_manifest
+
+    m = load_manifest(root)
+    tok = m.tokenizer
+    print(f"artifact      {m.root}")
+    print(f"task          {m.task}   source {m.source.get('model')} ({m.source.get('architecture')})")
+    print(f"dim           {m.dim}   similarity {m.similarity_fn}   max_seq_length {tok.max_seq_length}")
+    print(f"stages        {json.dumps(m.stages)}")
+    print(f"graph inputs  {', '.join(m.graph.inputs)}   outputs {', '.join(m.graph.outputs)}")
+    if tok.prompts:
+        print(f"prompts       {json.dumps(tok.prompts)}   default {tok.default_prompt_name}")
+    print(
+        f"{'variant':<10} {'format':<6} {'precision':<9} {'size MB':>8} {'min cos':>9} {'mean cos':>9} {'STSb':>7}"
+        "  file"
+    )
+    for v in m.variants:
+        f = v.fidelity
+        stsb = f.get("stsb_spearman")
+        print(
+            f"{v.name:<10} {v.format:<6} {v.precision:<9} {v.size / 1e6:>8.1f} "
+            f"{f.get('min_cosine', float('nan')):>9.6f} {f.get('mean_cosine', float('nan')):>9.6f} "
+            f"{'' if stsb is None else f'{stsb:.2f}':>7}  {v.file}"
+        )
+
+
+def _info(args: argparse.Namespace) -> int:
+    _print_info(Path(args.artifact))
+    return 0
+
+
+def _read_texts(args: argparse.Namespace) -> list[str]:
+    texts = list(args.texts)
+    if args.file:
+        handle = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+        with handle:
+            texts.extend(line.rstrip("\n") for line in handle)
+    return texts
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from fastembed_rt.models import SentenceTransformer
+
+    texts = _read_texts(args)
+    if not texts:
+        print("error: no texts: pass them as arguments or with --file FILE ('-' for stdin)", file=sys.stderr)
+        return 2
+    model = SentenceTransformer(args.artifact, provider=args.provider)
+    embeddings = model.encode(
+        texts,
+        batch_size=args.batch_size,
+        prompt_name=args.prompt_name,
+        normalize_embeddings=args.normalize,
+        truncate_dim=args.truncate_dim,
+    )
+    stats = model.last_encode_stats
+    if stats.truncated:
+        print(
+            f"note: {stats.truncated} of {stats.texts} texts were truncated to {model.max_seq_length} tokens",
+            file=sys.stderr,
+        )
+    assert isinstance(embeddings, np.ndarray)
+    if args.output:
+        np.save(args.output, embeddings)
+        print(f"wrote {embeddings.shape[0]}×{embeddings.shape[1]} float32 to {args.output}", file=sys.stderr)
+    else:
+        for text, row in zip(texts, embeddings):
+            print(json.dumps({"text": text, "embedding": [round(float(x), 7) for x in row]}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastembed-rt", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("export", help="export a sentence-transformers model to a validated artifact")
+    p.add_argument("model", help="model directory or hub id")
+    p.add_argument("out", help="artifact directory to create")
+    p.add_argument("--revision", default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing artifact directory")
+    p.add_argument("--no-stsb", action="store_true", help="skip the STSb Spearman score in the manifest")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("encode", help="embed texts with an artifact")
+    p.add_argument("artifact")
+    p.add_argument("texts", nargs="*", help="texts to embed")
+    p.add_argument("--file", help="read texts from FILE, one per line ('-' for stdin)")
+    p.add_argument("--output", "-o", help="write a .npy file instead of JSON lines")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--prompt-name", default=None)
+    p.add_argument("--normalize", action="store_true")
+    p.add_argument("--truncate-dim", type=int, default=None)
+    p.add_argument("--provider", default="auto")
+    p.set_defaults(func=_encode)
+
+    p = sub.add_parser("info", help="show an artifact's manifest, variants and their fidelity")
+    p.add_argument("artifact")
+    p.set_defaults(func=_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except FastEmbedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Embedding quantization with the exact semantics of ``sentence_transformers.quantize_embeddings``.
+
+Imports only the standard library and numpy. The scalar (``int8``/``uint8``) codes depend on
+per-dimension ranges; fastembed-rt's graph stores calibration ranges in the artifact so that codes
+never depend on the batch they were computed in.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Precision", "calibration_ranges", "quantize_embeddings"]
+
+logger = logging.getLogger(__name__)
+
+
+class Precision(str, enum.Enum):
+    """Storage precision of a sentence embedding."""
+
+    FLOAT32 = "float32"
+    INT8 = "int8"
+    UINT8 = "uint8"
+    BINARY = "binary"
+    UBINARY = "ubinary"
+
+
+def _parse_precision(precision: Precision | str) -> Precision:
+    try:
+        return Precision(precision)
+    except ValueError:
+        choices = ", ".join(p.value for p in Precision)
+        raise ValueError(f"precision {precision!r} is not supported; valid choices: {choices}") from None
+
+
+def calibration_ranges(embeddings: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Per-dimension minimum and maximum of a set of embeddings, for scalar quantization.
+
+    Args:
+        embeddings: float array of shape [n, dim] with n >= 1.
+
+    Returns:
+        float32 array of shape [2, dim]: row 0 holds the minimum and row 1 the maximum of each
+        dimension, the ``ranges`` argument of :func:`quantize_embeddings`.
+
+    Raises:
+        ValueError: if ``embeddings`` is not 2-D or has no rows.
+    """
+    array = np.asarray(embeddings)
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise ValueError(f"calibration embeddings must be a 2-D array [n, dim] with n >= 1; got shape {array.shape}")
+    return np.vstack((array.min(axis=0), array.max(axis=0))).astype(np.float32)
+
+
+def _scalar_ranges(
+    embeddings: np.ndarray,
+    precision: Precision,
+    ranges: npt.ArrayLike | None,
+    calibration_embeddings: npt.ArrayLike | None,
+) -> npt.NDArray[np.float32]:
+    dim = embeddings.shape[-1]
+    if ranges is not None:
+        array = np.asarray(ranges, dtype=np.float32)
+        if array.shape != (2, dim):
+            raise ValueError(f"ranges must have shape (2, {dim}) [min; max]; got shape {array.shape}")
+        return array
+    if calibration_embeddings is not None:
+        found = calibration_ranges(calibration_embeddings)
+        if found.shape[1] != dim:
+            raise ValueError(
+                f"calibration_embeddings have dimension {found.shape[1]}; the embeddings have dimension {dim}"
+            )
+        return found
+    if embeddings.ndim == 1 or embeddings.shape[0] == 1:
+        raise ValueError(
+            f"cannot compute {precision.value} quantization ranges from a single embedding; "
+            "pass `ranges` or `calibration_embeddings`"
+        )
+    if embeddings.shape[0] < 100:
+        logger.warning(
+            "computing %s quantization ranges from only %d embeddings; pass `ranges` or "
+            "`calibration_embeddings` from a representative set instead",
+            precision.value,
+            embeddings.shape[0],
+        )
+    return calibration_ranges(embeddings)
+
+
+def quantize_embeddings(
+    embeddings: npt.ArrayLike,
+    precision: Precision | str,
+    ranges: npt.ArrayLike | None = None,
+    calibration_embeddings: npt.ArrayLike | None = None,
+) -> np.ndarray:
+    """Quantize float embeddings exactly like ``sentence_transformers.quantize_embeddings``.
+
+    Semantics, per precision (``x`` is one float value, ``dim`` the embedding dimension):
+
+    - ``float32``: ``x`` cast to float32; shape unchanged.
+    - ``uint8``: ``clip(floor((x - min) / step), 0, 255)`` with ``step = (max - min) / 255``
+      computed in float32 per dimension (a zero step becomes 1); dtype uint8, shape unchanged.
+    - ``int8``: the ``uint8`` code minus 128; dtype int8, shape unchanged.
+    - ``ubinary``: bit ``x > 0`` packed 8 per byte with ``numpy.packbits`` (most significant bit
+      first, the last byte zero-padded); dtype uint8, shape [..., ceil(dim / 8)].
+    - ``binary``: the ``ubinary`` byte minus 128; dtype int8, shape [..., ceil(dim / 8)].
+
+    The per-dimension ``min``/``max`` of the scalar precisions come from ``ranges`` if given,
+    else from ``calibration_embeddings``, else from ``embeddings`` themselves. The last makes
+    each code depend on the rest of the batch (and fails for a single embedding); fastembed-rt's
+    graph therefore uses calibration ranges stored in the artifact instead.
+
+    Args:
+        embeddings: float array of shape [dim] or [n, dim].
+        precision: one of ``Precision``'s values.
+        ranges: float array of shape [2, dim], row 0 the minimum and row 1 the maximum.
+            Only used by ``int8`` and ``uint8``.
+        calibration_embeddings: float array of shape [m, dim] whose per-dimension minimum and
+            maximum give the ranges when ``ranges`` is None. Only used by ``int8`` and ``uint8``.
+
+    Returns:
+        The quantized embeddings, with the dtype and shape given above. An [0, dim] input gives
+        an empty array of the output dtype and width.
+
+    Raises:
+        ValueError: on an unknown precision, ranges of the wrong shape, or scalar precision
+            without ranges or calibration for a single embedding.
+        TypeError: if the embeddings are already int8 or uint8.
+    """
+    precision = _parse_precision(precision)
+    array = np.asarray(embeddings)
+    if array.dtype in (np.int8, np.uint8):
+        raise TypeError(f"embeddings to quantize must be float; got dtype {array.dtype}, which is already quantized")
+
+    if precision is Precision.FLOAT32:
+        return array.astype(np.float32)
+
+    if precision in (Precision.INT8, Precision.UINT8):
+        if array.ndim == 2 and array.shape[0] == 0:
+            return np.zeros(array.shape, dtype=np.int8 if precision is Precision.INT8 else np.uint8)
+        bounds = _scalar_ranges(array, precision, ranges, calibration_embeddings)
+        starts = bounds[0]
+        steps = (bounds[1] - starts) / 255
+        steps = np.where(steps == 0, 1, steps)
+        codes: np.ndarray = np.clip(np.floor((array - starts) / steps), 0, 255)
+        if precision is Precision.UINT8:
+            return codes.astype(np.uint8)
+        return (codes - 128).astype(np.int8)
+
+    packed = np.packbits(array > 0, axis=-1)
+    if precision is Precision.UBINARY:
+        return packed
+    return (packed.astype(np.int16) - 128).astype(np.int8)

@@ -1,0 +1,219 @@
+"""The torch-free SentenceTransformer on the real MiniLM artifact: invariances, options, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fastembed_rt import InputError, ProviderError, SentenceTransformer
+
+TEXTS = [
+    "A man is playing a guitar.",
+    "The quick brown fox jumps over the lazy dog near the river bank on a sunny afternoon.",
+    "Hi",
+    "",
+    "Quantum chromodynamics describes the strong interaction between quarks and gluons.",
+    "A woman is slicing an onion.",
+    "Das ist ein Beispielsatz.",
+]
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def test_encode_returns_float32_rows_in_input_order(minilm_runtime: Any) -> None:
+    out = minilm_runtime.encode(TEXTS)
+    assert out.dtype == np.float32 and out.shape == (len(TEXTS), 384)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)  # Normalize is fused in
+    for i, text in enumerate(TEXTS):
+        assert _cos(out[i], minilm_runtime.encode(text)) > 0.99999
+
+
+def test_batch_composition_does_not_change_an_embedding(minilm_runtime: Any) -> None:
+    alone = np.stack([minilm_runtime.encode(t) for t in TEXTS])
+    for batch_size in (1, 2, 3, 32):
+        batched = minilm_runtime.encode(TEXTS, batch_size=batch_size)
+        assert _cos(batched, alone).min() > 0.99999, batch_size
+    padded_with_long = minilm_runtime.encode([TEXTS[2], "word " * 200], batch_size=2)[0]
+    assert _cos(padded_with_long, alone[2]) > 0.99999
+
+
+def test_input_order_does_not_change_embeddings(minilm_runtime: Any) -> None:
+    perm = np.random.default_rng(3).permutation(len(TEXTS))
+    forward = minilm_runtime.encode(TEXTS)
+    shuffled = minilm_runtime.encode([TEXTS[i] for i in perm])
+    assert _cos(shuffled, forward[perm]).min() > 0.99999
+
+
+def test_single_string_gives_one_vector_and_empty_list_gives_zero_rows(minilm_runtime: Any) -> None:
+    assert minilm_runtime.encode("hello").shape == (384,)
+    empty = minilm_runtime.encode([])
+    assert empty.shape == (0, 384) and empty.dtype == np.float32
+    assert minilm_runtime.encode([], truncate_dim=64).shape == (0, 64)
+
+
+def test_empty_string_is_encoded_like_sentence_transformers(minilm_runtime: Any, minilm_torch: Any) -> None:
+    ours = minilm_runtime.encode([""])
+    ref = minilm_torch.encode([""], convert_to_numpy=True)
+    assert np.isfinite(ours).all()
+    assert _cos(ours, ref)[0] > 0.9999
+
+
+@pytest.mark.parametrize(
+    "bad,position",
+    [
+        (["ok", None], "texts[1] is None"),
+        (["ok", "fine", 3], "texts[2] is int"),
+        ([["nested", "list"]], "texts[0] is list"),
+        ([b"bytes"], "texts[0] is bytes"),
+    ],
+)
+def test_bad_items_raise_input_error_naming_the_position(minilm_runtime: Any, bad: list[Any], position: str) -> None:
+    with pytest.raises(InputError, match=position.replace("[", r"\[").replace("]", r"\]")):
+        minilm_runtime.encode(bad)
+
+
+@pytest.mark.parametrize("bad", [None, 42, {"a": 1}, b"bytes"])
+def test_non_text_inputs_raise_input_error(minilm_runtime: Any, bad: Any) -> None:
+    with pytest.raises(InputError):
+        minilm_runtime.encode(bad)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"truncate_dim": 0}, "truncate_dim"),
+        ({"truncate_dim": 1000}, "truncate_dim"),
+        ({"prompt_name": "nope"}, "prompt_name 'nope'"),
+        ({"convert_to_tensor": True}, "torch"),
+        ({"output_value": "logits"}, "output_value"),
+    ],
+)
+def test_bad_options_raise_input_error(minilm_runtime: Any, kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        minilm_runtime.encode(["a"], **kwargs)
+
+
+def test_long_texts_are_truncated_like_sentence_transformers_and_counted(
+    minilm_runtime: Any, minilm_torch: Any
+) -> None:
+    long_text = " ".join(f"token{i}" for i in range(600))
+    texts = [long_text, "short", long_text + " tail that is cut off"]
+    ours = minilm_runtime.encode(texts)
+    assert minilm_runtime.last_encode_stats.truncated == 2
+    assert minilm_runtime.last_encode_stats.texts == 3
+    ref = minilm_torch.encode(texts, convert_to_numpy=True)
+    assert _cos(ours, ref).min() > 0.9999
+    # what is beyond max_seq_length does not matter, exactly as in sentence-transformers
+    assert _cos(ours[0], ours[2]) > 0.99999
+    assert minilm_runtime.tokenize([long_text])["input_ids"].shape == (1, minilm_runtime.max_seq_length)
+
+
+def test_max_seq_length_can_be_lowered_like_sentence_transformers(minilm_artifact_session: Path) -> None:
+    model = SentenceTransformer(minilm_artifact_session)
+    model.max_seq_length = 8
+    ids = model.tokenize(["one two three four five six seven eight nine ten"])["input_ids"]
+    assert ids.shape == (1, 8)
+    assert model.encode(["one two three four five six seven eight nine ten"]).shape == (1, 384)
+    assert model.last_encode_stats.truncated == 1
+    with pytest.raises(InputError):
+        model.max_seq_length = 0
+
+
+def test_prompt_is_prepended_as_text(minilm_runtime: Any, minilm_torch: Any) -> None:
+    ours = minilm_runtime.encode(["what is a cat?"], prompt="query: ")
+    same = minilm_runtime.encode(["query: what is a cat?"])
+    ref = minilm_torch.encode(["what is a cat?"], prompt="query: ", convert_to_numpy=True)
+    assert _cos(ours, same)[0] > 0.99999
+    assert _cos(ours, ref)[0] > 0.9999
+    assert _cos(ours, minilm_runtime.encode(["what is a cat?"]))[0] < 0.999
+
+
+def test_prompts_and_default_prompt_name_can_be_overridden(minilm_artifact_session: Path) -> None:
+    model = SentenceTransformer(
+        minilm_artifact_session,
+        prompts={"query": "query: ", "document": "passage: "},
+        default_prompt_name="query",
+    )
+    np.testing.assert_allclose(model.encode(["x"]), model.encode(["query: x"], prompt=""), atol=1e-6)
+    np.testing.assert_allclose(model.encode_document(["x"]), model.encode(["passage: x"], prompt=""), atol=1e-6)
+    np.testing.assert_allclose(model.encode_query(["x"]), model.encode(["query: x"], prompt=""), atol=1e-6)
+    with pytest.raises(InputError, match="default_prompt_name"):
+        SentenceTransformer(minilm_artifact_session, default_prompt_name="missing")
+
+
+def test_truncate_dim_slices_and_renormalizes(minilm_runtime: Any, minilm_torch: Any) -> None:
+    full = minilm_runtime.encode(TEXTS[:3])
+    short = minilm_runtime.encode(TEXTS[:3], truncate_dim=128)
+    assert short.shape == (3, 128)
+    np.testing.assert_allclose(np.linalg.norm(short, axis=1), 1.0, atol=1e-5)
+    expected = full[:, :128] / np.linalg.norm(full[:, :128], axis=1, keepdims=True)
+    np.testing.assert_allclose(short, expected, atol=1e-6)
+    ref = minilm_torch.encode(TEXTS[:3], truncate_dim=128, normalize_embeddings=True, convert_to_numpy=True)
+    assert _cos(short, ref).min() > 0.9999
+
+
+def test_convert_to_numpy_false_returns_a_list_of_vectors(minilm_runtime: Any) -> None:
+    out = minilm_runtime.encode(TEXTS[:2], convert_to_numpy=False)
+    assert isinstance(out, list) and len(out) == 2 and out[0].shape == (384,)
+
+
+def test_token_embeddings_match_sentence_transformers(minilm_runtime: Any, minilm_torch: Any) -> None:
+    ours = minilm_runtime.encode(TEXTS[:3], output_value="token_embeddings")
+    ref = minilm_torch.encode(TEXTS[:3], output_value="token_embeddings", convert_to_numpy=True)
+    for mine, theirs in zip(ours, ref):
+        theirs = np.asarray(theirs)
+        assert mine.shape == theirs.shape
+        assert _cos(mine, theirs).min() > 0.9999
+
+
+@pytest.mark.parametrize("name", ["cosine", "dot", "euclidean", "manhattan"])
+def test_similarity_functions_match_sentence_transformers(minilm_runtime: Any, minilm_torch: Any, name: str) -> None:
+    emb = minilm_runtime.encode(TEXTS)
+    minilm_runtime.set_similarity_fn(name)
+    minilm_torch.similarity_fn_name = name
+    try:
+        ours = minilm_runtime.similarity(emb[:3], emb)
+        ref = minilm_torch.similarity(emb[:3], emb).numpy()
+        np.testing.assert_allclose(ours, ref, atol=1e-5)
+        pair = minilm_runtime.similarity_pairwise(emb[:3], emb[3:6])
+        np.testing.assert_allclose(pair, minilm_torch.similarity_pairwise(emb[:3], emb[3:6]).numpy(), atol=1e-5)
+    finally:
+        minilm_runtime.set_similarity_fn("cosine")
+        minilm_torch.similarity_fn_name = "cosine"
+
+
+def test_unknown_similarity_function_is_refused(minilm_runtime: Any) -> None:
+    with pytest.raises(InputError, match="valid: cosine, dot, euclidean, manhattan"):
+        minilm_runtime.set_similarity_fn("jaccard")
+
+
+def test_sentence_embedding_dimension_and_repr(minilm_artifact_session: Path) -> None:
+    model = SentenceTransformer(minilm_artifact_session, truncate_dim=256)
+    assert model.get_sentence_embedding_dimension() == 256
+    assert model.encode(["a"]).shape == (1, 256)
+    assert "dim=384" in repr(model)
+
+
+def test_unknown_provider_lists_the_available_ones(minilm_artifact_session: Path) -> None:
+    with pytest.raises(ProviderError, match="provider 'tpu' is not available; available: auto, cpu"):
+        SentenceTransformer(minilm_artifact_session, provider="tpu")
+
+
+def test_progress_bar_does_not_change_results(minilm_runtime: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    quiet = minilm_runtime.encode(TEXTS)
+    loud = minilm_runtime.encode(TEXTS, show_progress_bar=True, batch_size=2)
+    np.testing.assert_allclose(quiet, loud, atol=1e-6)
+
+
+def test_stats_report_padding_and_batches(minilm_runtime: Any) -> None:
+    minilm_runtime.encode(TEXTS, batch_size=2)
+    stats = minilm_runtime.last_encode_stats
+    assert stats.batches == 4 and stats.texts == len(TEXTS)
+    assert 0.0 <= stats.padding_ratio < 1.0
+    assert stats.real_tokens <= stats.padded_tokens

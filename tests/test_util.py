@@ -1,0 +1,378 @@
+"""fastembed_rt.util against sentence_transformers.util on the same random float32 inputs."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fastembed_rt import util
+from fastembed_rt.quantization import quantize_embeddings
+
+DIM = 16
+MATRIX_SCORES = ["cos_sim", "dot_score", "euclidean_sim", "manhattan_sim"]
+PAIRWISE_SCORES = [
+    "pairwise_cos_sim",
+    "pairwise_dot_score",
+    "pairwise_euclidean_sim",
+    "pairwise_manhattan_sim",
+]
+
+
+@pytest.fixture(scope="module")
+def st_util() -> ModuleType:
+    if importlib.util.find_spec("sentence_transformers") is None:
+        pytest.skip("sentence-transformers is not installed (pip install fastembed-rt[export])")
+    import sentence_transformers.util as module
+
+    return module
+
+
+def _random(rows: int, seed: int, dim: int = DIM) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((rows, dim)).astype(np.float32)
+
+
+def _clustered(sizes: list[int], seed: int, spread: float = 0.25) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((len(sizes), DIM))
+    points = np.repeat(centres, sizes, axis=0) + spread * rng.standard_normal((sum(sizes), DIM))
+    return points[rng.permutation(len(points))].astype(np.float32)
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+
+
+def _assert_same_hits(
+    ours: list[list[util.SearchHit]], theirs: Sequence[Sequence[Mapping[str, Any]]]
+) -> None:
+    assert len(ours) == len(theirs)
+    for our_hits, their_hits in zip(ours, theirs, strict=True):
+        assert [hit["corpus_id"] for hit in our_hits] == [hit["corpus_id"] for hit in their_hits]
+        np.testing.assert_allclose(
+            [hit["score"] for hit in our_hits], [hit["score"] for hit in their_hits], rtol=1e-5, atol=1e-5
+        )
+        assert all(type(hit["corpus_id"]) is int and type(hit["score"]) is float for hit in our_hits)
+
+
+def _naive_hamming(query_bits: np.ndarray, corpus_bits: np.ndarray) -> np.ndarray:
+    query = np.unpackbits(query_bits, axis=-1).astype(np.int64)
+    corpus = np.unpackbits(corpus_bits, axis=-1).astype(np.int64)
+    return np.array([[int(np.sum(q != c)) for c in corpus] for q in query])
+
+
+@pytest.mark.parametrize("name", MATRIX_SCORES)
+def test_matrix_scores_equal_sentence_transformers(st_util: ModuleType, name: str) -> None:
+    a, b = _random(30, 0), _random(40, 1)
+    b[3] = a[5]  # an exact duplicate: distance 0, cosine 1
+
+    ours = getattr(util, name)(a, b)
+    theirs = _to_numpy(getattr(st_util, name)(a, b))
+
+    assert ours.dtype == np.float32
+    assert ours.shape == (30, 40)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", MATRIX_SCORES)
+def test_matrix_scores_accept_one_embedding_and_lists(st_util: ModuleType, name: str) -> None:
+    a, b = _random(1, 2)[0], _random(5, 3)
+
+    ours = getattr(util, name)(a.tolist(), b.tolist())
+    theirs = _to_numpy(getattr(st_util, name)(a, b))
+
+    assert ours.shape == (1, 5)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["euclidean_sim", "manhattan_sim"])
+def test_distance_blocks_do_not_change_distances(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    a, b = _random(30, 4), _random(50, 5)
+    whole = getattr(util, name)(a, b)
+
+    monkeypatch.setattr(util, "_BLOCK_ELEMENTS", 3 * DIM)
+    np.testing.assert_allclose(getattr(util, name)(a, b), whole, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", MATRIX_SCORES)
+def test_empty_batches_give_empty_score_matrices(name: str) -> None:
+    b = _random(4, 6)
+
+    assert getattr(util, name)(np.zeros((0, DIM), np.float32), b).shape == (0, 4)
+    assert getattr(util, name)([], b).shape == (0, 4)
+    assert getattr(util, name)(b, []).shape == (4, 0)
+
+
+@pytest.mark.parametrize("name", MATRIX_SCORES + PAIRWISE_SCORES)
+def test_mismatched_dimensions_raise_value_error(name: str) -> None:
+    with pytest.raises(ValueError, match=r"dimension|shape"):
+        getattr(util, name)(_random(3, 7), _random(3, 8, dim=DIM + 1))
+
+
+@pytest.mark.parametrize("name", PAIRWISE_SCORES)
+@pytest.mark.parametrize("rows", [None, 25])
+def test_pairwise_scores_equal_sentence_transformers(
+    st_util: ModuleType, name: str, rows: int | None
+) -> None:
+    a, b = _random(rows or 1, 8), _random(rows or 1, 9)
+    if rows is None:
+        a, b = a[0], b[0]
+
+    ours = getattr(util, name)(a, b)
+    theirs = _to_numpy(getattr(st_util, name)(a, b))
+
+    assert ours.dtype == np.float32
+    assert ours.shape == theirs.shape
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("score", ["cos_sim", "dot_score"])
+@pytest.mark.parametrize("top_k", [1, 5, 100])
+def test_semantic_search_equals_sentence_transformers(st_util: ModuleType, score: str, top_k: int) -> None:
+    queries, corpus = _random(12, 10), _random(60, 11)
+
+    ours = util.semantic_search(queries, corpus, top_k=top_k, score_function=getattr(util, score))
+    theirs = st_util.semantic_search(queries, corpus, top_k=top_k, score_function=getattr(st_util, score))
+
+    assert all(len(hits) == min(top_k, len(corpus)) for hits in ours)
+    _assert_same_hits(ours, theirs)
+
+
+@pytest.mark.parametrize("score", ["cos_sim", "dot_score"])
+def test_semantic_search_chunks_give_the_same_hits_as_one_chunk(score: str) -> None:
+    queries, corpus = _random(23, 12), _random(97, 13)
+    score_function = getattr(util, score)
+
+    whole = util.semantic_search(queries, corpus, top_k=9, score_function=score_function)
+    chunked = util.semantic_search(
+        queries, corpus, query_chunk_size=5, corpus_chunk_size=7, top_k=9, score_function=score_function
+    )
+
+    _assert_same_hits(chunked, whole)
+
+
+def test_semantic_search_takes_one_query_embedding(st_util: ModuleType) -> None:
+    query, corpus = _random(1, 14)[0], _random(20, 15)
+
+    ours = util.semantic_search(query, corpus, top_k=3)
+
+    _assert_same_hits(ours, st_util.semantic_search(query, corpus, top_k=3))
+
+
+def test_semantic_search_over_an_empty_corpus_gives_empty_hit_lists() -> None:
+    assert util.semantic_search(_random(3, 16), np.zeros((0, DIM), np.float32)) == [[], [], []]
+
+
+def test_semantic_search_without_queries_gives_no_results() -> None:
+    assert util.semantic_search(np.zeros((0, DIM), np.float32), _random(5, 17)) == []
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "error"),
+    [("top_k", -1, ValueError), ("query_chunk_size", 0, ValueError), ("corpus_chunk_size", 2.5, TypeError)],
+)
+def test_semantic_search_rejects_bad_sizes_naming_the_argument(
+    argument: str, value: Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match=argument):
+        util.semantic_search(_random(2, 18), _random(5, 19), **{argument: value})
+
+
+@pytest.mark.parametrize("max_pairs", [5, 1000])
+def test_paraphrase_mining_equals_sentence_transformers(st_util: ModuleType, max_pairs: int) -> None:
+    embeddings = _clustered([6, 5, 4, 3], seed=20)
+
+    ours = util.paraphrase_mining_embeddings(embeddings, top_k=4, max_pairs=max_pairs)
+    theirs = st_util.paraphrase_mining_embeddings(embeddings, top_k=4, max_pairs=max_pairs)
+
+    assert [pair[1:] for pair in ours] == [pair[1:] for pair in theirs]
+    np.testing.assert_allclose([pair[0] for pair in ours], [pair[0] for pair in theirs], rtol=1e-5)
+    assert all(i < j for _, i, j in ours)
+    assert len({(i, j) for _, i, j in ours}) == len(ours)
+
+
+def test_paraphrase_mining_chunks_give_the_same_pairs_as_one_chunk() -> None:
+    embeddings = _clustered([6, 5, 4, 3], seed=21)
+
+    whole = util.paraphrase_mining_embeddings(embeddings, top_k=3, max_pairs=20)
+    chunked = util.paraphrase_mining_embeddings(
+        embeddings, query_chunk_size=4, corpus_chunk_size=5, top_k=3, max_pairs=20
+    )
+
+    assert [pair[1:] for pair in chunked] == [pair[1:] for pair in whole]
+    np.testing.assert_allclose([pair[0] for pair in chunked], [pair[0] for pair in whole], rtol=1e-6)
+
+
+def test_paraphrase_mining_encodes_the_sentences_once_with_the_given_options() -> None:
+    embeddings = _clustered([4, 3], seed=22)
+    sentences = [f"sentence {i}" for i in range(len(embeddings))]
+    calls: list[tuple[list[str], int, bool]] = []
+
+    class FakeEncoder:
+        def encode(self, sentences: list[str], *, batch_size: int, show_progress_bar: bool) -> np.ndarray:
+            calls.append((sentences, batch_size, show_progress_bar))
+            return embeddings
+
+    pairs = util.paraphrase_mining(FakeEncoder(), sentences, batch_size=8, top_k=2)
+
+    assert calls == [(sentences, 8, False)]
+    assert pairs == util.paraphrase_mining_embeddings(embeddings, top_k=2)
+
+
+def test_paraphrase_mining_of_no_embeddings_gives_no_pairs() -> None:
+    assert util.paraphrase_mining_embeddings(np.zeros((0, DIM), np.float32)) == []
+
+
+@pytest.mark.parametrize("batch_size", [1024, 7])
+def test_community_detection_equals_sentence_transformers(st_util: ModuleType, batch_size: int) -> None:
+    embeddings = _clustered([25, 15, 12, 9, 3], seed=23, spread=0.3)
+
+    ours = util.community_detection(embeddings, threshold=0.8, min_community_size=5, batch_size=batch_size)
+    theirs = st_util.community_detection(
+        embeddings, threshold=0.8, min_community_size=5, batch_size=batch_size
+    )
+
+    assert ours == theirs
+    assert len(ours) >= 3
+    members = [index for community in ours for index in community]
+    assert len(members) == len(set(members))
+
+
+def test_community_detection_with_too_few_embeddings_finds_none() -> None:
+    assert util.community_detection(_random(4, 24), min_community_size=5) == []
+    assert util.community_detection(np.zeros((0, DIM), np.float32)) == []
+
+
+def test_community_detection_progress_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    util.community_detection(_random(10, 25), min_community_size=2, batch_size=4, show_progress_bar=True)
+
+    assert "3/3 batches" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dim", [20, 128])  # a padded byte code and a whole number of 64-bit words
+def test_quantized_scores_are_negative_hamming_distances(dim: int) -> None:
+    queries, corpus = _random(7, 26, dim), _random(50, 27, dim)
+    corpus_bits = quantize_embeddings(corpus, "ubinary")
+    distances = _naive_hamming(quantize_embeddings(queries, "ubinary"), corpus_bits)
+
+    results = util.semantic_search_quantized(queries, corpus_bits, top_k=len(corpus))
+
+    for hits, row in zip(results, distances, strict=True):
+        expected = sorted(range(len(corpus)), key=lambda corpus_id: (row[corpus_id], corpus_id))
+        assert [hit["corpus_id"] for hit in hits] == expected
+        assert [hit["score"] for hit in hits] == [-float(row[corpus_id]) for corpus_id in expected]
+
+
+def test_quantized_search_takes_ubinary_queries_like_float_ones() -> None:
+    queries, corpus = _random(5, 28), _random(40, 29)
+    corpus_bits = quantize_embeddings(corpus, "ubinary")
+
+    from_floats = util.semantic_search_quantized(queries, corpus_bits, top_k=6)
+    from_codes = util.semantic_search_quantized(quantize_embeddings(queries, "ubinary"), corpus_bits, top_k=6)
+
+    assert from_floats == from_codes
+
+
+def test_float_rescoring_of_the_whole_corpus_equals_exact_dot_product_search(st_util: ModuleType) -> None:
+    queries, corpus = _random(9, 30), _random(45, 31)
+
+    ours = util.semantic_search_quantized(
+        queries,
+        quantize_embeddings(corpus, "ubinary"),
+        top_k=5,
+        rescore_multiplier=len(corpus),
+        corpus_rescore=corpus,
+        rescore_precision="float32",
+    )
+    theirs = st_util.semantic_search(queries, corpus, top_k=5, score_function=st_util.dot_score)
+
+    _assert_same_hits(ours, theirs)
+
+
+def test_int8_rescoring_ranks_hamming_candidates_by_dot_product_with_the_codes() -> None:
+    queries, corpus = _random(6, 32), _random(80, 33)
+    corpus_bits, corpus_int8 = quantize_embeddings(corpus, "ubinary"), quantize_embeddings(corpus, "int8")
+    distances = _naive_hamming(quantize_embeddings(queries, "ubinary"), corpus_bits)
+
+    results = util.semantic_search_quantized(
+        queries, corpus_bits, top_k=4, rescore_multiplier=3, corpus_rescore=corpus_int8
+    )
+
+    for query, row, hits in zip(queries, distances, results, strict=True):
+        candidates = sorted(range(len(corpus)), key=lambda corpus_id: (row[corpus_id], corpus_id))[:12]
+        scores = {
+            corpus_id: float(query @ corpus_int8[corpus_id].astype(np.float32)) for corpus_id in candidates
+        }
+        expected = sorted(candidates, key=lambda corpus_id: -scores[corpus_id])[:4]
+        assert [hit["corpus_id"] for hit in hits] == expected
+        np.testing.assert_allclose([hit["score"] for hit in hits], [scores[i] for i in expected], rtol=1e-5)
+
+
+@pytest.mark.parametrize("rescore", [False, True])
+def test_quantized_chunks_give_the_same_hits_as_one_chunk(rescore: bool) -> None:
+    queries, corpus = _random(11, 34), _random(70, 35)
+    options: dict[str, Any] = {"top_k": 5}
+    if rescore:
+        options["corpus_rescore"] = quantize_embeddings(corpus, "int8")
+    corpus_bits = quantize_embeddings(corpus, "ubinary")
+
+    whole = util.semantic_search_quantized(queries, corpus_bits, **options)
+    chunked = util.semantic_search_quantized(
+        queries, corpus_bits, query_chunk_size=3, corpus_chunk_size=4, **options
+    )
+
+    _assert_same_hits(chunked, whole)
+
+
+def test_quantized_search_with_top_k_over_the_corpus_size_returns_the_whole_corpus() -> None:
+    queries, corpus = _random(2, 36), _random(5, 37)
+
+    results = util.semantic_search_quantized(
+        queries,
+        quantize_embeddings(corpus, "ubinary"),
+        top_k=50,
+        corpus_rescore=quantize_embeddings(corpus, "int8"),
+    )
+
+    assert [sorted(hit["corpus_id"] for hit in hits) for hits in results] == [list(range(5))] * 2
+
+
+def test_quantized_search_over_empty_inputs_gives_empty_results() -> None:
+    empty_corpus = np.zeros((0, DIM // 8), np.uint8)
+
+    assert util.semantic_search_quantized(_random(2, 38), empty_corpus) == [[], []]
+    assert (
+        util.semantic_search_quantized(
+            np.zeros((0, DIM), np.float32), quantize_embeddings(_random(4, 39), "ubinary")
+        )
+        == []
+    )
+
+
+def test_rescoring_ubinary_queries_raises_value_error() -> None:
+    corpus = _random(10, 40)
+
+    with pytest.raises(ValueError, match="corpus_rescore"):
+        util.semantic_search_quantized(
+            quantize_embeddings(_random(2, 41), "ubinary"),
+            quantize_embeddings(corpus, "ubinary"),
+            corpus_rescore=quantize_embeddings(corpus, "int8"),
+        )
+
+
+def test_rescore_corpus_of_another_precision_raises_type_error() -> None:
+    corpus = _random(10, 42)
+
+    with pytest.raises(TypeError, match=r"float32.*'int8'"):
+        util.semantic_search_quantized(
+            _random(2, 43), quantize_embeddings(corpus, "ubinary"), corpus_rescore=corpus
+        )
+
+
+def test_signed_binary_corpus_raises_type_error() -> None:
+    with pytest.raises(TypeError, match=r"corpus_ubinary.*int8"):
+        util.semantic_search_quantized(_random(2, 44), quantize_embeddings(_random(10, 45), "binary"))
