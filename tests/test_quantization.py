@@ -72,9 +72,7 @@ def test_single_float64_embedding_with_ranges_equals_sentence_transformers(
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
-def test_empty_batch_gives_empty_codes_like_sentence_transformers(
-    st_quantization: ModuleType, precision: str
-) -> None:
+def test_empty_batch_gives_empty_codes_like_sentence_transformers(st_quantization: ModuleType, precision: str) -> None:
     empty = np.zeros((0, DIM), dtype=np.float32)
 
     ours = quantize_embeddings(empty, precision)
@@ -131,9 +129,7 @@ def test_calibration_ranges_are_per_dimension_min_and_max(calibration: np.ndarra
         assert ranges[1, column] == max(calibration[:, column])
 
 
-def test_ranges_and_calibration_embeddings_give_the_same_codes(
-    embeddings: np.ndarray, calibration: np.ndarray
-) -> None:
+def test_ranges_and_calibration_embeddings_give_the_same_codes(embeddings: np.ndarray, calibration: np.ndarray) -> None:
     np.testing.assert_array_equal(
         quantize_embeddings(embeddings, "int8", ranges=calibration_ranges(calibration)),
         quantize_embeddings(embeddings, "int8", calibration_embeddings=calibration),

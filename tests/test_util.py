@@ -47,9 +47,7 @@ def _to_numpy(value: Any) -> np.ndarray:
     return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
 
 
-def _assert_same_hits(
-    ours: list[list[util.SearchHit]], theirs: Sequence[Sequence[Mapping[str, Any]]]
-) -> None:
+def _assert_same_hits(ours: list[list[util.SearchHit]], theirs: Sequence[Sequence[Mapping[str, Any]]]) -> None:
     assert len(ours) == len(theirs)
     for our_hits, their_hits in zip(ours, theirs, strict=True):
         assert [hit["corpus_id"] for hit in our_hits] == [hit["corpus_id"] for hit in their_hits]
@@ -115,9 +113,7 @@ def test_mismatched_dimensions_raise_value_error(name: str) -> None:
 
 @pytest.mark.parametrize("name", PAIRWISE_SCORES)
 @pytest.mark.parametrize("rows", [None, 25])
-def test_pairwise_scores_equal_sentence_transformers(
-    st_util: ModuleType, name: str, rows: int | None
-) -> None:
+def test_pairwise_scores_equal_sentence_transformers(st_util: ModuleType, name: str, rows: int | None) -> None:
     a, b = _random(rows or 1, 8), _random(rows or 1, 9)
     if rows is None:
         a, b = a[0], b[0]
@@ -232,9 +228,7 @@ def test_community_detection_equals_sentence_transformers(st_util: ModuleType, b
     embeddings = _clustered([25, 15, 12, 9, 3], seed=23, spread=0.3)
 
     ours = util.community_detection(embeddings, threshold=0.8, min_community_size=5, batch_size=batch_size)
-    theirs = st_util.community_detection(
-        embeddings, threshold=0.8, min_community_size=5, batch_size=batch_size
-    )
+    theirs = st_util.community_detection(embeddings, threshold=0.8, min_community_size=5, batch_size=batch_size)
 
     assert ours == theirs
     assert len(ours) >= 3
@@ -304,9 +298,7 @@ def test_int8_rescoring_ranks_hamming_candidates_by_dot_product_with_the_codes()
 
     for query, row, hits in zip(queries, distances, results, strict=True):
         candidates = sorted(range(len(corpus)), key=lambda corpus_id: (row[corpus_id], corpus_id))[:12]
-        scores = {
-            corpus_id: float(query @ corpus_int8[corpus_id].astype(np.float32)) for corpus_id in candidates
-        }
+        scores = {corpus_id: float(query @ corpus_int8[corpus_id].astype(np.float32)) for corpus_id in candidates}
         expected = sorted(candidates, key=lambda corpus_id: -scores[corpus_id])[:4]
         assert [hit["corpus_id"] for hit in hits] == expected
         np.testing.assert_allclose([hit["score"] for hit in hits], [scores[i] for i in expected], rtol=1e-5)
@@ -321,9 +313,7 @@ def test_quantized_chunks_give_the_same_hits_as_one_chunk(rescore: bool) -> None
     corpus_bits = quantize_embeddings(corpus, "ubinary")
 
     whole = util.semantic_search_quantized(queries, corpus_bits, **options)
-    chunked = util.semantic_search_quantized(
-        queries, corpus_bits, query_chunk_size=3, corpus_chunk_size=4, **options
-    )
+    chunked = util.semantic_search_quantized(queries, corpus_bits, query_chunk_size=3, corpus_chunk_size=4, **options)
 
     _assert_same_hits(chunked, whole)
 
@@ -346,9 +336,7 @@ def test_quantized_search_over_empty_inputs_gives_empty_results() -> None:
 
     assert util.semantic_search_quantized(_random(2, 38), empty_corpus) == [[], []]
     assert (
-        util.semantic_search_quantized(
-            np.zeros((0, DIM), np.float32), quantize_embeddings(_random(4, 39), "ubinary")
-        )
+        util.semantic_search_quantized(np.zeros((0, DIM), np.float32), quantize_embeddings(_random(4, 39), "ubinary"))
         == []
     )
 
@@ -368,9 +356,7 @@ def test_rescore_corpus_of_another_precision_raises_type_error() -> None:
     corpus = _random(10, 42)
 
     with pytest.raises(TypeError, match=r"float32.*'int8'"):
-        util.semantic_search_quantized(
-            _random(2, 43), quantize_embeddings(corpus, "ubinary"), corpus_rescore=corpus
-        )
+        util.semantic_search_quantized(_random(2, 43), quantize_embeddings(corpus, "ubinary"), corpus_rescore=corpus)
 
 
 def test_signed_binary_corpus_raises_type_error() -> None:

@@ -1,0 +1,58 @@
+"""The fastembed-rt command line: info, encode and export, with clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastembed_rt.cli import main
+
+
+def test_info_prints_variants_with_fidelity(minilm_artifact_session: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(minilm_artifact_session)]) == 0
+    out = capsys.readouterr().out
+    assert "fp32" in out and "onnx/model.onnx" in out and "dim           384" in out
+    assert "1.000000" in out  # min cosine vs torch recorded at export
+
+
+def test_encode_prints_json_lines_in_order(minilm_artifact_session: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["encode", str(minilm_artifact_session), "first text", "second"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in rows] == ["first text", "second"]
+    assert len(rows[0]["embedding"]) == 384
+
+
+def test_encode_reads_a_file_writes_npy_and_reports_truncation(
+    minilm_artifact_session: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    texts = tmp_path / "texts.txt"
+    texts.write_text("one\ntwo\n" + "long " * 400 + "\n", encoding="utf-8")
+    out = tmp_path / "emb.npy"
+    assert main(["encode", str(minilm_artifact_session), "--file", str(texts), "-o", str(out)]) == 0
+    assert np.load(out).shape == (3, 384)
+    assert "1 of 3 texts were truncated to 256 tokens" in capsys.readouterr().err
+
+
+def test_encode_without_texts_is_a_usage_error(
+    minilm_artifact_session: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["encode", str(minilm_artifact_session)]) == 2
+    assert "no texts" in capsys.readouterr().err
+
+
+def test_missing_artifact_exits_1_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(tmp_path / "missing")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_export_refuses_a_non_empty_output_directory(
+    minilm_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("x")
+    assert main(["export", str(minilm_dir), str(tmp_path / "out")]) == 1
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert (tmp_path / "out" / "keep.txt").exists()

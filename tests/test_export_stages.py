@@ -1,0 +1,168 @@
+"""Exported output stages on tiny BERT agree with sentence-transformers text by text.
+
+Five exports cover every pooling mode (one export, six modes concatenated, compared segment by
+segment), a single-mode control, Dense (tanh, identity) + Normalize, and prompt exclusion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from tiny_models import DENSE_OUT_FEATURES, HIDDEN_SIZE, PARITY_TEXTS, TinyExport, export_tiny_model, row_cosines
+
+MIN_COSINE = 0.9999
+ALL_MODES = ("cls", "mean", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
+# Excluding the prompt moves mean, weightedmean and cls; lasttoken ([SEP]) must stay put.
+PROMPT_MODES = ("mean", "weightedmean", "cls", "lasttoken")
+PROMPTS = {"query": "query: represent this sentence for searching relevant passages: "}
+
+
+def _exported(tmp_path_factory: pytest.TempPathFactory, name: str, **kwargs: Any) -> Iterator[TinyExport]:
+    exported = export_tiny_model(tmp_path_factory.mktemp(name), "bert", **kwargs)
+    yield exported
+    exported.close()
+
+
+@pytest.fixture(scope="module")
+def all_modes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyExport]:
+    yield from _exported(tmp_path_factory, "all-modes", pooling_mode=ALL_MODES)
+
+
+@pytest.fixture(scope="module")
+def cls_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyExport]:
+    yield from _exported(tmp_path_factory, "cls", pooling_mode="cls")
+
+
+@pytest.fixture(scope="module", params=["tanh", "identity"])
+def dense_normalize(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyExport]:
+    activation = torch.nn.Tanh() if request.param == "tanh" else torch.nn.Identity()
+    yield from _exported(
+        tmp_path_factory, f"dense-{request.param}", pooling_mode="mean", dense=activation, normalize=True
+    )
+
+
+@pytest.fixture(scope="module")
+def prompt_excluded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyExport]:
+    yield from _exported(
+        tmp_path_factory, "prompt-excluded", pooling_mode=PROMPT_MODES, include_prompt=False, prompts=PROMPTS
+    )
+
+
+def _encode_both(
+    exported: TinyExport, texts: list[str], batch_size: int, **prompt: str
+) -> tuple[np.ndarray, np.ndarray]:
+    ours = exported.runtime.encode(texts, batch_size=batch_size, **prompt)
+    ref = exported.torch_model.encode(
+        texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False, **prompt
+    )
+    return np.asarray(ours), np.asarray(ref)
+
+
+def _segment_cosines(ours: np.ndarray, ref: np.ndarray, modes: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Per pooling mode, the cosine of each text's ``HIDDEN_SIZE``-wide segment."""
+    assert ours.shape == ref.shape == (ref.shape[0], HIDDEN_SIZE * len(modes))
+    segments = [slice(i * HIDDEN_SIZE, (i + 1) * HIDDEN_SIZE) for i in range(len(modes))]
+    return {mode: row_cosines(ours[:, seg], ref[:, seg]) for mode, seg in zip(modes, segments)}
+
+
+def _assert_segments_match(ours: np.ndarray, ref: np.ndarray, modes: tuple[str, ...], texts: list[str]) -> None:
+    failures = [
+        f"{mode} of {texts[j][:30]!r}: cosine {cos[j]:.6f}"
+        for mode, cos in _segment_cosines(ours, ref, modes).items()
+        for j in np.flatnonzero(~(cos >= MIN_COSINE))
+    ]
+    assert not failures, failures
+
+
+@pytest.mark.parametrize("prompt", [None, "query: "], ids=["no-prompt", "prompt"])
+@pytest.mark.parametrize("batch_size", [1, 3, 5])
+def test_every_pooling_mode_matches_sentence_transformers(
+    all_modes: TinyExport, batch_size: int, prompt: str | None
+) -> None:
+    assert all_modes.runtime.get_sentence_embedding_dimension() == HIDDEN_SIZE * len(ALL_MODES)
+    kwargs = {} if prompt is None else {"prompt": prompt}
+    ours, ref = _encode_both(all_modes, PARITY_TEXTS, batch_size, **kwargs)
+    _assert_segments_match(ours, ref, ALL_MODES, PARITY_TEXTS)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 5])
+def test_single_cls_mode_matches_sentence_transformers(cls_only: TinyExport, batch_size: int) -> None:
+    ours, ref = _encode_both(cls_only, PARITY_TEXTS, batch_size)
+    assert ours.shape == (len(PARITY_TEXTS), HIDDEN_SIZE)
+    _assert_segments_match(ours, ref, ("cls",), PARITY_TEXTS)
+
+
+def test_single_mode_export_equals_its_segment_of_all_modes_export(all_modes: TinyExport, cls_only: TinyExport) -> None:
+    # Same seed, same backbone: the cls segment of the six-mode graph is the cls-only graph.
+    concatenated = all_modes.runtime.encode(PARITY_TEXTS)
+    alone = cls_only.runtime.encode(PARITY_TEXTS)
+    assert (row_cosines(concatenated[:, :HIDDEN_SIZE], alone) >= MIN_COSINE).all()
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 5])
+def test_dense_and_normalize_match_sentence_transformers(dense_normalize: TinyExport, batch_size: int) -> None:
+    ours, ref = _encode_both(dense_normalize, PARITY_TEXTS, batch_size)
+    assert ours.shape == (len(PARITY_TEXTS), DENSE_OUT_FEATURES)
+    assert (row_cosines(ours, ref) >= MIN_COSINE).all(), row_cosines(ours, ref)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [{"prompt": PROMPTS["query"]}, {"prompt_name": "query"}, {"prompt": "a: "}],
+    ids=["prompt", "prompt_name", "short-prompt"],
+)
+@pytest.mark.parametrize("batch_size", [1, 5])
+def test_prompt_excluded_pooling_matches_sentence_transformers(
+    prompt_excluded: TinyExport, batch_size: int, prompt: dict[str, str]
+) -> None:
+    ours, ref = _encode_both(prompt_excluded, PARITY_TEXTS, batch_size, **prompt)
+    _assert_segments_match(ours, ref, PROMPT_MODES, PARITY_TEXTS)
+
+
+def test_prompt_exclusion_changes_embeddings(prompt_excluded: TinyExport) -> None:
+    from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    ours = prompt_excluded.runtime.encode(PARITY_TEXTS, prompt_name="query")
+    with_prompt_pooled = TorchSentenceTransformer(str(prompt_excluded.model_dir), device="cpu")
+    pooling = with_prompt_pooled[1]
+    assert isinstance(pooling, Pooling)
+    pooling.include_prompt = True
+    ref_included = with_prompt_pooled.encode(
+        PARITY_TEXTS, prompt_name="query", convert_to_numpy=True, show_progress_bar=False
+    )
+    cosines = _segment_cosines(ours, ref_included, PROMPT_MODES)
+    # The parity test above must be able to fail: ignoring the exclusion lands far below its gate.
+    # (weightedmean moves least on truncated texts: the prompt tokens carry the smallest weights.)
+    for mode in ("mean", "weightedmean", "cls"):
+        assert cosines[mode].min() < 0.99, (mode, cosines[mode])
+    # The last token ([SEP]) is never part of the prompt: exclusion leaves it alone.
+    assert (cosines["lasttoken"] >= MIN_COSINE).all()
+
+
+@pytest.mark.parametrize("fixture", ["all_modes", "prompt_excluded"])
+def test_text_embedding_does_not_depend_on_its_batch_neighbours(request: pytest.FixtureRequest, fixture: str) -> None:
+    exported: TinyExport = request.getfixturevalue(fixture)
+    modes = ALL_MODES if fixture == "all_modes" else PROMPT_MODES
+    prompt = {"prompt_name": "query"} if fixture == "prompt_excluded" else {}
+    text = "A man is playing a guitar."
+    for neighbours in (["x"], [PARITY_TEXTS[3]], ["", PARITY_TEXTS[7], "Hi"]):
+        ours, ref = _encode_both(exported, [*neighbours, text], batch_size=8, **prompt)
+        _assert_segments_match(ours, ref, modes, [*neighbours, text])
+        alone, _ = _encode_both(exported, [text], batch_size=1, **prompt)
+        _assert_segments_match(ours[-1:], alone, modes, [text])
+
+
+def test_manifest_records_stages_and_prompts(all_modes: TinyExport, prompt_excluded: TinyExport) -> None:
+    assert all_modes.runtime.manifest.stages["pooling"] == {"modes": list(ALL_MODES), "include_prompt": True}
+    excluded = prompt_excluded.runtime.manifest
+    assert excluded.stages["pooling"] == {"modes": list(PROMPT_MODES), "include_prompt": False}
+    assert excluded.graph.inputs[-1] == "prompt_length"
+    # sentence-transformers may add empty default prompts; the artifact keeps what it saved.
+    assert prompt_excluded.runtime.prompts == prompt_excluded.torch_model.prompts
+    assert prompt_excluded.runtime.prompts["query"] == PROMPTS["query"]
