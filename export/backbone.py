@@ -15,13 +15,12 @@ from typing import Any
 
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export.architectures import ArchitectureConfig
+from fastembed_rt.kernels.spec import TOKEN_EMBEDDINGS
 
 __all__ = ["export_backbone"]
 
-TOKEN_EMBEDDINGS = "token_embeddings"
 
-
-def _wrapper(model: Any, inputs: tuple[str, ...]) -> Any:
+def _wrapper(model: Any, inputs: tuple[str, ...], output: str) -> Any:
     import torch
 
     class Backbone(torch.nn.Module):
@@ -30,16 +29,25 @@ def _wrapper(model: Any, inputs: tuple[str, ...]) -> Any:
             self.model = model
 
         def forward(self, *args: torch.Tensor) -> torch.Tensor:
-            return self.model(**dict(zip(inputs, args)), return_dict=True).last_hidden_state
+            return getattr(self.model(**dict(zip(inputs, args)), return_dict=True), output)
 
     return Backbone().eval()
 
 
-def export_backbone(model: Any, config: ArchitectureConfig, path: Path, vocab_size: int) -> None:
+def export_backbone(
+    model: Any,
+    config: ArchitectureConfig,
+    path: Path,
+    vocab_size: int,
+    *,
+    output: str = "last_hidden_state",
+    output_name: str = TOKEN_EMBEDDINGS,
+) -> None:
     """Write ``model`` (a transformers ``PreTrainedModel``) as ONNX to ``path``.
 
-    The graph has inputs ``config.inputs`` (int64 [batch, sequence]) and the output
-    ``token_embeddings`` float32 [batch, sequence, hidden].
+    The graph has inputs ``config.inputs`` (int64 [batch, sequence]) and one float32 output
+    ``output_name``: the model output field ``output``. Defaults: ``token_embeddings``
+    [batch, sequence, hidden]; heads export ``logits`` ([batch, labels] or [batch, sequence, vocab]).
     """
     import torch
 
@@ -47,7 +55,7 @@ def export_backbone(model: Any, config: ArchitectureConfig, path: Path, vocab_si
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation("eager")
     model = model.eval().float()
-    wrapper = _wrapper(model, config.inputs)
+    wrapper = _wrapper(model, config.inputs, output)
     gen = torch.Generator().manual_seed(0)
     # batch 2 × sequence 16 with one padded row, so neither axis specialises to 0/1.
     ids = torch.randint(5, max(6, min(vocab_size, 1000)), (2, 16), generator=gen)
@@ -71,7 +79,7 @@ def export_backbone(model: Any, config: ArchitectureConfig, path: Path, vocab_si
                 args,
                 str(path),
                 input_names=list(config.inputs),
-                output_names=[TOKEN_EMBEDDINGS],
+                output_names=[output_name],
                 dynamic_shapes={"args": tuple(dynamic[name] for name in config.inputs)},
                 opset_version=config.opset,
                 dynamo=True,

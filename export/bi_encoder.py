@@ -6,22 +6,37 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fastembed_rt.artifact import SCHEMA_VERSION, GraphContract, Manifest, TokenizerInfo, Variant, file_sha256
+from fastembed_rt.artifact import (
+    SCHEMA_VERSION,
+    GraphContract,
+    Manifest,
+    TokenizerInfo,
+    Variant,
+    file_sha256,
+    load_manifest,
+)
 from fastembed_rt.errors import ExportError, ParityError
 from fastembed_rt.export.architectures import architecture_config
-from fastembed_rt.export.backbone import TOKEN_EMBEDDINGS, export_backbone
+from fastembed_rt.export.backbone import export_backbone
 from fastembed_rt.export.st_reader import ModelDescription, describe_model
 from fastembed_rt.export.validate import Fidelity, validate_embeddings
+from fastembed_rt.kernels.spec import (
+    NORMALIZE_OUTPUT,
+    OUTPUT_DIM,
+    PROMPT_LENGTH,
+    QUANTIZE_RANGES,
+    SENTENCE_EMBEDDING,
+    TOKEN_EMBEDDINGS,
+    Precision,
+)
 
 __all__ = ["export_model", "resolve_model_dir"]
 
 logger = logging.getLogger("fastembed_rt.export")
-
-PROMPT_LENGTH = "prompt_length"
-SENTENCE_EMBEDDING = "sentence_embedding"
 
 
 def resolve_model_dir(model: str | os.PathLike[str], revision: str | None, token: str | bool | None) -> Path:
@@ -69,15 +84,17 @@ def _write_tokenizer(st_model: Any, out: Path) -> tuple[str, ...]:
 def _fuse_stages(backbone_path: Path, description: ModelDescription, out_path: Path) -> dict[str, Any]:
     import onnx
 
-    from fastembed_rt.kernels.onnx_stages import append_output_stages
+    from fastembed_rt.kernels.onnx_stages import append_output_precisions, append_output_stages
 
     model = onnx.load(str(backbone_path))
     counts = append_output_stages(model, description.stages, token_embeddings=TOKEN_EMBEDDINGS)
+    precision_counts = append_output_precisions(model, description.stages.output_dim(description.hidden_size))
     model.producer_name = "fastembed-rt"
     onnx.checker.check_model(model)
     onnx.save(model, str(out_path))
     return {
         "stage_nodes": counts.nodes,
+        "precision_nodes": precision_counts.nodes,
         "pooling_modes": counts.pooling_modes,
         "dense_layers": counts.dense_layers,
         "normalize": counts.normalize,
@@ -106,6 +123,7 @@ def export_model(
     overwrite: bool = False,
     stsb: bool | None = None,
     stsb_path: str | os.PathLike[str] | None = None,
+    calibration_texts: Sequence[str] | None = None,
 ) -> Manifest:
     """Export a sentence-transformers bi-encoder to a fastembed-rt artifact at ``out_dir``.
 
@@ -117,6 +135,8 @@ def export_model(
         model: a local model directory or a hub id.
         out_dir: where the artifact goes; must not exist unless ``overwrite``.
         stsb: also score STSb test Spearman for the manifest (None: when the data is found locally).
+        calibration_texts: texts whose embeddings fix the int8/uint8 ranges (None: the STSb train
+            sentences when found locally; empty: no calibration).
     Returns:
         the written manifest.
     Raises:
@@ -148,7 +168,15 @@ def export_model(
         tokenizer_files = _write_tokenizer(st_model, tmp)
         hf_tokenizer = st_model[0].tokenizer
         dim = description.stages.output_dim(description.hidden_size)
-        inputs = arch.inputs + (() if description.stages.pooling.include_prompt else (PROMPT_LENGTH,))
+        inputs = (
+            arch.inputs
+            + (() if description.stages.pooling.include_prompt else (PROMPT_LENGTH,))
+            + (OUTPUT_DIM, NORMALIZE_OUTPUT, QUANTIZE_RANGES)
+        )
+        precision_outputs = {
+            p.output_name: {"dtype": p.dtype, "dims": ["batch", "output_bytes" if p.packed else "output_dim"]}
+            for p in Precision
+        }
         variant = Variant(
             name="fp32",
             file=graph_file,
@@ -188,6 +216,7 @@ def export_model(
                         "dtype": "float32",
                         "dims": ["batch", "sequence", description.hidden_size],
                     },
+                    **precision_outputs,
                 },
             ),
             stages=description.stages.to_dict(),
@@ -209,6 +238,7 @@ def export_model(
         variant = Variant(**{**variant.to_dict(), "fidelity": fidelity.to_dict()})
         manifest = Manifest(**{**manifest.__dict__, "variants": (variant,)})
         manifest.write()
+        _calibrate(tmp, calibration_texts, stsb_path)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -216,7 +246,29 @@ def export_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     logger.info("exported %s to %s in %.1f s", model, out, time.perf_counter() - started)
-    return Manifest(**{**manifest.__dict__, "root": out})
+    return load_manifest(out)
+
+
+def _calibrate(artifact: Path, texts: Sequence[str] | None, stsb_path: str | os.PathLike[str] | None) -> None:
+    """Store the int8/uint8 calibration set: ``texts``, or by default the STSb train sentences."""
+    from fastembed_rt.calibration import calibrate_artifact
+    from fastembed_rt.evaluation import find_stsb_dir, load_stsb
+    from fastembed_rt.models import SentenceTransformer
+
+    source = "user texts"
+    if texts is None:
+        if find_stsb_dir(stsb_path) is None:
+            logger.warning(
+                "no calibration texts and no local STSb data: int8/uint8 outputs need `fastembed-rt calibrate`"
+            )
+            return
+        train = load_stsb("train", "en", stsb_path)
+        texts, source = train.sentences1 + train.sentences2, "stsb-en-train"
+    if not texts:
+        return
+    runtime = SentenceTransformer(artifact)
+    calibrate_artifact(runtime, texts, source)
+    runtime.close()
 
 
 def _score_stsb(

@@ -116,6 +116,7 @@ class Manifest:
     dim: int
     variants: tuple[Variant, ...]
     schema_version: int = SCHEMA_VERSION
+    calibration: dict[str, Any] | None = None
 
     def variant(self, name: str) -> Variant:
         for variant in self.variants:
@@ -139,6 +140,7 @@ class Manifest:
             "similarity_fn": self.similarity_fn,
             "dim": self.dim,
             "variants": [v.to_dict() for v in self.variants],
+            "calibration": self.calibration,
         }
 
     def write(self) -> Path:
@@ -212,6 +214,7 @@ def _parse(root: Path, data: Any, path: Path) -> Manifest:
             similarity_fn=str(data.get("similarity_fn", "cosine")),
             dim=int(_require(data, "dim", "", path)),
             variants=variants,
+            calibration=data.get("calibration"),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ArtifactError(f"{path}: malformed manifest ({exc!r}); {_EXPORT_HINT}") from exc

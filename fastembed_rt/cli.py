@@ -17,19 +17,28 @@ __all__ = ["main"]
 
 def _export(args: argparse.Namespace) -> int:
     try:
-        from fastembed_rt.export import export_model
+        from fastembed_rt.export import detect_task, export_cross_encoder, export_model, export_sparse_encoder
+        from fastembed_rt.export.bi_encoder import resolve_model_dir
     except ImportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    manifest = export_model(
-        args.model,
-        args.out,
-        revision=args.revision,
-        overwrite=args.overwrite,
-        stsb=False if args.no_stsb else None,
-    )
-    print(f"exported {args.model} -> {args.out} in {time.perf_counter() - started:.1f} s")
+    task = args.task
+    if task == "auto":
+        task = detect_task(resolve_model_dir(args.model, args.revision, None))
+        print(f"task {task} (detected from the model directory; --task overrides)", file=sys.stderr)
+    if task == "embedding":
+        manifest = export_model(
+            args.model,
+            args.out,
+            revision=args.revision,
+            overwrite=args.overwrite,
+            stsb=False if args.no_stsb else None,
+        )
+    else:
+        export_head = export_cross_encoder if task == "cross-encoder" else export_sparse_encoder
+        manifest = export_head(args.model, args.out, revision=args.revision, overwrite=args.overwrite)
+    print(f"exported {args.model} -> {args.out} ({task}) in {time.perf_counter() - started:.1f} s")
     _print_info(Path(args.out))
     del manifest
     return 0
@@ -106,6 +115,19 @@ def _encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from fastembed_rt.calibration import calibrate_artifact
+    from fastembed_rt.models import SentenceTransformer
+
+    handle = sys.stdin if args.texts == "-" else open(args.texts, encoding="utf-8")  # noqa: SIM115
+    with handle:
+        texts = [line.rstrip("\n") for line in handle]
+    model = SentenceTransformer(args.artifact)
+    entry = calibrate_artifact(model, texts, source=f"file:{Path(args.texts).name}" if args.texts != "-" else "stdin")
+    print(f"calibrated {args.artifact} on {entry['texts']} distinct texts; int8/uint8 outputs now use these ranges")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastembed-rt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default=None)
     p.add_argument("--overwrite", action="store_true", help="replace an existing artifact directory")
     p.add_argument("--no-stsb", action="store_true", help="skip the STSb Spearman score in the manifest")
+    p.add_argument(
+        "--task",
+        choices=("auto", "embedding", "cross-encoder", "sparse"),
+        default="auto",
+        help="bi-encoder, CrossEncoder reranker or SPLADE SparseEncoder (auto: read from the model directory)",
+    )
     p.set_defaults(func=_export)
 
     p = sub.add_parser("encode", help="embed texts with an artifact")
@@ -129,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truncate-dim", type=int, default=None)
     p.add_argument("--provider", default="auto")
     p.set_defaults(func=_encode)
+
+    p = sub.add_parser("calibrate", help="fix the int8/uint8 output ranges from your own texts")
+    p.add_argument("artifact")
+    p.add_argument("--texts", required=True, help="text file, one text per line ('-' for stdin)")
+    p.set_defaults(func=_calibrate)
 
     p = sub.add_parser("info", help="show an artifact's manifest, variants and their fidelity")
     p.add_argument("artifact")

@@ -11,9 +11,12 @@ import numpy as np
 
 from fastembed_rt import util
 from fastembed_rt.artifact import load_manifest, resolve_artifact, verify_variant_file
+from fastembed_rt.calibration import Calibration
 from fastembed_rt.errors import ArtifactError, InputError
+from fastembed_rt.kernels.spec import NORMALIZE_OUTPUT, OUTPUT_DIM, QUANTIZE_RANGES, Precision
 from fastembed_rt.pipeline import EncodeStats, Pipeline, check_texts
 from fastembed_rt.providers import ProviderOptions, create_provider
+from fastembed_rt.quantization import quantize_embeddings
 from fastembed_rt.tokenizer import Tokenizer
 
 __all__ = ["SentenceTransformer", "SimilarityFunction"]
@@ -91,6 +94,7 @@ class SentenceTransformer:
                 f"default_prompt_name {self.default_prompt_name!r} is not in prompts {sorted(self.prompts)}"
             )
         self.truncate_dim = truncate_dim
+        self._calibration: Calibration | None = None
         self.similarity_fn_name = _similarity_function(self.manifest.similarity_fn).value
 
     # -- properties sentence-transformers users reach for ---------------------------------------
@@ -148,7 +152,7 @@ class SentenceTransformer:
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         output_value: Literal["sentence_embedding", "token_embeddings"] = "sentence_embedding",
-        precision: Literal["float32"] = "float32",
+        precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32",
         convert_to_numpy: bool = True,
         convert_to_tensor: bool = False,
         normalize_embeddings: bool = False,
@@ -164,8 +168,11 @@ class SentenceTransformer:
         """
         if convert_to_tensor:
             raise InputError("convert_to_tensor=True needs torch; fastembed-rt returns numpy arrays")
-        if precision != "float32":
-            raise InputError(f"precision {precision!r} is not supported yet; valid: 'float32'")
+        try:
+            wanted = Precision(precision)
+        except ValueError:
+            valid = ", ".join(repr(p.value) for p in Precision)
+            raise InputError(f"precision {precision!r} is not supported; valid: {valid}") from None
         single = isinstance(sentences, str)
         texts = check_texts(sentences)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -184,25 +191,64 @@ class SentenceTransformer:
             raise InputError(
                 f"output_value {output_value!r} is not supported; valid: 'sentence_embedding', 'token_embeddings'"
             )
-        if not texts:
-            embeddings = np.empty((0, self.get_sentence_embedding_dimension()), dtype=np.float32)
-        else:
-            embeddings = self._pipeline.embed(
-                texts, prompt=resolved_prompt, batch_size=batch_size, show_progress_bar=show
+        output_dim = dim_limit if dim_limit is not None else self.manifest.dim
+        if wanted is not Precision.FLOAT32 or output_dim < self.manifest.dim:
+            embeddings = self._encode_in_graph(
+                texts, resolved_prompt, batch_size, show, wanted, output_dim, normalize_embeddings
             )
-        if dim_limit is not None and dim_limit < embeddings.shape[1]:
-            embeddings = embeddings[:, :dim_limit]
-            if self.manifest.normalizes:
-                normalize_embeddings = True
-        if normalize_embeddings:
-            norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-            embeddings = embeddings / np.maximum(norms, np.float32(1e-12))
-        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        else:
+            embeddings = (
+                self._pipeline.embed(texts, prompt=resolved_prompt, batch_size=batch_size, show_progress_bar=show)
+                if texts
+                else np.empty((0, self.manifest.dim), dtype=np.float32)
+            )
+            if normalize_embeddings:
+                norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+                embeddings = np.ascontiguousarray(embeddings / np.maximum(norms, np.float32(1e-12)), dtype=np.float32)
         if single:
             return embeddings[0]
         if not convert_to_numpy:
             return list(embeddings)
         return embeddings
+
+    def _encode_in_graph(
+        self,
+        texts: list[str],
+        prompt: str | None,
+        batch_size: int,
+        show_progress_bar: bool,
+        precision: Precision,
+        output_dim: int,
+        normalize_embeddings: bool,
+    ) -> np.ndarray:
+        """Matryoshka truncation and quantization computed by the graph's precision stage."""
+        if QUANTIZE_RANGES not in self.manifest.graph.inputs:
+            raise ArtifactError(
+                f"{self.manifest.root} was exported without the in-graph precision stage; "
+                "re-export it with this fastembed-rt to use precision= or truncate_dim="
+            )
+        # A normalizing model's truncated output is re-normalized (Matryoshka); otherwise only on request.
+        normalize_output = normalize_embeddings or (self.manifest.normalizes and output_dim < self.manifest.dim)
+        if precision in (Precision.INT8, Precision.UINT8):
+            if self._calibration is None:
+                self._calibration = Calibration(self.manifest)
+            ranges = self._calibration.ranges(output_dim, normalize_output)
+        else:
+            ranges = np.zeros((2, output_dim), dtype=np.float32)  # read only by the int8/uint8 outputs
+        if not texts:
+            return quantize_embeddings(np.empty((0, output_dim), np.float32), precision, ranges=ranges)
+        return self._pipeline.embed(
+            texts,
+            prompt=prompt,
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+            output_name=precision.output_name,
+            extra_feeds={
+                OUTPUT_DIM: np.array([output_dim], dtype=np.int64),
+                NORMALIZE_OUTPUT: np.array([normalize_output], dtype=bool),
+                QUANTIZE_RANGES: ranges,
+            },
+        )
 
     def encode_query(self, sentences: str | Sequence[str], **kwargs: Any) -> np.ndarray | list[np.ndarray]:
         """``encode`` with the ``query`` prompt when the model defines one."""

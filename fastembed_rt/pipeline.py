@@ -15,14 +15,18 @@ import numpy as np
 from fastembed_rt.artifact import Manifest
 from fastembed_rt.batching import DEFAULT_TOKEN_BUDGET, pad_batch, plan_batches
 from fastembed_rt.errors import InputError
+from fastembed_rt.kernels.spec import (
+    NORMALIZE_OUTPUT,
+    OUTPUT_DIM,
+    PROMPT_LENGTH,
+    QUANTIZE_RANGES,
+    SENTENCE_EMBEDDING,
+    TOKEN_EMBEDDINGS,
+)
 from fastembed_rt.providers.base import ExecutionProvider
-from fastembed_rt.tokenizer import Tokenizer
+from fastembed_rt.tokenizer import Encoded, Tokenizer
 
 __all__ = ["EncodeStats", "Pipeline", "check_texts"]
-
-SENTENCE_EMBEDDING = "sentence_embedding"
-TOKEN_EMBEDDINGS = "token_embeddings"
-PROMPT_LENGTH = "prompt_length"
 
 
 def check_texts(texts: object) -> list[str]:
@@ -97,6 +101,7 @@ class Pipeline:
         self._inputs = tuple(manifest.graph.inputs)
         self._left = manifest.tokenizer.padding_side == "left"
         self._pad_id = manifest.tokenizer.pad_token_id
+        self.per_call_inputs = frozenset((OUTPUT_DIM, NORMALIZE_OUTPUT, QUANTIZE_RANGES))
 
     def _feeds(self, ids: list[np.ndarray], type_ids: list[np.ndarray], prompt_length: int) -> dict[str, np.ndarray]:
         input_ids, mask = pad_batch(ids, self._pad_id, self._left)
@@ -110,6 +115,8 @@ class Pipeline:
                 feeds[name] = pad_batch(type_ids, 0, self._left)[0]
             elif name == PROMPT_LENGTH:
                 feeds[name] = np.full(len(ids), prompt_length, dtype=np.int64)
+            elif name in self.per_call_inputs:
+                continue  # fed by the caller through ``extra_feeds``
             else:
                 raise InputError(f"graph input {name!r} of {self.manifest.root} is not one fastembed-rt can feed")
         return feeds
@@ -122,6 +129,7 @@ class Pipeline:
         batch_size: int,
         outputs: Sequence[str],
         show_progress_bar: bool = False,
+        extra_feeds: dict[str, np.ndarray] | None = None,
     ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]:
         """Yield ``(row_indices, outputs, attention_mask)`` per batch, longest batch first."""
         if batch_size < 1:
@@ -129,13 +137,37 @@ class Pipeline:
         full = [prompt + t for t in texts] if prompt else list(texts)
         encoded = self.tokenizer.encode(full)
         prompt_length = self.tokenizer.prompt_length(prompt) if prompt else 0
+        yield from self.run_encoded(
+            encoded,
+            batch_size=batch_size,
+            outputs=outputs,
+            prompt_length=prompt_length,
+            show_progress_bar=show_progress_bar,
+            extra_feeds=extra_feeds,
+        )
+
+    def run_encoded(
+        self,
+        encoded: Encoded,
+        *,
+        batch_size: int,
+        outputs: Sequence[str],
+        prompt_length: int = 0,
+        show_progress_bar: bool = False,
+        extra_feeds: dict[str, np.ndarray] | None = None,
+    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]:
+        """``run_batches`` over already tokenized inputs (texts or pairs): same batching and yield."""
+        if batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size}")
         lengths = encoded.lengths
         plan = plan_batches(lengths, batch_size, self.token_budget)
-        stats = EncodeStats(texts=len(texts), truncated=int(encoded.truncated.sum()), batches=len(plan))
+        stats = EncodeStats(texts=len(encoded.ids), truncated=int(encoded.truncated.sum()), batches=len(plan))
         bar = _progress(len(plan), show_progress_bar)
         try:
             for rows in plan:
                 feeds = self._feeds([encoded.ids[i] for i in rows], [encoded.type_ids[i] for i in rows], prompt_length)
+                if extra_feeds:
+                    feeds.update(extra_feeds)
                 stats.real_tokens += int(lengths[rows].sum())
                 stats.padded_tokens += int(feeds["input_ids"].size)
                 result = self.provider.run(feeds, list(outputs))
@@ -148,18 +180,35 @@ class Pipeline:
             self.last_stats = stats
 
     def embed(
-        self, texts: Sequence[str], *, prompt: str | None, batch_size: int, show_progress_bar: bool = False
+        self,
+        texts: Sequence[str],
+        *,
+        prompt: str | None,
+        batch_size: int,
+        show_progress_bar: bool = False,
+        output_name: str = SENTENCE_EMBEDDING,
+        extra_feeds: dict[str, np.ndarray] | None = None,
     ) -> np.ndarray:
-        """float32 ``[len(texts), dim]`` sentence embeddings in input order."""
-        out = np.empty((len(texts), self.manifest.dim), dtype=np.float32)
+        """``[len(texts), width]`` rows of the graph output ``output_name``, in input order.
+
+        ``extra_feeds`` are fed unchanged with every batch (per-call graph inputs such as
+        ``output_dim``). dtype and width are the graph output's.
+        """
+        out: np.ndarray | None = None
         for rows, result, _ in self.run_batches(
             texts,
             prompt=prompt,
             batch_size=batch_size,
-            outputs=[SENTENCE_EMBEDDING],
+            outputs=[output_name],
             show_progress_bar=show_progress_bar,
+            extra_feeds=extra_feeds,
         ):
-            out[rows] = result[SENTENCE_EMBEDDING]
+            values = result[output_name]
+            if out is None:
+                out = np.empty((len(texts), *values.shape[1:]), dtype=values.dtype)
+            out[rows] = values
+        if out is None:
+            raise InputError("nothing to encode")  # callers handle the empty list themselves
         return out
 
     def token_embeddings(

@@ -7,25 +7,17 @@ never depend on the batch they were computed in.
 
 from __future__ import annotations
 
-import enum
 import logging
 
 import numpy as np
 import numpy.typing as npt
 
+from fastembed_rt.kernels import reference
+from fastembed_rt.kernels.spec import Precision
+
 __all__ = ["Precision", "calibration_ranges", "quantize_embeddings"]
 
 logger = logging.getLogger(__name__)
-
-
-class Precision(str, enum.Enum):
-    """Storage precision of a sentence embedding."""
-
-    FLOAT32 = "float32"
-    INT8 = "int8"
-    UINT8 = "uint8"
-    BINARY = "binary"
-    UBINARY = "ubinary"
 
 
 def _parse_precision(precision: Precision | str) -> Precision:
@@ -136,20 +128,9 @@ def quantize_embeddings(
 
     if precision is Precision.FLOAT32:
         return array.astype(np.float32)
-
     if precision in (Precision.INT8, Precision.UINT8):
         if array.ndim == 2 and array.shape[0] == 0:
             return np.zeros(array.shape, dtype=np.int8 if precision is Precision.INT8 else np.uint8)
         bounds = _scalar_ranges(array, precision, ranges, calibration_embeddings)
-        starts = bounds[0]
-        steps = (bounds[1] - starts) / 255
-        steps = np.where(steps == 0, 1, steps)
-        codes: np.ndarray = np.clip(np.floor((array - starts) / steps), 0, 255)
-        if precision is Precision.UINT8:
-            return codes.astype(np.uint8)
-        return (codes - 128).astype(np.int8)
-
-    packed = np.packbits(array > 0, axis=-1)
-    if precision is Precision.UBINARY:
-        return packed
-    return (packed.astype(np.int16) - 128).astype(np.int8)
+        return reference.quantize(array, precision, bounds)
+    return reference.quantize(array, precision)

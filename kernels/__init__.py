@@ -10,6 +10,7 @@ from fastembed_rt.kernels.spec import (
     OutputStages,
     PoolingMode,
     PoolingSpec,
+    Precision,
 )
 
-__all__ = ["DenseActivation", "DenseSpec", "OutputStages", "PoolingMode", "PoolingSpec"]
+__all__ = ["DenseActivation", "DenseSpec", "OutputStages", "PoolingMode", "PoolingSpec", "Precision"]

@@ -25,12 +25,19 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from fastembed_rt.kernels.spec import DenseActivation, OutputStages, PoolingMode
+from fastembed_rt.kernels.spec import (
+    NORMALIZE_OUTPUT,
+    OUTPUT_DIM,
+    PROMPT_LENGTH,
+    QUANTIZE_RANGES,
+    SENTENCE_EMBEDDING,
+    DenseActivation,
+    OutputStages,
+    PoolingMode,
+    Precision,
+)
 
-__all__ = ["StageCounts", "append_output_stages"]
-
-PROMPT_LENGTH = "prompt_length"
-SENTENCE_EMBEDDING = "sentence_embedding"
+__all__ = ["StageCounts", "append_output_precisions", "append_output_stages"]
 
 
 @dataclass
@@ -203,5 +210,108 @@ def append_output_stages(
     graph.node.append(helper.make_node("Identity", [y], [output_name], name=f"stages/{output_name}"))
     b.counts.nodes += 1
     graph.output.append(helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", "dim"]))
+    b.drop_unused_constants()
+    return b.counts
+
+
+def append_output_precisions(model: onnx.ModelProto, dim: int, *, embedding: str = SENTENCE_EMBEDDING) -> StageCounts:
+    """Append Matryoshka truncation and every output precision to ``model`` in place.
+
+    ::
+
+        sentence_embedding [B,D] ─► Slice[:, :output_dim] ─► (L2-normalize if normalize_output)
+              ─► embedding_float32 [B,K]
+              ─► (x - min) / step ─► Floor ─► Clip[0,255] ─► embedding_uint8 [B,K], ─128 ─► embedding_int8
+              ─► x > 0 ─► pad to 8 ─► Σ bit·2^(7-i) ─► embedding_ubinary [B,⌈K/8⌉], ─128 ─► embedding_binary
+
+    Inputs added: ``output_dim`` int64 [1] (K, 1..D), ``normalize_output`` bool [1], and
+    ``quantize_ranges`` float32 [2, K] (per-dimension calibration min and max). Each has a default
+    initializer (K = ``dim``, no re-normalization, ranges [-1, 1]), so a caller that wants only
+    ``sentence_embedding`` need not feed them. ONNX Runtime only computes the outputs a caller
+    asks for, so the unused precisions cost nothing.
+    Semantics are those of ``reference.matryoshka`` and ``reference.quantize``.
+    """
+    graph = model.graph
+    b = _Builder(graph, "precision")
+    i64, f32 = np.int64, np.float32
+    graph.input.extend(
+        [
+            helper.make_tensor_value_info(OUTPUT_DIM, TensorProto.INT64, [1]),
+            helper.make_tensor_value_info(NORMALIZE_OUTPUT, TensorProto.BOOL, [1]),
+            helper.make_tensor_value_info(QUANTIZE_RANGES, TensorProto.FLOAT, [2, "output_dim"]),
+        ]
+    )
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([dim], i64), OUTPUT_DIM),
+            numpy_helper.from_array(np.array([False]), NORMALIZE_OUTPUT),
+            numpy_helper.from_array(np.stack([-np.ones(dim, f32), np.ones(dim, f32)]), QUANTIZE_RANGES),
+        ]
+    )
+    zero, axis1, last = (b.const(np.array([v], i64), n) for v, n in ((0, "zero"), (1, "ax1"), (-1, "last")))
+    sliced = b.op("Slice", [embedding, zero, OUTPUT_DIM, axis1], "sliced")
+    norm = b.op("ReduceL2", [sliced, last], "l2", keepdims=1)
+    renormed = b.op("Div", [sliced, b.op("Max", [norm, b.const(np.array(1e-12, f32), "eps")])], "renormed")
+    x = b.op("Where", [NORMALIZE_OUTPUT, renormed, sliced], "matryoshka")
+    outputs: list[tuple[str, str, int, list[str | int]]] = [
+        (x, Precision.FLOAT32.output_name, TensorProto.FLOAT, ["batch", "output_dim"])
+    ]
+
+    starts = b.op("Gather", [QUANTIZE_RANGES, b.const(np.array(0, i64), "row0")], axis=0)
+    ends = b.op("Gather", [QUANTIZE_RANGES, b.const(np.array(1, i64), "row1")], axis=0)
+    steps = b.op("Div", [b.op("Sub", [ends, starts]), b.const(np.array(255, f32), "c255")])
+    steps = b.op(
+        "Where", [b.op("Equal", [steps, b.const(np.array(0, f32), "f0")]), b.const(np.array(1, f32), "f1"), steps]
+    )
+    codes = b.op("Floor", [b.op("Div", [b.op("Sub", [x, starts]), steps])])
+    codes = b.op("Clip", [codes, b.const(np.array(0, f32), "lo"), b.const(np.array(255, f32), "hi")], "codes")
+    outputs.append(
+        (
+            b.op("Cast", [codes], to=TensorProto.UINT8),
+            Precision.UINT8.output_name,
+            TensorProto.UINT8,
+            ["batch", "output_dim"],
+        )
+    )
+    shifted = b.op("Sub", [codes, b.const(np.array(128, f32), "c128")])
+    outputs.append(
+        (
+            b.op("Cast", [shifted], to=TensorProto.INT8),
+            Precision.INT8.output_name,
+            TensorProto.INT8,
+            ["batch", "output_dim"],
+        )
+    )
+
+    bits = b.op("Cast", [b.op("Greater", [x, b.const(np.array(0, f32), "f0b")])], to=TensorProto.INT32)
+    eight = b.const(np.array([8], i64), "eight")
+    pad = b.op("Mod", [b.op("Sub", [eight, b.op("Mod", [OUTPUT_DIM, eight])]), eight])  # (8 - K % 8) % 8
+    pads = b.op("Concat", [zero, zero, zero, pad], axis=0)
+    padded = b.op("Pad", [bits, pads])
+    grouped = b.op("Reshape", [padded, b.const(np.array([0, -1, 8], i64), "groups")])
+    weights = b.const(np.array([128, 64, 32, 16, 8, 4, 2, 1], np.int32), "bit_weights")
+    packed = b.op("ReduceSum", [b.op("Mul", [grouped, weights]), last], "packed", keepdims=0)
+    outputs.append(
+        (
+            b.op("Cast", [packed], to=TensorProto.UINT8),
+            Precision.UBINARY.output_name,
+            TensorProto.UINT8,
+            ["batch", "output_bytes"],
+        )
+    )
+    signed = b.op("Sub", [packed, b.const(np.array(128, np.int32), "i128")])
+    outputs.append(
+        (
+            b.op("Cast", [signed], to=TensorProto.INT8),
+            Precision.BINARY.output_name,
+            TensorProto.INT8,
+            ["batch", "output_bytes"],
+        )
+    )
+
+    for source, name, elem_type, dims in outputs:
+        graph.node.append(helper.make_node("Identity", [source], [name], name=f"precision/{name}"))
+        graph.output.append(helper.make_tensor_value_info(name, elem_type, dims))
+        b.counts.nodes += 1
     b.drop_unused_constants()
     return b.counts

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastembed_rt.kernels.spec import DenseActivation, DenseSpec, OutputStages, PoolingMode, PoolingSpec
+from fastembed_rt.kernels.spec import DenseActivation, DenseSpec, OutputStages, PoolingMode, PoolingSpec, Precision
 
-__all__ = ["apply_dense", "apply_stages", "normalize", "pool", "pooling_mask"]
+__all__ = ["apply_dense", "apply_stages", "matryoshka", "normalize", "pool", "pooling_mask", "quantize"]
 
 _MEAN_EPS = np.float32(1e-9)
 _NORM_EPS = np.float32(1e-12)
@@ -121,3 +121,40 @@ def apply_stages(
     if stages.normalize:
         x = normalize(x)
     return x
+
+
+def matryoshka(x: np.ndarray, output_dim: int, normalize_output: bool) -> np.ndarray:
+    """Keep the first ``output_dim`` dimensions; L2-normalize them when ``normalize_output``."""
+    sliced = x[:, :output_dim].astype(np.float32)
+    return normalize(sliced) if normalize_output else sliced
+
+
+def quantize(x: np.ndarray, precision: Precision, ranges: np.ndarray | None = None) -> np.ndarray:
+    """Quantize float32 ``[n, dim]`` rows exactly as ``sentence_transformers.quantize_embeddings``.
+
+    - ``uint8``: ``clip(floor((x - min) / step), 0, 255)`` with ``step = (max - min) / 255`` in
+      float32 (a zero step becomes 1); ``int8`` is that code minus 128. ``ranges`` is ``[2, dim]``
+      (row 0 min, row 1 max), fixed by calibration, never taken from the batch.
+    - ``ubinary``: bits ``x > 0`` packed 8 per byte, most significant bit first, the last byte
+      zero-padded (``numpy.packbits``), ``[n, ceil(dim / 8)]`` uint8; ``binary`` is that byte
+      minus 128 as int8.
+    - ``float32``: ``x`` unchanged.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if precision is Precision.FLOAT32:
+        return x
+    if precision in (Precision.INT8, Precision.UINT8):
+        if ranges is None:
+            raise ValueError(f"{precision.value} quantization needs ranges [2, dim]")
+        bounds = np.asarray(ranges, dtype=np.float32)
+        starts = bounds[0]
+        steps = (bounds[1] - starts) / np.float32(255)
+        steps = np.where(steps == 0, np.float32(1), steps)
+        codes = np.clip(np.floor((x - starts) / steps), 0, 255)
+        if precision is Precision.UINT8:
+            return codes.astype(np.uint8)
+        return (codes - 128).astype(np.int8)
+    packed = np.packbits(x > 0, axis=-1)
+    if precision is Precision.UBINARY:
+        return packed
+    return (packed.astype(np.int16) - 128).astype(np.int8)

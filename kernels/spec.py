@@ -13,7 +13,28 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DenseActivation", "DenseSpec", "OutputStages", "PoolingMode", "PoolingSpec"]
+__all__ = [
+    "NORMALIZE_OUTPUT",
+    "OUTPUT_DIM",
+    "PROMPT_LENGTH",
+    "QUANTIZE_RANGES",
+    "SENTENCE_EMBEDDING",
+    "TOKEN_EMBEDDINGS",
+    "DenseActivation",
+    "DenseSpec",
+    "OutputStages",
+    "PoolingMode",
+    "PoolingSpec",
+    "Precision",
+]
+
+# Graph input and output names: the contract between the graph builders and the runtime.
+TOKEN_EMBEDDINGS = "token_embeddings"
+SENTENCE_EMBEDDING = "sentence_embedding"
+PROMPT_LENGTH = "prompt_length"
+OUTPUT_DIM = "output_dim"
+NORMALIZE_OUTPUT = "normalize_output"
+QUANTIZE_RANGES = "quantize_ranges"
 
 
 class PoolingMode(str, enum.Enum):
@@ -23,6 +44,31 @@ class PoolingMode(str, enum.Enum):
     MEAN_SQRT_LEN_TOKENS = "mean_sqrt_len_tokens"
     WEIGHTEDMEAN = "weightedmean"
     LASTTOKEN = "lasttoken"
+
+
+class Precision(str, enum.Enum):
+    """Storage precision of a sentence embedding (sentence-transformers' ``precision``)."""
+
+    FLOAT32 = "float32"
+    INT8 = "int8"
+    UINT8 = "uint8"
+    BINARY = "binary"
+    UBINARY = "ubinary"
+
+    @property
+    def dtype(self) -> str:
+        """numpy dtype name of the codes."""
+        return {"binary": "int8", "ubinary": "uint8"}.get(self.value, self.value)
+
+    @property
+    def packed(self) -> bool:
+        """True for the bit-packed precisions: 8 dimensions per byte."""
+        return self in (Precision.BINARY, Precision.UBINARY)
+
+    @property
+    def output_name(self) -> str:
+        """The graph output that carries embeddings of this precision."""
+        return f"embedding_{self.value}"
 
 
 class DenseActivation(str, enum.Enum):
