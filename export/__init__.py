@@ -1,7 +1,9 @@
 """The export stage (needs the ``export`` extra: torch, transformers, sentence-transformers, onnx).
 
 ``export_model(model, out_dir)`` turns a sentence-transformers bi-encoder into a validated
-fastembed-rt artifact. The runtime never imports this package.
+fastembed-rt artifact; ``export_cross_encoder`` and ``export_sparse_encoder`` do the same for
+CrossEncoder rerankers and SPLADE SparseEncoders, and ``detect_task`` tells which a model is.
+The runtime never imports this package.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ except ImportError as _exc:  # pragma: no cover - exercised by the no-torch subp
         f"fastembed_rt.export needs the export extra ({_exc.name or _exc}): pip install 'fastembed-rt[export]'"
     ) from _exc
 
+from fastembed_rt.export.architectures import detect_task
 from fastembed_rt.export.bi_encoder import export_model
+from fastembed_rt.export.cross_encoder import export_cross_encoder
+from fastembed_rt.export.sparse_encoder import export_sparse_encoder
 
-__all__ = ["export_model"]
+__all__ = ["detect_task", "export_cross_encoder", "export_model", "export_sparse_encoder"]

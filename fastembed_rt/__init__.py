@@ -6,6 +6,7 @@
 (1, 384)
 """
 
+from fastembed_rt.cross_encoder import CrossEncoder
 from fastembed_rt.errors import (
     ArtifactError,
     ExportError,
@@ -15,11 +16,13 @@ from fastembed_rt.errors import (
     ProviderError,
 )
 from fastembed_rt.models import SentenceTransformer, SimilarityFunction
+from fastembed_rt.sparse_encoder import SparseEncoder
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ArtifactError",
+    "CrossEncoder",
     "ExportError",
     "FastEmbedError",
     "InputError",
@@ -27,5 +30,6 @@ __all__ = [
     "ProviderError",
     "SentenceTransformer",
     "SimilarityFunction",
+    "SparseEncoder",
     "__version__",
 ]

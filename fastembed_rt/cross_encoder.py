@@ -1,0 +1,359 @@
+"""``CrossEncoder``: score (query, document) pairs with an exported sequence-classification artifact.
+
+Numpy out; no torch. Pairs are tokenized together (``[CLS] a [SEP] b [SEP]`` or the model's own
+template) with ``longest_first`` truncation at ``max_length``, as sentence-transformers does, then
+sorted by token length and cut into batches by a padded-token budget. The model's default
+activation runs inside the graph (output ``scores``); another activation per call is applied to the
+raw ``logits`` output on the host.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, TypeAlias, TypedDict
+
+import numpy as np
+
+from fastembed_rt.artifact import Manifest, load_manifest, resolve_artifact, verify_variant_file
+from fastembed_rt.errors import ArtifactError, InputError
+from fastembed_rt.kernels.heads import ClassifierActivation, activate_scores, softmax
+from fastembed_rt.pipeline import EncodeStats, Pipeline
+from fastembed_rt.providers import ProviderOptions, create_provider
+from fastembed_rt.tokenizer import Tokenizer
+
+__all__ = ["ArtifactModel", "CrossEncoder", "RankResult", "check_pairs"]
+
+LOGITS = "logits"
+SCORES = "scores"
+
+ActivationLike: TypeAlias = str | ClassifierActivation | Callable[[np.ndarray], Any]
+
+
+class RankResult(TypedDict, total=False):
+    """One ``rank`` result, as in sentence-transformers: a document index, its score, optionally its text."""
+
+    corpus_id: int
+    score: float
+    text: str
+
+
+class ArtifactModel:
+    """What ``CrossEncoder`` and ``SparseEncoder`` share: an artifact of one task opened on a provider,
+    its tokenizer and prompts, and the sentence-transformers properties around them."""
+
+    task = ""
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike[str],
+        *,
+        provider: str,
+        variant: str,
+        prompts: dict[str, str] | None,
+        default_prompt_name: str | None,
+        revision: str | None,
+        cache_dir: str | os.PathLike[str] | None,
+        token: str | bool | None,
+        verify: Literal["size", "full"],
+        intra_op_threads: int | None,
+    ) -> None:
+        root = resolve_artifact(model_name_or_path, revision=revision, cache_dir=cache_dir, token=token)
+        self.manifest: Manifest = load_manifest(root)
+        if self.manifest.task != self.task:
+            raise ArtifactError(
+                f"{root} holds a {self.manifest.task!r} model; {type(self).__name__} loads {self.task!r} artifacts"
+            )
+        chosen = self.manifest.variants[0] if variant == "auto" else self.manifest.variant(variant)
+        graph_path = verify_variant_file(self.manifest, chosen, full=verify == "full")
+        self.variant = chosen.name
+        self._tokenizer = Tokenizer(root, self.manifest.tokenizer)
+        options = ProviderOptions(intra_op_threads=intra_op_threads)
+        self._pipeline = Pipeline(self.manifest, self._tokenizer, create_provider(provider, graph_path, options))
+        self.provider = self._pipeline.provider.name
+        self.prompts: dict[str, str] = dict(self.manifest.tokenizer.prompts if prompts is None else prompts)
+        self.default_prompt_name = default_prompt_name or self.manifest.tokenizer.default_prompt_name
+
+    @property
+    def max_seq_length(self) -> int:
+        return self._tokenizer.max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InputError(f"max_seq_length must be a positive int, got {value!r}")
+        self._tokenizer.max_seq_length = value
+
+    @property
+    def tokenizer(self) -> Any:
+        """The Rust ``tokenizers.Tokenizer`` in use."""
+        return self._tokenizer.backend
+
+    @property
+    def last_encode_stats(self) -> EncodeStats:
+        """Inputs, truncated inputs, batches and padding of the most recent call."""
+        return self._pipeline.last_stats
+
+    def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
+        if prompt is not None:
+            return prompt
+        if prompt_name is not None:
+            if prompt_name not in self.prompts:
+                raise InputError(
+                    f"prompt_name {prompt_name!r} is not in this model's prompts; available: {sorted(self.prompts)}"
+                )
+            return self.prompts[prompt_name]
+        if self.default_prompt_name is not None:
+            return self.prompts.get(self.default_prompt_name)
+        return None
+
+    def close(self) -> None:
+        self._pipeline.provider.close()
+
+
+def _is_pair_container(value: object) -> bool:
+    return isinstance(value, (list, tuple))
+
+
+def _check_pair(item: object, where: str) -> tuple[str, str]:
+    if not isinstance(item, (list, tuple)):
+        kind = "None" if item is None else type(item).__name__
+        raise InputError(f"{where} is {kind}; expected a (query, document) pair of two str")
+    if len(item) != 2:
+        raise InputError(
+            f"{where} is a {type(item).__name__} of {len(item)} items; a pair has exactly 2: (query, document)"
+        )
+    for j, text in enumerate(item):
+        if not isinstance(text, str):
+            kind = "None" if text is None else type(text).__name__
+            raise InputError(f"{where}[{j}] is {kind}, expected str")
+    return item[0], item[1]
+
+
+def check_pairs(inputs: object) -> tuple[list[tuple[str, str]], bool]:
+    """``inputs`` as a list of (str, str) pairs and whether it was one pair, or an ``InputError``.
+
+    Like sentence-transformers, a list or tuple whose first item is not itself a list or tuple is
+    one pair; an empty list is an empty batch.
+    """
+    if inputs is None:
+        raise InputError("inputs is None; pass a (query, document) pair or a list of pairs")
+    if isinstance(inputs, str):
+        raise InputError("inputs is a str; a cross-encoder scores (query, document) pairs, e.g. [(query, doc)]")
+    if isinstance(inputs, np.ndarray):
+        inputs = inputs.tolist()
+    if not isinstance(inputs, Iterable) or isinstance(inputs, (bytes, dict)):
+        raise InputError(f"inputs must be a pair or a list of pairs, got {type(inputs).__name__}")
+    items = list(inputs)
+    if _is_pair_container(inputs) and items and not _is_pair_container(items[0]):
+        return [_check_pair(inputs, "inputs")], True
+    return [_check_pair(item, f"inputs[{i}]") for i, item in enumerate(items)], False
+
+
+def _activation_name(fn: object) -> ClassifierActivation | None:
+    """A known activation by name: the enum, its value, or a torch module of that class (not imported)."""
+    if isinstance(fn, ClassifierActivation):
+        return fn
+    if isinstance(fn, str):
+        try:
+            return ClassifierActivation(fn.lower())
+        except ValueError:
+            valid = ", ".join(a.value for a in ClassifierActivation)
+            raise InputError(f"activation_fn {fn!r} is not known; valid: {valid}, or a callable on numpy") from None
+    module = type(fn).__module__
+    name = type(fn).__name__
+    if module.startswith("torch.") and name in ("Identity", "Sigmoid", "Softmax"):
+        if name == "Softmax" and getattr(fn, "dim", None) not in (None, 1, -1):
+            raise InputError(f"activation_fn {fn!r}: only a softmax over the label axis is supported")
+        return ClassifierActivation(name.lower())
+    return None
+
+
+class CrossEncoder(ArtifactModel):
+    """Score text pairs with an exported artifact, the way ``sentence_transformers.CrossEncoder`` does.
+
+    Args:
+        model_name_or_path: an artifact directory (task ``cross-encoder``), or a hub repo id holding one.
+        provider: execution provider name (``"auto"`` picks the best available).
+        variant: variant name from the manifest (``"auto"``: the portable fp32 graph).
+        max_length: truncate pairs to this many tokens (default: the model's ``max_seq_length``).
+        activation_fn: default activation of ``predict``/``rank``: ``"identity"``, ``"sigmoid"``,
+            ``"softmax"``, a torch module of those classes, or a callable on float32 ``[n, labels]``
+            numpy logits. None: the model's own (fused in the graph).
+        verify: ``"size"`` (cheap, default) or ``"full"`` (sha256) check of the graph file.
+        intra_op_threads: CPU threads; default: the CPUs this process may use.
+    """
+
+    task = "cross-encoder"
+    max_length = ArtifactModel.max_seq_length
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike[str],
+        *,
+        provider: str = "auto",
+        variant: str = "auto",
+        max_length: int | None = None,
+        activation_fn: ActivationLike | None = None,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        token: str | bool | None = None,
+        verify: Literal["size", "full"] = "size",
+        intra_op_threads: int | None = None,
+    ) -> None:
+        super().__init__(
+            model_name_or_path,
+            provider=provider,
+            variant=variant,
+            prompts=prompts,
+            default_prompt_name=default_prompt_name,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=token,
+            verify=verify,
+            intra_op_threads=intra_op_threads,
+        )
+        head = self.manifest.stages.get("classifier")
+        if not isinstance(head, dict) or "num_labels" not in head or "activation" not in head:
+            raise ArtifactError(
+                f"{self.manifest.root}: manifest stages have no 'classifier' head; re-create the artifact with "
+                "`fastembed-rt export MODEL OUT_DIR --task cross-encoder`"
+            )
+        self.num_labels = int(head["num_labels"])
+        self._fused = ClassifierActivation(head["activation"])
+        self.activation_fn: ActivationLike = self._fused if activation_fn is None else activation_fn
+        self._activation_name(self.activation_fn)  # fail early on an unknown name
+        if max_length is not None:
+            self.max_seq_length = max_length
+
+    def _activation_name(self, fn: ActivationLike) -> ClassifierActivation | None:
+        name = _activation_name(fn)
+        if name is None and not callable(fn):
+            raise InputError(f"activation_fn must be a name, an activation module or a callable; got {fn!r}")
+        return name
+
+    # -- scoring --------------------------------------------------------------------------------
+    def predict(
+        self,
+        inputs: Sequence[tuple[str, str]] | tuple[str, str] | Sequence[list[str]] | list[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        activation_fn: ActivationLike | None = None,
+        apply_softmax: bool | None = False,
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+    ) -> Any:
+        """Score (query, document) pairs.
+
+        Args:
+            inputs: one pair or a list of pairs of str.
+            prompt_name / prompt: prepended to the first text of each pair.
+            batch_size: most pairs per batch (batches are also cut by a padded-token budget).
+            activation_fn: this call's activation (see the class); None: the model's.
+            apply_softmax: for ``num_labels > 1``, a softmax over labels after the activation.
+            convert_to_numpy: False gives a list of per-pair numpy values.
+        Returns:
+            float32 ``[n]`` (one label) or ``[n, num_labels]``; one pair gives a scalar or ``[num_labels]``;
+            an empty list gives an empty ``(0,)`` array, as sentence-transformers does.
+        """
+        if convert_to_tensor:
+            raise InputError("convert_to_tensor=True needs torch; fastembed-rt returns numpy arrays")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+        pairs, single = check_pairs(inputs)
+        fn = self.activation_fn if activation_fn is None else activation_fn
+        name = self._activation_name(fn)
+        if not pairs:
+            return np.empty((0,), dtype=np.float32) if convert_to_numpy else []
+        resolved = self._resolve_prompt(prompt, prompt_name)
+        if resolved:
+            pairs = [(resolved + a, b) for a, b in pairs]
+        output = SCORES if name is self._fused else LOGITS
+        raw = np.empty((len(pairs), self.num_labels), dtype=np.float32)
+        encoded = self._tokenizer.encode(pairs)
+        for rows, result, _ in self._pipeline.run_encoded(
+            encoded, batch_size=batch_size, outputs=[output], show_progress_bar=bool(show_progress_bar)
+        ):
+            raw[rows] = result[output]
+        if output == SCORES:
+            scores = raw
+        elif name is not None:
+            scores = activate_scores(raw, name)
+        else:
+            assert callable(fn)
+            scores = np.asarray(fn(raw), dtype=np.float32)
+        if self.num_labels == 1 and scores.ndim > 1 and scores.shape[-1] == 1:
+            scores = scores[..., 0]  # [n, 1] -> [n], as sentence-transformers squeezes
+        if apply_softmax and scores.ndim > 1:
+            scores = softmax(scores, axis=1)
+        scores = np.ascontiguousarray(scores, dtype=np.float32)
+        if single:
+            return scores[0]
+        return scores if convert_to_numpy else list(scores)
+
+    def rank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_k: int | None = None,
+        return_documents: bool = False,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        activation_fn: ActivationLike | None = None,
+    ) -> list[RankResult]:
+        """Score ``query`` against every document and sort, as sentence-transformers' ``rank``.
+
+        Returns:
+            ``[{"corpus_id": int, "score": float[, "text": str]}]`` by decreasing score (equal scores:
+            lower ``corpus_id`` first), at most ``top_k`` long (None: all; larger than the list: all;
+            0: none). An empty ``documents`` gives ``[]``.
+        Raises:
+            InputError: a model with more than one label, a non-str query or document, or a
+            ``top_k`` that is not a non-negative int.
+        """
+        if self.num_labels != 1:
+            raise InputError(
+                f"rank() only works for models with num_labels=1 (this one has {self.num_labels}); "
+                "use predict() with (query, document) pairs instead"
+            )
+        if not isinstance(query, str):
+            raise InputError(f"query must be a str, got {type(query).__name__}")
+        if isinstance(documents, str) or documents is None:
+            kind = "None" if documents is None else "a str"
+            raise InputError(f"documents must be a list of str, got {kind}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+            raise InputError(f"top_k must be None or an int >= 0, got {top_k!r}")
+        docs = list(documents)
+        for i, doc in enumerate(docs):
+            if not isinstance(doc, str):
+                raise InputError(f"documents[{i}] is {'None' if doc is None else type(doc).__name__}, expected str")
+        if not docs:
+            return []
+        scores = self.predict(
+            [(query, doc) for doc in docs],
+            prompt_name=prompt_name,
+            prompt=prompt,
+            batch_size=batch_size,
+            show_progress_bar=show_progress_bar,
+            activation_fn=activation_fn,
+        ).tolist()
+        results: list[RankResult] = []
+        for i, score in enumerate(scores):
+            result = RankResult(corpus_id=i, score=score)
+            if return_documents:
+                result["text"] = docs[i]
+            results.append(result)
+        results.sort(key=lambda r: r["score"], reverse=True)  # stable: ties keep input order
+        return results[:top_k]
+
+    def __repr__(self) -> str:
+        return (
+            f"CrossEncoder({str(self.manifest.root)!r}, provider={self.provider!r}, variant={self.variant!r}, "
+            f"num_labels={self.num_labels}, activation={self._fused.value!r}, max_length={self.max_seq_length})"
+        )

@@ -1,0 +1,172 @@
+"""Hybrid retrieval: fuse the rankings of several retrievers (dense, sparse, reranker) for one query.
+
+Each ranking is one of:
+
+- search hits, ``[{"corpus_id": int, "score": float}, ...]`` (``util.semantic_search`` for one
+  query, ``CrossEncoder.rank``);
+- a mapping ``{corpus_id: score}``;
+- a 1-D array of scores over the whole corpus (``model.similarity(query, corpus)[0]``).
+
+Within a ranking, documents are ranked by decreasing score (equal scores: hits in their given order,
+array and mapping entries by lower ``corpus_id``); rank 1 is the best. A document missing from a
+ranking contributes nothing from it. Results come in ``semantic_search``'s format, by decreasing
+fused score, equal scores by lower ``corpus_id``. Only the standard library and numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from fastembed_rt.errors import InputError
+from fastembed_rt.util import SearchHit
+
+__all__ = ["reciprocal_rank_fusion", "weighted_score_fusion"]
+
+# Cormack, Clarke & Büttcher (SIGIR 2009): k = 60 damps the head of each list; used by most engines.
+RRF_K = 60
+
+
+def _ranked(ranking: Any, position: int) -> list[tuple[int, float]]:
+    """``(corpus_id, score)`` of one ranking, best first."""
+    where = f"rankings[{position}]"
+    if isinstance(ranking, Mapping):
+        items = [
+            (_corpus_id(key, f"{where} key {key!r}"), _score(value, f"{where}[{key!r}]"))
+            for key, value in ranking.items()
+        ]
+        return sorted(items, key=lambda item: (-item[1], item[0]))
+    if isinstance(ranking, np.ndarray) and ranking.dtype != object:
+        if ranking.ndim != 1:
+            raise InputError(f"{where} is an array of shape {ranking.shape}; a ranking of scores must be 1-D")
+        scores = ranking.astype(np.float64)
+        if np.isnan(scores).any():
+            raise InputError(f"{where} has NaN scores")
+        order = np.argsort(-scores, kind="stable")
+        return [(int(i), float(scores[i])) for i in order]
+    if isinstance(ranking, (str, bytes)) or not isinstance(ranking, Sequence):
+        raise InputError(
+            f"{where} is {type(ranking).__name__}; expected search hits, a {{corpus_id: score}} mapping or a 1-D array"
+        )
+    items = []
+    for j, hit in enumerate(ranking):
+        if not isinstance(hit, Mapping) or "corpus_id" not in hit or "score" not in hit:
+            raise InputError(f"{where}[{j}] is {hit!r}; a hit is {{'corpus_id': int, 'score': float}}")
+        items.append(
+            (_corpus_id(hit["corpus_id"], f"{where}[{j}]['corpus_id']"), _score(hit["score"], f"{where}[{j}]"))
+        )
+    seen: set[int] = set()
+    for corpus_id, _ in items:
+        if corpus_id in seen:
+            raise InputError(f"{where} lists corpus_id {corpus_id} twice")
+        seen.add(corpus_id)
+    return sorted(items, key=lambda item: -item[1])  # stable: equal scores keep their given order
+
+
+def _corpus_id(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{where} is {value!r}; corpus ids are ints")
+    return int(value)
+
+
+def _score(value: Any, where: str) -> float:
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{where} has score {value!r}; scores are numbers") from None
+    if score != score:
+        raise InputError(f"{where} has a NaN score")
+    return score
+
+
+def _weights(weights: Sequence[float] | None, count: int) -> list[float]:
+    if weights is None:
+        return [1.0] * count
+    values = [float(w) for w in weights]
+    if len(values) != count:
+        raise InputError(f"weights has {len(values)} values for {count} rankings; give one per ranking")
+    if any(w < 0 or w != w for w in values):
+        raise InputError(f"weights must be non-negative numbers, got {list(weights)}")
+    return values
+
+
+def _check(rankings: Sequence[Any], top_k: int | None) -> None:
+    if isinstance(rankings, (str, bytes, Mapping)) or not isinstance(rankings, Sequence):
+        raise InputError(f"rankings must be a list of rankings, got {type(rankings).__name__}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+        raise InputError(f"top_k must be None or an int >= 0, got {top_k!r}")
+
+
+def _hits(fused: dict[int, float], top_k: int | None) -> list[SearchHit]:
+    ordered = sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+    return [SearchHit(corpus_id=corpus_id, score=score) for corpus_id, score in ordered[:top_k]]
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Any],
+    *,
+    k: int = RRF_K,
+    weights: Sequence[float] | None = None,
+    top_k: int | None = None,
+) -> list[SearchHit]:
+    """Reciprocal-rank fusion: ``score(d) = sum_i weights[i] / (k + rank_i(d))``, ranks from 1.
+
+    Scores only decide the order within each ranking, so retrievers with incomparable scales
+    (cosine, SPLADE dot products, reranker logits) fuse without normalization.
+
+    Args:
+        rankings: the rankings to fuse (see the module docstring), e.g. ``[dense_hits, sparse_hits]``.
+        k: the damping constant, >= 0.
+        weights: one non-negative weight per ranking (default: all 1).
+        top_k: keep the best ``top_k`` (None: every document of any ranking).
+    Returns:
+        ``[{"corpus_id": int, "score": float}]`` by decreasing fused score.
+    """
+    _check(rankings, top_k)
+    if isinstance(k, bool) or not isinstance(k, (int, float)) or k < 0:
+        raise InputError(f"k must be a number >= 0, got {k!r}")
+    fused: dict[int, float] = {}
+    for i, (ranking, weight) in enumerate(zip(rankings, _weights(weights, len(rankings)))):
+        for rank, (corpus_id, _) in enumerate(_ranked(ranking, i), start=1):
+            fused[corpus_id] = fused.get(corpus_id, 0.0) + weight / (k + rank)
+    return _hits(fused, top_k)
+
+
+def weighted_score_fusion(
+    rankings: Sequence[Any],
+    *,
+    weights: Sequence[float] | None = None,
+    normalization: Literal["minmax", "none"] = "minmax",
+    top_k: int | None = None,
+) -> list[SearchHit]:
+    """Weighted sum of (normalized) scores: ``score(d) = sum_i weights[i] * norm_i(score_i(d))``.
+
+    ``minmax`` maps each ranking's scores to ``[0, 1]`` (``(s - min) / (max - min)``; every score 1
+    when they are all equal), so a 0.8 cosine and a 25.0 SPLADE dot product weigh alike; ``none``
+    sums raw scores. A document missing from a ranking gets 0 from it.
+
+    Args:
+        rankings: the rankings to fuse (see the module docstring), e.g. ``[dense_hits, sparse_hits]``.
+        weights: one non-negative weight per ranking (default: all 1), e.g. ``[0.7, 0.3]``.
+        normalization: ``"minmax"`` (default) or ``"none"``.
+        top_k: keep the best ``top_k`` (None: every document of any ranking).
+    Returns:
+        ``[{"corpus_id": int, "score": float}]`` by decreasing fused score.
+    """
+    _check(rankings, top_k)
+    if normalization not in ("minmax", "none"):
+        raise InputError(f"normalization {normalization!r} is not known; valid: 'minmax', 'none'")
+    fused: dict[int, float] = {}
+    for i, (ranking, weight) in enumerate(zip(rankings, _weights(weights, len(rankings)))):
+        items = _ranked(ranking, i)
+        if not items:
+            continue
+        scores = [score for _, score in items]
+        low, high = min(scores), max(scores)
+        for corpus_id, score in items:
+            if normalization == "minmax":
+                score = 1.0 if high == low else (score - low) / (high - low)
+            fused[corpus_id] = fused.get(corpus_id, 0.0) + weight * score
+    return _hits(fused, top_k)

@@ -1,0 +1,398 @@
+"""CrossEncoder: the classifier head graph equals its reference; exported tiny random cross-encoders
+(BERT, ELECTRA, XLM-R; 1 and 3 labels; each fused activation) score and rank as
+``sentence_transformers.CrossEncoder`` does; bad input gets clear errors; export refuses what it
+cannot fuse or what misses the gate.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper
+from tiny_heads import ACTIVATIONS, PAIRS, build_tiny_cross_encoder
+
+from fastembed_rt import ArtifactError, CrossEncoder, ExportError, InputError, ParityError
+from fastembed_rt.export import cross_encoder as cross_export
+from fastembed_rt.export import detect_task, export_cross_encoder
+from fastembed_rt.kernels.heads import ClassifierActivation, ClassifierHeadSpec, activate_scores
+from fastembed_rt.kernels.onnx_heads import append_classifier_head
+
+TOLERANCE = 1e-4
+# name: (architecture, num_labels, activation saved in the model; None: sentence-transformers' default)
+# Together they fuse each activation, for one and for three labels.
+CASES: dict[str, tuple[str, int, str | None]] = {
+    "bert-1": ("bert", 1, None),
+    "xlm-roberta-1-identity": ("xlm-roberta", 1, "identity"),
+    "electra-3": ("electra", 3, None),
+    "bert-3-softmax": ("bert", 3, "softmax"),
+}
+ONE_LABEL = [name for name, (_, labels, _) in CASES.items() if labels == 1]
+QUERY = "How many people live in Berlin?"
+DOCUMENTS = [pair[1] for pair in PAIRS]
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+@dataclass
+class Exported:
+    model_dir: Path
+    artifact: Path
+    torch_model: Any  # sentence_transformers.CrossEncoder
+    runtime: CrossEncoder
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Exported]]:
+    """Build and export each case once per module, on first use."""
+    from sentence_transformers import CrossEncoder as TorchCrossEncoder
+
+    cache: dict[str, Exported] = {}
+
+    def get(name: str) -> Exported:
+        if name not in cache:
+            architecture, labels, activation = CASES[name]
+            root = tmp_path_factory.mktemp(name)
+            model_dir = build_tiny_cross_encoder(root, architecture, labels, activation)
+            export_cross_encoder(model_dir, root / "artifact")
+            cache[name] = Exported(
+                model_dir,
+                root / "artifact",
+                TorchCrossEncoder(str(model_dir), device="cpu"),
+                CrossEncoder(root / "artifact"),
+            )
+        return cache[name]
+
+    yield get
+    for item in cache.values():
+        item.runtime.close()
+
+
+def _torch_predict(model: Any, pairs: Any, **kwargs: Any) -> np.ndarray:
+    with warnings.catch_warnings():
+        # Softmax() saved without dim: torch warns that it picks the label axis, which is what we fuse.
+        warnings.filterwarnings("ignore", message="Implicit dimension choice for softmax")
+        return np.asarray(model.predict(pairs, show_progress_bar=False, **kwargs), dtype=np.float32)
+
+
+# -- the head as data: graph == reference == torch ------------------------------------------------
+def _logits(labels: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((7, labels)).astype(np.float32) * 4
+    logits[0] = 80.0  # saturating sigmoid, overflowing a naive softmax
+    logits[1] = -80.0
+    return logits
+
+
+@pytest.mark.parametrize("labels", [1, 3])
+@pytest.mark.parametrize("activation", list(ClassifierActivation), ids=lambda a: a.value)
+def test_classifier_head_graph_equals_reference(activation: ClassifierActivation, labels: int) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["logits"])],
+        "head",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", labels])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", labels])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    counts = append_classifier_head(model, ClassifierHeadSpec(labels, activation))
+    onnx.checker.check_model(model)
+    assert counts.head == f"classifier:{activation.value}" and counts.nodes >= 1
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    logits = _logits(labels)
+    raw, scores = session.run(["logits", "scores"], {"x": logits})
+    np.testing.assert_array_equal(raw, logits)
+    np.testing.assert_allclose(scores, activate_scores(logits, activation), rtol=1e-6, atol=1e-7)
+
+
+def test_reference_activations_equal_torch() -> None:
+    logits = _logits(3)
+    x = torch.from_numpy(logits)
+    np.testing.assert_allclose(activate_scores(logits, ClassifierActivation.SIGMOID), torch.sigmoid(x), atol=1e-7)
+    np.testing.assert_allclose(activate_scores(logits, ClassifierActivation.SOFTMAX), x.softmax(-1), atol=1e-7)
+    np.testing.assert_array_equal(activate_scores(logits, ClassifierActivation.IDENTITY), logits)
+
+
+# -- parity with sentence-transformers -------------------------------------------------------------
+@pytest.mark.parametrize("case", CASES)
+def test_scores_with_the_models_own_activation_match_sentence_transformers(
+    case: str, exported: Callable[[str], Exported]
+) -> None:
+    model = exported(case)
+    ours = model.runtime.predict(PAIRS)
+    ref = _torch_predict(model.torch_model, PAIRS)
+    assert ours.shape == ref.shape == ((len(PAIRS),) if CASES[case][1] == 1 else (len(PAIRS), 3))
+    assert np.abs(ours - ref).max() <= TOLERANCE
+    fused = model.runtime.manifest.stages["classifier"]["activation"]
+    assert fused == (CASES[case][2] or ("sigmoid" if CASES[case][1] == 1 else "identity"))
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+@pytest.mark.parametrize("case", ["bert-1", "xlm-roberta-1-identity", "electra-3"])
+def test_each_activation_per_call_matches_sentence_transformers(
+    case: str, activation: str, exported: Callable[[str], Exported]
+) -> None:
+    model = exported(case)
+    ref = _torch_predict(model.torch_model, PAIRS, activation_fn=ACTIVATIONS[activation]())
+    by_name = model.runtime.predict(PAIRS, activation_fn=activation)
+    by_module = model.runtime.predict(PAIRS, activation_fn=ACTIVATIONS[activation]())
+    by_callable = model.runtime.predict(
+        PAIRS, activation_fn=lambda x: activate_scores(x, ClassifierActivation(activation))
+    )
+    for ours in (by_name, by_module, by_callable):
+        assert np.abs(ours - ref).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("case", ["electra-3", "bert-3-softmax"])
+def test_apply_softmax_matches_sentence_transformers(case: str, exported: Callable[[str], Exported]) -> None:
+    model = exported(case)
+    ours = model.runtime.predict(PAIRS, apply_softmax=True)
+    ref = _torch_predict(model.torch_model, PAIRS, apply_softmax=True)
+    assert np.abs(ours - ref).max() <= TOLERANCE
+    np.testing.assert_allclose(ours.sum(axis=1), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("top_k", [None, 3, 100])
+@pytest.mark.parametrize("case", ONE_LABEL)
+def test_rank_matches_sentence_transformers(case: str, top_k: int | None, exported: Callable[[str], Exported]) -> None:
+    model = exported(case)
+    ours = model.runtime.rank(QUERY, DOCUMENTS, top_k=top_k, return_documents=True)
+    ref = model.torch_model.rank(QUERY, DOCUMENTS, top_k=top_k, return_documents=True)
+    assert [r["corpus_id"] for r in ours] == [r["corpus_id"] for r in ref]
+    assert [r["text"] for r in ours] == [r["text"] for r in ref]
+    assert max(abs(a["score"] - b["score"]) for a, b in zip(ours, ref)) <= TOLERANCE
+    assert all(isinstance(r["score"], float) for r in ours)
+
+
+@pytest.mark.parametrize("case", ["bert-1", "xlm-roberta-1-identity"])
+def test_pairs_tokenize_as_sentence_transformers_does(case: str, exported: Callable[[str], Exported]) -> None:
+    model = exported(case)
+    assert model.runtime.max_seq_length == model.torch_model.max_seq_length
+    features = model.torch_model.preprocess(PAIRS)
+    encoded = model.runtime._tokenizer.encode(PAIRS)
+    mask = features["attention_mask"].numpy().astype(bool)
+    expected = [row[m].tolist() for row, m in zip(features["input_ids"].numpy(), mask)]
+    assert [ids.tolist() for ids in encoded.ids] == expected
+    if "token_type_ids" in features:
+        expected_types = [row[m].tolist() for row, m in zip(features["token_type_ids"].numpy(), mask)]
+        assert [t.tolist() for t in encoded.type_ids] == expected_types
+    assert max(len(ids) for ids in encoded.ids) == model.runtime.max_seq_length  # over-long pairs were cut
+
+
+def test_scores_do_not_depend_on_batching_or_order(exported: Callable[[str], Exported]) -> None:
+    runtime = exported("electra-3").runtime
+    together = runtime.predict(PAIRS, batch_size=32)
+    one_by_one = runtime.predict(PAIRS, batch_size=1)
+    reversed_ = runtime.predict(PAIRS[::-1], batch_size=4)[::-1]
+    np.testing.assert_allclose(one_by_one, together, atol=1e-6)
+    np.testing.assert_allclose(reversed_, together, atol=1e-6)
+    assert runtime.last_encode_stats.texts == len(PAIRS) and runtime.last_encode_stats.truncated == 3
+
+
+def test_single_pairs_lists_and_options(exported: Callable[[str], Exported]) -> None:
+    one, three = exported("bert-1"), exported("electra-3")
+    single = one.runtime.predict(PAIRS[0])
+    assert np.ndim(single) == 0 and abs(float(single) - float(_torch_predict(one.torch_model, PAIRS[0]))) <= TOLERANCE
+    assert one.runtime.predict(list(PAIRS[0])) == single
+    assert three.runtime.predict(PAIRS[0]).shape == (3,)
+    as_list = three.runtime.predict(PAIRS, convert_to_numpy=False)
+    assert isinstance(as_list, list) and len(as_list) == len(PAIRS) and as_list[0].shape == (3,)
+    assert three.runtime.predict(np.array(PAIRS)).shape == (len(PAIRS), 3)
+    short = CrossEncoder(one.artifact, max_length=8)
+    assert short.max_length == 8 and max(len(i) for i in short._tokenizer.encode(PAIRS).ids) == 8
+    short.close()
+
+
+def test_manifest_states_the_head_and_its_measured_fidelity(exported: Callable[[str], Exported]) -> None:
+    manifest = exported("bert-3-softmax").runtime.manifest
+    assert manifest.task == "cross-encoder" and manifest.dim == 3
+    assert manifest.stages == {"classifier": {"num_labels": 3, "activation": "softmax"}}
+    assert set(manifest.graph.outputs) == {"logits", "scores"}
+    assert manifest.graph.inputs == ("input_ids", "attention_mask", "token_type_ids")
+    fidelity = manifest.variants[0].fidelity
+    assert fidelity["checked"] > 0 and fidelity["max_abs_diff"] <= TOLERANCE
+    assert manifest.variants[0].stage_counts["head"] == "classifier:softmax"
+
+
+# -- bad input ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ([("a", "b", "c")], r"inputs\[0\] is a tuple of 3 items; a pair has exactly 2"),
+        ([("a", "b"), ("c",)], r"inputs\[1\] is a tuple of 1 items"),
+        (("a", "b", "c"), r"inputs is a tuple of 3 items"),
+        ([("a", None)], r"inputs\[0\]\[1\] is None, expected str"),
+        ([("a", "b"), "c"], r"inputs\[1\] is str; expected a \(query, document\) pair"),
+        ("just a text", r"inputs is a str"),
+        (None, r"inputs is None"),
+        (42, r"must be a pair or a list of pairs, got int"),
+    ],
+)
+def test_bad_pairs_raise_input_error_naming_the_position(
+    inputs: Any, message: str, exported: Callable[[str], Exported]
+) -> None:
+    with pytest.raises(InputError, match=message):
+        exported("bert-1").runtime.predict(inputs)
+
+
+def test_predict_edge_cases(exported: Callable[[str], Exported]) -> None:
+    model = exported("bert-1")
+    empty = model.runtime.predict([])
+    assert empty.shape == _torch_predict(model.torch_model, []).shape == (0,)
+    assert model.runtime.predict([], convert_to_numpy=False) == []
+    with pytest.raises(InputError, match="convert_to_tensor"):
+        model.runtime.predict(PAIRS, convert_to_tensor=True)
+    with pytest.raises(InputError, match="activation_fn 'tanh' is not known; valid: identity, sigmoid, softmax"):
+        model.runtime.predict(PAIRS, activation_fn="tanh")
+    with pytest.raises(InputError, match="batch_size"):
+        model.runtime.predict(PAIRS, batch_size=0)
+    with pytest.raises(InputError, match="max_seq_length must be a positive int, got 0"):
+        CrossEncoder(model.artifact, max_length=0)
+
+
+def test_rank_edge_cases_match_sentence_transformers_where_it_defines_them(exported: Callable[[str], Exported]) -> None:
+    model = exported("bert-1")
+    runtime, reference = model.runtime, model.torch_model
+    assert runtime.rank(QUERY, []) == reference.rank(QUERY, []) == []
+    assert len(runtime.rank(QUERY, DOCUMENTS, top_k=1000)) == len(DOCUMENTS)
+    assert runtime.rank(QUERY, DOCUMENTS, top_k=0) == reference.rank(QUERY, DOCUMENTS, top_k=0) == []
+    ties = runtime.rank(QUERY, ["same", "other", "same"])
+    same = [r["corpus_id"] for r in ties if r["corpus_id"] != 1]
+    assert same == [0, 2], "equal scores keep the documents' order, as sentence-transformers' stable sort"
+    for bad_top_k in (-1, 1.5, True):
+        with pytest.raises(InputError, match="top_k must be None or an int >= 0"):
+            runtime.rank(QUERY, DOCUMENTS, top_k=bad_top_k)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="documents must be a list of str, got a str"):
+        runtime.rank(QUERY, "one document")
+    with pytest.raises(InputError, match=r"documents\[1\] is None"):
+        runtime.rank(QUERY, ["a", None])  # type: ignore[list-item]
+    with pytest.raises(InputError, match="query must be a str"):
+        runtime.rank(None, DOCUMENTS)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"num_labels=1 \(this one has 3\)"):
+        exported("electra-3").runtime.rank(QUERY, DOCUMENTS)
+
+
+def test_other_tasks_are_refused_by_the_loader(exported: Callable[[str], Exported]) -> None:
+    from fastembed_rt import SentenceTransformer, SparseEncoder
+
+    artifact = exported("bert-1").artifact
+    with pytest.raises(ArtifactError, match="holds a 'cross-encoder' model; SparseEncoder loads 'sparse' artifacts"):
+        SparseEncoder(artifact)
+    with pytest.raises(ArtifactError, match="holds a 'cross-encoder' model"):
+        SentenceTransformer(artifact)
+
+
+# -- export refusals and the CLI ------------------------------------------------------------------
+def test_an_activation_that_cannot_be_fused_is_refused(tmp_path: Path) -> None:
+    model_dir = build_tiny_cross_encoder(tmp_path / "m", "bert", 1)
+    config_path = model_dir / "config_sentence_transformers.json"
+    config = json.loads(config_path.read_text())
+    config["activation_fn"] = "torch.nn.modules.activation.Tanh"
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ExportError, match=r"activation_fn Tanh\(\) cannot be fused; supported: Identity, Sigmoid"):
+        export_cross_encoder(model_dir, tmp_path / "artifact")
+    assert not (tmp_path / "artifact").exists()
+
+
+def test_a_head_that_disagrees_with_torch_is_refused_and_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_dir = build_tiny_cross_encoder(tmp_path / "m", "bert", 1)
+    real = cross_export.append_classifier_head
+
+    def identity_instead_of_sigmoid(model: onnx.ModelProto, spec: ClassifierHeadSpec, **kwargs: Any) -> Any:
+        return real(model, ClassifierHeadSpec(spec.num_labels, ClassifierActivation.IDENTITY), **kwargs)
+
+    monkeypatch.setattr(cross_export, "append_classifier_head", identity_instead_of_sigmoid)
+    with pytest.raises(ParityError) as info:
+        export_cross_encoder(model_dir, tmp_path / "artifact")
+    failures = info.value.failures
+    assert len(failures) > 1 and all("scores of" in line for line in failures), "logits agree; every score is listed"
+    assert "nothing was written" in str(info.value)
+    assert not (tmp_path / "artifact").exists() and not list(tmp_path.glob(".artifact.tmp-*"))
+
+
+def test_detect_task_and_cli_export_dispatch(
+    tmp_path: Path, exported: Callable[[str], Exported], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import fastembed_rt.export
+    from fastembed_rt.cli import main
+
+    model = exported("bert-1")
+    model_dir = model.model_dir
+    calls: list[tuple[str, str]] = []
+
+    def fake_export(source: str, out: str, **kwargs: Any) -> None:
+        calls.append((source, out))
+        shutil.copytree(model.artifact, out)
+
+    monkeypatch.setattr(fastembed_rt.export, "export_cross_encoder", fake_export)
+    assert detect_task(model_dir) == "cross-encoder"
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "config.json").write_text(
+        json.dumps({"architectures": ["XLMRobertaForSequenceClassification"]})
+    )
+    assert detect_task(tmp_path / "plain") == "cross-encoder"
+    (tmp_path / "plain" / "config.json").write_text(json.dumps({"architectures": ["BertForMaskedLM"]}))
+    assert detect_task(tmp_path / "plain") == "sparse"
+    assert main(["export", str(model_dir), str(tmp_path / "cli-artifact")]) == 0
+    assert calls == [(str(model_dir), str(tmp_path / "cli-artifact"))], "auto-detected: the cross-encoder export"
+    assert main(["export", str(model_dir), str(tmp_path / "cli-2"), "--task", "cross-encoder"]) == 0
+    assert len(calls) == 2
+
+
+_NO_TORCH = """
+import importlib.abc, json, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "optimum", "sentence_transformers"):
+            raise ImportError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, Block())
+from fastembed_rt import CrossEncoder, SparseEncoder, fusion
+model = CrossEncoder(sys.argv[1])
+ranked = model.rank("How many people live in Berlin?", ["Berlin had 3.5 million people.", "Museums."])
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "sentence_transformers"))
+print(json.dumps({"ranked": [r["corpus_id"] for r in ranked], "heavy": heavy}))
+"""
+
+
+def test_runtime_scores_with_torch_unimportable(exported: Callable[[str], Exported], tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _NO_TORCH, str(exported("bert-1").artifact)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert sorted(out["ranked"]) == [0, 1] and out["heavy"] == []
+
+
+# -- the README's retrieve-and-rerank example ------------------------------------------------------
+def test_readme_retrieve_and_rerank_example_runs(
+    minilm_artifact_session: Path, exported: Callable[[str], Exported], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``py`` block (not run by test_readme: no real reranker ships offline) runs with a tiny random one."""
+    blocks = [
+        b for b in re.findall(r"```py\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S) if "rerank" in b
+    ]
+    assert len(blocks) == 1
+    (tmp_path / "artifacts").mkdir()
+    (tmp_path / "artifacts" / "all-MiniLM-L6-v2").symlink_to(minilm_artifact_session)
+    (tmp_path / "artifacts" / "ms-marco-MiniLM-L6-v2").symlink_to(exported("bert-1").artifact)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(blocks[0], "README.md retrieve-and-rerank", "exec"), {"__name__": "__readme__"})

