@@ -7,6 +7,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,14 @@ from fastembed_rt.artifact import (
     file_sha256,
     load_manifest,
 )
+from fastembed_rt.calibration import select_texts
 from fastembed_rt.errors import ExportError, ParityError
 from fastembed_rt.export.architectures import architecture_config
 from fastembed_rt.export.backbone import export_backbone
+from fastembed_rt.export.common import library_versions, resolve_model_dir, write_tokenizer
 from fastembed_rt.export.st_reader import ModelDescription, describe_model
-from fastembed_rt.export.validate import Fidelity, validate_embeddings
+from fastembed_rt.export.validate import Fidelity, parity_texts, validate_embeddings
+from fastembed_rt.export.variants import VARIANTS, BuildContext, BuildResult, VariantPlan, parse_variants
 from fastembed_rt.kernels.spec import (
     NORMALIZE_OUTPUT,
     OUTPUT_DIM,
@@ -34,27 +38,9 @@ from fastembed_rt.kernels.spec import (
     Precision,
 )
 
-__all__ = ["export_model", "resolve_model_dir"]
+__all__ = ["export_model"]
 
 logger = logging.getLogger("fastembed_rt.export")
-
-
-def resolve_model_dir(model: str | os.PathLike[str], revision: str | None, token: str | bool | None) -> Path:
-    """A local sentence-transformers model directory: a path as is, or a hub id downloaded."""
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists() or str(model).startswith((".", "/", "~")):
-        raise ExportError(f"model directory {path} does not exist")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    try:
-        return Path(snapshot_download(str(model), revision=revision, token=token))
-    except LocalEntryNotFoundError as exc:
-        raise ExportError(f"{model!r} is not a local directory nor in the hub cache while offline") from exc
-    except (HfHubHTTPError, OSError) as exc:
-        raise ExportError(f"could not download {model!r} from the hub: {exc}") from exc
 
 
 def _load_sentence_transformer(model_dir: Path) -> Any:
@@ -68,30 +54,16 @@ def _load_sentence_transformer(model_dir: Path) -> Any:
         raise ExportError(f"sentence-transformers could not load {model_dir}: {exc}") from exc
 
 
-def _write_tokenizer(st_model: Any, out: Path) -> tuple[str, ...]:
-    """Save the tokenizer as sentence-transformers configured it; tokenizer.json without padding/truncation."""
-    from tokenizers import Tokenizer
-
-    hf_tokenizer = st_model[0].tokenizer
-    saved = hf_tokenizer.save_pretrained(str(out))
-    backend = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
-    backend.no_padding()
-    backend.no_truncation()
-    backend.save(str(out / "tokenizer.json"))
-    return tuple(sorted({Path(p).name for p in saved} | {"tokenizer.json"}))
-
-
-def _fuse_stages(backbone_path: Path, description: ModelDescription, out_path: Path) -> dict[str, Any]:
+def _append_stages(model: Any, description: ModelDescription) -> dict[str, Any]:
+    """Append the output stages and the precision stage to a backbone graph, in place."""
     import onnx
 
     from fastembed_rt.kernels.onnx_stages import append_output_precisions, append_output_stages
 
-    model = onnx.load(str(backbone_path))
     counts = append_output_stages(model, description.stages, token_embeddings=TOKEN_EMBEDDINGS)
     precision_counts = append_output_precisions(model, description.stages.output_dim(description.hidden_size))
     model.producer_name = "fastembed-rt"
     onnx.checker.check_model(model)
-    onnx.save(model, str(out_path))
     return {
         "stage_nodes": counts.nodes,
         "precision_nodes": precision_counts.nodes,
@@ -102,16 +74,13 @@ def _fuse_stages(backbone_path: Path, description: ModelDescription, out_path: P
     }
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+def _fuse_stages(backbone_path: Path, description: ModelDescription, out_path: Path) -> dict[str, Any]:
+    import onnx
 
-    out: dict[str, str] = {}
-    for package in ("fastembed-rt", "torch", "transformers", "sentence-transformers", "onnx", "onnxruntime"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            continue
-    return out
+    model = onnx.load(str(backbone_path))
+    counts = _append_stages(model, description)
+    onnx.save(model, str(out_path))
+    return counts
 
 
 def export_model(
@@ -124,6 +93,7 @@ def export_model(
     stsb: bool | None = None,
     stsb_path: str | os.PathLike[str] | None = None,
     calibration_texts: Sequence[str] | None = None,
+    variants: str | Sequence[str] | None = ("fp32",),
 ) -> Manifest:
     """Export a sentence-transformers bi-encoder to a fastembed-rt artifact at ``out_dir``.
 
@@ -137,6 +107,8 @@ def export_model(
         stsb: also score STSb test Spearman for the manifest (None: when the data is found locally).
         calibration_texts: texts whose embeddings fix the int8/uint8 ranges (None: the STSb train
             sentences when found locally; empty: no calibration).
+        variants: which graphs to build besides fp32 (``export.variants.VARIANTS``; None: all).
+            Each is validated against PyTorch and kept only if it passes its gate.
     Returns:
         the written manifest.
     Raises:
@@ -164,8 +136,7 @@ def export_model(
             backbone.set_attn_implementation(attn)  # the reference runs as users run it
         graph_file = "onnx/model.onnx"
         stage_counts = _fuse_stages(backbone_path, description, tmp / graph_file)
-        backbone_path.unlink()
-        tokenizer_files = _write_tokenizer(st_model, tmp)
+        tokenizer_files = write_tokenizer(st_model, tmp)
         hf_tokenizer = st_model[0].tokenizer
         dim = description.stages.output_dim(description.hidden_size)
         inputs = (
@@ -195,7 +166,7 @@ def export_model(
                 "revision": revision,
                 "architecture": description.model_type,
                 "modules": description.modules,
-                "library_versions": _versions(),
+                "library_versions": library_versions(),
             },
             tokenizer=TokenizerInfo(
                 file="tokenizer.json",
@@ -238,7 +209,22 @@ def export_model(
         variant = Variant(**{**variant.to_dict(), "fidelity": fidelity.to_dict()})
         manifest = Manifest(**{**manifest.__dict__, "variants": (variant,)})
         manifest.write()
-        _calibrate(tmp, calibration_texts, stsb_path)
+        used_texts = _calibrate(tmp, calibration_texts, stsb_path)
+        plans = parse_variants(variants)
+        if len(plans) > 1:
+            context = BuildContext(
+                root=tmp,
+                base=tmp / graph_file,
+                backbone=backbone_path,
+                model_type=description.model_type,
+                hidden_size=description.hidden_size,
+                num_heads=int(getattr(backbone.config, "num_attention_heads", 0) or 0),
+                graph_inputs=arch.inputs,
+                calibration_texts=list(used_texts or parity_texts(description.max_seq_length)),
+                append_stages=lambda graph: _append_stages(graph, description),
+            )
+            _build_variants(context, plans[1:], st_model, description.prompts, stsb, stsb_path)
+        backbone_path.unlink()
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -249,8 +235,13 @@ def export_model(
     return load_manifest(out)
 
 
-def _calibrate(artifact: Path, texts: Sequence[str] | None, stsb_path: str | os.PathLike[str] | None) -> None:
-    """Store the int8/uint8 calibration set: ``texts``, or by default the STSb train sentences."""
+def _calibrate(
+    artifact: Path, texts: Sequence[str] | None, stsb_path: str | os.PathLike[str] | None
+) -> list[str] | None:
+    """Store the int8/uint8 calibration set: ``texts``, or by default the STSb train sentences.
+
+    Returns the texts chosen (also what int8 model quantization calibrates on), or None.
+    """
     from fastembed_rt.calibration import calibrate_artifact
     from fastembed_rt.evaluation import find_stsb_dir, load_stsb
     from fastembed_rt.models import SentenceTransformer
@@ -261,18 +252,121 @@ def _calibrate(artifact: Path, texts: Sequence[str] | None, stsb_path: str | os.
             logger.warning(
                 "no calibration texts and no local STSb data: int8/uint8 outputs need `fastembed-rt calibrate`"
             )
-            return
+            return None
         train = load_stsb("train", "en", stsb_path)
         texts, source = train.sentences1 + train.sentences2, "stsb-en-train"
     if not texts:
-        return
+        return None
     runtime = SentenceTransformer(artifact)
     calibrate_artifact(runtime, texts, source)
     runtime.close()
+    return select_texts(texts)
+
+
+def _held_out_texts(stsb_path: str | os.PathLike[str] | None, count: int = 256) -> list[str]:
+    """STSb dev sentences (never used for calibration) to validate variants on, when available."""
+    from fastembed_rt.evaluation import find_stsb_dir, load_stsb
+
+    if find_stsb_dir(stsb_path) is None:
+        return []
+    dev = load_stsb("dev", "en", stsb_path)
+    return list(dict.fromkeys(dev.sentences1 + dev.sentences2))[:count]
+
+
+def _build_variants(
+    context: BuildContext,
+    names: Sequence[str],
+    st_model: Any,
+    prompts: dict[str, str],
+    stsb: bool | None,
+    stsb_path: str | os.PathLike[str] | None,
+) -> None:
+    """Build, validate and gate each variant; keep those that pass, record those that do not."""
+    held_out = _held_out_texts(stsb_path)
+    for name in names:
+        plan = VARIANTS[name]
+        provider = "openvino" if plan.format == "openvino" else "cpu"
+        started = time.perf_counter()
+        manifest = load_manifest(context.root)
+
+        def check(
+            file: str, plan: VariantPlan = plan, provider: str = provider, manifest: Manifest = manifest
+        ) -> list[str]:
+            candidate = _variant_entry(context.root, plan, file, "candidate", {})
+            replace(manifest, variants=(*manifest.variants, candidate)).write()
+            try:
+                fidelity = validate_embeddings(
+                    context.root, st_model, prompts, None, variant=plan.name, provider=provider, extra_texts=held_out
+                )
+                return plan.gate.check(fidelity)
+            finally:
+                manifest.write()
+
+        context.check = check
+        result: BuildResult | None = None
+        fidelity: Fidelity | None = None
+        try:
+            result = plan.build(context)
+            entry = _variant_entry(context.root, plan, result.file, result.optimization, result.details)
+            replace(manifest, variants=(*manifest.variants, entry)).write()
+            fidelity = validate_embeddings(
+                context.root, st_model, prompts, None, variant=plan.name, provider=provider, extra_texts=held_out
+            )
+            _score_stsb(context.root, st_model, fidelity, stsb, stsb_path, variant=plan.name, provider=provider)
+            misses = plan.gate.check(fidelity)
+        except Exception as exc:  # a variant that cannot be built is reported, and the export goes on
+            logger.debug("variant %s failed to build", name, exc_info=True)
+            misses = [f"build failed: {type(exc).__name__}: {exc}"]
+        if misses or result is None or fidelity is None:
+            logger.warning("variant %s misses its gate and is not shipped: %s", name, "; ".join(misses))
+            if result is not None:
+                for leftover in _variant_files(context.root, result.file):
+                    leftover.unlink(missing_ok=True)
+            rejected: dict[str, Any] = {"name": name, "reasons": misses}
+            if fidelity is not None:
+                rejected["fidelity"] = fidelity.to_dict()
+            replace(manifest, rejected_variants=(*manifest.rejected_variants, rejected)).write()
+            continue
+        entry = _variant_entry(context.root, plan, result.file, result.optimization, result.details, fidelity.to_dict())
+        replace(manifest, variants=(*manifest.variants, entry)).write()
+        logger.info("variant %s built and validated in %.1f s", name, time.perf_counter() - started)
+
+
+def _variant_files(root: Path, file: str) -> list[Path]:
+    path = root / file
+    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+
+
+def _variant_entry(
+    root: Path,
+    plan: VariantPlan,
+    file: str,
+    optimization: str,
+    details: dict[str, Any],
+    fidelity: dict[str, Any] | None = None,
+) -> Variant:
+    path = root / file
+    return Variant(
+        name=plan.name,
+        file=file,
+        format=plan.format,
+        precision=plan.precision,
+        optimization=optimization,
+        size=path.stat().st_size,
+        sha256=file_sha256(path),
+        fidelity=fidelity or {},
+        stage_counts=details,
+    )
 
 
 def _score_stsb(
-    artifact: Path, st_model: Any, fidelity: Fidelity, stsb: bool | None, path: str | os.PathLike[str] | None
+    artifact: Path,
+    st_model: Any,
+    fidelity: Fidelity,
+    stsb: bool | None,
+    path: str | os.PathLike[str] | None,
+    variant: str = "auto",
+    provider: str = "auto",
 ) -> None:
     from fastembed_rt.evaluation import find_stsb_dir, load_stsb, stsb_spearman
     from fastembed_rt.models import SentenceTransformer
@@ -280,7 +374,7 @@ def _score_stsb(
     if stsb is False or (stsb is None and find_stsb_dir(path) is None):
         return
     data = load_stsb("test", "en", path)
-    runtime = SentenceTransformer(artifact)
+    runtime = SentenceTransformer(artifact, variant=variant, provider=provider)
     fidelity.stsb_spearman = stsb_spearman(lambda t: runtime.encode(t), data)  # type: ignore[arg-type,return-value]
     fidelity.stsb_spearman_torch = stsb_spearman(
         lambda t: st_model.encode(t, convert_to_numpy=True, show_progress_bar=False), data

@@ -29,7 +29,7 @@ from fastembed_rt.artifact import SCHEMA_VERSION, GraphContract, Manifest, Token
 from fastembed_rt.errors import ExportError, ParityError
 from fastembed_rt.export.architectures import architecture_config
 from fastembed_rt.export.backbone import export_backbone
-from fastembed_rt.export.bi_encoder import _versions, _write_tokenizer, resolve_model_dir
+from fastembed_rt.export.common import library_versions, resolve_model_dir, write_tokenizer
 from fastembed_rt.export.validate import parity_texts
 from fastembed_rt.kernels.heads import ClassifierActivation, ClassifierHeadSpec
 from fastembed_rt.kernels.onnx_heads import LOGITS, SCORES, append_classifier_head
@@ -107,7 +107,7 @@ def staged_artifact(out: Path, overwrite: bool) -> Iterator[Path]:
 
 def tokenizer_info(st_model: Any, artifact: Path) -> TokenizerInfo:
     """Write the tokenizer of ``st_model[0]`` into ``artifact`` and describe it for the manifest."""
-    files = _write_tokenizer(st_model, artifact)
+    files = write_tokenizer(st_model, artifact)
     hf_tokenizer = st_model[0].tokenizer
     return TokenizerInfo(
         file="tokenizer.json",
@@ -301,7 +301,7 @@ def export_cross_encoder(
                 "revision": revision,
                 "architecture": model_type,
                 "modules": ["Transformer"],
-                "library_versions": _versions(),
+                "library_versions": library_versions(),
             },
             tokenizer=tokenizer_info(ce, tmp),
             graph=GraphContract(inputs=architecture_config(model_type).inputs, outputs={LOGITS: dims, SCORES: dims}),

@@ -20,7 +20,7 @@ import numpy as np
 from fastembed_rt.artifact import SCHEMA_VERSION, GraphContract, Manifest, Variant
 from fastembed_rt.errors import ExportError, ParityError
 from fastembed_rt.export.architectures import architecture_config
-from fastembed_rt.export.bi_encoder import _versions, resolve_model_dir
+from fastembed_rt.export.common import library_versions, resolve_model_dir
 from fastembed_rt.export.cross_encoder import (
     HeadFidelity,
     export_backbone_of,
@@ -187,7 +187,7 @@ def export_sparse_encoder(
                 "revision": revision,
                 "architecture": model_type,
                 "modules": [type(m).__name__ for m in se],
-                "library_versions": _versions(),
+                "library_versions": library_versions(),
             },
             tokenizer=tokenizer_info(se, tmp),
             graph=GraphContract(

@@ -7,6 +7,7 @@ and without each of the model's prompts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ class Fidelity:
     failures: list[str] = field(default_factory=list)
     stsb_spearman: float | None = None
     stsb_spearman_torch: float | None = None
+    batch_invariance_min_cosine: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -56,6 +58,8 @@ class Fidelity:
             "max_abs_diff": float(f"{self.max_abs_diff:.3g}"),
             "texts": self.texts,
         }
+        if self.batch_invariance_min_cosine is not None:
+            out["batch_invariance_min_cosine"] = round(self.batch_invariance_min_cosine, 7)
         if self.stsb_spearman is not None:
             out["stsb_spearman"] = round(self.stsb_spearman, 5)
             out["stsb_spearman_torch"] = round(self.stsb_spearman_torch or 0.0, 5)
@@ -72,35 +76,55 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     )
 
 
-def validate_embeddings(artifact: Path, st_model: Any, prompts: dict[str, str], min_cosine: float) -> Fidelity:
-    """Compare the artifact with ``st_model`` on the grid; every row below ``min_cosine`` is a failure."""
+def validate_embeddings(
+    artifact: Path,
+    st_model: Any,
+    prompts: dict[str, str],
+    min_cosine: float | None,
+    *,
+    variant: str = "auto",
+    provider: str = "auto",
+    extra_texts: Sequence[str] = (),
+) -> Fidelity:
+    """Compare one variant of the artifact with ``st_model``.
+
+    Runs the odd-shape grid (batches of 1, 3 and 5; every prompt) plus ``extra_texts`` in batches
+    of 32. With ``min_cosine`` set, every text below it is listed in ``failures``. Also measures
+    batch invariance: each grid/extra text encoded alone against inside a batch of 32.
+    """
     from fastembed_rt.models import SentenceTransformer
 
-    runtime = SentenceTransformer(artifact, verify="full")
+    runtime = SentenceTransformer(artifact, verify="full", variant=variant, provider=provider)
     texts = parity_texts(runtime.max_seq_length)
     fidelity = Fidelity()
     all_cos: list[np.ndarray] = []
     prompt_cases: list[str | None] = [None, *sorted({p for p in prompts.values() if p})]
-    for prompt in prompt_cases:
-        for size in (1, 3, 5):
-            for start in range(0, len(texts), size):
-                batch = texts[start : start + size]
-                ours = runtime.encode(batch, prompt=prompt, batch_size=size)
-                ref = st_model.encode(
-                    batch, prompt=prompt, batch_size=size, convert_to_numpy=True, show_progress_bar=False
+    cases = [(prompt, size, texts) for prompt in prompt_cases for size in (1, 3, 5)]
+    if extra_texts:
+        cases.append((None, 32, list(extra_texts)))
+    for prompt, size, pool in cases:
+        for start in range(0, len(pool), size):
+            batch = pool[start : start + size]
+            ours = np.asarray(runtime.encode(batch, prompt=prompt, batch_size=size))
+            ref = st_model.encode(batch, prompt=prompt, batch_size=size, convert_to_numpy=True, show_progress_bar=False)
+            cos = _cosines(ours, np.asarray(ref))
+            all_cos.append(cos)
+            fidelity.max_abs_diff = max(fidelity.max_abs_diff, float(np.abs(ours - ref).max()))
+            if min_cosine is None:
+                continue
+            for j in np.flatnonzero(~(cos >= min_cosine)):
+                text = batch[j]
+                shown = text if len(text) < 40 else text[:37] + "..."
+                fidelity.failures.append(
+                    f"batch of {size}, prompt {prompt!r}, text {shown!r}: cosine {cos[j]:.6f} < {min_cosine}"
                 )
-                cos = _cosines(np.asarray(ours), np.asarray(ref))
-                all_cos.append(cos)
-                fidelity.max_abs_diff = max(fidelity.max_abs_diff, float(np.abs(ours - ref).max()))
-                for j in np.flatnonzero(~(cos >= min_cosine)):
-                    text = batch[j]
-                    shown = text if len(text) < 40 else text[:37] + "..."
-                    fidelity.failures.append(
-                        f"batch of {size}, prompt {prompt!r}, text {shown!r}: cosine {cos[j]:.6f} < {min_cosine}"
-                    )
     cosines = np.concatenate(all_cos)
     fidelity.min_cosine = float(np.nanmin(cosines)) if not np.isnan(cosines).any() else float("nan")
     fidelity.mean_cosine = float(np.mean(cosines))
     fidelity.texts = int(cosines.size)
+    probe = [*texts, *list(extra_texts)[:96]]
+    alone = np.stack([np.asarray(runtime.encode(t)) for t in probe])
+    batched = np.asarray(runtime.encode(probe, batch_size=32))
+    fidelity.batch_invariance_min_cosine = float(_cosines(alone, batched).min())
     runtime.close()
     return fidelity

@@ -117,6 +117,7 @@ class Manifest:
     variants: tuple[Variant, ...]
     schema_version: int = SCHEMA_VERSION
     calibration: dict[str, Any] | None = None
+    rejected_variants: tuple[dict[str, Any], ...] = ()
 
     def variant(self, name: str) -> Variant:
         for variant in self.variants:
@@ -141,6 +142,7 @@ class Manifest:
             "dim": self.dim,
             "variants": [v.to_dict() for v in self.variants],
             "calibration": self.calibration,
+            "rejected_variants": list(self.rejected_variants),
         }
 
     def write(self) -> Path:
@@ -215,6 +217,7 @@ def _parse(root: Path, data: Any, path: Path) -> Manifest:
             dim=int(_require(data, "dim", "", path)),
             variants=variants,
             calibration=data.get("calibration"),
+            rejected_variants=tuple(data.get("rejected_variants") or ()),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ArtifactError(f"{path}: malformed manifest ({exc!r}); {_EXPORT_HINT}") from exc

@@ -56,18 +56,21 @@ def _print_info(root: Path) -> None:
     print(f"graph inputs  {', '.join(m.graph.inputs)}   outputs {', '.join(m.graph.outputs)}")
     if tok.prompts:
         print(f"prompts       {json.dumps(tok.prompts)}   default {tok.default_prompt_name}")
-    print(
-        f"{'variant':<10} {'format':<6} {'precision':<9} {'size MB':>8} {'min cos':>9} {'mean cos':>9} {'STSb':>7}"
-        "  file"
+    # Bi-encoders agree by cosine and STSb; heads (rerankers, SPLADE) by absolute/relative difference.
+    columns = (
+        [("min cos", "min_cosine", ".6f"), ("mean cos", "mean_cosine", ".6f"), ("STSb", "stsb_spearman", ".2f")]
+        if m.task == "embedding"
+        else [("max abs", "max_abs_diff", ".2e"), ("max rel", "max_rel_diff", ".2e")]
     )
+    header = "".join(f" {title:>9}" for title, _, _ in columns)
+    print(f"{'variant':<14} {'format':<8} {'precision':<9} {'size MB':>8}{header}  file")
     for v in m.variants:
-        f = v.fidelity
-        stsb = f.get("stsb_spearman")
-        print(
-            f"{v.name:<10} {v.format:<6} {v.precision:<9} {v.size / 1e6:>8.1f} "
-            f"{f.get('min_cosine', float('nan')):>9.6f} {f.get('mean_cosine', float('nan')):>9.6f} "
-            f"{'' if stsb is None else f'{stsb:.2f}':>7}  {v.file}"
+        cells = "".join(
+            f" {format(v.fidelity[key], spec) if key in v.fidelity else '-':>9}" for _, key, spec in columns
         )
+        print(f"{v.name:<14} {v.format:<8} {v.precision:<9} {v.size / 1e6:>8.1f}{cells}  {v.file}")
+    for rejected in m.rejected_variants:
+        print(f"{rejected['name']:<14} not shipped: {'; '.join(rejected['reasons'])}")
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -91,7 +94,7 @@ def _encode(args: argparse.Namespace) -> int:
     if not texts:
         print("error: no texts: pass them as arguments or with --file FILE ('-' for stdin)", file=sys.stderr)
         return 2
-    model = SentenceTransformer(args.artifact, provider=args.provider)
+    model = SentenceTransformer(args.artifact, provider=args.provider, variant=args.variant)
     embeddings = model.encode(
         texts,
         batch_size=args.batch_size,
@@ -139,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing artifact directory")
     p.add_argument("--no-stsb", action="store_true", help="skip the STSb Spearman score in the manifest")
     p.add_argument(
+        "--variants",
+        default="fp32,optimized,fp16,int8,openvino,openvino-int8",
+        help="comma-separated variants to build and validate (fp32 always); each ships only if it passes its gate",
+    )
+    p.add_argument(
         "--task",
         choices=("auto", "embedding", "cross-encoder", "sparse"),
         default="auto",
@@ -155,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-name", default=None)
     p.add_argument("--normalize", action="store_true")
     p.add_argument("--truncate-dim", type=int, default=None)
-    p.add_argument("--provider", default="auto")
+    p.add_argument("--provider", default="auto", help="auto, cpu, cuda[:N], tensorrt, openvino[:DEVICE]")
+    p.add_argument("--variant", default="auto", help="a variant from the manifest (default: the provider's choice)")
     p.set_defaults(func=_encode)
 
     p = sub.add_parser("calibrate", help="fix the int8/uint8 output ranges from your own texts")

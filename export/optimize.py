@@ -1,0 +1,100 @@
+"""``optimized`` and ``fp16`` variants: ONNX Runtime's transformer fusions and fp16 conversion.
+
+Both work on the backbone graph (token_embeddings out) and re-append the fp32 output stages:
+ONNX Runtime's symbolic shape inference, which its fusions need, does not get through the
+pooling/precision stages, and the stages are cheap and numerically sensitive, so they stay fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections import Counter
+from typing import Any
+
+from fastembed_rt.export.variants import BuildContext, BuildResult
+
+__all__ = ["build_fp16", "build_optimized", "optimize_backbone"]
+
+logger = logging.getLogger("fastembed_rt.export")
+
+# ORT's optimizer knows these encoder families by its own names.
+_ORT_MODEL_TYPE = {
+    "bert": "bert",
+    "roberta": "bert",
+    "xlm-roberta": "bert",
+    "camembert": "bert",
+    "electra": "bert",
+    "distilbert": "bert",
+    "mpnet": "bert",
+}
+# Kept in fp32 in the fp16 graph: reductions and normalisations lose too much in fp16.
+_FP16_KEEP_FP32 = [
+    "LayerNormalization",
+    "SkipLayerNormalization",
+    "Softmax",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceL2",
+    "Pow",
+    "Sqrt",
+    "Erf",
+]
+
+
+def optimize_backbone(context: BuildContext) -> tuple[Any, dict[str, int]]:
+    """The backbone after ONNX Runtime's transformer fusions; returns (ModelProto, fused-op counts)."""
+    import onnx
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    quiet = io.StringIO()
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        optimized = optimize_model(
+            str(context.backbone),
+            model_type=_ORT_MODEL_TYPE.get(context.model_type, "bert"),
+            num_heads=context.num_heads,
+            hidden_size=context.hidden_size,
+            opt_level=0,  # graph fusions only; ORT's own level-2+ optimizations run at session load
+        )
+    fused = {op: count for op, count in optimized.get_fused_operator_statistics().items() if count}
+    model = optimized.model
+    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    return model, fused
+
+
+def _save(context: BuildContext, model: Any, file: str, details: dict[str, Any]) -> BuildResult:
+    import onnx
+
+    details.update(context.append_stages(model))
+    details["op_counts"] = dict(Counter(node.op_type for node in model.graph.node).most_common(12))
+    path = context.root / file
+    onnx.save(model, str(path))
+    return BuildResult(file=file, optimization=details.pop("optimization"), details=details)
+
+
+def build_optimized(context: BuildContext) -> BuildResult:
+    """fp32 backbone with SkipLayerNorm / BiasGelu / attention fusions where ORT recognises them."""
+    model, fused = optimize_backbone(context)
+    if not fused:
+        logger.warning("ONNX Runtime fused no operators in the %s backbone", context.model_type)
+    return _save(context, model, "onnx/model_optimized.onnx", {"optimization": "ort-transformers", "fused_ops": fused})
+
+
+def build_fp16(context: BuildContext) -> BuildResult:
+    """The optimized backbone in fp16 (float32 inputs/outputs, fp32 reductions), fp32 stages."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model, fused = optimize_backbone(context)
+    model = convert_float_to_float16(model, keep_io_types=True, op_block_list=_FP16_KEEP_FP32)
+    sortable = OnnxModel(model)
+    sortable.topological_sort()  # the converter appends its Cast nodes at the end of the graph
+    model = sortable.model
+    return _save(
+        context,
+        model,
+        "onnx/model_fp16.onnx",
+        {"optimization": "ort-transformers+fp16", "fused_ops": fused, "fp32_ops": _FP16_KEEP_FP32},
+    )

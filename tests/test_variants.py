@@ -1,0 +1,191 @@
+"""Export variants of the real all-MiniLM-L6-v2: each one ships only within its gate (DESIGN §6)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from tiny_models import build_tiny_model
+
+from fastembed_rt import ArtifactError, SentenceTransformer
+from fastembed_rt.artifact import file_sha256, load_manifest
+from fastembed_rt.cli import main
+from fastembed_rt.evaluation import load_stsb, spearman
+from fastembed_rt.export import export_model
+from fastembed_rt.export.validate import Fidelity
+from fastembed_rt.export.variants import VARIANTS, Gate, parse_variants
+
+ONNX_VARIANTS = ("optimized", "fp16", "int8")
+
+
+@pytest.fixture(scope="module")
+def variants_artifact(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
+    out = tmp_path_factory.mktemp("variants") / "minilm"
+    export_model(minilm_dir, out, variants=("fp32", *ONNX_VARIANTS))
+    return out
+
+
+@pytest.fixture(scope="module")
+def stsb_reference(minilm_torch: Any) -> tuple[list[str], np.ndarray, Any]:
+    data = load_stsb("test", "en")
+    sentences = data.sentences1 + data.sentences2
+    ref = minilm_torch.encode(sentences, batch_size=32, convert_to_numpy=True, show_progress_bar=False)
+    return sentences, ref, data
+
+
+@pytest.fixture(scope="module")
+def loaded(variants_artifact: Path) -> Iterator[dict[str, SentenceTransformer]]:
+    models = {
+        v.name: SentenceTransformer(variants_artifact, variant=v.name, provider="cpu", verify="full")
+        for v in load_manifest(variants_artifact).variants
+    }
+    yield models
+    for model in models.values():
+        model.close()
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+def test_every_requested_onnx_variant_ships_with_its_fidelity_recorded(variants_artifact: Path) -> None:
+    manifest = load_manifest(variants_artifact)
+    shipped = {v.name: v for v in manifest.variants}
+    assert set(shipped) == {"fp32", *ONNX_VARIANTS}, manifest.rejected_variants
+    for variant in manifest.variants:
+        assert file_sha256(variants_artifact / variant.file) == variant.sha256
+        for key in ("min_cosine", "mean_cosine", "stsb_spearman", "stsb_spearman_torch", "batch_invariance_min_cosine"):
+            assert key in variant.fidelity, (variant.name, key)
+        assert (
+            VARIANTS[variant.name].gate.check(
+                Fidelity(
+                    **{
+                        k: variant.fidelity[k]
+                        for k in (
+                            "min_cosine",
+                            "mean_cosine",
+                            "stsb_spearman",
+                            "stsb_spearman_torch",
+                            "batch_invariance_min_cosine",
+                        )
+                    }
+                )
+            )
+            == []
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ("fp32", *ONNX_VARIANTS))
+def test_variant_meets_its_gate_on_every_stsb_test_sentence(
+    loaded: dict[str, SentenceTransformer], stsb_reference: tuple[list[str], np.ndarray, Any], name: str
+) -> None:
+    sentences, ref, data = stsb_reference
+    ours = np.asarray(loaded[name].encode(sentences, batch_size=32))
+    cos = _cos(ours, ref)
+    n = len(data)
+    ours_spearman = 100 * spearman(_cos(ours[:n], ours[n:]), data.scores)
+    torch_spearman = 100 * spearman(_cos(ref[:n], ref[n:]), data.scores)
+    print(
+        f"\n{name}: min cosine {cos.min():.6f}, mean {cos.mean():.6f}, "
+        f"STSb {ours_spearman:.2f} (torch {torch_spearman:.2f})"
+    )
+    gate = VARIANTS[name].gate
+    fidelity = Fidelity(
+        min_cosine=float(cos.min()),
+        mean_cosine=float(cos.mean()),
+        stsb_spearman=ours_spearman,
+        stsb_spearman_torch=torch_spearman,
+    )
+    assert gate.check(fidelity) == []
+
+
+@pytest.mark.parametrize("name", ("fp32", *ONNX_VARIANTS))
+def test_variant_embeddings_do_not_depend_on_batch_neighbours(
+    loaded: dict[str, SentenceTransformer], stsb_reference: tuple[list[str], np.ndarray, Any], name: str
+) -> None:
+    texts = [*stsb_reference[0][:48], "word " * 300]
+    alone = np.stack([np.asarray(loaded[name].encode(t)) for t in texts])
+    for batch_size in (5, 32):
+        assert _cos(np.asarray(loaded[name].encode(texts, batch_size=batch_size)), alone).min() >= 0.9999
+
+
+def test_optimized_graph_really_contains_the_fusions(variants_artifact: Path) -> None:
+    import onnx
+
+    variant = load_manifest(variants_artifact).variant("optimized")
+    ops = [n.op_type for n in onnx.load(str(variants_artifact / variant.file)).graph.node]
+    assert ops.count("SkipLayerNormalization") == variant.stage_counts["fused_ops"]["SkipLayerNormalization"] >= 12
+    assert ops.count("BiasGelu") == 6
+
+
+def test_int8_graph_uses_8_bit_matmuls_and_is_smaller(variants_artifact: Path) -> None:
+    import onnx
+
+    manifest = load_manifest(variants_artifact)
+    int8 = manifest.variant("int8")
+    nodes = onnx.load(str(variants_artifact / int8.file)).graph.node
+    nbits = [n for n in nodes if n.op_type == "MatMulNBits"]
+    assert len(nbits) == int8.stage_counts["quantized_matmuls"] >= 30
+    assert all(next(a.i for a in n.attribute if a.name == "bits") == 8 for n in nbits)
+    assert int8.size < 0.75 * manifest.variant("fp32").size
+
+
+@pytest.mark.parametrize("name", ONNX_VARIANTS)
+def test_every_output_precision_works_on_every_variant(loaded: dict[str, SentenceTransformer], name: str) -> None:
+    texts = ["a cat sits on a mat", "stocks fell sharply", "x"]
+    floats = np.asarray(loaded[name].encode(texts))
+    assert np.array_equal(loaded[name].encode(texts, precision="ubinary"), np.packbits(floats > 0, axis=-1))
+    assert loaded[name].encode(texts, precision="int8", truncate_dim=128).shape == (3, 128)
+
+
+def test_info_lists_every_variant(variants_artifact: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(variants_artifact)]) == 0
+    out = capsys.readouterr().out
+    for name in ("fp32", *ONNX_VARIANTS):
+        assert f"\n{name} " in out
+
+
+def test_unknown_variant_names_are_refused_with_the_valid_ones() -> None:
+    from fastembed_rt import ExportError
+
+    with pytest.raises(ExportError, match=r"unknown variant.*int3.*valid: fp32, optimized"):
+        parse_variants("fp32,int3")
+    assert parse_variants("int8,fp32,int8") == ("fp32", "int8")
+
+
+def test_gate_lists_every_miss() -> None:
+    gate = Gate(min_cosine=0.9999, mean_cosine=0.99, max_stsb_drop=1.0)
+    misses = gate.check(
+        Fidelity(
+            min_cosine=0.9,
+            mean_cosine=0.95,
+            stsb_spearman=70.0,
+            stsb_spearman_torch=82.0,
+            batch_invariance_min_cosine=0.95,
+        )
+    )
+    assert len(misses) == 4 and any("batch neighbours" in m for m in misses)
+
+
+def test_a_variant_that_misses_its_gate_is_reported_and_not_shipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_dir = build_tiny_model(tmp_path / "model", "bert", "mean", normalize=True)
+    impossible = dataclasses.replace(VARIANTS["optimized"], gate=Gate(min_cosine=1.5))
+    monkeypatch.setitem(VARIANTS, "optimized", impossible)
+    out = tmp_path / "artifact"
+    manifest = export_model(model_dir, out, stsb=False, calibration_texts=[], variants="fp32,optimized")
+    assert [v.name for v in manifest.variants] == ["fp32"]
+    (rejected,) = manifest.rejected_variants
+    assert rejected["name"] == "optimized" and "min cosine" in rejected["reasons"][0]
+    assert not (out / "onnx" / "model_optimized.onnx").exists()
+    with pytest.raises(ArtifactError, match="no variant 'optimized'"):
+        SentenceTransformer(out, variant="optimized")
+    assert json.loads((out / "manifest.json").read_text())["rejected_variants"][0]["name"] == "optimized"
