@@ -1,0 +1,185 @@
+"""OpenVINO IR variants (``openvino``, ``openvino-int8``) of a tiny random BERT bi-encoder.
+
+One export per module builds fp32, the fp32 IR and the int8 IR. The IR must encode like the fp32
+ONNX graph, keep the precision stage's inputs and outputs, and not let batch neighbours move a
+text's embedding. A tiny random model may not quantize well: int8 is either shipped within its
+gate or listed as rejected with reasons, and the test asserts whichever happened honestly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from tiny_models import PARITY_TEXTS, build_tiny_model, row_cosines
+
+from fastembed_rt import SentenceTransformer
+from fastembed_rt.artifact import Manifest, file_sha256, load_manifest
+from fastembed_rt.export.validate import Fidelity
+from fastembed_rt.export.variants import VARIANTS
+from fastembed_rt.kernels import reference
+from fastembed_rt.kernels.spec import Precision
+
+pytest.importorskip("openvino")
+
+_SUBJECTS = ["The old fisherman", "A tired nurse", "My neighbour's cat", "The new mayor", "Two students", "A robot"]
+_VERBS = ["repaired", "painted", "forgot about", "sold", "photographed", "argued over", "carried", "ignored"]
+_OBJECTS = ["the broken bicycle", "a bowl of soup", "the city budget", "an ancient map", "the winter coats"]
+_TAILS = ["", " before sunrise", " while it rained heavily outside", " and nobody noticed", "?", "!!"]
+# 200 distinct sentences of varied length and punctuation for the int8 calibration.
+CALIBRATION_TEXTS = [
+    f"{_SUBJECTS[i % 6]} {_VERBS[(i // 6) % 8]} {_OBJECTS[(i * 7) % 5]}{_TAILS[(i * 5) % 6]}" for i in range(200)
+]
+OPENVINO_VARIANTS = ("openvino", "openvino-int8")
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    from fastembed_rt.export import export_model
+
+    tmp = tmp_path_factory.mktemp("openvino")
+    model_dir = build_tiny_model(tmp, "bert", "mean", normalize=True)
+    out = tmp / "artifact"
+    with pytest.MonkeyPatch.context() as patch:  # OpenVINO's compiled-model cache stays in the test's tmp
+        patch.setenv("FASTEMBED_RT_CACHE", str(tmp / "cache"))
+        export_model(
+            model_dir, out, stsb=False, variants="fp32,openvino,openvino-int8", calibration_texts=CALIBRATION_TEXTS
+        )
+        yield out
+
+
+@pytest.fixture(scope="module")
+def manifest(artifact: Path) -> Manifest:
+    return load_manifest(artifact)
+
+
+def _shipped(manifest: Manifest) -> list[str]:
+    return [v.name for v in manifest.variants if v.name in OPENVINO_VARIANTS]
+
+
+def _open(artifact: Path, variant: str, provider: str) -> Any:
+    return SentenceTransformer(artifact, variant=variant, provider=provider, provider_cache_dir=artifact.parent / "rt")
+
+
+def _texts() -> list[str]:
+    """Parity texts plus sentences outside the calibration set (whose extremes sit on bucket edges)."""
+    held_out = [f"Yesterday {s.lower()} {o} {t}" for s, o, t in zip(_SUBJECTS, _OBJECTS * 2, _TAILS, strict=False)]
+    return [*PARITY_TEXTS, *held_out, *(f"{v} quickly" for v in _VERBS)]
+
+
+def test_openvino_variant_is_shipped_within_its_gate_with_both_files_hashed(artifact: Path, manifest: Manifest) -> None:
+    variant = manifest.variant("openvino")
+    assert (variant.format, variant.precision, variant.file) == ("openvino", "fp32", "openvino/model.xml")
+    assert VARIANTS["openvino"].gate.check(Fidelity(**variant.fidelity)) == []
+    assert variant.fidelity["min_cosine"] >= 0.9999
+    xml = artifact / variant.file
+    assert xml.stat().st_size == variant.size and file_sha256(xml) == variant.sha256
+    weights = artifact / variant.stage_counts["weights_file"]
+    assert weights == xml.with_suffix(".bin")
+    assert weights.stat().st_size == variant.stage_counts["weights_size"]
+    assert file_sha256(weights) == variant.stage_counts["weights_sha256"]
+
+
+def test_int8_is_shipped_within_its_gate_or_rejected_with_reasons(artifact: Path, manifest: Manifest) -> None:
+    rejected = {r["name"]: r for r in manifest.rejected_variants}
+    if "openvino-int8" in rejected:
+        assert rejected["openvino-int8"]["reasons"], "a rejected variant must say why"
+        assert "openvino-int8" not in {v.name for v in manifest.variants}
+        assert not (artifact / "openvino" / "model_int8.xml").exists()
+    else:
+        variant = manifest.variant("openvino-int8")
+        assert (variant.format, variant.precision, variant.file) == ("openvino", "int8", "openvino/model_int8.xml")
+        assert VARIANTS["openvino-int8"].gate.check(Fidelity(**variant.fidelity)) == []
+        details = variant.stage_counts
+        assert details["scheme"] in ("static", "weights")
+        rates = details["throughput"]["sentences_per_s"]
+        assert details["scheme"] in rates and "fp32" in rates
+        weights = artifact / details["weights_file"]
+        assert weights.stat().st_size == details["weights_size"]
+        assert file_sha256(weights) == details["weights_sha256"]
+    # Candidates and timing copies never stay in the artifact.
+    assert sorted(p.name for p in (artifact / "openvino").iterdir()) == sorted(
+        name
+        for v in manifest.variants
+        if v.format == "openvino"
+        for name in (Path(v.file).name, Path(v.file).stem + ".bin")
+    )
+
+
+def test_ir_encodes_like_the_fp32_onnx_graph(artifact: Path) -> None:
+    texts = _texts()
+    ir, onnx_fp32 = _open(artifact, "openvino", "openvino"), _open(artifact, "fp32", "cpu")
+    try:
+        cosines = row_cosines(ir.encode(texts, batch_size=7), onnx_fp32.encode(texts, batch_size=7))
+    finally:
+        ir.close()
+        onnx_fp32.close()
+    assert cosines.min() >= 0.9999, f"min cosine {cosines.min():.6f}"
+
+
+@pytest.mark.parametrize("variant", OPENVINO_VARIANTS)
+def test_shipped_ir_embeddings_do_not_depend_on_batch_neighbours(
+    artifact: Path, manifest: Manifest, variant: str
+) -> None:
+    if variant not in _shipped(manifest):
+        pytest.skip(f"{variant} missed its gate on this random model and was not shipped (asserted above)")
+    texts = _texts()
+    model = _open(artifact, variant, "openvino")
+    try:
+        alone = np.stack([model.encode(t) for t in texts])
+        batched = model.encode(texts, batch_size=32)
+        reversed_batch = model.encode(texts[::-1], batch_size=5)[::-1]
+    finally:
+        model.close()
+    assert row_cosines(alone, batched).min() >= 0.9999
+    assert row_cosines(alone, reversed_batch).min() >= 0.9999
+
+
+def _calibrated_ranges(artifact: Path, output_dim: int, normalize_output: bool) -> np.ndarray:
+    """Ranges computed here from the stored calibration set, independently of the runtime's code."""
+    values = np.load(artifact / "calibration.npy")[:, :output_dim]
+    if normalize_output:
+        values = values / np.maximum(np.linalg.norm(values, axis=1, keepdims=True), 1e-12)
+    return np.stack([values.min(0), values.max(0)]).astype(np.float32)
+
+
+@pytest.mark.parametrize("variant", OPENVINO_VARIANTS)
+def test_every_precision_output_of_the_ir_matches_the_numpy_reference(
+    artifact: Path, manifest: Manifest, variant: str
+) -> None:
+    """Codes from the IR's own float output: binary exact, int8/uint8 at most one step off, rarely.
+
+    OpenVINO turns every float Divide into a multiplication by the reciprocal, so ``(x - min) / step``
+    can land one ulp across a bucket boundary: on the 2,758 STSb test sentences (MiniLM) 10 of
+    1,059,072 uint8 codes were one step off, all explained by that rewrite; binary codes were exact.
+    A calibration text that holds a dimension's maximum sits exactly on the top edge (255 in numpy,
+    often 254 here), so these texts are not calibration texts.
+    """
+    if variant not in _shipped(manifest):
+        pytest.skip(f"{variant} missed its gate on this random model and was not shipped (asserted above)")
+    texts = _texts()
+    model = _open(artifact, variant, "openvino")
+    try:
+        floats = model.encode(texts)
+        for truncate_dim in (manifest.dim, 20):
+            truncated = model.encode(texts, truncate_dim=truncate_dim)
+            np.testing.assert_allclose(truncated, reference.matryoshka(floats, truncate_dim, True), atol=2e-7)
+            ranges = _calibrated_ranges(artifact, truncate_dim, normalize_output=truncate_dim < manifest.dim)
+            for precision in (Precision.INT8, Precision.UINT8, Precision.BINARY, Precision.UBINARY):
+                codes = model.encode(texts, precision=precision.value, truncate_dim=truncate_dim)
+                expected = reference.quantize(truncated, precision, ranges)
+                assert codes.dtype == expected.dtype and codes.shape == expected.shape, precision
+                if precision.packed:
+                    assert np.array_equal(codes, expected), (
+                        f"{precision.value}: {int((codes != expected).sum())} differ"
+                    )
+                else:
+                    steps = np.abs(codes.astype(np.int64) - expected.astype(np.int64))
+                    assert steps.max() <= 1 and steps.sum() <= max(1, codes.size // 1000), precision
+        # A float call after precision calls still gives the float embedding (no stale per-call inputs).
+        np.testing.assert_array_equal(model.encode(texts), floats)
+    finally:
+        model.close()
