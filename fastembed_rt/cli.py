@@ -131,6 +131,39 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv(value: str | None, kind: type = str) -> list:
+    return [kind(v) for v in value.split(",") if v.strip()] if value else []
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from fastembed_rt.bench import bench_artifact, format_table, machine_name, write_jsonl
+
+    texts = None
+    if args.file:
+        texts = [t for t in _read_texts(argparse.Namespace(texts=[], file=args.file)) if t.strip()]
+        if not texts:
+            print(f"error: {args.file} holds no texts", file=sys.stderr)
+            return 2
+    rows = bench_artifact(
+        args.artifact,
+        texts=texts,
+        batch_sizes=_csv(args.batch_sizes, int),
+        providers=_csv(args.providers) or None,
+        variants=_csv(args.variants) or None,
+        threads=args.threads,
+        repeats=args.repeats,
+        queries=args.queries,
+        synthetic=(args.texts, args.words),
+    )
+    source = args.file or f"{args.texts} synthetic texts of ~{args.words} words"
+    print(f"{args.artifact}: {source}; {rows[0].threads} threads, median of {args.repeats}; {machine_name()}\n")
+    print(format_table(rows))
+    if args.jsonl:
+        write_jsonl(rows, args.jsonl)
+        print(f"wrote {len(rows)} rows to {args.jsonl}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastembed-rt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -171,6 +204,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifact")
     p.add_argument("--texts", required=True, help="text file, one text per line ('-' for stdin)")
     p.set_defaults(func=_calibrate)
+
+    p = sub.add_parser("bench", help="throughput and latency of an artifact on this machine")
+    p.add_argument("artifact")
+    p.add_argument("--file", help="texts to encode, one per line ('-' for stdin); default: synthetic texts")
+    p.add_argument("--texts", type=int, default=1000, help="number of synthetic texts")
+    p.add_argument("--words", type=int, default=12, help="words per synthetic text (± 50 %%)")
+    p.add_argument("--batch-sizes", default="1,8,32,64", help="comma-separated encode batch sizes")
+    p.add_argument("--providers", default=None, help="comma-separated providers (default: every one available)")
+    p.add_argument("--variants", default=None, help="comma-separated variants (default: every one a provider runs)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the CPUs available)")
+    p.add_argument("--repeats", type=int, default=3, help="timed passes per configuration (median, min–max)")
+    p.add_argument("--queries", type=int, default=100, help="single-text calls for p50/p99 latency")
+    p.add_argument("--jsonl", help="also write the rows as JSON lines to this file")
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("info", help="show an artifact's manifest, variants and their fidelity")
     p.add_argument("artifact")

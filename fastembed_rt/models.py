@@ -5,17 +5,21 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from fastembed_rt import util
-from fastembed_rt.artifact import load_manifest, resolve_artifact, verify_variant_file
+from fastembed_rt.artifact import load_manifest, resolve_artifact
 from fastembed_rt.calibration import Calibration
-from fastembed_rt.errors import ArtifactError, InputError
+from fastembed_rt.errors import ArtifactError, InputError, ProviderError
 from fastembed_rt.kernels.spec import NORMALIZE_OUTPUT, OUTPUT_DIM, QUANTIZE_RANGES, Precision
 from fastembed_rt.pipeline import EncodeStats, Pipeline, check_texts
-from fastembed_rt.providers import ProviderOptions, create_provider
+from fastembed_rt.pool import MultiProcessPool
+from fastembed_rt.providers import ExecutionProvider, ProviderOptions, open_graph, pool_devices
+from fastembed_rt.providers.threads import available_cpus
 from fastembed_rt.quantization import quantize_embeddings
 from fastembed_rt.tokenizer import Tokenizer
 
@@ -51,19 +55,30 @@ class SentenceTransformer:
 
     Args:
         model_name_or_path: an artifact directory, or a hub repo id holding one.
-        provider: execution provider name (``"auto"`` picks the best available).
-        variant: variant name from the manifest (``"auto"``: the portable fp32 graph).
+        provider: ``"auto"`` (cuda if usable, else cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``,
+            ``"tensorrt"``, ``"openvino"``, ``"openvino:GPU"``, or an engine instance such as
+            ``providers.fake.FakeProvider``. A provider that cannot run here raises ``ProviderError``.
+        variant: variant name from the manifest; ``"auto"``: the provider's first preferred variant
+            present (cpu: fp32; cuda: fp16, then fp32; openvino: the OpenVINO IR, then fp32).
         truncate_dim: default Matryoshka dimension for ``encode``.
         prompts / default_prompt_name: override the artifact's prompts.
         verify: ``"size"`` (cheap, default) or ``"full"`` (sha256) check of the graph file.
-        intra_op_threads: CPU threads; default: the CPUs this process may use.
+        intra_op_threads: CPU threads; default: the CPUs this process may use (affinity and
+            cgroup quota), not the host's core count.
+        allow_fallback: accept an engine that runs elsewhere than asked (e.g. CUDA → CPU) instead
+            of raising ``ProviderError``; ``provider`` then says what runs.
+        provider_options: further engine knobs (inter-op threads, spinning, device, engine-specific
+            options); the arguments above override its fields.
+        provider_cache_dir: where OpenVINO compiled models and TensorRT engines are cached
+            (default ``$FASTEMBED_RT_CACHE`` or ``~/.cache/fastembed-rt``).
+        warmup: run one short batch at load so the first real call does not pay for first-run setup.
     """
 
     def __init__(
         self,
         model_name_or_path: str | os.PathLike[str],
         *,
-        provider: str = "auto",
+        provider: str | ExecutionProvider = "auto",
         variant: str = "auto",
         truncate_dim: int | None = None,
         prompts: dict[str, str] | None = None,
@@ -73,6 +88,10 @@ class SentenceTransformer:
         token: str | bool | None = None,
         verify: Literal["size", "full"] = "size",
         intra_op_threads: int | None = None,
+        allow_fallback: bool = False,
+        provider_options: ProviderOptions | None = None,
+        provider_cache_dir: str | os.PathLike[str] | None = None,
+        warmup: bool = False,
     ) -> None:
         root = resolve_artifact(model_name_or_path, revision=revision, cache_dir=cache_dir, token=token)
         self.manifest = load_manifest(root)
@@ -80,13 +99,25 @@ class SentenceTransformer:
             raise ArtifactError(
                 f"{root} holds a {self.manifest.task!r} model; SentenceTransformer loads 'embedding' artifacts"
             )
-        chosen = self.manifest.variants[0] if variant == "auto" else self.manifest.variant(variant)
-        graph_path = verify_variant_file(self.manifest, chosen, full=verify == "full")
+        options = provider_options or ProviderOptions()
+        if intra_op_threads is not None:
+            options = replace(options, intra_op_threads=intra_op_threads)
+        if allow_fallback:
+            options = replace(options, allow_fallback=True)
+        if provider_cache_dir is not None:
+            options = replace(options, cache_dir=Path(provider_cache_dir))
+        engine, chosen = open_graph(self.manifest, provider, variant, options, verify_full=verify == "full")
         self.variant = chosen.name
         self._tokenizer = Tokenizer(root, self.manifest.tokenizer)
-        options = ProviderOptions(intra_op_threads=intra_op_threads)
-        self._pipeline = Pipeline(self.manifest, self._tokenizer, create_provider(provider, graph_path, options))
-        self.provider = self._pipeline.provider.name
+        self._pipeline = Pipeline(self.manifest, self._tokenizer, engine)
+        self.provider = engine.name
+        self._load: dict[str, Any] = {
+            "model_name_or_path": root,
+            "provider": provider,
+            "variant": variant,
+            "verify": verify,
+            "provider_options": options,
+        }
         self.prompts: dict[str, str] = dict(self.manifest.tokenizer.prompts if prompts is None else prompts)
         self.default_prompt_name = default_prompt_name or self.manifest.tokenizer.default_prompt_name
         if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
@@ -96,6 +127,9 @@ class SentenceTransformer:
         self.truncate_dim = truncate_dim
         self._calibration: Calibration | None = None
         self.similarity_fn_name = _similarity_function(self.manifest.similarity_fn).value
+        if warmup:
+            self._pipeline.embed(["warm-up"], prompt=None, batch_size=1)
+            self._pipeline.last_stats = EncodeStats()
 
     # -- properties sentence-transformers users reach for ---------------------------------------
     @property
@@ -115,7 +149,7 @@ class SentenceTransformer:
 
     @property
     def last_encode_stats(self) -> EncodeStats:
-        """Texts, truncated texts, batches and padding of the most recent encode call."""
+        """Texts, truncated texts, batches, padding and per-stage seconds of the most recent encode call."""
         return self._pipeline.last_stats
 
     def get_sentence_embedding_dimension(self) -> int:
@@ -142,7 +176,8 @@ class SentenceTransformer:
         """Padded model inputs for ``texts`` (``input_ids``, ``attention_mask``, ...), int64."""
         items = check_texts(texts)
         encoded = self._tokenizer.encode(items)
-        return self._pipeline._feeds(encoded.ids, encoded.type_ids, 0)
+        feeds = self._pipeline._feeds(encoded.ids, encoded.type_ids, 0)
+        return {name: value for name, value in feeds.items() if name not in self._pipeline.per_call_inputs}
 
     def encode(
         self,
@@ -157,6 +192,8 @@ class SentenceTransformer:
         convert_to_tensor: bool = False,
         normalize_embeddings: bool = False,
         truncate_dim: int | None = None,
+        pool: MultiProcessPool | None = None,
+        chunk_size: int | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Embed ``sentences``.
 
@@ -164,10 +201,25 @@ class SentenceTransformer:
             float32 ``[n, dim]`` (``[dim]`` for a single str); a list of 1-D arrays when
             ``convert_to_numpy=False``; per-text ``[tokens, hidden]`` arrays for
             ``output_value="token_embeddings"``. ``truncate_dim`` slices, then re-normalizes when the
-            model normalizes or ``normalize_embeddings`` is set.
+            model normalizes or ``normalize_embeddings`` is set. With ``pool`` (from
+            ``start_multi_process_pool``) the work is spread over its processes in chunks of
+            ``chunk_size`` texts; the result is the same, in input order.
         """
         if convert_to_tensor:
             raise InputError("convert_to_tensor=True needs torch; fastembed-rt returns numpy arrays")
+        if pool is not None:
+            return pool.encode(
+                sentences,
+                chunk_size=chunk_size,
+                prompt_name=prompt_name,
+                prompt=prompt,
+                batch_size=batch_size,
+                output_value=output_value,
+                precision=precision,
+                convert_to_numpy=convert_to_numpy,
+                normalize_embeddings=normalize_embeddings,
+                truncate_dim=truncate_dim,
+            )
         try:
             wanted = Precision(precision)
         except ValueError:
@@ -276,6 +328,51 @@ class SentenceTransformer:
 
     def set_similarity_fn(self, name: str) -> None:
         self.similarity_fn_name = _similarity_function(name).value
+
+    # -- data-parallel encoding -----------------------------------------------------------------
+    def start_multi_process_pool(
+        self, target_devices: list[str] | None = None, *, intra_op_threads: int | None = None
+    ) -> MultiProcessPool:
+        """Start worker processes, each loading this artifact with its own engine.
+
+        Args:
+            target_devices: one provider name per worker, e.g. ``["cpu"] * 4`` or
+                ``["cuda:0", "cuda:1"]``. Default: one worker per visible GPU for cuda/tensorrt,
+                else ``min(4, CPUs)`` workers of this model's provider.
+            intra_op_threads: threads per worker; default: this process's CPUs split evenly.
+
+        Returns:
+            A pool for ``encode(..., pool=pool)``; stop it with ``stop_multi_process_pool`` (or use
+            it as a context manager).
+        """
+        if not isinstance(self._load["provider"], str):
+            raise ProviderError(
+                f"a multi-process pool loads the model again in each worker; provider {self.provider!r} is an "
+                "engine instance, pass a provider name instead"
+            )
+        requested = str(self._load["provider"])
+        # After an allowed fallback the engine differs from the request: pool on what really runs.
+        name = requested if requested.partition(":")[0] == self.provider else self.provider
+        devices = list(target_devices) if target_devices is not None else pool_devices(name)
+        threads = intra_op_threads or max(1, available_cpus() // max(1, len(devices)))
+        options: ProviderOptions = self._load["provider_options"]
+        loads = [
+            {
+                **self._load,
+                "provider": device,
+                "provider_options": replace(options, intra_op_threads=threads, device=None),
+                "truncate_dim": self.truncate_dim,
+                "prompts": self.prompts,
+                "default_prompt_name": self.default_prompt_name,
+            }
+            for device in devices
+        ]
+        return MultiProcessPool(loads, self.max_seq_length)
+
+    @staticmethod
+    def stop_multi_process_pool(pool: MultiProcessPool) -> None:
+        """Stop the workers of ``pool`` and free its queues."""
+        pool.close()
 
     def close(self) -> None:
         self._pipeline.provider.close()

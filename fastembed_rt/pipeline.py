@@ -6,6 +6,7 @@ The graph already pools and normalizes; the host only pads, feeds and reorders.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,17 +51,30 @@ def check_texts(texts: object) -> list[str]:
 
 @dataclass
 class EncodeStats:
-    """What the last encode call did: observable truncation and padding."""
+    """What the last encode call did: truncation, padding and where the time went.
+
+    Seconds per stage, for tuning ``batch_size``: ``tokenize_s`` (tokenizing, batch planning and
+    padding the feeds), ``run_s`` (the execution provider), ``postprocess_s`` (scattering rows back
+    to input order and converting outputs). Reading them costs nothing; recording them costs four
+    ``perf_counter`` calls per batch.
+    """
 
     texts: int = 0
     truncated: int = 0
     batches: int = 0
     real_tokens: int = 0
     padded_tokens: int = 0
+    tokenize_s: float = 0.0
+    run_s: float = 0.0
+    postprocess_s: float = 0.0
 
     @property
     def padding_ratio(self) -> float:
         return 0.0 if not self.padded_tokens else 1.0 - self.real_tokens / self.padded_tokens
+
+    @property
+    def total_s(self) -> float:
+        return self.tokenize_s + self.run_s + self.postprocess_s
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -102,6 +116,15 @@ class Pipeline:
         self._left = manifest.tokenizer.padding_side == "left"
         self._pad_id = manifest.tokenizer.pad_token_id
         self.per_call_inputs = frozenset((OUTPUT_DIM, NORMALIZE_OUTPUT, QUANTIZE_RANGES))
+        # The precision stage's inputs, fed explicitly with the graph's own defaults (full dim, no
+        # re-normalization) when a call does not set them: OpenVINO turns ONNX input defaults into
+        # constants or leaves them uninitialized, so no engine is trusted to supply them.
+        dim = manifest.dim
+        self._per_call_defaults = {
+            OUTPUT_DIM: np.array([dim], dtype=np.int64),
+            NORMALIZE_OUTPUT: np.array([False]),
+            QUANTIZE_RANGES: np.stack([-np.ones(dim, np.float32), np.ones(dim, np.float32)]),
+        }
 
     def _feeds(self, ids: list[np.ndarray], type_ids: list[np.ndarray], prompt_length: int) -> dict[str, np.ndarray]:
         input_ids, mask = pad_batch(ids, self._pad_id, self._left)
@@ -116,7 +139,7 @@ class Pipeline:
             elif name == PROMPT_LENGTH:
                 feeds[name] = np.full(len(ids), prompt_length, dtype=np.int64)
             elif name in self.per_call_inputs:
-                continue  # fed by the caller through ``extra_feeds``
+                feeds[name] = self._per_call_defaults[name]  # a call's ``extra_feeds`` replace these
             else:
                 raise InputError(f"graph input {name!r} of {self.manifest.root} is not one fastembed-rt can feed")
         return feeds
@@ -134,6 +157,7 @@ class Pipeline:
         """Yield ``(row_indices, outputs, attention_mask)`` per batch, longest batch first."""
         if batch_size < 1:
             raise InputError(f"batch_size must be a positive integer, got {batch_size}")
+        started = time.perf_counter()
         full = [prompt + t for t in texts] if prompt else list(texts)
         encoded = self.tokenizer.encode(full)
         prompt_length = self.tokenizer.prompt_length(prompt) if prompt else 0
@@ -144,6 +168,7 @@ class Pipeline:
             prompt_length=prompt_length,
             show_progress_bar=show_progress_bar,
             extra_feeds=extra_feeds,
+            tokenize_s=time.perf_counter() - started,
         )
 
     def run_encoded(
@@ -155,13 +180,20 @@ class Pipeline:
         prompt_length: int = 0,
         show_progress_bar: bool = False,
         extra_feeds: dict[str, np.ndarray] | None = None,
+        tokenize_s: float = 0.0,
     ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]:
-        """``run_batches`` over already tokenized inputs (texts or pairs): same batching and yield."""
+        """``run_batches`` over already tokenized inputs (texts or pairs): same batching and yield.
+
+        ``tokenize_s`` is the caller's tokenizing time, recorded in ``last_stats``; the time the
+        caller spends between two batches is recorded as post-processing.
+        """
         if batch_size < 1:
             raise InputError(f"batch_size must be a positive integer, got {batch_size}")
+        clock = time.perf_counter()
         lengths = encoded.lengths
         plan = plan_batches(lengths, batch_size, self.token_budget)
         stats = EncodeStats(texts=len(encoded.ids), truncated=int(encoded.truncated.sum()), batches=len(plan))
+        stats.tokenize_s = tokenize_s
         bar = _progress(len(plan), show_progress_bar)
         try:
             for rows in plan:
@@ -170,10 +202,17 @@ class Pipeline:
                     feeds.update(extra_feeds)
                 stats.real_tokens += int(lengths[rows].sum())
                 stats.padded_tokens += int(feeds["input_ids"].size)
+                fed = time.perf_counter()
+                stats.tokenize_s += fed - clock
                 result = self.provider.run(feeds, list(outputs))
+                clock = time.perf_counter()
+                stats.run_s += clock - fed
                 if bar is not None:
                     bar.update(1)
                 yield rows, result, feeds["attention_mask"]
+                resumed = time.perf_counter()
+                stats.postprocess_s += resumed - clock
+                clock = resumed
         finally:
             if bar is not None:
                 bar.close()

@@ -63,7 +63,10 @@ def test_text_embedding_does_not_depend_on_its_batch_neighbours(exported: TinyEx
 def test_artifact_declares_architecture_inputs(exported: TinyExport) -> None:
     manifest = exported.runtime.manifest
     assert manifest.source["architecture"] == exported.architecture
-    assert manifest.graph.inputs == ARCHITECTURES[exported.architecture].inputs
+    token_inputs = ARCHITECTURES[exported.architecture].inputs
+    assert manifest.graph.inputs[: len(token_inputs)] == token_inputs
+    # then only the precision stage's per-call inputs (output_dim, normalize_output, quantize_ranges)
+    assert set(manifest.graph.inputs[len(token_inputs) :]) == {"output_dim", "normalize_output", "quantize_ranges"}
 
 
 def test_every_registered_architecture_has_a_tiny_model() -> None:

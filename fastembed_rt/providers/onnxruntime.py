@@ -1,56 +1,218 @@
-"""``cpu``: the ONNX Runtime CPU execution provider."""
+"""ONNX Runtime engines: ``cpu`` (CPU EP), ``cuda`` (CUDA EP with IO binding) and ``tensorrt`` (TensorRT EP).
+
+ONNX Runtime silently drops an execution provider it cannot use (not compiled in, no device, driver
+mismatch) and runs on the CPU instead. Every engine here asks the session which providers it really
+got and raises ``ProviderError`` unless the caller passed ``allow_fallback=True``.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fastembed_rt.errors import ArtifactError, ProviderError
-from fastembed_rt.providers.base import ProviderOptions
+from fastembed_rt.providers.base import ProviderOptions, cache_root
 from fastembed_rt.providers.threads import available_cpus
 
-__all__ = ["OnnxRuntimeCPU"]
+__all__ = [
+    "OnnxRuntimeCPU",
+    "OnnxRuntimeCUDA",
+    "cuda_device_count",
+    "cuda_unavailable",
+    "tensorrt_unavailable",
+]
+
+CPU_EP = "CPUExecutionProvider"
+CUDA_EP = "CUDAExecutionProvider"
+TENSORRT_EP = "TensorrtExecutionProvider"
+_GPU_HINT = "install fastembed-rt[gpu] (onnxruntime-gpu, in place of onnxruntime) and an NVIDIA driver"
 
 
-class OnnxRuntimeCPU:
+def cuda_device_count() -> int:
+    """CUDA devices visible to this process (honours ``CUDA_VISIBLE_DEVICES``); 0 without a driver.
+
+    Asks the driver library directly, so it needs neither torch nor a CUDA toolkit.
+    """
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            driver = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+        return int(count.value)
+    return 0
+
+
+def _missing_ep(ep: str) -> str | None:
+    import onnxruntime as ort
+
+    if ep not in ort.get_available_providers():
+        return f"onnxruntime {ort.__version__} has no {ep}, only {', '.join(ort.get_available_providers())}"
+    return None
+
+
+def cuda_unavailable() -> str | None:
+    """Why the ``cuda`` provider cannot run here, or None."""
+    reason = _missing_ep(CUDA_EP)
+    if reason is None and cuda_device_count() == 0:
+        reason = "no CUDA device is visible (no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides them)"
+    return reason
+
+
+def tensorrt_unavailable() -> str | None:
+    """Why the ``tensorrt`` provider cannot run here, or None."""
+    return _missing_ep(TENSORRT_EP) or cuda_unavailable()
+
+
+def _session_options(options: ProviderOptions) -> Any:
+    """Session options shared by the ONNX Runtime engines; see ``OnnxRuntimeCPU`` for the why."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = options.intra_op_threads or available_cpus()
+    so.inter_op_num_threads = options.inter_op_threads or 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    # Memory patterns are planned per input shape; with a new (batch, sequence) shape on most calls
+    # they keep one plan per shape alive: RSS +282 MB over 200 random batches here, +65 MB without.
+    so.enable_mem_pattern = False
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.allow_spinning else "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "1" if options.allow_spinning else "0")
+    # Spinning between calls kept 0.6 of a core busy in an idle process here, stolen from its neighbours.
+    so.add_session_config_entry("session.force_spinning_stop", "1")
+    return so
+
+
+def _open_session(model_path: Path, so: Any, providers: list[Any]) -> Any:
+    import onnxruntime as ort
+
+    try:
+        with warnings.catch_warnings():
+            # ONNX Runtime warns and drops a provider it lacks; the caller checks what it got instead.
+            warnings.simplefilter("ignore")
+            return ort.InferenceSession(str(model_path), sess_options=so, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own non-exported exception types
+        raise ArtifactError(
+            f"{model_path} could not be loaded by ONNX Runtime {ort.__version__} ({exc}); the file is corrupt "
+            "or from a newer exporter: re-create the artifact with `fastembed-rt export MODEL OUT_DIR`"
+        ) from exc
+
+
+class _OnnxRuntimeSession:
+    """What every ONNX Runtime engine shares: a session, its names, ``run`` and ``close``."""
+
+    name = "cpu"
+    _session: Any
+
+    def _bind_names(self, session: Any) -> None:
+        self._session = session
+        self.input_names = tuple(i.name for i in session.get_inputs())
+        self.output_names = tuple(o.name for o in session.get_outputs())
+        self.session_providers: tuple[str, ...] = tuple(session.get_providers())
+
+    def _live_session(self) -> Any:
+        if self._session is None:
+            raise ProviderError("this model was closed; create a new one to encode again")
+        return self._session
+
+    def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
+        outputs = self._live_session().run(output_names, feeds)
+        return dict(zip(output_names, outputs))
+
+    def close(self) -> None:
+        self._session = None
+
+
+class OnnxRuntimeCPU(_OnnxRuntimeSession):
     """An ``onnxruntime.InferenceSession`` on ``CPUExecutionProvider``.
 
-    Defaults: intra-op threads = CPUs this process may use (affinity and cgroup quota), inter-op 1,
-    sequential execution, full graph optimisation, no spinning between calls.
+    Defaults (each overridable through ``ProviderOptions``): intra-op threads = CPUs this process may
+    use (affinity and cgroup quota), inter-op 1, sequential execution, full graph optimisation,
+    memory patterns off (shapes vary per call), no thread spinning inside or between calls
+    (``allow_spinning`` turns the first on). ``options.extra`` holds further session config
+    entries, e.g. ``{"session.intra_op.spin_duration_us": "50"}``.
     """
 
     name = "cpu"
 
     def __init__(self, model_path: Path, options: ProviderOptions) -> None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = options.intra_op_threads or available_cpus()
-        so.inter_op_num_threads = options.inter_op_threads or 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        self._session: ort.InferenceSession | None
-        try:
-            self._session = ort.InferenceSession(str(model_path), sess_options=so, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own non-exported exception types
-            raise ArtifactError(
-                f"{model_path} could not be loaded by ONNX Runtime {ort.__version__} ({exc}); the file is corrupt "
-                "or from a newer exporter: re-create the artifact with `fastembed-rt export MODEL OUT_DIR`"
-            ) from exc
-        used = self._session.get_providers()
-        if "CPUExecutionProvider" not in used:  # pragma: no cover - CPU EP is always compiled in
+        so = _session_options(options)
+        for key, value in options.extra.items():
+            so.add_session_config_entry(str(key), str(value))
+        session = _open_session(model_path, so, [CPU_EP])
+        used = session.get_providers()
+        if CPU_EP not in used:  # pragma: no cover - CPU EP is always compiled in
             raise ProviderError(f"ONNX Runtime did not give the CPU execution provider; got {used}")
         self.intra_op_threads = so.intra_op_num_threads
-        self.input_names = tuple(i.name for i in self._session.get_inputs())
-        self.output_names = tuple(o.name for o in self._session.get_outputs())
+        self._bind_names(session)
+
+
+class OnnxRuntimeCUDA(_OnnxRuntimeSession):
+    """``CUDAExecutionProvider`` (or ``TensorrtExecutionProvider`` first) with IO binding.
+
+    Each call copies the inputs to the device once, binds the outputs on the device and fetches them
+    once. ``options.device`` is the CUDA device index (default ``"0"``); ``options.extra`` adds
+    provider options (e.g. ``{"gpu_mem_limit": 4 << 30}``). With ``tensorrt=True`` the TensorRT EP
+    comes first, with its engine cache in ``cache_dir/tensorrt`` so later loads skip the engine build.
+
+    After the session is created the engine checks which providers it really got; if ONNX Runtime
+    dropped the GPU one it raises ``ProviderError``, or with ``allow_fallback=True`` runs on the CPU
+    and says so in ``name`` (``"cpu"``).
+    """
+
+    def __init__(self, model_path: Path, options: ProviderOptions, *, tensorrt: bool = False) -> None:
+        wanted = "tensorrt" if tensorrt else "cuda"
+        try:
+            self.device_id = int(options.device or 0)
+        except ValueError:
+            raise ProviderError(
+                f"CUDA device {options.device!r} is not a device index; use e.g. 'cuda' or 'cuda:1'"
+            ) from None
+        cuda_options: dict[str, Any] = {"device_id": self.device_id, "arena_extend_strategy": "kSameAsRequested"}
+        providers: list[Any] = []
+        if tensorrt:
+            engine_cache = cache_root(options.cache_dir, "tensorrt")
+            engine_cache.mkdir(parents=True, exist_ok=True)
+            trt_options = {
+                "device_id": self.device_id,
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(engine_cache),
+                "trt_timing_cache_enable": True,
+                "trt_timing_cache_path": str(engine_cache),
+                **options.extra,
+            }
+            providers.append((TENSORRT_EP, trt_options))
+        else:
+            cuda_options.update(options.extra)
+        providers += [(CUDA_EP, cuda_options), CPU_EP]
+        session = _open_session(model_path, _session_options(options), providers)
+        used = session.get_providers()
+        first = TENSORRT_EP if tensorrt else CUDA_EP
+        if used[0] != first and not options.allow_fallback:
+            raise ProviderError(
+                f"provider {wanted!r} was asked for, but ONNX Runtime ran {model_path.name} on {', '.join(used)} "
+                f"({_missing_ep(first) or f'device {self.device_id} could not be initialised'}); "
+                f"{_GPU_HINT}, choose provider='cpu', or pass allow_fallback=True to accept the fallback"
+            )
+        self.name = wanted if used[0] == first else "cpu"
+        self._on_device = used[0] in (CUDA_EP, TENSORRT_EP)
+        self._bind_names(session)
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
-        if self._session is None:
-            raise ProviderError("this model was closed; create a new one to encode again")
-        outputs = self._session.run(output_names, feeds)
-        return dict(zip(output_names, outputs))
-
-    def close(self) -> None:
-        self._session = None
+        session = self._live_session()
+        if not self._on_device:
+            return super().run(feeds, output_names)
+        binding = session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        for name in output_names:
+            binding.bind_output(name, "cuda", self.device_id)
+        session.run_with_iobinding(binding)
+        return dict(zip(output_names, binding.copy_outputs_to_cpu()))

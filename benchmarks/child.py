@@ -1,0 +1,65 @@
+"""One contender, measured inside its own fresh process: ``python child.py JOB.json STARTED``.
+
+``STARTED`` is the parent's ``time.time()`` just before it started this process, so cold start
+counts interpreter start, imports, model load and the first embedding. Then, on each throughput
+workload: a warm-up call, ``repeats`` timed calls over the whole set (embeddings of the first are
+saved for STSb scoring), real/padded token counts of the last; then ``queries`` single-text calls
+for latency. Prints one JSON object on the last stdout line. Standard library + numpy only (runs
+in every benchmark venv).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def main() -> None:
+    job = json.loads(Path(sys.argv[1]).read_text())
+    started = float(sys.argv[2])
+    from contenders import LOADERS  # beside this file: the script's folder is on sys.path
+
+    encoder = LOADERS[job["spec"]["kind"]](job["spec"], job["threads"], job["batch"])
+    encoder.encode([job["first_text"]])
+    cold_start = time.time() - started
+    data = json.loads(Path(job["data"]).read_text())
+
+    import numpy as np
+
+    out = Path(job["out"])
+    result: dict[str, Any] = {"cold_start_s": cold_start, "versions": encoder.versions, "workloads": {}}
+    for name in ("short", "long"):
+        texts = data[name]
+        encoder.encode(texts[: job["warmup"]])
+        seconds = []
+        for repeat in range(job["repeats"]):
+            encoder.real_tokens = encoder.padded_tokens = 0
+            t0 = time.perf_counter()
+            embeddings = encoder.encode(texts)
+            seconds.append(time.perf_counter() - t0)
+            if repeat == 0:
+                np.save(out / f"{name}.npy", np.asarray(embeddings, np.float32))
+        result["workloads"][name] = {
+            "seconds": seconds,
+            "real_tokens": encoder.real_tokens,
+            "padded_tokens": encoder.padded_tokens,
+        }
+    queries = data["queries"]
+    for text in queries[:10]:  # first calls allocate
+        encoder.encode([text])
+    latencies = []
+    for text in queries:
+        t0 = time.perf_counter()
+        encoder.encode([text])
+        latencies.append(1000 * (time.perf_counter() - t0))
+    result["workloads"]["query"] = {"latencies_ms": latencies}
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

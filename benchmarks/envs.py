@@ -1,0 +1,115 @@
+"""Virtual environments for the contenders whose dependencies clash with ours, created on first use.
+
+``sentence-transformers[onnx,openvino]`` backtracks to sentence-transformers 5.7 with transformers < 4.58
+(DESIGN §2), so it cannot share the development venv; fastembed pins its own stack. Each environment
+lives in ``benchmarks/.envs/<name>`` (git-ignored), is created with ``python3 -m venv`` + pip when its
+``.installed`` marker is missing or lists other requirements, and is reused as is otherwise.
+torch is pinned in every venv: it installs from local disk here, an unpinned torch pulls a multi-GB
+CUDA build.
+
+The ``runtime`` and ``st-torch`` environments also measure installed size: the runtime alone
+(``pip install <repo>``, no extras) against sentence-transformers + torch.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ENVS", "ENV_ROOT", "REPO", "Env", "ensure_env", "installed_mb"]
+
+REPO = Path(__file__).resolve().parent.parent
+ENV_ROOT = REPO / "benchmarks" / ".envs"
+TORCH = "torch==2.13.0"
+
+
+@dataclass(frozen=True)
+class Env:
+    """A named venv and the pip requirement lines that fill it (installed in one pip call)."""
+
+    name: str
+    requirements: tuple[str, ...]
+    note: str
+
+    @property
+    def path(self) -> Path:
+        return ENV_ROOT / self.name
+
+    @property
+    def python(self) -> Path:
+        return self.path / "bin" / "python"
+
+
+ENVS: dict[str, Env] = {
+    env.name: env
+    for env in (
+        Env("runtime", (str(REPO),), "fastembed-rt alone, no extras: its installed size"),
+        Env(
+            "st-torch",
+            (TORCH, "sentence-transformers==6.2.0", "transformers==5.23.0"),
+            "sentence-transformers 6 on torch, as users install it",
+        ),
+        Env(
+            "st-extras",
+            (TORCH, "sentence-transformers[onnx,openvino]==5.7.0", "datasets"),
+            "sentence-transformers' onnx and openvino backends (optimum pins transformers < 4.58)",
+        ),
+        Env("fastembed", ("fastembed==0.9.1",), "qdrant's fastembed (ONNX Runtime, no torch)"),
+    )
+}
+
+
+def ensure_env(name: str, log: Path | None = None) -> Env:
+    """The environment ``name``, created (venv + one pip install) when it is not there yet.
+
+    Raises:
+        RuntimeError: pip failed; its output is in ``log`` (default ``<env>/pip.log``).
+    """
+    env = ENVS[name]
+    marker = env.path / ".installed"
+    wanted = "\n".join(env.requirements) + "\n"
+    if marker.exists() and marker.read_text() == wanted:
+        return env
+    if env.path.exists():
+        shutil.rmtree(env.path)  # a half-built env from an interrupted run
+    env.path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    print(f"creating benchmark env {name!r} ({env.note}) in {env.path} ...", file=sys.stderr, flush=True)
+    subprocess.run(["python3", "-m", "venv", str(env.path)], check=True)
+    log = log or env.path / "pip.log"
+    with log.open("w") as handle:
+        result = subprocess.run(
+            [str(env.python), "-m", "pip", "install", "--no-input", *env.requirements],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+            check=False,
+        )
+    if result.returncode != 0:
+        raise RuntimeError(f"pip install into {env.path} failed (exit {result.returncode}); see {log}")
+    marker.write_text(wanted)
+    print(f"created {name!r} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    return env
+
+
+def installed_mb(env: Env) -> float:
+    """Bytes under the env's site-packages (what ``du`` counts as apparent size), in MB (10^6)."""
+    total = 0
+    for site in env.path.glob("lib/python*/site-packages"):
+        for root, _, files in os.walk(site):
+            for file in files:
+                path = Path(root) / file
+                if not path.is_symlink():
+                    total += path.stat().st_size
+    return total / 1e6
+
+
+if __name__ == "__main__":
+    for env_name in sys.argv[1:] or list(ENVS):
+        ensure_env(env_name)
+        print(f"{env_name}: {installed_mb(ENVS[env_name]):.0f} MB")

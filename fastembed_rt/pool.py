@@ -1,0 +1,199 @@
+"""Data-parallel encoding: worker processes, each with its own engine and share of the CPUs.
+
+Started by ``SentenceTransformer.start_multi_process_pool`` and used through
+``encode(..., pool=pool)``, as in sentence-transformers. Workers are *spawned*, never forked: a fork
+taken after ONNX Runtime or OpenVINO started their thread pools inherits locks held by threads that
+do not exist in the child.
+
+Texts are cut into chunks, longest first (so the slowest chunks start first and each chunk pads
+little), handed to whichever worker is free, and put back in input order. A worker's exception is
+raised in the caller after the pool is shut down; so is a worker that dies.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import pickle
+import queue
+import threading
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from fastembed_rt.errors import ProviderError
+from fastembed_rt.pipeline import check_texts
+
+__all__ = ["MultiProcessPool"]
+
+_POLL_S = 0.5
+_STOP_TIMEOUT_S = 10.0
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives pickling, else a ``ProviderError`` carrying its traceback."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return ProviderError("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    return exc
+
+
+def _worker(index: int, load: dict[str, Any], max_seq_length: int, tasks: Any, results: Any) -> None:
+    """Load a model, report ready, then encode chunks until the ``None`` sentinel."""
+    try:
+        from fastembed_rt.models import SentenceTransformer
+
+        model = SentenceTransformer(**load)
+        model.max_seq_length = max_seq_length
+    except BaseException as exc:
+        results.put(("failed", -1, index, _portable(exc)))
+        return
+    results.put(("ready", -1, index, model.provider))
+    while True:
+        task = tasks.get()
+        if task is None:
+            break
+        chunk_id, texts, kwargs = task
+        try:
+            output = model.encode(texts, **kwargs)
+        except BaseException as exc:
+            results.put(("failed", chunk_id, index, _portable(exc)))
+        else:
+            results.put(("done", chunk_id, index, output))
+    model.close()
+
+
+class MultiProcessPool:
+    """Worker processes that each hold their own ``SentenceTransformer``.
+
+    Args:
+        loads: one ``SentenceTransformer`` keyword set per worker (artifact, provider, variant, options).
+        max_seq_length: the parent model's current ``max_seq_length``.
+
+    Raises:
+        The first worker's load error (e.g. ``ProviderError``), after stopping the others.
+    """
+
+    def __init__(self, loads: Sequence[dict[str, Any]], max_seq_length: int) -> None:
+        if not loads:
+            raise ProviderError("a multi-process pool needs at least one target device")
+        context = multiprocessing.get_context("spawn")
+        self.devices = tuple(str(load["provider"]) for load in loads)
+        self._tasks = context.Queue()
+        self._results = context.Queue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._processes = [
+            context.Process(
+                target=_worker,
+                args=(i, dict(load), max_seq_length, self._tasks, self._results),
+                name=f"fastembed-rt-{i}-{device}",
+                daemon=True,
+            )
+            for i, (load, device) in enumerate(zip(loads, self.devices))
+        ]
+        for process in self._processes:
+            process.start()
+        self.providers: list[str] = [""] * len(self._processes)
+        for _ in self._processes:
+            _, _, index, provider = self._receive()
+            self.providers[index] = provider
+
+    @property
+    def processes(self) -> list[multiprocessing.process.BaseProcess]:
+        return list(self._processes)
+
+    def _receive(self) -> tuple[str, int, int, Any]:
+        """The next worker message; stops the pool and raises on a failure or a dead worker."""
+        while True:
+            try:
+                message = self._results.get(timeout=_POLL_S)
+            except queue.Empty:
+                dead = [(i, p) for i, p in enumerate(self._processes) if not p.is_alive()]
+                if not dead:
+                    continue
+                try:  # a dying worker may have queued its error just now
+                    message = self._results.get(timeout=_POLL_S)
+                except queue.Empty:
+                    self.close(graceful=False)
+                    names = ", ".join(f"{p.name} (pid {p.pid}, exit code {p.exitcode})" for _, p in dead)
+                    raise ProviderError(
+                        f"multi-process pool worker died: {names}; the pool was stopped, start a new one"
+                    ) from None
+            if message[0] == "failed":
+                self.close(graceful=False)
+                raise message[3]
+            return message
+
+    def encode(self, sentences: str | Sequence[str], *, chunk_size: int | None = None, **kwargs: Any) -> Any:
+        """``SentenceTransformer.encode`` over the workers; same arguments, same result, input order.
+
+        ``chunk_size``: texts per task; default ``ceil(n / (4 × workers))``, at most 1,000.
+        """
+        if self._closed:
+            raise ProviderError("this multi-process pool was stopped; start a new one")
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ProviderError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        single = isinstance(sentences, str)
+        texts = check_texts(sentences)
+        convert_to_numpy = kwargs.pop("convert_to_numpy", True)
+        kwargs["show_progress_bar"] = False
+        size = chunk_size or max(1, min(math.ceil(len(texts) / (4 * len(self._processes))), 1000))
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        chunks = [order[start : start + size] for start in range(0, len(texts), size)] or [[]]
+        outputs: list[Any] = [None] * len(chunks)
+        with self._lock:
+            try:
+                for chunk_id, rows in enumerate(chunks):
+                    self._tasks.put((chunk_id, [texts[i] for i in rows], kwargs))
+                for _ in chunks:
+                    _, chunk_id, _, output = self._receive()
+                    outputs[chunk_id] = output
+            except BaseException:
+                self.close(graceful=False)
+                raise
+        if isinstance(outputs[0], np.ndarray):
+            first = outputs[0]
+            merged = np.empty((len(texts), *first.shape[1:]), dtype=first.dtype)
+            for rows, output in zip(chunks, outputs):
+                merged[rows] = output
+            if single:
+                return merged[0]
+            return merged if convert_to_numpy else list(merged)
+        items: list[Any] = [None] * len(texts)
+        for rows, output in zip(chunks, outputs):
+            for i, item in zip(rows, output):
+                items[i] = item
+        return items[0] if single else items
+
+    def close(self, graceful: bool = True) -> None:
+        """Stop the workers (``graceful``: let them finish and exit; else terminate) and free the queues."""
+        if self._closed:
+            return
+        self._closed = True
+        if graceful:
+            for process in self._processes:
+                if process.is_alive():
+                    self._tasks.put(None)
+            for process in self._processes:
+                process.join(_STOP_TIMEOUT_S)
+        for process in self._processes:
+            if process.is_alive():
+                process.terminate()
+            process.join()
+        for channel in (self._tasks, self._results):
+            channel.cancel_join_thread()
+            channel.close()
+
+    def __enter__(self) -> MultiProcessPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._closed else "running"
+        return f"MultiProcessPool({', '.join(self.devices)}; {state})"

@@ -1,0 +1,152 @@
+"""``openvino``: the native OpenVINO runtime, on OpenVINO IR variants or directly on the ONNX graph.
+
+Compiled models are cached in ``cache_dir/openvino`` (OpenVINO's ``CACHE_DIR``): the first load of a
+graph compiles it, later loads of the same file with the same settings read the compiled blob.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastembed_rt.errors import ArtifactError, ProviderError
+from fastembed_rt.providers.base import ProviderOptions, cache_root
+from fastembed_rt.providers.threads import available_cpus
+
+__all__ = ["OpenVINO", "openvino_unavailable"]
+
+logger = logging.getLogger("fastembed_rt")
+
+# Devices that place work on other devices themselves: what they chose is not a fallback.
+_VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
+
+
+def openvino_unavailable() -> str | None:
+    """Why the ``openvino`` provider cannot run here, or None."""
+    if importlib.util.find_spec("openvino") is None:
+        return "the openvino package is not installed"
+    return None
+
+
+class OpenVINO:
+    """An OpenVINO compiled model with one infer request.
+
+    ``options.device`` is an OpenVINO device name (default ``"CPU"``; ``"GPU"``, ``"GPU.1"``, ``"NPU"``
+    and ``"AUTO:GPU,CPU"`` pass through). Defaults: the latency hint (one stream), on CPU
+    ``INFERENCE_NUM_THREADS`` = the CPUs this process may use and ``INFERENCE_PRECISION_HINT`` f32 (on
+    CPUs with bf16/AMX OpenVINO would otherwise run fp32 graphs in bf16, outside the fp32 gate),
+    no thread pinning (processes of a pool would pin to the same cores). Input shapes stay dynamic
+    (batch, sequence) as the graph declares them. ``options.extra`` adds or overrides OpenVINO
+    properties, e.g. ``{"INFERENCE_PRECISION_HINT": "f16"}``.
+    """
+
+    name = "openvino"
+
+    def __init__(self, model_path: Path, options: ProviderOptions) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        device = options.device or "CPU"
+        kind = device.split(":")[0].split(".")[0]
+        available = list(core.available_devices)
+        if kind not in _VIRTUAL_DEVICES and not any(d.split(".")[0] == kind for d in available):
+            raise ProviderError(
+                f"OpenVINO device {device!r} is not available; available: {', '.join(available)} "
+                "(GPU and NPU need Intel's drivers; see the OpenVINO install guide)"
+            )
+        self.cache_dir: Path | None = cache_root(options.cache_dir, "openvino")
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            core.set_property({"CACHE_DIR": str(self.cache_dir)})
+        except OSError as exc:  # e.g. a read-only home in a container: every load compiles
+            logger.warning("OpenVINO compiled-model cache disabled: cannot create %s (%s)", self.cache_dir, exc)
+            self.cache_dir = None
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if kind in ("CPU", "GPU"):
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        if kind == "CPU":
+            config["INFERENCE_NUM_THREADS"] = options.intra_op_threads or available_cpus()
+            config["ENABLE_CPU_PINNING"] = False
+        config.update(options.extra)
+        try:
+            # A path (not a read model) lets the cache skip reading the graph when the blob is current.
+            compiled = core.compile_model(str(model_path), device, config)
+        except RuntimeError as exc:
+            raise ArtifactError(
+                f"OpenVINO {ov.__version__} could not compile {model_path} for {device} ({exc}); the graph uses an "
+                "operator OpenVINO lacks (choose another variant) or the file is corrupt (re-export the artifact)"
+            ) from exc
+        executed = [str(d) for d in compiled.get_property("EXECUTION_DEVICES")]
+        elsewhere = kind not in _VIRTUAL_DEVICES and not all(d.split(".")[0] == kind for d in executed)
+        if elsewhere and not options.allow_fallback:
+            raise ProviderError(
+                f"OpenVINO device {device!r} was asked for, but the model runs on {', '.join(executed)}; "
+                "pass allow_fallback=True to accept that"
+            )
+        self.device = device
+        self.execution_devices = tuple(executed)
+        self.intra_op_threads = config.get("INFERENCE_NUM_THREADS")
+        self.loaded_from_cache = bool(compiled.get_property("LOADED_FROM_CACHE"))
+        self.input_names = tuple(i.get_any_name() for i in compiled.inputs)
+        self.output_names = tuple(o.get_any_name() for o in compiled.outputs)
+        self._inputs = frozenset(self.input_names)
+        self._model_path = Path(model_path)
+        self._folded: dict[str, np.ndarray] = {}  # read on first need: it costs a model read
+        # IR variants keep the precision stage's per-call inputs, which ONNX gives defaults and OpenVINO
+        # cannot: an input a call leaves out is fed zeros (0 on dynamic dims), never uninitialized memory,
+        # which made the unrequested outputs' shapes garbage and the request fail at random.
+        self._unfed = {
+            i.get_any_name(): np.zeros(
+                [d.get_length() if d.is_static else 0 for d in i.get_partial_shape()], i.get_element_type().to_dtype()
+            )
+            for i in compiled.inputs
+        }
+        self._compiled: Any = compiled
+        self._request: Any = compiled.create_infer_request()
+
+    def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
+        if self._request is None:
+            raise ProviderError("this model was closed; create a new one to encode again")
+        if not feeds.keys() <= self._inputs:
+            feeds = self._without_folded_inputs(feeds)
+        missing = self._inputs - feeds.keys()
+        if missing:
+            feeds = {**{name: self._unfed[name] for name in missing}, **feeds}
+        self._request.infer(feeds, share_inputs=True, share_outputs=True)
+        # The request reuses its output buffers on the next call: copy what the caller keeps.
+        return {name: np.array(self._request.get_tensor(name).data, copy=True) for name in output_names}
+
+    def _without_folded_inputs(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``feeds`` minus the inputs OpenVINO folded into constants, if they carry exactly those values.
+
+        OpenVINO's ONNX reader turns graph inputs that have an initializer (the precision stage's
+        ``output_dim``, ``normalize_output``, ``quantize_ranges``) into constants. Feeding their
+        default is a no-op; any other value cannot be honoured and raises.
+        """
+        extra = feeds.keys() - self._inputs
+        if not extra <= self._folded.keys():
+            import openvino as ov
+
+            model = ov.Core().read_model(str(self._model_path))
+            for op in model.get_ordered_ops():
+                if op.get_type_name() == "Constant":
+                    for name in op.output(0).get_names() & extra:
+                        self._folded[name] = np.array(op.get_data(), copy=True)
+            self._folded.update({name: np.empty(0) for name in extra - self._folded.keys()})  # not folded
+        for name in extra:
+            folded = self._folded[name]
+            if folded.shape != feeds[name].shape or not np.array_equal(folded, feeds[name]):
+                raise ProviderError(
+                    f"the openvino provider runs {self._model_path.name} with graph input {name!r} folded into a "
+                    "constant (OpenVINO's ONNX reader does this to inputs with defaults), so this call's value "
+                    "cannot be used; use provider='cpu' or an OpenVINO IR variant for this call's options"
+                )
+        return {name: value for name, value in feeds.items() if name in self._inputs}
+
+    def close(self) -> None:
+        self._request = None
+        self._compiled = None

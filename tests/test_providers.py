@@ -1,0 +1,214 @@
+"""Execution providers on the real MiniLM: parity with PyTorch, honest selection, no silent fallback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fastembed_rt import ProviderError, SentenceTransformer
+from fastembed_rt.artifact import file_sha256, load_manifest
+from fastembed_rt.cli import main as cli_main
+from fastembed_rt.providers import ProviderOptions, available_providers, choose_variant, provider_spec
+from fastembed_rt.providers.fake import FakeProvider
+from fastembed_rt.providers.onnxruntime import OnnxRuntimeCUDA, cuda_unavailable
+
+TEXTS = [
+    "A man is playing a guitar.",
+    "The quick brown fox jumps over the lazy dog near the river bank on a sunny afternoon.",
+    "Hi",
+    "",
+    "Quantum chromodynamics describes the strong interaction between quarks and gluons.",
+    "Das ist ein Beispielsatz.",
+    "word " * 300,
+]
+no_cuda = pytest.mark.skipif(cuda_unavailable() is None, reason="CUDA is usable here: nothing falls back")
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+@pytest.fixture(scope="module")
+def torch_embeddings(minilm_torch: Any) -> np.ndarray:
+    return np.asarray(minilm_torch.encode(TEXTS, convert_to_numpy=True))
+
+
+@pytest.fixture(scope="module")
+def multi_variant_artifact(minilm_artifact_session: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The MiniLM artifact plus an OpenVINO IR variant (fp32 weights) and a second ONNX variant named fp16."""
+    import openvino as ov
+
+    root = tmp_path_factory.mktemp("variants") / "artifact"
+    shutil.copytree(minilm_artifact_session, root)
+    (root / "openvino").mkdir()
+    model = ov.Core().read_model(root / "onnx" / "model.onnx")
+    ov.save_model(model, root / "openvino" / "model.xml", compress_to_fp16=False)
+    shutil.copy(root / "onnx" / "model.onnx", root / "onnx" / "model_fp16.onnx")  # stands in for an fp16 graph
+    manifest = json.loads((root / "manifest.json").read_text())
+    fp32 = manifest["variants"][0]
+    for name, file, fmt in (("fp16", "onnx/model_fp16.onnx", "onnx"), ("openvino", "openvino/model.xml", "openvino")):
+        path = root / file
+        variant = {**fp32, "name": name, "file": file, "format": fmt, "size": path.stat().st_size}
+        manifest["variants"].append({**variant, "sha256": file_sha256(path)})
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+# -- parity ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("provider", ["cpu", "openvino"])
+def test_provider_matches_pytorch_within_the_fp32_gate(
+    provider: str, minilm_artifact_session: Path, torch_embeddings: np.ndarray, tmp_path: Path
+) -> None:
+    model = SentenceTransformer(minilm_artifact_session, provider=provider, provider_cache_dir=tmp_path)
+    ours = model.encode(TEXTS)
+    assert (model.provider, model.variant) == (provider, "fp32")
+    assert _cos(ours, torch_embeddings).min() >= 0.9999
+    model.close()
+
+
+def test_openvino_matches_onnxruntime_cpu_on_varied_shapes(minilm_runtime: Any, tmp_path: Path) -> None:
+    model = SentenceTransformer(minilm_runtime.manifest.root, provider="openvino", provider_cache_dir=tmp_path)
+    texts = [" ".join(["token"] * n) for n in (1, 3, 17, 64, 255)] + TEXTS
+    for batch_size in (1, 3, 32):  # new (batch, sequence) shapes on every call: the dims stay dynamic
+        assert _cos(model.encode(texts, batch_size=batch_size), minilm_runtime.encode(texts)).min() >= 0.9999
+    model.close()
+
+
+def test_openvino_ir_variant_is_preferred_and_matches_cpu(multi_variant_artifact: Path, tmp_path: Path) -> None:
+    cpu = SentenceTransformer(multi_variant_artifact, provider="cpu")
+    openvino = SentenceTransformer(multi_variant_artifact, provider="openvino", provider_cache_dir=tmp_path)
+    assert (cpu.variant, openvino.variant) == ("fp32", "openvino")
+    assert _cos(openvino.encode(TEXTS), cpu.encode(TEXTS)).min() >= 0.9999
+
+
+# -- selection ------------------------------------------------------------------------------------
+def test_auto_picks_openvino_for_an_ir_variant_else_cpu_when_no_gpu_is_usable(
+    minilm_artifact_session: Path, multi_variant_artifact: Path, tmp_path: Path
+) -> None:
+    assert "cpu" in available_providers() and "openvino" in available_providers()
+    gpu = cuda_unavailable() is None
+    onnx_only = SentenceTransformer(minilm_artifact_session)
+    with_ir = SentenceTransformer(multi_variant_artifact, provider_cache_dir=tmp_path)
+    named_onnx = SentenceTransformer(multi_variant_artifact, variant="fp32")
+    assert (onnx_only.provider, onnx_only.variant) == ("cuda" if gpu else "cpu", "fp32")
+    assert (with_ir.provider, with_ir.variant) == ("cuda", "fp16") if gpu else ("openvino", "openvino")
+    assert (named_onnx.provider, named_onnx.variant) == ("cuda" if gpu else "cpu", "fp32")
+
+
+@no_cuda
+def test_cuda_without_a_gpu_raises_naming_the_alternatives(minilm_artifact_session: Path) -> None:
+    with pytest.raises(ProviderError) as caught:
+        SentenceTransformer(minilm_artifact_session, provider="cuda")
+    message = str(caught.value)
+    assert "provider 'cuda' is not available" in message
+    assert "available: auto, cpu, openvino" in message
+    assert "pip install 'fastembed-rt[gpu]'" in message
+
+
+def test_each_provider_prefers_its_variants_in_order(multi_variant_artifact: Path) -> None:
+    manifest = load_manifest(multi_variant_artifact)
+    picks = {name: choose_variant(provider_spec(name), manifest).name for name in ("cpu", "cuda", "openvino")}
+    assert picks == {"cpu": "fp32", "cuda": "fp16", "openvino": "openvino"}
+
+
+def test_named_variant_the_provider_cannot_run_raises(multi_variant_artifact: Path) -> None:
+    with pytest.raises(ProviderError, match="variant 'openvino' is a openvino graph, which provider 'cpu' cannot run"):
+        SentenceTransformer(multi_variant_artifact, provider="cpu", variant="openvino")
+
+
+def test_named_variant_is_used_as_asked(multi_variant_artifact: Path, tmp_path: Path) -> None:
+    model = SentenceTransformer(
+        multi_variant_artifact, provider="openvino", variant="fp32", provider_cache_dir=tmp_path
+    )
+    assert model.variant == "fp32"
+
+
+# -- no silent fallback ---------------------------------------------------------------------------
+@no_cuda
+def test_cuda_session_that_falls_back_to_cpu_raises(minilm_artifact_session: Path) -> None:
+    with pytest.raises(ProviderError, match=r"but ONNX Runtime ran model\.onnx on CPUExecutionProvider"):
+        OnnxRuntimeCUDA(minilm_artifact_session / "onnx" / "model.onnx", ProviderOptions())
+
+
+@no_cuda
+def test_allowed_fallback_runs_on_cpu_and_says_so(minilm_artifact_session: Path, minilm_runtime: Any) -> None:
+    engine = OnnxRuntimeCUDA(minilm_artifact_session / "onnx" / "model.onnx", ProviderOptions(allow_fallback=True))
+    assert engine.name == "cpu" and engine.session_providers == ("CPUExecutionProvider",)
+    model = SentenceTransformer(minilm_artifact_session, provider="cuda", allow_fallback=True)
+    assert model.provider == "cpu"
+    assert _cos(model.encode(TEXTS), minilm_runtime.encode(TEXTS)).min() >= 0.99999
+
+
+def test_missing_openvino_device_raises_listing_the_devices(minilm_artifact_session: Path, tmp_path: Path) -> None:
+    with pytest.raises(ProviderError, match=r"OpenVINO device 'NPU' is not available; available: .*CPU"):
+        SentenceTransformer(minilm_artifact_session, provider="openvino:NPU", provider_cache_dir=tmp_path)
+
+
+# -- OpenVINO compiled-model cache ----------------------------------------------------------------
+def test_openvino_second_load_reads_the_compiled_model_cache(minilm_artifact_session: Path, tmp_path: Path) -> None:
+    first = SentenceTransformer(minilm_artifact_session, provider="openvino", provider_cache_dir=tmp_path)
+    second = SentenceTransformer(minilm_artifact_session, provider="openvino", provider_cache_dir=tmp_path)
+    assert first._pipeline.provider.loaded_from_cache is False
+    assert second._pipeline.provider.loaded_from_cache is True
+    assert any((tmp_path / "openvino").iterdir())
+    np.testing.assert_allclose(first.encode(TEXTS), second.encode(TEXTS), atol=1e-6)
+
+
+def test_openvino_refuses_per_call_graph_inputs_it_folded_away(minilm_artifact_session: Path, tmp_path: Path) -> None:
+    model = SentenceTransformer(minilm_artifact_session, provider="openvino", provider_cache_dir=tmp_path)
+    with pytest.raises(ProviderError, match="use provider='cpu'"):
+        model.encode(TEXTS, truncate_dim=64)
+
+
+# -- the fake engine, timings, warm-up, CLI --------------------------------------------------------
+def test_fake_provider_sees_length_sorted_batches_and_rows_come_back_in_order(minilm_artifact_session: Path) -> None:
+    def lengths(feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+        out = np.zeros((len(feeds["input_ids"]), 384), dtype=np.float32)
+        out[:, 0] = feeds["attention_mask"].sum(1)
+        return {"sentence_embedding": out}
+
+    fake = FakeProvider(lengths)
+    model = SentenceTransformer(minilm_artifact_session, provider=fake)
+    out = model.encode(TEXTS, batch_size=2)
+    np.testing.assert_array_equal(out[:, 0], model.tokenize(TEXTS)["attention_mask"].sum(1))
+    assert model.provider == "fake"
+    widths = [feeds["input_ids"].shape[1] for feeds, _ in fake.calls]
+    assert widths == sorted(widths, reverse=True)
+    model.close()
+    with pytest.raises(ProviderError, match="closed"):
+        model.encode(TEXTS)
+
+
+def test_encode_stats_split_time_into_tokenize_run_and_postprocess(minilm_runtime: Any) -> None:
+    minilm_runtime.encode(TEXTS * 20, batch_size=8)
+    stats = minilm_runtime.last_encode_stats
+    assert stats.tokenize_s > 0 and stats.run_s > 0 and stats.postprocess_s > 0
+    assert stats.run_s > stats.postprocess_s
+    assert stats.total_s == pytest.approx(stats.tokenize_s + stats.run_s + stats.postprocess_s)
+    assert 0 < stats.padding_ratio < 1
+
+
+def test_warmup_runs_at_load_and_leaves_no_stats(minilm_artifact_session: Path) -> None:
+    calls: list[int] = []
+
+    def record(feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+        calls.append(len(feeds["input_ids"]))
+        return {"sentence_embedding": np.zeros((len(feeds["input_ids"]), 384), np.float32)}
+
+    model = SentenceTransformer(minilm_artifact_session, provider=FakeProvider(record), warmup=True)
+    assert calls == [1] and model.last_encode_stats.texts == 0
+
+
+def test_cli_encode_takes_provider_and_variant(
+    minilm_artifact_session: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert cli_main(["encode", str(minilm_artifact_session), "hello", "--provider", "cpu", "--variant", "fp32"]) == 0
+    assert len(json.loads(capsys.readouterr().out.splitlines()[0])["embedding"]) == 384
+    if cuda_unavailable() is not None:
+        assert cli_main(["encode", str(minilm_artifact_session), "hello", "--provider", "cuda"]) == 1
+        assert "available: auto, cpu" in capsys.readouterr().err
