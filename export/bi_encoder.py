@@ -257,7 +257,7 @@ def _calibrate(
         texts, source = train.sentences1 + train.sentences2, "stsb-en-train"
     if not texts:
         return None
-    runtime = SentenceTransformer(artifact)
+    runtime = SentenceTransformer(artifact, provider="cpu")
     calibrate_artifact(runtime, texts, source)
     runtime.close()
     return select_texts(texts)

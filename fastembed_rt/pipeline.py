@@ -138,8 +138,10 @@ class Pipeline:
                 feeds[name] = pad_batch(type_ids, 0, self._left)[0]
             elif name == PROMPT_LENGTH:
                 feeds[name] = np.full(len(ids), prompt_length, dtype=np.int64)
-            elif name in self.per_call_inputs:
+            elif name in self._per_call_defaults:
                 feeds[name] = self._per_call_defaults[name]  # a call's ``extra_feeds`` replace these
+            elif name in self.per_call_inputs:
+                continue  # fed by the caller through ``extra_feeds`` (e.g. SPLADE's max_active_dims)
             else:
                 raise InputError(f"graph input {name!r} of {self.manifest.root} is not one fastembed-rt can feed")
         return feeds
