@@ -6,20 +6,21 @@ batch neighbours. Both ready-made alternatives failed here on all-MiniLM-L6-v2: 
 quantization computes one activation scale per batch tensor (min cosine 0.951 between two
 batchings, DESIGN §7), and static QDQ with MinMax-calibrated per-tensor activation scales reached
 only mean cosine 0.919 against PyTorch (activation outliers). The backbone is the ``optimized``
-one (ORT fusions) so int8 also gets SkipLayerNorm/BiasGelu fusions. When the result misses its
-gate, sensitive MatMuls are excluded step by step and the exclusions are reported.
+one without the attention fusion, whose packed Q/K/V weights MatMulNBits cannot quantize. When the
+result misses its gate, sensitive MatMuls are excluded step by step and the exclusions are reported.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export.optimize import optimize_backbone
 from fastembed_rt.export.variants import BuildContext, BuildResult
 
-__all__ = ["build_int8"]
+__all__ = ["build_int8", "quantize_int8"]
 
 logger = logging.getLogger("fastembed_rt.export")
 
@@ -56,18 +57,19 @@ def _quantize(model: Any, exclude: list[str]) -> Any:
     return quantizer.model.model
 
 
-def build_int8(context: BuildContext) -> BuildResult:
-    """int8 MatMulNBits backbone; excludes sensitive MatMuls until the gate holds (or gives up)."""
-    import onnx
+def quantize_int8(backbone: Any, try_candidate: Callable[[Any, dict[str, Any]], list[str]]) -> dict[str, Any]:
+    """Quantize ``backbone`` down the exclusion ladder until ``try_candidate`` accepts a graph.
 
-    if context.check is None:
-        raise ExportError("the int8 builder needs the gate check of the export stage")
-    backbone, fused = optimize_backbone(context)
+    ``try_candidate(model, details)`` finishes the candidate (output stages or head), saves it and
+    returns its gate misses (empty: accepted). Returns the accepted candidate's ``details``; raises
+    ``ExportError`` listing every attempt when none passes.
+    """
     weight_matmuls = _weight_matmuls(backbone)
     if not weight_matmuls:
         raise ExportError("the backbone has no MatMul with weights to quantize")
-    # Exclusion ladder: nothing; then the first and last weight MatMuls; then also every FFN
-    # output projection (the MatMuls that see the widest activation range).
+    # Exclusion ladder: nothing; then the first and last weight MatMuls (the last is the output
+    # projection: the vocabulary projection of a masked-LM head, the classifier of a cross-encoder);
+    # then also every FFN output projection (the MatMuls that see the widest activation range).
     ladder: list[list[str]] = [
         [],
         [weight_matmuls[0], weight_matmuls[-1]],
@@ -75,20 +77,35 @@ def build_int8(context: BuildContext) -> BuildResult:
     ]
     tried: list[str] = []
     for exclude in ladder:
-        model = _quantize(backbone, exclude)
         details: dict[str, Any] = {
             "scheme": f"MatMulNBits 8-bit, block {BLOCK_SIZE}, symmetric, int8 compute (per-row activations)",
             "quantized_matmuls": len(weight_matmuls) - len(exclude),
             "excluded_matmuls": exclude,
-            "fused_ops": fused,
         }
-        details.update(context.append_stages(model))
-        onnx.save(model, str(context.root / FILE))
-        misses = context.check(FILE)
+        misses = try_candidate(_quantize(backbone, exclude), details)
         if not misses:
             if tried:
                 details["earlier_attempts"] = tried
-            return BuildResult(file=FILE, optimization="ort-transformers+int8", details=details)
+            return details
         tried.append(f"excluding {len(exclude)} MatMuls: {'; '.join(misses)}")
         logger.info("int8 attempt missed its gate (%s); excluding more MatMuls", "; ".join(misses))
     raise ExportError("int8 misses its gate with every exclusion tried: " + " | ".join(tried))
+
+
+def build_int8(context: BuildContext) -> BuildResult:
+    """int8 MatMulNBits backbone; excludes sensitive MatMuls until the gate holds (or gives up)."""
+    import onnx
+
+    if context.check is None:
+        raise ExportError("the int8 builder needs the gate check of the export stage")
+    check = context.check
+    backbone, fused = optimize_backbone(context, skip_layer_norm=False, attention=False)
+
+    def try_candidate(model: Any, details: dict[str, Any]) -> list[str]:
+        details["fused_ops"] = fused
+        details.update(context.append_stages(model))
+        onnx.save(model, str(context.root / FILE))
+        return check(FILE)
+
+    details = quantize_int8(backbone, try_candidate)
+    return BuildResult(file=FILE, optimization="ort-transformers+int8", details=details)

@@ -34,6 +34,7 @@ def _export(args: argparse.Namespace) -> int:
             revision=args.revision,
             overwrite=args.overwrite,
             stsb=False if args.no_stsb else None,
+            variants=_csv(args.variants) or None,
         )
     else:
         export_head = export_cross_encoder if task == "cross-encoder" else export_sparse_encoder
