@@ -56,7 +56,15 @@ ENVS: dict[str, Env] = {
         ),
         Env(
             "st-extras",
-            (TORCH, "sentence-transformers[onnx,openvino]==5.7.0", "datasets"),
+            # optimum-intel / optimum-onnx pinned to a resolving pair: unpinned, pip backtracked through
+            # dozens of optimum-intel releases for over 10 minutes here (2026-11-30) without an answer.
+            (
+                TORCH,
+                "sentence-transformers[onnx,openvino]==5.7.0",
+                "optimum-intel[openvino]==1.26.1",
+                "optimum-onnx[onnxruntime]==0.0.3",
+                "datasets",
+            ),
             "sentence-transformers' onnx and openvino backends (optimum pins transformers < 4.58)",
         ),
         Env("fastembed", ("fastembed==0.9.1",), "qdrant's fastembed (ONNX Runtime, no torch)"),

@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from fastembed_rt.errors import ExportError, ParityError
 from fastembed_rt.export.architectures import architecture_config
 from fastembed_rt.export.backbone import export_backbone
 from fastembed_rt.export.common import library_versions, resolve_model_dir, write_tokenizer
+from fastembed_rt.export.head_variants import MIN_SCORE_SPEARMAN, Validate, build_head_int8, parse_head_variants
 from fastembed_rt.export.validate import parity_texts
 from fastembed_rt.kernels.heads import ClassifierActivation, ClassifierHeadSpec
 from fastembed_rt.kernels.onnx_heads import LOGITS, SCORES, append_classifier_head
@@ -123,7 +124,10 @@ def tokenizer_info(st_model: Any, artifact: Path) -> TokenizerInfo:
 
 
 def graph_variant(backbone_path: Path, artifact: Path, append_head: Callable[[Any], dict[str, Any]]) -> Variant:
-    """Grow the backbone graph with ``append_head(model) -> stage counts``; save it as the fp32 variant."""
+    """Grow the backbone graph with ``append_head(model) -> stage counts``; save it as the fp32 variant.
+
+    The backbone file stays (the int8 variant starts from it); the caller removes it.
+    """
     import onnx
 
     graph_file = "onnx/model.onnx"
@@ -132,7 +136,6 @@ def graph_variant(backbone_path: Path, artifact: Path, append_head: Callable[[An
     model.producer_name = "fastembed-rt"
     onnx.checker.check_model(model)
     onnx.save(model, str(artifact / graph_file))
-    backbone_path.unlink()
     return Variant(
         name="fp32",
         file=graph_file,
@@ -258,6 +261,52 @@ def validate_cross_encoder(artifact: Path, ce: Any) -> HeadFidelity:
     return fidelity
 
 
+def held_out_pairs(count: int = 256) -> list[tuple[str, str]]:
+    """The first ``count`` STSb dev sentence pairs when the data is here (never used for calibration)."""
+    from fastembed_rt.evaluation import find_stsb_dir, load_stsb
+
+    if find_stsb_dir(None) is None:
+        return []
+    dev = load_stsb("dev", "en")
+    return list(zip(dev.sentences1, dev.sentences2))[:count]
+
+
+def int8_validator(ce: Any, max_seq_length: int) -> Validate:
+    """Checks an int8 cross-encoder artifact against ``ce``'s scores (see ``head_variants``)."""
+    from fastembed_rt.cross_encoder import CrossEncoder
+    from fastembed_rt.evaluation import spearman
+
+    pairs = parity_pairs(max_seq_length) + held_out_pairs()
+    reference = _torch_predict(ce, pairs, None, identity=False).reshape(len(pairs), -1)
+    alone_count = 16
+
+    def validate(root: Path) -> tuple[dict[str, Any], list[str]]:
+        runtime = CrossEncoder(root, variant="int8", provider="cpu", verify="full")
+        try:
+            ours = np.asarray(runtime.predict(pairs, batch_size=32)).reshape(len(pairs), -1)
+            alone = np.asarray(runtime.predict(pairs[:alone_count], batch_size=1)).reshape(alone_count, -1)
+        finally:
+            runtime.close()
+        rho = min(spearman(ours[:, j], reference[:, j]) for j in range(reference.shape[1]))
+        diff = np.abs(ours.astype(np.float64) - reference)
+        drift = np.abs(alone - ours[:alone_count])
+        fidelity = {
+            "pairs": len(pairs),
+            "score_spearman": round(rho, 6),
+            "max_abs_diff": float(f"{diff.max():.3g}"),
+            "mean_abs_diff": float(f"{diff.mean():.3g}"),
+            "batch_invariance_max_abs_diff": float(f"{drift.max():.3g}"),
+        }
+        misses = []
+        if not rho >= MIN_SCORE_SPEARMAN:
+            misses.append(f"score Spearman vs PyTorch {rho:.6f} < {MIN_SCORE_SPEARMAN}")
+        if (drift > SCORE_ATOL + SCORE_RTOL * np.abs(ours[:alone_count])).any():
+            misses.append(f"scores depend on batch neighbours: alone vs batched differ by up to {drift.max():.3g}")
+        return fidelity, misses
+
+    return validate
+
+
 def export_cross_encoder(
     model: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -265,6 +314,7 @@ def export_cross_encoder(
     revision: str | None = None,
     token: str | bool | None = None,
     overwrite: bool = False,
+    variants: str | Sequence[str] | None = None,
 ) -> Manifest:
     """Export a sentence-transformers CrossEncoder to a fastembed-rt artifact at ``out_dir``.
 
@@ -277,14 +327,16 @@ def export_cross_encoder(
         model: a local model directory (sentence-transformers or plain transformers
             ``*ForSequenceClassification``) or a hub id.
         out_dir: where the artifact goes; must not exist unless ``overwrite``.
+        variants: ``fp32`` (default) and/or ``int8`` (``head_variants``: shipped only within its gate).
     Returns:
         the written manifest.
     Raises:
-        ExportError: unsupported model, head or activation; ParityError: the graph misses its gate
-        (lists every failure).
+        ExportError: unsupported model, head, activation or variant; ParityError: the graph misses its
+        gate (lists every failure).
     """
     started = time.perf_counter()
     out = Path(out_dir)
+    plans = parse_head_variants(variants, "cross-encoder")
     model_dir = resolve_model_dir(model, revision, token)
     ce = _load_cross_encoder(model_dir)
     spec = _describe(model_dir, ce)
@@ -322,5 +374,13 @@ def export_cross_encoder(
         variant = Variant(**{**variant.to_dict(), "fidelity": fidelity.to_dict()})
         manifest = Manifest(**{**manifest.__dict__, "variants": (variant,)})
         manifest.write()
+        if "int8" in plans:
+            manifest = build_head_int8(
+                manifest,
+                backbone_path,
+                lambda m: append_classifier_head(m, spec).to_dict(),
+                int8_validator(ce, int(ce.max_seq_length)),
+            )
+        backbone_path.unlink()
     logger.info("exported cross-encoder %s to %s in %.1f s", model, out, time.perf_counter() - started)
     return Manifest(**{**manifest.__dict__, "root": out})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,16 @@ from fastembed_rt.export.cross_encoder import (
     HeadFidelity,
     export_backbone_of,
     graph_variant,
+    held_out_pairs,
     staged_artifact,
     tokenizer_info,
+)
+from fastembed_rt.export.head_variants import (
+    MIN_BATCH_INVARIANCE,
+    MIN_SPARSE_MEAN_COSINE,
+    Validate,
+    build_head_int8,
+    parse_head_variants,
 )
 from fastembed_rt.export.validate import parity_texts
 from fastembed_rt.kernels.heads import SpladeActivation, SpladePoolingStrategy, SpladeSpec
@@ -145,6 +154,56 @@ def validate_sparse_encoder(artifact: Path, se: Any, spec: SpladeSpec) -> HeadFi
     return fidelity
 
 
+def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine per row; two all-zero rows agree (1), one all-zero row does not (0)."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    both_zero = ~a.any(axis=1) & ~b.any(axis=1)
+    cos = np.divide((a * b).sum(axis=1), norms, out=np.zeros(len(a)), where=norms > 0)
+    return np.where(both_zero, 1.0, cos)
+
+
+def int8_validator(se: Any, spec: SpladeSpec, max_seq_length: int) -> Validate:
+    """Checks an int8 SPLADE artifact against ``se``'s unpruned weights (see ``head_variants``)."""
+    from fastembed_rt.sparse_encoder import SparseEncoder
+
+    texts = parity_texts(max_seq_length) + [t for pair in held_out_pairs(128) for t in pair]
+    reference = _torch_dense(se, texts, None)
+    alone_count = 16
+
+    def validate(root: Path) -> tuple[dict[str, Any], list[str]]:
+        runtime = SparseEncoder(root, variant="int8", provider="cpu", verify="full")
+        try:
+            ours = runtime.encode(texts, batch_size=32, max_active_dims=spec.vocab_size, convert_to_sparse_tensor=False)
+            alone = runtime.encode(
+                texts[:alone_count], batch_size=1, max_active_dims=spec.vocab_size, convert_to_sparse_tensor=False
+            )
+        finally:
+            runtime.close()
+        cos = _row_cosines(ours, reference)
+        active, ref_active = ours > 0, reference > 0
+        union = (active | ref_active).sum(axis=1)
+        jaccard = np.divide((active & ref_active).sum(axis=1), union, out=np.ones(len(texts)), where=union > 0)
+        invariance = float(_row_cosines(alone, ours[:alone_count]).min())
+        fidelity = {
+            "texts": len(texts),
+            "min_cosine": round(float(cos.min()), 6),
+            "mean_cosine": round(float(cos.mean()), 6),
+            "mean_active_dims_jaccard": round(float(jaccard.mean()), 4),
+            "mean_active_dims": round(float(active.sum(axis=1).mean()), 2),
+            "mean_active_dims_torch": round(float(ref_active.sum(axis=1).mean()), 2),
+            "batch_invariance_min_cosine": round(invariance, 6),
+        }
+        misses = []
+        if not cos.mean() >= MIN_SPARSE_MEAN_COSINE:
+            misses.append(f"mean cosine vs PyTorch {cos.mean():.6f} < {MIN_SPARSE_MEAN_COSINE}")
+        if not invariance >= MIN_BATCH_INVARIANCE:
+            misses.append(f"weights depend on batch neighbours: min cosine alone vs batched {invariance:.6f}")
+        return fidelity, misses
+
+    return validate
+
+
 def export_sparse_encoder(
     model: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -152,6 +211,7 @@ def export_sparse_encoder(
     revision: str | None = None,
     token: str | bool | None = None,
     overwrite: bool = False,
+    variants: str | Sequence[str] | None = None,
 ) -> Manifest:
     """Export a sentence-transformers SPLADE SparseEncoder to a fastembed-rt artifact at ``out_dir``.
 
@@ -163,14 +223,16 @@ def export_sparse_encoder(
         model: a local model directory (sentence-transformers SparseEncoder, or a plain transformers
             ``*ForMaskedLM``, which sentence-transformers loads with max-pooling SPLADE) or a hub id.
         out_dir: where the artifact goes; must not exist unless ``overwrite``.
+        variants: ``fp32`` (default) and/or ``int8`` (``head_variants``: shipped only within its gate).
     Returns:
         the written manifest.
     Raises:
-        ExportError: unsupported model or modules; ParityError: the graph misses its gate (lists every
-        failure).
+        ExportError: unsupported model, modules or variant; ParityError: the graph misses its gate
+        (lists every failure).
     """
     started = time.perf_counter()
     out = Path(out_dir)
+    plans = parse_head_variants(variants, "sparse")
     model_dir = resolve_model_dir(model, revision, token)
     se = _load_sparse_encoder(model_dir)
     spec = _describe(model_dir, se)
@@ -214,5 +276,13 @@ def export_sparse_encoder(
         variant = Variant(**{**variant.to_dict(), "fidelity": fidelity.to_dict()})
         manifest = Manifest(**{**manifest.__dict__, "variants": (variant,)})
         manifest.write()
+        if "int8" in plans:
+            manifest = build_head_int8(
+                manifest,
+                backbone_path,
+                lambda m: append_splade_head(m, spec).to_dict(),
+                int8_validator(se, spec, int(se.max_seq_length)),
+            )
+        backbone_path.unlink()
     logger.info("exported sparse encoder %s to %s in %.1f s", model, out, time.perf_counter() - started)
     return Manifest(**{**manifest.__dict__, "root": out})

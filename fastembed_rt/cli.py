@@ -34,11 +34,17 @@ def _export(args: argparse.Namespace) -> int:
             revision=args.revision,
             overwrite=args.overwrite,
             stsb=False if args.no_stsb else None,
-            variants=_csv(args.variants) or None,
+            variants=_csv(args.variants) if args.variants else None,
         )
     else:
         export_head = export_cross_encoder if task == "cross-encoder" else export_sparse_encoder
-        manifest = export_head(args.model, args.out, revision=args.revision, overwrite=args.overwrite)
+        manifest = export_head(
+            args.model,
+            args.out,
+            revision=args.revision,
+            overwrite=args.overwrite,
+            variants=_csv(args.variants) if args.variants else None,
+        )
     print(f"exported {args.model} -> {args.out} ({task}) in {time.perf_counter() - started:.1f} s")
     _print_info(Path(args.out))
     del manifest
@@ -177,8 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-stsb", action="store_true", help="skip the STSb Spearman score in the manifest")
     p.add_argument(
         "--variants",
-        default="fp32,optimized,fp16,int8,openvino,openvino-int8",
-        help="comma-separated variants to build and validate (fp32 always); each ships only if it passes its gate",
+        default=None,
+        help="comma-separated variants to build and validate (fp32 always); each ships only if it passes its "
+        "gate. Bi-encoders: fp32,optimized,fp16,int8,openvino,openvino-int8 (default: all); "
+        "cross-encoder and sparse: fp32,int8 (default: fp32)",
     )
     p.add_argument(
         "--task",

@@ -396,3 +396,59 @@ def test_readme_retrieve_and_rerank_example_runs(
     (tmp_path / "artifacts" / "ms-marco-MiniLM-L6-v2").symlink_to(exported("bert-1").artifact)
     monkeypatch.chdir(tmp_path)
     exec(compile(blocks[0], "README.md retrieve-and-rerank", "exec"), {"__name__": "__readme__"})
+
+
+# -- int8 variant ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", ["bert-1", "bert-3-softmax"])
+def test_int8_variant_ranks_as_torch_does_and_states_its_fidelity(case: str, tmp_path: Path) -> None:
+    from fastembed_rt.export.head_variants import MIN_SCORE_SPEARMAN
+
+    architecture, labels, activation = CASES[case]
+    model_dir = build_tiny_cross_encoder(tmp_path, architecture, labels, activation)
+    manifest = export_cross_encoder(model_dir, tmp_path / "artifact", variants="fp32,int8")
+    assert [v.name for v in manifest.variants] == ["fp32", "int8"], manifest.rejected_variants
+    int8 = manifest.variant("int8")
+    assert int8.fidelity["score_spearman"] >= MIN_SCORE_SPEARMAN and int8.fidelity["pairs"] >= 12
+    assert int8.fidelity["batch_invariance_max_abs_diff"] <= TOLERANCE
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "artifact" / int8.file)).graph.node]
+    assert ops.count("MatMulNBits") == int8.stage_counts["quantized_matmuls"] > 0
+    assert not (tmp_path / "artifact" / "onnx" / "backbone.onnx").exists()
+    torch_model = _load_torch_cross_encoder(model_dir)
+    reference = _torch_predict(torch_model, PAIRS).reshape(len(PAIRS), -1)
+    runtime = CrossEncoder(tmp_path / "artifact", variant="int8")
+    ours = np.asarray(runtime.predict(PAIRS)).reshape(len(PAIRS), -1)
+    alone = np.asarray(runtime.predict(PAIRS, batch_size=1)).reshape(len(PAIRS), -1)
+    runtime.close()
+    # The tiny random heads score these few pairs almost alike, so near-ties may swap under int8: the
+    # export gate ranks 268 pairs; here every score stays within 1e-3 of torch (the gate allows more).
+    np.testing.assert_allclose(ours, reference, atol=1e-3)
+    np.testing.assert_allclose(alone, ours, atol=TOLERANCE)
+    assert CrossEncoder(tmp_path / "artifact").variant == "fp32", "auto keeps the exact graph"
+
+
+def test_int8_variant_that_misses_its_gate_is_recorded_and_not_shipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    architecture, labels, activation = CASES["bert-1"]
+    model_dir = build_tiny_cross_encoder(tmp_path, architecture, labels, activation)
+    monkeypatch.setattr(cross_export, "MIN_SCORE_SPEARMAN", 1.01)  # no graph can reach it
+    manifest = export_cross_encoder(model_dir, tmp_path / "artifact", variants=["int8"])
+    assert [v.name for v in manifest.variants] == ["fp32"]
+    (rejected,) = manifest.rejected_variants
+    assert rejected["name"] == "int8" and rejected["fidelity"]["score_spearman"] < 1.01
+    assert rejected["reasons"][0].count("score Spearman vs PyTorch") == 3, "every exclusion step is listed"
+    assert sorted(p.name for p in (tmp_path / "artifact" / "onnx").iterdir()) == ["model.onnx"]
+    with pytest.raises(ArtifactError, match="int8"):
+        CrossEncoder(tmp_path / "artifact", variant="int8")
+
+
+def test_head_variants_other_than_fp32_and_int8_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match=r"cross-encoder artifacts have the variants fp32, int8; got fp16"):
+        export_cross_encoder(tmp_path / "no-model-needed", tmp_path / "artifact", variants="int8,fp16")
+    assert not (tmp_path / "artifact").exists()
+
+
+def _load_torch_cross_encoder(model_dir: Path) -> Any:
+    from sentence_transformers import CrossEncoder as TorchCrossEncoder
+
+    return TorchCrossEncoder(str(model_dir), device="cpu")
