@@ -56,13 +56,16 @@ ENVS: dict[str, Env] = {
         ),
         Env(
             "st-extras",
-            # optimum-intel / optimum-onnx pinned to a resolving pair: unpinned, pip backtracked through
-            # dozens of optimum-intel releases for over 10 minutes here (2026-11-30) without an answer.
+            # optimum-intel, optimum-onnx and nncf pinned to a set that resolves and imports: unpinned,
+            # pip backtracked through dozens of optimum-intel releases for over 10 minutes here
+            # (2026-11-30), and optimum-intel 1.26-1.27 import nncf.torch.patch_torch_operators,
+            # which nncf 3 removed.
             (
                 TORCH,
                 "sentence-transformers[onnx,openvino]==5.7.0",
-                "optimum-intel[openvino]==1.26.1",
-                "optimum-onnx[onnxruntime]==0.0.3",
+                "optimum-intel[openvino]==1.27.0",
+                "optimum-onnx[onnxruntime]==0.1.0",
+                "nncf==2.19.0",
                 "datasets",
             ),
             "sentence-transformers' onnx and openvino backends (optimum pins transformers < 4.58)",

@@ -255,22 +255,32 @@ def load_manifest(root: str | os.PathLike[str]) -> Manifest:
 
 
 def verify_variant_file(manifest: Manifest, variant: Variant, *, full: bool = False) -> Path:
-    """Check a variant's file against the manifest: size always, sha256 when ``full``."""
+    """Check a variant's files against the manifest: size always, sha256 when ``full``.
+
+    An OpenVINO IR variant also declares its weights file (``stage_counts["weights_file"]``, with
+    ``weights_size`` and ``weights_sha256``); it is checked the same way. Returns the graph's path.
+    """
     path = manifest.root / variant.file
+    _verify_file(manifest, variant, path, variant.size, variant.sha256, full)
+    weights = variant.stage_counts.get("weights_file")
+    if weights:
+        size, digest = variant.stage_counts.get("weights_size"), variant.stage_counts.get("weights_sha256")
+        _verify_file(manifest, variant, manifest.root / str(weights), size, digest, full)
+    return path
+
+
+def _verify_file(manifest: Manifest, variant: Variant, path: Path, size: Any, sha256: Any, full: bool) -> None:
     if not path.is_file():
         raise ArtifactError(f"{path} is missing (variant {variant.name!r} of {manifest.root}); {_EXPORT_HINT}")
-    size = path.stat().st_size
-    if size != variant.size:
-        raise ArtifactError(
-            f"{path} is corrupt or truncated: {size} bytes, the manifest says {variant.size}; {_EXPORT_HINT}"
-        )
-    if full:
+    found = path.stat().st_size
+    if size is not None and found != int(size):
+        raise ArtifactError(f"{path} is corrupt or truncated: {found} bytes, the manifest says {size}; {_EXPORT_HINT}")
+    if full and sha256 is not None:
         digest = file_sha256(path)
-        if digest != variant.sha256:
+        if digest != sha256:
             raise ArtifactError(
-                f"{path} is corrupt: sha256 {digest[:12]}…, the manifest says {variant.sha256[:12]}…; {_EXPORT_HINT}"
+                f"{path} is corrupt: sha256 {digest[:12]}…, the manifest says {str(sha256)[:12]}…; {_EXPORT_HINT}"
             )
-    return path
 
 
 def resolve_artifact(

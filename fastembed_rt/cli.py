@@ -63,11 +63,17 @@ def _print_info(root: Path) -> None:
     print(f"graph inputs  {', '.join(m.graph.inputs)}   outputs {', '.join(m.graph.outputs)}")
     if tok.prompts:
         print(f"prompts       {json.dumps(tok.prompts)}   default {tok.default_prompt_name}")
-    # Bi-encoders agree by cosine and STSb; heads (rerankers, SPLADE) by absolute/relative difference.
+    # Bi-encoders agree by cosine and STSb; heads (rerankers, SPLADE) by absolute/relative difference,
+    # and their int8 variants by score rank (rerankers) or cosine (SPLADE).
     columns = (
         [("min cos", "min_cosine", ".6f"), ("mean cos", "mean_cosine", ".6f"), ("STSb", "stsb_spearman", ".2f")]
         if m.task == "embedding"
-        else [("max abs", "max_abs_diff", ".2e"), ("max rel", "max_rel_diff", ".2e")]
+        else [
+            ("max abs", "max_abs_diff", ".2e"),
+            ("max rel", "max_rel_diff", ".2e"),
+            ("rank rho", "score_spearman", ".6f"),
+            ("mean cos", "mean_cosine", ".6f"),
+        ]
     )
     header = "".join(f" {title:>9}" for title, _, _ in columns)
     print(f"{'variant':<14} {'format':<8} {'precision':<9} {'size MB':>8}{header}  file")
@@ -75,7 +81,8 @@ def _print_info(root: Path) -> None:
         cells = "".join(
             f" {format(v.fidelity[key], spec) if key in v.fidelity else '-':>9}" for _, key, spec in columns
         )
-        print(f"{v.name:<14} {v.format:<8} {v.precision:<9} {v.size / 1e6:>8.1f}{cells}  {v.file}")
+        size_mb = (v.size + int(v.stage_counts.get("weights_size", 0))) / 1e6  # an IR's .bin counts too
+        print(f"{v.name:<14} {v.format:<8} {v.precision:<9} {size_mb:>8.1f}{cells}  {v.file}")
     for rejected in m.rejected_variants:
         print(f"{rejected['name']:<14} not shipped: {'; '.join(rejected['reasons'])}")
 

@@ -59,7 +59,7 @@ class SentenceTransformer:
             ``"tensorrt"``, ``"openvino"``, ``"openvino:GPU"``, or an engine instance such as
             ``providers.fake.FakeProvider``. A provider that cannot run here raises ``ProviderError``.
         variant: variant name from the manifest; ``"auto"``: the provider's first preferred variant
-            present (cpu: fp32; cuda: fp16, then fp32; openvino: the OpenVINO IR, then fp32).
+            present (cpu: optimized, then fp32; cuda: fp16, then fp32; openvino: the OpenVINO IR, then fp32).
         truncate_dim: default Matryoshka dimension for ``encode``.
         prompts / default_prompt_name: override the artifact's prompts.
         verify: ``"size"`` (cheap, default) or ``"full"`` (sha256) check of the graph file.

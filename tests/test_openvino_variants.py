@@ -183,3 +183,24 @@ def test_every_precision_output_of_the_ir_matches_the_numpy_reference(
         np.testing.assert_array_equal(model.encode(texts), floats)
     finally:
         model.close()
+
+
+def test_a_truncated_or_altered_ir_weights_file_is_refused_naming_it(artifact: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from fastembed_rt import ArtifactError
+
+    copy = tmp_path / "artifact"
+    shutil.copytree(artifact, copy)
+    weights = copy / load_manifest(copy).variant("openvino").stage_counts["weights_file"]
+    data = weights.read_bytes()
+    weights.write_bytes(data[:-4])
+    with pytest.raises(ArtifactError, match=rf"{weights.name} is corrupt or truncated"):
+        _open(copy, "openvino", "openvino")
+    weights.write_bytes(bytes([data[0] ^ 0xFF]) + data[1:])  # same size, other bytes
+    _open(copy, "openvino", "openvino").close()  # the default check is by size
+    with pytest.raises(ArtifactError, match=rf"{weights.name} is corrupt: sha256"):
+        SentenceTransformer(copy, variant="openvino", provider="openvino", verify="full")
+    weights.unlink()
+    with pytest.raises(ArtifactError, match=rf"{weights.name} is missing"):
+        _open(copy, "openvino", "openvino")

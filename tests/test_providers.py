@@ -40,7 +40,7 @@ def torch_embeddings(minilm_torch: Any) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def multi_variant_artifact(minilm_artifact_session: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The MiniLM artifact plus an OpenVINO IR variant (fp32 weights) and a second ONNX variant named fp16."""
+    """The MiniLM artifact plus an OpenVINO IR variant (fp32 weights) and ONNX copies named optimized and fp16."""
     import openvino as ov
 
     root = tmp_path_factory.mktemp("variants") / "artifact"
@@ -48,10 +48,15 @@ def multi_variant_artifact(minilm_artifact_session: Path, tmp_path_factory: pyte
     (root / "openvino").mkdir()
     model = ov.Core().read_model(root / "onnx" / "model.onnx")
     ov.save_model(model, root / "openvino" / "model.xml", compress_to_fp16=False)
-    shutil.copy(root / "onnx" / "model.onnx", root / "onnx" / "model_fp16.onnx")  # stands in for an fp16 graph
+    for stand_in in ("model_fp16.onnx", "model_optimized.onnx"):  # copies stand in for those graphs
+        shutil.copy(root / "onnx" / "model.onnx", root / "onnx" / stand_in)
     manifest = json.loads((root / "manifest.json").read_text())
     fp32 = manifest["variants"][0]
-    for name, file, fmt in (("fp16", "onnx/model_fp16.onnx", "onnx"), ("openvino", "openvino/model.xml", "openvino")):
+    for name, file, fmt in (
+        ("fp16", "onnx/model_fp16.onnx", "onnx"),
+        ("optimized", "onnx/model_optimized.onnx", "onnx"),
+        ("openvino", "openvino/model.xml", "openvino"),
+    ):
         path = root / file
         variant = {**fp32, "name": name, "file": file, "format": fmt, "size": path.stat().st_size}
         manifest["variants"].append({**variant, "sha256": file_sha256(path)})
@@ -82,12 +87,12 @@ def test_openvino_matches_onnxruntime_cpu_on_varied_shapes(minilm_runtime: Any, 
 def test_openvino_ir_variant_is_preferred_and_matches_cpu(multi_variant_artifact: Path, tmp_path: Path) -> None:
     cpu = SentenceTransformer(multi_variant_artifact, provider="cpu")
     openvino = SentenceTransformer(multi_variant_artifact, provider="openvino", provider_cache_dir=tmp_path)
-    assert (cpu.variant, openvino.variant) == ("fp32", "openvino")
+    assert (cpu.variant, openvino.variant) == ("optimized", "openvino")
     assert _cos(openvino.encode(TEXTS), cpu.encode(TEXTS)).min() >= 0.9999
 
 
 # -- selection ------------------------------------------------------------------------------------
-def test_auto_picks_openvino_for_an_ir_variant_else_cpu_when_no_gpu_is_usable(
+def test_auto_picks_cuda_when_usable_else_cpu_and_openvino_only_when_asked(
     minilm_artifact_session: Path, multi_variant_artifact: Path, tmp_path: Path
 ) -> None:
     assert "cpu" in available_providers() and "openvino" in available_providers()
@@ -95,9 +100,11 @@ def test_auto_picks_openvino_for_an_ir_variant_else_cpu_when_no_gpu_is_usable(
     onnx_only = SentenceTransformer(minilm_artifact_session)
     with_ir = SentenceTransformer(multi_variant_artifact, provider_cache_dir=tmp_path)
     named_onnx = SentenceTransformer(multi_variant_artifact, variant="fp32")
+    asked = SentenceTransformer(multi_variant_artifact, provider="openvino", provider_cache_dir=tmp_path)
     assert (onnx_only.provider, onnx_only.variant) == ("cuda" if gpu else "cpu", "fp32")
-    assert (with_ir.provider, with_ir.variant) == ("cuda", "fp16") if gpu else ("openvino", "openvino")
+    assert (with_ir.provider, with_ir.variant) == ("cuda", "fp16") if gpu else ("cpu", "optimized")
     assert (named_onnx.provider, named_onnx.variant) == ("cuda" if gpu else "cpu", "fp32")
+    assert (asked.provider, asked.variant) == ("openvino", "openvino")
 
 
 @no_cuda
@@ -113,7 +120,7 @@ def test_cuda_without_a_gpu_raises_naming_the_alternatives(minilm_artifact_sessi
 def test_each_provider_prefers_its_variants_in_order(multi_variant_artifact: Path) -> None:
     manifest = load_manifest(multi_variant_artifact)
     picks = {name: choose_variant(provider_spec(name), manifest).name for name in ("cpu", "cuda", "openvino")}
-    assert picks == {"cpu": "fp32", "cuda": "fp16", "openvino": "openvino"}
+    assert picks == {"cpu": "optimized", "cuda": "fp16", "openvino": "openvino"}
 
 
 def test_named_variant_the_provider_cannot_run_raises(multi_variant_artifact: Path) -> None:

@@ -5,21 +5,21 @@ Adding an engine is one module plus one ``ProviderSpec`` line in ``_REGISTRY``.
 ========== ========================================= ====================== ==================
 provider   engine                                    variants (``auto``)    install
 ========== ========================================= ====================== ==================
-cpu        ONNX Runtime CPU EP                       fp32                   (core)
+cpu        ONNX Runtime CPU EP                       optimized, fp32        (core)
 cuda       ONNX Runtime CUDA EP, IO binding          fp16, fp32             fastembed-rt[gpu]
 tensorrt   ONNX Runtime TensorRT EP, engine cache    fp32                   fastembed-rt[gpu]
 openvino   OpenVINO runtime, compiled-model cache    openvino (IR), fp32    fastembed-rt[openvino]
 ========== ========================================= ====================== ==================
 
 ``auto`` takes the first usable of ``_AUTO_ORDER``: ``cuda`` (onnxruntime-gpu installed and a device
-visible), then ``openvino`` (installed, and the artifact has an OpenVINO IR variant), then ``cpu``.
-openvino comes before cpu because it was faster on every row measured here (STSb test sentences,
-MiniLM, ``benchmarks/providers.py``): fp32 IR 558 sentences/s against 433 for ONNX Runtime (2
-threads; 1.3×), 540–562 against 476–495 with 1 thread; single query 3.1 ms against 3.9 ms. Its
-first load compiles (0.5–0.8 s), later loads read the compiled-model cache (0.1–0.2 s; ONNX
-Runtime 0.2–0.3 s). It needs an IR variant, not just the ONNX graph: OpenVINO's ONNX reader folds
-the precision stage's per-call inputs into constants, so ``truncate_dim=`` and ``precision=``
-would fail on it.
+visible), then ``cpu`` (always usable), so ``openvino`` runs only when asked for. Measured here in one
+run (``benchmarks/providers.py``, all-MiniLM-L6-v2, 2,758 STSb test sentences, 2 threads, 2 rounds,
+2026-11-30): ONNX Runtime on the ``optimized`` graph 1,094 sentences/s against 1,098 for the fp32
+OpenVINO IR, single query 1.80 against 2.01 ms, load 0.16 s against 0.32 s (0.10 s from OpenVINO's
+compiled-model cache). OpenVINO is faster on long passages (59 against 51 passages/s of ~250 tokens,
+``benchmarks/run.py``) and runs the ``openvino-int8`` variant, 2.6× the fp32 throughput within the
+int8 gate: choose it for those. It needs an IR variant for ``truncate_dim=`` and ``precision=``:
+OpenVINO's ONNX reader folds the precision stage's per-call inputs into constants.
 
 A provider name may carry a device: ``"cuda:1"``, ``"openvino:GPU.0"``.
 """
@@ -76,7 +76,8 @@ _REGISTRY: dict[str, ProviderSpec] = {
             install="fastembed-rt",
             formats=("onnx",),
             auto_formats=("onnx",),
-            preferred_variants=("fp32",),
+            # optimized: the fp32 gate, fused attention; 1.05× the fp32 graph here (benchmarks/providers.py)
+            preferred_variants=("optimized", "fp32"),
             pool_devices=lambda: _cpu_workers("cpu"),
         ),
         ProviderSpec(
@@ -112,7 +113,7 @@ _REGISTRY: dict[str, ProviderSpec] = {
     )
 }
 # Preference order of ``provider="auto"`` (the module docstring gives the measurements).
-_AUTO_ORDER = ("cuda", "openvino", "cpu")
+_AUTO_ORDER = ("cuda", "cpu", "openvino")
 
 
 def available_providers() -> list[str]:
