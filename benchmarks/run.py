@@ -28,7 +28,7 @@ Metrics: sentences/s and tokens/s, p50/p99 latency, cold start (process start �
 first embedding), peak RSS (``ru_maxrss`` of the child), installed size of the contender's venv
 (site-packages), STSb Spearman ×100 of the contender's own ``stsb`` embeddings, padding ratio, and
 model-FLOPs utilisation (``fastembed_rt.bench.encoder_flops`` on the real token counts over
-``cpu_peak``: threads × clock × FLOP/cycle).
+``cpu_peak``: threads × clock × FLOP/cycle, or what a 2048³ fp32 GEMM reaches here when that is more).
 
 Writes ``benchmarks/results/<stamp>/``: ``rows.jsonl`` (``fastembed_rt.bench.BenchRow``),
 ``table.md`` (summary, targets, every row) and ``chart.png``. The first run here took about 25 extra
@@ -58,7 +58,14 @@ from typing import Any
 
 from envs import ENV_ROOT, ENVS, ensure_env, installed_mb
 
-from fastembed_rt.bench import BenchRow, cpu_peak, encoder_flops, format_table, machine_name, write_jsonl
+from fastembed_rt.bench import (
+    BenchRow,
+    cpu_peak,
+    encoder_flops,
+    format_table,
+    machine_name,
+    write_jsonl,
+)
 
 HERE = Path(__file__).resolve().parent
 MODELS = ENV_ROOT / "models"
@@ -178,6 +185,38 @@ def tokenizer(artifact: Path) -> Any:
     tok.no_padding()
     tok.enable_truncation(manifest["tokenizer"]["max_seq_length"])
     return tok
+
+
+def gemm_gflops(threads: int, size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of the best of ``repeats`` fp32 ``size``³ MatMuls in ONNX Runtime on ``threads`` threads."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.random((size, size), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "gemm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [size, size])],
+        [weight],
+    )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(),
+        options,
+        providers=["CPUExecutionProvider"],
+    )
+    x = rng.random((size, size), dtype=np.float32)
+    session.run(None, {"x": x})
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        session.run(None, {"x": x})
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
 
 
 # -- contenders -----------------------------------------------------------------------------------
@@ -530,7 +569,7 @@ def main() -> None:
     tok = tokenizer(artifact)
     lengths = {k: [len(e.ids) for e in tok.encode_batch(v)] for k, v in texts.items()}
     layers, hidden, intermediate = model_shape(model_dir)
-    peak = cpu_peak(args.threads, args.flops_per_cycle)
+    peak = cpu_peak(args.threads, args.flops_per_cycle, gemm_gflops(args.threads))
     ctx = {
         "batch": args.batch,
         "threads": args.threads,
