@@ -171,6 +171,15 @@ def _match(g: _Graph, softmax: Any, num_heads: int) -> tuple[list[Any], Any] | N
     hidden = q.weight.shape[1]
     if k.weight.shape[1] != hidden or v.weight.shape[1] != hidden or hidden % num_heads:
         return None
+    removed = [*q.nodes, *k.nodes, *v.nodes, scores, scale_node, add_mask, softmax, context, merge, out]
+    inside = {id(node) for node in removed}
+    graph_outputs = {o.name for o in g.graph.output}
+    for node in removed:  # nothing outside the block (no node, no graph output) may read its inner tensors
+        for name in node.output:
+            if name == out.output[0]:
+                continue
+            if name in graph_outputs or any(id(user) not in inside for user in g.consumers.get(name, [])):
+                return None
     prefix = f"{softmax.name or softmax.output[0]}_fused"
     weights = helper.make_tensor(
         f"{prefix}_qkv_weight",
@@ -196,7 +205,6 @@ def _match(g: _Graph, softmax: Any, num_heads: int) -> tuple[list[Any], Any] | N
         num_heads=num_heads,
         scale=scale,
     )
-    removed = [*q.nodes, *k.nodes, *v.nodes, scores, scale_node, add_mask, softmax, context, merge, out]
     return removed, fused
 
 
@@ -208,7 +216,7 @@ def fuse_attention(model: Any, num_heads: int) -> int:
     """
     from onnx import TensorProto, helper
 
-    if _MASK_INPUT not in {i.name for i in model.graph.input}:
+    if num_heads <= 0 or _MASK_INPUT not in {i.name for i in model.graph.input}:
         return 0
     g = _Graph(model)
     removed: list[Any] = []

@@ -22,17 +22,21 @@ FUSES_EVERY_LAYER = {"bert", "roberta", "xlm-roberta", "camembert", "electra", "
 LAYERS = 2
 
 
-@pytest.fixture(scope="module", params=sorted(ARCHITECTURES))
-def backbone(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+def _export_tiny_backbone(architecture: str, folder: Path) -> Path:
     import torch
     from transformers import AutoConfig, AutoModel
 
-    architecture = request.param
     torch.manual_seed(0)
     model = AutoModel.from_config(AutoConfig.for_model(architecture, **TINY_ARCHITECTURES[architecture]))
-    path = tmp_path_factory.mktemp(f"attention-{architecture}") / "backbone.onnx"
+    path = folder / "backbone.onnx"
     export_backbone(model, ARCHITECTURES[architecture], path, vocab_size=1000)
-    return architecture, path
+    return path
+
+
+@pytest.fixture(scope="module", params=sorted(ARCHITECTURES))
+def backbone(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    architecture = request.param
+    return architecture, _export_tiny_backbone(architecture, tmp_path_factory.mktemp(f"attention-{architecture}"))
 
 
 def _run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -79,3 +83,13 @@ def test_graph_without_attention_mask_is_left_alone() -> None:
     model = helper.make_model(helper.make_graph([helper.make_node("Softmax", ["x"], ["y"])], "g", [x], [y]))
     assert fuse_attention(model, num_heads=1) == 0
     assert [n.op_type for n in model.graph.node] == ["Softmax"]
+
+
+def test_a_block_whose_inner_tensor_is_read_elsewhere_is_not_fused(tmp_path: Path) -> None:
+    path = _export_tiny_backbone("bert", tmp_path)
+    model = onnx.load(str(path))
+    softmax = next(n for n in model.graph.node if n.op_type == "Softmax")
+    model.graph.output.append(onnx.helper.make_tensor_value_info(softmax.output[0], onnx.TensorProto.FLOAT, None))
+    assert fuse_attention(model, num_heads=4) == LAYERS - 1
+    assert softmax.output[0] in {o for n in model.graph.node for o in n.output}
+    assert fuse_attention(onnx.load(str(path)), num_heads=0) == 0, "no head count, no fusion"
