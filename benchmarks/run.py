@@ -31,12 +31,13 @@ model-FLOPs utilisation (``fastembed_rt.bench.encoder_flops`` on the real token 
 ``cpu_peak``: threads × clock × FLOP/cycle, or what a 2048³ fp32 GEMM reaches here when that is more).
 
 Writes ``benchmarks/results/<stamp>/``: ``rows.jsonl`` (``fastembed_rt.bench.BenchRow``),
-``table.md`` (summary, targets, every row) and ``chart.png``. The first run here took about 25 extra
-minutes to set up: four venvs (8.5 min, mostly pip: runtime 22 s, st-torch 190 s, st-extras 246 s,
-fastembed 46 s), the artifact's four variants (13 min, each validated against PyTorch) and
-sentence-transformers' exports (4 min); later runs reuse all of it from ``benchmarks/.envs/``. A run
-then takes about 1.2 min per contender and round at ``--repeats 3`` (13 contenders). Compare numbers
-within one run only: runs 40 minutes apart differed by up to 13 %.
+``table.md`` (summary, targets, every row) and ``chart.png``. Setting up on a fresh clone took about
+10 minutes here (2026-11-30): four venvs (st-torch 58 s, st-extras 152 s, fastembed 12 s, and the
+runtime one; mostly pip), the artifact's five variants (174 s, each validated against PyTorch) and
+sentence-transformers' exports (~2 min); later runs reuse all of it from ``benchmarks/.envs/``. A run
+then takes about 25 s per contender and round at ``--repeats 3`` (14 contenders; 17 minutes for
+``--rounds 3``). Use several rounds and compare numbers within one run only: passes of one row
+spread by 10–20 %, and runs 40 minutes apart differed by up to 13 %.
 """
 
 from __future__ import annotations
