@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -282,6 +283,20 @@ def _build_variants(
     stsb_path: str | os.PathLike[str] | None,
 ) -> None:
     """Build, validate and gate each variant; keep those that pass, record those that do not."""
+    # OpenVINO compiles each candidate while validating; those blobs go to a scratch cache, not the user's.
+    with tempfile.TemporaryDirectory(prefix="fastembed-rt-validate-") as scratch:
+        _build_each_variant(context, names, st_model, prompts, stsb, stsb_path, Path(scratch))
+
+
+def _build_each_variant(
+    context: BuildContext,
+    names: Sequence[str],
+    st_model: Any,
+    prompts: dict[str, str],
+    stsb: bool | None,
+    stsb_path: str | os.PathLike[str] | None,
+    cache: Path,
+) -> None:
     held_out = _held_out_texts(stsb_path)
     for name in names:
         plan = VARIANTS[name]
@@ -296,7 +311,14 @@ def _build_variants(
             replace(manifest, variants=(*manifest.variants, candidate)).write()
             try:
                 fidelity = validate_embeddings(
-                    context.root, st_model, prompts, None, variant=plan.name, provider=provider, extra_texts=held_out
+                    context.root,
+                    st_model,
+                    prompts,
+                    None,
+                    variant=plan.name,
+                    provider=provider,
+                    extra_texts=held_out,
+                    provider_cache_dir=cache,
                 )
                 return plan.gate.check(fidelity)
             finally:
@@ -310,9 +332,25 @@ def _build_variants(
             entry = _variant_entry(context.root, plan, result.file, result.optimization, result.details)
             replace(manifest, variants=(*manifest.variants, entry)).write()
             fidelity = validate_embeddings(
-                context.root, st_model, prompts, None, variant=plan.name, provider=provider, extra_texts=held_out
+                context.root,
+                st_model,
+                prompts,
+                None,
+                variant=plan.name,
+                provider=provider,
+                extra_texts=held_out,
+                provider_cache_dir=cache,
             )
-            _score_stsb(context.root, st_model, fidelity, stsb, stsb_path, variant=plan.name, provider=provider)
+            _score_stsb(
+                context.root,
+                st_model,
+                fidelity,
+                stsb,
+                stsb_path,
+                variant=plan.name,
+                provider=provider,
+                provider_cache_dir=cache,
+            )
             misses = plan.gate.check(fidelity)
         except Exception as exc:  # a variant that cannot be built is reported, and the export goes on
             logger.debug("variant %s failed to build", name, exc_info=True)
@@ -367,6 +405,7 @@ def _score_stsb(
     path: str | os.PathLike[str] | None,
     variant: str = "auto",
     provider: str = "auto",
+    provider_cache_dir: Path | None = None,
 ) -> None:
     from fastembed_rt.evaluation import find_stsb_dir, load_stsb, stsb_spearman
     from fastembed_rt.models import SentenceTransformer
@@ -374,7 +413,7 @@ def _score_stsb(
     if stsb is False or (stsb is None and find_stsb_dir(path) is None):
         return
     data = load_stsb("test", "en", path)
-    runtime = SentenceTransformer(artifact, variant=variant, provider=provider)
+    runtime = SentenceTransformer(artifact, variant=variant, provider=provider, provider_cache_dir=provider_cache_dir)
     fidelity.stsb_spearman = stsb_spearman(lambda t: runtime.encode(t), data)  # type: ignore[arg-type,return-value]
     fidelity.stsb_spearman_torch = stsb_spearman(
         lambda t: st_model.encode(t, convert_to_numpy=True, show_progress_bar=False), data

@@ -85,6 +85,7 @@ def validate_embeddings(
     variant: str = "auto",
     provider: str = "auto",
     extra_texts: Sequence[str] = (),
+    provider_cache_dir: Path | None = None,
 ) -> Fidelity:
     """Compare one variant of the artifact with ``st_model``.
 
@@ -94,7 +95,9 @@ def validate_embeddings(
     """
     from fastembed_rt.models import SentenceTransformer
 
-    runtime = SentenceTransformer(artifact, verify="full", variant=variant, provider=provider)
+    runtime = SentenceTransformer(
+        artifact, verify="full", variant=variant, provider=provider, provider_cache_dir=provider_cache_dir
+    )
     texts = parity_texts(runtime.max_seq_length)
     fidelity = Fidelity()
     all_cos: list[np.ndarray] = []

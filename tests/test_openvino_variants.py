@@ -204,3 +204,16 @@ def test_a_truncated_or_altered_ir_weights_file_is_refused_naming_it(artifact: P
     weights.unlink()
     with pytest.raises(ArtifactError, match=rf"{weights.name} is missing"):
         _open(copy, "openvino", "openvino")
+
+
+def test_export_validation_leaves_nothing_in_the_users_provider_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastembed_rt.export import export_model
+
+    cache = tmp_path / "user-cache"
+    monkeypatch.setenv("FASTEMBED_RT_CACHE", str(cache))
+    model_dir = build_tiny_model(tmp_path, "bert", "mean")
+    manifest = export_model(model_dir, tmp_path / "artifact", stsb=False, variants="openvino", calibration_texts=[])
+    assert "openvino" in [v.name for v in manifest.variants]
+    assert not cache.exists() or not any(cache.rglob("*")), sorted(cache.rglob("*"))
