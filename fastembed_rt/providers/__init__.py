@@ -14,12 +14,13 @@ openvino   OpenVINO runtime, compiled-model cache    openvino (IR), fp32    fast
 ``auto`` takes the first usable of ``_AUTO_ORDER``: ``cuda`` (onnxruntime-gpu installed and a device
 visible), then ``cpu`` (always usable), so ``openvino`` runs only when asked for. Measured here in one
 run (``benchmarks/providers.py``, all-MiniLM-L6-v2, 2,758 STSb test sentences, 2 threads, 2 rounds,
-2026-11-30): ONNX Runtime on the ``optimized`` graph 1,094 sentences/s against 1,098 for the fp32
-OpenVINO IR, single query 1.80 against 2.01 ms, load 0.16 s against 0.32 s (0.10 s from OpenVINO's
+2026-11-30): ONNX Runtime on the ``optimized`` graph 1,188 sentences/s against 1,073 for the fp32
+OpenVINO IR, single query 1.59 against 2.14 ms, load 0.17 s against 0.29 s (0.10 s from OpenVINO's
 compiled-model cache). OpenVINO is faster on long passages (59 against 51 passages/s of ~250 tokens,
-``benchmarks/run.py``) and runs the ``openvino-int8`` variant, 2.6× the fp32 throughput within the
-int8 gate: choose it for those. It needs an IR variant for ``truncate_dim=`` and ``precision=``:
-OpenVINO's ONNX reader folds the precision stage's per-call inputs into constants.
+``benchmarks/run.py``) and runs the ``openvino-bf16`` (1.7×) and ``openvino-int8`` (2.65× the
+fp32 throughput) variants within their gates: choose it for those. It needs an IR variant for
+``truncate_dim=`` and ``precision=``: OpenVINO's ONNX reader folds the precision stage's per-call
+inputs into constants.
 
 A provider name may carry a device: ``"cuda:1"``, ``"openvino:GPU.0"``.
 """
@@ -76,7 +77,7 @@ _REGISTRY: dict[str, ProviderSpec] = {
             install="fastembed-rt",
             formats=("onnx",),
             auto_formats=("onnx",),
-            # optimized: the fp32 gate, fused attention; 1.05× the fp32 graph here (benchmarks/providers.py)
+            # optimized: the fp32 gate, fused attention; 1.05–1.15× the fp32 graph here (benchmarks/providers.py)
             preferred_variants=("optimized", "fp32"),
             pool_devices=lambda: _cpu_workers("cpu"),
         ),
