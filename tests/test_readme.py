@@ -31,5 +31,6 @@ def test_readme_python_block_runs(
 def test_readme_names_the_two_setup_commands_and_ci_runs_the_test_one() -> None:
     text = README.read_text(encoding="utf-8")
     assert "make demo" in text and "make test" in text
+    assert re.search(r"^make test$", text, flags=re.M), "the test command stands alone on its line, as CI runs it"
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert re.search(r"^make test$", ci, flags=re.M)
