@@ -298,6 +298,19 @@ def _build_each_variant(
     cache: Path,
 ) -> None:
     held_out = _held_out_texts(stsb_path)
+
+    def validate(plan: VariantPlan, provider: str) -> Fidelity:
+        return validate_embeddings(
+            context.root,
+            st_model,
+            prompts,
+            None,
+            variant=plan.name,
+            provider=provider,
+            extra_texts=held_out,
+            provider_cache_dir=cache,
+        )
+
     for name in names:
         plan = VARIANTS[name]
         provider = "openvino" if plan.format == "openvino" else "cpu"
@@ -310,17 +323,7 @@ def _build_each_variant(
             candidate = _variant_entry(context.root, plan, file, "candidate", {})
             replace(manifest, variants=(*manifest.variants, candidate)).write()
             try:
-                fidelity = validate_embeddings(
-                    context.root,
-                    st_model,
-                    prompts,
-                    None,
-                    variant=plan.name,
-                    provider=provider,
-                    extra_texts=held_out,
-                    provider_cache_dir=cache,
-                )
-                return plan.gate.check(fidelity)
+                return plan.gate.check(validate(plan, provider))
             finally:
                 manifest.write()
 
@@ -331,16 +334,7 @@ def _build_each_variant(
             result = plan.build(context)
             entry = _variant_entry(context.root, plan, result.file, result.optimization, result.details)
             replace(manifest, variants=(*manifest.variants, entry)).write()
-            fidelity = validate_embeddings(
-                context.root,
-                st_model,
-                prompts,
-                None,
-                variant=plan.name,
-                provider=provider,
-                extra_texts=held_out,
-                provider_cache_dir=cache,
-            )
+            fidelity = validate(plan, provider)
             _score_stsb(
                 context.root,
                 st_model,

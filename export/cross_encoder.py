@@ -31,7 +31,7 @@ from fastembed_rt.export.architectures import architecture_config
 from fastembed_rt.export.backbone import export_backbone
 from fastembed_rt.export.common import library_versions, resolve_model_dir, write_tokenizer
 from fastembed_rt.export.head_variants import MIN_SCORE_SPEARMAN, Validate, build_head_int8, parse_head_variants
-from fastembed_rt.export.validate import parity_texts
+from fastembed_rt.export.validate import held_out_pairs, parity_texts
 from fastembed_rt.kernels.heads import ClassifierActivation, ClassifierHeadSpec
 from fastembed_rt.kernels.onnx_heads import LOGITS, SCORES, append_classifier_head
 
@@ -259,16 +259,6 @@ def validate_cross_encoder(artifact: Path, ce: Any) -> HeadFidelity:
                         )
     runtime.close()
     return fidelity
-
-
-def held_out_pairs(count: int = 256) -> list[tuple[str, str]]:
-    """The first ``count`` STSb dev sentence pairs when the data is here (never used for calibration)."""
-    from fastembed_rt.evaluation import find_stsb_dir, load_stsb
-
-    if find_stsb_dir(None) is None:
-        return []
-    dev = load_stsb("dev", "en")
-    return list(zip(dev.sentences1, dev.sentences2))[:count]
 
 
 def int8_validator(ce: Any, max_seq_length: int) -> Validate:

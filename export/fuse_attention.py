@@ -48,7 +48,6 @@ class _Graph:
     def __init__(self, model: Any) -> None:
         from onnx import numpy_helper
 
-        self.model = model
         self.graph = model.graph
         self.producer = {out: node for node in self.graph.node for out in node.output}
         self.consumers: dict[str, list[Any]] = {}
@@ -211,10 +210,10 @@ def _match(g: _Graph, softmax: Any, num_heads: int) -> tuple[list[Any], Any] | N
 def fuse_attention(model: Any, num_heads: int) -> int:
     """Replace each matched attention block of ``model`` (an ``onnx.ModelProto``, edited in place).
 
-    Returns the number of blocks fused. Nodes left without consumers (the per-layer shape
-    computations, and the additive mask once no block reads it) are removed.
+    Returns the number of blocks fused. Nodes and initializers left without readers are removed.
     """
     from onnx import TensorProto, helper
+    from onnxruntime.transformers.onnx_model import OnnxModel
 
     if num_heads <= 0 or _MASK_INPUT not in {i.name for i in model.graph.input}:
         return 0
@@ -233,46 +232,12 @@ def fuse_attention(model: Any, num_heads: int) -> int:
     gone = {id(node) for node in removed}
     kept = [node for node in g.graph.node if id(node) not in gone]
     cast = helper.make_node("Cast", [_MASK_INPUT], [_MASK_INT32], name="attention_mask_to_int32", to=TensorProto.INT32)
-    available = {i.name for i in g.graph.input} | {t.name for t in g.graph.initializer}
-    ordered = _topological([cast, *kept, *fused], available)
     del g.graph.node[:]
-    g.graph.node.extend(ordered)
-    _prune(model)
+    g.graph.node.extend([cast, *kept, *fused])
     if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    edited = OnnxModel(model)
+    edited.topological_sort()
+    # the per-layer shape computations, the additive mask and the separate Q/K/V weights are unread now
+    edited.prune_graph(allow_remove_graph_inputs=False)
     return len(fused)
-
-
-def _topological(nodes: list[Any], available: set[str]) -> list[Any]:
-    ready = set(available) | {""}
-    pending = list(nodes)
-    ordered: list[Any] = []
-    while pending:
-        progressed = []
-        for node in pending:
-            if all(name in ready for name in node.input):
-                ordered.append(node)
-                ready.update(node.output)
-            else:
-                progressed.append(node)
-        if len(progressed) == len(pending):
-            missing = {name for node in progressed for name in node.input if name not in ready}
-            raise ValueError(f"attention fusion left inputs without producers: {sorted(missing)[:5]}")
-        pending = progressed
-    return ordered
-
-
-def _prune(model: Any) -> None:
-    """Drop nodes and initializers nothing reads any more (outputs of the graph count as read)."""
-    graph = model.graph
-    needed = {o.name for o in graph.output}
-    kept: list[Any] = []
-    for node in reversed(list(graph.node)):
-        if any(out in needed for out in node.output):
-            kept.append(node)
-            needed.update(node.input)
-    del graph.node[:]
-    graph.node.extend(reversed(kept))
-    used = [t for t in graph.initializer if t.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(used)

@@ -26,7 +26,6 @@ from fastembed_rt.export.cross_encoder import (
     HeadFidelity,
     export_backbone_of,
     graph_variant,
-    held_out_pairs,
     staged_artifact,
     tokenizer_info,
 )
@@ -37,7 +36,7 @@ from fastembed_rt.export.head_variants import (
     build_head_int8,
     parse_head_variants,
 )
-from fastembed_rt.export.validate import parity_texts
+from fastembed_rt.export.validate import held_out_pairs, parity_texts, row_cosines
 from fastembed_rt.kernels.heads import SpladeActivation, SpladePoolingStrategy, SpladeSpec
 from fastembed_rt.kernels.onnx_heads import MAX_ACTIVE_DIMS, SPARSE_INDICES, SPARSE_VALUES, append_splade_head
 
@@ -154,15 +153,6 @@ def validate_sparse_encoder(artifact: Path, se: Any, spec: SpladeSpec) -> HeadFi
     return fidelity
 
 
-def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine per row; two all-zero rows agree (1), one all-zero row does not (0)."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    both_zero = ~a.any(axis=1) & ~b.any(axis=1)
-    cos = np.divide((a * b).sum(axis=1), norms, out=np.zeros(len(a)), where=norms > 0)
-    return np.where(both_zero, 1.0, cos)
-
-
 def int8_validator(se: Any, spec: SpladeSpec, max_seq_length: int) -> Validate:
     """Checks an int8 SPLADE artifact against ``se``'s unpruned weights (see ``head_variants``)."""
     from fastembed_rt.sparse_encoder import SparseEncoder
@@ -180,11 +170,11 @@ def int8_validator(se: Any, spec: SpladeSpec, max_seq_length: int) -> Validate:
             )
         finally:
             runtime.close()
-        cos = _row_cosines(ours, reference)
+        cos = row_cosines(ours, reference)
         active, ref_active = ours > 0, reference > 0
         union = (active | ref_active).sum(axis=1)
         jaccard = np.divide((active & ref_active).sum(axis=1), union, out=np.ones(len(texts)), where=union > 0)
-        invariance = float(_row_cosines(alone, ours[:alone_count]).min())
+        invariance = float(row_cosines(alone, ours[:alone_count]).min())
         fidelity = {
             "texts": len(texts),
             "min_cosine": round(float(cos.min()), 6),

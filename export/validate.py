@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Fidelity", "parity_texts", "validate_embeddings"]
+__all__ = ["Fidelity", "held_out_pairs", "parity_texts", "row_cosines", "validate_embeddings"]
 
 _MID = (
     "The quick brown fox jumps over the lazy dog while the farmer watches from the porch "
@@ -66,7 +66,18 @@ class Fidelity:
         return out
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def held_out_pairs(count: int = 256) -> list[tuple[str, str]]:
+    """The first ``count`` STSb dev sentence pairs when the data is here (never used for calibration)."""
+    from fastembed_rt.evaluation import find_stsb_dir, load_stsb
+
+    if find_stsb_dir(None) is None:
+        return []
+    dev = load_stsb("dev", "en")
+    return list(zip(dev.sentences1, dev.sentences2))[:count]
+
+
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine of each row pair in float64; two all-zero rows agree (1), one all-zero row does not (0)."""
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     num = (a64 * b64).sum(axis=1)
     den = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
@@ -110,7 +121,7 @@ def validate_embeddings(
             batch = pool[start : start + size]
             ours = np.asarray(runtime.encode(batch, prompt=prompt, batch_size=size))
             ref = st_model.encode(batch, prompt=prompt, batch_size=size, convert_to_numpy=True, show_progress_bar=False)
-            cos = _cosines(ours, np.asarray(ref))
+            cos = row_cosines(ours, np.asarray(ref))
             all_cos.append(cos)
             fidelity.max_abs_diff = max(fidelity.max_abs_diff, float(np.abs(ours - ref).max()))
             if min_cosine is None:
@@ -128,6 +139,6 @@ def validate_embeddings(
     probe = [*texts, *list(extra_texts)[:96]]
     alone = np.stack([np.asarray(runtime.encode(t)) for t in probe])
     batched = np.asarray(runtime.encode(probe, batch_size=32))
-    fidelity.batch_invariance_min_cosine = float(_cosines(alone, batched).min())
+    fidelity.batch_invariance_min_cosine = float(row_cosines(alone, batched).min())
     runtime.close()
     return fidelity

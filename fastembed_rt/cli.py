@@ -23,6 +23,7 @@ def _export(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()
+    variants = _csv(args.variants) or None
     task = args.task
     if task == "auto":
         task = detect_task(resolve_model_dir(args.model, args.revision, None))
@@ -34,7 +35,7 @@ def _export(args: argparse.Namespace) -> int:
             revision=args.revision,
             overwrite=args.overwrite,
             stsb=False if args.no_stsb else None,
-            variants=_csv(args.variants) if args.variants else None,
+            variants=variants,
         )
     else:
         export_head = export_cross_encoder if task == "cross-encoder" else export_sparse_encoder
@@ -43,7 +44,7 @@ def _export(args: argparse.Namespace) -> int:
             args.out,
             revision=args.revision,
             overwrite=args.overwrite,
-            variants=_csv(args.variants) if args.variants else None,
+            variants=variants,
         )
     print(f"exported {args.model} -> {args.out} ({task}) in {time.perf_counter() - started:.1f} s")
     _print_info(Path(args.out))

@@ -220,9 +220,8 @@ def open_graph(
     chosen = choose_variant(spec, manifest, variant)
     path = verify_variant_file(manifest, chosen, full=verify_full)
     # Engine properties the variant was validated with (e.g. OpenVINO's bf16 precision hint); the
-    # caller's own ``extra`` still wins. Only an engine of the variant's own format reads them.
-    declared = chosen.stage_counts.get("engine_properties") or {}
-    extra = {**declared, **options.extra} if chosen.format != "onnx" else dict(options.extra)
+    # caller's own ``extra`` still wins.
+    extra = {**(chosen.stage_counts.get("engine_properties") or {}), **options.extra}
     return spec.open(path, replace(options, device=device or options.device, extra=extra)), chosen
 
 
