@@ -84,7 +84,7 @@ def main() -> None:
 
     from fastembed_rt import SentenceTransformer
     from fastembed_rt.artifact import load_manifest
-    from fastembed_rt.evaluation import load_stsb
+    from fastembed_rt.stsb import load_stsb
 
     data = load_stsb("test", "en")
     texts = data.sentences1 + data.sentences2

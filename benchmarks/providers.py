@@ -4,7 +4,7 @@
                                             [--repeats 3] [--rounds 2]
 
 Each row runs in a fresh subprocess with the same thread budget, on the STSb test sentences
-(2 × 1,379, through ``fastembed_rt.evaluation.load_stsb``), batch 32. Rows are measured in
+(2 × 1,379, through ``fastembed_rt.stsb.load_stsb``), batch 32. Rows are measured in
 ``--rounds`` interleaved rounds (row A, B, C, A, B, C, ...) and the median is reported, so a slow
 minute on a shared machine does not land on one row only. ``cpu / fp32`` is measured twice: with
 ONNX Runtime's intra-op spinning on and off. ``openvino`` loads twice: the first load compiles
@@ -64,8 +64,8 @@ def measure(row: dict[str, Any], artifact: Path, threads: int, repeats: int, out
     import numpy as np
 
     from fastembed_rt import SentenceTransformer
-    from fastembed_rt.evaluation import load_stsb
     from fastembed_rt.providers import ProviderOptions
+    from fastembed_rt.stsb import load_stsb
 
     options = ProviderOptions(intra_op_threads=threads, allow_spinning=row["spinning"])
     with tempfile.TemporaryDirectory() as cache:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from fastembed_rt import SentenceTransformer
-from fastembed_rt.evaluation import load_stsb
+from fastembed_rt.stsb import load_stsb
 from fastembed_rt.util import dot_score, semantic_search, semantic_search_quantized
 
 TOP_K = 10

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/rerank_sparse.py [--threads 2] [--repeats 3] [--work DIR]
 
 Each contender runs in a fresh subprocess with the same thread budget, batch 32, on STSb test data
-(loaded through fastembed_rt.evaluation.load_stsb):
+(loaded through fastembed_rt.stsb.load_stsb):
 
 - cross-encoder: the 1,379 (sentence1, sentence2) pairs, ``predict``. The model is a *random*
   BERT sequence classifier of all-MiniLM-L6 / ms-marco-MiniLM-L6 shape (hidden 384, 6 layers, 12 heads,
@@ -88,7 +88,7 @@ def prepare(work: Path) -> dict[str, Path]:
 
 def _workload(task: str, contender: str, paths: dict[str, Path], threads: int) -> Any:
     """A function running the whole workload once, and the number of items it scores."""
-    from fastembed_rt.evaluation import load_stsb
+    from fastembed_rt.stsb import load_stsb
 
     data = load_stsb("test", "en")
     if contender == "st-torch":

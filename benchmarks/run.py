@@ -143,7 +143,7 @@ def ensure_st_exports(model_dir: Path, stsb: str | None) -> Path:
 
     Static int8 calibrates on the STSb train sentences (as our int8 does), not on the hub's SST-2.
     """
-    from fastembed_rt.evaluation import load_stsb
+    from fastembed_rt.stsb import load_stsb
 
     folder = MODELS / "st"
     if not (folder / ".done").exists():
@@ -158,7 +158,7 @@ def ensure_st_exports(model_dir: Path, stsb: str | None) -> Path:
 
 def load_texts(artifact: Path, stsb: str | None, queries: int) -> tuple[dict[str, list[str]], Any]:
     """The three workloads' texts and the STSb split (for scoring)."""
-    from fastembed_rt.evaluation import load_stsb
+    from fastembed_rt.stsb import load_stsb
 
     data = load_stsb("test", "en", stsb)
     short = data.sentences1 + data.sentences2
@@ -369,7 +369,7 @@ def to_rows(
 ) -> list[BenchRow]:
     import numpy as np
 
-    from fastembed_rt.evaluation import spearman
+    from fastembed_rt.stsb import spearman
 
     base = BenchRow(
         contender=contender.name,

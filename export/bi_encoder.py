@@ -244,8 +244,8 @@ def _calibrate(
     Returns the texts chosen (also what int8 model quantization calibrates on), or None.
     """
     from fastembed_rt.calibration import calibrate_artifact
-    from fastembed_rt.evaluation import find_stsb_dir, load_stsb
     from fastembed_rt.models import SentenceTransformer
+    from fastembed_rt.stsb import find_stsb_dir, load_stsb
 
     source = "user texts"
     if texts is None:
@@ -266,7 +266,7 @@ def _calibrate(
 
 def _held_out_texts(stsb_path: str | os.PathLike[str] | None, count: int = 256) -> list[str]:
     """STSb dev sentences (never used for calibration) to validate variants on, when available."""
-    from fastembed_rt.evaluation import find_stsb_dir, load_stsb
+    from fastembed_rt.stsb import find_stsb_dir, load_stsb
 
     if find_stsb_dir(stsb_path) is None:
         return []
@@ -401,8 +401,8 @@ def _score_stsb(
     provider: str = "auto",
     provider_cache_dir: Path | None = None,
 ) -> None:
-    from fastembed_rt.evaluation import find_stsb_dir, load_stsb, stsb_spearman
     from fastembed_rt.models import SentenceTransformer
+    from fastembed_rt.stsb import find_stsb_dir, load_stsb, stsb_spearman
 
     if stsb is False or (stsb is None and find_stsb_dir(path) is None):
         return

@@ -32,8 +32,8 @@ from fastembed_rt.export.backbone import export_backbone
 from fastembed_rt.export.common import library_versions, resolve_model_dir, write_tokenizer
 from fastembed_rt.export.head_variants import MIN_SCORE_SPEARMAN, Validate, build_head_int8, parse_head_variants
 from fastembed_rt.export.validate import held_out_pairs, parity_texts
-from fastembed_rt.kernels.heads import ClassifierActivation, ClassifierHeadSpec
-from fastembed_rt.kernels.onnx_heads import LOGITS, SCORES, append_classifier_head
+from fastembed_rt.kernels.onnx_heads import append_classifier_head
+from fastembed_rt.kernels.spec import LOGITS, SCORES, ClassifierActivation, ClassifierHeadSpec
 
 __all__ = [
     "SCORE_ATOL",
@@ -231,7 +231,7 @@ def validate_cross_encoder(artifact: Path, ce: Any) -> HeadFidelity:
 
     The PyTorch side scores every pair once per prompt; the runtime scores it in each batching.
     """
-    from fastembed_rt.cross_encoder import CrossEncoder
+    from fastembed_rt.models.cross_encoder import CrossEncoder
 
     runtime = CrossEncoder(artifact, verify="full")
     pairs = parity_pairs(runtime.max_seq_length)
@@ -263,8 +263,8 @@ def validate_cross_encoder(artifact: Path, ce: Any) -> HeadFidelity:
 
 def int8_validator(ce: Any, max_seq_length: int) -> Validate:
     """Checks an int8 cross-encoder artifact against ``ce``'s scores (see ``head_variants``)."""
-    from fastembed_rt.cross_encoder import CrossEncoder
-    from fastembed_rt.evaluation import spearman
+    from fastembed_rt.models.cross_encoder import CrossEncoder
+    from fastembed_rt.stsb import spearman
 
     pairs = parity_pairs(max_seq_length) + held_out_pairs()
     reference = _torch_predict(ce, pairs, None, identity=False).reshape(len(pairs), -1)

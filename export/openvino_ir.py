@@ -41,7 +41,7 @@ import numpy as np
 from fastembed_rt.artifact import file_sha256
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export.variants import BuildContext, BuildResult
-from fastembed_rt.kernels.spec import PROMPT_LENGTH, SENTENCE_EMBEDDING
+from fastembed_rt.kernels.spec import SENTENCE_EMBEDDING
 
 __all__ = ["BF16_PROPERTIES", "build_openvino", "build_openvino_bf16", "build_openvino_int8"]
 
@@ -77,18 +77,14 @@ def _import_nncf() -> Any:
     return nncf
 
 
-def _convert(context: BuildContext) -> tuple[Any, dict[str, np.ndarray]]:
-    """The fp32 graph as an ``ov.Model`` with every ONNX graph input kept an input.
-
-    Returns (model, the ONNX defaults of the inputs OpenVINO would have folded into constants).
-    """
+def _convert(context: BuildContext) -> Any:
+    """The fp32 graph as an ``ov.Model`` with every ONNX graph input kept an input (the runtime feeds
+    the precision stage's defaults itself, ``pipeline.BatchFeeds``)."""
     import onnx
-    from onnx import numpy_helper
 
     ov = _import_openvino()
     graph = onnx.load(str(context.base))
     inputs = {i.name for i in graph.graph.input}
-    defaults = {i.name: numpy_helper.to_array(i) for i in graph.graph.initializer if i.name in inputs}
     kept = [i for i in graph.graph.initializer if i.name not in inputs]
     del graph.graph.initializer[:]
     graph.graph.initializer.extend(kept)
@@ -102,7 +98,7 @@ def _convert(context: BuildContext) -> tuple[Any, dict[str, np.ndarray]]:
         raise ExportError(
             f"OpenVINO converted {context.base} with inputs {sorted(converted)}, the graph has {sorted(inputs)}"
         )
-    return model, defaults
+    return model
 
 
 def _save(context: BuildContext, model: Any, file: str, *, fp16_weights: bool = False) -> dict[str, Any]:
@@ -133,14 +129,14 @@ def _op_counts(model: Any) -> dict[str, int]:
 
 def build_openvino(context: BuildContext) -> BuildResult:
     """fp32 OpenVINO IR of the fused graph (``openvino/model.xml`` + ``.bin``)."""
-    model, _ = _convert(context)
+    model = _convert(context)
     details = {"op_counts": _op_counts(model), **_save(context, model, FILE)}
     return BuildResult(file=FILE, optimization="openvino-ir", details=details)
 
 
 def build_openvino_bf16(context: BuildContext) -> BuildResult:
     """The IR with fp16-stored weights, compiled with bf16 inference precision (``openvino/model_bf16.xml``)."""
-    model, _ = _convert(context)
+    model = _convert(context)
     details = {
         "op_counts": _op_counts(model),
         **_save(context, model, BF16_FILE, fp16_weights=True),
@@ -149,30 +145,16 @@ def build_openvino_bf16(context: BuildContext) -> BuildResult:
     return BuildResult(file=BF16_FILE, optimization="openvino-ir+bf16", details=details)
 
 
-def _feeds(context: BuildContext, texts: Sequence[str], defaults: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+def _feeds(context: BuildContext, texts: Sequence[str]) -> list[dict[str, np.ndarray]]:
     """One feed dict per text (batch of 1), as the runtime feeds the graph."""
     from fastembed_rt.artifact import load_manifest
-    from fastembed_rt.batching import pad_batch
+    from fastembed_rt.pipeline import BatchFeeds
     from fastembed_rt.tokenizer import Tokenizer
 
     manifest = load_manifest(context.root)
     encoded = Tokenizer(context.root, manifest.tokenizer).encode(list(texts))
-    left = manifest.tokenizer.padding_side == "left"
-    samples = []
-    for ids, type_ids in zip(encoded.ids, encoded.type_ids, strict=True):
-        input_ids, mask = pad_batch([ids], manifest.tokenizer.pad_token_id, left)
-        feeds: dict[str, np.ndarray] = {"input_ids": input_ids, "attention_mask": mask}
-        for name in manifest.graph.inputs:
-            if name == "token_type_ids":
-                feeds[name] = type_ids[None, :]
-            elif name == PROMPT_LENGTH:
-                feeds[name] = np.zeros(1, dtype=np.int64)
-            elif name in defaults:
-                feeds[name] = defaults[name]
-            elif name not in feeds:
-                raise ExportError(f"no calibration feed for graph input {name!r} of {context.base}")
-        samples.append(feeds)
-    return samples
+    feeds = BatchFeeds(manifest)
+    return [feeds([ids], [type_ids]) for ids, type_ids in zip(encoded.ids, encoded.type_ids, strict=True)]
 
 
 def _weight_matmuls(model: Any) -> list[str]:
@@ -240,7 +222,7 @@ def _throughput(context: BuildContext, files: dict[str, str], texts: Sequence[st
     """Sentences per second of each IR file through the runtime's OpenVINO engine, rounds interleaved."""
     from fastembed_rt.artifact import load_manifest
     from fastembed_rt.pipeline import Pipeline
-    from fastembed_rt.providers import ProviderOptions, create_provider
+    from fastembed_rt.providers import ProviderOptions, open_graph_file
     from fastembed_rt.tokenizer import Tokenizer
 
     manifest = load_manifest(context.root)
@@ -251,7 +233,7 @@ def _throughput(context: BuildContext, files: dict[str, str], texts: Sequence[st
             name: Pipeline(
                 manifest,
                 tokenizer,
-                create_provider("openvino", context.root / file, ProviderOptions(cache_dir=Path(cache))),
+                open_graph_file("openvino", context.root / file, "openvino", ProviderOptions(cache_dir=Path(cache))),
             )
             for name, file in files.items()
         }
@@ -286,11 +268,11 @@ def _build_int8(context: BuildContext) -> BuildResult:
 
     if context.check is None:
         raise ExportError("the openvino-int8 builder needs the gate check of the export stage")
-    base, defaults = _convert(context)
+    base = _convert(context)
     texts = list(context.calibration_texts)
     if not texts:
         raise ExportError("openvino-int8 needs calibration texts (export_model(..., calibration_texts=...))")
-    samples = _feeds(context, texts[:CALIBRATION_SAMPLES], defaults)
+    samples = _feeds(context, texts[:CALIBRATION_SAMPLES])
     weight_matmuls = _weight_matmuls(base)
     if not weight_matmuls:
         raise ExportError("the backbone has no MatMul with weights to quantize")

@@ -37,8 +37,15 @@ from fastembed_rt.export.head_variants import (
     parse_head_variants,
 )
 from fastembed_rt.export.validate import held_out_pairs, parity_texts, row_cosines
-from fastembed_rt.kernels.heads import SpladeActivation, SpladePoolingStrategy, SpladeSpec
-from fastembed_rt.kernels.onnx_heads import MAX_ACTIVE_DIMS, SPARSE_INDICES, SPARSE_VALUES, append_splade_head
+from fastembed_rt.kernels.onnx_heads import append_splade_head
+from fastembed_rt.kernels.spec import (
+    MAX_ACTIVE_DIMS,
+    SPARSE_INDICES,
+    SPARSE_VALUES,
+    SpladeActivation,
+    SpladePoolingStrategy,
+    SpladeSpec,
+)
 
 __all__ = ["PRUNING_CHECK_K", "SPARSE_ATOL", "SPARSE_RTOL", "export_sparse_encoder"]
 
@@ -112,7 +119,7 @@ def validate_sparse_encoder(artifact: Path, se: Any, spec: SpladeSpec) -> HeadFi
     PyTorch side runs each text once and prunes with sentence-transformers' ``select_max_active_dims``,
     exactly as ``SparseEncoder.encode`` does.
     """
-    from fastembed_rt.sparse_encoder import SparseEncoder
+    from fastembed_rt.models.sparse_encoder import SparseEncoder
 
     runtime = SparseEncoder(artifact, verify="full")
     texts = parity_texts(runtime.max_seq_length)
@@ -155,7 +162,7 @@ def validate_sparse_encoder(artifact: Path, se: Any, spec: SpladeSpec) -> HeadFi
 
 def int8_validator(se: Any, spec: SpladeSpec, max_seq_length: int) -> Validate:
     """Checks an int8 SPLADE artifact against ``se``'s unpruned weights (see ``head_variants``)."""
-    from fastembed_rt.sparse_encoder import SparseEncoder
+    from fastembed_rt.models.sparse_encoder import SparseEncoder
 
     texts = parity_texts(max_seq_length) + [t for pair in held_out_pairs(128) for t in pair]
     reference = _torch_dense(se, texts, None)

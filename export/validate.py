@@ -68,7 +68,7 @@ class Fidelity:
 
 def held_out_pairs(count: int = 256) -> list[tuple[str, str]]:
     """The first ``count`` STSb dev sentence pairs when the data is here (never used for calibration)."""
-    from fastembed_rt.evaluation import find_stsb_dir, load_stsb
+    from fastembed_rt.stsb import find_stsb_dir, load_stsb
 
     if find_stsb_dir(None) is None:
         return []

@@ -6,7 +6,6 @@
 (1, 384)
 """
 
-from fastembed_rt.cross_encoder import CrossEncoder
 from fastembed_rt.errors import (
     ArtifactError,
     ExportError,
@@ -15,8 +14,8 @@ from fastembed_rt.errors import (
     ParityError,
     ProviderError,
 )
-from fastembed_rt.models import SentenceTransformer, SimilarityFunction
-from fastembed_rt.sparse_encoder import SparseEncoder
+from fastembed_rt.models import CrossEncoder, SentenceTransformer, SparseEncoder, load_model
+from fastembed_rt.similarity import SimilarityFunction
 
 __version__ = "0.1.0"
 
@@ -32,4 +31,5 @@ __all__ = [
     "SimilarityFunction",
     "SparseEncoder",
     "__version__",
+    "load_model",
 ]

@@ -27,7 +27,7 @@ from fastembed_rt.kernels.spec import (
 from fastembed_rt.providers.base import ExecutionProvider
 from fastembed_rt.tokenizer import Encoded, Tokenizer
 
-__all__ = ["EncodeStats", "Pipeline", "check_texts"]
+__all__ = ["BatchFeeds", "EncodeStats", "Pipeline", "check_texts"]
 
 
 def check_texts(texts: object) -> list[str]:
@@ -103,15 +103,18 @@ class _PlainProgress:
         pass
 
 
-class Pipeline:
-    """Runs a fused embedding graph over texts; owns tokenizer and provider, not the options."""
+class BatchFeeds:
+    """Graph inputs of one batch, exactly as the runtime feeds the graph (export calibration uses it too).
 
-    def __init__(self, manifest: Manifest, tokenizer: Tokenizer, provider: ExecutionProvider) -> None:
+    Call with unpadded token rows: gives padded ``input_ids`` and ``attention_mask`` (int64 ``[B, L]``,
+    on the tokenizer's padding side), ``token_type_ids`` and ``prompt_length`` when the graph takes
+    them, and the precision stage's defaults. ``per_call_inputs`` are graph inputs a caller feeds
+    itself per call (``extra_feeds``, e.g. SPLADE's ``max_active_dims``); those without a default
+    are left out.
+    """
+
+    def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
-        self.tokenizer = tokenizer
-        self.provider = provider
-        self.token_budget = DEFAULT_TOKEN_BUDGET
-        self.last_stats = EncodeStats()
         self._inputs = tuple(manifest.graph.inputs)
         self._left = manifest.tokenizer.padding_side == "left"
         self._pad_id = manifest.tokenizer.pad_token_id
@@ -126,7 +129,14 @@ class Pipeline:
             QUANTIZE_RANGES: np.stack([-np.ones(dim, np.float32), np.ones(dim, np.float32)]),
         }
 
-    def _feeds(self, ids: list[np.ndarray], type_ids: list[np.ndarray], prompt_length: int) -> dict[str, np.ndarray]:
+    def __call__(
+        self, ids: list[np.ndarray], type_ids: list[np.ndarray], prompt_length: int = 0
+    ) -> dict[str, np.ndarray]:
+        """The feeds of one batch.
+
+        Raises:
+            InputError: the graph has an input fastembed-rt does not know how to feed.
+        """
         input_ids, mask = pad_batch(ids, self._pad_id, self._left)
         feeds: dict[str, np.ndarray] = {}
         for name in self._inputs:
@@ -141,10 +151,22 @@ class Pipeline:
             elif name in self._per_call_defaults:
                 feeds[name] = self._per_call_defaults[name]  # a call's ``extra_feeds`` replace these
             elif name in self.per_call_inputs:
-                continue  # fed by the caller through ``extra_feeds`` (e.g. SPLADE's max_active_dims)
+                continue  # fed by the caller through ``extra_feeds``
             else:
                 raise InputError(f"graph input {name!r} of {self.manifest.root} is not one fastembed-rt can feed")
         return feeds
+
+
+class Pipeline:
+    """Runs a fused graph over tokenized inputs; owns tokenizer, feeds and provider, not the options."""
+
+    def __init__(self, manifest: Manifest, tokenizer: Tokenizer, provider: ExecutionProvider) -> None:
+        self.manifest = manifest
+        self.tokenizer = tokenizer
+        self.provider = provider
+        self.feeds = BatchFeeds(manifest)
+        self.token_budget = DEFAULT_TOKEN_BUDGET
+        self.last_stats = EncodeStats()
 
     def run_batches(
         self,
@@ -199,7 +221,7 @@ class Pipeline:
         bar = _progress(len(plan), show_progress_bar)
         try:
             for rows in plan:
-                feeds = self._feeds([encoded.ids[i] for i in rows], [encoded.type_ids[i] for i in rows], prompt_length)
+                feeds = self.feeds([encoded.ids[i] for i in rows], [encoded.type_ids[i] for i in rows], prompt_length)
                 if extra_feeds:
                     feeds.update(extra_feeds)
                 stats.real_tokens += int(lengths[rows].sum())

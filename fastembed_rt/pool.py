@@ -18,7 +18,7 @@ import pickle
 import queue
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,12 +41,12 @@ def _portable(exc: BaseException) -> BaseException:
     return exc
 
 
-def _worker(index: int, load: dict[str, Any], max_seq_length: int, tasks: Any, results: Any) -> None:
+def _worker(
+    index: int, open_model: Callable[..., Any], load: dict[str, Any], max_seq_length: int, tasks: Any, results: Any
+) -> None:
     """Load a model, report ready, then encode chunks until the ``None`` sentinel."""
     try:
-        from fastembed_rt.models import SentenceTransformer
-
-        model = SentenceTransformer(**load)
+        model = open_model(**load)
         model.max_seq_length = max_seq_length
     except BaseException as exc:
         results.put(("failed", -1, index, _portable(exc)))
@@ -67,17 +67,19 @@ def _worker(index: int, load: dict[str, Any], max_seq_length: int, tasks: Any, r
 
 
 class MultiProcessPool:
-    """Worker processes that each hold their own ``SentenceTransformer``.
+    """Worker processes that each hold their own model.
 
     Args:
-        loads: one ``SentenceTransformer`` keyword set per worker (artifact, provider, variant, options).
+        open_model: opens the model in a worker: a model class (it reaches the worker by its import
+            path, so this module imports no model type) called with one of ``loads``.
+        loads: one keyword set per worker (artifact, provider, variant, options).
         max_seq_length: the parent model's current ``max_seq_length``.
 
     Raises:
         The first worker's load error (e.g. ``ProviderError``), after stopping the others.
     """
 
-    def __init__(self, loads: Sequence[dict[str, Any]], max_seq_length: int) -> None:
+    def __init__(self, open_model: Callable[..., Any], loads: Sequence[dict[str, Any]], max_seq_length: int) -> None:
         if not loads:
             raise ProviderError("a multi-process pool needs at least one target device")
         context = multiprocessing.get_context("spawn")
@@ -89,7 +91,7 @@ class MultiProcessPool:
         self._processes = [
             context.Process(
                 target=_worker,
-                args=(i, dict(load), max_seq_length, self._tasks, self._results),
+                args=(i, open_model, dict(load), max_seq_length, self._tasks, self._results),
                 name=f"fastembed-rt-{i}-{device}",
                 daemon=True,
             )
@@ -129,7 +131,7 @@ class MultiProcessPool:
             return message
 
     def encode(self, sentences: str | Sequence[str], *, chunk_size: int | None = None, **kwargs: Any) -> Any:
-        """``SentenceTransformer.encode`` over the workers; same arguments, same result, input order.
+        """The model's ``encode`` over the workers; same arguments, same result, input order.
 
         ``chunk_size``: texts per task; default ``ceil(n / (4 × workers))``, at most 1,000.
         """

@@ -1,4 +1,4 @@
-"""ONNX builders of the task heads: the same semantics as ``heads``' numpy references.
+"""ONNX builders of the task heads: the same semantics as ``reference``'s numpy heads.
 
 Classifier head (cross-encoder)::
 
@@ -29,31 +29,21 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from fastembed_rt.kernels.heads import (
+from fastembed_rt.kernels.onnx_builder import GraphBuilder
+from fastembed_rt.kernels.spec import (
+    LOGITS,
+    MAX_ACTIVE_DIMS,
+    SCORES,
+    SPARSE_INDICES,
+    SPARSE_VALUES,
     ClassifierActivation,
     ClassifierHeadSpec,
     SpladeActivation,
     SpladePoolingStrategy,
     SpladeSpec,
 )
-from fastembed_rt.kernels.onnx_stages import _Builder
 
-__all__ = [
-    "LOGITS",
-    "MAX_ACTIVE_DIMS",
-    "SCORES",
-    "SPARSE_INDICES",
-    "SPARSE_VALUES",
-    "HeadCounts",
-    "append_classifier_head",
-    "append_splade_head",
-]
-
-LOGITS = "logits"
-SCORES = "scores"
-MAX_ACTIVE_DIMS = "max_active_dims"
-SPARSE_INDICES = "sparse_indices"
-SPARSE_VALUES = "sparse_values"
+__all__ = ["HeadCounts", "append_classifier_head", "append_splade_head"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +63,7 @@ def append_classifier_head(model: onnx.ModelProto, spec: ClassifierHeadSpec, *, 
 
     ``logits`` stays a graph output, so the runtime can apply another activation per call.
     """
-    b = _Builder(model.graph, "head")
+    b = GraphBuilder(model.graph, "head")
     if spec.activation is ClassifierActivation.IDENTITY:
         y = b.op("Identity", [logits])
     elif spec.activation is ClassifierActivation.SIGMOID:
@@ -85,7 +75,7 @@ def append_classifier_head(model: onnx.ModelProto, spec: ClassifierHeadSpec, *, 
     return HeadCounts(f"classifier:{spec.activation.value}", b.counts.nodes + 1, b.counts.initializers)
 
 
-def _log1p(b: _Builder, x: str) -> str:
+def _log1p(b: GraphBuilder, x: str) -> str:
     """``log1p(x)`` for ``x >= 0``: ``x`` where ``1 + x == 1``, else ``x * log(1 + x) / ((1 + x) - 1)``."""
     one = b.const(np.array(1.0, np.float32), "one")
     u = b.op("Add", [x, one], "u")
@@ -93,7 +83,7 @@ def _log1p(b: _Builder, x: str) -> str:
     return b.op("Where", [b.op("Equal", [u, one]), x, ratio], "log1p")
 
 
-def _activate(b: _Builder, x: str, spec: SpladeSpec) -> str:
+def _activate(b: GraphBuilder, x: str, spec: SpladeSpec) -> str:
     y = _log1p(b, b.op("Relu", [x]))
     if spec.activation is SpladeActivation.LOG1P_RELU:
         y = _log1p(b, y)
@@ -116,7 +106,7 @@ def append_splade_head(
     output is removed unless ``keep_logits_output``.
     """
     graph = model.graph
-    b = _Builder(graph, "splade")
+    b = GraphBuilder(graph, "splade")
     i64 = np.int64
     ax1 = b.const(np.array([1], i64), "axis1")
     mask = b.op("Unsqueeze", [b.op("Cast", [attention_mask], to=TensorProto.FLOAT), b.const(np.array([-1], i64), "ax")])

@@ -18,13 +18,11 @@ Only standard ONNX operators (opset ≥ 18), so the stages run on every executio
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from fastembed_rt.kernels.onnx_builder import GraphBuilder, StageCounts
 from fastembed_rt.kernels.spec import (
     NORMALIZE_OUTPUT,
     OUTPUT_DIM,
@@ -40,49 +38,7 @@ from fastembed_rt.kernels.spec import (
 __all__ = ["StageCounts", "append_output_precisions", "append_output_stages"]
 
 
-@dataclass
-class StageCounts:
-    """What ``append_output_stages`` added, so tests and the manifest can state it."""
-
-    nodes: int = 0
-    initializers: int = 0
-    pooling_modes: list[str] = field(default_factory=list)
-    dense_layers: int = 0
-    normalize: bool = False
-
-
-class _Builder:
-    def __init__(self, graph: onnx.GraphProto, prefix: str) -> None:
-        self.graph = graph
-        self.prefix = prefix
-        self.counts = StageCounts()
-        self._n = 0
-
-    def name(self, hint: str) -> str:
-        self._n += 1
-        return f"{self.prefix}/{hint}_{self._n}"
-
-    def const(self, value: np.ndarray, hint: str) -> str:
-        name = self.name(hint)
-        self.graph.initializer.append(numpy_helper.from_array(value, name))
-        self.counts.initializers += 1
-        return name
-
-    def drop_unused_constants(self) -> None:
-        used = {name for node in self.graph.node for name in node.input}
-        unused = [t for t in self.graph.initializer if t.name.startswith(self.prefix + "/") and t.name not in used]
-        for tensor in unused:
-            self.graph.initializer.remove(tensor)
-        self.counts.initializers -= len(unused)
-
-    def op(self, op_type: str, inputs: list[str], hint: str | None = None, **attrs: Any) -> str:
-        out = self.name(hint or op_type.lower())
-        self.graph.node.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
-        self.counts.nodes += 1
-        return out
-
-
-def _activation(b: _Builder, x: str, activation: DenseActivation) -> str:
+def _activation(b: GraphBuilder, x: str, activation: DenseActivation) -> str:
     if activation is DenseActivation.IDENTITY:
         return x
     if activation is DenseActivation.TANH:
@@ -101,7 +57,7 @@ def _activation(b: _Builder, x: str, activation: DenseActivation) -> str:
     raise ValueError(f"unknown dense activation {activation!r}")  # pragma: no cover
 
 
-def _gather_token(b: _Builder, x: str, index_b1: str) -> str:
+def _gather_token(b: GraphBuilder, x: str, index_b1: str) -> str:
     """``x[b, index[b], :]`` for x [B,S,H] and an int64 index [B,1]: GatherElements on axis 1."""
     i64 = np.int64
     shape_x = b.op("Shape", [x])
@@ -132,7 +88,7 @@ def append_output_stages(
         float32 [B, D] (and input ``prompt_length`` int64 [B] when ``include_prompt`` is False).
     """
     graph = model.graph
-    b = _Builder(graph, "stages")
+    b = GraphBuilder(graph, "stages")
     i64 = np.int64
 
     ax1 = b.const(np.array([1], i64), "axis1")
@@ -232,7 +188,7 @@ def append_output_precisions(model: onnx.ModelProto, dim: int, *, embedding: str
     Semantics are those of ``reference.matryoshka`` and ``reference.quantize``.
     """
     graph = model.graph
-    b = _Builder(graph, "precision")
+    b = GraphBuilder(graph, "precision")
     i64, f32 = np.int64, np.float32
     graph.input.extend(
         [

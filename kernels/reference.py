@@ -13,15 +13,52 @@ All inputs are ``token_embeddings`` float32 ``[batch, seq, hidden]``, ``attentio
   excluding a prompt keeps the remaining tokens' original weights; ``/ max(sum(w * m), 1e-9)``;
 - ``lasttoken``: the last pooled token, a zero vector for a row with none;
 - dense: ``activation(x @ W.T + b)``; normalize: ``x / max(||x||_2, 1e-12)`` (torch's F.normalize).
+
+Task heads, as sentence-transformers 6 computes them (the runtime also uses these for per-call
+activation overrides):
+
+- cross-encoder activation (``CrossEncoder.activation_fn``): ``identity``; ``sigmoid``
+  ``1 / (1 + exp(-x))``; ``softmax`` over the label axis, ``exp(x - max) / sum(exp(x - max))``.
+  ``Softmax()`` saved without ``dim`` acts on the label axis of ``[batch, labels]`` logits.
+- SPLADE (``SpladePooling``): ``t = log1p(relu(logits * mask))`` (``log1p_relu`` applies ``log1p``
+  twice), then ``max`` or ``sum`` over the sequence axis. Padding positions give ``t = 0``, so
+  ``max`` pooling equals the maximum over valid tokens clipped at 0.
+- top-k pruning (``select_max_active_dims``): per row, the ``k`` largest values stay, every other
+  dimension becomes 0. Equal values at the cut keep the lower vocabulary index (ONNX ``TopK``'s rule;
+  ``torch.topk`` leaves that order unspecified).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from fastembed_rt.kernels.spec import DenseActivation, DenseSpec, OutputStages, PoolingMode, PoolingSpec, Precision
+from fastembed_rt.kernels.spec import (
+    ClassifierActivation,
+    DenseActivation,
+    DenseSpec,
+    OutputStages,
+    PoolingMode,
+    PoolingSpec,
+    Precision,
+    SpladeActivation,
+    SpladePoolingStrategy,
+    SpladeSpec,
+)
 
-__all__ = ["apply_dense", "apply_stages", "matryoshka", "normalize", "pool", "pooling_mask", "quantize"]
+__all__ = [
+    "activate_scores",
+    "apply_dense",
+    "apply_stages",
+    "matryoshka",
+    "normalize",
+    "pool",
+    "pooling_mask",
+    "prune_top_k",
+    "quantize",
+    "sigmoid",
+    "softmax",
+    "splade_pool",
+]
 
 _MEAN_EPS = np.float32(1e-9)
 _NORM_EPS = np.float32(1e-12)
@@ -158,3 +195,63 @@ def quantize(x: np.ndarray, precision: Precision, ranges: np.ndarray | None = No
     if precision is Precision.UBINARY:
         return packed
     return (packed.astype(np.int16) - 128).astype(np.int8)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` in float32, without overflow warnings for large ``|x|``."""
+    x64 = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x64)
+    positive = x64 >= 0
+    out[positive] = 1.0 / (1.0 + np.exp(-x64[positive]))
+    exp_x = np.exp(x64[~positive])
+    out[~positive] = exp_x / (1.0 + exp_x)
+    return out.astype(np.float32)
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``exp(x - max) / sum(exp(x - max))`` along ``axis``, float32."""
+    x64 = np.asarray(x, dtype=np.float64)
+    shifted = np.exp(x64 - x64.max(axis=axis, keepdims=True))
+    return (shifted / shifted.sum(axis=axis, keepdims=True)).astype(np.float32)
+
+
+def activate_scores(logits: np.ndarray, activation: ClassifierActivation) -> np.ndarray:
+    """Apply a cross-encoder activation to ``[batch, num_labels]`` logits; float32, same shape."""
+    if activation is ClassifierActivation.IDENTITY:
+        return np.asarray(logits, dtype=np.float32)
+    if activation is ClassifierActivation.SIGMOID:
+        return sigmoid(logits)
+    if activation is ClassifierActivation.SOFTMAX:
+        return softmax(logits, axis=-1)
+    raise ValueError(f"unknown classifier activation {activation!r}")  # pragma: no cover - closed enum
+
+
+def splade_pool(logits: np.ndarray, attention_mask: np.ndarray, spec: SpladeSpec) -> np.ndarray:
+    """SPLADE pooling of ``[batch, seq, vocab]`` logits with an int ``[batch, seq]`` mask; float32 ``[batch, vocab]``.
+
+    The order of operations is sentence-transformers' own: mask, relu, log1p (twice for
+    ``log1p_relu``), then pool over the sequence.
+    """
+    x = np.asarray(logits, dtype=np.float32) * attention_mask.astype(np.float32)[:, :, None]
+    t = np.log1p(np.maximum(x, np.float32(0)))
+    if spec.activation is SpladeActivation.LOG1P_RELU:
+        t = np.log1p(t)
+    if spec.pooling is SpladePoolingStrategy.MAX:
+        return t.max(axis=1).astype(np.float32)
+    return t.sum(axis=1, dtype=np.float32)
+
+
+def prune_top_k(embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest values of each ``[batch, vocab]`` row, as the graph returns them.
+
+    Returns ``(indices int64, values float32)``, both ``[batch, width]`` with
+    ``width = min(k, most active dimensions of any row)``, each row by decreasing value (equal
+    values: lower index first). Entries with value 0 are padding of rows with fewer active
+    dimensions, not active dimensions.
+    """
+    if k < 1:
+        raise ValueError(f"k must be a positive integer, got {k}")
+    values = np.asarray(embeddings, dtype=np.float32)
+    width = min(k, int((values > 0).sum(axis=1).max(initial=0)))
+    order = np.argsort(-values, axis=1, kind="stable")[:, :width]
+    return order.astype(np.int64), np.take_along_axis(values, order, axis=1)

@@ -1,8 +1,9 @@
-"""Output-stage descriptions: data read by both the ONNX builder and the numpy reference.
+"""Output-stage and task-head descriptions: data read by both the ONNX builders and the numpy reference.
 
 Semantics follow sentence-transformers 6 (``sentence_transformers.sentence_transformer.modules.
-pooling.Pooling``, ``base.modules.dense.Dense``, ``base.modules.normalize.Normalize``); the
-reference module states them exactly.
+pooling.Pooling``, ``base.modules.dense.Dense``, ``base.modules.normalize.Normalize``, the
+CrossEncoder's activation and ``SpladePooling``); the reference module states them exactly. Every
+graph input and output name the runtime feeds or reads is defined here, once.
 """
 
 from __future__ import annotations
@@ -14,18 +15,28 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "LOGITS",
+    "MAX_ACTIVE_DIMS",
     "NORMALIZE_OUTPUT",
     "OUTPUT_DIM",
     "PROMPT_LENGTH",
     "QUANTIZE_RANGES",
+    "SCORES",
     "SENTENCE_EMBEDDING",
+    "SPARSE_INDICES",
+    "SPARSE_VALUES",
     "TOKEN_EMBEDDINGS",
+    "ClassifierActivation",
+    "ClassifierHeadSpec",
     "DenseActivation",
     "DenseSpec",
     "OutputStages",
     "PoolingMode",
     "PoolingSpec",
     "Precision",
+    "SpladeActivation",
+    "SpladePoolingStrategy",
+    "SpladeSpec",
 ]
 
 # Graph input and output names: the contract between the graph builders and the runtime.
@@ -35,6 +46,12 @@ PROMPT_LENGTH = "prompt_length"
 OUTPUT_DIM = "output_dim"
 NORMALIZE_OUTPUT = "normalize_output"
 QUANTIZE_RANGES = "quantize_ranges"
+# Task heads: cross-encoder logits and scores, SPLADE's per-call top-k and its sparse outputs.
+LOGITS = "logits"
+SCORES = "scores"
+MAX_ACTIVE_DIMS = "max_active_dims"
+SPARSE_INDICES = "sparse_indices"
+SPARSE_VALUES = "sparse_values"
 
 
 class PoolingMode(str, enum.Enum):
@@ -146,3 +163,66 @@ class OutputStages:
             "dense": [d.to_dict() for d in self.dense],
             "normalize": self.normalize,
         }
+
+
+class ClassifierActivation(str, enum.Enum):
+    IDENTITY = "identity"
+    SIGMOID = "sigmoid"
+    SOFTMAX = "softmax"
+
+
+@dataclass(frozen=True)
+class ClassifierHeadSpec:
+    """Sequence-classification logits ``[batch, num_labels]`` → scores with ``activation``."""
+
+    num_labels: int
+    activation: ClassifierActivation
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"num_labels": self.num_labels, "activation": self.activation.value}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClassifierHeadSpec:
+        return cls(int(data["num_labels"]), ClassifierActivation(data["activation"]))
+
+
+class SpladePoolingStrategy(str, enum.Enum):
+    MAX = "max"
+    SUM = "sum"
+
+
+class SpladeActivation(str, enum.Enum):
+    RELU = "relu"
+    LOG1P_RELU = "log1p_relu"
+
+
+@dataclass(frozen=True)
+class SpladeSpec:
+    """Masked-LM logits ``[batch, seq, vocab_size]`` → one sparse ``[batch, vocab_size]`` row per text.
+
+    ``max_active_dims`` is the model's default top-k (None: keep every active dimension); the graph
+    takes the k of each call as an input.
+    """
+
+    vocab_size: int
+    pooling: SpladePoolingStrategy = SpladePoolingStrategy.MAX
+    activation: SpladeActivation = SpladeActivation.RELU
+    max_active_dims: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "vocab_size": self.vocab_size,
+            "pooling": self.pooling.value,
+            "activation": self.activation.value,
+            "max_active_dims": self.max_active_dims,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpladeSpec:
+        k = data.get("max_active_dims")
+        return cls(
+            int(data["vocab_size"]),
+            SpladePoolingStrategy(data.get("pooling", "max")),
+            SpladeActivation(data.get("activation", "relu")),
+            None if k is None else int(k),
+        )

@@ -27,8 +27,9 @@ from tiny_heads import ACTIVATIONS, PAIRS, build_tiny_cross_encoder
 from fastembed_rt import ArtifactError, CrossEncoder, ExportError, InputError, ParityError
 from fastembed_rt.export import cross_encoder as cross_export
 from fastembed_rt.export import detect_task, export_cross_encoder
-from fastembed_rt.kernels.heads import ClassifierActivation, ClassifierHeadSpec, activate_scores
 from fastembed_rt.kernels.onnx_heads import append_classifier_head
+from fastembed_rt.kernels.reference import activate_scores
+from fastembed_rt.kernels.spec import ClassifierActivation, ClassifierHeadSpec
 
 TOLERANCE = 1e-4
 # name: (architecture, num_labels, activation saved in the model; None: sentence-transformers' default)
@@ -360,7 +361,7 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in ("torch", "transformers", "optimum", "sentence_transformers"):
             raise ImportError(f"{name} is blocked in this test")
 sys.meta_path.insert(0, Block())
-from fastembed_rt import CrossEncoder, SparseEncoder, fusion
+from fastembed_rt import CrossEncoder, SparseEncoder, hybrid
 model = CrossEncoder(sys.argv[1])
 ranked = model.rank("How many people live in Berlin?", ["Berlin had 3.5 million people.", "Museums."])
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "sentence_transformers"))

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fastembed_rt.evaluation import load_stsb, spearman
+from fastembed_rt.stsb import load_stsb, spearman
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -15,10 +15,10 @@ import pytest
 
 from fastembed_rt import ArtifactError, InputError, SentenceTransformer
 from fastembed_rt.cli import main
-from fastembed_rt.evaluation import load_stsb
 from fastembed_rt.kernels import reference
 from fastembed_rt.kernels.spec import Precision
 from fastembed_rt.quantization import quantize_embeddings
+from fastembed_rt.stsb import load_stsb
 
 QUANTIZED = [Precision.INT8, Precision.UINT8, Precision.BINARY, Precision.UBINARY]
 

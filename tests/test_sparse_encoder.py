@@ -22,12 +22,13 @@ from tiny_heads import _save_hf_model, build_tiny_splade, splade_model_dir
 from tiny_models import PARITY_TEXTS
 
 from fastembed_rt import ExportError, InputError, ParityError, SparseEncoder
-from fastembed_rt import sparse_encoder as sparse_runtime
 from fastembed_rt.export import detect_task, export_sparse_encoder
 from fastembed_rt.export import sparse_encoder as sparse_export
-from fastembed_rt.kernels.heads import SpladeActivation, SpladePoolingStrategy, SpladeSpec, prune_top_k, splade_pool
 from fastembed_rt.kernels.onnx_heads import append_splade_head
-from fastembed_rt.sparse_encoder import SparseEmbeddings, sparse_similarity
+from fastembed_rt.kernels.reference import prune_top_k, splade_pool
+from fastembed_rt.kernels.spec import SpladeActivation, SpladePoolingStrategy, SpladeSpec
+from fastembed_rt.models import sparse_encoder as sparse_runtime
+from fastembed_rt.sparse import SparseEmbeddings, sparse_similarity
 
 # Export gate and parity tolerance: 1e-4 relative, plus 1e-5 absolute for weights at the relu edge.
 RTOL, ATOL = 1e-4, 1e-5
@@ -284,7 +285,7 @@ def test_result_formats_hold_the_same_rows(models: dict[str, Exported], monkeypa
         "active_dims": 0.0,
         "sparsity_ratio": 1.0,
     }
-    monkeypatch.setattr(sparse_runtime, "_has_scipy", lambda: False)
+    monkeypatch.setattr(sparse_runtime, "has_scipy", lambda: False)
     assert isinstance(runtime.encode(SHORT_TEXTS), SparseEmbeddings), "without scipy: the light structure"
 
 

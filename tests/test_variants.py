@@ -15,10 +15,10 @@ from tiny_models import build_tiny_model
 from fastembed_rt import ArtifactError, SentenceTransformer
 from fastembed_rt.artifact import file_sha256, load_manifest
 from fastembed_rt.cli import main
-from fastembed_rt.evaluation import load_stsb, spearman
 from fastembed_rt.export import export_model
 from fastembed_rt.export.validate import Fidelity
 from fastembed_rt.export.variants import VARIANTS, Gate, parse_variants
+from fastembed_rt.stsb import load_stsb, spearman
 
 ONNX_VARIANTS = ("optimized", "fp16", "int8")
 

@@ -50,8 +50,8 @@ __all__ = [
     "ProviderSpec",
     "available_providers",
     "choose_variant",
-    "create_provider",
     "open_graph",
+    "open_graph_file",
     "pool_devices",
     "provider_spec",
     "resolve_provider",
@@ -225,11 +225,18 @@ def open_graph(
     return spec.open(path, replace(options, device=device or options.device, extra=extra)), chosen
 
 
-def create_provider(name: str, model_path: Path, options: ProviderOptions | None = None) -> ExecutionProvider:
-    """Open the graph file ``model_path`` on the provider called ``name`` (or the best one for ``"auto"``)."""
+def open_graph_file(
+    name: str, model_path: Path, graph_format: str, options: ProviderOptions | None = None
+) -> ExecutionProvider:
+    """Open a graph file that is not (yet) a variant of a manifest, e.g. an export candidate.
+
+    ``graph_format`` (``"onnx"`` or ``"openvino"``) is declared by the caller, never guessed from the
+    file name. Models open their graphs through ``open_graph``.
+    """
     options = options or ProviderOptions()
-    formats = ("openvino",) if Path(model_path).suffix == ".xml" else ("onnx",)
-    spec, device = resolve_provider(name, allow_fallback=options.allow_fallback, formats=formats)
+    spec, device = resolve_provider(name, allow_fallback=options.allow_fallback, formats=(graph_format,))
+    if graph_format not in spec.formats:
+        raise ProviderError(f"provider {spec.name!r} runs {', '.join(spec.formats)} graphs, not {graph_format!r}")
     return spec.open(model_path, replace(options, device=device or options.device))
 
 

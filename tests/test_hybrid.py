@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fastembed_rt import InputError
-from fastembed_rt.fusion import RRF_K, reciprocal_rank_fusion, weighted_score_fusion
+from fastembed_rt.hybrid import RRF_K, reciprocal_rank_fusion, weighted_score_fusion
 from fastembed_rt.util import semantic_search
 
 DENSE = [{"corpus_id": 2, "score": 0.9}, {"corpus_id": 0, "score": 0.8}, {"corpus_id": 1, "score": 0.1}]

@@ -9,23 +9,24 @@ raw ``logits`` output on the host.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Literal, TypeAlias, TypedDict
+from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict
 
 import numpy as np
 
-from fastembed_rt.artifact import Manifest, load_manifest, resolve_artifact, verify_variant_file
 from fastembed_rt.errors import ArtifactError, InputError
-from fastembed_rt.kernels.heads import ClassifierActivation, activate_scores, softmax
-from fastembed_rt.pipeline import EncodeStats, Pipeline
-from fastembed_rt.providers import ProviderOptions, create_provider
-from fastembed_rt.tokenizer import Tokenizer
+from fastembed_rt.kernels.reference import activate_scores, softmax
+from fastembed_rt.kernels.spec import LOGITS, SCORES, ClassifierActivation, ClassifierHeadSpec
+from fastembed_rt.models.base import ArtifactModel, check_batch_size, no_tensors
 
-__all__ = ["ArtifactModel", "CrossEncoder", "RankResult", "check_pairs"]
+if TYPE_CHECKING:
+    import os
 
-LOGITS = "logits"
-SCORES = "scores"
+    from typing_extensions import Unpack
+
+    from fastembed_rt.models.base import LoadOptions
+
+__all__ = ["CrossEncoder", "RankResult", "check_pairs"]
 
 ActivationLike: TypeAlias = str | ClassifierActivation | Callable[[np.ndarray], Any]
 
@@ -36,79 +37,6 @@ class RankResult(TypedDict, total=False):
     corpus_id: int
     score: float
     text: str
-
-
-class ArtifactModel:
-    """What ``CrossEncoder`` and ``SparseEncoder`` share: an artifact of one task opened on a provider,
-    its tokenizer and prompts, and the sentence-transformers properties around them."""
-
-    task = ""
-
-    def __init__(
-        self,
-        model_name_or_path: str | os.PathLike[str],
-        *,
-        provider: str,
-        variant: str,
-        prompts: dict[str, str] | None,
-        default_prompt_name: str | None,
-        revision: str | None,
-        cache_dir: str | os.PathLike[str] | None,
-        token: str | bool | None,
-        verify: Literal["size", "full"],
-        intra_op_threads: int | None,
-    ) -> None:
-        root = resolve_artifact(model_name_or_path, revision=revision, cache_dir=cache_dir, token=token)
-        self.manifest: Manifest = load_manifest(root)
-        if self.manifest.task != self.task:
-            raise ArtifactError(
-                f"{root} holds a {self.manifest.task!r} model; {type(self).__name__} loads {self.task!r} artifacts"
-            )
-        chosen = self.manifest.variants[0] if variant == "auto" else self.manifest.variant(variant)
-        graph_path = verify_variant_file(self.manifest, chosen, full=verify == "full")
-        self.variant = chosen.name
-        self._tokenizer = Tokenizer(root, self.manifest.tokenizer)
-        options = ProviderOptions(intra_op_threads=intra_op_threads)
-        self._pipeline = Pipeline(self.manifest, self._tokenizer, create_provider(provider, graph_path, options))
-        self.provider = self._pipeline.provider.name
-        self.prompts: dict[str, str] = dict(self.manifest.tokenizer.prompts if prompts is None else prompts)
-        self.default_prompt_name = default_prompt_name or self.manifest.tokenizer.default_prompt_name
-
-    @property
-    def max_seq_length(self) -> int:
-        return self._tokenizer.max_seq_length
-
-    @max_seq_length.setter
-    def max_seq_length(self, value: int) -> None:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InputError(f"max_seq_length must be a positive int, got {value!r}")
-        self._tokenizer.max_seq_length = value
-
-    @property
-    def tokenizer(self) -> Any:
-        """The Rust ``tokenizers.Tokenizer`` in use."""
-        return self._tokenizer.backend
-
-    @property
-    def last_encode_stats(self) -> EncodeStats:
-        """Inputs, truncated inputs, batches and padding of the most recent call."""
-        return self._pipeline.last_stats
-
-    def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
-        if prompt is not None:
-            return prompt
-        if prompt_name is not None:
-            if prompt_name not in self.prompts:
-                raise InputError(
-                    f"prompt_name {prompt_name!r} is not in this model's prompts; available: {sorted(self.prompts)}"
-                )
-            return self.prompts[prompt_name]
-        if self.default_prompt_name is not None:
-            return self.prompts.get(self.default_prompt_name)
-        return None
-
-    def close(self) -> None:
-        self._pipeline.provider.close()
 
 
 def _is_pair_container(value: object) -> bool:
@@ -174,59 +102,55 @@ class CrossEncoder(ArtifactModel):
 
     Args:
         model_name_or_path: an artifact directory (task ``cross-encoder``), or a hub repo id holding one.
-        provider: execution provider name (``"auto"`` picks the best available).
-        variant: variant name from the manifest (``"auto"``: the portable fp32 graph).
         max_length: truncate pairs to this many tokens (default: the model's ``max_seq_length``).
         activation_fn: default activation of ``predict``/``rank``: ``"identity"``, ``"sigmoid"``,
             ``"softmax"``, a torch module of those classes, or a callable on float32 ``[n, labels]``
             numpy logits. None: the model's own (fused in the graph).
-        verify: ``"size"`` (cheap, default) or ``"full"`` (sha256) check of the graph file.
-        intra_op_threads: CPU threads; default: the CPUs this process may use.
+        options: how to open the artifact (provider, variant — ``auto``: the provider's preferred
+            variant —, prompts, threads, ...), as for every model type: see
+            ``fastembed_rt.models.base.ArtifactModel``.
     """
 
     task = "cross-encoder"
-    max_length = ArtifactModel.max_seq_length
 
     def __init__(
         self,
         model_name_or_path: str | os.PathLike[str],
         *,
-        provider: str = "auto",
-        variant: str = "auto",
         max_length: int | None = None,
         activation_fn: ActivationLike | None = None,
-        prompts: dict[str, str] | None = None,
-        default_prompt_name: str | None = None,
-        revision: str | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        token: str | bool | None = None,
-        verify: Literal["size", "full"] = "size",
-        intra_op_threads: int | None = None,
+        **options: Unpack[LoadOptions],
     ) -> None:
-        super().__init__(
-            model_name_or_path,
-            provider=provider,
-            variant=variant,
-            prompts=prompts,
-            default_prompt_name=default_prompt_name,
-            revision=revision,
-            cache_dir=cache_dir,
-            token=token,
-            verify=verify,
-            intra_op_threads=intra_op_threads,
-        )
-        head = self.manifest.stages.get("classifier")
-        if not isinstance(head, dict) or "num_labels" not in head or "activation" not in head:
-            raise ArtifactError(
-                f"{self.manifest.root}: manifest stages have no 'classifier' head; re-create the artifact with "
-                "`fastembed-rt export MODEL OUT_DIR --task cross-encoder`"
-            )
-        self.num_labels = int(head["num_labels"])
-        self._fused = ClassifierActivation(head["activation"])
-        self.activation_fn: ActivationLike = self._fused if activation_fn is None else activation_fn
-        self._activation_name(self.activation_fn)  # fail early on an unknown name
+        self._activation_fn_arg = activation_fn
+        super().__init__(model_name_or_path, **options)
         if max_length is not None:
             self.max_seq_length = max_length
+
+    def _configure(self) -> None:
+        try:
+            head = ClassifierHeadSpec.from_dict(self.manifest.stages["classifier"])
+        except (KeyError, TypeError, ValueError):
+            raise ArtifactError(
+                f"{self.manifest.root}: manifest stages have no valid 'classifier' head; re-create the artifact "
+                "with `fastembed-rt export MODEL OUT_DIR --task cross-encoder`"
+            ) from None
+        self.num_labels = head.num_labels
+        self._fused = head.activation
+        fn = self._activation_fn_arg
+        self.activation_fn: ActivationLike = self._fused if fn is None else fn
+        self._activation_name(self.activation_fn)  # fail early on an unknown name
+
+    def _warm_up(self) -> None:
+        self.predict([("warm-up", "warm-up")], batch_size=1)
+
+    @property
+    def max_length(self) -> int:
+        """``max_seq_length`` under the name sentence-transformers' CrossEncoder uses."""
+        return self.max_seq_length
+
+    @max_length.setter
+    def max_length(self, value: int) -> None:
+        self.max_seq_length = value
 
     def _activation_name(self, fn: ActivationLike) -> ClassifierActivation | None:
         name = _activation_name(fn)
@@ -260,10 +184,8 @@ class CrossEncoder(ArtifactModel):
             float32 ``[n]`` (one label) or ``[n, num_labels]``; one pair gives a scalar or ``[num_labels]``;
             an empty list gives an empty ``(0,)`` array, as sentence-transformers does.
         """
-        if convert_to_tensor:
-            raise InputError("convert_to_tensor=True needs torch; fastembed-rt returns numpy arrays")
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+        no_tensors(convert_to_tensor)
+        check_batch_size(batch_size)
         pairs, single = check_pairs(inputs)
         fn = self.activation_fn if activation_fn is None else activation_fn
         name = self._activation_name(fn)
@@ -353,7 +275,4 @@ class CrossEncoder(ArtifactModel):
         return results[:top_k]
 
     def __repr__(self) -> str:
-        return (
-            f"CrossEncoder({str(self.manifest.root)!r}, provider={self.provider!r}, variant={self.variant!r}, "
-            f"num_labels={self.num_labels}, activation={self._fused.value!r}, max_length={self.max_seq_length})"
-        )
+        return self._describe(num_labels=self.num_labels, activation=self._fused.value)

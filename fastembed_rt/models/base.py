@@ -1,0 +1,234 @@
+"""What every model type shares: the one loader, prompts, and the sentence-transformers properties.
+
+``SentenceTransformer``, ``CrossEncoder`` and ``SparseEncoder`` are siblings: each is an
+``ArtifactModel`` of one task. Opening one always goes the same way::
+
+    model id or path ─► resolve_artifact ─► load_manifest (task checked)
+                      ─► providers.open_graph (provider resolved, variant="auto" per provider,
+                         file verified, the variant's engine properties, provider options, fallback)
+                      ─► Tokenizer + Pipeline
+
+so a reranker on ``openvino``, an int8 SPLADE model or a refused CUDA fallback behave exactly as
+they do for a bi-encoder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypedDict
+
+from fastembed_rt.artifact import Manifest, load_manifest, resolve_artifact
+from fastembed_rt.errors import ArtifactError, InputError
+from fastembed_rt.pipeline import EncodeStats, Pipeline
+from fastembed_rt.providers import ExecutionProvider, ProviderOptions, open_graph
+from fastembed_rt.tokenizer import Tokenizer
+
+__all__ = [
+    "DOCUMENT_PROMPT_NAMES",
+    "ArtifactModel",
+    "LoadOptions",
+    "TextEncoder",
+    "check_batch_size",
+    "no_tensors",
+]
+
+# The prompt names ``encode_document`` looks for, in order (sentence-transformers' own list).
+DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
+
+
+class LoadOptions(TypedDict, total=False):
+    """The keyword arguments every model type takes to open its artifact (see ``ArtifactModel``)."""
+
+    provider: str | ExecutionProvider
+    variant: str
+    prompts: dict[str, str] | None
+    default_prompt_name: str | None
+    revision: str | None
+    cache_dir: str | os.PathLike[str] | None
+    token: str | bool | None
+    verify: Literal["size", "full"]
+    intra_op_threads: int | None
+    allow_fallback: bool
+    provider_options: ProviderOptions | None
+    provider_cache_dir: str | os.PathLike[str] | None
+    warmup: bool
+
+
+class ArtifactModel:
+    """An artifact of one task opened on an execution provider, with its tokenizer and prompts.
+
+    Args:
+        model_name_or_path: an artifact directory, or a hub repo id holding one.
+        provider: ``"auto"`` (cuda if usable, else cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``,
+            ``"tensorrt"``, ``"openvino"``, ``"openvino:GPU"``, or an engine instance such as
+            ``providers.fake.FakeProvider``. A provider that cannot run here raises ``ProviderError``.
+        variant: variant name from the manifest; ``"auto"``: the provider's first preferred variant
+            present (cpu: optimized, then fp32; cuda: fp16, then fp32; openvino: the OpenVINO IR, then fp32).
+        prompts / default_prompt_name: override the artifact's prompts.
+        revision / cache_dir / token: for hub repo ids (``huggingface_hub``).
+        verify: ``"size"`` (cheap, default) or ``"full"`` (sha256) check of the graph file.
+        intra_op_threads: CPU threads; default: the CPUs this process may use (affinity and
+            cgroup quota), not the host's core count.
+        allow_fallback: accept an engine that runs elsewhere than asked (e.g. CUDA → CPU) instead
+            of raising ``ProviderError``; ``provider`` then says what runs.
+        provider_options: further engine knobs (inter-op threads, spinning, device, engine-specific
+            options); the arguments above override its fields.
+        provider_cache_dir: where OpenVINO compiled models and TensorRT engines are cached
+            (default ``$FASTEMBED_RT_CACHE`` or ``~/.cache/fastembed-rt``).
+        warmup: run one short batch at load so the first real call does not pay for first-run setup.
+    """
+
+    task: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike[str],
+        *,
+        provider: str | ExecutionProvider = "auto",
+        variant: str = "auto",
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        token: str | bool | None = None,
+        verify: Literal["size", "full"] = "size",
+        intra_op_threads: int | None = None,
+        allow_fallback: bool = False,
+        provider_options: ProviderOptions | None = None,
+        provider_cache_dir: str | os.PathLike[str] | None = None,
+        warmup: bool = False,
+    ) -> None:
+        root = resolve_artifact(model_name_or_path, revision=revision, cache_dir=cache_dir, token=token)
+        self.manifest: Manifest = load_manifest(root)
+        if self.manifest.task != self.task:
+            raise ArtifactError(
+                f"{root} holds a {self.manifest.task!r} model; {type(self).__name__} loads {self.task!r} artifacts"
+            )
+        options = provider_options or ProviderOptions()
+        if intra_op_threads is not None:
+            options = replace(options, intra_op_threads=intra_op_threads)
+        if allow_fallback:
+            options = replace(options, allow_fallback=True)
+        if provider_cache_dir is not None:
+            options = replace(options, cache_dir=Path(provider_cache_dir))
+        engine, chosen = open_graph(self.manifest, provider, variant, options, verify_full=verify == "full")
+        self.variant = chosen.name
+        self._tokenizer = Tokenizer(root, self.manifest.tokenizer)
+        self._pipeline = Pipeline(self.manifest, self._tokenizer, engine)
+        self.provider = engine.name
+        # How to open this model again (worker processes of a pool): the resolved artifact, no hub access.
+        self._load: dict[str, Any] = {
+            "model_name_or_path": root,
+            "provider": provider,
+            "variant": variant,
+            "verify": verify,
+            "provider_options": options,
+        }
+        self.prompts: dict[str, str] = dict(self.manifest.tokenizer.prompts if prompts is None else prompts)
+        self.default_prompt_name = default_prompt_name or self.manifest.tokenizer.default_prompt_name
+        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
+            raise InputError(
+                f"default_prompt_name {self.default_prompt_name!r} is not in prompts {sorted(self.prompts)}"
+            )
+        self._configure()
+        if warmup:
+            self._warm_up()
+            self._pipeline.last_stats = EncodeStats()
+
+    def _configure(self) -> None:
+        """Read the task's own manifest stages (heads); called before any warm-up."""
+
+    def _warm_up(self) -> None:
+        """Run one short input through the graph."""
+        raise NotImplementedError
+
+    # -- properties sentence-transformers users reach for ---------------------------------------
+    @property
+    def max_seq_length(self) -> int:
+        return self._tokenizer.max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InputError(f"max_seq_length must be a positive int, got {value!r}")
+        self._tokenizer.max_seq_length = value
+
+    @property
+    def tokenizer(self) -> Any:
+        """The Rust ``tokenizers.Tokenizer`` in use."""
+        return self._tokenizer.backend
+
+    @property
+    def last_encode_stats(self) -> EncodeStats:
+        """Inputs, truncated inputs, batches, padding and per-stage seconds of the most recent call."""
+        return self._pipeline.last_stats
+
+    def get_max_seq_length(self) -> int:
+        return self.max_seq_length
+
+    # -- prompts --------------------------------------------------------------------------------
+    def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
+        """The prompt text of a call: ``prompt``, else the named one, else the default prompt."""
+        if prompt is not None:
+            return prompt
+        if prompt_name is not None:
+            if prompt_name not in self.prompts:
+                raise InputError(
+                    f"prompt_name {prompt_name!r} is not in this model's prompts; available: {sorted(self.prompts)}"
+                )
+            return self.prompts[prompt_name]
+        if self.default_prompt_name is not None:
+            return self.prompts.get(self.default_prompt_name)
+        return None
+
+    def _with_prompt_name(self, kwargs: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+        """``kwargs`` with the first of ``names`` this model has as ``prompt_name``, unless the call chose one."""
+        if "prompt" not in kwargs and "prompt_name" not in kwargs:
+            for name in names:
+                if name in self.prompts:
+                    return {**kwargs, "prompt_name": name}
+        return kwargs
+
+    def close(self) -> None:
+        """Release the engine (sessions, compiled models)."""
+        self._pipeline.provider.close()
+
+    def _describe(self, **fields: object) -> str:
+        details = "".join(f", {key}={value!r}" for key, value in fields.items())
+        return (
+            f"{type(self).__name__}({str(self.manifest.root)!r}, provider={self.provider!r}, "
+            f"variant={self.variant!r}{details}, max_seq_length={self.max_seq_length})"
+        )
+
+    def __repr__(self) -> str:
+        return self._describe()
+
+
+class TextEncoder(ArtifactModel):
+    """A model that encodes single texts (bi-encoders, sparse encoders): ``encode_query`` / ``encode_document``."""
+
+    encode: Callable[..., Any]
+
+    def encode_query(self, sentences: str | list[str], **kwargs: Any) -> Any:
+        """``encode`` with the ``query`` prompt when the model defines one."""
+        return self.encode(sentences, **self._with_prompt_name(kwargs, ("query",)))
+
+    def encode_document(self, sentences: str | list[str], **kwargs: Any) -> Any:
+        """``encode`` with the ``document`` (or ``passage``/``corpus``) prompt when the model defines one."""
+        return self.encode(sentences, **self._with_prompt_name(kwargs, DOCUMENT_PROMPT_NAMES))
+
+
+def check_batch_size(batch_size: object) -> int:
+    """``batch_size`` if it is a positive int, else an ``InputError``."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+    return batch_size
+
+
+def no_tensors(convert_to_tensor: bool) -> None:
+    """An ``InputError`` for ``convert_to_tensor=True`` (torch tensors), which fastembed-rt never returns."""
+    if convert_to_tensor:
+        raise InputError("convert_to_tensor=True needs torch; fastembed-rt returns numpy arrays")

@@ -1,0 +1,230 @@
+"""``SparseEncoder``: SPLADE sparse embeddings from an exported masked-LM artifact. No torch.
+
+The graph pools ``log(1 + relu(logits))`` over each text's tokens and keeps the top
+``max_active_dims`` dimensions itself, so only ``(indices, values)`` of the active dimensions leave
+the session; ``encode`` returns them as CSR rows (``fastembed_rt.sparse`` describes the forms).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fastembed_rt.errors import ArtifactError, InputError
+from fastembed_rt.kernels.spec import MAX_ACTIVE_DIMS, SPARSE_INDICES, SPARSE_VALUES, SpladeSpec
+from fastembed_rt.models.base import TextEncoder, check_batch_size
+from fastembed_rt.pipeline import check_texts
+from fastembed_rt.similarity import SimilarityFunction, similarity_function
+from fastembed_rt.sparse import (
+    SparseEmbeddings,
+    SparseFormat,
+    as_rows,
+    first_row,
+    has_scipy,
+    sparse_similarity,
+    sparsity,
+)
+
+if TYPE_CHECKING:
+    import os
+
+    from typing_extensions import Unpack
+
+    from fastembed_rt.models.base import LoadOptions
+
+__all__ = ["SparseEncoder"]
+
+# The graph holds a [batch, seq, vocab] float32 logits tensor (and its masked copy): cap it at
+# 256 MiB per batch, 2,198 padded tokens for a 30,522-token vocabulary.
+_LOGITS_BYTES_PER_BATCH = 256 << 20
+
+
+class SparseEncoder(TextEncoder):
+    """SPLADE sparse embeddings with an exported artifact, the way ``sentence_transformers.SparseEncoder`` does.
+
+    Args:
+        model_name_or_path: an artifact directory (task ``sparse``), or a hub repo id holding one.
+        max_active_dims: default top-k per text (None: the model's, else every active dimension).
+        similarity_fn_name: ``dot`` (SPLADE's), ``cosine``, ``euclidean`` or ``manhattan``; None: the model's.
+        options: how to open the artifact (provider, variant — ``auto``: the provider's preferred
+            variant —, prompts, threads, ...), as for every model type: see
+            ``fastembed_rt.models.base.ArtifactModel``.
+    """
+
+    task = "sparse"
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike[str],
+        *,
+        max_active_dims: int | None = None,
+        similarity_fn_name: str | SimilarityFunction | None = None,
+        **options: Unpack[LoadOptions],
+    ) -> None:
+        self._max_active_dims_arg = self._check_k(max_active_dims)
+        self._similarity_fn_arg = similarity_fn_name
+        self._vocab: list[str] | None = None
+        super().__init__(model_name_or_path, **options)
+
+    def _configure(self) -> None:
+        try:
+            self.spec = SpladeSpec.from_dict(self.manifest.stages["splade"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(
+                f"{self.manifest.root}: manifest stages have no valid 'splade' head ({exc!r}); re-create the artifact "
+                "with `fastembed-rt export MODEL OUT_DIR --task sparse`"
+            ) from None
+        self._pipeline.feeds.per_call_inputs |= {MAX_ACTIVE_DIMS}
+        self._pipeline.token_budget = max(1, _LOGITS_BYTES_PER_BATCH // (4 * self.spec.vocab_size))
+        k = self._max_active_dims_arg
+        self.max_active_dims = self._check_k(self.spec.max_active_dims) if k is None else k
+        self.similarity_fn_name = similarity_function(self._similarity_fn_arg or self.manifest.similarity_fn).value
+
+    def _warm_up(self) -> None:
+        self.encode(["warm-up"], batch_size=1)
+
+    @staticmethod
+    def _check_k(k: int | None) -> int | None:
+        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0):
+            raise InputError(f"max_active_dims must be None or a positive int, got {k!r}")
+        return None if k is None else int(k)
+
+    def get_embedding_dimension(self) -> int:
+        """The vocabulary size: the width of every embedding."""
+        return self.spec.vocab_size
+
+    # -- encoding -------------------------------------------------------------------------------
+    def _encode_rows(
+        self, texts: list[str], prompt: str | None, batch_size: int, k: int, show_progress_bar: bool
+    ) -> SparseEmbeddings:
+        vocab = self.spec.vocab_size
+        row_indices: list[np.ndarray] = [np.empty(0, np.int64)] * len(texts)
+        row_values: list[np.ndarray] = [np.empty(0, np.float32)] * len(texts)
+        feeds = {MAX_ACTIVE_DIMS: np.array([k], dtype=np.int64)}
+        for rows, result, _ in self._pipeline.run_batches(
+            texts,
+            prompt=prompt or None,
+            batch_size=batch_size,
+            outputs=[SPARSE_INDICES, SPARSE_VALUES],
+            show_progress_bar=show_progress_bar,
+            extra_feeds=feeds,
+        ):
+            values = result[SPARSE_VALUES]
+            active = values > 0
+            # Rows come by decreasing weight; CSR wants ascending columns, padding (weight 0) last.
+            keys = np.where(active, result[SPARSE_INDICES], vocab)
+            order = np.argsort(keys, axis=1, kind="stable")
+            keys = np.take_along_axis(keys, order, axis=1)
+            values = np.take_along_axis(values, order, axis=1)
+            for j, (row, count) in enumerate(zip(rows.tolist(), active.sum(axis=1).tolist())):
+                row_indices[row] = keys[j, :count]
+                row_values[row] = values[j, :count]
+        counts = np.fromiter((r.size for r in row_indices), dtype=np.int64, count=len(texts))
+        return SparseEmbeddings(
+            np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            np.concatenate(row_indices).astype(np.int64) if texts else np.empty(0, np.int64),
+            np.concatenate(row_values).astype(np.float32) if texts else np.empty(0, np.float32),
+            (len(texts), vocab),
+        )
+
+    def encode(
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        convert_to_tensor: bool = True,
+        convert_to_sparse_tensor: bool = True,
+        max_active_dims: int | None = None,
+        sparse_format: SparseFormat = "auto",
+    ) -> Any:
+        """Sparse SPLADE embeddings of ``sentences``.
+
+        Args:
+            sentences: a str or a list of str.
+            prompt_name / prompt: prepended to every text.
+            batch_size: most texts per batch (batches are also cut by a padded-token budget).
+            convert_to_tensor: False gives a list of per-text rows instead of one stacked result.
+            convert_to_sparse_tensor: False gives dense float32 numpy ``[n, vocab_size]`` rows.
+            max_active_dims: keep the k largest weights per text (None: ``self.max_active_dims``).
+            sparse_format: ``"auto"`` (scipy ``csr_array`` when scipy is installed, else
+                ``SparseEmbeddings``), ``"scipy"`` or ``"arrays"`` (``SparseEmbeddings``).
+        Returns:
+            ``[n, vocab_size]`` rows (see the module docstring for the types); 1-D for a single str.
+        """
+        if sparse_format not in ("auto", "scipy", "arrays"):
+            raise InputError(f"sparse_format {sparse_format!r} is not known; valid: 'auto', 'scipy', 'arrays'")
+        check_batch_size(batch_size)
+        single = isinstance(sentences, str)
+        texts = check_texts(sentences)
+        k = self._check_k(max_active_dims) or self.max_active_dims or self.spec.vocab_size
+        resolved = self._resolve_prompt(prompt, prompt_name)
+        rows = self._encode_rows(texts, resolved, batch_size, k, bool(show_progress_bar))
+        if not convert_to_sparse_tensor:
+            dense = rows.toarray()
+            if single:
+                return dense[0]
+            return dense if convert_to_tensor else list(dense)
+        result: Any = rows
+        if sparse_format == "scipy" or (sparse_format == "auto" and has_scipy()):
+            result = rows.to_scipy()
+        if single:
+            return first_row(result)
+        return result if convert_to_tensor else [first_row(result, i) for i in range(len(texts))]
+
+    # -- scores and inspection ------------------------------------------------------------------
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
+        """float32 ``[n, m]`` scores with the model's similarity function (``dot`` for SPLADE)."""
+        return sparse_similarity(embeddings1, embeddings2, self.similarity_fn_name)
+
+    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
+        """float32 ``[n]`` scores of row i against row i."""
+        a, _ = as_rows(embeddings1, "embeddings1")
+        b, _ = as_rows(embeddings2, "embeddings2")
+        if len(a) != len(b):
+            raise InputError(f"pairwise scores need as many rows on both sides; got {len(a)} and {len(b)}")
+        return np.array(
+            [sparse_similarity(a[i], b[i], self.similarity_fn_name)[0, 0] for i in range(len(a))], dtype=np.float32
+        )
+
+    def _token(self, token_id: int) -> str:
+        if self._vocab is None:
+            backend = self._tokenizer.backend
+            self._vocab = [backend.id_to_token(i) or "" for i in range(self.spec.vocab_size)]  # type: ignore[attr-defined]
+        return self._vocab[token_id]
+
+    def decode(
+        self, embeddings: Any, top_k: int | None = None
+    ) -> list[tuple[str, float]] | list[list[tuple[str, float]]]:
+        """``(token, weight)`` pairs of each embedding by decreasing weight (equal weights: lower token id first).
+
+        Args:
+            embeddings: one embedding (1-D) or several (2-D), in any form ``encode`` returns.
+            top_k: at most this many pairs per embedding (None: every active dimension).
+        Returns:
+            a list of pairs for a 1-D input, a list of such lists for a 2-D input.
+        """
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0):
+            raise InputError(f"top_k must be None or a positive int, got {top_k!r}")
+        rows, one_d = as_rows(embeddings)
+        decoded: list[list[tuple[str, float]]] = []
+        for i in range(len(rows)):
+            indices, data = rows.row(i)
+            order = np.lexsort((indices, -data))[:top_k]
+            decoded.append([(self._token(int(t)), float(w)) for t, w in zip(indices[order], data[order])])
+        return decoded[0] if one_d else decoded
+
+    @staticmethod
+    def sparsity(embeddings: Any) -> dict[str, float]:
+        """Mean active (non-zero) dimensions per embedding and the mean share of inactive ones.
+
+        Returns:
+            ``{"active_dims": float, "sparsity_ratio": float}``; ``{0.0, 1.0}`` for no embeddings.
+        """
+        return sparsity(embeddings)
+
+    def __repr__(self) -> str:
+        return self._describe(vocab_size=self.spec.vocab_size, max_active_dims=self.max_active_dims)

@@ -1,0 +1,215 @@
+"""Sparse embeddings (SPLADE) as CSR rows, and their similarity: what ``SparseEncoder.encode`` returns.
+
+``SparseEncoder.encode`` gives:
+
+- ``scipy.sparse.csr_array`` when scipy is installed (``sparse_format="auto"`` or ``"scipy"``);
+- otherwise ``SparseEmbeddings``, a light CSR structure with the same ``indptr`` / ``indices`` /
+  ``data`` / ``shape`` / ``toarray()`` names (``sparse_format="arrays"`` asks for it explicitly);
+- a dense float32 numpy array with ``convert_to_sparse_tensor=False``.
+
+Column indices are sorted within each row. A single text gives a 1-D result, a list a 2-D one, as
+sentence-transformers returns 1-D and 2-D tensors. ``decode``, ``similarity`` and ``sparsity``
+accept any of these forms (and dense arrays).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from fastembed_rt import util
+from fastembed_rt.errors import InputError
+from fastembed_rt.similarity import SimilarityFunction, similarity_function
+
+__all__ = ["SparseEmbeddings", "SparseFormat", "as_rows", "first_row", "has_scipy", "sparse_similarity", "sparsity"]
+
+_NORM_EPS = 1e-12
+
+SparseFormat = Literal["auto", "scipy", "arrays"]
+
+
+@dataclass(frozen=True)
+class SparseEmbeddings:
+    """Sparse rows in CSR layout, for when scipy is not installed.
+
+    Row ``i`` has active dimensions ``indices[indptr[i]:indptr[i + 1]]`` (int64, ascending) with
+    weights ``data[indptr[i]:indptr[i + 1]]`` (float32). ``shape`` is ``(rows, vocab_size)``, or
+    ``(vocab_size,)`` for the single row of a 1-D result (then ``indptr`` is ``[0, nnz]``).
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    data: np.ndarray
+    shape: tuple[int, ...]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.data.size)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(indices, weights)`` of row ``i``."""
+        start, end = int(self.indptr[i]), int(self.indptr[i + 1])
+        return self.indices[start:end], self.data[start:end]
+
+    def __getitem__(self, i: int) -> SparseEmbeddings:
+        """Row ``i`` as a 1-D result (like ``csr_array[i]``)."""
+        if self.ndim != 2:
+            raise InputError("a 1-D SparseEmbeddings has no rows to index; use .row(0) or .toarray()")
+        rows = self.shape[0]
+        if not -rows <= i < rows:
+            raise IndexError(f"row {i} is out of range for {rows} rows")
+        indices, data = self.row(i % rows)
+        return SparseEmbeddings(np.array([0, indices.size], np.int64), indices, data, (self.shape[1],))
+
+    def toarray(self) -> np.ndarray:
+        """Dense float32 ``shape`` array."""
+        rows = self.indptr.size - 1
+        dense = np.zeros((rows, self.shape[-1]), dtype=np.float32)
+        dense[np.repeat(np.arange(rows), np.diff(self.indptr)), self.indices] = self.data
+        return dense.reshape(self.shape)
+
+    def to_scipy(self) -> Any:
+        """The same rows as a ``scipy.sparse.csr_array`` (needs scipy)."""
+        import scipy.sparse
+
+        matrix = scipy.sparse.csr_array(
+            (self.data, self.indices, self.indptr), shape=(self.indptr.size - 1, self.shape[-1])
+        )
+        return matrix if self.ndim == 2 else matrix[0].tocsr()
+
+
+def _is_sparse(value: Any) -> bool:
+    """A ``SparseEmbeddings`` or a scipy sparse array/matrix (recognised without importing scipy)."""
+    return isinstance(value, SparseEmbeddings) or (hasattr(value, "tocsr") and hasattr(value, "shape"))
+
+
+def as_rows(embeddings: Any, name: str = "embeddings") -> tuple[SparseEmbeddings, bool]:
+    """Any supported sparse or dense form as 2-D ``SparseEmbeddings`` rows, and whether it was 1-D."""
+    if isinstance(embeddings, SparseEmbeddings):
+        if embeddings.ndim == 1:
+            return SparseEmbeddings(
+                embeddings.indptr, embeddings.indices, embeddings.data, (1, embeddings.shape[0])
+            ), True
+        return embeddings, False
+    if isinstance(embeddings, list) and embeddings and all(_is_sparse(e) for e in embeddings):
+        parts = [as_rows(e, name)[0] for e in embeddings]
+        counts = np.concatenate([np.diff(p.indptr) for p in parts])
+        return (
+            SparseEmbeddings(
+                np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                np.concatenate([p.indices for p in parts]),
+                np.concatenate([p.data for p in parts]),
+                (int(counts.size), parts[0].shape[1]),
+            ),
+            False,
+        )
+    if _is_sparse(embeddings):  # scipy.sparse, without importing it
+        one_d = len(embeddings.shape) == 1
+        matrix = (embeddings.reshape((1, embeddings.shape[0])) if one_d else embeddings).tocsr().copy()
+        matrix.sum_duplicates()
+        matrix.eliminate_zeros()
+        matrix.sort_indices()
+        return (
+            SparseEmbeddings(
+                np.asarray(matrix.indptr, np.int64),
+                np.asarray(matrix.indices, np.int64),
+                np.asarray(matrix.data, np.float32),
+                (int(matrix.shape[0]), int(matrix.shape[1])),
+            ),
+            one_d,
+        )
+    try:
+        dense = np.asarray(embeddings, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} must be sparse embeddings, a scipy sparse array or a numpy array: {exc}") from None
+    if dense.ndim not in (1, 2):
+        raise InputError(f"{name} must be 1-D or 2-D, got shape {dense.shape}")
+    one_d = dense.ndim == 1
+    dense = dense.reshape(1, -1) if one_d else dense
+    rows, cols = np.nonzero(dense)
+    counts = np.bincount(rows, minlength=dense.shape[0])
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return SparseEmbeddings(indptr, cols.astype(np.int64), dense[rows, cols], dense.shape), one_d
+
+
+def _row_ids(rows: SparseEmbeddings) -> np.ndarray:
+    return np.repeat(np.arange(rows.indptr.size - 1), np.diff(rows.indptr))
+
+
+def _dot(a: SparseEmbeddings, b: SparseEmbeddings) -> np.ndarray:
+    """``a @ b.T`` in float64: each row of ``a`` scattered dense once, gathered at ``b``'s nonzeros."""
+    out = np.zeros((len(a), len(b)), dtype=np.float64)
+    b_rows = _row_ids(b)
+    query = np.zeros(a.shape[1], dtype=np.float64)
+    for i in range(len(a)):
+        indices, data = a.row(i)
+        if not indices.size:
+            continue
+        query[indices] = data
+        out[i] = np.bincount(b_rows, weights=query[b.indices] * b.data, minlength=len(b))
+        query[indices] = 0.0
+    return out
+
+
+def _norms(rows: SparseEmbeddings) -> np.ndarray:
+    return np.sqrt(np.bincount(_row_ids(rows), weights=rows.data.astype(np.float64) ** 2, minlength=len(rows)))
+
+
+def sparse_similarity(
+    embeddings1: Any, embeddings2: Any, similarity_fn_name: str | SimilarityFunction = SimilarityFunction.DOT
+) -> np.ndarray:
+    """Scores of every row of ``embeddings1`` against every row of ``embeddings2``; float32 ``[n, m]``.
+
+    ``dot`` and ``cosine`` (rows divided by ``max(norm, 1e-12)``) run on the sparse rows; ``euclidean``
+    and ``manhattan`` densify both sides and use ``fastembed_rt.util``.
+    """
+    function = similarity_function(similarity_fn_name)
+    a, _ = as_rows(embeddings1, "embeddings1")
+    b, _ = as_rows(embeddings2, "embeddings2")
+    if a.shape[1] != b.shape[1]:
+        raise InputError(f"embeddings1 has {a.shape[1]} dimensions but embeddings2 has {b.shape[1]}; they must match")
+    if function is SimilarityFunction.EUCLIDEAN:
+        return util.euclidean_sim(a.toarray(), b.toarray())
+    if function is SimilarityFunction.MANHATTAN:
+        return util.manhattan_sim(a.toarray(), b.toarray())
+    scores = _dot(a, b)
+    if function is SimilarityFunction.COSINE:
+        scores /= np.maximum(_norms(a), _NORM_EPS)[:, None] * np.maximum(_norms(b), _NORM_EPS)[None, :]
+    return scores.astype(np.float32)
+
+
+def sparsity(embeddings: Any) -> dict[str, float]:
+    """Mean active (non-zero) dimensions per embedding and the mean share of inactive ones.
+
+    Returns:
+        ``{"active_dims": float, "sparsity_ratio": float}``; ``{0.0, 1.0}`` for no embeddings.
+    """
+    rows, _ = as_rows(embeddings)
+    if len(rows) == 0 or rows.shape[1] == 0:
+        return {"active_dims": 0.0, "sparsity_ratio": 1.0}
+    active = float(np.mean(np.bincount(_row_ids(rows)[rows.data != 0], minlength=len(rows))))
+    return {"active_dims": active, "sparsity_ratio": 1.0 - active / rows.shape[1]}
+
+
+def has_scipy() -> bool:
+    try:
+        import scipy.sparse  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def first_row(result: Any, i: int = 0) -> Any:
+    """Row ``i`` of a 2-D sparse result as a 1-D one, in the result's own type."""
+    if isinstance(result, SparseEmbeddings):
+        return result[i]
+    return result[i].tocsr()

@@ -1,0 +1,121 @@
+"""Every model type opens through the one loader: same provider and variant choice, options, fallback
+refusal and warm-up for a bi-encoder, a reranker and a SPLADE encoder; ``load_model`` picks the type.
+
+A tiny random reranker and SPLADE model are exported once (fp32 + int8) for the module; the
+bi-encoder is the real all-MiniLM-L6-v2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from tiny_heads import PAIRS, build_tiny_cross_encoder, build_tiny_splade
+
+from fastembed_rt import CrossEncoder, ProviderError, SentenceTransformer, SparseEncoder, load_model
+from fastembed_rt.models import MODEL_TYPES, ArtifactModel
+from fastembed_rt.providers import ProviderOptions
+from fastembed_rt.providers.onnxruntime import cuda_unavailable
+
+TEXTS = [pair[1] for pair in PAIRS]
+no_cuda = pytest.mark.skipif(cuda_unavailable() is None, reason="CUDA is usable here: nothing falls back")
+
+
+@dataclass(frozen=True)
+class Case:
+    model_type: type[ArtifactModel]
+    artifact: Path
+    outputs: Callable[[Any], np.ndarray]  # the model's dense output on the test inputs
+
+
+def _scores(model: Any) -> np.ndarray:
+    return np.asarray(model.predict(PAIRS), dtype=np.float32)
+
+
+def _sparse(model: Any) -> np.ndarray:
+    return np.asarray(model.encode(TEXTS, convert_to_sparse_tensor=False), dtype=np.float32)
+
+
+def _dense(model: Any) -> np.ndarray:
+    return np.asarray(model.encode(TEXTS), dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory: pytest.TempPathFactory, minilm_artifact_session: Path) -> dict[str, Case]:
+    from fastembed_rt.export import export_cross_encoder, export_sparse_encoder
+
+    root = tmp_path_factory.mktemp("loading")
+    reranker = build_tiny_cross_encoder(root / "ce", "bert", 1, None)
+    export_cross_encoder(reranker, root / "ce-artifact", variants="fp32,int8")
+    splade = build_tiny_splade(root / "splade")
+    export_sparse_encoder(splade, root / "splade-artifact", variants="fp32,int8")
+    return {
+        "embedding": Case(SentenceTransformer, minilm_artifact_session, _dense),
+        "cross-encoder": Case(CrossEncoder, root / "ce-artifact", _scores),
+        "sparse": Case(SparseEncoder, root / "splade-artifact", _sparse),
+    }
+
+
+HEADS = ["cross-encoder", "sparse"]
+ALL = ["embedding", *HEADS]
+
+
+@pytest.mark.parametrize("task", ALL)
+def test_load_model_opens_the_type_the_manifest_names(cases: dict[str, Case], task: str) -> None:
+    model = load_model(cases[task].artifact, provider="cpu")
+    assert type(model) is cases[task].model_type is MODEL_TYPES[task]
+    model.close()
+
+
+@pytest.mark.parametrize("task", HEADS)
+def test_heads_run_on_openvino_like_on_cpu(cases: dict[str, Case], task: str, tmp_path: Path) -> None:
+    case = cases[task]
+    cpu = case.model_type(case.artifact, provider="cpu")
+    openvino = case.model_type(case.artifact, provider="openvino", provider_cache_dir=tmp_path)
+    assert (openvino.provider, openvino.variant) == ("openvino", "fp32")
+    np.testing.assert_allclose(case.outputs(openvino), case.outputs(cpu), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("task", HEADS)
+def test_auto_variant_is_the_providers_choice_and_int8_runs_when_named(cases: dict[str, Case], task: str) -> None:
+    case = cases[task]
+    auto = case.model_type(case.artifact, provider="cpu")
+    int8 = case.model_type(case.artifact, provider="cpu", variant="int8")
+    assert auto.variant == "fp32" and int8.variant == "int8"
+    graph_files = {Path(v.file).name for v in int8.manifest.variants}
+    assert graph_files == {"model.onnx", "model_int8.onnx"}
+    fp32_out, int8_out = case.outputs(auto), case.outputs(int8)
+    assert fp32_out.shape == int8_out.shape and not np.array_equal(fp32_out, int8_out), "int8 ran the fp32 graph"
+
+
+@no_cuda
+@pytest.mark.parametrize("task", ALL)
+def test_cuda_fallback_is_refused_unless_allowed(cases: dict[str, Case], task: str) -> None:
+    case = cases[task]
+    with pytest.raises(ProviderError, match="provider 'cuda' is not available"):
+        case.model_type(case.artifact, provider="cuda")
+    fallen = case.model_type(case.artifact, provider="cuda", allow_fallback=True)
+    assert fallen.provider == "cpu"
+    np.testing.assert_allclose(case.outputs(fallen), case.outputs(case.model_type(case.artifact, provider="cpu")))
+
+
+@pytest.mark.parametrize("task", ALL)
+def test_provider_options_and_threads_reach_the_engine(cases: dict[str, Case], task: str) -> None:
+    case = cases[task]
+    options = ProviderOptions(intra_op_threads=2, inter_op_threads=1)
+    model = case.model_type(case.artifact, provider="cpu", provider_options=options, intra_op_threads=1)
+    session = model._pipeline.provider._session.get_session_options()  # type: ignore[attr-defined]
+    assert session.intra_op_num_threads == 1, "the intra_op_threads argument wins over provider_options"
+
+
+@pytest.mark.parametrize("task", ALL)
+def test_warmup_runs_at_load_and_leaves_no_stats(cases: dict[str, Case], task: str) -> None:
+    case = cases[task]
+    model = case.model_type(case.artifact, provider="cpu", warmup=True)
+    assert model.last_encode_stats.texts == 0
+    case.outputs(model)
+    assert model.last_encode_stats.texts == len(TEXTS)
