@@ -25,9 +25,9 @@ from fastembed_rt.kernels.spec import (
     TOKEN_EMBEDDINGS,
 )
 from fastembed_rt.providers.base import ExecutionProvider
-from fastembed_rt.tokenizer import Encoded, Tokenizer
+from fastembed_rt.tokenizer import Encoded, Tokenizer, TruncationDirection
 
-__all__ = ["BatchFeeds", "EncodeStats", "Pipeline", "check_texts"]
+__all__ = ["BatchFeeds", "EncodeStats", "Pipeline", "Prepared", "check_texts"]
 
 
 def check_texts(texts: object) -> list[str]:
@@ -157,6 +157,37 @@ class BatchFeeds:
         return feeds
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """Inputs tokenized for one model call: token rows, and how many prompt tokens lead each row.
+
+    The first half of every encode call (``Pipeline.prepare``); the second half runs it
+    (``Pipeline.run``). Callers that batch across requests (the server) prepare many requests'
+    inputs at once, drop the rows they refuse (``select``) and run the rest together.
+    """
+
+    encoded: Encoded
+    prompt_length: int = 0
+    tokenize_s: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Tokens per row (after truncation), int64."""
+        return self.encoded.lengths
+
+    @property
+    def truncated(self) -> np.ndarray:
+        """Whether each row was cut at ``max_seq_length``, bool."""
+        return self.encoded.truncated
+
+    def select(self, rows: Sequence[int] | np.ndarray) -> Prepared:
+        """These rows only, in this order."""
+        return Prepared(self.encoded.select(rows), self.prompt_length, self.tokenize_s)
+
+
 class Pipeline:
     """Runs a fused graph over tokenized inputs; owns tokenizer, feeds and provider, not the options."""
 
@@ -168,56 +199,43 @@ class Pipeline:
         self.token_budget = DEFAULT_TOKEN_BUDGET
         self.last_stats = EncodeStats()
 
-    def run_batches(
+    def prepare(
         self,
-        texts: Sequence[str],
-        *,
-        prompt: str | None,
-        batch_size: int,
-        outputs: Sequence[str],
-        show_progress_bar: bool = False,
-        extra_feeds: dict[str, np.ndarray] | None = None,
-    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]:
-        """Yield ``(row_indices, outputs, attention_mask)`` per batch, longest batch first."""
-        if batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer, got {batch_size}")
+        items: Sequence[str] | Sequence[tuple[str, str]],
+        prompt: str | None = None,
+        truncation_direction: TruncationDirection | None = None,
+    ) -> Prepared:
+        """Tokenize texts (with ``prompt`` prepended) or pairs, truncated at ``max_seq_length``."""
         started = time.perf_counter()
-        full = [prompt + t for t in texts] if prompt else list(texts)
-        encoded = self.tokenizer.encode(full)
+        full: list[Any] = [prompt + t for t in items] if prompt else list(items)  # type: ignore[operator]
+        encoded = self.tokenizer.encode(full, truncation_direction)
         prompt_length = self.tokenizer.prompt_length(prompt) if prompt else 0
-        yield from self.run_encoded(
-            encoded,
-            batch_size=batch_size,
-            outputs=outputs,
-            prompt_length=prompt_length,
-            show_progress_bar=show_progress_bar,
-            extra_feeds=extra_feeds,
-            tokenize_s=time.perf_counter() - started,
-        )
+        return Prepared(encoded, prompt_length, time.perf_counter() - started)
 
-    def run_encoded(
+    def run(
         self,
-        encoded: Encoded,
+        prepared: Prepared,
         *,
         batch_size: int,
         outputs: Sequence[str],
-        prompt_length: int = 0,
         show_progress_bar: bool = False,
         extra_feeds: dict[str, np.ndarray] | None = None,
-        tokenize_s: float = 0.0,
     ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]:
-        """``run_batches`` over already tokenized inputs (texts or pairs): same batching and yield.
+        """Yield ``(row_indices, outputs, attention_mask)`` per batch, longest batch first.
 
-        ``tokenize_s`` is the caller's tokenizing time, recorded in ``last_stats``; the time the
-        caller spends between two batches is recorded as post-processing.
+        Rows are sorted by token length and cut into batches of at most ``batch_size`` rows and
+        ``token_budget`` padded tokens. ``extra_feeds`` are fed unchanged with every batch (per-call
+        graph inputs such as ``output_dim``). The time the caller spends between two batches is
+        recorded as post-processing in ``last_stats``.
         """
         if batch_size < 1:
             raise InputError(f"batch_size must be a positive integer, got {batch_size}")
         clock = time.perf_counter()
+        encoded, prompt_length = prepared.encoded, prepared.prompt_length
         lengths = encoded.lengths
         plan = plan_batches(lengths, batch_size, self.token_budget)
         stats = EncodeStats(texts=len(encoded.ids), truncated=int(encoded.truncated.sum()), batches=len(plan))
-        stats.tokenize_s = tokenize_s
+        stats.tokenize_s = prepared.tokenize_s
         bar = _progress(len(plan), show_progress_bar)
         try:
             for rows in plan:
@@ -244,23 +262,20 @@ class Pipeline:
 
     def embed(
         self,
-        texts: Sequence[str],
+        prepared: Prepared,
         *,
-        prompt: str | None,
         batch_size: int,
         show_progress_bar: bool = False,
         output_name: str = SENTENCE_EMBEDDING,
         extra_feeds: dict[str, np.ndarray] | None = None,
     ) -> np.ndarray:
-        """``[len(texts), width]`` rows of the graph output ``output_name``, in input order.
+        """``[len(prepared), width]`` rows of the graph output ``output_name``, in input order.
 
-        ``extra_feeds`` are fed unchanged with every batch (per-call graph inputs such as
-        ``output_dim``). dtype and width are the graph output's.
+        dtype and width are the graph output's; ``prepared`` must not be empty.
         """
         out: np.ndarray | None = None
-        for rows, result, _ in self.run_batches(
-            texts,
-            prompt=prompt,
+        for rows, result, _ in self.run(
+            prepared,
             batch_size=batch_size,
             outputs=[output_name],
             show_progress_bar=show_progress_bar,
@@ -268,20 +283,19 @@ class Pipeline:
         ):
             values = result[output_name]
             if out is None:
-                out = np.empty((len(texts), *values.shape[1:]), dtype=values.dtype)
+                out = np.empty((len(prepared), *values.shape[1:]), dtype=values.dtype)
             out[rows] = values
         if out is None:
             raise InputError("nothing to encode")  # callers handle the empty list themselves
         return out
 
     def token_embeddings(
-        self, texts: Sequence[str], *, prompt: str | None, batch_size: int, show_progress_bar: bool = False
+        self, prepared: Prepared, *, batch_size: int, show_progress_bar: bool = False
     ) -> list[np.ndarray]:
-        """One float32 ``[tokens, hidden]`` array per text (padding removed), in input order."""
-        out: list[np.ndarray] = [np.empty((0, 0), np.float32)] * len(texts)
-        for rows, result, mask in self.run_batches(
-            texts,
-            prompt=prompt,
+        """One float32 ``[tokens, hidden]`` array per row (padding removed), in input order."""
+        out: list[np.ndarray] = [np.empty((0, 0), np.float32)] * len(prepared)
+        for rows, result, mask in self.run(
+            prepared,
             batch_size=batch_size,
             outputs=[TOKEN_EMBEDDINGS],
             show_progress_bar=show_progress_bar,

@@ -217,3 +217,44 @@ def test_stats_report_padding_and_batches(minilm_runtime: Any) -> None:
     assert stats.batches == 4 and stats.texts == len(TEXTS)
     assert 0.0 <= stats.padding_ratio < 1.0
     assert stats.real_tokens <= stats.padded_tokens
+
+
+# -- the two halves of encode (prepare, embed_prepared), as the server uses them ------------------
+def test_prepare_then_embed_prepared_equals_encode(minilm_runtime: Any) -> None:
+    texts = ["short", "a somewhat longer sentence about cats", "x " * 400]
+    prepared = minilm_runtime.prepare(texts, prompt="query: ")
+    assert prepared.truncated.tolist() == [False, False, True]
+    options = minilm_runtime.embed_options("int8", truncate_dim=128)
+    expected = minilm_runtime.encode(texts, prompt="query: ", precision="int8", truncate_dim=128)
+    np.testing.assert_array_equal(minilm_runtime.embed_prepared(prepared, options), expected)
+    reordered = minilm_runtime.embed_prepared(prepared.select([2, 0]), minilm_runtime.embed_options())
+    np.testing.assert_allclose(reordered, minilm_runtime.encode([texts[2], texts[0]], prompt="query: "), atol=1e-6)
+
+
+def test_truncation_direction_per_call_keeps_the_other_end_of_a_long_text(minilm_runtime: Any) -> None:
+    head, tail = "Cats purr on warm windowsills. ", "Stock markets fell sharply today."
+    long_text = head + "filler words without meaning " * 200 + tail
+    right = minilm_runtime.embed_prepared(minilm_runtime.prepare([long_text]), minilm_runtime.embed_options())
+    left = minilm_runtime.embed_prepared(
+        minilm_runtime.prepare([long_text], truncation_direction="left"), minilm_runtime.embed_options()
+    )
+    cats, stocks = minilm_runtime.encode([head, tail])
+    assert float(right[0] @ cats) > float(right[0] @ stocks)
+    assert float(left[0] @ stocks) > float(left[0] @ cats)
+    again = minilm_runtime.encode([long_text])  # the default side is untouched by the other call
+    np.testing.assert_allclose(again, right, atol=1e-6)
+    with pytest.raises(InputError, match="truncation_direction must be 'left' or 'right'"):
+        minilm_runtime.prepare(["x"], truncation_direction="middle")
+
+
+def test_token_id_rows_run_as_given(minilm_runtime: Any) -> None:
+    texts = ["The cat sat on the mat.", "Stocks fell."]
+    ids = [e.ids for e in minilm_runtime.tokenizer.encode_batch(texts)]
+    prepared = minilm_runtime.prepare(ids, token_ids=True)
+    np.testing.assert_allclose(
+        minilm_runtime.embed_prepared(prepared, minilm_runtime.embed_options()), minilm_runtime.encode(texts), atol=1e-6
+    )
+    long_ids = [101] + [2003] * 600 + [102]
+    assert minilm_runtime.prepare([long_ids], token_ids=True).lengths.tolist() == [minilm_runtime.max_seq_length]
+    with pytest.raises(InputError, match=r"inputs\[1\] holds token id 30522, outside the vocabulary 0..30521"):
+        minilm_runtime.prepare([[101, 102], [101, 30522]], token_ids=True)

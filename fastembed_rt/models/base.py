@@ -15,16 +15,16 @@ they do for a bi-encoder.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypedDict
 
 from fastembed_rt.artifact import Manifest, load_manifest, resolve_artifact
 from fastembed_rt.errors import ArtifactError, InputError
-from fastembed_rt.pipeline import EncodeStats, Pipeline
+from fastembed_rt.pipeline import EncodeStats, Pipeline, Prepared, check_texts
 from fastembed_rt.providers import ExecutionProvider, ProviderOptions, open_graph
-from fastembed_rt.tokenizer import Tokenizer
+from fastembed_rt.tokenizer import Tokenizer, TruncationDirection
 
 __all__ = [
     "DOCUMENT_PROMPT_NAMES",
@@ -211,6 +211,27 @@ class TextEncoder(ArtifactModel):
     """A model that encodes single texts (bi-encoders, sparse encoders): ``encode_query`` / ``encode_document``."""
 
     encode: Callable[..., Any]
+
+    def prepare(
+        self,
+        sentences: str | Sequence[str] | Sequence[Sequence[int]],
+        *,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        truncation_direction: TruncationDirection | None = None,
+        token_ids: bool = False,
+    ) -> Prepared:
+        """Tokenize ``sentences`` with the call's prompt (the first half of ``encode``).
+
+        ``token_ids=True``: ``sentences`` are rows of token ids, used as given (no prompt, no special
+        tokens added). ``truncation_direction``: cut over-long texts on this side (default: the
+        model's). The result's ``truncated`` flags say which inputs were cut.
+        """
+        if token_ids:
+            return Prepared(self._tokenizer.encode_ids(sentences, truncation_direction))  # type: ignore[arg-type]
+        texts = check_texts(sentences)
+        resolved = self._resolve_prompt(prompt, prompt_name)
+        return self._pipeline.prepare(texts, resolved, truncation_direction)
 
     def encode_query(self, sentences: str | list[str], **kwargs: Any) -> Any:
         """``encode`` with the ``query`` prompt when the model defines one."""

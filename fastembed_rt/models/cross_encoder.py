@@ -18,6 +18,8 @@ from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels.reference import activate_scores, softmax
 from fastembed_rt.kernels.spec import LOGITS, SCORES, ClassifierActivation, ClassifierHeadSpec
 from fastembed_rt.models.base import ArtifactModel, check_batch_size, no_tensors
+from fastembed_rt.pipeline import Prepared
+from fastembed_rt.tokenizer import TruncationDirection
 
 if TYPE_CHECKING:
     import os
@@ -188,17 +190,51 @@ class CrossEncoder(ArtifactModel):
         check_batch_size(batch_size)
         pairs, single = check_pairs(inputs)
         fn = self.activation_fn if activation_fn is None else activation_fn
-        name = self._activation_name(fn)
+        self._activation_name(fn)
         if not pairs:
             return np.empty((0,), dtype=np.float32) if convert_to_numpy else []
+        prepared = self.prepare(pairs, prompt_name=prompt_name, prompt=prompt)
+        scores = self.score_prepared(
+            prepared,
+            activation_fn=fn,
+            apply_softmax=bool(apply_softmax),
+            batch_size=batch_size,
+            show_progress_bar=bool(show_progress_bar),
+        )
+        if single:
+            return scores[0]
+        return scores if convert_to_numpy else list(scores)
+
+    # -- the two halves of predict, for callers that batch across requests (the server) ----------
+    def prepare(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        truncation_direction: TruncationDirection | None = None,
+    ) -> Prepared:
+        """Tokenize (query, document) pairs together, the prompt before each query (first half of ``predict``)."""
         resolved = self._resolve_prompt(prompt, prompt_name)
-        if resolved:
-            pairs = [(resolved + a, b) for a, b in pairs]
+        items = [(resolved + a, b) for a, b in pairs] if resolved else list(pairs)
+        return self._pipeline.prepare(items, None, truncation_direction)
+
+    def score_prepared(
+        self,
+        prepared: Prepared,
+        *,
+        activation_fn: ActivationLike | None = None,
+        apply_softmax: bool = False,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
+    ) -> np.ndarray:
+        """Scores of prepared pairs (second half of ``predict``): float32 ``[n]`` or ``[n, num_labels]``."""
+        fn = self.activation_fn if activation_fn is None else activation_fn
+        name = self._activation_name(fn)
         output = SCORES if name is self._fused else LOGITS
-        raw = np.empty((len(pairs), self.num_labels), dtype=np.float32)
-        encoded = self._tokenizer.encode(pairs)
-        for rows, result, _ in self._pipeline.run_encoded(
-            encoded, batch_size=batch_size, outputs=[output], show_progress_bar=bool(show_progress_bar)
+        raw = np.empty((len(prepared), self.num_labels), dtype=np.float32)
+        for rows, result, _ in self._pipeline.run(
+            prepared, batch_size=batch_size, outputs=[output], show_progress_bar=show_progress_bar
         ):
             raw[rows] = result[output]
         if output == SCORES:
@@ -212,10 +248,7 @@ class CrossEncoder(ArtifactModel):
             scores = scores[..., 0]  # [n, 1] -> [n], as sentence-transformers squeezes
         if apply_softmax and scores.ndim > 1:
             scores = softmax(scores, axis=1)
-        scores = np.ascontiguousarray(scores, dtype=np.float32)
-        if single:
-            return scores[0]
-        return scores if convert_to_numpy else list(scores)
+        return np.ascontiguousarray(scores, dtype=np.float32)
 
     def rank(
         self,

@@ -7,7 +7,7 @@ truncation and int8 / uint8 / binary outputs run in its precision stage when a c
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -16,7 +16,7 @@ from fastembed_rt.calibration import Calibration
 from fastembed_rt.errors import ArtifactError, InputError, ProviderError
 from fastembed_rt.kernels.spec import NORMALIZE_OUTPUT, OUTPUT_DIM, QUANTIZE_RANGES, Precision
 from fastembed_rt.models.base import TextEncoder, check_batch_size, no_tensors
-from fastembed_rt.pipeline import check_texts
+from fastembed_rt.pipeline import Prepared, check_texts
 from fastembed_rt.pool import MultiProcessPool
 from fastembed_rt.providers import ProviderOptions, pool_devices
 from fastembed_rt.providers.threads import available_cpus
@@ -30,7 +30,17 @@ if TYPE_CHECKING:
 
     from fastembed_rt.models.base import LoadOptions
 
-__all__ = ["SentenceTransformer"]
+__all__ = ["EmbedOptions", "SentenceTransformer"]
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """What one ``encode`` call asks of the output: its precision, its (Matryoshka) width and whether
+    to L2-normalize it. Equal options can share a graph run, so this is hashable."""
+
+    precision: Precision = Precision.FLOAT32
+    output_dim: int = 0
+    normalize: bool = False
 
 
 class SentenceTransformer(TextEncoder):
@@ -60,7 +70,7 @@ class SentenceTransformer(TextEncoder):
         self.similarity_fn_name = similarity_function(self.manifest.similarity_fn).value
 
     def _warm_up(self) -> None:
-        self._pipeline.embed(["warm-up"], prompt=None, batch_size=1)
+        self._pipeline.embed(self._pipeline.prepare(["warm-up"]), batch_size=1)
 
     # -- properties sentence-transformers users reach for ---------------------------------------
     def get_sentence_embedding_dimension(self) -> int:
@@ -114,57 +124,64 @@ class SentenceTransformer(TextEncoder):
                 normalize_embeddings=normalize_embeddings,
                 truncate_dim=truncate_dim,
             )
-        try:
-            wanted = Precision(precision)
-        except ValueError:
-            valid = ", ".join(repr(p.value) for p in Precision)
-            raise InputError(f"precision {precision!r} is not supported; valid: {valid}") from None
         single = isinstance(sentences, str)
         texts = check_texts(sentences)
         check_batch_size(batch_size)
-        dim_limit = truncate_dim if truncate_dim is not None else self.truncate_dim
-        if dim_limit is not None and not (isinstance(dim_limit, int) and 0 < dim_limit <= self.manifest.dim):
-            raise InputError(f"truncate_dim must be an int in 1..{self.manifest.dim}, got {dim_limit!r}")
-        resolved_prompt = self._resolve_prompt(prompt, prompt_name)
-        show = bool(show_progress_bar)
-        if output_value == "token_embeddings":
-            tokens = self._pipeline.token_embeddings(
-                texts, prompt=resolved_prompt, batch_size=batch_size, show_progress_bar=show
-            )
-            return tokens[0] if single else tokens
-        if output_value != "sentence_embedding":
+        if output_value not in ("sentence_embedding", "token_embeddings"):
             raise InputError(
                 f"output_value {output_value!r} is not supported; valid: 'sentence_embedding', 'token_embeddings'"
             )
-        output_dim = dim_limit if dim_limit is not None else self.manifest.dim
-        if wanted is not Precision.FLOAT32 or output_dim < self.manifest.dim:
-            embeddings = self._encode_in_graph(
-                texts, resolved_prompt, batch_size, show, wanted, output_dim, normalize_embeddings
-            )
-        else:
-            embeddings = (
-                self._pipeline.embed(texts, prompt=resolved_prompt, batch_size=batch_size, show_progress_bar=show)
-                if texts
-                else np.empty((0, self.manifest.dim), dtype=np.float32)
-            )
-            if normalize_embeddings:
-                norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-                embeddings = np.ascontiguousarray(embeddings / np.maximum(norms, np.float32(1e-12)), dtype=np.float32)
+        call = self.embed_options(precision, truncate_dim, normalize_embeddings)
+        prepared = self.prepare(texts, prompt_name=prompt_name, prompt=prompt)
+        show = bool(show_progress_bar)
+        if output_value == "token_embeddings":
+            tokens = self._pipeline.token_embeddings(prepared, batch_size=batch_size, show_progress_bar=show)
+            return tokens[0] if single else tokens
+        embeddings = self.embed_prepared(prepared, call, batch_size=batch_size, show_progress_bar=show)
         if single:
             return embeddings[0]
         if not convert_to_numpy:
             return list(embeddings)
         return embeddings
 
-    def _encode_in_graph(
+    # -- the two halves of encode, for callers that batch across requests (the server) -----------
+    def embed_options(
         self,
-        texts: list[str],
-        prompt: str | None,
-        batch_size: int,
-        show_progress_bar: bool,
-        precision: Precision,
-        output_dim: int,
-        normalize_embeddings: bool,
+        precision: str | Precision = "float32",
+        truncate_dim: int | None = None,
+        normalize_embeddings: bool = False,
+    ) -> EmbedOptions:
+        """The output options of one ``encode`` call, checked (``truncate_dim`` None: the model's default)."""
+        try:
+            wanted = Precision(precision)
+        except ValueError:
+            valid = ", ".join(repr(p.value) for p in Precision)
+            raise InputError(f"precision {precision!r} is not supported; valid: {valid}") from None
+        dim_limit = truncate_dim if truncate_dim is not None else self.truncate_dim
+        if dim_limit is not None and not (
+            isinstance(dim_limit, int) and not isinstance(dim_limit, bool) and 0 < dim_limit <= self.manifest.dim
+        ):
+            raise InputError(f"truncate_dim must be an int in 1..{self.manifest.dim}, got {dim_limit!r}")
+        output_dim = dim_limit if dim_limit is not None else self.manifest.dim
+        return EmbedOptions(wanted, output_dim, bool(normalize_embeddings))
+
+    def embed_prepared(
+        self, prepared: Prepared, options: EmbedOptions, *, batch_size: int = 32, show_progress_bar: bool = False
+    ) -> np.ndarray:
+        """Embeddings of prepared inputs (the second half of ``encode``): ``[len(prepared), dim]`` rows of
+        float32, or int8 / uint8 / packed bits for the other precisions, in input order."""
+        if options.precision is not Precision.FLOAT32 or options.output_dim < self.manifest.dim:
+            return self._encode_in_graph(prepared, options, batch_size, show_progress_bar)
+        if not len(prepared):
+            return np.empty((0, self.manifest.dim), dtype=np.float32)
+        embeddings = self._pipeline.embed(prepared, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        if options.normalize:
+            norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+            embeddings = np.ascontiguousarray(embeddings / np.maximum(norms, np.float32(1e-12)), dtype=np.float32)
+        return embeddings
+
+    def _encode_in_graph(
+        self, prepared: Prepared, options: EmbedOptions, batch_size: int, show_progress_bar: bool
     ) -> np.ndarray:
         """Matryoshka truncation and quantization computed by the graph's precision stage."""
         if QUANTIZE_RANGES not in self.manifest.graph.inputs:
@@ -172,19 +189,19 @@ class SentenceTransformer(TextEncoder):
                 f"{self.manifest.root} was exported without the in-graph precision stage; "
                 "re-export it with this fastembed-rt to use precision= or truncate_dim="
             )
+        precision, output_dim = options.precision, options.output_dim
         # A normalizing model's truncated output is re-normalized (Matryoshka); otherwise only on request.
-        normalize_output = normalize_embeddings or (self.manifest.normalizes and output_dim < self.manifest.dim)
+        normalize_output = options.normalize or (self.manifest.normalizes and output_dim < self.manifest.dim)
         if precision in (Precision.INT8, Precision.UINT8):
             if self._calibration is None:
                 self._calibration = Calibration(self.manifest)
             ranges = self._calibration.ranges(output_dim, normalize_output)
         else:
             ranges = np.zeros((2, output_dim), dtype=np.float32)  # read only by the int8/uint8 outputs
-        if not texts:
+        if not len(prepared):
             return quantize_embeddings(np.empty((0, output_dim), np.float32), precision, ranges=ranges)
         return self._pipeline.embed(
-            texts,
-            prompt=prompt,
+            prepared,
             batch_size=batch_size,
             show_progress_bar=show_progress_bar,
             output_name=precision.output_name,

@@ -15,7 +15,7 @@ import numpy as np
 from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels.spec import MAX_ACTIVE_DIMS, SPARSE_INDICES, SPARSE_VALUES, SpladeSpec
 from fastembed_rt.models.base import TextEncoder, check_batch_size
-from fastembed_rt.pipeline import check_texts
+from fastembed_rt.pipeline import Prepared, check_texts
 from fastembed_rt.similarity import SimilarityFunction, similarity_function
 from fastembed_rt.sparse import (
     SparseEmbeddings,
@@ -96,16 +96,23 @@ class SparseEncoder(TextEncoder):
         return self.spec.vocab_size
 
     # -- encoding -------------------------------------------------------------------------------
-    def _encode_rows(
-        self, texts: list[str], prompt: str | None, batch_size: int, k: int, show_progress_bar: bool
+    def encode_prepared(
+        self,
+        prepared: Prepared,
+        *,
+        max_active_dims: int | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool = False,
     ) -> SparseEmbeddings:
-        vocab = self.spec.vocab_size
-        row_indices: list[np.ndarray] = [np.empty(0, np.int64)] * len(texts)
-        row_values: list[np.ndarray] = [np.empty(0, np.float32)] * len(texts)
+        """Sparse rows of prepared texts (the second half of ``encode``), ``[len(prepared), vocab_size]``,
+        ascending column indices per row; ``max_active_dims`` None: the encoder's default."""
+        k = self._check_k(max_active_dims) or self.max_active_dims or self.spec.vocab_size
+        vocab, n = self.spec.vocab_size, len(prepared)
+        row_indices: list[np.ndarray] = [np.empty(0, np.int64)] * n
+        row_values: list[np.ndarray] = [np.empty(0, np.float32)] * n
         feeds = {MAX_ACTIVE_DIMS: np.array([k], dtype=np.int64)}
-        for rows, result, _ in self._pipeline.run_batches(
-            texts,
-            prompt=prompt or None,
+        for rows, result, _ in self._pipeline.run(
+            prepared,
             batch_size=batch_size,
             outputs=[SPARSE_INDICES, SPARSE_VALUES],
             show_progress_bar=show_progress_bar,
@@ -121,12 +128,12 @@ class SparseEncoder(TextEncoder):
             for j, (row, count) in enumerate(zip(rows.tolist(), active.sum(axis=1).tolist())):
                 row_indices[row] = keys[j, :count]
                 row_values[row] = values[j, :count]
-        counts = np.fromiter((r.size for r in row_indices), dtype=np.int64, count=len(texts))
+        counts = np.fromiter((r.size for r in row_indices), dtype=np.int64, count=n)
         return SparseEmbeddings(
             np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-            np.concatenate(row_indices).astype(np.int64) if texts else np.empty(0, np.int64),
-            np.concatenate(row_values).astype(np.float32) if texts else np.empty(0, np.float32),
-            (len(texts), vocab),
+            np.concatenate(row_indices).astype(np.int64) if n else np.empty(0, np.int64),
+            np.concatenate(row_values).astype(np.float32) if n else np.empty(0, np.float32),
+            (n, vocab),
         )
 
     def encode(
@@ -160,9 +167,10 @@ class SparseEncoder(TextEncoder):
         check_batch_size(batch_size)
         single = isinstance(sentences, str)
         texts = check_texts(sentences)
-        k = self._check_k(max_active_dims) or self.max_active_dims or self.spec.vocab_size
-        resolved = self._resolve_prompt(prompt, prompt_name)
-        rows = self._encode_rows(texts, resolved, batch_size, k, bool(show_progress_bar))
+        prepared = self.prepare(texts, prompt_name=prompt_name, prompt=prompt)
+        rows = self.encode_prepared(
+            prepared, max_active_dims=max_active_dims, batch_size=batch_size, show_progress_bar=bool(show_progress_bar)
+        )
         if not convert_to_sparse_tensor:
             dense = rows.toarray()
             if single:
