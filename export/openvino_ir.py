@@ -239,11 +239,11 @@ def _throughput(context: BuildContext, files: dict[str, str], texts: Sequence[st
         }
         try:
             for pipeline in pipelines.values():  # warm-up: first-call allocations
-                pipeline.embed(texts[:TIMING_BATCH], prompt=None, batch_size=TIMING_BATCH)
+                pipeline.embed(pipeline.prepare(texts[:TIMING_BATCH]), batch_size=TIMING_BATCH)
             for _ in range(TIMING_ROUNDS):
                 for name, pipeline in pipelines.items():
                     started = time.perf_counter()
-                    pipeline.embed(texts, prompt=None, batch_size=TIMING_BATCH, output_name=SENTENCE_EMBEDDING)
+                    pipeline.embed(pipeline.prepare(texts), batch_size=TIMING_BATCH, output_name=SENTENCE_EMBEDDING)
                     rates[name].append(round(len(texts) / (time.perf_counter() - started), 1))
         finally:
             for pipeline in pipelines.values():

@@ -179,6 +179,30 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from fastembed_rt.server.main import config_from_args, run
+
+    return run(config_from_args(args), args.log_level)
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve artifacts over HTTP, TEI- and OpenAI-compatible (fastembed-rt[server])")
+    try:
+        from fastembed_rt.server.main import add_arguments
+    except ImportError as exc:
+        message = str(exc)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(func=lambda _: _missing(message))
+        return
+    add_arguments(p)
+    p.set_defaults(func=_serve)
+
+
+def _missing(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastembed-rt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -235,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=int, default=100, help="single-text calls for p50/p99 latency")
     p.add_argument("--jsonl", help="also write the rows as JSON lines to this file")
     p.set_defaults(func=_bench)
+
+    _add_serve(sub)
 
     p = sub.add_parser("info", help="show an artifact's manifest, variants and their fidelity")
     p.add_argument("artifact")

@@ -201,7 +201,7 @@ class Pipeline:
 
     def prepare(
         self,
-        items: Sequence[str] | Sequence[tuple[str, str]],
+        items: Sequence[str | tuple[str, str]],
         prompt: str | None = None,
         truncation_direction: TruncationDirection | None = None,
     ) -> Prepared:

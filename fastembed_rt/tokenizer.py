@@ -140,12 +140,12 @@ class Tokenizer:
         truncated = np.fromiter((len(row) > limit for row in rows), dtype=bool, count=len(rows))
         return Encoded(ids, [np.zeros_like(row) for row in ids], truncated)
 
-    def count_tokens(self, texts: list[str] | list[tuple[str, str]]) -> list[int]:
+    def count_tokens(self, texts: Sequence[str | tuple[str, str]]) -> list[int]:
         """Tokens of each text with special tokens and without truncation (for long-input errors)."""
         backend = self._tok.from_str(self._tok.to_str())
         backend.no_truncation()
         backend.no_padding()
-        return [len(e.ids) for e in backend.encode_batch(texts, add_special_tokens=True)]
+        return [len(e.ids) for e in backend.encode_batch(list(texts), add_special_tokens=True)]
 
     def prompt_length(self, prompt: str) -> int:
         """Tokens of ``prompt`` alone, minus a trailing special token (as sentence-transformers)."""

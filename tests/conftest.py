@@ -54,6 +54,30 @@ def minilm_runtime(minilm_artifact_session: Path) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
+def tiny_reranker_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random one-label BERT reranker, exported with fp32 and int8 variants (shared by the session)."""
+    from tiny_heads import build_tiny_cross_encoder
+
+    from fastembed_rt.export import export_cross_encoder
+
+    root = tmp_path_factory.mktemp("tiny-reranker")
+    export_cross_encoder(build_tiny_cross_encoder(root, "bert", 1, None), root / "artifact", variants="fp32,int8")
+    return root / "artifact"
+
+
+@pytest.fixture(scope="session")
+def tiny_splade_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT SPLADE model, exported with fp32 and int8 variants (shared by the session)."""
+    from tiny_heads import build_tiny_splade
+
+    from fastembed_rt.export import export_sparse_encoder
+
+    root = tmp_path_factory.mktemp("tiny-splade")
+    export_sparse_encoder(build_tiny_splade(root), root / "artifact", variants="fp32,int8")
+    return root / "artifact"
+
+
+@pytest.fixture(scope="session")
 def minilm_torch(minilm_dir: Path) -> object:
     from sentence_transformers import SentenceTransformer
 

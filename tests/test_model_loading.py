@@ -1,8 +1,8 @@
 """Every model type opens through the one loader: same provider and variant choice, options, fallback
 refusal and warm-up for a bi-encoder, a reranker and a SPLADE encoder; ``load_model`` picks the type.
 
-A tiny random reranker and SPLADE model are exported once (fp32 + int8) for the module; the
-bi-encoder is the real all-MiniLM-L6-v2.
+The reranker and SPLADE model are the session's tiny random exports (fp32 + int8); the bi-encoder
+is the real all-MiniLM-L6-v2.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tiny_heads import PAIRS, build_tiny_cross_encoder, build_tiny_splade
+from tiny_heads import PAIRS
 
 from fastembed_rt import CrossEncoder, ProviderError, SentenceTransformer, SparseEncoder, load_model
 from fastembed_rt.models import MODEL_TYPES, ArtifactModel
@@ -45,18 +45,11 @@ def _dense(model: Any) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def cases(tmp_path_factory: pytest.TempPathFactory, minilm_artifact_session: Path) -> dict[str, Case]:
-    from fastembed_rt.export import export_cross_encoder, export_sparse_encoder
-
-    root = tmp_path_factory.mktemp("loading")
-    reranker = build_tiny_cross_encoder(root / "ce", "bert", 1, None)
-    export_cross_encoder(reranker, root / "ce-artifact", variants="fp32,int8")
-    splade = build_tiny_splade(root / "splade")
-    export_sparse_encoder(splade, root / "splade-artifact", variants="fp32,int8")
+def cases(minilm_artifact_session: Path, tiny_reranker_artifact: Path, tiny_splade_artifact: Path) -> dict[str, Case]:
     return {
         "embedding": Case(SentenceTransformer, minilm_artifact_session, _dense),
-        "cross-encoder": Case(CrossEncoder, root / "ce-artifact", _scores),
-        "sparse": Case(SparseEncoder, root / "splade-artifact", _sparse),
+        "cross-encoder": Case(CrossEncoder, tiny_reranker_artifact, _scores),
+        "sparse": Case(SparseEncoder, tiny_splade_artifact, _sparse),
     }
 
 

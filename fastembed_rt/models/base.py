@@ -169,6 +169,25 @@ class ArtifactModel:
     def get_max_seq_length(self) -> int:
         return self.max_seq_length
 
+    @property
+    def token_budget(self) -> int:
+        """Most padded tokens in one graph run (rows are cut into batches by it and by ``batch_size``)."""
+        return self._pipeline.token_budget
+
+    @token_budget.setter
+    def token_budget(self, value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InputError(f"token_budget must be a positive int, got {value!r}")
+        self._pipeline.token_budget = value
+
+    def count_tokens(
+        self, items: Sequence[str | tuple[str, str]], *, prompt_name: str | None = None, prompt: str | None = None
+    ) -> list[int]:
+        """Tokens of each text or pair with the call's prompt and special tokens, before any truncation."""
+        resolved = self._resolve_prompt(prompt, prompt_name) or ""
+        full = [resolved + item if isinstance(item, str) else (resolved + item[0], item[1]) for item in items]
+        return self._tokenizer.count_tokens(full)
+
     # -- prompts --------------------------------------------------------------------------------
     def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
         """The prompt text of a call: ``prompt``, else the named one, else the default prompt."""

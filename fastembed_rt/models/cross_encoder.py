@@ -208,15 +208,18 @@ class CrossEncoder(ArtifactModel):
     # -- the two halves of predict, for callers that batch across requests (the server) ----------
     def prepare(
         self,
-        pairs: Sequence[tuple[str, str]],
+        pairs: Sequence[tuple[str, str] | str],
         *,
         prompt_name: str | None = None,
         prompt: str | None = None,
         truncation_direction: TruncationDirection | None = None,
     ) -> Prepared:
-        """Tokenize (query, document) pairs together, the prompt before each query (first half of ``predict``)."""
-        resolved = self._resolve_prompt(prompt, prompt_name)
-        items = [(resolved + a, b) for a, b in pairs] if resolved else list(pairs)
+        """Tokenize (query, document) pairs together, the prompt before each query (first half of ``predict``).
+
+        A single str item is scored alone (sequence classification), with the prompt before it.
+        """
+        resolved = self._resolve_prompt(prompt, prompt_name) or ""
+        items = [resolved + item if isinstance(item, str) else (resolved + item[0], item[1]) for item in pairs]
         return self._pipeline.prepare(items, None, truncation_direction)
 
     def score_prepared(

@@ -1,0 +1,35 @@
+"""``fastembed-rt serve``: an HTTP server speaking text-embeddings-inference's and OpenAI's APIs.
+
+Needs the ``server`` extra (starlette, uvicorn, orjson, prometheus-client); the library never
+imports this package. One process serves one or more artifacts of any task::
+
+    HTTP (uvicorn + starlette event loop: read, parse, validate, admit, respond; never tokenizes or runs)
+      │ admission (``limits``): permits counted per input item → 429 + Retry-After when full
+      ▼
+    per-model worker thread (``batcher``): collects inputs across requests → tokenizes them in one
+      call → sorts by length, cuts by a padded-token budget → runs the graph (the engine releases
+      the GIL) → hands each request exactly its own rows, in its order
+      ▼
+    response: TEI shapes on TEI routes, OpenAI shapes on /v1/*, timing headers, Prometheus metrics
+
+Modules: ``config`` (flags), ``requests`` (request bodies → typed requests), ``responses`` (bodies
+and errors in each API's shape), ``batcher``, ``limits``, ``metrics``, ``openapi``, ``app`` (routes),
+``main`` (the command line and the uvicorn process).
+"""
+
+from __future__ import annotations
+
+try:
+    import orjson  # noqa: F401
+    import prometheus_client  # noqa: F401
+    import starlette  # noqa: F401
+    import uvicorn  # noqa: F401
+except ImportError as _exc:  # pragma: no cover - exercised by the CLI test without the extra
+    raise ImportError(
+        f"fastembed-rt serve needs the server extra ({_exc.name or _exc}): pip install 'fastembed-rt[server]'"
+    ) from _exc
+
+from fastembed_rt.server.app import create_app
+from fastembed_rt.server.config import ServedModel, ServerConfig
+
+__all__ = ["ServedModel", "ServerConfig", "create_app"]

@@ -1,0 +1,87 @@
+"""The server's settings: what it serves and its limits (text-embeddings-inference's flag names where
+TEI has the knob)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastembed_rt.batching import DEFAULT_TOKEN_BUDGET
+
+__all__ = ["ServedModel", "ServerConfig"]
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One artifact and the name clients use for it (``model`` in requests, ``/v1/models``)."""
+
+    name: str
+    artifact: str | Path
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``fastembed-rt serve`` can be told.
+
+    Args:
+        models: what to serve; the first is the default, and for each route the first model of the
+            route's task is its default.
+        provider / variant / intra_op_threads: how every model is opened (as the library's loader).
+        max_concurrent_requests: input items (texts, pairs) admitted at once, queued or running;
+            past it a request gets 429 with ``Retry-After`` at once.
+        max_batch_tokens: padded tokens per graph run (the library's token budget).
+        max_batch_size: rows per graph run.
+        max_client_batch_size: most inputs one request may send (422 past it).
+        payload_limit: most bytes of a request body (413 past it).
+        auto_truncate: truncate over-long inputs when a request does not say (``truncate``);
+            otherwise such an input is a 422 naming its position and token count.
+        batch_wait_ms: how long a worker waits for more requests before running what it has
+            (0: run at once; the benchmark measures the choice).
+        api_key: when set, every route but ``/health`` needs ``Authorization: Bearer <key>``.
+        graceful_timeout: seconds SIGTERM waits for accepted requests before the process exits.
+    """
+
+    models: tuple[ServedModel, ...]
+    host: str = "127.0.0.1"
+    port: int = 8080
+    provider: str = "auto"
+    variant: str = "auto"
+    intra_op_threads: int | None = None
+    max_concurrent_requests: int = 512
+    max_batch_tokens: int = DEFAULT_TOKEN_BUDGET
+    max_batch_size: int = 32
+    max_client_batch_size: int = 512
+    payload_limit: int = 2_000_000
+    auto_truncate: bool = True
+    batch_wait_ms: float = 0.0
+    api_key: str | None = None
+    graceful_timeout: float = 30.0
+    warmup: bool = True
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    def check(self) -> list[str]:
+        """Every setting that cannot work, one line each."""
+        problems = []
+        if not self.models:
+            problems.append("no model to serve: pass at least one ARTIFACT")
+        names = [m.name for m in self.models]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            problems.append(f"model names must be unique; repeated: {', '.join(duplicates)}")
+        for name, value in (
+            ("--max-concurrent-requests", self.max_concurrent_requests),
+            ("--max-batch-tokens", self.max_batch_tokens),
+            ("--max-batch-size", self.max_batch_size),
+            ("--max-client-batch-size", self.max_client_batch_size),
+            ("--payload-limit", self.payload_limit),
+        ):
+            if value < 1:
+                problems.append(f"{name} must be at least 1, got {value}")
+        if self.max_client_batch_size > self.max_concurrent_requests:
+            problems.append(
+                f"--max-client-batch-size ({self.max_client_batch_size}) is larger than --max-concurrent-requests "
+                f"({self.max_concurrent_requests}): such a request could never be admitted"
+            )
+        if self.batch_wait_ms < 0 or self.graceful_timeout < 0:
+            problems.append("--batch-wait-ms and --graceful-timeout must not be negative")
+        return problems

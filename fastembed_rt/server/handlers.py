@@ -1,0 +1,301 @@
+"""One function per route: parse the body, pick the model, build the worker's ``Operation``, shape the reply.
+
+Every handler returns a ``Reply``; ``app`` turns it into a response with TEI's timing headers, and
+any ``RequestError`` into the route's error shape. Outputs are the library's: a route answers what
+``SentenceTransformer.encode`` / ``SparseEncoder.encode`` / ``CrossEncoder.predict`` give for the
+same inputs and options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+
+from fastembed_rt.errors import InputError
+from fastembed_rt.models import CrossEncoder, SentenceTransformer, SparseEncoder
+from fastembed_rt.server.batcher import JobResult, Operation
+from fastembed_rt.server.requests import (
+    RequestError,
+    parse_decode,
+    parse_embed,
+    parse_openai_embeddings,
+    parse_openai_rerank,
+    parse_predict,
+    parse_rerank,
+    parse_sparse,
+    parse_tokenize,
+)
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from fastembed_rt.server.app import Served, ServerState
+
+__all__ = ["HANDLERS", "Reply"]
+
+EMBEDDING, SPARSE, CROSS_ENCODER = "embedding", "sparse", "cross-encoder"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A route's answer: the JSON payload, the job it ran (None: none) and the characters it read."""
+
+    payload: Any
+    result: JobResult | None
+    characters: int
+
+
+def _characters(items: list[Any]) -> int:
+    return sum(len(i) if isinstance(i, str) else sum(map(len, i)) if isinstance(i, tuple) else len(i) for i in items)
+
+
+def _check_prompt(served: Served, prompt_name: str | None) -> None:
+    prompts = served.model.prompts
+    if prompt_name is not None and prompt_name not in prompts:
+        raise RequestError(
+            422,
+            f"`prompt_name` {prompt_name!r} is not a prompt of model {served.name!r}; its prompts: {sorted(prompts)}",
+        )
+
+
+def _truncate(state: ServerState, value: bool | None) -> bool:
+    return state.config.auto_truncate if value is None else value
+
+
+def _text_tokens(served: Served, prompt_name: str | None) -> Callable[[Any], int]:
+    def count(item: Any) -> int:
+        return served.model.count_tokens([item], prompt_name=prompt_name)[0]
+
+    return count
+
+
+# -- dense embeddings ----------------------------------------------------------------------------------
+async def _embed_job(state: ServerState, request: Request, served: Served, req: Any) -> JobResult:
+    model = cast(SentenceTransformer, served.model)
+    _check_prompt(served, req.prompt_name)
+    try:
+        options = model.embed_options(req.precision, req.dimensions, req.normalize)
+    except InputError as exc:
+        raise RequestError(422, f"`dimensions`: {exc}") from None
+    batch_size = state.config.max_batch_size
+
+    def prepare(items: list[Any]) -> Any:
+        return model.prepare(
+            items, prompt_name=req.prompt_name, truncation_direction=req.truncation_direction, token_ids=req.token_ids
+        )
+
+    operation = Operation(
+        key=("embed", req.prompt_name, req.truncation_direction, req.token_ids, options),
+        prepare=prepare,
+        run=lambda prepared: model.embed_prepared(prepared, options, batch_size=batch_size),
+        take=lambda result, rows: result[rows],
+        count_tokens=len if req.token_ids else _text_tokens(served, req.prompt_name),
+    )
+    return await state.run_job(request, served, operation, req.inputs, _truncate(state, req.truncate))
+
+
+async def embed(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
+    req = parse_embed(data, state.config.max_client_batch_size)
+    served = state.pick(req.model, EMBEDDING, "/embed")
+    result = await _embed_job(state, request, served, req)
+    return Reply(result.rows, result, _characters(req.inputs))
+
+
+async def openai_embeddings(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
+    req = parse_openai_embeddings(data, state.config.max_client_batch_size)
+    served = state.pick(req.model, EMBEDDING, "/v1/embeddings")
+    result = await _embed_job(state, request, served, req)
+    rows = np.ascontiguousarray(result.rows, dtype="<f4")
+    encode: Callable[[np.ndarray], Any] = (
+        (lambda row: base64.b64encode(row.tobytes()).decode("ascii")) if req.encoding_format == "base64" else list
+    )
+    payload = {
+        "object": "list",
+        "data": [{"object": "embedding", "embedding": encode(row), "index": i} for i, row in enumerate(rows)],
+        "model": served.name,
+        "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens},
+    }
+    return Reply(payload, result, _characters(req.inputs))
+
+
+# -- sparse embeddings ---------------------------------------------------------------------------------
+async def embed_sparse(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
+    req = parse_sparse(data, state.config.max_client_batch_size)
+    served = state.pick(req.model, SPARSE, "/embed_sparse")
+    model = cast(SparseEncoder, served.model)
+    _check_prompt(served, req.prompt_name)
+    batch_size = state.config.max_batch_size
+
+    def take(result: Any, rows: np.ndarray) -> list[list[dict[str, Any]]]:
+        out = []
+        for row in rows.tolist():
+            indices, values = result.row(row)
+            out.append([{"index": i, "value": v} for i, v in zip(indices.tolist(), values.tolist())])
+        return out
+
+    operation = Operation(
+        key=("sparse", req.prompt_name, req.truncation_direction, req.max_active_dims),
+        prepare=lambda items: model.prepare(
+            items, prompt_name=req.prompt_name, truncation_direction=req.truncation_direction
+        ),
+        run=lambda prepared: model.encode_prepared(
+            prepared, max_active_dims=req.max_active_dims, batch_size=batch_size
+        ),
+        take=take,
+        count_tokens=_text_tokens(served, req.prompt_name),
+    )
+    result = await state.run_job(request, served, operation, req.inputs, _truncate(state, req.truncate))
+    return Reply(result.rows, result, _characters(req.inputs))
+
+
+# -- cross-encoder scores ------------------------------------------------------------------------------
+async def _score_job(
+    state: ServerState,
+    request: Request,
+    served: Served,
+    items: list[Any],
+    *,
+    raw: bool,
+    truncate: bool | None,
+    direction: str,
+) -> JobResult:
+    model = cast(CrossEncoder, served.model)
+    batch_size = state.config.max_batch_size
+    activation = "identity" if raw else None
+    operation = Operation(
+        key=("score", raw, direction),
+        prepare=lambda pairs: model.prepare(pairs, truncation_direction=direction),  # type: ignore[arg-type]
+        run=lambda prepared: model.score_prepared(prepared, activation_fn=activation, batch_size=batch_size),
+        take=lambda result, rows: result[rows],
+        count_tokens=_text_tokens(served, None),
+    )
+    return await state.run_job(request, served, operation, items, _truncate(state, truncate))
+
+
+def _one_label(served: Served, route: str) -> None:
+    labels = cast(CrossEncoder, served.model).num_labels
+    if labels != 1:
+        raise RequestError(
+            422, f"{route} needs a reranker with one score per pair; model {served.name!r} has {labels} labels"
+        )
+
+
+async def rerank(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
+    req = parse_rerank(data, state.config.max_client_batch_size)
+    served = state.pick(req.model, CROSS_ENCODER, "/rerank")
+    _one_label(served, "/rerank")
+    pairs = [(req.query, text) for text in req.texts]
+    result = await _score_job(
+        state, request, served, pairs, raw=req.raw_scores, truncate=req.truncate, direction=req.truncation_direction
+    )
+    order = np.argsort(-result.rows, kind="stable")
+    ranks = []
+    for i in order.tolist():
+        rank: dict[str, Any] = {"index": i, "score": float(result.rows[i])}
+        if req.return_text:
+            rank["text"] = req.texts[i]
+        ranks.append(rank)
+    return Reply(ranks, result, _characters(pairs))
+
+
+async def openai_rerank(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
+    req = parse_openai_rerank(data, state.config.max_client_batch_size)
+    served = state.pick(req.model, CROSS_ENCODER, "/v1/rerank")
+    _one_label(served, "/v1/rerank")
+    pairs = [(req.query, text) for text in req.texts]
+    result = await _score_job(state, request, served, pairs, raw=False, truncate=req.truncate, direction="right")
+    order = np.argsort(-result.rows, kind="stable")[: req.top_n]
+    results = []
+    for i in order.tolist():
+        item: dict[str, Any] = {"index": i, "relevance_score": float(result.rows[i])}
+        if req.return_text:
+            item["document"] = {"text": req.texts[i]}
+        results.append(item)
+    payload = {"model": served.name, "results": results, "usage": {"total_tokens": result.tokens}}
+    return Reply(payload, result, _characters(pairs))
+
+
+async def predict(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
+    req = parse_predict(data, state.config.max_client_batch_size)
+    served = state.pick(req.model, CROSS_ENCODER, "/predict")
+    result = await _score_job(
+        state,
+        request,
+        served,
+        req.inputs,
+        raw=req.raw_scores,
+        truncate=req.truncate,
+        direction=req.truncation_direction,
+    )
+    labels = served.labels
+    scores = np.asarray(result.rows, dtype=np.float32).reshape(len(req.inputs), -1)
+    predictions = [
+        [{"score": float(row[j]), "label": labels[j]} for j in np.argsort(-row, kind="stable").tolist()]
+        for row in scores
+    ]
+    return Reply(predictions[0] if req.single else predictions, result, _characters(req.inputs))
+
+
+# -- tokenizer -----------------------------------------------------------------------------------------
+async def tokenize(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
+    req = parse_tokenize(data, state.config.max_client_batch_size)
+    served = state.pick(req.model, None, "/tokenize")
+    _check_prompt(served, req.prompt_name)
+    prompt = served.model.prompts[req.prompt_name] if req.prompt_name else ""
+    texts = [prompt + text for text in req.inputs]
+
+    def run() -> list[list[dict[str, Any]]]:
+        encodings = served.untruncated.encode_batch(texts, add_special_tokens=req.add_special_tokens)
+        out = []
+        for text, e in zip(texts, encodings):
+            tokens = []
+            for token_id, token, special, (start, stop) in zip(e.ids, e.tokens, e.special_tokens_mask, e.offsets):
+                is_special = bool(special)
+                tokens.append(
+                    {
+                        "id": token_id,
+                        "text": token if is_special else text[start:stop],
+                        "special": is_special,
+                        "start": None if is_special else start,
+                        "stop": None if is_special else stop,
+                    }
+                )
+            out.append(tokens)
+        return out
+
+    return Reply(await asyncio.to_thread(run), None, _characters(texts))  # the event loop never tokenizes
+
+
+async def decode(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
+    req = parse_decode(data, state.config.max_client_batch_size)
+    served = state.pick(req.model, None, "/decode")
+    vocab = served.untruncated.get_vocab_size(with_added_tokens=True)
+    for i, row in enumerate(req.ids):
+        bad = [t for t in row if t >= vocab]
+        if bad:
+            raise RequestError(422, f"`ids[{i}]` holds token id {bad[0]}, outside the vocabulary 0..{vocab - 1}")
+    texts = await asyncio.to_thread(
+        served.untruncated.decode_batch, req.ids, skip_special_tokens=req.skip_special_tokens
+    )
+    return Reply(list(texts), None, 0)
+
+
+Handler = Callable[["ServerState", "Request", dict[str, Any]], Awaitable[Reply]]
+
+# route → (handler, whose error shape it speaks)
+HANDLERS: dict[str, tuple[Handler, str]] = {
+    "/embed": (embed, "tei"),
+    "/embed_sparse": (embed_sparse, "tei"),
+    "/rerank": (rerank, "tei"),
+    "/predict": (predict, "tei"),
+    "/tokenize": (tokenize, "tei"),
+    "/decode": (decode, "tei"),
+    "/v1/embeddings": (openai_embeddings, "openai"),
+    "/embeddings": (openai_embeddings, "openai"),
+    "/v1/rerank": (openai_rerank, "openai"),
+}

@@ -1,0 +1,169 @@
+"""The server process: ``fastembed-rt serve ARTIFACT [NAME=ARTIFACT ...]`` and ``python -m fastembed_rt.server``.
+
+SIGTERM (and Ctrl-C) drain: ``/health`` and new requests answer 503, uvicorn stops accepting
+connections, every accepted request is finished, then the workers stop and the process exits 0,
+within ``--graceful-timeout`` seconds. A model that fails to load stops the process with exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from fastembed_rt.server.app import ServerState, create_app
+from fastembed_rt.server.config import ServedModel, ServerConfig
+
+__all__ = ["add_arguments", "config_from_args", "main", "run"]
+
+logger = logging.getLogger("fastembed_rt.server")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``serve`` flags (text-embeddings-inference's names where TEI has the knob)."""
+    d = ServerConfig(models=())
+    parser.add_argument(
+        "models",
+        nargs="+",
+        metavar="[NAME=]ARTIFACT",
+        help="artifact directories or hub ids to serve; the first is the default. NAME (default: the directory "
+        "name) is what clients pass as `model`",
+    )
+    parser.add_argument("--host", default=d.host, help=f"interface to listen on (default {d.host}; 0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", d.port)), help="default $PORT or 8080")
+    parser.add_argument("--provider", default=d.provider, help="auto, cpu, cuda[:N], tensorrt, openvino[:DEVICE]")
+    parser.add_argument("--variant", default=d.variant, help="a variant from each manifest (default: auto)")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the CPUs available)")
+    parser.add_argument(
+        "--max-concurrent-requests",
+        type=int,
+        default=d.max_concurrent_requests,
+        help="input items admitted at once (queued or running); past it: 429 + Retry-After",
+    )
+    parser.add_argument("--max-batch-tokens", type=int, default=d.max_batch_tokens, help="padded tokens per graph run")
+    parser.add_argument("--max-batch-size", type=int, default=d.max_batch_size, help="rows per graph run")
+    parser.add_argument(
+        "--max-client-batch-size",
+        type=int,
+        default=d.max_client_batch_size,
+        help="most inputs in one request (422 past it)",
+    )
+    parser.add_argument("--payload-limit", type=int, default=d.payload_limit, help="most bytes per request body (413)")
+    parser.add_argument(
+        "--auto-truncate",
+        default="true",
+        choices=("true", "false"),
+        help="truncate over-long inputs when a request does not say (false: 422 naming the input)",
+    )
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=d.batch_wait_ms,
+        help="how long a worker waits for more requests before a run (default 0)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("FASTEMBED_RT_API_KEY"),
+        help="require 'Authorization: Bearer KEY' on every route but /health (default $FASTEMBED_RT_API_KEY)",
+    )
+    parser.add_argument(
+        "--graceful-timeout", type=float, default=d.graceful_timeout, help="seconds SIGTERM waits for accepted requests"
+    )
+    parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+
+
+def _served(spec: str) -> ServedModel:
+    name, sep, artifact = spec.partition("=")
+    if not sep:
+        artifact = spec
+        name = Path(spec.rstrip("/")).name or spec
+    return ServedModel(name, artifact)
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        models=tuple(_served(spec) for spec in args.models),
+        host=args.host,
+        port=args.port,
+        provider=args.provider,
+        variant=args.variant,
+        intra_op_threads=args.threads,
+        max_concurrent_requests=args.max_concurrent_requests,
+        max_batch_tokens=args.max_batch_tokens,
+        max_batch_size=args.max_batch_size,
+        max_client_batch_size=args.max_client_batch_size,
+        payload_limit=args.payload_limit,
+        auto_truncate=args.auto_truncate == "true",
+        batch_wait_ms=args.batch_wait_ms,
+        api_key=args.api_key,
+        graceful_timeout=args.graceful_timeout,
+    )
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, told to mark the app draining when a stop signal arrives."""
+
+    def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
+        super().__init__(config)
+        self.state = state
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.state.draining = True
+        super().handle_exit(sig, frame)
+
+
+def run(config: ServerConfig, log_level: str = "info") -> int:
+    """Serve until SIGTERM/SIGINT; the exit code (0, or 1 when a model failed to load)."""
+    problems = config.check()
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    state = ServerState(config)
+    app = create_app(config, state=state)
+    uv_config = uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=int(config.graceful_timeout) or None,
+        lifespan="on",
+    )
+    server = _Server(uv_config, state)
+
+    def watch_loading() -> None:  # a model that cannot load stops the process (and says why)
+        while not state.ready.wait(0.2):
+            if state.load_error is not None:
+                server.should_exit = True
+                return
+
+    threading.Thread(target=watch_loading, name="fastembed-rt-watch", daemon=True).start()
+    # uvicorn re-raises the stop signal after shutting down, through the handler that was installed
+    # before it ran: a no-op one here, so a drained SIGTERM ends the process with exit code 0.
+    previous: dict[int, Any] = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if state.load_error is not None:
+        print(f"error: {state.load_error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fastembed-rt serve", description="serve artifacts over HTTP")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return run(config_from_args(args), args.log_level)

@@ -1,0 +1,303 @@
+"""The OpenAPI 3.1 document of every route (``GET /openapi.json``), written as data.
+
+The request schemas state what ``requests`` accepts; tests hold every route of the app to a path
+here, and every example request here to a 200 from the server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["openapi_document"]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_STR = {"type": "string", "minLength": 1}
+_TEXTS = {"oneOf": [_STR, {"type": "array", "items": _STR, "minItems": 1}]}
+_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}
+_TEXTS_OR_IDS = {
+    "oneOf": [_STR, {"type": "array", "items": _STR, "minItems": 1}, _IDS, {"type": "array", "items": _IDS}]
+}
+_TRUNCATE = {"type": ["boolean", "null"], "description": "null: the server's --auto-truncate"}
+_DIRECTION = {"type": "string", "enum": ["left", "right", "Left", "Right"], "default": "right"}
+_MODEL = {"type": "string", "description": "a served model name (default: the first served model of this task)"}
+_NUMBERS = {"type": "array", "items": {"type": "number"}}
+
+SCHEMAS: dict[str, Any] = {
+    "EmbedRequest": {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "inputs": _TEXTS_OR_IDS,
+            "normalize": {"type": "boolean", "default": True},
+            "truncate": _TRUNCATE,
+            "truncation_direction": _DIRECTION,
+            "prompt_name": {"type": ["string", "null"]},
+            "dimensions": {"type": ["integer", "null"], "minimum": 1, "description": "Matryoshka truncation"},
+            "precision": {"type": "string", "enum": ["float32", "int8", "uint8", "binary", "ubinary"]},
+            "model": _MODEL,
+        },
+        "example": {"inputs": ["What is Deep Learning?"]},
+    },
+    "EmbedResponse": {"type": "array", "items": _NUMBERS},
+    "EmbedSparseRequest": {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "inputs": _TEXTS,
+            "truncate": _TRUNCATE,
+            "truncation_direction": _DIRECTION,
+            "prompt_name": {"type": ["string", "null"]},
+            "max_active_dims": {"type": ["integer", "null"], "minimum": 1},
+            "model": _MODEL,
+        },
+        "example": {"inputs": ["What is Deep Learning?"]},
+    },
+    "SparseValue": {
+        "type": "object",
+        "properties": {"index": {"type": "integer"}, "value": {"type": "number"}},
+    },
+    "EmbedSparseResponse": {"type": "array", "items": {"type": "array", "items": _ref("SparseValue")}},
+    "RerankRequest": {
+        "type": "object",
+        "required": ["query", "texts"],
+        "properties": {
+            "query": _STR,
+            "texts": {"type": "array", "items": _STR, "minItems": 1},
+            "raw_scores": {"type": "boolean", "default": False},
+            "return_text": {"type": "boolean", "default": False},
+            "truncate": _TRUNCATE,
+            "truncation_direction": _DIRECTION,
+            "model": _MODEL,
+        },
+        "example": {"query": "What is Deep Learning?", "texts": ["Deep Learning is not...", "Deep learning is..."]},
+    },
+    "Rank": {
+        "type": "object",
+        "properties": {"index": {"type": "integer"}, "score": {"type": "number"}, "text": {"type": "string"}},
+    },
+    "RerankResponse": {"type": "array", "items": _ref("Rank")},
+    "OpenAIRerankRequest": {
+        "type": "object",
+        "required": ["query", "documents"],
+        "properties": {
+            "query": _STR,
+            "documents": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"oneOf": [_STR, {"type": "object", "properties": {"text": _STR}, "required": ["text"]}]},
+            },
+            "top_n": {"type": ["integer", "null"], "minimum": 1},
+            "return_documents": {"type": "boolean", "default": False},
+            "truncate": _TRUNCATE,
+            "model": _MODEL,
+        },
+        "example": {"query": "What is Deep Learning?", "documents": ["Deep Learning is not...", "Deep learning is..."]},
+    },
+    "OpenAIRerankResponse": {
+        "type": "object",
+        "properties": {
+            "model": {"type": "string"},
+            "results": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "relevance_score": {"type": "number"},
+                        "document": {"type": "object", "properties": {"text": {"type": "string"}}},
+                    },
+                },
+            },
+            "usage": {"type": "object", "properties": {"total_tokens": {"type": "integer"}}},
+        },
+    },
+    "PredictRequest": {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "inputs": {
+                "oneOf": [
+                    _STR,
+                    {"type": "array", "items": _STR, "minItems": 2, "maxItems": 2},
+                    {"type": "array", "items": {"type": "array", "items": _STR, "minItems": 1, "maxItems": 2}},
+                ]
+            },
+            "raw_scores": {"type": "boolean", "default": False},
+            "truncate": _TRUNCATE,
+            "truncation_direction": _DIRECTION,
+            "model": _MODEL,
+        },
+        "example": {"inputs": ["What is Deep Learning?", "Deep learning is..."]},
+    },
+    "Prediction": {"type": "object", "properties": {"score": {"type": "number"}, "label": {"type": "string"}}},
+    "PredictResponse": {
+        "oneOf": [
+            {"type": "array", "items": _ref("Prediction")},
+            {"type": "array", "items": {"type": "array", "items": _ref("Prediction")}},
+        ]
+    },
+    "OpenAIEmbeddingsRequest": {
+        "type": "object",
+        "required": ["input"],
+        "properties": {
+            "input": _TEXTS_OR_IDS,
+            "model": _MODEL,
+            "encoding_format": {"type": "string", "enum": ["float", "base64"], "default": "float"},
+            "dimensions": {"type": ["integer", "null"], "minimum": 1},
+            "user": {"type": ["string", "null"]},
+        },
+        "example": {"input": ["What is Deep Learning?"], "encoding_format": "float"},
+    },
+    "OpenAIEmbeddingsResponse": {
+        "type": "object",
+        "properties": {
+            "object": {"const": "list"},
+            "data": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "object": {"const": "embedding"},
+                        "embedding": {"oneOf": [_NUMBERS, {"type": "string", "contentEncoding": "base64"}]},
+                        "index": {"type": "integer"},
+                    },
+                },
+            },
+            "model": {"type": "string"},
+            "usage": {
+                "type": "object",
+                "properties": {"prompt_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}},
+            },
+        },
+    },
+    "TokenizeRequest": {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "inputs": _TEXTS,
+            "add_special_tokens": {"type": "boolean", "default": True},
+            "prompt_name": {"type": ["string", "null"]},
+            "model": _MODEL,
+        },
+        "example": {"inputs": "What is Deep Learning?"},
+    },
+    "SimpleToken": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "text": {"type": "string"},
+            "special": {"type": "boolean"},
+            "start": {"type": ["integer", "null"]},
+            "stop": {"type": ["integer", "null"]},
+        },
+    },
+    "TokenizeResponse": {"type": "array", "items": {"type": "array", "items": _ref("SimpleToken")}},
+    "DecodeRequest": {
+        "type": "object",
+        "required": ["ids"],
+        "properties": {
+            "ids": {"oneOf": [_IDS, {"type": "array", "items": _IDS}]},
+            "skip_special_tokens": {"type": "boolean", "default": True},
+            "model": _MODEL,
+        },
+        "example": {"ids": [101, 2054, 2003, 2784, 4083, 1029, 102]},
+    },
+    "DecodeResponse": {"type": "array", "items": {"type": "string"}},
+    "ErrorResponse": {
+        "type": "object",
+        "properties": {
+            "error": {"type": "string"},
+            "error_type": {
+                "type": "string",
+                "enum": ["Validation", "Empty", "Overloaded", "Unhealthy", "Backend", "Tokenizer", "NotFound", "Auth"],
+            },
+        },
+    },
+    "OpenAIErrorResponse": {
+        "type": "object",
+        "properties": {
+            "error": {
+                "type": "object",
+                "properties": {
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]},
+                    "code": {"type": "integer"},
+                },
+            }
+        },
+    },
+}
+
+# path → (summary, request schema, response schema, error schema)
+_POSTS = {
+    "/embed": ("Dense embeddings (TEI)", "EmbedRequest", "EmbedResponse", "ErrorResponse"),
+    "/embed_sparse": ("SPLADE sparse embeddings (TEI)", "EmbedSparseRequest", "EmbedSparseResponse", "ErrorResponse"),
+    "/rerank": ("Rerank texts against a query (TEI)", "RerankRequest", "RerankResponse", "ErrorResponse"),
+    "/predict": ("Cross-encoder scores of texts and pairs (TEI)", "PredictRequest", "PredictResponse", "ErrorResponse"),
+    "/tokenize": ("Token ids and offsets (TEI)", "TokenizeRequest", "TokenizeResponse", "ErrorResponse"),
+    "/decode": ("Token ids back to text (TEI)", "DecodeRequest", "DecodeResponse", "ErrorResponse"),
+    "/v1/embeddings": (
+        "Embeddings (OpenAI)",
+        "OpenAIEmbeddingsRequest",
+        "OpenAIEmbeddingsResponse",
+        "OpenAIErrorResponse",
+    ),
+    "/embeddings": (
+        "Embeddings (OpenAI)",
+        "OpenAIEmbeddingsRequest",
+        "OpenAIEmbeddingsResponse",
+        "OpenAIErrorResponse",
+    ),
+    "/v1/rerank": ("Rerank (Cohere / Jina)", "OpenAIRerankRequest", "OpenAIRerankResponse", "OpenAIErrorResponse"),
+}
+_GETS = {
+    "/health": "200 once every model is loaded and warm; 503 while loading and while draining",
+    "/info": "Served models and limits (TEI's Info, plus every served model)",
+    "/v1/models": "Served models (OpenAI)",
+    "/metrics": "Prometheus metrics",
+    "/openapi.json": "This document",
+}
+_ERRORS = {
+    "400": "Empty input or a body that is not JSON",
+    "401": "Missing or wrong API key (--api-key)",
+    "404": "Unknown model",
+    "413": "Body over --payload-limit",
+    "422": "Invalid field, too many inputs, or an over-long input with truncation off",
+    "429": "Over --max-concurrent-requests; see Retry-After",
+    "503": "Loading or shutting down",
+}
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    """The whole OpenAPI document."""
+    paths: dict[str, Any] = {}
+    for path, (summary, request, response, error) in _POSTS.items():
+        responses: dict[str, Any] = {
+            "200": {"description": "OK", "content": {"application/json": {"schema": _ref(response)}}}
+        }
+        for status, description in _ERRORS.items():
+            responses[status] = {"description": description, "content": {"application/json": {"schema": _ref(error)}}}
+        paths[path] = {
+            "post": {
+                "summary": summary,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
+                "responses": responses,
+            }
+        }
+    for path, summary in _GETS.items():
+        paths[path] = {"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "fastembed-rt",
+            "version": version,
+            "description": "TEI- and OpenAI-compatible embedding server",
+        },
+        "paths": paths,
+        "components": {"schemas": SCHEMAS},
+    }

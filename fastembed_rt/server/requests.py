@@ -1,0 +1,390 @@
+"""Request bodies → typed, checked requests; every refusal is a ``RequestError`` naming the field.
+
+Shapes follow text-embeddings-inference (``router/src/http/types.rs``) on its routes, the OpenAI
+embeddings API on ``/v1/embeddings`` and Cohere / Jina on ``/v1/rerank``. Status codes follow TEI:
+400 for an empty input or a body that is not JSON, 413 for a body over the payload limit, 422 for
+a value of the wrong type or range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from fastembed_rt.kernels.spec import Precision
+
+__all__ = [
+    "DecodeRequest",
+    "EmbedRequest",
+    "ErrorType",
+    "PredictRequest",
+    "RequestError",
+    "RerankRequest",
+    "SparseRequest",
+    "TokenizeRequest",
+    "parse_body",
+    "parse_decode",
+    "parse_embed",
+    "parse_openai_embeddings",
+    "parse_openai_rerank",
+    "parse_predict",
+    "parse_rerank",
+    "parse_sparse",
+    "parse_tokenize",
+]
+
+ErrorType = Literal["Validation", "Empty", "Overloaded", "Unhealthy", "Backend", "Tokenizer", "NotFound", "Auth"]
+Direction = Literal["left", "right"]
+
+
+class RequestError(Exception):
+    """A request the server refuses: HTTP ``status``, a message naming the field, TEI's ``error_type``."""
+
+    def __init__(
+        self, status: int, message: str, error_type: ErrorType = "Validation", *, retry_after: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type
+        self.retry_after = retry_after
+
+
+def _invalid(message: str) -> RequestError:
+    return RequestError(422, message)
+
+
+_KINDS = {str: "a string", bool: "a boolean", int: "an integer", float: "a number", list: "an array", dict: "an object"}
+
+
+def _too_many(count: int, limit: int) -> RequestError:
+    return _invalid(f"batch size {count} > maximum allowed batch size {limit} (--max-client-batch-size)")
+
+
+def _kind(value: object) -> str:
+    """How a JSON value is named in error messages."""
+    return "null" if value is None else _KINDS.get(type(value), type(value).__name__)
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """The JSON object of a request body (UTF-8), or a 400 saying what is wrong with it."""
+    if not body:
+        raise RequestError(400, "the request body is empty; send a JSON object", "Empty")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(400, f"the request body is not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise RequestError(422, f"the request body must be a JSON object, got {_kind(data)}")
+    return data
+
+
+def _bool(data: dict[str, Any], key: str, default: bool | None) -> bool | None:
+    value = data.get(key, default)
+    if value is None or isinstance(value, bool):
+        return value
+    raise _invalid(f"`{key}` must be a boolean, got {_kind(value)}")
+
+
+def _int(data: dict[str, Any], key: str, minimum: int) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid(f"`{key}` must be an integer, got {_kind(value)}")
+    if value < minimum:
+        raise _invalid(f"`{key}` must be at least {minimum}, got {value}")
+    return value
+
+
+def _str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise _invalid(f"`{key}` must be a string, got {_kind(value)}")
+
+
+def _direction(data: dict[str, Any]) -> Direction:
+    value = data.get("truncation_direction", "right")
+    if isinstance(value, str) and value.lower() in ("left", "right"):
+        return "left" if value.lower() == "left" else "right"
+    raise _invalid(f"`truncation_direction` must be 'left' or 'right', got {value!r}")
+
+
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise _invalid(f"`{where}` must be a string, got {_kind(value)}")
+    if not value:
+        raise RequestError(400, f"`{where}` is an empty string; every input needs at least one character", "Empty")
+    return value
+
+
+def _ids(value: list[Any], where: str) -> list[int]:
+    if not value:
+        raise RequestError(400, f"`{where}` is an empty list of token ids", "Empty")
+    for j, token in enumerate(value):
+        if isinstance(token, bool) or not isinstance(token, int) or token < 0:
+            raise _invalid(f"`{where}[{j}]` must be a non-negative integer token id, got {token!r}")
+    return value
+
+
+def _inputs(data: dict[str, Any], key: str, limit: int, *, ids: bool) -> tuple[list[Any], bool, bool]:
+    """``(items, single, token_ids)`` of an input field: a string, a list of strings, or (``ids``)
+    a list of token ids or a list of such lists."""
+    if key not in data:
+        raise _invalid(f"`{key}` is missing; pass a string or a list of strings")
+    value = data[key]
+    if isinstance(value, str):
+        return [_text(value, key)], True, False
+    if not isinstance(value, list):
+        raise _invalid(f"`{key}` must be a string or a list of strings, got {_kind(value)}")
+    if not value:
+        raise RequestError(400, f"`{key}` cannot be empty", "Empty")
+    if ids and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return [_ids(value, key)], True, True
+    if len(value) > limit:
+        raise _too_many(len(value), limit)
+    if ids and isinstance(value[0], list):
+        rows = []
+        for i, row in enumerate(value):
+            if not isinstance(row, list):
+                raise _invalid(f"`{key}[{i}]` must be a list of token ids like `{key}[0]`, got {_kind(row)}")
+            rows.append(_ids(row, f"{key}[{i}]"))
+        return rows, False, True
+    return [_text(v, f"{key}[{i}]") for i, v in enumerate(value)], False, False
+
+
+@dataclass(frozen=True)
+class EmbedRequest:
+    """``POST /embed`` (TEI) and ``POST /v1/embeddings`` (OpenAI)."""
+
+    inputs: list[Any]  # str, or lists of token ids when ``token_ids``
+    single: bool
+    token_ids: bool = False
+    model: str | None = None
+    truncate: bool | None = None
+    truncation_direction: Direction = "right"
+    prompt_name: str | None = None
+    normalize: bool = True
+    dimensions: int | None = None
+    precision: Precision = Precision.FLOAT32
+    encoding_format: Literal["float", "base64"] = "float"
+
+
+def _precision(data: dict[str, Any]) -> Precision:
+    value = data.get("precision", "float32")
+    try:
+        return Precision(value)
+    except ValueError:
+        valid = ", ".join(p.value for p in Precision)
+        raise _invalid(f"`precision` must be one of {valid}; got {value!r}") from None
+
+
+def parse_embed(data: dict[str, Any], max_client_batch_size: int) -> EmbedRequest:
+    inputs, single, token_ids = _inputs(data, "inputs", max_client_batch_size, ids=True)
+    return EmbedRequest(
+        inputs,
+        single,
+        token_ids,
+        model=_str(data, "model"),
+        truncate=_bool(data, "truncate", None),
+        truncation_direction=_direction(data),
+        prompt_name=_str(data, "prompt_name"),
+        normalize=bool(_bool(data, "normalize", True)),
+        dimensions=_int(data, "dimensions", 1),
+        precision=_precision(data),
+    )
+
+
+def parse_openai_embeddings(data: dict[str, Any], max_client_batch_size: int) -> EmbedRequest:
+    inputs, single, token_ids = _inputs(data, "input", max_client_batch_size, ids=True)
+    value = data.get("encoding_format") or "float"
+    if value not in ("float", "base64"):
+        raise _invalid(f"`encoding_format` must be 'float' or 'base64', got {value!r}")
+    encoding: Literal["float", "base64"] = "base64" if value == "base64" else "float"
+    _str(data, "user")
+    return EmbedRequest(
+        inputs,
+        single,
+        token_ids,
+        model=_str(data, "model"),
+        normalize=False,  # OpenAI's API has no switch: the model's own output, as sentence-transformers gives it
+        dimensions=_int(data, "dimensions", 1),
+        encoding_format=encoding,
+    )
+
+
+@dataclass(frozen=True)
+class SparseRequest:
+    """``POST /embed_sparse`` (TEI)."""
+
+    inputs: list[str]
+    single: bool
+    model: str | None = None
+    truncate: bool | None = None
+    truncation_direction: Direction = "right"
+    prompt_name: str | None = None
+    max_active_dims: int | None = None
+
+
+def parse_sparse(data: dict[str, Any], max_client_batch_size: int) -> SparseRequest:
+    inputs, single, _ = _inputs(data, "inputs", max_client_batch_size, ids=False)
+    return SparseRequest(
+        inputs,
+        single,
+        model=_str(data, "model"),
+        truncate=_bool(data, "truncate", None),
+        truncation_direction=_direction(data),
+        prompt_name=_str(data, "prompt_name"),
+        max_active_dims=_int(data, "max_active_dims", 1),
+    )
+
+
+@dataclass(frozen=True)
+class RerankRequest:
+    """``POST /rerank`` (TEI: ``texts``, ``return_text``) and ``POST /v1/rerank`` (Cohere / Jina:
+    ``documents``, ``top_n``, ``return_documents``)."""
+
+    query: str
+    texts: list[str]
+    model: str | None = None
+    truncate: bool | None = None
+    truncation_direction: Direction = "right"
+    raw_scores: bool = False
+    return_text: bool = False
+    top_n: int | None = None
+
+
+def _query(data: dict[str, Any]) -> str:
+    if "query" not in data:
+        raise _invalid("`query` is missing")
+    return _text(data["query"], "query")
+
+
+def parse_rerank(data: dict[str, Any], max_client_batch_size: int) -> RerankRequest:
+    query = _query(data)
+    texts, _, _ = _inputs(data, "texts", max_client_batch_size, ids=False)
+    if isinstance(data["texts"], str):
+        raise _invalid("`texts` must be a list of strings, got a string")
+    return RerankRequest(
+        query,
+        texts,
+        model=_str(data, "model"),
+        truncate=_bool(data, "truncate", None),
+        truncation_direction=_direction(data),
+        raw_scores=bool(_bool(data, "raw_scores", False)),
+        return_text=bool(_bool(data, "return_text", False)),
+    )
+
+
+def parse_openai_rerank(data: dict[str, Any], max_client_batch_size: int) -> RerankRequest:
+    query = _query(data)
+    documents = data.get("documents")
+    if not isinstance(documents, list):
+        raise _invalid(f"`documents` must be a list of strings or of {{'text': ...}} objects, got {_kind(documents)}")
+    texts = [
+        doc["text"] if isinstance(doc, dict) and "text" in doc else doc for doc in documents
+    ]  # Cohere and Jina accept {"text": ...} objects too
+    checked, _, _ = _inputs({"documents": texts}, "documents", max_client_batch_size, ids=False)
+    return RerankRequest(
+        query,
+        checked,
+        model=_str(data, "model"),
+        truncate=_bool(data, "truncate", None),
+        return_text=bool(_bool(data, "return_documents", False)),
+        top_n=_int(data, "top_n", 1),
+    )
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """``POST /predict`` (TEI): a text, a pair, or a batch of texts and pairs."""
+
+    inputs: list[str | tuple[str, str]]
+    single: bool
+    model: str | None = None
+    truncate: bool | None = None
+    truncation_direction: Direction = "right"
+    raw_scores: bool = False
+
+
+def _sequence(value: object, where: str) -> str | tuple[str, str]:
+    if isinstance(value, list) and len(value) in (1, 2):
+        texts = [_text(v, f"{where}[{j}]") for j, v in enumerate(value)]
+        return texts[0] if len(texts) == 1 else (texts[0], texts[1])
+    raise _invalid(f"`{where}` must be [text] or a pair [text, text], got {_kind(value)} {value!r:.60}")
+
+
+def parse_predict(data: dict[str, Any], max_client_batch_size: int) -> PredictRequest:
+    if "inputs" not in data:
+        raise _invalid("`inputs` is missing; pass a text, a pair [text, text] or a list of those")
+    value = data["inputs"]
+    items: list[str | tuple[str, str]]
+    if isinstance(value, str):
+        items, single = [_text(value, "inputs")], True
+    elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        if len(value) > 2:
+            raise _invalid("`inputs` of strings is one text or one pair; a batch is a list of [text] or [text, text]")
+        items, single = [_sequence(value, "inputs")], True
+    elif isinstance(value, list):
+        if not value:
+            raise RequestError(400, "`inputs` cannot be empty", "Empty")
+        if len(value) > max_client_batch_size:
+            raise _too_many(len(value), max_client_batch_size)
+        items, single = [_sequence(v, f"inputs[{i}]") for i, v in enumerate(value)], False
+    else:
+        raise _invalid(f"`inputs` must be a text, a pair or a list of those, got {_kind(value)}")
+    return PredictRequest(
+        items,
+        single,
+        model=_str(data, "model"),
+        truncate=_bool(data, "truncate", None),
+        truncation_direction=_direction(data),
+        raw_scores=bool(_bool(data, "raw_scores", False)),
+    )
+
+
+@dataclass(frozen=True)
+class TokenizeRequest:
+    """``POST /tokenize`` (TEI)."""
+
+    inputs: list[str]
+    single: bool
+    model: str | None = None
+    add_special_tokens: bool = True
+    prompt_name: str | None = None
+
+
+def parse_tokenize(data: dict[str, Any], max_client_batch_size: int) -> TokenizeRequest:
+    inputs, single, _ = _inputs(data, "inputs", max_client_batch_size, ids=False)
+    return TokenizeRequest(
+        inputs,
+        single,
+        model=_str(data, "model"),
+        add_special_tokens=bool(_bool(data, "add_special_tokens", True)),
+        prompt_name=_str(data, "prompt_name"),
+    )
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    """``POST /decode`` (TEI)."""
+
+    ids: list[list[int]]
+    model: str | None = None
+    skip_special_tokens: bool = True
+
+
+def parse_decode(data: dict[str, Any], max_client_batch_size: int) -> DecodeRequest:
+    value = data.get("ids")
+    if not isinstance(value, list) or not value:
+        raise _invalid(f"`ids` must be a list of token ids or a list of such lists, got {_kind(value)}")
+    rows = [value] if not isinstance(value[0], list) else value
+    if len(rows) > max_client_batch_size:
+        raise _too_many(len(rows), max_client_batch_size)
+    checked = [_ids(row, "ids" if len(rows) == 1 and rows is not value else f"ids[{i}]") for i, row in enumerate(rows)]
+    return DecodeRequest(
+        checked, model=_str(data, "model"), skip_special_tokens=bool(_bool(data, "skip_special_tokens", True))
+    )

@@ -1,0 +1,540 @@
+"""``fastembed-rt serve`` as a real process on 127.0.0.1: every route answers what the library answers
+on the same artifact (plain HTTP and the official ``openai`` client), concurrent requests never mix,
+overload is refused with 429 at once, bad input gets its status and message, the API key guards every
+route but /health, a client that leaves has its inputs dropped, and SIGTERM drains.
+
+All load is bounded (a few hundred requests) and every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from fastembed_rt import CrossEncoder, SentenceTransformer, SparseEncoder
+
+pytest.importorskip("starlette", reason="the server extra is not installed")
+
+STARTUP_TIMEOUT_S = 90
+TEXTS = [
+    "The cat sat on the mat.",
+    "A feline rested on the rug.",
+    "Stocks fell sharply after the announcement.",
+    "Berlin had a population of 3,520,031 in 2019.",
+]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[str]
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60, **kwargs)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serving(*models: str | Path, args: tuple[str, ...] = ()) -> Iterator[Server]:
+    """Start ``python -m fastembed_rt.server`` on a free loopback port; stop it (SIGTERM, then kill)."""
+    port = _free_port()
+    command = [sys.executable, "-m", "fastembed_rt.server", *map(str, models), "--port", str(port)]
+    command += ["--host", "127.0.0.1", "--log-level", "warning", *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    try:
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"the server exited with {process.returncode}: {process.stderr.read()}")  # type: ignore[union-attr]
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server was not healthy within {STARTUP_TIMEOUT_S} s")
+            time.sleep(0.2)
+        yield Server(url, process)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture(scope="module")
+def server(minilm_artifact_session: Path, tiny_reranker_artifact: Path, tiny_splade_artifact: Path) -> Iterator[Server]:
+    with serving(
+        f"minilm={minilm_artifact_session}",
+        f"reranker={tiny_reranker_artifact}",
+        f"splade={tiny_splade_artifact}",
+        args=("--max-client-batch-size", "64", "--max-concurrent-requests", "4096"),
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def reranker(tiny_reranker_artifact: Path) -> Iterator[CrossEncoder]:
+    model = CrossEncoder(tiny_reranker_artifact, provider="cpu")
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="module")
+def splade(tiny_splade_artifact: Path) -> Iterator[SparseEncoder]:
+    model = SparseEncoder(tiny_splade_artifact, provider="cpu")
+    yield model
+    model.close()
+
+
+def _post(server: Server, route: str, body: Any, **kwargs: Any) -> httpx.Response:
+    with server.client() as client:
+        return client.post(route, json=body, **kwargs)
+
+
+# -- every route equals the library ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("options", "library"),
+    [
+        ({}, {"normalize_embeddings": True}),
+        ({"normalize": False}, {}),
+        ({"dimensions": 128}, {"truncate_dim": 128, "normalize_embeddings": True}),
+        ({"precision": "int8"}, {"precision": "int8", "normalize_embeddings": True}),
+        ({"precision": "ubinary", "dimensions": 64}, {"precision": "ubinary", "truncate_dim": 64}),
+    ],
+    ids=["default", "raw", "matryoshka", "int8", "ubinary"],
+)
+def test_embed_equals_library_encode(
+    server: Server, minilm_runtime: SentenceTransformer, options: dict[str, Any], library: dict[str, Any]
+) -> None:
+    response = _post(server, "/embed", {"inputs": TEXTS, **options})
+    assert response.status_code == 200, response.text
+    expected = minilm_runtime.encode(TEXTS, **library)
+    got = np.asarray(response.json(), dtype=expected.dtype)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    one = np.asarray(_post(server, "/embed", {"inputs": TEXTS[1], **options}).json())
+    assert one.shape == (1, *expected.shape[1:])  # TEI answers a list of rows for a single input too
+    np.testing.assert_allclose(one[0], expected[1], atol=1e-6)
+
+
+def test_embed_headers_say_tokens_and_times(server: Server, minilm_runtime: SentenceTransformer) -> None:
+    response = _post(server, "/embed", {"inputs": TEXTS})
+    tokens = sum(len(e.ids) for e in minilm_runtime.tokenizer.encode_batch(TEXTS))
+    assert int(response.headers["x-compute-tokens"]) == tokens
+    assert int(response.headers["x-compute-characters"]) == sum(map(len, TEXTS))
+    for header in ("x-total-time", "x-queue-time", "x-inference-time", "x-tokenization-time"):
+        assert float(response.headers[header]) >= 0.0
+
+
+def test_openai_client_gets_the_library_embeddings_as_float_and_base64(
+    server: Server, minilm_runtime: SentenceTransformer
+) -> None:
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    expected = minilm_runtime.encode(TEXTS)
+    default = client.embeddings.create(model="minilm", input=TEXTS)  # the client asks for base64 by default
+    as_float = client.embeddings.create(model="minilm", input=TEXTS, encoding_format="float")
+    for result in (default, as_float):
+        np.testing.assert_allclose(np.array([d.embedding for d in result.data]), expected, atol=1e-6)
+        assert [d.index for d in result.data] == [0, 1, 2, 3] and result.model == "minilm"
+    tokens = sum(len(e.ids) for e in minilm_runtime.tokenizer.encode_batch(TEXTS))
+    assert default.usage.prompt_tokens == default.usage.total_tokens == tokens
+    short = client.embeddings.create(model="minilm", input="The cat sat on the mat.", dimensions=32)
+    np.testing.assert_allclose(short.data[0].embedding, minilm_runtime.encode(TEXTS[0], truncate_dim=32), atol=1e-6)
+    assert [m.id for m in client.models.list().data] == ["minilm", "reranker", "splade"]
+    with pytest.raises(openai.NotFoundError, match="model 'text-embedding-3-small' is not served here"):
+        client.embeddings.create(model="text-embedding-3-small", input="x")
+
+
+def test_openai_base64_is_little_endian_float32(server: Server, minilm_runtime: SentenceTransformer) -> None:
+    body = _post(server, "/v1/embeddings", {"input": ["a cat"], "encoding_format": "base64"}).json()
+    row = np.frombuffer(base64.b64decode(body["data"][0]["embedding"]), dtype="<f4")
+    np.testing.assert_allclose(row, minilm_runtime.encode("a cat"), atol=1e-6)
+    assert body["object"] == "list" and body["data"][0]["object"] == "embedding"
+
+
+def test_token_id_inputs_embed_like_their_text(server: Server, minilm_runtime: SentenceTransformer) -> None:
+    ids = [e.ids for e in minilm_runtime.tokenizer.encode_batch(TEXTS[:2])]
+    body = _post(server, "/v1/embeddings", {"input": ids, "encoding_format": "float"}).json()
+    got = np.array([d["embedding"] for d in body["data"]])
+    np.testing.assert_allclose(got, minilm_runtime.encode(TEXTS[:2]), atol=1e-6)
+
+
+def test_embed_sparse_equals_library_encode(server: Server, splade: SparseEncoder) -> None:
+    body = _post(server, "/embed_sparse", {"inputs": TEXTS, "model": "splade"}).json()
+    expected = splade.encode(TEXTS, sparse_format="arrays")
+    assert len(body) == len(TEXTS)
+    for i, row in enumerate(body):
+        indices, values = expected.row(i)
+        assert [v["index"] for v in row] == indices.tolist()
+        np.testing.assert_allclose([v["value"] for v in row], values, rtol=1e-5, atol=1e-6)
+
+
+def test_rerank_routes_equal_library_rank(server: Server, reranker: CrossEncoder) -> None:
+    query = "How many people live in Berlin?"
+    expected = reranker.rank(query, TEXTS, return_documents=True)
+    tei = _post(server, "/rerank", {"query": query, "texts": TEXTS, "return_text": True}).json()
+    assert [r["index"] for r in tei] == [r["corpus_id"] for r in expected]
+    np.testing.assert_allclose([r["score"] for r in tei], [r["score"] for r in expected], atol=1e-6)
+    assert [r["text"] for r in tei] == [r["text"] for r in expected]
+    raw = _post(server, "/rerank", {"query": query, "texts": TEXTS, "raw_scores": True}).json()
+    logits = reranker.predict([(query, t) for t in TEXTS], activation_fn="identity")
+    np.testing.assert_allclose(sorted(r["score"] for r in raw), sorted(logits.tolist()), atol=1e-6)
+    cohere = _post(server, "/v1/rerank", {"query": query, "documents": TEXTS, "top_n": 2, "return_documents": True})
+    results = cohere.json()["results"]
+    assert [r["index"] for r in results] == [r["corpus_id"] for r in expected[:2]]
+    assert [r["document"]["text"] for r in results] == [r["text"] for r in expected[:2]]
+    np.testing.assert_allclose([r["relevance_score"] for r in results], [r["score"] for r in expected[:2]], atol=1e-6)
+
+
+def test_predict_equals_library_predict(server: Server, reranker: CrossEncoder) -> None:
+    pair = ["How many people live in Berlin?", TEXTS[3]]
+    single = _post(server, "/predict", {"inputs": pair}).json()
+    assert single == [{"score": pytest.approx(float(reranker.predict(tuple(pair))), abs=1e-6), "label": "LABEL_0"}]
+    batch = _post(server, "/predict", {"inputs": [pair, [TEXTS[0]]]}).json()
+    alone = reranker.prepare([TEXTS[0]])
+    assert batch[0][0]["score"] == pytest.approx(single[0]["score"], abs=1e-6)
+    assert batch[1][0]["score"] == pytest.approx(float(reranker.score_prepared(alone)[0]), abs=1e-6)
+
+
+def test_tokenize_and_decode_equal_the_tokenizer(server: Server, minilm_runtime: SentenceTransformer) -> None:
+    text = "Héllo wörld, tokenizers!"
+    tokens = _post(server, "/tokenize", {"inputs": text}).json()[0]
+    encoding = minilm_runtime.tokenizer.encode(text)
+    assert [t["id"] for t in tokens] == encoding.ids
+    assert [t["special"] for t in tokens] == [bool(s) for s in encoding.special_tokens_mask]
+    for token in tokens:
+        if not token["special"]:
+            assert text[token["start"] : token["stop"]] == token["text"]
+    decoded = _post(server, "/decode", {"ids": [encoding.ids, encoding.ids[:3]]}).json()
+    assert decoded == [minilm_runtime.tokenizer.decode(encoding.ids), minilm_runtime.tokenizer.decode(encoding.ids[:3])]
+
+
+def test_health_info_models_metrics_and_openapi(server: Server) -> None:
+    with server.client() as client:
+        assert client.get("/health").status_code == 200
+        info = client.get("/info").json()
+        assert [m["name"] for m in info["models"]] == ["minilm", "reranker", "splade"]
+        assert [m["task"] for m in info["models"]] == ["embedding", "cross-encoder", "sparse"]
+        assert info["max_client_batch_size"] == 64 and info["max_input_length"] == 256
+        client.post("/embed", json={"inputs": "warm the counters"})
+        metrics = client.get("/metrics").text
+        assert 'fastembed_rt_requests_total{route="/embed",status="200"}' in metrics
+        for name in ("batch_inputs", "batch_tokens", "queue_inputs", "inference_duration_seconds", "dropped_inputs"):
+            assert f"fastembed_rt_{name}" in metrics
+        document = client.get("/openapi.json").json()
+    served_routes = {route.path for route in _app_routes()}
+    assert served_routes == set(document["paths"]), "every route is documented and every documented path served"
+
+
+def _app_routes() -> list[Any]:
+    from fastembed_rt.server import ServedModel, ServerConfig, create_app
+
+    return list(create_app(ServerConfig(models=(ServedModel("x", "unused"),))).routes)
+
+
+def test_every_openapi_example_is_answered(server: Server) -> None:
+    from fastembed_rt.server.openapi import SCHEMAS, openapi_document
+
+    document = openapi_document("test")
+    for path, item in document["paths"].items():
+        if "post" not in item:
+            continue
+        name = item["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        response = _post(server, path, SCHEMAS[name]["example"])
+        assert response.status_code == 200, (path, response.text)
+
+
+# -- concurrency: nothing mixes ---------------------------------------------------------------------
+def test_a_burst_of_concurrent_requests_each_gets_exactly_its_own_rows(
+    server: Server, minilm_runtime: SentenceTransformer
+) -> None:
+    rng = random.Random(7)
+    words = [
+        "alpha",
+        "beta",
+        "gamma",
+        "delta",
+        "cats",
+        "dogs",
+        "markets",
+        "rivers",
+        "Berlin",
+        "Paris",
+        "music",
+        "storms",
+    ]
+    requests = [
+        [" ".join(rng.choices(words, k=rng.randint(1, 60))) + f" #{i}.{j}" for j in range(rng.randint(1, 4))]
+        for i in range(300)
+    ]
+
+    async def burst() -> list[Any]:
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(base_url=server.url, timeout=120, limits=limits) as client:
+            replies = await asyncio.gather(*(client.post("/embed", json={"inputs": texts}) for texts in requests))
+        return [reply.json() for reply in replies if reply.status_code == 200 or pytest.fail(reply.text)]
+
+    answers = asyncio.run(burst())
+    flat = [text for texts in requests for text in texts]
+    expected = minilm_runtime.encode(flat, normalize_embeddings=True)
+    start = 0
+    for texts, answer in zip(requests, answers):
+        got = np.asarray(answer, dtype=np.float32)
+        np.testing.assert_allclose(got, expected[start : start + len(texts)], atol=1e-5)
+        start += len(texts)
+
+
+# -- limits and faults --------------------------------------------------------------------------------
+def test_overload_gets_429_with_retry_after_at_once_and_every_accepted_request_is_right(
+    minilm_artifact_session: Path, minilm_runtime: SentenceTransformer
+) -> None:
+    texts = [f"Request number {i} asks about {'rivers and mountains ' * (i % 9)}the sea." for i in range(64)]
+    expected = minilm_runtime.encode(texts, normalize_embeddings=True)
+    with serving(minilm_artifact_session, args=("--max-concurrent-requests", "4", "--max-client-batch-size", "4")) as s:
+
+        async def burst() -> list[tuple[int, httpx.Response, float]]:
+            async with httpx.AsyncClient(base_url=s.url, timeout=60, limits=httpx.Limits(max_connections=64)) as c:
+
+                async def one(i: int) -> tuple[int, httpx.Response, float]:
+                    started = time.perf_counter()
+                    reply = await c.post("/embed", json={"inputs": texts[i]})
+                    return i, reply, time.perf_counter() - started
+
+                return await asyncio.gather(*(one(i) for i in range(len(texts))))
+
+        results = asyncio.run(asyncio.wait_for(burst(), 90))
+    statuses = [reply.status_code for _, reply, _ in results]
+    assert set(statuses) <= {200, 429} and statuses.count(429) > 0 and statuses.count(200) > 0
+    for i, reply, _ in results:
+        if reply.status_code == 200:
+            np.testing.assert_allclose(reply.json()[0], expected[i], atol=1e-5)
+        else:
+            assert int(reply.headers["retry-after"]) >= 1
+            assert reply.json()["error_type"] == "Overloaded"
+
+
+BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
+    ("/embed", b"{not json", 400, "not valid UTF-8 JSON"),
+    ("/embed", b'{"inputs": "\xff\xfe"}', 400, "not valid UTF-8 JSON"),
+    ("/embed", b'{"inputs": "ok \\ud800 bad"}', 400, "surrogate"),
+    ("/embed", b"", 400, "the request body is empty"),
+    ("/embed", [1, 2], 422, "must be a JSON object"),
+    ("/embed", {}, 422, "`inputs` is missing"),
+    ("/embed", {"inputs": None}, 422, "`inputs` must be a string or a list of strings, got null"),
+    ("/embed", {"inputs": []}, 400, "`inputs` cannot be empty"),
+    ("/embed", {"inputs": ["ok", ""]}, 400, "`inputs[1]` is an empty string"),
+    ("/embed", {"inputs": ["ok", 3]}, 422, "`inputs[1]` must be a string, got an integer"),
+    ("/embed", {"inputs": "ok", "normalize": "yes"}, 422, "`normalize` must be a boolean"),
+    ("/embed", {"inputs": "ok", "dimensions": 0}, 422, "`dimensions` must be at least 1"),
+    ("/embed", {"inputs": "ok", "dimensions": 999}, 422, "truncate_dim must be an int in 1..384"),
+    ("/embed", {"inputs": "ok", "precision": "int4"}, 422, "`precision` must be one of"),
+    ("/embed", {"inputs": "ok", "prompt_name": "passage"}, 422, "`prompt_name` 'passage' is not a prompt"),
+    ("/embed", {"inputs": "ok", "truncation_direction": "up"}, 422, "`truncation_direction` must be"),
+    ("/embed", {"inputs": ["x"] * 65}, 422, "batch size 65 > maximum allowed batch size 64"),
+    ("/embed", {"inputs": [[101, 99999, 102]]}, 422, "outside the vocabulary"),
+    ("/embed", {"inputs": "ok", "model": "nope"}, 404, "model 'nope' is not served here; served: minilm, reranker"),
+    ("/embed", {"inputs": "ok", "model": "splade"}, 422, "/embed serves embedding models; 'splade' is a sparse"),
+    ("/rerank", {"query": "q", "texts": "a"}, 422, "`texts` must be a list of strings"),
+    ("/rerank", {"texts": ["a"]}, 422, "`query` is missing"),
+    ("/predict", {"inputs": [["a", "b", "c"]]}, 422, "must be [text] or a pair"),
+    ("/decode", {"ids": [101, -1]}, 422, "non-negative integer token id"),
+    ("/v1/embeddings", {"input": "ok", "encoding_format": "hex"}, 422, "`encoding_format` must be"),
+    ("/v1/rerank", {"query": "q", "documents": 3}, 422, "`documents` must be a list"),
+]
+
+
+@pytest.mark.parametrize(("route", "body", "status", "message"), BAD_REQUESTS)
+def test_bad_requests_get_their_status_and_a_message_naming_the_field(
+    server: Server, route: str, body: Any, status: int, message: str
+) -> None:
+    with server.client() as client:
+        if isinstance(body, bytes):
+            response = client.post(route, content=body, headers={"content-type": "application/json"})
+        else:
+            response = client.post(route, json=body)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    text = error["message"] if isinstance(error, dict) else error
+    assert message in text, text
+    if route.startswith("/v1/"):
+        assert set(error) == {"message", "type", "param", "code"} and error["code"] == status
+    else:
+        assert "error_type" in response.json()
+
+
+def test_payload_over_the_limit_is_413(minilm_artifact_session: Path) -> None:
+    with serving(minilm_artifact_session, args=("--payload-limit", "1000")) as s, s.client() as client:
+        response = client.post("/embed", json={"inputs": "x" * 2000})
+        assert response.status_code == 413 and "--payload-limit" in response.json()["error"]
+        assert client.post("/embed", json={"inputs": "small"}).status_code == 200
+
+
+def test_too_long_input_without_truncation_is_422_naming_position_and_tokens(
+    server: Server, minilm_runtime: SentenceTransformer
+) -> None:
+    long_text = "word " * 400
+    tokens = minilm_runtime.count_tokens([long_text])[0]
+    assert tokens == 402  # 400 words and [CLS], [SEP]: more than the 256 the model takes
+    with server.client() as client:
+        refused = client.post("/embed", json={"inputs": ["short", long_text], "truncate": False})
+        assert refused.status_code == 422
+        assert refused.json()["error"] == (
+            "input 1 is 402 tokens long, more than the model's limit of 256; shorten it or send truncate=true"
+        )
+        truncated = client.post("/embed", json={"inputs": ["short", long_text]})  # --auto-truncate defaults to true
+        assert truncated.status_code == 200
+        np.testing.assert_allclose(
+            truncated.json(), minilm_runtime.encode(["short", long_text], normalize_embeddings=True), atol=1e-6
+        )
+
+
+def _metric(text: str, name: str) -> float:
+    """The value of the first sample of ``name`` in Prometheus text."""
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_api_key_guards_every_route_but_health(minilm_artifact_session: Path) -> None:
+    with serving(minilm_artifact_session, args=("--api-key", "s3cret")) as s, s.client() as client:
+        assert client.get("/health").status_code == 200
+        for method, route in [("post", "/embed"), ("get", "/info"), ("get", "/metrics"), ("post", "/v1/embeddings")]:
+            body = {"inputs": "x", "input": "x"} if method == "post" else None
+            assert getattr(client, method)(route, **({"json": body} if body else {})).status_code == 401
+        wrong = client.post("/embed", json={"inputs": "x"}, headers={"authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.json()["error_type"] == "Auth"
+        assert (
+            client.post("/embed", json={"inputs": "x"}, headers={"authorization": "Bearer s3cret"}).status_code == 200
+        )
+
+
+def _raw_post(port: int, body: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    head = f"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def test_a_client_that_disconnects_has_its_queued_inputs_dropped(minilm_artifact_session: Path) -> None:
+    long_texts = [f"{i} " + "a long passage about the weather and the sea " * 40 for i in range(256)]
+    with serving(minilm_artifact_session, args=("--max-client-batch-size", "256", "--threads", "1")) as s:
+        port = int(s.url.rsplit(":", 1)[1])
+        busy = _raw_post(port, json.dumps({"inputs": long_texts}).encode())  # occupies the worker for a while
+        time.sleep(0.3)
+        gone = _raw_post(port, json.dumps({"inputs": ["dropped text", "and another"]}).encode())
+        time.sleep(0.1)
+        gone.close()  # leaves while its inputs wait behind the busy request
+        busy.settimeout(60)
+        assert busy.recv(64).startswith(b"HTTP/1.1 200")
+        busy.close()
+        with s.client() as client:
+            deadline = time.monotonic() + 30
+            while _metric(client.get("/metrics").text, "fastembed_rt_dropped_inputs_total") < 2:
+                assert time.monotonic() < deadline, "the dropped inputs were never counted"
+                time.sleep(0.2)
+            metrics = client.get("/metrics").text
+        assert _metric(metrics, "fastembed_rt_dropped_inputs_total") == 2.0
+        assert _metric(metrics, "fastembed_rt_batch_inputs_sum") == len(long_texts), "the dropped ones never ran"
+
+
+def test_sigterm_finishes_accepted_requests_then_exits_zero(minilm_artifact_session: Path) -> None:
+    texts = [f"{i} " + "a long passage about the weather and the sea " * 40 for i in range(200)]
+    with serving(minilm_artifact_session, args=("--max-client-batch-size", "200", "--threads", "1")) as s:
+        port = int(s.url.rsplit(":", 1)[1])
+        replies: list[bytes] = []
+        sock = _raw_post(port, json.dumps({"inputs": texts}).encode())
+
+        def read() -> None:
+            chunks = []
+            while chunk := sock.recv(1 << 16):
+                chunks.append(chunk)
+            replies.append(b"".join(chunks))
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        time.sleep(0.3)  # the request is accepted and running
+        s.process.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        with pytest.raises(httpx.TransportError):  # no new connections while draining
+            httpx.post(f"{s.url}/embed", json={"inputs": "late"}, timeout=5)
+        assert s.process.wait(30) == 0
+        reader.join(30)
+        sock.close()
+    head, _, body = replies[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert len(json.loads(body)) == len(texts)
+
+
+def test_a_model_that_cannot_load_stops_the_server_with_exit_code_1(tmp_path: Path) -> None:
+    port = _free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "fastembed_rt.server", str(tmp_path / "missing"), "--port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr or "missing" in result.stderr
+
+
+_NO_TORCH = """
+import importlib.abc, json, sys
+BLOCKED = ("torch", "transformers", "optimum", "sentence_transformers")
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, Block())
+from fastembed_rt.server import ServedModel, ServerConfig, create_app, main
+from fastembed_rt.server.app import ServerState
+state = ServerState(ServerConfig(models=(ServedModel("m", sys.argv[1]),)))
+create_app(state.config, state=state)
+state.load_models()
+state.close()
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)))
+"""
+
+
+def test_the_server_loads_models_with_torch_unimportable(minilm_artifact_session: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _NO_TORCH, str(minilm_artifact_session)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
