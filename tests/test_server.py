@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -34,6 +35,7 @@ from fastembed_rt import CrossEncoder, SentenceTransformer, SparseEncoder
 pytest.importorskip("starlette", reason="the server extra is not installed")
 
 STARTUP_TIMEOUT_S = 90
+README = Path(__file__).resolve().parent.parent / "README.md"
 TEXTS = [
     "The cat sat on the mat.",
     "A feline rested on the rug.",
@@ -93,7 +95,7 @@ def serving(*models: str | Path, args: tuple[str, ...] = ()) -> Iterator[Server]
 @pytest.fixture(scope="module")
 def server(minilm_artifact_session: Path, tiny_reranker_artifact: Path, tiny_splade_artifact: Path) -> Iterator[Server]:
     with serving(
-        f"minilm={minilm_artifact_session}",
+        f"all-MiniLM-L6-v2={minilm_artifact_session}",
         f"reranker={tiny_reranker_artifact}",
         f"splade={tiny_splade_artifact}",
         args=("--max-client-batch-size", "64", "--max-concurrent-requests", "4096"),
@@ -160,16 +162,16 @@ def test_openai_client_gets_the_library_embeddings_as_float_and_base64(
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
     expected = minilm_runtime.encode(TEXTS)
-    default = client.embeddings.create(model="minilm", input=TEXTS)  # the client asks for base64 by default
-    as_float = client.embeddings.create(model="minilm", input=TEXTS, encoding_format="float")
+    default = client.embeddings.create(model="all-MiniLM-L6-v2", input=TEXTS)  # the client asks for base64 by default
+    as_float = client.embeddings.create(model="all-MiniLM-L6-v2", input=TEXTS, encoding_format="float")
     for result in (default, as_float):
         np.testing.assert_allclose(np.array([d.embedding for d in result.data]), expected, atol=1e-6)
-        assert [d.index for d in result.data] == [0, 1, 2, 3] and result.model == "minilm"
+        assert [d.index for d in result.data] == [0, 1, 2, 3] and result.model == "all-MiniLM-L6-v2"
     tokens = sum(len(e.ids) for e in minilm_runtime.tokenizer.encode_batch(TEXTS))
     assert default.usage.prompt_tokens == default.usage.total_tokens == tokens
-    short = client.embeddings.create(model="minilm", input="The cat sat on the mat.", dimensions=32)
+    short = client.embeddings.create(model="all-MiniLM-L6-v2", input="The cat sat on the mat.", dimensions=32)
     np.testing.assert_allclose(short.data[0].embedding, minilm_runtime.encode(TEXTS[0], truncate_dim=32), atol=1e-6)
-    assert [m.id for m in client.models.list().data] == ["minilm", "reranker", "splade"]
+    assert [m.id for m in client.models.list().data] == ["all-MiniLM-L6-v2", "reranker", "splade"]
     with pytest.raises(openai.NotFoundError, match="model 'text-embedding-3-small' is not served here"):
         client.embeddings.create(model="text-embedding-3-small", input="x")
 
@@ -242,7 +244,7 @@ def test_health_info_models_metrics_and_openapi(server: Server) -> None:
     with server.client() as client:
         assert client.get("/health").status_code == 200
         info = client.get("/info").json()
-        assert [m["name"] for m in info["models"]] == ["minilm", "reranker", "splade"]
+        assert [m["name"] for m in info["models"]] == ["all-MiniLM-L6-v2", "reranker", "splade"]
         assert [m["task"] for m in info["models"]] == ["embedding", "cross-encoder", "sparse"]
         assert info["max_client_batch_size"] == 64 and info["max_input_length"] == 256
         client.post("/embed", json={"inputs": "warm the counters"})
@@ -361,7 +363,7 @@ BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
     ("/embed", {"inputs": "ok", "truncation_direction": "up"}, 422, "`truncation_direction` must be"),
     ("/embed", {"inputs": ["x"] * 65}, 422, "batch size 65 > maximum allowed batch size 64"),
     ("/embed", {"inputs": [[101, 99999, 102]]}, 422, "outside the vocabulary"),
-    ("/embed", {"inputs": "ok", "model": "nope"}, 404, "model 'nope' is not served here; served: minilm, reranker"),
+    ("/embed", {"inputs": "ok", "model": "nope"}, 404, "'nope' is not served here; served: all-MiniLM-L6-v2, reranker"),
     ("/embed", {"inputs": "ok", "model": "splade"}, 422, "/embed serves embedding models; 'splade' is a sparse"),
     ("/rerank", {"query": "q", "texts": "a"}, 422, "`texts` must be a list of strings"),
     ("/rerank", {"texts": ["a"]}, 422, "`query` is missing"),
@@ -538,3 +540,13 @@ def test_the_server_loads_models_with_torch_unimportable(minilm_artifact_session
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_readme_serve_examples_run_against_the_server(server: Server) -> None:
+    section = README.read_text(encoding="utf-8").split("## Serve over HTTP", 1)[1].split("\n## ", 1)[0]
+    snippet = re.findall(r"```py\n(.*?)```", section, flags=re.S)[0].replace("http://127.0.0.1:8080", server.url)
+    exec(compile(snippet, "README.md serve example", "exec"), {"__name__": "__readme__"})
+    calls = re.findall(r"^curl -s 127\.0\.0\.1:8080(\S+) .*-d '(.*)'$", section, flags=re.M)
+    assert [route for route, _ in calls] == ["/embed", "/rerank"]
+    for route, body in calls:
+        assert _post(server, route, json.loads(body)).status_code == 200
