@@ -6,6 +6,7 @@
 (1, 384)
 """
 
+from fastembed_rt import util
 from fastembed_rt.errors import (
     ArtifactError,
     ExportError,
@@ -14,7 +15,9 @@ from fastembed_rt.errors import (
     ParityError,
     ProviderError,
 )
+from fastembed_rt.logging_handler import LoggingHandler
 from fastembed_rt.models import CrossEncoder, SentenceTransformer, SparseEncoder, load_model
+from fastembed_rt.quantization import quantize_embeddings
 from fastembed_rt.similarity import SimilarityFunction
 
 __version__ = "0.1.0"
@@ -25,6 +28,7 @@ __all__ = [
     "ExportError",
     "FastEmbedError",
     "InputError",
+    "LoggingHandler",
     "ParityError",
     "ProviderError",
     "SentenceTransformer",
@@ -32,4 +36,6 @@ __all__ = [
     "SparseEncoder",
     "__version__",
     "load_model",
+    "quantize_embeddings",
+    "util",
 ]

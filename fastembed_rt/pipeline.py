@@ -27,7 +27,7 @@ from fastembed_rt.kernels.spec import (
 from fastembed_rt.providers.base import ExecutionProvider
 from fastembed_rt.tokenizer import Encoded, Tokenizer, TruncationDirection
 
-__all__ = ["BatchFeeds", "EncodeStats", "Pipeline", "Prepared", "check_texts"]
+__all__ = ["BatchFeeds", "EncodeStats", "Pipeline", "Prepared", "check_texts", "check_unicode"]
 
 
 def check_texts(texts: object) -> list[str]:
@@ -46,7 +46,25 @@ def check_texts(texts: object) -> list[str]:
             kind = "None" if item is None else type(item).__name__
             hint = " (nested lists are not accepted: flatten them first)" if isinstance(item, (list, tuple)) else ""
             raise InputError(f"texts[{i}] is {kind}, expected str{hint}")
+        check_unicode(item, f"texts[{i}]")
     return items
+
+
+def check_unicode(text: str, where: str) -> None:
+    """An ``InputError`` naming ``where`` and the position when ``text`` holds a lone surrogate.
+
+    Lone surrogates (``"\\ud800"``) arrive from JSON with escaped surrogates and from some PDF
+    extractors; they are not Unicode text, and tokenizers would fail on them with a bare TypeError.
+    """
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"{where} holds a lone surrogate ({text[exc.start]!r}) at character {exc.start}: it is not valid "
+            "Unicode text; decode the source with errors='replace' or remove it"
+        ) from None
 
 
 @dataclass

@@ -18,7 +18,7 @@ from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels.reference import activate_scores, softmax
 from fastembed_rt.kernels.spec import LOGITS, SCORES, ClassifierActivation, ClassifierHeadSpec
 from fastembed_rt.models.base import ArtifactModel, check_batch_size, no_tensors
-from fastembed_rt.pipeline import Prepared
+from fastembed_rt.pipeline import Prepared, check_unicode
 from fastembed_rt.tokenizer import TruncationDirection
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ def _check_pair(item: object, where: str) -> tuple[str, str]:
         if not isinstance(text, str):
             kind = "None" if text is None else type(text).__name__
             raise InputError(f"{where}[{j}] is {kind}, expected str")
+        check_unicode(text, f"{where}[{j}]")
     return item[0], item[1]
 
 
@@ -282,6 +283,7 @@ class CrossEncoder(ArtifactModel):
             )
         if not isinstance(query, str):
             raise InputError(f"query must be a str, got {type(query).__name__}")
+        check_unicode(query, "query")
         if isinstance(documents, str) or documents is None:
             kind = "None" if documents is None else "a str"
             raise InputError(f"documents must be a list of str, got {kind}")
@@ -291,6 +293,7 @@ class CrossEncoder(ArtifactModel):
         for i, doc in enumerate(docs):
             if not isinstance(doc, str):
                 raise InputError(f"documents[{i}] is {'None' if doc is None else type(doc).__name__}, expected str")
+            check_unicode(doc, f"documents[{i}]")
         if not docs:
             return []
         scores = self.predict(

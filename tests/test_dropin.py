@@ -1,0 +1,187 @@
+"""Drop-in: code written for sentence-transformers 6.2 runs on fastembed-rt.
+
+- the top-level names inference code imports exist; every other name of sentence-transformers'
+  ``__all__`` is classified with the reason fastembed-rt does not offer it, so a new name fails here;
+- the API reference's inference examples give the same results with both libraries;
+- a lone surrogate (from JSON escapes or PDF extractors) is an ``InputError`` naming the position.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+import fastembed_rt
+from fastembed_rt import CrossEncoder, InputError, SentenceTransformer, SparseEncoder
+
+# What fastembed-rt does with each name of sentence_transformers.__all__ (6.2).
+PROVIDED = {"SentenceTransformer", "CrossEncoder", "SparseEncoder", "SimilarityFunction", "quantize_embeddings"}
+PROVIDED |= {"LoggingHandler"}
+TRAINING = {  # training, datasets and model cards: the torch side, out of a runtime's scope
+    "SentencesDataset",
+    "ParallelSentencesDataset",
+    "InputExample",
+    "DefaultBatchSampler",
+    "MultiDatasetDefaultBatchSampler",
+    "resolve_ids",
+    *(
+        f"{kind}{part}"
+        for kind in ("SentenceTransformer", "CrossEncoder", "SparseEncoder", "MultiVectorEncoder")
+        for part in ("Trainer", "TrainingArguments", "ModelCardData")
+    ),
+}
+EXPORT = {  # need torch and a loaded model: `fastembed-rt export` builds and validates these variants
+    "export_optimized_onnx_model",
+    "export_dynamic_quantized_onnx_model",
+    "export_static_quantized_openvino_model",
+}
+LATER = {"MultiVectorEncoder": "issue 21 (late interaction)", "mine_hard_negatives": "issue 22"}
+
+
+def test_every_sentence_transformers_top_level_name_is_provided_or_classified() -> None:
+    import sentence_transformers
+
+    names = set(sentence_transformers.__all__)
+    classified = PROVIDED | TRAINING | EXPORT | set(LATER)
+    assert names - classified == set(), "a new sentence-transformers name: provide it or classify it here"
+    for name in PROVIDED:
+        assert name in fastembed_rt.__all__ and hasattr(fastembed_rt, name), name
+    assert isinstance(fastembed_rt.util, ModuleType) and "util" in fastembed_rt.__all__
+
+
+def test_logging_handler_writes_records(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    logger = logging.getLogger("fastembed_rt.test_dropin")
+    handler = fastembed_rt.LoggingHandler()
+    logger.addHandler(handler)
+    try:
+        logger.warning("hello from the handler")
+    finally:
+        logger.removeHandler(handler)
+    captured = capsys.readouterr()
+    assert "hello from the handler" in captured.out + captured.err
+
+
+# -- the API reference's inference examples, run by both libraries --------------------------------
+SENTENCES = [
+    "The weather is lovely today.",
+    "It's so sunny outside!",
+    "He drove to the stadium.",
+    "A man is eating food.",
+    "A man is eating a piece of bread.",
+    "The girl is carrying a baby.",
+]
+QUERY = "A man is eating pasta."
+
+
+def _numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "to_dense"):
+        value = value.to_dense()
+    if hasattr(value, "toarray"):
+        value = value.toarray()
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _examples(lib: Any, bi: Any, ce: Any, sparse: Any) -> dict[str, Any]:
+    """The API reference's examples, written once against either library's names."""
+    out: dict[str, Any] = {}
+    embeddings = bi.encode(SENTENCES)
+    out["encode"] = _numpy(embeddings)
+    out["similarity"] = _numpy(bi.similarity(embeddings, embeddings))
+    out["binary"] = _numpy(lib.quantize_embeddings(embeddings, precision="ubinary"))
+    out["int8"] = _numpy(lib.quantize_embeddings(embeddings, precision="int8", calibration_embeddings=embeddings))
+    query = bi.encode(QUERY)
+    out["semantic_search"] = [
+        (hit["corpus_id"], round(float(hit["score"]), 5))
+        for hit in lib.util.semantic_search(query, embeddings, top_k=3)[0]
+    ]
+    out["paraphrase_mining"] = [
+        (i, j, round(float(score), 5)) for score, i, j in lib.util.paraphrase_mining(bi, SENTENCES)
+    ]
+    out["rank"] = [(r["corpus_id"], round(float(r["score"]), 5)) for r in ce.rank(QUERY, SENTENCES)]
+    out["predict"] = _numpy(ce.predict([(QUERY, s) for s in SENTENCES]))
+    sparse_embeddings = sparse.encode(SENTENCES[:3])
+    out["sparse"] = _numpy(sparse_embeddings)
+    decoded = sparse.decode(sparse_embeddings, top_k=5)
+    out["decode"] = [(i, token, round(float(weight), 4)) for i, row in enumerate(decoded) for token, weight in row]
+    return out
+
+
+@pytest.fixture(scope="module")
+def both(
+    minilm_artifact_session: Path, minilm_dir: Path, tiny_reranker_artifact: Path, tiny_splade_artifact: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    import sentence_transformers as st
+
+    from fastembed_rt.artifact import load_manifest
+
+    reranker_dir = load_manifest(tiny_reranker_artifact).source["model"]
+    splade_dir = load_manifest(tiny_splade_artifact).source["model"]
+    ours = _examples(
+        fastembed_rt,
+        SentenceTransformer(minilm_artifact_session),
+        CrossEncoder(tiny_reranker_artifact),
+        SparseEncoder(tiny_splade_artifact),
+    )
+    theirs = _examples(
+        st,
+        st.SentenceTransformer(str(minilm_dir), device="cpu"),
+        st.CrossEncoder(reranker_dir, device="cpu"),
+        st.SparseEncoder(splade_dir, device="cpu"),
+    )
+    return ours, theirs
+
+
+@pytest.mark.parametrize("example", ["encode", "similarity", "predict", "sparse"])
+def test_api_reference_numbers_match_sentence_transformers(both: tuple[dict, dict], example: str) -> None:
+    ours, theirs = both
+    assert ours[example].shape == theirs[example].shape
+    np.testing.assert_allclose(ours[example], theirs[example], rtol=1e-4, atol=1e-5)
+
+
+def test_api_reference_codes_match_sentence_transformers(both: tuple[dict, dict]) -> None:
+    ours, theirs = both
+    np.testing.assert_array_equal(ours["binary"], theirs["binary"])
+    # int8 codes of each library's own embeddings: the float inputs differ by < 1e-6, so a value on a
+    # rounding boundary may move by one code (equality on the same input is tested in test_quantization).
+    assert np.abs(ours["int8"].astype(int) - theirs["int8"].astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("example", ["semantic_search", "paraphrase_mining", "rank", "decode"])
+def test_api_reference_results_match_sentence_transformers(both: tuple[dict, dict], example: str) -> None:
+    ours, theirs = both
+    assert [item[:-1] for item in ours[example]] == [item[:-1] for item in theirs[example]]
+    np.testing.assert_allclose([item[-1] for item in ours[example]], [item[-1] for item in theirs[example]], atol=2e-4)
+
+
+# -- lone surrogates ---------------------------------------------------------------------------------
+BAD = "ok \ud800 bad"
+
+
+def test_a_lone_surrogate_is_an_input_error_naming_text_and_position(minilm_runtime: SentenceTransformer) -> None:
+    with pytest.raises(InputError, match=r"texts\[1\] holds a lone surrogate \('\\ud800'\) at character 3"):
+        minilm_runtime.encode(["fine", BAD])
+    with pytest.raises(InputError, match=r"texts\[0\] holds a lone surrogate"):
+        minilm_runtime.encode(BAD)
+    assert minilm_runtime.encode(["ok \u00e9 \U0001f600 fine"]).shape == (1, 384), "real non-ASCII text is fine"
+
+
+def test_a_lone_surrogate_in_pairs_and_sparse_texts_is_an_input_error(
+    tiny_reranker_artifact: Path, tiny_splade_artifact: Path
+) -> None:
+    reranker, splade = CrossEncoder(tiny_reranker_artifact), SparseEncoder(tiny_splade_artifact)
+    with pytest.raises(InputError, match=r"inputs\[1\]\[1\] holds a lone surrogate"):
+        reranker.predict([("q", "d"), ("q", BAD)])
+    with pytest.raises(InputError, match=r"documents\[0\] holds a lone surrogate"):
+        reranker.rank("q", [BAD])
+    with pytest.raises(InputError, match=r"query holds a lone surrogate"):
+        reranker.rank(BAD, ["d"])
+    with pytest.raises(InputError, match=r"texts\[2\] holds a lone surrogate"):
+        splade.encode(["a", "b", BAD])
