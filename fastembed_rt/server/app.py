@@ -60,6 +60,11 @@ class Served:
         return self.model.task
 
     @property
+    def threads(self) -> int | None:
+        """The engine's intra-op threads (sized from the CPUs the process may use: affinity, cgroup quota)."""
+        return getattr(self.model._pipeline.provider, "intra_op_threads", None)
+
+    @property
     def labels(self) -> list[str]:
         """Label names of a cross-encoder's scores (the manifest's, else ``LABEL_i``)."""
         model = self.model
@@ -76,6 +81,7 @@ class Served:
             "source": m.manifest.source.get("model"),
             "provider": m.provider,
             "variant": m.variant,
+            "threads": self.threads,
             "dim": m.manifest.dim,
             "max_input_length": m.max_seq_length,
             "prompts": dict(m.prompts),
@@ -125,13 +131,15 @@ class ServerState:
                     batch_wait_s=cfg.batch_wait_ms / 1000,
                     wait_for_items=cfg.max_batch_size,
                 )
-                self.models[spec.name] = Served(spec.name, Path(spec.artifact), model, worker, untruncated)
+                served = Served(spec.name, Path(spec.artifact), model, worker, untruncated)
+                self.models[spec.name] = served
                 logger.info(
-                    "model %s (%s) ready on %s/%s in %.2f s",
+                    "model %s (%s) ready on %s/%s with %s threads in %.2f s",
                     spec.name,
                     model.task,
                     model.provider,
                     model.variant,
+                    served.threads,
                     time.perf_counter() - started,
                 )
         except BaseException as exc:

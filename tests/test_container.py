@@ -1,0 +1,165 @@
+"""The server image, built from this working tree with podman and run for real on loopback.
+
+The harness (not the Containerfile) carries what these machines need: no registry is reachable, so
+the base image is Debian bookworm with python3 made by ``mmdebstrap`` and ``podman import``ed; RUN
+steps reach PyPI with the host's CA bundle mounted at build time (never copied into the image); runs
+use the runc runtime and the host's ulimits through a ``containers.conf``. Skipped only where podman,
+mmdebstrap or runc are not installed (``make test`` installs them where it may: root with apt).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BASE_IMAGE = "localhost/fastembed-rt-test-base:bookworm"
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+TOOLS = ("podman", "mmdebstrap", "runc")
+
+pytestmark = pytest.mark.skipif(
+    any(shutil.which(tool) is None for tool in TOOLS), reason=f"needs {', '.join(TOOLS)} (Debian packages)"
+)
+
+
+def _podman(*args: str, env: dict[str, str], timeout: float = 600, check: bool = True) -> str:
+    result = subprocess.run(["podman", *args], capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args[:3])} failed ({result.returncode}): {result.stderr[-3000:]}")
+    return result.stdout.strip()
+
+
+def _logs(container: str, env: dict[str, str]) -> str:
+    result = subprocess.run(["podman", "logs", container], capture_output=True, text=True, env=env, check=False)
+    return (result.stdout + result.stderr)[-3000:]
+
+
+@pytest.fixture(scope="module")
+def podman_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    conf = tmp_path_factory.mktemp("podman") / "containers.conf"
+    conf.write_text(
+        '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n[engine]\nruntime = "runc"\n'
+    )
+    return {**os.environ, "CONTAINERS_CONF": str(conf)}
+
+
+@pytest.fixture(scope="module")
+def base_image(podman_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Debian bookworm minbase with python3, made once per machine (kept in podman's store)."""
+    if _podman("images", "--quiet", BASE_IMAGE, env=podman_env):
+        return BASE_IMAGE
+    rootfs = tmp_path_factory.mktemp("base") / "rootfs.tar"
+    subprocess.run(
+        ["mmdebstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates", "bookworm", str(rootfs)],
+        capture_output=True,
+        check=True,
+        timeout=900,
+    )
+    _podman("import", str(rootfs), BASE_IMAGE, env=podman_env)
+    rootfs.unlink()
+    return BASE_IMAGE
+
+
+@pytest.fixture(scope="module")
+def image(podman_env: dict[str, str], base_image: str) -> Iterator[str]:
+    tag = f"localhost/fastembed-rt-test:{uuid.uuid4().hex[:8]}"
+    volume = ["-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"] if CA_BUNDLE.is_file() else []
+    _podman(
+        "build", "--format", "docker", "--pull=never", "--target", "serve", "-f", "Containerfile", "-t", tag,
+        "--build-arg", f"BASE_IMAGE={base_image}", *volume, str(REPO), env=podman_env, timeout=1200,
+    )  # fmt: skip
+    yield tag
+    _podman("rmi", "--force", tag, env=podman_env, check=False)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start(image: str, env: dict[str, str], artifact: Path, *extra: str) -> tuple[str, int, float]:
+    port = _free_port()
+    started = time.perf_counter()
+    container = _podman(
+        "run", "--detach", "--network=host", "--env", f"PORT={port}", *extra,
+        "-v", f"{artifact}:/models/model:ro", image, "/models/model", "--host", "127.0.0.1",
+        env=env,
+    )  # fmt: skip
+    return container, port, started
+
+
+def _first_embed(port: int, container: str, env: dict[str, str], timeout: float = 120) -> tuple[list[Any], float]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            reply = httpx.post(
+                f"http://127.0.0.1:{port}/embed", json={"inputs": ["The cat sat on the mat."]}, timeout=5
+            )
+            if reply.status_code == 200:
+                return reply.json(), time.perf_counter()
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no successful /embed within {timeout} s; logs:\n{_logs(container, env)}")
+        time.sleep(0.05)
+
+
+def test_image_serves_the_library_output_runs_unprivileged_and_drains_on_sigterm(
+    image: str, podman_env: dict[str, str], minilm_artifact_session: Path, minilm_runtime: Any
+) -> None:
+    container, port, started = _start(image, podman_env, minilm_artifact_session, "--cpus=2")
+    try:
+        first, answered = _first_embed(port, container, podman_env)
+        print(f"cold start (container start -> first /embed): {answered - started:.2f} s")
+        expected = minilm_runtime.encode(["The cat sat on the mat."], normalize_embeddings=True)
+        np.testing.assert_allclose(first, expected, atol=1e-6)
+        openai = httpx.post(f"http://127.0.0.1:{port}/v1/embeddings", json={"input": ["A feline."]}, timeout=30).json()
+        np.testing.assert_allclose(openai["data"][0]["embedding"], minilm_runtime.encode("A feline."), atol=1e-6)
+        info = httpx.get(f"http://127.0.0.1:{port}/info", timeout=10).json()
+        assert info["models"][0]["threads"] == 2, "threads sized from the container's CPU quota (--cpus=2)"
+        assert _podman("exec", container, "id", "-u", env=podman_env) == "10001", "the server runs as non-root"
+        health = subprocess.run(["podman", "healthcheck", "run", container], env=podman_env, capture_output=True)
+        assert health.returncode == 0, health.stderr
+        _podman("stop", "--time", "30", container, env=podman_env)  # SIGTERM, then SIGKILL after 30 s
+        state = json.loads(_podman("inspect", container, env=podman_env))[0]["State"]
+        assert state["ExitCode"] == 0, _logs(container, podman_env)
+    finally:
+        _podman("rm", "--force", container, env=podman_env, check=False)
+
+
+def test_threads_follow_a_smaller_cpu_quota(
+    image: str, podman_env: dict[str, str], minilm_artifact_session: Path
+) -> None:
+    container, port, _ = _start(image, podman_env, minilm_artifact_session, "--cpus=1")
+    try:
+        _first_embed(port, container, podman_env)
+        info = httpx.get(f"http://127.0.0.1:{port}/info", timeout=10).json()
+        assert info["models"][0]["threads"] == 1
+    finally:
+        _podman("rm", "--force", container, env=podman_env, check=False)
+
+
+def test_image_holds_no_torch_no_pip_and_reports_its_size(image: str, podman_env: dict[str, str]) -> None:
+    probe = (
+        "import importlib.util as u; "
+        "print([m for m in ('torch', 'transformers', 'sentence_transformers', 'pip') if u.find_spec(m)])"
+    )
+    found = _podman("run", "--rm", "--entrypoint", "python3", image, "-c", probe, env=podman_env)
+    assert found == "[]"
+    size = int(_podman("image", "inspect", "--format", "{{.Size}}", image, env=podman_env))
+    base = int(_podman("image", "inspect", "--format", "{{.Size}}", BASE_IMAGE, env=podman_env))
+    print(f"image {size / 1e6:.0f} MB = base {base / 1e6:.0f} MB + fastembed-rt {(size - base) / 1e6:.0f} MB")
