@@ -1,4 +1,6 @@
-"""Shared fixtures: the real all-MiniLM-L6-v2 (from its PyPI package), exported once per session.
+"""Shared fixtures: the real all-MiniLM-L6-v2 (from its PyPI package), exported once per session, and
+``run_without_torch``, which runs a script in a Python where the libraries the runtime must never
+import cannot be imported.
 
 Tiny random models are built in ``tiny_models.py`` beside this file.
 """
@@ -7,7 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,3 +62,40 @@ def minilm_torch(minilm_dir: Path) -> object:
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(minilm_dir), device="cpu")
+
+
+# What the runtime must never import, not even transitively (DESIGN §2).
+HEAVY_MODULES = ("torch", "transformers", "optimum", "sentence_transformers")
+
+_BLOCKER = """
+import importlib.abc, sys
+BLOCKED = {blocked!r}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{{name}} is blocked in this test")
+        return None
+sys.meta_path.insert(0, Block())
+"""
+
+RunWithoutTorch = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture
+def run_without_torch(tmp_path: Path) -> RunWithoutTorch:
+    """``run(script, *argv, also_block=())``: run ``script`` in a fresh Python (cwd: the test's tmp_path)
+    where ``HEAVY_MODULES`` and ``also_block`` cannot be imported; the script sees them as ``BLOCKED``.
+    Returns the finished process with its stdout and stderr as text."""
+
+    def run(script: str, *argv: str, also_block: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+        blocker = _BLOCKER.format(blocked=(*HEAVY_MODULES, *also_block))
+        return subprocess.run(
+            [sys.executable, "-c", blocker + script, *argv],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+            check=False,
+        )
+
+    return run

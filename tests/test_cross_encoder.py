@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import RunWithoutTorch
 from onnx import TensorProto, helper
 from tiny_heads import ACTIVATIONS, PAIRS, build_tiny_cross_encoder
 
@@ -354,29 +353,19 @@ def test_detect_task_and_cli_export_dispatch(
 
 
 _NO_TORCH = """
-import importlib.abc, json, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "transformers", "optimum", "sentence_transformers"):
-            raise ImportError(f"{name} is blocked in this test")
-sys.meta_path.insert(0, Block())
+import json
 from fastembed_rt import CrossEncoder, SparseEncoder, fusion
 model = CrossEncoder(sys.argv[1])
 ranked = model.rank("How many people live in Berlin?", ["Berlin had 3.5 million people.", "Museums."])
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "sentence_transformers"))
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
 print(json.dumps({"ranked": [r["corpus_id"] for r in ranked], "heavy": heavy}))
 """
 
 
-def test_runtime_scores_with_torch_unimportable(exported: Callable[[str], Exported], tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", _NO_TORCH, str(exported("bert-1").artifact)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
-    )
+def test_runtime_scores_with_torch_unimportable(
+    exported: Callable[[str], Exported], run_without_torch: RunWithoutTorch
+) -> None:
+    result = run_without_torch(_NO_TORCH, str(exported("bert-1").artifact))
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert sorted(out["ranked"]) == [0, 1] and out["heavy"] == []
