@@ -16,8 +16,11 @@ from fastembed_rt.artifact import (
     SCHEMA_VERSION,
     GraphContract,
     Manifest,
+    Task,
     TokenizerInfo,
     Variant,
+    VariantFormat,
+    VariantPrecision,
     file_sha256,
     load_manifest,
 )
@@ -152,8 +155,8 @@ def export_model(
         variant = Variant(
             name="fp32",
             file=graph_file,
-            format="onnx",
-            precision="fp32",
+            format=VariantFormat.ONNX,
+            precision=VariantPrecision.FP32,
             optimization="none",
             size=(tmp / graph_file).stat().st_size,
             sha256=file_sha256(tmp / graph_file),
@@ -161,7 +164,7 @@ def export_model(
         )
         manifest = Manifest(
             root=tmp,
-            task="embedding",
+            task=Task.EMBEDDING,
             source={
                 "model": str(model),
                 "revision": revision,
@@ -207,8 +210,7 @@ def export_model(
                 fidelity.failures,
             )
         _score_stsb(tmp, st_model, fidelity, stsb, stsb_path)
-        variant = Variant(**{**variant.to_dict(), "fidelity": fidelity.to_dict()})
-        manifest = Manifest(**{**manifest.__dict__, "variants": (variant,)})
+        manifest = replace(manifest, variants=(replace(variant, fidelity=fidelity.to_dict()),))
         manifest.write()
         used_texts = _calibrate(tmp, calibration_texts, stsb_path)
         plans = parse_variants(variants)
@@ -320,7 +322,7 @@ def _build_each_variant(
         def check(
             file: str, plan: VariantPlan = plan, provider: str = provider, manifest: Manifest = manifest
         ) -> list[str]:
-            candidate = _variant_entry(context.root, plan, file, "candidate", {})
+            candidate = _variant_entry(context.root, plan, BuildResult(file, "candidate"))
             replace(manifest, variants=(*manifest.variants, candidate)).write()
             try:
                 return plan.gate.check(validate(plan, provider))
@@ -332,7 +334,7 @@ def _build_each_variant(
         fidelity: Fidelity | None = None
         try:
             result = plan.build(context)
-            entry = _variant_entry(context.root, plan, result.file, result.optimization, result.details)
+            entry = _variant_entry(context.root, plan, result)
             replace(manifest, variants=(*manifest.variants, entry)).write()
             fidelity = validate(plan, provider)
             _score_stsb(
@@ -352,42 +354,38 @@ def _build_each_variant(
         if misses or result is None or fidelity is None:
             logger.warning("variant %s misses its gate and is not shipped: %s", name, "; ".join(misses))
             if result is not None:
-                for leftover in _variant_files(context.root, result.file):
-                    leftover.unlink(missing_ok=True)
+                for leftover in (result.file, result.weights_file):
+                    if leftover is not None:
+                        (context.root / leftover).unlink(missing_ok=True)
             rejected: dict[str, Any] = {"name": name, "reasons": misses}
             if fidelity is not None:
                 rejected["fidelity"] = fidelity.to_dict()
             replace(manifest, rejected_variants=(*manifest.rejected_variants, rejected)).write()
             continue
-        entry = _variant_entry(context.root, plan, result.file, result.optimization, result.details, fidelity.to_dict())
+        entry = _variant_entry(context.root, plan, result, fidelity.to_dict())
         replace(manifest, variants=(*manifest.variants, entry)).write()
         logger.info("variant %s built and validated in %.1f s", name, time.perf_counter() - started)
 
 
-def _variant_files(root: Path, file: str) -> list[Path]:
-    path = root / file
-    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
-
-
 def _variant_entry(
-    root: Path,
-    plan: VariantPlan,
-    file: str,
-    optimization: str,
-    details: dict[str, Any],
-    fidelity: dict[str, Any] | None = None,
+    root: Path, plan: VariantPlan, result: BuildResult, fidelity: dict[str, Any] | None = None
 ) -> Variant:
-    path = root / file
+    path = root / result.file
+    weights = None if result.weights_file is None else root / result.weights_file
     return Variant(
         name=plan.name,
-        file=file,
+        file=result.file,
         format=plan.format,
         precision=plan.precision,
-        optimization=optimization,
+        optimization=result.optimization,
         size=path.stat().st_size,
         sha256=file_sha256(path),
         fidelity=fidelity or {},
-        stage_counts=details,
+        stage_counts=result.details,
+        engine_properties=result.engine_properties,
+        weights_file=result.weights_file,
+        weights_size=None if weights is None else weights.stat().st_size,
+        weights_sha256=None if weights is None else file_sha256(weights),
     )
 
 

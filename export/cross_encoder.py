@@ -19,13 +19,23 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fastembed_rt.artifact import SCHEMA_VERSION, GraphContract, Manifest, TokenizerInfo, Variant, file_sha256
+from fastembed_rt.artifact import (
+    SCHEMA_VERSION,
+    GraphContract,
+    Manifest,
+    Task,
+    TokenizerInfo,
+    Variant,
+    VariantFormat,
+    VariantPrecision,
+    file_sha256,
+)
 from fastembed_rt.errors import ExportError, ParityError
 from fastembed_rt.export.architectures import architecture_config
 from fastembed_rt.export.backbone import export_backbone
@@ -139,8 +149,8 @@ def graph_variant(backbone_path: Path, artifact: Path, append_head: Callable[[An
     return Variant(
         name="fp32",
         file=graph_file,
-        format="onnx",
-        precision="fp32",
+        format=VariantFormat.ONNX,
+        precision=VariantPrecision.FP32,
         optimization="none",
         size=(artifact / graph_file).stat().st_size,
         sha256=file_sha256(artifact / graph_file),
@@ -337,7 +347,7 @@ def export_cross_encoder(
         dims = {"dtype": "float32", "dims": ["batch", spec.num_labels]}
         manifest = Manifest(
             root=tmp,
-            task="cross-encoder",
+            task=Task.CROSS_ENCODER,
             source={
                 "model": str(model),
                 "revision": revision,
@@ -361,8 +371,7 @@ def export_cross_encoder(
                 f"{len(fidelity.failures)} checks; nothing was written:\n  " + "\n  ".join(fidelity.failures),
                 fidelity.failures,
             )
-        variant = Variant(**{**variant.to_dict(), "fidelity": fidelity.to_dict()})
-        manifest = Manifest(**{**manifest.__dict__, "variants": (variant,)})
+        manifest = replace(manifest, variants=(replace(variant, fidelity=fidelity.to_dict()),))
         manifest.write()
         if "int8" in plans:
             manifest = build_head_int8(
@@ -373,4 +382,4 @@ def export_cross_encoder(
             )
         backbone_path.unlink()
     logger.info("exported cross-encoder %s to %s in %.1f s", model, out, time.perf_counter() - started)
-    return Manifest(**{**manifest.__dict__, "root": out})
+    return replace(manifest, root=out)

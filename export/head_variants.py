@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fastembed_rt.artifact import Manifest, Variant, file_sha256
+from fastembed_rt.artifact import Manifest, Variant, VariantFormat, VariantPrecision, file_sha256
 from fastembed_rt.errors import ExportError
 
 __all__ = [
@@ -87,8 +87,8 @@ def build_head_int8(
         return Variant(
             name="int8",
             file=INT8_FILE,
-            format="onnx",
-            precision="int8",
+            format=VariantFormat.ONNX,
+            precision=VariantPrecision.INT8,
             optimization="int8",
             size=path.stat().st_size,
             sha256=file_sha256(path),

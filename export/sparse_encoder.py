@@ -13,12 +13,13 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fastembed_rt.artifact import SCHEMA_VERSION, GraphContract, Manifest, Variant
+from fastembed_rt.artifact import SCHEMA_VERSION, GraphContract, Manifest, Task
 from fastembed_rt.errors import ExportError, ParityError
 from fastembed_rt.export.architectures import architecture_config
 from fastembed_rt.export.common import library_versions, resolve_model_dir
@@ -233,7 +234,7 @@ def export_sparse_encoder(
         rows = ["batch", "active"]
         manifest = Manifest(
             root=tmp,
-            task="sparse",
+            task=Task.SPARSE,
             source={
                 "model": str(model),
                 "revision": revision,
@@ -263,8 +264,7 @@ def export_sparse_encoder(
                 f"on {len(fidelity.failures)} checks; nothing was written:\n  " + "\n  ".join(fidelity.failures),
                 fidelity.failures,
             )
-        variant = Variant(**{**variant.to_dict(), "fidelity": fidelity.to_dict()})
-        manifest = Manifest(**{**manifest.__dict__, "variants": (variant,)})
+        manifest = replace(manifest, variants=(replace(variant, fidelity=fidelity.to_dict()),))
         manifest.write()
         if "int8" in plans:
             manifest = build_head_int8(
@@ -275,4 +275,4 @@ def export_sparse_encoder(
             )
         backbone_path.unlink()
     logger.info("exported sparse encoder %s to %s in %.1f s", model, out, time.perf_counter() - started)
-    return Manifest(**{**manifest.__dict__, "root": out})
+    return replace(manifest, root=out)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastembed_rt.artifact import VariantFormat, VariantPrecision
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export.validate import Fidelity
 
@@ -85,16 +86,21 @@ class BuildContext:
 
 @dataclass
 class BuildResult:
+    """A built variant: its graph ``file``, a separate ``weights_file`` if it has one (hashed by the
+    export stage), the ``engine_properties`` it must run with, and what the build did (``details``)."""
+
     file: str
     optimization: str
     details: dict[str, Any] = field(default_factory=dict)
+    weights_file: str | None = None
+    engine_properties: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class VariantPlan:
     name: str
-    format: str
-    precision: str
+    format: VariantFormat
+    precision: VariantPrecision
     gate: Gate
     builder: str  # "module:function" in fastembed_rt.export, imported only when built
 
@@ -108,22 +114,33 @@ class VariantPlan:
 
 
 _FP32 = Gate(min_cosine=0.9999, max_stsb_drop=0.05)
+_ONNX, _OPENVINO = VariantFormat.ONNX, VariantFormat.OPENVINO
 VARIANTS: dict[str, VariantPlan] = {
     plan.name: plan
     for plan in (
-        VariantPlan("fp32", "onnx", "fp32", _FP32, builder=""),
-        VariantPlan("optimized", "onnx", "fp32", _FP32, builder="optimize:build_optimized"),
-        VariantPlan("fp16", "onnx", "fp16", Gate(min_cosine=0.999), builder="optimize:build_fp16"),
-        VariantPlan("int8", "onnx", "int8", Gate(mean_cosine=0.99, max_stsb_drop=1.0), builder="quantize:build_int8"),
-        VariantPlan("openvino", "openvino", "fp32", _FP32, builder="openvino_ir:build_openvino"),
+        VariantPlan("fp32", _ONNX, VariantPrecision.FP32, _FP32, builder=""),
+        VariantPlan("optimized", _ONNX, VariantPrecision.FP32, _FP32, builder="optimize:build_optimized"),
+        VariantPlan("fp16", _ONNX, VariantPrecision.FP16, Gate(min_cosine=0.999), builder="optimize:build_fp16"),
+        VariantPlan(
+            "int8",
+            _ONNX,
+            VariantPrecision.INT8,
+            Gate(mean_cosine=0.99, max_stsb_drop=1.0),
+            builder="quantize:build_int8",
+        ),
+        VariantPlan("openvino", _OPENVINO, VariantPrecision.FP32, _FP32, builder="openvino_ir:build_openvino"),
         # bf16 has fewer mantissa bits than fp16: the fp16 gate (DESIGN §6) applies.
         VariantPlan(
-            "openvino-bf16", "openvino", "bf16", Gate(min_cosine=0.999), builder="openvino_ir:build_openvino_bf16"
+            "openvino-bf16",
+            _OPENVINO,
+            VariantPrecision.BF16,
+            Gate(min_cosine=0.999),
+            builder="openvino_ir:build_openvino_bf16",
         ),
         VariantPlan(
             "openvino-int8",
-            "openvino",
-            "int8",
+            _OPENVINO,
+            VariantPrecision.INT8,
             Gate(mean_cosine=0.99, max_stsb_drop=1.0),
             builder="openvino_ir:build_openvino_int8",
         ),

@@ -82,7 +82,7 @@ def _print_info(root: Path) -> None:
         cells = "".join(
             f" {format(v.fidelity[key], spec) if key in v.fidelity else '-':>9}" for _, key, spec in columns
         )
-        size_mb = (v.size + int(v.stage_counts.get("weights_size", 0))) / 1e6  # an IR's .bin counts too
+        size_mb = (v.size + (v.weights_size or 0)) / 1e6  # an IR's .bin counts too
         print(f"{v.name:<14} {v.format:<8} {v.precision:<9} {size_mb:>8.1f}{cells}  {v.file}")
     for rejected in m.rejected_variants:
         print(f"{rejected['name']:<14} not shipped: {'; '.join(rejected['reasons'])}")

@@ -8,6 +8,8 @@ gate or listed as rejected with reasons, and the test asserts whichever happened
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,10 +84,12 @@ def test_openvino_variant_is_shipped_within_its_gate_with_both_files_hashed(arti
     assert variant.fidelity["min_cosine"] >= 0.9999
     xml = artifact / variant.file
     assert xml.stat().st_size == variant.size and file_sha256(xml) == variant.sha256
-    weights = artifact / variant.stage_counts["weights_file"]
+    assert variant.weights_file is not None
+    weights = artifact / variant.weights_file
     assert weights == xml.with_suffix(".bin")
-    assert weights.stat().st_size == variant.stage_counts["weights_size"]
-    assert file_sha256(weights) == variant.stage_counts["weights_sha256"]
+    assert weights.stat().st_size == variant.weights_size
+    assert file_sha256(weights) == variant.weights_sha256
+    assert variant.engine_properties == {}
 
 
 def test_int8_is_shipped_within_its_gate_or_rejected_with_reasons(artifact: Path, manifest: Manifest) -> None:
@@ -102,9 +106,10 @@ def test_int8_is_shipped_within_its_gate_or_rejected_with_reasons(artifact: Path
         assert details["scheme"] in ("static", "weights")
         rates = details["throughput"]["sentences_per_s"]
         assert details["scheme"] in rates and "fp32" in rates
-        weights = artifact / details["weights_file"]
-        assert weights.stat().st_size == details["weights_size"]
-        assert file_sha256(weights) == details["weights_sha256"]
+        assert variant.weights_file == "openvino/model_int8.bin"
+        weights = artifact / variant.weights_file
+        assert weights.stat().st_size == variant.weights_size
+        assert file_sha256(weights) == variant.weights_sha256
     # Candidates and timing copies never stay in the artifact.
     assert sorted(p.name for p in (artifact / "openvino").iterdir()) == sorted(
         name
@@ -112,6 +117,44 @@ def test_int8_is_shipped_within_its_gate_or_rejected_with_reasons(artifact: Path
         if v.format == "openvino"
         for name in (Path(v.file).name, Path(v.file).stem + ".bin")
     )
+
+
+def _move_typed_fields_into_stage_counts(root: Path) -> None:
+    """Rewrite the manifest as exporters before the typed Variant fields wrote it."""
+    path = root / "manifest.json"
+    data = json.loads(path.read_text())
+    for variant in data["variants"]:
+        for key in ("weights_file", "weights_size", "weights_sha256", "engine_properties"):
+            if key in variant:
+                variant["stage_counts"][key] = variant.pop(key)
+    path.write_text(json.dumps(data))
+
+
+def test_artifacts_with_weights_and_engine_properties_in_stage_counts_still_load(
+    artifact: Path, manifest: Manifest, tmp_path: Path
+) -> None:
+    from fastembed_rt import ArtifactError
+
+    copy = tmp_path / "artifact"
+    shutil.copytree(artifact, copy)
+    _move_typed_fields_into_stage_counts(copy)
+    old = load_manifest(copy)
+    for name in ("openvino", "openvino-bf16"):
+        read, written = old.variant(name), manifest.variant(name)
+        assert (read.weights_file, read.weights_size, read.weights_sha256, read.engine_properties) == (
+            written.weights_file,
+            written.weights_size,
+            written.weights_sha256,
+            written.engine_properties,
+        )
+        assert read.stage_counts == written.stage_counts
+    model = _open(copy, "openvino-bf16", "openvino")
+    assert model._pipeline.provider.inference_precision == ("bf16" if _cpu_has_bf16() else "f32")
+    model.close()
+    weights = copy / str(old.variant("openvino").weights_file)
+    weights.write_bytes(weights.read_bytes()[:-4])
+    with pytest.raises(ArtifactError, match=rf"{weights.name} is corrupt or truncated"):
+        _open(copy, "openvino", "openvino")
 
 
 def test_ir_encodes_like_the_fp32_onnx_graph(artifact: Path) -> None:
@@ -193,13 +236,11 @@ def test_every_precision_output_of_the_ir_matches_the_numpy_reference(
 
 
 def test_a_truncated_or_altered_ir_weights_file_is_refused_naming_it(artifact: Path, tmp_path: Path) -> None:
-    import shutil
-
     from fastembed_rt import ArtifactError
 
     copy = tmp_path / "artifact"
     shutil.copytree(artifact, copy)
-    weights = copy / load_manifest(copy).variant("openvino").stage_counts["weights_file"]
+    weights = copy / str(load_manifest(copy).variant("openvino").weights_file)
     data = weights.read_bytes()
     weights.write_bytes(data[:-4])
     with pytest.raises(ArtifactError, match=rf"{weights.name} is corrupt or truncated"):
@@ -237,9 +278,10 @@ def test_bf16_ir_ships_within_the_fp16_gate_and_runs_with_its_declared_precision
     variant = manifest.variant("openvino-bf16")
     assert (variant.format, variant.precision, variant.file) == ("openvino", "bf16", "openvino/model_bf16.xml")
     assert VARIANTS["openvino-bf16"].gate.check(Fidelity(**variant.fidelity)) == []
-    assert variant.stage_counts["engine_properties"] == {"INFERENCE_PRECISION_HINT": "bf16"}
+    assert variant.engine_properties == {"INFERENCE_PRECISION_HINT": "bf16"}
     # fp16-stored weights: about half the fp32 IR's .bin
-    assert variant.stage_counts["weights_size"] < 0.6 * manifest.variant("openvino").stage_counts["weights_size"]
+    assert variant.weights_size is not None and manifest.variant("openvino").weights_size is not None
+    assert variant.weights_size < 0.6 * manifest.variant("openvino").weights_size
     model = _open(artifact, "openvino-bf16", "openvino")
     engine = model._pipeline.provider
     assert engine.inference_precision == ("bf16" if _cpu_has_bf16() else "f32")
