@@ -56,17 +56,6 @@ def export_backbone(
         model.set_attn_implementation("eager")
     model = model.eval().float()
     wrapper = _wrapper(model, config.inputs, output)
-    gen = torch.Generator().manual_seed(0)
-    # batch 2 × sequence 16 with one padded row, so neither axis specialises to 0/1.
-    ids = torch.randint(5, max(6, min(vocab_size, 1000)), (2, 16), generator=gen)
-    mask = torch.ones(2, 16, dtype=torch.int64)
-    mask[1, 10:] = 0
-    sample = {
-        "input_ids": ids,
-        "attention_mask": mask,
-        "token_type_ids": torch.zeros(2, 16, dtype=torch.int64),
-    }
-    args = tuple(sample[name] for name in config.inputs)
     batch = torch.export.Dim("batch")
     sequence = torch.export.Dim("sequence")
     dynamic = {name: {0: batch, 1: sequence} for name in config.inputs}
@@ -76,7 +65,7 @@ def export_backbone(
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 wrapper,
-                args,
+                config.sample_inputs(vocab_size),
                 str(path),
                 input_names=list(config.inputs),
                 output_names=[output_name],

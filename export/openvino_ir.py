@@ -21,8 +21,8 @@ nodes stay fp32) and ships the faster one that passes its gate:
 - ``weights``: ``nncf.compress_weights`` INT8_ASYM, int8 weights decompressed to fp32 compute
   (the IR turns off the CPU plugin's on-the-fly activation quantization, see ``_save``).
 
-When a scheme misses the gate, sensitive MatMuls are excluded step by step (as ``quantize``
-does) and the exclusions are reported.
+When a scheme misses the gate, sensitive MatMuls are excluded step by step (``quantize``'s ladder)
+and the exclusions are reported.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from fastembed_rt.errors import ExportError
+from fastembed_rt.export.quantize import exclusion_ladder
 from fastembed_rt.export.variants import BuildContext, BuildResult
 from fastembed_rt.kernels.spec import PROMPT_LENGTH, SENTENCE_EMBEDDING
 
@@ -286,16 +287,7 @@ def _build_int8(context: BuildContext) -> BuildResult:
     if not texts:
         raise ExportError("openvino-int8 needs calibration texts (export_model(..., calibration_texts=...))")
     samples = _feeds(context, texts[:CALIBRATION_SAMPLES], defaults)
-    weight_matmuls = _weight_matmuls(base)
-    if not weight_matmuls:
-        raise ExportError("the backbone has no MatMul with weights to quantize")
-    # Exclusion ladder (as ``quantize``): nothing; the first and last weight MatMuls; also every
-    # FFN output projection (6 weight MatMuls per BERT-style layer; the widest activation range).
-    ladder: list[list[str]] = [
-        [],
-        [weight_matmuls[0], weight_matmuls[-1]],
-        sorted({weight_matmuls[0], weight_matmuls[-1], *weight_matmuls[5::6]}),
-    ]
+    ladder = exclusion_ladder(_weight_matmuls(base))
     schemes: dict[str, dict[str, Any]] = {}
     passed: dict[str, str] = {}  # scheme -> its file
     for scheme, (description, quantize) in _SCHEMES.items():

@@ -13,22 +13,13 @@ import logging
 from collections import Counter
 from typing import Any
 
+from fastembed_rt.export.architectures import architecture_config
 from fastembed_rt.export.variants import BuildContext, BuildResult
 
 __all__ = ["build_fp16", "build_optimized", "optimize_backbone"]
 
 logger = logging.getLogger("fastembed_rt.export")
 
-# ORT's optimizer knows these encoder families by its own names.
-_ORT_MODEL_TYPE = {
-    "bert": "bert",
-    "roberta": "bert",
-    "xlm-roberta": "bert",
-    "camembert": "bert",
-    "electra": "bert",
-    "distilbert": "bert",
-    "mpnet": "bert",
-}
 # Kept in fp32 in the fp16 graph: reductions and normalisations lose too much in fp16.
 _FP16_KEEP_FP32 = [
     "LayerNormalization",
@@ -61,7 +52,7 @@ def optimize_backbone(
 
     backbone = onnx.load(str(context.backbone))
     attention_blocks = fuse_attention(backbone, context.num_heads) if attention else 0
-    model_type = _ORT_MODEL_TYPE.get(context.model_type, "bert")
+    model_type = architecture_config(context.model_type).ort_model_type
     fusions = FusionOptions(model_type)
     fusions.enable_skip_layer_norm = skip_layer_norm
     fusions.enable_bias_skip_layer_norm = skip_layer_norm

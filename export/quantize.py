@@ -20,7 +20,7 @@ from fastembed_rt.errors import ExportError
 from fastembed_rt.export.optimize import optimize_backbone
 from fastembed_rt.export.variants import BuildContext, BuildResult
 
-__all__ = ["build_int8", "quantize_int8"]
+__all__ = ["build_int8", "exclusion_ladder", "quantize_int8"]
 
 logger = logging.getLogger("fastembed_rt.export")
 
@@ -57,6 +57,19 @@ def _quantize(model: Any, exclude: list[str]) -> Any:
     return quantizer.model.model
 
 
+def exclusion_ladder(weight_matmuls: list[str]) -> list[list[str]]:
+    """The MatMuls to keep in float, step by step, for an int8 graph that misses its gate.
+
+    Nothing; then the first and last weight MatMuls (the last is the output projection: the
+    vocabulary projection of a masked-LM head, the classifier of a cross-encoder); then also every
+    FFN output projection (6 weight MatMuls per BERT-style layer; they see the widest activation range).
+    """
+    if not weight_matmuls:
+        raise ExportError("the backbone has no MatMul with weights to quantize")
+    first_last = [weight_matmuls[0], weight_matmuls[-1]]
+    return [[], first_last, sorted({*first_last, *weight_matmuls[5::6]})]
+
+
 def quantize_int8(backbone: Any, try_candidate: Callable[[Any, dict[str, Any]], list[str]]) -> dict[str, Any]:
     """Quantize ``backbone`` down the exclusion ladder until ``try_candidate`` accepts a graph.
 
@@ -65,18 +78,8 @@ def quantize_int8(backbone: Any, try_candidate: Callable[[Any, dict[str, Any]], 
     ``ExportError`` listing every attempt when none passes.
     """
     weight_matmuls = _weight_matmuls(backbone)
-    if not weight_matmuls:
-        raise ExportError("the backbone has no MatMul with weights to quantize")
-    # Exclusion ladder: nothing; then the first and last weight MatMuls (the last is the output
-    # projection: the vocabulary projection of a masked-LM head, the classifier of a cross-encoder);
-    # then also every FFN output projection (the MatMuls that see the widest activation range).
-    ladder: list[list[str]] = [
-        [],
-        [weight_matmuls[0], weight_matmuls[-1]],
-        sorted({weight_matmuls[0], weight_matmuls[-1], *weight_matmuls[5::6]}),
-    ]
     tried: list[str] = []
-    for exclude in ladder:
+    for exclude in exclusion_ladder(weight_matmuls):
         details: dict[str, Any] = {
             "scheme": f"MatMulNBits 8-bit, block {BLOCK_SIZE}, symmetric, int8 compute (per-row activations)",
             "quantized_matmuls": len(weight_matmuls) - len(exclude),
