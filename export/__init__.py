@@ -4,6 +4,12 @@
 fastembed-rt artifact; ``export_cross_encoder`` and ``export_sparse_encoder`` do the same for
 CrossEncoder rerankers and SPLADE SparseEncoders, and ``detect_task`` tells which a model is.
 The runtime never imports this package.
+
+Layout: ``bi_encoder`` / ``cross_encoder`` / ``sparse_encoder`` (one task each; ``heads`` is the
+flow the two heads share), ``writer`` (the one artifact and manifest writer), ``variants`` (the
+variant registry with its gates) and its builders ``optimize``, ``quantize``, ``openvino_ir``
+(contract: ``build``), ``fidelity`` (measurements and typed gates), ``validate`` (parity grids),
+``architectures`` (also ``detect_task``), ``backbone``, ``st_reader`` and ``source`` (the model side).
 """
 
 from __future__ import annotations

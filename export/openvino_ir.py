@@ -38,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from fastembed_rt.errors import ExportError
+from fastembed_rt.errors import ExportError, ParityError
+from fastembed_rt.export.build import BuildContext, BuildResult
 from fastembed_rt.export.quantize import exclusion_ladder
-from fastembed_rt.export.variants import BuildContext, BuildResult
 from fastembed_rt.kernels.spec import PROMPT_LENGTH, SENTENCE_EMBEDDING
 
 __all__ = ["BF16_PROPERTIES", "build_openvino", "build_openvino_bf16", "build_openvino_int8"]
@@ -280,8 +280,6 @@ def build_openvino_int8(context: BuildContext) -> BuildResult:
 def _build_int8(context: BuildContext) -> BuildResult:
     from importlib.metadata import version
 
-    if context.check is None:
-        raise ExportError("the openvino-int8 builder needs the gate check of the export stage")
     base, defaults = _convert(context)
     texts = list(context.calibration_texts)
     if not texts:
@@ -307,9 +305,9 @@ def _build_int8(context: BuildContext) -> BuildResult:
         if tried:
             schemes[scheme]["missed_gate"] = tried
     if not passed:
-        raise ExportError(
-            "openvino-int8 misses its gate with every scheme and exclusion tried: "
-            + " | ".join(f"{scheme}: {' / '.join(s['missed_gate'])}" for scheme, s in schemes.items())
+        misses = [f"{scheme}: {' / '.join(s['missed_gate'])}" for scheme, s in schemes.items()]
+        raise ParityError(
+            "openvino-int8 misses its gate with every scheme and exclusion tried: " + " | ".join(misses), misses
         )
     # The fp32 IR is timed beside the candidates, so the details say what int8 buys on this CPU.
     _save(context, base, TIMING_FP32_FILE)

@@ -18,7 +18,7 @@ __all__ = ["main"]
 def _export(args: argparse.Namespace) -> int:
     try:
         from fastembed_rt.export import detect_task, export_cross_encoder, export_model, export_sparse_encoder
-        from fastembed_rt.export.bi_encoder import resolve_model_dir
+        from fastembed_rt.export.source import resolve_model_dir
     except ImportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ Tiny random models are built in ``tiny_models.py`` beside this file.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -46,6 +47,22 @@ def minilm_artifact(minilm_artifact_session: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "artifact"
     shutil.copytree(minilm_artifact_session, copy)
     return copy
+
+
+@pytest.fixture(scope="session")
+def minilm_variants_artifact(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
+    """all-MiniLM-L6-v2 with the ONNX variants, and openvino-int8 where OpenVINO is installed.
+
+    Exported through the CLI, so its --variants reaches the exporter; STSb is scored when the data is here.
+    """
+    from fastembed_rt.cli import main
+
+    variants = ["fp32", "optimized", "fp16", "int8"]
+    if importlib.util.find_spec("openvino") is not None:
+        variants.append("openvino-int8")
+    out = tmp_path_factory.mktemp("variants") / "minilm"
+    assert main(["export", str(minilm_dir), str(out), "--variants", ",".join(variants)]) == 0
+    return out
 
 
 @pytest.fixture(scope="session")

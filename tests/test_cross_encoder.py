@@ -6,6 +6,7 @@ cannot fuse or what misses the gate.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import warnings
@@ -24,8 +25,10 @@ from onnx import TensorProto, helper
 from tiny_heads import ACTIVATIONS, PAIRS, build_tiny_cross_encoder
 
 from fastembed_rt import ArtifactError, CrossEncoder, ExportError, InputError, ParityError
+from fastembed_rt.artifact import Task
 from fastembed_rt.export import cross_encoder as cross_export
 from fastembed_rt.export import detect_task, export_cross_encoder
+from fastembed_rt.export.variants import VARIANTS
 from fastembed_rt.kernels.heads import ClassifierActivation, ClassifierHeadSpec, activate_scores
 from fastembed_rt.kernels.onnx_heads import append_classifier_head
 
@@ -390,14 +393,13 @@ def test_readme_retrieve_and_rerank_example_runs(
 # -- int8 variant ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", ["bert-1", "bert-3-softmax"])
 def test_int8_variant_ranks_as_torch_does_and_states_its_fidelity(case: str, tmp_path: Path) -> None:
-    from fastembed_rt.export.head_variants import MIN_SCORE_SPEARMAN
-
+    min_score_spearman = VARIANTS[Task.CROSS_ENCODER]["int8"].gate.min_score_spearman
     architecture, labels, activation = CASES[case]
     model_dir = build_tiny_cross_encoder(tmp_path, architecture, labels, activation)
     manifest = export_cross_encoder(model_dir, tmp_path / "artifact", variants="fp32,int8")
     assert [v.name for v in manifest.variants] == ["fp32", "int8"], manifest.rejected_variants
     int8 = manifest.variant("int8")
-    assert int8.fidelity["score_spearman"] >= MIN_SCORE_SPEARMAN and int8.fidelity["pairs"] >= 12
+    assert int8.fidelity["score_spearman"] >= min_score_spearman and int8.fidelity["pairs"] >= 12
     assert int8.fidelity["batch_invariance_max_abs_diff"] <= TOLERANCE
     ops = [n.op_type for n in onnx.load(str(tmp_path / "artifact" / int8.file)).graph.node]
     assert ops.count("MatMulNBits") == int8.stage_counts["quantized_matmuls"] > 0
@@ -420,7 +422,9 @@ def test_int8_variant_that_misses_its_gate_is_recorded_and_not_shipped(
 ) -> None:
     architecture, labels, activation = CASES["bert-1"]
     model_dir = build_tiny_cross_encoder(tmp_path, architecture, labels, activation)
-    monkeypatch.setattr(cross_export, "MIN_SCORE_SPEARMAN", 1.01)  # no graph can reach it
+    int8 = VARIANTS[Task.CROSS_ENCODER]["int8"]
+    unreachable = dataclasses.replace(int8.gate, min_score_spearman=1.01)  # no graph can reach it
+    monkeypatch.setitem(VARIANTS[Task.CROSS_ENCODER], "int8", dataclasses.replace(int8, gate=unreachable))
     manifest = export_cross_encoder(model_dir, tmp_path / "artifact", variants=["int8"])
     assert [v.name for v in manifest.variants] == ["fp32"]
     (rejected,) = manifest.rejected_variants
@@ -432,7 +436,7 @@ def test_int8_variant_that_misses_its_gate_is_recorded_and_not_shipped(
 
 
 def test_head_variants_other_than_fp32_and_int8_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match=r"cross-encoder artifacts have the variants fp32, int8; got fp16"):
+    with pytest.raises(ExportError, match=r"unknown variant\(s\) fp16 for cross-encoder artifacts; valid: fp32, int8"):
         export_cross_encoder(tmp_path / "no-model-needed", tmp_path / "artifact", variants="int8,fp16")
     assert not (tmp_path / "artifact").exists()
 

