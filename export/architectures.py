@@ -8,14 +8,12 @@ exporter traces with. Every entry is covered by a tiny-random-model test in
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fastembed_rt.errors import ExportError
 
-__all__ = ["ARCHITECTURES", "TASKS", "ArchitectureConfig", "architecture_config", "detect_task"]
+__all__ = ["ARCHITECTURES", "ArchitectureConfig", "architecture_config"]
 
 
 @dataclass(frozen=True)
@@ -76,42 +74,3 @@ def architecture_config(model_type: str) -> ArchitectureConfig:
             f"architecture {model_type!r} has no export config yet; supported: {supported}. "
             "Add an ArchitectureConfig for it in export/architectures.py with a tiny-model test."
         ) from None
-
-
-TASKS = ("embedding", "cross-encoder", "sparse")
-# config_sentence_transformers.json "model_type" (sentence-transformers >= 5), then the transformers
-# head class of config.json "architectures" for plain transformers directories.
-_TASK_BY_ST_MODEL_TYPE = {
-    "SentenceTransformer": "embedding",
-    "CrossEncoder": "cross-encoder",
-    "SparseEncoder": "sparse",
-}
-_TASK_BY_HEAD_SUFFIX = {"ForSequenceClassification": "cross-encoder", "ForMaskedLM": "sparse"}
-
-
-def _read_json(path: Path) -> dict[str, object]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def detect_task(model_dir: Path) -> str:
-    """``embedding``, ``cross-encoder`` or ``sparse`` for a local model directory.
-
-    A sentence-transformers directory says it in ``config_sentence_transformers.json``
-    (``model_type``); a plain transformers directory by its head class (``*ForSequenceClassification``:
-    cross-encoder, ``*ForMaskedLM``: SPLADE, as sentence-transformers loads them); anything else
-    with ``modules.json`` is a bi-encoder.
-    """
-    st_type = _read_json(model_dir / "config_sentence_transformers.json").get("model_type")
-    if isinstance(st_type, str) and st_type in _TASK_BY_ST_MODEL_TYPE:
-        return _TASK_BY_ST_MODEL_TYPE[st_type]
-    if not (model_dir / "modules.json").is_file():
-        architectures = _read_json(model_dir / "config.json").get("architectures") or []
-        for name in architectures if isinstance(architectures, list) else []:
-            for suffix, task in _TASK_BY_HEAD_SUFFIX.items():
-                if str(name).endswith(suffix):
-                    return task
-    return "embedding"

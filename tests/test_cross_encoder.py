@@ -25,9 +25,10 @@ from onnx import TensorProto, helper
 from tiny_heads import ACTIVATIONS, PAIRS, build_tiny_cross_encoder
 
 from fastembed_rt import ArtifactError, CrossEncoder, ExportError, InputError, ParityError
-from fastembed_rt.artifact import Task
+from fastembed_rt.artifact import Task, load_manifest
 from fastembed_rt.export import cross_encoder as cross_export
 from fastembed_rt.export import detect_task, export_cross_encoder
+from fastembed_rt.export.tasks import EXPORTERS, TaskExporter
 from fastembed_rt.export.variants import VARIANTS
 from fastembed_rt.kernels.heads import ClassifierActivation, ClassifierHeadSpec, activate_scores
 from fastembed_rt.kernels.onnx_heads import append_classifier_head
@@ -329,18 +330,18 @@ def test_detect_task_and_cli_export_dispatch(
 ) -> None:
     import shutil
 
-    import fastembed_rt.export
     from fastembed_rt.cli import main
 
     model = exported("bert-1")
     model_dir = model.model_dir
-    calls: list[tuple[str, str]] = []
+    calls: list[tuple[str, str, dict[str, Any]]] = []
 
-    def fake_export(source: str, out: str, **kwargs: Any) -> None:
-        calls.append((source, out))
+    def fake_export(source: str, out: str, **kwargs: Any) -> Any:
+        calls.append((source, out, kwargs))
         shutil.copytree(model.artifact, out)
+        return load_manifest(out)
 
-    monkeypatch.setattr(fastembed_rt.export, "export_cross_encoder", fake_export)
+    monkeypatch.setitem(EXPORTERS, Task.CROSS_ENCODER, TaskExporter(fake_export))
     assert detect_task(model_dir) == "cross-encoder"
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "config.json").write_text(
@@ -349,8 +350,10 @@ def test_detect_task_and_cli_export_dispatch(
     assert detect_task(tmp_path / "plain") == "cross-encoder"
     (tmp_path / "plain" / "config.json").write_text(json.dumps({"architectures": ["BertForMaskedLM"]}))
     assert detect_task(tmp_path / "plain") == "sparse"
-    assert main(["export", str(model_dir), str(tmp_path / "cli-artifact")]) == 0
-    assert calls == [(str(model_dir), str(tmp_path / "cli-artifact"))], "auto-detected: the cross-encoder export"
+    assert main(["export", str(model_dir), str(tmp_path / "cli-artifact"), "--no-stsb"]) == 0
+    (source, out, options) = calls[0]
+    assert (source, out) == (str(model_dir), str(tmp_path / "cli-artifact")), "auto-detected: the cross-encoder export"
+    assert "stsb" not in options, "only bi-encoders score STSb"
     assert main(["export", str(model_dir), str(tmp_path / "cli-2"), "--task", "cross-encoder"]) == 0
     assert len(calls) == 2
 
