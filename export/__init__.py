@@ -1,9 +1,15 @@
 """The export stage (needs the ``export`` extra: torch, transformers, sentence-transformers, onnx).
 
-``export_model(model, out_dir)`` turns a sentence-transformers bi-encoder into a validated
-fastembed-rt artifact; ``export_cross_encoder`` and ``export_sparse_encoder`` do the same for
-CrossEncoder rerankers and SPLADE SparseEncoders, and ``detect_task`` tells which a model is.
-The runtime never imports this package.
+``export_artifact(model, out_dir)`` turns a sentence-transformers model into a validated
+fastembed-rt artifact with the exporter of its task (``detect_task``): ``export_model`` for
+bi-encoders, ``export_cross_encoder`` for CrossEncoder rerankers and ``export_sparse_encoder`` for
+SPLADE SparseEncoders. The runtime never imports this package.
+
+Layout: ``tasks`` (task → exporter), ``bi_encoder`` / ``cross_encoder`` / ``sparse_encoder`` (one
+task each; ``heads`` is the flow the two heads share), ``writer`` (the one artifact and manifest
+writer), ``variants`` (the variant registry with its gates) and its builders ``optimize``,
+``quantize``, ``openvino_ir`` (contract: ``build``), ``fidelity`` (measurements and typed gates),
+``validate`` (parity grids), ``architectures`` / ``backbone`` / ``st_reader`` / ``source`` (the model side).
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ except ImportError as _exc:  # pragma: no cover - exercised by the no-torch subp
         f"fastembed_rt.export needs the export extra ({_exc.name or _exc}): pip install 'fastembed-rt[export]'"
     ) from _exc
 
-from fastembed_rt.export.architectures import detect_task
 from fastembed_rt.export.bi_encoder import export_model
 from fastembed_rt.export.cross_encoder import export_cross_encoder
 from fastembed_rt.export.sparse_encoder import export_sparse_encoder
+from fastembed_rt.export.tasks import detect_task, export_artifact
 
-__all__ = ["detect_task", "export_cross_encoder", "export_model", "export_sparse_encoder"]
+__all__ = ["detect_task", "export_artifact", "export_cross_encoder", "export_model", "export_sparse_encoder"]

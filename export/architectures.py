@@ -1,26 +1,50 @@
 """Per-architecture export settings, as data (optimum's exporter configs are the model).
 
-Each entry names the graph inputs the backbone takes, the opset and the parity tolerance.
-Every entry is covered by a tiny-random-model test in ``tests/test_export_architectures.py``.
+Each entry names the graph inputs the backbone takes, the opset, the parity tolerance and the
+model type ONNX Runtime's transformer optimizer knows it by; it also makes the sample inputs the
+exporter traces with. Every entry is covered by a tiny-random-model test in
+``tests/test_export_architectures.py``.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 from fastembed_rt.errors import ExportError
 
-__all__ = ["ARCHITECTURES", "TASKS", "ArchitectureConfig", "architecture_config", "detect_task"]
+__all__ = ["ARCHITECTURES", "ArchitectureConfig", "architecture_config"]
 
 
 @dataclass(frozen=True)
 class ArchitectureConfig:
+    """How one transformers architecture (``config.model_type``) exports."""
+
     model_type: str
     inputs: tuple[str, ...]
     opset: int = 18
     min_cosine: float = 0.9999
+    # ONNX Runtime's optimizer fuses every encoder family here with its BERT patterns.
+    ort_model_type: str = "bert"
+
+    def sample_inputs(self, vocab_size: int) -> tuple[Any, ...]:
+        """int64 torch tensors to trace with, one per graph input in ``inputs`` order.
+
+        Batch 2 × sequence 16 with one padded row, so neither axis specialises to 0/1; token ids
+        are drawn from a fixed seed below ``vocab_size``.
+        """
+        import torch
+
+        gen = torch.Generator().manual_seed(0)
+        ids = torch.randint(5, max(6, min(vocab_size, 1000)), (2, 16), generator=gen)
+        mask = torch.ones(2, 16, dtype=torch.int64)
+        mask[1, 10:] = 0
+        sample = {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "token_type_ids": torch.zeros(2, 16, dtype=torch.int64),
+        }
+        return tuple(sample[name] for name in self.inputs)
 
 
 _WITH_TYPES = ("input_ids", "attention_mask", "token_type_ids")
@@ -50,42 +74,3 @@ def architecture_config(model_type: str) -> ArchitectureConfig:
             f"architecture {model_type!r} has no export config yet; supported: {supported}. "
             "Add an ArchitectureConfig for it in export/architectures.py with a tiny-model test."
         ) from None
-
-
-TASKS = ("embedding", "cross-encoder", "sparse")
-# config_sentence_transformers.json "model_type" (sentence-transformers >= 5), then the transformers
-# head class of config.json "architectures" for plain transformers directories.
-_TASK_BY_ST_MODEL_TYPE = {
-    "SentenceTransformer": "embedding",
-    "CrossEncoder": "cross-encoder",
-    "SparseEncoder": "sparse",
-}
-_TASK_BY_HEAD_SUFFIX = {"ForSequenceClassification": "cross-encoder", "ForMaskedLM": "sparse"}
-
-
-def _read_json(path: Path) -> dict[str, object]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def detect_task(model_dir: Path) -> str:
-    """``embedding``, ``cross-encoder`` or ``sparse`` for a local model directory.
-
-    A sentence-transformers directory says it in ``config_sentence_transformers.json``
-    (``model_type``); a plain transformers directory by its head class (``*ForSequenceClassification``:
-    cross-encoder, ``*ForMaskedLM``: SPLADE, as sentence-transformers loads them); anything else
-    with ``modules.json`` is a bi-encoder.
-    """
-    st_type = _read_json(model_dir / "config_sentence_transformers.json").get("model_type")
-    if isinstance(st_type, str) and st_type in _TASK_BY_ST_MODEL_TYPE:
-        return _TASK_BY_ST_MODEL_TYPE[st_type]
-    if not (model_dir / "modules.json").is_file():
-        architectures = _read_json(model_dir / "config.json").get("architectures") or []
-        for name in architectures if isinstance(architectures, list) else []:
-            for suffix, task in _TASK_BY_HEAD_SUFFIX.items():
-                if str(name).endswith(suffix):
-                    return task
-    return "embedding"

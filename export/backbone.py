@@ -10,14 +10,25 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastembed_rt.errors import ExportError
-from fastembed_rt.export.architectures import ArchitectureConfig
+from fastembed_rt.export.architectures import ArchitectureConfig, architecture_config
 from fastembed_rt.kernels.spec import TOKEN_EMBEDDINGS
 
-__all__ = ["export_backbone"]
+__all__ = ["ExportedBackbone", "export_backbone", "export_st_backbone"]
+
+
+@dataclass(frozen=True)
+class ExportedBackbone:
+    """The backbone graph of an artifact (before its output stages or head) and the facts variant builders need."""
+
+    path: Path
+    architecture: ArchitectureConfig
+    hidden_size: int
+    num_heads: int  # 0 when the config does not say
 
 
 def _wrapper(model: Any, inputs: tuple[str, ...], output: str) -> Any:
@@ -56,17 +67,6 @@ def export_backbone(
         model.set_attn_implementation("eager")
     model = model.eval().float()
     wrapper = _wrapper(model, config.inputs, output)
-    gen = torch.Generator().manual_seed(0)
-    # batch 2 × sequence 16 with one padded row, so neither axis specialises to 0/1.
-    ids = torch.randint(5, max(6, min(vocab_size, 1000)), (2, 16), generator=gen)
-    mask = torch.ones(2, 16, dtype=torch.int64)
-    mask[1, 10:] = 0
-    sample = {
-        "input_ids": ids,
-        "attention_mask": mask,
-        "token_type_ids": torch.zeros(2, 16, dtype=torch.int64),
-    }
-    args = tuple(sample[name] for name in config.inputs)
     batch = torch.export.Dim("batch")
     sequence = torch.export.Dim("sequence")
     dynamic = {name: {0: batch, 1: sequence} for name in config.inputs}
@@ -76,7 +76,7 @@ def export_backbone(
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 wrapper,
-                args,
+                config.sample_inputs(vocab_size),
                 str(path),
                 input_names=list(config.inputs),
                 output_names=[output_name],
@@ -89,3 +89,25 @@ def export_backbone(
         raise ExportError(
             f"torch.onnx.export failed for {type(model).__name__} ({config.model_type}): {exc}\n{captured.getvalue()}"
         ) from exc
+
+
+def export_st_backbone(
+    st_model: Any, path: Path, *, output: str = "last_hidden_state", output_name: str = TOKEN_EMBEDDINGS
+) -> ExportedBackbone:
+    """Export the transformers model of a sentence-transformers model (``st_model[0]``) to ``path``.
+
+    Its attention implementation is restored afterwards, so the PyTorch reference runs as users run it.
+    """
+    model = st_model[0].auto_model
+    config = model.config
+    architecture = architecture_config(str(config.model_type))
+    attn = getattr(config, "_attn_implementation", None)
+    export_backbone(model, architecture, path, int(config.vocab_size), output=output, output_name=output_name)
+    if attn is not None and hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(attn)
+    return ExportedBackbone(
+        path=path,
+        architecture=architecture,
+        hidden_size=int(config.hidden_size),
+        num_heads=int(getattr(config, "num_attention_heads", 0) or 0),
+    )

@@ -4,31 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fastembed_rt.artifact import (
-    SCHEMA_VERSION,
-    GraphContract,
-    Manifest,
-    TokenizerInfo,
-    Variant,
-    file_sha256,
-    load_manifest,
-)
+from fastembed_rt.artifact import GraphContract, Manifest, Task, load_manifest
 from fastembed_rt.calibration import select_texts
-from fastembed_rt.errors import ExportError, ParityError
-from fastembed_rt.export.architectures import architecture_config
-from fastembed_rt.export.backbone import export_backbone
-from fastembed_rt.export.common import library_versions, resolve_model_dir, write_tokenizer
+from fastembed_rt.export.backbone import export_st_backbone
+from fastembed_rt.export.fidelity import Fidelity
+from fastembed_rt.export.source import load_st_model, resolve_model_dir
 from fastembed_rt.export.st_reader import ModelDescription, describe_model
-from fastembed_rt.export.validate import Fidelity, parity_texts, validate_embeddings
-from fastembed_rt.export.variants import VARIANTS, BuildContext, BuildResult, VariantPlan, parse_variants
+from fastembed_rt.export.validate import REFERENCE_PROVIDER, parity_texts, validate_embeddings
+from fastembed_rt.export.variants import VariantSpec, parse_variants
+from fastembed_rt.export.writer import Measure, finish_graph, stage_artifact
 from fastembed_rt.kernels.spec import (
     NORMALIZE_OUTPUT,
     OUTPUT_DIM,
@@ -44,44 +34,39 @@ __all__ = ["export_model"]
 logger = logging.getLogger("fastembed_rt.export")
 
 
-def _load_sentence_transformer(model_dir: Path) -> Any:
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError as exc:
-        raise ExportError("export needs the export extra: pip install 'fastembed-rt[export]'") from exc
-    try:
-        return SentenceTransformer(str(model_dir), device="cpu")
-    except Exception as exc:  # sentence-transformers raises many types on a bad directory
-        raise ExportError(f"sentence-transformers could not load {model_dir}: {exc}") from exc
-
-
 def _append_stages(model: Any, description: ModelDescription) -> dict[str, Any]:
     """Append the output stages and the precision stage to a backbone graph, in place."""
-    import onnx
-
     from fastembed_rt.kernels.onnx_stages import append_output_precisions, append_output_stages
 
     counts = append_output_stages(model, description.stages, token_embeddings=TOKEN_EMBEDDINGS)
     precision_counts = append_output_precisions(model, description.stages.output_dim(description.hidden_size))
-    model.producer_name = "fastembed-rt"
-    onnx.checker.check_model(model)
-    return {
-        "stage_nodes": counts.nodes,
-        "precision_nodes": precision_counts.nodes,
-        "pooling_modes": counts.pooling_modes,
-        "dense_layers": counts.dense_layers,
-        "normalize": counts.normalize,
-        "graph_nodes": len(model.graph.node),
-    }
+    return finish_graph(
+        model,
+        {
+            "stage_nodes": counts.nodes,
+            "precision_nodes": precision_counts.nodes,
+            "pooling_modes": counts.pooling_modes,
+            "dense_layers": counts.dense_layers,
+            "normalize": counts.normalize,
+        },
+    )
 
 
-def _fuse_stages(backbone_path: Path, description: ModelDescription, out_path: Path) -> dict[str, Any]:
-    import onnx
-
-    model = onnx.load(str(backbone_path))
-    counts = _append_stages(model, description)
-    onnx.save(model, str(out_path))
-    return counts
+def _graph_contract(description: ModelDescription, inputs: tuple[str, ...]) -> GraphContract:
+    """The fused graph's inputs (the architecture's, then the stages' per-call ones) and outputs."""
+    dim = description.stages.output_dim(description.hidden_size)
+    prompt_inputs = () if description.stages.pooling.include_prompt else (PROMPT_LENGTH,)
+    return GraphContract(
+        inputs=(*inputs, *prompt_inputs, OUTPUT_DIM, NORMALIZE_OUTPUT, QUANTIZE_RANGES),
+        outputs={
+            SENTENCE_EMBEDDING: {"dtype": "float32", "dims": ["batch", dim]},
+            TOKEN_EMBEDDINGS: {"dtype": "float32", "dims": ["batch", "sequence", description.hidden_size]},
+            **{
+                p.output_name: {"dtype": p.dtype, "dims": ["batch", "output_bytes" if p.packed else "output_dim"]}
+                for p in Precision
+            },
+        },
+    )
 
 
 def export_model(
@@ -108,130 +93,50 @@ def export_model(
         stsb: also score STSb test Spearman for the manifest (None: when the data is found locally).
         calibration_texts: texts whose embeddings fix the int8/uint8 ranges (None: the STSb train
             sentences when found locally; empty: no calibration).
-        variants: which graphs to build besides fp32 (``export.variants.VARIANTS``; None: all).
-            Each is validated against PyTorch and kept only if it passes its gate.
+        variants: which graphs to build besides fp32 (``export.variants.VARIANTS[Task.EMBEDDING]``;
+            None: all whose engine is installed). Each is validated against PyTorch and kept only if
+            it passes its gate.
     Returns:
         the written manifest.
     Raises:
-        ExportError: unsupported model; ParityError: the graph misses its gate (lists every failure).
+        ExportError: unsupported model or variant; ParityError: the graph misses its gate (lists every failure).
     """
+    from sentence_transformers import SentenceTransformer
+
     started = time.perf_counter()
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ExportError(f"{out} exists and is not empty; pass overwrite=True (CLI: --overwrite)")
+    specs = parse_variants(variants, Task.EMBEDDING)
     model_dir = resolve_model_dir(model, revision, token)
-    st_model = _load_sentence_transformer(model_dir)
+    st_model = load_st_model(SentenceTransformer, model_dir)
     description = describe_model(model_dir, st_model)
-    arch = architecture_config(description.model_type)
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "onnx").mkdir(parents=True)
-    try:
-        backbone = st_model[0].auto_model
-        attn = getattr(backbone.config, "_attn_implementation", None)
-        backbone_path = tmp / "onnx" / "backbone.onnx"
-        export_backbone(backbone, arch, backbone_path, vocab_size=int(backbone.config.vocab_size))
-        if attn is not None and hasattr(backbone, "set_attn_implementation"):
-            backbone.set_attn_implementation(attn)  # the reference runs as users run it
-        graph_file = "onnx/model.onnx"
-        stage_counts = _fuse_stages(backbone_path, description, tmp / graph_file)
-        tokenizer_files = write_tokenizer(st_model, tmp)
-        hf_tokenizer = st_model[0].tokenizer
-        dim = description.stages.output_dim(description.hidden_size)
-        inputs = (
-            arch.inputs
-            + (() if description.stages.pooling.include_prompt else (PROMPT_LENGTH,))
-            + (OUTPUT_DIM, NORMALIZE_OUTPUT, QUANTIZE_RANGES)
-        )
-        precision_outputs = {
-            p.output_name: {"dtype": p.dtype, "dims": ["batch", "output_bytes" if p.packed else "output_dim"]}
-            for p in Precision
-        }
-        variant = Variant(
-            name="fp32",
-            file=graph_file,
-            format="onnx",
-            precision="fp32",
-            optimization="none",
-            size=(tmp / graph_file).stat().st_size,
-            sha256=file_sha256(tmp / graph_file),
-            stage_counts=stage_counts,
-        )
-        manifest = Manifest(
-            root=tmp,
-            task="embedding",
-            source={
-                "model": str(model),
-                "revision": revision,
-                "architecture": description.model_type,
-                "modules": description.modules,
-                "library_versions": library_versions(),
-            },
-            tokenizer=TokenizerInfo(
-                file="tokenizer.json",
-                files=tokenizer_files,
-                max_seq_length=description.max_seq_length,
-                pad_token_id=int(hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0),
-                special_token_ids=tuple(int(i) for i in hf_tokenizer.all_special_ids),
-                truncation_side=str(hf_tokenizer.truncation_side),
-                padding_side=str(hf_tokenizer.padding_side),
-                prompts=description.prompts,
-                default_prompt_name=description.default_prompt_name,
-            ),
-            graph=GraphContract(
-                inputs=inputs,
-                outputs={
-                    SENTENCE_EMBEDDING: {"dtype": "float32", "dims": ["batch", dim]},
-                    TOKEN_EMBEDDINGS: {
-                        "dtype": "float32",
-                        "dims": ["batch", "sequence", description.hidden_size],
-                    },
-                    **precision_outputs,
-                },
-            ),
+    with stage_artifact(out, overwrite, model=model, revision=revision) as writer:
+        backbone = export_st_backbone(st_model, writer.backbone)
+        arch = backbone.architecture
+        writer.write_fp32(
+            Task.EMBEDDING,
+            architecture=description.model_type,
+            modules=description.modules,
+            tokenizer=writer.write_tokenizer(st_model),
+            graph=_graph_contract(description, arch.inputs),
             stages=description.stages.to_dict(),
             similarity_fn=description.similarity_fn,
-            dim=dim,
-            variants=(variant,),
-            schema_version=SCHEMA_VERSION,
+            dim=description.stages.output_dim(description.hidden_size),
+            append_stages=lambda graph: _append_stages(graph, description),
         )
-        manifest.write()
-        fidelity = validate_embeddings(tmp, st_model, description.prompts, arch.min_cosine)
-        if fidelity.failures:
-            raise ParityError(
-                f"exported graph of {model} misses the fp32 gate (min cosine {arch.min_cosine}) on "
-                f"{len(fidelity.failures)} of {fidelity.texts} texts; nothing was written:\n  "
-                + "\n  ".join(fidelity.failures),
-                fidelity.failures,
-            )
-        _score_stsb(tmp, st_model, fidelity, stsb, stsb_path)
-        variant = Variant(**{**variant.to_dict(), "fidelity": fidelity.to_dict()})
-        manifest = Manifest(**{**manifest.__dict__, "variants": (variant,)})
-        manifest.write()
-        used_texts = _calibrate(tmp, calibration_texts, stsb_path)
-        plans = parse_variants(variants)
-        if len(plans) > 1:
-            context = BuildContext(
-                root=tmp,
-                base=tmp / graph_file,
-                backbone=backbone_path,
-                model_type=description.model_type,
-                hidden_size=description.hidden_size,
-                num_heads=int(getattr(backbone.config, "num_attention_heads", 0) or 0),
-                graph_inputs=arch.inputs,
+        fidelity = validate_embeddings(writer.root, st_model, description.prompts, arch.min_cosine)
+        if not fidelity.failures:
+            _score_stsb(writer.root, st_model, fidelity, stsb, stsb_path)
+        writer.accept_fp32(fidelity, f"min cosine {arch.min_cosine}")
+        used_texts = _calibrate(writer.root, calibration_texts, stsb_path)
+        # OpenVINO compiles each candidate while validating; those blobs go to a scratch cache, not the user's.
+        with tempfile.TemporaryDirectory(prefix="fastembed-rt-validate-") as cache:
+            writer.build_variants(
+                specs[1:],
+                _measure(writer.root, st_model, description.prompts, stsb, stsb_path, Path(cache)),
+                backbone=backbone,
                 calibration_texts=list(used_texts or parity_texts(description.max_seq_length)),
                 append_stages=lambda graph: _append_stages(graph, description),
             )
-            _build_variants(context, plans[1:], st_model, description.prompts, stsb, stsb_path)
-        backbone_path.unlink()
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("exported %s to %s in %.1f s", model, out, time.perf_counter() - started)
     return load_manifest(out)
 
@@ -274,121 +179,34 @@ def _held_out_texts(stsb_path: str | os.PathLike[str] | None, count: int = 256) 
     return list(dict.fromkeys(dev.sentences1 + dev.sentences2))[:count]
 
 
-def _build_variants(
-    context: BuildContext,
-    names: Sequence[str],
-    st_model: Any,
-    prompts: dict[str, str],
-    stsb: bool | None,
-    stsb_path: str | os.PathLike[str] | None,
-) -> None:
-    """Build, validate and gate each variant; keep those that pass, record those that do not."""
-    # OpenVINO compiles each candidate while validating; those blobs go to a scratch cache, not the user's.
-    with tempfile.TemporaryDirectory(prefix="fastembed-rt-validate-") as scratch:
-        _build_each_variant(context, names, st_model, prompts, stsb, stsb_path, Path(scratch))
-
-
-def _build_each_variant(
-    context: BuildContext,
-    names: Sequence[str],
+def _measure(
+    root: Path,
     st_model: Any,
     prompts: dict[str, str],
     stsb: bool | None,
     stsb_path: str | os.PathLike[str] | None,
     cache: Path,
-) -> None:
+) -> Measure:
+    """A variant against ``st_model`` on the grid plus held-out STSb dev sentences; the built one also on STSb test."""
     held_out = _held_out_texts(stsb_path)
 
-    def validate(plan: VariantPlan, provider: str) -> Fidelity:
-        return validate_embeddings(
-            context.root,
+    def measure(spec: VariantSpec[Any], final: bool) -> Fidelity:
+        provider = REFERENCE_PROVIDER[spec.format]
+        fidelity = validate_embeddings(
+            root,
             st_model,
             prompts,
             None,
-            variant=plan.name,
+            variant=spec.name,
             provider=provider,
             extra_texts=held_out,
             provider_cache_dir=cache,
         )
+        if final:
+            _score_stsb(root, st_model, fidelity, stsb, stsb_path, spec.name, provider, cache)
+        return fidelity
 
-    for name in names:
-        plan = VARIANTS[name]
-        provider = "openvino" if plan.format == "openvino" else "cpu"
-        started = time.perf_counter()
-        manifest = load_manifest(context.root)
-
-        def check(
-            file: str, plan: VariantPlan = plan, provider: str = provider, manifest: Manifest = manifest
-        ) -> list[str]:
-            candidate = _variant_entry(context.root, plan, file, "candidate", {})
-            replace(manifest, variants=(*manifest.variants, candidate)).write()
-            try:
-                return plan.gate.check(validate(plan, provider))
-            finally:
-                manifest.write()
-
-        context.check = check
-        result: BuildResult | None = None
-        fidelity: Fidelity | None = None
-        try:
-            result = plan.build(context)
-            entry = _variant_entry(context.root, plan, result.file, result.optimization, result.details)
-            replace(manifest, variants=(*manifest.variants, entry)).write()
-            fidelity = validate(plan, provider)
-            _score_stsb(
-                context.root,
-                st_model,
-                fidelity,
-                stsb,
-                stsb_path,
-                variant=plan.name,
-                provider=provider,
-                provider_cache_dir=cache,
-            )
-            misses = plan.gate.check(fidelity)
-        except Exception as exc:  # a variant that cannot be built is reported, and the export goes on
-            logger.debug("variant %s failed to build", name, exc_info=True)
-            misses = [f"build failed: {type(exc).__name__}: {exc}"]
-        if misses or result is None or fidelity is None:
-            logger.warning("variant %s misses its gate and is not shipped: %s", name, "; ".join(misses))
-            if result is not None:
-                for leftover in _variant_files(context.root, result.file):
-                    leftover.unlink(missing_ok=True)
-            rejected: dict[str, Any] = {"name": name, "reasons": misses}
-            if fidelity is not None:
-                rejected["fidelity"] = fidelity.to_dict()
-            replace(manifest, rejected_variants=(*manifest.rejected_variants, rejected)).write()
-            continue
-        entry = _variant_entry(context.root, plan, result.file, result.optimization, result.details, fidelity.to_dict())
-        replace(manifest, variants=(*manifest.variants, entry)).write()
-        logger.info("variant %s built and validated in %.1f s", name, time.perf_counter() - started)
-
-
-def _variant_files(root: Path, file: str) -> list[Path]:
-    path = root / file
-    return [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
-
-
-def _variant_entry(
-    root: Path,
-    plan: VariantPlan,
-    file: str,
-    optimization: str,
-    details: dict[str, Any],
-    fidelity: dict[str, Any] | None = None,
-) -> Variant:
-    path = root / file
-    return Variant(
-        name=plan.name,
-        file=file,
-        format=plan.format,
-        precision=plan.precision,
-        optimization=optimization,
-        size=path.stat().st_size,
-        sha256=file_sha256(path),
-        fidelity=fidelity or {},
-        stage_counts=details,
-    )
+    return measure
 
 
 def _score_stsb(

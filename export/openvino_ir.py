@@ -21,8 +21,8 @@ nodes stay fp32) and ships the faster one that passes its gate:
 - ``weights``: ``nncf.compress_weights`` INT8_ASYM, int8 weights decompressed to fp32 compute
   (the IR turns off the CPU plugin's on-the-fly activation quantization, see ``_save``).
 
-When a scheme misses the gate, sensitive MatMuls are excluded step by step (as ``quantize``
-does) and the exclusions are reported.
+When a scheme misses the gate, sensitive MatMuls are excluded step by step (``quantize``'s ladder)
+and the exclusions are reported.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from fastembed_rt.artifact import file_sha256
-from fastembed_rt.errors import ExportError
-from fastembed_rt.export.variants import BuildContext, BuildResult
+from fastembed_rt.errors import ExportError, ParityError
+from fastembed_rt.export.build import BuildContext, BuildResult
+from fastembed_rt.export.quantize import exclusion_ladder
 from fastembed_rt.kernels.spec import SENTENCE_EMBEDDING
 
 __all__ = ["BF16_PROPERTIES", "build_openvino", "build_openvino_bf16", "build_openvino_int8"]
@@ -101,8 +101,8 @@ def _convert(context: BuildContext) -> Any:
     return model
 
 
-def _save(context: BuildContext, model: Any, file: str, *, fp16_weights: bool = False) -> dict[str, Any]:
-    """Write the IR (fp32 weights as they are, or stored as fp16); returns the .bin's name, size and sha256."""
+def _save(context: BuildContext, model: Any, file: str, *, fp16_weights: bool = False) -> str:
+    """Write the IR (fp32 weights as they are, or stored as fp16); returns its weights file (the .bin)."""
     ov = _import_openvino()
     xml = context.root / file
     xml.parent.mkdir(parents=True, exist_ok=True)
@@ -111,13 +111,11 @@ def _save(context: BuildContext, model: Any, file: str, *, fp16_weights: bool = 
     # carries the option that turns it off, so every runtime that loads it gets the same numbers.
     model.set_rt_info("0", ["runtime_options", "DYNAMIC_QUANTIZATION_GROUP_SIZE"])
     ov.save_model(model, str(xml), compress_to_fp16=fp16_weights)
-    weights = xml.with_suffix(".bin")
-    return {
-        "weights_file": str(Path(file).with_suffix(".bin")),
-        "weights_size": weights.stat().st_size,
-        "weights_sha256": file_sha256(weights),
-        "openvino_version": ov.__version__,
-    }
+    return str(Path(file).with_suffix(".bin"))
+
+
+def _details(model: Any) -> dict[str, Any]:
+    return {"op_counts": _op_counts(model), "openvino_version": _import_openvino().__version__}
 
 
 def _op_counts(model: Any) -> dict[str, int]:
@@ -130,19 +128,17 @@ def _op_counts(model: Any) -> dict[str, int]:
 def build_openvino(context: BuildContext) -> BuildResult:
     """fp32 OpenVINO IR of the fused graph (``openvino/model.xml`` + ``.bin``)."""
     model = _convert(context)
-    details = {"op_counts": _op_counts(model), **_save(context, model, FILE)}
-    return BuildResult(file=FILE, optimization="openvino-ir", details=details)
+    weights = _save(context, model, FILE)
+    return BuildResult(FILE, "openvino-ir", _details(model), weights_file=weights)
 
 
 def build_openvino_bf16(context: BuildContext) -> BuildResult:
     """The IR with fp16-stored weights, compiled with bf16 inference precision (``openvino/model_bf16.xml``)."""
     model = _convert(context)
-    details = {
-        "op_counts": _op_counts(model),
-        **_save(context, model, BF16_FILE, fp16_weights=True),
-        "engine_properties": dict(BF16_PROPERTIES),
-    }
-    return BuildResult(file=BF16_FILE, optimization="openvino-ir+bf16", details=details)
+    weights = _save(context, model, BF16_FILE, fp16_weights=True)
+    return BuildResult(
+        BF16_FILE, "openvino-ir+bf16", _details(model), weights_file=weights, engine_properties=dict(BF16_PROPERTIES)
+    )
 
 
 def _feeds(context: BuildContext, texts: Sequence[str]) -> list[dict[str, np.ndarray]]:
@@ -266,58 +262,45 @@ def build_openvino_int8(context: BuildContext) -> BuildResult:
 def _build_int8(context: BuildContext) -> BuildResult:
     from importlib.metadata import version
 
-    if context.check is None:
-        raise ExportError("the openvino-int8 builder needs the gate check of the export stage")
     base = _convert(context)
     texts = list(context.calibration_texts)
     if not texts:
         raise ExportError("openvino-int8 needs calibration texts (export_model(..., calibration_texts=...))")
     samples = _feeds(context, texts[:CALIBRATION_SAMPLES])
-    weight_matmuls = _weight_matmuls(base)
-    if not weight_matmuls:
-        raise ExportError("the backbone has no MatMul with weights to quantize")
-    # Exclusion ladder (as ``quantize``): nothing; the first and last weight MatMuls; also every
-    # FFN output projection (6 weight MatMuls per BERT-style layer; the widest activation range).
-    ladder: list[list[str]] = [
-        [],
-        [weight_matmuls[0], weight_matmuls[-1]],
-        sorted({weight_matmuls[0], weight_matmuls[-1], *weight_matmuls[5::6]}),
-    ]
+    ladder = exclusion_ladder(_weight_matmuls(base))
     schemes: dict[str, dict[str, Any]] = {}
-    passed: dict[str, tuple[str, dict[str, Any]]] = {}  # scheme -> (file, its weights' details)
+    passed: dict[str, str] = {}  # scheme -> its file
     for scheme, (description, quantize) in _SCHEMES.items():
         file = _scheme_file(scheme)
         schemes[scheme] = {"description": description}
         tried: list[str] = []
         for exclude in ladder:
             model = quantize(base.clone(), samples, exclude)
-            saved = _save(context, model, file)
+            _save(context, model, file)
             misses = context.check(file)
             if not misses:
                 schemes[scheme].update(excluded_matmuls=exclude, op_counts=_op_counts(model))
-                passed[scheme] = (file, saved)
+                passed[scheme] = file
                 break
             tried.append(f"excluding {len(exclude)} MatMuls: {'; '.join(misses)}")
             logger.info("openvino-int8 %s attempt missed its gate (%s)", scheme, "; ".join(misses))
         if tried:
             schemes[scheme]["missed_gate"] = tried
     if not passed:
-        raise ExportError(
-            "openvino-int8 misses its gate with every scheme and exclusion tried: "
-            + " | ".join(f"{scheme}: {' / '.join(s['missed_gate'])}" for scheme, s in schemes.items())
+        misses = [f"{scheme}: {' / '.join(s['missed_gate'])}" for scheme, s in schemes.items()]
+        raise ParityError(
+            "openvino-int8 misses its gate with every scheme and exclusion tried: " + " | ".join(misses), misses
         )
     # The fp32 IR is timed beside the candidates, so the details say what int8 buys on this CPU.
     _save(context, base, TIMING_FP32_FILE)
-    timed = {scheme: file for scheme, (file, _) in passed.items()} | {"fp32": TIMING_FP32_FILE}
-    rates = _throughput(context, timed, texts[:TIMING_TEXTS])
+    rates = _throughput(context, passed | {"fp32": TIMING_FP32_FILE}, texts[:TIMING_TEXTS])
     chosen = max(passed, key=lambda scheme: max(rates[scheme]))
     for suffix in (".xml", ".bin"):
-        (context.root / passed[chosen][0]).with_suffix(suffix).rename((context.root / INT8_FILE).with_suffix(suffix))
+        (context.root / passed[chosen]).with_suffix(suffix).rename((context.root / INT8_FILE).with_suffix(suffix))
     details = {
         "scheme": chosen,
         **schemes[chosen],
-        **passed[chosen][1],
-        "weights_file": str(Path(INT8_FILE).with_suffix(".bin")),
+        "openvino_version": _import_openvino().__version__,
         "calibration_samples": len(samples),
         "throughput": {
             "texts": len(texts[:TIMING_TEXTS]),
@@ -327,7 +310,8 @@ def _build_int8(context: BuildContext) -> BuildResult:
         "other_schemes": {scheme: s for scheme, s in schemes.items() if scheme != chosen},
         "nncf_version": version("nncf"),
     }
-    return BuildResult(file=INT8_FILE, optimization=f"openvino-ir+nncf-{chosen}", details=details)
+    weights = str(Path(INT8_FILE).with_suffix(".bin"))
+    return BuildResult(INT8_FILE, f"openvino-ir+nncf-{chosen}", details, weights_file=weights)
 
 
 def _remove(context: BuildContext, files: list[str]) -> None:

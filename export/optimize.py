@@ -13,22 +13,12 @@ import logging
 from collections import Counter
 from typing import Any
 
-from fastembed_rt.export.variants import BuildContext, BuildResult
+from fastembed_rt.export.build import BuildContext, BuildResult
 
 __all__ = ["build_fp16", "build_optimized", "optimize_backbone"]
 
 logger = logging.getLogger("fastembed_rt.export")
 
-# ORT's optimizer knows these encoder families by its own names.
-_ORT_MODEL_TYPE = {
-    "bert": "bert",
-    "roberta": "bert",
-    "xlm-roberta": "bert",
-    "camembert": "bert",
-    "electra": "bert",
-    "distilbert": "bert",
-    "mpnet": "bert",
-}
 # Kept in fp32 in the fp16 graph: reductions and normalisations lose too much in fp16.
 _FP16_KEEP_FP32 = [
     "LayerNormalization",
@@ -59,9 +49,10 @@ def optimize_backbone(
 
     from fastembed_rt.export.fuse_attention import fuse_attention
 
-    backbone = onnx.load(str(context.backbone))
-    attention_blocks = fuse_attention(backbone, context.num_heads) if attention else 0
-    model_type = _ORT_MODEL_TYPE.get(context.model_type, "bert")
+    source = context.backbone
+    backbone = onnx.load(str(source.path))
+    attention_blocks = fuse_attention(backbone, source.num_heads) if attention else 0
+    model_type = source.architecture.ort_model_type
     fusions = FusionOptions(model_type)
     fusions.enable_skip_layer_norm = skip_layer_norm
     fusions.enable_bias_skip_layer_norm = skip_layer_norm
@@ -70,8 +61,8 @@ def optimize_backbone(
         optimized = optimize_model(
             backbone,
             model_type=model_type,
-            num_heads=context.num_heads,
-            hidden_size=context.hidden_size,
+            num_heads=source.num_heads,
+            hidden_size=source.hidden_size,
             optimization_options=fusions,
             opt_level=0,  # graph fusions only; ORT's own level-2+ optimizations run at session load
         )
@@ -97,7 +88,7 @@ def build_optimized(context: BuildContext) -> BuildResult:
     """fp32 backbone for CPUs: fused attention and BiasGelu (no SkipLayerNormalization, see above)."""
     model, fused = optimize_backbone(context, skip_layer_norm=False)
     if not fused:
-        logger.warning("ONNX Runtime fused no operators in the %s backbone", context.model_type)
+        logger.warning("ONNX Runtime fused no operators in the %s backbone", context.backbone.architecture.model_type)
     return _save(context, model, "onnx/model_optimized.onnx", {"optimization": "ort-transformers", "fused_ops": fused})
 
 

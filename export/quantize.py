@@ -8,6 +8,9 @@ batchings, DESIGN §7), and static QDQ with MinMax-calibrated per-tensor activat
 only mean cosine 0.919 against PyTorch (activation outliers). The backbone is the ``optimized``
 one without the attention fusion, whose packed Q/K/V weights MatMulNBits cannot quantize. When the
 result misses its gate, sensitive MatMuls are excluded step by step and the exclusions are reported.
+
+Heads (CrossEncoder, SPLADE) quantize their backbone the same way, with its classifier or
+masked-LM projection (which end in ``logits``) and under their fp32 head (``build_head_int8``).
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from fastembed_rt.errors import ExportError
+from fastembed_rt.errors import ExportError, ParityError
+from fastembed_rt.export.build import BuildContext, BuildResult
 from fastembed_rt.export.optimize import optimize_backbone
-from fastembed_rt.export.variants import BuildContext, BuildResult
 
-__all__ = ["build_int8", "quantize_int8"]
+__all__ = ["build_head_int8", "build_int8", "exclusion_ladder", "quantize_int8"]
 
 logger = logging.getLogger("fastembed_rt.export")
 
@@ -57,26 +60,29 @@ def _quantize(model: Any, exclude: list[str]) -> Any:
     return quantizer.model.model
 
 
+def exclusion_ladder(weight_matmuls: list[str]) -> list[list[str]]:
+    """The MatMuls to keep in float, step by step, for an int8 graph that misses its gate.
+
+    Nothing; then the first and last weight MatMuls (the last is the output projection: the
+    vocabulary projection of a masked-LM head, the classifier of a cross-encoder); then also every
+    FFN output projection (6 weight MatMuls per BERT-style layer; they see the widest activation range).
+    """
+    if not weight_matmuls:
+        raise ExportError("the backbone has no MatMul with weights to quantize")
+    first_last = [weight_matmuls[0], weight_matmuls[-1]]
+    return [[], first_last, sorted({*first_last, *weight_matmuls[5::6]})]
+
+
 def quantize_int8(backbone: Any, try_candidate: Callable[[Any, dict[str, Any]], list[str]]) -> dict[str, Any]:
     """Quantize ``backbone`` down the exclusion ladder until ``try_candidate`` accepts a graph.
 
     ``try_candidate(model, details)`` finishes the candidate (output stages or head), saves it and
     returns its gate misses (empty: accepted). Returns the accepted candidate's ``details``; raises
-    ``ExportError`` listing every attempt when none passes.
+    ``ParityError`` listing every attempt when none passes.
     """
     weight_matmuls = _weight_matmuls(backbone)
-    if not weight_matmuls:
-        raise ExportError("the backbone has no MatMul with weights to quantize")
-    # Exclusion ladder: nothing; then the first and last weight MatMuls (the last is the output
-    # projection: the vocabulary projection of a masked-LM head, the classifier of a cross-encoder);
-    # then also every FFN output projection (the MatMuls that see the widest activation range).
-    ladder: list[list[str]] = [
-        [],
-        [weight_matmuls[0], weight_matmuls[-1]],
-        sorted({weight_matmuls[0], weight_matmuls[-1], *weight_matmuls[5::6]}),
-    ]
     tried: list[str] = []
-    for exclude in ladder:
+    for exclude in exclusion_ladder(weight_matmuls):
         details: dict[str, Any] = {
             "scheme": f"MatMulNBits 8-bit, block {BLOCK_SIZE}, symmetric, int8 compute (per-row activations)",
             "quantized_matmuls": len(weight_matmuls) - len(exclude),
@@ -89,23 +95,29 @@ def quantize_int8(backbone: Any, try_candidate: Callable[[Any, dict[str, Any]], 
             return details
         tried.append(f"excluding {len(exclude)} MatMuls: {'; '.join(misses)}")
         logger.info("int8 attempt missed its gate (%s); excluding more MatMuls", "; ".join(misses))
-    raise ExportError("int8 misses its gate with every exclusion tried: " + " | ".join(tried))
+    raise ParityError("int8 misses its gate with every exclusion tried: " + " | ".join(tried), tried)
+
+
+def _build(context: BuildContext, backbone: Any, optimization: str, **details: Any) -> BuildResult:
+    import onnx
+
+    def try_candidate(model: Any, candidate: dict[str, Any]) -> list[str]:
+        candidate.update(details)
+        candidate.update(context.append_stages(model))
+        onnx.save(model, str(context.root / FILE))
+        return context.check(FILE)
+
+    return BuildResult(file=FILE, optimization=optimization, details=quantize_int8(backbone, try_candidate))
 
 
 def build_int8(context: BuildContext) -> BuildResult:
     """int8 MatMulNBits backbone; excludes sensitive MatMuls until the gate holds (or gives up)."""
+    backbone, fused = optimize_backbone(context, skip_layer_norm=False, attention=False)
+    return _build(context, backbone, "ort-transformers+int8", fused_ops=fused)
+
+
+def build_head_int8(context: BuildContext) -> BuildResult:
+    """int8 MatMulNBits backbone of a head artifact (classifier or masked-LM projection included), fp32 head."""
     import onnx
 
-    if context.check is None:
-        raise ExportError("the int8 builder needs the gate check of the export stage")
-    check = context.check
-    backbone, fused = optimize_backbone(context, skip_layer_norm=False, attention=False)
-
-    def try_candidate(model: Any, details: dict[str, Any]) -> list[str]:
-        details["fused_ops"] = fused
-        details.update(context.append_stages(model))
-        onnx.save(model, str(context.root / FILE))
-        return check(FILE)
-
-    details = quantize_int8(backbone, try_candidate)
-    return BuildResult(file=FILE, optimization="ort-transformers+int8", details=details)
+    return _build(context, onnx.load(str(context.backbone.path)), "int8")

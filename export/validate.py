@@ -8,13 +8,25 @@ and without each of the model's prompts.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Fidelity", "held_out_pairs", "parity_texts", "row_cosines", "validate_embeddings"]
+from fastembed_rt.artifact import VariantFormat
+from fastembed_rt.export.fidelity import Fidelity
+
+__all__ = [
+    "REFERENCE_PROVIDER",
+    "held_out_pairs",
+    "parity_texts",
+    "prompt_cases",
+    "row_cosines",
+    "validate_embeddings",
+]
+
+# The engine each graph format is validated on: the one every install has for it, on the CPU.
+REFERENCE_PROVIDER = {VariantFormat.ONNX: "cpu", VariantFormat.OPENVINO: "openvino"}
 
 _MID = (
     "The quick brown fox jumps over the lazy dog while the farmer watches from the porch "
@@ -38,32 +50,9 @@ def parity_texts(max_seq_length: int) -> list[str]:
     ]
 
 
-@dataclass
-class Fidelity:
-    """Agreement of one variant with PyTorch on the same texts."""
-
-    min_cosine: float = 1.0
-    mean_cosine: float = 1.0
-    max_abs_diff: float = 0.0
-    texts: int = 0
-    failures: list[str] = field(default_factory=list)
-    stsb_spearman: float | None = None
-    stsb_spearman_torch: float | None = None
-    batch_invariance_min_cosine: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "min_cosine": round(self.min_cosine, 7),
-            "mean_cosine": round(self.mean_cosine, 7),
-            "max_abs_diff": float(f"{self.max_abs_diff:.3g}"),
-            "texts": self.texts,
-        }
-        if self.batch_invariance_min_cosine is not None:
-            out["batch_invariance_min_cosine"] = round(self.batch_invariance_min_cosine, 7)
-        if self.stsb_spearman is not None:
-            out["stsb_spearman"] = round(self.stsb_spearman, 5)
-            out["stsb_spearman_torch"] = round(self.stsb_spearman_torch or 0.0, 5)
-        return out
+def prompt_cases(prompts: dict[str, str] | None) -> list[str | None]:
+    """No prompt, then each distinct non-empty prompt of the model: the grid runs every one."""
+    return [None, *sorted({p for p in (prompts or {}).values() if p})]
 
 
 def held_out_pairs(count: int = 256) -> list[tuple[str, str]]:
@@ -112,8 +101,7 @@ def validate_embeddings(
     texts = parity_texts(runtime.max_seq_length)
     fidelity = Fidelity()
     all_cos: list[np.ndarray] = []
-    prompt_cases: list[str | None] = [None, *sorted({p for p in prompts.values() if p})]
-    cases = [(prompt, size, texts) for prompt in prompt_cases for size in (1, 3, 5)]
+    cases = [(prompt, size, texts) for prompt in prompt_cases(prompts) for size in (1, 3, 5)]
     if extra_texts:
         cases.append((None, 32, list(extra_texts)))
     for prompt, size, pool in cases:

@@ -1,143 +1,125 @@
-"""Export variants: each a graph derived from the fp32 artifact graph, gated on fidelity.
+"""The variant registry: every graph an artifact can ship, keyed by task and variant name.
 
-A variant is data (``VariantPlan``: format, precision, gate) plus one builder function. The
-export stage builds each requested variant, validates it against PyTorch through the runtime,
-and keeps it only if it passes its gate (DESIGN §6); a failing variant is reported, never
-shipped. Builders live in their own modules (``optimize``, ``quantize``, ``openvino_ir``).
+A variant is data (``VariantSpec``: format, precision, typed gate) plus one builder function
+(``optimize``, ``quantize``, ``openvino_ir``). The artifact writer builds each requested variant,
+validates it against PyTorch through the runtime and ships it only within its gate (DESIGN §6);
+a variant that misses is recorded in ``rejected_variants``, never shipped. ``fp32`` has no
+builder: it is the graph the task's exporter writes and every other variant derives from.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
+from fastembed_rt.artifact import Task, VariantFormat, VariantPrecision
 from fastembed_rt.errors import ExportError
-from fastembed_rt.export.validate import Fidelity
+from fastembed_rt.export.build import Builder
+from fastembed_rt.export.fidelity import CosineGate, Gate, Measured, ScoreGate, ToleranceGate
+from fastembed_rt.export.openvino_ir import build_openvino, build_openvino_bf16, build_openvino_int8
+from fastembed_rt.export.optimize import build_fp16, build_optimized
+from fastembed_rt.export.quantize import build_head_int8, build_int8
 
-__all__ = [
-    "DEFAULT_VARIANTS",
-    "VARIANTS",
-    "BuildContext",
-    "BuildResult",
-    "Gate",
-    "VariantPlan",
-    "parse_variants",
-]
+__all__ = ["VARIANTS", "VariantSpec", "parse_variants"]
 
 logger = logging.getLogger("fastembed_rt.export")
 
+F = TypeVar("F", bound=Measured)
 
-@dataclass(frozen=True)
-class Gate:
-    """Fidelity a variant must reach against PyTorch (DESIGN §6)."""
-
-    min_cosine: float | None = None
-    mean_cosine: float | None = None
-    max_stsb_drop: float | None = None  # Spearman ×100 points below PyTorch's
-    min_batch_invariance: float = 0.9999  # a text's embedding alone vs inside a batch
-
-    def check(self, fidelity: Fidelity) -> list[str]:
-        """Every way ``fidelity`` misses this gate, one line each."""
-        misses = []
-        if self.min_cosine is not None and not fidelity.min_cosine >= self.min_cosine:
-            misses.append(f"min cosine {fidelity.min_cosine:.6f} < {self.min_cosine}")
-        if self.mean_cosine is not None and not fidelity.mean_cosine >= self.mean_cosine:
-            misses.append(f"mean cosine {fidelity.mean_cosine:.6f} < {self.mean_cosine}")
-        if (
-            self.max_stsb_drop is not None
-            and fidelity.stsb_spearman is not None
-            and fidelity.stsb_spearman_torch is not None
-            and fidelity.stsb_spearman_torch - fidelity.stsb_spearman > self.max_stsb_drop
-        ):
-            misses.append(
-                f"STSb Spearman {fidelity.stsb_spearman:.2f} is more than {self.max_stsb_drop} below "
-                f"PyTorch's {fidelity.stsb_spearman_torch:.2f}"
-            )
-        invariance = fidelity.batch_invariance_min_cosine
-        if invariance is not None and not invariance >= self.min_batch_invariance:
-            misses.append(
-                f"embeddings depend on batch neighbours: min cosine alone vs batched {invariance:.6f} "
-                f"< {self.min_batch_invariance}"
-            )
-        return misses
-
-
-@dataclass
-class BuildContext:
-    """What a variant builder may use. ``base`` is the validated fp32 graph of the artifact."""
-
-    root: Path
-    base: Path
-    backbone: Path  # the graph before the output stages: token_embeddings out
-    model_type: str
-    hidden_size: int
-    num_heads: int
-    graph_inputs: tuple[str, ...]
-    calibration_texts: Sequence[str]
-    append_stages: Callable[[Any], dict[str, Any]]  # adds the fp32 output + precision stages to a backbone graph
-    # Re-validates a candidate file (relative to ``root``) as this variant; builders that search
-    # (e.g. int8 exclusions) call it to test each candidate against the gate.
-    check: Callable[[str], list[str]] | None = None
-
-
-@dataclass
-class BuildResult:
-    file: str
-    optimization: str
-    details: dict[str, Any] = field(default_factory=dict)
+_OPENVINO_INSTALL = "pip install 'fastembed-rt[export,openvino]'"
 
 
 @dataclass(frozen=True)
-class VariantPlan:
+class VariantSpec(Generic[F]):
+    """One variant of one task: what it is, the gate it must pass and the function that builds it.
+
+    ``default``: built when the caller names no variants. ``needs``: modules beyond the export
+    extra that the builder imports (OpenVINO's), checked before the export starts.
+    """
+
     name: str
-    format: str
-    precision: str
-    gate: Gate
-    builder: str  # "module:function" in fastembed_rt.export, imported only when built
+    format: VariantFormat
+    precision: VariantPrecision
+    gate: Gate[F]
+    build: Builder | None = None
+    default: bool = True
+    needs: tuple[str, ...] = ()
 
-    def build(self, context: BuildContext) -> BuildResult:
-        import importlib
-
-        module_name, function = self.builder.split(":")
-        module = importlib.import_module(f"fastembed_rt.export.{module_name}")
-        result: BuildResult = getattr(module, function)(context)
-        return result
+    def missing(self) -> list[str]:
+        """The modules in ``needs`` that are not installed."""
+        return [module for module in self.needs if importlib.util.find_spec(module) is None]
 
 
-_FP32 = Gate(min_cosine=0.9999, max_stsb_drop=0.05)
-VARIANTS: dict[str, VariantPlan] = {
-    plan.name: plan
-    for plan in (
-        VariantPlan("fp32", "onnx", "fp32", _FP32, builder=""),
-        VariantPlan("optimized", "onnx", "fp32", _FP32, builder="optimize:build_optimized"),
-        VariantPlan("fp16", "onnx", "fp16", Gate(min_cosine=0.999), builder="optimize:build_fp16"),
-        VariantPlan("int8", "onnx", "int8", Gate(mean_cosine=0.99, max_stsb_drop=1.0), builder="quantize:build_int8"),
-        VariantPlan("openvino", "openvino", "fp32", _FP32, builder="openvino_ir:build_openvino"),
+def _by_name(*specs: VariantSpec[Any]) -> dict[str, VariantSpec[Any]]:
+    return {spec.name: spec for spec in specs}
+
+
+_ONNX, _OPENVINO = VariantFormat.ONNX, VariantFormat.OPENVINO
+_FP32, _FP16, _BF16, _INT8 = VariantPrecision.FP32, VariantPrecision.FP16, VariantPrecision.BF16, VariantPrecision.INT8
+_FP32_GATE = CosineGate(min_cosine=0.9999, max_stsb_drop=0.05)
+_FP16_GATE = CosineGate(min_cosine=0.999)
+_INT8_GATE = CosineGate(mean_cosine=0.99, max_stsb_drop=1.0)
+_SCORE_TOLERANCE = ToleranceGate(atol=1e-4, rtol=1e-4)
+_OV = ("openvino",)
+
+VARIANTS: dict[Task, dict[str, VariantSpec[Any]]] = {
+    Task.EMBEDDING: _by_name(
+        VariantSpec("fp32", _ONNX, _FP32, _FP32_GATE),
+        VariantSpec("optimized", _ONNX, _FP32, _FP32_GATE, build_optimized),
+        VariantSpec("fp16", _ONNX, _FP16, _FP16_GATE, build_fp16),
+        VariantSpec("int8", _ONNX, _INT8, _INT8_GATE, build_int8),
+        VariantSpec("openvino", _OPENVINO, _FP32, _FP32_GATE, build_openvino, needs=_OV),
         # bf16 has fewer mantissa bits than fp16: the fp16 gate (DESIGN §6) applies.
-        VariantPlan(
-            "openvino-bf16", "openvino", "bf16", Gate(min_cosine=0.999), builder="openvino_ir:build_openvino_bf16"
+        VariantSpec("openvino-bf16", _OPENVINO, _BF16, _FP16_GATE, build_openvino_bf16, needs=_OV),
+        VariantSpec("openvino-int8", _OPENVINO, _INT8, _INT8_GATE, build_openvino_int8, needs=(*_OV, "nncf")),
+    ),
+    # DESIGN §6 has no row for heads: each gets the gate that matches its use, against PyTorch.
+    Task.CROSS_ENCODER: _by_name(
+        VariantSpec("fp32", _ONNX, _FP32, _SCORE_TOLERANCE),
+        # int8 keeps reranking order per label and does not let batch neighbours move a score.
+        VariantSpec(
+            "int8", _ONNX, _INT8, ScoreGate(0.99, batch_tolerance=_SCORE_TOLERANCE), build_head_int8, default=False
         ),
-        VariantPlan(
-            "openvino-int8",
-            "openvino",
-            "int8",
-            Gate(mean_cosine=0.99, max_stsb_drop=1.0),
-            builder="openvino_ir:build_openvino_int8",
-        ),
-    )
+    ),
+    Task.SPARSE: _by_name(
+        # The absolute term only forgives dimensions at the activation's edge (weights below 1e-6,
+        # where a last-bit difference in the logits decides whether relu lets them through).
+        VariantSpec("fp32", _ONNX, _FP32, ToleranceGate(atol=1e-5, rtol=1e-4)),
+        # The bi-encoder int8 gate on the vocabulary-sized vectors.
+        VariantSpec("int8", _ONNX, _INT8, CosineGate(mean_cosine=0.99), build_head_int8, default=False),
+    ),
 }
-DEFAULT_VARIANTS = ("fp32", "optimized", "fp16", "int8", "openvino", "openvino-bf16", "openvino-int8")
 
 
-def parse_variants(names: str | Sequence[str] | None) -> tuple[str, ...]:
-    """Validated variant names; ``fp32`` always first (every other variant derives from it)."""
+def parse_variants(names: str | Sequence[str] | None, task: Task) -> tuple[VariantSpec[Any], ...]:
+    """The variants to build for a ``task`` artifact, ``fp32`` first (every other variant derives from it).
+
+    ``names``: comma-separated or a sequence; None: the task's default variants, less those whose
+    engine is not installed here (logged).
+
+    Raises:
+        ExportError: an unknown name (listing the valid ones) or a named variant whose engine is not installed.
+    """
+    registry = VARIANTS[task]
     if names is None:
-        return DEFAULT_VARIANTS
-    items = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
-    unknown = [n for n in items if n not in VARIANTS]
+        defaults = [spec for spec in registry.values() if spec.default]
+        for spec in defaults:
+            if spec.missing():
+                logger.warning("variant %s is not built: %s (%s)", spec.name, _missing(spec), _OPENVINO_INSTALL)
+        return tuple(spec for spec in defaults if not spec.missing())
+    items = [n.strip() for n in names.split(",")] if isinstance(names, str) else [str(n) for n in names]
+    unknown = [n for n in items if n and n not in registry]
     if unknown:
-        raise ExportError(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(VARIANTS)}")
-    return ("fp32", *[n for n in dict.fromkeys(items) if n != "fp32"])
+        raise ExportError(f"unknown variant(s) {', '.join(unknown)} for {task} artifacts; valid: {', '.join(registry)}")
+    chosen = [registry[n] for n in dict.fromkeys(["fp32", *items]) if n]
+    for spec in chosen:
+        if spec.missing():
+            raise ExportError(f"variant {spec.name} cannot be built: {_missing(spec)}; {_OPENVINO_INSTALL}")
+    return tuple(chosen)
+
+
+def _missing(spec: VariantSpec[Any]) -> str:
+    return f"{', '.join(spec.missing())} is not installed"

@@ -9,12 +9,13 @@ An artifact directory fully describes a model for the runtime (DESIGN §3)::
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastembed_rt.errors import ArtifactError
 
@@ -23,16 +24,54 @@ __all__ = [
     "SCHEMA_VERSION",
     "GraphContract",
     "Manifest",
+    "Task",
     "TokenizerInfo",
     "Variant",
+    "VariantFormat",
+    "VariantPrecision",
     "file_sha256",
     "load_manifest",
     "resolve_artifact",
+    "update_manifest",
 ]
 
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
 _EXPORT_HINT = "re-create it with `fastembed-rt export MODEL OUT_DIR`"
+
+
+class _ManifestValue(str, enum.Enum):
+    """A str enum that prints as the manifest writes it: messages that format a field read ``'sparse'``."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+class Task(_ManifestValue):
+    """What the artifact's model does, and so which runtime class loads it."""
+
+    EMBEDDING = "embedding"
+    CROSS_ENCODER = "cross-encoder"
+    SPARSE = "sparse"
+
+
+class VariantFormat(_ManifestValue):
+    """The file format of a variant's graph, which decides the engines that can run it."""
+
+    ONNX = "onnx"
+    OPENVINO = "openvino"
+
+
+class VariantPrecision(_ManifestValue):
+    """The precision a variant computes in (``bf16``: fp16-stored weights run with a bf16 engine hint)."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    INT8 = "int8"
 
 
 @dataclass(frozen=True)
@@ -76,30 +115,46 @@ class GraphContract:
 
 @dataclass(frozen=True)
 class Variant:
-    """One runnable graph of the artifact and the proof of its fidelity."""
+    """One runnable graph of the artifact and the proof of its fidelity.
+
+    ``engine_properties`` are passed to the engine whenever it opens this graph (e.g. OpenVINO's
+    ``INFERENCE_PRECISION_HINT``), so every load runs what was validated. ``weights_file`` is the
+    graph's separate weights file (an OpenVINO IR's ``.bin``), checked like the graph file.
+    ``stage_counts`` are what the export stage did, for people and tests; the runtime never reads them.
+    """
 
     name: str
     file: str
-    format: str
-    precision: str
+    format: VariantFormat
+    precision: VariantPrecision
     optimization: str
     size: int
     sha256: str
     fidelity: dict[str, Any] = field(default_factory=dict)
     stage_counts: dict[str, Any] = field(default_factory=dict)
+    engine_properties: dict[str, str] = field(default_factory=dict)
+    weights_file: str | None = None
+    weights_size: int | None = None
+    weights_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "file": self.file,
-            "format": self.format,
-            "precision": self.precision,
+            "format": self.format.value,
+            "precision": self.precision.value,
             "optimization": self.optimization,
             "size": self.size,
             "sha256": self.sha256,
-            "fidelity": self.fidelity,
-            "stage_counts": self.stage_counts,
         }
+        if self.weights_file is not None:
+            out.update(
+                weights_file=self.weights_file, weights_size=self.weights_size, weights_sha256=self.weights_sha256
+            )
+        if self.engine_properties:
+            out["engine_properties"] = dict(self.engine_properties)
+        out.update(fidelity=self.fidelity, stage_counts=self.stage_counts)
+        return out
 
 
 @dataclass(frozen=True)
@@ -107,7 +162,7 @@ class Manifest:
     """The parsed ``manifest.json`` of one artifact directory."""
 
     root: Path
-    task: str
+    task: Task
     source: dict[str, Any]
     tokenizer: TokenizerInfo
     graph: GraphContract
@@ -133,7 +188,7 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": self.schema_version,
-            "task": self.task,
+            "task": self.task.value,
             "source": self.source,
             "tokenizer": self.tokenizer.to_dict(),
             "graph": self.graph.to_dict(),
@@ -146,6 +201,7 @@ class Manifest:
         }
 
     def write(self) -> Path:
+        """Write ``root/manifest.json``. The export stage's artifact writer and ``update_manifest`` call this."""
         path = self.root / MANIFEST_FILE
         path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
         return path
@@ -163,6 +219,45 @@ def _require(data: dict[str, Any], key: str, where: str, path: Path) -> Any:
     if key not in data:
         raise ArtifactError(f"{path}: manifest has no {where}{key!r}; {_EXPORT_HINT}")
     return data[key]
+
+
+_Value = TypeVar("_Value", bound=_ManifestValue)
+
+
+def _member(kind: type[_Value], value: Any, where: str, path: Path) -> _Value:
+    try:
+        return kind(value)
+    except ValueError:
+        valid = ", ".join(member.value for member in kind)
+        raise ArtifactError(
+            f"{path}: {where} {value!r} is not one this fastembed-rt knows ({valid}); "
+            f"upgrade fastembed-rt or {_EXPORT_HINT}"
+        ) from None
+
+
+# Artifacts exported before these were typed fields of a variant kept them in its stage_counts.
+_LEGACY_STAGE_COUNT_KEYS = ("engine_properties", "weights_file", "weights_size", "weights_sha256")
+
+
+def _parse_variant(v: dict[str, Any], path: Path) -> Variant:
+    stage_counts = dict(v.get("stage_counts", {}))
+    typed = {key: v[key] if key in v else stage_counts.pop(key, None) for key in _LEGACY_STAGE_COUNT_KEYS}
+    weights_size, weights_sha256 = typed["weights_size"], typed["weights_sha256"]
+    return Variant(
+        name=str(v["name"]),
+        file=str(v["file"]),
+        format=_member(VariantFormat, v["format"], f"variant {v['name']!r} format", path),
+        precision=_member(VariantPrecision, v["precision"], f"variant {v['name']!r} precision", path),
+        optimization=str(v.get("optimization", "none")),
+        size=int(v["size"]),
+        sha256=str(v["sha256"]),
+        fidelity=dict(v.get("fidelity", {})),
+        stage_counts=stage_counts,
+        engine_properties={str(k): str(p) for k, p in (typed["engine_properties"] or {}).items()},
+        weights_file=None if typed["weights_file"] is None else str(typed["weights_file"]),
+        weights_size=None if weights_size is None else int(weights_size),
+        weights_sha256=None if weights_sha256 is None else str(weights_sha256),
+    )
 
 
 def _parse(root: Path, data: Any, path: Path) -> Manifest:
@@ -192,23 +287,10 @@ def _parse(root: Path, data: Any, path: Path) -> Manifest:
             inputs=tuple(_require(graph_data, "inputs", "graph.", path)),
             outputs=dict(_require(graph_data, "outputs", "graph.", path)),
         )
-        variants = tuple(
-            Variant(
-                name=str(v["name"]),
-                file=str(v["file"]),
-                format=str(v["format"]),
-                precision=str(v["precision"]),
-                optimization=str(v.get("optimization", "none")),
-                size=int(v["size"]),
-                sha256=str(v["sha256"]),
-                fidelity=dict(v.get("fidelity", {})),
-                stage_counts=dict(v.get("stage_counts", {})),
-            )
-            for v in _require(data, "variants", "", path)
-        )
+        variants = tuple(_parse_variant(v, path) for v in _require(data, "variants", "", path))
         manifest = Manifest(
             root=root,
-            task=str(_require(data, "task", "", path)),
+            task=_member(Task, _require(data, "task", "", path), "task", path),
             source=dict(data.get("source", {})),
             tokenizer=tokenizer,
             graph=graph,
@@ -254,32 +336,44 @@ def load_manifest(root: str | os.PathLike[str]) -> Manifest:
     return manifest
 
 
+def update_manifest(root: str | os.PathLike[str], **fields: Any) -> Manifest:
+    """Change top-level ``fields`` of the artifact's manifest on disk (e.g. ``calibration=``); returns the result.
+
+    The runtime's one way to change an artifact after export. It reads the manifest afresh, so a
+    change written since a model object loaded it is kept.
+    """
+    updated = replace(load_manifest(root), **fields)
+    updated.write()
+    return updated
+
+
 def verify_variant_file(manifest: Manifest, variant: Variant, *, full: bool = False) -> Path:
     """Check a variant's files against the manifest: size always, sha256 when ``full``.
 
-    An OpenVINO IR variant also declares its weights file (``stage_counts["weights_file"]``, with
-    ``weights_size`` and ``weights_sha256``); it is checked the same way. Returns the graph's path.
+    A variant with a separate weights file (``weights_file``: an OpenVINO IR's ``.bin``) has it
+    checked the same way. Returns the graph's path.
     """
     path = manifest.root / variant.file
     _verify_file(manifest, variant, path, variant.size, variant.sha256, full)
-    weights = variant.stage_counts.get("weights_file")
-    if weights:
-        size, digest = variant.stage_counts.get("weights_size"), variant.stage_counts.get("weights_sha256")
-        _verify_file(manifest, variant, manifest.root / str(weights), size, digest, full)
+    if variant.weights_file is not None:
+        weights = manifest.root / variant.weights_file
+        _verify_file(manifest, variant, weights, variant.weights_size, variant.weights_sha256, full)
     return path
 
 
-def _verify_file(manifest: Manifest, variant: Variant, path: Path, size: Any, sha256: Any, full: bool) -> None:
+def _verify_file(
+    manifest: Manifest, variant: Variant, path: Path, size: int | None, sha256: str | None, full: bool
+) -> None:
     if not path.is_file():
         raise ArtifactError(f"{path} is missing (variant {variant.name!r} of {manifest.root}); {_EXPORT_HINT}")
     found = path.stat().st_size
-    if size is not None and found != int(size):
+    if size is not None and found != size:
         raise ArtifactError(f"{path} is corrupt or truncated: {found} bytes, the manifest says {size}; {_EXPORT_HINT}")
     if full and sha256 is not None:
         digest = file_sha256(path)
         if digest != sha256:
             raise ArtifactError(
-                f"{path} is corrupt: sha256 {digest[:12]}…, the manifest says {str(sha256)[:12]}…; {_EXPORT_HINT}"
+                f"{path} is corrupt: sha256 {digest[:12]}…, the manifest says {sha256[:12]}…; {_EXPORT_HINT}"
             )
 
 

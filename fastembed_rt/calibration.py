@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from fastembed_rt.artifact import Manifest
+from fastembed_rt.artifact import Manifest, update_manifest
 from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels import reference
 
@@ -89,5 +88,5 @@ def calibrate_artifact(model: Any, texts: Sequence[str], source: str) -> dict[st
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "ranges": np.stack([sample.min(axis=0), sample.max(axis=0)]).round(6).tolist(),
     }
-    replace(manifest, calibration=entry).write()
+    update_manifest(manifest.root, calibration=entry)
     return entry

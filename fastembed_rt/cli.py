@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastembed_rt.artifact import Task
 from fastembed_rt.errors import FastEmbedError
 
 __all__ = ["main"]
@@ -17,38 +18,23 @@ __all__ = ["main"]
 
 def _export(args: argparse.Namespace) -> int:
     try:
-        from fastembed_rt.export import detect_task, export_cross_encoder, export_model, export_sparse_encoder
-        from fastembed_rt.export.bi_encoder import resolve_model_dir
+        from fastembed_rt.export import export_artifact
     except ImportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    variants = _csv(args.variants) or None
-    task = args.task
-    if task == "auto":
-        task = detect_task(resolve_model_dir(args.model, args.revision, None))
-        print(f"task {task} (detected from the model directory; --task overrides)", file=sys.stderr)
-    if task == "embedding":
-        manifest = export_model(
-            args.model,
-            args.out,
-            revision=args.revision,
-            overwrite=args.overwrite,
-            stsb=False if args.no_stsb else None,
-            variants=variants,
-        )
-    else:
-        export_head = export_cross_encoder if task == "cross-encoder" else export_sparse_encoder
-        manifest = export_head(
-            args.model,
-            args.out,
-            revision=args.revision,
-            overwrite=args.overwrite,
-            variants=variants,
-        )
-    print(f"exported {args.model} -> {args.out} ({task}) in {time.perf_counter() - started:.1f} s")
+    manifest = export_artifact(
+        args.model,
+        args.out,
+        task=args.task,
+        revision=args.revision,
+        overwrite=args.overwrite,
+        variants=_csv(args.variants) or None,
+        stsb=False if args.no_stsb else None,
+    )
+    detected = " detected from the model directory; --task overrides" if args.task == "auto" else ""
+    print(f"exported {args.model} -> {args.out} ({manifest.task}{detected}) in {time.perf_counter() - started:.1f} s")
     _print_info(Path(args.out))
-    del manifest
     return 0
 
 
@@ -82,7 +68,7 @@ def _print_info(root: Path) -> None:
         cells = "".join(
             f" {format(v.fidelity[key], spec) if key in v.fidelity else '-':>9}" for _, key, spec in columns
         )
-        size_mb = (v.size + int(v.stage_counts.get("weights_size", 0))) / 1e6  # an IR's .bin counts too
+        size_mb = (v.size + (v.weights_size or 0)) / 1e6  # an IR's .bin counts too
         print(f"{v.name:<14} {v.format:<8} {v.precision:<9} {size_mb:>8.1f}{cells}  {v.file}")
     for rejected in m.rejected_variants:
         print(f"{rejected['name']:<14} not shipped: {'; '.join(rejected['reasons'])}")
@@ -222,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--task",
-        choices=("auto", "embedding", "cross-encoder", "sparse"),
+        choices=("auto", *(task.value for task in Task)),
         default="auto",
         help="bi-encoder, CrossEncoder reranker or SPLADE SparseEncoder (auto: read from the model directory)",
     )

@@ -1,13 +1,18 @@
-"""Shared fixtures: the real all-MiniLM-L6-v2 (from its PyPI package), exported once per session.
+"""Shared fixtures: the real all-MiniLM-L6-v2 (from its PyPI package), exported once per session, and
+``run_without_torch``, which runs a script in a Python where the libraries the runtime must never
+import cannot be imported.
 
 Tiny random models are built in ``tiny_models.py`` beside this file.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -42,6 +47,22 @@ def minilm_artifact(minilm_artifact_session: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "artifact"
     shutil.copytree(minilm_artifact_session, copy)
     return copy
+
+
+@pytest.fixture(scope="session")
+def minilm_variants_artifact(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
+    """all-MiniLM-L6-v2 with the ONNX variants, and openvino-int8 where OpenVINO is installed.
+
+    Exported through the CLI, so its --variants reaches the exporter; STSb is scored when the data is here.
+    """
+    from fastembed_rt.cli import main
+
+    variants = ["fp32", "optimized", "fp16", "int8"]
+    if importlib.util.find_spec("openvino") is not None:
+        variants.append("openvino-int8")
+    out = tmp_path_factory.mktemp("variants") / "minilm"
+    assert main(["export", str(minilm_dir), str(out), "--variants", ",".join(variants)]) == 0
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +103,40 @@ def minilm_torch(minilm_dir: Path) -> object:
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(minilm_dir), device="cpu")
+
+
+# What the runtime must never import, not even transitively (DESIGN §2).
+HEAVY_MODULES = ("torch", "transformers", "optimum", "sentence_transformers")
+
+_BLOCKER = """
+import importlib.abc, sys
+BLOCKED = {blocked!r}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{{name}} is blocked in this test")
+        return None
+sys.meta_path.insert(0, Block())
+"""
+
+RunWithoutTorch = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture
+def run_without_torch(tmp_path: Path) -> RunWithoutTorch:
+    """``run(script, *argv, also_block=())``: run ``script`` in a fresh Python (cwd: the test's tmp_path)
+    where ``HEAVY_MODULES`` and ``also_block`` cannot be imported; the script sees them as ``BLOCKED``.
+    Returns the finished process with its stdout and stderr as text."""
+
+    def run(script: str, *argv: str, also_block: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+        blocker = _BLOCKER.format(blocked=(*HEAVY_MODULES, *also_block))
+        return subprocess.run(
+            [sys.executable, "-c", blocker + script, *argv],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=120,
+            check=False,
+        )
+
+    return run

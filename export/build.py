@@ -1,0 +1,48 @@
+"""The contract between the artifact writer and a variant builder: what a builder gets and hands back.
+
+A builder is a plain function ``BuildContext -> BuildResult`` (``optimize``, ``quantize``,
+``openvino_ir``). It writes its graph into the staged artifact and returns where it is and what it
+did; the writer hashes it, validates it and ships or rejects it. A builder that searches (an
+exclusion ladder) calls ``context.check(file)`` on each candidate and raises ``ParityError`` when
+none passes: that is a measured miss. Any other exception is an error and fails the export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastembed_rt.export.backbone import ExportedBackbone
+
+__all__ = ["BuildContext", "BuildResult", "Builder"]
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a variant builder may use. ``base`` is the validated fp32 graph of the artifact."""
+
+    root: Path
+    base: Path
+    backbone: ExportedBackbone  # the graph before the output stages or head
+    calibration_texts: Sequence[str]
+    # Adds the task's fp32 output stages (or head) to a backbone graph in place; returns what it added.
+    append_stages: Callable[[Any], dict[str, Any]]
+    # Validates a candidate file (relative to ``root``) as this variant; returns its gate misses.
+    check: Callable[[str], list[str]]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """A built variant: its graph ``file`` (relative to the artifact), a separate ``weights_file`` if
+    it has one, the ``engine_properties`` it must run with, and what the build did (``details``)."""
+
+    file: str
+    optimization: str
+    details: dict[str, Any] = field(default_factory=dict)
+    weights_file: str | None = None
+    engine_properties: dict[str, str] = field(default_factory=dict)
+
+
+Builder = Callable[[BuildContext], BuildResult]

@@ -1,0 +1,95 @@
+"""The export flow CrossEncoder and SPLADE artifacts share: a transformers model whose own head ends in ``logits``.
+
+The model (backbone plus its classifier or masked-LM projection) becomes one ONNX graph with a
+``logits`` output, and the task's fused head (``kernels.onnx_heads``) turns those into its outputs
+in-graph. Each head task hands ``export_head`` a ``HeadPlan``: how to append its head, what the
+manifest says about it, and how to check the graph against PyTorch; the artifact writer does the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastembed_rt.artifact import GraphContract, Manifest, Task, load_manifest
+from fastembed_rt.export.backbone import export_st_backbone
+from fastembed_rt.export.fidelity import HeadFidelity, ToleranceGate
+from fastembed_rt.export.source import load_st_model, resolve_model_dir
+from fastembed_rt.export.variants import parse_variants
+from fastembed_rt.export.writer import Measure, finish_graph, stage_artifact
+from fastembed_rt.kernels.spec import LOGITS
+
+__all__ = ["HeadPlan", "export_head"]
+
+logger = logging.getLogger("fastembed_rt.export")
+
+
+@dataclass(frozen=True)
+class HeadPlan:
+    """What one head task adds to the shared flow, read from the loaded sentence-transformers model."""
+
+    append_head: Callable[[Any], dict[str, Any]]  # appends the fused head to a graph ending in logits
+    modules: list[str]
+    extra_inputs: tuple[str, ...]  # graph inputs after the architecture's
+    outputs: dict[str, dict[str, Any]]
+    stages: dict[str, Any]
+    similarity_fn: str
+    dim: int
+    validate: Callable[[Path, ToleranceGate], HeadFidelity]  # the fp32 graph vs PyTorch, every check listed
+    measure: Callable[[Path], Measure]  # for further variants; computes the PyTorch reference once
+
+
+def export_head(
+    model: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    task: Task,
+    kind: type[Any],
+    plan: Callable[[Path, Any], HeadPlan],
+    *,
+    revision: str | None,
+    token: str | bool | None,
+    overwrite: bool,
+    variants: str | Sequence[str] | None,
+) -> Manifest:
+    """Export ``model`` (loaded as the sentence-transformers class ``kind``) as a ``task`` artifact at ``out_dir``.
+
+    ``plan(model_dir, st_model)`` describes the head or raises ``ExportError`` for one it cannot fuse.
+    Returns the written manifest.
+    """
+    started = time.perf_counter()
+    out = Path(out_dir)
+    specs = parse_variants(variants, task)
+    model_dir = resolve_model_dir(model, revision, token)
+    st_model = load_st_model(kind, model_dir)
+    head = plan(model_dir, st_model)
+
+    def append(graph: Any) -> dict[str, Any]:
+        return finish_graph(graph, head.append_head(graph))
+
+    with stage_artifact(out, overwrite, model=model, revision=revision) as writer:
+        backbone = export_st_backbone(st_model, writer.backbone, output="logits", output_name=LOGITS)
+        writer.write_fp32(
+            task,
+            architecture=backbone.architecture.model_type,
+            modules=head.modules,
+            tokenizer=writer.write_tokenizer(st_model),
+            graph=GraphContract(inputs=(*backbone.architecture.inputs, *head.extra_inputs), outputs=head.outputs),
+            stages=head.stages,
+            similarity_fn=head.similarity_fn,
+            dim=head.dim,
+            append_stages=append,
+        )
+        tolerance = specs[0].gate
+        writer.accept_fp32(head.validate(writer.root, tolerance), tolerance)
+        if len(specs) > 1:
+            # Head builders start from the backbone and do not calibrate.
+            writer.build_variants(
+                specs[1:], head.measure(writer.root), backbone=backbone, calibration_texts=(), append_stages=append
+            )
+    logger.info("exported %s %s to %s in %.1f s", task, model, out, time.perf_counter() - started)
+    return load_manifest(out)

@@ -1,0 +1,302 @@
+"""The artifact writer: the one place that stages an artifact directory and writes its ``manifest.json``.
+
+Exporters hand it data (the model's facts, tokenizer, graph contract, output stages or head) and
+their validators' measurements; the writer
+
+1. stages the artifact in a temporary directory beside the destination, which becomes the
+   destination only when the export succeeds; on any error nothing is left (``stage_artifact``);
+2. writes the fp32 graph and the manifest around it (``write_fp32``), and refuses the artifact when
+   that graph misses its gate (``accept_fp32``: ``ParityError``, nothing is written);
+3. builds every further variant with its builder and ships it only within its gate
+   (``build_variants``). A candidate is listed in the manifest only while it is validated; a
+   measured miss is recorded in ``rejected_variants`` and its files removed; any other exception
+   is an error and fails the export.
+
+After export the runtime changes an artifact only through ``fastembed_rt.artifact.update_manifest``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from fastembed_rt.artifact import (
+    SCHEMA_VERSION,
+    GraphContract,
+    Manifest,
+    Task,
+    TokenizerInfo,
+    Variant,
+    file_sha256,
+    load_manifest,
+)
+from fastembed_rt.errors import ExportError, ParityError
+from fastembed_rt.export.backbone import ExportedBackbone
+from fastembed_rt.export.build import BuildContext, BuildResult
+from fastembed_rt.export.fidelity import Measured
+from fastembed_rt.export.variants import VARIANTS, VariantSpec
+
+__all__ = ["ArtifactWriter", "Measure", "finish_graph", "stage_artifact"]
+
+logger = logging.getLogger("fastembed_rt.export")
+
+BACKBONE_FILE = "onnx/backbone.onnx"
+GRAPH_FILE = "onnx/model.onnx"
+
+# (variant, final) -> its measured agreement with PyTorch. ``final``: the built variant itself, not
+# a candidate its builder is trying (the bi-encoder scores STSb only then).
+Measure = Callable[[VariantSpec[Any], bool], Measured]
+
+
+class Validated(Measured, Protocol):
+    """A measurement that lists every failing check (the fp32 graph's)."""
+
+    failures: list[str]
+
+
+def finish_graph(model: Any, counts: dict[str, Any]) -> dict[str, Any]:
+    """Stamp a graph the artifact ships as fastembed-rt's and check it; returns ``counts`` plus its node count."""
+    import onnx
+
+    model.producer_name = "fastembed-rt"
+    onnx.checker.check_model(model)
+    return {**counts, "graph_nodes": len(model.graph.node)}
+
+
+@contextlib.contextmanager
+def stage_artifact(
+    out: Path, overwrite: bool, *, model: str | os.PathLike[str], revision: str | None
+) -> Iterator[ArtifactWriter]:
+    """A writer on a fresh temporary directory beside ``out`` (with ``onnx/``) that becomes ``out`` on success.
+
+    On any exception the temporary directory is removed and ``out`` is left as it was; on success
+    the backbone graph (``BACKBONE_FILE``), which only the variant builders need, is removed first.
+    """
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"{out} exists and is not empty; pass overwrite=True (CLI: --overwrite)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "onnx").mkdir(parents=True)
+    try:
+        yield ArtifactWriter(tmp, str(model), revision)
+        (tmp / BACKBONE_FILE).unlink(missing_ok=True)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+class ArtifactWriter:
+    """Writes one staged artifact (``root``): its files and every version of its manifest.
+
+    Each change starts from the manifest on disk, so what the runtime writes in between
+    (calibration) is kept.
+    """
+
+    def __init__(self, root: Path, model: str, revision: str | None) -> None:
+        self.root = root
+        self.backbone = root / BACKBONE_FILE
+        self._model = model
+        self._revision = revision
+
+    def write_tokenizer(self, st_model: Any) -> TokenizerInfo:
+        """Save ``st_model[0]``'s tokenizer as sentence-transformers configured it; describe it for the manifest.
+
+        ``tokenizer.json`` is written without padding and truncation: the runtime does both itself.
+        """
+        from tokenizers import Tokenizer
+
+        hf_tokenizer = st_model[0].tokenizer
+        saved = hf_tokenizer.save_pretrained(str(self.root))
+        backend = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
+        backend.no_padding()
+        backend.no_truncation()
+        backend.save(str(self.root / "tokenizer.json"))
+        return TokenizerInfo(
+            file="tokenizer.json",
+            files=tuple(sorted({Path(p).name for p in saved} | {"tokenizer.json"})),
+            max_seq_length=int(st_model.max_seq_length),
+            pad_token_id=int(hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0),
+            special_token_ids=tuple(int(i) for i in hf_tokenizer.all_special_ids),
+            truncation_side=str(hf_tokenizer.truncation_side),
+            padding_side=str(hf_tokenizer.padding_side),
+            prompts=dict(st_model.prompts or {}),
+            default_prompt_name=st_model.default_prompt_name,
+        )
+
+    def write_fp32(
+        self,
+        task: Task,
+        *,
+        architecture: str,
+        modules: list[str],
+        tokenizer: TokenizerInfo,
+        graph: GraphContract,
+        stages: dict[str, Any],
+        similarity_fn: str,
+        dim: int,
+        append_stages: Callable[[Any], dict[str, Any]],
+    ) -> None:
+        """Grow the backbone graph with ``append_stages`` into the fp32 graph; write the manifest that lists it."""
+        import onnx
+
+        model = onnx.load(str(self.backbone))
+        counts = append_stages(model)
+        onnx.save(model, str(self.root / GRAPH_FILE))
+        fp32 = self._variant(VARIANTS[task]["fp32"], BuildResult(GRAPH_FILE, "none", counts))
+        Manifest(
+            root=self.root,
+            task=task,
+            source={
+                "model": self._model,
+                "revision": self._revision,
+                "architecture": architecture,
+                "modules": modules,
+                "library_versions": _library_versions(),
+            },
+            tokenizer=tokenizer,
+            graph=graph,
+            stages=stages,
+            similarity_fn=similarity_fn,
+            dim=dim,
+            variants=(fp32,),
+            schema_version=SCHEMA_VERSION,
+        ).write()
+
+    def accept_fp32(self, fidelity: Validated, gate: object) -> None:
+        """Record the fp32 graph's fidelity, or refuse the whole artifact when any check failed.
+
+        Raises:
+            ParityError: listing every failing check; nothing is written.
+        """
+        if fidelity.failures:
+            raise ParityError(
+                f"exported graph of {self._model} misses the fp32 gate ({gate}) on {len(fidelity.failures)} "
+                "checks; nothing was written:\n  " + "\n  ".join(fidelity.failures),
+                fidelity.failures,
+            )
+        manifest = load_manifest(self.root)
+        fp32 = replace(manifest.variants[0], fidelity=fidelity.to_dict())
+        replace(manifest, variants=(fp32, *manifest.variants[1:])).write()
+
+    def build_variants(
+        self,
+        specs: Sequence[VariantSpec[Any]],
+        measure: Measure,
+        *,
+        backbone: ExportedBackbone,
+        calibration_texts: Sequence[str],
+        append_stages: Callable[[Any], dict[str, Any]],
+    ) -> None:
+        """Build, validate and gate each variant in ``specs`` (fp32 excluded); ship those within their gate.
+
+        ``append_stages``: what ``write_fp32`` grew the backbone with, for builders that start from
+        the backbone. ``calibration_texts``: for builders that calibrate (int8 activation scales).
+        """
+        for spec in specs:
+            started = time.perf_counter()
+            if self._build_variant(spec, measure, backbone, calibration_texts, append_stages):
+                logger.info("variant %s built and validated in %.1f s", spec.name, time.perf_counter() - started)
+
+    def _build_variant(
+        self,
+        spec: VariantSpec[Any],
+        measure: Measure,
+        backbone: ExportedBackbone,
+        calibration_texts: Sequence[str],
+        append_stages: Callable[[Any], dict[str, Any]],
+    ) -> bool:
+        """Ship ``spec``'s variant (True) or record why it missed its gate (False)."""
+        if spec.build is None:
+            raise ExportError(f"variant {spec.name} has no builder: it is the graph the exporter writes itself")
+        base = load_manifest(self.root)
+        candidates: list[str] = []
+        measured: list[Measured] = []
+
+        def check(file: str) -> list[str]:
+            candidates.append(file)
+            candidate = self._variant(spec, BuildResult(file, "candidate"))
+            measured.append(self._measure(base, spec, candidate, measure, False))
+            return spec.gate.check(measured[-1])
+
+        context = BuildContext(self.root, self.root / GRAPH_FILE, backbone, calibration_texts, append_stages, check)
+        try:
+            result = spec.build(context)
+        except ParityError as miss:  # every candidate the builder tried missed the gate
+            self._reject(base, spec, [str(miss)], measured[-1] if measured else None, candidates)
+            return False
+        built = self._variant(spec, result)
+        fidelity = self._measure(base, spec, built, measure, True)
+        misses = spec.gate.check(fidelity)
+        if misses:
+            self._reject(base, spec, misses, fidelity, [*candidates, result.file, result.weights_file])
+            return False
+        replace(base, variants=(*base.variants, replace(built, fidelity=fidelity.to_dict()))).write()
+        return True
+
+    def _measure(
+        self, base: Manifest, spec: VariantSpec[Any], variant: Variant, measure: Measure, final: bool
+    ) -> Measured:
+        """``measure`` the variant while the manifest lists it (so the runtime can load it), then unlist it."""
+        replace(base, variants=(*base.variants, variant)).write()
+        try:
+            return measure(spec, final)
+        finally:
+            base.write()
+
+    def _reject(
+        self,
+        base: Manifest,
+        spec: VariantSpec[Any],
+        reasons: list[str],
+        fidelity: Measured | None,
+        files: Sequence[str | None],
+    ) -> None:
+        logger.warning("variant %s misses its gate and is not shipped: %s", spec.name, "; ".join(reasons))
+        for file in files:
+            if file is not None:
+                (self.root / file).unlink(missing_ok=True)
+        rejected: dict[str, Any] = {"name": spec.name, "reasons": reasons}
+        if fidelity is not None:
+            rejected["fidelity"] = fidelity.to_dict()
+        replace(base, rejected_variants=(*base.rejected_variants, rejected)).write()
+
+    def _variant(self, spec: VariantSpec[Any], result: BuildResult) -> Variant:
+        path = self.root / result.file
+        weights = None if result.weights_file is None else self.root / result.weights_file
+        return Variant(
+            name=spec.name,
+            file=result.file,
+            format=spec.format,
+            precision=spec.precision,
+            optimization=result.optimization,
+            size=path.stat().st_size,
+            sha256=file_sha256(path),
+            stage_counts=result.details,
+            engine_properties=result.engine_properties,
+            weights_file=result.weights_file,
+            weights_size=None if weights is None else weights.stat().st_size,
+            weights_sha256=None if weights is None else file_sha256(weights),
+        )
+
+
+def _library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str] = {}
+    for package in ("fastembed-rt", "torch", "transformers", "sentence-transformers", "onnx", "onnxruntime"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return out
