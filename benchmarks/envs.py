@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ENVS", "ENV_ROOT", "REPO", "Env", "ensure_env", "installed_mb"]
+__all__ = ["ENVS", "ENV_ROOT", "REPO", "Env", "contender_environ", "ensure_env", "installed_mb"]
 
 REPO = Path(__file__).resolve().parent.parent
 ENV_ROOT = REPO / "benchmarks" / ".envs"
@@ -71,6 +71,26 @@ ENVS: dict[str, Env] = {
             "sentence-transformers' onnx and openvino backends (optimum pins transformers < 4.58)",
         ),
         Env("fastembed", ("fastembed==0.9.1",), "qdrant's fastembed (ONNX Runtime, no torch)"),
+        Env(
+            "st-fastapi",
+            (
+                TORCH,
+                "sentence-transformers==6.2.0",
+                "transformers==5.23.0",
+                "fastapi==0.165.0",
+                "uvicorn[standard]==0.54.0",
+            ),
+            "a hand-written FastAPI server around sentence-transformers (serve.py); apart from st-torch so that "
+            "st-torch's installed size stays sentence-transformers + torch alone",
+        ),
+        Env(
+            "infinity",
+            # Both its CPU engines: optimum (ONNX Runtime; also exports the ONNX file it runs) and torch.
+            # optimum 2 / optimum-onnx 0.1 are what pip resolves; infinity 0.0.78 predates them, so
+            # serve.py works around two incompatibilities (see infinity_model there).
+            (TORCH, "infinity-emb[server,torch,optimum]==0.0.78", "optimum==2.1.0", "optimum-onnx==0.1.0"),
+            "infinity-emb's server (serve.py)",
+        ),
     )
 }
 
@@ -106,6 +126,21 @@ def ensure_env(name: str, log: Path | None = None) -> Env:
     marker.write_text(wanted)
     print(f"created {name!r} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     return env
+
+
+def contender_environ(threads: int) -> dict[str, str]:
+    """This process's environment for a contender's process: ``threads`` for every BLAS/OpenMP pool,
+    no tokenizer threads of its own, no hub, quiet."""
+    return {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "OPENBLAS_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
+        "PYTHONWARNINGS": "ignore",
+    }
 
 
 def installed_mb(env: Env) -> float:
