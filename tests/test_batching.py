@@ -38,3 +38,36 @@ def test_pad_batch_pads_to_longest_row_on_the_requested_side(left: bool) -> None
     assert ids.shape == mask.shape == (2, 3)
     assert mask.sum(axis=1).tolist() == [3, 1]
     assert ids[1].tolist() == ([0, 0, 9] if left else [9, 0, 0])
+
+
+def _cost(batches: list[np.ndarray], lengths: np.ndarray, overhead: int) -> int:
+    return sum(overhead + len(b) * int(lengths[b].max()) for b in batches)
+
+
+def _greedy(lengths: np.ndarray, max_batch_size: int, budget: int) -> list[np.ndarray]:
+    """Cut the sorted rows every max_batch_size rows (or fewer, within the budget): the plan before."""
+    order = np.argsort(-lengths, kind="stable")
+    out, start = [], 0
+    while start < len(order):
+        rows = max(1, min(max_batch_size, budget // max(int(lengths[order[start]]), 1)))
+        out.append(order[start : start + rows])
+        start += rows
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_plan_never_costs_more_padded_tokens_and_runs_than_cutting_every_max_rows(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    lengths = np.concatenate([rng.integers(5, 30, 40), rng.integers(60, 256, 8)])
+    for max_rows, budget in [(32, 8192), (8, 512), (16, 1024)]:
+        plan = plan_batches(lengths, max_rows, budget, run_overhead_tokens=32)
+        assert _cost(plan, lengths, 32) <= _cost(_greedy(lengths, max_rows, budget), lengths, 32)
+
+
+def test_plan_cuts_where_lengths_jump_and_keeps_similar_rows_together() -> None:
+    lengths = np.array([100] + [10] * 15)
+    plan = plan_batches(lengths, 32, 8192, run_overhead_tokens=32)
+    assert [sorted(lengths[b].tolist()) for b in plan] == [[100], [10] * 15], "one long row does not pad 15 short ones"
+    same = plan_batches(np.full(64, 12), 32, 8192, run_overhead_tokens=32)
+    assert [len(b) for b in same] == [32, 32], "equal lengths: full batches"
+    assert [len(b) for b in plan_batches(np.array([5, 5]), 32, 8192, run_overhead_tokens=10_000)] == [2]

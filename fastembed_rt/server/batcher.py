@@ -222,8 +222,13 @@ class ModelWorker:
         result = operation.run(rows)
         done = time.perf_counter()
         self._count(len(rows), rows, done - tokenized)
+        m = self._metrics
+        m.tokenization_duration.labels(self.name).observe(tokenized - started)
+        m.inference_duration.labels(self.name).observe(done - tokenized)
         offset = 0
+        queue = m.queue_duration.labels(self.name)
         for job, start, end in accepted:
+            queue.observe(started - job.enqueued)
             own = np.arange(offset, offset + end - start)
             offset += end - start
             outcome = JobResult(
