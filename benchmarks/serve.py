@@ -94,13 +94,12 @@ import numpy as np
 from envs import ENVS, contender_environ, ensure_env
 from run import MODELS, ensure_artifact, minilm_dir
 
-from fastembed_rt.bench import machine_name
+from fastembed_rt.bench import isa_flags, machine_name
 
 HERE = Path(__file__).resolve().parent
 MODEL = "minilm"
 ROUTE = "/v1/embeddings"
 WRK = "wrk"
-ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
 SCENARIOS = ("ceiling", "closed", "batch", "half", "overload")
 CONTENDERS = ("fastembed-rt", "infinity", "infinity-torch", "st-fastapi")
 # The open loop's account of itself: below this share of the rate due it says it could not keep the rate;
@@ -168,16 +167,6 @@ class ServeRow:
 
 
 # -- machine and texts ----------------------------------------------------------------------------
-def isa_flags() -> str:
-    """The SIMD flags of ``/proc/cpuinfo`` that matter to inference kernels, in a fixed order."""
-    try:
-        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    present = set(line.split(":", 1)[1].split())
-    return " ".join(f for f in ISA_FLAGS if f in present) or "none of " + " ".join(ISA_FLAGS)
-
-
 def request_body(texts: str | list[str]) -> str:
     """One request's JSON on one line (ASCII: ``json.dumps`` escapes the rest)."""
     return json.dumps({"model": MODEL, "input": texts})
@@ -1104,7 +1093,7 @@ def main() -> None:
     load_after = os.getloadavg()
 
     caption = (
-        f"all-MiniLM-L6-v2, STSb test sentences; {args.threads} threads per server; {machine}; ISA: {isa}; "
+        f"all-MiniLM-L6-v2, STSb test sentences; {args.threads} threads per server; {machine}; "
         f"1-minute load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; "
         f"{time.strftime('%Y-%m-%d %H:%M')}"
     )

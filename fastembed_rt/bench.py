@@ -174,8 +174,22 @@ def cpu_peak(cores: int, flops_per_cycle: int | None = None, measured_gflops: fl
     return CpuPeak(cores, (mhz or 2000.0) / 1000.0, per_cycle, isa, measured_gflops)
 
 
+# The SIMD flags that decide which kernels ONNX Runtime and OpenVINO run (int8 and bf16 paths included).
+ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+
+
+def isa_flags() -> str:
+    """The SIMD flags of ``/proc/cpuinfo`` that matter to inference kernels, in a fixed order."""
+    try:
+        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
+    except (OSError, StopIteration):
+        return "unknown"
+    present = set(line.split(":", 1)[1].split())
+    return " ".join(f for f in ISA_FLAGS if f in present) or "none of " + " ".join(ISA_FLAGS)
+
+
 def machine_name() -> str:
-    """CPU model, CPU count and Python version, for the table caption and every row."""
+    """CPU model and ISA flags, CPU count and Python version, for the table caption and every row."""
     name = platform.processor() or "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -184,7 +198,7 @@ def machine_name() -> str:
                 break
     except OSError:
         pass
-    return f"{name}, {os.cpu_count()} CPUs, {platform.system()}, Python {platform.python_version()}"
+    return f"{name} ({isa_flags()}), {os.cpu_count()} CPUs, {platform.system()}, Python {platform.python_version()}"
 
 
 # -- output -------------------------------------------------------------------------------------

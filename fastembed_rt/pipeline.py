@@ -24,8 +24,9 @@ from fastembed_rt.kernels.spec import (
     SENTENCE_EMBEDDING,
     TOKEN_EMBEDDINGS,
 )
+from fastembed_rt.long_inputs import LongInputs, window_bounds
 from fastembed_rt.providers.base import ExecutionProvider
-from fastembed_rt.tokenizer import Encoded, Tokenizer, TruncationDirection
+from fastembed_rt.tokenizer import Encoded, Tokenizer, TruncationDirection, Windows
 
 __all__ = ["BatchFeeds", "EncodeStats", "Pipeline", "Prepared", "check_texts", "check_unicode"]
 
@@ -69,7 +70,10 @@ def check_unicode(text: str, where: str) -> None:
 
 @dataclass
 class EncodeStats:
-    """What the last encode call did: truncation, padding and where the time went.
+    """What the last encode call did: truncation or chunking, padding and where the time went.
+
+    ``truncated``: inputs cut at ``max_seq_length``; ``chunked``: inputs cut into windows
+    (``long_inputs="chunk"``), ``windows``: the windows run for them all.
 
     Seconds per stage, for tuning ``batch_size``: ``tokenize_s`` (tokenizing, batch planning and
     padding the feeds), ``run_s`` (the execution provider), ``postprocess_s`` (scattering rows back
@@ -79,6 +83,8 @@ class EncodeStats:
 
     texts: int = 0
     truncated: int = 0
+    chunked: int = 0
+    windows: int = 0
     batches: int = 0
     real_tokens: int = 0
     padded_tokens: int = 0
@@ -187,8 +193,15 @@ class Prepared:
     encoded: Encoded
     prompt_length: int = 0
     tokenize_s: float = 0.0
+    windows: Windows | None = None
 
     def __len__(self) -> int:
+        """The number of inputs (with ``windows``: fewer than the rows)."""
+        return len(self.windows.chunked) if self.windows is not None else len(self.encoded)
+
+    @property
+    def rows(self) -> int:
+        """Graph rows: one per input, or one per window."""
         return len(self.encoded)
 
     @property
@@ -198,12 +211,36 @@ class Prepared:
 
     @property
     def truncated(self) -> np.ndarray:
-        """Whether each row was cut at ``max_seq_length``, bool."""
+        """Whether each input was cut at ``max_seq_length``, bool (never, when chunked)."""
+        if self.windows is not None:
+            return np.zeros(len(self), dtype=bool)
         return self.encoded.truncated
 
-    def select(self, rows: Sequence[int] | np.ndarray) -> Prepared:
-        """These rows only, in this order."""
-        return Prepared(self.encoded.select(rows), self.prompt_length, self.tokenize_s)
+    @property
+    def chunked(self) -> np.ndarray:
+        """Whether each input was cut into more than one window, bool."""
+        return self.windows.chunked if self.windows is not None else np.zeros(len(self), dtype=bool)
+
+    @property
+    def input_tokens(self) -> np.ndarray:
+        """Tokens the graph runs per input (all its windows), int64."""
+        if self.windows is None:
+            return self.lengths
+        return np.bincount(self.windows.owner, weights=self.lengths, minlength=len(self)).astype(np.int64)
+
+    def select(self, inputs: Sequence[int] | np.ndarray) -> Prepared:
+        """These inputs only (with all their windows), in this order."""
+        if self.windows is None:
+            return Prepared(self.encoded.select(inputs), self.prompt_length, self.tokenize_s)
+        w = self.windows
+        starts, ends = window_bounds(w.owner, len(self))
+        picked = [int(i) for i in inputs]
+        rows = np.concatenate([np.arange(starts[i], ends[i]) for i in picked]) if picked else np.empty(0, np.int64)
+        owner = np.repeat(np.arange(len(picked)), [int(ends[i] - starts[i]) for i in picked])
+        windows = Windows(
+            w.encoded.select(rows), owner.astype(np.int64), w.spans[rows], w.weights[rows], w.chunked[picked]
+        )
+        return Prepared(windows.encoded, self.prompt_length, self.tokenize_s, windows)
 
 
 class Pipeline:
@@ -222,11 +259,31 @@ class Pipeline:
         items: Sequence[str | tuple[str, str]],
         prompt: str | None = None,
         truncation_direction: TruncationDirection | None = None,
+        long_inputs: LongInputs = LongInputs.TRUNCATE,
+        chunk_overlap: int = 0,
     ) -> Prepared:
-        """Tokenize texts (with ``prompt`` prepended) or pairs, truncated at ``max_seq_length``."""
+        """Tokenize texts (``prompt`` before each) or pairs (``prompt`` before each query).
+
+        ``long_inputs``: inputs over ``max_seq_length`` tokens are truncated (on ``truncation_direction``),
+        refused (``InputError`` naming the first and its token count) or cut into windows that
+        overlap by ``chunk_overlap`` tokens (``Prepared.windows``).
+        """
         started = time.perf_counter()
-        full: list[Any] = [prompt + t for t in items] if prompt else list(items)  # type: ignore[operator]
+        if long_inputs is LongInputs.CHUNK:
+            windows = self.tokenizer.encode_windows(items, prompt=prompt, overlap=chunk_overlap)
+            prompt_length = self.tokenizer.prompt_length(prompt) if prompt else 0
+            return Prepared(windows.encoded, prompt_length, time.perf_counter() - started, windows)
+        full: list[Any] = [
+            (prompt + i if isinstance(i, str) else (prompt + i[0], i[1])) if prompt else i for i in items
+        ]
         encoded = self.tokenizer.encode(full, truncation_direction)
+        if long_inputs is LongInputs.ERROR and encoded.truncated.any():
+            first = int(np.flatnonzero(encoded.truncated)[0])
+            tokens = self.tokenizer.count_tokens([full[first]])[0]
+            raise InputError(
+                f"input {first} is {tokens} tokens long, more than max_seq_length {self.tokenizer.max_seq_length}; "
+                "shorten it, or pass long_inputs='truncate' or 'chunk'"
+            )
         prompt_length = self.tokenizer.prompt_length(prompt) if prompt else 0
         return Prepared(encoded, prompt_length, time.perf_counter() - started)
 
@@ -252,7 +309,13 @@ class Pipeline:
         encoded, prompt_length = prepared.encoded, prepared.prompt_length
         lengths = encoded.lengths
         plan = plan_batches(lengths, batch_size, self.token_budget)
-        stats = EncodeStats(texts=len(encoded.ids), truncated=int(encoded.truncated.sum()), batches=len(plan))
+        stats = EncodeStats(
+            texts=len(prepared),
+            truncated=int(prepared.truncated.sum()),
+            chunked=int(prepared.chunked.sum()),
+            windows=prepared.rows if prepared.windows is not None else 0,
+            batches=len(plan),
+        )
         stats.tokenize_s = prepared.tokenize_s
         bar = _progress(len(plan), show_progress_bar)
         try:
@@ -287,7 +350,8 @@ class Pipeline:
         output_name: str = SENTENCE_EMBEDDING,
         extra_feeds: dict[str, np.ndarray] | None = None,
     ) -> np.ndarray:
-        """``[len(prepared), width]`` rows of the graph output ``output_name``, in input order.
+        """``[prepared.rows, width]`` rows of the graph output ``output_name``, in input order (a row per
+        window when ``prepared`` holds windows).
 
         dtype and width are the graph output's; ``prepared`` must not be empty.
         """
@@ -301,7 +365,7 @@ class Pipeline:
         ):
             values = result[output_name]
             if out is None:
-                out = np.empty((len(prepared), *values.shape[1:]), dtype=values.dtype)
+                out = np.empty((prepared.rows, *values.shape[1:]), dtype=values.dtype)
             out[rows] = values
         if out is None:
             raise InputError("nothing to encode")  # callers handle the empty list themselves
@@ -311,7 +375,7 @@ class Pipeline:
         self, prepared: Prepared, *, batch_size: int, show_progress_bar: bool = False
     ) -> list[np.ndarray]:
         """One float32 ``[tokens, hidden]`` array per row (padding removed), in input order."""
-        out: list[np.ndarray] = [np.empty((0, 0), np.float32)] * len(prepared)
+        out: list[np.ndarray] = [np.empty((0, 0), np.float32)] * prepared.rows
         for rows, result, mask in self.run(
             prepared,
             batch_size=batch_size,

@@ -17,7 +17,7 @@ import numpy as np
 from fastembed_rt.artifact import TokenizerInfo
 from fastembed_rt.errors import ArtifactError, InputError
 
-__all__ = ["Encoded", "Tokenizer", "TruncationDirection"]
+__all__ = ["Encoded", "Tokenizer", "TruncationDirection", "Windows"]
 
 TruncationDirection = Literal["left", "right"]
 
@@ -45,6 +45,23 @@ class Encoded:
         """The rows ``rows`` of this encoding, in that order."""
         index = [int(i) for i in rows]
         return Encoded([self.ids[i] for i in index], [self.type_ids[i] for i in index], self.truncated[index])
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Inputs cut into windows (``Tokenizer.encode_windows``): one ``encoded`` row per window.
+
+    ``owner[w]`` is the input window ``w`` belongs to (windows of one input are consecutive, in
+    order), ``spans[w]`` the character span ``(start, end)`` of the input's text it covers (for a
+    pair: of the document), ``weights[w]`` how many of the input's own tokens it holds (no special
+    or prompt tokens), and ``chunked[i]`` whether input ``i`` needed more than one window.
+    """
+
+    encoded: Encoded
+    owner: np.ndarray
+    spans: np.ndarray
+    weights: np.ndarray
+    chunked: np.ndarray
 
 
 class Tokenizer:
@@ -140,12 +157,104 @@ class Tokenizer:
         truncated = np.fromiter((len(row) > limit for row in rows), dtype=bool, count=len(rows))
         return Encoded(ids, [np.zeros_like(row) for row in ids], truncated)
 
+    def _untruncated(self) -> Any:
+        if "untruncated" not in self._backends:
+            backend = self._tok.from_str(self._tok.to_str())
+            backend.no_truncation()
+            backend.no_padding()
+            self._backends["untruncated"] = backend
+        return self._backends["untruncated"]
+
     def count_tokens(self, texts: Sequence[str | tuple[str, str]]) -> list[int]:
         """Tokens of each text with special tokens and without truncation (for long-input errors)."""
-        backend = self._tok.from_str(self._tok.to_str())
-        backend.no_truncation()
-        backend.no_padding()
-        return [len(e.ids) for e in backend.encode_batch(list(texts), add_special_tokens=True)]
+        return [len(e.ids) for e in self._untruncated().encode_batch(list(texts), add_special_tokens=True)]
+
+    def encode_windows(
+        self, items: Sequence[str | tuple[str, str]], *, prompt: str | None = None, overlap: int = 0
+    ) -> Windows:
+        """Inputs cut into windows of at most ``max_seq_length`` tokens instead of truncated.
+
+        An input that fits is one window, tokenized exactly as ``encode`` does (``prompt`` + text).
+        A longer text is split by tokenizers' own overflow windowing: consecutive windows share
+        ``overlap`` tokens, each carries the model's special tokens, and ``prompt``'s tokens are
+        repeated after the leading special tokens of every window. A longer pair (query, document)
+        keeps the query whole in every window and splits the document.
+
+        Raises:
+            InputError: ``overlap`` leaves no room for new tokens in a window, or a pair's query
+                alone does not fit in a window.
+        """
+        full = [(prompt + i if isinstance(i, str) else (prompt + i[0], i[1])) if prompt else i for i in items]
+        plain = self.encode(full)
+        prompt_ids = self._untruncated().encode(prompt, add_special_tokens=False).ids if prompt else []
+        ids: list[np.ndarray] = []
+        type_ids: list[np.ndarray] = []
+        owner: list[int] = []
+        spans: list[tuple[int, int]] = []
+        weights: list[int] = []
+        special = self._special
+        for index, item in enumerate(items):
+            row = plain.ids[index]
+            if not plain.truncated[index]:
+                ids.append(row)
+                type_ids.append(plain.type_ids[index])
+                owner.append(index)
+                text = item if isinstance(item, str) else item[1]
+                spans.append((0, len(text)))
+                weights.append(int(sum(1 for t in row.tolist() if t not in special)) - len(prompt_ids))
+                continue
+            for window in self._windows(full[index] if not isinstance(item, str) else item, len(prompt_ids), overlap):
+                lead = 0
+                while lead < len(window.ids) and window.special_tokens_mask[lead]:
+                    lead += 1
+                if isinstance(item, str) and prompt_ids:  # the prompt again after the leading special tokens
+                    window_ids = window.ids[:lead] + prompt_ids + window.ids[lead:]
+                    window_types = (
+                        window.type_ids[:lead] + [window.type_ids[lead]] * len(prompt_ids) + window.type_ids[lead:]
+                    )
+                else:
+                    window_ids, window_types = window.ids, window.type_ids
+                content = [
+                    offset
+                    for offset, is_special, sequence in zip(
+                        window.offsets, window.special_tokens_mask, window.sequence_ids
+                    )
+                    if not is_special and sequence == (0 if isinstance(item, str) else 1)
+                ]
+                ids.append(np.asarray(window_ids, dtype=np.int64))
+                type_ids.append(np.asarray(window_types, dtype=np.int64))
+                owner.append(index)
+                spans.append((content[0][0], content[-1][1]) if content else (0, 0))
+                weights.append(len(content))
+        encoded = Encoded(ids, type_ids, np.zeros(len(ids), dtype=bool))
+        return Windows(
+            encoded,
+            np.asarray(owner, dtype=np.int64),
+            np.asarray(spans, dtype=np.int64).reshape(-1, 2),
+            np.asarray(weights, dtype=np.float32),
+            plain.truncated.copy(),
+        )
+
+    def _windows(self, item: str | tuple[str, str], prompt_tokens: int, overlap: int) -> list[Any]:
+        """tokenizers' overflow windows of one over-long text (``prompt_tokens`` left free) or pair."""
+        pair = not isinstance(item, str)
+        key = f"windows:{pair}:{prompt_tokens}:{overlap}"
+        if key not in self._backends:
+            backend = self._tok.from_str(self._tok.to_str())
+            backend.no_padding()
+            length = self.max_seq_length - prompt_tokens
+            try:
+                backend.enable_truncation(
+                    max_length=length, stride=overlap, strategy="only_second" if pair else "longest_first"
+                )
+            except Exception as exc:  # tokenizers raises a bare Exception for a stride it cannot honour
+                raise InputError(f"chunk_overlap {overlap} does not fit windows of {length} tokens: {exc}") from None
+            self._backends[key] = backend
+        try:
+            first = self._backends[key].encode(*(item if pair else (item,)), add_special_tokens=True)
+        except Exception as exc:
+            raise InputError(f"cannot cut this input into windows of {self.max_seq_length} tokens: {exc}") from None
+        return [first, *first.overflowing]
 
     def prompt_length(self, prompt: str) -> int:
         """Tokens of ``prompt`` alone, minus a trailing special token (as sentence-transformers)."""

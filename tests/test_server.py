@@ -394,11 +394,43 @@ def test_bad_requests_get_their_status_and_a_message_naming_the_field(
         assert "error_type" in response.json()
 
 
-def test_payload_over_the_limit_is_413(minilm_artifact_session: Path) -> None:
-    with serving(minilm_artifact_session, args=("--payload-limit", "1000")) as s, s.client() as client:
-        response = client.post("/embed", json={"inputs": "x" * 2000})
+def test_payload_limit_and_a_server_default_long_input_policy(
+    minilm_artifact_session: Path, minilm_runtime: SentenceTransformer
+) -> None:
+    long_text = "river " * 700
+    args = ("--payload-limit", "6000", "--long-inputs", "chunk", "--chunk-overlap", "16")
+    with serving(minilm_artifact_session, args=args) as s, s.client() as client:
+        response = client.post("/embed", json={"inputs": "x" * 7000})
         assert response.status_code == 413 and "--payload-limit" in response.json()["error"]
-        assert client.post("/embed", json={"inputs": "small"}).status_code == 200
+        chunked = client.post("/embed", json={"inputs": [long_text]})
+        expected = minilm_runtime.encode([long_text], long_inputs="chunk", chunk_overlap=16, normalize_embeddings=True)
+        np.testing.assert_allclose(chunked.json(), expected, atol=1e-6)
+        truncated = client.post("/embed", json={"inputs": [long_text], "truncate": True})
+        np.testing.assert_allclose(truncated.json(), minilm_runtime.encode([long_text]), atol=1e-6)
+
+
+def test_long_inputs_per_request_chunk_or_error(
+    server: Server, minilm_runtime: SentenceTransformer, reranker: CrossEncoder, splade: SparseEncoder
+) -> None:
+    long_text = "Berlin museums and rivers. " * 120
+    with server.client() as client:
+        dense = client.post("/embed", json={"inputs": ["short", long_text], "long_inputs": "chunk"}).json()
+        expected = minilm_runtime.encode(["short", long_text], long_inputs="chunk", normalize_embeddings=True)
+        np.testing.assert_allclose(dense, expected, atol=1e-6)
+        refused = client.post("/embed", json={"inputs": ["short", long_text], "long_inputs": "error"})
+        assert refused.status_code == 422 and refused.json()["error"].startswith("input 1 is ")
+        query = "How many people live in Berlin?"
+        ranks = client.post("/rerank", json={"query": query, "texts": [long_text, "short"], "long_inputs": "chunk"})
+        scores = reranker.predict([(query, long_text), (query, "short")], long_inputs="chunk")
+        assert {r["index"]: r["score"] for r in ranks.json()} == {
+            0: pytest.approx(float(scores[0]), abs=1e-6),
+            1: pytest.approx(float(scores[1]), abs=1e-6),
+        }
+        sparse = client.post("/embed_sparse", json={"inputs": [long_text], "long_inputs": "chunk"}).json()[0]
+        indices, _ = splade.encode([long_text], long_inputs="chunk", sparse_format="arrays").row(0)
+        assert [v["index"] for v in sparse] == indices.tolist()
+        bad = client.post("/embed", json={"inputs": ["x"], "long_inputs": "wrap"})
+        assert bad.status_code == 422 and "`long_inputs` must be" in bad.json()["error"]
 
 
 def test_too_long_input_without_truncation_is_422_naming_position_and_tokens(

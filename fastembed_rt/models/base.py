@@ -20,8 +20,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypedDict
 
+import numpy as np
+
 from fastembed_rt.artifact import Manifest, load_manifest, resolve_artifact
 from fastembed_rt.errors import ArtifactError, InputError
+from fastembed_rt.long_inputs import LongInputs, long_inputs_policy
 from fastembed_rt.pipeline import EncodeStats, Pipeline, Prepared, check_texts
 from fastembed_rt.providers import ExecutionProvider, ProviderOptions, open_graph
 from fastembed_rt.tokenizer import Tokenizer, TruncationDirection
@@ -32,6 +35,7 @@ __all__ = [
     "LoadOptions",
     "TextEncoder",
     "check_batch_size",
+    "check_overlap",
     "no_tensors",
 ]
 
@@ -239,18 +243,33 @@ class TextEncoder(ArtifactModel):
         prompt: str | None = None,
         truncation_direction: TruncationDirection | None = None,
         token_ids: bool = False,
+        long_inputs: str | LongInputs = LongInputs.TRUNCATE,
+        chunk_overlap: int = 0,
     ) -> Prepared:
         """Tokenize ``sentences`` with the call's prompt (the first half of ``encode``).
 
+        ``long_inputs``: a text over ``max_seq_length`` tokens is truncated (on ``truncation_direction``,
+        default: the model's side; the result's ``truncated`` flags say which), refused, or cut into
+        windows overlapping by ``chunk_overlap`` tokens (see ``fastembed_rt.long_inputs``).
         ``token_ids=True``: ``sentences`` are rows of token ids, used as given (no prompt, no special
-        tokens added). ``truncation_direction``: cut over-long texts on this side (default: the
-        model's). The result's ``truncated`` flags say which inputs were cut.
+        tokens added; truncated or refused, never chunked).
         """
+        policy = long_inputs_policy(long_inputs)
+        check_overlap(chunk_overlap)
         if token_ids:
-            return Prepared(self._tokenizer.encode_ids(sentences, truncation_direction))  # type: ignore[arg-type]
+            if policy is LongInputs.CHUNK:
+                raise InputError("long_inputs='chunk' needs texts; token id rows can be truncated or refused")
+            encoded = self._tokenizer.encode_ids(sentences, truncation_direction)  # type: ignore[arg-type]
+            if policy is LongInputs.ERROR and encoded.truncated.any():
+                first = int(np.flatnonzero(encoded.truncated)[0])
+                raise InputError(
+                    f"input {first} is {len(sentences[first])} tokens long, more than max_seq_length "
+                    f"{self.max_seq_length}; shorten it, or pass long_inputs='truncate'"
+                )
+            return Prepared(encoded)
         texts = check_texts(sentences)
         resolved = self._resolve_prompt(prompt, prompt_name)
-        return self._pipeline.prepare(texts, resolved, truncation_direction)
+        return self._pipeline.prepare(texts, resolved, truncation_direction, policy, chunk_overlap)
 
     def encode_query(self, sentences: str | list[str], **kwargs: Any) -> Any:
         """``encode`` with the ``query`` prompt when the model defines one."""
@@ -266,6 +285,13 @@ def check_batch_size(batch_size: object) -> int:
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
     return batch_size
+
+
+def check_overlap(chunk_overlap: object) -> int:
+    """``chunk_overlap`` if it is a non-negative int, else an ``InputError``."""
+    if not isinstance(chunk_overlap, int) or isinstance(chunk_overlap, bool) or chunk_overlap < 0:
+        raise InputError(f"chunk_overlap must be an int >= 0, got {chunk_overlap!r}")
+    return chunk_overlap
 
 
 def no_tensors(convert_to_tensor: bool) -> None:

@@ -10,14 +10,15 @@ raw ``logits`` output on the host.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
 
 import numpy as np
 
 from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels.reference import activate_scores, softmax
 from fastembed_rt.kernels.spec import LOGITS, SCORES, ClassifierActivation, ClassifierHeadSpec
-from fastembed_rt.models.base import ArtifactModel, check_batch_size, no_tensors
+from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs, long_inputs_policy, max_pool_scores
+from fastembed_rt.models.base import ArtifactModel, check_batch_size, check_overlap, no_tensors
 from fastembed_rt.pipeline import Prepared, check_unicode
 from fastembed_rt.tokenizer import TruncationDirection
 
@@ -173,6 +174,8 @@ class CrossEncoder(ArtifactModel):
         apply_softmax: bool | None = False,
         convert_to_numpy: bool = True,
         convert_to_tensor: bool = False,
+        long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
+        chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
     ) -> Any:
         """Score (query, document) pairs.
 
@@ -183,6 +186,10 @@ class CrossEncoder(ArtifactModel):
             activation_fn: this call's activation (see the class); None: the model's.
             apply_softmax: for ``num_labels > 1``, a softmax over labels after the activation.
             convert_to_numpy: False gives a list of per-pair numpy values.
+            long_inputs: a pair over ``max_length`` tokens is truncated (``longest_first``, as
+                sentence-transformers), refused (``"error"``), or (``"chunk"``) scored as the query
+                against each window of the document (``chunk_overlap`` tokens shared), keeping the
+                highest score per label.
         Returns:
             float32 ``[n]`` (one label) or ``[n, num_labels]``; one pair gives a scalar or ``[num_labels]``;
             an empty list gives an empty ``(0,)`` array, as sentence-transformers does.
@@ -194,7 +201,9 @@ class CrossEncoder(ArtifactModel):
         self._activation_name(fn)
         if not pairs:
             return np.empty((0,), dtype=np.float32) if convert_to_numpy else []
-        prepared = self.prepare(pairs, prompt_name=prompt_name, prompt=prompt)
+        prepared = self.prepare(
+            pairs, prompt_name=prompt_name, prompt=prompt, long_inputs=long_inputs, chunk_overlap=chunk_overlap
+        )
         scores = self.score_prepared(
             prepared,
             activation_fn=fn,
@@ -214,14 +223,19 @@ class CrossEncoder(ArtifactModel):
         prompt_name: str | None = None,
         prompt: str | None = None,
         truncation_direction: TruncationDirection | None = None,
+        long_inputs: str | LongInputs = LongInputs.TRUNCATE,
+        chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
     ) -> Prepared:
         """Tokenize (query, document) pairs together, the prompt before each query (first half of ``predict``).
 
         A single str item is scored alone (sequence classification), with the prompt before it.
+        ``long_inputs`` / ``chunk_overlap``: as ``predict``.
         """
+        policy = long_inputs_policy(long_inputs)
+        check_overlap(chunk_overlap)
         resolved = self._resolve_prompt(prompt, prompt_name) or ""
         items = [resolved + item if isinstance(item, str) else (resolved + item[0], item[1]) for item in pairs]
-        return self._pipeline.prepare(items, None, truncation_direction)
+        return self._pipeline.prepare(items, None, truncation_direction, policy, chunk_overlap)
 
     def score_prepared(
         self,
@@ -236,7 +250,7 @@ class CrossEncoder(ArtifactModel):
         fn = self.activation_fn if activation_fn is None else activation_fn
         name = self._activation_name(fn)
         output = SCORES if name is self._fused else LOGITS
-        raw = np.empty((len(prepared), self.num_labels), dtype=np.float32)
+        raw = np.empty((prepared.rows, self.num_labels), dtype=np.float32)
         for rows, result, _ in self._pipeline.run(
             prepared, batch_size=batch_size, outputs=[output], show_progress_bar=show_progress_bar
         ):
@@ -248,6 +262,8 @@ class CrossEncoder(ArtifactModel):
         else:
             assert callable(fn)
             scores = np.asarray(fn(raw), dtype=np.float32)
+        if prepared.windows is not None:  # the best window of each pair, per label
+            scores = max_pool_scores(scores.reshape(prepared.rows, -1), prepared.windows.owner, len(prepared))
         if self.num_labels == 1 and scores.ndim > 1 and scores.shape[-1] == 1:
             scores = scores[..., 0]  # [n, 1] -> [n], as sentence-transformers squeezes
         if apply_softmax and scores.ndim > 1:
@@ -265,6 +281,8 @@ class CrossEncoder(ArtifactModel):
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         activation_fn: ActivationLike | None = None,
+        long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
+        chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
     ) -> list[RankResult]:
         """Score ``query`` against every document and sort, as sentence-transformers' ``rank``.
 
@@ -303,6 +321,8 @@ class CrossEncoder(ArtifactModel):
             batch_size=batch_size,
             show_progress_bar=show_progress_bar,
             activation_fn=activation_fn,
+            long_inputs=long_inputs,
+            chunk_overlap=chunk_overlap,
         ).tolist()
         results: list[RankResult] = []
         for i, score in enumerate(scores):

@@ -14,7 +14,9 @@ import numpy as np
 
 from fastembed_rt.calibration import Calibration
 from fastembed_rt.errors import ArtifactError, InputError, ProviderError
+from fastembed_rt.kernels import reference
 from fastembed_rt.kernels.spec import NORMALIZE_OUTPUT, OUTPUT_DIM, QUANTIZE_RANGES, Precision
+from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs, long_inputs_policy, pool_windows
 from fastembed_rt.models.base import TextEncoder, check_batch_size, no_tensors
 from fastembed_rt.pipeline import Prepared, check_texts
 from fastembed_rt.pool import MultiProcessPool
@@ -29,8 +31,44 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from fastembed_rt.models.base import LoadOptions
+    from fastembed_rt.tokenizer import TruncationDirection
 
-__all__ = ["EmbedOptions", "SentenceTransformer"]
+__all__ = ["ChunkEmbeddings", "EmbedOptions", "SentenceTransformer", "text_groups"]
+
+# Chunked texts are prepared and run in groups of about this many characters, so that one huge text
+# or thousands of long ones never hold all their windows at once.
+_GROUP_CHARS = 1 << 20
+
+
+def text_groups(texts: list[str]) -> list[list[str]]:
+    """``texts`` in consecutive groups of about ``_GROUP_CHARS`` characters (one text per group at least)."""
+    groups: list[list[str]] = []
+    size = 0
+    for text in texts:
+        if not groups or size + len(text) > _GROUP_CHARS:
+            groups.append([])
+            size = 0
+        groups[-1].append(text)
+        size += len(text)
+    return groups
+
+
+@dataclass(frozen=True)
+class ChunkEmbeddings:
+    """One row per window of the encoded texts (``SentenceTransformer.encode_chunks``).
+
+    ``embeddings[w]`` is window ``w``'s embedding, ``text_index[w]`` the text it comes from (windows
+    of a text are consecutive, in order), ``spans[w]`` the ``(start, end)`` characters of that text it
+    covers, ``tokens[w]`` how many of the text's tokens it holds.
+    """
+
+    embeddings: np.ndarray
+    text_index: np.ndarray
+    spans: np.ndarray
+    tokens: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.text_index)
 
 
 @dataclass(frozen=True)
@@ -99,6 +137,9 @@ class SentenceTransformer(TextEncoder):
         truncate_dim: int | None = None,
         pool: MultiProcessPool | None = None,
         chunk_size: int | None = None,
+        long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
+        chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
+        truncation_direction: TruncationDirection | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Embed ``sentences``.
 
@@ -109,6 +150,14 @@ class SentenceTransformer(TextEncoder):
             model normalizes or ``normalize_embeddings`` is set. With ``pool`` (from
             ``start_multi_process_pool``) the work is spread over its processes in chunks of
             ``chunk_size`` texts; the result is the same, in input order.
+
+        Texts over ``max_seq_length`` tokens (``long_inputs``): ``"truncate"`` (default, on
+        ``truncation_direction``, counted in ``last_encode_stats.truncated``), ``"error"`` (an
+        ``InputError`` naming the first and its token count) or ``"chunk"``: windows of at most
+        ``max_seq_length`` tokens overlapping by ``chunk_overlap``, run in the ordinary batches and
+        pooled per text weighted by their token counts, normalized when the model normalizes;
+        ``precision`` and ``truncate_dim`` then apply to the pooled vector (``encode_chunks`` gives
+        the windows' own rows).
         """
         no_tensors(convert_to_tensor)
         if pool is not None:
@@ -123,6 +172,9 @@ class SentenceTransformer(TextEncoder):
                 convert_to_numpy=convert_to_numpy,
                 normalize_embeddings=normalize_embeddings,
                 truncate_dim=truncate_dim,
+                long_inputs=long_inputs,
+                chunk_overlap=chunk_overlap,
+                truncation_direction=truncation_direction,
             )
         single = isinstance(sentences, str)
         texts = check_texts(sentences)
@@ -132,12 +184,25 @@ class SentenceTransformer(TextEncoder):
                 f"output_value {output_value!r} is not supported; valid: 'sentence_embedding', 'token_embeddings'"
             )
         call = self.embed_options(precision, truncate_dim, normalize_embeddings)
-        prepared = self.prepare(texts, prompt_name=prompt_name, prompt=prompt)
+        policy = long_inputs_policy(long_inputs)
+        if output_value == "token_embeddings" and policy is LongInputs.CHUNK:
+            raise InputError("output_value='token_embeddings' and long_inputs='chunk' do not mix: use encode_chunks")
         show = bool(show_progress_bar)
         if output_value == "token_embeddings":
+            prepared = self.prepare(
+                texts, prompt_name=prompt_name, prompt=prompt, truncation_direction=truncation_direction,
+                long_inputs=policy,
+            )  # fmt: skip
             tokens = self._pipeline.token_embeddings(prepared, batch_size=batch_size, show_progress_bar=show)
             return tokens[0] if single else tokens
-        embeddings = self.embed_prepared(prepared, call, batch_size=batch_size, show_progress_bar=show)
+        parts = []
+        for group in text_groups(texts) if policy is LongInputs.CHUNK else [texts]:
+            prepared = self.prepare(
+                group, prompt_name=prompt_name, prompt=prompt, truncation_direction=truncation_direction,
+                long_inputs=policy, chunk_overlap=chunk_overlap,
+            )  # fmt: skip
+            parts.append(self.embed_prepared(prepared, call, batch_size=batch_size, show_progress_bar=show))
+        embeddings = parts[0] if len(parts) == 1 else np.concatenate(parts)
         if single:
             return embeddings[0]
         if not convert_to_numpy:
@@ -170,6 +235,8 @@ class SentenceTransformer(TextEncoder):
     ) -> np.ndarray:
         """Embeddings of prepared inputs (the second half of ``encode``): ``[len(prepared), dim]`` rows of
         float32, or int8 / uint8 / packed bits for the other precisions, in input order."""
+        if prepared.windows is not None:
+            return self._pool_windows(prepared, options, batch_size, show_progress_bar)
         if options.precision is not Precision.FLOAT32 or options.output_dim < self.manifest.dim:
             return self._encode_in_graph(prepared, options, batch_size, show_progress_bar)
         if not len(prepared):
@@ -179,6 +246,77 @@ class SentenceTransformer(TextEncoder):
             norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
             embeddings = np.ascontiguousarray(embeddings / np.maximum(norms, np.float32(1e-12)), dtype=np.float32)
         return embeddings
+
+    def _pool_windows(
+        self, prepared: Prepared, options: EmbedOptions, batch_size: int, show_progress_bar: bool
+    ) -> np.ndarray:
+        """Chunked inputs: full float rows per window, pooled per input, then the call's output stages
+        on the host with the numpy references the graph's precision stage is held equal to."""
+        windows = prepared.windows
+        assert windows is not None
+        dim = self.manifest.dim
+        rows = (
+            self._pipeline.embed(prepared, batch_size=batch_size, show_progress_bar=show_progress_bar)
+            if prepared.rows
+            else np.empty((0, dim), np.float32)
+        )
+        pooled = pool_windows(rows, windows.owner, windows.weights, len(prepared), self.manifest.normalizes)
+        if options.precision is Precision.FLOAT32 and options.output_dim == dim:
+            return reference.normalize(pooled) if options.normalize else pooled
+        normalize_output = options.normalize or (self.manifest.normalizes and options.output_dim < dim)
+        sliced = reference.matryoshka(pooled, options.output_dim, normalize_output)
+        return quantize_embeddings(sliced, options.precision, ranges=self._ranges(options, normalize_output))
+
+    def _ranges(self, options: EmbedOptions, normalize_output: bool) -> np.ndarray:
+        """The calibrated ``[2, output_dim]`` int8/uint8 ranges (zeros for the other precisions)."""
+        if options.precision in (Precision.INT8, Precision.UINT8):
+            if self._calibration is None:
+                self._calibration = Calibration(self.manifest)
+            return self._calibration.ranges(options.output_dim, normalize_output)
+        return np.zeros((2, options.output_dim), dtype=np.float32)  # read only by the int8/uint8 outputs
+
+    def encode_chunks(
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
+        precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32",
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+        show_progress_bar: bool | None = None,
+    ) -> ChunkEmbeddings:
+        """One embedding per window of every text (texts that fit are one window), for retrieval that
+        wants several vectors per document.
+
+        Returns:
+            ``ChunkEmbeddings``: ``embeddings`` ``[windows, dim]`` (the call's precision and dim, as
+            ``encode``), ``text_index`` ``[windows]`` (which text), ``spans`` ``[windows, 2]`` (the
+            character span of the text each window covers), ``tokens`` (the text's tokens in it).
+        """
+        texts = check_texts(sentences)
+        check_batch_size(batch_size)
+        call = self.embed_options(precision, truncate_dim, normalize_embeddings)
+        parts: list[ChunkEmbeddings] = []
+        offset = 0
+        for group in text_groups(texts):
+            prepared = self.prepare(
+                group, prompt_name=prompt_name, prompt=prompt, long_inputs=LongInputs.CHUNK, chunk_overlap=chunk_overlap
+            )
+            windows = prepared.windows
+            assert windows is not None
+            rows = Prepared(prepared.encoded, prepared.prompt_length, prepared.tokenize_s)  # each window on its own
+            show = bool(show_progress_bar)
+            embeddings = self.embed_prepared(rows, call, batch_size=batch_size, show_progress_bar=show)
+            tokens = windows.weights.astype(np.int64)
+            parts.append(ChunkEmbeddings(embeddings, windows.owner + offset, windows.spans, tokens))
+            offset += len(group)
+        if not parts:
+            empty = self.embed_prepared(Prepared(self._tokenizer.encode([])), call)
+            return ChunkEmbeddings(empty, np.empty(0, np.int64), np.empty((0, 2), np.int64), np.empty(0, np.int64))
+        fields = ("embeddings", "text_index", "spans", "tokens")
+        return ChunkEmbeddings(*(np.concatenate([getattr(p, name) for p in parts]) for name in fields))
 
     def _encode_in_graph(
         self, prepared: Prepared, options: EmbedOptions, batch_size: int, show_progress_bar: bool
@@ -192,12 +330,7 @@ class SentenceTransformer(TextEncoder):
         precision, output_dim = options.precision, options.output_dim
         # A normalizing model's truncated output is re-normalized (Matryoshka); otherwise only on request.
         normalize_output = options.normalize or (self.manifest.normalizes and output_dim < self.manifest.dim)
-        if precision in (Precision.INT8, Precision.UINT8):
-            if self._calibration is None:
-                self._calibration = Calibration(self.manifest)
-            ranges = self._calibration.ranges(output_dim, normalize_output)
-        else:
-            ranges = np.zeros((2, output_dim), dtype=np.float32)  # read only by the int8/uint8 outputs
+        ranges = self._ranges(options, normalize_output)
         if not len(prepared):
             return quantize_embeddings(np.empty((0, output_dim), np.float32), precision, ranges=ranges)
         return self._pipeline.embed(

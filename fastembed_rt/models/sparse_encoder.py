@@ -8,12 +8,13 @@ the session; ``encode`` returns them as CSR rows (``fastembed_rt.sparse`` descri
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels.spec import MAX_ACTIVE_DIMS, SPARSE_INDICES, SPARSE_VALUES, SpladeSpec
+from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, max_pool_sparse
 from fastembed_rt.models.base import TextEncoder, check_batch_size
 from fastembed_rt.pipeline import Prepared, check_texts
 from fastembed_rt.similarity import SimilarityFunction, similarity_function
@@ -26,6 +27,7 @@ from fastembed_rt.sparse import (
     sparse_similarity,
     sparsity,
 )
+from fastembed_rt.tokenizer import TruncationDirection
 
 if TYPE_CHECKING:
     import os
@@ -108,8 +110,8 @@ class SparseEncoder(TextEncoder):
         ascending column indices per row; ``max_active_dims`` None: the encoder's default."""
         k = self._check_k(max_active_dims) or self.max_active_dims or self.spec.vocab_size
         vocab, n = self.spec.vocab_size, len(prepared)
-        row_indices: list[np.ndarray] = [np.empty(0, np.int64)] * n
-        row_values: list[np.ndarray] = [np.empty(0, np.float32)] * n
+        row_indices: list[np.ndarray] = [np.empty(0, np.int64)] * prepared.rows
+        row_values: list[np.ndarray] = [np.empty(0, np.float32)] * prepared.rows
         feeds = {MAX_ACTIVE_DIMS: np.array([k], dtype=np.int64)}
         for rows, result, _ in self._pipeline.run(
             prepared,
@@ -128,6 +130,8 @@ class SparseEncoder(TextEncoder):
             for j, (row, count) in enumerate(zip(rows.tolist(), active.sum(axis=1).tolist())):
                 row_indices[row] = keys[j, :count]
                 row_values[row] = values[j, :count]
+        if prepared.windows is not None:  # SPLADE's own max-pooling across windows, then the top-k
+            row_indices, row_values = max_pool_sparse(row_indices, row_values, prepared.windows.owner, n, k)
         counts = np.fromiter((r.size for r in row_indices), dtype=np.int64, count=n)
         return SparseEmbeddings(
             np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
@@ -147,6 +151,9 @@ class SparseEncoder(TextEncoder):
         convert_to_sparse_tensor: bool = True,
         max_active_dims: int | None = None,
         sparse_format: SparseFormat = "auto",
+        long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
+        chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
+        truncation_direction: TruncationDirection | None = None,
     ) -> Any:
         """Sparse SPLADE embeddings of ``sentences``.
 
@@ -159,6 +166,9 @@ class SparseEncoder(TextEncoder):
             max_active_dims: keep the k largest weights per text (None: ``self.max_active_dims``).
             sparse_format: ``"auto"`` (scipy ``csr_array`` when scipy is installed, else
                 ``SparseEmbeddings``), ``"scipy"`` or ``"arrays"`` (``SparseEmbeddings``).
+            long_inputs: a text over ``max_seq_length`` tokens is truncated (on ``truncation_direction``),
+                refused (``"error"``) or cut into windows sharing ``chunk_overlap`` tokens whose sparse
+                vectors are max-pooled (SPLADE's own pooling), then pruned to ``max_active_dims``.
         Returns:
             ``[n, vocab_size]`` rows (see the module docstring for the types); 1-D for a single str.
         """
@@ -167,7 +177,14 @@ class SparseEncoder(TextEncoder):
         check_batch_size(batch_size)
         single = isinstance(sentences, str)
         texts = check_texts(sentences)
-        prepared = self.prepare(texts, prompt_name=prompt_name, prompt=prompt)
+        prepared = self.prepare(
+            texts,
+            prompt_name=prompt_name,
+            prompt=prompt,
+            truncation_direction=truncation_direction,
+            long_inputs=long_inputs,
+            chunk_overlap=chunk_overlap,
+        )
         rows = self.encode_prepared(
             prepared, max_active_dims=max_active_dims, batch_size=batch_size, show_progress_bar=bool(show_progress_bar)
         )

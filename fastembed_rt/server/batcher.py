@@ -80,7 +80,7 @@ class Job:
 
     operation: Operation
     items: list[Any]
-    truncate: bool
+    truncate: bool  # False: an input over the model's limit fails the job (422) instead of being truncated
     future: asyncio.Future[JobResult]
     loop: asyncio.AbstractEventLoop
     enqueued: float = field(default_factory=time.perf_counter)
@@ -233,7 +233,7 @@ class ModelWorker:
             offset += end - start
             outcome = JobResult(
                 operation.take(result, own),
-                int(rows.lengths[own].sum()),
+                int(rows.input_tokens[own].sum()),
                 int(rows.truncated[own].sum()),
                 Timings(started - job.enqueued, tokenized - started, done - tokenized),
             )

@@ -3,10 +3,11 @@ TEI has the knob)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastembed_rt.batching import DEFAULT_TOKEN_BUDGET
+from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs
 
 __all__ = ["ServedModel", "ServerConfig"]
 
@@ -35,6 +36,10 @@ class ServerConfig:
         payload_limit: most bytes of a request body (413 past it).
         auto_truncate: truncate over-long inputs when a request does not say (``truncate``);
             otherwise such an input is a 422 naming its position and token count.
+        long_inputs: the policy for over-long inputs when a request does not say (``truncate`` or
+            ``long_inputs``); None: ``truncate`` or ``error`` as ``auto_truncate`` says. ``chunk``
+            embeds (scores) windows and pools them, as the library's ``long_inputs="chunk"``.
+        chunk_overlap: tokens consecutive windows share.
         batch_wait_ms: how long a worker waits for more requests before running what it has
             (0: run at once; the benchmark measures the choice).
         api_key: when set, every route but ``/health`` needs ``Authorization: Bearer <key>``.
@@ -53,11 +58,19 @@ class ServerConfig:
     max_client_batch_size: int = 512
     payload_limit: int = 2_000_000
     auto_truncate: bool = True
+    long_inputs: LongInputs | None = None
+    chunk_overlap: int = DEFAULT_CHUNK_OVERLAP
     batch_wait_ms: float = 0.0
     api_key: str | None = None
     graceful_timeout: float = 30.0
     warmup: bool = True
-    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def default_long_inputs(self) -> LongInputs:
+        """The policy for requests that do not choose one."""
+        if self.long_inputs is not None:
+            return self.long_inputs
+        return LongInputs.TRUNCATE if self.auto_truncate else LongInputs.ERROR
 
     def check(self) -> list[str]:
         """Every setting that cannot work, one line each."""
@@ -82,6 +95,8 @@ class ServerConfig:
                 f"--max-client-batch-size ({self.max_client_batch_size}) is larger than --max-concurrent-requests "
                 f"({self.max_concurrent_requests}): such a request could never be admitted"
             )
+        if self.chunk_overlap < 0:
+            problems.append(f"--chunk-overlap must not be negative, got {self.chunk_overlap}")
         if self.batch_wait_ms < 0 or self.graceful_timeout < 0:
             problems.append("--batch-wait-ms and --graceful-timeout must not be negative")
         return problems

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from fastembed_rt.errors import InputError
+from fastembed_rt.long_inputs import LongInputs
 from fastembed_rt.models import CrossEncoder, SentenceTransformer, SparseEncoder
 from fastembed_rt.server.batcher import JobResult, Operation
 from fastembed_rt.server.requests import (
@@ -63,8 +64,20 @@ def _check_prompt(served: Served, prompt_name: str | None) -> None:
         )
 
 
-def _truncate(state: ServerState, value: bool | None) -> bool:
-    return state.config.auto_truncate if value is None else value
+def _policy(state: ServerState, req: Any) -> LongInputs:
+    """The request's long-input policy: ``long_inputs``, else ``truncate`` (false: error), else the server's."""
+    chosen = getattr(req, "long_inputs", None)
+    if chosen is not None:
+        return LongInputs(chosen)
+    truncate = getattr(req, "truncate", None)
+    if truncate is not None:
+        return LongInputs.TRUNCATE if truncate else LongInputs.ERROR
+    return state.config.default_long_inputs
+
+
+def _windowing(policy: LongInputs) -> LongInputs:
+    """How a worker tokenizes for ``policy``: windows for chunk; truncated otherwise (error is checked per job)."""
+    return LongInputs.CHUNK if policy is LongInputs.CHUNK else LongInputs.TRUNCATE
 
 
 def _text_tokens(served: Served, prompt_name: str | None) -> Callable[[Any], int]:
@@ -82,21 +95,30 @@ async def _embed_job(state: ServerState, request: Request, served: Served, req: 
         options = model.embed_options(req.precision, req.dimensions, req.normalize)
     except InputError as exc:
         raise RequestError(422, f"`dimensions`: {exc}") from None
-    batch_size = state.config.max_batch_size
+    batch_size, overlap = state.config.max_batch_size, state.config.chunk_overlap
+    policy = _policy(state, req)
+    if policy is LongInputs.CHUNK and req.token_ids:
+        raise RequestError(422, "long_inputs 'chunk' needs texts; token id inputs can be truncated or refused")
+    tokenize = _windowing(policy)
 
     def prepare(items: list[Any]) -> Any:
         return model.prepare(
-            items, prompt_name=req.prompt_name, truncation_direction=req.truncation_direction, token_ids=req.token_ids
+            items,
+            prompt_name=req.prompt_name,
+            truncation_direction=req.truncation_direction,
+            token_ids=req.token_ids,
+            long_inputs=tokenize,
+            chunk_overlap=overlap,
         )
 
     operation = Operation(
-        key=("embed", req.prompt_name, req.truncation_direction, req.token_ids, options),
+        key=("embed", req.prompt_name, req.truncation_direction, req.token_ids, tokenize, options),
         prepare=prepare,
         run=lambda prepared: model.embed_prepared(prepared, options, batch_size=batch_size),
         take=lambda result, rows: result[rows],
         count_tokens=len if req.token_ids else _text_tokens(served, req.prompt_name),
     )
-    return await state.run_job(request, served, operation, req.inputs, _truncate(state, req.truncate))
+    return await state.run_job(request, served, operation, req.inputs, policy is not LongInputs.ERROR)
 
 
 async def embed(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
@@ -129,7 +151,9 @@ async def embed_sparse(state: ServerState, request: Request, data: dict[str, Any
     served = state.pick(req.model, SPARSE, "/embed_sparse")
     model = cast(SparseEncoder, served.model)
     _check_prompt(served, req.prompt_name)
-    batch_size = state.config.max_batch_size
+    batch_size, overlap = state.config.max_batch_size, state.config.chunk_overlap
+    policy = _policy(state, req)
+    tokenize = _windowing(policy)
 
     def take(result: Any, rows: np.ndarray) -> list[list[dict[str, Any]]]:
         out = []
@@ -139,9 +163,13 @@ async def embed_sparse(state: ServerState, request: Request, data: dict[str, Any
         return out
 
     operation = Operation(
-        key=("sparse", req.prompt_name, req.truncation_direction, req.max_active_dims),
+        key=("sparse", req.prompt_name, req.truncation_direction, req.max_active_dims, tokenize),
         prepare=lambda items: model.prepare(
-            items, prompt_name=req.prompt_name, truncation_direction=req.truncation_direction
+            items,
+            prompt_name=req.prompt_name,
+            truncation_direction=req.truncation_direction,
+            long_inputs=tokenize,
+            chunk_overlap=overlap,
         ),
         run=lambda prepared: model.encode_prepared(
             prepared, max_active_dims=req.max_active_dims, batch_size=batch_size
@@ -149,7 +177,7 @@ async def embed_sparse(state: ServerState, request: Request, data: dict[str, Any
         take=take,
         count_tokens=_text_tokens(served, req.prompt_name),
     )
-    result = await state.run_job(request, served, operation, req.inputs, _truncate(state, req.truncate))
+    result = await state.run_job(request, served, operation, req.inputs, policy is not LongInputs.ERROR)
     return Reply(result.rows, result, _characters(req.inputs))
 
 
@@ -161,20 +189,31 @@ async def _score_job(
     items: list[Any],
     *,
     raw: bool,
-    truncate: bool | None,
+    req: Any,
     direction: str,
 ) -> JobResult:
     model = cast(CrossEncoder, served.model)
-    batch_size = state.config.max_batch_size
+    batch_size, overlap = state.config.max_batch_size, state.config.chunk_overlap
     activation = "identity" if raw else None
+    policy = _policy(state, req)
+    tokenize = _windowing(policy)
+
+    def prepare(pairs: list[Any]) -> Any:
+        return model.prepare(
+            pairs,
+            truncation_direction=direction,  # type: ignore[arg-type]
+            long_inputs=tokenize,
+            chunk_overlap=overlap,
+        )
+
     operation = Operation(
-        key=("score", raw, direction),
-        prepare=lambda pairs: model.prepare(pairs, truncation_direction=direction),  # type: ignore[arg-type]
+        key=("score", raw, direction, tokenize),
+        prepare=prepare,
         run=lambda prepared: model.score_prepared(prepared, activation_fn=activation, batch_size=batch_size),
         take=lambda result, rows: result[rows],
         count_tokens=_text_tokens(served, None),
     )
-    return await state.run_job(request, served, operation, items, _truncate(state, truncate))
+    return await state.run_job(request, served, operation, items, policy is not LongInputs.ERROR)
 
 
 def _one_label(served: Served, route: str) -> None:
@@ -191,7 +230,7 @@ async def rerank(state: ServerState, request: Request, data: dict[str, Any]) -> 
     _one_label(served, "/rerank")
     pairs = [(req.query, text) for text in req.texts]
     result = await _score_job(
-        state, request, served, pairs, raw=req.raw_scores, truncate=req.truncate, direction=req.truncation_direction
+        state, request, served, pairs, raw=req.raw_scores, req=req, direction=req.truncation_direction
     )
     order = np.argsort(-result.rows, kind="stable")
     ranks = []
@@ -208,7 +247,7 @@ async def openai_rerank(state: ServerState, request: Request, data: dict[str, An
     served = state.pick(req.model, CROSS_ENCODER, "/v1/rerank")
     _one_label(served, "/v1/rerank")
     pairs = [(req.query, text) for text in req.texts]
-    result = await _score_job(state, request, served, pairs, raw=False, truncate=req.truncate, direction="right")
+    result = await _score_job(state, request, served, pairs, raw=False, req=req, direction="right")
     order = np.argsort(-result.rows, kind="stable")[: req.top_n]
     results = []
     for i in order.tolist():
@@ -229,7 +268,7 @@ async def predict(state: ServerState, request: Request, data: dict[str, Any]) ->
         served,
         req.inputs,
         raw=req.raw_scores,
-        truncate=req.truncate,
+        req=req,
         direction=req.truncation_direction,
     )
     labels = served.labels

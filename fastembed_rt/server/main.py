@@ -19,6 +19,7 @@ from typing import Any
 
 import uvicorn
 
+from fastembed_rt.long_inputs import LongInputs
 from fastembed_rt.server.app import ServerState, create_app
 from fastembed_rt.server.config import ServedModel, ServerConfig
 
@@ -64,6 +65,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="truncate over-long inputs when a request does not say (false: 422 naming the input)",
     )
     parser.add_argument(
+        "--long-inputs",
+        default=None,
+        choices=[p.value for p in LongInputs],
+        help="policy for inputs over the model's limit when a request does not say (default: truncate, or error "
+        "with --auto-truncate false); chunk pools windows",
+    )
+    parser.add_argument("--chunk-overlap", type=int, default=d.chunk_overlap, help="tokens windows share (chunk)")
+    parser.add_argument(
         "--batch-wait-ms",
         type=float,
         default=d.batch_wait_ms,
@@ -102,6 +111,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_client_batch_size=args.max_client_batch_size,
         payload_limit=args.payload_limit,
         auto_truncate=args.auto_truncate == "true",
+        long_inputs=LongInputs(args.long_inputs) if args.long_inputs else None,
+        chunk_overlap=args.chunk_overlap,
         batch_wait_ms=args.batch_wait_ms,
         api_key=args.api_key,
         graceful_timeout=args.graceful_timeout,

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import orjson
 
 from fastembed_rt.kernels.spec import Precision
+from fastembed_rt.long_inputs import LongInputs
 
 __all__ = [
     "DecodeRequest",
@@ -106,6 +107,16 @@ def _str(data: dict[str, Any], key: str) -> str | None:
     raise _invalid(f"`{key}` must be a string, got {_kind(value)}")
 
 
+def _long_inputs(data: dict[str, Any]) -> LongInputs | None:
+    value = data.get("long_inputs")
+    if value is None:
+        return None
+    try:
+        return LongInputs(value)
+    except ValueError:
+        raise _invalid(f"`long_inputs` must be 'truncate', 'error' or 'chunk', got {value!r}") from None
+
+
 def _direction(data: dict[str, Any]) -> Direction:
     value = data.get("truncation_direction", "right")
     if isinstance(value, str) and value.lower() in ("left", "right"):
@@ -165,6 +176,7 @@ class EmbedRequest:
     token_ids: bool = False
     model: str | None = None
     truncate: bool | None = None
+    long_inputs: LongInputs | None = None
     truncation_direction: Direction = "right"
     prompt_name: str | None = None
     normalize: bool = True
@@ -190,6 +202,7 @@ def parse_embed(data: dict[str, Any], max_client_batch_size: int) -> EmbedReques
         token_ids,
         model=_str(data, "model"),
         truncate=_bool(data, "truncate", None),
+        long_inputs=_long_inputs(data),
         truncation_direction=_direction(data),
         prompt_name=_str(data, "prompt_name"),
         normalize=bool(_bool(data, "normalize", True)),
@@ -224,6 +237,7 @@ class SparseRequest:
     single: bool
     model: str | None = None
     truncate: bool | None = None
+    long_inputs: LongInputs | None = None
     truncation_direction: Direction = "right"
     prompt_name: str | None = None
     max_active_dims: int | None = None
@@ -236,6 +250,7 @@ def parse_sparse(data: dict[str, Any], max_client_batch_size: int) -> SparseRequ
         single,
         model=_str(data, "model"),
         truncate=_bool(data, "truncate", None),
+        long_inputs=_long_inputs(data),
         truncation_direction=_direction(data),
         prompt_name=_str(data, "prompt_name"),
         max_active_dims=_int(data, "max_active_dims", 1),
@@ -251,6 +266,7 @@ class RerankRequest:
     texts: list[str]
     model: str | None = None
     truncate: bool | None = None
+    long_inputs: LongInputs | None = None
     truncation_direction: Direction = "right"
     raw_scores: bool = False
     return_text: bool = False
@@ -273,6 +289,7 @@ def parse_rerank(data: dict[str, Any], max_client_batch_size: int) -> RerankRequ
         texts,
         model=_str(data, "model"),
         truncate=_bool(data, "truncate", None),
+        long_inputs=_long_inputs(data),
         truncation_direction=_direction(data),
         raw_scores=bool(_bool(data, "raw_scores", False)),
         return_text=bool(_bool(data, "return_text", False)),
@@ -293,6 +310,7 @@ def parse_openai_rerank(data: dict[str, Any], max_client_batch_size: int) -> Rer
         checked,
         model=_str(data, "model"),
         truncate=_bool(data, "truncate", None),
+        long_inputs=_long_inputs(data),
         return_text=bool(_bool(data, "return_documents", False)),
         top_n=_int(data, "top_n", 1),
     )
@@ -306,6 +324,7 @@ class PredictRequest:
     single: bool
     model: str | None = None
     truncate: bool | None = None
+    long_inputs: LongInputs | None = None
     truncation_direction: Direction = "right"
     raw_scores: bool = False
 
@@ -341,6 +360,7 @@ def parse_predict(data: dict[str, Any], max_client_batch_size: int) -> PredictRe
         single,
         model=_str(data, "model"),
         truncate=_bool(data, "truncate", None),
+        long_inputs=_long_inputs(data),
         truncation_direction=_direction(data),
         raw_scores=bool(_bool(data, "raw_scores", False)),
     )
