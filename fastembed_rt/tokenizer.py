@@ -112,8 +112,11 @@ class Tokenizer:
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
         self.info = replace(self.info, max_seq_length=int(value))
-        for direction, backend in self._backends.items():
-            self._truncate(backend, direction)
+        for key in list(self._backends):
+            if key in ("left", "right"):
+                self._truncate(self._backends[key], key)
+            elif key.startswith("windows:"):  # window sizes follow max_seq_length: made again on next use
+                del self._backends[key]
         self._prompt_lengths.clear()
 
     @property

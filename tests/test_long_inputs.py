@@ -160,6 +160,15 @@ def test_huge_texts_run_in_bounded_batches_and_groups(
     np.testing.assert_allclose(minilm_runtime.encode(texts, long_inputs="chunk"), whole, atol=1e-6)
 
 
+def test_windows_follow_a_changed_max_seq_length(minilm_artifact: Path) -> None:
+    model = SentenceTransformer(minilm_artifact)
+    text = words(300)
+    assert model.encode_chunks([text], chunk_overlap=0).tokens.tolist() == [254, 46]
+    model.max_seq_length = 64
+    assert model.encode_chunks([text], chunk_overlap=0).tokens.tolist() == [62] * 4 + [300 - 4 * 62]
+    assert model.encode([text]).shape == (1, 384) and model.last_encode_stats.truncated == 1
+
+
 def test_prompts_are_repeated_in_every_window(minilm_artifact: Path) -> None:
     model = SentenceTransformer(minilm_artifact, prompts={"query": "query: "})
     text = words(400)

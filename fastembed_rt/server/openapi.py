@@ -22,6 +22,11 @@ _TEXTS_OR_IDS = {
     "oneOf": [_STR, {"type": "array", "items": _STR, "minItems": 1}, _IDS, {"type": "array", "items": _IDS}]
 }
 _TRUNCATE = {"type": ["boolean", "null"], "description": "null: the server's --auto-truncate"}
+_LONG_INPUTS = {
+    "type": ["string", "null"],
+    "enum": ["truncate", "error", "chunk", None],
+    "description": "over-long inputs: truncate, refuse (422) or chunk and pool; null: `truncate`, else the server's",
+}
 _DIRECTION = {"type": "string", "enum": ["left", "right", "Left", "Right"], "default": "right"}
 _MODEL = {"type": "string", "description": "a served model name (default: the first served model of this task)"}
 _NUMBERS = {"type": "array", "items": {"type": "number"}}
@@ -34,6 +39,7 @@ SCHEMAS: dict[str, Any] = {
             "inputs": _TEXTS_OR_IDS,
             "normalize": {"type": "boolean", "default": True},
             "truncate": _TRUNCATE,
+            "long_inputs": _LONG_INPUTS,
             "truncation_direction": _DIRECTION,
             "prompt_name": {"type": ["string", "null"]},
             "dimensions": {"type": ["integer", "null"], "minimum": 1, "description": "Matryoshka truncation"},
@@ -49,6 +55,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "inputs": _TEXTS,
             "truncate": _TRUNCATE,
+            "long_inputs": _LONG_INPUTS,
             "truncation_direction": _DIRECTION,
             "prompt_name": {"type": ["string", "null"]},
             "max_active_dims": {"type": ["integer", "null"], "minimum": 1},
@@ -70,6 +77,7 @@ SCHEMAS: dict[str, Any] = {
             "raw_scores": {"type": "boolean", "default": False},
             "return_text": {"type": "boolean", "default": False},
             "truncate": _TRUNCATE,
+            "long_inputs": _LONG_INPUTS,
             "truncation_direction": _DIRECTION,
             "model": _MODEL,
         },
@@ -93,6 +101,7 @@ SCHEMAS: dict[str, Any] = {
             "top_n": {"type": ["integer", "null"], "minimum": 1},
             "return_documents": {"type": "boolean", "default": False},
             "truncate": _TRUNCATE,
+            "long_inputs": _LONG_INPUTS,
             "model": _MODEL,
         },
         "example": {"query": "What is Deep Learning?", "documents": ["Deep Learning is not...", "Deep learning is..."]},
@@ -128,6 +137,7 @@ SCHEMAS: dict[str, Any] = {
             },
             "raw_scores": {"type": "boolean", "default": False},
             "truncate": _TRUNCATE,
+            "long_inputs": _LONG_INPUTS,
             "truncation_direction": _DIRECTION,
             "model": _MODEL,
         },
