@@ -65,6 +65,7 @@ from fastembed_rt.bench import (
     encoder_flops,
     format_table,
     machine_name,
+    target_line,
     write_jsonl,
 )
 
@@ -482,13 +483,7 @@ def targets(rows: list[BenchRow]) -> list[str]:
     out = []
 
     def check(label: str, value: float | None, goal: float, higher: bool, unit: str = "") -> None:
-        if value is None:
-            out.append(f"- {label}: not measured")
-            return
-        ok = value >= goal if higher else value <= goal
-        out.append(
-            f"- {label}: {value:.2f}{unit} (target {'≥' if higher else '≤'} {goal}{unit}) {'met' if ok else 'MISSED'}"
-        )
+        out.append(target_line(label, value, goal, higher, unit))
 
     if fp32 and fp32.sent_s and torch and torch.sent_s:
         check(f"fp32 ({fp32_name}) vs st torch", fp32.sent_s / torch.sent_s, 2.0, True, "×")

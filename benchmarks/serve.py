@@ -94,7 +94,7 @@ import numpy as np
 from envs import ENVS, contender_environ, ensure_env
 from run import MODELS, ensure_artifact, minilm_dir
 
-from fastembed_rt.bench import isa_flags, machine_name
+from fastembed_rt.bench import isa_flags, machine_name, target_line
 
 HERE = Path(__file__).resolve().parent
 MODEL = "minilm"
@@ -911,12 +911,7 @@ def targets(rows: list[ServeRow], ceiling: ServeRow | None) -> list[str]:
     out = []
 
     def check(label: str, value: float | None, goal: float, higher: bool, unit: str = "") -> None:
-        if value is None:
-            out.append(f"- {label}: not measured")
-            return
-        ok = value >= goal if higher else value <= goal
-        sign = "≥" if higher else "≤"
-        out.append(f"- {label}: {value:.2f}{unit} (target {sign} {goal}{unit}) {'met' if ok else 'MISSED'}")
+        out.append(target_line(label, value, goal, higher, unit))
 
     at32 = ours.get(("closed", 32))
     ratio = at32.sent_s / ceiling.sent_s if at32 and at32.sent_s and ceiling and ceiling.sent_s else None

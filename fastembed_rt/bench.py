@@ -178,6 +178,15 @@ def cpu_peak(cores: int, flops_per_cycle: int | None = None, measured_gflops: fl
 ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
 
 
+def target_line(label: str, value: float | None, goal: float, higher: bool, unit: str = "") -> str:
+    """One benchmark target as a markdown list line: the measured value, the goal, ``met`` or ``MISSED``."""
+    if value is None:
+        return f"- {label}: not measured"
+    ok = value >= goal if higher else value <= goal
+    sign = "≥" if higher else "≤"
+    return f"- {label}: {value:.2f}{unit} (target {sign} {goal}{unit}) {'met' if ok else 'MISSED'}"
+
+
 def isa_flags() -> str:
     """The SIMD flags of ``/proc/cpuinfo`` that matter to inference kernels, in a fixed order."""
     try:

@@ -547,7 +547,7 @@ def test_a_model_that_cannot_load_stops_the_server_with_exit_code_1(tmp_path: Pa
 _NO_TORCH = """
 import json
 from fastembed_rt.server import ServedModel, ServerConfig, create_app, main
-from fastembed_rt.server.app import ServerState
+from fastembed_rt.server.state import ServerState
 state = ServerState(ServerConfig(models=(ServedModel("m", sys.argv[1]),)))
 create_app(state.config, state=state)
 state.load_models()

@@ -13,7 +13,8 @@ imports this package. One process serves one or more artifacts of any task::
     response: TEI shapes on TEI routes, OpenAI shapes on /v1/*, timing headers, Prometheus metrics
 
 Modules: ``config`` (flags), ``requests`` (request bodies → typed requests), ``responses`` (bodies
-and errors in each API's shape), ``batcher``, ``limits``, ``metrics``, ``openapi``, ``app`` (routes),
+and errors in each API's shape), ``batcher``, ``limits``, ``metrics``, ``state`` (the served models and
+their workers), ``handlers`` (one function per route), ``openapi``, ``app`` (routes),
 ``main`` (the command line and the uvicorn process).
 """
 

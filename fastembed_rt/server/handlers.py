@@ -35,7 +35,7 @@ from fastembed_rt.server.requests import (
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-    from fastembed_rt.server.app import Served, ServerState
+    from fastembed_rt.server.state import Served, ServerState
 
 __all__ = ["HANDLERS", "Reply"]
 

@@ -20,8 +20,9 @@ from typing import Any
 import uvicorn
 
 from fastembed_rt.long_inputs import LongInputs
-from fastembed_rt.server.app import ServerState, create_app
+from fastembed_rt.server.app import create_app
 from fastembed_rt.server.config import ServedModel, ServerConfig
+from fastembed_rt.server.state import ServerState
 
 __all__ = ["add_arguments", "config_from_args", "main", "run"]
 
@@ -54,8 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-client-batch-size",
         type=int,
-        default=d.max_client_batch_size,
-        help="most inputs in one request (422 past it)",
+        default=None,
+        help=f"most inputs in one request (422 past it); default {d.max_client_batch_size}, at most "
+        "--max-concurrent-requests",
     )
     parser.add_argument("--payload-limit", type=int, default=d.payload_limit, help="most bytes per request body (413)")
     parser.add_argument(
@@ -108,7 +110,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_concurrent_requests=args.max_concurrent_requests,
         max_batch_tokens=args.max_batch_tokens,
         max_batch_size=args.max_batch_size,
-        max_client_batch_size=args.max_client_batch_size,
+        max_client_batch_size=(
+            args.max_client_batch_size
+            if args.max_client_batch_size is not None
+            else min(ServerConfig.max_client_batch_size, args.max_concurrent_requests)
+        ),
         payload_limit=args.payload_limit,
         auto_truncate=args.auto_truncate == "true",
         long_inputs=LongInputs(args.long_inputs) if args.long_inputs else None,

@@ -1,0 +1,198 @@
+"""What the routes share: the served models and their workers, admission, readiness and draining.
+
+``ServerState.load_models`` opens every artifact with the library's loader (in a thread at startup);
+``run_job`` admits a request's inputs, queues them on the model's worker and waits for its rows or
+for the client to leave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+
+from fastembed_rt.models import ArtifactModel, CrossEncoder, load_model
+from fastembed_rt.server.batcher import Job, JobResult, ModelWorker, Operation
+from fastembed_rt.server.config import ServerConfig
+from fastembed_rt.server.limits import Admission
+from fastembed_rt.server.metrics import Metrics
+from fastembed_rt.server.requests import RequestError
+
+__all__ = ["ClientGone", "Served", "ServerState"]
+
+logger = logging.getLogger("fastembed_rt.server")
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready; nothing is sent."""
+
+
+@dataclass
+class Served:
+    """A loaded model, its worker, and what the routes need to know of it."""
+
+    name: str
+    artifact: Path
+    model: ArtifactModel
+    worker: ModelWorker
+    untruncated: Any  # a Rust tokenizer without truncation, for /tokenize and /decode
+
+    @property
+    def task(self) -> str:
+        return self.model.task
+
+    @property
+    def threads(self) -> int | None:
+        """The engine's intra-op threads (sized from the CPUs the process may use: affinity, cgroup quota)."""
+        return getattr(self.model._pipeline.provider, "intra_op_threads", None)
+
+    @property
+    def labels(self) -> list[str]:
+        """Label names of a cross-encoder's scores (the manifest's, else ``LABEL_i``)."""
+        model = self.model
+        count = model.num_labels if isinstance(model, CrossEncoder) else 1
+        names = model.manifest.stages.get("classifier", {}).get("labels") or []
+        return [str(names[i]) if i < len(names) else f"LABEL_{i}" for i in range(count)]
+
+    def describe(self) -> dict[str, Any]:
+        m = self.model
+        return {
+            "name": self.name,
+            "task": self.task,
+            "artifact": str(self.artifact),
+            "source": m.manifest.source.get("model"),
+            "provider": m.provider,
+            "variant": m.variant,
+            "threads": self.threads,
+            "dim": m.manifest.dim,
+            "max_input_length": m.max_seq_length,
+            "prompts": dict(m.prompts),
+        }
+
+
+class ServerState:
+    """Everything the routes share: config, metrics, admission and the served models."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        problems = config.check()
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.config = config
+        self.metrics = Metrics()
+        self.admission = Admission(config.max_concurrent_requests, self.metrics)
+        self.models: dict[str, Served] = {}
+        self.ready = threading.Event()
+        self.load_error: BaseException | None = None
+        self.draining = False
+        self.started_at = int(time.time())
+
+    # -- loading ---------------------------------------------------------------------------------------
+    def load_models(self) -> None:
+        """Open and warm every model (in a thread at startup); a failure is kept for ``/health`` and logs."""
+        from tokenizers import Tokenizer as RustTokenizer
+
+        cfg = self.config
+        try:
+            for spec in cfg.models:
+                started = time.perf_counter()
+                model = load_model(
+                    spec.artifact,
+                    provider=cfg.provider,
+                    variant=cfg.variant,
+                    intra_op_threads=cfg.intra_op_threads,
+                    warmup=cfg.warmup,
+                )
+                model.token_budget = min(model.token_budget, cfg.max_batch_tokens)  # SPLADE keeps its memory cap
+                untruncated = RustTokenizer.from_file(str(model.manifest.root / model.manifest.tokenizer.file))
+                untruncated.no_truncation()
+                untruncated.no_padding()
+                worker = ModelWorker(
+                    spec.name,
+                    model.max_seq_length,
+                    self.metrics,
+                    batch_wait_s=cfg.batch_wait_ms / 1000,
+                    wait_for_items=cfg.max_batch_size,
+                )
+                served = Served(spec.name, Path(spec.artifact), model, worker, untruncated)
+                self.models[spec.name] = served
+                logger.info(
+                    "model %s (%s) ready on %s/%s with %s threads in %.2f s",
+                    spec.name,
+                    model.task,
+                    model.provider,
+                    model.variant,
+                    served.threads,
+                    time.perf_counter() - started,
+                )
+        except BaseException as exc:
+            self.load_error = exc
+            logger.error("loading models failed: %s", exc)
+            raise
+        self.ready.set()
+
+    def close(self) -> None:
+        for served in self.models.values():
+            served.worker.close(self.config.graceful_timeout)
+            served.model.close()
+
+    # -- routing ---------------------------------------------------------------------------------------
+    def pick(self, name: str | None, task: str | None, route: str) -> Served:
+        """The model a request names, or the first served model of the route's ``task`` (None: any)."""
+        if name is not None:
+            served = self.models.get(name)
+            if served is None:
+                raise RequestError(
+                    404, f"model {name!r} is not served here; served: {', '.join(self.models)}", "NotFound"
+                )
+            if task is not None and served.task != task:
+                raise RequestError(
+                    422, f"{route} serves {task} models; {name!r} is a {served.task} model. {self._by_task()}"
+                )
+            return served
+        for served in self.models.values():
+            if task is None or served.task == task:
+                return served
+        raise RequestError(422, f"{route} serves {task} models and none is served here. {self._by_task()}")
+
+    def _by_task(self) -> str:
+        return "Served: " + ", ".join(f"{s.name} ({s.task})" for s in self.models.values())
+
+    # -- running a job ---------------------------------------------------------------------------------
+    async def run_job(
+        self, request: Request, served: Served, operation: Operation, items: list[Any], truncate: bool
+    ) -> JobResult:
+        """Admit ``items``, queue them on the model's worker and wait for their rows (or the client to go)."""
+        self.admission.acquire(len(items), served.worker.items_per_second)
+        loop = asyncio.get_running_loop()
+        job = Job(operation, items, truncate, loop.create_future(), loop)
+        try:
+            served.worker.submit(job)
+            gone: asyncio.Future[Any] = asyncio.ensure_future(_disconnected(request))
+            waiting: set[asyncio.Future[Any]] = {job.future, gone}
+            try:
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                gone.cancel()
+            if job.future not in done:
+                job.cancelled = True
+                raise ClientGone
+            return job.future.result()
+        except asyncio.CancelledError:
+            job.cancelled = True
+            raise
+        finally:
+            self.admission.release(len(items))
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client closes its connection (the body has been read by then)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
