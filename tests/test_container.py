@@ -163,3 +163,34 @@ def test_image_holds_no_torch_no_pip_and_reports_its_size(image: str, podman_env
     size = int(_podman("image", "inspect", "--format", "{{.Size}}", image, env=podman_env))
     base = int(_podman("image", "inspect", "--format", "{{.Size}}", BASE_IMAGE, env=podman_env))
     print(f"image {size / 1e6:.0f} MB = base {base / 1e6:.0f} MB + fastembed-rt {(size - base) / 1e6:.0f} MB")
+
+
+def test_an_artifact_baked_in_at_build_time_is_served_without_a_mount(
+    image: str, podman_env: dict[str, str], base_image: str, minilm_artifact_session: Path, minilm_runtime: Any,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    context = tmp_path / "context"
+    context.mkdir()
+    for name in ("Containerfile", ".containerignore", "pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, context / name)
+    for name in ("fastembed_rt", "kernels", "export"):
+        shutil.copytree(REPO / name, context / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(minilm_artifact_session, context / "model")
+    tag = f"{image}-baked"
+    volume = ["-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"] if CA_BUNDLE.is_file() else []
+    _podman(
+        "build", "--format", "docker", "--pull=never", "-f", "Containerfile", "-t", tag,
+        "--build-arg", f"BASE_IMAGE={base_image}", "--build-arg", "ARTIFACT=model", *volume, str(context),
+        env=podman_env, timeout=1200,
+    )  # fmt: skip
+    port = _free_port()
+    container = _podman(
+        "run", "--detach", "--network=host", "--env", f"PORT={port}", tag, "/models/model", "--host", "127.0.0.1",
+        env=podman_env,
+    )  # fmt: skip
+    try:
+        first, _ = _first_embed(port, container, podman_env)
+        np.testing.assert_allclose(first, minilm_runtime.encode(["The cat sat on the mat."]), atol=1e-6)
+    finally:
+        _podman("rm", "--force", container, env=podman_env, check=False)
+        _podman("rmi", "--force", tag, env=podman_env, check=False)
