@@ -153,6 +153,7 @@ def test_embed_headers_say_tokens_and_times(server: Server, minilm_runtime: Sent
     tokens = sum(len(e.ids) for e in minilm_runtime.tokenizer.encode_batch(TEXTS))
     assert int(response.headers["x-compute-tokens"]) == tokens
     assert int(response.headers["x-compute-characters"]) == sum(map(len, TEXTS))
+    assert response.headers["x-compute-type"] == minilm_runtime.provider
     for header in ("x-total-time", "x-queue-time", "x-inference-time", "x-tokenization-time"):
         assert float(response.headers[header]) >= 0.0
 

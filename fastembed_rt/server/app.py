@@ -73,8 +73,7 @@ def _endpoint(state: ServerState, route: str, handler: Handler, api: Api) -> Any
             _gate(state, request)
             data = parse_body(await _read_body(request, state.config.payload_limit))
             reply = await handler(state, request, data)
-            served_type = next(iter(state.models.values())).model.provider if state.models else "cpu"
-            headers = timing_headers(reply.result, time.perf_counter() - started, reply.characters, served_type)
+            headers = timing_headers(reply.result, time.perf_counter() - started, reply.characters, reply.provider)
             response = json_response(reply.payload, headers=headers)
         except RequestError as exc:
             response = error_response(api, exc)

@@ -44,11 +44,13 @@ EMBEDDING, SPARSE, CROSS_ENCODER = "embedding", "sparse", "cross-encoder"
 
 @dataclass(frozen=True)
 class Reply:
-    """A route's answer: the JSON payload, the job it ran (None: none) and the characters it read."""
+    """A route's answer: the JSON payload, the job it ran (None: none), the characters it read and the
+    provider of the model that answered (TEI's ``x-compute-type``)."""
 
     payload: Any
     result: JobResult | None
     characters: int
+    provider: str
 
 
 def _characters(items: list[Any]) -> int:
@@ -125,7 +127,7 @@ async def embed(state: ServerState, request: Request, data: dict[str, Any]) -> R
     req = parse_embed(data, state.config.max_client_batch_size)
     served = state.pick(req.model, EMBEDDING, "/embed")
     result = await _embed_job(state, request, served, req)
-    return Reply(result.rows, result, _characters(req.inputs))
+    return Reply(result.rows, result, _characters(req.inputs), served.model.provider)
 
 
 async def openai_embeddings(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
@@ -142,7 +144,7 @@ async def openai_embeddings(state: ServerState, request: Request, data: dict[str
         "model": served.name,
         "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens},
     }
-    return Reply(payload, result, _characters(req.inputs))
+    return Reply(payload, result, _characters(req.inputs), served.model.provider)
 
 
 # -- sparse embeddings ---------------------------------------------------------------------------------
@@ -178,7 +180,7 @@ async def embed_sparse(state: ServerState, request: Request, data: dict[str, Any
         count_tokens=_text_tokens(served, req.prompt_name),
     )
     result = await state.run_job(request, served, operation, req.inputs, policy is not LongInputs.ERROR)
-    return Reply(result.rows, result, _characters(req.inputs))
+    return Reply(result.rows, result, _characters(req.inputs), served.model.provider)
 
 
 # -- cross-encoder scores ------------------------------------------------------------------------------
@@ -239,7 +241,7 @@ async def rerank(state: ServerState, request: Request, data: dict[str, Any]) -> 
         if req.return_text:
             rank["text"] = req.texts[i]
         ranks.append(rank)
-    return Reply(ranks, result, _characters(pairs))
+    return Reply(ranks, result, _characters(pairs), served.model.provider)
 
 
 async def openai_rerank(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
@@ -256,7 +258,7 @@ async def openai_rerank(state: ServerState, request: Request, data: dict[str, An
             item["document"] = {"text": req.texts[i]}
         results.append(item)
     payload = {"model": served.name, "results": results, "usage": {"total_tokens": result.tokens}}
-    return Reply(payload, result, _characters(pairs))
+    return Reply(payload, result, _characters(pairs), served.model.provider)
 
 
 async def predict(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
@@ -277,7 +279,8 @@ async def predict(state: ServerState, request: Request, data: dict[str, Any]) ->
         [{"score": float(row[j]), "label": labels[j]} for j in np.argsort(-row, kind="stable").tolist()]
         for row in scores
     ]
-    return Reply(predictions[0] if req.single else predictions, result, _characters(req.inputs))
+    payload = predictions[0] if req.single else predictions
+    return Reply(payload, result, _characters(req.inputs), served.model.provider)
 
 
 # -- tokenizer -----------------------------------------------------------------------------------------
@@ -307,7 +310,8 @@ async def tokenize(state: ServerState, request: Request, data: dict[str, Any]) -
             out.append(tokens)
         return out
 
-    return Reply(await asyncio.to_thread(run), None, _characters(texts))  # the event loop never tokenizes
+    tokens = await asyncio.to_thread(run)  # the event loop never tokenizes
+    return Reply(tokens, None, _characters(texts), served.model.provider)
 
 
 async def decode(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
@@ -321,7 +325,7 @@ async def decode(state: ServerState, request: Request, data: dict[str, Any]) -> 
     texts = await asyncio.to_thread(
         served.untruncated.decode_batch, req.ids, skip_special_tokens=req.skip_special_tokens
     )
-    return Reply(list(texts), None, 0)
+    return Reply(list(texts), None, 0, served.model.provider)
 
 
 Handler = Callable[["ServerState", "Request", dict[str, Any]], Awaitable[Reply]]
