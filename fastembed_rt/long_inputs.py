@@ -30,6 +30,7 @@ __all__ = [
     "max_pool_scores",
     "max_pool_sparse",
     "pool_windows",
+    "too_long",
     "window_bounds",
 ]
 
@@ -53,6 +54,14 @@ def long_inputs_policy(value: str | LongInputs) -> LongInputs:
     except ValueError:
         valid = ", ".join(repr(p.value) for p in LongInputs)
         raise InputError(f"long_inputs {value!r} is not known; valid: {valid}") from None
+
+
+def too_long(position: int, tokens: int, limit: int, alternatives: str) -> InputError:
+    """The ``"error"`` policy's refusal: the first over-long input, its token count and what to do instead."""
+    return InputError(
+        f"input {position} is {tokens} tokens long, more than max_seq_length {limit}; shorten it, or pass "
+        f"long_inputs={alternatives}"
+    )
 
 
 def window_bounds(owner: np.ndarray, inputs: int) -> tuple[np.ndarray, np.ndarray]:

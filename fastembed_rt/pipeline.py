@@ -24,9 +24,9 @@ from fastembed_rt.kernels.spec import (
     SENTENCE_EMBEDDING,
     TOKEN_EMBEDDINGS,
 )
-from fastembed_rt.long_inputs import LongInputs, window_bounds
+from fastembed_rt.long_inputs import LongInputs, too_long, window_bounds
 from fastembed_rt.providers.base import ExecutionProvider
-from fastembed_rt.tokenizer import Encoded, Tokenizer, TruncationDirection, Windows
+from fastembed_rt.tokenizer import Encoded, Tokenizer, TruncationDirection, Windows, with_prompt
 
 __all__ = ["BatchFeeds", "EncodeStats", "Pipeline", "Prepared", "check_texts", "check_unicode"]
 
@@ -273,17 +273,12 @@ class Pipeline:
             windows = self.tokenizer.encode_windows(items, prompt=prompt, overlap=chunk_overlap)
             prompt_length = self.tokenizer.prompt_length(prompt) if prompt else 0
             return Prepared(windows.encoded, prompt_length, time.perf_counter() - started, windows)
-        full: list[Any] = [
-            (prompt + i if isinstance(i, str) else (prompt + i[0], i[1])) if prompt else i for i in items
-        ]
+        full = with_prompt(items, prompt)
         encoded = self.tokenizer.encode(full, truncation_direction)
         if long_inputs is LongInputs.ERROR and encoded.truncated.any():
             first = int(np.flatnonzero(encoded.truncated)[0])
             tokens = self.tokenizer.count_tokens([full[first]])[0]
-            raise InputError(
-                f"input {first} is {tokens} tokens long, more than max_seq_length {self.tokenizer.max_seq_length}; "
-                "shorten it, or pass long_inputs='truncate' or 'chunk'"
-            )
+            raise too_long(first, tokens, self.tokenizer.max_seq_length, "'truncate' or 'chunk'")
         prompt_length = self.tokenizer.prompt_length(prompt) if prompt else 0
         return Prepared(encoded, prompt_length, time.perf_counter() - started)
 

@@ -17,7 +17,7 @@ import numpy as np
 from fastembed_rt.artifact import TokenizerInfo
 from fastembed_rt.errors import ArtifactError, InputError
 
-__all__ = ["Encoded", "Tokenizer", "TruncationDirection", "Windows"]
+__all__ = ["Encoded", "Tokenizer", "TruncationDirection", "Windows", "with_prompt"]
 
 TruncationDirection = Literal["left", "right"]
 
@@ -45,6 +45,13 @@ class Encoded:
         """The rows ``rows`` of this encoding, in that order."""
         index = [int(i) for i in rows]
         return Encoded([self.ids[i] for i in index], [self.type_ids[i] for i in index], self.truncated[index])
+
+
+def with_prompt(items: Sequence[str | tuple[str, str]], prompt: str | None) -> list[Any]:
+    """``prompt`` before each text, or before the first text (the query) of each pair."""
+    if not prompt:
+        return list(items)
+    return [prompt + item if isinstance(item, str) else (prompt + item[0], item[1]) for item in items]
 
 
 @dataclass(frozen=True)
@@ -160,7 +167,9 @@ class Tokenizer:
         truncated = np.fromiter((len(row) > limit for row in rows), dtype=bool, count=len(rows))
         return Encoded(ids, [np.zeros_like(row) for row in ids], truncated)
 
-    def _untruncated(self) -> Any:
+    @property
+    def untruncated(self) -> Any:
+        """A copy of the Rust tokenizer that neither truncates nor pads (token counts, offsets, decoding)."""
         if "untruncated" not in self._backends:
             backend = self._tok.from_str(self._tok.to_str())
             backend.no_truncation()
@@ -170,7 +179,7 @@ class Tokenizer:
 
     def count_tokens(self, texts: Sequence[str | tuple[str, str]]) -> list[int]:
         """Tokens of each text with special tokens and without truncation (for long-input errors)."""
-        return [len(e.ids) for e in self._untruncated().encode_batch(list(texts), add_special_tokens=True)]
+        return [len(e.ids) for e in self.untruncated.encode_batch(list(texts), add_special_tokens=True)]
 
     def encode_windows(
         self, items: Sequence[str | tuple[str, str]], *, prompt: str | None = None, overlap: int = 0
@@ -187,9 +196,9 @@ class Tokenizer:
             InputError: ``overlap`` leaves no room for new tokens in a window, or a pair's query
                 alone does not fit in a window.
         """
-        full = [(prompt + i if isinstance(i, str) else (prompt + i[0], i[1])) if prompt else i for i in items]
+        full = with_prompt(items, prompt)
         plain = self.encode(full)
-        prompt_ids = self._untruncated().encode(prompt, add_special_tokens=False).ids if prompt else []
+        prompt_ids = self.untruncated.encode(prompt, add_special_tokens=False).ids if prompt else []
         ids: list[np.ndarray] = []
         type_ids: list[np.ndarray] = []
         owner: list[int] = []

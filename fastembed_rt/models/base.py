@@ -24,10 +24,10 @@ import numpy as np
 
 from fastembed_rt.artifact import Manifest, load_manifest, resolve_artifact
 from fastembed_rt.errors import ArtifactError, InputError
-from fastembed_rt.long_inputs import LongInputs, long_inputs_policy
+from fastembed_rt.long_inputs import LongInputs, long_inputs_policy, too_long
 from fastembed_rt.pipeline import EncodeStats, Pipeline, Prepared, check_texts
 from fastembed_rt.providers import ExecutionProvider, ProviderOptions, open_graph
-from fastembed_rt.tokenizer import Tokenizer, TruncationDirection
+from fastembed_rt.tokenizer import Tokenizer, TruncationDirection, with_prompt
 
 __all__ = [
     "DOCUMENT_PROMPT_NAMES",
@@ -36,6 +36,7 @@ __all__ = [
     "TextEncoder",
     "check_batch_size",
     "check_overlap",
+    "check_positive_int",
     "no_tensors",
 ]
 
@@ -156,14 +157,17 @@ class ArtifactModel:
 
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InputError(f"max_seq_length must be a positive int, got {value!r}")
-        self._tokenizer.max_seq_length = value
+        self._tokenizer.max_seq_length = check_positive_int("max_seq_length", value)
 
     @property
     def tokenizer(self) -> Any:
         """The Rust ``tokenizers.Tokenizer`` in use."""
         return self._tokenizer.backend
+
+    @property
+    def untruncated_tokenizer(self) -> Any:
+        """The Rust ``tokenizers.Tokenizer`` without truncation or padding: whole-text tokens and offsets."""
+        return self._tokenizer.untruncated
 
     @property
     def last_encode_stats(self) -> EncodeStats:
@@ -180,17 +184,13 @@ class ArtifactModel:
 
     @token_budget.setter
     def token_budget(self, value: int) -> None:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InputError(f"token_budget must be a positive int, got {value!r}")
-        self._pipeline.token_budget = value
+        self._pipeline.token_budget = check_positive_int("token_budget", value)
 
     def count_tokens(
         self, items: Sequence[str | tuple[str, str]], *, prompt_name: str | None = None, prompt: str | None = None
     ) -> list[int]:
         """Tokens of each text or pair with the call's prompt and special tokens, before any truncation."""
-        resolved = self._resolve_prompt(prompt, prompt_name) or ""
-        full = [resolved + item if isinstance(item, str) else (resolved + item[0], item[1]) for item in items]
-        return self._tokenizer.count_tokens(full)
+        return self._tokenizer.count_tokens(with_prompt(items, self._resolve_prompt(prompt, prompt_name)))
 
     # -- prompts --------------------------------------------------------------------------------
     def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
@@ -262,10 +262,7 @@ class TextEncoder(ArtifactModel):
             encoded = self._tokenizer.encode_ids(sentences, truncation_direction)  # type: ignore[arg-type]
             if policy is LongInputs.ERROR and encoded.truncated.any():
                 first = int(np.flatnonzero(encoded.truncated)[0])
-                raise InputError(
-                    f"input {first} is {len(sentences[first])} tokens long, more than max_seq_length "
-                    f"{self.max_seq_length}; shorten it, or pass long_inputs='truncate'"
-                )
+                raise too_long(first, len(sentences[first]), self.max_seq_length, "'truncate'")
             return Prepared(encoded)
         texts = check_texts(sentences)
         resolved = self._resolve_prompt(prompt, prompt_name)
@@ -280,11 +277,16 @@ class TextEncoder(ArtifactModel):
         return self.encode(sentences, **self._with_prompt_name(kwargs, DOCUMENT_PROMPT_NAMES))
 
 
+def check_positive_int(name: str, value: object) -> int:
+    """``value`` if it is a positive int (not a bool), else an ``InputError`` naming ``name``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InputError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
 def check_batch_size(batch_size: object) -> int:
     """``batch_size`` if it is a positive int, else an ``InputError``."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
-    return batch_size
+    return check_positive_int("batch_size", batch_size)
 
 
 def check_overlap(chunk_overlap: object) -> int:

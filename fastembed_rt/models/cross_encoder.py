@@ -20,7 +20,7 @@ from fastembed_rt.kernels.spec import LOGITS, SCORES, ClassifierActivation, Clas
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs, long_inputs_policy, max_pool_scores
 from fastembed_rt.models.base import ArtifactModel, check_batch_size, check_overlap, no_tensors
 from fastembed_rt.pipeline import Prepared, check_unicode
-from fastembed_rt.tokenizer import TruncationDirection
+from fastembed_rt.tokenizer import TruncationDirection, with_prompt
 
 if TYPE_CHECKING:
     import os
@@ -233,8 +233,7 @@ class CrossEncoder(ArtifactModel):
         """
         policy = long_inputs_policy(long_inputs)
         check_overlap(chunk_overlap)
-        resolved = self._resolve_prompt(prompt, prompt_name) or ""
-        items = [resolved + item if isinstance(item, str) else (resolved + item[0], item[1]) for item in pairs]
+        items = with_prompt(pairs, self._resolve_prompt(prompt, prompt_name))
         return self._pipeline.prepare(items, None, truncation_direction, policy, chunk_overlap)
 
     def score_prepared(

@@ -188,19 +188,15 @@ class SentenceTransformer(TextEncoder):
         if output_value == "token_embeddings" and policy is LongInputs.CHUNK:
             raise InputError("output_value='token_embeddings' and long_inputs='chunk' do not mix: use encode_chunks")
         show = bool(show_progress_bar)
+        how: dict[str, Any] = {"prompt_name": prompt_name, "prompt": prompt, "long_inputs": policy}
+        how.update(truncation_direction=truncation_direction, chunk_overlap=chunk_overlap)
         if output_value == "token_embeddings":
-            prepared = self.prepare(
-                texts, prompt_name=prompt_name, prompt=prompt, truncation_direction=truncation_direction,
-                long_inputs=policy,
-            )  # fmt: skip
+            prepared = self.prepare(texts, **how)
             tokens = self._pipeline.token_embeddings(prepared, batch_size=batch_size, show_progress_bar=show)
             return tokens[0] if single else tokens
         parts = []
         for group in text_groups(texts) if policy is LongInputs.CHUNK else [texts]:
-            prepared = self.prepare(
-                group, prompt_name=prompt_name, prompt=prompt, truncation_direction=truncation_direction,
-                long_inputs=policy, chunk_overlap=chunk_overlap,
-            )  # fmt: skip
+            prepared = self.prepare(group, **how)
             parts.append(self.embed_prepared(prepared, call, batch_size=batch_size, show_progress_bar=show))
         embeddings = parts[0] if len(parts) == 1 else np.concatenate(parts)
         if single:
@@ -242,10 +238,7 @@ class SentenceTransformer(TextEncoder):
         if not len(prepared):
             return np.empty((0, self.manifest.dim), dtype=np.float32)
         embeddings = self._pipeline.embed(prepared, batch_size=batch_size, show_progress_bar=show_progress_bar)
-        if options.normalize:
-            norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-            embeddings = np.ascontiguousarray(embeddings / np.maximum(norms, np.float32(1e-12)), dtype=np.float32)
-        return embeddings
+        return reference.normalize(embeddings) if options.normalize else embeddings
 
     def _pool_windows(
         self, prepared: Prepared, options: EmbedOptions, batch_size: int, show_progress_bar: bool

@@ -198,9 +198,10 @@ class ModelWorker:
         accepted: list[tuple[Job, int, int]] = []
         keep: list[int] = []
         start = 0
+        cut = prepared.truncated
         for job in jobs:
             end = start + len(job.items)
-            truncated = np.flatnonzero(prepared.truncated[start:end])
+            truncated = np.flatnonzero(cut[start:end])
             if truncated.size and not job.truncate:
                 position = int(truncated[0])
                 tokens = operation.count_tokens(job.items[position])
@@ -221,7 +222,8 @@ class ModelWorker:
         rows = prepared if len(keep) == len(prepared) else prepared.select(keep)
         result = operation.run(rows)
         done = time.perf_counter()
-        self._count(len(rows), rows, done - tokenized)
+        input_tokens, truncated = rows.input_tokens, rows.truncated
+        self._count(len(rows), int(rows.lengths.sum()), int(truncated.sum()), done - tokenized)
         m = self._metrics
         m.tokenization_duration.labels(self.name).observe(tokenized - started)
         m.inference_duration.labels(self.name).observe(done - tokenized)
@@ -233,17 +235,17 @@ class ModelWorker:
             offset += end - start
             outcome = JobResult(
                 operation.take(result, own),
-                int(rows.input_tokens[own].sum()),
-                int(rows.truncated[own].sum()),
+                int(input_tokens[own].sum()),
+                int(truncated[own].sum()),
                 Timings(started - job.enqueued, tokenized - started, done - tokenized),
             )
             job.loop.call_soon_threadsafe(_settle, job.future, outcome)
 
-    def _count(self, inputs: int, rows: Prepared, seconds: float) -> None:
+    def _count(self, inputs: int, tokens: int, truncated: int, seconds: float) -> None:
         m, name = self._metrics, self.name
         m.batch_inputs.labels(name).observe(inputs)
-        m.batch_tokens.labels(name).observe(int(rows.lengths.sum()))
-        m.truncated_inputs.labels(name).inc(int(rows.truncated.sum()))
+        m.batch_tokens.labels(name).observe(tokens)
+        m.truncated_inputs.labels(name).inc(truncated)
         if seconds > 0:
             rate = inputs / seconds
             self.items_per_second = (

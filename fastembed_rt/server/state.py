@@ -41,7 +41,11 @@ class Served:
     artifact: Path
     model: ArtifactModel
     worker: ModelWorker
-    untruncated: Any  # a Rust tokenizer without truncation, for /tokenize and /decode
+
+    @property
+    def untruncated(self) -> Any:
+        """The model's Rust tokenizer without truncation, for /tokenize and /decode."""
+        return self.model.untruncated_tokenizer
 
     @property
     def task(self) -> str:
@@ -95,7 +99,6 @@ class ServerState:
     # -- loading ---------------------------------------------------------------------------------------
     def load_models(self) -> None:
         """Open and warm every model (in a thread at startup); a failure is kept for ``/health`` and logs."""
-        from tokenizers import Tokenizer as RustTokenizer
 
         cfg = self.config
         try:
@@ -109,9 +112,6 @@ class ServerState:
                     warmup=cfg.warmup,
                 )
                 model.token_budget = min(model.token_budget, cfg.max_batch_tokens)  # SPLADE keeps its memory cap
-                untruncated = RustTokenizer.from_file(str(model.manifest.root / model.manifest.tokenizer.file))
-                untruncated.no_truncation()
-                untruncated.no_padding()
                 worker = ModelWorker(
                     spec.name,
                     model.max_seq_length,
@@ -119,7 +119,7 @@ class ServerState:
                     batch_wait_s=cfg.batch_wait_ms / 1000,
                     wait_for_items=cfg.max_batch_size,
                 )
-                served = Served(spec.name, Path(spec.artifact), model, worker, untruncated)
+                served = Served(spec.name, Path(spec.artifact), model, worker)
                 self.models[spec.name] = served
                 logger.info(
                     "model %s (%s) ready on %s/%s with %s threads in %.2f s",
