@@ -117,6 +117,15 @@ def _long_inputs(data: dict[str, Any]) -> LongInputs | None:
         raise _invalid(f"`long_inputs` must be 'truncate', 'error' or 'chunk', got {value!r}") from None
 
 
+def _long_input_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """``truncate``, ``long_inputs`` and ``truncation_direction``: how a TEI route's request treats long inputs."""
+    return {
+        "truncate": _bool(data, "truncate", None),
+        "long_inputs": _long_inputs(data),
+        "truncation_direction": _direction(data),
+    }
+
+
 def _direction(data: dict[str, Any]) -> Direction:
     value = data.get("truncation_direction", "right")
     if isinstance(value, str) and value.lower() in ("left", "right"):
@@ -201,9 +210,7 @@ def parse_embed(data: dict[str, Any], max_client_batch_size: int) -> EmbedReques
         single,
         token_ids,
         model=_str(data, "model"),
-        truncate=_bool(data, "truncate", None),
-        long_inputs=_long_inputs(data),
-        truncation_direction=_direction(data),
+        **_long_input_fields(data),
         prompt_name=_str(data, "prompt_name"),
         normalize=bool(_bool(data, "normalize", True)),
         dimensions=_int(data, "dimensions", 1),
@@ -249,9 +256,7 @@ def parse_sparse(data: dict[str, Any], max_client_batch_size: int) -> SparseRequ
         inputs,
         single,
         model=_str(data, "model"),
-        truncate=_bool(data, "truncate", None),
-        long_inputs=_long_inputs(data),
-        truncation_direction=_direction(data),
+        **_long_input_fields(data),
         prompt_name=_str(data, "prompt_name"),
         max_active_dims=_int(data, "max_active_dims", 1),
     )
@@ -288,9 +293,7 @@ def parse_rerank(data: dict[str, Any], max_client_batch_size: int) -> RerankRequ
         query,
         texts,
         model=_str(data, "model"),
-        truncate=_bool(data, "truncate", None),
-        long_inputs=_long_inputs(data),
-        truncation_direction=_direction(data),
+        **_long_input_fields(data),
         raw_scores=bool(_bool(data, "raw_scores", False)),
         return_text=bool(_bool(data, "return_text", False)),
     )
@@ -359,9 +362,7 @@ def parse_predict(data: dict[str, Any], max_client_batch_size: int) -> PredictRe
         items,
         single,
         model=_str(data, "model"),
-        truncate=_bool(data, "truncate", None),
-        long_inputs=_long_inputs(data),
-        truncation_direction=_direction(data),
+        **_long_input_fields(data),
         raw_scores=bool(_bool(data, "raw_scores", False)),
     )
 
