@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -194,3 +195,45 @@ def test_an_artifact_baked_in_at_build_time_is_served_without_a_mount(
     finally:
         _podman("rm", "--force", container, env=podman_env, check=False)
         _podman("rmi", "--force", tag, env=podman_env, check=False)
+
+
+def _local_torch_wheels() -> Path | None:
+    """A folder holding a CPU torch wheel for pip's --find-links (this workplace keeps one on disk)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "get", "global.find-links"], capture_output=True, text=True, check=False
+    )
+    for folder in [*result.stdout.split(), "/opt/wheels"]:
+        path = Path(folder)
+        if path.is_dir() and any(path.glob("torch-*.whl")):
+            return path
+    return None
+
+
+def test_the_export_stage_turns_a_model_into_an_artifact_the_server_image_serves(
+    image: str, podman_env: dict[str, str], base_image: str, minilm_dir: Path, minilm_runtime: Any, tmp_path: Path
+) -> None:
+    wheels = _local_torch_wheels()
+    if wheels is None:
+        pytest.skip("no CPU torch wheel on disk: the export stage would download a multi-GB CUDA torch")
+    tag = f"{image}-export"
+    volumes = ["-v", f"{wheels}:{wheels}:ro", *(["-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"] if CA_BUNDLE.is_file() else [])]
+    _podman(
+        "build", "--format", "docker", "--pull=never", "--target", "export", "-f", "Containerfile", "-t", tag,
+        "--build-arg", f"BASE_IMAGE={base_image}", "--build-arg", f"TORCH_REQUIREMENT=torch --find-links {wheels}",
+        *volumes, str(REPO), env=podman_env, timeout=1800,
+    )  # fmt: skip
+    out = tmp_path / "artifacts"
+    out.mkdir()
+    try:
+        _podman(
+            "run", "--rm", "--env", "HF_HUB_OFFLINE=1", "-v", f"{minilm_dir}:/model:ro", "-v", f"{out}:/out", tag,
+            "/model", "/out/minilm", "--variants", "fp32", "--no-stsb", env=podman_env, timeout=900,
+        )  # fmt: skip
+    finally:
+        _podman("rmi", "--force", tag, env=podman_env, check=False)
+    container, port, _ = _start(image, podman_env, out / "minilm")
+    try:
+        first, _ = _first_embed(port, container, podman_env)
+        np.testing.assert_allclose(first, minilm_runtime.encode(["The cat sat on the mat."]), atol=1e-6)
+    finally:
+        _podman("rm", "--force", container, env=podman_env, check=False)
