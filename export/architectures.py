@@ -24,8 +24,16 @@ class ArchitectureConfig:
     inputs: tuple[str, ...]
     opset: int = 18
     min_cosine: float = 0.9999
-    # ONNX Runtime's optimizer fuses every encoder family here with its BERT patterns.
-    ort_model_type: str = "bert"
+    # The model type ONNX Runtime's transformer optimizer fuses this family as: "bert" (LayerNorm,
+    # Gelu, attention patterns) for the encoders, "qwen3" (RMSNorm into SimplifiedLayerNormalization)
+    # for the RMSNorm decoders. None: it has no patterns for the family, and ``optimized`` is not built.
+    ort_model_type: str | None = "bert"
+    # Why an fp16 graph is not built for this family (None: fp16 is built and gated like any variant).
+    no_fp16: str | None = None
+    # Whether the fp16 graph fuses Add + LayerNormalization into SkipLayerNormalization. Off where ORT 1.32's
+    # fusion breaks: ModernBERT's bias-free LayerNorm crashes it (IndexError), NomicBERT's graph then
+    # fails to load (SkipLayerNormalization bound to float16 and float).
+    fp16_skip_layer_norm: bool = True
 
     def sample_inputs(self, vocab_size: int) -> tuple[Any, ...]:
         """int64 torch tensors to trace with, one per graph input in ``inputs`` order.
@@ -49,6 +57,9 @@ class ArchitectureConfig:
 
 _WITH_TYPES = ("input_ids", "attention_mask", "token_type_ids")
 _NO_TYPES = ("input_ids", "attention_mask")
+# Gemma3's activations reach tens of thousands: fp16 overflows (microsoft/onnxruntime#32600), and TEI
+# serves EmbeddingGemma in fp32 only. bf16 keeps fp32's range and is still built (openvino-bf16).
+_GEMMA_FP16 = "Gemma3 activations overflow fp16 (microsoft/onnxruntime#32600); use fp32 or openvino-bf16"
 
 ARCHITECTURES: dict[str, ArchitectureConfig] = {
     cfg.model_type: cfg
@@ -60,6 +71,17 @@ ARCHITECTURES: dict[str, ArchitectureConfig] = {
         ArchitectureConfig("mpnet", _NO_TYPES),
         ArchitectureConfig("distilbert", _NO_TYPES),
         ArchitectureConfig("electra", _WITH_TYPES),
+        # Rotary families: cos/sin are computed in the graph from the sequence length (no cache traced at the
+        # sample's length), and the mask is built in the graph from attention_mask, so every length exports.
+        # ModernBERT: alternating global / sliding-window attention; NomicBERT (nomic-embed-text): SwiGLU.
+        ArchitectureConfig("modernbert", _NO_TYPES, fp16_skip_layer_norm=False),
+        ArchitectureConfig("nomic_bert", _WITH_TYPES, fp16_skip_layer_norm=False),
+        # Decoders (causal attention, RMSNorm, last-token pooling in the model's Pooling module).
+        ArchitectureConfig("qwen2", _NO_TYPES, ort_model_type="qwen3"),
+        ArchitectureConfig("qwen3", _NO_TYPES, ort_model_type="qwen3"),
+        ArchitectureConfig("mistral", _NO_TYPES, ort_model_type="qwen3"),
+        # EmbeddingGemma: bidirectional attention when the config says use_bidirectional_attention.
+        ArchitectureConfig("gemma3_text", _NO_TYPES, ort_model_type=None, no_fp16=_GEMMA_FP16),
     )
 }
 

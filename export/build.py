@@ -4,7 +4,9 @@ A builder is a plain function ``BuildContext -> BuildResult`` (``optimize``, ``q
 ``openvino_ir``). It writes its graph into the staged artifact and returns where it is and what it
 did; the writer hashes it, validates it and ships or rejects it. A builder that searches (an
 exclusion ladder) calls ``context.check(file)`` on each candidate and raises ``ParityError`` when
-none passes: that is a measured miss. Any other exception is an error and fails the export.
+none passes: that is a measured miss. A builder raises ``NotApplicable`` when its variant does not
+exist for the model's family (no fusion patterns, a precision the family overflows): the writer
+records that reason among the rejected variants. Any other exception is an error and fails the export.
 """
 
 from __future__ import annotations
@@ -14,9 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastembed_rt.errors import ExportError
 from fastembed_rt.export.backbone import ExportedBackbone
 
-__all__ = ["BuildContext", "BuildResult", "Builder"]
+__all__ = ["BuildContext", "BuildResult", "Builder", "NotApplicable"]
+
+
+class NotApplicable(ExportError):
+    """This variant does not exist for this model's family; the message says why."""
 
 
 @dataclass(frozen=True)

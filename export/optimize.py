@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from typing import Any
 
-from fastembed_rt.export.build import BuildContext, BuildResult
+from fastembed_rt.export.build import BuildContext, BuildResult, NotApplicable
 
 __all__ = ["build_fp16", "build_optimized", "optimize_backbone"]
 
@@ -30,6 +30,8 @@ _FP16_KEEP_FP32 = [
     "Pow",
     "Sqrt",
     "Erf",
+    "SimplifiedLayerNormalization",
+    "SkipSimplifiedLayerNormalization",
 ]
 
 
@@ -51,8 +53,10 @@ def optimize_backbone(
 
     source = context.backbone
     backbone = onnx.load(str(source.path))
-    attention_blocks = fuse_attention(backbone, source.num_heads) if attention else 0
     model_type = source.architecture.ort_model_type
+    if model_type is None:  # ONNX Runtime has no fusion patterns for this family: the plain backbone
+        return backbone, {}
+    attention_blocks = fuse_attention(backbone, source.num_heads) if attention else 0
     fusions = FusionOptions(model_type)
     fusions.enable_skip_layer_norm = skip_layer_norm
     fusions.enable_bias_skip_layer_norm = skip_layer_norm
@@ -86,6 +90,9 @@ def _save(context: BuildContext, model: Any, file: str, details: dict[str, Any])
 
 def build_optimized(context: BuildContext) -> BuildResult:
     """fp32 backbone for CPUs: fused attention and BiasGelu (no SkipLayerNormalization, see above)."""
+    architecture = context.backbone.architecture
+    if architecture.ort_model_type is None:
+        raise NotApplicable(f"ONNX Runtime's transformer optimizer has no fusions for {architecture.model_type}")
     model, fused = optimize_backbone(context, skip_layer_norm=False)
     if not fused:
         logger.warning("ONNX Runtime fused no operators in the %s backbone", context.backbone.architecture.model_type)
@@ -97,7 +104,9 @@ def build_fp16(context: BuildContext) -> BuildResult:
     from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
-    model, fused = optimize_backbone(context, skip_layer_norm=True)
+    if context.backbone.architecture.no_fp16:
+        raise NotApplicable(context.backbone.architecture.no_fp16)
+    model, fused = optimize_backbone(context, skip_layer_norm=context.backbone.architecture.fp16_skip_layer_norm)
     model = convert_float_to_float16(model, keep_io_types=True, op_block_list=_FP16_KEEP_FP32)
     sortable = OnnxModel(model)
     sortable.topological_sort()  # the converter appends its Cast nodes at the end of the graph

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from tiny_models import (
+    DECODERS,
     HIDDEN_SIZE,
     PARITY_TEXTS,
     TINY_ARCHITECTURES,
@@ -19,6 +21,7 @@ from tiny_models import (
     row_cosines,
 )
 
+from fastembed_rt import SentenceTransformer
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export import export_model
 from fastembed_rt.export.architectures import ARCHITECTURES
@@ -27,19 +30,66 @@ MIN_COSINE = 0.9999
 # The whole registry: an architecture is supported only once a tiny model of it round-trips.
 TESTED_ARCHITECTURES = sorted(ARCHITECTURES)
 
+_RETRIEVAL_INSTRUCTION = "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:"
+# The families people deploy now, wrapped as their real sentence-transformers models are: pooling,
+# Dense layers, prompts and the tokenizer's padding side. The BERT-era families pool (cls, mean).
+REAL_SETUPS: dict[str, dict[str, Any]] = {
+    "modernbert": {"pooling_mode": "cls", "normalize": True},  # gte-modernbert-base
+    "nomic_bert": {  # nomic-embed-text-v1.5
+        "pooling_mode": "mean",
+        "normalize": True,
+        "prompts": {"query": "search_query: ", "document": "search_document: "},
+    },
+    "qwen2": {  # gte-Qwen2-instruct: last token, right padding
+        "pooling_mode": "lasttoken",
+        "normalize": True,
+        "padding_side": "right",
+        "prompts": {"query": _RETRIEVAL_INSTRUCTION + " "},
+    },
+    "qwen3": {  # Qwen3-Embedding: last token, left padding, the end-of-text token appended
+        "pooling_mode": "lasttoken",
+        "normalize": True,
+        "padding_side": "left",
+        "prompts": {"query": _RETRIEVAL_INSTRUCTION, "document": ""},
+    },
+    "mistral": {  # e5-mistral-7b-instruct
+        "pooling_mode": "lasttoken",
+        "normalize": True,
+        "padding_side": "right",
+        "prompts": {"query": _RETRIEVAL_INSTRUCTION.replace("\nQuery:", "\nQuery: ")},
+    },
+    "gemma3_text": {  # EmbeddingGemma-300m: mean, Dense 768→3072→768 without bias, named prompts
+        "pooling_mode": "mean",
+        "normalize": True,
+        "dense_layers": ((4 * HIDDEN_SIZE, False), (HIDDEN_SIZE, False)),
+        "prompts": {
+            "query": "task: search result | query: ",
+            "document": "title: none | text: ",
+            "Classification": "task: classification | query: ",
+            "Clustering": "task: clustering | query: ",
+            "STS": "task: sentence similarity | query: ",
+        },
+    },
+}
+
 
 @pytest.fixture(scope="module", params=TESTED_ARCHITECTURES)
 def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TinyExport]:
     architecture: str = request.param
-    result = export_tiny_model(tmp_path_factory.mktemp(architecture), architecture, ("cls", "mean"))
+    setup = dict(REAL_SETUPS.get(architecture, {"pooling_mode": ("cls", "mean")}))
+    result = export_tiny_model(tmp_path_factory.mktemp(architecture), architecture, setup.pop("pooling_mode"), **setup)
     yield result
     result.close()
 
 
-def _assert_matches_torch(exported: TinyExport, texts: list[str], batch_size: int) -> np.ndarray:
-    ours = np.asarray(exported.runtime.encode(texts, batch_size=batch_size))
+def _assert_matches_torch(
+    exported: TinyExport, texts: list[str], batch_size: int, *, provider: str | None = None
+) -> np.ndarray:
+    runtime = exported.runtime if provider is None else SentenceTransformer(exported.artifact, provider=provider)
+    ours = np.asarray(runtime.encode(texts, batch_size=batch_size))
     ref = exported.torch_model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
-    assert ours.shape == (len(texts), 2 * HIDDEN_SIZE)
+    assert ours.shape == ref.shape == (len(texts), ref.shape[1])
+    assert not np.isnan(ours).any()
     cosines = row_cosines(ours, ref)
     failures = [f"{texts[j][:30]!r}: {cosines[j]:.6f}" for j in np.flatnonzero(~(cosines >= MIN_COSINE))]
     assert not failures, failures
@@ -58,6 +108,46 @@ def test_text_embedding_does_not_depend_on_its_batch_neighbours(exported: TinyEx
     for neighbours in (["x"], [PARITY_TEXTS[3]], ["", PARITY_TEXTS[7], "Hi"]):
         batched = _assert_matches_torch(exported, [*neighbours, text], batch_size=8)
         assert row_cosines(batched[-1:], alone)[0] >= MIN_COSINE
+
+
+def test_openvino_matches_on_mixed_length_batches_without_nan(exported: TinyExport) -> None:
+    pytest.importorskip("openvino")
+    # Fully masked query rows (left padding under a causal mask) gave NaN in OpenVINO (openvino#31630).
+    _assert_matches_torch(exported, PARITY_TEXTS, batch_size=5, provider="openvino")
+
+
+def test_query_and_document_prompts_match_sentence_transformers(exported: TinyExport) -> None:
+    prompts = exported.torch_model.prompts
+    if not prompts.get("query") and not prompts.get("document"):
+        pytest.skip(f"{exported.architecture}'s tiny model has no query or document prompt")
+    texts = ["what is a guitar", "", PARITY_TEXTS[3]]
+    assert exported.runtime.prompts == prompts
+    for ours, ref in (
+        (exported.runtime.encode_query(texts), exported.torch_model.encode_query(texts, convert_to_numpy=True)),
+        (exported.runtime.encode_document(texts), exported.torch_model.encode_document(texts, convert_to_numpy=True)),
+    ):
+        assert row_cosines(np.asarray(ours), ref).min() >= MIN_COSINE
+    # The prompt changes the vector: encode_query really adds it.
+    plain = exported.runtime.encode(texts[:1])
+    if prompts.get("query"):
+        assert row_cosines(exported.runtime.encode_query(texts[:1]), plain)[0] < 0.9999
+
+
+def test_decoder_artifact_pads_on_the_tokenizers_side_and_ends_each_text_with_its_eos(exported: TinyExport) -> None:
+    if exported.architecture not in DECODERS:
+        pytest.skip("an encoder")
+    tokenizer = exported.torch_model[0].tokenizer
+    side = REAL_SETUPS[exported.architecture]["padding_side"]
+    assert exported.runtime.manifest.tokenizer.padding_side == tokenizer.padding_side == side
+    texts = ["Hi", "A man is playing a guitar."]
+    ours = exported.runtime.tokenize(texts)
+    ref = exported.torch_model.tokenize(texts)
+    for name in ("input_ids", "attention_mask"):
+        np.testing.assert_array_equal(ours[name], ref[name].numpy())
+    short = ours["attention_mask"][0]
+    assert (short[0], short[-1]) == ((0, 1) if side == "left" else (1, 0))
+    for ids, mask in zip(ours["input_ids"], ours["attention_mask"]):
+        assert ids[mask.astype(bool)][-1] == tokenizer.eos_token_id
 
 
 def test_artifact_declares_architecture_inputs(exported: TinyExport) -> None:
@@ -115,3 +205,28 @@ def test_export_into_non_empty_directory_without_overwrite_raises(tiny_bert_dir:
         export_model(tiny_bert_dir, out, stsb=False)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert keep.read_text(encoding="utf-8") == "mine"
+
+
+def _variant_export(tmp_path: Path, architecture: str, variants: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The shipped and rejected variants (by name) of a tiny ``architecture`` model exported with ``variants``."""
+    setup = dict(REAL_SETUPS[architecture])
+    model_dir = build_tiny_model(tmp_path, architecture, setup.pop("pooling_mode"), **setup)
+    manifest = export_model(model_dir, tmp_path / "artifact", stsb=False, calibration_texts=[], variants=variants)
+    return {v.name: v for v in manifest.variants}, {r["name"]: r for r in manifest.rejected_variants}
+
+
+def test_decoder_variants_fuse_rmsnorm_and_stay_within_their_gates(tmp_path: Path) -> None:
+    shipped, rejected = _variant_export(tmp_path, "qwen3", "optimized,fp16,int8")
+    assert not rejected, rejected
+    assert set(shipped) == {"fp32", "optimized", "fp16", "int8"}
+    fused = shipped["optimized"].stage_counts["fused_ops"]
+    assert fused.get("SimplifiedLayerNormalization", 0) > 0, fused
+
+
+def test_variants_a_family_cannot_have_are_recorded_as_not_applicable(tmp_path: Path) -> None:
+    shipped, rejected = _variant_export(tmp_path, "gemma3_text", "optimized,fp16,int8")
+    assert set(shipped) == {"fp32", "int8"}
+    assert set(rejected) == {"optimized", "fp16"}
+    assert "not applicable" in rejected["optimized"]["reasons"][0] and "fusions" in rejected["optimized"]["reasons"][0]
+    assert "overflow" in rejected["fp16"]["reasons"][0]
+    assert not (tmp_path / "artifact" / "onnx" / "model_fp16.onnx").exists()

@@ -9,6 +9,7 @@ in seconds and offline. ``export_tiny_model`` also exports it and loads both sid
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 from conftest import minilm_model_dir
 
 __all__ = [
+    "DECODERS",
     "DENSE_OUT_FEATURES",
     "HIDDEN_SIZE",
     "MAX_SEQ_LENGTH",
@@ -59,10 +61,40 @@ TINY_ARCHITECTURES: dict[str, dict[str, Any]] = {
     "distilbert": {**_COMMON, "dim": HIDDEN_SIZE, "n_layers": 2, "n_heads": 4, "hidden_dim": 64},
     "electra": {**_COMMON, **_BERT_SHAPE, "embedding_size": 16},
     "albert": {**_COMMON, **_BERT_SHAPE, "embedding_size": 16},
+    # local_attention 16 (8 tokens each side) and a global layer every 2: texts of 64 tokens cross both.
+    "modernbert": {
+        **_COMMON,
+        **_BERT_SHAPE,
+        "num_hidden_layers": 3,
+        "local_attention": 16,
+        "global_attn_every_n_layers": 2,
+        **{f"{name}_token_id": token for name, token in (("bos", 101), ("eos", 102), ("cls", 101), ("sep", 102))},
+    },
+    "nomic_bert": {**_COMMON, **_BERT_SHAPE},
+    # Decoders: grouped-query attention (2 key/value heads for 4 query heads), as the real models.
+    "qwen2": {**_COMMON, **_BERT_SHAPE, "num_key_value_heads": 2, "eos_token_id": 102},
+    "qwen3": {**_COMMON, **_BERT_SHAPE, "num_key_value_heads": 2, "head_dim": 16, "eos_token_id": 102},
+    "mistral": {**_COMMON, **_BERT_SHAPE, "num_key_value_heads": 2, "head_dim": 8, "eos_token_id": 102},
+    # EmbeddingGemma's text model: bidirectional, a sliding window (8 here) shorter than the texts.
+    "gemma3_text": {
+        **_COMMON,
+        **_BERT_SHAPE,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "query_pre_attn_scalar": 16,
+        "sliding_window": 8,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "use_bidirectional_attention": True,
+        "bos_token_id": 101,
+        "eos_token_id": 102,
+    },
 }
+# Decoder families whose real tokenizers append an end-of-text token (pooled by last-token pooling)
+# and add no start token; the tiny models get a WordPiece tokenizer that does the same with [SEP].
+DECODERS = frozenset({"qwen2", "qwen3", "mistral"})
 
 
-def _save_backbone(out: Path, architecture: str) -> None:
+def _save_backbone(out: Path, architecture: str, padding_side: str | None) -> None:
     from transformers import AutoConfig, AutoModel
 
     config = AutoConfig.for_model(architecture, **TINY_ARCHITECTURES[architecture])
@@ -70,6 +102,23 @@ def _save_backbone(out: Path, architecture: str) -> None:
     source = minilm_model_dir()
     for name in _TOKENIZER_FILES:
         shutil.copy(source / name, out / name)
+    tokenizer_config = json.loads((out / "tokenizer_config.json").read_text(encoding="utf-8"))
+    if architecture in DECODERS:
+        # "text [SEP]" as Qwen3-Embedding's "text <|endoftext|>"; the generic tokenizers class keeps that
+        # post-processor (a BertTokenizer would rebuild [CLS] … [SEP]).
+        tokenizer = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
+        text, eos = {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}
+        tokenizer["post_processor"] = {
+            "type": "TemplateProcessing",
+            "single": [text, eos],
+            "pair": [text, {"Sequence": {"id": "B", "type_id": 0}}, eos],
+            "special_tokens": {"[SEP]": {"id": "[SEP]", "ids": [102], "tokens": ["[SEP]"]}},
+        }
+        (out / "tokenizer.json").write_text(json.dumps(tokenizer), encoding="utf-8")
+        tokenizer_config.update(tokenizer_class="TokenizersBackend", eos_token="[SEP]", pad_token="[PAD]")
+    if padding_side is not None:
+        tokenizer_config["padding_side"] = padding_side
+    (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config), encoding="utf-8")
 
 
 def build_tiny_model(
@@ -81,6 +130,8 @@ def build_tiny_model(
     normalize: bool = False,
     prompts: dict[str, str] | None = None,
     seed: int = 0,
+    dense_layers: tuple[tuple[int, bool], ...] = (),
+    padding_side: str | None = None,
 ) -> Path:
     """Build and save a tiny random sentence-transformers bi-encoder.
 
@@ -93,6 +144,9 @@ def build_tiny_model(
         normalize: append a ``Normalize`` module.
         prompts: the model's named prompts.
         seed: torch seed for every random weight; same arguments and seed give the same model.
+        dense_layers: identity-activation Dense modules after pooling, each ``(out_features, bias)``
+            (EmbeddingGemma's 768→3072→768 without bias is ``((4 * HIDDEN_SIZE, False), (HIDDEN_SIZE, False))``).
+        padding_side: the tokenizer's padding side (None: the tokenizer's own, right).
     Returns:
         the sentence-transformers model directory (hidden size 32, max_seq_length 64).
     """
@@ -103,12 +157,16 @@ def build_tiny_model(
         raise ValueError(f"no tiny config for {architecture!r}; known: {', '.join(TINY_ARCHITECTURES)}")
     torch.manual_seed(seed)
     backbone_dir = tmp_dir / "backbone"
-    _save_backbone(backbone_dir, architecture)
+    _save_backbone(backbone_dir, architecture, padding_side)
     modules: list[torch.nn.Module] = [Transformer(str(backbone_dir), max_seq_length=MAX_SEQ_LENGTH)]
     pooling = Pooling(HIDDEN_SIZE, pooling_mode=pooling_mode, include_prompt=include_prompt)
     modules.append(pooling)
     if dense is not None:
         modules.append(Dense(pooling.get_embedding_dimension(), DENSE_OUT_FEATURES, activation_function=dense))
+    features = pooling.get_embedding_dimension()
+    for out_features, bias in dense_layers:
+        modules.append(Dense(features, out_features, bias=bias, activation_function=torch.nn.Identity()))
+        features = out_features
     if normalize:
         modules.append(Normalize())
     model = SentenceTransformer(modules=modules, prompts=prompts, device="cpu")
