@@ -13,7 +13,7 @@ from typing import Any
 
 from fastembed_rt.errors import ExportError
 
-__all__ = ["ARCHITECTURES", "ArchitectureConfig", "architecture_config"]
+__all__ = ["ARCHITECTURES", "ArchitectureConfig", "architecture_config", "remote_code_config"]
 
 
 @dataclass(frozen=True)
@@ -96,3 +96,20 @@ def architecture_config(model_type: str) -> ArchitectureConfig:
             f"architecture {model_type!r} has no export config yet; supported: {supported}. "
             "Add an ArchitectureConfig for it in export/architectures.py with a tiny-model test."
         ) from None
+
+
+def remote_code_config(model: Any) -> ArchitectureConfig:
+    """Export settings for a model whose class came from its repository (``trust_remote_code``).
+
+    Its graph inputs are the token inputs its ``forward`` takes; ONNX Runtime's fusions are not
+    applied (their patterns are for the families above); the fp32 parity gate still decides.
+    """
+    import inspect
+
+    accepted = inspect.signature(model.forward).parameters
+    inputs = tuple(name for name in _WITH_TYPES if name in accepted)
+    if inputs[:2] != _NO_TYPES:
+        raise ExportError(
+            f"{type(model).__name__} (remote code) takes {list(accepted)}: it needs input_ids and attention_mask"
+        )
+    return ArchitectureConfig(str(model.config.model_type), inputs, ort_model_type=None)

@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from fastembed_rt.errors import ExportError
-from fastembed_rt.export.architectures import ArchitectureConfig, architecture_config
+from fastembed_rt.export.architectures import (
+    ARCHITECTURES,
+    ArchitectureConfig,
+    architecture_config,
+    remote_code_config,
+)
 from fastembed_rt.kernels.spec import TOKEN_EMBEDDINGS
 
 __all__ = ["ExportedBackbone", "export_backbone", "export_st_backbone"]
@@ -100,7 +105,12 @@ def export_st_backbone(
     """
     model = st_model[0].auto_model
     config = model.config
-    architecture = architecture_config(str(config.model_type))
+    # transformers imports a repository's own code (trust_remote_code) as transformers_modules.*
+    from_repository = type(model).__module__.startswith("transformers_modules.")
+    registered = str(config.model_type) in ARCHITECTURES
+    architecture = (
+        remote_code_config(model) if from_repository and not registered else architecture_config(str(config.model_type))
+    )
     attn = getattr(config, "_attn_implementation", None)
     export_backbone(model, architecture, path, int(config.vocab_size), output=output, output_name=output_name)
     if attn is not None and hasattr(model, "set_attn_implementation"):

@@ -76,6 +76,7 @@ def export_model(
     revision: str | None = None,
     token: str | bool | None = None,
     overwrite: bool = False,
+    trust_remote_code: bool = False,
     stsb: bool | None = None,
     stsb_path: str | os.PathLike[str] | None = None,
     calibration_texts: Sequence[str] | None = None,
@@ -96,6 +97,7 @@ def export_model(
         variants: which graphs to build besides fp32 (``export.variants.VARIANTS[Task.EMBEDDING]``;
             None: all whose engine is installed). Each is validated against PyTorch and kept only if
             it passes its gate.
+        trust_remote_code: run code from the model's repository (its own model class or modules); off by default.
     Returns:
         the written manifest.
     Raises:
@@ -107,7 +109,7 @@ def export_model(
     out = Path(out_dir)
     specs = parse_variants(variants, Task.EMBEDDING)
     model_dir = resolve_model_dir(model, revision, token)
-    st_model = load_st_model(SentenceTransformer, model_dir)
+    st_model = load_st_model(SentenceTransformer, model_dir, trust_remote_code=trust_remote_code)
     description = describe_model(model_dir, st_model)
     with stage_artifact(out, overwrite, model=model, revision=revision) as writer:
         backbone = export_st_backbone(st_model, writer.backbone)

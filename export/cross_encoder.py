@@ -177,6 +177,7 @@ def export_cross_encoder(
     revision: str | None = None,
     token: str | bool | None = None,
     overwrite: bool = False,
+    trust_remote_code: bool = False,
     variants: str | Sequence[str] | None = None,
 ) -> Manifest:
     """Export a sentence-transformers CrossEncoder to a fastembed-rt artifact at ``out_dir``.
@@ -192,6 +193,7 @@ def export_cross_encoder(
             ``*ForSequenceClassification``) or a hub id.
         out_dir: where the artifact goes; must not exist unless ``overwrite``.
         variants: ``fp32`` (default) and/or ``int8`` (shipped only within its gate: score rank vs PyTorch).
+        trust_remote_code: run code from the model's repository (its own model class or modules); off by default.
     Returns:
         the written manifest.
     Raises:
@@ -209,5 +211,6 @@ def export_cross_encoder(
         revision=revision,
         token=token,
         overwrite=overwrite,
+        trust_remote_code=trust_remote_code,
         variants=variants,
     )

@@ -55,6 +55,7 @@ def export_head(
     token: str | bool | None,
     overwrite: bool,
     variants: str | Sequence[str] | None,
+    trust_remote_code: bool = False,
 ) -> Manifest:
     """Export ``model`` (loaded as the sentence-transformers class ``kind``) as a ``task`` artifact at ``out_dir``.
 
@@ -65,7 +66,7 @@ def export_head(
     out = Path(out_dir)
     specs = parse_variants(variants, task)
     model_dir = resolve_model_dir(model, revision, token)
-    st_model = load_st_model(kind, model_dir)
+    st_model = load_st_model(kind, model_dir, trust_remote_code=trust_remote_code)
     head = plan(model_dir, st_model)
 
     def append(graph: Any) -> dict[str, Any]:

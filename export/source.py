@@ -1,14 +1,20 @@
-"""Where a model comes from: a local sentence-transformers directory or a hub id, loaded on the CPU."""
+"""Where a model comes from: a local sentence-transformers directory or a hub id, loaded on the CPU.
+
+Code shipped inside a model repository (``auto_map`` in config.json, a custom sentence-transformers
+module) runs only when the caller opts in with ``trust_remote_code``; otherwise the export stops
+before anything is imported, saying which code it would have run.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 from fastembed_rt.errors import ExportError
 
-__all__ = ["load_st_model", "resolve_model_dir"]
+__all__ = ["load_st_model", "remote_code", "resolve_model_dir"]
 
 
 def resolve_model_dir(model: str | os.PathLike[str], revision: str | None, token: str | bool | None) -> Path:
@@ -29,9 +35,49 @@ def resolve_model_dir(model: str | os.PathLike[str], revision: str | None, token
         raise ExportError(f"could not download {model!r} from the hub: {exc}") from exc
 
 
-def load_st_model(kind: type[Any], model_dir: Path) -> Any:
-    """``model_dir`` loaded on the CPU as ``kind`` (sentence-transformers' SentenceTransformer, CrossEncoder, ...)."""
+def _json(path: Path) -> Any:
     try:
-        return kind(str(model_dir), device="cpu")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def remote_code(model_dir: Path) -> list[str]:
+    """The code in ``model_dir``'s repository that loading it would run (empty: none).
+
+    A config.json ``auto_map`` counts unless transformers has its own class for the ``model_type`` (it
+    then loads that one, as for nomic-embed-text-v1.5's ``nomic_bert``); so does every module in
+    ``modules.json`` that is not sentence-transformers' own.
+    """
+    from transformers import CONFIG_MAPPING
+
+    found: list[str] = []
+    config = _json(model_dir / "config.json")
+    auto_map = config.get("auto_map") if isinstance(config, dict) else None
+    if isinstance(auto_map, dict) and str(config.get("model_type")) not in CONFIG_MAPPING:
+        found += [f"config.json auto_map {name} -> {ref}" for name, ref in auto_map.items()]
+    modules = _json(model_dir / "modules.json")
+    for entry in modules if isinstance(modules, list) else []:
+        kind = str(entry.get("type", "")) if isinstance(entry, dict) else ""
+        if kind and not kind.startswith("sentence_transformers."):
+            found.append(f"modules.json module {kind}")
+    return found
+
+
+def load_st_model(kind: type[Any], model_dir: Path, *, trust_remote_code: bool = False) -> Any:
+    """``model_dir`` loaded on the CPU as ``kind`` (sentence-transformers' SentenceTransformer, CrossEncoder, ...).
+
+    Raises:
+        ExportError: the directory cannot be loaded, or it needs its own code and ``trust_remote_code`` is False.
+    """
+    if not trust_remote_code:
+        code = remote_code(model_dir)
+        if code:
+            raise ExportError(
+                f"{model_dir} runs code from its repository ({'; '.join(code)}); export does not run it "
+                "unless you opt in: read that code, then pass --trust-remote-code (trust_remote_code=True)"
+            )
+    try:
+        return kind(str(model_dir), device="cpu", trust_remote_code=trust_remote_code)
     except Exception as exc:  # sentence-transformers raises many types on a bad directory
         raise ExportError(f"sentence-transformers could not load {model_dir} as a {kind.__name__}: {exc}") from exc

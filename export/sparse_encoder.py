@@ -196,6 +196,7 @@ def export_sparse_encoder(
     revision: str | None = None,
     token: str | bool | None = None,
     overwrite: bool = False,
+    trust_remote_code: bool = False,
     variants: str | Sequence[str] | None = None,
 ) -> Manifest:
     """Export a sentence-transformers SPLADE SparseEncoder to a fastembed-rt artifact at ``out_dir``.
@@ -210,6 +211,7 @@ def export_sparse_encoder(
             ``*ForMaskedLM``, which sentence-transformers loads with max-pooling SPLADE) or a hub id.
         out_dir: where the artifact goes; must not exist unless ``overwrite``.
         variants: ``fp32`` (default) and/or ``int8`` (shipped only within its gate: cosine vs PyTorch).
+        trust_remote_code: run code from the model's repository (its own model class or modules); off by default.
     Returns:
         the written manifest.
     Raises:
@@ -227,5 +229,6 @@ def export_sparse_encoder(
         revision=revision,
         token=token,
         overwrite=overwrite,
+        trust_remote_code=trust_remote_code,
         variants=variants,
     )

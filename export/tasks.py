@@ -79,6 +79,7 @@ def export_artifact(
     revision: str | None = None,
     token: str | bool | None = None,
     overwrite: bool = False,
+    trust_remote_code: bool = False,
     variants: str | Sequence[str] | None = None,
     stsb: bool | None = None,
 ) -> Manifest:
@@ -89,6 +90,7 @@ def export_artifact(
         variants: the graphs to build besides fp32 (None: the task's default ones).
         stsb: bi-encoders also score STSb test Spearman (None: when the data is found locally);
             the other tasks record no STSb score.
+        trust_remote_code: run code from the model's repository (its own model class or modules); off by default.
     Returns:
         the written manifest; its ``task`` says which exporter ran.
     Raises:
@@ -100,5 +102,12 @@ def export_artifact(
     exporter = EXPORTERS[chosen]
     options: dict[str, Any] = {"stsb": stsb} if exporter.scores_stsb else {}
     return exporter.export(
-        model, out_dir, revision=revision, token=token, overwrite=overwrite, variants=variants, **options
+        model,
+        out_dir,
+        revision=revision,
+        token=token,
+        overwrite=overwrite,
+        variants=variants,
+        trust_remote_code=trust_remote_code,
+        **options,
     )

@@ -31,6 +31,7 @@ def _export(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         variants=_csv(args.variants) or None,
         stsb=False if args.no_stsb else None,
+        trust_remote_code=args.trust_remote_code,
     )
     detected = " detected from the model directory; --task overrides" if args.task == "auto" else ""
     print(f"exported {args.model} -> {args.out} ({manifest.task}{detected}) in {time.perf_counter() - started:.1f} s")
@@ -199,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default=None)
     p.add_argument("--overwrite", action="store_true", help="replace an existing artifact directory")
     p.add_argument("--no-stsb", action="store_true", help="skip the STSb Spearman score in the manifest")
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="run code shipped in the model's repository (e.g. Alibaba-NLP/gte-*, Jina v2): read it first",
+    )
     p.add_argument(
         "--variants",
         default=None,
