@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from fastembed_rt.export.architectures import (
     architecture_config,
     remote_code_config,
 )
+from fastembed_rt.export.onnx_files import EXTERNAL_DATA_THRESHOLD, parameter_bytes
 from fastembed_rt.kernels.spec import TOKEN_EMBEDDINGS
 
 __all__ = ["ExportedBackbone", "export_backbone", "export_st_backbone"]
@@ -34,6 +35,9 @@ class ExportedBackbone:
     architecture: ArchitectureConfig
     hidden_size: int
     num_heads: int  # 0 when the config does not say
+    external_data: bool = False  # weights in ``path``'s data file (``export.onnx_files``)
+    # What the runtime sizes batches by (``batching.ActivationCost``), recorded as the manifest's source.backbone.
+    shape: dict[str, int] = field(default_factory=dict)
 
 
 def _wrapper(model: Any, inputs: tuple[str, ...], output: str) -> Any:
@@ -58,8 +62,11 @@ def export_backbone(
     *,
     output: str = "last_hidden_state",
     output_name: str = TOKEN_EMBEDDINGS,
+    external_data: bool = False,
 ) -> None:
     """Write ``model`` (a transformers ``PreTrainedModel``) as ONNX to ``path``.
+
+    ``external_data``: weights go to ``path``'s data file (``export.onnx_files.data_file``), as graphs over 2 GiB must.
 
     The graph has inputs ``config.inputs`` (int64 [batch, sequence]) and one float32 output
     ``output_name``: the model output field ``output``. Defaults: ``token_embeddings``
@@ -88,7 +95,7 @@ def export_backbone(
                 dynamic_shapes={"args": tuple(dynamic[name] for name in config.inputs)},
                 opset_version=config.opset,
                 dynamo=True,
-                external_data=False,
+                external_data=external_data,
             )
     except Exception as exc:  # torch.export raises many unrelated types
         raise ExportError(
@@ -97,11 +104,18 @@ def export_backbone(
 
 
 def export_st_backbone(
-    st_model: Any, path: Path, *, output: str = "last_hidden_state", output_name: str = TOKEN_EMBEDDINGS
+    st_model: Any,
+    path: Path,
+    *,
+    output: str = "last_hidden_state",
+    output_name: str = TOKEN_EMBEDDINGS,
+    external_data_threshold: int | None = None,
 ) -> ExportedBackbone:
     """Export the transformers model of a sentence-transformers model (``st_model[0]``) to ``path``.
 
     Its attention implementation is restored afterwards, so the PyTorch reference runs as users run it.
+    Weights go to an external data file when their fp32 bytes exceed ``external_data_threshold``
+    (None: ``onnx_files.EXTERNAL_DATA_THRESHOLD``).
     """
     model = st_model[0].auto_model
     config = model.config
@@ -112,7 +126,12 @@ def export_st_backbone(
         remote_code_config(model) if from_repository and not registered else architecture_config(str(config.model_type))
     )
     attn = getattr(config, "_attn_implementation", None)
-    export_backbone(model, architecture, path, int(config.vocab_size), output=output, output_name=output_name)
+    threshold = EXTERNAL_DATA_THRESHOLD if external_data_threshold is None else external_data_threshold
+    external = parameter_bytes(model) > threshold
+    vocab_size = int(config.vocab_size)
+    export_backbone(
+        model, architecture, path, vocab_size, output=output, output_name=output_name, external_data=external
+    )
     if attn is not None and hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation(attn)
     return ExportedBackbone(
@@ -120,4 +139,13 @@ def export_st_backbone(
         architecture=architecture,
         hidden_size=int(config.hidden_size),
         num_heads=int(getattr(config, "num_attention_heads", 0) or 0),
+        external_data=external,
+        shape=_shape(config, parameter_bytes(model) // 4),
     )
+
+
+def _shape(config: Any, parameters: int) -> dict[str, int]:
+    """The backbone's size facts from its transformers config (absent ones left out)."""
+    names = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "max_position_embeddings")
+    shape = {name: int(value) for name in names if isinstance(value := getattr(config, name, None), int)}
+    return {**shape, "parameters": int(parameters)}

@@ -77,6 +77,7 @@ def export_model(
     token: str | bool | None = None,
     overwrite: bool = False,
     trust_remote_code: bool = False,
+    external_data_threshold: int | None = None,
     stsb: bool | None = None,
     stsb_path: str | os.PathLike[str] | None = None,
     calibration_texts: Sequence[str] | None = None,
@@ -98,6 +99,8 @@ def export_model(
             None: all whose engine is installed). Each is validated against PyTorch and kept only if
             it passes its gate.
         trust_remote_code: run code from the model's repository (its own model class or modules); off by default.
+        external_data_threshold: fp32 weight bytes above which graphs keep their weights in a data file beside
+            them (None: 1 GiB; graphs over 2 GiB cannot be one protobuf).
     Returns:
         the written manifest.
     Raises:
@@ -112,7 +115,7 @@ def export_model(
     st_model = load_st_model(SentenceTransformer, model_dir, trust_remote_code=trust_remote_code)
     description = describe_model(model_dir, st_model)
     with stage_artifact(out, overwrite, model=model, revision=revision) as writer:
-        backbone = export_st_backbone(st_model, writer.backbone)
+        backbone = export_st_backbone(st_model, writer.backbone, external_data_threshold=external_data_threshold)
         arch = backbone.architecture
         writer.write_fp32(
             Task.EMBEDDING,
@@ -123,6 +126,7 @@ def export_model(
             stages=description.stages.to_dict(),
             similarity_fn=description.similarity_fn,
             dim=description.stages.output_dim(description.hidden_size),
+            backbone_shape=backbone.shape,
             append_stages=lambda graph: _append_stages(graph, description),
         )
         fidelity = validate_embeddings(writer.root, st_model, description.prompts, arch.min_cosine)

@@ -178,6 +178,7 @@ def export_cross_encoder(
     token: str | bool | None = None,
     overwrite: bool = False,
     trust_remote_code: bool = False,
+    external_data_threshold: int | None = None,
     variants: str | Sequence[str] | None = None,
 ) -> Manifest:
     """Export a sentence-transformers CrossEncoder to a fastembed-rt artifact at ``out_dir``.
@@ -194,6 +195,8 @@ def export_cross_encoder(
         out_dir: where the artifact goes; must not exist unless ``overwrite``.
         variants: ``fp32`` (default) and/or ``int8`` (shipped only within its gate: score rank vs PyTorch).
         trust_remote_code: run code from the model's repository (its own model class or modules); off by default.
+        external_data_threshold: fp32 weight bytes above which graphs keep their weights in a data file beside
+            them (None: 1 GiB; graphs over 2 GiB cannot be one protobuf).
     Returns:
         the written manifest.
     Raises:
@@ -212,5 +215,6 @@ def export_cross_encoder(
         token=token,
         overwrite=overwrite,
         trust_remote_code=trust_remote_code,
+        external_data_threshold=external_data_threshold,
         variants=variants,
     )

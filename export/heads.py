@@ -56,6 +56,7 @@ def export_head(
     overwrite: bool,
     variants: str | Sequence[str] | None,
     trust_remote_code: bool = False,
+    external_data_threshold: int | None = None,
 ) -> Manifest:
     """Export ``model`` (loaded as the sentence-transformers class ``kind``) as a ``task`` artifact at ``out_dir``.
 
@@ -73,7 +74,13 @@ def export_head(
         return finish_graph(graph, head.append_head(graph))
 
     with stage_artifact(out, overwrite, model=model, revision=revision) as writer:
-        backbone = export_st_backbone(st_model, writer.backbone, output="logits", output_name=LOGITS)
+        backbone = export_st_backbone(
+            st_model,
+            writer.backbone,
+            output="logits",
+            output_name=LOGITS,
+            external_data_threshold=external_data_threshold,
+        )
         writer.write_fp32(
             task,
             architecture=backbone.architecture.model_type,
@@ -83,6 +90,7 @@ def export_head(
             stages=head.stages,
             similarity_fn=head.similarity_fn,
             dim=head.dim,
+            backbone_shape=backbone.shape,
             append_stages=append,
         )
         tolerance = specs[0].gate

@@ -11,9 +11,11 @@ import contextlib
 import io
 import logging
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from fastembed_rt.export.build import BuildContext, BuildResult, NotApplicable
+from fastembed_rt.export.onnx_files import save_graph
 
 __all__ = ["build_fp16", "build_optimized", "optimize_backbone"]
 
@@ -79,17 +81,25 @@ def optimize_backbone(
 
 
 def _save(context: BuildContext, model: Any, file: str, details: dict[str, Any]) -> BuildResult:
-    import onnx
-
     details.update(context.append_stages(model))
     details["op_counts"] = dict(Counter(node.op_type for node in model.graph.node).most_common(12))
     path = context.root / file
-    onnx.save(model, str(path))
-    return BuildResult(file=file, optimization=details.pop("optimization"), details=details)
+    weights = save_graph(model, path, external=context.backbone.external_data)
+    weights_file = None if weights is None else str(Path(file).parent / weights)
+    return BuildResult(file=file, optimization=details.pop("optimization"), details=details, weights_file=weights_file)
+
+
+def _check_size(context: BuildContext) -> None:
+    if context.backbone.external_data:
+        raise NotApplicable(
+            "ONNX Runtime's transformer optimizer works on in-memory graphs under 2 GB "
+            "(microsoft/onnxruntime#15349); this backbone's weights are external data"
+        )
 
 
 def build_optimized(context: BuildContext) -> BuildResult:
     """fp32 backbone for CPUs: fused attention and BiasGelu (no SkipLayerNormalization, see above)."""
+    _check_size(context)
     architecture = context.backbone.architecture
     if architecture.ort_model_type is None:
         raise NotApplicable(f"ONNX Runtime's transformer optimizer has no fusions for {architecture.model_type}")
@@ -104,6 +114,7 @@ def build_fp16(context: BuildContext) -> BuildResult:
     from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
+    _check_size(context)
     if context.backbone.architecture.no_fp16:
         raise NotApplicable(context.backbone.architecture.no_fp16)
     model, fused = optimize_backbone(context, skip_layer_norm=context.backbone.architecture.fp16_skip_layer_norm)

@@ -21,6 +21,7 @@ from typing import Any
 
 from fastembed_rt.errors import ExportError, ParityError
 from fastembed_rt.export.build import BuildContext, BuildResult
+from fastembed_rt.export.onnx_files import save_graph
 from fastembed_rt.export.optimize import optimize_backbone
 
 __all__ = ["build_head_int8", "build_int8", "exclusion_ladder", "quantize_int8"]
@@ -99,15 +100,17 @@ def quantize_int8(backbone: Any, try_candidate: Callable[[Any, dict[str, Any]], 
 
 
 def _build(context: BuildContext, backbone: Any, optimization: str, **details: Any) -> BuildResult:
-    import onnx
+    weights: list[str | None] = [None]
 
     def try_candidate(model: Any, candidate: dict[str, Any]) -> list[str]:
         candidate.update(details)
         candidate.update(context.append_stages(model))
-        onnx.save(model, str(context.root / FILE))
+        weights[0] = save_graph(model, context.root / FILE, external=context.backbone.external_data)
         return context.check(FILE)
 
-    return BuildResult(file=FILE, optimization=optimization, details=quantize_int8(backbone, try_candidate))
+    accepted = quantize_int8(backbone, try_candidate)
+    weights_file = None if weights[0] is None else f"onnx/{weights[0]}"
+    return BuildResult(file=FILE, optimization=optimization, details=accepted, weights_file=weights_file)
 
 
 def build_int8(context: BuildContext) -> BuildResult:

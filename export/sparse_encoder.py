@@ -197,6 +197,7 @@ def export_sparse_encoder(
     token: str | bool | None = None,
     overwrite: bool = False,
     trust_remote_code: bool = False,
+    external_data_threshold: int | None = None,
     variants: str | Sequence[str] | None = None,
 ) -> Manifest:
     """Export a sentence-transformers SPLADE SparseEncoder to a fastembed-rt artifact at ``out_dir``.
@@ -212,6 +213,8 @@ def export_sparse_encoder(
         out_dir: where the artifact goes; must not exist unless ``overwrite``.
         variants: ``fp32`` (default) and/or ``int8`` (shipped only within its gate: cosine vs PyTorch).
         trust_remote_code: run code from the model's repository (its own model class or modules); off by default.
+        external_data_threshold: fp32 weight bytes above which graphs keep their weights in a data file beside
+            them (None: 1 GiB; graphs over 2 GiB cannot be one protobuf).
     Returns:
         the written manifest.
     Raises:
@@ -230,5 +233,6 @@ def export_sparse_encoder(
         token=token,
         overwrite=overwrite,
         trust_remote_code=trust_remote_code,
+        external_data_threshold=external_data_threshold,
         variants=variants,
     )

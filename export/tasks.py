@@ -80,6 +80,7 @@ def export_artifact(
     token: str | bool | None = None,
     overwrite: bool = False,
     trust_remote_code: bool = False,
+    external_data_threshold: int | None = None,
     variants: str | Sequence[str] | None = None,
     stsb: bool | None = None,
 ) -> Manifest:
@@ -91,6 +92,8 @@ def export_artifact(
         stsb: bi-encoders also score STSb test Spearman (None: when the data is found locally);
             the other tasks record no STSb score.
         trust_remote_code: run code from the model's repository (its own model class or modules); off by default.
+        external_data_threshold: fp32 weight bytes above which graphs keep their weights in a data file beside
+            them (None: 1 GiB; graphs over 2 GiB cannot be one protobuf).
     Returns:
         the written manifest; its ``task`` says which exporter ran.
     Raises:
@@ -109,5 +112,6 @@ def export_artifact(
         overwrite=overwrite,
         variants=variants,
         trust_remote_code=trust_remote_code,
+        external_data_threshold=external_data_threshold,
         **options,
     )

@@ -41,6 +41,7 @@ from fastembed_rt.errors import ExportError, ParityError
 from fastembed_rt.export.backbone import ExportedBackbone
 from fastembed_rt.export.build import BuildContext, BuildResult, NotApplicable
 from fastembed_rt.export.fidelity import Measured
+from fastembed_rt.export.onnx_files import check_graph, data_file, external_data_file, link_graph, save_graph
 from fastembed_rt.export.variants import VARIANTS, VariantSpec
 
 __all__ = ["ArtifactWriter", "Measure", "finish_graph", "stage_artifact"]
@@ -61,21 +62,13 @@ class Validated(Measured, Protocol):
     failures: list[str]
 
 
-_ORT_DEFAULT_DOMAIN_OPS = ("SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization")
-
-
 def finish_graph(model: Any, counts: dict[str, Any]) -> dict[str, Any]:
     """Stamp a graph the artifact ships as fastembed-rt's and check it; returns ``counts`` plus its node count."""
     import onnx
 
     model.producer_name = "fastembed-rt"
-    try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        # ONNX Runtime registers a few contrib ops (its RMSNorm fusions) in the default domain, where the
-        # onnx checker does not know them; the runtime load and parity validation that follow check those graphs.
-        if not any(f"No Op registered for {op} " in str(exc) for op in _ORT_DEFAULT_DOMAIN_OPS):
-            raise
+    if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        check_graph(model)  # with external data: checked from its file once saved (``onnx_files``)
     return {**counts, "graph_nodes": len(model.graph.node)}
 
 
@@ -97,6 +90,7 @@ def stage_artifact(
     try:
         yield ArtifactWriter(tmp, str(model), revision)
         (tmp / BACKBONE_FILE).unlink(missing_ok=True)
+        (tmp / data_file(BACKBONE_FILE)).unlink(missing_ok=True)
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -155,14 +149,26 @@ class ArtifactWriter:
         similarity_fn: str,
         dim: int,
         append_stages: Callable[[Any], dict[str, Any]],
+        backbone_shape: dict[str, int] | None = None,
     ) -> None:
-        """Grow the backbone graph with ``append_stages`` into the fp32 graph; write the manifest that lists it."""
+        """Grow the backbone graph with ``append_stages`` into the fp32 graph; write the manifest that lists it.
+
+        ``backbone_shape`` (``ExportedBackbone.shape``) goes to the manifest's ``source.backbone``.
+        """
         import onnx
 
-        model = onnx.load(str(self.backbone))
-        counts = append_stages(model)
-        onnx.save(model, str(self.root / GRAPH_FILE))
-        fp32 = self._variant(VARIANTS[task]["fp32"], BuildResult(GRAPH_FILE, "none", counts))
+        path = self.root / GRAPH_FILE
+        if external_data_file(self.backbone) is None:
+            model = onnx.load(str(self.backbone))
+            counts = append_stages(model)
+            weights = save_graph(model, path, external=False)
+        else:  # the backbone's weights are not read: its data file becomes the fp32 graph's
+            model = onnx.load(str(self.backbone), load_external_data=False)
+            counts = append_stages(model)
+            weights = link_graph(model, self.backbone, path)
+        del model
+        weights_file = None if weights is None else f"{Path(GRAPH_FILE).parent}/{weights}"
+        fp32 = self._variant(VARIANTS[task]["fp32"], BuildResult(GRAPH_FILE, "none", counts, weights_file=weights_file))
         Manifest(
             root=self.root,
             task=task,
@@ -170,6 +176,7 @@ class ArtifactWriter:
                 "model": self._model,
                 "revision": self._revision,
                 "architecture": architecture,
+                "backbone": dict(backbone_shape or {}),
                 "modules": modules,
                 "library_versions": _library_versions(),
             },
@@ -282,6 +289,7 @@ class ArtifactWriter:
         for file in files:
             if file is not None:
                 (self.root / file).unlink(missing_ok=True)
+                (self.root / data_file(file)).unlink(missing_ok=True)
         rejected: dict[str, Any] = {"name": spec.name, "reasons": reasons}
         if fidelity is not None:
             rejected["fidelity"] = fidelity.to_dict()

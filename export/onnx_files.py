@@ -1,0 +1,126 @@
+"""ONNX graph files of an artifact: weights inline, or beside the graph once a model outgrows protobuf.
+
+A protobuf message cannot exceed 2 GiB, and Qwen3-Embedding-0.6B in fp32 is already 2.4 GB, so
+external data is the normal path for decoders, not an edge case. A graph with external data keeps
+every tensor of 1 KiB or more in one file named after it (``model.onnx`` → ``model.onnx.data``),
+which the manifest lists as the variant's ``weights_file`` with its size and sha256.
+
+The fp32 graph is the backbone plus small output stages: it is written without reading the
+backbone's weights at all (both graphs share one data file, offsets unchanged), so the export
+holds no second copy of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "EXTERNAL_DATA_THRESHOLD",
+    "check_graph",
+    "data_file",
+    "external_data_file",
+    "link_graph",
+    "parameter_bytes",
+    "save_graph",
+]
+
+# Parameter bytes above which graphs are written with external data: below protobuf's 2 GiB with room
+# for the output stages or a head, and for the fp32 copies optimizers make of quantized weights.
+EXTERNAL_DATA_THRESHOLD = 1 << 30
+_MIN_EXTERNAL_TENSOR = 1024
+
+
+# ONNX Runtime registers a few contrib ops (its RMSNorm fusions) in the default domain, where the onnx
+# checker does not know them; the runtime load and parity validation that follow check those graphs.
+_ORT_DEFAULT_DOMAIN_OPS = ("SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization")
+
+
+def check_graph(model: Any) -> None:
+    """``onnx.checker`` on a graph (a ModelProto, or a path: graphs with external data are checked from their file)."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(model) if isinstance(model, Path) else model)
+    except onnx.checker.ValidationError as exc:
+        if not any(f"No Op registered for {op} " in str(exc) for op in _ORT_DEFAULT_DOMAIN_OPS):
+            raise
+
+
+def data_file(graph: str) -> str:
+    """The external data file of the graph file ``graph`` (same folder)."""
+    return f"{graph}.data"
+
+
+def parameter_bytes(model: Any) -> int:
+    """Bytes of a torch module's parameters and buffers as float32 (what the exported graph holds)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(4 * int(t.numel()) for t in tensors)
+
+
+def external_data_file(path: Path) -> Path | None:
+    """The data file the graph at ``path`` keeps its weights in, or None when they are inline."""
+    data = path.with_name(data_file(path.name))
+    return data if data.is_file() else None
+
+
+def save_graph(model: Any, path: Path, *, external: bool) -> str | None:
+    """Write ``model`` (weights loaded) to ``path``; returns its data file name when ``external``, else None."""
+    import onnx
+
+    if not external:
+        onnx.save_model(model, str(path))
+        return None
+    data = path.with_name(data_file(path.name))
+    data.unlink(missing_ok=True)  # onnx appends to an existing data file
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=data.name,
+        size_threshold=_MIN_EXTERNAL_TENSOR,
+    )
+    check_graph(path)
+    return data.name
+
+
+def link_graph(model: Any, source: Path, path: Path) -> str:
+    """Write ``model``, loaded without its weights from ``source``, to ``path`` sharing ``source``'s data file.
+
+    The data file is renamed to ``path``'s data file name and both graphs point their external tensors
+    at it (no copy, and no hard link: the onnx checker and ONNX Runtime refuse hard-linked data);
+    tensors added since the load (output stages) stay inline. Returns the data file name.
+    """
+    import onnx
+
+    source_data = external_data_file(source)
+    if source_data is None:
+        raise FileNotFoundError(f"{source} has no external data file {data_file(source.name)}")
+    if source.parent != path.parent:
+        raise ValueError(f"{source} and {path} must share a folder to share a data file")
+    target = path.with_name(data_file(path.name))
+    source_graph = onnx.load(str(source), load_external_data=False)
+    for graph in (model, source_graph):
+        _relocate(graph, source_data.name, target.name)
+    source_data.rename(target)
+    onnx.save_model(source_graph, str(source))
+    onnx.save_model(model, str(path))
+    check_graph(path)
+    return target.name
+
+
+def _relocate(model: Any, old: str, new: str) -> None:
+    """Point every external tensor of ``model`` stored in ``old`` at ``new`` (same bytes, same offsets)."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors
+
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = ExternalDataInfo(tensor).location
+        if location != old:
+            raise ValueError(f"{tensor.name} is stored in {location}, not {old}")
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = new
