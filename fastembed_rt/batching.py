@@ -8,13 +8,27 @@ per batch. On thousands of sorted texts that is what cutting every ``max_batch_s
 on a few dozen texts of mixed lengths (what a server collects from concurrent requests) it splits
 the batch where the lengths jump: 16 random STSb sentences padded to their longest waste 55 % of
 the tokens they run (measured here), and a run costs about as much as 30 more padded tokens.
+
+Long contexts add a memory bound: attention holds ``heads × length²`` scores per row, so a batch
+of 8,192 tokens as one row of 8,192 needs 1,024 times the score memory of 32 rows of 256. With
+the backbone's shape (``ActivationCost``) a batch also stays under ``max_batch_bytes``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
-__all__ = ["DEFAULT_TOKEN_BUDGET", "RUN_OVERHEAD_TOKENS", "pad_batch", "plan_batches"]
+__all__ = [
+    "DEFAULT_MAX_BATCH_BYTES",
+    "DEFAULT_TOKEN_BUDGET",
+    "RUN_OVERHEAD_TOKENS",
+    "ActivationCost",
+    "pad_batch",
+    "plan_batches",
+]
 
 # 32 rows of 256 tokens: batch 32 was the fastest size measured on 2 cores (DESIGN §7).
 DEFAULT_TOKEN_BUDGET = 8192
@@ -23,6 +37,30 @@ DEFAULT_TOKEN_BUDGET = 8192
 RUN_OVERHEAD_TOKENS = 32
 # The cut search looks back at most this many rows, so planning stays linear in the number of rows.
 _PLAN_WINDOW = 4096
+# Activation bytes of one graph run's largest layer (ONNX Runtime's arena grows to the largest run).
+DEFAULT_MAX_BATCH_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class ActivationCost:
+    """Float32 bytes the largest layer of one run holds: ``token_bytes`` per padded token (hidden
+    states, Q/K/V and the FFN's widest tensors) plus ``pair_bytes`` per row × length² (attention
+    scores and their softmax, per head). An estimate from the backbone's shape, not a measurement."""
+
+    token_bytes: int
+    pair_bytes: int
+
+    @classmethod
+    def of(cls, shape: dict[str, Any]) -> ActivationCost | None:
+        """From an artifact's backbone shape (``manifest.source["backbone"]``); None when it lacks one."""
+        hidden, heads = int(shape.get("hidden_size") or 0), int(shape.get("num_attention_heads") or 0)
+        if hidden <= 0 or heads <= 0:
+            return None
+        intermediate = int(shape.get("intermediate_size") or 4 * hidden)
+        return cls(token_bytes=4 * (4 * hidden + 2 * intermediate), pair_bytes=4 * 2 * heads)
+
+    def batch_bytes(self, rows: int, length: int) -> int:
+        return rows * length * (self.token_bytes + self.pair_bytes * length)
 
 
 def plan_batches(
@@ -30,11 +68,14 @@ def plan_batches(
     max_batch_size: int,
     token_budget: int = DEFAULT_TOKEN_BUDGET,
     run_overhead_tokens: int = RUN_OVERHEAD_TOKENS,
+    cost: ActivationCost | None = None,
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
 ) -> list[np.ndarray]:
     """Split row indices into batches, longest rows first, at the cheapest cuts.
 
     A batch holds at most ``max_batch_size`` rows and, padded to its longest row, at most
-    ``token_budget`` tokens (a single row longer than the budget still gets its own batch). Among
+    ``token_budget`` tokens and (given the backbone's ``cost``) ``max_batch_bytes`` of activations;
+    a single row over either bound still gets its own batch. Among
     such cuts of the length-sorted rows, the plan minimizes ``sum(run_overhead_tokens + rows ×
     longest)`` over its batches.
 
@@ -49,7 +90,12 @@ def plan_batches(
     for start in range(0, len(order), _PLAN_WINDOW):
         part = order[start : start + _PLAN_WINDOW]
         sizes = _cheapest_cuts(
-            np.maximum(lengths[part], 1).astype(np.int64), max_batch_size, token_budget, run_overhead_tokens
+            np.maximum(lengths[part], 1).astype(np.int64),
+            max_batch_size,
+            token_budget,
+            run_overhead_tokens,
+            cost,
+            max_batch_bytes,
         )
         offset = 0
         for size in sizes:
@@ -58,7 +104,14 @@ def plan_batches(
     return batches
 
 
-def _cheapest_cuts(sorted_lengths: np.ndarray, max_rows: int, budget: int, overhead: int) -> list[int]:
+def _cheapest_cuts(
+    sorted_lengths: np.ndarray,
+    max_rows: int,
+    budget: int,
+    overhead: int,
+    activations: ActivationCost | None = None,
+    max_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+) -> list[int]:
     """Batch sizes, in order, that cover rows sorted by decreasing length at the least total cost.
 
     ``cost[j]`` is the cheapest plan of the first ``j`` rows; a batch of rows ``i..j-1`` costs
@@ -71,8 +124,12 @@ def _cheapest_cuts(sorted_lengths: np.ndarray, max_rows: int, budget: int, overh
     for j in range(1, n + 1):
         sizes = np.arange(1, min(max_rows, j) + 1)
         firsts = j - sizes
-        padded = sizes * sorted_lengths[firsts]
-        allowed = (padded <= budget) | (sizes == 1)
+        longest = sorted_lengths[firsts]
+        padded = sizes * longest
+        fits = padded <= budget
+        if activations is not None:
+            fits &= padded * (activations.token_bytes + activations.pair_bytes * longest) <= max_bytes
+        allowed = fits | (sizes == 1)
         totals = np.where(allowed, cost[firsts] + overhead + padded, np.inf)
         best = int(np.argmin(totals))
         cost[j], take[j] = totals[best], sizes[best]

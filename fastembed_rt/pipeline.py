@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from fastembed_rt.artifact import Manifest
-from fastembed_rt.batching import DEFAULT_TOKEN_BUDGET, pad_batch, plan_batches
+from fastembed_rt.batching import (
+    DEFAULT_MAX_BATCH_BYTES,
+    DEFAULT_TOKEN_BUDGET,
+    ActivationCost,
+    pad_batch,
+    plan_batches,
+)
 from fastembed_rt.errors import InputError
 from fastembed_rt.kernels.spec import (
     NORMALIZE_OUTPUT,
@@ -252,6 +258,9 @@ class Pipeline:
         self.provider = provider
         self.feeds = BatchFeeds(manifest)
         self.token_budget = DEFAULT_TOKEN_BUDGET
+        # Artifacts from before the manifest recorded the backbone's shape have only the token budget.
+        self.activation_cost = ActivationCost.of(manifest.source.get("backbone") or {})
+        self.max_batch_bytes = DEFAULT_MAX_BATCH_BYTES
         self.last_stats = EncodeStats()
 
     def prepare(
@@ -293,8 +302,9 @@ class Pipeline:
     ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]:
         """Yield ``(row_indices, outputs, attention_mask)`` per batch, longest batch first.
 
-        Rows are sorted by token length and cut into batches of at most ``batch_size`` rows and
-        ``token_budget`` padded tokens. ``extra_feeds`` are fed unchanged with every batch (per-call
+        Rows are sorted by token length and cut into batches of at most ``batch_size`` rows,
+        ``token_budget`` padded tokens and (when the manifest has the backbone's shape) an estimated
+        ``max_batch_bytes`` of activations. ``extra_feeds`` are fed unchanged with every batch (per-call
         graph inputs such as ``output_dim``). The time the caller spends between two batches is
         recorded as post-processing in ``last_stats``.
         """
@@ -303,7 +313,9 @@ class Pipeline:
         clock = time.perf_counter()
         encoded, prompt_length = prepared.encoded, prepared.prompt_length
         lengths = encoded.lengths
-        plan = plan_batches(lengths, batch_size, self.token_budget)
+        plan = plan_batches(
+            lengths, batch_size, self.token_budget, cost=self.activation_cost, max_batch_bytes=self.max_batch_bytes
+        )
         stats = EncodeStats(
             texts=len(prepared),
             truncated=int(prepared.truncated.sum()),

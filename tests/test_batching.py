@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastembed_rt.batching import pad_batch, plan_batches
+from fastembed_rt.batching import ActivationCost, pad_batch, plan_batches
 
 
 @pytest.mark.parametrize("max_batch_size,budget", [(1, 100), (4, 64), (32, 8192), (7, 10)])
@@ -71,3 +71,31 @@ def test_plan_cuts_where_lengths_jump_and_keeps_similar_rows_together() -> None:
     same = plan_batches(np.full(64, 12), 32, 8192, run_overhead_tokens=32)
     assert [len(b) for b in same] == [32, 32], "equal lengths: full batches"
     assert [len(b) for b in plan_batches(np.array([5, 5]), 32, 8192, run_overhead_tokens=10_000)] == [2]
+
+
+# Qwen3-Embedding-0.6B's shape: hidden 1024, FFN 3072, 16 query heads.
+QWEN3_0_6B = ActivationCost.of({"hidden_size": 1024, "intermediate_size": 3072, "num_attention_heads": 16})
+
+
+def test_long_rows_run_in_smaller_batches_under_the_memory_bound() -> None:
+    assert QWEN3_0_6B is not None
+    lengths = np.array([4096] * 6 + [512] * 40 + [32] * 64)
+    plan = plan_batches(lengths, 32, token_budget=1 << 20, cost=QWEN3_0_6B, max_batch_bytes=1 << 30)
+    assert sorted(np.concatenate(plan).tolist()) == list(range(len(lengths)))
+    by_length: dict[int, list[int]] = {}
+    for rows in plan:
+        longest = int(lengths[rows].max())
+        by_length.setdefault(longest, []).append(len(rows))
+        if len(rows) > 1:
+            assert QWEN3_0_6B.batch_bytes(len(rows), longest) <= 1 << 30
+    # One 4,096-token row alone needs 2.3 GB of scores: it runs alone rather than not at all.
+    assert QWEN3_0_6B.batch_bytes(1, 4096) > 1 << 30
+    assert by_length[4096] == [1] * 6
+    assert max(by_length[512]) < 32 and max(by_length[512]) >= 4
+    assert max(by_length[32]) == 32  # short rows batch as before
+
+
+def test_without_a_backbone_shape_only_the_token_budget_bounds_batches() -> None:
+    assert ActivationCost.of({}) is None
+    lengths = np.array([4096] * 4)
+    assert [len(rows) for rows in plan_batches(lengths, 32, token_budget=8192)] == [2, 2]

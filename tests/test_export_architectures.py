@@ -150,6 +150,27 @@ def test_decoder_artifact_pads_on_the_tokenizers_side_and_ends_each_text_with_it
         assert ids[mask.astype(bool)][-1] == tokenizer.eos_token_id
 
 
+def test_batches_of_long_texts_shrink_under_the_memory_bound_without_changing_vectors(exported: TinyExport) -> None:
+    config = exported.torch_model[0].auto_model.config
+    shape = exported.runtime.manifest.source["backbone"]
+    assert shape["hidden_size"] == config.hidden_size
+    assert shape["parameters"] == sum(p.numel() for p in exported.torch_model[0].auto_model.parameters()) + sum(
+        b.numel() for b in exported.torch_model[0].auto_model.buffers()
+    )
+    texts = [PARITY_TEXTS[3]] * 6 + ["Hi"] * 6
+    default = exported.runtime.encode(texts, batch_size=32)
+    assert exported.runtime.last_encode_stats.batches == 2  # the long rows, then the short ones
+    runtime = SentenceTransformer(exported.artifact)
+    cost = runtime._pipeline.activation_cost
+    assert cost is not None
+    longest = int(max(len(ids) for ids in runtime.tokenize(texts[:1])["input_ids"]))
+    runtime.max_batch_bytes = cost.batch_bytes(2, longest)  # two long rows per run
+    bounded = runtime.encode(texts, batch_size=32)
+    assert runtime.last_encode_stats.batches == 4  # 2 + 2 + 2 long rows, then the short ones
+    assert row_cosines(bounded, default).min() >= MIN_COSINE
+    runtime.close()
+
+
 def test_artifact_declares_architecture_inputs(exported: TinyExport) -> None:
     manifest = exported.runtime.manifest
     assert manifest.source["architecture"] == exported.architecture

@@ -186,6 +186,19 @@ class ArtifactModel:
     def token_budget(self, value: int) -> None:
         self._pipeline.token_budget = check_positive_int("token_budget", value)
 
+    @property
+    def max_batch_bytes(self) -> int:
+        """Most activation bytes one graph run may need, estimated from the backbone's shape (default 1 GiB).
+
+        Long inputs run in smaller batches under it: attention holds heads × length² scores per row.
+        Artifacts exported before the manifest recorded the backbone's shape are bounded by ``token_budget`` only.
+        """
+        return self._pipeline.max_batch_bytes
+
+    @max_batch_bytes.setter
+    def max_batch_bytes(self, value: int) -> None:
+        self._pipeline.max_batch_bytes = check_positive_int("max_batch_bytes", value)
+
     def count_tokens(
         self, items: Sequence[str | tuple[str, str]], *, prompt_name: str | None = None, prompt: str | None = None
     ) -> list[int]:
