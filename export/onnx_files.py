@@ -81,6 +81,7 @@ def save_graph(model: Any, path: Path, *, external: bool) -> str | None:
         location=data.name,
         size_threshold=_MIN_EXTERNAL_TENSOR,
     )
+    data.chmod(path.stat().st_mode & 0o777)  # onnx creates it 0600: readable as the graph is (non-root containers)
     check_graph(path)
     return data.name
 

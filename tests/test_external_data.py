@@ -49,6 +49,8 @@ def test_weights_go_to_a_data_file_the_manifest_checksums(external: TinyExport) 
         assert variant.weights_sha256 == file_sha256(data)
         # the graph holds the output stages and small tensors only: the weights are in the data file
         assert (external.artifact / variant.file).stat().st_size < data.stat().st_size
+        # readable by whoever may read the graph (a non-root container user mounting the artifact)
+        assert data.stat().st_mode & 0o777 == (external.artifact / variant.file).stat().st_mode & 0o777
     assert sorted(p.name for p in (external.artifact / "onnx").iterdir()) == [
         "model.onnx",
         "model.onnx.data",
