@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypedDict
 import numpy as np
 import numpy.typing as npt
 
+from fastembed_rt.hard_negatives import mine_hard_negatives
 from fastembed_rt.quantization import Precision, quantize_embeddings
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "dot_score",
     "euclidean_sim",
     "manhattan_sim",
+    "mine_hard_negatives",
     "pairwise_cos_sim",
     "pairwise_dot_score",
     "pairwise_euclidean_sim",
