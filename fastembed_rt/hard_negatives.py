@@ -35,11 +35,12 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
+import math
 import os
 import random
 import sys
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -296,35 +297,30 @@ def _predict(cross_encoder: CrossEncoder, pairs: list[tuple[str, str]], batch_si
     return np.asarray(cross_encoder.predict(pairs, batch_size=batch_size, show_progress_bar=verbose), np.float32)
 
 
+# sentence-transformers' statistics in torch's definitions: the median is the lower middle value, the
+# std is unbiased, quantiles interpolate linearly; an empty set gives nan, or +-inf for min/quantiles/max.
+_STATISTICS: dict[str, tuple[Callable[[np.ndarray], Any], float]] = {
+    "mean": (lambda v: v.mean(dtype=np.float64), math.nan),
+    "median": (lambda v: np.sort(v)[(v.size - 1) // 2], math.nan),
+    "std": (lambda v: v.std(dtype=np.float64, ddof=1) if v.size > 1 else math.nan, math.nan),
+    "min": (np.min, math.inf),
+    "25%": (lambda v: np.quantile(v, 0.25), math.inf),
+    "50%": (lambda v: np.quantile(v, 0.5), math.inf),
+    "75%": (lambda v: np.quantile(v, 0.75), math.inf),
+    "max": (np.max, -math.inf),
+}
+
+
 def _statistics(positive: np.ndarray, negative: np.ndarray, difference: np.ndarray) -> list[str]:
-    """sentence-transformers' table: torch's median (the lower middle value), unbiased std, linear quantiles."""
+    """The lines of sentence-transformers' table of positive, negative and difference scores."""
     row = "{:<6} {:>14} {:>14} {:>14}"
-
-    def number(values: np.ndarray, metric: str) -> str:
-        values = values.astype(np.float32, copy=False)
-        if metric in ("min", "25%", "50%", "75%", "max") and not values.size:
-            return f"{float('-inf') if metric == 'max' else float('inf'):,}"
-        if metric == "mean":
-            value = float(values.mean(dtype=np.float64)) if values.size else float("nan")
-        elif metric == "median":
-            value = float(np.sort(values)[(values.size - 1) // 2]) if values.size else float("nan")
-        elif metric == "std":
-            value = float(values.std(dtype=np.float64, ddof=1)) if values.size > 1 else float("nan")
-        elif metric == "min":
-            value = float(values.min())
-        elif metric == "max":
-            value = float(values.max())
-        else:
-            value = float(np.quantile(values.astype(np.float64), float(metric[:-1]) / 100))
-        return f"{value:.4f}"
-
     lines = [
         row.format("Metric", "Positive", "Negative", "Difference"),
         row.format("Count", f"{len(positive):,}", f"{len(negative):,}", ""),
     ]
-    for metric in ("mean", "median", "std", "min", "25%", "50%", "75%", "max"):
-        cells = (number(values, metric) for values in (positive, negative, difference))
-        lines.append(row.format(metric.capitalize(), *cells))
+    for name, (statistic, empty) in _STATISTICS.items():
+        cells = (f"{float(statistic(v) if v.size else empty):.4f}" for v in (positive, negative, difference))
+        lines.append(row.format(name.capitalize(), *cells))
     return lines
 
 

@@ -8,7 +8,8 @@ running top-k per query, so memory stays bounded by the chunk sizes, not by the 
 Result formats are sentence-transformers' own: ``semantic_search`` gives one list per query of
 ``{"corpus_id": int, "score": float}`` by decreasing score, ``paraphrase_mining`` gives
 ``[score, i, j]`` triplets. Where sentence-transformers leaves the order of equal scores
-unspecified, this module puts the lower corpus index first.
+unspecified, this module puts the lower corpus index first. ``mine_hard_negatives`` lives in
+``fastembed_rt.hard_negatives`` and is offered here too, as sentence-transformers' util does.
 """
 
 from __future__ import annotations
