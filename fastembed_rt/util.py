@@ -285,12 +285,16 @@ def _sort_top_k(scores: np.ndarray, ids: npt.NDArray[np.int64]) -> tuple[np.ndar
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
 
 
-def _sorted_hits(scores: np.ndarray, ids: npt.NDArray[np.int64]) -> list[list[SearchHit]]:
-    ranked, ranked_ids = _sort_top_k(scores, ids)
+def _hits(scores: np.ndarray, ids: npt.NDArray[np.int64]) -> list[list[SearchHit]]:
+    """Rows of ranked (scores, ids) as lists of hits."""
     return [
         [SearchHit(corpus_id=corpus_id, score=score) for corpus_id, score in zip(row_ids, row_scores, strict=True)]
-        for row_ids, row_scores in zip(ranked_ids.tolist(), ranked.tolist(), strict=True)
+        for row_ids, row_scores in zip(ids.tolist(), scores.tolist(), strict=True)
     ]
+
+
+def _sorted_hits(scores: np.ndarray, ids: npt.NDArray[np.int64]) -> list[list[SearchHit]]:
+    return _hits(*_sort_top_k(scores, ids))
 
 
 def search_top_k(
@@ -364,13 +368,9 @@ def semantic_search(
         One list per query of ``{"corpus_id": int, "score": float}`` by decreasing score (ties:
         lower ``corpus_id`` first), at most ``top_k`` long; ``[]`` for no queries.
     """
-    scores, ids = search_top_k(
-        query_embeddings, corpus_embeddings, top_k, query_chunk_size, corpus_chunk_size, score_function
+    return _hits(
+        *search_top_k(query_embeddings, corpus_embeddings, top_k, query_chunk_size, corpus_chunk_size, score_function)
     )
-    return [
-        [SearchHit(corpus_id=corpus_id, score=score) for corpus_id, score in zip(row_ids, row_scores, strict=True)]
-        for row_ids, row_scores in zip(ids.tolist(), scores.tolist(), strict=True)
-    ]
 
 
 def paraphrase_mining_embeddings(
