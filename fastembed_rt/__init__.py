@@ -15,6 +15,7 @@ from fastembed_rt.errors import (
     ParityError,
     ProviderError,
 )
+from fastembed_rt.hard_negatives import mine_hard_negatives
 from fastembed_rt.logging_handler import LoggingHandler
 from fastembed_rt.models import CrossEncoder, SentenceTransformer, SparseEncoder, load_model
 from fastembed_rt.quantization import quantize_embeddings
@@ -36,6 +37,7 @@ __all__ = [
     "SparseEncoder",
     "__version__",
     "load_model",
+    "mine_hard_negatives",
     "quantize_embeddings",
     "util",
 ]

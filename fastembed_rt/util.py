@@ -8,7 +8,8 @@ running top-k per query, so memory stays bounded by the chunk sizes, not by the 
 Result formats are sentence-transformers' own: ``semantic_search`` gives one list per query of
 ``{"corpus_id": int, "score": float}`` by decreasing score, ``paraphrase_mining`` gives
 ``[score, i, j]`` triplets. Where sentence-transformers leaves the order of equal scores
-unspecified, this module puts the lower corpus index first.
+unspecified, this module puts the lower corpus index first. ``mine_hard_negatives`` lives in
+``fastembed_rt.hard_negatives`` and is offered here too, as sentence-transformers' util does.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Protocol, TypedDict
 import numpy as np
 import numpy.typing as npt
 
+from fastembed_rt.hard_negatives import mine_hard_negatives
 from fastembed_rt.quantization import Precision, quantize_embeddings
 
 __all__ = [
@@ -33,12 +35,14 @@ __all__ = [
     "dot_score",
     "euclidean_sim",
     "manhattan_sim",
+    "mine_hard_negatives",
     "pairwise_cos_sim",
     "pairwise_dot_score",
     "pairwise_euclidean_sim",
     "pairwise_manhattan_sim",
     "paraphrase_mining",
     "paraphrase_mining_embeddings",
+    "search_top_k",
     "semantic_search",
     "semantic_search_quantized",
 ]
@@ -275,14 +279,67 @@ def _merge_top_k(
     return np.take_along_axis(merged_scores, keep, axis=1), np.take_along_axis(merged_ids, keep, axis=1)
 
 
-def _sorted_hits(scores: np.ndarray, ids: npt.NDArray[np.int64]) -> list[list[SearchHit]]:
+def _sort_top_k(scores: np.ndarray, ids: npt.NDArray[np.int64]) -> tuple[np.ndarray, npt.NDArray[np.int64]]:
+    """Each row by decreasing score, equal scores by increasing id."""
     order = np.lexsort((ids, -scores), axis=-1)
-    ranked_scores = np.take_along_axis(scores, order, axis=1).tolist()
-    ranked_ids = np.take_along_axis(ids, order, axis=1).tolist()
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
+def _hits(scores: np.ndarray, ids: npt.NDArray[np.int64]) -> list[list[SearchHit]]:
+    """Rows of ranked (scores, ids) as lists of hits."""
     return [
         [SearchHit(corpus_id=corpus_id, score=score) for corpus_id, score in zip(row_ids, row_scores, strict=True)]
-        for row_ids, row_scores in zip(ranked_ids, ranked_scores, strict=True)
+        for row_ids, row_scores in zip(ids.tolist(), scores.tolist(), strict=True)
     ]
+
+
+def _sorted_hits(scores: np.ndarray, ids: npt.NDArray[np.int64]) -> list[list[SearchHit]]:
+    return _hits(*_sort_top_k(scores, ids))
+
+
+def search_top_k(
+    query_embeddings: npt.ArrayLike,
+    corpus_embeddings: npt.ArrayLike,
+    top_k: int = 10,
+    query_chunk_size: int = 100,
+    corpus_chunk_size: int = 500000,
+    score_function: ScoreFunction = cos_sim,
+) -> tuple[np.ndarray, npt.NDArray[np.int64]]:
+    """``semantic_search`` as two arrays, for callers that keep millions of hits (no dict per hit).
+
+    Same search, chunking, memory bound and tie order as :func:`semantic_search`.
+
+    Returns:
+        ``(scores, corpus_ids)``: arrays ``[q, min(top_k, n)]`` of the score function's dtype (float32
+        for this module's functions) and int64, each row by decreasing score (ties: lower corpus id first).
+    """
+    _check_int("query_chunk_size", query_chunk_size, 1)
+    _check_int("corpus_chunk_size", corpus_chunk_size, 1)
+    _check_int("top_k", top_k, 0)
+    queries, corpus = _as_batches(query_embeddings, corpus_embeddings, "query_embeddings", "corpus_embeddings")
+    query_starts = range(0, queries.shape[0], query_chunk_size)
+    best: list[tuple[np.ndarray, npt.NDArray[np.int64]]] = []
+    for start in query_starts:
+        rows = min(query_chunk_size, queries.shape[0] - start)
+        best.append((np.empty((rows, 0), np.float32), np.empty((rows, 0), np.int64)))
+
+    # Normalizing each corpus chunk once, rather than inside cos_sim for every query chunk, gives
+    # the same scores for a fraction of the work.
+    normalize = score_function is cos_sim
+    for corpus_start in range(0, corpus.shape[0], corpus_chunk_size):
+        chunk = corpus[corpus_start : corpus_start + corpus_chunk_size]
+        if normalize:
+            chunk = _normalize(chunk)
+        for slot, query_start in enumerate(query_starts):
+            query_chunk = queries[query_start : query_start + query_chunk_size]
+            scores = _normalize(query_chunk) @ chunk.T if normalize else np.asarray(score_function(query_chunk, chunk))
+            best[slot] = _merge_top_k(*best[slot], scores, corpus_start, top_k)
+
+    kept = min(top_k, corpus.shape[0])
+    if not best:
+        return np.empty((0, kept), np.float32), np.empty((0, kept), np.int64)
+    ranked = [_sort_top_k(scores, ids) for scores, ids in best]
+    return np.concatenate([scores for scores, _ in ranked]), np.concatenate([ids for _, ids in ranked])
 
 
 def semantic_search(
@@ -311,29 +368,9 @@ def semantic_search(
         One list per query of ``{"corpus_id": int, "score": float}`` by decreasing score (ties:
         lower ``corpus_id`` first), at most ``top_k`` long; ``[]`` for no queries.
     """
-    _check_int("query_chunk_size", query_chunk_size, 1)
-    _check_int("corpus_chunk_size", corpus_chunk_size, 1)
-    _check_int("top_k", top_k, 0)
-    queries, corpus = _as_batches(query_embeddings, corpus_embeddings, "query_embeddings", "corpus_embeddings")
-    query_starts = range(0, queries.shape[0], query_chunk_size)
-    best: list[tuple[np.ndarray, npt.NDArray[np.int64]]] = []
-    for start in query_starts:
-        rows = min(query_chunk_size, queries.shape[0] - start)
-        best.append((np.empty((rows, 0), np.float32), np.empty((rows, 0), np.int64)))
-
-    # Normalizing each corpus chunk once, rather than inside cos_sim for every query chunk, gives
-    # the same scores for a fraction of the work.
-    normalize = score_function is cos_sim
-    for corpus_start in range(0, corpus.shape[0], corpus_chunk_size):
-        chunk = corpus[corpus_start : corpus_start + corpus_chunk_size]
-        if normalize:
-            chunk = _normalize(chunk)
-        for slot, query_start in enumerate(query_starts):
-            query_chunk = queries[query_start : query_start + query_chunk_size]
-            scores = _normalize(query_chunk) @ chunk.T if normalize else np.asarray(score_function(query_chunk, chunk))
-            best[slot] = _merge_top_k(*best[slot], scores, corpus_start, top_k)
-
-    return [hits for scores, ids in best for hits in _sorted_hits(scores, ids)]
+    return _hits(
+        *search_top_k(query_embeddings, corpus_embeddings, top_k, query_chunk_size, corpus_chunk_size, score_function)
+    )
 
 
 def paraphrase_mining_embeddings(

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,6 +104,32 @@ def minilm_torch(minilm_dir: Path) -> object:
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(minilm_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def stsb_mining_texts(minilm_runtime: Any) -> tuple[list[tuple[str, str]], list[str]]:
+    """(pairs, others) for hard-negative mining: STSb training pairs with gold score >= 3 in file order
+    (anchor: sentence1, positive: sentence2), and the split's sentences in no pair.
+
+    Texts whose MiniLM tokens equal another text's (e.g. "A man  is driving a car." beside "A man is
+    driving a car.") are left out: they score exactly alike, and torch.topk orders equal scores in no
+    specified order, so no two libraries can be held to one order for them.
+    """
+    from fastembed_rt.stsb import load_stsb
+
+    split = load_stsb("train", "en")
+    texts = list(dict.fromkeys(split.sentences1 + split.sentences2))
+    owners: dict[tuple[int, ...], list[str]] = {}
+    for text, encoding in zip(texts, minilm_runtime.tokenizer.encode_batch(texts)):
+        owners.setdefault(tuple(encoding.ids), []).append(text)
+    clear = {group[0] for group in owners.values() if len(group) == 1}
+    pairs = [
+        (anchor, positive)
+        for anchor, positive, gold in zip(split.sentences1, split.sentences2, split.scores)
+        if gold >= 3.0 and anchor in clear and positive in clear
+    ]
+    used = {text for pair in pairs for text in pair}
+    return pairs, [text for text in texts if text in clear and text not in used]
 
 
 # What the runtime must never import, not even transitively (DESIGN §2).

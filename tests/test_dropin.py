@@ -2,12 +2,14 @@
 
 - the top-level names inference code imports exist; every other name of sentence-transformers'
   ``__all__`` is classified with the reason fastembed-rt does not offer it, so a new name fails here;
-- the API reference's inference examples give the same results with both libraries;
+- the API reference's inference examples, and its mine_hard_negatives example, give the same results
+  with both libraries;
 - a lone surrogate (from JSON escapes or PDF extractors) is an ``InputError`` naming the position.
 """
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,7 +22,7 @@ from fastembed_rt import CrossEncoder, InputError, SentenceTransformer, SparseEn
 
 # What fastembed-rt does with each name of sentence_transformers.__all__ (6.2).
 PROVIDED = {"SentenceTransformer", "CrossEncoder", "SparseEncoder", "SimilarityFunction", "quantize_embeddings"}
-PROVIDED |= {"LoggingHandler"}
+PROVIDED |= {"LoggingHandler", "mine_hard_negatives"}
 TRAINING = {  # training, datasets and model cards: the torch side, out of a runtime's scope
     "SentencesDataset",
     "ParallelSentencesDataset",
@@ -39,7 +41,7 @@ EXPORT = {  # need torch and a loaded model: `fastembed-rt export` builds and va
     "export_dynamic_quantized_onnx_model",
     "export_static_quantized_openvino_model",
 }
-LATER = {"MultiVectorEncoder": "issue 21 (late interaction)", "mine_hard_negatives": "issue 22"}
+LATER = {"MultiVectorEncoder": "issue 21 (late interaction)"}
 
 
 def test_every_sentence_transformers_top_level_name_is_provided_or_classified() -> None:
@@ -159,6 +161,46 @@ def test_api_reference_results_match_sentence_transformers(both: tuple[dict, dic
     ours, theirs = both
     assert [item[:-1] for item in ours[example]] == [item[:-1] for item in theirs[example]]
     np.testing.assert_allclose([item[-1] for item in ours[example]], [item[-1] for item in theirs[example]], atol=2e-4)
+
+
+# -- the API reference's mine_hard_negatives example, run by both libraries -----------------------
+def _mining_example(lib: Any, model: Any, dataset: Any) -> tuple[Any, Any]:
+    """The example of sentence-transformers' ``mine_hard_negatives`` docstring, written once against
+    either library's names; only the dataset is local (STSb pairs in the example's columns)."""
+    random.seed(12)  # sampling_strategy="random" draws from Python's random, in both libraries alike
+    dataset = lib.util.mine_hard_negatives(
+        dataset=dataset,
+        model=model,
+        range_min=10,
+        range_max=50,
+        max_score=0.8,
+        relative_margin=0.05,
+        num_negatives=5,
+        sampling_strategy="random",
+        batch_size=128,
+        use_faiss=True,
+    )
+    dataset_with_scores = lib.util.mine_hard_negatives(dataset=dataset, model=model, output_scores=True)
+    return dataset, dataset_with_scores
+
+
+def test_api_reference_mining_example_gives_sentence_transformers_rows(
+    minilm_runtime: SentenceTransformer, minilm_torch: Any, stsb_mining_texts: tuple[list[tuple[str, str]], list[str]]
+) -> None:
+    import sentence_transformers as st
+    from datasets import Dataset
+
+    pairs = stsb_mining_texts[0][:150]
+    dataset = Dataset.from_dict({"query": [q for q, _ in pairs], "answer": [a for _, a in pairs]})
+    theirs = _mining_example(st, minilm_torch, dataset)
+    ours = _mining_example(fastembed_rt, minilm_runtime, dataset)
+    assert ours[0].column_names == ["query", "answer", "negative"] and len(ours[0]) > len(pairs)
+    for mine, reference in zip(ours, theirs):
+        assert isinstance(mine, Dataset) and mine.column_names == reference.column_names
+        mine_rows, reference_rows = mine.to_dict(), reference.to_dict()
+        scores = mine_rows.pop("scores", None), reference_rows.pop("scores", None)
+        assert mine_rows == reference_rows
+        np.testing.assert_allclose(np.asarray(scores[0] or []), np.asarray(scores[1] or []), atol=1e-5)
 
 
 # -- lone surrogates ---------------------------------------------------------------------------------

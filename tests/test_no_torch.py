@@ -47,3 +47,29 @@ def test_cli_export_without_the_export_extra_gives_an_install_hint(run_without_t
     result = run_without_torch("\nfrom fastembed_rt.cli import main\nraise SystemExit(main(['export', 'x', 'y']))\n")
     assert result.returncode == 2
     assert "pip install 'fastembed-rt[export]'" in result.stderr
+
+
+_MINE = """
+import json
+from fastembed_rt import SentenceTransformer, mine_hard_negatives
+model = SentenceTransformer(sys.argv[1])
+pairs = json.loads(sys.argv[2])
+rows = mine_hard_negatives(pairs, model, num_negatives=1, verbose=False)
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+print(json.dumps({"rows": rows, "heavy": heavy}))
+"""
+
+
+def test_mine_hard_negatives_runs_on_plain_pairs_without_torch_datasets_or_faiss(
+    minilm_artifact_session: Path, run_without_torch: RunWithoutTorch
+) -> None:
+    pairs = [[TEXTS[0], TEXTS[1]], [TEXTS[3], "Sales rose twelve percent this quarter."], ["Hello", "Hi there"]]
+    result = run_without_torch(
+        _MINE, str(minilm_artifact_session), json.dumps(pairs), also_block=("datasets", "pandas", "faiss")
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["heavy"] == []
+    assert [row[:2] for row in out["rows"]] == pairs
+    for _, positive, negative in out["rows"]:
+        assert negative != positive and negative in {p for _, p in pairs}

@@ -143,6 +143,13 @@ def test_prompts_and_default_prompt_name_can_be_overridden(minilm_artifact_sessi
     np.testing.assert_allclose(model.encode(["x"]), model.encode(["query: x"], prompt=""), atol=1e-6)
     np.testing.assert_allclose(model.encode_document(["x"]), model.encode(["passage: x"], prompt=""), atol=1e-6)
     np.testing.assert_allclose(model.encode_query(["x"]), model.encode(["query: x"], prompt=""), atol=1e-6)
+    # Passing None, as callers forwarding their own optional arguments do, still picks the task's prompt.
+    np.testing.assert_allclose(
+        model.encode_query(["x"], prompt_name=None, prompt=None), model.encode(["query: x"], prompt=""), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        model.encode_document(["x"], prompt_name=None, prompt=None), model.encode(["passage: x"], prompt=""), atol=1e-6
+    )
     with pytest.raises(InputError, match="default_prompt_name"):
         SentenceTransformer(minilm_artifact_session, default_prompt_name="missing")
 

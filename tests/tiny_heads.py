@@ -70,7 +70,12 @@ def _save_hf_model(out: Path, architecture: str, auto_class: Any, **config_kwarg
 
 
 def build_tiny_cross_encoder(
-    tmp_dir: Path, architecture: str, num_labels: int, activation: str | None = None, seed: int = 0
+    tmp_dir: Path,
+    architecture: str,
+    num_labels: int,
+    activation: str | None = None,
+    seed: int = 0,
+    initializer_range: float | None = None,
 ) -> Path:
     """Build and save a tiny random sentence-transformers CrossEncoder.
 
@@ -81,6 +86,8 @@ def build_tiny_cross_encoder(
         activation: ``identity``, ``sigmoid`` or ``softmax`` saved as the model's ``activation_fn``;
             None keeps sentence-transformers' default (sigmoid for one label, identity for more).
         seed: torch seed for every random weight.
+        initializer_range: std of the random weights (None: the architecture's, 0.02 for BERT, whose
+            scores then differ by about 1e-4 across texts, so close that rankings hinge on rounding).
     Returns:
         the model directory (hidden size 32, max_length 64).
     """
@@ -89,7 +96,8 @@ def build_tiny_cross_encoder(
 
     torch.manual_seed(seed)
     hf_dir = tmp_dir / "hf"
-    _save_hf_model(hf_dir, architecture, AutoModelForSequenceClassification, num_labels=num_labels)
+    extra = {} if initializer_range is None else {"initializer_range": initializer_range}
+    _save_hf_model(hf_dir, architecture, AutoModelForSequenceClassification, num_labels=num_labels, **extra)
     activation_fn = None if activation is None else ACTIVATIONS[activation]()
     model = CrossEncoder(str(hf_dir), device="cpu", max_length=MAX_SEQ_LENGTH, activation_fn=activation_fn)
     out = tmp_dir / "model"

@@ -221,8 +221,9 @@ class ArtifactModel:
         return None
 
     def _with_prompt_name(self, kwargs: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-        """``kwargs`` with the first of ``names`` this model has as ``prompt_name``, unless the call chose one."""
-        if "prompt" not in kwargs and "prompt_name" not in kwargs:
+        """``kwargs`` with the first of ``names`` this model has as ``prompt_name``, unless the call chose one
+        (a ``None`` prompt or prompt name chooses nothing, as in sentence-transformers)."""
+        if kwargs.get("prompt") is None and kwargs.get("prompt_name") is None:
             for name in names:
                 if name in self.prompts:
                     return {**kwargs, "prompt_name": name}
