@@ -85,6 +85,8 @@ class WeightScheme:
 # 128 was as fast but let batch composition move embeddings (min cosine 0.9996): level 4 quantizes
 # activations per block of K, so the block is also the activation quantization group.
 INT8 = WeightScheme(bits=8, block_size=32, symmetric=True, accuracy_level=4)
+# Blocks of 32 against 128 on all-MiniLM-L6-v2, as fast both ways: int8-weights mean cosine to PyTorch
+# 0.99987 against 0.99977; all-4-bit int4 0.974 against 0.958 asymmetric, 0.969 against 0.951 symmetric.
 INT8_WEIGHTS = WeightScheme(bits=8, block_size=32, symmetric=True, accuracy_level=0)
 INT4 = WeightScheme(bits=4, block_size=32, symmetric=False, accuracy_level=0, sensitive_bits=8)
 
