@@ -1,7 +1,7 @@
 """Throughput of every provider × variant this machine can run, measured in one run.
 
     .venv/bin/python benchmarks/providers.py [--artifact artifacts/all-MiniLM-L6-v2] [--threads 2]
-                                            [--repeats 3] [--rounds 2]
+                                            [--repeats 3] [--rounds 2] [--rows cpu/fp32,openvino/openvino]
 
 Each row runs in a fresh subprocess with the same thread budget, on the STSb test sentences
 (2 × 1,379, through ``fastembed_rt.stsb.load_stsb``), batch 32. Rows are measured in
@@ -13,7 +13,8 @@ into an empty cache directory, the second reads the cache.
 Columns: sentences/s (median over rounds of the median of ``--repeats`` passes), ratio to cpu/fp32,
 CPU-seconds per 1,000 sentences (spinning burns CPU), single-query p50, load time (cold; cached for
 openvino), the share of encode time inside the engine, and min cosine against cpu/fp32 on all
-sentences. Prints a markdown table and writes JSONL rows to ``benchmarks/results/``.
+sentences. ``--rows`` keeps only the named provider/variant rows (cpu/fp32 always runs: the
+reference). Prints a markdown table and writes JSONL rows to ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def _rows(artifact: Path) -> list[dict[str, Any]]:
-    """Every (provider, variant) the artifact and this machine allow, plus cpu with spinning off."""
+def _rows(artifact: Path, only: set[str] | None) -> list[dict[str, Any]]:
+    """Every (provider, variant) the artifact and this machine allow, plus cpu with spinning off;
+    ``only``: just these ``provider/variant`` rows, and cpu/fp32."""
     from fastembed_rt.artifact import load_manifest
     from fastembed_rt.providers import available_providers, provider_spec
 
@@ -52,6 +54,8 @@ def _rows(artifact: Path) -> list[dict[str, Any]]:
     rows = []
     for provider in available_providers():
         for variant in manifest.variants:
+            if only is not None and f"{provider}/{variant.name}" not in only | {"cpu/fp32"}:
+                continue
             if variant.format in provider_spec(provider).formats:
                 rows.append({"provider": provider, "variant": variant.name, "spinning": True})
                 if (provider, variant.name) == ("cpu", "fp32"):  # the spinning tradeoff in README "Providers"
@@ -123,6 +127,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rows", help="comma-separated provider/variant rows to run (default: all)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -135,7 +140,7 @@ def main() -> None:
     import numpy as np
 
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
-    rows = _rows(artifact)
+    rows = _rows(artifact, set(args.rows.split(",")) if args.rows else None)
     results: dict[str, list[dict[str, Any]]] = {_label(r): [] for r in rows}
     with tempfile.TemporaryDirectory() as scratch:
         for round_ in range(args.rounds):

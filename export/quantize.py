@@ -1,13 +1,31 @@
-"""``int8`` variant: 8-bit weights with int8 compute and per-row activation quantization.
+"""``int8``, ``int8-weights`` and ``int4`` variants: ONNX Runtime ``MatMulNBits`` weights, one scheme each.
 
-ONNX Runtime's ``MatMulNBits`` (8 bits, blocks of 32 along K, symmetric, accuracy level 4)
-quantizes each *row's* activations on the fly, so a text's embedding does not depend on its
-batch neighbours. Both ready-made alternatives failed here on all-MiniLM-L6-v2: dynamic
-quantization computes one activation scale per batch tensor (min cosine 0.951 between two
-batchings, DESIGN §7), and static QDQ with MinMax-calibrated per-tensor activation scales reached
-only mean cosine 0.919 against PyTorch (activation outliers). The backbone is the ``optimized``
-one without the attention fusion, whose packed Q/K/V weights MatMulNBits cannot quantize. When the
-result misses its gate, sensitive MatMuls are excluded step by step and the exclusions are reported.
+Each variant is a ``WeightScheme``: the bits, block size and symmetry of the weights, and the
+``accuracy_level`` that decides how ``MatMulNBits`` computes with them.
+
+``int8`` (8-bit weights, blocks of 32 along K, symmetric, accuracy level 4) quantizes each *row's*
+activations on the fly, so a text's embedding does not depend on its batch neighbours. Both
+ready-made alternatives failed here on all-MiniLM-L6-v2: dynamic quantization computes one
+activation scale per batch tensor (min cosine 0.951 between two batchings, DESIGN §7), and static
+QDQ with MinMax-calibrated per-tensor activation scales reached only mean cosine 0.919 against
+PyTorch (activation outliers).
+
+``int8-weights`` and ``int4`` are weight-only (accuracy level 0): the weights are dequantized and
+multiplied in fp32, for models whose activations do not survive int8 compute (level 4 flipped
+results on Qwen3-0.6B, microsoft/onnxruntime#29849). They are for large models, where reading the
+weights is what takes the time. ``int4``'s sensitive MatMuls get 8-bit weights (mixed 4/8, as in
+Microsoft's Qwen3-Embedding int4 CPU recipe) when all-4-bit misses its gate.
+
+ONNX Runtime 1.32's CPU EP has a fast kernel for 4-bit weights with fp32 compute but none for 8-bit
+ones: one row through a 1024 × 4096 MatMul took 0.21 ms with 4-bit weights, 0.36 ms in fp32 and
+9–23 ms with 8-bit weights at every accuracy level below 4 and either block size (0.07 ms at level
+4); all-MiniLM-L6-v2 ran 0.5–0.8× fp32 as ``int8-weights``. So ``int8-weights``, and the 8-bit
+MatMuls of a mixed ``int4``, are for fidelity, not for speed, on that engine.
+
+The backbone is the ``optimized`` one without the attention fusion, whose packed Q/K/V weights
+MatMulNBits cannot quantize. When a result misses its gate, the ladder's sensitive MatMuls
+(``exclusion_ladder``) are kept in float (``int8``, ``int8-weights``) or at 8 bits (``int4``) step
+by step, and what was done to which MatMul is reported.
 
 Heads (CrossEncoder, SPLADE) quantize their backbone the same way, with its classifier or
 masked-LM projection (which end in ``logits``) and under their fp32 head (``build_head_int8``).
@@ -17,6 +35,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastembed_rt.errors import ExportError, ParityError
@@ -24,12 +43,59 @@ from fastembed_rt.export.build import BuildContext, BuildResult
 from fastembed_rt.export.onnx_files import save_graph
 from fastembed_rt.export.optimize import optimize_backbone
 
-__all__ = ["build_head_int8", "build_int8", "exclusion_ladder", "quantize_int8"]
+__all__ = [
+    "INT4",
+    "INT8",
+    "INT8_WEIGHTS",
+    "WeightScheme",
+    "build_head_int8",
+    "build_int4",
+    "build_int8",
+    "build_int8_weights",
+    "exclusion_ladder",
+    "quantize_weights",
+]
 
 logger = logging.getLogger("fastembed_rt.export")
 
-FILE = "onnx/model_int8.onnx"
-BLOCK_SIZE = 32  # 128 was as fast but let batch composition move embeddings (min cosine 0.9996)
+
+@dataclass(frozen=True)
+class WeightScheme:
+    """How ``MatMulNBits`` stores a backbone's weights and computes with them.
+
+    ``accuracy_level``: 4 is int8 compute with each row's activations quantized at run time, 0 is
+    fp32 compute on dequantized weights (weight-only). ``sensitive_bits``: what the exclusion
+    ladder's MatMuls get when the graph misses its gate: None keeps them float, 8 gives them 8-bit
+    weights (mixed with ``bits`` elsewhere).
+    """
+
+    bits: int
+    block_size: int
+    symmetric: bool
+    accuracy_level: int
+    sensitive_bits: int | None = None
+
+    def describe(self) -> str:
+        compute = "int8 compute (per-row activations)" if self.accuracy_level else "fp32 compute (weight-only)"
+        symmetry = "symmetric" if self.symmetric else "asymmetric"
+        return f"MatMulNBits {self.bits}-bit, block {self.block_size}, {symmetry}, {compute}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "weight_bits": self.bits,
+            "block_size": self.block_size,
+            "symmetric": self.symmetric,
+            "accuracy_level": self.accuracy_level,
+        }
+
+
+# 128 was as fast but let batch composition move embeddings (min cosine 0.9996): level 4 quantizes
+# activations per block of K, so the block is also the activation quantization group.
+INT8 = WeightScheme(bits=8, block_size=32, symmetric=True, accuracy_level=4)
+# Blocks of 32 against 128 on all-MiniLM-L6-v2 (no faster with 128): int8-weights mean cosine to PyTorch
+# 0.99987 against 0.99977; all-4-bit int4 0.974 against 0.958 asymmetric, 0.969 against 0.951 symmetric.
+INT8_WEIGHTS = WeightScheme(bits=8, block_size=32, symmetric=True, accuracy_level=0)
+INT4 = WeightScheme(bits=4, block_size=32, symmetric=False, accuracy_level=0, sensitive_bits=8)
 
 
 def _weight_matmuls(model: Any) -> list[str]:
@@ -38,9 +104,8 @@ def _weight_matmuls(model: Any) -> list[str]:
     return [node.name for node in model.graph.node if node.op_type == "MatMul" and node.input[1] in weights]
 
 
-def _quantize(model: Any, exclude: list[str]) -> Any:
-    import copy
-
+def _matmul_nbits(model: Any, bits: int, scheme: WeightScheme, exclude: set[str]) -> Any:
+    """``model`` (modified in place) with every weight MatMul outside ``exclude`` as ``bits``-bit MatMulNBits."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     quantizer_logger = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
@@ -48,12 +113,12 @@ def _quantize(model: Any, exclude: list[str]) -> Any:
     quantizer_logger.setLevel(logging.WARNING)  # it logs every node at INFO
     try:
         quantizer = MatMulNBitsQuantizer(
-            copy.deepcopy(model),
-            bits=8,
-            block_size=BLOCK_SIZE,
-            is_symmetric=True,
-            accuracy_level=4,  # int8 compute: activations quantized per row block at run time
-            nodes_to_exclude=exclude,
+            model,
+            bits=bits,
+            block_size=scheme.block_size,
+            is_symmetric=scheme.symmetric,
+            accuracy_level=scheme.accuracy_level,
+            nodes_to_exclude=sorted(exclude),
         )
         quantizer.process()
     finally:
@@ -61,8 +126,19 @@ def _quantize(model: Any, exclude: list[str]) -> Any:
     return quantizer.model.model
 
 
+def _quantize(model: Any, scheme: WeightScheme, sensitive: list[str]) -> Any:
+    """A copy of ``model`` quantized by ``scheme``, the ``sensitive`` MatMuls float or at ``sensitive_bits``."""
+    import copy
+
+    quantized = _matmul_nbits(copy.deepcopy(model), scheme.bits, scheme, set(sensitive))
+    if scheme.sensitive_bits is None or not sensitive:
+        return quantized
+    others = set(_weight_matmuls(model)) - set(sensitive)
+    return _matmul_nbits(quantized, scheme.sensitive_bits, scheme, others)
+
+
 def exclusion_ladder(weight_matmuls: list[str]) -> list[list[str]]:
-    """The MatMuls to keep in float, step by step, for an int8 graph that misses its gate.
+    """The sensitive MatMuls, step by step, for a quantized graph that misses its gate.
 
     Nothing; then the first and last weight MatMuls (the last is the output projection: the
     vocabulary projection of a masked-LM head, the classifier of a cross-encoder); then also every
@@ -74,53 +150,82 @@ def exclusion_ladder(weight_matmuls: list[str]) -> list[list[str]]:
     return [[], first_last, sorted({*first_last, *weight_matmuls[5::6]})]
 
 
-def quantize_int8(backbone: Any, try_candidate: Callable[[Any, dict[str, Any]], list[str]]) -> dict[str, Any]:
-    """Quantize ``backbone`` down the exclusion ladder until ``try_candidate`` accepts a graph.
+def quantize_weights(
+    backbone: Any,
+    scheme: WeightScheme,
+    try_candidate: Callable[[Any, dict[str, Any]], list[str]],
+    variant: str,
+) -> dict[str, Any]:
+    """Quantize ``backbone`` by ``scheme`` down the exclusion ladder until ``try_candidate`` accepts a graph.
 
     ``try_candidate(model, details)`` finishes the candidate (output stages or head), saves it and
     returns its gate misses (empty: accepted). Returns the accepted candidate's ``details``; raises
     ``ParityError`` listing every attempt when none passes.
     """
     weight_matmuls = _weight_matmuls(backbone)
+    mixed = scheme.sensitive_bits is not None
     tried: list[str] = []
-    for exclude in exclusion_ladder(weight_matmuls):
+    for sensitive in exclusion_ladder(weight_matmuls):
         details: dict[str, Any] = {
-            "scheme": f"MatMulNBits 8-bit, block {BLOCK_SIZE}, symmetric, int8 compute (per-row activations)",
-            "quantized_matmuls": len(weight_matmuls) - len(exclude),
-            "excluded_matmuls": exclude,
+            "scheme": scheme.describe(),
+            **scheme.to_dict(),
+            "quantized_matmuls": len(weight_matmuls) - (0 if mixed else len(sensitive)),
+            "excluded_matmuls": [] if mixed else sensitive,
         }
-        misses = try_candidate(_quantize(backbone, exclude), details)
+        if mixed:
+            details[f"matmuls_at_{scheme.sensitive_bits}_bits"] = sensitive
+        misses = try_candidate(_quantize(backbone, scheme, sensitive), details)
         if not misses:
             if tried:
                 details["earlier_attempts"] = tried
             return details
-        tried.append(f"excluding {len(exclude)} MatMuls: {'; '.join(misses)}")
-        logger.info("int8 attempt missed its gate (%s); excluding more MatMuls", "; ".join(misses))
-    raise ParityError("int8 misses its gate with every exclusion tried: " + " | ".join(tried), tried)
+        action = f"{scheme.sensitive_bits}-bit weights on" if mixed else "excluding"
+        tried.append(f"{action} {len(sensitive)} MatMuls: {'; '.join(misses)}")
+        logger.info("%s attempt missed its gate (%s); escalating sensitive MatMuls", variant, "; ".join(misses))
+    steps = f"{scheme.sensitive_bits}-bit escalation" if mixed else "exclusion"
+    raise ParityError(f"{variant} misses its gate with every {steps} tried: " + " | ".join(tried), tried)
 
 
-def _build(context: BuildContext, backbone: Any, optimization: str, **details: Any) -> BuildResult:
+def _build(
+    context: BuildContext, backbone: Any, scheme: WeightScheme, variant: str, optimization: str, **details: Any
+) -> BuildResult:
+
+    file = f"onnx/model_{variant.replace('-', '_')}.onnx"
     weights: list[str | None] = [None]
 
     def try_candidate(model: Any, candidate: dict[str, Any]) -> list[str]:
         candidate.update(details)
         candidate.update(context.append_stages(model))
-        weights[0] = save_graph(model, context.root / FILE, external=context.backbone.external_data)
-        return context.check(FILE)
+        weights[0] = save_graph(model, context.root / file, external=context.backbone.external_data)
+        return context.check(file)
 
-    accepted = quantize_int8(backbone, try_candidate)
+    accepted = quantize_weights(backbone, scheme, try_candidate, variant)
     weights_file = None if weights[0] is None else f"onnx/{weights[0]}"
-    return BuildResult(file=FILE, optimization=optimization, details=accepted, weights_file=weights_file)
+    return BuildResult(file=file, optimization=optimization, details=accepted, weights_file=weights_file)
+
+
+def _build_backbone(context: BuildContext, scheme: WeightScheme, variant: str) -> BuildResult:
+    backbone, fused = optimize_backbone(context, skip_layer_norm=False, attention=False)
+    return _build(context, backbone, scheme, variant, f"ort-transformers+{variant}", fused_ops=fused)
 
 
 def build_int8(context: BuildContext) -> BuildResult:
-    """int8 MatMulNBits backbone; excludes sensitive MatMuls until the gate holds (or gives up)."""
-    backbone, fused = optimize_backbone(context, skip_layer_norm=False, attention=False)
-    return _build(context, backbone, "ort-transformers+int8", fused_ops=fused)
+    """int8 MatMulNBits backbone, int8 compute; excludes sensitive MatMuls until the gate holds (or gives up)."""
+    return _build_backbone(context, INT8, "int8")
+
+
+def build_int8_weights(context: BuildContext) -> BuildResult:
+    """8-bit MatMulNBits weights, fp32 compute; excludes sensitive MatMuls until the gate holds (or gives up)."""
+    return _build_backbone(context, INT8_WEIGHTS, "int8-weights")
+
+
+def build_int4(context: BuildContext) -> BuildResult:
+    """4-bit MatMulNBits weights, fp32 compute; sensitive MatMuls go to 8 bits until the gate holds (or gives up)."""
+    return _build_backbone(context, INT4, "int4")
 
 
 def build_head_int8(context: BuildContext) -> BuildResult:
     """int8 MatMulNBits backbone of a head artifact (classifier or masked-LM projection included), fp32 head."""
     import onnx
 
-    return _build(context, onnx.load(str(context.backbone.path)), "int8")
+    return _build(context, onnx.load(str(context.backbone.path)), INT8, "int8", "int8")

@@ -19,9 +19,15 @@ from fastembed_rt.artifact import Task, VariantFormat, VariantPrecision
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export.build import Builder
 from fastembed_rt.export.fidelity import CosineGate, Gate, Measured, ScoreGate, ToleranceGate
-from fastembed_rt.export.openvino_ir import build_openvino, build_openvino_bf16, build_openvino_int8
+from fastembed_rt.export.openvino_ir import (
+    build_openvino,
+    build_openvino_bf16,
+    build_openvino_int4,
+    build_openvino_int8,
+    build_openvino_int8_weights,
+)
 from fastembed_rt.export.optimize import build_fp16, build_optimized
-from fastembed_rt.export.quantize import build_head_int8, build_int8
+from fastembed_rt.export.quantize import build_head_int8, build_int4, build_int8, build_int8_weights
 
 __all__ = ["VARIANTS", "VariantSpec", "parse_variants"]
 
@@ -58,12 +64,14 @@ def _by_name(*specs: VariantSpec[Any]) -> dict[str, VariantSpec[Any]]:
 
 
 _ONNX, _OPENVINO = VariantFormat.ONNX, VariantFormat.OPENVINO
-_FP32, _FP16, _BF16, _INT8 = VariantPrecision.FP32, VariantPrecision.FP16, VariantPrecision.BF16, VariantPrecision.INT8
+_FP32, _FP16, _BF16 = VariantPrecision.FP32, VariantPrecision.FP16, VariantPrecision.BF16
+_INT8, _INT4 = VariantPrecision.INT8, VariantPrecision.INT4
 _FP32_GATE = CosineGate(min_cosine=0.9999, max_stsb_drop=0.05)
 _FP16_GATE = CosineGate(min_cosine=0.999)
 _INT8_GATE = CosineGate(mean_cosine=0.99, max_stsb_drop=1.0)
 _SCORE_TOLERANCE = ToleranceGate(atol=1e-4, rtol=1e-4)
 _OV = ("openvino",)
+_NNCF = (*_OV, "nncf")
 
 VARIANTS: dict[Task, dict[str, VariantSpec[Any]]] = {
     Task.EMBEDDING: _by_name(
@@ -74,7 +82,21 @@ VARIANTS: dict[Task, dict[str, VariantSpec[Any]]] = {
         VariantSpec("openvino", _OPENVINO, _FP32, _FP32_GATE, build_openvino, needs=_OV),
         # bf16 has fewer mantissa bits than fp16: the fp16 gate (DESIGN §6) applies.
         VariantSpec("openvino-bf16", _OPENVINO, _BF16, _FP16_GATE, build_openvino_bf16, needs=_OV),
-        VariantSpec("openvino-int8", _OPENVINO, _INT8, _INT8_GATE, build_openvino_int8, needs=(*_OV, "nncf")),
+        VariantSpec("openvino-int8", _OPENVINO, _INT8, _INT8_GATE, build_openvino_int8, needs=_NNCF),
+        # Weight-only (fp32 activations), for large models, where reading the weights is what takes the
+        # time: built only when named. On all-MiniLM-L6-v2 none ran faster than int8 / openvino-int8.
+        VariantSpec("int8-weights", _ONNX, _INT8, _INT8_GATE, build_int8_weights, default=False),
+        VariantSpec("int4", _ONNX, _INT4, _INT8_GATE, build_int4, default=False),
+        VariantSpec(
+            "openvino-int8-weights",
+            _OPENVINO,
+            _INT8,
+            _INT8_GATE,
+            build_openvino_int8_weights,
+            default=False,
+            needs=_NNCF,
+        ),
+        VariantSpec("openvino-int4", _OPENVINO, _INT4, _INT8_GATE, build_openvino_int4, default=False, needs=_NNCF),
     ),
     # DESIGN §6 has no row for heads: each gets the gate that matches its use, against PyTorch.
     Task.CROSS_ENCODER: _by_name(

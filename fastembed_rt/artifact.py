@@ -66,12 +66,18 @@ class VariantFormat(_ManifestValue):
 
 
 class VariantPrecision(_ManifestValue):
-    """The precision a variant computes in (``bf16``: fp16-stored weights run with a bf16 engine hint)."""
+    """The precision of a variant's weights and compute.
+
+    ``bf16``: fp16-stored weights run with a bf16 engine hint. ``int8``: 8-bit weights, with int8
+    compute or (weight-only variants) fp32 compute; ``int4``: 4-bit weights, some MatMuls possibly
+    at 8 bits, fp32 compute. The variant's ``stage_counts`` say which (``scheme``).
+    """
 
     FP32 = "fp32"
     FP16 = "fp16"
     BF16 = "bf16"
     INT8 = "int8"
+    INT4 = "int4"
 
 
 @dataclass(frozen=True)

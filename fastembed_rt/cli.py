@@ -64,15 +64,16 @@ def _print_info(root: Path) -> None:
         ]
     )
     header = "".join(f" {title:>9}" for title, _, _ in columns)
-    print(f"{'variant':<14} {'format':<8} {'precision':<9} {'size MB':>8}{header}  file")
+    width = max([14, *(len(v.name) for v in m.variants)])
+    print(f"{'variant':<{width}} {'format':<8} {'precision':<9} {'size MB':>8}{header}  file")
     for v in m.variants:
         cells = "".join(
             f" {format(v.fidelity[key], spec) if key in v.fidelity else '-':>9}" for _, key, spec in columns
         )
         size_mb = (v.size + (v.weights_size or 0)) / 1e6  # an IR's .bin counts too
-        print(f"{v.name:<14} {v.format:<8} {v.precision:<9} {size_mb:>8.1f}{cells}  {v.file}")
+        print(f"{v.name:<{width}} {v.format:<8} {v.precision:<9} {size_mb:>8.1f}{cells}  {v.file}")
     for rejected in m.rejected_variants:
-        print(f"{rejected['name']:<14} not shipped: {'; '.join(rejected['reasons'])}")
+        print(f"{rejected['name']:<{width}} not shipped: {'; '.join(rejected['reasons'])}")
 
 
 def _info(args: argparse.Namespace) -> int:
