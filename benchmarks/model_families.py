@@ -138,18 +138,11 @@ def _tokenizer_files(out: Path, decoder: bool) -> None:
         shutil.copy(source / name, out / name)
     if not decoder:
         return
-    tokenizer = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
-    text, eos = {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}
-    tokenizer["post_processor"] = {
-        "type": "TemplateProcessing",
-        "single": [text, eos],
-        "pair": [text, {"Sequence": {"id": "B", "type_id": 0}}, eos],
-        "special_tokens": {"[SEP]": {"id": "[SEP]", "ids": [102], "tokens": ["[SEP]"]}},
-    }
-    (out / "tokenizer.json").write_text(json.dumps(tokenizer), encoding="utf-8")
+    from fastembed_rt.bench import make_decoder_tokenizer
+
+    make_decoder_tokenizer(out)
     config = json.loads((out / "tokenizer_config.json").read_text(encoding="utf-8"))
-    config.update(tokenizer_class="TokenizersBackend", eos_token="[SEP]", pad_token="[PAD]", padding_side="left")
-    (out / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    (out / "tokenizer_config.json").write_text(json.dumps({**config, "padding_side": "left"}), encoding="utf-8")
 
 
 def build_model(name: str, out: Path) -> Path:

@@ -127,7 +127,8 @@ def export_st_backbone(
     )
     attn = getattr(config, "_attn_implementation", None)
     threshold = EXTERNAL_DATA_THRESHOLD if external_data_threshold is None else external_data_threshold
-    external = parameter_bytes(model) > threshold
+    weight_bytes = parameter_bytes(model)
+    external = weight_bytes > threshold
     vocab_size = int(config.vocab_size)
     export_backbone(
         model, architecture, path, vocab_size, output=output, output_name=output_name, external_data=external
@@ -140,7 +141,7 @@ def export_st_backbone(
         hidden_size=int(config.hidden_size),
         num_heads=int(getattr(config, "num_attention_heads", 0) or 0),
         external_data=external,
-        shape=_shape(config, parameter_bytes(model) // 4),
+        shape=_shape(config, weight_bytes // 4),
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from fastembed_rt.errors import ExportError
 
-__all__ = ["load_st_model", "remote_code", "resolve_model_dir"]
+__all__ = ["load_st_model", "read_json", "remote_code", "resolve_model_dir"]
 
 
 def resolve_model_dir(model: str | os.PathLike[str], revision: str | None, token: str | bool | None) -> Path:
@@ -35,7 +35,8 @@ def resolve_model_dir(model: str | os.PathLike[str], revision: str | None, token
         raise ExportError(f"could not download {model!r} from the hub: {exc}") from exc
 
 
-def _json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """A JSON file's content; None when it is missing or not JSON."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -52,11 +53,11 @@ def remote_code(model_dir: Path) -> list[str]:
     from transformers import CONFIG_MAPPING
 
     found: list[str] = []
-    config = _json(model_dir / "config.json")
+    config = read_json(model_dir / "config.json")
     auto_map = config.get("auto_map") if isinstance(config, dict) else None
     if isinstance(auto_map, dict) and str(config.get("model_type")) not in CONFIG_MAPPING:
         found += [f"config.json auto_map {name} -> {ref}" for name, ref in auto_map.items()]
-    modules = _json(model_dir / "modules.json")
+    modules = read_json(model_dir / "modules.json")
     for entry in modules if isinstance(modules, list) else []:
         kind = str(entry.get("type", "")) if isinstance(entry, dict) else ""
         if kind and not kind.startswith("sentence_transformers."):

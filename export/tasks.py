@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from fastembed_rt.artifact import Manifest, Task
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export.bi_encoder import export_model
 from fastembed_rt.export.cross_encoder import export_cross_encoder
-from fastembed_rt.export.source import resolve_model_dir
+from fastembed_rt.export.source import read_json, resolve_model_dir
 from fastembed_rt.export.sparse_encoder import export_sparse_encoder
 
 __all__ = ["EXPORTERS", "TaskExporter", "detect_task", "export_artifact"]
@@ -44,10 +43,7 @@ _TASK_BY_HEAD_SUFFIX = {"ForSequenceClassification": Task.CROSS_ENCODER, "ForMas
 
 
 def _read_json(path: Path) -> dict[str, object]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
+    data = read_json(path)
     return data if isinstance(data, dict) else {}
 
 

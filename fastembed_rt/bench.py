@@ -448,3 +448,25 @@ def _bench_configuration(
             )
     finally:
         model.close()
+
+
+def make_decoder_tokenizer(folder: str | os.PathLike[str], eos: str = "[SEP]", eos_id: int = 102) -> None:
+    """Turn the BERT tokenizer files in ``folder`` into a decoder's: ``text <eos>``, no start token.
+
+    As Qwen3-Embedding's ``text <|endoftext|>``, for random-weight decoders built without a download (tests,
+    size-true benchmarks). The generic tokenizers class keeps that post-processor (a BertTokenizer would
+    rebuild ``[CLS] … [SEP]``); padding side is left to the caller.
+    """
+    root = Path(folder)
+    tokenizer = json.loads((root / "tokenizer.json").read_text(encoding="utf-8"))
+    text, end = {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": eos, "type_id": 0}}
+    tokenizer["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [text, end],
+        "pair": [text, {"Sequence": {"id": "B", "type_id": 0}}, end],
+        "special_tokens": {eos: {"id": eos, "ids": [eos_id], "tokens": [eos]}},
+    }
+    (root / "tokenizer.json").write_text(json.dumps(tokenizer), encoding="utf-8")
+    config = json.loads((root / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config.update(tokenizer_class="TokenizersBackend", eos_token=eos, pad_token="[PAD]")
+    (root / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from conftest import minilm_model_dir
 
+from fastembed_rt.bench import make_decoder_tokenizer
+
 __all__ = [
     "DECODERS",
     "DENSE_OUT_FEATURES",
@@ -102,23 +104,12 @@ def _save_backbone(out: Path, architecture: str, padding_side: str | None) -> No
     source = minilm_model_dir()
     for name in _TOKENIZER_FILES:
         shutil.copy(source / name, out / name)
-    tokenizer_config = json.loads((out / "tokenizer_config.json").read_text(encoding="utf-8"))
     if architecture in DECODERS:
-        # "text [SEP]" as Qwen3-Embedding's "text <|endoftext|>"; the generic tokenizers class keeps that
-        # post-processor (a BertTokenizer would rebuild [CLS] … [SEP]).
-        tokenizer = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
-        text, eos = {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}
-        tokenizer["post_processor"] = {
-            "type": "TemplateProcessing",
-            "single": [text, eos],
-            "pair": [text, {"Sequence": {"id": "B", "type_id": 0}}, eos],
-            "special_tokens": {"[SEP]": {"id": "[SEP]", "ids": [102], "tokens": ["[SEP]"]}},
-        }
-        (out / "tokenizer.json").write_text(json.dumps(tokenizer), encoding="utf-8")
-        tokenizer_config.update(tokenizer_class="TokenizersBackend", eos_token="[SEP]", pad_token="[PAD]")
+        make_decoder_tokenizer(out)
     if padding_side is not None:
-        tokenizer_config["padding_side"] = padding_side
-    (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config), encoding="utf-8")
+        config_file = out / "tokenizer_config.json"
+        tokenizer_config = json.loads(config_file.read_text(encoding="utf-8"))
+        config_file.write_text(json.dumps({**tokenizer_config, "padding_side": padding_side}), encoding="utf-8")
 
 
 def build_tiny_model(
