@@ -68,7 +68,9 @@ _FP32, _FP16, _BF16 = VariantPrecision.FP32, VariantPrecision.FP16, VariantPreci
 _INT8, _INT4 = VariantPrecision.INT8, VariantPrecision.INT4
 _FP32_GATE = CosineGate(min_cosine=0.9999, max_stsb_drop=0.05)
 _FP16_GATE = CosineGate(min_cosine=0.999)
-_INT8_GATE = CosineGate(mean_cosine=0.99, max_stsb_drop=1.0)
+# The worst text as well as the mean (DESIGN §6): a static int8 IR once shipped at mean cosine 0.998
+# with one held-out text at 0.91.
+_INT8_GATE = CosineGate(min_cosine=0.98, mean_cosine=0.99, max_stsb_drop=1.0)
 _SCORE_TOLERANCE = ToleranceGate(atol=1e-4, rtol=1e-4)
 _OV = ("openvino",)
 _NNCF = (*_OV, "nncf")
