@@ -16,7 +16,7 @@ from fastembed_rt.export.backbone import export_st_backbone
 from fastembed_rt.export.fidelity import Fidelity
 from fastembed_rt.export.source import load_st_model, resolve_model_dir
 from fastembed_rt.export.st_reader import ModelDescription, describe_model
-from fastembed_rt.export.validate import REFERENCE_PROVIDER, parity_texts, validate_embeddings
+from fastembed_rt.export.validate import REFERENCE_PROVIDER, ReferenceEncoder, parity_texts, validate_embeddings
 from fastembed_rt.export.variants import VariantSpec, parse_variants
 from fastembed_rt.export.writer import Measure, finish_graph, stage_artifact
 from fastembed_rt.kernels.spec import (
@@ -114,6 +114,7 @@ def export_model(
     model_dir = resolve_model_dir(model, revision, token)
     st_model = load_st_model(SentenceTransformer, model_dir, trust_remote_code=trust_remote_code)
     description = describe_model(model_dir, st_model)
+    reference = ReferenceEncoder(st_model)
     with stage_artifact(out, overwrite, model=model, revision=revision) as writer:
         backbone = export_st_backbone(st_model, writer.backbone, external_data_threshold=external_data_threshold)
         arch = backbone.architecture
@@ -129,19 +130,20 @@ def export_model(
             backbone_shape=backbone.shape,
             append_stages=lambda graph: _append_stages(graph, description),
         )
-        fidelity = validate_embeddings(writer.root, st_model, description.prompts, arch.min_cosine)
+        fidelity = validate_embeddings(writer.root, reference, description.prompts, arch.min_cosine)
         if not fidelity.failures:
-            _score_stsb(writer.root, st_model, fidelity, stsb, stsb_path)
+            _score_stsb(writer.root, reference, fidelity, stsb, stsb_path)
         writer.accept_fp32(fidelity, f"min cosine {arch.min_cosine}")
         used_texts = _calibrate(writer.root, calibration_texts, stsb_path)
         # OpenVINO compiles each candidate while validating; those blobs go to a scratch cache, not the user's.
         with tempfile.TemporaryDirectory(prefix="fastembed-rt-validate-") as cache:
             writer.build_variants(
                 specs[1:],
-                _measure(writer.root, st_model, description.prompts, stsb, stsb_path, Path(cache)),
+                _measure(writer.root, reference, description.prompts, stsb, stsb_path, Path(cache)),
                 backbone=backbone,
                 calibration_texts=list(used_texts or parity_texts(description.max_seq_length)),
                 append_stages=lambda graph: _append_stages(graph, description),
+                speed_texts=_held_out_texts(stsb_path) or parity_texts(description.max_seq_length),
             )
     logger.info("exported %s to %s in %.1f s", model, out, time.perf_counter() - started)
     return load_manifest(out)
@@ -187,20 +189,21 @@ def _held_out_texts(stsb_path: str | os.PathLike[str] | None, count: int = 256) 
 
 def _measure(
     root: Path,
-    st_model: Any,
+    reference: ReferenceEncoder,
     prompts: dict[str, str],
     stsb: bool | None,
     stsb_path: str | os.PathLike[str] | None,
     cache: Path,
 ) -> Measure:
-    """A variant against ``st_model`` on the grid plus held-out STSb dev sentences; the built one also on STSb test."""
+    """A variant against PyTorch (``reference``) on the grid plus held-out STSb dev sentences; the built one also
+    on STSb test."""
     held_out = _held_out_texts(stsb_path)
 
     def measure(spec: VariantSpec[Any], final: bool) -> Fidelity:
         provider = REFERENCE_PROVIDER[spec.format]
         fidelity = validate_embeddings(
             root,
-            st_model,
+            reference,
             prompts,
             None,
             variant=spec.name,
@@ -209,7 +212,7 @@ def _measure(
             provider_cache_dir=cache,
         )
         if final:
-            _score_stsb(root, st_model, fidelity, stsb, stsb_path, spec.name, provider, cache)
+            _score_stsb(root, reference, fidelity, stsb, stsb_path, spec.name, provider, cache)
         return fidelity
 
     return measure
@@ -217,7 +220,7 @@ def _measure(
 
 def _score_stsb(
     artifact: Path,
-    st_model: Any,
+    reference: ReferenceEncoder,
     fidelity: Fidelity,
     stsb: bool | None,
     path: str | os.PathLike[str] | None,
@@ -233,7 +236,5 @@ def _score_stsb(
     data = load_stsb("test", "en", path)
     runtime = SentenceTransformer(artifact, variant=variant, provider=provider, provider_cache_dir=provider_cache_dir)
     fidelity.stsb_spearman = stsb_spearman(lambda t: runtime.encode(t), data)  # type: ignore[arg-type,return-value]
-    fidelity.stsb_spearman_torch = stsb_spearman(
-        lambda t: st_model.encode(t, convert_to_numpy=True, show_progress_bar=False), data
-    )
+    fidelity.stsb_spearman_torch = stsb_spearman(reference.encode, data)
     runtime.close()

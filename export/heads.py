@@ -20,6 +20,7 @@ from fastembed_rt.artifact import GraphContract, Manifest, Task, load_manifest
 from fastembed_rt.export.backbone import export_st_backbone
 from fastembed_rt.export.fidelity import HeadFidelity, ToleranceGate
 from fastembed_rt.export.source import load_st_model, resolve_model_dir
+from fastembed_rt.export.validate import held_out_pairs, parity_texts
 from fastembed_rt.export.variants import parse_variants
 from fastembed_rt.export.writer import Measure, finish_graph, stage_artifact
 from fastembed_rt.kernels.spec import LOGITS
@@ -98,7 +99,12 @@ def export_head(
         if len(specs) > 1:
             # Head builders start from the backbone and do not calibrate.
             writer.build_variants(
-                specs[1:], head.measure(writer.root), backbone=backbone, calibration_texts=(), append_stages=append
+                specs[1:],
+                head.measure(writer.root),
+                backbone=backbone,
+                calibration_texts=(),
+                append_stages=append,
+                speed_texts=[text for pair in held_out_pairs(128) for text in pair] or parity_texts(512),
             )
     logger.info("exported %s %s to %s in %.1f s", task, model, out, time.perf_counter() - started)
     return load_manifest(out)

@@ -24,6 +24,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "GraphContract",
     "Manifest",
+    "SpeedRecord",
     "Task",
     "TokenizerInfo",
     "Variant",
@@ -164,6 +165,59 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class SpeedRecord:
+    """How fast each variant ran on one CPU: what ``variant="auto"`` and ``"fastest"`` choose by.
+
+    ``cpu`` and ``isa``: the CPU's model name and SIMD flags (``fastembed_rt.machine``); a record
+    applies to every CPU with the same ``machine`` and ``isa``. ``sentences_per_s``: variant name ->
+    the rate of each timed round, interleaved across variants (so a noisy moment hits them all), each
+    variant on the engine that validated it. ``source``: ``export`` or ``tune`` (``fastembed-rt tune``).
+    """
+
+    machine: str
+    cpu: str
+    isa: tuple[str, ...]
+    threads: int
+    texts: int
+    batch_size: int
+    sentences_per_s: dict[str, list[float]]
+    source: str
+    date: str
+
+    def best_rate(self, variant: str) -> float | None:
+        """The variant's best round (the least disturbed by other work on the machine), or None if untimed."""
+        rates = self.sentences_per_s.get(variant)
+        return max(rates) if rates else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "machine": self.machine,
+            "cpu": self.cpu,
+            "isa": list(self.isa),
+            "threads": self.threads,
+            "texts": self.texts,
+            "batch_size": self.batch_size,
+            "sentences_per_s": {name: list(rates) for name, rates in self.sentences_per_s.items()},
+            "source": self.source,
+            "date": self.date,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SpeedRecord:
+        return cls(
+            machine=str(data["machine"]),
+            cpu=str(data["cpu"]),
+            isa=tuple(str(flag) for flag in data["isa"]),
+            threads=int(data["threads"]),
+            texts=int(data["texts"]),
+            batch_size=int(data["batch_size"]),
+            sentences_per_s={str(k): [float(r) for r in v] for k, v in data["sentences_per_s"].items()},
+            source=str(data["source"]),
+            date=str(data["date"]),
+        )
+
+
+@dataclass(frozen=True)
 class Manifest:
     """The parsed ``manifest.json`` of one artifact directory."""
 
@@ -179,6 +233,7 @@ class Manifest:
     schema_version: int = SCHEMA_VERSION
     calibration: dict[str, Any] | None = None
     rejected_variants: tuple[dict[str, Any], ...] = ()
+    speed: tuple[SpeedRecord, ...] = ()
 
     def variant(self, name: str) -> Variant:
         for variant in self.variants:
@@ -204,6 +259,7 @@ class Manifest:
             "variants": [v.to_dict() for v in self.variants],
             "calibration": self.calibration,
             "rejected_variants": list(self.rejected_variants),
+            "speed": [record.to_dict() for record in self.speed],
         }
 
     def write(self) -> Path:
@@ -306,6 +362,7 @@ def _parse(root: Path, data: Any, path: Path) -> Manifest:
             variants=variants,
             calibration=data.get("calibration"),
             rejected_variants=tuple(data.get("rejected_variants") or ()),
+            speed=tuple(SpeedRecord.from_dict(record) for record in data.get("speed") or ()),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ArtifactError(f"{path}: malformed manifest ({exc!r}); {_EXPORT_HINT}") from exc

@@ -26,6 +26,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from fastembed_rt.machine import this_cpu
+
 __all__ = [
     "BenchRow",
     "CpuPeak",
@@ -174,10 +176,6 @@ def cpu_peak(cores: int, flops_per_cycle: int | None = None, measured_gflops: fl
     return CpuPeak(cores, (mhz or 2000.0) / 1000.0, per_cycle, isa, measured_gflops)
 
 
-# The SIMD flags that decide which kernels ONNX Runtime and OpenVINO run (int8 and bf16 paths included).
-ISA_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
-
-
 def target_line(label: str, value: float | None, goal: float, higher: bool, unit: str = "") -> str:
     """One benchmark target as a markdown list line: the measured value, the goal, ``met`` or ``MISSED``."""
     if value is None:
@@ -188,26 +186,14 @@ def target_line(label: str, value: float | None, goal: float, higher: bool, unit
 
 
 def isa_flags() -> str:
-    """The SIMD flags of ``/proc/cpuinfo`` that matter to inference kernels, in a fixed order."""
-    try:
-        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    present = set(line.split(":", 1)[1].split())
-    return " ".join(f for f in ISA_FLAGS if f in present) or "none of " + " ".join(ISA_FLAGS)
+    """The SIMD flags of this CPU that matter to inference kernels (``fastembed_rt.machine.ISA_FLAGS``)."""
+    return " ".join(this_cpu().isa) or "unknown"
 
 
 def machine_name() -> str:
     """CPU model and ISA flags, CPU count and Python version, for the table caption and every row."""
-    name = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name} ({isa_flags()}), {os.cpu_count()} CPUs, {platform.system()}, Python {platform.python_version()}"
+    cpu = this_cpu()
+    return f"{cpu.describe()}, {os.cpu_count()} CPUs, {platform.system()}, Python {platform.python_version()}"
 
 
 # -- output -------------------------------------------------------------------------------------

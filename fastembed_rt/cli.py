@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastembed_rt.artifact import Task
+from fastembed_rt.artifact import Manifest, Task
 from fastembed_rt.errors import FastEmbedError
 
 __all__ = ["main"]
@@ -74,6 +74,29 @@ def _print_info(root: Path) -> None:
         print(f"{v.name:<{width}} {v.format:<8} {v.precision:<9} {size_mb:>8.1f}{cells}  {v.file}")
     for rejected in m.rejected_variants:
         print(f"{rejected['name']:<{width}} not shipped: {'; '.join(rejected['reasons'])}")
+    _print_speed(m)
+
+
+def _print_speed(m: Manifest) -> None:
+    """The manifest's speed records, then what ``auto`` and ``fastest`` choose on this CPU and why."""
+    from fastembed_rt.machine import this_cpu
+    from fastembed_rt.providers import choose_variant, provider_spec
+    from fastembed_rt.speed import FASTEST, summarize
+
+    for record in m.speed:
+        rates = ", ".join(f"{name} {rate:.0f}" + (f" ({x:.2f}×)" if x else "") for name, rate, x in summarize(record))
+        print(
+            f"speed         {record.cpu} ({' '.join(record.isa)}), {record.threads} threads, batch "
+            f"{record.batch_size}, {record.source} {record.date}: {rates} sentences/s (× fp32)"
+        )
+    print(f"this CPU      {this_cpu().describe()}")
+    for provider in ("cpu", "openvino"):
+        spec = provider_spec(provider)
+        if spec.unavailable() is not None or not any(v.format in spec.formats for v in m.variants):
+            continue
+        for mode in ("auto", FASTEST):
+            choice = choose_variant(spec, m, mode)
+            print(f"{provider + '/' + mode:<13} {choice.variant.name}: {choice.reason}")
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -134,6 +157,23 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from fastembed_rt.artifact import load_manifest
+    from fastembed_rt.speed import measure_speed, record_speed, speed_texts
+
+    manifest = load_manifest(Path(args.artifact))
+    texts = _read_texts(argparse.Namespace(texts=[], file=args.file)) if args.file else speed_texts(manifest)
+    record = measure_speed(
+        manifest,
+        [t for t in texts if t.strip()][: args.texts],
+        variants=_csv(args.variants) or None,
+        rounds=args.rounds,
+        threads=args.threads,
+    )
+    _print_speed(record_speed(manifest, record))
+    return 0
+
+
 def _csv(value: str | None, kind: type = str) -> list:
     return [kind(v) for v in value.split(",") if v.strip()] if value else []
 
@@ -161,6 +201,13 @@ def _bench(args: argparse.Namespace) -> int:
     source = args.file or f"{args.texts} synthetic texts of ~{args.words} words"
     print(f"{args.artifact}: {source}; {rows[0].threads} threads, median of {args.repeats}; {machine_name()}\n")
     print(format_table(rows))
+    measured = [r for r in rows if r.workload == "texts" and r.sent_s]
+    if measured:
+        best = max(measured, key=lambda r: r.sent_s or 0.0)
+        print(f"\nfastest in this run: {best.contender} at batch {best.batch} ({best.sent_s:.0f} sentences/s)")
+    from fastembed_rt.artifact import load_manifest
+
+    _print_speed(load_manifest(Path(args.artifact)))
     if args.jsonl:
         write_jsonl(rows, args.jsonl)
         print(f"wrote {len(rows)} rows to {args.jsonl}", file=sys.stderr)
@@ -252,6 +299,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=int, default=100, help="single-text calls for p50/p99 latency")
     p.add_argument("--jsonl", help="also write the rows as JSON lines to this file")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser(
+        "tune", help="time an artifact's variants on this CPU, so that variant='auto'/'fastest' choose by it"
+    )
+    p.add_argument("artifact")
+    p.add_argument("--file", help="texts to time, one per line; default: STSb dev sentences, else synthetic texts")
+    p.add_argument("--texts", type=int, default=512, help="at most this many texts")
+    p.add_argument("--variants", default=None, help="comma-separated variants (default: every one runnable here)")
+    p.add_argument("--rounds", type=int, default=3, help="timed passes, interleaved across variants (best counts)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the CPUs available)")
+    p.set_defaults(func=_tune)
 
     _add_serve(sub)
 

@@ -39,6 +39,8 @@ def test_bench_prints_a_table_and_writes_rows_of_the_fixed_schema(
     table = [line for line in captured.out.splitlines() if line.startswith("| cpu/fp32 |")]
     assert [line.split("|")[2:4] for line in table] == [[" query ", " 1 "], [" texts ", " 1 "], [" texts ", " 4 "]]
     assert "3/3" in captured.err  # the progress bar reached its end
+    assert "fastest in this run: cpu/fp32 at batch" in captured.out
+    assert "cpu/auto      fp32: " in captured.out  # what a load picks here, and why
 
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert all(set(row) == {f.name for f in fields(BenchRow)} for row in rows)

@@ -119,7 +119,7 @@ def test_cuda_without_a_gpu_raises_naming_the_alternatives(minilm_artifact_sessi
 
 def test_each_provider_prefers_its_variants_in_order(multi_variant_artifact: Path) -> None:
     manifest = load_manifest(multi_variant_artifact)
-    picks = {name: choose_variant(provider_spec(name), manifest).name for name in ("cpu", "cuda", "openvino")}
+    picks = {name: choose_variant(provider_spec(name), manifest).variant.name for name in ("cpu", "cuda", "openvino")}
     assert picks == {"cpu": "optimized", "cuda": "fp16", "openvino": "openvino"}
 
 

@@ -70,8 +70,11 @@ class ArtifactModel:
         provider: ``"auto"`` (cuda if usable, else cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``,
             ``"tensorrt"``, ``"openvino"``, ``"openvino:GPU"``, or an engine instance such as
             ``providers.fake.FakeProvider``. A provider that cannot run here raises ``ProviderError``.
-        variant: variant name from the manifest; ``"auto"``: the provider's first preferred variant
-            present (cpu: optimized, then fp32; cuda: fp16, then fp32; openvino: the OpenVINO IR, then fp32).
+        variant: variant name from the manifest; ``"auto"``: on the CPU, the fastest full-precision variant
+            the manifest's speed record for this CPU class timed, else the provider's first preferred
+            variant present (cpu: optimized, then fp32; cuda: fp16, then fp32; openvino: the OpenVINO IR,
+            then fp32); ``"fastest"``: the fastest timed variant within its gate, int8 included
+            (``fastembed_rt.speed``). ``variant_reason`` says why the variant was chosen.
         prompts / default_prompt_name: override the artifact's prompts.
         revision / cache_dir / token: for hub repo ids (``huggingface_hub``).
         verify: ``"size"`` (cheap, default) or ``"full"`` (sha256) check of the graph file.
@@ -119,8 +122,9 @@ class ArtifactModel:
             options = replace(options, allow_fallback=True)
         if provider_cache_dir is not None:
             options = replace(options, cache_dir=Path(provider_cache_dir))
-        engine, chosen = open_graph(self.manifest, provider, variant, options, verify_full=verify == "full")
-        self.variant = chosen.name
+        engine, choice = open_graph(self.manifest, provider, variant, options, verify_full=verify == "full")
+        self.variant = choice.variant.name
+        self.variant_reason = choice.reason
         self._tokenizer = Tokenizer(root, self.manifest.tokenizer)
         self._pipeline = Pipeline(self.manifest, self._tokenizer, engine)
         self.provider = engine.name

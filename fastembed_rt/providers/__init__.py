@@ -31,8 +31,9 @@ from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 
-from fastembed_rt.artifact import Manifest, Variant, verify_variant_file
+from fastembed_rt.artifact import Manifest, verify_variant_file
 from fastembed_rt.errors import ProviderError
+from fastembed_rt.machine import CpuIdentity, this_cpu
 from fastembed_rt.providers.base import ExecutionProvider, ProviderOptions, ProviderSpec
 from fastembed_rt.providers.onnxruntime import (
     OnnxRuntimeCPU,
@@ -43,6 +44,7 @@ from fastembed_rt.providers.onnxruntime import (
 )
 from fastembed_rt.providers.openvino import OpenVINO, openvino_unavailable
 from fastembed_rt.providers.threads import available_cpus
+from fastembed_rt.speed import FASTEST, VariantChoice, choose_by_speed
 
 __all__ = [
     "ExecutionProvider",
@@ -80,6 +82,7 @@ _REGISTRY: dict[str, ProviderSpec] = {
             # optimized: the fp32 gate, fused attention; 1.05–1.15× the fp32 graph here (benchmarks/providers.py)
             preferred_variants=("optimized", "fp32"),
             pool_devices=lambda: _cpu_workers("cpu"),
+            on_cpu=lambda device: True,
         ),
         ProviderSpec(
             "cuda",
@@ -110,6 +113,7 @@ _REGISTRY: dict[str, ProviderSpec] = {
             auto_formats=("openvino",),
             preferred_variants=("openvino", "fp32"),
             pool_devices=lambda: _cpu_workers("openvino"),
+            on_cpu=lambda device: device is None or device.upper().startswith("CPU"),
         ),
     )
 }
@@ -170,22 +174,43 @@ def resolve_provider(
     return spec, device or None
 
 
-def choose_variant(spec: ProviderSpec, manifest: Manifest, variant: str = "auto") -> Variant:
-    """The variant of ``manifest`` to run on ``spec``: the named one, or the first preferred one present.
+def choose_variant(
+    spec: ProviderSpec,
+    manifest: Manifest,
+    variant: str = "auto",
+    *,
+    device: str | None = None,
+    cpu: CpuIdentity | None = None,
+) -> VariantChoice:
+    """The variant of ``manifest`` to run on ``spec`` (on ``device``), and why.
+
+    ``variant``: a name, ``"auto"`` or ``"fastest"``. On a provider that runs on the CPU, ``auto`` and
+    ``fastest`` choose by the manifest's speed records for ``cpu`` (default: this CPU; see
+    ``fastembed_rt.speed``); elsewhere, and without a record, ``auto`` takes the provider's first
+    preferred variant present.
 
     Raises:
         ProviderError: the named variant has a format the provider cannot run, or none can.
     """
-    if variant == "auto":
-        present = {v.name: v for v in manifest.variants if v.format in spec.formats}
+    if variant in ("auto", FASTEST):
+        present = [v for v in manifest.variants if v.format in spec.formats]
+        if not present:
+            names = ", ".join(f"{v.name} ({v.format})" for v in manifest.variants)
+            raise ProviderError(
+                f"provider {spec.name!r} runs {', '.join(spec.formats)} graphs; {manifest.root} has only {names}"
+            )
+        if spec.on_cpu(device):
+            choice = choose_by_speed(present, manifest, variant, cpu or this_cpu(), spec.name, spec.preferred_variants)
+            if choice is not None:
+                return choice
         for name in spec.preferred_variants:
-            if name in present:
-                return present[name]
-        if present:
-            return next(iter(present.values()))
-        names = ", ".join(f"{v.name} ({v.format})" for v in manifest.variants)
-        raise ProviderError(
-            f"provider {spec.name!r} runs {', '.join(spec.formats)} graphs; {manifest.root} has only {names}"
+            for candidate in present:
+                if candidate.name == name:
+                    return VariantChoice(
+                        candidate, f"first of {spec.name}'s preference {', '.join(spec.preferred_variants)}"
+                    )
+        return VariantChoice(
+            present[0], f"the first variant {spec.name} runs (none of {', '.join(spec.preferred_variants)})"
         )
     chosen = manifest.variant(variant)
     if chosen.format not in spec.formats:
@@ -195,7 +220,7 @@ def choose_variant(spec: ProviderSpec, manifest: Manifest, variant: str = "auto"
             f"variant {variant!r} is a {chosen.format} graph, which provider {spec.name!r} cannot run; "
             f"variants it runs: {', '.join(runnable) or 'none'}; providers that run {variant!r}: {', '.join(others)}"
         )
-    return chosen
+    return VariantChoice(chosen, "named by the caller")
 
 
 def open_graph(
@@ -205,24 +230,28 @@ def open_graph(
     options: ProviderOptions | None = None,
     *,
     verify_full: bool = False,
-) -> tuple[ExecutionProvider, Variant]:
-    """Pick the variant for ``provider``, check its file and open it. Returns ``(engine, variant)``.
+) -> tuple[ExecutionProvider, VariantChoice]:
+    """Pick the variant for ``provider``, check its file and open it. Returns ``(engine, choice)``.
 
     ``provider`` may be an engine instance (e.g. ``FakeProvider``): it is used as is, with the named
     variant or the artifact's first one.
     """
     options = options or ProviderOptions()
+    automatic = variant in ("auto", FASTEST)
     if not isinstance(provider, str):
-        return provider, manifest.variants[0] if variant == "auto" else manifest.variant(variant)
+        if automatic:
+            return provider, VariantChoice(manifest.variants[0], "the artifact's first variant (engine given)")
+        return provider, VariantChoice(manifest.variant(variant), "named by the caller")
     # ``auto`` with a named variant picks among the providers that run that variant's format.
-    formats = {v.format for v in manifest.variants} if variant == "auto" else {manifest.variant(variant).format}
+    formats = {v.format for v in manifest.variants} if automatic else {manifest.variant(variant).format}
     spec, device = resolve_provider(provider, allow_fallback=options.allow_fallback, formats=formats)
-    chosen = choose_variant(spec, manifest, variant)
+    choice = choose_variant(spec, manifest, variant, device=device or options.device)
+    chosen = choice.variant
     path = verify_variant_file(manifest, chosen, full=verify_full)
     # Engine properties the variant was validated with (e.g. OpenVINO's bf16 precision hint); the
     # caller's own ``extra`` still wins.
     extra = {**chosen.engine_properties, **options.extra}
-    return spec.open(path, replace(options, device=device or options.device, extra=extra)), chosen
+    return spec.open(path, replace(options, device=device or options.device, extra=extra)), choice
 
 
 def open_graph_file(

@@ -82,6 +82,8 @@ class ProviderSpec:
         preferred_variants: variant names ``variant="auto"`` tries, in order.
         pool_devices: provider names for one worker each when a multi-process pool is started
             without ``target_devices``.
+        on_cpu: whether it runs on the CPU for a device (None: the default one), so that the
+            manifest's CPU speed records choose its ``variant="auto"`` (``fastembed_rt.speed``).
     """
 
     name: str
@@ -92,6 +94,7 @@ class ProviderSpec:
     auto_formats: tuple[str, ...]
     preferred_variants: tuple[str, ...]
     pool_devices: Callable[[], list[str]]
+    on_cpu: Callable[[str | None], bool] = lambda device: False
 
 
 def cache_root(cache_dir: Path | None, engine: str) -> Path:

@@ -1,0 +1,91 @@
+"""What this CPU is: its model name and the SIMD features that decide which kernels the engines run.
+
+The same variant is fast on one CPU and slow on another: an int8 MatMul with AVX-512 VNNI runs about
+twice the fp32 one, the same graph on an AVX2-only CPU ran 0.42× fp32 (issue 13). Variant speeds are
+therefore recorded per CPU (``fastembed_rt.speed``), and a record applies to the CPUs with the same
+``isa`` features. Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["ISA_FLAGS", "CpuIdentity", "read_cpu", "this_cpu"]
+
+# The SIMD flags that decide which kernels ONNX Runtime and OpenVINO run (int8 and bf16 paths included);
+# x86 names as /proc/cpuinfo spells them, then Arm's (asimddp: dot product, i8mm, bf16, sve).
+ISA_FLAGS = (
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "bf16",
+    "sve",
+)
+
+
+@dataclass(frozen=True)
+class CpuIdentity:
+    """A CPU as far as kernel choice goes: ``machine`` (x86_64, aarch64, ...), ``model`` name, ``isa`` flags.
+
+    ``isa`` holds the flags of ``ISA_FLAGS`` the CPU has, in that order; empty when unknown.
+    """
+
+    machine: str
+    model: str
+    isa: tuple[str, ...]
+
+    @property
+    def isa_class(self) -> str:
+        """``machine`` and ``isa`` in one string: CPUs of one class run the same kernels."""
+        return f"{self.machine}: {' '.join(self.isa) or 'unknown'}"
+
+    def describe(self) -> str:
+        return f"{self.model} ({' '.join(self.isa) or 'ISA unknown'})"
+
+
+def _cpuinfo(path: Path) -> tuple[str | None, set[str]]:
+    """Model name and flags of the first CPU in a ``/proc/cpuinfo``-format file (None, empty: unreadable)."""
+    model: str | None = None
+    flags: set[str] = set()
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None, flags
+    for line in lines:
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "Model") and model is None:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    return model, flags
+
+
+def read_cpu(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> CpuIdentity:
+    """The CPU described by ``cpuinfo`` (Linux), or what ``platform`` says elsewhere."""
+    model, flags = _cpuinfo(Path(cpuinfo))
+    return CpuIdentity(
+        machine=platform.machine() or "unknown",
+        model=model or platform.processor() or "unknown CPU",
+        isa=tuple(flag for flag in ISA_FLAGS if flag in flags),
+    )
+
+
+@lru_cache(maxsize=1)
+def this_cpu() -> CpuIdentity:
+    """The CPU this process runs on (read once)."""
+    return read_cpu()

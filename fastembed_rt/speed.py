@@ -1,0 +1,256 @@
+"""Which variant runs fastest on this CPU: speed records in the manifest, measured, and read at load.
+
+The exporter times every shipped variant on the CPU it exports on, and ``fastembed-rt tune`` on any
+other; each timing is a ``SpeedRecord`` of the manifest, keyed by the CPU's ISA features
+(``fastembed_rt.machine``), because the fastest variant changes with them: all-MiniLM-L6-v2's int8
+graph ran 0.42× fp32 on an AVX2-only EPYC and faster than fp32 with AVX-512 VNNI (issue 13).
+
+At load, on the providers that run on the CPU (``cpu``, ``openvino`` on its CPU device):
+
+================ =========================================================================
+``variant=``     picks
+================ =========================================================================
+``"auto"``       the fastest variant at full (fp32) precision that a record for this CPU's ISA
+                 timed; without such a record, the provider's static preference
+``"fastest"``    the fastest variant within its gate (int8 and bf16 included) that a record
+                 for this CPU's ISA timed; without one, what ``"auto"`` picks (logged)
+================ =========================================================================
+
+Either way a variant that ran slower than fp32 on this CPU class is never chosen over fp32, and
+the choice comes with its reason (``VariantChoice.reason``; ``fastembed-rt info`` prints it). GPU
+providers keep their static preference: the records time CPUs only.
+
+A record is a table lookup, not a timing at load: timing several variants costs seconds of load,
+and the same-ISA lookup held on the CPUs measured here (see ``benchmarks/run.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastembed_rt.artifact import Manifest, SpeedRecord, Variant, VariantFormat, VariantPrecision, update_manifest
+from fastembed_rt.errors import ArtifactError
+from fastembed_rt.machine import CpuIdentity, this_cpu
+
+__all__ = [
+    "CPU_PROVIDER",
+    "FASTEST",
+    "VariantChoice",
+    "applicable_record",
+    "choose_by_speed",
+    "measure_speed",
+    "record_speed",
+    "speed_texts",
+    "summarize",
+]
+
+logger = logging.getLogger("fastembed_rt")
+
+FASTEST = "fastest"
+# The engine each graph format is timed (and validated) on: the one every install has for it, on the CPU.
+CPU_PROVIDER = {VariantFormat.ONNX: "cpu", VariantFormat.OPENVINO: "openvino"}
+# A graph of a huge model is opened, timed and closed on its own, not beside the other variants.
+_LOAD_ALL_BYTES = 2 << 30
+
+
+@dataclass(frozen=True)
+class VariantChoice:
+    """The variant a model runs and why it was chosen."""
+
+    variant: Variant
+    reason: str
+
+
+def applicable_record(records: Sequence[SpeedRecord], cpu: CpuIdentity) -> SpeedRecord | None:
+    """The record that speaks for ``cpu``: same machine and ISA flags; the same CPU model first, then the newest."""
+    same_class = [r for r in records if r.machine == cpu.machine and r.isa == cpu.isa and r.isa]
+    if not same_class:
+        return None
+    return max(same_class, key=lambda r: (r.cpu == cpu.model, r.date))
+
+
+def choose_by_speed(
+    candidates: Sequence[Variant],
+    manifest: Manifest,
+    mode: str,
+    cpu: CpuIdentity,
+    engine: str,
+    static: Sequence[str],
+) -> VariantChoice | None:
+    """``mode`` (``"auto"`` or ``"fastest"``) among ``candidates`` (the variants CPU provider ``engine`` runs).
+
+    Only variants timed on ``engine`` itself compete (a record times an ONNX graph on ONNX Runtime, so
+    it says nothing about that graph on OpenVINO). ``static``: the provider's preference order, used
+    when no record for ``cpu`` times a candidate. Returns None when nothing applies (no candidate in
+    ``static`` either).
+    """
+    pool = [
+        v
+        for v in candidates
+        if CPU_PROVIDER[v.format] == engine and (mode == FASTEST or v.precision == VariantPrecision.FP32)
+    ]
+    record = applicable_record(manifest.speed, cpu)
+    timed = [] if record is None else [(rate, v) for v in pool if (rate := record.best_rate(v.name)) is not None]
+    if record is not None and timed:
+        rate, best = max(timed, key=lambda item: item[0])
+        ranking = ", ".join(f"{v.name} {r:.0f}" for r, v in sorted(timed, key=lambda item: -item[0]))
+        kind = "variant within its gate" if mode == FASTEST else "full-precision variant"
+        return VariantChoice(
+            best,
+            f"fastest {kind} timed on this CPU class ({record.cpu}; {' '.join(record.isa)}; {record.threads} "
+            f"threads, {record.source} {record.date}): {ranking} sentences/s",
+        )
+    if mode == FASTEST:
+        logger.warning(
+            "variant='fastest': no speed record of %s for this CPU class (%s); using variant='auto'. "
+            "Run `fastembed-rt tune %s` to time its variants here.",
+            manifest.root,
+            cpu.isa_class,
+            manifest.root,
+        )
+    present = {v.name: v for v in candidates}
+    for name in static:
+        if name in present:
+            why = "no speed record for this CPU class" if record is None else "no candidate timed on this CPU class"
+            return VariantChoice(present[name], f"{why} ({cpu.isa_class}): first of the preference {', '.join(static)}")
+    return None
+
+
+def _workload(model: Any, batch_size: int) -> Any:
+    """``texts -> None``: the model's own call on ``texts`` (pairs of them for a cross-encoder)."""
+    from fastembed_rt.models import CrossEncoder
+
+    if isinstance(model, CrossEncoder):
+        return lambda texts: model.predict(list(zip(texts, reversed(texts))), batch_size=batch_size)
+    return lambda texts: model.encode(texts, batch_size=batch_size)
+
+
+def measure_speed(
+    manifest: Manifest,
+    texts: Sequence[str],
+    *,
+    variants: Sequence[str] | None = None,
+    batch_size: int = 32,
+    rounds: int = 3,
+    threads: int | None = None,
+    source: str = "tune",
+    provider_cache_dir: str | os.PathLike[str] | None = None,
+    round_seconds: float | None = None,
+) -> SpeedRecord:
+    """Time each variant (default: all whose engine is installed) on ``texts`` on this CPU.
+
+    Every variant runs on its format's CPU engine (``CPU_PROVIDER``) with ``threads`` intra-op threads
+    (default: the CPUs this process may use); after one warm-up batch, ``rounds`` timed passes over
+    ``texts`` interleaved across variants. ``round_seconds``: keep only as many texts (at least one
+    batch) as the first variant runs in about that time, so that timing a large model stays bounded.
+    Nothing is written (``record_speed`` does).
+
+    Raises:
+        ArtifactError: no texts, or a named variant is missing or its engine is not installed.
+    """
+    from fastembed_rt.models import load_model
+    from fastembed_rt.providers import provider_spec
+    from fastembed_rt.providers.threads import available_cpus
+
+    if not texts:
+        raise ArtifactError("measuring variant speed needs at least one text")
+    threads = threads or available_cpus()
+    chosen = [manifest.variant(name) for name in variants] if variants else list(manifest.variants)
+    chosen.sort(key=lambda v: v.name != "fp32")  # fp32 first: ``round_seconds`` is measured on it
+    runnable = []
+    for variant in chosen:
+        reason = provider_spec(CPU_PROVIDER[variant.format]).unavailable()
+        if reason is None:
+            runnable.append(variant)
+        elif variants:
+            raise ArtifactError(f"variant {variant.name!r} cannot be timed here: {reason}")
+    options: dict[str, Any] = {"intra_op_threads": threads, "provider_cache_dir": provider_cache_dir}
+
+    def load(variant: Variant) -> Any:
+        model = load_model(manifest.root, provider=CPU_PROVIDER[variant.format], variant=variant.name, **options)
+        run = _workload(model, batch_size)
+        run(list(texts[:batch_size]))  # warm-up: first-call allocations, OpenVINO's compile
+        return model, run
+
+    rates: dict[str, list[float]] = {v.name: [] for v in runnable}
+    keep_loaded = sum(v.size + (v.weights_size or 0) for v in runnable) <= _LOAD_ALL_BYTES
+    loaded = {v.name: load(v) for v in runnable} if keep_loaded else {}
+    texts = list(texts)
+    if round_seconds is not None and runnable and len(texts) > batch_size:
+        model, run = loaded[runnable[0].name] if keep_loaded else load(runnable[0])
+        started = time.perf_counter()
+        run(texts[:batch_size])
+        per_batch = time.perf_counter() - started
+        texts = texts[: max(batch_size, int(round_seconds / max(per_batch, 1e-6)) * batch_size)]
+        if not keep_loaded:
+            model.close()
+    try:
+        for _ in range(rounds):
+            for variant in runnable:
+                model, run = loaded[variant.name] if keep_loaded else load(variant)
+                started = time.perf_counter()
+                run(list(texts))
+                rates[variant.name].append(round(len(texts) / (time.perf_counter() - started), 1))
+                if not keep_loaded:
+                    model.close()
+    finally:
+        for model, _ in loaded.values():
+            model.close()
+    cpu = this_cpu()
+    return SpeedRecord(
+        machine=cpu.machine,
+        cpu=cpu.model,
+        isa=cpu.isa,
+        threads=threads,
+        texts=len(texts),
+        batch_size=batch_size,
+        sentences_per_s=rates,
+        source=source,
+        date=time.strftime("%Y-%m-%d"),
+    )
+
+
+def record_speed(manifest: Manifest, record: SpeedRecord) -> Manifest:
+    """Write ``record`` into the artifact's manifest, replacing an earlier one for the same CPU and threads."""
+    kept = tuple(
+        r
+        for r in manifest.speed
+        if not (
+            r.machine == record.machine and r.cpu == record.cpu and r.isa == record.isa and r.threads == record.threads
+        )
+    )
+    try:
+        return update_manifest(manifest.root, speed=(*kept, record))
+    except OSError as exc:
+        raise ArtifactError(
+            f"cannot write the speed record into {manifest.root} ({exc}); time a writable copy of the artifact"
+        ) from exc
+
+
+def summarize(record: SpeedRecord) -> list[tuple[str, float, float]]:
+    """``(variant, best sentences/s, × fp32)`` per timed variant, fastest first (× fp32 is 0 without fp32)."""
+    fp32 = record.best_rate("fp32")
+    rows = [
+        (name, best, best / fp32 if fp32 else 0.0)
+        for name in record.sentences_per_s
+        if (best := record.best_rate(name))
+    ]
+    return sorted(rows, key=lambda row: -row[1])
+
+
+def speed_texts(manifest: Manifest, count: int = 512) -> list[str]:
+    """Texts to time variants on: STSb dev sentences when the data is found, else synthetic ones from the vocabulary."""
+    from fastembed_rt.bench import synthetic_texts
+    from fastembed_rt.stsb import find_stsb_dir, load_stsb
+    from fastembed_rt.tokenizer import Tokenizer
+
+    if find_stsb_dir(None) is not None:
+        dev = load_stsb("dev", "en")
+        return list(dict.fromkeys(dev.sentences1 + dev.sentences2))[:count]
+    vocab = Tokenizer(manifest.root, manifest.tokenizer).backend.get_vocab()  # type: ignore[attr-defined]
+    return synthetic_texts(vocab, count, 12)
