@@ -1,9 +1,12 @@
-"""ONNX graph files of an artifact: weights inline, or beside the graph once a model outgrows protobuf.
+"""ONNX graph files of an artifact: the graph, and its weights in a data file beside it.
 
-A protobuf message cannot exceed 2 GiB, and Qwen3-Embedding-0.6B in fp32 is already 2.4 GB, so
-external data is the normal path for decoders, not an edge case. A graph with external data keeps
-every tensor of 1 KiB or more in one file named after it (``model.onnx`` → ``model.onnx.data``),
-which the manifest lists as the variant's ``weights_file`` with its size and sha256.
+Every graph keeps every tensor of 1 KiB or more in one file named after it (``model.onnx`` →
+``model.onnx.data``), which the manifest lists as the variant's ``weights_file`` with its size and
+sha256. ONNX Runtime memory-maps that file instead of parsing the weights out of the protobuf: on
+all-MiniLM-L6-v2 a session opened in 0.06 s instead of 0.18 s and the process peaked at 108 MB
+instead of 191 MB (issue 13). It is also the only way for models over protobuf's 2 GiB
+(Qwen3-Embedding-0.6B in fp32 is already 2.4 GB). ``external_data_threshold`` keeps smaller models'
+weights inline when asked.
 
 The fp32 graph is the backbone plus small output stages: it is written without reading the
 backbone's weights at all (both graphs share one data file, offsets unchanged), so the export
@@ -25,9 +28,8 @@ __all__ = [
     "save_graph",
 ]
 
-# Parameter bytes above which graphs are written with external data: below protobuf's 2 GiB with room
-# for the output stages or a head, and for the fp32 copies optimizers make of quantized weights.
-EXTERNAL_DATA_THRESHOLD = 1 << 30
+# Parameter bytes above which graphs are written with external data: every graph (see above).
+EXTERNAL_DATA_THRESHOLD = 0
 _MIN_EXTERNAL_TENSOR = 1024
 
 

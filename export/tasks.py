@@ -89,7 +89,7 @@ def export_artifact(
             the other tasks record no STSb score.
         trust_remote_code: run code from the model's repository (its own model class or modules); off by default.
         external_data_threshold: fp32 weight bytes above which graphs keep their weights in a data file beside
-            them (None: 1 GiB; graphs over 2 GiB cannot be one protobuf).
+            them (None: 0, every graph: ONNX Runtime memory-maps the file; over 2 GiB there is no other way).
     Returns:
         the written manifest; its ``task`` says which exporter ran.
     Raises:

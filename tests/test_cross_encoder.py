@@ -434,7 +434,7 @@ def test_int8_variant_that_misses_its_gate_is_recorded_and_not_shipped(
     (rejected,) = manifest.rejected_variants
     assert rejected["name"] == "int8" and rejected["fidelity"]["score_spearman"] < 1.01
     assert rejected["reasons"][0].count("score Spearman vs PyTorch") == 3, "every exclusion step is listed"
-    assert sorted(p.name for p in (tmp_path / "artifact" / "onnx").iterdir()) == ["model.onnx"]
+    assert sorted(p.name for p in (tmp_path / "artifact" / "onnx").iterdir()) == ["model.onnx", "model.onnx.data"]
     with pytest.raises(ArtifactError, match="int8"):
         CrossEncoder(tmp_path / "artifact", variant="int8")
 
