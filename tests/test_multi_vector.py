@@ -387,3 +387,24 @@ def test_errors_name_the_value_and_the_fix(models: dict[str, Pair], minilm_artif
         MultiVectorEncoder(minilm_artifact_session)
     with pytest.raises(ArtifactError, match="multi-vector"):
         SentenceTransformer(models["fixed"].artifact)
+
+
+def test_cli_info_and_encode_handle_multi_vector_artifacts(
+    models: dict[str, Pair], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fastembed_rt.cli import main
+
+    artifact = str(models["fixed"].artifact)
+    assert main(["info", artifact]) == 0
+    info = capsys.readouterr().out
+    assert "multi-vector" in info and "min cos" in info and "fp32" in info
+    assert main(["encode", artifact, "Hello, world!", "--query"]) == 0
+    line = json.loads(capsys.readouterr().out.strip())
+    np.testing.assert_allclose(
+        line["token_embeddings"], models["fixed"].runtime.encode_query("Hello, world!"), atol=1e-6
+    )
+    assert main(["encode", artifact, "Hello, world!", "A man.", "-o", str(tmp_path / "docs.npz")]) == 0
+    saved = np.load(tmp_path / "docs.npz")
+    np.testing.assert_allclose(saved["arr_0"], models["fixed"].runtime.encode_document("Hello, world!"), atol=0)
+    assert main(["encode", artifact, "x", "--truncate-dim", "4"]) == 2
+    assert "--truncate-dim is for single-vector models" in capsys.readouterr().err
