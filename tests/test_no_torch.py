@@ -81,7 +81,8 @@ from fastembed_rt import MultiVectorEncoder, util
 model = MultiVectorEncoder(sys.argv[1])
 texts = json.loads(sys.argv[2])
 queries, documents = model.encode_query(texts), model.encode_document(texts, precision="int8")
-hits = util.semantic_search_maxsim(queries, documents, top_k=2, corpus_precision="int8", ranges=model.quantization_ranges)
+ranges = model.quantization_ranges
+hits = util.semantic_search_maxsim(queries, documents, top_k=2, corpus_precision="int8", ranges=ranges)
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
 print(json.dumps({"queries": [q.tolist() for q in queries], "hits": hits, "heavy": heavy}))
 """
