@@ -247,14 +247,15 @@ def test_queries_are_expanded_and_documents_drop_punctuation(models: dict[str, P
     assert {q.shape[0] for q in fixed.encode_query(TEXTS)} == {16}  # fixed: exactly the expansion length
     assert [q.shape[0] for q in other.encode_query(["Hi", "x"])] == [12, 12]  # min: at least the floor
     assert max(q.shape[0] for q in other.encode_query(TEXTS)) == 24  # ... up to query_length
-    tokens = other.tokenize_for(["Hello, world!"], task="document")
-    ids = tokens.prepared.encoded.ids[0][tokens.keep[0]]
+    row = other.prepare(["Hello, world!"], task="document").encoded.ids[0]
+    ids = row[other.kept_positions(row, "document")]
     punctuation = set(other.late_interaction.skiplist_ids)
     assert punctuation and not punctuation & set(ids.tolist())
-    assert len(tokens.keep[0]) > len(ids)
+    assert len(row) > len(ids)
     assert other.encode_document("Hello, world!").shape[0] == len(ids)
     # documents are pooled: [CLS] kept, the other vectors halved
-    kept = int(fixed.tokenize_for([TEXTS[6]], task="document", prompt_name="document").keep[0].sum())
+    row = fixed.prepare([TEXTS[6]], task="document", prompt_name="document").encoded.ids[0]
+    kept = int(fixed.kept_positions(row, "document").sum())
     assert fixed.encode_document(TEXTS[6]).shape[0] == 1 + (kept - 1) // 2
     assert fixed.late_interaction.token_pooling == HierarchicalTokenPooling(2.0)
 

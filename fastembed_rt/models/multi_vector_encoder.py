@@ -21,6 +21,7 @@ rows a text keeps is decided here on the host from its token ids, exactly as sen
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -37,7 +38,7 @@ from fastembed_rt.models.cross_encoder import RankResult, check_rank_inputs, ran
 from fastembed_rt.pipeline import Prepared, check_texts
 from fastembed_rt.quantization import quantize_embeddings
 from fastembed_rt.token_pooling import HierarchicalTokenPooling
-from fastembed_rt.tokenizer import Encoded
+from fastembed_rt.tokenizer import Encoded, TruncationDirection
 
 if TYPE_CHECKING:
     import os
@@ -133,16 +134,8 @@ class LateInteraction:
         )
 
 
-@dataclass(frozen=True)
-class Tokens:
-    """Inputs tokenized for one multi-vector call: the graph rows and, per row, which positions it keeps."""
-
-    prepared: Prepared
-    keep: list[np.ndarray]
-    task: str | None
-
-    def __len__(self) -> int:
-        return len(self.keep)
+# The prompt names ``encode_query`` and ``encode_document`` look for, in order (sentence-transformers' own).
+_TASK_PROMPTS: dict[str, tuple[str, ...]] = {"query": ("query",), "document": DOCUMENT_PROMPT_NAMES}
 
 
 class MultiVectorEncoder(TextEncoder):
@@ -218,39 +211,45 @@ class MultiVectorEncoder(TextEncoder):
             return max(config.query_length, expansion.length) if config.query_length is not None else None
         return {"query": config.query_length, "document": config.document_length}.get(task or "")
 
-    def tokenize_for(
+    def prepare(  # type: ignore[override]
         self,
         sentences: str | Sequence[str],
         *,
         task: str | None = None,
         prompt_name: str | None = None,
         prompt: str | None = None,
-    ) -> Tokens:
-        """Tokenize ``sentences`` for ``task`` (``"query"``, ``"document"`` or None) with the call's prompt:
-        the graph rows (query expansion applied) and the positions each row keeps (the first half of ``encode``)."""
+        truncation_direction: TruncationDirection | None = None,
+    ) -> Prepared:
+        """Tokenize ``sentences`` for ``task`` (``"query"``, ``"document"`` or None) with the call's prompt, at the
+        task's length, queries expanded (the first half of ``encode``; ``encode_prepared`` is the second)."""
         if task not in (None, "query", "document"):
             raise InputError(f"task must be 'query', 'document' or None, got {task!r}")
         texts = check_texts(sentences)
+        started = time.perf_counter()
         resolved = self._resolve_prompt(prompt, prompt_name)
         full = [resolved + t for t in texts] if resolved else texts
-        encoded = self._tokenizer.encode(full, None, self._max_length(task))
-        config = self.late_interaction
-        expansion = config.query_expansion if task == "query" else None
-        keep = [np.ones(len(row), dtype=bool) for row in encoded.ids]
+        encoded = self._tokenizer.encode(full, truncation_direction, self._max_length(task))
+        expansion = self.late_interaction.query_expansion if task == "query" else None
         if expansion is not None:
-            encoded, keep = self._expand(encoded, expansion)
-        if (task or "document") in config.skiplist_tasks and config.skiplist_ids:
-            skip = np.asarray(config.skiplist_ids, dtype=np.int64)
-            keep = [k & ~np.isin(ids, skip) for k, ids in zip(keep, encoded.ids)]
-        if task != "query" and config.keep_only_token_ids:
-            allowed = np.asarray(config.keep_only_token_ids, dtype=np.int64)
-            keep = [k & np.isin(ids, allowed) for k, ids in zip(keep, encoded.ids)]
-        return Tokens(Prepared(encoded), keep, task)
+            encoded = self._expand(encoded, expansion)
+        return Prepared(encoded, 0, time.perf_counter() - started)
 
-    def _expand(self, encoded: Encoded, expansion: QueryExpansion) -> tuple[Encoded, list[np.ndarray]]:
+    def kept_positions(self, ids: np.ndarray, task: str | None) -> np.ndarray:
+        """Which positions of a prepared row (token ids, expansion included) give the text's vectors, bool:
+        all but the skiplist tokens (for the tasks it names) and, unless ``task`` is ``query``, only the
+        ``keep_only_token_ids`` when the model sets them."""
+        config = self.late_interaction
+        keep = np.ones(len(ids), dtype=bool)
+        if (task or "document") in config.skiplist_tasks and config.skiplist_ids:
+            keep &= ~np.isin(ids, np.asarray(config.skiplist_ids, dtype=np.int64))
+        if task != "query" and config.keep_only_token_ids:
+            keep &= np.isin(ids, np.asarray(config.keep_only_token_ids, dtype=np.int64))
+        return keep
+
+    def _expand(self, encoded: Encoded, expansion: QueryExpansion) -> Encoded:
         """Queries shorter than the floor extended with the expansion token on the padding side."""
         left = self.manifest.tokenizer.padding_side == "left"
-        ids, type_ids, attention, keep = [], [], [], []
+        ids, type_ids, attention = [], [], []
         for row, types in zip(encoded.ids, encoded.type_ids):
             extra = max(0, expansion.length - len(row))
             added = np.full(extra, expansion.token_id, dtype=np.int64)
@@ -261,17 +260,16 @@ class MultiVectorEncoder(TextEncoder):
             ids.append(np.concatenate(parts[0]))
             type_ids.append(np.concatenate(parts[1]))
             attention.append(np.concatenate(parts[2]))
-            keep.append(np.ones(len(row) + extra, dtype=bool))
-        return Encoded(ids, type_ids, encoded.truncated, attention), keep
+        return Encoded(ids, type_ids, encoded.truncated, attention)
 
     # -- encoding -------------------------------------------------------------------------------
-    def encode_tokens(
-        self, tokens: Tokens, *, batch_size: int = 32, show_progress_bar: bool = False
+    def encode_prepared(
+        self, prepared: Prepared, *, task: str | None = None, batch_size: int = 32, show_progress_bar: bool = False
     ) -> list[np.ndarray]:
-        """Float32 ``[kept_i, dim]`` token vectors of tokenized inputs, the model's own token pooling applied
-        (the second half of ``encode``), in input order."""
-        prepared = tokens.prepared
-        out: list[np.ndarray] = [np.empty((0, self.manifest.dim), np.float32)] * len(tokens)
+        """Float32 ``[kept_i, dim]`` token vectors of inputs prepared for ``task``, the model's own token pooling
+        applied (the second half of ``encode``), in input order."""
+        ids = prepared.encoded.ids
+        out: list[np.ndarray] = [np.empty((0, self.manifest.dim), np.float32)] * len(ids)
         left = self.manifest.tokenizer.padding_side == "left"
         for rows, result, mask in self._pipeline.run(
             prepared, batch_size=batch_size, outputs=[TOKEN_VECTORS], show_progress_bar=show_progress_bar
@@ -279,13 +277,10 @@ class MultiVectorEncoder(TextEncoder):
             vectors = result[TOKEN_VECTORS]
             width = mask.shape[1]
             for j, row in enumerate(rows.tolist()):
-                length = len(tokens.keep[row])
-                start = width - length if left else 0
-                out[row] = vectors[j, start : start + length][tokens.keep[row]]
+                start = width - len(ids[row]) if left else 0
+                out[row] = vectors[j, start : start + len(ids[row])][self.kept_positions(ids[row], task)]
         pooling = self.late_interaction.token_pooling
-        if pooling is not None:
-            out = pooling.pool(out, task=tokens.task)
-        return out
+        return out if pooling is None else pooling.pool(out, task=task)
 
     def encode(
         self,
@@ -333,8 +328,9 @@ class MultiVectorEncoder(TextEncoder):
         wanted = self._precision(precision)
         check_batch_size(batch_size)
         single = isinstance(sentences, str)
-        tokens = self.tokenize_for(sentences, task=task, prompt_name=prompt_name, prompt=prompt)
-        vectors = self.encode_tokens(tokens, batch_size=batch_size, show_progress_bar=bool(show_progress_bar))
+        prepared = self.prepare(sentences, task=task, prompt_name=prompt_name, prompt=prompt)
+        show = bool(show_progress_bar)
+        vectors = self.encode_prepared(prepared, task=task, batch_size=batch_size, show_progress_bar=show)
         if normalize_embeddings:
             vectors = [reference.normalize(v) for v in vectors]
         if token_pooling is not None:
@@ -345,12 +341,20 @@ class MultiVectorEncoder(TextEncoder):
 
     def encode_query(self, sentences: str | Sequence[str], **kwargs: Any) -> list[np.ndarray] | np.ndarray:
         """``encode`` as a query: the ``query`` prompt (when the model has one), ``query_length``, query expansion."""
-        return self.encode(sentences, **{**self._with_prompt_name(kwargs, ("query",)), "task": "query"})
+        return self.encode(sentences, **{**self._with_prompt_name(kwargs, _TASK_PROMPTS["query"]), "task": "query"})
 
     def encode_document(self, sentences: str | Sequence[str], **kwargs: Any) -> list[np.ndarray] | np.ndarray:
         """``encode`` as a document: the ``document`` / ``passage`` / ``corpus`` prompt, ``document_length``,
         the skiplist and the model's token pooling."""
-        return self.encode(sentences, **{**self._with_prompt_name(kwargs, DOCUMENT_PROMPT_NAMES), "task": "document"})
+        return self.encode(
+            sentences, **{**self._with_prompt_name(kwargs, _TASK_PROMPTS["document"]), "task": "document"}
+        )
+
+    def task_prompt_name(self, task: str | None, prompt_name: str | None = None) -> str | None:
+        """The prompt name a call for ``task`` uses, as ``encode_query`` / ``encode_document`` choose it:
+        ``prompt_name`` if given, else the task's prompt when the model has one (None: the default prompt)."""
+        chosen = self._with_prompt_name({"prompt_name": prompt_name}, _TASK_PROMPTS.get(task or "", ()))
+        return chosen.get("prompt_name")
 
     def _precision(self, precision: str | Precision) -> Precision:
         try:
