@@ -97,6 +97,8 @@ def main() -> None:
     train, dev, test = (load_stsb(s, "en", args.stsb) for s in ("train", "dev", "test"))
     pairs = [(a, b) for a, b, gold in zip(test.sentences1, test.sentences2, test.scores) if gold >= 4.0 and a != b]
     pairs = list(dict(pairs).items())  # one pair per query
+    firsts = {a for a, _ in pairs}
+    pairs = [(a, b) for a, b in pairs if b not in firsts]  # a relevant document is never another query
     queries = [a for a, _ in pairs][: args.limit]
     corpus = sorted({t for s in (dev, test) for t in s.sentences1 + s.sentences2} - set(queries))
     if args.limit:

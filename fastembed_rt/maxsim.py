@@ -107,7 +107,8 @@ def maxsim(
         a: query embeddings (see the module docstring for the forms).
         b: document embeddings.
         a_mask / b_mask: bool or 0/1 ``[n, tokens]`` (or per-item lists); 0 excludes a token.
-        chunk_elements: most token similarities held at once (None: 16M); chunking never changes scores.
+        chunk_elements: most token similarities held at once (None: 16M; at least one document's);
+            chunks change scores by float32 rounding at most (BLAS sums in other orders).
         length_normalize: MeanMaxSim, each score divided by the query's token count.
     Returns:
         float32 ``[len(a), len(b)]``.
@@ -119,24 +120,27 @@ def maxsim(
         return scores
     if queries.shape[2] != documents.shape[2] and queries.shape[1] and documents.shape[1]:
         raise ValueError(f"a has dimension {queries.shape[2]} but b has dimension {documents.shape[2]}")
-    budget = chunk_elements or _CHUNK_ELEMENTS
-    flat_queries = queries.reshape(-1, queries.shape[2]) if queries.shape[1] else None
-    per_document = max(1, queries.shape[0] * queries.shape[1] * documents.shape[1])
-    step = max(1, budget // per_document)
-    for start in range(0, len(documents), step):
-        chunk, mask = documents[start : start + step], d_mask[start : start + step]
-        if flat_queries is None or not chunk.shape[1]:
-            scores[:, start : start + step] = 0.0
-        else:
-            similarity = (flat_queries @ chunk.reshape(-1, chunk.shape[2]).T).reshape(
-                queries.shape[0], queries.shape[1], len(chunk), chunk.shape[1]
-            )
-            similarity = np.where(mask[None, None], similarity, -np.inf)
-            best = similarity.max(axis=-1)  # [q, q_tokens, chunk]
-            best = np.where(q_mask[:, :, None], best, np.float32(0))
-            scores[:, start : start + step] = best.sum(axis=1, dtype=np.float32)
-        empty = ~mask.any(axis=1)
-        scores[:, start : start + step][:, empty] = EMPTY_DOCUMENT_SCORE
+    # Documents as one flat run of their unmasked tokens: no padding is scored, and each document's
+    # maximum is a segment reduction (np.maximum.reduceat) over its own tokens.
+    counts = d_mask.sum(axis=1)
+    flat = documents[d_mask]
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    rows = queries.shape[0] * queries.shape[1]
+    flat_queries = queries.reshape(rows, queries.shape[2])
+    tokens_per_chunk = max(1, (chunk_elements or _CHUNK_ELEMENTS) // max(rows, 1))
+    start = 0
+    while start < len(documents):
+        end = max(start + 1, int(np.searchsorted(offsets, offsets[start] + tokens_per_chunk, side="right")) - 1)
+        first, last = int(offsets[start]), int(offsets[end])
+        nonempty = counts[start:end] > 0
+        if rows and last > first:
+            similarity = flat_queries @ flat[first:last].T  # [queries × query tokens, chunk tokens]
+            best = np.zeros((rows, end - start), dtype=np.float32)
+            best[:, nonempty] = np.maximum.reduceat(similarity, offsets[start:end][nonempty] - first, axis=1)
+            best = np.where(q_mask.reshape(rows, 1), best, np.float32(0))
+            scores[:, start:end] = best.reshape(queries.shape[0], queries.shape[1], -1).sum(axis=1, dtype=np.float32)
+        scores[:, start:end][:, ~nonempty] = EMPTY_DOCUMENT_SCORE
+        start = end
     if length_normalize:
         scores /= _query_counts(q_mask)[:, None]
     return scores
@@ -232,8 +236,9 @@ def semantic_search_maxsim(
 ) -> list[list[dict[str, int | float]]]:
     """Exhaustive MaxSim search of float queries over a corpus of per-document token matrices.
 
-    The corpus is scored ``corpus_chunk_size`` documents at a time (quantized ones dequantized per chunk,
-    so memory stays at one chunk of float matrices); chunk sizes never change results.
+    The corpus is scored ``corpus_chunk_size`` documents at a time (quantized ones dequantized per chunk, so
+    memory holds one chunk of float matrices, plus the ``[queries, documents]`` float32 scores); chunk sizes
+    change scores by float32 rounding at most.
 
     Args:
         query_embeddings: float query matrices (``MultiVectorEncoder.encode_query``).

@@ -446,6 +446,8 @@ def test_sparse_encoder_output_scores_with_util(tiny_splade_artifact: Any, st_ut
             expected = _to_numpy(_st_sparse(getattr(st_util, name), left, torch.from_numpy(dense)))
             np.testing.assert_allclose(getattr(util, name)(embeddings, dense), expected, rtol=1e-5, atol=1e-4)
         np.testing.assert_allclose(util.cos_sim(embeddings[0], embeddings), util.cos_sim(dense[:1], dense), rtol=1e-6)
+        # the model's own similarity (dot for SPLADE) takes sparse/dense mixes too
+        np.testing.assert_allclose(model.similarity(embeddings, dense), util.dot_score(dense, dense), rtol=1e-5)
     model.close()
 
 
