@@ -263,7 +263,7 @@ def test_queries_are_expanded_and_documents_drop_punctuation(models: dict[str, P
     # min: at least the floor (no prompt here: its ':' is skiplisted on this model's queries)
     assert [q.shape[0] for q in other.encode_query(["Hi", "x"], prompt="")] == [12, 12]
     assert max(q.shape[0] for q in other.encode_query(TEXTS, prompt="")) == 24  # ... up to query_length
-    row = other.prepare(["Hello, world!"], task="document").encoded.ids[0]
+    row = other.prepare(["Hello, world!"], task="document", prompt_name="document").encoded.ids[0]
     ids = row[other.kept_positions(row, "document")]
     punctuation = set(other.late_interaction.skiplist_ids)
     assert punctuation and not punctuation & set(ids.tolist())
