@@ -2,8 +2,9 @@
 
 ``export_artifact(model, out_dir)`` turns a sentence-transformers model into a validated
 fastembed-rt artifact with the exporter of its task (``detect_task``): ``export_model`` for
-bi-encoders, ``export_cross_encoder`` for CrossEncoder rerankers and ``export_sparse_encoder`` for
-SPLADE SparseEncoders. The runtime never imports this package.
+bi-encoders, ``export_cross_encoder`` for CrossEncoder rerankers, ``export_sparse_encoder`` for
+SPLADE SparseEncoders and ``export_multi_vector_encoder`` for late-interaction (ColBERT)
+MultiVectorEncoders. The runtime never imports this package.
 
 Layout: ``tasks`` (task → exporter), ``bi_encoder`` / ``cross_encoder`` / ``sparse_encoder`` (one
 task each; ``heads`` is the flow the two heads share), ``writer`` (the one artifact and manifest
@@ -25,7 +26,15 @@ except ImportError as _exc:  # pragma: no cover - exercised by the no-torch subp
 
 from fastembed_rt.export.bi_encoder import export_model
 from fastembed_rt.export.cross_encoder import export_cross_encoder
+from fastembed_rt.export.multi_vector_encoder import export_multi_vector_encoder
 from fastembed_rt.export.sparse_encoder import export_sparse_encoder
 from fastembed_rt.export.tasks import detect_task, export_artifact
 
-__all__ = ["detect_task", "export_artifact", "export_cross_encoder", "export_model", "export_sparse_encoder"]
+__all__ = [
+    "detect_task",
+    "export_artifact",
+    "export_cross_encoder",
+    "export_model",
+    "export_multi_vector_encoder",
+    "export_sparse_encoder",
+]

@@ -29,7 +29,7 @@ from fastembed_rt.kernels.spec import (
     Precision,
 )
 
-__all__ = ["export_model"]
+__all__ = ["calibrate", "export_model"]
 
 logger = logging.getLogger("fastembed_rt.export")
 
@@ -134,7 +134,7 @@ def export_model(
         if not fidelity.failures:
             _score_stsb(writer.root, reference, fidelity, stsb, stsb_path)
         writer.accept_fp32(fidelity, f"min cosine {arch.min_cosine}")
-        used_texts = _calibrate(writer.root, calibration_texts, stsb_path)
+        used_texts = calibrate(writer.root, calibration_texts, stsb_path)
         # OpenVINO compiles each candidate while validating; those blobs go to a scratch cache, not the user's.
         with tempfile.TemporaryDirectory(prefix="fastembed-rt-validate-") as cache:
             writer.build_variants(
@@ -149,15 +149,19 @@ def export_model(
     return load_manifest(out)
 
 
-def _calibrate(
-    artifact: Path, texts: Sequence[str] | None, stsb_path: str | os.PathLike[str] | None
+def calibrate(
+    artifact: Path,
+    texts: Sequence[str] | None,
+    stsb_path: str | os.PathLike[str] | None,
+    task: Task = Task.EMBEDDING,
 ) -> list[str] | None:
-    """Store the int8/uint8 calibration set: ``texts``, or by default the STSb train sentences.
+    """Store the int8/uint8 calibration set: ``texts``, or by default the STSb train sentences, encoded
+    by the runtime model of ``task`` (bi-encoders, multi-vector models).
 
     Returns the texts chosen (also what int8 model quantization calibrates on), or None.
     """
     from fastembed_rt.calibration import calibrate_artifact
-    from fastembed_rt.models import SentenceTransformer
+    from fastembed_rt.models import MODEL_TYPES
     from fastembed_rt.stsb import find_stsb_dir, load_stsb
 
     source = "user texts"
@@ -171,7 +175,7 @@ def _calibrate(
         texts, source = train.sentences1 + train.sentences2, "stsb-en-train"
     if not texts:
         return None
-    runtime = SentenceTransformer(artifact, provider="cpu")
+    runtime = MODEL_TYPES[task](artifact, provider="cpu")
     calibrate_artifact(runtime, texts, source)
     runtime.close()
     return select_texts(texts)

@@ -17,7 +17,7 @@ import numpy as np
 from fastembed_rt.errors import ExportError
 from fastembed_rt.kernels.spec import DenseActivation, DenseSpec, OutputStages, PoolingMode, PoolingSpec
 
-__all__ = ["ModelDescription", "describe_model", "read_modules"]
+__all__ = ["ModelDescription", "dense_spec", "describe_model", "read_modules"]
 
 _SUPPORTED = ("Transformer", "Pooling", "Dense", "Normalize")
 _ACTIVATIONS = {
@@ -65,11 +65,16 @@ def _class_name(entry: dict[str, Any]) -> str:
     return str(entry.get("type", "")).rsplit(".", 1)[-1]
 
 
-def _dense_spec(module: Any, where: str) -> DenseSpec:
+def dense_spec(module: Any, where: str, input_name: str = "sentence_embedding") -> DenseSpec:
+    """A loaded ``Dense`` module as data; it must read ``input_name`` (multi-vector models: ``token_embeddings``).
+
+    Raises:
+        ExportError: a residual Dense, another input, or an activation the graph stages cannot express.
+    """
     if getattr(module, "use_residual", False):
         raise ExportError(f"{where}: Dense with use_residual=True is not supported yet")
-    if getattr(module, "module_input_name", "sentence_embedding") != "sentence_embedding":
-        raise ExportError(f"{where}: Dense on {module.module_input_name!r} (not sentence_embedding) is not supported")
+    if getattr(module, "module_input_name", "sentence_embedding") != input_name:
+        raise ExportError(f"{where}: Dense on {module.module_input_name!r} (not {input_name}) is not supported")
     act_name = type(module.activation_function).__name__
     if act_name not in _ACTIVATIONS:
         raise ExportError(
@@ -121,7 +126,7 @@ def describe_model(model_dir: Path, st_model: Any) -> ModelDescription:
         elif name == "Dense":
             if pooling is None:
                 raise ExportError(f"{where}: Dense before Pooling is not supported")
-            dense.append(_dense_spec(module, where))
+            dense.append(dense_spec(module, where))
         elif name == "Normalize":
             if i != len(entries) - 1:
                 raise ExportError(f"{where}: Normalize must be the last module, found at position {i}")

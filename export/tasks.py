@@ -12,6 +12,7 @@ from fastembed_rt.artifact import Manifest, Task
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export.bi_encoder import export_model
 from fastembed_rt.export.cross_encoder import export_cross_encoder
+from fastembed_rt.export.multi_vector_encoder import export_multi_vector_encoder
 from fastembed_rt.export.source import read_json, resolve_model_dir
 from fastembed_rt.export.sparse_encoder import export_sparse_encoder
 
@@ -30,6 +31,7 @@ EXPORTERS: dict[Task, TaskExporter] = {
     Task.EMBEDDING: TaskExporter(export_model, scores_stsb=True),
     Task.CROSS_ENCODER: TaskExporter(export_cross_encoder),
     Task.SPARSE: TaskExporter(export_sparse_encoder),
+    Task.MULTI_VECTOR: TaskExporter(export_multi_vector_encoder),
 }
 
 # config_sentence_transformers.json "model_type" (sentence-transformers >= 5), then the transformers
@@ -38,8 +40,14 @@ _TASK_BY_ST_MODEL_TYPE = {
     "SentenceTransformer": Task.EMBEDDING,
     "CrossEncoder": Task.CROSS_ENCODER,
     "SparseEncoder": Task.SPARSE,
+    "MultiVectorEncoder": Task.MULTI_VECTOR,
+    "ColBERT": Task.MULTI_VECTOR,  # PyLate <= 3, which sentence-transformers loads as a MultiVectorEncoder
 }
-_TASK_BY_HEAD_SUFFIX = {"ForSequenceClassification": Task.CROSS_ENCODER, "ForMaskedLM": Task.SPARSE}
+_TASK_BY_HEAD_SUFFIX = {
+    "ForSequenceClassification": Task.CROSS_ENCODER,
+    "ForMaskedLM": Task.SPARSE,
+    "HF_ColBERT": Task.MULTI_VECTOR,  # Stanford ColBERT checkpoints
+}
 
 
 def _read_json(path: Path) -> dict[str, object]:
@@ -48,7 +56,7 @@ def _read_json(path: Path) -> dict[str, object]:
 
 
 def detect_task(model_dir: Path) -> Task:
-    """``embedding``, ``cross-encoder`` or ``sparse`` for a local model directory.
+    """``embedding``, ``cross-encoder``, ``sparse`` or ``multi-vector`` for a local model directory.
 
     A sentence-transformers directory says it in ``config_sentence_transformers.json``
     (``model_type``); a plain transformers directory by its head class (``*ForSequenceClassification``:
@@ -83,7 +91,8 @@ def export_artifact(
     """Export ``model`` with its task's exporter (``EXPORTERS``) to an artifact at ``out_dir``.
 
     Args:
-        task: ``embedding``, ``cross-encoder``, ``sparse``, or ``auto`` (``detect_task`` on the model directory).
+        task: ``embedding``, ``cross-encoder``, ``sparse``, ``multi-vector``, or ``auto`` (``detect_task`` on
+            the model directory).
         variants: the graphs to build besides fp32 (None: the task's default ones).
         stsb: bi-encoders also score STSb test Spearman (None: when the data is found locally);
             the other tasks record no STSb score.

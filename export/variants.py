@@ -108,6 +108,8 @@ VARIANTS: dict[Task, dict[str, VariantSpec[Any]]] = {
             "int8", _ONNX, _INT8, ScoreGate(0.99, batch_tolerance=_SCORE_TOLERANCE), build_head_int8, default=False
         ),
     ),
+    # Every kept token vector against PyTorch, by cosine (DESIGN §6's fp32 row, per token).
+    Task.MULTI_VECTOR: _by_name(VariantSpec("fp32", _ONNX, _FP32, CosineGate(min_cosine=0.9999))),
     Task.SPARSE: _by_name(
         # The absolute term only forgives dimensions at the activation's edge (weights below 1e-6,
         # where a last-bit difference in the logits decides whether relu lets them through).

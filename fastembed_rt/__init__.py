@@ -17,7 +17,7 @@ from fastembed_rt.errors import (
 )
 from fastembed_rt.hard_negatives import mine_hard_negatives
 from fastembed_rt.logging_handler import LoggingHandler
-from fastembed_rt.models import CrossEncoder, SentenceTransformer, SparseEncoder, load_model
+from fastembed_rt.models import CrossEncoder, MultiVectorEncoder, SentenceTransformer, SparseEncoder, load_model
 from fastembed_rt.quantization import quantize_embeddings
 from fastembed_rt.similarity import SimilarityFunction
 
@@ -30,6 +30,7 @@ __all__ = [
     "FastEmbedError",
     "InputError",
     "LoggingHandler",
+    "MultiVectorEncoder",
     "ParityError",
     "ProviderError",
     "SentenceTransformer",

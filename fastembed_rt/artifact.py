@@ -57,6 +57,7 @@ class Task(_ManifestValue):
     EMBEDDING = "embedding"
     CROSS_ENCODER = "cross-encoder"
     SPARSE = "sparse"
+    MULTI_VECTOR = "multi-vector"
 
 
 class VariantFormat(_ManifestValue):

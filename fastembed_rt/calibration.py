@@ -69,7 +69,8 @@ def select_texts(texts: Sequence[str], limit: int = MAX_CALIBRATION_TEXTS) -> li
 
 
 def calibrate_artifact(model: Any, texts: Sequence[str], source: str) -> dict[str, Any]:
-    """Encode ``texts`` with ``model`` (a fastembed-rt SentenceTransformer), store the calibration set.
+    """Encode ``texts`` with ``model`` (a fastembed-rt SentenceTransformer or MultiVectorEncoder), store the
+    calibration set (a multi-vector model's: the token vectors of the texts).
 
     Writes ``calibration.npy`` next to the manifest and records it in ``manifest.json``.
     Returns the manifest's new ``calibration`` entry.
@@ -78,7 +79,9 @@ def calibrate_artifact(model: Any, texts: Sequence[str], source: str) -> dict[st
     if len(chosen) < 2:
         raise InputError(f"calibration needs at least 2 distinct non-empty texts, got {len(chosen)}")
     manifest: Manifest = model.manifest
-    sample = np.asarray(model.encode(chosen, batch_size=32), dtype=np.float32)
+    embeddings = model.encode(chosen, batch_size=32)
+    # A multi-vector model gives one [tokens, dim] matrix per text: every token vector is a sample.
+    sample = np.concatenate(embeddings) if isinstance(embeddings, list) else np.asarray(embeddings, np.float32)
     path = manifest.root / CALIBRATION_FILE
     np.save(path, sample.astype(np.float32), allow_pickle=False)
     entry = {

@@ -51,11 +51,12 @@ def _print_info(root: Path) -> None:
     print(f"graph inputs  {', '.join(m.graph.inputs)}   outputs {', '.join(m.graph.outputs)}")
     if tok.prompts:
         print(f"prompts       {json.dumps(tok.prompts)}   default {tok.default_prompt_name}")
-    # Bi-encoders agree by cosine and STSb; heads (rerankers, SPLADE) by absolute/relative difference,
+    # Bi-encoders agree by cosine and STSb, multi-vector models by cosine per token vector; heads
+    # (rerankers, SPLADE) by absolute/relative difference,
     # and their int8 variants by score rank (rerankers) or cosine (SPLADE).
     columns = (
         [("min cos", "min_cosine", ".6f"), ("mean cos", "mean_cosine", ".6f"), ("STSb", "stsb_spearman", ".2f")]
-        if m.task == "embedding"
+        if m.task in ("embedding", "multi-vector")
         else [
             ("max abs", "max_abs_diff", ".2e"),
             ("max rel", "max_rel_diff", ".2e"),
@@ -113,12 +114,39 @@ def _read_texts(args: argparse.Namespace) -> list[str]:
     return texts
 
 
+def _encode_multi_vector(args: argparse.Namespace, texts: list[str]) -> int:
+    """A multi-vector model's token vectors: one matrix per text, as documents (``--query``: as queries)."""
+    from fastembed_rt.models import MultiVectorEncoder
+
+    if args.truncate_dim is not None:
+        print("error: --truncate-dim is for single-vector models; multi-vector models keep their dim", file=sys.stderr)
+        return 2
+    model = MultiVectorEncoder(args.artifact, provider=args.provider, variant=args.variant)
+    encode = model.encode_query if args.query else model.encode_document
+    matrices = encode(
+        texts, batch_size=args.batch_size, prompt_name=args.prompt_name, normalize_embeddings=args.normalize
+    )
+    if args.output:
+        np.savez(args.output, *matrices)
+        print(f"wrote {len(matrices)} token matrices (arr_0 …) to {args.output}", file=sys.stderr)
+    else:
+        for text, matrix in zip(texts, matrices):
+            print(json.dumps({"text": text, "token_embeddings": np.round(matrix.astype(np.float64), 7).tolist()}))
+    return 0
+
+
 def _encode(args: argparse.Namespace) -> int:
+    from fastembed_rt.artifact import load_manifest, resolve_artifact
     from fastembed_rt.models import SentenceTransformer
 
     texts = _read_texts(args)
     if not texts:
         print("error: no texts: pass them as arguments or with --file FILE ('-' for stdin)", file=sys.stderr)
+        return 2
+    if load_manifest(resolve_artifact(args.artifact)).task == "multi-vector":
+        return _encode_multi_vector(args, texts)
+    if args.query:
+        print("error: --query is for multi-vector (late-interaction) models", file=sys.stderr)
         return 2
     model = SentenceTransformer(args.artifact, provider=args.provider, variant=args.variant)
     embeddings = model.encode(
@@ -145,13 +173,19 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    from fastembed_rt.artifact import load_manifest, resolve_artifact
     from fastembed_rt.calibration import calibrate_artifact
-    from fastembed_rt.models import SentenceTransformer
+    from fastembed_rt.models import MultiVectorEncoder, SentenceTransformer
 
     handle = sys.stdin if args.texts == "-" else open(args.texts, encoding="utf-8")  # noqa: SIM115
     with handle:
         texts = [line.rstrip("\n") for line in handle]
-    model = SentenceTransformer(args.artifact, provider="cpu")  # the reference engine fixes the ranges
+    kind = (
+        MultiVectorEncoder
+        if load_manifest(resolve_artifact(args.artifact)).task == "multi-vector"
+        else SentenceTransformer
+    )
+    model = kind(args.artifact, provider="cpu")  # the reference engine fixes the ranges
     entry = calibrate_artifact(model, texts, source=f"file:{Path(args.texts).name}" if args.texts != "-" else "stdin")
     print(f"calibrated {args.artifact} on {entry['texts']} distinct texts; int8/uint8 outputs now use these ranges")
     return 0
@@ -258,13 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated variants to build and validate (fp32 always); each ships only if it passes its "
         "gate. Bi-encoders: fp32,optimized,fp16,int8,openvino,openvino-bf16,openvino-int8 (default: all); "
-        "cross-encoder and sparse: fp32,int8 (default: fp32)",
+        "cross-encoder and sparse: fp32,int8 (default: fp32); multi-vector: fp32",
     )
     p.add_argument(
         "--task",
         choices=("auto", *(task.value for task in Task)),
         default="auto",
-        help="bi-encoder, CrossEncoder reranker or SPLADE SparseEncoder (auto: read from the model directory)",
+        help="bi-encoder, CrossEncoder reranker, SPLADE SparseEncoder or late-interaction MultiVectorEncoder "
+        "(auto: read from the model directory)",
     )
     p.set_defaults(func=_export)
 
@@ -272,7 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifact")
     p.add_argument("texts", nargs="*", help="texts to embed")
     p.add_argument("--file", help="read texts from FILE, one per line ('-' for stdin)")
-    p.add_argument("--output", "-o", help="write a .npy file instead of JSON lines")
+    p.add_argument(
+        "--output", "-o", help="write a .npy file instead of JSON lines (multi-vector models: .npz, a matrix per text)"
+    )
+    p.add_argument("--query", action="store_true", help="multi-vector models: encode as queries (default: documents)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--prompt-name", default=None)
     p.add_argument("--normalize", action="store_true")

@@ -160,14 +160,20 @@ class BatchFeeds:
         }
 
     def __call__(
-        self, ids: list[np.ndarray], type_ids: list[np.ndarray], prompt_length: int = 0
+        self,
+        ids: list[np.ndarray],
+        type_ids: list[np.ndarray],
+        prompt_length: int = 0,
+        attention: list[np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
-        """The feeds of one batch.
+        """The feeds of one batch; ``attention``: per-row mask values (``Encoded.attention``), else all 1.
 
         Raises:
             InputError: the graph has an input fastembed-rt does not know how to feed.
         """
         input_ids, mask = pad_batch(ids, self._pad_id, self._left)
+        if attention is not None:
+            mask = pad_batch(attention, 0, self._left)[0]
         feeds: dict[str, np.ndarray] = {}
         for name in self._inputs:
             if name == "input_ids":
@@ -327,7 +333,10 @@ class Pipeline:
         bar = _progress(len(plan), show_progress_bar)
         try:
             for rows in plan:
-                feeds = self.feeds([encoded.ids[i] for i in rows], [encoded.type_ids[i] for i in rows], prompt_length)
+                attention = None if encoded.attention is None else [encoded.attention[i] for i in rows]
+                feeds = self.feeds(
+                    [encoded.ids[i] for i in rows], [encoded.type_ids[i] for i in rows], prompt_length, attention
+                )
                 if extra_feeds:
                     feeds.update(extra_feeds)
                 stats.real_tokens += int(lengths[rows].sum())

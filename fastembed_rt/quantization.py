@@ -15,7 +15,7 @@ import numpy.typing as npt
 from fastembed_rt.kernels import reference
 from fastembed_rt.kernels.spec import Precision
 
-__all__ = ["Precision", "calibration_ranges", "quantize_embeddings"]
+__all__ = ["Precision", "calibration_ranges", "dequantize_embeddings", "quantize_embeddings"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +81,24 @@ def _scalar_ranges(
     return calibration_ranges(embeddings)
 
 
+def _quantize_matrices(
+    matrices: list[npt.ArrayLike],
+    precision: Precision,
+    ranges: npt.ArrayLike | None,
+    calibration_embeddings: npt.ArrayLike | None,
+) -> list[np.ndarray]:
+    """A list of ``[tokens_i, dim]`` matrices (multi-vector embeddings), each quantized with one set of
+    ranges: ``ranges``, else those of ``calibration_embeddings``, else those of every matrix's rows together."""
+    arrays = [np.asarray(m) for m in matrices]
+    if ranges is None and arrays and precision in (Precision.INT8, Precision.UINT8):
+        sample = np.concatenate(arrays) if calibration_embeddings is None else calibration_embeddings
+        if len(sample):  # type: ignore[arg-type]
+            ranges = _scalar_ranges(np.asarray(sample), precision, None, calibration_embeddings)
+    return [quantize_embeddings(a, precision, ranges, calibration_embeddings) for a in arrays]
+
+
 def quantize_embeddings(
-    embeddings: npt.ArrayLike,
+    embeddings: npt.ArrayLike | list[npt.ArrayLike],
     precision: Precision | str,
     ranges: npt.ArrayLike | None = None,
     calibration_embeddings: npt.ArrayLike | None = None,
@@ -105,7 +121,9 @@ def quantize_embeddings(
     graph therefore uses calibration ranges stored in the artifact instead.
 
     Args:
-        embeddings: float array of shape [dim] or [n, dim].
+        embeddings: float array of shape [dim] or [n, dim], or a list of [tokens_i, dim] matrices
+            (multi-vector embeddings: each quantized with one set of ranges for them all, a list back;
+            an empty list gives an empty list).
         precision: one of ``Precision``'s values.
         ranges: float array of shape [2, dim], row 0 the minimum and row 1 the maximum.
             Only used by ``int8`` and ``uint8``.
@@ -114,7 +132,7 @@ def quantize_embeddings(
 
     Returns:
         The quantized embeddings, with the dtype and shape given above. An [0, dim] input gives
-        an empty array of the output dtype and width.
+        an empty array of the output dtype and width (packed: ceil(dim / 8) bytes).
 
     Raises:
         ValueError: on an unknown precision, ranges of the wrong shape, or scalar precision
@@ -122,15 +140,41 @@ def quantize_embeddings(
         TypeError: if the embeddings are already int8 or uint8.
     """
     precision = _parse_precision(precision)
+    if isinstance(embeddings, list) and (not embeddings or np.ndim(embeddings[0]) == 2):
+        return _quantize_matrices(embeddings, precision, ranges, calibration_embeddings)  # type: ignore[return-value]
     array = np.asarray(embeddings)
     if array.dtype in (np.int8, np.uint8):
         raise TypeError(f"embeddings to quantize must be float; got dtype {array.dtype}, which is already quantized")
 
     if precision is Precision.FLOAT32:
         return array.astype(np.float32)
+    if array.ndim == 2 and array.shape[0] == 0:  # nothing to calibrate or pack (a fully masked document)
+        width = array.shape[1] if precision in (Precision.INT8, Precision.UINT8) else (array.shape[1] + 7) // 8
+        return np.zeros((0, width), dtype=precision.dtype)
     if precision in (Precision.INT8, Precision.UINT8):
-        if array.ndim == 2 and array.shape[0] == 0:
-            return np.zeros(array.shape, dtype=np.int8 if precision is Precision.INT8 else np.uint8)
         bounds = _scalar_ranges(array, precision, ranges, calibration_embeddings)
         return reference.quantize(array, precision, bounds)
     return reference.quantize(array, precision)
+
+
+def dequantize_embeddings(codes: npt.ArrayLike, precision: Precision | str, ranges: npt.ArrayLike) -> np.ndarray:
+    """int8/uint8 codes back to float32 in the embeddings' coordinates: ``code × step + min`` (the bucket's
+    lower edge), with the ``step`` of :func:`quantize_embeddings`; sentence-transformers' rescoring does the same.
+
+    Args:
+        codes: int8 or uint8 codes ``[..., dim]`` from ``quantize_embeddings(x, precision, ranges)``.
+        precision: ``int8`` or ``uint8``, as they were quantized.
+        ranges: the float ``[2, dim]`` ranges they were quantized with.
+    Returns:
+        float32, the shape of ``codes``.
+    """
+    wanted = _parse_precision(precision)
+    if wanted not in (Precision.INT8, Precision.UINT8):
+        raise ValueError(f"only int8 and uint8 codes can be dequantized; got precision {wanted.value!r}")
+    bounds = np.asarray(ranges, dtype=np.float32)
+    steps = (bounds[1] - bounds[0]) / np.float32(255)
+    steps = np.where(steps == 0, np.float32(1), steps)
+    values = np.asarray(codes).astype(np.float64)
+    if wanted is Precision.INT8:
+        values += 128
+    return (values * steps + bounds[0]).astype(np.float32)

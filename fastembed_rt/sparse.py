@@ -23,7 +23,18 @@ from fastembed_rt import util
 from fastembed_rt.errors import InputError
 from fastembed_rt.similarity import SimilarityFunction, similarity_function
 
-__all__ = ["SparseEmbeddings", "SparseFormat", "as_rows", "first_row", "has_scipy", "sparse_similarity", "sparsity"]
+__all__ = [
+    "SparseEmbeddings",
+    "SparseFormat",
+    "as_rows",
+    "first_row",
+    "has_scipy",
+    "is_sparse",
+    "normalize_sparse",
+    "sparse_similarity",
+    "sparse_similarity_pairwise",
+    "sparsity",
+]
 
 _NORM_EPS = 1e-12
 
@@ -87,7 +98,7 @@ class SparseEmbeddings:
         return matrix if self.ndim == 2 else matrix[0].tocsr()
 
 
-def _is_sparse(value: Any) -> bool:
+def is_sparse(value: Any) -> bool:
     """A ``SparseEmbeddings`` or a scipy sparse array/matrix (recognised without importing scipy)."""
     return isinstance(value, SparseEmbeddings) or (hasattr(value, "tocsr") and hasattr(value, "shape"))
 
@@ -100,7 +111,7 @@ def as_rows(embeddings: Any, name: str = "embeddings") -> tuple[SparseEmbeddings
                 embeddings.indptr, embeddings.indices, embeddings.data, (1, embeddings.shape[0])
             ), True
         return embeddings, False
-    if isinstance(embeddings, list) and embeddings and all(_is_sparse(e) for e in embeddings):
+    if isinstance(embeddings, list) and embeddings and all(is_sparse(e) for e in embeddings):
         parts = [as_rows(e, name)[0] for e in embeddings]
         counts = np.concatenate([np.diff(p.indptr) for p in parts])
         return (
@@ -112,7 +123,7 @@ def as_rows(embeddings: Any, name: str = "embeddings") -> tuple[SparseEmbeddings
             ),
             False,
         )
-    if _is_sparse(embeddings):  # scipy.sparse, without importing it
+    if is_sparse(embeddings):  # scipy.sparse, without importing it
         one_d = len(embeddings.shape) == 1
         matrix = (embeddings.reshape((1, embeddings.shape[0])) if one_d else embeddings).tocsr().copy()
         matrix.sum_duplicates()
@@ -185,6 +196,29 @@ def sparse_similarity(
     if function is SimilarityFunction.COSINE:
         scores /= np.maximum(_norms(a), _NORM_EPS)[:, None] * np.maximum(_norms(b), _NORM_EPS)[None, :]
     return scores.astype(np.float32)
+
+
+def sparse_similarity_pairwise(
+    embeddings1: Any, embeddings2: Any, similarity_fn_name: str | SimilarityFunction = SimilarityFunction.DOT
+) -> np.ndarray:
+    """Scores of row i of ``embeddings1`` against row i of ``embeddings2``; float32 ``[n]``."""
+    a, _ = as_rows(embeddings1, "embeddings1")
+    b, _ = as_rows(embeddings2, "embeddings2")
+    if len(a) != len(b):
+        raise InputError(f"pairwise scores need as many rows on both sides; got {len(a)} and {len(b)}")
+    return np.array([sparse_similarity(a[i], b[i], similarity_fn_name)[0, 0] for i in range(len(a))], dtype=np.float32)
+
+
+def normalize_sparse(embeddings: Any) -> Any:
+    """Rows divided by their L2 norm (rows of norm 0 unchanged), in the input's own sparse type."""
+    rows, one_d = as_rows(embeddings)
+    norms = _norms(rows)
+    scale = np.where(norms > 0, norms, 1.0)[_row_ids(rows)]
+    data = (rows.data.astype(np.float64) / scale).astype(np.float32)
+    normalized = SparseEmbeddings(rows.indptr, rows.indices, data, rows.shape)
+    if one_d:
+        normalized = normalized[0]
+    return normalized if isinstance(embeddings, SparseEmbeddings) else normalized.to_scipy()
 
 
 def sparsity(embeddings: Any) -> dict[str, float]:

@@ -33,6 +33,9 @@ class Encoded:
     ids: list[np.ndarray]
     type_ids: list[np.ndarray]
     truncated: np.ndarray
+    # Per-row attention mask values when some real positions must not be attended (ColBERT's query
+    # expansion tokens); None: every position of a row is attended.
+    attention: list[np.ndarray] | None = None
 
     @property
     def lengths(self) -> np.ndarray:
@@ -44,7 +47,10 @@ class Encoded:
     def select(self, rows: Sequence[int] | np.ndarray) -> Encoded:
         """The rows ``rows`` of this encoding, in that order."""
         index = [int(i) for i in rows]
-        return Encoded([self.ids[i] for i in index], [self.type_ids[i] for i in index], self.truncated[index])
+        attention = None if self.attention is None else [self.attention[i] for i in index]
+        return Encoded(
+            [self.ids[i] for i in index], [self.type_ids[i] for i in index], self.truncated[index], attention
+        )
 
 
 def with_prompt(items: Sequence[str | tuple[str, str]], prompt: str | None) -> list[Any]:
@@ -100,17 +106,21 @@ class Tokenizer:
     def _truncate(self, backend: Any, direction: str) -> None:
         backend.enable_truncation(max_length=self.info.max_seq_length, strategy="longest_first", direction=direction)
 
-    def _backend(self, direction: str | None) -> Any:
-        """The Rust tokenizer that truncates on ``direction`` (None: the manifest's side)."""
+    def _backend(self, direction: str | None, max_length: int | None = None) -> Any:
+        """The Rust tokenizer that truncates on ``direction`` (None: the manifest's side) at ``max_length``
+        tokens (None: ``max_seq_length``)."""
         side = direction or self.info.truncation_side
-        if side not in self._backends:
+        key = side if max_length is None else f"{side}@{max_length}"
+        if key not in self._backends:
             if side not in ("left", "right"):
                 raise InputError(f"truncation_direction must be 'left' or 'right', got {direction!r}")
             backend = self._tok.from_str(self._tok.to_str())
             backend.no_padding()
-            self._truncate(backend, side)
-            self._backends[side] = backend
-        return self._backends[side]
+            backend.enable_truncation(
+                max_length=max_length or self.info.max_seq_length, strategy="longest_first", direction=side
+            )
+            self._backends[key] = backend
+        return self._backends[key]
 
     @property
     def max_seq_length(self) -> int:
@@ -136,10 +146,14 @@ class Tokenizer:
         return int(self._tok.get_vocab_size(with_added_tokens=True))
 
     def encode(
-        self, texts: Sequence[str | tuple[str, str]], truncation_direction: TruncationDirection | None = None
+        self,
+        texts: Sequence[str | tuple[str, str]],
+        truncation_direction: TruncationDirection | None = None,
+        max_length: int | None = None,
     ) -> Encoded:
-        """Token ids of ``texts`` (single texts or pairs), truncated, not padded."""
-        encodings = self._backend(truncation_direction).encode_batch(list(texts), add_special_tokens=True)
+        """Token ids of ``texts`` (single texts or pairs), truncated at ``max_length`` (None:
+        ``max_seq_length``; multi-vector models' query and document lengths), not padded."""
+        encodings = self._backend(truncation_direction, max_length).encode_batch(list(texts), add_special_tokens=True)
         ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
         type_ids = [np.asarray(e.type_ids, dtype=np.int64) for e in encodings]
         truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(encodings))

@@ -5,6 +5,11 @@ anything ``numpy.asarray`` understands (CPU torch tensors included) and computes
 sentence-transformers does for float32 embeddings. Searches process the corpus in chunks and keep a
 running top-k per query, so memory stays bounded by the chunk sizes, not by the corpus size.
 
+Sparse embeddings (what ``SparseEncoder.encode`` returns: scipy sparse arrays or ``SparseEmbeddings``) and
+sparse/dense mixes are accepted by every similarity function, which then returns a dense float32 array,
+as sentence-transformers returns dense tensors for them. Late-interaction scores (``maxsim`` and its
+family, ``semantic_search_maxsim``) live in ``fastembed_rt.maxsim`` and are offered here too.
+
 Result formats are sentence-transformers' own: ``semantic_search`` gives one list per query of
 ``{"corpus_id": int, "score": float}`` by decreasing score, ``paraphrase_mining`` gives
 ``[score, i, j]`` triplets. Where sentence-transformers leaves the order of equal scores
@@ -15,7 +20,9 @@ unspecified, this module puts the lower corpus index first. ``mine_hard_negative
 from __future__ import annotations
 
 import heapq
+import logging
 import sys
+import time
 from collections.abc import Callable
 from operator import itemgetter
 from typing import Any, Protocol, TypedDict
@@ -24,7 +31,14 @@ import numpy as np
 import numpy.typing as npt
 
 from fastembed_rt.hard_negatives import mine_hard_negatives
-from fastembed_rt.quantization import Precision, quantize_embeddings
+from fastembed_rt.maxsim import (
+    maxsim,
+    maxsim_pairwise,
+    mean_maxsim,
+    mean_maxsim_pairwise,
+    semantic_search_maxsim,
+)
+from fastembed_rt.quantization import Precision, calibration_ranges, dequantize_embeddings, quantize_embeddings
 
 __all__ = [
     "ScoreFunction",
@@ -35,17 +49,30 @@ __all__ = [
     "dot_score",
     "euclidean_sim",
     "manhattan_sim",
+    "maxsim",
+    "maxsim_pairwise",
+    "mean_maxsim",
+    "mean_maxsim_pairwise",
     "mine_hard_negatives",
+    "normalize_embeddings",
+    "pairwise_angle_sim",
     "pairwise_cos_sim",
     "pairwise_dot_score",
     "pairwise_euclidean_sim",
     "pairwise_manhattan_sim",
     "paraphrase_mining",
     "paraphrase_mining_embeddings",
+    "quantize_embeddings",
     "search_top_k",
+    "select_max_active_dims",
     "semantic_search",
+    "semantic_search_faiss",
+    "semantic_search_maxsim",
     "semantic_search_quantized",
+    "semantic_search_usearch",
 ]
+
+logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
 ScoreFunction = Callable[[FloatArray, FloatArray], npt.NDArray[np.floating[Any]]]
@@ -118,6 +145,22 @@ def _normalize(embeddings: FloatArray) -> FloatArray:
     return embeddings / norms
 
 
+def _is_sparse(value: object) -> bool:
+    """A scipy sparse array/matrix or ``fastembed_rt.sparse.SparseEmbeddings`` (known by their CSR attributes)."""
+    return hasattr(value, "indptr") or (hasattr(value, "tocsr") and hasattr(value, "shape"))
+
+
+def _sparse_scores(a: Any, b: Any, function: str, pairwise: bool = False) -> FloatArray | None:
+    """Scores of sparse (or sparse/dense mixed) inputs, dense float32; None when neither input is sparse."""
+    if not (_is_sparse(a) or _is_sparse(b)):
+        return None
+    # Imported here: fastembed_rt.sparse scores euclidean and manhattan with this module's functions.
+    from fastembed_rt.sparse import sparse_similarity, sparse_similarity_pairwise
+
+    score = sparse_similarity_pairwise if pairwise else sparse_similarity
+    return np.asarray(score(a, b, function), dtype=np.float32)
+
+
 def cos_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Cosine similarity of every row of ``a`` with every row of ``b``.
 
@@ -130,6 +173,9 @@ def cos_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     Returns:
         float32 array [n, m] with ``res[i, j] = cos(a[i], b[j])`` (a 1-D input counts as n or m = 1).
     """
+    sparse = _sparse_scores(a, b, "cosine")
+    if sparse is not None:
+        return sparse
     left, right = _as_batches(a, b)
     return _normalize(left) @ _normalize(right).T
 
@@ -144,6 +190,9 @@ def dot_score(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     Returns:
         float32 array [n, m] with ``res[i, j] = a[i] · b[j]``.
     """
+    sparse = _sparse_scores(a, b, "dot")
+    if sparse is not None:
+        return sparse
     left, right = _as_batches(a, b)
     return left @ right.T
 
@@ -161,6 +210,9 @@ def euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     Returns:
         float32 array [n, m] with ``res[i, j] = -||a[i] - b[j]||₂``.
     """
+    sparse = _sparse_scores(a, b, "euclidean")
+    if sparse is not None:
+        return sparse
     left, right = _as_batches(a, b)
     out = np.empty((left.shape[0], right.shape[0]), dtype=np.float32)
     right64 = right.astype(np.float64)
@@ -185,6 +237,9 @@ def manhattan_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     Returns:
         float32 array [n, m] with ``res[i, j] = -sum(|a[i] - b[j]|)``.
     """
+    sparse = _sparse_scores(a, b, "manhattan")
+    if sparse is not None:
+        return sparse
     left, right = _as_batches(a, b)
     out = np.empty((left.shape[0], right.shape[0]), dtype=np.float32)
     dim = max(1, left.shape[1])
@@ -208,6 +263,9 @@ def pairwise_cos_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     Returns:
         float32 array [n] (a 0-d array for 1-D inputs) with ``res[i] = cos(a[i], b[i])``.
     """
+    sparse = _sparse_scores(a, b, "cosine", pairwise=True)
+    if sparse is not None:
+        return sparse
     left, right = _as_pairs(a, b)
     scores: FloatArray = np.sum(_normalize(left) * _normalize(right), axis=-1)
     return scores
@@ -223,6 +281,9 @@ def pairwise_dot_score(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     Returns:
         float32 array [n] (a 0-d array for 1-D inputs) with ``res[i] = a[i] · b[i]``.
     """
+    sparse = _sparse_scores(a, b, "dot", pairwise=True)
+    if sparse is not None:
+        return sparse
     left, right = _as_pairs(a, b)
     scores: FloatArray = np.sum(left * right, axis=-1)
     return scores
@@ -238,6 +299,9 @@ def pairwise_euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     Returns:
         float32 array [n] (a 0-d array for 1-D inputs) with ``res[i] = -||a[i] - b[i]||₂``.
     """
+    sparse = _sparse_scores(a, b, "euclidean", pairwise=True)
+    if sparse is not None:
+        return sparse
     left, right = _as_pairs(a, b)
     distances: FloatArray = np.linalg.norm(left - right, axis=-1)
     return -distances
@@ -253,6 +317,9 @@ def pairwise_manhattan_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     Returns:
         float32 array [n] (a 0-d array for 1-D inputs) with ``res[i] = -sum(|a[i] - b[i]|)``.
     """
+    sparse = _sparse_scores(a, b, "manhattan", pairwise=True)
+    if sparse is not None:
+        return sparse
     left, right = _as_pairs(a, b)
     distances: FloatArray = np.sum(np.abs(left - right), axis=-1)
     return -distances
@@ -680,3 +747,289 @@ def _rescore_matrix(
     if matrix.shape != shape:
         raise ValueError(f"corpus_rescore must have shape {shape} (corpus rows, query dim); got {matrix.shape}")
     return matrix
+
+
+def normalize_embeddings(embeddings: Any) -> Any:
+    """Each embedding divided by its L2 norm, as sentence-transformers' ``util.normalize_embeddings``.
+
+    Dense rows are divided by ``max(norm, 1e-12)`` (``torch.nn.functional.normalize``); sparse rows (scipy or
+    ``SparseEmbeddings``) by their norm, rows of norm 0 left as they are.
+
+    Args:
+        embeddings: dense ``[dim]`` / ``[n, dim]`` (``[..., dim]``), or sparse rows.
+    Returns:
+        float32 of the input's shape, or sparse rows of the input's type.
+    """
+    if _is_sparse(embeddings):
+        from fastembed_rt.sparse import normalize_sparse  # see _sparse_scores
+
+        return normalize_sparse(embeddings)
+    return _normalize(np.asarray(embeddings, dtype=np.float32))
+
+
+def pairwise_angle_sim(x: Any, y: Any) -> FloatArray:
+    """AnglE similarity of ``x[i]`` with ``y[i]``: ``|cos + sin|`` of the L2-normalized rows, dimensions ``i``
+    and ``i + D/2`` paired for the sine term (an odd ``D`` is padded with a zero), as sentence-transformers'
+    ``util.pairwise_angle_sim``. Sparse inputs are densified, as there.
+
+    Returns:
+        float32 ``[n]``.
+    """
+    left, right = (np.asarray(v.toarray() if _is_sparse(v) else v, dtype=np.float32) for v in (x, y))
+    left, right = _as_pairs(left, right)
+    if left.shape[-1] % 2:
+        left, right = (np.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, 1)]) for v in (left, right))
+    left, right = _normalize(left), _normalize(right)
+    half = left.shape[-1] // 2
+    cosines = np.sum(left * right, axis=-1)
+    sines = np.sum(left[..., half:] * right[..., :half] - left[..., :half] * right[..., half:], axis=-1)
+    return np.abs(cosines + sines).astype(np.float32)
+
+
+def select_max_active_dims(embeddings: Any, max_active_dims: int | None) -> Any:
+    """Only the ``max_active_dims`` largest values by magnitude of each embedding kept, the rest set to 0, as
+    sentence-transformers' ``util.select_max_active_dims`` (equal magnitudes at the cut: lower index kept).
+
+    Args:
+        embeddings: dense ``[dim]`` or ``[n, dim]`` (sparse rows are densified).
+        max_active_dims: values kept per embedding; None returns ``embeddings`` unchanged.
+    Returns:
+        a new dense float32 array of the input's shape.
+    Raises:
+        ValueError: ``max_active_dims`` of 0 or less.
+    """
+    if max_active_dims is None:
+        return embeddings
+    if max_active_dims <= 0:
+        raise ValueError(f"max_active_dims must be a positive integer, got {max_active_dims}")
+    dense = np.asarray(embeddings.toarray() if _is_sparse(embeddings) else embeddings, dtype=np.float32)
+    keep = np.argsort(-np.abs(dense), axis=-1, kind="stable")[..., :max_active_dims]
+    selected = np.zeros_like(dense)
+    np.put_along_axis(selected, keep, np.take_along_axis(dense, keep, axis=-1), axis=-1)
+    return selected
+
+
+def _install_hint(module: str, extra: str) -> ImportError:
+    return ImportError(f"{module} is not installed: pip install 'fastembed-rt[{extra}]' (or pip install {extra}-cpu)")
+
+
+def _rescore_hits(
+    query_floats: np.ndarray,
+    candidates: np.ndarray,
+    indices: np.ndarray,
+    valid: np.ndarray,
+    top_k: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rescore ``[q, k, dim]`` float candidates by the dot product with the float queries; keep the best ``top_k``."""
+    scores = np.einsum("ij,ikj->ik", query_floats, candidates).astype(np.float64, copy=False)
+    scores[~valid] = -np.inf
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
+    return (
+        np.take_along_axis(scores, order, axis=1),
+        np.take_along_axis(indices, order, axis=1),
+        np.take_along_axis(valid, order, axis=1),
+    )
+
+
+def _index_hits(scores: np.ndarray, indices: np.ndarray, valid: np.ndarray) -> list[list[SearchHit]]:
+    return [
+        [SearchHit(corpus_id=int(i), score=float(v)) for v, i, ok in zip(row_s, row_i, row_ok) if ok]
+        for row_s, row_i, row_ok in zip(scores, indices, valid)
+    ]
+
+
+def _query_codes(
+    query_embeddings: np.ndarray,
+    precision: str,
+    rescore: bool,
+    quantized_corpus: bool,
+    ranges: np.ndarray | None,
+    calibration_embeddings: np.ndarray | None,
+    function: str,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The queries as the index reads them, the float queries to rescore with (None: no rescoring), and the ranges.
+
+    sentence-transformers' rules: rescoring needs float queries and a quantized corpus; int8/uint8 ranges
+    default to those of the queries themselves when none are given.
+    """
+    if query_embeddings.dtype in (np.uint8, np.int8):
+        if rescore:
+            logger.warning("Rescoring is enabled but the query embeddings are quantized; pass rescore=False")
+        return query_embeddings, None, ranges
+    floats = None
+    if rescore:
+        if quantized_corpus:
+            floats = query_embeddings.astype(np.float32)
+        else:
+            logger.warning(
+                "Rescoring is enabled but the corpus is not quantized; pass rescore=False or quantize the corpus "
+                "and pass corpus_precision to %s",
+                function,
+            )
+    if floats is not None and precision.endswith("int8") and ranges is None:
+        ranges = calibration_ranges(query_embeddings if calibration_embeddings is None else calibration_embeddings)
+    codes = quantize_embeddings(
+        query_embeddings, precision, ranges=ranges, calibration_embeddings=calibration_embeddings
+    )
+    return np.asarray(codes), floats, ranges
+
+
+def semantic_search_faiss(
+    query_embeddings: np.ndarray,
+    corpus_embeddings: np.ndarray | None = None,
+    corpus_index: Any = None,
+    corpus_precision: str = "float32",
+    top_k: int = 10,
+    ranges: np.ndarray | None = None,
+    calibration_embeddings: np.ndarray | None = None,
+    rescore: bool = True,
+    rescore_multiplier: int = 2,
+    exact: bool = True,
+    output_index: bool = False,
+) -> tuple[list[list[SearchHit]], float] | tuple[list[list[SearchHit]], float, Any]:
+    """Search with a FAISS index, as sentence-transformers' ``util.semantic_search_faiss`` (needs ``faiss-cpu``).
+
+    ``corpus_precision`` ``float32`` / ``uint8`` build an inner-product index (``IndexFlatIP``, or HNSW
+    when not ``exact``), ``ubinary`` a binary Hamming index. Float queries are quantized like the corpus;
+    with ``rescore`` and a quantized corpus, ``top_k * rescore_multiplier`` candidates are found and
+    rescored by the dot product of the float query with the candidates (uint8 dequantized with ``ranges``,
+    bits as 0/1). Pass ``corpus_index`` to reuse an index (``output_index=True`` returns it).
+
+    Returns:
+        ``(hits, seconds)`` or ``(hits, seconds, index)``: one list per query of ``{"corpus_id", "score"}``
+        by decreasing score, at most ``top_k`` long.
+    Raises:
+        ValueError: both or neither of ``corpus_embeddings`` and ``corpus_index``, or another precision.
+        ImportError: faiss is not installed, with the install command.
+    """
+    try:
+        import faiss
+    except ImportError:
+        raise _install_hint("faiss", "faiss") from None
+    if (corpus_embeddings is None) == (corpus_index is None):
+        raise ValueError("pass exactly one of corpus_embeddings and corpus_index")
+    if corpus_precision not in ("float32", "uint8", "ubinary"):
+        raise ValueError(
+            f"corpus_precision must be 'float32', 'uint8' or 'ubinary' for faiss, got {corpus_precision!r}"
+        )
+    if corpus_index is None:
+        assert corpus_embeddings is not None
+        width = corpus_embeddings.shape[1]
+        if corpus_precision == "ubinary":
+            corpus_index = faiss.IndexBinaryFlat(width * 8) if exact else faiss.IndexBinaryHNSW(width * 8, 16)
+        else:
+            corpus_index = (
+                faiss.IndexFlatIP(width) if exact else faiss.IndexHNSWFlat(width, 16, faiss.METRIC_INNER_PRODUCT)
+            )
+        corpus_index.add(corpus_embeddings)
+    queries = np.asarray(query_embeddings)
+    codes, floats, ranges = _query_codes(
+        queries,
+        corpus_precision,
+        rescore,
+        corpus_precision != "float32",
+        ranges,
+        calibration_embeddings,
+        "semantic_search_faiss",
+    )
+    k = top_k * rescore_multiplier if floats is not None else top_k
+    started = time.time()
+    scores, indices = corpus_index.search(codes, k)
+    valid = indices != -1
+    if floats is not None:
+        width = corpus_index.d // 8 if corpus_precision == "ubinary" else corpus_index.d
+        dtype = np.uint8 if corpus_precision == "ubinary" else np.float32
+        candidates = np.array(
+            [[corpus_index.reconstruct(int(i)) if i != -1 else np.zeros(width, dtype) for i in row] for row in indices]
+        )
+        if corpus_precision == "ubinary":
+            candidates = np.unpackbits(candidates, axis=-1)[..., : floats.shape[-1]]
+        candidates = candidates.astype(np.float64)
+        if corpus_precision == "uint8":
+            assert ranges is not None
+            candidates = dequantize_embeddings(candidates.astype(np.uint8), "uint8", ranges)
+        scores, indices, valid = _rescore_hits(floats, candidates, indices, valid, top_k)
+    elapsed = time.time() - started
+    hits = _index_hits(scores, indices, valid)
+    return (hits, elapsed, corpus_index) if output_index else (hits, elapsed)
+
+
+def semantic_search_usearch(
+    query_embeddings: np.ndarray,
+    corpus_embeddings: np.ndarray | None = None,
+    corpus_index: Any = None,
+    corpus_precision: str = "float32",
+    top_k: int = 10,
+    ranges: np.ndarray | None = None,
+    calibration_embeddings: np.ndarray | None = None,
+    rescore: bool = True,
+    rescore_multiplier: int = 2,
+    exact: bool = True,
+    output_index: bool = False,
+) -> tuple[list[list[SearchHit]], float] | tuple[list[list[SearchHit]], float, Any]:
+    """Search with a usearch index, as sentence-transformers' ``util.semantic_search_usearch`` (needs ``usearch``).
+
+    ``corpus_precision`` ``float32`` builds a cosine index (scores are usearch's cosine *distances*, as
+    there), ``int8`` an inner-product one, ``binary`` / ``ubinary`` a Hamming one. Rescoring as in
+    ``semantic_search_faiss`` (int8 dequantized with ``ranges``, bits as 0/1).
+
+    Returns:
+        ``(hits, seconds)`` or ``(hits, seconds, index)``.
+    Raises:
+        ValueError: both or neither of ``corpus_embeddings`` and ``corpus_index``, or another precision.
+        ImportError: usearch is not installed, with the install command.
+    """
+    try:
+        from usearch.compiled import ScalarKind
+        from usearch.index import Index
+    except ImportError:
+        raise ImportError("usearch is not installed: pip install 'fastembed-rt[usearch]'") from None
+    if (corpus_embeddings is None) == (corpus_index is None):
+        raise ValueError("pass exactly one of corpus_embeddings and corpus_index")
+    if corpus_precision not in ("float32", "int8", "ubinary", "binary"):
+        raise ValueError(
+            f"corpus_precision must be 'float32', 'int8', 'ubinary' or 'binary' for usearch, got {corpus_precision!r}"
+        )
+    binary = corpus_precision in ("binary", "ubinary")
+    if corpus_index is None:
+        assert corpus_embeddings is not None
+        width = corpus_embeddings.shape[1]
+        if binary:
+            corpus_index = Index(ndim=width * 8, metric="hamming", dtype="b1")
+            if corpus_precision == "binary":  # a b1 index reads raw bytes: undo quantize_embeddings' -128
+                corpus_embeddings = corpus_embeddings.view(np.uint8) ^ 0x80
+        else:
+            int8 = corpus_precision == "int8"
+            corpus_index = Index(ndim=width, metric="ip" if int8 else "cos", dtype="i8" if int8 else "f32")
+        corpus_index.add(np.arange(len(corpus_embeddings)), corpus_embeddings)
+    queries = np.asarray(query_embeddings)
+    codes, floats, ranges = _query_codes(
+        queries,
+        corpus_precision,
+        rescore,
+        corpus_index.dtype != ScalarKind.F32,
+        ranges,
+        calibration_embeddings,
+        "semantic_search_usearch",
+    )
+    k = top_k * rescore_multiplier if floats is not None else top_k
+    started = time.time()
+    if corpus_precision == "binary":
+        codes = codes.view(np.uint8) ^ 0x80
+    matches = corpus_index.search(codes, count=k, exact=exact)
+    scores, indices = np.atleast_2d(matches.distances), np.atleast_2d(matches.keys)
+    counts = np.asarray(getattr(matches, "counts", indices.shape[1])).reshape(-1, 1)
+    valid = np.arange(indices.shape[1]) < counts
+    if floats is not None and valid.any():
+        safe = np.where(valid, indices, indices[valid][0])
+        candidates = np.array([corpus_index.get(row) for row in safe])
+        if binary:
+            candidates = np.unpackbits(candidates.astype(np.uint8), axis=-1)[..., : floats.shape[-1]]
+        candidates = candidates.astype(np.float64)
+        if corpus_precision == "int8":
+            assert ranges is not None
+            candidates = dequantize_embeddings(candidates.astype(np.int8), "int8", ranges)
+        scores, indices, valid = _rescore_hits(floats, candidates, indices, valid, top_k)
+    elapsed = time.time() - started
+    hits = _index_hits(scores, indices, valid)
+    return (hits, elapsed, corpus_index) if output_index else (hits, elapsed)

@@ -29,13 +29,17 @@ from fastembed_rt.kernels.spec import (
     PROMPT_LENGTH,
     QUANTIZE_RANGES,
     SENTENCE_EMBEDDING,
+    TOKEN_EMBEDDINGS,
+    TOKEN_VECTORS,
     DenseActivation,
+    DenseSpec,
     OutputStages,
     PoolingMode,
     Precision,
+    TokenStages,
 )
 
-__all__ = ["StageCounts", "append_output_precisions", "append_output_stages"]
+__all__ = ["StageCounts", "append_output_precisions", "append_output_stages", "append_token_stages"]
 
 
 def _activation(b: GraphBuilder, x: str, activation: DenseActivation) -> str:
@@ -149,23 +153,53 @@ def append_output_stages(
             parts.append(_gather_token(b, b.op("Mul", [x, mask_f3]), index))
     pooled = parts[0] if len(parts) == 1 else b.op("Concat", parts, "pooled", axis=-1)
 
-    y = pooled
-    for i, dense in enumerate(stages.dense):
-        w_t = b.const(np.ascontiguousarray(dense.weight.astype(np.float32).T), f"dense{i}_weight_t")
-        y = b.op("MatMul", [y, w_t], f"dense{i}")
-        if dense.bias is not None:
-            y = b.op("Add", [y, b.const(dense.bias.astype(np.float32), f"dense{i}_bias")])
-        y = _activation(b, y, dense.activation)
-        b.counts.dense_layers += 1
-
-    if stages.normalize:
-        norm = b.op("ReduceL2", [y, ax_last], "l2", keepdims=1)
-        y = b.op("Div", [y, b.op("Max", [norm, b.const(np.array(1e-12, np.float32), "eps_norm")])], "normalized")
-        b.counts.normalize = True
-
+    y = _dense_and_normalize(b, pooled, stages.dense, stages.normalize)
     graph.node.append(helper.make_node("Identity", [y], [output_name], name=f"stages/{output_name}"))
     b.counts.nodes += 1
     graph.output.append(helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", "dim"]))
+    b.drop_unused_constants()
+    return b.counts
+
+
+def _dense_and_normalize(b: GraphBuilder, x: str, dense: tuple[DenseSpec, ...], normalize: bool) -> str:
+    """Dense layers (MatMul, Add, activation) then L2 normalize over the last axis, for [B,D] or [B,S,D]."""
+    y = x
+    for i, layer in enumerate(dense):
+        w_t = b.const(np.ascontiguousarray(layer.weight.astype(np.float32).T), f"dense{i}_weight_t")
+        y = b.op("MatMul", [y, w_t], f"dense{i}")
+        if layer.bias is not None:
+            y = b.op("Add", [y, b.const(layer.bias.astype(np.float32), f"dense{i}_bias")])
+        y = _activation(b, y, layer.activation)
+        b.counts.dense_layers += 1
+    if normalize:
+        norm = b.op("ReduceL2", [y, b.const(np.array([-1], np.int64), "axis_last")], "l2", keepdims=1)
+        y = b.op("Div", [y, b.op("Max", [norm, b.const(np.array(1e-12, np.float32), "eps_norm")])], "normalized")
+        b.counts.normalize = True
+    return y
+
+
+def append_token_stages(
+    model: onnx.ModelProto,
+    stages: TokenStages,
+    *,
+    token_embeddings: str = TOKEN_EMBEDDINGS,
+    output_name: str = TOKEN_VECTORS,
+) -> StageCounts:
+    """Append a multi-vector model's token stages to ``model`` in place::
+
+        token_embeddings [B,S,H] ─► Dense₁ … Denseₖ (MatMul, Add, activation) ─► Normalize ─► token_vectors [B,S,D]
+
+    Every position is projected, padding included: which rows a text keeps (real tokens, query
+    expansion, no skiplist tokens) is decided on the host from the token ids. Semantics:
+    ``reference.apply_token_stages``. Returns the counts of what was added.
+    """
+    b = GraphBuilder(model.graph, "token_stages")
+    y = _dense_and_normalize(b, token_embeddings, stages.dense, stages.normalize)
+    model.graph.node.append(helper.make_node("Identity", [y], [output_name], name=f"token_stages/{output_name}"))
+    b.counts.nodes += 1
+    model.graph.output.append(
+        helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", "sequence", "dim"])
+    )
     b.drop_unused_constants()
     return b.counts
 

@@ -13,6 +13,8 @@ All inputs are ``token_embeddings`` float32 ``[batch, seq, hidden]``, ``attentio
   excluding a prompt keeps the remaining tokens' original weights; ``/ max(sum(w * m), 1e-9)``;
 - ``lasttoken``: the last pooled token, a zero vector for a row with none;
 - dense: ``activation(x @ W.T + b)``; normalize: ``x / max(||x||_2, 1e-12)`` (torch's F.normalize).
+- token stages (multi-vector models): the same dense layers and normalize applied to every token
+  position of ``[batch, seq, hidden]``, padding included (the runtime drops those rows afterwards).
 
 Task heads, as sentence-transformers 6 computes them (the runtime also uses these for per-call
 activation overrides):
@@ -43,12 +45,14 @@ from fastembed_rt.kernels.spec import (
     SpladeActivation,
     SpladePoolingStrategy,
     SpladeSpec,
+    TokenStages,
 )
 
 __all__ = [
     "activate_scores",
     "apply_dense",
     "apply_stages",
+    "apply_token_stages",
     "matryoshka",
     "normalize",
     "pool",
@@ -158,6 +162,14 @@ def apply_stages(
     if stages.normalize:
         x = normalize(x)
     return x
+
+
+def apply_token_stages(token_embeddings: np.ndarray, stages: TokenStages) -> np.ndarray:
+    """Dense layers then normalize on every token vector: float32 ``[batch, seq, dim]``."""
+    x = np.asarray(token_embeddings, dtype=np.float32)
+    for dense in stages.dense:
+        x = apply_dense(x, dense)
+    return normalize(x) if stages.normalize else x
 
 
 def matryoshka(x: np.ndarray, output_dim: int, normalize_output: bool) -> np.ndarray:

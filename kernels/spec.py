@@ -26,6 +26,7 @@ __all__ = [
     "SPARSE_INDICES",
     "SPARSE_VALUES",
     "TOKEN_EMBEDDINGS",
+    "TOKEN_VECTORS",
     "ClassifierActivation",
     "ClassifierHeadSpec",
     "DenseActivation",
@@ -37,6 +38,7 @@ __all__ = [
     "SpladeActivation",
     "SpladePoolingStrategy",
     "SpladeSpec",
+    "TokenStages",
 ]
 
 # Graph input and output names: the contract between the graph builders and the runtime.
@@ -52,6 +54,8 @@ SCORES = "scores"
 MAX_ACTIVE_DIMS = "max_active_dims"
 SPARSE_INDICES = "sparse_indices"
 SPARSE_VALUES = "sparse_values"
+# Late interaction (multi-vector): one projected, normalized vector per token position, padded [B,S,D].
+TOKEN_VECTORS = "token_vectors"
 
 
 class PoolingMode(str, enum.Enum):
@@ -163,6 +167,21 @@ class OutputStages:
             "dense": [d.to_dict() for d in self.dense],
             "normalize": self.normalize,
         }
+
+
+@dataclass(frozen=True)
+class TokenStages:
+    """Everything between the backbone's ``token_embeddings`` and a multi-vector model's ``token_vectors``:
+    the token-level Dense projections (ColBERT's linear layer) and the per-token L2 normalization."""
+
+    dense: tuple[DenseSpec, ...] = field(default_factory=tuple)
+    normalize: bool = False
+
+    def output_dim(self, hidden_size: int) -> int:
+        return self.dense[-1].out_features if self.dense else hidden_size
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dense": [d.to_dict() for d in self.dense], "normalize": self.normalize}
 
 
 class ClassifierActivation(str, enum.Enum):

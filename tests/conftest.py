@@ -99,6 +99,41 @@ def tiny_splade_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "artifact"
 
 
+# Texts whose token vectors fix a multi-vector artifact's int8/uint8 ranges in the tests.
+MULTI_VECTOR_CALIBRATION = [
+    "The cat sat on the mat.",
+    "A feline rested on the rug, purring!",
+    "Stocks fell sharply after the announcement.",
+    "How many people live in Berlin?",
+    "Berlin had a population of 3,520,031 in 2019.",
+    "A man is playing a guitar.",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_multi_vector_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT MultiVectorEncoder: query/document prompts and lengths, fixed query expansion
+    (not attended), a punctuation skiplist and hierarchical token pooling of documents."""
+    from tiny_models import build_tiny_multi_vector
+
+    root = tmp_path_factory.mktemp("tiny-colbert")
+    return build_tiny_multi_vector(
+        root,
+        query_expansion={"strategy": "fixed", "attend": False, "length": 16},
+        prompts={"query": "query: ", "document": "passage: "},
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_multi_vector_artifact(tmp_path_factory: pytest.TempPathFactory, tiny_multi_vector_dir: Path) -> Path:
+    """``tiny_multi_vector_dir`` exported, its int8/uint8 ranges calibrated on a few texts."""
+    from fastembed_rt.export import export_multi_vector_encoder
+
+    out = tmp_path_factory.mktemp("tiny-colbert-artifact") / "artifact"
+    export_multi_vector_encoder(tiny_multi_vector_dir, out, calibration_texts=MULTI_VECTOR_CALIBRATION)
+    return out
+
+
 @pytest.fixture(scope="session")
 def minilm_torch(minilm_dir: Path) -> object:
     from sentence_transformers import SentenceTransformer

@@ -73,3 +73,34 @@ def test_mine_hard_negatives_runs_on_plain_pairs_without_torch_datasets_or_faiss
     assert [row[:2] for row in out["rows"]] == pairs
     for _, positive, negative in out["rows"]:
         assert negative != positive and negative in {p for _, p in pairs}
+
+
+_MULTI_VECTOR = """
+import json
+from fastembed_rt import MultiVectorEncoder, util
+model = MultiVectorEncoder(sys.argv[1])
+texts = json.loads(sys.argv[2])
+queries, documents = model.encode_query(texts), model.encode_document(texts, precision="int8")
+ranges = model.quantization_ranges
+hits = util.semantic_search_maxsim(queries, documents, top_k=2, corpus_precision="int8", ranges=ranges)
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+print(json.dumps({"queries": [q.tolist() for q in queries], "hits": hits, "heavy": heavy}))
+"""
+
+
+def test_multi_vector_encoder_runs_with_torch_unimportable(
+    tiny_multi_vector_artifact: Path, tiny_multi_vector_dir: Path, run_without_torch: RunWithoutTorch
+) -> None:
+    from sentence_transformers import MultiVectorEncoder
+
+    result = run_without_torch(_MULTI_VECTOR, str(tiny_multi_vector_artifact), json.dumps(TEXTS))
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["heavy"] == []
+    assert [len(h) for h in out["hits"]] == [2] * len(TEXTS)
+    reference = MultiVectorEncoder(str(tiny_multi_vector_dir), device="cpu").encode_query(TEXTS, convert_to_numpy=True)
+    for ours, theirs in zip(out["queries"], reference):
+        a, b = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
+        assert a.shape == b.shape
+        cosines = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        assert cosines.min() >= 0.9999

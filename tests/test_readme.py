@@ -1,4 +1,4 @@
-"""The README's Python code runs as written (against the exported MiniLM artifact)."""
+"""The README's Python code runs as written (against the exported MiniLM artifact and a tiny ColBERT)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,16 @@ def test_readme_has_python_examples() -> None:
 
 @pytest.mark.parametrize("index", range(len(_python_blocks())))
 def test_readme_python_block_runs(
-    index: int, minilm_artifact_session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    index: int,
+    minilm_artifact_session: Path,
+    tiny_multi_vector_artifact: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (tmp_path / "artifacts").mkdir()
     (tmp_path / "artifacts" / "all-MiniLM-L6-v2").symlink_to(minilm_artifact_session)
+    # The late-interaction example runs on the tests' tiny random ColBERT (no trained one is available offline).
+    (tmp_path / "artifacts" / "colbert").symlink_to(tiny_multi_vector_artifact)
     monkeypatch.chdir(tmp_path)
     exec(compile(_python_blocks()[index], f"README.md block {index}", "exec"), {"__name__": "__readme__"})
 

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 from conftest import RunWithoutTorch
 
-from fastembed_rt import CrossEncoder, SentenceTransformer, SparseEncoder
+from fastembed_rt import CrossEncoder, MultiVectorEncoder, SentenceTransformer, SparseEncoder
 
 pytest.importorskip("starlette", reason="the server extra is not installed")
 
@@ -94,11 +94,17 @@ def serving(*models: str | Path, args: tuple[str, ...] = ()) -> Iterator[Server]
 
 
 @pytest.fixture(scope="module")
-def server(minilm_artifact_session: Path, tiny_reranker_artifact: Path, tiny_splade_artifact: Path) -> Iterator[Server]:
+def server(
+    minilm_artifact_session: Path,
+    tiny_reranker_artifact: Path,
+    tiny_splade_artifact: Path,
+    tiny_multi_vector_artifact: Path,
+) -> Iterator[Server]:
     with serving(
         f"all-MiniLM-L6-v2={minilm_artifact_session}",
         f"reranker={tiny_reranker_artifact}",
         f"splade={tiny_splade_artifact}",
+        f"colbert={tiny_multi_vector_artifact}",
         args=("--max-client-batch-size", "64", "--max-concurrent-requests", "4096"),
     ) as running:
         yield running
@@ -173,7 +179,7 @@ def test_openai_client_gets_the_library_embeddings_as_float_and_base64(
     assert default.usage.prompt_tokens == default.usage.total_tokens == tokens
     short = client.embeddings.create(model="all-MiniLM-L6-v2", input="The cat sat on the mat.", dimensions=32)
     np.testing.assert_allclose(short.data[0].embedding, minilm_runtime.encode(TEXTS[0], truncate_dim=32), atol=1e-6)
-    assert [m.id for m in client.models.list().data] == ["all-MiniLM-L6-v2", "reranker", "splade"]
+    assert [m.id for m in client.models.list().data] == ["all-MiniLM-L6-v2", "reranker", "splade", "colbert"]
     with pytest.raises(openai.NotFoundError, match="model 'text-embedding-3-small' is not served here"):
         client.embeddings.create(model="text-embedding-3-small", input="x")
 
@@ -246,8 +252,8 @@ def test_health_info_models_metrics_and_openapi(server: Server) -> None:
     with server.client() as client:
         assert client.get("/health").status_code == 200
         info = client.get("/info").json()
-        assert [m["name"] for m in info["models"]] == ["all-MiniLM-L6-v2", "reranker", "splade"]
-        assert [m["task"] for m in info["models"]] == ["embedding", "cross-encoder", "sparse"]
+        assert [m["name"] for m in info["models"]] == ["all-MiniLM-L6-v2", "reranker", "splade", "colbert"]
+        assert [m["task"] for m in info["models"]] == ["embedding", "cross-encoder", "sparse", "multi-vector"]
         assert info["max_client_batch_size"] == 64 and info["max_input_length"] == 256
         client.post("/embed", json={"inputs": "warm the counters"})
         metrics = client.get("/metrics").text
@@ -275,6 +281,56 @@ def test_every_openapi_example_is_answered(server: Server) -> None:
         name = item["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
         response = _post(server, path, SCHEMAS[name]["example"])
         assert response.status_code == 200, (path, response.text)
+
+
+# -- late interaction: /embed_all and the rerank routes on a multi-vector model ----------------------
+@pytest.fixture(scope="module")
+def colbert(tiny_multi_vector_artifact: Path) -> Iterator[MultiVectorEncoder]:
+    model = MultiVectorEncoder(tiny_multi_vector_artifact, provider="cpu")
+    yield model
+    model.close()
+
+
+def _close_matrices(ours: list[Any], library: list[np.ndarray]) -> None:
+    assert len(ours) == len(library)
+    for matrix, expected in zip(ours, library):
+        np.testing.assert_allclose(np.asarray(matrix, np.float32), expected, atol=1e-5)
+
+
+def test_embed_all_answers_the_library_token_vectors(
+    server: Server, colbert: MultiVectorEncoder, minilm_runtime: SentenceTransformer
+) -> None:
+    texts = [*TEXTS, "Hello, world!"]
+    with server.client() as client:
+        for task, call in (
+            ("query", colbert.encode_query),
+            ("document", colbert.encode_document),
+            (None, colbert.encode),
+        ):
+            body = {"inputs": texts, "model": "colbert", **({"task": task} if task else {})}
+            response = client.post("/embed_all", json=body)
+            assert response.status_code == 200, response.text
+            _close_matrices(response.json(), call(texts))  # TEI's shape: [input][token][dim]
+        dense = client.post("/embed_all", json={"inputs": TEXTS[0], "model": "all-MiniLM-L6-v2"}).json()
+        _close_matrices(dense, [minilm_runtime.encode(TEXTS[0], output_value="token_embeddings")])
+        refused = client.post("/embed_all", json={"inputs": "x", "model": "splade"})
+        assert refused.status_code == 422 and "multi-vector or embedding" in refused.json()["error"]
+        refused = client.post("/embed_all", json={"inputs": "x", "model": "all-MiniLM-L6-v2", "task": "query"})
+        assert refused.status_code == 422 and "multi-vector" in refused.json()["error"]
+
+
+def test_rerank_routes_score_late_interaction_as_the_library(server: Server, colbert: MultiVectorEncoder) -> None:
+    query = "Where do cats sleep?"
+    expected = colbert.rank(query, TEXTS, return_documents=True)
+    with server.client() as client:
+        tei = client.post("/rerank", json={"query": query, "texts": TEXTS, "model": "colbert", "return_text": True})
+        assert tei.status_code == 200, tei.text
+        assert [r["index"] for r in tei.json()] == [hit["corpus_id"] for hit in expected]
+        np.testing.assert_allclose([r["score"] for r in tei.json()], [hit["score"] for hit in expected], rtol=1e-5)
+        assert tei.json()[0]["text"] == expected[0]["text"]
+        cohere = client.post("/v1/rerank", json={"query": query, "documents": TEXTS, "model": "colbert", "top_n": 2})
+        assert cohere.status_code == 200, cohere.text
+        assert [r["index"] for r in cohere.json()["results"]] == [hit["corpus_id"] for hit in expected[:2]]
 
 
 # -- concurrency: nothing mixes ---------------------------------------------------------------------

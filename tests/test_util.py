@@ -362,3 +362,194 @@ def test_rescore_corpus_of_another_precision_raises_type_error() -> None:
 def test_signed_binary_corpus_raises_type_error() -> None:
     with pytest.raises(TypeError, match=r"corpus_ubinary.*int8"):
         util.semantic_search_quantized(_random(2, 44), quantize_embeddings(_random(10, 45), "binary"))
+
+
+# -- sparse and mixed inputs: what our SparseEncoder returns, scored as sentence-transformers scores them
+def _sparse_rows(rows: int, seed: int, dim: int = 40) -> np.ndarray:
+    """Dense float32 rows with about 85 % zeros and non-negative weights, like SPLADE's (one all-zero row)."""
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.random((rows, dim)) < 0.15, rng.random((rows, dim)) * 3, 0).astype(np.float32)
+    dense[-1] = 0
+    return dense
+
+
+def _forms(dense: np.ndarray) -> dict[str, Any]:
+    """The forms SparseEncoder.encode returns (scipy csr_array, SparseEmbeddings) and a plain dense array."""
+    import scipy.sparse
+
+    from fastembed_rt.sparse import as_rows
+
+    return {"scipy": scipy.sparse.csr_array(dense), "arrays": as_rows(dense)[0], "dense": dense}
+
+
+SPARSE_MIXES = [("scipy", "scipy"), ("arrays", "arrays"), ("scipy", "dense"), ("dense", "arrays")]
+
+
+def _st_sparse(function: Any, *args: Any) -> Any:
+    """A sentence-transformers call on torch sparse tensors, without torch's warnings about its sparse support
+    (invariant checks off, CSR in beta), which sentence-transformers' own code raises."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse (invariant checks|CSR tensor support)", category=UserWarning)
+        return function(*args)
+
+
+@pytest.mark.parametrize("name", MATRIX_SCORES)
+@pytest.mark.parametrize(("left", "right"), SPARSE_MIXES)
+def test_matrix_scores_accept_sparse_and_mixed_inputs(st_util: ModuleType, name: str, left: str, right: str) -> None:
+    import torch
+
+    a, b = _sparse_rows(6, 0), _sparse_rows(9, 1)
+    ours = getattr(util, name)(_forms(a)[left], _forms(b)[right])
+    as_torch = {"scipy": lambda x: torch.from_numpy(x).to_sparse(), "arrays": lambda x: torch.from_numpy(x).to_sparse()}
+    theirs = _st_sparse(
+        getattr(st_util, name), as_torch.get(left, torch.from_numpy)(a), as_torch.get(right, torch.from_numpy)(b)
+    )
+    assert isinstance(ours, np.ndarray) and ours.dtype == np.float32 and ours.shape == (6, 9)
+    assert not theirs.is_sparse  # sentence-transformers returns dense scores for sparse inputs too
+    np.testing.assert_allclose(ours, _to_numpy(theirs), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", PAIRWISE_SCORES)
+@pytest.mark.parametrize(("left", "right"), SPARSE_MIXES)
+def test_pairwise_scores_accept_sparse_and_mixed_inputs(st_util: ModuleType, name: str, left: str, right: str) -> None:
+    import torch
+
+    a, b = _sparse_rows(7, 2), _sparse_rows(7, 3)
+    ours = getattr(util, name)(_forms(a)[left], _forms(b)[right])
+    to = {"dense": torch.from_numpy}
+    theirs = _st_sparse(
+        getattr(st_util, name),
+        to.get(left, lambda x: torch.from_numpy(x).to_sparse())(a),
+        to.get(right, lambda x: torch.from_numpy(x).to_sparse())(b),
+    )
+    assert ours.dtype == np.float32 and ours.shape == (7,)
+    np.testing.assert_allclose(ours, _to_numpy(theirs), rtol=1e-5, atol=1e-4)
+
+
+def test_sparse_encoder_output_scores_with_util(tiny_splade_artifact: Any, st_util: ModuleType) -> None:
+    """The issue's report: our own SparseEncoder's output passed to util.cos_sim failed."""
+    import torch
+
+    from fastembed_rt import SparseEncoder
+
+    model = SparseEncoder(tiny_splade_artifact)
+    texts = ["The cat sat on the mat.", "A feline rested on the rug.", "Stocks fell."]
+    for form in ("scipy", "arrays"):
+        embeddings = model.encode(texts, sparse_format=form)
+        dense = embeddings.toarray()
+        for name in MATRIX_SCORES:
+            # sentence-transformers' sparse euclidean path, sqrt(|a|² - 2ab + |b|²) in float32, is off by up to
+            # 0.05 at distance 0 here: its dense path (and ours, in float64) is the exact reference.
+            left = torch.from_numpy(dense) if name == "euclidean_sim" else torch.from_numpy(dense).to_sparse()
+            expected = _to_numpy(_st_sparse(getattr(st_util, name), left, torch.from_numpy(dense)))
+            np.testing.assert_allclose(getattr(util, name)(embeddings, dense), expected, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(util.cos_sim(embeddings[0], embeddings), util.cos_sim(dense[:1], dense), rtol=1e-6)
+        # the model's own similarity (dot for SPLADE) takes sparse/dense mixes too
+        np.testing.assert_allclose(model.similarity(embeddings, dense), util.dot_score(dense, dense), rtol=1e-5)
+    model.close()
+
+
+@pytest.mark.parametrize("form", ["dense", "scipy", "arrays"])
+def test_normalize_embeddings_equals_sentence_transformers(st_util: ModuleType, form: str) -> None:
+    import torch
+
+    dense = _sparse_rows(5, 4)
+    ours = util.normalize_embeddings(_forms(dense)[form])
+    theirs = _st_sparse(
+        st_util.normalize_embeddings,
+        torch.from_numpy(dense).to_sparse() if form != "dense" else torch.from_numpy(dense),
+    )
+    if form == "dense":
+        assert isinstance(ours, np.ndarray) and ours.dtype == np.float32
+    else:
+        assert type(ours) is type(_forms(dense)[form])  # sparse stays sparse, in its own type
+        ours = ours.toarray()
+    np.testing.assert_allclose(ours, theirs.to_dense().numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dim", [16, 15])
+@pytest.mark.parametrize("form", ["dense", "scipy"])
+def test_pairwise_angle_sim_equals_sentence_transformers(st_util: ModuleType, dim: int, form: str) -> None:
+    a, b = _random(9, 6, dim=dim), _random(9, 7, dim=dim)
+    ours = util.pairwise_angle_sim(_forms(a)[form], _forms(b)[form])
+    np.testing.assert_allclose(ours, _to_numpy(st_util.pairwise_angle_sim(a, b)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 3, 40, None])
+def test_select_max_active_dims_equals_sentence_transformers(st_util: ModuleType, k: int | None) -> None:
+    dense = _random(6, 8, dim=40)
+    ours = util.select_max_active_dims(dense, k)
+    theirs = st_util.select_max_active_dims(dense, k)
+    np.testing.assert_array_equal(ours, _to_numpy(theirs))
+    assert ours.shape == dense.shape
+    with pytest.raises(ValueError, match="positive"):
+        util.select_max_active_dims(dense, 0)
+
+
+@pytest.mark.parametrize(
+    ("precision", "rescore"), [("float32", False), ("uint8", True), ("ubinary", True), ("ubinary", False)]
+)
+def test_semantic_search_faiss_equals_sentence_transformers(st_util: ModuleType, precision: str, rescore: bool) -> None:
+    pytest.importorskip("faiss")
+    queries, corpus = _random(6, 20, dim=32), _random(80, 21, dim=32)
+    calibration = _random(200, 22, dim=32)
+    codes = quantize_embeddings(corpus, precision, calibration_embeddings=calibration)
+    kwargs: dict[str, Any] = dict(
+        corpus_precision=precision, top_k=5, rescore=rescore, calibration_embeddings=calibration
+    )
+    ours, seconds = util.semantic_search_faiss(queries, codes, **kwargs)
+    from sentence_transformers.util.quantization import semantic_search_faiss
+
+    theirs, _ = semantic_search_faiss(queries, codes, **kwargs)
+    _assert_same_hits(ours, theirs)
+    assert seconds >= 0
+    _, _, index = util.semantic_search_faiss(queries, codes, output_index=True, **kwargs)
+    again, _ = util.semantic_search_faiss(queries, corpus_index=index, **kwargs)
+    _assert_same_hits(again, ours)
+
+
+@pytest.mark.parametrize(
+    ("precision", "rescore"), [("float32", False), ("int8", True), ("binary", True), ("ubinary", False)]
+)
+def test_semantic_search_usearch_equals_sentence_transformers(
+    st_util: ModuleType, precision: str, rescore: bool
+) -> None:
+    pytest.importorskip("usearch")
+    queries, corpus = _random(6, 23, dim=32), _random(80, 24, dim=32)
+    calibration = _random(200, 25, dim=32)
+    codes = quantize_embeddings(corpus, precision, calibration_embeddings=calibration)
+    kwargs: dict[str, Any] = dict(
+        corpus_precision=precision, top_k=5, rescore=rescore, calibration_embeddings=calibration
+    )
+    from sentence_transformers.util.quantization import semantic_search_usearch
+
+    ours, _, index = util.semantic_search_usearch(queries, codes, output_index=True, **kwargs)
+    # One index for both: Hamming distances tie a lot, and two usearch indexes may order ties differently.
+    theirs, _ = semantic_search_usearch(queries, corpus_index=index, **kwargs)
+    _assert_same_hits(ours, theirs)
+
+
+def test_index_searches_check_their_arguments() -> None:
+    pytest.importorskip("faiss")
+    with pytest.raises(ValueError, match="exactly one"):
+        util.semantic_search_faiss(_random(2, 1))
+    with pytest.raises(ValueError, match="corpus_precision"):
+        util.semantic_search_faiss(_random(2, 1), _random(3, 2), corpus_precision="int4")
+
+
+def test_index_searches_name_the_extra_when_the_engine_is_missing(run_without_torch: Any) -> None:
+    script = """
+import numpy as np
+from fastembed_rt import util
+for search in (util.semantic_search_faiss, util.semantic_search_usearch):
+    try:
+        search(np.ones((1, 8), np.float32), np.ones((2, 8), np.float32))
+    except ImportError as exc:
+        print(exc)
+"""
+    result = run_without_torch(script, also_block=("faiss", "usearch"))
+    assert result.returncode == 0, result.stderr
+    assert "pip install 'fastembed-rt[faiss]'" in result.stdout
+    assert "pip install 'fastembed-rt[usearch]'" in result.stdout

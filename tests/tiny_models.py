@@ -30,6 +30,7 @@ __all__ = [
     "TINY_ARCHITECTURES",
     "TinyExport",
     "build_tiny_model",
+    "build_tiny_multi_vector",
     "export_tiny_model",
     "row_cosines",
 ]
@@ -161,6 +162,66 @@ def build_tiny_model(
     if normalize:
         modules.append(Normalize())
     model = SentenceTransformer(modules=modules, prompts=prompts, device="cpu")
+    out = tmp_dir / "model"
+    model.save(str(out))
+    shutil.rmtree(backbone_dir)
+    return out
+
+
+MULTI_VECTOR_DIM = 8
+
+
+def build_tiny_multi_vector(
+    tmp_dir: Path,
+    architecture: str = "bert",
+    *,
+    query_length: int | None = 16,
+    document_length: int | None = 48,
+    query_expansion: dict[str, Any] | None = None,
+    skiplist_tasks: tuple[str, ...] = ("document",),
+    pool_factor: float | None = 2.0,
+    bias: bool = False,
+    similarity_fn_name: str | None = None,
+    prompts: dict[str, str] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Build and save a tiny random sentence-transformers ``MultiVectorEncoder`` (ColBERT layout).
+
+    Modules: Transformer (with the query/document lengths and query expansion), a token-level
+    Dense(32 → 8), a token-level Normalize, a MultiVectorMask whose skiplist is ``string.punctuation``
+    and, unless ``pool_factor`` is None, a HierarchicalTokenPooling. Returns the model directory.
+    """
+    import string
+
+    from sentence_transformers import MultiVectorEncoder
+    from sentence_transformers.base.modules import Normalize, Transformer
+    from sentence_transformers.base.modules.dense import Dense
+    from sentence_transformers.multi_vector_encoder.modules import HierarchicalTokenPooling, MultiVectorMask
+
+    torch.manual_seed(seed)
+    backbone_dir = tmp_dir / "backbone"
+    _save_backbone(backbone_dir, architecture, None)
+    modules: list[torch.nn.Module] = [
+        Transformer(
+            str(backbone_dir),
+            max_seq_length=MAX_SEQ_LENGTH,
+            query_length=query_length,
+            document_length=document_length,
+            query_expansion=query_expansion,  # type: ignore[arg-type]
+        ),
+        Dense(
+            HIDDEN_SIZE,
+            MULTI_VECTOR_DIM,
+            bias=bias,
+            activation_function=torch.nn.Identity(),
+            module_input_name="token_embeddings",
+        ),
+        Normalize(module_input_name="token_embeddings"),
+        MultiVectorMask(skiplist_words=list(string.punctuation), skiplist_tasks=list(skiplist_tasks)),
+    ]
+    if pool_factor is not None:
+        modules.append(HierarchicalTokenPooling(pool_factor=pool_factor))
+    model = MultiVectorEncoder(modules=modules, prompts=prompts, similarity_fn_name=similarity_fn_name, device="cpu")
     out = tmp_dir / "model"
     model.save(str(out))
     shutil.rmtree(backbone_dir)

@@ -6,6 +6,7 @@ task (manifest)      class             sentence-transformers counterpart
 ``embedding``        SentenceTransformer  ``SentenceTransformer``
 ``cross-encoder``    CrossEncoder      ``CrossEncoder``
 ``sparse``           SparseEncoder     ``SparseEncoder`` (SPLADE)
+``multi-vector``     MultiVectorEncoder ``MultiVectorEncoder`` (ColBERT, late interaction)
 ==================== ================= ==========================================
 
 ``load_model`` opens any artifact as the type its manifest names (the server uses it).
@@ -20,6 +21,7 @@ from fastembed_rt.artifact import load_manifest, resolve_artifact
 from fastembed_rt.errors import ArtifactError
 from fastembed_rt.models.base import ArtifactModel, LoadOptions, TextEncoder
 from fastembed_rt.models.cross_encoder import CrossEncoder
+from fastembed_rt.models.multi_vector_encoder import MultiVectorEncoder
 from fastembed_rt.models.sentence_transformer import SentenceTransformer
 from fastembed_rt.models.sparse_encoder import SparseEncoder
 
@@ -31,6 +33,7 @@ __all__ = [
     "ArtifactModel",
     "CrossEncoder",
     "LoadOptions",
+    "MultiVectorEncoder",
     "SentenceTransformer",
     "SparseEncoder",
     "TextEncoder",
@@ -38,7 +41,7 @@ __all__ = [
 ]
 
 MODEL_TYPES: dict[str, type[ArtifactModel]] = {
-    model.task: model for model in (SentenceTransformer, CrossEncoder, SparseEncoder)
+    model.task: model for model in (SentenceTransformer, CrossEncoder, SparseEncoder, MultiVectorEncoder)
 }
 
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from fastembed_rt.models.base import LoadOptions
 
-__all__ = ["CrossEncoder", "RankResult", "check_pairs"]
+__all__ = ["CrossEncoder", "RankResult", "check_pairs", "check_rank_inputs", "rank_results"]
 
 ActivationLike: TypeAlias = str | ClassifierActivation | Callable[[np.ndarray], Any]
 
@@ -40,6 +40,42 @@ class RankResult(TypedDict, total=False):
     corpus_id: int
     score: float
     text: str
+
+
+def check_rank_inputs(query: object, documents: object, top_k: object) -> list[str]:
+    """``rank``'s documents as a list of str, after checking the query, the documents and ``top_k``.
+
+    Raises:
+        InputError: a non-str query or document, or a ``top_k`` that is not None or an int >= 0.
+    """
+    if not isinstance(query, str):
+        raise InputError(f"query must be a str, got {type(query).__name__}")
+    check_unicode(query, "query")
+    if isinstance(documents, str) or documents is None:
+        kind = "None" if documents is None else "a str"
+        raise InputError(f"documents must be a list of str, got {kind}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+        raise InputError(f"top_k must be None or an int >= 0, got {top_k!r}")
+    docs = list(documents)  # type: ignore[call-overload]
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, str):
+            raise InputError(f"documents[{i}] is {'None' if doc is None else type(doc).__name__}, expected str")
+        check_unicode(doc, f"documents[{i}]")
+    return docs
+
+
+def rank_results(
+    scores: Sequence[float], documents: Sequence[str], top_k: int | None, return_documents: bool
+) -> list[RankResult]:
+    """``rank``'s answer from one score per document: by decreasing score (ties keep input order), at most ``top_k``."""
+    results: list[RankResult] = []
+    for i, score in enumerate(scores):
+        result = RankResult(corpus_id=i, score=float(score))
+        if return_documents:
+            result["text"] = documents[i]
+        results.append(result)
+    results.sort(key=lambda r: r["score"], reverse=True)  # stable: ties keep input order
+    return results[:top_k]
 
 
 def _is_pair_container(value: object) -> bool:
@@ -298,19 +334,7 @@ class CrossEncoder(ArtifactModel):
                 f"rank() only works for models with num_labels=1 (this one has {self.num_labels}); "
                 "use predict() with (query, document) pairs instead"
             )
-        if not isinstance(query, str):
-            raise InputError(f"query must be a str, got {type(query).__name__}")
-        check_unicode(query, "query")
-        if isinstance(documents, str) or documents is None:
-            kind = "None" if documents is None else "a str"
-            raise InputError(f"documents must be a list of str, got {kind}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
-            raise InputError(f"top_k must be None or an int >= 0, got {top_k!r}")
-        docs = list(documents)
-        for i, doc in enumerate(docs):
-            if not isinstance(doc, str):
-                raise InputError(f"documents[{i}] is {'None' if doc is None else type(doc).__name__}, expected str")
-            check_unicode(doc, f"documents[{i}]")
+        docs = check_rank_inputs(query, documents, top_k)
         if not docs:
             return []
         scores = self.predict(
@@ -323,14 +347,7 @@ class CrossEncoder(ArtifactModel):
             long_inputs=long_inputs,
             chunk_overlap=chunk_overlap,
         ).tolist()
-        results: list[RankResult] = []
-        for i, score in enumerate(scores):
-            result = RankResult(corpus_id=i, score=score)
-            if return_documents:
-                result["text"] = docs[i]
-            results.append(result)
-        results.sort(key=lambda r: r["score"], reverse=True)  # stable: ties keep input order
-        return results[:top_k]
+        return rank_results(scores, docs, top_k, return_documents)
 
     def __repr__(self) -> str:
         return self._describe(num_labels=self.num_labels, activation=self._fused.value)

@@ -192,7 +192,7 @@ class SentenceTransformer(TextEncoder):
         how.update(truncation_direction=truncation_direction, chunk_overlap=chunk_overlap)
         if output_value == "token_embeddings":
             prepared = self.prepare(texts, **how)
-            tokens = self._pipeline.token_embeddings(prepared, batch_size=batch_size, show_progress_bar=show)
+            tokens = self.token_embeddings_prepared(prepared, batch_size=batch_size, show_progress_bar=show)
             return tokens[0] if single else tokens
         parts = []
         for group in text_groups(texts) if policy is LongInputs.CHUNK else [texts]:
@@ -239,6 +239,13 @@ class SentenceTransformer(TextEncoder):
             return np.empty((0, self.manifest.dim), dtype=np.float32)
         embeddings = self._pipeline.embed(prepared, batch_size=batch_size, show_progress_bar=show_progress_bar)
         return reference.normalize(embeddings) if options.normalize else embeddings
+
+    def token_embeddings_prepared(
+        self, prepared: Prepared, *, batch_size: int = 32, show_progress_bar: bool = False
+    ) -> list[np.ndarray]:
+        """The backbone's float32 ``[tokens, hidden]`` token embeddings of prepared inputs (padding removed),
+        in input order: ``encode(output_value="token_embeddings")``'s second half."""
+        return self._pipeline.token_embeddings(prepared, batch_size=batch_size, show_progress_bar=show_progress_bar)
 
     def _pool_windows(
         self, prepared: Prepared, options: EmbedOptions, batch_size: int, show_progress_bar: bool

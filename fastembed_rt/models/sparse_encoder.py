@@ -25,6 +25,7 @@ from fastembed_rt.sparse import (
     first_row,
     has_scipy,
     sparse_similarity,
+    sparse_similarity_pairwise,
     sparsity,
 )
 from fastembed_rt.tokenizer import TruncationDirection
@@ -207,13 +208,7 @@ class SparseEncoder(TextEncoder):
 
     def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
         """float32 ``[n]`` scores of row i against row i."""
-        a, _ = as_rows(embeddings1, "embeddings1")
-        b, _ = as_rows(embeddings2, "embeddings2")
-        if len(a) != len(b):
-            raise InputError(f"pairwise scores need as many rows on both sides; got {len(a)} and {len(b)}")
-        return np.array(
-            [sparse_similarity(a[i], b[i], self.similarity_fn_name)[0, 0] for i in range(len(a))], dtype=np.float32
-        )
+        return sparse_similarity_pairwise(embeddings1, embeddings2, self.similarity_fn_name)
 
     def _token(self, token_id: int) -> str:
         if self._vocab is None:

@@ -2,8 +2,8 @@
 
 Every handler returns a ``Reply``; ``app`` turns it into a response with TEI's timing headers, and
 any ``RequestError`` into the route's error shape. Outputs are the library's: a route answers what
-``SentenceTransformer.encode`` / ``SparseEncoder.encode`` / ``CrossEncoder.predict`` give for the
-same inputs and options.
+``SentenceTransformer.encode`` / ``SparseEncoder.encode`` / ``CrossEncoder.predict`` /
+``MultiVectorEncoder.encode_query``, ``encode_document`` and ``rank`` give for the same inputs and options.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ import numpy as np
 
 from fastembed_rt.errors import InputError
 from fastembed_rt.long_inputs import LongInputs
-from fastembed_rt.models import CrossEncoder, SentenceTransformer, SparseEncoder
-from fastembed_rt.server.batcher import JobResult, Operation
+from fastembed_rt.models import CrossEncoder, MultiVectorEncoder, SentenceTransformer, SparseEncoder
+from fastembed_rt.server.batcher import JobResult, Operation, Timings
 from fastembed_rt.server.requests import (
     RequestError,
     parse_decode,
     parse_embed,
+    parse_embed_all,
     parse_openai_embeddings,
     parse_openai_rerank,
     parse_predict,
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HANDLERS", "Reply"]
 
-EMBEDDING, SPARSE, CROSS_ENCODER = "embedding", "sparse", "cross-encoder"
+EMBEDDING, SPARSE, CROSS_ENCODER, MULTI_VECTOR = "embedding", "sparse", "cross-encoder", "multi-vector"
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,83 @@ async def openai_embeddings(state: ServerState, request: Request, data: dict[str
     return Reply(payload, result, _characters(req.inputs), served.model.provider)
 
 
+# -- token vectors: multi-vector models (late interaction), and dense models' token embeddings -----------
+def _token_vectors_operation(
+    state: ServerState, served: Served, task: str | None, prompt_name: str | None, direction: str
+) -> Operation:
+    """One text → its matrix of token vectors: a multi-vector model's kept vectors for ``task`` (its query
+    or document side, as ``encode_query`` / ``encode_document``), or a dense model's token embeddings."""
+    batch_size = state.config.max_batch_size
+    model = served.model
+    truncation = cast(Any, direction)
+    if isinstance(model, MultiVectorEncoder):
+        mve, name = model, model.task_prompt_name(task, prompt_name)
+
+        def prepare(items: list[Any]) -> Any:
+            return mve.prepare(items, task=task, prompt_name=name, truncation_direction=truncation)
+
+        def run(prepared: Any) -> Any:
+            return mve.encode_prepared(prepared, task=task, batch_size=batch_size)
+
+    elif isinstance(model, SentenceTransformer):
+        dense, name = model, prompt_name
+
+        def prepare(items: list[Any]) -> Any:
+            return dense.prepare(items, prompt_name=name, truncation_direction=truncation)
+
+        def run(prepared: Any) -> Any:
+            return dense.token_embeddings_prepared(prepared, batch_size=batch_size)
+
+    else:
+        raise RequestError(422, f"model {served.name!r} is a {served.task} model: it has no token vectors")
+    return Operation(
+        key=("token_vectors", task, name, direction),
+        prepare=prepare,
+        run=run,
+        take=lambda result, rows: [result[i] for i in rows.tolist()],
+        count_tokens=_text_tokens(served, name),
+    )
+
+
+async def embed_all(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
+    req = parse_embed_all(data, state.config.max_client_batch_size)
+    served = state.pick(req.model, (MULTI_VECTOR, EMBEDDING), "/embed_all")
+    _check_prompt(served, req.prompt_name)
+    if req.task is not None and served.task != MULTI_VECTOR:
+        raise RequestError(422, f"`task` is for multi-vector models; {served.name!r} is a {served.task} model")
+    operation = _token_vectors_operation(state, served, req.task, req.prompt_name, req.truncation_direction)
+    result = await state.run_job(request, served, operation, req.inputs, _policy(state, req) is not LongInputs.ERROR)
+    payload = [matrix.tolist() for matrix in result.rows]
+    return Reply(payload, result, _characters(req.inputs), served.model.provider)
+
+
+async def _late_interaction_job(
+    state: ServerState, request: Request, served: Served, query: str, texts: list[str], req: Any
+) -> JobResult:
+    """A multi-vector model's rerank scores: the query's and the documents' token vectors through the same
+    operation as /embed_all (each batched with other requests'), then MaxSim (``MultiVectorEncoder.similarity``)."""
+    policy = _policy(state, req)
+    if policy is LongInputs.CHUNK:
+        raise RequestError(422, "long_inputs 'chunk' is not offered for late-interaction reranking")
+    direction = getattr(req, "truncation_direction", "right")
+    truncate = policy is not LongInputs.ERROR
+    queries = await state.run_job(
+        request, served, _token_vectors_operation(state, served, "query", None, direction), [query], truncate
+    )
+    documents = await state.run_job(
+        request, served, _token_vectors_operation(state, served, "document", None, direction), texts, truncate
+    )
+    model = cast(MultiVectorEncoder, served.model)
+    scores = await asyncio.to_thread(model.similarity, queries.rows, documents.rows)  # the event loop never scores
+    a, b = queries.timings, documents.timings
+    return JobResult(
+        scores[0],
+        queries.tokens + documents.tokens,
+        queries.truncated + documents.truncated,
+        Timings(a.queue_s + b.queue_s, a.tokenize_s + b.tokenize_s, a.inference_s + b.inference_s),
+    )
+
+
 # -- sparse embeddings ---------------------------------------------------------------------------------
 async def embed_sparse(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
     req = parse_sparse(data, state.config.max_client_batch_size)
@@ -228,12 +306,15 @@ def _one_label(served: Served, route: str) -> None:
 
 async def rerank(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
     req = parse_rerank(data, state.config.max_client_batch_size)
-    served = state.pick(req.model, CROSS_ENCODER, "/rerank")
-    _one_label(served, "/rerank")
+    served = state.pick(req.model, (CROSS_ENCODER, MULTI_VECTOR), "/rerank")
     pairs = [(req.query, text) for text in req.texts]
-    result = await _score_job(
-        state, request, served, pairs, raw=req.raw_scores, req=req, direction=req.truncation_direction
-    )
+    if served.task == MULTI_VECTOR:
+        result = await _late_interaction_job(state, request, served, req.query, req.texts, req)
+    else:
+        _one_label(served, "/rerank")
+        result = await _score_job(
+            state, request, served, pairs, raw=req.raw_scores, req=req, direction=req.truncation_direction
+        )
     order = np.argsort(-result.rows, kind="stable")
     ranks = []
     for i in order.tolist():
@@ -246,10 +327,13 @@ async def rerank(state: ServerState, request: Request, data: dict[str, Any]) -> 
 
 async def openai_rerank(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
     req = parse_openai_rerank(data, state.config.max_client_batch_size)
-    served = state.pick(req.model, CROSS_ENCODER, "/v1/rerank")
-    _one_label(served, "/v1/rerank")
+    served = state.pick(req.model, (CROSS_ENCODER, MULTI_VECTOR), "/v1/rerank")
     pairs = [(req.query, text) for text in req.texts]
-    result = await _score_job(state, request, served, pairs, raw=False, req=req, direction="right")
+    if served.task == MULTI_VECTOR:
+        result = await _late_interaction_job(state, request, served, req.query, req.texts, req)
+    else:
+        _one_label(served, "/v1/rerank")
+        result = await _score_job(state, request, served, pairs, raw=False, req=req, direction="right")
     order = np.argsort(-result.rows, kind="stable")[: req.top_n]
     results = []
     for i in order.tolist():
@@ -333,6 +417,7 @@ Handler = Callable[["ServerState", "Request", dict[str, Any]], Awaitable[Reply]]
 # route → (handler, whose error shape it speaks)
 HANDLERS: dict[str, tuple[Handler, str]] = {
     "/embed": (embed, "tei"),
+    "/embed_all": (embed_all, "tei"),
     "/embed_sparse": (embed_sparse, "tei"),
     "/rerank": (rerank, "tei"),
     "/predict": (predict, "tei"),

@@ -49,6 +49,25 @@ SCHEMAS: dict[str, Any] = {
         "example": {"inputs": ["What is Deep Learning?"]},
     },
     "EmbedResponse": {"type": "array", "items": _NUMBERS},
+    "EmbedAllRequest": {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "inputs": _TEXTS,
+            "truncate": _TRUNCATE,
+            "long_inputs": {"type": ["string", "null"], "enum": ["truncate", "error", None]},
+            "truncation_direction": _DIRECTION,
+            "prompt_name": {"type": ["string", "null"]},
+            "task": {
+                "type": ["string", "null"],
+                "enum": ["query", "document", None],
+                "description": "multi-vector models: encode as queries or as documents (null: plain encode)",
+            },
+            "model": _MODEL,
+        },
+        "example": {"inputs": ["What is Deep Learning?"]},
+    },
+    "EmbedAllResponse": {"type": "array", "items": {"type": "array", "items": _NUMBERS}},
     "EmbedSparseRequest": {
         "type": "object",
         "required": ["inputs"],
@@ -246,6 +265,12 @@ SCHEMAS: dict[str, Any] = {
 # path → (summary, request schema, response schema, error schema)
 _POSTS = {
     "/embed": ("Dense embeddings (TEI)", "EmbedRequest", "EmbedResponse", "ErrorResponse"),
+    "/embed_all": (
+        "Token vectors: a multi-vector model's, or a dense model's token embeddings (TEI)",
+        "EmbedAllRequest",
+        "EmbedAllResponse",
+        "ErrorResponse",
+    ),
     "/embed_sparse": ("SPLADE sparse embeddings (TEI)", "EmbedSparseRequest", "EmbedSparseResponse", "ErrorResponse"),
     "/rerank": ("Rerank texts against a query (TEI)", "RerankRequest", "RerankResponse", "ErrorResponse"),
     "/predict": ("Cross-encoder scores of texts and pairs (TEI)", "PredictRequest", "PredictResponse", "ErrorResponse"),

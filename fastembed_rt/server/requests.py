@@ -18,6 +18,7 @@ from fastembed_rt.long_inputs import LongInputs
 
 __all__ = [
     "DecodeRequest",
+    "EmbedAllRequest",
     "EmbedRequest",
     "ErrorType",
     "PredictRequest",
@@ -28,6 +29,7 @@ __all__ = [
     "parse_body",
     "parse_decode",
     "parse_embed",
+    "parse_embed_all",
     "parse_openai_embeddings",
     "parse_openai_rerank",
     "parse_predict",
@@ -233,6 +235,39 @@ def parse_openai_embeddings(data: dict[str, Any], max_client_batch_size: int) ->
         normalize=False,  # OpenAI's API has no switch: the model's own output, as sentence-transformers gives it
         dimensions=_int(data, "dimensions", 1),
         encoding_format=encoding,
+    )
+
+
+@dataclass(frozen=True)
+class EmbedAllRequest:
+    """``POST /embed_all`` (TEI): every kept token's vector of each input. ``task`` (``query`` / ``document``)
+    is fastembed-rt's own field, for multi-vector models (their query and document sides)."""
+
+    inputs: list[str]
+    single: bool
+    model: str | None = None
+    truncate: bool | None = None
+    long_inputs: LongInputs | None = None
+    truncation_direction: Direction = "right"
+    prompt_name: str | None = None
+    task: Literal["query", "document"] | None = None
+
+
+def parse_embed_all(data: dict[str, Any], max_client_batch_size: int) -> EmbedAllRequest:
+    inputs, single, _ = _inputs(data, "inputs", max_client_batch_size, ids=False)
+    task = _str(data, "task")
+    if task not in (None, "query", "document"):
+        raise _invalid(f"`task` must be 'query' or 'document', got {task!r}")
+    fields = _long_input_fields(data)
+    if fields["long_inputs"] is LongInputs.CHUNK:
+        raise _invalid("`long_inputs` 'chunk' is not offered for /embed_all: token vectors are per window")
+    return EmbedAllRequest(
+        inputs,
+        single,
+        model=_str(data, "model"),
+        **fields,
+        prompt_name=_str(data, "prompt_name"),
+        task="query" if task == "query" else "document" if task == "document" else None,
     )
 
 

@@ -142,23 +142,26 @@ class ServerState:
             served.model.close()
 
     # -- routing ---------------------------------------------------------------------------------------
-    def pick(self, name: str | None, task: str | None, route: str) -> Served:
-        """The model a request names, or the first served model of the route's ``task`` (None: any)."""
+    def pick(self, name: str | None, task: str | tuple[str, ...] | None, route: str) -> Served:
+        """The model a request names, or the first served model of the route's ``task`` (a tuple: any of
+        those tasks; None: any)."""
+        tasks = (task,) if isinstance(task, str) else task
+        kinds = None if tasks is None else " or ".join(tasks)
         if name is not None:
             served = self.models.get(name)
             if served is None:
                 raise RequestError(
                     404, f"model {name!r} is not served here; served: {', '.join(self.models)}", "NotFound"
                 )
-            if task is not None and served.task != task:
+            if tasks is not None and served.task not in tasks:
                 raise RequestError(
-                    422, f"{route} serves {task} models; {name!r} is a {served.task} model. {self._by_task()}"
+                    422, f"{route} serves {kinds} models; {name!r} is a {served.task} model. {self._by_task()}"
                 )
             return served
         for served in self.models.values():
-            if task is None or served.task == task:
+            if tasks is None or served.task in tasks:
                 return served
-        raise RequestError(422, f"{route} serves {task} models and none is served here. {self._by_task()}")
+        raise RequestError(422, f"{route} serves {kinds} models and none is served here. {self._by_task()}")
 
     def _by_task(self) -> str:
         return "Served: " + ", ".join(f"{s.name} ({s.task})" for s in self.models.values())

@@ -1,0 +1,414 @@
+"""``MultiVectorEncoder``: late-interaction (ColBERT) token vectors from an exported artifact, the
+sentence-transformers 6 way. Numpy out; no torch.
+
+The graph projects and normalizes every token position (``token_vectors`` ``[batch, seq, dim]``); which
+rows a text keeps is decided here on the host from its token ids, exactly as sentence-transformers'
+``Transformer.preprocess`` and ``MultiVectorMask`` decide it:
+
+- a call's *task* sets the length: ``query`` truncates at ``query_length``, ``document`` at
+  ``document_length``, no task at ``max_seq_length`` (each falls back to ``max_seq_length``);
+- query expansion (``task="query"`` with the model's ``query_expansion``): ``fixed`` truncates queries at
+  ``length`` tokens, ``min`` at ``max(query_length, length)``; a query shorter than ``length`` is
+  extended to it with the expansion token (``[MASK]``) on the tokenizer's padding side; the encoder
+  attends to those positions only when ``attend`` is set, and they always count as query vectors;
+- a text keeps its real tokens (prompt and special tokens included) and expansion positions, less the
+  skiplist tokens when its task (no task counts as ``document``) is in ``skiplist_tasks``, and, for tasks
+  other than ``query``, only ``keep_only_token_ids`` when the model sets them;
+- a ``HierarchicalTokenPooling`` configured in the model pools the documents (``fastembed_rt.token_pooling``);
+  ``normalize_embeddings`` and a per-call ``token_pooling`` follow, in that order.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from fastembed_rt.calibration import Calibration
+from fastembed_rt.errors import ArtifactError, InputError
+from fastembed_rt.kernels import reference
+from fastembed_rt.kernels.spec import TOKEN_VECTORS, Precision
+from fastembed_rt.maxsim import maxsim, maxsim_pairwise
+from fastembed_rt.models.base import DOCUMENT_PROMPT_NAMES, TextEncoder, check_batch_size
+from fastembed_rt.models.cross_encoder import RankResult, check_rank_inputs, rank_results
+from fastembed_rt.pipeline import Prepared, check_texts
+from fastembed_rt.quantization import quantize_embeddings
+from fastembed_rt.token_pooling import HierarchicalTokenPooling
+from fastembed_rt.tokenizer import Encoded, TruncationDirection
+
+if TYPE_CHECKING:
+    import os
+
+    from typing_extensions import Unpack
+
+    from fastembed_rt.models.base import LoadOptions
+
+__all__ = ["ExpansionStrategy", "LateInteraction", "MultiVectorEncoder", "MultiVectorSimilarity", "QueryExpansion"]
+
+
+class ExpansionStrategy(str, enum.Enum):
+    """sentence-transformers' ``query_expansion["strategy"]``."""
+
+    FIXED = "fixed"  # every query is exactly ``length`` tokens
+    MIN = "min"  # ``length`` is only the floor
+
+
+class MultiVectorSimilarity(str, enum.Enum):
+    MAXSIM = "maxsim"
+    MEAN_MAXSIM = "meanmaxsim"
+
+
+@dataclass(frozen=True)
+class QueryExpansion:
+    """ColBERT query expansion, resolved at export: the expansion token's id and the query width floor."""
+
+    strategy: ExpansionStrategy
+    attend: bool
+    token_id: int
+    length: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy.value,
+            "attend": self.attend,
+            "token_id": self.token_id,
+            "length": self.length,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QueryExpansion:
+        return cls(
+            ExpansionStrategy(data["strategy"]), bool(data["attend"]), int(data["token_id"]), int(data["length"])
+        )
+
+
+@dataclass(frozen=True)
+class LateInteraction:
+    """What a multi-vector model's saved configuration says besides its graph (manifest ``stages.late_interaction``)."""
+
+    query_length: int | None = None
+    document_length: int | None = None
+    query_expansion: QueryExpansion | None = None
+    skiplist_ids: tuple[int, ...] = ()
+    skiplist_tasks: tuple[str, ...] = ("document",)
+    keep_only_token_ids: tuple[int, ...] | None = None
+    token_pooling: HierarchicalTokenPooling | None = None
+    skiplist_words: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query_length": self.query_length,
+            "document_length": self.document_length,
+            "query_expansion": None if self.query_expansion is None else self.query_expansion.to_dict(),
+            "skiplist_words": list(self.skiplist_words),
+            "skiplist_ids": list(self.skiplist_ids),
+            "skiplist_tasks": list(self.skiplist_tasks),
+            "keep_only_token_ids": None if self.keep_only_token_ids is None else list(self.keep_only_token_ids),
+            "token_pooling": None if self.token_pooling is None else self.token_pooling.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LateInteraction:
+        def optional_int(key: str) -> int | None:
+            value = data.get(key)
+            return None if value is None else int(value)
+
+        expansion, pooling, keep = (
+            data.get("query_expansion"),
+            data.get("token_pooling"),
+            data.get("keep_only_token_ids"),
+        )
+        return cls(
+            query_length=optional_int("query_length"),
+            document_length=optional_int("document_length"),
+            query_expansion=None if expansion is None else QueryExpansion.from_dict(expansion),
+            skiplist_ids=tuple(int(i) for i in data.get("skiplist_ids", ())),
+            skiplist_tasks=tuple(str(t) for t in data.get("skiplist_tasks", ("document",))),
+            keep_only_token_ids=None if keep is None else tuple(int(i) for i in keep),
+            token_pooling=None if pooling is None else HierarchicalTokenPooling.from_dict(pooling),
+            skiplist_words=tuple(str(w) for w in data.get("skiplist_words", ())),
+        )
+
+
+# The prompt names ``encode_query`` and ``encode_document`` look for, in order (sentence-transformers' own).
+_TASK_PROMPTS: dict[str, tuple[str, ...]] = {"query": ("query",), "document": DOCUMENT_PROMPT_NAMES}
+
+
+class MultiVectorEncoder(TextEncoder):
+    """Late-interaction token vectors from an exported artifact, as ``sentence_transformers.MultiVectorEncoder``.
+
+    Args:
+        model_name_or_path: an artifact directory (task ``multi-vector``), or a hub repo id holding one.
+        similarity_fn_name: ``maxsim`` or ``meanmaxsim``; None: the model's (``maxsim`` unless it saved one).
+        options: how to open the artifact (provider, variant, prompts, threads, ...), as for every model
+            type: see ``fastembed_rt.models.base.ArtifactModel``.
+    """
+
+    task = "multi-vector"
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike[str],
+        *,
+        similarity_fn_name: str | None = None,
+        **options: Unpack[LoadOptions],
+    ) -> None:
+        self._similarity_fn_arg = similarity_fn_name
+        self._calibration: Calibration | None = None
+        super().__init__(model_name_or_path, **options)
+
+    def _configure(self) -> None:
+        try:
+            self.late_interaction = LateInteraction.from_dict(self.manifest.stages["late_interaction"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(
+                f"{self.manifest.root}: manifest stages have no valid 'late_interaction' section ({exc!r}); re-create "
+                "the artifact with `fastembed-rt export MODEL OUT_DIR`"
+            ) from None
+        self.similarity_fn_name = self._similarity_fn_arg or self.manifest.similarity_fn
+
+    def _warm_up(self) -> None:
+        self.encode(["warm-up"], batch_size=1)
+
+    @property
+    def similarity_fn_name(self) -> str:
+        """``maxsim`` (the sum over query tokens) or ``meanmaxsim`` (divided by the query's token count)."""
+        return self._similarity_fn_name.value
+
+    @similarity_fn_name.setter
+    def similarity_fn_name(self, value: str | MultiVectorSimilarity) -> None:
+        try:
+            self._similarity_fn_name = MultiVectorSimilarity(value)
+        except ValueError:
+            raise InputError(
+                f"MultiVectorEncoder supports similarity_fn_name 'maxsim' or 'meanmaxsim', got {value!r}: cosine, "
+                "dot, euclidean and manhattan are defined on single vectors"
+            ) from None
+
+    def get_embedding_dimension(self) -> int:
+        """The dimension of every token vector."""
+        return self.manifest.dim
+
+    @property
+    def query_length(self) -> int | None:
+        return self.late_interaction.query_length
+
+    @property
+    def document_length(self) -> int | None:
+        return self.late_interaction.document_length
+
+    # -- tokenizing, the sentence-transformers way ----------------------------------------------
+    def _max_length(self, task: str | None) -> int | None:
+        config = self.late_interaction
+        expansion = config.query_expansion if task == "query" else None
+        if expansion is not None:
+            if expansion.strategy is ExpansionStrategy.FIXED:
+                return expansion.length
+            return max(config.query_length, expansion.length) if config.query_length is not None else None
+        return {"query": config.query_length, "document": config.document_length}.get(task or "")
+
+    def prepare(  # type: ignore[override]
+        self,
+        sentences: str | Sequence[str],
+        *,
+        task: str | None = None,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        truncation_direction: TruncationDirection | None = None,
+    ) -> Prepared:
+        """Tokenize ``sentences`` for ``task`` (``"query"``, ``"document"`` or None) with the call's prompt, at the
+        task's length, queries expanded (the first half of ``encode``; ``encode_prepared`` is the second)."""
+        if task not in (None, "query", "document"):
+            raise InputError(f"task must be 'query', 'document' or None, got {task!r}")
+        texts = check_texts(sentences)
+        started = time.perf_counter()
+        resolved = self._resolve_prompt(prompt, prompt_name)
+        full = [resolved + t for t in texts] if resolved else texts
+        encoded = self._tokenizer.encode(full, truncation_direction, self._max_length(task))
+        expansion = self.late_interaction.query_expansion if task == "query" else None
+        if expansion is not None:
+            encoded = self._expand(encoded, expansion)
+        return Prepared(encoded, 0, time.perf_counter() - started)
+
+    def kept_positions(self, ids: np.ndarray, task: str | None) -> np.ndarray:
+        """Which positions of a prepared row (token ids, expansion included) give the text's vectors, bool:
+        all but the skiplist tokens (for the tasks it names) and, unless ``task`` is ``query``, only the
+        ``keep_only_token_ids`` when the model sets them."""
+        config = self.late_interaction
+        keep = np.ones(len(ids), dtype=bool)
+        if (task or "document") in config.skiplist_tasks and config.skiplist_ids:
+            keep &= ~np.isin(ids, np.asarray(config.skiplist_ids, dtype=np.int64))
+        if task != "query" and config.keep_only_token_ids:
+            keep &= np.isin(ids, np.asarray(config.keep_only_token_ids, dtype=np.int64))
+        return keep
+
+    def _expand(self, encoded: Encoded, expansion: QueryExpansion) -> Encoded:
+        """Queries shorter than the floor extended with the expansion token on the padding side."""
+        left = self.manifest.tokenizer.padding_side == "left"
+        ids, type_ids, attention = [], [], []
+        for row, types in zip(encoded.ids, encoded.type_ids):
+            extra = max(0, expansion.length - len(row))
+            added = np.full(extra, expansion.token_id, dtype=np.int64)
+            seen = np.full(extra, int(expansion.attend), dtype=np.int64)
+            parts = [(added, row), (np.zeros(extra, np.int64), types), (seen, np.ones(len(row), np.int64))]
+            if not left:
+                parts = [(b, a) for a, b in parts]
+            ids.append(np.concatenate(parts[0]))
+            type_ids.append(np.concatenate(parts[1]))
+            attention.append(np.concatenate(parts[2]))
+        return Encoded(ids, type_ids, encoded.truncated, attention)
+
+    # -- encoding -------------------------------------------------------------------------------
+    def encode_prepared(
+        self, prepared: Prepared, *, task: str | None = None, batch_size: int = 32, show_progress_bar: bool = False
+    ) -> list[np.ndarray]:
+        """Float32 ``[kept_i, dim]`` token vectors of inputs prepared for ``task``, the model's own token pooling
+        applied (the second half of ``encode``), in input order."""
+        ids = prepared.encoded.ids
+        out: list[np.ndarray] = [np.empty((0, self.manifest.dim), np.float32)] * len(ids)
+        left = self.manifest.tokenizer.padding_side == "left"
+        for rows, result, mask in self._pipeline.run(
+            prepared, batch_size=batch_size, outputs=[TOKEN_VECTORS], show_progress_bar=show_progress_bar
+        ):
+            vectors = result[TOKEN_VECTORS]
+            width = mask.shape[1]
+            for j, row in enumerate(rows.tolist()):
+                start = width - len(ids[row]) if left else 0
+                out[row] = vectors[j, start : start + len(ids[row])][self.kept_positions(ids[row], task)]
+        pooling = self.late_interaction.token_pooling
+        return out if pooling is None else pooling.pool(out, task=task)
+
+    def encode(
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        output_value: Literal["token_embeddings"] = "token_embeddings",
+        convert_to_numpy: bool = True,
+        normalize_embeddings: bool = False,
+        token_pooling: HierarchicalTokenPooling | None = None,
+        task: Literal["query", "document"] | None = None,
+        precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32",
+    ) -> list[np.ndarray] | np.ndarray:
+        """Token vectors of ``sentences``: one ``[tokens_i, dim]`` matrix per text.
+
+        Prefer ``encode_query`` / ``encode_document``, which set ``task`` and the matching prompt.
+
+        Args:
+            sentences: a str or a list of str.
+            prompt_name / prompt: prepended to every text (default: the model's default prompt, if any).
+            batch_size: most texts per graph run (batches are also cut by a padded-token budget).
+            output_value: ``"token_embeddings"`` (sentence-transformers' ``None``, raw padded feature dicts,
+                is not offered).
+            convert_to_numpy: accepted for sentence-transformers compatibility; results are always numpy.
+            normalize_embeddings: L2-normalize every token vector (after the model's own stages and pooling).
+            token_pooling: a ``HierarchicalTokenPooling`` applied on top, to the tasks it names.
+            task: ``"query"``, ``"document"`` or None (length, expansion, skiplist: see the module docstring).
+            precision: ``float32``, or per-token-vector ``int8`` / ``uint8`` (the artifact's calibrated ranges,
+                never the batch's) / ``binary`` / ``ubinary`` (8 dims per byte), as ``quantize_embeddings``.
+        Returns:
+            a list of ``[tokens_i, dim]`` arrays (float32, or the precision's codes); one array for a single str.
+        """
+        if output_value != "token_embeddings":
+            raise InputError(
+                f"output_value must be 'token_embeddings', got {output_value!r}: fastembed-rt returns the "
+                "scored token vectors only"
+            )
+        if token_pooling is not None and not isinstance(token_pooling, HierarchicalTokenPooling):
+            raise InputError(
+                f"token_pooling must be a fastembed_rt.token_pooling.HierarchicalTokenPooling, got "
+                f"{type(token_pooling).__name__}"
+            )
+        wanted = self._precision(precision)
+        check_batch_size(batch_size)
+        single = isinstance(sentences, str)
+        prepared = self.prepare(sentences, task=task, prompt_name=prompt_name, prompt=prompt)
+        show = bool(show_progress_bar)
+        vectors = self.encode_prepared(prepared, task=task, batch_size=batch_size, show_progress_bar=show)
+        if normalize_embeddings:
+            vectors = [reference.normalize(v) for v in vectors]
+        if token_pooling is not None:
+            vectors = token_pooling.pool(vectors, task=task)
+        if wanted is not Precision.FLOAT32:
+            vectors = [quantize_embeddings(v, wanted, ranges=self._ranges(wanted)) for v in vectors]
+        return vectors[0] if single else vectors
+
+    def encode_query(self, sentences: str | Sequence[str], **kwargs: Any) -> list[np.ndarray] | np.ndarray:
+        """``encode`` as a query: the ``query`` prompt (when the model has one), ``query_length``, query expansion."""
+        return self.encode(sentences, **{**self._with_prompt_name(kwargs, _TASK_PROMPTS["query"]), "task": "query"})
+
+    def encode_document(self, sentences: str | Sequence[str], **kwargs: Any) -> list[np.ndarray] | np.ndarray:
+        """``encode`` as a document: the ``document`` / ``passage`` / ``corpus`` prompt, ``document_length``,
+        the skiplist and the model's token pooling."""
+        return self.encode(
+            sentences, **{**self._with_prompt_name(kwargs, _TASK_PROMPTS["document"]), "task": "document"}
+        )
+
+    def task_prompt_name(self, task: str | None, prompt_name: str | None = None) -> str | None:
+        """The prompt name a call for ``task`` uses, as ``encode_query`` / ``encode_document`` choose it:
+        ``prompt_name`` if given, else the task's prompt when the model has one (None: the default prompt)."""
+        chosen = self._with_prompt_name({"prompt_name": prompt_name}, _TASK_PROMPTS.get(task or "", ()))
+        return chosen.get("prompt_name")
+
+    def _precision(self, precision: str | Precision) -> Precision:
+        try:
+            return Precision(precision)
+        except ValueError:
+            valid = ", ".join(repr(p.value) for p in Precision)
+            raise InputError(f"precision {precision!r} is not supported; valid: {valid}") from None
+
+    def _ranges(self, precision: Precision) -> np.ndarray | None:
+        return self.quantization_ranges if precision in (Precision.INT8, Precision.UINT8) else None
+
+    @property
+    def quantization_ranges(self) -> np.ndarray:
+        """float32 ``[2, dim]``: the per-dimension min and max the int8/uint8 token codes use, from the
+        artifact's calibration set (``fastembed-rt calibrate``); pass them to ``util.semantic_search_maxsim``."""
+        if self._calibration is None:
+            self._calibration = Calibration(self.manifest)
+        return self._calibration.ranges(self.manifest.dim, False)
+
+    # -- scores -------------------------------------------------------------------------------------
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
+        """float32 ``[n, m]`` MaxSim (or MeanMaxSim) of every query matrix with every document matrix."""
+        return maxsim(
+            embeddings1, embeddings2, length_normalize=self._similarity_fn_name is MultiVectorSimilarity.MEAN_MAXSIM
+        )
+
+    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
+        """float32 ``[n]`` MaxSim (or MeanMaxSim) of query i with document i."""
+        return maxsim_pairwise(
+            embeddings1, embeddings2, length_normalize=self._similarity_fn_name is MultiVectorSimilarity.MEAN_MAXSIM
+        )
+
+    def rank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_k: int | None = None,
+        return_documents: bool = False,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+    ) -> list[RankResult]:
+        """Rerank ``documents`` for ``query`` by late interaction (``similarity``), as ``CrossEncoder.rank`` does.
+
+        Returns:
+            ``[{"corpus_id": int, "score": float[, "text": str]}]`` by decreasing score (ties: lower
+            ``corpus_id`` first), at most ``top_k`` long (None: all).
+        """
+        docs = check_rank_inputs(query, documents, top_k)
+        if not docs:
+            return []
+        show = bool(show_progress_bar)
+        query_vectors = self.encode_query([query], batch_size=batch_size, show_progress_bar=show)
+        document_vectors = self.encode_document(docs, batch_size=batch_size, show_progress_bar=show)
+        return rank_results(self.similarity(query_vectors, document_vectors)[0].tolist(), docs, top_k, return_documents)
+
+    def __repr__(self) -> str:
+        return self._describe(dim=self.manifest.dim, similarity_fn_name=self.similarity_fn_name)

@@ -1,0 +1,427 @@
+"""MultiVectorEncoder (late interaction, ColBERT): token stages as data, MaxSim and token pooling against
+sentence-transformers, and tiny random models that encode, score and rank as
+``sentence_transformers.MultiVectorEncoder`` does (query expansion, skiplist, lengths, pooling, prompts).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from conftest import MULTI_VECTOR_CALIBRATION
+from tiny_models import HIDDEN_SIZE, MULTI_VECTOR_DIM, PARITY_TEXTS, build_tiny_multi_vector, row_cosines
+
+from fastembed_rt import ArtifactError, InputError, MultiVectorEncoder, SentenceTransformer, util
+from fastembed_rt.artifact import Task
+from fastembed_rt.export import detect_task
+from fastembed_rt.kernels.onnx_stages import append_token_stages
+from fastembed_rt.kernels.reference import apply_token_stages
+from fastembed_rt.kernels.spec import DenseActivation, DenseSpec, TokenStages
+from fastembed_rt.quantization import quantize_embeddings
+from fastembed_rt.token_pooling import HierarchicalTokenPooling
+
+MIN_COSINE = 0.9999
+TEXTS = [
+    *PARITY_TEXTS,
+    "Hello, world! Is this (really) the end?",
+    "Paris is the capital of France; Berlin is the capital of Germany.",
+    "cats cats cats and dogs dogs dogs, all of them sleeping in the sun.",
+    "What is the capital of France?",
+]
+
+
+@dataclass
+class Pair:
+    torch_model: Any  # sentence_transformers.MultiVectorEncoder
+    runtime: MultiVectorEncoder
+    artifact: Path
+
+
+@pytest.fixture(scope="module")
+def models(
+    tmp_path_factory: pytest.TempPathFactory, tiny_multi_vector_dir: Path, tiny_multi_vector_artifact: Path
+) -> Iterator[dict[str, Pair]]:
+    """The session's tiny ColBERT (fixed expansion, pooling) and one with the same weights but min expansion
+    attended, a skiplist on queries too, no document length, MeanMaxSim and no token pooling.
+
+    The second shares the first's graph (same seed, same weights: the parity tests below prove it against
+    its own sentence-transformers model); its manifest is what the exporter's reader makes of its
+    directory, so the 20 s of a second ONNX export are saved.
+    """
+    from sentence_transformers import MultiVectorEncoder as TorchMultiVectorEncoder
+
+    from fastembed_rt.artifact import load_manifest
+    from fastembed_rt.export.multi_vector_encoder import describe_multi_vector
+
+    root = tmp_path_factory.mktemp("colbert-min")
+    other = build_tiny_multi_vector(
+        root,
+        query_length=24,
+        document_length=None,
+        query_expansion={"strategy": "min", "attend": True, "length": 12},
+        skiplist_tasks=("query", "document"),
+        pool_factor=None,
+        similarity_fn_name="meanmaxsim",
+        prompts={"query": "query: ", "document": "passage: "},
+    )
+    other_torch = TorchMultiVectorEncoder(str(other), device="cpu")
+    stages, late, _ = describe_multi_vector(other, other_torch)
+    shutil.copytree(tiny_multi_vector_artifact, root / "artifact")
+    manifest = load_manifest(root / "artifact")
+    replace(
+        manifest,
+        stages={"token_stages": stages.to_dict(), "late_interaction": late.to_dict()},
+        similarity_fn=other_torch.similarity_fn_name,
+        calibration=None,
+    ).write()
+    out = {
+        "fixed": Pair(
+            TorchMultiVectorEncoder(str(tiny_multi_vector_dir), device="cpu"),
+            MultiVectorEncoder(tiny_multi_vector_artifact),
+            tiny_multi_vector_artifact,
+        ),
+        "min": Pair(other_torch, MultiVectorEncoder(root / "artifact"), root / "artifact"),
+    }
+    yield out
+    for pair in out.values():
+        pair.runtime.close()
+
+
+def _torch(model: Any, call: str, texts: list[str], **kwargs: Any) -> list[np.ndarray]:
+    return getattr(model, call)(texts, convert_to_numpy=True, show_progress_bar=False, **kwargs)
+
+
+def _assert_same_vectors(ours: list[np.ndarray], ref: list[np.ndarray]) -> None:
+    assert len(ours) == len(ref)
+    for i, (mine, theirs) in enumerate(zip(ours, ref)):
+        assert mine.dtype == np.float32
+        assert mine.shape == theirs.shape, (i, mine.shape, theirs.shape)
+        if len(mine):
+            assert row_cosines(mine, theirs).min() >= MIN_COSINE, i
+
+
+# -- token stages as data: graph == reference == sentence-transformers' Dense + Normalize -----------
+def test_token_stages_graph_equals_reference_equals_sentence_transformers() -> None:
+    from onnx import TensorProto, helper
+    from sentence_transformers.base.modules import Normalize
+    from sentence_transformers.base.modules.dense import Dense
+
+    torch.manual_seed(0)
+    dense = Dense(
+        HIDDEN_SIZE,
+        MULTI_VECTOR_DIM,
+        bias=True,
+        activation_function=torch.nn.Tanh(),
+        module_input_name="token_embeddings",
+    )
+    spec = TokenStages(
+        (
+            DenseSpec(
+                dense.linear.weight.detach().numpy().copy(),
+                dense.linear.bias.detach().numpy().copy(),
+                DenseActivation.TANH,
+            ),
+        ),
+        normalize=True,
+    )
+    x = np.random.default_rng(0).standard_normal((3, 5, HIDDEN_SIZE)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["token_embeddings"])],
+        "tokens",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "sequence", HIDDEN_SIZE])],
+        [],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    counts = append_token_stages(model, spec)
+    onnx.checker.check_model(model)
+    assert counts.dense_layers == 1 and counts.normalize
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    graph_out = session.run(["token_vectors"], {"x": x})[0]
+    reference = apply_token_stages(x, spec)
+    features = {"token_embeddings": torch.from_numpy(x)}
+    with torch.no_grad():
+        theirs = Normalize(module_input_name="token_embeddings")(dense(features))["token_embeddings"].numpy()
+    assert graph_out.shape == reference.shape == (3, 5, MULTI_VECTOR_DIM)
+    np.testing.assert_allclose(graph_out, reference, atol=1e-6)
+    np.testing.assert_allclose(reference, theirs, atol=1e-6)
+
+
+# -- MaxSim: numpy against sentence-transformers' util ----------------------------------------------
+def _ragged(seed: int, count: int, dim: int = 6, empty: bool = False) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 9, count)
+    if empty:
+        lengths[1] = 0
+    return [rng.standard_normal((int(n), dim)).astype(np.float32) for n in lengths]
+
+
+@pytest.mark.parametrize("name", ["maxsim", "mean_maxsim"])
+def test_maxsim_equals_sentence_transformers_and_a_plain_loop(name: str) -> None:
+    import sentence_transformers.util as st_util
+
+    queries, documents = _ragged(0, 4), _ragged(1, 7, empty=True)
+    ours = getattr(util, name)(queries, documents)
+    theirs = getattr(st_util, name)([torch.from_numpy(q) for q in queries], [torch.from_numpy(d) for d in documents])
+    np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-6, atol=1e-5)
+    for i, q in enumerate(queries):  # the definition, one pair at a time
+        for j, d in enumerate(documents):
+            expected = (q @ d.T).max(axis=1).sum() if len(d) else -1e9
+            expected /= len(q) if name == "mean_maxsim" else 1
+            assert ours[i, j] == pytest.approx(expected, rel=1e-5, abs=1e-4)
+    # chunking changes a score by float32 rounding at most; a padded 3D array reads all-zero rows as padding
+    np.testing.assert_allclose(getattr(util, name)(queries, documents, chunk_elements=7), ours, rtol=1e-6)
+    padded = np.zeros((len(documents), 8, 6), np.float32)
+    for j, d in enumerate(documents):
+        padded[j, : len(d)] = d
+    np.testing.assert_allclose(getattr(util, name)(queries, padded), ours, rtol=1e-6)
+
+
+def test_maxsim_masks_single_matrices_pairwise_and_empty_sides() -> None:
+    import sentence_transformers.util as st_util
+
+    queries, documents = _ragged(2, 3), _ragged(3, 3, empty=True)
+    q_mask = [np.arange(len(q)) % 2 == 0 for q in queries]
+    d_mask = [np.arange(len(d)) % 3 != 1 for d in documents]
+    ours = util.maxsim(queries, documents, a_mask=q_mask, b_mask=d_mask)
+    theirs = st_util.maxsim(
+        [torch.from_numpy(q) for q in queries],
+        [torch.from_numpy(d) for d in documents],
+        a_mask=[torch.from_numpy(m) for m in q_mask],
+        b_mask=[torch.from_numpy(m) for m in d_mask],
+    )
+    np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-6, atol=1e-5)
+    for name in ("maxsim_pairwise", "mean_maxsim_pairwise"):
+        mine = getattr(util, name)(queries, documents)
+        reference = getattr(st_util, name)(
+            [torch.from_numpy(q) for q in queries], [torch.from_numpy(d) for d in documents]
+        )
+        np.testing.assert_allclose(mine, reference.numpy(), rtol=1e-6, atol=1e-5)
+    single = util.maxsim(queries[0], documents[0])
+    assert single.shape == (1, 1)
+    assert single[0, 0] == pytest.approx(float((queries[0] @ documents[0].T).max(1).sum()), rel=1e-6)
+    assert util.maxsim([], documents).shape == (0, 3)
+    with pytest.raises(ValueError, match="as many items"):
+        util.maxsim_pairwise(queries, documents[:2])
+
+
+# -- token pooling: numpy Ward against sentence-transformers (scipy) ---------------------------------
+@pytest.mark.parametrize(
+    ("pool_factor", "protected", "normalize", "tokens"),
+    [
+        (2.0, 1, True, 9),
+        (1.5, 1, True, 17),
+        (3.0, 0, False, 30),
+        (2.0, 1, True, 2),
+        (1.0, 1, True, 7),
+        (4.0, 2, True, 64),
+    ],
+)
+def test_hierarchical_token_pooling_equals_sentence_transformers(
+    pool_factor: float, protected: int, normalize: bool, tokens: int
+) -> None:
+    from sentence_transformers.multi_vector_encoder.modules import HierarchicalTokenPooling as TorchPooling
+
+    rng = np.random.default_rng(tokens)
+    matrix = rng.standard_normal((tokens, 16)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    ours = HierarchicalTokenPooling(pool_factor, num_protected_tokens=protected, normalize_embeddings=normalize)
+    theirs = TorchPooling(pool_factor, num_protected_tokens=protected, normalize_embeddings=normalize)
+    pooled = ours.pool([matrix])[0]
+    reference = theirs.pool([torch.from_numpy(matrix)])[0].numpy()
+    assert pooled.shape == reference.shape
+    np.testing.assert_allclose(pooled, reference, atol=1e-6)
+    assert ours.pool([matrix], task="query")[0] is matrix  # documents only, by default
+
+
+# -- the tiny models against sentence-transformers --------------------------------------------------
+@pytest.mark.parametrize("name", ["fixed", "min"])
+@pytest.mark.parametrize("call", ["encode_query", "encode_document", "encode"])
+def test_token_vectors_equal_sentence_transformers(models: dict[str, Pair], name: str, call: str) -> None:
+    pair = models[name]
+    ours = getattr(pair.runtime, call)(TEXTS, batch_size=4)
+    _assert_same_vectors(ours, _torch(pair.torch_model, call, TEXTS, batch_size=4))
+    alone = [getattr(pair.runtime, call)(text) for text in TEXTS]  # one text alone == inside a batch
+    for single, batched in zip(alone, ours):
+        assert single.shape == batched.shape
+        if len(single):
+            assert row_cosines(single, batched).min() >= MIN_COSINE
+
+
+def test_queries_are_expanded_and_documents_drop_punctuation(models: dict[str, Pair]) -> None:
+    fixed, other = models["fixed"].runtime, models["min"].runtime
+    assert {q.shape[0] for q in fixed.encode_query(TEXTS)} == {16}  # fixed: exactly the expansion length
+    # min: at least the floor (no prompt here: its ':' is skiplisted on this model's queries)
+    assert [q.shape[0] for q in other.encode_query(["Hi", "x"], prompt="")] == [12, 12]
+    assert max(q.shape[0] for q in other.encode_query(TEXTS, prompt="")) == 24  # ... up to query_length
+    row = other.prepare(["Hello, world!"], task="document", prompt_name="document").encoded.ids[0]
+    ids = row[other.kept_positions(row, "document")]
+    punctuation = set(other.late_interaction.skiplist_ids)
+    assert punctuation and not punctuation & set(ids.tolist())
+    assert len(row) > len(ids)
+    assert other.encode_document("Hello, world!").shape[0] == len(ids)
+    # documents are pooled: [CLS] kept, the other vectors halved
+    row = fixed.prepare([TEXTS[6]], task="document", prompt_name="document").encoded.ids[0]
+    kept = int(fixed.kept_positions(row, "document").sum())
+    assert fixed.encode_document(TEXTS[6]).shape[0] == 1 + (kept - 1) // 2
+    assert fixed.late_interaction.token_pooling == HierarchicalTokenPooling(2.0)
+
+
+def test_similarity_and_rank_equal_sentence_transformers(models: dict[str, Pair]) -> None:
+    queries, documents = TEXTS[8:], TEXTS[:7]  # distinct documents: no tied scores to order
+    for pair in models.values():
+        torch_q, torch_d = (
+            _torch(pair.torch_model, "encode_query", queries),
+            _torch(pair.torch_model, "encode_document", documents),
+        )
+        our_q, our_d = pair.runtime.encode_query(queries), pair.runtime.encode_document(documents)
+        expected = pair.torch_model.similarity(torch_q, torch_d).numpy()
+        np.testing.assert_allclose(pair.runtime.similarity(our_q, our_d), expected, rtol=1e-4, atol=1e-4)
+        expected_pairs = pair.torch_model.similarity_pairwise(torch_q, torch_d[: len(torch_q)]).numpy()
+        np.testing.assert_allclose(
+            pair.runtime.similarity_pairwise(our_q, our_d[: len(our_q)]), expected_pairs, rtol=1e-4, atol=1e-4
+        )
+        assert pair.runtime.similarity_fn_name == pair.torch_model.similarity_fn_name
+        ranked = pair.runtime.rank(queries[0], documents, top_k=3, return_documents=True)
+        order = np.argsort(-expected[0], kind="stable")[:3]
+        assert [hit["corpus_id"] for hit in ranked] == order.tolist()
+        np.testing.assert_allclose([hit["score"] for hit in ranked], expected[0, order], rtol=1e-4)
+        assert ranked[0]["text"] == documents[order[0]]
+
+
+def test_per_call_normalize_and_token_pooling(models: dict[str, Pair]) -> None:
+    pair = models["min"]
+    pooling = HierarchicalTokenPooling(2.0)
+    from sentence_transformers.multi_vector_encoder.modules import HierarchicalTokenPooling as TorchPooling
+
+    ours = pair.runtime.encode_document(TEXTS[:6], token_pooling=pooling, normalize_embeddings=True)
+    theirs = _torch(
+        pair.torch_model, "encode_document", TEXTS[:6], token_pooling=TorchPooling(2.0), normalize_embeddings=True
+    )
+    _assert_same_vectors(ours, theirs)
+    queries = pair.runtime.encode_query(TEXTS[:3], token_pooling=pooling)  # pools documents only
+    _assert_same_vectors(queries, _torch(pair.torch_model, "encode_query", TEXTS[:3]))
+
+
+# -- precision: per-token codes from the artifact's calibration, never from the batch --------------
+@pytest.mark.parametrize("precision", ["int8", "uint8", "binary", "ubinary"])
+def test_precision_per_token_vector_is_batch_independent(models: dict[str, Pair], precision: str) -> None:
+    model = models["fixed"].runtime
+    floats = model.encode_document(TEXTS)
+    codes = model.encode_document(TEXTS, precision=precision)
+    ranges = model.quantization_ranges if precision.endswith("int8") else None
+    for code, vectors in zip(codes, floats):
+        np.testing.assert_array_equal(code, quantize_embeddings(vectors, precision, ranges=ranges))
+    for text, code in zip(TEXTS, codes):
+        np.testing.assert_array_equal(model.encode_document(text, precision=precision), code)
+    assert codes[0].shape[1] == (MULTI_VECTOR_DIM if precision.endswith("int8") else MULTI_VECTOR_DIM // 8)
+
+
+def test_int8_without_calibration_names_the_fix(models: dict[str, Pair]) -> None:
+    with pytest.raises(ArtifactError, match="fastembed-rt calibrate"):
+        models["min"].runtime.encode_document("x", precision="int8")
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8", "ubinary", "binary"])
+def test_semantic_search_maxsim_on_quantized_documents(models: dict[str, Pair], precision: str) -> None:
+    model = models["fixed"].runtime
+    queries = model.encode_query(TEXTS[8:])
+    corpus = model.encode_document(TEXTS, precision=precision)
+    ranges = model.quantization_ranges if precision == "int8" else None
+    hits = util.semantic_search_maxsim(
+        queries, corpus, top_k=4, corpus_precision=precision, ranges=ranges, corpus_chunk_size=3
+    )
+    assert [len(h) for h in hits] == [4] * len(queries)
+    if precision == "float32":
+        scores = util.maxsim(queries, corpus)
+    elif precision == "int8":
+        from fastembed_rt.quantization import dequantize_embeddings
+
+        scores = util.maxsim(queries, [dequantize_embeddings(c, "int8", ranges) for c in corpus])
+    else:
+        raw = [c.view(np.uint8) ^ 0x80 if precision == "binary" else c for c in corpus]
+        scores = util.maxsim(queries, [np.unpackbits(r, axis=1)[:, :MULTI_VECTOR_DIM] * 2.0 - 1 for r in raw])
+    for q, row in enumerate(hits):
+        expected = np.argsort(-scores[q], kind="stable")[:4]
+        assert [h["corpus_id"] for h in row] == expected.tolist()
+        np.testing.assert_allclose([h["score"] for h in row], scores[q, expected], rtol=1e-6)
+    float_hits = util.semantic_search_maxsim(queries, model.encode_document(TEXTS), top_k=1)
+    if precision == "int8":  # int8 keeps the best document of most queries
+        agree = np.mean([a[0]["corpus_id"] == b[0]["corpus_id"] for a, b in zip(hits, float_hits)])
+        assert agree >= 0.5
+
+
+def test_quantize_embeddings_on_lists_of_matrices_and_empty_input_as_sentence_transformers() -> None:
+    from sentence_transformers import quantize_embeddings as st_quantize
+
+    matrices = _ragged(5, 4, dim=16, empty=True)
+    for precision in ("int8", "uint8", "binary", "ubinary", "float32"):
+        ours = quantize_embeddings(matrices, precision)
+        theirs = st_quantize(matrices, precision)
+        assert isinstance(ours, list) and len(ours) == len(theirs)
+        for a, b in zip(ours, theirs):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
+    assert quantize_embeddings([], "int8") == st_quantize([], "int8") == []
+    for precision in ("int8", "binary"):
+        empty = np.zeros((0, 16), np.float32)
+        assert quantize_embeddings(empty, precision).shape == st_quantize(empty, precision).shape
+
+
+# -- artifact, task detection, errors -----------------------------------------------------------------
+def test_manifest_records_task_stages_and_config(models: dict[str, Pair], tiny_multi_vector_dir: Path) -> None:
+    manifest = json.loads((models["fixed"].artifact / "manifest.json").read_text())
+    assert manifest["task"] == "multi-vector"
+    assert manifest["graph"]["outputs"] == {"token_vectors": {"dtype": "float32", "dims": ["batch", "sequence", 8]}}
+    late = manifest["stages"]["late_interaction"]
+    assert late["query_length"] == 16 and late["document_length"] == 48
+    assert late["query_expansion"]["strategy"] == "fixed" and late["query_expansion"]["attend"] is False
+    assert late["skiplist_words"] == list(string.punctuation)
+    assert manifest["stages"]["token_stages"]["normalize"] is True
+    assert manifest["variants"][0]["fidelity"]["min_cosine"] >= MIN_COSINE
+    assert manifest["calibration"]["texts"] == len(MULTI_VECTOR_CALIBRATION)
+    assert detect_task(tiny_multi_vector_dir) is Task.MULTI_VECTOR
+
+
+def test_errors_name_the_value_and_the_fix(models: dict[str, Pair], minilm_artifact_session: Path) -> None:
+    model = models["fixed"].runtime
+    with pytest.raises(InputError, match="maxsim"):
+        model.similarity_fn_name = "cosine"
+    with pytest.raises(InputError, match="task must be"):
+        model.encode("x", task="passage")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="precision"):
+        model.encode("x", precision="int4")  # type: ignore[arg-type]
+    with pytest.raises(ArtifactError, match="multi-vector"):
+        MultiVectorEncoder(minilm_artifact_session)
+    with pytest.raises(ArtifactError, match="multi-vector"):
+        SentenceTransformer(models["fixed"].artifact)
+
+
+def test_cli_info_and_encode_handle_multi_vector_artifacts(
+    models: dict[str, Pair], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fastembed_rt.cli import main
+
+    artifact = str(models["fixed"].artifact)
+    assert main(["info", artifact]) == 0
+    info = capsys.readouterr().out
+    assert "multi-vector" in info and "min cos" in info and "fp32" in info
+    assert main(["encode", artifact, "Hello, world!", "--query"]) == 0
+    line = json.loads(capsys.readouterr().out.strip())
+    np.testing.assert_allclose(
+        line["token_embeddings"], models["fixed"].runtime.encode_query("Hello, world!"), atol=1e-6
+    )
+    assert main(["encode", artifact, "Hello, world!", "A man.", "-o", str(tmp_path / "docs.npz")]) == 0
+    saved = np.load(tmp_path / "docs.npz")
+    np.testing.assert_allclose(saved["arr_0"], models["fixed"].runtime.encode_document("Hello, world!"), atol=0)
+    assert main(["encode", artifact, "x", "--truncate-dim", "4"]) == 2
+    assert "--truncate-dim is for single-vector models" in capsys.readouterr().err
