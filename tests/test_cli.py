@@ -20,7 +20,9 @@ def test_info_prints_variants_with_fidelity(minilm_artifact_session: Path, capsy
     (fp32_row,) = [line for line in out.splitlines() if line.startswith("fp32 ")]
     min_cosine = manifest.variant("fp32").fidelity["min_cosine"]
     assert min_cosine >= 0.9999  # what export recorded, within the fp32 gate
-    assert fp32_row.split()[1:4] == ["onnx", "fp32", f"{manifest.variant('fp32').size / 1e6:.1f}"]
+    fp32 = manifest.variant("fp32")
+    graph_and_weights_mb = (fp32.size + (fp32.weights_size or 0)) / 1e6
+    assert fp32_row.split()[1:4] == ["onnx", "fp32", f"{graph_and_weights_mb:.1f}"]
     assert fp32_row.split()[4] == f"{min_cosine:.6f}" and fp32_row.endswith(" onnx/model.onnx")
 
 
