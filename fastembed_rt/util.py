@@ -25,12 +25,11 @@ import sys
 import time
 from collections.abc import Callable
 from operator import itemgetter
-from typing import Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 import numpy as np
 import numpy.typing as npt
 
-from fastembed_rt.hard_negatives import mine_hard_negatives
 from fastembed_rt.maxsim import (
     maxsim,
     maxsim_pairwise,
@@ -39,6 +38,9 @@ from fastembed_rt.maxsim import (
     semantic_search_maxsim,
 )
 from fastembed_rt.quantization import Precision, calibration_ranges, dequantize_embeddings, quantize_embeddings
+
+if TYPE_CHECKING:
+    from fastembed_rt.hard_negatives import mine_hard_negatives
 
 __all__ = [
     "ScoreFunction",
@@ -71,6 +73,16 @@ __all__ = [
     "semantic_search_quantized",
     "semantic_search_usearch",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ``util.mine_hard_negatives`` as in sentence-transformers, imported on first use (cold start, issue 13).
+    if name == "mine_hard_negatives":
+        from fastembed_rt.hard_negatives import mine_hard_negatives
+
+        return mine_hard_negatives
+    raise AttributeError(f"module 'fastembed_rt.util' has no attribute {name!r}")
+
 
 logger = logging.getLogger(__name__)
 
