@@ -15,12 +15,20 @@
 
 from __future__ import annotations
 
+import warnings
+
 try:
-    import ray  # noqa: F401
+    import ray.data
 except ImportError as _exc:  # pragma: no cover - exercised without the extra
     raise ImportError(
         f"fastembed_rt.ray needs the ray extra ({_exc.name or _exc}): pip install 'fastembed-rt[ray]'"
     ) from _exc
+
+with warnings.catch_warnings():
+    # Ray 2.60's DataContext() warns that its own deprecated fields (use_push_based_shuffle, use_polars) are
+    # deprecated while it sets their defaults: create it here, once, so no user of ours sees that warning.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="ray.data.context")
+    ray.data.DataContext.get_current()
 
 from fastembed_rt.ray.data import DEFAULT_BATCH_SIZE, MapOptions, embed, predict, sparse_encode
 from fastembed_rt.ray.worker import ShippedArtifact, assigned_cpus, local_artifact, ship_artifact

@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_BATCH_SIZE", "BatchModel", "MapOptions", "embed", "predict", "sparse_encode"]
 
-# Rows per actor call. The library sorts each call's texts by token length before cutting graph batches:
-# the more rows, the less padding (measured in benchmarks/ray_scale.py), at the cost of coarser load balance.
+# Rows per actor call. The library sorts each call's texts by token length before cutting graph batches of
+# 32, so the more rows a call has, the less padding; fewer, larger calls balance worse across actors at the
+# end of a job. 512 rows make 16 graph batches per call.
 DEFAULT_BATCH_SIZE = 512
 
 

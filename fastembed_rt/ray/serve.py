@@ -13,11 +13,14 @@
                      (max_concurrent_requests input items: 429 + Retry-After past it)
 
 Needs the ``ray`` and ``server`` extras. Local artifact directories reach replicas on other nodes
-through the object store, as for Ray Data (``fastembed_rt.ray.worker``).
+through the object store, as for Ray Data (``fastembed_rt.ray.worker``). The process that built the
+application owns that copy: a replica started on a node without the directory after that process has
+exited cannot fetch it; serve a hub id, or a directory every node sees, for long-lived deployments.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
@@ -27,8 +30,13 @@ from fastembed_rt.server.app import create_app
 from fastembed_rt.server.config import ServerConfig
 from fastembed_rt.server.state import ServerState
 
-if TYPE_CHECKING:
+with warnings.catch_warnings():
+    # Ray Serve 2.60's config models pass pydantic's deprecated extra keywords to Field when imported.
+    warnings.filterwarnings("ignore", "Using extra keyword arguments on `Field`", DeprecationWarning)
     from ray import serve
+    from ray.serve.config import BackpressureConfig
+
+if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = ["ServeOptions", "ServerReplica", "build_app", "run"]
@@ -68,7 +76,7 @@ class ServerReplica:
         return create_app(self.config, state=self.state)
 
     def check_health(self) -> None:
-        """Ray Serve's health probe: a replica whose models failed or that is draining is restarted."""
+        """Ray Serve's health probe: a replica whose models failed to load is replaced."""
         if self.state.load_error is not None:
             raise RuntimeError(f"loading models failed: {self.state.load_error}")
 
@@ -82,9 +90,6 @@ def build_app(config: ServerConfig, **options: Unpack[ServeOptions]) -> serve.Ap
     Raises:
         ValueError / InputError: a setting that cannot work, before anything is deployed.
     """
-    from ray import serve
-    from ray.serve.config import BackpressureConfig
-
     problems = config.check()
     if problems:
         raise ValueError("; ".join(problems))
@@ -113,7 +118,5 @@ def run(
 ) -> serve.handle.DeploymentHandle:
     """Start Ray Serve's proxy on ``host:port`` (loopback by default) and deploy ``build_app(config)`` at ``/``;
     returns when every replica has loaded its models."""
-    from ray import serve
-
     serve.start(http_options={"host": host, "port": port})
     return serve.run(build_app(config, **options), name=options.get("name", "fastembed-rt"), route_prefix="/")
