@@ -14,7 +14,6 @@ import dataclasses
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from conftest import RunWithoutTorch
 from test_server import TEXTS, _free_port
 
 from fastembed_rt import ArtifactError, CrossEncoder, InputError, SentenceTransformer, SparseEncoder
@@ -31,6 +31,10 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip ins
 pytest.importorskip("ray.data", reason="the ray extra is not installed: pip install 'fastembed-rt[ray]'")
 
 from fastembed_rt.ray import embed, local_artifact, predict, ship_artifact, sparse_encode  # noqa: E402
+from fastembed_rt.ray.serve import build_app, run  # noqa: E402  (imports Ray Serve without its import warning)
+from fastembed_rt.server import ServedModel, ServerConfig  # noqa: E402
+
+serve = pytest.importorskip("ray.serve")
 
 ACTOR_START_TIMEOUT_S = 180
 
@@ -47,16 +51,7 @@ def cluster() -> Iterator[None]:
         _temp_dir=temp,
         log_to_driver=False,
     )
-    with warnings.catch_warnings():
-        # Ray 2.60's DataContext() warns that its own deprecated fields (use_push_based_shuffle, use_polars)
-        # are deprecated while it sets their defaults (those checks lack the "set by the user" guard its
-        # other fields have): only the construction is excused, every later warning stays an error.
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module="ray.data.context")
-        context = ray.data.DataContext.get_current()
-    with warnings.catch_warnings():
-        # Ray Serve 2.60's config models pass pydantic's deprecated extra keywords to Field at import.
-        warnings.filterwarnings("ignore", "Using extra keyword arguments on `Field`", DeprecationWarning)
-        from ray import serve
+    context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
     try:
@@ -238,11 +233,6 @@ def test_ray_serve_serves_the_server_routes_with_library_outputs_and_refuses_ove
     tiny_reranker_artifact: Path,
     tiny_splade_artifact: Path,
 ) -> None:
-    from ray import serve
-
-    from fastembed_rt.ray.serve import run
-    from fastembed_rt.server import ServedModel, ServerConfig
-
     config = ServerConfig(
         models=(
             ServedModel("all-MiniLM-L6-v2", minilm_artifact_session),
@@ -294,11 +284,18 @@ def test_ray_serve_serves_the_server_routes_with_library_outputs_and_refuses_ove
 
 
 def test_ray_serve_refuses_settings_that_cannot_work(cluster: None, minilm_artifact_session: Path) -> None:
-    from fastembed_rt.ray.serve import build_app
-    from fastembed_rt.server import ServedModel, ServerConfig
-
     config = ServerConfig(models=(ServedModel("m", minilm_artifact_session),))
     with pytest.raises(InputError, match="backpressure_status must be 429 or 503, got 500"):
         build_app(config, backpressure_status=500)  # type: ignore[typeddict-item]
     with pytest.raises(InputError, match="cpus_per_replica must be a positive int, got 0"):
         build_app(config, cpus_per_replica=0)
+
+
+def test_the_ray_modules_import_without_torch(run_without_torch: RunWithoutTorch) -> None:
+    script = (
+        "\nimport fastembed_rt.ray, fastembed_rt.ray.serve\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in BLOCKED))\n"
+    )
+    result = run_without_torch(script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
