@@ -147,9 +147,16 @@ def test_a_bad_row_stops_the_job_with_an_error_naming_it(
     assert "drop or fix such rows" in str(caught.value)
 
 
-def test_a_task_mismatch_is_refused_before_anything_runs(cluster: None, tiny_splade_artifact: Path) -> None:
-    with pytest.raises(ArtifactError, match="holds a 'sparse' model; this call needs a 'embedding' artifact"):
-        embed(ray.data.from_items([{"text": "a"}]), tiny_splade_artifact)
+def test_a_task_mismatch_or_an_unknown_option_is_refused_before_anything_runs(
+    cluster: None, minilm_artifact_session: Path, tiny_splade_artifact: Path
+) -> None:
+    dataset = ray.data.from_items([{"text": "a"}])
+    with pytest.raises(ArtifactError, match="holds a 'sparse' model; this call needs an artifact of task 'embedding'"):
+        embed(dataset, tiny_splade_artifact)
+    with pytest.raises(InputError, match=r"unknown option 'actor'; valid options: actors, batch_size, "):
+        embed(dataset, minilm_artifact_session, actor=2)  # type: ignore[call-arg]
+    with pytest.raises(InputError, match="threads_per_actor must be a positive int, got 0"):
+        embed(dataset, minilm_artifact_session, threads_per_actor=0)
 
 
 # -- the artifact reaches every node ------------------------------------------------------------------
@@ -289,6 +296,8 @@ def test_ray_serve_refuses_settings_that_cannot_work(cluster: None, minilm_artif
         build_app(config, backpressure_status=500)  # type: ignore[typeddict-item]
     with pytest.raises(InputError, match="cpus_per_replica must be a positive int, got 0"):
         build_app(config, cpus_per_replica=0)
+    with pytest.raises(InputError, match="unknown option 'replicas'; valid: backpressure_status, "):
+        build_app(config, replicas=2)  # type: ignore[call-arg]
 
 
 def test_the_ray_modules_import_without_torch(run_without_torch: RunWithoutTorch) -> None:

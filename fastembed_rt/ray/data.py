@@ -167,12 +167,16 @@ def _map(
 ) -> ray.data.Dataset:
     import ray.data
 
+    unknown = sorted(set(options) - MapOptions.__optional_keys__)
+    if unknown:
+        valid = ", ".join(sorted(MapOptions.__optional_keys__))
+        raise InputError(f"unknown option {unknown[0]!r}; valid options: {valid}")
     provider, variant = options.get("provider", "cpu"), options.get("variant", "auto")
     path = local_path(model)
     if path is not None:  # hub ids are resolved (and their task checked) on the workers
         found = load_manifest(path).task
         if found is not task:
-            raise ArtifactError(f"{model} holds a {found!r} model; this call needs a {task!r} artifact")
+            raise ArtifactError(f"{model} holds a {found!r} model; this call needs an artifact of task {task!r}")
     threads = options.get("threads_per_actor", 1)
     batch_size = options.get("batch_size", DEFAULT_BATCH_SIZE)
     for name, value in (("threads_per_actor", threads), ("batch_size", batch_size)):

@@ -93,6 +93,9 @@ def build_app(config: ServerConfig, **options: Unpack[ServeOptions]) -> serve.Ap
     problems = config.check()
     if problems:
         raise ValueError("; ".join(problems))
+    unknown = sorted(set(options) - ServeOptions.__optional_keys__)
+    if unknown:
+        raise InputError(f"unknown option {unknown[0]!r}; valid: {', '.join(sorted(ServeOptions.__optional_keys__))}")
     cpus = options.get("cpus_per_replica", 1)
     if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
         raise InputError(f"cpus_per_replica must be a positive int, got {cpus!r}")
