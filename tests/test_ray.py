@@ -233,7 +233,7 @@ def test_a_hub_id_resolves_on_the_actors_as_locally(
 
 
 # -- Ray Serve ------------------------------------------------------------------------------------------
-def test_ray_serve_serves_the_server_routes_with_library_outputs_and_refuses_overload_with_429(
+def test_ray_serve_serves_the_server_routes_with_library_outputs_and_answers_backpressure_with_its_status(
     cluster: None,
     minilm_artifact_session: Path,
     minilm_runtime: SentenceTransformer,
@@ -286,6 +286,19 @@ def test_ray_serve_serves_the_server_routes_with_library_outputs_and_refuses_ove
             else:
                 assert reply.headers["retry-after"] == "2"
                 assert "max_queued_requests=2" in reply.text
+        # The same deployment told to answer backpressure with 503 (redeployed in place).
+        alone = dataclasses.replace(config, models=config.models[:1])
+        run(
+            alone, port=port, cpus_per_replica=1, max_ongoing_requests=1, max_queued_requests=1, backpressure_status=503
+        )
+        replies = asyncio.run(asyncio.wait_for(burst(), 180))
+        statuses = [reply.status_code for reply in replies]
+        assert set(statuses) <= {200, 503} and statuses.count(503) > 0 and statuses.count(200) > 0
+        assert all(
+            "max_queued_requests=1" in r.text and r.headers["retry-after"] == "1"
+            for r in replies
+            if r.status_code == 503
+        )
     finally:
         serve.shutdown()
 
