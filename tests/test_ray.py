@@ -10,10 +10,13 @@ Every Ray Data run waits at most ``wait_for_min_actors_s`` for its actors; every
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import shutil
+import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,11 +42,30 @@ serve = pytest.importorskip("ray.serve")
 ACTOR_START_TIMEOUT_S = 180
 
 
+_MARKER = "FASTEMBED_RT_TEST_RAY_CLUSTER"
+
+
+def _cluster_processes(marker: str) -> list[int]:
+    """Processes of this module's cluster still alive: every one inherits ``_MARKER=marker`` from this process."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                environ = (proc / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"{_MARKER}={marker}".encode() in environ:
+                found.append(int(proc.name))
+    return found
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[None]:
-    """One local Ray cluster for the module; shut down (with Serve) at its end, its files removed."""
+    """One local Ray cluster for the module; shut down (with Serve) at its end, its files removed, and any
+    of its processes that outlive ``ray.shutdown`` ended (an actor still starting up can miss it)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must stay under 107 bytes
+    os.environ[_MARKER] = temp
     ray.init(
         num_cpus=2,
         include_dashboard=False,
@@ -59,6 +81,13 @@ def cluster() -> Iterator[None]:
     finally:
         serve.shutdown()
         ray.shutdown()
+        os.environ.pop(_MARKER, None)
+        deadline = time.monotonic() + 10
+        while _cluster_processes(temp) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        for pid in _cluster_processes(temp):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
 
 
