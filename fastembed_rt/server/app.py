@@ -1,9 +1,9 @@
 """The ASGI app: routes, auth, health and draining around the shared ``state.ServerState``.
 
-``create_app(config)`` gives a Starlette app; ``main`` runs it under uvicorn, and a Ray Serve
-deployment can mount the same app. Models load in a background thread at startup: ``/health``
-answers 503 until every model is loaded and warm, then 200, and 503 again once SIGTERM starts
-draining (``ServerState.draining``).
+``create_app(config)`` gives a Starlette app; ``main`` runs it under uvicorn, and each Ray Serve
+replica (``fastembed_rt.ray.serve``) mounts the same app over a state it loaded itself. Otherwise models
+load in a background thread at startup: ``/health`` answers 503 until every model is loaded and warm,
+then 200, and 503 again once SIGTERM starts draining (``ServerState.draining``).
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ def create_app(config: ServerConfig, *, state: ServerState | None = None) -> Sta
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        loader = threading.Thread(target=_load_quietly, args=(state,), name="fastembed-rt-load", daemon=True)
-        loader.start()
+        if not state.ready.is_set():  # a Ray Serve replica loads its models before its app starts
+            threading.Thread(target=_load_quietly, args=(state,), name="fastembed-rt-load", daemon=True).start()
         try:
             yield
         finally:

@@ -14,10 +14,14 @@ __all__ = ["ServedModel", "ServerConfig"]
 
 @dataclass(frozen=True)
 class ServedModel:
-    """One artifact and the name clients use for it (``model`` in requests, ``/v1/models``)."""
+    """One artifact and the name clients use for it (``model`` in requests, ``/v1/models``).
+
+    ``variant``: this model's variant, over the config's (Ray Serve pins the one its driver chose).
+    """
 
     name: str
     artifact: str | Path
+    variant: str | None = None
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ class ServerState:
                 model = load_model(
                     spec.artifact,
                     provider=cfg.provider,
-                    variant=cfg.variant,
+                    variant=spec.variant or cfg.variant,
                     intra_op_threads=cfg.intra_op_threads,
                     warmup=cfg.warmup,
                 )
