@@ -646,6 +646,9 @@ def main() -> None:
                 started = time.perf_counter()
                 result = run_contender(contender, {**job, "data": str(data)}, Path(tmp) / f"round{round_}")
                 results[contender.name].append(result)
+                # Each raw result is kept as it comes: a run stopped midway still leaves what it measured.
+                with (out_dir / "raw.jsonl").open("a", encoding="utf-8") as raw:
+                    raw.write(json.dumps({"contender": contender.name, "round": round_, "result": result}) + "\n")
                 status = f"failed: {result['error']}" if "error" in result else "ok"
                 print(f"    {status} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
         rows = [row for c in chosen for row in to_rows(c, merge_rounds(results[c.name]), texts, ctx)]
@@ -667,7 +670,7 @@ def main() -> None:
         [
             caption,
             summary_table(rows),
-            "Targets (issue 6):\n" + "\n".join(targets(rows)),
+            "Targets (issues 6 and 13):\n" + "\n".join(targets(rows)),
             "Every row:\n\n" + format_table(rows, reference="st torch"),
             f"Command: `{command}`",
         ]
