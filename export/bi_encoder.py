@@ -135,15 +135,16 @@ def export_model(
             _score_stsb(writer.root, reference, fidelity, stsb, stsb_path)
         writer.accept_fp32(fidelity, f"min cosine {arch.min_cosine}")
         used_texts = calibrate(writer.root, calibration_texts, stsb_path)
+        held_out = _held_out_texts(stsb_path)
         # OpenVINO compiles each candidate while validating; those blobs go to a scratch cache, not the user's.
         with tempfile.TemporaryDirectory(prefix="fastembed-rt-validate-") as cache:
             writer.build_variants(
                 specs[1:],
-                _measure(writer.root, reference, description.prompts, stsb, stsb_path, Path(cache)),
+                _measure(writer.root, reference, description.prompts, stsb, stsb_path, Path(cache), held_out),
                 backbone=backbone,
                 calibration_texts=list(used_texts or parity_texts(description.max_seq_length)),
                 append_stages=lambda graph: _append_stages(graph, description),
-                speed_texts=_held_out_texts(stsb_path) or parity_texts(description.max_seq_length),
+                speed_texts=held_out or parity_texts(description.max_seq_length),
             )
     logger.info("exported %s to %s in %.1f s", model, out, time.perf_counter() - started)
     return load_manifest(out)
@@ -198,10 +199,10 @@ def _measure(
     stsb: bool | None,
     stsb_path: str | os.PathLike[str] | None,
     cache: Path,
+    held_out: list[str],
 ) -> Measure:
     """A variant against PyTorch (``reference``) on the grid plus held-out STSb dev sentences; the built one also
     on STSb test."""
-    held_out = _held_out_texts(stsb_path)
 
     def measure(spec: VariantSpec[Any], final: bool) -> Fidelity:
         provider = REFERENCE_PROVIDER[spec.format]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from fastembed_rt import util
 from fastembed_rt.errors import (
     ArtifactError,
     ExportError,
@@ -26,22 +27,13 @@ from fastembed_rt.similarity import SimilarityFunction
 
 __version__ = "0.1.0"
 
-# Imported on first use: a process that only encodes does not pay for them at start (cold start is a
-# target: issue 13).
-_LAZY = {
-    "util": ("fastembed_rt.util", None),
-    "mine_hard_negatives": ("fastembed_rt.hard_negatives", "mine_hard_negatives"),
-}
-
 
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
+    # The hard-negatives miner is imported on first use: a process that only encodes does not pay for it
+    # at start (cold start is a target: issue 13). ``util`` is not lazy: ``similarity`` imports it anyway.
+    if name != "mine_hard_negatives":
         raise AttributeError(f"module 'fastembed_rt' has no attribute {name!r}")
-    module_name, attribute = _LAZY[name]
-    module = importlib.import_module(module_name)
-    value = module if attribute is None else getattr(module, attribute)
-    globals()[name] = value
-    return value
+    return importlib.import_module("fastembed_rt.hard_negatives").mine_hard_negatives
 
 
 __all__ = [

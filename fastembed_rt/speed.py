@@ -75,19 +75,13 @@ def applicable_record(records: Sequence[SpeedRecord], cpu: CpuIdentity) -> Speed
 
 
 def choose_by_speed(
-    candidates: Sequence[Variant],
-    manifest: Manifest,
-    mode: str,
-    cpu: CpuIdentity,
-    engine: str,
-    static: Sequence[str],
-) -> VariantChoice | None:
+    candidates: Sequence[Variant], manifest: Manifest, mode: str, cpu: CpuIdentity, engine: str
+) -> VariantChoice | str:
     """``mode`` (``"auto"`` or ``"fastest"``) among ``candidates`` (the variants CPU provider ``engine`` runs).
 
     Only variants timed on ``engine`` itself compete (a record times an ONNX graph on ONNX Runtime, so
-    it says nothing about that graph on OpenVINO). ``static``: the provider's preference order, used
-    when no record for ``cpu`` times a candidate. Returns None when nothing applies (no candidate in
-    ``static`` either).
+    it says nothing about that graph on OpenVINO). Returns the choice, or why no record decides (the
+    caller then takes its static preference).
     """
     pool = [
         v
@@ -97,11 +91,10 @@ def choose_by_speed(
     record = applicable_record(manifest.speed, cpu)
     timed = [] if record is None else [(rate, v) for v in pool if (rate := record.best_rate(v.name)) is not None]
     if record is not None and timed:
-        rate, best = max(timed, key=lambda item: item[0])
         ranking = ", ".join(f"{v.name} {r:.0f}" for r, v in sorted(timed, key=lambda item: -item[0]))
         kind = "variant within its gate" if mode == FASTEST else "full-precision variant"
         return VariantChoice(
-            best,
+            max(timed, key=lambda item: item[0])[1],
             f"fastest {kind} timed on this CPU class ({record.cpu}; {' '.join(record.isa)}; {record.threads} "
             f"threads, {record.source} {record.date}): {ranking} sentences/s",
         )
@@ -113,12 +106,8 @@ def choose_by_speed(
             cpu.isa_class,
             manifest.root,
         )
-    present = {v.name: v for v in candidates}
-    for name in static:
-        if name in present:
-            why = "no speed record for this CPU class" if record is None else "no candidate timed on this CPU class"
-            return VariantChoice(present[name], f"{why} ({cpu.isa_class}): first of the preference {', '.join(static)}")
-    return None
+    why = "no speed record for this CPU class" if record is None else "no candidate timed on this CPU class"
+    return f"{why} ({cpu.isa_class})"
 
 
 def _workload(model: Any, batch_size: int) -> Any:

@@ -199,16 +199,16 @@ def choose_variant(
             raise ProviderError(
                 f"provider {spec.name!r} runs {', '.join(spec.formats)} graphs; {manifest.root} has only {names}"
             )
+        preference = f"first of {spec.name}'s preference {', '.join(spec.preferred_variants)}"
         if spec.on_cpu(device):
-            choice = choose_by_speed(present, manifest, variant, cpu or this_cpu(), spec.name, spec.preferred_variants)
-            if choice is not None:
-                return choice
+            decided = choose_by_speed(present, manifest, variant, cpu or this_cpu(), spec.name)
+            if isinstance(decided, VariantChoice):
+                return decided
+            preference = f"{decided}: {preference}"
         for name in spec.preferred_variants:
             for candidate in present:
                 if candidate.name == name:
-                    return VariantChoice(
-                        candidate, f"first of {spec.name}'s preference {', '.join(spec.preferred_variants)}"
-                    )
+                    return VariantChoice(candidate, preference)
         return VariantChoice(
             present[0], f"the first variant {spec.name} runs (none of {', '.join(spec.preferred_variants)})"
         )
