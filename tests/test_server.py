@@ -377,7 +377,7 @@ def test_a_burst_of_concurrent_requests_each_gets_exactly_its_own_rows(
 def test_overload_gets_429_with_retry_after_at_once_and_every_accepted_request_is_right(
     minilm_artifact_session: Path, minilm_runtime: SentenceTransformer
 ) -> None:
-    texts = [f"Request number {i} asks about {'rivers and mountains ' * (i % 9)}the sea." for i in range(64)]
+    texts = [f"Request number {i} asks about {'rivers and mountains ' * (i % 9)}the sea." for i in range(32)]
     expected = minilm_runtime.encode(texts, normalize_embeddings=True)
     with serving(minilm_artifact_session, args=("--max-concurrent-requests", "4", "--max-client-batch-size", "4")) as s:
 
@@ -538,8 +538,9 @@ def _raw_post(port: int, body: bytes) -> socket.socket:
 
 
 def test_a_client_that_disconnects_has_its_queued_inputs_dropped(minilm_artifact_session: Path) -> None:
-    long_texts = [f"{i} " + "a long passage about the weather and the sea " * 40 for i in range(256)]
-    with serving(minilm_artifact_session, args=("--max-client-batch-size", "256", "--threads", "1")) as s:
+    # 48 texts of 256 tokens on one thread: seconds of work, far longer than the 0.4 s the second client stays.
+    long_texts = [f"{i} " + "a long passage about the weather and the sea " * 40 for i in range(48)]
+    with serving(minilm_artifact_session, args=("--threads", "1")) as s:
         port = int(s.url.rsplit(":", 1)[1])
         busy = _raw_post(port, json.dumps({"inputs": long_texts}).encode())  # occupies the worker for a while
         time.sleep(0.3)
@@ -560,8 +561,10 @@ def test_a_client_that_disconnects_has_its_queued_inputs_dropped(minilm_artifact
 
 
 def test_sigterm_finishes_accepted_requests_then_exits_zero(minilm_artifact_session: Path) -> None:
-    texts = [f"{i} " + "a long passage about the weather and the sea " * 40 for i in range(200)]
-    with serving(minilm_artifact_session, args=("--max-client-batch-size", "200", "--threads", "1")) as s:
+    # 32 texts of 256 tokens on one thread: a few seconds of work, so the request is still running when
+    # SIGTERM arrives 0.3 s later, and well inside the server's 30 s --graceful-timeout on a busy 2-core CI.
+    texts = [f"{i} " + "a long passage about the weather and the sea " * 40 for i in range(32)]
+    with serving(minilm_artifact_session, args=("--threads", "1")) as s:
         port = int(s.url.rsplit(":", 1)[1])
         replies: list[bytes] = []
         sock = _raw_post(port, json.dumps({"inputs": texts}).encode())
@@ -579,8 +582,8 @@ def test_sigterm_finishes_accepted_requests_then_exits_zero(minilm_artifact_sess
         time.sleep(0.2)
         with pytest.raises(httpx.TransportError):  # no new connections while draining
             httpx.post(f"{s.url}/embed", json={"inputs": "late"}, timeout=5)
-        assert s.process.wait(30) == 0
-        reader.join(30)
+        assert s.process.wait(60) == 0
+        reader.join(60)
         sock.close()
     head, _, body = replies[0].partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), head
