@@ -171,6 +171,44 @@ def test_batches_of_long_texts_shrink_under_the_memory_bound_without_changing_ve
     runtime.close()
 
 
+# Plain scaled-dot-product attention with a padding mask: every layer fuses. MPNet adds a relative-position
+# bias to the scores, and the newer families use rotary or grouped-query attention: the pass leaves those alone.
+FUSES_EVERY_LAYER = {"bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert"}
+
+
+def test_attention_fusion_keeps_the_token_embeddings_of_the_exported_graph(exported: TinyExport) -> None:
+    """export/fuse_attention.py on each family's exported graph: what fuses computes what it replaced."""
+    from collections import Counter
+
+    import onnx
+    import onnxruntime as ort
+
+    from fastembed_rt.export.fuse_attention import fuse_attention
+
+    graph = exported.artifact / "onnx" / "model.onnx"
+    plain, fused = onnx.load(str(graph)), onnx.load(str(graph))
+    heads = TINY_ARCHITECTURES[exported.architecture].get("num_attention_heads", 4)
+    count = fuse_attention(fused, num_heads=heads)
+    ops = Counter(node.op_type for node in fused.graph.node)
+    assert count == ops["Attention"]
+    layers = TINY_ARCHITECTURES[exported.architecture].get("num_hidden_layers", 2)
+    assert count == (layers if exported.architecture in FUSES_EVERY_LAYER else 0), ops
+    if count:
+        assert ops["Softmax"] == 0, ops
+    onnx.checker.check_model(fused)
+    sessions = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]) for m in (plain, fused)]
+    names = {i.name for i in sessions[0].get_inputs()}
+    rng = np.random.default_rng(1)
+    for batch, width, lengths in ((1, 7, [7]), (3, 19, [19, 4, 1]), (5, 33, [33, 2, 17, 9, 30])):
+        mask = (np.arange(width)[None, :] < np.array(lengths)[:, None]).astype(np.int64)
+        ids = np.where(mask == 1, rng.integers(5, 1000, (batch, width)), 0).astype(np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        feeds = {k: v for k, v in feeds.items() if k in names}
+        expected, got = (s.run(["token_embeddings"], feeds)[0] for s in sessions)
+        # padded positions are never read downstream (pooling masks them), so compare real tokens.
+        np.testing.assert_allclose(got[mask == 1], expected[mask == 1], rtol=1e-4, atol=1e-5)
+
+
 def test_artifact_declares_architecture_inputs(exported: TinyExport) -> None:
     manifest = exported.runtime.manifest
     assert manifest.source["architecture"] == exported.architecture
