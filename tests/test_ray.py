@@ -1,8 +1,9 @@
 """fastembed-rt on a real local Ray cluster (2 CPUs, no dashboard, loopback, started by this module):
 Ray Data gives every row the library's own output (dense in three precisions over all STSb test
-sentences, SPLADE, cross-encoder), with ids and other columns kept in order; a bad row stops the job
-with an error naming it; a local artifact reaches actors that cannot see it, checked by its
-checksums; Ray Serve serves the server's routes with the library's outputs and answers overload with 429.
+sentences, two of them in one job of chained operators; SPLADE; cross-encoder), with ids and other
+columns kept in order; a bad row stops the job with an error naming it; a local artifact reaches
+actors that cannot see it, checked by its checksums; Ray Serve serves the server's routes with the
+library's outputs and answers overload with 429.
 
 Every Ray Data run waits at most ``wait_for_min_actors_s`` for its actors; every HTTP call has a timeout.
 """
@@ -107,30 +108,45 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 # -- Ray Data ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("precision", "truncate_dim"), [("float32", None), ("int8", None), ("ubinary", 256)], ids=str)
 def test_embed_gives_every_stsb_row_the_library_embedding_in_order(
     cluster: None,
     minilm_artifact_session: Path,
     minilm_runtime: SentenceTransformer,
     stsb_rows: list[dict[str, Any]],
-    precision: str,
-    truncate_dim: int | None,
 ) -> None:
     dataset = ray.data.from_items(stsb_rows)
-    out = embed(
-        dataset, minilm_artifact_session, precision=precision, truncate_dim=truncate_dim, actors=2, threads_per_actor=1
-    )
-    got = _collect(out)
+    got = _collect(embed(dataset, minilm_artifact_session, actors=2, threads_per_actor=1))
     texts = [row["text"] for row in stsb_rows]
-    expected = minilm_runtime.encode(texts, precision=precision, truncate_dim=truncate_dim)  # type: ignore[union-attr]
+    expected = minilm_runtime.encode(texts)  # type: ignore[union-attr]
     assert list(got) == ["id", "text", "split", "embedding"]
     np.testing.assert_array_equal(got["id"], np.arange(len(stsb_rows)))
     assert got["text"].tolist() == texts and set(got["split"].tolist()) == {"test"}
-    assert got["embedding"].dtype == expected.dtype and got["embedding"].shape == expected.shape
-    if precision == "float32":
-        assert _cosines(got["embedding"], expected).min() >= 0.9999
-    else:
-        np.testing.assert_array_equal(got["embedding"], expected)
+    assert got["embedding"].dtype == np.float32 and got["embedding"].shape == expected.shape
+    assert _cosines(got["embedding"], expected).min() >= 0.9999
+
+
+def test_chained_embeds_give_every_stsb_row_the_librarys_int8_and_truncated_ubinary_codes(
+    cluster: None,
+    minilm_artifact_session: Path,
+    minilm_runtime: SentenceTransformer,
+    stsb_rows: list[dict[str, Any]],
+) -> None:
+    # Two precisions in one job, one actor × one thread each: the two operators stream the rows between them.
+    dataset = embed(
+        ray.data.from_items(stsb_rows), minilm_artifact_session, precision="int8", output_column="int8", actors=1
+    )
+    dataset = embed(
+        dataset, minilm_artifact_session, precision="ubinary", truncate_dim=256, output_column="ubinary", actors=1
+    )
+    got = _collect(dataset)
+    texts = [row["text"] for row in stsb_rows]
+    assert list(got) == ["id", "text", "split", "int8", "ubinary"]
+    np.testing.assert_array_equal(got["id"], np.arange(len(stsb_rows)))
+    assert got["text"].tolist() == texts
+    for column, precision, truncate_dim in (("int8", "int8", None), ("ubinary", "ubinary", 256)):
+        expected = minilm_runtime.encode(texts, precision=precision, truncate_dim=truncate_dim)  # type: ignore[union-attr]
+        assert got[column].dtype == expected.dtype and got[column].shape == expected.shape
+        np.testing.assert_array_equal(got[column], expected)
 
 
 def test_sparse_encode_gives_each_row_the_library_splade_vector(
