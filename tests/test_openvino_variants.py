@@ -134,6 +134,14 @@ def test_real_minilm_ships_openvino_int8_within_its_gate(minilm_variants_artifac
     manifest = load_manifest(minilm_variants_artifact)
     assert not manifest.rejected_variants, manifest.rejected_variants
     _assert_int8_ir_shipped(minilm_variants_artifact, manifest)
+    # Each scheme was validated, or (static only) timed first and found slower than fp32 on this CPU.
+    details = manifest.variant("openvino-int8").stage_counts
+    schemes = {details["scheme"]: details, **details["other_schemes"]}
+    assert sorted(schemes) == ["static", "weights"]
+    for name, scheme in schemes.items():
+        validated = "excluded_matmuls" in scheme or "missed_gate" in scheme
+        if not validated:
+            assert name == "static" and "sentences/s on " in scheme["skipped"], scheme
 
 
 def _move_typed_fields_into_stage_counts(root: Path) -> None:
