@@ -105,8 +105,8 @@ CONTENDERS = ("fastembed-rt", "infinity", "infinity-torch", "st-fastapi")
 # The open loop's account of itself: below this share of the rate due it says it could not keep the rate;
 # past this send lag (p99) it says its arrivals came in bursts.
 KEEP_RATE_SHARE = 0.97
-IDLE_REUSE_S = 4.0  # open loop: an idle connection older than this is closed, not reused
 BURST_LAG_MS = 5.0
+IDLE_REUSE_S = 4.0  # open loop: an idle connection older than this is closed, not reused
 RSS_WARMUP = 2000  # requests before the RSS run's first reading: the allocators' first growth is not a leak
 
 
@@ -1035,8 +1035,8 @@ def main() -> None:
     # One fixed shuffle (seed 0) for every contender: the STSb test file runs in topic blocks (pairs 900–1,100
     # are news sentences twice the mean length), so in file order a 20 s open-loop run at "half capacity"
     # met a stretch at full capacity and measured that stretch's queue, not the server's tail latency.
-    pairs = data.sentences1 + data.sentences2
-    sentences = [pairs[i] for i in np.random.default_rng(0).permutation(len(pairs))]
+    in_file_order = data.sentences1 + data.sentences2
+    sentences = [in_file_order[i] for i in np.random.default_rng(0).permutation(len(in_file_order))]
     machine, isa = machine_name(), isa_flags()
     base = ServeRow(
         contender="", engine="", provider="", variant="", scenario="", client="", threads=args.threads,
