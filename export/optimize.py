@@ -94,13 +94,21 @@ def _save(context: BuildContext, model: Any, file: str, details: dict[str, Any])
 OPTIMIZER_MAX_WEIGHT_BYTES = (2 << 30) - (64 << 20)
 
 
-def _check_size(context: BuildContext) -> None:
+def _over_optimizer_limit(context: BuildContext) -> str | None:
+    """Why ONNX Runtime's transformer optimizer cannot take this backbone, or None when it can."""
     weight_bytes = 4 * int(context.backbone.shape.get("parameters", 0))
-    if weight_bytes >= OPTIMIZER_MAX_WEIGHT_BYTES:
-        raise NotApplicable(
-            "ONNX Runtime's transformer optimizer works on in-memory graphs under 2 GB "
-            f"(microsoft/onnxruntime#15349); this backbone holds {weight_bytes / (1 << 30):.1f} GiB of weights"
-        )
+    if weight_bytes < OPTIMIZER_MAX_WEIGHT_BYTES:
+        return None
+    return (
+        "ONNX Runtime's transformer optimizer works on in-memory graphs under 2 GB "
+        f"(microsoft/onnxruntime#15349); this backbone holds {weight_bytes / (1 << 30):.1f} GiB of weights"
+    )
+
+
+def _check_size(context: BuildContext) -> None:
+    reason = _over_optimizer_limit(context)
+    if reason is not None:
+        raise NotApplicable(reason)
 
 
 def build_optimized(context: BuildContext) -> BuildResult:
@@ -116,21 +124,28 @@ def build_optimized(context: BuildContext) -> BuildResult:
 
 
 def build_fp16(context: BuildContext) -> BuildResult:
-    """The optimized backbone in fp16 (float32 inputs/outputs, fp32 reductions), fp32 stages."""
+    """The optimized backbone in fp16 (float32 inputs/outputs, fp32 reductions), fp32 stages.
+
+    Over the optimizer's 2 GB limit (4B/8B decoders, where fp16 halves what a GPU must hold) the
+    plain backbone is converted instead, without fusions: the converter reads it from its file, so
+    its shape inference runs on the file (``infer_shapes_path``), which has no 2 GB limit.
+    """
     from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
-    _check_size(context)
     if context.backbone.architecture.no_fp16:
         raise NotApplicable(context.backbone.architecture.no_fp16)
-    model, fused = optimize_backbone(context, skip_layer_norm=context.backbone.architecture.fp16_skip_layer_norm)
-    model = convert_float_to_float16(model, keep_io_types=True, op_block_list=_FP16_KEEP_FP32)
+    too_large = _over_optimizer_limit(context)
+    source: Any
+    if too_large is None:
+        skip_layer_norm = context.backbone.architecture.fp16_skip_layer_norm
+        source, fused = optimize_backbone(context, skip_layer_norm=skip_layer_norm)
+        details: dict[str, Any] = {"optimization": "ort-transformers+fp16", "fused_ops": fused}
+    else:
+        source = str(context.backbone.path)
+        details = {"optimization": "fp16", "fused_ops": {}, "not_fused": too_large}
+    model = convert_float_to_float16(source, keep_io_types=True, op_block_list=_FP16_KEEP_FP32)
     sortable = OnnxModel(model)
     sortable.topological_sort()  # the converter appends its Cast nodes at the end of the graph
     model = sortable.model
-    return _save(
-        context,
-        model,
-        "onnx/model_fp16.onnx",
-        {"optimization": "ort-transformers+fp16", "fused_ops": fused, "fp32_ops": _FP16_KEEP_FP32},
-    )
+    return _save(context, model, "onnx/model_fp16.onnx", {**details, "fp32_ops": _FP16_KEEP_FP32})

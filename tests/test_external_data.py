@@ -77,6 +77,32 @@ def test_the_optimizer_is_recorded_not_applicable_over_2_gib(tmp_path: Path, mon
     assert "not applicable" in rejected["reasons"][0] and "2 GB" in rejected["reasons"][0]
 
 
+def test_fp16_over_2_gib_is_the_unfused_graph_in_fp16_within_its_gate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the optimizer cannot go (a 4B/8B decoder), fp16 still halves the weights a GPU holds."""
+    from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
+
+    from fastembed_rt.export import optimize
+
+    monkeypatch.setattr(optimize, "OPTIMIZER_MAX_WEIGHT_BYTES", 1)
+    model_dir = build_tiny_model(tmp_path, "qwen3", "lasttoken", normalize=True, padding_side="left")
+    artifact = tmp_path / "artifact"
+    manifest = export_model(model_dir, artifact, stsb=False, calibration_texts=[], variants="fp16")
+    assert not manifest.rejected_variants
+    fp32, fp16 = manifest.variants
+    assert fp16.name == "fp16" and fp16.optimization == "fp16"
+    assert "2 GB" in fp16.stage_counts["not_fused"] and not fp16.stage_counts["fused_ops"]
+    assert fp16.weights_file == "onnx/model_fp16.onnx.data"
+    # fp16 weights: half the fp32 data file, give or take the fp32-kept tensors
+    assert (artifact / fp16.weights_file).stat().st_size < 0.6 * (artifact / str(fp32.weights_file)).stat().st_size
+    runtime = SentenceTransformer(artifact, variant="fp16")
+    ours = runtime.encode(PARITY_TEXTS, batch_size=4)
+    ref = TorchSentenceTransformer(str(model_dir), device="cpu").encode(PARITY_TEXTS, batch_size=4)
+    assert row_cosines(np.asarray(ours), ref).min() >= 0.999
+    runtime.close()
+
+
 @pytest.mark.parametrize("provider", ["cpu", "openvino"])
 def test_an_external_data_artifact_matches_sentence_transformers(external: TinyExport, provider: str) -> None:
     if provider == "openvino":
