@@ -177,9 +177,9 @@ def _feeds(context: BuildContext, texts: Sequence[str]) -> list[dict[str, np.nda
     return [feeds([ids], [type_ids]) for ids, type_ids in zip(encoded.ids, encoded.type_ids, strict=True)]
 
 
-def _weight_matmuls(model: Any) -> list[str]:
-    """Friendly names of the backbone MatMuls with a constant (weight) operand, in graph order."""
-    names = []
+def _weight_matmuls(model: Any) -> list[tuple[str, int]]:
+    """(friendly name, input width) of the backbone MatMuls with a constant (weight) operand, in graph order."""
+    found = []
     for op in model.get_ordered_ops():
         if op.get_type_name() != "MatMul" or op.get_friendly_name().startswith(("stages/", "precision/")):
             continue
@@ -187,8 +187,10 @@ def _weight_matmuls(model: Any) -> list[str]:
         while source.get_type_name() == "Convert":  # fp16/compressed weights are decompressed by a Convert
             source = source.input_value(0).get_node()
         if source.get_type_name() == "Constant":
-            names.append(op.get_friendly_name())
-    return names
+            shape = list(source.get_output_shape(0))
+            width = shape[-1] if op.get_attributes().get("transpose_b") else shape[-2]
+            found.append((op.get_friendly_name(), int(width)))
+    return found
 
 
 @contextlib.contextmanager

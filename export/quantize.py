@@ -54,6 +54,7 @@ __all__ = [
     "build_int8_weights",
     "exclusion_ladder",
     "quantize_weights",
+    "weight_matmul_widths",
 ]
 
 logger = logging.getLogger("fastembed_rt.export")
@@ -100,8 +101,17 @@ INT4 = WeightScheme(bits=4, block_size=32, symmetric=False, accuracy_level=0, se
 
 def _weight_matmuls(model: Any) -> list[str]:
     """Names of MatMuls whose second input is a weight initializer, in graph order."""
-    weights = {init.name for init in model.graph.initializer}
-    return [node.name for node in model.graph.node if node.op_type == "MatMul" and node.input[1] in weights]
+    return [name for name, _ in weight_matmul_widths(model)]
+
+
+def weight_matmul_widths(model: Any) -> list[tuple[str, int]]:
+    """(name, input width) of each MatMul whose second input is a weight initializer, in graph order."""
+    weights = {init.name: list(init.dims) for init in model.graph.initializer}
+    return [
+        (node.name, int(weights[node.input[1]][0]))
+        for node in model.graph.node
+        if node.op_type == "MatMul" and node.input[1] in weights
+    ]
 
 
 def _matmul_nbits(model: Any, bits: int, scheme: WeightScheme, exclude: set[str]) -> Any:
@@ -137,17 +147,22 @@ def _quantize(model: Any, scheme: WeightScheme, sensitive: list[str]) -> Any:
     return _matmul_nbits(quantized, scheme.sensitive_bits, scheme, others)
 
 
-def exclusion_ladder(weight_matmuls: list[str]) -> list[list[str]]:
+def exclusion_ladder(weight_matmuls: list[tuple[str, int]]) -> list[list[str]]:
     """The sensitive MatMuls, step by step, for a quantized graph that misses its gate.
 
-    Nothing; then the first and last weight MatMuls (the last is the output projection: the
-    vocabulary projection of a masked-LM head, the classifier of a cross-encoder); then also every
-    FFN output projection (6 weight MatMuls per BERT-style layer; they see the widest activation range).
+    ``weight_matmuls``: (name, input width) in graph order. Nothing; then the first and last weight
+    MatMuls (the last is the output projection: the vocabulary projection of a masked-LM head, the
+    classifier of a cross-encoder); then also every FFN output projection, found by its input, the
+    widest of the graph (the intermediate size): layers differ per family (6 weight MatMuls in a BERT
+    layer, 7 in a SwiGLU decoder's, 4 in ModernBERT's fused ones), the FFN's down projection does not,
+    and it sees the widest activation range.
     """
     if not weight_matmuls:
         raise ExportError("the backbone has no MatMul with weights to quantize")
-    first_last = [weight_matmuls[0], weight_matmuls[-1]]
-    return [[], first_last, sorted({*first_last, *weight_matmuls[5::6]})]
+    names = [name for name, _ in weight_matmuls]
+    widest = max(width for _, width in weight_matmuls)
+    first_last = [names[0], names[-1]]
+    return [[], first_last, sorted({*first_last, *(name for name, width in weight_matmuls if width == widest)})]
 
 
 def quantize_weights(
@@ -162,10 +177,11 @@ def quantize_weights(
     returns its gate misses (empty: accepted). Returns the accepted candidate's ``details``; raises
     ``ParityError`` listing every attempt when none passes.
     """
-    weight_matmuls = _weight_matmuls(backbone)
+    widths = weight_matmul_widths(backbone)
+    weight_matmuls = [name for name, _ in widths]
     mixed = scheme.sensitive_bits is not None
     tried: list[str] = []
-    for sensitive in exclusion_ladder(weight_matmuls):
+    for sensitive in exclusion_ladder(widths):
         details: dict[str, Any] = {
             "scheme": scheme.describe(),
             **scheme.to_dict(),

@@ -240,9 +240,51 @@ def test_int4_that_misses_its_gate_tries_every_8_bit_escalation_then_gives_up() 
     chain = _tiny_matmul_chain()
     with pytest.raises(ParityError, match="int4 misses its gate with every 8-bit escalation tried") as info:
         quantize_weights(chain, INT4, try_candidate, "int4")
-    assert [d["matmuls_at_8_bits"] for d in tried] == [[], ["mm0", "mm2"], ["mm0", "mm2"]]
+    # The chain's MatMuls are all as wide: each one counts as an FFN output in the last step.
+    assert [d["matmuls_at_8_bits"] for d in tried] == [[], ["mm0", "mm2"], ["mm0", "mm1", "mm2"]]
     assert all(d["quantized_matmuls"] == 3 and d["excluded_matmuls"] == [] for d in tried)
     assert len(info.value.failures) == 3 and info.value.failures[1].startswith("8-bit weights on 2 MatMuls")
+
+
+def _layers(pattern: list[tuple[str, int]], layers: int) -> list[tuple[str, int]]:
+    return [(f"l{i}.{name}", width) for i in range(layers) for name, width in pattern]
+
+
+# One layer's weight MatMuls (name, input width) as each family's graph has them.
+_LAYER_PATTERNS = {
+    "bert": [("q", 768), ("k", 768), ("v", 768), ("o", 768), ("ffn_in", 768), ("ffn_out", 3072)],
+    # Qwen3-0.6B: 16 heads × 128 = 2048 wide attention output, wider than the 1024 hidden size.
+    "qwen3": [("q", 1024), ("k", 1024), ("v", 1024), ("o", 2048), ("gate", 1024), ("up", 1024), ("down", 3072)],
+    # ModernBERT: fused QKV and fused gate/up projections, 4 weight MatMuls a layer.
+    "modernbert": [("wqkv", 768), ("wo", 768), ("wi", 768), ("mlp_wo", 1152)],
+}
+
+
+@pytest.mark.parametrize("family", _LAYER_PATTERNS)
+def test_exclusion_ladder_finds_every_layers_ffn_output_whatever_the_family_layout(family: str) -> None:
+    from fastembed_rt.export.quantize import exclusion_ladder
+
+    matmuls = [*_layers(_LAYER_PATTERNS[family], 3), ("head", 768)]
+    ladder = exclusion_ladder(matmuls)
+    first_last = ["l0." + _LAYER_PATTERNS[family][0][0], "head"]
+    ffn_outputs = [f"l{i}.{_LAYER_PATTERNS[family][-1][0]}" for i in range(3)]
+    assert ladder == [[], first_last, sorted(first_last + ffn_outputs)]
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="openvino and nncf are not installed")
+def test_onnx_and_openvino_graphs_report_the_same_matmul_input_widths(artifact: Path, manifest: Manifest) -> None:
+    import onnx
+    import openvino as ov
+
+    from fastembed_rt.export.openvino_ir import _weight_matmuls
+    from fastembed_rt.export.quantize import weight_matmul_widths
+
+    graph = onnx.load(str(artifact / manifest.variant("fp32").file))
+    onnx_widths = [width for _, width in weight_matmul_widths(graph)]
+    ov_widths = [width for _, width in _weight_matmuls(ov.convert_model(str(artifact / manifest.variant("fp32").file)))]
+    # The tiny BERT: 2 layers of 32-wide Q, K, V, O and FFN input, the FFN output reading 64 (its intermediate size).
+    assert onnx_widths == [32, 32, 32, 32, 32, 64] * 2
+    assert ov_widths == onnx_widths
 
 
 @pytest.mark.skipif(not HAS_OPENVINO, reason="openvino and nncf are not installed")
