@@ -33,6 +33,7 @@ masked-LM projection (which end in ``logits``) and under their fp32 head (``buil
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from typing import Any
 
 from fastembed_rt.errors import ExportError, ParityError
 from fastembed_rt.export.build import BuildContext, BuildResult
-from fastembed_rt.export.onnx_files import save_graph
+from fastembed_rt.export.onnx_files import data_file, save_graph
 from fastembed_rt.export.optimize import optimize_backbone
 
 __all__ = [
@@ -137,13 +138,11 @@ def _matmul_nbits(model: Any, bits: int, scheme: WeightScheme, exclude: set[str]
 
 
 def _quantize(model: Any, scheme: WeightScheme, sensitive: list[str]) -> Any:
-    """A copy of ``model`` quantized by ``scheme``, the ``sensitive`` MatMuls float or at ``sensitive_bits``."""
-    import copy
-
-    quantized = _matmul_nbits(copy.deepcopy(model), scheme.bits, scheme, set(sensitive))
+    """``model`` quantized in place by ``scheme``, the ``sensitive`` MatMuls float or at ``sensitive_bits``."""
+    others = set(_weight_matmuls(model)) - set(sensitive)
+    quantized = _matmul_nbits(model, scheme.bits, scheme, set(sensitive))
     if scheme.sensitive_bits is None or not sensitive:
         return quantized
-    others = set(_weight_matmuls(model)) - set(sensitive)
     return _matmul_nbits(quantized, scheme.sensitive_bits, scheme, others)
 
 
@@ -166,18 +165,23 @@ def exclusion_ladder(weight_matmuls: list[tuple[str, int]]) -> list[list[str]]:
 
 
 def quantize_weights(
-    backbone: Any,
+    load: Callable[[], Any],
     scheme: WeightScheme,
-    try_candidate: Callable[[Any, dict[str, Any]], list[str]],
+    save_candidate: Callable[[Any, dict[str, Any]], None],
+    check: Callable[[], list[str]],
     variant: str,
 ) -> dict[str, Any]:
-    """Quantize ``backbone`` by ``scheme`` down the exclusion ladder until ``try_candidate`` accepts a graph.
+    """Quantize the backbone by ``scheme`` down the exclusion ladder until ``check`` accepts a candidate.
 
-    ``try_candidate(model, details)`` finishes the candidate (output stages or head), saves it and
-    returns its gate misses (empty: accepted). Returns the accepted candidate's ``details``; raises
-    ``ParityError`` listing every attempt when none passes.
+    ``load()`` returns the float backbone afresh for each attempt: quantizing in place a graph read
+    from its file holds one float copy of the weights, where a deep copy of one kept in memory held
+    two (Qwen3-Embedding-0.6B: 2.4 GB each). ``save_candidate(model, details)`` finishes the
+    candidate (output stages or head) and saves it; ``check()`` returns its gate misses (empty:
+    accepted). The candidate leaves memory before it is checked. Returns the accepted candidate's
+    ``details``; raises ``ParityError`` listing every attempt when none passes.
     """
-    widths = weight_matmul_widths(backbone)
+    model: Any = load()
+    widths = weight_matmul_widths(model)
     weight_matmuls = [name for name, _ in widths]
     mixed = scheme.sensitive_bits is not None
     tried: list[str] = []
@@ -190,7 +194,12 @@ def quantize_weights(
         }
         if mixed:
             details[f"matmuls_at_{scheme.sensitive_bits}_bits"] = sensitive
-        misses = try_candidate(_quantize(backbone, scheme, sensitive), details)
+        if model is None:
+            model = load()
+        save_candidate(_quantize(model, scheme, sensitive), details)
+        model = None
+        gc.collect()  # the quantizer's wrapper holds the graph in a reference cycle
+        misses = check()
         if not misses:
             if tried:
                 details["earlier_attempts"] = tried
@@ -203,26 +212,42 @@ def quantize_weights(
 
 
 def _build(
-    context: BuildContext, backbone: Any, scheme: WeightScheme, variant: str, optimization: str, **details: Any
+    context: BuildContext,
+    load: Callable[[], Any],
+    scheme: WeightScheme,
+    variant: str,
+    optimization: str,
+    **details: Any,
 ) -> BuildResult:
-
     file = f"onnx/model_{variant.replace('-', '_')}.onnx"
     weights: list[str | None] = [None]
 
-    def try_candidate(model: Any, candidate: dict[str, Any]) -> list[str]:
+    def save_candidate(model: Any, candidate: dict[str, Any]) -> None:
         candidate.update(details)
         candidate.update(context.append_stages(model))
         weights[0] = save_graph(model, context.root / file, external=context.backbone.external_data)
-        return context.check(file)
 
-    accepted = quantize_weights(backbone, scheme, try_candidate, variant)
+    accepted = quantize_weights(load, scheme, save_candidate, lambda: context.check(file), variant)
     weights_file = None if weights[0] is None else f"onnx/{weights[0]}"
     return BuildResult(file=file, optimization=optimization, details=accepted, weights_file=weights_file)
 
 
 def _build_backbone(context: BuildContext, scheme: WeightScheme, variant: str) -> BuildResult:
+    """``_build`` on the optimized backbone, written to a scratch file beside the artifact's graphs (its
+    weights external) and read back for each attempt, so no float copy stays in memory meanwhile."""
+    import onnx
+
     backbone, fused = optimize_backbone(context, skip_layer_norm=False, attention=False)
-    return _build(context, backbone, scheme, variant, f"ort-transformers+{variant}", fused_ops=fused)
+    source = context.root / "onnx" / f".{variant}-input.onnx"
+    try:
+        save_graph(backbone, source, external=True)
+        del backbone
+        return _build(
+            context, lambda: onnx.load(str(source)), scheme, variant, f"ort-transformers+{variant}", fused_ops=fused
+        )
+    finally:
+        source.unlink(missing_ok=True)
+        source.with_name(data_file(source.name)).unlink(missing_ok=True)
 
 
 def build_int8(context: BuildContext) -> BuildResult:
@@ -244,4 +269,4 @@ def build_head_int8(context: BuildContext) -> BuildResult:
     """int8 MatMulNBits backbone of a head artifact (classifier or masked-LM projection included), fp32 head."""
     import onnx
 
-    return _build(context, onnx.load(str(context.backbone.path)), INT8, "int8", "int8")
+    return _build(context, lambda: onnx.load(str(context.backbone.path)), INT8, "int8", "int8")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tiny_models import PARITY_TEXTS, build_tiny_model, row_cosines
+from tiny_models import PARITY_TEXTS, build_tiny_model, row_cosines, unlisted_files
 
 from fastembed_rt import SentenceTransformer
 from fastembed_rt.artifact import Manifest, Task, VariantPrecision, load_manifest
@@ -161,18 +161,19 @@ def _tiny_matmul_chain(width: int = 64) -> Any:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
-def test_int4_puts_the_sensitive_matmuls_at_8_bits_and_int8_keeps_them_float() -> None:
-    chain = _tiny_matmul_chain()
-    mixed = {n.name: n for n in _quantize(chain, INT4, ["mm0", "mm2"]).graph.node if n.op_type != "Relu"}
-    assert {name: _attribute(node, "bits", 4) for name, node in mixed.items()} == {
-        "mm0_Q8": 8,
-        "mm1_Q4": 4,
-        "mm2_Q8": 8,
+def _bits(model: Any) -> dict[str, int | str]:
+    """Each weight MatMul of the chain: its MatMulNBits bits, or "float"."""
+    return {
+        n.name.split("_")[0]: _attribute(n, "bits", 4) if n.op_type == "MatMulNBits" else "float"
+        for n in model.graph.node
+        if n.op_type != "Relu"
     }
+
+
+def test_int4_puts_the_sensitive_matmuls_at_8_bits_and_int8_keeps_them_float() -> None:
+    assert _bits(_quantize(_tiny_matmul_chain(), INT4, ["mm0", "mm2"])) == {"mm0": 8, "mm1": 4, "mm2": 8}
     float_kept = WeightScheme(bits=8, block_size=32, symmetric=True, accuracy_level=0)
-    ops = {n.name: n.op_type for n in _quantize(chain, float_kept, ["mm1"]).graph.node if n.op_type != "Relu"}
-    assert ops == {"mm0_Q8": "MatMulNBits", "mm1": "MatMul", "mm2_Q8": "MatMulNBits"}
-    assert [n.op_type for n in chain.graph.node][:3] == ["MatMul"] * 3, "the input graph is not modified"
+    assert _bits(_quantize(_tiny_matmul_chain(), float_kept, ["mm1"])) == {"mm0": 8, "mm1": "float", "mm2": 8}
 
 
 @pytest.mark.skipif(not HAS_OPENVINO, reason="openvino and nncf are not installed")
@@ -218,6 +219,11 @@ def test_weight_only_variant_encodes_like_fp32_whatever_its_batch(artifact: Path
         exact.close()
 
 
+def test_the_artifact_holds_no_file_its_manifest_does_not_list(artifact: Path) -> None:
+    # The quantizers read their float backbone from a scratch graph beside the artifact's graphs.
+    assert unlisted_files(artifact) == []
+
+
 def test_info_shows_the_weight_only_variants(artifact: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", str(artifact)]) == 0
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
@@ -227,22 +233,30 @@ def test_info_shows_the_weight_only_variants(artifact: Path, capsys: pytest.Capt
         assert rows[name][-1] == variant.file
 
 
-def test_int4_that_misses_its_gate_tries_every_8_bit_escalation_then_gives_up() -> None:
+def test_int4_that_misses_its_gate_tries_every_8_bit_escalation_from_the_float_graph_then_gives_up() -> None:
     from fastembed_rt import ParityError
     from fastembed_rt.export.quantize import quantize_weights
 
     tried: list[dict[str, Any]] = []
+    saved: list[dict[str, int | str]] = []
+    loads: list[Any] = []
 
-    def try_candidate(model: Any, details: dict[str, Any]) -> list[str]:
+    def load() -> Any:
+        loads.append(_tiny_matmul_chain())
+        return loads[-1]
+
+    def save_candidate(model: Any, details: dict[str, Any]) -> None:
         tried.append(details)
-        return ["mean cosine 0.5 < 0.99"]
+        saved.append(_bits(model))
 
-    chain = _tiny_matmul_chain()
     with pytest.raises(ParityError, match="int4 misses its gate with every 8-bit escalation tried") as info:
-        quantize_weights(chain, INT4, try_candidate, "int4")
+        quantize_weights(load, INT4, save_candidate, lambda: ["mean cosine 0.5 < 0.99"], "int4")
     # The chain's MatMuls are all as wide: each one counts as an FFN output in the last step.
     assert [d["matmuls_at_8_bits"] for d in tried] == [[], ["mm0", "mm2"], ["mm0", "mm1", "mm2"]]
     assert all(d["quantized_matmuls"] == 3 and d["excluded_matmuls"] == [] for d in tried)
+    # Each attempt quantizes a fresh float graph: none of them re-quantizes the one before.
+    assert len(loads) == 3 and len({id(model) for model in loads}) == 3
+    assert saved == [{"mm0": 4, "mm1": 4, "mm2": 4}, {"mm0": 8, "mm1": 4, "mm2": 8}, {"mm0": 8, "mm1": 8, "mm2": 8}]
     assert len(info.value.failures) == 3 and info.value.failures[1].startswith("8-bit weights on 2 MatMuls")
 
 

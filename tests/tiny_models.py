@@ -243,6 +243,18 @@ PARITY_TEXTS = [
 ]
 
 
+def unlisted_files(artifact: Path) -> list[str]:
+    """Files in ``artifact`` that its manifest does not list (a builder's scratch graphs left behind)."""
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    listed = {"manifest.json", *manifest["tokenizer"]["files"]}
+    if manifest.get("calibration"):
+        listed.add(manifest["calibration"]["file"])
+    for variant in manifest["variants"]:
+        listed.update(name for name in (variant["file"], variant.get("weights_file")) if name)
+    files = (str(path.relative_to(artifact)) for path in artifact.rglob("*") if path.is_file())
+    return sorted(name for name in files if name not in listed)
+
+
 def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine of each row of ``a`` with the same row of ``b``, float64 ``[rows]``; two zero rows give 1."""
     a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
