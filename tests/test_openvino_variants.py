@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tiny_models import PARITY_TEXTS, build_tiny_model, row_cosines
+from tiny_models import PARITY_TEXTS, build_tiny_model, row_cosines, unlisted_files
 
 from fastembed_rt import SentenceTransformer
 from fastembed_rt.artifact import Manifest, Task, file_sha256, load_manifest
@@ -93,6 +93,11 @@ def test_openvino_variant_is_shipped_within_its_gate_with_both_files_hashed(arti
     assert weights.stat().st_size == variant.weights_size
     assert file_sha256(weights) == variant.weights_sha256
     assert variant.engine_properties == {}
+
+
+def test_the_artifact_holds_no_file_its_manifest_does_not_list(artifact: Path) -> None:
+    # The converter reads the fp32 graph's weights in place through a scratch graph beside it.
+    assert unlisted_files(artifact) == []
 
 
 def _assert_int8_ir_shipped(artifact: Path, manifest: Manifest) -> None:
