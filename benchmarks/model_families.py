@@ -184,7 +184,7 @@ def _wait(process: subprocess.Popen[str]) -> tuple[str, float]:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"{process.args} exited with {process.returncode}:\n{stdout[-3000:]}")
-    return stdout, usage.ru_maxrss / 1e6  # ru_maxrss is in KiB on Linux
+    return stdout, usage.ru_maxrss * 1024 / 1e9  # ru_maxrss is in KiB on Linux
 
 
 def _child(args: list[str]) -> tuple[dict[str, Any], float]:
