@@ -15,6 +15,8 @@ holds no second copy of them.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ __all__ = [
     "link_graph",
     "parameter_bytes",
     "save_graph",
+    "scratch_graph",
 ]
 
 # Parameter bytes above which graphs are written with external data: every graph (see above).
@@ -66,8 +69,12 @@ def external_data_file(path: Path) -> Path | None:
     return data if data.is_file() else None
 
 
-def save_graph(model: Any, path: Path, *, external: bool) -> str | None:
-    """Write ``model`` (weights loaded) to ``path``; returns its data file name when ``external``, else None."""
+def save_graph(model: Any, path: Path, *, external: bool, check: bool = True) -> str | None:
+    """Write ``model`` (weights loaded) to ``path``; returns its data file name when ``external``, else None.
+
+    ``check``: run the onnx checker on the written graph (off for scratch graphs, which nothing ships or loads
+    before it is rebuilt and checked as a variant).
+    """
     import onnx
 
     if not external:
@@ -84,8 +91,21 @@ def save_graph(model: Any, path: Path, *, external: bool) -> str | None:
         size_threshold=_MIN_EXTERNAL_TENSOR,
     )
     data.chmod(path.stat().st_mode & 0o777)  # onnx creates it 0600: readable as the graph is (non-root containers)
-    check_graph(path)
+    if check:
+        check_graph(path)
     return data.name
+
+
+@contextlib.contextmanager
+def scratch_graph(folder: Path, name: str) -> Iterator[Path]:
+    """A path for a builder's scratch graph ``.name`` in ``folder`` (beside the graphs whose data file it may
+    point at), removed with its data file on exit, so an artifact never ships one."""
+    path = folder / f".{name}"
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        path.with_name(data_file(path.name)).unlink(missing_ok=True)
 
 
 def link_graph(model: Any, source: Path, path: Path) -> str:

@@ -51,6 +51,7 @@ import numpy as np
 
 from fastembed_rt.errors import ExportError, ParityError
 from fastembed_rt.export.build import BuildContext, BuildResult
+from fastembed_rt.export.onnx_files import scratch_graph
 from fastembed_rt.export.quantize import exclusion_ladder
 from fastembed_rt.kernels.spec import SENTENCE_EMBEDDING
 
@@ -114,13 +115,10 @@ def _convert(context: BuildContext) -> Any:
     kept = [i for i in graph.graph.initializer if i.name not in inputs]
     del graph.graph.initializer[:]
     graph.graph.initializer.extend(kept)
-    path = context.base.with_name(f".openvino-input-{context.base.name}")
-    try:
+    with scratch_graph(context.base.parent, f"openvino-input-{context.base.name}") as path:
         onnx.save(graph, str(path))
         del graph
         model = ov.convert_model(str(path))
-    finally:
-        path.unlink(missing_ok=True)
     converted = {i.get_any_name() for i in model.inputs}
     if converted != inputs:
         raise ExportError(

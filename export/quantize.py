@@ -41,7 +41,7 @@ from typing import Any
 
 from fastembed_rt.errors import ExportError, ParityError
 from fastembed_rt.export.build import BuildContext, BuildResult
-from fastembed_rt.export.onnx_files import data_file, save_graph
+from fastembed_rt.export.onnx_files import save_graph, scratch_graph
 from fastembed_rt.export.optimize import optimize_backbone
 
 __all__ = [
@@ -158,9 +158,8 @@ def exclusion_ladder(weight_matmuls: list[tuple[str, int]]) -> list[list[str]]:
     """
     if not weight_matmuls:
         raise ExportError("the backbone has no MatMul with weights to quantize")
-    names = [name for name, _ in weight_matmuls]
     widest = max(width for _, width in weight_matmuls)
-    first_last = [names[0], names[-1]]
+    first_last = [weight_matmuls[0][0], weight_matmuls[-1][0]]
     return [[], first_last, sorted({*first_last, *(name for name, width in weight_matmuls if width == widest)})]
 
 
@@ -182,14 +181,13 @@ def quantize_weights(
     """
     model: Any = load()
     widths = weight_matmul_widths(model)
-    weight_matmuls = [name for name, _ in widths]
     mixed = scheme.sensitive_bits is not None
     tried: list[str] = []
     for sensitive in exclusion_ladder(widths):
         details: dict[str, Any] = {
             "scheme": scheme.describe(),
             **scheme.to_dict(),
-            "quantized_matmuls": len(weight_matmuls) - (0 if mixed else len(sensitive)),
+            "quantized_matmuls": len(widths) - (0 if mixed else len(sensitive)),
             "excluded_matmuls": [] if mixed else sensitive,
         }
         if mixed:
@@ -198,7 +196,7 @@ def quantize_weights(
             model = load()
         save_candidate(_quantize(model, scheme, sensitive), details)
         model = None
-        gc.collect()  # the quantizer's wrapper holds the graph in a reference cycle
+        gc.collect()  # what the quantizer's model wrapper held, in case it sits in a reference cycle
         misses = check()
         if not misses:
             if tried:
@@ -238,16 +236,12 @@ def _build_backbone(context: BuildContext, scheme: WeightScheme, variant: str) -
     import onnx
 
     backbone, fused = optimize_backbone(context, skip_layer_norm=False, attention=False)
-    source = context.root / "onnx" / f".{variant}-input.onnx"
-    try:
-        save_graph(backbone, source, external=True)
+    with scratch_graph(context.base.parent, f"{variant}-input.onnx") as source:
+        save_graph(backbone, source, external=True, check=False)
         del backbone
         return _build(
             context, lambda: onnx.load(str(source)), scheme, variant, f"ort-transformers+{variant}", fused_ops=fused
         )
-    finally:
-        source.unlink(missing_ok=True)
-        source.with_name(data_file(source.name)).unlink(missing_ok=True)
 
 
 def build_int8(context: BuildContext) -> BuildResult:

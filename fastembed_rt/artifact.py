@@ -13,6 +13,7 @@ import enum
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ __all__ = [
     "Variant",
     "VariantFormat",
     "VariantPrecision",
+    "artifact_files",
     "file_sha256",
     "load_manifest",
     "local_path",
@@ -410,6 +412,17 @@ def update_manifest(root: str | os.PathLike[str], **fields: Any) -> Manifest:
     updated = replace(load_manifest(root), **fields)
     updated.write()
     return updated
+
+
+def artifact_files(manifest: Manifest, variants: Sequence[Variant] | None = None) -> list[str]:
+    """The files an artifact consists of, relative to its root, each once: the manifest, the tokenizer and
+    calibration files, and the graph and weights file of each of ``variants`` (None: every variant)."""
+    names = [MANIFEST_FILE, manifest.tokenizer.file, *manifest.tokenizer.files]
+    if manifest.calibration and manifest.calibration.get("file"):
+        names.append(str(manifest.calibration["file"]))
+    for variant in manifest.variants if variants is None else variants:
+        names += [variant.file, *([variant.weights_file] if variant.weights_file else [])]
+    return list(dict.fromkeys(names))
 
 
 def verify_variant_file(manifest: Manifest, variant: Variant, *, full: bool = False) -> Path:

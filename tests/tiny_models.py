@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from conftest import minilm_model_dir
 
+from fastembed_rt.artifact import artifact_files, load_manifest
 from fastembed_rt.bench import make_decoder_tokenizer
 
 __all__ = [
@@ -245,12 +246,7 @@ PARITY_TEXTS = [
 
 def unlisted_files(artifact: Path) -> list[str]:
     """Files in ``artifact`` that its manifest does not list (a builder's scratch graphs left behind)."""
-    manifest = json.loads((artifact / "manifest.json").read_text())
-    listed = {"manifest.json", *manifest["tokenizer"]["files"]}
-    if manifest.get("calibration"):
-        listed.add(manifest["calibration"]["file"])
-    for variant in manifest["variants"]:
-        listed.update(name for name in (variant["file"], variant.get("weights_file")) if name)
+    listed = set(artifact_files(load_manifest(artifact)))
     files = (str(path.relative_to(artifact)) for path in artifact.rglob("*") if path.is_file())
     return sorted(name for name in files if name not in listed)
 

@@ -27,7 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastembed_rt.artifact import MANIFEST_FILE, Manifest, Variant, load_manifest, local_path, verify_variant_file
+from fastembed_rt.artifact import (
+    MANIFEST_FILE,
+    Manifest,
+    Variant,
+    artifact_files,
+    load_manifest,
+    local_path,
+    verify_variant_file,
+)
 from fastembed_rt.errors import ArtifactError
 from fastembed_rt.providers import choose_variant, provider_spec
 from fastembed_rt.providers.base import cache_root
@@ -90,15 +98,11 @@ def ship_artifact(model: str | os.PathLike[str], *, provider: str = "cpu", varia
 
     root = path.resolve()
     manifest = load_manifest(root)
-    names = [MANIFEST_FILE, manifest.tokenizer.file, *manifest.tokenizer.files]
-    if manifest.calibration and manifest.calibration.get("file"):
-        names.append(str(manifest.calibration["file"]))
     shipped = _shipped_variants(manifest, provider, variant)
     for chosen in shipped:
         verify_variant_file(manifest, chosen)  # present and of its size; full checksums on the worker
-        names += [chosen.file, *([chosen.weights_file] if chosen.weights_file else [])]
     files = []
-    for name in dict.fromkeys(names):
+    for name in artifact_files(manifest, shipped):
         digest, chunks = hashlib.sha256(), []
         with (root / name).open("rb") as handle:
             for block in iter(lambda: handle.read(_CHUNK_BYTES), b""):
