@@ -101,6 +101,32 @@ def export_backbone(
         raise ExportError(
             f"torch.onnx.export failed for {type(model).__name__} ({config.model_type}): {exc}\n{captured.getvalue()}"
         ) from exc
+    finally:
+        _forget_exported_graph()
+
+
+def _forget_exported_graph() -> None:
+    """Drop what onnxscript's rewrite rules keep of the last graph they matched.
+
+    torch.onnx.export runs onnxscript's optimizer, whose module-level rules keep their matcher's last
+    graph (onnxscript 0.7: ``SimplePatternMatcher._graph``), and through its initializers every weight
+    of the PyTorch model: freeing the model freed nothing (Qwen3-Embedding-0.6B: 2.4 GB held for the
+    rest of the export). Each match sets these fields afresh, so clearing them changes no later export;
+    on an onnxscript without that class this does nothing.
+    """
+    import gc
+
+    try:
+        from onnxscript.rewriter._matcher import SimplePatternMatcher
+    except ImportError:
+        return
+    with warnings.catch_warnings():  # isinstance() on some of torch's lazy objects warns of their deprecation
+        warnings.simplefilter("ignore")
+        matchers = [obj for obj in gc.get_objects() if isinstance(obj, SimplePatternMatcher)]
+    for matcher in matchers:
+        for name in ("_graph", "_current_node", "_match", "_tracer"):
+            if name in vars(matcher):
+                setattr(matcher, name, None)
 
 
 def export_st_backbone(

@@ -16,7 +16,13 @@ from fastembed_rt.export.backbone import export_st_backbone
 from fastembed_rt.export.fidelity import Fidelity
 from fastembed_rt.export.source import load_st_model, resolve_model_dir
 from fastembed_rt.export.st_reader import ModelDescription, describe_model
-from fastembed_rt.export.validate import REFERENCE_PROVIDER, ReferenceEncoder, parity_texts, validate_embeddings
+from fastembed_rt.export.validate import (
+    REFERENCE_PROVIDER,
+    ReferenceEncoder,
+    grid_batches,
+    parity_texts,
+    validate_embeddings,
+)
 from fastembed_rt.export.variants import VariantSpec, parse_variants
 from fastembed_rt.export.writer import Measure, finish_graph, stage_artifact
 from fastembed_rt.kernels.spec import (
@@ -136,6 +142,14 @@ def export_model(
         writer.accept_fp32(fidelity, f"min cosine {arch.min_cosine}")
         used_texts = calibrate(writer.root, calibration_texts, stsb_path)
         held_out = _held_out_texts(stsb_path)
+        # Every variant is checked on the fp32 graph's batches (cached now) plus the held-out ones: compute those,
+        # then free PyTorch's model before any variant is built.
+        if len(specs) > 1:
+            max_seq_length = load_manifest(writer.root).tokenizer.max_seq_length
+            for prompt, size, batch in grid_batches(max_seq_length, description.prompts, held_out):
+                reference.encode(batch, prompt=prompt, batch_size=size)
+        del st_model
+        reference.release()
         # OpenVINO compiles each candidate while validating; those blobs go to a scratch cache, not the user's.
         with tempfile.TemporaryDirectory(prefix="fastembed-rt-validate-") as cache:
             writer.build_variants(

@@ -70,7 +70,10 @@ def external_data_file(path: Path) -> Path | None:
 
 
 def save_graph(model: Any, path: Path, *, external: bool, check: bool = True) -> str | None:
-    """Write ``model`` (weights loaded) to ``path``; returns its data file name when ``external``, else None.
+    """Write ``model`` to ``path``; returns its data file name when ``external`` and it wrote one, else None.
+
+    With ``external``, the tensors it holds go to ``path``'s data file; tensors still in another graph's data
+    file keep pointing at it (a scratch graph beside that graph shares its weights).
 
     ``check``: run the onnx checker on the written graph (off for scratch graphs, which nothing ships or loads
     before it is rebuilt and checked as a variant).
@@ -90,9 +93,11 @@ def save_graph(model: Any, path: Path, *, external: bool, check: bool = True) ->
         location=data.name,
         size_threshold=_MIN_EXTERNAL_TENSOR,
     )
-    data.chmod(path.stat().st_mode & 0o777)  # onnx creates it 0600: readable as the graph is (non-root containers)
     if check:
         check_graph(path)
+    if not data.exists():  # every tensor it holds is small, or already in another graph's data file (scratch graphs)
+        return None
+    data.chmod(path.stat().st_mode & 0o777)  # onnx creates it 0600: readable as the graph is (non-root containers)
     return data.name
 
 

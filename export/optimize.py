@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fastembed_rt.export.build import BuildContext, BuildResult, NotApplicable
-from fastembed_rt.export.onnx_files import save_graph
+from fastembed_rt.export.onnx_files import save_graph, scratch_graph
 
 __all__ = ["build_fp16", "build_optimized", "optimize_backbone"]
 
@@ -46,6 +46,13 @@ def optimize_backbone(
     CPU graph: ONNX Runtime 1.32's CPU SkipLayerNormalization kernel made all-MiniLM-L6-v2 13 % slower
     than Add + LayerNormalization on STSb sentences here (992 against 1,127 sentences/s, 2 threads);
     on for the fp16 graph, which is for GPUs. Returns (ModelProto, fused-op counts).
+
+    A backbone whose weights are in a data file (every one by default) is optimized without them: the
+    fusions read the few tensors they inspect from the file, and ONNX Runtime's shape inference, which
+    copies the whole graph, copies no weights, and the optimizer's 2 GB limit on in-memory graphs
+    (microsoft/onnxruntime#15349) does not apply. Its result's external tensors still point at the
+    backbone's data file: ``_save`` loads them, a scratch graph saved in the backbone's folder
+    shares them.
     """
     import onnx
     from onnxruntime.transformers.fusion_options import FusionOptions
@@ -54,66 +61,54 @@ def optimize_backbone(
     from fastembed_rt.export.fuse_attention import fuse_attention
 
     source = context.backbone
-    backbone = onnx.load(str(source.path))
+    folder = source.path.parent
+    backbone = onnx.load(str(source.path), load_external_data=not source.external_data)
     model_type = source.architecture.ort_model_type
+    fused: dict[str, int] = {}
     if model_type is None:  # ONNX Runtime has no fusion patterns for this family: the plain backbone
-        return backbone, {}
-    attention_blocks = fuse_attention(backbone, source.num_heads) if attention else 0
-    fusions = FusionOptions(model_type)
-    fusions.enable_skip_layer_norm = skip_layer_norm
-    fusions.enable_bias_skip_layer_norm = skip_layer_norm
-    quiet = io.StringIO()
-    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-        optimized = optimize_model(
-            backbone,
-            model_type=model_type,
-            num_heads=source.num_heads,
-            hidden_size=source.hidden_size,
-            optimization_options=fusions,
-            opt_level=0,  # graph fusions only; ORT's own level-2+ optimizations run at session load
-        )
-    fused = {op: count for op, count in optimized.get_fused_operator_statistics().items() if count}
-    fused["Attention"] = attention_blocks  # ORT counts the Attention nodes in the graph: ours, as it fuses none here
-    model = optimized.model
-    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
-        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+        model = backbone
+    else:
+        # The external tensors' locations are relative to the backbone's folder: the fusions that read one
+        # (onnx.numpy_helper.to_array) find it from there. Export runs one step at a time in this process.
+        with contextlib.chdir(folder) if source.external_data else contextlib.nullcontext():
+            attention_blocks = fuse_attention(backbone, source.num_heads) if attention else 0
+            fusions = FusionOptions(model_type)
+            fusions.enable_skip_layer_norm = skip_layer_norm
+            fusions.enable_bias_skip_layer_norm = skip_layer_norm
+            quiet = io.StringIO()
+            with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+                optimized = optimize_model(
+                    backbone,
+                    model_type=model_type,
+                    num_heads=source.num_heads,
+                    hidden_size=source.hidden_size,
+                    optimization_options=fusions,
+                    opt_level=0,  # graph fusions only; ORT's own level-2+ optimizations run at session load
+                )
+        fused = {op: count for op, count in optimized.get_fused_operator_statistics().items() if count}
+        fused["Attention"] = attention_blocks  # ORT counts the Attention nodes in the graph: ours, as it fuses none
+        model = optimized.model
+        if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
+            model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
     return model, fused
 
 
 def _save(context: BuildContext, model: Any, file: str, details: dict[str, Any]) -> BuildResult:
+    """Append the output stages to an optimized backbone, load the weights it still reads from the backbone's
+    data file, and save it as the variant ``file``."""
+    from onnx.external_data_helper import load_external_data_for_model
+
     details.update(context.append_stages(model))
     details["op_counts"] = dict(Counter(node.op_type for node in model.graph.node).most_common(12))
+    load_external_data_for_model(model, str(context.backbone.path.parent))
     path = context.root / file
     weights = save_graph(model, path, external=context.backbone.external_data)
     weights_file = None if weights is None else str(Path(file).parent / weights)
     return BuildResult(file=file, optimization=details.pop("optimization"), details=details, weights_file=weights_file)
 
 
-# ONNX Runtime's transformer optimizer works on the graph in memory, as one protobuf message: under 2 GiB
-# whatever the file layout (microsoft/onnxruntime#15349). A little is left for the graph itself.
-OPTIMIZER_MAX_WEIGHT_BYTES = (2 << 30) - (64 << 20)
-
-
-def _over_optimizer_limit(context: BuildContext) -> str | None:
-    """Why ONNX Runtime's transformer optimizer cannot take this backbone, or None when it can."""
-    weight_bytes = 4 * int(context.backbone.shape.get("parameters", 0))
-    if weight_bytes < OPTIMIZER_MAX_WEIGHT_BYTES:
-        return None
-    return (
-        "ONNX Runtime's transformer optimizer works on in-memory graphs under 2 GB "
-        f"(microsoft/onnxruntime#15349); this backbone holds {weight_bytes / (1 << 30):.1f} GiB of weights"
-    )
-
-
-def _check_size(context: BuildContext) -> None:
-    reason = _over_optimizer_limit(context)
-    if reason is not None:
-        raise NotApplicable(reason)
-
-
 def build_optimized(context: BuildContext) -> BuildResult:
     """fp32 backbone for CPUs: fused attention and BiasGelu (no SkipLayerNormalization, see above)."""
-    _check_size(context)
     architecture = context.backbone.architecture
     if architecture.ort_model_type is None:
         raise NotApplicable(f"ONNX Runtime's transformer optimizer has no fusions for {architecture.model_type}")
@@ -126,25 +121,25 @@ def build_optimized(context: BuildContext) -> BuildResult:
 def build_fp16(context: BuildContext) -> BuildResult:
     """The optimized backbone in fp16 (float32 inputs/outputs, fp32 reductions), fp32 stages.
 
-    Over the optimizer's 2 GB limit (4B/8B decoders, where fp16 halves what a GPU must hold) the
-    plain backbone is converted instead, without fusions: the converter reads it from its file, so
-    its shape inference runs on the file (``infer_shapes_path``), which has no 2 GB limit.
+    With external data the converter reads the optimized graph from a scratch file beside the backbone
+    (sharing its data file): its shape inference then runs on the file (``infer_shapes_path``), which has
+    no 2 GB limit (4B/8B decoders, where fp16 halves what a GPU must hold).
     """
     from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     if context.backbone.architecture.no_fp16:
         raise NotApplicable(context.backbone.architecture.no_fp16)
-    too_large = _over_optimizer_limit(context)
-    source: Any
-    if too_large is None:
-        skip_layer_norm = context.backbone.architecture.fp16_skip_layer_norm
-        source, fused = optimize_backbone(context, skip_layer_norm=skip_layer_norm)
-        details: dict[str, Any] = {"optimization": "ort-transformers+fp16", "fused_ops": fused}
+    skip_layer_norm = context.backbone.architecture.fp16_skip_layer_norm
+    optimized, fused = optimize_backbone(context, skip_layer_norm=skip_layer_norm)
+    details: dict[str, Any] = {"optimization": "ort-transformers+fp16", "fused_ops": fused}
+    if context.backbone.external_data:
+        with scratch_graph(context.backbone.path.parent, "fp16-input.onnx") as source:
+            save_graph(optimized, source, external=True, check=False)
+            del optimized
+            model = convert_float_to_float16(str(source), keep_io_types=True, op_block_list=_FP16_KEEP_FP32)
     else:
-        source = str(context.backbone.path)
-        details = {"optimization": "fp16", "fused_ops": {}, "not_fused": too_large}
-    model = convert_float_to_float16(source, keep_io_types=True, op_block_list=_FP16_KEEP_FP32)
+        model = convert_float_to_float16(optimized, keep_io_types=True, op_block_list=_FP16_KEEP_FP32)
     sortable = OnnxModel(model)
     sortable.topological_sort()  # the converter appends its Cast nodes at the end of the graph
     model = sortable.model

@@ -231,12 +231,13 @@ def _build(
 
 
 def _build_backbone(context: BuildContext, scheme: WeightScheme, variant: str) -> BuildResult:
-    """``_build`` on the optimized backbone, written to a scratch file beside the artifact's graphs (its
-    weights external) and read back for each attempt, so no float copy stays in memory meanwhile."""
+    """``_build`` on the optimized backbone, saved as a scratch graph beside the backbone and read back for each
+    attempt, so no float copy stays in memory meanwhile. The scratch graph shares the backbone's data file for
+    the weights the optimizer did not touch (all of them without the attention fusion): nothing is rewritten."""
     import onnx
 
     backbone, fused = optimize_backbone(context, skip_layer_norm=False, attention=False)
-    with scratch_graph(context.base.parent, f"{variant}-input.onnx") as source:
+    with scratch_graph(context.backbone.path.parent, f"{variant}-input.onnx") as source:
         save_graph(backbone, source, external=True, check=False)
         del backbone
         return _build(

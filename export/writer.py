@@ -20,7 +20,6 @@ After export the runtime changes an artifact only through ``fastembed_rt.artifac
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import shutil
@@ -45,6 +44,7 @@ from fastembed_rt.export.backbone import ExportedBackbone
 from fastembed_rt.export.build import BuildContext, BuildResult, NotApplicable
 from fastembed_rt.export.fidelity import Measured
 from fastembed_rt.export.onnx_files import check_graph, data_file, external_data_file, link_graph, save_graph
+from fastembed_rt.export.validate import release_memory
 from fastembed_rt.export.variants import VARIANTS, VariantSpec
 
 __all__ = ["ArtifactWriter", "Measure", "finish_graph", "stage_artifact"]
@@ -234,8 +234,8 @@ class ArtifactWriter:
                 logger.info("variant %s built and validated in %.1f s", spec.name, time.perf_counter() - started)
             # What a builder held may sit in reference cycles (model wrappers): free it before the next builder
             # loads its own copy (size-true Qwen3-0.6B peaked at 18.5 GB while openvino-int4 loaded its graph
-            # and int4's 13 GB were not yet freed).
-            gc.collect()
+            # and int4's 13 GB were not yet freed), and hand the freed heap back to the OS.
+            release_memory()
         self._record_speed(speed_texts)
 
     def _record_speed(self, texts: Sequence[str]) -> None:

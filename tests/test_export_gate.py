@@ -44,3 +44,27 @@ def test_an_honest_export_of_the_same_model_passes_the_gate(tmp_path: Path) -> N
     fidelity = manifest.variants[0].fidelity
     assert fidelity["min_cosine"] >= 0.9999 and fidelity["texts"] > 0
     assert (tmp_path / "artifact" / "manifest.json").is_file()
+
+
+def test_a_released_reference_answers_its_cached_batches_and_refuses_new_ones(tmp_path: Path) -> None:
+    """The exporter frees PyTorch's model before building variants: each batch they are checked on must be
+    computed by then, and a batch that was not is an error, never a silent recompute or a wrong answer."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
+
+    from fastembed_rt.errors import ExportError
+    from fastembed_rt.export.validate import ReferenceEncoder, grid_batches
+
+    model = TorchSentenceTransformer(str(build_tiny_model(tmp_path, "bert", "mean")), device="cpu")
+    reference = ReferenceEncoder(model)
+    batches = list(grid_batches(model.max_seq_length, {"query": "query: "}, ["held", "out", "texts"]))
+    assert {(prompt, size) for prompt, size, _ in batches} == {
+        (prompt, size) for prompt in (None, "query: ") for size in (1, 3, 5)
+    } | {(None, 32)}
+    before = [reference.encode(batch, prompt=prompt, batch_size=size) for prompt, size, batch in batches]
+    reference.release()
+    assert reference.st_model is None
+    for (prompt, size, batch), expected in zip(batches, before):
+        assert np.array_equal(reference.encode(batch, prompt=prompt, batch_size=size), expected)
+    with pytest.raises(ExportError, match="released before a batch of 2 texts"):
+        reference.encode(["held", "out"], batch_size=32)

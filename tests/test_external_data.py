@@ -65,42 +65,65 @@ def test_the_optimizer_runs_on_external_data_graphs_under_2_gib(external: TinyEx
     assert not external.runtime.manifest.rejected_variants
 
 
-def test_the_optimizer_is_recorded_not_applicable_over_2_gib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A real 2 GiB backbone is too big for the suite: the limit is lowered to the tiny model's size."""
-    from fastembed_rt.export import optimize
-
-    monkeypatch.setattr(optimize, "OPTIMIZER_MAX_WEIGHT_BYTES", 1)
-    model_dir = build_tiny_model(tmp_path, "bert", "mean")
-    manifest = export_model(model_dir, tmp_path / "artifact", stsb=False, calibration_texts=[], variants="optimized")
-    (rejected,) = manifest.rejected_variants
-    assert rejected["name"] == "optimized"
-    assert "not applicable" in rejected["reasons"][0] and "2 GB" in rejected["reasons"][0]
-
-
-def test_fp16_over_2_gib_is_the_unfused_graph_in_fp16_within_its_gate(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("architecture", ["bert", "qwen3"])
+def test_the_optimizer_leaves_an_external_data_backbones_weights_in_their_file(
+    tmp_path: Path, architecture: str
 ) -> None:
-    """Where the optimizer cannot go (a 4B/8B decoder), fp16 still halves the weights a GPU holds."""
+    """It holds the graph only (no 2 GB limit, no copies of the weights in shape inference), while the
+    fusions that read a tensor (our attention fusion packs Q, K and V) still read it, from the data file."""
+    import onnx
     from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
 
-    from fastembed_rt.export import optimize
+    from fastembed_rt.export.backbone import export_st_backbone
+    from fastembed_rt.export.build import BuildContext
+    from fastembed_rt.export.optimize import optimize_backbone
 
-    monkeypatch.setattr(optimize, "OPTIMIZER_MAX_WEIGHT_BYTES", 1)
-    model_dir = build_tiny_model(tmp_path, "qwen3", "lasttoken", normalize=True, padding_side="left")
-    artifact = tmp_path / "artifact"
-    manifest = export_model(model_dir, artifact, stsb=False, calibration_texts=[], variants="fp16")
-    assert not manifest.rejected_variants
-    fp32, fp16 = manifest.variants
-    assert fp16.name == "fp16" and fp16.optimization == "fp16"
-    assert "2 GB" in fp16.stage_counts["not_fused"] and not fp16.stage_counts["fused_ops"]
-    assert fp16.weights_file == "onnx/model_fp16.onnx.data"
-    # fp16 weights: half the fp32 data file, give or take the fp32-kept tensors
-    assert (artifact / fp16.weights_file).stat().st_size < 0.6 * (artifact / str(fp32.weights_file)).stat().st_size
-    runtime = SentenceTransformer(artifact, variant="fp16")
-    ours = runtime.encode(PARITY_TEXTS, batch_size=4)
-    ref = TorchSentenceTransformer(str(model_dir), device="cpu").encode(PARITY_TEXTS, batch_size=4)
-    assert row_cosines(np.asarray(ours), ref).min() >= 0.999
-    runtime.close()
+    model_dir = build_tiny_model(tmp_path, architecture, "mean")
+    path = tmp_path / "onnx" / "backbone.onnx"
+    path.parent.mkdir()
+    backbone = export_st_backbone(
+        TorchSentenceTransformer(str(model_dir), device="cpu"), path, external_data_threshold=0
+    )
+    assert backbone.external_data
+    context = BuildContext(tmp_path, path.with_name("model.onnx"), backbone, [], lambda _: {}, lambda _: [])
+    model, fused = optimize_backbone(context, skip_layer_norm=False)
+    big = [t for t in model.graph.initializer if np.prod(t.dims) * 4 >= 1024]
+    external = [t for t in big if t.data_location == onnx.TensorProto.EXTERNAL]
+    assert big and all(not t.HasField("raw_data") for t in external)
+    if architecture == "bert":
+        # the packed Q/K/V weights are new tensors, computed from the weights in the file; the rest stay there
+        assert fused["Attention"] == 2
+        assert {t.name for t in big} - {t.name for t in external} == {
+            node.input[1] for node in model.graph.node if node.op_type == "Attention"
+        }
+    else:
+        assert fused["SimplifiedLayerNormalization"] > 0 and len(external) == len(big)
+
+
+@pytest.mark.parametrize("architecture", ["bert", "qwen3"])
+def test_optimized_and_fp16_fuse_the_same_with_external_data_as_inline(tmp_path: Path, architecture: str) -> None:
+    """The weightless optimizer path (every default export) and the in-memory one (a threshold above the
+    model's size) build the same fused graphs; fp16 of the external one goes through a file (no 2 GB limit)."""
+    model_dir = build_tiny_model(tmp_path, architecture, "mean")
+    manifests = {
+        threshold: export_model(
+            model_dir,
+            tmp_path / f"artifact-{threshold}",
+            stsb=False,
+            calibration_texts=[],
+            variants="optimized,fp16",
+            external_data_threshold=threshold,
+        )
+        for threshold in (0, 1 << 30)
+    }
+    external, inline = manifests[0], manifests[1 << 30]
+    assert not external.rejected_variants and not inline.rejected_variants
+    assert external.variant("fp16").weights_file == "onnx/model_fp16.onnx.data"
+    assert inline.variant("fp16").weights_file is None
+    for name in ("optimized", "fp16"):
+        assert external.variant(name).stage_counts["fused_ops"] == inline.variant(name).stage_counts["fused_ops"]
+        assert external.variant(name).stage_counts["op_counts"] == inline.variant(name).stage_counts["op_counts"]
+        assert external.variant(name).fidelity["min_cosine"] >= 0.999
 
 
 @pytest.mark.parametrize("provider", ["cpu", "openvino"])

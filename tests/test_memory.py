@@ -40,3 +40,22 @@ def test_rss_stays_flat_over_2000_encodes_of_random_lengths(minilm_artifact_sess
     growth = _rss_mb() - start
     model.close()
     assert growth < MAX_GROWTH_MB, f"RSS grew by {growth:.1f} MB over 1,800 encodes of random shapes"
+
+
+def test_a_models_weights_are_freed_with_it_after_its_backbone_export(tmp_path: Path) -> None:
+    """The exporter frees PyTorch's model before building variants; the ONNX export must not keep its weights
+    alive (onnxscript's rewrite rules held the last graph they matched, and every weight through it)."""
+    import gc
+    import weakref
+
+    from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
+    from tiny_models import build_tiny_model
+
+    from fastembed_rt.export.backbone import export_st_backbone
+
+    model = TorchSentenceTransformer(str(build_tiny_model(tmp_path, "qwen3", "lasttoken")), device="cpu")
+    weight = weakref.ref(model[0].auto_model.get_input_embeddings().weight)
+    export_st_backbone(model, tmp_path / "backbone.onnx")
+    del model
+    gc.collect()
+    assert weight() is None, [type(r).__name__ for r in gc.get_referrers(weight())]
