@@ -11,13 +11,14 @@ import contextlib
 import io
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from fastembed_rt.export.build import BuildContext, BuildResult, NotApplicable
 from fastembed_rt.export.onnx_files import save_graph, scratch_graph
 
-__all__ = ["build_fp16", "build_optimized", "optimize_backbone"]
+__all__ = ["build_fp16", "build_optimized", "optimize_backbone", "optimized_graph_file"]
 
 logger = logging.getLogger("fastembed_rt.export")
 
@@ -51,8 +52,7 @@ def optimize_backbone(
     fusions read the few tensors they inspect from the file, and ONNX Runtime's shape inference, which
     copies the whole graph, copies no weights, and the optimizer's 2 GB limit on in-memory graphs
     (microsoft/onnxruntime#15349) does not apply. Its result's external tensors still point at the
-    backbone's data file: ``_save`` loads them, a scratch graph saved in the backbone's folder
-    shares them.
+    backbone's data file: ``_save`` loads them, ``optimized_graph_file`` shares them.
     """
     import onnx
     from onnxruntime.transformers.fusion_options import FusionOptions
@@ -118,12 +118,28 @@ def build_optimized(context: BuildContext) -> BuildResult:
     return _save(context, model, "onnx/model_optimized.onnx", {"optimization": "ort-transformers", "fused_ops": fused})
 
 
+@contextlib.contextmanager
+def optimized_graph_file(
+    context: BuildContext, name: str, *, skip_layer_norm: bool, attention: bool = True
+) -> Iterator[tuple[Path, dict[str, int]]]:
+    """``optimize_backbone``'s graph as a scratch file beside the backbone, for builders that read their input
+    from a file; yields (path, fused-op counts) and removes the file on exit.
+
+    The file shares the backbone's data file for every weight the fusions left alone (all of them without
+    the attention fusion), so nothing of the weights is rewritten and nothing of them stays in memory.
+    """
+    model, fused = optimize_backbone(context, skip_layer_norm=skip_layer_norm, attention=attention)
+    with scratch_graph(context.backbone.path.parent, name) as path:
+        save_graph(model, path, external=True, check=False)
+        del model
+        yield path, fused
+
+
 def build_fp16(context: BuildContext) -> BuildResult:
     """The optimized backbone in fp16 (float32 inputs/outputs, fp32 reductions), fp32 stages.
 
-    With external data the converter reads the optimized graph from a scratch file beside the backbone
-    (sharing its data file): its shape inference then runs on the file (``infer_shapes_path``), which has
-    no 2 GB limit (4B/8B decoders, where fp16 halves what a GPU must hold).
+    The converter reads the optimized graph from its file: its shape inference then runs on the file
+    (``infer_shapes_path``), which has no 2 GB limit (4B/8B decoders, where fp16 halves what a GPU must hold).
     """
     from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
@@ -131,16 +147,10 @@ def build_fp16(context: BuildContext) -> BuildResult:
     if context.backbone.architecture.no_fp16:
         raise NotApplicable(context.backbone.architecture.no_fp16)
     skip_layer_norm = context.backbone.architecture.fp16_skip_layer_norm
-    optimized, fused = optimize_backbone(context, skip_layer_norm=skip_layer_norm)
-    details: dict[str, Any] = {"optimization": "ort-transformers+fp16", "fused_ops": fused}
-    if context.backbone.external_data:
-        with scratch_graph(context.backbone.path.parent, "fp16-input.onnx") as source:
-            save_graph(optimized, source, external=True, check=False)
-            del optimized
-            model = convert_float_to_float16(str(source), keep_io_types=True, op_block_list=_FP16_KEEP_FP32)
-    else:
-        model = convert_float_to_float16(optimized, keep_io_types=True, op_block_list=_FP16_KEEP_FP32)
+    with optimized_graph_file(context, "fp16-input.onnx", skip_layer_norm=skip_layer_norm) as (source, fused):
+        model = convert_float_to_float16(str(source), keep_io_types=True, op_block_list=_FP16_KEEP_FP32)
     sortable = OnnxModel(model)
     sortable.topological_sort()  # the converter appends its Cast nodes at the end of the graph
     model = sortable.model
-    return _save(context, model, "onnx/model_fp16.onnx", {**details, "fp32_ops": _FP16_KEEP_FP32})
+    details = {"optimization": "ort-transformers+fp16", "fused_ops": fused, "fp32_ops": _FP16_KEEP_FP32}
+    return _save(context, model, "onnx/model_fp16.onnx", details)

@@ -41,8 +41,8 @@ from typing import Any
 
 from fastembed_rt.errors import ExportError, ParityError
 from fastembed_rt.export.build import BuildContext, BuildResult
-from fastembed_rt.export.onnx_files import save_graph, scratch_graph
-from fastembed_rt.export.optimize import optimize_backbone
+from fastembed_rt.export.onnx_files import save_graph
+from fastembed_rt.export.optimize import optimized_graph_file
 
 __all__ = [
     "INT4",
@@ -231,15 +231,12 @@ def _build(
 
 
 def _build_backbone(context: BuildContext, scheme: WeightScheme, variant: str) -> BuildResult:
-    """``_build`` on the optimized backbone, saved as a scratch graph beside the backbone and read back for each
-    attempt, so no float copy stays in memory meanwhile. The scratch graph shares the backbone's data file for
-    the weights the optimizer did not touch (all of them without the attention fusion): nothing is rewritten."""
+    """``_build`` on the optimized backbone, read back from its scratch file for each attempt, so no float copy
+    stays in memory meanwhile."""
     import onnx
 
-    backbone, fused = optimize_backbone(context, skip_layer_norm=False, attention=False)
-    with scratch_graph(context.backbone.path.parent, f"{variant}-input.onnx") as source:
-        save_graph(backbone, source, external=True, check=False)
-        del backbone
+    name = f"{variant}-input.onnx"
+    with optimized_graph_file(context, name, skip_layer_norm=False, attention=False) as (source, fused):
         return _build(
             context, lambda: onnx.load(str(source)), scheme, variant, f"ort-transformers+{variant}", fused_ops=fused
         )
