@@ -18,7 +18,7 @@ from typing import Any
 from fastembed_rt.export.build import BuildContext, BuildResult, NotApplicable
 from fastembed_rt.export.onnx_files import save_graph, scratch_graph
 
-__all__ = ["build_fp16", "build_optimized", "optimize_backbone", "optimized_graph_file"]
+__all__ = ["build_fp16", "build_optimized", "optimize_backbone", "optimized_graph_file", "save_optimized"]
 
 logger = logging.getLogger("fastembed_rt.export")
 
@@ -93,7 +93,7 @@ def optimize_backbone(
     return model, fused
 
 
-def _save(context: BuildContext, model: Any, file: str, details: dict[str, Any]) -> BuildResult:
+def save_optimized(context: BuildContext, model: Any, file: str, details: dict[str, Any]) -> BuildResult:
     """Append the output stages to an optimized backbone, load the weights it still reads from the backbone's
     data file, and save it as the variant ``file``."""
     from onnx.external_data_helper import load_external_data_for_model
@@ -115,7 +115,8 @@ def build_optimized(context: BuildContext) -> BuildResult:
     model, fused = optimize_backbone(context, skip_layer_norm=False)
     if not fused:
         logger.warning("ONNX Runtime fused no operators in the %s backbone", context.backbone.architecture.model_type)
-    return _save(context, model, "onnx/model_optimized.onnx", {"optimization": "ort-transformers", "fused_ops": fused})
+    details = {"optimization": "ort-transformers", "fused_ops": fused}
+    return save_optimized(context, model, "onnx/model_optimized.onnx", details)
 
 
 @contextlib.contextmanager
@@ -153,4 +154,4 @@ def build_fp16(context: BuildContext) -> BuildResult:
     sortable.topological_sort()  # the converter appends its Cast nodes at the end of the graph
     model = sortable.model
     details = {"optimization": "ort-transformers+fp16", "fused_ops": fused, "fp32_ops": _FP16_KEEP_FP32}
-    return _save(context, model, "onnx/model_fp16.onnx", details)
+    return save_optimized(context, model, "onnx/model_fp16.onnx", details)

@@ -27,6 +27,7 @@ from fastembed_rt.export.openvino_ir import (
     build_openvino_int8_weights,
 )
 from fastembed_rt.export.optimize import build_fp16, build_optimized
+from fastembed_rt.export.pack import build_packed
 from fastembed_rt.export.quantize import build_head_int8, build_int4, build_int8, build_int8_weights
 
 __all__ = ["VARIANTS", "VariantSpec", "parse_variants"]
@@ -79,6 +80,8 @@ VARIANTS: dict[Task, dict[str, VariantSpec[Any]]] = {
     Task.EMBEDDING: _by_name(
         VariantSpec("fp32", _ONNX, _FP32, _FP32_GATE),
         VariantSpec("optimized", _ONNX, _FP32, _FP32_GATE, build_optimized),
+        # optimized, fed without padding: for batches of unrelated lengths (a server's), see fastembed_rt.packing.
+        VariantSpec("packed", _ONNX, _FP32, _FP32_GATE, build_packed),
         VariantSpec("fp16", _ONNX, _FP16, _FP16_GATE, build_fp16),
         VariantSpec("int8", _ONNX, _INT8, _INT8_GATE, build_int8),
         VariantSpec("openvino", _OPENVINO, _FP32, _FP32_GATE, build_openvino, needs=_OV),

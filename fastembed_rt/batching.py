@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from fastembed_rt.packing import PACK_ROW_TOKENS
+
 __all__ = [
     "DEFAULT_MAX_BATCH_BYTES",
     "DEFAULT_TOKEN_BUDGET",
@@ -70,6 +72,7 @@ def plan_batches(
     run_overhead_tokens: int = RUN_OVERHEAD_TOKENS,
     cost: ActivationCost | None = None,
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    packed: bool = False,
 ) -> list[np.ndarray]:
     """Split row indices into batches, longest rows first, at the cheapest cuts.
 
@@ -77,7 +80,9 @@ def plan_batches(
     ``token_budget`` tokens and (given the backbone's ``cost``) ``max_batch_bytes`` of activations;
     a single row over either bound still gets its own batch. Among
     such cuts of the length-sorted rows, the plan minimizes ``sum(run_overhead_tokens + rows ×
-    longest)`` over its batches.
+    longest)`` over its batches. ``packed``: the graph runs the batch packed (``fastembed_rt.packing``),
+    so a batch costs its tokens, not its rows × longest, and its attention scores are those of rows of
+    ``PACK_ROW_TOKENS``: batches are only cut by the bounds.
 
     Returns:
         int64 index arrays into ``lengths``; together they cover every row exactly once.
@@ -96,6 +101,7 @@ def plan_batches(
             run_overhead_tokens,
             cost,
             max_batch_bytes,
+            packed,
         )
         offset = 0
         for size in sizes:
@@ -111,13 +117,16 @@ def _cheapest_cuts(
     overhead: int,
     activations: ActivationCost | None = None,
     max_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    packed: bool = False,
 ) -> list[int]:
     """Batch sizes, in order, that cover rows sorted by decreasing length at the least total cost.
 
     ``cost[j]`` is the cheapest plan of the first ``j`` rows; a batch of rows ``i..j-1`` costs
-    ``overhead + (j - i) × sorted_lengths[i]`` (its first row is its longest).
+    ``overhead + (j - i) × sorted_lengths[i]`` (its first row is its longest), or ``overhead`` + its
+    tokens when ``packed``.
     """
     n = len(sorted_lengths)
+    tokens = np.concatenate([[0], np.cumsum(sorted_lengths)])
     cost = np.full(n + 1, np.inf)
     cost[0] = 0.0
     take = np.zeros(n + 1, dtype=np.int64)
@@ -125,10 +134,15 @@ def _cheapest_cuts(
         sizes = np.arange(1, min(max_rows, j) + 1)
         firsts = j - sizes
         longest = sorted_lengths[firsts]
-        padded = sizes * longest
+        if packed:
+            padded = tokens[j] - tokens[firsts]
+            row = np.maximum(longest, PACK_ROW_TOKENS)  # every token's scores span one packed row
+        else:
+            padded = sizes * longest
+            row = longest
         fits = padded <= budget
         if activations is not None:
-            fits &= padded * (activations.token_bytes + activations.pair_bytes * longest) <= max_bytes
+            fits &= padded * (activations.token_bytes + activations.pair_bytes * row) <= max_bytes
         allowed = fits | (sizes == 1)
         totals = np.where(allowed, cost[firsts] + overhead + padded, np.inf)
         best = int(np.argmin(totals))

@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--variants",
         default=None,
         help="comma-separated variants to build and validate (fp32 always); each ships only if it passes its "
-        "gate. Bi-encoders: fp32,optimized,fp16,int8,openvino,openvino-bf16,openvino-int8 (default: these), and "
+        "gate. Bi-encoders: fp32,optimized,packed,fp16,int8,openvino,openvino-bf16,openvino-int8 (default: these), and "
         "the weight-only int8-weights,int4,openvino-int8-weights,openvino-int4 for large models, built only when "
         "named; cross-encoder and sparse: fp32,int8 (default: fp32); multi-vector: fp32",
     )

@@ -31,6 +31,7 @@ from fastembed_rt.kernels.spec import (
     TOKEN_EMBEDDINGS,
 )
 from fastembed_rt.long_inputs import LongInputs, too_long, window_bounds
+from fastembed_rt.packing import PACKED_INPUTS, pack_batch
 from fastembed_rt.providers.base import ExecutionProvider
 from fastembed_rt.tokenizer import Encoded, Tokenizer, TruncationDirection, Windows, with_prompt
 
@@ -140,11 +141,13 @@ class BatchFeeds:
     on the tokenizer's padding side), ``token_type_ids`` and ``prompt_length`` when the graph takes
     them, and the precision stage's defaults. ``per_call_inputs`` are graph inputs a caller feeds
     itself per call (``extra_feeds``, e.g. SPLADE's ``max_active_dims``); those without a default
-    are left out.
+    are left out. ``packed``: the graph takes the batch packed (``fastembed_rt.packing``): ``input_ids`` and
+    ``token_type_ids`` are then the packed rows, ``attention_mask`` stays the padded batch's.
     """
 
-    def __init__(self, manifest: Manifest) -> None:
+    def __init__(self, manifest: Manifest, packed: bool = False) -> None:
         self.manifest = manifest
+        self.packed = packed
         self._inputs = tuple(manifest.graph.inputs)
         self._left = manifest.tokenizer.padding_side == "left"
         self._pad_id = manifest.tokenizer.pad_token_id
@@ -190,6 +193,9 @@ class BatchFeeds:
                 continue  # fed by the caller through ``extra_feeds``
             else:
                 raise InputError(f"graph input {name!r} of {self.manifest.root} is not one fastembed-rt can feed")
+        if self.packed:
+            packed = pack_batch(ids, type_ids, mask, self._pad_id, self._left)
+            feeds.update({name: value for name, value in packed.items() if name in feeds or name in PACKED_INPUTS})
         return feeds
 
 
@@ -262,7 +268,8 @@ class Pipeline:
         self.manifest = manifest
         self.tokenizer = tokenizer
         self.provider = provider
-        self.feeds = BatchFeeds(manifest)
+        self.packed = set(PACKED_INPUTS) <= set(getattr(provider, "input_names", ()))
+        self.feeds = BatchFeeds(manifest, packed=self.packed)
         self.token_budget = DEFAULT_TOKEN_BUDGET
         # Artifacts from before the manifest recorded the backbone's shape have only the token budget.
         self.activation_cost = ActivationCost.of(manifest.source.get("backbone") or {})
@@ -320,7 +327,12 @@ class Pipeline:
         encoded, prompt_length = prepared.encoded, prepared.prompt_length
         lengths = encoded.lengths
         plan = plan_batches(
-            lengths, batch_size, self.token_budget, cost=self.activation_cost, max_batch_bytes=self.max_batch_bytes
+            lengths,
+            batch_size,
+            self.token_budget,
+            cost=self.activation_cost,
+            max_batch_bytes=self.max_batch_bytes,
+            packed=self.packed,
         )
         stats = EncodeStats(
             texts=len(prepared),

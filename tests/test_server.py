@@ -93,15 +93,33 @@ def serving(*models: str | Path, args: tuple[str, ...] = ()) -> Iterator[Server]
                 stream.close()
 
 
+@pytest.fixture(scope="session")
+def minilm_served_artifact(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
+    """all-MiniLM-L6-v2 with its packed graph, which a server runs on the CPU (``serving_variant``)."""
+    from fastembed_rt.export import export_model
+
+    out = tmp_path_factory.mktemp("served") / "all-MiniLM-L6-v2"
+    export_model(minilm_dir, out, stsb=False, variants="packed")
+    return out
+
+
+@pytest.fixture(scope="module")
+def minilm_runtime(minilm_served_artifact: Path) -> Iterator[SentenceTransformer]:
+    """The library on the graph the server runs (overrides conftest's fp32 one)."""
+    model = SentenceTransformer(minilm_served_artifact, variant="packed")
+    yield model
+    model.close()
+
+
 @pytest.fixture(scope="module")
 def server(
-    minilm_artifact_session: Path,
+    minilm_served_artifact: Path,
     tiny_reranker_artifact: Path,
     tiny_splade_artifact: Path,
     tiny_multi_vector_artifact: Path,
 ) -> Iterator[Server]:
     with serving(
-        f"all-MiniLM-L6-v2={minilm_artifact_session}",
+        f"all-MiniLM-L6-v2={minilm_served_artifact}",
         f"reranker={tiny_reranker_artifact}",
         f"splade={tiny_splade_artifact}",
         f"colbert={tiny_multi_vector_artifact}",
@@ -255,6 +273,10 @@ def test_health_info_models_metrics_and_openapi(server: Server) -> None:
         assert [m["name"] for m in info["models"]] == ["all-MiniLM-L6-v2", "reranker", "splade", "colbert"]
         assert [m["task"] for m in info["models"]] == ["embedding", "cross-encoder", "sparse", "multi-vector"]
         assert info["max_client_batch_size"] == 64 and info["max_input_length"] == 256
+        # A server's batches mix unrelated lengths: on the CPU, auto serves the artifact's packed graph.
+        minilm = info["models"][0]
+        assert (minilm["provider"], minilm["variant"]) == ("cpu", "packed"), minilm
+        assert "padding" in minilm["variant_reason"]
         client.post("/embed", json={"inputs": "warm the counters"})
         metrics = client.get("/metrics").text
         assert 'fastembed_rt_requests_total{route="/embed",status="200"}' in metrics
@@ -263,6 +285,18 @@ def test_health_info_models_metrics_and_openapi(server: Server) -> None:
         document = client.get("/openapi.json").json()
     served_routes = {route.path for route in _app_routes()}
     assert served_routes == set(document["paths"]), "every route is documented and every documented path served"
+
+
+def test_serving_variant_packs_only_what_auto_leaves_to_it(
+    minilm_served_artifact: Path, tiny_reranker_artifact: Path
+) -> None:
+    from fastembed_rt.server.state import serving_variant
+
+    assert serving_variant(minilm_served_artifact, "cpu", "auto")[0] == "packed"
+    assert serving_variant(minilm_served_artifact, "cpu", "optimized") == ("optimized", None)
+    assert serving_variant(minilm_served_artifact, "openvino", "auto") == ("auto", None)
+    assert serving_variant(tiny_reranker_artifact, "cpu", "auto") == ("auto", None)  # it has no packed graph
+    assert serving_variant(minilm_served_artifact, "no-such-provider", "auto") == ("auto", None)  # the loader says
 
 
 def _app_routes() -> list[Any]:
@@ -375,11 +409,11 @@ def test_a_burst_of_concurrent_requests_each_gets_exactly_its_own_rows(
 
 # -- limits and faults --------------------------------------------------------------------------------
 def test_overload_gets_429_with_retry_after_at_once_and_every_accepted_request_is_right(
-    minilm_artifact_session: Path, minilm_runtime: SentenceTransformer
+    minilm_served_artifact: Path, minilm_runtime: SentenceTransformer
 ) -> None:
     texts = [f"Request number {i} asks about {'rivers and mountains ' * (i % 9)}the sea." for i in range(32)]
     expected = minilm_runtime.encode(texts, normalize_embeddings=True)
-    with serving(minilm_artifact_session, args=("--max-concurrent-requests", "4", "--max-client-batch-size", "4")) as s:
+    with serving(minilm_served_artifact, args=("--max-concurrent-requests", "4", "--max-client-batch-size", "4")) as s:
 
         async def burst() -> list[tuple[int, httpx.Response, float]]:
             async with httpx.AsyncClient(base_url=s.url, timeout=60, limits=httpx.Limits(max_connections=64)) as c:
@@ -452,11 +486,11 @@ def test_bad_requests_get_their_status_and_a_message_naming_the_field(
 
 
 def test_payload_limit_and_a_server_default_long_input_policy(
-    minilm_artifact_session: Path, minilm_runtime: SentenceTransformer
+    minilm_served_artifact: Path, minilm_runtime: SentenceTransformer
 ) -> None:
     long_text = "river " * 700
     args = ("--payload-limit", "6000", "--long-inputs", "chunk", "--chunk-overlap", "16")
-    with serving(minilm_artifact_session, args=args) as s, s.client() as client:
+    with serving(minilm_served_artifact, args=args) as s, s.client() as client:
         response = client.post("/embed", json={"inputs": "x" * 7000})
         assert response.status_code == 413 and "--payload-limit" in response.json()["error"]
         chunked = client.post("/embed", json={"inputs": [long_text]})
@@ -517,8 +551,8 @@ def _metric(text: str, name: str) -> float:
     return 0.0
 
 
-def test_api_key_guards_every_route_but_health(minilm_artifact_session: Path) -> None:
-    with serving(minilm_artifact_session, args=("--api-key", "s3cret")) as s, s.client() as client:
+def test_api_key_guards_every_route_but_health(minilm_served_artifact: Path) -> None:
+    with serving(minilm_served_artifact, args=("--api-key", "s3cret")) as s, s.client() as client:
         assert client.get("/health").status_code == 200
         for method, route in [("post", "/embed"), ("get", "/info"), ("get", "/metrics"), ("post", "/v1/embeddings")]:
             body = {"inputs": "x", "input": "x"} if method == "post" else None
@@ -537,10 +571,10 @@ def _raw_post(port: int, body: bytes) -> socket.socket:
     return sock
 
 
-def test_a_client_that_disconnects_has_its_queued_inputs_dropped(minilm_artifact_session: Path) -> None:
+def test_a_client_that_disconnects_has_its_queued_inputs_dropped(minilm_served_artifact: Path) -> None:
     # 48 texts of 256 tokens on one thread: seconds of work, far longer than the 0.4 s the second client stays.
     long_texts = [f"{i} " + "a long passage about the weather and the sea " * 40 for i in range(48)]
-    with serving(minilm_artifact_session, args=("--threads", "1")) as s:
+    with serving(minilm_served_artifact, args=("--threads", "1")) as s:
         port = int(s.url.rsplit(":", 1)[1])
         busy = _raw_post(port, json.dumps({"inputs": long_texts}).encode())  # occupies the worker for a while
         time.sleep(0.3)
@@ -560,11 +594,11 @@ def test_a_client_that_disconnects_has_its_queued_inputs_dropped(minilm_artifact
         assert _metric(metrics, "fastembed_rt_batch_inputs_sum") == len(long_texts), "the dropped ones never ran"
 
 
-def test_sigterm_finishes_accepted_requests_then_exits_zero(minilm_artifact_session: Path) -> None:
+def test_sigterm_finishes_accepted_requests_then_exits_zero(minilm_served_artifact: Path) -> None:
     # 32 texts of 256 tokens on one thread: a few seconds of work, so the request is still running when
     # SIGTERM arrives 0.3 s later, and well inside the server's 30 s --graceful-timeout on a busy 2-core CI.
     texts = [f"{i} " + "a long passage about the weather and the sea " * 40 for i in range(32)]
-    with serving(minilm_artifact_session, args=("--threads", "1")) as s:
+    with serving(minilm_served_artifact, args=("--threads", "1")) as s:
         port = int(s.url.rsplit(":", 1)[1])
         replies: list[bytes] = []
         sock = _raw_post(port, json.dumps({"inputs": texts}).encode())
@@ -617,9 +651,9 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)))
 
 
 def test_the_server_loads_models_with_torch_unimportable(
-    minilm_artifact_session: Path, run_without_torch: RunWithoutTorch
+    minilm_served_artifact: Path, run_without_torch: RunWithoutTorch
 ) -> None:
-    result = run_without_torch(_NO_TORCH, str(minilm_artifact_session))
+    result = run_without_torch(_NO_TORCH, str(minilm_served_artifact))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 

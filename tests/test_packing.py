@@ -1,0 +1,153 @@
+"""Sequence packing: the feeds lay every input's tokens out once, and the ``packed`` variant answers
+exactly as the padded graph it derives from, on batches of mixed lengths."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from tiny_models import build_tiny_model
+
+from fastembed_rt import SentenceTransformer
+from fastembed_rt.batching import pad_batch, plan_batches
+from fastembed_rt.packing import PACKED_ATTENTION_MASK, POSITION_IDS, UNPACK_INDEX, pack_batch
+
+PAD = 0
+
+
+def _rows(lengths: list[int], seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(1, 1000, size=n).astype(np.int64) for n in lengths]
+
+
+@pytest.mark.parametrize("left", [False, True])
+def test_packing_places_every_token_once_with_positions_restarting_and_attention_inside_its_input(left: bool) -> None:
+    lengths = [5, 30, 12, 1, 14, 22, 9, 40, 11, 3]
+    ids = _rows(lengths)
+    type_ids = [np.full(n, k % 2, np.int64) for k, n in enumerate(lengths)]
+    _, mask = pad_batch(ids, PAD, left)
+    feeds = pack_batch(ids, type_ids, mask, PAD, left, row_tokens=32)
+
+    flat_ids = feeds["input_ids"].ravel()
+    flat_types = feeds["token_type_ids"].ravel()
+    flat_positions = feeds[POSITION_IDS].ravel()
+    index = feeds[UNPACK_INDEX]
+    width = feeds["input_ids"].shape[1]
+    attention = feeds[PACKED_ATTENTION_MASK]
+    used: set[int] = set()
+    for i, n in enumerate(lengths):
+        where = index[i][mask[i] == 1]  # the packed places of input i's tokens, in its order
+        assert len(where) == n
+        assert np.array_equal(flat_ids[where], ids[i]) and np.array_equal(flat_types[where], type_ids[i])
+        assert np.array_equal(flat_positions[where], np.arange(n))
+        assert not used & set(where.tolist())
+        used |= set(where.tolist())
+        row, columns = where[0] // width, where % width
+        assert np.all(where // width == row)  # one input never spans two rows
+        own = np.zeros(width, bool)
+        own[columns] = True
+        for column in columns:  # a token attends to exactly its own input's tokens
+            assert np.array_equal(attention[row, column].astype(bool), own)
+    assert len(used) == sum(lengths)
+    assert attention.dtype == np.int32
+
+
+def test_packed_rows_are_filled_evenly_so_no_row_runs_mostly_padding() -> None:
+    lengths = [40, 38, 30, 20, 12, 12, 9, 7, 5, 4, 3, 2]
+    ids = _rows(lengths)
+    _, mask = pad_batch(ids, PAD)
+    feeds = pack_batch(ids, [np.zeros_like(r) for r in ids], mask, PAD, row_tokens=64)
+    rows, width = feeds["input_ids"].shape
+    assert rows == -(-sum(lengths) // 64)  # as many rows as the tokens need
+    filled = (feeds[PACKED_ATTENTION_MASK].any(axis=2)).sum(axis=1)
+    assert filled.min() >= 0.8 * filled.max(), filled
+    assert rows * width <= 1.15 * sum(lengths)  # a padded batch runs 12 × 40 = 480 tokens for these 182
+
+
+def test_a_masked_token_is_no_ones_key_in_the_packed_batch() -> None:
+    ids = _rows([4, 6])
+    _, mask = pad_batch(ids, PAD)
+    mask[1, 2] = 0  # e.g. a query-expansion token that attends but is not attended to
+    feeds = pack_batch(ids, [np.zeros_like(r) for r in ids], mask, PAD)
+    column = feeds[UNPACK_INDEX][1, 2] % feeds["input_ids"].shape[1]
+    assert not feeds[PACKED_ATTENTION_MASK][0, :, column].any()
+
+
+def test_a_packed_plan_cuts_only_at_its_bounds_where_a_padded_plan_cuts_at_length_jumps() -> None:
+    lengths = np.array([5, 30, 12, 8, 14, 22, 9, 40, 11, 3, 6, 7])
+    assert len(plan_batches(lengths, 32)) > 1
+    assert len(plan_batches(lengths, 32, packed=True)) == 1
+    budgeted = plan_batches(lengths, 32, token_budget=64, packed=True)
+    assert all(int(lengths[b].sum()) <= 64 or len(b) == 1 for b in budgeted)
+    assert sorted(np.concatenate(budgeted).tolist()) == list(range(len(lengths)))
+    assert [len(b) for b in plan_batches(lengths, 5, packed=True)] == [5, 5, 2]
+
+
+MIXED_TEXTS = [
+    "a",
+    "The cat sat on the mat while the dog slept by the fire all afternoon long.",
+    "Stocks fell.",
+    "Berlin",
+    "A man is playing a flute in the park and a woman is singing along with him today.",
+    "Two dogs run.",
+    "word " * 80,  # past the tiny model's 64 tokens: truncated in both layouts
+    "The quick brown fox jumps over the lazy dog.",
+]
+
+
+@pytest.fixture(scope="module")
+def padded_and_packed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    from fastembed_rt.export import export_model
+
+    root = tmp_path_factory.mktemp("packed")
+    model_dir = build_tiny_model(root, "bert", ("cls", "mean"), include_prompt=False, prompts={"query": "query: "})
+    manifest = export_model(model_dir, root / "artifact", stsb=False, variants="optimized,packed")
+    assert {v.name for v in manifest.variants} == {"fp32", "optimized", "packed"}, manifest.rejected_variants
+    padded = SentenceTransformer(root / "artifact", provider="cpu", variant="optimized")
+    packed = SentenceTransformer(root / "artifact", provider="cpu", variant="packed")
+    assert packed._pipeline.packed and not padded._pipeline.packed
+    yield padded, packed
+    padded.close()
+    packed.close()
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+def test_packed_variant_answers_as_the_padded_graph_on_mixed_lengths(
+    padded_and_packed: tuple[Any, Any], batch_size: int
+) -> None:
+    padded, packed = padded_and_packed
+    for kwargs in ({}, {"prompt_name": "query"}, {"normalize_embeddings": True, "truncate_dim": 16}):
+        want = padded.encode(MIXED_TEXTS, batch_size=batch_size, **kwargs)
+        got = packed.encode(MIXED_TEXTS, batch_size=batch_size, **kwargs)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for precision in ("int8", "ubinary"):
+        want = padded.encode(MIXED_TEXTS, batch_size=batch_size, precision=precision)
+        got = packed.encode(MIXED_TEXTS, batch_size=batch_size, precision=precision)
+        assert np.abs(got.astype(np.int16) - want.astype(np.int16)).max() <= 1
+    tokens_want = padded.encode(MIXED_TEXTS, batch_size=batch_size, output_value="token_embeddings")
+    tokens_got = packed.encode(MIXED_TEXTS, batch_size=batch_size, output_value="token_embeddings")
+    for a, b in zip(tokens_got, tokens_want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert packed.last_encode_stats.truncated == 1
+
+
+def test_packed_batches_run_fewer_tokens_than_padded_ones(padded_and_packed: tuple[Any, Any]) -> None:
+    padded, packed = padded_and_packed
+    padded.encode(MIXED_TEXTS[:6], batch_size=8)
+    packed.encode(MIXED_TEXTS[:6], batch_size=8)
+    assert packed.last_encode_stats.batches == 1
+    assert packed.last_encode_stats.padding_ratio < padded.last_encode_stats.padding_ratio
+
+
+def test_families_without_learned_absolute_positions_record_packing_as_not_applicable(tmp_path: Path) -> None:
+    from fastembed_rt.export import export_model
+
+    model_dir = build_tiny_model(tmp_path, "roberta", "mean")  # positions counted from the token values
+    manifest = export_model(model_dir, tmp_path / "artifact", stsb=False, calibration_texts=[], variants="packed")
+    assert [v.name for v in manifest.variants] == ["fp32"]
+    (rejected,) = manifest.rejected_variants
+    assert rejected["name"] == "packed"
+    assert "not applicable" in rejected["reasons"][0] and "positions" in rejected["reasons"][0]
