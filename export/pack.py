@@ -41,11 +41,16 @@ def build_packed(context: BuildContext) -> BuildResult:
         raise NotApplicable(
             f"ONNX Runtime's transformer optimizer has no fusions for {context.backbone.architecture.model_type}"
         )
-    model, fused = optimize_backbone(context, skip_layer_norm=False)
-    folder = context.backbone.path.parent
+    import onnx
+
+    source = context.backbone
     # The position table's index buffer may sit in the backbone's data file, whose locations are relative to it.
-    with contextlib.chdir(folder) if context.backbone.external_data else contextlib.nullcontext():
-        rewired = pack_backbone(model, context.backbone.hidden_size)
+    in_folder = contextlib.chdir(source.path.parent) if source.external_data else contextlib.nullcontext()
+    with in_folder:  # before the optimizer, which takes minutes on a large decoder that cannot be packed anyway
+        _check_positions(onnx.load(str(source.path), load_external_data=False).graph)
+    model, fused = optimize_backbone(context, skip_layer_norm=False)
+    with contextlib.chdir(source.path.parent) if source.external_data else contextlib.nullcontext():
+        rewired = pack_backbone(model, source.hidden_size)
     details = {"optimization": "ort-transformers, packed", "fused_ops": fused, "packed_attention": rewired}
     return save_optimized(context, model, "onnx/model_packed.onnx", details)
 
@@ -88,13 +93,7 @@ def pack_backbone(model: Any, hidden_size: int) -> int:
     for node in casts:
         graph.node.remove(node)
 
-    positions = _position_lookups(graph, names)
-    if len(positions) != 1:
-        raise NotApplicable(
-            f"found {len(positions)} lookups of learned absolute positions (packing needs exactly one): the "
-            "family's positions are computed from the tokens, rotary or relative"
-        )
-    positions[0].input[1] = POSITION_IDS
+    _check_positions(graph)[0].input[1] = POSITION_IDS
 
     output = graph.output[0].name
     packed = f"{output}_packed"
@@ -121,6 +120,17 @@ def pack_backbone(model: Any, hidden_size: int) -> int:
     _drop_dead_nodes(graph)
     del graph.value_info[:]  # shapes inferred for the padded layout no longer hold
     return len(attention)
+
+
+def _check_positions(graph: Any) -> list[Any]:
+    """The graph's one lookup of learned absolute positions (as a list of one), or ``NotApplicable``."""
+    positions = _position_lookups(graph, {i.name for i in graph.input})
+    if len(positions) != 1:
+        raise NotApplicable(
+            f"found {len(positions)} lookups of learned absolute positions (packing needs exactly one): the "
+            "family's positions are computed from the tokens, rotary or relative"
+        )
+    return positions
 
 
 def _position_lookups(graph: Any, inputs: set[str]) -> list[Any]:
