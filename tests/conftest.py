@@ -42,6 +42,16 @@ def minilm_artifact_session(tmp_path_factory: pytest.TempPathFactory, minilm_dir
     return out
 
 
+@pytest.fixture(scope="session")
+def minilm_served_artifact(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
+    """all-MiniLM-L6-v2 with its packed graph, which a server runs on the CPU (``serving_variant``)."""
+    from fastembed_rt.export import export_model
+
+    out = tmp_path_factory.mktemp("served") / "all-MiniLM-L6-v2"
+    export_model(minilm_dir, out, stsb=False, variants="packed")
+    return out
+
+
 @pytest.fixture
 def minilm_artifact(minilm_artifact_session: Path, tmp_path: Path) -> Path:
     """A private copy of the exported MiniLM artifact that a test may modify or corrupt."""

@@ -369,6 +369,17 @@ def test_ray_serve_serves_the_server_routes_with_library_outputs_and_answers_bac
         serve.shutdown()
 
 
+def test_ray_serve_pins_the_variant_a_local_server_opens(minilm_served_artifact: Path) -> None:
+    from fastembed_rt.ray.serve import _variant
+
+    packed = ServedModel("minilm", str(minilm_served_artifact))
+    config = ServerConfig(models=(packed,), provider="cpu")
+    assert _variant(config, packed) == "packed"  # a server's batches mix lengths: what `serve` opens on the CPU
+    assert _variant(config, dataclasses.replace(packed, variant="fp32")) == "fp32"
+    # provider auto: the workers' hardware decides, every variant ships and each replica chooses
+    assert _variant(dataclasses.replace(config, provider="auto"), packed) == "auto"
+
+
 def test_ray_serve_refuses_settings_that_cannot_work(cluster: None, minilm_artifact_session: Path) -> None:
     config = ServerConfig(models=(ServedModel("m", minilm_artifact_session),))
     with pytest.raises(InputError, match="backpressure_status must be 429 or 503, got 500"):

@@ -93,16 +93,6 @@ def serving(*models: str | Path, args: tuple[str, ...] = ()) -> Iterator[Server]
                 stream.close()
 
 
-@pytest.fixture(scope="session")
-def minilm_served_artifact(tmp_path_factory: pytest.TempPathFactory, minilm_dir: Path) -> Path:
-    """all-MiniLM-L6-v2 with its packed graph, which a server runs on the CPU (``serving_variant``)."""
-    from fastembed_rt.export import export_model
-
-    out = tmp_path_factory.mktemp("served") / "all-MiniLM-L6-v2"
-    export_model(minilm_dir, out, stsb=False, variants="packed")
-    return out
-
-
 @pytest.fixture(scope="module")
 def minilm_runtime(minilm_served_artifact: Path) -> Iterator[SentenceTransformer]:
     """The library on the graph the server runs (overrides conftest's fp32 one)."""

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from fastembed_rt.errors import InputError
 from fastembed_rt.ray.worker import ShippedArtifact, assigned_cpus, local_artifact, ship_artifact
 from fastembed_rt.server.app import create_app
-from fastembed_rt.server.config import ServerConfig
-from fastembed_rt.server.state import ServerState
+from fastembed_rt.server.config import ServedModel, ServerConfig
+from fastembed_rt.server.state import ServerState, serving_variant
 
 with warnings.catch_warnings():
     # Ray Serve 2.60's config models pass pydantic's deprecated extra keywords to Field when imported.
@@ -84,6 +84,13 @@ class ServerReplica:
             raise RuntimeError(f"loading models failed: {self.state.load_error}")
 
 
+def _variant(config: ServerConfig, model: ServedModel) -> str:
+    """What the driver pins for ``model``: on the CPU, what a local server opens (``serving_variant``: packed under
+    auto); with ``provider="auto"`` the workers' hardware decides, so auto stays auto and every variant ships."""
+    variant = model.variant or config.variant
+    return serving_variant(model.artifact, "cpu", variant)[0] if config.provider == "cpu" else variant
+
+
 def build_app(config: ServerConfig, **options: Unpack[ServeOptions]) -> serve.Application:
     """The Ray Serve application serving ``config``'s models with ``fastembed-rt serve``'s routes.
 
@@ -106,7 +113,7 @@ def build_app(config: ServerConfig, **options: Unpack[ServeOptions]) -> serve.Ap
     if status not in (429, 503):
         raise InputError(f"backpressure_status must be 429 or 503, got {status!r}")
     artifacts = tuple(
-        ship_artifact(m.artifact, provider=config.provider, variant=config.variant) for m in config.models
+        ship_artifact(m.artifact, provider=config.provider, variant=_variant(config, m)) for m in config.models
     )
     deployment = serve.deployment(
         name=options.get("name", "fastembed-rt"),
