@@ -11,14 +11,22 @@ import contextlib
 import io
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from fastembed_rt.export.build import BuildContext, BuildResult, NotApplicable
 from fastembed_rt.export.onnx_files import save_graph, scratch_graph
 
-__all__ = ["build_fp16", "build_optimized", "optimize_backbone", "optimized_graph_file", "save_optimized"]
+__all__ = [
+    "backbone_folder",
+    "build_fp16",
+    "build_optimized",
+    "optimize_backbone",
+    "optimized_graph_file",
+    "require_fusions",
+    "save_optimized",
+]
 
 logger = logging.getLogger("fastembed_rt.export")
 
@@ -38,8 +46,27 @@ _FP16_KEEP_FP32 = [
 ]
 
 
+def backbone_folder(context: BuildContext) -> contextlib.AbstractContextManager[Any]:
+    """The working directory for reading an external-data backbone's tensors without loading them all: the
+    data file's locations are relative to the backbone's folder (``onnx.numpy_helper.to_array`` finds a tensor
+    from there). Export runs one step at a time in this process."""
+    source = context.backbone
+    return contextlib.chdir(source.path.parent) if source.external_data else contextlib.nullcontext()
+
+
+def require_fusions(context: BuildContext) -> None:
+    """``NotApplicable`` when ONNX Runtime's transformer optimizer has no fusions for the backbone's family."""
+    architecture = context.backbone.architecture
+    if architecture.ort_model_type is None:
+        raise NotApplicable(f"ONNX Runtime's transformer optimizer has no fusions for {architecture.model_type}")
+
+
 def optimize_backbone(
-    context: BuildContext, *, skip_layer_norm: bool, attention: bool = True
+    context: BuildContext,
+    *,
+    skip_layer_norm: bool,
+    attention: bool = True,
+    check: Callable[[Any], object] | None = None,
 ) -> tuple[Any, dict[str, int]]:
     """The backbone after our attention fusion (``attention``) and ONNX Runtime's transformer fusions.
 
@@ -52,7 +79,10 @@ def optimize_backbone(
     fusions read the few tensors they inspect from the file, and ONNX Runtime's shape inference, which
     copies the whole graph, copies no weights, and the optimizer's 2 GB limit on in-memory graphs
     (microsoft/onnxruntime#15349) does not apply. Its result's external tensors still point at the
-    backbone's data file: ``_save`` loads them, ``optimized_graph_file`` shares them.
+    backbone's data file: ``save_optimized`` loads them, ``optimized_graph_file`` shares them.
+
+    ``check``: called on the loaded backbone's graph before the fusions, which take minutes on a large model
+    (a builder refuses a family there; it may read tensors, from the backbone's folder).
     """
     import onnx
     from onnxruntime.transformers.fusion_options import FusionOptions
@@ -61,16 +91,16 @@ def optimize_backbone(
     from fastembed_rt.export.fuse_attention import fuse_attention
 
     source = context.backbone
-    folder = source.path.parent
     backbone = onnx.load(str(source.path), load_external_data=not source.external_data)
+    if check is not None:
+        with backbone_folder(context):
+            check(backbone.graph)
     model_type = source.architecture.ort_model_type
     fused: dict[str, int] = {}
     if model_type is None:  # ONNX Runtime has no fusion patterns for this family: the plain backbone
         model = backbone
     else:
-        # The external tensors' locations are relative to the backbone's folder: the fusions that read one
-        # (onnx.numpy_helper.to_array) find it from there. Export runs one step at a time in this process.
-        with contextlib.chdir(folder) if source.external_data else contextlib.nullcontext():
+        with backbone_folder(context):  # the fusions that read a tensor find it from there
             attention_blocks = fuse_attention(backbone, source.num_heads) if attention else 0
             fusions = FusionOptions(model_type)
             fusions.enable_skip_layer_norm = skip_layer_norm
@@ -109,9 +139,7 @@ def save_optimized(context: BuildContext, model: Any, file: str, details: dict[s
 
 def build_optimized(context: BuildContext) -> BuildResult:
     """fp32 backbone for CPUs: fused attention and BiasGelu (no SkipLayerNormalization, see above)."""
-    architecture = context.backbone.architecture
-    if architecture.ort_model_type is None:
-        raise NotApplicable(f"ONNX Runtime's transformer optimizer has no fusions for {architecture.model_type}")
+    require_fusions(context)
     model, fused = optimize_backbone(context, skip_layer_norm=False)
     if not fused:
         logger.warning("ONNX Runtime fused no operators in the %s backbone", context.backbone.architecture.model_type)

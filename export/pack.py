@@ -17,40 +17,28 @@ or relative (MPNet), or whose attention is not fused, are not applicable and say
 
 from __future__ import annotations
 
-import contextlib
-import logging
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
 from fastembed_rt.export.build import BuildContext, BuildResult, NotApplicable
-from fastembed_rt.export.optimize import optimize_backbone, save_optimized
+from fastembed_rt.export.optimize import backbone_folder, optimize_backbone, require_fusions, save_optimized
 from fastembed_rt.packing import PACKED_ATTENTION_MASK, POSITION_IDS, UNPACK_INDEX
 
 __all__ = ["build_packed", "pack_backbone"]
-
-logger = logging.getLogger("fastembed_rt.export")
 
 _MS = "com.microsoft"
 
 
 def build_packed(context: BuildContext) -> BuildResult:
     """The optimized fp32 backbone, packed (module docstring), with the task's fp32 output stages."""
-    if context.backbone.architecture.ort_model_type is None:
-        raise NotApplicable(
-            f"ONNX Runtime's transformer optimizer has no fusions for {context.backbone.architecture.model_type}"
-        )
-    import onnx
-
-    source = context.backbone
-    # The position table's index buffer may sit in the backbone's data file, whose locations are relative to it.
-    in_folder = contextlib.chdir(source.path.parent) if source.external_data else contextlib.nullcontext()
-    with in_folder:  # before the optimizer, which takes minutes on a large decoder that cannot be packed anyway
-        _check_positions(onnx.load(str(source.path), load_external_data=False).graph)
-    model, fused = optimize_backbone(context, skip_layer_norm=False)
-    with contextlib.chdir(source.path.parent) if source.external_data else contextlib.nullcontext():
-        rewired = pack_backbone(model, source.hidden_size)
+    require_fusions(context)
+    # The position lookup is checked on the backbone before the fusions, which take minutes on a large decoder
+    # that cannot be packed anyway (rotary positions).
+    model, fused = optimize_backbone(context, skip_layer_norm=False, check=_check_positions)
+    with backbone_folder(context):  # the position table's index buffer may sit in the backbone's data file
+        rewired = pack_backbone(model, context.backbone.hidden_size)
     details = {"optimization": "ort-transformers, packed", "fused_ops": fused, "packed_attention": rewired}
     return save_optimized(context, model, "onnx/model_packed.onnx", details)
 
@@ -62,6 +50,7 @@ def pack_backbone(model: Any, hidden_size: int) -> int:
     part of the graph that cannot take packed inputs.
     """
     from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.transformers.onnx_model import OnnxModel
 
     graph = model.graph
     names = {i.name for i in graph.input}
@@ -79,19 +68,16 @@ def pack_backbone(model: Any, hidden_size: int) -> int:
         if any(node.input[4:]):
             raise NotApplicable(f"Attention node {node.name} has inputs past the mask (past state or bias)")
 
-    # The padded mask may reach the Attention nodes' mask input only, through Casts (removed).
-    casts, frontier = [], ["attention_mask"]
+    # The padded mask may reach the Attention nodes' mask input only, through Casts (pruned below).
+    frontier = ["attention_mask"]
     while frontier:
         for node, index in consumers[frontier.pop()]:
             if node.op_type == "Cast":
-                casts.append(node)
                 frontier.append(node.output[0])
             elif not (node.op_type == "Attention" and node.domain == _MS and index == 3):
                 raise NotApplicable(f"the attention mask also feeds {node.op_type} node {node.name}")
     for node in attention:
         node.input[3] = PACKED_ATTENTION_MASK
-    for node in casts:
-        graph.node.remove(node)
 
     _check_positions(graph)[0].input[1] = POSITION_IDS
 
@@ -117,14 +103,15 @@ def pack_backbone(model: Any, hidden_size: int) -> int:
             helper.make_tensor_value_info(UNPACK_INDEX, TensorProto.INT64, ["batch", "sequence"]),
         ]
     )
-    _drop_dead_nodes(graph)
     del graph.value_info[:]  # shapes inferred for the padded layout no longer hold
+    # the padded mask's Casts and the old position indices' shape arithmetic are unread now
+    OnnxModel(model).prune_graph(allow_remove_graph_inputs=False)
     return len(attention)
 
 
 def _check_positions(graph: Any) -> list[Any]:
     """The graph's one lookup of learned absolute positions (as a list of one), or ``NotApplicable``."""
-    positions = _position_lookups(graph, {i.name for i in graph.input})
+    positions = _position_lookups(graph)
     if len(positions) != 1:
         raise NotApplicable(
             f"found {len(positions)} lookups of learned absolute positions (packing needs exactly one): the "
@@ -133,14 +120,14 @@ def _check_positions(graph: Any) -> list[Any]:
     return positions
 
 
-def _position_lookups(graph: Any, inputs: set[str]) -> list[Any]:
+def _position_lookups(graph: Any) -> list[Any]:
     """Gathers from a table whose indices depend on no input's values (only shapes), and trace back to an
     ``arange`` buffer: the learned absolute position lookup (a token-type lookup of a zeros buffer is not one)."""
     from onnx import numpy_helper
 
     initializers = {t.name: t for t in graph.initializer}
     producer = {name: node for node in graph.node for name in node.output}
-    by_value = set(inputs)
+    by_value = {i.name for i in graph.input}
     for node in graph.node:  # graph.node is in topological order
         if node.op_type != "Shape" and any(name in by_value for name in node.input):
             by_value.update(node.output)
@@ -169,20 +156,3 @@ def _position_lookups(graph: Any, inputs: set[str]) -> list[Any]:
         and node.input[1] not in by_value
         and traces_to_arange(node.input[1])
     ]
-
-
-def _drop_dead_nodes(graph: Any) -> None:
-    """Remove nodes and initializers nothing reads any more (the padded mask's and positions' old paths)."""
-    needed = {o.name for o in graph.output}
-    kept = []
-    for node in reversed(graph.node):
-        if any(name in needed for name in node.output):
-            kept.append(node)
-            needed.update(name for name in node.input if name)
-    dead = len(graph.node) - len(kept)
-    del graph.node[:]
-    graph.node.extend(reversed(kept))
-    unused = [t for t in graph.initializer if t.name not in needed]
-    for tensor in unused:
-        graph.initializer.remove(tensor)
-    logger.debug("packed backbone: %d dead nodes and %d initializers removed", dead, len(unused))

@@ -66,7 +66,7 @@ def pack_batch(
         row = min(range(len(fill)), key=fill.__getitem__)
         place[i] = row, fill[row]
         fill[row] += int(lengths[i])
-    rows, width = len(fill), max(max(fill, default=1), 1)
+    rows, width = len(fill), max(max(fill), 1)
     sequence = attention_mask.shape[1]
     input_ids = np.full((rows, width), pad_id, dtype=np.int64)
     token_type_ids = np.zeros((rows, width), dtype=np.int64)

@@ -268,13 +268,17 @@ class Pipeline:
         self.manifest = manifest
         self.tokenizer = tokenizer
         self.provider = provider
-        self.packed = set(PACKED_INPUTS) <= set(getattr(provider, "input_names", ()))
-        self.feeds = BatchFeeds(manifest, packed=self.packed)
+        self.feeds = BatchFeeds(manifest, packed=set(PACKED_INPUTS) <= set(getattr(provider, "input_names", ())))
         self.token_budget = DEFAULT_TOKEN_BUDGET
         # Artifacts from before the manifest recorded the backbone's shape have only the token budget.
         self.activation_cost = ActivationCost.of(manifest.source.get("backbone") or {})
         self.max_batch_bytes = DEFAULT_MAX_BATCH_BYTES
         self.last_stats = EncodeStats()
+
+    @property
+    def packed(self) -> bool:
+        """Whether the graph takes its batches packed (``fastembed_rt.packing``)."""
+        return self.feeds.packed
 
     def prepare(
         self,
