@@ -27,7 +27,7 @@ joined in order into passages of 200–256 tokens; ``query``, single-text calls 
 calls over the whole set, median and min–max.
 
 Metrics: sentences/s and tokens/s, p50/p99 latency, cold start (process start → import → load →
-first embedding), peak RSS (``ru_maxrss`` of the child), installed size of the contender's venv
+first embedding), peak RSS (the child's own ``VmHWM``), installed size of the contender's venv
 (site-packages), STSb Spearman ×100 of the contender's own ``stsb`` embeddings, padding ratio, and
 model-FLOPs utilisation (``fastembed_rt.bench.encoder_flops`` on the real token counts over
 ``cpu_peak``: threads × clock × FLOP/cycle, or what a 2048³ fp32 GEMM reaches here when that is more).

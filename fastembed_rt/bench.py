@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from fastembed_rt.machine import this_cpu
+from fastembed_rt.machine import peak_rss_mb, this_cpu
 
 __all__ = [
     "BenchRow",
@@ -335,8 +335,6 @@ def bench_artifact(
     Returns:
         ``BenchRow``s: per configuration one ``"query"`` row, then one ``"texts"`` row per batch size.
     """
-    import resource
-
     from fastembed_rt.artifact import load_manifest
     from fastembed_rt.errors import FastEmbedError
     from fastembed_rt.providers.threads import available_cpus
@@ -368,7 +366,7 @@ def bench_artifact(
             for _ in range(steps - (len(rows) - done - 1)):
                 if bar is not None:
                     bar.step(f"{row.contender} failed")
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = peak_rss_mb()
     for measured in rows:
         measured.peak_rss_mb = rss_mb  # the whole run's peak: every configuration shares this process
     return rows

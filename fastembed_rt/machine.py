@@ -1,6 +1,6 @@
 """What this CPU is: its model name and the SIMD features that decide which kernels the engines run.
 
-The same variant is fast on one CPU and slow on another: an int8 MatMul with AVX-512 VNNI runs about
+Also this process's peak memory (``peak_rss_mb``). The same variant is fast on one CPU and slow on another: an int8 MatMul with AVX-512 VNNI runs about
 twice the fp32 one, the same graph on an AVX2-only CPU ran 0.42× fp32 (issue 13). Variant speeds are
 therefore recorded per CPU (``fastembed_rt.speed``), and a record applies to the CPUs with the same
 ``isa`` features. Standard library only.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["ISA_FLAGS", "CpuIdentity", "read_cpu", "this_cpu"]
+__all__ = ["ISA_FLAGS", "CpuIdentity", "peak_rss_mb", "read_cpu", "this_cpu"]
 
 # The SIMD flags that decide which kernels ONNX Runtime and OpenVINO run (int8 and bf16 paths included);
 # x86 names as /proc/cpuinfo spells them, then Arm's (asimddp: dot product, i8mm, bf16, sve).
@@ -89,3 +89,23 @@ def read_cpu(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> CpuIdentity:
 def this_cpu() -> CpuIdentity:
     """The CPU this process runs on (read once)."""
     return read_cpu()
+
+
+def peak_rss_mb(status: str | os.PathLike[str] = "/proc/self/status") -> float:
+    """This process's peak resident memory in MiB since it started its program.
+
+    Linux's ``VmHWM``, not ``getrusage``'s ``ru_maxrss``: a child's ``ru_maxrss`` starts at its parent's
+    resident size when it forks, so every process a 1 GB benchmark runner started reported 1,061 MB
+    (measured here). Where there is no ``/proc``, ``ru_maxrss`` (KiB on Linux, bytes on macOS).
+    """
+    try:
+        for line in Path(status).read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024

@@ -10,13 +10,14 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tiny_models import build_tiny_model
 
 from fastembed_rt import SentenceTransformer
 from fastembed_rt.artifact import Manifest, SpeedRecord, VariantFormat, VariantPrecision, load_manifest
 from fastembed_rt.cli import main as cli_main
-from fastembed_rt.machine import CpuIdentity, read_cpu, this_cpu
+from fastembed_rt.machine import CpuIdentity, peak_rss_mb, read_cpu, this_cpu
 from fastembed_rt.providers import choose_variant, provider_spec
 from fastembed_rt.speed import applicable_record, measure_speed, record_speed
 
@@ -145,6 +146,27 @@ def test_cpu_identity_is_read_from_cpuinfo(tmp_path: Path) -> None:
     assert read_cpu(x86).model == "AMD EPYC 7B12" and read_cpu(x86).isa == ("avx", "avx2", "fma")
     assert read_cpu(arm).isa == ("asimd", "asimddp", "i8mm", "bf16", "sve")
     assert read_cpu(tmp_path / "missing").isa == ()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="VmHWM is Linux's")
+def test_peak_rss_is_the_process_own_not_inherited_from_a_large_parent() -> None:
+    import subprocess
+    import sys
+
+    held = np.ones(400 * 2**20 // 8)  # 400 MiB resident in this process when it starts the child
+    code = "from fastembed_rt.machine import peak_rss_mb; import resource; print(peak_rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    own, inherited = map(
+        float, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    )
+    assert held.sum() > 0
+    assert 0 < own < 200 < 400 < inherited  # ru_maxrss counts the parent's 400 MiB; VmHWM does not
+
+
+def test_peak_rss_falls_back_to_getrusage_without_proc(tmp_path: Path) -> None:
+    assert peak_rss_mb(tmp_path / "missing") > 0
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmPeak:\t  900000 kB\nVmHWM:\t  123904 kB\nVmRSS:\t  100000 kB\n")
+    assert peak_rss_mb(status) == 121.0
 
 
 def test_manifest_keeps_its_speed_records_through_a_round_trip(minilm_artifact: Path) -> None:
