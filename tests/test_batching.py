@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastembed_rt.batching import ActivationCost, pad_batch, plan_batches
+from fastembed_rt.batching import DEFAULT_MAX_BATCH_BYTES, ActivationCost, pad_batch, plan_batches
 
 
 @pytest.mark.parametrize("max_batch_size,budget", [(1, 100), (4, 64), (32, 8192), (7, 10)])
@@ -99,3 +99,14 @@ def test_without_a_backbone_shape_only_the_token_budget_bounds_batches() -> None
     assert ActivationCost.of({}) is None
     lengths = np.array([4096] * 4)
     assert [len(rows) for rows in plan_batches(lengths, 32, token_budget=8192)] == [2, 2]
+
+
+def test_the_default_bound_splits_long_passages_but_not_sentences_of_a_small_model() -> None:
+    minilm = ActivationCost.of({"hidden_size": 384, "intermediate_size": 1536, "num_attention_heads": 12})
+    assert minilm is not None
+    passages = plan_batches(np.full(64, 250), 32, cost=minilm)
+    sentences = plan_batches(np.full(64, 20), 32, cost=minilm)
+    assert all(
+        1 < len(rows) < 32 and minilm.batch_bytes(len(rows), 250) <= DEFAULT_MAX_BATCH_BYTES for rows in passages
+    )
+    assert [len(rows) for rows in sentences] == [32, 32]

@@ -192,7 +192,7 @@ class ArtifactModel:
 
     @property
     def max_batch_bytes(self) -> int:
-        """Most activation bytes one graph run may need, estimated from the backbone's shape (default 1 GiB).
+        """Most activation bytes one graph run may need, estimated from the backbone's shape (default 64 MiB).
 
         Long inputs run in smaller batches under it: attention holds heads × length² scores per row.
         Artifacts exported before the manifest recorded the backbone's shape are bounded by ``token_budget`` only.
