@@ -1,9 +1,10 @@
 """What this CPU is: its model name and the SIMD features that decide which kernels the engines run.
 
-Also this process's peak memory (``peak_rss_mb``). The same variant is fast on one CPU and slow on another: an int8 MatMul with AVX-512 VNNI runs about
+The same variant is fast on one CPU and slow on another: an int8 MatMul with AVX-512 VNNI runs about
 twice the fp32 one, the same graph on an AVX2-only CPU ran 0.42× fp32 (issue 13). Variant speeds are
 therefore recorded per CPU (``fastembed_rt.speed``), and a record applies to the CPUs with the same
-``isa`` features. Standard library only.
+``isa`` features. Also this process's peak memory (``peak_rss_mb``), which benchmarks report beside
+speed. Standard library only.
 """
 
 from __future__ import annotations

@@ -154,7 +154,10 @@ def test_peak_rss_is_the_process_own_not_inherited_from_a_large_parent() -> None
     import sys
 
     held = np.ones(400 * 2**20 // 8)  # 400 MiB resident in this process when it starts the child
-    code = "from fastembed_rt.machine import peak_rss_mb; import resource; print(peak_rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    code = (
+        "from fastembed_rt.machine import peak_rss_mb; import resource; "
+        "print(peak_rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
     own, inherited = map(
         float, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     )
