@@ -3,7 +3,8 @@
 ``sentence-transformers[onnx,openvino]`` backtracks to sentence-transformers 5.7 with transformers < 4.58
 (DESIGN §2), so it cannot share the development venv; fastembed pins its own stack. Each environment
 lives in ``benchmarks/.envs/<name>`` (git-ignored), is created with ``python3 -m venv`` + pip when its
-``.installed`` marker is missing or lists other requirements, and is reused as is otherwise.
+``.installed`` marker is missing or lists other requirements (for ``runtime``: also when this checkout's
+runtime source changed since), and is reused as is otherwise.
 torch is pinned in every venv: it installs from local disk here, an unpinned torch pulls a multi-GB
 CUDA build.
 
@@ -13,6 +14,7 @@ The ``runtime`` and ``st-torch`` environments also measure installed size: the r
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -35,6 +37,9 @@ class Env:
     name: str
     requirements: tuple[str, ...]
     note: str
+    # Installed from this checkout: the env is rebuilt when these files change (a copy installed before a
+    # change measured the old runtime: the 64 MiB activation bound ran with 1 GiB in a stale env).
+    source: tuple[str, ...] = ()
 
     @property
     def path(self) -> Path:
@@ -48,7 +53,12 @@ class Env:
 ENVS: dict[str, Env] = {
     env.name: env
     for env in (
-        Env("runtime", (str(REPO),), "fastembed-rt alone, no extras: its installed size"),
+        Env(
+            "runtime",
+            (str(REPO),),
+            "fastembed-rt alone, no extras: its installed size",
+            source=("pyproject.toml", "fastembed_rt/**/*.py", "fastembed_rt/**/*.typed"),
+        ),
         Env(
             "st-torch",
             (TORCH, "sentence-transformers==6.2.0", "transformers==5.23.0"),
@@ -103,7 +113,7 @@ def ensure_env(name: str, log: Path | None = None) -> Env:
     """
     env = ENVS[name]
     marker = env.path / ".installed"
-    wanted = "\n".join(env.requirements) + "\n"
+    wanted = "\n".join(env.requirements) + "\n" + _source_digest(env)
     if marker.exists() and marker.read_text() == wanted:
         return env
     if env.path.exists():
@@ -126,6 +136,16 @@ def ensure_env(name: str, log: Path | None = None) -> Env:
     marker.write_text(wanted)
     print(f"created {name!r} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     return env
+
+
+def _source_digest(env: Env) -> str:
+    """A marker line fingerprinting the checkout files ``env`` installs (empty for envs from the registry)."""
+    if not env.source:
+        return ""
+    digest = hashlib.sha256()
+    for path in sorted({p for pattern in env.source for p in REPO.glob(pattern) if p.is_file()}):
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    return f"source sha256 {digest.hexdigest()}\n"
 
 
 def contender_environ(threads: int) -> dict[str, str]:
