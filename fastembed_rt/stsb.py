@@ -120,8 +120,14 @@ def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -
 
 
 def stsb_spearman(encode: Callable[[list[str]], np.ndarray], data: StsbSplit) -> float:
-    """Spearman ×100 between cosine similarity of ``encode``'s embeddings and the gold scores."""
-    e1 = np.asarray(encode(data.sentences1), dtype=np.float64)
-    e2 = np.asarray(encode(data.sentences2), dtype=np.float64)
+    """Spearman ×100 between cosine similarity of ``encode``'s embeddings and the gold scores.
+
+    ``encode`` gets each distinct sentence once, in one call (the English test split: 2,552 of 2,758; the
+    exporter scores every variant on it)."""
+    unique = list(dict.fromkeys([*data.sentences1, *data.sentences2]))
+    row = {sentence: i for i, sentence in enumerate(unique)}
+    embeddings = np.asarray(encode(unique), dtype=np.float64)
+    e1 = embeddings[[row[s] for s in data.sentences1]]
+    e2 = embeddings[[row[s] for s in data.sentences2]]
     cos = (e1 * e2).sum(axis=1) / np.maximum(np.linalg.norm(e1, axis=1) * np.linalg.norm(e2, axis=1), 1e-12)
     return 100.0 * spearman(cos, data.scores)

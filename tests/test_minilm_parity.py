@@ -47,3 +47,22 @@ def test_spearman_matches_scipy_with_ties() -> None:
     a = rng.integers(0, 20, 500).astype(float)  # many ties
     b = a + rng.normal(0, 5, 500)
     assert spearman(a, b) == pytest.approx(float(spearmanr(a, b).statistic), abs=1e-12)
+
+
+def test_stsb_spearman_encodes_each_distinct_sentence_once_and_scores_every_pair() -> None:
+    from fastembed_rt.stsb import StsbSplit, stsb_spearman
+
+    words = ["a cat", "a dog", "the sun", "a car", "rain"]
+    vectors = {w: np.random.default_rng(i).normal(size=8) for i, w in enumerate(words)}
+    pairs = [("a cat", "a dog"), ("a cat", "the sun"), ("a dog", "a cat"), ("a car", "rain"), ("rain", "a cat")]
+    data = StsbSplit([p[0] for p in pairs], [p[1] for p in pairs], np.array([4.0, 1.0, 4.5, 0.5, 2.0]), "test")
+    calls: list[list[str]] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        return np.stack([vectors[t] for t in texts])
+
+    score = stsb_spearman(encode, data)
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(words)
+    e1, e2 = np.stack([vectors[s] for s in data.sentences1]), np.stack([vectors[s] for s in data.sentences2])
+    assert score == pytest.approx(100 * spearman(_cosines(e1, e2), data.scores), abs=1e-12)
