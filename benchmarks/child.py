@@ -22,7 +22,8 @@ def peak_rss_mb() -> float:
     """This process's own peak RSS: ``VmHWM``, because ``ru_maxrss`` starts at the parent's RSS when it forks
     (a 1 GB runner made every contender report 1,061 MB). Same as ``fastembed_rt.machine.peak_rss_mb``, which
     the peers' venvs cannot import."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+    status = Path("/proc/self/status")
+    for line in status.read_text().splitlines() if status.exists() else ():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
