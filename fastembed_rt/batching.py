@@ -11,7 +11,8 @@ the tokens they run (measured here), and a run costs about as much as 30 more pa
 
 Long contexts add a memory bound: attention holds ``heads × length²`` scores per row, so a batch
 of 8,192 tokens as one row of 8,192 needs 1,024 times the score memory of 32 rows of 256. With
-the backbone's shape (``ActivationCost``) a batch also stays under ``max_batch_bytes``.
+the backbone's shape (``ActivationCost``) a batch also stays under ``max_batch_bytes``: 64 MiB where the
+graph runs on the CPU, 1 GiB on an accelerator (``fastembed_rt.providers.max_batch_bytes``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from fastembed_rt.packing import PACK_ROW_TOKENS
 
 __all__ = [
+    "ACCELERATOR_MAX_BATCH_BYTES",
     "DEFAULT_MAX_BATCH_BYTES",
     "DEFAULT_TOKEN_BUDGET",
     "RUN_OVERHEAD_TOKENS",
@@ -44,6 +46,9 @@ _PLAN_WINDOW = 4096
 # (batches of 32) peak RSS 525 MB and 27 passages/s; at 64 MiB (batches of 6) 262 MB and 29/s; at 16 MiB
 # 202 MB but 23/s. Short texts never reach the bound (32 STSb sentences: ~13 MiB).
 DEFAULT_MAX_BATCH_BYTES = 64 << 20
+# On a GPU the bound is device memory, and large batches are what keep the device busy: the bound every
+# provider had before the CPU's was measured.
+ACCELERATOR_MAX_BATCH_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)

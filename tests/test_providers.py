@@ -12,8 +12,15 @@ import pytest
 
 from fastembed_rt import ProviderError, SentenceTransformer
 from fastembed_rt.artifact import file_sha256, load_manifest
+from fastembed_rt.batching import ACCELERATOR_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_BYTES
 from fastembed_rt.cli import main as cli_main
-from fastembed_rt.providers import ProviderOptions, available_providers, choose_variant, provider_spec
+from fastembed_rt.providers import (
+    ProviderOptions,
+    available_providers,
+    choose_variant,
+    max_batch_bytes,
+    provider_spec,
+)
 from fastembed_rt.providers.fake import FakeProvider
 from fastembed_rt.providers.onnxruntime import OnnxRuntimeCUDA, cuda_unavailable
 
@@ -209,6 +216,27 @@ def test_warmup_runs_at_load_and_leaves_no_stats(minilm_artifact_session: Path) 
 
     model = SentenceTransformer(minilm_artifact_session, provider=FakeProvider(record), warmup=True)
     assert calls == [1] and model.last_encode_stats.texts == 0
+
+
+def test_activation_bound_is_the_cpus_on_the_cpu_and_larger_on_a_gpu(minilm_artifact_session: Path) -> None:
+    def zeros(feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+        return {"sentence_embedding": np.zeros((len(feeds["input_ids"]), 384), np.float32)}
+
+    def engine(name: str, device: str | None = None) -> FakeProvider:
+        fake = FakeProvider(zeros, name=name)
+        if device is not None:
+            fake.device = device  # type: ignore[attr-defined]
+        return fake
+
+    assert max_batch_bytes(engine("cpu")) == DEFAULT_MAX_BATCH_BYTES
+    assert max_batch_bytes(engine("openvino", "CPU")) == DEFAULT_MAX_BATCH_BYTES
+    assert max_batch_bytes(engine("my-engine")) == DEFAULT_MAX_BATCH_BYTES  # unknown: counted as the CPU
+    assert max_batch_bytes(engine("cuda")) == ACCELERATOR_MAX_BATCH_BYTES > DEFAULT_MAX_BATCH_BYTES
+    assert max_batch_bytes(engine("tensorrt")) == ACCELERATOR_MAX_BATCH_BYTES
+    assert max_batch_bytes(engine("openvino", "GPU.0")) == ACCELERATOR_MAX_BATCH_BYTES
+    on_gpu = SentenceTransformer(minilm_artifact_session, provider=engine("cuda"))
+    assert on_gpu.max_batch_bytes == ACCELERATOR_MAX_BATCH_BYTES
+    assert SentenceTransformer(minilm_artifact_session, provider="cpu").max_batch_bytes == DEFAULT_MAX_BATCH_BYTES
 
 
 def test_cli_encode_takes_provider_and_variant(

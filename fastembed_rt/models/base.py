@@ -27,6 +27,7 @@ from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.long_inputs import LongInputs, long_inputs_policy, too_long
 from fastembed_rt.pipeline import EncodeStats, Pipeline, Prepared, check_texts
 from fastembed_rt.providers import ExecutionProvider, ProviderOptions, open_graph
+from fastembed_rt.providers import max_batch_bytes as engine_max_batch_bytes
 from fastembed_rt.tokenizer import Tokenizer, TruncationDirection, with_prompt
 
 __all__ = [
@@ -127,6 +128,7 @@ class ArtifactModel:
         self.variant_reason = choice.reason
         self._tokenizer = Tokenizer(root, self.manifest.tokenizer)
         self._pipeline = Pipeline(self.manifest, self._tokenizer, engine)
+        self._pipeline.max_batch_bytes = engine_max_batch_bytes(engine)
         self.provider = engine.name
         # How to open this model again (worker processes of a pool): the resolved artifact, no hub access.
         self._load: dict[str, Any] = {
@@ -192,7 +194,8 @@ class ArtifactModel:
 
     @property
     def max_batch_bytes(self) -> int:
-        """Most activation bytes one graph run may need, estimated from the backbone's shape (default 64 MiB).
+        """Most activation bytes one graph run may need, estimated from the backbone's shape (default 64 MiB on
+        the CPU, 1 GiB on a GPU: ``fastembed_rt.providers.max_batch_bytes``).
 
         Long inputs run in smaller batches under it: attention holds heads × length² scores per row.
         Artifacts exported before the manifest recorded the backbone's shape are bounded by ``token_budget`` only.

@@ -32,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from fastembed_rt.artifact import Manifest, verify_variant_file
+from fastembed_rt.batching import ACCELERATOR_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_BYTES
 from fastembed_rt.errors import ProviderError
 from fastembed_rt.machine import CpuIdentity, this_cpu
 from fastembed_rt.providers.base import ExecutionProvider, ProviderOptions, ProviderSpec
@@ -52,6 +53,7 @@ __all__ = [
     "ProviderSpec",
     "available_providers",
     "choose_variant",
+    "max_batch_bytes",
     "open_graph",
     "open_graph_file",
     "pool_devices",
@@ -221,6 +223,17 @@ def choose_variant(
             f"variants it runs: {', '.join(runnable) or 'none'}; providers that run {variant!r}: {', '.join(others)}"
         )
     return VariantChoice(chosen, "named by the caller")
+
+
+def max_batch_bytes(engine: ExecutionProvider) -> int:
+    """The activation bound of one graph run on ``engine``: ``DEFAULT_MAX_BATCH_BYTES`` where it runs on the CPU
+    (ONNX Runtime's arena keeps the largest run resident), ``ACCELERATOR_MAX_BATCH_BYTES`` on a GPU (device
+    memory; bigger batches keep it busy). An engine the registry does not know counts as the CPU."""
+    try:
+        on_cpu = provider_spec(engine.name).on_cpu(getattr(engine, "device", None))
+    except ProviderError:
+        on_cpu = True
+    return DEFAULT_MAX_BATCH_BYTES if on_cpu else ACCELERATOR_MAX_BATCH_BYTES
 
 
 def open_graph(
