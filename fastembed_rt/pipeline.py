@@ -15,7 +15,6 @@ import numpy as np
 
 from fastembed_rt.artifact import Manifest
 from fastembed_rt.batching import (
-    DEFAULT_MAX_BATCH_BYTES,
     DEFAULT_TOKEN_BUDGET,
     ActivationCost,
     pad_batch,
@@ -32,6 +31,7 @@ from fastembed_rt.kernels.spec import (
 )
 from fastembed_rt.long_inputs import LongInputs, too_long, window_bounds
 from fastembed_rt.packing import PACKED_INPUTS, pack_batch
+from fastembed_rt.providers import max_batch_bytes as engine_max_batch_bytes
 from fastembed_rt.providers.base import ExecutionProvider
 from fastembed_rt.tokenizer import Encoded, Tokenizer, TruncationDirection, Windows, with_prompt
 
@@ -272,7 +272,7 @@ class Pipeline:
         self.token_budget = DEFAULT_TOKEN_BUDGET
         # Artifacts from before the manifest recorded the backbone's shape have only the token budget.
         self.activation_cost = ActivationCost.of(manifest.source.get("backbone") or {})
-        self.max_batch_bytes = DEFAULT_MAX_BATCH_BYTES
+        self.max_batch_bytes = engine_max_batch_bytes(provider)  # the CPU's bound, or a GPU's
         self.last_stats = EncodeStats()
 
     @property

@@ -27,7 +27,6 @@ from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.long_inputs import LongInputs, long_inputs_policy, too_long
 from fastembed_rt.pipeline import EncodeStats, Pipeline, Prepared, check_texts
 from fastembed_rt.providers import ExecutionProvider, ProviderOptions, open_graph
-from fastembed_rt.providers import max_batch_bytes as engine_max_batch_bytes
 from fastembed_rt.tokenizer import Tokenizer, TruncationDirection, with_prompt
 
 __all__ = [
@@ -128,7 +127,6 @@ class ArtifactModel:
         self.variant_reason = choice.reason
         self._tokenizer = Tokenizer(root, self.manifest.tokenizer)
         self._pipeline = Pipeline(self.manifest, self._tokenizer, engine)
-        self._pipeline.max_batch_bytes = engine_max_batch_bytes(engine)
         self.provider = engine.name
         # How to open this model again (worker processes of a pool): the resolved artifact, no hub access.
         self._load: dict[str, Any] = {
