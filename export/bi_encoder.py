@@ -123,6 +123,8 @@ def export_model(
     reference = ReferenceEncoder(st_model)
     with stage_artifact(out, overwrite, model=model, revision=revision) as writer:
         backbone = export_st_backbone(st_model, writer.backbone, external_data_threshold=external_data_threshold)
+        step = time.perf_counter()
+        logger.info("PyTorch model loaded and exported to ONNX in %.1f s", step - started)
         arch = backbone.architecture
         writer.write_fp32(
             Task.EMBEDDING,
@@ -140,6 +142,13 @@ def export_model(
         if not fidelity.failures:
             _score_stsb(writer.root, reference, fidelity, stsb, stsb_path)
         writer.accept_fp32(fidelity, f"min cosine {arch.min_cosine}")
+        logger.info(
+            "fp32 graph validated against PyTorch (min cosine %.6f, STSb %s) in %.1f s",
+            fidelity.min_cosine,
+            "not scored" if fidelity.stsb_spearman is None else f"{fidelity.stsb_spearman:.2f}",
+            time.perf_counter() - step,
+        )
+        step = time.perf_counter()
         used_texts = calibrate(writer.root, calibration_texts, stsb_path)
         held_out = _held_out_texts(stsb_path)
         # Every variant is checked on the fp32 graph's batches (cached now) plus the held-out ones: compute those,
@@ -150,6 +159,7 @@ def export_model(
                 reference.encode(batch, prompt=prompt, batch_size=size)
         del st_model
         reference.release()
+        logger.info("calibrated and the PyTorch references computed in %.1f s", time.perf_counter() - step)
         # OpenVINO compiles each candidate while validating; those blobs go to a scratch cache, not the user's.
         with tempfile.TemporaryDirectory(prefix="fastembed-rt-validate-") as cache:
             writer.build_variants(

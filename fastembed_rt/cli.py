@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,20 +26,50 @@ def _export(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    manifest = export_artifact(
-        args.model,
-        args.out,
-        task=args.task,
-        revision=args.revision,
-        overwrite=args.overwrite,
-        variants=_csv(args.variants) or None,
-        stsb=False if args.no_stsb else None,
-        trust_remote_code=args.trust_remote_code,
-    )
+    with _log_progress():
+        manifest = export_artifact(
+            args.model,
+            args.out,
+            task=args.task,
+            revision=args.revision,
+            overwrite=args.overwrite,
+            variants=_csv(args.variants) or None,
+            stsb=False if args.no_stsb else None,
+            trust_remote_code=args.trust_remote_code,
+        )
     detected = " detected from the model directory; --task overrides" if args.task == "auto" else ""
     print(f"exported {args.model} -> {args.out} ({manifest.task}{detected}) in {time.perf_counter() - started:.1f} s")
     _print_info(Path(args.out))
     return 0
+
+
+@contextlib.contextmanager
+def _log_progress() -> Iterator[None]:
+    """Show the exporter's progress (each step, with the seconds since the export started) on stderr.
+
+    Only fastembed-rt's own loggers, and not through the root logger: some libraries the exporter imports
+    configure the root logger themselves, which otherwise decided whether these lines appeared. The
+    logger is left as it was found afterwards (``main`` also runs inside other programs and tests).
+    """
+    begun = time.time()
+
+    class Elapsed(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return f"[{record.created - begun:6.1f} s] {record.getMessage()}"
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(Elapsed())
+    logger = logging.getLogger("fastembed_rt")
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def _print_info(root: Path) -> None:

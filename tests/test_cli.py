@@ -65,3 +65,23 @@ def test_export_refuses_a_non_empty_output_directory(
     assert main(["export", str(minilm_dir), str(tmp_path / "out")]) == 1
     assert "exists and is not empty" in capsys.readouterr().err
     assert (tmp_path / "out" / "keep.txt").exists()
+
+
+def test_export_shows_each_step_with_elapsed_seconds_and_restores_logging(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+    import re
+
+    from tiny_models import build_tiny_model
+
+    model_dir = build_tiny_model(tmp_path / "model", "bert", "mean")
+    out = tmp_path / "artifact"
+    assert main(["export", str(model_dir), str(out), "--variants", "fp32,optimized", "--no-stsb"]) == 0
+    steps = [line for line in capsys.readouterr().err.splitlines() if re.match(r"\[ *\d+\.\d s\] ", line)]
+    assert any("exported to ONNX in" in line for line in steps), steps
+    assert any("fp32 graph validated against PyTorch (min cosine" in line for line in steps), steps
+    assert any("variant optimized built and validated in" in line for line in steps), steps
+    # The command's handler is gone afterwards: the library logs through the root logger again.
+    logger = logging.getLogger("fastembed_rt")
+    assert logger.propagate and not logger.handlers and logger.level == logging.NOTSET
