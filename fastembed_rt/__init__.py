@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastembed_rt import util
 from fastembed_rt.errors import (
@@ -21,19 +21,30 @@ from fastembed_rt.errors import (
     ProviderError,
 )
 from fastembed_rt.logging_handler import LoggingHandler
-from fastembed_rt.models import CrossEncoder, MultiVectorEncoder, SentenceTransformer, SparseEncoder, load_model
+from fastembed_rt.models import SentenceTransformer, load_model
 from fastembed_rt.quantization import quantize_embeddings
 from fastembed_rt.similarity import SimilarityFunction
 
+if TYPE_CHECKING:
+    from fastembed_rt.hard_negatives import mine_hard_negatives
+    from fastembed_rt.models import CrossEncoder, MultiVectorEncoder, SparseEncoder
+
 __version__ = "0.1.0"
+
+# Imported on first use: a process that only encodes does not pay for them at start (cold start is a
+# target: issue 13). ``util`` is not lazy: ``similarity`` imports it anyway.
+_LAZY = {
+    "mine_hard_negatives": "fastembed_rt.hard_negatives",
+    "CrossEncoder": "fastembed_rt.models",
+    "MultiVectorEncoder": "fastembed_rt.models",
+    "SparseEncoder": "fastembed_rt.models",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # The hard-negatives miner is imported on first use: a process that only encodes does not pay for it
-    # at start (cold start is a target: issue 13). ``util`` is not lazy: ``similarity`` imports it anyway.
-    if name != "mine_hard_negatives":
+    if name not in _LAZY:
         raise AttributeError(f"module 'fastembed_rt' has no attribute {name!r}")
-    return importlib.import_module("fastembed_rt.hard_negatives").mine_hard_negatives
+    return getattr(importlib.import_module(_LAZY[name]), name)
 
 
 __all__ = [

@@ -10,7 +10,6 @@ An artifact directory fully describes a model for the runtime (DESIGN §3)::
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -274,6 +273,8 @@ class Manifest:
 
 
 def file_sha256(path: Path) -> str:
+    import hashlib  # OpenSSL's load is a few ms of every cold start; only verification hashes
+
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -11,13 +11,12 @@ their own scale.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from fastembed_rt.artifact import Manifest, update_manifest
+from fastembed_rt.artifact import Manifest, file_sha256, update_manifest
 from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels import reference
 
@@ -88,7 +87,7 @@ def calibrate_artifact(model: Any, texts: Sequence[str], source: str) -> dict[st
         "file": CALIBRATION_FILE,
         "texts": len(chosen),
         "source": source,
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": file_sha256(path),
         "ranges": np.stack([sample.min(axis=0), sample.max(axis=0)]).round(6).tolist(),
     }
     update_manifest(manifest.root, calibration=entry)

@@ -112,3 +112,25 @@ def test_warmup_runs_at_load_and_leaves_no_stats(cases: dict[str, Case], task: s
     assert model.last_encode_stats.texts == 0
     case.outputs(model)
     assert model.last_encode_stats.texts == len(TEXTS)
+
+
+def test_a_process_that_only_embeds_imports_no_other_model_type_pool_or_hashlib(minilm_artifact_session: Path) -> None:
+    """Cold start: the other model classes, the multi-process pool (multiprocessing) and hashlib (OpenSSL) load on
+    first use, and each still resolves by name from both packages."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from fastembed_rt import SentenceTransformer
+SentenceTransformer({str(minilm_artifact_session)!r}).encode(["one text"])
+late = ["fastembed_rt.models.cross_encoder", "fastembed_rt.models.sparse_encoder",
+        "fastembed_rt.models.multi_vector_encoder", "fastembed_rt.hard_negatives", "multiprocessing", "hashlib"]
+print(sorted(m for m in late if m in sys.modules))
+import fastembed_rt, fastembed_rt.models
+print(fastembed_rt.CrossEncoder is fastembed_rt.models.CrossEncoder, fastembed_rt.SparseEncoder.task,
+      fastembed_rt.MultiVectorEncoder.task, fastembed_rt.models.MODEL_TYPES["cross-encoder"].task)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[]", "True sparse multi-vector cross-encoder"]

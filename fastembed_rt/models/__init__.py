@@ -14,19 +14,54 @@ task (manifest)      class             sentence-transformers counterpart
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from fastembed_rt.artifact import load_manifest, resolve_artifact
 from fastembed_rt.errors import ArtifactError
 from fastembed_rt.models.base import ArtifactModel, LoadOptions, TextEncoder
-from fastembed_rt.models.cross_encoder import CrossEncoder
-from fastembed_rt.models.multi_vector_encoder import MultiVectorEncoder
 from fastembed_rt.models.sentence_transformer import SentenceTransformer
-from fastembed_rt.models.sparse_encoder import SparseEncoder
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from fastembed_rt.models.cross_encoder import CrossEncoder
+    from fastembed_rt.models.multi_vector_encoder import MultiVectorEncoder
+    from fastembed_rt.models.sparse_encoder import SparseEncoder
+
+# task -> (module, class). Only SentenceTransformer is imported with the package: the other types load on
+# first use, so a process that only embeds does not import them at start (cold start is a target, issue 13).
+_TYPES = {
+    "embedding": ("fastembed_rt.models.sentence_transformer", "SentenceTransformer"),
+    "cross-encoder": ("fastembed_rt.models.cross_encoder", "CrossEncoder"),
+    "sparse": ("fastembed_rt.models.sparse_encoder", "SparseEncoder"),
+    "multi-vector": ("fastembed_rt.models.multi_vector_encoder", "MultiVectorEncoder"),
+}
+_CLASSES = {name: module for module, name in _TYPES.values()}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _CLASSES:
+        raise AttributeError(f"module 'fastembed_rt.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(_CLASSES[name]), name)
+
+
+class _ModelTypes(Mapping[str, "type[ArtifactModel]"]):
+    """task -> model class, each imported when first looked up."""
+
+    def __getitem__(self, task: str) -> type[ArtifactModel]:
+        module, name = _TYPES[task]
+        model: type[ArtifactModel] = getattr(importlib.import_module(module), name)
+        return model
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_TYPES)
+
+    def __len__(self) -> int:
+        return len(_TYPES)
+
 
 __all__ = [
     "MODEL_TYPES",
@@ -40,9 +75,7 @@ __all__ = [
     "load_model",
 ]
 
-MODEL_TYPES: dict[str, type[ArtifactModel]] = {
-    model.task: model for model in (SentenceTransformer, CrossEncoder, SparseEncoder, MultiVectorEncoder)
-}
+MODEL_TYPES: Mapping[str, type[ArtifactModel]] = _ModelTypes()
 
 
 def load_model(model_name_or_path: str | os.PathLike[str], **options: Unpack[LoadOptions]) -> ArtifactModel:

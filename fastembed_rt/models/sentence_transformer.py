@@ -19,7 +19,6 @@ from fastembed_rt.kernels.spec import NORMALIZE_OUTPUT, OUTPUT_DIM, QUANTIZE_RAN
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs, long_inputs_policy, pool_windows
 from fastembed_rt.models.base import TextEncoder, check_batch_size, no_tensors
 from fastembed_rt.pipeline import Prepared, check_texts
-from fastembed_rt.pool import MultiProcessPool
 from fastembed_rt.providers import ProviderOptions, pool_devices
 from fastembed_rt.providers.threads import available_cpus
 from fastembed_rt.quantization import quantize_embeddings
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from fastembed_rt.models.base import LoadOptions
+    from fastembed_rt.pool import MultiProcessPool
     from fastembed_rt.tokenizer import TruncationDirection
 
 __all__ = ["ChunkEmbeddings", "EmbedOptions", "SentenceTransformer", "text_groups"]
@@ -395,6 +395,8 @@ class SentenceTransformer(TextEncoder):
             }
             for device in devices
         ]
+        from fastembed_rt.pool import MultiProcessPool  # multiprocessing: only a process that starts a pool pays for it
+
         return MultiProcessPool(SentenceTransformer, loads, self.max_seq_length)
 
     @staticmethod
