@@ -49,11 +49,10 @@ def __getattr__(name: str) -> Any:
 
 
 class _ModelTypes(Mapping[str, "type[ArtifactModel]"]):
-    """task -> model class, each imported when first looked up."""
+    """task -> model class, each imported when first looked up (through the module's ``__getattr__``)."""
 
     def __getitem__(self, task: str) -> type[ArtifactModel]:
-        module, name = _TYPES[task]
-        model: type[ArtifactModel] = getattr(importlib.import_module(module), name)
+        model: type[ArtifactModel] = __getattr__(_TYPES[task][1])
         return model
 
     def __iter__(self) -> Iterator[str]:
