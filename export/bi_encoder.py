@@ -13,7 +13,7 @@ from typing import Any
 from fastembed_rt.artifact import GraphContract, Manifest, Task, load_manifest
 from fastembed_rt.calibration import select_texts
 from fastembed_rt.export.backbone import export_st_backbone
-from fastembed_rt.export.fidelity import Fidelity
+from fastembed_rt.export.fidelity import Fidelity, Measured
 from fastembed_rt.export.source import load_st_model, resolve_model_dir
 from fastembed_rt.export.st_reader import ModelDescription, describe_model
 from fastembed_rt.export.validate import (
@@ -228,18 +228,21 @@ def _measure(
     """A variant against PyTorch (``reference``) on the grid plus held-out STSb dev sentences; the built one also
     on STSb test."""
 
-    def measure(spec: VariantSpec[Any], final: bool) -> Fidelity:
+    def measure(spec: VariantSpec[Any], final: bool, checked: Measured | None) -> Fidelity:
         provider = REFERENCE_PROVIDER[spec.format]
-        fidelity = validate_embeddings(
-            root,
-            reference,
-            prompts,
-            None,
-            variant=spec.name,
-            provider=provider,
-            extra_texts=held_out,
-            provider_cache_dir=cache,
-        )
+        if isinstance(checked, Fidelity):  # the accepted candidate is this file: its grid run stands
+            fidelity = checked
+        else:
+            fidelity = validate_embeddings(
+                root,
+                reference,
+                prompts,
+                None,
+                variant=spec.name,
+                provider=provider,
+                extra_texts=held_out,
+                provider_cache_dir=cache,
+            )
         if final:
             _score_stsb(root, reference, fidelity, stsb, stsb_path, spec.name, provider, cache)
         return fidelity

@@ -20,7 +20,7 @@ import numpy as np
 
 from fastembed_rt.artifact import Manifest, Task
 from fastembed_rt.errors import ExportError
-from fastembed_rt.export.fidelity import HeadFidelity, ScoreFidelity, ToleranceGate
+from fastembed_rt.export.fidelity import HeadFidelity, Measured, ScoreFidelity, ToleranceGate
 from fastembed_rt.export.heads import HeadPlan, export_head
 from fastembed_rt.export.validate import REFERENCE_PROVIDER, held_out_pairs, parity_texts, prompt_cases
 from fastembed_rt.export.variants import VariantSpec
@@ -134,7 +134,9 @@ def _int8_measure(ce: Any, root: Path) -> Measure:
     pairs = parity_pairs(int(ce.max_seq_length)) + held_out_pairs()
     reference = _torch_predict(ce, pairs, None, identity=False).reshape(len(pairs), -1)
 
-    def measure(spec: VariantSpec[Any], final: bool) -> ScoreFidelity:
+    def measure(spec: VariantSpec[Any], final: bool, checked: Measured | None) -> ScoreFidelity:
+        if isinstance(checked, ScoreFidelity):  # the accepted candidate is this file; final adds nothing here
+            return checked
         runtime = CrossEncoder(root, variant=spec.name, provider=REFERENCE_PROVIDER[spec.format], verify="full")
         try:
             ours = np.asarray(runtime.predict(pairs, batch_size=32)).reshape(len(pairs), -1)

@@ -19,7 +19,7 @@ import numpy as np
 
 from fastembed_rt.artifact import Manifest, Task
 from fastembed_rt.errors import ExportError
-from fastembed_rt.export.fidelity import Fidelity, HeadFidelity, ToleranceGate
+from fastembed_rt.export.fidelity import Fidelity, HeadFidelity, Measured, ToleranceGate
 from fastembed_rt.export.heads import HeadPlan, export_head
 from fastembed_rt.export.validate import REFERENCE_PROVIDER, held_out_pairs, parity_texts, prompt_cases, row_cosines
 from fastembed_rt.export.variants import VariantSpec
@@ -141,7 +141,9 @@ def _int8_measure(se: Any, spec: SpladeSpec, root: Path) -> Measure:
     reference = _torch_dense(se, texts, None)
     alone_count = 16
 
-    def measure(variant: VariantSpec[Any], final: bool) -> Fidelity:
+    def measure(variant: VariantSpec[Any], final: bool, checked: Measured | None) -> Fidelity:
+        if isinstance(checked, Fidelity):  # the accepted candidate is this file; final adds nothing here
+            return checked
         runtime = SparseEncoder(root, variant=variant.name, provider=REFERENCE_PROVIDER[variant.format], verify="full")
         try:
             ours = runtime.encode(texts, batch_size=32, max_active_dims=spec.vocab_size, convert_to_sparse_tensor=False)

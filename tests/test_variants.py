@@ -216,3 +216,72 @@ def test_a_builder_that_crashes_fails_the_export_instead_of_being_rejected(
     with pytest.raises(RuntimeError, match="a bug in the builder"):
         export_model(model_dir, tmp_path / "artifact", stsb=False, calibration_texts=[], variants="fp32,optimized")
     assert not (tmp_path / "artifact").exists() and not list(tmp_path.glob(".artifact.tmp-*"))
+
+
+def _recording_measure(monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple[str, bool, Any]], list[str]]:
+    """Record each (variant, final, checked) the writer asks ``bi_encoder._measure``'s function for, and each
+    variant the grid validation actually ran on."""
+    from fastembed_rt.export import bi_encoder
+
+    calls: list[tuple[str, bool, Any]] = []
+    validated: list[str] = []
+    real_measure, real_validate = bi_encoder._measure, bi_encoder.validate_embeddings
+
+    def measure_factory(*args: Any) -> Any:
+        measure = real_measure(*args)
+
+        def recorded(spec: Any, final: bool, checked: Any) -> Any:
+            calls.append((spec.name, final, checked))
+            return measure(spec, final, checked)
+
+        return recorded
+
+    def validate(*args: Any, **kwargs: Any) -> Any:
+        validated.append(kwargs.get("variant", "fp32"))
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(bi_encoder, "_measure", measure_factory)
+    monkeypatch.setattr(bi_encoder, "validate_embeddings", validate)
+    return calls, validated
+
+
+def test_the_accepted_int8_candidate_is_validated_once_and_scored_on_stsb_on_top(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls, validated = _recording_measure(monkeypatch)
+    model_dir = build_tiny_model(tmp_path / "model", "bert", "mean", normalize=True)
+    manifest = export_model(model_dir, tmp_path / "artifact", stsb=True, calibration_texts=[], variants="fp32,int8")
+    int8 = [(final, checked) for name, final, checked in calls if name == "int8"]
+    assert [final for final, _ in int8] == [False, True]
+    candidate = int8[0][1]
+    assert candidate is None and isinstance(int8[1][1], Fidelity)  # the final run got the candidate's measurement
+    assert validated.count("int8") == 1
+    recorded = manifest.variant("int8").fidelity
+    assert recorded is not None and recorded["stsb_spearman"] is not None  # STSb still scored on the built file
+    assert recorded["min_cosine"] == pytest.approx(int8[1][1].min_cosine)
+
+
+def test_a_built_file_that_differs_from_the_checked_candidate_is_measured_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnx
+
+    from fastembed_rt.export.build import BuildContext, BuildResult
+
+    real_build = EMBEDDING["optimized"].build
+    assert real_build is not None
+
+    def check_then_change(context: BuildContext) -> BuildResult:
+        result = real_build(context)
+        assert context.check(result.file) == []
+        graph = onnx.load(str(context.root / result.file), load_external_data=False)
+        graph.doc_string = "changed after its check"  # same weights, another graph file
+        onnx.save(graph, str(context.root / result.file))
+        return result
+
+    monkeypatch.setitem(EMBEDDING, "optimized", dataclasses.replace(EMBEDDING["optimized"], build=check_then_change))
+    calls, validated = _recording_measure(monkeypatch)
+    model_dir = build_tiny_model(tmp_path / "model", "bert", "mean", normalize=True)
+    export_model(model_dir, tmp_path / "artifact", stsb=False, calibration_texts=[], variants="fp32,optimized")
+    assert [(final, checked) for name, final, checked in calls if name == "optimized"] == [(False, None), (True, None)]
+    assert validated.count("optimized") == 2

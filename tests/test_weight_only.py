@@ -48,33 +48,14 @@ def _open(artifact: Path, variant: str, provider: str | None = None) -> Sentence
     )
 
 
-def _measured_once(measure_factory: Any) -> Any:
-    """``bi_encoder._measure`` that measures each variant file once: without STSb scoring the writer's
-    final measurement of the candidate it just accepted repeats the same run (half the export's time)."""
-
-    def factory(root: Path, *args: Any) -> Any:
-        measure, seen = measure_factory(root, *args), {}
-
-        def measure_once(spec: Any, final: bool) -> Any:
-            sha256 = load_manifest(root).variant(spec.name).sha256
-            if sha256 not in seen:
-                seen[sha256] = measure(spec, final)
-            return seen[sha256]
-
-        return measure_once
-
-    return factory
-
-
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from fastembed_rt.export import bi_encoder, export_model
+    from fastembed_rt.export import export_model
 
     tmp = tmp_path_factory.mktemp("weight-only")
     model_dir = build_tiny_model(tmp, "bert", "mean", normalize=True)
     with pytest.MonkeyPatch.context() as patch:  # OpenVINO's compiled-model cache stays in the test's tmp
         patch.setenv("FASTEMBED_RT_CACHE", str(tmp / "cache"))
-        patch.setattr(bi_encoder, "_measure", _measured_once(bi_encoder._measure))
         export_model(model_dir, tmp / "artifact", stsb=False, calibration_texts=[], variants=["fp32", *WEIGHT_ONLY])
         yield tmp / "artifact"
 
@@ -355,7 +336,9 @@ def minilm_weight_only(
     def measure_on_stsb(root: Path, *_: Any) -> Any:
         cache = root.parent / "validate-cache"
 
-        def measure(spec: Any, final: bool) -> Fidelity:
+        def measure(spec: Any, final: bool, checked: Any) -> Fidelity:
+            if checked is not None:  # the writer's final measurement of the candidate it just accepted
+                return checked
             provider = REFERENCE_PROVIDER[spec.format]
             runtime = SentenceTransformer(root, variant=spec.name, provider=provider, provider_cache_dir=cache)
             try:
@@ -376,7 +359,7 @@ def minilm_weight_only(
     tmp = tmp_path_factory.mktemp("minilm-weight-only")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FASTEMBED_RT_CACHE", str(tmp / "cache"))
-        patch.setattr(bi_encoder, "_measure", _measured_once(measure_on_stsb))
+        patch.setattr(bi_encoder, "_measure", measure_on_stsb)
         export_model(minilm_dir, tmp / "artifact", stsb=False, calibration_texts=[], variants=WEIGHT_ONLY)
         yield tmp / "artifact"
 
