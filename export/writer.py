@@ -299,7 +299,8 @@ class ArtifactWriter:
             self._reject(base, spec, [f"not applicable: {reason}"], None, candidates, log=False)
             return False
         built = self._variant(spec, result)
-        fidelity = self._measure(base, spec, built, measure, True, accepted.get(self._run_key(built)))
+        checked = accepted.get(self._run_key(built)) if accepted else None  # no hashing when nothing was checked
+        fidelity = self._measure(base, spec, built, measure, True, checked)
         misses = spec.gate.check(fidelity)
         if misses:
             self._reject(base, spec, misses, fidelity, [*candidates, result.file, result.weights_file])
