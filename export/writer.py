@@ -350,7 +350,10 @@ class ArtifactWriter:
         entry names none) and the engine's properties."""
         path = self.root / variant.file
         weights = path.with_suffix(".bin") if path.suffix == ".xml" else external_data_file(path)
-        weights_sha256 = file_sha256(weights) if weights is not None and weights.is_file() else None
+        if variant.weights_file is not None and weights == self.root / variant.weights_file:
+            weights_sha256 = variant.weights_sha256  # hashed for the entry already (a built variant's)
+        else:
+            weights_sha256 = file_sha256(weights) if weights is not None and weights.is_file() else None
         return variant.sha256, weights_sha256, tuple(sorted(variant.engine_properties.items()))
 
     def _variant(self, spec: VariantSpec[Any], result: BuildResult) -> Variant:
