@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export.backbone import ExportedBackbone
 
@@ -38,6 +40,18 @@ class BuildContext:
     append_stages: Callable[[Any], dict[str, Any]]
     # Validates a candidate file (relative to ``root``) as this variant; returns its gate misses.
     check: Callable[[str], list[str]]
+
+    def feeds(self, texts: Sequence[str]) -> list[dict[str, np.ndarray]]:
+        """One feed dict per text (a batch of 1, so nothing is padding), as the runtime feeds the artifact's
+        graph: for builders that calibrate on activations."""
+        from fastembed_rt.artifact import load_manifest
+        from fastembed_rt.pipeline import BatchFeeds
+        from fastembed_rt.tokenizer import Tokenizer
+
+        manifest = load_manifest(self.root)
+        encoded = Tokenizer(self.root, manifest.tokenizer).encode(list(texts))
+        batch = BatchFeeds(manifest)
+        return [batch([ids], [type_ids]) for ids, type_ids in zip(encoded.ids, encoded.type_ids, strict=True)]
 
 
 @dataclass(frozen=True)

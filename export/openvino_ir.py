@@ -170,18 +170,6 @@ def build_openvino_bf16(context: BuildContext) -> BuildResult:
     )
 
 
-def _feeds(context: BuildContext, texts: Sequence[str]) -> list[dict[str, np.ndarray]]:
-    """One feed dict per text (batch of 1), as the runtime feeds the graph."""
-    from fastembed_rt.artifact import load_manifest
-    from fastembed_rt.pipeline import BatchFeeds
-    from fastembed_rt.tokenizer import Tokenizer
-
-    manifest = load_manifest(context.root)
-    encoded = Tokenizer(context.root, manifest.tokenizer).encode(list(texts))
-    feeds = BatchFeeds(manifest)
-    return [feeds([ids], [type_ids]) for ids, type_ids in zip(encoded.ids, encoded.type_ids, strict=True)]
-
-
 def _weight_matmuls(model: Any) -> list[tuple[str, int]]:
     """(friendly name, input width) of the backbone MatMuls with a constant (weight) operand, in graph order."""
     found = []
@@ -383,7 +371,7 @@ def _build_int8(context: BuildContext) -> BuildResult:
     texts = list(context.calibration_texts)
     if not texts:
         raise ExportError("openvino-int8 needs calibration texts (export_model(..., calibration_texts=...))")
-    samples = _feeds(context, texts[:CALIBRATION_SAMPLES])
+    samples = context.feeds(texts[:CALIBRATION_SAMPLES])
     ladder = exclusion_ladder(_weight_matmuls(base))
     schemes: dict[str, dict[str, Any]] = {}
     passed: dict[str, str] = {}  # scheme -> its file

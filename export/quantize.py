@@ -1,20 +1,30 @@
-"""``int8``, ``int8-weights`` and ``int4`` variants: ONNX Runtime ``MatMulNBits`` weights, one scheme each.
+"""``int8``, ``int8-weights`` and ``int4`` variants: 8-bit and 4-bit weights on ONNX Runtime's CPU kernels.
 
-Each variant is a ``WeightScheme``: the bits, block size and symmetry of the weights, and the
-``accuracy_level`` that decides how ``MatMulNBits`` computes with them.
+Each scheme is tried down an exclusion ladder (``quantize_weights``): when a result misses its gate,
+the ladder's sensitive MatMuls (``exclusion_ladder``) are kept in float (``int8``, ``int8-weights``)
+or at 8 bits (``int4``) step by step, and what was done to which MatMul is reported.
 
-``int8`` (8-bit weights, blocks of 32 along K, symmetric, accuracy level 4) quantizes each *row's*
-activations on the fly, so a text's embedding does not depend on its batch neighbours. Both
-ready-made alternatives failed here on all-MiniLM-L6-v2: dynamic quantization computes one
-activation scale per batch tensor (min cosine 0.951 between two batchings, DESIGN §7), and static
-QDQ with MinMax-calibrated per-tensor activation scales reached only mean cosine 0.919 against
-PyTorch (activation outliers).
+``int8`` tries two schemes, both batch-invariant (a text's embedding never depends on its batch
+neighbours), and ships the first within its gate:
 
-``int8-weights`` and ``int4`` are weight-only (accuracy level 0): the weights are dequantized and
-multiplied in fp32, for models whose activations do not survive int8 compute (level 4 flipped
-results on Qwen3-0.6B, microsoft/onnxruntime#29849). They are for large models, where reading the
-weights is what takes the time. ``int4``'s sensitive MatMuls get 8-bit weights (mixed 4/8, as in
-Microsoft's Qwen3-Embedding int4 CPU recipe) when all-4-bit misses its gate.
+1. ``export.smoothquant``: per-row uint8 activations × per-column int8 weights in ``MatMulInteger``,
+   smoothed from the calibration texts, on ONNX Runtime's 8-bit GEMM. all-MiniLM-L6-v2: min cosine
+   0.9906 and 1.5–1.85× the optimized fp32 graph on AVX-512 VNNI; on AVX2 kernels (as u8 × u8)
+   1.04–1.19×.
+2. ``MatMulNBits`` 8-bit weights (blocks of 32 along K, symmetric) at accuracy level 4, which
+   quantizes each row's activations per block on the fly: closer to fp32 (min cosine 0.998) but level
+   with fp32 on VNNI and 0.61× on AVX2 kernels (no fast path for 8-bit weights there).
+
+Ready-made alternatives failed on all-MiniLM-L6-v2: dynamic quantization computes one activation
+scale per batch tensor (min cosine 0.951 between two batchings, DESIGN §7); static QDQ with
+MinMax-calibrated per-tensor activation scales reached only mean cosine 0.919 against PyTorch
+(activation outliers, which SmoothQuant's per-channel smoothing and the per-row scales handle).
+
+``int8-weights`` and ``int4`` are weight-only (``MatMulNBits`` accuracy level 0): the weights are
+dequantized and multiplied in fp32, for models whose activations do not survive int8 compute
+(level 4 flipped results on Qwen3-0.6B, microsoft/onnxruntime#29849). They are for large models,
+where reading the weights is what takes the time. ``int4``'s sensitive MatMuls get 8-bit weights
+(mixed 4/8, as in Microsoft's Qwen3-Embedding int4 CPU recipe) when all-4-bit misses its gate.
 
 ONNX Runtime 1.32's CPU EP has a fast kernel for 4-bit weights with fp32 compute but none for 8-bit
 ones: one row through a 1024 × 4096 MatMul took 0.21 ms with 4-bit weights, 0.36 ms in fp32 and
@@ -23,11 +33,9 @@ ones: one row through a 1024 × 4096 MatMul took 0.21 ms with 4-bit weights, 0.3
 MatMuls of a mixed ``int4``, are for fidelity, not for speed, on that engine.
 
 The backbone is the ``optimized`` one without the attention fusion, whose packed Q/K/V weights
-MatMulNBits cannot quantize. When a result misses its gate, the ladder's sensitive MatMuls
-(``exclusion_ladder``) are kept in float (``int8``, ``int8-weights``) or at 8 bits (``int4``) step
-by step, and what was done to which MatMul is reported.
+neither scheme can quantize.
 
-Heads (CrossEncoder, SPLADE) quantize their backbone the same way, with its classifier or
+Heads (CrossEncoder, SPLADE) quantize their backbone by ``MatMulNBits``, with its classifier or
 masked-LM projection (which end in ``logits``) and under their fp32 head (``build_head_int8``).
 """
 
@@ -35,19 +43,21 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fastembed_rt.errors import ExportError, ParityError
 from fastembed_rt.export.build import BuildContext, BuildResult
 from fastembed_rt.export.onnx_files import save_graph
 from fastembed_rt.export.optimize import optimized_graph_file
+from fastembed_rt.export.smoothquant import CALIBRATION_TEXTS, SmoothQuantScheme, calibrate
 
 __all__ = [
     "INT4",
     "INT8",
     "INT8_WEIGHTS",
+    "QuantizationScheme",
     "WeightScheme",
     "build_head_int8",
     "build_int4",
@@ -59,6 +69,21 @@ __all__ = [
 ]
 
 logger = logging.getLogger("fastembed_rt.export")
+
+
+class QuantizationScheme(Protocol):
+    """What the exclusion ladder needs of a scheme: ``apply`` quantizes a freshly loaded graph in place,
+    ``sensitive`` MatMuls kept float (or at ``sensitive_bits``); ``describe`` and ``to_dict`` go to the
+    manifest."""
+
+    @property
+    def sensitive_bits(self) -> int | None: ...
+
+    def describe(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def apply(self, model: Any, sensitive: Sequence[str]) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -89,6 +114,14 @@ class WeightScheme:
             "symmetric": self.symmetric,
             "accuracy_level": self.accuracy_level,
         }
+
+    def apply(self, model: Any, sensitive: Sequence[str]) -> Any:
+        """``model`` quantized in place, the ``sensitive`` MatMuls float or at ``sensitive_bits``."""
+        others = set(_weight_matmuls(model)) - set(sensitive)
+        quantized = _matmul_nbits(model, self.bits, self, set(sensitive))
+        if self.sensitive_bits is None or not sensitive:
+            return quantized
+        return _matmul_nbits(quantized, self.sensitive_bits, self, others)
 
 
 # 128 was as fast but let batch composition move embeddings (min cosine 0.9996): level 4 quantizes
@@ -137,15 +170,6 @@ def _matmul_nbits(model: Any, bits: int, scheme: WeightScheme, exclude: set[str]
     return quantizer.model.model
 
 
-def _quantize(model: Any, scheme: WeightScheme, sensitive: list[str]) -> Any:
-    """``model`` quantized in place by ``scheme``, the ``sensitive`` MatMuls float or at ``sensitive_bits``."""
-    others = set(_weight_matmuls(model)) - set(sensitive)
-    quantized = _matmul_nbits(model, scheme.bits, scheme, set(sensitive))
-    if scheme.sensitive_bits is None or not sensitive:
-        return quantized
-    return _matmul_nbits(quantized, scheme.sensitive_bits, scheme, others)
-
-
 def exclusion_ladder(weight_matmuls: list[tuple[str, int]]) -> list[list[str]]:
     """The sensitive MatMuls, step by step, for a quantized graph that misses its gate.
 
@@ -165,7 +189,7 @@ def exclusion_ladder(weight_matmuls: list[tuple[str, int]]) -> list[list[str]]:
 
 def quantize_weights(
     load: Callable[[], Any],
-    scheme: WeightScheme,
+    scheme: QuantizationScheme,
     save_candidate: Callable[[Any, dict[str, Any]], None],
     check: Callable[[], list[str]],
     variant: str,
@@ -194,7 +218,7 @@ def quantize_weights(
             details[f"matmuls_at_{scheme.sensitive_bits}_bits"] = sensitive
         if model is None:
             model = load()
-        save_candidate(_quantize(model, scheme, sensitive), details)
+        save_candidate(scheme.apply(model, sensitive), details)
         model = None
         gc.collect()  # what the quantizer's model wrapper held, in case it sits in a reference cycle
         misses = check()
@@ -212,7 +236,7 @@ def quantize_weights(
 def _build(
     context: BuildContext,
     load: Callable[[], Any],
-    scheme: WeightScheme,
+    scheme: QuantizationScheme,
     variant: str,
     optimization: str,
     **details: Any,
@@ -243,8 +267,29 @@ def _build_backbone(context: BuildContext, scheme: WeightScheme, variant: str) -
 
 
 def build_int8(context: BuildContext) -> BuildResult:
-    """int8 MatMulNBits backbone, int8 compute; excludes sensitive MatMuls until the gate holds (or gives up)."""
-    return _build_backbone(context, INT8, "int8")
+    """int8 backbone, int8 compute: SmoothQuant per-row ``MatMulInteger`` when it holds the gate (with the
+    exclusion ladder), else ``MatMulNBits`` level 4 (with its own); raises ``ParityError`` when neither does."""
+    import onnx
+
+    name = "int8-input.onnx"
+    with optimized_graph_file(context, name, skip_layer_norm=False, attention=False) as (source, fused):
+
+        def load() -> Any:
+            return onnx.load(str(source))
+
+        texts = list(context.calibration_texts)[:CALIBRATION_TEXTS]
+        missed: dict[str, Any] = {}
+        if texts:
+            smooth = SmoothQuantScheme(calibrate(source, context.feeds(texts)), len(texts))
+            try:
+                return _build(context, load, smooth, "int8", "ort-transformers+smoothquant-int8", fused_ops=fused)
+            except ParityError as exc:
+                missed = {"scheme": smooth.describe(), "missed_gate": exc.failures}
+                logger.info("int8 SmoothQuant scheme missed its gate at every step; trying MatMulNBits")
+        result = _build(context, load, INT8, "int8", "ort-transformers+int8", fused_ops=fused)
+        if missed:
+            result.details["other_schemes"] = [missed]
+        return result
 
 
 def build_int8_weights(context: BuildContext) -> BuildResult:

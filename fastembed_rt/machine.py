@@ -57,6 +57,13 @@ class CpuIdentity:
     def describe(self) -> str:
         return f"{self.model} ({' '.join(self.isa) or 'ISA unknown'})"
 
+    @property
+    def saturates_int8_products(self) -> bool:
+        """An x86 CPU without VNNI (or whose features are unknown): ONNX Runtime's u8 × s8 GEMM sums each pair
+        of 8-bit products into int16 there (``vpmaddubsw``), which saturates; VNNI sums them exactly."""
+        x86 = self.machine.lower() in ("x86_64", "amd64", "i386", "i686", "x86")
+        return x86 and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(self.isa)
+
 
 def _cpuinfo(path: Path) -> tuple[str | None, set[str]]:
     """Model name and flags of the first CPU in a ``/proc/cpuinfo``-format file (None, empty: unreadable)."""

@@ -134,16 +134,22 @@ def test_optimized_graph_really_contains_the_fusions(variants_artifact: Path) ->
     assert fp16_ops.count("Attention") == 6
 
 
-def test_int8_graph_uses_8_bit_matmuls_and_is_smaller(variants_artifact: Path) -> None:
+def test_int8_graph_runs_its_matmuls_on_8_bit_integers_and_is_smaller(variants_artifact: Path) -> None:
     import onnx
 
     manifest = load_manifest(variants_artifact)
     int8 = manifest.variant("int8")
     nodes = onnx.load(str(variants_artifact / int8.file)).graph.node
-    nbits = [n for n in nodes if n.op_type == "MatMulNBits"]
-    assert len(nbits) == int8.stage_counts["quantized_matmuls"] >= 30
-    assert all(next(a.i for a in n.attribute if a.name == "bits") == 8 for n in nbits)
-    assert int8.size < 0.75 * manifest.variant("fp32").size
+    # all-MiniLM-L6-v2 holds the gate with SmoothQuant on every weight MatMul (6 per layer)
+    assert int8.optimization == "ort-transformers+smoothquant-int8"
+    integer = [n for n in nodes if n.op_type == "MatMulInteger"]
+    assert len(integer) == int8.stage_counts["quantized_matmuls"] == 36
+    assert int8.stage_counts["excluded_matmuls"] == [] and not [n for n in nodes if n.op_type == "MatMulNBits"]
+    # Q, K and V read one tensor: 4 quantized activations per layer
+    assert sum(n.op_type == "QuantizeLinear" for n in nodes) == 24
+    assert int8.stage_counts["calibration_texts"] == 256
+    fp32 = manifest.variant("fp32")
+    assert int8.size + (int8.weights_size or 0) < 0.75 * (fp32.size + (fp32.weights_size or 0))
 
 
 @pytest.mark.parametrize("name", ONNX_VARIANTS)

@@ -24,7 +24,7 @@ from fastembed_rt import SentenceTransformer
 from fastembed_rt.artifact import Manifest, Task, VariantPrecision, load_manifest
 from fastembed_rt.cli import main
 from fastembed_rt.export.fidelity import Fidelity
-from fastembed_rt.export.quantize import INT4, WeightScheme, _quantize
+from fastembed_rt.export.quantize import INT4, WeightScheme
 from fastembed_rt.export.variants import VARIANTS
 
 EMBEDDING = VARIANTS[Task.EMBEDDING]
@@ -152,9 +152,9 @@ def _bits(model: Any) -> dict[str, int | str]:
 
 
 def test_int4_puts_the_sensitive_matmuls_at_8_bits_and_int8_keeps_them_float() -> None:
-    assert _bits(_quantize(_tiny_matmul_chain(), INT4, ["mm0", "mm2"])) == {"mm0": 8, "mm1": 4, "mm2": 8}
+    assert _bits(INT4.apply(_tiny_matmul_chain(), ["mm0", "mm2"])) == {"mm0": 8, "mm1": 4, "mm2": 8}
     float_kept = WeightScheme(bits=8, block_size=32, symmetric=True, accuracy_level=0)
-    assert _bits(_quantize(_tiny_matmul_chain(), float_kept, ["mm1"])) == {"mm0": 8, "mm1": "float", "mm2": 8}
+    assert _bits(float_kept.apply(_tiny_matmul_chain(), ["mm1"])) == {"mm0": 8, "mm1": "float", "mm2": 8}
 
 
 @pytest.mark.skipif(not HAS_OPENVINO, reason="openvino and nncf are not installed")

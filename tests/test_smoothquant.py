@@ -1,0 +1,253 @@
+"""The ``int8`` variant's SmoothQuant scheme (``export.smoothquant``): per-row uint8 activations × per-column
+int8 weights in ``MatMulInteger``.
+
+The rewritten graph is held to a numpy reference of the scheme written from its docstring (smoothing
+scales, per-row and per-column scales, exact integer products), rows are quantized independently of
+their batch, and MatMuls that read one tensor share one quantization. The engine must compute the
+8-bit products exactly on this CPU, whichever it is (``session.x64quantprecision`` on x86 without VNNI).
+When the scheme misses its gate at every exclusion, ``int8`` ships ``MatMulNBits`` and says why.
+The real all-MiniLM-L6-v2 int8 is checked in ``test_variants``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from tiny_models import build_tiny_model
+
+from fastembed_rt.artifact import load_manifest
+from fastembed_rt.export.smoothquant import SmoothQuantScheme, activation_maxima, calibrate, smooth_quantize
+from fastembed_rt.machine import CpuIdentity
+from fastembed_rt.providers.base import ProviderOptions
+from fastembed_rt.providers.onnxruntime import X64_QUANT_PRECISION, OnnxRuntimeCPU, _session_options
+
+WIDTH = 64
+ALPHA = 0.5
+
+
+def _graph() -> Any:
+    """x [batch, seq, 64] -> q = x @ wq, k = x @ wk (one input, one group) -> Relu(q + k) -> y = h @ wo.
+
+    Channel 3 of x is an outlier channel (× 40), as BERT's hidden states have a few.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    weights = [
+        numpy_helper.from_array((rng.normal(size=(WIDTH, WIDTH)) / 8).astype(np.float32), name)
+        for name in ("wq", "wk", "wo")
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "wq"], ["q"], name="q_proj"),
+        helper.make_node("MatMul", ["x", "wk"], ["k"], name="k_proj"),
+        helper.make_node("Add", ["q", "k"], ["s"], name="add"),
+        helper.make_node("Relu", ["s"], ["h"], name="relu"),
+        helper.make_node("MatMul", ["h", "wo"], ["y"], name="o_proj"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "qko",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", WIDTH])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", WIDTH])],
+        initializer=weights,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def _inputs(rows: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(rows, 5, WIDTH)).astype(np.float32)
+    x[..., 3] *= 40
+    return x
+
+
+def _run(model: Any, x: np.ndarray, output: str = "y") -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run([output], {"x": x})[0])
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    import onnx
+
+    path = tmp_path_factory.mktemp("smoothquant") / "qko.onnx"
+    onnx.save(_graph(), str(path))
+    return path, calibrate(path, [{"x": _inputs(4, seed)} for seed in range(3)])
+
+
+def _reference_matmul(x: np.ndarray, weight: np.ndarray, smooth: np.ndarray) -> np.ndarray:
+    """The scheme in numpy: x/s quantized per row (round half to even, zero point 128), W·s per column, exact
+    integer products, then both scales."""
+    xs = x * (1 / smooth).astype(np.float32)
+    row = np.maximum(np.abs(xs).max(axis=-1, keepdims=True) / np.float32(127), np.float32(1e-12))
+    xq = np.clip(np.rint(xs / row) + 128, 0, 255).astype(np.int64) - 128
+    smoothed = weight * smooth[:, None]
+    column = np.maximum(np.abs(smoothed).max(axis=0), np.float32(1e-12)) / np.float32(127)
+    wq = np.clip(np.rint(smoothed / column), -127, 127).astype(np.int64)
+    return (xq @ wq).astype(np.float32) * row * column
+
+
+def _smoothing(maximum: np.ndarray, *weights: np.ndarray) -> np.ndarray:
+    act = np.maximum(maximum, 1e-5)
+    wmax = np.maximum(np.max([np.abs(w).max(axis=1) for w in weights], axis=0), 1e-5)
+    return (act**ALPHA / wmax ** (1 - ALPHA)).astype(np.float32)
+
+
+def test_calibration_takes_each_channels_maximum_over_every_row_of_every_feed(
+    calibrated: tuple[Path, dict[str, Any]],
+) -> None:
+    path, maxima = calibrated
+    assert set(maxima) == {"x", "h"}
+    rows = np.concatenate([_inputs(4, seed).reshape(-1, WIDTH) for seed in range(3)])
+    np.testing.assert_array_equal(maxima["x"], np.abs(rows).max(axis=0))
+    assert maxima["x"][3] > 10 * np.delete(maxima["x"], 3).max()
+    # the probe graph it ran is a scratch file: nothing is left beside the graph
+    assert sorted(p.name for p in path.parent.iterdir()) == ["qko.onnx"]
+
+
+def test_rewritten_graph_equals_the_numpy_reference_of_the_scheme(calibrated: tuple[Path, dict[str, Any]]) -> None:
+    from onnx import numpy_helper
+
+    _, maxima = calibrated
+    model = _graph()
+    w = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    assert smooth_quantize(model, maxima, ALPHA) == 3
+    x = _inputs(3, seed=7)
+    s_x = _smoothing(maxima["x"], w["wq"], w["wk"])  # q and k read x: one smoothing for both
+    h = np.maximum(_reference_matmul(x, w["wq"], s_x) + _reference_matmul(x, w["wk"], s_x), 0)
+    expected = _reference_matmul(h, w["wo"], _smoothing(maxima["h"], w["wo"]))
+    np.testing.assert_allclose(_run(model, x), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    # and it is an 8-bit approximation of the float graph, not something else
+    exact = _run(_graph(), x)
+    assert np.abs(_run(model, x) - exact).max() < 0.05 * np.abs(exact).max()
+
+
+def test_matmuls_reading_one_tensor_share_one_quantization(calibrated: tuple[Path, dict[str, Any]]) -> None:
+    model = _graph()
+    smooth_quantize(model, calibrated[1], ALPHA)
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("MatMulInteger") == 3 and ops.count("MatMul") == 0
+    assert ops.count("QuantizeLinear") == ops.count("ReduceMax") == 2  # x (q and k), h (o)
+    names = {init.name for init in model.graph.initializer}
+    assert not names & {"wq", "wk", "wo"}  # the float weights are gone
+
+
+def test_excluded_matmuls_keep_their_float_weights(calibrated: tuple[Path, dict[str, Any]]) -> None:
+    model = _graph()
+    assert smooth_quantize(model, calibrated[1], ALPHA, exclude=["o_proj"]) == 2
+    assert [n.name for n in model.graph.node if n.op_type == "MatMul"] == ["o_proj"]
+    assert "wo" in {init.name for init in model.graph.initializer}
+    # an excluded member of a group leaves the group's other MatMul quantized
+    model = _graph()
+    assert smooth_quantize(model, calibrated[1], ALPHA, exclude=["q_proj"]) == 2
+    assert [n.name for n in model.graph.node if n.op_type == "MatMul"] == ["q_proj"]
+
+
+def test_a_row_is_quantized_the_same_in_any_batch(calibrated: tuple[Path, dict[str, Any]]) -> None:
+    model = _graph()
+    smooth_quantize(model, calibrated[1], ALPHA)
+    batch = _inputs(6, seed=11)
+    together = _run(model, batch)
+    alone = np.concatenate([_run(model, batch[i : i + 1]) for i in range(len(batch))])
+    np.testing.assert_array_equal(together, alone)
+
+
+def test_the_scheme_applies_down_the_ladder_with_its_settings_recorded(calibrated: tuple[Path, dict[str, Any]]) -> None:
+    scheme = SmoothQuantScheme(calibrated[1], calibration_texts=12)
+    assert scheme.to_dict() == {"weight_bits": 8, "activation_bits": 8, "smoothing_alpha": 0.5, "calibration_texts": 12}
+    assert "MatMulInteger" in scheme.describe() and scheme.sensitive_bits is None
+    model = scheme.apply(_graph(), ["q_proj", "o_proj"])
+    assert [n.name for n in model.graph.node if n.op_type == "MatMul"] == ["q_proj", "o_proj"]
+
+
+def test_activation_maxima_without_feeds_is_an_error(calibrated: tuple[Path, dict[str, Any]]) -> None:
+    with pytest.raises(ValueError, match="at least one text"):
+        activation_maxima(calibrated[0], ["x"], [])
+
+
+@pytest.mark.parametrize(
+    ("machine", "isa", "saturates"),
+    [
+        ("x86_64", ("avx", "avx2", "fma"), True),  # AVX2 only (Zen 2, Haswell): vpmaddubsw
+        ("x86_64", ("avx", "avx2", "fma", "avx512f", "avx512bw"), True),  # Skylake-X: AVX-512 without VNNI
+        ("x86_64", ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni"), False),
+        ("x86_64", ("avx", "avx2", "fma", "avx_vnni"), False),  # Alder Lake: VEX-encoded VNNI
+        ("x86_64", (), True),  # features unknown: take the exact path
+        ("AMD64", ("avx2",), True),
+        ("aarch64", ("asimd", "asimddp"), False),
+    ],
+)
+def test_cpus_whose_8_bit_products_saturate(machine: str, isa: tuple[str, ...], saturates: bool) -> None:
+    assert CpuIdentity(machine, "cpu", isa).saturates_int8_products is saturates
+
+
+def _entry(options: Any, key: str) -> str | None:
+    try:
+        return str(options.get_session_config_entry(key))
+    except RuntimeError:  # ONNX Runtime's answer for a key that was never set
+        return None
+
+
+def test_the_exact_8_bit_option_is_set_where_products_saturate_unless_the_caller_sets_it() -> None:
+    from fastembed_rt.machine import this_cpu
+
+    expected = "1" if this_cpu().saturates_int8_products else None
+    assert _entry(_session_options(ProviderOptions()), X64_QUANT_PRECISION) == expected
+    # the caller's own entry is left for the engine to apply, not set twice (ONNX Runtime warns on that)
+    assert _entry(_session_options(ProviderOptions(extra={X64_QUANT_PRECISION: "0"})), X64_QUANT_PRECISION) is None
+
+
+def test_8_bit_products_are_exact_on_this_cpu(tmp_path: Path) -> None:
+    """u8 255 × s8 127 pairs sum to 64,770, past int16: a saturating kernel gives 32,767 per pair."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    depth = 64
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b", "a_zero_point"], ["y"])],
+        "exact",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, ["rows", depth])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, ["rows", 8])],
+        initializer=[
+            numpy_helper.from_array(np.full((depth, 8), 127, np.int8), "b"),
+            numpy_helper.from_array(np.array(0, np.uint8), "a_zero_point"),
+        ],
+    )
+    path = tmp_path / "exact.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    engine = OnnxRuntimeCPU(path, ProviderOptions())
+    y = engine.run({"a": np.full((16, depth), 255, np.uint8)}, ["y"])["y"]
+    assert np.all(y == depth * 255 * 127)
+
+
+def test_int8_ships_matmulnbits_when_smoothquant_misses_its_gate_at_every_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastembed_rt.export import export_model, quantize
+
+    class Broken(SmoothQuantScheme):
+        """The scheme with every column scale × -1000. (A tiny random BERT's layers add little to its residual
+        stream: negating them alone still passed the gate.)"""
+
+        def apply(self, model: Any, sensitive: Any) -> Any:
+            from onnx import numpy_helper
+
+            super().apply(model, sensitive)
+            for init in model.graph.initializer:
+                if init.name.endswith("/column_scale"):
+                    init.CopyFrom(numpy_helper.from_array(-1000 * numpy_helper.to_array(init), init.name))
+            return model
+
+    monkeypatch.setattr(quantize, "SmoothQuantScheme", Broken)
+    model_dir = build_tiny_model(tmp_path / "model", "bert", "mean", normalize=True)
+    manifest = export_model(model_dir, tmp_path / "artifact", stsb=False, variants="fp32,int8")
+    int8 = manifest.variant("int8")
+    assert int8.optimization == "ort-transformers+int8" and "MatMulNBits" in int8.stage_counts["scheme"]
+    (missed,) = int8.stage_counts["other_schemes"]
+    assert "SmoothQuant" in missed["scheme"] and len(missed["missed_gate"]) == 3
+    assert all("min cosine" in step for step in missed["missed_gate"])
+    assert load_manifest(tmp_path / "artifact").variant("int8").stage_counts == int8.stage_counts
