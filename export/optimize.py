@@ -66,6 +66,7 @@ def optimize_backbone(
     *,
     skip_layer_norm: bool,
     attention: bool = True,
+    packed_attention: bool = True,
     check: Callable[[Any], object] | None = None,
 ) -> tuple[Any, dict[str, int]]:
     """The backbone after our attention fusion (``attention``) and ONNX Runtime's transformer fusions.
@@ -73,7 +74,8 @@ def optimize_backbone(
     ``skip_layer_norm``: fuse Add + LayerNormalization into ``SkipLayerNormalization``. Off for the
     CPU graph: ONNX Runtime 1.32's CPU SkipLayerNormalization kernel made all-MiniLM-L6-v2 13 % slower
     than Add + LayerNormalization on STSb sentences here (992 against 1,127 sentences/s, 2 threads);
-    on for the fp16 graph, which is for GPUs. Returns (ModelProto, fused-op counts).
+    on for the fp16 graph, which is for GPUs. ``packed_attention``: ``fuse_attention``'s ``packed`` (off: the
+    Q/K/V projections stay MatMuls, for the int8 graph). Returns (ModelProto, fused-op counts).
 
     A backbone whose weights are in a data file (every one by default) is optimized without them: the
     fusions read the few tensors they inspect from the file, and ONNX Runtime's shape inference, which
@@ -101,7 +103,7 @@ def optimize_backbone(
         model = backbone
     else:
         with backbone_folder(context):  # the fusions that read a tensor find it from there
-            attention_blocks = fuse_attention(backbone, source.num_heads) if attention else 0
+            blocks = fuse_attention(backbone, source.num_heads, packed=packed_attention) if attention else 0
             fusions = FusionOptions(model_type)
             fusions.enable_skip_layer_norm = skip_layer_norm
             fusions.enable_bias_skip_layer_norm = skip_layer_norm
@@ -116,7 +118,8 @@ def optimize_backbone(
                     opt_level=0,  # graph fusions only; ORT's own level-2+ optimizations run at session load
                 )
         fused = {op: count for op, count in optimized.get_fused_operator_statistics().items() if count}
-        fused["Attention"] = attention_blocks  # ORT counts the Attention nodes in the graph: ours, as it fuses none
+        # ORT counts the attention nodes in the graph: ours, as it fuses none
+        fused["Attention" if packed_attention else "MultiHeadAttention"] = blocks
         model = optimized.model
         if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
             model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
@@ -149,7 +152,7 @@ def build_optimized(context: BuildContext) -> BuildResult:
 
 @contextlib.contextmanager
 def optimized_graph_file(
-    context: BuildContext, name: str, *, skip_layer_norm: bool, attention: bool = True
+    context: BuildContext, name: str, *, skip_layer_norm: bool, attention: bool = True, packed_attention: bool = True
 ) -> Iterator[tuple[Path, dict[str, int]]]:
     """``optimize_backbone``'s graph as a scratch file beside the backbone, for builders that read their input
     from a file; yields (path, fused-op counts) and removes the file on exit.
@@ -157,7 +160,9 @@ def optimized_graph_file(
     The file shares the backbone's data file for every weight the fusions left alone (all of them without
     the attention fusion), so nothing of the weights is rewritten and nothing of them stays in memory.
     """
-    model, fused = optimize_backbone(context, skip_layer_norm=skip_layer_norm, attention=attention)
+    model, fused = optimize_backbone(
+        context, skip_layer_norm=skip_layer_norm, attention=attention, packed_attention=packed_attention
+    )
     with scratch_graph(context.backbone.path.parent, name) as path:
         save_graph(model, path, external=True, check=False)
         del model

@@ -176,8 +176,10 @@ def test_batches_of_long_texts_shrink_under_the_memory_bound_without_changing_ve
 FUSES_EVERY_LAYER = {"bert", "roberta", "xlm-roberta", "camembert", "electra", "distilbert"}
 
 
-def test_attention_fusion_keeps_the_token_embeddings_of_the_exported_graph(exported: TinyExport) -> None:
-    """export/fuse_attention.py on each family's exported graph: what fuses computes what it replaced."""
+@pytest.mark.parametrize("packed", [True, False], ids=["Attention", "MultiHeadAttention"])
+def test_attention_fusion_keeps_the_token_embeddings_of_the_exported_graph(exported: TinyExport, packed: bool) -> None:
+    """export/fuse_attention.py on each family's exported graph: what fuses computes what it replaced, as one
+    ``Attention`` with packed Q/K/V weights or as ``MultiHeadAttention`` after the three projections (int8)."""
     from collections import Counter
 
     import onnx
@@ -188,9 +190,11 @@ def test_attention_fusion_keeps_the_token_embeddings_of_the_exported_graph(expor
     graph = exported.artifact / "onnx" / "model.onnx"
     plain, fused = onnx.load(str(graph)), onnx.load(str(graph))
     heads = TINY_ARCHITECTURES[exported.architecture].get("num_attention_heads", 4)
-    count = fuse_attention(fused, num_heads=heads)
+    count = fuse_attention(fused, num_heads=heads, packed=packed)
     ops = Counter(node.op_type for node in fused.graph.node)
-    assert count == ops["Attention"]
+    assert count == ops["Attention" if packed else "MultiHeadAttention"]
+    if count and not packed:  # the projections are still MatMuls of their own
+        assert ops["MatMul"] == Counter(node.op_type for node in plain.graph.node)["MatMul"] - 2 * count
     layers = TINY_ARCHITECTURES[exported.architecture].get("num_hidden_layers", 2)
     assert count == (layers if exported.architecture in FUSES_EVERY_LAYER else 0), ops
     if count:

@@ -130,7 +130,7 @@ def test_matmuls_reading_one_tensor_share_one_quantization(calibrated: tuple[Pat
     model = _graph()
     smooth_quantize(model, calibrated[1], ALPHA)
     ops = [node.op_type for node in model.graph.node]
-    assert ops.count("MatMulInteger") == 3 and ops.count("MatMul") == 0
+    assert ops.count("MatMulIntegerToFloat") == 3 and ops.count("MatMul") == 0
     assert ops.count("QuantizeLinear") == ops.count("ReduceMax") == 2  # x (q and k), h (o)
     names = {init.name for init in model.graph.initializer}
     assert not names & {"wq", "wk", "wo"}  # the float weights are gone
@@ -159,7 +159,7 @@ def test_a_row_is_quantized_the_same_in_any_batch(calibrated: tuple[Path, dict[s
 def test_the_scheme_applies_down_the_ladder_with_its_settings_recorded(calibrated: tuple[Path, dict[str, Any]]) -> None:
     scheme = SmoothQuantScheme(calibrated[1], calibration_texts=12)
     assert scheme.to_dict() == {"weight_bits": 8, "activation_bits": 8, "smoothing_alpha": 0.5, "calibration_texts": 12}
-    assert "MatMulInteger" in scheme.describe() and scheme.sensitive_bits is None
+    assert "SmoothQuant" in scheme.describe() and scheme.sensitive_bits is None
     model = scheme.apply(_graph(), ["q_proj", "o_proj"])
     assert [n.name for n in model.graph.node if n.op_type == "MatMul"] == ["q_proj", "o_proj"]
 
@@ -202,23 +202,30 @@ def test_the_exact_8_bit_option_is_set_where_products_saturate_unless_the_caller
 
 
 def test_8_bit_products_are_exact_on_this_cpu(tmp_path: Path) -> None:
-    """u8 255 × s8 127 pairs sum to 64,770, past int16: a saturating kernel gives 32,767 per pair."""
+    """u8 255 × s8 127 pairs sum to 64,770, past int16: a saturating kernel gives 32,767 per pair. The op is
+    the one the int8 graph runs; the sum (2,072,640) is exact in float32."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     depth = 64
     graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["a", "b", "a_zero_point"], ["y"])],
+        [
+            helper.make_node(
+                "MatMulIntegerToFloat", ["a", "b", "one", "one", "a_zero_point"], ["y"], domain="com.microsoft"
+            )
+        ],
         "exact",
         [helper.make_tensor_value_info("a", TensorProto.UINT8, ["rows", depth])],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, ["rows", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", 8])],
         initializer=[
             numpy_helper.from_array(np.full((depth, 8), 127, np.int8), "b"),
+            numpy_helper.from_array(np.array(1.0, np.float32), "one"),
             numpy_helper.from_array(np.array(0, np.uint8), "a_zero_point"),
         ],
     )
     path = tmp_path / "exact.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)]
+    onnx.save(helper.make_model(graph, opset_imports=opsets), str(path))
     engine = OnnxRuntimeCPU(path, ProviderOptions())
     y = engine.run({"a": np.full((16, depth), 255, np.uint8)}, ["y"])["y"]
     assert np.all(y == depth * 255 * 127)

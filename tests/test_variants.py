@@ -142,11 +142,13 @@ def test_int8_graph_runs_its_matmuls_on_8_bit_integers_and_is_smaller(variants_a
     nodes = onnx.load(str(variants_artifact / int8.file)).graph.node
     # all-MiniLM-L6-v2 holds the gate with SmoothQuant on every weight MatMul (6 per layer)
     assert int8.optimization == "ort-transformers+smoothquant-int8"
-    integer = [n for n in nodes if n.op_type == "MatMulInteger"]
+    integer = [n for n in nodes if n.op_type == "MatMulIntegerToFloat"]
     assert len(integer) == int8.stage_counts["quantized_matmuls"] == 36
     assert int8.stage_counts["excluded_matmuls"] == [] and not [n for n in nodes if n.op_type == "MatMulNBits"]
-    # Q, K and V read one tensor: 4 quantized activations per layer
+    # Q, K and V read one tensor: 4 quantized activations per layer; the attention core is fused
     assert sum(n.op_type == "QuantizeLinear" for n in nodes) == 24
+    fused = int8.stage_counts["fused_ops"]["MultiHeadAttention"]
+    assert sum(n.op_type == "MultiHeadAttention" for n in nodes) == fused == 6
     assert int8.stage_counts["calibration_texts"] == 256
     fp32 = manifest.variant("fp32")
     assert int8.size + (int8.weights_size or 0) < 0.75 * (fp32.size + (fp32.weights_size or 0))
