@@ -35,15 +35,17 @@ class BuildContext:
     root: Path
     base: Path
     backbone: ExportedBackbone  # the graph before the output stages or head
-    calibration_texts: Sequence[str]
+    # What builders that calibrate (int8 activation scales) encode: texts, or (query, document) pairs for a
+    # cross-encoder; never the held-out texts the variant is validated on.
+    calibration_texts: Sequence[str | tuple[str, str]]
     # Adds the task's fp32 output stages (or head) to a backbone graph in place; returns what it added.
     append_stages: Callable[[Any], dict[str, Any]]
     # Validates a candidate file (relative to ``root``) as this variant; returns its gate misses.
     check: Callable[[str], list[str]]
 
-    def feeds(self, texts: Sequence[str]) -> list[dict[str, np.ndarray]]:
-        """One feed dict per text (a batch of 1, so nothing is padding), as the runtime feeds the artifact's
-        graph: for builders that calibrate on activations."""
+    def feeds(self, texts: Sequence[str | tuple[str, str]]) -> list[dict[str, np.ndarray]]:
+        """One feed dict per text or pair (a batch of 1, so nothing is padding), as the runtime feeds the
+        artifact's graph: for builders that calibrate on activations."""
         from fastembed_rt.artifact import load_manifest
         from fastembed_rt.pipeline import BatchFeeds
         from fastembed_rt.tokenizer import Tokenizer
@@ -51,6 +53,7 @@ class BuildContext:
         manifest = load_manifest(self.root)
         encoded = Tokenizer(self.root, manifest.tokenizer).encode(list(texts))
         batch = BatchFeeds(manifest)
+        batch.per_call_inputs |= set(manifest.graph.inputs)  # only the token inputs: a backbone reads no other
         return [batch([ids], [type_ids]) for ids, type_ids in zip(encoded.ids, encoded.type_ids, strict=True)]
 
 

@@ -90,15 +90,16 @@ def _torch_predict(ce: Any, pairs: list[tuple[str, str]], prompt: str | None, id
     return np.asarray(scores, dtype=np.float32)
 
 
-def validate_cross_encoder(artifact: Path, ce: Any, tolerance: ToleranceGate) -> HeadFidelity:
-    """Scores (fused activation) and logits of the artifact vs ``ce`` over the pair grid in batches of 1, 3, 5.
+def validate_cross_encoder(artifact: Path, ce: Any, tolerance: ToleranceGate, variant: str = "fp32") -> HeadFidelity:
+    """Scores (fused activation) and logits of the artifact's ``variant`` vs ``ce`` over the pair grid in batches
+    of 1, 3, 5.
 
     The PyTorch side scores every pair once per prompt; the runtime scores it in each batching.
     Every score or logit outside ``tolerance`` is a failure.
     """
     from fastembed_rt.models.cross_encoder import CrossEncoder
 
-    runtime = CrossEncoder(artifact, verify="full")
+    runtime = CrossEncoder(artifact, variant=variant, provider="cpu", verify="full")
     pairs = parity_pairs(runtime.max_seq_length)
     fidelity = HeadFidelity()
     for prompt in prompt_cases(ce.prompts):
@@ -126,17 +127,23 @@ def validate_cross_encoder(artifact: Path, ce: Any, tolerance: ToleranceGate) ->
     return fidelity
 
 
-def _int8_measure(ce: Any, root: Path) -> Measure:
-    """Scores of a variant against ``ce``'s over the pair grid plus STSb dev pairs (when here), in batches of 32."""
+def _measure(ce: Any, root: Path) -> Measure:
+    """A further variant against ``ce``: a full-precision one (``ToleranceGate``) as the fp32 graph is validated;
+    int8 by its scores over the pair grid plus STSb dev pairs (when here), in batches of 32."""
     from fastembed_rt.models.cross_encoder import CrossEncoder
     from fastembed_rt.stsb import spearman
 
     pairs = parity_pairs(int(ce.max_seq_length)) + held_out_pairs()
-    reference = _torch_predict(ce, pairs, None, identity=False).reshape(len(pairs), -1)
+    computed: list[np.ndarray] = []  # PyTorch's scores, once, when the first int8 candidate needs them
 
-    def measure(spec: VariantSpec[Any], final: bool, checked: Measured | None) -> ScoreFidelity:
+    def measure(spec: VariantSpec[Any], final: bool, checked: Measured | None) -> ScoreFidelity | HeadFidelity:
+        if isinstance(spec.gate, ToleranceGate):
+            return validate_cross_encoder(root, ce, spec.gate, spec.name)
         if isinstance(checked, ScoreFidelity):  # the accepted candidate is this file; final adds nothing here
             return checked
+        if not computed:
+            computed.append(_torch_predict(ce, pairs, None, identity=False).reshape(len(pairs), -1))
+        reference = computed[0]
         runtime = CrossEncoder(root, variant=spec.name, provider=REFERENCE_PROVIDER[spec.format], verify="full")
         try:
             ours = np.asarray(runtime.predict(pairs, batch_size=32)).reshape(len(pairs), -1)
@@ -168,7 +175,7 @@ def _plan(model_dir: Path, ce: Any) -> HeadPlan:
         similarity_fn="none",
         dim=head.num_labels,
         validate=lambda root, tolerance: validate_cross_encoder(root, ce, tolerance),
-        measure=lambda root: _int8_measure(ce, root),
+        measure=lambda root: _measure(ce, root),
     )
 
 

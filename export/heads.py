@@ -16,16 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fastembed_rt.artifact import GraphContract, Manifest, Task, load_manifest
 from fastembed_rt.export.backbone import export_st_backbone
 from fastembed_rt.export.fidelity import HeadFidelity, ToleranceGate
+from fastembed_rt.export.smoothquant import CALIBRATION_TEXTS
 from fastembed_rt.export.source import load_st_model, resolve_model_dir
 from fastembed_rt.export.validate import held_out_pairs, parity_texts
 from fastembed_rt.export.variants import parse_variants
 from fastembed_rt.export.writer import Measure, finish_graph, stage_artifact
 from fastembed_rt.kernels.spec import LOGITS
 
-__all__ = ["HeadPlan", "export_head"]
+__all__ = ["HeadPlan", "calibration_items", "export_head"]
 
 logger = logging.getLogger("fastembed_rt.export")
 
@@ -97,14 +100,33 @@ def export_head(
         tolerance = specs[0].gate
         writer.accept_fp32(head.validate(writer.root, tolerance), tolerance)
         if len(specs) > 1:
-            # Head builders start from the backbone and do not calibrate.
             writer.build_variants(
                 specs[1:],
                 head.measure(writer.root),
                 backbone=backbone,
-                calibration_texts=(),
+                calibration_texts=calibration_items(task),
                 append_stages=append,
                 speed_texts=[text for pair in held_out_pairs(128) for text in pair] or parity_texts(512),
             )
     logger.info("exported %s %s to %s in %.1f s", task, model, out, time.perf_counter() - started)
     return load_manifest(out)
+
+
+def calibration_items(task: Task, count: int = CALIBRATION_TEXTS) -> list[str | tuple[str, str]]:
+    """What a head's int8 sets its activation scales on: ``count`` STSb train pairs (a cross-encoder) or
+    sentences, spread over the split, when the data is here (the held-out texts come from dev); else the
+    grid's non-empty texts, paired with each other for a cross-encoder."""
+    from fastembed_rt.stsb import find_stsb_dir, load_stsb
+
+    pairs = task is Task.CROSS_ENCODER
+    if find_stsb_dir(None) is None:
+        texts = [text for text in parity_texts(512) if text]
+        return list(zip(texts, texts[1:] + texts[:1], strict=True)) if pairs else list(texts)
+    train = load_stsb("train", "en")
+    items: list[str | tuple[str, str]] = []
+    if pairs:
+        items += zip(train.sentences1, train.sentences2, strict=True)
+    else:
+        items += train.sentences1 + train.sentences2
+    picks = np.unique(np.linspace(0, len(items) - 1, min(count, len(items))).round().astype(int))
+    return [items[i] for i in picks]

@@ -42,7 +42,16 @@ import numpy as np
 
 from fastembed_rt.export.onnx_files import scratch_graph
 
-__all__ = ["SMOOTHING_ALPHA", "SmoothQuantScheme", "activation_maxima", "calibrate", "smooth_quantize"]
+__all__ = [
+    "SMOOTHING_ALPHA",
+    "SmoothQuantScheme",
+    "activation_maxima",
+    "calibrate",
+    "matmul_weights",
+    "prune_initializers",
+    "smooth_quantize",
+    "weight_array",
+]
 
 logger = logging.getLogger("fastembed_rt.export")
 
@@ -52,14 +61,47 @@ CALIBRATION_TEXTS = 256
 _PREFIX = "smoothquant/"
 
 
+def matmul_weights(model: Any) -> dict[str, tuple[Any, bool]]:
+    """Each weight MatMul's output -> (the 2-D initializer it multiplies by, whether it reads it transposed).
+
+    A weight is an initializer read directly, or through a ``Transpose`` of one: a decoder tied to the word
+    embeddings (BERT's masked-LM projection to the vocabulary, SPLADE's largest MatMul) reads them that way.
+    """
+    from onnx import helper
+
+    initializers = {init.name: init for init in model.graph.initializer if len(init.dims) == 2}
+    transposed = {
+        node.output[0]: initializers[node.input[0]]
+        for node in model.graph.node
+        if node.op_type == "Transpose"
+        and node.input[0] in initializers
+        and [list(helper.get_attribute_value(a)) for a in node.attribute if a.name == "perm"] in ([], [[1, 0]])
+    }
+    weights: dict[str, tuple[Any, bool]] = {}
+    for node in model.graph.node:
+        if node.op_type == "MatMul" and node.input[1] in initializers:
+            weights[node.output[0]] = (initializers[node.input[1]], False)
+        elif node.op_type == "MatMul" and node.input[1] in transposed:
+            weights[node.output[0]] = (transposed[node.input[1]], True)
+    return weights
+
+
 def weight_matmul_inputs(model: Any) -> dict[str, list[Any]]:
-    """The MatMuls whose second input is a 2-D weight initializer, grouped by the tensor they read, in graph order."""
-    weights = {init.name: init for init in model.graph.initializer if len(init.dims) == 2}
+    """The weight MatMuls (``matmul_weights``), grouped by the tensor they read, in graph order."""
+    weights = matmul_weights(model)
     groups: dict[str, list[Any]] = {}
     for node in model.graph.node:
-        if node.op_type == "MatMul" and node.input[1] in weights:
+        if node.op_type == "MatMul" and node.output[0] in weights:
             groups.setdefault(node.input[0], []).append(node)
     return groups
+
+
+def weight_array(initializer: Any, transposed: bool) -> np.ndarray:
+    """A ``matmul_weights`` entry as the float32 ``[K, N]`` matrix the MatMul multiplies by."""
+    from onnx import numpy_helper
+
+    weight = numpy_helper.to_array(initializer).astype(np.float32)
+    return np.ascontiguousarray(weight.T) if transposed else weight
 
 
 def activation_maxima(graph: Path, tensors: Sequence[str], feeds: Iterable[dict[str, np.ndarray]]) -> dict[str, Any]:
@@ -103,6 +145,14 @@ def calibrate(graph: Path, feeds: Iterable[dict[str, np.ndarray]]) -> dict[str, 
     return activation_maxima(graph, tensors, feeds)
 
 
+def prune_initializers(graph: Any) -> None:
+    """Drop the initializers no node of ``graph`` reads any more."""
+    used = {name for node in graph.node for name in node.input}
+    kept = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
 def _column_quantized(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric int8 per output column: (int8 ``[K, N]``, float32 scale ``[N]``); |q| ≤ 127."""
     scale = np.maximum(np.abs(weight).max(axis=0), np.float32(1e-12)) / np.float32(127)
@@ -120,7 +170,7 @@ def smooth_quantize(model: Any, maxima: dict[str, Any], alpha: float, exclude: S
     from onnx import helper, numpy_helper
 
     graph = model.graph
-    initializers = {init.name: init for init in graph.initializer}
+    matrices = matmul_weights(model)
     added: list[Any] = []
 
     def constant(name: str, value: np.ndarray) -> str:
@@ -140,7 +190,7 @@ def smooth_quantize(model: Any, maxima: dict[str, Any], alpha: float, exclude: S
         members = [node for node in nodes if node.name not in exclude and source in maxima]
         if not members:
             continue
-        weights = [numpy_helper.to_array(initializers[node.input[1]]).astype(np.float32) for node in members]
+        weights = [weight_array(*matrices[node.output[0]]) for node in members]
         act = np.maximum(np.asarray(maxima[source], np.float32), np.float32(1e-5))
         wmax = np.maximum(np.max([np.abs(w).max(axis=1) for w in weights], axis=0), np.float32(1e-5))
         smooth = (act**alpha / wmax ** (1 - alpha)).astype(np.float32)
@@ -178,13 +228,13 @@ def smooth_quantize(model: Any, maxima: dict[str, Any], alpha: float, exclude: S
             nodes += group_start.get(node.output[0], []) + replaced[node.output[0]]
         else:
             nodes.append(node)
+    read = {name for node in nodes for name in node.input} | {output.name for output in graph.output}
+    # a tied decoder's Transpose, now read by nothing
+    nodes = [node for node in nodes if node.op_type != "Transpose" or node.output[0] in read]
     del graph.node[:]
     graph.node.extend(nodes)
     graph.initializer.extend(added)
-    used = {name for node in graph.node for name in node.input}
-    kept = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    prune_initializers(graph)
     if rewritten and not any(opset.domain == "com.microsoft" for opset in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return rewritten

@@ -85,8 +85,11 @@ def _torch_pruned(dense: np.ndarray, k: int) -> np.ndarray:
     return np.asarray(select_max_active_dims(torch.from_numpy(dense), max_active_dims=k).numpy(), dtype=np.float32)
 
 
-def validate_sparse_encoder(artifact: Path, se: Any, spec: SpladeSpec, tolerance: ToleranceGate) -> HeadFidelity:
-    """Weights and active dimensions of the artifact vs ``se`` on the text grid, in batches of 1, 3 and 5.
+def validate_sparse_encoder(
+    artifact: Path, se: Any, spec: SpladeSpec, tolerance: ToleranceGate, variant: str = "fp32"
+) -> HeadFidelity:
+    """Weights and active dimensions of the artifact's ``variant`` vs ``se`` on the text grid, in batches of 1, 3
+    and 5.
 
     Checked without pruning, with ``PRUNING_CHECK_K`` and with the model's ``max_active_dims``; the
     PyTorch side runs each text once and prunes with sentence-transformers' ``select_max_active_dims``,
@@ -94,7 +97,7 @@ def validate_sparse_encoder(artifact: Path, se: Any, spec: SpladeSpec, tolerance
     """
     from fastembed_rt.models.sparse_encoder import SparseEncoder
 
-    runtime = SparseEncoder(artifact, verify="full")
+    runtime = SparseEncoder(artifact, variant=variant, provider="cpu", verify="full")
     texts = parity_texts(runtime.max_seq_length)
     ks = sorted({PRUNING_CHECK_K, *([] if spec.max_active_dims is None else [spec.max_active_dims])})
     fidelity = HeadFidelity(extra={"index_mismatches": 0, "pruning_k": ks})
@@ -133,17 +136,23 @@ def validate_sparse_encoder(artifact: Path, se: Any, spec: SpladeSpec, tolerance
     return fidelity
 
 
-def _int8_measure(se: Any, spec: SpladeSpec, root: Path) -> Measure:
-    """Unpruned weights of a variant against ``se``'s on the text grid plus STSb dev sentences (when here)."""
+def _measure(se: Any, spec: SpladeSpec, root: Path) -> Measure:
+    """A further variant against ``se``: a full-precision one (``ToleranceGate``) as the fp32 graph is validated;
+    int8 by its unpruned weights on the text grid plus STSb dev sentences (when here)."""
     from fastembed_rt.models.sparse_encoder import SparseEncoder
 
     texts = parity_texts(int(se.max_seq_length)) + [t for pair in held_out_pairs(128) for t in pair]
-    reference = _torch_dense(se, texts, None)
+    computed: list[np.ndarray] = []  # PyTorch's weights, once, when the first int8 candidate needs them
     alone_count = 16
 
-    def measure(variant: VariantSpec[Any], final: bool, checked: Measured | None) -> Fidelity:
+    def measure(variant: VariantSpec[Any], final: bool, checked: Measured | None) -> Fidelity | HeadFidelity:
+        if isinstance(variant.gate, ToleranceGate):
+            return validate_sparse_encoder(root, se, spec, variant.gate, variant.name)
         if isinstance(checked, Fidelity):  # the accepted candidate is this file; final adds nothing here
             return checked
+        if not computed:
+            computed.append(_torch_dense(se, texts, None))
+        reference = computed[0]
         runtime = SparseEncoder(root, variant=variant.name, provider=REFERENCE_PROVIDER[variant.format], verify="full")
         try:
             ours = runtime.encode(texts, batch_size=32, max_active_dims=spec.vocab_size, convert_to_sparse_tensor=False)
@@ -187,7 +196,7 @@ def _plan(model_dir: Path, se: Any) -> HeadPlan:
         similarity_fn=str(se.similarity_fn_name),
         dim=head.vocab_size,
         validate=lambda root, tolerance: validate_sparse_encoder(root, se, head, tolerance),
-        measure=lambda root: _int8_measure(se, head, root),
+        measure=lambda root: _measure(se, head, root),
     )
 
 

@@ -28,7 +28,7 @@ from fastembed_rt.export.openvino_ir import (
 )
 from fastembed_rt.export.optimize import build_fp16, build_optimized
 from fastembed_rt.export.pack import build_packed
-from fastembed_rt.export.quantize import build_head_int8, build_int4, build_int8, build_int8_weights
+from fastembed_rt.export.quantize import build_int4, build_int8, build_int8_weights
 
 __all__ = ["VARIANTS", "VariantSpec", "parse_variants"]
 
@@ -73,6 +73,9 @@ _FP16_GATE = CosineGate(min_cosine=0.999)
 # with one held-out text at 0.91.
 _INT8_GATE = CosineGate(min_cosine=0.98, mean_cosine=0.99, max_stsb_drop=1.0)
 _SCORE_TOLERANCE = ToleranceGate(atol=1e-4, rtol=1e-4)
+# The absolute term only forgives dimensions at the activation's edge (weights below 1e-6, where a last-bit
+# difference in the logits decides whether relu lets them through).
+_SPARSE_TOLERANCE = ToleranceGate(atol=1e-5, rtol=1e-4)
 _OV = ("openvino",)
 _NNCF = (*_OV, "nncf")
 
@@ -106,19 +109,17 @@ VARIANTS: dict[Task, dict[str, VariantSpec[Any]]] = {
     # DESIGN §6 has no row for heads: each gets the gate that matches its use, against PyTorch.
     Task.CROSS_ENCODER: _by_name(
         VariantSpec("fp32", _ONNX, _FP32, _SCORE_TOLERANCE),
+        VariantSpec("optimized", _ONNX, _FP32, _SCORE_TOLERANCE, build_optimized),
         # int8 keeps reranking order per label and does not let batch neighbours move a score.
-        VariantSpec(
-            "int8", _ONNX, _INT8, ScoreGate(0.99, batch_tolerance=_SCORE_TOLERANCE), build_head_int8, default=False
-        ),
+        VariantSpec("int8", _ONNX, _INT8, ScoreGate(0.99, batch_tolerance=_SCORE_TOLERANCE), build_int8, default=False),
     ),
     # Every kept token vector against PyTorch, by cosine (DESIGN §6's fp32 row, per token).
     Task.MULTI_VECTOR: _by_name(VariantSpec("fp32", _ONNX, _FP32, CosineGate(min_cosine=0.9999))),
     Task.SPARSE: _by_name(
-        # The absolute term only forgives dimensions at the activation's edge (weights below 1e-6,
-        # where a last-bit difference in the logits decides whether relu lets them through).
-        VariantSpec("fp32", _ONNX, _FP32, ToleranceGate(atol=1e-5, rtol=1e-4)),
+        VariantSpec("fp32", _ONNX, _FP32, _SPARSE_TOLERANCE),
+        VariantSpec("optimized", _ONNX, _FP32, _SPARSE_TOLERANCE, build_optimized),
         # The bi-encoder int8 gate on the vocabulary-sized vectors.
-        VariantSpec("int8", _ONNX, _INT8, CosineGate(mean_cosine=0.99), build_head_int8, default=False),
+        VariantSpec("int8", _ONNX, _INT8, CosineGate(mean_cosine=0.99), build_int8, default=False),
     ),
 }
 

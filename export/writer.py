@@ -220,7 +220,7 @@ class ArtifactWriter:
         measure: Measure,
         *,
         backbone: ExportedBackbone,
-        calibration_texts: Sequence[str],
+        calibration_texts: Sequence[str | tuple[str, str]],
         append_stages: Callable[[Any], dict[str, Any]],
         speed_texts: Sequence[str],
     ) -> None:
@@ -268,7 +268,7 @@ class ArtifactWriter:
         spec: VariantSpec[Any],
         measure: Measure,
         backbone: ExportedBackbone,
-        calibration_texts: Sequence[str],
+        calibration_texts: Sequence[str | tuple[str, str]],
         append_stages: Callable[[Any], dict[str, Any]],
     ) -> bool:
         """Ship ``spec``'s variant (True) or record why it missed its gate (False)."""

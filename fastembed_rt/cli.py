@@ -326,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated variants to build and validate (fp32 always); each ships only if it passes its "
         "gate. Bi-encoders: fp32,optimized,packed,fp16,int8,openvino,openvino-bf16,openvino-int8 (default: these), and "
         "the weight-only int8-weights,int4,openvino-int8-weights,openvino-int4 for large models, built only when "
-        "named; cross-encoder and sparse: fp32,int8 (default: fp32); multi-vector: fp32",
+        "named; cross-encoder and sparse: fp32,optimized,int8 (default: fp32,optimized); multi-vector: fp32",
     )
     p.add_argument(
         "--task",

@@ -394,6 +394,53 @@ def test_readme_retrieve_and_rerank_example_runs(
     exec(compile(blocks[0], "README.md retrieve-and-rerank", "exec"), {"__name__": "__readme__"})
 
 
+# -- optimized variant ----------------------------------------------------------------------------
+@pytest.mark.parametrize("case", list(CASES))
+def test_optimized_variant_is_fused_and_scores_as_torch_does(case: str, exported: Callable[[str], Exported]) -> None:
+    item = exported(case)
+    manifest = load_manifest(item.artifact)
+    optimized = manifest.variant("optimized")
+    ops = [n.op_type for n in onnx.load(str(item.artifact / optimized.file)).graph.node]
+    assert ops.count("Attention") == optimized.stage_counts["fused_ops"]["Attention"] > 0
+    assert optimized.fidelity["checked"] == manifest.variant("fp32").fidelity["checked"]  # the fp32 graph's grid
+    runtime = CrossEncoder(item.artifact, variant="optimized")
+    for identity in (False, True):
+        ours = np.asarray(runtime.predict(PAIRS, activation_fn="identity" if identity else None))
+        reference = _torch_predict(
+            item.torch_model, PAIRS, **({"activation_fn": torch.nn.Identity()} if identity else {})
+        )
+        np.testing.assert_allclose(ours, reference, atol=TOLERANCE, rtol=TOLERANCE)
+    runtime.close()
+
+
+def test_int8_calibrates_on_stsb_train_pairs_never_on_the_held_out_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastembed_rt import stsb
+    from fastembed_rt.export.heads import calibration_items
+
+    for split in ("train", "dev"):
+        rows = [f"{split} query {i},{split} document {i},{i % 5}.0" for i in range(1000)]
+        (tmp_path / f"stsb-en-{split}.csv").write_text("\n".join(rows) + "\n")
+    monkeypatch.setenv(stsb.STSB_ENV, str(tmp_path))
+    pairs = calibration_items(Task.CROSS_ENCODER, count=256)
+    assert len(pairs) == 256 and len(set(pairs)) == 256
+    numbers = []
+    for pair in pairs:
+        assert isinstance(pair, tuple)
+        number = pair[0].rsplit(" ", 1)[-1]
+        assert pair == (f"train query {number}", f"train document {number}")  # a pair of one row, from train
+        numbers.append(int(number))
+    assert max(numbers) > 900, "spread over the split, not its first rows"
+    texts = calibration_items(Task.SPARSE, count=100)
+    assert len(texts) == 100 and all(isinstance(t, str) and t.startswith("train ") for t in texts)
+    assert any("document" in t for t in texts) and any("query" in t for t in texts)
+    # without the data: the grid's non-empty texts, paired for a cross-encoder
+    monkeypatch.setattr(stsb, "find_stsb_dir", lambda path=None: None)
+    fallback = calibration_items(Task.CROSS_ENCODER)
+    assert fallback and all(isinstance(p, tuple) and p[0] and p[1] and p[0] != p[1] for p in fallback)
+
+
 # -- int8 variant ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", ["bert-1", "bert-3-softmax"])
 def test_int8_variant_ranks_as_torch_does_and_states_its_fidelity(case: str, tmp_path: Path) -> None:
@@ -405,8 +452,15 @@ def test_int8_variant_ranks_as_torch_does_and_states_its_fidelity(case: str, tmp
     int8 = manifest.variant("int8")
     assert int8.fidelity["score_spearman"] >= min_score_spearman and int8.fidelity["pairs"] >= 12
     assert int8.fidelity["batch_invariance_max_abs_diff"] <= TOLERANCE
+    # the per-row 8-bit GEMM scheme, calibrated on pairs, the classifier's dense layers left float
+    assert int8.optimization == "ort-transformers+smoothquant-int8", int8.stage_counts.get("other_schemes")
+    assert int8.stage_counts["calibration_texts"] == 256 and int8.stage_counts["excluded_matmuls"] == []
     ops = [n.op_type for n in onnx.load(str(tmp_path / "artifact" / int8.file)).graph.node]
-    assert ops.count("MatMulNBits") == int8.stage_counts["quantized_matmuls"] > 0
+    assert ops.count("MatMulIntegerToFloat") == int8.stage_counts["quantized_matmuls"] > 0
+    assert (
+        "MatMulNBits" not in ops
+        and ops.count("MultiHeadAttention") == int8.stage_counts["fused_ops"]["MultiHeadAttention"]
+    )
     assert not (tmp_path / "artifact" / "onnx" / "backbone.onnx").exists()
     torch_model = _load_torch_cross_encoder(model_dir)
     reference = _torch_predict(torch_model, PAIRS).reshape(len(PAIRS), -1)
@@ -439,8 +493,10 @@ def test_int8_variant_that_misses_its_gate_is_recorded_and_not_shipped(
         CrossEncoder(tmp_path / "artifact", variant="int8")
 
 
-def test_head_variants_other_than_fp32_and_int8_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match=r"unknown variant\(s\) fp16 for cross-encoder artifacts; valid: fp32, int8"):
+def test_head_variants_other_than_fp32_optimized_and_int8_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(
+        ExportError, match=r"unknown variant\(s\) fp16 for cross-encoder artifacts; valid: fp32, optimized, int8"
+    ):
         export_cross_encoder(tmp_path / "no-model-needed", tmp_path / "artifact", variants="int8,fp16")
     assert not (tmp_path / "artifact").exists()
 

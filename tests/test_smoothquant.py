@@ -258,3 +258,83 @@ def test_int8_ships_matmulnbits_when_smoothquant_misses_its_gate_at_every_step(
     assert "SmoothQuant" in missed["scheme"] and len(missed["missed_gate"]) == 3
     assert all("min cosine" in step for step in missed["missed_gate"])
     assert load_manifest(tmp_path / "artifact").variant("int8").stage_counts == int8.stage_counts
+
+
+VOCAB = 96
+
+
+def _tied_graph() -> Any:
+    """A masked-LM head tied to its word embeddings: e = Gather(emb, ids); y = x @ Transpose(emb)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    emb = (np.random.default_rng(2).normal(size=(VOCAB, WIDTH)) / 8).astype(np.float32)
+    nodes = [
+        helper.make_node("Gather", ["emb", "ids"], ["e"], name="embeddings"),
+        helper.make_node("Transpose", ["emb"], ["emb_t"], name="tied", perm=[1, 0]),
+        helper.make_node("MatMul", ["x", "emb_t"], ["y"], name="decoder"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tied",
+        [
+            helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", WIDTH]),
+        ],
+        [
+            helper.make_tensor_value_info("e", TensorProto.FLOAT, ["batch", "seq", WIDTH]),
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", VOCAB]),
+        ],
+        initializer=[numpy_helper.from_array(emb, "emb")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def _run_tied(model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ids = np.arange(x.shape[0] * x.shape[1], dtype=np.int64).reshape(x.shape[:2]) % VOCAB
+    e, y = session.run(["e", "y"], {"ids": ids, "x": x})
+    return np.asarray(e), np.asarray(y)
+
+
+def test_a_decoder_tied_to_the_word_embeddings_is_a_weight_matmul_quantized_from_the_transposed_table(
+    tmp_path: Path,
+) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    from fastembed_rt.export.quantize import weight_matmul_widths
+
+    path = tmp_path / "tied.onnx"
+    onnx.save(_tied_graph(), str(path))
+    ids = np.zeros((4, 5), np.int64)
+    maxima = calibrate(path, [{"ids": ids, "x": _inputs(4, seed)} for seed in range(3)])
+    assert set(maxima) == {"x"}
+    model = _tied_graph()
+    assert weight_matmul_widths(model) == [("decoder", WIDTH)]  # the exclusion ladder sees it, K = hidden size
+    emb = numpy_helper.to_array(model.graph.initializer[0])
+    assert smooth_quantize(model, maxima, ALPHA) == 1
+    ops = [node.op_type for node in model.graph.node]
+    assert ops == [op for op in ops if op not in ("MatMul", "Transpose")] and "MatMulIntegerToFloat" in ops
+    x = _inputs(3, seed=7)
+    e, y = _run_tied(model, x)
+    expected = _reference_matmul(x, np.ascontiguousarray(emb.T), _smoothing(maxima["x"], emb.T))
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    np.testing.assert_array_equal(e, _run_tied(_tied_graph(), x)[0])  # the embedding lookup keeps its float table
+
+
+def test_matmulnbits_quantizes_a_tied_decoder_and_leaves_an_excluded_one_tied() -> None:
+    from fastembed_rt.export.quantize import INT8
+
+    x = _inputs(3, seed=7)
+    _, exact = _run_tied(_tied_graph(), x)
+    model = INT8.apply(_tied_graph(), [])
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("MatMulNBits") == 1 and "Transpose" not in ops and "MatMul" not in ops
+    _, y = _run_tied(model, x)
+    assert np.abs(y - exact).max() < 0.02 * np.abs(exact).max()
+    # kept float: still the Transpose of the one table, no float copy of it added
+    model = INT8.apply(_tied_graph(), ["decoder"])
+    assert [node.op_type for node in model.graph.node] == ["Gather", "Transpose", "MatMul"]
+    assert [init.name for init in model.graph.initializer] == ["emb"]

