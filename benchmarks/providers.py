@@ -34,16 +34,6 @@ from typing import Any
 QUERY = "What is the capital of France?"
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _rows(artifact: Path, only: set[str] | None) -> list[dict[str, Any]]:
     """Every (provider, variant) the artifact and this machine allow, plus cpu with spinning off;
     ``only``: just these ``provider/variant`` rows, and cpu/fp32."""
@@ -179,7 +169,9 @@ def main() -> None:
         versions["openvino"] = openvino.__version__
     except ImportError:
         pass
-    machine = f"{_cpu_name()}, {len(os.sched_getaffinity(0))} CPUs, Python {platform.python_version()}"
+    from fastembed_rt.machine import this_cpu
+
+    machine = f"{this_cpu().describe()}, {len(os.sched_getaffinity(0))} CPUs, Python {platform.python_version()}"
     base = next(r for r in summary if _label(r) == "cpu / fp32")["throughput_median"]
     print(
         f"\nall-MiniLM-L6-v2, STSb test sentences ({summary[0]['sentences']}), batch 32, {args.threads} threads, "

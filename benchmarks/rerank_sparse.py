@@ -33,11 +33,11 @@ from typing import Any
 
 from fastembed_rt.machine import this_cpu
 
-# fastembed-rt runs what ``variant="auto"`` picks (the fastest full-precision variant its export timed here:
-# fp32 or optimized) and, when the export shipped it within its gate, the int8 one.
+# fastembed-rt runs its fp32 graph, what ``variant="auto"`` picks (the fastest full-precision variant its export
+# timed here: fp32 or optimized) and, when the export shipped it within its gate, the int8 one.
 CONTENDERS = {
-    "cross-encoder": ("fastembed-rt", "fastembed-rt int8", "st-torch"),
-    "sparse": ("fastembed-rt", "fastembed-rt int8", "st-torch"),
+    "cross-encoder": ("fastembed-rt fp32", "fastembed-rt", "fastembed-rt int8", "st-torch"),
+    "sparse": ("fastembed-rt fp32", "fastembed-rt", "fastembed-rt int8", "st-torch"),
 }
 MINILM_L6_SHAPE = {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536}
 
@@ -103,7 +103,7 @@ def _workload(task: str, contender: str, paths: dict[str, Path], threads: int) -
         if contender.startswith("fastembed-rt"):
             from fastembed_rt import CrossEncoder
 
-            variant = "int8" if contender.endswith("int8") else "auto"
+            variant = contender.split(" ")[1] if " " in contender else "auto"
             model: Any = CrossEncoder(paths["ce-artifact"], variant=variant, intra_op_threads=threads)
         else:
             from sentence_transformers import CrossEncoder as TorchCrossEncoder
@@ -115,7 +115,7 @@ def _workload(task: str, contender: str, paths: dict[str, Path], threads: int) -
     if contender.startswith("fastembed-rt"):
         from fastembed_rt import SparseEncoder
 
-        variant = "int8" if contender.endswith("int8") else "auto"
+        variant = contender.split(" ")[1] if " " in contender else "auto"
         model = SparseEncoder(paths["splade-artifact"], variant=variant, intra_op_threads=threads)
     else:
         from sentence_transformers import SparseEncoder as TorchSparseEncoder
