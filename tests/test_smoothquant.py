@@ -338,3 +338,57 @@ def test_matmulnbits_quantizes_a_tied_decoder_and_leaves_an_excluded_one_tied() 
     model = INT8.apply(_tied_graph(), ["decoder"])
     assert [node.op_type for node in model.graph.node] == ["Gather", "Transpose", "MatMul"]
     assert [init.name for init in model.graph.initializer] == ["emb"]
+
+
+def _tables_graph() -> tuple[Any, dict[str, np.ndarray]]:
+    """Three tables: 'words' (5,000 rows) read by two Gathers, 'positions' (100 rows), and 'tied' (5,000 rows)
+    also read by a Transpose (a decoder tied to it)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    tables = {
+        "words": (rng.normal(size=(5000, 16)) * rng.uniform(0.01, 3, size=(5000, 1))).astype(np.float32),
+        "positions": rng.normal(size=(100, 16)).astype(np.float32),
+        "tied": rng.normal(size=(5000, 16)).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Gather", ["words", "ids"], ["a"], name="words_a"),
+        helper.make_node("Gather", ["words", "ids"], ["b"], name="words_b"),
+        helper.make_node("Gather", ["positions", "pos"], ["c"], name="positions"),
+        helper.make_node("Gather", ["tied", "ids"], ["d"], name="tied_lookup"),
+        helper.make_node("Transpose", ["tied"], ["tied_t"], name="tied_t", perm=[1, 0]),
+        helper.make_node("MatMul", ["c", "tied_t"], ["e"], name="decoder"),
+    ]
+    io = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "seq"]) for n in ("ids", "pos")]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in "abcde"]
+    initializers = [numpy_helper.from_array(value, name) for name, value in tables.items()]
+    graph = helper.make_graph(nodes, "tables", io, outputs, initializer=initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), tables
+
+
+def test_word_embedding_tables_are_stored_at_8_bits_with_one_scale_per_row() -> None:
+    import onnxruntime as ort
+
+    from fastembed_rt.export.quantize import quantize_embedding_tables
+
+    model, tables = _tables_graph()
+    float_session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    # only a large table that nothing but Gathers reads: not the 100-row one, not the one a decoder also reads
+    assert quantize_embedding_tables(model) == ["words"]
+    names = {init.name for init in model.graph.initializer}
+    assert "words" not in names and {"positions", "tied"} <= names
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {
+        "ids": np.array([[0, 17, 4999], [3, 3, 2500]], np.int64),
+        "pos": np.array([[0, 1, 2], [0, 1, 2]], np.int64),
+    }
+    ours = dict(zip("abcde", session.run(list("abcde"), feeds), strict=True))
+    exact = dict(zip("abcde", float_session.run(list("abcde"), feeds), strict=True))
+    rows = tables["words"][feeds["ids"]]
+    scale = np.abs(rows).max(axis=-1, keepdims=True) / 127
+    expected = np.clip(np.rint(rows / scale), -127, 127) * scale  # the numpy reference: symmetric, per row
+    for name in "ab":
+        np.testing.assert_allclose(ours[name], expected, rtol=1e-6, atol=1e-7)
+        assert (np.abs(ours[name] - exact[name]) <= scale / 2 + 1e-6).all()  # within half a step of its own row
+    for name in "cde":
+        np.testing.assert_array_equal(ours[name], exact[name])
