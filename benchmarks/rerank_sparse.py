@@ -94,6 +94,7 @@ def _workload(task: str, contender: str, paths: dict[str, Path], threads: int) -
     from fastembed_rt.stsb import load_stsb
 
     data = load_stsb("test", "en")
+    variant = contender.split(" ")[1] if " " in contender else "auto"  # "fastembed-rt int8" -> int8
     if contender == "st-torch":
         import torch
 
@@ -103,7 +104,6 @@ def _workload(task: str, contender: str, paths: dict[str, Path], threads: int) -
         if contender.startswith("fastembed-rt"):
             from fastembed_rt import CrossEncoder
 
-            variant = contender.split(" ")[1] if " " in contender else "auto"
             model: Any = CrossEncoder(paths["ce-artifact"], variant=variant, intra_op_threads=threads)
         else:
             from sentence_transformers import CrossEncoder as TorchCrossEncoder
@@ -115,7 +115,6 @@ def _workload(task: str, contender: str, paths: dict[str, Path], threads: int) -
     if contender.startswith("fastembed-rt"):
         from fastembed_rt import SparseEncoder
 
-        variant = contender.split(" ")[1] if " " in contender else "auto"
         model = SparseEncoder(paths["splade-artifact"], variant=variant, intra_op_threads=threads)
     else:
         from sentence_transformers import SparseEncoder as TorchSparseEncoder

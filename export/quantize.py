@@ -66,7 +66,7 @@ from fastembed_rt.export.smoothquant import (
     SmoothQuantScheme,
     calibrate,
     matmul_weights,
-    prune_initializers,
+    prune_unread,
     weight_array,
 )
 
@@ -188,11 +188,7 @@ def untie_weights(model: Any, names: set[str]) -> Any:
             model.graph.initializer.append(numpy_helper.from_array(weight_array(*entry), copies[initializer.name]))
         node.input[1] = copies[initializer.name]
     if copies:
-        read = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
-        kept = [node for node in model.graph.node if node.op_type != "Transpose" or node.output[0] in read]
-        del model.graph.node[:]
-        model.graph.node.extend(kept)
-        prune_initializers(model.graph)
+        prune_unread(model.graph)
     return model
 
 
@@ -338,7 +334,7 @@ def quantize_embedding_tables(model: Any, min_rows: int = MIN_TABLE_ROWS) -> lis
         ordered = [extra for node in graph.node for extra in [node, *after.get(node.output[0], [])]]
         del graph.node[:]
         graph.node.extend(ordered)
-        prune_initializers(graph)
+        prune_unread(graph)
     return quantized
 
 

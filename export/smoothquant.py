@@ -48,7 +48,7 @@ __all__ = [
     "activation_maxima",
     "calibrate",
     "matmul_weights",
-    "prune_initializers",
+    "prune_unread",
     "smooth_quantize",
     "weight_array",
 ]
@@ -145,8 +145,14 @@ def calibrate(graph: Path, feeds: Iterable[dict[str, np.ndarray]]) -> dict[str, 
     return activation_maxima(graph, tensors, feeds)
 
 
-def prune_initializers(graph: Any) -> None:
-    """Drop the initializers no node of ``graph`` reads any more."""
+def prune_unread(graph: Any) -> None:
+    """Drop what ``graph`` no longer reads after a rewrite: a tied decoder's ``Transpose`` once its MatMul reads a
+    quantized or transposed copy of the table, then every initializer no node reads."""
+    read = {name for node in graph.node for name in node.input} | {output.name for output in graph.output}
+    nodes = [node for node in graph.node if node.op_type != "Transpose" or node.output[0] in read]
+    if len(nodes) < len(graph.node):
+        del graph.node[:]
+        graph.node.extend(nodes)
     used = {name for node in graph.node for name in node.input}
     kept = [init for init in graph.initializer if init.name in used]
     del graph.initializer[:]
@@ -228,13 +234,10 @@ def smooth_quantize(model: Any, maxima: dict[str, Any], alpha: float, exclude: S
             nodes += group_start.get(node.output[0], []) + replaced[node.output[0]]
         else:
             nodes.append(node)
-    read = {name for node in nodes for name in node.input} | {output.name for output in graph.output}
-    # a tied decoder's Transpose, now read by nothing
-    nodes = [node for node in nodes if node.op_type != "Transpose" or node.output[0] in read]
     del graph.node[:]
     graph.node.extend(nodes)
     graph.initializer.extend(added)
-    prune_initializers(graph)
+    prune_unread(graph)
     if rewritten and not any(opset.domain == "com.microsoft" for opset in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return rewritten
