@@ -13,17 +13,26 @@ runs what was validated. On CPUs with AVX512-BF16 or AMX that is bf16 compute: a
 ran 1.67× the fp32 IR here (1,809 against 1,096 sentences/s) at min cosine 0.99993 against the
 fp32 graph; elsewhere OpenVINO computes in f32 (its hint is a preference, not a demand).
 
-``openvino-int8`` tries two NNCF schemes on the backbone (the ``stages/`` and ``precision/``
-nodes stay fp32) and ships the faster one that passes its gate:
+``openvino-int8`` tries three schemes and ships the fastest that passes its gate:
 
+- ``smoothquant``: the artifact's ``int8`` ONNX graph (``quantize.build_int8``'s SmoothQuant per-row
+  8-bit GEMMs, its exclusions and 8-bit embedding table) converted to IR; OpenVINO compiles its
+  ``MatMulIntegerToFloat`` into int8 GEMMs. Batch-invariant like that graph (each token its own scale).
+  all-MiniLM-L6-v2, STSb test sentences, 2 threads, Zen 4 with VNNI: 1,038 sentences/s = 2.08× ONNX
+  Runtime fp32 (the ``weights`` scheme 0.95×), min cosine 0.9916 against fp32. Without VNNI OpenVINO's
+  u8 × s8 products saturate in 16-bit pairs, as ONNX Runtime's do without its exact-product option:
+  under ``benchmarks/avx2_proxy.py`` the same IR ran 0.86× the fp32 IR at min cosine 0.9805, so an AVX2
+  CPU times it out before validating it (``may_be_slower``). Needs ``int8`` in the same export.
 - ``static``: ``nncf.quantize`` (transformer preset), int8 weights and int8 activations with
   scales fixed by the calibration texts, so a text's embedding never depends on its batch
   neighbours (dynamic per-tensor activation scales would, DESIGN §7).
 - ``weights``: ``nncf.compress_weights`` INT8_ASYM, int8 weights decompressed to fp32 compute
   (the IR turns off the CPU plugin's on-the-fly activation quantization, see ``_save``).
 
-When a scheme misses the gate, sensitive MatMuls are excluded step by step (``quantize``'s ladder)
-and the exclusions are reported.
+Before a scheme is validated its first candidate is timed, interleaved, against the schemes that passed
+already (and the fp32 IR, for a scheme that may run slower than fp32): one that cannot be the fastest is
+skipped with its timing. When a scheme misses the gate, sensitive MatMuls are excluded step by step
+(``quantize``'s ladder; ``smoothquant`` took its own ladder in ``int8``) and the exclusions are reported.
 
 The weight-only variants are for large models, where reading the weights is what takes the time;
 each compresses the IR's weights with one ``Compression`` setting after another until one passes
@@ -105,27 +114,28 @@ def _import_nncf() -> Any:
     return nncf
 
 
-def _convert(context: BuildContext) -> Any:
-    """The fp32 graph as an ``ov.Model`` with every ONNX graph input kept an input (the runtime feeds
-    the precision stage's defaults itself, ``pipeline.BatchFeeds``)."""
+def _convert(context: BuildContext, source: Path | None = None) -> Any:
+    """The fp32 graph (or the ONNX graph ``source`` of the artifact) as an ``ov.Model`` with every ONNX graph
+    input kept an input (the runtime feeds the precision stage's defaults itself, ``pipeline.BatchFeeds``)."""
     import onnx
 
     ov = _import_openvino()
-    # The weights stay in the base graph's data file: the edited graph is written beside it and points at
+    source = source or context.base
+    # The weights stay in the source graph's data file: the edited graph is written beside it and points at
     # it, so neither Python nor the disk holds a second copy (Qwen3-Embedding-0.6B: 2.4 GB each).
-    graph = onnx.load(str(context.base), load_external_data=False)
+    graph = onnx.load(str(source), load_external_data=False)
     inputs = {i.name for i in graph.graph.input}
     kept = [i for i in graph.graph.initializer if i.name not in inputs]
     del graph.graph.initializer[:]
     graph.graph.initializer.extend(kept)
-    with scratch_graph(context.base.parent, f"openvino-input-{context.base.name}") as path:
+    with scratch_graph(source.parent, f"openvino-input-{source.name}") as path:
         onnx.save(graph, str(path))
         del graph
         model = ov.convert_model(str(path))
     converted = {i.get_any_name() for i in model.inputs}
     if converted != inputs:
         raise ExportError(
-            f"OpenVINO converted {context.base} with inputs {sorted(converted)}, the graph has {sorted(inputs)}"
+            f"OpenVINO converted {source} with inputs {sorted(converted)}, the graph has {sorted(inputs)}"
         )
     return model
 
@@ -269,30 +279,71 @@ class Compression:
 INT8_WEIGHTS = Compression("int8_asym")
 
 
-def _compress_weights(model: Any, _samples: list[dict[str, np.ndarray]], exclude: list[str]) -> Any:
-    return INT8_WEIGHTS.apply(model, exclude)
+class _Unavailable(Exception):
+    """A scheme that cannot be built for this export (its message says why)."""
+
+
+def _int8_onnx(context: BuildContext) -> Any:
+    """The artifact's ``int8`` ONNX variant (built before ``openvino-int8``) when it is the SmoothQuant graph."""
+    from fastembed_rt.artifact import load_manifest
+    from fastembed_rt.export.quantize import SMOOTHQUANT_OPTIMIZATION
+
+    int8 = next((v for v in load_manifest(context.root).variants if v.name == "int8"), None)
+    if int8 is None:
+        raise _Unavailable("this export has no int8 ONNX variant to convert (export int8 with openvino-int8)")
+    if int8.optimization != SMOOTHQUANT_OPTIMIZATION:
+        raise _Unavailable(f"the int8 ONNX variant is {int8.optimization}, not the SmoothQuant graph")
+    return int8
+
+
+def _smoothquant_ir(
+    context: BuildContext, _base: Any, _samples: list[dict[str, np.ndarray]], _exclude: list[str]
+) -> Any:
+    """The SmoothQuant ``int8`` ONNX graph as IR: its calibration, exclusion ladder and 8-bit table are that
+    variant's."""
+    return _convert(context, context.root / _int8_onnx(context).file)
+
+
+def _nncf_static(_context: BuildContext, base: Any, samples: list[dict[str, np.ndarray]], exclude: list[str]) -> Any:
+    return _quantize_static(base.clone(), samples, exclude)
+
+
+def _nncf_weights(_context: BuildContext, base: Any, _samples: list[dict[str, np.ndarray]], exclude: list[str]) -> Any:
+    return INT8_WEIGHTS.apply(base.clone(), exclude)
 
 
 @dataclass(frozen=True)
 class _Scheme:
-    """One way to build the int8 IR. ``timed_first``: before its ladder, a candidate calibrated on
-    ``TIMING_CALIBRATION_SAMPLES`` texts with nothing excluded is timed against the fp32 IR, and the scheme is
-    dropped where it cannot be the faster one (``_slower_than_fp32``); a scheme that never runs slower than
-    fp32 (weight compression) needs no such check.
+    """One way to build the int8 IR: ``build(context, fp32 IR, calibration feeds, MatMuls to leave fp32)``.
+
+    ``may_be_slower``: the scheme can run slower than the fp32 IR on some CPUs (int8 activations without
+    VNNI), so its first candidate is timed against the fp32 IR too. ``timing_samples``: its first candidate
+    is built on this many calibration samples (the same int8 operations, built faster) and timed only; None:
+    the first candidate is the ladder's first step and is validated as timed. ``ladder``: exclude sensitive
+    MatMuls step by step when a candidate misses the gate.
     """
 
     description: str
-    quantize: Callable[[Any, list[dict[str, np.ndarray]], list[str]], Any]
-    timed_first: bool = False
+    build: Callable[[BuildContext, Any, list[dict[str, np.ndarray]], list[str]], Any]
+    may_be_slower: bool = False
+    timing_samples: int | None = None
+    ladder: bool = True
 
 
 _SCHEMES = {
+    "smoothquant": _Scheme(
+        "the int8 ONNX variant's SmoothQuant per-row 8-bit GEMMs, converted to IR",
+        _smoothquant_ir,
+        may_be_slower=True,
+        ladder=False,
+    ),
     "static": _Scheme(
         "NNCF post-training quantization (no bias correction): int8 weights and activations, static calibrated scales",
-        _quantize_static,
-        timed_first=True,
+        _nncf_static,
+        may_be_slower=True,
+        timing_samples=TIMING_CALIBRATION_SAMPLES,
     ),
-    "weights": _Scheme("NNCF weight compression INT8_ASYM: int8 weights, fp32 activations", _compress_weights),
+    "weights": _Scheme("NNCF weight compression INT8_ASYM: int8 weights, fp32 activations", _nncf_weights),
 }
 
 
@@ -330,25 +381,29 @@ def _throughput(context: BuildContext, files: dict[str, str], texts: Sequence[st
     return {"texts": len(texts), "batch_size": TIMING_BATCH, "sentences_per_s": rates}
 
 
-def _slower_than_fp32(context: BuildContext, file: str, texts: Sequence[str]) -> tuple[str | None, dict[str, Any]]:
-    """Why the candidate ``file`` (nothing excluded) cannot be the faster scheme on this CPU, or None; and the
-    timing (``texts``, ``sentences_per_s`` of the candidate and the fp32 IR, interleaved rounds).
+def _not_fastest(
+    context: BuildContext, file: str, rivals: dict[str, str], texts: Sequence[str]
+) -> tuple[str | None, dict[str, Any]]:
+    """Why the candidate ``file`` (nothing excluded) cannot be the fastest int8 IR on this CPU, or None; and the
+    timing (``texts``, ``sentences_per_s`` of the candidate and each of ``rivals``, interleaved rounds).
 
-    Static int8 (the one ``timed_first`` scheme) runs at about half the fp32 IR's speed where the CPU has no
-    int8 dot-product instructions (AVX2 without VNNI: 85 against 184 sentences/s for all-MiniLM-L6-v2);
-    excluding MatMuls from it only moves it towards fp32 speed. Its validation and exclusion ladder (about a
-    minute per step for MiniLM) would buy a graph that is never chosen, so a candidate timed under
-    ``MIN_SPEEDUP_TO_VALIDATE`` × fp32 stops here.
+    ``rivals``: the schemes within the gate already, and the fp32 IR for a scheme that may be slower than it
+    (static int8 ran 85 against the fp32 IR's 184 sentences/s for all-MiniLM-L6-v2 on an AVX2 CPU without
+    VNNI). Excluding MatMuls only moves a candidate towards fp32 speed, so one timed under
+    ``MIN_SPEEDUP_TO_VALIDATE`` × a rival would buy a validation and ladder (about a minute per step for
+    MiniLM) for a graph that is never shipped.
     """
     from fastembed_rt.machine import this_cpu
 
-    timing = _throughput(context, {"candidate": file, "fp32": TIMING_FP32_FILE}, texts)
-    candidate, fp32 = max(timing["sentences_per_s"]["candidate"]), max(timing["sentences_per_s"]["fp32"])
-    if candidate >= MIN_SPEEDUP_TO_VALIDATE * fp32:
+    timing = _throughput(context, {"candidate": file, **rivals}, texts)
+    rates = {name: max(rate) for name, rate in timing["sentences_per_s"].items()}
+    rival = max(rivals, key=lambda name: rates[name])
+    if rates["candidate"] >= MIN_SPEEDUP_TO_VALIDATE * rates[rival]:
         return None, timing
+    against = "the fp32 IR's" if rival == "fp32" else f"the {rival} scheme's"
     return (
-        f"timed {candidate:.0f} against the fp32 IR's {fp32:.0f} sentences/s on {this_cpu().model} "
-        f"({len(texts)} texts, best of {TIMING_ROUNDS} rounds): slower than fp32 at every exclusion step"
+        f"timed {rates['candidate']:.0f} against {against} {rates[rival]:.0f} sentences/s on {this_cpu().model} "
+        f"({len(texts)} texts, best of {TIMING_ROUNDS} rounds)"
     ), timing
 
 
@@ -379,26 +434,39 @@ def _build_int8(context: BuildContext) -> BuildResult:
     for scheme, spec in _SCHEMES.items():
         file = _scheme_file(scheme)
         schemes[scheme] = {"description": spec.description}
-        if spec.timed_first:
-            _save(context, spec.quantize(base.clone(), samples[:TIMING_CALIBRATION_SAMPLES], []), file)
-            slower, schemes[scheme]["timed_first"] = _slower_than_fp32(context, file, texts[:FIRST_TIMING_TEXTS])
-            if slower:
-                schemes[scheme]["skipped"] = slower
-                logger.info("openvino-int8 %s scheme not validated: %s", scheme, slower)
-                continue
-        tried: list[str] = []
-        for exclude in ladder:
-            model = spec.quantize(base.clone(), samples, exclude)
-            _save(context, model, file)
-            misses = context.check(file)
-            if not misses:
-                schemes[scheme].update(excluded_matmuls=exclude, op_counts=_op_counts(model))
-                passed[scheme] = file
-                break
-            tried.append(f"excluding {len(exclude)} MatMuls: {'; '.join(misses)}")
-            logger.info("openvino-int8 %s attempt missed its gate (%s)", scheme, "; ".join(misses))
-        if tried:
-            schemes[scheme]["missed_gate"] = tried
+        steps = ladder if spec.ladder else [[]]
+        first: Any = None  # the first step's model, when it is what was timed
+        rivals = dict(passed) | ({"fp32": TIMING_FP32_FILE} if spec.may_be_slower else {})
+        try:
+            if rivals:
+                samples_used = samples[: spec.timing_samples] if spec.timing_samples else samples
+                candidate = spec.build(context, base, samples_used, [])
+                first = None if spec.timing_samples else candidate
+                _save(context, candidate, file)
+                del candidate
+                slower, schemes[scheme]["timed_first"] = _not_fastest(context, file, rivals, texts[:FIRST_TIMING_TEXTS])
+                if slower:
+                    schemes[scheme]["skipped"] = slower
+                    logger.info("openvino-int8 %s scheme not validated: %s", scheme, slower)
+                    continue
+            tried: list[str] = []
+            for step, exclude in enumerate(steps):
+                model = first if step == 0 and first is not None else spec.build(context, base, samples, exclude)
+                _save(context, model, file)
+                misses = context.check(file)
+                if not misses:
+                    if scheme == "smoothquant":  # what the int8 ONNX variant excluded, by its ONNX node names
+                        exclude = list(_int8_onnx(context).stage_counts.get("excluded_matmuls", []))
+                    schemes[scheme].update(excluded_matmuls=exclude, op_counts=_op_counts(model))
+                    passed[scheme] = file
+                    break
+                tried.append(f"excluding {len(exclude)} MatMuls: {'; '.join(misses)}")
+                logger.info("openvino-int8 %s attempt missed its gate (%s)", scheme, "; ".join(misses))
+            if tried:
+                schemes[scheme]["missed_gate"] = tried
+        except _Unavailable as reason:
+            schemes[scheme]["skipped"] = str(reason)
+            logger.info("openvino-int8 %s scheme not built: %s", scheme, reason)
     if not passed:
         misses = [f"{scheme}: {' / '.join(s.get('missed_gate') or [s['skipped']])}" for scheme, s in schemes.items()]
         raise ParityError(
@@ -422,7 +490,8 @@ def _build_int8(context: BuildContext) -> BuildResult:
         "nncf_version": version("nncf"),
     }
     weights = str(Path(INT8_FILE).with_suffix(".bin"))
-    return BuildResult(INT8_FILE, f"openvino-ir+nncf-{chosen}", details, weights_file=weights)
+    optimization = "openvino-ir+smoothquant-int8" if chosen == "smoothquant" else f"openvino-ir+nncf-{chosen}"
+    return BuildResult(INT8_FILE, optimization, details, weights_file=weights)
 
 
 def _remove(context: BuildContext, files: list[str]) -> None:

@@ -377,6 +377,10 @@ def _build_backbone(context: BuildContext, scheme: WeightScheme, variant: str) -
         )
 
 
+# The int8 variant's ``optimization`` when it ships the SmoothQuant scheme (openvino-int8 converts that graph).
+SMOOTHQUANT_OPTIMIZATION = "ort-transformers+smoothquant-int8"
+
+
 def build_int8(context: BuildContext) -> BuildResult:
     """int8 backbone, int8 compute: SmoothQuant per-row 8-bit GEMMs when they hold the gate (with the exclusion
     ladder), else ``MatMulNBits`` level 4 (with its own); raises ``ParityError`` when neither does."""
@@ -398,7 +402,7 @@ def build_int8(context: BuildContext) -> BuildResult:
                     load,
                     smooth,
                     "int8",
-                    "ort-transformers+smoothquant-int8",
+                    SMOOTHQUANT_OPTIMIZATION,
                     int8_tables=True,
                     fused_ops=fused,
                 )
