@@ -63,6 +63,7 @@ from fastembed_rt.export.build import BuildContext, BuildResult
 from fastembed_rt.export.onnx_files import scratch_graph
 from fastembed_rt.export.quantize import exclusion_ladder
 from fastembed_rt.kernels.spec import SENTENCE_EMBEDDING
+from fastembed_rt.providers.openvino import SMOOTHQUANT_INT8
 
 __all__ = [
     "BF16_PROPERTIES",
@@ -490,7 +491,7 @@ def _build_int8(context: BuildContext) -> BuildResult:
         "nncf_version": version("nncf"),
     }
     weights = str(Path(INT8_FILE).with_suffix(".bin"))
-    optimization = "openvino-ir+smoothquant-int8" if chosen == "smoothquant" else f"openvino-ir+nncf-{chosen}"
+    optimization = SMOOTHQUANT_INT8 if chosen == "smoothquant" else f"openvino-ir+nncf-{chosen}"
     return BuildResult(INT8_FILE, optimization, details, weights_file=weights)
 
 

@@ -379,3 +379,52 @@ def test_bf16_ir_ships_within_the_fp16_gate_and_runs_with_its_declared_precision
     )
     assert forced._pipeline.provider.inference_precision == "f32", "the caller's own properties win"
     forced.close()
+
+
+_AVX2 = ("avx", "avx2", "fma")
+_VNNI = (*_AVX2, "avx512f", "avx512bw", "avx512_vnni")
+
+
+@pytest.mark.parametrize(
+    ("optimization", "isa", "device", "warned"),
+    [
+        ("openvino-ir+smoothquant-int8", _AVX2, None, True),
+        ("openvino-ir+smoothquant-int8", _AVX2, "CPU", True),
+        ("openvino-ir+smoothquant-int8", _VNNI, None, False),
+        ("openvino-ir+smoothquant-int8", _AVX2, "GPU", False),
+        ("openvino-ir+nncf-weights", _AVX2, None, False),
+        ("openvino-ir+nncf-static", _AVX2, None, False),
+    ],
+)
+def test_the_smoothquant_ir_warns_only_on_cpus_whose_8_bit_products_saturate(
+    manifest: Manifest, optimization: str, isa: tuple[str, ...], device: str | None, warned: bool
+) -> None:
+    from dataclasses import replace
+
+    from fastembed_rt.machine import CpuIdentity
+    from fastembed_rt.providers.openvino import saturation_warning
+
+    variant = replace(manifest.variant("openvino"), name="openvino-int8", optimization=optimization)
+    warning = saturation_warning(variant, CpuIdentity("x86_64", "AMD EPYC 7B12", isa), device)
+    assert (warning is not None) is warned
+    if warning:
+        assert "no VNNI" in warning and "provider='cpu', variant='int8'" in warning
+
+
+def test_loading_the_smoothquant_ir_on_a_saturating_cpu_says_so(
+    minilm_variants_artifact: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import fastembed_rt.providers as providers
+    from fastembed_rt.machine import CpuIdentity
+
+    manifest = load_manifest(minilm_variants_artifact)
+    if manifest.variant("openvino-int8").stage_counts["scheme"] != "smoothquant":
+        pytest.skip("openvino-int8 shipped an NNCF scheme on this CPU")
+    monkeypatch.setattr(providers, "this_cpu", lambda: CpuIdentity("x86_64", "AMD EPYC 7B12", _AVX2))
+    with caplog.at_level("WARNING", logger="fastembed_rt"):
+        _open(minilm_variants_artifact, "openvino-int8", "openvino").close()
+    assert any("saturating 16-bit pairs" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="fastembed_rt"):
+        _open(minilm_variants_artifact, "fp32", "openvino").close()  # fp32 on OpenVINO: nothing to say
+    assert not any("saturating" in r.getMessage() for r in caplog.records)

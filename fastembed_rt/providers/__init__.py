@@ -27,6 +27,7 @@ A provider name may carry a device: ``"cuda:1"``, ``"openvino:GPU.0"``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
@@ -43,7 +44,7 @@ from fastembed_rt.providers.onnxruntime import (
     cuda_unavailable,
     tensorrt_unavailable,
 )
-from fastembed_rt.providers.openvino import OpenVINO, openvino_unavailable
+from fastembed_rt.providers.openvino import OpenVINO, openvino_unavailable, saturation_warning
 from fastembed_rt.providers.threads import available_cpus
 from fastembed_rt.speed import FASTEST, VariantChoice, choose_by_speed
 
@@ -60,6 +61,8 @@ __all__ = [
     "provider_spec",
     "resolve_provider",
 ]
+
+logger = logging.getLogger("fastembed_rt")
 
 
 def _cpu_workers(name: str) -> list[str]:
@@ -261,6 +264,8 @@ def open_graph(
     choice = choose_variant(spec, manifest, variant, device=device or options.device)
     chosen = choice.variant
     path = verify_variant_file(manifest, chosen, full=verify_full)
+    if spec.name == "openvino" and (warning := saturation_warning(chosen, this_cpu(), device or options.device)):
+        logger.warning(warning)
     # Engine properties the variant was validated with (e.g. OpenVINO's bf16 precision hint); the
     # caller's own ``extra`` still wins.
     extra = {**chosen.engine_properties, **options.extra}
