@@ -21,8 +21,8 @@ fp32 graph; elsewhere OpenVINO computes in f32 (its hint is a preference, not a 
   all-MiniLM-L6-v2, STSb test sentences, 2 threads, Zen 4 with VNNI: 1,038 sentences/s = 2.08× ONNX
   Runtime fp32 (the ``weights`` scheme 0.95×), min cosine 0.9916 against fp32. Without VNNI OpenVINO's
   u8 × s8 products saturate in 16-bit pairs, as ONNX Runtime's do without its exact-product option:
-  under ``benchmarks/avx2_proxy.py`` the same IR ran 0.86× the fp32 IR at min cosine 0.9805, so an AVX2
-  CPU times it out before validating it (``may_be_slower``). Needs ``int8`` in the same export.
+  under ``benchmarks/avx2_proxy.py`` the same IR ran 0.78–0.84× the fp32 IR at min cosine 0.9805, so an
+  AVX2 CPU times it out before validating it (``may_be_slower``). Needs ``int8`` in the same export.
 - ``static``: ``nncf.quantize`` (transformer preset), int8 weights and int8 activations with
   scales fixed by the calibration texts, so a text's embedding never depends on its batch
   neighbours (dynamic per-tensor activation scales would, DESIGN §7).
@@ -391,8 +391,8 @@ def _not_fastest(
     ``rivals``: the schemes within the gate already, and the fp32 IR for a scheme that may be slower than it
     (static int8 ran 85 against the fp32 IR's 184 sentences/s for all-MiniLM-L6-v2 on an AVX2 CPU without
     VNNI). Excluding MatMuls only moves a candidate towards fp32 speed, so one timed under
-    ``MIN_SPEEDUP_TO_VALIDATE`` × a rival would buy a validation and ladder (about a minute per step for
-    MiniLM) for a graph that is never shipped.
+    ``MIN_SPEEDUP_TO_VALIDATE`` × a rival would buy a validation and ladder (16 s per step for MiniLM on two
+    Zen 4 cores) for a graph that is never shipped.
     """
     from fastembed_rt.machine import this_cpu
 
@@ -452,8 +452,11 @@ def _build_int8(context: BuildContext) -> BuildResult:
                     continue
             tried: list[str] = []
             for step, exclude in enumerate(steps):
-                model = first if step == 0 and first is not None else spec.build(context, base, samples, exclude)
-                _save(context, model, file)
+                if step == 0 and first is not None:
+                    model = first  # saved as timed
+                else:
+                    model = spec.build(context, base, samples, exclude)
+                    _save(context, model, file)
                 misses = context.check(file)
                 if not misses:
                     if scheme == "smoothquant":  # what the int8 ONNX variant excluded, by its ONNX node names

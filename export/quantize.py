@@ -67,6 +67,7 @@ from fastembed_rt.export.smoothquant import (
     calibrate,
     matmul_weights,
     prune_unread,
+    split_channels,
     weight_array,
 )
 
@@ -355,6 +356,8 @@ def _build(
 
     def save_candidate(model: Any, candidate: dict[str, Any]) -> None:
         candidate.update(details)
+        if split := split_channels(model):
+            candidate["outlier_channels"] = split
         if int8_tables:
             candidate["int8_embedding_tables"] = quantize_embedding_tables(model)
         candidate.update(context.append_stages(model))

@@ -19,7 +19,14 @@ import pytest
 from tiny_models import build_tiny_model
 
 from fastembed_rt.artifact import load_manifest
-from fastembed_rt.export.smoothquant import SmoothQuantScheme, activation_maxima, calibrate, smooth_quantize
+from fastembed_rt.export.smoothquant import (
+    SmoothQuantScheme,
+    activation_maxima,
+    calibrate,
+    outlier_channels,
+    smooth_quantize,
+    split_channels,
+)
 from fastembed_rt.machine import CpuIdentity
 from fastembed_rt.providers.base import ProviderOptions
 from fastembed_rt.providers.onnxruntime import X64_QUANT_PRECISION, OnnxRuntimeCPU, _session_options
@@ -115,7 +122,7 @@ def test_rewritten_graph_equals_the_numpy_reference_of_the_scheme(calibrated: tu
     _, maxima = calibrated
     model = _graph()
     w = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
-    assert smooth_quantize(model, maxima, ALPHA) == 3
+    assert smooth_quantize(model, maxima, ALPHA, outlier_ratio=None) == (3, 0)
     x = _inputs(3, seed=7)
     s_x = _smoothing(maxima["x"], w["wq"], w["wk"])  # q and k read x: one smoothing for both
     h = np.maximum(_reference_matmul(x, w["wq"], s_x) + _reference_matmul(x, w["wk"], s_x), 0)
@@ -128,7 +135,7 @@ def test_rewritten_graph_equals_the_numpy_reference_of_the_scheme(calibrated: tu
 
 def test_matmuls_reading_one_tensor_share_one_quantization(calibrated: tuple[Path, dict[str, Any]]) -> None:
     model = _graph()
-    smooth_quantize(model, calibrated[1], ALPHA)
+    smooth_quantize(model, calibrated[1], ALPHA, outlier_ratio=None)
     ops = [node.op_type for node in model.graph.node]
     assert ops.count("MatMulIntegerToFloat") == 3 and ops.count("MatMul") == 0
     assert ops.count("QuantizeLinear") == ops.count("ReduceMax") == 2  # x (q and k), h (o)
@@ -138,12 +145,12 @@ def test_matmuls_reading_one_tensor_share_one_quantization(calibrated: tuple[Pat
 
 def test_excluded_matmuls_keep_their_float_weights(calibrated: tuple[Path, dict[str, Any]]) -> None:
     model = _graph()
-    assert smooth_quantize(model, calibrated[1], ALPHA, exclude=["o_proj"]) == 2
+    assert smooth_quantize(model, calibrated[1], ALPHA, exclude=["o_proj"], outlier_ratio=None) == (2, 0)
     assert [n.name for n in model.graph.node if n.op_type == "MatMul"] == ["o_proj"]
     assert "wo" in {init.name for init in model.graph.initializer}
     # an excluded member of a group leaves the group's other MatMul quantized
     model = _graph()
-    assert smooth_quantize(model, calibrated[1], ALPHA, exclude=["q_proj"]) == 2
+    assert smooth_quantize(model, calibrated[1], ALPHA, exclude=["q_proj"], outlier_ratio=None) == (2, 0)
     assert [n.name for n in model.graph.node if n.op_type == "MatMul"] == ["q_proj"]
 
 
@@ -158,10 +165,20 @@ def test_a_row_is_quantized_the_same_in_any_batch(calibrated: tuple[Path, dict[s
 
 def test_the_scheme_applies_down_the_ladder_with_its_settings_recorded(calibrated: tuple[Path, dict[str, Any]]) -> None:
     scheme = SmoothQuantScheme(calibrated[1], calibration_texts=12)
-    assert scheme.to_dict() == {"weight_bits": 8, "activation_bits": 8, "smoothing_alpha": 0.5, "calibration_texts": 12}
-    assert "SmoothQuant" in scheme.describe() and scheme.sensitive_bits is None
+    assert scheme.to_dict() == {
+        "weight_bits": 8,
+        "activation_bits": 8,
+        "smoothing_alpha": 0.5,
+        "calibration_texts": 12,
+        "outlier_ratio": 4.0,
+        "max_outliers": 8,
+    }
+    assert "SmoothQuant" in scheme.describe() and "4x the median in fp32" in scheme.describe()
+    assert scheme.sensitive_bits is None
     model = scheme.apply(_graph(), ["q_proj", "o_proj"])
-    assert [n.name for n in model.graph.node if n.op_type == "MatMul"] == ["q_proj", "o_proj"]
+    matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul"]
+    assert matmuls == ["q_proj", "smoothquant/k/outlier_matmul", "o_proj"]  # x's outlier channel, for k_proj
+    assert split_channels(model) == 1
 
 
 def test_activation_maxima_without_feeds_is_an_error(calibrated: tuple[Path, dict[str, Any]]) -> None:
@@ -314,7 +331,7 @@ def test_a_decoder_tied_to_the_word_embeddings_is_a_weight_matmul_quantized_from
     model = _tied_graph()
     assert weight_matmul_widths(model) == [("decoder", WIDTH)]  # the exclusion ladder sees it, K = hidden size
     emb = numpy_helper.to_array(model.graph.initializer[0])
-    assert smooth_quantize(model, maxima, ALPHA) == 1
+    assert smooth_quantize(model, maxima, ALPHA, outlier_ratio=None) == (1, 0)
     ops = [node.op_type for node in model.graph.node]
     assert ops == [op for op in ops if op not in ("MatMul", "Transpose")] and "MatMulIntegerToFloat" in ops
     x = _inputs(3, seed=7)
@@ -392,3 +409,48 @@ def test_word_embedding_tables_are_stored_at_8_bits_with_one_scale_per_row() -> 
         assert (np.abs(ours[name] - exact[name]) <= scale / 2 + 1e-6).all()  # within half a step of its own row
     for name in "cde":
         np.testing.assert_array_equal(ours[name], exact[name])
+
+
+def test_outlier_channels_are_those_far_above_the_median_at_most_the_limit() -> None:
+    maxima = np.array([1.0, 1.2, 9.0, 0.8, 5.0, 1.1, 30.0], np.float32)  # median 1.2
+    np.testing.assert_array_equal(outlier_channels(maxima, 4.0), [6, 2, 4])  # largest first
+    np.testing.assert_array_equal(outlier_channels(maxima, 7.0), [6, 2])
+    np.testing.assert_array_equal(outlier_channels(maxima, 8.0), [6])  # 9 is not over 8 × 1.2
+    np.testing.assert_array_equal(outlier_channels(maxima, 4.0, limit=1), [6])
+    assert outlier_channels(maxima, None).size == 0
+    assert outlier_channels(np.ones(8, np.float32), 4.0).size == 0  # no outlier: nothing split
+
+
+def test_an_outlier_channel_is_multiplied_in_fp32_beside_the_8_bit_product(
+    calibrated: tuple[Path, dict[str, Any]],
+) -> None:
+    from onnx import numpy_helper
+
+    _, maxima = calibrated
+    model = _graph()
+    w = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    s_x = _smoothing(maxima["x"], w["wq"], w["wk"])
+    s_h = _smoothing(maxima["h"], w["wo"])
+    # after smoothing, x's channel 3 (× 40 in the data) is still far above the rest; h has no outlier
+    assert list(outlier_channels(maxima["x"] / s_x, 4.0)) == [3]
+    assert outlier_channels(np.maximum(maxima["h"], 1e-5) / s_h, 4.0).size == 0
+    assert smooth_quantize(model, maxima, ALPHA) == (3, 1)
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("Gather") == 1 and ops.count("MatMul") == 2  # one gather for the group, a MatMul per member
+    x = _inputs(3, seed=7)
+    kept = np.ones(WIDTH, np.float32)
+    kept[3] = 0
+
+    def split(x: np.ndarray, weight: np.ndarray, smooth: np.ndarray) -> np.ndarray:
+        """8-bit product without channel 3 (its 1/s and its weight row are 0 there), plus channel 3 in fp32."""
+        eight_bit = _reference_matmul(x * kept, weight * kept[:, None], smooth)
+        return eight_bit + x[..., 3:4] @ weight[3:4]
+
+    h = np.maximum(split(x, w["wq"], s_x) + split(x, w["wk"], s_x), 0)
+    expected = _reference_matmul(h, w["wo"], s_h)
+    np.testing.assert_allclose(_run(model, x), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    # closer to the float graph than the same scheme without the split
+    exact = _run(_graph(), x)
+    plain = _graph()
+    smooth_quantize(plain, maxima, ALPHA, outlier_ratio=None)
+    assert np.abs(_run(model, x) - exact).max() < np.abs(_run(plain, x) - exact).max()
