@@ -271,10 +271,39 @@ def test_int8_ships_matmulnbits_when_smoothquant_misses_its_gate_at_every_step(
     manifest = export_model(model_dir, tmp_path / "artifact", stsb=False, variants="fp32,int8")
     int8 = manifest.variant("int8")
     assert int8.optimization == "ort-transformers+int8" and "MatMulNBits" in int8.stage_counts["scheme"]
-    (missed,) = int8.stage_counts["other_schemes"]
-    assert "SmoothQuant" in missed["scheme"] and len(missed["missed_gate"]) == 3
-    assert all("min cosine" in step for step in missed["missed_gate"])
+    plain, split = int8.stage_counts["other_schemes"]  # both SmoothQuant schemes, down their whole ladders
+    assert "SmoothQuant" in plain["scheme"] and "in fp32" not in plain["scheme"] and "in fp32" in split["scheme"]
+    for missed in (plain, split):
+        assert len(missed["missed_gate"]) == 3 and all("min cosine" in step for step in missed["missed_gate"])
     assert load_manifest(tmp_path / "artifact").variant("int8").stage_counts == int8.stage_counts
+
+
+def test_int8_splits_outlier_channels_off_when_the_plain_scheme_misses_its_gate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastembed_rt.export import export_model, quantize
+
+    class PlainBroken(SmoothQuantScheme):
+        """The plain scheme (no outlier split) with every column scale × -1000; the split scheme as it is."""
+
+        def apply(self, model: Any, sensitive: Any) -> Any:
+            from onnx import numpy_helper
+
+            super().apply(model, sensitive)
+            if self.outlier_ratio is None:
+                for init in model.graph.initializer:
+                    if init.name.endswith("/column_scale"):
+                        init.CopyFrom(numpy_helper.from_array(-1000 * numpy_helper.to_array(init), init.name))
+            return model
+
+    monkeypatch.setattr(quantize, "SmoothQuantScheme", PlainBroken)
+    model_dir = build_tiny_model(tmp_path / "model", "bert", "mean", normalize=True)
+    manifest = export_model(model_dir, tmp_path / "artifact", stsb=False, variants="fp32,int8")
+    int8 = manifest.variant("int8")
+    assert int8.optimization == "ort-transformers+smoothquant-int8"
+    assert int8.stage_counts["outlier_ratio"] == 4.0 and "in fp32" in int8.stage_counts["scheme"]
+    (plain,) = int8.stage_counts["other_schemes"]
+    assert plain["scheme"] != int8.stage_counts["scheme"] and len(plain["missed_gate"]) == 3
 
 
 VOCAB = 96
