@@ -305,6 +305,11 @@ def _smoothquant_ir(
     return _convert(context, context.root / _int8_onnx(context).file)
 
 
+def _int8_onnx_exclusions(context: BuildContext) -> list[str]:
+    """What the int8 ONNX variant's ladder left float (its ONNX node names)."""
+    return list(_int8_onnx(context).stage_counts.get("excluded_matmuls", []))
+
+
 def _nncf_static(_context: BuildContext, base: Any, samples: list[dict[str, np.ndarray]], exclude: list[str]) -> Any:
     return _quantize_static(base.clone(), samples, exclude)
 
@@ -320,15 +325,16 @@ class _Scheme:
     ``may_be_slower``: the scheme can run slower than the fp32 IR on some CPUs (int8 activations without
     VNNI), so its first candidate is timed against the fp32 IR too. ``timing_samples``: its first candidate
     is built on this many calibration samples (the same int8 operations, built faster) and timed only; None:
-    the first candidate is the ladder's first step and is validated as timed. ``ladder``: exclude sensitive
-    MatMuls step by step when a candidate misses the gate.
+    the first candidate is the ladder's first step and is validated as timed. ``exclusions``: for a scheme
+    whose graph comes out of another variant's ladder, what that ladder left float; it has no ladder of its own.
+    Otherwise a candidate that misses the gate is rebuilt with sensitive MatMuls excluded step by step.
     """
 
     description: str
     build: Callable[[BuildContext, Any, list[dict[str, np.ndarray]], list[str]], Any]
     may_be_slower: bool = False
     timing_samples: int | None = None
-    ladder: bool = True
+    exclusions: Callable[[BuildContext], list[str]] | None = None
 
 
 _SCHEMES = {
@@ -336,7 +342,7 @@ _SCHEMES = {
         "the int8 ONNX variant's SmoothQuant per-row 8-bit GEMMs, converted to IR",
         _smoothquant_ir,
         may_be_slower=True,
-        ladder=False,
+        exclusions=_int8_onnx_exclusions,
     ),
     "static": _Scheme(
         "NNCF post-training quantization (no bias correction): int8 weights and activations, static calibrated scales",
@@ -435,7 +441,7 @@ def _build_int8(context: BuildContext) -> BuildResult:
     for scheme, spec in _SCHEMES.items():
         file = _scheme_file(scheme)
         schemes[scheme] = {"description": spec.description}
-        steps = ladder if spec.ladder else [[]]
+        steps = ladder if spec.exclusions is None else [[]]
         first: Any = None  # the first step's model, when it is what was timed
         rivals = dict(passed) | ({"fp32": TIMING_FP32_FILE} if spec.may_be_slower else {})
         try:
@@ -459,8 +465,8 @@ def _build_int8(context: BuildContext) -> BuildResult:
                     _save(context, model, file)
                 misses = context.check(file)
                 if not misses:
-                    if scheme == "smoothquant":  # what the int8 ONNX variant excluded, by its ONNX node names
-                        exclude = list(_int8_onnx(context).stage_counts.get("excluded_matmuls", []))
+                    if spec.exclusions is not None:
+                        exclude = spec.exclusions(context)
                     schemes[scheme].update(excluded_matmuls=exclude, op_counts=_op_counts(model))
                     passed[scheme] = file
                     break

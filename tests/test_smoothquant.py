@@ -248,28 +248,32 @@ def test_8_bit_products_are_exact_on_this_cpu(tmp_path: Path) -> None:
     assert np.all(y == depth * 255 * 127)
 
 
-def test_int8_ships_matmulnbits_when_smoothquant_misses_its_gate_at_every_step(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _int8_with_broken_smoothquant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, plain_only: bool) -> Any:
+    """The int8 variant of a tiny random BERT exported with SmoothQuant's column scales × -1000 (in its plain form
+    only, without the outlier split, when ``plain_only``). A tiny random BERT's layers add little to its residual
+    stream: negating them alone still passed the gate."""
     from fastembed_rt.export import export_model, quantize
 
     class Broken(SmoothQuantScheme):
-        """The scheme with every column scale × -1000. (A tiny random BERT's layers add little to its residual
-        stream: negating them alone still passed the gate.)"""
-
         def apply(self, model: Any, sensitive: Any) -> Any:
             from onnx import numpy_helper
 
             super().apply(model, sensitive)
-            for init in model.graph.initializer:
-                if init.name.endswith("/column_scale"):
-                    init.CopyFrom(numpy_helper.from_array(-1000 * numpy_helper.to_array(init), init.name))
+            if not plain_only or self.outlier_ratio is None:
+                for init in model.graph.initializer:
+                    if init.name.endswith("/column_scale"):
+                        init.CopyFrom(numpy_helper.from_array(-1000 * numpy_helper.to_array(init), init.name))
             return model
 
     monkeypatch.setattr(quantize, "SmoothQuantScheme", Broken)
     model_dir = build_tiny_model(tmp_path / "model", "bert", "mean", normalize=True)
-    manifest = export_model(model_dir, tmp_path / "artifact", stsb=False, variants="fp32,int8")
-    int8 = manifest.variant("int8")
+    return export_model(model_dir, tmp_path / "artifact", stsb=False, variants="fp32,int8").variant("int8")
+
+
+def test_int8_ships_matmulnbits_when_smoothquant_misses_its_gate_at_every_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    int8 = _int8_with_broken_smoothquant(tmp_path, monkeypatch, plain_only=False)
     assert int8.optimization == "ort-transformers+int8" and "MatMulNBits" in int8.stage_counts["scheme"]
     plain, split = int8.stage_counts["other_schemes"]  # both SmoothQuant schemes, down their whole ladders
     assert "SmoothQuant" in plain["scheme"] and "in fp32" not in plain["scheme"] and "in fp32" in split["scheme"]
@@ -281,25 +285,7 @@ def test_int8_ships_matmulnbits_when_smoothquant_misses_its_gate_at_every_step(
 def test_int8_splits_outlier_channels_off_when_the_plain_scheme_misses_its_gate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fastembed_rt.export import export_model, quantize
-
-    class PlainBroken(SmoothQuantScheme):
-        """The plain scheme (no outlier split) with every column scale × -1000; the split scheme as it is."""
-
-        def apply(self, model: Any, sensitive: Any) -> Any:
-            from onnx import numpy_helper
-
-            super().apply(model, sensitive)
-            if self.outlier_ratio is None:
-                for init in model.graph.initializer:
-                    if init.name.endswith("/column_scale"):
-                        init.CopyFrom(numpy_helper.from_array(-1000 * numpy_helper.to_array(init), init.name))
-            return model
-
-    monkeypatch.setattr(quantize, "SmoothQuantScheme", PlainBroken)
-    model_dir = build_tiny_model(tmp_path / "model", "bert", "mean", normalize=True)
-    manifest = export_model(model_dir, tmp_path / "artifact", stsb=False, variants="fp32,int8")
-    int8 = manifest.variant("int8")
+    int8 = _int8_with_broken_smoothquant(tmp_path, monkeypatch, plain_only=True)
     assert int8.optimization == "ort-transformers+smoothquant-int8"
     assert int8.stage_counts["outlier_ratio"] == 4.0 and "in fp32" in int8.stage_counts["scheme"]
     (plain,) = int8.stage_counts["other_schemes"]
