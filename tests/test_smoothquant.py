@@ -29,7 +29,7 @@ from fastembed_rt.export.smoothquant import (
 )
 from fastembed_rt.machine import CpuIdentity
 from fastembed_rt.providers.base import ProviderOptions
-from fastembed_rt.providers.onnxruntime import X64_QUANT_PRECISION, OnnxRuntimeCPU, _session_options
+from fastembed_rt.providers.onnxruntime import X64_QUANT_PRECISION, OnnxRuntimeCPU, session_options
 
 WIDTH = 64
 ALPHA = 0.5
@@ -213,9 +213,9 @@ def test_the_exact_8_bit_option_is_set_where_products_saturate_unless_the_caller
     from fastembed_rt.machine import this_cpu
 
     expected = "1" if this_cpu().saturates_int8_products else None
-    assert _entry(_session_options(ProviderOptions()), X64_QUANT_PRECISION) == expected
+    assert _entry(session_options(ProviderOptions()), X64_QUANT_PRECISION) == expected
     # the caller's own entry is left for the engine to apply, not set twice (ONNX Runtime warns on that)
-    assert _entry(_session_options(ProviderOptions(extra={X64_QUANT_PRECISION: "0"})), X64_QUANT_PRECISION) is None
+    assert _entry(session_options(ProviderOptions(extra={X64_QUANT_PRECISION: "0"})), X64_QUANT_PRECISION) is None
 
 
 def test_8_bit_products_are_exact_on_this_cpu(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "OnnxRuntimeCUDA",
     "cuda_device_count",
     "cuda_unavailable",
+    "session_options",
     "tensorrt_unavailable",
 ]
 
@@ -72,8 +73,9 @@ def tensorrt_unavailable() -> str | None:
     return _missing_ep(TENSORRT_EP) or cuda_unavailable()
 
 
-def _session_options(options: ProviderOptions) -> Any:
-    """Session options shared by the ONNX Runtime engines; see ``OnnxRuntimeCPU`` for the why."""
+def session_options(options: ProviderOptions) -> Any:
+    """The ``onnxruntime.SessionOptions`` every ONNX Runtime engine here starts from (``OnnxRuntimeCPU`` says
+    why each is set), for tools that must open a graph exactly as the engine does (``benchmarks/profile_encode.py``)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -162,7 +164,7 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
     DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
     def __init__(self, model_path: Path, options: ProviderOptions) -> None:
-        so = _session_options(options)
+        so = session_options(options)
         for key, value in options.extra.items():
             so.add_session_config_entry(str(key), str(value))
         session = _open_session(model_path, so, [CPU_EP], self.DISABLED_OPTIMIZERS)
@@ -211,7 +213,7 @@ class OnnxRuntimeCUDA(_OnnxRuntimeSession):
         else:
             cuda_options.update(options.extra)
         providers += [(CUDA_EP, cuda_options), CPU_EP]
-        session = _open_session(model_path, _session_options(options), providers)
+        session = _open_session(model_path, session_options(options), providers)
         used = session.get_providers()
         first = TENSORRT_EP if tensorrt else CUDA_EP
         if used[0] != first and not options.allow_fallback:
