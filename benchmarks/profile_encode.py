@@ -13,8 +13,9 @@ Over the STSb test sentences, batch 32, 2 threads:
    kernels) at its real shape, one operator per session, best of ``--repeats``, summed: the weight
    products from the fp32 graph (in fp32, and as the int8 variant runs them: u8 × s8
    ``MatMulIntegerToFloat``, exact u8 × u8 where the CPU has no VNNI) and attention's ``Q·Kᵀ`` and
-   ``A·V`` in fp32. No engine on these kernels encodes faster than its ceiling: the floor's session
-   time over the fp32 ceiling is the most any fp32 graph can lead the floor by on this CPU.
+   ``A·V`` in fp32. A graph computing these products on these kernels takes at least that long: the
+   floor's session time over the fp32 ceiling bounds what any fp32 graph can lead the floor by on this
+   CPU (up to what merging products into wider ones, e.g. Q, K and V into one, gains in GEMM efficiency).
 """
 
 from __future__ import annotations
