@@ -60,14 +60,9 @@ def batches(artifact: Path, texts: list[str], size: int) -> list[dict[str, np.nd
     return out
 
 
-def profile_graph(
-    graph: Path, output: str, feeds: list[dict[str, np.ndarray]], engine: bool, profile: bool = True
-) -> dict[str, Any]:
-    """The wall time of ``run`` over ``feeds`` and, with ``profile``, ONNX Runtime's kernel time per operator type
-    (its profiler slows the calls: time without it to compare graphs).
-
-    ``engine``: open the graph as fastembed-rt's ``cpu`` engine does; otherwise with ONNX Runtime's defaults.
-    """
+def open_session(graph: Path, engine: bool, profile: bool = False) -> Any:
+    """An ONNX Runtime session on ``graph``: opened as fastembed-rt's ``cpu`` engine opens it (``engine``) or with
+    ONNX Runtime's defaults; with its profiler on when ``profile`` (which slows the calls: time without it)."""
     import onnxruntime as ort
 
     from fastembed_rt.providers import ProviderOptions
@@ -81,21 +76,33 @@ def profile_graph(
     if profile:
         so.enable_profiling = True
         so.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort")
-    session = ort.InferenceSession(
+    return ort.InferenceSession(
         str(graph), so, providers=["CPUExecutionProvider"], disabled_optimizers=disabled or None
     )
+
+
+def timed_pass(session: Any, output: str, feeds: list[dict[str, np.ndarray]]) -> float:
+    """Seconds of ``session.run`` over every batch of ``feeds``, after a warm-up on the first three."""
     names = [i.name for i in session.get_inputs()]
     for batch in feeds[:3]:
         session.run([output], {n: batch[n] for n in names if n in batch})
     started = time.perf_counter()
     for batch in feeds:
         session.run([output], {n: batch[n] for n in names if n in batch})
-    wall = time.perf_counter() - started
+    return time.perf_counter() - started
+
+
+def kernel_times(
+    graph: Path, output: str, feeds: list[dict[str, np.ndarray]], engine: bool
+) -> collections.Counter[str]:
+    """ONNX Runtime's kernel time per operator type (µs) over one profiled pass of ``feeds``."""
+    session = open_session(graph, engine, profile=True)
+    timed_pass(session, output, feeds)
     kernels: collections.Counter[str] = collections.Counter()
-    for event in json.loads(Path(session.end_profiling()).read_text()) if profile else []:
+    for event in json.loads(Path(session.end_profiling()).read_text()):
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
             kernels[event["args"]["op_name"]] += event["dur"]
-    return {"wall_s": wall, "kernels": kernels}
+    return kernels
 
 
 @dataclass(frozen=True)
@@ -125,13 +132,16 @@ def find_gemms(artifact: Path) -> Gemms:
         for node in graph.node
         if node.op_type == "MatMul" and len(shapes.get(node.input[1], ())) == 2
     ]
-    heads = 1
-    for variant in manifest.variants:
-        if variant.format != "onnx":
-            continue
-        for node in onnx.load(str(artifact / variant.file), load_external_data=False).graph.node:
-            if node.op_type in ("Attention", "MultiHeadAttention"):
-                heads = next(a.i for a in node.attribute if a.name == "num_heads")
+    heads = next(
+        (
+            next(a.i for a in node.attribute if a.name == "num_heads")
+            for variant in manifest.variants
+            if variant.format == "onnx" and variant.name != "fp32"
+            for node in onnx.load(str(artifact / variant.file), load_external_data=False).graph.node
+            if node.op_type in ("Attention", "MultiHeadAttention")
+        ),
+        1,
+    )
     layers = sum(node.op_type == "Softmax" for node in graph.node)
     return Gemms(weights, layers, heads, weights[0][0])
 
@@ -266,10 +276,9 @@ def main() -> None:
         )
     outputs = {True: "sentence_embedding", False: "token_embeddings"}
     for name, (graph, engine, _) in graphs.items():
-        runs = [profile_graph(graph, outputs[engine], feeds, engine) for _ in range(2)]
-        kernels = runs[-1]["kernels"]
+        kernels = [kernel_times(graph, outputs[engine], feeds, engine) for _ in range(2)][-1]
         total = sum(kernels.values())
-        print(f"\n{name}: kernel time by operator type (profiled pass {len(runs)} of {len(runs)}):")
+        print(f"\n{name}: kernel time by operator type (second of two profiled passes):")
         for op, us in kernels.most_common(10):
             print(f"  {op:<26} {us / 1e6:7.3f} s {100 * us / total:5.1f} %")
 
@@ -278,9 +287,10 @@ def main() -> None:
     ceiling = GemmCeiling(find_gemms(args.artifact), 2)
     walls: dict[str, list[float]] = {name: [] for name in graphs}
     ceilings: list[dict[str, float]] = []
+    sessions = {name: (open_session(graph, engine), outputs[engine]) for name, (graph, engine, _) in graphs.items()}
     for _ in range(args.rounds):
-        for name, (graph, engine, _) in graphs.items():
-            walls[name].append(profile_graph(graph, outputs[engine], feeds, engine, profile=False)["wall_s"])
+        for name, (session, output) in sessions.items():
+            walls[name].append(timed_pass(session, output, feeds))
         ceilings.append(ceiling.measure(shapes, args.repeats))
     best = {name: min(times) for name, times in walls.items()}
     best_ceiling = {key: min(round_[key] for round_ in ceilings) for key in [*PRECISIONS, "attention"]}
