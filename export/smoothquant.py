@@ -45,6 +45,13 @@ products to int16: the same file scored min cosine 0.9826 there (``benchmarks/av
 The ONNX Runtime engine therefore asks for u8 × u8 on those CPUs (``session.x64quantprecision``,
 see ``fastembed_rt.providers.onnxruntime``), which computes the exact integer products as VNNI
 does: every CPU gets the numbers the exporter validated.
+
+That exact u8 × u8 path runs the 8-bit products only 1.25–1.35× fp32 on AVX2 kernels (3× with VNNI).
+ONNX Runtime widens the weights to u8 only when one lies outside [-64, 64]
+(``Avx2WeightS8ToU8Transformer``): within it, two products of a u8 activation and such a weight sum to
+at most 255 · 64 · 2 < 32,767, so the fast u8 × s8 kernel is exact, and ran the products 1.74× fp32 on
+AVX2 kernels. ``weight_limit=64`` quantizes each column to those 129 levels (the ``int8-avx2`` variant,
+``export.quantize``); on VNNI it runs the same kernel as 127 and only costs fidelity.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ import numpy as np
 from fastembed_rt.export.onnx_files import scratch_graph
 
 __all__ = [
+    "AVX2_WEIGHT_LIMIT",
     "MAX_OUTLIERS",
     "OUTLIER_RATIO",
     "SMOOTHING_ALPHA",
@@ -80,6 +88,8 @@ SMOOTHING_ALPHA = 0.5
 # computed in fp32 beside the 8-bit GEMM (module docstring); at most MAX_OUTLIERS per input.
 OUTLIER_RATIO = 4.0
 MAX_OUTLIERS = 8
+# The widest symmetric int8 weights ONNX Runtime keeps signed on x86 without VNNI (module docstring).
+AVX2_WEIGHT_LIMIT = 64
 # Texts whose activations set the smoothing scales: 256 gave min cosine 0.9906 on all-MiniLM-L6-v2.
 CALIBRATION_TEXTS = 256
 _PREFIX = "smoothquant/"
@@ -183,10 +193,10 @@ def prune_unread(graph: Any) -> None:
     graph.initializer.extend(kept)
 
 
-def _column_quantized(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 per output column: (int8 ``[K, N]``, float32 scale ``[N]``); |q| ≤ 127."""
-    scale = np.maximum(np.abs(weight).max(axis=0), np.float32(1e-12)) / np.float32(127)
-    quantized = np.clip(np.rint(weight / scale), -127, 127).astype(np.int8)
+def _column_quantized(weight: np.ndarray, limit: int = 127) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per output column: (int8 ``[K, N]``, float32 scale ``[N]``); |q| ≤ ``limit``."""
+    scale = np.maximum(np.abs(weight).max(axis=0), np.float32(1e-12)) / np.float32(limit)
+    quantized = np.clip(np.rint(weight / scale), -limit, limit).astype(np.int8)
     return quantized, scale.astype(np.float32)
 
 
@@ -205,11 +215,13 @@ def smooth_quantize(
     alpha: float,
     exclude: Sequence[str] = (),
     outlier_ratio: float | None = OUTLIER_RATIO,
+    weight_limit: int = 127,
 ) -> tuple[int, int]:
     """Rewrite ``model``'s weight MatMuls (all but the nodes named in ``exclude``) in place as the module
     docstring sketches; ``maxima``: ``calibrate``'s result for this graph; ``outlier_ratio``: see
-    ``outlier_channels`` (None: no channel in fp32). Returns how many MatMuls were rewritten and how many input
-    channels (summed over the quantized inputs) were split off in fp32.
+    ``outlier_channels`` (None: no channel in fp32); ``weight_limit``: the largest weight code (127, or
+    ``AVX2_WEIGHT_LIMIT`` for the fast exact kernel without VNNI). Returns how many MatMuls were rewritten and
+    how many input channels (summed over the quantized inputs) were split off in fp32.
 
     Excluded MatMuls keep their float weights and are not smoothed. A MatMul whose input has no calibrated
     maximum (not reached by the calibration feeds) is left float as well.
@@ -262,7 +274,7 @@ def smooth_quantize(
                 helper.make_node("Gather", [source, channels], [p + "xo"], name=p + "outliers", axis=-1)
             )
         for node, weight in zip(members, weights, strict=True):
-            quantized, column_scale = _column_quantized(weight * (smooth * kept)[:, None])
+            quantized, column_scale = _column_quantized(weight * (smooth * kept)[:, None], weight_limit)
             q = f"{_PREFIX}{node.output[0]}/"
             weight_q = constant(f"{node.output[0]}/weight", quantized)
             scale = constant(f"{node.output[0]}/column_scale", column_scale)
@@ -311,9 +323,12 @@ class SmoothQuantScheme:
     alpha: float = SMOOTHING_ALPHA
     outlier_ratio: float | None = OUTLIER_RATIO
     sensitive_bits: int | None = None
+    weight_limit: int = 127
 
     def describe(self) -> str:
         text = f"8-bit GEMM: per-row uint8 activations x per-column int8 weights, SmoothQuant alpha {self.alpha}"
+        if self.weight_limit != 127:
+            text += f", weights in [-{self.weight_limit}, {self.weight_limit}]"
         if self.outlier_ratio is not None:
             text += f", input channels over {self.outlier_ratio:g}x the median in fp32"
         return text
@@ -321,6 +336,7 @@ class SmoothQuantScheme:
     def to_dict(self) -> dict[str, Any]:
         return {
             "weight_bits": 8,
+            "weight_limit": self.weight_limit,
             "activation_bits": 8,
             "smoothing_alpha": self.alpha,
             "calibration_texts": self.calibration_texts,
@@ -329,7 +345,7 @@ class SmoothQuantScheme:
         }
 
     def apply(self, model: Any, sensitive: Sequence[str]) -> Any:
-        smooth_quantize(model, self.maxima, self.alpha, sensitive, self.outlier_ratio)
+        smooth_quantize(model, self.maxima, self.alpha, sensitive, self.outlier_ratio, self.weight_limit)
         return model
 
 

@@ -20,6 +20,7 @@ from tiny_models import build_tiny_model
 
 from fastembed_rt.artifact import load_manifest
 from fastembed_rt.export.smoothquant import (
+    AVX2_WEIGHT_LIMIT,
     SmoothQuantScheme,
     activation_maxima,
     calibrate,
@@ -71,9 +72,12 @@ def _inputs(rows: int, seed: int) -> np.ndarray:
 
 
 def _run(model: Any, x: np.ndarray, output: str = "y") -> np.ndarray:
+    """``model`` on ONNX Runtime with the engine's session options: exact 8-bit products on any CPU (on AVX2 kernels
+    a plain session saturates them, and 72 % of the reference's outputs differed)."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = session_options(ProviderOptions())
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     return np.asarray(session.run([output], {"x": x})[0])
 
 
@@ -86,15 +90,15 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     return path, calibrate(path, [{"x": _inputs(4, seed)} for seed in range(3)])
 
 
-def _reference_matmul(x: np.ndarray, weight: np.ndarray, smooth: np.ndarray) -> np.ndarray:
-    """The scheme in numpy: x/s quantized per row (round half to even, zero point 128), W·s per column, exact
-    integer products, then both scales."""
+def _reference_matmul(x: np.ndarray, weight: np.ndarray, smooth: np.ndarray, limit: int = 127) -> np.ndarray:
+    """The scheme in numpy: x/s quantized per row (round half to even, zero point 128), W·s per column to
+    ``limit`` levels each side, exact integer products, then both scales."""
     xs = x * (1 / smooth).astype(np.float32)
     row = np.maximum(np.abs(xs).max(axis=-1, keepdims=True) / np.float32(127), np.float32(1e-12))
     xq = np.clip(np.rint(xs / row) + 128, 0, 255).astype(np.int64) - 128
     smoothed = weight * smooth[:, None]
-    column = np.maximum(np.abs(smoothed).max(axis=0), np.float32(1e-12)) / np.float32(127)
-    wq = np.clip(np.rint(smoothed / column), -127, 127).astype(np.int64)
+    column = np.maximum(np.abs(smoothed).max(axis=0), np.float32(1e-12)) / np.float32(limit)
+    wq = np.clip(np.rint(smoothed / column), -limit, limit).astype(np.int64)
     return (xq @ wq).astype(np.float32) * row * column
 
 
@@ -116,21 +120,57 @@ def test_calibration_takes_each_channels_maximum_over_every_row_of_every_feed(
     assert sorted(p.name for p in path.parent.iterdir()) == ["qko.onnx"]
 
 
-def test_rewritten_graph_equals_the_numpy_reference_of_the_scheme(calibrated: tuple[Path, dict[str, Any]]) -> None:
+@pytest.mark.parametrize("limit", [127, AVX2_WEIGHT_LIMIT])
+def test_rewritten_graph_equals_the_numpy_reference_of_the_scheme(
+    calibrated: tuple[Path, dict[str, Any]], limit: int
+) -> None:
     from onnx import numpy_helper
 
     _, maxima = calibrated
     model = _graph()
     w = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
-    assert smooth_quantize(model, maxima, ALPHA, outlier_ratio=None) == (3, 0)
+    assert smooth_quantize(model, maxima, ALPHA, outlier_ratio=None, weight_limit=limit) == (3, 0)
     x = _inputs(3, seed=7)
     s_x = _smoothing(maxima["x"], w["wq"], w["wk"])  # q and k read x: one smoothing for both
-    h = np.maximum(_reference_matmul(x, w["wq"], s_x) + _reference_matmul(x, w["wk"], s_x), 0)
-    expected = _reference_matmul(h, w["wo"], _smoothing(maxima["h"], w["wo"]))
+    h = np.maximum(_reference_matmul(x, w["wq"], s_x, limit) + _reference_matmul(x, w["wk"], s_x, limit), 0)
+    expected = _reference_matmul(h, w["wo"], _smoothing(maxima["h"], w["wo"]), limit)
     np.testing.assert_allclose(_run(model, x), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
     # and it is an 8-bit approximation of the float graph, not something else
     exact = _run(_graph(), x)
     assert np.abs(_run(model, x) - exact).max() < 0.05 * np.abs(exact).max()
+    # every column uses the whole range it is given, and no more
+    codes = [numpy_helper.to_array(i) for i in model.graph.initializer if i.name.endswith("/weight")]
+    assert len(codes) == 3
+    for code in codes:
+        assert code.dtype == np.int8 and np.all(np.abs(code.astype(np.int64)).max(axis=0) == limit)
+
+
+def _weights_onnx_runtime_widens(model: Any, tmp_path: Path) -> list[str]:
+    """The int8 weights that ONNX Runtime's exact-product option (``session.x64quantprecision``) converts to
+    uint8 when it opens ``model`` as the engine does: what runs on the slow exact u8 × u8 kernel without VNNI."""
+    import onnx
+    import onnxruntime as ort
+
+    options = session_options(ProviderOptions(extra={X64_QUANT_PRECISION: "1"}))  # set here, whatever this CPU
+    options.add_session_config_entry(X64_QUANT_PRECISION, "1")
+    options.optimized_model_filepath = str(tmp_path / "opened.onnx")
+    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    opened = onnx.load(str(tmp_path / "opened.onnx"))
+    suffix = "_s8_2_u8"  # ONNX Runtime's name for the converted copy of a weight
+    names = [init.name.removesuffix(suffix) for init in opened.graph.initializer if init.name.endswith(suffix)]
+    return sorted(name for name in names if name.endswith("/weight"))  # not the zero point it adds
+
+
+def test_weights_within_64_keep_the_fast_8_bit_kernel_without_vnni(
+    calibrated: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """ONNX Runtime's exact-product option widens a weight tensor to uint8 only when a code lies outside
+    [-64, 64] (the graph transformation runs on any x86 CPU, so this checks what an AVX2 CPU gets)."""
+    full, narrow = _graph(), _graph()
+    smooth_quantize(full, calibrated[1], ALPHA, outlier_ratio=None)
+    smooth_quantize(narrow, calibrated[1], ALPHA, outlier_ratio=None, weight_limit=AVX2_WEIGHT_LIMIT)
+    assert _weights_onnx_runtime_widens(full, tmp_path) == [f"smoothquant/{m}/weight" for m in ("k", "q", "y")]
+    assert _weights_onnx_runtime_widens(narrow, tmp_path) == []
 
 
 def test_matmuls_reading_one_tensor_share_one_quantization(calibrated: tuple[Path, dict[str, Any]]) -> None:
@@ -167,6 +207,7 @@ def test_the_scheme_applies_down_the_ladder_with_its_settings_recorded(calibrate
     scheme = SmoothQuantScheme(calibrated[1], calibration_texts=12)
     assert scheme.to_dict() == {
         "weight_bits": 8,
+        "weight_limit": 127,
         "activation_bits": 8,
         "smoothing_alpha": 0.5,
         "calibration_texts": 12,
@@ -179,6 +220,9 @@ def test_the_scheme_applies_down_the_ladder_with_its_settings_recorded(calibrate
     matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul"]
     assert matmuls == ["q_proj", "smoothquant/k/outlier_matmul", "o_proj"]  # x's outlier channel, for k_proj
     assert split_channels(model) == 1
+    narrow = SmoothQuantScheme(calibrated[1], calibration_texts=12, weight_limit=AVX2_WEIGHT_LIMIT)
+    assert narrow.to_dict()["weight_limit"] == 64 and "weights in [-64, 64]" in narrow.describe()
+    assert "weights in" not in scheme.describe()
 
 
 def test_activation_maxima_without_feeds_is_an_error(calibrated: tuple[Path, dict[str, Any]]) -> None:
@@ -218,9 +262,15 @@ def test_the_exact_8_bit_option_is_set_where_products_saturate_unless_the_caller
     assert _entry(session_options(ProviderOptions(extra={X64_QUANT_PRECISION: "0"})), X64_QUANT_PRECISION) is None
 
 
-def test_8_bit_products_are_exact_on_this_cpu(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("weight", "extra"),
+    [(127, {}), (AVX2_WEIGHT_LIMIT, {X64_QUANT_PRECISION: "0"})],
+    ids=["full-range-engine-options", "within-64-fast-kernel"],
+)
+def test_8_bit_products_are_exact_on_this_cpu(tmp_path: Path, weight: int, extra: dict[str, str]) -> None:
     """u8 255 × s8 127 pairs sum to 64,770, past int16: a saturating kernel gives 32,767 per pair. The op is
-    the one the int8 graph runs; the sum (2,072,640) is exact in float32."""
+    the one the int8 graph runs; the sum (2,072,640) is exact in float32. Weights within [-64, 64] (int8-avx2's)
+    are exact on the fast u8 × s8 kernel itself, the exact-product option off: 255 × 64 × 2 < 32,767."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -235,7 +285,7 @@ def test_8_bit_products_are_exact_on_this_cpu(tmp_path: Path) -> None:
         [helper.make_tensor_value_info("a", TensorProto.UINT8, ["rows", depth])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", 8])],
         initializer=[
-            numpy_helper.from_array(np.full((depth, 8), 127, np.int8), "b"),
+            numpy_helper.from_array(np.full((depth, 8), weight, np.int8), "b"),
             numpy_helper.from_array(np.array(1.0, np.float32), "one"),
             numpy_helper.from_array(np.array(0, np.uint8), "a_zero_point"),
         ],
@@ -243,9 +293,9 @@ def test_8_bit_products_are_exact_on_this_cpu(tmp_path: Path) -> None:
     path = tmp_path / "exact.onnx"
     opsets = [helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)]
     onnx.save(helper.make_model(graph, opset_imports=opsets), str(path))
-    engine = OnnxRuntimeCPU(path, ProviderOptions())
+    engine = OnnxRuntimeCPU(path, ProviderOptions(extra=extra))
     y = engine.run({"a": np.full((16, depth), 255, np.uint8)}, ["y"])["y"]
-    assert np.all(y == depth * 255 * 127)
+    assert np.all(y == depth * 255 * weight)
 
 
 def _int8_with_broken_smoothquant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, plain_only: bool) -> Any:
@@ -324,7 +374,8 @@ def _tied_graph() -> Any:
 def _run_tied(model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = session_options(ProviderOptions())  # exact 8-bit products on any CPU, as ``_run``
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     ids = np.arange(x.shape[0] * x.shape[1], dtype=np.int64).reshape(x.shape[:2]) % VOCAB
     e, y = session.run(["e", "y"], {"ids": ids, "x": x})
     return np.asarray(e), np.asarray(y)
