@@ -28,7 +28,7 @@ from fastembed_rt.export.openvino_ir import (
 )
 from fastembed_rt.export.optimize import build_fp16, build_optimized
 from fastembed_rt.export.pack import build_packed
-from fastembed_rt.export.quantize import build_int4, build_int8, build_int8_weights
+from fastembed_rt.export.quantize import build_int4, build_int8, build_int8_avx2, build_int8_weights
 
 __all__ = ["VARIANTS", "VariantSpec", "parse_variants"]
 
@@ -76,6 +76,10 @@ _SCORE_TOLERANCE = ToleranceGate(atol=1e-4, rtol=1e-4)
 # The absolute term only forgives dimensions at the activation's edge (weights below 1e-6, where a last-bit
 # difference in the logits decides whether relu lets them through).
 _SPARSE_TOLERANCE = ToleranceGate(atol=1e-5, rtol=1e-4)
+# int8 keeps reranking order per label and does not let batch neighbours move a score.
+_RERANK_GATE = ScoreGate(0.99, batch_tolerance=_SCORE_TOLERANCE)
+# The bi-encoder int8 gate on the vocabulary-sized vectors.
+_SPARSE_INT8_GATE = CosineGate(mean_cosine=0.99)
 _OV = ("openvino",)
 _NNCF = (*_OV, "nncf")
 
@@ -87,6 +91,8 @@ VARIANTS: dict[Task, dict[str, VariantSpec[Any]]] = {
         VariantSpec("packed", _ONNX, _FP32, _FP32_GATE, build_packed),
         VariantSpec("fp16", _ONNX, _FP16, _FP16_GATE, build_fp16),
         VariantSpec("int8", _ONNX, _INT8, _INT8_GATE, build_int8),
+        # int8's scheme with weights in [-64, 64]: the fast exact 8-bit kernel on x86 without VNNI (export.smoothquant).
+        VariantSpec("int8-avx2", _ONNX, _INT8, _INT8_GATE, build_int8_avx2),
         VariantSpec("openvino", _OPENVINO, _FP32, _FP32_GATE, build_openvino, needs=_OV),
         # bf16 has fewer mantissa bits than fp16: the fp16 gate (DESIGN §6) applies.
         VariantSpec("openvino-bf16", _OPENVINO, _BF16, _FP16_GATE, build_openvino_bf16, needs=_OV),
@@ -110,16 +116,16 @@ VARIANTS: dict[Task, dict[str, VariantSpec[Any]]] = {
     Task.CROSS_ENCODER: _by_name(
         VariantSpec("fp32", _ONNX, _FP32, _SCORE_TOLERANCE),
         VariantSpec("optimized", _ONNX, _FP32, _SCORE_TOLERANCE, build_optimized),
-        # int8 keeps reranking order per label and does not let batch neighbours move a score.
-        VariantSpec("int8", _ONNX, _INT8, ScoreGate(0.99, batch_tolerance=_SCORE_TOLERANCE), build_int8, default=False),
+        VariantSpec("int8", _ONNX, _INT8, _RERANK_GATE, build_int8, default=False),
+        VariantSpec("int8-avx2", _ONNX, _INT8, _RERANK_GATE, build_int8_avx2, default=False),
     ),
     # Every kept token vector against PyTorch, by cosine (DESIGN §6's fp32 row, per token).
     Task.MULTI_VECTOR: _by_name(VariantSpec("fp32", _ONNX, _FP32, CosineGate(min_cosine=0.9999))),
     Task.SPARSE: _by_name(
         VariantSpec("fp32", _ONNX, _FP32, _SPARSE_TOLERANCE),
         VariantSpec("optimized", _ONNX, _FP32, _SPARSE_TOLERANCE, build_optimized),
-        # The bi-encoder int8 gate on the vocabulary-sized vectors.
-        VariantSpec("int8", _ONNX, _INT8, CosineGate(mean_cosine=0.99), build_int8, default=False),
+        VariantSpec("int8", _ONNX, _INT8, _SPARSE_INT8_GATE, build_int8, default=False),
+        VariantSpec("int8-avx2", _ONNX, _INT8, _SPARSE_INT8_GATE, build_int8_avx2, default=False),
     ),
 }
 

@@ -68,7 +68,7 @@ def minilm_variants_artifact(tmp_path_factory: pytest.TempPathFactory, minilm_di
     """
     from fastembed_rt.cli import main
 
-    variants = ["fp32", "optimized", "fp16", "int8"]
+    variants = ["fp32", "optimized", "fp16", "int8", "int8-avx2"]
     if importlib.util.find_spec("openvino") is not None:
         variants.append("openvino-int8")
     out = tmp_path_factory.mktemp("variants") / "minilm"

@@ -444,34 +444,37 @@ def test_int8_calibrates_on_stsb_train_pairs_never_on_the_held_out_ones(
 # -- int8 variant ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", ["bert-1", "bert-3-softmax"])
 def test_int8_variant_ranks_as_torch_does_and_states_its_fidelity(case: str, tmp_path: Path) -> None:
+    """int8 and int8-avx2 (weights in [-64, 64], for x86 without VNNI): the same scheme and gate."""
     min_score_spearman = VARIANTS[Task.CROSS_ENCODER]["int8"].gate.min_score_spearman
     architecture, labels, activation = CASES[case]
     model_dir = build_tiny_cross_encoder(tmp_path, architecture, labels, activation)
-    manifest = export_cross_encoder(model_dir, tmp_path / "artifact", variants="fp32,int8")
-    assert [v.name for v in manifest.variants] == ["fp32", "int8"], manifest.rejected_variants
-    int8 = manifest.variant("int8")
-    assert int8.fidelity["score_spearman"] >= min_score_spearman and int8.fidelity["pairs"] >= 12
-    assert int8.fidelity["batch_invariance_max_abs_diff"] <= TOLERANCE
-    # the per-row 8-bit GEMM scheme, calibrated on pairs, the classifier's dense layers left float
-    assert int8.optimization == "ort-transformers+smoothquant-int8", int8.stage_counts.get("other_schemes")
-    assert int8.stage_counts["calibration_texts"] == 256 and int8.stage_counts["excluded_matmuls"] == []
-    ops = [n.op_type for n in onnx.load(str(tmp_path / "artifact" / int8.file)).graph.node]
-    assert ops.count("MatMulIntegerToFloat") == int8.stage_counts["quantized_matmuls"] > 0
-    assert (
-        "MatMulNBits" not in ops
-        and ops.count("MultiHeadAttention") == int8.stage_counts["fused_ops"]["MultiHeadAttention"]
-    )
-    assert not (tmp_path / "artifact" / "onnx" / "backbone.onnx").exists()
+    manifest = export_cross_encoder(model_dir, tmp_path / "artifact", variants="fp32,int8,int8-avx2")
+    assert [v.name for v in manifest.variants] == ["fp32", "int8", "int8-avx2"], manifest.rejected_variants
     torch_model = _load_torch_cross_encoder(model_dir)
     reference = _torch_predict(torch_model, PAIRS).reshape(len(PAIRS), -1)
-    runtime = CrossEncoder(tmp_path / "artifact", variant="int8")
-    ours = np.asarray(runtime.predict(PAIRS)).reshape(len(PAIRS), -1)
-    alone = np.asarray(runtime.predict(PAIRS, batch_size=1)).reshape(len(PAIRS), -1)
-    runtime.close()
-    # The tiny random heads score these few pairs almost alike, so near-ties may swap under int8: the
-    # export gate ranks 268 pairs; here every score stays within 1e-3 of torch (the gate allows more).
-    np.testing.assert_allclose(ours, reference, atol=1e-3)
-    np.testing.assert_allclose(alone, ours, atol=TOLERANCE)
+    for name, limit in (("int8", 127), ("int8-avx2", 64)):
+        int8 = manifest.variant(name)
+        assert int8.fidelity["score_spearman"] >= min_score_spearman and int8.fidelity["pairs"] >= 12
+        assert int8.fidelity["batch_invariance_max_abs_diff"] <= TOLERANCE
+        # the per-row 8-bit GEMM scheme, calibrated on pairs, the classifier's dense layers left float
+        assert int8.optimization.startswith("ort-transformers+smoothquant-int8"), int8.stage_counts.get("other_schemes")
+        assert int8.stage_counts["calibration_texts"] == 256 and int8.stage_counts["excluded_matmuls"] == []
+        assert int8.stage_counts["weight_limit"] == limit
+        ops = [n.op_type for n in onnx.load(str(tmp_path / "artifact" / int8.file)).graph.node]
+        assert ops.count("MatMulIntegerToFloat") == int8.stage_counts["quantized_matmuls"] > 0
+        assert (
+            "MatMulNBits" not in ops
+            and ops.count("MultiHeadAttention") == int8.stage_counts["fused_ops"]["MultiHeadAttention"]
+        )
+        runtime = CrossEncoder(tmp_path / "artifact", variant=name)
+        ours = np.asarray(runtime.predict(PAIRS)).reshape(len(PAIRS), -1)
+        alone = np.asarray(runtime.predict(PAIRS, batch_size=1)).reshape(len(PAIRS), -1)
+        runtime.close()
+        # The tiny random heads score these few pairs almost alike, so near-ties may swap under int8: the
+        # export gate ranks 268 pairs; here every score stays within 1e-3 of torch (the gate allows more).
+        np.testing.assert_allclose(ours, reference, atol=1e-3)
+        np.testing.assert_allclose(alone, ours, atol=TOLERANCE)
+    assert not (tmp_path / "artifact" / "onnx" / "backbone.onnx").exists()
     assert CrossEncoder(tmp_path / "artifact").variant == "fp32", "auto keeps the exact graph"
 
 

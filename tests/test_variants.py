@@ -20,7 +20,7 @@ from fastembed_rt.export.fidelity import CosineGate, Fidelity
 from fastembed_rt.export.variants import VARIANTS, parse_variants
 from fastembed_rt.stsb import load_stsb, spearman
 
-ONNX_VARIANTS = ("optimized", "fp16", "int8")
+ONNX_VARIANTS = ("optimized", "fp16", "int8", "int8-avx2")
 EMBEDDING = VARIANTS[Task.EMBEDDING]
 
 
@@ -157,6 +157,41 @@ def test_int8_graph_runs_its_matmuls_on_8_bit_integers_and_is_smaller(variants_a
     fp32 = manifest.variant("fp32")
     # 8-bit weights and table: about a quarter of the float graph (the small float tables and scales remain)
     assert int8.size + (int8.weights_size or 0) < 0.3 * (fp32.size + (fp32.weights_size or 0))
+
+
+def test_int8_avx2_keeps_every_weight_within_64_so_onnx_runtime_keeps_the_fast_kernel_without_vnni(
+    variants_artifact: Path, tmp_path: Path
+) -> None:
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from fastembed_rt.providers.base import ProviderOptions
+    from fastembed_rt.providers.onnxruntime import X64_QUANT_PRECISION, session_options
+
+    manifest = load_manifest(variants_artifact)
+    narrow, int8 = manifest.variant("int8-avx2"), manifest.variant("int8")
+    assert narrow.optimization == "ort-transformers+smoothquant-int8-avx2" and narrow.stage_counts["weight_limit"] == 64
+    assert narrow.stage_counts["quantized_matmuls"] == 36 and narrow.stage_counts["excluded_matmuls"] == []
+    graph = onnx.load(str(variants_artifact / narrow.file)).graph
+    codes = {node.input[1] for node in graph.node if node.op_type == "MatMulIntegerToFloat"}
+    weights = [numpy_helper.to_array(init) for init in graph.initializer if init.name in codes]
+    assert len(weights) == 36 and all(w.dtype == np.int8 for w in weights)
+    assert max(int(np.abs(w.astype(np.int64)).max()) for w in weights) == 64
+
+    def widened(variant: str) -> int:
+        """How many weights ONNX Runtime widens to uint8 (its slow exact kernel) under the exact-product option,
+        which the engine sets on x86 CPUs without VNNI; the conversion itself runs on any x86 CPU."""
+        options = session_options(ProviderOptions(extra={X64_QUANT_PRECISION: "1"}))
+        options.add_session_config_entry(X64_QUANT_PRECISION, "1")
+        options.optimized_model_filepath = str(tmp_path / f"{variant}.onnx")
+        ort.InferenceSession(str(variants_artifact / manifest.variant(variant).file), options)
+        opened = onnx.load(str(tmp_path / f"{variant}.onnx"), load_external_data=False).graph.initializer
+        return sum(init.name.endswith("/weight_s8_2_u8") for init in opened)
+
+    assert widened("int8") == 36 and widened("int8-avx2") == 0
+    # the same calibration and smoothing as int8, one bit less of weight: within the same gate, a little behind
+    assert narrow.fidelity["min_cosine"] >= 0.98 and narrow.fidelity["mean_cosine"] <= int8.fidelity["mean_cosine"]
 
 
 @pytest.mark.parametrize("name", ONNX_VARIANTS)
