@@ -17,8 +17,11 @@ At load, on the providers that run on the CPU (``cpu``, ``openvino`` on its CPU 
 ================ =========================================================================
 
 Either way a variant that ran slower than fp32 on this CPU class is never chosen over fp32, and
-the choice comes with its reason (``VariantChoice.reason``; ``fastembed-rt info`` prints it). GPU
-providers keep their static preference: the records time CPUs only.
+variants within ``LEVEL_MARGIN`` of the fastest count as level: of those, the one closest to PyTorch
+runs (higher precision, then the higher measured min cosine), so timing noise never trades fidelity
+for nothing (``int8`` and ``int8-avx2`` run the same kernel on VNNI CPUs). The choice comes with
+its reason (``VariantChoice.reason``; ``fastembed-rt info`` prints it). GPU providers keep their
+static preference: the records time CPUs only.
 
 A record is a table lookup, not a timing at load: timing several variants costs seconds of load,
 and the same-ISA lookup held on the CPUs measured here (see ``benchmarks/run.py``).
@@ -40,6 +43,7 @@ from fastembed_rt.machine import CpuIdentity, this_cpu
 __all__ = [
     "CPU_PROVIDER",
     "FASTEST",
+    "LEVEL_MARGIN",
     "VariantChoice",
     "applicable_record",
     "choose_by_speed",
@@ -56,6 +60,20 @@ FASTEST = "fastest"
 CPU_PROVIDER = {VariantFormat.ONNX: "cpu", VariantFormat.OPENVINO: "openvino"}
 # A graph of a huge model is opened, timed and closed on its own, not beside the other variants.
 _LOAD_ALL_BYTES = 2 << 30
+# Rates within this fraction of the fastest are level: int8 and int8-avx2, one kernel on a VNNI CPU, timed 8 %
+# apart in an export's two short rounds here (1,390 and 1,274 sentences/s), so a smaller lead says nothing.
+LEVEL_MARGIN = 0.1
+# Closer to PyTorch first: a precision's rank, before a variant's measured min cosine.
+_PRECISION_RANK = {
+    VariantPrecision.FP32: 3,
+    VariantPrecision.FP16: 2,
+    VariantPrecision.BF16: 2,
+    VariantPrecision.INT8: 1,
+    VariantPrecision.INT4: 0,
+}
+# What a variant's fidelity record says of its worst agreement with PyTorch, by task: a bi-encoder's or SPLADE's
+# min cosine, a cross-encoder's score Spearman (one artifact has one task, so one of them).
+_AGREEMENT = ("min_cosine", "score_spearman")
 
 
 @dataclass(frozen=True)
@@ -91,13 +109,21 @@ def choose_by_speed(
     record = applicable_record(manifest.speed, cpu)
     timed = [] if record is None else [(rate, v) for v in pool if (rate := record.best_rate(v.name)) is not None]
     if record is not None and timed:
-        ranking = ", ".join(f"{v.name} {r:.0f}" for r, v in sorted(timed, key=lambda item: -item[0]))
+        timed.sort(key=lambda item: -item[0])
+        ranking = ", ".join(f"{v.name} {r:.0f}" for r, v in timed)
         kind = "variant within its gate" if mode == FASTEST else "full-precision variant"
-        return VariantChoice(
-            max(timed, key=lambda item: item[0])[1],
+        level = [item for item in timed if item[0] >= timed[0][0] * (1 - LEVEL_MARGIN)]
+        chosen = max(level, key=lambda item: (_faithfulness(item[1]), item[0]))[1]
+        reason = (
             f"fastest {kind} timed on this CPU class ({record.cpu}; {' '.join(record.isa)}; {record.threads} "
-            f"threads, {record.source} {record.date}): {ranking} sentences/s",
+            f"threads, {record.source} {record.date}): {ranking} sentences/s"
         )
+        if chosen is not timed[0][1]:
+            reason += (
+                f"; {chosen.name} runs: within {LEVEL_MARGIN:.0%} of {timed[0][1].name} and closer to PyTorch "
+                f"({_fidelity_text(chosen)} against {_fidelity_text(timed[0][1])})"
+            )
+        return VariantChoice(chosen, reason)
     if mode == FASTEST:
         logger.warning(
             "variant='fastest': no speed record of %s for this CPU class (%s); using variant='auto'. "
@@ -108,6 +134,27 @@ def choose_by_speed(
         )
     why = "no speed record for this CPU class" if record is None else "no candidate timed on this CPU class"
     return f"{why} ({cpu.isa_class})"
+
+
+def _faithfulness(variant: Variant) -> tuple[int, float]:
+    """Higher is closer to PyTorch: the precision's rank, then (below full precision) the measured agreement
+    (``_AGREEMENT``). Full-precision variants tie: their cosines differ in the sixth decimal, which says nothing."""
+    rank = _PRECISION_RANK.get(variant.precision, 0)
+    if variant.precision == VariantPrecision.FP32:
+        return rank, 1.0
+    measured = _agreement(variant)
+    return rank, 0.0 if measured is None else measured[1]
+
+
+def _agreement(variant: Variant) -> tuple[str, float] | None:
+    return next(((key, float(variant.fidelity[key])) for key in _AGREEMENT if key in variant.fidelity), None)
+
+
+def _fidelity_text(variant: Variant) -> str:
+    measured = _agreement(variant)
+    if measured is None:
+        return variant.precision.value
+    return f"{variant.precision.value}, {measured[0].replace('_', ' ')} {measured[1]:.4f}"
 
 
 def _workload(model: Any, batch_size: int) -> Any:
