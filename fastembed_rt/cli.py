@@ -324,9 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--variants",
         default=None,
         help="comma-separated variants to build and validate (fp32 always); each ships only if it passes its "
-        "gate. Bi-encoders: fp32,optimized,packed,fp16,int8,openvino,openvino-bf16,openvino-int8 (default: these), and "
-        "the weight-only int8-weights,int4,openvino-int8-weights,openvino-int4 for large models, built only when "
-        "named; cross-encoder and sparse: fp32,optimized,int8 (default: fp32,optimized); multi-vector: fp32",
+        "gate. Bi-encoders: fp32,optimized,packed,fp16,int8,int8-avx2,openvino,openvino-bf16,openvino-int8 "
+        "(default: these; int8-avx2 is int8 for x86 CPUs without VNNI), and the weight-only "
+        "int8-weights,int4,openvino-int8-weights,openvino-int4 for large models, built only when named; "
+        "cross-encoder and sparse: fp32,optimized,int8,int8-avx2 (default: fp32,optimized); multi-vector: fp32",
     )
     p.add_argument(
         "--task",

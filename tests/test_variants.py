@@ -209,6 +209,17 @@ def test_info_lists_every_variant(variants_artifact: Path, capsys: pytest.Captur
         assert f"\n{name} " in out
 
 
+def test_export_help_names_every_registered_variant(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = re.sub(r"-\n\s*", "-", capsys.readouterr().out)  # argparse may wrap a line after a hyphen
+    words = set(re.split(r"[,;:()\s]+", text))
+    registered = {name for task in VARIANTS.values() for name in task}
+    assert registered <= words, registered - words
+
+
 def test_unknown_variant_names_are_refused_with_the_valid_ones() -> None:
     from fastembed_rt import ExportError
 
