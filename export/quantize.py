@@ -1,4 +1,5 @@
-"""``int8``, ``int8-weights`` and ``int4`` variants: 8-bit and 4-bit weights on ONNX Runtime's CPU kernels.
+"""``int8``, ``int8-avx2``, ``int8-weights`` and ``int4`` variants: 8-bit and 4-bit weights on ONNX Runtime's CPU
+kernels.
 
 Each scheme is tried down an exclusion ladder (``quantize_weights``): when a result misses its gate,
 the ladder's sensitive MatMuls (``exclusion_ladder``) are kept in float (``int8``, ``int8-weights``)
@@ -15,8 +16,14 @@ neighbours), and ships the first within its gate:
    quantizes each row's activations per block on the fly: closer to fp32 (min cosine 0.998) but level
    with fp32 on VNNI and 0.61× on AVX2 kernels (no fast path for 8-bit weights there).
 
-Both store the word-embedding table at 8 bits as well, one scale per row (``quantize_embedding_tables``):
-all-MiniLM-L6-v2's int8 graph is 23.7 MB, where its float table alone is 47 MB.
+``int8-avx2`` is scheme 1 with each weight column quantized to [-64, 64] (``smoothquant.AVX2_WEIGHT_LIMIT``):
+ONNX Runtime keeps such weights on its fast u8 × s8 kernel on x86 CPUs without VNNI, where int8's full-range
+weights take the exact but slower u8 × u8 path. all-MiniLM-L6-v2: min / mean cosine 0.991971 / 0.997753 against
+int8's 0.992792 / 0.998641; on AVX2 kernels 1.60× fp32 against int8's 1.30× (``benchmarks/providers.py``); with
+VNNI the two run one kernel. It has no ``MatMulNBits`` fallback: that runs 0.61× fp32 on AVX2.
+
+``int8`` and ``int8-avx2`` store the word-embedding table at 8 bits as well, one scale per row
+(``quantize_embedding_tables``): all-MiniLM-L6-v2's int8 graph is 23.7 MB, where its float table alone is 47 MB.
 
 Ready-made alternatives failed on all-MiniLM-L6-v2: dynamic quantization computes one activation
 scale per batch tensor (min cosine 0.951 between two batchings, DESIGN §7); static QDQ with

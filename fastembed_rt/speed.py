@@ -121,7 +121,7 @@ def choose_by_speed(
         if chosen is not timed[0][1]:
             reason += (
                 f"; {chosen.name} runs: within {LEVEL_MARGIN:.0%} of {timed[0][1].name} and closer to PyTorch "
-                f"({_fidelity_text(chosen)} against {_fidelity_text(timed[0][1])})"
+                f"({_closer(chosen, timed[0][1])})"
             )
         return VariantChoice(chosen, reason)
     if mode == FASTEST:
@@ -150,11 +150,14 @@ def _agreement(variant: Variant) -> tuple[str, float] | None:
     return next(((key, float(variant.fidelity[key])) for key in _AGREEMENT if key in variant.fidelity), None)
 
 
-def _fidelity_text(variant: Variant) -> str:
-    measured = _agreement(variant)
-    if measured is None:
-        return variant.precision.value
-    return f"{variant.precision.value}, {measured[0].replace('_', ' ')} {measured[1]:.4f}"
+def _closer(chosen: Variant, fastest: Variant) -> str:
+    """How ``chosen`` is closer to PyTorch than ``fastest`` (``_faithfulness``), for the choice's reason."""
+    if chosen.precision != fastest.precision:
+        return f"{chosen.precision.value} against {fastest.precision.value}"
+    ours, theirs = _agreement(chosen), _agreement(fastest)
+    if ours is None:  # not reached: an unmeasured variant ranks below a measured one of its precision
+        return "measured"
+    return f"{ours[0].replace('_', ' ')} {ours[1]:.4f} against {'none' if theirs is None else f'{theirs[1]:.4f}'}"
 
 
 def _workload(model: Any, batch_size: int) -> Any:
