@@ -18,10 +18,10 @@ At load, on the providers that run on the CPU (``cpu``, ``openvino`` on its CPU 
 
 Either way a variant that ran slower than fp32 on this CPU class is never chosen over fp32, and
 variants within ``LEVEL_MARGIN`` of the fastest count as level: of those, the one closest to PyTorch
-runs (higher precision, then the higher measured min cosine), so timing noise never trades fidelity
-for nothing (``int8`` and ``int8-avx2`` run the same kernel on VNNI CPUs). The choice comes with
-its reason (``VariantChoice.reason``; ``fastembed-rt info`` prints it). GPU providers keep their
-static preference: the records time CPUs only.
+runs (higher precision, then the higher measured min cosine, a reranker's score Spearman), so timing
+noise never trades fidelity for nothing (``int8`` and ``int8-avx2`` run the same kernel on VNNI CPUs).
+The choice comes with its reason (``VariantChoice.reason``; ``fastembed-rt info`` prints it). GPU
+providers keep their static preference: the records time CPUs only.
 
 A record is a table lookup, not a timing at load: timing several variants costs seconds of load,
 and the same-ISA lookup held on the CPUs measured here (see ``benchmarks/run.py``).
@@ -63,7 +63,7 @@ _LOAD_ALL_BYTES = 2 << 30
 # Rates within this fraction of the fastest are level: int8 and int8-avx2, one kernel on a VNNI CPU, timed 8 %
 # apart in an export's two short rounds here (1,390 and 1,274 sentences/s), so a smaller lead says nothing.
 LEVEL_MARGIN = 0.1
-# Closer to PyTorch first: a precision's rank, before a variant's measured min cosine.
+# Closer to PyTorch first: a precision's rank, before a variant's measured agreement (``_AGREEMENT``).
 _PRECISION_RANK = {
     VariantPrecision.FP32: 3,
     VariantPrecision.FP16: 2,
