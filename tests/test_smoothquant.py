@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from int8_kernels import widened_weights
 from tiny_models import build_tiny_model
 
 from fastembed_rt.artifact import load_manifest
@@ -71,14 +72,17 @@ def _inputs(rows: int, seed: int) -> np.ndarray:
     return x
 
 
-def _run(model: Any, x: np.ndarray, output: str = "y") -> np.ndarray:
+def _session(model: Any) -> Any:
     """``model`` on ONNX Runtime with the engine's session options: exact 8-bit products on any CPU (on AVX2 kernels
     a plain session saturates them, and 72 % of the reference's outputs differed)."""
     import onnxruntime as ort
 
     options = session_options(ProviderOptions())
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return np.asarray(session.run([output], {"x": x})[0])
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _run(model: Any, x: np.ndarray, output: str = "y") -> np.ndarray:
+    return np.asarray(_session(model).run([output], {"x": x})[0])
 
 
 @pytest.fixture(scope="module")
@@ -145,22 +149,6 @@ def test_rewritten_graph_equals_the_numpy_reference_of_the_scheme(
         assert code.dtype == np.int8 and np.all(np.abs(code.astype(np.int64)).max(axis=0) == limit)
 
 
-def _weights_onnx_runtime_widens(model: Any, tmp_path: Path) -> list[str]:
-    """The int8 weights that ONNX Runtime's exact-product option (``session.x64quantprecision``) converts to
-    uint8 when it opens ``model`` as the engine does: what runs on the slow exact u8 × u8 kernel without VNNI."""
-    import onnx
-    import onnxruntime as ort
-
-    options = session_options(ProviderOptions(extra={X64_QUANT_PRECISION: "1"}))  # set here, whatever this CPU
-    options.add_session_config_entry(X64_QUANT_PRECISION, "1")
-    options.optimized_model_filepath = str(tmp_path / "opened.onnx")
-    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    opened = onnx.load(str(tmp_path / "opened.onnx"))
-    suffix = "_s8_2_u8"  # ONNX Runtime's name for the converted copy of a weight
-    names = [init.name.removesuffix(suffix) for init in opened.graph.initializer if init.name.endswith(suffix)]
-    return sorted(name for name in names if name.endswith("/weight"))  # not the zero point it adds
-
-
 def test_weights_within_64_keep_the_fast_8_bit_kernel_without_vnni(
     calibrated: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -169,8 +157,8 @@ def test_weights_within_64_keep_the_fast_8_bit_kernel_without_vnni(
     full, narrow = _graph(), _graph()
     smooth_quantize(full, calibrated[1], ALPHA, outlier_ratio=None)
     smooth_quantize(narrow, calibrated[1], ALPHA, outlier_ratio=None, weight_limit=AVX2_WEIGHT_LIMIT)
-    assert _weights_onnx_runtime_widens(full, tmp_path) == [f"smoothquant/{m}/weight" for m in ("k", "q", "y")]
-    assert _weights_onnx_runtime_widens(narrow, tmp_path) == []
+    assert widened_weights(full, tmp_path) == [f"smoothquant/{m}/weight" for m in ("k", "q", "y")]
+    assert widened_weights(narrow, tmp_path) == []
 
 
 def test_matmuls_reading_one_tensor_share_one_quantization(calibrated: tuple[Path, dict[str, Any]]) -> None:
@@ -372,10 +360,7 @@ def _tied_graph() -> Any:
 
 
 def _run_tied(model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    import onnxruntime as ort
-
-    options = session_options(ProviderOptions())  # exact 8-bit products on any CPU, as ``_run``
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = _session(model)
     ids = np.arange(x.shape[0] * x.shape[1], dtype=np.int64).reshape(x.shape[:2]) % VOCAB
     e, y = session.run(["e", "y"], {"ids": ids, "x": x})
     return np.asarray(e), np.asarray(y)

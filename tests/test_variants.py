@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from int8_kernels import widened_weights
 from tiny_models import build_tiny_model
 
 from fastembed_rt import ArtifactError, SentenceTransformer
@@ -163,11 +164,7 @@ def test_int8_avx2_keeps_every_weight_within_64_so_onnx_runtime_keeps_the_fast_k
     variants_artifact: Path, tmp_path: Path
 ) -> None:
     import onnx
-    import onnxruntime as ort
     from onnx import numpy_helper
-
-    from fastembed_rt.providers.base import ProviderOptions
-    from fastembed_rt.providers.onnxruntime import X64_QUANT_PRECISION, session_options
 
     manifest = load_manifest(variants_artifact)
     narrow, int8 = manifest.variant("int8-avx2"), manifest.variant("int8")
@@ -180,14 +177,7 @@ def test_int8_avx2_keeps_every_weight_within_64_so_onnx_runtime_keeps_the_fast_k
     assert max(int(np.abs(w.astype(np.int64)).max()) for w in weights) == 64
 
     def widened(variant: str) -> int:
-        """How many weights ONNX Runtime widens to uint8 (its slow exact kernel) under the exact-product option,
-        which the engine sets on x86 CPUs without VNNI; the conversion itself runs on any x86 CPU."""
-        options = session_options(ProviderOptions(extra={X64_QUANT_PRECISION: "1"}))
-        options.add_session_config_entry(X64_QUANT_PRECISION, "1")
-        options.optimized_model_filepath = str(tmp_path / f"{variant}.onnx")
-        ort.InferenceSession(str(variants_artifact / manifest.variant(variant).file), options)
-        opened = onnx.load(str(tmp_path / f"{variant}.onnx"), load_external_data=False).graph.initializer
-        return sum(init.name.endswith("/weight_s8_2_u8") for init in opened)
+        return len(widened_weights(variants_artifact / manifest.variant(variant).file, tmp_path))
 
     assert widened("int8") == 36 and widened("int8-avx2") == 0
     # the same calibration and smoothing as int8, one bit less of weight: within the same gate, a little behind
