@@ -71,6 +71,7 @@ from fastembed_rt.export.optimize import optimized_graph_file
 from fastembed_rt.export.smoothquant import (
     AVX2_WEIGHT_LIMIT,
     CALIBRATION_TEXTS,
+    INT8_WEIGHT_LIMIT,
     OUTLIER_RATIO,
     SmoothQuantScheme,
     calibrate,
@@ -452,7 +453,7 @@ def build_int8(context: BuildContext) -> BuildResult:
     def matmul_nbits(load: Callable[[], Any], fused: dict[str, int]) -> BuildResult:
         return _build(context, load, INT8, "int8", "ort-transformers+int8", int8_tables=True, fused_ops=fused)
 
-    return _build_smoothquant(context, "int8", SMOOTHQUANT_OPTIMIZATION, 127, matmul_nbits)
+    return _build_smoothquant(context, "int8", SMOOTHQUANT_OPTIMIZATION, INT8_WEIGHT_LIMIT, matmul_nbits)
 
 
 def build_int8_avx2(context: BuildContext) -> BuildResult:

@@ -68,6 +68,7 @@ from fastembed_rt.export.onnx_files import scratch_graph
 
 __all__ = [
     "AVX2_WEIGHT_LIMIT",
+    "INT8_WEIGHT_LIMIT",
     "MAX_OUTLIERS",
     "OUTLIER_RATIO",
     "SMOOTHING_ALPHA",
@@ -88,7 +89,9 @@ SMOOTHING_ALPHA = 0.5
 # computed in fp32 beside the 8-bit GEMM (module docstring); at most MAX_OUTLIERS per input.
 OUTLIER_RATIO = 4.0
 MAX_OUTLIERS = 8
-# The widest symmetric int8 weights ONNX Runtime keeps signed on x86 without VNNI (module docstring).
+# The largest weight code: symmetric int8, and the widest weights ONNX Runtime keeps signed on x86 without VNNI
+# (module docstring).
+INT8_WEIGHT_LIMIT = 127
 AVX2_WEIGHT_LIMIT = 64
 # Texts whose activations set the smoothing scales: 256 gave min cosine 0.9906 on all-MiniLM-L6-v2.
 CALIBRATION_TEXTS = 256
@@ -193,7 +196,7 @@ def prune_unread(graph: Any) -> None:
     graph.initializer.extend(kept)
 
 
-def _column_quantized(weight: np.ndarray, limit: int = 127) -> tuple[np.ndarray, np.ndarray]:
+def _column_quantized(weight: np.ndarray, limit: int = INT8_WEIGHT_LIMIT) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric int8 per output column: (int8 ``[K, N]``, float32 scale ``[N]``); |q| ≤ ``limit``."""
     scale = np.maximum(np.abs(weight).max(axis=0), np.float32(1e-12)) / np.float32(limit)
     quantized = np.clip(np.rint(weight / scale), -limit, limit).astype(np.int8)
@@ -215,12 +218,12 @@ def smooth_quantize(
     alpha: float,
     exclude: Sequence[str] = (),
     outlier_ratio: float | None = OUTLIER_RATIO,
-    weight_limit: int = 127,
+    weight_limit: int = INT8_WEIGHT_LIMIT,
 ) -> tuple[int, int]:
     """Rewrite ``model``'s weight MatMuls (all but the nodes named in ``exclude``) in place as the module
     docstring sketches; ``maxima``: ``calibrate``'s result for this graph; ``outlier_ratio``: see
-    ``outlier_channels`` (None: no channel in fp32); ``weight_limit``: the largest weight code (127, or
-    ``AVX2_WEIGHT_LIMIT`` for the fast exact kernel without VNNI). Returns how many MatMuls were rewritten and
+    ``outlier_channels`` (None: no channel in fp32); ``weight_limit``: the largest weight code (``INT8_WEIGHT_LIMIT``,
+    or ``AVX2_WEIGHT_LIMIT`` for the fast exact kernel without VNNI). Returns how many MatMuls were rewritten and
     how many input channels (summed over the quantized inputs) were split off in fp32.
 
     Excluded MatMuls keep their float weights and are not smoothed. A MatMul whose input has no calibrated
@@ -323,11 +326,11 @@ class SmoothQuantScheme:
     alpha: float = SMOOTHING_ALPHA
     outlier_ratio: float | None = OUTLIER_RATIO
     sensitive_bits: int | None = None
-    weight_limit: int = 127
+    weight_limit: int = INT8_WEIGHT_LIMIT
 
     def describe(self) -> str:
         text = f"8-bit GEMM: per-row uint8 activations x per-column int8 weights, SmoothQuant alpha {self.alpha}"
-        if self.weight_limit != 127:
+        if self.weight_limit != INT8_WEIGHT_LIMIT:
             text += f", weights in [-{self.weight_limit}, {self.weight_limit}]"
         if self.outlier_ratio is not None:
             text += f", input channels over {self.outlier_ratio:g}x the median in fp32"

@@ -138,26 +138,21 @@ def choose_by_speed(
 
 def _faithfulness(variant: Variant) -> tuple[int, float]:
     """Higher is closer to PyTorch: the precision's rank, then (below full precision) the measured agreement
-    (``_AGREEMENT``). Full-precision variants tie: their cosines differ in the sixth decimal, which says nothing."""
+    (``_AGREEMENT``; 0 unmeasured). Full-precision variants tie: their cosines differ in the sixth decimal."""
     rank = _PRECISION_RANK.get(variant.precision, 0)
     if variant.precision == VariantPrecision.FP32:
         return rank, 1.0
-    measured = _agreement(variant)
-    return rank, 0.0 if measured is None else measured[1]
-
-
-def _agreement(variant: Variant) -> tuple[str, float] | None:
-    return next(((key, float(variant.fidelity[key])) for key in _AGREEMENT if key in variant.fidelity), None)
+    return rank, next((float(variant.fidelity[key]) for key in _AGREEMENT if key in variant.fidelity), 0.0)
 
 
 def _closer(chosen: Variant, fastest: Variant) -> str:
     """How ``chosen`` is closer to PyTorch than ``fastest`` (``_faithfulness``), for the choice's reason."""
     if chosen.precision != fastest.precision:
         return f"{chosen.precision.value} against {fastest.precision.value}"
-    ours, theirs = _agreement(chosen), _agreement(fastest)
-    if ours is None:  # not reached: an unmeasured variant ranks below a measured one of its precision
-        return "measured"
-    return f"{ours[0].replace('_', ' ')} {ours[1]:.4f} against {'none' if theirs is None else f'{theirs[1]:.4f}'}"
+    # same precision and ranked above: ``chosen`` has a measured agreement
+    key = next(key for key in _AGREEMENT if key in chosen.fidelity)
+    theirs = fastest.fidelity.get(key)
+    return f"{key.replace('_', ' ')} {chosen.fidelity[key]:.4f} against {'none' if theirs is None else f'{theirs:.4f}'}"
 
 
 def _workload(model: Any, batch_size: int) -> Any:
