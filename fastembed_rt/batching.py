@@ -17,6 +17,7 @@ graph runs on the CPU, 1 GiB on an accelerator (``fastembed_rt.providers.max_bat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,7 +164,7 @@ def _cheapest_cuts(
     return cuts[::-1]
 
 
-def pad_batch(rows: list[np.ndarray], pad_id: int, left: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def pad_batch(rows: Sequence[np.ndarray], pad_id: int, left: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Pad int64 rows to the longest one. Returns ``(ids, attention_mask)``, both int64 [B, L]."""
     width = max((len(r) for r in rows), default=0)
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)

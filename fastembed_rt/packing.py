@@ -18,6 +18,8 @@ those of the padded graph. Attention scores grow with the row's length squared: 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 __all__ = [
@@ -41,8 +43,8 @@ PACK_ROW_TOKENS = 128
 
 
 def pack_batch(
-    ids: list[np.ndarray],
-    type_ids: list[np.ndarray],
+    ids: Sequence[np.ndarray],
+    type_ids: Sequence[np.ndarray],
     attention_mask: np.ndarray,
     pad_id: int,
     left: bool = False,

@@ -164,10 +164,10 @@ class BatchFeeds:
 
     def __call__(
         self,
-        ids: list[np.ndarray],
-        type_ids: list[np.ndarray],
+        ids: Sequence[np.ndarray],
+        type_ids: Sequence[np.ndarray],
         prompt_length: int = 0,
-        attention: list[np.ndarray] | None = None,
+        attention: Sequence[np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
         """The feeds of one batch; ``attention``: per-row mask values (``Encoded.attention``), else all 1.
 
