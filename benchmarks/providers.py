@@ -6,8 +6,9 @@
 Each row runs in a fresh subprocess with the same thread budget, on the STSb test sentences
 (2 × 1,379, through ``fastembed_rt.stsb.load_stsb``), batch 32. Rows are measured in
 ``--rounds`` interleaved rounds (row A, B, C, A, B, C, ...) and the median is reported, so a slow
-minute on a shared machine does not land on one row only. ``cpu / fp32`` is measured twice: with
-ONNX Runtime's intra-op spinning on and off. ``openvino`` loads twice: the first load compiles
+minute on a shared machine does not land on one row only. Rows run with the default spin (workers
+busy-wait ``ProviderOptions.spin_us`` for the next operator); ``cpu / fp32`` also with ONNX Runtime's
+own spin and with none. ``openvino`` loads twice: the first load compiles
 into an empty cache directory, the second reads the cache.
 
 Columns: sentences/s (median over rounds of the median of ``--repeats`` passes), ratio to cpu/fp32,
@@ -32,10 +33,12 @@ from pathlib import Path
 from typing import Any
 
 QUERY = "What is the capital of France?"
+# cpu/fp32's further rows: ONNX Runtime's own spin and none, against the default bounded one
+SPINS: dict[str, dict[str, Any]] = {"onnxruntime's own": {"allow_spinning": True}, "none": {"spin_us": 0}}
 
 
 def _rows(artifact: Path, only: set[str] | None) -> list[dict[str, Any]]:
-    """Every (provider, variant) the artifact and this machine allow, plus cpu with spinning off;
+    """Every (provider, variant) the artifact and this machine allow, plus cpu/fp32 with the other spins;
     ``only``: just these ``provider/variant`` rows, and cpu/fp32."""
     from fastembed_rt.artifact import load_manifest
     from fastembed_rt.providers import available_providers, provider_spec
@@ -47,9 +50,9 @@ def _rows(artifact: Path, only: set[str] | None) -> list[dict[str, Any]]:
             if only is not None and f"{provider}/{variant.name}" not in only | {"cpu/fp32"}:
                 continue
             if variant.format in provider_spec(provider).formats:
-                rows.append({"provider": provider, "variant": variant.name, "spinning": True})
+                rows.append({"provider": provider, "variant": variant.name, "spin": "default"})
                 if (provider, variant.name) == ("cpu", "fp32"):  # the spinning tradeoff in README "Providers"
-                    rows.append({"provider": provider, "variant": variant.name, "spinning": False})
+                    rows += [{"provider": provider, "variant": variant.name, "spin": spin} for spin in SPINS]
     return rows
 
 
@@ -61,7 +64,7 @@ def measure(row: dict[str, Any], artifact: Path, threads: int, repeats: int, out
     from fastembed_rt.providers import ProviderOptions
     from fastembed_rt.stsb import load_stsb
 
-    options = ProviderOptions(intra_op_threads=threads, allow_spinning=row["spinning"])
+    options = ProviderOptions(intra_op_threads=threads, **SPINS.get(row["spin"], {}))
     with tempfile.TemporaryDirectory() as cache:
         loads = []
         for _ in range(2 if row["provider"] == "openvino" else 1):
@@ -108,7 +111,7 @@ def measure(row: dict[str, Any], artifact: Path, threads: int, repeats: int, out
 
 
 def _label(row: dict[str, Any]) -> str:
-    return f"{row['provider']} / {row['variant']}" + ("" if row["spinning"] else " / no spinning")
+    return f"{row['provider']} / {row['variant']}" + ("" if row["spin"] == "default" else f" / spin: {row['spin']}")
 
 
 def main() -> None:

@@ -7,11 +7,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import onnxruntime
 import pytest
 
 from fastembed_rt import SentenceTransformer
+from fastembed_rt.errors import ProviderError
 from fastembed_rt.providers import ProviderOptions
+from fastembed_rt.providers.base import SPIN_US
 from fastembed_rt.providers.threads import available_cpus, cgroup_cpu_quota
 
 _PINNED = """
@@ -97,15 +101,52 @@ def test_cpu_session_defaults_are_the_documented_ones(minilm_artifact_session: P
     assert options.inter_op_num_threads == 1
     assert options.enable_mem_pattern is False
     assert options.get_session_config_entry("session.force_spinning_stop") == "1"
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    # workers spin SPIN_US for the next operator where ONNX Runtime can bound it (1.26 on), else not at all
+    bounded = tuple(int(part) for part in onnxruntime.__version__.split(".")[:2]) >= (1, 26)
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if bounded else "0")
+    if bounded:
+        assert options.get_session_config_entry("session.intra_op.spin_duration_us") == str(SPIN_US) == "10"
     model.close()
 
 
+def _spin_entries(options: Any) -> tuple[str, str | None]:
+    spin = options.get_session_config_entry("session.intra_op.allow_spinning")
+    try:
+        return spin, options.get_session_config_entry("session.intra_op.spin_duration_us")
+    except RuntimeError:  # not set
+        return spin, None
+
+
+@pytest.mark.skipif(
+    tuple(int(part) for part in onnxruntime.__version__.split(".")[:2]) < (1, 26),
+    reason="ONNX Runtime bounds its spin from 1.26 on",
+)
+def test_spin_us_bounds_the_spin_zero_turns_it_off_and_allow_spinning_gives_onnxruntimes_own(
+    minilm_artifact_session: Path,
+) -> None:
+    seen = {}
+    for name, options in {
+        "50 us": ProviderOptions(spin_us=50),
+        "off": ProviderOptions(spin_us=0),
+        "onnxruntime's": ProviderOptions(allow_spinning=True),
+    }.items():
+        model = SentenceTransformer(minilm_artifact_session, provider="cpu", provider_options=options)
+        seen[name] = _spin_entries(model._pipeline.provider._session.get_session_options())
+        assert model.encode(["spinning changes the speed, not the numbers"]).shape == (1, 384)
+        model.close()
+    assert seen == {"50 us": ("1", "50"), "off": ("0", None), "onnxruntime's": ("1", None)}
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "10"])
+def test_a_spin_that_is_not_whole_microseconds_is_refused(bad: Any) -> None:
+    with pytest.raises(ProviderError, match="spin_us must be a whole number"):
+        ProviderOptions(spin_us=bad)
+
+
 def test_cpu_session_defaults_are_overridable(minilm_artifact_session: Path) -> None:
-    custom = ProviderOptions(inter_op_threads=2, allow_spinning=True, extra={"session.intra_op.spin_duration_us": "5"})
+    custom = ProviderOptions(inter_op_threads=2, extra={"session.intra_op.spin_duration_us": "5"})
     model = SentenceTransformer(minilm_artifact_session, provider="cpu", intra_op_threads=1, provider_options=custom)
     options = model._pipeline.provider._session.get_session_options()
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 2)
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
     assert options.get_session_config_entry("session.intra_op.spin_duration_us") == "5"
     model.close()
