@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import onnxruntime
 import pytest
 
 from fastembed_rt import SentenceTransformer
 from fastembed_rt.errors import ProviderError
 from fastembed_rt.providers import ProviderOptions
 from fastembed_rt.providers.base import SPIN_US
+from fastembed_rt.providers.onnxruntime import onnxruntime_version
 from fastembed_rt.providers.threads import available_cpus, cgroup_cpu_quota
 
 _PINNED = """
@@ -102,7 +102,7 @@ def test_cpu_session_defaults_are_the_documented_ones(minilm_artifact_session: P
     assert options.enable_mem_pattern is False
     assert options.get_session_config_entry("session.force_spinning_stop") == "1"
     # workers spin SPIN_US for the next operator where ONNX Runtime can bound it (1.26 on), else not at all
-    bounded = tuple(int(part) for part in onnxruntime.__version__.split(".")[:2]) >= (1, 26)
+    bounded = onnxruntime_version() >= (1, 26)
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if bounded else "0")
     if bounded:
         assert options.get_session_config_entry("session.intra_op.spin_duration_us") == str(SPIN_US) == "10"
@@ -118,7 +118,7 @@ def _spin_entries(options: Any) -> tuple[str, str | None]:
 
 
 @pytest.mark.skipif(
-    tuple(int(part) for part in onnxruntime.__version__.split(".")[:2]) < (1, 26),
+    onnxruntime_version() < (1, 26),
     reason="ONNX Runtime bounds its spin from 1.26 on",
 )
 def test_spin_us_bounds_the_spin_zero_turns_it_off_and_allow_spinning_gives_onnxruntimes_own(
@@ -135,6 +135,16 @@ def test_spin_us_bounds_the_spin_zero_turns_it_off_and_allow_spinning_gives_onnx
         assert model.encode(["spinning changes the speed, not the numbers"]).shape == (1, 384)
         model.close()
     assert seen == {"50 us": ("1", "50"), "off": ("0", None), "onnxruntime's": ("1", None)}
+
+
+def test_onnxruntime_versions_are_read_from_releases_candidates_and_dev_builds() -> None:
+    assert [onnxruntime_version(v) for v in ("1.32.0", "1.27rc1", "1.26.0.dev20260401", "2.0")] == [
+        (1, 32),
+        (1, 27),
+        (1, 26),
+        (2, 0),
+    ]
+    assert onnxruntime_version("unknown") == (0, 0)
 
 
 @pytest.mark.parametrize("bad", [-1, 2.5, True, "10"])

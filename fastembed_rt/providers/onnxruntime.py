@@ -8,6 +8,7 @@ got and raises ``ProviderError`` unless the caller passed ``allow_fallback=True`
 from __future__ import annotations
 
 import ctypes
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "OnnxRuntimeCUDA",
     "cuda_device_count",
     "cuda_unavailable",
+    "onnxruntime_version",
     "session_options",
     "tensorrt_unavailable",
 ]
@@ -88,9 +90,9 @@ def session_options(options: ProviderOptions) -> Any:
     # they keep one plan per shape alive: RSS +282 MB over 200 random batches here, +65 MB without.
     so.enable_mem_pattern = False
     # Spinning: ONNX Runtime's own (allow_spinning), bounded to spin_us where this ONNX Runtime can bound it,
-    # else none (ProviderOptions says why).
-    # (An entry that options.extra sets is left to it: ONNX Runtime warns on every overwritten entry.)
-    bounded = options.spin_us > 0 and _version(ort.__version__) >= (1, 26)
+    # else none (ProviderOptions says why). Entries options.extra sets are left to it (ONNX Runtime warns on
+    # every overwritten entry).
+    bounded = options.spin_us > 0 and onnxruntime_version() >= (1, 26)
     for pool in ("intra_op", "inter_op"):
         entries = {f"session.{pool}.allow_spinning": "1" if options.allow_spinning or bounded else "0"}
         if bounded and not options.allow_spinning:
@@ -111,9 +113,14 @@ def session_options(options: ProviderOptions) -> Any:
     return so
 
 
-def _version(text: str) -> tuple[int, ...]:
-    """``(major, minor)`` of a version string such as ``1.32.0`` or ``1.26.0.dev20260401``."""
-    return tuple(int(part) for part in text.split(".")[:2])
+def onnxruntime_version(text: str | None = None) -> tuple[int, int]:
+    """``(major, minor)`` of ONNX Runtime's version (or of ``text``: ``1.32.0``, ``1.27rc1``, ``1.26.0.dev1``)."""
+    if text is None:
+        import onnxruntime as ort
+
+        text = ort.__version__
+    found = re.match(r"(\d+)\.(\d+)", text)
+    return (int(found[1]), int(found[2])) if found else (0, 0)
 
 
 def _open_session(model_path: Path, so: Any, providers: list[Any], disabled_optimizers: tuple[str, ...] = ()) -> Any:
