@@ -111,6 +111,13 @@ def _chunks(items: Sequence[str | tuple[str, str]]) -> list[tuple[int, int]]:
     return runs
 
 
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """``parts`` as one array, without a copy when there is one part."""
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
 def with_prompt(items: Sequence[str | tuple[str, str]], prompt: str | None) -> list[Any]:
     """``prompt`` before each text, or before the first text (the query) of each pair."""
     if not prompt:
@@ -232,12 +239,11 @@ class Tokenizer:
             starts += offsets
             truncated += [bool(e.overflowing) for e in encodings]
         rows, firsts = np.array(lengths, dtype=np.int64), np.array(starts, dtype=np.int64)
-        zeros = TokenRows(np.zeros(max(lengths, default=0), np.int64), np.zeros(len(lengths), np.int64), rows)
-
-        def joined(parts: list[np.ndarray]) -> TokenRows:
-            return TokenRows(parts[0] if len(parts) == 1 else np.concatenate(parts), firsts, rows) if parts else zeros
-
-        return Encoded(joined(ids), joined(type_ids), np.array(truncated, dtype=bool))
+        if type_ids:
+            type_rows = TokenRows(_joined(type_ids), firsts, rows)
+        else:  # every type 0: one shared zero row
+            type_rows = TokenRows(np.zeros(max(lengths, default=0), np.int64), np.zeros_like(rows), rows)
+        return Encoded(TokenRows(_joined(ids), firsts, rows), type_rows, np.array(truncated, dtype=bool))
 
     def encode_ids(
         self, rows: Sequence[Sequence[int]], truncation_direction: TruncationDirection | None = None

@@ -90,26 +90,26 @@ def session_options(options: ProviderOptions) -> Any:
     # they keep one plan per shape alive: RSS +282 MB over 200 random batches here, +65 MB without.
     so.enable_mem_pattern = False
     # Spinning: ONNX Runtime's own (allow_spinning), bounded to spin_us where this ONNX Runtime can bound it,
-    # else none (ProviderOptions says why). Entries options.extra sets are left to it (ONNX Runtime warns on
-    # every overwritten entry).
+    # else none (ProviderOptions says why).
     bounded = options.spin_us > 0 and onnxruntime_version() >= (1, 26)
+    entries: dict[str, str] = {}
     for pool in ("intra_op", "inter_op"):
-        entries = {f"session.{pool}.allow_spinning": "1" if options.allow_spinning or bounded else "0"}
+        entries[f"session.{pool}.allow_spinning"] = "1" if options.allow_spinning or bounded else "0"
         if bounded and not options.allow_spinning:
             entries[f"session.{pool}.spin_duration_us"] = str(options.spin_us)
-        for key, value in entries.items():
-            if key not in options.extra:
-                so.add_session_config_entry(key, value)
     # Spinning between calls kept 0.6 of a core busy in an idle process here, stolen from its neighbours.
-    so.add_session_config_entry("session.force_spinning_stop", "1")
+    entries["session.force_spinning_stop"] = "1"
     # ONNX Runtime's u8 × s8 GEMM saturates pairs of products on x86 CPUs without VNNI: the int8 variant's
     # MatMulInteger graph (export.smoothquant) scored min cosine 0.9826 on those kernels against 0.9906 on
     # VNNI. This option runs its weights as u8 × u8, whose products are exact, so every CPU computes the
     # numbers the exporter validated. Not on VNNI CPUs, where ORT would convert as well and ran that graph
     # at 1.05× fp32 instead of 1.5–1.6×. ORT leaves weights within [-64, 64] signed (they cannot saturate):
     # the int8-avx2 variant's, which so keep the fast u8 × s8 kernel.
-    if X64_QUANT_PRECISION not in options.extra and this_cpu().saturates_int8_products:
-        so.add_session_config_entry(X64_QUANT_PRECISION, "1")
+    if this_cpu().saturates_int8_products:
+        entries[X64_QUANT_PRECISION] = "1"
+    for key, value in entries.items():
+        if key not in options.extra:  # left to the caller, who sets it (ONNX Runtime warns on every overwrite)
+            so.add_session_config_entry(key, value)
     return so
 
 
