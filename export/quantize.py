@@ -8,19 +8,20 @@ or at 8 bits (``int4``) step by step, and what was done to which MatMul is repor
 ``int8`` tries two schemes, both batch-invariant (a text's embedding never depends on its batch
 neighbours), and ships the first within its gate:
 
-1. ``export.smoothquant``: per-row uint8 activations × per-column int8 weights, smoothed from the
-   calibration texts, on ONNX Runtime's 8-bit GEMM. all-MiniLM-L6-v2: min cosine 0.992 against
-   PyTorch, 1.8–2.0× the optimized fp32 graph on AVX-512 VNNI; on AVX2 kernels (run as u8 × u8)
-   1.0–1.2× (raw ONNX Runtime, interleaved runs, 1,024 STSb sentences).
+1. ``export.smoothquant``: uint8 activations × per-column int8 weights, smoothed from the calibration
+   texts, on ONNX Runtime's 8-bit GEMM; normalized activations on one calibrated scale, the others one
+   per row (tried in that order, then with outlier channels in fp32). all-MiniLM-L6-v2: min cosine 0.990
+   against PyTorch, 1.8–2.0× the optimized fp32 graph on AVX-512 VNNI; on AVX2 kernels (run as u8 × u8)
+   1.0–1.2× (raw ONNX Runtime, interleaved runs, 1,024 STSb sentences, before the static scales).
 2. ``MatMulNBits`` 8-bit weights (blocks of 32 along K, symmetric) at accuracy level 4, which
    quantizes each row's activations per block on the fly: closer to fp32 (min cosine 0.998) but level
    with fp32 on VNNI and 0.61× on AVX2 kernels (no fast path for 8-bit weights there).
 
 ``int8-avx2`` is scheme 1 with each weight column quantized to [-64, 64] (``smoothquant.AVX2_WEIGHT_LIMIT``):
 ONNX Runtime keeps such weights on its fast u8 × s8 kernel on x86 CPUs without VNNI, where int8's full-range
-weights take the exact but slower u8 × u8 path. all-MiniLM-L6-v2: min / mean cosine 0.991971 / 0.997753 against
-int8's 0.992792 / 0.998641; on AVX2 kernels 1.60× fp32 against int8's 1.30× (``benchmarks/providers.py``); with
-VNNI the two run one kernel. It has no ``MatMulNBits`` fallback: that runs 0.61× fp32 on AVX2.
+weights take the exact but slower u8 × u8 path. all-MiniLM-L6-v2: min / mean cosine 0.990573 / 0.997194 against
+int8's 0.990249 / 0.998105; on AVX2 kernels 1.60× fp32 against int8's 1.30× (``benchmarks/providers.py``, before
+the static scales); with VNNI the two run one kernel. It has no ``MatMulNBits`` fallback: that runs 0.61× fp32 on AVX2.
 
 ``int8`` and ``int8-avx2`` store the word-embedding table at 8 bits as well, one scale per row
 (``quantize_embedding_tables``): all-MiniLM-L6-v2's int8 graph is 23.7 MB, where its float table alone is 47 MB.
@@ -72,6 +73,7 @@ from fastembed_rt.export.smoothquant import (
     AVX2_WEIGHT_LIMIT,
     CALIBRATION_TEXTS,
     INT8_WEIGHT_LIMIT,
+    NORMALIZATIONS,
     OUTLIER_RATIO,
     SmoothQuantScheme,
     calibrate,
@@ -249,8 +251,10 @@ def quantize_weights(
     save_candidate: Callable[[Any, dict[str, Any]], None],
     check: Callable[[], list[str]],
     variant: str,
+    steps: int | None = None,
 ) -> dict[str, Any]:
-    """Quantize the backbone by ``scheme`` down the exclusion ladder until ``check`` accepts a candidate.
+    """Quantize the backbone by ``scheme`` down the exclusion ladder (its first ``steps`` steps; None: all) until
+    ``check`` accepts a candidate.
 
     ``load()`` returns the float backbone afresh for each attempt: quantizing in place a graph read
     from its file holds one float copy of the weights, where a deep copy of one kept in memory held
@@ -263,7 +267,7 @@ def quantize_weights(
     widths = weight_matmul_widths(model)
     mixed = scheme.sensitive_bits is not None
     tried: list[str] = []
-    for sensitive in exclusion_ladder(widths):
+    for sensitive in exclusion_ladder(widths)[:steps]:
         details: dict[str, Any] = {
             "scheme": scheme.describe(),
             **scheme.to_dict(),
@@ -285,8 +289,8 @@ def quantize_weights(
         action = f"{scheme.sensitive_bits}-bit weights on" if mixed else "excluding"
         tried.append(f"{action} {len(sensitive)} MatMuls: {'; '.join(misses)}")
         logger.info("%s attempt missed its gate (%s); escalating sensitive MatMuls", variant, "; ".join(misses))
-    steps = f"{scheme.sensitive_bits}-bit escalation" if mixed else "exclusion"
-    raise ParityError(f"{variant} misses its gate with every {steps} tried: " + " | ".join(tried), tried)
+    ladder = f"{scheme.sensitive_bits}-bit escalation" if mixed else "exclusion"
+    raise ParityError(f"{variant} misses its gate with every {ladder} tried: " + " | ".join(tried), tried)
 
 
 # A table with fewer rows stays float: position and token-type embeddings are a few hundred rows, a
@@ -358,10 +362,12 @@ def _build(
     optimization: str,
     *,
     int8_tables: bool = False,
+    steps: int | None = None,
     **details: Any,
 ) -> BuildResult:
-    """Quantize the backbone by ``scheme`` down the exclusion ladder and save the accepted candidate as the
-    variant; ``int8_tables``: also store its word-embedding tables at 8 bits (``quantize_embedding_tables``)."""
+    """Quantize the backbone by ``scheme`` down the exclusion ladder (``quantize_weights``' ``steps``) and save the
+    accepted candidate as the variant; ``int8_tables``: also store its word-embedding tables at 8 bits
+    (``quantize_embedding_tables``)."""
     file = f"onnx/model_{variant.replace('-', '_')}.onnx"
     weights: list[str | None] = [None]
 
@@ -374,7 +380,7 @@ def _build(
         candidate.update(context.append_stages(model))
         weights[0] = save_graph(model, context.root / file, external=context.backbone.external_data)
 
-    accepted = quantize_weights(load, scheme, save_candidate, lambda: context.check(file), variant)
+    accepted = quantize_weights(load, scheme, save_candidate, lambda: context.check(file), variant, steps)
     weights_file = None if weights[0] is None else f"onnx/{weights[0]}"
     return BuildResult(file=file, optimization=optimization, details=accepted, weights_file=weights_file)
 
@@ -422,11 +428,20 @@ def _build_smoothquant(
         missed: list[dict[str, Any]] = []
         if texts:
             maxima = calibrate(source, context.feeds(texts))
-            # the plain scheme first; splitting outlier channels off in fp32 costs 6-8 % of int8's speed
-            for ratio in (None, OUTLIER_RATIO):
-                smooth = SmoothQuantScheme(maxima, len(texts), outlier_ratio=ratio, weight_limit=weight_limit)
+            # fastest first: static scales on normalized inputs (no exclusions: each costs more speed than per-row
+            # scales do), then per-row scales; splitting outlier channels off in fp32 costs 6-8 % of int8's speed
+            for static, ratio, steps in (
+                (NORMALIZATIONS, None, 1),
+                (frozenset(), None, None),
+                (frozenset(), OUTLIER_RATIO, None),
+            ):
+                smooth = SmoothQuantScheme(
+                    maxima, len(texts), outlier_ratio=ratio, weight_limit=weight_limit, static_after=static
+                )
                 try:
-                    result = _build(context, load, smooth, variant, optimization, int8_tables=True, fused_ops=fused)
+                    result = _build(
+                        context, load, smooth, variant, optimization, int8_tables=True, steps=steps, fused_ops=fused
+                    )
                 except ParityError as exc:
                     missed.append({"scheme": smooth.describe(), "missed_gate": exc.failures})
                     logger.info("%s scheme %s missed its gate at every step", variant, smooth.describe())

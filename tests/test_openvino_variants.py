@@ -194,8 +194,9 @@ def test_openvino_int8_from_the_smoothquant_graph_encodes_like_it(minilm_variant
     cosines = row_cosines(ir, onnx)
     if this_cpu().saturates_int8_products:
         assert cosines.min() >= 0.98, cosines.min()
-    else:  # the same output for most texts (each engine ~1.6e-3 from fp32); a rounding flip moves a few
-        assert np.median(1 - cosines) < 1e-5 and cosines.min() >= 0.998, (np.median(1 - cosines), cosines.min())
+    else:  # the same output for most texts (each engine ~2e-3 from fp32); a rounding flip moves a few: with the
+        # LayerNorm outputs on static scales, "argued over quickly" by 3.6e-3 (each engine ~3.3e-3 from fp32 on it)
+        assert np.median(1 - cosines) < 1e-5 and cosines.min() >= 0.995, (np.median(1 - cosines), cosines.min())
 
 
 def _move_typed_fields_into_stage_counts(root: Path) -> None:

@@ -201,6 +201,7 @@ def test_the_scheme_applies_down_the_ladder_with_its_settings_recorded(calibrate
         "calibration_texts": 12,
         "outlier_ratio": 4.0,
         "max_outliers": 8,
+        "static_scales_after": [],
     }
     assert "SmoothQuant" in scheme.describe() and "4x the median in fp32" in scheme.describe()
     assert scheme.sensitive_bits is None
@@ -287,8 +288,8 @@ def test_8_bit_products_are_exact_on_this_cpu(tmp_path: Path, weight: int, extra
 
 
 def _int8_with_broken_smoothquant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, plain_only: bool) -> Any:
-    """The int8 variant of a tiny random BERT exported with SmoothQuant's column scales × -1000 (in its plain form
-    only, without the outlier split, when ``plain_only``). A tiny random BERT's layers add little to its residual
+    """The int8 variant of a tiny random BERT exported with SmoothQuant's column scales × -1000 (in its forms
+    without the outlier split only, when ``plain_only``). A tiny random BERT's layers add little to its residual
     stream: negating them alone still passed the gate."""
     from fastembed_rt.export import export_model, quantize
 
@@ -313,10 +314,14 @@ def test_int8_ships_matmulnbits_when_smoothquant_misses_its_gate_at_every_step(
 ) -> None:
     int8 = _int8_with_broken_smoothquant(tmp_path, monkeypatch, plain_only=False)
     assert int8.optimization == "ort-transformers+int8" and "MatMulNBits" in int8.stage_counts["scheme"]
-    plain, split = int8.stage_counts["other_schemes"]  # both SmoothQuant schemes, down their whole ladders
+    # every SmoothQuant scheme: static scales without exclusions, then both per-row ones down their whole ladders
+    static, plain, split = int8.stage_counts["other_schemes"]
+    assert "one calibrated scale on normalized inputs" in static["scheme"] and len(static["missed_gate"]) == 1
     assert "SmoothQuant" in plain["scheme"] and "in fp32" not in plain["scheme"] and "in fp32" in split["scheme"]
+    assert "calibrated scale" not in plain["scheme"] + split["scheme"]
     for missed in (plain, split):
-        assert len(missed["missed_gate"]) == 3 and all("min cosine" in step for step in missed["missed_gate"])
+        assert len(missed["missed_gate"]) == 3
+    assert all("min cosine" in step for missed in (static, plain, split) for step in missed["missed_gate"])
     assert load_manifest(tmp_path / "artifact").variant("int8").stage_counts == int8.stage_counts
 
 
@@ -326,8 +331,9 @@ def test_int8_splits_outlier_channels_off_when_the_plain_scheme_misses_its_gate(
     int8 = _int8_with_broken_smoothquant(tmp_path, monkeypatch, plain_only=True)
     assert int8.optimization == "ort-transformers+smoothquant-int8"
     assert int8.stage_counts["outlier_ratio"] == 4.0 and "in fp32" in int8.stage_counts["scheme"]
-    (plain,) = int8.stage_counts["other_schemes"]
-    assert plain["scheme"] != int8.stage_counts["scheme"] and len(plain["missed_gate"]) == 3
+    static, plain = int8.stage_counts["other_schemes"]
+    assert len(static["missed_gate"]) == 1 and len(plain["missed_gate"]) == 3
+    assert plain["scheme"] != int8.stage_counts["scheme"] and "calibrated scale" not in int8.stage_counts["scheme"]
 
 
 VOCAB = 96
@@ -505,3 +511,102 @@ def test_an_outlier_channel_is_multiplied_in_fp32_beside_the_8_bit_product(
     plain = _graph()
     smooth_quantize(plain, maxima, ALPHA, outlier_ratio=None)
     assert np.abs(_run(model, x) - exact).max() < np.abs(_run(plain, x) - exact).max()
+
+
+def _normalized_graph() -> Any:
+    """``_graph`` with a LayerNormalization in front: n = LayerNorm(x) -> q, k -> Relu -> o; outputs y and n."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = _graph()
+    graph = model.graph
+    rng = np.random.default_rng(4)
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(rng.uniform(0.5, 2, WIDTH).astype(np.float32), "gamma"),
+            numpy_helper.from_array(rng.normal(size=WIDTH).astype(np.float32) / 4, "beta"),
+        ]
+    )
+    for node in graph.node:
+        if node.op_type == "MatMul" and node.input[0] == "x":
+            node.input[0] = "n"
+    graph.node.insert(0, helper.make_node("LayerNormalization", ["x", "gamma", "beta"], ["n"], name="norm", axis=-1))
+    graph.output.append(helper.make_tensor_value_info("n", TensorProto.FLOAT, ["batch", "seq", WIDTH]))
+    return model
+
+
+@pytest.fixture(scope="module")
+def calibrated_normalized(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    import onnx
+
+    path = tmp_path_factory.mktemp("smoothquant-normalized") / "norm.onnx"
+    onnx.save(_normalized_graph(), str(path))
+    return calibrate(path, [{"x": _inputs(4, seed)} for seed in range(3)])
+
+
+def _reference_static_matmul(
+    x: np.ndarray, weight: np.ndarray, smooth: np.ndarray, maximum: np.ndarray, limit: int = 127
+) -> np.ndarray:
+    """The static form in numpy: x/s quantized with one scale from the calibrated maxima (saturating at the
+    uint8 range), W·s per column, exact integer products, then both scales."""
+    tensor_scale = float((np.maximum(maximum, 1e-5) / smooth).max()) / 127
+    inverse = (1 / smooth / np.float32(tensor_scale)).astype(np.float32)
+    xq = np.clip(np.rint(x * inverse) + 128, 0, 255).astype(np.int64) - 128
+    smoothed = weight * smooth[:, None]
+    column = np.maximum(np.abs(smoothed).max(axis=0), np.float32(1e-12)) / np.float32(limit)
+    wq = np.clip(np.rint(smoothed / column), -limit, limit).astype(np.int64)
+    return (xq @ wq).astype(np.float32) * np.float32(tensor_scale) * column
+
+
+def test_a_normalized_input_takes_one_calibrated_scale_and_saturates_beyond_it(
+    calibrated_normalized: dict[str, Any],
+) -> None:
+    """A LayerNorm output has no per-token magnitude left to track: one scale from calibration, smoothing folded
+    into the same Mul, no row maximum and no output rescale. Values past the calibrated range clip to the end
+    codes; the ReLU output after it still gets its own scale per row."""
+    from onnx import numpy_helper
+
+    from fastembed_rt.export.smoothquant import NORMALIZATIONS
+
+    maxima = calibrated_normalized
+    assert set(maxima) == {"n", "h"}
+    model = _normalized_graph()
+    w = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    assert smooth_quantize(model, maxima, ALPHA, outlier_ratio=None, static_after=NORMALIZATIONS) == (3, 0)
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("QuantizeLinear") == 2 and ops.count("ReduceMax") == ops.count("Abs") == 1  # h's only
+    assert [n.name for n in model.graph.node if n.name.endswith("/row_scale") and n.op_type == "Mul"] == [
+        "smoothquant/y/row_scale"
+    ]
+    x = _inputs(3, seed=7)
+    x[0, 0] = 0
+    x[0, 0, 5] = 50  # one channel holds the whole token: its normalized value is far past the calibrated range
+    y, n = _session(model).run(["y", "n"], {"x": x})
+    s_n = _smoothing(maxima["n"], w["wq"], w["wk"])
+    assert np.abs(n[0, 0, 5]) > 2 * maxima["n"][5]
+    q = _reference_static_matmul(n, w["wq"], s_n, maxima["n"])
+    k = _reference_static_matmul(n, w["wk"], s_n, maxima["n"])
+    expected = _reference_matmul(np.maximum(q + k, 0), w["wo"], _smoothing(maxima["h"], w["wo"]))
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    # an approximation of the float graph on the calibrated tokens (the clipped one aside)
+    exact = _session(_normalized_graph()).run(["y"], {"x": x})[0]
+    assert np.abs(y - exact)[1:].max() < 0.05 * np.abs(exact).max()
+    # without NORMALIZATIONS the same graph takes per-row scales everywhere
+    plain = _normalized_graph()
+    smooth_quantize(plain, maxima, ALPHA, outlier_ratio=None)
+    assert [node.op_type for node in plain.graph.node].count("ReduceMax") == 2
+
+
+def test_static_scales_are_recorded_and_only_for_the_ops_named(calibrated_normalized: dict[str, Any]) -> None:
+    from fastembed_rt.export.smoothquant import NORMALIZATIONS
+
+    scheme = SmoothQuantScheme(calibrated_normalized, calibration_texts=12, static_after=NORMALIZATIONS)
+    assert "LayerNormalization" in scheme.to_dict()["static_scales_after"]
+    assert "one calibrated scale on normalized inputs" in scheme.describe()
+    model = scheme.apply(_normalized_graph(), [])
+    assert [node.op_type for node in model.graph.node].count("ReduceMax") == 1
+    # the op types named are the ones that go static: naming Relu leaves the LayerNorm output per row
+    other = SmoothQuantScheme(calibrated_normalized, calibration_texts=12, static_after=frozenset({"Relu"}))
+    model = other.apply(_normalized_graph(), [])
+    assert [node.op_type for node in model.graph.node].count("ReduceMax") == 1
+    names = {node.name for node in model.graph.node}
+    assert "smoothquant/g0/row_max" in names and "smoothquant/g1/row_max" not in names  # g0: n, g1: h

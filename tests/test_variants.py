@@ -148,6 +148,9 @@ def test_int8_graph_runs_its_matmuls_on_8_bit_integers_and_is_smaller(variants_a
     assert int8.stage_counts["excluded_matmuls"] == [] and not [n for n in nodes if n.op_type == "MatMulNBits"]
     # Q, K and V read one tensor: 4 quantized activations per layer; the attention core is fused
     assert sum(n.op_type == "QuantizeLinear" for n in nodes) == 24
+    # the two read from a LayerNorm take one calibrated scale; the attention and GELU outputs one per row
+    assert int8.stage_counts["static_scales_after"] and "calibrated scale" in int8.stage_counts["scheme"]
+    assert sum(n.op_type == "ReduceMax" for n in nodes) == 12
     fused = int8.stage_counts["fused_ops"]["MultiHeadAttention"]
     assert sum(n.op_type == "MultiHeadAttention" for n in nodes) == fused == 6
     assert int8.stage_counts["calibration_texts"] == 256
