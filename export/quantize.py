@@ -9,19 +9,21 @@ or at 8 bits (``int4``) step by step, and what was done to which MatMul is repor
 neighbours), and ships the first within its gate:
 
 1. ``export.smoothquant``: uint8 activations × per-column int8 weights, smoothed from the calibration
-   texts, on ONNX Runtime's 8-bit GEMM; normalized activations on one calibrated scale, the others one
-   per row (tried in that order, then with outlier channels in fp32). all-MiniLM-L6-v2: min cosine 0.990
-   against PyTorch, 1.8–2.0× the optimized fp32 graph on AVX-512 VNNI; on AVX2 kernels (run as u8 × u8)
-   1.0–1.2× (raw ONNX Runtime, interleaved runs, 1,024 STSb sentences, before the static scales).
+   texts, on ONNX Runtime's 8-bit GEMM; normalized activations whose rows fill their range on one
+   calibrated scale, the others one per row (tried in that order, then all per row, then with outlier
+   channels in fp32). all-MiniLM-L6-v2: min cosine 0.992 against PyTorch, 1.8–2.0× the optimized fp32
+   graph on AVX-512 VNNI; on AVX2 kernels (run as u8 × u8) 1.0–1.2× (raw ONNX Runtime, interleaved runs,
+   1,024 STSb sentences, before the static scales).
 2. ``MatMulNBits`` 8-bit weights (blocks of 32 along K, symmetric) at accuracy level 4, which
    quantizes each row's activations per block on the fly: closer to fp32 (min cosine 0.998) but level
    with fp32 on VNNI and 0.61× on AVX2 kernels (no fast path for 8-bit weights there).
 
 ``int8-avx2`` is scheme 1 with each weight column quantized to [-64, 64] (``smoothquant.AVX2_WEIGHT_LIMIT``):
 ONNX Runtime keeps such weights on its fast u8 × s8 kernel on x86 CPUs without VNNI, where int8's full-range
-weights take the exact but slower u8 × u8 path. all-MiniLM-L6-v2: min / mean cosine 0.990573 / 0.997194 against
-int8's 0.990249 / 0.998105; on AVX2 kernels 1.60× fp32 against int8's 1.30× (``benchmarks/providers.py``, before
-the static scales); with VNNI the two run one kernel. It has no ``MatMulNBits`` fallback: that runs 0.61× fp32 on AVX2.
+weights take the exact but slower u8 × u8 path. all-MiniLM-L6-v2: min / mean cosine 0.992287 / 0.997652 against
+int8's 0.991886 / 0.998572; on AVX2 kernels 1.60× fp32 against int8's 1.30× (``benchmarks/providers.py``, before
+the static scales); with VNNI the two run one kernel. It has no ``MatMulNBits`` fallback: that runs 0.61× fp32 on
+AVX2.
 
 ``int8`` and ``int8-avx2`` store the word-embedding table at 8 bits as well, one scale per row
 (``quantize_embedding_tables``): all-MiniLM-L6-v2's int8 graph is 23.7 MB, where its float table alone is 47 MB.
@@ -73,12 +75,13 @@ from fastembed_rt.export.smoothquant import (
     AVX2_WEIGHT_LIMIT,
     CALIBRATION_TEXTS,
     INT8_WEIGHT_LIMIT,
-    NORMALIZATIONS,
+    MIN_ROW_SPREAD,
     OUTLIER_RATIO,
     SmoothQuantScheme,
     calibrate,
     matmul_weights,
     prune_unread,
+    row_spreads,
     split_channels,
     weight_array,
 )
@@ -427,16 +430,17 @@ def _build_smoothquant(
 
         missed: list[dict[str, Any]] = []
         if texts:
-            maxima = calibrate(source, context.feeds(texts))
+            feeds = context.feeds(texts)
+            maxima = calibrate(source, feeds)
+            static = frozenset(
+                name for name, spread in row_spreads(source, maxima, feeds).items() if spread >= MIN_ROW_SPREAD
+            )
             # fastest first: static scales on normalized inputs (no exclusions: each costs more speed than per-row
             # scales do), then per-row scales; splitting outlier channels off in fp32 costs 6-8 % of int8's speed
-            for static, ratio, steps in (
-                (NORMALIZATIONS, None, 1),
-                (frozenset(), None, None),
-                (frozenset(), OUTLIER_RATIO, None),
-            ):
+            schemes = [(static, None, 1)] if static else []
+            for inputs, ratio, steps in [*schemes, (frozenset(), None, None), (frozenset(), OUTLIER_RATIO, None)]:
                 smooth = SmoothQuantScheme(
-                    maxima, len(texts), outlier_ratio=ratio, weight_limit=weight_limit, static_after=static
+                    maxima, len(texts), outlier_ratio=ratio, weight_limit=weight_limit, static_inputs=inputs
                 )
                 try:
                     result = _build(

@@ -1,10 +1,11 @@
-"""Per-row int8 activations × per-column int8 weights on ONNX Runtime's 8-bit GEMM, smoothed (SmoothQuant).
+"""Per-row (or calibrated) int8 activations × per-column int8 weights on ONNX Runtime's 8-bit GEMM, smoothed
+(SmoothQuant).
 
 The ``int8`` variant's first scheme. Each weight MatMul ``x @ W`` becomes::
 
-    x ─► Mul(1/s) ─► xs ─► Abs ─► ReduceMax(last axis) ─► Div(127) ─► Max(ε) ─► r   (one scale per row)
-                      └────────────────────────────► Div(r) ─► QuantizeLinear(1, 128) ─► xq (uint8)
-    xq ─► MatMulIntegerToFloat(Wq int8, a_scale 1, b_scale c, a_zero_point 128) ─► Mul(r) ─► y
+    x ─► Mul(1/s) ─► xs ─► Abs ─► ReduceMax(last axis) ─► Max(ε) ─► r   (each row's maximum)
+                      └──────────────────► Div(r) ─► QuantizeLinear(1/127, 128) ─► xq (uint8)
+    xq ─► MatMulIntegerToFloat(Wq int8, a_scale 1/127, b_scale c, a_zero_point 128) ─► Mul(r) ─► y
 
 with ``Wq = round(diag(s) W / c)``, ``c`` the per-column scale of ``diag(s) W``. MatMuls that read the
 same tensor (a layer's Q, K and V projections) share one ``s``, one ``Mul`` and one quantized ``xq``.
@@ -41,18 +42,22 @@ the top 1 or 2 channels of every input reached 0.9976 at 0.86–0.92×, a ratio 
 Excluding MatMuls, the ladder's remedy, costs more speed than that.
 
 Static scales. A normalization's output (LayerNorm, RMSNorm: ``NORMALIZATIONS``) has no per-token
-magnitude left to track, so one scale for the whole tensor, set at calibration (the largest smoothed
-channel maximum / 127), serves it about as well as one per row: its group becomes ``Mul(1/(s·c)) ─►
-QuantizeLinear`` and its products need no ``Mul(r)`` (``c`` is MatMulIntegerToFloat's ``a_scale``); a value
-past the calibrated range saturates at the end code. In a post-LN BERT layer that is the Q/K/V and FFN input,
-half of the quantized activations: all-MiniLM-L6-v2's int8 graph went from 347 to 263 nodes and min / mean
-cosine against PyTorch from 0.99279 / 0.99864 to 0.99025 / 0.99810 (STSb 81.85 -> 81.89), and ran the
-STSb test sentences 1.06× (int8) and 1.09× (int8-avx2) as fast on a Zen 4 with VNNI, 1.03× on AVX2 kernels
-(``benchmarks/avx2_proxy.py``), single queries 5 % faster (8 interleaved rounds, batch 32). The attention
-output on a static scale as well reached min cosine 0.9865, the GELU output 0.786 (the gate: 0.98). The
-builder tries static scales first, without the exclusion ladder (each exclusion costs more speed than static
-scales gain), then per-row scales. A per-axis ``QuantizeLinear`` (one scale per channel, no ``Mul``) ran
-0.3× as fast: ONNX Runtime 1.32 has no fast kernel for it.
+magnitude left to track, so one scale for the whole tensor, set at calibration (the largest smoothed channel
+maximum / 127), can serve it as well as one per row: its group becomes ``Mul(1/(s·c)) ─► QuantizeLinear`` and
+its products need no ``Mul(r)`` (``c`` is MatMulIntegerToFloat's ``a_scale``); a value past the calibrated
+range saturates at the end code. It costs the rows whose maximum sits below the tensor's that many levels, so
+an input goes static only where the calibration rows fill its range (``row_spreads``: the 10th-percentile
+row's smoothed maximum at least a third of the largest). On all-MiniLM-L6-v2 that is the six Q/K/V inputs
+(0.36–0.50) and the last FFN input (0.42), not the other FFN inputs (0.18–0.24): int8 went from 347 to 276
+nodes and ran the STSb test sentences 1.04× (int8) and 1.07× (int8-avx2) as fast on a Zen 4 with VNNI, 1.03×
+on AVX2 kernels (``benchmarks/avx2_proxy.py``), single queries 6–9 % faster (6–8 interleaved rounds, batch 32),
+with its worst text no worse: min / mean cosine against fp32 on 1,000 STSb test sentences 0.9927 / 0.9982
+(0.9915 / 0.9983 before), int8-avx2 0.9868 / 0.9972 (0.9845 / 0.9973); STSb 81.86 (81.85). Every
+LayerNorm output static instead (263 nodes, 1.06–1.09×) took those minima to 0.9888 and 0.9808, the attention
+outputs as well to 0.9865 on the gate's texts, the GELU outputs to 0.786. The builder tries static scales
+first, without the exclusion ladder (each exclusion costs more speed than static scales gain), then per-row
+scales. A per-axis ``QuantizeLinear`` (one scale per channel, no ``Mul``) ran 0.3× as fast: ONNX Runtime 1.32
+has no fast kernel for it.
 
 On x86 CPUs without VNNI, ONNX Runtime's u8 × s8 kernel (``vpmaddubsw``) saturates each pair of
 products to int16: the same file scored min cosine 0.9826 there (``benchmarks/avx2_proxy.py``).
@@ -71,7 +76,7 @@ AVX2 kernels. ``weight_limit=64`` quantizes each column to those 129 levels (the
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +89,7 @@ __all__ = [
     "AVX2_WEIGHT_LIMIT",
     "INT8_WEIGHT_LIMIT",
     "MAX_OUTLIERS",
+    "MIN_ROW_SPREAD",
     "NORMALIZATIONS",
     "OUTLIER_RATIO",
     "SMOOTHING_ALPHA",
@@ -92,6 +98,7 @@ __all__ = [
     "calibrate",
     "matmul_weights",
     "prune_unread",
+    "row_spreads",
     "smooth_quantize",
     "split_channels",
     "weight_array",
@@ -119,6 +126,10 @@ NORMALIZATIONS = frozenset(
         "RMSNormalization",
     }
 )
+# A normalized input goes on one scale when its rows' maxima (after smoothing), at this percentile, still reach
+# MIN_ROW_SPREAD of the calibrated range: one scale then costs at most log2(3) = 1.6 bits on 90 % of its rows.
+SPREAD_PERCENTILE = 10
+MIN_ROW_SPREAD = 1 / 3
 # Texts whose activations set the smoothing scales: 256 gave min cosine 0.9906 on all-MiniLM-L6-v2.
 CALIBRATION_TEXTS = 256
 _PREFIX = "smoothquant/"
@@ -167,12 +178,9 @@ def weight_array(initializer: Any, transposed: bool) -> np.ndarray:
     return np.ascontiguousarray(weight.T) if transposed else weight
 
 
-def activation_maxima(graph: Path, tensors: Sequence[str], feeds: Iterable[dict[str, np.ndarray]]) -> dict[str, Any]:
-    """Per-channel max |value| of each of ``tensors`` (float32 ``[channels]``) over every row of every feed.
-
-    ``graph`` is read without its weights and saved beside itself with ``tensors`` as extra outputs, so
-    the copy shares its data file; ONNX Runtime runs it on the CPU.
-    """
+def _probe(graph: Path, tensors: Sequence[str], feeds: Iterable[dict[str, np.ndarray]]) -> Iterator[list[np.ndarray]]:
+    """``tensors``' values (in their order) for each feed: ``graph`` is read without its weights and saved beside
+    itself with ``tensors`` as extra outputs, so the copy shares its data file; ONNX Runtime runs it on the CPU."""
     import onnx
     import onnxruntime as ort
 
@@ -181,18 +189,23 @@ def activation_maxima(graph: Path, tensors: Sequence[str], feeds: Iterable[dict[
     for name in tensors:
         if name not in present:
             model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    maxima: dict[str, Any] = {}
     with scratch_graph(graph.parent, "smoothquant-probe.onnx") as probe:
         onnx.save(model, str(probe))
         del model
         session = ort.InferenceSession(str(probe), providers=["CPUExecutionProvider"])
         inputs = {i.name for i in session.get_inputs()}
-        names = list(tensors)
         for feed in feeds:
-            outputs = session.run(names, {k: v for k, v in feed.items() if k in inputs})
-            for name, value in zip(names, outputs, strict=True):
-                peak = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
-                maxima[name] = peak if name not in maxima else np.maximum(maxima[name], peak)
+            yield session.run(list(tensors), {k: v for k, v in feed.items() if k in inputs})
+
+
+def activation_maxima(graph: Path, tensors: Sequence[str], feeds: Iterable[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """Per-channel max |value| of each of ``tensors`` (float32 ``[channels]``) over every row of every feed
+    (``graph`` run as ``_probe`` runs it)."""
+    maxima: dict[str, Any] = {}
+    for outputs in _probe(graph, tensors, feeds):
+        for name, value in zip(tensors, outputs, strict=True):
+            peak = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
+            maxima[name] = peak if name not in maxima else np.maximum(maxima[name], peak)
     if not maxima:
         raise ValueError("no calibration feeds: activation maxima need at least one text")
     return maxima
@@ -206,6 +219,45 @@ def calibrate(graph: Path, feeds: Iterable[dict[str, np.ndarray]]) -> dict[str, 
     tensors = list(weight_matmul_inputs(model))
     del model
     return activation_maxima(graph, tensors, feeds)
+
+
+def _smoothing_scales(
+    maximum: np.ndarray, weights: Sequence[np.ndarray], alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(s, the calibrated maxima floored): ``s_j = max|x_j|^α / max|W_j,:|^(1-α)`` over every MatMul reading x."""
+    act = np.maximum(np.asarray(maximum, np.float32), np.float32(1e-5))
+    wmax = np.maximum(np.max([np.abs(w).max(axis=1) for w in weights], axis=0), np.float32(1e-5))
+    return (act**alpha / wmax ** (1 - alpha)).astype(np.float32), act
+
+
+def row_spreads(
+    graph: Path, maxima: dict[str, Any], feeds: Sequence[dict[str, np.ndarray]], alpha: float = SMOOTHING_ALPHA
+) -> dict[str, float]:
+    """How evenly each normalized weight-MatMul input (written by one of ``NORMALIZATIONS``) fills its range: the
+    ``SPREAD_PERCENTILE``-th percentile of its rows' maxima over their largest, smoothed as the static scheme
+    smooths it (every MatMul reading it quantized, no channel split off). ``maxima``: ``calibrate``'s, from the
+    same ``feeds``. A second pass over the feeds: the smoothing needs every channel's maximum first."""
+    import onnx
+
+    model = onnx.load(str(graph))  # the weights too: smoothing reads their per-channel maxima
+    producers = {node.output[0]: node.op_type for node in model.graph.node if node.output}
+    matrices = matmul_weights(model)
+    smoothing = {
+        source: _smoothing_scales(maxima[source], [weight_array(*matrices[n.output[0]]) for n in nodes], alpha)[0]
+        for source, nodes in weight_matmul_inputs(model).items()
+        if producers.get(source) in NORMALIZATIONS and source in maxima
+    }
+    del model, matrices
+    names = list(smoothing)
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for outputs in _probe(graph, names, feeds) if names else ():
+        for name, value in zip(names, outputs, strict=True):
+            rows[name].append(np.abs(value.reshape(-1, value.shape[-1]) / smoothing[name]).max(axis=1))
+    spreads = {}
+    for name, parts in rows.items():
+        peaks = np.concatenate(parts)
+        spreads[name] = float(np.percentile(peaks, SPREAD_PERCENTILE) / max(float(peaks.max()), 1e-12))
+    return spreads
 
 
 def prune_unread(graph: Any) -> None:
@@ -245,15 +297,15 @@ def smooth_quantize(
     exclude: Sequence[str] = (),
     outlier_ratio: float | None = OUTLIER_RATIO,
     weight_limit: int = INT8_WEIGHT_LIMIT,
-    static_after: Collection[str] = (),
+    static_inputs: Collection[str] = (),
 ) -> tuple[int, int]:
     """Rewrite ``model``'s weight MatMuls (all but the nodes named in ``exclude``) in place as the module
     docstring sketches; ``maxima``: ``calibrate``'s result for this graph; ``outlier_ratio``: see
     ``outlier_channels`` (None: no channel in fp32); ``weight_limit``: the largest weight code (``INT8_WEIGHT_LIMIT``,
-    or ``AVX2_WEIGHT_LIMIT`` for the fast exact kernel without VNNI); ``static_after``: op types (``NORMALIZATIONS``)
-    whose first output is quantized with one calibrated scale instead of per row (module docstring, "Static
-    scales"). Returns how many MatMuls were rewritten and how many input channels (summed over the quantized
-    inputs) were split off in fp32.
+    or ``AVX2_WEIGHT_LIMIT`` for the fast exact kernel without VNNI); ``static_inputs``: the MatMul inputs quantized
+    with one calibrated scale instead of one per row (module docstring, "Static scales"; ``row_spreads``). Returns
+    how many MatMuls were rewritten and how many input channels (summed over the quantized inputs) were split off in
+    fp32.
 
     Excluded MatMuls keep their float weights and are not smoothed. A MatMul whose input has no calibrated
     maximum (not reached by the calibration feeds) is left float as well.
@@ -269,29 +321,28 @@ def smooth_quantize(
         return _PREFIX + name
 
     axes = constant("last_axis", np.array([-1], np.int64))
-    limit = constant("127", np.array(127.0, np.float32))
-    epsilon = constant("epsilon", np.array(1e-12, np.float32))
+    # a per-row input is divided by its row's maximum and quantized in steps of 1/127 (the step rides in the GEMM's
+    # a_scale): one op fewer per input than dividing the maximum by 127 first
+    step = constant("step", np.array(1 / 127, np.float32))
+    epsilon = constant("epsilon", np.array(127e-12, np.float32))
     one = constant("one", np.array(1.0, np.float32))
     zero_point = constant("zero_point", np.array(128, np.uint8))
     # Keyed by the MatMul's output (unique in a graph; node names need not be).
     replaced: dict[str, list[Any]] = {}  # the nodes that compute it
     group_start: dict[str, list[Any]] = {}  # a group's shared nodes, before its first MatMul
     rewritten = split = 0
-    producers = {node.output[0]: node.op_type for node in graph.node if node.output}
     for index, (source, nodes) in enumerate(weight_matmul_inputs(model).items()):
         members = [node for node in nodes if node.name not in exclude and source in maxima]
         if not members:
             continue
         weights = [weight_array(*matrices[node.output[0]]) for node in members]
-        act = np.maximum(np.asarray(maxima[source], np.float32), np.float32(1e-5))
-        wmax = np.maximum(np.max([np.abs(w).max(axis=1) for w in weights], axis=0), np.float32(1e-5))
-        smooth = (act**alpha / wmax ** (1 - alpha)).astype(np.float32)
+        smooth, act = _smoothing_scales(maxima[source], weights, alpha)
         outliers = outlier_channels(act / smooth, outlier_ratio)
         kept = np.ones_like(smooth)  # 0 on the outlier channels: they leave the 8-bit product
         kept[outliers] = 0
         split += len(outliers)
         p = f"{_PREFIX}g{index}/"
-        static = producers.get(source) in static_after
+        static = source in static_inputs
         if static:
             # one scale for the whole tensor, from calibration: smoothing and scale in one Mul, no per-row scale
             tensor_scale = max(float((act * kept / smooth).max()), 1e-12) / 127
@@ -302,16 +353,15 @@ def smooth_quantize(
                 helper.make_node("QuantizeLinear", [p + "xr", one, zero_point], [p + "xq"], name=p + "quantize"),
             ]
         else:
-            a_scale = one
+            a_scale = step
             inverse = constant(f"g{index}/inverse_smoothing", (kept / smooth).astype(np.float32))
             group_start[members[0].output[0]] = [
                 helper.make_node("Mul", [source, inverse], [p + "xs"], name=p + "smooth"),
                 helper.make_node("Abs", [p + "xs"], [p + "abs"], name=p + "abs"),
                 helper.make_node("ReduceMax", [p + "abs", axes], [p + "max"], name=p + "row_max", keepdims=1),
-                helper.make_node("Div", [p + "max", limit], [p + "r0"], name=p + "row_scale"),
-                helper.make_node("Max", [p + "r0", epsilon], [p + "r"], name=p + "row_scale_floor"),
+                helper.make_node("Max", [p + "max", epsilon], [p + "r"], name=p + "row_scale"),
                 helper.make_node("Div", [p + "xs", p + "r"], [p + "xr"], name=p + "row_scaled"),
-                helper.make_node("QuantizeLinear", [p + "xr", one, zero_point], [p + "xq"], name=p + "quantize"),
+                helper.make_node("QuantizeLinear", [p + "xr", step, zero_point], [p + "xq"], name=p + "quantize"),
             ]
         if len(outliers):
             channels = constant(f"g{index}/outlier_channels", outliers)
@@ -371,12 +421,12 @@ class SmoothQuantScheme:
     outlier_ratio: float | None = OUTLIER_RATIO
     sensitive_bits: int | None = None
     weight_limit: int = INT8_WEIGHT_LIMIT
-    static_after: frozenset[str] = frozenset()
+    static_inputs: frozenset[str] = frozenset()
 
     def describe(self) -> str:
         text = f"8-bit GEMM: per-row uint8 activations x per-column int8 weights, SmoothQuant alpha {self.alpha}"
-        if self.static_after:
-            text += ", one calibrated scale on normalized inputs"
+        if self.static_inputs:
+            text += f", one calibrated scale on {len(self.static_inputs)} normalized inputs"
         if self.weight_limit != INT8_WEIGHT_LIMIT:
             text += f", weights in [-{self.weight_limit}, {self.weight_limit}]"
         if self.outlier_ratio is not None:
@@ -392,12 +442,12 @@ class SmoothQuantScheme:
             "calibration_texts": self.calibration_texts,
             "outlier_ratio": self.outlier_ratio,
             "max_outliers": MAX_OUTLIERS,
-            "static_scales_after": sorted(self.static_after),
+            "static_inputs": sorted(self.static_inputs),
         }
 
     def apply(self, model: Any, sensitive: Sequence[str]) -> Any:
         smooth_quantize(
-            model, self.maxima, self.alpha, sensitive, self.outlier_ratio, self.weight_limit, self.static_after
+            model, self.maxima, self.alpha, sensitive, self.outlier_ratio, self.weight_limit, self.static_inputs
         )
         return model
 

@@ -95,15 +95,16 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
 
 
 def _reference_matmul(x: np.ndarray, weight: np.ndarray, smooth: np.ndarray, limit: int = 127) -> np.ndarray:
-    """The scheme in numpy: x/s quantized per row (round half to even, zero point 128), W·s per column to
-    ``limit`` levels each side, exact integer products, then both scales."""
+    """The scheme in numpy: x/s quantized per row in steps of the row's maximum / 127 (round half to even, zero
+    point 128), W·s per column to ``limit`` levels each side, exact integer products, then both scales."""
     xs = x * (1 / smooth).astype(np.float32)
-    row = np.maximum(np.abs(xs).max(axis=-1, keepdims=True) / np.float32(127), np.float32(1e-12))
-    xq = np.clip(np.rint(xs / row) + 128, 0, 255).astype(np.int64) - 128
+    row = np.maximum(np.abs(xs).max(axis=-1, keepdims=True), np.float32(127e-12))
+    step = np.float32(1 / 127)
+    xq = np.clip(np.rint(xs / row / step) + 128, 0, 255).astype(np.int64) - 128
     smoothed = weight * smooth[:, None]
     column = np.maximum(np.abs(smoothed).max(axis=0), np.float32(1e-12)) / np.float32(limit)
     wq = np.clip(np.rint(smoothed / column), -limit, limit).astype(np.int64)
-    return (xq @ wq).astype(np.float32) * row * column
+    return (xq @ wq).astype(np.float32) * step * column * row
 
 
 def _smoothing(maximum: np.ndarray, *weights: np.ndarray) -> np.ndarray:
@@ -201,7 +202,7 @@ def test_the_scheme_applies_down_the_ladder_with_its_settings_recorded(calibrate
         "calibration_texts": 12,
         "outlier_ratio": 4.0,
         "max_outliers": 8,
-        "static_scales_after": [],
+        "static_inputs": [],
     }
     assert "SmoothQuant" in scheme.describe() and "4x the median in fp32" in scheme.describe()
     assert scheme.sensitive_bits is None
@@ -316,7 +317,7 @@ def test_int8_ships_matmulnbits_when_smoothquant_misses_its_gate_at_every_step(
     assert int8.optimization == "ort-transformers+int8" and "MatMulNBits" in int8.stage_counts["scheme"]
     # every SmoothQuant scheme: static scales without exclusions, then both per-row ones down their whole ladders
     static, plain, split = int8.stage_counts["other_schemes"]
-    assert "one calibrated scale on normalized inputs" in static["scheme"] and len(static["missed_gate"]) == 1
+    assert "one calibrated scale on" in static["scheme"] and len(static["missed_gate"]) == 1
     assert "SmoothQuant" in plain["scheme"] and "in fp32" not in plain["scheme"] and "in fp32" in split["scheme"]
     assert "calibrated scale" not in plain["scheme"] + split["scheme"]
     for missed in (plain, split):
@@ -534,13 +535,17 @@ def _normalized_graph() -> Any:
     return model
 
 
+def _normalized_feeds() -> list[dict[str, np.ndarray]]:
+    return [{"x": _inputs(4, seed)} for seed in range(3)]
+
+
 @pytest.fixture(scope="module")
-def calibrated_normalized(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def calibrated_normalized(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     import onnx
 
     path = tmp_path_factory.mktemp("smoothquant-normalized") / "norm.onnx"
     onnx.save(_normalized_graph(), str(path))
-    return calibrate(path, [{"x": _inputs(4, seed)} for seed in range(3)])
+    return path, calibrate(path, _normalized_feeds())
 
 
 def _reference_static_matmul(
@@ -557,21 +562,19 @@ def _reference_static_matmul(
     return (xq @ wq).astype(np.float32) * np.float32(tensor_scale) * column
 
 
-def test_a_normalized_input_takes_one_calibrated_scale_and_saturates_beyond_it(
-    calibrated_normalized: dict[str, Any],
+def test_a_static_input_takes_one_calibrated_scale_and_saturates_beyond_it(
+    calibrated_normalized: tuple[Path, dict[str, Any]],
 ) -> None:
-    """A LayerNorm output has no per-token magnitude left to track: one scale from calibration, smoothing folded
-    into the same Mul, no row maximum and no output rescale. Values past the calibrated range clip to the end
-    codes; the ReLU output after it still gets its own scale per row."""
+    """One scale from calibration for the whole tensor, smoothing folded into the same Mul, no row maximum and no
+    output rescale. Values past the calibrated range clip to the end codes; the ReLU output after it still gets
+    its own scale per row."""
     from onnx import numpy_helper
 
-    from fastembed_rt.export.smoothquant import NORMALIZATIONS
-
-    maxima = calibrated_normalized
+    maxima = calibrated_normalized[1]
     assert set(maxima) == {"n", "h"}
     model = _normalized_graph()
     w = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
-    assert smooth_quantize(model, maxima, ALPHA, outlier_ratio=None, static_after=NORMALIZATIONS) == (3, 0)
+    assert smooth_quantize(model, maxima, ALPHA, outlier_ratio=None, static_inputs={"n"}) == (3, 0)
     ops = [node.op_type for node in model.graph.node]
     assert ops.count("QuantizeLinear") == 2 and ops.count("ReduceMax") == ops.count("Abs") == 1  # h's only
     assert [n.name for n in model.graph.node if n.name.endswith("/row_scale") and n.op_type == "Mul"] == [
@@ -590,23 +593,41 @@ def test_a_normalized_input_takes_one_calibrated_scale_and_saturates_beyond_it(
     # an approximation of the float graph on the calibrated tokens (the clipped one aside)
     exact = _session(_normalized_graph()).run(["y"], {"x": x})[0]
     assert np.abs(y - exact)[1:].max() < 0.05 * np.abs(exact).max()
-    # without NORMALIZATIONS the same graph takes per-row scales everywhere
+    # not named: the same graph takes per-row scales everywhere
     plain = _normalized_graph()
     smooth_quantize(plain, maxima, ALPHA, outlier_ratio=None)
     assert [node.op_type for node in plain.graph.node].count("ReduceMax") == 2
 
 
-def test_static_scales_are_recorded_and_only_for_the_ops_named(calibrated_normalized: dict[str, Any]) -> None:
-    from fastembed_rt.export.smoothquant import NORMALIZATIONS
-
-    scheme = SmoothQuantScheme(calibrated_normalized, calibration_texts=12, static_after=NORMALIZATIONS)
-    assert "LayerNormalization" in scheme.to_dict()["static_scales_after"]
-    assert "one calibrated scale on normalized inputs" in scheme.describe()
+def test_static_inputs_are_recorded_and_only_those_named_go_static(
+    calibrated_normalized: tuple[Path, dict[str, Any]],
+) -> None:
+    maxima = calibrated_normalized[1]
+    scheme = SmoothQuantScheme(maxima, calibration_texts=12, static_inputs=frozenset({"n"}))
+    assert scheme.to_dict()["static_inputs"] == ["n"]
+    assert "one calibrated scale on 1 normalized inputs" in scheme.describe()
     model = scheme.apply(_normalized_graph(), [])
     assert [node.op_type for node in model.graph.node].count("ReduceMax") == 1
-    # the op types named are the ones that go static: naming Relu leaves the LayerNorm output per row
-    other = SmoothQuantScheme(calibrated_normalized, calibration_texts=12, static_after=frozenset({"Relu"}))
-    model = other.apply(_normalized_graph(), [])
-    assert [node.op_type for node in model.graph.node].count("ReduceMax") == 1
-    names = {node.name for node in model.graph.node}
+    other = SmoothQuantScheme(maxima, calibration_texts=12, static_inputs=frozenset({"h"}))
+    names = {node.name for node in other.apply(_normalized_graph(), []).graph.node}
     assert "smoothquant/g0/row_max" in names and "smoothquant/g1/row_max" not in names  # g0: n, g1: h
+
+
+def test_row_spread_is_the_low_percentile_of_smoothed_row_maxima_over_the_largest(
+    calibrated_normalized: tuple[Path, dict[str, Any]],
+) -> None:
+    """Measured for normalized inputs only (n, not the ReLU output h), after the smoothing the static scheme
+    applies. (That the threshold separates inputs is checked on all-MiniLM-L6-v2 in ``test_variants``.)"""
+    from onnx import numpy_helper
+
+    from fastembed_rt.export.smoothquant import SPREAD_PERCENTILE, row_spreads
+
+    path, maxima = calibrated_normalized
+    w = {init.name: numpy_helper.to_array(init) for init in _normalized_graph().graph.initializer}
+    session = _session(_normalized_graph())
+    n = np.concatenate([session.run(["n"], feed)[0].reshape(-1, WIDTH) for feed in _normalized_feeds()])
+    peaks = np.abs(n / _smoothing(maxima["n"], w["wq"], w["wk"])).max(axis=1)
+    spreads = row_spreads(path, maxima, _normalized_feeds())
+    assert set(spreads) == {"n"}
+    assert spreads["n"] == pytest.approx(np.percentile(peaks, SPREAD_PERCENTILE) / peaks.max(), rel=1e-5)
+    assert 0 < spreads["n"] < 1

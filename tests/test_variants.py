@@ -148,9 +148,12 @@ def test_int8_graph_runs_its_matmuls_on_8_bit_integers_and_is_smaller(variants_a
     assert int8.stage_counts["excluded_matmuls"] == [] and not [n for n in nodes if n.op_type == "MatMulNBits"]
     # Q, K and V read one tensor: 4 quantized activations per layer; the attention core is fused
     assert sum(n.op_type == "QuantizeLinear" for n in nodes) == 24
-    # the two read from a LayerNorm take one calibrated scale; the attention and GELU outputs one per row
-    assert int8.stage_counts["static_scales_after"] and "calibrated scale" in int8.stage_counts["scheme"]
-    assert sum(n.op_type == "ReduceMax" for n in nodes) == 12
+    # LayerNorm outputs whose rows fill their range take one calibrated scale, the rest one per row: the six read by
+    # Q, K and V (10th-percentile rows at 0.36-0.50 of the range, measured), not most FFN inputs (0.18-0.24)
+    static = int8.stage_counts["static_inputs"]
+    assert 6 <= len(static) < 12
+    assert f"one calibrated scale on {len(static)} normalized inputs" in int8.stage_counts["scheme"]
+    assert sum(n.op_type == "ReduceMax" for n in nodes) == 24 - len(static)
     fused = int8.stage_counts["fused_ops"]["MultiHeadAttention"]
     assert sum(n.op_type == "MultiHeadAttention" for n in nodes) == fused == 6
     assert int8.stage_counts["calibration_texts"] == 256
