@@ -53,9 +53,9 @@ def manifest(minilm_artifact_session: Path) -> Manifest:
             fp32,
             replace(fp32, name="optimized"),
             replace(fp32, name="fp16", precision=VariantPrecision.FP16),
-            # all-MiniLM-L6-v2's min cosine against PyTorch
-            replace(fp32, name="int8", precision=int8, fidelity={"min_cosine": 0.992792}),
-            replace(fp32, name="int8-avx2", precision=int8, fidelity={"min_cosine": 0.991971}),
+            # all-MiniLM-L6-v2's cosines against PyTorch: int8-avx2's worst text above int8's, its mean below
+            replace(fp32, name="int8", precision=int8, fidelity={"min_cosine": 0.991886, "mean_cosine": 0.998572}),
+            replace(fp32, name="int8-avx2", precision=int8, fidelity={"min_cosine": 0.992287, "mean_cosine": 0.997652}),
             replace(fp32, name="openvino", format=ov),
             replace(fp32, name="openvino-int8", format=ov, precision=int8),
         ),
@@ -101,7 +101,7 @@ def test_of_variants_level_within_the_margin_the_one_closer_to_pytorch_runs(mani
     assert choice.variant.name == "int8"
     assert "int8-avx2 1950, int8 1900" in choice.reason
     assert choice.reason.endswith(
-        "; int8 runs: within 10% of int8-avx2 and closer to PyTorch (min cosine 0.9928 against 0.9920)"
+        "; int8 runs: within 10% of int8-avx2 and closer to PyTorch (mean cosine 0.9986 against 0.9977)"
     )
     # a reranker's agreement is its score Spearman
     spearman = {"int8": {"score_spearman": 0.999017}, "int8-avx2": {"score_spearman": 0.998867}}
