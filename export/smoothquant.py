@@ -115,8 +115,8 @@ MAX_OUTLIERS = 8
 # (module docstring).
 INT8_WEIGHT_LIMIT = 127
 AVX2_WEIGHT_LIMIT = 64
-# Ops whose first output is normalized per token: its MatMuls' input takes one calibrated scale (module docstring,
-# "Static scales").
+# Ops whose first output is normalized per token: the inputs that may take one calibrated scale (``row_spreads``
+# decides; module docstring, "Static scales").
 NORMALIZATIONS = frozenset(
     {
         "LayerNormalization",
