@@ -9,11 +9,8 @@ The ``int8`` variant's first scheme. Each weight MatMul ``x @ W`` becomes::
 
 with ``Wq = round(diag(s) W / c)``, ``c`` the per-column scale of ``diag(s) W``. MatMuls that read the
 same tensor (a layer's Q, K and V projections) share one ``s``, one ``Mul`` and one quantized ``xq``.
-An activation with a known minimum (a ReLU or GELU output, ``LOWER_BOUNDS``: an FFN's down projection reads
-one) skips the ``Abs``: its row's largest value, floored at the largest ``-minimum / s_j``, is at least its
-largest |value|, and equals it unless that largest value lies under the floor. An input channel that still
-dominates after smoothing (an *outlier channel*, below) is taken out of the 8-bit product and multiplied in
-fp32 beside it::
+An input channel that still dominates after smoothing (an *outlier channel*, below) is taken out of the
+8-bit product and multiplied in fp32 beside it::
 
     x ─► Gather(outlier channels) ─► MatMul(W[outlier rows]) ─► Add to y     (its 1/s is 0: not in xq)
 The input is the optimized backbone with the attention core fused into ``MultiHeadAttention`` and the
@@ -129,10 +126,6 @@ NORMALIZATIONS = frozenset(
         "RMSNormalization",
     }
 )
-# The least value an activation op can output, for the ops whose output a per-row scale quantizes often (an FFN's
-# down projection reads one): its rows need no Abs pass. GELU's minimum is -0.16997 (at x = -0.7518), its tanh
-# approximation's (FastGelu) -0.17004; -0.171 bounds both with room for float32 rounding.
-LOWER_BOUNDS = {"Relu": 0.0, "Gelu": -0.171, "BiasGelu": -0.171, "FastGelu": -0.171}
 # A normalized input goes on one scale when its rows' maxima (after smoothing), at this percentile, still reach
 # MIN_ROW_SPREAD of the calibrated range: one scale then costs at most log2(3) = 1.6 bits on 90 % of its rows.
 SPREAD_PERCENTILE = 10
@@ -338,7 +331,6 @@ def smooth_quantize(
     replaced: dict[str, list[Any]] = {}  # the nodes that compute it
     group_start: dict[str, list[Any]] = {}  # a group's shared nodes, before its first MatMul
     rewritten = split = 0
-    producers = {node.output[0]: node.op_type for node in graph.node if node.output}
     for index, (source, nodes) in enumerate(weight_matmul_inputs(model).items()):
         members = [node for node in nodes if node.name not in exclude and source in maxima]
         if not members:
@@ -363,19 +355,11 @@ def smooth_quantize(
         else:
             a_scale = step
             inverse = constant(f"g{index}/inverse_smoothing", (kept / smooth).astype(np.float32))
-            nodes = [helper.make_node("Mul", [source, inverse], [p + "xs"], name=p + "smooth")]
-            minimum = LOWER_BOUNDS.get(producers.get(source, ""))
-            if minimum is None:
-                nodes.append(helper.make_node("Abs", [p + "xs"], [p + "abs"], name=p + "abs"))
-                peak, floor = p + "abs", epsilon
-            else:  # no value lies below -|minimum|/s: the largest value, floored there, bounds every |value|
-                peak = p + "xs"
-                bound = float((-minimum * kept / smooth).max())
-                floor = constant(f"g{index}/row_scale_floor", np.array(max(bound, 127e-12), np.float32))
             group_start[members[0].output[0]] = [
-                *nodes,
-                helper.make_node("ReduceMax", [peak, axes], [p + "max"], name=p + "row_max", keepdims=1),
-                helper.make_node("Max", [p + "max", floor], [p + "r"], name=p + "row_scale"),
+                helper.make_node("Mul", [source, inverse], [p + "xs"], name=p + "smooth"),
+                helper.make_node("Abs", [p + "xs"], [p + "abs"], name=p + "abs"),
+                helper.make_node("ReduceMax", [p + "abs", axes], [p + "max"], name=p + "row_max", keepdims=1),
+                helper.make_node("Max", [p + "max", epsilon], [p + "r"], name=p + "row_scale"),
                 helper.make_node("Div", [p + "xs", p + "r"], [p + "xr"], name=p + "row_scaled"),
                 helper.make_node("QuantizeLinear", [p + "xr", step, zero_point], [p + "xq"], name=p + "quantize"),
             ]
