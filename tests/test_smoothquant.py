@@ -66,6 +66,11 @@ def _graph() -> Any:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
+def _feeds() -> list[dict[str, np.ndarray]]:
+    """The calibration feeds: three batches of ``_inputs``."""
+    return [{"x": _inputs(4, seed)} for seed in range(3)]
+
+
 def _inputs(rows: int, seed: int) -> np.ndarray:
     x = np.random.default_rng(seed).normal(size=(rows, 5, WIDTH)).astype(np.float32)
     x[..., 3] *= 40
@@ -91,7 +96,14 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
 
     path = tmp_path_factory.mktemp("smoothquant") / "qko.onnx"
     onnx.save(_graph(), str(path))
-    return path, calibrate(path, [{"x": _inputs(4, seed)} for seed in range(3)])
+    return path, calibrate(path, _feeds())
+
+
+def _reference_weights(weight: np.ndarray, smooth: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """W·s quantized per column to ``limit`` levels each side: (integer codes, column scales)."""
+    smoothed = weight * smooth[:, None]
+    column = np.maximum(np.abs(smoothed).max(axis=0), np.float32(1e-12)) / np.float32(limit)
+    return np.clip(np.rint(smoothed / column), -limit, limit).astype(np.int64), column
 
 
 def _reference_matmul(x: np.ndarray, weight: np.ndarray, smooth: np.ndarray, limit: int = 127) -> np.ndarray:
@@ -101,9 +113,7 @@ def _reference_matmul(x: np.ndarray, weight: np.ndarray, smooth: np.ndarray, lim
     row = np.maximum(np.abs(xs).max(axis=-1, keepdims=True), np.float32(127e-12))
     step = np.float32(1 / 127)
     xq = np.clip(np.rint(xs / row / step) + 128, 0, 255).astype(np.int64) - 128
-    smoothed = weight * smooth[:, None]
-    column = np.maximum(np.abs(smoothed).max(axis=0), np.float32(1e-12)) / np.float32(limit)
-    wq = np.clip(np.rint(smoothed / column), -limit, limit).astype(np.int64)
+    wq, column = _reference_weights(weight, smooth, limit)
     return (xq @ wq).astype(np.float32) * step * column * row
 
 
@@ -118,7 +128,7 @@ def test_calibration_takes_each_channels_maximum_over_every_row_of_every_feed(
 ) -> None:
     path, maxima = calibrated
     assert set(maxima) == {"x", "h"}
-    rows = np.concatenate([_inputs(4, seed).reshape(-1, WIDTH) for seed in range(3)])
+    rows = np.concatenate([feed["x"].reshape(-1, WIDTH) for feed in _feeds()])
     np.testing.assert_array_equal(maxima["x"], np.abs(rows).max(axis=0))
     assert maxima["x"][3] > 10 * np.delete(maxima["x"], 3).max()
     # the probe graph it ran is a scratch file: nothing is left beside the graph
@@ -535,17 +545,13 @@ def _normalized_graph() -> Any:
     return model
 
 
-def _normalized_feeds() -> list[dict[str, np.ndarray]]:
-    return [{"x": _inputs(4, seed)} for seed in range(3)]
-
-
 @pytest.fixture(scope="module")
 def calibrated_normalized(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     import onnx
 
     path = tmp_path_factory.mktemp("smoothquant-normalized") / "norm.onnx"
     onnx.save(_normalized_graph(), str(path))
-    return path, calibrate(path, _normalized_feeds())
+    return path, calibrate(path, _feeds())
 
 
 def _reference_static_matmul(
@@ -556,9 +562,7 @@ def _reference_static_matmul(
     tensor_scale = float((np.maximum(maximum, 1e-5) / smooth).max()) / 127
     inverse = (1 / smooth / np.float32(tensor_scale)).astype(np.float32)
     xq = np.clip(np.rint(x * inverse) + 128, 0, 255).astype(np.int64) - 128
-    smoothed = weight * smooth[:, None]
-    column = np.maximum(np.abs(smoothed).max(axis=0), np.float32(1e-12)) / np.float32(limit)
-    wq = np.clip(np.rint(smoothed / column), -limit, limit).astype(np.int64)
+    wq, column = _reference_weights(weight, smooth, limit)
     return (xq @ wq).astype(np.float32) * np.float32(tensor_scale) * column
 
 
@@ -625,9 +629,9 @@ def test_row_spread_is_the_low_percentile_of_smoothed_row_maxima_over_the_larges
     path, maxima = calibrated_normalized
     w = {init.name: numpy_helper.to_array(init) for init in _normalized_graph().graph.initializer}
     session = _session(_normalized_graph())
-    n = np.concatenate([session.run(["n"], feed)[0].reshape(-1, WIDTH) for feed in _normalized_feeds()])
+    n = np.concatenate([session.run(["n"], feed)[0].reshape(-1, WIDTH) for feed in _feeds()])
     peaks = np.abs(n / _smoothing(maxima["n"], w["wq"], w["wk"])).max(axis=1)
-    spreads = row_spreads(path, maxima, _normalized_feeds())
+    spreads = row_spreads(path, maxima, _feeds())
     assert set(spreads) == {"n"}
     assert spreads["n"] == pytest.approx(np.percentile(peaks, SPREAD_PERCENTILE) / peaks.max(), rel=1e-5)
     assert 0 < spreads["n"] < 1
