@@ -1,0 +1,122 @@
+"""Where an embedding process's memory goes: fastembed-rt against the floor, each in its own fresh process.
+
+    .venv/bin/python benchmarks/memory.py [--artifact A] [--backbone B] [--rounds 2]
+
+For each contender, the resident set (``VmRSS``, split into anonymous memory and file-backed pages such
+as libraries and memory-mapped weights) after the imports (numpy, onnxruntime, tokenizers, and
+fastembed_rt for its rows), after loading the model, after its first text, and after encoding the 2,758
+STSb test sentences ``--rounds`` times (batch 32, 2 threads), with the process's peak (``VmHWM``): the
+memory issue 13's "peak RSS of the default fp32 run" is made of. Contenders: fastembed-rt ``cpu/auto``,
+``cpu/fp32`` and ``cpu/int8``, the floor (tokenizers + onnxruntime sorted by token length,
+``benchmarks/contenders.py``) and the floor's uint8 graph. Run ``benchmarks/run.py`` once first (it
+exports the artifact and builds the floor's graphs), or pass ``--artifact`` and ``--backbone``.
+Linux only (``/proc``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MODELS = HERE / ".envs" / "models"
+STAGES = ("imports", "loaded", "first text", "STSb")
+
+CHILD = r"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {here!r})
+
+def resident():
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return {{key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "RssAnon", "RssFile", "VmHWM")}}
+
+job = json.loads(Path(sys.argv[1]).read_text())
+texts = json.loads(Path(job["texts"]).read_text())
+import numpy, onnxruntime, tokenizers
+if job["spec"]["kind"] == "fastembed-rt":
+    import fastembed_rt
+stages = {{"imports": resident()}}
+from contenders import LOADERS
+encoder = LOADERS[job["spec"]["kind"]](job["spec"], 2, 32)
+stages["loaded"] = resident()
+encoder.encode(texts[:1])
+stages["first text"] = resident()
+for _ in range(job["rounds"]):
+    encoder.encode(texts)
+stages["STSb"] = resident()
+print(json.dumps(stages))
+"""
+
+
+def contenders(artifact: Path, backbone: Path) -> dict[str, dict[str, object]]:
+    from fastembed_rt.artifact import load_manifest
+
+    manifest = load_manifest(artifact)
+    ours = {
+        f"fastembed-rt cpu/{variant}": {
+            "kind": "fastembed-rt",
+            "artifact": str(artifact),
+            "provider": "cpu",
+            "variant": variant,
+        }
+        for variant in ("auto", "fp32", "int8")
+        if variant == "auto" or any(v.name == variant for v in manifest.variants)
+    }
+    floor = {
+        "kind": "floor",
+        "tokenizer": str(backbone / "tokenizer.json"),
+        "max_seq_length": manifest.tokenizer.max_seq_length,
+        "dim": manifest.dim,
+    }
+    floors = {
+        "floor (tokenizers + ORT, sorted)": {**floor, "backbone": str(backbone / "model.onnx")},
+        "floor uint8 (ORT-optimized + dynamic uint8)": {**floor, "backbone": str(backbone / "model_uint8.onnx")},
+    }
+    return {**ours, **{name: spec for name, spec in floors.items() if Path(str(spec["backbone"])).exists()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artifact", type=Path, default=MODELS / "artifact")
+    parser.add_argument("--backbone", type=Path, default=MODELS / "backbone")
+    parser.add_argument("--rounds", type=int, default=2, help="passes over the STSb test sentences")
+    parser.add_argument("--stsb", default=None, help="folder of stsb-<lang>-<split>.csv files")
+    args = parser.parse_args()
+
+    from fastembed_rt.machine import this_cpu
+    from fastembed_rt.stsb import load_stsb
+
+    data = load_stsb("test", "en", args.stsb)
+    sentences = data.sentences1 + data.sentences2
+    print(
+        f"{this_cpu().describe()}, 2 threads, batch 32, {len(sentences):,} STSb test sentences × {args.rounds}, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}"
+    )
+    print("\nRSS MB after each stage (anonymous + file-backed), and the process's peak:\n")
+    print(f"| contender | {' | '.join(STAGES)} | peak |")
+    print(f"| --- | {' | '.join('---:' for _ in STAGES)} | ---: |")
+    with tempfile.TemporaryDirectory() as tmp:
+        texts = Path(tmp) / "texts.json"
+        texts.write_text(json.dumps(sentences))
+        for name, spec in contenders(args.artifact, args.backbone).items():
+            job = Path(tmp) / "job.json"
+            job.write_text(json.dumps({"spec": spec, "texts": str(texts), "rounds": args.rounds}))
+            done = subprocess.run(
+                [sys.executable, "-c", CHILD.format(here=str(HERE)), str(job)], capture_output=True, text=True
+            )
+            if done.returncode != 0:
+                print(f"| {name} | failed: {done.stderr.strip().splitlines()[-1]} |")
+                continue
+            stages = json.loads(done.stdout.strip().splitlines()[-1])
+            cells = [f"{s['VmRSS']:.0f} ({s['RssAnon']:.0f} + {s['RssFile']:.0f})" for s in stages.values()]
+            print(f"| {name} | {' | '.join(cells)} | {stages['STSb']['VmHWM']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
