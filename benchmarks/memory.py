@@ -55,6 +55,7 @@ print(json.dumps(stages))
 
 
 def contenders(artifact: Path, backbone: Path) -> dict[str, dict[str, object]]:
+    """Loader specs (``benchmarks/contenders.py``) by row name: ours, then the floor graphs that exist."""
     from fastembed_rt.artifact import load_manifest
 
     manifest = load_manifest(artifact)
