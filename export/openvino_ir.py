@@ -17,16 +17,15 @@ fp32 graph; elsewhere OpenVINO computes in f32 (its hint is a preference, not a 
 
 - ``smoothquant``: the artifact's ``int8`` ONNX graph (``quantize.build_int8``'s SmoothQuant per-row
   8-bit GEMMs, its exclusions and 8-bit embedding table) converted to IR; OpenVINO compiles its
-  ``MatMulIntegerToFloat`` into int8 GEMMs. Each token has its own scale, as in that graph, but OpenVINO's
-  fp32 kernels round the last bit of some texts differently with the batch shape (28 of 2,552 STSb test
-  sentences, 1.2e-7), and for 2 of them on a VNNI CPU that flips an 8-bit rounding: 1e-4 to 6e-4 in cosine
-  between the text alone and in a batch (ONNX Runtime's int8: 1.2e-7 for all). all-MiniLM-L6-v2, STSb test
-  sentences, 2 threads, Zen 4 with VNNI: 1,038 sentences/s = 2.08× ONNX Runtime fp32 (the ``weights`` scheme
-  0.95×), min cosine 0.9916 against fp32. Without VNNI OpenVINO runs other 8-bit kernels: under
-  ``benchmarks/avx2_proxy.py`` the IR ran 0.78–0.84× the fp32 IR at min cosine 0.9805 on 2026-12-04, and
-  2.2–2.4× at 0.9921 on 2026-12-05 (OpenVINO 2026.4.1), where 10 of those sentences moved with their batch by up
-  to 6.9e-4 and the export's check of a text alone against inside a batch (0.99978) rejected it. It may be
-  timed out before it is validated (``may_be_slower``). Needs ``int8`` in the same export.
+  ``MatMulIntegerToFloat`` into int8 GEMMs. Each token has its own scale, as in that graph, but OpenVINO's fp32
+  kernels round the last bit of some texts differently with the batch shape (28 of the 2,552 distinct STSb test
+  sentences), which on a VNNI CPU flipped an 8-bit rounding for 2 of them: up to 6e-4 in cosine between the
+  text alone and in a batch (ONNX Runtime's int8: 1.2e-7 for all; ``benchmarks/batch_invariance.py``).
+  all-MiniLM-L6-v2, STSb test sentences, 2 threads, Zen 4 with VNNI: 1,038 sentences/s = 2.08× ONNX
+  Runtime fp32 (the ``weights`` scheme 0.95×), min cosine 0.9916 against fp32. Without VNNI OpenVINO's
+  u8 × s8 products saturate in 16-bit pairs, as ONNX Runtime's do without its exact-product option:
+  under ``benchmarks/avx2_proxy.py`` the same IR ran 0.78–0.84× the fp32 IR at min cosine 0.9805, so an
+  AVX2 CPU times it out before validating it (``may_be_slower``). Needs ``int8`` in the same export.
 - ``static``: ``nncf.quantize`` (transformer preset), int8 weights and int8 activations with
   scales fixed by the calibration texts, so a text's embedding never depends on its batch
   neighbours (dynamic per-tensor activation scales would, DESIGN §7).

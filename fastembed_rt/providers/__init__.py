@@ -44,7 +44,7 @@ from fastembed_rt.providers.onnxruntime import (
     cuda_unavailable,
     tensorrt_unavailable,
 )
-from fastembed_rt.providers.openvino import OpenVINO, non_vnni_warning, openvino_unavailable
+from fastembed_rt.providers.openvino import OpenVINO, openvino_unavailable, saturation_warning
 from fastembed_rt.providers.threads import available_cpus
 from fastembed_rt.speed import FASTEST, VariantChoice, choose_by_speed
 
@@ -264,7 +264,7 @@ def open_graph(
     choice = choose_variant(spec, manifest, variant, device=device or options.device)
     chosen = choice.variant
     path = verify_variant_file(manifest, chosen, full=verify_full)
-    if spec.name == "openvino" and (warning := non_vnni_warning(chosen, this_cpu(), device or options.device)):
+    if spec.name == "openvino" and (warning := saturation_warning(chosen, this_cpu(), device or options.device)):
         logger.warning(warning)
     # Engine properties the variant was validated with (e.g. OpenVINO's bf16 precision hint); the
     # caller's own ``extra`` still wins.
