@@ -211,7 +211,7 @@ class ArtifactWriter:
                 fidelity.failures,
             )
         manifest = load_manifest(self.root)
-        fp32 = replace(manifest.variants[0], fidelity=fidelity.to_dict())
+        fp32 = replace(manifest.variants[0], fidelity=_recorded(fidelity))
         replace(manifest, variants=(fp32, *manifest.variants[1:])).write()
 
     def build_variants(
@@ -305,7 +305,7 @@ class ArtifactWriter:
         if misses:
             self._reject(base, spec, misses, fidelity, [*candidates, result.file, result.weights_file])
             return False
-        replace(base, variants=(*base.variants, replace(built, fidelity=fidelity.to_dict()))).write()
+        replace(base, variants=(*base.variants, replace(built, fidelity=_recorded(fidelity)))).write()
         return True
 
     def _measure(
@@ -385,3 +385,12 @@ def _library_versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return out
+
+
+def _recorded(fidelity: Measured) -> dict[str, Any]:
+    """A variant's fidelity as the manifest keeps it, with the CPU it was measured on: an engine whose kernels
+    change with the ISA (OpenVINO's 8-bit products without VNNI) computes those numbers only on its class."""
+    from fastembed_rt.machine import this_cpu
+
+    cpu = this_cpu()
+    return {**fidelity.to_dict(), "validated_on": {"machine": cpu.machine, "cpu": cpu.model, "isa": list(cpu.isa)}}

@@ -70,6 +70,11 @@ def _shipped(manifest: Manifest) -> list[str]:
     return [v.name for v in manifest.variants if v.name in OPENVINO_VARIANTS]
 
 
+def _measured(variant: Any) -> Fidelity:
+    """The variant's recorded fidelity as the gate reads it (without where it was measured)."""
+    return Fidelity(**{key: value for key, value in variant.fidelity.items() if key != "validated_on"})
+
+
 def _open(artifact: Path, variant: str, provider: str) -> Any:
     return SentenceTransformer(artifact, variant=variant, provider=provider, provider_cache_dir=artifact.parent / "rt")
 
@@ -83,7 +88,7 @@ def _texts() -> list[str]:
 def test_openvino_variant_is_shipped_within_its_gate_with_both_files_hashed(artifact: Path, manifest: Manifest) -> None:
     variant = manifest.variant("openvino")
     assert (variant.format, variant.precision, variant.file) == ("openvino", "fp32", "openvino/model.xml")
-    assert EMBEDDING["openvino"].gate.check(Fidelity(**variant.fidelity)) == []
+    assert EMBEDDING["openvino"].gate.check(_measured(variant)) == []
     assert variant.fidelity["min_cosine"] >= 0.9999
     xml = artifact / variant.file
     assert xml.stat().st_size == variant.size and file_sha256(xml) == variant.sha256
@@ -125,7 +130,7 @@ def _assert_schemes_took_turns(details: dict[str, Any]) -> None:
 def _assert_int8_ir_shipped(artifact: Path, manifest: Manifest) -> None:
     variant = manifest.variant("openvino-int8")
     assert (variant.format, variant.precision, variant.file) == ("openvino", "int8", "openvino/model_int8.xml")
-    assert EMBEDDING["openvino-int8"].gate.check(Fidelity(**variant.fidelity)) == []
+    assert EMBEDDING["openvino-int8"].gate.check(_measured(variant)) == []
     details = variant.stage_counts
     assert details["scheme"] in ("smoothquant", "static", "weights")
     _assert_schemes_took_turns(details)
@@ -357,7 +362,7 @@ def test_bf16_ir_ships_within_the_fp16_gate_and_runs_with_its_declared_precision
 ) -> None:
     variant = manifest.variant("openvino-bf16")
     assert (variant.format, variant.precision, variant.file) == ("openvino", "bf16", "openvino/model_bf16.xml")
-    assert EMBEDDING["openvino-bf16"].gate.check(Fidelity(**variant.fidelity)) == []
+    assert EMBEDDING["openvino-bf16"].gate.check(_measured(variant)) == []
     assert variant.engine_properties == {"INFERENCE_PRECISION_HINT": "bf16"}
     # fp16-stored weights: about half the fp32 IR's .bin
     assert variant.weights_size is not None and manifest.variant("openvino").weights_size is not None
@@ -386,41 +391,68 @@ _AVX2 = ("avx", "avx2", "fma")
 _VNNI = (*_AVX2, "avx512f", "avx512bw", "avx512_vnni")
 
 
+_VALIDATED = {"min_cosine": 0.99, "mean_cosine": 0.998}
+
+
 @pytest.mark.parametrize(
-    ("optimization", "isa", "device", "warned"),
+    ("optimization", "isa", "device", "validated_on", "warned"),
     [
-        ("openvino-ir+smoothquant-int8", _AVX2, None, True),
-        ("openvino-ir+smoothquant-int8", _AVX2, "CPU", True),
-        ("openvino-ir+smoothquant-int8", _VNNI, None, False),
-        ("openvino-ir+smoothquant-int8", _AVX2, "GPU", False),
-        ("openvino-ir+nncf-weights", _AVX2, None, False),
-        ("openvino-ir+nncf-static", _AVX2, None, False),
+        ("openvino-ir+smoothquant-int8", _AVX2, None, _VNNI, True),
+        ("openvino-ir+smoothquant-int8", _AVX2, "CPU", _VNNI, True),
+        ("openvino-ir+smoothquant-int8", _AVX2, None, None, True),  # an artifact from before validated_on
+        ("openvino-ir+smoothquant-int8", _AVX2, None, _AVX2, False),  # the export validated these very numbers
+        ("openvino-ir+smoothquant-int8", _AVX2, None, "candidate", False),  # under validation: no fidelity yet
+        ("openvino-ir+smoothquant-int8", _VNNI, None, _VNNI, False),
+        ("openvino-ir+smoothquant-int8", _AVX2, "GPU", _VNNI, False),
+        ("openvino-ir+nncf-weights", _AVX2, None, _VNNI, False),
+        ("openvino-ir+nncf-static", _AVX2, None, _VNNI, False),
     ],
 )
-def test_the_smoothquant_ir_warns_only_on_cpus_whose_8_bit_products_saturate(
-    manifest: Manifest, optimization: str, isa: tuple[str, ...], device: str | None, warned: bool
+def test_the_smoothquant_ir_warns_only_where_its_8_bit_products_saturate_and_the_export_did_not_validate_that(
+    manifest: Manifest,
+    optimization: str,
+    isa: tuple[str, ...],
+    device: str | None,
+    validated_on: tuple[str, ...] | str | None,
+    warned: bool,
 ) -> None:
     from dataclasses import replace
 
     from fastembed_rt.machine import CpuIdentity
     from fastembed_rt.providers.openvino import saturation_warning
 
-    variant = replace(manifest.variant("openvino"), name="openvino-int8", optimization=optimization)
+    if validated_on == "candidate":
+        fidelity: dict[str, object] = {}
+    elif validated_on is None:
+        fidelity = dict(_VALIDATED)
+    else:
+        fidelity = {**_VALIDATED, "validated_on": {"machine": "x86_64", "cpu": "AMD EPYC", "isa": list(validated_on)}}
+    variant = replace(manifest.variant("openvino"), name="openvino-int8", optimization=optimization, fidelity=fidelity)
     warning = saturation_warning(variant, CpuIdentity("x86_64", "AMD EPYC 7B12", isa), device)
     assert (warning is not None) is warned
     if warning:
         assert "no VNNI" in warning and "provider='cpu', variant='int8'" in warning
 
 
+def test_every_variant_records_the_cpu_it_was_validated_on(manifest: Manifest) -> None:
+    from fastembed_rt.machine import this_cpu
+
+    for variant in manifest.variants:
+        where = variant.fidelity["validated_on"]
+        assert where == {"machine": this_cpu().machine, "cpu": this_cpu().model, "isa": list(this_cpu().isa)}
+
+
 def test_loading_the_smoothquant_ir_on_a_saturating_cpu_says_so(
     minilm_variants_artifact: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import fastembed_rt.providers as providers
-    from fastembed_rt.machine import CpuIdentity
+    from fastembed_rt.machine import CpuIdentity, this_cpu
 
     manifest = load_manifest(minilm_variants_artifact)
     if manifest.variant("openvino-int8").stage_counts["scheme"] != "smoothquant":
         pytest.skip("openvino-int8 shipped an NNCF scheme on this CPU")
+    if this_cpu().saturates_int8_products:
+        pytest.skip("exported on a CPU without VNNI: the export validated the saturated numbers (no warning due)")
     monkeypatch.setattr(providers, "this_cpu", lambda: CpuIdentity("x86_64", "AMD EPYC 7B12", _AVX2))
     with caplog.at_level("WARNING", logger="fastembed_rt"):
         _open(minilm_variants_artifact, "openvino-int8", "openvino").close()

@@ -43,11 +43,18 @@ def saturation_warning(variant: Variant, cpu: CpuIdentity, device: str | None = 
     all-MiniLM-L6-v2's IR went from min cosine 0.9916 to 0.9805 against fp32 on AVX2 kernels and ran 0.84× the
     fp32 IR (``benchmarks/avx2_proxy.py``, 2026-12-04); on the 2,552 distinct STSb test sentences (2026-12-05,
     OpenVINO 2026.4.1, ``benchmarks/batch_invariance.py``) min 0.9793 (VNNI: 0.9921), every text moved from its
-    VNNI embedding (up to 0.02), 8 moved with their batch by more than 1e-4, and it ran 1.0× the fp32 IR."""
-    if variant.optimization != SMOOTHQUANT_INT8 or not cpu.saturates_int8_products:
-        return None
+    VNNI embedding (up to 0.02), 8 moved with their batch by more than 1e-4, and it ran 1.0× the fp32 IR.
+    Nothing to say where the export measured these numbers: a variant validated on such a CPU (its fidelity's
+    ``validated_on``, which the exporter records), or a candidate the export is validating (no fidelity yet)."""
+    if variant.optimization != SMOOTHQUANT_INT8 or not cpu.saturates_int8_products or not variant.fidelity:
+        return None  # not the SmoothQuant IR, a CPU with VNNI, or a candidate the export is validating now
     if device is not None and not device.upper().startswith("CPU"):
         return None
+    where = variant.fidelity.get("validated_on")
+    if isinstance(where, dict) and where.get("isa"):
+        validated = CpuIdentity(str(where.get("machine", cpu.machine)), str(where.get("cpu")), tuple(where["isa"]))
+        if validated.saturates_int8_products:
+            return None  # validated on such a CPU: these are the numbers the export measured
     return (
         f"variant {variant.name!r} is the SmoothQuant int8 graph on OpenVINO; this CPU ({cpu.describe()}) has no "
         "VNNI, so OpenVINO sums its 8-bit products in saturating 16-bit pairs: embeddings drift further from "
