@@ -392,5 +392,4 @@ def _recorded(fidelity: Measured) -> dict[str, Any]:
     change with the ISA (OpenVINO's 8-bit products without VNNI) computes those numbers only on its class."""
     from fastembed_rt.machine import this_cpu
 
-    cpu = this_cpu()
-    return {**fidelity.to_dict(), "validated_on": {"machine": cpu.machine, "cpu": cpu.model, "isa": list(cpu.isa)}}
+    return {**fidelity.to_dict(), "validated_on": this_cpu().to_record()}

@@ -10,7 +10,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -109,21 +108,12 @@ def _print_info(root: Path) -> None:
         print(f"{v.name:<{width}} {v.format:<8} {v.precision:<9} {size_mb:>8.1f}{cells}  {v.file}")
     for rejected in m.rejected_variants:
         print(f"{rejected['name']:<{width}} not shipped: {'; '.join(rejected['reasons'])}")
-    if places := sorted({where for v in m.variants if (where := _validated_on(v.fidelity))}):
-        print(f"validated on  {'; '.join(places)}")
-    _print_speed(m)
-
-
-def _validated_on(fidelity: dict[str, Any]) -> str | None:
-    """The CPU a variant's fidelity was measured on, as ``CpuIdentity.describe`` says it, or None (not recorded)."""
     from fastembed_rt.machine import CpuIdentity
 
-    where = fidelity.get("validated_on")
-    if not isinstance(where, dict):
-        return None
-    return CpuIdentity(
-        str(where.get("machine", "")), str(where.get("cpu", "")), tuple(where.get("isa") or ())
-    ).describe()
+    validated = [CpuIdentity.from_record(v.fidelity.get("validated_on")) for v in m.variants]
+    if places := sorted({cpu.describe() for cpu in validated if cpu is not None}):
+        print(f"validated on  {'; '.join(places)}")
+    _print_speed(m)
 
 
 def _print_speed(m: Manifest) -> None:

@@ -14,6 +14,7 @@ import platform
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 __all__ = ["ISA_FLAGS", "CpuIdentity", "peak_rss_mb", "read_cpu", "this_cpu"]
 
@@ -56,6 +57,17 @@ class CpuIdentity:
 
     def describe(self) -> str:
         return f"{self.model} ({' '.join(self.isa) or 'ISA unknown'})"
+
+    def to_record(self) -> dict[str, Any]:
+        """This CPU as a manifest keeps it (a variant's fidelity ``validated_on``)."""
+        return {"machine": self.machine, "cpu": self.model, "isa": list(self.isa)}
+
+    @classmethod
+    def from_record(cls, record: object) -> CpuIdentity | None:
+        """The CPU ``to_record`` wrote, or None where there is none (manifests from before it)."""
+        if not isinstance(record, dict):
+            return None
+        return cls(str(record.get("machine", "")), str(record.get("cpu", "")), tuple(record.get("isa") or ()))
 
     @property
     def saturates_int8_products(self) -> bool:

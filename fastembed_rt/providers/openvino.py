@@ -50,11 +50,9 @@ def saturation_warning(variant: Variant, cpu: CpuIdentity, device: str | None = 
         return None  # not the SmoothQuant IR, a CPU with VNNI, or a candidate the export is validating now
     if device is not None and not device.upper().startswith("CPU"):
         return None
-    where = variant.fidelity.get("validated_on")
-    if isinstance(where, dict) and where.get("isa"):
-        validated = CpuIdentity(str(where.get("machine", cpu.machine)), str(where.get("cpu")), tuple(where["isa"]))
-        if validated.saturates_int8_products:
-            return None  # validated on such a CPU: these are the numbers the export measured
+    validated = CpuIdentity.from_record(variant.fidelity.get("validated_on"))
+    if validated is not None and validated.isa and validated.saturates_int8_products:
+        return None  # validated on such a CPU: these are the numbers the export measured
     return (
         f"variant {variant.name!r} is the SmoothQuant int8 graph on OpenVINO; this CPU ({cpu.describe()}) has no "
         "VNNI, so OpenVINO sums its 8-bit products in saturating 16-bit pairs: embeddings drift further from "
