@@ -9,14 +9,18 @@ engine, counted where the contender pads (its tokenizer call or its session's in
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["LOADERS", "Encoder", "versions"]
+__all__ = ["LOADERS", "Encoder", "floor_spec", "run_job", "versions"]
 
 
 @dataclass
@@ -185,3 +189,27 @@ LOADERS: dict[str, Callable[[dict[str, Any], int, int], Encoder]] = {
     "sentence-transformers": load_sentence_transformers,
     "fastembed": load_fastembed,
 }
+
+
+def floor_spec(backbone: Path, graph: str, max_seq_length: int, dim: int) -> dict[str, Any]:
+    """``load_floor``'s spec for ``graph`` (``model.onnx``, or its uint8 ``model_uint8.onnx``) in the folder
+    ``run.py`` cuts the backbone into, beside its ``tokenizer.json``."""
+    return {
+        "kind": "floor",
+        "backbone": str(backbone / graph),
+        "tokenizer": str(backbone / "tokenizer.json"),
+        "max_seq_length": max_seq_length,
+        "dim": dim,
+    }
+
+
+def run_job(script: str, job: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Run the Python ``script`` in a fresh process of this interpreter, with ``job`` written as JSON to ``folder``
+    and its path as the argument; its last stdout line, parsed. ``RuntimeError`` with its last stderr line when
+    it fails (a process per run: each contender's memory and start-up are its own)."""
+    path = folder / "job.json"
+    path.write_text(json.dumps(job))
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError((done.stderr.strip().splitlines() or ["no output"])[-1])
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from contenders import floor_spec, run_job
 
 HERE = Path(__file__).resolve().parent
 MODELS = HERE / ".envs" / "models"
@@ -78,13 +78,9 @@ def main() -> None:
             "provider": "cpu",
             "variant": "auto",
         },
-        "floor (tokenizers + ORT, sorted)": {
-            "kind": "floor",
-            "backbone": str(args.backbone / "model.onnx"),
-            "tokenizer": str(args.backbone / "tokenizer.json"),
-            "max_seq_length": manifest.tokenizer.max_seq_length,
-            "dim": manifest.dim,
-        },
+        "floor (tokenizers + ORT, sorted)": floor_spec(
+            args.backbone, "model.onnx", manifest.tokenizer.max_seq_length, manifest.dim
+        ),
     }
     print(f"{this_cpu().describe()}, 2 threads, batch 32, {time.strftime('%Y-%m-%d')}")
     print("\n| contender | texts | RSS before MB | peak during the call MB | growth MB | output MB | seconds |")
@@ -94,15 +90,11 @@ def main() -> None:
             texts = Path(tmp) / "texts.json"
             texts.write_text(json.dumps(corpus(size, args.stsb)))
             for name, spec in contenders.items():
-                job = Path(tmp) / "job.json"
-                job.write_text(json.dumps({"spec": spec, "texts": str(texts)}))
-                done = subprocess.run(
-                    [sys.executable, "-c", CHILD.format(here=str(HERE)), str(job)], capture_output=True, text=True
-                )
-                if done.returncode != 0:
-                    print(f"| {name} | {size:,} | failed: {done.stderr.strip().splitlines()[-1]} | | | | |")
+                try:
+                    r = run_job(CHILD.format(here=str(HERE)), {"spec": spec, "texts": str(texts)}, Path(tmp))
+                except RuntimeError as failure:
+                    print(f"| {name} | {size:,} | failed: {failure} | | | | |")
                     continue
-                r = json.loads(done.stdout.strip().splitlines()[-1])
                 print(
                     f"| {name} | {size:,} | {r['before']:.0f} | {r['peak']:.0f} | {r['peak'] - r['before']:.0f} "
                     f"| {r['output_mb']:.0f} | {r['seconds']:.1f} |"

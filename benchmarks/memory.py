@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from contenders import floor_spec, run_job
 
 HERE = Path(__file__).resolve().parent
 MODELS = HERE / ".envs" / "models"
@@ -69,17 +69,15 @@ def contenders(artifact: Path, backbone: Path) -> dict[str, dict[str, object]]:
         for variant in ("auto", "fp32", "int8")
         if variant == "auto" or any(v.name == variant for v in manifest.variants)
     }
-    floor = {
-        "kind": "floor",
-        "tokenizer": str(backbone / "tokenizer.json"),
-        "max_seq_length": manifest.tokenizer.max_seq_length,
-        "dim": manifest.dim,
-    }
     floors = {
-        "floor (tokenizers + ORT, sorted)": {**floor, "backbone": str(backbone / "model.onnx")},
-        "floor uint8 (ORT-optimized + dynamic uint8)": {**floor, "backbone": str(backbone / "model_uint8.onnx")},
+        "floor (tokenizers + ORT, sorted)": "model.onnx",
+        "floor uint8 (ORT-optimized + dynamic uint8)": "model_uint8.onnx",
     }
-    return {**ours, **{name: spec for name, spec in floors.items() if Path(str(spec["backbone"])).exists()}}
+    shape = (manifest.tokenizer.max_seq_length, manifest.dim)
+    return {
+        **ours,
+        **{name: floor_spec(backbone, graph, *shape) for name, graph in floors.items() if (backbone / graph).exists()},
+    }
 
 
 def main() -> None:
@@ -106,15 +104,13 @@ def main() -> None:
         texts = Path(tmp) / "texts.json"
         texts.write_text(json.dumps(sentences))
         for name, spec in contenders(args.artifact, args.backbone).items():
-            job = Path(tmp) / "job.json"
-            job.write_text(json.dumps({"spec": spec, "texts": str(texts), "rounds": args.rounds}))
-            done = subprocess.run(
-                [sys.executable, "-c", CHILD.format(here=str(HERE)), str(job)], capture_output=True, text=True
-            )
-            if done.returncode != 0:
-                print(f"| {name} | failed: {done.stderr.strip().splitlines()[-1]} |")
+            try:
+                stages = run_job(
+                    CHILD.format(here=str(HERE)), {"spec": spec, "texts": str(texts), "rounds": args.rounds}, Path(tmp)
+                )
+            except RuntimeError as failure:
+                print(f"| {name} | failed: {failure} |")
                 continue
-            stages = json.loads(done.stdout.strip().splitlines()[-1])
             cells = [f"{s['VmRSS']:.0f} ({s['RssAnon']:.0f} + {s['RssFile']:.0f})" for s in stages.values()]
             print(f"| {name} | {' | '.join(cells)} | {stages['STSb']['VmHWM']:.0f} |")
 

@@ -60,6 +60,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from contenders import floor_spec
 from envs import ENV_ROOT, ENVS, ensure_env, installed_mb
 
 from fastembed_rt.bench import (
@@ -288,13 +289,7 @@ def contenders(artifact: Path, model_dir: Path, with_st_extras: bool) -> list[Co
             "cpu",
             "fp32",
             None,
-            {
-                "kind": "floor",
-                "backbone": str(backbone / "model.onnx"),
-                "tokenizer": str(backbone / "tokenizer.json"),
-                "max_seq_length": max_len,
-                "dim": dim,
-            },
+            floor_spec(backbone, "model.onnx", max_len, dim),
         )
     )
     rows.append(
@@ -304,13 +299,7 @@ def contenders(artifact: Path, model_dir: Path, with_st_extras: bool) -> list[Co
             "cpu",
             "uint8",
             None,
-            {
-                "kind": "floor",
-                "backbone": str(backbone / "model_uint8.onnx"),
-                "tokenizer": str(backbone / "tokenizer.json"),
-                "max_seq_length": max_len,
-                "dim": dim,
-            },
+            floor_spec(backbone, "model_uint8.onnx", max_len, dim),
         )
     )
     st = {"kind": "sentence-transformers", "model_dir": str(model_dir), "backend": "torch"}
