@@ -25,10 +25,6 @@ HERE = Path(__file__).resolve().parent
 MODELS = HERE / ".envs" / "models"
 
 
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifact", type=Path, default=MODELS / "artifact")
@@ -41,6 +37,7 @@ def main() -> None:
     from fastembed_rt import SentenceTransformer
     from fastembed_rt.machine import this_cpu
     from fastembed_rt.stsb import load_stsb
+    from fastembed_rt.util import pairwise_cos_sim as cosines
 
     data = load_stsb("test", "en", args.stsb)
     texts = list(dict.fromkeys(data.sentences1 + data.sentences2))
