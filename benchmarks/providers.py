@@ -167,9 +167,9 @@ def main() -> None:
 
     versions = {"onnxruntime": onnxruntime.__version__}
     try:
-        import openvino
+        from fastembed_rt.providers.openvino import import_openvino
 
-        versions["openvino"] = openvino.__version__
+        versions["openvino"] = import_openvino().__version__
     except ImportError:
         pass
     from fastembed_rt.machine import this_cpu

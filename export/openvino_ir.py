@@ -66,7 +66,7 @@ from fastembed_rt.export.build import BuildContext, BuildResult
 from fastembed_rt.export.onnx_files import scratch_graph
 from fastembed_rt.export.quantize import exclusion_ladder
 from fastembed_rt.kernels.spec import SENTENCE_EMBEDDING
-from fastembed_rt.providers.openvino import SMOOTHQUANT_INT8
+from fastembed_rt.providers.openvino import SMOOTHQUANT_INT8, import_openvino, telemetry_declined
 
 __all__ = [
     "BF16_PROPERTIES",
@@ -104,7 +104,7 @@ FIRST_TIMING_TEXTS = 256
 
 def _import_openvino() -> Any:
     try:
-        import openvino as ov
+        ov = import_openvino()
     except ImportError as exc:
         raise ExportError("OpenVINO variants need openvino: pip install 'fastembed-rt[export,openvino]'") from exc
     return ov
@@ -112,7 +112,8 @@ def _import_openvino() -> Any:
 
 def _import_nncf() -> Any:
     try:
-        import nncf
+        with telemetry_declined():
+            import nncf
     except ImportError as exc:
         raise ExportError("openvino-int8 needs NNCF: pip install 'fastembed-rt[export,openvino]'") from exc
     return nncf
@@ -135,7 +136,8 @@ def _convert(context: BuildContext, source: Path | None = None) -> Any:
     with scratch_graph(source.parent, f"openvino-input-{source.name}") as path:
         onnx.save(graph, str(path))
         del graph
-        model = ov.convert_model(str(path))
+        with telemetry_declined():  # the converter sets its telemetry up again on each call
+            model = ov.convert_model(str(path))
     converted = {i.get_any_name() for i in model.inputs}
     if converted != inputs:
         raise ExportError(

@@ -461,3 +461,56 @@ def test_loading_the_smoothquant_ir_on_a_saturating_cpu_says_so(
     with caplog.at_level("WARNING", logger="fastembed_rt"):
         _open(minilm_variants_artifact, "fp32", "openvino").close()  # fp32 on OpenVINO: nothing to say
     assert not any("saturating" in r.getMessage() for r in caplog.records)
+
+
+# What the runtime and the export do with OpenVINO, in a fresh interpreter (NNCF stubs its telemetry out inside
+# pytest): import it, convert an ONNX graph, import NNCF; then what the process decided about telemetry.
+_TELEMETRY_PROBE = """
+import json, os, pathlib, sys, types
+import onnx
+from onnx import TensorProto, helper
+from fastembed_rt.providers.openvino import import_openvino
+from fastembed_rt.export import openvino_ir
+
+import_openvino()
+x, y = (helper.make_tensor_value_info(name, TensorProto.FLOAT, [1]) for name in "xy")
+graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+onnx.save(helper.make_model(graph), sys.argv[1])
+openvino_ir._convert(types.SimpleNamespace(base=pathlib.Path(sys.argv[1])))
+openvino_ir._import_nncf()
+import openvino_telemetry
+print(json.dumps({"consent": openvino_telemetry.Telemetry().consent, "ci": os.environ.get("CI")}))
+"""
+
+
+def _telemetry_probe(home: Path) -> dict[str, Any]:
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key not in ("CI", "NNCF_CI", "NNCF_DEV")}
+    env["HOME"] = str(home)
+    result = subprocess.run(
+        [sys.executable, "-c", _TELEMETRY_PROBE, str(home / "relu.onnx")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_openvino_sends_no_telemetry_nor_writes_a_client_id_from_us_unless_the_user_opted_in(tmp_path: Path) -> None:
+    pytest.importorskip("nncf")
+    pytest.importorskip("openvino_telemetry")
+    home = tmp_path / "home"
+    home.mkdir()
+    # No consent file (a fresh machine): OpenVINO's own default would be to send and to write a client id.
+    assert _telemetry_probe(home) == {"consent": False, "ci": None}
+    assert not (home / "intel").exists()
+    # A user who ran `opt_in_out --opt_in` keeps reporting.
+    (home / "intel").mkdir()
+    (home / "intel" / "openvino_telemetry").write_text("1")
+    assert _telemetry_probe(home)["consent"] is True
