@@ -28,7 +28,8 @@ fp32 graph; elsewhere OpenVINO computes in f32 (its hint is a preference, not a 
   AVX2 CPU times it out before validating it (``may_be_slower``). Needs ``int8`` in the same export.
 - ``static``: ``nncf.quantize`` (transformer preset), int8 weights and int8 activations with
   scales fixed by the calibration texts, so a text's embedding never depends on its batch
-  neighbours (dynamic per-tensor activation scales would, DESIGN §7).
+  neighbours (dynamic per-tensor activation scales would, DESIGN §7). Not built on x86 CPUs without
+  VNNI, where it always ran slower than the fp32 IR (``static_int8_unavailable``).
 - ``weights``: ``nncf.compress_weights`` INT8_ASYM, int8 weights decompressed to fp32 compute
   (the IR turns off the CPU plugin's on-the-fly activation quantization, see ``_save``).
 
@@ -66,6 +67,7 @@ from fastembed_rt.export.build import BuildContext, BuildResult
 from fastembed_rt.export.onnx_files import scratch_graph
 from fastembed_rt.export.quantize import exclusion_ladder
 from fastembed_rt.kernels.spec import SENTENCE_EMBEDDING
+from fastembed_rt.machine import CpuIdentity
 from fastembed_rt.providers.openvino import SMOOTHQUANT_INT8, import_openvino, telemetry_declined
 
 __all__ = [
@@ -77,6 +79,7 @@ __all__ = [
     "build_openvino_int4",
     "build_openvino_int8",
     "build_openvino_int8_weights",
+    "static_int8_unavailable",
 ]
 
 logger = logging.getLogger("fastembed_rt.export")
@@ -93,13 +96,15 @@ CALIBRATION_SAMPLES = 300  # NNCF's default subset size; one text per sample, so
 # The static scheme's first candidate is timed before its ranges matter: calibrated on this many samples it
 # has the same int8 operations as with all of them (all-MiniLM-L6-v2: built in 3.7–4.1 s instead of 7.5–7.9 s).
 TIMING_CALIBRATION_SAMPLES = 16
-TIMING_TEXTS = 512
+# Each timing between schemes (a candidate against its rivals, and the final one between schemes within the gate):
+# this many held-out texts per round. The final one ran 512 texts and the fp32 IR as well until 2026-12-05 (6,000
+# encodes; the exporter's own timing of every shipped variant times the fp32 IR next anyway).
+TIMING_TEXTS = 256
 TIMING_ROUNDS = 3
 TIMING_BATCH = 32
 # A ``timed_first`` scheme is validated only when its candidate runs at least this share of the fp32 IR's
 # speed here (timing noise between rounds on a busy machine stays under 10 %).
 MIN_SPEEDUP_TO_VALIDATE = 0.9
-FIRST_TIMING_TEXTS = 256
 
 
 def _import_openvino() -> Any:
@@ -315,7 +320,29 @@ def _int8_onnx_exclusions(context: BuildContext) -> list[str]:
     return list(_int8_onnx(context).stage_counts.get("excluded_matmuls", []))
 
 
+def static_int8_unavailable(cpu: CpuIdentity) -> str | None:
+    """Why NNCF's static int8 IR is not built on ``cpu``, or None.
+
+    Not on an x86 CPU without VNNI: OpenVINO's 8-bit GEMMs there pair their products in saturating 16-bit sums
+    and run slower than its fp32 ones. all-MiniLM-L6-v2's static IR ran 0.43× the fp32 IR on a Zen 2 (85 against
+    197 sentences/s, issue 13) and 0.85-0.90× under ``benchmarks/avx2_proxy.py`` (four exports, 2026-12-04/05),
+    so the export timed it out every time, after building it (NNCF) and timing it against two rivals: ~8 s of a
+    ~110 s export under the proxy, about three times that on the Zen 2.
+    """
+    if not cpu.saturates_int8_products:
+        return None
+    return (
+        f"not built on {cpu.describe()}: without VNNI OpenVINO's static int8 ran slower than its fp32 IR "
+        "(all-MiniLM-L6-v2: 0.43x on a Zen 2, 0.85-0.90x on AVX2 kernels)"
+    )
+
+
 def _nncf_static(_context: BuildContext, base: Any, samples: list[dict[str, np.ndarray]], exclude: list[str]) -> Any:
+    from fastembed_rt.machine import this_cpu
+
+    reason = static_int8_unavailable(this_cpu())
+    if reason:
+        raise _Unavailable(reason)
     return _quantize_static(base.clone(), samples, exclude)
 
 
@@ -456,7 +483,7 @@ def _build_int8(context: BuildContext) -> BuildResult:
                 first = None if spec.timing_samples else candidate
                 _save(context, candidate, file)
                 del candidate
-                slower, schemes[scheme]["timed_first"] = _not_fastest(context, file, rivals, texts[:FIRST_TIMING_TEXTS])
+                slower, schemes[scheme]["timed_first"] = _not_fastest(context, file, rivals, texts[:TIMING_TEXTS])
                 if slower:
                     schemes[scheme]["skipped"] = slower
                     logger.info("openvino-int8 %s scheme not validated: %s", scheme, slower)
@@ -487,10 +514,11 @@ def _build_int8(context: BuildContext) -> BuildResult:
         raise ParityError(
             "openvino-int8 misses its gate with every scheme and exclusion tried: " + " | ".join(misses), misses
         )
-    # One scheme within the gate ships untimed here: the exporter times every shipped variant on this CPU next.
+    # One scheme within the gate ships untimed here: the exporter times every shipped variant on this CPU next (the
+    # fp32 IR included, so its record says what int8 buys). Of several, the faster ships.
     chosen, timing = next(iter(passed)), {}
-    if len(passed) > 1:  # the faster one ships; the fp32 IR is timed beside them, so the details say what int8 buys
-        timing = _throughput(context, passed | {"fp32": TIMING_FP32_FILE}, texts[:TIMING_TEXTS])
+    if len(passed) > 1:
+        timing = _throughput(context, passed, texts[:TIMING_TEXTS])
         chosen = max(passed, key=lambda scheme: max(timing["sentences_per_s"][scheme]))
     for suffix in (".xml", ".bin"):
         (context.root / passed[chosen]).with_suffix(suffix).rename((context.root / INT8_FILE).with_suffix(suffix))
