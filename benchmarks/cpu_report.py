@@ -93,7 +93,9 @@ def main() -> None:
 
         ensure_backbone(artifact, _model_dir())
     profile = [python, "benchmarks/profile_encode.py", "--artifact", str(artifact), "--variant", "optimized"]
-    times["profile"] = _step(out, "3-profile", [*profile, "--int8-variant", "int8-avx2", "--rounds", "5", "--repeats", "3"])
+    times["profile"] = _step(
+        out, "3-profile", [*profile, "--int8-variant", "int8-avx2", "--rounds", "5", "--repeats", "3"]
+    )
     times["memory"] = _step(out, "4-memory", [python, "benchmarks/memory.py", "--artifact", str(artifact)])
     times["info"] = _step(out, "5-info", [str(BIN / "fastembed-rt"), "info", str(artifact)])
     summary = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in times.items())
