@@ -69,7 +69,7 @@ from fastembed_rt.export.build import BuildContext, BuildResult
 from fastembed_rt.export.onnx_files import scratch_graph
 from fastembed_rt.export.quantize import exclusion_ladder
 from fastembed_rt.kernels.spec import SENTENCE_EMBEDDING
-from fastembed_rt.machine import CpuIdentity
+from fastembed_rt.machine import CpuIdentity, this_cpu
 from fastembed_rt.providers.openvino import SMOOTHQUANT_INT8, import_openvino, telemetry_declined
 
 __all__ = [
@@ -327,9 +327,9 @@ def static_int8_unavailable(cpu: CpuIdentity) -> str | None:
 
     Not on an x86 CPU without VNNI: OpenVINO's 8-bit GEMMs there pair their products in saturating 16-bit sums
     and run slower than its fp32 ones. all-MiniLM-L6-v2's static IR ran 0.43× the fp32 IR on a Zen 2 (85 against
-    197 sentences/s, issue 13) and 0.85-0.90× under ``benchmarks/avx2_proxy.py`` (four exports, 2026-12-04/05),
-    so the export timed it out every time, after building it (NNCF) and timing it against two rivals: ~8 s of a
-    ~110 s export under the proxy, about three times that on the Zen 2.
+    197 sentences/s, issue 13) and 0.85-0.90× under ``benchmarks/avx2_proxy.py`` (2026-12-04/05). Built with NNCF
+    and timed against two rivals it was timed out (~8 s of a ~110 s export under the proxy) or, within the timing's
+    noise, validated down its whole ladder, missing the gate at each step (~25 s; two of four exports).
     """
     if not cpu.saturates_int8_products:
         return None
@@ -340,8 +340,6 @@ def static_int8_unavailable(cpu: CpuIdentity) -> str | None:
 
 
 def _nncf_static(_context: BuildContext, base: Any, samples: list[dict[str, np.ndarray]], exclude: list[str]) -> Any:
-    from fastembed_rt.machine import this_cpu
-
     reason = static_int8_unavailable(this_cpu())
     if reason:
         raise _Unavailable(reason)
@@ -446,8 +444,6 @@ def _not_fastest(
     ``MIN_SPEEDUP_TO_VALIDATE`` × a rival would buy a validation and ladder (16 s per step for MiniLM on two
     Zen 4 cores) for a graph that is never shipped.
     """
-    from fastembed_rt.machine import this_cpu
-
     timing = _throughput(context, {"candidate": file, **rivals}, texts)
     rates = {name: max(rate) for name, rate in timing["sentences_per_s"].items()}
     rival = max(rivals, key=lambda name: rates[name])
