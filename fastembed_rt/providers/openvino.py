@@ -10,6 +10,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ logger = logging.getLogger("fastembed_rt")
 # The ``optimization`` of an openvino-int8 variant converted from the int8 ONNX variant's SmoothQuant graph.
 SMOOTHQUANT_INT8 = "openvino-ir+smoothquant-int8"
 
+_TELEMETRY_LOCK = threading.RLock()
+
 
 @contextlib.contextmanager
 def telemetry_declined() -> Iterator[None]:
@@ -60,15 +63,16 @@ def telemetry_declined() -> Iterator[None]:
     if OptInChecker().check(enable_opt_in_dialog=False) == ConsentCheckResult.ACCEPTED:
         yield
         return
-    before = os.environ.get("CI")
-    os.environ["CI"] = "true"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("CI", None)
-        else:
-            os.environ["CI"] = before
+    with _TELEMETRY_LOCK:  # threads loading models at once must not restore each other's CI value
+        before = os.environ.get("CI")
+        os.environ["CI"] = "true"
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("CI", None)
+            else:
+                os.environ["CI"] = before
 
 
 def import_openvino() -> Any:
