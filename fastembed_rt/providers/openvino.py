@@ -48,8 +48,9 @@ def telemetry_declined() -> Iterator[None]:
     converter and NNCF send more, unless a consent file says no (``opt_in_out --opt_out``); OpenVINO's default
     without that file is to send, writing a client id to ``~/intel/openvino_ga_cid``. Each event forks the
     process, and the child waits up to 3 s for the network. On a 2-vCPU Zen 5 ``import openvino`` took 0.20 s
-    instead of 0.15 s with it, and a default all-MiniLM-L6-v2 export spent 22-26 s of system time instead of 15
-    (forking a 1-2 GB process from six sender threads; wall 89 and 95 s against 88 and 87, interleaved).
+    instead of 0.15 s with it, the openvino provider's load and first MiniLM embedding 0.18 s instead of 0.16
+    (a whole process 0.34 instead of 0.31 s), and a default all-MiniLM-L6-v2 export spent 22-26 s of system time
+    instead of 15 (forking a 1-2 GB process from six sender threads; wall 89 and 95 s against 88 and 87).
     fastembed-rt does not report its users' runs: one who opted in (``opt_in_out --opt_in``) keeps reporting.
     OpenVINO's tools decide consent when the process's telemetry is set up (the import, each converter call,
     NNCF's import) and never report a CI job (``CI=true``), so that is what the environment says while they
