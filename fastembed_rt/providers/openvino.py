@@ -10,6 +10,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,9 +78,12 @@ def telemetry_declined() -> Iterator[None]:
 
 
 def import_openvino() -> Any:
-    """The ``openvino`` module, imported with its telemetry declined (``telemetry_declined``)."""
-    with telemetry_declined():
-        import openvino
+    """The ``openvino`` module, imported with its telemetry declined (``telemetry_declined``). Once imported it is
+    returned as it is: the import decided telemetry, so later model loads read no consent file."""
+    if "openvino" not in sys.modules:
+        with telemetry_declined():
+            import openvino
+    import openvino  # imported (a thread importing it now: this waits until it is done)
 
     return openvino
 
