@@ -32,6 +32,7 @@ import pytest
 from conftest import RunWithoutTorch
 
 from fastembed_rt import CrossEncoder, MultiVectorEncoder, SentenceTransformer, SparseEncoder
+from fastembed_rt.providers.threads import default_streams
 
 pytest.importorskip("starlette", reason="the server extra is not installed")
 
@@ -267,6 +268,7 @@ def test_health_info_models_metrics_and_openapi(server: Server) -> None:
         minilm = info["models"][0]
         assert (minilm["provider"], minilm["variant"]) == ("cpu", "packed"), minilm
         assert "padding" in minilm["variant_reason"]
+        assert minilm["streams"] == default_streams(minilm["threads"])  # a graph under the streams' size limit
         client.post("/embed", json={"inputs": "warm the counters"})
         metrics = client.get("/metrics").text
         assert 'fastembed_rt_requests_total{route="/embed",status="200"}' in metrics
@@ -275,6 +277,17 @@ def test_health_info_models_metrics_and_openapi(server: Server) -> None:
         document = client.get("/openapi.json").json()
     served_routes = {route.path for route in _app_routes()}
     assert served_routes == set(document["paths"]), "every route is documented and every documented path served"
+
+
+def test_serve_streams_flag_reaches_the_config() -> None:
+    import argparse
+
+    from fastembed_rt.server.main import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args(["m=artifact", "--streams", "1"])).streams == 1
+    assert config_from_args(parser.parse_args(["m=artifact"])).streams is None
 
 
 def test_serving_variant_packs_only_what_auto_leaves_to_it(

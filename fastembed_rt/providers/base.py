@@ -20,6 +20,7 @@ from fastembed_rt.errors import ProviderError
 __all__ = [
     "CACHE_ENV",
     "SPIN_US",
+    "STREAM_MAX_GRAPH_BYTES",
     "ExecutionProvider",
     "ProviderFactory",
     "ProviderOptions",
@@ -34,6 +35,9 @@ CACHE_ENV = "FASTEMBED_RT_CACHE"
 # 1,086, 1,116 sentences/s; 2.05, 1.80, 1.83 ms). Two processes on the 2 CPUs, sentences/s together: int8 2,142,
 # 2,094, 1,475; fp32 1,151, 1,110, 752. 50 us already cost 18 % there (int8 1,759).
 SPIN_US = 10
+# ``ProviderOptions.streams`` is 1 by default for bigger graph files: a second session holds their weights
+# again (all-MiniLM-L6-v2 fp32, 91 MB on disk: +50 MB resident; int8, 24 MB: +20 MB).
+STREAM_MAX_GRAPH_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,16 @@ class ProviderOptions:
             on a Zen CPU, per wait) while a call runs; workers never spin between calls. On a machine
             the model shares it costs a third of the speed (two processes on 2 CPUs, int8: 1,475
             against 2,142 sentences/s together without spinning).
+        streams: how many batches of one call the ``cpu`` engine runs at once when the call has at least two
+            per stream (``pipeline.MIN_BATCHES_PER_STREAM``), each on ``intra_op_threads // streams`` threads of
+            a second session of the graph that the streams share (opened at the first such call: the graph's
+            weights once more in memory). Smaller calls run on the first session with every thread, as with
+            ``streams=1``. Default (None): ``threads.default_streams`` (2 CPUs: 2 streams of 1 thread) for
+            graphs up to ``STREAM_MAX_GRAPH_BYTES`` on disk, else 1. Each batch on its own thread leaves no operator waiting
+            for its slowest thread and builds the next batch's feeds while the others run: on 2 CPUs (Zen 5),
+            STSb sentences ran 1.08x (fp32) and 1.28x (int8) as fast as one batch at a time on both threads,
+            1.07x and 1.13x on AVX2 kernels, and 1.15-1.37x beside a process using 30 % of one CPU
+            (``benchmarks/streams.py``).
         cache_dir: where compiled models (OpenVINO) and engines (TensorRT) are cached; default
             ``$FASTEMBED_RT_CACHE`` or ``~/.cache/fastembed-rt``.
         extra: engine-specific options passed through unchanged (ONNX Runtime session config
@@ -69,12 +83,17 @@ class ProviderOptions:
     allow_fallback: bool = False
     spin_us: int = SPIN_US
     allow_spinning: bool = False
+    streams: int | None = None
     cache_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.spin_us, int) or isinstance(self.spin_us, bool) or self.spin_us < 0:
             raise ProviderError(f"spin_us must be a whole number of microseconds >= 0, got {self.spin_us!r}")
+        if self.streams is not None and (
+            not isinstance(self.streams, int) or isinstance(self.streams, bool) or self.streams < 1
+        ):
+            raise ProviderError(f"streams must be a whole number >= 1 (or None for the default), got {self.streams!r}")
 
 
 class ExecutionProvider(Protocol):

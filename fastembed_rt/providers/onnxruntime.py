@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import ctypes
 import re
+import threading
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +20,8 @@ import numpy as np
 
 from fastembed_rt.errors import ArtifactError, ProviderError
 from fastembed_rt.machine import this_cpu
-from fastembed_rt.providers.base import ProviderOptions, cache_root
-from fastembed_rt.providers.threads import available_cpus
+from fastembed_rt.providers.base import STREAM_MAX_GRAPH_BYTES, ProviderOptions, cache_root
+from fastembed_rt.providers.threads import available_cpus, default_streams
 
 __all__ = [
     "OnnxRuntimeCPU",
@@ -113,6 +116,12 @@ def session_options(options: ProviderOptions) -> Any:
     return so
 
 
+def graph_bytes(model_path: Path) -> int:
+    """Bytes of a graph file and its external data file beside it (``model.onnx.data``), if any."""
+    data = model_path.with_name(model_path.name + ".data")
+    return model_path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+
+
 def onnxruntime_version(text: str | None = None) -> tuple[int, int]:
     """``(major, minor)`` of ONNX Runtime's version (or of ``text``: ``1.32.0``, ``1.27rc1``, ``1.26.0.dev1``)."""
     if text is None:
@@ -176,7 +185,8 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
     memory patterns off (shapes vary per call), workers spin at most ``spin_us`` (10 us) for the next
     operator of a call and never between calls, and no SkipLayerNormalization fusion (see
     ``DISABLED_OPTIMIZERS``). ``options.extra`` holds further session config entries, e.g.
-    ``{"session.set_denormal_as_zero": "1"}``.
+    ``{"session.set_denormal_as_zero": "1"}``. A call of several batches runs ``streams`` of them at once
+    (``submit``; ``ProviderOptions.streams`` says when and why).
     """
 
     name = "cpu"
@@ -195,6 +205,38 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
             raise ProviderError(f"ONNX Runtime did not give the CPU execution provider; got {used}")
         self.intra_op_threads = so.intra_op_num_threads
         self._bind_names(session)
+        streams = options.streams
+        if streams is None:
+            small = graph_bytes(model_path) <= STREAM_MAX_GRAPH_BYTES
+            streams = default_streams(self.intra_op_threads) if small else 1
+        self.streams = streams
+        self.stream_threads = max(1, self.intra_op_threads // streams)
+        self._stream_options = replace(options, intra_op_threads=self.stream_threads)
+        self._model_path = model_path
+        self._stream_session: Any = None
+        self._stream_pool: ThreadPoolExecutor | None = None
+        self._stream_lock = threading.Lock()
+
+    def submit(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> Future[dict[str, np.ndarray]]:
+        """Run ``feeds`` on one of ``streams`` threads, on the session they share; for calls of several batches
+        (``Pipeline.run``). That session and the threads start at the first call."""
+        with self._stream_lock:
+            self._live_session()
+            if self._stream_pool is None:
+                so = session_options(self._stream_options)
+                for key, value in self._stream_options.extra.items():
+                    so.add_session_config_entry(str(key), str(value))
+                self._stream_session = _open_session(self._model_path, so, [CPU_EP], self.DISABLED_OPTIMIZERS)
+                self._stream_pool = ThreadPoolExecutor(self.streams, thread_name_prefix="fastembed-rt-stream")
+            session, pool = self._stream_session, self._stream_pool
+        return pool.submit(lambda: dict(zip(output_names, session.run(output_names, feeds))))
+
+    def close(self) -> None:
+        with self._stream_lock:
+            pool, self._stream_pool, self._stream_session = self._stream_pool, None, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        super().close()
 
 
 class OnnxRuntimeCUDA(_OnnxRuntimeSession):

@@ -10,7 +10,10 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["available_cpus", "cgroup_cpu_quota"]
+__all__ = ["MAX_STREAMS", "available_cpus", "cgroup_cpu_quota", "default_streams"]
+
+# At most this many batches of one call run at once by default (``default_streams``); measured with 2.
+MAX_STREAMS = 4
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _PROC_CGROUP = Path("/proc/self/cgroup")
@@ -74,3 +77,11 @@ def available_cpus() -> int:
     if quota is not None:
         count = min(count, max(1, math.ceil(quota)))
     return max(1, count)
+
+
+def default_streams(threads: int) -> int:
+    """How many batches of one call run at once on ``threads`` CPU threads by default: the largest divisor of
+    ``threads`` up to ``MAX_STREAMS``, so each stream gets the same whole number of threads and none is left idle
+    (2 → 2 × 1, 3 → 3 × 1, 6 → 3 × 2, 16 → 4 × 4; a prime above ``MAX_STREAMS`` → 1, every batch on all
+    threads)."""
+    return max(n for n in range(1, min(max(threads, 1), MAX_STREAMS) + 1) if threads % n == 0)

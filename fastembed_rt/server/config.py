@@ -32,6 +32,8 @@ class ServerConfig:
         models: what to serve; the first is the default, and for each route the first model of the
             route's task is its default.
         provider / variant / intra_op_threads: how every model is opened (as the library's loader).
+        streams: batches of one worker call the ``cpu`` engine runs at once (``ProviderOptions.streams``;
+            None: its default).
         max_concurrent_requests: input items (texts, pairs) admitted at once, queued or running;
             past it a request gets 429 with ``Retry-After`` at once.
         max_batch_tokens: padded tokens per graph run (the library's token budget).
@@ -56,6 +58,7 @@ class ServerConfig:
     provider: str = "auto"
     variant: str = "auto"
     intra_op_threads: int | None = None
+    streams: int | None = None
     max_concurrent_requests: int = 512
     max_batch_tokens: int = DEFAULT_TOKEN_BUDGET
     max_batch_size: int = 32

@@ -45,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default=d.variant, help="a variant from each manifest (default: auto)")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the CPUs available)")
     parser.add_argument(
+        "--streams",
+        type=int,
+        default=None,
+        help="batches of one call run at once on the cpu provider, each on its share of the threads (default: "
+        "one per CPU up to 4 for graphs up to 256 MB; 1: one batch at a time on all threads)",
+    )
+    parser.add_argument(
         "--max-concurrent-requests",
         type=int,
         default=d.max_concurrent_requests,
@@ -107,6 +114,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         provider=args.provider,
         variant=args.variant,
         intra_op_threads=args.threads,
+        streams=args.streams,
         max_concurrent_requests=args.max_concurrent_requests,
         max_batch_tokens=args.max_batch_tokens,
         max_batch_size=args.max_batch_size,

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from fastembed_rt.artifact import load_manifest, resolve_artifact
 from fastembed_rt.errors import FastEmbedError
 from fastembed_rt.models import ArtifactModel, CrossEncoder, load_model
-from fastembed_rt.providers import resolve_provider
+from fastembed_rt.providers import ProviderOptions, resolve_provider
 from fastembed_rt.server.batcher import Job, JobResult, ModelWorker, Operation
 from fastembed_rt.server.config import ServerConfig
 from fastembed_rt.server.limits import Admission
@@ -103,6 +103,7 @@ class Served:
             "variant": m.variant,
             "variant_reason": m.variant_reason,
             "threads": self.threads,
+            "streams": getattr(m._pipeline.provider, "streams", 1),
             "dim": m.manifest.dim,
             "max_input_length": m.max_seq_length,
             "prompts": dict(m.prompts),
@@ -139,6 +140,7 @@ class ServerState:
                     provider=cfg.provider,
                     variant=variant,
                     intra_op_threads=cfg.intra_op_threads,
+                    provider_options=ProviderOptions(streams=cfg.streams),
                     warmup=cfg.warmup,
                 )
                 if reason is not None:

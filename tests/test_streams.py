@@ -1,0 +1,141 @@
+"""Streams: the ``cpu`` engine runs the batches of a call several at once, each on its share of the threads.
+
+What must hold whatever the speed: the same vectors in the same order as one batch at a time, the streams'
+session and threads only for calls of several batches, the activation bound shared between the batches
+that run at once, a clear error for a bad setting, and nothing left running after a call or a close.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fastembed_rt import SentenceTransformer
+from fastembed_rt.batching import ActivationCost
+from fastembed_rt.errors import ProviderError
+from fastembed_rt.pipeline import MIN_BATCHES_PER_STREAM
+from fastembed_rt.providers import ProviderOptions
+from fastembed_rt.providers import onnxruntime as ort_engine
+from fastembed_rt.providers.threads import available_cpus, default_streams
+
+# Lengths from 1 to ~60 words, shuffled, so batches of 4 differ in length and finish out of order.
+_TEXTS = [" ".join(["word"] * (1 + (i * 37) % 60)) + f" number {i}" for i in range(41)]
+
+
+def _model(artifact: Path, streams: int, **kwargs: Any) -> SentenceTransformer:
+    return SentenceTransformer(
+        artifact, provider="cpu", intra_op_threads=2, provider_options=ProviderOptions(streams=streams), **kwargs
+    )
+
+
+def _stream_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("fastembed-rt-stream")]
+
+
+@pytest.mark.parametrize(
+    ("threads", "streams"),
+    [(1, 1), (2, 2), (3, 3), (4, 4), (5, 1), (6, 3), (8, 4), (9, 3), (16, 4), (17, 1)],
+)
+def test_default_streams_split_the_threads_evenly_and_leave_none_idle(threads: int, streams: int) -> None:
+    assert default_streams(threads) == streams
+    assert threads % streams == 0
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "2"])
+def test_streams_that_are_not_a_positive_whole_number_are_refused(bad: Any) -> None:
+    with pytest.raises(ProviderError, match="streams must be a whole number >= 1"):
+        ProviderOptions(streams=bad)
+
+
+def test_a_call_of_several_batches_on_two_streams_gives_the_vectors_of_one_batch_at_a_time_in_order(
+    minilm_artifact_session: Path,
+) -> None:
+    one, two = _model(minilm_artifact_session, 1), _model(minilm_artifact_session, 2)
+    expected = one.encode(_TEXTS, batch_size=4)
+    got = two.encode(_TEXTS, batch_size=4)
+    assert two.last_encode_stats.batches == math.ceil(len(_TEXTS) / 4)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    # each text alone (one batch: the first session, every thread) is the same vector as inside the streams
+    alone = np.stack([two.encode(t) for t in _TEXTS[:5]])
+    np.testing.assert_allclose(alone, got[:5], rtol=0, atol=1e-6)
+    engine = two._pipeline.provider
+    assert (engine.streams, engine.stream_threads) == (2, 1)
+    assert engine._stream_session.get_session_options().intra_op_num_threads == 1
+    assert engine._session.get_session_options().intra_op_num_threads == 2
+    tokens_one = one.encode(_TEXTS, batch_size=4, output_value="token_embeddings")
+    tokens_two = two.encode(_TEXTS, batch_size=4, output_value="token_embeddings")
+    assert [t.shape for t in tokens_two] == [t.shape for t in tokens_one]
+    assert max(float(np.abs(a - b).max()) for a, b in zip(tokens_one, tokens_two)) < 1e-5
+    one.close()
+    two.close()
+
+
+def test_the_streams_session_and_threads_start_only_for_a_call_of_two_batches_per_stream(
+    minilm_artifact_session: Path,
+) -> None:
+    before = len(_stream_threads())
+    model = _model(minilm_artifact_session, 2)
+    engine = model._pipeline.provider
+    model.encode([f"texts of one length, number {i}" for i in range(8)], batch_size=32)
+    assert model.last_encode_stats.batches == 1
+    model.encode([f"texts of one length, number {i}" for i in range(12)], batch_size=4)
+    assert model.last_encode_stats.batches == 3 < MIN_BATCHES_PER_STREAM * 2, "too few batches to stream"
+    assert engine._stream_session is None and len(_stream_threads()) == before
+    model.encode(_TEXTS, batch_size=4)
+    assert engine._stream_session is not None
+    assert len(_stream_threads()) == before + 2
+    model.close()
+    assert len(_stream_threads()) == before, "close() stops the streams' threads"
+    with pytest.raises(ProviderError, match="closed"):
+        model.encode(_TEXTS, batch_size=4)
+
+
+def test_batches_running_at_once_share_the_activation_bound(minilm_artifact_session: Path) -> None:
+    long = [" ".join(["token"] * 400) + f" {i}" for i in range(24)]  # each cut at max_seq_length
+    one, two = _model(minilm_artifact_session, 1), _model(minilm_artifact_session, 2)
+    length = one.max_seq_length
+    cost = ActivationCost.of(one.manifest.source["backbone"])
+    assert cost is not None
+    rows = {n: max(1, one.max_batch_bytes // n // cost.batch_bytes(1, length)) for n in (1, 2)}
+    # the bound must cut these batches, into enough of them to be streamed, for the test to mean anything
+    assert rows[2] < rows[1] and math.ceil(len(long) / rows[1]) >= MIN_BATCHES_PER_STREAM * 2
+    np.testing.assert_allclose(two.encode(long, batch_size=32), one.encode(long, batch_size=32), atol=1e-6)
+    assert one.last_encode_stats.batches == math.ceil(len(long) / rows[1])
+    assert two.last_encode_stats.batches == math.ceil(len(long) / rows[2])
+    one.close()
+    two.close()
+
+
+def test_a_caller_that_stops_early_leaves_no_batch_running(minilm_artifact_session: Path) -> None:
+    model = _model(minilm_artifact_session, 2)
+    pipeline = model._pipeline
+    prepared = pipeline.prepare(_TEXTS)
+    run = pipeline.run(prepared, batch_size=2, outputs=["sentence_embedding"])
+    rows, result, _ = next(run)
+    assert len(rows) == len(result["sentence_embedding"]) <= 2
+    run.close()  # the generator's cleanup cancels what has not started and waits for what has
+    pool = model._pipeline.provider._stream_pool
+    assert pool is not None and pool._work_queue.empty()
+    assert model.encode(_TEXTS, batch_size=4).shape == (len(_TEXTS), 384)
+    model.close()
+
+
+def test_big_graphs_and_one_thread_run_one_batch_at_a_time_by_default(
+    minilm_artifact_session: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one_thread = SentenceTransformer(minilm_artifact_session, provider="cpu", intra_op_threads=1)
+    assert one_thread._pipeline.provider.streams == 1
+    default = SentenceTransformer(minilm_artifact_session, provider="cpu")
+    assert default._pipeline.provider.streams == default_streams(available_cpus())
+    monkeypatch.setattr(ort_engine, "STREAM_MAX_GRAPH_BYTES", 1 << 20)  # this graph now counts as big
+    big = SentenceTransformer(minilm_artifact_session, provider="cpu", intra_op_threads=2)
+    assert big._pipeline.provider.streams == 1
+    big.encode(_TEXTS, batch_size=4)
+    assert big._pipeline.provider._stream_session is None
+    for model in (one_thread, default, big):
+        model.close()
