@@ -66,8 +66,9 @@ class ProviderOptions:
             a second session of the graph that the streams share (opened at the first such call: the graph's
             weights once more in memory). Smaller calls run on the first session with every thread, as with
             ``streams=1``. Default (None): ``threads.default_streams`` (2 CPUs: 2 streams of 1 thread) for
-            graphs up to ``STREAM_MAX_GRAPH_BYTES`` on disk, else 1. Each batch on its own thread leaves no operator waiting
-            for its slowest thread and builds the next batch's feeds while the others run: on 2 CPUs (Zen 5),
+            graphs up to ``STREAM_MAX_GRAPH_BYTES`` on disk, else 1. Each batch on its own thread leaves no
+            operator waiting for its slowest thread, and the next batch's feeds are built while the others run:
+            on 2 CPUs (Zen 5),
             STSb sentences ran 1.08x (fp32) and 1.28x (int8) as fast as one batch at a time on both threads,
             1.07x and 1.13x on AVX2 kernels, and 1.15-1.37x beside a process using 30 % of one CPU
             (``benchmarks/streams.py``).
