@@ -48,9 +48,14 @@ def versions(*names: str) -> dict[str, str]:
 
 def load_fastembed_rt(spec: dict[str, Any], threads: int, batch: int) -> Encoder:
     from fastembed_rt import SentenceTransformer
+    from fastembed_rt.providers import ProviderOptions
 
     model = SentenceTransformer(
-        spec["artifact"], provider=spec["provider"], variant=spec["variant"], intra_op_threads=threads
+        spec["artifact"],
+        provider=spec["provider"],
+        variant=spec["variant"],
+        intra_op_threads=threads,
+        provider_options=ProviderOptions(streams=spec.get("streams")),
     )
 
     def encode(texts: list[str]) -> np.ndarray:

@@ -11,7 +11,8 @@ Contenders, each in a fresh subprocess, in its own venv where its dependencies c
 
 - ``fastembed-rt <provider>/<variant>``: every variant of the artifact on every provider here that
   runs its format (cpu: the ONNX variants; openvino: the OpenVINO IR variants), and ``cpu/auto`` and
-  ``cpu/fastest``: what ``variant="auto"`` (the default) and ``"fastest"`` choose on this CPU;
+  ``cpu/fastest``: what ``variant="auto"`` (the default) and ``"fastest"`` choose on this CPU, each also
+  with ``streams=1`` (every batch on all threads, one at a time: what the engine's streams give);
 - ``floor``: 30 lines of tokenizers + onnxruntime on the same backbone graph, inputs sorted by token
   length, mean pooling and normalization in numpy: if we do not beat it we have no reason to exist;
   ``floor uint8``: the same loop on that graph after ONNX Runtime's BERT fusions and dynamic uint8
@@ -279,6 +280,10 @@ def contenders(artifact: Path, model_dir: Path, with_st_extras: bool) -> list[Co
     for mode in ("auto", "fastest"):
         spec = {"kind": "fastembed-rt", "artifact": str(artifact), "provider": "cpu", "variant": mode}
         rows.append(Contender(f"fastembed-rt cpu/{mode}", "fastembed-rt", "cpu", mode, None, spec, "runtime"))
+        # The same with one batch at a time on every thread (ProviderOptions.streams=1): what the streams give.
+        spec = {**spec, "streams": 1}
+        name = f"fastembed-rt cpu/{mode}, streams=1"
+        rows.append(Contender(name, "fastembed-rt", "cpu", mode, None, spec, "runtime"))
     backbone = MODELS / "backbone"
     dim = manifest.dim
     max_len = manifest.tokenizer.max_seq_length
