@@ -345,7 +345,9 @@ class Pipeline:
         clock = time.perf_counter()
         encoded, prompt_length = prepared.encoded, prepared.prompt_length
         lengths = encoded.lengths
-        streams = getattr(self.provider, "streams", 1)
+        # An engine that can run batches at once (``cpu``) has ``streams`` and ``submit(feeds, outputs) -> Future``.
+        submit: Any = getattr(self.provider, "submit", None)
+        streams = getattr(self.provider, "streams", 1) if submit is not None else 1
         plan = self._plan(lengths, batch_size, self.max_batch_bytes)
         # Streams only for calls of at least two batches per stream: with fewer, a stream idles or finishes
         # alone on one thread (calls of 32 STSb sentences, 2-3 batches, ran 0.83-0.97x as fast streamed in fp32).
@@ -380,7 +382,7 @@ class Pipeline:
                     result = self.provider.run(feeds, list(outputs))
                     done = [(rows, result, feeds)]
                 else:
-                    pending.append((rows, feeds, self.provider.submit(feeds, list(outputs))))  # type: ignore[attr-defined]
+                    pending.append((rows, feeds, submit(feeds, list(outputs))))
                     last = index == len(plan) - 1
                     done = []
                     while pending and (len(pending) > streams or last):
