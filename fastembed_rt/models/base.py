@@ -193,7 +193,8 @@ class ArtifactModel:
     @property
     def max_batch_bytes(self) -> int:
         """Most activation bytes one graph run may need, estimated from the backbone's shape (default 64 MiB on
-        the CPU, 1 GiB on a GPU: ``fastembed_rt.providers.max_batch_bytes``).
+        the CPU, 1 GiB on a GPU: ``fastembed_rt.providers.max_batch_bytes``); runs that go at once on the engine's
+        streams (``ProviderOptions.streams``) share it.
 
         Long inputs run in smaller batches under it: attention holds heads × length² scores per row.
         Artifacts exported before the manifest recorded the backbone's shape are bounded by ``token_budget`` only.
