@@ -196,14 +196,11 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
     DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
     def __init__(self, model_path: Path, options: ProviderOptions) -> None:
-        so = session_options(options)
-        for key, value in options.extra.items():
-            so.add_session_config_entry(str(key), str(value))
-        session = _open_session(model_path, so, [CPU_EP], self.DISABLED_OPTIMIZERS)
+        session = self._open(model_path, options)
         used = session.get_providers()
         if CPU_EP not in used:  # pragma: no cover - CPU EP is always compiled in
             raise ProviderError(f"ONNX Runtime did not give the CPU execution provider; got {used}")
-        self.intra_op_threads = so.intra_op_num_threads
+        self.intra_op_threads = session.get_session_options().intra_op_num_threads
         self._bind_names(session)
         streams = options.streams
         if streams is None:
@@ -217,16 +214,21 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
         self._stream_pool: ThreadPoolExecutor | None = None
         self._stream_lock = threading.Lock()
 
+    @classmethod
+    def _open(cls, model_path: Path, options: ProviderOptions) -> Any:
+        """A CPU session of the graph with the engine's defaults, then ``options.extra``'s config entries."""
+        so = session_options(options)
+        for key, value in options.extra.items():
+            so.add_session_config_entry(str(key), str(value))
+        return _open_session(model_path, so, [CPU_EP], cls.DISABLED_OPTIMIZERS)
+
     def submit(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> Future[dict[str, np.ndarray]]:
         """Run ``feeds`` on one of ``streams`` threads, on the session they share; for calls of several batches
         (``Pipeline.run``). That session and the threads start at the first call."""
         with self._stream_lock:
             self._live_session()
             if self._stream_pool is None:
-                so = session_options(self._stream_options)
-                for key, value in self._stream_options.extra.items():
-                    so.add_session_config_entry(str(key), str(value))
-                self._stream_session = _open_session(self._model_path, so, [CPU_EP], self.DISABLED_OPTIMIZERS)
+                self._stream_session = self._open(self._model_path, self._stream_options)
                 self._stream_pool = ThreadPoolExecutor(self.streams, thread_name_prefix="fastembed-rt-stream")
             session, pool = self._stream_session, self._stream_pool
         return pool.submit(lambda: dict(zip(output_names, session.run(output_names, feeds))))
