@@ -11,12 +11,14 @@ logged with its wall time to ``benchmarks/results/cpu-report-<stamp>/``:
 3. ``benchmarks/profile_encode.py``: where the optimized fp32 graph's and int8-avx2's time goes, against the
    floor's graph (the backbone step 2 cuts; with ``--skip-run`` this script cuts it);
 4. ``benchmarks/memory.py``: resident memory by stage;
-5. ``fastembed-rt info``: which variant ``auto`` and ``fastest`` run on this CPU and why.
+5. ``benchmarks/streams.py``: whether running a call's batches on streams pays on this CPU (optimized and
+   int8-avx2, against ``streams=1``);
+6. ``fastembed-rt info``: which variant ``auto`` and ``fastest`` run on this CPU and why.
 
 It prints the CPU model and ISA flags first, and says so when this CPU has AVX-512 or VNNI (then the numbers
 are that class's; AVX2 code paths on such a CPU come from ``benchmarks/avx2_proxy.py run --``, which gives
 code paths, not an AVX2 CPU's numbers). Without ``run.py`` (``--skip-run``) it took 3 minutes on a 2-vCPU
-Zen 5; ``run.py`` adds ~17 minutes at 3 rounds there (its docstring), ~25 more the first time (the peers'
+Zen 5 (streams.py ~4 of them); ``run.py`` adds ~17 minutes at 3 rounds there (its docstring), ~25 more the first time (the peers'
 venvs); a CPU three times slower takes about three times as long.
 """
 
@@ -90,7 +92,9 @@ def main() -> None:
         out, "3-profile", [*profile, "--int8-variant", "int8-avx2", "--rounds", "5", "--repeats", "3"]
     )
     times["memory"] = _step(out, "4-memory", [python, "benchmarks/memory.py", "--artifact", str(artifact)])
-    times["info"] = _step(out, "5-info", [str(BIN / "fastembed-rt"), "info", str(artifact)])
+    streams = [python, "benchmarks/streams.py", "--artifact", str(artifact), "--variants", "optimized,int8-avx2"]
+    times["streams"] = _step(out, "5-streams", [*streams, "--rounds", "4"])
+    times["info"] = _step(out, "6-info", [str(BIN / "fastembed-rt"), "info", str(artifact)])
     summary = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in times.items())
     print(f"\nCPU: {cpu.describe()}; default export {times['export']:.0f} s (issue 13: at most 180); steps: {summary}")
     print(f"logs: {out}")
