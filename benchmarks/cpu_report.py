@@ -17,9 +17,10 @@ logged with its wall time to ``benchmarks/results/cpu-report-<stamp>/``:
 
 It prints the CPU model and ISA flags first, and says so when this CPU has AVX-512 or VNNI (then the numbers
 are that class's; AVX2 code paths on such a CPU come from ``benchmarks/avx2_proxy.py run --``, which gives
-code paths, not an AVX2 CPU's numbers). Without ``run.py`` (``--skip-run``) it took 3 minutes on a 2-vCPU
-Zen 5 (streams.py ~4 of them); ``run.py`` adds ~17 minutes at 3 rounds there (its docstring), ~25 more the first time (the peers'
-venvs); a CPU three times slower takes about three times as long.
+code paths, not an AVX2 CPU's numbers). Without ``run.py`` (``--skip-run``) it took 6 minutes on a 2-vCPU
+Zen 5 under ``avx2_proxy.py`` (export 83 s, profile 97 s, memory 37 s, streams 157 s); ``run.py`` adds ~17 minutes
+at 3 rounds there (its docstring), ~25 more the first time (the peers' venvs); a CPU three times slower takes about
+three times as long.
 """
 
 from __future__ import annotations
