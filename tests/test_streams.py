@@ -8,7 +8,11 @@ that run at once, a clear error for a bad setting, and nothing left running afte
 from __future__ import annotations
 
 import math
+import os
+import signal
 import threading
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +126,44 @@ def test_a_caller_that_stops_early_leaves_no_batch_running(minilm_artifact_sessi
     pool = model._pipeline.provider._stream_pool
     assert pool is not None and pool._work_queue.empty()
     assert model.encode(_TEXTS, batch_size=4).shape == (len(_TEXTS), 384)
+    model.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_process_forked_after_a_streamed_call_runs_its_own_calls_of_many_batches(
+    minilm_artifact_session: Path,
+) -> None:
+    """Only the forking thread exists in a child: the parent's streams would take the child's batches and never
+    run them (a worker of multiprocessing's fork, gunicorn --preload or Celery waited forever)."""
+    model = _model(minilm_artifact_session, 2)
+    expected = model.encode(_TEXTS, batch_size=4)  # the parent's streams are running now
+    assert model._pipeline.provider._stream_pool is not None
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+: fork of a process with threads
+        pid = os.fork()
+    if pid == 0:  # the child: its own streamed call, its vectors to the parent
+        code = 1
+        try:
+            vectors = model.encode(_TEXTS, batch_size=4)
+            with os.fdopen(write, "wb") as sink:
+                sink.write(vectors.astype(np.float32).tobytes())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as source:
+        got = np.frombuffer(source.read(), np.float32)
+    assert done[0] == pid, "the forked child's call of many batches did not finish in 60 s"
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=0, atol=1e-6)
+    assert model.encode(_TEXTS, batch_size=4).shape == expected.shape, "the parent's streams still run"
     model.close()
 
 

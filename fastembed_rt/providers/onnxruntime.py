@@ -8,9 +8,11 @@ got and raises ``ProviderError`` unless the caller passed ``allow_fallback=True`
 from __future__ import annotations
 
 import ctypes
+import os
 import re
 import threading
 import warnings
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -230,6 +232,7 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
             if self._stream_pool is None:
                 self._stream_session = self._open(self._model_path, self._stream_options)
                 self._stream_pool = ThreadPoolExecutor(self.streams, thread_name_prefix="fastembed-rt-stream")
+                _STREAMING.add(self)
             session, pool = self._stream_session, self._stream_pool
         return pool.submit(lambda: dict(zip(output_names, session.run(output_names, feeds))))
 
@@ -239,6 +242,27 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
         super().close()
+
+
+# Engines whose streams have started, for ``_forget_streams_in_child``.
+_STREAMING: weakref.WeakSet[OnnxRuntimeCPU] = weakref.WeakSet()
+
+
+def _forget_streams_in_child() -> None:
+    """After ``fork``, in the child: only the forking thread exists there, so an engine's streams' executor would
+    queue a batch for threads that are gone and the call wait forever (a process forked by ``multiprocessing``,
+    gunicorn's ``--preload`` or Celery from one that had run a call of many batches). Each engine forgets its
+    streams (their session too: a parent's thread may have been inside it) and opens them again at its next call
+    of many batches. Its own session ran in a forked child as in the parent here."""
+    for engine in list(_STREAMING):
+        engine._stream_lock = threading.Lock()
+        engine._stream_pool = None
+        engine._stream_session = None
+    _STREAMING.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_streams_in_child)
 
 
 class OnnxRuntimeCUDA(_OnnxRuntimeSession):
