@@ -182,7 +182,7 @@ def measure_speed(
     """Time each variant (default: all whose engine is installed) on ``texts`` on this CPU.
 
     Every variant runs on its format's CPU engine (``CPU_PROVIDER``) with ``threads`` intra-op threads
-    (default: the CPUs this process may use); after a warm-up pass, ``rounds`` timed passes over
+    (default: the CPUs this process may use); after warm-up calls, ``rounds`` timed passes over
     ``texts`` interleaved across variants. ``round_seconds``: keep only as many texts (at least one
     batch) as the first variant runs in about that time, so that timing a large model stays bounded.
     Nothing is written (``record_speed`` does).
@@ -191,8 +191,9 @@ def measure_speed(
         ArtifactError: no texts, or a named variant is missing or its engine is not installed.
     """
     from fastembed_rt.models import load_model
+    from fastembed_rt.pipeline import MIN_BATCHES_PER_STREAM
     from fastembed_rt.providers import provider_spec
-    from fastembed_rt.providers.threads import available_cpus
+    from fastembed_rt.providers.threads import MAX_STREAMS, available_cpus
 
     if not texts:
         raise ArtifactError("measuring variant speed needs at least one text")
@@ -212,6 +213,10 @@ def measure_speed(
         model = load_model(manifest.root, provider=CPU_PROVIDER[variant.format], variant=variant.name, **options)
         run = _workload(model, batch_size)
         run(list(texts[:batch_size]))  # warm-up: first-call allocations, OpenVINO's compile
+        # and a call of one-text batches that takes the streamed path (``Pipeline.run``) for up to MAX_STREAMS: it
+        # opens their session, which after the warm-up above put each ONNX variant's first round up to 31 % below
+        # its second (exports on AVX2 kernels)
+        _workload(model, 1)(list(texts[: MIN_BATCHES_PER_STREAM * MAX_STREAMS]))
         return model, run
 
     rates: dict[str, list[float]] = {v.name: [] for v in runnable}
@@ -227,11 +232,6 @@ def measure_speed(
         if not keep_loaded:
             model.close()
     try:
-        # One untimed pass of the timed workload first: a call of several batches opens the engine's streams (their
-        # session, ``ProviderOptions.streams``) and grows its arenas to the workload's shapes: after a one-batch
-        # warm-up the first round of the ONNX variants ran up to 31 % below the second (exports on AVX2 kernels).
-        for model, run in loaded.values():
-            run(list(texts))
         for _ in range(rounds):
             for variant in runnable:
                 model, run = loaded[variant.name] if keep_loaded else load(variant)
