@@ -246,6 +246,9 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
 
 # Engines whose streams have started, for ``_forget_streams_in_child``.
 _STREAMING: weakref.WeakSet[OnnxRuntimeCPU] = weakref.WeakSet()
+# A forked child's copy of its parent's streams: kept, never run and never freed (freeing a session that a thread
+# of the parent was inside could wait on a lock that no thread of the child will release).
+_LEFT_BY_PARENT: list[tuple[Any, Any]] = []
 
 
 def _forget_streams_in_child() -> None:
@@ -255,6 +258,7 @@ def _forget_streams_in_child() -> None:
     streams (their session too: a parent's thread may have been inside it) and opens them again at its next call
     of many batches. Its own session ran in a forked child as in the parent here."""
     for engine in list(_STREAMING):
+        _LEFT_BY_PARENT.append((engine._stream_session, engine._stream_pool))
         engine._stream_lock = threading.Lock()
         engine._stream_pool = None
         engine._stream_session = None
