@@ -293,6 +293,12 @@ class Pipeline:
         """Whether the graph takes its batches packed (``fastembed_rt.packing``)."""
         return self.feeds.packed
 
+    @property
+    def streams(self) -> int:
+        """How many batches of a call the engine can run at once: an engine that can (``cpu``) has ``streams`` and
+        ``submit(feeds, outputs) -> Future``; every other runs one at a time."""
+        return getattr(self.provider, "streams", 1) if hasattr(self.provider, "submit") else 1
+
     def prepare(
         self,
         items: Sequence[str | tuple[str, str]],
@@ -345,9 +351,8 @@ class Pipeline:
         clock = time.perf_counter()
         encoded, prompt_length = prepared.encoded, prepared.prompt_length
         lengths = encoded.lengths
-        # An engine that can run batches at once (``cpu``) has ``streams`` and ``submit(feeds, outputs) -> Future``.
+        streams = self.streams
         submit: Any = getattr(self.provider, "submit", None)
-        streams = getattr(self.provider, "streams", 1) if submit is not None else 1
         plan = self._plan(lengths, batch_size, self.max_batch_bytes)
         # Streams only for calls of at least two batches per stream: with fewer, a stream idles or finishes
         # alone on one thread (calls of 32 STSb sentences, 2-3 batches, ran 0.83-0.97x as fast streamed in fp32).

@@ -193,7 +193,7 @@ def measure_speed(
     from fastembed_rt.models import load_model
     from fastembed_rt.pipeline import MIN_BATCHES_PER_STREAM
     from fastembed_rt.providers import provider_spec
-    from fastembed_rt.providers.threads import MAX_STREAMS, available_cpus
+    from fastembed_rt.providers.threads import available_cpus
 
     if not texts:
         raise ArtifactError("measuring variant speed needs at least one text")
@@ -213,10 +213,12 @@ def measure_speed(
         model = load_model(manifest.root, provider=CPU_PROVIDER[variant.format], variant=variant.name, **options)
         run = _workload(model, batch_size)
         run(list(texts[:batch_size]))  # warm-up: first-call allocations, OpenVINO's compile
-        # and a call of one-text batches that takes the streamed path (``Pipeline.run``) for up to MAX_STREAMS: it
-        # opens their session, which after the warm-up above put each ONNX variant's first round up to 31 % below
-        # its second (exports on AVX2 kernels)
-        _workload(model, 1)(list(texts[: MIN_BATCHES_PER_STREAM * MAX_STREAMS]))
+        # and, on an engine with streams, a call of one-text batches that takes the streamed path (``Pipeline.run``):
+        # it opens their session, which after the warm-up above put each ONNX variant's first round up to 31 %
+        # below its second (exports on AVX2 kernels)
+        streams = model._pipeline.streams
+        if streams > 1:
+            _workload(model, 1)(list(texts[: MIN_BATCHES_PER_STREAM * streams]))
         return model, run
 
     rates: dict[str, list[float]] = {v.name: [] for v in runnable}

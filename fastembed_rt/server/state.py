@@ -103,7 +103,7 @@ class Served:
             "variant": m.variant,
             "variant_reason": m.variant_reason,
             "threads": self.threads,
-            "streams": getattr(m._pipeline.provider, "streams", 1),
+            "streams": m._pipeline.streams,
             "dim": m.manifest.dim,
             "max_input_length": m.max_seq_length,
             "prompts": dict(m.prompts),
