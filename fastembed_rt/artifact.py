@@ -471,11 +471,13 @@ def resolve_artifact(
     revision: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     token: str | bool | None = None,
+    local_files_only: bool = False,
 ) -> Path:
     """A local artifact directory for ``model``: a path as is, or a hub repo id downloaded.
 
     Hub ids go through ``huggingface_hub.snapshot_download``, which honours ``HF_HUB_OFFLINE``
-    and the local cache. The repo must hold a fastembed-rt artifact (a ``manifest.json``).
+    and the local cache (``local_files_only``: the cache only, as offline). The repo must hold a fastembed-rt
+    artifact (a ``manifest.json``).
     """
     path = local_path(model)
     if path is not None:
@@ -492,13 +494,19 @@ def resolve_artifact(
         ) from exc
     try:
         local = snapshot_download(
-            repo_id, revision=revision, cache_dir=None if cache_dir is None else Path(cache_dir), token=token
+            repo_id,
+            revision=revision,
+            cache_dir=None if cache_dir is None else Path(cache_dir),
+            token=token,
+            local_files_only=local_files_only,
         )
     except LocalEntryNotFoundError as exc:
+        why = (
+            "local_files_only=True" if local_files_only else f"HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '')!r}"
+        )
         raise ArtifactError(
-            f"{repo_id!r} is not a local directory and is not in the hub cache while offline "
-            f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '')!r}); pass an artifact directory, "
-            "or download it once with network access"
+            f"{repo_id!r} is not a local directory and is not in the hub cache while offline ({why}); pass an "
+            "artifact directory, or download it once with network access"
         ) from exc
     except RepositoryNotFoundError as exc:
         raise ArtifactError(f"hub repo {repo_id!r} does not exist or is private (pass token=...)") from exc

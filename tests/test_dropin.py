@@ -4,7 +4,9 @@
   ``__all__`` is classified with the reason fastembed-rt does not offer it, so a new name fails here;
 - the API reference's inference examples, and its mine_hard_negatives example, give the same results
   with both libraries;
-- a lone surrogate (from JSON escapes or PDF extractors) is an ``InputError`` naming the position.
+- a lone surrogate (from JSON escapes or PDF extractors) is an ``InputError`` naming the position;
+- sentence-transformers' loading arguments (``device``, ``backend``, ``cache_folder``, ``local_files_only``,
+  ``trust_remote_code``, ``similarity_fn_name``) and per-call ``device`` choose or check the provider.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 
 import fastembed_rt
 from fastembed_rt import CrossEncoder, InputError, SentenceTransformer, SparseEncoder
+from fastembed_rt.errors import ArtifactError, ProviderError
 
 # What fastembed-rt does with each name of sentence_transformers.__all__ (6.2).
 PROVIDED = {"SentenceTransformer", "CrossEncoder", "SparseEncoder", "SimilarityFunction", "quantize_embeddings"}
@@ -126,11 +129,11 @@ def both(
 
     reranker_dir = load_manifest(tiny_reranker_artifact).source["model"]
     splade_dir = load_manifest(tiny_splade_artifact).source["model"]
-    ours = _examples(
+    ours = _examples(  # loaded as sentence-transformers code loads them: device="cpu"
         fastembed_rt,
-        SentenceTransformer(minilm_artifact_session),
-        CrossEncoder(tiny_reranker_artifact),
-        SparseEncoder(tiny_splade_artifact),
+        SentenceTransformer(minilm_artifact_session, device="cpu"),
+        CrossEncoder(tiny_reranker_artifact, device="cpu"),
+        SparseEncoder(tiny_splade_artifact, device="cpu"),
     )
     theirs = _examples(
         st,
@@ -227,3 +230,142 @@ def test_a_lone_surrogate_in_pairs_and_sparse_texts_is_an_input_error(
         reranker.rank(BAD, ["d"])
     with pytest.raises(InputError, match=r"texts\[2\] holds a lone surrogate"):
         splade.encode(["a", "b", BAD])
+
+
+# -- sentence-transformers' device, backend and cache arguments ----------------------------------------------
+def _gpu_provider_usable() -> bool:
+    from fastembed_rt.providers import available_providers
+
+    return "cuda" in available_providers()
+
+
+@pytest.mark.parametrize(
+    ("provider", "device", "backend", "expected"),
+    [
+        ("auto", None, "torch", "auto"),
+        ("auto", "cpu", "torch", "cpu"),
+        ("auto", "CPU", "torch", "cpu"),
+        ("auto", "cuda", "torch", "cuda"),
+        ("auto", "cuda:1", "torch", "cuda:1"),
+        ("auto", None, "openvino", "openvino"),
+        ("auto", "cpu", "openvino", "openvino"),
+        ("openvino", "cpu", "torch", "openvino"),
+        ("cpu", "cpu", "onnx", "cpu"),
+        ("cuda:1", "cuda", "torch", "cuda:1"),
+        ("tensorrt", "cuda:0", "onnx", "tensorrt"),
+    ],
+)
+def test_device_and_backend_choose_the_provider_sentence_transformers_code_means(
+    provider: str, device: str | None, backend: str, expected: str
+) -> None:
+    from fastembed_rt.providers import provider_for_device
+
+    assert provider_for_device(provider, device, backend) == expected
+
+
+def test_backend_onnx_alone_is_onnx_runtime_on_the_gpu_when_usable_else_the_cpu() -> None:
+    from fastembed_rt.providers import provider_for_device
+
+    assert provider_for_device("auto", None, "onnx") == ("cuda" if _gpu_provider_usable() else "cpu")
+
+
+@pytest.mark.parametrize(
+    ("provider", "device", "backend", "error", "message"),
+    [
+        ("auto", "mps", "torch", ProviderError, r"device 'mps' has no fastembed-rt provider; devices: 'cpu', 'cuda'"),
+        ("auto", "xpu:0", "torch", ProviderError, r"device 'xpu:0' has no fastembed-rt provider"),
+        ("cpu", "cuda", "torch", InputError, r"provider='cpu' runs on 'cpu', not on device='cuda'"),
+        ("cuda:1", "cuda:0", "torch", InputError, r"provider='cuda:1' runs on 'cuda:1', not on device='cuda:0'"),
+        ("openvino", None, "onnx", InputError, r"provider='openvino' does not run backend='onnx' graphs"),
+        ("auto", "cuda", "openvino", InputError, r"backend='openvino' \(provider 'openvino'\) runs on 'cpu'"),
+        ("auto", None, "tensorflow", InputError, r"backend 'tensorflow' is not supported; valid: 'torch', 'onnx'"),
+    ],
+)
+def test_a_device_or_backend_no_provider_serves_is_a_clear_error(
+    provider: str, device: str, backend: str, error: type[Exception], message: str
+) -> None:
+    from fastembed_rt.providers import provider_for_device
+
+    with pytest.raises(error, match=message):
+        provider_for_device(provider, device, backend)
+
+
+class _TorchLikeDevice:
+    """What a ``torch.device("cpu")`` looks like to fastembed-rt: its str."""
+
+    def __str__(self) -> str:
+        return "cpu"
+
+
+def test_models_load_with_sentence_transformers_device_and_report_it(
+    minilm_artifact_session: Path, minilm_runtime: SentenceTransformer, tiny_reranker_artifact: Path
+) -> None:
+    texts = ["The cat sat on the mat.", "Stocks fell sharply."]
+    for device in ("cpu", _TorchLikeDevice()):
+        model = SentenceTransformer(minilm_artifact_session, device=device, trust_remote_code=True)
+        assert (model.provider, model.device) == ("cpu", "cpu")
+        np.testing.assert_array_equal(model.encode(texts), minilm_runtime.encode(texts))
+        model.close()
+    reranker = CrossEncoder(tiny_reranker_artifact, device="cpu", backend="onnx")
+    assert (reranker.provider, reranker.device) == ("cpu", "cpu")
+    with pytest.raises(InputError, match=r"provider='cpu' runs on 'cpu', not on device='cuda'"):
+        SentenceTransformer(minilm_artifact_session, provider="cpu", device="cuda")
+    with pytest.raises(TypeError):  # an argument neither library knows is still Python's error
+        SentenceTransformer(minilm_artifact_session, devices="cpu")
+
+
+def test_backend_openvino_opens_the_openvino_engine(minilm_artifact_session: Path) -> None:
+    from fastembed_rt.providers import available_providers
+
+    if "openvino" not in available_providers():
+        pytest.skip("openvino is not installed")
+    model = SentenceTransformer(minilm_artifact_session, backend="openvino", device="cpu")
+    assert (model.provider, model.device) == ("openvino", "cpu")
+    model.close()
+
+
+def test_similarity_fn_name_overrides_the_models_own(minilm_artifact_session: Path) -> None:
+    model = SentenceTransformer(minilm_artifact_session, similarity_fn_name="dot")
+    embeddings = model.encode(["a cat", "a dog"], normalize_embeddings=False)
+    assert model.similarity_fn_name == "dot"
+    np.testing.assert_allclose(model.similarity(embeddings, embeddings), embeddings @ embeddings.T, rtol=1e-5)
+    with pytest.raises(InputError):
+        SentenceTransformer(minilm_artifact_session, similarity_fn_name="jaccard")
+
+
+def test_a_call_on_the_models_device_runs_and_another_device_is_an_error_naming_the_fix(
+    minilm_runtime: SentenceTransformer, tiny_reranker_artifact: Path, tiny_splade_artifact: Path
+) -> None:
+    texts = ["The cat sat on the mat.", "Stocks fell sharply."]
+    np.testing.assert_array_equal(minilm_runtime.encode(texts, device="cpu"), minilm_runtime.encode(texts))
+    fix = r"runs on 'cpu', not on device='cuda:0'; .* load it with SentenceTransformer\(\.\.\., device='cuda:0'\)"
+    with pytest.raises(InputError, match=fix):
+        minilm_runtime.encode(texts, device="cuda:0")
+    reranker, splade = CrossEncoder(tiny_reranker_artifact), SparseEncoder(tiny_splade_artifact)
+    assert reranker.predict([("q", "d")], device="cpu").shape == (1,)
+    assert len(reranker.rank("q", ["d", "e"], device="cpu")) == 2
+    assert splade.encode(["a b"], device="cpu", convert_to_sparse_tensor=False).shape[0] == 1
+    for call in (
+        lambda: reranker.predict([("q", "d")], device="cuda"),
+        lambda: reranker.rank("q", ["d"], device="cuda"),
+        lambda: splade.encode(["a"], device="cuda"),
+        lambda: splade.encode(["a"], device=["cpu", "cpu"]),
+    ):
+        with pytest.raises(InputError, match=r"this model runs on 'cpu'|does not start"):
+            call()
+
+
+def test_a_list_of_devices_encodes_on_a_pool_in_input_order(minilm_runtime: SentenceTransformer) -> None:
+    texts = [f"sentence number {i} about {topic}" for i in range(40) for topic in ("cats", "stocks")][:60]
+    expected = minilm_runtime.encode(texts)
+    pooled = minilm_runtime.encode(texts, device=["cpu", "cpu"], chunk_size=16)
+    np.testing.assert_allclose(pooled, expected, atol=1e-6)
+    with pytest.raises(InputError, match="pass pool= or a list of devices, not both"):
+        minilm_runtime.encode(texts, device=["cpu"], pool=object())  # type: ignore[arg-type]
+
+
+def test_local_files_only_and_cache_folder_reach_the_hub_lookup(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match=r"not in the hub cache while offline \(local_files_only=True\)"):
+        SentenceTransformer("fastembed-rt/never-downloaded", cache_folder=tmp_path, local_files_only=True)
+    with pytest.raises(InputError, match=r"cache_dir=.* and cache_folder=.* disagree"):
+        SentenceTransformer("fastembed-rt/never-downloaded", cache_dir=tmp_path / "a", cache_folder=tmp_path / "b")

@@ -86,8 +86,9 @@ def load_model(model_name_or_path: str | os.PathLike[str], **options: Unpack[Loa
     root = resolve_artifact(
         model_name_or_path,
         revision=options.get("revision"),
-        cache_dir=options.get("cache_dir"),
+        cache_dir=options.get("cache_dir") or options.get("cache_folder"),
         token=options.get("token"),
+        local_files_only=options.get("local_files_only", False),
     )
     task = load_manifest(root).task
     if task not in MODEL_TYPES:

@@ -23,10 +23,17 @@ from typing import Any, ClassVar, Literal, TypedDict
 import numpy as np
 
 from fastembed_rt.artifact import Manifest, load_manifest, resolve_artifact
-from fastembed_rt.errors import ArtifactError, InputError
+from fastembed_rt.errors import ArtifactError, InputError, ProviderError
 from fastembed_rt.long_inputs import LongInputs, long_inputs_policy, too_long
 from fastembed_rt.pipeline import EncodeStats, Pipeline, Prepared, check_texts
-from fastembed_rt.providers import ExecutionProvider, ProviderOptions, open_graph
+from fastembed_rt.providers import (
+    ExecutionProvider,
+    ProviderOptions,
+    open_graph,
+    provider_for_device,
+    runs_on,
+    torch_device,
+)
 from fastembed_rt.tokenizer import Tokenizer, TruncationDirection, with_prompt
 
 __all__ = [
@@ -60,6 +67,11 @@ class LoadOptions(TypedDict, total=False):
     provider_options: ProviderOptions | None
     provider_cache_dir: str | os.PathLike[str] | None
     warmup: bool
+    device: Any
+    backend: Literal["torch", "onnx", "openvino"]
+    cache_folder: str | os.PathLike[str] | None
+    local_files_only: bool
+    trust_remote_code: bool
 
 
 class ArtifactModel:
@@ -87,6 +99,13 @@ class ArtifactModel:
         provider_cache_dir: where OpenVINO compiled models and TensorRT engines are cached
             (default ``$FASTEMBED_RT_CACHE`` or ``~/.cache/fastembed-rt``).
         warmup: run one short batch at load so the first real call does not pay for first-run setup.
+        device / backend: sentence-transformers' names for where and on what the model runs: ``device`` ``"cpu"``,
+            ``"cuda"`` or ``"cuda:N"``, ``backend`` ``"torch"`` (any provider: the exported graph runs in torch's
+            place), ``"onnx"`` or ``"openvino"``; they choose the provider when it is ``"auto"`` and must agree with
+            one named (``providers.provider_for_device``).
+        cache_folder / local_files_only: sentence-transformers' names for the hub cache folder (as ``cache_dir``)
+            and for loading from it without network access.
+        trust_remote_code: accepted for sentence-transformers code; an artifact holds graphs and data, no code to run.
     """
 
     task: ClassVar[str] = ""
@@ -108,8 +127,23 @@ class ArtifactModel:
         provider_options: ProviderOptions | None = None,
         provider_cache_dir: str | os.PathLike[str] | None = None,
         warmup: bool = False,
+        device: Any = None,
+        backend: Literal["torch", "onnx", "openvino"] = "torch",
+        cache_folder: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+        trust_remote_code: bool = False,
     ) -> None:
-        root = resolve_artifact(model_name_or_path, revision=revision, cache_dir=cache_dir, token=token)
+        del trust_remote_code  # nothing in an artifact runs as code
+        provider = provider_for_device(provider, device, backend)
+        if cache_folder is not None:
+            if cache_dir is not None and Path(cache_dir) != Path(cache_folder):
+                raise InputError(
+                    f"cache_dir={str(cache_dir)!r} and cache_folder={str(cache_folder)!r} disagree; pass one"
+                )
+            cache_dir = cache_folder
+        root = resolve_artifact(
+            model_name_or_path, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only
+        )
         self.manifest: Manifest = load_manifest(root)
         if self.manifest.task != self.task:
             raise ArtifactError(
@@ -162,6 +196,33 @@ class ArtifactModel:
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
         self._tokenizer.max_seq_length = check_positive_int("max_seq_length", value)
+
+    @property
+    def device(self) -> str:
+        """Where the model runs, in sentence-transformers' device names: ``"cpu"`` or ``"cuda:N"`` (an engine on a
+        device torch has no name for: its provider name, e.g. ``"openvino:GPU.0"``)."""
+        engine = self._pipeline.provider
+        try:
+            return torch_device(engine.name, getattr(engine, "device", None))
+        except ProviderError:  # an engine instance outside the registry (``FakeProvider``)
+            return engine.name
+
+    def check_device(self, device: Any) -> None:
+        """An ``InputError`` unless a call's ``device`` (sentence-transformers' per-call argument) is None or where
+        the model runs: a loaded model is not moved (load it with ``device=``)."""
+        if device is None:
+            return
+        if isinstance(device, (list, tuple)):
+            raise InputError(
+                f"device={list(device)!r}: a list of devices runs a multi-process pool, which "
+                f"{type(self).__name__} does not start; encode on {self.device!r}, or use SentenceTransformer's "
+                "start_multi_process_pool"
+            )
+        if not runs_on(actual := self.device, str(device).strip().lower()):
+            raise InputError(
+                f"this model runs on {actual!r}, not on device={device!r}; fastembed-rt does not move a loaded model: "
+                f"load it with {type(self).__name__}(..., device={str(device)!r})"
+            )
 
     @property
     def tokenizer(self) -> Any:

@@ -210,6 +210,7 @@ class CrossEncoder(ArtifactModel):
         apply_softmax: bool | None = False,
         convert_to_numpy: bool = True,
         convert_to_tensor: bool = False,
+        device: Any = None,
         long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
         chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
     ) -> Any:
@@ -222,6 +223,7 @@ class CrossEncoder(ArtifactModel):
             activation_fn: this call's activation (see the class); None: the model's.
             apply_softmax: for ``num_labels > 1``, a softmax over labels after the activation.
             convert_to_numpy: False gives a list of per-pair numpy values.
+            device: None or where the model runs (``self.device``); a loaded model is not moved.
             long_inputs: a pair over ``max_length`` tokens is truncated (``longest_first``, as
                 sentence-transformers), refused (``"error"``), or (``"chunk"``) scored as the query
                 against each window of the document (``chunk_overlap`` tokens shared), keeping the
@@ -231,6 +233,7 @@ class CrossEncoder(ArtifactModel):
             an empty list gives an empty ``(0,)`` array, as sentence-transformers does.
         """
         no_tensors(convert_to_tensor)
+        self.check_device(device)
         check_batch_size(batch_size)
         pairs, single = check_pairs(inputs)
         fn = self.activation_fn if activation_fn is None else activation_fn
@@ -318,6 +321,7 @@ class CrossEncoder(ArtifactModel):
         activation_fn: ActivationLike | None = None,
         long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
         chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
+        device: Any = None,
     ) -> list[RankResult]:
         """Score ``query`` against every document and sort, as sentence-transformers' ``rank``.
 
@@ -334,6 +338,7 @@ class CrossEncoder(ArtifactModel):
                 f"rank() only works for models with num_labels=1 (this one has {self.num_labels}); "
                 "use predict() with (query, document) pairs instead"
             )
+        self.check_device(device)
         docs = check_rank_inputs(query, documents, top_k)
         if not docs:
             return []

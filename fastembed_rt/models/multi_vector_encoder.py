@@ -291,6 +291,7 @@ class MultiVectorEncoder(TextEncoder):
         show_progress_bar: bool | None = None,
         output_value: Literal["token_embeddings"] = "token_embeddings",
         convert_to_numpy: bool = True,
+        device: Any = None,
         normalize_embeddings: bool = False,
         token_pooling: HierarchicalTokenPooling | None = None,
         task: Literal["query", "document"] | None = None,
@@ -307,6 +308,7 @@ class MultiVectorEncoder(TextEncoder):
             output_value: ``"token_embeddings"`` (sentence-transformers' ``None``, raw padded feature dicts,
                 is not offered).
             convert_to_numpy: accepted for sentence-transformers compatibility; results are always numpy.
+            device: None or where the model runs (``self.device``); a loaded model is not moved.
             normalize_embeddings: L2-normalize every token vector (after the model's own stages and pooling).
             token_pooling: a ``HierarchicalTokenPooling`` applied on top, to the tasks it names.
             task: ``"query"``, ``"document"`` or None (length, expansion, skiplist: see the module docstring).
@@ -326,6 +328,7 @@ class MultiVectorEncoder(TextEncoder):
                 f"{type(token_pooling).__name__}"
             )
         wanted = self._precision(precision)
+        self.check_device(device)
         check_batch_size(batch_size)
         single = isinstance(sentences, str)
         prepared = self.prepare(sentences, task=task, prompt_name=prompt_name, prompt=prompt)

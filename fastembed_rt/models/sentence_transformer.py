@@ -19,7 +19,7 @@ from fastembed_rt.kernels.spec import NORMALIZE_OUTPUT, OUTPUT_DIM, QUANTIZE_RAN
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs, long_inputs_policy, pool_windows
 from fastembed_rt.models.base import TextEncoder, check_batch_size, no_tensors
 from fastembed_rt.pipeline import Prepared, check_texts
-from fastembed_rt.providers import ProviderOptions, pool_devices
+from fastembed_rt.providers import ProviderOptions, pool_devices, provider_for_device, runs_on
 from fastembed_rt.providers.threads import available_cpus
 from fastembed_rt.quantization import quantize_embeddings
 from fastembed_rt.similarity import SimilarityFunction, dense_similarity, similarity_function
@@ -87,6 +87,8 @@ class SentenceTransformer(TextEncoder):
     Args:
         model_name_or_path: an artifact directory (task ``embedding``), or a hub repo id holding one.
         truncate_dim: default Matryoshka dimension for ``encode``.
+        similarity_fn_name: ``"cosine"``, ``"dot"``, ``"euclidean"`` or ``"manhattan"`` for ``similarity``
+            (default: the model's own).
         options: how to open the artifact (provider, variant, prompts, threads, ...), as for every
             model type: see ``fastembed_rt.models.base.ArtifactModel``.
     """
@@ -98,14 +100,16 @@ class SentenceTransformer(TextEncoder):
         model_name_or_path: str | os.PathLike[str],
         *,
         truncate_dim: int | None = None,
+        similarity_fn_name: str | SimilarityFunction | None = None,
         **options: Unpack[LoadOptions],
     ) -> None:
         self.truncate_dim = truncate_dim
+        self._similarity_fn_arg = similarity_fn_name
         self._calibration: Calibration | None = None
         super().__init__(model_name_or_path, **options)
 
     def _configure(self) -> None:
-        self.similarity_fn_name = similarity_function(self.manifest.similarity_fn).value
+        self.similarity_fn_name = similarity_function(self._similarity_fn_arg or self.manifest.similarity_fn).value
 
     def _warm_up(self) -> None:
         self._pipeline.embed(self._pipeline.prepare(["warm-up"]), batch_size=1)
@@ -133,6 +137,7 @@ class SentenceTransformer(TextEncoder):
         precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32",
         convert_to_numpy: bool = True,
         convert_to_tensor: bool = False,
+        device: Any = None,
         normalize_embeddings: bool = False,
         truncate_dim: int | None = None,
         pool: MultiProcessPool | None = None,
@@ -158,24 +163,40 @@ class SentenceTransformer(TextEncoder):
         pooled per text weighted by their token counts, normalized when the model normalizes;
         ``precision`` and ``truncate_dim`` then apply to the pooled vector (``encode_chunks`` gives
         the windows' own rows).
+
+        ``device`` (sentence-transformers' per-call argument): None or where the model runs (``self.device``); a
+        list of devices (``["cpu", "cpu"]``, ``["cuda:0", "cuda:1"]``) runs this call on a multi-process pool of one
+        worker per device, started and stopped here. A loaded model is not moved: another single device is an
+        ``InputError``.
         """
         no_tensors(convert_to_tensor)
+        started = None
+        if isinstance(device, (list, tuple)):
+            if pool is not None:
+                raise InputError("pass pool= or a list of devices, not both")
+            pool = started = self.start_multi_process_pool([self._provider_on(item) for item in device])
+        else:
+            self.check_device(device)
         if pool is not None:
-            return pool.encode(
-                sentences,
-                chunk_size=chunk_size,
-                prompt_name=prompt_name,
-                prompt=prompt,
-                batch_size=batch_size,
-                output_value=output_value,
-                precision=precision,
-                convert_to_numpy=convert_to_numpy,
-                normalize_embeddings=normalize_embeddings,
-                truncate_dim=truncate_dim,
-                long_inputs=long_inputs,
-                chunk_overlap=chunk_overlap,
-                truncation_direction=truncation_direction,
-            )
+            try:
+                return pool.encode(
+                    sentences,
+                    chunk_size=chunk_size,
+                    prompt_name=prompt_name,
+                    prompt=prompt,
+                    batch_size=batch_size,
+                    output_value=output_value,
+                    precision=precision,
+                    convert_to_numpy=convert_to_numpy,
+                    normalize_embeddings=normalize_embeddings,
+                    truncate_dim=truncate_dim,
+                    long_inputs=long_inputs,
+                    chunk_overlap=chunk_overlap,
+                    truncation_direction=truncation_direction,
+                )
+            finally:
+                if started is not None:
+                    self.stop_multi_process_pool(started)
         single = isinstance(sentences, str)
         texts = check_texts(sentences)
         check_batch_size(batch_size)
@@ -378,10 +399,7 @@ class SentenceTransformer(TextEncoder):
                 f"a multi-process pool loads the model again in each worker; provider {self.provider!r} is an "
                 "engine instance, pass a provider name instead"
             )
-        requested = str(self._load["provider"])
-        # After an allowed fallback the engine differs from the request: pool on what really runs.
-        name = requested if requested.partition(":")[0] == self.provider else self.provider
-        devices = list(target_devices) if target_devices is not None else pool_devices(name)
+        devices = list(target_devices) if target_devices is not None else pool_devices(self._running_provider())
         threads = intra_op_threads or max(1, available_cpus() // max(1, len(devices)))
         options: ProviderOptions = self._load["provider_options"]
         loads = [
@@ -398,6 +416,19 @@ class SentenceTransformer(TextEncoder):
         from fastembed_rt.pool import MultiProcessPool  # multiprocessing: only a process that starts a pool pays for it
 
         return MultiProcessPool(SentenceTransformer, loads, self.max_seq_length)
+
+    def _running_provider(self) -> str:
+        """The provider name this model was opened with, or after an allowed fallback what really runs."""
+        requested = str(self._load["provider"])
+        return requested if requested.partition(":")[0] == self.provider else self.provider
+
+    def _provider_on(self, device: Any) -> str:
+        """The provider for a pool worker on sentence-transformers' ``device``: this model's own where it runs there,
+        else what ``device=`` would open."""
+        wanted = str(device).strip().lower()
+        if runs_on(self.device, wanted):
+            return self._running_provider()
+        return str(provider_for_device("auto", wanted))
 
     @staticmethod
     def stop_multi_process_pool(pool: MultiProcessPool) -> None:

@@ -150,6 +150,7 @@ class SparseEncoder(TextEncoder):
         show_progress_bar: bool | None = None,
         convert_to_tensor: bool = True,
         convert_to_sparse_tensor: bool = True,
+        device: Any = None,
         max_active_dims: int | None = None,
         sparse_format: SparseFormat = "auto",
         long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
@@ -164,6 +165,7 @@ class SparseEncoder(TextEncoder):
             batch_size: most texts per batch (batches are also cut by a padded-token budget).
             convert_to_tensor: False gives a list of per-text rows instead of one stacked result.
             convert_to_sparse_tensor: False gives dense float32 numpy ``[n, vocab_size]`` rows.
+            device: None or where the model runs (``self.device``); a loaded model is not moved.
             max_active_dims: keep the k largest weights per text (None: ``self.max_active_dims``).
             sparse_format: ``"auto"`` (scipy ``csr_array`` when scipy is installed, else
                 ``SparseEmbeddings``), ``"scipy"`` or ``"arrays"`` (``SparseEmbeddings``).
@@ -175,6 +177,7 @@ class SparseEncoder(TextEncoder):
         """
         if sparse_format not in ("auto", "scipy", "arrays"):
             raise InputError(f"sparse_format {sparse_format!r} is not known; valid: 'auto', 'scipy', 'arrays'")
+        self.check_device(device)
         check_batch_size(batch_size)
         single = isinstance(sentences, str)
         texts = check_texts(sentences)

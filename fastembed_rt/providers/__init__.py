@@ -28,13 +28,14 @@ A provider name may carry a device: ``"cuda:1"``, ``"openvino:GPU.0"``.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 
 from fastembed_rt.artifact import Manifest, verify_variant_file
 from fastembed_rt.batching import ACCELERATOR_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_BYTES
-from fastembed_rt.errors import ProviderError
+from fastembed_rt.errors import InputError, ProviderError
 from fastembed_rt.machine import CpuIdentity, this_cpu
 from fastembed_rt.providers.base import ExecutionProvider, ProviderOptions, ProviderSpec
 from fastembed_rt.providers.onnxruntime import (
@@ -49,6 +50,7 @@ from fastembed_rt.providers.threads import available_cpus
 from fastembed_rt.speed import FASTEST, VariantChoice, choose_by_speed
 
 __all__ = [
+    "BACKENDS",
     "ExecutionProvider",
     "ProviderOptions",
     "ProviderSpec",
@@ -58,8 +60,11 @@ __all__ = [
     "open_graph",
     "open_graph_file",
     "pool_devices",
+    "provider_for_device",
     "provider_spec",
     "resolve_provider",
+    "runs_on",
+    "torch_device",
 ]
 
 logger = logging.getLogger("fastembed_rt")
@@ -98,6 +103,7 @@ _REGISTRY: dict[str, ProviderSpec] = {
             auto_formats=("onnx",),
             preferred_variants=("fp16", "fp32"),
             pool_devices=lambda: _gpu_workers("cuda"),
+            torch_device="cuda",
         ),
         ProviderSpec(
             "tensorrt",
@@ -108,6 +114,7 @@ _REGISTRY: dict[str, ProviderSpec] = {
             auto_formats=("onnx",),
             preferred_variants=("fp32",),
             pool_devices=lambda: _gpu_workers("tensorrt"),
+            torch_device="cuda",
         ),
         ProviderSpec(
             "openvino",
@@ -285,6 +292,76 @@ def open_graph_file(
     if graph_format not in spec.formats:
         raise ProviderError(f"provider {spec.name!r} runs {', '.join(spec.formats)} graphs, not {graph_format!r}")
     return spec.open(model_path, replace(options, device=device or options.device))
+
+
+# sentence-transformers' ``backend`` argument -> the graph format it asks for; "torch" (its default) asks for none:
+# fastembed-rt runs the exported graph in its place.
+BACKENDS: dict[str, str | None] = {"torch": None, "onnx": "onnx", "openvino": "openvino"}
+# The torch devices a provider runs on (``torch_device``): what ``device=`` may name.
+_TORCH_DEVICE = re.compile(r"(cpu|cuda)(?::(\d+))?")
+
+
+def torch_device(provider: str, device: str | None = None) -> str:
+    """Where ``provider`` (on ``device``, or the device its name carries) runs, in sentence-transformers' device
+    names: ``"cpu"`` or ``"cuda:N"``; an engine on a device torch has no name for keeps its provider name
+    (``"openvino:GPU.0"``)."""
+    name, _, suffix = provider.partition(":")
+    device = device or suffix or None
+    spec = provider_spec(name)
+    if spec.on_cpu(device):
+        return "cpu"
+    if spec.torch_device is not None:
+        return f"{spec.torch_device}:{device or 0}"
+    return f"{name}:{device}" if device else name
+
+
+def runs_on(actual: str, wanted: str) -> bool:
+    """Whether a provider running on ``actual`` (``torch_device``) is on ``wanted``; ``"cuda"`` is any CUDA device."""
+    return actual == wanted or (":" not in wanted and actual.partition(":")[0] == wanted)
+
+
+def provider_for_device(
+    provider: str | ExecutionProvider, device: object = None, backend: str = "torch"
+) -> str | ExecutionProvider:
+    """The provider to open for sentence-transformers' ``device`` and ``backend`` arguments, given ``provider``.
+
+    ``device``: None (``provider`` decides), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (a ``torch.device`` reads the
+    same). ``backend``: ``"torch"`` (any provider: the exported graph runs in torch's place), ``"onnx"`` (ONNX
+    Runtime: cuda if usable, else cpu) or ``"openvino"``. With ``provider="auto"`` they choose it (``"cuda"``
+    without a usable GPU then fails to open as ``provider="cuda"`` does); an explicit provider must agree with them.
+
+    Raises:
+        ProviderError: a device no provider runs on (``"mps"``, ``"xpu"``, ``"npu"``), or an unknown provider.
+        InputError: an unknown backend, or a provider that disagrees with ``device`` or ``backend``.
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"backend {backend!r} is not supported; valid: {', '.join(map(repr, BACKENDS))}")
+    graph_format = BACKENDS[backend]
+    wanted = None if device is None else str(device).strip().lower()
+    if wanted is not None and not _TORCH_DEVICE.fullmatch(wanted):
+        raise ProviderError(
+            f"device {device!r} has no fastembed-rt provider; devices: 'cpu', 'cuda', 'cuda:N' (an Intel GPU: "
+            f"provider='openvino:GPU'); {_choices()}"
+        )
+    if not isinstance(provider, str):
+        if wanted is not None or graph_format is not None:
+            raise InputError("an engine instance runs where it was built: pass it without device= and backend=")
+        return provider
+    chosen_by = f"provider={provider!r}"
+    if provider == "auto":
+        if wanted is None and graph_format is None:
+            return provider
+        family, _, index = (wanted or "").partition(":")
+        names = [name for name in _AUTO_ORDER if graph_format in (None, *_REGISTRY[name].auto_formats)]
+        fitting = [name for name in names if wanted is None or torch_device(name).partition(":")[0] == family]
+        usable = [name for name in fitting if _REGISTRY[name].unavailable() is None]
+        provider = (usable or fitting or names)[0] + (f":{index}" if index else "")
+        chosen_by = f"backend={backend!r} (provider {provider!r})" if graph_format else chosen_by
+    if graph_format is not None and graph_format not in provider_spec(provider).auto_formats:
+        raise InputError(f"{chosen_by} does not run backend={backend!r} graphs; pass one of the two")
+    if wanted is not None and not runs_on(actual := torch_device(provider), wanted):
+        raise InputError(f"{chosen_by} runs on {actual!r}, not on device={device!r}; pass one of the two")
+    return provider
 
 
 def pool_devices(name: str) -> list[str]:

@@ -130,6 +130,8 @@ class ProviderSpec:
             without ``target_devices``.
         on_cpu: whether it runs on the CPU for a device (None: the default one), so that the
             manifest's CPU speed records choose its ``variant="auto"`` (``fastembed_rt.speed``).
+        torch_device: the sentence-transformers (torch) device type it runs on when not on the CPU
+            (``"cuda"`` for cuda and tensorrt; device index = the provider's device), or None.
     """
 
     name: str
@@ -141,6 +143,7 @@ class ProviderSpec:
     preferred_variants: tuple[str, ...]
     pool_devices: Callable[[], list[str]]
     on_cpu: Callable[[str | None], bool] = lambda device: False
+    torch_device: str | None = None
 
 
 def cache_root(cache_dir: Path | None, engine: str) -> Path:

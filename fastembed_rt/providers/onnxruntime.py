@@ -317,6 +317,7 @@ class OnnxRuntimeCUDA(_OnnxRuntimeSession):
                 f"{_GPU_HINT}, choose provider='cpu', or pass allow_fallback=True to accept the fallback"
             )
         self.name = wanted if used[0] == first else "cpu"
+        self.device = str(self.device_id)
         self._on_device = used[0] in (CUDA_EP, TENSORRT_EP)
         self._bind_names(session)
 
