@@ -338,7 +338,7 @@ def test_a_call_on_the_models_device_runs_and_another_device_is_an_error_naming_
 ) -> None:
     texts = ["The cat sat on the mat.", "Stocks fell sharply."]
     np.testing.assert_array_equal(minilm_runtime.encode(texts, device="cpu"), minilm_runtime.encode(texts))
-    fix = r"runs on 'cpu', not on device='cuda:0'; .* load it with SentenceTransformer\(\.\.\., device='cuda:0'\)"
+    fix = r"runs on 'cpu', not on device='cuda:0'; .*SentenceTransformer\(\.\.\., device='cuda:0'\) or call model\.to\("
     with pytest.raises(InputError, match=fix):
         minilm_runtime.encode(texts, device="cuda:0")
     reranker, splade = CrossEncoder(tiny_reranker_artifact), SparseEncoder(tiny_splade_artifact)
@@ -369,3 +369,55 @@ def test_local_files_only_and_cache_folder_reach_the_hub_lookup(tmp_path: Path) 
         SentenceTransformer("fastembed-rt/never-downloaded", cache_folder=tmp_path, local_files_only=True)
     with pytest.raises(InputError, match=r"cache_dir=.* and cache_folder=.* disagree"):
         SentenceTransformer("fastembed-rt/never-downloaded", cache_dir=tmp_path / "a", cache_folder=tmp_path / "b")
+
+
+def test_to_a_device_the_model_is_on_keeps_its_engine_and_eval_is_the_model(minilm_artifact_session: Path) -> None:
+    model = SentenceTransformer(minilm_artifact_session)
+    engine = model._pipeline.provider
+    assert model.to("cpu") is model and model.eval() is model
+    assert model._pipeline.provider is engine
+
+
+def test_to_reopens_the_graph_on_the_devices_provider_and_keeps_the_token_budget(
+    minilm_artifact_session: Path, minilm_runtime: SentenceTransformer
+) -> None:
+    from fastembed_rt.providers.fake import FakeProvider
+
+    fake = FakeProvider(lambda feeds, names: {})
+    model = SentenceTransformer(minilm_artifact_session, provider=fake)
+    model.token_budget = 777
+    assert model.device == "fake"
+    assert model.to("cpu") is model
+    assert (model.provider, model.device, model.token_budget) == ("cpu", "cpu", 777)
+    assert fake.closed
+    texts = ["The cat sat on the mat.", "Stocks fell sharply."]
+    np.testing.assert_array_equal(model.encode(texts), minilm_runtime.encode(texts))
+
+
+def test_to_a_device_no_provider_here_serves_fails_and_leaves_the_model_running(
+    minilm_artifact_session: Path,
+) -> None:
+    model = SentenceTransformer(minilm_artifact_session, device="cpu")
+    with pytest.raises(ProviderError):
+        model.to("cuda" if not _gpu_provider_usable() else "mps")
+    assert (model.provider, model.device) == ("cpu", "cpu")
+    assert model.encode("still here").shape == (384,)
+
+
+def test_truncate_sentence_embeddings_sets_the_default_dimension_for_the_block(
+    minilm_runtime: SentenceTransformer,
+) -> None:
+    with minilm_runtime.truncate_sentence_embeddings(64):
+        inside = minilm_runtime.encode(["a cat"])
+    assert inside.shape == (1, 64) and minilm_runtime.encode(["a cat"]).shape == (1, 384)
+    np.testing.assert_allclose(np.linalg.norm(inside, axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(InputError, match="truncate_dim must be a positive int"):
+        minilm_runtime.truncate_sentence_embeddings(0).__enter__()
+
+
+def test_encode_multi_process_is_encode_on_the_pool(minilm_runtime: SentenceTransformer) -> None:
+    texts = [f"text {i}" for i in range(12)]
+    with minilm_runtime.start_multi_process_pool(["cpu"]) as pool:
+        np.testing.assert_allclose(
+            minilm_runtime.encode_multi_process(texts, pool, batch_size=4), minilm_runtime.encode(texts), atol=1e-6
+        )

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypedDict
+from typing import Any, ClassVar, Literal, TypedDict, TypeVar
 
 import numpy as np
 
@@ -46,6 +46,8 @@ __all__ = [
     "check_positive_int",
     "no_tensors",
 ]
+
+_Model = TypeVar("_Model", bound="ArtifactModel")
 
 # The prompt names ``encode_document`` looks for, in order (sentence-transformers' own list).
 DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
@@ -156,13 +158,7 @@ class ArtifactModel:
             options = replace(options, allow_fallback=True)
         if provider_cache_dir is not None:
             options = replace(options, cache_dir=Path(provider_cache_dir))
-        engine, choice = open_graph(self.manifest, provider, variant, options, verify_full=verify == "full")
-        self.variant = choice.variant.name
-        self.variant_reason = choice.reason
-        self._tokenizer = Tokenizer(root, self.manifest.tokenizer)
-        self._pipeline = Pipeline(self.manifest, self._tokenizer, engine)
-        self.provider = engine.name
-        # How to open this model again (worker processes of a pool): the resolved artifact, no hub access.
+        # How to open this model again (``to``, worker processes of a pool): the resolved artifact, no hub access.
         self._load: dict[str, Any] = {
             "model_name_or_path": root,
             "provider": provider,
@@ -170,6 +166,8 @@ class ArtifactModel:
             "verify": verify,
             "provider_options": options,
         }
+        self._tokenizer = Tokenizer(root, self.manifest.tokenizer)
+        self._open_engine(provider)
         self.prompts: dict[str, str] = dict(self.manifest.tokenizer.prompts if prompts is None else prompts)
         self.default_prompt_name = default_prompt_name or self.manifest.tokenizer.default_prompt_name
         if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
@@ -180,6 +178,37 @@ class ArtifactModel:
         if warmup:
             self._warm_up()
             self._pipeline.last_stats = EncodeStats()
+
+    def _open_engine(self, provider: str | ExecutionProvider) -> None:
+        """Open the graph on ``provider`` (the variant, options and file check this model was loaded with) behind a
+        new pipeline; nothing changes if it fails."""
+        load = self._load
+        engine, choice = open_graph(
+            self.manifest, provider, load["variant"], load["provider_options"], verify_full=load["verify"] == "full"
+        )
+        self.variant = choice.variant.name
+        self.variant_reason = choice.reason
+        self._pipeline = Pipeline(self.manifest, self._tokenizer, engine)
+        self.provider = engine.name
+        load["provider"] = provider
+
+    def to(self: _Model, device: Any) -> _Model:
+        """Run on sentence-transformers' ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``): where the model runs
+        already, nothing happens; otherwise the artifact's graph opens on that device's provider (``variant="auto"``
+        chooses again for it), the old engine is closed, and the tokenizer, prompts and token budget stay; the batch
+        memory bound becomes the new engine's default. Returns the model, as ``torch.nn.Module.to`` does."""
+        if runs_on(self.device, str(device).strip().lower()):
+            return self
+        old = self._pipeline
+        self._open_engine(provider_for_device("auto", device))
+        self._pipeline.feeds.per_call_inputs |= old.feeds.per_call_inputs
+        self._pipeline.token_budget = old.token_budget
+        old.provider.close()
+        return self
+
+    def eval(self: _Model) -> _Model:
+        """The model, unchanged: it only ever runs inference (sentence-transformers code calls ``model.eval()``)."""
+        return self
 
     def _configure(self) -> None:
         """Read the task's own manifest stages (heads); called before any warm-up."""
@@ -209,7 +238,7 @@ class ArtifactModel:
 
     def check_device(self, device: Any) -> None:
         """An ``InputError`` unless a call's ``device`` (sentence-transformers' per-call argument) is None or where
-        the model runs: a loaded model is not moved (load it with ``device=``)."""
+        the model runs: a call does not move the model (``to`` does)."""
         if device is None:
             return
         if isinstance(device, (list, tuple)):
@@ -220,8 +249,8 @@ class ArtifactModel:
             )
         if not runs_on(actual := self.device, str(device).strip().lower()):
             raise InputError(
-                f"this model runs on {actual!r}, not on device={device!r}; fastembed-rt does not move a loaded model: "
-                f"load it with {type(self).__name__}(..., device={str(device)!r})"
+                f"this model runs on {actual!r}, not on device={device!r}; a call does not move the model: load it "
+                f"with {type(self).__name__}(..., device={str(device)!r}) or call model.to({str(device)!r}) first"
             )
 
     @property

@@ -6,7 +6,8 @@ truncation and int8 / uint8 / binary outputs run in its precision stage when a c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -17,7 +18,7 @@ from fastembed_rt.errors import ArtifactError, InputError, ProviderError
 from fastembed_rt.kernels import reference
 from fastembed_rt.kernels.spec import NORMALIZE_OUTPUT, OUTPUT_DIM, QUANTIZE_RANGES, Precision
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs, long_inputs_policy, pool_windows
-from fastembed_rt.models.base import TextEncoder, check_batch_size, no_tensors
+from fastembed_rt.models.base import TextEncoder, check_batch_size, check_positive_int, no_tensors
 from fastembed_rt.pipeline import Prepared, check_texts
 from fastembed_rt.providers import ProviderOptions, pool_devices, provider_for_device, runs_on
 from fastembed_rt.providers.threads import available_cpus
@@ -434,6 +435,24 @@ class SentenceTransformer(TextEncoder):
     def stop_multi_process_pool(pool: MultiProcessPool) -> None:
         """Stop the workers of ``pool`` and free its queues."""
         pool.close()
+
+    def encode_multi_process(
+        self, sentences: Sequence[str], pool: MultiProcessPool, **kwargs: Any
+    ) -> np.ndarray | list[np.ndarray]:
+        """``encode(sentences, pool=pool, **kwargs)``: sentence-transformers' older name for it."""
+        return self.encode(sentences, pool=pool, **kwargs)
+
+    @contextmanager
+    def truncate_sentence_embeddings(self, truncate_dim: int | None) -> Iterator[None]:
+        """Within the block, ``encode`` truncates to ``truncate_dim`` by default (sentence-transformers' older way to
+        set ``truncate_dim`` for a while); the model's own default comes back after it."""
+        if truncate_dim is not None:
+            check_positive_int("truncate_dim", truncate_dim)
+        saved, self.truncate_dim = self.truncate_dim, truncate_dim
+        try:
+            yield
+        finally:
+            self.truncate_dim = saved
 
     def __repr__(self) -> str:
         return self._describe(dim=self.manifest.dim)
