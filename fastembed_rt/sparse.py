@@ -29,6 +29,7 @@ __all__ = [
     "as_rows",
     "first_row",
     "has_scipy",
+    "intersection",
     "is_sparse",
     "normalize_sparse",
     "sparse_similarity",
@@ -219,6 +220,40 @@ def normalize_sparse(embeddings: Any) -> Any:
     if one_d:
         normalized = normalized[0]
     return normalized if isinstance(embeddings, SparseEmbeddings) else normalized.to_scipy()
+
+
+def intersection(embeddings_1: Any, embeddings_2: Any) -> Any:
+    """The active dimensions one embedding shares with each of ``embeddings_2``: the two weights multiplied, kept where
+    the product is positive (sentence-transformers' ``SparseEncoder.intersection``; for SPLADE, where both are active).
+
+    Args:
+        embeddings_1: one embedding (1-D), in any form ``SparseEncoder.encode`` returns or a dense numpy row.
+        embeddings_2: one embedding (1-D) or several (2-D) of the same vocabulary.
+    Returns:
+        ``embeddings_2``'s shape and type (``SparseEmbeddings``, a scipy sparse array, or dense numpy), float32.
+    """
+    first, one_d = as_rows(embeddings_1, "embeddings_1")
+    if not one_d:
+        raise InputError(f"embeddings_1 must be one 1-D embedding, got shape {first.shape}")
+    rows, rows_one_d = as_rows(embeddings_2, "embeddings_2")
+    if first.shape[1] != rows.shape[1]:
+        raise InputError(
+            f"vocabularies differ: embeddings_1 has {first.shape[1]} dimensions, embeddings_2 {rows.shape[1]}"
+        )
+    weights = np.zeros(first.shape[1], dtype=np.float32)
+    indices, data = first.row(0)
+    weights[indices] = data
+    product = rows.data * weights[rows.indices]
+    keep = product > 0
+    counts = np.bincount(_row_ids(rows)[keep], minlength=len(rows))
+    shared = SparseEmbeddings(
+        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), rows.indices[keep], product[keep], rows.shape
+    )
+    if rows_one_d:
+        shared = shared[0]
+    if isinstance(embeddings_2, SparseEmbeddings):
+        return shared
+    return shared.to_scipy() if is_sparse(embeddings_2) else shared.toarray()
 
 
 def sparsity(embeddings: Any) -> dict[str, float]:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -116,6 +117,15 @@ def _examples(lib: Any, bi: Any, ce: Any, sparse: Any) -> dict[str, Any]:
     out["sparse"] = _numpy(sparse_embeddings)
     decoded = sparse.decode(sparse_embeddings, top_k=5)
     out["decode"] = [(i, token, round(float(weight), 4)) for i, row in enumerate(decoded) for token, weight in row]
+    with warnings.catch_warnings():  # torch warns that its sparse invariant checks are off, from inside ST's code
+        warnings.simplefilter("ignore", UserWarning)
+        shared = sparse.decode(sparse.intersection(sparse.encode_query(QUERY), sparse_embeddings), top_k=3)
+    out["intersection"] = [(i, token, round(float(weight), 4)) for i, row in enumerate(shared) for token, weight in row]
+    out["dimension"] = [("dense", bi.get_embedding_dimension()), ("sparse", sparse.get_embedding_dimension())]
+    with bi.truncate_embeddings(truncate_dim=16):
+        truncated = _numpy(bi.encode(SENTENCES[:2]))
+    # fastembed-rt re-normalizes a truncated embedding of a normalizing model (README): compare directions
+    out["truncated"] = truncated / np.linalg.norm(truncated, axis=1, keepdims=True)
     return out
 
 
@@ -144,7 +154,7 @@ def both(
     return ours, theirs
 
 
-@pytest.mark.parametrize("example", ["encode", "similarity", "predict", "sparse"])
+@pytest.mark.parametrize("example", ["encode", "similarity", "predict", "sparse", "truncated"])
 def test_api_reference_numbers_match_sentence_transformers(both: tuple[dict, dict], example: str) -> None:
     ours, theirs = both
     assert ours[example].shape == theirs[example].shape
@@ -159,7 +169,9 @@ def test_api_reference_codes_match_sentence_transformers(both: tuple[dict, dict]
     assert np.abs(ours["int8"].astype(int) - theirs["int8"].astype(int)).max() <= 1
 
 
-@pytest.mark.parametrize("example", ["semantic_search", "paraphrase_mining", "rank", "decode"])
+@pytest.mark.parametrize(
+    "example", ["semantic_search", "paraphrase_mining", "rank", "decode", "intersection", "dimension"]
+)
 def test_api_reference_results_match_sentence_transformers(both: tuple[dict, dict], example: str) -> None:
     ours, theirs = both
     assert [item[:-1] for item in ours[example]] == [item[:-1] for item in theirs[example]]
@@ -421,3 +433,35 @@ def test_encode_multi_process_is_encode_on_the_pool(minilm_runtime: SentenceTran
         np.testing.assert_allclose(
             minilm_runtime.encode_multi_process(texts, pool, batch_size=4), minilm_runtime.encode(texts), atol=1e-6
         )
+
+
+def test_get_backend_names_the_engine_family(
+    minilm_runtime: SentenceTransformer, minilm_artifact_session: Path
+) -> None:
+    from fastembed_rt.providers import available_providers
+
+    assert minilm_runtime.get_backend() == "onnx"
+    if "openvino" in available_providers():
+        assert SentenceTransformer(minilm_artifact_session, backend="openvino").get_backend() == "openvino"
+
+
+def test_intersection_keeps_each_rows_shared_dimensions_in_the_callers_type(tiny_splade_artifact: Path) -> None:
+    from fastembed_rt.sparse import SparseEmbeddings
+
+    splade = SparseEncoder(tiny_splade_artifact)
+    query = splade.encode("a query about cats", sparse_format="arrays")
+    docs = splade.encode(["cats sit on mats", "stocks fell", "a query"], sparse_format="arrays")
+    dense_query, dense_docs = query.toarray(), docs.toarray()
+    product = dense_query * dense_docs
+    expected = np.where(product > 0, product, 0)
+    shared = splade.intersection(query, docs)
+    assert isinstance(shared, SparseEmbeddings) and shared.shape == docs.shape
+    np.testing.assert_array_equal(shared.toarray(), expected)
+    np.testing.assert_array_equal(splade.intersection(dense_query, dense_docs), expected)
+    one = splade.intersection(query, docs[1])
+    assert one.shape == (splade.get_embedding_dimension(),)
+    np.testing.assert_array_equal(one.toarray(), expected[1])
+    with pytest.raises(InputError, match="embeddings_1 must be one 1-D embedding"):
+        splade.intersection(docs, docs)
+    with pytest.raises(InputError, match="vocabularies differ"):
+        splade.intersection(dense_query[:-1], dense_docs)

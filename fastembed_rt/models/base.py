@@ -29,6 +29,7 @@ from fastembed_rt.pipeline import EncodeStats, Pipeline, Prepared, check_texts
 from fastembed_rt.providers import (
     ExecutionProvider,
     ProviderOptions,
+    backend_of,
     open_graph,
     provider_for_device,
     runs_on,
@@ -205,6 +206,14 @@ class ArtifactModel:
         self._pipeline.token_budget = old.token_budget
         old.provider.close()
         return self
+
+    def get_backend(self) -> str:
+        """The engine that runs the model, in sentence-transformers' backend names: ``"onnx"`` (ONNX Runtime) or
+        ``"openvino"``; an engine instance outside the registry: its name."""
+        try:
+            return backend_of(self.provider)
+        except ProviderError:
+            return self.provider
 
     def eval(self: _Model) -> _Model:
         """The model, unchanged: it only ever runs inference (sentence-transformers code calls ``model.eval()``)."""

@@ -7,9 +7,9 @@ truncation and int8 / uint8 / binary outputs run in its precision stage when a c
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
@@ -95,6 +95,7 @@ class SentenceTransformer(TextEncoder):
     """
 
     task = "embedding"
+    SUPPORTED_SIMILARITY_FN_NAMES: ClassVar[tuple[str, ...]] = tuple(fn.value for fn in SimilarityFunction)
 
     def __init__(
         self,
@@ -116,8 +117,13 @@ class SentenceTransformer(TextEncoder):
         self._pipeline.embed(self._pipeline.prepare(["warm-up"]), batch_size=1)
 
     # -- properties sentence-transformers users reach for ---------------------------------------
-    def get_sentence_embedding_dimension(self) -> int:
+    def get_embedding_dimension(self) -> int:
+        """The width of ``encode``'s embeddings: ``truncate_dim`` when set, else the model's."""
         return self.truncate_dim or self.manifest.dim
+
+    def get_sentence_embedding_dimension(self) -> int:
+        """``get_embedding_dimension()``, by sentence-transformers' older name."""
+        return self.get_embedding_dimension()
 
     # -- encoding -------------------------------------------------------------------------------
     def tokenize(self, texts: str | Sequence[str]) -> dict[str, np.ndarray]:
@@ -443,9 +449,9 @@ class SentenceTransformer(TextEncoder):
         return self.encode(sentences, pool=pool, **kwargs)
 
     @contextmanager
-    def truncate_sentence_embeddings(self, truncate_dim: int | None) -> Iterator[None]:
-        """Within the block, ``encode`` truncates to ``truncate_dim`` by default (sentence-transformers' older way to
-        set ``truncate_dim`` for a while); the model's own default comes back after it."""
+    def truncate_embeddings(self, truncate_dim: int | None) -> Iterator[None]:
+        """Within the block, ``encode`` truncates to ``truncate_dim`` by default (None: the model's full width); the
+        model's own default comes back after it."""
         if truncate_dim is not None:
             check_positive_int("truncate_dim", truncate_dim)
         saved, self.truncate_dim = self.truncate_dim, truncate_dim
@@ -453,6 +459,10 @@ class SentenceTransformer(TextEncoder):
             yield
         finally:
             self.truncate_dim = saved
+
+    def truncate_sentence_embeddings(self, truncate_dim: int | None) -> AbstractContextManager[None]:
+        """``truncate_embeddings``, by sentence-transformers' older name."""
+        return self.truncate_embeddings(truncate_dim)
 
     def __repr__(self) -> str:
         return self._describe(dim=self.manifest.dim)

@@ -8,7 +8,7 @@ the session; ``encode`` returns them as CSR rows (``fastembed_rt.sparse`` descri
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from fastembed_rt.sparse import (
     as_rows,
     first_row,
     has_scipy,
+    intersection,
     sparse_similarity,
     sparse_similarity_pairwise,
     sparsity,
@@ -57,6 +58,7 @@ class SparseEncoder(TextEncoder):
     """
 
     task = "sparse"
+    SUPPORTED_SIMILARITY_FN_NAMES: ClassVar[tuple[str, ...]] = tuple(fn.value for fn in SimilarityFunction)
 
     def __init__(
         self,
@@ -97,6 +99,10 @@ class SparseEncoder(TextEncoder):
     def get_embedding_dimension(self) -> int:
         """The vocabulary size: the width of every embedding."""
         return self.spec.vocab_size
+
+    def get_sentence_embedding_dimension(self) -> int:
+        """``get_embedding_dimension()``, by sentence-transformers' older name."""
+        return self.get_embedding_dimension()
 
     # -- encoding -------------------------------------------------------------------------------
     def encode_prepared(
@@ -239,6 +245,12 @@ class SparseEncoder(TextEncoder):
             order = np.lexsort((indices, -data))[:top_k]
             decoded.append([(self._token(int(t)), float(w)) for t, w in zip(indices[order], data[order])])
         return decoded[0] if one_d else decoded
+
+    @staticmethod
+    def intersection(embeddings_1: Any, embeddings_2: Any) -> Any:
+        """The active dimensions ``embeddings_1`` (one embedding) shares with each of ``embeddings_2``, weights
+        multiplied (``fastembed_rt.sparse.intersection``); ``decode`` shows which tokens matched."""
+        return intersection(embeddings_1, embeddings_2)
 
     @staticmethod
     def sparsity(embeddings: Any) -> dict[str, float]:

@@ -55,6 +55,7 @@ __all__ = [
     "ProviderOptions",
     "ProviderSpec",
     "available_providers",
+    "backend_of",
     "choose_variant",
     "max_batch_bytes",
     "open_graph",
@@ -299,6 +300,12 @@ def open_graph_file(
 BACKENDS: dict[str, str | None] = {"torch": None, "onnx": "onnx", "openvino": "openvino"}
 # The torch devices a provider runs on (``torch_device``): what ``device=`` may name.
 _TORCH_DEVICE = re.compile(r"(cpu|cuda)(?::(\d+))?")
+
+
+def backend_of(provider: str) -> str:
+    """sentence-transformers' ``backend`` name for ``provider``'s engine: the graph format ``auto`` chooses it for
+    (``"onnx"`` for ONNX Runtime's providers, ``"openvino"``)."""
+    return provider_spec(provider).auto_formats[0]
 
 
 def torch_device(provider: str, device: str | None = None) -> str:
