@@ -1,11 +1,11 @@
 """Data-parallel encoding: worker processes, each with its own engine and share of the CPUs.
 
-Started by ``SentenceTransformer.start_multi_process_pool`` and used through
-``encode(..., pool=pool)``, as in sentence-transformers. Workers are *spawned*, never forked: a fork
-taken after ONNX Runtime or OpenVINO started their thread pools inherits locks held by threads that
-do not exist in the child.
+Started by ``SentenceTransformer.start_multi_process_pool`` (or ``CrossEncoder``'s) and used through
+``encode(..., pool=pool)`` (``predict(..., pool=pool)``), as in sentence-transformers. Workers are *spawned*,
+never forked: a fork taken after ONNX Runtime or OpenVINO started their thread pools inherits locks held by
+threads that do not exist in the child.
 
-Texts are cut into chunks, longest first (so the slowest chunks start first and each chunk pads
+Texts (pairs) are cut into chunks, longest first (so the slowest chunks start first and each chunk pads
 little), handed to whichever worker is free, and put back in input order. A worker's exception is
 raised in the caller after the pool is shut down; so is a worker that dies.
 """
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from fastembed_rt.errors import ProviderError
+from fastembed_rt.errors import InputError, ProviderError
 from fastembed_rt.pipeline import check_texts
 
 __all__ = ["MultiProcessPool"]
@@ -44,7 +44,7 @@ def _portable(exc: BaseException) -> BaseException:
 def _worker(
     index: int, open_model: Callable[..., Any], load: dict[str, Any], max_seq_length: int, tasks: Any, results: Any
 ) -> None:
-    """Load a model, report ready, then encode chunks until the ``None`` sentinel."""
+    """Load a model, report ready, then run ``method(chunk, **kwargs)`` on each chunk until the ``None`` sentinel."""
     try:
         model = open_model(**load)
         model.max_seq_length = max_seq_length
@@ -56,9 +56,9 @@ def _worker(
         task = tasks.get()
         if task is None:
             break
-        chunk_id, texts, kwargs = task
+        chunk_id, method, items, kwargs = task
         try:
-            output = model.encode(texts, **kwargs)
+            output = getattr(model, method)(items, **kwargs)
         except BaseException as exc:
             results.put(("failed", chunk_id, index, _portable(exc)))
         else:
@@ -135,22 +135,46 @@ class MultiProcessPool:
 
         ``chunk_size``: texts per task; default ``ceil(n / (4 × workers))``, at most 1,000.
         """
+        single = isinstance(sentences, str)
+        texts = check_texts(sentences)
+        convert_to_numpy = kwargs.pop("convert_to_numpy", True)
+        merged = self.map("encode", texts, [len(text) for text in texts], chunk_size=chunk_size, **kwargs)
+        if isinstance(merged, np.ndarray):
+            if single:
+                return merged[0]
+            return merged if convert_to_numpy else list(merged)
+        return merged[0] if single else merged
+
+    def map(
+        self, method: str, items: Sequence[Any], lengths: Sequence[int], *, chunk_size: int | None = None, **kwargs: Any
+    ) -> np.ndarray | list[Any]:
+        """``model.<method>(chunk, **kwargs)`` on the workers for chunks of ``items`` (checked by the caller), longest
+        ``lengths`` first; each result row back at its item's place: one array when the chunks return arrays, else
+        a list. ``chunk_size``: items per task; default ``ceil(n / (4 × workers))``, at most 1,000.
+
+        Raises:
+            InputError: arguments that cannot be sent to a worker (a lambda as ``activation_fn``).
+        """
         if self._closed:
             raise ProviderError("this multi-process pool was stopped; start a new one")
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
             raise ProviderError(f"chunk_size must be a positive int, got {chunk_size!r}")
-        single = isinstance(sentences, str)
-        texts = check_texts(sentences)
-        convert_to_numpy = kwargs.pop("convert_to_numpy", True)
         kwargs["show_progress_bar"] = False
-        size = chunk_size or max(1, min(math.ceil(len(texts) / (4 * len(self._processes))), 1000))
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        chunks = [order[start : start + size] for start in range(0, len(texts), size)] or [[]]
+        try:  # a queue pickles in a background thread, where a failure would drop the task and the call wait forever
+            pickle.dumps(kwargs)
+        except Exception as exc:
+            raise InputError(
+                f"the call's arguments cannot be sent to the pool's worker processes ({exc}); pass names and values "
+                "(e.g. activation_fn='sigmoid'), not local functions"
+            ) from None
+        size = chunk_size or max(1, min(math.ceil(len(items) / (4 * len(self._processes))), 1000))
+        order = sorted(range(len(items)), key=lambda i: -lengths[i])
+        chunks = [order[start : start + size] for start in range(0, len(items), size)] or [[]]
         outputs: list[Any] = [None] * len(chunks)
         with self._lock:
             try:
                 for chunk_id, rows in enumerate(chunks):
-                    self._tasks.put((chunk_id, [texts[i] for i in rows], kwargs))
+                    self._tasks.put((chunk_id, method, [items[i] for i in rows], kwargs))
                 for _ in chunks:
                     _, chunk_id, _, output = self._receive()
                     outputs[chunk_id] = output
@@ -159,17 +183,15 @@ class MultiProcessPool:
                 raise
         if isinstance(outputs[0], np.ndarray):
             first = outputs[0]
-            merged = np.empty((len(texts), *first.shape[1:]), dtype=first.dtype)
+            merged = np.empty((len(items), *first.shape[1:]), dtype=first.dtype)
             for rows, output in zip(chunks, outputs):
                 merged[rows] = output
-            if single:
-                return merged[0]
-            return merged if convert_to_numpy else list(merged)
-        items: list[Any] = [None] * len(texts)
+            return merged
+        results: list[Any] = [None] * len(items)
         for rows, output in zip(chunks, outputs):
             for i, item in zip(rows, output):
-                items[i] = item
-        return items[0] if single else items
+                results[i] = item
+        return results
 
     def close(self, graceful: bool = True) -> None:
         """Stop the workers (``graceful``: let them finish and exit; else terminate) and free the queues."""

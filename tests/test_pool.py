@@ -81,3 +81,38 @@ def test_worker_that_cannot_load_fails_the_start_and_leaves_no_process(minilm_ar
     with pytest.raises(ProviderError, match="OpenVINO device 'NPU' is not available"):
         model.start_multi_process_pool(["cpu", "openvino:NPU"], intra_op_threads=1)
     assert set(multiprocessing.active_children()) <= before
+
+
+# -- CrossEncoder: predict and rank over a pool -------------------------------------------------------------
+PAIRS = [(f"query {i % 5}", text) for i, text in enumerate(TEXTS[:60])]
+
+
+@pytest.fixture(scope="module")
+def reranker(tiny_reranker_artifact: Path) -> Iterator[Any]:
+    from fastembed_rt import CrossEncoder
+
+    model = CrossEncoder(tiny_reranker_artifact)
+    yield model
+    model.close()
+
+
+def test_cross_encoder_pool_scores_equal_single_process_scores_in_order(reranker: Any) -> None:
+    with reranker.start_multi_process_pool(["cpu", "cpu"]) as pool:
+        assert pool.providers == ["cpu", "cpu"]
+        np.testing.assert_allclose(reranker.predict(PAIRS, pool=pool, chunk_size=7), reranker.predict(PAIRS), atol=1e-6)
+        logits = reranker.predict(PAIRS, pool=pool, activation_fn="identity")
+        np.testing.assert_allclose(logits, reranker.predict(PAIRS, activation_fn="identity"), atol=1e-6)
+        one = reranker.predict(PAIRS[4], pool=pool)
+        assert np.ndim(one) == 0 and abs(float(one) - float(reranker.predict(PAIRS[4]))) < 1e-6
+        documents = [text for _, text in PAIRS[:20]]
+        assert [r["corpus_id"] for r in reranker.rank("query 1", documents, pool=pool)] == [
+            r["corpus_id"] for r in reranker.rank("query 1", documents)
+        ]
+        with pytest.raises(InputError, match="cannot be sent to the pool's worker processes"):
+            reranker.predict(PAIRS, pool=pool, activation_fn=lambda x: x)
+        assert not _stopped(pool), "a call refused before dispatch leaves the pool running"
+    assert _stopped(pool)
+
+
+def test_cross_encoder_list_of_devices_runs_the_call_on_a_pool(reranker: Any) -> None:
+    np.testing.assert_allclose(reranker.predict(PAIRS, device=["cpu", "cpu"]), reranker.predict(PAIRS), atol=1e-6)

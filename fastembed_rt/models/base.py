@@ -15,10 +15,11 @@ they do for a bi-encoder.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict, TypeVar
 
 import numpy as np
 
@@ -31,16 +32,22 @@ from fastembed_rt.providers import (
     ProviderOptions,
     backend_of,
     open_graph,
+    pool_devices,
     provider_for_device,
     runs_on,
     torch_device,
 )
+from fastembed_rt.providers.threads import available_cpus
 from fastembed_rt.tokenizer import Tokenizer, TruncationDirection, with_prompt
+
+if TYPE_CHECKING:
+    from fastembed_rt.pool import MultiProcessPool
 
 __all__ = [
     "DOCUMENT_PROMPT_NAMES",
     "ArtifactModel",
     "LoadOptions",
+    "MultiProcessModel",
     "TextEncoder",
     "check_batch_size",
     "check_overlap",
@@ -253,8 +260,8 @@ class ArtifactModel:
         if isinstance(device, (list, tuple)):
             raise InputError(
                 f"device={list(device)!r}: a list of devices runs a multi-process pool, which "
-                f"{type(self).__name__} does not start; encode on {self.device!r}, or use SentenceTransformer's "
-                "start_multi_process_pool"
+                f"{type(self).__name__} does not start; call it on {self.device!r}, or use SentenceTransformer's or "
+                "CrossEncoder's start_multi_process_pool"
             )
         if not runs_on(actual := self.device, str(device).strip().lower()):
             raise InputError(
@@ -347,6 +354,90 @@ class ArtifactModel:
 
     def __repr__(self) -> str:
         return self._describe()
+
+
+class MultiProcessModel(ArtifactModel):
+    """A model whose calls can also run on worker processes, each with its own engine and share of the CPUs
+    (``start_multi_process_pool``; ``fastembed_rt.pool``)."""
+
+    def _pool_load(self) -> dict[str, Any]:
+        """What a worker's model takes besides how this one was opened (the model type's own settings)."""
+        return {}
+
+    def start_multi_process_pool(
+        self, target_devices: list[str] | None = None, *, intra_op_threads: int | None = None
+    ) -> MultiProcessPool:
+        """Start worker processes, each loading this artifact with its own engine.
+
+        Args:
+            target_devices: one provider name per worker, e.g. ``["cpu"] * 4`` or
+                ``["cuda:0", "cuda:1"]``. Default: one worker per visible GPU for cuda/tensorrt,
+                else ``min(4, CPUs)`` workers of this model's provider.
+            intra_op_threads: threads per worker; default: this process's CPUs split evenly.
+
+        Returns:
+            A pool for the model's calls (``pool=pool``); stop it with ``stop_multi_process_pool`` (or use it as a
+            context manager).
+        """
+        if not isinstance(self._load["provider"], str):
+            raise ProviderError(
+                f"a multi-process pool loads the model again in each worker; provider {self.provider!r} is an "
+                "engine instance, pass a provider name instead"
+            )
+        devices = list(target_devices) if target_devices is not None else pool_devices(self._running_provider())
+        threads = intra_op_threads or max(1, available_cpus() // max(1, len(devices)))
+        options: ProviderOptions = self._load["provider_options"]
+        loads = [
+            {
+                **self._load,
+                "provider": device,
+                "provider_options": replace(options, intra_op_threads=threads, device=None),
+                "prompts": self.prompts,
+                "default_prompt_name": self.default_prompt_name,
+                **self._pool_load(),
+            }
+            for device in devices
+        ]
+        from fastembed_rt.pool import MultiProcessPool  # multiprocessing: only a process that starts a pool pays for it
+
+        return MultiProcessPool(type(self), loads, self.max_seq_length)
+
+    @staticmethod
+    def stop_multi_process_pool(pool: MultiProcessPool) -> None:
+        """Stop the workers of ``pool`` and free its queues."""
+        pool.close()
+
+    def _running_provider(self) -> str:
+        """The provider name this model was opened with, or after an allowed fallback what really runs."""
+        requested = str(self._load["provider"])
+        return requested if requested.partition(":")[0] == self.provider else self.provider
+
+    def _provider_on(self, device: Any) -> str:
+        """The provider for a pool worker on sentence-transformers' ``device``: this model's own where it runs there,
+        else what ``device=`` would open."""
+        wanted = str(device).strip().lower()
+        if runs_on(self.device, wanted):
+            return self._running_provider()
+        return str(provider_for_device("auto", wanted))
+
+    @contextmanager
+    def pool_for_call(self, pool: MultiProcessPool | None, device: Any) -> Iterator[MultiProcessPool]:
+        """The pool a call with ``pool=`` or a list of devices (sentence-transformers' ``device=[...]``) runs on:
+        ``pool`` (a single ``device`` must then be where this model runs), or one worker per listed device, started
+        for the call and stopped after it."""
+        if isinstance(device, (list, tuple)):
+            if pool is not None:
+                raise InputError("pass pool= or a list of devices, not both")
+            started = self.start_multi_process_pool([self._provider_on(item) for item in device])
+            try:
+                yield started
+            finally:
+                self.stop_multi_process_pool(started)
+            return
+        if pool is None:
+            raise InputError("pool_for_call needs pool= or a list of devices")
+        self.check_device(device)
+        yield pool
 
 
 class TextEncoder(ArtifactModel):

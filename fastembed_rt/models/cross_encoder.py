@@ -18,7 +18,7 @@ from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels.reference import activate_scores, softmax
 from fastembed_rt.kernels.spec import LOGITS, SCORES, ClassifierActivation, ClassifierHeadSpec
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs, long_inputs_policy, max_pool_scores
-from fastembed_rt.models.base import ArtifactModel, check_batch_size, check_overlap, no_tensors
+from fastembed_rt.models.base import MultiProcessModel, check_batch_size, check_overlap, no_tensors
 from fastembed_rt.pipeline import Prepared, check_unicode
 from fastembed_rt.tokenizer import TruncationDirection, with_prompt
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from fastembed_rt.models.base import LoadOptions
+    from fastembed_rt.pool import MultiProcessPool
 
 __all__ = ["CrossEncoder", "RankResult", "check_pairs", "check_rank_inputs", "rank_results"]
 
@@ -137,7 +138,7 @@ def _activation_name(fn: object) -> ClassifierActivation | None:
     return None
 
 
-class CrossEncoder(ArtifactModel):
+class CrossEncoder(MultiProcessModel):
     """Score text pairs with an exported artifact, the way ``sentence_transformers.CrossEncoder`` does.
 
     Args:
@@ -211,6 +212,8 @@ class CrossEncoder(ArtifactModel):
         convert_to_numpy: bool = True,
         convert_to_tensor: bool = False,
         device: Any = None,
+        pool: MultiProcessPool | None = None,
+        chunk_size: int | None = None,
         long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
         chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
     ) -> Any:
@@ -223,7 +226,10 @@ class CrossEncoder(ArtifactModel):
             activation_fn: this call's activation (see the class); None: the model's.
             apply_softmax: for ``num_labels > 1``, a softmax over labels after the activation.
             convert_to_numpy: False gives a list of per-pair numpy values.
-            device: None or where the model runs (``self.device``); a loaded model is not moved.
+            device: None or where the model runs (``self.device``; a call does not move the model), or a list of
+                devices: the call runs on a pool of one worker process per device, started and stopped here.
+            pool / chunk_size: a pool from ``start_multi_process_pool`` to spread the pairs over, in chunks of
+                ``chunk_size`` pairs; the scores are the same, in input order.
             long_inputs: a pair over ``max_length`` tokens is truncated (``longest_first``, as
                 sentence-transformers), refused (``"error"``), or (``"chunk"``) scored as the query
                 against each window of the document (``chunk_overlap`` tokens shared), keeping the
@@ -233,13 +239,29 @@ class CrossEncoder(ArtifactModel):
             an empty list gives an empty ``(0,)`` array, as sentence-transformers does.
         """
         no_tensors(convert_to_tensor)
-        self.check_device(device)
         check_batch_size(batch_size)
         pairs, single = check_pairs(inputs)
         fn = self.activation_fn if activation_fn is None else activation_fn
-        self._activation_name(fn)
+        name = self._activation_name(fn)
         if not pairs:
             return np.empty((0,), dtype=np.float32) if convert_to_numpy else []
+        if pool is not None or isinstance(device, (list, tuple)):
+            with self.pool_for_call(pool, device) as running:
+                scores = running.map(
+                    "predict",
+                    pairs,
+                    [sum(map(len, pair)) if isinstance(pair, tuple) else len(pair) for pair in pairs],
+                    chunk_size=chunk_size,
+                    prompt_name=prompt_name,
+                    prompt=prompt,
+                    batch_size=batch_size,
+                    activation_fn=fn if name is None else name,  # a name reaches the workers without torch
+                    apply_softmax=apply_softmax,
+                    long_inputs=long_inputs,
+                    chunk_overlap=chunk_overlap,
+                )
+            return scores[0] if single else (scores if convert_to_numpy else list(scores))
+        self.check_device(device)
         prepared = self.prepare(
             pairs, prompt_name=prompt_name, prompt=prompt, long_inputs=long_inputs, chunk_overlap=chunk_overlap
         )
@@ -322,8 +344,11 @@ class CrossEncoder(ArtifactModel):
         long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
         chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
         device: Any = None,
+        pool: MultiProcessPool | None = None,
+        chunk_size: int | None = None,
     ) -> list[RankResult]:
-        """Score ``query`` against every document and sort, as sentence-transformers' ``rank``.
+        """Score ``query`` against every document and sort, as sentence-transformers' ``rank``; ``device``, ``pool``
+        and ``chunk_size`` as ``predict``.
 
         Returns:
             ``[{"corpus_id": int, "score": float[, "text": str]}]`` by decreasing score (equal scores:
@@ -338,7 +363,6 @@ class CrossEncoder(ArtifactModel):
                 f"rank() only works for models with num_labels=1 (this one has {self.num_labels}); "
                 "use predict() with (query, document) pairs instead"
             )
-        self.check_device(device)
         docs = check_rank_inputs(query, documents, top_k)
         if not docs:
             return []
@@ -351,6 +375,9 @@ class CrossEncoder(ArtifactModel):
             activation_fn=activation_fn,
             long_inputs=long_inputs,
             chunk_overlap=chunk_overlap,
+            device=device,
+            pool=pool,
+            chunk_size=chunk_size,
         ).tolist()
         return rank_results(scores, docs, top_k, return_documents)
 

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
 from fastembed_rt.calibration import Calibration
-from fastembed_rt.errors import ArtifactError, InputError, ProviderError
+from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels import reference
 from fastembed_rt.kernels.spec import NORMALIZE_OUTPUT, OUTPUT_DIM, QUANTIZE_RANGES, Precision
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs, long_inputs_policy, pool_windows
-from fastembed_rt.models.base import TextEncoder, check_batch_size, check_positive_int, no_tensors
+from fastembed_rt.models.base import MultiProcessModel, TextEncoder, check_batch_size, check_positive_int, no_tensors
 from fastembed_rt.pipeline import Prepared, check_texts
-from fastembed_rt.providers import ProviderOptions, pool_devices, provider_for_device, runs_on
-from fastembed_rt.providers.threads import available_cpus
 from fastembed_rt.quantization import quantize_embeddings
 from fastembed_rt.similarity import SimilarityFunction, dense_similarity, similarity_function
 
@@ -82,7 +80,7 @@ class EmbedOptions:
     normalize: bool = False
 
 
-class SentenceTransformer(TextEncoder):
+class SentenceTransformer(TextEncoder, MultiProcessModel):
     """Encode texts with an exported artifact, the way ``sentence_transformers.SentenceTransformer`` does.
 
     Args:
@@ -177,16 +175,9 @@ class SentenceTransformer(TextEncoder):
         ``InputError``.
         """
         no_tensors(convert_to_tensor)
-        started = None
-        if isinstance(device, (list, tuple)):
-            if pool is not None:
-                raise InputError("pass pool= or a list of devices, not both")
-            pool = started = self.start_multi_process_pool([self._provider_on(item) for item in device])
-        else:
-            self.check_device(device)
-        if pool is not None:
-            try:
-                return pool.encode(
+        if pool is not None or isinstance(device, (list, tuple)):
+            with self.pool_for_call(pool, device) as running:
+                return running.encode(
                     sentences,
                     chunk_size=chunk_size,
                     prompt_name=prompt_name,
@@ -201,9 +192,7 @@ class SentenceTransformer(TextEncoder):
                     chunk_overlap=chunk_overlap,
                     truncation_direction=truncation_direction,
                 )
-            finally:
-                if started is not None:
-                    self.stop_multi_process_pool(started)
+        self.check_device(device)
         single = isinstance(sentences, str)
         texts = check_texts(sentences)
         check_batch_size(batch_size)
@@ -385,62 +374,9 @@ class SentenceTransformer(TextEncoder):
     def set_similarity_fn(self, name: str | SimilarityFunction) -> None:
         self.similarity_fn_name = similarity_function(name).value
 
-    # -- data-parallel encoding -----------------------------------------------------------------
-    def start_multi_process_pool(
-        self, target_devices: list[str] | None = None, *, intra_op_threads: int | None = None
-    ) -> MultiProcessPool:
-        """Start worker processes, each loading this artifact with its own engine.
-
-        Args:
-            target_devices: one provider name per worker, e.g. ``["cpu"] * 4`` or
-                ``["cuda:0", "cuda:1"]``. Default: one worker per visible GPU for cuda/tensorrt,
-                else ``min(4, CPUs)`` workers of this model's provider.
-            intra_op_threads: threads per worker; default: this process's CPUs split evenly.
-
-        Returns:
-            A pool for ``encode(..., pool=pool)``; stop it with ``stop_multi_process_pool`` (or use
-            it as a context manager).
-        """
-        if not isinstance(self._load["provider"], str):
-            raise ProviderError(
-                f"a multi-process pool loads the model again in each worker; provider {self.provider!r} is an "
-                "engine instance, pass a provider name instead"
-            )
-        devices = list(target_devices) if target_devices is not None else pool_devices(self._running_provider())
-        threads = intra_op_threads or max(1, available_cpus() // max(1, len(devices)))
-        options: ProviderOptions = self._load["provider_options"]
-        loads = [
-            {
-                **self._load,
-                "provider": device,
-                "provider_options": replace(options, intra_op_threads=threads, device=None),
-                "truncate_dim": self.truncate_dim,
-                "prompts": self.prompts,
-                "default_prompt_name": self.default_prompt_name,
-            }
-            for device in devices
-        ]
-        from fastembed_rt.pool import MultiProcessPool  # multiprocessing: only a process that starts a pool pays for it
-
-        return MultiProcessPool(SentenceTransformer, loads, self.max_seq_length)
-
-    def _running_provider(self) -> str:
-        """The provider name this model was opened with, or after an allowed fallback what really runs."""
-        requested = str(self._load["provider"])
-        return requested if requested.partition(":")[0] == self.provider else self.provider
-
-    def _provider_on(self, device: Any) -> str:
-        """The provider for a pool worker on sentence-transformers' ``device``: this model's own where it runs there,
-        else what ``device=`` would open."""
-        wanted = str(device).strip().lower()
-        if runs_on(self.device, wanted):
-            return self._running_provider()
-        return str(provider_for_device("auto", wanted))
-
-    @staticmethod
-    def stop_multi_process_pool(pool: MultiProcessPool) -> None:
-        """Stop the workers of ``pool`` and free its queues."""
-        pool.close()
+    # -- data-parallel encoding (the pool itself: ArtifactModel.start_multi_process_pool) ---------------
+    def _pool_load(self) -> dict[str, Any]:
+        return {"truncate_dim": self.truncate_dim, "similarity_fn_name": self.similarity_fn_name}
 
     def encode_multi_process(
         self, sentences: Sequence[str], pool: MultiProcessPool, **kwargs: Any
