@@ -116,3 +116,28 @@ def test_cross_encoder_pool_scores_equal_single_process_scores_in_order(reranker
 
 def test_cross_encoder_list_of_devices_runs_the_call_on_a_pool(reranker: Any) -> None:
     np.testing.assert_allclose(reranker.predict(PAIRS, device=["cpu", "cpu"]), reranker.predict(PAIRS), atol=1e-6)
+
+
+# -- SparseEncoder: encode over a pool -----------------------------------------------------------------------
+def test_sparse_encoder_pool_rows_equal_single_process_rows_in_every_format(tiny_splade_artifact: Path) -> None:
+    from fastembed_rt import SparseEncoder
+    from fastembed_rt.sparse import SparseEmbeddings
+
+    splade = SparseEncoder(tiny_splade_artifact, max_active_dims=16)
+    texts = TEXTS[:40]
+    with splade.start_multi_process_pool(["cpu", "cpu"]) as pool:
+        dense = splade.encode(texts, pool=pool, chunk_size=6, convert_to_sparse_tensor=False)
+        np.testing.assert_allclose(dense, splade.encode(texts, convert_to_sparse_tensor=False), atol=1e-6)
+        assert (np.count_nonzero(dense, axis=1) <= 16).all(), "the parent's max_active_dims reaches the workers"
+        arrays = splade.encode(texts, pool=pool, sparse_format="arrays")
+        assert isinstance(arrays, SparseEmbeddings) and arrays.shape == dense.shape
+        np.testing.assert_allclose(arrays.toarray(), dense, atol=1e-6)
+        scipy_rows = splade.encode(texts, pool=pool, sparse_format="scipy")
+        np.testing.assert_allclose(scipy_rows.toarray(), dense, atol=1e-6)
+        one = splade.encode(texts[5], pool=pool, sparse_format="arrays")
+        assert one.shape == (dense.shape[1],)
+        np.testing.assert_allclose(one.toarray(), dense[5], atol=1e-6)
+        assert len(splade.encode(texts[:3], pool=pool, convert_to_tensor=False)) == 3
+        assert splade.encode([], pool=pool, sparse_format="arrays").shape == (0, dense.shape[1])
+    listed = splade.encode(texts, device=["cpu", "cpu"], convert_to_sparse_tensor=False)
+    np.testing.assert_allclose(listed, dense, atol=1e-6)

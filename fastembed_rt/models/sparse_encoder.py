@@ -15,7 +15,7 @@ import numpy as np
 from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels.spec import MAX_ACTIVE_DIMS, SPARSE_INDICES, SPARSE_VALUES, SpladeSpec
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, max_pool_sparse
-from fastembed_rt.models.base import TextEncoder, check_batch_size
+from fastembed_rt.models.base import MultiProcessModel, TextEncoder, check_batch_size
 from fastembed_rt.pipeline import Prepared, check_texts
 from fastembed_rt.similarity import SimilarityFunction, similarity_function
 from fastembed_rt.sparse import (
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from fastembed_rt.models.base import LoadOptions
+    from fastembed_rt.pool import MultiProcessPool
 
 __all__ = ["SparseEncoder"]
 
@@ -45,7 +46,7 @@ __all__ = ["SparseEncoder"]
 _LOGITS_BYTES_PER_BATCH = 256 << 20
 
 
-class SparseEncoder(TextEncoder):
+class SparseEncoder(TextEncoder, MultiProcessModel):
     """SPLADE sparse embeddings with an exported artifact, the way ``sentence_transformers.SparseEncoder`` does.
 
     Args:
@@ -89,6 +90,9 @@ class SparseEncoder(TextEncoder):
 
     def _warm_up(self) -> None:
         self.encode(["warm-up"], batch_size=1)
+
+    def _pool_load(self) -> dict[str, Any]:
+        return {"max_active_dims": self.max_active_dims, "similarity_fn_name": self.similarity_fn_name}
 
     @staticmethod
     def _check_k(k: int | None) -> int | None:
@@ -157,6 +161,8 @@ class SparseEncoder(TextEncoder):
         convert_to_tensor: bool = True,
         convert_to_sparse_tensor: bool = True,
         device: Any = None,
+        pool: MultiProcessPool | None = None,
+        chunk_size: int | None = None,
         max_active_dims: int | None = None,
         sparse_format: SparseFormat = "auto",
         long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
@@ -171,7 +177,10 @@ class SparseEncoder(TextEncoder):
             batch_size: most texts per batch (batches are also cut by a padded-token budget).
             convert_to_tensor: False gives a list of per-text rows instead of one stacked result.
             convert_to_sparse_tensor: False gives dense float32 numpy ``[n, vocab_size]`` rows.
-            device: None or where the model runs (``self.device``); a loaded model is not moved.
+            device: None or where the model runs (``self.device``; a call does not move the model), or a list of
+                devices: the call runs on a pool of one worker process per device, started and stopped here.
+            pool / chunk_size: a pool from ``start_multi_process_pool`` to spread the texts over, in chunks of
+                ``chunk_size`` texts; the rows are the same, in input order.
             max_active_dims: keep the k largest weights per text (None: ``self.max_active_dims``).
             sparse_format: ``"auto"`` (scipy ``csr_array`` when scipy is installed, else
                 ``SparseEmbeddings``), ``"scipy"`` or ``"arrays"`` (``SparseEmbeddings``).
@@ -183,21 +192,44 @@ class SparseEncoder(TextEncoder):
         """
         if sparse_format not in ("auto", "scipy", "arrays"):
             raise InputError(f"sparse_format {sparse_format!r} is not known; valid: 'auto', 'scipy', 'arrays'")
-        self.check_device(device)
         check_batch_size(batch_size)
         single = isinstance(sentences, str)
         texts = check_texts(sentences)
-        prepared = self.prepare(
-            texts,
-            prompt_name=prompt_name,
-            prompt=prompt,
-            truncation_direction=truncation_direction,
-            long_inputs=long_inputs,
-            chunk_overlap=chunk_overlap,
-        )
-        rows = self.encode_prepared(
-            prepared, max_active_dims=max_active_dims, batch_size=batch_size, show_progress_bar=bool(show_progress_bar)
-        )
+        pooled = pool is not None or isinstance(device, (list, tuple))
+        if pooled and texts:
+            with self.pool_for_call(pool, device) as running:
+                parts = running.map(
+                    "encode",
+                    texts,
+                    [len(text) for text in texts],
+                    chunk_size=chunk_size,
+                    prompt_name=prompt_name,
+                    prompt=prompt,
+                    batch_size=batch_size,
+                    max_active_dims=self.max_active_dims if max_active_dims is None else max_active_dims,
+                    sparse_format="arrays",
+                    long_inputs=long_inputs,
+                    chunk_overlap=chunk_overlap,
+                    truncation_direction=truncation_direction,
+                )
+            rows, _ = as_rows(list(parts))
+        else:
+            if not pooled:
+                self.check_device(device)
+            prepared = self.prepare(
+                texts,
+                prompt_name=prompt_name,
+                prompt=prompt,
+                truncation_direction=truncation_direction,
+                long_inputs=long_inputs,
+                chunk_overlap=chunk_overlap,
+            )
+            rows = self.encode_prepared(
+                prepared,
+                max_active_dims=max_active_dims,
+                batch_size=batch_size,
+                show_progress_bar=bool(show_progress_bar),
+            )
         if not convert_to_sparse_tensor:
             dense = rows.toarray()
             if single:
