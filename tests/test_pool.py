@@ -141,3 +141,22 @@ def test_sparse_encoder_pool_rows_equal_single_process_rows_in_every_format(tiny
         assert splade.encode([], pool=pool, sparse_format="arrays").shape == (0, dense.shape[1])
     listed = splade.encode(texts, device=["cpu", "cpu"], convert_to_sparse_tensor=False)
     np.testing.assert_allclose(listed, dense, atol=1e-6)
+
+
+# -- MultiVectorEncoder: token vectors over a pool -------------------------------------------------------------
+def test_multi_vector_pool_vectors_equal_single_process_vectors_in_order(tiny_multi_vector_artifact: Path) -> None:
+    from fastembed_rt import MultiVectorEncoder
+
+    colbert = MultiVectorEncoder(tiny_multi_vector_artifact)
+    texts = TEXTS[:24]
+    with colbert.start_multi_process_pool(["cpu", "cpu"]) as pool:
+        for call in ("encode_query", "encode_document"):
+            pooled = getattr(colbert, call)(texts, pool=pool, chunk_size=5)
+            local = getattr(colbert, call)(texts)
+            assert [v.shape for v in pooled] == [v.shape for v in local], call
+            for ours, ref in zip(pooled, local):
+                np.testing.assert_allclose(ours, ref, atol=1e-6)
+        one = colbert.encode_query(texts[3], pool=pool)
+        np.testing.assert_allclose(one, colbert.encode_query(texts[3]), atol=1e-6)
+        codes = colbert.encode_document(texts[:4], pool=pool, precision="int8")
+        assert [c.dtype for c in codes] == [np.int8] * 4

@@ -33,7 +33,7 @@ from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels import reference
 from fastembed_rt.kernels.spec import TOKEN_VECTORS, Precision
 from fastembed_rt.maxsim import maxsim, maxsim_pairwise
-from fastembed_rt.models.base import DOCUMENT_PROMPT_NAMES, TextEncoder, check_batch_size
+from fastembed_rt.models.base import DOCUMENT_PROMPT_NAMES, MultiProcessModel, TextEncoder, check_batch_size
 from fastembed_rt.models.cross_encoder import RankResult, check_rank_inputs, rank_results
 from fastembed_rt.pipeline import Prepared, check_texts
 from fastembed_rt.quantization import quantize_embeddings
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from fastembed_rt.models.base import LoadOptions
+    from fastembed_rt.pool import MultiProcessPool
 
 __all__ = ["ExpansionStrategy", "LateInteraction", "MultiVectorEncoder", "MultiVectorSimilarity", "QueryExpansion"]
 
@@ -138,7 +139,7 @@ class LateInteraction:
 _TASK_PROMPTS: dict[str, tuple[str, ...]] = {"query": ("query",), "document": DOCUMENT_PROMPT_NAMES}
 
 
-class MultiVectorEncoder(TextEncoder):
+class MultiVectorEncoder(TextEncoder, MultiProcessModel):
     """Late-interaction token vectors from an exported artifact, as ``sentence_transformers.MultiVectorEncoder``.
 
     Args:
@@ -160,6 +161,9 @@ class MultiVectorEncoder(TextEncoder):
         self._similarity_fn_arg = similarity_fn_name
         self._calibration: Calibration | None = None
         super().__init__(model_name_or_path, **options)
+
+    def _pool_load(self) -> dict[str, Any]:
+        return {"similarity_fn_name": self.similarity_fn_name}
 
     def _configure(self) -> None:
         try:
@@ -292,6 +296,8 @@ class MultiVectorEncoder(TextEncoder):
         output_value: Literal["token_embeddings"] = "token_embeddings",
         convert_to_numpy: bool = True,
         device: Any = None,
+        pool: MultiProcessPool | None = None,
+        chunk_size: int | None = None,
         normalize_embeddings: bool = False,
         token_pooling: HierarchicalTokenPooling | None = None,
         task: Literal["query", "document"] | None = None,
@@ -308,7 +314,10 @@ class MultiVectorEncoder(TextEncoder):
             output_value: ``"token_embeddings"`` (sentence-transformers' ``None``, raw padded feature dicts,
                 is not offered).
             convert_to_numpy: accepted for sentence-transformers compatibility; results are always numpy.
-            device: None or where the model runs (``self.device``); a loaded model is not moved.
+            device: None or where the model runs (``self.device``; a call does not move the model), or a list of
+                devices: the call runs on a pool of one worker process per device, started and stopped here.
+            pool / chunk_size: a pool from ``start_multi_process_pool`` to spread the texts over, in chunks of
+                ``chunk_size`` texts; the vectors are the same, in input order.
             normalize_embeddings: L2-normalize every token vector (after the model's own stages and pooling).
             token_pooling: a ``HierarchicalTokenPooling`` applied on top, to the tasks it names.
             task: ``"query"``, ``"document"`` or None (length, expansion, skiplist: see the module docstring).
@@ -328,9 +337,26 @@ class MultiVectorEncoder(TextEncoder):
                 f"{type(token_pooling).__name__}"
             )
         wanted = self._precision(precision)
-        self.check_device(device)
         check_batch_size(batch_size)
         single = isinstance(sentences, str)
+        if pool is not None or isinstance(device, (list, tuple)):
+            texts = check_texts(sentences)
+            with self.pool_for_call(pool, device) as running:
+                pooled = running.map(
+                    "encode",
+                    texts,
+                    [len(text) for text in texts],
+                    chunk_size=chunk_size,
+                    prompt_name=prompt_name,
+                    prompt=prompt,
+                    batch_size=batch_size,
+                    normalize_embeddings=normalize_embeddings,
+                    token_pooling=token_pooling,
+                    task=task,
+                    precision=precision,
+                )
+            return pooled[0] if single else list(pooled)
+        self.check_device(device)
         prepared = self.prepare(sentences, task=task, prompt_name=prompt_name, prompt=prompt)
         show = bool(show_progress_bar)
         vectors = self.encode_prepared(prepared, task=task, batch_size=batch_size, show_progress_bar=show)
