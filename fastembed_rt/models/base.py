@@ -257,12 +257,6 @@ class ArtifactModel:
         the model runs: a call does not move the model (``to`` does)."""
         if device is None:
             return
-        if isinstance(device, (list, tuple)):
-            raise InputError(
-                f"device={list(device)!r}: a list of devices runs a multi-process pool, which "
-                f"{type(self).__name__} does not start; call it on {self.device!r}, or use SentenceTransformer's or "
-                "CrossEncoder's start_multi_process_pool"
-            )
         if not runs_on(actual := self.device, str(device).strip().lower()):
             raise InputError(
                 f"this model runs on {actual!r}, not on device={device!r}; a call does not move the model: load it "
