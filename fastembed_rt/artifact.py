@@ -477,7 +477,8 @@ def resolve_artifact(
 
     Hub ids go through ``huggingface_hub.snapshot_download``, which honours ``HF_HUB_OFFLINE``
     and the local cache (``local_files_only``: the cache only, as offline). The repo must hold a fastembed-rt
-    artifact (a ``manifest.json``).
+    artifact (a ``manifest.json``); online, that is checked first with one request, so a repo of a model to export
+    (``sentence-transformers/all-MiniLM-L6-v2``) fails at once instead of after downloading all its files.
     """
     path = local_path(model)
     if path is not None:
@@ -486,13 +487,29 @@ def resolve_artifact(
     if repo_id.count("/") > 1 or not repo_id.strip():
         raise ArtifactError(f"{repo_id!r} is neither an existing directory nor a hub repo id ('owner/name')")
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import file_exists, snapshot_download
+        from huggingface_hub.constants import is_offline_mode
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
     except ImportError as exc:  # pragma: no cover - a core dependency
         raise ArtifactError(
             f"loading {repo_id!r} from the hub needs huggingface_hub: pip install huggingface_hub"
         ) from exc
     try:
+        found = True
+        if not (local_files_only or is_offline_mode()):
+            try:
+                found = file_exists(repo_id, MANIFEST_FILE, revision=revision, token=token)
+            except HfHubHTTPError:
+                raise
+            except Exception:  # the hub cannot be reached (httpx's ConnectError): the download falls back to the cache
+                found = True
+        if not found:
+            at = "" if revision is None else f" at revision {revision!r}"
+            raise ArtifactError(
+                f"hub repo {repo_id!r}{at} holds no fastembed-rt artifact (no {MANIFEST_FILE}; or no such repo, or a "
+                f"private one: pass token=...); a sentence-transformers model is exported first: "
+                f"`fastembed-rt export {repo_id} OUT_DIR`, then load OUT_DIR"
+            )
         local = snapshot_download(
             repo_id,
             revision=revision,
