@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from fastembed_rt.errors import ArtifactError
+
+logger = logging.getLogger("fastembed_rt")
 
 __all__ = [
     "MANIFEST_FILE",
@@ -31,11 +34,13 @@ __all__ = [
     "VariantFormat",
     "VariantPrecision",
     "artifact_files",
+    "fetch_variant_files",
     "file_sha256",
     "load_manifest",
     "local_path",
     "resolve_artifact",
     "update_manifest",
+    "variant_files",
 ]
 
 MANIFEST_FILE = "manifest.json"
@@ -382,7 +387,15 @@ def load_manifest(root: str | os.PathLike[str]) -> Manifest:
     Raises:
         ArtifactError: naming the missing or malformed file and how to fix it.
     """
-    root = Path(root)
+    manifest = _read_manifest(Path(root))
+    tokenizer_path = manifest.root / manifest.tokenizer.file
+    if not tokenizer_path.is_file():
+        raise ArtifactError(f"{tokenizer_path} is missing (named by {manifest.root / MANIFEST_FILE}); {_EXPORT_HINT}")
+    return manifest
+
+
+def _read_manifest(root: Path) -> Manifest:
+    """``root/manifest.json`` read and checked, without looking for the files it names."""
     path = root / MANIFEST_FILE
     if not root.is_dir():
         raise ArtifactError(f"artifact directory {root} does not exist; {_EXPORT_HINT}")
@@ -397,11 +410,7 @@ def load_manifest(root: str | os.PathLike[str]) -> Manifest:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path} is not valid JSON ({exc}); {_EXPORT_HINT}") from exc
-    manifest = _parse(root, data, path)
-    tokenizer_path = root / manifest.tokenizer.file
-    if not tokenizer_path.is_file():
-        raise ArtifactError(f"{tokenizer_path} is missing (named by {path}); {_EXPORT_HINT}")
-    return manifest
+    return _parse(root, data, path)
 
 
 def update_manifest(root: str | os.PathLike[str], **fields: Any) -> Manifest:
@@ -422,16 +431,23 @@ def artifact_files(manifest: Manifest, variants: Sequence[Variant] | None = None
     if manifest.calibration and manifest.calibration.get("file"):
         names.append(str(manifest.calibration["file"]))
     for variant in manifest.variants if variants is None else variants:
-        names += [variant.file, *([variant.weights_file] if variant.weights_file else [])]
+        names += variant_files(variant)
     return list(dict.fromkeys(names))
 
 
+def variant_files(variant: Variant) -> list[str]:
+    """A variant's graph file and, when it has one, its weights file (ONNX external data, an IR's ``.bin``)."""
+    return [variant.file, *([variant.weights_file] if variant.weights_file else [])]
+
+
 def verify_variant_file(manifest: Manifest, variant: Variant, *, full: bool = False) -> Path:
-    """Check a variant's files against the manifest: size always, sha256 when ``full``.
+    """Check a variant's files against the manifest: size always, sha256 when ``full``; a hub artifact's variant is
+    downloaded first if it is not in the cache yet (``fetch_variant_files``).
 
     A variant with a separate weights file (``weights_file``: an OpenVINO IR's ``.bin``) has it
     checked the same way. Returns the graph's path.
     """
+    fetch_variant_files(manifest, variant)
     path = manifest.root / variant.file
     _verify_file(manifest, variant, path, variant.size, variant.sha256, full)
     if variant.weights_file is not None:
@@ -473,12 +489,12 @@ def resolve_artifact(
     token: str | bool | None = None,
     local_files_only: bool = False,
 ) -> Path:
-    """A local artifact directory for ``model``: a path as is, or a hub repo id downloaded.
+    """A local artifact directory for ``model``: a path as is, or a hub repo id's snapshot in the hub cache.
 
-    Hub ids go through ``huggingface_hub.snapshot_download``, which honours ``HF_HUB_OFFLINE``
-    and the local cache (``local_files_only``: the cache only, as offline). The repo must hold a fastembed-rt
-    artifact (a ``manifest.json``); online, that is checked first with one request, so a repo of a model to export
-    (``sentence-transformers/all-MiniLM-L6-v2``) fails at once instead of after downloading all its files.
+    A hub id gets its manifest first (``huggingface_hub``, honouring ``HF_HUB_OFFLINE`` and the cache;
+    ``local_files_only``: the cache only), so a repo of a model not yet exported fails at once; then its tokenizer
+    and calibration files. A variant's graph and weights are downloaded when a model opens that variant
+    (``verify_variant_file``): loading one variant of a nine-variant artifact fetches that one, not all nine.
     """
     path = local_path(model)
     if path is not None:
@@ -487,46 +503,98 @@ def resolve_artifact(
     if repo_id.count("/") > 1 or not repo_id.strip():
         raise ArtifactError(f"{repo_id!r} is neither an existing directory nor a hub repo id ('owner/name')")
     try:
-        from huggingface_hub import file_exists, snapshot_download
-        from huggingface_hub.constants import is_offline_mode
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
     except ImportError as exc:  # pragma: no cover - a core dependency
         raise ArtifactError(
             f"loading {repo_id!r} from the hub needs huggingface_hub: pip install huggingface_hub"
         ) from exc
+    folder = None if cache_dir is None else Path(cache_dir)
     try:
-        found = True
-        if not (local_files_only or is_offline_mode()):
-            try:
-                found = file_exists(repo_id, MANIFEST_FILE, revision=revision, token=token)
-            except HfHubHTTPError:
-                raise
-            except Exception:  # the hub cannot be reached (httpx's ConnectError): the download falls back to the cache
-                found = True
-        if not found:
-            at = "" if revision is None else f" at revision {revision!r}"
-            raise ArtifactError(
-                f"hub repo {repo_id!r}{at} holds no fastembed-rt artifact (no {MANIFEST_FILE}; or no such repo, or a "
-                f"private one: pass token=...); a sentence-transformers model is exported first: "
-                f"`fastembed-rt export {repo_id} OUT_DIR`, then load OUT_DIR"
-            )
-        local = snapshot_download(
-            repo_id,
-            revision=revision,
-            cache_dir=None if cache_dir is None else Path(cache_dir),
-            token=token,
-            local_files_only=local_files_only,
+        manifest_path = hf_hub_download(
+            repo_id, MANIFEST_FILE, revision=revision, cache_dir=folder, token=token, local_files_only=local_files_only
         )
     except LocalEntryNotFoundError as exc:
-        why = (
-            "local_files_only=True" if local_files_only else f"HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '')!r}"
-        )
+        offline = os.environ.get("HF_HUB_OFFLINE", "")
+        why = "local_files_only=True" if local_files_only else f"offline or unreachable, HF_HUB_OFFLINE={offline!r}"
         raise ArtifactError(
             f"{repo_id!r} is not a local directory and is not in the hub cache while offline ({why}); pass an "
             "artifact directory, or download it once with network access"
         ) from exc
     except RepositoryNotFoundError as exc:
         raise ArtifactError(f"hub repo {repo_id!r} does not exist or is private (pass token=...)") from exc
-    except (HfHubHTTPError, OSError) as exc:
+    except EntryNotFoundError as exc:
+        at = "" if revision is None else f" at revision {revision!r}"
+        raise ArtifactError(
+            f"hub repo {repo_id!r}{at} holds no fastembed-rt artifact (no {MANIFEST_FILE}); a sentence-transformers "
+            f"model is exported first: `fastembed-rt export {repo_id} OUT_DIR`, then load OUT_DIR"
+        ) from exc
+    except OSError as exc:  # huggingface_hub's HTTP errors are OSErrors
         raise ArtifactError(f"could not download {repo_id!r} from the hub: {exc}") from exc
-    return Path(local)
+    root = Path(manifest_path).parent
+    source = _HubSnapshot.of(root, token=token, local_files_only=local_files_only)
+    if source is None:  # pragma: no cover - hf_hub_download always answers from a cache snapshot folder
+        raise ArtifactError(f"the hub download of {repo_id!r} is not in a cache snapshot folder: {root}")
+    _HUB_SNAPSHOTS[str(root)] = source
+    source.download(artifact_files(_read_manifest(root), variants=[]), what="its tokenizer and calibration files")
+    return root
+
+
+@dataclass(frozen=True)
+class _HubSnapshot:
+    """Where a hub artifact's snapshot folder came from: files are fetched into it at its commit."""
+
+    repo_id: str
+    commit: str
+    cache_dir: Path
+    token: str | bool | None = None
+    local_files_only: bool = False
+
+    @classmethod
+    def of(cls, root: Path, token: str | bool | None = None, local_files_only: bool = False) -> _HubSnapshot | None:
+        """The source of ``root`` when it is a hub cache snapshot (``<cache>/models--owner--name/snapshots/<commit>``),
+        else None."""
+        repo_folder = root.parent.parent
+        if root.parent.name != "snapshots" or not repo_folder.name.startswith("models--"):
+            return None
+        owner, _, name = repo_folder.name.removeprefix("models--").partition("--")
+        return cls(f"{owner}/{name}", root.name, repo_folder.parent, token, local_files_only)
+
+    def download(self, names: Sequence[str], what: str) -> None:
+        """Fetch ``names`` (relative paths) into the snapshot; an ``ArtifactError`` naming ``what`` if that fails."""
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.constants import is_offline_mode
+
+        root = self.cache_dir / f"models--{self.repo_id.replace('/', '--')}" / "snapshots" / self.commit
+        try:
+            for name in names:
+                if not (root / name).is_file():
+                    hf_hub_download(
+                        self.repo_id,
+                        name,
+                        revision=self.commit,
+                        cache_dir=self.cache_dir,
+                        token=self.token,
+                        local_files_only=self.local_files_only or is_offline_mode(),
+                    )
+        except OSError as exc:  # huggingface_hub's errors, offline and HTTP alike, are OSErrors
+            raise ArtifactError(
+                f"could not fetch {what} from hub repo {self.repo_id!r} (commit {self.commit[:12]}): {exc}; "
+                "download it once with network access, or choose a variant that is in the cache"
+            ) from exc
+
+
+# Hub snapshots resolved in this process (by root), with the token they were opened with.
+_HUB_SNAPSHOTS: dict[str, _HubSnapshot] = {}
+
+
+def fetch_variant_files(manifest: Manifest, variant: Variant) -> None:
+    """Download ``variant``'s graph and weights into a hub artifact's snapshot when they are not there yet; a local
+    artifact is left as it is (a missing file is ``verify_variant_file``'s to report)."""
+    names = variant_files(variant)
+    if all((manifest.root / name).is_file() for name in names):
+        return
+    source = _HUB_SNAPSHOTS.get(str(manifest.root)) or _HubSnapshot.of(manifest.root)
+    if source is not None:
+        logger.info("downloading variant %r of %s from the hub", variant.name, source.repo_id)
+        source.download(names, what=f"variant {variant.name!r}")

@@ -7,10 +7,7 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
@@ -119,51 +116,6 @@ def test_hub_id_resolves_from_the_local_cache_when_offline(
     monkeypatch.chdir(tmp_path)
     model = SentenceTransformer("acme/minilm-rt", cache_dir=tmp_path / "cache")
     assert model.encode(["hello"]).shape == (1, 384)
-
-
-class _EmptyHub(BaseHTTPRequestHandler):
-    """A hub that has no file at all: every request is answered as the hub answers a missing file."""
-
-    requests: ClassVar[list[tuple[str, str]]] = []
-
-    def _missing(self) -> None:
-        type(self).requests.append((self.command, self.path))
-        self.send_response(404)
-        self.send_header("X-Error-Code", "EntryNotFound")
-        self.send_header("X-Error-Message", "Entry not found")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    do_HEAD = do_GET = _missing
-
-    def log_message(self, *args: object) -> None:  # quiet
-        pass
-
-
-def test_a_hub_repo_without_an_artifact_fails_at_its_first_request_naming_the_export_command(tmp_path: Path) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EmptyHub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        env = {
-            **os.environ,
-            "HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
-            "HF_HUB_OFFLINE": "0",
-            "HF_HOME": str(tmp_path / "hf"),
-        }
-        code = (
-            "from fastembed_rt import ArtifactError, SentenceTransformer\n"
-            "try:\n    SentenceTransformer('someone/plain-model')\n"
-            "except ArtifactError as exc:\n    print('ArtifactError:', exc)\n"
-        )
-        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert "ArtifactError: hub repo 'someone/plain-model' holds no fastembed-rt artifact" in done.stdout, done.stderr
-    assert "`fastembed-rt export someone/plain-model OUT_DIR`" in done.stdout
-    of_the_repo = [request for request in _EmptyHub.requests if "plain-model" in request[1]]
-    assert of_the_repo == [("HEAD", "/someone/plain-model/resolve/main/manifest.json")], "nothing else fetched"
 
 
 def test_an_unreachable_hub_leaves_the_lookup_to_the_cache(tmp_path: Path) -> None:
