@@ -61,6 +61,18 @@ def test_pool_starts_one_worker_per_gpu_and_matches_single_process(minilm_artifa
     assert _cos(pooled, model.encode(texts)).min() >= 0.99999
 
 
+def test_sentence_transformers_device_loads_on_the_gpu_and_to_moves_a_cpu_model_there(
+    minilm_artifact_session: Path,
+) -> None:
+    on_gpu = SentenceTransformer(minilm_artifact_session, device="cuda", variant="fp32")
+    assert (on_gpu.provider, on_gpu.device) == ("cuda", "cuda:0")
+    model = SentenceTransformer(minilm_artifact_session, device="cpu", variant="fp32")
+    on_cpu = model.encode(TEXTS)
+    assert model.to("cuda") is model and (model.provider, model.device) == ("cuda", "cuda:0")
+    assert _cos(model.encode(TEXTS), on_cpu).min() >= 0.9999
+    np.testing.assert_allclose(model.encode(TEXTS, device="cuda:0"), on_gpu.encode(TEXTS), atol=1e-5)
+
+
 @pytest.mark.skipif(tensorrt_unavailable() is not None, reason=f"tensorrt unusable: {tensorrt_unavailable()}")
 def test_tensorrt_second_load_uses_the_engine_cache(minilm_artifact_session: Path, tmp_path: Path) -> None:
     first = SentenceTransformer(minilm_artifact_session, provider="tensorrt", provider_cache_dir=tmp_path)
