@@ -163,6 +163,19 @@ def test_embed_equals_library_encode(
     np.testing.assert_allclose(one[0], expected[1], atol=1e-6)
 
 
+def test_similarity_is_the_library_cosine_of_the_source_with_each_sentence(
+    server: Server, minilm_runtime: SentenceTransformer
+) -> None:
+    body = {"inputs": {"source_sentence": TEXTS[0], "sentences": TEXTS[1:]}}
+    response = _post(server, "/similarity", body)
+    assert response.status_code == 200, response.text
+    source, others = minilm_runtime.encode(TEXTS[0]), minilm_runtime.encode(TEXTS[1:])
+    expected = (others @ source) / (np.linalg.norm(others, axis=1) * np.linalg.norm(source))
+    np.testing.assert_allclose(response.json(), expected, atol=1e-6)
+    parameters = {"truncation_direction": "left", "truncate": True, "prompt_name": None}
+    assert _post(server, "/similarity", {**body, "parameters": parameters}).status_code == 200
+
+
 def test_embed_headers_say_tokens_and_times(server: Server, minilm_runtime: SentenceTransformer) -> None:
     response = _post(server, "/embed", {"inputs": TEXTS})
     tokens = sum(len(e.ids) for e in minilm_runtime.tokenizer.encode_batch(TEXTS))
@@ -466,6 +479,11 @@ BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
     ("/decode", {"ids": [101, -1]}, 422, "non-negative integer token id"),
     ("/v1/embeddings", {"input": "ok", "encoding_format": "hex"}, 422, "`encoding_format` must be"),
     ("/v1/rerank", {"query": "q", "documents": 3}, 422, "`documents` must be a list"),
+    ("/similarity", {"inputs": ["a", "b"]}, 422, "`inputs` must be an object with `source_sentence` and `sentences`"),
+    ("/similarity", {"inputs": {"sentences": ["a"]}}, 422, "`inputs.source_sentence` must be a string, got null"),
+    ("/similarity", {"inputs": {"source_sentence": "a", "sentences": []}}, 400, "`inputs.sentences` cannot be empty"),
+    ("/similarity", {"inputs": {"source_sentence": "a", "sentences": ["b", ""]}}, 400, "`inputs.sentences[1]` is an"),
+    ("/similarity", {"inputs": {"source_sentence": "a", "sentences": ["b"] * 64}}, 422, "batch size 65 > maximum"),
 ]
 
 

@@ -29,6 +29,7 @@ from fastembed_rt.server.requests import (
     parse_openai_rerank,
     parse_predict,
     parse_rerank,
+    parse_similarity,
     parse_sparse,
     parse_tokenize,
 )
@@ -149,6 +150,17 @@ async def openai_embeddings(state: ServerState, request: Request, data: dict[str
 
 
 # -- token vectors: multi-vector models (late interaction), and dense models' token embeddings -----------
+async def similarity(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
+    """TEI's ``/similarity``: the cosine of ``source_sentence`` with each sentence, from one embed job of all."""
+    req = parse_similarity(data, state.config.max_client_batch_size)
+    served = state.pick(req.model, EMBEDDING, "/similarity")
+    result = await _embed_job(state, request, served, req)
+    vectors = np.asarray(result.rows, dtype=np.float64)
+    source, others = vectors[0], vectors[1:]
+    norms = np.maximum(np.linalg.norm(others, axis=1) * np.linalg.norm(source), 1e-12)
+    return Reply((others @ source / norms).tolist(), result, _characters(req.inputs), served.model.provider)
+
+
 def _token_vectors_operation(
     state: ServerState, served: Served, task: str | None, prompt_name: str | None, direction: str
 ) -> Operation:
@@ -419,6 +431,7 @@ HANDLERS: dict[str, tuple[Handler, str]] = {
     "/embed": (embed, "tei"),
     "/embed_all": (embed_all, "tei"),
     "/embed_sparse": (embed_sparse, "tei"),
+    "/similarity": (similarity, "tei"),
     "/rerank": (rerank, "tei"),
     "/predict": (predict, "tei"),
     "/tokenize": (tokenize, "tei"),

@@ -236,6 +236,31 @@ SCHEMAS: dict[str, Any] = {
         "example": {"ids": [101, 2054, 2003, 2784, 4083, 1029, 102]},
     },
     "DecodeResponse": {"type": "array", "items": {"type": "string"}},
+    "SimilarityRequest": {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "inputs": {
+                "type": "object",
+                "required": ["source_sentence", "sentences"],
+                "properties": {"source_sentence": _STR, "sentences": {"type": "array", "items": _STR, "minItems": 1}},
+            },
+            "parameters": {
+                "type": ["object", "null"],
+                "properties": {
+                    "truncate": _TRUNCATE,
+                    "long_inputs": _LONG_INPUTS,
+                    "truncation_direction": _DIRECTION,
+                    "prompt_name": {"type": ["string", "null"]},
+                },
+            },
+            "model": _MODEL,
+        },
+        "example": {
+            "inputs": {"source_sentence": "What is Deep Learning?", "sentences": ["What is Machine Learning?"]}
+        },
+    },
+    "SimilarityResponse": {**_NUMBERS, "description": "cosine of source_sentence with each sentence, in order"},
     "ErrorResponse": {
         "type": "object",
         "properties": {
@@ -276,6 +301,7 @@ _POSTS = {
     "/predict": ("Cross-encoder scores of texts and pairs (TEI)", "PredictRequest", "PredictResponse", "ErrorResponse"),
     "/tokenize": ("Token ids and offsets (TEI)", "TokenizeRequest", "TokenizeResponse", "ErrorResponse"),
     "/decode": ("Token ids back to text (TEI)", "DecodeRequest", "DecodeResponse", "ErrorResponse"),
+    "/similarity": ("Sentence similarity (TEI)", "SimilarityRequest", "SimilarityResponse", "ErrorResponse"),
     "/v1/embeddings": (
         "Embeddings (OpenAI)",
         "OpenAIEmbeddingsRequest",

@@ -238,6 +238,34 @@ def parse_openai_embeddings(data: dict[str, Any], max_client_batch_size: int) ->
     )
 
 
+def parse_similarity(data: dict[str, Any], max_client_batch_size: int) -> EmbedRequest:
+    """``POST /similarity`` (TEI; the hub's sentence-similarity task): ``inputs.source_sentence`` against each of
+    ``inputs.sentences``, with ``truncate``, ``truncation_direction`` and ``prompt_name`` in ``parameters``. Read
+    as the normalized embed request of ``[source_sentence, *sentences]``."""
+    inputs = data.get("inputs")
+    if not isinstance(inputs, dict):
+        raise _invalid(f"`inputs` must be an object with `source_sentence` and `sentences`, got {_kind(inputs)}")
+    source = _text(inputs.get("source_sentence"), "inputs.source_sentence")
+    sentences = inputs.get("sentences")
+    if not isinstance(sentences, list):
+        raise _invalid(f"`inputs.sentences` must be a list of strings, got {_kind(sentences)}")
+    if not sentences:
+        raise RequestError(400, "`inputs.sentences` cannot be empty", "Empty")
+    if len(sentences) + 1 > max_client_batch_size:
+        raise _too_many(len(sentences) + 1, max_client_batch_size)
+    texts = [_text(sentence, f"inputs.sentences[{i}]") for i, sentence in enumerate(sentences)]
+    parameters = data.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise _invalid(f"`parameters` must be an object, got {_kind(parameters)}")
+    return EmbedRequest(
+        [source, *texts],
+        False,
+        model=_str(data, "model"),
+        **_long_input_fields(parameters),
+        prompt_name=_str(parameters, "prompt_name"),
+    )
+
+
 @dataclass(frozen=True)
 class EmbedAllRequest:
     """``POST /embed_all`` (TEI): every kept token's vector of each input. ``task`` (``query`` / ``document``)
