@@ -176,6 +176,34 @@ def test_similarity_is_the_library_cosine_of_the_source_with_each_sentence(
     assert _post(server, "/similarity", {**body, "parameters": parameters}).status_code == 200
 
 
+def test_huggingface_hub_inference_client_gets_the_library_embeddings_from_the_default_route(
+    server: Server, minilm_runtime: SentenceTransformer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import InferenceClient, constants
+
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: False)  # the tests run offline; this server is local
+    got = InferenceClient(base_url=server.url).feature_extraction(TEXTS[0])
+    np.testing.assert_allclose(np.asarray(got).reshape(-1), minilm_runtime.encode(TEXTS[0]), atol=1e-6)
+
+
+def test_the_default_routes_answer_as_the_named_models_task_route(server: Server) -> None:
+    bodies = [
+        ("/embed", {"inputs": TEXTS[:2]}, None),
+        ("/embed_sparse", {"inputs": TEXTS[:2]}, "splade"),
+        ("/embed_all", {"inputs": TEXTS[:2]}, "colbert"),
+        ("/rerank", {"query": "a question", "texts": TEXTS[:3]}, "reranker"),
+        ("/predict", {"inputs": [["a question", TEXTS[0]]]}, "reranker"),
+    ]
+    for route, body, model in bodies:
+        named = body if model is None else {**body, "model": model}
+        expected = _post(server, route, named)
+        assert expected.status_code == 200, (route, expected.text)
+        for default in ("/", "/invocations"):
+            response = _post(server, default, named)
+            assert response.status_code == 200, (default, route, response.text)
+            assert response.json() == expected.json(), (default, route)
+
+
 def test_embed_headers_say_tokens_and_times(server: Server, minilm_runtime: SentenceTransformer) -> None:
     response = _post(server, "/embed", {"inputs": TEXTS})
     tokens = sum(len(e.ids) for e in minilm_runtime.tokenizer.encode_batch(TEXTS))

@@ -426,6 +426,18 @@ async def decode(state: ServerState, request: Request, data: dict[str, Any]) -> 
 
 Handler = Callable[["ServerState", "Request", dict[str, Any]], Awaitable[Reply]]
 
+
+async def default_route(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
+    """TEI's default route (``POST /``, SageMaker's ``/invocations``), where huggingface_hub's ``InferenceClient``
+    posts: the route of the named (else the first served) model's task, as TEI answers for its model type."""
+    name = data.get("model")
+    served = state.pick(name if isinstance(name, str) else None, None, "/")
+    handler: Handler = {EMBEDDING: embed, SPARSE: embed_sparse, MULTI_VECTOR: embed_all}.get(served.task, predict)
+    if served.task == CROSS_ENCODER and "query" in data:
+        handler = rerank
+    return await handler(state, request, data)
+
+
 # route → (handler, whose error shape it speaks)
 HANDLERS: dict[str, tuple[Handler, str]] = {
     "/embed": (embed, "tei"),
@@ -439,4 +451,6 @@ HANDLERS: dict[str, tuple[Handler, str]] = {
     "/v1/embeddings": (openai_embeddings, "openai"),
     "/embeddings": (openai_embeddings, "openai"),
     "/v1/rerank": (openai_rerank, "openai"),
+    "/": (default_route, "tei"),
+    "/invocations": (default_route, "tei"),
 }

@@ -261,6 +261,17 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "SimilarityResponse": {**_NUMBERS, "description": "cosine of source_sentence with each sentence, in order"},
+    "DefaultRouteRequest": {
+        "description": "the request of the route of the named (else the first served) model's task: /embed, "
+        "/embed_sparse, /embed_all (multi-vector), /rerank (a cross-encoder, with `query`) or /predict",
+        "oneOf": [_ref(name) for name in ("EmbedRequest", "EmbedSparseRequest", "EmbedAllRequest")]
+        + [_ref(name) for name in ("RerankRequest", "PredictRequest")],
+        "example": {"inputs": ["What is Deep Learning?"]},
+    },
+    "DefaultRouteResponse": {
+        "oneOf": [_ref(name) for name in ("EmbedResponse", "EmbedSparseResponse", "EmbedAllResponse")]
+        + [_ref(name) for name in ("RerankResponse", "PredictResponse")],
+    },
     "ErrorResponse": {
         "type": "object",
         "properties": {
@@ -302,6 +313,18 @@ _POSTS = {
     "/tokenize": ("Token ids and offsets (TEI)", "TokenizeRequest", "TokenizeResponse", "ErrorResponse"),
     "/decode": ("Token ids back to text (TEI)", "DecodeRequest", "DecodeResponse", "ErrorResponse"),
     "/similarity": ("Sentence similarity (TEI)", "SimilarityRequest", "SimilarityResponse", "ErrorResponse"),
+    "/": (
+        "TEI's default route (huggingface_hub's InferenceClient): the served model's task route",
+        "DefaultRouteRequest",
+        "DefaultRouteResponse",
+        "ErrorResponse",
+    ),
+    "/invocations": (
+        "SageMaker's route: as POST /",
+        "DefaultRouteRequest",
+        "DefaultRouteResponse",
+        "ErrorResponse",
+    ),
     "/v1/embeddings": (
         "Embeddings (OpenAI)",
         "OpenAIEmbeddingsRequest",
