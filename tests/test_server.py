@@ -182,8 +182,12 @@ def test_huggingface_hub_inference_client_gets_the_library_embeddings_from_the_d
     from huggingface_hub import InferenceClient, constants
 
     monkeypatch.setattr(constants, "is_offline_mode", lambda: False)  # the tests run offline; this server is local
-    got = InferenceClient(base_url=server.url).feature_extraction(TEXTS[0])
+    client = InferenceClient(base_url=server.url)
+    got = client.feature_extraction(TEXTS[0])
     np.testing.assert_allclose(np.asarray(got).reshape(-1), minilm_runtime.encode(TEXTS[0]), atol=1e-6)
+    scores = client.sentence_similarity(TEXTS[0], other_sentences=TEXTS[1:])
+    library = _post(server, "/similarity", {"inputs": {"source_sentence": TEXTS[0], "sentences": TEXTS[1:]}})
+    np.testing.assert_allclose(scores, library.json(), atol=1e-7)
 
 
 def test_the_default_routes_answer_as_the_named_models_task_route(server: Server) -> None:

@@ -429,12 +429,15 @@ Handler = Callable[["ServerState", "Request", dict[str, Any]], Awaitable[Reply]]
 
 async def default_route(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
     """TEI's default route (``POST /``, SageMaker's ``/invocations``), where huggingface_hub's ``InferenceClient``
-    posts: the route of the named (else the first served) model's task, as TEI answers for its model type."""
+    posts: the route of the named (else the first served) model's task, as TEI answers for its model type; an
+    embedding model's sentence-similarity request (``inputs`` an object) goes to ``/similarity``."""
     name = data.get("model")
     served = state.pick(name if isinstance(name, str) else None, None, "/")
     handler: Handler = {EMBEDDING: embed, SPARSE: embed_sparse, MULTI_VECTOR: embed_all}.get(served.task, predict)
     if served.task == CROSS_ENCODER and "query" in data:
         handler = rerank
+    if served.task == EMBEDDING and isinstance(data.get("inputs"), dict):
+        handler = similarity
     return await handler(state, request, data)
 
 

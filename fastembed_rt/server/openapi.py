@@ -262,14 +262,17 @@ SCHEMAS: dict[str, Any] = {
     },
     "SimilarityResponse": {**_NUMBERS, "description": "cosine of source_sentence with each sentence, in order"},
     "DefaultRouteRequest": {
-        "description": "the request of the route of the named (else the first served) model's task: /embed, "
-        "/embed_sparse, /embed_all (multi-vector), /rerank (a cross-encoder, with `query`) or /predict",
-        "oneOf": [_ref(name) for name in ("EmbedRequest", "EmbedSparseRequest", "EmbedAllRequest")]
+        "description": "the request of the route of the named (else the first served) model's task: /embed (or "
+        "/similarity when `inputs` is an object), /embed_sparse, /embed_all (multi-vector), /rerank (a cross-encoder, "
+        "with `query`) or /predict",
+        "oneOf": [_ref(name) for name in ("EmbedRequest", "SimilarityRequest", "EmbedSparseRequest", "EmbedAllRequest")]
         + [_ref(name) for name in ("RerankRequest", "PredictRequest")],
         "example": {"inputs": ["What is Deep Learning?"]},
     },
     "DefaultRouteResponse": {
-        "oneOf": [_ref(name) for name in ("EmbedResponse", "EmbedSparseResponse", "EmbedAllResponse")]
+        "oneOf": [
+            _ref(name) for name in ("EmbedResponse", "SimilarityResponse", "EmbedSparseResponse", "EmbedAllResponse")
+        ]
         + [_ref(name) for name in ("RerankResponse", "PredictResponse")],
     },
     "ErrorResponse": {
