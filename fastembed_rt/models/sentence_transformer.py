@@ -171,8 +171,8 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
 
         ``device`` (sentence-transformers' per-call argument): None or where the model runs (``self.device``); a
         list of devices (``["cpu", "cpu"]``, ``["cuda:0", "cuda:1"]``) runs this call on a multi-process pool of one
-        worker per device, started and stopped here. A loaded model is not moved: another single device is an
-        ``InputError``.
+        worker per device, started and stopped here. A call does not move the model: another single device is an
+        ``InputError`` (``to`` moves it).
         """
         no_tensors(convert_to_tensor)
         if pool is not None or isinstance(device, (list, tuple)):
@@ -374,7 +374,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
     def set_similarity_fn(self, name: str | SimilarityFunction) -> None:
         self.similarity_fn_name = similarity_function(name).value
 
-    # -- data-parallel encoding (the pool itself: ArtifactModel.start_multi_process_pool) ---------------
+    # -- data-parallel encoding (the pool itself: MultiProcessModel.start_multi_process_pool) ------------
     def _pool_load(self) -> dict[str, Any]:
         return {"truncate_dim": self.truncate_dim, "similarity_fn_name": self.similarity_fn_name}
 
