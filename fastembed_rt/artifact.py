@@ -271,9 +271,15 @@ class Manifest:
         }
 
     def write(self) -> Path:
-        """Write ``root/manifest.json``. The export stage's artifact writer and ``update_manifest`` call this."""
+        """Write ``root/manifest.json``. The export stage's artifact writer and ``update_manifest`` call this.
+
+        Through a temporary file renamed over it: a reader never sees half a manifest, and in a hub cache snapshot,
+        where ``manifest.json`` links to a blob that other snapshots may share, the link is replaced and the blob
+        kept (a speed record from ``fastembed-rt tune`` stays in this snapshot)."""
         path = self.root / MANIFEST_FILE
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        temporary = path.with_name(f".{MANIFEST_FILE}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        os.replace(temporary, path)
         return path
 
 

@@ -132,3 +132,18 @@ def test_an_unreachable_hub_leaves_the_lookup_to_the_cache(tmp_path: Path) -> No
     assert "ArtifactError: 'someone/artifact' is not a local directory and is not in the hub cache" in done.stdout, (
         done.stdout + done.stderr
     )
+
+
+def test_a_manifest_update_replaces_a_linked_manifest_and_leaves_its_target(minilm_artifact: Path) -> None:
+    from fastembed_rt.artifact import load_manifest, update_manifest
+
+    blob = minilm_artifact.parent / "blob-manifest.json"  # as a hub cache snapshot links its files to blobs
+    (minilm_artifact / "manifest.json").rename(blob)
+    (minilm_artifact / "manifest.json").symlink_to(blob)
+    before = blob.read_bytes()
+    assert load_manifest(minilm_artifact).similarity_fn != "dot"
+    update_manifest(minilm_artifact, similarity_fn="dot")
+    assert blob.read_bytes() == before, "the linked blob is untouched"
+    assert not (minilm_artifact / "manifest.json").is_symlink()
+    assert load_manifest(minilm_artifact).similarity_fn == "dot"
+    assert sorted(p.name for p in minilm_artifact.iterdir() if p.name.startswith(".")) == [], "no temporary left"
