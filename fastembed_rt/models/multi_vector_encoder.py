@@ -340,12 +340,9 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
         check_batch_size(batch_size)
         single = isinstance(sentences, str)
         if pool is not None or isinstance(device, (list, tuple)):
-            texts = check_texts(sentences)
             with self.pool_for_call(pool, device) as running:
-                pooled = running.map(
-                    "encode",
-                    texts,
-                    [len(text) for text in texts],
+                return running.encode(
+                    sentences,
                     chunk_size=chunk_size,
                     prompt_name=prompt_name,
                     prompt=prompt,
@@ -355,7 +352,6 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
                     task=task,
                     precision=precision,
                 )
-            return pooled[0] if single else list(pooled)
         self.check_device(device)
         prepared = self.prepare(sentences, task=task, prompt_name=prompt_name, prompt=prompt)
         show = bool(show_progress_bar)

@@ -198,10 +198,8 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         pooled = pool is not None or isinstance(device, (list, tuple))
         if pooled and texts:
             with self.pool_for_call(pool, device) as running:
-                parts = running.map(
-                    "encode",
+                parts = running.encode(
                     texts,
-                    [len(text) for text in texts],
                     chunk_size=chunk_size,
                     prompt_name=prompt_name,
                     prompt=prompt,
