@@ -550,11 +550,18 @@ def resolve_artifact(
 class _HubSnapshot:
     """Where a hub artifact's snapshot folder came from: files are fetched into it at its commit."""
 
+    root: Path  # <cache_dir>/models--owner--name/snapshots/<commit>
     repo_id: str
-    commit: str
-    cache_dir: Path
     token: str | bool | None = None
     local_files_only: bool = False
+
+    @property
+    def commit(self) -> str:
+        return self.root.name
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root.parents[2]
 
     @classmethod
     def of(cls, root: Path, token: str | bool | None = None, local_files_only: bool = False) -> _HubSnapshot | None:
@@ -564,17 +571,16 @@ class _HubSnapshot:
         if root.parent.name != "snapshots" or not repo_folder.name.startswith("models--"):
             return None
         owner, _, name = repo_folder.name.removeprefix("models--").partition("--")
-        return cls(f"{owner}/{name}", root.name, repo_folder.parent, token, local_files_only)
+        return cls(root, f"{owner}/{name}", token, local_files_only)
 
     def download(self, names: Sequence[str], what: str) -> None:
         """Fetch ``names`` (relative paths) into the snapshot; an ``ArtifactError`` naming ``what`` if that fails."""
         from huggingface_hub import hf_hub_download
         from huggingface_hub.constants import is_offline_mode
 
-        root = self.cache_dir / f"models--{self.repo_id.replace('/', '--')}" / "snapshots" / self.commit
         try:
             for name in names:
-                if not (root / name).is_file():
+                if not (self.root / name).is_file():
                     hf_hub_download(
                         self.repo_id,
                         name,
