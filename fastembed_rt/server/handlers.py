@@ -33,6 +33,7 @@ from fastembed_rt.server.requests import (
     parse_sparse,
     parse_tokenize,
 )
+from fastembed_rt.util import cos_sim
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -155,10 +156,9 @@ async def similarity(state: ServerState, request: Request, data: dict[str, Any])
     req = parse_similarity(data, state.config.max_client_batch_size)
     served = state.pick(req.model, EMBEDDING, "/similarity")
     result = await _embed_job(state, request, served, req)
-    vectors = np.asarray(result.rows, dtype=np.float64)
-    source, others = vectors[0], vectors[1:]
-    norms = np.maximum(np.linalg.norm(others, axis=1) * np.linalg.norm(source), 1e-12)
-    return Reply((others @ source / norms).tolist(), result, _characters(req.inputs), served.model.provider)
+    vectors = np.asarray(result.rows)
+    scores = cos_sim(vectors[:1], vectors[1:])[0]
+    return Reply(scores.tolist(), result, _characters(req.inputs), served.model.provider)
 
 
 def _token_vectors_operation(
