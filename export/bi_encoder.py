@@ -267,6 +267,6 @@ def _score_stsb(
         return
     data = load_stsb("test", "en", path)
     runtime = SentenceTransformer(artifact, variant=variant, provider=provider, provider_cache_dir=provider_cache_dir)
-    fidelity.stsb_spearman = stsb_spearman(lambda t: runtime.encode(t), data)  # type: ignore[arg-type,return-value]
+    fidelity.stsb_spearman = stsb_spearman(lambda t: runtime.encode(t), data)
     fidelity.stsb_spearman_torch = stsb_spearman(reference.encode, data)
     runtime.close()

@@ -450,6 +450,34 @@ class Pipeline:
             raise InputError("nothing to encode")  # callers handle the empty list themselves
         return out
 
+    def features(
+        self, prepared: Prepared, *, batch_size: int, show_progress_bar: bool = False
+    ) -> list[dict[str, np.ndarray]]:
+        """Every output of each row in one run, as sentence-transformers' ``encode(output_value=None)`` gives them:
+        ``input_ids``, ``attention_mask``, ``token_type_ids`` (when the graph takes them), ``token_embeddings``
+        (float32 ``[tokens, hidden]``) and ``sentence_embedding``, each row's own tokens without padding, in input
+        order."""
+        encoded = prepared.encoded
+        with_types = "token_type_ids" in self.manifest.graph.inputs
+        out: list[dict[str, np.ndarray]] = [{} for _ in range(prepared.rows)]
+        for rows, result, mask in self.run(
+            prepared,
+            batch_size=batch_size,
+            outputs=[TOKEN_EMBEDDINGS, SENTENCE_EMBEDDING],
+            show_progress_bar=show_progress_bar,
+        ):
+            for j, row in enumerate(rows):
+                real = mask[j].astype(bool)
+                ids = np.array(encoded.ids[row], dtype=np.int64)  # a copy: token rows are read-only views
+                item = out[row]
+                item["input_ids"] = ids
+                item["attention_mask"] = np.ones_like(ids)
+                if with_types:
+                    item["token_type_ids"] = np.array(encoded.type_ids[row], dtype=np.int64)
+                item["token_embeddings"] = result[TOKEN_EMBEDDINGS][j][real]
+                item["sentence_embedding"] = result[SENTENCE_EMBEDDING][j].copy()
+        return out
+
     def token_embeddings(
         self, prepared: Prepared, *, batch_size: int, show_progress_bar: bool = False
     ) -> list[np.ndarray]:

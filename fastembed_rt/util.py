@@ -1,9 +1,11 @@
 """Similarity and search over embeddings: numpy-only equivalents of ``sentence_transformers.util``.
 
 Imports only the standard library and numpy. Every function accepts numpy arrays, nested lists or
-anything ``numpy.asarray`` understands (CPU torch tensors included) and computes in float32, like
-sentence-transformers does for float32 embeddings. Searches process the corpus in chunks and keep a
-running top-k per query, so memory stays bounded by the chunk sizes, not by the corpus size.
+anything ``numpy.asarray`` understands and computes in float32, like sentence-transformers does for float32
+embeddings. Code that imported torch may pass tensors (any device): the scoring functions then return tensors
+on the first tensor's device, as sentence-transformers' do (``fastembed_rt.tensors``; torch is never imported
+here). Searches process the corpus in chunks and keep a running top-k per query, so memory stays bounded by the
+chunk sizes, not by the corpus size.
 
 Sparse embeddings (what ``SparseEncoder.encode`` returns: scipy sparse arrays or ``SparseEmbeddings``) and
 sparse/dense mixes are accepted by every similarity function, which then returns a dense float32 array,
@@ -38,6 +40,7 @@ from fastembed_rt.maxsim import (
     semantic_search_maxsim,
 )
 from fastembed_rt.quantization import Precision, calibration_ranges, dequantize_embeddings, quantize_embeddings
+from fastembed_rt.tensors import tensor_inputs, tensors_in_and_out
 
 if TYPE_CHECKING:
     from fastembed_rt.hard_negatives import mine_hard_negatives
@@ -173,6 +176,7 @@ def _sparse_scores(a: Any, b: Any, function: str, pairwise: bool = False) -> Flo
     return np.asarray(score(a, b, function), dtype=np.float32)
 
 
+@tensors_in_and_out
 def cos_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Cosine similarity of every row of ``a`` with every row of ``b``.
 
@@ -192,6 +196,7 @@ def cos_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     return _normalize(left) @ _normalize(right).T
 
 
+@tensors_in_and_out
 def dot_score(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Dot product of every row of ``a`` with every row of ``b``.
 
@@ -209,6 +214,7 @@ def dot_score(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     return left @ right.T
 
 
+@tensors_in_and_out
 def euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Negative Euclidean distance of every row of ``a`` to every row of ``b``.
 
@@ -237,6 +243,7 @@ def euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     return out
 
 
+@tensors_in_and_out
 def manhattan_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Negative Manhattan (L1) distance of every row of ``a`` to every row of ``b``.
 
@@ -265,6 +272,7 @@ def manhattan_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     return out
 
 
+@tensors_in_and_out
 def pairwise_cos_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Cosine similarity of ``a[i]`` with ``b[i]``.
 
@@ -283,6 +291,7 @@ def pairwise_cos_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     return scores
 
 
+@tensors_in_and_out
 def pairwise_dot_score(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Dot product of ``a[i]`` with ``b[i]``.
 
@@ -301,6 +310,7 @@ def pairwise_dot_score(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     return scores
 
 
+@tensors_in_and_out
 def pairwise_euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Negative Euclidean distance of ``a[i]`` to ``b[i]``.
 
@@ -319,6 +329,7 @@ def pairwise_euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     return -distances
 
 
+@tensors_in_and_out
 def pairwise_manhattan_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Negative Manhattan (L1) distance of ``a[i]`` to ``b[i]``.
 
@@ -376,6 +387,7 @@ def _sorted_hits(scores: np.ndarray, ids: npt.NDArray[np.int64]) -> list[list[Se
     return _hits(*_sort_top_k(scores, ids))
 
 
+@tensor_inputs
 def search_top_k(
     query_embeddings: npt.ArrayLike,
     corpus_embeddings: npt.ArrayLike,
@@ -421,6 +433,7 @@ def search_top_k(
     return np.concatenate([scores for scores, _ in ranked]), np.concatenate([ids for _, ids in ranked])
 
 
+@tensor_inputs
 def semantic_search(
     query_embeddings: npt.ArrayLike,
     corpus_embeddings: npt.ArrayLike,
@@ -452,6 +465,7 @@ def semantic_search(
     )
 
 
+@tensor_inputs
 def paraphrase_mining_embeddings(
     embeddings: npt.ArrayLike,
     query_chunk_size: int = 5000,
@@ -552,6 +566,7 @@ def paraphrase_mining(
     )
 
 
+@tensor_inputs
 def community_detection(
     embeddings: npt.ArrayLike,
     threshold: float = 0.75,
@@ -624,6 +639,7 @@ def _hamming_distances(query_bits: npt.NDArray[np.uint8], corpus_bits: npt.NDArr
     return distances
 
 
+@tensor_inputs
 def semantic_search_quantized(
     query_embeddings: npt.ArrayLike,
     corpus_ubinary: npt.ArrayLike,
@@ -761,6 +777,7 @@ def _rescore_matrix(
     return matrix
 
 
+@tensors_in_and_out
 def normalize_embeddings(embeddings: Any) -> Any:
     """Each embedding divided by its L2 norm, as sentence-transformers' ``util.normalize_embeddings``.
 
@@ -779,6 +796,7 @@ def normalize_embeddings(embeddings: Any) -> Any:
     return _normalize(np.asarray(embeddings, dtype=np.float32))
 
 
+@tensors_in_and_out
 def pairwise_angle_sim(x: Any, y: Any) -> FloatArray:
     """AnglE similarity of ``x[i]`` with ``y[i]``: ``|cos + sin|`` of the L2-normalized rows, dimensions ``i``
     and ``i + D/2`` paired for the sine term (an odd ``D`` is padded with a zero), as sentence-transformers'
@@ -886,6 +904,7 @@ def _query_codes(
     return np.asarray(codes), floats, ranges
 
 
+@tensor_inputs
 def semantic_search_faiss(
     query_embeddings: np.ndarray,
     corpus_embeddings: np.ndarray | None = None,
@@ -966,6 +985,7 @@ def semantic_search_faiss(
     return (hits, elapsed, corpus_index) if output_index else (hits, elapsed)
 
 
+@tensor_inputs
 def semantic_search_usearch(
     query_embeddings: np.ndarray,
     corpus_embeddings: np.ndarray | None = None,

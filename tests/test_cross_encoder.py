@@ -254,8 +254,13 @@ def test_predict_edge_cases(exported: Callable[[str], Exported]) -> None:
     empty = model.runtime.predict([])
     assert empty.shape == _torch_predict(model.torch_model, []).shape == (0,)
     assert model.runtime.predict([], convert_to_numpy=False) == []
-    with pytest.raises(InputError, match="convert_to_tensor"):
-        model.runtime.predict(PAIRS, convert_to_tensor=True)
+    import torch  # imported by this test process's PyTorch reference already; the runtime uses it, never imports it
+
+    scores = model.runtime.predict(PAIRS, convert_to_tensor=True)
+    assert isinstance(scores, torch.Tensor)
+    np.testing.assert_array_equal(scores.numpy(), model.runtime.predict(PAIRS))
+    one = model.runtime.predict(PAIRS[0], convert_to_tensor=True)
+    assert isinstance(one, torch.Tensor) and one.shape == torch.Size([]) and float(one) == scores[0]
     with pytest.raises(InputError, match="activation_fn 'tanh' is not known; valid: identity, sigmoid, softmax"):
         model.runtime.predict(PAIRS, activation_fn="tanh")
     with pytest.raises(InputError, match="batch_size"):

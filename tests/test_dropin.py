@@ -121,6 +121,17 @@ def _examples(lib: Any, bi: Any, ce: Any, sparse: Any) -> dict[str, Any]:
         shared = sparse.decode(sparse.intersection(sparse.encode_query(QUERY), sparse_embeddings), top_k=3)
     out["intersection"] = [(i, token, round(float(weight), 4)) for i, row in enumerate(shared) for token, weight in row]
     out["dimension"] = [("dense", bi.get_embedding_dimension()), ("sparse", sparse.get_embedding_dimension())]
+    # The semantic-search tutorial: tensors out of encode, the model's similarity and torch.topk on them
+    import torch
+
+    corpus_embeddings = bi.encode(SENTENCES, convert_to_tensor=True)
+    query_embedding = bi.encode(QUERY, convert_to_tensor=True)
+    scores, indices = torch.topk(bi.similarity(query_embedding, corpus_embeddings)[0], k=3)
+    out["tensor_topk"] = [(int(i), round(float(score), 5)) for score, i in zip(scores, indices)]
+    hits = lib.util.semantic_search(query_embedding, corpus_embeddings, top_k=3)[0]
+    out["tensor_search"] = [(hit["corpus_id"], round(float(hit["score"]), 5)) for hit in hits]
+    ce_scores = ce.predict([(QUERY, s) for s in SENTENCES], convert_to_tensor=True)
+    out["tensor_predict"] = [(int(i), round(float(ce_scores[i]), 5)) for i in torch.argsort(ce_scores, descending=True)]
     with bi.truncate_embeddings(truncate_dim=16):
         truncated = _numpy(bi.encode(SENTENCES[:2]))
     # fastembed-rt re-normalizes a truncated embedding of a normalizing model (README): compare directions
@@ -169,12 +180,41 @@ def test_api_reference_codes_match_sentence_transformers(both: tuple[dict, dict]
 
 
 @pytest.mark.parametrize(
-    "example", ["semantic_search", "paraphrase_mining", "rank", "decode", "intersection", "dimension"]
+    "example",
+    [
+        "semantic_search",
+        "paraphrase_mining",
+        "rank",
+        "decode",
+        "intersection",
+        "dimension",
+        "tensor_topk",
+        "tensor_search",
+        "tensor_predict",
+    ],
 )
 def test_api_reference_results_match_sentence_transformers(both: tuple[dict, dict], example: str) -> None:
     ours, theirs = both
     assert [item[:-1] for item in ours[example]] == [item[:-1] for item in theirs[example]]
     np.testing.assert_allclose([item[-1] for item in ours[example]], [item[-1] for item in theirs[example]], atol=2e-4)
+
+
+def test_output_value_none_gives_each_texts_outputs_as_sentence_transformers_without_padding(
+    minilm_runtime: SentenceTransformer, minilm_torch: Any
+) -> None:
+    ours = minilm_runtime.encode(SENTENCES, output_value=None, batch_size=4)
+    theirs = minilm_torch.encode(SENTENCES, output_value=None, batch_size=4)  # padded to each batch's longest text
+    assert len(ours) == len(theirs) == len(SENTENCES)
+    for mine, reference in zip(ours, theirs, strict=True):
+        assert set(mine) == {"input_ids", "attention_mask", "token_type_ids", "token_embeddings", "sentence_embedding"}
+        assert set(mine) <= set(reference)
+        real = reference["attention_mask"].bool()
+        for name in ("input_ids", "attention_mask", "token_type_ids"):
+            np.testing.assert_array_equal(mine[name], _numpy(reference[name][real]))
+        np.testing.assert_allclose(mine["token_embeddings"], _numpy(reference["token_embeddings"][real]), atol=1e-4)
+        np.testing.assert_allclose(mine["sentence_embedding"], _numpy(reference["sentence_embedding"]), atol=1e-5)
+    single = minilm_runtime.encode(SENTENCES[0], output_value=None, convert_to_tensor=True)
+    assert isinstance(single, dict) and single["input_ids"].tolist() == ours[0]["input_ids"].tolist()
 
 
 # -- the API reference's mine_hard_negatives example, run by both libraries -----------------------

@@ -18,8 +18,13 @@ from fastembed_rt import SentenceTransformer
 from fastembed_rt import util, stsb, cli  # every runtime module
 model = SentenceTransformer(sys.argv[1])
 emb = model.encode(json.loads(sys.argv[2]))
+try:  # code written for sentence-transformers asks for tensors: a clear error, never an import of torch
+    model.encode(["x"], convert_to_tensor=True)
+    tensor_error = None
+except fastembed_rt.InputError as error:
+    tensor_error = str(error)
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
-print(json.dumps({"embeddings": emb.tolist(), "heavy": heavy}))
+print(json.dumps({"embeddings": emb.tolist(), "heavy": heavy, "tensor_error": tensor_error}))
 """
 
 
@@ -30,6 +35,7 @@ def test_runtime_loads_and_encodes_with_torch_transformers_optimum_unimportable(
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["heavy"] == []
+    assert "import torch before the call" in out["tensor_error"]
     ours = np.asarray(out["embeddings"], dtype=np.float64)
     # The parity bar of the fp32 gate, against sentence-transformers on PyTorch in this (the parent) process.
     reference = np.asarray(minilm_torch.encode(TEXTS, convert_to_numpy=True, show_progress_bar=False), dtype=np.float64)

@@ -90,7 +90,8 @@ def test_non_text_inputs_raise_input_error(minilm_runtime: Any, bad: Any) -> Non
         ({"truncate_dim": 0}, "truncate_dim"),
         ({"truncate_dim": 1000}, "truncate_dim"),
         ({"prompt_name": "nope"}, "prompt_name 'nope'"),
-        ({"convert_to_tensor": True}, "torch"),
+        ({"output_value": None, "precision": "int8"}, "output_value=None gives float32"),
+        ({"output_value": None, "long_inputs": "chunk"}, "do not mix"),
         ({"output_value": "logits"}, "output_value"),
     ],
 )

@@ -126,6 +126,37 @@ def test_pairwise_scores_equal_sentence_transformers(st_util: ModuleType, name: 
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", [*MATRIX_SCORES, *PAIRWISE_SCORES, "normalize_embeddings", "pairwise_angle_sim"])
+def test_torch_tensors_in_give_sentence_transformers_tensors_out(st_util: ModuleType, name: str) -> None:
+    import torch  # loaded by sentence-transformers already; fastembed_rt.util uses it, never imports it
+
+    a, b = _random(6, 30), _random(6, 31)
+    args = (a,) if name == "normalize_embeddings" else (a, b)
+    tensors = [torch.from_numpy(x) for x in args]
+
+    ours = getattr(util, name)(*tensors)
+    theirs = getattr(st_util, name)(*tensors)
+
+    assert isinstance(ours, torch.Tensor) and ours.dtype == torch.float32 and ours.shape == theirs.shape
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(ours.numpy(), getattr(util, name)(*args))  # the numpy path, unchanged
+
+
+def test_searches_take_tensors_on_any_layout_and_give_the_numpy_hits(st_util: ModuleType) -> None:
+    import torch
+
+    queries, corpus = _random(3, 32), _random(50, 33)
+    want = util.semantic_search(queries, corpus, top_k=4)
+
+    assert util.semantic_search(torch.from_numpy(queries), torch.from_numpy(corpus), top_k=4) == want
+    assert util.semantic_search(torch.from_numpy(queries).to_sparse(), torch.from_numpy(corpus), top_k=4) == want
+    bf16 = torch.from_numpy(corpus).to(torch.bfloat16)  # numpy has no bfloat16: widened to float32
+    _assert_same_hits(
+        util.semantic_search(queries, bf16, top_k=4),
+        st_util.semantic_search(torch.from_numpy(queries), bf16.float(), top_k=4),
+    )
+
+
 @pytest.mark.parametrize("score", ["cos_sim", "dot_score"])
 @pytest.mark.parametrize("top_k", [1, 5, 100])
 def test_semantic_search_equals_sentence_transformers(st_util: ModuleType, score: str, top_k: int) -> None:

@@ -52,7 +52,6 @@ __all__ = [
     "check_batch_size",
     "check_overlap",
     "check_positive_int",
-    "no_tensors",
 ]
 
 _Model = TypeVar("_Model", bound="ArtifactModel")
@@ -498,9 +497,3 @@ def check_overlap(chunk_overlap: object) -> int:
     if not isinstance(chunk_overlap, int) or isinstance(chunk_overlap, bool) or chunk_overlap < 0:
         raise InputError(f"chunk_overlap must be an int >= 0, got {chunk_overlap!r}")
     return chunk_overlap
-
-
-def no_tensors(convert_to_tensor: bool) -> None:
-    """An ``InputError`` for ``convert_to_tensor=True`` (torch tensors), which fastembed-rt never returns."""
-    if convert_to_tensor:
-        raise InputError("convert_to_tensor=True needs torch; fastembed-rt returns numpy arrays")

@@ -18,8 +18,9 @@ from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels.reference import activate_scores, softmax
 from fastembed_rt.kernels.spec import LOGITS, SCORES, ClassifierActivation, ClassifierHeadSpec
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs, long_inputs_policy, max_pool_scores
-from fastembed_rt.models.base import MultiProcessModel, check_batch_size, check_overlap, no_tensors
+from fastembed_rt.models.base import MultiProcessModel, check_batch_size, check_overlap
 from fastembed_rt.pipeline import Prepared, check_unicode
+from fastembed_rt.tensors import require_torch, to_tensor
 from fastembed_rt.tokenizer import TruncationDirection, with_prompt
 
 if TYPE_CHECKING:
@@ -226,6 +227,8 @@ class CrossEncoder(MultiProcessModel):
             activation_fn: this call's activation (see the class); None: the model's.
             apply_softmax: for ``num_labels > 1``, a softmax over labels after the activation.
             convert_to_numpy: False gives a list of per-pair numpy values.
+            convert_to_tensor: the scores as a torch tensor, when the caller has imported torch
+                (``fastembed_rt.tensors``; an ``InputError`` otherwise).
             device: None or where the model runs (``self.device``; a call does not move the model), or a list of
                 devices: the call runs on a pool of one worker process per device, started and stopped here.
             pool / chunk_size: a pool from ``start_multi_process_pool`` to spread the pairs over, in chunks of
@@ -238,7 +241,23 @@ class CrossEncoder(MultiProcessModel):
             float32 ``[n]`` (one label) or ``[n, num_labels]``; one pair gives a scalar or ``[num_labels]``;
             an empty list gives an empty ``(0,)`` array, as sentence-transformers does.
         """
-        no_tensors(convert_to_tensor)
+        if convert_to_tensor:
+            require_torch()  # before any work: the error names the fix
+            scores = self.predict(
+                inputs,
+                prompt_name=prompt_name,
+                prompt=prompt,
+                batch_size=batch_size,
+                show_progress_bar=show_progress_bar,
+                activation_fn=activation_fn,
+                apply_softmax=apply_softmax,
+                device=device,
+                pool=pool,
+                chunk_size=chunk_size,
+                long_inputs=long_inputs,
+                chunk_overlap=chunk_overlap,
+            )
+            return to_tensor(scores, self.device)
         check_batch_size(batch_size)
         pairs, single = check_pairs(inputs)
         fn = self.activation_fn if activation_fn is None else activation_fn

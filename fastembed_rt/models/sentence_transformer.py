@@ -1,7 +1,8 @@
 """``SentenceTransformer``: dense embeddings from an exported bi-encoder artifact, the sentence-transformers way.
 
-Numpy out; no torch. The graph pools, applies Dense layers and normalizes itself; Matryoshka
-truncation and int8 / uint8 / binary outputs run in its precision stage when a call asks for them.
+Numpy out (torch tensors on request when the caller has imported torch: ``fastembed_rt.tensors``). The graph pools,
+applies Dense layers and normalizes itself; Matryoshka truncation and int8 / uint8 / binary outputs run in its
+precision stage when a call asks for them.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels import reference
 from fastembed_rt.kernels.spec import NORMALIZE_OUTPUT, OUTPUT_DIM, QUANTIZE_RANGES, Precision
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs, long_inputs_policy, pool_windows
-from fastembed_rt.models.base import MultiProcessModel, TextEncoder, check_batch_size, check_positive_int, no_tensors
+from fastembed_rt.models.base import MultiProcessModel, TextEncoder, check_batch_size, check_positive_int
 from fastembed_rt.pipeline import Prepared, check_texts
 from fastembed_rt.quantization import quantize_embeddings
 from fastembed_rt.similarity import SimilarityFunction, dense_similarity, similarity_function
+from fastembed_rt.tensors import require_torch, to_tensor
 
 if TYPE_CHECKING:
     import os
@@ -138,7 +140,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         prompt: str | None = None,
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
-        output_value: Literal["sentence_embedding", "token_embeddings"] = "sentence_embedding",
+        output_value: Literal["sentence_embedding", "token_embeddings"] | None = "sentence_embedding",
         precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32",
         convert_to_numpy: bool = True,
         convert_to_tensor: bool = False,
@@ -150,13 +152,17 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
         chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
         truncation_direction: TruncationDirection | None = None,
-    ) -> np.ndarray | list[np.ndarray]:
+    ) -> Any:
         """Embed ``sentences``.
 
         Returns:
             float32 ``[n, dim]`` (``[dim]`` for a single str); a list of 1-D arrays when
             ``convert_to_numpy=False``; per-text ``[tokens, hidden]`` arrays for
-            ``output_value="token_embeddings"``. ``truncate_dim`` slices, then re-normalizes when the
+            ``output_value="token_embeddings"``; for ``output_value=None`` one dict per text of every output
+            (``input_ids``, ``attention_mask``, ``token_type_ids`` where the model takes them, ``token_embeddings``,
+            ``sentence_embedding``), each text's own tokens without padding. ``convert_to_tensor=True``: the same as
+            torch tensors, when the caller has imported torch (``fastembed_rt.tensors``; an ``InputError`` otherwise).
+            ``truncate_dim`` slices, then re-normalizes when the
             model normalizes or ``normalize_embeddings`` is set. With ``pool`` (from
             ``start_multi_process_pool``) the work is spread over its processes in chunks of
             ``chunk_size`` texts; the result is the same, in input order.
@@ -174,7 +180,30 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         worker per device, started and stopped here. A call does not move the model: another single device is an
         ``InputError`` (``to`` moves it).
         """
-        no_tensors(convert_to_tensor)
+        if convert_to_tensor:
+            require_torch()  # before any work: the error names the fix
+            result = self.encode(
+                sentences,
+                prompt_name=prompt_name,
+                prompt=prompt,
+                batch_size=batch_size,
+                show_progress_bar=show_progress_bar,
+                output_value=output_value,
+                precision=precision,
+                device=device,
+                normalize_embeddings=normalize_embeddings,
+                truncate_dim=truncate_dim,
+                pool=pool,
+                chunk_size=chunk_size,
+                long_inputs=long_inputs,
+                chunk_overlap=chunk_overlap,
+                truncation_direction=truncation_direction,
+            )
+            if output_value is None:
+                items = [result] if isinstance(sentences, str) else result
+                tensors = [{name: to_tensor(value, self.device) for name, value in item.items()} for item in items]
+                return tensors[0] if isinstance(sentences, str) else tensors
+            return to_tensor(result, self.device)
         if pool is not None or isinstance(device, (list, tuple)):
             with self.pool_for_call(pool, device) as running:
                 return running.encode(
@@ -196,14 +225,19 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         single = isinstance(sentences, str)
         texts = check_texts(sentences)
         check_batch_size(batch_size)
-        if output_value not in ("sentence_embedding", "token_embeddings"):
+        if output_value not in ("sentence_embedding", "token_embeddings", None):
             raise InputError(
-                f"output_value {output_value!r} is not supported; valid: 'sentence_embedding', 'token_embeddings'"
+                f"output_value {output_value!r} is not supported; valid: 'sentence_embedding', 'token_embeddings', "
+                "None (every output)"
             )
         call = self.embed_options(precision, truncate_dim, normalize_embeddings)
         policy = long_inputs_policy(long_inputs)
-        if output_value == "token_embeddings" and policy is LongInputs.CHUNK:
-            raise InputError("output_value='token_embeddings' and long_inputs='chunk' do not mix: use encode_chunks")
+        if output_value != "sentence_embedding" and policy is LongInputs.CHUNK:
+            raise InputError(f"output_value={output_value!r} and long_inputs='chunk' do not mix: use encode_chunks")
+        if output_value is None and call.precision is not Precision.FLOAT32:
+            raise InputError(
+                f"output_value=None gives float32 outputs; precision {precision!r} needs 'sentence_embedding'"
+            )
         show = bool(show_progress_bar)
         how: dict[str, Any] = {"prompt_name": prompt_name, "prompt": prompt, "long_inputs": policy}
         how.update(truncation_direction=truncation_direction, chunk_overlap=chunk_overlap)
@@ -211,6 +245,9 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
             prepared = self.prepare(texts, **how)
             tokens = self.token_embeddings_prepared(prepared, batch_size=batch_size, show_progress_bar=show)
             return tokens[0] if single else tokens
+        if output_value is None:
+            features = self._all_outputs(self.prepare(texts, **how), call, batch_size, show)
+            return features[0] if single else features
         parts = []
         for group in text_groups(texts) if policy is LongInputs.CHUNK else [texts]:
             prepared = self.prepare(group, **how)
@@ -263,6 +300,22 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         """The backbone's float32 ``[tokens, hidden]`` token embeddings of prepared inputs (padding removed),
         in input order: ``encode(output_value="token_embeddings")``'s second half."""
         return self._pipeline.token_embeddings(prepared, batch_size=batch_size, show_progress_bar=show_progress_bar)
+
+    def _all_outputs(
+        self, prepared: Prepared, options: EmbedOptions, batch_size: int, show_progress_bar: bool
+    ) -> list[dict[str, np.ndarray]]:
+        """``encode(output_value=None)``: every output per text, the sentence embedding truncated and normalized as
+        the call asks (as ``embed_prepared`` does it for float32 rows)."""
+        if not len(prepared):
+            return []
+        rows = self._pipeline.features(prepared, batch_size=batch_size, show_progress_bar=show_progress_bar)
+        dim = self.manifest.dim
+        if options.output_dim < dim or options.normalize:
+            normalize_output = options.normalize or (self.manifest.normalizes and options.output_dim < dim)
+            for row in rows:
+                vector = row["sentence_embedding"][None]
+                row["sentence_embedding"] = reference.matryoshka(vector, options.output_dim, normalize_output)[0]
+        return rows
 
     def _pool_windows(
         self, prepared: Prepared, options: EmbedOptions, batch_size: int, show_progress_bar: bool

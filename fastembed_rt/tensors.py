@@ -1,0 +1,112 @@
+"""torch tensors in and out, for code written against sentence-transformers, without importing torch.
+
+fastembed-rt never imports torch (its install size and cold start are what the runtime saves). Code written for
+sentence-transformers often asks for tensors (``encode(..., convert_to_tensor=True)``) and hands them to torch
+operations (``torch.topk``) or to ``util`` functions that give tensors back. When that code has imported torch
+itself, the runtime uses the torch already in ``sys.modules``: results become tensors sharing the numpy arrays'
+memory, and tensors passed in (on any device) are read as numpy. When torch is not loaded, asking for a tensor is
+an ``InputError`` naming the two ways out; nothing here ever runs ``import torch``.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+
+from fastembed_rt.errors import InputError
+
+__all__ = ["as_numpy", "is_tensor", "loaded_torch", "require_torch", "tensor_inputs", "tensors_in_and_out", "to_tensor"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def loaded_torch() -> Any:
+    """The torch module when the process has imported it already, else None (never imports it)."""
+    return sys.modules.get("torch")
+
+
+def is_tensor(value: object) -> bool:
+    """Whether ``value`` is a torch tensor (False whenever torch is not loaded: then nothing can be one)."""
+    torch = loaded_torch()
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def require_torch(what: str = "convert_to_tensor=True") -> Any:
+    """The loaded torch module, or an ``InputError`` for ``what`` (checked before any work is done)."""
+    torch = loaded_torch()
+    if torch is None:
+        raise InputError(
+            f"{what} returns torch tensors, and fastembed-rt never imports torch itself: import torch before the "
+            "call (the tensors then share the numpy arrays' memory), or leave it out for numpy arrays, which "
+            "fastembed_rt.util and the models' similarity take alike"
+        )
+    return torch
+
+
+def as_numpy(value: Any) -> Any:
+    """``value`` as a numpy array when it is a torch tensor (any device, sparse layouts made dense, bfloat16 widened to
+    float32, which numpy lacks); anything else unchanged."""
+    if not is_tensor(value):
+        return value
+    torch = loaded_torch()
+    tensor = value.detach()
+    if tensor.layout != torch.strided:
+        tensor = tensor.to_dense()
+    if tensor.dtype == torch.bfloat16:
+        tensor = tensor.float()
+    return tensor.cpu().numpy()
+
+
+def to_tensor(value: Any, device: Any = None) -> Any:
+    """``value`` (an array, a scalar or a list of arrays) as torch tensors, on ``device`` when it names a GPU that
+    torch can reach, else on the CPU sharing the array's memory. Needs torch loaded (``require_torch``)."""
+    torch = require_torch()
+    if isinstance(value, list):
+        return [to_tensor(item, device) for item in value]
+    if isinstance(value, np.ndarray):
+        array = np.ascontiguousarray(value)
+        # torch tensors are writable: a read-only array (a memory-mapped or shared buffer) is copied first
+        tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
+    else:
+        tensor = torch.as_tensor(value)
+    target = str(device) if device is not None else "cpu"
+    if target.startswith("cuda") and torch.cuda.is_available():
+        tensor = tensor.to(target)
+    return tensor
+
+
+def _first_tensor(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if loaded_torch() is None:  # the common case: no torch, nothing to look for
+        return None
+    return next((value for value in (*args, *kwargs.values()) if is_tensor(value)), None)
+
+
+def tensor_inputs(function: F) -> F:
+    """``function`` taking torch tensors (any device) for its array arguments: they are read as numpy."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if _first_tensor(args, kwargs) is None:
+            return function(*args, **kwargs)
+        return function(*(as_numpy(a) for a in args), **{k: as_numpy(v) for k, v in kwargs.items()})
+
+    return wrapper  # type: ignore[return-value]
+
+
+def tensors_in_and_out(function: F) -> F:
+    """``function`` taking torch tensors and, when it was given one, returning its array result as a tensor on the
+    first tensor's device, as sentence-transformers' ``util`` does."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        first = _first_tensor(args, kwargs)
+        if first is None:
+            return function(*args, **kwargs)
+        result = function(*(as_numpy(a) for a in args), **{k: as_numpy(v) for k, v in kwargs.items()})
+        return to_tensor(np.asarray(result), first.device)
+
+    return wrapper  # type: ignore[return-value]
