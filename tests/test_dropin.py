@@ -132,6 +132,18 @@ def _examples(lib: Any, bi: Any, ce: Any, sparse: Any) -> dict[str, Any]:
     out["tensor_search"] = [(hit["corpus_id"], round(float(hit["score"]), 5)) for hit in hits]
     ce_scores = ce.predict([(QUERY, s) for s in SENTENCES], convert_to_tensor=True)
     out["tensor_predict"] = [(int(i), round(float(ce_scores[i]), 5)) for i in torch.argsort(ce_scores, descending=True)]
+    pairs = [(QUERY, s) for s in SENTENCES[:3]]
+    for name, model, inputs in (("bi", bi, SENTENCES[:3]), ("ce", ce, pairs), ("sparse", sparse, SENTENCES[:3])):
+        features = model.preprocess(inputs)
+        # sentence-transformers adds non-tensor entries (``modality``, ``prompt_length``): the arrays are compared
+        out[f"preprocess_{name}"] = {key: _numpy(value) for key, value in features.items() if hasattr(value, "shape")}
+    out["model_api"] = [
+        bi.cpu() is bi and ce.cpu() is ce,
+        bi.modalities,
+        [model.supports(m) for model in (bi, ce, sparse) for m in ("text", "image")],
+        bi.get_model_kwargs(),
+        ce.get_model_kwargs(),
+    ]
     with bi.truncate_embeddings(truncate_dim=16):
         truncated = _numpy(bi.encode(SENTENCES[:2]))
     # fastembed-rt re-normalizes a truncated embedding of a normalizing model (README): compare directions
@@ -215,6 +227,21 @@ def test_output_value_none_gives_each_texts_outputs_as_sentence_transformers_wit
         np.testing.assert_allclose(mine["sentence_embedding"], _numpy(reference["sentence_embedding"]), atol=1e-5)
     single = minilm_runtime.encode(SENTENCES[0], output_value=None, convert_to_tensor=True)
     assert isinstance(single, dict) and single["input_ids"].tolist() == ours[0]["input_ids"].tolist()
+
+
+@pytest.mark.parametrize("model", ["bi", "ce", "sparse"])
+def test_preprocess_gives_sentence_transformers_model_inputs(both: tuple[dict, dict], model: str) -> None:
+    ours, theirs = both
+    mine, reference = ours[f"preprocess_{model}"], theirs[f"preprocess_{model}"]
+    assert set(mine) == set(reference)
+    for name, value in mine.items():
+        assert value.dtype == np.int64
+        np.testing.assert_array_equal(value, reference[name])
+
+
+def test_device_moves_modalities_and_model_kwargs_answer_as_sentence_transformers(both: tuple[dict, dict]) -> None:
+    ours, theirs = both
+    assert ours["model_api"] == theirs["model_api"]
 
 
 # -- the API reference's mine_hard_negatives example, run by both libraries -----------------------

@@ -26,7 +26,7 @@ import numpy as np
 from fastembed_rt.artifact import Manifest, load_manifest, resolve_artifact
 from fastembed_rt.errors import ArtifactError, InputError, ProviderError
 from fastembed_rt.long_inputs import LongInputs, long_inputs_policy, too_long
-from fastembed_rt.pipeline import EncodeStats, Pipeline, Prepared, check_texts
+from fastembed_rt.pipeline import BatchFeeds, EncodeStats, Pipeline, Prepared, check_texts
 from fastembed_rt.providers import (
     ExecutionProvider,
     ProviderOptions,
@@ -224,6 +224,39 @@ class ArtifactModel:
     def eval(self: _Model) -> _Model:
         """The model, unchanged: it only ever runs inference (sentence-transformers code calls ``model.eval()``)."""
         return self
+
+    def cpu(self: _Model) -> _Model:
+        """``to("cpu")``, as ``torch.nn.Module.cpu``."""
+        return self.to("cpu")
+
+    def cuda(self: _Model, device: int | str | None = None) -> _Model:
+        """``to("cuda")`` (``device``: a GPU index or a device name), as ``torch.nn.Module.cuda``."""
+        if device is None:
+            return self.to("cuda")
+        return self.to(f"cuda:{device}" if isinstance(device, int) else device)
+
+    @property
+    def modalities(self) -> list[str]:
+        """What the model takes, in sentence-transformers' names: ``["text"]`` (exported models are text models)."""
+        return ["text"]
+
+    def supports(self, modality: str | tuple[str, ...]) -> bool:
+        """Whether the model takes ``modality`` (sentence-transformers' ``supports``): only ``"text"``."""
+        return modality == "text"
+
+    def get_model_kwargs(self) -> list[str]:
+        """Model-specific keyword arguments of ``encode`` / ``predict`` beyond the common ones: none (a model whose
+        forward pass takes a ``task`` is exported per task)."""
+        return []
+
+    def model_inputs(self, prepared: Prepared) -> dict[str, np.ndarray]:
+        """The tokenizer's padded int64 ``input_ids``, ``token_type_ids`` (when the model takes them) and
+        ``attention_mask`` of prepared inputs: what sentence-transformers' ``preprocess`` / ``tokenize`` give."""
+        encoded = prepared.encoded
+        padded = BatchFeeds(self.manifest)  # padded even where the engine takes its batches packed
+        padded.per_call_inputs = self._pipeline.feeds.per_call_inputs
+        feeds = padded(encoded.ids, encoded.type_ids, prepared.prompt_length, encoded.attention)
+        return {name: feeds[name] for name in ("input_ids", "token_type_ids", "attention_mask") if name in feeds}
 
     def _configure(self) -> None:
         """Read the task's own manifest stages (heads); called before any warm-up."""
@@ -470,6 +503,17 @@ class TextEncoder(ArtifactModel):
         texts = check_texts(sentences)
         resolved = self._resolve_prompt(prompt, prompt_name)
         return self._pipeline.prepare(texts, resolved, truncation_direction, policy, chunk_overlap)
+
+    def preprocess(
+        self, inputs: str | Sequence[str], prompt: str | None = None, prompt_name: str | None = None
+    ) -> dict[str, np.ndarray]:
+        """Padded int64 model inputs of ``inputs`` with the prompt, as sentence-transformers' ``preprocess``
+        (``model_inputs``)."""
+        return self.model_inputs(self.prepare(inputs, prompt=prompt, prompt_name=prompt_name))
+
+    def tokenize(self, texts: str | Sequence[str], **kwargs: Any) -> dict[str, np.ndarray]:
+        """``preprocess``: sentence-transformers' older name for it."""
+        return self.preprocess(texts, **kwargs)
 
     def encode_query(self, sentences: str | list[str], **kwargs: Any) -> Any:
         """``encode`` with the ``query`` prompt when the model defines one."""

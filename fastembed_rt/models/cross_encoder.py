@@ -316,6 +316,23 @@ class CrossEncoder(MultiProcessModel):
         items = with_prompt(pairs, self._resolve_prompt(prompt, prompt_name))
         return self._pipeline.prepare(items, None, truncation_direction, policy, chunk_overlap)
 
+    def preprocess(
+        self,
+        inputs: Sequence[tuple[str, str]] | tuple[str, str] | Sequence[list[str]] | list[str],
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Padded int64 model inputs of pairs (query and document in one sequence) with the prompt before each query,
+        as sentence-transformers' ``preprocess`` (``model_inputs``)."""
+        pairs, _ = check_pairs(inputs)
+        return self.model_inputs(self.prepare(pairs, prompt=prompt, prompt_name=prompt_name))
+
+    def tokenize(
+        self, inputs: Sequence[tuple[str, str]] | tuple[str, str] | Sequence[list[str]] | list[str], **kwargs: Any
+    ) -> dict[str, np.ndarray]:
+        """``preprocess``: sentence-transformers' older name for it."""
+        return self.preprocess(inputs, **kwargs)
+
     def score_prepared(
         self,
         prepared: Prepared,

@@ -126,13 +126,6 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         return self.get_embedding_dimension()
 
     # -- encoding -------------------------------------------------------------------------------
-    def tokenize(self, texts: str | Sequence[str]) -> dict[str, np.ndarray]:
-        """Padded model inputs for ``texts`` (``input_ids``, ``attention_mask``, ...), int64."""
-        items = check_texts(texts)
-        encoded = self._tokenizer.encode(items)
-        feeds = self._pipeline.feeds(encoded.ids, encoded.type_ids)
-        return {name: value for name, value in feeds.items() if name not in self._pipeline.feeds.per_call_inputs}
-
     def encode(
         self,
         sentences: str | Sequence[str],
