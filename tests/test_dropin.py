@@ -22,6 +22,7 @@ import pytest
 
 import fastembed_rt
 from fastembed_rt import CrossEncoder, InputError, SentenceTransformer, SparseEncoder
+from fastembed_rt.artifact import load_manifest
 from fastembed_rt.errors import ArtifactError, ProviderError
 
 # What fastembed-rt does with each name of sentence_transformers.__all__ (6.2).
@@ -242,6 +243,38 @@ def test_preprocess_gives_sentence_transformers_model_inputs(both: tuple[dict, d
 def test_device_moves_modalities_and_model_kwargs_answer_as_sentence_transformers(both: tuple[dict, dict]) -> None:
     ours, theirs = both
     assert ours["model_api"] == theirs["model_api"]
+
+
+def test_save_writes_an_artifact_of_the_chosen_variants_that_loads_with_the_models_settings(
+    minilm_variants_artifact: Path, tmp_path: Path
+) -> None:
+    model = SentenceTransformer(minilm_variants_artifact, variant="int8")
+    model.max_seq_length, model.similarity_fn_name = 16, "dot"
+    long_text = " ".join(["word"] * 40)
+
+    assert model.save(tmp_path / "slim", variants="loaded") == tmp_path / "slim"
+    slim = SentenceTransformer(tmp_path / "slim")
+    assert [v.name for v in slim.manifest.variants] == ["int8"] and slim.variant == "int8"
+    assert (slim.max_seq_length, slim.similarity_fn_name) == (16, "dot")
+    np.testing.assert_array_equal(slim.encode(SENTENCES + [long_text]), model.encode(SENTENCES + [long_text]))
+    assert slim.last_encode_stats.truncated == 1
+    with pytest.raises(ArtifactError, match="no variant 'fp32'"):
+        SentenceTransformer(tmp_path / "slim", variant="fp32")
+
+    every = model.save_pretrained(tmp_path / "every")
+    names = [v.name for v in model.manifest.variants]
+    assert [v.name for v in load_manifest(every).variants] == names
+    assert SentenceTransformer(every, variant=names[0]).variant == names[0]
+
+
+def test_save_refuses_the_artifact_itself_and_variants_it_lacks(
+    minilm_runtime: SentenceTransformer, tmp_path: Path
+) -> None:
+    with pytest.raises(InputError, match="is the artifact this model was loaded from"):
+        minilm_runtime.save(minilm_runtime.manifest.root)
+    with pytest.raises(InputError, match=r"names \['nope'\]; this artifact has"):
+        minilm_runtime.save(tmp_path / "x", variants=["nope"])
+    assert not (tmp_path / "x").exists(), "nothing written for a refused save"
 
 
 # -- the API reference's mine_hard_negatives example, run by both libraries -----------------------

@@ -78,3 +78,40 @@ def test_a_hub_artifact_downloads_each_variant_when_opened_and_loads_it_offline_
     assert offline["int8"] == "int8" and offline[chosen] == chosen, "cached variants load offline"
     assert offline["fp16"].startswith("ArtifactError: could not fetch variant 'fp16' from hub repo 'me/minilm'")
     assert "choose a variant that is in the cache" in offline["fp16"]
+
+
+SAVE = """
+import sys
+from fastembed_rt import SentenceTransformer
+model = SentenceTransformer(sys.argv[1], variant="int8")
+model.save(sys.argv[2], variants=["int8", "fp16"])
+"""
+
+
+def test_saving_a_hub_artifact_fetches_the_variants_it_lacks_and_copies_real_files(
+    minilm_variants_artifact: Path, tmp_path: Path
+) -> None:
+    manifest = load_manifest(minilm_variants_artifact)
+    saved = tmp_path / "saved"
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf")}
+    with serve_folder(minilm_variants_artifact, "me/minilm") as hub:
+        done = subprocess.run(
+            [sys.executable, "-c", SAVE, "me/minilm", str(saved)],
+            env={**env, "HF_ENDPOINT": hub.endpoint},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert done.returncode == 0, done.stderr
+    wanted = [manifest.variant("int8"), manifest.variant("fp16")]
+    assert sorted(hub.fetched) == sorted(artifact_files(manifest, wanted)), "fp16 fetched for the save, nothing more"
+    files = sorted(str(p.relative_to(saved)) for p in saved.rglob("*") if p.is_file())
+    assert files == sorted(artifact_files(manifest, wanted))
+    assert not any(p.is_symlink() for p in saved.rglob("*")), "copies, not links into the hub cache"
+    assert [v.name for v in load_manifest(saved).variants] == ["int8", "fp16"]
+    for variant in ("int8", "fp16"):
+        np.testing.assert_allclose(
+            SentenceTransformer(saved, variant=variant).encode(TEXTS),
+            SentenceTransformer(minilm_variants_artifact, variant=variant).encode(TEXTS),
+            atol=1e-6,
+        )

@@ -15,6 +15,7 @@ they do for a bi-encoder.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict, TypeVar
 
 import numpy as np
 
-from fastembed_rt.artifact import Manifest, load_manifest, resolve_artifact
+from fastembed_rt.artifact import Manifest, artifact_files, load_manifest, resolve_artifact, verify_variant_file
 from fastembed_rt.errors import ArtifactError, InputError, ProviderError
 from fastembed_rt.long_inputs import LongInputs, long_inputs_policy, too_long
 from fastembed_rt.pipeline import BatchFeeds, EncodeStats, Pipeline, Prepared, check_texts
@@ -224,6 +225,65 @@ class ArtifactModel:
     def eval(self: _Model) -> _Model:
         """The model, unchanged: it only ever runs inference (sentence-transformers code calls ``model.eval()``)."""
         return self
+
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        model_name: str | None = None,
+        create_model_card: bool = True,
+        train_datasets: list[str] | None = None,
+        safe_serialization: bool = True,
+        *,
+        variants: Literal["all", "loaded"] | Sequence[str] = "all",
+    ) -> Path:
+        """Write the artifact to the folder ``path`` (created if needed), loadable from there offline, as
+        sentence-transformers' ``save`` writes a model: the manifest, tokenizer and calibration files and the graphs
+        of ``variants``: ``"all"`` (a hub artifact's variants not downloaded yet are fetched first), ``"loaded"``
+        (the one this model runs) or a list of names; the manifest lists those. The model's ``max_seq_length``
+        (and a ``SentenceTransformer``'s ``similarity_fn_name``) are saved as set. Files are checked against the
+        manifest's sizes and copied (never linked into a hub cache). The sentence-transformers arguments
+        (``model_name``, model card, datasets, serialization) have nothing to act on in an artifact.
+        Returns the folder.
+
+        Raises:
+            InputError: ``path`` is the artifact itself, or ``variants`` names one the artifact lacks.
+        """
+        target = Path(path).expanduser().resolve()
+        if target == self.manifest.root.resolve():
+            raise InputError(f"save(path): {target} is the artifact this model was loaded from")
+        known = {variant.name: variant for variant in self.manifest.variants}
+        if variants == "all":
+            chosen = list(self.manifest.variants)
+        elif variants == "loaded":
+            chosen = [known[self.variant]]
+        else:
+            names = [variants] if isinstance(variants, str) else list(variants)
+            missing = [name for name in names if name not in known]
+            if missing or not names:
+                raise InputError(
+                    f"save(variants=...) names {missing or 'no variant'}; this artifact has {', '.join(known)} "
+                    "(or pass 'all' / 'loaded')"
+                )
+            chosen = [known[name] for name in dict.fromkeys(names)]
+        for variant in chosen:
+            verify_variant_file(self.manifest, variant)  # a hub artifact's missing variant is downloaded here
+        target.mkdir(parents=True, exist_ok=True)
+        for name in artifact_files(self.manifest, chosen)[1:]:  # every file but the manifest, written last
+            destination = target / name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.manifest.root / name, destination)  # follows a hub cache's links to the blobs
+        tokenizer = replace(self.manifest.tokenizer, max_seq_length=self.max_seq_length)
+        replace(self._saved_manifest(), root=target, variants=tuple(chosen), tokenizer=tokenizer).write()
+        return target
+
+    def save_pretrained(self, path: str | os.PathLike[str], **kwargs: Any) -> Path:
+        """``save``: sentence-transformers' other name for it."""
+        return self.save(path, **kwargs)
+
+    def _saved_manifest(self) -> Manifest:
+        """The manifest ``save`` writes, before its root, variants and tokenizer length are set: a model type with
+        settings of its own (``SentenceTransformer.similarity_fn_name``) puts them in."""
+        return self.manifest
 
     def cpu(self: _Model) -> _Model:
         """``to("cpu")``, as ``torch.nn.Module.cpu``."""

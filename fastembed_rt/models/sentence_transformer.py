@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
+from fastembed_rt.artifact import Manifest
 from fastembed_rt.calibration import Calibration
 from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels import reference
@@ -416,6 +417,9 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
     def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
         """float32 ``[n]`` scores of row i against row i."""
         return dense_similarity(SimilarityFunction(self.similarity_fn_name), pairwise=True)(embeddings1, embeddings2)
+
+    def _saved_manifest(self) -> Manifest:
+        return replace(self.manifest, similarity_fn=self.similarity_fn_name)
 
     def set_similarity_fn(self, name: str | SimilarityFunction) -> None:
         self.similarity_fn_name = similarity_function(name).value
