@@ -256,7 +256,7 @@ def test_save_writes_an_artifact_of_the_chosen_variants_that_loads_with_the_mode
     slim = SentenceTransformer(tmp_path / "slim")
     assert [v.name for v in slim.manifest.variants] == ["int8"] and slim.variant == "int8"
     assert (slim.max_seq_length, slim.similarity_fn_name) == (16, "dot")
-    np.testing.assert_array_equal(slim.encode(SENTENCES + [long_text]), model.encode(SENTENCES + [long_text]))
+    np.testing.assert_array_equal(slim.encode([*SENTENCES, long_text]), model.encode([*SENTENCES, long_text]))
     assert slim.last_encode_stats.truncated == 1
     with pytest.raises(ArtifactError, match="no variant 'fp32'"):
         SentenceTransformer(tmp_path / "slim", variant="fp32")
