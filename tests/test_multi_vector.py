@@ -276,6 +276,17 @@ def test_queries_are_expanded_and_documents_drop_punctuation(models: dict[str, P
     assert fixed.late_interaction.token_pooling == HierarchicalTokenPooling(2.0)
 
 
+@pytest.mark.parametrize("task", ["query", "document"])
+def test_preprocess_gives_sentence_transformers_model_inputs_per_task(models: dict[str, Pair], task: str) -> None:
+    for pair in models.values():
+        ours = pair.runtime.preprocess(TEXTS[:4], prompt="", task=task)
+        theirs = pair.torch_model.preprocess(TEXTS[:4], prompt="", task=task)
+        arrays = {name: value.numpy() for name, value in theirs.items() if hasattr(value, "numpy")}
+        assert set(ours) <= set(arrays) and {"input_ids", "attention_mask"} <= set(ours)
+        for name, value in ours.items():
+            np.testing.assert_array_equal(value, arrays[name])
+
+
 def test_similarity_and_rank_equal_sentence_transformers(models: dict[str, Pair]) -> None:
     queries, documents = TEXTS[8:], TEXTS[:7]  # distinct documents: no tied scores to order
     for pair in models.values():

@@ -215,6 +215,17 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
             return max(config.query_length, expansion.length) if config.query_length is not None else None
         return {"query": config.query_length, "document": config.document_length}.get(task or "")
 
+    def preprocess(
+        self,
+        inputs: str | Sequence[str],
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+        task: str | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Padded int64 model inputs of ``inputs`` for ``task`` (``"query"``: expanded queries, their attention mask
+        as the graph gets it), as sentence-transformers' ``preprocess`` (``model_inputs``)."""
+        return self.model_inputs(self.prepare(inputs, task=task, prompt=prompt, prompt_name=prompt_name))
+
     def prepare(  # type: ignore[override]
         self,
         sentences: str | Sequence[str],
