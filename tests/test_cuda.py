@@ -73,6 +73,18 @@ def test_sentence_transformers_device_loads_on_the_gpu_and_to_moves_a_cpu_model_
     np.testing.assert_allclose(model.encode(TEXTS, device="cuda:0"), on_gpu.encode(TEXTS), atol=1e-5)
 
 
+def test_tensors_of_a_gpu_model_are_on_its_device_when_torch_sees_the_gpu(minilm_artifact_session: Path) -> None:
+    import torch
+
+    model = SentenceTransformer(minilm_artifact_session, device="cuda", variant="fp32").cpu().cuda()
+    assert model.device == "cuda:0"
+    embeddings = model.encode(TEXTS, convert_to_tensor=True)
+    assert embeddings.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    scores = model.similarity(embeddings, embeddings)  # tensors in: a tensor out on the first one's device
+    assert isinstance(scores, torch.Tensor) and scores.device == embeddings.device
+    np.testing.assert_allclose(embeddings.cpu().numpy(), model.encode(TEXTS), atol=1e-6)
+
+
 @pytest.mark.skipif(tensorrt_unavailable() is not None, reason=f"tensorrt unusable: {tensorrt_unavailable()}")
 def test_tensorrt_second_load_uses_the_engine_cache(minilm_artifact_session: Path, tmp_path: Path) -> None:
     first = SentenceTransformer(minilm_artifact_session, provider="tensorrt", provider_cache_dir=tmp_path)
