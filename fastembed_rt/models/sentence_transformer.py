@@ -156,9 +156,8 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
             (``input_ids``, ``attention_mask``, ``token_type_ids`` where the model takes them, ``token_embeddings``,
             ``sentence_embedding``), each text's own tokens without padding. ``convert_to_tensor=True``: the same as
             torch tensors, when the caller has imported torch (``fastembed_rt.tensors``; an ``InputError`` otherwise).
-            ``truncate_dim`` slices, then re-normalizes when the
-            model normalizes or ``normalize_embeddings`` is set. With ``pool`` (from
-            ``start_multi_process_pool``) the work is spread over its processes in chunks of
+            ``truncate_dim`` slices, then re-normalizes when the model normalizes or ``normalize_embeddings`` is set.
+            With ``pool`` (from ``start_multi_process_pool``) the work is spread over its processes in chunks of
             ``chunk_size`` texts; the result is the same, in input order.
 
         Texts over ``max_seq_length`` tokens (``long_inputs``): ``"truncate"`` (default, on
