@@ -249,6 +249,15 @@ def test_bad_pairs_raise_input_error_naming_the_position(
         exported("bert-1").runtime.predict(inputs)
 
 
+def test_a_saved_cross_encoder_loads_offline_and_scores_the_same(
+    exported: Callable[[str], Exported], tmp_path: Path
+) -> None:
+    model = CrossEncoder(exported("bert-1").artifact, max_length=24)
+    saved = CrossEncoder(model.save(tmp_path / "copy", variants="loaded"))
+    assert [v.name for v in saved.manifest.variants] == [model.variant] and saved.max_length == 24
+    np.testing.assert_array_equal(saved.predict(PAIRS), model.predict(PAIRS))
+
+
 def test_predict_edge_cases(exported: Callable[[str], Exported]) -> None:
     model = exported("bert-1")
     empty = model.runtime.predict([])

@@ -442,3 +442,14 @@ def test_int8_variant_of_the_real_splade_model_meets_its_gate(models: dict[str, 
         np.put_along_axis(expected, indices, values, axis=1)
         np.testing.assert_array_equal(pruned, expected)
         runtime.close()
+
+
+def test_a_saved_sparse_encoder_loads_offline_and_encodes_the_same(models: dict[str, Exported], tmp_path: Path) -> None:
+    runtime = models["tiny-bert-sum-log1p"].runtime
+    saved = SparseEncoder(runtime.save(tmp_path / "copy", variants="loaded"))
+    assert [v.name for v in saved.manifest.variants] == [runtime.variant]
+    assert saved.max_active_dims == runtime.max_active_dims
+    np.testing.assert_array_equal(
+        saved.encode(SHORT_TEXTS, convert_to_sparse_tensor=False),
+        runtime.encode(SHORT_TEXTS, convert_to_sparse_tensor=False),
+    )
