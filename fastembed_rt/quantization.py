@@ -1,6 +1,7 @@
 """Embedding quantization with the exact semantics of ``sentence_transformers.quantize_embeddings``.
 
-Imports only the standard library and numpy. The scalar (``int8``/``uint8``) codes depend on
+Imports only the standard library and numpy (torch tensors from code that imported torch are read as numpy:
+``fastembed_rt.tensors``). The scalar (``int8``/``uint8``) codes depend on
 per-dimension ranges; fastembed-rt's graph stores calibration ranges in the artifact so that codes
 never depend on the batch they were computed in.
 """
@@ -14,6 +15,7 @@ import numpy.typing as npt
 
 from fastembed_rt.kernels import reference
 from fastembed_rt.kernels.spec import Precision
+from fastembed_rt.tensors import tensor_inputs
 
 __all__ = ["Precision", "calibration_ranges", "dequantize_embeddings", "quantize_embeddings"]
 
@@ -97,6 +99,7 @@ def _quantize_matrices(
     return [quantize_embeddings(a, precision, ranges, calibration_embeddings) for a in arrays]
 
 
+@tensor_inputs
 def quantize_embeddings(
     embeddings: npt.ArrayLike | list[npt.ArrayLike],
     precision: Precision | str,

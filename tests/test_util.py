@@ -142,6 +142,16 @@ def test_torch_tensors_in_give_sentence_transformers_tensors_out(st_util: Module
     np.testing.assert_array_equal(ours.numpy(), getattr(util, name)(*args))  # the numpy path, unchanged
 
 
+@pytest.mark.parametrize("precision", ["int8", "ubinary"])
+def test_quantize_embeddings_reads_bfloat16_tensors_numpy_cannot_hold(precision: str) -> None:
+    import torch
+
+    x = torch.from_numpy(_random(8, 34)).to(torch.bfloat16)
+    want = quantize_embeddings(x.float().numpy(), precision, calibration_embeddings=x.float().numpy())
+
+    np.testing.assert_array_equal(quantize_embeddings(x, precision, calibration_embeddings=x), want)
+
+
 def test_searches_take_tensors_on_any_layout_and_give_the_numpy_hits(st_util: ModuleType) -> None:
     import torch
 
