@@ -11,6 +11,7 @@ an ``InputError`` naming the two ways out; nothing here ever runs ``import torch
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -19,7 +20,16 @@ import numpy as np
 
 from fastembed_rt.errors import InputError
 
-__all__ = ["as_numpy", "is_tensor", "loaded_torch", "require_torch", "tensor_inputs", "tensors_in_and_out", "to_tensor"]
+__all__ = [
+    "as_numpy",
+    "is_tensor",
+    "loaded_torch",
+    "require_torch",
+    "tensor_inputs",
+    "tensor_results",
+    "tensors_in_and_out",
+    "to_tensor",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,11 +72,13 @@ def as_numpy(value: Any) -> Any:
 
 
 def to_tensor(value: Any, device: Any = None) -> Any:
-    """``value`` (an array, a scalar or a list of arrays) as torch tensors, on ``device`` when it names a GPU that
-    torch can reach, else on the CPU sharing the array's memory. Needs torch loaded (``require_torch``)."""
+    """``value`` (an array, a scalar, or a list or dict of them) as torch tensors, on ``device`` when it names a GPU
+    that torch can reach, else on the CPU sharing the array's memory. Needs torch loaded (``require_torch``)."""
     torch = require_torch()
     if isinstance(value, list):
         return [to_tensor(item, device) for item in value]
+    if isinstance(value, dict):
+        return {name: to_tensor(item, device) for name, item in value.items()}
     if isinstance(value, np.ndarray):
         array = np.ascontiguousarray(value)
         # torch tensors are writable: a read-only array (a memory-mapped or shared buffer) is copied first
@@ -77,6 +89,28 @@ def to_tensor(value: Any, device: Any = None) -> Any:
     if target.startswith("cuda") and torch.cuda.is_available():
         tensor = tensor.to(target)
     return tensor
+
+
+def tensor_results(method: F) -> F:
+    """A model method taking sentence-transformers' ``convert_to_tensor``: when a call sets it, torch must be
+    loaded (checked before any work), the method runs with it off (and ``convert_to_numpy`` on) and its numpy result
+    comes back as tensors on the model's ``device``. Calls without it go straight through (no argument binding on
+    the hot path)."""
+    signature = inspect.signature(method)
+    position = list(signature.parameters).index("convert_to_tensor")  # ``self`` included, as ``args`` has it
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("convert_to_tensor") and not (len(args) > position and args[position]):
+            return method(*args, **kwargs)
+        require_torch()
+        bound = signature.bind(*args, **kwargs)
+        bound.arguments["convert_to_tensor"] = False
+        if "convert_to_numpy" in signature.parameters:  # one stacked result, as sentence-transformers gives
+            bound.arguments["convert_to_numpy"] = True
+        return to_tensor(method(*bound.args, **bound.kwargs), args[0].device)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _first_tensor(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -20,7 +20,7 @@ from fastembed_rt.kernels.spec import LOGITS, SCORES, ClassifierActivation, Clas
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs, long_inputs_policy, max_pool_scores
 from fastembed_rt.models.base import MultiProcessModel, check_batch_size, check_overlap
 from fastembed_rt.pipeline import Prepared, check_unicode
-from fastembed_rt.tensors import require_torch, to_tensor
+from fastembed_rt.tensors import tensor_results
 from fastembed_rt.tokenizer import TruncationDirection, with_prompt
 
 if TYPE_CHECKING:
@@ -201,6 +201,7 @@ class CrossEncoder(MultiProcessModel):
         return name
 
     # -- scoring --------------------------------------------------------------------------------
+    @tensor_results
     def predict(
         self,
         inputs: Sequence[tuple[str, str]] | tuple[str, str] | Sequence[list[str]] | list[str],
@@ -241,23 +242,6 @@ class CrossEncoder(MultiProcessModel):
             float32 ``[n]`` (one label) or ``[n, num_labels]``; one pair gives a scalar or ``[num_labels]``;
             an empty list gives an empty ``(0,)`` array, as sentence-transformers does.
         """
-        if convert_to_tensor:
-            require_torch()  # before any work: the error names the fix
-            scores = self.predict(
-                inputs,
-                prompt_name=prompt_name,
-                prompt=prompt,
-                batch_size=batch_size,
-                show_progress_bar=show_progress_bar,
-                activation_fn=activation_fn,
-                apply_softmax=apply_softmax,
-                device=device,
-                pool=pool,
-                chunk_size=chunk_size,
-                long_inputs=long_inputs,
-                chunk_overlap=chunk_overlap,
-            )
-            return to_tensor(scores, self.device)
         check_batch_size(batch_size)
         pairs, single = check_pairs(inputs)
         fn = self.activation_fn if activation_fn is None else activation_fn

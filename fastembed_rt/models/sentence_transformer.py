@@ -24,7 +24,7 @@ from fastembed_rt.models.base import MultiProcessModel, TextEncoder, check_batch
 from fastembed_rt.pipeline import Prepared, check_texts
 from fastembed_rt.quantization import quantize_embeddings
 from fastembed_rt.similarity import SimilarityFunction, dense_similarity, similarity_function
-from fastembed_rt.tensors import require_torch, to_tensor
+from fastembed_rt.tensors import tensor_results
 
 if TYPE_CHECKING:
     import os
@@ -127,6 +127,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         return self.get_embedding_dimension()
 
     # -- encoding -------------------------------------------------------------------------------
+    @tensor_results
     def encode(
         self,
         sentences: str | Sequence[str],
@@ -173,30 +174,6 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         worker per device, started and stopped here. A call does not move the model: another single device is an
         ``InputError`` (``to`` moves it).
         """
-        if convert_to_tensor:
-            require_torch()  # before any work: the error names the fix
-            result = self.encode(
-                sentences,
-                prompt_name=prompt_name,
-                prompt=prompt,
-                batch_size=batch_size,
-                show_progress_bar=show_progress_bar,
-                output_value=output_value,
-                precision=precision,
-                device=device,
-                normalize_embeddings=normalize_embeddings,
-                truncate_dim=truncate_dim,
-                pool=pool,
-                chunk_size=chunk_size,
-                long_inputs=long_inputs,
-                chunk_overlap=chunk_overlap,
-                truncation_direction=truncation_direction,
-            )
-            if output_value is None:
-                items = [result] if isinstance(sentences, str) else result
-                tensors = [{name: to_tensor(value, self.device) for name, value in item.items()} for item in items]
-                return tensors[0] if isinstance(sentences, str) else tensors
-            return to_tensor(result, self.device)
         if pool is not None or isinstance(device, (list, tuple)):
             with self.pool_for_call(pool, device) as running:
                 return running.encode(
