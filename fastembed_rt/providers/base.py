@@ -72,8 +72,11 @@ class ProviderOptions:
             STSb sentences ran 1.08x (fp32) and 1.28x (int8) as fast as one batch at a time on both threads,
             1.07x and 1.13x on AVX2 kernels, and 1.15-1.37x beside a process using 30 % of one CPU
             (``benchmarks/streams.py``).
-        cache_dir: where compiled models (OpenVINO) and engines (TensorRT) are cached; default
-            ``$FASTEMBED_RT_CACHE`` or ``~/.cache/fastembed-rt``.
+        cache_dir: where compiled models (OpenVINO), engines (TensorRT) and optimized, pre-packed graphs (ONNX
+            Runtime CPU, ``providers.onnxruntime_cache``) are cached; default ``$FASTEMBED_RT_CACHE`` or
+            ``~/.cache/fastembed-rt``.
+        cache: False: neither read nor write that cache (OpenVINO compiles, ONNX Runtime optimizes and packs the
+            weights at every load); TensorRT's engine cache stays on (an engine build takes minutes).
         extra: engine-specific options passed through unchanged (ONNX Runtime session config
             entries for ``cpu``, CUDA / TensorRT provider options, OpenVINO properties).
     """
@@ -86,6 +89,7 @@ class ProviderOptions:
     allow_spinning: bool = False
     streams: int | None = None
     cache_dir: Path | None = None
+    cache: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

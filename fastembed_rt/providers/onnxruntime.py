@@ -8,8 +8,10 @@ got and raises ``ProviderError`` unless the caller passed ``allow_fallback=True`
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import re
+import shutil
 import threading
 import warnings
 import weakref
@@ -39,6 +41,8 @@ CPU_EP = "CPUExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
 TENSORRT_EP = "TensorrtExecutionProvider"
 X64_QUANT_PRECISION = "session.x64quantprecision"
+_THREADING_ENTRIES = ("session.intra_op.", "session.inter_op.", "session.force_spinning_stop")
+logger = logging.getLogger("fastembed_rt")
 _GPU_HINT = "install fastembed-rt[gpu] (onnxruntime-gpu, in place of onnxruntime) and an NVIDIA driver"
 
 
@@ -94,6 +98,14 @@ def session_options(options: ProviderOptions) -> Any:
     # Memory patterns are planned per input shape; with a new (batch, sequence) shape on most calls
     # they keep one plan per shape alive: RSS +282 MB over 200 random batches here, +65 MB without.
     so.enable_mem_pattern = False
+    for key, value in session_config(options).items():
+        if key not in options.extra:  # left to the caller, who sets it (ONNX Runtime warns on every overwrite)
+            so.add_session_config_entry(key, value)
+    return so
+
+
+def session_config(options: ProviderOptions) -> dict[str, str]:
+    """The session config entries ``session_options`` sets (``options.extra`` not included)."""
     # Spinning: ONNX Runtime's own (allow_spinning), bounded to spin_us where this ONNX Runtime can bound it,
     # else none (ProviderOptions says why).
     bounded = options.spin_us > 0 and onnxruntime_version() >= (1, 26)
@@ -112,10 +124,7 @@ def session_options(options: ProviderOptions) -> Any:
     # the int8-avx2 variant's, which so keep the fast u8 × s8 kernel.
     if this_cpu().saturates_int8_products:
         entries[X64_QUANT_PRECISION] = "1"
-    for key, value in entries.items():
-        if key not in options.extra:  # left to the caller, who sets it (ONNX Runtime warns on every overwrite)
-            so.add_session_config_entry(key, value)
-    return so
+    return entries
 
 
 def graph_bytes(model_path: Path) -> int:
@@ -198,7 +207,7 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
     DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
 
     def __init__(self, model_path: Path, options: ProviderOptions) -> None:
-        session = self._open(model_path, options)
+        session, self.graph_file = self._open(model_path, options)
         used = session.get_providers()
         if CPU_EP not in used:  # pragma: no cover - CPU EP is always compiled in
             raise ProviderError(f"ONNX Runtime did not give the CPU execution provider; got {used}")
@@ -217,12 +226,62 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
         self._stream_lock = threading.Lock()
 
     @classmethod
-    def _open(cls, model_path: Path, options: ProviderOptions) -> Any:
-        """A CPU session of the graph with the engine's defaults, then ``options.extra``'s config entries."""
+    def _options(cls, options: ProviderOptions) -> Any:
+        """The engine's session options, then ``options.extra``'s config entries."""
         so = session_options(options)
         for key, value in options.extra.items():
             so.add_session_config_entry(str(key), str(value))
-        return _open_session(model_path, so, [CPU_EP], cls.DISABLED_OPTIMIZERS)
+        return so
+
+    @classmethod
+    def _open(cls, model_path: Path, options: ProviderOptions) -> tuple[Any, Path]:
+        """A CPU session of the graph and the graph file it runs: the cached optimized, pre-packed copy
+        (``onnxruntime_cache``) unless ``options.cache`` is off or the cache cannot serve, else the artifact's."""
+        import onnxruntime as ort
+
+        cached = cls._cached(model_path, options) if options.cache else None
+        if cached is not None:
+            so = cls._options(options)
+            # Optimized when it was saved; what the level would run again is done.
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            try:
+                return _open_session(cached, so, [CPU_EP]), cached
+            except ArtifactError as exc:
+                logger.warning(
+                    "ONNX Runtime graph cache: %s does not open (%s); removed, running %s", cached, exc, model_path
+                )
+                shutil.rmtree(cached.parent, ignore_errors=True)
+        return _open_session(model_path, cls._options(options), [CPU_EP], cls.DISABLED_OPTIMIZERS), model_path
+
+    @classmethod
+    def _cached(cls, model_path: Path, options: ProviderOptions) -> Path | None:
+        import onnxruntime as ort
+
+        from fastembed_rt.providers.onnxruntime_cache import CACHE_MIN_ONNXRUNTIME, cached_graph
+
+        if onnxruntime_version() < CACHE_MIN_ONNXRUNTIME:
+            return None
+        entries = {**session_config(options), **{str(k): str(v) for k, v in options.extra.items()}}
+        # Threading entries change how a graph runs, not what ONNX Runtime makes of it: sessions that differ
+        # only in them (the engine's streams) share one copy.
+        config = {k: v for k, v in entries.items() if not k.startswith(_THREADING_ENTRIES)}
+        config["disabled_optimizers"] = ",".join(cls.DISABLED_OPTIMIZERS)
+
+        def build(path: Path, save_entries: dict[str, str]) -> None:
+            so = cls._options(options)
+            so.optimized_model_filepath = str(path)
+            for key, value in save_entries.items():
+                so.add_session_config_entry(key, value)
+            _open_session(model_path, so, [CPU_EP], cls.DISABLED_OPTIMIZERS)
+
+        return cached_graph(
+            model_path,
+            cache_root(options.cache_dir, "onnxruntime"),
+            config,
+            build,
+            onnxruntime_version=ort.__version__,
+            cpu=this_cpu().to_record(),
+        )
 
     def submit(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> Future[dict[str, np.ndarray]]:
         """Run ``feeds`` on one of ``streams`` threads, on the session they share; for calls of several batches
@@ -230,7 +289,7 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
         with self._stream_lock:
             self._live_session()
             if self._stream_pool is None:
-                self._stream_session = self._open(self._model_path, self._stream_options)
+                self._stream_session, _ = self._open(self._model_path, self._stream_options)
                 self._stream_pool = ThreadPoolExecutor(self.streams, thread_name_prefix="fastembed-rt-stream")
                 _STREAMING.add(self)
             session, pool = self._stream_session, self._stream_pool

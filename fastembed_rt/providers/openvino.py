@@ -149,13 +149,14 @@ class OpenVINO:
                 f"OpenVINO device {device!r} is not available; available: {', '.join(available)} "
                 "(GPU and NPU need Intel's drivers; see the OpenVINO install guide)"
             )
-        self.cache_dir: Path | None = cache_root(options.cache_dir, "openvino")
-        try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            core.set_property({"CACHE_DIR": str(self.cache_dir)})
-        except OSError as exc:  # e.g. a read-only home in a container: every load compiles
-            logger.warning("OpenVINO compiled-model cache disabled: cannot create %s (%s)", self.cache_dir, exc)
-            self.cache_dir = None
+        self.cache_dir: Path | None = cache_root(options.cache_dir, "openvino") if options.cache else None
+        if self.cache_dir is not None:
+            try:
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                core.set_property({"CACHE_DIR": str(self.cache_dir)})
+            except OSError as exc:  # e.g. a read-only home in a container: every load compiles
+                logger.warning("OpenVINO compiled-model cache disabled: cannot create %s (%s)", self.cache_dir, exc)
+                self.cache_dir = None
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if kind in ("CPU", "GPU"):
             config["INFERENCE_PRECISION_HINT"] = "f32"

@@ -1,0 +1,220 @@
+"""The ``cpu`` engine's graph cache: ONNX Runtime's optimized graph with its pre-packed weights, saved on a graph's
+first load and memory-mapped after (``fastembed_rt.providers.onnxruntime_cache``).
+
+What must hold: the cached graph computes bit for bit what the artifact's graph computes, a later load (or the
+streams' second session, or a copy of the artifact) opens the same copy without building it again, a changed
+graph gets a new copy, a damaged copy or a cache folder that cannot be written never stops a model from loading,
+and ``cache=False`` leaves no trace.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fastembed_rt import SentenceTransformer
+from fastembed_rt.providers import ProviderOptions
+from fastembed_rt.providers.onnxruntime_cache import ENTRY_FILE, GRAPH_FILE, UNUSED_DAYS
+
+# Lengths from 1 to ~60 words, so that batches of 4 differ in length and a call runs on both streams.
+TEXTS = ["", "a", "Ünïcödé and emoji 🙂", *(" ".join(["word"] * (1 + (i * 37) % 60)) + f" {i}" for i in range(37))]
+
+
+def _model(artifact: Path, cache_dir: Path, variant: str = "auto", **options: Any) -> SentenceTransformer:
+    return SentenceTransformer(
+        artifact,
+        provider="cpu",
+        variant=variant,
+        intra_op_threads=2,
+        provider_cache_dir=cache_dir,
+        provider_options=ProviderOptions(**options),
+    )
+
+
+def _graph(model: SentenceTransformer) -> Path:
+    return Path(model._pipeline.provider.graph_file)
+
+
+def _copies(cache: Path) -> list[Path]:
+    folder = cache / "onnxruntime"
+    return sorted(p for p in folder.iterdir() if (p / ENTRY_FILE).exists()) if folder.exists() else []
+
+
+def _mapped(path: Path) -> bool:
+    return str(path) in Path("/proc/self/maps").read_text()
+
+
+@pytest.mark.parametrize("variant", ["fp32", "optimized", "int8", "int8-avx2"])
+def test_the_cached_graph_computes_bit_for_bit_what_the_artifact_graph_computes(
+    minilm_variants_artifact: Path, tmp_path: Path, variant: str
+) -> None:
+    artifact_run = _model(minilm_variants_artifact, tmp_path / "unused", variant, cache=False)
+    expected = artifact_run.encode(TEXTS, batch_size=4)
+    tokens = artifact_run.encode(TEXTS[:6], output_value="token_embeddings")
+    assert _graph(artifact_run).parent == minilm_variants_artifact / "onnx"
+    for _ in range(2):  # the load that builds the copy, then one that finds it
+        cached = _model(minilm_variants_artifact, tmp_path / "cache", variant)
+        assert _graph(cached).is_relative_to(tmp_path / "cache" / "onnxruntime")
+        np.testing.assert_array_equal(cached.encode(TEXTS, batch_size=4), expected)
+        for got, want in zip(cached.encode(TEXTS[:6], output_value="token_embeddings"), tokens):
+            np.testing.assert_array_equal(got, want)
+        cached.close()
+    assert len(_copies(tmp_path / "cache")) == 1
+
+
+def test_a_later_load_and_the_streams_session_open_the_copy_the_first_load_built(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    first = _model(minilm_artifact_session, tmp_path, streams=2)
+    (copy,) = _copies(tmp_path)
+    data = copy / (GRAPH_FILE + ".data")
+    built = data.stat()
+    first.encode(TEXTS, batch_size=4)  # many batches: opens the streams' session of the same graph
+    assert first._pipeline.provider._stream_session is not None
+    second = _model(minilm_artifact_session, tmp_path, streams=2)
+    assert _graph(second) == _graph(first) == copy / GRAPH_FILE
+    assert _copies(tmp_path) == [copy]
+    assert (data.stat().st_ino, data.stat().st_mtime_ns) == (built.st_ino, built.st_mtime_ns), "not rebuilt"
+    if sys.platform == "linux":
+        assert _mapped(data), "the packed weights are memory-mapped from the copy, not read onto the heap"
+    first.close()
+    second.close()
+
+
+def test_copies_of_an_artifact_made_with_their_times_share_one_cached_copy(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    one = shutil.copytree(minilm_artifact_session, tmp_path / "one")  # copies keep modification times
+    two = shutil.copytree(minilm_artifact_session, tmp_path / "two")
+    models = [_model(artifact, tmp_path / "cache", "fp32") for artifact in (one, two)]
+    assert _graph(models[0]) == _graph(models[1])
+    assert len(_copies(tmp_path / "cache")) == 1
+
+
+def test_a_rewritten_graph_gets_a_new_copy_and_the_old_copy_is_removed(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    artifact = shutil.copytree(minilm_artifact_session, tmp_path / "artifact")
+    cache = tmp_path / "cache"
+    model = _model(artifact, cache, "fp32")
+    before = model.encode(TEXTS)
+    (old,) = _copies(cache)
+    model.close()
+    data = artifact / "onnx" / "model.onnx.data"
+    later = data.stat().st_mtime_ns + 5_000_000_000
+    os.utime(data, ns=(later, later))  # as a re-export to the same folder leaves it
+    model = _model(artifact, cache, "fp32")
+    (new,) = _copies(cache)
+    assert new != old and not old.exists()
+    np.testing.assert_array_equal(model.encode(TEXTS), before)
+
+
+def test_a_truncated_copy_is_built_again(minilm_artifact_session: Path, tmp_path: Path) -> None:
+    expected = _model(minilm_artifact_session, tmp_path, "fp32").encode(TEXTS)
+    (copy,) = _copies(tmp_path)
+    data = copy / (GRAPH_FILE + ".data")
+    size = data.stat().st_size
+    with data.open("r+b") as handle:
+        handle.truncate(size // 2)
+    model = _model(minilm_artifact_session, tmp_path, "fp32")
+    assert _graph(model) == copy / GRAPH_FILE and data.stat().st_size == size
+    np.testing.assert_array_equal(model.encode(TEXTS), expected)
+
+
+def test_a_copy_onnxruntime_cannot_open_is_removed_and_the_artifact_graph_runs(
+    minilm_artifact_session: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    expected = _model(minilm_artifact_session, tmp_path, "fp32").encode(TEXTS)
+    (copy,) = _copies(tmp_path)
+    graph = copy / GRAPH_FILE
+    graph.write_bytes(b"\0" * graph.stat().st_size)  # damaged, though its size is as recorded
+    with caplog.at_level(logging.WARNING, logger="fastembed_rt"):
+        model = _model(minilm_artifact_session, tmp_path, "fp32")
+    assert _graph(model) == minilm_artifact_session / "onnx" / "model.onnx"
+    assert "does not open" in caplog.text and str(graph) in caplog.text
+    assert not copy.exists()
+    np.testing.assert_array_equal(model.encode(TEXTS), expected)
+    assert _graph(_model(minilm_artifact_session, tmp_path, "fp32")) == graph, "the next load builds it again"
+
+
+def test_a_cache_folder_that_cannot_be_written_leaves_the_artifact_graph_running_with_a_warning(
+    minilm_artifact_session: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with caplog.at_level(logging.WARNING, logger="fastembed_rt"):
+        model = _model(minilm_artifact_session, blocked, "fp32")
+    assert _graph(model) == minilm_artifact_session / "onnx" / "model.onnx"
+    assert "graph cache disabled" in caplog.text and str(blocked) in caplog.text
+    reference = _model(minilm_artifact_session, tmp_path / "cache", "fp32")
+    np.testing.assert_array_equal(model.encode(TEXTS), reference.encode(TEXTS))
+
+
+def test_cache_off_reads_and_writes_no_cache(minilm_artifact_session: Path, tmp_path: Path) -> None:
+    _model(minilm_artifact_session, tmp_path, "fp32")  # a copy exists: cache=False must not open it either
+    (copy,) = _copies(tmp_path)
+    model = _model(minilm_artifact_session, tmp_path / "other", "fp32", cache=False)
+    assert _graph(model) == minilm_artifact_session / "onnx" / "model.onnx"
+    assert not (tmp_path / "other").exists()
+    off_here = _model(minilm_artifact_session, tmp_path, "fp32", cache=False)
+    assert _graph(off_here).parent == minilm_artifact_session / "onnx"
+    assert _copies(tmp_path) == [copy]
+
+
+def test_building_a_copy_removes_those_whose_graph_is_gone_or_that_no_load_used_for_30_days(
+    minilm_artifact_session: Path, minilm_variants_artifact: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    idle = _model(minilm_artifact_session, cache, "fp32")
+    idle_copy = _graph(idle).parent
+    gone = shutil.copytree(minilm_artifact_session, tmp_path / "gone", copy_function=shutil.copy)  # new times
+    _model(gone, cache, "fp32")
+    (gone_copy,) = set(_copies(cache)) - {idle_copy}
+    shutil.rmtree(gone)
+    long_ago = time.time() - (UNUSED_DAYS + 1) * 86400
+    os.utime(idle_copy / ENTRY_FILE, (long_ago, long_ago))
+    assert set(_copies(cache)) == {gone_copy, idle_copy}, "removed only when a copy is built"
+    fresh = _model(minilm_variants_artifact, cache, "int8")
+    assert _copies(cache) == [_graph(fresh).parent]
+    # the idle model still runs: its files are gone from the folder, not from its mapping
+    assert idle.encode(TEXTS).shape == (len(TEXTS), 384)
+
+
+def test_loads_racing_to_build_the_same_copy_all_run_it_and_leave_one(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(3) as pool:
+        models = list(pool.map(lambda _: _model(minilm_artifact_session, tmp_path, "fp32"), range(3)))
+    (copy,) = _copies(tmp_path)
+    assert {_graph(model) for model in models} == {copy / GRAPH_FILE}
+    assert [p.name for p in (tmp_path / "onnxruntime").iterdir()] == [copy.name], "no half-written copy is left"
+    first = models[0].encode(TEXTS)
+    for model in models[1:]:
+        np.testing.assert_array_equal(model.encode(TEXTS), first)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="OpenVINO is not installed")
+def test_cache_off_leaves_openvino_without_its_compiled_model_cache(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    model = SentenceTransformer(
+        minilm_artifact_session,
+        provider="openvino",
+        provider_cache_dir=tmp_path,
+        provider_options=ProviderOptions(cache=False),
+    )
+    assert model.encode(TEXTS).shape == (len(TEXTS), 384)
+    assert model._pipeline.provider.cache_dir is None and not (tmp_path / "openvino").exists()
+    cached = SentenceTransformer(minilm_artifact_session, provider="openvino", provider_cache_dir=tmp_path)
+    assert cached._pipeline.provider.cache_dir == tmp_path / "openvino"
