@@ -18,6 +18,7 @@ from fastembed_rt.export.source import load_st_model, resolve_model_dir
 from fastembed_rt.export.st_reader import ModelDescription, describe_model
 from fastembed_rt.export.validate import (
     REFERENCE_PROVIDER,
+    UNCACHED,
     ReferenceEncoder,
     grid_batches,
     parity_texts,
@@ -266,7 +267,9 @@ def _score_stsb(
     if stsb is False or (stsb is None and find_stsb_dir(path) is None):
         return
     data = load_stsb("test", "en", path)
-    runtime = SentenceTransformer(artifact, variant=variant, provider=provider, provider_cache_dir=provider_cache_dir)
+    runtime = SentenceTransformer(
+        artifact, variant=variant, provider=provider, provider_cache_dir=provider_cache_dir, provider_options=UNCACHED
+    )
     fidelity.stsb_spearman = stsb_spearman(lambda t: runtime.encode(t), data)
     fidelity.stsb_spearman_torch = stsb_spearman(reference.encode, data)
     runtime.close()

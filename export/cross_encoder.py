@@ -22,7 +22,13 @@ from fastembed_rt.artifact import Manifest, Task
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export.fidelity import HeadFidelity, Measured, ScoreFidelity, ToleranceGate
 from fastembed_rt.export.heads import HeadPlan, export_head
-from fastembed_rt.export.validate import REFERENCE_PROVIDER, held_out_pairs, parity_texts, prompt_cases
+from fastembed_rt.export.validate import (
+    REFERENCE_PROVIDER,
+    UNCACHED,
+    held_out_pairs,
+    parity_texts,
+    prompt_cases,
+)
 from fastembed_rt.export.variants import VariantSpec
 from fastembed_rt.export.writer import Measure
 from fastembed_rt.kernels.onnx_heads import append_classifier_head
@@ -99,7 +105,7 @@ def validate_cross_encoder(artifact: Path, ce: Any, tolerance: ToleranceGate, va
     """
     from fastembed_rt.models.cross_encoder import CrossEncoder
 
-    runtime = CrossEncoder(artifact, variant=variant, provider="cpu", verify="full")
+    runtime = CrossEncoder(artifact, variant=variant, provider="cpu", verify="full", provider_options=UNCACHED)
     pairs = parity_pairs(runtime.max_seq_length)
     fidelity = HeadFidelity()
     for prompt in prompt_cases(ce.prompts):
@@ -144,7 +150,13 @@ def _measure(ce: Any, root: Path) -> Measure:
         if not computed:
             computed.append(_torch_predict(ce, pairs, None, identity=False).reshape(len(pairs), -1))
         reference = computed[0]
-        runtime = CrossEncoder(root, variant=spec.name, provider=REFERENCE_PROVIDER[spec.format], verify="full")
+        runtime = CrossEncoder(
+            root,
+            variant=spec.name,
+            provider=REFERENCE_PROVIDER[spec.format],
+            verify="full",
+            provider_options=UNCACHED,
+        )
         try:
             ours = np.asarray(runtime.predict(pairs, batch_size=32)).reshape(len(pairs), -1)
             alone = np.asarray(runtime.predict(pairs[:_ALONE_PAIRS], batch_size=1)).reshape(_ALONE_PAIRS, -1)

@@ -27,7 +27,7 @@ from fastembed_rt.export.bi_encoder import calibrate
 from fastembed_rt.export.fidelity import Fidelity
 from fastembed_rt.export.source import load_st_model, resolve_model_dir
 from fastembed_rt.export.st_reader import dense_spec
-from fastembed_rt.export.validate import parity_texts, row_cosines
+from fastembed_rt.export.validate import UNCACHED, parity_texts, row_cosines
 from fastembed_rt.export.variants import parse_variants
 from fastembed_rt.export.writer import finish_graph, stage_artifact
 from fastembed_rt.kernels.spec import TOKEN_VECTORS, DenseSpec, TokenStages
@@ -154,7 +154,7 @@ def validate_multi_vector(artifact: Path, mve: Any, min_cosine: float) -> Fideli
     and ``encode`` (no task), in batches of 1, 3 and 5; then batch invariance (each text alone vs batched)."""
     from fastembed_rt.models.multi_vector_encoder import MultiVectorEncoder
 
-    runtime = MultiVectorEncoder(artifact, verify="full")
+    runtime = MultiVectorEncoder(artifact, verify="full", provider_options=UNCACHED)
     texts = [*parity_texts(runtime.max_seq_length), *_EXTRA_TEXTS]
     fidelity = Fidelity()
     all_cos: list[np.ndarray] = []

@@ -21,7 +21,14 @@ from fastembed_rt.artifact import Manifest, Task
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export.fidelity import Fidelity, HeadFidelity, Measured, ToleranceGate
 from fastembed_rt.export.heads import HeadPlan, export_head
-from fastembed_rt.export.validate import REFERENCE_PROVIDER, held_out_pairs, parity_texts, prompt_cases, row_cosines
+from fastembed_rt.export.validate import (
+    REFERENCE_PROVIDER,
+    UNCACHED,
+    held_out_pairs,
+    parity_texts,
+    prompt_cases,
+    row_cosines,
+)
 from fastembed_rt.export.variants import VariantSpec
 from fastembed_rt.export.writer import Measure
 from fastembed_rt.kernels.onnx_heads import append_splade_head
@@ -97,7 +104,7 @@ def validate_sparse_encoder(
     """
     from fastembed_rt.models.sparse_encoder import SparseEncoder
 
-    runtime = SparseEncoder(artifact, variant=variant, provider="cpu", verify="full")
+    runtime = SparseEncoder(artifact, variant=variant, provider="cpu", verify="full", provider_options=UNCACHED)
     texts = parity_texts(runtime.max_seq_length)
     ks = sorted({PRUNING_CHECK_K, *([] if spec.max_active_dims is None else [spec.max_active_dims])})
     fidelity = HeadFidelity(extra={"index_mismatches": 0, "pruning_k": ks})
@@ -153,7 +160,13 @@ def _measure(se: Any, spec: SpladeSpec, root: Path) -> Measure:
         if not computed:
             computed.append(_torch_dense(se, texts, None))
         reference = computed[0]
-        runtime = SparseEncoder(root, variant=variant.name, provider=REFERENCE_PROVIDER[variant.format], verify="full")
+        runtime = SparseEncoder(
+            root,
+            variant=variant.name,
+            provider=REFERENCE_PROVIDER[variant.format],
+            verify="full",
+            provider_options=UNCACHED,
+        )
         try:
             ours = runtime.encode(texts, batch_size=32, max_active_dims=spec.vocab_size, convert_to_sparse_tensor=False)
             alone = runtime.encode(

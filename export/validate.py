@@ -16,10 +16,12 @@ import numpy as np
 
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export.fidelity import Fidelity
+from fastembed_rt.providers.base import ProviderOptions
 from fastembed_rt.speed import CPU_PROVIDER
 
 __all__ = [
     "REFERENCE_PROVIDER",
+    "UNCACHED",
     "ReferenceEncoder",
     "grid_batches",
     "held_out_pairs",
@@ -33,6 +35,10 @@ __all__ = [
 # The engine each graph format is validated on: the one every install has for it, on the CPU (where
 # its speed is timed too).
 REFERENCE_PROVIDER = CPU_PROVIDER
+
+# The exporter's own loads run the artifact's graphs as written, with no cached optimized copy
+# (``providers.onnxruntime_cache``): the graphs may still change or be discarded, and each copy costs a write.
+UNCACHED = ProviderOptions(cache=False)
 
 _MID = (
     "The quick brown fox jumps over the lazy dog while the farmer watches from the porch "
@@ -165,7 +171,12 @@ def validate_embeddings(
     from fastembed_rt.models import SentenceTransformer
 
     runtime = SentenceTransformer(
-        artifact, verify="full", variant=variant, provider=provider, provider_cache_dir=provider_cache_dir
+        artifact,
+        verify="full",
+        variant=variant,
+        provider=provider,
+        provider_cache_dir=provider_cache_dir,
+        provider_options=UNCACHED,
     )
     texts = parity_texts(runtime.max_seq_length)
     fidelity = Fidelity()

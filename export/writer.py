@@ -264,6 +264,7 @@ class ArtifactWriter:
                 source="export",
                 provider_cache_dir=cache,
                 round_seconds=SPEED_ROUND_SECONDS,
+                cache=False,
             )
         record_speed(manifest, record)
         ranking = ", ".join(f"{name} {rate:.0f}" for name, rate, _ in summarize(record))

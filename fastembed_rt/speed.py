@@ -178,6 +178,7 @@ def measure_speed(
     source: str = "tune",
     provider_cache_dir: str | os.PathLike[str] | None = None,
     round_seconds: float | None = None,
+    cache: bool = True,
 ) -> SpeedRecord:
     """Time each variant (default: all whose engine is installed) on ``texts`` on this CPU.
 
@@ -185,14 +186,15 @@ def measure_speed(
     (default: the CPUs this process may use); after warm-up calls, ``rounds`` timed passes over
     ``texts`` interleaved across variants. ``round_seconds``: keep only as many texts (at least one
     batch) as the first variant runs in about that time, so that timing a large model stays bounded.
-    Nothing is written (``record_speed`` does).
+    ``cache``: False runs the artifact's graphs without the engines' caches (``ProviderOptions.cache``), as the
+    exporter does. Nothing is written to the manifest (``record_speed`` does).
 
     Raises:
         ArtifactError: no texts, or a named variant is missing or its engine is not installed.
     """
     from fastembed_rt.models import load_model
     from fastembed_rt.pipeline import MIN_BATCHES_PER_STREAM
-    from fastembed_rt.providers import provider_spec
+    from fastembed_rt.providers import ProviderOptions, provider_spec
     from fastembed_rt.providers.threads import available_cpus
 
     if not texts:
@@ -207,7 +209,11 @@ def measure_speed(
             runnable.append(variant)
         elif variants:
             raise ArtifactError(f"variant {variant.name!r} cannot be timed here: {reason}")
-    options: dict[str, Any] = {"intra_op_threads": threads, "provider_cache_dir": provider_cache_dir}
+    options: dict[str, Any] = {
+        "intra_op_threads": threads,
+        "provider_cache_dir": provider_cache_dir,
+        "provider_options": ProviderOptions(cache=cache),
+    }
 
     def load(variant: Variant) -> Any:
         model = load_model(manifest.root, provider=CPU_PROVIDER[variant.format], variant=variant.name, **options)
