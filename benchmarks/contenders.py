@@ -55,7 +55,7 @@ def load_fastembed_rt(spec: dict[str, Any], threads: int, batch: int) -> Encoder
         provider=spec["provider"],
         variant=spec["variant"],
         intra_op_threads=threads,
-        provider_options=ProviderOptions(streams=spec.get("streams")),
+        provider_options=ProviderOptions(streams=spec.get("streams"), cache=spec.get("cache", True)),
     )
 
     def encode(texts: list[str]) -> np.ndarray:
