@@ -29,7 +29,8 @@ joined in order into passages of 200–256 tokens; ``query``, single-text calls 
 calls over the whole set, median and min–max.
 
 Metrics: sentences/s and tokens/s, p50/p99 latency, cold start (process start → import → load →
-first embedding; fastembed-rt's engine caches built beforehand, as on any start after a machine's first), peak RSS (the child's own ``VmHWM``), installed size of the contender's venv
+first embedding; fastembed-rt's engine caches built beforehand, as on any start after a machine's first),
+peak RSS (the child's own ``VmHWM``), installed size of the contender's venv
 (site-packages), STSb Spearman ×100 of the contender's own ``stsb`` embeddings, padding ratio, and
 model-FLOPs utilisation (``fastembed_rt.bench.encoder_flops`` on the real token counts over
 ``cpu_peak``: threads × clock × FLOP/cycle, or what a 2048³ fp32 GEMM reaches here when that is more).

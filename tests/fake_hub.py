@@ -1,14 +1,18 @@
 """A hub on 127.0.0.1 that serves one folder as one model repo at one commit: the requests huggingface_hub makes
-to download files (``hf_hub_download``, ``snapshot_download``), answered from disk, each one logged.
+to download files (``hf_hub_download``, ``snapshot_download``), answered from disk, each one logged; and those it
+makes to upload them (``create_repo``, ``create_branch``, ``upload_folder`` with every file sent inline), written
+into the folder.
 
     with serve_folder(folder, "owner/name") as hub:
         env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0"}
         ...  # a process loading "owner/name" downloads from ``folder``
         hub.fetched  # the repo's files whose content was sent, in order
+        hub.commits  # each upload's commits: revision, summary, the paths written (no pull requests)
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -26,6 +30,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 class FakeHub:
     endpoint: str
     requests: list[tuple[str, str]] = field(default_factory=list)
+    commits: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def fetched(self) -> list[str]:
@@ -39,7 +44,8 @@ class FakeHub:
 
 
 def _handler(folder: Path, repo_id: str, hub: FakeHub) -> type[BaseHTTPRequestHandler]:
-    files = {str(p.relative_to(folder)): p for p in sorted(folder.rglob("*")) if p.is_file()}
+    def repo_files() -> dict[str, Path]:
+        return {str(p.relative_to(folder)): p for p in sorted(folder.rglob("*")) if p.is_file()}
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -59,6 +65,7 @@ def _handler(folder: Path, repo_id: str, hub: FakeHub) -> type[BaseHTTPRequestHa
         def _answer(self) -> None:
             path = unquote(urlsplit(self.path).path)
             hub.requests.append((self.command, path))
+            files = repo_files()
             if path.startswith(f"/api/models/{repo_id}/revision/"):
                 listing = {"id": repo_id, "sha": COMMIT, "siblings": [{"rfilename": name} for name in files]}
                 return self._send(200, json.dumps(listing).encode(), {"Content-Type": "application/json"})
@@ -78,6 +85,38 @@ def _handler(folder: Path, repo_id: str, hub: FakeHub) -> type[BaseHTTPRequestHa
             return self._missing()
 
         do_GET = do_HEAD = _answer
+
+        def _json(self, value: object) -> None:
+            self._send(200, json.dumps(value).encode(), {"Content-Type": "application/json"})
+
+        def do_POST(self) -> None:
+            path = unquote(urlsplit(self.path).path)
+            hub.requests.append(("POST", path))
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if path == "/api/validate-yaml":  # a README's metadata, checked before an upload
+                return self._json({"errors": [], "warnings": []})
+            if path == "/api/repos/create":
+                return self._json({"url": f"{hub.endpoint}/{repo_id}"})
+            if path.startswith(f"/api/models/{repo_id}/branch/"):
+                return self._json({})
+            if path.startswith(f"/api/models/{repo_id}/preupload/"):
+                asked = json.loads(body)["files"]
+                return self._json(
+                    {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in asked]}
+                )
+            if path.startswith(f"/api/models/{repo_id}/commit/"):
+                lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+                written = []
+                for line in lines:
+                    if line["key"] == "file":
+                        target = folder / line["value"]["path"]
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(base64.b64decode(line["value"]["content"]))
+                        written.append(line["value"]["path"])
+                header = next(line["value"] for line in lines if line["key"] == "header")
+                hub.commits.append({"revision": path.rsplit("/", 1)[1], "summary": header["summary"], "paths": written})
+                return self._json({"commitUrl": f"{hub.endpoint}/{repo_id}/commit/{COMMIT}", "commitOid": COMMIT})
+            return self._missing()
 
         def log_message(self, *args: object) -> None:  # the test reads ``hub.requests``
             pass

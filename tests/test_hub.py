@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from fake_hub import serve_folder
+from fake_hub import COMMIT, serve_folder
 
 from fastembed_rt import SentenceTransformer
 from fastembed_rt.artifact import artifact_files, load_manifest, variant_files
@@ -115,3 +115,79 @@ def test_saving_a_hub_artifact_fetches_the_variants_it_lacks_and_copies_real_fil
             SentenceTransformer(minilm_variants_artifact, variant=variant).encode(TEXTS),
             atol=1e-6,
         )
+
+
+PUSH = """
+import json, sys
+from fastembed_rt import ArtifactError, SentenceTransformer
+model = SentenceTransformer(sys.argv[1], variant="int8")
+try:
+    url = model.push_to_hub("me/pushed", token="hf_test", **json.loads(sys.argv[2]))
+except ArtifactError as exc:
+    url = f"ArtifactError: {exc}"
+print(url)
+"""
+
+
+def _push(artifact: Path, endpoint: str, home: Path, **kwargs: object) -> str:
+    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(home)}
+    done = subprocess.run(
+        [sys.executable, "-c", PUSH, str(artifact), json.dumps(kwargs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_push_to_hub_uploads_the_chosen_variants_and_a_model_card_and_the_repo_loads_back(
+    minilm_variants_artifact: Path, tmp_path: Path
+) -> None:
+    manifest = load_manifest(minilm_variants_artifact)
+    repo, home, out = tmp_path / "repo", tmp_path / "hf", tmp_path / "out"
+    repo.mkdir()
+    out.mkdir()
+    wanted = [manifest.variant("int8"), manifest.variant("optimized")]
+    with serve_folder(repo, "me/pushed") as hub:
+        url = _push(minilm_variants_artifact, hub.endpoint, home, variants=["int8", "optimized"])
+        assert url == f"{hub.endpoint}/me/pushed/commit/{COMMIT}"
+        # huggingface_hub splits an upload whose files all go inline (as this hub asks) into several commits
+        assert {c["revision"] for c in hub.commits} == {"main"}
+        assert str(hub.commits[0]["summary"]).startswith("Add fastembed-rt SentenceTransformer artifact")
+        pushed = [path for c in hub.commits for path in c["paths"]]  # type: ignore[attr-defined]
+        assert sorted(pushed) == sorted([*artifact_files(manifest, wanted), "README.md"])
+        assert _load("me/pushed", "int8,optimized", hub.endpoint, home, out) == {
+            "int8": "int8",
+            "optimized": "optimized",
+        }
+    assert [v.name for v in load_manifest(repo).variants] == ["int8", "optimized"]
+    card = (repo / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: fastembed-rt\npipeline_tag: sentence-similarity\n")
+    assert 'SentenceTransformer("me/pushed")' in card
+    assert "| `int8` | onnx | int8 | 23.7 |" in card and "| `fp16`" not in card
+    for variant in ("int8", "optimized"):
+        np.testing.assert_allclose(
+            np.load(out / f"{variant}.npy"),
+            SentenceTransformer(minilm_variants_artifact, variant=variant).encode(TEXTS),
+            atol=1e-6,
+        )
+
+
+def test_push_to_a_branch_keeps_the_repos_model_card_and_a_dead_hub_is_a_clear_error(
+    minilm_variants_artifact: Path, tmp_path: Path
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "README.md").write_text("my own card\n")
+    with serve_folder(repo, "me/pushed") as hub:
+        url = _push(minilm_variants_artifact, hub.endpoint, tmp_path / "hf", variants="loaded", revision="dev")
+        assert url == f"{hub.endpoint}/me/pushed/commit/{COMMIT}"
+        assert ("POST", "/api/models/me/pushed/branch/dev") in hub.requests, "the branch is created"
+        assert {c["revision"] for c in hub.commits} == {"dev"}
+        assert not any("README.md" in c["paths"] for c in hub.commits)  # type: ignore[operator]
+    assert (repo / "README.md").read_text() == "my own card\n"
+    assert [v.name for v in load_manifest(repo).variants] == ["int8"]
+    dead = _push(minilm_variants_artifact, "http://127.0.0.1:9", tmp_path / "hf", variants="loaded")
+    assert dead.startswith("ArtifactError: could not push ") and "to hub repo 'me/pushed'" in dead

@@ -280,6 +280,66 @@ class ArtifactModel:
         """``save``: sentence-transformers' other name for it."""
         return self.save(path, **kwargs)
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        token: str | None = None,
+        private: bool | None = None,
+        safe_serialization: bool = True,
+        commit_message: str | None = None,
+        local_model_path: str | os.PathLike[str] | None = None,
+        exist_ok: bool = False,
+        replace_model_card: bool = False,
+        train_datasets: list[str] | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        *,
+        variants: Literal["all", "loaded"] | Sequence[str] = "all",
+    ) -> str:
+        """Upload the artifact, as ``save(variants=...)`` writes it, to the hub repo ``repo_id`` (created if missing,
+        private when ``private``), in one commit; as sentence-transformers' ``push_to_hub``. A model card
+        (``README.md``: the source model, how to load it, each variant's fidelity) is added unless the repo has
+        one already (``replace_model_card=True`` replaces it). ``local_model_path``: upload that folder instead.
+        ``revision``: the branch to commit to (created if missing); ``create_pr``: open a pull request instead.
+        ``exist_ok`` is accepted for compatibility: an existing repo is committed to, as sentence-transformers does
+        since its repos are created with ``exist_ok``. Loading it back: ``SentenceTransformer(repo_id)``.
+        Returns the commit's URL (the pull request's with ``create_pr``).
+
+        Raises:
+            InputError: as ``save``; ArtifactError: the hub refused (repo, token, network), with its message.
+        """
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        from fastembed_rt.model_card import model_card
+
+        del safe_serialization, exist_ok, train_datasets  # nothing to act on in an artifact
+        api = HfApi(token=token)
+        with tempfile.TemporaryDirectory(prefix="fastembed-rt-push-") as tmp:
+            folder = Path(local_model_path) if local_model_path is not None else self.save(tmp, variants=variants)
+            try:
+                repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+                if revision is not None:
+                    api.create_branch(repo_id, branch=revision, exist_ok=True)
+                readme = folder / "README.md"
+                if local_model_path is None and (
+                    replace_model_card or not api.file_exists(repo_id, "README.md", revision=revision)
+                ):
+                    readme.write_text(model_card(load_manifest(folder), repo_id), encoding="utf-8")
+                commit = api.upload_folder(
+                    repo_id=repo_id,
+                    folder_path=folder,
+                    commit_message=commit_message or f"Add fastembed-rt {type(self).__name__} artifact",
+                    revision=revision,
+                    create_pr=create_pr,
+                )
+            except Exception as exc:  # huggingface_hub's HTTP and connection errors (requests', httpx's by version)
+                raise ArtifactError(
+                    f"could not push {folder} to hub repo {repo_id!r}: {type(exc).__name__}: {exc}"
+                ) from exc
+        return str(commit.pr_url if create_pr else commit.commit_url)
+
     def _saved_manifest(self) -> Manifest:
         """The manifest ``save`` writes, before its root, variants and tokenizer length are set: a model type with
         settings of its own (``SentenceTransformer.similarity_fn_name``) puts them in."""

@@ -1,0 +1,83 @@
+"""The README.md a pushed artifact gets on the hub (``ArtifactModel.push_to_hub``): what the model is, how to load
+it, and each variant's measured fidelity, all read from the manifest."""
+
+from __future__ import annotations
+
+from fastembed_rt.artifact import Manifest, Task
+
+__all__ = ["model_card"]
+
+_CLASS = {
+    Task.EMBEDDING: "SentenceTransformer",
+    Task.CROSS_ENCODER: "CrossEncoder",
+    Task.SPARSE: "SparseEncoder",
+    Task.MULTI_VECTOR: "MultiVectorEncoder",
+}
+_USE = {
+    Task.EMBEDDING: 'embeddings = model.encode(["The weather is lovely today.", "It is sunny outside."])',
+    Task.CROSS_ENCODER: 'scores = model.predict([("How many people live in Berlin?", "Berlin has 3.7 million.")])',
+    Task.SPARSE: 'embeddings = model.encode(["The weather is lovely today."])',
+    Task.MULTI_VECTOR: 'token_vectors = model.encode(["The weather is lovely today."])',
+}
+_KIND = {
+    Task.EMBEDDING: "an embedding model",
+    Task.CROSS_ENCODER: "a cross-encoder (reranker)",
+    Task.SPARSE: "a sparse (SPLADE) encoder",
+    Task.MULTI_VECTOR: "a multi-vector (late-interaction) encoder",
+}
+_PIPELINE_TAG = {
+    Task.EMBEDDING: "sentence-similarity",
+    Task.CROSS_ENCODER: "text-ranking",
+    Task.SPARSE: "feature-extraction",
+    Task.MULTI_VECTOR: "sentence-similarity",
+}
+
+
+def _cell(value: object, digits: int) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "–"
+
+
+def model_card(manifest: Manifest, repo_id: str) -> str:
+    """A model card (YAML front matter + Markdown) for the artifact of ``manifest`` published as ``repo_id``."""
+    source = manifest.source.get("model") or "a sentence-transformers model"
+    revision = manifest.source.get("revision")
+    base = f"\nbase_model: {source}" if "/" in str(source) and not str(source).startswith((".", "/", "~")) else ""
+    cls = _CLASS[manifest.task]
+    # a reranker's fidelity is its scores' Spearman correlation with PyTorch's, an encoder's the worst cosine
+    agreement = "score Spearman" if manifest.task is Task.CROSS_ENCODER else "min cosine"
+    key = "score_spearman" if manifest.task is Task.CROSS_ENCODER else "min_cosine"
+    rows = "\n".join(
+        f"| `{v.name}` | {v.format.value} | {v.precision.value} | {(v.size + (v.weights_size or 0)) / 1e6:.1f} | "
+        f"{_cell(v.fidelity.get(key), 6)} | {_cell(v.fidelity.get('stsb_spearman'), 2)} |"
+        for v in manifest.variants
+    )
+    at = f" (revision `{revision}`)" if revision else ""
+    return f"""---
+library_name: fastembed-rt
+pipeline_tag: {_PIPELINE_TAG[manifest.task]}
+tags:
+- fastembed-rt
+- onnx
+- sentence-transformers{base}
+---
+
+# {repo_id}
+
+A fastembed-rt artifact of `{source}`{at}: {_KIND[manifest.task]}
+(dimension {manifest.dim}, similarity `{manifest.similarity_fn}`, up to {manifest.tokenizer.max_seq_length} tokens)
+exported to ONNX with its pooling and normalization inside the graph, each variant validated against the
+PyTorch model at export. It runs without torch:
+
+```python
+from fastembed_rt import {cls}
+
+model = {cls}("{repo_id}")  # variant="fastest" for the fastest variant within its gate on this CPU
+{_USE[manifest.task]}
+```
+
+| variant | format | precision | size MB | {agreement} vs PyTorch | STSb Spearman |
+| --- | --- | --- | ---: | ---: | ---: |
+{rows}
+
+A model loads only the files of the variant it runs.
+"""
