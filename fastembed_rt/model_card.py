@@ -3,6 +3,8 @@ it, and each variant's measured fidelity, all read from the manifest."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastembed_rt.artifact import Manifest, Task
 
 __all__ = ["model_card"]
@@ -37,18 +39,26 @@ def _cell(value: object, digits: int) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "–"
 
 
+def _agreement(fidelity: dict[str, Any]) -> str:
+    """A variant's measured agreement with PyTorch as the export gated it: vectors by their worst cosine, a reranker's
+    int8 scores by Spearman correlation, full-precision heads element by element."""
+    for key, label, digits in (("min_cosine", "min cosine", 6), ("score_spearman", "score Spearman", 6)):
+        if isinstance(fidelity.get(key), (int, float)):
+            return f"{label} {fidelity[key]:.{digits}f}"
+    if isinstance(fidelity.get("max_abs_diff"), (int, float)):
+        return f"max abs diff {fidelity['max_abs_diff']:.3g}"
+    return "–"
+
+
 def model_card(manifest: Manifest, repo_id: str) -> str:
     """A model card (YAML front matter + Markdown) for the artifact of ``manifest`` published as ``repo_id``."""
     source = manifest.source.get("model") or "a sentence-transformers model"
     revision = manifest.source.get("revision")
     base = f"\nbase_model: {source}" if "/" in str(source) and not str(source).startswith((".", "/", "~")) else ""
     cls = _CLASS[manifest.task]
-    # a reranker's fidelity is its scores' Spearman correlation with PyTorch's, an encoder's the worst cosine
-    agreement = "score Spearman" if manifest.task is Task.CROSS_ENCODER else "min cosine"
-    key = "score_spearman" if manifest.task is Task.CROSS_ENCODER else "min_cosine"
     rows = "\n".join(
         f"| `{v.name}` | {v.format.value} | {v.precision.value} | {(v.size + (v.weights_size or 0)) / 1e6:.1f} | "
-        f"{_cell(v.fidelity.get(key), 6)} | {_cell(v.fidelity.get('stsb_spearman'), 2)} |"
+        f"{_agreement(v.fidelity)} | {_cell(v.fidelity.get('stsb_spearman'), 2)} |"
         for v in manifest.variants
     )
     at = f" (revision `{revision}`)" if revision else ""
@@ -75,7 +85,7 @@ model = {cls}("{repo_id}")  # variant="fastest" for the fastest variant within i
 {_USE[manifest.task]}
 ```
 
-| variant | format | precision | size MB | {agreement} vs PyTorch | STSb Spearman |
+| variant | format | precision | size MB | agreement with PyTorch | STSb Spearman |
 | --- | --- | --- | ---: | ---: | ---: |
 {rows}
 

@@ -191,3 +191,21 @@ def test_push_to_a_branch_keeps_the_repos_model_card_and_a_dead_hub_is_a_clear_e
     assert [v.name for v in load_manifest(repo).variants] == ["int8"]
     dead = _push(minilm_variants_artifact, "http://127.0.0.1:9", tmp_path / "hf", variants="loaded")
     assert dead.startswith("ArtifactError: could not push ") and "to hub repo 'me/pushed'" in dead
+
+
+def test_the_model_card_names_each_model_types_class_and_every_variants_agreement_with_pytorch(
+    tiny_reranker_artifact: Path, tiny_splade_artifact: Path, tiny_multi_vector_artifact: Path
+) -> None:
+    from fastembed_rt.model_card import model_card
+
+    for artifact, cls in [
+        (tiny_reranker_artifact, "CrossEncoder"),
+        (tiny_splade_artifact, "SparseEncoder"),
+        (tiny_multi_vector_artifact, "MultiVectorEncoder"),
+    ]:
+        manifest = load_manifest(artifact)
+        card = model_card(manifest, "me/model")
+        assert f'from fastembed_rt import {cls}\n\nmodel = {cls}("me/model")' in card
+        rows = [line for line in card.splitlines() if line.startswith("| `")]
+        assert [row.split("`")[1] for row in rows] == [v.name for v in manifest.variants]
+        assert all(row.split(" | ")[4].split()[-1][0].isdigit() for row in rows), "every variant's agreement shown"
