@@ -218,3 +218,42 @@ def test_cache_off_leaves_openvino_without_its_compiled_model_cache(
     assert model._pipeline.provider.cache_dir is None and not (tmp_path / "openvino").exists()
     cached = SentenceTransformer(minilm_artifact_session, provider="openvino", provider_cache_dir=tmp_path)
     assert cached._pipeline.provider.cache_dir == tmp_path / "openvino"
+
+
+def test_new_weights_under_the_same_graph_file_are_never_served_from_the_old_copy(tmp_path: Path) -> None:
+    """The graph file is the same bytes; only its external data (named ``<graph>_data`` here, not ``.data``)
+    changed: the copy must be rebuilt, or the old weights would be served packed."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fastembed_rt.providers.onnxruntime import OnnxRuntimeCPU
+
+    graph_file = tmp_path / "graph" / "matmul.onnx"
+    x = np.random.default_rng(0).standard_normal((3, 64), dtype=np.float32)
+
+    def write(weights: np.ndarray, folder: Path) -> None:
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["y"])],
+            "matmul",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 64])],
+            [numpy_helper.from_array(weights, "w")],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        folder.mkdir()
+        onnx.save(model, folder / graph_file.name, save_as_external_data=True, location="matmul.onnx_data")
+
+    first, second = (np.random.default_rng(seed).standard_normal((64, 64), dtype=np.float32) for seed in (1, 2))
+    write(first, graph_file.parent)
+    write(second, tmp_path / "second")
+    options = ProviderOptions(cache_dir=tmp_path / "cache", streams=1)
+    graph_bytes = graph_file.read_bytes()
+    for weights in (first, second):
+        if weights is second:  # the same graph file, the second weights' data file (same layout) in place
+            shutil.copyfile(tmp_path / "second" / "matmul.onnx_data", graph_file.parent / "matmul.onnx_data")
+            assert graph_file.read_bytes() == graph_bytes
+        engine = OnnxRuntimeCPU(graph_file, options)
+        assert engine.graph_file.is_relative_to(tmp_path / "cache")
+        np.testing.assert_allclose(engine.run({"x": x}, ["y"])["y"], x @ weights, rtol=1e-5, atol=1e-4)
+        engine.close()
+    assert len(_copies(tmp_path / "cache")) == 1, "the first weights' copy was removed"

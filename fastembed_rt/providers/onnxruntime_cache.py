@@ -61,8 +61,9 @@ _SAVE_ENTRIES = {
 
 def _source(model_path: Path) -> tuple[dict[str, Any], bytes | None]:
     """What tells one graph from another without reading its weights, and the graph file's bytes: the graph file's
-    size and CRC-32 (it is small: the weights are in the data file), checked byte for byte against the copy's record
-    of it, and the data file's size and modification time. Copies made with their times (``shutil.copytree``,
+    size and CRC-32 (it is small: the weights are in a data file), checked byte for byte against the copy's record
+    of it, and the size and modification time of each file beside it whose name extends the graph file's (its
+    external data: ``model.onnx.data``, ``model.onnx_data``). Copies made with their times (``shutil.copytree``,
     ``cp -p``, a container layer) share one cached copy; a re-export writes a new one. A graph file over
     ``HASHED_GRAPH_BYTES`` holds its weights itself and is known by its resolved path, size and time instead.
     (CRC-32, not SHA-256: hashlib loads OpenSSL, which a process that only embeds does not, for its cold start.)"""
@@ -75,10 +76,13 @@ def _source(model_path: Path) -> tuple[dict[str, Any], bytes | None]:
         source["crc32"] = zlib.crc32(content)
     else:
         source.update(path=str(graph), mtime_ns=stat.st_mtime_ns)
-    data = model_path.with_name(model_path.name + ".data")
-    if data.exists():
-        data_stat = data.stat()
-        source["data"] = {"size": data_stat.st_size, "mtime_ns": data_stat.st_mtime_ns}
+    data = {}
+    for entry in os.scandir(model_path.parent):
+        if entry.name != model_path.name and entry.name.startswith(model_path.name) and entry.is_file():
+            data_stat = entry.stat()  # follows a hub snapshot's links to the blobs
+            data[entry.name] = {"size": data_stat.st_size, "mtime_ns": data_stat.st_mtime_ns}
+    if data:
+        source["data"] = data
     return source, content
 
 
