@@ -34,11 +34,11 @@ import shutil
 import threading
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CACHE_MIN_ONNXRUNTIME", "ENTRY_FILE", "GRAPH_FILE", "cached_graph"]
+__all__ = ["CACHE_MIN_ONNXRUNTIME", "ENTRY_FILE", "GRAPH_FILE", "LOCK_FILE", "UNUSED_DAYS", "cached_graph"]
 
 logger = logging.getLogger("fastembed_rt")
 
@@ -47,6 +47,7 @@ CACHE_MIN_ONNXRUNTIME = (1, 21)
 GRAPH_FILE = "model.onnx"
 DATA_FILE = GRAPH_FILE + ".data"
 ENTRY_FILE = "entry.json"
+LOCK_FILE = ".lock"
 SOURCE_FILE = "source.onnx"  # the artifact graph file the copy was built from (small: its weights are external)
 # Larger graph files hold their weights themselves: known by path, not hashed at every load.
 HASHED_GRAPH_BYTES = 16 << 20
@@ -109,6 +110,30 @@ def _complete(folder: Path, entry: Mapping[str, Any]) -> bool:
         return all((folder / name).stat().st_size == size for name, size in sizes.items())
     except OSError:
         return False
+
+
+def _serves(folder: Path, key: Mapping[str, Any], content: bytes | None) -> bool:
+    """Whether ``folder`` holds a complete copy built for ``key`` from a graph file of exactly ``content``."""
+    entry = _read_entry(folder)
+    return entry is not None and entry.get("key") == key and _complete(folder, entry) and _same(folder, content)
+
+
+@contextlib.contextmanager
+def _replacing(root: Path) -> Iterator[None]:
+    """Hold the cache's lock (``root/.lock``, POSIX ``flock``) while a built copy replaces what is in its place, so
+    that no builder removes a copy that another has just completed and a load is opening. Where ``fcntl`` is
+    missing (Windows) a folder that exists cannot be renamed onto either, so a race leaves one builder's copy."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(root / LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _return_freed_heap() -> None:
@@ -184,8 +209,7 @@ def cached_graph(
         return None
     key = {"source": source, "onnxruntime": onnxruntime_version, "cpu": dict(cpu), "config": dict(config)}
     folder = root / _digest(key)
-    entry = _read_entry(folder)
-    if entry is not None and entry.get("key") == key and _complete(folder, entry) and _same(folder, content):
+    if _serves(folder, key, content):
         with contextlib.suppress(OSError):  # marks the copy used (a read-only cache still serves)
             os.utime(folder / ENTRY_FILE)
         return folder / GRAPH_FILE
@@ -205,18 +229,17 @@ def cached_graph(
         sizes = {p.name: p.stat().st_size for p in scratch.iterdir()}
         record = {"key": key, "built_from": built_from, "files": sizes}
         (scratch / ENTRY_FILE).write_text(json.dumps(record, indent=1))
-        if folder.exists():  # an incomplete or different copy (checked above)
-            shutil.rmtree(folder, ignore_errors=True)
-        try:
-            os.rename(scratch, folder)
-        except OSError:  # another process or thread finished the same copy first: use theirs
-            shutil.rmtree(scratch, ignore_errors=True)
+        with _replacing(root):
+            if _serves(folder, key, content):  # another process or thread finished the same copy first: use theirs
+                shutil.rmtree(scratch, ignore_errors=True)
+            else:  # none, or an incomplete one
+                shutil.rmtree(folder, ignore_errors=True)
+                os.rename(scratch, folder)
     except Exception as exc:  # ONNX Runtime raises its own types; a full disk raises OSError
         shutil.rmtree(scratch, ignore_errors=True)
         logger.warning("ONNX Runtime graph cache: could not save the optimized graph of %s (%s)", model_path, exc)
         return None
-    entry = _read_entry(folder)
-    if entry is None or entry.get("key") != key or not _complete(folder, entry) or not _same(folder, content):
+    if not _serves(folder, key, content):
         return None
     _remove_stale(root, folder, built_from, source)
     logger.debug("cached ONNX Runtime's optimized, pre-packed graph of %s in %s", model_path, folder)
