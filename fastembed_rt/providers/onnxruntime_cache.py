@@ -9,8 +9,8 @@ session configuration under ``cache_dir/onnxruntime`` and opens it instead of th
 - the packed weights are file pages, not heap: the engine's second session (its streams), other processes of the
   same model (pool workers, server replicas) and later runs share one copy in the page cache, which the kernel may
   also reclaim; each session packed its own before. all-MiniLM-L6-v2's default (``optimized``) run over the STSb
-  test sentences: proportional set 216 against 254 MB, heap 110 against 194 MB (``benchmarks/memory.py``, Intel
-  Xeon with AMX, 2 threads, 2026-12-05);
+  test sentences: proportional set 218 against 258 MB, heap 114 against 199 MB (``benchmarks/memory.py``, Intel
+  Xeon with AMX, 2 threads, 2026-12-05); two single-threaded processes of it, 138 against 156 MB each;
 - a session opens sooner: 41-44 against 49-52 ms for that graph, 1.2 against 1.9 s for 800 MB of MatMul weights;
 - the outputs are bit-identical to the artifact graph's (tests hold them equal for fp32 and int8 graphs), and the
   speed is the same (interleaved runs: 818-833 against 800-836 sentences/s).
@@ -18,8 +18,9 @@ session configuration under ``cache_dir/onnxruntime`` and opens it instead of th
 Packed layouts depend on the CPU's ISA and the ONNX Runtime build, and the optimized graph on the session's config
 entries (``session.x64quantprecision`` changes how int8 weights pack), so all of them key a copy, with the graph
 (``_source``). A copy costs disk (the graph's weights plus the packed ones: 132 MB for that 91 MB graph) and, once,
-the time to build and write it (0.3 s; 3 s for the 800 MB). Building one removes the copies that an older graph at
-the same path left, those whose graph is gone and those unused for ``UNUSED_DAYS``. The cache is best-effort: a
+the time to build and write it (0.3 s; 4.9 s for the 800 MB). Building one removes the copies of another version of
+the graph at the same path, those whose graph is gone and those unused for ``UNUSED_DAYS``; builders racing for one
+copy (threads, processes) leave one, under the cache's lock. The cache is best-effort: a
 directory that cannot be written, or a copy that fails to open, leaves the artifact's graph to run as without it
 (logged), never an error. ``ProviderOptions(cache=False)`` turns it off.
 """
@@ -34,7 +35,7 @@ import shutil
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +192,7 @@ def cached_graph(
     model_path: Path,
     root: Path,
     config: Mapping[str, str],
-    build: Any,
+    build: Callable[[Path, dict[str, str]], None],
     *,
     onnxruntime_version: str,
     cpu: Mapping[str, Any],
