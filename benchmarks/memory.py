@@ -10,7 +10,9 @@ memory issue 13's "peak RSS of the default fp32 run" is made of; and the proport
 end, what the process costs the machine (RSS counts a page of a file mapped twice, as the engine's two sessions
 map the cached graph's packed weights, twice). Contenders: fastembed-rt ``cpu/auto`` (with its ONNX Runtime
 graph cache warm, and off), ``cpu/fp32`` and ``cpu/int8``, the floor (tokenizers + onnxruntime sorted by token length,
-``benchmarks/contenders.py``) and the floor's uint8 graph. Run ``benchmarks/run.py`` once first (it
+``benchmarks/contenders.py``) and the floor's uint8 graph. Then two processes of ``cpu/auto`` (cache warm, and
+off) and of the floor at once, one thread each, as a pool's workers or server replicas run: each one's PSS and RSS
+while both are alive. Run ``benchmarks/run.py`` once first (it
 exports the artifact and builds the floor's graphs), or pass ``--artifact`` and ``--backbone``.
 Linux only (``/proc``).
 """
@@ -20,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,15 +53,40 @@ if job["spec"]["kind"] == "fastembed-rt":
     import fastembed_rt
 stages = {{"imports": resident()}}
 from contenders import LOADERS
-encoder = LOADERS[job["spec"]["kind"]](job["spec"], 2, 32)
+encoder = LOADERS[job["spec"]["kind"]](job["spec"], job.get("threads", 2), 32)
 stages["loaded"] = resident()
 encoder.encode(texts[:1])
 stages["first text"] = resident()
 for _ in range(job["rounds"]):
     encoder.encode(texts)
 stages["STSb"] = resident()
+if job.get("barrier"):  # measured once every process of the run is done, then left alive until all are measured
+    import os, time
+    for phase in ("done", "measured"):
+        if phase == "measured":
+            stages["together"] = resident()
+        Path(job["barrier"], f"{{phase}}-{{os.getpid()}}").touch()
+        deadline = time.time() + 600
+        while len(list(Path(job["barrier"]).glob(phase + "-*"))) < job["peers"] and time.time() < deadline:
+            time.sleep(0.05)
 print(json.dumps(stages))
 """
+
+
+def run_together(script: str, job: dict[str, object], folder: Path, count: int) -> list[dict[str, dict[str, float]]]:
+    """``count`` processes of ``script`` on ``job`` at once (their own job files; one barrier folder); each one's
+    stages, with ``together``: its memory while all of them were alive after their last stage."""
+    barrier = folder / "barrier"
+    barrier.mkdir(parents=True)
+    running = []
+    for i in range(count):
+        path = folder / f"job{i}.json"
+        path.write_text(json.dumps({**job, "barrier": str(barrier), "peers": count}))
+        running.append(subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True))
+    outputs = [process.communicate(timeout=1200)[0] for process in running]
+    if any(process.returncode for process in running):
+        raise RuntimeError(f"a process exited with {[process.returncode for process in running]}")
+    return [json.loads(output.strip().splitlines()[-1]) for output in outputs]
 
 
 def contenders(artifact: Path, backbone: Path) -> dict[str, dict[str, object]]:
@@ -134,6 +163,23 @@ def main() -> None:
                 continue
             cells = [f"{s['VmRSS']:.0f} ({s['RssAnon']:.0f} + {s['RssFile']:.0f})" for s in stages.values()]
             print(f"| {name} | {' | '.join(cells)} | {stages['STSb']['VmHWM']:.0f} | {stages['STSb']['Pss']:.0f} |")
+        print(
+            "\nTwo processes of one model at once (a pool's workers, server replicas), one thread each, each over "
+            "STSb: MB per process while both are alive, PSS (what each costs the machine) and RSS.\n"
+        )
+        print("| contender | PSS each | RSS each |")
+        print("| --- | ---: | ---: |")
+        pairs = {name: spec for name, spec in specs.items() if name.startswith(("fastembed-rt cpu/auto", "floor ("))}
+        for index, (name, spec) in enumerate(pairs.items()):
+            job = {"spec": spec, "texts": str(texts), "rounds": args.rounds, "threads": 1}
+            try:
+                both = run_together(CHILD.format(here=str(HERE)), job, Path(tmp) / f"pair{index}", 2)
+            except (RuntimeError, subprocess.TimeoutExpired) as failure:
+                print(f"| {name} | failed: {failure} |")
+                continue
+            pss = " / ".join(f"{s['together']['Pss']:.0f}" for s in both)
+            rss = " / ".join(f"{s['together']['VmRSS']:.0f}" for s in both)
+            print(f"| {name} | {pss} | {rss} |")
 
 
 if __name__ == "__main__":

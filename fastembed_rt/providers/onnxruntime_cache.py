@@ -9,8 +9,8 @@ session configuration under ``cache_dir/onnxruntime`` and opens it instead of th
 - the packed weights are file pages, not heap: the engine's second session (its streams), other processes of the
   same model (pool workers, server replicas) and later runs share one copy in the page cache, which the kernel may
   also reclaim; each session packed its own before. all-MiniLM-L6-v2's default (``optimized``) run over the STSb
-  test sentences: proportional set 218 against 258 MB, heap 114 against 199 MB (``benchmarks/memory.py``, Intel
-  Xeon with AMX, 2 threads, 2026-12-05); two single-threaded processes of it, 138 against 156 MB each;
+  test sentences: proportional set 221 against 259 MB, heap 117 against 199 MB (``benchmarks/memory.py``, Intel
+  Xeon with AMX, 2 threads, 2026-12-05); two single-threaded processes of it, 138 against 157 MB each;
 - a session opens sooner: 41-44 against 49-52 ms for that graph, 1.2 against 1.9 s for 800 MB of MatMul weights;
 - the outputs are bit-identical to the artifact graph's (tests hold them equal for fp32 and int8 graphs), and the
   speed is the same (interleaved runs: 818-833 against 800-836 sentences/s).
