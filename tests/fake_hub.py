@@ -95,7 +95,11 @@ def _handler(folder: Path, repo_id: str, hub: FakeHub) -> type[BaseHTTPRequestHa
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if path == "/api/validate-yaml":  # a README's metadata, checked before an upload
                 return self._json({"errors": [], "warnings": []})
-            if path == "/api/repos/create":
+            if path == "/api/repos/create":  # the served repo exists once its folder holds a file
+                if repo_files():
+                    error = {"error": "You already created this model repo", "url": f"{hub.endpoint}/{repo_id}"}
+                    body = json.dumps(error).encode()
+                    return self._send(409, body, {"Content-Type": "application/json"})
                 return self._json({"url": f"{hub.endpoint}/{repo_id}"})
             if path.startswith(f"/api/models/{repo_id}/branch/"):
                 return self._json({})

@@ -139,7 +139,7 @@ def _push(artifact: Path, endpoint: str, home: Path, **kwargs: object) -> str:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1]
+    return done.stdout.strip()  # the URL, or the whole message of the ArtifactError
 
 
 def test_push_to_hub_uploads_the_chosen_variants_and_a_model_card_and_the_repo_loads_back(
@@ -175,14 +175,19 @@ def test_push_to_hub_uploads_the_chosen_variants_and_a_model_card_and_the_repo_l
         )
 
 
-def test_push_to_a_branch_keeps_the_repos_model_card_and_a_dead_hub_is_a_clear_error(
+def test_push_to_an_existing_repo_needs_exist_ok_keeps_its_model_card_and_a_dead_hub_is_a_clear_error(
     minilm_variants_artifact: Path, tmp_path: Path
 ) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "README.md").write_text("my own card\n")
     with serve_folder(repo, "me/pushed") as hub:
-        url = _push(minilm_variants_artifact, hub.endpoint, tmp_path / "hf", variants="loaded", revision="dev")
+        refused = _push(minilm_variants_artifact, hub.endpoint, tmp_path / "hf", variants="loaded")
+        assert refused.startswith("ArtifactError: could not push ") and "409" in refused, "an existing repo, as in ST"
+        assert hub.commits == []
+        url = _push(
+            minilm_variants_artifact, hub.endpoint, tmp_path / "hf", variants="loaded", revision="dev", exist_ok=True
+        )
         assert url == f"{hub.endpoint}/me/pushed/commit/{COMMIT}"
         assert ("POST", "/api/models/me/pushed/branch/dev") in hub.requests, "the branch is created"
         assert {c["revision"] for c in hub.commits} == {"dev"}

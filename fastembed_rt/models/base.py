@@ -296,14 +296,14 @@ class ArtifactModel:
         *,
         variants: Literal["all", "loaded"] | Sequence[str] = "all",
     ) -> str:
-        """Upload the artifact, as ``save(variants=...)`` writes it, to the hub repo ``repo_id`` (created if missing,
-        private when ``private``), in one commit; as sentence-transformers' ``push_to_hub``. A model card
+        """Upload the artifact, as ``save(variants=...)`` writes it, to the hub repo ``repo_id`` (created, private
+        when ``private``; an existing one only with ``exist_ok`` or ``create_pr``), as sentence-transformers'
+        ``push_to_hub`` (huggingface_hub may split a large upload into several commits). A model card
         (``README.md``: the source model, how to load it, each variant's fidelity) is added unless the repo has
         one already (``replace_model_card=True`` replaces it). ``local_model_path``: upload that folder instead.
         ``revision``: the branch to commit to (created if missing); ``create_pr``: open a pull request instead.
-        ``exist_ok`` is accepted for compatibility: an existing repo is committed to, as sentence-transformers does
-        since its repos are created with ``exist_ok``. Loading it back: ``SentenceTransformer(repo_id)``.
-        Returns the commit's URL (the pull request's with ``create_pr``).
+        Loading it back: ``SentenceTransformer(repo_id)``. Returns the commit's URL (the pull request's with
+        ``create_pr``).
 
         Raises:
             InputError: as ``save``; ArtifactError: the hub refused (repo, token, network), with its message.
@@ -314,12 +314,12 @@ class ArtifactModel:
 
         from fastembed_rt.model_card import model_card
 
-        del safe_serialization, exist_ok, train_datasets  # nothing to act on in an artifact
+        del safe_serialization, train_datasets  # nothing to act on in an artifact
         api = HfApi(token=token)
         with tempfile.TemporaryDirectory(prefix="fastembed-rt-push-") as tmp:
             folder = Path(local_model_path) if local_model_path is not None else self.save(tmp, variants=variants)
             try:
-                repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+                repo_id = api.create_repo(repo_id, private=private, exist_ok=exist_ok or create_pr).repo_id
                 if revision is not None:
                     api.create_branch(repo_id, branch=revision, exist_ok=True)
                 readme = folder / "README.md"
@@ -335,8 +335,9 @@ class ArtifactModel:
                     create_pr=create_pr,
                 )
             except Exception as exc:  # huggingface_hub's HTTP and connection errors (requests', httpx's by version)
+                what = local_model_path if local_model_path is not None else self.manifest.root
                 raise ArtifactError(
-                    f"could not push {folder} to hub repo {repo_id!r}: {type(exc).__name__}: {exc}"
+                    f"could not push {what} to hub repo {repo_id!r}: {type(exc).__name__}: {exc}"
                 ) from exc
         return str(commit.pr_url if create_pr else commit.commit_url)
 
