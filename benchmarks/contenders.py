@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LOADERS", "Encoder", "floor_spec", "run_job", "versions"]
+__all__ = ["LOADERS", "Encoder", "floor_spec", "run_job", "versions", "warm_engine_caches"]
 
 
 @dataclass
@@ -206,6 +206,15 @@ def floor_spec(backbone: Path, graph: str, max_seq_length: int, dim: int) -> dic
         "max_seq_length": max_seq_length,
         "dim": dim,
     }
+
+
+def warm_engine_caches(specs: Iterable[dict[str, Any]], threads: int, batch: int, text: str) -> None:
+    """Load each fastembed-rt spec once (here, before the measured processes), so that its engine's caches (ONNX
+    Runtime's optimized, pre-packed graph; OpenVINO's compiled model) exist: a measured process then starts as any
+    start of the model on a machine after its first. Specs with ``cache`` False are left alone."""
+    for spec in specs:
+        if spec.get("kind") == "fastembed-rt" and spec.get("cache", True):
+            LOADERS["fastembed-rt"](spec, threads, batch).encode([text])
 
 
 def run_job(script: str, job: dict[str, Any], folder: Path) -> dict[str, Any]:

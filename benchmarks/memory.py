@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from contenders import floor_spec, run_job
+from contenders import floor_spec, run_job, warm_engine_caches
 
 HERE = Path(__file__).resolve().parent
 MODELS = HERE / ".envs" / "models"
@@ -124,7 +124,6 @@ def main() -> None:
     parser.add_argument("--stsb", default=None, help="folder of stsb-<lang>-<split>.csv files")
     args = parser.parse_args()
 
-    from fastembed_rt import SentenceTransformer
     from fastembed_rt.machine import this_cpu
     from fastembed_rt.providers.base import CACHE_ENV
     from fastembed_rt.stsb import load_stsb
@@ -148,11 +147,7 @@ def main() -> None:
         texts.write_text(json.dumps(sentences))
         specs = contenders(args.artifact, args.backbone)
         os.environ[CACHE_ENV] = str(Path(tmp) / "cache")
-        for spec in specs.values():  # the first load on this machine writes the graph cache
-            if spec["kind"] == "fastembed-rt" and spec.get("cache", True):
-                SentenceTransformer(spec["artifact"], provider=spec["provider"], variant=spec["variant"]).encode(
-                    sentences[:64]
-                )
+        warm_engine_caches(specs.values(), 2, 32, sentences[0])
         for name, spec in specs.items():
             try:
                 stages = run_job(

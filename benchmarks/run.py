@@ -62,7 +62,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from contenders import LOADERS, floor_spec
+from contenders import floor_spec, warm_engine_caches
 from envs import ENV_ROOT, ENVS, ensure_env, installed_mb
 
 from fastembed_rt.bench import (
@@ -343,15 +343,6 @@ def contenders(artifact: Path, model_dir: Path, with_st_extras: bool) -> list[Co
     spec = {"kind": "fastembed", "model_dir": str(backbone), "model_file": "model.onnx", "dim": dim}
     rows.append(Contender("fastembed", "fastembed", "cpu", "fp32", "fastembed", spec, "fastembed"))
     return rows
-
-
-def warm_caches(chosen: list[Contender], threads: int, batch: int, first_text: str) -> None:
-    """Load each fastembed-rt contender once before the timed processes, so that its engine's caches (ONNX
-    Runtime's optimized, pre-packed graph; OpenVINO's compiled model) exist: their cold start is then what every
-    start of the model on a machine costs after its first."""
-    for contender in chosen:
-        if contender.spec.get("kind") == "fastembed-rt" and not contender.env:
-            LOADERS["fastembed-rt"](contender.spec, threads, batch).encode([first_text])
 
 
 def run_contender(contender: Contender, job: dict[str, Any], work: Path) -> dict[str, Any]:
@@ -641,7 +632,7 @@ def main() -> None:
         "warmup": args.warmup,
         "first_text": texts["queries"][0],
     }
-    warm_caches(chosen, args.threads, args.batch, texts["queries"][0])
+    warm_engine_caches([c.spec for c in chosen if not c.env], args.threads, args.batch, texts["queries"][0])
     load_before = os.getloadavg()
     results: dict[str, list[dict[str, Any]]] = {c.name: [] for c in chosen}
     with tempfile.TemporaryDirectory(prefix="fastembed-rt-bench-") as tmp:

@@ -7,7 +7,6 @@ and without each of the model's prompts.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export.fidelity import Fidelity
+from fastembed_rt.machine import return_freed_heap
 from fastembed_rt.providers.base import ProviderOptions
 from fastembed_rt.speed import CPU_PROVIDER
 
@@ -118,12 +118,10 @@ class ReferenceEncoder:
 def release_memory() -> None:
     """Collect garbage and hand the C heap's free pages back to the OS (glibc), so what a big step freed is not
     counted against the steps after it. On other C libraries only the collection runs."""
-    import ctypes
     import gc
 
     gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return_freed_heap()
 
 
 def grid_batches(

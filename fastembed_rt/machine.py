@@ -9,6 +9,7 @@ speed. Standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ISA_FLAGS", "CpuIdentity", "peak_rss_mb", "read_cpu", "this_cpu"]
+__all__ = ["ISA_FLAGS", "CpuIdentity", "peak_rss_mb", "read_cpu", "return_freed_heap", "this_cpu"]
 
 # The SIMD flags that decide which kernels ONNX Runtime and OpenVINO run (int8 and bf16 paths included);
 # x86 names as /proc/cpuinfo spells them, then Arm's (asimddp: dot product, i8mm, bf16, sve).
@@ -109,6 +110,15 @@ def read_cpu(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> CpuIdentity:
 def this_cpu() -> CpuIdentity:
     """The CPU this process runs on (read once)."""
     return read_cpu()
+
+
+def return_freed_heap() -> None:
+    """Hand the C heap's free pages back to the OS (glibc's ``malloc_trim``; elsewhere nothing): glibc keeps what a
+    big step freed (a session built and dropped, a validated variant) and counts it against what runs after."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def peak_rss_mb(status: str | os.PathLike[str] = "/proc/self/status") -> float:

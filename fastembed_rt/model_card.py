@@ -6,32 +6,32 @@ from __future__ import annotations
 from typing import Any
 
 from fastembed_rt.artifact import Manifest, Task
+from fastembed_rt.models import MODEL_TYPES
 
 __all__ = ["model_card"]
 
-_CLASS = {
-    Task.EMBEDDING: "SentenceTransformer",
-    Task.CROSS_ENCODER: "CrossEncoder",
-    Task.SPARSE: "SparseEncoder",
-    Task.MULTI_VECTOR: "MultiVectorEncoder",
-}
-_USE = {
-    Task.EMBEDDING: 'embeddings = model.encode(["The weather is lovely today.", "It is sunny outside."])',
-    Task.CROSS_ENCODER: 'scores = model.predict([("How many people live in Berlin?", "Berlin has 3.7 million.")])',
-    Task.SPARSE: 'embeddings = model.encode(["The weather is lovely today."])',
-    Task.MULTI_VECTOR: 'token_vectors = model.encode(["The weather is lovely today."])',
-}
-_KIND = {
-    Task.EMBEDDING: "an embedding model",
-    Task.CROSS_ENCODER: "a cross-encoder (reranker)",
-    Task.SPARSE: "a sparse (SPLADE) encoder",
-    Task.MULTI_VECTOR: "a multi-vector (late-interaction) encoder",
-}
-_PIPELINE_TAG = {
-    Task.EMBEDDING: "sentence-similarity",
-    Task.CROSS_ENCODER: "text-ranking",
-    Task.SPARSE: "feature-extraction",
-    Task.MULTI_VECTOR: "sentence-similarity",
+# Per task: what it is, the hub's pipeline tag, and a first call for the card's example.
+_TASKS = {
+    Task.EMBEDDING: (
+        "an embedding model",
+        "sentence-similarity",
+        'embeddings = model.encode(["The weather is lovely today.", "It is sunny outside."])',
+    ),
+    Task.CROSS_ENCODER: (
+        "a cross-encoder (reranker)",
+        "text-ranking",
+        'scores = model.predict([("How many people live in Berlin?", "Berlin has 3.7 million.")])',
+    ),
+    Task.SPARSE: (
+        "a sparse (SPLADE) encoder",
+        "feature-extraction",
+        'embeddings = model.encode(["The weather is lovely today."])',
+    ),
+    Task.MULTI_VECTOR: (
+        "a multi-vector (late-interaction) encoder",
+        "sentence-similarity",
+        'token_vectors = model.encode(["The weather is lovely today."])',
+    ),
 }
 
 
@@ -55,7 +55,8 @@ def model_card(manifest: Manifest, repo_id: str) -> str:
     source = manifest.source.get("model") or "a sentence-transformers model"
     revision = manifest.source.get("revision")
     base = f"\nbase_model: {source}" if "/" in str(source) and not str(source).startswith((".", "/", "~")) else ""
-    cls = _CLASS[manifest.task]
+    cls = MODEL_TYPES[manifest.task.value].__name__
+    kind, pipeline_tag, first_call = _TASKS[manifest.task]
     rows = "\n".join(
         f"| `{v.name}` | {v.format.value} | {v.precision.value} | {(v.size + (v.weights_size or 0)) / 1e6:.1f} | "
         f"{_agreement(v.fidelity)} | {_cell(v.fidelity.get('stsb_spearman'), 2)} |"
@@ -64,7 +65,7 @@ def model_card(manifest: Manifest, repo_id: str) -> str:
     at = f" (revision `{revision}`)" if revision else ""
     return f"""---
 library_name: fastembed-rt
-pipeline_tag: {_PIPELINE_TAG[manifest.task]}
+pipeline_tag: {pipeline_tag}
 tags:
 - fastembed-rt
 - onnx
@@ -73,7 +74,7 @@ tags:
 
 # {repo_id}
 
-A fastembed-rt artifact of `{source}`{at}: {_KIND[manifest.task]}
+A fastembed-rt artifact of `{source}`{at}: {kind}
 (dimension {manifest.dim}, similarity `{manifest.similarity_fn}`, up to {manifest.tokenizer.max_seq_length} tokens)
 exported to ONNX with its pooling and normalization inside the graph, each variant validated against the
 PyTorch model at export. It runs without torch:
@@ -82,7 +83,7 @@ PyTorch model at export. It runs without torch:
 from fastembed_rt import {cls}
 
 model = {cls}("{repo_id}")  # variant="fastest" for the fastest variant within its gate on this CPU
-{_USE[manifest.task]}
+{first_call}
 ```
 
 | variant | format | precision | size MB | agreement with PyTorch | STSb Spearman |

@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from fastembed_rt.machine import return_freed_heap
+
 __all__ = ["CACHE_MIN_ONNXRUNTIME", "ENTRY_FILE", "GRAPH_FILE", "LOCK_FILE", "UNUSED_DAYS", "cached_graph"]
 
 logger = logging.getLogger("fastembed_rt")
@@ -137,15 +139,6 @@ def _replacing(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _return_freed_heap() -> None:
-    """Hand the C heap's free pages back to the OS (glibc; elsewhere nothing): glibc kept the building session's
-    freed heap, 16 MB of all-MiniLM-L6-v2's packed weights, in the process that then runs the copy."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
 def _same(folder: Path, content: bytes | None) -> bool:
     """Whether the copy was built from a graph file of exactly these bytes (None: a graph known by path)."""
     if content is None:
@@ -224,7 +217,9 @@ def cached_graph(
     built_from = str(model_path.resolve())
     try:
         build(scratch / GRAPH_FILE, dict(_SAVE_ENTRIES))
-        _return_freed_heap()
+        # glibc kept the building session's freed heap (16 MB of all-MiniLM-L6-v2's packed weights) in the process
+        # that then runs the copy
+        return_freed_heap()
         if content is not None:
             (scratch / SOURCE_FILE).write_bytes(content)
         sizes = {p.name: p.stat().st_size for p in scratch.iterdir()}
@@ -239,8 +234,6 @@ def cached_graph(
     except Exception as exc:  # ONNX Runtime raises its own types; a full disk raises OSError
         shutil.rmtree(scratch, ignore_errors=True)
         logger.warning("ONNX Runtime graph cache: could not save the optimized graph of %s (%s)", model_path, exc)
-        return None
-    if not _serves(folder, key, content):
         return None
     _remove_stale(root, folder, built_from, source)
     logger.debug("cached ONNX Runtime's optimized, pre-packed graph of %s in %s", model_path, folder)
