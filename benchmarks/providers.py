@@ -51,7 +51,7 @@ def _rows(artifact: Path, only: set[str] | None) -> list[dict[str, Any]]:
                 continue
             if variant.format in provider_spec(provider).formats:
                 rows.append({"provider": provider, "variant": variant.name, "spin": "default"})
-                if (provider, variant.name) == ("cpu", "fp32"):  # the spinning tradeoff in README "Providers"
+                if (provider, variant.name) == ("cpu", "fp32"):  # the spinning tradeoff in docs/providers.md
                     rows += [{"provider": provider, "variant": variant.name, "spin": spin} for spin in SPINS]
     return rows
 

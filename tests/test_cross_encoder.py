@@ -46,7 +46,7 @@ CASES: dict[str, tuple[str, int, str | None]] = {
 ONE_LABEL = [name for name, (_, labels, _) in CASES.items() if labels == 1]
 QUERY = "How many people live in Berlin?"
 DOCUMENTS = [pair[1] for pair in PAIRS]
-README = Path(__file__).resolve().parent.parent / "README.md"
+RETRIEVAL = Path(__file__).resolve().parent.parent / "docs" / "retrieval.md"
 
 
 @dataclass
@@ -392,20 +392,20 @@ def test_runtime_scores_with_torch_unimportable(
     assert sorted(out["ranked"]) == [0, 1] and out["heavy"] == []
 
 
-# -- the README's retrieve-and-rerank example ------------------------------------------------------
-def test_readme_retrieve_and_rerank_example_runs(
+# -- the docs' retrieve-and-rerank example ------------------------------------------------------
+def test_docs_retrieve_and_rerank_example_runs(
     minilm_artifact_session: Path, exported: Callable[[str], Exported], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The ``py`` block (not run by test_readme: no real reranker ships offline) runs with a tiny random one."""
     blocks = [
-        b for b in re.findall(r"```py\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S) if "rerank" in b
+        b for b in re.findall(r"```py\n(.*?)```", RETRIEVAL.read_text(encoding="utf-8"), flags=re.S) if "rerank" in b
     ]
     assert len(blocks) == 1
     (tmp_path / "artifacts").mkdir()
     (tmp_path / "artifacts" / "all-MiniLM-L6-v2").symlink_to(minilm_artifact_session)
     (tmp_path / "artifacts" / "ms-marco-MiniLM-L6-v2").symlink_to(exported("bert-1").artifact)
     monkeypatch.chdir(tmp_path)
-    exec(compile(blocks[0], "README.md retrieve-and-rerank", "exec"), {"__name__": "__readme__"})
+    exec(compile(blocks[0], "docs/retrieval.md retrieve-and-rerank", "exec"), {"__name__": "__readme__"})
 
 
 # -- optimized variant ----------------------------------------------------------------------------

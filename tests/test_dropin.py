@@ -147,7 +147,7 @@ def _examples(lib: Any, bi: Any, ce: Any, sparse: Any) -> dict[str, Any]:
     ]
     with bi.truncate_embeddings(truncate_dim=16):
         truncated = _numpy(bi.encode(SENTENCES[:2]))
-    # fastembed-rt re-normalizes a truncated embedding of a normalizing model (README): compare directions
+    # fastembed-rt re-normalizes a truncated embedding of a normalizing model (docs/python-api.md): compare directions
     out["truncated"] = truncated / np.linalg.norm(truncated, axis=1, keepdims=True)
     return out
 

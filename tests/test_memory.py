@@ -12,7 +12,7 @@ from fastembed_rt import SentenceTransformer
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven", "wizards"]
 # Measured here: +0–1 MB between encode 200 and 2,000 of this loop. The bound leaves room for
 # allocator caches; the failure it guards against is growth per new shape (ONNX Runtime's memory
-# patterns: +282 MB over 200 batches of up to 32 × 150 words, against +65 MB without; README "Providers").
+# patterns: +282 MB over 200 batches of up to 32 × 150 words, against +65 MB without; docs/providers.md).
 MAX_GROWTH_MB = 16
 
 

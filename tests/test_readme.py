@@ -1,4 +1,5 @@
-"""The README's Python code runs as written (against the exported MiniLM artifact and a tiny ColBERT)."""
+"""The Python code of the README and the docs runs as written (against the exported MiniLM artifact and a tiny
+ColBERT)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,40 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def _python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+def _python_blocks() -> list[tuple[str, str]]:
+    """(where, code) of every ``python`` block; ``py`` blocks need what only other tests build (a served model)."""
+    blocks = []
+    for page in PAGES:
+        found = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+        blocks += [(f"{page.relative_to(ROOT)} block {i}", code) for i, code in enumerate(found)]
+    return blocks
 
 
-def test_readme_has_python_examples() -> None:
-    assert _python_blocks()
+def test_readme_and_docs_have_python_examples() -> None:
+    assert any(where.startswith("README.md") for where, _ in _python_blocks())
+    assert len(_python_blocks()) >= 5
 
 
-@pytest.mark.parametrize("index", range(len(_python_blocks())))
+def test_every_docs_page_is_linked_from_the_readme() -> None:
+    text = README.read_text(encoding="utf-8")
+    for page in PAGES[1:]:
+        assert f"]({page.relative_to(ROOT)})" in text, page.name
+
+
+def test_relative_links_in_readme_and_docs_point_at_files_that_exist() -> None:
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+
+
+@pytest.mark.parametrize("where", [where for where, _ in _python_blocks()])
 def test_readme_python_block_runs(
-    index: int,
+    where: str,
     minilm_artifact_session: Path,
     tiny_multi_vector_artifact: Path,
     tmp_path: Path,
@@ -31,7 +52,8 @@ def test_readme_python_block_runs(
     # The late-interaction example runs on the tests' tiny random ColBERT (no trained one is available offline).
     (tmp_path / "artifacts" / "colbert").symlink_to(tiny_multi_vector_artifact)
     monkeypatch.chdir(tmp_path)
-    exec(compile(_python_blocks()[index], f"README.md block {index}", "exec"), {"__name__": "__readme__"})
+    code = dict(_python_blocks())[where]
+    exec(compile(code, where, "exec"), {"__name__": "__readme__"})
 
 
 def test_readme_names_the_two_setup_commands_and_ci_runs_the_test_one() -> None:

@@ -37,7 +37,7 @@ from fastembed_rt.providers.threads import default_streams
 pytest.importorskip("starlette", reason="the server extra is not installed")
 
 STARTUP_TIMEOUT_S = 90
-README = Path(__file__).resolve().parent.parent / "README.md"
+SERVING_DOC = Path(__file__).resolve().parent.parent / "docs" / "serving.md"
 TEXTS = [
     "The cat sat on the mat.",
     "A feline rested on the rug.",
@@ -711,10 +711,10 @@ def test_the_server_loads_models_with_torch_unimportable(
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
 
-def test_readme_serve_examples_run_against_the_server(server: Server) -> None:
-    section = README.read_text(encoding="utf-8").split("## Serve over HTTP", 1)[1].split("\n## ", 1)[0]
+def test_docs_serve_examples_run_against_the_server(server: Server) -> None:
+    section = SERVING_DOC.read_text(encoding="utf-8").split("## Serve over HTTP", 1)[1].split("\n## ", 1)[0]
     snippet = re.findall(r"```py\n(.*?)```", section, flags=re.S)[0].replace("http://127.0.0.1:8080", server.url)
-    exec(compile(snippet, "README.md serve example", "exec"), {"__name__": "__readme__"})
+    exec(compile(snippet, "docs/serving.md serve example", "exec"), {"__name__": "__readme__"})
     calls = re.findall(r"^curl -s 127\.0\.0\.1:8080(\S+) .*-d '(.*)'$", section, flags=re.M)
     assert [route for route, _ in calls] == ["/embed", "/rerank"]
     for route, body in calls:
