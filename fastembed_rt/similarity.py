@@ -15,7 +15,7 @@ import numpy as np
 from fastembed_rt import util
 from fastembed_rt.errors import InputError
 
-__all__ = ["SimilarityFunction", "dense_similarity", "similarity_function"]
+__all__ = ["SimilarityFnName", "SimilarityFunction", "dense_similarity", "similarity_function"]
 
 
 class SimilarityFunction(str, enum.Enum):
@@ -34,6 +34,21 @@ def similarity_function(name: str | SimilarityFunction) -> SimilarityFunction:
     except ValueError:
         valid = ", ".join(f.value for f in SimilarityFunction)
         raise InputError(f"similarity_fn_name {name!r} is not known; valid: {valid}") from None
+
+
+class SimilarityFnName:
+    """A model's ``similarity_fn_name`` attribute: set by name, alias or ``SimilarityFunction`` and checked at once (an
+    unknown name is an ``InputError`` there, not at the next ``similarity`` call nor in a saved copy); None is
+    cosine, as in sentence-transformers. Read, it is the name."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = f"_{name}_value"
+
+    def __get__(self, model: object, owner: type | None = None) -> str:
+        return str(getattr(model, self._slot))
+
+    def __set__(self, model: object, value: str | SimilarityFunction | None) -> None:
+        setattr(model, self._slot, similarity_function(SimilarityFunction.COSINE if value is None else value).value)
 
 
 _DENSE: dict[SimilarityFunction, tuple[Callable[[Any, Any], np.ndarray], Callable[[Any, Any], np.ndarray]]] = {

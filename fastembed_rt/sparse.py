@@ -9,7 +9,8 @@
 
 Column indices are sorted within each row. A single text gives a 1-D result, a list a 2-D one, as
 sentence-transformers returns 1-D and 2-D tensors. ``decode``, ``similarity`` and ``sparsity``
-accept any of these forms (and dense arrays).
+accept any of these forms, dense arrays, and torch tensors, sparse ones included (what sentence-transformers'
+SparseEncoder returns).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from fastembed_rt import util
 from fastembed_rt.errors import InputError
 from fastembed_rt.similarity import SimilarityFunction, similarity_function
+from fastembed_rt.tensors import is_tensor, loaded_torch
 
 __all__ = [
     "SparseEmbeddings",
@@ -82,6 +84,17 @@ class SparseEmbeddings:
         indices, data = self.row(i % rows)
         return SparseEmbeddings(np.array([0, indices.size], np.int64), indices, data, (self.shape[1],))
 
+    def rows(self, start: int, stop: int) -> SparseEmbeddings:
+        """Rows ``start:stop`` of a 2-D result, sharing this one's arrays (no copy)."""
+        stop = min(stop, self.shape[0])
+        first, last = int(self.indptr[start]), int(self.indptr[stop])
+        return SparseEmbeddings(
+            self.indptr[start : stop + 1] - first,
+            self.indices[first:last],
+            self.data[first:last],
+            (stop - start, self.shape[1]),
+        )
+
     def toarray(self) -> np.ndarray:
         """Dense float32 ``shape`` array."""
         rows = self.indptr.size - 1
@@ -124,6 +137,8 @@ def as_rows(embeddings: Any, name: str = "embeddings") -> tuple[SparseEmbeddings
             ),
             False,
         )
+    if is_tensor(embeddings):
+        return _tensor_rows(embeddings)
     if is_sparse(embeddings):  # scipy.sparse, without importing it
         one_d = len(embeddings.shape) == 1
         matrix = (embeddings.reshape((1, embeddings.shape[0])) if one_d else embeddings).tocsr().copy()
@@ -151,6 +166,25 @@ def as_rows(embeddings: Any, name: str = "embeddings") -> tuple[SparseEmbeddings
     counts = np.bincount(rows, minlength=dense.shape[0])
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     return SparseEmbeddings(indptr, cols.astype(np.int64), dense[rows, cols], dense.shape), one_d
+
+
+def _tensor_rows(tensor: Any) -> tuple[SparseEmbeddings, bool]:
+    """A torch tensor (strided or sparse COO/CSR, 1-D or 2-D) as rows, without making a sparse one dense."""
+    torch = loaded_torch()
+    tensor = tensor.detach().cpu()
+    if tensor.layout == torch.strided:
+        return as_rows(tensor.float().numpy())
+    if tensor.dim() not in (1, 2):
+        raise InputError(f"sparse embeddings must be 1-D or 2-D, got a tensor of shape {tuple(tensor.shape)}")
+    one_d = tensor.dim() == 1
+    coo = (tensor.unsqueeze(0) if one_d else tensor).to_sparse_coo().coalesce()  # coalesced: sorted, no duplicates
+    rows, cols = (index.numpy().astype(np.int64) for index in coo.indices())
+    data = coo.values().float().numpy()
+    keep = data != 0
+    rows, cols, data = rows[keep], cols[keep], data[keep]
+    counts = np.bincount(rows, minlength=coo.shape[0])
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return SparseEmbeddings(indptr, cols, data.astype(np.float32), (int(coo.shape[0]), int(coo.shape[1]))), one_d
 
 
 def _row_ids(rows: SparseEmbeddings) -> np.ndarray:
@@ -230,7 +264,8 @@ def intersection(embeddings_1: Any, embeddings_2: Any) -> Any:
         embeddings_1: one embedding (1-D), in any form ``SparseEncoder.encode`` returns or a dense numpy row.
         embeddings_2: one embedding (1-D) or several (2-D) of the same vocabulary.
     Returns:
-        ``embeddings_2``'s shape and type (``SparseEmbeddings``, a scipy sparse array, or dense numpy), float32.
+        ``embeddings_2``'s shape and type (``SparseEmbeddings``, a scipy sparse array, a torch sparse tensor for any
+        torch tensor, or dense numpy), float32.
     """
     first, one_d = as_rows(embeddings_1, "embeddings_1")
     if not one_d:
@@ -253,6 +288,12 @@ def intersection(embeddings_1: Any, embeddings_2: Any) -> Any:
         shared = shared[0]
     if isinstance(embeddings_2, SparseEmbeddings):
         return shared
+    if is_tensor(embeddings_2):  # a torch sparse tensor, as sentence-transformers returns for its own
+        torch = loaded_torch()
+        rows_of = np.repeat(np.arange(shared.indptr.size - 1), np.diff(shared.indptr))
+        index = np.stack([shared.indices] if rows_one_d else [rows_of, shared.indices])
+        values = torch.from_numpy(shared.data)
+        return torch.sparse_coo_tensor(torch.from_numpy(index), values, shared.shape, check_invariants=True).coalesce()
     return shared.to_scipy() if is_sparse(embeddings_2) else shared.toarray()
 
 

@@ -122,6 +122,11 @@ def _check_int(name: str, value: int, minimum: int) -> None:
 
 
 def _as_batch(embeddings: npt.ArrayLike, name: str) -> FloatArray:
+    if _is_sparse(embeddings):
+        raise ValueError(
+            f"{name}: sparse embeddings are scored by the similarity functions and searched by semantic_search; "
+            "pass dense ones here (.toarray())"
+        )
     array = np.asarray(embeddings, dtype=np.float32)
     if array.ndim == 1:
         # An empty list is an empty batch, not one embedding of dimension 0.
@@ -407,6 +412,10 @@ def search_top_k(
     _check_int("query_chunk_size", query_chunk_size, 1)
     _check_int("corpus_chunk_size", corpus_chunk_size, 1)
     _check_int("top_k", top_k, 0)
+    if _is_sparse(query_embeddings) or _is_sparse(corpus_embeddings):
+        return _search_sparse(
+            query_embeddings, corpus_embeddings, top_k, query_chunk_size, corpus_chunk_size, score_function
+        )
     queries, corpus = _as_batches(query_embeddings, corpus_embeddings, "query_embeddings", "corpus_embeddings")
     query_starts = range(0, queries.shape[0], query_chunk_size)
     best: list[tuple[np.ndarray, npt.NDArray[np.int64]]] = []
@@ -431,6 +440,39 @@ def search_top_k(
         return np.empty((0, kept), np.float32), np.empty((0, kept), np.int64)
     ranked = [_sort_top_k(scores, ids) for scores, ids in best]
     return np.concatenate([scores for scores, _ in ranked]), np.concatenate([ids for _, ids in ranked])
+
+
+def _search_sparse(
+    query_embeddings: Any,
+    corpus_embeddings: Any,
+    top_k: int,
+    query_chunk_size: int,
+    corpus_chunk_size: int,
+    score_function: ScoreFunction,
+) -> tuple[np.ndarray, npt.NDArray[np.int64]]:
+    """``search_top_k`` of sparse (or sparse/dense mixed) embeddings: chunks of CSR rows, scored by ``score_function``
+    (this module's functions score sparse rows without making them dense)."""
+    from fastembed_rt.sparse import as_rows
+
+    queries, _ = as_rows(query_embeddings, "query_embeddings")
+    corpus, _ = as_rows(corpus_embeddings, "corpus_embeddings")
+    if queries.shape[1] != corpus.shape[1] and queries.shape[0] and corpus.shape[0]:
+        raise ValueError(
+            f"query_embeddings has dimension {queries.shape[1]} but corpus_embeddings has dimension {corpus.shape[1]}"
+        )
+    best = []
+    for query_start in range(0, queries.shape[0], query_chunk_size):
+        query_chunk = queries.rows(query_start, query_start + query_chunk_size)
+        scores, ids = np.empty((query_chunk.shape[0], 0), np.float32), np.empty((query_chunk.shape[0], 0), np.int64)
+        for corpus_start in range(0, corpus.shape[0], corpus_chunk_size):
+            corpus_chunk = corpus.rows(corpus_start, corpus_start + corpus_chunk_size)
+            chunk_scores = np.asarray(score_function(query_chunk, corpus_chunk))  # type: ignore[arg-type]
+            scores, ids = _merge_top_k(scores, ids, chunk_scores, corpus_start, top_k)
+        best.append(_sort_top_k(scores, ids))
+    kept = min(top_k, corpus.shape[0])
+    if not best:
+        return np.empty((0, kept), np.float32), np.empty((0, kept), np.int64)
+    return np.concatenate([s for s, _ in best]), np.concatenate([i for _, i in best])
 
 
 @tensor_inputs

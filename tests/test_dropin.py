@@ -563,3 +563,108 @@ def test_intersection_keeps_each_rows_shared_dimensions_in_the_callers_type(tiny
         splade.intersection(docs, docs)
     with pytest.raises(InputError, match="vocabularies differ"):
         splade.intersection(dense_query[:-1], dense_docs)
+
+
+# -- names, arguments and types as sentence-transformers 6.2 takes them -----------------------------
+def test_encode_takes_inputs_and_the_deprecated_sentences_keyword_with_one_warning(
+    minilm_runtime: SentenceTransformer, tiny_splade_artifact: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    texts = ["The cat sat on the mat.", "Stocks fell."]
+    expected = minilm_runtime.encode(texts)
+    np.testing.assert_array_equal(minilm_runtime.encode(inputs=texts), expected)
+    np.testing.assert_array_equal(minilm_runtime.encode_query(inputs=texts), minilm_runtime.encode_query(texts))
+    with caplog.at_level("WARNING", logger="fastembed_rt"):
+        np.testing.assert_array_equal(minilm_runtime.encode(sentences=texts), expected)
+        np.testing.assert_array_equal(minilm_runtime.encode(sentences=texts), expected)
+    assert [r.getMessage() for r in caplog.records if "`sentences`" in r.getMessage()] == [
+        "SentenceTransformer.encode(sentences=...): `sentences` is a deprecated sentence-transformers name; "
+        "use `inputs` instead"
+    ]
+    splade = SparseEncoder(tiny_splade_artifact)
+    assert splade.encode(inputs=texts, sparse_format="arrays").shape == splade.encode(texts).shape
+
+
+def test_cross_encoder_takes_sentence_transformers_deprecated_names(tiny_reranker_artifact: Path) -> None:
+    pairs = [("a query", "a document"), ("a query", "another document")]
+    model = CrossEncoder(tiny_reranker_artifact)
+    scores = model.predict(pairs)
+    np.testing.assert_array_equal(model.predict(sentences=pairs), scores)
+    np.testing.assert_array_equal(
+        model.predict(pairs, activation_fct="identity", num_workers=2), model.predict(pairs, activation_fn="identity")
+    )
+    ranked = model.rank("a query", ["a document", "another document"], convert_to_tensor=True, apply_softmax=True)
+    assert ranked == model.rank("a query", ["a document", "another document"])
+    legacy = CrossEncoder(tiny_reranker_artifact, default_activation_function="identity")
+    np.testing.assert_array_equal(legacy.predict(pairs), model.predict(pairs, activation_fn="identity"))
+
+
+def test_cross_encoder_applies_any_torch_activation_as_sentence_transformers(tiny_reranker_artifact: Path) -> None:
+    torch = pytest.importorskip("torch")
+    pairs = [("a query", "a document"), ("a query", "another document"), ("q", "d")]
+    model = CrossEncoder(tiny_reranker_artifact)
+    logits = model.predict(pairs, activation_fn="identity")
+    np.testing.assert_allclose(model.predict(pairs, activation_fn=torch.nn.Tanh()), np.tanh(logits), rtol=1e-6)
+    np.testing.assert_allclose(model.predict(pairs, activation_fn=torch.relu), np.maximum(logits, 0), rtol=1e-6)
+    tanh_model = CrossEncoder(tiny_reranker_artifact, activation_fn=torch.nn.Tanh())
+    ranked = tanh_model.rank("a query", ["a document", "another document"])
+    assert [r["score"] for r in ranked] == pytest.approx(sorted(np.tanh(logits[:2]).tolist(), reverse=True), rel=1e-6)
+
+
+def test_truncate_dim_past_the_models_width_keeps_the_whole_embedding(minilm_artifact_session: Path) -> None:
+    """As sentence-transformers (a slice past the end); the server's ``dimensions`` stays an error, as TEI's."""
+    model = SentenceTransformer(minilm_artifact_session, truncate_dim=512)
+    assert model.get_embedding_dimension() == 384
+    full = SentenceTransformer(minilm_artifact_session).encode(["a cat"])
+    np.testing.assert_array_equal(model.encode(["a cat"]), full)
+    np.testing.assert_array_equal(model.encode(["a cat"], truncate_dim=1000), full)
+    with pytest.raises(InputError, match=r"truncate_dim must be an int in 1\.\.384"):
+        model.embed_options("float32", 512, wider_than_model="error")
+
+
+def test_similarity_fn_name_is_checked_when_it_is_set(minilm_artifact_session: Path, tmp_path: Path) -> None:
+    model = SentenceTransformer(minilm_artifact_session)
+    with pytest.raises(InputError, match="similarity_fn_name 'cosin' is not known; valid: cosine, dot"):
+        model.similarity_fn_name = "cosin"
+    assert model.similarity_fn_name == "cosine"
+    model.similarity_fn_name = "dot_score"  # sentence-transformers' alias
+    assert model.similarity_fn_name == "dot"
+    model.save(tmp_path / "copy", variants="loaded")
+    assert SentenceTransformer(tmp_path / "copy").similarity_fn_name == "dot"
+    model.similarity_fn_name = None  # type: ignore[assignment]
+    assert model.similarity_fn_name == "cosine"
+
+
+def test_semantic_search_takes_sparse_embeddings_as_sentence_transformers(tiny_splade_artifact: Path) -> None:
+    from fastembed_rt import util
+
+    splade = SparseEncoder(tiny_splade_artifact)
+    corpus = [f"document {i} about {topic}" for i, topic in enumerate(["cats", "mats", "stocks", "rivers"] * 3)]
+    queries = ["cats on mats", "falling stocks", "a river"]
+    for sparse_format in ("arrays", "scipy"):
+        q, c = splade.encode(queries, sparse_format=sparse_format), splade.encode(corpus, sparse_format=sparse_format)
+        for score_function in (util.dot_score, util.cos_sim):
+            expected = util.semantic_search(q.toarray(), c.toarray(), top_k=5, score_function=score_function)
+            found = util.semantic_search(
+                q, c, top_k=5, score_function=score_function, query_chunk_size=2, corpus_chunk_size=5
+            )
+            assert [[h["corpus_id"] for h in row] for row in found] == [
+                [h["corpus_id"] for h in row] for row in expected
+            ]
+            for got, want in zip(found, expected):
+                assert [h["score"] for h in got] == pytest.approx([h["score"] for h in want], rel=1e-5, abs=1e-6)
+    with pytest.raises(ValueError, match="sparse embeddings are scored by the similarity functions"):
+        util.paraphrase_mining_embeddings(splade.encode(corpus, sparse_format="arrays"))
+
+
+def test_sparse_methods_take_torch_sparse_tensors_as_sentence_transformers_returns(tiny_splade_artifact: Path) -> None:
+    torch = pytest.importorskip("torch")
+    splade = SparseEncoder(tiny_splade_artifact)
+    texts = ["cats sit on mats", "stocks fell", "a query about cats"]
+    ours = splade.encode(texts, sparse_format="arrays")
+    tensor = torch.from_numpy(ours.toarray()).to_sparse()
+    np.testing.assert_allclose(splade.similarity(tensor, tensor), splade.similarity(ours, ours), rtol=1e-6)
+    assert splade.decode(tensor, top_k=3) == splade.decode(ours, top_k=3)
+    assert splade.sparsity(tensor) == splade.sparsity(ours)
+    shared = splade.intersection(tensor[2], tensor)
+    assert shared.layout == torch.sparse_coo and tuple(shared.shape) == ours.shape
+    np.testing.assert_array_equal(shared.to_dense().numpy(), splade.intersection(ours[2], ours).toarray())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,23 @@ def test_prompts_and_default_prompt_name_can_be_overridden(minilm_artifact_sessi
     )
     with pytest.raises(InputError, match="default_prompt_name"):
         SentenceTransformer(minilm_artifact_session, default_prompt_name="missing")
+
+
+def test_prompts_given_at_load_are_merged_over_the_saved_ones_as_sentence_transformers_does(
+    minilm_artifact: Path,
+) -> None:
+    manifest = json.loads((minilm_artifact / "manifest.json").read_text())
+    manifest["tokenizer"]["prompts"] = {"query": "query: ", "document": "passage: "}
+    manifest["tokenizer"]["default_prompt_name"] = "query"
+    (minilm_artifact / "manifest.json").write_text(json.dumps(manifest))
+    model = SentenceTransformer(minilm_artifact, prompts={"clustering": "topic: ", "document": "doc: "})
+    assert model.prompts == {"query": "query: ", "document": "doc: ", "clustering": "topic: "}
+    assert model.default_prompt_name == "query"
+    np.testing.assert_allclose(model.encode_query(["x"]), model.encode(["query: x"], prompt=""), atol=1e-6)
+    np.testing.assert_allclose(model.encode_document(["x"]), model.encode(["doc: x"], prompt=""), atol=1e-6)
+    np.testing.assert_allclose(
+        model.encode(["x"], prompt_name="clustering"), model.encode(["topic: x"], prompt=""), atol=1e-6
+    )
 
 
 def test_truncate_dim_slices_and_renormalizes(minilm_runtime: Any, minilm_torch: Any) -> None:

@@ -14,6 +14,8 @@ they do for a bi-encoder.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -53,9 +55,40 @@ __all__ = [
     "check_batch_size",
     "check_overlap",
     "check_positive_int",
+    "renamed_arguments",
 ]
 
 _Model = TypeVar("_Model", bound="ArtifactModel")
+_F = TypeVar("_F", bound=Callable[..., Any])
+logger = logging.getLogger("fastembed_rt")
+_warned_renames: set[str] = set()
+
+
+def renamed_arguments(**renames: str | None) -> Callable[[_F], _F]:
+    """Take sentence-transformers' former keyword names, as it does: ``old="new"`` passes the value on as ``new``
+    (dropped when the call also gives ``new``), ``old=None`` drops an argument that no longer does anything. Either
+    logs a warning once per method and name."""
+
+    def decorate(method: _F) -> _F:
+        @functools.wraps(method)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in renames.items():
+                if old not in kwargs:
+                    continue
+                value = kwargs.pop(old)
+                where = f"{method.__qualname__}({old}=...)"
+                if where not in _warned_renames:
+                    _warned_renames.add(where)
+                    fix = f"use `{new}` instead" if new else "it has no effect and can be left out"
+                    logger.warning("%s: `%s` is a deprecated sentence-transformers name; %s", where, old, fix)
+                if new is not None:
+                    kwargs.setdefault(new, value)
+            return method(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
 
 # The prompt names ``encode_document`` looks for, in order (sentence-transformers' own list).
 DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
@@ -97,7 +130,8 @@ class ArtifactModel:
             variant present (cpu: optimized, then fp32; cuda: fp16, then fp32; openvino: the OpenVINO IR,
             then fp32); ``"fastest"``: the fastest timed variant within its gate, int8 included
             (``fastembed_rt.speed``). ``variant_reason`` says why the variant was chosen.
-        prompts / default_prompt_name: override the artifact's prompts.
+        prompts: added to the artifact's prompts (a name it has too takes yours), as in sentence-transformers.
+        default_prompt_name: replaces the artifact's default prompt name.
         revision / cache_dir / token: for hub repo ids (``huggingface_hub``).
         verify: ``"size"`` (cheap, default) or ``"full"`` (sha256) check of the graph file.
         intra_op_threads: CPU threads; default: the CPUs this process may use (affinity and
@@ -176,7 +210,8 @@ class ArtifactModel:
         }
         self._tokenizer = Tokenizer(root, self.manifest.tokenizer)
         self._open_engine(provider)
-        self.prompts: dict[str, str] = dict(self.manifest.tokenizer.prompts if prompts is None else prompts)
+        # As sentence-transformers: prompts given here are merged over the saved ones (theirs win on a shared name).
+        self.prompts: dict[str, str] = {**self.manifest.tokenizer.prompts, **(prompts or {})}
         self.default_prompt_name = default_prompt_name or self.manifest.tokenizer.default_prompt_name
         if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
             raise InputError(
@@ -636,13 +671,15 @@ class TextEncoder(ArtifactModel):
         """``preprocess``: sentence-transformers' older name for it."""
         return self.preprocess(texts, **kwargs)
 
-    def encode_query(self, sentences: str | list[str], **kwargs: Any) -> Any:
+    @renamed_arguments(sentences="inputs")
+    def encode_query(self, inputs: str | list[str], **kwargs: Any) -> Any:
         """``encode`` with the ``query`` prompt when the model defines one."""
-        return self.encode(sentences, **self._with_prompt_name(kwargs, ("query",)))
+        return self.encode(inputs, **self._with_prompt_name(kwargs, ("query",)))
 
-    def encode_document(self, sentences: str | list[str], **kwargs: Any) -> Any:
+    @renamed_arguments(sentences="inputs")
+    def encode_document(self, inputs: str | list[str], **kwargs: Any) -> Any:
         """``encode`` with the ``document`` (or ``passage``/``corpus``) prompt when the model defines one."""
-        return self.encode(sentences, **self._with_prompt_name(kwargs, DOCUMENT_PROMPT_NAMES))
+        return self.encode(inputs, **self._with_prompt_name(kwargs, DOCUMENT_PROMPT_NAMES))
 
 
 def check_positive_int(name: str, value: object) -> int:

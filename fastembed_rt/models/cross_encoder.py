@@ -18,9 +18,9 @@ from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels.reference import activate_scores, softmax
 from fastembed_rt.kernels.spec import LOGITS, SCORES, ClassifierActivation, ClassifierHeadSpec
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs, long_inputs_policy, max_pool_scores
-from fastembed_rt.models.base import MultiProcessModel, check_batch_size, check_overlap
+from fastembed_rt.models.base import MultiProcessModel, check_batch_size, check_overlap, renamed_arguments
 from fastembed_rt.pipeline import Prepared, check_unicode
-from fastembed_rt.tensors import tensor_results
+from fastembed_rt.tensors import as_numpy, tensor_results, to_tensor
 from fastembed_rt.tokenizer import TruncationDirection, with_prompt
 
 if TYPE_CHECKING:
@@ -139,6 +139,15 @@ def _activation_name(fn: object) -> ClassifierActivation | None:
     return None
 
 
+def _call_activation(fn: Callable[[Any], Any], logits: np.ndarray) -> Any:
+    """``fn(logits)``; a torch module or function (``torch.nn.Tanh()``, ``torch.tanh``: torch is loaded, as the caller
+    made it) gets a tensor and gives back numpy, as sentence-transformers applies any activation module."""
+    owner = getattr(fn, "__module__", None) or type(fn).__module__
+    if str(owner).split(".")[0] == "torch" or type(fn).__module__.split(".")[0] == "torch":
+        return as_numpy(fn(to_tensor(logits)))
+    return fn(logits)
+
+
 class CrossEncoder(MultiProcessModel):
     """Score text pairs with an exported artifact, the way ``sentence_transformers.CrossEncoder`` does.
 
@@ -155,6 +164,7 @@ class CrossEncoder(MultiProcessModel):
 
     task = "cross-encoder"
 
+    @renamed_arguments(default_activation_function="activation_fn")
     def __init__(
         self,
         model_name_or_path: str | os.PathLike[str],
@@ -201,6 +211,7 @@ class CrossEncoder(MultiProcessModel):
         return name
 
     # -- scoring --------------------------------------------------------------------------------
+    @renamed_arguments(sentences="inputs", activation_fct="activation_fn", num_workers=None)
     @tensor_results
     def predict(
         self,
@@ -341,7 +352,7 @@ class CrossEncoder(MultiProcessModel):
             scores = activate_scores(raw, name)
         else:
             assert callable(fn)
-            scores = np.asarray(fn(raw), dtype=np.float32)
+            scores = np.asarray(_call_activation(fn, raw), dtype=np.float32)
         if prepared.windows is not None:  # the best window of each pair, per label
             scores = max_pool_scores(scores.reshape(prepared.rows, -1), prepared.windows.owner, len(prepared))
         if self.num_labels == 1 and scores.ndim > 1 and scores.shape[-1] == 1:
@@ -350,6 +361,13 @@ class CrossEncoder(MultiProcessModel):
             scores = softmax(scores, axis=1)
         return np.ascontiguousarray(scores, dtype=np.float32)
 
+    @renamed_arguments(
+        activation_fct="activation_fn",
+        num_workers=None,
+        apply_softmax=None,
+        convert_to_numpy=None,
+        convert_to_tensor=None,
+    )
     def rank(
         self,
         query: str,

@@ -33,7 +33,13 @@ from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels import reference
 from fastembed_rt.kernels.spec import TOKEN_VECTORS, Precision
 from fastembed_rt.maxsim import maxsim, maxsim_pairwise
-from fastembed_rt.models.base import DOCUMENT_PROMPT_NAMES, MultiProcessModel, TextEncoder, check_batch_size
+from fastembed_rt.models.base import (
+    DOCUMENT_PROMPT_NAMES,
+    MultiProcessModel,
+    TextEncoder,
+    check_batch_size,
+    renamed_arguments,
+)
 from fastembed_rt.models.cross_encoder import RankResult, check_rank_inputs, rank_results
 from fastembed_rt.pipeline import Prepared, check_texts
 from fastembed_rt.quantization import quantize_embeddings
@@ -297,9 +303,10 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
         pooling = self.late_interaction.token_pooling
         return out if pooling is None else pooling.pool(out, task=task)
 
+    @renamed_arguments(sentences="inputs")
     def encode(
         self,
-        sentences: str | Sequence[str],
+        inputs: str | Sequence[str],
         prompt_name: str | None = None,
         prompt: str | None = None,
         batch_size: int = 32,
@@ -314,12 +321,12 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
         task: Literal["query", "document"] | None = None,
         precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32",
     ) -> list[np.ndarray] | np.ndarray:
-        """Token vectors of ``sentences``: one ``[tokens_i, dim]`` matrix per text.
+        """Token vectors of ``inputs``: one ``[tokens_i, dim]`` matrix per text.
 
         Prefer ``encode_query`` / ``encode_document``, which set ``task`` and the matching prompt.
 
         Args:
-            sentences: a str or a list of str.
+            inputs: a str or a list of str.
             prompt_name / prompt: prepended to every text (default: the model's default prompt, if any).
             batch_size: most texts per graph run (batches are also cut by a padded-token budget).
             output_value: ``"token_embeddings"`` (sentence-transformers' ``None``, raw padded feature dicts,
@@ -349,11 +356,11 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
             )
         wanted = self._precision(precision)
         check_batch_size(batch_size)
-        single = isinstance(sentences, str)
+        single = isinstance(inputs, str)
         if pool is not None or isinstance(device, (list, tuple)):
             with self.pool_for_call(pool, device) as running:
                 return running.encode(
-                    sentences,
+                    inputs,
                     chunk_size=chunk_size,
                     prompt_name=prompt_name,
                     prompt=prompt,
@@ -364,7 +371,7 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
                     precision=precision,
                 )
         self.check_device(device)
-        prepared = self.prepare(sentences, task=task, prompt_name=prompt_name, prompt=prompt)
+        prepared = self.prepare(inputs, task=task, prompt_name=prompt_name, prompt=prompt)
         show = bool(show_progress_bar)
         vectors = self.encode_prepared(prepared, task=task, batch_size=batch_size, show_progress_bar=show)
         if normalize_embeddings:
@@ -375,16 +382,16 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
             vectors = [quantize_embeddings(v, wanted, ranges=self._ranges(wanted)) for v in vectors]
         return vectors[0] if single else vectors
 
-    def encode_query(self, sentences: str | Sequence[str], **kwargs: Any) -> list[np.ndarray] | np.ndarray:
+    @renamed_arguments(sentences="inputs")
+    def encode_query(self, inputs: str | Sequence[str], **kwargs: Any) -> list[np.ndarray] | np.ndarray:
         """``encode`` as a query: the ``query`` prompt (when the model has one), ``query_length``, query expansion."""
-        return self.encode(sentences, **{**self._with_prompt_name(kwargs, _TASK_PROMPTS["query"]), "task": "query"})
+        return self.encode(inputs, **{**self._with_prompt_name(kwargs, _TASK_PROMPTS["query"]), "task": "query"})
 
-    def encode_document(self, sentences: str | Sequence[str], **kwargs: Any) -> list[np.ndarray] | np.ndarray:
+    @renamed_arguments(sentences="inputs")
+    def encode_document(self, inputs: str | Sequence[str], **kwargs: Any) -> list[np.ndarray] | np.ndarray:
         """``encode`` as a document: the ``document`` / ``passage`` / ``corpus`` prompt, ``document_length``,
         the skiplist and the model's token pooling."""
-        return self.encode(
-            sentences, **{**self._with_prompt_name(kwargs, _TASK_PROMPTS["document"]), "task": "document"}
-        )
+        return self.encode(inputs, **{**self._with_prompt_name(kwargs, _TASK_PROMPTS["document"]), "task": "document"})
 
     def task_prompt_name(self, task: str | None, prompt_name: str | None = None) -> str | None:
         """The prompt name a call for ``task`` uses, as ``encode_query`` / ``encode_document`` choose it:

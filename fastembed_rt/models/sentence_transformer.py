@@ -20,10 +20,16 @@ from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels import reference
 from fastembed_rt.kernels.spec import NORMALIZE_OUTPUT, OUTPUT_DIM, QUANTIZE_RANGES, Precision
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs, long_inputs_policy, pool_windows
-from fastembed_rt.models.base import MultiProcessModel, TextEncoder, check_batch_size, check_positive_int
+from fastembed_rt.models.base import (
+    MultiProcessModel,
+    TextEncoder,
+    check_batch_size,
+    check_positive_int,
+    renamed_arguments,
+)
 from fastembed_rt.pipeline import Prepared, check_texts
 from fastembed_rt.quantization import quantize_embeddings
-from fastembed_rt.similarity import SimilarityFunction, dense_similarity, similarity_function
+from fastembed_rt.similarity import SimilarityFnName, SimilarityFunction, dense_similarity
 from fastembed_rt.tensors import tensor_results
 
 if TYPE_CHECKING:
@@ -96,6 +102,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
     """
 
     task = "embedding"
+    similarity_fn_name = SimilarityFnName()
     SUPPORTED_SIMILARITY_FN_NAMES: ClassVar[tuple[str, ...]] = tuple(fn.value for fn in SimilarityFunction)
 
     def __init__(
@@ -112,7 +119,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         super().__init__(model_name_or_path, **options)
 
     def _configure(self) -> None:
-        self.similarity_fn_name = similarity_function(self._similarity_fn_arg or self.manifest.similarity_fn).value
+        self.similarity_fn_name = self._similarity_fn_arg or self.manifest.similarity_fn
 
     def _warm_up(self) -> None:
         self._pipeline.embed(self._pipeline.prepare(["warm-up"]), batch_size=1)
@@ -120,17 +127,18 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
     # -- properties sentence-transformers users reach for ---------------------------------------
     def get_embedding_dimension(self) -> int:
         """The width of ``encode``'s embeddings: ``truncate_dim`` when set, else the model's."""
-        return self.truncate_dim or self.manifest.dim
+        return min(self.truncate_dim or self.manifest.dim, self.manifest.dim)
 
     def get_sentence_embedding_dimension(self) -> int:
         """``get_embedding_dimension()``, by sentence-transformers' older name."""
         return self.get_embedding_dimension()
 
     # -- encoding -------------------------------------------------------------------------------
+    @renamed_arguments(sentences="inputs")
     @tensor_results
     def encode(
         self,
-        sentences: str | Sequence[str],
+        inputs: str | Sequence[str],
         prompt_name: str | None = None,
         prompt: str | None = None,
         batch_size: int = 32,
@@ -148,7 +156,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
         truncation_direction: TruncationDirection | None = None,
     ) -> Any:
-        """Embed ``sentences``.
+        """Embed ``inputs``.
 
         Returns:
             float32 ``[n, dim]`` (``[dim]`` for a single str); a list of 1-D arrays when
@@ -177,7 +185,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         if pool is not None or isinstance(device, (list, tuple)):
             with self.pool_for_call(pool, device) as running:
                 return running.encode(
-                    sentences,
+                    inputs,
                     chunk_size=chunk_size,
                     prompt_name=prompt_name,
                     prompt=prompt,
@@ -192,8 +200,8 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
                     truncation_direction=truncation_direction,
                 )
         self.check_device(device)
-        single = isinstance(sentences, str)
-        texts = check_texts(sentences)
+        single = isinstance(inputs, str)
+        texts = check_texts(inputs)
         check_batch_size(batch_size)
         if output_value not in ("sentence_embedding", "token_embeddings", None):
             raise InputError(
@@ -235,19 +243,27 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         precision: str | Precision = "float32",
         truncate_dim: int | None = None,
         normalize_embeddings: bool = False,
+        *,
+        wider_than_model: Literal["keep", "error"] = "keep",
     ) -> EmbedOptions:
-        """The output options of one ``encode`` call, checked (``truncate_dim`` None: the model's default)."""
+        """The output options of one ``encode`` call, checked (``truncate_dim`` None: the model's default).
+
+        A ``truncate_dim`` past the model's width keeps the whole embedding, as in sentence-transformers
+        (``wider_than_model="keep"``), or is an ``InputError`` (``"error"``: the server's ``dimensions``, as TEI and
+        OpenAI answer it)."""
         try:
             wanted = Precision(precision)
         except ValueError:
             valid = ", ".join(repr(p.value) for p in Precision)
             raise InputError(f"precision {precision!r} is not supported; valid: {valid}") from None
         dim_limit = truncate_dim if truncate_dim is not None else self.truncate_dim
+        limit = self.manifest.dim if wider_than_model == "error" else None
         if dim_limit is not None and not (
-            isinstance(dim_limit, int) and not isinstance(dim_limit, bool) and 0 < dim_limit <= self.manifest.dim
+            isinstance(dim_limit, int) and not isinstance(dim_limit, bool) and 0 < dim_limit <= (limit or dim_limit)
         ):
-            raise InputError(f"truncate_dim must be an int in 1..{self.manifest.dim}, got {dim_limit!r}")
-        output_dim = dim_limit if dim_limit is not None else self.manifest.dim
+            wanted_range = f"an int in 1..{limit}" if limit else "a positive int"
+            raise InputError(f"truncate_dim must be {wanted_range}, got {dim_limit!r}")
+        output_dim = min(dim_limit, self.manifest.dim) if dim_limit is not None else self.manifest.dim
         return EmbedOptions(wanted, output_dim, bool(normalize_embeddings))
 
     def embed_prepared(
@@ -398,7 +414,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         return replace(self.manifest, similarity_fn=self.similarity_fn_name)
 
     def set_similarity_fn(self, name: str | SimilarityFunction) -> None:
-        self.similarity_fn_name = similarity_function(name).value
+        self.similarity_fn_name = name
 
     # -- data-parallel encoding (the pool itself: MultiProcessModel.start_multi_process_pool) ------------
     def _pool_load(self) -> dict[str, Any]:

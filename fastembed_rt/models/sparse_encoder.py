@@ -15,9 +15,9 @@ import numpy as np
 from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels.spec import MAX_ACTIVE_DIMS, SPARSE_INDICES, SPARSE_VALUES, SpladeSpec
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, max_pool_sparse
-from fastembed_rt.models.base import MultiProcessModel, TextEncoder, check_batch_size
+from fastembed_rt.models.base import MultiProcessModel, TextEncoder, check_batch_size, renamed_arguments
 from fastembed_rt.pipeline import Prepared, check_texts
-from fastembed_rt.similarity import SimilarityFunction, similarity_function
+from fastembed_rt.similarity import SimilarityFnName, SimilarityFunction
 from fastembed_rt.sparse import (
     SparseEmbeddings,
     SparseFormat,
@@ -59,6 +59,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
     """
 
     task = "sparse"
+    similarity_fn_name = SimilarityFnName()
     SUPPORTED_SIMILARITY_FN_NAMES: ClassVar[tuple[str, ...]] = tuple(fn.value for fn in SimilarityFunction)
 
     def __init__(
@@ -86,7 +87,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         self._pipeline.token_budget = max(1, _LOGITS_BYTES_PER_BATCH // (4 * self.spec.vocab_size))
         k = self._max_active_dims_arg
         self.max_active_dims = self._check_k(self.spec.max_active_dims) if k is None else k
-        self.similarity_fn_name = similarity_function(self._similarity_fn_arg or self.manifest.similarity_fn).value
+        self.similarity_fn_name = self._similarity_fn_arg or self.manifest.similarity_fn
 
     def _warm_up(self) -> None:
         self.encode(["warm-up"], batch_size=1)
@@ -151,9 +152,10 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
             (n, vocab),
         )
 
+    @renamed_arguments(sentences="inputs")
     def encode(
         self,
-        sentences: str | Sequence[str],
+        inputs: str | Sequence[str],
         prompt_name: str | None = None,
         prompt: str | None = None,
         batch_size: int = 32,
@@ -169,10 +171,10 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
         truncation_direction: TruncationDirection | None = None,
     ) -> Any:
-        """Sparse SPLADE embeddings of ``sentences``.
+        """Sparse SPLADE embeddings of ``inputs``.
 
         Args:
-            sentences: a str or a list of str.
+            inputs: a str or a list of str.
             prompt_name / prompt: prepended to every text.
             batch_size: most texts per batch (batches are also cut by a padded-token budget).
             convert_to_tensor: False gives a list of per-text rows instead of one stacked result.
@@ -193,8 +195,8 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         if sparse_format not in ("auto", "scipy", "arrays"):
             raise InputError(f"sparse_format {sparse_format!r} is not known; valid: 'auto', 'scipy', 'arrays'")
         check_batch_size(batch_size)
-        single = isinstance(sentences, str)
-        texts = check_texts(sentences)
+        single = isinstance(inputs, str)
+        texts = check_texts(inputs)
         pooled = pool is not None or isinstance(device, (list, tuple))
         if pooled and texts:
             with self.pool_for_call(pool, device) as running:

@@ -97,7 +97,7 @@ async def _embed_job(state: ServerState, request: Request, served: Served, req: 
     model = cast(SentenceTransformer, served.model)
     _check_prompt(served, req.prompt_name)
     try:
-        options = model.embed_options(req.precision, req.dimensions, req.normalize)
+        options = model.embed_options(req.precision, req.dimensions, req.normalize, wider_than_model="error")
     except InputError as exc:
         raise RequestError(422, f"`dimensions`: {exc}") from None
     batch_size, overlap = state.config.max_batch_size, state.config.chunk_overlap
