@@ -6,8 +6,9 @@ never forked: a fork taken after ONNX Runtime or OpenVINO started their thread p
 threads that do not exist in the child.
 
 Texts (pairs) are cut into chunks, longest first (so the slowest chunks start first and each chunk pads
-little), handed to whichever worker is free, and put back in input order. A worker's exception is
-raised in the caller after the pool is shut down; so is a worker that dies.
+little), handed to whichever worker is free, and put back in input order. An exception a call raises in a
+worker (bad input, say) is raised in the caller once the call's other chunks are back, and the pool stays
+usable, as in sentence-transformers; a worker that dies, or fails to load, stops the pool.
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ class MultiProcessPool:
         return list(self._processes)
 
     def _receive(self) -> tuple[str, int, int, Any]:
-        """The next worker message; stops the pool and raises on a failure or a dead worker."""
+        """The next worker message; stops the pool and raises on a failed load or a dead worker (a failed task is
+        returned: its worker lives on)."""
         while True:
             try:
                 message = self._results.get(timeout=_POLL_S)
@@ -125,7 +127,7 @@ class MultiProcessPool:
                     raise ProviderError(
                         f"multi-process pool worker died: {names}; the pool was stopped, start a new one"
                     ) from None
-            if message[0] == "failed":
+            if message[0] == "failed" and message[1] < 0:
                 self.close(graceful=False)
                 raise message[3]
             return message
@@ -171,16 +173,22 @@ class MultiProcessPool:
         order = sorted(range(len(items)), key=lambda i: -lengths[i])
         chunks = [order[start : start + size] for start in range(0, len(items), size)] or [[]]
         outputs: list[Any] = [None] * len(chunks)
+        failure: BaseException | None = None
         with self._lock:
             try:
                 for chunk_id, rows in enumerate(chunks):
                     self._tasks.put((chunk_id, method, [items[i] for i in rows], kwargs))
-                for _ in chunks:
-                    _, chunk_id, _, output = self._receive()
-                    outputs[chunk_id] = output
+                for _ in chunks:  # every chunk's answer is taken, so none is left to a later call
+                    kind, chunk_id, _, output = self._receive()
+                    if kind == "failed":
+                        failure = failure or output
+                    else:
+                        outputs[chunk_id] = output
             except BaseException:
                 self.close(graceful=False)
                 raise
+        if failure is not None:
+            raise failure
         if isinstance(outputs[0], np.ndarray):
             first = outputs[0]
             merged = np.empty((len(items), *first.shape[1:]), dtype=first.dtype)

@@ -54,14 +54,15 @@ def test_pool_workers_split_the_cpus(cpu_pool: MultiProcessPool) -> None:
     assert cpu_pool.devices == ("cpu", "cpu") and cpu_pool.providers == ["cpu", "cpu"]
 
 
-def test_worker_error_is_raised_and_the_pool_shuts_down(minilm_artifact_session: Path) -> None:
+def test_a_calls_error_in_a_worker_is_raised_and_the_pool_stays_usable(minilm_artifact_session: Path) -> None:
+    """As sentence-transformers: one bad call does not cost the caller its pool (nor leave answers for the next)."""
     model = SentenceTransformer(minilm_artifact_session)
-    pool = model.start_multi_process_pool(["cpu"], intra_op_threads=1)
-    with pytest.raises(InputError, match=r"truncate_dim must be an int in 1\.\.384"):
-        model.encode(TEXTS, pool=pool, truncate_dim=10_000)
-    assert _stopped(pool)
-    with pytest.raises(ProviderError, match="pool was stopped"):
-        model.encode(TEXTS, pool=pool)
+    with model.start_multi_process_pool(["cpu", "cpu"], intra_op_threads=1) as pool:
+        texts = [*TEXTS, "word " * 400, *TEXTS]
+        with pytest.raises(InputError, match="tokens long, more than max_seq_length 256"):
+            model.encode(texts, pool=pool, long_inputs="error", chunk_size=2)
+        assert not _stopped(pool)
+        np.testing.assert_allclose(model.encode(TEXTS, pool=pool, chunk_size=2), model.encode(TEXTS), atol=1e-6)
 
 
 def test_dead_worker_is_reported_and_the_pool_shuts_down(minilm_artifact_session: Path) -> None:
