@@ -257,7 +257,12 @@ class Tokenizer:
         side = truncation_direction or self.info.truncation_side
         ids: list[np.ndarray] = []
         for i, row in enumerate(rows):
-            array = np.asarray(row, dtype=np.int64)
+            try:
+                array = np.asarray(row, dtype=np.int64)
+            except (OverflowError, TypeError, ValueError):
+                array = np.empty((0, 0), dtype=np.int64)  # refused below, naming the row
+            if array.ndim != 1:
+                raise InputError(f"inputs[{i}] must be a list of token ids (integers from 0 to {vocab - 1})")
             bad = np.flatnonzero((array < 0) | (array >= vocab))
             if bad.size:
                 raise InputError(
@@ -350,11 +355,33 @@ class Tokenizer:
     def _windows(self, item: str | tuple[str, str], prompt_tokens: int, overlap: int) -> list[Any]:
         """tokenizers' overflow windows of one over-long text (``prompt_tokens`` left free) or pair."""
         pair = not isinstance(item, str)
+        length = self.max_seq_length - prompt_tokens
+        # tokenizers panics (a BaseException, past any ``except Exception``) where the stride leaves no new
+        # token in a window, so the room a window has for the text is checked here first.
+        room = length - self._special_count(pair)
+        if pair:
+            query_tokens = len(self.untruncated.encode(item[0], add_special_tokens=False).ids)
+            room -= query_tokens
+            if room <= overlap:
+                raise InputError(
+                    f"a query of {query_tokens} tokens leaves {max(room, 0)} tokens of each "
+                    f"{self.max_seq_length}-token window for the document, no more than chunk_overlap {overlap}: "
+                    "shorten the query or lower chunk_overlap"
+                )
+        elif room <= overlap and prompt_tokens:
+            raise InputError(
+                f"a prompt of {prompt_tokens} tokens leaves {max(room, 0)} tokens of each {self.max_seq_length}-token "
+                f"window for the text, no more than chunk_overlap {overlap}: shorten the prompt or lower chunk_overlap"
+            )
+        elif room <= overlap:
+            raise InputError(
+                f"chunk_overlap {overlap} does not fit windows of {length} tokens ({room} of them for the text): "
+                "lower chunk_overlap"
+            )
         key = f"windows:{pair}:{prompt_tokens}:{overlap}"
         if key not in self._backends:
             backend = self._tok.from_str(self._tok.to_str())
             backend.no_padding()
-            length = self.max_seq_length - prompt_tokens
             try:
                 backend.enable_truncation(
                     max_length=length, stride=overlap, strategy="only_second" if pair else "longest_first"
@@ -367,6 +394,14 @@ class Tokenizer:
         except Exception as exc:
             raise InputError(f"cannot cut this input into windows of {self.max_seq_length} tokens: {exc}") from None
         return [first, *first.overflowing]
+
+    def _special_count(self, pair: bool) -> int:
+        """Special tokens the post-processor adds to a text (3 for a BERT pair: [CLS] q [SEP] d [SEP])."""
+        key = f"specials:{pair}"
+        if key not in self._prompt_lengths:
+            empty = ("", "") if pair else ("",)
+            self._prompt_lengths[key] = len(self.untruncated.encode(*empty, add_special_tokens=True).ids)
+        return self._prompt_lengths[key]
 
     def prompt_length(self, prompt: str) -> int:
         """Tokens of ``prompt`` alone, minus a trailing special token (as sentence-transformers)."""
