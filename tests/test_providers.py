@@ -173,6 +173,36 @@ def test_openvino_second_load_reads_the_compiled_model_cache(minilm_artifact_ses
     np.testing.assert_allclose(first.encode(TEXTS), second.encode(TEXTS), atol=1e-6)
 
 
+def test_openvino_never_serves_a_compiled_blob_of_weights_the_artifact_no_longer_has(
+    minilm_artifact: Path, tmp_path: Path
+) -> None:
+    """OpenVINO's cache key covers the graph file, not its weights file: a re-export (a fine-tuned model) that
+    changed only the weights (``model.bin`` of an IR, ``model.onnx.data`` here) was served from the old blob."""
+    data_file = minilm_artifact / "onnx" / "model.onnx.data"
+    cache = tmp_path / "cache"
+
+    def load(**options: Any) -> SentenceTransformer:
+        return SentenceTransformer(minilm_artifact, provider="openvino", variant="fp32", **options)
+
+    before = load(provider_cache_dir=cache)
+    old = before.encode(TEXTS)
+    before.close()
+    weights = bytearray(data_file.read_bytes())
+    weights[: len(weights) // 2] = bytes(len(weights) // 2)  # half the weights zeroed: other embeddings, same size
+    data_file.write_bytes(weights)
+    manifest = json.loads((minilm_artifact / "manifest.json").read_text())
+    for variant in manifest["variants"]:  # as a re-export records them
+        if variant.get("weights_file") == "onnx/model.onnx.data":
+            variant["weights_sha256"] = file_sha256(data_file)
+    (minilm_artifact / "manifest.json").write_text(json.dumps(manifest))
+    after = load(provider_cache_dir=cache)
+    assert after._pipeline.provider.loaded_from_cache is False
+    new = after.encode(TEXTS)
+    np.testing.assert_array_equal(new, load(provider_options=ProviderOptions(cache=False)).encode(TEXTS))
+    assert not np.allclose(new, old, atol=1e-3)
+    assert len(list((cache / "openvino").iterdir())) == 1, "the former weights' blobs are removed"
+
+
 def test_openvino_refuses_per_call_graph_inputs_it_folded_away(minilm_artifact_session: Path, tmp_path: Path) -> None:
     model = SentenceTransformer(minilm_artifact_session, provider="openvino", provider_cache_dir=tmp_path)
     with pytest.raises(ProviderError, match="use provider='cpu'"):

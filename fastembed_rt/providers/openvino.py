@@ -1,7 +1,10 @@
 """``openvino``: the native OpenVINO runtime, on OpenVINO IR variants or directly on the ONNX graph.
 
 Compiled models are cached in ``cache_dir/openvino`` (OpenVINO's ``CACHE_DIR``): the first load of a
-graph compiles it, later loads of the same file with the same settings read the compiled blob.
+graph compiles it, later loads of the same file with the same settings read the compiled blob. OpenVINO's own
+key covers the graph file but not its weights file, so each graph gets a folder of its own named by its path and
+the size and modification time of the graph and weights files: re-exported weights at the same path compile
+afresh, and the folder of the former ones is removed.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ import contextlib
 import importlib.util
 import logging
 import os
+import shutil
 import sys
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,6 +129,32 @@ def saturation_warning(variant: Variant, cpu: CpuIdentity, device: str | None = 
     )
 
 
+def _compiled_cache(root: Path, model_path: Path) -> Path:
+    """The cache folder of ``model_path``'s compiled blobs: ``<path digest>-<files digest>``, where the files are
+    the graph, its IR weights (``model.bin`` beside ``model.xml``) and its external data (names extending the
+    graph's), each known by size and modification time. Folders of the same path with other files are removed."""
+    graph = model_path.resolve()
+    files = [graph, graph.with_suffix(".bin")] if graph.suffix == ".xml" else [graph]
+    with contextlib.suppress(OSError):
+        files += [
+            Path(e.path)
+            for e in os.scandir(graph.parent)
+            if e.name.startswith(graph.name + ".") or e.name.startswith(graph.name + "_")
+        ]
+    identity = []
+    for file in files:
+        with contextlib.suppress(OSError):
+            stat = file.stat()
+            identity.append(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    path_key = f"{zlib.crc32(str(graph).encode()):08x}"
+    name = f"{path_key}-{zlib.crc32(chr(10).join(sorted(identity)).encode()):08x}"
+    with contextlib.suppress(OSError):
+        for former in root.glob(f"{path_key}-*"):
+            if former.name != name and former.is_dir():
+                shutil.rmtree(former, ignore_errors=True)
+    return root / name
+
+
 class OpenVINO:
     """An OpenVINO compiled model with one infer request.
 
@@ -149,7 +180,9 @@ class OpenVINO:
                 f"OpenVINO device {device!r} is not available; available: {', '.join(available)} "
                 "(GPU and NPU need Intel's drivers; see the OpenVINO install guide)"
             )
-        self.cache_dir: Path | None = cache_root(options.cache_dir, "openvino") if options.cache else None
+        self.cache_dir: Path | None = None
+        if options.cache:
+            self.cache_dir = _compiled_cache(cache_root(options.cache_dir, "openvino"), model_path)
         if self.cache_dir is not None:
             try:
                 self.cache_dir.mkdir(parents=True, exist_ok=True)
