@@ -127,6 +127,17 @@ def test_max_seq_length_can_be_lowered_like_sentence_transformers(minilm_artifac
         model.max_seq_length = 0
 
 
+def test_max_seq_length_past_the_models_positions_is_refused_naming_the_limit(minilm_artifact_session: Path) -> None:
+    """Not ONNX Runtime's raw broadcast error at the first long text (MiniLM has 512 learned positions)."""
+    model = SentenceTransformer(minilm_artifact_session)
+    with pytest.raises(InputError, match="max_seq_length 1000 is more than this model's 512 positions"):
+        model.max_seq_length = 1000
+    assert model.max_seq_length == 256
+    model.max_seq_length = 512
+    assert model.encode(["word " * 600]).shape == (1, 384)
+    assert model.last_encode_stats.truncated == 1
+
+
 def test_prompt_is_prepended_as_text(minilm_runtime: Any, minilm_torch: Any) -> None:
     ours = minilm_runtime.encode(["what is a cat?"], prompt="query: ")
     same = minilm_runtime.encode(["query: what is a cat?"])

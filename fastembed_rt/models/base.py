@@ -428,7 +428,18 @@ class ArtifactModel:
 
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
-        self._tokenizer.max_seq_length = check_positive_int("max_seq_length", value)
+        check_positive_int("max_seq_length", value)
+        backbone = self.manifest.source.get("backbone") or {}
+        positions = backbone.get("max_position_embeddings")
+        # Past its position table a model either fails inside the graph (learned positions: ONNX Runtime's raw
+        # broadcast error at the first long text) or reads positions it never learned (rotary): refused here.
+        if isinstance(positions, int) and not isinstance(positions, bool) and 0 < positions < value:
+            raise InputError(
+                f"max_seq_length {value} is more than this model's {positions} positions "
+                f"(max_position_embeddings of {self.manifest.source.get('architecture', 'its')} backbone); "
+                f"use at most {positions}, or long_inputs='chunk' for longer texts"
+            )
+        self._tokenizer.max_seq_length = value
 
     @property
     def device(self) -> str:
