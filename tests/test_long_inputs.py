@@ -220,11 +220,11 @@ def test_a_query_or_prompt_that_leaves_no_room_past_the_overlap_is_an_input_erro
     """Not tokenizers' panic (a BaseException that ``except Exception`` misses) but an InputError naming the fix."""
     model = CrossEncoder(tiny_reranker_artifact, max_length=24)
     for query_words, overlap in ((19, 2), (12, 9), (30, 2)):  # room = 24 - 3 - query: 2, 9, none
-        with pytest.raises(InputError, match=f"a query of {query_words} tokens leaves .* chunk_overlap {overlap}"):
+        with pytest.raises(InputError, match=rf"a query of {query_words} tokens leaves .* chunk_overlap {overlap}"):
             model.predict([(words(query_words), words(120))], long_inputs="chunk", chunk_overlap=overlap)
     assert model.predict([(words(12), words(120))], long_inputs="chunk", chunk_overlap=8).shape == (1,)
     prompt = "hello " * 222  # 256 - 222 - 2 special tokens: 32 tokens per window, all of them overlap
-    with pytest.raises(InputError, match="a prompt of 222 tokens leaves 32 tokens .* chunk_overlap 32"):
+    with pytest.raises(InputError, match=r"a prompt of 222 tokens leaves 32 tokens .* chunk_overlap 32"):
         minilm_runtime.encode([words(600)], prompt=prompt, long_inputs="chunk", chunk_overlap=32)
     assert minilm_runtime.encode([words(600)], prompt=prompt, long_inputs="chunk", chunk_overlap=31).shape == (1, 384)
 
