@@ -14,7 +14,8 @@ their validators' measurements; the writer
 4. times the shipped variants on this CPU and records it (``fastembed_rt.speed``), so that
    ``variant="auto"`` on a CPU of this class runs the fastest one, never one slower than fp32.
 
-After export the runtime changes an artifact only through ``fastembed_rt.artifact.update_manifest``.
+After export the runtime changes an artifact only through ``fastembed_rt.artifact.update_manifest`` (and
+``fastembed_rt.calibration.calibrate_artifact``, which renames a calibration file and its manifest in together).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from fastembed_rt.artifact import (
     file_sha256,
     load_manifest,
 )
-from fastembed_rt.errors import ExportError, ParityError
+from fastembed_rt.errors import ArtifactError, ExportError, ParityError
 from fastembed_rt.export.backbone import ExportedBackbone
 from fastembed_rt.export.build import BuildContext, BuildResult, NotApplicable
 from fastembed_rt.export.fidelity import Measured
@@ -48,7 +49,7 @@ from fastembed_rt.export.onnx_files import check_graph, data_file, external_data
 from fastembed_rt.export.validate import release_memory
 from fastembed_rt.export.variants import VARIANTS, VariantSpec
 
-__all__ = ["ArtifactWriter", "Measure", "finish_graph", "stage_artifact"]
+__all__ = ["ArtifactWriter", "Measure", "check_destination", "finish_graph", "stage_artifact"]
 
 logger = logging.getLogger("fastembed_rt.export")
 
@@ -88,25 +89,85 @@ def stage_artifact(
 ) -> Iterator[ArtifactWriter]:
     """A writer on a fresh temporary directory beside ``out`` (with ``onnx/``) that becomes ``out`` on success.
 
-    On any exception the temporary directory is removed and ``out`` is left as it was; on success
-    the backbone graph (``BACKBONE_FILE``), which only the variant builders need, is removed first.
+    ``out`` is checked first (``check_destination``). On any exception the temporary directory is removed and
+    ``out`` is left as it was; on success the backbone graph (``BACKBONE_FILE``), which only the variant builders
+    need, is removed first, then the earlier ``out`` (``overwrite``) is moved aside, the new artifact renamed into
+    its place, and only then the earlier one deleted.
+
+    Raises:
+        ExportError: ``out`` cannot be written or replaced (``check_destination``), or its folder is not writable.
     """
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ExportError(f"{out} exists and is not empty; pass overwrite=True (CLI: --overwrite)")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_destination(out, overwrite, model=model)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "onnx").mkdir(parents=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "onnx").mkdir(parents=True)
+    except OSError as exc:
+        raise ExportError(
+            f"cannot create the artifact {out}: {exc.strerror or exc} ({exc.filename}); choose an output directory "
+            "in a folder this user can write"
+        ) from exc
     try:
         yield ArtifactWriter(tmp, str(model), revision)
         (tmp / BACKBONE_FILE).unlink(missing_ok=True)
         (tmp / data_file(BACKBONE_FILE)).unlink(missing_ok=True)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        earlier = out.parent / f".{out.name}.replaced-{os.getpid()}"
+        replacing = out.exists()
+        if replacing:
+            out.rename(earlier)
+        try:
+            tmp.rename(out)
+        except BaseException:
+            if replacing:
+                earlier.rename(out)
+            raise
+        shutil.rmtree(earlier, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_destination(out: Path, overwrite: bool, *, model: str | os.PathLike[str]) -> None:
+    """Refuse an output directory that the export must not write or replace.
+
+    ``out`` may not be, contain or lie inside the source model's directory (``model`` when it is a local
+    directory): replacing it would delete the model. It must be a directory or not exist; when it holds
+    anything, only ``overwrite`` lets it be replaced, and only when it is an artifact the runtime can read
+    (a typo in the path must not delete some other directory).
+
+    Raises:
+        ExportError: naming ``out``, what is in the way and what to do.
+    """
+    source = Path(model).expanduser()
+    if source.is_dir():
+        target, origin = out.resolve(), source.resolve()
+        if target == origin or origin in target.parents or target in origin.parents:
+            relation = "is" if target == origin else "is inside" if origin in target.parents else "contains"
+            raise ExportError(
+                f"output directory {out} {relation} the source model directory {source}; the artifact would "
+                "replace or mix with the model's files: choose an output directory outside it"
+            )
+    try:
+        if out.exists() and not out.is_dir():
+            raise ExportError(
+                f"output path {out} exists and is not a directory; choose a directory path for the artifact"
+            )
+        if not out.exists() or not any(out.iterdir()):
+            return
+    except OSError as exc:
+        raise ExportError(
+            f"cannot look into the output directory {out} ({exc.strerror}); choose one this user can read"
+        ) from exc
+    if not overwrite:
+        raise ExportError(f"{out} exists and is not empty; pass overwrite=True (CLI: --overwrite)")
+    try:
+        load_manifest(out)
+    except ArtifactError as exc:
+        raise ExportError(
+            f"{out} is not empty and is not a fastembed-rt artifact, so overwrite does not replace it (it replaces "
+            "only an artifact directory or an empty one): choose another output directory, or empty this one yourself"
+        ) from exc
 
 
 class ArtifactWriter:

@@ -13,12 +13,14 @@ import enum
 import json
 import logging
 import os
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from fastembed_rt.errors import ArtifactError
+from fastembed_rt.kernels.spec import SCORES, SENTENCE_EMBEDDING, TOKEN_VECTORS
 
 logger = logging.getLogger("fastembed_rt")
 
@@ -277,10 +279,19 @@ class Manifest:
         where ``manifest.json`` links to a blob that other snapshots may share, the link is replaced and the blob
         kept (a speed record from ``fastembed-rt tune`` stays in this snapshot)."""
         path = self.root / MANIFEST_FILE
-        temporary = path.with_name(f".{MANIFEST_FILE}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        os.replace(temporary, path)
+        os.replace(self.write_staged(), path)
         return path
+
+    def write_staged(self) -> Path:
+        """Write the manifest to a temporary file beside ``manifest.json``; returns its path. For a caller that
+        renames it over ``manifest.json`` only once a file the manifest names is in place (``calibrate_artifact``)."""
+        temporary = self.root / f".{MANIFEST_FILE}.{os.getpid()}.tmp"
+        try:
+            temporary.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        except BaseException:  # a full disk: no half-written temporary is left behind
+            temporary.unlink(missing_ok=True)
+            raise
+        return temporary
 
 
 def file_sha256(path: Path) -> str:
@@ -317,6 +328,73 @@ def _member(kind: type[_Value], value: Any, where: str, path: Path) -> _Value:
 _LEGACY_STAGE_COUNT_KEYS = ("engine_properties", "weights_file", "weights_size", "weights_sha256")
 
 
+# The fidelity numbers that ``fastembed-rt info`` formats and ``variant="auto"`` ranks by (``speed._AGREEMENT``).
+_FIDELITY_NUMBERS = ("min_cosine", "mean_cosine", "max_abs_diff", "max_rel_diff", "stsb_spearman", "score_spearman")
+_SIDES = ("left", "right")
+# The output whose last axis is the manifest's ``dim``, by task (a sparse model's ``dim`` is its vocabulary size,
+# which no output declares).
+_DIM_OUTPUT = {Task.EMBEDDING: SENTENCE_EMBEDDING, Task.CROSS_ENCODER: SCORES, Task.MULTI_VECTOR: TOKEN_VECTORS}
+
+
+def _invalid(path: Path, where: str, value: Any, expected: str) -> ArtifactError:
+    return ArtifactError(f"{path}: {where} is {reprlib.repr(value)}; {expected}; {_EXPORT_HINT}")
+
+
+def _positive(value: Any, where: str, path: Path) -> int:
+    number = int(value)
+    if number < 1:
+        raise _invalid(path, where, value, "it must be a positive integer")
+    return number
+
+
+def _side(value: Any, where: str, path: Path) -> str:
+    if value not in _SIDES:
+        raise _invalid(path, where, value, f"it must be one of {', '.join(_SIDES)}")
+    return str(value)
+
+
+def _fidelity(data: Any, name: Any, path: Path) -> dict[str, Any]:
+    fidelity = dict(data)
+    for key in _FIDELITY_NUMBERS:
+        value = fidelity.get(key)
+        if key in fidelity and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise _invalid(path, f"variant {name!r} fidelity.{key}", value, "it must be a number")
+    return fidelity
+
+
+def _rejected(data: Any, path: Path) -> tuple[dict[str, Any], ...]:
+    entries = data or []
+    if not isinstance(entries, list):
+        raise _invalid(path, "rejected_variants", entries, "it must be a list")
+    for entry in entries:
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("name"), str)
+            or not isinstance(entry.get("reasons"), list)
+            or not all(isinstance(reason, str) for reason in entry["reasons"])
+        ):
+            raise _invalid(path, "an entry of rejected_variants", entry, "each must be {'name': str, 'reasons': [str]}")
+    return tuple(entries)
+
+
+def _graph(data: Any, path: Path) -> GraphContract:
+    inputs = _require(data, "inputs", "graph.", path)
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(name, str) for name in inputs):
+        raise _invalid(path, "graph.inputs", inputs, "it must be a non-empty list of input names")
+    return GraphContract(inputs=tuple(inputs), outputs=dict(_require(data, "outputs", "graph.", path)))
+
+
+def _dim(value: Any, task: Task, graph: GraphContract, path: Path) -> int:
+    """The manifest's ``dim``, checked against the width the graph contract declares for the task's output."""
+    dim = _positive(value, "dim", path)
+    name = _DIM_OUTPUT.get(task)
+    declared = graph.outputs.get(name) if name is not None else None
+    dims = declared.get("dims") if isinstance(declared, dict) else None
+    if isinstance(dims, list) and dims and isinstance(dims[-1], int) and dims[-1] != dim:
+        raise _invalid(path, "dim", value, f"graph.outputs.{name} declares {dims[-1]}, and the two must agree")
+    return dim
+
+
 def _parse_variant(v: dict[str, Any], path: Path) -> Variant:
     stage_counts = dict(v.get("stage_counts", {}))
     typed = {key: v[key] if key in v else stage_counts.pop(key, None) for key in _LEGACY_STAGE_COUNT_KEYS}
@@ -329,7 +407,7 @@ def _parse_variant(v: dict[str, Any], path: Path) -> Variant:
         optimization=str(v.get("optimization", "none")),
         size=int(v["size"]),
         sha256=str(v["sha256"]),
-        fidelity=dict(v.get("fidelity", {})),
+        fidelity=_fidelity(v.get("fidelity", {}), v["name"], path),
         stage_counts=stage_counts,
         engine_properties={str(k): str(p) for k, p in (typed["engine_properties"] or {}).items()},
         weights_file=None if typed["weights_file"] is None else str(typed["weights_file"]),
@@ -351,33 +429,32 @@ def _parse(root: Path, data: Any, path: Path) -> Manifest:
         tok = _require(data, "tokenizer", "", path)
         tokenizer = TokenizerInfo(
             file=str(_require(tok, "file", "tokenizer.", path)),
-            max_seq_length=int(_require(tok, "max_seq_length", "tokenizer.", path)),
+            max_seq_length=_positive(
+                _require(tok, "max_seq_length", "tokenizer.", path), "tokenizer.max_seq_length", path
+            ),
             pad_token_id=int(_require(tok, "pad_token_id", "tokenizer.", path)),
             special_token_ids=tuple(int(i) for i in tok.get("special_token_ids", ())),
-            truncation_side=str(tok.get("truncation_side", "right")),
-            padding_side=str(tok.get("padding_side", "right")),
+            truncation_side=_side(tok.get("truncation_side", "right"), "tokenizer.truncation_side", path),
+            padding_side=_side(tok.get("padding_side", "right"), "tokenizer.padding_side", path),
             prompts={str(k): str(v) for k, v in (tok.get("prompts") or {}).items()},
             default_prompt_name=tok.get("default_prompt_name"),
             files=tuple(tok.get("files", ())),
         )
-        graph_data = _require(data, "graph", "", path)
-        graph = GraphContract(
-            inputs=tuple(_require(graph_data, "inputs", "graph.", path)),
-            outputs=dict(_require(graph_data, "outputs", "graph.", path)),
-        )
+        graph = _graph(_require(data, "graph", "", path), path)
         variants = tuple(_parse_variant(v, path) for v in _require(data, "variants", "", path))
+        task = _member(Task, _require(data, "task", "", path), "task", path)
         manifest = Manifest(
             root=root,
-            task=_member(Task, _require(data, "task", "", path), "task", path),
+            task=task,
             source=dict(data.get("source", {})),
             tokenizer=tokenizer,
             graph=graph,
             stages=dict(_require(data, "stages", "", path)),
             similarity_fn=str(data.get("similarity_fn", "cosine")),
-            dim=int(_require(data, "dim", "", path)),
+            dim=_dim(_require(data, "dim", "", path), task, graph, path),
             variants=variants,
             calibration=data.get("calibration"),
-            rejected_variants=tuple(data.get("rejected_variants") or ()),
+            rejected_variants=_rejected(data.get("rejected_variants"), path),
             speed=tuple(SpeedRecord.from_dict(record) for record in data.get("speed") or ()),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -403,27 +480,32 @@ def load_manifest(root: str | os.PathLike[str]) -> Manifest:
 def _read_manifest(root: Path) -> Manifest:
     """``root/manifest.json`` read and checked, without looking for the files it names."""
     path = root / MANIFEST_FILE
-    if not root.is_dir():
-        raise ArtifactError(f"artifact directory {root} does not exist; {_EXPORT_HINT}")
-    if not path.is_file():
-        if (root / "modules.json").is_file() or (root / "config.json").is_file():
-            raise ArtifactError(
-                f"{root} is a model directory, not a fastembed-rt artifact (no {MANIFEST_FILE}); "
-                f"export it first: `fastembed-rt export {root} OUT_DIR`"
-            )
-        raise ArtifactError(f"{path} is missing: {root} is not a fastembed-rt artifact; {_EXPORT_HINT}")
     try:
+        if not root.is_dir():
+            raise ArtifactError(f"artifact directory {root} does not exist; {_EXPORT_HINT}")
+        if not path.is_file():
+            if (root / "modules.json").is_file() or (root / "config.json").is_file():
+                raise ArtifactError(
+                    f"{root} is a model directory, not a fastembed-rt artifact (no {MANIFEST_FILE}); "
+                    f"export it first: `fastembed-rt export {root} OUT_DIR`"
+                )
+            raise ArtifactError(f"{path} is missing: {root} is not a fastembed-rt artifact; {_EXPORT_HINT}")
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path} is not valid JSON ({exc}); {_EXPORT_HINT}") from exc
+    except OSError as exc:  # an artifact of another user, or copied without read permission
+        raise ArtifactError(
+            f"{path} cannot be read ({exc.strerror}); give this user read access to {root} (chmod -R a+rX)"
+        ) from exc
     return _parse(root, data, path)
 
 
 def update_manifest(root: str | os.PathLike[str], **fields: Any) -> Manifest:
-    """Change top-level ``fields`` of the artifact's manifest on disk (e.g. ``calibration=``); returns the result.
+    """Change top-level ``fields`` of the artifact's manifest on disk (e.g. ``speed=``); returns the result.
 
-    The runtime's one way to change an artifact after export. It reads the manifest afresh, so a
-    change written since a model object loaded it is kept.
+    The runtime's way to change an artifact after export (``calibrate_artifact`` alone stages the manifest with
+    ``Manifest.write_staged``, to rename it in just after the calibration file it names). It reads the manifest
+    afresh, so a change written since a model object loaded it is kept.
     """
     updated = replace(load_manifest(root), **fields)
     updated.write()

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 import numpy as np
 
@@ -235,11 +235,14 @@ def format_table(rows: Sequence[BenchRow], reference: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def write_jsonl(rows: Iterable[BenchRow], path: str | os.PathLike[str]) -> None:
-    """One JSON object per row, every ``BenchRow`` field present (None where not measured)."""
-    with open(path, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(asdict(row)) + "\n")
+def write_jsonl(rows: Iterable[BenchRow], out: str | os.PathLike[str] | IO[str]) -> None:
+    """One JSON object per row, every ``BenchRow`` field present (None where not measured), to a file path or into
+    an open text stream (``fastembed-rt bench`` opens its ``--jsonl`` file before the bench runs)."""
+    if not isinstance(out, str | os.PathLike):
+        out.writelines(json.dumps(asdict(row)) + "\n" for row in rows)
+        return
+    with open(out, "w", encoding="utf-8") as handle:
+        write_jsonl(rows, handle)
 
 
 # -- the user-facing bench ----------------------------------------------------------------------

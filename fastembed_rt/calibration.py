@@ -11,12 +11,15 @@ their own scale.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fastembed_rt.artifact import Manifest, file_sha256, update_manifest
+from fastembed_rt.artifact import MANIFEST_FILE, Manifest, file_sha256, load_manifest
 from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels import reference
 
@@ -39,8 +42,11 @@ class Calibration:
         path = manifest.root / str(info["file"])
         try:
             sample = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ArtifactError(f"{path} cannot be read ({exc}); re-run `fastembed-rt calibrate`") from exc
+        except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty or truncated file
+            raise ArtifactError(
+                f"{path} cannot be read ({type(exc).__name__}: {exc}); re-create it with "
+                f"`fastembed-rt calibrate {manifest.root} --texts FILE`"
+            ) from exc
         if sample.ndim != 2 or sample.shape[1] != manifest.dim or sample.dtype != np.float32:
             raise ArtifactError(
                 f"{path} holds {sample.dtype} {sample.shape}, expected float32 [n, {manifest.dim}]; "
@@ -71,24 +77,49 @@ def calibrate_artifact(model: Any, texts: Sequence[str], source: str) -> dict[st
     """Encode ``texts`` with ``model`` (a fastembed-rt SentenceTransformer or MultiVectorEncoder), store the
     calibration set (a multi-vector model's: the token vectors of the texts).
 
-    Writes ``calibration.npy`` next to the manifest and records it in ``manifest.json``.
+    Writes ``calibration.npy`` next to the manifest and records it in ``manifest.json``: both are written to
+    temporary files in the artifact directory first and then renamed over the old ones, the calibration file
+    first, so that a failure (a read-only directory, a full disk) leaves the old pair as it was.
     Returns the manifest's new ``calibration`` entry.
+
+    Raises:
+        InputError: fewer than 2 distinct non-empty texts.
+        ArtifactError: the artifact directory cannot be written.
     """
     chosen = select_texts(texts)
     if len(chosen) < 2:
         raise InputError(f"calibration needs at least 2 distinct non-empty texts, got {len(chosen)}")
     manifest: Manifest = model.manifest
-    embeddings = model.encode(chosen, batch_size=32)
-    # A multi-vector model gives one [tokens, dim] matrix per text: every token vector is a sample.
-    sample = np.concatenate(embeddings) if isinstance(embeddings, list) else np.asarray(embeddings, np.float32)
-    path = manifest.root / CALIBRATION_FILE
-    np.save(path, sample.astype(np.float32), allow_pickle=False)
-    entry = {
-        "file": CALIBRATION_FILE,
-        "texts": len(chosen),
-        "source": source,
-        "sha256": file_sha256(path),
-        "ranges": np.stack([sample.min(axis=0), sample.max(axis=0)]).round(6).tolist(),
-    }
-    update_manifest(manifest.root, calibration=entry)
+    root = manifest.root
+    path = root / CALIBRATION_FILE
+    staged = root / f".{CALIBRATION_FILE}.{os.getpid()}.tmp"
+    staged_manifest: Path | None = None
+    try:
+        # Opened before the texts are encoded: a directory that cannot be written fails at once.
+        with staged.open("wb") as handle:
+            embeddings = model.encode(chosen, batch_size=32)
+            # A multi-vector model gives one [tokens, dim] matrix per text: every token vector is a sample.
+            sample = np.concatenate(embeddings) if isinstance(embeddings, list) else np.asarray(embeddings, np.float32)
+            np.save(handle, sample.astype(np.float32), allow_pickle=False)
+        entry = {
+            "file": CALIBRATION_FILE,
+            "texts": len(chosen),
+            "source": source,
+            "sha256": file_sha256(staged),
+            "ranges": np.stack([sample.min(axis=0), sample.max(axis=0)]).round(6).tolist(),
+        }
+        # The manifest read afresh, so that a change written since the model loaded it is kept.
+        staged_manifest = replace(load_manifest(root), calibration=entry).write_staged()
+        # Two renames within one directory: nothing between them can fail for want of permission or space.
+        os.replace(staged, path)
+        os.replace(staged_manifest, root / MANIFEST_FILE)
+    except OSError as exc:
+        raise ArtifactError(
+            f"cannot write the calibration into {root} ({exc.strerror or exc}); make the directory writable or "
+            "calibrate a writable copy of the artifact"
+        ) from exc
+    finally:
+        staged.unlink(missing_ok=True)
+        if staged_manifest is not None:
+            staged_manifest.unlink(missing_ok=True)
     return entry

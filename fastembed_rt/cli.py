@@ -6,15 +6,17 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
-from fastembed_rt.artifact import Manifest, Task
-from fastembed_rt.errors import FastEmbedError
+from fastembed_rt.artifact import Manifest, Task, resolve_artifact
+from fastembed_rt.errors import FastEmbedError, InputError
 
 __all__ = ["main"]
 
@@ -22,9 +24,12 @@ __all__ = ["main"]
 def _export(args: argparse.Namespace) -> int:
     try:
         from fastembed_rt.export import export_artifact
+        from fastembed_rt.export.writer import check_destination
     except ImportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # The exporter checks it too, but only once the model is loaded: a wrong output path fails here in no time.
+    check_destination(Path(args.out), args.overwrite, model=args.model)
     started = time.perf_counter()
     with _log_progress():
         manifest = export_artifact(
@@ -139,53 +144,105 @@ def _print_speed(m: Manifest) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    _print_info(Path(args.artifact))
+    _print_info(resolve_artifact(args.artifact))
     return 0
 
 
-def _read_texts(args: argparse.Namespace) -> list[str]:
-    texts = list(args.texts)
-    if args.file:
-        handle = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+def _read_lines(name: str) -> list[str]:
+    """The lines of text file ``name`` (``-``: stdin), without their line ends.
+
+    Raises:
+        InputError: the file is missing, a directory, unreadable or not UTF-8.
+    """
+    where = "stdin" if name == "-" else name
+    try:
+        handle = sys.stdin if name == "-" else open(name, encoding="utf-8")  # noqa: SIM115
         with handle:
-            texts.extend(line.rstrip("\n") for line in handle)
-    return texts
+            return [line.rstrip("\n") for line in handle]
+    except OSError as exc:
+        raise InputError(
+            f"cannot read texts from {where}: {exc.strerror or exc}; pass a readable text file, one text per line"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{where} is not UTF-8 text (byte {exc.object[exc.start]:#04x}: {exc.reason}); convert it to UTF-8 "
+            "first, e.g. with iconv -t UTF-8"
+        ) from exc
 
 
-def _encode_multi_vector(args: argparse.Namespace, texts: list[str]) -> int:
+def _read_texts(args: argparse.Namespace) -> list[str]:
+    return [*args.texts, *(_read_lines(args.file) if args.file else [])]
+
+
+@contextlib.contextmanager
+def _output_file(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
+    """``path``, exactly as given, opened for writing before the work that fills it: a path that cannot be written
+    fails at once, not after the work. Written to a temporary file beside it and renamed over it at the end, so a
+    run that fails leaves an earlier file of that name as it was.
+
+    Raises:
+        InputError: ``path`` is a directory, or its directory is missing or not writable.
+    """
+    target = Path(path)
+    staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fix = "name a file in an existing directory this user can write"
+    if target.is_dir():
+        raise InputError(f"cannot write {path}: it is a directory; {fix}")
+    try:
+        handle = open(staged, mode, encoding=None if "b" in mode else "utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}; {fix}") from exc
+    try:
+        with handle:
+            yield handle
+        os.replace(staged, target)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def _encode_multi_vector(args: argparse.Namespace, texts: list[str], output: IO[bytes] | None) -> str:
     """A multi-vector model's token vectors: one matrix per text, as documents (``--query``: as queries)."""
     from fastembed_rt.models import MultiVectorEncoder
 
-    if args.truncate_dim is not None:
-        print("error: --truncate-dim is for single-vector models; multi-vector models keep their dim", file=sys.stderr)
-        return 2
     model = MultiVectorEncoder(args.artifact, provider=args.provider, variant=args.variant)
     encode = model.encode_query if args.query else model.encode_document
     matrices = encode(
         texts, batch_size=args.batch_size, prompt_name=args.prompt_name, normalize_embeddings=args.normalize
     )
-    if args.output:
-        np.savez(args.output, *matrices)
-        print(f"wrote {len(matrices)} token matrices (arr_0 …) to {args.output}", file=sys.stderr)
+    if output is not None:
+        np.savez(output, *matrices)
     else:
         for text, matrix in zip(texts, matrices):
             print(json.dumps({"text": text, "token_embeddings": np.round(matrix.astype(np.float64), 7).tolist()}))
-    return 0
+    return f"{len(matrices)} token matrices (arr_0 …)"
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from fastembed_rt.artifact import load_manifest, resolve_artifact
-    from fastembed_rt.models import SentenceTransformer
+    from fastembed_rt.artifact import load_manifest
 
     texts = _read_texts(args)
     if not texts:
         print("error: no texts: pass them as arguments or with --file FILE ('-' for stdin)", file=sys.stderr)
         return 2
-    if load_manifest(resolve_artifact(args.artifact)).task == "multi-vector":
-        return _encode_multi_vector(args, texts)
-    if args.query:
+    multi_vector = load_manifest(resolve_artifact(args.artifact)).task == "multi-vector"
+    if multi_vector and args.truncate_dim is not None:
+        print("error: --truncate-dim is for single-vector models; multi-vector models keep their dim", file=sys.stderr)
+        return 2
+    if args.query and not multi_vector:
         print("error: --query is for multi-vector (late-interaction) models", file=sys.stderr)
         return 2
+    with contextlib.ExitStack() as stack:
+        output = stack.enter_context(_output_file(args.output)) if args.output else None
+        written = (_encode_multi_vector if multi_vector else _encode_single_vector)(args, texts, output)
+    if args.output:
+        print(f"wrote {written} to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _encode_single_vector(args: argparse.Namespace, texts: list[str], output: IO[bytes] | None) -> str:
+    """One embedding per text, as JSON lines or into ``output`` (.npy); returns what it holds."""
+    from fastembed_rt.models import SentenceTransformer
+
     model = SentenceTransformer(args.artifact, provider=args.provider, variant=args.variant)
     embeddings = model.encode(
         texts,
@@ -201,23 +258,20 @@ def _encode(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     assert isinstance(embeddings, np.ndarray)
-    if args.output:
-        np.save(args.output, embeddings)
-        print(f"wrote {embeddings.shape[0]}×{embeddings.shape[1]} float32 to {args.output}", file=sys.stderr)
+    if output is not None:
+        np.save(output, embeddings)
     else:
         for text, row in zip(texts, embeddings):
             print(json.dumps({"text": text, "embedding": [round(float(x), 7) for x in row]}))
-    return 0
+    return f"{embeddings.shape[0]}×{embeddings.shape[1]} float32"
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from fastembed_rt.artifact import load_manifest, resolve_artifact
+    from fastembed_rt.artifact import load_manifest
     from fastembed_rt.calibration import calibrate_artifact
     from fastembed_rt.models import MultiVectorEncoder, SentenceTransformer
 
-    handle = sys.stdin if args.texts == "-" else open(args.texts, encoding="utf-8")  # noqa: SIM115
-    with handle:
-        texts = [line.rstrip("\n") for line in handle]
+    texts = _read_lines(args.texts)
     kind = (
         MultiVectorEncoder
         if load_manifest(resolve_artifact(args.artifact)).task == "multi-vector"
@@ -233,8 +287,8 @@ def _tune(args: argparse.Namespace) -> int:
     from fastembed_rt.artifact import load_manifest
     from fastembed_rt.speed import measure_speed, record_speed, speed_texts
 
-    manifest = load_manifest(Path(args.artifact))
-    texts = _read_texts(argparse.Namespace(texts=[], file=args.file)) if args.file else speed_texts(manifest)
+    manifest = load_manifest(resolve_artifact(args.artifact))
+    texts = _read_lines(args.file) if args.file else speed_texts(manifest)
     record = measure_speed(
         manifest,
         [t for t in texts if t.strip()][: args.texts],
@@ -246,42 +300,67 @@ def _tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _csv(value: str | None, kind: type = str) -> list:
-    return [kind(v) for v in value.split(",") if v.strip()] if value else []
+def _csv(value: str | None) -> list[str]:
+    return [v for v in value.split(",") if v.strip()] if value else []
+
+
+def _positive_int(value: str) -> int:
+    """An argparse type: a whole number of at least 1 (a count of texts, rounds, threads)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}")
+    return number
+
+
+def _positive_ints(value: str) -> list[int]:
+    """An argparse type: comma-separated whole numbers of at least 1 (batch sizes)."""
+    try:
+        numbers = [_positive_int(v.strip()) for v in value.split(",") if v.strip()]
+    except argparse.ArgumentTypeError:
+        numbers = []
+    if not numbers:
+        raise argparse.ArgumentTypeError(f"must be comma-separated whole numbers >= 1 such as 8,32, got {value!r}")
+    return numbers
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from fastembed_rt.artifact import load_manifest
     from fastembed_rt.bench import bench_artifact, format_table, machine_name, write_jsonl
 
     texts = None
     if args.file:
-        texts = [t for t in _read_texts(argparse.Namespace(texts=[], file=args.file)) if t.strip()]
+        texts = [t for t in _read_lines(args.file) if t.strip()]
         if not texts:
             print(f"error: {args.file} holds no texts", file=sys.stderr)
             return 2
-    rows = bench_artifact(
-        args.artifact,
-        texts=texts,
-        batch_sizes=_csv(args.batch_sizes, int),
-        providers=_csv(args.providers) or None,
-        variants=_csv(args.variants) or None,
-        threads=args.threads,
-        repeats=args.repeats,
-        queries=args.queries,
-        synthetic=(args.texts, args.words),
-    )
-    source = args.file or f"{args.texts} synthetic texts of ~{args.words} words"
-    print(f"{args.artifact}: {source}; {rows[0].threads} threads, median of {args.repeats}; {machine_name()}\n")
-    print(format_table(rows))
-    measured = [r for r in rows if r.workload == "texts" and r.sent_s]
-    if measured:
-        best = max(measured, key=lambda r: r.sent_s or 0.0)
-        print(f"\nfastest in this run: {best.contender} at batch {best.batch} ({best.sent_s:.0f} sentences/s)")
-    from fastembed_rt.artifact import load_manifest
-
-    _print_speed(load_manifest(Path(args.artifact)))
+    root = resolve_artifact(args.artifact)
+    with contextlib.ExitStack() as stack:
+        jsonl = stack.enter_context(_output_file(args.jsonl, "w")) if args.jsonl else None
+        rows = bench_artifact(
+            root,
+            texts=texts,
+            batch_sizes=args.batch_sizes,
+            providers=_csv(args.providers) or None,
+            variants=_csv(args.variants) or None,
+            threads=args.threads,
+            repeats=args.repeats,
+            queries=args.queries,
+            synthetic=(args.texts, args.words),
+        )
+        source = args.file or f"{args.texts} synthetic texts of ~{args.words} words"
+        print(f"{args.artifact}: {source}; {rows[0].threads} threads, median of {args.repeats}; {machine_name()}\n")
+        print(format_table(rows))
+        measured = [r for r in rows if r.workload == "texts" and r.sent_s]
+        if measured:
+            best = max(measured, key=lambda r: r.sent_s or 0.0)
+            print(f"\nfastest in this run: {best.contender} at batch {best.batch} ({best.sent_s:.0f} sentences/s)")
+        _print_speed(load_manifest(root))
+        if jsonl is not None:
+            write_jsonl(rows, jsonl)
     if args.jsonl:
-        write_jsonl(rows, args.jsonl)
         print(f"wrote {len(rows)} rows to {args.jsonl}", file=sys.stderr)
     return 0
 
@@ -348,7 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("texts", nargs="*", help="texts to embed")
     p.add_argument("--file", help="read texts from FILE, one per line ('-' for stdin)")
     p.add_argument(
-        "--output", "-o", help="write a .npy file instead of JSON lines (multi-vector models: .npz, a matrix per text)"
+        "--output",
+        "-o",
+        help="write this file, .npy format, instead of JSON lines (multi-vector models: .npz format, a matrix per "
+        "text); the name is used as given",
     )
     p.add_argument("--query", action="store_true", help="multi-vector models: encode as queries (default: documents)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -372,14 +454,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="throughput and latency of an artifact on this machine")
     p.add_argument("artifact")
     p.add_argument("--file", help="texts to encode, one per line ('-' for stdin); default: synthetic texts")
-    p.add_argument("--texts", type=int, default=1000, help="number of synthetic texts")
-    p.add_argument("--words", type=int, default=12, help="words per synthetic text (± 50 %%)")
-    p.add_argument("--batch-sizes", default="1,8,32,64", help="comma-separated encode batch sizes")
+    p.add_argument("--texts", type=_positive_int, default=1000, help="number of synthetic texts")
+    p.add_argument("--words", type=_positive_int, default=12, help="words per synthetic text (± 50 %%)")
+    p.add_argument("--batch-sizes", type=_positive_ints, default="1,8,32,64", help="comma-separated encode batch sizes")
     p.add_argument("--providers", default=None, help="comma-separated providers (default: every one available)")
     p.add_argument("--variants", default=None, help="comma-separated variants (default: every one a provider runs)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the CPUs available)")
-    p.add_argument("--repeats", type=int, default=3, help="timed passes per configuration (median, min–max)")
-    p.add_argument("--queries", type=int, default=100, help="single-text calls for p50/p99 latency")
+    p.add_argument("--threads", type=_positive_int, default=None, help="intra-op threads (default: the CPUs available)")
+    p.add_argument("--repeats", type=_positive_int, default=3, help="timed passes per configuration (median, min–max)")
+    p.add_argument("--queries", type=_positive_int, default=100, help="single-text calls for p50/p99 latency")
     p.add_argument("--jsonl", help="also write the rows as JSON lines to this file")
     p.set_defaults(func=_bench)
 
@@ -388,10 +470,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("artifact")
     p.add_argument("--file", help="texts to time, one per line; default: STSb dev sentences, else synthetic texts")
-    p.add_argument("--texts", type=int, default=512, help="at most this many texts")
+    p.add_argument("--texts", type=_positive_int, default=512, help="at most this many texts")
     p.add_argument("--variants", default=None, help="comma-separated variants (default: every one runnable here)")
-    p.add_argument("--rounds", type=int, default=3, help="timed passes, interleaved across variants (best counts)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the CPUs available)")
+    p.add_argument(
+        "--rounds", type=_positive_int, default=3, help="timed passes, interleaved across variants (best counts)"
+    )
+    p.add_argument("--threads", type=_positive_int, default=None, help="intra-op threads (default: the CPUs available)")
     p.set_defaults(func=_tune)
 
     _add_serve(sub)

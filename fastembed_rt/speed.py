@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastembed_rt.artifact import Manifest, SpeedRecord, Variant, VariantFormat, VariantPrecision, update_manifest
-from fastembed_rt.errors import ArtifactError
+from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.machine import CpuIdentity, this_cpu
 
 __all__ = [
@@ -191,6 +191,7 @@ def measure_speed(
 
     Raises:
         ArtifactError: no texts, or a named variant is missing or its engine is not installed.
+        InputError: ``rounds``, ``batch_size`` or ``threads`` below 1.
     """
     from fastembed_rt.models import load_model
     from fastembed_rt.pipeline import MIN_BATCHES_PER_STREAM
@@ -199,6 +200,10 @@ def measure_speed(
 
     if not texts:
         raise ArtifactError("measuring variant speed needs at least one text")
+    # Zero rounds would time nothing and record empty rates; a thread count below 1 would be recorded as measured.
+    for name, value in (("rounds", rounds), ("batch_size", batch_size), ("threads", threads)):
+        if value is not None and value < 1:
+            raise InputError(f"measuring variant speed: {name}={value!r}; it must be at least 1")
     threads = threads or available_cpus()
     chosen = [manifest.variant(name) for name in variants] if variants else list(manifest.variants)
     chosen.sort(key=lambda v: v.name != "fp32")  # fp32 first: ``round_seconds`` is measured on it
@@ -266,7 +271,18 @@ def measure_speed(
 
 
 def record_speed(manifest: Manifest, record: SpeedRecord) -> Manifest:
-    """Write ``record`` into the artifact's manifest, replacing an earlier one for the same CPU and threads."""
+    """Write ``record`` into the artifact's manifest, replacing an earlier one for the same CPU and threads.
+
+    Raises:
+        InputError: ``record`` times no variant, or lists one without a rate (nothing is written: it would
+            replace a real record with an empty one).
+    """
+    untimed = [name for name, rates in record.sentences_per_s.items() if not rates]
+    if not record.sentences_per_s or untimed:
+        raise InputError(
+            f"speed record for {record.cpu} has no rates for {', '.join(untimed) or 'any variant'}; nothing was "
+            f"written to {manifest.root}: time every variant for at least one round (measure_speed, rounds >= 1)"
+        )
     kept = tuple(
         r
         for r in manifest.speed

@@ -147,3 +147,109 @@ def test_a_manifest_update_replaces_a_linked_manifest_and_leaves_its_target(mini
     assert not (minilm_artifact / "manifest.json").is_symlink()
     assert load_manifest(minilm_artifact).similarity_fn == "dot"
     assert sorted(p.name for p in minilm_artifact.iterdir() if p.name.startswith(".")) == [], "no temporary left"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("tokenizer.max_seq_length", -5, r"tokenizer.max_seq_length is -5; it must be a positive integer"),
+        ("tokenizer.max_seq_length", 0, r"tokenizer.max_seq_length is 0; it must be a positive integer"),
+        (
+            "tokenizer.truncation_side",
+            "middle",
+            r"tokenizer.truncation_side is 'middle'; it must be one of left, right",
+        ),
+        ("tokenizer.padding_side", "up", r"tokenizer.padding_side is 'up'; it must be one of left, right"),
+        ("graph.inputs", [], r"graph.inputs is \[\]; it must be a non-empty list of input names"),
+        ("graph.inputs", "input_ids", r"graph.inputs is 'input_ids'; it must be a non-empty list of input names"),
+        ("dim", 0, r"dim is 0; it must be a positive integer"),
+        ("dim", 768, r"dim is 768; graph.outputs.sentence_embedding declares 384, and the two must agree"),
+        ("variants.0.fidelity.min_cosine", "x", r"variant 'fp32' fidelity.min_cosine is 'x'; it must be a number"),
+        ("rejected_variants", "x", r"rejected_variants is 'x'; it must be a list"),
+        ("rejected_variants", [{"foo": 1}], r"an entry of rejected_variants is \{'foo': 1\}; each must be"),
+    ],
+)
+def test_a_manifest_value_out_of_range_is_an_artifact_error_naming_key_and_value(
+    minilm_artifact: Path, key: str, value: object, message: str
+) -> None:
+    path = minilm_artifact / "manifest.json"
+    data = json.loads(path.read_text())
+    *parents, last = key.split(".")
+    node = data
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[last] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match=rf"manifest.json: {message}.*fastembed-rt export"):
+        SentenceTransformer(minilm_artifact)
+
+
+@pytest.mark.parametrize("kept", [0, 100], ids=["empty", "truncated"])
+def test_an_empty_or_truncated_calibration_file_is_an_artifact_error_naming_the_fix(
+    minilm_artifact: Path, tmp_path: Path, kept: int
+) -> None:
+    from fastembed_rt.calibration import calibrate_artifact
+
+    model = SentenceTransformer(minilm_artifact, provider="cpu")
+    calibrate_artifact(model, ["A cat sat on the mat.", "Stocks fell sharply."], "test")
+    calibration = minilm_artifact / "calibration.npy"
+    calibration.write_bytes(calibration.read_bytes()[:kept])
+    with pytest.raises(
+        ArtifactError, match=r"calibration.npy cannot be read .*`fastembed-rt calibrate .* --texts FILE`"
+    ):
+        SentenceTransformer(minilm_artifact, provider="cpu").encode(["hello"], precision="int8")
+
+
+# -- file permissions ----------------------------------------------------------------------------------------------
+def _where_permissions_apply(argv: list[str]) -> list[str]:
+    """``argv`` run so that file permissions apply to it: as it is for a user; for root without the capabilities
+    that override them (``setpriv``). Skips where root cannot drop them."""
+    if os.geteuid() != 0:
+        return argv
+    caps = "-dac_override,-dac_read_search"
+    setpriv = ["setpriv", "--bounding-set", caps, "--inh-caps", caps, "--"]
+    try:
+        subprocess.run([*setpriv, "true"], check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(
+            f"running as root, and setpriv cannot drop CAP_DAC_OVERRIDE here ({exc}): permissions would not apply"
+        )
+    return [*setpriv, *argv]
+
+
+UNREADABLE = """
+import sys
+from fastembed_rt import ArtifactError, SentenceTransformer
+from fastembed_rt.cli import main
+try:
+    SentenceTransformer(sys.argv[1])
+except ArtifactError as exc:
+    print("ArtifactError:", exc)
+print("exit", main(["info", sys.argv[1]]))
+"""
+
+
+def test_an_unreadable_manifest_is_an_artifact_error_naming_it(minilm_artifact: Path) -> None:
+    manifest = minilm_artifact / "manifest.json"
+    manifest.chmod(0)
+    argv = _where_permissions_apply([sys.executable, "-c", UNREADABLE, str(minilm_artifact)])
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    manifest.chmod(0o644)
+    reason = f"{manifest} cannot be read (Permission denied); give this user read access to {minilm_artifact}"
+    assert done.stdout.splitlines() == [f"ArtifactError: {reason} (chmod -R a+rX)", "exit 1"], done.stdout + done.stderr
+    assert done.stderr == f"error: {reason} (chmod -R a+rX)\n"
+
+
+def test_calibrating_a_read_only_artifact_changes_nothing_and_says_why(minilm_artifact: Path, tmp_path: Path) -> None:
+    texts = tmp_path / "texts.txt"
+    texts.write_text("A cat sat on the mat.\nStocks fell sharply.\nEin Satz auf Deutsch.\n", encoding="utf-8")
+    before = {p: p.read_bytes() for p in minilm_artifact.iterdir() if p.is_file()}
+    minilm_artifact.chmod(0o555)
+    command = [sys.executable, "-m", "fastembed_rt.cli", "calibrate", str(minilm_artifact), "--texts", str(texts)]
+    done = subprocess.run(_where_permissions_apply(command), capture_output=True, text=True, timeout=300)
+    minilm_artifact.chmod(0o755)
+    assert done.returncode == 1 and done.stderr == (
+        f"error: cannot write the calibration into {minilm_artifact} (Permission denied); make the directory writable "
+        "or calibrate a writable copy of the artifact\n"
+    ), done.stderr
+    assert {p: p.read_bytes() for p in minilm_artifact.iterdir() if p.is_file()} == before

@@ -88,3 +88,187 @@ def test_export_shows_each_step_with_elapsed_seconds_and_restores_logging(
     # The command's handler is gone afterwards: the library logs through the root logger again.
     logger = logging.getLogger("fastembed_rt")
     assert logger.propagate and not logger.handlers and logger.level == logging.NOTSET
+
+
+# -- export: the output directory ----------------------------------------------------------------------------------
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_export_never_writes_into_over_or_around_its_own_source_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tiny_models import build_tiny_model
+
+    from fastembed_rt.errors import ExportError
+    from fastembed_rt.export import export_model
+
+    model = build_tiny_model(tmp_path / "models" / "model", "bert", "mean")
+    before = _tree(model)
+    for out, relation in ((model, "is"), (model / "artifact", "is inside"), (model.parent, "contains")):
+        assert main(["export", str(model), str(out), "--overwrite", "--variants", "fp32", "--no-stsb"]) == 1
+        err = capsys.readouterr().err
+        assert f"output directory {out} {relation} the source model directory {model}" in err, err
+    # The exporter itself refuses too (an API caller has no CLI check in front of it), after loading the model.
+    with pytest.raises(ExportError, match=r"output directory .* is the source model directory"):
+        export_model(model, model, overwrite=True, stsb=False)
+    assert _tree(model) == before, "the source model is untouched"
+
+
+def test_export_overwrite_replaces_an_artifact_but_no_other_directory_and_never_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tiny_models import build_tiny_model
+
+    model = str(build_tiny_model(tmp_path / "model", "bert", "mean"))
+    options = ["--variants", "fp32", "--no-stsb", "--overwrite"]
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    assert main(["export", model, str(other), *options]) == 1
+    assert (
+        "is not empty and is not a fastembed-rt artifact, so overwrite does not replace it" in capsys.readouterr().err
+    )
+    assert (other / "keep.txt").read_text() == "mine"
+
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("mine")
+    for flags in (options, options[:-1]):
+        assert main(["export", model, str(a_file), *flags]) == 1
+        assert f"output path {a_file} exists and is not a directory" in capsys.readouterr().err
+    assert main(["export", model, str(a_file / "artifact"), *options]) == 1  # its folder cannot be created
+    assert f"cannot create the artifact {a_file / 'artifact'}" in capsys.readouterr().err
+    assert a_file.read_text() == "mine"
+
+    artifact = tmp_path / "artifact"
+    assert main(["export", model, str(artifact), *options]) == 0
+    (artifact / "stale.txt").write_text("from an earlier export")
+    assert main(["export", model, str(artifact), *options]) == 0
+    assert load_manifest(artifact).variants and not (artifact / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact", "file.txt", "model", "notes"], "no leftovers"
+
+
+# -- texts and output files ----------------------------------------------------------------------------------------
+def test_text_files_that_cannot_be_read_are_one_line_errors_naming_them(
+    minilm_artifact_session: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\xe9\n".encode("latin-1"))
+    artifact = str(minilm_artifact_session)
+    cases = [
+        (["encode", artifact, "--file", str(tmp_path / "missing.txt")], "No such file or directory"),
+        (["encode", artifact, "--file", str(tmp_path)], "Is a directory"),
+        (["encode", artifact, "--file", str(latin1)], "is not UTF-8 text (byte 0xe9"),
+        (["calibrate", artifact, "--texts", str(tmp_path)], "Is a directory"),
+        (["bench", artifact, "--file", str(latin1)], "is not UTF-8 text"),
+        (["tune", artifact, "--file", str(tmp_path / "missing.txt")], "No such file or directory"),
+    ]
+    for argv, reason in cases:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and reason in err and err.count("\n") == 1, (argv, err)
+
+
+def test_encode_writes_exactly_the_output_path_given_and_checks_it_before_encoding(
+    minilm_artifact_session: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "embeddings"  # no .npy suffix: numpy's np.save(name) would have written embeddings.npy
+    assert main(["encode", str(minilm_artifact_session), "one", "two", "-o", str(out)]) == 0
+    assert f"wrote 2×384 float32 to {out}" in capsys.readouterr().err
+    assert np.load(out).shape == (2, 384)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["embeddings"]
+    for bad, reason in ((tmp_path / "missing" / "x.npy", "No such file or directory"), (tmp_path, "it is a directory")):
+        assert main(["encode", str(minilm_artifact_session), "one", "-o", str(bad)]) == 1
+        err = capsys.readouterr().err
+        assert err == f"error: cannot write {bad}: {reason}; name a file in an existing directory this user can write\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "value"),
+    [
+        ("bench", "--texts", "0"),
+        ("bench", "--repeats", "0"),
+        ("bench", "--queries", "0"),
+        ("bench", "--threads", "-1"),
+        ("bench", "--batch-sizes", "8,x"),
+        ("tune", "--rounds", "0"),
+        ("tune", "--threads", "-1"),
+        ("tune", "--texts", "0"),
+    ],
+)
+def test_bench_and_tune_refuse_counts_below_one_as_usage_errors_and_write_nothing(
+    minilm_artifact: Path, command: str, option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = (minilm_artifact / "manifest.json").read_bytes()
+    with pytest.raises(SystemExit) as exited:
+        main([command, str(minilm_artifact), option, value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: must be" in err and repr(value) in err, err
+    assert (minilm_artifact / "manifest.json").read_bytes() == manifest, "no speed record was written"
+
+
+def test_bench_checks_its_jsonl_path_before_the_bench_runs(
+    minilm_artifact_session: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jsonl = tmp_path / "missing" / "rows.jsonl"
+    argv = ["bench", str(minilm_artifact_session), "--providers", "cpu", "--variants", "fp32", "--jsonl", str(jsonl)]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"error: cannot write {jsonl}: No such file or directory; name a file in an existing directory this user can "
+        "write\n"
+    )
+    assert captured.out == "", "nothing was benched"
+
+
+# -- calibrate -----------------------------------------------------------------------------------------------------
+def test_calibrate_that_cannot_write_the_manifest_leaves_the_calibration_as_it_was(
+    minilm_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    from fastembed_rt import SentenceTransformer
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("A cat sat on the mat.\nStocks fell sharply.\nEin Satz auf Deutsch.\n", encoding="utf-8")
+    before = _tree(minilm_artifact)
+    # A directory where the manifest's temporary file goes: the manifest cannot be written, after the embeddings are.
+    blocker = minilm_artifact / f".manifest.json.{os.getpid()}.tmp"
+    blocker.mkdir()
+    assert main(["calibrate", str(minilm_artifact), "--texts", str(texts)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write the calibration into {minilm_artifact} (Is a directory)"), err
+    assert _tree(minilm_artifact) == before, "calibration.npy and manifest.json are as they were"
+
+    blocker.rmdir()
+    assert main(["calibrate", str(minilm_artifact), "--texts", str(texts)]) == 0
+    assert load_manifest(minilm_artifact).calibration["texts"] == 3  # type: ignore[index]
+    assert not [p.name for p in minilm_artifact.iterdir() if p.name.startswith(".")], "no temporary file is left"
+    model = SentenceTransformer(minilm_artifact, provider="cpu")
+    assert model.encode(["A cat sat on the mat."], precision="int8").dtype == np.int8
+
+
+# -- hub repo ids --------------------------------------------------------------------------------------------------
+def test_info_bench_and_tune_take_a_hub_repo_id_as_encode_does(
+    minilm_artifact_session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    import huggingface_hub.constants
+
+    # The artifact laid out as huggingface_hub's cache does, read offline (conftest sets HF_HUB_OFFLINE).
+    repo = tmp_path / "hub" / "models--acme--minilm-rt"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    shutil.copytree(minilm_artifact_session, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["info", "acme/minilm-rt"]) == 0
+    assert f"artifact      {snapshot}\n" in capsys.readouterr().out
+    bench = ["--providers", "cpu", "--variants", "fp32", "--batch-sizes", "8", "--texts", "8", "--repeats", "1"]
+    assert main(["bench", "acme/minilm-rt", *bench, "--queries", "1"]) == 0
+    assert "| cpu/fp32 | texts | 8 |" in capsys.readouterr().out
+    assert main(["tune", "acme/minilm-rt", "--variants", "fp32", "--texts", "8", "--rounds", "1"]) == 0
+    assert load_manifest(snapshot).speed[-1].source == "tune"

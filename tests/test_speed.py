@@ -286,3 +286,24 @@ def test_every_timed_round_finds_the_streams_opened_by_the_warm_up(
         rounds = [opened for variant, count, opened in calls if variant == name and count == len(texts)]
         assert rounds == [True, True], "each timed round found the streams' session open"
         assert len(record.sentences_per_s[name]) == 2
+
+
+def test_a_record_without_rates_never_replaces_a_timed_one(minilm_artifact: Path) -> None:
+    from fastembed_rt.errors import InputError
+
+    timed = record_speed(load_manifest(minilm_artifact), _record(AVX2, {"fp32": 190.5, "int8": 300.0}))
+    empty = replace(timed.speed[0], sentences_per_s={"fp32": [], "int8": []})
+    with pytest.raises(InputError, match=r"has no rates for fp32, int8; nothing was written"):
+        record_speed(timed, empty)
+    assert load_manifest(minilm_artifact).speed == timed.speed
+
+
+@pytest.mark.parametrize("arguments", [{"rounds": 0}, {"threads": -1}, {"threads": 0}, {"batch_size": 0}])
+def test_timing_needs_at_least_one_round_thread_and_text_a_batch(
+    minilm_artifact_session: Path, arguments: dict[str, int]
+) -> None:
+    from fastembed_rt.errors import InputError
+
+    ((name, value),) = arguments.items()
+    with pytest.raises(InputError, match=rf"{name}={value}; it must be at least 1"):
+        measure_speed(load_manifest(minilm_artifact_session), ["a text"], **arguments)
