@@ -1,7 +1,8 @@
 """``fastembed-rt serve`` as a real process on 127.0.0.1: every route answers what the library answers
 on the same artifact (plain HTTP and the official ``openai`` client), concurrent requests never mix,
-overload is refused with 429 at once, bad input gets its status and message, the API key guards every
-route but /health, a client that leaves has its inputs dropped, and SIGTERM drains.
+overload is refused with 429 at once, bad input gets its status and message (a bug: a JSON 500), the API
+key guards every route but /health, a client that leaves has its inputs dropped (queued or between model
+calls), and SIGTERM drains: past --graceful-timeout, or while models load, the process still exits 0.
 
 All load is bounded (a few hundred requests) and every wait has a timeout.
 """
@@ -455,6 +456,75 @@ def test_a_burst_of_concurrent_requests_each_gets_exactly_its_own_rows(
         start += len(texts)
 
 
+def test_requests_run_in_several_model_calls_get_exactly_their_rows_in_order(
+    minilm_served_artifact: Path, tiny_splade_artifact: Path, minilm_runtime: SentenceTransformer, splade: SparseEncoder
+) -> None:
+    # 4 rows a batch on one thread: a worker runs at most 16 inputs per model call (4 batches), so 40 texts take 3.
+    texts = [f"Sentence {i} about {'rivers and mountains ' * (i % 7)}the sea." for i in range(40)]
+    args = ("--threads", "1", "--max-batch-size", "4")
+    with serving(minilm_served_artifact, f"splade={tiny_splade_artifact}", args=args) as s:
+        with s.client() as client:
+            client.post("/embed", json={"inputs": texts})
+            assert _metric(client.get("/metrics").text, "fastembed_rt_batch_inputs_count") == 3  # 16 + 16 + 8
+
+        async def together() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=s.url, timeout=60) as c:
+                return await asyncio.gather(
+                    c.post("/embed", json={"inputs": texts}),
+                    c.post("/embed", json={"inputs": texts[5:12]}),
+                    c.post("/embed", json={"inputs": texts[::-1]}),
+                    c.post("/embed_all", json={"inputs": texts[:20]}),
+                    c.post("/embed_sparse", json={"inputs": texts, "model": "splade"}),
+                )
+
+        dense, few, reverse, tokens, sparse = asyncio.run(asyncio.wait_for(together(), 90))
+    expected = minilm_runtime.encode(texts, normalize_embeddings=True)
+    np.testing.assert_allclose(dense.json(), expected, atol=1e-5)
+    np.testing.assert_allclose(few.json(), expected[5:12], atol=1e-5)
+    np.testing.assert_allclose(reverse.json(), expected[::-1], atol=1e-5)
+    _close_matrices(tokens.json(), minilm_runtime.encode(texts[:20], output_value="token_embeddings"))
+    library = splade.encode(texts, sparse_format="arrays")
+    for i, row in enumerate(sparse.json()):
+        assert [v["index"] for v in row] == library.row(i)[0].tolist()
+
+
+def test_a_worker_fails_only_the_job_whose_inputs_cannot_be_prepared(minilm_runtime: SentenceTransformer) -> None:
+    from fastembed_rt.kernels.spec import Precision
+    from fastembed_rt.server.batcher import Job, JobResult, ModelWorker, Operation
+    from fastembed_rt.server.metrics import Metrics
+    from fastembed_rt.server.requests import RequestError
+
+    model = minilm_runtime
+    options = model.embed_options(Precision.FLOAT32, None, True)
+    operation = Operation(
+        key="lowercased",
+        prepare=lambda items: model.prepare([text.lower() for text in items]),  # fails on a non-text
+        run=lambda prepared: model.embed_prepared(prepared, options, batch_size=32),
+        take=lambda result, rows: result[rows],
+        count_tokens=lambda item: model.count_tokens([item])[0],
+    )
+    requests: list[list[Any]] = [[TEXTS[0]], [TEXTS[1], 42], TEXTS[2:]]
+    # The worker waits for all 5 inputs, so the three jobs are prepared as one group.
+    worker = ModelWorker("m", model.max_seq_length, Metrics(), batch_wait_s=60, wait_for_items=5)
+
+    async def submit_all() -> list[JobResult | BaseException]:
+        loop = asyncio.get_running_loop()
+        jobs = [Job(operation, items, True, loop.create_future(), loop) for items in requests]
+        for job in jobs:
+            worker.submit(job)
+        return await asyncio.wait_for(asyncio.gather(*(j.future for j in jobs), return_exceptions=True), 60)
+
+    try:
+        first, bad, last = asyncio.run(submit_all())
+    finally:
+        assert worker.close(10)
+    assert isinstance(bad, RequestError) and bad.status == 500 and "AttributeError" in bad.message
+    assert isinstance(first, JobResult) and isinstance(last, JobResult)
+    expected = model.encode([t.lower() for t in TEXTS], normalize_embeddings=True)
+    np.testing.assert_allclose(first.rows, expected[:1], atol=1e-6)
+    np.testing.assert_allclose(last.rows, expected[2:], atol=1e-6)
+
+
 # -- limits and faults --------------------------------------------------------------------------------
 def test_overload_gets_429_with_retry_after_at_once_and_every_accepted_request_is_right(
     minilm_served_artifact: Path, minilm_runtime: SentenceTransformer
@@ -509,6 +579,19 @@ BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
     ("/rerank", {"texts": ["a"]}, 422, "`query` is missing"),
     ("/predict", {"inputs": [["a", "b", "c"]]}, 422, "must be [text] or a pair"),
     ("/decode", {"ids": [101, -1]}, 422, "non-negative integer token id"),
+    ("/embed", b'{"inputs": [101, 9223372036854775808, 102]}', 422, "`inputs[1]` must be a token id of at most 2^63-1"),
+    ("/embed", b'{"inputs": [[101], [101, 18446744073709551615]]}', 422, "`inputs[1][1]` must be a token id of at"),
+    (
+        "/embed",
+        {"inputs": [101, 1.8e19, 102]},
+        422,
+        "`inputs[1]` must be a non-negative integer token id, got a number 1.8e+19",
+    ),
+    ("/embed", {"inputs": [101, True]}, 422, "`inputs[1]` must be a non-negative integer token id, got a boolean"),
+    ("/decode", {"ids": [101, 9223372036854775808]}, 422, "`ids[1]` must be a token id of at most 2^63-1"),
+    ("/decode", {"ids": [[101, 102], 5]}, 422, "`ids[1]` must be a list of token ids like `ids[0]`, got an integer"),
+    ("/decode", {"ids": [[101], True]}, 422, "`ids[1]` must be a list of token ids like `ids[0]`, got a boolean"),
+    ("/decode", {"ids": [[101], 1.5]}, 422, "`ids[1]` must be a list of token ids like `ids[0]`, got a number"),
     ("/v1/embeddings", {"input": "ok", "encoding_format": "hex"}, 422, "`encoding_format` must be"),
     ("/v1/rerank", {"query": "q", "documents": 3}, 422, "`documents` must be a list"),
     ("/similarity", {"inputs": ["a", "b"]}, 422, "`inputs` must be an object with `source_sentence` and `sentences`"),
@@ -536,6 +619,92 @@ def test_bad_requests_get_their_status_and_a_message_naming_the_field(
         assert set(error) == {"message", "type", "param", "code"} and error["code"] == status
     else:
         assert "error_type" in response.json()
+
+
+def test_a_bad_decode_row_keeps_the_connection_open(server: Server) -> None:
+    with server.client() as client:
+        refused = client.post("/decode", json={"ids": [[101, 102], 5]})
+        assert refused.status_code == 422 and refused.headers["content-type"] == "application/json"
+        assert client.post("/decode", json={"ids": [101, 102]}).status_code == 200  # on the same connection
+
+
+def test_an_unexpected_error_is_a_json_500_in_the_routes_shape_logged_once_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from fastembed_rt.server import ServedModel, ServerConfig
+    from fastembed_rt.server.app import _endpoint
+    from fastembed_rt.server.responses import Api
+    from fastembed_rt.server.state import ServerState
+
+    state = ServerState(ServerConfig(models=(ServedModel("m", "unused"),)))
+    state.ready.set()
+
+    async def broken(state: ServerState, request: Any, data: dict[str, Any]) -> Any:
+        return data["inputs"].upper()  # a bug on an integer input: AttributeError
+
+    app = Starlette(
+        routes=[
+            Route("/tei", _endpoint(state, "/tei", broken, Api.TEI), methods=["POST"]),
+            Route("/v1/openai", _endpoint(state, "/v1/openai", broken, Api.OPENAI), methods=["POST"]),
+        ]
+    )
+    with TestClient(app) as client, caplog.at_level("ERROR", logger="fastembed_rt.server"):
+        tei = client.post("/tei", json={"inputs": 3})
+        openai = client.post("/v1/openai", json={"inputs": 3})
+    assert tei.status_code == 500 and tei.json()["error_type"] == "Backend"
+    assert "AttributeError" in tei.json()["error"]
+    assert openai.status_code == 500 and openai.json()["error"]["type"] == "server_error"
+    assert [r.exc_info is not None for r in caplog.records] == [True, True]  # each logged once, with its traceback
+    metrics = state.metrics.exposition().decode()
+    assert _metric(metrics, 'fastembed_rt_requests_total{route="/tei",status="500"}') == 1.0
+    assert _metric(metrics, 'fastembed_rt_requests_total{route="/v1/openai",status="500"}') == 1.0
+
+
+def test_unknown_routes_and_wrong_methods_get_json_errors(server: Server) -> None:
+    with server.client() as client:
+        missing = client.post("/embedd", json={"inputs": "x"})
+        assert missing.status_code == 404 and missing.json()["error_type"] == "NotFound"
+        assert "/embedd" in missing.json()["error"] and "/embed" in missing.json()["error"]
+        wrong = client.get("/embed")
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+        assert wrong.json()["error"] == "GET is not allowed on /embed; use POST"
+        openai = client.post("/v1/embedding", json={"input": "x"})
+        assert openai.status_code == 404 and openai.json()["error"]["type"] == "not_found_error"
+
+
+def test_large_response_bodies_are_built_in_pieces_off_the_event_loop() -> None:
+    import orjson
+
+    from fastembed_rt.server.responses import json_body
+
+    rng = np.random.default_rng(0)
+    matrices = [rng.standard_normal((256, 384), dtype=np.float32) for _ in range(16)]
+    payloads = [
+        matrices,  # /embed_all
+        np.concatenate(matrices),  # /embed
+        {"object": "list", "data": [{"embedding": row, "index": i} for i, row in enumerate(matrices[0])]},
+        [[{"index": i, "value": 0.5}] * 300 for i in range(512)],  # /embed_sparse
+    ]
+
+    async def build(payload: Any) -> tuple[bytes, int]:
+        task = asyncio.ensure_future(json_body(payload))
+        turns = 0  # how often the loop ran something else while the body was built
+        while not task.done():
+            turns += 1
+            await asyncio.sleep(0)
+        return await task, turns
+
+    for payload in payloads:
+        body, turns = asyncio.run(build(payload))
+        assert body == orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+        assert turns > 1, "the loop was blocked while the body was built"
+    small, turns = asyncio.run(build(matrices[0][:4]))
+    assert small == orjson.dumps(matrices[0][:4], option=orjson.OPT_SERIALIZE_NUMPY)
+    assert turns <= 1  # a small body is written on the loop: no thread hop
 
 
 def test_payload_limit_and_a_server_default_long_input_policy(
@@ -617,6 +786,25 @@ def test_api_key_guards_every_route_but_health(minilm_served_artifact: Path) -> 
         )
 
 
+def test_an_empty_api_key_leaves_auth_off_and_says_so(
+    minilm_served_artifact: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("FASTEMBED_RT_API_KEY", "")  # `FASTEMBED_RT_API_KEY=${KEY}` with KEY unset
+    with serving(minilm_served_artifact) as s, s.client() as client:
+        assert client.post("/embed", json={"inputs": "x"}).status_code == 200
+        s.process.send_signal(signal.SIGTERM)
+        _, stderr = s.process.communicate(timeout=30)
+    assert "the API key is empty" in stderr and "authentication is off" in stderr
+
+    from fastembed_rt.server import ServedModel, ServerConfig
+    from fastembed_rt.server.state import ServerState
+
+    with caplog.at_level("WARNING", logger="fastembed_rt.server"):
+        blank = ServerState(ServerConfig(models=(ServedModel("m", "unused"),), api_key=" \n"))
+    assert blank.api_key is None and "authentication is off" in caplog.text
+    assert ServerState(ServerConfig(models=(ServedModel("m", "unused"),), api_key=" k \n")).api_key == "k"
+
+
 def _raw_post(port: int, body: bytes) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     head = f"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -647,6 +835,44 @@ def test_a_client_that_disconnects_has_its_queued_inputs_dropped(minilm_served_a
         assert _metric(metrics, "fastembed_rt_batch_inputs_sum") == len(long_texts), "the dropped ones never ran"
 
 
+def _wait_for_metric(client: httpx.Client, name: str, done: Any, timeout: float = 30) -> str:
+    """The metrics text once ``done(value of name)`` holds (polled; fails after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not done(_metric(text := client.get("/metrics").text, name)):
+        assert time.monotonic() < deadline, f"{name} never reached the expected value: {_metric(text, name)}"
+        time.sleep(0.1)
+    return text
+
+
+def test_a_client_that_drops_mid_upload_is_counted_without_a_traceback(minilm_served_artifact: Path) -> None:
+    with serving(minilm_served_artifact) as s, s.client() as client:
+        sock = socket.create_connection(("127.0.0.1", int(s.url.rsplit(":", 1)[1])), timeout=30)
+        sock.sendall(b'POST /embed HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"inputs":')
+        time.sleep(0.3)
+        sock.close()  # 990 bytes short
+        _wait_for_metric(client, 'fastembed_rt_requests_total{route="/embed",status="499"}', lambda v: v == 1)
+        assert client.get("/health").status_code == 200
+        s.process.send_signal(signal.SIGTERM)
+        _, stderr = s.process.communicate(timeout=30)
+    assert "Traceback" not in stderr and "Exception" not in stderr, stderr
+
+
+def test_a_client_that_leaves_has_its_running_request_stopped_between_runs(minilm_served_artifact: Path) -> None:
+    # 512 texts of 256 tokens on one thread: tens of seconds of work, run a few graph batches at a time.
+    texts = [f"{i} " + "a long passage about the weather and the sea " * 40 for i in range(512)]
+    with serving(minilm_served_artifact, args=("--threads", "1")) as s, s.client() as client:
+        sock = _raw_post(int(s.url.rsplit(":", 1)[1]), json.dumps({"inputs": texts}).encode())
+        tokenized = 'fastembed_rt_tokenization_duration_seconds_count{model="all-MiniLM-L6-v2"}'
+        _wait_for_metric(client, tokenized, lambda v: v == 1)  # its first model call has begun
+        sock.close()  # leaves while the worker runs its request
+        _wait_for_metric(client, "fastembed_rt_inputs_in_flight", lambda v: v == 0)
+        assert client.post("/embed", json={"inputs": "a fresh request"}).status_code == 200
+        metrics = client.get("/metrics").text
+    computed = _metric(metrics, "fastembed_rt_batch_inputs_sum") - 1
+    assert 0 < computed < len(texts), "the request of the client that left was run to its end"
+    assert _metric(metrics, "fastembed_rt_dropped_inputs_total") == len(texts) - computed
+
+
 def test_sigterm_finishes_accepted_requests_then_exits_zero(minilm_served_artifact: Path) -> None:
     # 32 texts of 256 tokens on one thread: a few seconds of work, so the request is still running when
     # SIGTERM arrives 0.3 s later, and well inside the server's 30 s --graceful-timeout on a busy 2-core CI.
@@ -675,6 +901,58 @@ def test_sigterm_finishes_accepted_requests_then_exits_zero(minilm_served_artifa
     head, _, body = replies[0].partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), head
     assert len(json.loads(body)) == len(texts)
+
+
+@pytest.mark.parametrize("graceful_timeout", ["1", "0.5", "0"])
+def test_sigterm_past_the_graceful_timeout_answers_503_then_exits_zero(
+    minilm_served_artifact: Path, graceful_timeout: str
+) -> None:
+    # 512 texts of 256 tokens on one thread: tens of seconds of work, far past each timeout; the graph is
+    # still running when the timeout ends, and the process must neither wait for it nor free it under it.
+    texts = [f"{i} " + "a long passage about the weather and the sea " * 40 for i in range(512)]
+    args = ("--threads", "1", "--graceful-timeout", graceful_timeout)
+    with serving(minilm_served_artifact, args=args) as s, s.client() as client:
+        sock = _raw_post(int(s.url.rsplit(":", 1)[1]), json.dumps({"inputs": texts}).encode())
+        _wait_for_metric(client, "fastembed_rt_inputs_in_flight", lambda v: v == 512)
+        started = time.monotonic()
+        s.process.send_signal(signal.SIGTERM)
+        reply = b""
+        while chunk := sock.recv(1 << 16):
+            reply += chunk
+        sock.close()
+        _, stderr = s.process.communicate(timeout=60)
+        took = time.monotonic() - started
+    assert s.process.returncode == 0, stderr
+    assert took < float(graceful_timeout) + 5, f"exited {took:.1f} s after SIGTERM"
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503"), head
+    message = f"the server shut down before this request finished (--graceful-timeout {float(graceful_timeout):g} s)"
+    assert json.loads(body) == {"error": message, "error_type": "Unhealthy"}
+    assert "terminate called" not in stderr and "Traceback" not in stderr, stderr
+
+
+def test_sigterm_while_models_load_exits_zero_promptly(minilm_served_artifact: Path) -> None:
+    port = _free_port()
+    models = [f"m{i}={minilm_served_artifact}" for i in range(12)]
+    command = [sys.executable, "-m", "fastembed_rt.server", *models, "--port", str(port), "--threads", "1"]
+    process = subprocess.Popen([*command, "--log-level", "warning"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while True:  # the app answers while its models load: 503 until the last is warm
+            assert process.poll() is None and time.monotonic() < deadline, "the server never answered"
+            with contextlib.suppress(httpx.TransportError):
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                assert health.status_code == 503, "all 12 models loaded before the test could stop the server"
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    assert "terminate called" not in stderr and "Traceback" not in stderr, stderr
 
 
 def test_a_model_that_cannot_load_stops_the_server_with_exit_code_1(tmp_path: Path) -> None:

@@ -9,14 +9,15 @@ then 200, and 503 again once SIGTERM starts draining (``ServerState.draining``).
 from __future__ import annotations
 
 import hmac
-import threading
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -26,10 +27,12 @@ from fastembed_rt.server.config import ServerConfig
 from fastembed_rt.server.handlers import HANDLERS, Handler
 from fastembed_rt.server.openapi import openapi_document
 from fastembed_rt.server.requests import RequestError, parse_body
-from fastembed_rt.server.responses import Api, error_response, json_response, timing_headers
+from fastembed_rt.server.responses import Api, error_response, json_body, json_response, timing_headers
 from fastembed_rt.server.state import ClientGone, ServerState
 
 __all__ = ["ServerState", "create_app"]
+
+logger = logging.getLogger("fastembed_rt.server")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -48,7 +51,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _authorized(state: ServerState, request: Request) -> bool:
-    key = state.config.api_key
+    key = state.api_key
     if key is None:
         return True
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -73,14 +76,19 @@ def _endpoint(state: ServerState, route: str, handler: Handler, api: Api) -> Any
             _gate(state, request)
             data = parse_body(await _read_body(request, state.config.payload_limit))
             reply = await handler(state, request, data)
+            body = await json_body(reply.payload)
             headers = timing_headers(reply.result, time.perf_counter() - started, reply.characters, reply.provider)
-            response = json_response(reply.payload, headers=headers)
+            response = Response(body, media_type="application/json", headers=headers)
         except RequestError as exc:
             response = error_response(api, exc)
         except (InputError, FastEmbedError) as exc:
             response = error_response(api, RequestError(422, str(exc)))
-        except ClientGone:
+        except (ClientGone, ClientDisconnect):  # gone before its answer, or in the middle of sending its body
             response = Response(status_code=499)  # never reaches the client; counted as such
+        except Exception as exc:  # a bug: the client still gets JSON in its API's shape, the log the traceback
+            logger.exception("%s failed", route)
+            message = f"the server failed on this request ({type(exc).__name__}: {exc}); its log has the traceback"
+            response = error_response(api, RequestError(500, message, "Backend"))
         _count(state, route, response.status_code, started)
         return response
 
@@ -99,7 +107,7 @@ def create_app(config: ServerConfig, *, state: ServerState | None = None) -> Sta
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if not state.ready.is_set():  # a Ray Serve replica loads its models before its app starts
-            threading.Thread(target=_load_quietly, args=(state,), name="fastembed-rt-load", daemon=True).start()
+            state.start_loading()
         try:
             yield
         finally:
@@ -170,13 +178,29 @@ def create_app(config: ServerConfig, *, state: ServerState | None = None) -> Sta
     ]
     for path, (handler, api) in HANDLERS.items():
         routes.append(Route(path, _endpoint(state, path, handler, Api(api)), methods=["POST"]))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    paths = ", ".join(sorted({route.path for route in routes}))
+
+    async def no_route(request: Request, exc: Exception) -> Response:
+        """Starlette's 404 and 405 (and any other HTTPException), as JSON in the path's API shape."""
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        path, method = request.url.path, request.method
+        allow = exc.headers.get("Allow") if isinstance(exc, HTTPException) and exc.headers else None
+        if status == 404:
+            error = RequestError(404, f"no route {path}; routes: {paths}", "NotFound")
+        elif status == 405 and allow:
+            error = RequestError(405, f"{method} is not allowed on {path}; use {allow}")
+        else:
+            error = RequestError(status, str(getattr(exc, "detail", exc)))
+        response = error_response(_api_of(path), error)
+        if allow:
+            response.headers["Allow"] = allow
+        return response
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: no_route})
     app.state.server = state
     return app
 
 
-def _load_quietly(state: ServerState) -> None:
-    try:
-        state.load_models()
-    except BaseException:  # kept in state.load_error; /health reports it
-        return
+def _api_of(path: str) -> Api:
+    """Whose error shape a path speaks when no route answers it."""
+    return Api.OPENAI if path.startswith("/v1/") or path == "/embeddings" else Api.TEI

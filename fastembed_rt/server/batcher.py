@@ -4,14 +4,16 @@ The event loop only enqueues a ``Job`` and awaits its future. The worker takes e
 since its last run, groups those whose ``Operation.key`` is equal (same model call options),
 tokenizes a group's inputs in one call, refuses the jobs that hold an over-long input they did not
 allow to truncate, runs the rest together (the library sorts the rows by token length and cuts them
-by the padded-token budget), and resolves each job's future with exactly its own rows, in its order::
+by the padded-token budget) at most ``inputs_per_run`` inputs at a time, and resolves each job's
+future with exactly its own rows, in its order, once its last input has run::
 
     queue: [job A: 1 text] [job B: 3 texts] [job C: 1 pair] ...
              └──── same key ────┘
     prepare(A + B texts) ─► truncation policy per job ─► run(rows of A, B) ─► rows 0 → A, rows 1-3 → B
 
-A job whose client went away before its turn is dropped, not computed. A tokenizing error in a
-group of several jobs is retried one job at a time, so one bad request never fails its neighbours.
+A job whose client went away is dropped, not computed: before its turn, or between two runs of a
+group. A failure to prepare a group of several jobs is retried one job at a time, so one bad request
+never fails its neighbours.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ class Operation:
     """What to do with a job's inputs; jobs with equal ``key`` are tokenized and run together.
 
     ``prepare`` tokenizes a list of inputs, ``run`` computes a result over prepared rows,
-    ``take(result, rows)`` is one job's part of that result, ``count_tokens`` measures one input
+    ``take(result, rows)`` is one job's part of that result (an array with one row per input, or a
+    list; a job run in several parts gets them joined), ``count_tokens`` measures one input
     without truncation (for the error that names an over-long input).
     """
 
@@ -106,18 +109,29 @@ class ModelWorker:
         batch_wait_s: after waking up with fewer than ``wait_for_items`` inputs queued, wait up to
             this long for more before running (0: run at once).
         wait_for_items: the number of queued inputs that ends a wait early (a full graph batch).
+        inputs_per_run: the most inputs of a group run in one model call; between calls the worker drops
+            the rest of a job whose client left.
     """
 
     def __init__(
-        self, name: str, max_seq_length: int, metrics: Metrics, *, batch_wait_s: float = 0.0, wait_for_items: int = 32
+        self,
+        name: str,
+        max_seq_length: int,
+        metrics: Metrics,
+        *,
+        batch_wait_s: float = 0.0,
+        wait_for_items: int = 32,
+        inputs_per_run: int = 256,
     ) -> None:
         self.name = name
         self.max_seq_length = max_seq_length
         self._metrics = metrics
         self._batch_wait_s = batch_wait_s
         self._wait_for_items = wait_for_items
+        self._inputs_per_run = inputs_per_run
         self._queue: deque[Job] = deque()
         self._queued_items = 0
+        self._running: list[Job] = []  # the jobs taken from the queue and not yet all settled
         self._cond = threading.Condition()
         self._stopping = False
         self.items_per_second = 0.0
@@ -138,12 +152,26 @@ class ModelWorker:
             self._metrics.queue_inputs.labels(self.name).set(self._queued_items)
             self._cond.notify()
 
-    def close(self, timeout: float | None = None) -> None:
-        """Run what is queued, then stop the thread (wait at most ``timeout`` seconds)."""
+    def close(self, timeout: float | None = None) -> bool:
+        """Run what is queued, then stop the thread; whether it has stopped.
+
+        An idle worker stops at once; one with jobs is waited for at most ``timeout`` seconds (None: until
+        it is done). False: the thread is still inside a model call, so the model must not be closed.
+        """
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        self._thread.join(timeout)
+            idle = not self._queue and not self._running
+        self._thread.join(None if idle else timeout)
+        return not self._thread.is_alive()
+
+    def abandon(self, error: RequestError) -> None:
+        """Fail every job queued or running with ``error`` and compute no more of them (thread-safe)."""
+        with self._cond:
+            jobs = [*self._queue, *self._running]
+        for job in jobs:
+            job.cancelled = True
+            job.loop.call_soon_threadsafe(_settle, job.future, error)
 
     # -- the worker thread ------------------------------------------------------------------------
     def _take_jobs(self) -> list[Job] | None:
@@ -162,24 +190,32 @@ class ModelWorker:
             jobs = list(self._queue)
             self._queue.clear()
             self._queued_items = 0
+            self._running = jobs
             self._metrics.queue_inputs.labels(self.name).set(0)
             return jobs
 
     def _loop(self) -> None:
         while (jobs := self._take_jobs()) is not None:
-            groups: dict[Hashable, list[Job]] = {}
-            for job in jobs:
-                if job.cancelled:
-                    self._metrics.dropped_inputs.labels(self.name).inc(len(job.items))
-                    continue
-                groups.setdefault(job.operation.key, []).append(job)
-            for group in groups.values():
-                try:
-                    self._run_group(group)
-                except BaseException as exc:  # never let the worker die: fail the group, keep serving
-                    logger.exception("model %s: a batch failed", self.name)
-                    for job in group:
-                        job.loop.call_soon_threadsafe(_settle, job.future, _backend_error(exc))
+            try:
+                self._run_jobs(jobs)
+            finally:
+                with self._cond:
+                    self._running = []
+
+    def _run_jobs(self, jobs: list[Job]) -> None:
+        groups: dict[Hashable, list[Job]] = {}
+        for job in jobs:
+            if job.cancelled:
+                self._metrics.dropped_inputs.labels(self.name).inc(len(job.items))
+                continue
+            groups.setdefault(job.operation.key, []).append(job)
+        for group in groups.values():
+            try:
+                self._run_group(group)
+            except BaseException as exc:  # never let the worker die: fail the group, keep serving
+                logger.exception("model %s: a batch failed", self.name)
+                for job in group:
+                    job.loop.call_soon_threadsafe(_settle, job.future, _backend_error(exc))
 
     def _run_group(self, jobs: list[Job]) -> None:
         operation = jobs[0].operation
@@ -187,16 +223,17 @@ class ModelWorker:
         items = [item for job in jobs for item in job.items]
         try:
             prepared = operation.prepare(items)
-        except (InputError, RequestError) as exc:
+        # Any exception: preparing is the part of a run that reads one request's inputs, and tokenizers' panics
+        # are BaseExceptions, so nothing narrower isolates a bad request from its neighbours.
+        except BaseException as exc:
             if len(jobs) > 1:  # find the request at fault; its neighbours go on
                 for job in jobs:
                     self._run_group([job])
                 return
-            self._fail(jobs[0], exc if isinstance(exc, RequestError) else RequestError(422, str(exc), "Tokenizer"))
+            self._fail(jobs[0], self._preparing_error(exc))
             return
         tokenized = time.perf_counter()
         accepted: list[tuple[Job, int, int]] = []
-        keep: list[int] = []
         start = 0
         cut = prepared.truncated
         for job in jobs:
@@ -215,31 +252,66 @@ class ModelWorker:
                 )
             else:
                 accepted.append((job, start, end))
-                keep.extend(range(start, end))
             start = end
         if not accepted:
             return
-        rows = prepared if len(keep) == len(prepared) else prepared.select(keep)
-        result = operation.run(rows)
-        done = time.perf_counter()
-        input_tokens, truncated = rows.input_tokens, rows.truncated
-        self._count(len(rows), int(rows.lengths.sum()), int(truncated.sum()), done - tokenized)
         m = self._metrics
         m.tokenization_duration.labels(self.name).observe(tokenized - started)
-        m.inference_duration.labels(self.name).observe(done - tokenized)
-        offset = 0
         queue = m.queue_duration.labels(self.name)
-        for job, start, end in accepted:
+        for job, _, _ in accepted:
             queue.observe(started - job.enqueued)
-            own = np.arange(offset, offset + end - start)
-            offset += end - start
-            outcome = JobResult(
-                operation.take(result, own),
-                int(input_tokens[own].sum()),
-                int(truncated[own].sum()),
-                Timings(started - job.enqueued, tokenized - started, done - tokenized),
-            )
-            job.loop.call_soon_threadsafe(_settle, job.future, outcome)
+        self._run_in_parts(operation, prepared, accepted, started, tokenized)
+
+    def _run_in_parts(
+        self,
+        operation: Operation,
+        prepared: Prepared,
+        accepted: list[tuple[Job, int, int]],
+        started: float,
+        tokenized: float,
+    ) -> None:
+        """Run the ``accepted`` jobs' inputs (``[start, end)`` of ``prepared`` each) in job order, at most
+        ``inputs_per_run`` per model call; a job whose client left by the next call has the rest of its inputs
+        dropped, and each job is settled once its last input has run."""
+        input_tokens, truncated = prepared.input_tokens, prepared.truncated
+        parts: list[list[Any]] = [[] for _ in accepted]
+        next_input = [start for _, start, _ in accepted]
+        current = 0  # the first job with inputs left to run
+        while current < len(accepted):
+            keep: list[int] = []
+            spans: list[tuple[int, int, int]] = []  # (job, its first row in this call, its rows in this call)
+            while current < len(accepted) and len(keep) < self._inputs_per_run:
+                job, _, end = accepted[current]
+                if job.cancelled:
+                    self._metrics.dropped_inputs.labels(self.name).inc(end - next_input[current])
+                    current += 1
+                    continue
+                count = min(self._inputs_per_run - len(keep), end - next_input[current])
+                spans.append((current, len(keep), count))
+                keep.extend(range(next_input[current], next_input[current] + count))
+                next_input[current] += count
+                if next_input[current] == end:
+                    current += 1
+            if not keep:
+                return
+            rows = prepared if len(keep) == len(prepared) else prepared.select(keep)
+            run_started = time.perf_counter()
+            result = operation.run(rows)
+            done = time.perf_counter()
+            self._count(len(rows), int(rows.lengths.sum()), int(rows.truncated.sum()), done - run_started)
+            self._metrics.inference_duration.labels(self.name).observe(done - run_started)
+            for index, first, count in spans:
+                parts[index].append(operation.take(result, np.arange(first, first + count)))
+                job, start, end = accepted[index]
+                if next_input[index] == end:  # its last input has run
+                    outcome = JobResult(
+                        _join(parts[index]),
+                        int(input_tokens[start:end].sum()),
+                        int(truncated[start:end].sum()),
+                        Timings(started - job.enqueued, tokenized - started, done - tokenized),
+                    )
+                    parts[index] = []
+                    job.loop.call_soon_threadsafe(_settle, job.future, outcome)
 
     def _count(self, inputs: int, tokens: int, truncated: int, seconds: float) -> None:
         m, name = self._metrics, self.name
@@ -257,8 +329,27 @@ class ModelWorker:
     def _fail(self, job: Job, error: RequestError) -> None:
         job.loop.call_soon_threadsafe(_settle, job.future, error)
 
+    def _preparing_error(self, exc: BaseException) -> RequestError:
+        """What one job whose inputs could not be prepared gets: a 422 for what the library refuses, else a 500
+        (logged with its traceback)."""
+        if isinstance(exc, RequestError):
+            return exc
+        if isinstance(exc, InputError):
+            return RequestError(422, str(exc), "Tokenizer")
+        logger.error("model %s: preparing a request's inputs failed", self.name, exc_info=exc)
+        return _backend_error(exc, "preparing the inputs")
 
-def _backend_error(exc: BaseException) -> RequestError:
-    """An unexpected failure of a graph run, as the 500 every job of that run gets."""
+
+def _join(parts: list[Any]) -> Any:
+    """One job's rows from the model calls its inputs took (``Operation.take``: an array or a list each)."""
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    return [row for part in parts for row in part]
+
+
+def _backend_error(exc: BaseException, step: str = "inference") -> RequestError:
+    """An unexpected failure of a graph run (or of preparing inputs), as the 500 every job of it gets."""
     kind = "" if isinstance(exc, FastEmbedError) else f"{type(exc).__name__}: "
-    return RequestError(500, f"inference failed: {kind}{exc}", "Backend")
+    return RequestError(500, f"{step} failed: {kind}{exc}", "Backend")

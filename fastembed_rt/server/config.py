@@ -48,8 +48,10 @@ class ServerConfig:
         chunk_overlap: tokens consecutive windows share.
         batch_wait_ms: how long a worker waits for more requests before running what it has
             (0: run at once; the benchmark measures the choice).
-        api_key: when set, every route but ``/health`` needs ``Authorization: Bearer <key>``.
-        graceful_timeout: seconds SIGTERM waits for accepted requests before the process exits.
+        api_key: when set, every route but ``/health`` needs ``Authorization: Bearer <key>`` (surrounding
+            whitespace ignored); an empty or blank key is no key, and a warning says auth is off.
+        graceful_timeout: seconds SIGTERM waits for accepted requests (any fraction; 0: none); then the
+            requests still waiting for a model get a 503 and the process exits.
     """
 
     models: tuple[ServedModel, ...]

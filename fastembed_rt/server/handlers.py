@@ -138,12 +138,13 @@ async def openai_embeddings(state: ServerState, request: Request, data: dict[str
     served = state.pick(req.model, EMBEDDING, "/v1/embeddings")
     result = await _embed_job(state, request, served, req)
     rows = np.ascontiguousarray(result.rows, dtype="<f4")
-    encode: Callable[[np.ndarray], Any] = (
-        (lambda row: base64.b64encode(row.tobytes()).decode("ascii")) if req.encoding_format == "base64" else list
-    )
+    if req.encoding_format == "base64":
+        embeddings: list[Any] = [base64.b64encode(row.tobytes()).decode("ascii") for row in rows]
+    else:
+        embeddings = list(rows)  # float32 rows, which orjson writes as arrays of their shortest decimals
     payload = {
         "object": "list",
-        "data": [{"object": "embedding", "embedding": encode(row), "index": i} for i, row in enumerate(rows)],
+        "data": [{"object": "embedding", "embedding": e, "index": i} for i, e in enumerate(embeddings)],
         "model": served.name,
         "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens},
     }
@@ -206,7 +207,7 @@ async def embed_all(state: ServerState, request: Request, data: dict[str, Any]) 
         raise RequestError(422, f"`task` is for multi-vector models; {served.name!r} is a {served.task} model")
     operation = _token_vectors_operation(state, served, req.task, req.prompt_name, req.truncation_direction)
     result = await state.run_job(request, served, operation, req.inputs, _policy(state, req) is not LongInputs.ERROR)
-    payload = [matrix.tolist() for matrix in result.rows]
+    payload = [np.ascontiguousarray(matrix) for matrix in result.rows]  # orjson writes C-contiguous arrays as is
     return Reply(payload, result, _characters(req.inputs), served.model.provider)
 
 

@@ -1,21 +1,24 @@
 """The server process: ``fastembed-rt serve ARTIFACT [NAME=ARTIFACT ...]`` and ``python -m fastembed_rt.server``.
 
 SIGTERM (and Ctrl-C) drain: ``/health`` and new requests answer 503, uvicorn stops accepting
-connections, every accepted request is finished, then the workers stop and the process exits 0,
-within ``--graceful-timeout`` seconds. A model that fails to load stops the process with exit code 1.
+connections, accepted requests have ``--graceful-timeout`` seconds to finish; then the ones still
+waiting for a model get a 503, the workers stop and the process exits 0. A model that fails to load
+stops the process with exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 
@@ -90,10 +93,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-key",
         default=os.environ.get("FASTEMBED_RT_API_KEY"),
-        help="require 'Authorization: Bearer KEY' on every route but /health (default $FASTEMBED_RT_API_KEY)",
+        help="require 'Authorization: Bearer KEY' on every route but /health (default $FASTEMBED_RT_API_KEY; an "
+        "empty or blank key leaves auth off, with a warning)",
     )
     parser.add_argument(
-        "--graceful-timeout", type=float, default=d.graceful_timeout, help="seconds SIGTERM waits for accepted requests"
+        "--graceful-timeout",
+        type=float,
+        default=d.graceful_timeout,
+        help=f"seconds SIGTERM waits for accepted requests (default {d.graceful_timeout:g}; fractions too); then the "
+        "ones still waiting for a model get 503 and the process exits. 0: do not wait",
     )
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
 
@@ -133,16 +141,30 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     )
 
 
+# After --graceful-timeout, the requests still waiting get their 503; this long more is theirs to be sent before
+# uvicorn cancels whatever is left (a client that does not read its answer, say).
+ANSWER_GRACE_S = 1.0
+
+
 class _Server(uvicorn.Server):
-    """uvicorn's server, told to mark the app draining when a stop signal arrives."""
+    """uvicorn's server, told to mark the app draining when a stop signal arrives, and to answer the requests
+    still waiting for a model with a 503 when the graceful timeout ends."""
 
     def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
         super().__init__(config)
         self.state = state
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self.state.draining = True
+        self.state.drain()
         super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.state.config.graceful_timeout, self.state.abandon)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            timer.cancel()
 
 
 def run(config: ServerConfig, log_level: str = "info") -> int:
@@ -161,7 +183,9 @@ def run(config: ServerConfig, log_level: str = "info") -> int:
         port=config.port,
         log_level=log_level,
         access_log=False,
-        timeout_graceful_shutdown=int(config.graceful_timeout) or None,
+        # uvicorn annotates it int but hands it to asyncio.wait_for, which takes any seconds: 0.5 is 0.5 s (and
+        # int() of it was 0, which uvicorn reads as "wait forever").
+        timeout_graceful_shutdown=cast(Any, config.graceful_timeout + ANSWER_GRACE_S),
         lifespan="on",
     )
     server = _Server(uv_config, state)
@@ -181,10 +205,20 @@ def run(config: ServerConfig, log_level: str = "info") -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    code = 0
     if state.load_error is not None:
         print(f"error: {state.load_error}", file=sys.stderr)
-        return 1
-    return 0
+        code = 1
+    if state.left_running:
+        # A thread is still inside ONNX Runtime (a graph run past --graceful-timeout, or a model loading): the
+        # interpreter's exit would run the engine's C++ destructors under it and abort ("terminate called without
+        # an active exception"). Everything this process owes is written, so it ends here, without them.
+        logger.warning("exiting while %s still runs in the engine", ", ".join(state.left_running))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -143,12 +143,28 @@ def _text(value: object, where: str) -> str:
     return value
 
 
+# Token ids reach the graph as int64: a larger one would overflow there, so it is refused here, naming its place.
+_MAX_TOKEN_ID = 2**63 - 1
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _ids(value: list[Any], where: str) -> list[int]:
     if not value:
         raise RequestError(400, f"`{where}` is an empty list of token ids", "Empty")
     for j, token in enumerate(value):
-        if isinstance(token, bool) or not isinstance(token, int) or token < 0:
-            raise _invalid(f"`{where}[{j}]` must be a non-negative integer token id, got {token!r}")
+        if isinstance(token, bool) or not isinstance(token, int):
+            shown = f" {orjson.dumps(token).decode()}" if _is_number(token) else ""
+            raise _invalid(f"`{where}[{j}]` must be a non-negative integer token id, got {_kind(token)}{shown}")
+        if token < 0:
+            raise _invalid(f"`{where}[{j}]` must be a non-negative integer token id, got {token}")
+        if token > _MAX_TOKEN_ID:
+            raise _invalid(
+                f"`{where}[{j}]` must be a token id of at most 2^63-1 (the graph's int64 inputs), got {token}; "
+                "token ids are below the model's vocabulary size"
+            )
     return value
 
 
@@ -164,7 +180,7 @@ def _inputs(data: dict[str, Any], key: str, limit: int, *, ids: bool) -> tuple[l
         raise _invalid(f"`{key}` must be a string or a list of strings, got {_kind(value)}")
     if not value:
         raise RequestError(400, f"`{key}` cannot be empty", "Empty")
-    if ids and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if ids and _is_number(value[0]):  # one list of token ids; `_ids` names any item that is not one
         return [_ids(value, key)], True, True
     if len(value) > limit:
         raise _too_many(len(value), limit)
@@ -465,10 +481,16 @@ def parse_decode(data: dict[str, Any], max_client_batch_size: int) -> DecodeRequ
     value = data.get("ids")
     if not isinstance(value, list) or not value:
         raise _invalid(f"`ids` must be a list of token ids or a list of such lists, got {_kind(value)}")
-    rows = [value] if not isinstance(value[0], list) else value
-    if len(rows) > max_client_batch_size:
-        raise _too_many(len(rows), max_client_batch_size)
-    checked = [_ids(row, "ids" if len(rows) == 1 and rows is not value else f"ids[{i}]") for i, row in enumerate(rows)]
+    if not isinstance(value[0], list):
+        checked = [_ids(value, "ids")]
+    else:
+        if len(value) > max_client_batch_size:
+            raise _too_many(len(value), max_client_batch_size)
+        checked = []
+        for i, row in enumerate(value):
+            if not isinstance(row, list):
+                raise _invalid(f"`ids[{i}]` must be a list of token ids like `ids[0]`, got {_kind(row)}")
+            checked.append(_ids(row, f"ids[{i}]"))
     return DecodeRequest(
         checked, model=_str(data, "model"), skip_special_tokens=bool(_bool(data, "skip_special_tokens", True))
     )

@@ -1,8 +1,8 @@
 """What the routes share: the served models and their workers, admission, readiness and draining.
 
-``ServerState.load_models`` opens every artifact with the library's loader (in a thread at startup);
-``run_job`` admits a request's inputs, queues them on the model's worker and waits for its rows or
-for the client to leave.
+``ServerState.load_models`` opens every artifact with the library's loader (in a thread at startup:
+``start_loading``); ``run_job`` admits a request's inputs, queues them on the model's worker and waits for
+its rows or for the client to leave; ``drain``, ``abandon`` and ``close`` stop it all on SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from starlette.requests import Request
 from fastembed_rt.artifact import load_manifest, resolve_artifact
 from fastembed_rt.errors import FastEmbedError
 from fastembed_rt.models import ArtifactModel, CrossEncoder, load_model
+from fastembed_rt.pipeline import MIN_BATCHES_PER_STREAM
 from fastembed_rt.providers import ProviderOptions, resolve_provider
 from fastembed_rt.server.batcher import Job, JobResult, ModelWorker, Operation
 from fastembed_rt.server.config import ServerConfig
@@ -37,6 +38,11 @@ logger = logging.getLogger("fastembed_rt.server")
 # closed-loop clients (2 threads, AVX-512 EPYC): 2.0 ms of graph time per input packed, 2.3-2.5 padded
 # (`optimized`); 439-447 against 355-391 requests/s.
 PACKED_REASON = "the server's batches mix unrelated lengths: run without padding (`packed`) on the CPU"
+
+# A worker runs this many graph batches per stream in one model call, then checks for clients that left: twice
+# what a call needs to run on every stream. A request whose client left runs at most 128 more of its texts on one
+# thread (4 × 32), 256 on two.
+BATCHES_PER_RUN = 2 * MIN_BATCHES_PER_STREAM
 
 
 def serving_variant(artifact: str | Path, provider: str, variant: str) -> tuple[str, str | None]:
@@ -125,14 +131,41 @@ class ServerState:
         self.load_error: BaseException | None = None
         self.draining = False
         self.started_at = int(time.time())
+        # An empty key is what `FASTEMBED_RT_API_KEY=${KEY}` gives with KEY unset: a key nobody can send, so not one.
+        self.api_key = (config.api_key or "").strip() or None
+        if config.api_key is not None and self.api_key is None:
+            logger.warning(
+                "the API key is empty (--api-key or $FASTEMBED_RT_API_KEY): authentication is off, every route "
+                "is open; set a non-empty key to require one"
+            )
+        self.left_running: list[str] = []  # what close() left inside the engine (see close)
+        self._deadline: float | None = None  # when draining must end (time.monotonic)
+        self._closing = False
+        self._lock = threading.Lock()  # models and _closing, between the loading thread and close()
+        self._loader: threading.Thread | None = None
 
     # -- loading ---------------------------------------------------------------------------------------
+    def start_loading(self) -> None:
+        """``load_models`` in a thread of its own (the app's startup); ``close`` waits for it."""
+        self._loader = threading.Thread(target=self._load_quietly, name="fastembed-rt-load", daemon=True)
+        self._loader.start()
+
+    def _load_quietly(self) -> None:
+        try:
+            self.load_models()
+        except BaseException:  # kept in self.load_error; /health reports it
+            return
+
     def load_models(self) -> None:
-        """Open and warm every model (in a thread at startup); a failure is kept for ``/health`` and logs."""
+        """Open and warm every model; a failure is kept for ``/health`` and logs. Stops (without an error)
+        when ``close`` has begun: the models loaded so far are closed, the rest never opened."""
 
         cfg = self.config
         try:
             for spec in cfg.models:
+                if self._closing:
+                    logger.info("loading stopped: the server is shutting down")
+                    return
                 started = time.perf_counter()
                 variant, reason = serving_variant(spec.artifact, cfg.provider, spec.variant or cfg.variant)
                 model = load_model(
@@ -152,9 +185,18 @@ class ServerState:
                     self.metrics,
                     batch_wait_s=cfg.batch_wait_ms / 1000,
                     wait_for_items=cfg.max_batch_size,
+                    inputs_per_run=cfg.max_batch_size * model._pipeline.streams * BATCHES_PER_RUN,
                 )
                 served = Served(spec.name, Path(spec.artifact), model, worker)
-                self.models[spec.name] = served
+                with self._lock:
+                    closing = self._closing
+                    if not closing:
+                        self.models[spec.name] = served
+                if closing:  # close() has taken its list of models already: this one is closed here
+                    worker.close()
+                    model.close()
+                    logger.info("loading stopped: the server is shutting down")
+                    return
                 logger.info(
                     "model %s (%s) ready on %s/%s with %s threads in %.2f s",
                     spec.name,
@@ -170,10 +212,51 @@ class ServerState:
             raise
         self.ready.set()
 
+    # -- stopping --------------------------------------------------------------------------------------
+    def drain(self) -> None:
+        """SIGTERM: ``/health`` and new requests answer 503; accepted ones have ``--graceful-timeout`` to finish."""
+        if not self.draining:
+            self._deadline = time.monotonic() + self.config.graceful_timeout
+        self.draining = True
+
+    def abandon(self) -> None:
+        """The graceful timeout is over: every request still waiting for a model gets its 503 now, and the
+        workers compute no more of them."""
+        timeout = self.config.graceful_timeout
+        message = f"the server shut down before this request finished (--graceful-timeout {timeout:g} s)"
+        error = RequestError(503, message, "Unhealthy")
+        with self._lock:
+            served = list(self.models.values())
+        for s in served:
+            s.worker.abandon(error)
+
     def close(self) -> None:
-        for served in self.models.values():
-            served.worker.close(self.config.graceful_timeout)
-            served.model.close()
+        """Stop loading, stop every worker and close its model, waiting for them at most until the end of the
+        drain (``--graceful-timeout`` after ``drain``; without one, ``--graceful-timeout`` from now).
+
+        A model whose worker (or the loading thread) is still inside the engine then is left open, and named in
+        ``left_running``: freeing an ONNX Runtime session under a thread that runs it aborts the process, and so
+        does the interpreter's normal exit (its C++ destructors run under that thread). The process that owns
+        this state ends without them (``main.run``); waiting instead could take as long as the longest graph run.
+        """
+        deadline = self._deadline if self._deadline is not None else time.monotonic() + self.config.graceful_timeout
+        with self._lock:
+            self._closing = True
+            served = list(self.models.values())
+        if self._loader is not None:
+            self._loader.join(max(0.0, deadline - time.monotonic()))
+            if self._loader.is_alive():
+                self.left_running.append("loading")
+        for s in served:
+            if s.worker.close(max(0.0, deadline - time.monotonic())):
+                s.model.close()
+            else:
+                logger.warning(
+                    "model %s is still running a graph past --graceful-timeout %g s: left to the process exit",
+                    s.name,
+                    self.config.graceful_timeout,
+                )
+                self.left_running.append(s.name)
 
     # -- routing ---------------------------------------------------------------------------------------
     def pick(self, name: str | None, task: str | tuple[str, ...] | None, route: str) -> Served:
