@@ -493,6 +493,9 @@ def main(argv: list[str] | None = None) -> int:
     except FastEmbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`fastembed-rt info A | head`): stop quietly, as shell tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+        return 141  # 128 + SIGPIPE
 
 
 if __name__ == "__main__":

@@ -272,3 +272,33 @@ def test_info_bench_and_tune_take_a_hub_repo_id_as_encode_does(
     assert "| cpu/fp32 | texts | 8 |" in capsys.readouterr().out
     assert main(["tune", "acme/minilm-rt", "--variants", "fp32", "--texts", "8", "--rounds", "1"]) == 0
     assert load_manifest(snapshot).speed[-1].source == "tune"
+
+
+def test_a_bad_port_variable_is_a_usage_error_of_serve_alone(
+    minilm_artifact_session: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``$PORT`` was read while every subcommand's parser was built: ``PORT=abc fastembed-rt info`` crashed."""
+    monkeypatch.setenv("PORT", "abc")
+    assert main(["info", str(minilm_artifact_session)]) == 0
+    with pytest.raises(SystemExit) as usage:
+        main(["serve", str(minilm_artifact_session)])
+    assert usage.value.code == 2 and "not a port number: 'abc' (from --port or $PORT)" in capsys.readouterr().err
+    monkeypatch.setenv("PORT", "99999")  # uvicorn bound 99999 - 65536 and logged 99999
+    assert main(["serve", str(minilm_artifact_session)]) == 2
+    assert "--port (or $PORT) must be in 0..65535, got 99999" in capsys.readouterr().err
+    assert main(["serve", str(minilm_artifact_session), "--port", "8080", "--threads", "0"]) == 2
+    assert "--threads must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_output_into_a_closed_pipe_ends_quietly_as_shell_tools_do(minilm_artifact_session: Path) -> None:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "fastembed_rt.cli", "info", str(minilm_artifact_session)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before the first line (`| head -0`)
+    with process.stderr:
+        errors = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141
+    assert "Traceback" not in errors and "BrokenPipeError" not in errors

@@ -108,4 +108,9 @@ class ServerConfig:
             problems.append(f"--chunk-overlap must not be negative, got {self.chunk_overlap}")
         if self.batch_wait_ms < 0 or self.graceful_timeout < 0:
             problems.append("--batch-wait-ms and --graceful-timeout must not be negative")
+        if not 0 <= self.port <= 65535:  # uvicorn would bind the port number modulo 65536 and log the one asked for
+            problems.append(f"--port (or $PORT) must be in 0..65535, got {self.port}")
+        for name, threads in (("--threads", self.intra_op_threads), ("--streams", self.streams)):
+            if threads is not None and threads < 1:
+                problems.append(f"{name} must be at least 1, got {threads}")
         return problems

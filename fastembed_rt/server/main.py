@@ -32,6 +32,15 @@ __all__ = ["add_arguments", "config_from_args", "main", "run"]
 logger = logging.getLogger("fastembed_rt.server")
 
 
+def _port(value: str | int) -> int:
+    """``--port``, or ``$PORT`` as its default (argparse converts a str default only when the option is not given,
+    so a bad ``$PORT`` is a usage error of ``serve`` alone, not a crash of every subcommand)."""
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r} (from --port or $PORT)") from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``serve`` flags (text-embeddings-inference's names where TEI has the knob)."""
     d = ServerConfig(models=())
@@ -43,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "name) is what clients pass as `model`",
     )
     parser.add_argument("--host", default=d.host, help=f"interface to listen on (default {d.host}; 0.0.0.0 for all)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", d.port)), help="default $PORT or 8080")
+    parser.add_argument("--port", type=_port, default=os.environ.get("PORT", d.port), help="default $PORT or 8080")
     parser.add_argument("--provider", default=d.provider, help="auto, cpu, cuda[:N], tensorrt, openvino[:DEVICE]")
     parser.add_argument("--variant", default=d.variant, help="a variant from each manifest (default: auto)")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the CPUs available)")
