@@ -67,6 +67,7 @@ __all__ = [
     "pairwise_manhattan_sim",
     "paraphrase_mining",
     "paraphrase_mining_embeddings",
+    "pytorch_cos_sim",
     "quantize_embeddings",
     "search_top_k",
     "select_max_active_dims",
@@ -75,6 +76,7 @@ __all__ = [
     "semantic_search_maxsim",
     "semantic_search_quantized",
     "semantic_search_usearch",
+    "truncate_embeddings",
 ]
 
 
@@ -583,6 +585,9 @@ def paraphrase_mining(
     max_pairs: int = 500000,
     top_k: int = 100,
     score_function: ScoreFunction = cos_sim,
+    truncate_dim: int | None = None,
+    prompt_name: str | None = None,
+    prompt: str | None = None,
 ) -> list[list[float | int]]:
     """Embed ``sentences`` with ``model`` and mine the most similar pairs.
 
@@ -591,13 +596,20 @@ def paraphrase_mining(
         sentences: the texts to compare with each other.
         show_progress_bar: passed to ``model.encode``.
         batch_size: passed to ``model.encode``.
+        truncate_dim, prompt_name, prompt: passed to ``model.encode`` when set.
         query_chunk_size, corpus_chunk_size, max_pairs, top_k, score_function: as in
             :func:`paraphrase_mining_embeddings`.
 
     Returns:
         ``[score, i, j]`` triplets with ``i < j`` indexing ``sentences``, by decreasing score.
     """
-    embeddings = model.encode(sentences, batch_size=batch_size, show_progress_bar=show_progress_bar)
+    options = {"truncate_dim": truncate_dim, "prompt_name": prompt_name, "prompt": prompt}
+    embeddings = model.encode(
+        sentences,
+        batch_size=batch_size,
+        show_progress_bar=show_progress_bar,
+        **{name: value for name, value in options.items() if value is not None},
+    )
     return paraphrase_mining_embeddings(
         embeddings,
         query_chunk_size=query_chunk_size,
@@ -606,6 +618,16 @@ def paraphrase_mining(
         top_k=top_k,
         score_function=score_function,
     )
+
+
+def truncate_embeddings(embeddings: Any, truncate_dim: int | None) -> Any:
+    """The first ``truncate_dim`` dimensions of each embedding (None: all), as sentence-transformers' function: a
+    slice of a numpy array or torch tensor, not re-normalized."""
+    return embeddings if truncate_dim is None else embeddings[..., :truncate_dim]
+
+
+# sentence-transformers' former name of ``cos_sim``.
+pytorch_cos_sim = cos_sim
 
 
 @tensor_inputs

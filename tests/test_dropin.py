@@ -582,6 +582,7 @@ def test_encode_takes_inputs_and_the_deprecated_sentences_keyword_with_one_warni
     ]
     splade = SparseEncoder(tiny_splade_artifact)
     assert splade.encode(inputs=texts, sparse_format="arrays").shape == splade.encode(texts).shape
+    assert splade.encode(texts, save_to_cpu=True).shape == splade.encode(texts).shape  # no effect: host memory
 
 
 def test_cross_encoder_takes_sentence_transformers_deprecated_names(tiny_reranker_artifact: Path) -> None:

@@ -260,6 +260,31 @@ def test_paraphrase_mining_encodes_the_sentences_once_with_the_given_options() -
     assert pairs == util.paraphrase_mining_embeddings(embeddings, top_k=2)
 
 
+def test_paraphrase_mining_passes_truncate_dim_and_prompts_to_encode_as_sentence_transformers() -> None:
+    embeddings = _clustered([4, 3], seed=23)
+    options: list[dict[str, Any]] = []
+
+    class Encoder:
+        def encode(self, sentences: list[str], **kwargs: Any) -> np.ndarray:
+            options.append(kwargs)
+            return embeddings[:, : kwargs.get("truncate_dim")]
+
+    sentences = [f"sentence {i}" for i in range(len(embeddings))]
+    pairs = util.paraphrase_mining(Encoder(), sentences, truncate_dim=4, prompt_name="query", prompt="q: ", top_k=2)
+    assert options == [
+        {"batch_size": 32, "show_progress_bar": False, "truncate_dim": 4, "prompt_name": "query", "prompt": "q: "}
+    ]
+    assert pairs == util.paraphrase_mining_embeddings(embeddings[:, :4], top_k=2)
+
+
+def test_truncate_embeddings_slices_without_renormalizing_and_pytorch_cos_sim_is_cos_sim() -> None:
+    embeddings = _random(3, 7)
+    np.testing.assert_array_equal(util.truncate_embeddings(embeddings, 4), embeddings[:, :4])
+    assert util.truncate_embeddings(embeddings, None) is embeddings
+    np.testing.assert_array_equal(util.truncate_embeddings(embeddings[0], 2), embeddings[0, :2])
+    assert util.pytorch_cos_sim is util.cos_sim
+
+
 def test_paraphrase_mining_of_no_embeddings_gives_no_pairs() -> None:
     assert util.paraphrase_mining_embeddings(np.zeros((0, DIM), np.float32)) == []
 

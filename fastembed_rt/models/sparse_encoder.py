@@ -170,6 +170,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
         chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
         truncation_direction: TruncationDirection | None = None,
+        save_to_cpu: bool = False,
     ) -> Any:
         """Sparse SPLADE embeddings of ``inputs``.
 
@@ -189,6 +190,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
             long_inputs: a text over ``max_seq_length`` tokens is truncated (on ``truncation_direction``),
                 refused (``"error"``) or cut into windows sharing ``chunk_overlap`` tokens whose sparse
                 vectors are max-pooled (SPLADE's own pooling), then pruned to ``max_active_dims``.
+            save_to_cpu: sentence-transformers' argument; the rows are always in host memory here.
         Returns:
             ``[n, vocab_size]`` rows (see the module docstring for the types); 1-D for a single str.
         """
