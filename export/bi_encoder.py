@@ -121,6 +121,9 @@ def export_model(
     model_dir = resolve_model_dir(model, revision, token)
     st_model = load_st_model(SentenceTransformer, model_dir, trust_remote_code=trust_remote_code)
     description = describe_model(model_dir, st_model)
+    # The graph's rows are full width; a saved Matryoshka default goes to the manifest (the runtime's default
+    # truncate_dim, as sentence-transformers applies it), so PyTorch is asked for full-width rows too.
+    st_model.truncate_dim = None
     reference = ReferenceEncoder(st_model)
     with stage_artifact(out, overwrite, model=model, revision=revision) as writer:
         backbone = export_st_backbone(st_model, writer.backbone, external_data_threshold=external_data_threshold)
@@ -138,6 +141,7 @@ def export_model(
             dim=description.stages.output_dim(description.hidden_size),
             backbone_shape=backbone.shape,
             append_stages=lambda graph: _append_stages(graph, description),
+            truncate_dim=description.truncate_dim,
         )
         fidelity = validate_embeddings(writer.root, reference, description.prompts, arch.min_cosine)
         if not fidelity.failures:
@@ -270,6 +274,7 @@ def _score_stsb(
     runtime = SentenceTransformer(
         artifact, variant=variant, provider=provider, provider_cache_dir=provider_cache_dir, provider_options=UNCACHED
     )
+    runtime.truncate_dim = None  # full rows, as the reference's
     fidelity.stsb_spearman = stsb_spearman(lambda t: runtime.encode(t), data)
     fidelity.stsb_spearman_torch = stsb_spearman(reference.encode, data)
     runtime.close()

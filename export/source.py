@@ -25,12 +25,16 @@ def resolve_model_dir(model: str | os.PathLike[str], revision: str | None, token
     if path.exists() or str(model).startswith((".", "/", "~")):
         raise ExportError(f"model directory {path} does not exist")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
     try:
         return Path(snapshot_download(str(model), revision=revision, token=token))
+    except HFValidationError:  # e.g. a mistyped relative path such as models/minilm/model
+        raise ExportError(f"{model!r} is neither an existing directory nor a hub repo id ('owner/name')") from None
     except LocalEntryNotFoundError as exc:
-        raise ExportError(f"{model!r} is not a local directory nor in the hub cache while offline") from exc
+        raise ExportError(
+            f"{model!r} is not a local directory, and not in the hub cache (the hub is offline or unreachable)"
+        ) from exc
     except (HfHubHTTPError, OSError) as exc:
         raise ExportError(f"could not download {model!r} from the hub: {exc}") from exc
 

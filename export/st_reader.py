@@ -42,6 +42,7 @@ class ModelDescription:
     default_prompt_name: str | None
     similarity_fn: str
     modules: list[str] = field(default_factory=list)
+    truncate_dim: int | None = None  # a Matryoshka default saved with the model (config_sentence_transformers.json)
 
 
 def read_modules(model_dir: Path) -> list[dict[str, Any]]:
@@ -142,4 +143,5 @@ def describe_model(model_dir: Path, st_model: Any) -> ModelDescription:
         default_prompt_name=st_model.default_prompt_name,
         similarity_fn=str(st_model.similarity_fn_name or "cosine"),
         modules=names,
+        truncate_dim=getattr(st_model, "truncate_dim", None),
     )

@@ -139,7 +139,16 @@ def grid_batches(
 
 
 def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine of each row pair in float64; two all-zero rows agree (1), one all-zero row does not (0)."""
+    """Cosine of each row pair in float64; two all-zero rows agree (1), one all-zero row does not (0).
+
+    Raises:
+        ExportError: the two sides' rows differ in shape (the graph computes something else than PyTorch).
+    """
+    if a.shape != b.shape:
+        raise ExportError(
+            f"the exported graph gives rows of shape {a.shape} where PyTorch gives {b.shape}: the model has a setting "
+            "the export does not reproduce; please report it with the model's configuration"
+        )
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     num = (a64 * b64).sum(axis=1)
     den = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
@@ -176,6 +185,7 @@ def validate_embeddings(
         provider_cache_dir=provider_cache_dir,
         provider_options=UNCACHED,
     )
+    runtime.truncate_dim = None  # the graph's full rows, as the reference computes them (not a saved default)
     texts = parity_texts(runtime.max_seq_length)
     fidelity = Fidelity()
     all_cos: list[np.ndarray] = []

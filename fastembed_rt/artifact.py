@@ -244,6 +244,9 @@ class Manifest:
     calibration: dict[str, Any] | None = None
     rejected_variants: tuple[dict[str, Any], ...] = ()
     speed: tuple[SpeedRecord, ...] = ()
+    # A Matryoshka default saved with the model (sentence-transformers' ``truncate_dim`` config): ``encode``'s
+    # default width; the graph's rows are ``dim`` wide.
+    truncate_dim: int | None = None
 
     def variant(self, name: str) -> Variant:
         for variant in self.variants:
@@ -257,6 +260,7 @@ class Manifest:
         return bool(self.stages.get("normalize", False))
 
     def to_dict(self) -> dict[str, Any]:
+        optional = {} if self.truncate_dim is None else {"truncate_dim": self.truncate_dim}
         return {
             "schema_version": self.schema_version,
             "task": self.task.value,
@@ -266,6 +270,7 @@ class Manifest:
             "stages": self.stages,
             "similarity_fn": self.similarity_fn,
             "dim": self.dim,
+            **optional,
             "variants": [v.to_dict() for v in self.variants],
             "calibration": self.calibration,
             "rejected_variants": list(self.rejected_variants),
@@ -395,6 +400,14 @@ def _dim(value: Any, task: Task, graph: GraphContract, path: Path) -> int:
     return dim
 
 
+def _truncate_dim(value: Any, dim: Any, path: Path) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= int(dim):
+        raise _invalid(path, "truncate_dim", value, f"it must be an int in 1..dim ({dim}) or absent")
+    return value
+
+
 def _parse_variant(v: dict[str, Any], path: Path) -> Variant:
     stage_counts = dict(v.get("stage_counts", {}))
     typed = {key: v[key] if key in v else stage_counts.pop(key, None) for key in _LEGACY_STAGE_COUNT_KEYS}
@@ -456,6 +469,7 @@ def _parse(root: Path, data: Any, path: Path) -> Manifest:
             calibration=data.get("calibration"),
             rejected_variants=_rejected(data.get("rejected_variants"), path),
             speed=tuple(SpeedRecord.from_dict(record) for record in data.get("speed") or ()),
+            truncate_dim=_truncate_dim(data.get("truncate_dim"), data.get("dim"), path),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ArtifactError(f"{path}: malformed manifest ({exc!r}); {_EXPORT_HINT}") from exc

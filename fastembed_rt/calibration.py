@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,10 @@ def calibrate_artifact(model: Any, texts: Sequence[str], source: str) -> dict[st
     try:
         # Opened before the texts are encoded: a directory that cannot be written fails at once.
         with staged.open("wb") as handle:
-            embeddings = model.encode(chosen, batch_size=32)
+            # Full width: ranges are per graph dimension, whatever Matryoshka default the model has.
+            full_width = model.truncate_embeddings(None) if hasattr(model, "truncate_embeddings") else nullcontext()
+            with full_width:
+                embeddings = model.encode(chosen, batch_size=32)
             # A multi-vector model gives one [tokens, dim] matrix per text: every token vector is a sample.
             sample = np.concatenate(embeddings) if isinstance(embeddings, list) else np.asarray(embeddings, np.float32)
             np.save(handle, sample.astype(np.float32), allow_pickle=False)

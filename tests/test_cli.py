@@ -302,3 +302,11 @@ def test_output_into_a_closed_pipe_ends_quietly_as_shell_tools_do(minilm_artifac
         errors = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141
     assert "Traceback" not in errors and "BrokenPipeError" not in errors
+
+
+def test_export_of_a_path_that_is_neither_a_directory_nor_a_repo_id_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """huggingface_hub's HFValidationError for ``models/minilm/model`` came out as a traceback."""
+    assert main(["export", "models/does_not_exist/model", str(tmp_path / "out")]) == 1
+    assert "'models/does_not_exist/model' is neither an existing directory nor a hub repo id" in capsys.readouterr().err

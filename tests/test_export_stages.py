@@ -7,12 +7,21 @@ segment), a single-mode control, Dense (tanh, identity) + Normalize, and prompt 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from tiny_models import DENSE_OUT_FEATURES, HIDDEN_SIZE, PARITY_TEXTS, TinyExport, export_tiny_model, row_cosines
+from tiny_models import (
+    DENSE_OUT_FEATURES,
+    HIDDEN_SIZE,
+    PARITY_TEXTS,
+    TinyExport,
+    build_tiny_model,
+    export_tiny_model,
+    row_cosines,
+)
 
 MIN_COSINE = 0.9999
 ALL_MODES = ("cls", "mean", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
@@ -166,3 +175,25 @@ def test_manifest_records_stages_and_prompts(all_modes: TinyExport, prompt_exclu
     # sentence-transformers may add empty default prompts; the artifact keeps what it saved.
     assert prompt_excluded.runtime.prompts == prompt_excluded.torch_model.prompts
     assert prompt_excluded.runtime.prompts["query"] == PROMPTS["query"]
+
+
+def test_a_saved_matryoshka_truncate_dim_is_the_runtimes_default_as_in_sentence_transformers(tmp_path: Path) -> None:
+    """sentence-transformers 6 saves ``truncate_dim`` with the model and applies it; the export crashed on it
+    (a numpy broadcast error comparing 16-wide PyTorch rows with the graph's 32-wide ones)."""
+    from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
+
+    from fastembed_rt import SentenceTransformer
+    from fastembed_rt.export import export_model
+
+    model_dir = build_tiny_model(tmp_path, "bert", "mean", truncate_dim=16)
+    export_model(model_dir, tmp_path / "artifact", stsb=False, variants="fp32")
+    reference = TorchSentenceTransformer(str(model_dir), device="cpu")
+    model = SentenceTransformer(tmp_path / "artifact")
+    assert model.truncate_dim == 16 and model.get_embedding_dimension() == reference.get_embedding_dimension() == 16
+    ours, ref = model.encode(PARITY_TEXTS), reference.encode(PARITY_TEXTS, convert_to_numpy=True)
+    assert ours.shape == ref.shape == (len(PARITY_TEXTS), 16)
+    assert row_cosines(ours, ref).min() >= MIN_COSINE
+    assert SentenceTransformer(tmp_path / "artifact", truncate_dim=8).encode(PARITY_TEXTS).shape[1] == 8
+    model.truncate_dim = 12
+    model.save(tmp_path / "copy", variants="loaded")
+    assert SentenceTransformer(tmp_path / "copy").truncate_dim == 12

@@ -125,6 +125,7 @@ def build_tiny_model(
     seed: int = 0,
     dense_layers: tuple[tuple[int, bool], ...] = (),
     padding_side: str | None = None,
+    truncate_dim: int | None = None,
 ) -> Path:
     """Build and save a tiny random sentence-transformers bi-encoder.
 
@@ -140,6 +141,7 @@ def build_tiny_model(
         dense_layers: identity-activation Dense modules after pooling, each ``(out_features, bias)``
             (EmbeddingGemma's 768→3072→768 without bias is ``((4 * HIDDEN_SIZE, False), (HIDDEN_SIZE, False))``).
         padding_side: the tokenizer's padding side (None: the tokenizer's own, right).
+        truncate_dim: a Matryoshka default saved with the model (``config_sentence_transformers.json``).
     Returns:
         the sentence-transformers model directory (hidden size 32, max_seq_length 64).
     """
@@ -162,7 +164,7 @@ def build_tiny_model(
         features = out_features
     if normalize:
         modules.append(Normalize())
-    model = SentenceTransformer(modules=modules, prompts=prompts, device="cpu")
+    model = SentenceTransformer(modules=modules, prompts=prompts, truncate_dim=truncate_dim, device="cpu")
     out = tmp_dir / "model"
     model.save(str(out))
     shutil.rmtree(backbone_dir)

@@ -94,7 +94,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
 
     Args:
         model_name_or_path: an artifact directory (task ``embedding``), or a hub repo id holding one.
-        truncate_dim: default Matryoshka dimension for ``encode``.
+        truncate_dim: default Matryoshka dimension for ``encode`` (None: the one saved with the model, if any).
         similarity_fn_name: ``"cosine"``, ``"dot"``, ``"euclidean"`` or ``"manhattan"`` for ``similarity``
             (default: the model's own).
         options: how to open the artifact (provider, variant, prompts, threads, ...), as for every
@@ -120,6 +120,8 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
 
     def _configure(self) -> None:
         self.similarity_fn_name = self._similarity_fn_arg or self.manifest.similarity_fn
+        if self.truncate_dim is None:  # as sentence-transformers: the model's saved Matryoshka default
+            self.truncate_dim = self.manifest.truncate_dim
 
     def _warm_up(self) -> None:
         self._pipeline.embed(self._pipeline.prepare(["warm-up"]), batch_size=1)
@@ -411,7 +413,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         return dense_similarity(SimilarityFunction(self.similarity_fn_name), pairwise=True)(embeddings1, embeddings2)
 
     def _saved_manifest(self) -> Manifest:
-        return replace(self.manifest, similarity_fn=self.similarity_fn_name)
+        return replace(self.manifest, similarity_fn=self.similarity_fn_name, truncate_dim=self.truncate_dim)
 
     def set_similarity_fn(self, name: str | SimilarityFunction) -> None:
         self.similarity_fn_name = name
