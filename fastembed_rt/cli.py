@@ -84,7 +84,8 @@ def _print_info(root: Path) -> None:
     tok = m.tokenizer
     print(f"artifact      {m.root}")
     print(f"task          {m.task}   source {m.source.get('model')} ({m.source.get('architecture')})")
-    print(f"dim           {m.dim}   similarity {m.similarity_fn}   max_seq_length {tok.max_seq_length}")
+    matryoshka = "" if m.truncate_dim is None else f"   truncate_dim {m.truncate_dim} (encode's default)"
+    print(f"dim           {m.dim}   similarity {m.similarity_fn}   max_seq_length {tok.max_seq_length}{matryoshka}")
     print(f"stages        {json.dumps(m.stages)}")
     print(f"graph inputs  {', '.join(m.graph.inputs)}   outputs {', '.join(m.graph.outputs)}")
     if tok.prompts:

@@ -177,12 +177,15 @@ def test_manifest_records_stages_and_prompts(all_modes: TinyExport, prompt_exclu
     assert prompt_excluded.runtime.prompts["query"] == PROMPTS["query"]
 
 
-def test_a_saved_matryoshka_truncate_dim_is_the_runtimes_default_as_in_sentence_transformers(tmp_path: Path) -> None:
+def test_a_saved_matryoshka_truncate_dim_is_the_runtimes_default_as_in_sentence_transformers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """sentence-transformers 6 saves ``truncate_dim`` with the model and applies it; the export crashed on it
     (a numpy broadcast error comparing 16-wide PyTorch rows with the graph's 32-wide ones)."""
     from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
 
     from fastembed_rt import SentenceTransformer
+    from fastembed_rt.cli import main
     from fastembed_rt.export import export_model
 
     model_dir = build_tiny_model(tmp_path, "bert", "mean", truncate_dim=16)
@@ -194,6 +197,8 @@ def test_a_saved_matryoshka_truncate_dim_is_the_runtimes_default_as_in_sentence_
     assert ours.shape == ref.shape == (len(PARITY_TEXTS), 16)
     assert row_cosines(ours, ref).min() >= MIN_COSINE
     assert SentenceTransformer(tmp_path / "artifact", truncate_dim=8).encode(PARITY_TEXTS).shape[1] == 8
+    assert main(["info", str(tmp_path / "artifact")]) == 0
+    assert "truncate_dim 16 (encode's default)" in capsys.readouterr().out
     model.truncate_dim = 12
     model.save(tmp_path / "copy", variants="loaded")
     assert SentenceTransformer(tmp_path / "copy").truncate_dim == 12
