@@ -19,7 +19,7 @@ from fastembed_rt.kernels.spec import DenseActivation, DenseSpec, OutputStages, 
 
 __all__ = ["ModelDescription", "dense_spec", "describe_model", "read_modules"]
 
-_SUPPORTED = ("Transformer", "Pooling", "Dense", "Normalize")
+_SUPPORTED = ("Transformer", "Pooling", "Dense", "Normalize", "Dropout")
 _ACTIVATIONS = {
     "Identity": DenseActivation.IDENTITY,
     "Tanh": DenseActivation.TANH,
@@ -124,6 +124,8 @@ def describe_model(model_dir: Path, st_model: Any) -> ModelDescription:
         if name == "Pooling":
             modes = module.pooling_mode if isinstance(module.pooling_mode, (tuple, list)) else (module.pooling_mode,)
             pooling = PoolingSpec(tuple(PoolingMode(m) for m in modes), bool(module.include_prompt))
+        elif name == "Dropout":
+            continue  # the identity at inference (sentence-transformers encodes in eval mode)
         elif name == "Dense":
             if pooling is None:
                 raise ExportError(f"{where}: Dense before Pooling is not supported")

@@ -202,3 +202,17 @@ def test_a_saved_matryoshka_truncate_dim_is_the_runtimes_default_as_in_sentence_
     model.truncate_dim = 12
     model.save(tmp_path / "copy", variants="loaded")
     assert SentenceTransformer(tmp_path / "copy").truncate_dim == 12
+
+
+def test_dropout_modules_export_as_the_identity_they_are_at_inference(tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
+
+    from fastembed_rt import SentenceTransformer
+    from fastembed_rt.export import export_model
+
+    model_dir = build_tiny_model(tmp_path, "bert", "mean", dense=torch.nn.Tanh(), normalize=True, dropout=0.5)
+    export_model(model_dir, tmp_path / "artifact", stsb=False, variants="fp32")
+    reference = TorchSentenceTransformer(str(model_dir), device="cpu")
+    assert [type(m).__name__ for m in reference].count("Dropout") == 2
+    ours = SentenceTransformer(tmp_path / "artifact").encode(PARITY_TEXTS)
+    assert row_cosines(ours, reference.encode(PARITY_TEXTS, convert_to_numpy=True)).min() >= MIN_COSINE

@@ -126,6 +126,7 @@ def build_tiny_model(
     dense_layers: tuple[tuple[int, bool], ...] = (),
     padding_side: str | None = None,
     truncate_dim: int | None = None,
+    dropout: float | None = None,
 ) -> Path:
     """Build and save a tiny random sentence-transformers bi-encoder.
 
@@ -142,11 +143,12 @@ def build_tiny_model(
             (EmbeddingGemma's 768→3072→768 without bias is ``((4 * HIDDEN_SIZE, False), (HIDDEN_SIZE, False))``).
         padding_side: the tokenizer's padding side (None: the tokenizer's own, right).
         truncate_dim: a Matryoshka default saved with the model (``config_sentence_transformers.json``).
+        dropout: when given, a ``Dropout`` module of this rate after pooling and after each Dense module.
     Returns:
         the sentence-transformers model directory (hidden size 32, max_seq_length 64).
     """
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Dropout, Normalize, Pooling, Transformer
 
     if architecture not in TINY_ARCHITECTURES:
         raise ValueError(f"no tiny config for {architecture!r}; known: {', '.join(TINY_ARCHITECTURES)}")
@@ -156,8 +158,11 @@ def build_tiny_model(
     modules: list[torch.nn.Module] = [Transformer(str(backbone_dir), max_seq_length=MAX_SEQ_LENGTH)]
     pooling = Pooling(HIDDEN_SIZE, pooling_mode=pooling_mode, include_prompt=include_prompt)
     modules.append(pooling)
+    dropouts = [Dropout(dropout)] if dropout is not None else []
+    modules += dropouts
     if dense is not None:
         modules.append(Dense(pooling.get_embedding_dimension(), DENSE_OUT_FEATURES, activation_function=dense))
+        modules += [Dropout(dropout)] if dropout is not None else []
     features = pooling.get_embedding_dimension()
     for out_features, bias in dense_layers:
         modules.append(Dense(features, out_features, bias=bias, activation_function=torch.nn.Identity()))
