@@ -153,6 +153,10 @@ def _read_rows(dataset: Any, anchor_column_name: str | None, positive_column_nam
         raise InputError("the dataset is empty: give at least one (anchor, positive) row")
     anchor_column = _pick_column(anchor_column_name, columns, 0, "anchor")
     positive_column = _pick_column(positive_column_name, columns, 1, "positive")
+    if anchor_column == positive_column:  # the positives would be the anchors: other anchors mined as negatives
+        raise InputError(
+            f"the anchor and positive columns are both {anchor_column!r}; name two different columns of {columns}"
+        )
     anchors = _check_texts(dataset[anchor_column], f"dataset[{anchor_column!r}]")
     positives = _check_texts(dataset[positive_column], f"dataset[{positive_column!r}]")
     if len(anchors) != len(positives):

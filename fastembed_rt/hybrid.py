@@ -15,6 +15,7 @@ fused score, equal scores by lower ``corpus_id``. Only the standard library and 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -27,6 +28,10 @@ __all__ = ["reciprocal_rank_fusion", "weighted_score_fusion"]
 
 # Cormack, Clarke & Büttcher (SIGIR 2009): k = 60 damps the head of each list; used by most engines.
 RRF_K = 60
+
+
+# Min-max normalization of a ranking with an infinite score makes every fused score NaN.
+_NOT_FINITE = "scores must be finite numbers: leave masked or missing entries out of the ranking"
 
 
 def _ranked(ranking: Any, position: int) -> list[tuple[int, float]]:
@@ -42,8 +47,8 @@ def _ranked(ranking: Any, position: int) -> list[tuple[int, float]]:
         if ranking.ndim != 1:
             raise InputError(f"{where} is an array of shape {ranking.shape}; a ranking of scores must be 1-D")
         scores = ranking.astype(np.float64)
-        if np.isnan(scores).any():
-            raise InputError(f"{where} has NaN scores")
+        if not np.isfinite(scores).all():
+            raise InputError(f"{where} has {_NOT_FINITE}")
         order = np.argsort(-scores, kind="stable")
         return [(int(i), float(scores[i])) for i in order]
     if isinstance(ranking, (str, bytes)) or not isinstance(ranking, Sequence):
@@ -76,19 +81,24 @@ def _score(value: Any, where: str) -> float:
         score = float(value)
     except (TypeError, ValueError):
         raise InputError(f"{where} has score {value!r}; scores are numbers") from None
-    if score != score:
-        raise InputError(f"{where} has a NaN score")
+    if not math.isfinite(score):
+        raise InputError(f"{where} has score {score}; {_NOT_FINITE}")
     return score
 
 
 def _weights(weights: Sequence[float] | None, count: int) -> list[float]:
     if weights is None:
         return [1.0] * count
-    values = [float(w) for w in weights]
+    if isinstance(weights, (str, bytes)) or not isinstance(weights, (Sequence, np.ndarray)):
+        raise InputError(f"weights must be a list of numbers, one per ranking, got {weights!r}")
+    try:
+        values = [float(w) for w in weights if not isinstance(w, (bool, str, bytes))]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != len(weights) or not all(math.isfinite(w) and w >= 0 for w in values):
+        raise InputError(f"weights must be finite non-negative numbers, got {list(weights)}")
     if len(values) != count:
         raise InputError(f"weights has {len(values)} values for {count} rankings; give one per ranking")
-    if any(w < 0 or w != w for w in values):
-        raise InputError(f"weights must be non-negative numbers, got {list(weights)}")
     return values
 
 
@@ -125,8 +135,8 @@ def reciprocal_rank_fusion(
         ``[{"corpus_id": int, "score": float}]`` by decreasing fused score.
     """
     _check(rankings, top_k)
-    if isinstance(k, bool) or not isinstance(k, (int, float)) or k < 0:
-        raise InputError(f"k must be a number >= 0, got {k!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, float)) or not (math.isfinite(k) and k >= 0):
+        raise InputError(f"k must be a finite number >= 0, got {k!r}")
     fused: dict[int, float] = {}
     for i, (ranking, weight) in enumerate(zip(rankings, _weights(weights, len(rankings)))):
         for rank, (corpus_id, _) in enumerate(_ranked(ranking, i), start=1):

@@ -6,8 +6,8 @@ scoring float queries against float or quantized document matrices. Imports only
 ``fastembed_rt.quantization``.
 
 Each side is a list of per-text ``[tokens_i, dim]`` matrices, one padded ``[n, tokens, dim]`` array (rows
-of all zeros are padding, as sentence-transformers reads them), or one ``[tokens, dim]`` matrix (a batch of
-one). Exactly as sentence-transformers 6.2 computes them:
+of all zeros are padding unless a mask says which tokens count, as sentence-transformers reads them), or one
+``[tokens, dim]`` matrix (a batch of one). Exactly as sentence-transformers 6.2 computes them:
 
 - ``maxsim(q, d) = Σ_i max_j q_i · d_j`` over the unmasked query tokens ``i`` and document tokens ``j``, in
   float32 (token similarities, their maxima and the sum);
@@ -86,7 +86,10 @@ def _padded(embeddings: Any, mask: Any, name: str) -> tuple[np.ndarray, np.ndarr
         raise ValueError(
             f"{name}_mask covers {given.shape[-1]} tokens, but the padded embeddings have {padded.shape[1]}"
         )
-    return padded, np.asarray(np.broadcast_to(given, found.shape) & found)
+    given = np.broadcast_to(given, found.shape)
+    # A mask overrides the all-zero-rows-are-padding reading of a padded array (an all-zero token it keeps counts, as
+    # in sentence-transformers); a list's rows past each matrix's own tokens stay out whatever the mask says.
+    return padded, np.asarray(given & found if isinstance(embeddings, (list, tuple)) else given)
 
 
 def _query_counts(mask: np.ndarray) -> np.ndarray:

@@ -310,6 +310,10 @@ BAD: dict[str, tuple[Callable[[Dataset], dict[str, Any]], str]] = {
         r"positive_column_name 'passage' is not a column of the dataset; its columns: \['query', 'answer'\]",
     ),
     "one-column": (lambda d: {"dataset": d.select_columns(["query"])}, r"it needs at least two"),
+    "same-columns": (  # the positives were the anchors: other anchors came back as hard negatives
+        lambda d: {"dataset": d, "anchor_column_name": "query", "positive_column_name": "query"},
+        r"the anchor and positive columns are both 'query'; name two different columns",
+    ),
     "empty-dataset": (lambda d: {"dataset": d.select([])}, r"the dataset is empty"),
     "empty-pairs": (lambda d: {"dataset": []}, r"the dataset is empty"),
     "range": (lambda d: {"dataset": d, "range_min": 5, "range_max": 5}, r"range_min must be smaller than range_max"),

@@ -76,10 +76,16 @@ def test_fusing_dense_and_sparse_search_results_end_to_end() -> None:
         ([[{"corpus_id": 1, "score": None}]], {}, "scores are numbers"),
         ([[{"corpus_id": 1, "score": 1.0}, {"corpus_id": 1, "score": 0.5}]], {}, "lists corpus_id 1 twice"),
         ([np.ones((2, 2))], {}, "must be 1-D"),
-        ([np.array([1.0, np.nan])], {}, "NaN"),
+        ([np.array([1.0, np.nan])], {}, "scores must be finite"),
+        ([np.array([0.3, -np.inf, 0.9])], {}, "scores must be finite"),  # min-max made every fused score NaN
+        ([[{"corpus_id": 1, "score": float("inf")}]], {}, "has score inf; scores must be finite"),
         ([42], {}, r"rankings\[0\] is int"),
         ([DENSE], {"weights": [1.0, 2.0]}, "weights has 2 values for 1 rankings"),
         ([DENSE], {"weights": [-1.0]}, "non-negative"),
+        ([DENSE], {"weights": [float("inf")]}, "finite non-negative"),
+        ([DENSE, DENSE], {"weights": "12"}, "weights must be a list of numbers"),  # was read as [1.0, 2.0]
+        ([DENSE], {"weights": 1.0}, "weights must be a list of numbers"),
+        ([DENSE], {"weights": ["a"]}, "finite non-negative numbers"),
         ([DENSE], {"top_k": -1}, "top_k must be None or an int >= 0"),
     ],
 )
@@ -90,7 +96,8 @@ def test_bad_input_is_named(rankings: Any, kwargs: dict[str, Any], message: str)
 
 
 def test_bad_options_are_named() -> None:
-    with pytest.raises(InputError, match="k must be a number >= 0"):
-        reciprocal_rank_fusion([DENSE], k=-1)
+    for k in (-1, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="k must be a finite number >= 0"):
+            reciprocal_rank_fusion([DENSE], k=k)
     with pytest.raises(InputError, match="normalization 'zscore' is not known"):
         weighted_score_fusion([DENSE], normalization="zscore")  # type: ignore[arg-type]

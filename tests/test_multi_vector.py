@@ -186,6 +186,20 @@ def test_maxsim_equals_sentence_transformers_and_a_plain_loop(name: str) -> None
     np.testing.assert_allclose(getattr(util, name)(queries, padded), ours, rtol=1e-6)
 
 
+def test_a_mask_keeps_an_all_zero_token_of_a_padded_array_as_sentence_transformers() -> None:
+    """Without a mask all-zero rows of a padded array are padding; a mask that keeps one makes it count."""
+    import sentence_transformers.util as st_util
+
+    query = np.ones((1, 1, 4), np.float32)
+    document = np.zeros((1, 3, 4), np.float32)
+    document[0, 0] = -1.0  # token 0 scores -4, token 1 (all zeros, kept by the mask) 0, token 2 is padding
+    mask = np.array([[1, 1, 0]])
+    theirs = st_util.maxsim(torch.from_numpy(query), torch.from_numpy(document), b_mask=torch.from_numpy(mask))
+    np.testing.assert_allclose(util.maxsim(query, document, b_mask=mask), theirs.numpy())
+    assert util.maxsim(query, document, b_mask=mask)[0, 0] == 0.0
+    assert util.maxsim(query, document)[0, 0] == -4.0  # no mask: the zero rows are padding
+
+
 def test_maxsim_masks_single_matrices_pairwise_and_empty_sides() -> None:
     import sentence_transformers.util as st_util
 
