@@ -606,7 +606,12 @@ def resolve_artifact(
         raise ArtifactError(f"{repo_id!r} is neither an existing directory nor a hub repo id ('owner/name')")
     try:
         from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            HFValidationError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+        )
     except ImportError as exc:  # pragma: no cover - a core dependency
         raise ArtifactError(
             f"loading {repo_id!r} from the hub needs huggingface_hub: pip install huggingface_hub"
@@ -616,7 +621,12 @@ def resolve_artifact(
         manifest_path = hf_hub_download(
             repo_id, MANIFEST_FILE, revision=revision, cache_dir=folder, token=token, local_files_only=local_files_only
         )
+    except HFValidationError:  # a mistyped path ("my models/minilm") is no repo id either
+        raise ArtifactError(f"{repo_id!r} is neither an existing directory nor a hub repo id ('owner/name')") from None
     except LocalEntryNotFoundError as exc:
+        answered = _hub_status(exc)
+        if answered is not None:  # the hub was reached and refused (403, 500): not an offline machine
+            raise ArtifactError(f"could not download {repo_id!r} from the hub: it answered {answered}") from exc
         offline = os.environ.get("HF_HUB_OFFLINE", "")
         why = "local_files_only=True" if local_files_only else f"offline or unreachable, HF_HUB_OFFLINE={offline!r}"
         raise ArtifactError(
@@ -640,6 +650,19 @@ def resolve_artifact(
     _HUB_SNAPSHOTS[str(root)] = source
     source.download(artifact_files(_read_manifest(root), variants=[]), what="its tokenizer and calibration files")
     return root
+
+
+def _hub_status(exc: BaseException) -> str | None:
+    """The HTTP answer behind a huggingface_hub error (it wraps a 403 or 500 in LocalEntryNotFoundError when nothing
+    is cached), e.g. ``"403 Forbidden"``; None when no response came (offline, unreachable)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        status = getattr(response, "status_code", None)
+        if isinstance(status, int):
+            return f"{status} {getattr(response, 'reason_phrase', '') or ''}".strip()
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 @dataclass(frozen=True)
@@ -669,14 +692,15 @@ class _HubSnapshot:
         owner, _, name = repo_folder.name.removeprefix("models--").partition("--")
         return cls(root, f"{owner}/{name}", token, local_files_only)
 
-    def download(self, names: Sequence[str], what: str) -> None:
-        """Fetch ``names`` (relative paths) into the snapshot; an ``ArtifactError`` naming ``what`` if that fails."""
+    def download(self, names: Sequence[str], what: str, *, again: bool = False) -> None:
+        """Fetch ``names`` (relative paths) into the snapshot (``again``: even those there, replacing a truncated
+        copy); an ``ArtifactError`` naming ``what`` if that fails."""
         from huggingface_hub import hf_hub_download
         from huggingface_hub.constants import is_offline_mode
 
         try:
             for name in names:
-                if not (self.root / name).is_file():
+                if again or not (self.root / name).is_file():
                     hf_hub_download(
                         self.repo_id,
                         name,
@@ -684,6 +708,7 @@ class _HubSnapshot:
                         cache_dir=self.cache_dir,
                         token=self.token,
                         local_files_only=self.local_files_only or is_offline_mode(),
+                        force_download=again,
                     )
         except OSError as exc:  # huggingface_hub's errors, offline and HTTP alike, are OSErrors
             raise ArtifactError(
@@ -700,9 +725,18 @@ def fetch_variant_files(manifest: Manifest, variant: Variant) -> None:
     """Download ``variant``'s graph and weights into a hub artifact's snapshot when they are not there yet; a local
     artifact is left as it is (a missing file is ``verify_variant_file``'s to report)."""
     names = variant_files(variant)
-    if all((manifest.root / name).is_file() for name in names):
+    sizes = {variant.file: variant.size, variant.weights_file: variant.weights_size}
+    cut = [
+        n
+        for n in names
+        if sizes.get(n) is not None and (manifest.root / n).is_file() and (manifest.root / n).stat().st_size != sizes[n]
+    ]
+    if all((manifest.root / name).is_file() for name in names) and not cut:
         return
     source = _HUB_SNAPSHOTS.get(str(manifest.root)) or _HubSnapshot.of(manifest.root)
     if source is not None:
         logger.info("downloading variant %r of %s from the hub", variant.name, source.repo_id)
-        source.download(names, what=f"variant {variant.name!r}")
+        source.download([n for n in names if n not in cut], what=f"variant {variant.name!r}")
+        if cut:  # an interrupted download or a damaged cache: fetched again, not left to fail every load
+            logger.warning("re-downloading %s of %s: the cached copy is truncated", ", ".join(cut), source.repo_id)
+            source.download(cut, what=f"variant {variant.name!r} (its cached copy is truncated)", again=True)

@@ -31,6 +31,7 @@ class FakeHub:
     endpoint: str
     requests: list[tuple[str, str]] = field(default_factory=list)
     commits: list[dict[str, object]] = field(default_factory=list)
+    refuse: dict[str, int] = field(default_factory=dict)  # a repo file's path -> the HTTP status it is answered with
 
     @property
     def fetched(self) -> list[str]:
@@ -77,6 +78,8 @@ def _handler(folder: Path, repo_id: str, hub: FakeHub) -> type[BaseHTTPRequestHa
             prefix = f"/{repo_id}/resolve/"
             if path.startswith(prefix):
                 name = path[len(prefix) :].split("/", 1)[1]
+                if name in hub.refuse:
+                    return self._send(hub.refuse[name], b"refused by the test", {"X-Error-Message": "refused"})
                 if name not in files:
                     return self._missing()
                 data = files[name].read_bytes()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fastembed_rt import ArtifactError, SentenceTransformer
+from fastembed_rt import ArtifactError, InputError, SentenceTransformer
 
 
 def test_missing_directory_names_it(tmp_path: Path) -> None:
@@ -253,3 +253,24 @@ def test_calibrating_a_read_only_artifact_changes_nothing_and_says_why(minilm_ar
         "or calibrate a writable copy of the artifact\n"
     ), done.stderr
     assert {p: p.read_bytes() for p in minilm_artifact.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize("name", ["my models/all-MiniLM-L6-v2", "out/..model", "a/b/c"])
+def test_a_name_that_is_neither_a_directory_nor_a_repo_id_is_an_artifact_error(name: str) -> None:
+    """huggingface_hub's HFValidationError (a ValueError) came out raw for a mistyped path with a space."""
+    with pytest.raises(ArtifactError, match="is neither an existing directory nor a hub repo id"):
+        SentenceTransformer(name, local_files_only=True)
+
+
+def test_save_into_a_path_that_is_a_file_is_refused_before_anything_is_written(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    model = SentenceTransformer(minilm_artifact_session)
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(InputError, match="a-file is a file where the copy needs a folder"):
+        model.save(tmp_path / "a-file", variants="loaded")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "onnx").write_text("in the way")
+    with pytest.raises(InputError, match=r"out/onnx is a file where the copy needs a folder"):
+        model.save(tmp_path / "out", variants="loaded")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["onnx"], "nothing was written"

@@ -214,3 +214,31 @@ def test_the_model_card_names_each_model_types_class_and_every_variants_agreemen
         rows = [line for line in card.splitlines() if line.startswith("| `")]
         assert [row.split("`")[1] for row in rows] == [v.name for v in manifest.variants]
         assert all(row.split(" | ")[4].split()[-1][0].isdigit() for row in rows), "every variant's agreement shown"
+
+
+def test_a_hub_that_refuses_is_named_with_its_answer_not_called_offline(minilm_dir: Path, tmp_path: Path) -> None:
+    """huggingface_hub wraps a 403 in LocalEntryNotFoundError when nothing is cached; that was reported as offline."""
+    with serve_folder(minilm_dir, "me/private") as hub:
+        hub.refuse["manifest.json"] = 403
+        result = _load("me/private", "auto", hub.endpoint, tmp_path / "hf", tmp_path)
+    assert result["auto"].startswith("ArtifactError: could not download 'me/private' from the hub: it answered 403")
+    assert "offline" not in result["auto"]
+
+
+def test_a_truncated_variant_in_the_hub_cache_is_downloaded_again(
+    minilm_variants_artifact: Path, tmp_path: Path
+) -> None:
+    manifest = load_manifest(minilm_variants_artifact)
+    int8 = manifest.variant("int8")
+    home, out = tmp_path / "hf", tmp_path / "out"
+    out.mkdir()
+    with serve_folder(minilm_variants_artifact, "me/minilm") as hub:
+        assert _load("me/minilm", "int8", home=home, endpoint=hub.endpoint, out=out) == {"int8": "int8"}
+        cached = next(home.rglob(int8.weights_file or int8.file))
+        blob = cached.resolve()
+        blob.write_bytes(blob.read_bytes()[:1000])  # an interrupted download, or a damaged disk
+        before = len(hub.fetched)
+        assert _load("me/minilm", "int8", home=home, endpoint=hub.endpoint, out=out) == {"int8": "int8"}
+        assert hub.fetched[before:] == [int8.weights_file or int8.file]
+    expected = SentenceTransformer(minilm_variants_artifact, variant="int8").encode(TEXTS)
+    np.testing.assert_allclose(np.load(out / "int8.npy"), expected, atol=1e-6)

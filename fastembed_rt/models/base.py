@@ -302,11 +302,23 @@ class ArtifactModel:
             chosen = [known[name] for name in dict.fromkeys(names)]
         for variant in chosen:
             verify_variant_file(self.manifest, variant)  # a hub artifact's missing variant is downloaded here
-        target.mkdir(parents=True, exist_ok=True)
-        for name in artifact_files(self.manifest, chosen)[1:]:  # every file but the manifest, written last
-            destination = target / name
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.manifest.root / name, destination)  # follows a hub cache's links to the blobs
+        names = artifact_files(self.manifest, chosen)[1:]  # every file but the manifest, written last
+        # Checked before anything is written: a file where the copy needs a folder (or the folder itself).
+        folders = {target, *(target / Path(name).parent for name in names)}
+        for folder in sorted(folders):
+            if folder.exists() and not folder.is_dir():
+                raise InputError(f"save(path): {folder} is a file where the copy needs a folder; choose another path")
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            for name in names:
+                destination = target / name
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.manifest.root / name, destination)  # follows a hub cache's links to the blobs
+        except OSError as exc:
+            raise InputError(
+                f"save(path): cannot write {exc.filename or target} ({exc.strerror or exc}); {target} holds no "
+                "manifest.json, so it is no artifact: choose a path this user can write"
+            ) from exc
         tokenizer = replace(self.manifest.tokenizer, max_seq_length=self.max_seq_length)
         replace(self._saved_manifest(), root=target, variants=tuple(chosen), tokenizer=tokenizer).write()
         return target
