@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fastembed_rt.artifact import GraphContract, Manifest, Task, load_manifest
+from fastembed_rt.artifact import GraphContract, Manifest, Task, load_manifest, update_manifest
 from fastembed_rt.calibration import select_texts
 from fastembed_rt.export.backbone import export_st_backbone
 from fastembed_rt.export.fidelity import Fidelity, Measured
@@ -121,8 +121,8 @@ def export_model(
     model_dir = resolve_model_dir(model, revision, token)
     st_model = load_st_model(SentenceTransformer, model_dir, trust_remote_code=trust_remote_code)
     description = describe_model(model_dir, st_model)
-    # The graph's rows are full width; a saved Matryoshka default goes to the manifest (the runtime's default
-    # truncate_dim, as sentence-transformers applies it), so PyTorch is asked for full-width rows too.
+    # The graph's rows are full width, and so are PyTorch's references; a saved Matryoshka default goes to the
+    # manifest once the artifact is complete (below), so the export's own loads run full width too.
     st_model.truncate_dim = None
     reference = ReferenceEncoder(st_model)
     with stage_artifact(out, overwrite, model=model, revision=revision) as writer:
@@ -141,7 +141,6 @@ def export_model(
             dim=description.stages.output_dim(description.hidden_size),
             backbone_shape=backbone.shape,
             append_stages=lambda graph: _append_stages(graph, description),
-            truncate_dim=description.truncate_dim,
         )
         fidelity = validate_embeddings(writer.root, reference, description.prompts, arch.min_cosine)
         if not fidelity.failures:
@@ -175,6 +174,8 @@ def export_model(
                 append_stages=lambda graph: _append_stages(graph, description),
                 speed_texts=held_out or parity_texts(description.max_seq_length),
             )
+        if description.truncate_dim is not None:  # encode's default width, as sentence-transformers applies it
+            update_manifest(writer.root, truncate_dim=description.truncate_dim)
     logger.info("exported %s to %s in %.1f s", model, out, time.perf_counter() - started)
     return load_manifest(out)
 
@@ -274,7 +275,6 @@ def _score_stsb(
     runtime = SentenceTransformer(
         artifact, variant=variant, provider=provider, provider_cache_dir=provider_cache_dir, provider_options=UNCACHED
     )
-    runtime.truncate_dim = None  # full rows, as the reference's
     fidelity.stsb_spearman = stsb_spearman(lambda t: runtime.encode(t), data)
     fidelity.stsb_spearman_torch = stsb_spearman(reference.encode, data)
     runtime.close()

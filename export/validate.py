@@ -185,7 +185,6 @@ def validate_embeddings(
         provider_cache_dir=provider_cache_dir,
         provider_options=UNCACHED,
     )
-    runtime.truncate_dim = None  # the graph's full rows, as the reference computes them (not a saved default)
     texts = parity_texts(runtime.max_seq_length)
     fidelity = Fidelity()
     all_cos: list[np.ndarray] = []

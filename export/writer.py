@@ -221,12 +221,10 @@ class ArtifactWriter:
         dim: int,
         append_stages: Callable[[Any], dict[str, Any]],
         backbone_shape: dict[str, int] | None = None,
-        truncate_dim: int | None = None,
     ) -> None:
         """Grow the backbone graph with ``append_stages`` into the fp32 graph; write the manifest that lists it.
 
-        ``backbone_shape`` (``ExportedBackbone.shape``) goes to the manifest's ``source.backbone``; ``truncate_dim``
-        (a bi-encoder's saved Matryoshka default) to its ``truncate_dim``.
+        ``backbone_shape`` (``ExportedBackbone.shape``) goes to the manifest's ``source.backbone``.
         """
         import onnx
 
@@ -260,7 +258,6 @@ class ArtifactWriter:
             dim=dim,
             variants=(fp32,),
             schema_version=SCHEMA_VERSION,
-            truncate_dim=truncate_dim,
         ).write()
 
     def accept_fp32(self, fidelity: Validated, gate: object) -> None:

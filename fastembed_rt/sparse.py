@@ -23,7 +23,7 @@ import numpy as np
 from fastembed_rt import util
 from fastembed_rt.errors import InputError
 from fastembed_rt.similarity import SimilarityFunction, similarity_function
-from fastembed_rt.tensors import is_tensor, loaded_torch
+from fastembed_rt.tensors import as_numpy, is_tensor, loaded_torch
 
 __all__ = [
     "SparseEmbeddings",
@@ -171,9 +171,9 @@ def as_rows(embeddings: Any, name: str = "embeddings") -> tuple[SparseEmbeddings
 def _tensor_rows(tensor: Any) -> tuple[SparseEmbeddings, bool]:
     """A torch tensor (strided or sparse COO/CSR, 1-D or 2-D) as rows, without making a sparse one dense."""
     torch = loaded_torch()
-    tensor = tensor.detach().cpu()
     if tensor.layout == torch.strided:
-        return as_rows(tensor.float().numpy())
+        return as_rows(as_numpy(tensor))
+    tensor = tensor.detach().cpu()
     if tensor.dim() not in (1, 2):
         raise InputError(f"sparse embeddings must be 1-D or 2-D, got a tensor of shape {tuple(tensor.shape)}")
     one_d = tensor.dim() == 1

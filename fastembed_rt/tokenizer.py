@@ -397,11 +397,7 @@ class Tokenizer:
 
     def _special_count(self, pair: bool) -> int:
         """Special tokens the post-processor adds to a text (3 for a BERT pair: [CLS] q [SEP] d [SEP])."""
-        key = f"specials:{pair}"
-        if key not in self._prompt_lengths:
-            empty = ("", "") if pair else ("",)
-            self._prompt_lengths[key] = len(self.untruncated.encode(*empty, add_special_tokens=True).ids)
-        return self._prompt_lengths[key]
+        return self.untruncated.post_processor.num_special_tokens_to_add(pair) if self.untruncated.post_processor else 0
 
     def prompt_length(self, prompt: str) -> int:
         """Tokens of ``prompt`` alone, minus a trailing special token (as sentence-transformers)."""

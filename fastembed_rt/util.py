@@ -414,26 +414,39 @@ def search_top_k(
     _check_int("query_chunk_size", query_chunk_size, 1)
     _check_int("corpus_chunk_size", corpus_chunk_size, 1)
     _check_int("top_k", top_k, 0)
+    queries: Any
+    corpus: Any
     if _is_sparse(query_embeddings) or _is_sparse(corpus_embeddings):
-        return _search_sparse(
-            query_embeddings, corpus_embeddings, top_k, query_chunk_size, corpus_chunk_size, score_function
-        )
-    queries, corpus = _as_batches(query_embeddings, corpus_embeddings, "query_embeddings", "corpus_embeddings")
+        # CSR rows, chunked without copies; this module's functions score them without making them dense.
+        from fastembed_rt.sparse import as_rows
+
+        queries = as_rows(query_embeddings, "query_embeddings")[0]
+        corpus = as_rows(corpus_embeddings, "corpus_embeddings")[0]
+        if queries.shape[1] != corpus.shape[1] and queries.shape[0] and corpus.shape[0]:
+            raise ValueError(
+                f"query_embeddings has dimension {queries.shape[1]} but corpus_embeddings has dimension "
+                f"{corpus.shape[1]}; they must be equal"
+            )
+        rows_of: Callable[[Any, int, int], Any] = lambda rows, start, stop: rows.rows(start, stop)  # noqa: E731
+        normalize = False
+    else:
+        queries, corpus = _as_batches(query_embeddings, corpus_embeddings, "query_embeddings", "corpus_embeddings")
+        rows_of = lambda rows, start, stop: rows[start:stop]  # noqa: E731
+        # Normalizing each corpus chunk once, rather than inside cos_sim for every query chunk, gives
+        # the same scores for a fraction of the work.
+        normalize = score_function is cos_sim
     query_starts = range(0, queries.shape[0], query_chunk_size)
     best: list[tuple[np.ndarray, npt.NDArray[np.int64]]] = []
     for start in query_starts:
         rows = min(query_chunk_size, queries.shape[0] - start)
         best.append((np.empty((rows, 0), np.float32), np.empty((rows, 0), np.int64)))
 
-    # Normalizing each corpus chunk once, rather than inside cos_sim for every query chunk, gives
-    # the same scores for a fraction of the work.
-    normalize = score_function is cos_sim
     for corpus_start in range(0, corpus.shape[0], corpus_chunk_size):
-        chunk = corpus[corpus_start : corpus_start + corpus_chunk_size]
+        chunk = rows_of(corpus, corpus_start, corpus_start + corpus_chunk_size)
         if normalize:
             chunk = _normalize(chunk)
         for slot, query_start in enumerate(query_starts):
-            query_chunk = queries[query_start : query_start + query_chunk_size]
+            query_chunk = rows_of(queries, query_start, query_start + query_chunk_size)
             scores = _normalize(query_chunk) @ chunk.T if normalize else np.asarray(score_function(query_chunk, chunk))
             best[slot] = _merge_top_k(*best[slot], scores, corpus_start, top_k)
 
@@ -442,39 +455,6 @@ def search_top_k(
         return np.empty((0, kept), np.float32), np.empty((0, kept), np.int64)
     ranked = [_sort_top_k(scores, ids) for scores, ids in best]
     return np.concatenate([scores for scores, _ in ranked]), np.concatenate([ids for _, ids in ranked])
-
-
-def _search_sparse(
-    query_embeddings: Any,
-    corpus_embeddings: Any,
-    top_k: int,
-    query_chunk_size: int,
-    corpus_chunk_size: int,
-    score_function: ScoreFunction,
-) -> tuple[np.ndarray, npt.NDArray[np.int64]]:
-    """``search_top_k`` of sparse (or sparse/dense mixed) embeddings: chunks of CSR rows, scored by ``score_function``
-    (this module's functions score sparse rows without making them dense)."""
-    from fastembed_rt.sparse import as_rows
-
-    queries, _ = as_rows(query_embeddings, "query_embeddings")
-    corpus, _ = as_rows(corpus_embeddings, "corpus_embeddings")
-    if queries.shape[1] != corpus.shape[1] and queries.shape[0] and corpus.shape[0]:
-        raise ValueError(
-            f"query_embeddings has dimension {queries.shape[1]} but corpus_embeddings has dimension {corpus.shape[1]}"
-        )
-    best = []
-    for query_start in range(0, queries.shape[0], query_chunk_size):
-        query_chunk = queries.rows(query_start, query_start + query_chunk_size)
-        scores, ids = np.empty((query_chunk.shape[0], 0), np.float32), np.empty((query_chunk.shape[0], 0), np.int64)
-        for corpus_start in range(0, corpus.shape[0], corpus_chunk_size):
-            corpus_chunk = corpus.rows(corpus_start, corpus_start + corpus_chunk_size)
-            chunk_scores = np.asarray(score_function(query_chunk, corpus_chunk))  # type: ignore[arg-type]
-            scores, ids = _merge_top_k(scores, ids, chunk_scores, corpus_start, top_k)
-        best.append(_sort_top_k(scores, ids))
-    kept = min(top_k, corpus.shape[0])
-    if not best:
-        return np.empty((0, kept), np.float32), np.empty((0, kept), np.int64)
-    return np.concatenate([s for s, _ in best]), np.concatenate([i for _, i in best])
 
 
 @tensor_inputs

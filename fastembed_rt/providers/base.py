@@ -159,3 +159,18 @@ def cache_root(cache_dir: Path | None, engine: str) -> Path:
         else:
             cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fastembed-rt"
     return Path(cache_dir).expanduser() / engine
+
+
+def graph_data_files(model_path: Path) -> dict[str, dict[str, int]]:
+    """The files beside a graph file that may hold its weights, by name, with their size and modification time:
+    every file whose name extends the graph file's (ONNX external data: ``model.onnx.data``, ``model.onnx_data``)
+    and an OpenVINO IR's ``.bin``. Links are followed (a hub snapshot's files link to blobs) but the folder is the
+    graph's own. The engine caches key their copies by these, without reading the weights."""
+    files: dict[str, dict[str, int]] = {}
+    ir_weights = model_path.with_suffix(".bin").name if model_path.suffix == ".xml" else None
+    for entry in os.scandir(model_path.parent):
+        extends = entry.name != model_path.name and entry.name.startswith(model_path.name)
+        if (extends or entry.name == ir_weights) and entry.is_file():
+            stat = entry.stat()
+            files[entry.name] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return files

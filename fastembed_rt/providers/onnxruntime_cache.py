@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from fastembed_rt.machine import return_freed_heap
+from fastembed_rt.providers.base import graph_data_files
 
 __all__ = ["CACHE_MIN_ONNXRUNTIME", "ENTRY_FILE", "GRAPH_FILE", "LOCK_FILE", "UNUSED_DAYS", "cached_graph"]
 
@@ -80,11 +81,7 @@ def _source(model_path: Path) -> tuple[dict[str, Any], bytes | None]:
         source["crc32"] = zlib.crc32(content)
     else:
         source.update(path=str(graph), mtime_ns=stat.st_mtime_ns)
-    data = {}
-    for entry in os.scandir(model_path.parent):
-        if entry.name != model_path.name and entry.name.startswith(model_path.name) and entry.is_file():
-            data_stat = entry.stat()  # follows a hub snapshot's links to the blobs
-            data[entry.name] = {"size": data_stat.st_size, "mtime_ns": data_stat.st_mtime_ns}
+    data = graph_data_files(model_path)
     if data:
         source["data"] = data
     return source, content

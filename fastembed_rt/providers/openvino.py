@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -26,7 +27,7 @@ import numpy as np
 from fastembed_rt.artifact import Variant
 from fastembed_rt.errors import ArtifactError, ProviderError
 from fastembed_rt.machine import CpuIdentity
-from fastembed_rt.providers.base import ProviderOptions, cache_root
+from fastembed_rt.providers.base import ProviderOptions, cache_root, graph_data_files
 from fastembed_rt.providers.threads import available_cpus
 
 __all__ = [
@@ -131,23 +132,15 @@ def saturation_warning(variant: Variant, cpu: CpuIdentity, device: str | None = 
 
 def _compiled_cache(root: Path, model_path: Path) -> Path:
     """The cache folder of ``model_path``'s compiled blobs: ``<path digest>-<files digest>``, where the files are
-    the graph, its IR weights (``model.bin`` beside ``model.xml``) and its external data (names extending the
-    graph's), each known by size and modification time. Folders of the same path with other files are removed."""
-    graph = model_path.resolve()
-    files = [graph, graph.with_suffix(".bin")] if graph.suffix == ".xml" else [graph]
-    with contextlib.suppress(OSError):
-        files += [
-            Path(e.path)
-            for e in os.scandir(graph.parent)
-            if e.name.startswith(graph.name + ".") or e.name.startswith(graph.name + "_")
-        ]
-    identity = []
-    for file in files:
-        with contextlib.suppress(OSError):
-            stat = file.stat()
-            identity.append(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}")
-    path_key = f"{zlib.crc32(str(graph).encode()):08x}"
-    name = f"{path_key}-{zlib.crc32(chr(10).join(sorted(identity)).encode()):08x}"
+    the graph and its weights files (``graph_data_files``), each known by size and modification time. Folders of the
+    same path with other files are removed."""
+    try:
+        stat = model_path.stat()
+        files = {model_path.name: {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}, **graph_data_files(model_path)}
+    except OSError:  # the compile that follows reports a missing graph
+        files = {}
+    path_key = f"{zlib.crc32(str(model_path.resolve()).encode()):08x}"
+    name = f"{path_key}-{zlib.crc32(json.dumps(files, sort_keys=True).encode()):08x}"
     with contextlib.suppress(OSError):
         for former in root.glob(f"{path_key}-*"):
             if former.name != name and former.is_dir():
