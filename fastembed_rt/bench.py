@@ -343,6 +343,9 @@ def bench_artifact(
     from fastembed_rt.providers.threads import available_cpus
     from fastembed_rt.tokenizer import Tokenizer
 
+    _check_counts(
+        batch_sizes=batch_sizes, threads=threads, repeats=repeats, queries=queries, synthetic=synthetic, texts=texts
+    )
     manifest = load_manifest(Path(artifact))
     threads = threads or available_cpus()
     pairs = _configurations(manifest, providers, variants)
@@ -373,6 +376,40 @@ def bench_artifact(
     for measured in rows:
         measured.peak_rss_mb = rss_mb  # the whole run's peak: every configuration shares this process
     return rows
+
+
+def _check_counts(
+    *,
+    batch_sizes: Sequence[int],
+    threads: int | None,
+    repeats: int,
+    queries: int,
+    synthetic: tuple[int, int],
+    texts: Sequence[str] | None,
+) -> None:
+    """The CLI's argument checks, for callers from Python: a zero or negative count is an InputError before anything
+    loads (0 repeats ended the run in statistics' "no median for empty data" after the model had loaded)."""
+    from fastembed_rt.errors import InputError
+
+    def positive(name: str, value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InputError(f"{name} must be an int >= 1, got {value!r}")
+
+    positive("repeats", repeats)
+    positive("queries", queries)
+    if threads is not None:
+        positive("threads", threads)
+    if isinstance(batch_sizes, (str, bytes)) or not batch_sizes:
+        raise InputError(f"batch_sizes must be a non-empty list of ints >= 1, got {batch_sizes!r}")
+    for batch in batch_sizes:
+        positive("each batch size", batch)
+    if texts is None:
+        if not isinstance(synthetic, tuple) or len(synthetic) != 2:
+            raise InputError(f"synthetic must be (count, words), got {synthetic!r}")
+        positive("synthetic's count", synthetic[0])
+        positive("synthetic's words", synthetic[1])
+    elif isinstance(texts, str) or len(texts) == 0:
+        raise InputError(f"texts must be a non-empty list of str, got {texts!r:.80}")
 
 
 def _bench_configuration(

@@ -73,6 +73,8 @@ def _ranked(ranking: Any, position: int) -> list[tuple[int, float]]:
 def _corpus_id(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InputError(f"{where} is {value!r}; corpus ids are ints")
+    if value < 0:  # an index into the corpus: -1 is a padding id (e.g. faiss for "no hit"), not a document
+        raise InputError(f"{where} is {value}; corpus ids are indexes into the corpus, >= 0")
     return int(value)
 
 

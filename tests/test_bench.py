@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from fastembed_rt.bench import BenchRow, cpu_peak, encoder_flops, format_table, synthetic_texts
+from fastembed_rt import InputError
+from fastembed_rt.bench import BenchRow, bench_artifact, cpu_peak, encoder_flops, format_table, synthetic_texts
 from fastembed_rt.cli import main
 
 HEADER = "| contender | workload | batch | sent/s (min–max) | tok/s | × ref | p50 / p99 ms |"
@@ -100,3 +102,23 @@ def test_synthetic_texts_are_deterministic_whole_words() -> None:
     assert texts == synthetic_texts(vocab, 5, 4, seed=1) and len(texts) == 5
     assert {w for t in texts for w in t.split()} <= {"the", "cat", "house", "mat"}
     assert all(2 <= len(t.split()) <= 6 for t in texts)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"repeats": 0}, "repeats must be an int >= 1, got 0"),
+        ({"queries": -1}, "queries must be an int >= 1"),
+        ({"threads": 0}, "threads must be an int >= 1"),
+        ({"batch_sizes": []}, "batch_sizes must be a non-empty list"),
+        ({"batch_sizes": [8, 0]}, "each batch size must be an int >= 1, got 0"),
+        ({"texts": []}, "texts must be a non-empty list of str"),
+        ({"texts": "one text"}, "texts must be a non-empty list of str"),
+        ({"synthetic": (0, 12)}, "synthetic's count must be an int >= 1"),
+    ],
+)
+def test_bench_artifact_from_python_checks_its_counts_as_the_cli_does(
+    tiny_artifact: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InputError, match=message):
+        bench_artifact(tiny_artifact, show_progress_bar=False, **kwargs)

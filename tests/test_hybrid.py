@@ -73,6 +73,8 @@ def test_fusing_dense_and_sparse_search_results_end_to_end() -> None:
         ("hits", {}, "rankings must be a list of rankings, got str"),
         ([[{"id": 1}]], {}, r"rankings\[0\]\[0\] is \{'id': 1\}; a hit is"),
         ([[{"corpus_id": "a", "score": 1.0}]], {}, "corpus ids are ints"),
+        ([[{"corpus_id": -1, "score": 1.0}]], {}, "is -1; corpus ids are indexes into the corpus, >= 0"),  # faiss pad
+        ([{-2: 0.5}], {}, r"key -2 is -2; corpus ids are indexes"),
         ([[{"corpus_id": 1, "score": None}]], {}, "scores are numbers"),
         ([[{"corpus_id": 1, "score": 1.0}, {"corpus_id": 1, "score": 0.5}]], {}, "lists corpus_id 1 twice"),
         ([np.ones((2, 2))], {}, "must be 1-D"),

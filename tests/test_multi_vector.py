@@ -425,6 +425,8 @@ def test_errors_name_the_value_and_the_fix(models: dict[str, Pair], minilm_artif
         model.encode("x", task="passage")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="precision"):
         model.encode("x", precision="int4")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="no convert_to_tensor: each text has its own number"):  # ST: a ValueError
+        model.encode(["a", "b c"], convert_to_tensor=True)
     with pytest.raises(ArtifactError, match="multi-vector"):
         MultiVectorEncoder(minilm_artifact_session)
     with pytest.raises(ArtifactError, match="multi-vector"):

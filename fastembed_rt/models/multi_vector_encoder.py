@@ -320,6 +320,7 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
         token_pooling: HierarchicalTokenPooling | None = None,
         task: Literal["query", "document"] | None = None,
         precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32",
+        convert_to_tensor: Any = None,
     ) -> list[np.ndarray] | np.ndarray:
         """Token vectors of ``inputs``: one ``[tokens_i, dim]`` matrix per text.
 
@@ -332,6 +333,8 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
             output_value: ``"token_embeddings"`` (sentence-transformers' ``None``, raw padded feature dicts,
                 is not offered).
             convert_to_numpy: accepted for sentence-transformers compatibility; results are always numpy.
+            convert_to_tensor: refused with the reason, as sentence-transformers: texts have different token counts,
+                so there is no one tensor to stack them into.
             device: None or where the model runs (``self.device``; a call does not move the model), or a list of
                 devices: the call runs on a pool of one worker process per device, started and stopped here.
             pool / chunk_size: a pool from ``start_multi_process_pool`` to spread the texts over, in chunks of
@@ -344,6 +347,12 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
         Returns:
             a list of ``[tokens_i, dim]`` arrays (float32, or the precision's codes); one array for a single str.
         """
+        if convert_to_tensor is not None:
+            raise InputError(
+                "MultiVectorEncoder.encode() has no convert_to_tensor: each text has its own number of token "
+                "vectors, so there is no one tensor to stack them into; it returns a list of [tokens_i, dim] "
+                "arrays. Drop the argument."
+            )
         if output_value != "token_embeddings":
             raise InputError(
                 f"output_value must be 'token_embeddings', got {output_value!r}: fastembed-rt returns the "
