@@ -9,12 +9,13 @@ An artifact directory fully describes a model for the runtime (DESIGN §3)::
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
 import os
 import reprlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -551,10 +552,12 @@ def verify_variant_file(manifest: Manifest, variant: Variant, *, full: bool = Fa
     """
     fetch_variant_files(manifest, variant)
     path = manifest.root / variant.file
-    _verify_file(manifest, variant, path, variant.size, variant.sha256, full)
-    if variant.weights_file is not None:
-        weights = manifest.root / variant.weights_file
-        _verify_file(manifest, variant, weights, variant.weights_size, variant.weights_sha256, full)
+    source = _HUB_SNAPSHOTS.get(str(manifest.root)) or _HubSnapshot.of(manifest.root)
+    with contextlib.nullcontext() if source is None else source.naming_errors():
+        _verify_file(manifest, variant, path, variant.size, variant.sha256, full)
+        if variant.weights_file is not None:
+            weights = manifest.root / variant.weights_file
+            _verify_file(manifest, variant, weights, variant.weights_size, variant.weights_sha256, full)
     return path
 
 
@@ -648,7 +651,8 @@ def resolve_artifact(
     if source is None:  # pragma: no cover - hf_hub_download always answers from a cache snapshot folder
         raise ArtifactError(f"the hub download of {repo_id!r} is not in a cache snapshot folder: {root}")
     _HUB_SNAPSHOTS[str(root)] = source
-    source.download(artifact_files(_read_manifest(root), variants=[]), what="its tokenizer and calibration files")
+    with source.naming_errors():
+        source.download(artifact_files(_read_manifest(root), variants=[]), what="its tokenizer and calibration files")
     return root
 
 
@@ -691,6 +695,21 @@ class _HubSnapshot:
             return None
         owner, _, name = repo_folder.name.removeprefix("models--").partition("--")
         return cls(root, f"{owner}/{name}", token, local_files_only)
+
+    @contextlib.contextmanager
+    def naming_errors(self) -> Iterator[None]:
+        """An ``ArtifactError`` about a file of the snapshot names the repo and commit a user asked for (the path
+        alone is a cache folder they never typed), and says who can mend it: the repo, not this machine."""
+        try:
+            yield
+        except ArtifactError as exc:
+            if self.repo_id in str(exc):  # already named (a failed download)
+                raise
+            message = str(exc).replace(f"; {_EXPORT_HINT}", "")
+            raise ArtifactError(
+                f"hub repo {self.repo_id!r} (commit {self.commit[:12]}) holds a broken artifact: {message}; "
+                "its owner must export and push it again, or load another revision=..."
+            ) from exc
 
     def download(self, names: Sequence[str], what: str, *, again: bool = False) -> None:
         """Fetch ``names`` (relative paths) into the snapshot (``again``: even those there, replacing a truncated

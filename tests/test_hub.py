@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -242,3 +243,36 @@ def test_a_truncated_variant_in_the_hub_cache_is_downloaded_again(
         assert hub.fetched[before:] == [int8.weights_file or int8.file]
     expected = SentenceTransformer(minilm_variants_artifact, variant="int8").encode(TEXTS)
     np.testing.assert_allclose(np.load(out / "int8.npy"), expected, atol=1e-6)
+
+
+def test_a_broken_artifact_on_the_hub_is_named_by_its_repo_and_commit_not_a_cache_path(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """Errors about a hub artifact's files named the cache snapshot folder and told the user to re-export, which only
+    the repo's owner can do."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "manifest.json").write_text('{"format": ', encoding="utf-8")  # an upload cut short
+    with serve_folder(broken, "me/broken") as hub:
+        result = _load("me/broken", "auto", hub.endpoint, tmp_path / "hf", tmp_path)["auto"]
+    assert result.startswith(f"ArtifactError: hub repo 'me/broken' (commit {COMMIT[:12]}) holds a broken artifact: ")
+    assert "is not valid JSON" in result and "its owner must export and push it again" in result
+    assert "fastembed-rt export MODEL OUT_DIR" not in result
+
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(minilm_artifact_session, corrupt)
+    manifest = load_manifest(corrupt)
+    graph = corrupt / manifest.variants[0].file
+    data = bytearray(graph.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: only the sha256 check sees it
+    graph.write_bytes(bytes(data))
+    check = (
+        "import sys; from fastembed_rt.artifact import load_manifest, resolve_artifact, verify_variant_file\n"
+        "m = load_manifest(resolve_artifact('me/corrupt'))\n"
+        "try:\n    verify_variant_file(m, m.variants[0], full=True)\nexcept Exception as exc:\n    print(exc)\n"
+    )
+    with serve_folder(corrupt, "me/corrupt") as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf")}
+        done = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=300)
+    assert done.stdout.startswith(f"hub repo 'me/corrupt' (commit {COMMIT[:12]}) holds a broken artifact: "), done
+    assert "is corrupt: sha256" in done.stdout
