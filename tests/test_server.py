@@ -235,8 +235,9 @@ def test_openai_client_gets_the_library_embeddings_as_float_and_base64(
     short = client.embeddings.create(model="all-MiniLM-L6-v2", input="The cat sat on the mat.", dimensions=32)
     np.testing.assert_allclose(short.data[0].embedding, minilm_runtime.encode(TEXTS[0], truncate_dim=32), atol=1e-6)
     assert [m.id for m in client.models.list().data] == ["all-MiniLM-L6-v2", "reranker", "splade", "colbert"]
-    with pytest.raises(openai.NotFoundError, match="model 'text-embedding-3-small' is not served here"):
+    with pytest.raises(openai.NotFoundError, match="model 'text-embedding-3-small' is not served here") as missing:
         client.embeddings.create(model="text-embedding-3-small", input="x")
+    assert missing.value.code == "model_not_found" and missing.value.type == "not_found_error"  # OpenAI's strings
 
 
 def test_openai_base64_is_little_endian_float32(server: Server, minilm_runtime: SentenceTransformer) -> None:
@@ -616,7 +617,7 @@ def test_bad_requests_get_their_status_and_a_message_naming_the_field(
     text = error["message"] if isinstance(error, dict) else error
     assert message in text, text
     if route.startswith("/v1/"):
-        assert set(error) == {"message", "type", "param", "code"} and error["code"] == status
+        assert set(error) == {"message", "type", "param", "code"} and error["code"] is None  # OpenAI: str or null
     else:
         assert "error_type" in response.json()
 
@@ -781,6 +782,8 @@ def test_api_key_guards_every_route_but_health(minilm_served_artifact: Path) -> 
             assert getattr(client, method)(route, **({"json": body} if body else {})).status_code == 401
         wrong = client.post("/embed", json={"inputs": "x"}, headers={"authorization": "Bearer nope"})
         assert wrong.status_code == 401 and wrong.json()["error_type"] == "Auth"
+        openai_wrong = client.post("/v1/embeddings", json={"input": "x"}, headers={"authorization": "Bearer nope"})
+        assert openai_wrong.json()["error"]["code"] == "invalid_api_key"  # a string, as OpenAI's clients expect
         assert (
             client.post("/embed", json={"inputs": "x"}, headers={"authorization": "Bearer s3cret"}).status_code == 200
         )

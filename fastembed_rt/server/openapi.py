@@ -294,7 +294,7 @@ SCHEMAS: dict[str, Any] = {
                     "message": {"type": "string"},
                     "type": {"type": "string"},
                     "param": {"type": ["string", "null"]},
-                    "code": {"type": "integer"},
+                    "code": {"type": ["string", "null"]},
                 },
             }
         },

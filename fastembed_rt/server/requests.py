@@ -43,16 +43,24 @@ Direction = Literal["left", "right"]
 
 
 class RequestError(Exception):
-    """A request the server refuses: HTTP ``status``, a message naming the field, TEI's ``error_type``."""
+    """A request the server refuses: HTTP ``status``, a message naming the field, TEI's ``error_type``, and
+    OpenAI's string ``code`` where OpenAI defines one (``"model_not_found"``; None: by the status, or none)."""
 
     def __init__(
-        self, status: int, message: str, error_type: ErrorType = "Validation", *, retry_after: int | None = None
+        self,
+        status: int,
+        message: str,
+        error_type: ErrorType = "Validation",
+        *,
+        retry_after: int | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.error_type = error_type
         self.retry_after = retry_after
+        self.code = code
 
 
 def _invalid(message: str) -> RequestError:

@@ -40,6 +40,8 @@ _OPENAI_TYPES = {
     429: "rate_limit_error",
     503: "service_unavailable",
 }
+# OpenAI's ``code`` is a string or null (clients compare it with e.g. "invalid_api_key"), never the HTTP status.
+_OPENAI_CODES = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -111,7 +113,7 @@ def error_response(api: Api, error: RequestError) -> Response:
                 "message": error.message,
                 "type": _OPENAI_TYPES.get(error.status, "server_error"),
                 "param": None,
-                "code": error.status,
+                "code": error.code or _OPENAI_CODES.get(error.status),
             }
         }
     else:

@@ -268,7 +268,10 @@ class ServerState:
             served = self.models.get(name)
             if served is None:
                 raise RequestError(
-                    404, f"model {name!r} is not served here; served: {', '.join(self.models)}", "NotFound"
+                    404,
+                    f"model {name!r} is not served here; served: {', '.join(self.models)}",
+                    "NotFound",
+                    code="model_not_found",
                 )
             if tasks is not None and served.task not in tasks:
                 raise RequestError(
