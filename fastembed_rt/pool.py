@@ -101,9 +101,11 @@ class MultiProcessPool:
         for process in self._processes:
             process.start()
         self.providers: list[str] = [""] * len(self._processes)
+        self._starting = True
         for _ in self._processes:
             _, _, index, provider = self._receive()
             self.providers[index] = provider
+        self._starting = False
 
     @property
     def processes(self) -> list[multiprocessing.process.BaseProcess]:
@@ -124,8 +126,15 @@ class MultiProcessPool:
                 except queue.Empty:
                     self.close(graceful=False)
                     names = ", ".join(f"{p.name} (pid {p.pid}, exit code {p.exitcode})" for _, p in dead)
+                    why = (
+                        " (its error is on stderr above; a worker that dies while starting is most often a script "
+                        'without `if __name__ == "__main__":` around the code that starts the pool: workers are '
+                        "spawned and import the script again)"
+                        if self._starting
+                        else ""
+                    )
                     raise ProviderError(
-                        f"multi-process pool worker died: {names}; the pool was stopped, start a new one"
+                        f"multi-process pool worker died: {names}{why}; the pool was stopped, start a new one"
                     ) from None
             if message[0] == "failed" and message[1] < 0:
                 self.close(graceful=False)

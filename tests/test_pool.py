@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,24 @@ def test_dead_worker_is_reported_and_the_pool_shuts_down(minilm_artifact_session
         with pytest.raises(ProviderError, match="worker died"):
             model.encode(TEXTS * 20, pool=pool)
         assert _stopped(pool)
+
+
+def test_a_script_without_a_main_guard_is_told_why_its_workers_died(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """Spawned workers import the script again and die starting their own pool; the error said only 'worker died'."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from fastembed_rt import SentenceTransformer\n"
+        f"model = SentenceTransformer({str(minilm_artifact_session)!r})\n"
+        "pool = model.start_multi_process_pool(['cpu', 'cpu'])\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("fastembed_rt.errors.ProviderError: multi-process pool worker died: "), last
+    assert 'without `if __name__ == "__main__":` around the code that starts the pool' in last
 
 
 def test_worker_that_cannot_load_fails_the_start_and_leaves_no_process(minilm_artifact_session: Path) -> None:

@@ -4,6 +4,8 @@ ColBERT)."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,15 +47,17 @@ def test_readme_python_block_runs(
     minilm_artifact_session: Path,
     tiny_multi_vector_artifact: Path,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (tmp_path / "artifacts").mkdir()
     (tmp_path / "artifacts" / "all-MiniLM-L6-v2").symlink_to(minilm_artifact_session)
     # The late-interaction example runs on the tests' tiny random ColBERT (no trained one is available offline).
     (tmp_path / "artifacts" / "colbert").symlink_to(tiny_multi_vector_artifact)
-    monkeypatch.chdir(tmp_path)
-    code = dict(_python_blocks())[where]
-    exec(compile(code, where, "exec"), {"__name__": "__readme__"})
+    # As a user runs it: a script of its own, so a worker pool's spawned processes re-import it as they would
+    # (the pool example without its __main__ guard passed under exec here and died when run as a file).
+    script = tmp_path / "example.py"
+    script.write_text(dict(_python_blocks())[where], encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{where} failed:\n{done.stderr[-4000:]}"
 
 
 def test_readme_names_the_two_setup_commands_and_ci_runs_the_test_one() -> None:

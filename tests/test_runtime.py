@@ -55,6 +55,9 @@ def test_single_string_gives_one_vector_and_empty_list_gives_zero_rows(minilm_ru
     empty = minilm_runtime.encode([])
     assert empty.shape == (0, 384) and empty.dtype == np.float32
     assert minilm_runtime.encode([], truncate_dim=64).shape == (0, 64)
+    for policy in ("truncate", "chunk", "error"):  # chunk had no group to concatenate
+        chunked = minilm_runtime.encode([], long_inputs=policy, precision="int8")
+        assert chunked.shape == (0, 384) and chunked.dtype == np.int8
 
 
 def test_empty_string_is_encoded_like_sentence_transformers(minilm_runtime: Any, minilm_torch: Any) -> None:

@@ -229,7 +229,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
             features = self._all_outputs(self.prepare(texts, **how), call, batch_size, show)
             return features[0] if single else features
         parts = []
-        for group in text_groups(texts) if policy is LongInputs.CHUNK else [texts]:
+        for group in text_groups(texts) if policy is LongInputs.CHUNK and texts else [texts]:
             prepared = self.prepare(group, **how)
             parts.append(self.embed_prepared(prepared, call, batch_size=batch_size, show_progress_bar=show))
         embeddings = parts[0] if len(parts) == 1 else np.concatenate(parts)
