@@ -127,12 +127,20 @@ def choose_by_speed(
                 f"({_closer(chosen, timed[0][1])})"
             )
         return VariantChoice(chosen, reason)
-    if mode == FASTEST:
+    if mode == FASTEST and record is None:
         logger.warning(
             "variant='fastest': no speed record of %s for this CPU class (%s); using variant='auto'. "
             "Run `fastembed-rt tune %s` to time its variants here.",
             manifest.root,
             cpu.isa_class,
+            manifest.root,
+        )
+    elif mode == FASTEST and pool:  # a record from before these variants, or of another engine's: tune again
+        logger.warning(
+            "variant='fastest': the speed record of %s for this CPU class times none of %s; using variant='auto'. "
+            "Run `fastembed-rt tune %s` to time them here.",
+            manifest.root,
+            ", ".join(v.name for v in pool),
             manifest.root,
         )
     why = "no speed record for this CPU class" if record is None else "no candidate timed on this CPU class"

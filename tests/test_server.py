@@ -774,6 +774,22 @@ def _metric(text: str, name: str) -> float:
     return 0.0
 
 
+def test_one_served_model_answers_any_model_name_as_tei_does(
+    minilm_served_artifact: Path, minilm_runtime: SentenceTransformer
+) -> None:
+    """TEI never reads `model`; OpenAI clients set up for it send their own names (LangChain: text-embedding-ada-002),
+    which got a 404 from a server of one model (the container serves its model as "model")."""
+    with serving(f"model={minilm_served_artifact}") as s, s.client() as client:
+        answer = client.post("/v1/embeddings", json={"model": "text-embedding-ada-002", "input": ["The cat sat."]})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model"] == "model"  # the model that answered
+        expected = minilm_runtime.encode(["The cat sat."], normalize_embeddings=True)
+        np.testing.assert_allclose([answer.json()["data"][0]["embedding"]], expected, atol=1e-5)
+        assert client.post("/embed", json={"inputs": "x", "model": "anything"}).status_code == 200
+        wrong_task = client.post("/rerank", json={"query": "q", "texts": ["a"], "model": "ms-marco"})
+        assert wrong_task.status_code == 422 and "'model' is an embedding model" in wrong_task.text
+
+
 def test_api_key_guards_every_route_but_health(minilm_served_artifact: Path) -> None:
     with serving(minilm_served_artifact, args=("--api-key", "s3cret")) as s, s.client() as client:
         assert client.get("/health").status_code == 200

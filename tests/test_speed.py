@@ -137,6 +137,21 @@ def test_fastest_without_a_record_runs_what_auto_runs_and_says_how_to_time(
     assert "fastembed-rt tune" in caplog.text
 
 
+def test_fastest_after_tune_asks_for_tune_only_when_a_variant_of_this_engine_is_untimed(
+    manifest: Manifest, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`info` on an artifact without OpenVINO variants said "Run fastembed-rt tune" right after tune had run."""
+    onnx_only = replace(manifest, variants=tuple(v for v in manifest.variants if v.format is VariantFormat.ONNX))
+    timed = [_record(AVX2, {v.name: 100 for v in onnx_only.variants})]
+    with caplog.at_level(logging.WARNING, logger="fastembed_rt"):
+        _choose(onnx_only, timed, "fastest", AVX2, "openvino")
+        _choose(onnx_only, timed, "fastest", AVX2, "cpu")
+    assert caplog.text == ""
+    with caplog.at_level(logging.WARNING, logger="fastembed_rt"):
+        _choose(manifest, timed, "fastest", AVX2, "openvino")  # a record from before its OpenVINO variants
+    assert "times none of openvino, openvino-int8" in caplog.text and "fastembed-rt tune" in caplog.text
+
+
 def test_openvino_compares_only_graphs_timed_on_openvino(manifest: Manifest) -> None:
     """fp32 ONNX was timed on ONNX Runtime: that rate says nothing about it on OpenVINO."""
     records = [_record(AVX2, {"fp32": 500, "openvino": 200, "openvino-int8": 90})]

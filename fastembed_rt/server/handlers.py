@@ -33,6 +33,7 @@ from fastembed_rt.server.requests import (
     parse_sparse,
     parse_tokenize,
 )
+from fastembed_rt.server.state import a_model_of
 from fastembed_rt.util import cos_sim
 
 if TYPE_CHECKING:
@@ -189,7 +190,7 @@ def _token_vectors_operation(
             return dense.token_embeddings_prepared(prepared, batch_size=batch_size)
 
     else:
-        raise RequestError(422, f"model {served.name!r} is a {served.task} model: it has no token vectors")
+        raise RequestError(422, f"model {served.name!r} is {a_model_of(served.task)}: it has no token vectors")
     return Operation(
         key=("token_vectors", task, name, direction),
         prepare=prepare,
@@ -204,7 +205,7 @@ async def embed_all(state: ServerState, request: Request, data: dict[str, Any]) 
     served = state.pick(req.model, (MULTI_VECTOR, EMBEDDING), "/embed_all")
     _check_prompt(served, req.prompt_name)
     if req.task is not None and served.task != MULTI_VECTOR:
-        raise RequestError(422, f"`task` is for multi-vector models; {served.name!r} is a {served.task} model")
+        raise RequestError(422, f"`task` is for multi-vector models; {served.name!r} is {a_model_of(served.task)}")
     operation = _token_vectors_operation(state, served, req.task, req.prompt_name, req.truncation_direction)
     result = await state.run_job(request, served, operation, req.inputs, _policy(state, req) is not LongInputs.ERROR)
     payload = [np.ascontiguousarray(matrix) for matrix in result.rows]  # orjson writes C-contiguous arrays as is

@@ -63,6 +63,11 @@ def serving_variant(artifact: str | Path, provider: str, variant: str) -> tuple[
     return ("packed", PACKED_REASON) if spec.name == "cpu" else (variant, None)
 
 
+def a_model_of(task: str) -> str:
+    """``"an embedding model"``, ``"a sparse model"``: a task in a sentence."""
+    return f"{'an' if task[:1] in 'aeiou' else 'a'} {task} model"
+
+
 class ClientGone(Exception):
     """The client disconnected before its answer was ready; nothing is sent."""
 
@@ -143,6 +148,7 @@ class ServerState:
         self._closing = False
         self._lock = threading.Lock()  # models and _closing, between the loading thread and close()
         self._loader: threading.Thread | None = None
+        self._other_names: set[str] = set()  # names answered by the one served model (logged once each)
 
     # -- loading ---------------------------------------------------------------------------------------
     def start_loading(self) -> None:
@@ -266,6 +272,13 @@ class ServerState:
         kinds = None if tasks is None else " or ".join(tasks)
         if name is not None:
             served = self.models.get(name)
+            if served is None and len(self.models) == 1:
+                # One model served, as TEI always serves: its OpenAI route never reads `model`, so clients set up
+                # for it send any name (LangChain's "text-embedding-ada-002"). With several, names must match.
+                served = next(iter(self.models.values()))
+                if name not in self._other_names and len(self._other_names) < 64:  # bounded: names come from clients
+                    self._other_names.add(name)
+                    logger.info("model %r is not served; the one served model %r answers for it", name, served.name)
             if served is None:
                 raise RequestError(
                     404,
@@ -275,7 +288,8 @@ class ServerState:
                 )
             if tasks is not None and served.task not in tasks:
                 raise RequestError(
-                    422, f"{route} serves {kinds} models; {name!r} is a {served.task} model. {self._by_task()}"
+                    422,
+                    f"{route} serves {kinds} models; {served.name!r} is {a_model_of(served.task)}. {self._by_task()}",
                 )
             return served
         for served in self.models.values():
