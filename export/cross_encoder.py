@@ -77,7 +77,10 @@ def _describe(model_dir: Path, ce: Any) -> ClassifierHeadSpec:
             f"{model_dir}: only sequence-classification cross-encoders (one Transformer module) can be exported; "
             f"this one has modules {modules} with transformer_task {task!r}"
         )
-    return ClassifierHeadSpec(int(ce.num_labels), classifier_activation(ce.activation_fn, str(model_dir)))
+    num_labels = int(ce.num_labels)
+    id2label = getattr(getattr(ce, "config", None), "id2label", None) or {}
+    labels = tuple(str(id2label.get(i, f"LABEL_{i}")) for i in range(num_labels)) if id2label else ()
+    return ClassifierHeadSpec(num_labels, classifier_activation(ce.activation_fn, str(model_dir)), labels)
 
 
 def _torch_predict(ce: Any, pairs: list[tuple[str, str]], prompt: str | None, identity: bool) -> np.ndarray:

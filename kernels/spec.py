@@ -196,13 +196,25 @@ class ClassifierHeadSpec:
 
     num_labels: int
     activation: ClassifierActivation
+    labels: tuple[str, ...] = ()  # the model config's id2label in id order (() in artifacts exported before them)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"num_labels": self.num_labels, "activation": self.activation.value}
+        data: dict[str, Any] = {"num_labels": self.num_labels, "activation": self.activation.value}
+        if self.labels:
+            data["labels"] = list(self.labels)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ClassifierHeadSpec:
-        return cls(int(data["num_labels"]), ClassifierActivation(data["activation"]))
+        num_labels = int(data["num_labels"])
+        labels = tuple(str(label) for label in data.get("labels") or ())
+        if labels and len(labels) != num_labels:
+            raise ValueError(f"classifier labels {list(labels)} do not match num_labels {num_labels}")
+        return cls(num_labels, ClassifierActivation(data["activation"]), labels)
+
+    def label_names(self) -> tuple[str, ...]:
+        """The labels, or transformers' defaults ``LABEL_0``... where the artifact has none."""
+        return self.labels or tuple(f"LABEL_{i}" for i in range(self.num_labels))
 
 
 class SpladePoolingStrategy(str, enum.Enum):

@@ -43,6 +43,7 @@ CASES: dict[str, tuple[str, int, str | None]] = {
     "electra-3": ("electra", 3, None),
     "bert-3-softmax": ("bert", 3, "softmax"),
 }
+NLI_LABELS = ("contradiction", "entailment", "neutral")  # as an NLI cross-encoder's config names them
 ONE_LABEL = [name for name, (_, labels, _) in CASES.items() if labels == 1]
 QUERY = "How many people live in Berlin?"
 DOCUMENTS = [pair[1] for pair in PAIRS]
@@ -68,7 +69,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str
         if name not in cache:
             architecture, labels, activation = CASES[name]
             root = tmp_path_factory.mktemp(name)
-            model_dir = build_tiny_cross_encoder(root, architecture, labels, activation)
+            names = NLI_LABELS if name == "bert-3-softmax" else None
+            model_dir = build_tiny_cross_encoder(root, architecture, labels, activation, labels=names)
             export_cross_encoder(model_dir, root / "artifact")
             cache[name] = Exported(
                 model_dir,
@@ -220,7 +222,9 @@ def test_single_pairs_lists_and_options(exported: Callable[[str], Exported]) -> 
 def test_manifest_states_the_head_and_its_measured_fidelity(exported: Callable[[str], Exported]) -> None:
     manifest = exported("bert-3-softmax").runtime.manifest
     assert manifest.task == "cross-encoder" and manifest.dim == 3
-    assert manifest.stages == {"classifier": {"num_labels": 3, "activation": "softmax"}}
+    assert manifest.stages == {"classifier": {"num_labels": 3, "activation": "softmax", "labels": list(NLI_LABELS)}}
+    assert exported("bert-3-softmax").runtime.labels == NLI_LABELS  # the config's id2label, in id order
+    assert exported("electra-3").runtime.labels == ("LABEL_0", "LABEL_1", "LABEL_2")  # transformers' defaults
     assert set(manifest.graph.outputs) == {"logits", "scores"}
     assert manifest.graph.inputs == ("input_ids", "attention_mask", "token_type_ids")
     fidelity = manifest.variants[0].fidelity

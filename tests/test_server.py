@@ -311,6 +311,13 @@ def test_health_info_models_metrics_and_openapi(server: Server) -> None:
         assert [m["name"] for m in info["models"]] == ["all-MiniLM-L6-v2", "reranker", "splade", "colbert"]
         assert [m["task"] for m in info["models"]] == ["embedding", "cross-encoder", "sparse", "multi-vector"]
         assert info["max_client_batch_size"] == 64 and info["max_input_length"] == 256
+        assert info["model_type"] == {"embedding": {"pooling": "mean"}}  # TEI's shape of the first model
+        assert [m["model_type"] for m in info["models"][1:]] == [
+            {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}},
+            {"embedding": {"pooling": "splade"}},
+            {"multi-vector": {}},  # TEI has no such type
+        ]
+        assert info["model_dtype"] == "float32"  # the packed graph's precision, as TEI names it
         # A server's batches mix unrelated lengths: on the CPU, auto serves the artifact's packed graph.
         minilm = info["models"][0]
         assert (minilm["provider"], minilm["variant"]) == ("cpu", "packed"), minilm

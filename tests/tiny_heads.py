@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,7 @@ def build_tiny_cross_encoder(
     activation: str | None = None,
     seed: int = 0,
     initializer_range: float | None = None,
+    labels: Sequence[str] | None = None,
 ) -> Path:
     """Build and save a tiny random sentence-transformers CrossEncoder.
 
@@ -88,6 +90,7 @@ def build_tiny_cross_encoder(
         seed: torch seed for every random weight.
         initializer_range: std of the random weights (None: the architecture's, 0.02 for BERT, whose
             scores then differ by about 1e-4 across texts, so close that rankings hinge on rounding).
+        labels: the config's id2label in id order (None: transformers' LABEL_i).
     Returns:
         the model directory (hidden size 32, max_length 64).
     """
@@ -96,7 +99,9 @@ def build_tiny_cross_encoder(
 
     torch.manual_seed(seed)
     hf_dir = tmp_dir / "hf"
-    extra = {} if initializer_range is None else {"initializer_range": initializer_range}
+    extra: dict[str, Any] = {} if initializer_range is None else {"initializer_range": initializer_range}
+    if labels is not None:
+        extra.update(id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)})
     _save_hf_model(hf_dir, architecture, AutoModelForSequenceClassification, num_labels=num_labels, **extra)
     activation_fn = None if activation is None else ACTIVATIONS[activation]()
     model = CrossEncoder(str(hf_dir), device="cpu", max_length=MAX_SEQ_LENGTH, activation_fn=activation_fn)

@@ -187,6 +187,7 @@ class CrossEncoder(MultiProcessModel):
                 "with `fastembed-rt export MODEL OUT_DIR --task cross-encoder`"
             ) from None
         self.num_labels = head.num_labels
+        self.labels: tuple[str, ...] = head.label_names()  # the model's id2label, in id order
         self._fused = head.activation
         fn = self._activation_fn_arg
         self.activation_fn: ActivationLike = self._fused if fn is None else fn

@@ -28,11 +28,13 @@ from fastembed_rt.server.handlers import HANDLERS, Handler
 from fastembed_rt.server.openapi import openapi_document
 from fastembed_rt.server.requests import RequestError, parse_body
 from fastembed_rt.server.responses import Api, error_response, json_body, json_response, timing_headers
-from fastembed_rt.server.state import ClientGone, ServerState
+from fastembed_rt.server.state import ClientGone, Served, ServerState
 
 __all__ = ["ServerState", "create_app"]
 
 logger = logging.getLogger("fastembed_rt.server")
+# TEI's model_dtype names of a variant's precision (int8 and int4 weights have none there: named as they are)
+_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -100,6 +102,11 @@ def _count(state: ServerState, route: str, status: int, started: float) -> None:
     state.metrics.request_duration.labels(route).observe(time.perf_counter() - started)
 
 
+def _dtype(served: Served) -> str:
+    precision = served.model.manifest.variant(served.model.variant).precision.value
+    return _DTYPES.get(precision, precision)
+
+
 def create_app(config: ServerConfig, *, state: ServerState | None = None) -> Starlette:
     """The server as an ASGI app; models load when the app starts (its lifespan)."""
     state = state or ServerState(config)
@@ -132,8 +139,8 @@ def create_app(config: ServerConfig, *, state: ServerState | None = None) -> Sta
             {
                 "model_id": first.describe()["source"] or first.name,
                 "model_sha": None,
-                "model_dtype": first.model.variant,
-                "model_type": {first.task: {}},
+                "model_dtype": _dtype(first),
+                "model_type": first.tei_model_type(),
                 "served_model_name": first.name,
                 "max_concurrent_requests": cfg.max_concurrent_requests,
                 "max_input_length": first.model.max_seq_length,

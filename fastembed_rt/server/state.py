@@ -97,17 +97,32 @@ class Served:
 
     @property
     def labels(self) -> list[str]:
-        """Label names of a cross-encoder's scores (the manifest's, else ``LABEL_i``)."""
+        """Label names of a cross-encoder's scores (the model's id2label, else ``LABEL_i``)."""
         model = self.model
-        count = model.num_labels if isinstance(model, CrossEncoder) else 1
-        names = model.manifest.stages.get("classifier", {}).get("labels") or []
-        return [str(names[i]) if i < len(names) else f"LABEL_{i}" for i in range(count)]
+        return list(model.labels) if isinstance(model, CrossEncoder) else ["LABEL_0"]
+
+    def tei_model_type(self) -> dict[str, Any]:
+        """TEI's ``model_type`` of /info: ``{"embedding": {"pooling"}}`` (SPLADE: ``"splade"``), ``{"reranker" |
+        "classifier": {"id2label", "label2id"}}``; a multi-vector model, which TEI has no type for, by its task."""
+        stages = self.model.manifest.stages
+        if self.task == "embedding":
+            modes = (stages.get("pooling") or {}).get("modes") or ["none"]
+            return {"embedding": {"pooling": "+".join("last_token" if m == "lasttoken" else m for m in modes)}}
+        if self.task == "sparse":
+            return {"embedding": {"pooling": "splade"}}
+        if self.task == "cross-encoder":
+            labels = self.labels
+            kind = "reranker" if len(labels) == 1 else "classifier"
+            id2label = {str(i): name for i, name in enumerate(labels)}  # JSON keys, as TEI sends them
+            return {kind: {"id2label": id2label, "label2id": {name: i for i, name in enumerate(labels)}}}
+        return {self.task: {}}
 
     def describe(self) -> dict[str, Any]:
         m = self.model
         return {
             "name": self.name,
             "task": self.task,
+            "model_type": self.tei_model_type(),
             "artifact": str(self.artifact),
             "source": m.manifest.source.get("model"),
             "provider": m.provider,
