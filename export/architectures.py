@@ -31,8 +31,8 @@ class ArchitectureConfig:
     # Why an fp16 graph is not built for this family (None: fp16 is built and gated like any variant).
     no_fp16: str | None = None
     # Whether the fp16 graph fuses Add + LayerNormalization into SkipLayerNormalization. Off where ORT 1.32's
-    # fusion breaks: ModernBERT's bias-free LayerNorm crashes it (IndexError), NomicBERT's graph then
-    # fails to load (SkipLayerNormalization bound to float16 and float).
+    # fusion breaks: ModernBERT's bias-free LayerNorm crashes it (IndexError); NomicBERT's, MPNet's and
+    # DistilBERT's graphs then fail to load (SkipLayerNormalization bound to float16 and float).
     fp16_skip_layer_norm: bool = True
 
     def sample_inputs(self, vocab_size: int) -> tuple[Any, ...]:
@@ -68,8 +68,8 @@ ARCHITECTURES: dict[str, ArchitectureConfig] = {
         ArchitectureConfig("roberta", _NO_TYPES),
         ArchitectureConfig("xlm-roberta", _NO_TYPES),
         ArchitectureConfig("camembert", _NO_TYPES),
-        ArchitectureConfig("mpnet", _NO_TYPES),
-        ArchitectureConfig("distilbert", _NO_TYPES),
+        ArchitectureConfig("mpnet", _NO_TYPES, fp16_skip_layer_norm=False),
+        ArchitectureConfig("distilbert", _NO_TYPES, fp16_skip_layer_norm=False),
         ArchitectureConfig("electra", _WITH_TYPES),
         # Rotary families: cos/sin are computed in the graph from the sequence length (no cache traced at the
         # sample's length), and the mask is built in the graph from attention_mask, so every length exports.

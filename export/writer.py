@@ -9,8 +9,8 @@ their validators' measurements; the writer
    that graph misses its gate (``accept_fp32``: ``ParityError``, nothing is written);
 3. builds every further variant with its builder and ships it only within its gate
    (``build_variants``). A candidate is listed in the manifest only while it is validated; a
-   measured miss is recorded in ``rejected_variants`` and its files removed; any other exception
-   is an error and fails the export;
+   measured miss, or a graph the engine cannot load (an ONNX Runtime fusion that breaks one family), is
+   recorded in ``rejected_variants`` and its files removed; any other exception is an error and fails the export;
 4. times the shipped variants on this CPU and records it (``fastembed_rt.speed``), so that
    ``variant="auto"`` on a CPU of this class runs the fastest one, never one slower than fp32.
 
@@ -367,9 +367,17 @@ class ArtifactWriter:
             logger.warning("variant %s is not built for this model: %s", spec.name, reason)
             self._reject(base, spec, [f"not applicable: {reason}"], None, candidates, log=False)
             return False
+        except ArtifactError as unloadable:  # a candidate the engine refused: one variant lost, not the artifact
+            self._reject(base, spec, [f"the engine cannot load it: {unloadable}"], None, candidates)
+            return False
         built = self._variant(spec, result)
         checked = accepted.get(self._run_key(built)) if accepted else None  # no hashing when nothing was checked
-        fidelity = self._measure(base, spec, built, measure, True, checked)
+        try:
+            fidelity = self._measure(base, spec, built, measure, True, checked)
+        except ArtifactError as unloadable:
+            files = [*candidates, result.file, result.weights_file]
+            self._reject(base, spec, [f"the engine cannot load it: {unloadable}"], None, files)
+            return False
         misses = spec.gate.check(fidelity)
         if misses:
             self._reject(base, spec, misses, fidelity, [*candidates, result.file, result.weights_file])
