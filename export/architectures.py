@@ -34,6 +34,12 @@ class ArchitectureConfig:
     # fusion breaks: ModernBERT's bias-free LayerNorm crashes it (IndexError); NomicBERT's, MPNet's and
     # DistilBERT's graphs then fail to load (SkipLayerNormalization bound to float16 and float).
     fp16_skip_layer_norm: bool = True
+    # Whether position ids start after the padding id (transformers' create_position_ids_from_input_ids): such a
+    # model holds max_position_embeddings - (padding_idx + 1) tokens (XLM-R: 514 positions, 512 tokens).
+    positions_after_padding: bool = False
+    # That padding_idx when the family fixes it (MPNet's embeddings use 1 whatever the config says); None: the
+    # config's pad_token_id.
+    padding_idx: int | None = None
 
     def sample_inputs(self, vocab_size: int) -> tuple[Any, ...]:
         """int64 torch tensors to trace with, one per graph input in ``inputs`` order.
@@ -65,10 +71,10 @@ ARCHITECTURES: dict[str, ArchitectureConfig] = {
     cfg.model_type: cfg
     for cfg in (
         ArchitectureConfig("bert", _WITH_TYPES),
-        ArchitectureConfig("roberta", _NO_TYPES),
-        ArchitectureConfig("xlm-roberta", _NO_TYPES),
-        ArchitectureConfig("camembert", _NO_TYPES),
-        ArchitectureConfig("mpnet", _NO_TYPES, fp16_skip_layer_norm=False),
+        ArchitectureConfig("roberta", _NO_TYPES, positions_after_padding=True),
+        ArchitectureConfig("xlm-roberta", _NO_TYPES, positions_after_padding=True),
+        ArchitectureConfig("camembert", _NO_TYPES, positions_after_padding=True),
+        ArchitectureConfig("mpnet", _NO_TYPES, fp16_skip_layer_norm=False, positions_after_padding=True, padding_idx=1),
         ArchitectureConfig("distilbert", _NO_TYPES, fp16_skip_layer_norm=False),
         ArchitectureConfig("electra", _WITH_TYPES),
         # Rotary families: cos/sin are computed in the graph from the sequence length (no cache traced at the
@@ -113,3 +119,18 @@ def remote_code_config(model: Any) -> ArchitectureConfig:
             f"{type(model).__name__} (remote code) takes {list(accepted)}: it needs input_ids and attention_mask"
         )
     return ArchitectureConfig(str(model.config.model_type), inputs, ort_model_type=None)
+
+
+def usable_positions(config: Any) -> int | None:
+    """How many tokens a transformers ``config``'s position table holds: ``max_position_embeddings``, less the
+    padding offset of the families that count positions after it; None when the config names no limit."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or isinstance(positions, bool) or positions <= 0:
+        return None
+    family = ARCHITECTURES.get(str(getattr(config, "model_type", "")))
+    if family is None or not family.positions_after_padding:
+        return positions
+    pad = family.padding_idx if family.padding_idx is not None else getattr(config, "pad_token_id", None)
+    if isinstance(pad, int) and pad >= 0:
+        return positions - (pad + 1)
+    return positions

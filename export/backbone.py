@@ -20,6 +20,7 @@ from fastembed_rt.export.architectures import (
     ArchitectureConfig,
     architecture_config,
     remote_code_config,
+    usable_positions,
 )
 from fastembed_rt.export.onnx_files import EXTERNAL_DATA_THRESHOLD, parameter_bytes
 from fastembed_rt.kernels.spec import TOKEN_EMBEDDINGS
@@ -175,4 +176,7 @@ def _shape(config: Any, parameters: int) -> dict[str, int]:
     """The backbone's size facts from its transformers config (absent ones left out)."""
     names = ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "max_position_embeddings")
     shape = {name: int(value) for name in names if isinstance(value := getattr(config, name, None), int)}
+    positions = usable_positions(config)
+    if positions is not None:
+        shape["max_positions"] = positions  # the tokens it holds (RoBERTa's family: less its padding offset)
     return {**shape, "parameters": int(parameters)}

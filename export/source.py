@@ -8,13 +8,17 @@ before anything is imported, saying which code it would have run.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from fastembed_rt.errors import ExportError
+from fastembed_rt.export.architectures import usable_positions
 
 __all__ = ["load_st_model", "read_json", "remote_code", "resolve_model_dir"]
+
+logger = logging.getLogger("fastembed_rt.export")
 
 
 def resolve_model_dir(model: str | os.PathLike[str], revision: str | None, token: str | bool | None) -> Path:
@@ -83,6 +87,28 @@ def load_st_model(kind: type[Any], model_dir: Path, *, trust_remote_code: bool =
                 "unless you opt in: read that code, then pass --trust-remote-code (trust_remote_code=True)"
             )
     try:
-        return kind(str(model_dir), device="cpu", trust_remote_code=trust_remote_code)
+        model = kind(str(model_dir), device="cpu", trust_remote_code=trust_remote_code)
     except Exception as exc:  # sentence-transformers raises many types on a bad directory
         raise ExportError(f"sentence-transformers could not load {model_dir} as a {kind.__name__}: {exc}") from exc
+    _fit_positions(model, model_dir)
+    return model
+
+
+def _fit_positions(model: Any, model_dir: Path) -> None:
+    """A saved ``max_seq_length`` past the backbone's position table is lowered to it, with a warning.
+
+    sentence-transformers loads such a model and fails inside it (an index error) at the first text that long;
+    the artifact would fail the same way in ONNX Runtime. Shorter texts encode the same either way.
+    """
+    config = getattr(getattr(model[0], "auto_model", None), "config", None)
+    positions = None if config is None else usable_positions(config)
+    saved = getattr(model, "max_seq_length", None)
+    if positions is not None and isinstance(saved, int) and saved > positions:
+        logger.warning(
+            "%s: max_seq_length %d is more than the %d tokens its position table holds; exported with %d",
+            model_dir,
+            saved,
+            positions,
+            positions,
+        )
+        model.max_seq_length = positions

@@ -4,6 +4,8 @@ refuses what it cannot express with an error that names the valid choices.
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -23,7 +25,7 @@ from tiny_models import (
 )
 
 from fastembed_rt import SentenceTransformer
-from fastembed_rt.errors import ExportError
+from fastembed_rt.errors import ExportError, InputError
 from fastembed_rt.export import export_model
 from fastembed_rt.export.architectures import ARCHITECTURES
 from fastembed_rt.providers import ProviderOptions
@@ -322,3 +324,40 @@ def test_a_variant_the_engine_cannot_load_is_rejected_and_the_export_goes_on(
     assert "SkipLayerNormalization" in rejected["fp16"]["reasons"][0]
     assert not (tmp_path / "artifact" / "onnx" / "model_fp16.onnx").exists()
     assert SentenceTransformer(tmp_path / "artifact", variant="int8").encode(["a text"]).shape[0] == 1
+
+
+def test_max_seq_length_is_bounded_by_the_tokens_the_position_table_holds(exported: TinyExport) -> None:
+    """RoBERTa's family counts positions after its padding id, so 128 positions hold 127 tokens: max_seq_length 128
+    passed the check and the first long text failed inside ONNX Runtime (GatherElements out of range)."""
+    config = TINY_ARCHITECTURES[exported.architecture]
+    family = ARCHITECTURES[exported.architecture]
+    padding_idx = config["pad_token_id"] if family.padding_idx is None else family.padding_idx  # MPNet's: always 1
+    usable = config["max_position_embeddings"] - (padding_idx + 1 if family.positions_after_padding else 0)
+    model = SentenceTransformer(exported.artifact)
+    with pytest.raises(InputError, match=f"max_seq_length {usable + 1} is more than the {usable} tokens"):
+        model.max_seq_length = usable + 1
+    model.max_seq_length = usable
+    long = " ".join(["hello"] * 300)
+    saved = exported.torch_model.max_seq_length
+    exported.torch_model.max_seq_length = usable
+    try:
+        ref = exported.torch_model.encode([long], convert_to_numpy=True)
+    finally:
+        exported.torch_model.max_seq_length = saved
+    assert row_cosines(model.encode([long]), ref)[0] >= MIN_COSINE
+    model.close()
+
+
+def test_a_saved_max_seq_length_past_the_positions_is_exported_at_the_positions(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """sentence-transformers loads such a model and fails at the first long text; the export failed with ONNX
+    Runtime's broadcast traceback. It is exported at the length the model holds, saying so."""
+    model_dir = build_tiny_model(tmp_path, "xlm-roberta", "mean", normalize=True)
+    path = model_dir / "sentence_bert_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text(encoding="utf-8")), "max_seq_length": 200}), "utf-8")
+    with caplog.at_level(logging.WARNING, logger="fastembed_rt"):
+        manifest = export_model(model_dir, tmp_path / "artifact", stsb=False, calibration_texts=[], variants="fp32")
+    assert "max_seq_length 200 is more than the 127 tokens its position table holds; exported with 127" in caplog.text
+    assert manifest.tokenizer.max_seq_length == 127  # 128 positions after padding id 0
+    assert SentenceTransformer(tmp_path / "artifact").encode([" ".join(["hello"] * 300)]).shape[0] == 1

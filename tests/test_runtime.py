@@ -132,7 +132,9 @@ def test_max_seq_length_can_be_lowered_like_sentence_transformers(minilm_artifac
 def test_max_seq_length_past_the_models_positions_is_refused_naming_the_limit(minilm_artifact_session: Path) -> None:
     """Not ONNX Runtime's raw broadcast error at the first long text (MiniLM has 512 learned positions)."""
     model = SentenceTransformer(minilm_artifact_session)
-    with pytest.raises(InputError, match="max_seq_length 1000 is more than this model's 512 positions"):
+    with pytest.raises(
+        InputError, match="max_seq_length 1000 is more than the 512 tokens this model's position table holds"
+    ):
         model.max_seq_length = 1000
     assert model.max_seq_length == 256
     model.max_seq_length = 512

@@ -442,14 +442,16 @@ class ArtifactModel:
     def max_seq_length(self, value: int) -> None:
         check_positive_int("max_seq_length", value)
         backbone = self.manifest.source.get("backbone") or {}
-        positions = backbone.get("max_position_embeddings")
+        # max_positions: the tokens the table holds (RoBERTa's family counts after its padding id: XLM-R's 514
+        # positions hold 512); artifacts exported before it was recorded give the table's size.
+        positions = backbone.get("max_positions", backbone.get("max_position_embeddings"))
         # Past its position table a model either fails inside the graph (learned positions: ONNX Runtime's raw
-        # broadcast error at the first long text) or reads positions it never learned (rotary): refused here.
+        # broadcast or index error at the first long text) or reads positions it never learned (rotary): refused.
         if isinstance(positions, int) and not isinstance(positions, bool) and 0 < positions < value:
             raise InputError(
-                f"max_seq_length {value} is more than this model's {positions} positions "
-                f"(max_position_embeddings of {self.manifest.source.get('architecture', 'its')} backbone); "
-                f"use at most {positions}, or long_inputs='chunk' for longer texts"
+                f"max_seq_length {value} is more than the {positions} tokens this model's position table holds "
+                f"({self.manifest.source.get('architecture', 'its')} backbone); use at most {positions}, or "
+                "long_inputs='chunk' for longer texts"
             )
         self._tokenizer.max_seq_length = value
 
