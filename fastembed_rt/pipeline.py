@@ -58,6 +58,8 @@ def check_texts(texts: object) -> list[str]:
     if texts is None:
         raise InputError("texts is None; pass a str or a list of str")
     if isinstance(texts, np.ndarray):
+        if texts.ndim != 1:  # tolist() of a 0-d array is its one str, which list() then split into characters
+            raise InputError(f"texts is a {texts.ndim}-d array; pass a str or a 1-d array of str")
         texts = texts.tolist()
     if not isinstance(texts, Iterable) or isinstance(texts, (bytes, dict)):
         raise InputError(f"texts must be a str or a list of str, got {type(texts).__name__}")

@@ -358,7 +358,7 @@ class Tokenizer:
         length = self.max_seq_length - prompt_tokens
         # tokenizers panics (a BaseException, past any ``except Exception``) where the stride leaves no new
         # token in a window, so the room a window has for the text is checked here first.
-        room = length - self._special_count(pair)
+        room = length - self.special_count(pair)
         if pair:
             query_tokens = len(self.untruncated.encode(item[0], add_special_tokens=False).ids)
             room -= query_tokens
@@ -395,7 +395,7 @@ class Tokenizer:
             raise InputError(f"cannot cut this input into windows of {self.max_seq_length} tokens: {exc}") from None
         return [first, *first.overflowing]
 
-    def _special_count(self, pair: bool) -> int:
+    def special_count(self, pair: bool) -> int:
         """Special tokens the post-processor adds to a text (3 for a BERT pair: [CLS] q [SEP] d [SEP])."""
         return self.untruncated.post_processor.num_special_tokens_to_add(pair) if self.untruncated.post_processor else 0
 

@@ -280,6 +280,11 @@ def test_predict_edge_cases(exported: Callable[[str], Exported]) -> None:
         model.runtime.predict(PAIRS, batch_size=0)
     with pytest.raises(InputError, match="max_seq_length must be a positive int, got 0"):
         CrossEncoder(model.artifact, max_length=0)
+    with pytest.raises(InputError, match="adds 3 special tokens to each pair; use at least 5"):  # [CLS] q [SEP] d [SEP]
+        CrossEncoder(model.artifact, max_length=4)
+    assert CrossEncoder(model.artifact, max_length=5).predict([("a long query " * 20, "a document " * 30)]).shape == (
+        1,
+    )
 
 
 def test_rank_edge_cases_match_sentence_transformers_where_it_defines_them(exported: Callable[[str], Exported]) -> None:

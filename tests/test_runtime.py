@@ -299,3 +299,59 @@ def test_token_id_rows_run_as_given(minilm_runtime: Any) -> None:
     assert minilm_runtime.prepare([long_ids], token_ids=True).lengths.tolist() == [minilm_runtime.max_seq_length]
     with pytest.raises(InputError, match=r"inputs\[1\] holds token id 30522, outside the vocabulary 0..30521"):
         minilm_runtime.prepare([[101, 102], [101, 30522]], token_ids=True)
+
+
+def test_token_embeddings_take_binary_precisions_as_sentence_transformers_and_refuse_uncalibrated_int8(
+    minilm_runtime: Any,
+) -> None:
+    """precision was ignored for token embeddings (float32 came back for int8 and ubinary alike)."""
+    from sentence_transformers.util.quantization import quantize_embeddings as st_quantize
+
+    texts = ["The cat sat on the mat.", "Stocks fell sharply on Monday morning."]
+    floats = minilm_runtime.encode(texts, output_value="token_embeddings")
+    for precision in ("binary", "ubinary"):
+        codes = minilm_runtime.encode(texts, output_value="token_embeddings", precision=precision)
+        for ours, matrix in zip(codes, floats):
+            np.testing.assert_array_equal(ours, st_quantize(matrix, precision=precision))
+    for precision in ("int8", "uint8"):  # ST would scale by the call's own min/max: batch-dependent codes
+        with pytest.raises(InputError, match="calibrated ranges for sentence embeddings only"):
+            minilm_runtime.encode(texts, output_value="token_embeddings", precision=precision)
+
+
+def test_a_zero_d_array_is_refused_not_split_into_characters(minilm_runtime: Any) -> None:
+    with pytest.raises(InputError, match="texts is a 0-d array"):
+        minilm_runtime.encode(np.array("hello"))  # gave five embeddings, one per character
+    with pytest.raises(InputError, match="texts is a 2-d array"):
+        minilm_runtime.encode(np.array([["a", "b"]]))
+    assert minilm_runtime.encode(np.array(["a", "b"])).shape == (2, 384)
+
+
+def test_numpy_integers_and_a_none_precision_are_taken_as_sentence_transformers_takes_them(
+    minilm_artifact_session: Path,
+) -> None:
+    model = SentenceTransformer(minilm_artifact_session)
+    texts = ["one text", "another text", "a third"]
+    expected = model.encode(texts, batch_size=2, truncate_dim=64)
+    ours = model.encode(texts, batch_size=np.int64(2), truncate_dim=np.int64(64), chunk_overlap=np.int64(8))
+    np.testing.assert_array_equal(ours, expected)
+    np.testing.assert_array_equal(model.encode(texts, precision=None), model.encode(texts))  # type: ignore[arg-type]
+    model.max_seq_length = np.int64(128)  # type: ignore[assignment]
+    assert model.max_seq_length == 128 and type(model.max_seq_length) is int
+    with pytest.raises(InputError, match="must be a positive int"):
+        model.encode(texts, batch_size=np.float64(2))  # type: ignore[arg-type]
+
+
+def test_max_seq_length_must_leave_room_for_text_after_the_special_tokens(minilm_artifact_session: Path) -> None:
+    """max_seq_length 1 turned truncation off: a 1,130-token text reached ONNX Runtime's broadcast error."""
+    model = SentenceTransformer(minilm_artifact_session)
+    with pytest.raises(InputError, match="max_seq_length 2 leaves no room for text: this tokenizer adds 2 special"):
+        model.max_seq_length = 2
+    model.max_seq_length = 3
+    assert model.encode(["word " * 600]).shape == (1, 384) and model.last_encode_stats.truncated == 1
+
+
+def test_a_prompt_is_checked_as_texts_are(minilm_runtime: Any) -> None:
+    with pytest.raises(InputError, match=r"prompt holds a lone surrogate \('\\ud800'\) at character 6"):
+        minilm_runtime.encode(["a text"], prompt="query:\ud800 ")  # was the tokenizer's bare TypeError
+    with pytest.raises(InputError, match="prompt must be a str, got int"):
+        minilm_runtime.encode(["a text"], prompt=3)  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ import numpy as np
 from fastembed_rt.artifact import Manifest, artifact_files, load_manifest, resolve_artifact, verify_variant_file
 from fastembed_rt.errors import ArtifactError, InputError, ProviderError
 from fastembed_rt.long_inputs import LongInputs, long_inputs_policy, too_long
-from fastembed_rt.pipeline import BatchFeeds, EncodeStats, Pipeline, Prepared, check_texts
+from fastembed_rt.pipeline import BatchFeeds, EncodeStats, Pipeline, Prepared, check_texts, check_unicode
 from fastembed_rt.providers import (
     ExecutionProvider,
     ProviderOptions,
@@ -440,7 +440,17 @@ class ArtifactModel:
 
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
-        check_positive_int("max_seq_length", value)
+        value = check_positive_int("max_seq_length", value)
+        # At or below the special tokens the tokenizer cannot truncate (it silently kept whole texts, which then
+        # failed inside the graph): room for one token of a text, or of each text of a cross-encoder's pair.
+        pair = self.task == "cross-encoder"
+        specials = self._tokenizer.special_count(pair)
+        least = specials + (2 if pair else 1)
+        if value < least:
+            raise InputError(
+                f"max_seq_length {value} leaves no room for text: this tokenizer adds {specials} special tokens to "
+                f"each {'pair' if pair else 'text'}; use at least {least}"
+            )
         backbone = self.manifest.source.get("backbone") or {}
         # max_positions: the tokens the table holds (RoBERTa's family counts after its padding id: XLM-R's 514
         # positions hold 512); artifacts exported before it was recorded give the table's size.
@@ -528,6 +538,9 @@ class ArtifactModel:
     def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
         """The prompt text of a call: ``prompt``, else the named one, else the default prompt."""
         if prompt is not None:
+            if not isinstance(prompt, str):
+                raise InputError(f"prompt must be a str, got {type(prompt).__name__}")
+            check_unicode(prompt, "prompt")  # as texts: a lone surrogate was the tokenizer's bare TypeError
             return prompt
         if prompt_name is not None:
             if prompt_name not in self.prompts:
@@ -672,7 +685,7 @@ class TextEncoder(ArtifactModel):
         tokens added; truncated or refused, never chunked).
         """
         policy = long_inputs_policy(long_inputs)
-        check_overlap(chunk_overlap)
+        chunk_overlap = check_overlap(chunk_overlap)
         if token_ids:
             if policy is LongInputs.CHUNK:
                 raise InputError("long_inputs='chunk' needs texts; token id rows can be truncated or refused")
@@ -708,10 +721,11 @@ class TextEncoder(ArtifactModel):
 
 
 def check_positive_int(name: str, value: object) -> int:
-    """``value`` if it is a positive int (not a bool), else an ``InputError`` naming ``name``."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    """``value`` as an int if it is a positive int or numpy integer (not a bool), else an ``InputError`` naming
+    ``name`` (sentence-transformers takes numpy integers: batch sizes and dims computed with numpy)."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
         raise InputError(f"{name} must be a positive int, got {value!r}")
-    return value
+    return int(value)
 
 
 def check_batch_size(batch_size: object) -> int:
@@ -721,6 +735,6 @@ def check_batch_size(batch_size: object) -> int:
 
 def check_overlap(chunk_overlap: object) -> int:
     """``chunk_overlap`` if it is a non-negative int, else an ``InputError``."""
-    if not isinstance(chunk_overlap, int) or isinstance(chunk_overlap, bool) or chunk_overlap < 0:
+    if not isinstance(chunk_overlap, (int, np.integer)) or isinstance(chunk_overlap, bool) or chunk_overlap < 0:
         raise InputError(f"chunk_overlap must be an int >= 0, got {chunk_overlap!r}")
-    return chunk_overlap
+    return int(chunk_overlap)

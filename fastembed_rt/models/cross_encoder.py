@@ -254,7 +254,7 @@ class CrossEncoder(MultiProcessModel):
             float32 ``[n]`` (one label) or ``[n, num_labels]``; one pair gives a scalar or ``[num_labels]``;
             an empty list gives an empty ``(0,)`` array, as sentence-transformers does.
         """
-        check_batch_size(batch_size)
+        batch_size = check_batch_size(batch_size)
         pairs, single = check_pairs(inputs)
         fn = self.activation_fn if activation_fn is None else activation_fn
         name = self._activation_name(fn)
@@ -308,7 +308,7 @@ class CrossEncoder(MultiProcessModel):
         ``long_inputs`` / ``chunk_overlap``: as ``predict``.
         """
         policy = long_inputs_policy(long_inputs)
-        check_overlap(chunk_overlap)
+        chunk_overlap = check_overlap(chunk_overlap)
         items = with_prompt(pairs, self._resolve_prompt(prompt, prompt_name))
         return self._pipeline.prepare(items, None, truncation_direction, policy, chunk_overlap)
 

@@ -364,7 +364,7 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
                 f"{type(token_pooling).__name__}"
             )
         wanted = self._precision(precision)
-        check_batch_size(batch_size)
+        batch_size = check_batch_size(batch_size)
         single = isinstance(inputs, str)
         if pool is not None or isinstance(device, (list, tuple)):
             with self.pool_for_call(pool, device) as running:

@@ -204,7 +204,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         self.check_device(device)
         single = isinstance(inputs, str)
         texts = check_texts(inputs)
-        check_batch_size(batch_size)
+        batch_size = check_batch_size(batch_size)
         if output_value not in ("sentence_embedding", "token_embeddings", None):
             raise InputError(
                 f"output_value {output_value!r} is not supported; valid: 'sentence_embedding', 'token_embeddings', "
@@ -218,12 +218,22 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
             raise InputError(
                 f"output_value=None gives float32 outputs; precision {precision!r} needs 'sentence_embedding'"
             )
+        if output_value == "token_embeddings" and call.precision in (Precision.INT8, Precision.UINT8):
+            # sentence-transformers would scale by the call's own min/max, so a token's codes changed with its
+            # batch; the artifact's calibrated ranges are of sentence embeddings, not of token vectors.
+            raise InputError(
+                f"precision {call.precision.value!r} has calibrated ranges for sentence embeddings only; token "
+                "embeddings take 'float32', 'binary' or 'ubinary' (or quantize them with ranges of your own: "
+                "fastembed_rt.quantization.quantize_embeddings)"
+            )
         show = bool(show_progress_bar)
         how: dict[str, Any] = {"prompt_name": prompt_name, "prompt": prompt, "long_inputs": policy}
         how.update(truncation_direction=truncation_direction, chunk_overlap=chunk_overlap)
         if output_value == "token_embeddings":
             prepared = self.prepare(texts, **how)
             tokens = self.token_embeddings_prepared(prepared, batch_size=batch_size, show_progress_bar=show)
+            if call.precision is not Precision.FLOAT32:  # binary / ubinary: the sign of each value, per token
+                tokens = [quantize_embeddings(matrix, call.precision) for matrix in tokens]
             return tokens[0] if single else tokens
         if output_value is None:
             features = self._all_outputs(self.prepare(texts, **how), call, batch_size, show)
@@ -254,17 +264,20 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         (``wider_than_model="keep"``), or is an ``InputError`` (``"error"``: the server's ``dimensions``, as TEI and
         OpenAI answer it)."""
         try:
-            wanted = Precision(precision)
+            wanted = Precision(Precision.FLOAT32 if precision is None else precision)  # None: ST's float32
         except ValueError:
             valid = ", ".join(repr(p.value) for p in Precision)
             raise InputError(f"precision {precision!r} is not supported; valid: {valid}") from None
         dim_limit = truncate_dim if truncate_dim is not None else self.truncate_dim
         limit = self.manifest.dim if wider_than_model == "error" else None
         if dim_limit is not None and not (
-            isinstance(dim_limit, int) and not isinstance(dim_limit, bool) and 0 < dim_limit <= (limit or dim_limit)
+            isinstance(dim_limit, (int, np.integer))
+            and not isinstance(dim_limit, bool)
+            and 0 < dim_limit <= (limit or dim_limit)
         ):
             wanted_range = f"an int in 1..{limit}" if limit else "a positive int"
             raise InputError(f"truncate_dim must be {wanted_range}, got {dim_limit!r}")
+        dim_limit = None if dim_limit is None else int(dim_limit)
         output_dim = min(dim_limit, self.manifest.dim) if dim_limit is not None else self.manifest.dim
         return EmbedOptions(wanted, output_dim, bool(normalize_embeddings))
 
@@ -354,7 +367,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
             character span of the text each window covers), ``tokens`` (the text's tokens in it).
         """
         texts = check_texts(sentences)
-        check_batch_size(batch_size)
+        batch_size = check_batch_size(batch_size)
         call = self.embed_options(precision, truncate_dim, normalize_embeddings)
         parts: list[ChunkEmbeddings] = []
         offset = 0
@@ -433,7 +446,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         """Within the block, ``encode`` truncates to ``truncate_dim`` by default (None: the model's full width); the
         model's own default comes back after it."""
         if truncate_dim is not None:
-            check_positive_int("truncate_dim", truncate_dim)
+            truncate_dim = check_positive_int("truncate_dim", truncate_dim)
         saved, self.truncate_dim = self.truncate_dim, truncate_dim
         try:
             yield

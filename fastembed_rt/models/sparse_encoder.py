@@ -196,7 +196,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         """
         if sparse_format not in ("auto", "scipy", "arrays"):
             raise InputError(f"sparse_format {sparse_format!r} is not known; valid: 'auto', 'scipy', 'arrays'")
-        check_batch_size(batch_size)
+        batch_size = check_batch_size(batch_size)
         single = isinstance(inputs, str)
         texts = check_texts(inputs)
         pooled = pool is not None or isinstance(device, (list, tuple))
