@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,58 @@ def test_openvino_never_serves_a_compiled_blob_of_weights_the_artifact_no_longer
     np.testing.assert_array_equal(new, load(provider_options=ProviderOptions(cache=False)).encode(TEXTS))
     assert not np.allclose(new, old, atol=1e-3)
     assert len(list((cache / "openvino").iterdir())) == 1, "the former weights' blobs are removed"
+
+
+def test_openvino_never_serves_a_blob_compiled_with_another_precision_hint(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """OpenVINO's cache key misses INFERENCE_PRECISION_HINT: a default load after an f16 one ran the f16 blob while
+    reporting f32 (and after a bf16 one failed in its first encode)."""
+
+    def load(threads: int = 2, **extra: str) -> SentenceTransformer:
+        options = ProviderOptions(extra=extra, cache_dir=tmp_path, intra_op_threads=threads)
+        return SentenceTransformer(minilm_artifact_session, provider="openvino", provider_options=options)
+
+    load(INFERENCE_PRECISION_HINT="f16").encode(TEXTS)
+    default = load()
+    engine = default._pipeline.provider
+    assert engine.loaded_from_cache is False and engine.inference_precision == "f32"
+    uncached = SentenceTransformer(
+        minilm_artifact_session, provider="openvino", provider_options=ProviderOptions(cache=False)
+    )
+    np.testing.assert_array_equal(default.encode(TEXTS), uncached.encode(TEXTS))
+    one_thread = load(threads=1)  # threads are applied to a cached blob: no blob of their own
+    assert one_thread._pipeline.provider.loaded_from_cache is True
+    assert load(INFERENCE_PRECISION_HINT="f16")._pipeline.provider.loaded_from_cache is True
+
+
+def test_openvino_devices_and_properties_it_cannot_use_are_provider_errors(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """They were ArtifactErrors telling the user to re-export (OpenVINO failed to load the GPU plugin, or refused a
+    property, inside compile_model)."""
+    import openvino as ov
+
+    if any(d.startswith("GPU") for d in ov.Core().available_devices):
+        pytest.skip("this machine has an OpenVINO GPU: the cases below need a machine without one")
+
+    def load(provider: str, **extra: Any) -> SentenceTransformer:
+        options = ProviderOptions(extra=extra, cache_dir=tmp_path)
+        return SentenceTransformer(minilm_artifact_session, provider=provider, provider_options=options)
+
+    for device, message in [
+        ("AUTO:GPU", "'AUTO:GPU': GPU is not available; available: CPU"),
+        ("HETERO:GPU,CPU", "'HETERO:GPU,CPU': GPU is not available"),  # HETERO runs on all it lists
+        ("CPU.1", "'CPU.1' is not available; available: CPU"),
+    ]:
+        with pytest.raises(ProviderError, match=re.escape(message)):
+            load(f"openvino:{device}")
+    auto = load("openvino:AUTO:GPU,CPU")  # AUTO picks among those here
+    assert auto.device == "openvino:AUTO:CPU" and auto.encode(TEXTS).shape == (len(TEXTS), 384)
+    with pytest.raises(ProviderError, match=r"refuses provider option extra=\{'NOT_A_PROPERTY': 1\}"):
+        load("openvino", NOT_A_PROPERTY=1)
+    with pytest.raises(ProviderError, match="Wrong value int3 for property key INFERENCE_PRECISION_HINT"):
+        load("openvino", INFERENCE_PRECISION_HINT="int3")
 
 
 def test_openvino_refuses_per_call_graph_inputs_it_folded_away(minilm_artifact_session: Path, tmp_path: Path) -> None:

@@ -2,9 +2,10 @@
 
 Compiled models are cached in ``cache_dir/openvino`` (OpenVINO's ``CACHE_DIR``): the first load of a
 graph compiles it, later loads of the same file with the same settings read the compiled blob. OpenVINO's own
-key covers the graph file but not its weights file, so each graph gets a folder of its own named by its path and
-the size and modification time of the graph and weights files: re-exported weights at the same path compile
-afresh, and the folder of the former ones is removed.
+key covers the graph file but neither its weights file nor the precision hint, so each graph and compile setting
+gets a folder of its own named by the graph's path, the size and modification time of the graph and weights files,
+and the device and compile properties (all but the thread count and pinning, which OpenVINO applies to a cached
+blob): re-exported weights at the same path compile afresh, and the folders of the former ones are removed.
 """
 
 from __future__ import annotations
@@ -130,22 +131,79 @@ def saturation_warning(variant: Variant, cpu: CpuIdentity, device: str | None = 
     )
 
 
-def _compiled_cache(root: Path, model_path: Path) -> Path:
-    """The cache folder of ``model_path``'s compiled blobs: ``<path digest>-<files digest>``, where the files are
-    the graph and its weights files (``graph_data_files``), each known by size and modification time. Folders of the
-    same path with other files are removed."""
+# Properties OpenVINO applies when it loads a cached blob: they need no blob of their own (a pool's 1-thread workers
+# share the main process's 2-thread blob).
+_LOAD_TIME_PROPERTIES = frozenset({"INFERENCE_NUM_THREADS", "ENABLE_CPU_PINNING"})
+
+
+def _compiled_cache(root: Path, model_path: Path, device: str, config: dict[str, Any]) -> Path:
+    """The cache folder of ``model_path``'s compiled blobs: ``<path digest>-<files digest>-<compile digest>``, where
+    the files are the graph and its weights files (``graph_data_files``), each known by size and modification time,
+    and the compile digest covers ``device`` and ``config`` but its load-time properties (an f16 blob served to an
+    f32 load, and a bf16 one crashed). Folders of the same path with other files are removed."""
     try:
         stat = model_path.stat()
         files = {model_path.name: {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}, **graph_data_files(model_path)}
     except OSError:  # the compile that follows reports a missing graph
         files = {}
+    compile_settings = {k: str(v) for k, v in config.items() if k not in _LOAD_TIME_PROPERTIES}
     path_key = f"{zlib.crc32(str(model_path.resolve()).encode()):08x}"
-    name = f"{path_key}-{zlib.crc32(json.dumps(files, sort_keys=True).encode()):08x}"
+    files_key = f"{path_key}-{zlib.crc32(json.dumps(files, sort_keys=True).encode()):08x}"
+    name = f"{files_key}-{zlib.crc32(json.dumps([device, compile_settings], sort_keys=True).encode()):08x}"
     with contextlib.suppress(OSError):
         for former in root.glob(f"{path_key}-*"):
-            if former.name != name and former.is_dir():
+            if not former.name.startswith(f"{files_key}-") and former.is_dir():
                 shutil.rmtree(former, ignore_errors=True)
     return root / name
+
+
+def _check_device(device: str, available: list[str]) -> tuple[str, str]:
+    """``(device to compile for, its kind)``, or a ``ProviderError`` when what ``device`` names is not here: a plain
+    device or its numbered instance (``"GPU"``, ``"GPU.1"``); each device of ``"HETERO:..."`` / ``"MULTI:..."``
+    (they run on all of them); for ``"AUTO:GPU,CPU"`` at least one, the others left out of its list (OpenVINO fails
+    loading the plugin of an absent GPU instead of picking the CPU); ``"AUTO"`` alone picks among what is here."""
+    kind = device.split(":")[0].split(".")[0]
+    here = ", ".join(available) or "none"
+    hint = "(GPU and NPU need Intel's drivers; see the OpenVINO install guide)"
+    if kind not in _VIRTUAL_DEVICES:
+        if not _is_here(device, available):
+            raise ProviderError(f"OpenVINO device {device!r} is not available; available: {here} {hint}")
+        return device, kind
+    listed = [d.strip() for d in device.partition(":")[2].split(",") if d.strip()]
+    present = [d for d in listed if _is_here(d.split("(")[0], available)]  # "GPU(4)": a batch size, not a device
+    absent = [d for d in listed if d not in present]
+    if absent and (kind != "AUTO" or not present):
+        raise ProviderError(
+            f"OpenVINO device {device!r}: {', '.join(absent)} {'is' if len(absent) == 1 else 'are'} not available; "
+            f"available: {here} {hint}"
+        )
+    if absent:
+        logger.info("OpenVINO %s: %s not available here, AUTO picks among %s", device, ", ".join(absent), present)
+        return f"AUTO:{','.join(present)}", kind
+    return device, kind
+
+
+def _is_here(device: str, available: list[str]) -> bool:
+    """A device name without an instance number matches any instance (``GPU`` ~ ``GPU.0``); with one, only itself
+    (the CPU plugin has no ``CPU.1``)."""
+    if "." in device:
+        return device in available
+    return any(d.split(".")[0] == device for d in available)
+
+
+def _check_extra(core: Any, device: str, kind: str, extra: dict[str, Any]) -> None:
+    """A ``ProviderError`` naming the property OpenVINO refuses among ``extra`` (an unknown name, a value it does not
+    take), asked of the device's plugin one at a time (this provider's own Core; a virtual device's list is not)."""
+    if kind in _VIRTUAL_DEVICES:
+        return
+    for key, value in extra.items():
+        try:
+            core.set_property(device.split(".")[0], {key: value})
+        except RuntimeError as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise ProviderError(
+                f"OpenVINO's {kind} plugin refuses provider option extra={{{key!r}: {value!r}}}: {reason}"
+            ) from exc
 
 
 class OpenVINO:
@@ -166,23 +224,7 @@ class OpenVINO:
         ov = import_openvino()
         core = ov.Core()
         device = options.device or "CPU"
-        kind = device.split(":")[0].split(".")[0]
-        available = list(core.available_devices)
-        if kind not in _VIRTUAL_DEVICES and not any(d.split(".")[0] == kind for d in available):
-            raise ProviderError(
-                f"OpenVINO device {device!r} is not available; available: {', '.join(available)} "
-                "(GPU and NPU need Intel's drivers; see the OpenVINO install guide)"
-            )
-        self.cache_dir: Path | None = None
-        if options.cache:
-            self.cache_dir = _compiled_cache(cache_root(options.cache_dir, "openvino"), model_path)
-        if self.cache_dir is not None:
-            try:
-                self.cache_dir.mkdir(parents=True, exist_ok=True)
-                core.set_property({"CACHE_DIR": str(self.cache_dir)})
-            except OSError as exc:  # e.g. a read-only home in a container: every load compiles
-                logger.warning("OpenVINO compiled-model cache disabled: cannot create %s (%s)", self.cache_dir, exc)
-                self.cache_dir = None
+        device, kind = _check_device(device, list(core.available_devices))
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if kind in ("CPU", "GPU"):
             config["INFERENCE_PRECISION_HINT"] = "f32"
@@ -190,10 +232,21 @@ class OpenVINO:
             config["INFERENCE_NUM_THREADS"] = options.intra_op_threads or available_cpus()
             config["ENABLE_CPU_PINNING"] = False
         config.update(options.extra)
+        self.cache_dir: Path | None = None
+        if options.cache:
+            self.cache_dir = _compiled_cache(cache_root(options.cache_dir, "openvino"), model_path, device, config)
+        if self.cache_dir is not None:
+            try:
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                core.set_property({"CACHE_DIR": str(self.cache_dir)})
+            except OSError as exc:  # e.g. a read-only home in a container: every load compiles
+                logger.warning("OpenVINO compiled-model cache disabled: cannot create %s (%s)", self.cache_dir, exc)
+                self.cache_dir = None
         try:
             # A path (not a read model) lets the cache skip reading the graph when the blob is current.
             compiled = core.compile_model(str(model_path), device, config)
         except RuntimeError as exc:
+            _check_extra(core, device, kind, dict(options.extra))  # a refused property is the caller's, not the file's
             raise ArtifactError(
                 f"OpenVINO {ov.__version__} could not compile {model_path} for {device} ({exc}); the graph uses an "
                 "operator OpenVINO lacks (choose another variant) or the file is corrupt (re-export the artifact)"
