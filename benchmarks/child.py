@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import resource
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,14 @@ def peak_rss_mb() -> float:
 
 
 def main() -> None:
-    job = json.loads(Path(sys.argv[1]).read_text())
-    started = float(sys.argv[2])
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Measure one contender (run.py starts this; see the docstring).")
+    parser.add_argument("job", type=Path, help="the job's JSON file, written by run.py")
+    parser.add_argument("started", type=float, help="the parent's time.time() just before starting this process")
+    args = parser.parse_args()
+    job = json.loads(args.job.read_text())
+    started = args.started
     from contenders import LOADERS  # beside this file: the script's folder is on sys.path
 
     encoder = LOADERS[job["spec"]["kind"]](job["spec"], job["threads"], job["batch"])

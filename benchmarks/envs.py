@@ -176,6 +176,14 @@ def installed_mb(env: Env) -> float:
 
 
 if __name__ == "__main__":
-    for env_name in sys.argv[1:] or list(ENVS):
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Create (or check) the contenders' virtual environments.")
+    parser.add_argument("envs", nargs="*", help=f"environments to make, of {', '.join(ENVS)} (default: all)")
+    wanted = parser.parse_args().envs
+    unknown = [name for name in wanted if name not in ENVS]
+    if unknown:
+        parser.error(f"unknown environment {unknown[0]!r}; known: {', '.join(ENVS)}")
+    for env_name in wanted or list(ENVS):
         ensure_env(env_name)
         print(f"{env_name}: {installed_mb(ENVS[env_name]):.0f} MB")

@@ -41,6 +41,14 @@ def _step(name: str, action: Callable[[], None]) -> None:
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="sentence-transformers' own ONNX and OpenVINO exports of a model.")
+    parser.add_argument("model_dir", help="the sentence-transformers model folder")
+    parser.add_argument("out", type=Path, help="where the exports go (replaced)")
+    parser.add_argument("calibration_file", type=Path, help="static int8 calibration texts, one a line")
+    args = parser.parse_args()
+    model_dir, out, calibration_file = args.model_dir, args.out, args.calibration_file
     from sentence_transformers import (
         SentenceTransformer,
         export_dynamic_quantized_onnx_model,
@@ -48,7 +56,6 @@ def main() -> None:
         export_static_quantized_openvino_model,
     )
 
-    model_dir, out, calibration_file = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     calibration = [t for t in calibration_file.read_text().splitlines() if t.strip()]
     if out.exists():
         shutil.rmtree(out)

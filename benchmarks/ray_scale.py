@@ -34,6 +34,7 @@ steady rate, ``cold_start_s`` the fixed cost) and ``table.md``.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import statistics
@@ -115,8 +116,12 @@ def _job(contender: str, artifact: str, texts: list[str], batch_size: int) -> Ca
 
 
 def _steady(corpus: int, corpus_s: float, fixed_s: float) -> tuple[float, float]:
-    """``(rate, fixed)``: texts/s once the job is running, and its fixed cost (``FIXED_TEXTS`` barely count)."""
-    return corpus / max(corpus_s - fixed_s, 1e-9), fixed_s
+    """``(rate, fixed)``: texts/s once the job is running, and its fixed cost (``FIXED_TEXTS`` barely count); the
+    rate is NaN when the whole job ran no longer than the fixed cost (too small a corpus to tell them apart: a
+    clamped difference printed 2.8e12 sent/s)."""
+    if corpus_s <= fixed_s:
+        return float("nan"), fixed_s
+    return corpus / (corpus_s - fixed_s), fixed_s
 
 
 def _passage_rate(artifact: str, sentences: list[str]) -> tuple[float, float]:
@@ -250,11 +255,13 @@ def main(argv: list[str] | None = None) -> int:
     for contender in CONTENDERS:
         rate, fixed = steady[contender]
         runs = seconds[(contender, n)]
-        ratio = "–" if "identity" in contender else f"{rate / steady['library'][0]:.2f}×"
+        base = steady["library"][0]
+        ratio = "–" if "identity" in contender or math.isnan(rate / base) else f"{rate / base:.2f}×"
         job_ratio = "–" if "identity" in contender else f"{median('library', n) / median(contender, n):.2f}×"
         lines.append(
             f"| {contender} | {median(contender, n):.1f} ({min(runs):.1f}–{max(runs):.1f}) | {fixed:.1f} "
-            f"| {rate:,.0f} | {ratio} | {job_ratio} |"
+            f"| {'n/a (job within its fixed cost: more --copies)' if math.isnan(rate) else f'{rate:,.0f}'} "
+            f"| {ratio} | {job_ratio} |"
         )
         rows_out.append(
             BenchRow(

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -34,8 +35,10 @@ from fastembed_rt.stsb import load_stsb
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'fastembed-rt[ray]'")
 pytest.importorskip("ray.data", reason="the ray extra is not installed: pip install 'fastembed-rt[ray]'")
 
+from fastembed_rt.providers.threads import available_cpus  # noqa: E402
 from fastembed_rt.ray import embed, local_artifact, predict, ship_artifact, sparse_encode  # noqa: E402
 from fastembed_rt.ray.serve import build_app, run  # noqa: E402  (imports Ray Serve without its import warning)
+from fastembed_rt.ray.worker import assigned_cpus  # noqa: E402
 from fastembed_rt.server import ServedModel, ServerConfig  # noqa: E402
 
 serve = pytest.importorskip("ray.serve")
@@ -190,6 +193,13 @@ def test_a_bad_row_stops_the_job_with_an_error_naming_it(
     ) as caught:
         embed(dataset, minilm_artifact_session, actors=1).materialize()
     assert "drop or fix such rows" in str(caught.value)
+    if bad is None:  # the filter the message suggests works in Ray ('text IS NOT NULL', suggested before, did not)
+        from ray.data.expressions import col
+
+        suggested = re.search(r"dataset\.filter\(expr=(col\('text'\)\.is_not_null\(\))\)", str(caught.value))
+        assert suggested is not None, str(caught.value)
+        # The message's own code. Only counted: the failed job's actor may still hold a CPU of the two.
+        assert dataset.filter(expr=eval(suggested[1], {"col": col})).count() == 39
 
 
 def test_a_task_mismatch_or_an_unknown_option_is_refused_before_anything_runs(
@@ -202,6 +212,12 @@ def test_a_task_mismatch_or_an_unknown_option_is_refused_before_anything_runs(
         embed(dataset, minilm_artifact_session, actor=2)  # type: ignore[call-arg]
     with pytest.raises(InputError, match="threads_per_actor must be a positive int, got 0"):
         embed(dataset, minilm_artifact_session, threads_per_actor=0)
+    with pytest.raises(InputError, match="encode_batch_size must be a positive int, got 0"):  # was the actors' error
+        embed(dataset, minilm_artifact_session, encode_batch_size=0)
+    for actors in ((1,), (0, 2), 0, "2"):  # (1,) was a bare IndexError
+        with pytest.raises(InputError, match="actors must be an int >= 1 or a \\(min, max\\) pair of them"):
+            embed(dataset, minilm_artifact_session, actors=actors)  # type: ignore[arg-type]
+    assert assigned_cpus() == available_cpus()  # on the driver: Ray's AssertionError before
 
 
 # -- the artifact reaches every node ------------------------------------------------------------------

@@ -110,7 +110,7 @@ def _texts(batch: pa.Table, column: str, inputs: tuple[str, ...]) -> list[str]:
         except InputError as exc:
             raise InputError(
                 f"{_describe_row(batch, i, inputs)}: column {column!r} {exc}; drop or fix such rows before "
-                f"encoding (e.g. dataset.filter(expr='{column} IS NOT NULL'))"
+                f"encoding (e.g. dataset.filter(expr=col({column!r}).is_not_null()), col from ray.data.expressions)"
             ) from None
     return values
 
@@ -181,16 +181,26 @@ def _map(
             raise ArtifactError(f"{model} holds a {found!r} model; this call needs an artifact of task {task!r}")
     threads = options.get("threads_per_actor", 1)
     batch_size = options.get("batch_size", DEFAULT_BATCH_SIZE)
-    for name, value in (("threads_per_actor", threads), ("batch_size", batch_size)):
+    encode_batch_size = options.get("encode_batch_size", 32)
+    # Checked here, on the driver: in the actors a bad value failed after every model had loaded, under another name.
+    for name, value in (
+        ("threads_per_actor", threads),
+        ("batch_size", batch_size),
+        ("encode_batch_size", encode_batch_size),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(f"{name} must be a positive int, got {value!r}")
     actors = options.get("actors")
     if actors is None:
         compute = ray.data.ActorPoolStrategy(min_size=1, max_size=None)
     elif isinstance(actors, tuple):
+        if len(actors) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) and a >= 1 for a in actors):
+            raise InputError(f"actors must be an int >= 1 or a (min, max) pair of them, got {actors!r}")
         compute = ray.data.ActorPoolStrategy(min_size=actors[0], max_size=actors[1])
-    else:
+    elif isinstance(actors, int) and not isinstance(actors, bool) and actors >= 1:
         compute = ray.data.ActorPoolStrategy(size=actors)
+    else:
+        raise InputError(f"actors must be an int >= 1 or a (min, max) pair of them, got {actors!r}")
     load = {"revision": options.get("revision"), "cache_dir": options.get("cache_dir"), "token": options.get("token")}
     job = _Job(
         task,
@@ -198,7 +208,7 @@ def _map(
         {**load, "provider": provider, "variant": variant},
         inputs,
         output,
-        {**call, "batch_size": options.get("encode_batch_size", 32)},
+        {**call, "batch_size": encode_batch_size},
     )
     result = dataset.map_batches(
         BatchModel,

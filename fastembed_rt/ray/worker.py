@@ -179,8 +179,9 @@ def assigned_cpus() -> int:
     import ray
 
     cpus = None
-    if ray.is_initialized():
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    context = ray.get_runtime_context() if ray.is_initialized() else None
+    if context is not None and context.worker.mode == ray.WORKER_MODE:  # the driver has no assigned resources
+        cpus = context.get_assigned_resources().get("CPU")
     if not cpus:
         return available_cpus()
     return max(1, min(math.ceil(cpus), available_cpus()))
