@@ -8,6 +8,7 @@ from the modules sentence-transformers loaded from those files, so what we expor
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from fastembed_rt.errors import ExportError
 from fastembed_rt.kernels.spec import DenseActivation, DenseSpec, OutputStages, PoolingMode, PoolingSpec
 
 __all__ = ["ModelDescription", "dense_spec", "describe_model", "read_modules"]
+
+logger = logging.getLogger("fastembed_rt.export")
 
 _SUPPORTED = ("Transformer", "Pooling", "Dense", "Normalize", "Dropout")
 _ACTIVATIONS = {
@@ -45,14 +48,25 @@ class ModelDescription:
     truncate_dim: int | None = None  # a Matryoshka default saved with the model (config_sentence_transformers.json)
 
 
-def read_modules(model_dir: Path) -> list[dict[str, Any]]:
-    """The entries of ``modules.json``; each names its class in ``type``."""
+def read_modules(model_dir: Path, st_model: Any = None) -> list[dict[str, Any]]:
+    """The entries of ``modules.json``; each names its class in ``type``. A plain transformers directory has none:
+    its entries are then the modules ``st_model`` (sentence-transformers) made for it, a Transformer and a mean
+    Pooling, as sentence-transformers warns."""
     path = model_dir / "modules.json"
     if not path.is_file():
-        raise ExportError(
-            f"{model_dir} has no modules.json: not a sentence-transformers model directory "
-            "(a plain transformers model needs a Pooling module; save it with sentence-transformers first)"
+        if st_model is None or not (model_dir / "config.json").is_file():
+            raise ExportError(
+                f"{model_dir} has no modules.json and no config.json: not a sentence-transformers or transformers "
+                "model directory"
+            )
+        made = [f"{type(m).__name__}" for m in st_model]
+        logger.warning(
+            "%s has no modules.json: exported as sentence-transformers loads it, with the modules it makes (%s); "
+            "save the model with sentence-transformers to choose its pooling",
+            model_dir,
+            ", ".join(made),
         )
+        return [{"idx": i, "type": name, "path": ""} for i, name in enumerate(made)]
     try:
         modules = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -94,7 +108,7 @@ def describe_model(model_dir: Path, st_model: Any) -> ModelDescription:
     Raises:
         ExportError: for a module type or setting the graph stages cannot express.
     """
-    entries = read_modules(model_dir)
+    entries = read_modules(model_dir, st_model)
     names = [_class_name(e) for e in entries]
     unsupported = [f"{e.get('type')} ({e.get('path') or '.'})" for e in entries if _class_name(e) not in _SUPPORTED]
     if unsupported:

@@ -361,3 +361,22 @@ def test_a_saved_max_seq_length_past_the_positions_is_exported_at_the_positions(
     assert "max_seq_length 200 is more than the 127 tokens its position table holds; exported with 127" in caplog.text
     assert manifest.tokenizer.max_seq_length == 127  # 128 positions after padding id 0
     assert SentenceTransformer(tmp_path / "artifact").encode([" ".join(["hello"] * 300)]).shape[0] == 1
+
+
+def test_a_plain_transformers_directory_exports_as_sentence_transformers_wraps_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """sentence-transformers loads a directory without modules.json as Transformer + mean Pooling (with a warning);
+    the export refused it."""
+    from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
+    from tiny_heads import _save_hf_model
+    from transformers import AutoModel
+
+    _save_hf_model(tmp_path / "plain", "bert", AutoModel)
+    with caplog.at_level(logging.WARNING, logger="fastembed_rt"):
+        manifest = export_model(tmp_path / "plain", tmp_path / "artifact", stsb=False, variants="fp32")
+    assert "has no modules.json: exported as sentence-transformers loads it" in caplog.text
+    assert manifest.stages["pooling"]["modes"] == ["mean"]
+    reference = TorchSentenceTransformer(str(tmp_path / "plain"), device="cpu")
+    ours = SentenceTransformer(tmp_path / "artifact").encode(PARITY_TEXTS)
+    assert row_cosines(ours, reference.encode(PARITY_TEXTS)).min() >= MIN_COSINE
