@@ -59,7 +59,7 @@ def read_modules(model_dir: Path, st_model: Any = None) -> list[dict[str, Any]]:
                 f"{model_dir} has no modules.json and no config.json: not a sentence-transformers or transformers "
                 "model directory"
             )
-        made = [f"{type(m).__name__}" for m in st_model]
+        made = [type(m).__name__ for m in st_model]
         logger.warning(
             "%s has no modules.json: exported as sentence-transformers loads it, with the modules it makes (%s); "
             "save the model with sentence-transformers to choose its pooling",

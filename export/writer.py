@@ -371,16 +371,16 @@ class ArtifactWriter:
             self._reject(base, spec, [f"the engine cannot load it: {unloadable}"], None, candidates)
             return False
         built = self._variant(spec, result)
+        files = [*candidates, result.file, result.weights_file]
         checked = accepted.get(self._run_key(built)) if accepted else None  # no hashing when nothing was checked
         try:
             fidelity = self._measure(base, spec, built, measure, True, checked)
         except ArtifactError as unloadable:
-            files = [*candidates, result.file, result.weights_file]
             self._reject(base, spec, [f"the engine cannot load it: {unloadable}"], None, files)
             return False
         misses = spec.gate.check(fidelity)
         if misses:
-            self._reject(base, spec, misses, fidelity, [*candidates, result.file, result.weights_file])
+            self._reject(base, spec, misses, fidelity, files)
             return False
         replace(base, variants=(*base.variants, replace(built, fidelity=_recorded(fidelity)))).write()
         return True

@@ -552,7 +552,7 @@ def verify_variant_file(manifest: Manifest, variant: Variant, *, full: bool = Fa
     """
     fetch_variant_files(manifest, variant)
     path = manifest.root / variant.file
-    source = _HUB_SNAPSHOTS.get(str(manifest.root)) or _HubSnapshot.of(manifest.root)
+    source = _hub_source(manifest.root)
     with contextlib.nullcontext() if source is None else source.naming_errors():
         _verify_file(manifest, variant, path, variant.size, variant.sha256, full)
         if variant.weights_file is not None:
@@ -740,22 +740,32 @@ class _HubSnapshot:
 _HUB_SNAPSHOTS: dict[str, _HubSnapshot] = {}
 
 
+def _hub_source(root: Path) -> _HubSnapshot | None:
+    """Where the artifact at ``root`` came from when it is a hub cache snapshot (as resolved in this process, with
+    its token, else read from the folder's name); None for a local artifact."""
+    return _HUB_SNAPSHOTS.get(str(root)) or _HubSnapshot.of(root)
+
+
 def fetch_variant_files(manifest: Manifest, variant: Variant) -> None:
     """Download ``variant``'s graph and weights into a hub artifact's snapshot when they are not there yet; a local
     artifact is left as it is (a missing file is ``verify_variant_file``'s to report)."""
-    names = variant_files(variant)
     sizes = {variant.file: variant.size, variant.weights_file: variant.weights_size}
-    cut = [
-        n
-        for n in names
-        if sizes.get(n) is not None and (manifest.root / n).is_file() and (manifest.root / n).stat().st_size != sizes[n]
-    ]
-    if all((manifest.root / name).is_file() for name in names) and not cut:
+    missing: list[str] = []
+    cut: list[str] = []
+    for name in variant_files(variant):
+        try:
+            found = (manifest.root / name).stat().st_size
+        except OSError:
+            missing.append(name)
+            continue
+        if sizes.get(name) is not None and found != sizes[name]:
+            cut.append(name)
+    if not missing and not cut:
         return
-    source = _HUB_SNAPSHOTS.get(str(manifest.root)) or _HubSnapshot.of(manifest.root)
+    source = _hub_source(manifest.root)
     if source is not None:
         logger.info("downloading variant %r of %s from the hub", variant.name, source.repo_id)
-        source.download([n for n in names if n not in cut], what=f"variant {variant.name!r}")
+        source.download(missing, what=f"variant {variant.name!r}")
         if cut:  # an interrupted download or a damaged cache: fetched again, not left to fail every load
             logger.warning("re-downloading %s of %s: the cached copy is truncated", ", ".join(cut), source.repo_id)
             source.download(cut, what=f"variant {variant.name!r} (its cached copy is truncated)", again=True)

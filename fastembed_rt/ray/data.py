@@ -31,6 +31,7 @@ import numpy as np
 from fastembed_rt.artifact import Task, load_manifest, local_path
 from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.models import MODEL_TYPES
+from fastembed_rt.models.base import check_positive_int
 from fastembed_rt.pipeline import check_unicode
 from fastembed_rt.ray.worker import ShippedArtifact, assigned_cpus, local_artifact, ship_artifact
 
@@ -183,24 +184,19 @@ def _map(
     batch_size = options.get("batch_size", DEFAULT_BATCH_SIZE)
     encode_batch_size = options.get("encode_batch_size", 32)
     # Checked here, on the driver: in the actors a bad value failed after every model had loaded, under another name.
-    for name, value in (
-        ("threads_per_actor", threads),
-        ("batch_size", batch_size),
-        ("encode_batch_size", encode_batch_size),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InputError(f"{name} must be a positive int, got {value!r}")
+    threads = check_positive_int("threads_per_actor", threads)
+    batch_size = check_positive_int("batch_size", batch_size)
+    encode_batch_size = check_positive_int("encode_batch_size", encode_batch_size)
     actors = options.get("actors")
+    counts = actors if isinstance(actors, tuple) and len(actors) == 2 else (actors,)
+    if actors is not None and not all(isinstance(a, int) and not isinstance(a, bool) and a >= 1 for a in counts):
+        raise InputError(f"actors must be an int >= 1 or a (min, max) pair of them, got {actors!r}")
     if actors is None:
         compute = ray.data.ActorPoolStrategy(min_size=1, max_size=None)
     elif isinstance(actors, tuple):
-        if len(actors) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) and a >= 1 for a in actors):
-            raise InputError(f"actors must be an int >= 1 or a (min, max) pair of them, got {actors!r}")
         compute = ray.data.ActorPoolStrategy(min_size=actors[0], max_size=actors[1])
-    elif isinstance(actors, int) and not isinstance(actors, bool) and actors >= 1:
-        compute = ray.data.ActorPoolStrategy(size=actors)
     else:
-        raise InputError(f"actors must be an int >= 1 or a (min, max) pair of them, got {actors!r}")
+        compute = ray.data.ActorPoolStrategy(size=actors)
     load = {"revision": options.get("revision"), "cache_dir": options.get("cache_dir"), "token": options.get("token")}
     job = _Job(
         task,
