@@ -728,6 +728,25 @@ def test_payload_limit_and_a_server_default_long_input_policy(
         np.testing.assert_allclose(chunked.json(), expected, atol=1e-6)
         truncated = client.post("/embed", json={"inputs": [long_text], "truncate": True})
         np.testing.assert_allclose(truncated.json(), minilm_runtime.encode([long_text]), atol=1e-6)
+        openai = client.post("/v1/embeddings", json={"input": [long_text]}).json()["data"][0]["embedding"]
+        np.testing.assert_allclose([openai], expected, atol=1e-6)
+        # Token ids cannot be cut into windows: under the chunk default those that fit are served (every one was
+        # refused), an over-long one is refused by name, on both routes; a request that asks for chunk is refused.
+        ids = [101, 7592, 2088, 102]
+        for route, key in (("/embed", "inputs"), ("/v1/embeddings", "input")):
+            short = client.post(route, json={key: [ids]})
+            assert short.status_code == 200, short.text
+            refused = client.post(route, json={key: [ids, [101, *[7592] * 300, 102]]})
+            assert refused.status_code == 422 and "input 1 is 302 tokens long" in refused.text
+        asked = client.post("/embed", json={"inputs": [ids], "long_inputs": "chunk"})
+        assert asked.status_code == 422 and "not offered for token id inputs" in asked.text
+        # /embed_all cannot pool windows either: an over-long text is refused (it was cut silently), a short served
+        vectors = client.post("/embed_all", json={"inputs": ["short text"]})
+        assert vectors.status_code == 200 and np.asarray(vectors.json()).shape == (1, 4, 384)
+        refused = client.post("/embed_all", json={"inputs": [long_text]})
+        assert refused.status_code == 422 and "input 0 is 702 tokens long" in refused.text
+        asked = client.post("/embed_all", json={"inputs": ["short text"], "long_inputs": "chunk"})
+        assert asked.status_code == 422 and "not offered for /embed_all" in asked.text
 
 
 def test_long_inputs_per_request_chunk_or_error(
@@ -752,6 +771,12 @@ def test_long_inputs_per_request_chunk_or_error(
         assert [v["index"] for v in sparse] == indices.tolist()
         bad = client.post("/embed", json={"inputs": ["x"], "long_inputs": "wrap"})
         assert bad.status_code == 422 and "`long_inputs` must be" in bad.json()["error"]
+        # OpenAI's route takes the same fields (it ignored them: chunk gave the truncated row, error a 200)
+        openai = client.post("/v1/embeddings", json={"input": ["short", long_text], "long_inputs": "chunk"})
+        np.testing.assert_allclose([d["embedding"] for d in openai.json()["data"]], expected, atol=1e-6)
+        for field in ({"long_inputs": "error"}, {"truncate": False}):
+            refused = client.post("/v1/embeddings", json={"input": ["short", long_text], **field})
+            assert refused.status_code == 422 and refused.json()["error"]["message"].startswith("input 1 is ")
 
 
 def test_too_long_input_without_truncation_is_422_naming_position_and_tokens(

@@ -70,15 +70,24 @@ def _check_prompt(served: Served, prompt_name: str | None) -> None:
         )
 
 
-def _policy(state: ServerState, req: Any) -> LongInputs:
-    """The request's long-input policy: ``long_inputs``, else ``truncate`` (false: error), else the server's."""
+def _policy(state: ServerState, req: Any, *, no_chunk: str | None = None) -> LongInputs:
+    """The request's long-input policy: ``long_inputs``, else ``truncate`` (false: error), else the server's.
+
+    ``no_chunk`` says why chunking cannot serve this request (its route or its inputs): a request that asks
+    for it is refused with that reason; the server's ``--long-inputs chunk`` default becomes ``error`` there, so
+    inputs that fit are served and an over-long one is refused by name, neither cut silently nor all refused."""
     chosen = getattr(req, "long_inputs", None)
     if chosen is not None:
+        if chosen is LongInputs.CHUNK and no_chunk is not None:
+            raise RequestError(422, f"long_inputs 'chunk' is not offered for {no_chunk}")
         return LongInputs(chosen)
     truncate = getattr(req, "truncate", None)
     if truncate is not None:
         return LongInputs.TRUNCATE if truncate else LongInputs.ERROR
-    return state.config.default_long_inputs
+    default = state.config.default_long_inputs
+    if default is LongInputs.CHUNK and no_chunk is not None:
+        return LongInputs.ERROR
+    return default
 
 
 def _windowing(policy: LongInputs) -> LongInputs:
@@ -102,9 +111,7 @@ async def _embed_job(state: ServerState, request: Request, served: Served, req: 
     except InputError as exc:
         raise RequestError(422, f"`dimensions`: {exc}") from None
     batch_size, overlap = state.config.max_batch_size, state.config.chunk_overlap
-    policy = _policy(state, req)
-    if policy is LongInputs.CHUNK and req.token_ids:
-        raise RequestError(422, "long_inputs 'chunk' needs texts; token id inputs can be truncated or refused")
+    policy = _policy(state, req, no_chunk="token id inputs (windows are cut from texts)" if req.token_ids else None)
     tokenize = _windowing(policy)
 
     def prepare(items: list[Any]) -> Any:
@@ -207,7 +214,8 @@ async def embed_all(state: ServerState, request: Request, data: dict[str, Any]) 
     if req.task is not None and served.task != MULTI_VECTOR:
         raise RequestError(422, f"`task` is for multi-vector models; {served.name!r} is {a_model_of(served.task)}")
     operation = _token_vectors_operation(state, served, req.task, req.prompt_name, req.truncation_direction)
-    result = await state.run_job(request, served, operation, req.inputs, _policy(state, req) is not LongInputs.ERROR)
+    policy = _policy(state, req, no_chunk="/embed_all (token vectors are per window)")
+    result = await state.run_job(request, served, operation, req.inputs, policy is not LongInputs.ERROR)
     payload = [np.ascontiguousarray(matrix) for matrix in result.rows]  # orjson writes C-contiguous arrays as is
     return Reply(payload, result, _characters(req.inputs), served.model.provider)
 
@@ -217,9 +225,7 @@ async def _late_interaction_job(
 ) -> JobResult:
     """A multi-vector model's rerank scores: the query's and the documents' token vectors through the same
     operation as /embed_all (each batched with other requests'), then MaxSim (``MultiVectorEncoder.similarity``)."""
-    policy = _policy(state, req)
-    if policy is LongInputs.CHUNK:
-        raise RequestError(422, "long_inputs 'chunk' is not offered for late-interaction reranking")
+    policy = _policy(state, req, no_chunk="late-interaction reranking")
     direction = getattr(req, "truncation_direction", "right")
     truncate = policy is not LongInputs.ERROR
     queries = await state.run_job(

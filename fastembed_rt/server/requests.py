@@ -256,6 +256,7 @@ def parse_openai_embeddings(data: dict[str, Any], max_client_batch_size: int) ->
         single,
         token_ids,
         model=_str(data, "model"),
+        **_long_input_fields(data),  # fastembed-rt's (and TEI's) fields beside OpenAI's, as every text route takes
         normalize=False,  # OpenAI's API has no switch: the model's own output, as sentence-transformers gives it
         dimensions=_int(data, "dimensions", 1),
         encoding_format=encoding,
@@ -310,14 +311,11 @@ def parse_embed_all(data: dict[str, Any], max_client_batch_size: int) -> EmbedAl
     task = _str(data, "task")
     if task not in (None, "query", "document"):
         raise _invalid(f"`task` must be 'query' or 'document', got {task!r}")
-    fields = _long_input_fields(data)
-    if fields["long_inputs"] is LongInputs.CHUNK:
-        raise _invalid("`long_inputs` 'chunk' is not offered for /embed_all: token vectors are per window")
     return EmbedAllRequest(
         inputs,
         single,
         model=_str(data, "model"),
-        **fields,
+        **_long_input_fields(data),
         prompt_name=_str(data, "prompt_name"),
         task="query" if task == "query" else "document" if task == "document" else None,
     )
