@@ -291,6 +291,50 @@ def test_predict_equals_library_predict(server: Server, reranker: CrossEncoder) 
     assert batch[1][0]["score"] == pytest.approx(float(reranker.score_prepared(alone)[0]), abs=1e-6)
 
 
+def test_scores_are_teis_sigmoid_or_softmax_unless_raw_whatever_the_models_activation(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """TEI applies sigmoid (one label) or softmax (several) to the logits unless raw_scores: an ms-marco reranker
+    (saved with Identity) and an NLI model (Identity, sentence-transformers' default for several labels) gave
+    their logits whatever raw_scores said, and Cohere clients' relevance_score left [0, 1]."""
+    from tiny_heads import build_tiny_cross_encoder
+
+    from fastembed_rt.export import export_cross_encoder
+
+    root = tmp_path_factory.mktemp("tei-scores")
+    artifacts = {}
+    for name, labels, activation in (("msmarco", 1, "identity"), ("nli", 3, None)):
+        model_dir = build_tiny_cross_encoder(root / name, "bert", labels, activation, initializer_range=0.5)
+        export_cross_encoder(model_dir, root / name / "artifact", variants="fp32")
+        artifacts[name] = root / name / "artifact"
+    query, texts = "How many people live in Berlin?", TEXTS[:3]
+    pairs = [[query, text] for text in texts]
+    msmarco, nli = (CrossEncoder(artifacts[name], provider="cpu") for name in ("msmarco", "nli"))
+    msmarco_logits = msmarco.predict(pairs, activation_fn="identity")
+    nli_logits = nli.predict(pairs, activation_fn="identity")
+    # the case at stake: both models' own scores are their logits
+    np.testing.assert_array_equal(msmarco.predict(pairs), msmarco_logits)
+    np.testing.assert_array_equal(nli.predict(pairs), nli_logits)
+    msmarco.close(), nli.close()
+    sigmoid = 1 / (1 + np.exp(-msmarco_logits))
+    softmax = np.exp(nli_logits) / np.exp(nli_logits).sum(axis=1, keepdims=True)
+    served = [f"{name}={path}" for name, path in artifacts.items()]
+    with serving(*served) as s, s.client() as client:
+        for raw, expected in ((False, sigmoid), (True, msmarco_logits)):
+            ranks = client.post("/rerank", json={"query": query, "texts": texts, "raw_scores": raw}).json()
+            np.testing.assert_allclose(
+                [r["score"] for r in sorted(ranks, key=lambda r: r["index"])], expected, atol=1e-5
+            )
+        cohere = client.post("/v1/rerank", json={"query": query, "documents": texts, "model": "msmarco"}).json()
+        scores = {r["index"]: r["relevance_score"] for r in cohere["results"]}
+        np.testing.assert_allclose([scores[i] for i in range(len(texts))], sigmoid, atol=1e-5)
+        for raw, expected in ((False, softmax), (True, nli_logits)):
+            body = {"inputs": pairs, "model": "nli", "raw_scores": raw}
+            predictions = client.post("/predict", json=body).json()
+            got = [{p["label"]: p["score"] for p in row} for row in predictions]
+            np.testing.assert_allclose([[row[f"LABEL_{j}"] for j in range(3)] for row in got], expected, atol=1e-5)
+
+
 def test_tokenize_and_decode_equal_the_tokenizer(server: Server, minilm_runtime: SentenceTransformer) -> None:
     text = "Héllo wörld, tokenizers!"
     tokens = _post(server, "/tokenize", {"inputs": text}).json()[0]

@@ -294,7 +294,9 @@ async def _score_job(
 ) -> JobResult:
     model = cast(CrossEncoder, served.model)
     batch_size, overlap = state.config.max_batch_size, state.config.chunk_overlap
-    activation = "identity" if raw else None
+    # TEI's scores, whatever activation the model was saved with (an ms-marco reranker's is Identity, an NLI
+    # model's too): raw_scores gives the logits, else softmax over several labels or the sigmoid of one
+    activation = "identity" if raw else "sigmoid" if model.num_labels == 1 else "softmax"
     policy = _policy(state, req)
     tokenize = _windowing(policy)
 
