@@ -197,11 +197,16 @@ class ClassifierHeadSpec:
     num_labels: int
     activation: ClassifierActivation
     labels: tuple[str, ...] = ()  # the model config's id2label in id order (() in artifacts exported before them)
+    # predict's default where a model was saved with an activation other than the fused one (CrossEncoder.save
+    # after activation_fn="identity"); None: the fused one. Logits are a graph output, so any of them is exact.
+    default_activation: ClassifierActivation | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"num_labels": self.num_labels, "activation": self.activation.value}
         if self.labels:
             data["labels"] = list(self.labels)
+        if self.default_activation is not None and self.default_activation is not self.activation:
+            data["default_activation"] = self.default_activation.value
         return data
 
     @classmethod
@@ -210,7 +215,13 @@ class ClassifierHeadSpec:
         labels = tuple(str(label) for label in data.get("labels") or ())
         if labels and len(labels) != num_labels:
             raise ValueError(f"classifier labels {list(labels)} do not match num_labels {num_labels}")
-        return cls(num_labels, ClassifierActivation(data["activation"]), labels)
+        default = data.get("default_activation")
+        return cls(
+            num_labels,
+            ClassifierActivation(data["activation"]),
+            labels,
+            None if default is None else ClassifierActivation(default),
+        )
 
     def label_names(self) -> tuple[str, ...]:
         """The labels, or transformers' defaults ``LABEL_0``... where the artifact has none."""

@@ -262,6 +262,25 @@ def test_a_saved_cross_encoder_loads_offline_and_scores_the_same(
     np.testing.assert_array_equal(saved.predict(PAIRS), model.predict(PAIRS))
 
 
+def test_a_saved_cross_encoder_keeps_its_activation_fn_as_sentence_transformers_does(
+    exported: Callable[[str], Exported], tmp_path: Path
+) -> None:
+    """save() kept max_length but dropped activation_fn: the copy scored with the fused sigmoid again."""
+    artifact = exported("bert-1").artifact
+    logits = CrossEncoder(artifact, activation_fn="identity")
+    copy = CrossEncoder(logits.save(tmp_path / "identity"))
+    assert copy.activation_fn is ClassifierActivation.IDENTITY
+    np.testing.assert_array_equal(copy.predict(PAIRS), logits.predict(PAIRS))
+    back = CrossEncoder(copy.save(tmp_path / "sigmoid"), activation_fn="sigmoid")  # a per-load choice still wins
+    np.testing.assert_array_equal(back.predict(PAIRS), CrossEncoder(artifact).predict(PAIRS))
+    resaved = json.loads((back.save(tmp_path / "again") / "manifest.json").read_text())["stages"]["classifier"]
+    assert "default_activation" not in resaved  # the fused activation again: nothing extra written
+    custom = CrossEncoder(artifact, activation_fn=np.tanh)
+    with pytest.warns(UserWarning, match="is not saved .* scores with sigmoid"):
+        custom.save(tmp_path / "custom")
+    assert CrossEncoder(tmp_path / "custom").activation_fn is ClassifierActivation.SIGMOID
+
+
 def test_predict_edge_cases(exported: Callable[[str], Exported]) -> None:
     model = exported("bert-1")
     empty = model.runtime.predict([])
@@ -531,3 +550,33 @@ def _load_torch_cross_encoder(model_dir: Path) -> Any:
     from sentence_transformers import CrossEncoder as TorchCrossEncoder
 
     return TorchCrossEncoder(str(model_dir), device="cpu")
+
+
+def test_left_truncation_scores_as_sentence_transformers_truncation_side_left(tmp_path: Path) -> None:
+    """docs/python-api.md promises truncation_direction on predict and rank: both raised a TypeError."""
+    from sentence_transformers import CrossEncoder as TorchCrossEncoder
+
+    # weights wide enough (std 0.5) that which tokens a pair keeps shows in its score
+    model_dir = build_tiny_cross_encoder(tmp_path, "bert", 1, "identity", initializer_range=0.5)
+    export_cross_encoder(model_dir, tmp_path / "artifact", variants="fp32")
+    torch_model = TorchCrossEncoder(str(model_dir), device="cpu")
+    torch_model.tokenizer.truncation_side = "left"
+    long_doc = " ".join(f"word{i} museum river" for i in range(60))  # far past max_length 64
+    pairs = [(QUERY, long_doc), (QUERY, "Berlin is a city."), ("a long query " * 20, long_doc)]
+    expected = _torch_predict(torch_model, pairs)
+    runtime = CrossEncoder(tmp_path / "artifact")
+    right = runtime.predict(pairs)
+    left = runtime.predict(pairs, truncation_direction="left")
+    np.testing.assert_allclose(left, expected, atol=TOLERANCE)
+    assert np.abs(left - right)[[0, 2]].min() > 10 * TOLERANCE  # the truncated pairs' scores moved
+    ranked = runtime.rank(QUERY, [long_doc, "Berlin is a city."], truncation_direction="left")
+    assert {r["corpus_id"]: r["score"] for r in ranked} == pytest.approx({0: left[0], 1: left[1]}, abs=1e-6)
+    runtime.close()
+
+
+def test_rank_takes_sentence_transformers_arguments_by_position(exported: Callable[[str], Exported]) -> None:
+    """ST's order ends activation_fn, device, pool, chunk_size: long_inputs sat where device goes ("cpu" refused)."""
+    runtime = exported("bert-1").runtime
+    by_position = runtime.rank(QUERY, DOCUMENTS, 2, True, None, None, 8, False, "identity", "cpu", None, None)
+    by_name = runtime.rank(QUERY, DOCUMENTS, top_k=2, return_documents=True, activation_fn="identity", device="cpu")
+    assert by_position == by_name and len(by_position) == 2 and "text" in by_position[0]

@@ -9,6 +9,8 @@ raw ``logits`` output on the host.
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Unpack
 
+    from fastembed_rt.artifact import Manifest
     from fastembed_rt.models.base import LoadOptions
     from fastembed_rt.pool import MultiProcessPool
 
@@ -190,8 +193,24 @@ class CrossEncoder(MultiProcessModel):
         self.labels: tuple[str, ...] = head.label_names()  # the model's id2label, in id order
         self._fused = head.activation
         fn = self._activation_fn_arg
-        self.activation_fn: ActivationLike = self._fused if fn is None else fn
+        self.activation_fn: ActivationLike = (head.default_activation or self._fused) if fn is None else fn
         self._activation_name(self.activation_fn)  # fail early on an unknown name
+
+    def _saved_manifest(self) -> Manifest:
+        """The manifest with ``activation_fn`` as predict's default, as sentence-transformers saves it in its config:
+        a name or an activation module; any other callable cannot be written, and is left out with a warning."""
+        stages = self.manifest.stages
+        head = ClassifierHeadSpec.from_dict(stages["classifier"])
+        name = _activation_name(self.activation_fn)
+        if name is None:
+            warnings.warn(
+                f"activation_fn {self.activation_fn!r} is not saved (only identity, sigmoid or softmax can be): "
+                f"the saved model scores with {(head.default_activation or head.activation).value}",
+                stacklevel=3,
+            )
+            return self.manifest
+        head = dataclasses.replace(head, default_activation=name)
+        return dataclasses.replace(self.manifest, stages={**stages, "classifier": head.to_dict()})
 
     def _warm_up(self) -> None:
         self.predict([("warm-up", "warm-up")], batch_size=1)
@@ -230,6 +249,7 @@ class CrossEncoder(MultiProcessModel):
         chunk_size: int | None = None,
         long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
         chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
+        truncation_direction: TruncationDirection | None = None,
     ) -> Any:
         """Score (query, document) pairs.
 
@@ -250,6 +270,8 @@ class CrossEncoder(MultiProcessModel):
                 sentence-transformers), refused (``"error"``), or (``"chunk"``) scored as the query
                 against each window of the document (``chunk_overlap`` tokens shared), keeping the
                 highest score per label.
+            truncation_direction: where a truncated pair loses tokens, ``"right"`` (its ends) or ``"left"`` (its
+                beginnings); None: the tokenizer's, as sentence-transformers' ``truncation_side``.
         Returns:
             float32 ``[n]`` (one label) or ``[n, num_labels]``; one pair gives a scalar or ``[num_labels]``;
             an empty list gives an empty ``(0,)`` array, as sentence-transformers does.
@@ -274,11 +296,17 @@ class CrossEncoder(MultiProcessModel):
                     apply_softmax=apply_softmax,
                     long_inputs=long_inputs,
                     chunk_overlap=chunk_overlap,
+                    truncation_direction=truncation_direction,
                 )
             return scores[0] if single else (scores if convert_to_numpy else list(scores))
         self.check_device(device)
         prepared = self.prepare(
-            pairs, prompt_name=prompt_name, prompt=prompt, long_inputs=long_inputs, chunk_overlap=chunk_overlap
+            pairs,
+            prompt_name=prompt_name,
+            prompt=prompt,
+            truncation_direction=truncation_direction,
+            long_inputs=long_inputs,
+            chunk_overlap=chunk_overlap,
         )
         scores = self.score_prepared(
             prepared,
@@ -380,14 +408,16 @@ class CrossEncoder(MultiProcessModel):
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         activation_fn: ActivationLike | None = None,
-        long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
-        chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
         device: Any = None,
         pool: MultiProcessPool | None = None,
         chunk_size: int | None = None,
+        long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
+        chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
+        truncation_direction: TruncationDirection | None = None,
     ) -> list[RankResult]:
-        """Score ``query`` against every document and sort, as sentence-transformers' ``rank``; ``device``, ``pool``
-        and ``chunk_size`` as ``predict``.
+        """Score ``query`` against every document and sort, as sentence-transformers' ``rank`` (its arguments in
+        its order; then fastembed-rt's own); ``device``, ``pool``, ``chunk_size``, ``long_inputs``,
+        ``chunk_overlap`` and ``truncation_direction`` as ``predict``.
 
         Returns:
             ``[{"corpus_id": int, "score": float[, "text": str]}]`` by decreasing score (equal scores:
@@ -414,6 +444,7 @@ class CrossEncoder(MultiProcessModel):
             activation_fn=activation_fn,
             long_inputs=long_inputs,
             chunk_overlap=chunk_overlap,
+            truncation_direction=truncation_direction,
             device=device,
             pool=pool,
             chunk_size=chunk_size,
