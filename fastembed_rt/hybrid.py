@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from fastembed_rt.errors import InputError
+from fastembed_rt.tensors import as_numpy
 from fastembed_rt.util import SearchHit
 
 __all__ = ["reciprocal_rank_fusion", "weighted_score_fusion"]
@@ -37,6 +38,7 @@ _NOT_FINITE = "scores must be finite numbers: leave masked or missing entries ou
 def _ranked(ranking: Any, position: int) -> list[tuple[int, float]]:
     """``(corpus_id, score)`` of one ranking, best first."""
     where = f"rankings[{position}]"
+    ranking = as_numpy(ranking)  # a torch row of scores (model.similarity of tensors) is read as numpy
     if isinstance(ranking, Mapping):
         items = [
             (_corpus_id(key, f"{where} key {key!r}"), _score(value, f"{where}[{key!r}]"))

@@ -2,8 +2,9 @@
 
 ``maxsim`` and ``maxsim_pairwise`` (and their ``mean_`` forms) are sentence-transformers 6's
 ``util.maxsim`` family; ``semantic_search_maxsim`` is ``util.semantic_search`` for multi-vector corpora,
-scoring float queries against float or quantized document matrices. Imports only numpy and
-``fastembed_rt.quantization``.
+scoring float queries against float or quantized document matrices. Imports only numpy and fastembed-rt's
+quantization and tensor helpers: torch tensors (or lists of them) are taken where torch is already loaded, and the
+scores come back as tensors for them, as sentence-transformers gives.
 
 Each side is a list of per-text ``[tokens_i, dim]`` matrices, one padded ``[n, tokens, dim]`` array (rows
 of all zeros are padding unless a mask says which tokens count, as sentence-transformers reads them), or one
@@ -27,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fastembed_rt.quantization import Precision, dequantize_embeddings
+from fastembed_rt.tensors import tensor_inputs, tensors_in_and_out
 
 __all__ = [
     "EMPTY_DOCUMENT_SCORE",
@@ -96,6 +98,7 @@ def _query_counts(mask: np.ndarray) -> np.ndarray:
     return np.maximum(mask.sum(axis=1), 1).astype(np.float32)
 
 
+@tensors_in_and_out
 def maxsim(
     a: MultiVectors,
     b: MultiVectors,
@@ -149,6 +152,7 @@ def maxsim(
     return scores
 
 
+@tensors_in_and_out
 def maxsim_pairwise(
     a: MultiVectors,
     b: MultiVectors,
@@ -179,6 +183,7 @@ def maxsim_pairwise(
     return scores
 
 
+@tensors_in_and_out
 def mean_maxsim(
     a: MultiVectors,
     b: MultiVectors,
@@ -191,6 +196,7 @@ def mean_maxsim(
     return maxsim(a, b, a_mask, b_mask, chunk_elements, length_normalize)
 
 
+@tensors_in_and_out
 def mean_maxsim_pairwise(
     a: MultiVectors,
     b: MultiVectors,
@@ -228,6 +234,7 @@ def _document_floats(
     return out
 
 
+@tensor_inputs
 def semantic_search_maxsim(
     query_embeddings: MultiVectors,
     corpus_embeddings: Sequence[npt.ArrayLike],
@@ -246,7 +253,8 @@ def semantic_search_maxsim(
     Args:
         query_embeddings: float query matrices (``MultiVectorEncoder.encode_query``).
         corpus_embeddings: one ``[tokens_i, dim]`` matrix per document: float32, or codes of
-            ``corpus_precision`` (``encode_document(..., precision=...)``; bit-packed for binary/ubinary).
+            ``corpus_precision`` (``encode_document(..., precision=...)``; bit-packed for binary/ubinary); or,
+            for a float corpus, one padded ``[n, tokens, dim]`` array whose all-zero rows are padding.
         top_k: results per query, >= 0.
         corpus_precision: ``float32``, ``int8``, ``uint8``, ``binary`` or ``ubinary``.
         ranges: float32 ``[2, dim]`` calibration ranges the int8/uint8 corpus was quantized with.
@@ -262,12 +270,22 @@ def semantic_search_maxsim(
     if isinstance(corpus_chunk_size, bool) or not isinstance(corpus_chunk_size, int) or corpus_chunk_size < 1:
         raise ValueError(f"corpus_chunk_size must be an integer >= 1; got {corpus_chunk_size!r}")
     queries, q_mask = _padded(query_embeddings, None, "query_embeddings")
+    padded = isinstance(corpus_embeddings, np.ndarray) and corpus_embeddings.ndim == 3
+    if padded and precision is not Precision.FLOAT32:
+        raise ValueError(
+            f"a padded [n, tokens, dim] corpus array is read as float32 with all-zero rows as padding; "
+            f"{precision.value} codes have no padding value: pass a list of per-document code matrices"
+        )
     bounds = None if ranges is None else np.asarray(ranges, dtype=np.float32)
     dim = queries.shape[2]
     scores = np.empty((len(queries), len(corpus_embeddings)), dtype=np.float32)
     for start in range(0, len(corpus_embeddings), corpus_chunk_size):
-        codes = [np.asarray(e) for e in corpus_embeddings[start : start + corpus_chunk_size]]
-        chunk = _document_floats(codes, precision, bounds, dim)
+        chunk: Any
+        if padded:  # kept 3-D: maxsim reads its all-zero rows as padding, as for any padded side
+            chunk = np.asarray(corpus_embeddings[start : start + corpus_chunk_size], dtype=np.float32)
+        else:
+            codes = [np.asarray(e) for e in corpus_embeddings[start : start + corpus_chunk_size]]
+            chunk = _document_floats(codes, precision, bounds, dim)
         scores[:, start : start + len(chunk)] = maxsim(queries, chunk, a_mask=q_mask, length_normalize=length_normalize)
     kept = min(top_k, scores.shape[1])
     order = np.argsort(-scores, axis=1, kind="stable")[:, :kept]

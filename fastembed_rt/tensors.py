@@ -113,34 +113,52 @@ def tensor_results(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _tensor_in(value: Any) -> Any:
+    """``value`` when it is a tensor, else the first item of a list or tuple of tensors (per-text token matrices
+    as a multi-vector model gives them), else None."""
+    if is_tensor(value):
+        return value
+    if isinstance(value, (list, tuple)) and value and is_tensor(value[0]):
+        return value[0]
+    return None
+
+
 def _first_tensor(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if loaded_torch() is None:  # the common case: no torch, nothing to look for
         return None
-    return next((value for value in (*args, *kwargs.values()) if is_tensor(value)), None)
+    return next((found for value in (*args, *kwargs.values()) if (found := _tensor_in(value)) is not None), None)
+
+
+def _arrays(value: Any) -> Any:
+    """A tensor, or each tensor of a list or tuple of them, as numpy; anything else unchanged."""
+    if isinstance(value, (list, tuple)) and value and is_tensor(value[0]):
+        return [as_numpy(item) for item in value]
+    return as_numpy(value)
 
 
 def tensor_inputs(function: F) -> F:
-    """``function`` taking torch tensors (any device) for its array arguments: they are read as numpy."""
+    """``function`` taking torch tensors (any device), or lists of them, for its array arguments: they are read as
+    numpy."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if _first_tensor(args, kwargs) is None:
             return function(*args, **kwargs)
-        return function(*(as_numpy(a) for a in args), **{k: as_numpy(v) for k, v in kwargs.items()})
+        return function(*(_arrays(a) for a in args), **{k: _arrays(v) for k, v in kwargs.items()})
 
     return wrapper  # type: ignore[return-value]
 
 
 def tensors_in_and_out(function: F) -> F:
-    """``function`` taking torch tensors and, when it was given one, returning its array result as a tensor on the
-    first tensor's device, as sentence-transformers' ``util`` does."""
+    """``function`` taking torch tensors (or lists of them) and, when it was given one, returning its array result
+    as a tensor on the first tensor's device, as sentence-transformers' ``util`` does."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         first = _first_tensor(args, kwargs)
         if first is None:
             return function(*args, **kwargs)
-        result = function(*(as_numpy(a) for a in args), **{k: as_numpy(v) for k, v in kwargs.items()})
+        result = function(*(_arrays(a) for a in args), **{k: _arrays(v) for k, v in kwargs.items()})
         return to_tensor(np.asarray(result), first.device)
 
     return wrapper  # type: ignore[return-value]

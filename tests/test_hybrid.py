@@ -39,6 +39,14 @@ def test_rankings_may_be_hits_mappings_or_score_arrays() -> None:
     assert reciprocal_rank_fusion([shuffled, SPARSE]) == reference, "hits are ranked by score, not list order"
 
 
+def test_a_torch_row_of_scores_is_a_ranking_as_its_numpy_twin() -> None:
+    """model.similarity of tensors gives tensors: such a row was refused ("rankings[0] is Tensor")."""
+    torch = pytest.importorskip("torch")
+    scores = np.array([0.8, 0.1, 0.9], dtype=np.float32)
+    for fuse in (reciprocal_rank_fusion, weighted_score_fusion):
+        assert fuse([SPARSE, torch.from_numpy(scores)]) == fuse([SPARSE, scores])
+
+
 def test_weighted_score_fusion_normalizes_each_ranking() -> None:
     fused = weighted_score_fusion([DENSE, SPARSE], weights=[0.7, 0.3])
     dense = {2: 1.0, 0: 0.7 / 0.8, 1: 0.0}

@@ -186,6 +186,44 @@ def test_maxsim_equals_sentence_transformers_and_a_plain_loop(name: str) -> None
     np.testing.assert_allclose(getattr(util, name)(queries, padded), ours, rtol=1e-6)
 
 
+def test_maxsim_family_takes_tensors_and_gives_tensors_as_sentence_transformers() -> None:
+    """Padded tensors raised a TypeError and lists of tensors gave numpy; ST gives tensors for both."""
+    import sentence_transformers.util as st_util
+
+    queries, documents = _ragged(4, 3), _ragged(5, 4)
+    as_tensors = ([torch.from_numpy(q) for q in queries], [torch.from_numpy(d) for d in documents])
+    padded = torch.zeros((len(documents), 8, 6))
+    for j, d in enumerate(documents):
+        padded[j, : len(d)] = torch.from_numpy(d)
+    for name in ("maxsim", "mean_maxsim", "maxsim_pairwise", "mean_maxsim_pairwise"):
+        size = 3 if "pairwise" in name else None
+        theirs = getattr(st_util, name)(as_tensors[0], as_tensors[1][:size])
+        for b in (as_tensors[1][:size], padded[:size]):
+            ours = getattr(util, name)(as_tensors[0], b)
+            assert isinstance(ours, torch.Tensor), name
+            torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-5)
+    hits = util.semantic_search_maxsim(as_tensors[0], as_tensors[1], top_k=2)
+    assert hits == util.semantic_search_maxsim(queries, documents, top_k=2)
+
+
+def test_semantic_search_maxsim_reads_a_padded_corpus_array_as_maxsim_does() -> None:
+    """The padded rows of a [n, tokens, dim] corpus counted as tokens (a zero similarity beat a short document's
+    negative ones); quantized codes have no padding value, so a padded code array is refused."""
+    queries, documents = _ragged(6, 2), _ragged(7, 9)
+    padded = np.zeros((len(documents), 8, 6), np.float32)
+    for j, d in enumerate(documents):
+        padded[j, : len(d)] = d
+    for chunk in (1024, 4):
+        assert util.semantic_search_maxsim(queries, padded, top_k=9, corpus_chunk_size=chunk) == (
+            util.semantic_search_maxsim(queries, documents, top_k=9)
+        )
+    scores = util.maxsim(queries, documents)
+    first = util.semantic_search_maxsim(queries, padded, top_k=9)[0]
+    assert [hit["score"] for hit in first] == pytest.approx(np.sort(scores[0])[::-1].tolist(), rel=1e-6)
+    with pytest.raises(ValueError, match="int8 codes have no padding value"):
+        util.semantic_search_maxsim(queries, padded.astype(np.int8), corpus_precision="int8", ranges=np.ones((2, 6)))
+
+
 def test_a_mask_keeps_an_all_zero_token_of_a_padded_array_as_sentence_transformers() -> None:
     """Without a mask all-zero rows of a padded array are padding; a mask that keeps one makes it count."""
     import sentence_transformers.util as st_util
