@@ -21,14 +21,31 @@ __all__ = ["SimilarityFnName", "SimilarityFunction", "dense_similarity", "simila
 class SimilarityFunction(str, enum.Enum):
     COSINE = "cosine"
     DOT = "dot"
+    DOT_PRODUCT = "dot"  # sentence-transformers' main name for it; an alias of DOT here
     EUCLIDEAN = "euclidean"
     MANHATTAN = "manhattan"
 
+    @staticmethod
+    def possible_values() -> list[str]:
+        """The names, as sentence-transformers lists them (its ``maxsim`` ones are ``MultiVectorEncoder``'s)."""
+        return [function.value for function in SimilarityFunction]
 
-def similarity_function(name: str | SimilarityFunction) -> SimilarityFunction:
-    """``name`` (or one of sentence-transformers' aliases) as a ``SimilarityFunction``, or an ``InputError``."""
+    @staticmethod
+    def to_similarity_fn(name: str | enum.Enum) -> Callable[[Any, Any], Any]:
+        """The ``util`` function scoring every pair of two sets of embeddings by ``name``."""
+        return dense_similarity(similarity_function(name))
+
+    @staticmethod
+    def to_similarity_pairwise_fn(name: str | enum.Enum) -> Callable[[Any, Any], Any]:
+        """The ``util`` function scoring the i-th embeddings of two sets by ``name``."""
+        return dense_similarity(similarity_function(name), pairwise=True)
+
+
+def similarity_function(name: str | enum.Enum) -> SimilarityFunction:
+    """``name`` (or one of sentence-transformers' aliases, or a member of its ``SimilarityFunction``) as a
+    ``SimilarityFunction``, or an ``InputError``."""
     aliases = {"cos_sim": "cosine", "dot_score": "dot", "dot_product": "dot"}
-    key = name.value if isinstance(name, SimilarityFunction) else str(name)
+    key = str(name.value) if isinstance(name, enum.Enum) else str(name)
     try:
         return SimilarityFunction(aliases.get(key, key))
     except ValueError:

@@ -635,6 +635,28 @@ def test_similarity_fn_name_is_checked_when_it_is_set(minilm_artifact_session: P
     assert model.similarity_fn_name == "cosine"
 
 
+def test_similarity_fn_name_takes_sentence_transformers_own_enum(
+    minilm_artifact_session: Path, tiny_multi_vector_artifact: Path
+) -> None:
+    """Migrated code passes sentence_transformers.SimilarityFunction members: they were 'not known'."""
+    from sentence_transformers import SimilarityFunction as TheirFunction
+
+    from fastembed_rt import MultiVectorEncoder, SimilarityFunction, util
+
+    model = SentenceTransformer(minilm_artifact_session, similarity_fn_name=TheirFunction.DOT_PRODUCT)
+    assert model.similarity_fn_name == "dot"
+    model.similarity_fn_name = TheirFunction.MANHATTAN
+    assert model.similarity_fn_name == "manhattan"
+    model.similarity_fn_name = SimilarityFunction.DOT_PRODUCT  # ours has sentence-transformers' names too
+    assert model.similarity_fn_name == "dot"
+    assert SimilarityFunction.possible_values() == ["cosine", "dot", "euclidean", "manhattan"]
+    assert set(SimilarityFunction.possible_values()) < set(TheirFunction.possible_values())
+    assert SimilarityFunction.to_similarity_fn(TheirFunction.COSINE) is util.cos_sim
+    assert SimilarityFunction.to_similarity_pairwise_fn("dot") is util.pairwise_dot_score
+    colbert = MultiVectorEncoder(tiny_multi_vector_artifact, similarity_fn_name=TheirFunction.MEAN_MAXSIM)
+    assert colbert.similarity_fn_name == "meanmaxsim"
+
+
 def test_semantic_search_takes_sparse_embeddings_as_sentence_transformers(tiny_splade_artifact: Path) -> None:
     from fastembed_rt import util
 

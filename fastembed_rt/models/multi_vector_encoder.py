@@ -191,8 +191,8 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
 
     @similarity_fn_name.setter
     def similarity_fn_name(self, value: str | MultiVectorSimilarity) -> None:
-        try:
-            self._similarity_fn_name = MultiVectorSimilarity(value)
+        try:  # a name, or a member of ours or sentence-transformers' SimilarityFunction (its MAXSIM, MEAN_MAXSIM)
+            self._similarity_fn_name = MultiVectorSimilarity(value.value if isinstance(value, enum.Enum) else value)
         except ValueError:
             raise InputError(
                 f"MultiVectorEncoder supports similarity_fn_name 'maxsim' or 'meanmaxsim', got {value!r}: cosine, "
