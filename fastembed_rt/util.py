@@ -355,14 +355,26 @@ def pairwise_manhattan_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     return -distances
 
 
-def _top_k_columns(scores: np.ndarray, k: int) -> npt.NDArray[np.intp]:
-    """Column positions of the k largest scores of each row, in no particular order."""
+def _top_k_columns(scores: np.ndarray, k: int, ids: npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.intp]:
+    """Column positions of the k largest scores of each row, in no particular order; of scores tied at the cut,
+    those of the lowest ``ids`` (None: the columns are in id order), as the final order ranks them, so the hits
+    do not depend on how the corpus was chunked."""
     rows, columns = scores.shape
     if k >= columns:
         return np.broadcast_to(np.arange(columns), (rows, columns))
     if k <= 0:
         return np.empty((rows, 0), dtype=np.intp)
-    return np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(scores, top, axis=1).min(axis=1, keepdims=True)
+    # argpartition keeps arbitrary members of a tie across the cut (duplicate texts; sparse scores of 0): in such
+    # rows the scores above the cut stay and the tied ones of the lowest ids fill the rest, in one more pass
+    for row in np.flatnonzero((scores >= kth).sum(axis=1) > k).tolist():
+        above = np.flatnonzero(scores[row] > kth[row, 0])
+        tied = np.flatnonzero(scores[row] == kth[row, 0])  # in column order
+        if ids is not None:
+            tied = tied[np.argsort(ids[row, tied], kind="stable")]
+        top[row] = np.concatenate([above, tied[: k - len(above)]])
+    return top
 
 
 def _merge_top_k(
@@ -372,7 +384,7 @@ def _merge_top_k(
     columns = _top_k_columns(scores, k)
     merged_scores = np.concatenate([best_scores, np.take_along_axis(scores, columns, axis=1)], axis=1)
     merged_ids = np.concatenate([best_ids, columns.astype(np.int64) + offset], axis=1)
-    keep = _top_k_columns(merged_scores, k)
+    keep = _top_k_columns(merged_scores, k, merged_ids)
     return np.take_along_axis(merged_scores, keep, axis=1), np.take_along_axis(merged_ids, keep, axis=1)
 
 

@@ -192,6 +192,35 @@ def test_semantic_search_chunks_give_the_same_hits_as_one_chunk(score: str) -> N
     _assert_same_hits(chunked, whole)
 
 
+def test_ties_at_the_top_k_cut_keep_the_lowest_ids_whatever_the_chunk_sizes() -> None:
+    """Equal scores (duplicate texts; a sparse corpus's zeros) tied at the cut: argpartition kept arbitrary ones,
+    so the hits changed with the chunk sizes. Small integers make every dot product exact, so ties stay ties
+    whichever BLAS kernel a chunk shape picks."""
+    rng = np.random.default_rng(32)
+    queries = rng.integers(-2, 3, (7, 8)).astype(np.float32)
+    corpus = rng.integers(-2, 3, (90, 8)).astype(np.float32)
+    corpus[[7, 22, 41, 55]] = corpus[3]  # five copies of one row
+    corpus[60:80] = 0.0  # twenty zero rows: dot 0 for every query
+    full = util.semantic_search(queries, corpus, top_k=90, score_function=util.dot_score)
+    assert any(len({h["score"] for h in hits}) < 90 for hits in full)  # there are ties to resolve
+    for top_k in (1, 3, 5, 30, 50):
+        expected = [[h["corpus_id"] for h in hits[:top_k]] for hits in full]  # ties by id, cut at top_k
+        for chunk in (90, 7, 4, 1):
+            for query_chunk in (7, 2):
+                found = util.semantic_search(
+                    queries,
+                    corpus,
+                    top_k=top_k,
+                    corpus_chunk_size=chunk,
+                    query_chunk_size=query_chunk,
+                    score_function=util.dot_score,
+                )
+                assert [[h["corpus_id"] for h in hits] for hits in found] == expected, (top_k, chunk)
+    scores = queries @ corpus.T
+    for q, hits in enumerate(full):  # the whole ranking is by score, then by id
+        assert [h["corpus_id"] for h in hits] == np.lexsort((np.arange(90), -scores[q])).tolist()
+
+
 def test_semantic_search_takes_one_query_embedding(st_util: ModuleType) -> None:
     query, corpus = _random(1, 14)[0], _random(20, 15)
 
