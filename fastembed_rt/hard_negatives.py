@@ -197,11 +197,13 @@ def _embed(
     found: dict[str, np.ndarray] = {}
     if cache_folder:
         os.makedirs(cache_folder, exist_ok=True)
-        # The model's identity in the key: its artifact and variant (other variants give other vectors).
+        # The model's identity in the key: its artifact and variant (other variants give other vectors), and the
+        # settings that change its vectors (a truncate_dim or max_seq_length set on this model).
         manifest = getattr(model, "manifest", None)
         model_name = f"{getattr(manifest, 'source', {}).get('model', '')}:{getattr(model, 'variant', '')}"
+        settings = (getattr(model, "truncate_dim", None), getattr(model, "max_seq_length", None))
         for role, prompt, texts in (("query", query_prompt, queries), ("corpus", corpus_prompt, corpus)):
-            key = repr((model_name, prompt[1], prompt[0], texts)).encode()
+            key = repr((model_name, *settings, prompt[1], prompt[0], texts)).encode()
             files[role] = os.path.join(cache_folder, f"{role}_embeddings_{hashlib.sha256(key).hexdigest()}.npy")
             if os.path.exists(files[role]):
                 found[role] = np.load(files[role])

@@ -301,6 +301,10 @@ def test_cache_folder_reuses_the_embeddings(
     other_prompt = mine_hard_negatives(small, minilm_runtime, cache_folder=str(tmp_path), query_prompt="query: ")
     assert capsys.readouterr().out.count("[Cache] Loaded") == 1, "a new prompt is a new cache entry"
     assert len(other_prompt) == len(first)
+    with minilm_runtime.truncate_embeddings(64):  # other vectors: the full-width cache was read for them
+        truncated = mine_hard_negatives(small, minilm_runtime, cache_folder=str(tmp_path))
+        assert capsys.readouterr().out.count("[Cache] Saved") == 2
+        assert truncated.to_dict() == mine_hard_negatives(small, minilm_runtime).to_dict()
 
 
 # -- bad input ---------------------------------------------------------------------------------------
