@@ -52,6 +52,25 @@ def test_pool_keeps_encode_conventions(minilm_runtime: Any, cpu_pool: MultiProce
     assert [t.shape for t in tokens] == [t.shape for t in expected]
 
 
+def test_pool_encode_uses_the_models_truncate_dim_as_it_is_at_the_call(
+    minilm_runtime: Any, cpu_pool: MultiProcessPool
+) -> None:
+    """Workers kept the truncate_dim of the pool's start: truncate_embeddings(64) gave 384-wide rows (and codes)."""
+    with minilm_runtime.truncate_embeddings(64):
+        pooled = minilm_runtime.encode(TEXTS[:8], pool=cpu_pool, precision="int8")
+        assert pooled.shape == (8, 64)
+        single = minilm_runtime.encode(TEXTS[:8], precision="int8")
+        # a worker's one thread may sum in another order: a value on a bucket's edge may take the next code
+        assert np.abs(pooled.astype(np.int16) - single).max() <= 1 and (pooled == single).mean() > 0.99
+    minilm_runtime.truncate_dim = 32
+    try:
+        assert minilm_runtime.encode(TEXTS[:8], pool=cpu_pool).shape == (8, 32)
+        assert minilm_runtime.encode(TEXTS[:8], pool=cpu_pool, truncate_dim=48).shape == (8, 48)  # the call's wins
+    finally:
+        minilm_runtime.truncate_dim = None
+    assert minilm_runtime.encode(TEXTS[:8], pool=cpu_pool).shape == (8, 384)
+
+
 def test_pool_workers_split_the_cpus(cpu_pool: MultiProcessPool) -> None:
     assert cpu_pool.devices == ("cpu", "cpu") and cpu_pool.providers == ["cpu", "cpu"]
 

@@ -196,7 +196,8 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
                     precision=precision,
                     convert_to_numpy=convert_to_numpy,
                     normalize_embeddings=normalize_embeddings,
-                    truncate_dim=truncate_dim,
+                    # the model's default as it stands now (truncate_embeddings, or set since the pool started)
+                    truncate_dim=self.truncate_dim if truncate_dim is None else truncate_dim,
                     long_inputs=long_inputs,
                     chunk_overlap=chunk_overlap,
                     truncation_direction=truncation_direction,
