@@ -33,7 +33,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fastembed_rt.artifact import Manifest, SpeedRecord, Variant, VariantFormat, VariantPrecision, update_manifest
@@ -279,7 +279,8 @@ def measure_speed(
 
 
 def record_speed(manifest: Manifest, record: SpeedRecord) -> Manifest:
-    """Write ``record`` into the artifact's manifest, replacing an earlier one for the same CPU and threads.
+    """Write ``record`` into the artifact's manifest, in place of an earlier one for the same CPU and threads;
+    variants the earlier one timed and ``record`` does not (``tune --variants`` of a few) keep their rates.
 
     Raises:
         InputError: ``record`` times no variant, or lists one without a rate (nothing is written: it would
@@ -291,15 +292,17 @@ def record_speed(manifest: Manifest, record: SpeedRecord) -> Manifest:
             f"speed record for {record.cpu} has no rates for {', '.join(untimed) or 'any variant'}; nothing was "
             f"written to {manifest.root}: time every variant for at least one round (measure_speed, rounds >= 1)"
         )
-    kept = tuple(
-        r
-        for r in manifest.speed
-        if not (
+
+    def same_cpu(r: SpeedRecord) -> bool:
+        return (
             r.machine == record.machine and r.cpu == record.cpu and r.isa == record.isa and r.threads == record.threads
         )
-    )
+
+    earlier = {name: rates for r in manifest.speed if same_cpu(r) for name, rates in r.sentences_per_s.items()}
+    merged = replace(record, sentences_per_s={**earlier, **record.sentences_per_s})
+    kept = tuple(r for r in manifest.speed if not same_cpu(r))
     try:
-        return update_manifest(manifest.root, speed=(*kept, record))
+        return update_manifest(manifest.root, speed=(*kept, merged))
     except OSError as exc:
         raise ArtifactError(
             f"cannot write the speed record into {manifest.root} ({exc}); time a writable copy of the artifact"

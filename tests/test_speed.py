@@ -313,6 +313,22 @@ def test_a_record_without_rates_never_replaces_a_timed_one(minilm_artifact: Path
     assert load_manifest(minilm_artifact).speed == timed.speed
 
 
+def test_timing_a_few_variants_again_keeps_the_others_rates(minilm_artifact: Path) -> None:
+    """`tune --variants int8` dropped every other variant's rates for this CPU (fastest then fell back)."""
+    first = record_speed(load_manifest(minilm_artifact), _record(AVX2, {"fp32": 190.5, "int8": 300.0, "fp16": 90.0}))
+    other_cpu = record_speed(first, _record(VNNI, {"fp32": 400.0}))
+    again = record_speed(other_cpu, _record(AVX2, {"int8": 150.0}, source="tune", date="2026-12-06"))
+    (mine,) = [r for r in again.speed if r.isa == AVX2.isa]
+    assert {name: max(rates) for name, rates in mine.sentences_per_s.items()} == {
+        "fp32": 190.5,
+        "int8": 150.0,
+        "fp16": 90.0,
+    }
+    assert (mine.source, mine.date) == ("tune", "2026-12-06")
+    assert [r.sentences_per_s for r in again.speed if r.isa == VNNI.isa] == [{"fp32": [360.0, 400.0]}]
+    assert load_manifest(minilm_artifact).speed == again.speed
+
+
 @pytest.mark.parametrize("arguments", [{"rounds": 0}, {"threads": -1}, {"threads": 0}, {"batch_size": 0}])
 def test_timing_needs_at_least_one_round_thread_and_text_a_batch(
     minilm_artifact_session: Path, arguments: dict[str, int]
