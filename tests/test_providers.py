@@ -256,10 +256,24 @@ def test_openvino_devices_and_properties_it_cannot_use_are_provider_errors(
         load("openvino", INFERENCE_PRECISION_HINT="int3")
 
 
-def test_openvino_refuses_per_call_graph_inputs_it_folded_away(minilm_artifact_session: Path, tmp_path: Path) -> None:
+def test_openvino_on_an_onnx_graph_runs_truncate_dim_and_precision_on_the_host(
+    minilm_artifact_session: Path, minilm_runtime: SentenceTransformer, tmp_path: Path
+) -> None:
+    """OpenVINO's ONNX reader folds the precision stage's inputs into constants: every precision= and truncate_dim=
+    call was a ProviderError (backend="openvino" on an artifact without IR picks the ONNX graph)."""
+    from fastembed_rt.quantization import quantize_embeddings
+
     model = SentenceTransformer(minilm_artifact_session, provider="openvino", provider_cache_dir=tmp_path)
-    with pytest.raises(ProviderError, match="use provider='cpu'"):
-        model.encode(TEXTS, truncate_dim=64)
+    assert model.manifest.variant(model.variant).format == "onnx"
+    floats = model.encode(TEXTS)
+    truncated = model.encode(TEXTS, truncate_dim=64)
+    expected = floats[:, :64] / np.linalg.norm(floats[:, :64], axis=1, keepdims=True)  # MiniLM normalizes: again
+    np.testing.assert_allclose(truncated, expected, atol=1e-6)
+    np.testing.assert_allclose(truncated, minilm_runtime.encode(TEXTS, truncate_dim=64), atol=1e-4)
+    assert np.array_equal(model.encode(TEXTS, precision="ubinary"), quantize_embeddings(floats, "ubinary"))
+    codes, on_cpu = model.encode(TEXTS, precision="int8"), minilm_runtime.encode(TEXTS, precision="int8")
+    assert codes.dtype == np.int8 and np.abs(codes.astype(np.int16) - on_cpu).max() <= 1  # engines differ by ~1e-7
+    assert model.encode(TEXTS, precision="int8", truncate_dim=32).shape == (len(TEXTS), 32)
 
 
 # -- the fake engine, timings, warm-up, CLI --------------------------------------------------------

@@ -405,6 +405,12 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         ranges = self._ranges(options, normalize_output)
         if not len(prepared):
             return quantize_embeddings(np.empty((0, output_dim), np.float32), precision, ranges=ranges)
+        if getattr(self._pipeline.provider, "folds_input_defaults", False):
+            # OpenVINO on an ONNX graph: the stage's inputs were folded to their defaults, so the float rows come
+            # from the graph and the stage runs on the host, with the numpy references the graph is held equal to
+            rows = self._pipeline.embed(prepared, batch_size=batch_size, show_progress_bar=show_progress_bar)
+            sliced = reference.matryoshka(rows, output_dim, normalize_output)
+            return quantize_embeddings(sliced, precision, ranges=ranges)
         return self._pipeline.embed(
             prepared,
             batch_size=batch_size,

@@ -272,6 +272,9 @@ class OpenVINO:
         self.output_names = tuple(o.get_any_name() for o in compiled.outputs)
         self._inputs = frozenset(self.input_names)
         self._model_path = Path(model_path)
+        # OpenVINO's ONNX reader folds graph inputs that have defaults into constants: a call cannot set them, so
+        # callers compute what those inputs steer (the precision stage) on the host instead
+        self.folds_input_defaults = self._model_path.suffix == ".onnx"
         self._folded: dict[str, np.ndarray] = {}  # read on first need: it costs a model read
         # IR variants keep the precision stage's per-call inputs, which ONNX gives defaults and OpenVINO
         # cannot: an input a call leaves out is fed zeros (0 on dynamic dims), never uninitialized memory,
