@@ -187,9 +187,14 @@ def quantize(x: np.ndarray, precision: Precision, ranges: np.ndarray | None = No
     - ``ubinary``: bits ``x > 0`` packed 8 per byte, most significant bit first, the last byte
       zero-padded (``numpy.packbits``), ``[n, ceil(dim / 8)]`` uint8; ``binary`` is that byte
       minus 128 as int8.
-    - ``float32``: ``x`` unchanged.
+    - ``float32``: ``x`` as float32.
+
+    float64 rows are quantized in float64 against the float32 ranges, as sentence-transformers computes in the
+    input's dtype (a value on a bucket's edge would take another code in float32); other floats in float32.
     """
-    x = np.asarray(x, dtype=np.float32)
+    x = np.asarray(x)
+    if x.dtype != np.float64 or precision is Precision.FLOAT32:
+        x = x.astype(np.float32, copy=False)
     if precision is Precision.FLOAT32:
         return x
     if precision in (Precision.INT8, Precision.UINT8):

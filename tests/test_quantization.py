@@ -33,6 +33,7 @@ def calibration() -> np.ndarray:
     return np.random.default_rng(1).standard_normal((300, DIM)).astype(np.float32)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])  # float64: JSON read back, np.mean rows
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("source", ["batch", "ranges", "calibration"])
 def test_codes_equal_sentence_transformers(
@@ -41,7 +42,11 @@ def test_codes_equal_sentence_transformers(
     calibration: np.ndarray,
     precision: str,
     source: str,
+    dtype: str,
 ) -> None:
+    """Codes equal sentence-transformers', which computes in the input's dtype (float64 codes took float32's)."""
+    # in float64, values float32 cannot hold; some past the calibration's range (clipped codes)
+    embeddings = (embeddings.astype(np.float64) * 1.7).astype(dtype)
     kwargs: dict[str, np.ndarray] = {}
     if source == "ranges":
         kwargs["ranges"] = np.vstack((calibration.min(axis=0), calibration.max(axis=0)))
