@@ -69,6 +69,11 @@ class Task(_ManifestValue):
     SPARSE = "sparse"
     MULTI_VECTOR = "multi-vector"
 
+    @property
+    def a_model(self) -> str:
+        """``"an embedding model"``, ``"a sparse model"``: the task in a sentence."""
+        return f"{'an' if self.value[:1] in 'aeiou' else 'a'} {self.value} model"
+
 
 class VariantFormat(_ManifestValue):
     """The file format of a variant's graph, which decides the engines that can run it."""

@@ -225,16 +225,32 @@ def _encode(args: argparse.Namespace) -> int:
     if not texts:
         print("error: no texts: pass them as arguments or with --file FILE ('-' for stdin)", file=sys.stderr)
         return 2
-    multi_vector = load_manifest(resolve_artifact(args.artifact)).task == "multi-vector"
-    if multi_vector and args.truncate_dim is not None:
-        print("error: --truncate-dim is for single-vector models; multi-vector models keep their dim", file=sys.stderr)
+    task = load_manifest(resolve_artifact(args.artifact)).task
+    if task == "cross-encoder":
+        print(
+            "error: a cross-encoder scores pairs rather than embedding texts: "
+            "`fastembed-rt rank ARTIFACT QUERY DOCUMENT ...`",
+            file=sys.stderr,
+        )
         return 2
-    if args.query and not multi_vector:
-        print("error: --query is for multi-vector (late-interaction) models", file=sys.stderr)
-        return 2
+    refused = [
+        (args.truncate_dim is not None and task != "embedding", "--truncate-dim is for dense single-vector models"),
+        (args.precision != "float32" and task != "embedding", "--precision is for dense single-vector models"),
+        (args.query and task != "multi-vector", "--query is for multi-vector (late-interaction) models"),
+        (args.max_active_dims is not None and task != "sparse", "--max-active-dims is for sparse (SPLADE) models"),
+        (
+            args.long_inputs == "chunk" and task == "multi-vector",
+            "--long-inputs chunk is not offered for token vectors",
+        ),
+    ]
+    for wrong, message in refused:
+        if wrong:
+            print(f"error: {message}; {args.artifact} holds {task.a_model}", file=sys.stderr)
+            return 2
+    encode = {"multi-vector": _encode_multi_vector, "sparse": _encode_sparse}.get(task, _encode_single_vector)
     with contextlib.ExitStack() as stack:
         output = stack.enter_context(_output_file(args.output)) if args.output else None
-        written = (_encode_multi_vector if multi_vector else _encode_single_vector)(args, texts, output)
+        written = encode(args, texts, output)
     if args.output:
         print(f"wrote {written} to {args.output}", file=sys.stderr)
     return 0
@@ -251,20 +267,116 @@ def _encode_single_vector(args: argparse.Namespace, texts: list[str], output: IO
         prompt_name=args.prompt_name,
         normalize_embeddings=args.normalize,
         truncate_dim=args.truncate_dim,
+        precision=args.precision,
+        long_inputs=args.long_inputs,
+        chunk_overlap=args.chunk_overlap,
     )
-    stats = model.last_encode_stats
-    if stats.truncated:
-        print(
-            f"note: {stats.truncated} of {stats.texts} texts were truncated to {model.max_seq_length} tokens",
-            file=sys.stderr,
-        )
+    _note_truncated(model)
     assert isinstance(embeddings, np.ndarray)
     if output is not None:
         np.save(output, embeddings)
     else:
+        floats = embeddings.dtype == np.float32
         for text, row in zip(texts, embeddings):
-            print(json.dumps({"text": text, "embedding": [round(float(x), 7) for x in row]}))
-    return f"{embeddings.shape[0]}×{embeddings.shape[1]} float32"
+            values = [round(float(x), 7) for x in row] if floats else row.tolist()
+            print(json.dumps({"text": text, "embedding": values}))
+    return f"{embeddings.shape[0]}×{embeddings.shape[1]} {embeddings.dtype}"
+
+
+def _note_truncated(model: Any) -> None:
+    stats = model.last_encode_stats
+    if stats.truncated:
+        print(
+            f"note: {stats.truncated} of {stats.texts} texts were truncated to {model.max_seq_length} tokens "
+            "(--long-inputs chunk embeds all of them)",
+            file=sys.stderr,
+        )
+
+
+def _encode_sparse(args: argparse.Namespace, texts: list[str], output: IO[bytes] | None) -> str:
+    """A SPLADE model's sparse rows: JSON lines of ``indices`` and ``values`` (with ``tokens``), or a scipy .npz."""
+    from fastembed_rt.models import SparseEncoder
+
+    model = SparseEncoder(args.artifact, provider=args.provider, variant=args.variant)
+    rows = model.encode(
+        texts,
+        batch_size=args.batch_size,
+        prompt_name=args.prompt_name,
+        max_active_dims=args.max_active_dims,
+        long_inputs=args.long_inputs,
+        chunk_overlap=args.chunk_overlap,
+        sparse_format="scipy" if output is not None else "arrays",
+    )
+    _note_truncated(model)
+    if output is not None:
+        import scipy.sparse
+
+        scipy.sparse.save_npz(output, rows)
+    else:
+        for i, text in enumerate(texts):
+            indices, values = rows.row(i)
+            order = np.argsort(-values, kind="stable")  # the heaviest terms first, as decode lists them
+            ids = indices[order].tolist()
+            tokens = [model.tokenizer.id_to_token(index) for index in ids]
+            weights = [round(float(v), 7) for v in values[order]]
+            print(json.dumps({"text": text, "indices": ids, "values": weights, "tokens": tokens}))
+    return f"{rows.shape[0]}×{rows.shape[1]} sparse float32, {rows.nnz} active"
+
+
+def _rank(args: argparse.Namespace) -> int:
+    """Documents reranked for a query, best first, as JSON lines: a cross-encoder's scores or a multi-vector
+    model's late-interaction ones."""
+    from fastembed_rt.artifact import load_manifest
+    from fastembed_rt.models import CrossEncoder, MultiVectorEncoder
+
+    documents = _read_texts(args)
+    if not documents:
+        print("error: no documents: pass them after the query or with --file FILE ('-' for stdin)", file=sys.stderr)
+        return 2
+    task = load_manifest(resolve_artifact(args.artifact)).task
+    options = {"provider": args.provider, "variant": args.variant}
+    if task == "multi-vector":
+        if args.long_inputs == "chunk" or args.raw:
+            print("error: --long-inputs chunk and --raw are for cross-encoders", file=sys.stderr)
+            return 2
+        late = MultiVectorEncoder(args.artifact, **options)
+        ranked = late.rank(args.query, documents, top_k=args.top_k, return_documents=True, batch_size=args.batch_size)
+    elif task == "cross-encoder":
+        model = CrossEncoder(args.artifact, **options)
+        ranked = model.rank(
+            args.query,
+            documents,
+            top_k=args.top_k,
+            return_documents=True,
+            batch_size=args.batch_size,
+            activation_fn="identity" if args.raw else None,
+            long_inputs=args.long_inputs,
+            chunk_overlap=args.chunk_overlap,
+        )
+        _note_truncated(model)
+    else:
+        print(
+            f"error: {args.artifact} holds {task.a_model}; rank takes a cross-encoder or a multi-vector model "
+            "(`fastembed-rt encode` embeds texts)",
+            file=sys.stderr,
+        )
+        return 2
+    for hit in ranked:
+        print(json.dumps({"corpus_id": hit["corpus_id"], "score": round(float(hit["score"]), 7), "text": hit["text"]}))
+    return 0
+
+
+def _long_input_arguments(p: argparse.ArgumentParser) -> None:
+    from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP
+
+    p.add_argument(
+        "--long-inputs",
+        default="truncate",
+        choices=["truncate", "error", "chunk"],
+        help="texts over the model's max_seq_length: truncate (default, counted on stderr), error, or chunk "
+        "(windows pooled into one result)",
+    )
+    p.add_argument("--chunk-overlap", type=int, default=DEFAULT_CHUNK_OVERLAP, help="tokens two windows share (chunk)")
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -438,6 +550,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-name", default=None)
     p.add_argument("--normalize", action="store_true")
     p.add_argument("--truncate-dim", type=int, default=None)
+    p.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "int8", "uint8", "binary", "ubinary"],
+        help="dense models: the embeddings' precision (int8/uint8 with the artifact's calibrated ranges)",
+    )
+    p.add_argument("--max-active-dims", type=_positive_int, default=None, help="sparse models: keep the k largest")
+    _long_input_arguments(p)
     p.add_argument("--provider", default="auto", help="auto, cpu, cuda[:N], tensorrt, openvino[:DEVICE]")
     p.add_argument(
         "--variant",
@@ -446,6 +566,19 @@ def build_parser() -> argparse.ArgumentParser:
         "provider's choice) or fastest (the fastest within its gate)",
     )
     p.set_defaults(func=_encode)
+
+    p = sub.add_parser("rank", help="rerank documents for a query with a cross-encoder or multi-vector artifact")
+    p.add_argument("artifact")
+    p.add_argument("query")
+    p.add_argument("texts", nargs="*", metavar="documents", help="documents to rank")
+    p.add_argument("--file", help="read documents from FILE, one per line ('-' for stdin)")
+    p.add_argument("--top-k", type=_positive_int, default=None, help="print only the k best")
+    p.add_argument("--raw", action="store_true", help="cross-encoders: logits, not the model's activation")
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    _long_input_arguments(p)
+    p.add_argument("--provider", default="auto", help="auto, cpu, cuda[:N], tensorrt, openvino[:DEVICE]")
+    p.add_argument("--variant", default="auto", help="a variant from the manifest, auto or fastest")
+    p.set_defaults(func=_rank)
 
     p = sub.add_parser("calibrate", help="fix the int8/uint8 output ranges from your own texts")
     p.add_argument("artifact")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -46,6 +47,80 @@ def test_encode_reads_a_file_writes_npy_and_reports_truncation(
     assert np.load(out).shape == (3, 384)
     limit = load_manifest(minilm_artifact_session).tokenizer.max_seq_length
     assert f"1 of 3 texts were truncated to {limit} tokens" in capsys.readouterr().err
+
+
+def test_encode_takes_precision_and_long_inputs_as_the_library(
+    minilm_artifact_session: Path, minilm_runtime: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    texts = ["a short one", "river museum " * 200]
+    artifact = str(minilm_artifact_session)
+    assert main(["encode", artifact, *texts, "--precision", "ubinary"]) == 0
+    rows = [json.loads(line)["embedding"] for line in capsys.readouterr().out.splitlines()]
+    np.testing.assert_array_equal(rows, minilm_runtime.encode(texts, precision="ubinary"))
+    out = tmp_path / "chunked.npy"
+    assert main(["encode", artifact, *texts, "--long-inputs", "chunk", "--chunk-overlap", "8", "-o", str(out)]) == 0
+    assert "truncated" not in capsys.readouterr().err  # chunked, not cut
+    expected = minilm_runtime.encode(texts, long_inputs="chunk", chunk_overlap=8)
+    np.testing.assert_allclose(np.load(out), expected, atol=1e-6)
+    assert main(["encode", artifact, *texts, "--long-inputs", "error"]) == 1
+    assert "input 1 is " in capsys.readouterr().err
+
+
+def test_encode_gives_a_sparse_models_terms_and_rank_reranks(
+    tiny_splade_artifact: Path,
+    tiny_reranker_artifact: Path,
+    tiny_multi_vector_artifact: Path,
+    minilm_artifact_session: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """encode refused SPLADE artifacts and nothing on the command line took a cross-encoder."""
+    import scipy.sparse
+
+    from fastembed_rt import CrossEncoder, MultiVectorEncoder, SparseEncoder
+
+    texts = ["cats sit on mats", "stocks fell sharply today"]
+    assert main(["encode", str(tiny_splade_artifact), *texts, "--max-active-dims", "5"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    splade = SparseEncoder(tiny_splade_artifact)
+    expected = splade.encode(texts, max_active_dims=5, sparse_format="arrays")
+    for i, row in enumerate(rows):
+        indices, values = expected.row(i)
+        assert row["text"] == texts[i] and sorted(row["indices"]) == indices.tolist()
+        assert row["values"] == sorted(row["values"], reverse=True)  # heaviest first
+        by_index = dict(zip(row["indices"], row["values"], strict=True))
+        np.testing.assert_allclose([by_index[j] for j in indices.tolist()], values, atol=1e-6)
+        assert row["tokens"] == [splade.tokenizer.id_to_token(j) for j in row["indices"]]
+    out = tmp_path / "sparse.npz"
+    assert main(["encode", str(tiny_splade_artifact), *texts, "-o", str(out)]) == 0
+    np.testing.assert_allclose(scipy.sparse.load_npz(out).toarray(), splade.encode(texts).toarray(), atol=1e-6)
+    capsys.readouterr()
+
+    query, documents = "Who sat on the mat?", ["The cat sat on the mat.", "Stocks fell.", "A dog slept."]
+    for artifact, model in (
+        (tiny_reranker_artifact, CrossEncoder(tiny_reranker_artifact)),
+        (tiny_multi_vector_artifact, MultiVectorEncoder(tiny_multi_vector_artifact)),
+    ):
+        assert main(["rank", str(artifact), query, *documents, "--top-k", "2"]) == 0
+        ranked = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        expected_ranks = model.rank(query, documents, top_k=2, return_documents=True)
+        assert [(r["corpus_id"], r["text"]) for r in ranked] == [(r["corpus_id"], r["text"]) for r in expected_ranks]
+        np.testing.assert_allclose([r["score"] for r in ranked], [r["score"] for r in expected_ranks], atol=1e-6)
+    assert main(["rank", str(tiny_reranker_artifact), query, *documents, "--raw"]) == 0
+    raw = {r["corpus_id"]: r["score"] for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    logits = CrossEncoder(tiny_reranker_artifact).predict([(query, d) for d in documents], activation_fn="identity")
+    np.testing.assert_allclose([raw[i] for i in range(3)], logits, atol=1e-6)
+
+    refusals = [
+        (["encode", str(tiny_reranker_artifact), "x"], "`fastembed-rt rank ARTIFACT QUERY DOCUMENT ...`"),
+        (["encode", str(tiny_splade_artifact), "x", "--precision", "int8"], "holds a sparse model"),
+        (["encode", str(minilm_artifact_session), "x", "--max-active-dims", "3"], "holds an embedding model"),
+        (["rank", str(minilm_artifact_session), "q", "d"], "rank takes a cross-encoder or a multi-vector model"),
+        (["rank", str(tiny_reranker_artifact), "q"], "no documents"),
+    ]
+    for argv, message in refusals:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err
 
 
 def test_encode_without_texts_is_a_usage_error(

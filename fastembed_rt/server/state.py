@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from fastembed_rt.artifact import load_manifest, resolve_artifact
+from fastembed_rt.artifact import Task, load_manifest, resolve_artifact
 from fastembed_rt.errors import FastEmbedError
 from fastembed_rt.models import ArtifactModel, CrossEncoder, load_model
 from fastembed_rt.pipeline import MIN_BATCHES_PER_STREAM
@@ -65,7 +65,7 @@ def serving_variant(artifact: str | Path, provider: str, variant: str) -> tuple[
 
 def a_model_of(task: str) -> str:
     """``"an embedding model"``, ``"a sparse model"``: a task in a sentence."""
-    return f"{'an' if task[:1] in 'aeiou' else 'a'} {task} model"
+    return Task(task).a_model
 
 
 class ClientGone(Exception):
