@@ -336,8 +336,10 @@ def _rank(args: argparse.Namespace) -> int:
     task = load_manifest(resolve_artifact(args.artifact)).task
     options = {"provider": args.provider, "variant": args.variant}
     if task == "multi-vector":
-        if args.long_inputs == "chunk" or args.raw:
-            print("error: --long-inputs chunk and --raw are for cross-encoders", file=sys.stderr)
+        if args.long_inputs != "truncate" or args.raw:
+            print(
+                "error: --long-inputs and --raw are for cross-encoders (token vectors are truncated)", file=sys.stderr
+            )
             return 2
         late = MultiVectorEncoder(args.artifact, **options)
         ranked = late.rank(args.query, documents, top_k=args.top_k, return_documents=True, batch_size=args.batch_size)
