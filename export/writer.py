@@ -206,6 +206,7 @@ class ArtifactWriter:
             padding_side=str(hf_tokenizer.padding_side),
             prompts=dict(st_model.prompts or {}),
             default_prompt_name=st_model.default_prompt_name,
+            split_special_tokens=bool(getattr(hf_tokenizer, "split_special_tokens", False)),
         )
 
     def write_fp32(

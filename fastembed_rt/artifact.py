@@ -110,9 +110,12 @@ class TokenizerInfo:
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
     files: tuple[str, ...] = ()
+    # transformers' split_special_tokens: "[SEP]" typed in a text is split as text, not read as the special token
+    # (tokenizer.json cannot hold it; tokenizers' encode_special_tokens does it)
+    split_special_tokens: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "file": self.file,
             "files": list(self.files),
             "max_seq_length": self.max_seq_length,
@@ -123,6 +126,9 @@ class TokenizerInfo:
             "prompts": dict(self.prompts),
             "default_prompt_name": self.default_prompt_name,
         }
+        if self.split_special_tokens:  # written only when set: the manifests of other models stay as they were
+            data["split_special_tokens"] = True
+        return data
 
 
 @dataclass(frozen=True)
@@ -458,6 +464,7 @@ def _parse(root: Path, data: Any, path: Path) -> Manifest:
             prompts={str(k): str(v) for k, v in (tok.get("prompts") or {}).items()},
             default_prompt_name=tok.get("default_prompt_name"),
             files=tuple(tok.get("files", ())),
+            split_special_tokens=tok.get("split_special_tokens", False) is True,
         )
         graph = _graph(_require(data, "graph", "", path), path)
         variants = tuple(_parse_variant(v, path) for v in _require(data, "variants", "", path))

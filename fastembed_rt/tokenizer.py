@@ -162,11 +162,18 @@ class Tokenizer:
                 "`fastembed-rt export MODEL OUT_DIR`"
             ) from exc
         self.info = info
+        self._tok.encode_special_tokens = info.split_special_tokens
         self._tok.no_padding()
         self._backends: dict[str, Any] = {info.truncation_side: self._tok}
         self._truncate(self._tok, info.truncation_side)
         self._special = frozenset(info.special_token_ids)
         self._prompt_lengths: dict[str, int] = {}
+
+    def _copy(self) -> Any:
+        """A copy of the Rust tokenizer to configure on its own (to_str does not carry encode_special_tokens)."""
+        backend = self._tok.from_str(self._tok.to_str())
+        backend.encode_special_tokens = self._tok.encode_special_tokens
+        return backend
 
     def _truncate(self, backend: Any, direction: str) -> None:
         backend.enable_truncation(max_length=self.info.max_seq_length, strategy="longest_first", direction=direction)
@@ -179,7 +186,7 @@ class Tokenizer:
         if key not in self._backends:
             if side not in ("left", "right"):
                 raise InputError(f"truncation_direction must be 'left' or 'right', got {direction!r}")
-            backend = self._tok.from_str(self._tok.to_str())
+            backend = self._copy()
             backend.no_padding()
             backend.enable_truncation(
                 max_length=max_length or self.info.max_seq_length, strategy="longest_first", direction=side
@@ -276,7 +283,7 @@ class Tokenizer:
     def untruncated(self) -> Any:
         """A copy of the Rust tokenizer that neither truncates nor pads (token counts, offsets, decoding)."""
         if "untruncated" not in self._backends:
-            backend = self._tok.from_str(self._tok.to_str())
+            backend = self._copy()
             backend.no_truncation()
             backend.no_padding()
             self._backends["untruncated"] = backend
@@ -380,7 +387,7 @@ class Tokenizer:
             )
         key = f"windows:{pair}:{prompt_tokens}:{overlap}"
         if key not in self._backends:
-            backend = self._tok.from_str(self._tok.to_str())
+            backend = self._copy()
             backend.no_padding()
             try:
                 backend.enable_truncation(

@@ -126,3 +126,30 @@ def test_a_large_call_holds_token_ids_not_every_texts_tokenizers_encoding(minilm
     growth, tokens = done.stdout.split()
     assert int(tokens) > 50_000 * 20
     assert float(growth) < 60, f"peak RSS grew {float(growth):.0f} MB tokenizing 50,000 texts"
+
+
+def test_split_special_tokens_reads_a_typed_special_token_as_text_as_transformers(tmp_path: Path) -> None:
+    """tokenizer.json cannot hold transformers' split_special_tokens: "[MASK]" in a text became the mask token."""
+    import json
+
+    from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
+    from tiny_models import build_tiny_model
+
+    from fastembed_rt import SentenceTransformer
+    from fastembed_rt.export import export_model
+
+    model_dir = build_tiny_model(tmp_path, "bert", "mean")
+    config_file = model_dir / "tokenizer_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "split_special_tokens": True}))
+    export_model(model_dir, tmp_path / "artifact", stsb=False, variants="fp32")
+    torch_model = TorchSentenceTransformer(str(model_dir), device="cpu")
+    runtime = SentenceTransformer(tmp_path / "artifact")
+    texts = ["fill the [MASK] in", "how do I use the [SEP] token?", "plain text"]
+    theirs = torch_model.tokenize(texts)
+    ours = runtime.tokenize(texts)
+    np.testing.assert_array_equal(ours["input_ids"], theirs["input_ids"].numpy())
+    mask = runtime.tokenizer.token_to_id("[MASK]")
+    assert mask is not None and mask not in ours["input_ids"][0]  # the text's brackets and word instead
+    cosines = runtime.encode(texts, normalize_embeddings=True) * torch_model.encode(texts, normalize_embeddings=True)
+    assert cosines.sum(axis=1).min() >= 0.9999
+    runtime.close()
