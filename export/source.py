@@ -91,7 +91,57 @@ def load_st_model(kind: type[Any], model_dir: Path, *, trust_remote_code: bool =
     except Exception as exc:  # sentence-transformers raises many types on a bad directory
         raise ExportError(f"sentence-transformers could not load {model_dir} as a {kind.__name__}: {exc}") from exc
     _fit_positions(model, model_dir)
+    _check_tokenization(model, model_dir, kind.__name__)
     return model
+
+
+def _check_tokenization(model: Any, model_dir: Path, kind: str) -> None:
+    """Refuse, naming the setting, what sentence-transformers does to texts that the artifact's tokenizer would
+    not: the export's parity check would fail on it with cosines that blame the graph, or (per-task lengths)
+    pass while ``encode_query`` differs.
+
+    A ``processing_kwargs`` text ``max_length`` alone is honoured: it is where sentence-transformers truncates,
+    so it becomes the artifact's ``max_seq_length``.
+    """
+    transformer = model[0]
+    modalities = getattr(transformer, "modality_config", None) or {}
+    if "message" in modalities:
+        raise ExportError(
+            f"{model_dir}: sentence-transformers renders every text through the tokenizer's chat template "
+            "(modality_config has 'message'), which fastembed-rt's tokenizer does not apply yet; a model saved "
+            "without that modality exports"
+        )
+    processing = dict(getattr(transformer, "processing_kwargs", None) or {})
+    text = dict(processing.pop("text", None) or {})
+    max_length = text.pop("max_length", None)
+    others = {key: value for key, value in processing.items() if value} | ({"text": text} if text else {})
+    if others:
+        raise ExportError(
+            f"{model_dir}: processing_kwargs {others} change how sentence-transformers tokenizes; fastembed-rt "
+            "applies only a text max_length"
+        )
+    if isinstance(max_length, int) and max_length != getattr(model, "max_seq_length", None):
+        logger.info(
+            "%s: processing_kwargs truncate texts at %d tokens: the artifact's max_seq_length", model_dir, max_length
+        )
+        model.max_seq_length = max_length
+    lengths = {name: getattr(transformer, name, None) for name in ("query_length", "document_length")}
+    lengths = {name: value for name, value in lengths.items() if value is not None}
+    if lengths and kind != "MultiVectorEncoder":
+        raise ExportError(
+            f"{model_dir}: {lengths} truncate encode_query/encode_document texts at their own lengths; "
+            "fastembed-rt applies per-task lengths to multi-vector models only, so far"
+        )
+    tokenizer = getattr(transformer, "tokenizer", None)
+    names = getattr(tokenizer, "model_input_names", None)
+    config = getattr(getattr(transformer, "auto_model", None), "config", None)
+    types = getattr(config, "type_vocab_size", 0) or 0  # > 1: pairs' second texts get type 1 where they are fed
+    if kind == "CrossEncoder" and names is not None and "token_type_ids" not in names and types > 1:
+        raise ExportError(
+            f"{model_dir}: its tokenizer gives no token_type_ids (model_input_names {list(names)}), so "
+            "sentence-transformers scores pairs with every type id 0, where fastembed-rt feeds the "
+            "post-processor's pair type ids; not supported yet"
+        )
 
 
 def _fit_positions(model: Any, model_dir: Path) -> None:

@@ -216,3 +216,89 @@ def test_dropout_modules_export_as_the_identity_they_are_at_inference(tmp_path: 
     assert [type(m).__name__ for m in reference].count("Dropout") == 2
     ours = SentenceTransformer(tmp_path / "artifact").encode(PARITY_TEXTS)
     assert row_cosines(ours, reference.encode(PARITY_TEXTS, convert_to_numpy=True)).min() >= MIN_COSINE
+
+
+def _patched(tmp_path: Path, config: str, **fields: Any) -> Path:
+    """A tiny BERT bi-encoder whose ``config`` JSON file (in the model directory) gets ``fields``."""
+    import json
+
+    model_dir = build_tiny_model(tmp_path, "bert", "mean")
+    path = model_dir / config
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+    return model_dir
+
+
+@pytest.mark.parametrize(
+    ("config", "fields", "message"),
+    [
+        (
+            "sentence_bert_config.json",
+            {"query_length": 16, "document_length": 48},
+            r"\{'query_length': 16, 'document_length': 48\} truncate encode_query/encode_document texts",
+        ),
+        (
+            "sentence_bert_config.json",
+            {"processing_kwargs": {"text": {"add_special_tokens": False}}},
+            r"processing_kwargs \{'text': \{'add_special_tokens': False\}\} change how sentence-transformers",
+        ),
+        (
+            "sentence_bert_config.json",
+            {
+                "modality_config": {
+                    "text": {"method": "forward", "method_output_name": "last_hidden_state"},
+                    "message": {"method": "forward", "method_output_name": "last_hidden_state"},
+                }
+            },
+            r"renders every text through the tokenizer's chat template \(modality_config has 'message'\)",
+        ),
+    ],
+    ids=["per-task-lengths", "processing-kwargs", "chat-template"],
+)
+def test_tokenizer_settings_the_artifact_would_not_apply_are_refused_by_name(
+    tmp_path: Path, config: str, fields: dict[str, Any], message: str
+) -> None:
+    """They failed the parity gate with cosines that blamed the graph, or (per-task lengths) passed it while
+    encode_query differed from sentence-transformers (cosine 0.97)."""
+    from fastembed_rt.errors import ExportError
+    from fastembed_rt.export import export_model
+
+    model_dir = _patched(tmp_path, config, **fields)
+    with pytest.raises(ExportError, match=message):
+        export_model(model_dir, tmp_path / "artifact", stsb=False)
+    assert not (tmp_path / "artifact").exists()
+
+
+def test_a_processing_kwargs_text_max_length_is_where_the_artifact_truncates(tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
+
+    from fastembed_rt import SentenceTransformer
+    from fastembed_rt.export import export_model
+
+    model_dir = _patched(tmp_path, "sentence_bert_config.json", processing_kwargs={"text": {"max_length": 32}})
+    export_model(model_dir, tmp_path / "artifact", stsb=False)
+    runtime, torch_model = SentenceTransformer(tmp_path / "artifact"), TorchSentenceTransformer(str(model_dir))
+    text = " ".join(f"word{i}" for i in range(60))  # past 32 tokens and past the saved 64
+    assert runtime.max_seq_length == 32 and runtime.tokenize([text])["input_ids"].shape[1] == 32
+    ours = runtime.encode([text], normalize_embeddings=True)
+    theirs = torch_model.encode([text], normalize_embeddings=True)
+    assert float((ours * theirs).sum()) >= 0.9999
+    runtime.close()
+
+
+def test_a_bert_reranker_whose_tokenizer_gives_no_type_ids_is_refused_by_name(tmp_path: Path) -> None:
+    """sentence-transformers scores its pairs with type ids 0; the export failed on 3 % logit errors."""
+    import json
+
+    from tiny_heads import build_tiny_cross_encoder
+
+    from fastembed_rt.errors import ExportError
+    from fastembed_rt.export import export_cross_encoder
+
+    model_dir = build_tiny_cross_encoder(tmp_path, "bert", 1)
+    path = model_dir / "tokenizer_config.json"
+    names = ["input_ids", "attention_mask"]
+    path.write_text(json.dumps({**json.loads(path.read_text()), "model_input_names": names}))
+    with pytest.raises(
+        ExportError, match=r"gives no token_type_ids \(model_input_names \['input_ids', 'attention_mask'\]\)"
+    ):
+        export_cross_encoder(model_dir, tmp_path / "artifact")
