@@ -168,6 +168,7 @@ class Tokenizer:
         self._truncate(self._tok, info.truncation_side)
         self._special = frozenset(info.special_token_ids)
         self._prompt_lengths: dict[str, int] = {}
+        self._template: tuple[list[int], list[int], list[int], list[int], int] | None = None
 
     def _copy(self) -> Any:
         """A copy of the Rust tokenizer to configure on its own (to_str does not carry encode_special_tokens)."""
@@ -299,9 +300,10 @@ class Tokenizer:
         """Inputs cut into windows of at most ``max_seq_length`` tokens instead of truncated.
 
         An input that fits is one window, tokenized exactly as ``encode`` does (``prompt`` + text).
-        A longer text is split by tokenizers' own overflow windowing: consecutive windows share
-        ``overlap`` tokens, each carries the model's special tokens, and ``prompt``'s tokens are
-        repeated after the leading special tokens of every window. A longer pair (query, document)
+        A longer text is split into windows sharing ``overlap`` tokens, each with the model's special
+        tokens (tokenizers' own overflow windowing); with a ``prompt``, ``prompt + text`` is tokenized
+        once and the prompt's tokens are repeated after the leading special tokens of every window, so
+        the first window is the truncated encoding. A longer pair (query, document)
         keeps the query whole in every window and splits the document.
 
         Raises:
@@ -326,6 +328,9 @@ class Tokenizer:
                 text = item if isinstance(item, str) else item[1]
                 spans.append((0, len(text)))
                 weights.append(int(sum(1 for t in row.tolist() if t not in special)) - len(prompt_ids))
+                continue
+            if isinstance(item, str) and prompt:
+                self._prompted_windows(prompt, item, overlap, index, (ids, type_ids, owner, spans, weights))
                 continue
             for window in self._windows(full[index] if not isinstance(item, str) else item, len(prompt_ids), overlap):
                 lead = 0
@@ -358,6 +363,53 @@ class Tokenizer:
             np.asarray(weights, dtype=np.float32),
             plain.truncated.copy(),
         )
+
+    def _prompted_windows(self, prompt: str, text: str, overlap: int, index: int, out: tuple[list[Any], ...]) -> None:
+        """Windows of an over-long ``text`` after ``prompt``, from one tokenization of ``prompt + text`` (appended
+        to ``out``'s ids, type ids, owners, spans and weights).
+
+        A byte-level BPE merges across the seam (``"Query: "`` + ``"world"`` gives ``Ġworld``), so tokenizing
+        the prompt and the text apart gave the first window other tokens than the same text that fits, and than
+        sentence-transformers' truncation. The prompt's tokens are those that end within it; each window is the
+        special tokens around them and a run of the text's tokens, runs overlapping by ``overlap`` tokens.
+        """
+        ids, type_ids, owner, spans, weights = out
+        joint = self.untruncated.encode(prompt + text, add_special_tokens=False)
+        cut = 0
+        while cut < len(joint.ids) and joint.offsets[cut][1] <= len(prompt):
+            cut += 1
+        head, body, offsets = joint.ids[:cut], joint.ids[cut:], joint.offsets[cut:]
+        room = self.max_seq_length - self.special_count(False) - cut
+        if room <= overlap:
+            raise InputError(
+                f"a prompt of {cut} tokens leaves {max(room, 0)} tokens of each {self.max_seq_length}-token "
+                f"window for the text, no more than chunk_overlap {overlap}: shorten the prompt or lower chunk_overlap"
+            )
+        lead, trail, lead_types, trail_types, content_type = self._single_template()
+        start = 0
+        while True:
+            piece = body[start : start + room]
+            ids.append(np.asarray([*lead, *head, *piece, *trail], dtype=np.int64))
+            content = [content_type] * (len(head) + len(piece))
+            type_ids.append(np.asarray([*lead_types, *content, *trail_types], dtype=np.int64))
+            owner.append(index)
+            first, last = offsets[start], offsets[start + len(piece) - 1]
+            spans.append((max(first[0] - len(prompt), 0), max(last[1] - len(prompt), 0)))
+            weights.append(len(piece))
+            if start + room >= len(body):
+                return
+            start += room - overlap
+
+    def _single_template(self) -> tuple[list[int], list[int], list[int], list[int], int]:
+        """The special tokens the post-processor puts before and after one text, their type ids, and the text's."""
+        if self._template is None:
+            probe = self.untruncated.encode("a", add_special_tokens=True)
+            mask = probe.special_tokens_mask
+            start = next((i for i, special in enumerate(mask) if not special), len(mask))
+            end = len(mask) - next((i for i, special in enumerate(reversed(mask)) if not special), len(mask))
+            content = probe.type_ids[start] if start < len(mask) else 0
+            self._template = (probe.ids[:start], probe.ids[end:], probe.type_ids[:start], probe.type_ids[end:], content)
+        return self._template
 
     def _windows(self, item: str | tuple[str, str], prompt_tokens: int, overlap: int) -> list[Any]:
         """tokenizers' overflow windows of one over-long text (``prompt_tokens`` left free) or pair."""

@@ -153,3 +153,43 @@ def test_split_special_tokens_reads_a_typed_special_token_as_text_as_transformer
     cosines = runtime.encode(texts, normalize_embeddings=True) * torch_model.encode(texts, normalize_embeddings=True)
     assert cosines.sum(axis=1).min() >= 0.9999
     runtime.close()
+
+
+def _byte_level_bpe(root: Path) -> Tokenizer:
+    """A small byte-level BPE tokenizer (Qwen's and ModernBERT's kind) that appends an end token, as a decoder's."""
+    from tokenizers import Tokenizer as RustTokenizer
+    from tokenizers import decoders, models, pre_tokenizers, processors, trainers
+
+    backend = RustTokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<eot>"], show_progress=False)
+    backend.train_from_iterator([" ".join(WORDS)] * 50 + ["Query: world hello"] * 50, trainer=trainer)
+    eot = backend.token_to_id("<eot>")
+    backend.post_processor = processors.TemplateProcessing(single="$A <eot>", special_tokens=[("<eot>", eot)])
+    backend.save(str(root / "tokenizer.json"))
+    return Tokenizer(root, TokenizerInfo("tokenizer.json", 24, eot, (eot,)))
+
+
+def test_a_prompted_texts_windows_tokenize_the_prompt_with_the_text_as_truncation_does(tmp_path: Path) -> None:
+    """A byte-level BPE merges across the seam ("Query: " + "world": "Ġworld"): the prompt and the text tokenized
+    apart gave the first window other tokens than the same text truncated (cosine 0.989 on a Qwen model)."""
+    tokenizer = _byte_level_bpe(tmp_path)
+    prompt, text = "Query: ", "world hello " + " ".join(WORDS * 3)
+    truncated = tokenizer.encode([prompt + text]).ids[0]
+    joint = tokenizer.untruncated.encode(prompt + text, add_special_tokens=False).ids
+    apart = tokenizer.untruncated.encode(prompt, add_special_tokens=False).ids
+    assert joint[: len(apart)] != apart  # the seam merges: the case at stake
+    windows = tokenizer.encode_windows([text], prompt=prompt, overlap=3)
+    rows = [row.tolist() for row in windows.encoded.ids]
+    assert len(rows) > 2 and rows[0] == truncated.tolist()
+    eot = tokenizer.info.pad_token_id
+    head = rows[0][: len(rows[0]) - 1 - int(windows.weights[0])]  # the prompt's tokens in the joint tokenization
+    body = joint[len(head) :]
+    step = int(windows.weights[0]) - 3
+    for w, row in enumerate(rows):  # each: the prompt, a run of the text overlapping the last by 3, the end token
+        assert row[: len(head)] == head and row[-1] == eot and len(row) <= 24
+        assert row[len(head) : -1] == body[w * step : w * step + int(windows.weights[w])]
+    assert w * step + int(windows.weights[-1]) == len(body)  # every token of the text is in a window
+    starts = [int(s) for s, _ in windows.spans]
+    assert starts[0] == 0 and text[int(windows.spans[-1][1]) - 1 :] == text[-1:]
