@@ -9,7 +9,13 @@
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+# ONNX Runtime's import writes a device id and a queued usage event (OS, CPU, container detection, the executable's
+# path) under ~/.cache/Microsoft, decided at its import; fastembed-rt declines that, as it declines OpenVINO's, unless
+# the process chose (ORT_DISABLE_TELEMETRY=0) or imported onnxruntime before fastembed_rt.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from fastembed_rt import util
 from fastembed_rt.errors import (

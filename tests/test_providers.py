@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -172,6 +173,51 @@ def test_openvino_second_load_reads_the_compiled_model_cache(minilm_artifact_ses
     assert second._pipeline.provider.loaded_from_cache is True
     assert any((tmp_path / "openvino").iterdir())
     np.testing.assert_allclose(first.encode(TEXTS), second.encode(TEXTS), atol=1e-6)
+
+
+def test_openvino_cache_keeps_no_blobs_of_artifacts_that_are_gone(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """Each deleted temporary artifact (or pruned hub revision) kept its ~90 MB blob for good."""
+    import shutil
+
+    cache = tmp_path / "cache"
+    for name in ("first", "second", "third"):
+        copy = tmp_path / name
+        shutil.copytree(minilm_artifact_session, copy)
+        SentenceTransformer(copy, provider="openvino", variant="fp32", provider_cache_dir=cache).close()
+        if name != "third":
+            shutil.rmtree(copy)
+    (folder,) = [f for f in (cache / "openvino").iterdir() if f.is_dir()]  # the third's: the others are gone
+    record = json.loads((folder / "source.json").read_text())
+    assert record == {"graph": str((tmp_path / "third" / "onnx" / "model.onnx").resolve())}
+
+
+def test_openvino_loads_wait_for_a_compile_into_the_same_cache(minilm_artifact_session: Path, tmp_path: Path) -> None:
+    """Two loads compiling into one empty cache at once: the first one failed ("cannot set permissions ...
+    .blob") in 1 of 6 rounds. A load now compiles under the cache folder's lock."""
+    import threading
+
+    from fastembed_rt.providers.onnxruntime_cache import _replacing
+
+    def load() -> SentenceTransformer:
+        return SentenceTransformer(
+            minilm_artifact_session, provider="openvino", variant="fp32", provider_cache_dir=tmp_path
+        )
+
+    first = load()
+    expected = first.encode(TEXTS)
+    folder = first._pipeline.provider.cache_dir
+    first.close()
+    loaded: list[SentenceTransformer] = []
+    with _replacing(folder):  # as a load in another process holds it while it compiles
+        waiting = threading.Thread(target=lambda: loaded.append(load()))
+        waiting.start()
+        waiting.join(timeout=3)
+        assert waiting.is_alive() and not loaded  # it waits for the lock
+    waiting.join(timeout=120)
+    assert len(loaded) == 1 and loaded[0]._pipeline.provider.loaded_from_cache
+    np.testing.assert_allclose(loaded[0].encode(TEXTS), expected, atol=1e-6)
 
 
 def test_openvino_never_serves_a_compiled_blob_of_weights_the_artifact_no_longer_has(
@@ -344,3 +390,23 @@ def test_cli_encode_takes_provider_and_variant(
     if cuda_unavailable() is not None:
         assert cli_main(["encode", str(minilm_artifact_session), "hello", "--provider", "cuda"]) == 1
         assert "available: auto, cpu" in capsys.readouterr().err
+
+
+def test_onnx_runtimes_telemetry_store_is_not_written_unless_the_environment_asks(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """ONNX Runtime's import wrote a device id and a usage event (OS, CPU, executable path) under ~/.cache/Microsoft."""
+    import subprocess
+    import sys
+
+    code = "import sys; from fastembed_rt import SentenceTransformer; SentenceTransformer(sys.argv[1]).encode('x')"
+    for setting in (None, "0"):
+        home = tmp_path / f"home-{setting}"
+        home.mkdir()
+        env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+        env.update(HOME=str(home), FASTEMBED_RT_CACHE=str(tmp_path / "cache"))
+        if setting is not None:
+            env["ORT_DISABLE_TELEMETRY"] = setting
+        subprocess.run([sys.executable, "-c", code, str(minilm_artifact_session)], env=env, check=True, timeout=120)
+        written = list((home / ".cache" / "Microsoft").rglob("*"))
+        assert bool(written) == (setting == "0"), (setting, written)  # "0": ONNX Runtime's own default, which writes

@@ -181,3 +181,27 @@ def test_big_graphs_and_one_thread_run_one_batch_at_a_time_by_default(
     assert big._pipeline.provider._stream_session is None
     for model in (one_thread, default, big):
         model.close()
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_the_streams_run_the_loaded_weights_after_the_artifact_is_replaced_or_removed(
+    minilm_artifact_session: Path, tmp_path: Path, cache: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The streams' session opened the path as it was at the first long call: after `export --overwrite` that call
+    ran the new weights (the same text alone and in a batch at cosine 0.02), after a removal it failed."""
+    import shutil
+
+    artifact = tmp_path / "artifact"
+    shutil.copytree(minilm_artifact_session, artifact)
+    options = ProviderOptions(streams=2, cache=cache, cache_dir=tmp_path / "cache")
+    model = SentenceTransformer(artifact, provider="cpu", variant="fp32", intra_op_threads=2, provider_options=options)
+    alone = np.stack([model.encode(text) for text in _TEXTS[:3]])
+    shutil.rmtree(artifact)  # as a re-export renames the old folder away, or a hub cache prune
+    if cache:
+        shutil.rmtree(tmp_path / "cache")  # and another process's clean-up takes the cached copy
+    with caplog.at_level("WARNING", logger="fastembed_rt"):
+        batched = model.encode(_TEXTS, batch_size=4)
+    assert model.last_encode_stats.batches >= 2 * MIN_BATCHES_PER_STREAM  # the call ran on the streams
+    np.testing.assert_allclose(batched[:3], alone, atol=1e-5)
+    assert "streams run on the loaded session" in caplog.text
+    model.close()

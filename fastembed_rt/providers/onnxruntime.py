@@ -163,6 +163,16 @@ def _open_session(model_path: Path, so: Any, providers: list[Any], disabled_opti
         ) from exc
 
 
+def _files_identity(graph: Path) -> tuple[tuple[int, int, int], ...] | None:
+    """Inode, size and modification time of ``graph`` and of its weights file beside it (``*.data``); None when
+    either is gone."""
+    try:
+        files = [graph, *sorted(graph.parent.glob(f"{graph.name}*.data"))]
+        return tuple((st.st_ino, st.st_size, st.st_mtime_ns) for st in (f.stat() for f in files))
+    except OSError:
+        return None
+
+
 class _OnnxRuntimeSession:
     """What every ONNX Runtime engine shares: a session, its names, ``run`` and ``close``."""
 
@@ -221,6 +231,9 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
         self.stream_threads = max(1, self.intra_op_threads // streams)
         self._stream_options = replace(options, intra_op_threads=self.stream_threads)
         self._model_path = model_path
+        # the files the session runs, as they were when it opened: the streams' session opens them again only if
+        # they are still those (a re-export or a cache clean-up in between would give it other weights)
+        self._graph_identity = _files_identity(self.graph_file)
         self._stream_session: Any = None
         self._stream_pool: ThreadPoolExecutor | None = None
         self._stream_lock = threading.Lock()
@@ -289,11 +302,32 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
         with self._stream_lock:
             self._live_session()
             if self._stream_pool is None:
-                self._stream_session, _ = self._open(self._model_path, self._stream_options)
+                self._stream_session = self._open_stream_session()
                 self._stream_pool = ThreadPoolExecutor(self.streams, thread_name_prefix="fastembed-rt-stream")
                 _STREAMING.add(self)
             session, pool = self._stream_session, self._stream_pool
         return pool.submit(lambda: dict(zip(output_names, session.run(output_names, feeds))))
+
+    def _open_stream_session(self) -> Any:
+        """A session of the graph file the engine runs, with the streams' threads; the engine's own session (which
+        runs calls from several threads as well) when that file changed or went since the engine opened it."""
+        graph = self.graph_file
+        if _files_identity(graph) == self._graph_identity:
+            try:
+                if graph == self._model_path:
+                    options = self._options(self._stream_options)
+                    return _open_session(graph, options, [CPU_EP], self.DISABLED_OPTIMIZERS)
+                import onnxruntime as ort
+
+                options = self._options(self._stream_options)
+                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # a cached copy
+                return _open_session(graph, options, [CPU_EP])
+            except ArtifactError as exc:
+                reason = str(exc)
+        else:
+            reason = "it changed or was removed since the model loaded (a re-export or a cache clean-up)"
+        logger.warning("%s: streams run on the loaded session: %s", graph, reason)
+        return self._live_session()
 
     def close(self) -> None:
         with self._stream_lock:

@@ -230,7 +230,15 @@ def cached_graph(
                 os.rename(scratch, folder)
     except Exception as exc:  # ONNX Runtime raises its own types; a full disk raises OSError
         shutil.rmtree(scratch, ignore_errors=True)
-        logger.warning("ONNX Runtime graph cache: could not save the optimized graph of %s (%s)", model_path, exc)
+        # ONNX Runtime's own message (a full disk, a read-only folder): not the loader's advice to re-export, which
+        # wraps it, since the artifact itself opens (the engine then runs it)
+        cause = exc.__cause__ or exc
+        logger.warning(
+            "ONNX Runtime graph cache: could not save the optimized graph of %s into %s (%s); running the artifact's",
+            model_path,
+            root,
+            cause,
+        )
         return None
     _remove_stale(root, folder, built_from, source)
     logger.debug("cached ONNX Runtime's optimized, pre-packed graph of %s in %s", model_path, folder)

@@ -46,6 +46,22 @@ logger = logging.getLogger("fastembed_rt")
 SMOOTHQUANT_INT8 = "openvino-ir+smoothquant-int8"
 
 _TELEMETRY_LOCK = threading.RLock()
+# OpenVINO 2025's Python bindings initialize static tables on first use (Type.to_dtype) under a C++ guard while
+# holding the GIL: two threads there at once can wait on each other for ever (1 in 8 fresh processes hung).
+_BINDINGS_LOCK = threading.Lock()
+
+
+def _compile(core: Any, model_path: Path, device: str, config: dict[str, Any], cache_dir: Path | None) -> Any:
+    """``core.compile_model`` of the file; with a compiled-model cache, under its lock, so that two loads do not
+    write the same blob at once (the first of two failed: "cannot set permissions ... .blob")."""
+    if cache_dir is None:
+        with _BINDINGS_LOCK:
+            return core.compile_model(str(model_path), device, config)
+    from fastembed_rt.providers.onnxruntime_cache import _replacing
+
+    # A path (not a read model) lets the cache skip reading the graph when the blob is current.
+    with _replacing(cache_dir), _BINDINGS_LOCK:
+        return core.compile_model(str(model_path), device, config)
 
 
 @contextlib.contextmanager
@@ -154,7 +170,37 @@ def _compiled_cache(root: Path, model_path: Path, device: str, config: dict[str,
         for former in root.glob(f"{path_key}-*"):
             if not former.name.startswith(f"{files_key}-") and former.is_dir():
                 shutil.rmtree(former, ignore_errors=True)
-    return root / name
+    _sweep(root, keep=root / name)
+    folder = root / name
+    with contextlib.suppress(OSError):  # whose blobs these are, and a use now (a read-only cache still serves)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / _SOURCE_FILE).write_text(json.dumps({"graph": str(model_path.resolve())}))
+    return folder
+
+
+_SOURCE_FILE = "source.json"
+
+
+def _sweep(root: Path, keep: Path) -> None:
+    """Remove the cache folders of graphs that are gone (a deleted temporary artifact, a pruned hub revision) and
+    of those no load used for ``UNUSED_DAYS``, as the ONNX Runtime graph cache does: each blob is the size of the
+    model's weights, and without this every artifact ever loaded kept one."""
+    import time
+
+    from fastembed_rt.providers.onnxruntime_cache import UNUSED_DAYS
+
+    with contextlib.suppress(OSError):
+        for folder in root.iterdir():
+            if folder == keep or not folder.is_dir():
+                continue
+            record = folder / _SOURCE_FILE
+            try:
+                graph = Path(json.loads(record.read_text())["graph"])
+                idle_days = (time.time() - record.stat().st_mtime) / 86400
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # not one of ours, or written before these records: left alone
+            if not graph.exists() or idle_days > UNUSED_DAYS:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _check_device(device: str, available: list[str]) -> tuple[str, str]:
@@ -243,8 +289,18 @@ class OpenVINO:
                 logger.warning("OpenVINO compiled-model cache disabled: cannot create %s (%s)", self.cache_dir, exc)
                 self.cache_dir = None
         try:
-            # A path (not a read model) lets the cache skip reading the graph when the blob is current.
-            compiled = core.compile_model(str(model_path), device, config)
+            try:
+                compiled = _compile(core, model_path, device, config, self.cache_dir)
+            except RuntimeError as exc:
+                if self.cache_dir is None:
+                    raise
+                # the cache's fault (a blob left half-written, a full disk) or the graph's: try without the cache
+                logger.warning(
+                    "OpenVINO compiled-model cache %s failed (%s); compiling without it", self.cache_dir, exc
+                )
+                self.cache_dir = None
+                core.set_property({"CACHE_DIR": ""})
+                compiled = _compile(core, model_path, device, config, None)
         except RuntimeError as exc:
             _check_extra(core, device, kind, dict(options.extra))  # a refused property is the caller's, not the file's
             raise ArtifactError(
@@ -279,12 +335,14 @@ class OpenVINO:
         # IR variants keep the precision stage's per-call inputs, which ONNX gives defaults and OpenVINO
         # cannot: an input a call leaves out is fed zeros (0 on dynamic dims), never uninitialized memory,
         # which made the unrequested outputs' shapes garbage and the request fail at random.
-        self._unfed = {
-            i.get_any_name(): np.zeros(
-                [d.get_length() if d.is_static else 0 for d in i.get_partial_shape()], i.get_element_type().to_dtype()
-            )
-            for i in compiled.inputs
-        }
+        with _BINDINGS_LOCK:  # two threads in OpenVINO's first to_dtype calls can deadlock in its bindings
+            self._unfed = {
+                i.get_any_name(): np.zeros(
+                    [d.get_length() if d.is_static else 0 for d in i.get_partial_shape()],
+                    i.get_element_type().to_dtype(),
+                )
+                for i in compiled.inputs
+            }
         self._compiled: Any = compiled
         self._request: Any = compiled.create_infer_request()
 
