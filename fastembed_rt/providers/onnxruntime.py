@@ -311,17 +311,17 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
     def _open_stream_session(self) -> Any:
         """A session of the graph file the engine runs, with the streams' threads; the engine's own session (which
         runs calls from several threads as well) when that file changed or went since the engine opened it."""
+        import onnxruntime as ort
+
         graph = self.graph_file
         if _files_identity(graph) == self._graph_identity:
+            options = self._options(self._stream_options)
+            disabled: tuple[str, ...] = self.DISABLED_OPTIMIZERS
+            if graph != self._model_path:  # the cache's copy: optimized when it was saved, as in ``_open``
+                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+                disabled = ()
             try:
-                if graph == self._model_path:
-                    options = self._options(self._stream_options)
-                    return _open_session(graph, options, [CPU_EP], self.DISABLED_OPTIMIZERS)
-                import onnxruntime as ort
-
-                options = self._options(self._stream_options)
-                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # a cached copy
-                return _open_session(graph, options, [CPU_EP])
+                return _open_session(graph, options, [CPU_EP], disabled)
             except ArtifactError as exc:
                 reason = str(exc)
         else:
