@@ -332,17 +332,9 @@ class Tokenizer:
             if isinstance(item, str) and prompt:
                 self._prompted_windows(prompt, item, overlap, index, (ids, type_ids, owner, spans, weights))
                 continue
-            for window in self._windows(full[index] if not isinstance(item, str) else item, len(prompt_ids), overlap):
-                lead = 0
-                while lead < len(window.ids) and window.special_tokens_mask[lead]:
-                    lead += 1
-                if isinstance(item, str) and prompt_ids:  # the prompt again after the leading special tokens
-                    window_ids = window.ids[:lead] + prompt_ids + window.ids[lead:]
-                    window_types = (
-                        window.type_ids[:lead] + [window.type_ids[lead]] * len(prompt_ids) + window.type_ids[lead:]
-                    )
-                else:
-                    window_ids, window_types = window.ids, window.type_ids
+            # a text without a prompt, or a pair (a prompt is part of its query, which every window holds whole)
+            for window in self._windows(full[index] if not isinstance(item, str) else item, overlap):
+                window_ids, window_types = window.ids, window.type_ids
                 content = [
                     offset
                     for offset, is_special, sequence in zip(
@@ -411,10 +403,10 @@ class Tokenizer:
             self._template = (probe.ids[:start], probe.ids[end:], probe.type_ids[:start], probe.type_ids[end:], content)
         return self._template
 
-    def _windows(self, item: str | tuple[str, str], prompt_tokens: int, overlap: int) -> list[Any]:
-        """tokenizers' overflow windows of one over-long text (``prompt_tokens`` left free) or pair."""
+    def _windows(self, item: str | tuple[str, str], overlap: int) -> list[Any]:
+        """tokenizers' overflow windows of one over-long text or pair."""
         pair = not isinstance(item, str)
-        length = self.max_seq_length - prompt_tokens
+        length = self.max_seq_length
         # tokenizers panics (a BaseException, past any ``except Exception``) where the stride leaves no new
         # token in a window, so the room a window has for the text is checked here first.
         room = length - self.special_count(pair)
@@ -427,17 +419,12 @@ class Tokenizer:
                     f"{self.max_seq_length}-token window for the document, no more than chunk_overlap {overlap}: "
                     "shorten the query or lower chunk_overlap"
                 )
-        elif room <= overlap and prompt_tokens:
-            raise InputError(
-                f"a prompt of {prompt_tokens} tokens leaves {max(room, 0)} tokens of each {self.max_seq_length}-token "
-                f"window for the text, no more than chunk_overlap {overlap}: shorten the prompt or lower chunk_overlap"
-            )
         elif room <= overlap:
             raise InputError(
                 f"chunk_overlap {overlap} does not fit windows of {length} tokens ({room} of them for the text): "
                 "lower chunk_overlap"
             )
-        key = f"windows:{pair}:{prompt_tokens}:{overlap}"
+        key = f"windows:{pair}:{overlap}"
         if key not in self._backends:
             backend = self._copy()
             backend.no_padding()

@@ -212,6 +212,11 @@ def test_cross_encoder_chunk_keeps_the_best_window(tiny_reranker_artifact: Path)
         model.predict([(query, document)], long_inputs="error")
     ranked = model.rank(query, ["short doc", document], long_inputs="chunk", chunk_overlap=2)
     assert {r["corpus_id"]: r["score"] for r in ranked}[1] == pytest.approx(float(chunked[0]), abs=1e-7)
+    # a prompt is part of the query every window holds: its tokens were also taken off each window's length
+    prompted = model.prepare([(query, document)], prompt="question: ", long_inputs="chunk", chunk_overlap=2)
+    lengths = [len(ids) for ids in prompted.encoded.ids]
+    assert lengths[:-1] == [24] * (len(lengths) - 1) and lengths[-1] <= 24
+    assert all(model.tokenizer.decode(ids[1:3].tolist()) == "question :" for ids in prompted.encoded.ids)
 
 
 def test_a_query_or_prompt_that_leaves_no_room_past_the_overlap_is_an_input_error(
