@@ -123,7 +123,9 @@ def _forget_exported_graph() -> None:
         return
     with warnings.catch_warnings():  # isinstance() on some of torch's lazy objects warns of their deprecation
         warnings.simplefilter("ignore")
-        matchers = [obj for obj in gc.get_objects() if isinstance(obj, SimplePatternMatcher)]
+        # by type, not isinstance: that asks an object for __class__, which some raise on (numpy's NpzFile.f,
+        # a BagObj, raises AttributeError for any name it lacks; one alive in the process failed every export)
+        matchers = [obj for obj in gc.get_objects() if issubclass(type(obj), SimplePatternMatcher)]
     for matcher in matchers:
         for name in ("_graph", "_current_node", "_match", "_tracer"):
             if name in vars(matcher):

@@ -486,7 +486,8 @@ def test_cli_info_and_encode_handle_multi_vector_artifacts(
         line["token_embeddings"], models["fixed"].runtime.encode_query("Hello, world!"), atol=1e-6
     )
     assert main(["encode", artifact, "Hello, world!", "A man.", "-o", str(tmp_path / "docs.npz")]) == 0
-    saved = np.load(tmp_path / "docs.npz")
-    np.testing.assert_allclose(saved["arr_0"], models["fixed"].runtime.encode_document("Hello, world!"), atol=0)
+    with np.load(tmp_path / "docs.npz") as saved:
+        first = saved["arr_0"]
+    np.testing.assert_allclose(first, models["fixed"].runtime.encode_document("Hello, world!"), atol=0)
     assert main(["encode", artifact, "x", "--truncate-dim", "4"]) == 2
-    assert "--truncate-dim is for single-vector models" in capsys.readouterr().err
+    assert "--truncate-dim is for dense single-vector models" in capsys.readouterr().err
