@@ -263,13 +263,11 @@ def _encode_single_vector(args: argparse.Namespace, texts: list[str], output: IO
     model = SentenceTransformer(args.artifact, provider=args.provider, variant=args.variant)
     embeddings = model.encode(
         texts,
-        batch_size=args.batch_size,
         prompt_name=args.prompt_name,
         normalize_embeddings=args.normalize,
         truncate_dim=args.truncate_dim,
         precision=args.precision,
-        long_inputs=args.long_inputs,
-        chunk_overlap=args.chunk_overlap,
+        **_batching(args),
     )
     _note_truncated(model)
     assert isinstance(embeddings, np.ndarray)
@@ -281,6 +279,11 @@ def _encode_single_vector(args: argparse.Namespace, texts: list[str], output: IO
             values = [round(float(x), 7) for x in row] if floats else row.tolist()
             print(json.dumps({"text": text, "embedding": values}))
     return f"{embeddings.shape[0]}×{embeddings.shape[1]} {embeddings.dtype}"
+
+
+def _batching(args: argparse.Namespace) -> dict[str, Any]:
+    """The options every text-taking command passes on as they are: batch size and long-input handling."""
+    return {"batch_size": args.batch_size, "long_inputs": args.long_inputs, "chunk_overlap": args.chunk_overlap}
 
 
 def _note_truncated(model: Any) -> None:
@@ -300,12 +303,10 @@ def _encode_sparse(args: argparse.Namespace, texts: list[str], output: IO[bytes]
     model = SparseEncoder(args.artifact, provider=args.provider, variant=args.variant)
     rows = model.encode(
         texts,
-        batch_size=args.batch_size,
         prompt_name=args.prompt_name,
         max_active_dims=args.max_active_dims,
-        long_inputs=args.long_inputs,
-        chunk_overlap=args.chunk_overlap,
         sparse_format="scipy" if output is not None else "arrays",
+        **_batching(args),
     )
     _note_truncated(model)
     if output is not None:
@@ -345,15 +346,9 @@ def _rank(args: argparse.Namespace) -> int:
         ranked = late.rank(args.query, documents, top_k=args.top_k, return_documents=True, batch_size=args.batch_size)
     elif task == "cross-encoder":
         model = CrossEncoder(args.artifact, **options)
+        activation = "identity" if args.raw else None
         ranked = model.rank(
-            args.query,
-            documents,
-            top_k=args.top_k,
-            return_documents=True,
-            batch_size=args.batch_size,
-            activation_fn="identity" if args.raw else None,
-            long_inputs=args.long_inputs,
-            chunk_overlap=args.chunk_overlap,
+            args.query, documents, top_k=args.top_k, return_documents=True, activation_fn=activation, **_batching(args)
         )
         _note_truncated(model)
     else:

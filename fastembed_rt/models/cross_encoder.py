@@ -189,6 +189,7 @@ class CrossEncoder(MultiProcessModel):
                 f"{self.manifest.root}: manifest stages have no valid 'classifier' head; re-create the artifact "
                 "with `fastembed-rt export MODEL OUT_DIR --task cross-encoder`"
             ) from None
+        self._head = head
         self.num_labels = head.num_labels
         self.labels: tuple[str, ...] = head.label_names()  # the model's id2label, in id order
         self._fused = head.activation
@@ -199,8 +200,7 @@ class CrossEncoder(MultiProcessModel):
     def _saved_manifest(self) -> Manifest:
         """The manifest with ``activation_fn`` as predict's default, as sentence-transformers saves it in its config:
         a name or an activation module; any other callable cannot be written, and is left out with a warning."""
-        stages = self.manifest.stages
-        head = ClassifierHeadSpec.from_dict(stages["classifier"])
+        head = self._head
         name = _activation_name(self.activation_fn)
         if name is None:
             warnings.warn(
@@ -210,7 +210,7 @@ class CrossEncoder(MultiProcessModel):
             )
             return self.manifest
         head = dataclasses.replace(head, default_activation=name)
-        return dataclasses.replace(self.manifest, stages={**stages, "classifier": head.to_dict()})
+        return dataclasses.replace(self.manifest, stages={**self.manifest.stages, "classifier": head.to_dict()})
 
     def _warm_up(self) -> None:
         self.predict([("warm-up", "warm-up")], batch_size=1)

@@ -311,9 +311,8 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         if not len(prepared):
             return []
         rows = self._pipeline.features(prepared, batch_size=batch_size, show_progress_bar=show_progress_bar)
-        dim = self.manifest.dim
-        if options.output_dim < dim or options.normalize:
-            normalize_output = options.normalize or (self.manifest.normalizes and options.output_dim < dim)
+        if options.output_dim < self.manifest.dim or options.normalize:
+            normalize_output = self._normalize_output(options)
             for row in rows:
                 vector = row["sentence_embedding"][None]
                 row["sentence_embedding"] = reference.matryoshka(vector, options.output_dim, normalize_output)[0]
@@ -335,8 +334,17 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         pooled = pool_windows(rows, windows.owner, windows.weights, len(prepared), self.manifest.normalizes)
         if options.precision is Precision.FLOAT32 and options.output_dim == dim:
             return reference.normalize(pooled) if options.normalize else pooled
-        normalize_output = options.normalize or (self.manifest.normalizes and options.output_dim < dim)
-        sliced = reference.matryoshka(pooled, options.output_dim, normalize_output)
+        return self._host_stages(pooled, options)
+
+    def _normalize_output(self, options: EmbedOptions) -> bool:
+        """Whether the call's output is normalized: on request, or a normalizing model's truncated (Matryoshka)."""
+        return options.normalize or (self.manifest.normalizes and options.output_dim < self.manifest.dim)
+
+    def _host_stages(self, rows: np.ndarray, options: EmbedOptions) -> np.ndarray:
+        """The graph's precision stage on the host, with the numpy references it is held equal to: float rows
+        truncated, normalized as the call asks, then quantized."""
+        normalize_output = self._normalize_output(options)
+        sliced = reference.matryoshka(rows, options.output_dim, normalize_output)
         return quantize_embeddings(sliced, options.precision, ranges=self._ranges(options, normalize_output))
 
     def _ranges(self, options: EmbedOptions, normalize_output: bool) -> np.ndarray:
@@ -400,17 +408,15 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
                 "re-export it with this fastembed-rt to use precision= or truncate_dim="
             )
         precision, output_dim = options.precision, options.output_dim
-        # A normalizing model's truncated output is re-normalized (Matryoshka); otherwise only on request.
-        normalize_output = options.normalize or (self.manifest.normalizes and output_dim < self.manifest.dim)
-        ranges = self._ranges(options, normalize_output)
         if not len(prepared):
-            return quantize_embeddings(np.empty((0, output_dim), np.float32), precision, ranges=ranges)
+            return self._host_stages(np.empty((0, self.manifest.dim), np.float32), options)
         if getattr(self._pipeline.provider, "folds_input_defaults", False):
-            # OpenVINO on an ONNX graph: the stage's inputs were folded to their defaults, so the float rows come
-            # from the graph and the stage runs on the host, with the numpy references the graph is held equal to
-            rows = self._pipeline.embed(prepared, batch_size=batch_size, show_progress_bar=show_progress_bar)
-            sliced = reference.matryoshka(rows, output_dim, normalize_output)
-            return quantize_embeddings(sliced, precision, ranges=ranges)
+            # OpenVINO on an ONNX graph folded the stage's inputs to their defaults: float rows from the graph
+            return self._host_stages(
+                self._pipeline.embed(prepared, batch_size=batch_size, show_progress_bar=show_progress_bar), options
+            )
+        normalize_output = self._normalize_output(options)
+        ranges = self._ranges(options, normalize_output)
         return self._pipeline.embed(
             prepared,
             batch_size=batch_size,

@@ -24,7 +24,7 @@ import numpy as np
 
 from fastembed_rt.errors import ArtifactError, ProviderError
 from fastembed_rt.machine import this_cpu
-from fastembed_rt.providers.base import STREAM_MAX_GRAPH_BYTES, ProviderOptions, cache_root
+from fastembed_rt.providers.base import STREAM_MAX_GRAPH_BYTES, ProviderOptions, cache_root, graph_data_files
 from fastembed_rt.providers.threads import available_cpus, default_streams
 
 __all__ = [
@@ -163,12 +163,12 @@ def _open_session(model_path: Path, so: Any, providers: list[Any], disabled_opti
         ) from exc
 
 
-def _files_identity(graph: Path) -> tuple[tuple[int, int, int], ...] | None:
-    """Inode, size and modification time of ``graph`` and of its weights file beside it (``*.data``); None when
-    either is gone."""
+def _files_identity(graph: Path) -> tuple[tuple[int, int, int], dict[str, dict[str, int]]] | None:
+    """Inode, size and modification time of ``graph``, and its weights files as the engine caches know them
+    (``graph_data_files``); None when the graph is gone."""
     try:
-        files = [graph, *sorted(graph.parent.glob(f"{graph.name}*.data"))]
-        return tuple((st.st_ino, st.st_size, st.st_mtime_ns) for st in (f.stat() for f in files))
+        stat = graph.stat()
+        return (stat.st_ino, stat.st_size, stat.st_mtime_ns), graph_data_files(graph)
     except OSError:
         return None
 

@@ -170,11 +170,15 @@ def _compiled_cache(root: Path, model_path: Path, device: str, config: dict[str,
         for former in root.glob(f"{path_key}-*"):
             if not former.name.startswith(f"{files_key}-") and former.is_dir():
                 shutil.rmtree(former, ignore_errors=True)
-    _sweep(root, keep=root / name)
     folder = root / name
-    with contextlib.suppress(OSError):  # whose blobs these are, and a use now (a read-only cache still serves)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / _SOURCE_FILE).write_text(json.dumps({"graph": str(model_path.resolve())}))
+    record = folder / _SOURCE_FILE
+    with contextlib.suppress(OSError):  # a read-only cache still serves
+        if record.is_file():
+            os.utime(record)  # a use now: the load reads no other folder (the sweep is the compile's work)
+        else:  # a compile comes: whose blobs these are, and the folders of graphs gone or unused go
+            _sweep(root, keep=folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps({"graph": str(model_path.resolve())}))
     return folder
 
 
