@@ -399,7 +399,11 @@ def test_onnx_runtimes_telemetry_store_is_not_written_unless_the_environment_ask
     import subprocess
     import sys
 
-    code = "import sys; from fastembed_rt import SentenceTransformer; SentenceTransformer(sys.argv[1]).encode('x')"
+    code = (
+        "import os, sys; from fastembed_rt import SentenceTransformer; SentenceTransformer(sys.argv[1]).encode('x'); "
+        "print(os.environ.get('ORT_DISABLE_TELEMETRY'))"
+    )
+    written: dict[str | None, list[Path]] = {}
     for setting in (None, "0"):
         home = tmp_path / f"home-{setting}"
         home.mkdir()
@@ -407,6 +411,19 @@ def test_onnx_runtimes_telemetry_store_is_not_written_unless_the_environment_ask
         env.update(HOME=str(home), FASTEMBED_RT_CACHE=str(tmp_path / "cache"))
         if setting is not None:
             env["ORT_DISABLE_TELEMETRY"] = setting
-        subprocess.run([sys.executable, "-c", code, str(minilm_artifact_session)], env=env, check=True, timeout=120)
-        written = list((home / ".cache" / "Microsoft").rglob("*"))
-        assert bool(written) == (setting == "0"), (setting, written)  # "0": ONNX Runtime's own default, which writes
+        run = subprocess.run(
+            [sys.executable, "-c", code, str(minilm_artifact_session)],
+            env=env,
+            check=True,
+            timeout=120,
+            capture_output=True,
+            text=True,
+        )
+        # What ONNX Runtime reads: our default where the environment is silent, the user's own choice kept.
+        assert run.stdout.split()[-1] == ("1" if setting is None else setting), run.stdout
+        written[setting] = list((home / ".cache" / "Microsoft").rglob("*"))
+    assert written[None] == [], written[None]
+    # "0" is ONNX Runtime's own default. Whether it then writes depends on the machine (it does on the workstation,
+    # and did not on one CI machine), so the store is only checked against it where it wrote.
+    if not written["0"]:
+        pytest.skip("ONNX Runtime wrote no telemetry store here even when allowed; the environment check above ran")
