@@ -67,6 +67,7 @@ def optimize_backbone(
     skip_layer_norm: bool,
     attention: bool = True,
     packed_attention: bool = True,
+    embed_layer_norm: bool = True,
     check: Callable[[Any], object] | None = None,
 ) -> tuple[Any, dict[str, int]]:
     """The backbone after our attention fusion (``attention``) and ONNX Runtime's transformer fusions.
@@ -75,7 +76,10 @@ def optimize_backbone(
     CPU graph: ONNX Runtime 1.32's CPU SkipLayerNormalization kernel made all-MiniLM-L6-v2 13 % slower
     than Add + LayerNormalization on STSb sentences here (992 against 1,127 sentences/s, 2 threads);
     on for the fp16 graph, which is for GPUs. ``packed_attention``: ``fuse_attention``'s ``packed`` (off: the
-    Q/K/V projections stay MatMuls, for the int8 graph). Returns (ModelProto, fused-op counts).
+    Q/K/V projections stay MatMuls, for the int8 graph). ``embed_layer_norm``: let ONNX Runtime fuse the embedding
+    lookups and their LayerNormalization into ``EmbedLayerNormalization`` (it does for MPNet and DistilBERT, not for
+    BERT's graph); off for the int8 graphs, whose word-embedding table is stored at 8 bits and must stay read by a
+    ``Gather`` (``quantize.quantize_embedding_tables``). Returns (ModelProto, fused-op counts).
 
     A backbone whose weights are in a data file (every one by default) is optimized without them: the
     fusions read the few tensors they inspect from the file, and ONNX Runtime's shape inference, which
@@ -107,6 +111,7 @@ def optimize_backbone(
             fusions = FusionOptions(model_type)
             fusions.enable_skip_layer_norm = skip_layer_norm
             fusions.enable_bias_skip_layer_norm = skip_layer_norm
+            fusions.enable_embed_layer_norm = embed_layer_norm
             quiet = io.StringIO()
             with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
                 optimized = optimize_model(
@@ -152,7 +157,13 @@ def build_optimized(context: BuildContext) -> BuildResult:
 
 @contextlib.contextmanager
 def optimized_graph_file(
-    context: BuildContext, name: str, *, skip_layer_norm: bool, attention: bool = True, packed_attention: bool = True
+    context: BuildContext,
+    name: str,
+    *,
+    skip_layer_norm: bool,
+    attention: bool = True,
+    packed_attention: bool = True,
+    embed_layer_norm: bool = True,
 ) -> Iterator[tuple[Path, dict[str, int]]]:
     """``optimize_backbone``'s graph as a scratch file beside the backbone, for builders that read their input
     from a file; yields (path, fused-op counts) and removes the file on exit.
@@ -161,7 +172,11 @@ def optimized_graph_file(
     the attention fusion), so nothing of the weights is rewritten and nothing of them stays in memory.
     """
     model, fused = optimize_backbone(
-        context, skip_layer_norm=skip_layer_norm, attention=attention, packed_attention=packed_attention
+        context,
+        skip_layer_norm=skip_layer_norm,
+        attention=attention,
+        packed_attention=packed_attention,
+        embed_layer_norm=embed_layer_norm,
     )
     with scratch_graph(context.backbone.path.parent, name) as path:
         save_graph(model, path, external=True, check=False)

@@ -423,7 +423,11 @@ def _build_smoothquant(
     if not texts and fallback is None:
         raise ExportError(f"{variant} needs calibration texts (export_model(..., calibration_texts=...))")
     name = f"{variant}-input.onnx"
-    with optimized_graph_file(context, name, skip_layer_norm=False, packed_attention=False) as (source, fused):
+    # its word-embedding tables go to 8 bits, so they stay in Gathers (no EmbedLayerNormalization)
+    with optimized_graph_file(context, name, skip_layer_norm=False, packed_attention=False, embed_layer_norm=False) as (
+        source,
+        fused,
+    ):
 
         def load() -> Any:
             return onnx.load(str(source))
