@@ -3,7 +3,8 @@
 ``load_stsb`` looks for ``stsb-<lang>-<split>.csv`` (rows ``sentence1,sentence2,score``, no header) in, in
 order: the ``path`` argument, ``$FASTEMBED_RT_STSB``, ``../shared/data/stsb`` next to the working
 directory or this checkout, and otherwise loads the public ``PhilipMay/stsb_multi_mt`` dataset
-from the hub (needs the ``datasets`` package and network access).
+from the hub (needs the ``datasets`` package and network access). A folder named by ``path`` or the
+variable must hold the files: it is an error, not a reason to read other data.
 """
 
 from __future__ import annotations
@@ -36,19 +37,22 @@ class StsbSplit:
 
 
 def find_stsb_dir(path: str | os.PathLike[str] | None = None) -> Path | None:
-    """The first existing STSb folder among the documented places, or None."""
-    candidates: list[Path] = []
-    if path is not None:
-        candidates.append(Path(path))
-    if os.environ.get(STSB_ENV):
-        candidates.append(Path(os.environ[STSB_ENV]))
-    candidates.append(Path.cwd().parent / "shared" / "data" / "stsb")
-    candidates.append(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "stsb")
-    for candidate in candidates:
+    """The STSb folder to read: ``path`` or else ``$FASTEMBED_RT_STSB`` where set (either must hold
+    ``stsb-<lang>-<split>.csv`` files: a folder the user named is never passed over for another), else the first
+    ``../shared/data/stsb`` that holds them, else None (the hub)."""
+    if path is not None or os.environ.get(STSB_ENV):
+        folder, what = (Path(path), "path") if path is not None else (Path(os.environ[STSB_ENV]), f"${STSB_ENV}")
+        if not folder.is_dir():
+            raise FileNotFoundError(f"the STSb folder {folder} ({what}) does not exist")
+        if not any(folder.glob("stsb-*-*.csv")):
+            raise FileNotFoundError(f"no stsb-<lang>-<split>.csv files in {folder} ({what})")
+        return folder
+    for candidate in (
+        Path.cwd().parent / "shared" / "data" / "stsb",
+        Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "stsb",
+    ):
         if candidate.is_dir() and any(candidate.glob("stsb-*-*.csv")):
             return candidate
-    if path is not None:
-        raise FileNotFoundError(f"no stsb-<lang>-<split>.csv files in {path}")
     return None
 
 
@@ -86,15 +90,24 @@ def load_stsb(split: str = "test", lang: str = "en", path: str | os.PathLike[str
     s1: list[str] = []
     s2: list[str] = []
     scores: list[float] = []
-    with file.open(newline="", encoding="utf-8") as handle:
-        for i, row in enumerate(csv.reader(handle)):
-            if i == 0 and row[:3] == ["sentence1", "sentence2", "score"]:
-                continue  # the files here have no header; tolerate one
-            if len(row) != 3:
-                raise ValueError(f"{file}:{i + 1}: expected 3 columns, got {len(row)}")
-            s1.append(row[0])
-            s2.append(row[1])
-            scores.append(float(row[2]))
+    try:
+        with file.open(newline="", encoding="utf-8") as handle:
+            for i, row in enumerate(csv.reader(handle)):
+                if i == 0 and row[:3] == ["sentence1", "sentence2", "score"]:
+                    continue  # the files here have no header; tolerate one
+                if len(row) != 3:
+                    raise ValueError(f"{file}:{i + 1}: expected 3 columns (sentence1,sentence2,score), got {len(row)}")
+                try:
+                    score = float(row[2])
+                except ValueError:
+                    raise ValueError(f"{file}:{i + 1}: the score {row[2]!r} is not a number") from None
+                s1.append(row[0])
+                s2.append(row[1])
+                scores.append(score)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{file} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if not scores:
+        raise ValueError(f"{file} holds no sentence pairs")
     return StsbSplit(s1, s2, np.asarray(scores, dtype=np.float64), str(file))
 
 

@@ -1,0 +1,77 @@
+"""The one STSb loader: the folder a user names is the one read, and a bad file is named in the error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastembed_rt import stsb
+
+
+def _split(folder: Path, rows: list[str], name: str = "stsb-en-test.csv") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def shared_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A ``../shared/data/stsb`` beside the working directory, as on the workstation: the fallback is there."""
+    shared = _split(tmp_path / "shared" / "data" / "stsb", ["shared a,shared b,1.0"])
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.delenv(stsb.STSB_ENV, raising=False)
+    return shared
+
+
+def test_the_shared_folder_is_read_when_nothing_is_named(shared_data: Path) -> None:
+    data = stsb.load_stsb("test", "en")
+    assert data.sentences1 == ["shared a"] and data.source == str(shared_data / "stsb-en-test.csv")
+
+
+@pytest.mark.parametrize("problem", ["missing", "empty"])
+def test_a_named_folder_without_the_files_is_an_error_not_a_reason_to_read_other_data(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, problem: str
+) -> None:
+    folder = tmp_path / "typo"
+    if problem == "empty":
+        folder.mkdir()
+    with pytest.raises(FileNotFoundError, match=r"typo \(path\)"):
+        stsb.load_stsb("test", "en", folder)
+    monkeypatch.setenv(stsb.STSB_ENV, str(folder))
+    with pytest.raises(FileNotFoundError, match=r"typo \(\$FASTEMBED_RT_STSB\)"):
+        stsb.load_stsb("test", "en")
+
+
+def test_the_path_argument_wins_over_the_environment_variable(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(stsb.STSB_ENV, str(_split(tmp_path / "env", ["env a,env b,2.0"])))
+    assert stsb.load_stsb("test", "en").sentences1 == ["env a"]
+    assert stsb.load_stsb("test", "en", _split(tmp_path / "arg", ["arg a,arg b,3.5"])).scores.tolist() == [3.5]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"a,b,1.0\nc,d,high\n", r"stsb-en-test\.csv:2: the score 'high' is not a number"),
+        (b"sentence_a,sentence_b,label\na,b,1.0\n", r"stsb-en-test\.csv:1: the score 'label' is not a number"),
+        (b"a,b\n", r"stsb-en-test\.csv:1: expected 3 columns"),
+        (b"a,b,1.0\n\xff\xfe,c,2.0\n", r"stsb-en-test\.csv is not UTF-8 text"),
+        (b"", r"stsb-en-test\.csv holds no sentence pairs"),
+        (b"sentence1,sentence2,score\n", r"stsb-en-test\.csv holds no sentence pairs"),
+    ],
+)
+def test_a_malformed_split_is_refused_naming_the_file_and_line(tmp_path: Path, content: bytes, message: str) -> None:
+    (tmp_path / "stsb-en-test.csv").write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        stsb.load_stsb("test", "en", tmp_path)
+
+
+def test_a_header_row_is_tolerated_and_scores_are_floats(tmp_path: Path) -> None:
+    _split(tmp_path, ["sentence1,sentence2,score", '"a, quoted",b,4.25', "c,d,0"])
+    data = stsb.load_stsb("test", "en", tmp_path)
+    assert data.sentences1 == ["a, quoted", "c"] and data.scores.dtype == np.float64
+    assert data.scores.tolist() == [4.25, 0.0]
