@@ -89,8 +89,16 @@ def run_together(script: str, job: dict[str, object], folder: Path, count: int) 
     return [json.loads(output.strip().splitlines()[-1]) for output in outputs]
 
 
+# the peers' rows: the backbone graph each runs, in the --backbone folder
+FLOORS = {
+    "floor (tokenizers + ORT, sorted)": "model.onnx",
+    "floor uint8 (ORT-optimized + dynamic uint8)": "model_uint8.onnx",
+}
+
+
 def contenders(artifact: Path, backbone: Path) -> dict[str, dict[str, object]]:
-    """Loader specs (``benchmarks/contenders.py``) by row name: ours, then the floor graphs that exist."""
+    """Loader specs (``benchmarks/contenders.py``) by row name: ours, then the floor graphs that exist (``main``
+    prints a row for each missing one)."""
     from fastembed_rt.artifact import load_manifest
 
     manifest = load_manifest(artifact)
@@ -105,14 +113,10 @@ def contenders(artifact: Path, backbone: Path) -> dict[str, dict[str, object]]:
         if variant == "auto" or any(v.name == variant for v in manifest.variants)
     }
     ours["fastembed-rt cpu/auto, graph cache off"] = {**ours["fastembed-rt cpu/auto"], "cache": False}
-    floors = {
-        "floor (tokenizers + ORT, sorted)": "model.onnx",
-        "floor uint8 (ORT-optimized + dynamic uint8)": "model_uint8.onnx",
-    }
     shape = (manifest.tokenizer.max_seq_length, manifest.dim)
     return {
         **ours,
-        **{name: floor_spec(backbone, graph, *shape) for name, graph in floors.items() if (backbone / graph).exists()},
+        **{name: floor_spec(backbone, graph, *shape) for name, graph in FLOORS.items() if (backbone / graph).exists()},
     }
 
 
@@ -148,6 +152,8 @@ def main() -> None:
         specs = contenders(args.artifact, args.backbone)
         os.environ[CACHE_ENV] = str(Path(tmp) / "cache")
         warm_engine_caches(specs.values(), 2, 32, sentences[0])
+        for name in [name for name in FLOORS if name not in specs]:  # a row that says so, not a silent gap
+            print(f"| {name} | not run: {args.backbone / FLOORS[name]} is missing (benchmarks/run.py builds it) |")
         for name, spec in specs.items():
             try:
                 stages = run_job(

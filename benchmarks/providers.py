@@ -53,6 +53,14 @@ def _rows(artifact: Path, only: set[str] | None) -> list[dict[str, Any]]:
                 rows.append({"provider": provider, "variant": variant.name, "spin": "default"})
                 if (provider, variant.name) == ("cpu", "fp32"):  # the spinning tradeoff in docs/providers.md
                     rows += [{"provider": provider, "variant": variant.name, "spin": spin} for spin in SPINS]
+    if missing := sorted((only or set()) - {f"{row['provider']}/{row['variant']}" for row in rows}):
+        have = ", ".join(
+            f"{p}/{v.name}"
+            for p in available_providers()
+            for v in manifest.variants
+            if v.format in provider_spec(p).formats
+        )
+        raise SystemExit(f"--rows {', '.join(missing)}: not a provider/variant this artifact and machine run ({have})")
     return rows
 
 

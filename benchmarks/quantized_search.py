@@ -11,7 +11,6 @@ top 10 with exact float32 cosine search's top 10, averaged over queries.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from fastembed_rt import SentenceTransformer
+from fastembed_rt.bench import machine_name
 from fastembed_rt.stsb import load_stsb
 from fastembed_rt.util import dot_score, semantic_search, semantic_search_quantized
 
@@ -107,7 +107,7 @@ def main() -> None:
 
     print(
         f"\n{len(queries)} queries × {len(corpus)} corpus sentences (STSb en, all splits), top {TOP_K}; "
-        f"{platform.processor() or platform.machine()}, corpus encoded in {encode_s:.1f} s\n"
+        f"{machine_name()}, corpus encoded in {encode_s:.1f} s\n"
     )
     print("| method | bytes / vector | index MB | search s (all queries) | recall@10 vs float |")
     print("| --- | ---: | ---: | ---: | ---: |")

@@ -51,6 +51,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -78,6 +79,7 @@ from fastembed_rt.bench import (
 HERE = Path(__file__).resolve().parent
 MODELS = ENV_ROOT / "models"
 LONG_TOKENS = (200, 256)
+FLOOR = "floor (tokenizers + ORT, sorted)"
 
 
 @dataclass(frozen=True)
@@ -290,7 +292,7 @@ def contenders(artifact: Path, model_dir: Path, with_st_extras: bool) -> list[Co
     max_len = manifest.tokenizer.max_seq_length
     rows.append(
         Contender(
-            "floor (tokenizers + ORT, sorted)",
+            FLOOR,
             "floor",
             "cpu",
             "fp32",
@@ -478,7 +480,7 @@ def summary_table(rows: list[BenchRow]) -> str:
     """One line per contender: the numbers the targets are stated in."""
     stsb, long, query = _by(rows, "stsb"), _by(rows, "long"), _by(rows, "query")
     torch = stsb.get("st torch")
-    floor = stsb.get("floor (tokenizers + ORT, sorted)")
+    floor = stsb.get(FLOOR)
     lines = [
         "| contender | STSb sent/s (min–max) | × st torch | × floor | long sent/s | long tok/s | query p50 / p99 ms "
         "| cold start s | peak RSS MB | install MB | STSb ρ | padding stsb / long | MFU stsb / long |",
@@ -509,7 +511,7 @@ def summary_table(rows: list[BenchRow]) -> str:
 def targets(rows: list[BenchRow]) -> list[str]:
     """Issues 6's and 13's targets, each as ``met``/``MISSED`` with the measured value."""
     stsb, query = _by(rows, "stsb"), _by(rows, "query")
-    torch, floor = stsb.get("st torch"), stsb.get("floor (tokenizers + ORT, sorted)")
+    torch, floor = stsb.get("st torch"), stsb.get(FLOOR)
     # "fp32" is what SentenceTransformer(artifact) runs on a CPU: the optimized fp32 graph when the
     # artifact has it (same fp32 gate), else the plain one.
     fp32_name = next(
@@ -603,10 +605,20 @@ def main() -> None:
     texts, stsb = load_texts(artifact, args.stsb, args.queries)
     every = contenders(artifact, model_dir, with_st_extras=True)
     chosen = [c for c in every if args.only is None or re.search(args.only, c.name)]
-    if any(c.env == "st-extras" for c in chosen):
-        ensure_st_exports(model_dir, args.stsb)
+    # A venv that cannot be built fails its own rows (and leaves an install size out), not the whole run.
+    broken: dict[str, str] = {}
     for env_name in sorted({c.env for c in chosen if c.env} | {c.install_env for c in chosen if c.install_env}):
-        ensure_env(env_name)
+        try:
+            ensure_env(env_name)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            broken[env_name] = f"its venv {env_name!r} could not be built: {exc}"
+            print(f"warning: {broken[env_name]}", file=sys.stderr, flush=True)
+    if any(c.env == "st-extras" for c in chosen) and "st-extras" not in broken:
+        try:
+            ensure_st_exports(model_dir, args.stsb)
+        except subprocess.CalledProcessError as exc:
+            broken["st-extras"] = f"sentence-transformers' exports failed (prepare_st.py exit {exc.returncode})"
+            print(f"warning: {broken['st-extras']}", file=sys.stderr, flush=True)
 
     tok = tokenizer(artifact)
     lengths = {k: [len(e.ids) for e in tok.encode_batch(v)] for k, v in texts.items()}
@@ -643,7 +655,10 @@ def main() -> None:
             for i, contender in enumerate(chosen if round_ % 2 == 0 else chosen[::-1], 1):
                 print(f"[round {round_ + 1}, {i}/{len(chosen)}] {contender.name} ...", file=sys.stderr, flush=True)
                 started = time.perf_counter()
-                result = run_contender(contender, {**job, "data": str(data)}, Path(tmp) / f"round{round_}")
+                if contender.env in broken:
+                    result = {"error": broken[contender.env]}
+                else:
+                    result = run_contender(contender, {**job, "data": str(data)}, Path(tmp) / f"round{round_}")
                 results[contender.name].append(result)
                 # Each raw result is kept as it comes: a run stopped midway still leaves what it measured.
                 with (out_dir / "raw.jsonl").open("a", encoding="utf-8") as raw:
@@ -664,13 +679,19 @@ def main() -> None:
         f"OpenVINO picks by itself on CPUs with AVX512-BF16 unless told f32); 1-minute load average "
         f"{load_before[0]:.2f} before, {load_after[0]:.2f} after; {time.strftime('%Y-%m-%d %H:%M')}"
     )
-    command = " ".join([".venv/bin/python benchmarks/run.py", *sys.argv[1:]])
+    # the × ref column's denominator: sentence-transformers where it ran, else the floor
+    reference = next(
+        (name for name in ("st torch", FLOOR) if any(r.contender == name and r.sent_s for r in rows)),
+        None,
+    )
+    command = shlex.join([".venv/bin/python", "benchmarks/run.py", *sys.argv[1:]])
     report = "\n\n".join(
         [
             caption,
             summary_table(rows),
             "Targets (issues 6 and 13):\n" + "\n".join(targets(rows)),
-            "Every row:\n\n" + format_table(rows, reference="st torch"),
+            f"Every row (× ref: over {reference or 'the first row of each workload'}):\n\n"
+            + format_table(rows, reference=reference),
             f"Command: `{command}`",
         ]
     )

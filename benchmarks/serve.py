@@ -1117,7 +1117,7 @@ def main() -> None:
         if picked:
             sections.append(scenario_table(picked, ceiling, f"### {title}\n\n{caption}"))
     fastembed_args = next((r.server_args for r in rows if r.contender == "fastembed-rt" and r.server_args), "")
-    command = " ".join([".venv/bin/python benchmarks/serve.py", *sys.argv[1:]])
+    command = shlex.join([".venv/bin/python", "benchmarks/serve.py", *sys.argv[1:]])
     report = "\n\n".join(
         [
             *sections,

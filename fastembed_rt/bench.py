@@ -295,6 +295,9 @@ def _configurations(
     from fastembed_rt.providers import available_providers, provider_spec
 
     names = list(providers) if providers else available_providers()
+    have = ", ".join(v.name for v in manifest.variants)
+    if unknown := [name for name in variants or () if name not in {v.name for v in manifest.variants}]:
+        raise ProviderError(f"variant(s) {', '.join(unknown)} not in this artifact; it has {have}")
     pairs = []
     for name in names:
         spec = provider_spec(name)
@@ -303,8 +306,9 @@ def _configurations(
         for variant in manifest.variants:
             if variant.format in spec.formats and (not variants or variant.name in variants):
                 pairs.append((name, variant.name))
+    if left := [name for name in variants or () if all(name != variant for _, variant in pairs)]:
+        raise ProviderError(f"no provider of {names} runs variant(s) {', '.join(left)} (their format)")
     if not pairs:
-        have = ", ".join(v.name for v in manifest.variants)
         raise ProviderError(
             f"no provider × variant to bench; providers {names}, variants asked {variants}, have {have}"
         )

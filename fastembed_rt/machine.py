@@ -78,10 +78,24 @@ class CpuIdentity:
         return x86 and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(self.isa)
 
 
+# Arm's /proc/cpuinfo names no model, only an implementer and a part number: the server cores a benchmark table
+# is likely to meet (Graviton 2/3/4 are Neoverse N1/V1/V2, Ampere Altra N1), else the numbers themselves.
+_ARM_PARTS = {
+    ("0x41", "0xd0c"): "Arm Neoverse-N1",
+    ("0x41", "0xd40"): "Arm Neoverse-V1",
+    ("0x41", "0xd49"): "Arm Neoverse-N2",
+    ("0x41", "0xd4f"): "Arm Neoverse-V2",
+    ("0x41", "0xd8e"): "Arm Neoverse-N3",
+    ("0x41", "0xd84"): "Arm Neoverse-V3",
+    ("0xc0", "0xac3"): "AmpereOne",
+}
+
+
 def _cpuinfo(path: Path) -> tuple[str | None, set[str]]:
     """Model name and flags of the first CPU in a ``/proc/cpuinfo``-format file (None, empty: unreadable)."""
     model: str | None = None
     flags: set[str] = set()
+    arm: dict[str, str] = {}
     try:
         lines = path.read_text().splitlines()
     except OSError:
@@ -93,6 +107,11 @@ def _cpuinfo(path: Path) -> tuple[str | None, set[str]]:
             model = value.strip()
         elif key in ("flags", "Features") and not flags:
             flags = set(value.split())
+        elif key in ("CPU implementer", "CPU part"):
+            arm.setdefault(key, value.strip().lower())
+    if model is None and len(arm) == 2:
+        implementer, part = arm["CPU implementer"], arm["CPU part"]
+        model = _ARM_PARTS.get((implementer, part), f"Arm CPU implementer {implementer} part {part}")
     return model, flags
 
 

@@ -23,7 +23,10 @@ def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from fastembed_rt.export import export_model
 
     tmp = tmp_path_factory.mktemp("bench")
-    export_model(build_tiny_model(tmp, "bert", "mean", normalize=True), tmp / "artifact", stsb=False)
+    # openvino: a variant the cpu provider cannot run
+    export_model(
+        build_tiny_model(tmp, "bert", "mean", normalize=True), tmp / "artifact", stsb=False, variants="fp32,openvino"
+    )
     return tmp / "artifact"
 
 
@@ -64,9 +67,24 @@ def test_bench_reads_texts_from_a_file(tiny_artifact: Path, tmp_path: Path, caps
     assert "| cpu/fp32 | texts | 2 |" in out
 
 
-def test_bench_rejects_a_variant_the_artifact_lacks(tiny_artifact: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _bench(tiny_artifact, "--variants", "nope", "--batch-sizes", "2") == 1
-    assert "no provider × variant to bench" in capsys.readouterr().err
+def test_bench_rejects_a_variant_the_artifact_lacks_even_beside_one_it_has(
+    tiny_artifact: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo beside a real variant was dropped without a word: the run benched fp32 alone and exited 0."""
+    for asked in ("nope", "fp32,int9"):
+        assert _bench(tiny_artifact, "--variants", asked, "--batch-sizes", "2") == 1
+        err = capsys.readouterr().err
+        assert f"variant(s) {asked.split(',')[-1]} not in this artifact; it has fp32" in err, err
+
+
+def test_bench_rejects_a_variant_no_chosen_provider_runs(
+    tiny_artifact: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fastembed_rt.artifact import load_manifest
+
+    assert [v.name for v in load_manifest(tiny_artifact).variants] == ["fp32", "openvino"]
+    assert _bench(tiny_artifact, "--variants", "fp32,openvino", "--batch-sizes", "2") == 1
+    assert "no provider of ['cpu'] runs variant(s) openvino" in capsys.readouterr().err
 
 
 def test_encoder_flops_counts_matmuls_and_attention_per_real_token() -> None:

@@ -193,6 +193,17 @@ def test_cpu_identity_is_read_from_cpuinfo(tmp_path: Path) -> None:
     assert read_cpu(tmp_path / "missing").isa == ()
 
 
+def test_an_arm_server_cpu_is_named_by_its_implementer_and_part(tmp_path: Path) -> None:
+    """Arm's cpuinfo has no model name: a Graviton3 read as "unknown CPU" in every benchmark table."""
+    core = "processor\t: {}\nFeatures\t: fp asimd asimddp sve i8mm bf16\nCPU implementer\t: 0x41\nCPU part\t: {}\n\n"
+    graviton3 = tmp_path / "graviton3"
+    graviton3.write_text(core.format(0, "0xd40") + core.format(1, "0xd40"))
+    assert read_cpu(graviton3).model == "Arm Neoverse-V1"
+    other = tmp_path / "other"
+    other.write_text(core.format(0, "0xd05").replace("0x41", "0x51"))
+    assert read_cpu(other).model == "Arm CPU implementer 0x51 part 0xd05"
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="VmHWM is Linux's")
 def test_peak_rss_is_the_process_own_not_inherited_from_a_large_parent() -> None:
     import subprocess
