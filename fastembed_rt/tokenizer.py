@@ -93,6 +93,8 @@ class Encoded:
 # tokenized equally fast (53-59 thousand texts/s) on 2 cores.
 TOKENIZE_CHUNK_TEXTS = 1024
 TOKENIZE_CHUNK_CHARS = 1 << 20
+# A pair's text of more characters than this many per kept token is cut before the pairs are tokenized (``_cut``).
+PAIR_CUT_CHARS_PER_TOKEN = 16
 
 
 def _chunks(items: Sequence[str | tuple[str, str]]) -> list[tuple[int, int]]:
@@ -227,7 +229,9 @@ class Tokenizer:
         """Token ids of ``texts`` (single texts or pairs), truncated at ``max_length`` (None:
         ``max_seq_length``; multi-vector models' query and document lengths), not padded."""
         backend = self._backend(truncation_direction, max_length)
-        texts = list(texts)
+        texts = self._cut_long_pair_texts(
+            list(texts), truncation_direction or self.info.truncation_side, max_length or self.max_seq_length
+        )
         ids: list[np.ndarray] = []  # one flat array per chunk
         type_ids: list[np.ndarray] = []  # likewise, from the first chunk with a type other than 0 on
         lengths: list[int] = []
@@ -252,6 +256,63 @@ class Tokenizer:
         else:  # every type 0: one shared zero row
             type_rows = TokenRows(np.zeros(max(lengths, default=0), np.int64), np.zeros_like(rows), rows)
         return Encoded(TokenRows(_joined(ids), firsts, rows), type_rows, np.array(truncated, dtype=bool))
+
+    def _cut_long_pair_texts(
+        self, items: list[str | tuple[str, str]], side: str, limit: int
+    ) -> list[str | tuple[str, str]]:
+        """``items`` with the long texts of pairs cut to what truncation can keep of them, plus a few tokens.
+
+        A pair truncates ``longest_first``: its texts are tokenized apart, then each keeps a count of tokens that
+        depends only on which is longer and, where the shorter is short, its count; so a text of more than ``limit``
+        tokens gives the same tokens cut anywhere that keeps those three facts. A rerank query repeated over every
+        document was tokenized in full once per pair (a 900 kB query: 0.7 s per document, minutes of a server's
+        model for one request): each distinct text of a pair with a long text is tokenized once here, and a long
+        one is cut at a token boundary. A cut is used only where its kept side's first ``limit`` tokens are the
+        full text's and the pair's order of lengths is unchanged, so every pair's tokens are the uncut pair's.
+        """
+        threshold = limit * PAIR_CUT_CHARS_PER_TOKEN
+        long_pairs = [
+            index
+            for index, item in enumerate(items)
+            if not isinstance(item, str) and max(len(item[0]), len(item[1])) > threshold
+        ]
+        if not long_pairs:
+            return items
+        backend = self.untruncated
+        texts = list(dict.fromkeys(part for index in long_pairs for part in items[index]))
+        full = dict(zip(texts, backend.encode_batch(texts, add_special_tokens=False)))
+        versions: dict[tuple[str, int], tuple[str, int] | None] = {}
+
+        def version(text: str, keep: int) -> tuple[str, int] | None:
+            """``text`` cut to about ``keep`` tokens and its token count (itself where short), None where the cut
+            changes the tokens truncation keeps."""
+            encoding = full[text]
+            if keep >= len(encoding.ids) or len(text) <= threshold:
+                return text, len(encoding.ids)
+            if (text, keep) not in versions:
+                left = side == "left"
+                cut = text[encoding.offsets[-keep][0] :] if left else text[: encoding.offsets[keep - 1][1]]
+                ids = backend.encode(cut, add_special_tokens=False).ids
+                kept = ids[-limit:] == encoding.ids[-limit:] if left else ids[:limit] == encoding.ids[:limit]
+                versions[text, keep] = (cut, len(ids)) if kept and len(ids) > limit else None
+            return versions[text, keep]
+
+        base = limit + 8  # the most a text keeps, and a few tokens more so that a cut word lies past them
+        out = list(items)
+        for index in long_pairs:
+            pair = items[index]
+            counts = len(full[pair[0]].ids), len(full[pair[1]].ids)
+            order = (counts[0] > counts[1]) - (counts[0] < counts[1])
+            # the shorter keeps its count up to base; the longer stays longer, by a token past the shorter's cut
+            shorter = 1 if order > 0 else 0
+            short = version(pair[shorter], base)
+            long = None if short is None else version(pair[1 - shorter], max(base, short[1] + (order != 0)))
+            if short is None or long is None:
+                continue
+            cut = (long, short) if order > 0 else (short, long)
+            if (cut[0][1] > cut[1][1]) - (cut[0][1] < cut[1][1]) == order:
+                out[index] = (cut[0][0], cut[1][0])
+        return out
 
     def encode_ids(
         self, rows: Sequence[Sequence[int]], truncation_direction: TruncationDirection | None = None
