@@ -716,6 +716,29 @@ def test_an_unexpected_error_is_a_json_500_in_the_routes_shape_logged_once_and_c
     assert _metric(metrics, 'fastembed_rt_requests_total{route="/v1/openai",status="500"}') == 1.0
 
 
+def test_tokenize_is_admitted_against_the_servers_input_limit(minilm_served_artifact: Path) -> None:
+    """/tokenize ran outside admission: under --max-concurrent-requests 4 two 8-input calls were both served."""
+    from starlette.testclient import TestClient
+
+    from fastembed_rt.server import ServedModel, ServerConfig, create_app
+    from fastembed_rt.server.state import ServerState
+
+    config = ServerConfig(
+        models=(ServedModel("m", str(minilm_served_artifact)),), max_concurrent_requests=4, max_client_batch_size=4
+    )
+    state = ServerState(config)
+    with TestClient(create_app(config, state=state)) as client:
+        assert state.ready.wait(120)
+        state.admission.acquire(2, 0.0)  # two inputs of another request in flight
+        refused = client.post("/tokenize", json={"inputs": ["a", "b", "c"]})
+        assert refused.status_code == 429 and "limit of 4 inputs" in refused.json()["error"], refused.text
+        assert "Retry-After" in refused.headers
+        served = client.post("/tokenize", json={"inputs": ["a", "b"]})
+        assert served.status_code == 200 and len(served.json()) == 2
+        assert state.admission.in_use == 2  # its own permits given back
+        state.admission.release(2)
+
+
 def test_unknown_routes_and_wrong_methods_get_json_errors(server: Server) -> None:
     with server.client() as client:
         missing = client.post("/embedd", json={"inputs": "x"})
@@ -757,6 +780,25 @@ def test_large_response_bodies_are_built_in_pieces_off_the_event_loop() -> None:
     small, turns = asyncio.run(build(matrices[0][:4]))
     assert small == orjson.dumps(matrices[0][:4], option=orjson.OPT_SERIALIZE_NUMPY)
     assert turns <= 1  # a small body is written on the loop: no thread hop
+
+
+def test_a_long_row_of_small_objects_is_written_in_runs_not_one_call_per_object() -> None:
+    """One /tokenize row of 380 k token objects was dumped one object per orjson call, and each call's bytes held
+    4 kB of heap: 1.6 GB for a 27 MB body, kept after the request."""
+    import orjson
+
+    from fastembed_rt.server.responses import _DEPTH, VALUES_PER_PIECE, _pieces
+
+    token = {"id": 1037, "text": "river", "special": False, "start": 0, "stop": 5}
+    rows = [[dict(token, start=i) for i in range(100_000)], [], [token] * 3]  # /tokenize: texts of token objects
+    matrix = np.arange(VALUES_PER_PIECE * 3, dtype=np.float32).reshape(-1, 64)
+    mixed = [[1, 2], matrix, {"a": [token] * 5}, matrix[:2], matrix, []]  # a big item between small ones
+    for payload in (rows, mixed, [matrix, matrix], [[token] * 20_000] * 3):
+        pieces = list(_pieces(payload, _DEPTH))
+        assert b"".join(pieces) == orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    pieces = list(_pieces(rows, _DEPTH))
+    values = 5 * 100_003
+    assert len(pieces) < 8 * values / VALUES_PER_PIECE, len(pieces)  # runs of about VALUES_PER_PIECE values
 
 
 def test_payload_limit_and_a_server_default_long_input_policy(

@@ -416,7 +416,12 @@ async def tokenize(state: ServerState, request: Request, data: dict[str, Any]) -
             out.append(tokens)
         return out
 
-    tokens = await asyncio.to_thread(run)  # the event loop never tokenizes
+    # admitted as every input is (--max-concurrent-requests): a long text's tokens cost a thread and memory too
+    state.admission.acquire(len(texts), served.worker.items_per_second)
+    try:
+        tokens = await asyncio.to_thread(run)  # the event loop never tokenizes
+    finally:
+        state.admission.release(len(texts))
     return Reply(tokens, None, _characters(texts), served.model.provider)
 
 

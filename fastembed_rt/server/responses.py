@@ -97,11 +97,26 @@ def _pieces(value: Any, depth: int) -> Iterator[bytes]:
             yield from _pieces(item, depth - 1)
         yield b"}"
     else:
+        # Small items are written in runs of about VALUES_PER_PIECE values, one call each: a call per item (a
+        # /tokenize row of 380 k token objects) cost 4 kB of heap per call's bytes, 1.6 GB for a 27 MB body.
         yield b"["
-        for i, item in enumerate(value):
-            if i:
-                yield b","
-            yield from _pieces(item, depth - 1)
+        run: list[Any] = []
+        size, written = 0, False
+        for item in value:
+            count = _estimate(item, depth - 1)
+            if run and (size + count > VALUES_PER_PIECE or count >= VALUES_PER_PIECE):
+                yield (b"," if written else b"") + orjson.dumps(run, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
+                run, size, written = [], 0, True
+            if count >= VALUES_PER_PIECE:
+                if written:
+                    yield b","
+                yield from _pieces(item, depth - 1)
+                written = True
+            else:
+                run.append(item)
+                size += count
+        if run:
+            yield (b"," if written else b"") + orjson.dumps(run, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1]
         yield b"]"
 
 
