@@ -255,6 +255,43 @@ def test_calibrating_a_read_only_artifact_changes_nothing_and_says_why(minilm_ar
     assert {p: p.read_bytes() for p in minilm_artifact.iterdir() if p.is_file()} == before
 
 
+_SAVE_WITH_A_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+from fastembed_rt import InputError, SentenceTransformer
+model = SentenceTransformer(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # 1 MB: the tokenizer fits, the weights do not
+try:
+    model.save(sys.argv[2], variants="loaded")
+except InputError as exc:
+    print(exc)
+"""
+
+
+def test_a_save_that_fails_midway_leaves_the_artifact_saved_there_before_as_it_was(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """A failed copy (a full disk) left an old manifest among new and old files: the artifact saved there before
+    no longer loaded, and the error said the folder held no manifest."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "saved"
+    SentenceTransformer(minilm_artifact_session).save(target, variants="loaded")
+    (target / "tokenizer.json").write_text((target / "tokenizer.json").read_text() + " ")  # this save's own copy
+    before = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    result = subprocess.run(
+        [sys.executable, "-c", _SAVE_WITH_A_FILE_SIZE_LIMIT, str(minilm_artifact_session), str(target)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "File too large" in result.stdout and f"no file in {target} was changed" in result.stdout, result.stdout
+    assert {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()} == before
+    assert SentenceTransformer(target).encode(["still loads"]).shape == (1, 384)
+
+
 @pytest.mark.parametrize("name", ["my models/all-MiniLM-L6-v2", "out/..model", "a/b/c"])
 def test_a_name_that_is_neither_a_directory_nor_a_repo_id_is_an_artifact_error(name: str) -> None:
     """huggingface_hub's HFValidationError (a ValueError) came out raw for a mistyped path with a space."""

@@ -267,6 +267,21 @@ def test_save_writes_an_artifact_of_the_chosen_variants_that_loads_with_the_mode
     assert SentenceTransformer(every, variant=names[0]).variant == names[0]
 
 
+def test_save_keeps_the_prompts_and_default_prompt_name_the_model_was_given(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """Prompts given at load (or added to model.prompts) were lost: the saved model encoded without its default
+    prompt and refused prompt_name="passage"; sentence-transformers saves both in its config."""
+    model = SentenceTransformer(minilm_artifact_session, prompts={"query": "query: "}, default_prompt_name="query")
+    model.prompts["passage"] = "passage: "
+    saved = SentenceTransformer(model.save(tmp_path / "copy", variants="loaded"))
+    assert saved.prompts == model.prompts and saved.default_prompt_name == "query"
+    np.testing.assert_array_equal(saved.encode(SENTENCES), model.encode(SENTENCES))
+    np.testing.assert_array_equal(
+        saved.encode(SENTENCES, prompt_name="passage"), model.encode(SENTENCES, prompt="passage: ")
+    )
+
+
 def test_save_refuses_the_artifact_itself_and_variants_it_lacks(
     minilm_runtime: SentenceTransformer, tmp_path: Path
 ) -> None:

@@ -441,6 +441,21 @@ def test_quantize_embeddings_on_lists_of_matrices_and_empty_input_as_sentence_tr
 
 
 # -- artifact, task detection, errors -----------------------------------------------------------------
+def test_a_saved_multi_vector_encoder_keeps_the_similarity_it_was_given(
+    models: dict[str, Pair], tmp_path: Path
+) -> None:
+    """save() wrote the artifact's similarity: a model set to meanmaxsim came back as maxsim."""
+    runtime = models["fixed"].runtime
+    assert runtime.similarity_fn_name == "maxsim"
+    runtime.similarity_fn_name = "meanmaxsim"
+    try:
+        saved = MultiVectorEncoder(runtime.save(tmp_path / "copy", variants="loaded"))
+    finally:
+        runtime.similarity_fn_name = "maxsim"
+    assert saved.similarity_fn_name == "meanmaxsim"
+    saved.close()
+
+
 def test_manifest_records_task_stages_and_config(models: dict[str, Pair], tiny_multi_vector_dir: Path) -> None:
     manifest = json.loads((models["fixed"].artifact / "manifest.json").read_text())
     assert manifest["task"] == "multi-vector"

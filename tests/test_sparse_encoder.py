@@ -444,6 +444,22 @@ def test_int8_variant_of_the_real_splade_model_meets_its_gate(models: dict[str, 
         runtime.close()
 
 
+def test_a_saved_sparse_encoder_keeps_the_max_active_dims_and_similarity_it_was_given(
+    models: dict[str, Exported], tmp_path: Path
+) -> None:
+    """save() wrote the artifact's settings: max_active_dims=7 came back as None (6,825 active dimensions where 7
+    were asked) and cosine as dot; sentence-transformers saves both."""
+    artifact = models["tiny-bert-sum-log1p"].runtime.manifest.root
+    runtime = SparseEncoder(artifact, max_active_dims=7, similarity_fn_name="cosine")
+    saved = SparseEncoder(runtime.save(tmp_path / "copy", variants="loaded"))
+    assert (saved.max_active_dims, saved.similarity_fn_name) == (7, "cosine")
+    rows = saved.encode(SHORT_TEXTS, convert_to_sparse_tensor=False)
+    assert (np.count_nonzero(rows, axis=1) <= 7).all()
+    np.testing.assert_array_equal(rows, runtime.encode(SHORT_TEXTS, convert_to_sparse_tensor=False))
+    runtime.close()
+    saved.close()
+
+
 def test_a_saved_sparse_encoder_loads_offline_and_encodes_the_same(models: dict[str, Exported], tmp_path: Path) -> None:
     runtime = models["tiny-bert-sum-log1p"].runtime
     saved = SparseEncoder(runtime.save(tmp_path / "copy", variants="loaded"))

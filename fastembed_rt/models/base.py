@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict, TypeVar
 
 import numpy as np
 
-from fastembed_rt.artifact import Manifest, artifact_files, load_manifest, resolve_artifact, verify_variant_file
+from fastembed_rt.artifact import (
+    MANIFEST_FILE,
+    Manifest,
+    artifact_files,
+    load_manifest,
+    resolve_artifact,
+    verify_variant_file,
+)
 from fastembed_rt.errors import ArtifactError, InputError, ProviderError
 from fastembed_rt.long_inputs import LongInputs, long_inputs_policy, too_long
 from fastembed_rt.pipeline import BatchFeeds, EncodeStats, Pipeline, Prepared, check_texts, check_unicode
@@ -274,8 +281,10 @@ class ArtifactModel:
         """Write the artifact to the folder ``path`` (created if needed), loadable from there offline, as
         sentence-transformers' ``save`` writes a model: the manifest, tokenizer and calibration files and the graphs
         of ``variants``: ``"all"`` (a hub artifact's variants not downloaded yet are fetched first), ``"loaded"``
-        (the one this model runs) or a list of names; the manifest lists those. The model's ``max_seq_length``
-        (and a ``SentenceTransformer``'s ``similarity_fn_name``) are saved as set. Files are checked against the
+        (the one this model runs) or a list of names; the manifest lists those. The model's ``max_seq_length``,
+        ``prompts`` and ``default_prompt_name`` (and its type's own settings: ``similarity_fn_name``, a
+        ``SentenceTransformer``'s ``truncate_dim``, a ``SparseEncoder``'s ``max_active_dims``, a ``CrossEncoder``'s
+        ``activation_fn``) are saved as set. Files are checked against the
         manifest's sizes and copied (never linked into a hub cache). The sentence-transformers arguments
         (``model_name``, model card, datasets, serialization) have nothing to act on in an artifact.
         Returns the folder.
@@ -308,19 +317,34 @@ class ArtifactModel:
         for folder in sorted(folders):
             if folder.exists() and not folder.is_dir():
                 raise InputError(f"save(path): {folder} is a file where the copy needs a folder; choose another path")
+        # the settings a user changed after loading go with the model, as sentence-transformers saves them
+        tokenizer = replace(
+            self.manifest.tokenizer,
+            max_seq_length=self.max_seq_length,
+            prompts=dict(self.prompts),
+            default_prompt_name=self.default_prompt_name,
+        )
+        saved = replace(self._saved_manifest(), root=target, variants=tuple(chosen), tokenizer=tokenizer)
+        # Each file (the manifest last) is copied under a temporary name beside its place and moved there once every
+        # copy is whole: a failed copy (a full disk) leaves an artifact saved there before as it was, not a mix.
+        staged: list[tuple[Path, Path]] = []
         try:
             target.mkdir(parents=True, exist_ok=True)
             for name in names:
                 destination = target / name
                 destination.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(self.manifest.root / name, destination)  # follows a hub cache's links to the blobs
+                staged.append((destination.with_name(f".{destination.name}.{os.getpid()}.saving"), destination))
+                shutil.copyfile(self.manifest.root / name, staged[-1][0])  # follows a hub cache's links to the blobs
+            staged.append((saved.write_staged(), target / MANIFEST_FILE))
         except OSError as exc:
+            for temporary, _ in staged:
+                temporary.unlink(missing_ok=True)
             raise InputError(
-                f"save(path): cannot write {exc.filename or target} ({exc.strerror or exc}); {target} holds no "
-                "manifest.json, so it is no artifact: choose a path this user can write"
+                f"save(path): cannot write {exc.filename or target} ({exc.strerror or exc}); no file in {target} was "
+                "changed: choose a path this user can write, with room for the artifact"
             ) from exc
-        tokenizer = replace(self.manifest.tokenizer, max_seq_length=self.max_seq_length)
-        replace(self._saved_manifest(), root=target, variants=tuple(chosen), tokenizer=tokenizer).write()
+        for temporary, destination in staged:
+            os.replace(temporary, destination)
         return target
 
     def save_pretrained(self, path: str | os.PathLike[str], **kwargs: Any) -> Path:

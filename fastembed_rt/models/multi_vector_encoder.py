@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Unpack
 
+    from fastembed_rt.artifact import Manifest
     from fastembed_rt.models.base import LoadOptions
     from fastembed_rt.pool import MultiProcessPool
 
@@ -167,6 +168,10 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
         self._similarity_fn_arg = similarity_fn_name
         self._calibration: Calibration | None = None
         super().__init__(model_name_or_path, **options)
+
+    def _saved_manifest(self) -> Manifest:
+        """``similarity_fn_name`` as set, as sentence-transformers saves it."""
+        return replace(self.manifest, similarity_fn=self.similarity_fn_name)
 
     def _pool_load(self) -> dict[str, Any]:
         return {"similarity_fn_name": self.similarity_fn_name}

@@ -8,6 +8,7 @@ the session; ``encode`` returns them as CSR rows (``fastembed_rt.sparse`` descri
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Unpack
 
+    from fastembed_rt.artifact import Manifest
     from fastembed_rt.models.base import LoadOptions
     from fastembed_rt.pool import MultiProcessPool
 
@@ -91,6 +93,13 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
 
     def _warm_up(self) -> None:
         self.encode(["warm-up"], batch_size=1)
+
+    def _saved_manifest(self) -> Manifest:
+        """``max_active_dims`` and ``similarity_fn_name`` as set, as sentence-transformers saves them."""
+        splade = {**self.manifest.stages["splade"], "max_active_dims": self.max_active_dims}
+        return replace(
+            self.manifest, similarity_fn=self.similarity_fn_name, stages={**self.manifest.stages, "splade": splade}
+        )
 
     def _pool_load(self) -> dict[str, Any]:
         return {"max_active_dims": self.max_active_dims, "similarity_fn_name": self.similarity_fn_name}
