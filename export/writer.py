@@ -247,6 +247,8 @@ class ArtifactWriter:
             source={
                 "model": self._model,
                 "revision": self._revision,
+                # a local directory's path is no hub id (the model card names a hub id as its base_model)
+                "local": Path(self._model).expanduser().is_dir(),
                 "architecture": architecture,
                 "backbone": dict(backbone_shape or {}),
                 "modules": modules,

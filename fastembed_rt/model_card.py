@@ -3,6 +3,7 @@ it, and each variant's measured fidelity, all read from the manifest."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastembed_rt.artifact import Manifest, Task
@@ -54,7 +55,10 @@ def model_card(manifest: Manifest, repo_id: str) -> str:
     """A model card (YAML front matter + Markdown) for the artifact of ``manifest`` published as ``repo_id``."""
     source = manifest.source.get("model") or "a sentence-transformers model"
     revision = manifest.source.get("revision")
-    base = f"\nbase_model: {source}" if "/" in str(source) and not str(source).startswith((".", "/", "~")) else ""
+    # base_model names a hub repo: never a local directory's path, which may look like one ("checkpoints/run1");
+    # an artifact exported before the source recorded "local" is judged by the path's look
+    hub_id = re.fullmatch(r"[\w.-]+/[\w.-]+", str(source)) is not None and not str(source).startswith(".")
+    base = f"\nbase_model: {source}" if hub_id and not manifest.source.get("local", False) else ""
     cls = MODEL_TYPES[manifest.task.value].__name__
     kind, pipeline_tag, first_call = _TASKS[manifest.task]
     rows = "\n".join(

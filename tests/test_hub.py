@@ -9,7 +9,9 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from fake_hub import COMMIT, serve_folder
@@ -215,6 +217,30 @@ def test_the_model_card_names_each_model_types_class_and_every_variants_agreemen
         rows = [line for line in card.splitlines() if line.startswith("| `")]
         assert [row.split("`")[1] for row in rows] == [v.name for v in manifest.variants]
         assert all(row.split(" | ")[4].split()[-1][0].isdigit() for row in rows), "every variant's agreement shown"
+
+
+def test_the_model_card_names_a_hub_id_as_base_model_never_a_local_path(minilm_artifact_session: Path) -> None:
+    """A model exported from checkpoints/run1 got `base_model: checkpoints/run1`, someone else's repo id."""
+    import yaml
+
+    from fastembed_rt.model_card import model_card
+
+    manifest = load_manifest(minilm_artifact_session)
+    assert manifest.source["local"] is True  # exported here from a local directory
+
+    def base_model(**source: Any) -> Any:
+        card = model_card(replace(manifest, source={**manifest.source, **source}), "me/model")
+        return yaml.safe_load(card.split("---")[1]).get("base_model")
+
+    assert base_model(model="checkpoints/run1", local=True) is None
+    assert base_model(model="models/minilm-ft/checkpoint-500", local=True) is None
+    assert base_model(model="sentence-transformers/all-MiniLM-L6-v2", local=False) == (
+        "sentence-transformers/all-MiniLM-L6-v2"
+    )
+    source = {k: v for k, v in manifest.source.items() if k != "local"}  # an artifact from before "local"
+    for model, expected in [("owner/name", "owner/name"), ("out/final/model", None), ("./owner/name", None)]:
+        card = model_card(replace(manifest, source={**source, "model": model}), "me/model")
+        assert yaml.safe_load(card.split("---")[1]).get("base_model") == expected, model
 
 
 def test_a_hub_that_refuses_is_named_with_its_answer_not_called_offline(minilm_dir: Path, tmp_path: Path) -> None:
