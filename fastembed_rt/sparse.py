@@ -23,7 +23,7 @@ import numpy as np
 from fastembed_rt import util
 from fastembed_rt.errors import InputError
 from fastembed_rt.similarity import SimilarityFunction, similarity_function
-from fastembed_rt.tensors import as_numpy, is_tensor, loaded_torch
+from fastembed_rt.tensors import as_numpy, is_tensor, loaded_torch, tensor_out
 
 __all__ = [
     "SparseEmbeddings",
@@ -210,10 +210,12 @@ def _norms(rows: SparseEmbeddings) -> np.ndarray:
     return np.sqrt(np.bincount(_row_ids(rows), weights=rows.data.astype(np.float64) ** 2, minlength=len(rows)))
 
 
+@tensor_out
 def sparse_similarity(
     embeddings1: Any, embeddings2: Any, similarity_fn_name: str | SimilarityFunction = SimilarityFunction.DOT
 ) -> np.ndarray:
-    """Scores of every row of ``embeddings1`` against every row of ``embeddings2``; float32 ``[n, m]``.
+    """Scores of every row of ``embeddings1`` against every row of ``embeddings2``; float32 ``[n, m]`` (a tensor where
+    an input is one, as sentence-transformers gives).
 
     ``dot`` and ``cosine`` (rows divided by ``max(norm, 1e-12)``) run on the sparse rows; ``euclidean``
     and ``manhattan`` densify both sides and use ``fastembed_rt.util``.
@@ -233,6 +235,7 @@ def sparse_similarity(
     return scores.astype(np.float32)
 
 
+@tensor_out
 def sparse_similarity_pairwise(
     embeddings1: Any, embeddings2: Any, similarity_fn_name: str | SimilarityFunction = SimilarityFunction.DOT
 ) -> np.ndarray:

@@ -26,6 +26,7 @@ __all__ = [
     "loaded_torch",
     "require_torch",
     "tensor_inputs",
+    "tensor_out",
     "tensor_results",
     "tensors_in_and_out",
     "to_tensor",
@@ -80,7 +81,7 @@ def to_tensor(value: Any, device: Any = None) -> Any:
     if isinstance(value, dict):
         return {name: to_tensor(item, device) for name, item in value.items()}
     if isinstance(value, np.ndarray):
-        array = np.ascontiguousarray(value)
+        array = np.ascontiguousarray(value) if value.ndim else value  # (ascontiguousarray makes a 0-d array 1-d)
         # torch tensors are writable: a read-only array (a memory-mapped or shared buffer) is copied first
         tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
     else:
@@ -145,6 +146,19 @@ def tensor_inputs(function: F) -> F:
         if _first_tensor(args, kwargs) is None:
             return function(*args, **kwargs)
         return function(*(_arrays(a) for a in args), **{k: _arrays(v) for k, v in kwargs.items()})
+
+    return wrapper  # type: ignore[return-value]
+
+
+def tensor_out(function: F) -> F:
+    """``function``, which reads torch tensors itself (sparse ones without densifying them), returning its array
+    result as a tensor on the first tensor argument's device when it was given one, as sentence-transformers does."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = function(*args, **kwargs)
+        first = _first_tensor(args, kwargs)
+        return result if first is None else to_tensor(np.asarray(result), first.device)
 
     return wrapper  # type: ignore[return-value]
 

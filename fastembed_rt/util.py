@@ -872,6 +872,7 @@ def pairwise_angle_sim(x: Any, y: Any) -> FloatArray:
     return np.abs(cosines + sines).astype(np.float32)
 
 
+@tensors_in_and_out
 def select_max_active_dims(embeddings: Any, max_active_dims: int | None) -> Any:
     """Only the ``max_active_dims`` largest values by magnitude of each embedding kept, the rest set to 0, as
     sentence-transformers' ``util.select_max_active_dims`` (equal magnitudes at the cut: lower index kept).
@@ -880,7 +881,7 @@ def select_max_active_dims(embeddings: Any, max_active_dims: int | None) -> Any:
         embeddings: dense ``[dim]`` or ``[n, dim]`` (sparse rows are densified).
         max_active_dims: values kept per embedding; None returns ``embeddings`` unchanged.
     Returns:
-        a new dense float32 array of the input's shape.
+        a new dense float32 array of the input's shape (a tensor for a tensor, as sentence-transformers gives).
     Raises:
         ValueError: ``max_active_dims`` of 0 or less.
     """

@@ -444,6 +444,24 @@ def test_int8_variant_of_the_real_splade_model_meets_its_gate(models: dict[str, 
         runtime.close()
 
 
+def test_similarity_of_torch_embeddings_is_a_tensor_as_sentence_transformers_gives(
+    models: dict[str, Exported],
+) -> None:
+    """Dense or sparse torch tensors in gave numpy out (docs/python-api.md: tensors for tensors)."""
+    import torch
+
+    runtime = models["tiny-bert-sum-log1p"].runtime
+    rows = runtime.encode(SHORT_TEXTS, convert_to_sparse_tensor=False)
+    want = runtime.similarity(rows, rows)
+    for tensor in (torch.from_numpy(rows), torch.from_numpy(rows).to_sparse()):
+        scores = runtime.similarity(tensor, tensor)
+        assert isinstance(scores, torch.Tensor) and scores.shape == (len(rows), len(rows))
+        np.testing.assert_allclose(scores.numpy(), want, rtol=1e-6)
+        pairwise = runtime.similarity_pairwise(tensor, tensor)
+        assert isinstance(pairwise, torch.Tensor) and pairwise.shape == (len(rows),)
+        np.testing.assert_allclose(pairwise.numpy(), np.diag(want), rtol=1e-6)
+
+
 def test_a_saved_sparse_encoder_keeps_the_max_active_dims_and_similarity_it_was_given(
     models: dict[str, Exported], tmp_path: Path
 ) -> None:

@@ -142,6 +142,29 @@ def test_torch_tensors_in_give_sentence_transformers_tensors_out(st_util: Module
     np.testing.assert_array_equal(ours.numpy(), getattr(util, name)(*args))  # the numpy path, unchanged
 
 
+@pytest.mark.parametrize("name", PAIRWISE_SCORES)
+def test_pairwise_scores_of_two_single_tensors_are_a_0_d_tensor_as_sentence_transformers(
+    st_util: ModuleType, name: str
+) -> None:
+    """They were shape (1,): torch.stack of per-pair scores gave [n, 1] where sentence-transformers gives [n]."""
+    import torch
+
+    a, b = torch.from_numpy(_random(1, 40)[0]), torch.from_numpy(_random(1, 41)[0])
+    ours, theirs = getattr(util, name)(a, b), getattr(st_util, name)(a, b)
+    assert isinstance(ours, torch.Tensor) and ours.shape == theirs.shape == ()
+    assert ours.item() == pytest.approx(theirs.item(), abs=1e-5)
+
+
+def test_select_max_active_dims_gives_a_tensor_for_a_tensor_as_sentence_transformers(st_util: ModuleType) -> None:
+    import torch
+
+    x = torch.from_numpy(_random(4, 42))
+    ours, theirs = util.select_max_active_dims(x, 5), st_util.select_max_active_dims(x, 5)
+    assert isinstance(ours, torch.Tensor) and ours.shape == theirs.shape
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    np.testing.assert_array_equal(ours.numpy(), util.select_max_active_dims(x.numpy(), 5))
+
+
 @pytest.mark.parametrize("precision", ["int8", "ubinary"])
 def test_quantize_embeddings_reads_bfloat16_tensors_numpy_cannot_hold(precision: str) -> None:
     import torch
