@@ -56,18 +56,30 @@ def pack_batch(
 
     ``attention_mask`` is the padded batch's mask (``[batch, sequence]``, on the ``left`` side when the
     tokenizer pads left); a token whose mask value is 0 is not attended to, as in the padded graph.
-    Rows hold about ``row_tokens`` tokens each, evenly filled (longest input first, into the emptiest row).
+    Rows hold at most ``row_tokens`` tokens each (or the longest input's), evenly filled (longest input first, into
+    the emptiest row it fits in).
     """
     lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
     capacity = max(row_tokens, int(lengths.max(initial=1)))
     # As many rows as the tokens need at ``capacity`` each, filled evenly (longest input first, into the
-    # emptiest row): every row runs at the fullest row's length, so an uneven last row would be padding.
+    # emptiest row it fits in): every row runs at the fullest row's length, so an uneven last row would be
+    # padding. An input that fits in no row opens one: filled past ``capacity``, 5 inputs of 100 tokens went two
+    # to a row (4 rows of 200: 800 token slots where padding costs 500, attention at 200², twice the time).
     fill = [0] * max(1, -(-int(lengths.sum()) // capacity))
     place = np.empty((len(ids), 2), dtype=np.int64)  # (row, offset) of each input
     for i in np.argsort(-lengths, kind="stable"):
-        row = min(range(len(fill)), key=fill.__getitem__)
+        length = int(lengths[i])
+        fits = [row for row in range(len(fill)) if fill[row] + length <= capacity]
+        if fits:
+            row = min(fits, key=fill.__getitem__)
+        else:
+            row = len(fill)
+            fill.append(0)
         place[i] = row, fill[row]
-        fill[row] += int(lengths[i])
+        fill[row] += length
+    longest = int(lengths.max(initial=0))
+    if len(fill) * max(fill) > len(ids) * longest:  # rows that run more slots than padding would: one input a row
+        place[:, 0], place[:, 1], fill = np.arange(len(ids)), 0, [int(n) for n in lengths]
     rows, width = len(fill), max(max(fill), 1)
     sequence = attention_mask.shape[1]
     input_ids = np.full((rows, width), pad_id, dtype=np.int64)

@@ -67,6 +67,23 @@ def test_packed_rows_are_filled_evenly_so_no_row_runs_mostly_padding() -> None:
     assert rows * width <= 1.15 * sum(lengths)  # a padded batch runs 12 × 40 = 480 tokens for these 182
 
 
+@pytest.mark.parametrize(
+    "lengths", [[100] * 5, [70] * 4, [100] * 32, [128, 64, 64, 1], [300, 100, 100, 90, 12], [65, 64, 64, 63, 2]]
+)
+def test_no_packed_row_holds_more_than_its_capacity_nor_runs_more_tokens_than_padding(lengths: list[int]) -> None:
+    """Rows were filled past their capacity: 5 inputs of 100 tokens went two to a row, 4 rows of 200 (800 token
+    slots where the padded batch runs 500, and attention at 200²): twice the padded graph's time."""
+    ids = _rows(lengths)
+    _, mask = pad_batch(ids, PAD)
+    feeds = pack_batch(ids, [np.zeros_like(r) for r in ids], mask, PAD, row_tokens=128)
+    rows, width = feeds["input_ids"].shape
+    assert width <= max(128, *lengths), (rows, width)
+    assert rows * width <= len(lengths) * max(lengths), (rows, width)  # never more than padding runs
+    restored = feeds["input_ids"].reshape(-1)[feeds[UNPACK_INDEX]]
+    for i, row in enumerate(ids):
+        np.testing.assert_array_equal(restored[i, : len(row)], row)  # every input laid out once, whole
+
+
 def test_a_masked_token_is_no_ones_key_in_the_packed_batch() -> None:
     ids = _rows([4, 6])
     _, mask = pad_batch(ids, PAD)
