@@ -269,6 +269,27 @@ def test_ir_encodes_like_the_fp32_onnx_graph(artifact: Path) -> None:
     assert cosines.min() >= 0.9999, f"min cosine {cosines.min():.6f}"
 
 
+def test_threads_sharing_an_openvino_model_each_get_their_own_rows(artifact: Path) -> None:
+    """One infer request served every call: 4 threads x 15 encodes gave 45 'Infer Request is busy' failures."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = _texts()
+    model = _open(artifact, "openvino", "openvino")
+    try:
+        alone = [model.encode(texts[i::4], batch_size=3) for i in range(4)]
+
+        def calls(i: int) -> list[np.ndarray]:
+            return [model.encode(texts[i::4], batch_size=3) for _ in range(12)]
+
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(calls, range(4)))
+    finally:
+        model.close()
+    for i, rows in enumerate(results):
+        for got in rows:
+            np.testing.assert_allclose(got, alone[i], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("variant", OPENVINO_VARIANTS)
 def test_shipped_ir_embeddings_do_not_depend_on_batch_neighbours(
     artifact: Path, manifest: Manifest, variant: str

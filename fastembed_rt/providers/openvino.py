@@ -257,7 +257,7 @@ def _check_extra(core: Any, device: str, kind: str, extra: dict[str, Any]) -> No
 
 
 class OpenVINO:
-    """An OpenVINO compiled model with one infer request.
+    """An OpenVINO compiled model with an infer request per concurrent call (one, when called from one thread).
 
     ``options.device`` is an OpenVINO device name (default ``"CPU"``; ``"GPU"``, ``"GPU.1"``, ``"NPU"``
     and ``"AUTO:GPU,CPU"`` pass through). Defaults: the latency hint (one stream), on CPU
@@ -348,19 +348,29 @@ class OpenVINO:
                 for i in compiled.inputs
             }
         self._compiled: Any = compiled
-        self._request: Any = compiled.create_infer_request()
+        # An infer request runs one call at a time ("Infer Request is busy" for a second thread's): each call takes
+        # an idle one, or makes one, so threads sharing the model each run on their own (one request when not).
+        self._idle: list[Any] | None = [compiled.create_infer_request()]
+        self._requests_lock = threading.Lock()
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
-        if self._request is None:
-            raise ProviderError("this model was closed; create a new one to encode again")
-        if not feeds.keys() <= self._inputs:
-            feeds = self._without_folded_inputs(feeds)
-        missing = self._inputs - feeds.keys()
-        if missing:
-            feeds = {**{name: self._unfed[name] for name in missing}, **feeds}
-        self._request.infer(feeds, share_inputs=True, share_outputs=True)
-        # The request reuses its output buffers on the next call: copy what the caller keeps.
-        return {name: np.array(self._request.get_tensor(name).data, copy=True) for name in output_names}
+        with self._requests_lock:
+            if self._idle is None:
+                raise ProviderError("this model was closed; create a new one to encode again")
+            request = self._idle.pop() if self._idle else self._compiled.create_infer_request()
+        try:
+            if not feeds.keys() <= self._inputs:
+                feeds = self._without_folded_inputs(feeds)
+            missing = self._inputs - feeds.keys()
+            if missing:
+                feeds = {**{name: self._unfed[name] for name in missing}, **feeds}
+            request.infer(feeds, share_inputs=True, share_outputs=True)
+            # The request reuses its output buffers on its next call: copy what the caller keeps.
+            return {name: np.array(request.get_tensor(name).data, copy=True) for name in output_names}
+        finally:
+            with self._requests_lock:
+                if self._idle is not None:
+                    self._idle.append(request)
 
     def _without_folded_inputs(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``feeds`` minus the inputs OpenVINO folded into constants, if they carry exactly those values.
@@ -388,5 +398,6 @@ class OpenVINO:
         return {name: value for name, value in feeds.items() if name in self._inputs}
 
     def close(self) -> None:
-        self._request = None
+        with self._requests_lock:
+            self._idle = None
         self._compiled = None
