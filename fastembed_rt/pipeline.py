@@ -285,6 +285,9 @@ class Pipeline:
         self.provider = provider
         self.feeds = BatchFeeds(manifest, packed=set(PACKED_INPUTS) <= set(getattr(provider, "input_names", ())))
         self.token_budget = DEFAULT_TOKEN_BUDGET
+        # True where the budget bounds memory (a sparse model's [batch, seq, vocab] logits): streamed batches run at
+        # once, so each then gets its part of it, as of max_batch_bytes
+        self.token_budget_bounds_memory = False
         # Artifacts from before the manifest recorded the backbone's shape have only the token budget.
         self.activation_cost = ActivationCost.of(manifest.source.get("backbone") or {})
         self.max_batch_bytes = engine_max_batch_bytes(provider)  # the CPU's bound, or a GPU's
@@ -360,7 +363,8 @@ class Pipeline:
         # alone on one thread (calls of 32 STSb sentences, 2-3 batches, ran 0.83-0.97x as fast streamed in fp32).
         streamed = streams > 1 and len(plan) >= MIN_BATCHES_PER_STREAM * streams
         if streamed:  # batches that run at once share the activation bound: each gets its part of it
-            plan = self._plan(lengths, batch_size, self.max_batch_bytes // streams)
+            budget = max(1, self.token_budget // streams) if self.token_budget_bounds_memory else self.token_budget
+            plan = self._plan(lengths, batch_size, self.max_batch_bytes // streams, budget)
         stats = EncodeStats(
             texts=len(prepared),
             truncated=int(prepared.truncated.sum()),
@@ -412,11 +416,13 @@ class Pipeline:
                 bar.close()
             self.last_stats = stats
 
-    def _plan(self, lengths: np.ndarray, batch_size: int, max_batch_bytes: int) -> list[np.ndarray]:
+    def _plan(
+        self, lengths: np.ndarray, batch_size: int, max_batch_bytes: int, token_budget: int | None = None
+    ) -> list[np.ndarray]:
         return plan_batches(
             lengths,
             batch_size,
-            self.token_budget,
+            self.token_budget if token_budget is None else token_budget,
             cost=self.activation_cost,
             max_batch_bytes=max_batch_bytes,
             packed=self.packed,

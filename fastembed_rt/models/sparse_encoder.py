@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["SparseEncoder"]
 
 # The graph holds a [batch, seq, vocab] float32 logits tensor (and its masked copy): cap it at
-# 256 MiB per batch, 2,198 padded tokens for a 30,522-token vocabulary.
+# 256 MiB per batch, 2,198 padded tokens for a 30,522-token vocabulary (per call: streamed batches share it).
 _LOGITS_BYTES_PER_BATCH = 256 << 20
 
 
@@ -87,6 +87,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
             ) from None
         self._pipeline.feeds.per_call_inputs |= {MAX_ACTIVE_DIMS}
         self._pipeline.token_budget = max(1, _LOGITS_BYTES_PER_BATCH // (4 * self.spec.vocab_size))
+        self._pipeline.token_budget_bounds_memory = True  # shared by the batches the streams run at once
         k = self._max_active_dims_arg
         self.max_active_dims = self._check_k(self.spec.max_active_dims) if k is None else k
         self.similarity_fn_name = self._similarity_fn_arg or self.manifest.similarity_fn
