@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from fastembed_rt import SentenceTransformer
@@ -151,6 +152,21 @@ def test_onnxruntime_versions_are_read_from_releases_candidates_and_dev_builds()
 def test_a_spin_that_is_not_whole_microseconds_is_refused(bad: Any) -> None:
     with pytest.raises(ProviderError, match="spin_us must be a whole number"):
         ProviderOptions(spin_us=bad)
+
+
+@pytest.mark.parametrize("bad", [-3, 1.5, "2", True, 10**6])
+def test_a_thread_count_that_is_not_a_sane_whole_number_is_refused(minilm_artifact_session: Path, bad: Any) -> None:
+    """1.5 and "2" raised pybind11's TypeError, -3 was accepted as is, 10**6 got the process killed for memory."""
+    for name in ("intra_op_threads", "inter_op_threads"):
+        with pytest.raises(ProviderError, match=f"{name} must be a whole number from 1 to 1024"):
+            ProviderOptions(**{name: bad})
+    with pytest.raises(ProviderError, match="intra_op_threads must be a whole number"):
+        SentenceTransformer(minilm_artifact_session, provider="cpu", intra_op_threads=bad)
+
+
+def test_a_numpy_thread_count_reaches_the_session(minilm_artifact_session: Path) -> None:
+    model = SentenceTransformer(minilm_artifact_session, provider="cpu", intra_op_threads=np.int64(1))
+    assert model._pipeline.provider._session.get_session_options().intra_op_num_threads == 1
 
 
 def test_cpu_session_defaults_are_overridable(minilm_artifact_session: Path) -> None:

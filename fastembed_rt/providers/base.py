@@ -7,6 +7,7 @@ about an engine (can it run here, which variants it prefers, how to install it) 
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ CACHE_ENV = "FASTEMBED_RT_CACHE"
 # 1,086, 1,116 sentences/s; 2.05, 1.80, 1.83 ms). Two processes on the 2 CPUs, sentences/s together: int8 2,142,
 # 2,094, 1,475; fp32 1,151, 1,110, 752. 50 us already cost 18 % there (int8 1,759).
 SPIN_US = 10
+# More threads than any machine has cores for: a typo such as 10**6 made ONNX Runtime start them until the process
+# was killed for memory.
+MAX_THREADS = 1024
 # ``ProviderOptions.streams`` is 1 by default for bigger graph files: a second session holds their weights
 # again (all-MiniLM-L6-v2 fp32, 91 MB on disk: +50 MB resident; int8, 24 MB: +20 MB).
 STREAM_MAX_GRAPH_BYTES = 256 << 20
@@ -93,6 +97,15 @@ class ProviderOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("intra_op_threads", "inter_op_threads"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not 0 <= int(value) <= MAX_THREADS:
+                raise ProviderError(
+                    f"{name} must be a whole number from 1 to {MAX_THREADS} (0 or None: the default), got {value!r}"
+                )
+            object.__setattr__(self, name, int(value))  # numpy integers too, as the engines take only int
         if not isinstance(self.spin_us, int) or isinstance(self.spin_us, bool) or self.spin_us < 0:
             raise ProviderError(f"spin_us must be a whole number of microseconds >= 0, got {self.spin_us!r}")
         if self.streams is not None and (
