@@ -93,7 +93,8 @@ class Encoded:
 # tokenized equally fast (53-59 thousand texts/s) on 2 cores.
 TOKENIZE_CHUNK_TEXTS = 1024
 TOKENIZE_CHUNK_CHARS = 1 << 20
-# A pair's text of more characters than this many per kept token is cut before the pairs are tokenized (``_cut``).
+# A pair's text of more characters than this many per kept token is cut before the pairs are tokenized
+# (``Tokenizer._cut_long_pair_texts``).
 PAIR_CUT_CHARS_PER_TOKEN = 16
 
 
