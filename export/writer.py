@@ -314,10 +314,14 @@ class ArtifactWriter:
     def _record_speed(self, texts: Sequence[str]) -> None:
         import tempfile
 
+        from fastembed_rt.machine import this_cpu
         from fastembed_rt.speed import measure_speed, record_speed, summarize
 
         manifest = load_manifest(self.root)
         if len(manifest.variants) < 2 or not texts:
+            return
+        if not this_cpu().isa:  # a record of unknown CPU features would match no CPU
+            logger.info("variants not timed: this CPU's instruction set cannot be read")
             return
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="fastembed-rt-speed-") as cache:

@@ -194,6 +194,8 @@ class SpeedRecord:
     applies to every CPU with the same ``machine`` and ``isa``. ``sentences_per_s``: variant name ->
     the rate of each timed round, interleaved across variants (so a noisy moment hits them all), each
     variant on the engine that validated it. ``source``: ``export`` or ``tune`` (``fastembed-rt tune``).
+    ``workload``: what the texts were, ``default`` for ``speed.speed_texts`` (STSb dev sentences where found);
+    rates of different workloads are never merged into one record.
     """
 
     machine: str
@@ -205,6 +207,7 @@ class SpeedRecord:
     sentences_per_s: dict[str, list[float]]
     source: str
     date: str
+    workload: str = "default"
 
     def best_rate(self, variant: str) -> float | None:
         """The variant's best round (the least disturbed by other work on the machine), or None if untimed."""
@@ -222,6 +225,7 @@ class SpeedRecord:
             "sentences_per_s": {name: list(rates) for name, rates in self.sentences_per_s.items()},
             "source": self.source,
             "date": self.date,
+            "workload": self.workload,
         }
 
     @classmethod
@@ -236,6 +240,7 @@ class SpeedRecord:
             sentences_per_s={str(k): [float(r) for r in v] for k, v in data["sentences_per_s"].items()},
             source=str(data["source"]),
             date=str(data["date"]),
+            workload=str(data.get("workload", "default")),  # records from before it all timed the default texts
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -398,13 +399,20 @@ def _tune(args: argparse.Namespace) -> int:
     from fastembed_rt.speed import measure_speed, record_speed, speed_texts
 
     manifest = load_manifest(resolve_artifact(args.artifact))
-    texts = _read_lines(args.file) if args.file else speed_texts(manifest)
+    if args.variants is not None and not _csv(args.variants):
+        raise InputError(f"--variants {args.variants!r} names no variant; leave it out to time every one")
+    texts = [t for t in (_read_lines(args.file) if args.file else speed_texts(manifest)) if t.strip()][: args.texts]
+    workload = "default"
+    if args.file:  # a record's rates are compared only with rates of the same texts
+        digest = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:12]
+        workload = f"file {Path(args.file).name}: {len(texts)} texts, sha256 {digest}"
     record = measure_speed(
         manifest,
-        [t for t in texts if t.strip()][: args.texts],
+        texts,
         variants=_csv(args.variants) or None,
         rounds=args.rounds,
         threads=args.threads,
+        workload=workload,
     )
     _print_speed(record_speed(manifest, record))
     return 0

@@ -36,7 +36,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fastembed_rt.artifact import Manifest, SpeedRecord, Variant, VariantFormat, VariantPrecision, update_manifest
+from fastembed_rt.artifact import (
+    Manifest,
+    SpeedRecord,
+    Variant,
+    VariantFormat,
+    VariantPrecision,
+    load_manifest,
+    update_manifest,
+)
 from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.machine import CpuIdentity, this_cpu
 
@@ -88,11 +96,12 @@ class VariantChoice:
 
 
 def applicable_record(records: Sequence[SpeedRecord], cpu: CpuIdentity) -> SpeedRecord | None:
-    """The record that speaks for ``cpu``: same machine and ISA flags; the same CPU model first, then the newest."""
-    same_class = [r for r in records if r.machine == cpu.machine and r.isa == cpu.isa and r.isa]
+    """The record that speaks for ``cpu``: same machine and ISA flags (none where the flags are unknown); the same
+    CPU model first, then the newest (of one day, the one written last)."""
+    same_class = [(i, r) for i, r in enumerate(records) if r.machine == cpu.machine and r.isa == cpu.isa and r.isa]
     if not same_class:
         return None
-    return max(same_class, key=lambda r: (r.cpu == cpu.model, r.date))
+    return max(same_class, key=lambda item: (item[1].cpu == cpu.model, item[1].date, item[0]))[1]
 
 
 def choose_by_speed(
@@ -104,13 +113,27 @@ def choose_by_speed(
     it says nothing about that graph on OpenVINO). Returns the choice, or why no record decides (the
     caller then takes its static preference).
     """
+    from fastembed_rt.providers.openvino import saturation_warning
+
     pool = [
         v
         for v in candidates
-        if CPU_PROVIDER[v.format] == engine and (mode == FASTEST or v.precision == VariantPrecision.FP32)
+        if CPU_PROVIDER[v.format] == engine
+        and (mode == FASTEST or v.precision == VariantPrecision.FP32)
+        and saturation_warning(v, cpu) is None  # below its gate on this CPU: never chosen for speed
     ]
     record = applicable_record(manifest.speed, cpu)
     timed = [] if record is None else [(rate, v) for v in pool if (rate := record.best_rate(v.name)) is not None]
+    untimed = [] if record is None else [v.name for v in pool if record.best_rate(v.name) is None]
+    unusable = None
+    if timed and not any(v.precision == VariantPrecision.FP32 for _, v in timed):
+        # nothing to hold the others to: a variant slower than fp32 here could win (a tune of int8 alone)
+        unusable = f"the record for this CPU class times no full-precision variant of {engine}"
+    elif timed and mode != FASTEST and untimed:
+        # the static preference may be among the untimed: a part of the candidates says nothing of it
+        unusable = f"the record for this CPU class does not time {', '.join(untimed)}"
+    if unusable is not None:
+        return f"{unusable} ({cpu.isa_class})"
     if record is not None and timed:
         timed.sort(key=lambda item: -item[0])
         ranking = ", ".join(f"{v.name} {r:.0f}" for r, v in timed)
@@ -127,7 +150,12 @@ def choose_by_speed(
                 f"({_closer(chosen, timed[0][1])})"
             )
         return VariantChoice(chosen, reason)
-    if mode == FASTEST and record is None:
+    if mode == FASTEST and not cpu.isa:
+        logger.warning(
+            "variant='fastest': this CPU's instruction set cannot be read (no /proc/cpuinfo), so no speed record "
+            "applies; using variant='auto'"
+        )
+    elif mode == FASTEST and record is None:
         logger.warning(
             "variant='fastest': no speed record of %s for this CPU class (%s); using variant='auto'. "
             "Run `fastembed-rt tune %s` to time its variants here.",
@@ -187,8 +215,11 @@ def measure_speed(
     provider_cache_dir: str | os.PathLike[str] | None = None,
     round_seconds: float | None = None,
     cache: bool = True,
+    workload: str = "default",
 ) -> SpeedRecord:
-    """Time each variant (default: all whose engine is installed) on ``texts`` on this CPU.
+    """Time each variant (default: all whose engine is installed) on ``texts`` on this CPU; named ``variants``
+    are timed with their engine's full-precision reference (``fp32``) beside them, so a record always holds the
+    rate that every other is held to. ``workload``: what ``texts`` are (``default``: ``speed_texts``'), recorded.
 
     Every variant runs on its format's CPU engine (``CPU_PROVIDER``) with ``threads`` intra-op threads
     (default: the CPUs this process may use); after warm-up calls, ``rounds`` timed passes over
@@ -214,6 +245,10 @@ def measure_speed(
             raise InputError(f"measuring variant speed: {name}={value!r}; it must be at least 1")
     threads = threads or available_cpus()
     chosen = [manifest.variant(name) for name in variants] if variants else list(manifest.variants)
+    for variant in list(chosen):  # a few named: each engine's full-precision reference is timed beside them
+        engine_variants = [v for v in manifest.variants if CPU_PROVIDER[v.format] == CPU_PROVIDER[variant.format]]
+        if not any(v.precision == VariantPrecision.FP32 for v in chosen if v in engine_variants):
+            chosen += [v for v in engine_variants if v.precision == VariantPrecision.FP32][:1]
     chosen.sort(key=lambda v: v.name != "fp32")  # fp32 first: ``round_seconds`` is measured on it
     runnable = []
     for variant in chosen:
@@ -222,6 +257,8 @@ def measure_speed(
             runnable.append(variant)
         elif variants:
             raise ArtifactError(f"variant {variant.name!r} cannot be timed here: {reason}")
+        else:
+            logger.warning("variant %s is not timed: %s", variant.name, reason)
     options: dict[str, Any] = {
         "intra_op_threads": threads,
         "provider_cache_dir": provider_cache_dir,
@@ -275,17 +312,29 @@ def measure_speed(
         sentences_per_s=rates,
         source=source,
         date=time.strftime("%Y-%m-%d"),
+        workload=workload,
     )
 
 
 def record_speed(manifest: Manifest, record: SpeedRecord) -> Manifest:
     """Write ``record`` into the artifact's manifest, in place of an earlier one for the same CPU and threads;
-    variants the earlier one timed and ``record`` does not (``tune --variants`` of a few) keep their rates.
+    variants the earlier one timed on the same workload and batch size and ``record`` does not (``tune
+    --variants`` of a few) keep their rates; those of another workload are dropped (logged), never mixed in.
+
+    ``manifest`` is the one the variants were timed from; the record goes into the manifest as it is on disk now
+    (records written meanwhile kept).
 
     Raises:
         InputError: ``record`` times no variant, or lists one without a rate (nothing is written: it would
             replace a real record with an empty one).
+        ArtifactError: a timed variant's files changed since ``manifest`` was read (``export --overwrite``
+            meanwhile): its rates would describe graphs that are gone.
     """
+    if not record.isa:
+        raise ArtifactError(
+            f"this CPU's instruction set cannot be read (no /proc/cpuinfo), so a speed record made here would match "
+            f"no CPU; nothing was written to {manifest.root}: variant='auto' takes the provider's static preference"
+        )
     untimed = [name for name, rates in record.sentences_per_s.items() if not rates]
     if not record.sentences_per_s or untimed:
         raise InputError(
@@ -298,15 +347,42 @@ def record_speed(manifest: Manifest, record: SpeedRecord) -> Manifest:
             r.machine == record.machine and r.cpu == record.cpu and r.isa == record.isa and r.threads == record.threads
         )
 
-    earlier = {name: rates for r in manifest.speed if same_cpu(r) for name, rates in r.sentences_per_s.items()}
-    merged = replace(record, sentences_per_s={**earlier, **record.sentences_per_s})
-    kept = tuple(r for r in manifest.speed if not same_cpu(r))
     try:
+        current = load_manifest(manifest.root)  # records written since ``manifest`` was read are kept
+        names, timed_from = {v.name for v in current.variants}, {v.name for v in manifest.variants}
+        for name in record.sentences_per_s.keys() & timed_from:
+            if name not in names or _files_of(current, name) != _files_of(manifest, name):
+                raise ArtifactError(
+                    f"variant {name!r} of {manifest.root} changed while it was timed (exported again?); nothing was "
+                    "written: time it again"
+                )
+        earlier = [r for r in current.speed if same_cpu(r)]
+        comparable = [r for r in earlier if (r.workload, r.batch_size) == (record.workload, record.batch_size)]
+        rates = {name: rates for r in comparable for name, rates in r.sentences_per_s.items()}
+        if dropped := sorted(
+            {n for r in earlier if r not in comparable for n in r.sentences_per_s} - set(record.sentences_per_s)
+        ):
+            logger.warning(
+                "%s: the rates of %s on this CPU were timed on another workload or batch size than this record's "
+                "(%s, batch %d) and are dropped, not mixed in; time them with it to compare them",
+                manifest.root,
+                ", ".join(dropped),
+                record.workload,
+                record.batch_size,
+            )
+        merged = replace(record, sentences_per_s={**rates, **record.sentences_per_s})
+        kept = tuple(r for r in current.speed if not same_cpu(r))
         return update_manifest(manifest.root, speed=(*kept, merged))
     except OSError as exc:
         raise ArtifactError(
             f"cannot write the speed record into {manifest.root} ({exc}); time a writable copy of the artifact"
         ) from exc
+
+
+def _files_of(manifest: Manifest, name: str) -> tuple[Any, ...]:
+    """What identifies a variant's graph: its files, sizes and hashes as the manifest lists them."""
+    variant = manifest.variant(name)
+    return (variant.file, variant.size, variant.sha256, variant.weights_file, variant.weights_sha256)
 
 
 def summarize(record: SpeedRecord) -> list[tuple[str, float, float]]:

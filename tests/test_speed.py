@@ -349,3 +349,98 @@ def test_timing_needs_at_least_one_round_thread_and_text_a_batch(
     ((name, value),) = arguments.items()
     with pytest.raises(InputError, match=rf"{name}={value}; it must be at least 1"):
         measure_speed(load_manifest(minilm_artifact_session), ["a text"], **arguments)
+
+
+def test_a_record_that_times_no_full_precision_variant_or_leaves_a_candidate_untimed_does_not_decide(
+    manifest: Manifest,
+) -> None:
+    """After `tune --variants fp32,int8` on a new CPU class auto went from optimized to fp32; with int8 alone timed,
+    fastest took int8 with nothing to hold it to (issue 13's AVX2 int8 ran 0.42x fp32)."""
+    partial = [_record(AVX2, {"fp32": 190, "int8": 80})]
+    choice = choose_variant(provider_spec("cpu"), replace(manifest, speed=tuple(partial)), "auto", cpu=AVX2)
+    assert choice.variant.name == "optimized" and "does not time optimized" in choice.reason
+    assert _choose(manifest, partial, "fastest", AVX2) == "fp32"  # timed fp32 and int8: the faster of them
+    int8_only = [_record(AVX2, {"int8": 101})]
+    choice = choose_variant(provider_spec("cpu"), replace(manifest, speed=tuple(int8_only)), "fastest", cpu=AVX2)
+    assert choice.variant.name == "optimized" and "times no full-precision variant" in choice.reason
+
+
+def test_fastest_never_takes_an_int8_ir_below_its_gate_on_this_cpu(manifest: Manifest) -> None:
+    """openvino-int8's 8-bit products saturate without VNNI (min cosine 0.979, under the 0.98 gate): a record where
+    it ran fastest there must not pick it, as the library itself warns against it."""
+    from fastembed_rt.providers.openvino import SMOOTHQUANT_INT8
+
+    smooth = replace(
+        manifest.variant("openvino-int8"),
+        optimization=SMOOTHQUANT_INT8,
+        fidelity={"min_cosine": 0.992, "mean_cosine": 0.998, "validated_on": list(VNNI.isa)},
+    )
+    ir = replace(manifest, variants=tuple(smooth if v.name == "openvino-int8" else v for v in manifest.variants))
+    records = [
+        _record(AVX2, {"openvino": 200, "openvino-int8": 400}),
+        _record(VNNI, {"openvino": 1000, "openvino-int8": 2600}),
+    ]
+    assert _choose(ir, records, "fastest", AVX2, provider="openvino") == "openvino"
+    assert _choose(ir, records, "fastest", VNNI, provider="openvino") == "openvino-int8"
+
+
+def test_of_two_records_of_one_day_the_one_written_last_applies() -> None:
+    export = _record(AVX2, {"fp32": 100, "optimized": 120})
+    tune = _record(AVX2, {"fp32": 100, "optimized": 90}, source="tune")
+    assert applicable_record([export, tune], AVX2) is tune
+    assert applicable_record([tune, export], AVX2) is export
+
+
+def test_a_record_goes_into_the_manifest_as_it_is_now_and_never_for_graphs_that_changed(minilm_artifact: Path) -> None:
+    """A record written by another tune while this one timed was lost: the merge started from the manifest read
+    before timing; and a variant exported again meanwhile got the old graph's rates."""
+    from fastembed_rt.errors import ArtifactError
+
+    read_before_timing = load_manifest(minilm_artifact)
+    record_speed(read_before_timing, _record(VNNI, {"fp32": 400.0}))  # written meanwhile, by another process
+    after = record_speed(read_before_timing, _record(AVX2, {"fp32": 190.5}))
+    assert sorted(r.cpu for r in after.speed) == sorted([AVX2.model, VNNI.model])
+    fp32 = after.variant("fp32")
+    replace(after, variants=(replace(fp32, sha256="0" * 64), *after.variants[1:])).write()  # exported again
+    with pytest.raises(ArtifactError, match=r"'fp32' of .* changed while it was timed"):
+        record_speed(after, _record(AVX2, {"fp32": 10.0}))
+
+
+def test_rates_of_another_workload_are_dropped_not_mixed_into_the_record(
+    minilm_artifact: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`tune --variants int8 --file passages.txt` kept the export's short-sentence rates of the other variants in
+    one record, stamped with the passages' workload: int8 then read as 0.06x fp32."""
+    first = record_speed(load_manifest(minilm_artifact), _record(AVX2, {"fp32": 1114.0, "int8": 2000.0}))
+    passages = replace(_record(AVX2, {"fp32": 60.0, "fp16": 68.0}), workload="file passages.txt: 8 texts")
+    with caplog.at_level("WARNING", logger="fastembed_rt"):
+        again = record_speed(first, passages)
+    (mine,) = [r for r in again.speed if r.isa == AVX2.isa]
+    assert set(mine.sentences_per_s) == {"fp32", "fp16"} and mine.workload == "file passages.txt: 8 texts"
+    assert "the rates of int8 on this CPU were timed on another workload" in caplog.text
+    same = record_speed(again, replace(_record(AVX2, {"fp16": 70.0}), workload="file passages.txt: 8 texts"))
+    (mine,) = [r for r in same.speed if r.isa == AVX2.isa]
+    assert {name: max(rates) for name, rates in mine.sentences_per_s.items()} == {"fp32": 60.0, "fp16": 70.0}
+
+
+def test_timing_a_few_variants_times_their_engines_fp32_beside_them(minilm_variants_artifact: Path) -> None:
+    record = measure_speed(
+        load_manifest(minilm_variants_artifact), ["a text", "another text"], variants=["int8"], rounds=1
+    )
+    assert set(record.sentences_per_s) == {"int8", "fp32"}
+
+
+def test_no_record_is_written_where_the_cpus_instruction_set_cannot_be_read(minilm_artifact: Path) -> None:
+    from fastembed_rt.errors import ArtifactError
+
+    unknown = replace(_record(AVX2, {"fp32": 100.0}), isa=())
+    with pytest.raises(ArtifactError, match="instruction set cannot be read"):
+        record_speed(load_manifest(minilm_artifact), unknown)
+    assert load_manifest(minilm_artifact).speed == ()
+
+
+def test_tune_refuses_a_variants_list_that_names_none(
+    minilm_artifact_session: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["tune", str(minilm_artifact_session), "--variants", ","]) == 1
+    assert "names no variant" in capsys.readouterr().err
