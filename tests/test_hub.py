@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from fake_hub import COMMIT, serve_folder
 
 from fastembed_rt import SentenceTransformer
@@ -241,6 +242,25 @@ def test_the_model_card_names_a_hub_id_as_base_model_never_a_local_path(minilm_a
     for model, expected in [("owner/name", "owner/name"), ("out/final/model", None), ("./owner/name", None)]:
         card = model_card(replace(manifest, source={**source, "model": model}), "me/model")
         assert yaml.safe_load(card.split("---")[1]).get("base_model") == expected, model
+
+
+def test_openvino_runs_an_onnx_variant_from_the_hub_cache(minilm_artifact_session: Path, tmp_path: Path) -> None:
+    """OpenVINO's ONNX reader refuses external data that resolves outside the graph's folder, and a hub snapshot's
+    files link to blobs elsewhere: no ONNX variant of a hub artifact loaded on provider='openvino'."""
+    pytest.importorskip("openvino")
+    home, out = tmp_path / "hf", tmp_path / "out"
+    out.mkdir()
+    with serve_folder(minilm_artifact_session, "me/minilm") as hub:
+        assert _load("me/minilm", "fp32", hub.endpoint, home, out) == {"fp32": "fp32"}
+    (snapshot,) = (home / "hub" / "models--me--minilm" / "snapshots").iterdir()
+    data = snapshot / "onnx" / "model.onnx.data"
+    assert data.is_symlink() and not data.resolve().is_relative_to(data.parent.resolve())
+    model = SentenceTransformer(snapshot, provider="openvino", variant="fp32", provider_cache_dir=tmp_path / "cache")
+    try:
+        np.testing.assert_allclose(model.encode(TEXTS), np.load(out / "fp32.npy"), atol=1e-5)
+    finally:
+        model.close()
+    assert data.is_symlink(), "the snapshot is left as it was"
 
 
 def test_a_hub_that_refuses_is_named_with_its_answer_not_called_offline(minilm_dir: Path, tmp_path: Path) -> None:

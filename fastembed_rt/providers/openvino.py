@@ -185,6 +185,45 @@ def _compiled_cache(root: Path, model_path: Path, device: str, config: dict[str,
 _SOURCE_FILE = "source.json"
 
 
+def _linked_graph(root: Path, model_path: Path) -> Path:
+    """``model_path``, or where its ONNX external data lies outside its folder through links (a hub cache's
+    snapshot, whose files link to blobs elsewhere), the same files hard-linked (copied across file systems) under
+    their own names into a folder of the cache: OpenVINO's ONNX reader refuses a data file that resolves outside
+    the graph's folder, so no ONNX variant of a hub artifact loaded on ``openvino``. The folder is recorded and
+    swept as the compiled blobs' are (``_sweep``)."""
+    if model_path.suffix != ".onnx":
+        return model_path
+    try:
+        base = model_path.parent.resolve()
+        data = {name: (model_path.parent / name).resolve() for name in graph_data_files(model_path)}
+        if all(path.is_relative_to(base) for path in data.values()):
+            return model_path
+        files = {model_path.name: model_path.resolve(), **data}
+        identity = {name: [str(path), path.stat().st_size, path.stat().st_mtime_ns] for name, path in files.items()}
+        folder = root / f"links-{zlib.crc32(json.dumps(identity, sort_keys=True).encode()):08x}"
+        record = folder / _SOURCE_FILE
+        if record.is_file():
+            os.utime(record)
+            return folder / model_path.name
+        staging = root / f".{folder.name}.{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for name, path in files.items():
+            try:
+                os.link(path, staging / name)
+            except OSError:
+                shutil.copyfile(path, staging / name)
+        (staging / _SOURCE_FILE).write_text(json.dumps({"graph": str(files[model_path.name])}))
+        try:
+            os.rename(staging, folder)
+        except OSError:  # another load made it meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
+        return folder / model_path.name if record.is_file() else model_path
+    except OSError as exc:  # a read-only cache: the compile says what OpenVINO refuses
+        logger.warning("cannot link %s's data files into OpenVINO's cache (%s)", model_path, exc)
+        return model_path
+
+
 def _sweep(root: Path, keep: Path) -> None:
     """Remove the cache folders of graphs that are gone (a deleted temporary artifact, a pruned hub revision) and
     of those no load used for ``UNUSED_DAYS``, as the ONNX Runtime graph cache does: each blob is the size of the
@@ -292,9 +331,10 @@ class OpenVINO:
             except OSError as exc:  # e.g. a read-only home in a container: every load compiles
                 logger.warning("OpenVINO compiled-model cache disabled: cannot create %s (%s)", self.cache_dir, exc)
                 self.cache_dir = None
+        source = _linked_graph(cache_root(options.cache_dir, "openvino"), Path(model_path))
         try:
             try:
-                compiled = _compile(core, model_path, device, config, self.cache_dir)
+                compiled = _compile(core, source, device, config, self.cache_dir)
             except RuntimeError as exc:
                 if self.cache_dir is None:
                     raise
@@ -304,7 +344,7 @@ class OpenVINO:
                 )
                 self.cache_dir = None
                 core.set_property({"CACHE_DIR": ""})
-                compiled = _compile(core, model_path, device, config, None)
+                compiled = _compile(core, source, device, config, None)
         except RuntimeError as exc:
             _check_extra(core, device, kind, dict(options.extra))  # a refused property is the caller's, not the file's
             raise ArtifactError(
@@ -331,7 +371,7 @@ class OpenVINO:
         self.input_names = tuple(i.get_any_name() for i in compiled.inputs)
         self.output_names = tuple(o.get_any_name() for o in compiled.outputs)
         self._inputs = frozenset(self.input_names)
-        self._model_path = Path(model_path)
+        self._model_path = source
         # OpenVINO's ONNX reader folds graph inputs that have defaults into constants: a call cannot set them, so
         # callers compute what those inputs steer (the precision stage) on the host instead
         self.folds_input_defaults = self._model_path.suffix == ".onnx"
