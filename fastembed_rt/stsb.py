@@ -17,10 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["STSB_ENV", "StsbSplit", "find_stsb_dir", "load_stsb", "spearman", "stsb_spearman"]
+from fastembed_rt.errors import FastEmbedError, InputError
+
+__all__ = ["STSB_ENV", "StsbNotFoundError", "StsbSplit", "find_stsb_dir", "load_stsb", "spearman", "stsb_spearman"]
 
 STSB_ENV = "FASTEMBED_RT_STSB"
 _SPLITS = ("train", "dev", "test")
+
+
+class StsbNotFoundError(FastEmbedError, FileNotFoundError):
+    """The STSb folder a user named (``path``, ``$FASTEMBED_RT_STSB``) is missing or holds no split files."""
 
 
 @dataclass(frozen=True)
@@ -43,9 +49,9 @@ def find_stsb_dir(path: str | os.PathLike[str] | None = None) -> Path | None:
     if path is not None or os.environ.get(STSB_ENV):
         folder, what = (Path(path), "path") if path is not None else (Path(os.environ[STSB_ENV]), f"${STSB_ENV}")
         if not folder.is_dir():
-            raise FileNotFoundError(f"the STSb folder {folder} ({what}) does not exist")
+            raise StsbNotFoundError(f"the STSb folder {folder} ({what}) does not exist")
         if not any(folder.glob("stsb-*-*.csv")):
-            raise FileNotFoundError(f"no stsb-<lang>-<split>.csv files in {folder} ({what})")
+            raise StsbNotFoundError(f"no stsb-<lang>-<split>.csv files in {folder} ({what})")
         return folder
     for candidate in (
         Path.cwd().parent / "shared" / "data" / "stsb",
@@ -60,7 +66,7 @@ def _from_hub(split: str, lang: str) -> StsbSplit:
     try:
         from datasets import load_dataset
     except ImportError as exc:
-        raise FileNotFoundError(
+        raise StsbNotFoundError(
             "STSb CSV files not found locally (pass path=..., or set $FASTEMBED_RT_STSB) and the "
             "`datasets` package is not installed to load PhilipMay/stsb_multi_mt from the hub: pip install datasets"
         ) from exc
@@ -77,13 +83,13 @@ def _from_hub(split: str, lang: str) -> StsbSplit:
 def load_stsb(split: str = "test", lang: str = "en", path: str | os.PathLike[str] | None = None) -> StsbSplit:
     """Load one STSb split (``train``, ``dev`` or ``test``) in ``lang``."""
     if split not in _SPLITS:
-        raise ValueError(f"split {split!r} is not one of {_SPLITS}")
+        raise InputError(f"split {split!r} is not one of {_SPLITS}")
     folder = find_stsb_dir(path)
     if folder is None:
         return _from_hub(split, lang)
     file = folder / f"stsb-{lang}-{split}.csv"
     if not file.is_file():
-        raise FileNotFoundError(
+        raise StsbNotFoundError(
             f"{file} does not exist; languages here: "
             f"{sorted({p.name.split('-')[1] for p in folder.glob('stsb-*-*.csv')})}"
         )
@@ -96,18 +102,18 @@ def load_stsb(split: str = "test", lang: str = "en", path: str | os.PathLike[str
                 if i == 0 and row[:3] == ["sentence1", "sentence2", "score"]:
                     continue  # the files here have no header; tolerate one
                 if len(row) != 3:
-                    raise ValueError(f"{file}:{i + 1}: expected 3 columns (sentence1,sentence2,score), got {len(row)}")
+                    raise InputError(f"{file}:{i + 1}: expected 3 columns (sentence1,sentence2,score), got {len(row)}")
                 try:
                     score = float(row[2])
                 except ValueError:
-                    raise ValueError(f"{file}:{i + 1}: the score {row[2]!r} is not a number") from None
+                    raise InputError(f"{file}:{i + 1}: the score {row[2]!r} is not a number") from None
                 s1.append(row[0])
                 s2.append(row[1])
                 scores.append(score)
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{file} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise InputError(f"{file} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not scores:
-        raise ValueError(f"{file} holds no sentence pairs")
+        raise InputError(f"{file} holds no sentence pairs")
     return StsbSplit(s1, s2, np.asarray(scores, dtype=np.float64), str(file))
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fastembed_rt import stsb
+from fastembed_rt.stsb import StsbNotFoundError
 
 
 def _split(folder: Path, rows: list[str], name: str = "stsb-en-test.csv") -> Path:
@@ -38,10 +39,10 @@ def test_a_named_folder_without_the_files_is_an_error_not_a_reason_to_read_other
     folder = tmp_path / "typo"
     if problem == "empty":
         folder.mkdir()
-    with pytest.raises(FileNotFoundError, match=r"typo \(path\)"):
+    with pytest.raises(StsbNotFoundError, match=r"typo \(path\)"):
         stsb.load_stsb("test", "en", folder)
     monkeypatch.setenv(stsb.STSB_ENV, str(folder))
-    with pytest.raises(FileNotFoundError, match=r"typo \(\$FASTEMBED_RT_STSB\)"):
+    with pytest.raises(StsbNotFoundError, match=r"typo \(\$FASTEMBED_RT_STSB\)"):
         stsb.load_stsb("test", "en")
 
 
@@ -75,3 +76,15 @@ def test_a_header_row_is_tolerated_and_scores_are_floats(tmp_path: Path) -> None
     data = stsb.load_stsb("test", "en", tmp_path)
     assert data.sentences1 == ["a, quoted", "c"] and data.scores.dtype == np.float64
     assert data.scores.tolist() == [4.25, 0.0]
+
+
+def test_the_cli_reports_a_named_folder_without_the_files_as_an_error_not_a_traceback(
+    minilm_artifact_session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`fastembed-rt export` with $FASTEMBED_RT_STSB mistyped ended in a FileNotFoundError traceback."""
+    from fastembed_rt.cli import main
+
+    monkeypatch.setenv(stsb.STSB_ENV, str(tmp_path / "typo"))
+    assert main(["tune", str(minilm_artifact_session)]) == 1  # tune reads its texts from STSb dev first
+    assert f"error: the STSb folder {tmp_path / 'typo'} ($FASTEMBED_RT_STSB) does not exist" in capsys.readouterr().err
+    assert issubclass(StsbNotFoundError, FileNotFoundError)  # as callers caught before
