@@ -610,7 +610,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifact")
     p.add_argument("--file", help="texts to time, one per line; default: STSb dev sentences, else synthetic texts")
     p.add_argument("--texts", type=_positive_int, default=512, help="at most this many texts")
-    p.add_argument("--variants", default=None, help="comma-separated variants (default: every one runnable here)")
+    p.add_argument(
+        "--variants",
+        default=None,
+        help="comma-separated variants, timed with their engine's fp32 beside them (default: every one runnable here)",
+    )
     p.add_argument(
         "--rounds", type=_positive_int, default=3, help="timed passes, interleaved across variants (best counts)"
     )
