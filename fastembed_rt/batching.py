@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from fastembed_rt.packing import PACK_ROW_TOKENS
+from fastembed_rt.packing import DEFAULT_ATTENTION_SPAN, estimate_layouts
 
 __all__ = [
     "ACCELERATOR_MAX_BATCH_BYTES",
@@ -82,6 +82,7 @@ def plan_batches(
     cost: ActivationCost | None = None,
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     packed: bool = False,
+    span: float = DEFAULT_ATTENTION_SPAN,
 ) -> list[np.ndarray]:
     """Split row indices into batches, longest rows first, at the cheapest cuts.
 
@@ -90,8 +91,10 @@ def plan_batches(
     a single row over either bound still gets its own batch. Among
     such cuts of the length-sorted rows, the plan minimizes ``sum(run_overhead_tokens + rows ×
     longest)`` over its batches. ``packed``: the graph runs the batch packed (``fastembed_rt.packing``),
-    so a batch costs its tokens, not its rows × longest, and its attention scores are those of rows of
-    ``PACK_ROW_TOKENS``: batches are only cut by the bounds.
+    so a batch costs the token slots of its cheapest packed layout (``packing.layout_cost``, attention
+    included: ``span``, the backbone's ``attention_span``), estimated: short inputs share rows and run
+    about their tokens, so batches of them are cut only by the bounds; inputs too long to share a row run
+    one a row, at their batch's longest, so these are cut where their lengths jump, as padded ones are.
 
     Returns:
         int64 index arrays into ``lengths``; together they cover every row exactly once.
@@ -99,6 +102,8 @@ def plan_batches(
     if max_batch_size < 1:
         raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
     lengths = np.asarray(lengths)
+    if len(lengths) == 1:  # a single query: nothing to choose, and pricing the choice cost a tenth of its run
+        return [np.zeros(1, dtype=np.int64)]
     order = np.argsort(-lengths, kind="stable")
     batches: list[np.ndarray] = []
     for start in range(0, len(order), _PLAN_WINDOW):
@@ -111,6 +116,7 @@ def plan_batches(
             cost,
             max_batch_bytes,
             packed,
+            span,
         )
         offset = 0
         for size in sizes:
@@ -127,35 +133,43 @@ def _cheapest_cuts(
     activations: ActivationCost | None = None,
     max_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     packed: bool = False,
+    span: float = DEFAULT_ATTENTION_SPAN,
 ) -> list[int]:
     """Batch sizes, in order, that cover rows sorted by decreasing length at the least total cost.
 
     ``cost[j]`` is the cheapest plan of the first ``j`` rows; a batch of rows ``i..j-1`` costs
-    ``overhead + (j - i) × sorted_lengths[i]`` (its first row is its longest), or ``overhead`` + its
-    tokens when ``packed``.
+    ``overhead + (j - i) × sorted_lengths[i]`` (its first row is its longest), or ``overhead`` + the
+    cost of its cheapest packed layout when ``packed`` (``packing.estimate_layouts``).
     """
     n = len(sorted_lengths)
     tokens = np.concatenate([[0], np.cumsum(sorted_lengths)])
+    descending = -sorted_lengths  # ascending, for searchsorted
     cost = np.full(n + 1, np.inf)
     cost[0] = 0.0
     take = np.zeros(n + 1, dtype=np.int64)
-    for j in range(1, n + 1):
-        sizes = np.arange(1, min(max_rows, j) + 1)
-        firsts = j - sizes
+    sizes = np.arange(1, max_rows + 1)
+    # What every candidate batch costs does not depend on the plan: priced for a block of ends at once (a few
+    # numpy calls a block, not a row), the plan then only adds and compares.
+    block = max(1, (1 << 16) // max_rows)
+    for start in range(1, n + 1, block):
+        ends = np.arange(start, min(n, start + block - 1) + 1)[:, None]
+        firsts = np.maximum(ends - sizes, 0)
         longest = sorted_lengths[firsts]
         if packed:
-            padded = tokens[j] - tokens[firsts]
-            row = np.maximum(longest, PACK_ROW_TOKENS)  # every token's scores span one packed row
+            _, padded, row, run = estimate_layouts(firsts, ends, tokens, descending, span=span)
         else:
             padded = sizes * longest
             row = longest
+            run = padded
         fits = padded <= budget
         if activations is not None:
             fits &= padded * (activations.token_bytes + activations.pair_bytes * row) <= max_bytes
-        allowed = fits | (sizes == 1)
-        totals = np.where(allowed, cost[firsts] + overhead + padded, np.inf)
-        best = int(np.argmin(totals))
-        cost[j], take[j] = totals[best], sizes[best]
+        allowed = (fits | (sizes == 1)) & (sizes <= ends)
+        priced = np.where(allowed, overhead + run, np.inf)
+        for k, j in enumerate(ends[:, 0].tolist()):
+            totals = cost[firsts[k]] + priced[k]
+            best = int(np.argmin(totals))
+            cost[j], take[j] = totals[best], best + 1
     cuts: list[int] = []
     j = n
     while j > 0:

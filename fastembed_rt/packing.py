@@ -12,8 +12,10 @@ longest run 2.2× their tokens. The ``packed`` variant (``export.pack``) takes t
 
 and gathers the packed token states back into the padded ``[batch, sequence]`` layout
 (``unpack_index``) before the output stages, so pooling, normalization and every output are exactly
-those of the padded graph. Attention scores grow with the row's length squared: rows are cut at
-``PACK_ROW_TOKENS`` (or the longest input, when longer).
+those of the padded graph. Attention grows with the row's length squared, and inputs longer than half a row
+cannot share one: ``pack_layout`` lays a batch out in rows of ``PACK_ROW_TOKENS``, of its longest input's length
+or of twice or four times that, whichever costs least (``layout_cost``), and the batch planner prices candidate
+batches the same way (``estimate_layouts``), so long inputs run one a row in batches of similar lengths, as padded.
 """
 
 from __future__ import annotations
@@ -23,12 +25,18 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "DEFAULT_ATTENTION_SPAN",
     "PACKED_ATTENTION_MASK",
     "PACKED_INPUTS",
     "PACK_ROW_TOKENS",
     "POSITION_IDS",
+    "SPAN_PER_WIDTH",
     "UNPACK_INDEX",
+    "attention_span",
+    "estimate_layouts",
+    "layout_cost",
     "pack_batch",
+    "pack_layout",
 ]
 
 POSITION_IDS = "position_ids"
@@ -40,6 +48,128 @@ PACKED_INPUTS = (POSITION_IDS, PACKED_ATTENTION_MASK, UNPACK_INDEX)
 # median of 3 rounds: evenly filled rows of 64, 128 and 256 tokens ran 538, 537 and 501 sentences/s, one row
 # of all ~450 tokens 431, padded (`optimized`) 417; groups of 6: 415, 464, 460, 453 and 355.
 PACK_ROW_TOKENS = 128
+# What a token costs beside its row's other tokens: attention (Q·Kᵀ and the weighted sum of V) takes 2 × hidden
+# multiply-adds per (token, key), the projections and the FFN 4 × hidden² + 2 × hidden × intermediate per token, so a
+# token in a row of ``width`` costs ``1 + width / span`` tokens' worth of a layer, ``span`` a multiple of ``2 × hidden
+# + intermediate``. The multiple is measured: attention's softmax and mask run far below the GEMMs' rate. In
+# all-MiniLM-L6-v2 (2 × 384 + 1,536 = 2,304; 2,048 tokens a run, 1 and 2 threads, AVX-512 EPYC) a token cost the
+# same in rows of 16 to 64, and 1.06×, 1.12× and 1.24× that in rows of 128, 256 and 512: ``span`` 1,000 to 1,800.
+SPAN_PER_WIDTH = 2 / 3
+DEFAULT_ATTENTION_SPAN = 2304 * SPAN_PER_WIDTH  # all-MiniLM-L6-v2's: where an artifact records no backbone shape
+# Row capacities tried besides the longest input's: it doubled, and doubled again, up to ``row_tokens``.
+_DOUBLINGS = 2
+
+
+def attention_span(shape: dict[str, object]) -> float:
+    """``span`` of an artifact's backbone shape (``manifest.source["backbone"]``): ``SPAN_PER_WIDTH × (2 × hidden +
+    intermediate)``, or ``DEFAULT_ATTENTION_SPAN`` where it records none."""
+    hidden = int(str(shape.get("hidden_size") or 0))
+    if hidden <= 0:
+        return DEFAULT_ATTENTION_SPAN
+    return SPAN_PER_WIDTH * (2 * hidden + int(str(shape.get("intermediate_size") or 4 * hidden)))
+
+
+def layout_cost(rows: int | np.ndarray, width: int | np.ndarray, span: float = DEFAULT_ATTENTION_SPAN) -> np.ndarray:
+    """What a graph run of ``rows × width`` token slots costs, in tokens of a layer (see ``DEFAULT_ATTENTION_SPAN``)."""
+    return np.asarray(rows * width * (1.0 + np.asarray(width, dtype=np.float64) / span))
+
+
+def _fill(lengths: np.ndarray, capacity: int, evenly: bool) -> tuple[np.ndarray, list[int]]:
+    """``(row, offset)`` of each input and every row's tokens, longest input first. ``evenly``: into the emptiest
+    row it fits in, starting from as many rows as the tokens need at ``capacity`` (every row runs at the fullest
+    row's length, so an uneven last row would be padding); else into the fullest (best fit: fewer rows where
+    inputs of a third to half a row leave gaps that an even fill cannot close). An input that fits in no row opens
+    one: filled past ``capacity``, 5 inputs of 100 tokens went two to a row (4 rows of 200: 800 token slots where
+    padding costs 500, attention at 200², twice the time)."""
+    fill = [0] * (max(1, -(-int(lengths.sum()) // capacity)) if evenly else 0)
+    place = np.empty((len(lengths), 2), dtype=np.int64)
+    for i in np.argsort(-lengths, kind="stable"):
+        length = int(lengths[i])
+        fits = [row for row in range(len(fill)) if fill[row] + length <= capacity]
+        if fits:
+            row = min(fits, key=fill.__getitem__) if evenly else max(fits, key=fill.__getitem__)
+        else:
+            row = len(fill)
+            fill.append(0)
+        place[i] = row, fill[row]
+        fill[row] += length
+    return place, fill
+
+
+def estimate_layouts(
+    firsts: np.ndarray,
+    ends: np.ndarray,
+    tokens: np.ndarray,
+    descending: np.ndarray,
+    row_tokens: int = PACK_ROW_TOKENS,
+    span: float = DEFAULT_ATTENTION_SPAN,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The cheapest packed layout of each batch of length-sorted inputs ``firsts[k] .. ends[k] - 1``, estimated
+    without laying it out (the batch planner prices thousands of candidate batches): ``(capacity, slots, width,
+    cost)``. ``descending``: the negated lengths, longest first (ascending, for searchsorted); ``tokens``: their
+    running sum from 0.
+
+    Capacities tried: the longest input's, doubled and doubled again up to ``row_tokens``, and ``row_tokens`` (or
+    the longest input's, when longer). At a capacity ``c`` inputs longer than ``c / 2`` take a row each (rows ``c``
+    long), shorter inputs are counted in rows of their own (beside a long one they fit only where its row has room:
+    41 tokens do not beside 118 in a row of 128), those longer than ``c / 3`` at most two to a row, the rest filling
+    rows evenly, never shorter than the longest input. Long inputs then run apart from short ones unless that costs
+    more runs than it saves; ``pack_layout`` lays a batch out for real.
+    """
+    longest = -descending[firsts]
+    total = tokens[ends] - tokens[firsts]
+    best: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    for capacity, valid in [
+        *((longest << k, (longest << k) <= np.maximum(row_tokens, longest)) for k in range(_DOUBLINGS + 1)),
+        (np.maximum(longest, row_tokens), np.ones(longest.shape, dtype=bool)),
+    ]:
+        half = np.clip(np.searchsorted(descending, -(capacity // 2), side="left"), firsts, ends)
+        third = np.clip(np.searchsorted(descending, -(capacity // 3), side="left"), half, ends)
+        shared = np.maximum(-(-(tokens[ends] - tokens[half]) // capacity), -(-(third - half) // 2))
+        rows = np.maximum((half - firsts) + shared, 1)
+        width = np.where(half > firsts, capacity, np.minimum(capacity, np.maximum(longest, -(-total // rows))))
+        cost = np.where(valid, layout_cost(rows, width, span), np.inf)
+        if best is None:
+            best = (capacity, rows * width, width, cost)
+        else:
+            cheaper = cost < best[3]
+            best = (
+                np.where(cheaper, capacity, best[0]),
+                np.where(cheaper, rows * width, best[1]),
+                np.where(cheaper, width, best[2]),
+                np.where(cheaper, cost, best[3]),
+            )
+    assert best is not None
+    return best
+
+
+def _capacities(longest: int, row_tokens: int) -> list[int]:
+    """The row capacities a batch whose longest input has ``longest`` tokens is laid out at (``estimate_layouts``)."""
+    top = max(row_tokens, longest)
+    return sorted({top, *(longest << k for k in range(_DOUBLINGS + 1) if longest << k <= top)})
+
+
+def pack_layout(
+    lengths: np.ndarray, row_tokens: int = PACK_ROW_TOKENS, span: float = DEFAULT_ATTENTION_SPAN
+) -> tuple[np.ndarray, list[int]]:
+    """The cheapest layout (``layout_cost``) of inputs of ``lengths`` tokens: ``(row, offset)`` of each input and
+    every row's tokens, at each capacity ``estimate_layouts`` tries, evenly filled or best fit (a few dozen
+    microseconds each for 32 inputs, less than estimating them). Rows of 128 are not always cheapest: 32 inputs of
+    60 to 128 tokens, each in a row of 128 beside at most one other, ran 1.66× the time of the padded graph (2
+    threads, AVX-512 EPYC), and inputs of about one length run best one a row, at the longest input's length
+    (which never costs more than padding)."""
+    sizes = np.maximum(np.asarray(lengths, dtype=np.int64), 1)
+    if len(sizes) <= 1:  # a single query: one row of its own
+        return np.zeros((len(sizes), 2), dtype=np.int64), [int(n) for n in sizes] or [0]
+    best: tuple[float, np.ndarray, list[int]] | None = None
+    for capacity in _capacities(int(sizes.max(initial=1)), row_tokens):
+        for evenly in (True, False):
+            place, fill = _fill(sizes, capacity, evenly)
+            cost = float(layout_cost(len(fill), max(fill, default=0), span))
+            if best is None or cost < best[0]:
+                best = (cost, place, fill)
+    assert best is not None
+    return best[1], best[2]
 
 
 def pack_batch(
@@ -49,6 +179,7 @@ def pack_batch(
     pad_id: int,
     left: bool = False,
     row_tokens: int = PACK_ROW_TOKENS,
+    span: float = DEFAULT_ATTENTION_SPAN,
 ) -> dict[str, np.ndarray]:
     """The packed feeds of one batch: ``input_ids``, ``token_type_ids``, ``position_ids`` (int64
     ``[rows, length]``), ``packed_attention_mask`` (int32 ``[rows, length, length]``) and ``unpack_index``
@@ -56,31 +187,11 @@ def pack_batch(
 
     ``attention_mask`` is the padded batch's mask (``[batch, sequence]``, on the ``left`` side when the
     tokenizer pads left); a token whose mask value is 0 is not attended to, as in the padded graph.
-    Rows hold at most ``row_tokens`` tokens each (or the longest input's), evenly filled (longest input first, into
-    the emptiest row it fits in).
+    Rows are laid out by ``pack_layout`` (``span``: the backbone's ``attention_span``).
     """
     lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
-    capacity = max(row_tokens, int(lengths.max(initial=1)))
-    # As many rows as the tokens need at ``capacity`` each, filled evenly (longest input first, into the
-    # emptiest row it fits in): every row runs at the fullest row's length, so an uneven last row would be
-    # padding. An input that fits in no row opens one: filled past ``capacity``, 5 inputs of 100 tokens went two
-    # to a row (4 rows of 200: 800 token slots where padding costs 500, attention at 200², twice the time).
-    fill = [0] * max(1, -(-int(lengths.sum()) // capacity))
-    place = np.empty((len(ids), 2), dtype=np.int64)  # (row, offset) of each input
-    for i in np.argsort(-lengths, kind="stable"):
-        length = int(lengths[i])
-        fits = [row for row in range(len(fill)) if fill[row] + length <= capacity]
-        if fits:
-            row = min(fits, key=fill.__getitem__)
-        else:
-            row = len(fill)
-            fill.append(0)
-        place[i] = row, fill[row]
-        fill[row] += length
-    longest = int(lengths.max(initial=0))
-    if len(fill) * max(fill) > len(ids) * longest:  # rows that run more slots than padding would: one input a row
-        place[:, 0], place[:, 1], fill = np.arange(len(ids)), 0, [int(n) for n in lengths]
-    rows, width = len(fill), max(max(fill), 1)
+    place, fill = pack_layout(lengths, row_tokens, span)
+    rows, width = max(len(fill), 1), max(max(fill, default=0), 1)
     sequence = attention_mask.shape[1]
     input_ids = np.full((rows, width), pad_id, dtype=np.int64)
     token_type_ids = np.zeros((rows, width), dtype=np.int64)

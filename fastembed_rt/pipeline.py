@@ -32,7 +32,7 @@ from fastembed_rt.kernels.spec import (
     TOKEN_EMBEDDINGS,
 )
 from fastembed_rt.long_inputs import LongInputs, too_long, window_bounds
-from fastembed_rt.packing import PACKED_INPUTS, pack_batch
+from fastembed_rt.packing import PACKED_INPUTS, attention_span, pack_batch
 from fastembed_rt.providers import max_batch_bytes as engine_max_batch_bytes
 from fastembed_rt.providers.base import ExecutionProvider
 from fastembed_rt.tokenizer import Encoded, Tokenizer, TruncationDirection, Windows, with_prompt
@@ -163,6 +163,7 @@ class BatchFeeds:
     def __init__(self, manifest: Manifest, packed: bool = False) -> None:
         self.manifest = manifest
         self.packed = packed
+        self.attention_span = attention_span(manifest.source.get("backbone") or {})  # what packed layouts cost
         self._inputs = tuple(manifest.graph.inputs)
         self._left = manifest.tokenizer.padding_side == "left"
         self._pad_id = manifest.tokenizer.pad_token_id
@@ -209,7 +210,7 @@ class BatchFeeds:
             else:
                 raise InputError(f"graph input {name!r} of {self.manifest.root} is not one fastembed-rt can feed")
         if self.packed:
-            packed = pack_batch(ids, type_ids, mask, self._pad_id, self._left)
+            packed = pack_batch(ids, type_ids, mask, self._pad_id, self._left, span=self.attention_span)
             feeds.update({name: value for name, value in packed.items() if name in feeds or name in PACKED_INPUTS})
         return feeds
 
@@ -426,6 +427,7 @@ class Pipeline:
             cost=self.activation_cost,
             max_batch_bytes=max_batch_bytes,
             packed=self.packed,
+            span=self.feeds.attention_span,
         )
 
     def embed(

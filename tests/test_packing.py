@@ -12,8 +12,17 @@ import pytest
 from tiny_models import build_tiny_model
 
 from fastembed_rt import SentenceTransformer
-from fastembed_rt.batching import pad_batch, plan_batches
-from fastembed_rt.packing import PACKED_ATTENTION_MASK, POSITION_IDS, UNPACK_INDEX, pack_batch
+from fastembed_rt.batching import RUN_OVERHEAD_TOKENS, pad_batch, plan_batches
+from fastembed_rt.packing import (
+    DEFAULT_ATTENTION_SPAN,
+    PACKED_ATTENTION_MASK,
+    POSITION_IDS,
+    UNPACK_INDEX,
+    attention_span,
+    layout_cost,
+    pack_batch,
+    pack_layout,
+)
 
 PAD = 0
 
@@ -93,14 +102,91 @@ def test_a_masked_token_is_no_ones_key_in_the_packed_batch() -> None:
     assert not feeds[PACKED_ATTENTION_MASK][0, :, column].any()
 
 
-def test_a_packed_plan_cuts_only_at_its_bounds_where_a_padded_plan_cuts_at_length_jumps() -> None:
+def test_a_packed_plan_keeps_short_inputs_of_mixed_lengths_together_up_to_its_bounds() -> None:
     lengths = np.array([5, 30, 12, 8, 14, 22, 9, 40, 11, 3, 6, 7])
-    assert len(plan_batches(lengths, 32)) > 1
+    assert len(plan_batches(lengths, 32)) > 1  # padded, they are cut where their lengths jump
     assert len(plan_batches(lengths, 32, packed=True)) == 1
     budgeted = plan_batches(lengths, 32, token_budget=64, packed=True)
     assert all(int(lengths[b].sum()) <= 64 or len(b) == 1 for b in budgeted)
     assert sorted(np.concatenate(budgeted).tolist()) == list(range(len(lengths)))
-    assert [len(b) for b in plan_batches(lengths, 5, packed=True)] == [5, 5, 2]
+    assert sorted(len(b) for b in plan_batches(lengths, 5, packed=True)) in ([2, 5, 5], [3, 4, 5], [4, 4, 4])
+
+
+def test_inputs_too_long_to_share_a_row_are_laid_out_at_the_longest_inputs_length() -> None:
+    """In rows of 128, 70 and 68 tokens each took a row of their own beside at most one short input: 4 rows of 110
+    tokens. At the longest input's length, only the two short ones share a row: 5 rows of 70, less padding and
+    shorter attention."""
+    lengths = np.array([70, 68, 66, 65, 40, 30])
+    _, fill = pack_layout(lengths, row_tokens=128)
+    assert (len(fill), max(fill)) == (5, 70)
+    ids = _rows(lengths.tolist())
+    _, mask = pad_batch(ids, PAD)
+    assert pack_batch(ids, [np.zeros_like(r) for r in ids], mask, PAD, row_tokens=128)["input_ids"].shape == (5, 70)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_layout_costs_no_more_than_padding_and_no_row_is_longer_than_128_or_the_longest_input(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, [30, 64, 128, 250, 512, 8][seed], int(rng.integers(2, 48)))
+    _, fill = pack_layout(lengths)
+    cost = float(layout_cost(len(fill), max(fill)))
+    longest = int(lengths.max())
+    assert max(fill) <= max(128, longest)
+    assert cost <= float(layout_cost(len(lengths), longest)) + 1e-9  # one input a row: padding
+
+
+def test_one_input_runs_in_one_row_of_its_own_length() -> None:
+    assert [b.tolist() for b in plan_batches(np.array([37]), 32, packed=True)] == [[0]]
+    ids = _rows([37])
+    _, mask = pad_batch(ids, PAD)
+    feeds = pack_batch(ids, [np.zeros_like(r) for r in ids], mask, PAD)
+    assert feeds["input_ids"].shape == (1, 37) and np.array_equal(feeds["input_ids"][0], ids[0])
+    assert feeds[PACKED_ATTENTION_MASK].all()
+
+
+def test_attention_weighs_by_the_backbones_shape_and_defaults_to_all_minilm_l6_v2s() -> None:
+    minilm = attention_span({"hidden_size": 384, "intermediate_size": 1536})
+    assert minilm == DEFAULT_ATTENTION_SPAN == attention_span({})
+    assert attention_span({"hidden_size": 768, "intermediate_size": 3072}) == 2 * minilm
+    # the wider the rows, the more a token costs; the same tokens in fewer, longer rows cost more
+    assert float(layout_cost(1, 256)) > float(layout_cost(2, 128)) > float(layout_cost(4, 64))
+
+
+def test_a_packed_plan_cuts_where_inputs_too_long_to_share_a_row_jump_in_length() -> None:
+    """Packed as one batch, 4 inputs of 128 tokens and 28 of 70 ran 32 rows of 128 (4,096 token slots, where the
+    padded plan runs 512 + 28 × 70 = 2,472)."""
+    rng = np.random.default_rng(0)
+    lengths = rng.permutation(np.array([128] * 4 + [70] * 28))
+    plan = plan_batches(lengths, 32, packed=True)
+    assert sorted(sorted(lengths[b].tolist()) for b in plan) == [[70] * 28, [128] * 4]
+    for batch in plan:
+        _, fill = pack_layout(lengths[batch])
+        assert len(fill) * max(fill) == int(lengths[batch].sum())  # one input a row, none padded
+
+
+def _plan_cost(lengths: np.ndarray, packed: bool) -> float:
+    """A plan's runs as ``layout_cost`` prices them, plus what each run costs beside its tokens."""
+    total = 0.0
+    for batch in plan_batches(lengths, 32, packed=packed):
+        fill = pack_layout(lengths[batch])[1] if packed else [int(lengths[batch].max())] * len(batch)
+        total += RUN_OVERHEAD_TOKENS + float(layout_cost(len(fill), max(fill)))
+    return total
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "most"), [(1, 30, 0.9), (5, 60, 1.0), (60, 128, 1.1), (100, 250, 1.1), (1, 512, 1.1)]
+)
+def test_a_packed_plan_costs_less_than_padding_on_short_inputs_and_about_as_much_on_long_ones(
+    low: int, high: int, most: float
+) -> None:
+    """Server-like groups of 32 unrelated inputs. The packed plan used to cost 1.2-1.3× the padded one (by this
+    cost) on inputs of 60 to 512 tokens, all in rows of 128 or of the longest input."""
+    rng = np.random.default_rng(low * high)
+    ratios = [
+        _plan_cost(lengths, packed=True) / _plan_cost(lengths, packed=False)
+        for lengths in (rng.integers(low, high + 1, 32) for _ in range(20))
+    ]
+    assert max(ratios) <= most, ratios
 
 
 MIXED_TEXTS = [
