@@ -179,35 +179,96 @@ def test_image_holds_no_torch_no_pip_nor_an_onnxruntime_library_it_never_loads_a
     print(f"image {size / 1e6:.0f} MB = base {base / 1e6:.0f} MB + fastembed-rt {(size - base) / 1e6:.0f} MB")
 
 
-def test_an_artifact_baked_in_at_build_time_is_served_without_a_mount(
+def test_an_artifact_baked_in_at_build_time_is_stored_once_read_only_and_served_to_any_user(
     image: str, podman_env: dict[str, str], base_image: str, minilm_artifact_session: Path, minilm_runtime: Any,
     tmp_path: Path,
 ) -> None:  # fmt: skip
+    """A chown in the final stage stored the artifact a second time (915 MB for 276 MB of model over a 364 MB image),
+    left it writable by the server, and kept the build context's modes (a 0600 file no other user could read)."""
     context = tmp_path / "context"
     context.mkdir()
-    for name in ("Containerfile", ".containerignore", "pyproject.toml", "README.md"):
+    for name in ("Containerfile", ".containerignore", "pyproject.toml", "README.md", "constraints.txt"):
         shutil.copy2(REPO / name, context / name)
     for name in ("fastembed_rt", "kernels", "export"):
         shutil.copytree(REPO / name, context / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(minilm_artifact_session, context / "model")
+    model = context / "artifacts" / "model"
+    shutil.copytree(minilm_artifact_session, model)
+    (model / "manifest.json").chmod(0o600)
+    model_bytes = sum(f.stat().st_size for f in model.rglob("*") if f.is_file())
     tag = f"{image}-baked"
     volume = ["-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"] if CA_BUNDLE.is_file() else []
     _podman(
         "build", "--format", "docker", "--pull=never", "-f", "Containerfile", "-t", tag,
-        "--build-arg", f"BASE_IMAGE={base_image}", "--build-arg", "ARTIFACT=model", *volume, str(context),
+        "--build-arg", f"BASE_IMAGE={base_image}", "--build-arg", "ARTIFACT=artifacts/model", *volume, str(context),
         env=podman_env, timeout=1200,
     )  # fmt: skip
     port = _free_port()
     container = _podman(
-        "run", "--detach", "--network=host", "--env", f"PORT={port}", tag, "/models/model", "--host", "127.0.0.1",
-        env=podman_env,
+        "run", "--detach", "--network=host", "--user", "12345:0", "--env", f"PORT={port}", tag, "/models/model",
+        "--host", "127.0.0.1", env=podman_env,
     )  # fmt: skip
     try:
         first, _ = _first_embed(port, container, podman_env)
         np.testing.assert_allclose(first, minilm_runtime.encode(["The cat sat on the mat."]), atol=1e-6)
+        probe = "import os; print([os.access(p, os.W_OK) for p in ('/models/model', '/models/model/manifest.json')])"
+        assert _podman("exec", container, "python3", "-c", probe, env=podman_env) == "[False, False]"
+        grown = int(_podman("image", "inspect", "--format", "{{.Size}}", tag, env=podman_env)) - int(
+            _podman("image", "inspect", "--format", "{{.Size}}", image, env=podman_env)
+        )
+        print(f"baked image: +{grown / 1e6:.0f} MB for {model_bytes / 1e6:.0f} MB of artifact")
+        assert grown < 1.2 * model_bytes, (grown, model_bytes)
     finally:
         _podman("rm", "--force", container, env=podman_env, check=False)
         _podman("rmi", "--force", tag, env=podman_env, check=False)
+
+
+def _cache_files(container: str, env: dict[str, str]) -> list[str]:
+    listing = "import pathlib; print(*sorted(p.name for p in pathlib.Path('/home/fastembed/.cache').rglob('*.onnx')))"
+    return _podman("exec", container, "python3", "-c", listing, env=env).split()
+
+
+def test_an_arbitrary_user_and_a_read_only_root_keep_the_graph_cache(
+    image: str, podman_env: dict[str, str], minilm_artifact_session: Path
+) -> None:
+    """Run as a user of group 0 that the image does not know (OpenShift), the server could not write its graph cache
+    under the home (10001's alone) and held the optimized weights on its heap instead: 84 MB more per replica."""
+    volume = f"fastembed-rt-test-cache-{uuid.uuid4().hex[:8]}"
+    runs = {
+        "arbitrary user": ("--user", "12345:0"),
+        "read-only root, cache volume": ("--read-only", "--user", "12345:0", "-v", f"{volume}:/home/fastembed/.cache"),
+    }
+    try:
+        for what, flags in runs.items():
+            container, port, _ = _start(image, podman_env, minilm_artifact_session, *flags)
+            try:
+                _first_embed(port, container, podman_env)
+                assert _cache_files(container, podman_env), f"{what}: no graph cache written"
+                assert "cache disabled" not in _logs(container, podman_env), what
+            finally:
+                _podman("rm", "--force", container, env=podman_env, check=False)
+    finally:
+        _podman("volume", "rm", "--force", volume, env=podman_env, check=False)
+
+
+def test_the_image_holds_the_dependency_versions_the_project_is_tested_with(
+    image: str, podman_env: dict[str, str]
+) -> None:
+    """The build stage installed without constraints.txt: uvicorn 0.55.0 where 0.54.0 is tested (and the server
+    subclasses uvicorn's internals)."""
+    probe = (
+        "import importlib.metadata as m, json; "
+        "print(json.dumps({d.metadata['Name'].lower().replace('_', '-'): d.version for d in m.distributions()}))"
+    )
+    installed = json.loads(_podman("run", "--rm", "--entrypoint", "python3", image, "-c", probe, env=podman_env))
+    pins = dict(
+        line.split("==", 1)
+        for line in (REPO / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    pins = {name.lower().replace("_", "-"): version for name, version in pins.items()}
+    checked = {name: (installed[name], pins[name]) for name in installed.keys() & pins.keys()}
+    assert {"onnxruntime", "tokenizers", "numpy", "uvicorn", "starlette"} <= checked.keys(), sorted(installed)
+    assert all(have == want for have, want in checked.values()), checked
 
 
 def _local_torch_wheels() -> Path | None:

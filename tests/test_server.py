@@ -1106,6 +1106,33 @@ def test_a_model_that_cannot_load_stops_the_server_with_exit_code_1(tmp_path: Pa
     assert "does not exist" in result.stderr or "missing" in result.stderr
 
 
+def test_a_port_flag_that_is_not_port_from_the_environment_is_warned_about(tmp_path: Path) -> None:
+    """The image's health check probes $PORT: a container started with --port reported itself unhealthy."""
+    port = _free_port()
+    for environment_port, warned in ((port + 1, True), (port, False)):
+        result = subprocess.run(
+            [sys.executable, "-m", "fastembed_rt.server", str(tmp_path / "missing"), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "PORT": str(environment_port)},
+        )
+        assert result.returncode == 1
+        assert (f"serving on port {port}, not $PORT ({environment_port})" in result.stderr) is warned, result.stderr
+
+
+def test_the_server_prints_each_huggingface_hub_log_line_once_in_its_format() -> None:
+    """huggingface_hub's own stderr handler printed every line it logged (fetching a hub id) a second time, raw."""
+    code = (
+        "from fastembed_rt.server.main import configure_logging; configure_logging('info'); "
+        "import huggingface_hub, logging; logging.getLogger('huggingface_hub.file_download').warning('hub says hi')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stderr.count("hub says hi") == 1, result.stderr
+    assert "WARNING huggingface_hub.file_download: hub says hi" in result.stderr
+
+
 _NO_TORCH = """
 import json
 from fastembed_rt.server import ServedModel, ServerConfig, create_app, main

@@ -27,7 +27,7 @@ from fastembed_rt.server.app import create_app
 from fastembed_rt.server.config import ServedModel, ServerConfig
 from fastembed_rt.server.state import ServerState
 
-__all__ = ["add_arguments", "config_from_args", "main", "run"]
+__all__ = ["add_arguments", "config_from_args", "configure_logging", "main", "run"]
 
 logger = logging.getLogger("fastembed_rt.server")
 
@@ -176,6 +176,20 @@ class _Server(uvicorn.Server):
             timer.cancel()
 
 
+def configure_logging(log_level: str = "info") -> None:
+    """One format for every log line the server prints, each printed once."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # huggingface_hub gives its loggers a stderr handler of its own when imported: with the one above, every line it
+    # logged while fetching a hub id came out twice (raw, then formatted). Imported now (7 ms) to take it off.
+    try:
+        import huggingface_hub.utils.logging  # noqa: F401
+    except ImportError:
+        return
+    hub = logging.getLogger("huggingface_hub")
+    for handler in list(hub.handlers):
+        hub.removeHandler(handler)
+
+
 def run(config: ServerConfig, log_level: str = "info") -> int:
     """Serve until SIGTERM/SIGINT; the exit code (0, or 1 when a model failed to load)."""
     problems = config.check()
@@ -183,7 +197,15 @@ def run(config: ServerConfig, log_level: str = "info") -> int:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level)
+    port = os.environ.get("PORT", "").strip()
+    if port and port != str(config.port):
+        logger.warning(
+            "serving on port %d, not $PORT (%s): a health check that probes $PORT (the fastembed-rt image's does) "
+            "reports this server unhealthy; set PORT rather than --port",
+            config.port,
+            port,
+        )
     state = ServerState(config)
     app = create_app(config, state=state)
     uv_config = uvicorn.Config(
