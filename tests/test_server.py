@@ -1122,6 +1122,24 @@ def test_a_port_flag_that_is_not_port_from_the_environment_is_warned_about(tmp_p
         assert (f"serving on port {port}, not $PORT ({environment_port})" in result.stderr) is warned, result.stderr
 
 
+def test_uvicorns_lines_are_in_the_servers_format_with_a_time(tmp_path: Path) -> None:
+    """uvicorn printed its own lines ("INFO:     Started server process") between the server's timestamped ones."""
+    import re
+
+    result = subprocess.run(
+        [sys.executable, "-m", "fastembed_rt.server", str(tmp_path / "missing"), "--port", str(_free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    logged = [line for line in result.stderr.splitlines() if not line.startswith("error: ")]
+    assert any("INFO uvicorn: Started server process" in line for line in logged), result.stderr
+    stamp = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) \S+: ")
+    assert all(stamp.match(line) for line in logged), result.stderr
+
+
 def test_the_server_prints_each_huggingface_hub_log_line_once_in_its_format() -> None:
     """huggingface_hub's own stderr handler printed every line it logged (fetching a hub id) a second time, raw."""
     code = (

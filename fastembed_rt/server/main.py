@@ -176,9 +176,19 @@ class _Server(uvicorn.Server):
             timer.cancel()
 
 
+def _uvicorn_by_name(record: logging.LogRecord) -> bool:
+    """uvicorn logs its lifecycle ("Started server process", "Shutting down") as ``uvicorn.error``: named
+    ``uvicorn`` here, as they are no errors."""
+    if record.name == "uvicorn.error":
+        record.name = "uvicorn"
+    return True
+
+
 def configure_logging(log_level: str = "info") -> None:
     """One format for every log line the server prints, each printed once."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_uvicorn_by_name)
     # huggingface_hub gives its loggers a stderr handler of its own when imported: with the one above, every line it
     # logged while fetching a hub id came out twice (raw, then formatted). Imported now (7 ms) to take it off.
     try:
@@ -213,6 +223,9 @@ def run(config: ServerConfig, log_level: str = "info") -> int:
         host=config.host,
         port=config.port,
         log_level=log_level,
+        # uvicorn's own handlers printed its lines without a time, in another format than the server's: its loggers
+        # go through the one configure_logging set up instead
+        log_config=None,
         access_log=False,
         # uvicorn annotates it int but hands it to asyncio.wait_for, which takes any seconds: 0.5 is 0.5 s (and
         # int() of it was 0, which uvicorn reads as "wait forever").
