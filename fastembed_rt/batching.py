@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from fastembed_rt.packing import DEFAULT_ATTENTION_SPAN, estimate_layouts
+from fastembed_rt.packing import DEFAULT_ATTENTION_SPAN, PACK_ROW_TOKENS, estimate_layouts
 
 __all__ = [
     "ACCELERATOR_MAX_BATCH_BYTES",
@@ -94,7 +94,8 @@ def plan_batches(
     so a batch costs the token slots of its cheapest packed layout (``packing.layout_cost``, attention
     included: ``span``, the backbone's ``attention_span``), estimated: short inputs share rows and run
     about their tokens, so batches of them are cut only by the bounds; inputs too long to share a row run
-    one a row, at their batch's longest, so these are cut where their lengths jump, as padded ones are.
+    one a row, at their batch's longest, so these are cut where their lengths jump, as padded ones are. The
+    bounds are the padded batch's, which no packed layout exceeds.
 
     Returns:
         int64 index arrays into ``lengths``; together they cover every row exactly once.
@@ -142,6 +143,7 @@ def _cheapest_cuts(
     cost of its cheapest packed layout when ``packed`` (``packing.estimate_layouts``).
     """
     n = len(sorted_lengths)
+    max_rows = min(max_rows, max(n, 1))  # no candidate batch is longer than the rows (batch_size may be 10**5)
     tokens = np.concatenate([[0], np.cumsum(sorted_lengths)])
     descending = -sorted_lengths  # ascending, for searchsorted
     cost = np.full(n + 1, np.inf)
@@ -156,7 +158,12 @@ def _cheapest_cuts(
         firsts = np.maximum(ends - sizes, 0)
         longest = sorted_lengths[firsts]
         if packed:
-            _, padded, row, run = estimate_layouts(firsts, ends, tokens, descending, span=span)
+            _, _, _, run = estimate_layouts(firsts, ends, tokens, descending, span=span)
+            # The bounds hold for whichever layout pack_layout then lays out: it never runs more slots than padding
+            # (it costs no more, and its rows are no shorter than the longest input) nor rows longer than
+            # max(PACK_ROW_TOKENS, longest). (Checked against the estimate, real layouts ran up to 1.5x the bounds.)
+            padded = sizes * longest
+            row = np.maximum(longest, PACK_ROW_TOKENS)
         else:
             padded = sizes * longest
             row = longest

@@ -20,6 +20,8 @@ batches the same way (``estimate_layouts``), so long inputs run one a row in bat
 
 from __future__ import annotations
 
+import bisect
+import heapq
 from collections.abc import Sequence
 
 import numpy as np
@@ -81,18 +83,32 @@ def _fill(lengths: np.ndarray, capacity: int, evenly: bool) -> tuple[np.ndarray,
     inputs of a third to half a row leave gaps that an even fill cannot close). An input that fits in no row opens
     one: filled past ``capacity``, 5 inputs of 100 tokens went two to a row (4 rows of 200: 800 token slots where
     padding costs 500, attention at 200², twice the time)."""
+    # A heap of (fill, row) (even) or a sorted list of them (best fit): each input takes O(log rows), not a pass over
+    # every row (a batch of 4,096 two-token inputs, laid out at its longest input's length, took 1.2 s that way).
     fill = [0] * (max(1, -(-int(lengths.sum()) // capacity)) if evenly else 0)
+    rows = [(0, row) for row in range(len(fill))]  # a heap when even (already one), sorted when best fit
     place = np.empty((len(lengths), 2), dtype=np.int64)
     for i in np.argsort(-lengths, kind="stable"):
         length = int(lengths[i])
-        fits = [row for row in range(len(fill)) if fill[row] + length <= capacity]
-        if fits:
-            row = min(fits, key=fill.__getitem__) if evenly else max(fits, key=fill.__getitem__)
+        if evenly:
+            if rows and rows[0][0] + length <= capacity:  # the emptiest row (lowest index of the emptiest) fits
+                _, row = heapq.heappop(rows)
+            else:
+                row = len(fill)
+                fill.append(0)
         else:
-            row = len(fill)
-            fill.append(0)
+            fullest = bisect.bisect_right(rows, (capacity - length, len(fill))) - 1
+            if fullest >= 0:  # the fullest row that fits, of those equally full the lowest index
+                row = rows.pop(bisect.bisect_left(rows, (rows[fullest][0], -1)))[1]
+            else:
+                row = len(fill)
+                fill.append(0)
         place[i] = row, fill[row]
         fill[row] += length
+        if evenly:
+            heapq.heappush(rows, (fill[row], row))
+        else:
+            bisect.insort(rows, (fill[row], row))
     return place, fill
 
 

@@ -12,7 +12,13 @@ import pytest
 from tiny_models import build_tiny_model
 
 from fastembed_rt import SentenceTransformer
-from fastembed_rt.batching import RUN_OVERHEAD_TOKENS, pad_batch, plan_batches
+from fastembed_rt.batching import (
+    DEFAULT_MAX_BATCH_BYTES,
+    RUN_OVERHEAD_TOKENS,
+    ActivationCost,
+    pad_batch,
+    plan_batches,
+)
 from fastembed_rt.packing import (
     DEFAULT_ATTENTION_SPAN,
     PACKED_ATTENTION_MASK,
@@ -162,6 +168,23 @@ def test_a_packed_plan_cuts_where_inputs_too_long_to_share_a_row_jump_in_length(
     for batch in plan:
         _, fill = pack_layout(lengths[batch])
         assert len(fill) * max(fill) == int(lengths[batch].sum())  # one input a row, none padded
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_layout_a_packed_plan_runs_stays_within_its_token_budget_and_memory_bound(seed: int) -> None:
+    """The planner checked its bounds against an estimate of the layout: [60, 59, 45, 44, 44] under a budget of 256
+    ran 5 rows of 60 (300 slots), 36 inputs of 46 tokens and 92 of 12 ran 1.29x the 64 MiB bound."""
+    cost = ActivationCost.of({"hidden_size": 384, "intermediate_size": 1536, "num_attention_heads": 12})
+    assert cost is not None
+    rng = np.random.default_rng(seed)
+    cases = [(np.array([60, 59, 45, 44, 44]), 256, 256), (np.array([46] * 36 + [12] * 92), 256, 8192)]
+    drawn = rng.integers(1, [30, 64, 128, 300][seed % 4], int(rng.integers(20, 300)))
+    for lengths, batch_size, budget in [*cases, (drawn, 256, 2048)]:
+        for batch in plan_batches(lengths, batch_size, token_budget=budget, cost=cost, packed=True):
+            _, fill = pack_layout(lengths[batch])
+            slots, width = len(fill) * max(fill), max(fill)
+            assert len(batch) == 1 or slots <= budget, (lengths[batch].tolist(), slots)
+            assert len(batch) == 1 or cost.batch_bytes(len(fill), width) <= DEFAULT_MAX_BATCH_BYTES
 
 
 def _plan_cost(lengths: np.ndarray, packed: bool) -> float:
