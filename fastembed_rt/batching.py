@@ -158,7 +158,7 @@ def _cheapest_cuts(
         firsts = np.maximum(ends - sizes, 0)
         longest = sorted_lengths[firsts]
         if packed:
-            _, _, _, run = estimate_layouts(firsts, ends, tokens, descending, span=span)
+            run = estimate_layouts(firsts, ends, tokens, descending, span=span)
             # The bounds hold for whichever layout pack_layout then lays out: it never runs more slots than padding
             # (it costs no more, and its rows are no shorter than the longest input) nor rows longer than
             # max(PACK_ROW_TOKENS, longest). (Checked against the estimate, real layouts ran up to 1.5x the bounds.)

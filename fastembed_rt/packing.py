@@ -119,10 +119,10 @@ def estimate_layouts(
     descending: np.ndarray,
     row_tokens: int = PACK_ROW_TOKENS,
     span: float = DEFAULT_ATTENTION_SPAN,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The cheapest packed layout of each batch of length-sorted inputs ``firsts[k] .. ends[k] - 1``, estimated
-    without laying it out (the batch planner prices thousands of candidate batches): ``(capacity, slots, width,
-    cost)``. ``descending``: the negated lengths, longest first (ascending, for searchsorted); ``tokens``: their
+) -> np.ndarray:
+    """The cost (``layout_cost``) of the cheapest packed layout of each batch of length-sorted inputs ``firsts[k] ..
+    ends[k] - 1``, estimated without laying it out (the batch planner prices thousands of candidate batches).
+    ``descending``: the negated lengths, longest first (ascending, for searchsorted); ``tokens``: their
     running sum from 0.
 
     Capacities tried: the longest input's, doubled and doubled again up to ``row_tokens``, and ``row_tokens`` (or
@@ -134,28 +134,17 @@ def estimate_layouts(
     """
     longest = -descending[firsts]
     total = tokens[ends] - tokens[firsts]
-    best: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    best = np.full(np.shape(firsts), np.inf)
     for capacity, valid in [
         *((longest << k, (longest << k) <= np.maximum(row_tokens, longest)) for k in range(_DOUBLINGS + 1)),
-        (np.maximum(longest, row_tokens), np.ones(longest.shape, dtype=bool)),
+        (np.maximum(longest, row_tokens), True),
     ]:
         half = np.clip(np.searchsorted(descending, -(capacity // 2), side="left"), firsts, ends)
         third = np.clip(np.searchsorted(descending, -(capacity // 3), side="left"), half, ends)
         shared = np.maximum(-(-(tokens[ends] - tokens[half]) // capacity), -(-(third - half) // 2))
         rows = np.maximum((half - firsts) + shared, 1)
         width = np.where(half > firsts, capacity, np.minimum(capacity, np.maximum(longest, -(-total // rows))))
-        cost = np.where(valid, layout_cost(rows, width, span), np.inf)
-        if best is None:
-            best = (capacity, rows * width, width, cost)
-        else:
-            cheaper = cost < best[3]
-            best = (
-                np.where(cheaper, capacity, best[0]),
-                np.where(cheaper, rows * width, best[1]),
-                np.where(cheaper, width, best[2]),
-                np.where(cheaper, cost, best[3]),
-            )
-    assert best is not None
+        best = np.minimum(best, np.where(valid, layout_cost(rows, width, span), np.inf))
     return best
 
 

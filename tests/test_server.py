@@ -1092,16 +1092,20 @@ def test_sigterm_while_models_load_exits_zero_promptly(minilm_served_artifact: P
     assert "terminate called" not in stderr and "Traceback" not in stderr, stderr
 
 
-def test_a_model_that_cannot_load_stops_the_server_with_exit_code_1(tmp_path: Path) -> None:
-    port = _free_port()
-    result = subprocess.run(
+def _serve_a_missing_model(tmp_path: Path, port: int, **environment: str) -> subprocess.CompletedProcess[str]:
+    """``python -m fastembed_rt.server`` on an artifact that does not exist: it starts, fails to load and exits."""
+    return subprocess.run(
         [sys.executable, "-m", "fastembed_rt.server", str(tmp_path / "missing"), "--port", str(port)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **environment},
     )
+
+
+def test_a_model_that_cannot_load_stops_the_server_with_exit_code_1(tmp_path: Path) -> None:
+    result = _serve_a_missing_model(tmp_path, _free_port())
     assert result.returncode == 1
     assert "does not exist" in result.stderr or "missing" in result.stderr
 
@@ -1110,14 +1114,7 @@ def test_a_port_flag_that_is_not_port_from_the_environment_is_warned_about(tmp_p
     """The image's health check probes $PORT: a container started with --port reported itself unhealthy."""
     port = _free_port()
     for environment_port, warned in ((port + 1, True), (port, False)):
-        result = subprocess.run(
-            [sys.executable, "-m", "fastembed_rt.server", str(tmp_path / "missing"), "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", "PORT": str(environment_port)},
-        )
+        result = _serve_a_missing_model(tmp_path, port, PORT=str(environment_port))
         assert result.returncode == 1
         assert (f"serving on port {port}, not $PORT ({environment_port})" in result.stderr) is warned, result.stderr
 
@@ -1126,14 +1123,7 @@ def test_uvicorns_lines_are_in_the_servers_format_with_a_time(tmp_path: Path) ->
     """uvicorn printed its own lines ("INFO:     Started server process") between the server's timestamped ones."""
     import re
 
-    result = subprocess.run(
-        [sys.executable, "-m", "fastembed_rt.server", str(tmp_path / "missing"), "--port", str(_free_port())],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+    result = _serve_a_missing_model(tmp_path, _free_port())
     logged = [line for line in result.stderr.splitlines() if not line.startswith("error: ")]
     assert any("INFO uvicorn: Started server process" in line for line in logged), result.stderr
     stamp = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) \S+: ")

@@ -184,20 +184,23 @@ def _uvicorn_by_name(record: logging.LogRecord) -> bool:
     return True
 
 
-def configure_logging(log_level: str = "info") -> None:
-    """One format for every log line the server prints, each printed once."""
+def configure_logging(log_level: str = "info", hub: bool = True) -> None:
+    """One format for every log line the server prints, each printed once. ``hub``: a served model may come from
+    the hub (local artifacts never import huggingface_hub, and start without it)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(_uvicorn_by_name)
     # huggingface_hub gives its loggers a stderr handler of its own when imported: with the one above, every line it
     # logged while fetching a hub id came out twice (raw, then formatted). Imported now (7 ms) to take it off.
+    if not hub:
+        return
     try:
         import huggingface_hub.utils.logging  # noqa: F401
     except ImportError:
         return
-    hub = logging.getLogger("huggingface_hub")
-    for handler in list(hub.handlers):
-        hub.removeHandler(handler)
+    hub_logger = logging.getLogger("huggingface_hub")
+    for handler in list(hub_logger.handlers):
+        hub_logger.removeHandler(handler)
 
 
 def run(config: ServerConfig, log_level: str = "info") -> int:
@@ -207,7 +210,7 @@ def run(config: ServerConfig, log_level: str = "info") -> int:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
-    configure_logging(log_level)
+    configure_logging(log_level, hub=any(not Path(m.artifact).exists() for m in config.models))
     port = os.environ.get("PORT", "").strip()
     if port and port != str(config.port):
         logger.warning(
