@@ -197,29 +197,37 @@ def pack_batch(
     lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
     place, fill = pack_layout(lengths, row_tokens, span)
     rows, width = max(len(fill), 1), max(max(fill, default=0), 1)
-    sequence = attention_mask.shape[1]
-    input_ids = np.full((rows, width), pad_id, dtype=np.int64)
-    token_type_ids = np.zeros((rows, width), dtype=np.int64)
-    position_ids = np.zeros((rows, width), dtype=np.int64)
-    owner = np.full((rows, width), -1, dtype=np.int64)  # the input each packed token belongs to
-    attended = np.zeros((rows, width), dtype=bool)
-    unpack_index = np.zeros((len(ids), sequence), dtype=np.int64)
-    for i, (row, offset) in enumerate(place):
-        length = int(lengths[i])
-        end = offset + length
-        first = sequence - length if left else 0  # where the input's tokens start in the padded layout
-        input_ids[row, offset:end] = ids[i]
-        token_type_ids[row, offset:end] = type_ids[i]
-        position_ids[row, offset:end] = np.arange(length)
-        owner[row, offset:end] = i
-        attended[row, offset:end] = attention_mask[i, first : first + length] != 0
-        unpack_index[i, first : first + length] = row * width + np.arange(offset, end)
-    keys = np.where(attended, owner, -2)  # a masked token is nobody's key
-    mask = (owner[:, :, None] == keys[:, None, :]) & (owner[:, :, None] >= 0)
+    batch, sequence = attention_mask.shape
+    # Every token at once (a loop over the inputs cost 0.2 ms a 32-text call): token j of input i goes from
+    # ``source`` in the padded layout to ``packed`` in the flattened rows.
+    starts = np.cumsum(lengths) - lengths
+    step = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts, lengths)  # j
+    packed = np.repeat(place[:, 0] * width + place[:, 1], lengths) + step
+    first = sequence - lengths if left else np.zeros_like(lengths)  # where each input starts in the padded layout
+    source = np.repeat(np.arange(batch, dtype=np.int64) * sequence + first, lengths) + step
+    input_ids = np.full(rows * width, pad_id, dtype=np.int64)
+    token_type_ids = np.zeros(rows * width, dtype=np.int64)
+    position_ids = np.zeros(rows * width, dtype=np.int64)
+    # The input each packed token belongs to, as a query (-1: a padding slot) and as a key (-2 where masked, so a
+    # padding query, -1, matches no key and a masked token is nobody's key).
+    owner = np.full(rows * width, -1, dtype=np.int32)
+    keys = np.full(rows * width, -2, dtype=np.int32)
+    unpack_index = np.zeros(batch * sequence, dtype=np.int64)
+    if len(packed):
+        input_ids[packed] = np.concatenate(ids)
+        token_type_ids[packed] = np.concatenate(type_ids)
+        position_ids[packed] = step
+        owner[packed] = np.repeat(np.arange(batch, dtype=np.int32), lengths)
+        keys[packed] = np.where(attention_mask.reshape(-1)[source] != 0, owner[packed], -2)
+        unpack_index[source] = packed
+    owner, keys = owner.reshape(rows, width), keys.reshape(rows, width)
+    # int32 straight from the comparison (a bool mask cast after: 2.6 against 0.5 ms for 32 rows of 250)
+    mask = np.empty((rows, width, width), dtype=np.int32)
+    np.equal(owner[:, :, None], keys[:, None, :], out=mask, casting="unsafe")
     return {
-        "input_ids": input_ids,
-        "token_type_ids": token_type_ids,
-        POSITION_IDS: position_ids,
-        PACKED_ATTENTION_MASK: mask.astype(np.int32),
-        UNPACK_INDEX: unpack_index,
+        "input_ids": input_ids.reshape(rows, width),
+        "token_type_ids": token_type_ids.reshape(rows, width),
+        POSITION_IDS: position_ids.reshape(rows, width),
+        PACKED_ATTENTION_MASK: mask,
+        UNPACK_INDEX: unpack_index.reshape(batch, sequence),
     }
