@@ -220,10 +220,9 @@ def pack_batch(
         owner[packed] = np.repeat(np.arange(batch, dtype=np.int32), lengths)
         keys[packed] = np.where(attention_mask.reshape(-1)[source] != 0, owner[packed], -2)
         unpack_index[source] = packed
-    owner, keys = owner.reshape(rows, width), keys.reshape(rows, width)
     # int32 straight from the comparison (a bool mask cast after: 2.6 against 0.5 ms for 32 rows of 250)
     mask = np.empty((rows, width, width), dtype=np.int32)
-    np.equal(owner[:, :, None], keys[:, None, :], out=mask, casting="unsafe")
+    np.equal(owner.reshape(rows, width, 1), keys.reshape(rows, 1, width), out=mask, casting="unsafe")
     return {
         "input_ids": input_ids.reshape(rows, width),
         "token_type_ids": token_type_ids.reshape(rows, width),
