@@ -645,6 +645,8 @@ BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
     ("/decode", {"ids": [[101], True]}, 422, "`ids[1]` must be a list of token ids like `ids[0]`, got a boolean"),
     ("/decode", {"ids": [[101], 1.5]}, 422, "`ids[1]` must be a list of token ids like `ids[0]`, got a number"),
     ("/v1/embeddings", {"input": "ok", "encoding_format": "hex"}, 422, "`encoding_format` must be"),
+    ("/v1/embeddings", {"input": "ok", "encoding_format": False}, 422, "`encoding_format` must be"),
+    ("/v1/embeddings", {"input": "ok", "encoding_format": ""}, 422, "`encoding_format` must be"),
     ("/v1/rerank", {"query": "q", "documents": 3}, 422, "`documents` must be a list"),
     ("/similarity", {"inputs": ["a", "b"]}, 422, "`inputs` must be an object with `source_sentence` and `sentences`"),
     ("/similarity", {"inputs": {"sentences": ["a"]}}, 422, "`inputs.source_sentence` must be a string, got null"),
@@ -739,8 +741,15 @@ def test_tokenize_is_admitted_against_the_servers_input_limit(minilm_served_arti
         state.admission.release(2)
 
 
-def test_unknown_routes_and_wrong_methods_get_json_errors(server: Server) -> None:
+def test_unknown_routes_and_wrong_methods_get_json_errors_and_are_counted(server: Server) -> None:
+    counters = (
+        'fastembed_rt_requests_total{route="unmatched",status="404"}',
+        'fastembed_rt_requests_total{route="/embed",status="405"}',
+        'fastembed_rt_requests_total{route="/health",status="200"}',
+    )
     with server.client() as client:
+        before = client.get("/metrics").text
+        assert client.get("/health").status_code == 200
         missing = client.post("/embedd", json={"inputs": "x"})
         assert missing.status_code == 404 and missing.json()["error_type"] == "NotFound"
         assert "/embedd" in missing.json()["error"] and "/embed" in missing.json()["error"]
@@ -749,6 +758,10 @@ def test_unknown_routes_and_wrong_methods_get_json_errors(server: Server) -> Non
         assert wrong.json()["error"] == "GET is not allowed on /embed; use POST"
         openai = client.post("/v1/embedding", json={"input": "x"})
         assert openai.status_code == 404 and openai.json()["error"]["type"] == "not_found_error"
+        after = client.get("/metrics").text
+    # every answered request counts in the error rate, an unknown path under one label whatever the path
+    assert [_metric(after, name) - _metric(before, name) for name in counters] == [2, 1, 1]
+    assert 'route="/embedd"' not in after
 
 
 def test_large_response_bodies_are_built_in_pieces_off_the_event_loop() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -176,19 +176,38 @@ def create_app(config: ServerConfig, *, state: ServerState | None = None) -> Sta
             return error_response(Api.TEI, RequestError(401, "missing or wrong API key", "Auth"))
         return json_response(openapi_document(__version__))
 
+    def counted(route: str, handler: Callable[[Request], Awaitable[Response]]) -> Any:
+        """A GET route counted in the request metrics as the model routes are (a 401 from a misconfigured scraper
+        or load balancer shows in the error rate)."""
+
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            response = await handler(request)
+            _count(state, route, response.status_code, started)
+            return response
+
+        return endpoint
+
     routes = [
-        Route("/health", health, methods=["GET"]),
-        Route("/info", info, methods=["GET"]),
-        Route("/v1/models", models, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
+        Route(path, counted(path, handler), methods=["GET"])
+        for path, handler in (
+            ("/health", health),
+            ("/info", info),
+            ("/v1/models", models),
+            ("/metrics", metrics),
+            ("/openapi.json", openapi),
+        )
     ]
     for path, (handler, api) in HANDLERS.items():
         routes.append(Route(path, _endpoint(state, path, handler, Api(api)), methods=["POST"]))
     paths = ", ".join(sorted({route.path for route in routes}))
 
+    known = {route.path for route in routes}
+
     async def no_route(request: Request, exc: Exception) -> Response:
-        """Starlette's 404 and 405 (and any other HTTPException), as JSON in the path's API shape."""
+        """Starlette's 404 and 405 (and any other HTTPException), as JSON in the path's API shape, counted under
+        their route, or ``unmatched`` for a path no route serves (any path: the label stays bounded)."""
+        started = time.perf_counter()
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         path, method = request.url.path, request.method
         allow = exc.headers.get("Allow") if isinstance(exc, HTTPException) and exc.headers else None
@@ -201,6 +220,7 @@ def create_app(config: ServerConfig, *, state: ServerState | None = None) -> Sta
         response = error_response(_api_of(path), error)
         if allow:
             response.headers["Allow"] = allow
+        _count(state, path if path in known else "unmatched", response.status_code, started)
         return response
 
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: no_route})

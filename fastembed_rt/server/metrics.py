@@ -3,7 +3,7 @@
 =========================================== ========= =================================================
 name                                        type      what
 =========================================== ========= =================================================
-fastembed_rt_requests_total                 counter   requests by route and HTTP status
+fastembed_rt_requests_total                 counter   requests by route (`unmatched`: no route) and status
 fastembed_rt_request_duration_seconds       histogram whole request, by route
 fastembed_rt_queue_duration_seconds         histogram a job's wait for its model's worker
 fastembed_rt_tokenization_duration_seconds  histogram tokenizing the run a job was part of

@@ -246,8 +246,9 @@ def parse_embed(data: dict[str, Any], max_client_batch_size: int) -> EmbedReques
 
 def parse_openai_embeddings(data: dict[str, Any], max_client_batch_size: int) -> EmbedRequest:
     inputs, single, token_ids = _inputs(data, "input", max_client_batch_size, ids=True)
-    value = data.get("encoding_format") or "float"
-    if value not in ("float", "base64"):
+    value = data.get("encoding_format")
+    value = "float" if value is None else value  # null is the default; false, 0 or "" are not a format
+    if not isinstance(value, str) or value not in ("float", "base64"):
         raise _invalid(f"`encoding_format` must be 'float' or 'base64', got {value!r}")
     encoding: Literal["float", "base64"] = "base64" if value == "base64" else "float"
     _str(data, "user")
