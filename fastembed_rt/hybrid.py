@@ -109,7 +109,7 @@ def _weights(weights: Sequence[float] | None, count: int) -> list[float]:
 def _check(rankings: Sequence[Any], top_k: int | None) -> None:
     if isinstance(rankings, (str, bytes, Mapping)) or not isinstance(rankings, Sequence):
         raise InputError(f"rankings must be a list of rankings, got {type(rankings).__name__}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0):
         raise InputError(f"top_k must be None or an int >= 0, got {top_k!r}")
 
 

@@ -265,9 +265,13 @@ def semantic_search_maxsim(
         ``corpus_id`` first), at most ``top_k`` long.
     """
     precision = Precision(corpus_precision)
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0:
         raise ValueError(f"top_k must be an integer >= 0; got {top_k!r}")
-    if isinstance(corpus_chunk_size, bool) or not isinstance(corpus_chunk_size, int) or corpus_chunk_size < 1:
+    if (
+        isinstance(corpus_chunk_size, bool)
+        or not isinstance(corpus_chunk_size, (int, np.integer))
+        or corpus_chunk_size < 1
+    ):
         raise ValueError(f"corpus_chunk_size must be an integer >= 1; got {corpus_chunk_size!r}")
     queries, q_mask = _padded(query_embeddings, None, "query_embeddings")
     padded = isinstance(corpus_embeddings, np.ndarray) and corpus_embeddings.ndim == 3

@@ -460,16 +460,18 @@ class Pipeline:
             raise InputError("nothing to encode")  # callers handle the empty list themselves
         return out
 
-    def features(
-        self, prepared: Prepared, *, batch_size: int, show_progress_bar: bool = False
-    ) -> list[dict[str, np.ndarray]]:
+    def features(self, prepared: Prepared, *, batch_size: int, show_progress_bar: bool = False) -> list[dict[str, Any]]:
         """Every output of each row in one run, as sentence-transformers' ``encode(output_value=None)`` gives them:
         ``input_ids``, ``attention_mask``, ``token_type_ids`` (when the graph takes them), ``token_embeddings``
         (float32 ``[tokens, hidden]``) and ``sentence_embedding``, each row's own tokens without padding, in input
-        order."""
+        order; ``modality`` (``"text"``) and, where a prompt was applied, ``prompt_length`` (its tokens, the leading
+        special token included), as sentence-transformers adds them."""
         encoded = prepared.encoded
         with_types = "token_type_ids" in self.manifest.graph.inputs
-        out: list[dict[str, np.ndarray]] = [{} for _ in range(prepared.rows)]
+        extra: dict[str, Any] = {"modality": "text"}
+        if prepared.prompt_length:
+            extra["prompt_length"] = prepared.prompt_length
+        out: list[dict[str, Any]] = [dict(extra) for _ in range(prepared.rows)]
         for rows, result, mask in self.run(
             prepared,
             batch_size=batch_size,

@@ -168,8 +168,11 @@ class MultiProcessPool:
         """
         if self._closed:
             raise ProviderError("this multi-process pool was stopped; start a new one")
-        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1
+        ):
             raise ProviderError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        chunk_size = None if chunk_size is None else int(chunk_size)
         kwargs["show_progress_bar"] = False
         try:  # a queue pickles in a background thread, where a failure would drop the task and the call wait forever
             pickle.dumps(kwargs)

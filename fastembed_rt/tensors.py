@@ -73,13 +73,19 @@ def as_numpy(value: Any) -> Any:
 
 
 def to_tensor(value: Any, device: Any = None) -> Any:
-    """``value`` (an array, a scalar, or a list or dict of them) as torch tensors, on ``device`` when it names a GPU
-    that torch can reach, else on the CPU sharing the array's memory. Needs torch loaded (``require_torch``)."""
+    """``value`` (an array, a scalar, or a list or dict of them; of a dict, its arrays) as torch tensors, on ``device``
+    when it names a GPU that torch can reach, else on the CPU sharing the array's memory. Needs torch loaded
+    (``require_torch``)."""
     torch = require_torch()
     if isinstance(value, list):
         return [to_tensor(item, device) for item in value]
-    if isinstance(value, dict):
-        return {name: to_tensor(item, device) for name, item in value.items()}
+    if isinstance(
+        value, dict
+    ):  # arrays become tensors; other entries (``modality``, ``prompt_length``) stay as they are
+        return {
+            name: to_tensor(item, device) if isinstance(item, (np.ndarray, list, dict)) else item
+            for name, item in value.items()
+        }
     if isinstance(value, np.ndarray):
         array = np.ascontiguousarray(value) if value.ndim else value  # (ascontiguousarray makes a 0-d array 1-d)
         # torch tensors are writable: a read-only array (a memory-mapped or shared buffer) is copied first

@@ -154,12 +154,19 @@ def _as_batches(
 
 
 def _as_pairs(a: npt.ArrayLike, b: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """``a`` and ``b`` as float32 arrays of one shape: rows broadcast as in torch, so one embedding scores against
+    each of ``n`` (``[dim]`` or ``[1, dim]`` with ``[n, dim]``), as sentence-transformers' pairwise functions do."""
     left, right = np.asarray(a, dtype=np.float32), np.asarray(b, dtype=np.float32)
-    if left.shape != right.shape or left.ndim == 0:
+    try:
+        shape = np.broadcast_shapes(left.shape, right.shape)
+    except ValueError:
+        shape = ()
+    if left.ndim == 0 or right.ndim == 0 or left.shape[-1] != right.shape[-1] or not shape:
         raise ValueError(
-            f"pairwise scores need a and b of one shape [dim] or [n, dim]; got {left.shape} and {right.shape}"
+            f"pairwise scores need a and b of one shape [dim] or [n, dim] (or one row against n); got {left.shape} "
+            f"and {right.shape}"
         )
-    return left, right
+    return np.broadcast_to(left, shape), np.broadcast_to(right, shape)
 
 
 def _normalize(embeddings: FloatArray) -> FloatArray:
@@ -285,7 +292,7 @@ def pairwise_cos_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
 
     Args:
         a: embedding [dim] or embeddings [n, dim].
-        b: array of the same shape as ``a``.
+        b: array of the shape of ``a``, or rows broadcast against it (one row against n), as in torch.
 
     Returns:
         float32 array [n] (a 0-d array for 1-D inputs) with ``res[i] = cos(a[i], b[i])``.
@@ -304,7 +311,7 @@ def pairwise_dot_score(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
 
     Args:
         a: embedding [dim] or embeddings [n, dim].
-        b: array of the same shape as ``a``.
+        b: array of the shape of ``a``, or rows broadcast against it (one row against n), as in torch.
 
     Returns:
         float32 array [n] (a 0-d array for 1-D inputs) with ``res[i] = a[i] · b[i]``.
@@ -323,7 +330,7 @@ def pairwise_euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
 
     Args:
         a: embedding [dim] or embeddings [n, dim].
-        b: array of the same shape as ``a``.
+        b: array of the shape of ``a``, or rows broadcast against it (one row against n), as in torch.
 
     Returns:
         float32 array [n] (a 0-d array for 1-D inputs) with ``res[i] = -||a[i] - b[i]||₂``.
@@ -342,7 +349,7 @@ def pairwise_manhattan_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
 
     Args:
         a: embedding [dim] or embeddings [n, dim].
-        b: array of the same shape as ``a``.
+        b: array of the shape of ``a``, or rows broadcast against it (one row against n), as in torch.
 
     Returns:
         float32 array [n] (a 0-d array for 1-D inputs) with ``res[i] = -sum(|a[i] - b[i]|)``.

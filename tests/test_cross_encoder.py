@@ -219,6 +219,19 @@ def test_single_pairs_lists_and_options(exported: Callable[[str], Exported]) -> 
     short.close()
 
 
+def test_texts_alone_score_as_sentence_transformers_scores_them(exported: Callable[[str], Exported]) -> None:
+    """A str is one text scored alone (a sequence classifier), also inside a list of pairs; they were refused."""
+    model = exported("bert-1")
+    runtime, reference = model.runtime, model.torch_model
+    single = runtime.predict(QUERY)
+    assert np.ndim(single) == 0
+    assert abs(float(single) - float(_torch_predict(reference, QUERY))) <= TOLERANCE
+    mixed = [PAIRS[0], QUERY, PAIRS[1], DOCUMENTS[0]]
+    scores = runtime.predict(mixed)
+    np.testing.assert_allclose(scores, _torch_predict(reference, mixed), atol=TOLERANCE)
+    np.testing.assert_allclose(scores[[0, 1]], [runtime.predict(PAIRS[0]), single], atol=1e-6)  # as scored alone
+
+
 def test_manifest_states_the_head_and_its_measured_fidelity(exported: Callable[[str], Exported]) -> None:
     manifest = exported("bert-3-softmax").runtime.manifest
     assert manifest.task == "cross-encoder" and manifest.dim == 3
@@ -240,10 +253,10 @@ def test_manifest_states_the_head_and_its_measured_fidelity(exported: Callable[[
         ([("a", "b"), ("c",)], r"inputs\[1\] is a tuple of 1 items"),
         (("a", "b", "c"), r"inputs is a tuple of 3 items"),
         ([("a", None)], r"inputs\[0\]\[1\] is None, expected str"),
-        ([("a", "b"), "c"], r"inputs\[1\] is str; expected a \(query, document\) pair"),
-        ("just a text", r"inputs is a str"),
+        ([("a", "b"), 3], r"inputs\[1\] is int; expected a \(query, document\) pair of two str, or a str"),
+        (["a text"], r"inputs is a list of 1 items; a pair has exactly 2"),  # a list of str is one pair, as in ST
         (None, r"inputs is None"),
-        (42, r"must be a pair or a list of pairs, got int"),
+        (42, r"must be a pair, a text or a list of them, got int"),
     ],
 )
 def test_bad_pairs_raise_input_error_naming_the_position(
@@ -275,10 +288,14 @@ def test_a_saved_cross_encoder_keeps_its_activation_fn_as_sentence_transformers_
     np.testing.assert_array_equal(back.predict(PAIRS), CrossEncoder(artifact).predict(PAIRS))
     resaved = json.loads((back.save(tmp_path / "again") / "manifest.json").read_text())["stages"]["classifier"]
     assert "default_activation" not in resaved  # the fused activation again: nothing extra written
+    # Any other callable cannot be written: save refuses rather than write a copy that scores with sigmoid (it warned)
     custom = CrossEncoder(artifact, activation_fn=np.tanh)
-    with pytest.warns(UserWarning, match="is not saved .* scores with sigmoid"):
+    with pytest.raises(InputError, match=r"cannot be saved in an artifact .* set model\.activation_fn"):
         custom.save(tmp_path / "custom")
-    assert CrossEncoder(tmp_path / "custom").activation_fn is ClassifierActivation.SIGMOID
+    assert not (tmp_path / "custom").exists()
+    custom.activation_fn = "identity"
+    copy = CrossEncoder(custom.save(tmp_path / "custom"), activation_fn=np.tanh)
+    np.testing.assert_allclose(copy.predict(PAIRS), np.tanh(logits.predict(PAIRS)), rtol=1e-6)
 
 
 def test_predict_edge_cases(exported: Callable[[str], Exported]) -> None:
@@ -318,6 +335,8 @@ def test_rank_edge_cases_match_sentence_transformers_where_it_defines_them(expor
     for bad_top_k in (-1, 1.5, True):
         with pytest.raises(InputError, match="top_k must be None or an int >= 0"):
             runtime.rank(QUERY, DOCUMENTS, top_k=bad_top_k)  # type: ignore[arg-type]
+    top = runtime.rank(QUERY, DOCUMENTS, top_k=np.int64(1))  # a numpy int, as sentence-transformers takes it
+    assert [r["corpus_id"] for r in top] == [r["corpus_id"] for r in reference.rank(QUERY, DOCUMENTS, top_k=1)]
     with pytest.raises(InputError, match="documents must be a list of str, got a str"):
         runtime.rank(QUERY, "one document")
     with pytest.raises(InputError, match=r"documents\[1\] is None"):

@@ -219,8 +219,8 @@ def test_output_value_none_gives_each_texts_outputs_as_sentence_transformers_wit
     theirs = minilm_torch.encode(SENTENCES, output_value=None, batch_size=4)  # padded to each batch's longest text
     assert len(ours) == len(theirs) == len(SENTENCES)
     for mine, reference in zip(ours, theirs, strict=True):
-        assert set(mine) == {"input_ids", "attention_mask", "token_type_ids", "token_embeddings", "sentence_embedding"}
-        assert set(mine) <= set(reference)
+        tensors = {"input_ids", "attention_mask", "token_type_ids", "token_embeddings", "sentence_embedding"}
+        assert set(mine) == set(reference) == tensors | {"modality"} and mine["modality"] == reference["modality"]
         real = reference["attention_mask"].bool()
         for name in ("input_ids", "attention_mask", "token_type_ids"):
             np.testing.assert_array_equal(mine[name], _numpy(reference[name][real]))
@@ -228,6 +228,10 @@ def test_output_value_none_gives_each_texts_outputs_as_sentence_transformers_wit
         np.testing.assert_allclose(mine["sentence_embedding"], _numpy(reference["sentence_embedding"]), atol=1e-5)
     single = minilm_runtime.encode(SENTENCES[0], output_value=None, convert_to_tensor=True)
     assert isinstance(single, dict) and single["input_ids"].tolist() == ours[0]["input_ids"].tolist()
+    assert single["modality"] == "text"  # the str entries stay as they are among the tensors
+    prompted = minilm_runtime.encode(SENTENCES[:2], output_value=None, prompt="query: ")
+    reference_prompted = minilm_torch.encode(SENTENCES[:2], output_value=None, prompt="query: ")
+    assert [row["prompt_length"] for row in prompted] == [row["prompt_length"] for row in reference_prompted] == [3, 3]
 
 
 @pytest.mark.parametrize("model", ["bi", "ce", "sparse"])

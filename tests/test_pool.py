@@ -144,6 +144,9 @@ def test_cross_encoder_pool_scores_equal_single_process_scores_in_order(reranker
         np.testing.assert_allclose(logits, reranker.predict(PAIRS, activation_fn="identity"), atol=1e-6)
         one = reranker.predict(PAIRS[4], pool=pool)
         assert np.ndim(one) == 0 and abs(float(one) - float(reranker.predict(PAIRS[4]))) < 1e-6
+        # texts scored alone, in chunks of only texts: a worker read ["a", "b"] as one pair before
+        mixed = [text if i % 3 else pair for i, (pair, text) in enumerate(zip(PAIRS, TEXTS))]
+        np.testing.assert_allclose(reranker.predict(mixed, pool=pool, chunk_size=2), reranker.predict(mixed), atol=1e-6)
         documents = [text for _, text in PAIRS[:20]]
         assert [r["corpus_id"] for r in reranker.rank("query 1", documents, pool=pool)] == [
             r["corpus_id"] for r in reranker.rank("query 1", documents)

@@ -126,6 +126,20 @@ def test_pairwise_scores_equal_sentence_transformers(st_util: ModuleType, name: 
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", PAIRWISE_SCORES)
+@pytest.mark.parametrize(("left", "right"), [((5, DIM), (1, DIM)), ((DIM,), (5, DIM)), ((1, DIM), (5, DIM))])
+def test_pairwise_scores_broadcast_one_row_against_many_as_sentence_transformers(
+    st_util: ModuleType, name: str, left: tuple[int, ...], right: tuple[int, ...]
+) -> None:
+    a = _random(5, 10)[: left[0]] if len(left) == 2 else _random(1, 10)[0]
+    b = _random(5, 11)[: right[0]]
+    ours, theirs = getattr(util, name)(a, b), _to_numpy(getattr(st_util, name)(a, b))
+    assert ours.shape == theirs.shape == (5,)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="one row against n"):
+        getattr(util, name)(_random(5, 10), _random(3, 11))
+
+
 @pytest.mark.parametrize("name", [*MATRIX_SCORES, *PAIRWISE_SCORES, "normalize_embeddings", "pairwise_angle_sim"])
 def test_torch_tensors_in_give_sentence_transformers_tensors_out(st_util: ModuleType, name: str) -> None:
     import torch  # loaded by sentence-transformers already; fastembed_rt.util uses it, never imports it

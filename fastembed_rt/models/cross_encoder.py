@@ -10,7 +10,6 @@ raw ``logits`` output on the host.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
 
@@ -59,7 +58,7 @@ def check_rank_inputs(query: object, documents: object, top_k: object) -> list[s
     if isinstance(documents, str) or documents is None:
         kind = "None" if documents is None else "a str"
         raise InputError(f"documents must be a list of str, got {kind}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0):
         raise InputError(f"top_k must be None or an int >= 0, got {top_k!r}")
     docs = list(documents)  # type: ignore[call-overload]
     for i, doc in enumerate(docs):
@@ -87,10 +86,18 @@ def _is_pair_container(value: object) -> bool:
     return isinstance(value, (list, tuple))
 
 
+def _check_item(item: object, where: str) -> tuple[str, str] | str:
+    """An item of a batch: a pair, or a str scored alone."""
+    if isinstance(item, str):
+        check_unicode(item, where)
+        return item
+    return _check_pair(item, where)
+
+
 def _check_pair(item: object, where: str) -> tuple[str, str]:
     if not isinstance(item, (list, tuple)):
         kind = "None" if item is None else type(item).__name__
-        raise InputError(f"{where} is {kind}; expected a (query, document) pair of two str")
+        raise InputError(f"{where} is {kind}; expected a (query, document) pair of two str, or a str")
     if len(item) != 2:
         raise InputError(
             f"{where} is a {type(item).__name__} of {len(item)} items; a pair has exactly 2: (query, document)"
@@ -103,24 +110,27 @@ def _check_pair(item: object, where: str) -> tuple[str, str]:
     return item[0], item[1]
 
 
-def check_pairs(inputs: object) -> tuple[list[tuple[str, str]], bool]:
-    """``inputs`` as a list of (str, str) pairs and whether it was one pair, or an ``InputError``.
+def check_pairs(inputs: object) -> tuple[list[tuple[str, str] | str], bool]:
+    """``inputs`` as a list of items, each a (str, str) pair or a str scored alone, and whether it was one item, or
+    an ``InputError``.
 
-    Like sentence-transformers, a list or tuple whose first item is not itself a list or tuple is
-    one pair; an empty list is an empty batch.
+    Like sentence-transformers: a str is one text scored alone (a sequence classifier's input); a list or tuple
+    whose first item is not itself a list or tuple is one pair; in a list of items, a str item is a text scored
+    alone; an empty list is an empty batch.
     """
     if inputs is None:
-        raise InputError("inputs is None; pass a (query, document) pair or a list of pairs")
+        raise InputError("inputs is None; pass a (query, document) pair, a text or a list of them")
     if isinstance(inputs, str):
-        raise InputError("inputs is a str; a cross-encoder scores (query, document) pairs, e.g. [(query, doc)]")
+        check_unicode(inputs, "inputs")
+        return [inputs], True
     if isinstance(inputs, np.ndarray):
         inputs = inputs.tolist()
     if not isinstance(inputs, Iterable) or isinstance(inputs, (bytes, dict)):
-        raise InputError(f"inputs must be a pair or a list of pairs, got {type(inputs).__name__}")
+        raise InputError(f"inputs must be a pair, a text or a list of them, got {type(inputs).__name__}")
     items = list(inputs)
     if _is_pair_container(inputs) and items and not _is_pair_container(items[0]):
         return [_check_pair(inputs, "inputs")], True
-    return [_check_pair(item, f"inputs[{i}]") for i, item in enumerate(items)], False
+    return [_check_item(item, f"inputs[{i}]") for i, item in enumerate(items)], False
 
 
 def _activation_name(fn: object) -> ClassifierActivation | None:
@@ -199,16 +209,16 @@ class CrossEncoder(MultiProcessModel):
 
     def _saved_manifest(self) -> Manifest:
         """The manifest with ``activation_fn`` as predict's default, as sentence-transformers saves it in its config:
-        a name or an activation module; any other callable cannot be written, and is left out with a warning."""
+        a name or an activation module. Any other callable cannot be written: refused, not dropped (the copy would
+        score with another activation, and a warning is easily missed)."""
         head = self._head
         name = _activation_name(self.activation_fn)
         if name is None:
-            warnings.warn(
-                f"activation_fn {self.activation_fn!r} is not saved (only identity, sigmoid or softmax can be): "
-                f"the saved model scores with {(head.default_activation or head.activation).value}",
-                stacklevel=3,
+            raise InputError(
+                f"activation_fn {self.activation_fn!r} cannot be saved in an artifact (only identity, sigmoid or "
+                "softmax can be): set model.activation_fn to one of them before saving, and pass this activation_fn "
+                "when loading the copy"
             )
-            return self.manifest
         head = dataclasses.replace(head, default_activation=name)
         return dataclasses.replace(self.manifest, stages={**self.manifest.stages, "classifier": head.to_dict()})
 
@@ -235,7 +245,7 @@ class CrossEncoder(MultiProcessModel):
     @tensor_results
     def predict(
         self,
-        inputs: Sequence[tuple[str, str]] | tuple[str, str] | Sequence[list[str]] | list[str],
+        inputs: Sequence[tuple[str, str] | str] | tuple[str, str] | Sequence[list[str]] | list[str] | str,
         prompt_name: str | None = None,
         prompt: str | None = None,
         batch_size: int = 32,
@@ -251,10 +261,10 @@ class CrossEncoder(MultiProcessModel):
         chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
         truncation_direction: TruncationDirection | None = None,
     ) -> Any:
-        """Score (query, document) pairs.
+        """Score (query, document) pairs, or texts alone (a str: sequence classification), as sentence-transformers.
 
         Args:
-            inputs: one pair or a list of pairs of str.
+            inputs: one pair, one str, or a list of pairs and str.
             prompt_name / prompt: prepended to the first text of each pair.
             batch_size: most pairs per batch (batches are also cut by a padded-token budget).
             activation_fn: this call's activation (see the class); None: the model's.
@@ -285,7 +295,7 @@ class CrossEncoder(MultiProcessModel):
         if pool is not None or isinstance(device, (list, tuple)):
             with self.pool_for_call(pool, device) as running:
                 scores = running.map(
-                    "predict",
+                    "_score_items",  # not predict: a chunk of texts alone, e.g. ["a", "b"], would read as one pair
                     pairs,
                     [sum(map(len, pair)) if isinstance(pair, tuple) else len(pair) for pair in pairs],
                     chunk_size=chunk_size,
@@ -300,24 +310,52 @@ class CrossEncoder(MultiProcessModel):
                 )
             return scores[0] if single else (scores if convert_to_numpy else list(scores))
         self.check_device(device)
-        prepared = self.prepare(
+        scores = self._score_items(
             pairs,
+            prompt_name=prompt_name,
+            prompt=prompt,
+            batch_size=batch_size,
+            activation_fn=fn,
+            apply_softmax=apply_softmax,
+            long_inputs=long_inputs,
+            chunk_overlap=chunk_overlap,
+            truncation_direction=truncation_direction,
+            show_progress_bar=show_progress_bar,
+        )
+        if single:
+            return scores[0]
+        return scores if convert_to_numpy else list(scores)
+
+    def _score_items(
+        self,
+        items: Sequence[tuple[str, str] | str],
+        *,
+        prompt_name: str | None,
+        prompt: str | None,
+        batch_size: int,
+        activation_fn: ActivationLike,
+        apply_softmax: bool | None,
+        long_inputs: str | LongInputs,
+        chunk_overlap: int,
+        truncation_direction: TruncationDirection | None,
+        show_progress_bar: bool | None = False,
+    ) -> np.ndarray:
+        """``predict``'s scores of items it checked (pairs and texts alone), always a batch: what pool workers run."""
+        prepared = self.prepare(
+            items,
             prompt_name=prompt_name,
             prompt=prompt,
             truncation_direction=truncation_direction,
             long_inputs=long_inputs,
             chunk_overlap=chunk_overlap,
         )
-        scores = self.score_prepared(
+        return self.score_prepared(
             prepared,
-            activation_fn=fn,
+            activation_fn=activation_fn,
             apply_softmax=bool(apply_softmax),
             batch_size=batch_size,
             show_progress_bar=bool(show_progress_bar),
         )
-        if single:
-            return scores[0]
-        return scores if convert_to_numpy else list(scores)
 
     # -- the two halves of predict, for callers that batch across requests (the server) ----------
     def prepare(

@@ -305,7 +305,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
 
     def _all_outputs(
         self, prepared: Prepared, options: EmbedOptions, batch_size: int, show_progress_bar: bool
-    ) -> list[dict[str, np.ndarray]]:
+    ) -> list[dict[str, Any]]:
         """``encode(output_value=None)``: every output per text, the sentence embedding truncated and normalized as
         the call asks (as ``embed_prepared`` does it for float32 rows)."""
         if not len(prepared):

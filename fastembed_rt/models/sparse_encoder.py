@@ -280,7 +280,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         Returns:
             a list of pairs for a 1-D input, a list of such lists for a 2-D input.
         """
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k <= 0):
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k <= 0):
             raise InputError(f"top_k must be None or a positive int, got {top_k!r}")
         rows, one_d = as_rows(embeddings)
         decoded: list[list[tuple[str, float]]] = []
