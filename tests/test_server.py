@@ -934,6 +934,10 @@ def test_api_key_guards_every_route_but_health(minilm_served_artifact: Path) -> 
         assert (
             client.post("/embed", json={"inputs": "x"}, headers={"authorization": "Bearer s3cret"}).status_code == 200
         )
+        # an unknown path: a 404 either way, the routes listed only to a caller with the key
+        assert client.post("/embedd", json={"inputs": "x"}).json()["error"] == "no route /embedd"
+        keyed = client.post("/embedd", json={"inputs": "x"}, headers={"authorization": "Bearer s3cret"})
+        assert keyed.status_code == 404 and "routes: /, /decode, /embed," in keyed.json()["error"]
 
 
 def test_an_empty_api_key_leaves_auth_off_and_says_so(

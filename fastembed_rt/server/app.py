@@ -211,8 +211,9 @@ def create_app(config: ServerConfig, *, state: ServerState | None = None) -> Sta
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         path, method = request.url.path, request.method
         allow = exc.headers.get("Allow") if isinstance(exc, HTTPException) and exc.headers else None
-        if status == 404:
-            error = RequestError(404, f"no route {path}; routes: {paths}", "NotFound")
+        if status == 404:  # the routes listed to those who may call them (as /openapi.json is)
+            listed = f"; routes: {paths}" if _authorized(state, request) else ""
+            error = RequestError(404, f"no route {path}{listed}", "NotFound")
         elif status == 405 and allow:
             error = RequestError(405, f"{method} is not allowed on {path}; use {allow}")
         else:
