@@ -25,6 +25,7 @@ from fastembed_rt.export.heads import HeadPlan, export_head
 from fastembed_rt.export.validate import (
     REFERENCE_PROVIDER,
     UNCACHED,
+    check_finite,
     held_out_pairs,
     parity_texts,
     prompt_cases,
@@ -96,7 +97,7 @@ def _torch_predict(ce: Any, pairs: list[tuple[str, str]], prompt: str | None, id
             convert_to_numpy=True,
             show_progress_bar=False,
         )
-    return np.asarray(scores, dtype=np.float32)
+    return check_finite(np.asarray(scores, dtype=np.float32), pairs)
 
 
 def validate_cross_encoder(artifact: Path, ce: Any, tolerance: ToleranceGate, variant: str = "fp32") -> HeadFidelity:

@@ -7,9 +7,12 @@ before anything is imported, saying which code it would have run.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +28,12 @@ def resolve_model_dir(model: str | os.PathLike[str], revision: str | None, token
     """A local sentence-transformers model directory: a path as is, or a hub id downloaded."""
     path = Path(model).expanduser()
     if path.is_dir():
+        if revision:
+            _ignored_revision(str(path), revision)
         return path
-    if path.exists() or str(model).startswith((".", "/", "~")):
+    if path.exists():
+        raise ExportError(f"{path} is a file; export takes a model directory (or a hub repo id)")
+    if str(model).startswith((".", "/", "~")):
         raise ExportError(f"model directory {path} does not exist")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
@@ -41,6 +48,11 @@ def resolve_model_dir(model: str | os.PathLike[str], revision: str | None, token
         ) from exc
     except (HfHubHTTPError, OSError) as exc:
         raise ExportError(f"could not download {model!r} from the hub: {exc}") from exc
+
+
+@functools.cache  # once per folder and revision (an export resolves its model in more than one step)
+def _ignored_revision(path: str, revision: str) -> None:
+    logger.warning("%s is a local folder: it is exported as it is, --revision %s does not apply", path, revision)
 
 
 def read_json(path: Path) -> Any:
@@ -87,12 +99,75 @@ def load_st_model(kind: type[Any], model_dir: Path, *, trust_remote_code: bool =
                 "unless you opt in: read that code, then pass --trust-remote-code (trust_remote_code=True)"
             )
     try:
-        model = kind(str(model_dir), device="cpu", trust_remote_code=trust_remote_code)
+        with _weight_reports() as reports:
+            model = kind(str(model_dir), device="cpu", trust_remote_code=trust_remote_code)
     except Exception as exc:  # sentence-transformers raises many types on a bad directory
         raise ExportError(f"sentence-transformers could not load {model_dir} as a {kind.__name__}: {exc}") from exc
+    _check_weights(reports, model_dir, kind.__name__)
     _fit_positions(model, model_dir)
     _check_tokenization(model, model_dir, kind.__name__)
     return model
+
+
+# Weights a checkpoint may lack without changing what the artifact computes: BERT's pooler (its [CLS] dense + tanh
+# feeds only ``pooler_output``, which no sentence-transformers module reads; many checkpoints are saved without it).
+_UNUSED_WEIGHTS = ("pooler.",)
+
+
+@contextlib.contextmanager
+def _weight_reports() -> Iterator[list[tuple[str, set[str]]]]:
+    """``(model class, weights not in the checkpoint)`` of every transformers model loaded inside, missing or
+    re-initialized for a shape mismatch: transformers fills those at random and only logs a report, so the export's
+    PyTorch reference would run those random weights too and the parity check could not notice.
+
+    transformers 5 hands that report (``LoadStateDictInfo``) to ``modeling_utils.log_state_dict_report``; it is read
+    there, the report still logged. Where a transformers version has no such function, nothing is recorded.
+    """
+    import transformers.modeling_utils as modeling_utils
+
+    reports: list[tuple[str, set[str]]] = []
+    original = getattr(modeling_utils, "log_state_dict_report", None)
+    if original is None:
+        logger.debug("this transformers has no log_state_dict_report: missing weights are not checked")
+        yield reports
+        return
+
+    def record(*args: Any, **kwargs: Any) -> Any:
+        info, model = kwargs.get("loading_info"), kwargs.get("model")
+        if info is not None:
+            missing = set(getattr(info, "missing_keys", ())) | {k[0] for k in getattr(info, "mismatched_keys", ())}
+            reports.append((type(model).__name__, missing))
+        return original(*args, **kwargs)
+
+    modeling_utils.log_state_dict_report = record
+    try:
+        yield reports
+    finally:
+        modeling_utils.log_state_dict_report = original
+
+
+def _check_weights(reports: list[tuple[str, set[str]]], model_dir: Path, kind: str) -> None:
+    """Refuse a model whose checkpoint lacks weights the export would run (initialized at random by transformers):
+    a partial or mis-saved checkpoint, or a bi-encoder exported with ``--task cross-encoder`` (a new, random
+    classifier). Two exports of such a folder would give different artifacts, each "validated"."""
+    for model_class, missing in reports:
+        used = sorted(key for key in missing if not any(part in key for part in _UNUSED_WEIGHTS))
+        if missing and not used:
+            logger.info("%s: %s loaded without %s (unused by the export)", model_dir, model_class, sorted(missing))
+        if not used:
+            continue
+        shown = ", ".join(used[:6]) + (f" and {len(used) - 6} more" if len(used) > 6 else "")
+        heads = ("classifier", "score", "cls.", "lm_head", "pre_classifier")  # the task heads transformers adds
+        hint = (
+            f" They are the {kind}'s head: the folder holds no trained {kind} (a bi-encoder exports with `--task "
+            "embedding`, which `export` detects when --task is left out)."
+            if all(key.startswith(heads) for key in used)
+            else " The checkpoint is incomplete or saved for another architecture: re-save the model."
+        )
+        raise ExportError(
+            f"{model_dir}: its checkpoint lacks {len(used)} weight(s) of {model_class} that the export would run, "
+            f"which transformers initialized at random ({shown}), so the artifact would compute noise.{hint}"
+        )
 
 
 def _check_tokenization(model: Any, model_dir: Path, kind: str) -> None:
@@ -135,6 +210,20 @@ def _check_tokenization(model: Any, model_dir: Path, kind: str) -> None:
     tokenizer = getattr(transformer, "tokenizer", None)
     names = getattr(tokenizer, "model_input_names", None)
     config = getattr(getattr(transformer, "auto_model", None), "config", None)
+    vocab_size = getattr(config, "vocab_size", None)
+    try:
+        tokens = len(tokenizer) if tokenizer is not None else None
+    except TypeError:
+        tokens = None
+    # A folder without its tokenizer files loads with an empty tokenizer (transformers 5: 5 tokens): every word
+    # becomes [UNK], and the parity check passes, PyTorch using the same one. Models pad their embedding table past
+    # the tokenizer's vocabulary (Qwen3: 151,669 tokens in 151,936 rows), never to twice it.
+    if isinstance(vocab_size, int) and isinstance(tokens, int) and tokens < vocab_size // 2:
+        raise ExportError(
+            f"{model_dir}: its tokenizer has {tokens} tokens where the model's embedding table has {vocab_size} "
+            "rows: are its tokenizer files (tokenizer.json, or vocab.txt / a sentencepiece model with "
+            "tokenizer_config.json) missing? Copy them from the model the checkpoint was trained from"
+        )
     types = getattr(config, "type_vocab_size", 0) or 0  # > 1: pairs' second texts get type 1 where they are fed
     if kind == "CrossEncoder" and names is not None and "token_type_ids" not in names and types > 1:
         raise ExportError(

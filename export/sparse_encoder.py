@@ -24,6 +24,7 @@ from fastembed_rt.export.heads import HeadPlan, export_head
 from fastembed_rt.export.validate import (
     REFERENCE_PROVIDER,
     UNCACHED,
+    check_finite,
     held_out_pairs,
     parity_texts,
     prompt_cases,
@@ -81,7 +82,7 @@ def _torch_dense(se: Any, texts: list[str], prompt: str | None) -> np.ndarray:
         )
     finally:
         se.max_active_dims = default_k
-    return np.asarray(embeddings.detach().cpu().float().numpy(), dtype=np.float32)
+    return check_finite(np.asarray(embeddings.detach().cpu().float().numpy(), dtype=np.float32), texts)
 
 
 def _torch_pruned(dense: np.ndarray, k: int) -> np.ndarray:

@@ -102,10 +102,17 @@ class ReferenceEncoder:
                     f"the PyTorch reference was released before a batch of {len(texts)} texts (prompt {prompt!r}, "
                     f"batch size {batch_size}) was computed: warm it with every batch the variants are checked on"
                 )
-            self._cache[key] = np.asarray(
-                self.st_model.encode(
-                    list(texts), prompt=prompt, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False
-                )
+            self._cache[key] = check_finite(
+                np.asarray(
+                    self.st_model.encode(
+                        list(texts),
+                        prompt=prompt,
+                        batch_size=batch_size,
+                        convert_to_numpy=True,
+                        show_progress_bar=False,
+                    )
+                ),
+                texts,
             )
         return self._cache[key]
 
@@ -113,6 +120,21 @@ class ReferenceEncoder:
         """Drop the PyTorch model (and what the allocator keeps of it); cached batches still answer."""
         self.st_model = None
         release_memory()
+
+
+def check_finite(reference: np.ndarray, inputs: Sequence[Any]) -> np.ndarray:
+    """``reference`` (PyTorch's outputs, one row per input), or an ExportError where it holds NaN or inf: the model
+    itself computes them (non-finite weights, or an overflow in its dtype), and the gate would blame the graph."""
+    rows = np.asarray(reference).reshape(len(inputs), -1) if len(inputs) else np.asarray(reference)
+    bad = np.flatnonzero(~np.isfinite(rows).all(axis=-1)) if rows.ndim == 2 else np.array([], dtype=int)
+    if len(bad):
+        first = str(inputs[int(bad[0])])
+        shown = first if len(first) < 40 else first[:37] + "..."
+        raise ExportError(
+            f"PyTorch itself gives NaN or inf for {len(bad)} of {len(inputs)} inputs (the first: {shown!r}): the "
+            "model's weights hold non-finite values or overflow in its dtype; it cannot be exported as it is"
+        )
+    return reference
 
 
 def release_memory() -> None:

@@ -315,3 +315,110 @@ def test_the_exporters_graph_clean_up_survives_objects_that_refuse_attribute_loo
         with pytest.raises(AttributeError):
             _ = bag.__class__  # the kind of object at stake
         _forget_exported_graph()
+
+
+def _drop_weights(model_dir: Path, dropped: str) -> None:
+    """Rewrite the model's safetensors without the tensors whose name contains ``dropped``."""
+    from safetensors.torch import load_file, save_file
+
+    path = model_dir / "model.safetensors"
+    weights = load_file(str(path))
+    kept = {name: tensor for name, tensor in weights.items() if dropped not in name}
+    assert len(kept) < len(weights), f"no tensor named *{dropped}* in {sorted(weights)[:5]}"
+    save_file(kept, str(path), metadata={"format": "pt"})
+
+
+def test_a_checkpoint_missing_weights_is_refused_naming_them(tmp_path: Path) -> None:
+    """transformers initialized the missing layer at random and the export validated against that same random
+    layer: two exports of one folder gave different artifacts (cosine 0.9998), each "validated"."""
+    from fastembed_rt.errors import ExportError
+    from fastembed_rt.export import export_model
+
+    model_dir = build_tiny_model(tmp_path, "bert", "mean")
+    _drop_weights(model_dir, "layer.1.")
+    with pytest.raises(ExportError, match=r"lacks \d+ weight\(s\) of BertModel .* at random \(encoder\.layer\.1\."):
+        export_model(model_dir, tmp_path / "artifact", stsb=False)
+    assert not (tmp_path / "artifact").exists()
+
+
+def test_a_bi_encoder_exported_as_a_cross_encoder_is_refused_for_its_random_head(tmp_path: Path) -> None:
+    """`--task cross-encoder` on a bi-encoder folder: a new random classifier, scored differently at each export."""
+    from fastembed_rt.errors import ExportError
+    from fastembed_rt.export import export_cross_encoder
+
+    model_dir = build_tiny_model(tmp_path, "bert", "mean")
+    with pytest.raises(ExportError, match=r"\(classifier\.bias, classifier\.weight\).* the CrossEncoder's head"):
+        export_cross_encoder(model_dir, tmp_path / "artifact")
+
+
+def test_a_checkpoint_without_the_unused_pooler_exports(tmp_path: Path) -> None:
+    """BERT's pooler feeds only pooler_output, which no sentence-transformers module reads: many checkpoints lack it."""
+    from fastembed_rt import SentenceTransformer
+    from fastembed_rt.export import export_model
+
+    model_dir = build_tiny_model(tmp_path, "bert", "mean")
+    _drop_weights(model_dir, "pooler.")
+    export_model(model_dir, tmp_path / "artifact", variants=("fp32",), stsb=False)
+    runtime = SentenceTransformer(tmp_path / "artifact")
+    assert runtime.encode(["a text"]).shape == (1, HIDDEN_SIZE)
+    runtime.close()
+
+
+def test_a_model_folder_without_its_tokenizer_files_is_refused(tmp_path: Path) -> None:
+    """It loaded with an empty 5-token tokenizer (every word [UNK]) and validated, PyTorch using the same one."""
+    from fastembed_rt.errors import ExportError
+    from fastembed_rt.export import export_model
+
+    model_dir = build_tiny_model(tmp_path, "bert", "mean")
+    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        (model_dir / name).unlink(missing_ok=True)
+    with pytest.raises(ExportError, match=r"its tokenizer has \d+ tokens where the model's embedding table has 30522"):
+        export_model(model_dir, tmp_path / "artifact", stsb=False)
+    assert not (tmp_path / "artifact").exists()
+
+
+def test_an_export_removes_staging_folders_of_exports_that_were_killed_but_not_of_running_ones(
+    tmp_path: Path,
+) -> None:
+    """A SIGKILLed (or OOM-killed) export leaves its staging folder; each export only cleared its own process id's."""
+    import os
+    import time
+
+    from fastembed_rt.export import export_model
+    from fastembed_rt.export.writer import STAGING_GRACE_SECONDS, STAGING_LOCK, _hold_lock
+
+    model_dir = build_tiny_model(tmp_path, "bert", "mean")
+    old = time.time() - STAGING_GRACE_SECONDS - 10
+    killed, running, young, foreign = (tmp_path / f".artifact.tmp-{n}" for n in (7, 8, 9, 10))
+    for folder in (killed, running, young, foreign):
+        (folder / "onnx").mkdir(parents=True)
+    for folder in (killed, running, young):
+        (folder / STAGING_LOCK).touch()
+    held = _hold_lock(running / STAGING_LOCK)  # an export still running: it holds its lock
+    for folder in (killed, running):
+        os.utime(folder / STAGING_LOCK, (old, old))
+    try:
+        export_model(model_dir, tmp_path / "artifact", variants=("fp32",), stsb=False)
+    finally:
+        if held is not None:
+            os.close(held)
+    assert not killed.exists()
+    assert running.exists() and young.exists(), "a running export's folder, or one just created, is left alone"
+    assert foreign.exists(), "a folder without the lock file is not known to be a staging folder"
+    assert not (tmp_path / "artifact" / STAGING_LOCK).exists()
+
+
+def test_a_model_that_computes_nan_is_refused_as_such_not_as_a_graph_that_misses_its_gate(tmp_path: Path) -> None:
+    """NaN weights gave 'exported graph ... misses the fp32 gate ... cosine nan', blaming the graph."""
+    from safetensors.torch import load_file, save_file
+
+    from fastembed_rt.errors import ExportError
+    from fastembed_rt.export import export_model
+
+    model_dir = build_tiny_model(tmp_path, "bert", "mean")
+    weights = load_file(str(model_dir / "model.safetensors"))
+    name = next(name for name in weights if "layer.0.output.dense.weight" in name)
+    weights[name][0, 0] = float("nan")
+    save_file(weights, str(model_dir / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ExportError, match=r"PyTorch itself gives NaN or inf for \d+ of \d+ inputs"):
+        export_model(model_dir, tmp_path / "artifact", stsb=False)
