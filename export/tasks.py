@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fastembed_rt.artifact import Manifest, Task
-from fastembed_rt.errors import ExportError
+from fastembed_rt.errors import ExportError, ParityError
 from fastembed_rt.export.bi_encoder import export_model
 from fastembed_rt.export.cross_encoder import export_cross_encoder
 from fastembed_rt.export.multi_vector_encoder import export_multi_vector_encoder
@@ -106,17 +106,28 @@ def export_artifact(
     """
     if task != "auto" and task not in tuple(Task):
         raise ExportError(f"task {task!r} is not one of auto, {', '.join(t.value for t in Task)}")
-    chosen = detect_task(resolve_model_dir(model, revision, token)) if task == "auto" else Task(task)
+    detected = detect_task(resolve_model_dir(model, revision, token))
+    chosen = detected if task == "auto" else Task(task)
     exporter = EXPORTERS[chosen]
     options: dict[str, Any] = {"stsb": stsb} if exporter.scores_stsb else {}
-    return exporter.export(
-        model,
-        out_dir,
-        revision=revision,
-        token=token,
-        overwrite=overwrite,
-        variants=variants,
-        trust_remote_code=trust_remote_code,
-        external_data_threshold=external_data_threshold,
-        **options,
-    )
+    try:
+        return exporter.export(
+            model,
+            out_dir,
+            revision=revision,
+            token=token,
+            overwrite=overwrite,
+            variants=variants,
+            trust_remote_code=trust_remote_code,
+            external_data_threshold=external_data_threshold,
+            **options,
+        )
+    except ExportError as exc:
+        if chosen is detected:
+            raise
+        # sentence-transformers' own message names modules it would have added for the other task
+        note = (
+            f"{exc} (by its configuration the folder holds a model for task {detected.value!r}, which --task "
+            f"{chosen.value} overrides: leave --task out to export it as what it is)"
+        )
+        raise (ParityError(note, exc.failures) if isinstance(exc, ParityError) else ExportError(note)) from exc

@@ -146,7 +146,7 @@ def parse_variants(names: str | Sequence[str] | None, task: Task) -> tuple[Varia
             if spec.missing():
                 logger.warning("variant %s is not built: %s (%s)", spec.name, _missing(spec), _OPENVINO_INSTALL)
         return tuple(spec for spec in defaults if not spec.missing())
-    items = [n.strip() for n in names.split(",")] if isinstance(names, str) else [str(n) for n in names]
+    items = [n.strip() for n in (names.split(",") if isinstance(names, str) else map(str, names))]
     unknown = [n for n in items if n and n not in registry]
     if unknown:
         raise ExportError(f"unknown variant(s) {', '.join(unknown)} for {task} artifacts; valid: {', '.join(registry)}")

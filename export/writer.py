@@ -101,8 +101,10 @@ def stage_artifact(
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned(out)
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "onnx").mkdir(parents=True)
+        lock = _hold_lock(tmp / STAGING_LOCK)
     except OSError as exc:
         raise ExportError(
             f"cannot create the artifact {out}: {exc.strerror or exc} ({exc.filename}); choose an output directory "
@@ -112,6 +114,7 @@ def stage_artifact(
         yield ArtifactWriter(tmp, str(model), revision)
         (tmp / BACKBONE_FILE).unlink(missing_ok=True)
         (tmp / data_file(BACKBONE_FILE)).unlink(missing_ok=True)
+        (tmp / STAGING_LOCK).unlink(missing_ok=True)  # held until the process ends; not part of the artifact
         earlier = out.parent / f".{out.name}.replaced-{os.getpid()}"
         replacing = out.exists()
         if replacing:
@@ -126,6 +129,51 @@ def stage_artifact(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+# A file in every staging folder that its export holds locked (``flock``) while it runs: a staging folder whose lock
+# can be taken belongs to an export that was killed (SIGKILL, the OOM killer, a lost machine) before it could remove
+# it, and the next export beside it removes it. Process ids would not do: a folder shared by containers or machines
+# holds exports whose ids mean nothing here.
+STAGING_LOCK = ".export.lock"
+STAGING_GRACE_SECONDS = 60.0
+
+
+def _hold_lock(path: Path) -> int | None:
+    """``path`` created and locked for this process: its descriptor (None where ``flock`` does not exist)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: abandoned staging folders are left for the user
+        return None
+    descriptor = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return descriptor
+
+
+def _remove_abandoned(out: Path) -> None:
+    """Remove the staging folders beside ``out`` (``.<name>.tmp-*``) of exports that are no longer running."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    for folder in out.parent.glob(f".{out.name}.tmp-*"):
+        try:
+            if time.time() - (folder / STAGING_LOCK).stat().st_mtime < STAGING_GRACE_SECONDS:
+                continue  # just created: its export may not have locked it yet
+            descriptor = os.open(folder / STAGING_LOCK, os.O_RDWR)
+        except OSError:  # no lock file: not (or no longer) a staging folder of this kind; left alone
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: that export is running
+            continue
+        finally:
+            os.close(descriptor)
+        logger.info("removing %s, left by an export that was stopped before it finished", folder)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def check_destination(out: Path, overwrite: bool, *, model: str | os.PathLike[str]) -> None:
@@ -153,6 +201,9 @@ def check_destination(out: Path, overwrite: bool, *, model: str | os.PathLike[st
             raise ExportError(
                 f"output path {out} exists and is not a directory; choose a directory path for the artifact"
             )
+        above = next((folder for folder in Path(os.path.abspath(out)).parents if folder.exists()), None)
+        if above is not None and not above.is_dir():
+            raise ExportError(f"output path {out} lies under {above}, which is a file: choose a path in a folder")
         if not out.exists() or not any(out.iterdir()):
             return
     except OSError as exc:
@@ -241,14 +292,15 @@ class ArtifactWriter:
         del model
         weights_file = None if weights is None else f"{Path(GRAPH_FILE).parent}/{weights}"
         fp32 = self._variant(VARIANTS[task]["fp32"], BuildResult(GRAPH_FILE, "none", counts, weights_file=weights_file))
+        local = Path(self._model).expanduser().is_dir()
         Manifest(
             root=self.root,
             task=task,
             source={
                 "model": self._model,
-                "revision": self._revision,
+                "revision": None if local else self._revision,  # a local folder is read as it is (source.py)
                 # a local directory's path is no hub id (the model card names a hub id as its base_model)
-                "local": Path(self._model).expanduser().is_dir(),
+                "local": local,
                 "architecture": architecture,
                 "backbone": dict(backbone_shape or {}),
                 "modules": modules,

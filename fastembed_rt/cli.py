@@ -8,7 +8,9 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,21 +34,53 @@ def _export(args: argparse.Namespace) -> int:
     # The exporter checks it too, but only once the model is loaded: a wrong output path fails here in no time.
     check_destination(Path(args.out), args.overwrite, model=args.model)
     started = time.perf_counter()
-    with _log_progress():
-        manifest = export_artifact(
-            args.model,
-            args.out,
-            task=args.task,
-            revision=args.revision,
-            overwrite=args.overwrite,
-            variants=_csv(args.variants) or None,
-            stsb=False if args.no_stsb else None,
-            trust_remote_code=args.trust_remote_code,
-        )
+    try:
+        with _log_progress(), _stop_on_sigterm():
+            manifest = export_artifact(
+                args.model,
+                args.out,
+                task=args.task,
+                revision=args.revision,
+                overwrite=args.overwrite,
+                variants=_csv(args.variants) or None,
+                stsb=False if args.no_stsb else None,
+                trust_remote_code=args.trust_remote_code,
+            )
+    except KeyboardInterrupt as exc:  # one line, not a traceback from wherever the export was
+        how = "stopped by SIGTERM" if isinstance(exc, _Terminated) else "interrupted"
+        print(f"export {how}: {args.out} is as it was before the export", file=sys.stderr)
+        return 128 + exc.signum if isinstance(exc, _Terminated) else 130
     detected = " detected from the model directory; --task overrides" if args.task == "auto" else ""
     print(f"exported {args.model} -> {args.out} ({manifest.task}{detected}) in {time.perf_counter() - started:.1f} s")
     _print_info(Path(args.out))
     return 0
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the export is (as Ctrl-C raises KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (``kill``, ``timeout``, ``docker stop``, a cancelled CI job) unwinds the export as Ctrl-C does, so its
+    staging folder is removed and the output left as it was; by default the process died at once and left the
+    folder (a whole artifact's size) behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -419,7 +453,7 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _csv(value: str | None) -> list[str]:
-    return [v for v in value.split(",") if v.strip()] if value else []
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
 def _positive_int(value: str) -> int:
@@ -636,6 +670,9 @@ def main(argv: list[str] | None = None) -> int:
     except FastEmbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
+        print("interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the reader went away (`fastembed-rt info A | head`): stop quietly, as shell tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
         return 141  # 128 + SIGPIPE

@@ -385,3 +385,67 @@ def test_export_of_a_path_that_is_neither_a_directory_nor_a_repo_id_is_one_line(
     """huggingface_hub's HFValidationError for ``models/minilm/model`` came out as a traceback."""
     assert main(["export", "models/does_not_exist/model", str(tmp_path / "out")]) == 1
     assert "'models/does_not_exist/model' is neither an existing directory nor a hub repo id" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_stopped_export_removes_its_staging_folder_and_says_so_in_one_line(tmp_path: Path, signum: str) -> None:
+    """SIGTERM (kill, timeout, docker stop) killed the export at once and left its staging folder, a whole
+    artifact's size, beside the output; Ctrl-C printed a 60-line traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tiny_models import build_tiny_model
+
+    model_dir = build_tiny_model(tmp_path / "model", "bert", "mean")
+    out = tmp_path / "artifact"
+    command = [sys.executable, "-m", "fastembed_rt.cli", "export", str(model_dir), str(out), "--no-stsb"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".artifact.tmp-*")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".artifact.tmp-*")), "the export staged nothing before it ended"
+    process.send_signal(getattr(signal, signum))
+    _, errors = process.communicate(timeout=120)
+    assert process.returncode == (143 if signum == "SIGTERM" else 130), errors
+    assert "Traceback" not in errors
+    how = "stopped by SIGTERM" if signum == "SIGTERM" else "interrupted"
+    assert f"export {how}: {out} is as it was before the export" in errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"], "no staging folder, no output"
+
+
+def test_export_mistakes_get_one_line_that_names_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each was a misleading line: 'model directory ... does not exist' for a file, 'a folder this user can write'
+    for a file in the output path, 'unknown variant(s)  optimized' for a space after a comma, modules that
+    sentence-transformers made up for an overridden --task; a local folder's ignored --revision went into the
+    manifest (and its model card)."""
+    from tiny_models import build_tiny_model
+
+    model_dir = build_tiny_model(tmp_path / "model", "bert", "mean")
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (
+            [str(model_dir / "config.json"), str(tmp_path / "a")],
+            "config.json is a file; export takes a model directory",
+        ),
+        (
+            [str(model_dir), str(tmp_path / "afile" / "sub")],
+            "lies under " + str(tmp_path / "afile") + ", which is a file",
+        ),
+        (
+            [str(model_dir), str(tmp_path / "b"), "--task", "cross-encoder", "--no-stsb"],
+            "the folder holds a model for task 'embedding', which --task cross-encoder overrides",
+        ),
+    ]
+    for args, message in cases:
+        assert main(["export", *args]) == 1
+        assert message in capsys.readouterr().err
+    out = tmp_path / "artifact"
+    assert (
+        main(["export", str(model_dir), str(out), "--variants", "fp32, optimized", "--revision", "v9", "--no-stsb"])
+        == 0
+    )
+    assert "--revision v9 does not apply" in capsys.readouterr().err
+    manifest = load_manifest(out)
+    assert [v.name for v in manifest.variants][:2] == ["fp32", "optimized"] and manifest.source["revision"] is None
