@@ -111,6 +111,7 @@ def load_st_model(kind: type[Any], model_dir: Path, *, trust_remote_code: bool =
 
 # Weights a checkpoint may lack without changing what the artifact computes: BERT's pooler (its [CLS] dense + tanh
 # feeds only ``pooler_output``, which no sentence-transformers module reads; many checkpoints are saved without it).
+# Not in a sequence classifier: BERT's classifies that pooled output.
 _UNUSED_WEIGHTS = ("pooler.",)
 
 
@@ -151,7 +152,8 @@ def _check_weights(reports: list[tuple[str, set[str]]], model_dir: Path, kind: s
     a partial or mis-saved checkpoint, or a bi-encoder exported with ``--task cross-encoder`` (a new, random
     classifier). Two exports of such a folder would give different artifacts, each "validated"."""
     for model_class, missing in reports:
-        used = sorted(key for key in missing if not any(part in key for part in _UNUSED_WEIGHTS))
+        unused = () if "ForSequenceClassification" in model_class else _UNUSED_WEIGHTS
+        used = sorted(key for key in missing if not any(part in key for part in unused))
         if missing and not used:
             logger.info("%s: %s loaded without %s (unused by the export)", model_dir, model_class, sorted(missing))
         if not used:

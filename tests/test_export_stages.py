@@ -422,3 +422,15 @@ def test_a_model_that_computes_nan_is_refused_as_such_not_as_a_graph_that_misses
     save_file(weights, str(model_dir / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(ExportError, match=r"PyTorch itself gives NaN or inf for \d+ of \d+ inputs"):
         export_model(model_dir, tmp_path / "artifact", stsb=False)
+
+
+def test_a_bert_reranker_without_its_pooler_is_refused_as_the_pooler_feeds_its_classifier(tmp_path: Path) -> None:
+    from tiny_heads import build_tiny_cross_encoder
+
+    from fastembed_rt.errors import ExportError
+    from fastembed_rt.export import export_cross_encoder
+
+    model_dir = build_tiny_cross_encoder(tmp_path, "bert", 1)
+    _drop_weights(model_dir, "pooler.")
+    with pytest.raises(ExportError, match=r"lacks 2 weight\(s\) of BertForSequenceClassification .*pooler\.dense"):
+        export_cross_encoder(model_dir, tmp_path / "artifact")
