@@ -99,18 +99,19 @@ def stage_artifact(
     """
     check_destination(out, overwrite, model=model)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned(out)
-        shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "onnx").mkdir(parents=True)
-        lock = _hold_lock(tmp / STAGING_LOCK)
-    except OSError as exc:
-        raise ExportError(
-            f"cannot create the artifact {out}: {exc.strerror or exc} ({exc.filename}); choose an output directory "
-            "in a folder this user can write"
-        ) from exc
-    try:
+    lock = None
+    try:  # from the folder's creation on, any exception (Ctrl-C, SIGTERM: see cli) removes it
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            _remove_abandoned(out)
+            shutil.rmtree(tmp, ignore_errors=True)
+            (tmp / "onnx").mkdir(parents=True)
+            lock = _hold_lock(tmp / STAGING_LOCK)
+        except OSError as exc:
+            raise ExportError(
+                f"cannot create the artifact {out}: {exc.strerror or exc} ({exc.filename}); choose an output "
+                "directory in a folder this user can write"
+            ) from exc
         yield ArtifactWriter(tmp, str(model), revision)
         (tmp / BACKBONE_FILE).unlink(missing_ok=True)
         (tmp / data_file(BACKBONE_FILE)).unlink(missing_ok=True)
