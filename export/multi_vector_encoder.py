@@ -67,7 +67,8 @@ def describe_multi_vector(model_dir: Path, mve: Any) -> tuple[TokenStages, LateI
     configuration and its module names.
 
     Supported pipelines: ``Transformer`` (feature extraction), token-level ``Dense`` layers, a token-level
-    ``Normalize``, a ``MultiVectorMask``, a ``HierarchicalTokenPooling``, in that order.
+    ``Normalize``, a ``HierarchicalTokenPooling``, in that order, and a ``MultiVectorMask`` anywhere before the
+    pooling.
 
     Raises:
         ExportError: any other module, order or setting, naming it.
@@ -79,11 +80,16 @@ def describe_multi_vector(model_dir: Path, mve: Any) -> tuple[TokenStages, LateI
             f"{model_dir}: MultiVectorEncoder modules {names} are not supported; supported: Transformer, then "
             "Dense..., Normalize, MultiVectorMask, HierarchicalTokenPooling"
         )
-    ranks = [order[name] for name in names[1:]]
+    # MultiVectorMask only rewrites the attention mask, which Dense and Normalize do not read: it may stand anywhere
+    # before the pooling (sentence-transformers' own pipeline, Stanford ColBERT and PyLate checkpoints as it loads
+    # them: Dense, MultiVectorMask, Normalize).
+    ranks = [order[name] for name in names[1:] if name != "MultiVectorMask"]
     repeated = [name for name in order if name != "Dense" and names.count(name) > 1]
-    if ranks != sorted(ranks) or repeated:
+    pooled_first = "MultiVectorMask" in names and "HierarchicalTokenPooling" in names[: names.index("MultiVectorMask")]
+    if ranks != sorted(ranks) or repeated or pooled_first:
         raise ExportError(
-            f"{model_dir}: modules {names} must come in the order Dense..., Normalize, MultiVectorMask, pool"
+            f"{model_dir}: modules {names} must come in the order Dense..., Normalize, HierarchicalTokenPooling, "
+            "with one MultiVectorMask anywhere before the pooling"
         )
     transformer = mve[0]
     if getattr(transformer, "transformer_task", "feature-extraction") != "feature-extraction":

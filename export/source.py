@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,13 @@ def read_json(path: Path) -> Any:
         return None
 
 
-def remote_code(model_dir: Path) -> list[str]:
-    """The code in ``model_dir``'s repository that loading it would run (empty: none).
+def remote_code(model_dir: Path, kind: type[Any] | None = None) -> list[str]:
+    """The code in ``model_dir``'s repository that loading it (as ``kind``) would run (empty: none).
 
     A config.json ``auto_map`` counts unless transformers has its own class for the ``model_type`` (it
     then loads that one, as for nomic-embed-text-v1.5's ``nomic_bert``); so does every module in
-    ``modules.json`` that is not sentence-transformers' own.
+    ``modules.json`` that is not sentence-transformers' own, nor one that ``kind`` loads as its own (a
+    MultiVectorEncoder reads PyLate's ``pylate.models.Dense.Dense`` as its ``Dense``, importing no pylate).
     """
     from transformers import CONFIG_MAPPING
 
@@ -79,10 +81,20 @@ def remote_code(model_dir: Path) -> list[str]:
         found += [f"config.json auto_map {name} -> {ref}" for name, ref in auto_map.items()]
     modules = read_json(model_dir / "modules.json")
     for entry in modules if isinstance(modules, list) else []:
-        kind = str(entry.get("type", "")) if isinstance(entry, dict) else ""
-        if kind and not kind.startswith("sentence_transformers."):
-            found.append(f"modules.json module {kind}")
+        module = str(entry.get("type", "")) if isinstance(entry, dict) else ""
+        module = _class_aliases(kind).get(module, module)
+        if module and not module.startswith("sentence_transformers."):
+            found.append(f"modules.json module {module}")
     return found
+
+
+def _class_aliases(kind: type[Any] | None) -> dict[str, str]:
+    """The module class references that sentence-transformers' ``kind`` replaces by its own classes at load (its
+    module's ``_CLASS_REF_ALIASES``; none where it has no such table)."""
+    if kind is None:
+        return {}
+    aliases = getattr(sys.modules.get(kind.__module__), "_CLASS_REF_ALIASES", None)
+    return {str(k): str(v) for k, v in aliases.items()} if isinstance(aliases, dict) else {}
 
 
 def load_st_model(kind: type[Any], model_dir: Path, *, trust_remote_code: bool = False) -> Any:
@@ -92,7 +104,7 @@ def load_st_model(kind: type[Any], model_dir: Path, *, trust_remote_code: bool =
         ExportError: the directory cannot be loaded, or it needs its own code and ``trust_remote_code`` is False.
     """
     if not trust_remote_code:
-        code = remote_code(model_dir)
+        code = remote_code(model_dir, kind)
         if code:
             raise ExportError(
                 f"{model_dir} runs code from its repository ({'; '.join(code)}); export does not run it "

@@ -360,6 +360,19 @@ def test_similarity_and_rank_equal_sentence_transformers(models: dict[str, Pair]
             pair.runtime.similarity_pairwise(our_q, our_d[: len(our_q)]), expected_pairs, rtol=1e-4, atol=1e-4
         )
         assert pair.runtime.similarity_fn_name == pair.torch_model.similarity_fn_name
+        for options in ({"length_normalize": True, "chunk_elements": 64}, {"length_normalize": False}):  # ST's kwargs
+            np.testing.assert_allclose(
+                pair.runtime.similarity(our_q, our_d, **options),
+                pair.torch_model.similarity(torch_q, torch_d, **options).numpy(),
+                rtol=1e-4,
+                atol=1e-4,
+            )
+            np.testing.assert_allclose(
+                pair.runtime.similarity_pairwise(our_q, our_d[: len(our_q)], **options),
+                pair.torch_model.similarity_pairwise(torch_q, torch_d[: len(torch_q)], **options).numpy(),
+                rtol=1e-4,
+                atol=1e-4,
+            )
         ranked = pair.runtime.rank(queries[0], documents, top_k=3, return_documents=True)
         order = np.argsort(-expected[0], kind="stable")[:3]
         assert [hit["corpus_id"] for hit in ranked] == order.tolist()
@@ -377,6 +390,11 @@ def test_per_call_normalize_and_token_pooling(models: dict[str, Pair]) -> None:
         pair.torch_model, "encode_document", TEXTS[:6], token_pooling=TorchPooling(2.0), normalize_embeddings=True
     )
     _assert_same_vectors(ours, theirs)
+    # sentence-transformers' own module works too, by its settings (it was refused, naming the class it was)
+    torch_pooled = pair.runtime.encode_document(TEXTS[:6], token_pooling=TorchPooling(2.0), normalize_embeddings=True)
+    _assert_same_vectors(torch_pooled, theirs)
+    with pytest.raises(InputError, match=r"token_pooling must be .* got builtins\.int"):
+        pair.runtime.encode_document(TEXTS[:1], token_pooling=2)
     queries = pair.runtime.encode_query(TEXTS[:3], token_pooling=pooling)  # pools documents only
     _assert_same_vectors(queries, _torch(pair.torch_model, "encode_query", TEXTS[:3]))
 
@@ -512,3 +530,64 @@ def test_cli_info_and_encode_handle_multi_vector_artifacts(
     np.testing.assert_allclose(first, models["fixed"].runtime.encode_document("Hello, world!"), atol=0)
     assert main(["encode", artifact, "x", "--truncate-dim", "4"]) == 2
     assert "--truncate-dim is for dense single-vector models" in capsys.readouterr().err
+
+
+def _pylate_v3(source: Path, out: Path) -> Path:
+    """``source`` (a tiny MultiVectorEncoder) saved as PyLate 3 saves a ColBERT: its Dense named as pylate's, no
+    Normalize or mask module, the ColBERT settings in config_sentence_transformers.json."""
+    shutil.copytree(source, out)
+    for folder in out.glob("*_Normalize"):
+        shutil.rmtree(folder)
+    for folder in out.glob("*_MultiVectorMask"):
+        shutil.rmtree(folder)
+    for folder in out.glob("*_HierarchicalTokenPooling"):
+        shutil.rmtree(folder)
+    (out / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
+            ]
+        )
+    )
+    dense = {"in_features": HIDDEN_SIZE, "out_features": MULTI_VECTOR_DIM, "bias": False, "use_residual": False}
+    (out / "1_Dense" / "config.json").write_text(
+        json.dumps({**dense, "activation_function": "torch.nn.modules.linear.Identity"})
+    )
+    settings = {
+        "prompts": {},
+        "default_prompt_name": None,
+        "similarity_fn_name": "MaxSim",
+        "query_prefix": "[unused0]",
+        "document_prefix": "[unused1]",
+        "query_length": 16,
+        "document_length": 48,
+        "attend_to_expansion_tokens": False,
+        "skiplist_words": list(string.punctuation),
+        "model_type": "ColBERT",
+    }
+    (out / "config_sentence_transformers.json").write_text(json.dumps(settings))
+    return out
+
+
+def test_a_pylate_colbert_exports_without_remote_code_and_encodes_as_sentence_transformers(
+    tmp_path: Path, tiny_multi_vector_dir: Path
+) -> None:
+    """Refused twice: as remote code (pylate.models.Dense.Dense, which sentence-transformers reads as its own Dense,
+    importing no pylate), then for its module order (sentence-transformers loads it as Transformer, Dense,
+    MultiVectorMask, Normalize, as Stanford ColBERT checkpoints and its own default pipeline)."""
+    from sentence_transformers import MultiVectorEncoder as TorchMultiVectorEncoder
+
+    from fastembed_rt.export.multi_vector_encoder import export_multi_vector_encoder
+
+    model_dir = _pylate_v3(tiny_multi_vector_dir, tmp_path / "pylate")
+    torch_model = TorchMultiVectorEncoder(str(model_dir), device="cpu")
+    assert [type(m).__name__ for m in torch_model] == ["Transformer", "Dense", "MultiVectorMask", "Normalize"]
+    export_multi_vector_encoder(model_dir, tmp_path / "artifact", calibration_texts=[])
+    runtime = MultiVectorEncoder(tmp_path / "artifact")
+    for call in ("encode_query", "encode_document"):
+        ours, theirs = getattr(runtime, call)(TEXTS), getattr(torch_model, call)(TEXTS, convert_to_numpy=True)
+        for mine, reference in zip(ours, theirs, strict=True):
+            assert mine.shape == reference.shape
+            assert row_cosines(mine, np.asarray(reference)).min() >= 0.9999
+    runtime.close()

@@ -146,6 +146,28 @@ class LateInteraction:
 _TASK_PROMPTS: dict[str, tuple[str, ...]] = {"query": ("query",), "document": DOCUMENT_PROMPT_NAMES}
 
 
+_POOLING_FIELDS = ("pool_factor", "num_protected_tokens", "normalize_embeddings", "tasks")
+
+
+def _token_pooling(value: Any) -> HierarchicalTokenPooling | None:
+    """``encode``'s ``token_pooling``: fastembed-rt's, or sentence-transformers' module of that name read by its
+    settings (the same Ward clustering), or an ``InputError``."""
+    if value is None or isinstance(value, HierarchicalTokenPooling):
+        return value
+    if type(value).__name__ == "HierarchicalTokenPooling" and all(hasattr(value, name) for name in _POOLING_FIELDS):
+        return HierarchicalTokenPooling(
+            float(value.pool_factor),
+            num_protected_tokens=int(value.num_protected_tokens),
+            normalize_embeddings=bool(value.normalize_embeddings),
+            tasks=tuple(value.tasks),
+        )
+    kind = type(value)
+    raise InputError(
+        "token_pooling must be a fastembed_rt.token_pooling.HierarchicalTokenPooling (or sentence-transformers' "
+        f"module of that name), got {kind.__module__}.{kind.__qualname__}"
+    )
+
+
 class MultiVectorEncoder(TextEncoder, MultiProcessModel):
     """Late-interaction token vectors from an exported artifact, as ``sentence_transformers.MultiVectorEncoder``.
 
@@ -363,11 +385,7 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
                 f"output_value must be 'token_embeddings', got {output_value!r}: fastembed-rt returns the "
                 "scored token vectors only"
             )
-        if token_pooling is not None and not isinstance(token_pooling, HierarchicalTokenPooling):
-            raise InputError(
-                f"token_pooling must be a fastembed_rt.token_pooling.HierarchicalTokenPooling, got "
-                f"{type(token_pooling).__name__}"
-            )
+        token_pooling = _token_pooling(token_pooling)
         wanted = self._precision(precision)
         batch_size = check_batch_size(batch_size)
         single = isinstance(inputs, str)
@@ -432,17 +450,45 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
         return self._calibration.ranges(self.manifest.dim, False)
 
     # -- scores -------------------------------------------------------------------------------------
-    def similarity(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
-        """float32 ``[n, m]`` MaxSim (or MeanMaxSim) of every query matrix with every document matrix."""
+    def similarity(
+        self,
+        embeddings1: Any,
+        embeddings2: Any,
+        *,
+        chunk_elements: int | None = None,
+        length_normalize: bool | None = None,
+        device: Any = None,
+    ) -> np.ndarray:
+        """float32 ``[n, m]`` MaxSim (or MeanMaxSim) of every query matrix with every document matrix.
+
+        ``chunk_elements`` / ``length_normalize``: as ``util.maxsim`` (None: MeanMaxSim's normalization when the
+        model scores with it); ``device``: taken for sentence-transformers' signature (numpy scores on the CPU)."""
         return maxsim(
-            embeddings1, embeddings2, length_normalize=self._similarity_fn_name is MultiVectorSimilarity.MEAN_MAXSIM
+            embeddings1,
+            embeddings2,
+            chunk_elements=chunk_elements,
+            length_normalize=self._length_normalize(length_normalize),
         )
 
-    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
-        """float32 ``[n]`` MaxSim (or MeanMaxSim) of query i with document i."""
+    def similarity_pairwise(
+        self,
+        embeddings1: Any,
+        embeddings2: Any,
+        *,
+        chunk_elements: int | None = None,
+        length_normalize: bool | None = None,
+        device: Any = None,
+    ) -> np.ndarray:
+        """float32 ``[n]`` MaxSim (or MeanMaxSim) of query i with document i (arguments: as ``similarity``)."""
         return maxsim_pairwise(
-            embeddings1, embeddings2, length_normalize=self._similarity_fn_name is MultiVectorSimilarity.MEAN_MAXSIM
+            embeddings1,
+            embeddings2,
+            chunk_elements=chunk_elements,
+            length_normalize=self._length_normalize(length_normalize),
         )
+
+    def _length_normalize(self, value: bool | None) -> bool:
+        return self._similarity_fn_name is MultiVectorSimilarity.MEAN_MAXSIM if value is None else bool(value)
 
     def rank(
         self,
