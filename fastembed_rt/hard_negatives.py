@@ -24,6 +24,11 @@ What differs, on purpose:
   the first or second column instead); so are non-str texts and a ``sampling_strategy`` it does not know.
 - CrossEncoder rescoring runs in this process, in large sorted batches over many queries at once
   (``use_multi_process`` pools only the embedding); faiss indexes stay on the CPU.
+- Candidates of exactly equal score (texts the model embeds alike: case variants, ``""`` and ``"  "``) rank
+  lower corpus id first; ``torch.topk`` leaves their order unspecified, so at the ``num_negatives`` cut
+  sentence-transformers may take another of the equal texts.
+- ``cache_folder`` keys the embeddings on the graph the model runs (its files' sha256); sentence-transformers
+  keys on the base model's name, shared by every local model.
 
 ``sampling_strategy="random"`` draws from Python's global ``random`` with the same calls as
 sentence-transformers: ``random.seed(n)`` before the call makes it repeatable, and equal to
@@ -48,7 +53,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fastembed_rt import util
-from fastembed_rt.errors import InputError
+from fastembed_rt.errors import ArtifactError, InputError
 
 if TYPE_CHECKING:
     from fastembed_rt.models import CrossEncoder, SentenceTransformer
@@ -197,10 +202,10 @@ def _embed(
     found: dict[str, np.ndarray] = {}
     if cache_folder:
         os.makedirs(cache_folder, exist_ok=True)
-        # The model's identity in the key: its artifact and variant (other variants give other vectors), and the
-        # settings that change its vectors (a truncate_dim or max_seq_length set on this model).
-        manifest = getattr(model, "manifest", None)
-        model_name = f"{getattr(manifest, 'source', {}).get('model', '')}:{getattr(model, 'variant', '')}"
+        # The model's identity in the key: the graph it runs, by its files' sha256 (the source path typed at export
+        # was no identity: two models exported from folders of one name, or a re-exported fine-tune, shared the
+        # cache), and the settings that change its vectors (a truncate_dim or max_seq_length set on this model).
+        model_name = _model_identity(model)
         settings = (getattr(model, "truncate_dim", None), getattr(model, "max_seq_length", None))
         for role, prompt, texts in (("query", query_prompt, queries), ("corpus", corpus_prompt, corpus)):
             key = repr((model_name, *settings, prompt[1], prompt[0], texts)).encode()
@@ -233,6 +238,22 @@ def _embed(
             if verbose:
                 print(f"[Cache] Saved {role} embeddings to {path}")
     return np.asarray(found["query"], dtype=np.float32), np.asarray(found["corpus"], dtype=np.float32)
+
+
+def _model_identity(model: Any) -> str:
+    """What tells apart the vectors of two models: a fastembed-rt model's variant, by the sha256 of its graph and
+    weights files; for another model (sentence-transformers' own), the base model sentence-transformers keys on."""
+    manifest = getattr(model, "manifest", None)
+    variant_name = getattr(model, "variant", None)
+    if manifest is not None and variant_name is not None:
+        try:
+            variant = manifest.variant(variant_name)
+        except ArtifactError:  # not one of its variants: keyed by its name below
+            variant = None
+        if variant is not None:
+            return f"{variant.name}:{variant.sha256}:{variant.weights_sha256}"
+    card = getattr(model, "model_card_data", None)
+    return f"{getattr(card, 'base_model', None) or ''}:{variant_name or ''}"
 
 
 def _search(

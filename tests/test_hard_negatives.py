@@ -307,6 +307,30 @@ def test_cache_folder_reuses_the_embeddings(
         assert truncated.to_dict() == mine_hard_negatives(small, minilm_runtime).to_dict()
 
 
+def test_cache_folder_keys_on_the_graph_not_the_path_it_was_exported_from(
+    dataset: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two models exported from folders of one name (a fine-tune re-exported) shared a cache entry: the second got
+    the first one's embeddings."""
+    from tiny_models import build_tiny_model
+
+    from fastembed_rt.export import export_model
+
+    small = dataset.select(range(20))
+    runs = []
+    for seed in (0, 1):
+        build_tiny_model(tmp_path / f"run{seed}", "bert", "mean", seed=seed)
+        monkeypatch.chdir(tmp_path / f"run{seed}")  # `fastembed-rt export model artifact` in each folder
+        export_model("model", "artifact", variants=("fp32",), stsb=False)
+        model = SentenceTransformer(tmp_path / f"run{seed}" / "artifact")
+        assert model.manifest.source["model"] == "model"
+        capsys.readouterr()
+        runs.append(mine_hard_negatives(small, model, cache_folder=str(tmp_path / "cache"), output_scores=True))
+        assert capsys.readouterr().out.count("[Cache] Saved") == 2, "the second model's vectors are its own"
+        assert runs[-1].to_dict() == mine_hard_negatives(small, model, output_scores=True).to_dict()
+        model.close()
+
+
 # -- bad input ---------------------------------------------------------------------------------------
 BAD: dict[str, tuple[Callable[[Dataset], dict[str, Any]], str]] = {
     "missing-column": (
