@@ -401,7 +401,12 @@ def test_a_stopped_export_removes_its_staging_folder_and_says_so_in_one_line(tmp
     model_dir = build_tiny_model(tmp_path / "model", "bert", "mean")
     out = tmp_path / "artifact"
     command = [sys.executable, "-m", "fastembed_rt.cli", "export", str(model_dir), str(out), "--no-stsb"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal sends it: a test run started in the background (`cmd &`) ignores SIGINT, and so would the
+    # export it starts, Python keeping an ignored SIGINT ignored
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+    )
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".artifact.tmp-*")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
