@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -192,7 +193,11 @@ def _read_lines(name: str) -> list[str]:
     """
     where = "stdin" if name == "-" else name
     try:
-        handle = sys.stdin if name == "-" else open(name, encoding="utf-8")  # noqa: SIM115
+        # stdin read as a file is: UTF-8 whatever the locale (C / POSIX read undecodable bytes as lone
+        # surrogates), universal newlines (a CRLF file's lines kept their \r from stdin, not from a file)
+        handle = (
+            io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8") if name == "-" else open(name, encoding="utf-8")  # noqa: SIM115
+        )
         with handle:
             return [line.rstrip("\n") for line in handle]
     except OSError as exc:
@@ -213,19 +218,33 @@ def _read_texts(args: argparse.Namespace) -> list[str]:
 @contextlib.contextmanager
 def _output_file(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
     """``path``, exactly as given, opened for writing before the work that fills it: a path that cannot be written
-    fails at once, not after the work. Written to a temporary file beside it and renamed over it at the end, so a
-    run that fails leaves an earlier file of that name as it was.
+    fails at once, not after the work. Written to a temporary file beside it (beside a symlink's target) and renamed
+    over it at the end, so a run that fails leaves an earlier file of that name as it was; a pipe or device is
+    written through at the end.
 
     Raises:
         InputError: ``path`` is a directory, or its directory is missing or not writable.
     """
-    target = Path(path)
-    staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     fix = "name a file in an existing directory this user can write"
-    if target.is_dir():
+    if Path(path).is_dir():
         raise InputError(f"cannot write {path}: it is a directory; {fix}")
+    encoding = None if "b" in mode else "utf-8"
+    if Path(path).exists() and not Path(path).is_file():
+        # A FIFO, a terminal, /dev/stdout, a process substitution (>(...)): written through as `> path` would be;
+        # a file staged beside it and renamed over it would replace the pipe with a file nobody reads. Built in
+        # memory first: numpy writes arrays with the file position, which a pipe has not
+        buffer: IO[Any] = io.BytesIO() if "b" in mode else io.StringIO()
+        yield buffer
+        try:
+            with open(path, mode, encoding=encoding) as stream:
+                stream.write(buffer.getvalue())
+        except OSError as exc:
+            raise InputError(f"cannot write {path}: {exc.strerror or exc}; {fix}") from exc
+        return
+    target = Path(os.path.realpath(path))  # a symlink is written through: its target gets the file, the link stays
+    staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        handle = open(staged, mode, encoding=None if "b" in mode else "utf-8")  # noqa: SIM115
+        handle = open(staged, mode, encoding=encoding)  # noqa: SIM115
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}; {fix}") from exc
     try:
@@ -274,9 +293,10 @@ def _encode(args: argparse.Namespace) -> int:
         (args.query and task != "multi-vector", "--query is for multi-vector (late-interaction) models"),
         (args.max_active_dims is not None and task != "sparse", "--max-active-dims is for sparse (SPLADE) models"),
         (
-            args.long_inputs == "chunk" and task == "multi-vector",
-            "--long-inputs chunk is not offered for token vectors",
+            args.long_inputs != "truncate" and task == "multi-vector",
+            "--long-inputs is not offered for token vectors (truncated at the model's query or document length)",
         ),
+        (args.normalize and task == "sparse", "--normalize is for dense and multi-vector models"),
     ]
     for wrong, message in refused:
         if wrong:
@@ -408,7 +428,9 @@ def _long_input_arguments(p: argparse.ArgumentParser) -> None:
         help="texts over the model's max_seq_length: truncate (default, counted on stderr), error, or chunk "
         "(windows pooled into one result)",
     )
-    p.add_argument("--chunk-overlap", type=int, default=DEFAULT_CHUNK_OVERLAP, help="tokens two windows share (chunk)")
+    p.add_argument(
+        "--chunk-overlap", type=_count, default=DEFAULT_CHUNK_OVERLAP, help="tokens two windows share (chunk)"
+    )
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -467,6 +489,17 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _count(value: str) -> int:
+    """An argparse type: a whole number of at least 0 (tokens two windows share)."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value!r}")
+    return number
+
+
 def _positive_ints(value: str) -> list[int]:
     """An argparse type: comma-separated whole numbers of at least 1 (batch sizes)."""
     try:
@@ -489,6 +522,14 @@ def _bench(args: argparse.Namespace) -> int:
             print(f"error: {args.file} holds no texts", file=sys.stderr)
             return 2
     root = resolve_artifact(args.artifact)
+    task = load_manifest(root).task
+    if task != "embedding":  # every row failed on opening it, and the command exited 0
+        print(
+            f"error: bench times embedding artifacts; {args.artifact} holds {task.a_model}: `fastembed-rt tune "
+            f"{args.artifact}` times its variants",
+            file=sys.stderr,
+        )
+        return 2
     with contextlib.ExitStack() as stack:
         jsonl = stack.enter_context(_output_file(args.jsonl, "w")) if args.jsonl else None
         rows = bench_artifact(
@@ -514,6 +555,9 @@ def _bench(args: argparse.Namespace) -> int:
             write_jsonl(rows, jsonl)
     if args.jsonl:
         print(f"wrote {len(rows)} rows to {args.jsonl}", file=sys.stderr)
+    if all(row.error for row in rows):
+        print(f"error: every configuration failed; the first: {rows[0].error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -581,14 +625,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output",
         "-o",
-        help="write this file, .npy format, instead of JSON lines (multi-vector models: .npz format, a matrix per "
-        "text); the name is used as given",
+        help="write this file, .npy format, instead of JSON lines (multi-vector models: .npz, a matrix per text; "
+        "sparse models: scipy's .npz, scipy.sparse.load_npz reads it); the name is used as given, a symlink or a "
+        "pipe written through",
     )
     p.add_argument("--query", action="store_true", help="multi-vector models: encode as queries (default: documents)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--prompt-name", default=None)
-    p.add_argument("--normalize", action="store_true")
-    p.add_argument("--truncate-dim", type=int, default=None)
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="most texts per batch (default 32)")
+    p.add_argument("--prompt-name", default=None, help="a prompt the model defines (see `info`), put before each text")
+    p.add_argument("--normalize", action="store_true", help="dense and multi-vector models: L2-normalize each vector")
+    p.add_argument("--truncate-dim", type=_positive_int, default=None, help="dense models: keep the first N dimensions")
     p.add_argument(
         "--precision",
         default="float32",
@@ -664,7 +709,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    # Texts after an option (`encode A --normalize "a text"`, `rank A q --raw d1 d2`) are texts too: argparse fills a
+    # subcommand's trailing list once, before the first option, and calls the rest unrecognized
+    texts = getattr(args, "texts", None)
+    if rest and isinstance(texts, list) and not any(item.startswith("-") for item in rest):
+        texts.extend(rest)
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return int(args.func(args))
     except FastEmbedError as exc:

@@ -318,7 +318,7 @@ def measure_speed(
 
 def record_speed(manifest: Manifest, record: SpeedRecord) -> Manifest:
     """Write ``record`` into the artifact's manifest, in place of an earlier one for the same CPU and threads;
-    variants the earlier one timed on the same workload and batch size and ``record`` does not (``tune
+    variants the earlier one timed on the same texts (workload and count) and batch size and ``record`` does not (``tune
     --variants`` of a few) keep their rates; those of another workload are dropped (logged), never mixed in.
 
     ``manifest`` is the one the variants were timed from; the record goes into the manifest as it is on disk now
@@ -357,17 +357,20 @@ def record_speed(manifest: Manifest, record: SpeedRecord) -> Manifest:
                     "written: time it again"
                 )
         earlier = [r for r in current.speed if same_cpu(r)]
-        comparable = [r for r in earlier if (r.workload, r.batch_size) == (record.workload, record.batch_size)]
+        # the same texts: the same workload, as many of them (`tune --texts 16` after `tune --texts 64`), batch size
+        key = (record.workload, record.texts, record.batch_size)
+        comparable = [r for r in earlier if (r.workload, r.texts, r.batch_size) == key]
         rates = {name: rates for r in comparable for name, rates in r.sentences_per_s.items()}
         if dropped := sorted(
             {n for r in earlier if r not in comparable for n in r.sentences_per_s} - set(record.sentences_per_s)
         ):
             logger.warning(
-                "%s: the rates of %s on this CPU were timed on another workload or batch size than this record's "
-                "(%s, batch %d) and are dropped, not mixed in; time them with it to compare them",
+                "%s: the rates of %s on this CPU were timed on other texts or another batch size than this record's "
+                "(%s, %d texts, batch %d) and are dropped, not mixed in; time them with it to compare them",
                 manifest.root,
                 ", ".join(dropped),
                 record.workload,
+                record.texts,
                 record.batch_size,
             )
         merged = replace(record, sentences_per_s={**rates, **record.sentences_per_s})

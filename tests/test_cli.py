@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +258,75 @@ def test_encode_writes_exactly_the_output_path_given_and_checks_it_before_encodi
         assert main(["encode", str(minilm_artifact_session), "one", "-o", str(bad)]) == 1
         err = capsys.readouterr().err
         assert err == f"error: cannot write {bad}: {reason}; name a file in an existing directory this user can write\n"
+
+
+def test_encode_writes_through_a_symlink_and_into_a_pipe(
+    minilm_artifact_session: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-o replaced a symlink with a file (its target stayed empty) and a FIFO with a file nobody read."""
+    import os
+    import threading
+
+    target, link, fifo = tmp_path / "target.npy", tmp_path / "link.npy", tmp_path / "fifo"
+    link.symlink_to(target.name)
+    assert main(["encode", str(minilm_artifact_session), "one", "-o", str(link)]) == 0
+    assert link.is_symlink() and np.load(target).shape == (1, 384)
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    assert main(["encode", str(minilm_artifact_session), "one", "two", "-o", str(fifo)]) == 0
+    reader.join(timeout=60)
+    assert fifo.is_fifo() and np.load(io.BytesIO(received[0])).shape == (2, 384)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "link.npy", "target.npy"], "nothing staged is left"
+    capsys.readouterr()
+
+
+def test_texts_after_an_option_are_texts_and_number_flags_are_usage_errors(
+    minilm_artifact_session: Path, tiny_reranker_artifact: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`encode A --normalize "a text"` and `rank A q --raw d1 d2` were 'unrecognized arguments'; --batch-size 0 was a
+    runtime error (exit 1) after the model loaded."""
+    assert main(["encode", str(minilm_artifact_session), "first", "--normalize", "second", "third"]) == 0
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == ["first", "second", "third"]
+    assert main(["rank", str(tiny_reranker_artifact), "q", "--raw", "d1", "d2"]) == 0
+    assert sorted(json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()) == ["d1", "d2"]
+    for option, value in (("--batch-size", "0"), ("--truncate-dim", "-1"), ("--chunk-overlap", "-1")):
+        with pytest.raises(SystemExit) as exited:
+            main(["encode", str(minilm_artifact_session), "x", option, value])
+        assert exited.value.code == 2 and f"argument {option}: must be a whole number" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["encode", str(minilm_artifact_session), "x", "--no-such-flag", "y"])
+    assert exited.value.code == 2 and "unrecognized arguments: --no-such-flag y" in capsys.readouterr().err
+
+
+def test_stdin_is_read_as_utf_8_files_are(minilm_artifact_session: Path, tmp_path: Path) -> None:
+    """Under a C locale stdin took undecodable bytes as lone surrogates, and CRLF lines kept their \\r."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "fastembed_rt.cli", "encode", str(minilm_artifact_session), "--file", "-"]
+    env = {**os.environ, "LC_ALL": "C", "PYTHONIOENCODING": "", "PYTHONUTF8": "0"}
+    crlf = subprocess.run(command, input="héllo\r\nworld\r\n".encode(), capture_output=True, env=env, check=True)
+    assert [json.loads(line)["text"] for line in crlf.stdout.decode().splitlines()] == ["héllo", "world"]
+    bad = subprocess.run(command, input=b"ok\n\xff\n", capture_output=True, env=env)
+    assert bad.returncode == 1 and "stdin is not UTF-8 text (byte 0xff" in bad.stderr.decode()
+
+
+def test_bench_refuses_an_artifact_it_cannot_time_and_encode_refuses_flags_a_model_ignores(
+    tiny_reranker_artifact: Path,
+    tiny_splade_artifact: Path,
+    tiny_multi_vector_artifact: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """bench printed a table of failed rows for a reranker and exited 0; --normalize on a SPLADE model and
+    --long-inputs error on token vectors were accepted and did nothing."""
+    assert main(["bench", str(tiny_reranker_artifact)]) == 2
+    assert "bench times embedding artifacts" in capsys.readouterr().err
+    assert main(["encode", str(tiny_splade_artifact), "x", "--normalize"]) == 2
+    assert "--normalize is for dense and multi-vector models" in capsys.readouterr().err
+    assert main(["encode", str(tiny_multi_vector_artifact), "x", "--long-inputs", "error"]) == 2
+    assert "--long-inputs is not offered for token vectors" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
