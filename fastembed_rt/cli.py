@@ -233,7 +233,7 @@ def _output_file(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
         # A FIFO, a terminal, /dev/stdout, a process substitution (>(...)): written through as `> path` would be;
         # a file staged beside it and renamed over it would replace the pipe with a file nobody reads. Built in
         # memory first: numpy writes arrays with the file position, which a pipe has not
-        buffer: IO[Any] = io.BytesIO() if "b" in mode else io.StringIO()
+        buffer: io.BytesIO | io.StringIO = io.BytesIO() if "b" in mode else io.StringIO()
         yield buffer
         try:
             with open(path, mode, encoding=encoding) as stream:
