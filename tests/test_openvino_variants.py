@@ -269,6 +269,42 @@ def test_ir_encodes_like_the_fp32_onnx_graph(artifact: Path) -> None:
     assert cosines.min() >= 0.9999, f"min cosine {cosines.min():.6f}"
 
 
+def test_openvino_keeps_kernels_of_a_bounded_number_of_input_shapes(artifact: Path) -> None:
+    """Every (batch, length) a server meets is a new shape, and OpenVINO's CPU plugin and oneDNN kept kernels for
+    thousands: openvino-int8 grew ~0.7 MB a shape without end (150 -> 739 MB over 600 calls). The memory itself is
+    measured in the SHAPE_CACHE_CAPACITY comment; here: both caches are bounded, and a caller's setting wins."""
+    import os
+    import subprocess
+    import sys
+
+    from fastembed_rt.providers import ProviderOptions
+    from fastembed_rt.providers.openvino import SHAPE_CACHE_CAPACITY
+
+    model = _open(artifact, "openvino", "openvino")
+    try:
+        # compiled with it (a compiled model does not report it back)
+        assert model._pipeline.provider.properties["CPU_RUNTIME_CACHE_CAPACITY"] == SHAPE_CACHE_CAPACITY
+    finally:
+        model.close()
+    own = SentenceTransformer(
+        artifact,
+        provider="openvino",
+        variant="openvino",
+        provider_options=ProviderOptions(extra={"CPU_RUNTIME_CACHE_CAPACITY": 8}),
+    )
+    try:
+        assert own._pipeline.provider.properties["CPU_RUNTIME_CACHE_CAPACITY"] == 8
+    finally:
+        own.close()
+    # oneDNN reads its capacity when OpenVINO's CPU plugin loads: set before openvino is first imported, unless set
+    script = "import os; from fastembed_rt.providers.openvino import import_openvino as i; i(); print(os.environ[{!r}])"
+    variable = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+    for given, expected in ((None, str(SHAPE_CACHE_CAPACITY)), ("16", "16")):
+        env = {k: v for k, v in os.environ.items() if k != variable} | ({variable: given} if given else {})
+        ran = subprocess.run([sys.executable, "-c", script.format(variable)], env=env, capture_output=True, text=True)
+        assert ran.stdout.strip() == expected, ran.stderr
+
+
 def test_threads_sharing_an_openvino_model_each_get_their_own_rows(artifact: Path) -> None:
     """One infer request served every call: 4 threads x 15 encodes gave 45 'Infer Request is busy' failures."""
     from concurrent.futures import ThreadPoolExecutor
