@@ -193,13 +193,16 @@ def _read_lines(name: str) -> list[str]:
     """
     where = "stdin" if name == "-" else name
     try:
+        if name != "-":
+            with open(name, encoding="utf-8") as handle:
+                return [line.rstrip("\n") for line in handle]
         # stdin read as a file is: UTF-8 whatever the locale (C / POSIX read undecodable bytes as lone
         # surrogates), universal newlines (a CRLF file's lines kept their \r from stdin, not from a file)
-        handle = (
-            io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8") if name == "-" else open(name, encoding="utf-8")  # noqa: SIM115
-        )
-        with handle:
-            return [line.rstrip("\n") for line in handle]
+        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
+        try:
+            return [line.rstrip("\n") for line in stdin]
+        finally:
+            stdin.detach()  # sys.stdin stays open for whoever called main()
     except OSError as exc:
         raise InputError(
             f"cannot read texts from {where}: {exc.strerror or exc}; pass a readable text file, one text per line"
