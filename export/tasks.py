@@ -106,8 +106,7 @@ def export_artifact(
     """
     if task != "auto" and task not in tuple(Task):
         raise ExportError(f"task {task!r} is not one of auto, {', '.join(t.value for t in Task)}")
-    detected = detect_task(resolve_model_dir(model, revision, token))
-    chosen = detected if task == "auto" else Task(task)
+    chosen = detect_task(resolve_model_dir(model, revision, token)) if task == "auto" else Task(task)
     exporter = EXPORTERS[chosen]
     options: dict[str, Any] = {"stsb": stsb} if exporter.scores_stsb else {}
     try:
@@ -123,7 +122,14 @@ def export_artifact(
             **options,
         )
     except ExportError as exc:
-        if chosen is detected:
+        # what the folder holds, asked only now: an export that works resolves a hub id no extra time
+        detected: Task | None = chosen
+        if task != "auto":
+            try:
+                detected = detect_task(resolve_model_dir(model, revision, token))
+            except ExportError:  # the model itself could not be had: that is the error
+                detected = None
+        if detected is None or chosen is detected:
             raise
         # sentence-transformers' own message names modules it would have added for the other task
         note = (

@@ -102,18 +102,10 @@ class ReferenceEncoder:
                     f"the PyTorch reference was released before a batch of {len(texts)} texts (prompt {prompt!r}, "
                     f"batch size {batch_size}) was computed: warm it with every batch the variants are checked on"
                 )
-            self._cache[key] = check_finite(
-                np.asarray(
-                    self.st_model.encode(
-                        list(texts),
-                        prompt=prompt,
-                        batch_size=batch_size,
-                        convert_to_numpy=True,
-                        show_progress_bar=False,
-                    )
-                ),
-                texts,
+            encoded = self.st_model.encode(
+                list(texts), prompt=prompt, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False
             )
+            self._cache[key] = check_finite(np.asarray(encoded), texts)
         return self._cache[key]
 
     def release(self) -> None:
@@ -125,8 +117,9 @@ class ReferenceEncoder:
 def check_finite(reference: np.ndarray, inputs: Sequence[Any]) -> np.ndarray:
     """``reference`` (PyTorch's outputs, one row per input), or an ExportError where it holds NaN or inf: the model
     itself computes them (non-finite weights, or an overflow in its dtype), and the gate would blame the graph."""
-    rows = np.asarray(reference).reshape(len(inputs), -1) if len(inputs) else np.asarray(reference)
-    bad = np.flatnonzero(~np.isfinite(rows).all(axis=-1)) if rows.ndim == 2 else np.array([], dtype=int)
+    if not len(inputs):
+        return reference
+    bad = np.flatnonzero(~np.isfinite(np.asarray(reference).reshape(len(inputs), -1)).all(axis=1))
     if len(bad):
         first = str(inputs[int(bad[0])])
         shown = first if len(first) < 40 else first[:37] + "..."

@@ -31,6 +31,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 from fastembed_rt.artifact import (
     SCHEMA_VERSION,
     GraphContract,
@@ -145,9 +150,7 @@ STAGING_GRACE_SECONDS = 60.0
 
 def _hold_lock(path: Path) -> int | None:
     """``path`` created and locked for this process: its descriptor (None where ``flock`` does not exist)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: abandoned staging folders are left for the user
+    if fcntl is None:  # Windows: abandoned staging folders are left for the user
         return None
     descriptor = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
     fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -156,9 +159,7 @@ def _hold_lock(path: Path) -> int | None:
 
 def _remove_abandoned(out: Path) -> None:
     """Remove the staging folders beside ``out`` (``.<name>.tmp-*``) of exports that are no longer running."""
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return
     for folder in out.parent.glob(f".{out.name}.tmp-*"):
         try:

@@ -481,26 +481,24 @@ def _csv(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
-def _positive_int(value: str) -> int:
-    """An argparse type: a whole number of at least 1 (a count of texts, rounds, threads)."""
+def _whole_number(value: str, minimum: int) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}")
+        number = minimum - 1
+    if number < minimum:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {value!r}")
     return number
+
+
+def _positive_int(value: str) -> int:
+    """An argparse type: a whole number of at least 1 (a count of texts, rounds, threads)."""
+    return _whole_number(value, 1)
 
 
 def _count(value: str) -> int:
     """An argparse type: a whole number of at least 0 (tokens two windows share)."""
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value!r}")
-    return number
+    return _whole_number(value, 0)
 
 
 def _positive_ints(value: str) -> list[int]:

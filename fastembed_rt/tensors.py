@@ -79,9 +79,8 @@ def to_tensor(value: Any, device: Any = None) -> Any:
     torch = require_torch()
     if isinstance(value, list):
         return [to_tensor(item, device) for item in value]
-    if isinstance(
-        value, dict
-    ):  # arrays become tensors; other entries (``modality``, ``prompt_length``) stay as they are
+    if isinstance(value, dict):
+        # arrays become tensors; other entries (``modality``, ``prompt_length``) stay as they are
         return {
             name: to_tensor(item, device) if isinstance(item, (np.ndarray, list, dict)) else item
             for name, item in value.items()

@@ -200,9 +200,8 @@ def create_app(config: ServerConfig, *, state: ServerState | None = None) -> Sta
     ]
     for path, (handler, api) in HANDLERS.items():
         routes.append(Route(path, _endpoint(state, path, handler, Api(api)), methods=["POST"]))
-    paths = ", ".join(sorted({route.path for route in routes}))
-
     known = {route.path for route in routes}
+    paths = ", ".join(sorted(known))
 
     async def no_route(request: Request, exc: Exception) -> Response:
         """Starlette's 404 and 405 (and any other HTTPException), as JSON in the path's API shape, counted under
