@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fastembed_rt.artifact import path_hint
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export.architectures import usable_positions
 
@@ -46,9 +47,10 @@ def resolve_model_dir(model: str | os.PathLike[str], revision: str | None, token
     except LocalEntryNotFoundError as exc:
         raise ExportError(
             f"{model!r} is not a local directory, and not in the hub cache (the hub is offline or unreachable)"
+            + path_hint(str(model))
         ) from exc
     except (HfHubHTTPError, OSError) as exc:
-        raise ExportError(f"could not download {model!r} from the hub: {exc}") from exc
+        raise ExportError(f"could not download {model!r} from the hub: {exc}{path_hint(str(model))}") from exc
 
 
 @functools.cache  # once per folder and revision (an export resolves its model in more than one step)

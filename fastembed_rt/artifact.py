@@ -41,6 +41,7 @@ __all__ = [
     "file_sha256",
     "load_manifest",
     "local_path",
+    "path_hint",
     "resolve_artifact",
     "update_manifest",
     "variant_files",
@@ -624,21 +625,54 @@ def resolve_artifact(
     repo_id = str(model)
     if repo_id.count("/") > 1 or not repo_id.strip():
         raise ArtifactError(f"{repo_id!r} is neither an existing directory nor a hub repo id ('owner/name')")
-    try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import (
-            EntryNotFoundError,
-            HFValidationError,
-            LocalEntryNotFoundError,
-            RepositoryNotFoundError,
-        )
-    except ImportError as exc:  # pragma: no cover - a core dependency
-        raise ArtifactError(
-            f"loading {repo_id!r} from the hub needs huggingface_hub: pip install huggingface_hub"
-        ) from exc
     folder = None if cache_dir is None else Path(cache_dir)
+    with _naming_local_folder(repo_id):
+        manifest_path = _download_manifest(repo_id, revision, folder, token, local_files_only)
+    root = Path(manifest_path).parent
+    source = _HubSnapshot.of(root, token=token, local_files_only=local_files_only)
+    if source is None:  # pragma: no cover - hf_hub_download always answers from a cache snapshot folder
+        raise ArtifactError(f"the hub download of {repo_id!r} is not in a cache snapshot folder: {root}")
+    _HUB_SNAPSHOTS[str(root)] = source
+    with source.naming_errors():
+        source.download(artifact_files(_read_manifest(root), variants=[]), what="its tokenizer and calibration files")
+    return root
+
+
+@contextlib.contextmanager
+def _naming_local_folder(repo_id: str) -> Iterator[None]:
+    """A hub error about ``repo_id`` ends with ``path_hint(repo_id)``."""
     try:
-        manifest_path = hf_hub_download(
+        yield
+    except ArtifactError as exc:
+        hint = path_hint(repo_id)
+        if not hint:
+            raise
+        raise ArtifactError(f"{exc}{hint}") from exc
+
+
+def path_hint(repo_id: str) -> str:
+    """``"; was it a path? ..."`` when the ``owner`` of hub id ``owner/name`` is a folder here (``work/typo`` was most
+    likely a mistyped path, and a hub error alone does not say so), else ``""``."""
+    owner, _, name = repo_id.partition("/")
+    if not name or not Path(owner).is_dir():
+        return ""
+    return f"; was it a path? {owner + '/'!r} is a folder here, but holds no {name!r}"
+
+
+def _download_manifest(
+    repo_id: str, revision: str | None, folder: Path | None, token: str | bool | None, local_files_only: bool
+) -> str:
+    """The cached path of hub repo ``repo_id``'s manifest, or an ``ArtifactError`` saying why there is none."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    try:
+        return hf_hub_download(
             repo_id, MANIFEST_FILE, revision=revision, cache_dir=folder, token=token, local_files_only=local_files_only
         )
     except HFValidationError:  # a mistyped path ("my models/minilm") is no repo id either
@@ -663,14 +697,6 @@ def resolve_artifact(
         ) from exc
     except OSError as exc:  # huggingface_hub's HTTP errors are OSErrors
         raise ArtifactError(f"could not download {repo_id!r} from the hub: {exc}") from exc
-    root = Path(manifest_path).parent
-    source = _HubSnapshot.of(root, token=token, local_files_only=local_files_only)
-    if source is None:  # pragma: no cover - hf_hub_download always answers from a cache snapshot folder
-        raise ArtifactError(f"the hub download of {repo_id!r} is not in a cache snapshot folder: {root}")
-    _HUB_SNAPSHOTS[str(root)] = source
-    with source.naming_errors():
-        source.download(artifact_files(_read_manifest(root), variants=[]), what="its tokenizer and calibration files")
-    return root
 
 
 def _hub_status(exc: BaseException) -> str | None:

@@ -299,6 +299,17 @@ def test_a_name_that_is_neither_a_directory_nor_a_repo_id_is_an_artifact_error(n
         SentenceTransformer(name, local_files_only=True)
 
 
+def test_a_mistyped_path_under_a_folder_here_is_said_to_be_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``work/typo`` with ``work/`` in the working directory was only reported as a hub repo not in the cache."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "work").mkdir()
+    with pytest.raises(ArtifactError, match="was it a path\\? 'work/' is a folder here, but holds no 'typo'"):
+        SentenceTransformer("work/typo", local_files_only=True)
+    with pytest.raises(ArtifactError) as raised:
+        SentenceTransformer("owner/typo", local_files_only=True)
+    assert "is not in the hub cache" in str(raised.value) and "was it a path" not in str(raised.value)
+
+
 def test_save_into_a_path_that_is_a_file_is_refused_before_anything_is_written(
     minilm_artifact_session: Path, tmp_path: Path
 ) -> None:

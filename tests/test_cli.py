@@ -450,6 +450,19 @@ def test_output_into_a_closed_pipe_ends_quietly_as_shell_tools_do(minilm_artifac
     assert "Traceback" not in errors and "BrokenPipeError" not in errors
 
 
+def test_export_of_a_mistyped_path_under_a_folder_here_says_it_may_be_a_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``work/typo`` with ``work/`` here was reported only as a hub repo missing from the cache."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # no retries of an unreachable hub
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "work").mkdir()
+    assert main(["export", "work/typo", str(tmp_path / "out")]) == 1
+    assert "was it a path? 'work/' is a folder here, but holds no 'typo'" in capsys.readouterr().err
+
+
 def test_export_of_a_path_that_is_neither_a_directory_nor_a_repo_id_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
