@@ -36,6 +36,7 @@ __all__ = [
     "encoder_flops",
     "format_table",
     "machine_name",
+    "run_peak_note",
     "synthetic_texts",
     "write_jsonl",
 ]
@@ -376,10 +377,23 @@ def bench_artifact(
             for _ in range(steps - (len(rows) - done - 1)):
                 if bar is not None:
                     bar.step(f"{row.contender} failed")
-    rss_mb = peak_rss_mb()
-    for measured in rows:
-        measured.peak_rss_mb = rss_mb  # the whole run's peak: every configuration shares this process
+    if len(pairs) == 1:  # this process's peak is that configuration's; of several, it is no one row's (the largest
+        # configuration's, or earlier ones' memory kept): `run_peak_note` says it below the table
+        for measured in rows:
+            measured.peak_rss_mb = peak_rss_mb()
     return rows
+
+
+def run_peak_note(rows: Sequence[BenchRow]) -> str | None:
+    """A line for the process's peak RSS when ``rows`` come from more than one configuration (their rows leave it
+    out), else None."""
+    configurations = {row.contender for row in rows}
+    if len(configurations) < 2:
+        return None
+    return (
+        f"peak RSS {peak_rss_mb():.0f} MB: this process's, over all {len(configurations)} configurations (bench one "
+        "with --providers/--variants for its own, or benchmarks/run.py, which runs each in a fresh process)"
+    )
 
 
 def _check_counts(

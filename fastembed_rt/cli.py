@@ -171,13 +171,15 @@ def _print_speed(m: Manifest) -> None:
             f"{record.batch_size}, {record.source} {record.date}: {rates} sentences/s (× fp32)"
         )
     print(f"this CPU      {this_cpu().describe()}")
+    choices = []
     for provider in ("cpu", "openvino"):
         spec = provider_spec(provider)
         if spec.unavailable() is not None or not any(v.format in spec.formats for v in m.variants):
             continue
-        for mode in ("auto", FASTEST):
-            choice = choose_variant(spec, m, mode)
-            print(f"{provider + '/' + mode:<13} {choice.variant.name}: {choice.reason}")
+        choices += [(f"{provider}/{mode}", choose_variant(spec, m, mode)) for mode in ("auto", FASTEST)]
+    width = max((len(label) for label, _ in choices), default=0)  # "openvino/fastest" overran a fixed column
+    for i, (label, choice) in enumerate(choices):
+        print(f"{'' if i else 'chosen here':<13} {label:<{width}}  {choice.variant.name}: {choice.reason}")
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -267,6 +269,7 @@ def _encode_multi_vector(args: argparse.Namespace, texts: list[str], output: IO[
     matrices = encode(
         texts, batch_size=args.batch_size, prompt_name=args.prompt_name, normalize_embeddings=args.normalize
     )
+    _note_truncated(model, model._max_length("query" if args.query else "document") or model.max_seq_length)
     if output is not None:
         np.savez(output, *matrices)
     else:
@@ -344,12 +347,15 @@ def _batching(args: argparse.Namespace) -> dict[str, Any]:
     return {"batch_size": args.batch_size, "long_inputs": args.long_inputs, "chunk_overlap": args.chunk_overlap}
 
 
-def _note_truncated(model: Any) -> None:
+def _note_truncated(model: Any, length: int | None = None) -> None:
+    """How many texts the last call cut, on stderr; ``length``: where a multi-vector model cut them (its query or
+    document length; it has no --long-inputs chunk)."""
     stats = model.last_encode_stats
     if stats.truncated:
+        advice = "(--long-inputs chunk embeds all of them)" if length is None else "(token vectors are not chunked)"
         print(
-            f"note: {stats.truncated} of {stats.texts} texts were truncated to {model.max_seq_length} tokens "
-            "(--long-inputs chunk embeds all of them)",
+            f"note: {stats.truncated} of {stats.texts} texts were truncated to {length or model.max_seq_length} "
+            f"tokens {advice}",
             file=sys.stderr,
         )
 
@@ -514,7 +520,7 @@ def _positive_ints(value: str) -> list[int]:
 
 def _bench(args: argparse.Namespace) -> int:
     from fastembed_rt.artifact import load_manifest
-    from fastembed_rt.bench import bench_artifact, format_table, machine_name, write_jsonl
+    from fastembed_rt.bench import bench_artifact, format_table, machine_name, run_peak_note, write_jsonl
 
     texts = None
     if args.file:
@@ -547,6 +553,8 @@ def _bench(args: argparse.Namespace) -> int:
         source = args.file or f"{args.texts} synthetic texts of ~{args.words} words"
         print(f"{args.artifact}: {source}; {rows[0].threads} threads, median of {args.repeats}; {machine_name()}\n")
         print(format_table(rows))
+        if note := run_peak_note(rows):
+            print(f"\n{note}")
         measured = [r for r in rows if r.workload == "texts" and r.sent_s]
         if measured:
             best = max(measured, key=lambda r: r.sent_s or 0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def test_bench_prints_a_table_and_writes_rows_of_the_fixed_schema(
     assert [line.split("|")[2:4] for line in table] == [[" query ", " 1 "], [" texts ", " 1 "], [" texts ", " 4 "]]
     assert "3/3" in captured.err  # the progress bar reached its end
     assert "fastest in this run: cpu/fp32 at batch" in captured.out
-    assert "cpu/auto      fp32: " in captured.out  # what a load picks here, and why
+    assert re.search(r"\nchosen here +cpu/auto +fp32: ", captured.out)  # what a load picks here, and why
 
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert all(set(row) == {f.name for f in fields(BenchRow)} for row in rows)
@@ -56,6 +57,21 @@ def test_bench_prints_a_table_and_writes_rows_of_the_fixed_schema(
         assert row["texts"] == 20 and row["tokens"] > 20 and row["sent_s_min"] <= row["sent_s"] <= row["sent_s_max"]
         assert 0.0 <= row["padding_ratio"] < 1.0 and row["padded_tokens"] >= row["tokens"]
     assert throughput[0]["padding_ratio"] == 0.0  # batch 1 pads nothing
+    assert all(row["peak_rss_mb"] > 0 for row in rows) and "over all" not in captured.out  # one configuration's own
+
+
+def test_bench_of_several_configurations_gives_the_process_peak_once_not_as_each_rows(
+    tiny_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every row showed the whole run's peak, so a later configuration looked as large as the largest before it."""
+    jsonl = tmp_path / "rows.jsonl"
+    assert main(["bench", str(tiny_artifact), "--providers", "cpu,openvino", "--repeats", "1", "--queries", "2",
+                 "--texts", "8", "--batch-sizes", "4", "--jsonl", str(jsonl)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len({row["contender"] for row in rows}) == 3  # cpu/fp32, openvino/fp32, openvino/openvino
+    assert all(row["peak_rss_mb"] is None for row in rows)
+    assert "peak RSS " in out and "this process's, over all 3 configurations" in out
 
 
 def test_bench_reads_texts_from_a_file(tiny_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -530,6 +530,11 @@ def test_cli_info_and_encode_handle_multi_vector_artifacts(
     np.testing.assert_allclose(first, models["fixed"].runtime.encode_document("Hello, world!"), atol=0)
     assert main(["encode", artifact, "x", "--truncate-dim", "4"]) == 2
     assert "--truncate-dim is for dense single-vector models" in capsys.readouterr().err
+    # a text past the document length is counted, as the single-vector encode counts it (it was cut unsaid)
+    assert main(["encode", artifact, "short", "word " * 2000]) == 0
+    length = models["fixed"].runtime.document_length or models["fixed"].runtime.max_seq_length
+    note = f"note: 1 of 2 texts were truncated to {length} tokens (token vectors are not chunked)"
+    assert note in capsys.readouterr().err
 
 
 def _pylate_v3(source: Path, out: Path) -> Path:
