@@ -388,6 +388,43 @@ def test_serve_streams_flag_reaches_the_config() -> None:
     assert config_from_args(parser.parse_args(["m=artifact"])).streams is None
 
 
+def test_listening_on_all_ipv6_addresses_takes_ipv4_too_and_falls_back_to_ipv4_without_ipv6(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvicorn binds ``::`` with IPV6_V6ONLY: ``serve --host ::`` answered [::1] but not 127.0.0.1. The sockets are
+    bound, never listened on (nothing is served on a public address)."""
+    from fastembed_rt.server.main import listen_socket
+
+    assert listen_socket("127.0.0.1", 0) is None and listen_socket("::1", 0) is None  # uvicorn binds those itself
+    if socket.has_ipv6:
+        with listen_socket("[::]", 0) as sock:  # type: ignore[union-attr]
+            assert sock.family == socket.AF_INET6
+            assert sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0
+    real_socket = socket.socket
+
+    def no_ipv6(family: int = socket.AF_INET, *args: Any) -> socket.socket:
+        if family == socket.AF_INET6:
+            raise OSError(97, "Address family not supported by protocol")
+        return real_socket(family, *args)
+
+    monkeypatch.setattr(socket, "socket", no_ipv6)  # a container whose kernel namespace has no IPv6
+    with listen_socket("::", 0) as sock:  # type: ignore[union-attr]
+        assert sock.family == socket.AF_INET and sock.getsockname()[0] == "0.0.0.0"
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exit_1(
+    minilm_served_artifact: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fastembed_rt.server.main import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main([str(minilm_served_artifact), "--host", "::", "--port", str(port)]) == 1
+    assert f"error: cannot listen on [::]:{port}: Address already in use" in capsys.readouterr().err
+
+
 def test_serving_variant_packs_only_what_auto_leaves_to_it(
     minilm_served_artifact: Path, tiny_reranker_artifact: Path
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -51,7 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="artifact directories or hub ids to serve; the first is the default. NAME (default: the directory "
         "name) is what clients pass as `model`",
     )
-    parser.add_argument("--host", default=d.host, help=f"interface to listen on (default {d.host}; 0.0.0.0 for all)")
+    parser.add_argument(
+        "--host",
+        default=d.host,
+        help=f"address to listen on (default {d.host}; 0.0.0.0: every IPv4 address; ::, every IPv4 and IPv6 one)",
+    )
     parser.add_argument("--port", type=_port, default=os.environ.get("PORT", d.port), help="default $PORT or 8080")
     parser.add_argument("--provider", default=d.provider, help="auto, cpu, cuda[:N], tensorrt, openvino[:DEVICE]")
     parser.add_argument("--variant", default=d.variant, help="a variant from each manifest (default: auto)")
@@ -203,6 +208,50 @@ def configure_logging(log_level: str = "info", hub: bool = True) -> None:
         hub_logger.removeHandler(handler)
 
 
+ALL_ADDRESSES_V6 = ("::", "[::]")
+
+
+def listen_socket(host: str, port: int) -> socket.socket | None:
+    """The socket to serve ``host`` on when uvicorn's own would not do: for ``::``, one that takes IPv4 as well.
+
+    uvicorn binds ``::`` through asyncio, which sets ``IPV6_V6ONLY``: such a server answered ``[::1]`` but not
+    ``127.0.0.1``, and a dual-stack cluster's IPv4 probes failed. Here ``::`` is every address of both families,
+    as nginx's ``[::]:80 ipv6only=off``. On a machine without IPv6 (a container with it turned off) the socket
+    binds ``0.0.0.0`` instead and says so. None: uvicorn binds ``host`` itself.
+
+    Raises:
+        OSError: the port cannot be bound (in use, no permission).
+    """
+    if host not in ALL_ADDRESSES_V6:
+        return None
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError as exc:  # EAFNOSUPPORT: no IPv6 in this kernel or namespace
+        return _ipv4_instead(port, exc)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's own sockets
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(("::", port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRNOTAVAIL:  # IPv6 turned off (net.ipv6.conf.all.disable_ipv6)
+            return _ipv4_instead(port, exc)
+        raise
+    return sock
+
+
+def _ipv4_instead(port: int, why: OSError) -> socket.socket:
+    logger.warning("no IPv6 here (%s): listening on every IPv4 address (0.0.0.0) only", why.strerror or why)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("0.0.0.0", port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def run(config: ServerConfig, log_level: str = "info") -> int:
     """Serve until SIGTERM/SIGINT; the exit code (0, or 1 when a model failed to load)."""
     problems = config.check()
@@ -219,6 +268,18 @@ def run(config: ServerConfig, log_level: str = "info") -> int:
             config.port,
             port,
         )
+    try:
+        sock = listen_socket(config.host, config.port)
+    except OSError as exc:
+        print(
+            f"error: cannot listen on [{config.host.strip('[]')}]:{config.port}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 1
+    if sock is not None:  # uvicorn says where it listens only on sockets it bound itself
+        address, port = sock.getsockname()[:2]
+        both = sock.family == socket.AF_INET6
+        where = f"[{address}]:{port} (every IPv4 and IPv6 address)" if both else f"{address}:{port}"
+        logger.info("listening on http://%s", where)
     state = ServerState(config)
     app = create_app(config, state=state)
     uv_config = uvicorn.Config(
@@ -248,8 +309,10 @@ def run(config: ServerConfig, log_level: str = "info") -> int:
     # before it ran: a no-op one here, so a drained SIGTERM ends the process with exit code 0.
     previous: dict[int, Any] = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        server.run()
+        server.run(sockets=None if sock is None else [sock])
     finally:
+        if sock is not None:
+            sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     code = 0
