@@ -11,6 +11,7 @@ their own scale.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -26,8 +27,13 @@ from fastembed_rt.kernels import reference
 
 __all__ = ["CALIBRATION_FILE", "MAX_CALIBRATION_TEXTS", "Calibration", "calibrate_artifact", "select_texts"]
 
+logger = logging.getLogger("fastembed_rt")
+
 CALIBRATION_FILE = "calibration.npy"
 MAX_CALIBRATION_TEXTS = 2048
+# Fewer texts than this get a warning (sentence-transformers warns below 100 embeddings too): ranges from 3 texts
+# saturated 57 % of MiniLM's int8 codes on STSb test sentences, from 525 texts 0.36 %.
+FEW_CALIBRATION_TEXTS = 100
 
 
 class Calibration:
@@ -90,6 +96,13 @@ def calibrate_artifact(model: Any, texts: Sequence[str], source: str) -> dict[st
     chosen = select_texts(texts)
     if len(chosen) < 2:
         raise InputError(f"calibration needs at least 2 distinct non-empty texts, got {len(chosen)}")
+    if len(chosen) < FEW_CALIBRATION_TEXTS:
+        logger.warning(
+            "calibrating on only %d distinct texts: texts outside their ranges saturate at the int8/uint8 limits; "
+            "give at least %d representative of what you will encode",
+            len(chosen),
+            FEW_CALIBRATION_TEXTS,
+        )
     manifest: Manifest = model.manifest
     root = manifest.root
     path = root / CALIBRATION_FILE
@@ -110,7 +123,9 @@ def calibrate_artifact(model: Any, texts: Sequence[str], source: str) -> dict[st
             "texts": len(chosen),
             "source": source,
             "sha256": file_sha256(staged),
-            "ranges": np.stack([sample.min(axis=0), sample.max(axis=0)]).round(6).tolist(),
+            # the float32 values exactly (rounded, 1,355 of 153,600 STSb codes came out otherwise): the full-width
+            # ranges, for reading; a model's quantization_ranges() gives them for any truncate_dim
+            "ranges": np.stack([sample.min(axis=0), sample.max(axis=0)]).tolist(),
         }
         # The manifest read afresh, so that a change written since the model loaded it is kept.
         staged_manifest = replace(load_manifest(root), calibration=entry).write_staged()

@@ -7,16 +7,19 @@ Each ranking is one of:
 - a mapping ``{corpus_id: score}``;
 - a 1-D array of scores over the whole corpus (``model.similarity(query, corpus)[0]``).
 
-Within a ranking, documents are ranked by decreasing score (equal scores: hits in their given order,
-array and mapping entries by lower ``corpus_id``); rank 1 is the best. A document missing from a
+Within a ranking, documents are ranked by decreasing score; rank 1 is the best, and equal scores share
+the mean of the ranks they span (a SPLADE score array's zeros, the documents sharing no term with the
+query, all rank in the middle of their block, none ahead by its ``corpus_id``). Scores are similarities: a hit
+list whose scores rise from first to last (distances) is refused. A document missing from a
 ranking contributes nothing from it. Results come in ``semantic_search``'s format, by decreasing
 fused score, equal scores by lower ``corpus_id``. Only the standard library and numpy.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -69,6 +72,15 @@ def _ranked(ranking: Any, position: int) -> list[tuple[int, float]]:
         if corpus_id in seen:
             raise InputError(f"{where} lists corpus_id {corpus_id} twice")
         seen.add(corpus_id)
+    given = [score for _, score in items]
+    if len(given) > 1 and given[0] < given[-1] and all(a <= b for a, b in itertools.pairwise(given)):
+        # Searches list hits best first; scores that rise along one are distances (semantic_search_usearch's
+        # float32 ones), which sorting by score would turn upside down.
+        raise InputError(
+            f"{where}'s scores rise along the list ({given[0]:.4g} ... {given[-1]:.4g}): distances, such as "
+            "semantic_search_usearch's float32 ones? Fusion reads a higher score as better: pass similarities "
+            "(for a cosine distance d, 1 - d), best first"
+        )
     return sorted(items, key=lambda item: -item[1])  # stable: equal scores keep their given order
 
 
@@ -139,13 +151,34 @@ def reciprocal_rank_fusion(
         ``[{"corpus_id": int, "score": float}]`` by decreasing fused score.
     """
     _check(rankings, top_k)
-    if isinstance(k, bool) or not isinstance(k, (int, float)) or not (math.isfinite(k) and k >= 0):
+    if (
+        isinstance(k, bool)
+        or not isinstance(k, (int, float, np.integer, np.floating))
+        or not (math.isfinite(k) and k >= 0)
+    ):
         raise InputError(f"k must be a finite number >= 0, got {k!r}")
     fused: dict[int, float] = {}
     for i, (ranking, weight) in enumerate(zip(rankings, _weights(weights, len(rankings)))):
-        for rank, (corpus_id, _) in enumerate(_ranked(ranking, i), start=1):
+        for corpus_id, rank in _tied_ranks(_ranked(ranking, i)):
             fused[corpus_id] = fused.get(corpus_id, 0.0) + weight / (k + rank)
     return _hits(fused, top_k)
+
+
+def _tied_ranks(items: list[tuple[int, float]]) -> Iterator[tuple[int, float]]:
+    """``(corpus_id, rank)`` of items best first, ranks from 1; equal scores share the mean of the ranks they span.
+
+    Ranks by position gave ties distinct ranks by corpus_id: a SPLADE score array over 10,000 documents, 9,998 of
+    them 0 (no term shared with the query), put documents 0, 1, 2, ... above the dense retriever's 4th hit. Now
+    those zeros rank ~5,001 each."""
+    start = 0
+    while start < len(items):
+        end = start
+        while end + 1 < len(items) and items[end + 1][1] == items[start][1]:
+            end += 1
+        rank = (start + end) / 2 + 1
+        for corpus_id, _ in items[start : end + 1]:
+            yield corpus_id, rank
+        start = end + 1
 
 
 def weighted_score_fusion(

@@ -65,6 +65,21 @@ def test_ties_and_empty_rankings() -> None:
     assert [hit["corpus_id"] for hit in tied] == [3, 5], "equal fused scores: lower corpus_id first"
 
 
+def test_tied_scores_share_a_rank_so_a_sparse_arrays_zeros_do_not_outrank_dense_hits() -> None:
+    """9,998 of 10,000 SPLADE scores are 0 (no shared term): ranked by corpus_id, documents 0, 1, 2, 3 entered the
+    fused top 10 ahead of the dense retriever's 4th to 10th hits."""
+    sparse = np.zeros(10_000, np.float32)
+    sparse[[7000, 9000]] = [25.1, 18.3]
+    dense_ids = [7000, 8000, 9000, 6000, 5500, 8500, 9500, 6500, 7500, 5000]
+    dense = [{"corpus_id": c, "score": 0.9 - 0.05 * r} for r, c in enumerate(dense_ids)]
+    fused = reciprocal_rank_fusion([dense, sparse], top_k=10)
+    assert [hit["corpus_id"] for hit in fused] == [7000, 9000, *[c for c in dense_ids if c not in (7000, 9000)]]
+    zero_rank = (3 + 10_000) / 2  # ranks 3..10,000 shared
+    assert fused[2]["score"] == pytest.approx(1 / (RRF_K + 2) + 1 / (RRF_K + zero_rank))
+    tied = reciprocal_rank_fusion([[{"corpus_id": 4, "score": 1.0}, {"corpus_id": 9, "score": 1.0}]], k=np.int64(0))
+    assert tied == [{"corpus_id": 4, "score": 2 / 3}, {"corpus_id": 9, "score": 2 / 3}]  # both rank 1.5
+
+
 def test_fusing_dense_and_sparse_search_results_end_to_end() -> None:
     rng = np.random.default_rng(0)
     corpus, query = rng.standard_normal((50, 8)).astype(np.float32), rng.standard_normal(8).astype(np.float32)
@@ -90,6 +105,8 @@ def test_fusing_dense_and_sparse_search_results_end_to_end() -> None:
         ([np.array([0.3, -np.inf, 0.9])], {}, "scores must be finite"),  # min-max made every fused score NaN
         ([[{"corpus_id": 1, "score": float("inf")}]], {}, "has score inf; scores must be finite"),
         ([42], {}, r"rankings\[0\] is int"),
+        # usearch's float32 hits: cosine distances, best (lowest) first; sorting by score turned them upside down
+        ([[{"corpus_id": 7, "score": 0.46}, {"corpus_id": 2, "score": 0.53}]], {}, r"scores rise along the list"),
         ([DENSE], {"weights": [1.0, 2.0]}, "weights has 2 values for 1 rankings"),
         ([DENSE], {"weights": [-1.0]}, "non-negative"),
         ([DENSE], {"weights": [float("inf")]}, "finite non-negative"),

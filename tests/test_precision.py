@@ -152,6 +152,29 @@ def test_normalize_embeddings_is_applied_before_quantization(minilm_runtime: Any
     )
 
 
+@pytest.mark.parametrize(("truncate_dim", "normalize"), [(None, False), (64, False), (None, True)])
+def test_quantization_ranges_are_the_ones_encode_quantized_with(
+    minilm_runtime: Any, minilm_artifact_session: Path, truncate_dim: int | None, normalize: bool
+) -> None:
+    """Rescoring or dequantizing calibrated codes needs their ranges; only the manifest's rounded copy was public
+    (1,355 of 153,600 STSb codes came out otherwise)."""
+    texts = ["A man is playing a guitar.", "Stocks fell sharply.", "a cat"]
+    ranges = minilm_runtime.quantization_ranges(truncate_dim, normalize)
+    width = truncate_dim or 384
+    assert ranges.shape == (2, width) and ranges.dtype == np.float32
+    expected = _expected_ranges(minilm_artifact_session, width, normalize_output=normalize or truncate_dim is not None)
+    np.testing.assert_allclose(ranges, expected, rtol=1e-6)  # normalized here in another order of operations
+    floats = minilm_runtime.encode(texts, truncate_dim=truncate_dim, normalize_embeddings=normalize)
+    for precision in ("int8", "uint8"):
+        codes = minilm_runtime.encode(
+            texts, truncate_dim=truncate_dim, normalize_embeddings=normalize, precision=precision
+        )
+        assert np.array_equal(codes, quantize_embeddings(floats, precision, ranges=ranges))
+    if truncate_dim is None and not normalize:  # the manifest's copy is exact now
+        stored = json.loads((minilm_artifact_session / "manifest.json").read_text())["calibration"]["ranges"]
+        assert np.array_equal(np.asarray(stored, dtype=np.float32), ranges)
+
+
 def test_artifact_without_calibration_refuses_int8_but_still_gives_binary(minilm_artifact: Path) -> None:
     manifest = json.loads((minilm_artifact / "manifest.json").read_text())
     manifest["calibration"] = None
@@ -159,6 +182,8 @@ def test_artifact_without_calibration_refuses_int8_but_still_gives_binary(minilm
     model = SentenceTransformer(minilm_artifact)
     with pytest.raises(ArtifactError, match=r"no int8/uint8 calibration.*fastembed-rt calibrate"):
         model.encode(["a"], precision="int8")
+    with pytest.raises(ArtifactError, match=r"no int8/uint8 calibration"):
+        model.quantization_ranges()
     assert model.encode(["a"], precision="binary").dtype == np.int8
 
 
@@ -191,3 +216,14 @@ def test_calibration_needs_at_least_two_texts(
     texts.write_text("only one\n\n", encoding="utf-8")
     assert main(["calibrate", str(minilm_artifact), "--texts", str(texts)]) == 1
     assert "at least 2 distinct non-empty texts, got 1" in capsys.readouterr().err
+
+
+def test_calibrating_on_few_texts_warns_that_codes_will_saturate(
+    minilm_artifact: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """3 texts were taken silently; their ranges saturated 57 % of the int8 codes of STSb test sentences."""
+    texts = tmp_path / "three.txt"
+    texts.write_text("a cat\na dog\nstock markets\n", encoding="utf-8")
+    with caplog.at_level("WARNING", logger="fastembed_rt"):
+        assert main(["calibrate", str(minilm_artifact), "--texts", str(texts)]) == 0
+    assert "calibrating on only 3 distinct texts" in caplog.text and "at least 100" in caplog.text

@@ -778,6 +778,32 @@ def test_tokenize_is_admitted_against_the_servers_input_limit(minilm_served_arti
         state.admission.release(2)
 
 
+def test_int8_of_an_uncalibrated_model_is_a_422_and_a_null_precision_is_float32(minilm_artifact: Path) -> None:
+    """int8 without calibration failed in the batch: a 500 "Backend" error with a traceback in the log, counted as a
+    server error; ``"precision": null`` was a 422 where encode(precision=None) and the other null fields are the
+    default."""
+    from starlette.testclient import TestClient
+
+    from fastembed_rt.server import ServedModel, ServerConfig, create_app
+    from fastembed_rt.server.state import ServerState
+
+    manifest = json.loads((minilm_artifact / "manifest.json").read_text())
+    manifest["calibration"] = None
+    (minilm_artifact / "manifest.json").write_text(json.dumps(manifest))
+    config = ServerConfig(models=(ServedModel("m", str(minilm_artifact)),))
+    state = ServerState(config)
+    with TestClient(create_app(config, state=state)) as client:
+        assert state.ready.wait(120)
+        refused = client.post("/embed", json={"inputs": ["a"], "precision": "int8"})
+        assert refused.status_code == 422, refused.text
+        assert "`precision`: " in refused.json()["error"] and "fastembed-rt calibrate" in refused.json()["error"]
+        plain = client.post("/embed", json={"inputs": ["a"]}).json()
+        assert client.post("/embed", json={"inputs": ["a"], "precision": None}).json() == plain
+        assert client.post("/embed", json={"inputs": ["a"], "precision": "ubinary"}).status_code == 200
+        metrics = client.get("/metrics").text
+    assert 'status="500"' not in metrics
+
+
 def test_unknown_routes_and_wrong_methods_get_json_errors_and_are_counted(server: Server) -> None:
     counters = (
         'fastembed_rt_requests_total{route="unmatched",status="404"}',

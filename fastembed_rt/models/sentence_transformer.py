@@ -347,6 +347,20 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         sliced = reference.matryoshka(rows, options.output_dim, normalize_output)
         return quantize_embeddings(sliced, options.precision, ranges=self._ranges(options, normalize_output))
 
+    def quantization_ranges(self, truncate_dim: int | None = None, normalize_embeddings: bool = False) -> np.ndarray:
+        """float32 ``[2, dim]``: the per-dimension min and max that ``encode(precision="int8"/"uint8")`` quantizes
+        with for the same ``truncate_dim`` and ``normalize_embeddings``, from the artifact's calibration set
+        (``fastembed-rt calibrate``). Pass them on wherever int8/uint8 codes are read back:
+        ``util.dequantize_embeddings``, ``util.semantic_search_quantized(..., rescore_ranges=...)``, and
+        sentence-transformers' ``semantic_search_usearch`` / ``semantic_search_faiss`` (``ranges=``), which
+        otherwise fall back to the queries' own min and max.
+
+        Raises:
+            ArtifactError: the artifact has no calibration.
+        """
+        options = self.embed_options(Precision.INT8, truncate_dim, normalize_embeddings)
+        return self._ranges(options, self._normalize_output(options)).copy()
+
     def _ranges(self, options: EmbedOptions, normalize_output: bool) -> np.ndarray:
         """The calibrated ``[2, output_dim]`` int8/uint8 ranges (zeros for the other precisions)."""
         if options.precision in (Precision.INT8, Precision.UINT8):

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from fastembed_rt.errors import InputError
+from fastembed_rt.errors import ArtifactError, InputError
+from fastembed_rt.kernels.spec import Precision
 from fastembed_rt.long_inputs import LongInputs
 from fastembed_rt.models import CrossEncoder, MultiVectorEncoder, SentenceTransformer, SparseEncoder
 from fastembed_rt.server.batcher import JobResult, Operation, Timings
@@ -110,6 +111,11 @@ async def _embed_job(state: ServerState, request: Request, served: Served, req: 
         options = model.embed_options(req.precision, req.dimensions, req.normalize, wider_than_model="error")
     except InputError as exc:
         raise RequestError(422, f"`dimensions`: {exc}") from None
+    if options.precision in (Precision.INT8, Precision.UINT8):
+        try:  # an artifact without calibration cannot answer this request: said now, not as a 500 from the batch
+            model.quantization_ranges(options.output_dim, options.normalize)
+        except ArtifactError as exc:
+            raise RequestError(422, f"`precision`: {exc}") from None
     batch_size, overlap = state.config.max_batch_size, state.config.chunk_overlap
     policy = _policy(state, req, no_chunk="token id inputs (windows are cut from texts)" if req.token_ids else None)
     tokenize = _windowing(policy)

@@ -221,7 +221,9 @@ class EmbedRequest:
 
 
 def _precision(data: dict[str, Any]) -> Precision:
-    value = data.get("precision", "float32")
+    value = data.get("precision")
+    if value is None:  # absent or null, as encode(precision=None): float32
+        return Precision.FLOAT32
     try:
         return Precision(value)
     except ValueError:
