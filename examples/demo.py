@@ -49,7 +49,9 @@ def main() -> None:
         from fastembed_rt.export import export_model
 
         started = time.perf_counter()
-        manifest = export_model(args.model or bundled_model_dir(), artifact)
+        # every variant, as `fastembed-rt export` builds them (the Python default is fp32 alone): later loads of
+        # this artifact, the README's and the docs', choose among them
+        manifest = export_model(args.model or bundled_model_dir(), artifact, variants=None)
         fid = manifest.variants[0].fidelity
         print(
             f"exported to {artifact} in {time.perf_counter() - started:.1f} s; vs PyTorch: min cosine "

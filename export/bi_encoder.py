@@ -20,6 +20,7 @@ from fastembed_rt.export.validate import (
     REFERENCE_PROVIDER,
     UNCACHED,
     ReferenceEncoder,
+    check_batch_independent,
     grid_batches,
     parity_texts,
     validate_embeddings,
@@ -99,9 +100,10 @@ def export_model(
     Args:
         model: a local model directory or a hub id.
         out_dir: where the artifact goes; must not exist unless ``overwrite``.
-        stsb: also score STSb test Spearman for the manifest (None: when the data is found locally).
+        stsb: also score STSb test Spearman for the manifest (None: when the data is found, locally or on the
+            hub: ``fastembed_rt.stsb.load_stsb``).
         calibration_texts: texts whose embeddings fix the int8/uint8 ranges (None: the STSb train
-            sentences when found locally; empty: no calibration).
+            sentences when found; empty: no calibration).
         variants: which graphs to build besides fp32 (``export.variants.VARIANTS[Task.EMBEDDING]``;
             None: all whose engine is installed). Each is validated against PyTorch and kept only if
             it passes its gate.
@@ -143,7 +145,9 @@ def export_model(
             append_stages=lambda graph: _append_stages(graph, description),
         )
         fidelity = validate_embeddings(writer.root, reference, description.prompts, arch.min_cosine)
-        if not fidelity.failures:
+        if fidelity.failures:
+            check_batch_independent(reference, str(st_model.tokenizer.padding_side), arch.min_cosine)
+        else:
             _score_stsb(writer.root, reference, fidelity, stsb, stsb_path)
         writer.accept_fp32(fidelity, f"min cosine {arch.min_cosine}")
         logger.info(
@@ -163,7 +167,8 @@ def export_model(
                 reference.encode(batch, prompt=prompt, batch_size=size)
         del st_model
         reference.release()
-        logger.info("calibrated and the PyTorch references computed in %.1f s", time.perf_counter() - step)
+        done = "calibrated and the PyTorch references computed" if used_texts else "PyTorch references computed"
+        logger.info("%s in %.1f s", done, time.perf_counter() - step)
         # OpenVINO compiles each candidate while validating; those blobs go to a scratch cache, not the user's.
         with tempfile.TemporaryDirectory(prefix="fastembed-rt-validate-") as cache:
             writer.build_variants(
@@ -193,16 +198,14 @@ def calibrate(
     """
     from fastembed_rt.calibration import calibrate_artifact
     from fastembed_rt.models import MODEL_TYPES
-    from fastembed_rt.stsb import find_stsb_dir, load_stsb
+    from fastembed_rt.stsb import available_stsb
 
     source = "user texts"
     if texts is None:
-        if find_stsb_dir(stsb_path) is None:
-            logger.warning(
-                "no calibration texts and no local STSb data: int8/uint8 outputs need `fastembed-rt calibrate`"
-            )
+        train = available_stsb("train", "en", stsb_path)
+        if train is None:
+            logger.warning("no calibration texts and no STSb: int8/uint8 outputs need `fastembed-rt calibrate`")
             return None
-        train = load_stsb("train", "en", stsb_path)
         texts, source = train.sentences1 + train.sentences2, "stsb-en-train"
     if not texts:
         return None
@@ -214,12 +217,10 @@ def calibrate(
 
 def _held_out_texts(stsb_path: str | os.PathLike[str] | None, count: int = 256) -> list[str]:
     """STSb dev sentences (never used for calibration) to validate variants on, when available."""
-    from fastembed_rt.stsb import find_stsb_dir, load_stsb
+    from fastembed_rt.stsb import available_stsb
 
-    if find_stsb_dir(stsb_path) is None:
-        return []
-    dev = load_stsb("dev", "en", stsb_path)
-    return list(dict.fromkeys(dev.sentences1 + dev.sentences2))[:count]
+    dev = available_stsb("dev", "en", stsb_path)
+    return [] if dev is None else list(dict.fromkeys(dev.sentences1 + dev.sentences2))[:count]
 
 
 def _measure(
@@ -267,11 +268,13 @@ def _score_stsb(
     provider_cache_dir: Path | None = None,
 ) -> None:
     from fastembed_rt.models import SentenceTransformer
-    from fastembed_rt.stsb import find_stsb_dir, load_stsb, stsb_spearman
+    from fastembed_rt.stsb import available_stsb, load_stsb, stsb_spearman
 
-    if stsb is False or (stsb is None and find_stsb_dir(path) is None):
+    if stsb is False:
         return
-    data = load_stsb("test", "en", path)
+    data = load_stsb("test", "en", path) if stsb else available_stsb("test", "en", path)  # True: it must be there
+    if data is None:
+        return
     runtime = SentenceTransformer(
         artifact, variant=variant, provider=provider, provider_cache_dir=provider_cache_dir, provider_options=UNCACHED
     )

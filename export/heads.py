@@ -114,15 +114,15 @@ def export_head(
 
 def calibration_items(task: Task, count: int = CALIBRATION_TEXTS) -> list[str | tuple[str, str]]:
     """What a head's int8 sets its activation scales on: ``count`` STSb train pairs (a cross-encoder) or
-    sentences, spread over the split, when the data is here (the held-out texts come from dev); else the
+    sentences, spread over the split, when STSb is found (the held-out texts come from dev); else the
     grid's non-empty texts, paired with each other for a cross-encoder."""
-    from fastembed_rt.stsb import find_stsb_dir, load_stsb
+    from fastembed_rt.stsb import available_stsb
 
     pairs = task is Task.CROSS_ENCODER
-    if find_stsb_dir(None) is None:
+    train = available_stsb("train", "en")
+    if train is None:
         texts = [text for text in parity_texts(512) if text]
         return list(zip(texts, texts[1:] + texts[:1], strict=True)) if pairs else list(texts)
-    train = load_stsb("train", "en")
     items: list[str | tuple[str, str]] = []
     if pairs:
         items += zip(train.sentences1, train.sentences2, strict=True)

@@ -211,7 +211,7 @@ def export_multi_vector_encoder(
         out_dir: where the artifact goes; must not exist unless ``overwrite``.
         variants: ``fp32`` (the only one for now).
         calibration_texts: texts whose token vectors fix the int8/uint8 ranges (None: the STSb train
-            sentences when found locally; empty: no calibration).
+            sentences when found, locally or on the hub; empty: no calibration).
         trust_remote_code: run code from the model's repository; off by default.
         external_data_threshold: fp32 weight bytes above which graphs keep their weights beside them.
     Returns:

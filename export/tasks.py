@@ -94,7 +94,7 @@ def export_artifact(
         task: ``embedding``, ``cross-encoder``, ``sparse``, ``multi-vector``, or ``auto`` (``detect_task`` on
             the model directory).
         variants: the graphs to build besides fp32 (None: the task's default ones).
-        stsb: bi-encoders also score STSb test Spearman (None: when the data is found locally);
+        stsb: bi-encoders also score STSb test Spearman (None: when the data is found, locally or on the hub);
             the other tasks record no STSb score.
         trust_remote_code: run code from the model's repository (its own model class or modules); off by default.
         external_data_threshold: fp32 weight bytes above which graphs keep their weights in a data file beside

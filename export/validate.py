@@ -23,6 +23,7 @@ __all__ = [
     "REFERENCE_PROVIDER",
     "UNCACHED",
     "ReferenceEncoder",
+    "check_batch_independent",
     "grid_batches",
     "held_out_pairs",
     "parity_texts",
@@ -68,13 +69,12 @@ def prompt_cases(prompts: dict[str, str] | None) -> list[str | None]:
 
 
 def held_out_pairs(count: int = 256) -> list[tuple[str, str]]:
-    """The first ``count`` STSb dev sentence pairs when the data is here (never used for calibration)."""
-    from fastembed_rt.stsb import find_stsb_dir, load_stsb
+    """The first ``count`` STSb dev sentence pairs when the data is found, here or on the hub (never used for
+    calibration)."""
+    from fastembed_rt.stsb import available_stsb
 
-    if find_stsb_dir(None) is None:
-        return []
-    dev = load_stsb("dev", "en")
-    return list(zip(dev.sentences1, dev.sentences2))[:count]
+    dev = available_stsb("dev", "en")
+    return [] if dev is None else list(zip(dev.sentences1, dev.sentences2))[:count]
 
 
 class ReferenceEncoder:
@@ -112,6 +112,29 @@ class ReferenceEncoder:
         """Drop the PyTorch model (and what the allocator keeps of it); cached batches still answer."""
         self.st_model = None
         release_memory()
+
+
+def check_batch_independent(reference: ReferenceEncoder, padding_side: str, min_cosine: float) -> None:
+    """Called when the fp32 graph missed its gate: an ExportError when PyTorch's own embedding of a short text
+    changes with a longer batch neighbour, for no graph can match a reference that depends on its batch. Left
+    padding does that to models whose learned absolute positions count the padding slots (BERT, ELECTRA, ...):
+    the failures listed cosines as though the graph were wrong."""
+    short, longer = "Hi", "A man is playing a large guitar on a stage in front of many people tonight."
+    alone = reference.encode([short], batch_size=1)
+    beside = reference.encode([short, longer], batch_size=2)[:1]
+    cosine = float(row_cosines(alone, beside)[0])
+    if cosine >= min_cosine:
+        return
+    cause = (
+        'the tokenizer pads on the left and this model\'s positions count the padding; set "padding_side": '
+        '"right" in tokenizer_config.json and export again'
+        if padding_side == "left"
+        else "the model's output depends on the padding of its batch"
+    )
+    raise ExportError(
+        f"PyTorch's own embedding of a text changes with its batch neighbours (cosine {cosine:.6f} between {short!r} "
+        f"alone and beside a longer text), so no graph can match it: {cause}"
+    )
 
 
 def check_finite(reference: np.ndarray, inputs: Sequence[Any]) -> np.ndarray:

@@ -10,6 +10,8 @@ variable must hold the files: it is an error, not a reason to read other data.
 from __future__ import annotations
 
 import csv
+import functools
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +21,18 @@ import numpy as np
 
 from fastembed_rt.errors import FastEmbedError, InputError
 
-__all__ = ["STSB_ENV", "StsbNotFoundError", "StsbSplit", "find_stsb_dir", "load_stsb", "spearman", "stsb_spearman"]
+__all__ = [
+    "STSB_ENV",
+    "StsbNotFoundError",
+    "StsbSplit",
+    "available_stsb",
+    "find_stsb_dir",
+    "load_stsb",
+    "spearman",
+    "stsb_spearman",
+]
+
+logger = logging.getLogger("fastembed_rt")
 
 STSB_ENV = "FASTEMBED_RT_STSB"
 _SPLITS = ("train", "dev", "test")
@@ -62,6 +75,7 @@ def find_stsb_dir(path: str | os.PathLike[str] | None = None) -> Path | None:
     return None
 
 
+@functools.cache  # an export reads a split more than once; the datasets cache still costs a second a call
 def _from_hub(split: str, lang: str) -> StsbSplit:
     try:
         from datasets import load_dataset
@@ -115,6 +129,33 @@ def load_stsb(split: str = "test", lang: str = "en", path: str | os.PathLike[str
     if not scores:
         raise InputError(f"{file} holds no sentence pairs")
     return StsbSplit(s1, s2, np.asarray(scores, dtype=np.float64), str(file))
+
+
+# Why the hub's STSb could not be loaded in this process: tried once (offline, huggingface_hub retries ~24 s).
+_hub_failure: str | None = None
+
+
+def available_stsb(split: str, lang: str = "en", path: str | os.PathLike[str] | None = None) -> StsbSplit | None:
+    """``load_stsb``, or None where there is no local data and the hub cannot give it (``datasets`` not installed,
+    offline): a warning says why, once per process, and what goes without it is the caller's to say. A folder
+    named by ``path`` or ``$FASTEMBED_RT_STSB`` that holds no data is still an error (``StsbNotFoundError``)."""
+    global _hub_failure
+    if find_stsb_dir(path) is not None:
+        return load_stsb(split, lang, path)
+    if _hub_failure is not None:
+        return None
+    logger.info("no local STSb data (%s, ../shared/data/stsb): loading PhilipMay/stsb_multi_mt from the hub", STSB_ENV)
+    try:
+        return _from_hub(split, lang)
+    except Exception as exc:  # an optional download: whatever stops it (no datasets, offline, the hub's answer)
+        _hub_failure = f"{type(exc).__name__}: {exc}"
+        logger.warning(
+            "STSb could not be loaded from the hub (%s); set %s (or pass stsb_path=...) to a folder of "
+            "stsb-<lang>-<split>.csv files",
+            _hub_failure,
+            STSB_ENV,
+        )
+        return None
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:

@@ -434,3 +434,15 @@ def test_a_bert_reranker_without_its_pooler_is_refused_as_the_pooler_feeds_its_c
     _drop_weights(model_dir, "pooler.")
     with pytest.raises(ExportError, match=r"lacks 2 weight\(s\) of BertForSequenceClassification .*pooler\.dense"):
         export_cross_encoder(model_dir, tmp_path / "artifact")
+
+
+def test_a_model_whose_pytorch_output_depends_on_left_padding_is_refused_naming_the_padding(tmp_path: Path) -> None:
+    """BERT's learned positions count left padding, so PyTorch's own embedding of 'Hi' changes beside a longer text;
+    the refusal listed cosines as though the graph were wrong."""
+    from fastembed_rt.errors import ExportError
+    from fastembed_rt.export import export_model
+
+    model = build_tiny_model(tmp_path, "bert", "cls", padding_side="left")
+    with pytest.raises(ExportError, match=r"PyTorch's own embedding of a text changes with its batch neighbours") as e:
+        export_model(model, tmp_path / "out", stsb=False)
+    assert '"padding_side": "right"' in str(e.value) and not (tmp_path / "out").exists()

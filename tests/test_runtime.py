@@ -118,6 +118,28 @@ def test_long_texts_are_truncated_like_sentence_transformers_and_counted(
     assert minilm_runtime.tokenize([long_text])["input_ids"].shape == (1, minilm_runtime.max_seq_length)
 
 
+def test_preprocess_adds_only_the_calls_prompt_not_the_default_one_as_sentence_transformers(
+    minilm_artifact_session: Path, minilm_dir: Path
+) -> None:
+    """tokenize/preprocess added the default prompt: token counts and ids differed from sentence-transformers'."""
+    import sentence_transformers as st
+
+    prompts = {"query": "query: ", "doc": "passage: "}
+    ours = SentenceTransformer(minilm_artifact_session, prompts=prompts, default_prompt_name="query")
+    theirs = st.SentenceTransformer(str(minilm_dir), device="cpu", prompts=prompts, default_prompt_name="query")
+    texts = ["hi", "a longer text"]
+    for kwargs in ({}, {"prompt": "passage: "}):
+        expected = theirs.preprocess(texts, **kwargs)
+        for got in (ours.preprocess(texts, **kwargs), ours.tokenize(texts, **kwargs)):
+            np.testing.assert_array_equal(got["input_ids"], expected["input_ids"].numpy())
+    assert (
+        ours.preprocess(texts, prompt_name="doc")["input_ids"].shape
+        == ours.preprocess(texts, prompt="passage: ")["input_ids"].shape
+    )
+    # encode still applies the default, as sentence-transformers' encode does
+    assert _cos(ours.encode(texts), theirs.encode(texts)).min() > 0.9999
+
+
 def test_max_seq_length_can_be_lowered_like_sentence_transformers(minilm_artifact_session: Path) -> None:
     model = SentenceTransformer(minilm_artifact_session)
     model.max_seq_length = 8

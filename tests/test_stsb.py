@@ -88,3 +88,47 @@ def test_the_cli_reports_a_named_folder_without_the_files_as_an_error_not_a_trac
     assert main(["tune", str(minilm_artifact_session)]) == 1  # tune reads its texts from STSb dev first
     assert f"error: the STSb folder {tmp_path / 'typo'} ($FASTEMBED_RT_STSB) does not exist" in capsys.readouterr().err
     assert issubclass(StsbNotFoundError, FileNotFoundError)  # as callers caught before
+
+
+def test_without_local_data_the_hub_is_tried_once_and_its_failure_said_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Offline, every hub attempt costs huggingface_hub's ~24 s of retries: an export asks for three splits."""
+    calls: list[tuple[str, str]] = []
+
+    def offline(split: str, lang: str) -> stsb.StsbSplit:
+        calls.append((split, lang))
+        raise ConnectionError("Couldn't reach 'PhilipMay/stsb_multi_mt' on the Hub")
+
+    monkeypatch.setattr(stsb, "find_stsb_dir", lambda path=None: None)
+    monkeypatch.setattr(stsb, "_from_hub", offline)
+    monkeypatch.setattr(stsb, "_hub_failure", None)
+    with caplog.at_level("WARNING", logger="fastembed_rt"):
+        assert stsb.available_stsb("train") is None and stsb.available_stsb("dev") is None
+    assert calls == [("train", "en")]
+    assert caplog.text.count("STSb could not be loaded from the hub (ConnectionError: Couldn't reach") == 1
+
+
+def test_without_local_data_the_export_scores_and_calibrates_on_the_hubs_stsb(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export read STSb only from a local folder: outside this workplace an artifact had no Spearman and no
+    int8/uint8 calibration, though the loader (and the docs) fall back to the hub."""
+    from tiny_models import build_tiny_model
+
+    from fastembed_rt.export import export_model
+
+    splits = {split: stsb.load_stsb(split, "en") for split in ("train", "dev", "test")}  # what the hub would give
+    served: list[str] = []
+
+    def hub(split: str, lang: str) -> stsb.StsbSplit:
+        served.append(split)
+        return splits[split]
+
+    monkeypatch.setattr(stsb, "find_stsb_dir", lambda path=None: None)
+    monkeypatch.setattr(stsb, "_from_hub", hub)
+    monkeypatch.setattr(stsb, "_hub_failure", None)
+    manifest = export_model(build_tiny_model(tmp_path, "bert", "mean", normalize=True), tmp_path / "out")
+    assert manifest.calibration is not None and manifest.calibration["source"] == "stsb-en-train"
+    assert manifest.variants[0].fidelity["stsb_spearman"] is not None
+    assert {"train", "dev", "test"} <= set(served)

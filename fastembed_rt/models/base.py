@@ -726,8 +726,11 @@ class TextEncoder(ArtifactModel):
         self, inputs: str | Sequence[str], prompt: str | None = None, prompt_name: str | None = None
     ) -> dict[str, np.ndarray]:
         """Padded int64 model inputs of ``inputs`` with the prompt, as sentence-transformers' ``preprocess``
-        (``model_inputs``)."""
-        return self.model_inputs(self.prepare(inputs, prompt=prompt, prompt_name=prompt_name))
+        (``model_inputs``): the call's ``prompt`` or ``prompt_name`` only, not the model's default prompt, which
+        ``encode`` alone applies (there too)."""
+        return self.model_inputs(
+            self.prepare(inputs, prompt=explicit_prompt(prompt, prompt_name), prompt_name=prompt_name)
+        )
 
     def tokenize(self, texts: str | Sequence[str], **kwargs: Any) -> dict[str, np.ndarray]:
         """``preprocess``: sentence-transformers' older name for it."""
@@ -742,6 +745,12 @@ class TextEncoder(ArtifactModel):
     def encode_document(self, inputs: str | list[str], **kwargs: Any) -> Any:
         """``encode`` with the ``document`` (or ``passage``/``corpus``) prompt when the model defines one."""
         return self.encode(inputs, **self._with_prompt_name(kwargs, DOCUMENT_PROMPT_NAMES))
+
+
+def explicit_prompt(prompt: str | None, prompt_name: str | None) -> str | None:
+    """``prompt`` for a ``preprocess`` call: ``""`` when it names no prompt, so the default prompt is not added
+    (sentence-transformers' ``preprocess`` takes only the prompt it is given)."""
+    return "" if prompt is None and prompt_name is None else prompt
 
 
 def check_positive_int(name: str, value: object) -> int:

@@ -19,7 +19,13 @@ from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels.reference import activate_scores, softmax
 from fastembed_rt.kernels.spec import LOGITS, SCORES, ClassifierActivation, ClassifierHeadSpec
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs, long_inputs_policy, max_pool_scores
-from fastembed_rt.models.base import MultiProcessModel, check_batch_size, check_overlap, renamed_arguments
+from fastembed_rt.models.base import (
+    MultiProcessModel,
+    check_batch_size,
+    check_overlap,
+    explicit_prompt,
+    renamed_arguments,
+)
 from fastembed_rt.pipeline import Prepared, check_unicode
 from fastembed_rt.tensors import as_numpy, tensor_results, to_tensor
 from fastembed_rt.tokenizer import TruncationDirection, with_prompt
@@ -387,7 +393,9 @@ class CrossEncoder(MultiProcessModel):
         """Padded int64 model inputs of pairs (query and document in one sequence) with the prompt before each query,
         as sentence-transformers' ``preprocess`` (``model_inputs``)."""
         pairs, _ = check_pairs(inputs)
-        return self.model_inputs(self.prepare(pairs, prompt=prompt, prompt_name=prompt_name))
+        return self.model_inputs(
+            self.prepare(pairs, prompt=explicit_prompt(prompt, prompt_name), prompt_name=prompt_name)
+        )
 
     def tokenize(
         self, inputs: Sequence[tuple[str, str]] | tuple[str, str] | Sequence[list[str]] | list[str], **kwargs: Any

@@ -38,6 +38,7 @@ from fastembed_rt.models.base import (
     MultiProcessModel,
     TextEncoder,
     check_batch_size,
+    explicit_prompt,
     renamed_arguments,
 )
 from fastembed_rt.models.cross_encoder import RankResult, check_rank_inputs, rank_results
@@ -257,6 +258,7 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
     ) -> dict[str, np.ndarray]:
         """Padded int64 model inputs of ``inputs`` for ``task`` (``"query"``: expanded queries, their attention mask
         as the graph gets it), as sentence-transformers' ``preprocess`` (``model_inputs``)."""
+        prompt = explicit_prompt(prompt, prompt_name)
         return self.model_inputs(self.prepare(inputs, task=task, prompt=prompt, prompt_name=prompt_name))
 
     def prepare(  # type: ignore[override]
