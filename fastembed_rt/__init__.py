@@ -23,6 +23,7 @@ from fastembed_rt.errors import (
     ExportError,
     FastEmbedError,
     InputError,
+    LongInputError,
     ParityError,
     ProviderError,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "FastEmbedError",
     "InputError",
     "LoggingHandler",
+    "LongInputError",
     "MultiVectorEncoder",
     "ParityError",
     "ProviderError",

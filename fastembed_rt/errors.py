@@ -6,6 +6,7 @@
      ├── ArtifactError      loading: missing/corrupt artifact, manifest, tokenizer or graph file
      ├── ProviderError      execution provider unknown, not installed, or silently replaced
      ├── InputError         bad user input (None, non-str, nested lists, over-long with policy "error")
+     │    └── LongInputError  inputs over max_seq_length under long_inputs="error", by position
      └── ExportError        export stage: unsupported model, module or architecture
           └── ParityError   an exported variant misses its fidelity gate against PyTorch
 
@@ -20,6 +21,7 @@ __all__ = [
     "ExportError",
     "FastEmbedError",
     "InputError",
+    "LongInputError",
     "ParityError",
     "ProviderError",
 ]
@@ -54,3 +56,24 @@ class ParityError(ExportError):
     def __init__(self, message: str, failures: list[str]) -> None:
         super().__init__(message)
         self.failures = failures
+
+
+class LongInputError(InputError):
+    """Inputs over ``max_seq_length`` under ``long_inputs="error"``: ``tokens`` maps each one's position in the call to
+    its token count; the message names the first. A multi-process pool maps a chunk's positions back to the call's
+    (``at``), so the error names the same input with a pool as without."""
+
+    def __init__(self, tokens: dict[int, int], limit: int, alternatives: str) -> None:
+        first = min(tokens)
+        super().__init__(
+            f"input {first} is {tokens[first]} tokens long, more than max_seq_length {limit}; shorten it, or pass "
+            f"long_inputs={alternatives}"
+        )
+        self.tokens, self.limit, self.alternatives = dict(tokens), limit, alternatives
+
+    def __reduce__(self) -> tuple[type[LongInputError], tuple[dict[int, int], int, str]]:
+        return type(self), (self.tokens, self.limit, self.alternatives)
+
+    def at(self, positions: list[int]) -> LongInputError:
+        """This error for a part of a larger call whose input ``i`` was the call's ``positions[i]``."""
+        return LongInputError({positions[i]: n for i, n in self.tokens.items()}, self.limit, self.alternatives)

@@ -21,7 +21,7 @@ import enum
 
 import numpy as np
 
-from fastembed_rt.errors import InputError
+from fastembed_rt.errors import InputError, LongInputError
 
 __all__ = [
     "DEFAULT_CHUNK_OVERLAP",
@@ -56,12 +56,10 @@ def long_inputs_policy(value: str | LongInputs) -> LongInputs:
         raise InputError(f"long_inputs {value!r} is not known; valid: {valid}") from None
 
 
-def too_long(position: int, tokens: int, limit: int, alternatives: str) -> InputError:
-    """The ``"error"`` policy's refusal: the first over-long input, its token count and what to do instead."""
-    return InputError(
-        f"input {position} is {tokens} tokens long, more than max_seq_length {limit}; shorten it, or pass "
-        f"long_inputs={alternatives}"
-    )
+def too_long(tokens: dict[int, int], limit: int, alternatives: str) -> LongInputError:
+    """The ``"error"`` policy's refusal: the over-long inputs (position: token count; the message names the first) and
+    what to do instead."""
+    return LongInputError(tokens, limit, alternatives)
 
 
 def window_bounds(owner: np.ndarray, inputs: int) -> tuple[np.ndarray, np.ndarray]:

@@ -327,9 +327,9 @@ class Pipeline:
         full = with_prompt(items, prompt)
         encoded = self.tokenizer.encode(full, truncation_direction)
         if long_inputs is LongInputs.ERROR and encoded.truncated.any():
-            first = int(np.flatnonzero(encoded.truncated)[0])
-            tokens = self.tokenizer.count_tokens([full[first]])[0]
-            raise too_long(first, tokens, self.tokenizer.max_seq_length, "'truncate' or 'chunk'")
+            over = np.flatnonzero(encoded.truncated).tolist()
+            tokens = dict(zip(over, self.tokenizer.count_tokens([full[i] for i in over])))
+            raise too_long(tokens, self.tokenizer.max_seq_length, "'truncate' or 'chunk'")
         prompt_length = self.tokenizer.prompt_length(prompt) if prompt else 0
         return Prepared(encoded, prompt_length, time.perf_counter() - started)
 

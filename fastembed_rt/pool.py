@@ -9,14 +9,20 @@ Texts (pairs) are cut into chunks, longest first (so the slowest chunks start fi
 little), handed to whichever worker is free, and put back in input order. An exception a call raises in a
 worker (bad input, say) is raised in the caller once the call's other chunks are back, and the pool stays
 usable, as in sentence-transformers; a worker that dies, or fails to load, stops the pool.
+
+Each worker answers through a pipe of its own, whose only writer is that worker: one that dies, even halfway
+through sending a result, ends its pipe, so the caller is told at once (a shared queue's reader waited forever for
+the rest of a half-sent message). Calls take the pool one at a time; ``close()`` waits for the running call,
+``close(graceful=False)`` ends it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
+import multiprocessing.connection
 import pickle
-import queue
 import threading
 import traceback
 from collections.abc import Callable, Sequence
@@ -24,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from fastembed_rt.errors import InputError, ProviderError
-from fastembed_rt.pipeline import check_texts
+from fastembed_rt.errors import InputError, LongInputError, ProviderError
+from fastembed_rt.pipeline import EncodeStats, check_texts
 
 __all__ = ["MultiProcessPool"]
 
@@ -45,14 +51,15 @@ def _portable(exc: BaseException) -> BaseException:
 def _worker(
     index: int, open_model: Callable[..., Any], load: dict[str, Any], max_seq_length: int, tasks: Any, results: Any
 ) -> None:
-    """Load a model, report ready, then run ``method(chunk, **kwargs)`` on each chunk until the ``None`` sentinel."""
+    """Load a model, report ready, then run ``method(chunk, **kwargs)`` on each chunk until the ``None`` sentinel;
+    every answer goes into ``results``, this worker's pipe: ``(kind, chunk_id, index, payload, stats)``."""
     try:
         model = open_model(**load)
         model.max_seq_length = max_seq_length
     except BaseException as exc:
-        results.put(("failed", -1, index, _portable(exc)))
+        results.send(("failed", -1, index, _portable(exc), None))
         return
-    results.put(("ready", -1, index, model.provider))
+    results.send(("ready", -1, index, model.provider, None))
     while True:
         task = tasks.get()
         if task is None:
@@ -61,10 +68,17 @@ def _worker(
         try:
             output = getattr(model, method)(items, **kwargs)
         except BaseException as exc:
-            results.put(("failed", chunk_id, index, _portable(exc)))
+            results.send(("failed", chunk_id, index, _portable(exc), None))
         else:
-            results.put(("done", chunk_id, index, output))
+            results.send(("done", chunk_id, index, output, model.last_encode_stats))
     model.close()
+
+
+def _summed(parts: Sequence[EncodeStats]) -> EncodeStats:
+    """One call's stats from its chunks' (every field a count or seconds: summed)."""
+    return EncodeStats(
+        **{f.name: sum(getattr(part, f.name) for part in parts) for f in dataclasses.fields(EncodeStats)}
+    )
 
 
 class MultiProcessPool:
@@ -84,26 +98,32 @@ class MultiProcessPool:
         if not loads:
             raise ProviderError("a multi-process pool needs at least one target device")
         context = multiprocessing.get_context("spawn")
+        self.model_type = open_model
         self.devices = tuple(str(load["provider"]) for load in loads)
+        self.last_stats = EncodeStats()
         self._tasks = context.Queue()
-        self._results = context.Queue()
-        self._lock = threading.Lock()
+        pipes = [context.Pipe(duplex=False) for _ in loads]
+        self._readers = [reader for reader, _ in pipes]
+        self._ended: set[int] = set()  # workers whose pipe ended (they exited, or died)
+        self._lock = threading.RLock()
         self._closed = False
         self._processes = [
             context.Process(
                 target=_worker,
-                args=(i, open_model, dict(load), max_seq_length, self._tasks, self._results),
+                args=(i, open_model, dict(load), max_seq_length, self._tasks, writer),
                 name=f"fastembed-rt-{i}-{device}",
                 daemon=True,
             )
-            for i, (load, device) in enumerate(zip(loads, self.devices))
+            for i, ((_, writer), load, device) in enumerate(zip(pipes, loads, self.devices))
         ]
         for process in self._processes:
             process.start()
+        for _, writer in pipes:  # the worker holds its pipe's only writer now: its death ends the pipe
+            writer.close()
         self.providers: list[str] = [""] * len(self._processes)
         self._starting = True
         for _ in self._processes:
-            _, _, index, provider = self._receive()
+            _, _, index, provider, _ = self._receive()
             self.providers[index] = provider
         self._starting = False
 
@@ -111,35 +131,56 @@ class MultiProcessPool:
     def processes(self) -> list[multiprocessing.process.BaseProcess]:
         return list(self._processes)
 
-    def _receive(self) -> tuple[str, int, int, Any]:
+    def _receive(self) -> tuple[str, int, int, Any, Any]:
         """The next worker message; stops the pool and raises on a failed load or a dead worker (a failed task is
         returned: its worker lives on)."""
         while True:
-            try:
-                message = self._results.get(timeout=_POLL_S)
-            except queue.Empty:
-                dead = [(i, p) for i, p in enumerate(self._processes) if not p.is_alive()]
-                if not dead:
+            waiting: list[Any] = [*self._readers, *(p.sentinel for p in self._processes)]
+            for ready in multiprocessing.connection.wait(waiting, timeout=_POLL_S):
+                if ready not in self._readers:
+                    continue  # a sentinel: its worker's pipe says below whether anything is left to read
+                index = self._readers.index(ready)
+                if index in self._ended:
                     continue
-                try:  # a dying worker may have queued its error just now
-                    message = self._results.get(timeout=_POLL_S)
-                except queue.Empty:
+                try:
+                    message = ready.recv()
+                except (EOFError, OSError):  # its worker is gone, maybe halfway through a message
+                    self._ended.add(index)
+                    continue
+                if message[0] == "failed" and message[1] < 0:
                     self.close(graceful=False)
-                    names = ", ".join(f"{p.name} (pid {p.pid}, exit code {p.exitcode})" for _, p in dead)
-                    why = (
-                        " (its error is on stderr above; a worker that dies while starting is most often a script "
-                        'without `if __name__ == "__main__":` around the code that starts the pool: workers are '
-                        "spawned and import the script again)"
-                        if self._starting
-                        else ""
-                    )
-                    raise ProviderError(
-                        f"multi-process pool worker died: {names}{why}; the pool was stopped, start a new one"
-                    ) from None
-            if message[0] == "failed" and message[1] < 0:
-                self.close(graceful=False)
-                raise message[3]
-            return message
+                    raise message[3]
+                return message
+            dead = [
+                p
+                for i, p in enumerate(self._processes)
+                if i in self._ended or (not p.is_alive() and not self._pending(i))
+            ]
+            if dead:
+                self._died(dead)
+
+    def _pending(self, index: int) -> bool:
+        """Whether worker ``index``'s pipe may still hold a message it sent before exiting (or its end, which the
+        next ``recv`` reads)."""
+        try:
+            return bool(self._readers[index].poll())
+        except (EOFError, OSError):
+            return False
+
+    def _died(self, dead: Sequence[multiprocessing.process.BaseProcess]) -> None:
+        stopped = self._closed
+        self.close(graceful=False)
+        if stopped:
+            raise ProviderError("this multi-process pool was stopped during the call; start a new one")
+        names = ", ".join(f"{p.name} (pid {p.pid}, exit code {p.exitcode})" for p in dead)
+        why = (
+            " (its error is on stderr above; a worker that dies while starting is most often a script without "
+            '`if __name__ == "__main__":` around the code that starts the pool: workers are spawned and import the '
+            "script again)"
+            if self._starting
+            else ""
+        )
+        raise ProviderError(f"multi-process pool worker died: {names}{why}; the pool was stopped, start a new one")
 
     def encode(self, sentences: str | Sequence[str], *, chunk_size: int | None = None, **kwargs: Any) -> Any:
         """The model's ``encode`` over the workers; same arguments, same result, input order.
@@ -166,12 +207,10 @@ class MultiProcessPool:
         Raises:
             InputError: arguments that cannot be sent to a worker (a lambda as ``activation_fn``).
         """
-        if self._closed:
-            raise ProviderError("this multi-process pool was stopped; start a new one")
         if chunk_size is not None and (
             isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1
-        ):
-            raise ProviderError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        ):  # a ValueError, as sentence-transformers raises
+            raise InputError(f"chunk_size must be a positive int, got {chunk_size!r}")
         chunk_size = None if chunk_size is None else int(chunk_size)
         kwargs["show_progress_bar"] = False
         try:  # a queue pickles in a background thread, where a failure would drop the task and the call wait forever
@@ -185,22 +224,27 @@ class MultiProcessPool:
         order = sorted(range(len(items)), key=lambda i: -lengths[i])
         chunks = [order[start : start + size] for start in range(0, len(items), size)] or [[]]
         outputs: list[Any] = [None] * len(chunks)
-        failure: BaseException | None = None
+        stats: list[EncodeStats] = []
+        failures: list[tuple[int, BaseException]] = []
         with self._lock:
+            if self._closed:
+                raise ProviderError("this multi-process pool was stopped; start a new one")
             try:
                 for chunk_id, rows in enumerate(chunks):
                     self._tasks.put((chunk_id, method, [items[i] for i in rows], kwargs))
                 for _ in chunks:  # every chunk's answer is taken, so none is left to a later call
-                    kind, chunk_id, _, output = self._receive()
+                    kind, chunk_id, _, output, chunk_stats = self._receive()
                     if kind == "failed":
-                        failure = failure or output
+                        failures.append((chunk_id, output))
                     else:
                         outputs[chunk_id] = output
+                        stats.append(chunk_stats)
             except BaseException:
                 self.close(graceful=False)
                 raise
-        if failure is not None:
-            raise failure
+            self.last_stats = _summed(stats)
+        if failures:
+            raise _first_failure(failures, chunks)
         if isinstance(outputs[0], np.ndarray):
             first = outputs[0]
             merged = np.empty((len(items), *first.shape[1:]), dtype=first.dtype)
@@ -214,7 +258,16 @@ class MultiProcessPool:
         return results
 
     def close(self, graceful: bool = True) -> None:
-        """Stop the workers (``graceful``: let them finish and exit; else terminate) and free the queues."""
+        """Stop the workers and free the pipes and queue. ``graceful``: after the running call, if any (calls
+        waiting for the pool then get "stopped"), the workers finish and exit; else at once, the running call
+        ending in a ``ProviderError``."""
+        if graceful:
+            with self._lock:
+                self._stop(graceful=True)
+        else:
+            self._stop(graceful=False)
+
+    def _stop(self, graceful: bool) -> None:
         if self._closed:
             return
         self._closed = True
@@ -228,9 +281,10 @@ class MultiProcessPool:
             if process.is_alive():
                 process.terminate()
             process.join()
-        for channel in (self._tasks, self._results):
-            channel.cancel_join_thread()
-            channel.close()
+        for reader in self._readers:
+            reader.close()
+        self._tasks.cancel_join_thread()
+        self._tasks.close()
 
     def __enter__(self) -> MultiProcessPool:
         return self
@@ -241,3 +295,13 @@ class MultiProcessPool:
     def __repr__(self) -> str:
         state = "stopped" if self._closed else "running"
         return f"MultiProcessPool({', '.join(self.devices)}; {state})"
+
+
+def _first_failure(failures: list[tuple[int, BaseException]], chunks: list[list[int]]) -> BaseException:
+    """The error a call without a pool would raise: over-long inputs by their positions in the call (a chunk's
+    worker counted them within the chunk, longest first), the first of them named; else the first chunk's error."""
+    long = [exc.at(chunks[chunk_id]) for chunk_id, exc in failures if isinstance(exc, LongInputError)]
+    if long:
+        tokens = {position: n for exc in long for position, n in exc.tokens.items()}
+        return LongInputError(tokens, long[0].limit, long[0].alternatives)
+    return min(failures, key=lambda failure: failure[0])[1]

@@ -74,11 +74,25 @@ class SparseEmbeddings:
         start, end = int(self.indptr[i]), int(self.indptr[i + 1])
         return self.indices[start:end], self.data[start:end]
 
-    def __getitem__(self, i: int) -> SparseEmbeddings:
-        """Row ``i`` as a 1-D result (like ``csr_array[i]``)."""
+    def __getitem__(self, i: int | slice) -> SparseEmbeddings:
+        """Row ``i`` as a 1-D result, or the rows of a slice as a 2-D one (like ``csr_array[i]``, ``[a:b]``)."""
         if self.ndim != 2:
             raise InputError("a 1-D SparseEmbeddings has no rows to index; use .row(0) or .toarray()")
         rows = self.shape[0]
+        if isinstance(i, slice):
+            start, stop, step = i.indices(rows)
+            if step == 1:
+                return self.rows(start, max(start, stop))
+            picked = [self.row(r) for r in range(start, stop, step)]
+            counts = [indices.size for indices, _ in picked]
+            return SparseEmbeddings(
+                np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                np.concatenate([indices for indices, _ in picked] or [np.empty(0, np.int64)]),
+                np.concatenate([data for _, data in picked] or [np.empty(0, np.float32)]),
+                (len(picked), self.shape[1]),
+            )
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"SparseEmbeddings indices are ints or slices, got {type(i).__name__}")
         if not -rows <= i < rows:
             raise IndexError(f"row {i} is out of range for {rows} rows")
         indices, data = self.row(i % rows)
@@ -125,8 +139,11 @@ def as_rows(embeddings: Any, name: str = "embeddings") -> tuple[SparseEmbeddings
                 embeddings.indptr, embeddings.indices, embeddings.data, (1, embeddings.shape[0])
             ), True
         return embeddings, False
-    if isinstance(embeddings, list) and embeddings and all(is_sparse(e) for e in embeddings):
+    # a list of rows: encode(convert_to_tensor=False)'s, ours (scipy) or sentence-transformers' (torch sparse)
+    if isinstance(embeddings, list) and embeddings and all(is_sparse(e) or is_tensor(e) for e in embeddings):
         parts = [as_rows(e, name)[0] for e in embeddings]
+        if len({p.shape[1] for p in parts}) > 1:
+            raise InputError(f"{name} mixes widths {sorted({p.shape[1] for p in parts})}; rows of one vocabulary")
         counts = np.concatenate([np.diff(p.indptr) for p in parts])
         return (
             SparseEmbeddings(
@@ -289,6 +306,8 @@ def intersection(embeddings_1: Any, embeddings_2: Any) -> Any:
     )
     if rows_one_d:
         shared = shared[0]
+    if isinstance(embeddings_2, list) and embeddings_2:  # rows: the result as one 2-D value of the rows' kind
+        embeddings_2 = embeddings_2[0]
     if isinstance(embeddings_2, SparseEmbeddings):
         return shared
     if is_tensor(embeddings_2):  # a torch sparse tensor, as sentence-transformers returns for its own

@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fastembed_rt import InputError, ProviderError, SentenceTransformer
+from fastembed_rt import InputError, LongInputError, ProviderError, SentenceTransformer
 from fastembed_rt.pool import MultiProcessPool
 
 TEXTS = [f"Sentence {i} {'is a little longer than the others ' * (i % 7)}about topic {i % 13}." for i in range(150)]
@@ -84,6 +86,82 @@ def test_a_calls_error_in_a_worker_is_raised_and_the_pool_stays_usable(minilm_ar
             model.encode(texts, pool=pool, long_inputs="error", chunk_size=2)
         assert not _stopped(pool)
         np.testing.assert_allclose(model.encode(TEXTS, pool=pool, chunk_size=2), model.encode(TEXTS), atol=1e-6)
+
+
+def test_a_pools_long_input_error_names_the_same_input_as_without_a_pool(
+    minilm_runtime: Any, cpu_pool: MultiProcessPool
+) -> None:
+    """Chunks are cut longest first: the error named the input's place in its chunk ("input 0 is 702 tokens")."""
+    texts = ["a b c"] * 5 + ["x " * 600] + ["y " * 700]
+    with pytest.raises(InputError) as alone:
+        minilm_runtime.encode(texts, long_inputs="error")
+    for chunk_size in (None, 2):
+        with pytest.raises(LongInputError) as pooled:
+            minilm_runtime.encode(texts, long_inputs="error", pool=cpu_pool, chunk_size=chunk_size)
+        assert str(pooled.value) == str(alone.value) and str(alone.value).startswith("input 5 is 602 tokens long")
+        assert pooled.value.tokens == {5: 602, 6: 702}
+
+
+def test_a_pool_call_sets_last_encode_stats_and_checks_its_arguments_as_sentence_transformers(
+    minilm_runtime: Any, cpu_pool: MultiProcessPool, reranker: Any
+) -> None:
+    """Stats stayed the previous in-process call's (truncation went unseen); chunk_size=0 was no ValueError; another
+    model type's pool failed on a missing attribute."""
+    minilm_runtime.encode(["a"])
+    minilm_runtime.encode(["word " * 400, "short one", "x " * 300], pool=cpu_pool, chunk_size=1)
+    stats = minilm_runtime.last_encode_stats
+    assert (stats.texts, stats.truncated, stats.batches) == (3, 2, 3)
+    with pytest.raises(ValueError, match="chunk_size must be a positive int, got 0"):
+        minilm_runtime.encode(TEXTS, pool=cpu_pool, chunk_size=0)
+    with pytest.raises(InputError, match="pool= takes a pool from this CrossEncoder's start_multi_process_pool"):
+        reranker.predict([("q", "d")], pool=cpu_pool)
+
+
+def test_a_worker_killed_while_sending_its_result_ends_the_call_with_an_error(minilm_artifact_session: Path) -> None:
+    """A worker SIGKILLed halfway through a large result left the caller waiting forever for the rest of it."""
+    model = SentenceTransformer(minilm_artifact_session)
+    pool = model.start_multi_process_pool(["cpu"], intra_op_threads=1)
+    pid = pool.processes[0].pid
+    assert pid is not None
+    outcome: list[BaseException | None] = []
+
+    def call() -> None:
+        try:  # ~15 MB of token vectors: many pipe buffers' worth, so the kill lands within the message
+            model.encode(["word " * 300] * 40, pool=pool, output_value="token_embeddings")
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    deadline = time.monotonic() + 120
+    while not pool._readers[0].poll(0.001) and time.monotonic() < deadline:
+        pass
+    os.kill(pid, signal.SIGKILL)
+    caller.join(60)
+    assert not caller.is_alive(), "the call still waits for the dead worker's message"
+    assert isinstance(outcome[0], ProviderError) and "worker died" in str(outcome[0])
+    assert _stopped(pool)
+
+
+def test_stopping_a_pool_lets_the_running_call_finish_and_tells_later_calls(minilm_artifact_session: Path) -> None:
+    """A stop during a call gave "worker died" (exit code 0) or "Queue ... is closed", and took 20 s."""
+    model = SentenceTransformer(minilm_artifact_session)
+    pool = model.start_multi_process_pool(["cpu", "cpu"], intra_op_threads=1)
+    results: list[Any] = []
+    caller = threading.Thread(target=lambda: results.append(model.encode(TEXTS * 4, pool=pool, chunk_size=8)))
+    caller.start()
+    deadline = time.monotonic() + 60
+    while pool._lock.acquire(blocking=False) and time.monotonic() < deadline:  # until the call holds the pool
+        pool._lock.release()
+        time.sleep(0.01)
+    started = time.monotonic()
+    model.stop_multi_process_pool(pool)
+    caller.join(60)
+    assert len(results) == 1 and results[0].shape == (len(TEXTS) * 4, 384)
+    assert time.monotonic() - started < 30 and _stopped(pool)
+    with pytest.raises(ProviderError, match="this multi-process pool was stopped; start a new one"):
+        model.encode(TEXTS, pool=pool)
 
 
 def test_dead_worker_is_reported_and_the_pool_shuts_down(minilm_artifact_session: Path) -> None:

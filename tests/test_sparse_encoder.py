@@ -256,6 +256,37 @@ def test_decode_sparsity_and_similarity_match_sentence_transformers(models: dict
     model.torch_model.similarity_fn_name = "dot"
 
 
+def test_lists_of_rows_task_slices_and_huge_k_work_as_in_sentence_transformers(models: dict[str, Exported]) -> None:
+    """sentence-transformers' convert_to_tensor=False rows (torch sparse) were refused by similarity/decode/sparsity;
+    encode(task=...) was a TypeError; max_active_dims=2**63 an OverflowError; SparseEmbeddings[0:2] a bare
+    TypeError; intersection with a list of scipy rows came back dense."""
+    model = models["tiny-bert"]
+    texts = TEXTS[:4]
+    theirs = model.torch_model.encode(texts, convert_to_tensor=False, show_progress_bar=False)
+    assert isinstance(theirs, list) and len(theirs) == 4
+    np.testing.assert_allclose(
+        model.runtime.similarity(theirs, theirs), model.torch_model.similarity(theirs, theirs).numpy(), rtol=1e-5
+    )
+    stacked = model.torch_model.encode(texts, show_progress_bar=False)  # ST's decode/sparsity take only this
+    assert [[t for t, _ in row] for row in model.runtime.decode(theirs, top_k=3)] == [
+        [t for t, _ in row] for row in model.torch_model.decode(stacked, top_k=3)
+    ]
+    assert model.runtime.sparsity(theirs)["active_dims"] == pytest.approx(
+        model.torch_model.sparsity(stacked)["active_dims"], rel=1e-6
+    )
+    rows = model.runtime.encode(texts)
+    for task in ("query", "document", None):  # accepted and, on a SPLADE artifact, routing nothing
+        assert (model.runtime.encode(texts, task=task) != rows).nnz == 0
+    assert (model.runtime.encode(texts, max_active_dims=2**63) != rows).nnz == 0
+    arrays = model.runtime.encode(texts, sparse_format="arrays")
+    np.testing.assert_array_equal(arrays[1:3].toarray(), rows[1:3].toarray())
+    np.testing.assert_array_equal(arrays[::2].toarray(), rows[::2].toarray())
+    listed = model.runtime.encode(texts, convert_to_tensor=False)
+    shared = model.runtime.intersection(listed[0], listed)
+    assert hasattr(shared, "tocsr") and shared.shape == rows.shape
+    np.testing.assert_array_equal(shared.toarray(), model.runtime.intersection(rows[0], rows).toarray())
+
+
 # -- result formats ---------------------------------------------------------------------------------
 def test_result_formats_hold_the_same_rows(models: dict[str, Exported], monkeypatch: pytest.MonkeyPatch) -> None:
     import scipy.sparse

@@ -675,13 +675,23 @@ class MultiProcessModel(ArtifactModel):
             started = self.start_multi_process_pool([self._provider_on(item) for item in device])
             try:
                 yield started
+                self._pipeline.last_stats = started.last_stats
             finally:
                 self.stop_multi_process_pool(started)
             return
         if pool is None:
             raise InputError("pool_for_call needs pool= or a list of devices")
+        from fastembed_rt.pool import MultiProcessPool  # loaded already where a pool exists
+
+        if not isinstance(pool, MultiProcessPool) or pool.model_type is not type(self):
+            made_by = getattr(getattr(pool, "model_type", None), "__name__", type(pool).__name__)
+            raise InputError(
+                f"pool= takes a pool from this {type(self).__name__}'s start_multi_process_pool(); this one runs "
+                f"{made_by} workers"
+            )
         self.check_device(device)
         yield pool
+        self._pipeline.last_stats = pool.last_stats  # the workers' stats of this call, summed
 
 
 class TextEncoder(ArtifactModel):
@@ -715,8 +725,8 @@ class TextEncoder(ArtifactModel):
                 raise InputError("long_inputs='chunk' needs texts; token id rows can be truncated or refused")
             encoded = self._tokenizer.encode_ids(sentences, truncation_direction)  # type: ignore[arg-type]
             if policy is LongInputs.ERROR and encoded.truncated.any():
-                first = int(np.flatnonzero(encoded.truncated)[0])
-                raise too_long(first, len(sentences[first]), self.max_seq_length, "'truncate'")
+                over = np.flatnonzero(encoded.truncated).tolist()
+                raise too_long({i: len(sentences[i]) for i in over}, self.max_seq_length, "'truncate'")
             return Prepared(encoded)
         texts = check_texts(sentences)
         resolved = self._resolve_prompt(prompt, prompt_name)

@@ -109,7 +109,9 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
     def _check_k(k: int | None) -> int | None:
         if k is not None and (isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0):
             raise InputError(f"max_active_dims must be None or a positive int, got {k!r}")
-        return None if k is None else int(k)
+        # any k past the vocabulary keeps every dimension: capped so that it fits the graph's int64 input (2**63 was
+        # numpy's OverflowError, a 500 from the server)
+        return None if k is None else min(int(k), 2**31 - 1)
 
     def get_embedding_dimension(self) -> int:
         """The vocabulary size: the width of every embedding."""
@@ -181,6 +183,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
         truncation_direction: TruncationDirection | None = None,
         save_to_cpu: bool = False,
+        task: str | None = None,
     ) -> Any:
         """Sparse SPLADE embeddings of ``inputs``.
 
@@ -201,6 +204,8 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
                 refused (``"error"``) or cut into windows sharing ``chunk_overlap`` tokens whose sparse
                 vectors are max-pooled (SPLADE's own pooling), then pruned to ``max_active_dims``.
             save_to_cpu: sentence-transformers' argument; the rows are always in host memory here.
+            task: sentence-transformers' argument, which routes a Router model's query and document inputs; a SPLADE
+                artifact has one route, so it changes nothing (as there; the prompt is ``encode_query``'s choice).
         Returns:
             ``[n, vocab_size]`` rows (see the module docstring for the types); 1-D for a single str.
         """
