@@ -20,7 +20,7 @@ from typing import IO, Any
 import numpy as np
 
 from fastembed_rt.artifact import Manifest, Task, resolve_artifact
-from fastembed_rt.errors import FastEmbedError, InputError
+from fastembed_rt.errors import FastEmbedError, InputError, LongInputError
 
 __all__ = ["main"]
 
@@ -190,30 +190,38 @@ def _info(args: argparse.Namespace) -> int:
 def _read_lines(name: str) -> list[str]:
     """The lines of text file ``name`` (``-``: stdin), without their line ends.
 
+    Lines end at ``\n`` (``\r\n`` too) only, from a file or stdin alike: a stray ``\r`` inside a line (PDF
+    extraction, old Mac files) is part of its text, so output row ``i`` is line ``i`` (universal newlines split such
+    a line in two and shifted every row after it). UTF-8 whatever the locale, a leading BOM dropped.
+
     Raises:
-        InputError: the file is missing, a directory, unreadable or not UTF-8.
+        InputError: the file is missing, a directory, unreadable or not UTF-8 (naming the line).
     """
     where = "stdin" if name == "-" else name
     try:
         if name != "-":
-            with open(name, encoding="utf-8") as handle:
-                return [line.rstrip("\n") for line in handle]
-        # stdin read as a file is: UTF-8 whatever the locale (C / POSIX read undecodable bytes as lone
-        # surrogates), universal newlines (a CRLF file's lines kept their \r from stdin, not from a file)
-        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
-        try:
-            return [line.rstrip("\n") for line in stdin]
-        finally:
-            stdin.detach()  # sys.stdin stays open for whoever called main()
+            with open(name, "rb") as handle:
+                data = handle.read()
+        else:
+            data = sys.stdin.buffer.read()
     except OSError as exc:
         raise InputError(
             f"cannot read texts from {where}: {exc.strerror or exc}; pass a readable text file, one text per line"
         ) from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"{where} is not UTF-8 text (byte {exc.object[exc.start]:#04x}: {exc.reason}); convert it to UTF-8 "
-            "first, e.g. with iconv -t UTF-8"
-        ) from exc
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    lines = data.split(b"\n")
+    if lines[-1] == b"":  # the last line's end, not an empty line after it
+        lines.pop()
+    texts = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            texts.append(line.removesuffix(b"\r").decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"{where}:{number} is not UTF-8 text (byte {line[exc.start]:#04x} at column {exc.start + 1}: "
+                f"{exc.reason}); convert it to UTF-8 first, e.g. with iconv -t UTF-8"
+            ) from None
+    return texts
 
 
 def _read_texts(args: argparse.Namespace) -> list[str]:
@@ -730,7 +738,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except FastEmbedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        message = str(exc)
+        if isinstance(exc, LongInputError):  # the library's argument, as this command spells it
+            head, _, choices = message.partition("pass long_inputs=")
+            message = f"{head}pass --long-inputs {choices.replace(chr(39), '')}"
+        print(f"error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
         print("interrupted", file=sys.stderr)

@@ -12,7 +12,8 @@ result. The pooling functions here are the numpy statement of that semantics:
 - sparse (``max_pool_sparse``): the element-wise maximum of the windows' sparse vectors (SPLADE's
   own pooling over tokens), then the top-k of the result. Each window's top-k suffices: a dimension
   in the pooled top-k holds its maximum in some window, where fewer than k dimensions are larger.
-- scores (``max_pool_scores``): the maximum over the windows of a (query, document) pair, per label.
+- scores (``max_pool_scores``): a (query, document) pair's best window's (the highest score; of several labels,
+  the row whose top label scores highest).
 """
 
 from __future__ import annotations
@@ -116,9 +117,13 @@ def max_pool_sparse(
 
 
 def max_pool_scores(scores: np.ndarray, owner: np.ndarray, inputs: int) -> np.ndarray:
-    """Per input, the maximum over its windows of ``scores`` (``[windows]`` or ``[windows, labels]``)."""
+    """Per input, the scores of its best window: ``[windows]`` scores, the highest; ``[windows, labels]``, the whole
+    row of the window whose top label scores highest. A row is one window's, never per-label maxima of different
+    windows: those of a softmax over 3 labels summed to ~2."""
     scores = np.asarray(scores, dtype=np.float32)
     starts, ends = window_bounds(owner, inputs)
     if not inputs:
         return scores[:0]
-    return np.stack([scores[start:end].max(axis=0) for start, end in zip(starts.tolist(), ends.tolist())])
+    top = scores if scores.ndim == 1 else scores.max(axis=1)
+    best = [start + int(np.argmax(top[start:end])) for start, end in zip(starts.tolist(), ends.tolist())]
+    return scores[best]

@@ -5,10 +5,11 @@ The graph already pools and normalizes; the host only pads, feeds and reorders.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ __all__ = [
     "Prepared",
     "check_texts",
     "check_unicode",
+    "refuse_containers",
 ]
 
 # A call runs its batches on the engine's streams only when it has at least this many per stream (``Pipeline.run``).
@@ -61,7 +63,8 @@ def check_texts(texts: object) -> list[str]:
         if texts.ndim != 1:  # tolist() of a 0-d array is its one str, which list() then split into characters
             raise InputError(f"texts is a {texts.ndim}-d array; pass a str or a 1-d array of str")
         texts = texts.tolist()
-    if not isinstance(texts, Iterable) or isinstance(texts, (bytes, dict)):
+    refuse_containers(texts, "texts", "df['text'].tolist()")
+    if not isinstance(texts, Iterable):
         raise InputError(f"texts must be a str or a list of str, got {type(texts).__name__}")
     items = list(texts)
     for i, item in enumerate(items):
@@ -71,6 +74,20 @@ def check_texts(texts: object) -> list[str]:
             raise InputError(f"texts[{i}] is {kind}, expected str{hint}")
         check_unicode(item, f"texts[{i}]")
     return items
+
+
+def refuse_containers(value: object, name: str, example: str) -> None:
+    """An ``InputError`` for an iterable whose items are not its values: a mapping or DataFrame iterates over its keys
+    or column names (a DataFrame was embedded as its column names), bytes-likes over their byte values
+    (sentence-transformers refuses these too)."""
+    kind = type(value).__name__
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raise InputError(f"{name} is {kind}; decode it to str first (e.g. value.decode('utf-8'))")
+    if isinstance(value, Mapping) or (hasattr(value, "columns") and hasattr(value, "iterrows")):
+        raise InputError(
+            f"{name} is a {kind}, whose iteration gives its keys or column names, not its texts; pass its values, "
+            f"e.g. {example}"
+        )
 
 
 def check_unicode(text: str, where: str) -> None:
@@ -113,6 +130,11 @@ class EncodeStats:
     tokenize_s: float = 0.0
     run_s: float = 0.0
     postprocess_s: float = 0.0
+
+    @classmethod
+    def total(cls, parts: Sequence[EncodeStats]) -> EncodeStats:
+        """One call's stats from its parts' (a pool's chunks, a long call's groups): every field summed."""
+        return cls(**{f.name: sum(getattr(part, f.name) for part in parts) for f in dataclasses.fields(cls)})
 
     @property
     def padding_ratio(self) -> float:
@@ -320,6 +342,8 @@ class Pipeline:
         overlap by ``chunk_overlap`` tokens (``Prepared.windows``).
         """
         started = time.perf_counter()
+        if truncation_direction not in (None, "left", "right"):  # checked here: windows never truncate, and took any
+            raise InputError(f"truncation_direction must be 'left' or 'right', got {truncation_direction!r}")
         if long_inputs is LongInputs.CHUNK:
             windows = self.tokenizer.encode_windows(items, prompt=prompt, overlap=chunk_overlap)
             prompt_length = self.tokenizer.prompt_length(prompt) if prompt else 0

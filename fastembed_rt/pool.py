@@ -18,7 +18,6 @@ the rest of a half-sent message). Calls take the pool one at a time; ``close()``
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import multiprocessing
 import multiprocessing.connection
@@ -72,13 +71,6 @@ def _worker(
         else:
             results.send(("done", chunk_id, index, output, model.last_encode_stats))
     model.close()
-
-
-def _summed(parts: Sequence[EncodeStats]) -> EncodeStats:
-    """One call's stats from its chunks' (every field a count or seconds: summed)."""
-    return EncodeStats(
-        **{f.name: sum(getattr(part, f.name) for part in parts) for f in dataclasses.fields(EncodeStats)}
-    )
 
 
 class MultiProcessPool:
@@ -242,7 +234,7 @@ class MultiProcessPool:
             except BaseException:
                 self.close(graceful=False)
                 raise
-            self.last_stats = _summed(stats)
+            self.last_stats = EncodeStats.total(stats)
         if failures:
             raise _first_failure(failures, chunks)
         if isinstance(outputs[0], np.ndarray):

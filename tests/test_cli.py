@@ -65,7 +65,8 @@ def test_encode_takes_precision_and_long_inputs_as_the_library(
     expected = minilm_runtime.encode(texts, long_inputs="chunk", chunk_overlap=8)
     np.testing.assert_allclose(np.load(out), expected, atol=1e-6)
     assert main(["encode", artifact, *texts, "--long-inputs", "error"]) == 1
-    assert "input 1 is " in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "input 1 is " in err and err.rstrip().endswith("pass --long-inputs truncate or chunk")  # the CLI's flag
 
 
 def test_encode_gives_a_sparse_models_terms_and_rank_reranks(
@@ -310,7 +311,21 @@ def test_stdin_is_read_as_utf_8_files_are(minilm_artifact_session: Path, tmp_pat
     crlf = subprocess.run(command, input="héllo\r\nworld\r\n".encode(), capture_output=True, env=env, check=True)
     assert [json.loads(line)["text"] for line in crlf.stdout.decode().splitlines()] == ["héllo", "world"]
     bad = subprocess.run(command, input=b"ok\n\xff\n", capture_output=True, env=env)
-    assert bad.returncode == 1 and "stdin is not UTF-8 text (byte 0xff" in bad.stderr.decode()
+    assert bad.returncode == 1 and "stdin:2 is not UTF-8 text (byte 0xff at column 1" in bad.stderr.decode()
+
+
+def test_a_stray_carriage_return_is_part_of_its_line_so_rows_stay_the_files_lines(
+    minilm_artifact_session: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Universal newlines split 'a\\rb' in two: 3 rows for a 2-line file, every later row shifted by one."""
+    texts = tmp_path / "pdf.txt"
+    texts.write_bytes(b"\xef\xbb\xbfline one\rstill line one\r\nline two\n")
+    assert main(["encode", str(minilm_artifact_session), "--file", str(texts)]) == 0
+    rows = [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()]
+    assert rows == ["line one\rstill line one", "line two"]  # the BOM is no text
+    texts.write_bytes(b"good\nbad \xff\xfe here\nmore\n")
+    assert main(["encode", str(minilm_artifact_session), "--file", str(texts)]) == 1
+    assert f"{texts}:2 is not UTF-8 text (byte 0xff at column 5" in capsys.readouterr().err
 
 
 def test_bench_refuses_an_artifact_it_cannot_time_and_encode_refuses_flags_a_model_ignores(

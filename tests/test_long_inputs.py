@@ -99,6 +99,11 @@ def test_pooling_reference_states_the_semantics() -> None:
     assert indices[1].tolist() == [2]
     scores = np.array([0.1, 0.9, 0.3], np.float32)
     np.testing.assert_array_equal(max_pool_scores(scores, np.array([0, 0, 1]), 2), scores[[1, 2]])
+    # several labels: one window's whole row (per-label maxima of softmax rows summed to ~2)
+    labels = np.array([[0.05, 0.90, 0.05], [0.04, 0.01, 0.95], [0.2, 0.5, 0.3]], np.float32)
+    pooled = max_pool_scores(labels, np.array([0, 0, 1]), 2)
+    np.testing.assert_array_equal(pooled, labels[[1, 2]])
+    np.testing.assert_allclose(pooled.sum(axis=1), 1.0, rtol=1e-6)
 
 
 def test_a_long_text_gives_the_same_vector_alone_and_among_short_ones_in_order(
@@ -217,6 +222,10 @@ def test_cross_encoder_chunk_keeps_the_best_window(tiny_reranker_artifact: Path)
     lengths = [len(ids) for ids in prompted.encoded.ids]
     assert lengths[:-1] == [24] * (len(lengths) - 1) and lengths[-1] <= 24
     assert all(model.tokenizer.decode(ids[1:3].tolist()) == "question :" for ids in prompted.encoded.ids)
+    # a text scored alone gets the prompt in every window too (it had it in the first window only)
+    alone = model.prepare([document], prompt="question: ", long_inputs="chunk", chunk_overlap=2)
+    assert alone.rows > 1
+    assert all(model.tokenizer.decode(ids[1:3].tolist()) == "question :" for ids in alone.encoded.ids)
 
 
 def test_a_query_or_prompt_that_leaves_no_room_past_the_overlap_is_an_input_error(
@@ -237,3 +246,22 @@ def test_a_query_or_prompt_that_leaves_no_room_past_the_overlap_is_an_input_erro
 def test_token_id_rows_cannot_be_chunked(minilm_runtime: Any) -> None:
     with pytest.raises(InputError, match="long_inputs='chunk' needs texts"):
         minilm_runtime.prepare([[101, 102]], token_ids=True, long_inputs="chunk")
+
+
+def test_last_encode_stats_count_every_group_empty_calls_and_chunk_windows(
+    minilm_runtime: SentenceTransformer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunked call of over 1 MiB of text runs in groups: only the last group's stats were kept (2 texts, 1 chunked
+    of 3, 2); an empty call kept the previous call's; encode_chunks counted each window as a text."""
+    monkeypatch.setattr(st_module, "_GROUP_CHARS", 4_000)  # groups of 1 MiB, made small enough to test
+    long = words(600)
+    windows = len(minilm_runtime.encode_chunks([long]).tokens)
+    assert len(st_module.text_groups([long, long, "short"])) > 1
+    minilm_runtime.encode([long, long, "short"], long_inputs="chunk")
+    stats = minilm_runtime.last_encode_stats
+    assert (stats.texts, stats.chunked, stats.windows) == (3, 2, 2 * windows + 1)
+    minilm_runtime.encode([])
+    assert minilm_runtime.last_encode_stats.texts == 0 and minilm_runtime.last_encode_stats.truncated == 0
+    minilm_runtime.encode_chunks([long, "short"])
+    stats = minilm_runtime.last_encode_stats
+    assert (stats.texts, stats.chunked, stats.windows) == (2, 1, windows + 1)

@@ -111,6 +111,8 @@ def test_a_pool_call_sets_last_encode_stats_and_checks_its_arguments_as_sentence
     minilm_runtime.encode(["word " * 400, "short one", "x " * 300], pool=cpu_pool, chunk_size=1)
     stats = minilm_runtime.last_encode_stats
     assert (stats.texts, stats.truncated, stats.batches) == (3, 2, 3)
+    positional = minilm_runtime.encode_multi_process(TEXTS[:4], cpu_pool, None, None, 16, 2)  # ST's order
+    np.testing.assert_allclose(positional, minilm_runtime.encode(TEXTS[:4]), atol=1e-5)
     with pytest.raises(ValueError, match="chunk_size must be a positive int, got 0"):
         minilm_runtime.encode(TEXTS, pool=cpu_pool, chunk_size=0)
     with pytest.raises(InputError, match="pool= takes a pool from this CrossEncoder's start_multi_process_pool"):

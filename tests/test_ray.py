@@ -118,7 +118,10 @@ def test_embed_gives_every_stsb_row_the_library_embedding_in_order(
     stsb_rows: list[dict[str, Any]],
 ) -> None:
     dataset = ray.data.from_items(stsb_rows)
+    order_before = dataset.context.execution_options.preserve_order
     got = _collect(embed(dataset, minilm_artifact_session, actors=2, threads_per_actor=1))
+    # the result preserves order; the caller's dataset (whose context Ray shares with the result) is as it was
+    assert dataset.context.execution_options.preserve_order == order_before
     texts = [row["text"] for row in stsb_rows]
     expected = minilm_runtime.encode(texts)  # type: ignore[union-attr]
     assert list(got) == ["id", "text", "split", "embedding"]

@@ -81,10 +81,27 @@ def test_bad_items_raise_input_error_naming_the_position(minilm_runtime: Any, ba
         minilm_runtime.encode(bad)
 
 
-@pytest.mark.parametrize("bad", [None, 42, {"a": 1}, b"bytes"])
+@pytest.mark.parametrize("bad", [None, 42, {"a": 1}, b"bytes", bytearray(b"ab"), memoryview(b"ab")])
 def test_non_text_inputs_raise_input_error(minilm_runtime: Any, bad: Any) -> None:
     with pytest.raises(InputError):
         minilm_runtime.encode(bad)
+
+
+def test_a_dataframe_is_refused_not_encoded_as_its_column_names(
+    minilm_runtime: Any, tiny_reranker_artifact: Path
+) -> None:
+    """Iterating a DataFrame gives its column labels: encode(df) gave one row, the embedding of "text", and
+    CrossEncoder.predict(df) scored each column name alone. sentence-transformers refuses a DataFrame."""
+    pd = pytest.importorskip("pandas")
+    from fastembed_rt import CrossEncoder
+
+    with pytest.raises(InputError, match=r"texts is a DataFrame, whose iteration gives its keys or column names"):
+        minilm_runtime.encode(pd.DataFrame({"text": ["The cat sat.", "Stocks fell."]}))
+    assert minilm_runtime.encode(pd.DataFrame({"text": ["a", "b"]})["text"]).shape == (2, 384)  # a column is fine
+    reranker = CrossEncoder(tiny_reranker_artifact)
+    with pytest.raises(InputError, match=r"inputs is a DataFrame.*itertuples"):
+        reranker.predict(pd.DataFrame({"query": ["who?", "what?"], "document": ["Berlin.", "Paris."]}))
+    reranker.close()
 
 
 @pytest.mark.parametrize(
@@ -308,6 +325,8 @@ def test_truncation_direction_per_call_keeps_the_other_end_of_a_long_text(minilm
     np.testing.assert_allclose(again, right, atol=1e-6)
     with pytest.raises(InputError, match="truncation_direction must be 'left' or 'right'"):
         minilm_runtime.prepare(["x"], truncation_direction="middle")
+    with pytest.raises(InputError, match="truncation_direction must be 'left' or 'right'"):  # windows took anything
+        minilm_runtime.encode(["x"], truncation_direction="middle", long_inputs="chunk")
 
 
 def test_token_id_rows_run_as_given(minilm_runtime: Any) -> None:

@@ -26,7 +26,7 @@ from fastembed_rt.models.base import (
     explicit_prompt,
     renamed_arguments,
 )
-from fastembed_rt.pipeline import Prepared, check_unicode
+from fastembed_rt.pipeline import Prepared, check_unicode, refuse_containers
 from fastembed_rt.tensors import as_numpy, tensor_results, to_tensor
 from fastembed_rt.tokenizer import TruncationDirection, with_prompt
 
@@ -131,7 +131,8 @@ def check_pairs(inputs: object) -> tuple[list[tuple[str, str] | str], bool]:
         return [inputs], True
     if isinstance(inputs, np.ndarray):
         inputs = inputs.tolist()
-    if not isinstance(inputs, Iterable) or isinstance(inputs, (bytes, dict)):
+    refuse_containers(inputs, "inputs", "list(df[['query', 'document']].itertuples(index=False, name=None))")
+    if not isinstance(inputs, Iterable):
         raise InputError(f"inputs must be a pair, a text or a list of them, got {type(inputs).__name__}")
     items = list(inputs)
     if _is_pair_container(inputs) and items and not _is_pair_container(items[0]):
@@ -285,7 +286,7 @@ class CrossEncoder(MultiProcessModel):
             long_inputs: a pair over ``max_length`` tokens is truncated (``longest_first``, as
                 sentence-transformers), refused (``"error"``), or (``"chunk"``) scored as the query
                 against each window of the document (``chunk_overlap`` tokens shared), keeping the
-                highest score per label.
+                best window's scores (of several labels, the row of the window whose top label scores highest).
             truncation_direction: where a truncated pair loses tokens, ``"right"`` (its ends) or ``"left"`` (its
                 beginnings); None: the tokenizer's, as sentence-transformers' ``truncation_side``.
         Returns:
@@ -381,7 +382,13 @@ class CrossEncoder(MultiProcessModel):
         """
         policy = long_inputs_policy(long_inputs)
         chunk_overlap = check_overlap(chunk_overlap)
-        items = with_prompt(pairs, self._resolve_prompt(prompt, prompt_name))
+        resolved = self._resolve_prompt(prompt, prompt_name)
+        if policy is LongInputs.CHUNK and resolved:
+            # the windows take the prompt themselves: a text scored alone gets it in every window (given as part of
+            # the text, only the first window had it); a pair's query carries it whole into each window either way
+            windowed = self._pipeline.prepare(list(pairs), resolved, truncation_direction, policy, chunk_overlap)
+            return dataclasses.replace(windowed, prompt_length=0)  # a head reads every token, prompt or not
+        items = with_prompt(pairs, resolved)
         return self._pipeline.prepare(items, None, truncation_direction, policy, chunk_overlap)
 
     def preprocess(
@@ -428,7 +435,7 @@ class CrossEncoder(MultiProcessModel):
         else:
             assert callable(fn)
             scores = np.asarray(_call_activation(fn, raw), dtype=np.float32)
-        if prepared.windows is not None:  # the best window of each pair, per label
+        if prepared.windows is not None:  # the best window of each pair, a whole row of one window
             scores = max_pool_scores(scores.reshape(prepared.rows, -1), prepared.windows.owner, len(prepared))
         if self.num_labels == 1 and scores.ndim > 1 and scores.shape[-1] == 1:
             scores = scores[..., 0]  # [n, 1] -> [n], as sentence-transformers squeezes

@@ -27,7 +27,7 @@ from fastembed_rt.models.base import (
     check_positive_int,
     renamed_arguments,
 )
-from fastembed_rt.pipeline import Prepared, check_texts
+from fastembed_rt.pipeline import EncodeStats, Prepared, check_texts
 from fastembed_rt.quantization import quantize_embeddings
 from fastembed_rt.similarity import SimilarityFnName, SimilarityFunction, dense_similarity
 from fastembed_rt.tensors import tensor_results
@@ -239,10 +239,12 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         if output_value is None:
             features = self._all_outputs(self.prepare(texts, **how), call, batch_size, show)
             return features[0] if single else features
-        parts = []
+        parts, stats = [], []
         for group in text_groups(texts) if policy is LongInputs.CHUNK and texts else [texts]:
             prepared = self.prepare(group, **how)
             parts.append(self.embed_prepared(prepared, call, batch_size=batch_size, show_progress_bar=show))
+            stats.append(self._pipeline.last_stats if len(prepared) else EncodeStats())
+        self._pipeline.last_stats = EncodeStats.total(stats)  # every group's (each run set only its own)
         embeddings = parts[0] if len(parts) == 1 else np.concatenate(parts)
         if single:
             return embeddings[0]
@@ -393,6 +395,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         batch_size = check_batch_size(batch_size)
         call = self.embed_options(precision, truncate_dim, normalize_embeddings)
         parts: list[ChunkEmbeddings] = []
+        stats: list[EncodeStats] = []
         offset = 0
         for group in text_groups(texts):
             prepared = self.prepare(
@@ -403,9 +406,14 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
             rows = Prepared(prepared.encoded, prepared.prompt_length, prepared.tokenize_s)  # each window on its own
             show = bool(show_progress_bar)
             embeddings = self.embed_prepared(rows, call, batch_size=batch_size, show_progress_bar=show)
+            # the windows ran as inputs of their own: counted as what they are, texts cut into windows
+            windowed = self._pipeline.last_stats
+            windowed.texts, windowed.chunked, windowed.windows = len(group), int(prepared.chunked.sum()), rows.rows
+            stats.append(windowed)
             tokens = windows.weights.astype(np.int64)
             parts.append(ChunkEmbeddings(embeddings, windows.owner + offset, windows.spans, tokens))
             offset += len(group)
+        self._pipeline.last_stats = EncodeStats.total(stats)
         if not parts:
             empty = self.embed_prepared(Prepared(self._tokenizer.encode([])), call)
             return ChunkEmbeddings(empty, np.empty(0, np.int64), np.empty((0, 2), np.int64), np.empty(0, np.int64))
@@ -463,10 +471,34 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         return {"truncate_dim": self.truncate_dim, "similarity_fn_name": self.similarity_fn_name}
 
     def encode_multi_process(
-        self, sentences: Sequence[str], pool: MultiProcessPool, **kwargs: Any
+        self,
+        sentences: Sequence[str],
+        pool: MultiProcessPool,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        chunk_size: int | None = None,
+        show_progress_bar: bool | None = None,
+        precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32",
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+        **kwargs: Any,
     ) -> np.ndarray | list[np.ndarray]:
-        """``encode(sentences, pool=pool, **kwargs)``: sentence-transformers' older name for it."""
-        return self.encode(sentences, pool=pool, **kwargs)
+        """``encode(sentences, pool=pool, ...)``: sentence-transformers' older name for it, with its positional
+        arguments in its order."""
+        return self.encode(
+            sentences,
+            pool=pool,
+            prompt_name=prompt_name,
+            prompt=prompt,
+            batch_size=batch_size,
+            chunk_size=chunk_size,
+            show_progress_bar=show_progress_bar,
+            precision=precision,
+            normalize_embeddings=normalize_embeddings,
+            truncate_dim=truncate_dim,
+            **kwargs,
+        )
 
     @contextmanager
     def truncate_embeddings(self, truncate_dim: int | None) -> Iterator[None]:

@@ -21,6 +21,7 @@ Output columns: ``embed``: a tensor column (float32 ``[dim]``, int8/uint8 ``[dim
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -216,7 +217,12 @@ def _map(
         runtime_env=options.get("runtime_env"),
     )
     if options.get("preserve_order", True):
-        result.context.execution_options.preserve_order = True
+        # Ray hands a derived dataset its parent's DataContext itself (Dataset._from_parent): set on the copy of
+        # it that the result gets, or the caller's dataset and every other pipeline from it run order-preserving
+        context = copy.copy(result.context)
+        context.execution_options = copy.copy(context.execution_options)
+        context.execution_options.preserve_order = True
+        result._context = context
     return result
 
 
