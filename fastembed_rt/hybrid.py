@@ -9,15 +9,15 @@ Each ranking is one of:
 
 Within a ranking, documents are ranked by decreasing score; rank 1 is the best, and equal scores share
 the mean of the ranks they span (a SPLADE score array's zeros, the documents sharing no term with the
-query, all rank in the middle of their block, none ahead by its ``corpus_id``). Scores are similarities: a hit
-list whose scores rise from first to last (distances) is refused. A document missing from a
+query, all rank in the middle of their block, none ahead by its ``corpus_id``). Scores are similarities, higher
+is better: ``semantic_search_usearch``'s float32 scores are cosine *distances* (as sentence-transformers gives
+them), which would rank upside down; pass ``1 - distance``, or rescored hits. A document missing from a
 ranking contributes nothing from it. Results come in ``semantic_search``'s format, by decreasing
 fused score, equal scores by lower ``corpus_id``. Only the standard library and numpy.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from fastembed_rt.errors import InputError
+from fastembed_rt.stsb import average_ranks
 from fastembed_rt.tensors import as_numpy
 from fastembed_rt.util import SearchHit
 
@@ -72,15 +73,6 @@ def _ranked(ranking: Any, position: int) -> list[tuple[int, float]]:
         if corpus_id in seen:
             raise InputError(f"{where} lists corpus_id {corpus_id} twice")
         seen.add(corpus_id)
-    given = [score for _, score in items]
-    if len(given) > 1 and given[0] < given[-1] and all(a <= b for a, b in itertools.pairwise(given)):
-        # Searches list hits best first; scores that rise along one are distances (semantic_search_usearch's
-        # float32 ones), which sorting by score would turn upside down.
-        raise InputError(
-            f"{where}'s scores rise along the list ({given[0]:.4g} ... {given[-1]:.4g}): distances, such as "
-            "semantic_search_usearch's float32 ones? Fusion reads a higher score as better: pass similarities "
-            "(for a cosine distance d, 1 - d), best first"
-        )
     return sorted(items, key=lambda item: -item[1])  # stable: equal scores keep their given order
 
 
@@ -170,15 +162,8 @@ def _tied_ranks(items: list[tuple[int, float]]) -> Iterator[tuple[int, float]]:
     Ranks by position gave ties distinct ranks by corpus_id: a SPLADE score array over 10,000 documents, 9,998 of
     them 0 (no term shared with the query), put documents 0, 1, 2, ... above the dense retriever's 4th hit. Now
     those zeros rank ~5,001 each."""
-    start = 0
-    while start < len(items):
-        end = start
-        while end + 1 < len(items) and items[end + 1][1] == items[start][1]:
-            end += 1
-        rank = (start + end) / 2 + 1
-        for corpus_id, _ in items[start : end + 1]:
-            yield corpus_id, rank
-        start = end + 1
+    ranks = average_ranks(-np.array([score for _, score in items], dtype=np.float64))
+    return zip([corpus_id for corpus_id, _ in items], ranks.tolist())
 
 
 def weighted_score_fusion(

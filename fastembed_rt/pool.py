@@ -127,6 +127,8 @@ class MultiProcessPool:
         """The next worker message; stops the pool and raises on a failed load or a dead worker (a failed task is
         returned: its worker lives on)."""
         while True:
+            if self._closed and not self._starting:
+                raise ProviderError("this multi-process pool was stopped during the call; start a new one")
             waiting: list[Any] = [*self._readers, *(p.sentinel for p in self._processes)]
             for ready in multiprocessing.connection.wait(waiting, timeout=_POLL_S):
                 if ready not in self._readers:
@@ -231,8 +233,14 @@ class MultiProcessPool:
                     else:
                         outputs[chunk_id] = output
                         stats.append(chunk_stats)
-            except BaseException:
+            except ProviderError:  # a dead worker, or a stop during the call, said as such
                 self.close(graceful=False)
+                raise
+            except BaseException as exc:
+                stopped = self._closed  # close(graceful=False) from another thread closed the queue or pipes under us
+                self.close(graceful=False)
+                if stopped and isinstance(exc, Exception):
+                    raise ProviderError("this multi-process pool was stopped during the call; start a new one") from exc
                 raise
             self.last_stats = EncodeStats.total(stats)
         if failures:

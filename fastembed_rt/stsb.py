@@ -26,6 +26,7 @@ __all__ = [
     "StsbNotFoundError",
     "StsbSplit",
     "available_stsb",
+    "average_ranks",
     "find_stsb_dir",
     "load_stsb",
     "spearman",
@@ -140,6 +141,8 @@ def available_stsb(split: str, lang: str = "en", path: str | os.PathLike[str] | 
     offline): a warning says why, once per process, and what goes without it is the caller's to say. A folder
     named by ``path`` or ``$FASTEMBED_RT_STSB`` that holds no data is still an error (``StsbNotFoundError``)."""
     global _hub_failure
+    if split not in _SPLITS:
+        raise InputError(f"split {split!r} is not one of {_SPLITS}")
     if find_stsb_dir(path) is not None:
         return load_stsb(split, lang, path)
     if _hub_failure is not None:
@@ -148,18 +151,20 @@ def available_stsb(split: str, lang: str = "en", path: str | os.PathLike[str] | 
     try:
         return _from_hub(split, lang)
     except Exception as exc:  # an optional download: whatever stops it (no datasets, offline, the hub's answer)
-        _hub_failure = f"{type(exc).__name__}: {exc}"
+        why = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, (ImportError, OSError)):  # this machine's lot (datasets missing, offline): for every split
+            _hub_failure = why
         logger.warning(
             "STSb could not be loaded from the hub (%s); set %s (or pass stsb_path=...) to a folder of "
             "stsb-<lang>-<split>.csv files",
-            _hub_failure,
+            why,
             STSB_ENV,
         )
         return None
 
 
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks with ties averaged (as scipy.stats.rankdata's default)."""
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks from 1 of ``x`` ascending, ties averaged (as scipy.stats.rankdata's default)."""
     order = np.argsort(x, kind="mergesort")
     sorted_x = x[order]
     ranks = np.empty(len(x), dtype=np.float64)
@@ -173,7 +178,7 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 
 def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
     """Spearman rank correlation of two equally long sequences (ties get average ranks)."""
-    ra, rb = _ranks(np.asarray(a, dtype=np.float64)), _ranks(np.asarray(b, dtype=np.float64))
+    ra, rb = average_ranks(np.asarray(a, dtype=np.float64)), average_ranks(np.asarray(b, dtype=np.float64))
     ra -= ra.mean()
     rb -= rb.mean()
     return float((ra * rb).sum() / np.sqrt((ra * ra).sum() * (rb * rb).sum()))

@@ -114,7 +114,7 @@ def test_a_long_text_gives_the_same_vector_alone_and_among_short_ones_in_order(
     together = minilm_runtime.encode(batch, long_inputs="chunk", batch_size=3)
     for i, text in enumerate(batch):
         np.testing.assert_allclose(together[i], minilm_runtime.encode(text, long_inputs="chunk"), atol=1e-6)
-    np.testing.assert_array_equal(together[[0, 2]], minilm_runtime.encode([batch[0], batch[2]]))
+    np.testing.assert_allclose(together[[0, 2]], minilm_runtime.encode([batch[0], batch[2]]), atol=1e-6)
 
 
 def test_precision_and_truncate_dim_apply_after_pooling(minilm_runtime: SentenceTransformer) -> None:
@@ -160,7 +160,8 @@ def test_huge_texts_run_in_bounded_batches_and_groups(
     stats = minilm_runtime.last_encode_stats
     per_text = 1 + int(np.ceil((3000 - 254) / (254 - 32)))  # the first window, then one per 222 new tokens
     assert stats.windows == 3 * per_text + 1 and stats.batches >= 2
-    assert stats.padded_tokens <= stats.batches * 8192, "no batch over the token budget"
+    budget = minilm_runtime._pipeline.token_budget
+    assert stats.padded_tokens <= stats.batches * budget, "no batch over the token budget"
     monkeypatch.setattr(st_module, "_GROUP_CHARS", 5_000)  # one text per group
     np.testing.assert_allclose(minilm_runtime.encode(texts, long_inputs="chunk"), whole, atol=1e-6)
 
@@ -209,14 +210,14 @@ def test_cross_encoder_chunk_keeps_the_best_window(tiny_reranker_artifact: Path)
     prepared = model.prepare([(query, document)], long_inputs="chunk", chunk_overlap=2)
     assert prepared.rows > 1
     windows = model.score_prepared(Prepared(prepared.encoded))
-    assert chunked[0] == pytest.approx(float(windows.max()), abs=1e-7)
-    assert chunked[1] == pytest.approx(float(model.predict((query, "short doc"))), abs=1e-7)
+    assert chunked[0] == pytest.approx(float(windows.max()), abs=1e-6)
+    assert chunked[1] == pytest.approx(float(model.predict((query, "short doc"))), abs=1e-6)
     pair_tokens = 4 + 120 + 3  # [CLS] query [SEP] document [SEP]
     assert model.count_tokens([(query, document)]) == [pair_tokens]
     with pytest.raises(InputError, match=f"input 0 is {pair_tokens} tokens long, more than max_seq_length 24"):
         model.predict([(query, document)], long_inputs="error")
     ranked = model.rank(query, ["short doc", document], long_inputs="chunk", chunk_overlap=2)
-    assert {r["corpus_id"]: r["score"] for r in ranked}[1] == pytest.approx(float(chunked[0]), abs=1e-7)
+    assert {r["corpus_id"]: r["score"] for r in ranked}[1] == pytest.approx(float(chunked[0]), abs=1e-6)
     # a prompt is part of the query every window holds: its tokens were also taken off each window's length
     prompted = model.prepare([(query, document)], prompt="question: ", long_inputs="chunk", chunk_overlap=2)
     lengths = [len(ids) for ids in prompted.encoded.ids]

@@ -108,8 +108,8 @@ def test_a_text_gets_the_same_codes_alone_and_inside_any_batch(
     for batch_size in (7, 32, 64):
         batched = minilm_runtime.encode(texts, precision=precision.value, batch_size=batch_size)
         if precision.packed:
-            # a sign flip needs |x| < 1e-7: in practice the bytes are equal
-            assert (batched == alone).mean() > 0.9999
+            # a sign flip needs |x| < 1e-7: at most a bit or two of 3,072 bytes
+            assert np.unpackbits((batched ^ alone).view(np.uint8)).sum() <= 2
         else:
             diff = np.abs(batched.astype(np.int16) - alone.astype(np.int16))
             assert diff.max() <= 1 and (diff == 0).mean() > 0.999

@@ -152,7 +152,13 @@ def test_chained_embeds_give_every_stsb_row_the_librarys_int8_and_truncated_ubin
     for column, precision, truncate_dim in (("int8", "int8", None), ("ubinary", "ubinary", 256)):
         expected = minilm_runtime.encode(texts, precision=precision, truncate_dim=truncate_dim)  # type: ignore[union-attr]
         assert got[column].dtype == expected.dtype and got[column].shape == expected.shape
-        np.testing.assert_array_equal(got[column], expected)
+        # 1-thread actors sum in another order than the library's threads: a value on a code's edge may move by one
+        # code (int8), a sign by one bit of one byte (ubinary); the rest are equal
+        if precision == "int8":
+            assert np.abs(got[column].astype(np.int16) - expected).max() <= 1
+        else:
+            assert np.unpackbits(got[column] ^ expected).sum() <= 2
+        assert (got[column] == expected).mean() > 0.999
 
 
 def test_sparse_encode_gives_each_row_the_library_splade_vector(

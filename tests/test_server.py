@@ -273,7 +273,8 @@ def test_rerank_routes_equal_library_rank(server: Server, reranker: CrossEncoder
     assert [r["text"] for r in tei] == [r["text"] for r in expected]
     raw = _post(server, "/rerank", {"query": query, "texts": TEXTS, "raw_scores": True}).json()
     logits = reranker.predict([(query, t) for t in TEXTS], activation_fn="identity")
-    np.testing.assert_allclose(sorted(r["score"] for r in raw), sorted(logits.tolist()), atol=1e-6)
+    assert sorted(r["index"] for r in raw) == list(range(len(TEXTS)))
+    np.testing.assert_allclose([r["score"] for r in raw], [logits[r["index"]] for r in raw], atol=1e-6)
     cohere = _post(server, "/v1/rerank", {"query": query, "documents": TEXTS, "top_n": 2, "return_documents": True})
     results = cohere.json()["results"]
     assert [r["index"] for r in results] == [r["corpus_id"] for r in expected[:2]]
@@ -1035,9 +1036,10 @@ def test_a_client_that_disconnects_has_its_queued_inputs_dropped(minilm_served_a
     with serving(minilm_served_artifact, args=("--threads", "1")) as s:
         port = int(s.url.rsplit(":", 1)[1])
         busy = _raw_post(port, json.dumps({"inputs": long_texts}).encode())  # occupies the worker for a while
-        time.sleep(0.3)
-        gone = _raw_post(port, json.dumps({"inputs": ["dropped text", "and another"]}).encode())
-        time.sleep(0.1)
+        with s.client() as client:
+            _wait_for_metric(client, "fastembed_rt_inputs_in_flight", lambda v: v == 48)
+            gone = _raw_post(port, json.dumps({"inputs": ["dropped text", "and another"]}).encode())
+            _wait_for_metric(client, "fastembed_rt_inputs_in_flight", lambda v: v == 50)  # queued, body read
         gone.close()  # leaves while its inputs wait behind the busy request
         busy.settimeout(60)
         assert busy.recv(64).startswith(b"HTTP/1.1 200")
@@ -1107,11 +1109,17 @@ def test_sigterm_finishes_accepted_requests_then_exits_zero(minilm_served_artifa
 
         reader = threading.Thread(target=read)
         reader.start()
-        time.sleep(0.3)  # the request is accepted and running
+        with s.client() as client:  # the request is accepted and running
+            _wait_for_metric(client, "fastembed_rt_inputs_in_flight", lambda v: v == len(texts))
         s.process.send_signal(signal.SIGTERM)
-        time.sleep(0.2)
-        with pytest.raises(httpx.TransportError):  # no new connections while draining
-            httpx.post(f"{s.url}/embed", json={"inputs": "late"}, timeout=5)
+        deadline = time.monotonic() + 10
+        while True:  # no new connections while draining (the listening socket closes at once)
+            try:
+                httpx.post(f"{s.url}/embed", json={"inputs": "late"}, timeout=5)
+            except httpx.TransportError:
+                break
+            assert time.monotonic() < deadline, "new connections were still accepted 10 s after SIGTERM"
+            time.sleep(0.05)
         assert s.process.wait(60) == 0
         reader.join(60)
         sock.close()
@@ -1131,16 +1139,15 @@ def test_sigterm_past_the_graceful_timeout_answers_503_then_exits_zero(
     with serving(minilm_served_artifact, args=args) as s, s.client() as client:
         sock = _raw_post(int(s.url.rsplit(":", 1)[1]), json.dumps({"inputs": texts}).encode())
         _wait_for_metric(client, "fastembed_rt_inputs_in_flight", lambda v: v == 512)
-        started = time.monotonic()
         s.process.send_signal(signal.SIGTERM)
         reply = b""
         while chunk := sock.recv(1 << 16):
             reply += chunk
         sock.close()
         _, stderr = s.process.communicate(timeout=60)
-        took = time.monotonic() - started
     assert s.process.returncode == 0, stderr
-    assert took < float(graceful_timeout) + 5, f"exited {took:.1f} s after SIGTERM"
+    # it ended with the graph still running (it neither waited for it nor freed the engine under it)
+    assert "exiting while" in stderr and "still runs in the engine" in stderr, stderr
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503"), head
     message = f"the server shut down before this request finished (--graceful-timeout {float(graceful_timeout):g} s)"
@@ -1187,7 +1194,8 @@ def _serve_a_missing_model(tmp_path: Path, port: int, **environment: str) -> sub
 def test_a_model_that_cannot_load_stops_the_server_with_exit_code_1(tmp_path: Path) -> None:
     result = _serve_a_missing_model(tmp_path, _free_port())
     assert result.returncode == 1
-    assert "does not exist" in result.stderr or "missing" in result.stderr
+    assert f"error: artifact directory {tmp_path / 'missing'} does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_port_flag_that_is_not_port_from_the_environment_is_warned_about(tmp_path: Path) -> None:

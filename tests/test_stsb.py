@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fastembed_rt import stsb
+from fastembed_rt.errors import InputError
 from fastembed_rt.stsb import StsbNotFoundError
 
 
@@ -103,6 +104,9 @@ def test_without_local_data_the_hub_is_tried_once_and_its_failure_said_once(
     monkeypatch.setattr(stsb, "find_stsb_dir", lambda path=None: None)
     monkeypatch.setattr(stsb, "_from_hub", offline)
     monkeypatch.setattr(stsb, "_hub_failure", None)
+    with pytest.raises(InputError, match="split 'validation' is not one of"):  # a caller's slip disables nothing
+        stsb.available_stsb("validation")
+    assert calls == [] and stsb._hub_failure is None
     with caplog.at_level("WARNING", logger="fastembed_rt"):
         assert stsb.available_stsb("train") is None and stsb.available_stsb("dev") is None
     assert calls == [("train", "en")]

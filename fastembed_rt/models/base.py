@@ -683,7 +683,10 @@ class MultiProcessModel(ArtifactModel):
             raise InputError("pool_for_call needs pool= or a list of devices")
         from fastembed_rt.pool import MultiProcessPool  # loaded already where a pool exists
 
-        if not isinstance(pool, MultiProcessPool) or pool.model_type is not type(self):
+        runs = getattr(pool, "model_type", None)
+        if not isinstance(pool, MultiProcessPool) or not (
+            issubclass(type(self), runs) or issubclass(runs, type(self))  # type: ignore[arg-type]
+        ):
             made_by = getattr(getattr(pool, "model_type", None), "__name__", type(pool).__name__)
             raise InputError(
                 f"pool= takes a pool from this {type(self).__name__}'s start_multi_process_pool(); this one runs "

@@ -353,7 +353,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         """float32 ``[2, dim]``: the per-dimension min and max that ``encode(precision="int8"/"uint8")`` quantizes
         with for the same ``truncate_dim`` and ``normalize_embeddings``, from the artifact's calibration set
         (``fastembed-rt calibrate``). Pass them on wherever int8/uint8 codes are read back:
-        ``util.dequantize_embeddings``, ``util.semantic_search_quantized(..., rescore_ranges=...)``, and
+        ``util.dequantize_embeddings``, ``util.semantic_search_quantized(..., ranges=...)``, and
         sentence-transformers' ``semantic_search_usearch`` / ``semantic_search_faiss`` (``ranges=``), which
         otherwise fall back to the queries' own min and max.
 

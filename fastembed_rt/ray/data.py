@@ -223,6 +223,9 @@ def _map(
         context.execution_options = copy.copy(context.execution_options)
         context.execution_options.preserve_order = True
         result._context = context
+        plan = getattr(result, "_logical_plan", None)
+        if plan is not None and hasattr(plan, "context"):  # the planner reads the plan's reference to it
+            plan.context = context
     return result
 
 
