@@ -251,6 +251,8 @@ class ArtifactWriter:
         backend.save(str(self.root / "tokenizer.json"))
         return TokenizerInfo(
             file="tokenizer.json",
+            vocab_size=backend.get_vocab_size(with_added_tokens=True),
+            sha256=file_sha256(self.root / "tokenizer.json"),
             files=tuple(sorted({Path(p).name for p in saved} | {"tokenizer.json"})),
             max_seq_length=int(st_model.max_seq_length),
             pad_token_id=int(hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0),

@@ -114,6 +114,10 @@ class TokenizerInfo:
     # transformers' split_special_tokens: "[SEP]" typed in a text is split as text, not read as the special token
     # (tokenizer.json cannot hold it; tokenizers' encode_special_tokens does it)
     split_special_tokens: bool = False
+    # what the export wrote (None in artifacts of earlier exporters): another model's tokenizer.json put in its place
+    # is refused at load by its vocabulary size, and with verify="full" by its sha256
+    vocab_size: int | None = None
+    sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -129,6 +133,10 @@ class TokenizerInfo:
         }
         if self.split_special_tokens:  # written only when set: the manifests of other models stay as they were
             data["split_special_tokens"] = True
+        if self.vocab_size is not None:
+            data["vocab_size"] = self.vocab_size
+        if self.sha256 is not None:
+            data["sha256"] = self.sha256
         return data
 
 
@@ -471,6 +479,8 @@ def _parse(root: Path, data: Any, path: Path) -> Manifest:
             default_prompt_name=tok.get("default_prompt_name"),
             files=tuple(tok.get("files", ())),
             split_special_tokens=tok.get("split_special_tokens", False) is True,
+            vocab_size=None if tok.get("vocab_size") is None else int(tok["vocab_size"]),
+            sha256=None if tok.get("sha256") is None else str(tok["sha256"]),
         )
         graph = _graph(_require(data, "graph", "", path), path)
         variants = tuple(_parse_variant(v, path) for v in _require(data, "variants", "", path))
@@ -494,7 +504,23 @@ def _parse(root: Path, data: Any, path: Path) -> Manifest:
         raise ArtifactError(f"{path}: malformed manifest ({exc!r}); {_EXPORT_HINT}") from exc
     if not manifest.variants:
         raise ArtifactError(f"{path}: manifest lists no variants; {_EXPORT_HINT}")
+    named = [tokenizer.file, *tokenizer.files, *(f for v in variants for f in variant_files(v))]
+    if isinstance(manifest.calibration, dict):
+        named.append(str(manifest.calibration.get("file")))
+    for name in named:
+        _inside(name, path)
     return manifest
+
+
+def _inside(name: str, path: Path) -> None:
+    """An ``ArtifactError`` unless ``name`` is a relative path within the artifact: a manifest naming
+    ``../x/model.onnx`` (or ``/x``) was loaded from outside the folder, and ``save`` wrote such files outside its
+    target."""
+    parts = Path(name).parts
+    if not name or Path(name).is_absolute() or ".." in parts or name.startswith("~"):
+        raise ArtifactError(
+            f"{path} names {name!r}: an artifact's files are relative paths inside its folder; {_EXPORT_HINT}"
+        )
 
 
 def load_manifest(root: str | os.PathLike[str]) -> Manifest:

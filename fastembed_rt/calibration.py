@@ -59,6 +59,13 @@ class Calibration:
                 f"{path} holds {sample.dtype} {sample.shape}, expected float32 [n, {manifest.dim}]; "
                 "re-run `fastembed-rt calibrate`"
             )
+        if (
+            sample.shape[0] < 2 or not np.isfinite(sample).all()
+        ):  # NaN ranges gave all-zero codes, no rows a numpy error
+            raise ArtifactError(
+                f"{path} holds {sample.shape[0]} embeddings{'' if np.isfinite(sample).all() else ', not all finite'}: "
+                f"no ranges to quantize with; re-create it with `fastembed-rt calibrate {manifest.root} --texts FILE`"
+            )
         self.sample = sample
         self._ranges: dict[tuple[int, bool], np.ndarray] = {}
 
@@ -96,13 +103,6 @@ def calibrate_artifact(model: Any, texts: Sequence[str], source: str) -> dict[st
     chosen = select_texts(texts)
     if len(chosen) < 2:
         raise InputError(f"calibration needs at least 2 distinct non-empty texts, got {len(chosen)}")
-    if len(chosen) < FEW_CALIBRATION_TEXTS:
-        logger.warning(
-            "calibrating on only %d distinct texts: texts outside their ranges saturate at the int8/uint8 limits; "
-            "give at least %d representative of what you will encode",
-            len(chosen),
-            FEW_CALIBRATION_TEXTS,
-        )
     manifest: Manifest = model.manifest
     root = manifest.root
     path = root / CALIBRATION_FILE
@@ -111,6 +111,13 @@ def calibrate_artifact(model: Any, texts: Sequence[str], source: str) -> dict[st
     try:
         # Opened before the texts are encoded: a directory that cannot be written fails at once.
         with staged.open("wb") as handle:
+            if len(chosen) < FEW_CALIBRATION_TEXTS:  # said once the directory is known to take the calibration
+                logger.warning(
+                    "calibrating on only %d distinct texts: texts outside their ranges saturate at the int8/uint8 "
+                    "limits; give at least %d representative of what you will encode",
+                    len(chosen),
+                    FEW_CALIBRATION_TEXTS,
+                )
             # Full width: ranges are per graph dimension, whatever Matryoshka default the model has.
             full_width = model.truncate_embeddings(None) if hasattr(model, "truncate_embeddings") else nullcontext()
             with full_width:

@@ -164,6 +164,12 @@ class Tokenizer:
                 f"{path} is not a valid tokenizers file ({exc}); re-create the artifact with "
                 "`fastembed-rt export MODEL OUT_DIR`"
             ) from exc
+        vocab = self._tok.get_vocab_size(with_added_tokens=True)
+        if info.vocab_size is not None and vocab != info.vocab_size:
+            raise ArtifactError(
+                f"{path} holds {vocab} tokens, but the artifact was exported with a tokenizer of {info.vocab_size}: "
+                "it is another model's tokenizer; restore the artifact's own (or export the model again)"
+            )
         self.info = info
         self._tok.encode_special_tokens = info.split_special_tokens
         self._tok.no_padding()

@@ -200,6 +200,17 @@ def test_an_empty_or_truncated_calibration_file_is_an_artifact_error_naming_the_
         SentenceTransformer(minilm_artifact, provider="cpu").encode(["hello"], precision="int8")
 
 
+@pytest.mark.parametrize("sample", ["empty", "nan"])
+def test_a_calibration_set_with_no_rows_or_non_finite_values_is_named(minilm_artifact: Path, sample: str) -> None:
+    """NaN rows gave all-zero int8 codes silently; an empty set numpy's 'zero-size array' error."""
+    import numpy as np
+
+    bad = np.zeros((0, 384), np.float32) if sample == "empty" else np.full((5, 384), np.nan, np.float32)
+    np.save(minilm_artifact / "calibration.npy", bad)
+    with pytest.raises(ArtifactError, match=r"calibration.npy holds .*no ranges to quantize with; re-create it"):
+        SentenceTransformer(minilm_artifact, provider="cpu").encode(["hello"], precision="int8")
+
+
 # -- file permissions ----------------------------------------------------------------------------------------------
 def _where_permissions_apply(argv: list[str]) -> list[str]:
     """``argv`` run so that file permissions apply to it: as it is for a user; for root without the capabilities
@@ -322,3 +333,41 @@ def test_save_into_a_path_that_is_a_file_is_refused_before_anything_is_written(
     with pytest.raises(InputError, match=r"out/onnx is a file where the copy needs a folder"):
         model.save(tmp_path / "out", variants="loaded")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["onnx"], "nothing was written"
+
+
+@pytest.mark.parametrize("name", ["../elsewhere/model.onnx", "/etc/model.onnx", "onnx/../../model.onnx"])
+def test_a_manifest_naming_a_file_outside_the_artifact_is_refused(minilm_artifact: Path, name: str) -> None:
+    """Such a variant was loaded from outside the folder, and save() wrote its files outside the target."""
+    manifest = json.loads((minilm_artifact / "manifest.json").read_text())
+    manifest["variants"][0]["file"] = name
+    (minilm_artifact / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="relative paths inside its folder"):
+        SentenceTransformer(minilm_artifact)
+
+
+@pytest.mark.parametrize("verify", [True, "sha256", "Full", None])
+def test_a_verify_value_that_is_not_size_or_full_is_refused(minilm_artifact_session: Path, verify: object) -> None:
+    """Anything but "full" skipped the sha256 check silently, even verify=True."""
+    with pytest.raises(InputError, match="verify must be 'size' or 'full'"):
+        SentenceTransformer(minilm_artifact_session, verify=verify)  # type: ignore[arg-type]
+
+
+def test_another_models_tokenizer_in_the_artifact_is_refused(minilm_artifact: Path, tmp_path: Path) -> None:
+    """A tokenizer.json of another model loaded silently (garbage embeddings) or failed in ONNX Runtime's Gather at
+    encode time: the manifest records its vocabulary size (checked at every load) and sha256 (verify="full")."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"[UNK]": 0, **{f"w{i}": i + 1 for i in range(99)}}
+    other = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    other.pre_tokenizer = pre_tokenizers.Whitespace()
+    original = (minilm_artifact / "tokenizer.json").read_bytes()
+    other.save(str(minilm_artifact / "tokenizer.json"))
+    with pytest.raises(ArtifactError, match=r"tokenizer\.json holds 100 tokens, but the artifact was exported with"):
+        SentenceTransformer(minilm_artifact)
+    # the same vocabulary size, another file (a reordered vocabulary would be): only its sha256 tells
+    data = json.loads(original)
+    data["added_tokens"] = list(reversed(data["added_tokens"]))
+    (minilm_artifact / "tokenizer.json").write_text(json.dumps(data))
+    SentenceTransformer(minilm_artifact)  # the cheap default check passes it
+    with pytest.raises(ArtifactError, match="is not the file the artifact was exported with"):
+        SentenceTransformer(minilm_artifact, verify="full")

@@ -502,6 +502,23 @@ def test_int8_calibrates_on_stsb_train_pairs_never_on_the_held_out_ones(
     assert fallback and all(isinstance(p, tuple) and p[0] and p[1] and p[0] != p[1] for p in fallback)
 
 
+def test_int8_exports_without_stsb_gated_on_the_parity_pairs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no STSb (--no-stsb offline, or none found) the pairs were the 12 parity pairs, fewer than the 16 the
+    batch-invariance check took: a ValueError from numpy's reshape ended the export."""
+    from fastembed_rt import stsb
+
+    monkeypatch.setattr(stsb, "find_stsb_dir", lambda path=None: None)
+    monkeypatch.setattr(stsb, "_hub_failure", "offline (this test)")
+    architecture, labels, activation = CASES["bert-1"]
+    model_dir = build_tiny_cross_encoder(tmp_path, architecture, labels, activation)
+    manifest = export_cross_encoder(model_dir, tmp_path / "artifact", variants="fp32,int8")
+    shipped = {v.name: v for v in manifest.variants}
+    rejected = {r["name"] for r in manifest.rejected_variants}
+    assert "int8" in shipped or "int8" in rejected  # gated, either way, not crashed
+    if "int8" in shipped:
+        assert shipped["int8"].fidelity["pairs"] == 12
+
+
 # -- int8 variant ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", ["bert-1", "bert-3-softmax"])
 def test_int8_variant_ranks_as_torch_does_and_states_its_fidelity(case: str, tmp_path: Path) -> None:

@@ -258,3 +258,47 @@ def test_new_weights_under_the_same_graph_file_are_never_served_from_the_old_cop
         np.testing.assert_allclose(engine.run({"x": x}, ["y"])["y"], x @ weights, rtol=1e-5, atol=1e-4)
         engine.close()
     assert len(_copies(tmp_path / "cache")) == 1, "the first weights' copy was removed"
+
+
+def test_two_models_of_one_architecture_with_equal_file_times_never_share_a_copy(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """A fine-tuned model has the same graph file and a same-size data file as its base; with equal times (a
+    reproducible image, ``tar --mtime``) the two shared one cached copy: the second ran the first one's weights.
+    The manifest's sha256 keys the copy too. ``verify="full"`` runs the checked files, not a cached copy."""
+    import json
+
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo
+
+    from fastembed_rt.artifact import file_sha256
+
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    shutil.copytree(minilm_artifact_session, base)
+    shutil.copytree(minilm_artifact_session, tuned)
+    graph = onnx.load(str(tuned / "onnx" / "model.onnx"), load_external_data=False)
+    weight = next(t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 2)
+    info = ExternalDataInfo(weight)
+    data = tuned / "onnx" / info.location
+    values = np.memmap(data, dtype=np.float32, mode="r+", offset=info.offset, shape=(info.length // 4,))
+    values *= 1.5  # "fine-tuning": one weight matrix changed, every size the same
+    values.flush()
+    del values
+    manifest = json.loads((tuned / "manifest.json").read_text())
+    for variant in manifest["variants"]:  # a legitimate artifact: its manifest knows its files
+        if variant["file"] == "onnx/model.onnx":
+            variant["weights_sha256"] = file_sha256(data)
+    (tuned / "manifest.json").write_text(json.dumps(manifest))
+    for artifact in (base, tuned):
+        for file in (artifact / "onnx").iterdir():
+            os.utime(file, ns=(1_000_000_000, 1_000_000_000))
+    cache = tmp_path / "cache"
+    uncached = [_model(a, cache, "fp32", cache=False).encode(TEXTS) for a in (base, tuned)]
+    assert np.abs(uncached[0] - uncached[1]).max() > 1e-3, "the tuned weights must change the embeddings"
+    for artifact, expected in zip((base, tuned), uncached):
+        model = _model(artifact, cache, "fp32")
+        assert _graph(model).is_relative_to(cache)
+        np.testing.assert_allclose(model.encode(TEXTS), expected, atol=1e-5)
+    assert len(_copies(cache)) == 2
+    checked = SentenceTransformer(tuned, provider="cpu", variant="fp32", verify="full", provider_cache_dir=cache)
+    assert not _graph(checked).is_relative_to(cache)

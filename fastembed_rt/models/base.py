@@ -30,6 +30,7 @@ from fastembed_rt.artifact import (
     MANIFEST_FILE,
     Manifest,
     artifact_files,
+    file_sha256,
     load_manifest,
     resolve_artifact,
     verify_variant_file,
@@ -140,7 +141,8 @@ class ArtifactModel:
         prompts: added to the artifact's prompts (a name it has too takes yours), as in sentence-transformers.
         default_prompt_name: replaces the artifact's default prompt name.
         revision / cache_dir / token: for hub repo ids (``huggingface_hub``).
-        verify: ``"size"`` (cheap, default) or ``"full"`` (sha256) check of the graph file.
+        verify: ``"size"`` (cheap, default) or ``"full"`` (sha256) check of the graph file; ``"full"`` also runs
+            the checked files themselves, never an engine's cached copy of them.
         intra_op_threads: CPU threads; default: the CPUs this process may use (affinity and
             cgroup quota), not the host's core count.
         allow_fallback: accept an engine that runs elsewhere than asked (e.g. CUDA → CPU) instead
@@ -185,6 +187,10 @@ class ArtifactModel:
         trust_remote_code: bool = False,
     ) -> None:
         del trust_remote_code  # nothing in an artifact runs as code
+        if verify not in ("size", "full"):  # any other value skipped the sha256 check it may have meant to ask for
+            raise InputError(f"verify must be 'size' or 'full', got {verify!r}")
+        if provider is None:
+            raise InputError("provider=None: pass a provider name ('auto', 'cpu', 'cuda', 'openvino', ...)")
         provider = provider_for_device(provider, device, backend)
         if cache_folder is not None:
             if cache_dir is not None and Path(cache_dir) != Path(cache_folder):
@@ -216,6 +222,16 @@ class ArtifactModel:
             "provider_options": options,
         }
         self._tokenizer = Tokenizer(root, self.manifest.tokenizer)
+        recorded = self.manifest.tokenizer.sha256
+        if (
+            verify == "full"
+            and recorded is not None
+            and file_sha256(tokenizer := root / self.manifest.tokenizer.file) != recorded
+        ):
+            raise ArtifactError(
+                f"{tokenizer} is not the file the artifact was exported with (sha256 differs from the manifest's "
+                f"{recorded[:12]}…); restore the artifact's own tokenizer.json"
+            )
         self._open_engine(provider)
         # As sentence-transformers: prompts given here are merged over the saved ones (theirs win on a shared name).
         self.prompts: dict[str, str] = {**self.manifest.tokenizer.prompts, **(prompts or {})}

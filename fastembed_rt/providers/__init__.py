@@ -277,7 +277,11 @@ def open_graph(
     # Engine properties the variant was validated with (e.g. OpenVINO's bf16 precision hint); the
     # caller's own ``extra`` still wins.
     extra = {**chosen.engine_properties, **options.extra}
-    return spec.open(path, replace(options, device=device or options.device, extra=extra)), choice
+    graph_id = ":".join(filter(None, (chosen.sha256, chosen.weights_sha256))) or None
+    # verify="full": what runs is what was checked, not a cached copy built from some earlier file of that name
+    cache = options.cache and not verify_full
+    opened = replace(options, device=device or options.device, extra=extra, graph_id=graph_id, cache=cache)
+    return spec.open(path, opened), choice
 
 
 def open_graph_file(

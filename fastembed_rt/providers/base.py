@@ -83,6 +83,10 @@ class ProviderOptions:
             weights at every load); TensorRT's engine cache stays on (an engine build takes minutes).
         extra: engine-specific options passed through unchanged (ONNX Runtime session config
             entries for ``cpu``, CUDA / TensorRT provider options, OpenVINO properties).
+        graph_id: what the manifest records of the graph's files (their sha256), set when a model opens a variant:
+            it keys the engines' caches beside the files' sizes and times, so two artifacts whose files differ only
+            inside (the same sizes and times, as reproducible images and ``tar --mtime`` make them) never share a
+            cached copy. None for a bare graph file.
     """
 
     intra_op_threads: int | None = None
@@ -95,6 +99,7 @@ class ProviderOptions:
     cache_dir: Path | None = None
     cache: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    graph_id: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("intra_op_threads", "inter_op_threads"):

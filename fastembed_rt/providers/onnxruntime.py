@@ -294,6 +294,7 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
             build,
             onnxruntime_version=ort.__version__,
             cpu=this_cpu().to_record(),
+            graph_id=options.graph_id,
         )
 
     def submit(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> Future[dict[str, np.ndarray]]:

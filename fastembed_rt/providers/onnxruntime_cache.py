@@ -64,14 +64,17 @@ _SAVE_ENTRIES = {
 }
 
 
-def _source(model_path: Path) -> tuple[dict[str, Any], bytes | None]:
+def _source(model_path: Path, graph_id: str | None = None) -> tuple[dict[str, Any], bytes | None]:
     """What tells one graph from another without reading its weights, and the graph file's bytes: the graph file's
     size and CRC-32 (it is small: the weights are in a data file), checked byte for byte against the copy's record
     of it, and the size and modification time of each file beside it whose name extends the graph file's (its
     external data: ``model.onnx.data``, ``model.onnx_data``). Copies made with their times (``shutil.copytree``,
     ``cp -p``, a container layer) share one cached copy; a re-export writes a new one. A graph file over
     ``HASHED_GRAPH_BYTES`` holds its weights itself and is known by its resolved path, size and time instead.
-    (CRC-32, not SHA-256: hashlib loads OpenSSL, which a process that only embeds does not, for its cold start.)"""
+    (CRC-32, not SHA-256: hashlib loads OpenSSL, which a process that only embeds does not, for its cold start.)
+    ``graph_id``, the manifest's sha256 of the files, joins them: two exports of one architecture have the same
+    graph file and same-size data files, and with equal times (a reproducible image) shared one copy, the second
+    running the first one's weights."""
     graph = model_path.resolve()
     stat = graph.stat()
     source: dict[str, Any] = {"name": model_path.name, "size": stat.st_size}
@@ -84,6 +87,8 @@ def _source(model_path: Path) -> tuple[dict[str, Any], bytes | None]:
     data = graph_data_files(model_path)
     if data:
         source["data"] = data
+    if graph_id is not None:
+        source["manifest_sha256"] = graph_id
     return source, content
 
 
@@ -186,6 +191,7 @@ def cached_graph(
     *,
     onnxruntime_version: str,
     cpu: Mapping[str, Any],
+    graph_id: str | None = None,
 ) -> Path | None:
     """The cached optimized, pre-packed copy of ``model_path`` for this configuration, built if missing; or None.
 
@@ -195,7 +201,7 @@ def cached_graph(
     when no complete copy exists. Returns the copy's graph file, or None when the cache cannot serve (logged).
     """
     try:
-        source, content = _source(model_path)
+        source, content = _source(model_path, graph_id)
     except OSError:
         return None
     key = {"source": source, "onnxruntime": onnxruntime_version, "cpu": dict(cpu), "config": dict(config)}

@@ -161,16 +161,20 @@ def saturation_warning(variant: Variant, cpu: CpuIdentity, device: str | None = 
 _LOAD_TIME_PROPERTIES = frozenset({"INFERENCE_NUM_THREADS", "ENABLE_CPU_PINNING"})
 
 
-def _compiled_cache(root: Path, model_path: Path, device: str, config: dict[str, Any]) -> Path:
+def _compiled_cache(
+    root: Path, model_path: Path, device: str, config: dict[str, Any], graph_id: str | None = None
+) -> Path:
     """The cache folder of ``model_path``'s compiled blobs: ``<path digest>-<files digest>-<compile digest>``, where
     the files are the graph and its weights files (``graph_data_files``), each known by size and modification time,
-    and the compile digest covers ``device`` and ``config`` but its load-time properties (an f16 blob served to an
-    f32 load, and a bf16 one crashed). Folders of the same path with other files are removed."""
-    try:
+    with the manifest's sha256 of them (``graph_id``: a version untarred over another with the same sizes and times
+    got the other's blobs), and the compile digest covers ``device`` and ``config`` but its load-time properties (an
+    f16 blob served to an f32 load, and a bf16 one crashed). Folders of the same path with other files are removed."""
+    files: dict[str, Any] = {}
+    with contextlib.suppress(OSError):  # the compile that follows reports a missing graph
         stat = model_path.stat()
         files = {model_path.name: {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}, **graph_data_files(model_path)}
-    except OSError:  # the compile that follows reports a missing graph
-        files = {}
+    if graph_id is not None:
+        files["manifest_sha256"] = graph_id
     compile_settings = {k: str(v) for k, v in config.items() if k not in _LOAD_TIME_PROPERTIES}
     path_key = f"{zlib.crc32(str(model_path.resolve()).encode()):08x}"
     files_key = f"{path_key}-{zlib.crc32(json.dumps(files, sort_keys=True).encode()):08x}"
@@ -337,7 +341,9 @@ class OpenVINO:
         _check_extra(core, device, kind, dict(options.extra))
         self.cache_dir: Path | None = None
         if options.cache:
-            self.cache_dir = _compiled_cache(cache_root(options.cache_dir, "openvino"), model_path, device, config)
+            self.cache_dir = _compiled_cache(
+                cache_root(options.cache_dir, "openvino"), model_path, device, config, options.graph_id
+            )
         if self.cache_dir is not None:
             try:
                 self.cache_dir.mkdir(parents=True, exist_ok=True)
