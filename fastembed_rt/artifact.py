@@ -37,6 +37,7 @@ __all__ = [
     "VariantFormat",
     "VariantPrecision",
     "artifact_files",
+    "check_readable",
     "fetch_variant_files",
     "file_sha256",
     "load_manifest",
@@ -548,6 +549,12 @@ def _read_manifest(root: Path) -> Manifest:
                     f"{root} is a model directory, not a fastembed-rt artifact (no {MANIFEST_FILE}); "
                     f"export it first: `fastembed-rt export {root} OUT_DIR`"
                 )
+            if path.is_symlink():  # a hub cache snapshot copied without the blobs its files link to
+                raise ArtifactError(
+                    f"{path} is a broken link (to {os.readlink(path)}): {root} was copied without the files its links "
+                    "point to, as a hub cache snapshot copied alone; copy it with the files themselves (cp -rL, "
+                    "rsync -L) or load the hub id"
+                )
             raise ArtifactError(f"{path} is missing: {root} is not a fastembed-rt artifact; {_EXPORT_HINT}")
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -605,11 +612,30 @@ def verify_variant_file(manifest: Manifest, variant: Variant, *, full: bool = Fa
     return path
 
 
+def check_readable(path: Path, root: Path) -> None:
+    """An ``ArtifactError`` saying what to do when ``path`` cannot be opened for reading (permissions): the engines
+    and tokenizers reported it as a corrupt file to export again, or pathlib as a bare PermissionError."""
+    try:
+        with path.open("rb"):
+            pass
+    except PermissionError as exc:
+        raise ArtifactError(
+            f"{path} cannot be read ({exc.strerror}); give this user read access to {root} (chmod -R a+rX)"
+        ) from exc
+
+
 def _verify_file(
     manifest: Manifest, variant: Variant, path: Path, size: int | None, sha256: str | None, full: bool
 ) -> None:
-    if not path.is_file():
+    try:
+        present = path.is_file()
+    except PermissionError as exc:  # a folder of the artifact this user may not enter
+        raise ArtifactError(
+            f"{path} cannot be read ({exc.strerror}); give this user read access to {manifest.root} (chmod -R a+rX)"
+        ) from exc
+    if not present:
         raise ArtifactError(f"{path} is missing (variant {variant.name!r} of {manifest.root}); {_EXPORT_HINT}")
+    check_readable(path, manifest.root)
     found = path.stat().st_size
     if size is not None and found != size:
         raise ArtifactError(f"{path} is corrupt or truncated: {found} bytes, the manifest says {size}; {_EXPORT_HINT}")

@@ -15,7 +15,7 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
-from fastembed_rt.artifact import TokenizerInfo
+from fastembed_rt.artifact import TokenizerInfo, check_readable
 from fastembed_rt.errors import ArtifactError, InputError
 
 __all__ = ["Encoded", "TokenRows", "Tokenizer", "TruncationDirection", "Windows", "with_prompt"]
@@ -157,6 +157,7 @@ class Tokenizer:
         from tokenizers import Tokenizer as RustTokenizer
 
         path = root / info.file
+        check_readable(path, root)
         try:
             self._tok = RustTokenizer.from_file(str(path))
         except Exception as exc:  # tokenizers raises a bare Exception on parse errors

@@ -251,6 +251,35 @@ def test_an_unreadable_manifest_is_an_artifact_error_naming_it(minilm_artifact: 
     assert done.stderr == f"error: {reason} (chmod -R a+rX)\n"
 
 
+LOAD_ONLY = """
+import sys
+from fastembed_rt import ArtifactError, SentenceTransformer
+try:
+    SentenceTransformer(sys.argv[1], variant="fp32")
+except ArtifactError as exc:
+    print("ArtifactError:", exc)
+"""
+
+
+@pytest.mark.parametrize("unreadable", ["tokenizer.json", "onnx/model.onnx", "onnx/model.onnx.data", "onnx"])
+def test_an_unreadable_file_of_the_artifact_is_named_with_the_permission_fix(
+    minilm_artifact: Path, unreadable: str
+) -> None:
+    """The tokenizer's and ONNX Runtime's errors called an unreadable file corrupt ("re-create the artifact"), the
+    weights file was blamed on the graph, and an unreadable folder was a bare PermissionError traceback."""
+    target = minilm_artifact / unreadable
+    target.chmod(0)
+    argv = _where_permissions_apply([sys.executable, "-c", LOAD_ONLY, str(minilm_artifact)])
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    finally:
+        target.chmod(0o755 if target.is_dir() else 0o644)
+    named = minilm_artifact / (unreadable if unreadable != "onnx" else "onnx/model.onnx")
+    reason = f"{named} cannot be read (Permission denied); give this user read access to {minilm_artifact}"
+    assert done.stdout.splitlines() == [f"ArtifactError: {reason} (chmod -R a+rX)"], done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_calibrating_a_read_only_artifact_changes_nothing_and_says_why(minilm_artifact: Path, tmp_path: Path) -> None:
     texts = tmp_path / "texts.txt"
     texts.write_text("A cat sat on the mat.\nStocks fell sharply.\nEin Satz auf Deutsch.\n", encoding="utf-8")
@@ -371,3 +400,13 @@ def test_another_models_tokenizer_in_the_artifact_is_refused(minilm_artifact: Pa
     SentenceTransformer(minilm_artifact)  # the cheap default check passes it
     with pytest.raises(ArtifactError, match="is not the file the artifact was exported with"):
         SentenceTransformer(minilm_artifact, verify="full")
+
+
+def test_a_snapshot_copied_without_the_files_its_links_point_to_says_so(tmp_path: Path) -> None:
+    """A hub cache snapshot folder copied alone (cp -r, tar) holds links into blobs/ that are not there: it was
+    called "not a fastembed-rt artifact"."""
+    snapshot = tmp_path / "snapcopy"
+    snapshot.mkdir()
+    (snapshot / "manifest.json").symlink_to("../../blobs/0123456789abcdef")
+    with pytest.raises(ArtifactError, match=r"manifest.json is a broken link .* copy it with the files themselves"):
+        SentenceTransformer(snapshot)
