@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fastembed_rt import ArtifactError, InputError, SentenceTransformer
@@ -410,3 +411,19 @@ def test_a_snapshot_copied_without_the_files_its_links_point_to_says_so(tmp_path
     (snapshot / "manifest.json").symlink_to("../../blobs/0123456789abcdef")
     with pytest.raises(ArtifactError, match=r"manifest.json is a broken link .* copy it with the files themselves"):
         SentenceTransformer(snapshot)
+
+
+def test_save_blames_the_source_for_a_file_it_lacks_and_leaves_out_an_optional_one(
+    minilm_artifact: Path, tmp_path: Path
+) -> None:
+    """A source without tokenizer_config.json (which loading does without) failed to save as "cannot write
+    <source file>", blaming the target, and left an empty target folder behind."""
+    model = SentenceTransformer(minilm_artifact, variant="fp32")
+    (minilm_artifact / "tokenizer_config.json").unlink()
+    copy = model.save(tmp_path / "copy")
+    assert not (copy / "tokenizer_config.json").exists()
+    np.testing.assert_allclose(SentenceTransformer(copy).encode(["a text"]), model.encode(["a text"]), atol=1e-6)
+    (minilm_artifact / "calibration.npy").unlink()
+    with pytest.raises(ArtifactError, match=r"calibration.npy is missing from the artifact this model was loaded"):
+        model.save(tmp_path / "second")
+    assert not (tmp_path / "second").exists()

@@ -328,6 +328,17 @@ class ArtifactModel:
         for variant in chosen:
             verify_variant_file(self.manifest, variant)  # a hub artifact's missing variant is downloaded here
         names = artifact_files(self.manifest, chosen)[1:]  # every file but the manifest, written last
+        # The source is checked first, and blamed for what it lacks: a tokenizer file the loader does without
+        # (tokenizer_config.json) is left out of the copy; any other missing file is the artifact's fault.
+        optional = set(self.manifest.tokenizer.files) - {self.manifest.tokenizer.file}
+        absent = {name for name in names if not (self.manifest.root / name).is_file()}
+        if absent - optional:
+            lacking = self.manifest.root / sorted(absent - optional)[0]
+            raise ArtifactError(
+                f"save: {lacking} is missing from the artifact this model was loaded from; restore it, or export the "
+                "model again (`fastembed-rt export MODEL OUT_DIR`)"
+            )
+        names = [name for name in names if name not in absent]
         # Checked before anything is written: a file where the copy needs a folder (or the folder itself).
         folders = {target, *(target / Path(name).parent for name in names)}
         for folder in sorted(folders):
@@ -336,6 +347,7 @@ class ArtifactModel:
         # the settings a user changed after loading go with the model, as sentence-transformers saves them
         tokenizer = replace(
             self.manifest.tokenizer,
+            files=tuple(name for name in self.manifest.tokenizer.files if name not in absent),
             max_seq_length=self.max_seq_length,
             prompts=dict(self.prompts),
             default_prompt_name=self.default_prompt_name,
@@ -344,6 +356,7 @@ class ArtifactModel:
         # Each file (the manifest last) is copied under a temporary name beside its place and moved there once every
         # copy is whole: a failed copy (a full disk) leaves an artifact saved there before as it was, not a mix.
         staged: list[tuple[Path, Path]] = []
+        created = not target.exists()
         try:
             target.mkdir(parents=True, exist_ok=True)
             for name in names:
@@ -355,6 +368,8 @@ class ArtifactModel:
         except OSError as exc:
             for temporary, _ in staged:
                 temporary.unlink(missing_ok=True)
+            if created:  # the folder this call made holds nothing now
+                shutil.rmtree(target, ignore_errors=True)
             raise InputError(
                 f"save(path): cannot write {exc.filename or target} ({exc.strerror or exc}); no file in {target} was "
                 "changed: choose a path this user can write, with room for the artifact"
