@@ -123,6 +123,13 @@ class MultiProcessPool:
     def processes(self) -> list[multiprocessing.process.BaseProcess]:
         return list(self._processes)
 
+    def __getitem__(self, key: str) -> list[multiprocessing.process.BaseProcess]:
+        """``pool["processes"]``, as code written for sentence-transformers' pool (a dict) reads its workers; its
+        ``"input"`` / ``"output"`` queues have no counterpart here."""
+        if key == "processes":
+            return self.processes
+        raise KeyError(f"{key!r}: a fastembed-rt pool offers 'processes' (its workers); calls go through pool=")
+
     def _receive(self) -> tuple[str, int, int, Any, Any]:
         """The next worker message; stops the pool and raises on a failed load or a dead worker (a failed task is
         returned: its worker lives on)."""

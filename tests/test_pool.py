@@ -75,6 +75,9 @@ def test_pool_encode_uses_the_models_truncate_dim_as_it_is_at_the_call(
 
 def test_pool_workers_run_on_the_devices_asked(cpu_pool: MultiProcessPool) -> None:
     assert cpu_pool.devices == ("cpu", "cpu") and cpu_pool.providers == ["cpu", "cpu"]
+    assert cpu_pool["processes"] == cpu_pool.processes and len(cpu_pool["processes"]) == 2  # ST's pool is a dict
+    with pytest.raises(KeyError, match="offers 'processes'"):
+        cpu_pool["input"]
 
 
 def test_a_calls_error_in_a_worker_is_raised_and_the_pool_stays_usable(minilm_artifact_session: Path) -> None:
