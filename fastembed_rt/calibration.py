@@ -59,11 +59,10 @@ class Calibration:
                 f"{path} holds {sample.dtype} {sample.shape}, expected float32 [n, {manifest.dim}]; "
                 "re-run `fastembed-rt calibrate`"
             )
-        if (
-            sample.shape[0] < 2 or not np.isfinite(sample).all()
-        ):  # NaN ranges gave all-zero codes, no rows a numpy error
+        finite = bool(np.isfinite(sample).all())
+        if sample.shape[0] < 2 or not finite:  # NaN ranges gave all-zero codes, no rows a numpy error
             raise ArtifactError(
-                f"{path} holds {sample.shape[0]} embeddings{'' if np.isfinite(sample).all() else ', not all finite'}: "
+                f"{path} holds {sample.shape[0]} embeddings{'' if finite else ', not all finite'}: "
                 f"no ranges to quantize with; re-create it with `fastembed-rt calibrate {manifest.root} --texts FILE`"
             )
         self.sample = sample

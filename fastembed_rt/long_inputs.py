@@ -22,7 +22,7 @@ import enum
 
 import numpy as np
 
-from fastembed_rt.errors import InputError, LongInputError
+from fastembed_rt.errors import InputError
 
 __all__ = [
     "DEFAULT_CHUNK_OVERLAP",
@@ -31,7 +31,6 @@ __all__ = [
     "max_pool_scores",
     "max_pool_sparse",
     "pool_windows",
-    "too_long",
     "window_bounds",
 ]
 
@@ -55,12 +54,6 @@ def long_inputs_policy(value: str | LongInputs) -> LongInputs:
     except ValueError:
         valid = ", ".join(repr(p.value) for p in LongInputs)
         raise InputError(f"long_inputs {value!r} is not known; valid: {valid}") from None
-
-
-def too_long(tokens: dict[int, int], limit: int, alternatives: str) -> LongInputError:
-    """The ``"error"`` policy's refusal: the over-long inputs (position: token count; the message names the first) and
-    what to do instead."""
-    return LongInputError(tokens, limit, alternatives)
 
 
 def window_bounds(owner: np.ndarray, inputs: int) -> tuple[np.ndarray, np.ndarray]:

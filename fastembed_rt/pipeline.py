@@ -23,7 +23,7 @@ from fastembed_rt.batching import (
     pad_batch,
     plan_batches,
 )
-from fastembed_rt.errors import InputError
+from fastembed_rt.errors import InputError, LongInputError
 from fastembed_rt.kernels.spec import (
     NORMALIZE_OUTPUT,
     OUTPUT_DIM,
@@ -32,7 +32,7 @@ from fastembed_rt.kernels.spec import (
     SENTENCE_EMBEDDING,
     TOKEN_EMBEDDINGS,
 )
-from fastembed_rt.long_inputs import LongInputs, too_long, window_bounds
+from fastembed_rt.long_inputs import LongInputs, window_bounds
 from fastembed_rt.packing import PACKED_INPUTS, attention_span, pack_batch
 from fastembed_rt.providers import max_batch_bytes as engine_max_batch_bytes
 from fastembed_rt.providers.base import ExecutionProvider
@@ -353,7 +353,7 @@ class Pipeline:
         if long_inputs is LongInputs.ERROR and encoded.truncated.any():
             over = np.flatnonzero(encoded.truncated).tolist()
             tokens = dict(zip(over, self.tokenizer.count_tokens([full[i] for i in over])))
-            raise too_long(tokens, self.tokenizer.max_seq_length, "'truncate' or 'chunk'")
+            raise LongInputError(tokens, self.tokenizer.max_seq_length, "'truncate' or 'chunk'")
         prompt_length = self.tokenizer.prompt_length(prompt) if prompt else 0
         return Prepared(encoded, prompt_length, time.perf_counter() - started)
 

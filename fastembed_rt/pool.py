@@ -36,6 +36,7 @@ __all__ = ["MultiProcessPool"]
 
 _POLL_S = 0.5
 _STOP_TIMEOUT_S = 10.0
+_STOPPED_DURING_CALL = "this multi-process pool was stopped during the call; start a new one"
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -135,7 +136,7 @@ class MultiProcessPool:
         returned: its worker lives on)."""
         while True:
             if self._closed and not self._starting:
-                raise ProviderError("this multi-process pool was stopped during the call; start a new one")
+                raise ProviderError(_STOPPED_DURING_CALL)
             waiting: list[Any] = [*self._readers, *(p.sentinel for p in self._processes)]
             for ready in multiprocessing.connection.wait(waiting, timeout=_POLL_S):
                 if ready not in self._readers:
@@ -172,7 +173,7 @@ class MultiProcessPool:
         stopped = self._closed
         self.close(graceful=False)
         if stopped:
-            raise ProviderError("this multi-process pool was stopped during the call; start a new one")
+            raise ProviderError(_STOPPED_DURING_CALL)
         names = ", ".join(f"{p.name} (pid {p.pid}, exit code {p.exitcode})" for p in dead)
         why = (
             " (its error is on stderr above; a worker that dies while starting is most often a script without "
@@ -247,7 +248,7 @@ class MultiProcessPool:
                 stopped = self._closed  # close(graceful=False) from another thread closed the queue or pipes under us
                 self.close(graceful=False)
                 if stopped and isinstance(exc, Exception):
-                    raise ProviderError("this multi-process pool was stopped during the call; start a new one") from exc
+                    raise ProviderError(_STOPPED_DURING_CALL) from exc
                 raise
             self.last_stats = EncodeStats.total(stats)
         if failures:

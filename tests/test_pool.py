@@ -27,6 +27,29 @@ def _stopped(pool: MultiProcessPool) -> bool:
     return not any(p.is_alive() or p.pid in alive for p in pool.processes)
 
 
+def _in_background(call: Any) -> tuple[threading.Thread, list[Any]]:
+    """``call()`` started on a thread; the list gets its result or the exception it raised."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def _wait_until_the_call_holds(pool: MultiProcessPool) -> None:
+    deadline = time.monotonic() + 60
+    while pool._lock.acquire(blocking=False):  # until the call holds the pool
+        pool._lock.release()
+        assert time.monotonic() < deadline, "the call never took the pool"
+        time.sleep(0.005)
+
+
 @pytest.fixture(scope="module")
 def cpu_pool(minilm_runtime: Any) -> Iterator[MultiProcessPool]:
     pool = minilm_runtime.start_multi_process_pool(["cpu", "cpu"])
@@ -128,17 +151,9 @@ def test_a_worker_killed_while_sending_its_result_ends_the_call_with_an_error(mi
     pool = model.start_multi_process_pool(["cpu"], intra_op_threads=1)
     pid = pool.processes[0].pid
     assert pid is not None
-    outcome: list[BaseException | None] = []
-
-    def call() -> None:
-        try:  # ~15 MB of token vectors: many pipe buffers' worth, so the kill lands within the message
-            model.encode(["word " * 300] * 40, pool=pool, output_value="token_embeddings")
-            outcome.append(None)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    caller = threading.Thread(target=call, daemon=True)
-    caller.start()
+    # ~15 MB of token vectors: many pipe buffers' worth, so the kill lands within the message
+    texts = ["word " * 300] * 40
+    caller, outcome = _in_background(lambda: model.encode(texts, pool=pool, output_value="token_embeddings"))
     deadline = time.monotonic() + 120
     while not (sending := pool._readers[0].poll(0.001)) and time.monotonic() < deadline:
         pass
@@ -154,14 +169,8 @@ def test_stopping_a_pool_lets_the_running_call_finish_and_tells_later_calls(mini
     """A stop during a call gave "worker died" (exit code 0) or "Queue ... is closed"."""
     model = SentenceTransformer(minilm_artifact_session)
     pool = model.start_multi_process_pool(["cpu", "cpu"], intra_op_threads=1)
-    results: list[Any] = []
-    caller = threading.Thread(target=lambda: results.append(model.encode(TEXTS * 4, pool=pool, chunk_size=8)))
-    caller.start()
-    deadline = time.monotonic() + 60
-    while pool._lock.acquire(blocking=False):  # until the call holds the pool
-        pool._lock.release()
-        assert time.monotonic() < deadline, "the call never took the pool"
-        time.sleep(0.005)
+    caller, results = _in_background(lambda: model.encode(TEXTS * 4, pool=pool, chunk_size=8))
+    _wait_until_the_call_holds(pool)
     assert caller.is_alive(), "the call ended before the stop: nothing shows the stop waited for it"
     model.stop_multi_process_pool(pool)
     caller.join(60)
@@ -178,22 +187,8 @@ def test_an_abrupt_stop_from_another_thread_ends_the_running_call_with_a_provide
     bad input) or 'handle is closed' OSError."""
     model = SentenceTransformer(minilm_artifact_session)
     pool = model.start_multi_process_pool(["cpu", "cpu"], intra_op_threads=1)
-    outcome: list[BaseException | None] = []
-
-    def call() -> None:
-        try:
-            model.encode(TEXTS * 8, pool=pool, chunk_size=1)
-            outcome.append(None)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    caller = threading.Thread(target=call, daemon=True)
-    caller.start()
-    deadline = time.monotonic() + 60
-    while pool._lock.acquire(blocking=False):  # until the call holds the pool
-        pool._lock.release()
-        assert time.monotonic() < deadline, "the call never took the pool"
-        time.sleep(0.005)
+    caller, outcome = _in_background(lambda: model.encode(TEXTS * 8, pool=pool, chunk_size=1))
+    _wait_until_the_call_holds(pool)
     pool.close(graceful=False)
     caller.join(60)
     assert not caller.is_alive() and len(outcome) == 1

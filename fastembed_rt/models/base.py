@@ -35,8 +35,8 @@ from fastembed_rt.artifact import (
     resolve_artifact,
     verify_variant_file,
 )
-from fastembed_rt.errors import ArtifactError, InputError, ProviderError
-from fastembed_rt.long_inputs import LongInputs, long_inputs_policy, too_long
+from fastembed_rt.errors import ArtifactError, InputError, LongInputError, ProviderError
+from fastembed_rt.long_inputs import LongInputs, long_inputs_policy
 from fastembed_rt.pipeline import BatchFeeds, EncodeStats, Pipeline, Prepared, check_texts, check_unicode
 from fastembed_rt.providers import (
     ExecutionProvider,
@@ -760,7 +760,7 @@ class TextEncoder(ArtifactModel):
             encoded = self._tokenizer.encode_ids(sentences, truncation_direction)  # type: ignore[arg-type]
             if policy is LongInputs.ERROR and encoded.truncated.any():
                 over = np.flatnonzero(encoded.truncated).tolist()
-                raise too_long({i: len(sentences[i]) for i in over}, self.max_seq_length, "'truncate'")
+                raise LongInputError({i: len(sentences[i]) for i in over}, self.max_seq_length, "'truncate'")
             return Prepared(encoded)
         texts = check_texts(sentences)
         resolved = self._resolve_prompt(prompt, prompt_name)
