@@ -560,9 +560,7 @@ def _read_manifest(root: Path) -> Manifest:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path} is not valid JSON ({exc}); {_EXPORT_HINT}") from exc
     except OSError as exc:  # an artifact of another user, or copied without read permission
-        raise ArtifactError(
-            f"{path} cannot be read ({exc.strerror}); give this user read access to {root} (chmod -R a+rX)"
-        ) from exc
+        raise unreadable(path, root, exc) from exc
     return _parse(root, data, path)
 
 
@@ -612,6 +610,14 @@ def verify_variant_file(manifest: Manifest, variant: Variant, *, full: bool = Fa
     return path
 
 
+def unreadable(path: Path, root: Path, exc: OSError) -> ArtifactError:
+    """The error for a file or folder of the artifact at ``root`` that this user may not read (another user's
+    artifact, one copied without read permission): what to run, not "export again"."""
+    return ArtifactError(
+        f"{path} cannot be read ({exc.strerror}); give this user read access to {root} (chmod -R a+rX)"
+    )
+
+
 def check_readable(path: Path, root: Path) -> None:
     """An ``ArtifactError`` saying what to do when ``path`` cannot be opened for reading (permissions): the engines
     and tokenizers reported it as a corrupt file to export again, or pathlib as a bare PermissionError."""
@@ -619,9 +625,7 @@ def check_readable(path: Path, root: Path) -> None:
         with path.open("rb"):
             pass
     except PermissionError as exc:
-        raise ArtifactError(
-            f"{path} cannot be read ({exc.strerror}); give this user read access to {root} (chmod -R a+rX)"
-        ) from exc
+        raise unreadable(path, root, exc) from exc
 
 
 def _verify_file(
@@ -630,9 +634,7 @@ def _verify_file(
     try:
         present = path.is_file()
     except PermissionError as exc:  # a folder of the artifact this user may not enter
-        raise ArtifactError(
-            f"{path} cannot be read ({exc.strerror}); give this user read access to {manifest.root} (chmod -R a+rX)"
-        ) from exc
+        raise unreadable(path, manifest.root, exc) from exc
     if not present:
         raise ArtifactError(f"{path} is missing (variant {variant.name!r} of {manifest.root}); {_EXPORT_HINT}")
     check_readable(path, manifest.root)

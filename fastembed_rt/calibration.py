@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from fastembed_rt.artifact import MANIFEST_FILE, Manifest, file_sha256, load_manifest
+from fastembed_rt.artifact import MANIFEST_FILE, Manifest, file_sha256, load_manifest, unreadable
 from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels import reference
 
@@ -49,6 +49,8 @@ class Calibration:
         path = manifest.root / str(info["file"])
         try:
             sample = np.load(path, allow_pickle=False)
+        except PermissionError as exc:  # the file is whole: re-creating it would not help
+            raise unreadable(path, manifest.root, exc) from exc
         except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty or truncated file
             raise ArtifactError(
                 f"{path} cannot be read ({type(exc).__name__}: {exc}); re-create it with "

@@ -427,3 +427,34 @@ def test_save_blames_the_source_for_a_file_it_lacks_and_leaves_out_an_optional_o
     with pytest.raises(ArtifactError, match=r"calibration.npy is missing from the artifact this model was loaded"):
         model.save(tmp_path / "second")
     assert not (tmp_path / "second").exists()
+
+
+UNREADABLE_CALIBRATION = """
+import sys
+from pathlib import Path
+from fastembed_rt import ArtifactError, SentenceTransformer
+model = SentenceTransformer(sys.argv[1], variant="fp32")
+for call in (lambda: model.encode(["hello"], precision="int8"), lambda: model.save(sys.argv[2])):
+    try:
+        call()
+    except ArtifactError as exc:
+        print("ArtifactError:", exc)
+print("target made:", Path(sys.argv[2]).exists())
+"""
+
+
+def test_an_unreadable_calibration_file_is_named_with_the_permission_fix_at_encode_and_at_save(
+    minilm_artifact: Path, tmp_path: Path
+) -> None:
+    """int8 told the user to re-create a calibration file that was whole, and ``save`` said it "cannot write" the
+    source's file, blaming the target folder."""
+    calibration = minilm_artifact / "calibration.npy"
+    calibration.chmod(0)
+    argv = [sys.executable, "-c", UNREADABLE_CALIBRATION, str(minilm_artifact), str(tmp_path / "copy")]
+    try:
+        done = subprocess.run(_where_permissions_apply(argv), capture_output=True, text=True, timeout=300)
+    finally:
+        calibration.chmod(0o644)
+    reason = f"{calibration} cannot be read (Permission denied); give this user read access to {minilm_artifact}"
+    line = f"ArtifactError: {reason} (chmod -R a+rX)"
+    assert done.stdout.splitlines() == [line, line, "target made: False"], done.stdout + done.stderr

@@ -62,10 +62,27 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class _PortTaken(Exception):
+    """The port ``_free_port`` found was taken by another process before the server bound it."""
+
+
 @contextlib.contextmanager
 def serving(*models: str | Path, args: tuple[str, ...] = ()) -> Iterator[Server]:
-    """Start ``python -m fastembed_rt.server`` on a free loopback port; stop it (SIGTERM, then kill)."""
-    port = _free_port()
+    """Start ``python -m fastembed_rt.server`` on a free loopback port; stop it (SIGTERM, then kill).
+
+    The port is free when chosen, not always when the server binds it (other test runs on this machine): a server
+    that exits on "address already in use" is started again on another port, twice at most."""
+    for attempt in range(3):
+        try:
+            with _serving_on(_free_port(), models, args, retry=attempt < 2) as running:
+                yield running
+            return
+        except _PortTaken:
+            continue
+
+
+@contextlib.contextmanager
+def _serving_on(port: int, models: tuple[str | Path, ...], args: tuple[str, ...], retry: bool) -> Iterator[Server]:
     command = [sys.executable, "-m", "fastembed_rt.server", *map(str, models), "--port", str(port)]
     command += ["--host", "127.0.0.1", "--log-level", "warning", *args]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -74,7 +91,10 @@ def serving(*models: str | Path, args: tuple[str, ...] = ()) -> Iterator[Server]
     try:
         while True:
             if process.poll() is not None:
-                raise AssertionError(f"the server exited with {process.returncode}: {process.stderr.read()}")  # type: ignore[union-attr]
+                stderr = process.stderr.read()  # type: ignore[union-attr]
+                if retry and "address already in use" in stderr.lower():
+                    raise _PortTaken(port)
+                raise AssertionError(f"the server exited with {process.returncode}: {stderr}")
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                     break

@@ -33,6 +33,7 @@ from fastembed_rt.artifact import (
     file_sha256,
     load_manifest,
     resolve_artifact,
+    unreadable,
     verify_variant_file,
 )
 from fastembed_rt.errors import ArtifactError, InputError, LongInputError, ProviderError
@@ -370,6 +371,9 @@ class ArtifactModel:
                 temporary.unlink(missing_ok=True)
             if created:  # the folder this call made holds nothing now
                 shutil.rmtree(target, ignore_errors=True)
+            failed, source = Path(exc.filename or target), self.manifest.root
+            if isinstance(exc, PermissionError) and failed.is_relative_to(source) and not failed.is_relative_to(target):
+                raise unreadable(failed, source, exc) from exc  # a file it copies from: the source's fault
             raise InputError(
                 f"save(path): cannot write {exc.filename or target} ({exc.strerror or exc}); no file in {target} was "
                 "changed: choose a path this user can write, with room for the artifact"
