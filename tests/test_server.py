@@ -842,9 +842,14 @@ def test_unknown_routes_and_wrong_methods_get_json_errors_and_are_counted(server
         assert wrong.json()["error"] == "GET is not allowed on /embed; use POST"
         openai = client.post("/v1/embedding", json={"input": "x"})
         assert openai.status_code == 404 and openai.json()["error"]["type"] == "not_found_error"
+        # a trailing slash is an unknown path too: it got a bodyless 307 to a Location built from the Host header
+        for slashed in (client.post("/embed/", json={"inputs": "x"}), client.get("/health/")):
+            assert slashed.status_code == 404 and slashed.json()["error_type"] == "NotFound", slashed.text
+        slashed = client.post("/v1/embeddings/", json={"input": "x"})
+        assert slashed.status_code == 404 and slashed.json()["error"]["type"] == "not_found_error", slashed.text
         after = client.get("/metrics").text
     # every answered request counts in the error rate, an unknown path under one label whatever the path
-    assert [_metric(after, name) - _metric(before, name) for name in counters] == [2, 1, 1]
+    assert [_metric(after, name) - _metric(before, name) for name in counters] == [5, 1, 1]
     assert 'route="/embedd"' not in after
 
 
@@ -1172,6 +1177,60 @@ def test_sigterm_past_the_graceful_timeout_answers_503_then_exits_zero(
     message = f"the server shut down before this request finished (--graceful-timeout {float(graceful_timeout):g} s)"
     assert json.loads(body) == {"error": message, "error_type": "Unhealthy"}
     assert "terminate called" not in stderr and "Traceback" not in stderr, stderr
+
+
+def _send_head(port: int, path: str, body: bytes, send: int) -> socket.socket:
+    """A POST of ``body`` to ``path`` with only its first ``send`` bytes sent."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    sock.sendall(head.encode() + body[:send])
+    return sock
+
+
+def _reply(sock: socket.socket) -> tuple[bytes, bytes]:
+    """The status line and body of the one answer on ``sock`` (read until the server closes it)."""
+    reply = b""
+    while chunk := sock.recv(1 << 16):
+        reply += chunk
+    sock.close()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return head.split(b"\r\n", 1)[0], body
+
+
+def test_sigterm_past_the_graceful_timeout_answers_503_to_requests_outside_the_models_too(
+    minilm_served_artifact: Path,
+) -> None:
+    """A request still uploading its body, or tokenizing in a thread, at the end of the graceful timeout was
+    cancelled by uvicorn: a plain-text 500 and an "Exception in ASGI application" traceback in the log."""
+    tokenize = json.dumps({"inputs": ["word " * 130_000] * 3}).encode()  # seconds of tokenizing
+    upload = json.dumps({"inputs": ["a text", "another"]}).encode()
+    with serving(minilm_served_artifact, args=("--graceful-timeout", "0.5")) as s, s.client() as client:
+        port = int(s.url.rsplit(":", 1)[1])
+        uploading = _send_head(port, "/embed", upload, len(upload) // 2)  # the rest never comes
+        tokenizing = _send_head(port, "/tokenize", tokenize, len(tokenize))
+        _wait_for_metric(client, "fastembed_rt_inputs_in_flight", lambda v: v == 3)  # /tokenize's three texts
+        s.process.send_signal(signal.SIGTERM)
+        replies = [_reply(uploading), _reply(tokenizing)]
+        _, stderr = s.process.communicate(timeout=60)
+    message = "the server shut down before this request finished (--graceful-timeout 0.5 s)"
+    for status, body in replies:
+        assert status == b"HTTP/1.1 503 Service Unavailable", (status, body)
+        assert json.loads(body) == {"error": message, "error_type": "Unhealthy"}
+    assert s.process.returncode == 0 and "Traceback" not in stderr, stderr
+
+
+def test_a_client_that_leaves_a_tokenize_request_is_counted_499_not_answered(minilm_served_artifact: Path) -> None:
+    """/tokenize went on to build and count a 200 answer (27 MB here) for a client long gone."""
+    tokenize = json.dumps({"inputs": ["word " * 130_000] * 3}).encode()
+    gone = 'fastembed_rt_requests_total{route="/tokenize",status="499"}'
+    with serving(minilm_served_artifact) as s, s.client() as client:
+        sock = _send_head(int(s.url.rsplit(":", 1)[1]), "/tokenize", tokenize, len(tokenize))
+        _wait_for_metric(client, "fastembed_rt_inputs_in_flight", lambda v: v == 3)
+        sock.close()
+        _wait_for_metric(client, gone, lambda v: v == 1)
+        # the tokenizer cannot be stopped: its texts stay admitted until it ends, then every permit is back
+        metrics = _wait_for_metric(client, "fastembed_rt_inputs_in_flight", lambda v: v == 0)
+    assert _metric(metrics, 'fastembed_rt_requests_total{route="/tokenize",status="200"}') == 0
 
 
 def test_sigterm_while_models_load_exits_zero_promptly(minilm_served_artifact: Path) -> None:

@@ -8,6 +8,7 @@ then 200, and 503 again once SIGTERM starts draining (``ServerState.draining``).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -74,6 +75,9 @@ def _gate(state: ServerState, request: Request) -> None:
 def _endpoint(state: ServerState, route: str, handler: Handler, api: Api) -> Any:
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
+        task = asyncio.current_task()
+        if task is not None:
+            state.requests_running.add(task)
         try:
             _gate(state, request)
             data = parse_body(await _read_body(request, state.config.payload_limit))
@@ -91,6 +95,14 @@ def _endpoint(state: ServerState, route: str, handler: Handler, api: Api) -> Any
             logger.exception("%s failed", route)
             message = f"the server failed on this request ({type(exc).__name__}: {exc}); its log has the traceback"
             response = error_response(api, RequestError(500, message, "Backend"))
+        except asyncio.CancelledError:
+            if not state.abandoned or task is None:
+                raise
+            if hasattr(task, "uncancel"):  # Python 3.11+: the cancel abandon() sent is answered, not pending
+                task.uncancel()
+            response = error_response(api, state.abandoned_error())
+        finally:
+            state.requests_running.discard(task)
         _count(state, route, response.status_code, started)
         return response
 
@@ -223,7 +235,10 @@ def create_app(config: ServerConfig, *, state: ServerState | None = None) -> Sta
         _count(state, path if path in known else "unmatched", response.status_code, started)
         return response
 
+    # redirect_slashes off: `/embed/` got a bodyless 307 to a Location built from the client's Host header, where
+    # every other unknown path gets its JSON 404 (TEI answers 404 too)
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: no_route})
+    app.router.redirect_slashes = False
     app.state.server = state
     return app
 

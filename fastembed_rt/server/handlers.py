@@ -422,12 +422,9 @@ async def tokenize(state: ServerState, request: Request, data: dict[str, Any]) -
             out.append(tokens)
         return out
 
-    # admitted as every input is (--max-concurrent-requests): a long text's tokens cost a thread and memory too
-    state.admission.acquire(len(texts), served.worker.items_per_second)
-    try:
-        tokens = await asyncio.to_thread(run)  # the event loop never tokenizes
-    finally:
-        state.admission.release(len(texts))
+    # admitted as every input is (--max-concurrent-requests): a long text's tokens cost a thread and memory too;
+    # the event loop never tokenizes
+    tokens = await state.run_in_thread(request, len(texts), served.worker.items_per_second, run)
     return Reply(tokens, None, _characters(texts), served.model.provider)
 
 

@@ -11,9 +11,10 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 
@@ -29,6 +30,8 @@ from fastembed_rt.server.metrics import Metrics
 from fastembed_rt.server.requests import RequestError
 
 __all__ = ["ClientGone", "Served", "ServerState"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger("fastembed_rt.server")
 
@@ -159,6 +162,9 @@ class ServerState:
                 "is open; set a non-empty key to require one"
             )
         self.left_running: list[str] = []  # what close() left inside the engine (see close)
+        self.abandoned = False  # the graceful timeout is over (abandon)
+        self.requests_running: set[asyncio.Task[Any]] = set()  # the routes' requests in flight (abandon ends them)
+        self._threads_running: set[asyncio.Future[Any]] = set()  # work left in a thread by a client that went
         self._deadline: float | None = None  # when draining must end (time.monotonic)
         self._closing = False
         self._lock = threading.Lock()  # models and _closing, between the loading thread and close()
@@ -241,15 +247,25 @@ class ServerState:
         self.draining = True
 
     def abandon(self) -> None:
-        """The graceful timeout is over: every request still waiting for a model gets its 503 now, and the
-        workers compute no more of them."""
-        timeout = self.config.graceful_timeout
-        message = f"the server shut down before this request finished (--graceful-timeout {timeout:g} s)"
-        error = RequestError(503, message, "Unhealthy")
+        """The graceful timeout is over: every request still in flight gets its 503 now (``abandoned_error``), and
+        the workers compute no more of them.
+
+        Those waiting for a model get it from their worker; the others (reading a slow upload, tokenizing,
+        writing their answer in a thread) are cancelled here, and their route answers the 503: uvicorn cancels
+        what is left ``ANSWER_GRACE_S`` later, and a request it cancels gets a plain-text 500."""
+        self.abandoned = True
+        error = self.abandoned_error()
         with self._lock:
             served = list(self.models.values())
         for s in served:
             s.worker.abandon(error)
+        for task in list(self.requests_running):
+            task.get_loop().call_soon_threadsafe(task.cancel)
+
+    def abandoned_error(self) -> RequestError:
+        timeout = self.config.graceful_timeout
+        message = f"the server shut down before this request finished (--graceful-timeout {timeout:g} s)"
+        return RequestError(503, message, "Unhealthy")
 
     def close(self) -> None:
         """Stop loading, stop every worker and close its model, waiting for them at most until the end of the
@@ -325,21 +341,39 @@ class ServerState:
         job = Job(operation, items, truncate, loop.create_future(), loop)
         try:
             served.worker.submit(job)
-            gone: asyncio.Future[Any] = asyncio.ensure_future(_disconnected(request))
-            waiting: set[asyncio.Future[Any]] = {job.future, gone}
-            try:
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                gone.cancel()
-            if job.future not in done:
-                job.cancelled = True
-                raise ClientGone
-            return job.future.result()
-        except asyncio.CancelledError:
+            return await _while_connected(request, job.future)
+        except (ClientGone, asyncio.CancelledError):
             job.cancelled = True
             raise
         finally:
             self.admission.release(len(items))
+
+    async def run_in_thread(self, request: Request, inputs: int, items_per_second: float, work: Callable[[], T]) -> T:
+        """``work()`` in a thread, its ``inputs`` admitted until it ends; ``ClientGone`` as soon as the client closes
+        its connection (the thread cannot be stopped: it runs on, holding its permits, but nothing waits for it or
+        answers it)."""
+        self.admission.acquire(inputs, items_per_second)
+        running = asyncio.ensure_future(asyncio.to_thread(work))
+        self._threads_running.add(running)  # asyncio keeps tasks weakly: one nobody awaits is held here
+
+        def finished(_: asyncio.Future[Any]) -> None:
+            self._threads_running.discard(running)
+            self.admission.release(inputs)
+
+        running.add_done_callback(finished)
+        return await _while_connected(request, running)
+
+
+async def _while_connected(request: Request, work: asyncio.Future[T]) -> T:
+    """``work``'s result, or ``ClientGone`` when the client closes its connection first."""
+    gone: asyncio.Future[Any] = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if work not in done:
+        raise ClientGone
+    return work.result()
 
 
 async def _disconnected(request: Request) -> None:
