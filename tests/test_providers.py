@@ -123,7 +123,7 @@ def test_cuda_without_a_gpu_raises_naming_the_alternatives(minilm_artifact_sessi
     message = str(caught.value)
     assert "provider 'cuda' is not available" in message
     assert "available: auto, cpu, openvino" in message
-    assert "pip install 'fastembed-rt[gpu]'" in message
+    assert "for cuda, tensorrt: pip uninstall -y onnxruntime && pip install onnxruntime-gpu" in message
 
 
 def test_each_provider_prefers_its_variants_in_order(multi_variant_artifact: Path) -> None:

@@ -6,8 +6,8 @@ Adding an engine is one module plus one ``ProviderSpec`` line in ``_REGISTRY``.
 provider   engine                                    variants (``auto``)    install
 ========== ========================================= ====================== ==================
 cpu        ONNX Runtime CPU EP                       optimized, fp32        (core)
-cuda       ONNX Runtime CUDA EP, IO binding          fp16, fp32             fastembed-rt[gpu]
-tensorrt   ONNX Runtime TensorRT EP, engine cache    fp32                   fastembed-rt[gpu]
+cuda       ONNX Runtime CUDA EP, IO binding          fp16, fp32             onnxruntime-gpu (``GPU_INSTALL``)
+tensorrt   ONNX Runtime TensorRT EP, engine cache    fp32                   onnxruntime-gpu (``GPU_INSTALL``)
 openvino   OpenVINO runtime, compiled-model cache    openvino (IR), fp32    fastembed-rt[openvino]
 ========== ========================================= ====================== ==================
 
@@ -39,6 +39,7 @@ from fastembed_rt.errors import InputError, ProviderError
 from fastembed_rt.machine import CpuIdentity, this_cpu
 from fastembed_rt.providers.base import ExecutionProvider, ProviderOptions, ProviderSpec
 from fastembed_rt.providers.onnxruntime import (
+    GPU_INSTALL,
     OnnxRuntimeCPU,
     OnnxRuntimeCUDA,
     cuda_device_count,
@@ -87,7 +88,7 @@ _REGISTRY: dict[str, ProviderSpec] = {
             "cpu",
             OnnxRuntimeCPU,
             unavailable=lambda: None,
-            install="fastembed-rt",
+            install="pip install fastembed-rt",
             formats=("onnx",),
             auto_formats=("onnx",),
             # optimized: the fp32 gate, fused attention; 1.05–1.15× the fp32 graph here (benchmarks/providers.py)
@@ -99,7 +100,7 @@ _REGISTRY: dict[str, ProviderSpec] = {
             "cuda",
             OnnxRuntimeCUDA,
             unavailable=cuda_unavailable,
-            install="fastembed-rt[gpu]",
+            install=GPU_INSTALL,
             formats=("onnx",),
             auto_formats=("onnx",),
             preferred_variants=("fp16", "fp32"),
@@ -110,7 +111,7 @@ _REGISTRY: dict[str, ProviderSpec] = {
             "tensorrt",
             lambda path, options: OnnxRuntimeCUDA(path, options, tensorrt=True),
             unavailable=tensorrt_unavailable,
-            install="fastembed-rt[gpu]",
+            install=GPU_INSTALL,
             formats=("onnx",),
             auto_formats=("onnx",),
             preferred_variants=("fp32",),
@@ -121,7 +122,7 @@ _REGISTRY: dict[str, ProviderSpec] = {
             "openvino",
             OpenVINO,
             unavailable=openvino_unavailable,
-            install="fastembed-rt[openvino]",
+            install="pip install 'fastembed-rt[openvino]'",
             formats=("openvino", "onnx"),
             auto_formats=("openvino",),
             preferred_variants=("openvino", "fp32"),
@@ -155,7 +156,7 @@ def _choices() -> str:
         if spec.unavailable() is not None:
             missing.setdefault(spec.install, []).append(name)
     for install, names in missing.items():
-        text += f"; for {', '.join(names)}: pip install '{install}'"
+        text += f"; for {', '.join(names)}: {install}"
     return text
 
 

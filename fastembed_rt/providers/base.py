@@ -143,7 +143,7 @@ class ProviderSpec:
         name: the provider name users pass (``"cpu"``, ``"cuda"``, ...).
         open: opens a graph file; imports its engine only when called.
         unavailable: why this provider cannot run here (not installed, no device), or None.
-        install: the pip requirement that brings it.
+        install: the command that installs it.
         formats: variant formats it runs (``"onnx"``, ``"openvino"``).
         auto_formats: ``provider="auto"`` considers it only for artifacts with a variant in one of
             these formats.

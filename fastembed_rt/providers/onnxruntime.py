@@ -28,6 +28,7 @@ from fastembed_rt.providers.base import STREAM_MAX_GRAPH_BYTES, ProviderOptions,
 from fastembed_rt.providers.threads import available_cpus, default_streams
 
 __all__ = [
+    "GPU_INSTALL",
     "OnnxRuntimeCPU",
     "OnnxRuntimeCUDA",
     "cuda_device_count",
@@ -43,7 +44,12 @@ TENSORRT_EP = "TensorrtExecutionProvider"
 X64_QUANT_PRECISION = "session.x64quantprecision"
 _THREADING_ENTRIES = ("session.intra_op.", "session.inter_op.", "session.force_spinning_stop")
 logger = logging.getLogger("fastembed_rt")
-_GPU_HINT = "install fastembed-rt[gpu] (onnxruntime-gpu, in place of onnxruntime) and an NVIDIA driver"
+# onnxruntime-gpu in place of onnxruntime, never beside it: both install into one `onnxruntime` folder, one's files
+# over the other's (seen: a `[gpu]` extra gave onnxruntime 1.32 beside onnxruntime-gpu 1.31, and the CPU build
+# loaded, without CUDA). Hence no such extra: an extra adds a package, it cannot take one away. Removing onnxruntime
+# after installing onnxruntime-gpu would delete files the two share, hence this order.
+GPU_INSTALL = "pip uninstall -y onnxruntime && pip install onnxruntime-gpu"
+_GPU_HINT = f"install onnxruntime-gpu in place of onnxruntime ({GPU_INSTALL}) and an NVIDIA driver"
 
 
 def cuda_device_count() -> int:
