@@ -811,9 +811,10 @@ class _HubSnapshot:
     def download(self, names: Sequence[str], what: str, *, again: bool = False) -> None:
         """Fetch ``names`` (relative paths) into the snapshot (``again``: even those there, replacing a truncated
         copy); an ``ArtifactError`` naming ``what`` if that fails."""
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.constants import is_offline_mode
+        from huggingface_hub import constants, hf_hub_download
 
+        # is_offline_mode() from huggingface_hub 1.3; the flag it reads before that
+        offline = getattr(constants, "is_offline_mode", lambda: constants.HF_HUB_OFFLINE)()
         try:
             for name in names:
                 if again or not (self.root / name).is_file():
@@ -823,7 +824,7 @@ class _HubSnapshot:
                         revision=self.commit,
                         cache_dir=self.cache_dir,
                         token=self.token,
-                        local_files_only=self.local_files_only or is_offline_mode(),
+                        local_files_only=self.local_files_only or offline,
                         force_download=again,
                     )
         except OSError as exc:  # huggingface_hub's errors, offline and HTTP alike, are OSErrors
