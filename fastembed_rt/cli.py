@@ -316,6 +316,15 @@ def _encode(args: argparse.Namespace) -> int:
         if wrong:
             print(f"error: {message}; {args.artifact} holds {task.a_model}", file=sys.stderr)
             return 2
+    from fastembed_rt.sparse import has_scipy
+
+    if args.output and task == "sparse" and not has_scipy():
+        print(
+            "error: --output writes a sparse model's rows as scipy's .npz, and scipy is not installed: pip install "
+            "scipy (or leave out --output for JSON lines)",
+            file=sys.stderr,
+        )
+        return 2
     encode = {"multi-vector": _encode_multi_vector, "sparse": _encode_sparse}.get(task, _encode_single_vector)
     with contextlib.ExitStack() as stack:
         output = stack.enter_context(_output_file(args.output)) if args.output else None
@@ -446,7 +455,7 @@ def _long_input_arguments(p: argparse.ArgumentParser) -> None:
         "(windows pooled into one result)",
     )
     p.add_argument(
-        "--chunk-overlap", type=_count, default=DEFAULT_CHUNK_OVERLAP, help="tokens two windows share (chunk)"
+        "--chunk-overlap", type=non_negative_int, default=DEFAULT_CHUNK_OVERLAP, help="tokens two windows share (chunk)"
     )
 
 
@@ -505,12 +514,12 @@ def _whole_number(value: str, minimum: int) -> int:
     return number
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
     """An argparse type: a whole number of at least 1 (a count of texts, rounds, threads)."""
     return _whole_number(value, 1)
 
 
-def _count(value: str) -> int:
+def non_negative_int(value: str) -> int:
     """An argparse type: a whole number of at least 0 (tokens two windows share)."""
     return _whole_number(value, 0)
 
@@ -518,7 +527,7 @@ def _count(value: str) -> int:
 def _positive_ints(value: str) -> list[int]:
     """An argparse type: comma-separated whole numbers of at least 1 (batch sizes)."""
     try:
-        numbers = [_positive_int(v.strip()) for v in value.split(",") if v.strip()]
+        numbers = [positive_int(v.strip()) for v in value.split(",") if v.strip()]
     except argparse.ArgumentTypeError:
         numbers = []
     if not numbers:
@@ -603,7 +612,10 @@ def _missing(message: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from fastembed_rt import __version__
+
     parser = argparse.ArgumentParser(prog="fastembed-rt", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"fastembed-rt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("export", help="export a sentence-transformers model to a validated artifact")
@@ -647,17 +659,17 @@ def build_parser() -> argparse.ArgumentParser:
         "pipe written through",
     )
     p.add_argument("--query", action="store_true", help="multi-vector models: encode as queries (default: documents)")
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="most texts per batch (default 32)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="most texts per batch (default 32)")
     p.add_argument("--prompt-name", default=None, help="a prompt the model defines (see `info`), put before each text")
     p.add_argument("--normalize", action="store_true", help="dense and multi-vector models: L2-normalize each vector")
-    p.add_argument("--truncate-dim", type=_positive_int, default=None, help="dense models: keep the first N dimensions")
+    p.add_argument("--truncate-dim", type=positive_int, default=None, help="dense models: keep the first N dimensions")
     p.add_argument(
         "--precision",
         default="float32",
         choices=["float32", "int8", "uint8", "binary", "ubinary"],
         help="dense models: the embeddings' precision (int8/uint8 with the artifact's calibrated ranges)",
     )
-    p.add_argument("--max-active-dims", type=_positive_int, default=None, help="sparse models: keep the k largest")
+    p.add_argument("--max-active-dims", type=positive_int, default=None, help="sparse models: keep the k largest")
     _long_input_arguments(p)
     p.add_argument("--provider", default="auto", help="auto, cpu, cuda[:N], tensorrt, openvino[:DEVICE]")
     p.add_argument(
@@ -673,9 +685,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("texts", nargs="*", metavar="documents", help="documents to rank")
     p.add_argument("--file", help="read documents from FILE, one per line ('-' for stdin)")
-    p.add_argument("--top-k", type=_positive_int, default=None, help="print only the k best")
+    p.add_argument("--top-k", type=positive_int, default=None, help="print only the k best")
     p.add_argument("--raw", action="store_true", help="cross-encoders: logits, not the model's activation")
-    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     _long_input_arguments(p)
     p.add_argument("--provider", default="auto", help="auto, cpu, cuda[:N], tensorrt, openvino[:DEVICE]")
     p.add_argument("--variant", default="auto", help="a variant from the manifest, auto or fastest")
@@ -689,14 +701,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="throughput and latency of an artifact on this machine")
     p.add_argument("artifact")
     p.add_argument("--file", help="texts to encode, one per line ('-' for stdin); default: synthetic texts")
-    p.add_argument("--texts", type=_positive_int, default=1000, help="number of synthetic texts")
-    p.add_argument("--words", type=_positive_int, default=12, help="words per synthetic text (± 50 %%)")
+    p.add_argument("--texts", type=positive_int, default=1000, help="number of synthetic texts")
+    p.add_argument("--words", type=positive_int, default=12, help="words per synthetic text (± 50 %%)")
     p.add_argument("--batch-sizes", type=_positive_ints, default="1,8,32,64", help="comma-separated encode batch sizes")
     p.add_argument("--providers", default=None, help="comma-separated providers (default: every one available)")
     p.add_argument("--variants", default=None, help="comma-separated variants (default: every one a provider runs)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="intra-op threads (default: the CPUs available)")
-    p.add_argument("--repeats", type=_positive_int, default=3, help="timed passes per configuration (median, min–max)")
-    p.add_argument("--queries", type=_positive_int, default=100, help="single-text calls for p50/p99 latency")
+    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: the CPUs available)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed passes per configuration (median, min–max)")
+    p.add_argument("--queries", type=positive_int, default=100, help="single-text calls for p50/p99 latency")
     p.add_argument("--jsonl", help="also write the rows as JSON lines to this file")
     p.set_defaults(func=_bench)
 
@@ -705,16 +717,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("artifact")
     p.add_argument("--file", help="texts to time, one per line; default: STSb dev sentences, else synthetic texts")
-    p.add_argument("--texts", type=_positive_int, default=512, help="at most this many texts")
+    p.add_argument("--texts", type=positive_int, default=512, help="at most this many texts")
     p.add_argument(
         "--variants",
         default=None,
         help="comma-separated variants, timed with their engine's fp32 beside them (default: every one runnable here)",
     )
     p.add_argument(
-        "--rounds", type=_positive_int, default=3, help="timed passes, interleaved across variants (best counts)"
+        "--rounds", type=positive_int, default=3, help="timed passes, interleaved across variants (best counts)"
     )
-    p.add_argument("--threads", type=_positive_int, default=None, help="intra-op threads (default: the CPUs available)")
+    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: the CPUs available)")
     p.set_defaults(func=_tune)
 
     _add_serve(sub)

@@ -118,7 +118,10 @@ class SparseEmbeddings:
 
     def to_scipy(self) -> Any:
         """The same rows as a ``scipy.sparse.csr_array`` (needs scipy)."""
-        import scipy.sparse
+        try:
+            import scipy.sparse
+        except ImportError as exc:
+            raise ImportError(f"{SCIPY_MISSING}, or keep the rows as SparseEmbeddings") from exc
 
         matrix = scipy.sparse.csr_array(
             (self.data, self.indices, self.indptr), shape=(self.indptr.size - 1, self.shape[-1])
@@ -330,6 +333,9 @@ def sparsity(embeddings: Any) -> dict[str, float]:
         return {"active_dims": 0.0, "sparsity_ratio": 1.0}
     active = float(np.mean(np.bincount(_row_ids(rows)[rows.data != 0], minlength=len(rows))))
     return {"active_dims": active, "sparsity_ratio": 1.0 - active / rows.shape[1]}
+
+
+SCIPY_MISSING = "scipy's sparse arrays need scipy, which is not installed: pip install scipy"
 
 
 def has_scipy() -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from fastembed_rt.artifact import load_manifest
 from fastembed_rt.cli import main
+from fastembed_rt.errors import InputError
 
 
 def test_info_prints_variants_with_fidelity(minilm_artifact_session: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -547,3 +549,40 @@ def test_export_mistakes_get_one_line_that_names_them(tmp_path: Path, capsys: py
     assert "--revision v9 does not apply" in capsys.readouterr().err
     manifest = load_manifest(out)
     assert [v.name for v in manifest.variants][:2] == ["fp32", "optimized"] and manifest.source["revision"] is None
+
+
+def test_sparse_output_without_scipy_is_refused_before_the_model_runs(
+    tiny_splade_artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A default install has no scipy: `encode SPLADE -o x.npz` ran the model, then died in a ModuleNotFoundError
+    traceback; sparse_format='scipy' and to_scipy() raised the bare import error."""
+    from fastembed_rt import SparseEncoder
+
+    model = SparseEncoder(tiny_splade_artifact)
+    rows = model.encode(["a text"], sparse_format="arrays")
+    for name in ("scipy", "scipy.sparse"):
+        monkeypatch.setitem(sys.modules, name, None)  # what `import scipy` finds where it is not installed
+    out = tmp_path / "rows.npz"
+    assert main(["encode", str(tiny_splade_artifact), "a text", "-o", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        "error: --output writes a sparse model's rows as scipy's .npz, and scipy is not installed: pip install scipy "
+        "(or leave out --output for JSON lines)\n"
+    )
+    assert not out.exists()
+    with pytest.raises(InputError, match=r"sparse_format='scipy': .*pip install scipy \(or sparse_format='arrays'\)"):
+        model.encode(["a text"], sparse_format="scipy")
+    with pytest.raises(ImportError, match=r"pip install scipy, or keep the rows as SparseEmbeddings"):
+        rows.to_scipy()
+    assert main(["encode", str(tiny_splade_artifact), "a text"]) == 0  # JSON lines need no scipy
+
+
+def test_version_and_python_dash_m_run_the_cli() -> None:
+    """`fastembed-rt --version` said a command was required; `python -m fastembed_rt` had no __main__."""
+    import subprocess
+
+    from fastembed_rt import __version__
+
+    done = subprocess.run(
+        [sys.executable, "-m", "fastembed_rt", "--version"], capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode, done.stdout) == (0, f"fastembed-rt {__version__}\n"), done.stderr

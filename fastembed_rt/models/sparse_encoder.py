@@ -20,6 +20,7 @@ from fastembed_rt.models.base import MultiProcessModel, TextEncoder, check_batch
 from fastembed_rt.pipeline import Prepared, check_texts
 from fastembed_rt.similarity import SimilarityFnName, SimilarityFunction
 from fastembed_rt.sparse import (
+    SCIPY_MISSING,
     SparseEmbeddings,
     SparseFormat,
     as_rows,
@@ -211,6 +212,8 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         """
         if sparse_format not in ("auto", "scipy", "arrays"):
             raise InputError(f"sparse_format {sparse_format!r} is not known; valid: 'auto', 'scipy', 'arrays'")
+        if sparse_format == "scipy" and not has_scipy():  # said before the model runs, not after
+            raise InputError(f"sparse_format='scipy': {SCIPY_MISSING} (or sparse_format='arrays')")
         batch_size = check_batch_size(batch_size)
         single = isinstance(inputs, str)
         texts = check_texts(inputs)
