@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -51,7 +52,18 @@ def backbone_folder(context: BuildContext) -> contextlib.AbstractContextManager[
     data file's locations are relative to the backbone's folder (``onnx.numpy_helper.to_array`` finds a tensor
     from there). Export runs one step at a time in this process."""
     source = context.backbone
-    return contextlib.chdir(source.path.parent) if source.external_data else contextlib.nullcontext()
+    return _working_directory(source.path.parent) if source.external_data else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _working_directory(folder: Path) -> Iterator[None]:
+    """``contextlib.chdir``, which Python 3.10 (supported) lacks."""
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def require_fusions(context: BuildContext) -> None:

@@ -187,7 +187,7 @@ def test_an_artifact_baked_in_at_build_time_is_stored_once_read_only_and_served_
     left it writable by the server, and kept the build context's modes (a 0600 file no other user could read)."""
     context = tmp_path / "context"
     context.mkdir()
-    for name in ("Containerfile", ".containerignore", "pyproject.toml", "README.md", "constraints.txt"):
+    for name in ("Containerfile", ".containerignore", "pyproject.toml", "README.md", "LICENSE", "constraints.txt"):
         shutil.copy2(REPO / name, context / name)
     for name in ("fastembed_rt", "kernels", "export"):
         shutil.copytree(REPO / name, context / name, ignore=shutil.ignore_patterns("__pycache__"))
