@@ -293,9 +293,13 @@ def _configurations(
 ) -> list[tuple[str, str]]:
     """(provider, variant) pairs: every available provider × every variant of a format it runs."""
     from fastembed_rt.errors import ProviderError
-    from fastembed_rt.providers import available_providers, provider_spec
+    from fastembed_rt.providers import available_providers, provider_spec, resolve_provider
 
     names = list(providers) if providers else available_providers()
+    # auto: the provider a model loaded with provider="auto" runs (it was refused as "not available" while the
+    # same message listed it as available)
+    formats = {variant.format for variant in manifest.variants}
+    names = list(dict.fromkeys(resolve_provider(n, formats=formats)[0].name if n == "auto" else n for n in names))
     have = ", ".join(v.name for v in manifest.variants)
     if unknown := [name for name in variants or () if name not in {v.name for v in manifest.variants}]:
         raise ProviderError(f"variant(s) {', '.join(unknown)} not in this artifact; it has {have}")

@@ -156,3 +156,18 @@ def test_bench_artifact_from_python_checks_its_counts_as_the_cli_does(
 ) -> None:
     with pytest.raises(InputError, match=message):
         bench_artifact(tiny_artifact, show_progress_bar=False, **kwargs)
+
+
+def test_bench_providers_auto_benches_the_provider_a_default_load_runs(
+    tiny_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--providers auto` was refused as "not available" by a message that listed auto as available."""
+    from fastembed_rt import SentenceTransformer
+
+    jsonl = tmp_path / "rows.jsonl"
+    assert main(["bench", str(tiny_artifact), "--providers", "auto,cpu", "--repeats", "1", "--queries", "2",
+                 "--texts", "8", "--batch-sizes", "4", "--jsonl", str(jsonl)]) == 0  # fmt: skip
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    loaded = SentenceTransformer(tiny_artifact).provider
+    assert {row["provider"] for row in rows} == {loaded, "cpu"}
+    assert len(rows) == len({(row["contender"], row["workload"], row["batch"]) for row in rows})  # cpu once
