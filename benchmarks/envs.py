@@ -8,8 +8,9 @@ runtime source changed since), and is reused as is otherwise.
 torch is pinned in every venv: it installs from local disk here, an unpinned torch pulls a multi-GB
 CUDA build.
 
-The ``runtime`` and ``st-torch`` environments also measure installed size: the runtime alone
-(``pip install <repo>``, no extras) against sentence-transformers + torch.
+The ``runtime``, ``runtime-openvino`` and ``st-torch`` environments also measure installed size: the runtime alone
+(``pip install <repo>``, no extras), with the openvino extra its openvino rows need, against sentence-transformers +
+torch.
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ ENVS: dict[str, Env] = {
             "runtime",
             (str(REPO),),
             "fastembed-rt alone, no extras: its installed size",
+            source=("pyproject.toml", "fastembed_rt/**/*.py", "fastembed_rt/**/*.typed"),
+        ),
+        Env(
+            "runtime-openvino",
+            (f"{REPO}[openvino]",),
+            "fastembed-rt with the openvino extra: the installed size of its openvino rows",
             source=("pyproject.toml", "fastembed_rt/**/*.py", "fastembed_rt/**/*.typed"),
         ),
         Env(

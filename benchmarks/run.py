@@ -75,6 +75,7 @@ from fastembed_rt.bench import (
     target_line,
     write_jsonl,
 )
+from fastembed_rt.cli import non_negative_int, positive_int
 
 HERE = Path(__file__).resolve().parent
 MODELS = ENV_ROOT / "models"
@@ -185,9 +186,16 @@ def ensure_st_exports(model_dir: Path, stsb: str | None) -> Path:
 
 def load_texts(artifact: Path, stsb: str | None, queries: int) -> tuple[dict[str, list[str]], Any]:
     """The three workloads' texts and the STSb split (for scoring)."""
-    from fastembed_rt.stsb import load_stsb
+    from fastembed_rt.stsb import STSB_ENV, StsbNotFoundError, available_stsb
 
-    data = load_stsb("test", "en", stsb)
+    try:
+        data = available_stsb("test", "en", stsb)
+    except StsbNotFoundError as exc:
+        raise SystemExit(f"error: {exc}") from exc
+    if data is None:  # the warning above says why (offline, no datasets): a traceback said it before
+        raise SystemExit(
+            f"error: no STSb test split: pass --stsb DIR or set ${STSB_ENV} to a folder of stsb-en-test.csv"
+        )
     short = data.sentences1 + data.sentences2
     tok = tokenizer(artifact)
     lengths = [len(e.ids) - 2 for e in tok.encode_batch(short)]  # without [CLS] and [SEP]
@@ -275,7 +283,7 @@ def contenders(artifact: Path, model_dir: Path, with_st_extras: bool) -> list[Co
                         variant.name,
                         None,
                         spec,
-                        "runtime",
+                        "runtime-openvino" if provider == "openvino" else "runtime",
                     )
                 )
     # What SentenceTransformer(artifact) runs here, and with variant="fastest": the manifest's speed record for
@@ -438,7 +446,6 @@ def to_rows(
     for workload, key in (("stsb", "short"), ("long", "long")):
         measured = result["workloads"][key]
         rates = [len(texts[key]) / s for s in measured["seconds"]]
-        median_s = statistics.median(measured["seconds"])
         padded = measured["padded_tokens"]
         rows.append(
             replace(
@@ -452,8 +459,10 @@ def to_rows(
                 sent_s=statistics.median(rates),
                 sent_s_min=min(rates),
                 sent_s_max=max(rates),
-                tok_s=ctx["tokens"][key] / median_s,
-                mfu=ctx["flops"][key] / median_s / (ctx["peak"].gflops * 1e9),
+                # the median pass's rate in every column: tokens / median(seconds) is another number where the
+                # passes are even in count (up to 5 % apart from sent/s here)
+                tok_s=statistics.median(ctx["tokens"][key] / s for s in measured["seconds"]),
+                mfu=statistics.median(ctx["flops"][key] / s for s in measured["seconds"]) / (ctx["peak"].gflops * 1e9),
             )
         )
     latencies = result["workloads"]["query"]["latencies_ms"]
@@ -587,15 +596,22 @@ def chart(rows: list[BenchRow], path: Path, caption: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifact", type=Path, default=None, help="fastembed-rt artifact (default: export one)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5, help="timed passes per workload and round")
-    parser.add_argument("--rounds", type=int, default=1, help="run every contender this many times, interleaved")
-    parser.add_argument("--queries", type=int, default=300)
-    parser.add_argument("--warmup", type=int, default=256, help="texts in the warm-up call of each workload")
+    # checked here: --repeats 0 ran every contender, then died reading results no pass had written
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--batch", type=positive_int, default=32)
+    parser.add_argument("--repeats", type=positive_int, default=5, help="timed passes per workload and round")
+    parser.add_argument(
+        "--rounds", type=positive_int, default=1, help="run every contender this many times, interleaved"
+    )
+    parser.add_argument("--queries", type=positive_int, default=300)
+    parser.add_argument(
+        "--warmup", type=non_negative_int, default=256, help="texts in the warm-up call of each workload"
+    )
     parser.add_argument("--only", default=None, help="regex: run only the contenders whose name matches")
     parser.add_argument("--stsb", default=None, help="folder of stsb-<lang>-<split>.csv files")
-    parser.add_argument("--flops-per-cycle", type=int, default=None, help="override the CPU's FLOP/cycle guess")
+    parser.add_argument(
+        "--flops-per-cycle", type=positive_int, default=None, help="override the CPU's FLOP/cycle guess"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
 
