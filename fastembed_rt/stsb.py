@@ -156,9 +156,11 @@ def available_stsb(split: str, lang: str = "en", path: str | os.PathLike[str] | 
             _hub_failure = why
         logger.warning(
             "STSb could not be loaded from the hub (%s); set %s (or pass stsb_path=...) to a folder of "
-            "stsb-<lang>-<split>.csv files",
+            "stsb-<lang>-<split>.csv files%s",
             why,
             STSB_ENV,
+            # offline without it, huggingface_hub retries for ~25 s first
+            "" if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") else ", or HF_HUB_OFFLINE=1 with no network",
         )
         return None
 

@@ -104,6 +104,7 @@ def test_without_local_data_the_hub_is_tried_once_and_its_failure_said_once(
     monkeypatch.setattr(stsb, "find_stsb_dir", lambda path=None: None)
     monkeypatch.setattr(stsb, "_from_hub", offline)
     monkeypatch.setattr(stsb, "_hub_failure", None)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     with pytest.raises(InputError, match="split 'validation' is not one of"):  # a caller's slip disables nothing
         stsb.available_stsb("validation")
     assert calls == [] and stsb._hub_failure is None
@@ -111,6 +112,7 @@ def test_without_local_data_the_hub_is_tried_once_and_its_failure_said_once(
         assert stsb.available_stsb("train") is None and stsb.available_stsb("dev") is None
     assert calls == [("train", "en")]
     assert caplog.text.count("STSb could not be loaded from the hub (ConnectionError: Couldn't reach") == 1
+    assert "or HF_HUB_OFFLINE=1 with no network" in caplog.text  # which spares those retries
 
 
 def test_without_local_data_the_export_scores_and_calibrates_on_the_hubs_stsb(
