@@ -853,6 +853,22 @@ def test_unknown_routes_and_wrong_methods_get_json_errors_and_are_counted(server
     assert 'route="/embedd"' not in after
 
 
+def test_a_compressed_body_is_refused_as_such(server: Server) -> None:
+    """A gzip body was parsed as text and refused with a message about surrogates."""
+    import gzip
+
+    with server.client() as client:
+        body = gzip.compress(json.dumps({"inputs": "a text"}).encode())
+        headers = {"content-type": "application/json", "content-encoding": "gzip"}
+        refused = client.post("/embed", content=body, headers=headers)
+        assert refused.status_code == 415, refused.text
+        assert refused.json()["error"] == "Content-Encoding 'gzip' is not supported: send the JSON body uncompressed"
+        openai = client.post("/v1/embeddings", content=body, headers=headers)
+        assert openai.status_code == 415 and openai.json()["error"]["type"] == "invalid_request_error", openai.text
+        plain = client.post("/embed", json={"inputs": "a text"}, headers={"content-encoding": "identity"})
+        assert plain.status_code == 200
+
+
 def test_large_response_bodies_are_built_in_pieces_off_the_event_loop() -> None:
     import orjson
 

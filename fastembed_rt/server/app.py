@@ -39,6 +39,9 @@ _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):  # a gzip body was read as text: a 400 about surrogates
+        raise RequestError(415, f"Content-Encoding {encoding!r} is not supported: send the JSON body uncompressed")
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise RequestError(
