@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.queues
 import pickle
 import threading
 import traceback
@@ -94,12 +95,13 @@ class MultiProcessPool:
         self.model_type = open_model
         self.devices = tuple(str(load["provider"]) for load in loads)
         self.last_stats = EncodeStats()
-        self._tasks = context.Queue()
+        self._tasks: multiprocessing.queues.Queue[Any] | None = context.Queue()
         pipes = [context.Pipe(duplex=False) for _ in loads]
         self._readers = [reader for reader, _ in pipes]
         self._ended: set[int] = set()  # workers whose pipe ended (they exited, or died)
         self._lock = threading.RLock()
         self._closed = False
+        self._exits: list[str] = []  # each worker's name, pid and exit code, taken as the stop closes it
         self._processes = [
             context.Process(
                 target=_worker,
@@ -122,6 +124,7 @@ class MultiProcessPool:
 
     @property
     def processes(self) -> list[multiprocessing.process.BaseProcess]:
+        """The worker processes; closed once the pool stops (as sentence-transformers' stop closes them)."""
         return list(self._processes)
 
     def __getitem__(self, key: str) -> list[multiprocessing.process.BaseProcess]:
@@ -154,7 +157,7 @@ class MultiProcessPool:
                     raise message[3]
                 return message
             dead = [
-                p
+                i
                 for i, p in enumerate(self._processes)
                 if i in self._ended or (not p.is_alive() and not self._pending(i))
             ]
@@ -169,12 +172,12 @@ class MultiProcessPool:
         except (EOFError, OSError):
             return False
 
-    def _died(self, dead: Sequence[multiprocessing.process.BaseProcess]) -> None:
+    def _died(self, dead: Sequence[int]) -> None:
         stopped = self._closed
         self.close(graceful=False)
         if stopped:
             raise ProviderError(_STOPPED_DURING_CALL)
-        names = ", ".join(f"{p.name} (pid {p.pid}, exit code {p.exitcode})" for p in dead)
+        names = ", ".join(self._exits[i] for i in dead)
         why = (
             " (its error is on stderr above; a worker that dies while starting is most often a script without "
             '`if __name__ == "__main__":` around the code that starts the pool: workers are spawned and import the '
@@ -229,7 +232,7 @@ class MultiProcessPool:
         stats: list[EncodeStats] = []
         failures: list[tuple[int, BaseException]] = []
         with self._lock:
-            if self._closed:
+            if self._closed or self._tasks is None:
                 raise ProviderError("this multi-process pool was stopped; start a new one")
             try:
                 for chunk_id, rows in enumerate(chunks):
@@ -279,20 +282,27 @@ class MultiProcessPool:
         if self._closed:
             return
         self._closed = True
+        tasks = self._tasks
+        assert tasks is not None  # made None only here, after _closed
         if graceful:
             for process in self._processes:
                 if process.is_alive():
-                    self._tasks.put(None)
+                    tasks.put(None)
             for process in self._processes:
                 process.join(_STOP_TIMEOUT_S)
         for process in self._processes:
             if process.is_alive():
                 process.terminate()
             process.join()
+            self._exits.append(f"{process.name} (pid {process.pid}, exit code {process.exitcode})")
+            process.close()  # its pipe to the worker, held until collected otherwise (as sentence-transformers does)
         for reader in self._readers:
             reader.close()
-        self._tasks.cancel_join_thread()
-        self._tasks.close()
+        tasks.cancel_join_thread()
+        tasks.close()
+        # A queue's three semaphores (/dev/shm) go with the object: a stopped pool kept by its caller held them, and
+        # 2 fds per worker, for as long as it was referenced
+        self._tasks = None
 
     def __enter__(self) -> MultiProcessPool:
         return self

@@ -7,6 +7,7 @@ it (lower-casing normalizers included), so here only truncation and padding are 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from itertools import accumulate, chain
@@ -92,6 +93,8 @@ class Encoded:
 # of at most this many texts and characters, and only their ids are kept; chunks of 256 to 16,384 texts
 # tokenized equally fast (53-59 thousand texts/s) on 2 cores.
 TOKENIZE_CHUNK_TEXTS = 1024
+# distinct prompts whose token count is kept (a model has a few; per-request prompts are counted again)
+PROMPT_LENGTHS_CACHED = 1024
 TOKENIZE_CHUNK_CHARS = 1 << 20
 # A pair's text of more characters than this many per kept token is cut before the pairs are tokenized
 # (``Tokenizer._cut_long_pair_texts``).
@@ -177,7 +180,9 @@ class Tokenizer:
         self._backends: dict[str, Any] = {info.truncation_side: self._tok}
         self._truncate(self._tok, info.truncation_side)
         self._special = frozenset(info.special_token_ids)
-        self._prompt_lengths: dict[str, int] = {}
+        # bounded: a prompt carrying per-request text (an instruction with the user's context) is a new key each
+        # call, and an unbounded dict grew ~300 B a call for as long as the process ran
+        self._prompt_lengths = functools.lru_cache(maxsize=PROMPT_LENGTHS_CACHED)(self._prompt_length)
         self._template: tuple[list[int], list[int], list[int], list[int], int] | None = None
 
     def _copy(self) -> Any:
@@ -217,7 +222,7 @@ class Tokenizer:
                 self._truncate(self._backends[key], key)
             elif key.startswith("windows:"):  # window sizes follow max_seq_length: made again on next use
                 del self._backends[key]
-        self._prompt_lengths.clear()
+        self._prompt_lengths.cache_clear()
 
     @property
     def backend(self) -> object:
@@ -516,10 +521,8 @@ class Tokenizer:
 
     def prompt_length(self, prompt: str) -> int:
         """Tokens of ``prompt`` alone, minus a trailing special token (as sentence-transformers)."""
-        if prompt not in self._prompt_lengths:
-            ids = self._tok.encode(prompt, add_special_tokens=True).ids
-            length = len(ids)
-            if ids and ids[-1] in self._special:
-                length -= 1
-            self._prompt_lengths[prompt] = length
-        return self._prompt_lengths[prompt]
+        return int(self._prompt_lengths(prompt))
+
+    def _prompt_length(self, prompt: str) -> int:
+        ids = self._tok.encode(prompt, add_special_tokens=True).ids
+        return len(ids) - 1 if ids and ids[-1] in self._special else len(ids)

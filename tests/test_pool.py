@@ -24,7 +24,14 @@ TEXTS = [f"Sentence {i} {'is a little longer than the others ' * (i % 7)}about t
 
 def _stopped(pool: MultiProcessPool) -> bool:
     alive = {p.pid for p in multiprocessing.active_children()}
-    return not any(p.is_alive() or p.pid in alive for p in pool.processes)
+    return not any(_running(p, alive) for p in pool.processes)
+
+
+def _running(process: multiprocessing.process.BaseProcess, alive: set[int | None]) -> bool:
+    try:
+        return process.is_alive() or process.pid in alive
+    except ValueError:  # closed by the pool's stop, which joins a worker before closing it
+        return False
 
 
 def _in_background(call: Any) -> tuple[threading.Thread, list[Any]]:
@@ -178,6 +185,24 @@ def test_stopping_a_pool_lets_the_running_call_finish_and_tells_later_calls(mini
     assert _stopped(pool)
     with pytest.raises(ProviderError, match="this multi-process pool was stopped; start a new one"):
         model.encode(TEXTS, pool=pool)
+
+
+def test_a_stopped_pool_its_caller_keeps_holds_no_descriptor_or_semaphore(minilm_artifact_session: Path) -> None:
+    """The stop docs say it frees the pipes and queue; a stopped pool still referenced (an attribute, a registry)
+    held 2 descriptors per worker and its queue's three /dev/shm semaphores: each kept pool added to them."""
+    import os
+
+    model = SentenceTransformer(minilm_artifact_session)
+    model.stop_multi_process_pool(model.start_multi_process_pool(["cpu"], intra_op_threads=1))  # the tracker, once
+    before = len(os.listdir("/proc/self/fd"))
+    kept = []
+    for _ in range(3):
+        pool = model.start_multi_process_pool(["cpu"], intra_op_threads=1)
+        model.encode(TEXTS[:10], pool=pool)
+        model.stop_multi_process_pool(pool)
+        kept.append(pool)
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert all(pool._tasks is None for pool in kept)  # the queue (and its semaphores) let go
 
 
 def test_an_abrupt_stop_from_another_thread_ends_the_running_call_with_a_provider_error(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fastembed_rt.artifact import TokenizerInfo
-from fastembed_rt.tokenizer import TOKENIZE_CHUNK_CHARS, TOKENIZE_CHUNK_TEXTS, Tokenizer, _chunks
+from fastembed_rt.tokenizer import PROMPT_LENGTHS_CACHED, TOKENIZE_CHUNK_CHARS, TOKENIZE_CHUNK_TEXTS, Tokenizer, _chunks
 
 MAX_SEQ_LENGTH = 256
 WORDS = [
@@ -225,3 +225,14 @@ def test_a_long_text_repeated_over_pairs_is_cut_once_and_the_pairs_keep_the_uncu
         assert ids.tolist() == e.ids, row
         assert types.tolist() == e.type_ids, row
     assert encoded.truncated.all()
+
+
+def test_prompt_lengths_kept_are_bounded_and_each_still_counted_right(minilm_dir: Path) -> None:
+    """A prompt with per-request text is a new key each call: the dict of prompt lengths grew without end."""
+    tok = _tokenizer(minilm_dir)
+    prompts = [f"Instruct: answer user {i} about rivers\nQuery: " for i in range(PROMPT_LENGTHS_CACHED + 200)]
+    counted = [tok.prompt_length(prompt) for prompt in prompts]
+    assert tok._prompt_lengths.cache_info().currsize == PROMPT_LENGTHS_CACHED
+    expected = [len(tok.backend.encode(prompt).ids) - 1 for prompt in prompts]  # [SEP] is not the prompt's
+    assert counted == expected
+    assert tok.prompt_length(prompts[0]) == expected[0]  # dropped from the cache, counted again
