@@ -259,8 +259,15 @@ class ServerState:
             served = list(self.models.values())
         for s in served:
             s.worker.abandon(error)
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:  # called from another thread
+            here = None
         for task in list(self.requests_running):
-            task.get_loop().call_soon_threadsafe(task.cancel)
+            if task.get_loop() is here:  # at once: a cancel left for later could land after the route returned,
+                task.cancel()  # in the middle of sending its answer
+            else:
+                task.get_loop().call_soon_threadsafe(task.cancel)
 
     def abandoned_error(self) -> RequestError:
         timeout = self.config.graceful_timeout
@@ -359,6 +366,8 @@ class ServerState:
         def finished(_: asyncio.Future[Any]) -> None:
             self._threads_running.discard(running)
             self.admission.release(inputs)
+            if not running.cancelled():
+                running.exception()  # retrieved: for a client that left, asyncio would log it as never retrieved
 
         running.add_done_callback(finished)
         return await _while_connected(request, running)
