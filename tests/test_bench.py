@@ -60,15 +60,20 @@ def test_bench_prints_a_table_and_writes_rows_of_the_fixed_schema(
     assert all(row["peak_rss_mb"] > 0 for row in rows) and "over all" not in captured.out  # one configuration's own
 
 
+def _small_bench_rows(artifact: Path, tmp_path: Path, providers: str) -> list[dict[str, Any]]:
+    """The JSON rows of a small `bench` of ``providers``."""
+    jsonl = tmp_path / "rows.jsonl"
+    assert main(["bench", str(artifact), "--providers", providers, "--repeats", "1", "--queries", "2",
+                 "--texts", "8", "--batch-sizes", "4", "--jsonl", str(jsonl)]) == 0  # fmt: skip
+    return [json.loads(line) for line in jsonl.read_text().splitlines()]
+
+
 def test_bench_of_several_configurations_gives_the_process_peak_once_not_as_each_rows(
     tiny_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Every row showed the whole run's peak, so a later configuration looked as large as the largest before it."""
-    jsonl = tmp_path / "rows.jsonl"
-    assert main(["bench", str(tiny_artifact), "--providers", "cpu,openvino", "--repeats", "1", "--queries", "2",
-                 "--texts", "8", "--batch-sizes", "4", "--jsonl", str(jsonl)]) == 0  # fmt: skip
+    rows = _small_bench_rows(tiny_artifact, tmp_path, "cpu,openvino")
     out = capsys.readouterr().out
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert len({row["contender"] for row in rows}) == 3  # cpu/fp32, openvino/fp32, openvino/openvino
     assert all(row["peak_rss_mb"] is None for row in rows)
     assert "peak RSS " in out and "this process's, over all 3 configurations" in out
@@ -158,16 +163,11 @@ def test_bench_artifact_from_python_checks_its_counts_as_the_cli_does(
         bench_artifact(tiny_artifact, show_progress_bar=False, **kwargs)
 
 
-def test_bench_providers_auto_benches_the_provider_a_default_load_runs(
-    tiny_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bench_providers_auto_benches_the_provider_a_default_load_runs(tiny_artifact: Path, tmp_path: Path) -> None:
     """`--providers auto` was refused as "not available" by a message that listed auto as available."""
     from fastembed_rt import SentenceTransformer
 
-    jsonl = tmp_path / "rows.jsonl"
-    assert main(["bench", str(tiny_artifact), "--providers", "auto,cpu", "--repeats", "1", "--queries", "2",
-                 "--texts", "8", "--batch-sizes", "4", "--jsonl", str(jsonl)]) == 0  # fmt: skip
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    rows = _small_bench_rows(tiny_artifact, tmp_path, "auto,cpu")
     loaded = SentenceTransformer(tiny_artifact).provider
     assert {row["provider"] for row in rows} == {loaded, "cpu"}
     assert len(rows) == len({(row["contender"], row["workload"], row["batch"]) for row in rows})  # cpu once
