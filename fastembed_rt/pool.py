@@ -100,6 +100,7 @@ class MultiProcessPool:
         self._readers = [reader for reader, _ in pipes]
         self._ended: set[int] = set()  # workers whose pipe ended (they exited, or died)
         self._lock = threading.RLock()
+        self._stopping = threading.Lock()
         self._closed = False
         self._exits: list[str] = []  # each worker's name, pid and exit code, taken as the stop closes it
         self._processes = [
@@ -140,7 +141,10 @@ class MultiProcessPool:
         while True:
             if self._closed and not self._starting:
                 raise ProviderError(_STOPPED_DURING_CALL)
-            waiting: list[Any] = [*self._readers, *(p.sentinel for p in self._processes)]
+            try:
+                waiting: list[Any] = [*self._readers, *(p.sentinel for p in self._processes)]
+            except ValueError:  # a process object closed by a stop from another thread since the check above
+                raise ProviderError(_STOPPED_DURING_CALL) from None
             for ready in multiprocessing.connection.wait(waiting, timeout=_POLL_S):
                 if ready not in self._readers:
                     continue  # a sentinel: its worker's pipe says below whether anything is left to read
@@ -157,9 +161,7 @@ class MultiProcessPool:
                     raise message[3]
                 return message
             dead = [
-                i
-                for i, p in enumerate(self._processes)
-                if i in self._ended or (not p.is_alive() and not self._pending(i))
+                i for i, p in enumerate(self._processes) if i in self._ended or (not _alive(p) and not self._pending(i))
             ]
             if dead:
                 self._died(dead)
@@ -279,6 +281,10 @@ class MultiProcessPool:
             self._stop(graceful=False)
 
     def _stop(self, graceful: bool) -> None:
+        with self._stopping:  # one stop at a time: an abrupt one from another thread and a dead worker's may meet
+            self._stop_once(graceful)
+
+    def _stop_once(self, graceful: bool) -> None:
         if self._closed:
             return
         self._closed = True
@@ -313,6 +319,14 @@ class MultiProcessPool:
     def __repr__(self) -> str:
         state = "stopped" if self._closed else "running"
         return f"MultiProcessPool({', '.join(self.devices)}; {state})"
+
+
+def _alive(process: multiprocessing.process.BaseProcess) -> bool:
+    """``is_alive``, False for a process object a stop has closed (it joined the process first)."""
+    try:
+        return process.is_alive()
+    except ValueError:
+        return False
 
 
 def _first_failure(failures: list[tuple[int, BaseException]], chunks: list[list[int]]) -> BaseException:

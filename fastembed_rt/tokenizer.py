@@ -7,7 +7,6 @@ it (lower-casing normalizers included), so here only truncation and padding are 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from itertools import accumulate, chain
@@ -180,9 +179,9 @@ class Tokenizer:
         self._backends: dict[str, Any] = {info.truncation_side: self._tok}
         self._truncate(self._tok, info.truncation_side)
         self._special = frozenset(info.special_token_ids)
-        # bounded: a prompt carrying per-request text (an instruction with the user's context) is a new key each
-        # call, and an unbounded dict grew ~300 B a call for as long as the process ran
-        self._prompt_lengths = functools.lru_cache(maxsize=PROMPT_LENGTHS_CACHED)(self._prompt_length)
+        # bounded (prompt_length): a prompt carrying per-request text (an instruction with the user's context) is a
+        # new key each call, and an unbounded dict grew ~300 B a call for as long as the process ran
+        self._prompt_lengths: dict[str, int] = {}
         self._template: tuple[list[int], list[int], list[int], list[int], int] | None = None
 
     def _copy(self) -> Any:
@@ -222,7 +221,7 @@ class Tokenizer:
                 self._truncate(self._backends[key], key)
             elif key.startswith("windows:"):  # window sizes follow max_seq_length: made again on next use
                 del self._backends[key]
-        self._prompt_lengths.cache_clear()
+        self._prompt_lengths.clear()
 
     @property
     def backend(self) -> object:
@@ -521,8 +520,11 @@ class Tokenizer:
 
     def prompt_length(self, prompt: str) -> int:
         """Tokens of ``prompt`` alone, minus a trailing special token (as sentence-transformers)."""
-        return int(self._prompt_lengths(prompt))
-
-    def _prompt_length(self, prompt: str) -> int:
-        ids = self._tok.encode(prompt, add_special_tokens=True).ids
-        return len(ids) - 1 if ids and ids[-1] in self._special else len(ids)
+        length = self._prompt_lengths.get(prompt)
+        if length is None:
+            ids = self._tok.encode(prompt, add_special_tokens=True).ids
+            length = len(ids) - 1 if ids and ids[-1] in self._special else len(ids)
+            if len(self._prompt_lengths) >= PROMPT_LENGTHS_CACHED:  # emptied when full: a model's own few
+                self._prompt_lengths.clear()  # prompts are counted again once, per-request ones never pile up
+            self._prompt_lengths[prompt] = length
+        return length

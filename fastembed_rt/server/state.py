@@ -351,6 +351,7 @@ class ServerState:
             return await _while_connected(request, job.future)
         except (ClientGone, asyncio.CancelledError):
             job.cancelled = True
+            job.future.cancel()  # nothing reads it now: a 503 abandon() sets on it would be logged as never retrieved
             raise
         finally:
             self.admission.release(len(items))
