@@ -1195,6 +1195,12 @@ def test_sigterm_past_the_graceful_timeout_answers_503_then_exits_zero(
     assert "terminate called" not in stderr and "Traceback" not in stderr, stderr
 
 
+# 8 texts of 130,000 words (5.2 MB, past the default payload limit): seconds of tokenizing on any CPU, so the stop
+# or the client's leaving lands while it runs
+LONG_TOKENIZE = json.dumps({"inputs": ["word " * 130_000] * 8}).encode()
+TOKENIZE_LIMIT = ("--payload-limit", str(8 << 20))
+
+
 def _send_head(port: int, path: str, body: bytes, send: int) -> socket.socket:
     """A POST of ``body`` to ``path`` with only its first ``send`` bytes sent."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=60)
@@ -1218,13 +1224,13 @@ def test_sigterm_past_the_graceful_timeout_answers_503_to_requests_outside_the_m
 ) -> None:
     """A request still uploading its body, or tokenizing in a thread, at the end of the graceful timeout was
     cancelled by uvicorn: a plain-text 500 and an "Exception in ASGI application" traceback in the log."""
-    tokenize = json.dumps({"inputs": ["word " * 130_000] * 3}).encode()  # seconds of tokenizing
     upload = json.dumps({"inputs": ["a text", "another"]}).encode()
-    with serving(minilm_served_artifact, args=("--graceful-timeout", "0.5")) as s, s.client() as client:
+    args = ("--graceful-timeout", "0.5", *TOKENIZE_LIMIT)
+    with serving(minilm_served_artifact, args=args) as s, s.client() as client:
         port = int(s.url.rsplit(":", 1)[1])
         uploading = _send_head(port, "/embed", upload, len(upload) // 2)  # the rest never comes
-        tokenizing = _send_head(port, "/tokenize", tokenize, len(tokenize))
-        _wait_for_metric(client, "fastembed_rt_inputs_in_flight", lambda v: v == 3)  # /tokenize's three texts
+        tokenizing = _send_head(port, "/tokenize", LONG_TOKENIZE, len(LONG_TOKENIZE))
+        _wait_for_metric(client, "fastembed_rt_inputs_in_flight", lambda v: v == 8)  # /tokenize's texts
         s.process.send_signal(signal.SIGTERM)
         replies = [_reply(uploading), _reply(tokenizing)]
         _, stderr = s.process.communicate(timeout=60)
@@ -1237,11 +1243,10 @@ def test_sigterm_past_the_graceful_timeout_answers_503_to_requests_outside_the_m
 
 def test_a_client_that_leaves_a_tokenize_request_is_counted_499_not_answered(minilm_served_artifact: Path) -> None:
     """/tokenize went on to build and count a 200 answer (27 MB here) for a client long gone."""
-    tokenize = json.dumps({"inputs": ["word " * 130_000] * 3}).encode()
     gone = 'fastembed_rt_requests_total{route="/tokenize",status="499"}'
-    with serving(minilm_served_artifact) as s, s.client() as client:
-        sock = _send_head(int(s.url.rsplit(":", 1)[1]), "/tokenize", tokenize, len(tokenize))
-        _wait_for_metric(client, "fastembed_rt_inputs_in_flight", lambda v: v == 3)
+    with serving(minilm_served_artifact, args=TOKENIZE_LIMIT) as s, s.client() as client:
+        sock = _send_head(int(s.url.rsplit(":", 1)[1]), "/tokenize", LONG_TOKENIZE, len(LONG_TOKENIZE))
+        _wait_for_metric(client, "fastembed_rt_inputs_in_flight", lambda v: v == 8)
         sock.close()
         _wait_for_metric(client, gone, lambda v: v == 1)
         # the tokenizer cannot be stopped: its texts stay admitted until it ends, then every permit is back
