@@ -623,7 +623,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="artifact directory to create")
     p.add_argument("--revision", default=None)
     p.add_argument("--overwrite", action="store_true", help="replace an existing artifact directory")
-    p.add_argument("--no-stsb", action="store_true", help="skip the STSb Spearman score in the manifest")
+    p.add_argument(
+        "--no-stsb",
+        action="store_true",
+        help="skip the STSb Spearman score in the manifest (STSb is still read, where found, for the parity texts and "
+        "the int8/uint8 output calibration)",
+    )
     p.add_argument(
         "--trust-remote-code",
         action="store_true",
