@@ -139,7 +139,9 @@ def ensure_env(name: str, log: Path | None = None) -> Env:
             check=False,
         )
     if result.returncode != 0:
-        raise RuntimeError(f"pip install into {env.path} failed (exit {result.returncode}); see {log}")
+        # short, the log first: a table cell keeps 100 characters of it (the full path was cut before the log's name)
+        shown = log.relative_to(REPO) if log.is_relative_to(REPO) else log
+        raise RuntimeError(f"pip failed (exit {result.returncode}), see {shown}")
     marker.write_text(wanted)
     print(f"created {name!r} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     return env

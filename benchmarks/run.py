@@ -627,7 +627,7 @@ def main() -> None:
         try:
             ensure_env(env_name)
         except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-            broken[env_name] = f"its venv {env_name!r} could not be built: {exc}"
+            broken[env_name] = f"venv {env_name!r} not built: {exc}"
             print(f"warning: {broken[env_name]}", file=sys.stderr, flush=True)
     if any(c.env == "st-extras" for c in chosen) and "st-extras" not in broken:
         try:
