@@ -512,6 +512,26 @@ def test_embed_all_answers_the_library_token_vectors(
         assert refused.status_code == 422 and "multi-vector" in refused.json()["error"]
 
 
+def test_a_multi_vector_models_length_errors_name_the_tasks_limit_and_a_left_cut_is_refused(
+    server: Server, colbert: MultiVectorEncoder
+) -> None:
+    """An over-long query was refused naming max_seq_length (not the query length it is cut at), and a left cut
+    took the query/document prompt (ColBERT's marker) off the start of a long text, silently."""
+    long = " ".join(f"w{i}" for i in range(200))
+    with server.client() as client:
+        for task in ("query", "document"):
+            body = {"inputs": [long], "model": "colbert", "task": task, "truncate": False}
+            refused = client.post("/embed_all", json=body)
+            limit = colbert.token_limit(task)
+            assert refused.status_code == 422 and f"the model's limit of {limit};" in refused.json()["error"]
+            assert limit < colbert.max_seq_length  # the fixture cuts both tasks short of it
+            body = {"inputs": [long], "model": "colbert", "task": task, "truncation_direction": "left"}
+            refused = client.post("/embed_all", json=body)
+            assert refused.status_code == 422 and "would cut the prompt" in refused.json()["error"], refused.text
+        body = {"query": "who?", "texts": [long], "model": "colbert", "truncation_direction": "left"}
+        assert client.post("/rerank", json=body).status_code == 422
+
+
 def test_rerank_routes_score_late_interaction_as_the_library(server: Server, colbert: MultiVectorEncoder) -> None:
     query = "Where do cats sleep?"
     expected = colbert.rank(query, TEXTS, return_documents=True)

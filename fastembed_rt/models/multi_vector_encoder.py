@@ -240,6 +240,10 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
         return self.late_interaction.document_length
 
     # -- tokenizing, the sentence-transformers way ----------------------------------------------
+    def token_limit(self, task: str | None) -> int:
+        """Where ``task``'s texts are cut, in tokens: the query or document length, else ``max_seq_length``."""
+        return self._max_length(task) or self.max_seq_length
+
     def _max_length(self, task: str | None) -> int | None:
         config = self.late_interaction
         expansion = config.query_expansion if task == "query" else None
@@ -277,6 +281,13 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
         texts = check_texts(sentences)
         started = time.perf_counter()
         resolved = self._resolve_prompt(prompt, prompt_name)
+        if resolved and truncation_direction == "left":
+            # the marker is text before the text here: cut from the left, a long text lost its [Q] / [D] (PyLate
+            # puts the marker in after truncation)
+            raise InputError(
+                f"truncation_direction='left' would cut the prompt {resolved!r} (the query/document marker) off the "
+                "start of long texts; multi-vector texts are cut on the right"
+            )
         full = [resolved + t for t in texts] if resolved else texts
         encoded = self._tokenizer.encode(full, truncation_direction, self._max_length(task))
         expansion = self.late_interaction.query_expansion if task == "query" else None

@@ -56,6 +56,7 @@ class Operation:
     run: Callable[[Prepared], Any]
     take: Callable[[Any, np.ndarray], Any]
     count_tokens: Callable[[Any], int]
+    token_limit: int | None = None  # where inputs are cut, when not at the model's max_seq_length (a ColBERT query)
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,7 @@ class ModelWorker:
                     RequestError(
                         422,
                         f"input {position} is {tokens} tokens long, more than the model's limit of "
-                        f"{self.max_seq_length}; shorten it or send truncate=true",
+                        f"{operation.token_limit or self.max_seq_length}; shorten it or send truncate=true",
                     ),
                 )
             else:

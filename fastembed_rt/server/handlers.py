@@ -184,8 +184,10 @@ def _token_vectors_operation(
     batch_size = state.config.max_batch_size
     model = served.model
     truncation = cast(Any, direction)
+    limit = None
     if isinstance(model, MultiVectorEncoder):
         mve, name = model, model.task_prompt_name(task, prompt_name)
+        limit = mve.token_limit(task)
 
         def prepare(items: list[Any]) -> Any:
             return mve.prepare(items, task=task, prompt_name=name, truncation_direction=truncation)
@@ -210,6 +212,7 @@ def _token_vectors_operation(
         run=run,
         take=lambda result, rows: [result[i] for i in rows.tolist()],
         count_tokens=_text_tokens(served, name),
+        token_limit=limit,
     )
 
 
