@@ -190,10 +190,12 @@ def test_stopping_a_pool_lets_the_running_call_finish_and_tells_later_calls(mini
 def test_a_stopped_pool_its_caller_keeps_holds_no_descriptor_or_semaphore(minilm_artifact_session: Path) -> None:
     """The stop docs say it frees the pipes and queue; a stopped pool still referenced (an attribute, a registry)
     held 2 descriptors per worker and its queue's three /dev/shm semaphores: each kept pool added to them."""
+    import gc
     import os
 
     model = SentenceTransformer(minilm_artifact_session)
     model.stop_multi_process_pool(model.start_multi_process_pool(["cpu"], intra_op_threads=1))  # the tracker, once
+    gc.collect()  # descriptors earlier tests' garbage still holds: closed now, not during the count
     before = len(os.listdir("/proc/self/fd"))
     kept = []
     for _ in range(3):
@@ -201,7 +203,8 @@ def test_a_stopped_pool_its_caller_keeps_holds_no_descriptor_or_semaphore(minilm
         model.encode(TEXTS[:10], pool=pool)
         model.stop_multi_process_pool(pool)
         kept.append(pool)
-    assert len(os.listdir("/proc/self/fd")) == before
+    gc.collect()  # the kept pools are referenced: what this frees is not theirs
+    assert len(os.listdir("/proc/self/fd")) <= before  # each kept pool held 2 more
     assert all(pool._tasks is None for pool in kept)  # the queue (and its semaphores) let go
 
 
