@@ -632,13 +632,14 @@ def _verify_file(
     manifest: Manifest, variant: Variant, path: Path, size: int | None, sha256: str | None, full: bool
 ) -> None:
     try:
-        present = path.is_file()
-    except PermissionError as exc:  # a folder of the artifact this user may not enter
+        with path.open("rb") as handle:  # one open at every load: there, readable, and its size
+            found = os.fstat(handle.fileno()).st_size
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise ArtifactError(
+            f"{path} is missing (variant {variant.name!r} of {manifest.root}); {_EXPORT_HINT}"
+        ) from None
+    except PermissionError as exc:  # the file, or a folder of the artifact this user may not enter
         raise unreadable(path, manifest.root, exc) from exc
-    if not present:
-        raise ArtifactError(f"{path} is missing (variant {variant.name!r} of {manifest.root}); {_EXPORT_HINT}")
-    check_readable(path, manifest.root)
-    found = path.stat().st_size
     if size is not None and found != size:
         raise ArtifactError(f"{path} is corrupt or truncated: {found} bytes, the manifest says {size}; {_EXPORT_HINT}")
     if full and sha256 is not None:

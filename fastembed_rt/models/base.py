@@ -375,7 +375,7 @@ class ArtifactModel:
             if isinstance(exc, PermissionError) and failed.is_relative_to(source) and not failed.is_relative_to(target):
                 raise unreadable(failed, source, exc) from exc  # a file it copies from: the source's fault
             raise InputError(
-                f"save(path): cannot write {exc.filename or target} ({exc.strerror or exc}); no file in {target} was "
+                f"save(path): cannot write {failed} ({exc.strerror or exc}); no file in {target} was "
                 "changed: choose a path this user can write, with room for the artifact"
             ) from exc
         for temporary, destination in staged:
