@@ -599,7 +599,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         from fastembed_rt.server.main import add_arguments
     except ImportError as exc:
         message = str(exc)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.description = f"Not available here: {message}"
+        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         p.set_defaults(func=lambda _: _missing(message))
         return
     add_arguments(p)

@@ -586,3 +586,22 @@ def test_version_and_python_dash_m_run_the_cli() -> None:
         [sys.executable, "-m", "fastembed_rt", "--version"], capture_output=True, text=True, timeout=120
     )
     assert (done.returncode, done.stdout) == (0, f"fastembed-rt {__version__}\n"), done.stderr
+
+
+def test_serve_without_the_server_extra_says_so_in_one_line_from_every_entry_point(tmp_path: Path) -> None:
+    """`python -m fastembed_rt.server` printed the install hint inside runpy's traceback; `serve --help` listed a
+    bare `rest` argument. A `uvicorn` module that fails to import stands in for an install without the extra."""
+    import subprocess
+
+    (tmp_path / "uvicorn.py").write_text("raise ModuleNotFoundError(\"No module named 'uvicorn'\", name='uvicorn')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    hint = "error: fastembed-rt serve needs the server extra (uvicorn): pip install 'fastembed-rt[server]'\n"
+    for module in ("fastembed_rt", "fastembed_rt.server", "fastembed_rt.server.main"):
+        command = [sys.executable, "-m", module] + (["serve"] if module == "fastembed_rt" else []) + ["some-artifact"]
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+        assert (done.returncode, done.stderr) == (2, hint), module
+    helped = subprocess.run(
+        [sys.executable, "-m", "fastembed_rt", "serve", "--help"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert helped.returncode == 0 and "rest" not in helped.stdout
+    assert "pip install 'fastembed-rt[server]'" in " ".join(helped.stdout.split())

@@ -20,15 +20,21 @@ their workers), ``handlers`` (one function per route), ``openapi``, ``app`` (rou
 
 from __future__ import annotations
 
+import sys
+
 try:
     import orjson  # noqa: F401
     import prometheus_client  # noqa: F401
     import starlette  # noqa: F401
     import uvicorn  # noqa: F401
-except ImportError as _exc:  # pragma: no cover - exercised by the CLI test without the extra
-    raise ImportError(
-        f"fastembed-rt serve needs the server extra ({_exc.name or _exc}): pip install 'fastembed-rt[server]'"
-    ) from _exc
+except ImportError as _exc:
+    _missing = f"fastembed-rt serve needs the server extra ({_exc.name or _exc}): pip install 'fastembed-rt[server]'"
+    if sys.argv[:1] == ["-m"]:
+        # Python sets argv[0] to "-m" while it imports the parents of the module `python -m` runs: this is
+        # `python -m fastembed_rt.server`, whose user gets the CLI's one line, not runpy's traceback.
+        print(f"error: {_missing}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise ImportError(_missing) from _exc
 
 from fastembed_rt.server.app import create_app
 from fastembed_rt.server.config import ServedModel, ServerConfig
