@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from permissions import where_permissions_apply
 
 from fastembed_rt import ArtifactError, InputError, SentenceTransformer
 
@@ -213,22 +214,6 @@ def test_a_calibration_set_with_no_rows_or_non_finite_values_is_named(minilm_art
 
 
 # -- file permissions ----------------------------------------------------------------------------------------------
-def _where_permissions_apply(argv: list[str]) -> list[str]:
-    """``argv`` run so that file permissions apply to it: as it is for a user; for root without the capabilities
-    that override them (``setpriv``). Skips where root cannot drop them."""
-    if os.geteuid() != 0:
-        return argv
-    caps = "-dac_override,-dac_read_search"
-    setpriv = ["setpriv", "--bounding-set", caps, "--inh-caps", caps, "--"]
-    try:
-        subprocess.run([*setpriv, "true"], check=True, capture_output=True, timeout=30)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(
-            f"running as root, and setpriv cannot drop CAP_DAC_OVERRIDE here ({exc}): permissions would not apply"
-        )
-    return [*setpriv, *argv]
-
-
 UNREADABLE = """
 import sys
 from fastembed_rt import ArtifactError, SentenceTransformer
@@ -244,7 +229,7 @@ print("exit", main(["info", sys.argv[1]]))
 def test_an_unreadable_manifest_is_an_artifact_error_naming_it(minilm_artifact: Path) -> None:
     manifest = minilm_artifact / "manifest.json"
     manifest.chmod(0)
-    argv = _where_permissions_apply([sys.executable, "-c", UNREADABLE, str(minilm_artifact)])
+    argv = where_permissions_apply([sys.executable, "-c", UNREADABLE, str(minilm_artifact)])
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     manifest.chmod(0o644)
     reason = f"{manifest} cannot be read (Permission denied); give this user read access to {minilm_artifact}"
@@ -270,7 +255,7 @@ def test_an_unreadable_file_of_the_artifact_is_named_with_the_permission_fix(
     weights file was blamed on the graph, and an unreadable folder was a bare PermissionError traceback."""
     target = minilm_artifact / unreadable
     target.chmod(0)
-    argv = _where_permissions_apply([sys.executable, "-c", LOAD_ONLY, str(minilm_artifact)])
+    argv = where_permissions_apply([sys.executable, "-c", LOAD_ONLY, str(minilm_artifact)])
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     finally:
@@ -287,7 +272,7 @@ def test_calibrating_a_read_only_artifact_changes_nothing_and_says_why(minilm_ar
     before = {p: p.read_bytes() for p in minilm_artifact.iterdir() if p.is_file()}
     minilm_artifact.chmod(0o555)
     command = [sys.executable, "-m", "fastembed_rt.cli", "calibrate", str(minilm_artifact), "--texts", str(texts)]
-    done = subprocess.run(_where_permissions_apply(command), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(where_permissions_apply(command), capture_output=True, text=True, timeout=300)
     minilm_artifact.chmod(0o755)
     assert done.returncode == 1 and done.stderr == (
         f"error: cannot write the calibration into {minilm_artifact} (Permission denied); make the directory writable "
@@ -452,7 +437,7 @@ def test_an_unreadable_calibration_file_is_named_with_the_permission_fix_at_enco
     calibration.chmod(0)
     argv = [sys.executable, "-c", UNREADABLE_CALIBRATION, str(minilm_artifact), str(tmp_path / "copy")]
     try:
-        done = subprocess.run(_where_permissions_apply(argv), capture_output=True, text=True, timeout=300)
+        done = subprocess.run(where_permissions_apply(argv), capture_output=True, text=True, timeout=300)
     finally:
         calibration.chmod(0o644)
     reason = f"{calibration} cannot be read (Permission denied); give this user read access to {minilm_artifact}"

@@ -190,7 +190,9 @@ def test_openvino_cache_keeps_no_blobs_of_artifacts_that_are_gone(
             shutil.rmtree(copy)
     (folder,) = [f for f in (cache / "openvino").iterdir() if f.is_dir()]  # the third's: the others are gone
     record = json.loads((folder / "source.json").read_text())
-    assert record == {"graph": str((tmp_path / "third" / "onnx" / "model.onnx").resolve())}
+    from fastembed_rt.providers.base import mount_identity
+
+    assert record == {"graph": str((tmp_path / "third" / "onnx" / "model.onnx").resolve()), "mounts": mount_identity()}
 
 
 def test_openvino_loads_wait_for_a_compile_into_the_same_cache(minilm_artifact_session: Path, tmp_path: Path) -> None:

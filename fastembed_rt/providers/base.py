@@ -27,6 +27,8 @@ __all__ = [
     "ProviderOptions",
     "ProviderSpec",
     "cache_root",
+    "memory_short",
+    "mount_identity",
 ]
 
 CACHE_ENV = "FASTEMBED_RT_CACHE"
@@ -169,14 +171,42 @@ class ProviderSpec:
 
 
 def cache_root(cache_dir: Path | None, engine: str) -> Path:
-    """``cache_dir/engine``; default ``$FASTEMBED_RT_CACHE`` or ``$XDG_CACHE_HOME``/``~/.cache`` + ``fastembed-rt``."""
-    if cache_dir is None:
-        env = os.environ.get(CACHE_ENV)
-        if env:
-            cache_dir = Path(env)
-        else:
-            cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fastembed-rt"
-    return Path(cache_dir).expanduser() / engine
+    """``cache_dir/engine``; default ``$FASTEMBED_RT_CACHE`` or ``$XDG_CACHE_HOME``/``~/.cache`` + ``fastembed-rt``.
+
+    Raises:
+        OSError: no folder can be named: no ``$HOME`` and no home for the user (a container run as a user id that
+            has no passwd entry), which the caches take as a folder they cannot write.
+    """
+    try:
+        if cache_dir is None:
+            env = os.environ.get(CACHE_ENV)
+            if env:
+                cache_dir = Path(env)
+            else:
+                cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fastembed-rt"
+        return Path(cache_dir).expanduser() / engine
+    except (RuntimeError, KeyError) as exc:  # Path.home(): "Could not determine home directory"
+        raise OSError(f"no cache folder for {engine}: {exc} (no $HOME); set ${CACHE_ENV} or HOME") from None
+
+
+# How ONNX Runtime, OpenVINO and the C library say an allocation failed (an address-space or cgroup limit).
+_MEMORY_SHORT = ("bad_alloc", "cannot allocate memory", "out of memory", "failed to allocate")
+
+
+def memory_short(exc: BaseException) -> bool:
+    """Whether an engine's error is an allocation that failed, which no file or device is to blame for."""
+    return isinstance(exc, MemoryError) or any(mark in str(exc).lower() for mark in _MEMORY_SHORT)
+
+
+def mount_identity() -> str | None:
+    """Which file system tree this process sees paths in: the host name and the mount namespace (``None`` where
+    there is no ``/proc``). Caches shared between containers (one volume mounted in several) record it beside the
+    graph path an entry was built from: only a process that sees the same tree can tell that path is gone or
+    holds another graph; in another container the path names something else or nothing."""
+    try:
+        return f"{os.uname().nodename}/{os.readlink('/proc/self/ns/mnt')}"
+    except (OSError, AttributeError):  # AttributeError: no os.uname (Windows)
+        return None
 
 
 def graph_data_files(model_path: Path) -> dict[str, dict[str, int]]:

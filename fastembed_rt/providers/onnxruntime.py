@@ -24,7 +24,13 @@ import numpy as np
 
 from fastembed_rt.errors import ArtifactError, ProviderError
 from fastembed_rt.machine import this_cpu
-from fastembed_rt.providers.base import STREAM_MAX_GRAPH_BYTES, ProviderOptions, cache_root, graph_data_files
+from fastembed_rt.providers.base import (
+    STREAM_MAX_GRAPH_BYTES,
+    ProviderOptions,
+    cache_root,
+    graph_data_files,
+    memory_short,
+)
 from fastembed_rt.providers.threads import available_cpus, default_streams
 
 __all__ = [
@@ -163,10 +169,28 @@ def _open_session(model_path: Path, so: Any, providers: list[Any], disabled_opti
                 disabled_optimizers=list(disabled_optimizers) or None,
             )
     except Exception as exc:  # onnxruntime raises its own non-exported exception types
+        if memory_short(exc):  # not the file's fault: the artifact (or the cache's copy of it) is kept
+            raise MemoryError(
+                f"not enough memory to load {model_path} with ONNX Runtime {ort.__version__} ({exc}); raise the "
+                "process's memory limit or free memory"
+            ) from exc
         raise ArtifactError(
             f"{model_path} could not be loaded by ONNX Runtime {ort.__version__} ({exc}); the file is corrupt "
             "or from a newer exporter: re-create the artifact with `fastembed-rt export MODEL OUT_DIR`"
         ) from exc
+
+
+def _run(session: Any, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
+    try:
+        return dict(zip(output_names, session.run(output_names, feeds)))
+    except Exception as exc:  # onnxruntime raises its own non-exported exception types
+        if memory_short(exc):
+            shape = "x".join(str(n) for n in next(iter(feeds.values())).shape) if feeds else "?"
+            raise MemoryError(
+                f"ONNX Runtime ran out of memory on a batch of {shape} tokens ({exc}); pass a smaller batch_size, "
+                "or raise the process's memory limit"
+            ) from exc
+        raise
 
 
 def _files_identity(graph: Path) -> tuple[tuple[int, int, int], dict[str, dict[str, int]]] | None:
@@ -197,8 +221,7 @@ class _OnnxRuntimeSession:
         return self._session
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
-        outputs = self._live_session().run(output_names, feeds)
-        return dict(zip(output_names, outputs))
+        return _run(self._live_session(), feeds, output_names)
 
     def close(self) -> None:
         self._session = None
@@ -293,9 +316,14 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
                 so.add_session_config_entry(key, value)
             _open_session(model_path, so, [CPU_EP], cls.DISABLED_OPTIMIZERS)
 
+        try:
+            root = cache_root(options.cache_dir, "onnxruntime")
+        except OSError as exc:
+            logger.warning("ONNX Runtime graph cache disabled for %s: %s", model_path, exc)
+            return None
         return cached_graph(
             model_path,
-            cache_root(options.cache_dir, "onnxruntime"),
+            root,
             config,
             build,
             onnxruntime_version=ort.__version__,
@@ -313,7 +341,7 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
                 self._stream_pool = ThreadPoolExecutor(self.streams, thread_name_prefix="fastembed-rt-stream")
                 _STREAMING.add(self)
             session, pool = self._stream_session, self._stream_pool
-        return pool.submit(lambda: dict(zip(output_names, session.run(output_names, feeds))))
+        return pool.submit(_run, session, feeds, output_names)
 
     def _open_stream_session(self) -> Any:
         """A session of the graph file the engine runs, with the streams' threads; the engine's own session (which
@@ -329,7 +357,7 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
                 disabled = ()
             try:
                 return _open_session(graph, options, [CPU_EP], disabled)
-            except ArtifactError as exc:
+            except (ArtifactError, MemoryError) as exc:  # a second session is an optimisation: the first one runs
                 reason = str(exc)
         else:
             reason = "it changed or was removed since the model loaded (a re-export or a cache clean-up)"
@@ -393,16 +421,20 @@ class OnnxRuntimeCUDA(_OnnxRuntimeSession):
         cuda_options: dict[str, Any] = {"device_id": self.device_id, "arena_extend_strategy": "kSameAsRequested"}
         providers: list[Any] = []
         if tensorrt:
-            engine_cache = cache_root(options.cache_dir, "tensorrt")
-            engine_cache.mkdir(parents=True, exist_ok=True)
-            trt_options = {
-                "device_id": self.device_id,
-                "trt_engine_cache_enable": True,
-                "trt_engine_cache_path": str(engine_cache),
-                "trt_timing_cache_enable": True,
-                "trt_timing_cache_path": str(engine_cache),
-                **options.extra,
-            }
+            trt_options: dict[str, Any] = {"device_id": self.device_id}
+            try:
+                engine_cache = cache_root(options.cache_dir, "tensorrt")
+                engine_cache.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # every load builds its engines (minutes for a large model): said
+                logger.warning("TensorRT engine cache disabled, every load builds the engines: %s", exc)
+            else:
+                trt_options.update(
+                    trt_engine_cache_enable=True,
+                    trt_engine_cache_path=str(engine_cache),
+                    trt_timing_cache_enable=True,
+                    trt_timing_cache_path=str(engine_cache),
+                )
+            trt_options.update(options.extra)
             providers.append((TENSORRT_EP, trt_options))
         else:
             cuda_options.update(options.extra)

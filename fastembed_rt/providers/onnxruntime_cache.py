@@ -19,7 +19,9 @@ Packed layouts depend on the CPU's ISA and the ONNX Runtime build, and the optim
 entries (``session.x64quantprecision`` changes how int8 weights pack), so all of them key a copy, with the graph
 (``_source``). A copy costs disk (the graph's weights plus the packed ones: 132 MB for that 91 MB graph) and, once,
 the time to build and write it (0.3 s; 4.9 s for the 800 MB). Building one removes the copies of another version of
-the graph at the same path, those whose graph is gone and those unused for ``UNUSED_DAYS``; builders racing for one
+the graph at the same path, those whose graph is gone and those unused for ``UNUSED_DAYS``; the first two only of
+copies built where paths mean what they mean here (``mount_identity``: one cache volume mounted in several
+containers, whose model paths name other files or none in each, removed each other's copies); builders racing for one
 copy (threads, processes) leave one, under the cache's lock. The cache is best-effort: a
 directory that cannot be written, or a copy that fails to open, leaves the artifact's graph to run as without it
 (logged), never an error. ``ProviderOptions(cache=False)`` turns it off.
@@ -40,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from fastembed_rt.machine import return_freed_heap
-from fastembed_rt.providers.base import graph_data_files
+from fastembed_rt.providers.base import graph_data_files, mount_identity
 
 __all__ = ["CACHE_MIN_ONNXRUNTIME", "ENTRY_FILE", "GRAPH_FILE", "LOCK_FILE", "UNUSED_DAYS", "cached_graph"]
 
@@ -133,7 +135,15 @@ def _replacing(root: Path) -> Iterator[None]:
     except ImportError:
         yield
         return
-    with open(root / LOCK_FILE, "a") as handle:
+    try:
+        handle = open(root / LOCK_FILE, "a")  # noqa: SIM115 - closed by the with below
+    except OSError:
+        try:  # a lock file another user made (a cache shared by user ids): flock needs no write access
+            handle = open(root / LOCK_FILE)  # noqa: SIM115
+        except OSError:  # a read-only cache without one: this process writes nothing there to guard
+            yield
+            return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -166,9 +176,11 @@ def _stale(folder: Path, built_from: str, source: Mapping[str, Any]) -> str | No
     if entry is None:
         return None  # not ours
     path, key = str(entry.get("built_from", "")), entry.get("key") or {}
-    if path == built_from and key.get("source") != source:
+    # Built in another container sharing this cache's volume: its path names something else here, or nothing.
+    here = entry.get("mounts") in (None, mount_identity())  # None: recorded before mounts were
+    if here and path == built_from and key.get("source") != source:
         return "another version of its graph was cached"
-    if not Path(path).exists():
+    if here and not Path(path).exists():
         return "its graph is gone"
     if idle_days > UNUSED_DAYS:
         return f"unused for {idle_days:.0f} days"
@@ -226,7 +238,7 @@ def cached_graph(
         if content is not None:
             (scratch / SOURCE_FILE).write_bytes(content)
         sizes = {p.name: p.stat().st_size for p in scratch.iterdir()}
-        record = {"key": key, "built_from": built_from, "files": sizes}
+        record = {"key": key, "built_from": built_from, "mounts": mount_identity(), "files": sizes}
         (scratch / ENTRY_FILE).write_text(json.dumps(record, indent=1))
         with _replacing(root):
             if _serves(folder, key, content):  # another process or thread finished the same copy first: use theirs

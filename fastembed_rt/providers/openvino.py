@@ -17,7 +17,9 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import threading
+import weakref
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +30,7 @@ import numpy as np
 from fastembed_rt.artifact import Variant
 from fastembed_rt.errors import ArtifactError, ProviderError
 from fastembed_rt.machine import CpuIdentity
-from fastembed_rt.providers.base import ProviderOptions, cache_root, graph_data_files
+from fastembed_rt.providers.base import ProviderOptions, cache_root, graph_data_files, memory_short, mount_identity
 from fastembed_rt.providers.threads import available_cpus
 
 __all__ = [
@@ -104,6 +106,14 @@ def import_openvino() -> Any:
     """The ``openvino`` module, imported with its telemetry declined (``telemetry_declined``). Once imported it is
     returned as it is: the import decided telemetry, so later model loads read no consent file."""
     if "openvino" not in sys.modules:
+        try:
+            Path.home()
+        except (RuntimeError, KeyError):
+            # OpenVINO's telemetry reads the home folder at import (even when declined) and raises there
+            raise ProviderError(
+                "OpenVINO cannot be imported without a home folder (its telemetry reads ~ at import): no $HOME and "
+                "no home for this user id; set HOME (e.g. HOME=/tmp), or use provider='cpu'"
+            ) from None
         # read by oneDNN when the CPU plugin first loads (a variable the caller set wins): see SHAPE_CACHE_CAPACITY
         os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(SHAPE_CACHE_CAPACITY))
         with telemetry_declined():
@@ -181,7 +191,7 @@ def _compiled_cache(
     name = f"{files_key}-{zlib.crc32(json.dumps([device, compile_settings], sort_keys=True).encode()):08x}"
     with contextlib.suppress(OSError):
         for former in root.glob(f"{path_key}-*"):
-            if not former.name.startswith(f"{files_key}-") and former.is_dir():
+            if not former.name.startswith(f"{files_key}-") and former.is_dir() and _built_here(former):
                 shutil.rmtree(former, ignore_errors=True)
     folder = root / name
     record = folder / _SOURCE_FILE
@@ -191,56 +201,99 @@ def _compiled_cache(
         else:  # a compile comes: whose blobs these are, and the folders of graphs gone or unused go
             _sweep(root, keep=folder)
             folder.mkdir(parents=True, exist_ok=True)
-            record.write_text(json.dumps({"graph": str(model_path.resolve())}))
+            record.write_text(json.dumps({"graph": str(model_path.resolve()), "mounts": mount_identity()}))
     return folder
 
 
 _SOURCE_FILE = "source.json"
 
 
-def _linked_graph(root: Path, model_path: Path) -> Path:
-    """``model_path``, or where its ONNX external data lies outside its folder through links (a hub cache's
-    snapshot, whose files link to blobs elsewhere), the same files hard-linked (copied across file systems) under
-    their own names into a folder of the cache: OpenVINO's ONNX reader refuses a data file that resolves outside
-    the graph's folder, so no ONNX variant of a hub artifact loaded on ``openvino``. The folder is recorded and
-    swept as the compiled blobs' are (``_sweep``)."""
+def _built_here(folder: Path) -> bool:
+    """Whether ``folder``'s graph path means here what it meant where the folder was made: not a folder another
+    container sharing the cache's volume made (``mount_identity``), where that path holds another graph or none."""
+    try:
+        recorded = json.loads((folder / _SOURCE_FILE).read_text()).get("mounts")
+    except (OSError, ValueError, AttributeError):
+        return True  # no record to say otherwise (written before records had mounts)
+    return recorded is None or recorded == mount_identity()
+
+
+def _linked_graph(root: Path | None, model_path: Path) -> tuple[Path, Path | None]:
+    """The graph file for OpenVINO to read and a temporary folder to remove when the engine closes, or None.
+
+    ``model_path`` itself, unless its ONNX external data lies outside its folder through links (a hub cache's
+    snapshot, whose files link to blobs elsewhere): OpenVINO's ONNX reader refuses a data file that resolves
+    outside the graph's folder. Then the same files hard-linked (copied across file systems) under their own names
+    into a folder of the cache ``root``, recorded and swept as the compiled blobs' are (``_sweep``); without a
+    cache (``cache=False``, or one that cannot be written) into a temporary folder of this engine's."""
     if model_path.suffix != ".onnx":
-        return model_path
+        return model_path, None
     try:
         base = model_path.parent.resolve()
         data = {name: (model_path.parent / name).resolve() for name in graph_data_files(model_path)}
         if all(path.is_relative_to(base) for path in data.values()):
-            return model_path
+            return model_path, None
         files = {model_path.name: model_path.resolve(), **data}
         identity = {name: [str(path), path.stat().st_size, path.stat().st_mtime_ns] for name, path in files.items()}
-        folder = root / f"links-{zlib.crc32(json.dumps(identity, sort_keys=True).encode()):08x}"
-        record = folder / _SOURCE_FILE
-        if record.is_file():
-            os.utime(record)
-            return folder / model_path.name
-        staging = root / f".{folder.name}.{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        for name, path in files.items():
-            try:
-                os.link(path, staging / name)
-            except OSError:
-                shutil.copyfile(path, staging / name)
-        (staging / _SOURCE_FILE).write_text(json.dumps({"graph": str(files[model_path.name])}))
+    except OSError:  # the compile reports a graph that cannot be read
+        return model_path, None
+    if root is not None:
         try:
-            os.rename(staging, folder)
-        except OSError:  # another load made it meanwhile
+            folder = root / f"links-{zlib.crc32(json.dumps(identity, sort_keys=True).encode()):08x}"
+            record = folder / _SOURCE_FILE
+            if record.is_file():
+                with contextlib.suppress(OSError):  # a read-only cache still serves
+                    os.utime(record)
+                return folder / model_path.name, None
+            staging = root / f".{folder.name}.{os.getpid()}"
             shutil.rmtree(staging, ignore_errors=True)
-        return folder / model_path.name if record.is_file() else model_path
-    except OSError as exc:  # a read-only cache: the compile says what OpenVINO refuses
-        logger.warning("cannot link %s's data files into OpenVINO's cache (%s)", model_path, exc)
-        return model_path
+            staging.mkdir(parents=True)
+            _link_or_copy(files, staging)
+            (staging / _SOURCE_FILE).write_text(
+                json.dumps({"graph": str(files[model_path.name]), "mounts": mount_identity()})
+            )
+            try:
+                os.rename(staging, folder)
+            except OSError:  # another load made it meanwhile
+                shutil.rmtree(staging, ignore_errors=True)
+            if record.is_file():
+                return folder / model_path.name, None
+        except OSError as exc:
+            logger.warning(
+                "cannot link %s's data files into OpenVINO's cache (%s); using a temporary folder", model_path, exc
+            )
+    try:
+        temporary = Path(tempfile.mkdtemp(prefix="fastembed-rt-openvino-"))
+    except OSError as exc:
+        raise ProviderError(_OUTSIDE_DATA.format(graph=model_path, reason=exc)) from exc
+    try:
+        _link_or_copy(files, temporary)
+    except OSError as exc:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise ProviderError(_OUTSIDE_DATA.format(graph=model_path, reason=exc)) from exc
+    return temporary / model_path.name, temporary
+
+
+_OUTSIDE_DATA = (
+    "OpenVINO reads no ONNX graph whose weights file lies outside its folder, as {graph}'s does (a hub snapshot's "
+    "links), and neither the cache nor a temporary folder could hold the files side by side ({reason}); set "
+    "FASTEMBED_RT_CACHE (or TMPDIR) to a writable folder, or use provider='cpu'"
+)
+
+
+def _link_or_copy(files: dict[str, Path], folder: Path) -> None:
+    for name, path in files.items():
+        try:
+            os.link(path, folder / name)
+        except OSError:
+            shutil.copyfile(path, folder / name)
 
 
 def _sweep(root: Path, keep: Path) -> None:
-    """Remove the cache folders of graphs that are gone (a deleted temporary artifact, a pruned hub revision) and
-    of those no load used for ``UNUSED_DAYS``, as the ONNX Runtime graph cache does: each blob is the size of the
-    model's weights, and without this every artifact ever loaded kept one."""
+    """Remove the cache folders of graphs that are gone (a deleted temporary artifact, a pruned hub revision; only
+    of folders made where paths mean what they mean here, ``_built_here``) and of those no load used for
+    ``UNUSED_DAYS``, as the ONNX Runtime graph cache does: each blob is the size of the model's weights, and
+    without this every artifact ever loaded kept one."""
     import time
 
     from fastembed_rt.providers.onnxruntime_cache import UNUSED_DAYS
@@ -255,17 +308,19 @@ def _sweep(root: Path, keep: Path) -> None:
                 idle_days = (time.time() - record.stat().st_mtime) / 86400
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # not one of ours, or written before these records: left alone
-            if not graph.exists() or idle_days > UNUSED_DAYS:
+            if (not graph.exists() and _built_here(folder)) or idle_days > UNUSED_DAYS:
                 shutil.rmtree(folder, ignore_errors=True)
 
 
-def _check_device(device: str, available: list[str]) -> tuple[str, str]:
+def _check_device(device: str, available: list[str], why_no_device: str = "") -> tuple[str, str]:
     """``(device to compile for, its kind)``, or a ``ProviderError`` when what ``device`` names is not here: a plain
     device or its numbered instance (``"GPU"``, ``"GPU.1"``); each device of ``"HETERO:..."`` / ``"MULTI:..."``
     (they run on all of them); for ``"AUTO:GPU,CPU"`` at least one, the others left out of its list (OpenVINO fails
     loading the plugin of an absent GPU instead of picking the CPU); ``"AUTO"`` alone picks among what is here."""
     kind = device.split(":")[0].split(".")[0]
-    here = ", ".join(available) or "none"
+    if not available:  # not even the CPU: its plugin failed to load (an allocation, a broken install)
+        raise ProviderError(f"OpenVINO lists no device here, not even the CPU: {why_no_device}")
+    here = ", ".join(available)
     hint = "(GPU and NPU need Intel's drivers; see the OpenVINO install guide)"
     if kind not in _VIRTUAL_DEVICES:
         if not _is_here(device, available):
@@ -283,6 +338,18 @@ def _check_device(device: str, available: list[str]) -> tuple[str, str]:
         logger.info("OpenVINO %s: %s not available here, AUTO picks among %s", device, ", ".join(absent), present)
         return f"AUTO:{','.join(present)}", kind
     return device, kind
+
+
+def _why_no_cpu(core: Any) -> str:
+    """What OpenVINO says when asked for its CPU plugin, which ``available_devices`` left out without a word."""
+    try:
+        core.get_property("CPU", "FULL_DEVICE_NAME")
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        if memory_short(exc):
+            return f"{reason} (too little memory for the process: raise its limit)"
+        return f"{reason} (a broken OpenVINO install?)"
+    return "the CPU plugin answers when asked alone (a broken OpenVINO install?)"
 
 
 def _is_here(device: str, available: list[str]) -> bool:
@@ -327,7 +394,8 @@ class OpenVINO:
         ov = import_openvino()
         core = ov.Core()
         device = options.device or "CPU"
-        device, kind = _check_device(device, list(core.available_devices))
+        available = list(core.available_devices)
+        device, kind = _check_device(device, available, "" if available else _why_no_cpu(core))
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if kind in ("CPU", "GPU"):
             config["INFERENCE_PRECISION_HINT"] = "f32"
@@ -340,10 +408,14 @@ class OpenVINO:
         # the compiled-model cache first, and left an empty cache folder behind)
         _check_extra(core, device, kind, dict(options.extra))
         self.cache_dir: Path | None = None
+        root: Path | None = None
         if options.cache:
-            self.cache_dir = _compiled_cache(
-                cache_root(options.cache_dir, "openvino"), model_path, device, config, options.graph_id
-            )
+            try:
+                root = cache_root(options.cache_dir, "openvino")
+            except OSError as exc:
+                logger.warning("OpenVINO compiled-model cache disabled: %s", exc)
+        if root is not None:
+            self.cache_dir = _compiled_cache(root, model_path, device, config, options.graph_id)
         if self.cache_dir is not None:
             try:
                 self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -351,7 +423,9 @@ class OpenVINO:
             except OSError as exc:  # e.g. a read-only home in a container: every load compiles
                 logger.warning("OpenVINO compiled-model cache disabled: cannot create %s (%s)", self.cache_dir, exc)
                 self.cache_dir = None
-        source = _linked_graph(cache_root(options.cache_dir, "openvino"), Path(model_path))
+        source, self._temporary = _linked_graph(root, Path(model_path))
+        if self._temporary is not None:  # removed at close, or when the engine is collected without one
+            self._remove_temporary = weakref.finalize(self, shutil.rmtree, self._temporary, True)
         try:
             try:
                 compiled = _compile(core, source, device, config, self.cache_dir)
@@ -367,6 +441,11 @@ class OpenVINO:
                 compiled = _compile(core, source, device, config, None)
         except RuntimeError as exc:
             _check_extra(core, device, kind, dict(options.extra))  # a refused property is the caller's, not the file's
+            if memory_short(exc):
+                raise MemoryError(
+                    f"not enough memory for OpenVINO {ov.__version__} to compile {model_path} for {device} ({exc}); "
+                    "raise the process's memory limit or free memory"
+                ) from exc
             raise ArtifactError(
                 f"OpenVINO {ov.__version__} could not compile {model_path} for {device} ({exc}); the graph uses an "
                 "operator OpenVINO lacks (choose another variant) or the file is corrupt (re-export the artifact)"
@@ -425,7 +504,16 @@ class OpenVINO:
             missing = self._inputs - feeds.keys()
             if missing:
                 feeds = {**{name: self._unfed[name] for name in missing}, **feeds}
-            request.infer(feeds, share_inputs=True, share_outputs=True)
+            try:
+                request.infer(feeds, share_inputs=True, share_outputs=True)
+            except RuntimeError as exc:
+                if memory_short(exc):
+                    shape = "x".join(str(n) for n in next(iter(feeds.values())).shape)
+                    raise MemoryError(
+                        f"OpenVINO ran out of memory on a batch of {shape} tokens ({exc}); pass a smaller "
+                        "batch_size, or raise the process's memory limit"
+                    ) from exc
+                raise
             # The request reuses its output buffers on its next call: copy what the caller keeps.
             return {name: np.array(request.get_tensor(name).data, copy=True) for name in output_names}
         finally:
@@ -462,3 +550,5 @@ class OpenVINO:
         with self._requests_lock:
             self._idle = None
         self._compiled = None
+        if self._temporary is not None:
+            self._remove_temporary()
