@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, wait
+from concurrent.futures import CancelledError, Future, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from fastembed_rt.batching import (
     pad_batch,
     plan_batches,
 )
-from fastembed_rt.errors import InputError, LongInputError
+from fastembed_rt.errors import InputError, LongInputError, ProviderError
 from fastembed_rt.kernels.spec import (
     NORMALIZE_OUTPUT,
     OUTPUT_DIM,
@@ -314,7 +315,18 @@ class Pipeline:
         # Artifacts from before the manifest recorded the backbone's shape have only the token budget.
         self.activation_cost = ActivationCost.of(manifest.source.get("backbone") or {})
         self.max_batch_bytes = engine_max_batch_bytes(provider)  # the CPU's bound, or a GPU's
-        self.last_stats = EncodeStats()
+        self._calls = threading.local()
+
+    @property
+    def last_stats(self) -> EncodeStats:
+        """The statistics of the calling thread's last call: threads sharing a model each read their own (one that
+        read the model's last call got another thread's in 1 of 1,000 calls under load)."""
+        stats = getattr(self._calls, "stats", None)
+        return stats if stats is not None else EncodeStats()
+
+    @last_stats.setter
+    def last_stats(self, stats: EncodeStats) -> None:
+        self._calls.stats = stats
 
     @property
     def packed(self) -> bool:
@@ -423,7 +435,11 @@ class Pipeline:
                     done = []
                     while pending and (len(pending) > streams or last):
                         ready_rows, ready_feeds, future = pending.popleft()
-                        done.append((ready_rows, future.result(), ready_feeds))
+                        try:
+                            result = future.result()
+                        except CancelledError:  # only the engine's close cancels a queued batch
+                            raise ProviderError("this model was closed during the call; create a new one") from None
+                        done.append((ready_rows, result, ready_feeds))
                 clock = time.perf_counter()
                 stats.run_s += clock - fed
                 for ready_rows, result, ready_feeds in done:
@@ -436,7 +452,9 @@ class Pipeline:
         finally:
             for _, _, future in pending:  # the caller stopped early or a batch failed: no run outlives the call
                 future.cancel()
-            wait([future for _, _, future in pending])
+            # A future cancelled before it ran is never marked done for ``wait`` once its executor has shut down (the
+            # engine closed by another thread): waiting on it hung the call; a running one is waited for.
+            wait([future for _, _, future in pending if not future.cancelled()])
             if bar is not None:
                 bar.close()
             self.last_stats = stats

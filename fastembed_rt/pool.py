@@ -2,8 +2,8 @@
 
 Started by ``SentenceTransformer.start_multi_process_pool`` (or ``CrossEncoder``'s) and used through
 ``encode(..., pool=pool)`` (``predict(..., pool=pool)``), as in sentence-transformers. Workers are *spawned*,
-never forked: a fork taken after ONNX Runtime or OpenVINO started their thread pools inherits locks held by
-threads that do not exist in the child.
+never forked: each loads its own engine rather than a copy of the parent's, whose thread pools' threads do not exist
+in a child (an engine forked with the user's process still runs there: ``onnxruntime._forget_streams_in_child``).
 
 Texts (pairs) are cut into chunks, longest first (so the slowest chunks start first and each chunk pads
 little), handed to whichever worker is free, and put back in input order. An exception a call raises in a

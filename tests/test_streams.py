@@ -129,6 +129,57 @@ def test_a_caller_that_stops_early_leaves_no_batch_running(minilm_artifact_sessi
     model.close()
 
 
+def test_closing_a_model_while_another_thread_runs_a_call_of_many_batches_fails_that_call_clearly(
+    minilm_artifact_session: Path,
+) -> None:
+    """A service closing its model (shutdown, a model swap, ``to()``) while a request ran a call of many batches: the
+    call waited for ever on the batches the close had cancelled, or opened a new stream session and executor on
+    the closed engine. The streams are held busy so that the call's batches are queued when the close comes."""
+    model = _model(minilm_artifact_session, 2)
+    model.encode(_TEXTS, batch_size=2)  # the streams start
+    engine = model._pipeline.provider
+    pool, gate = engine._stream_pool, threading.Event()
+    busy = [pool.submit(gate.wait) for _ in range(engine.streams)]
+    outcome: list[BaseException | None] = []
+
+    def call() -> None:
+        try:
+            model.encode(_TEXTS, batch_size=2)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    deadline = time.monotonic() + 60
+    while pool._work_queue.qsize() < 2 and time.monotonic() < deadline:  # its batches wait for a stream
+        time.sleep(0.01)
+    threading.Timer(0.5, gate.set).start()  # the streams' current work ends while the close waits for it
+    model.close()
+    caller.join(timeout=60)
+    assert not caller.is_alive(), "the call still waits for the batches the close cancelled"
+    assert all(b.done() for b in busy) and len(outcome) == 1
+    assert isinstance(outcome[0], ProviderError) and "this model was closed" in str(outcome[0])
+    assert engine._stream_pool is None and engine._stream_session is None and not _stream_threads()
+
+
+def test_each_thread_reads_the_statistics_of_its_own_last_call(minilm_artifact_session: Path) -> None:
+    """``last_encode_stats`` was the model's last call, whichever thread made it."""
+    model = _model(minilm_artifact_session, 2)
+    model.encode(["short", "word " * 400])
+    other = threading.Thread(target=lambda: model.encode(_TEXTS))
+    other.start()
+    other.join()
+    stats = model.last_encode_stats
+    assert (stats.texts, stats.truncated) == (2, 1)
+    seen: list[int] = []
+    reader = threading.Thread(target=lambda: seen.append(model.last_encode_stats.texts))
+    reader.start()
+    reader.join()
+    assert seen == [0]  # a thread that made no call reads empty statistics
+    model.close()
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
 def test_a_process_forked_after_a_streamed_call_runs_its_own_calls_of_many_batches(
     minilm_artifact_session: Path,

@@ -334,14 +334,13 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
     def submit(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> Future[dict[str, np.ndarray]]:
         """Run ``feeds`` on one of ``streams`` threads, on the session they share; for calls of several batches
         (``Pipeline.run``). That session and the threads start at the first call."""
-        with self._stream_lock:
+        with self._stream_lock:  # held while submitting: a close in between cannot shut the executor under it
             self._live_session()
             if self._stream_pool is None:
                 self._stream_session = self._open_stream_session()
                 self._stream_pool = ThreadPoolExecutor(self.streams, thread_name_prefix="fastembed-rt-stream")
                 _STREAMING.add(self)
-            session, pool = self._stream_session, self._stream_pool
-        return pool.submit(_run, session, feeds, output_names)
+            return self._stream_pool.submit(_run, self._stream_session, feeds, output_names)
 
     def _open_stream_session(self) -> Any:
         """A session of the graph file the engine runs, with the streams' threads; the engine's own session (which
@@ -365,11 +364,13 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
         return self._live_session()
 
     def close(self) -> None:
+        # Closed first, under the lock: a call of another thread then submits nothing more (it opened a new stream
+        # session and executor on the closing engine when the session was dropped after the executor's shutdown).
         with self._stream_lock:
             pool, self._stream_pool, self._stream_session = self._stream_pool, None, None
-        if pool is not None:
+            super().close()
+        if pool is not None:  # batches queued by a call still running are cancelled: it raises ProviderError
             pool.shutdown(wait=True, cancel_futures=True)
-        super().close()
 
 
 # Engines whose streams have started, for ``_forget_streams_in_child``.
