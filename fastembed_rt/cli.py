@@ -221,10 +221,24 @@ def _read_lines(name: str) -> list[str]:
                 f"{where}:{number} is not UTF-8 text (byte {line[exc.start]:#04x} at column {exc.start + 1}: "
                 f"{exc.reason}); convert it to UTF-8 first, e.g. with iconv -t UTF-8"
             ) from None
+        if b"\0" in line:  # UTF-16 without a BOM decodes as UTF-8 where it is ASCII, a NUL after each letter
+            raise InputError(
+                f"{where}:{number} holds a NUL byte (column {line.index(0) + 1}): it looks like UTF-16 or binary, "
+                "not UTF-8 text; convert it to UTF-8 first, e.g. with iconv -f UTF-16LE -t UTF-8"
+            )
     return texts
 
 
 def _read_texts(args: argparse.Namespace) -> list[str]:
+    for number, text in enumerate(args.texts, start=1):
+        # Python hands over a command-line argument's bytes that are not UTF-8 as lone surrogates (surrogateescape):
+        # said as the bytes they were, not as Python text that holds a surrogate
+        bad = next((i for i, c in enumerate(text) if "\udc80" <= c <= "\udcff"), None)
+        if bad is not None:
+            raise InputError(
+                f"text argument {number} is not UTF-8 (byte {ord(text[bad]) - 0xDC00:#04x} at character {bad + 1}); "
+                "pass UTF-8 text (e.g. convert it with iconv -t UTF-8)"
+            )
     return [*args.texts, *(_read_lines(args.file) if args.file else [])]
 
 

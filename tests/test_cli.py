@@ -316,6 +316,26 @@ def test_stdin_is_read_as_utf_8_files_are(minilm_artifact_session: Path, tmp_pat
     assert bad.returncode == 1 and "stdin:2 is not UTF-8 text (byte 0xff at column 1" in bad.stderr.decode()
 
 
+def test_utf_16_without_a_bom_and_arguments_that_are_not_utf_8_are_refused_naming_the_bytes(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """UTF-16 without a BOM is valid UTF-8 where it is ASCII: it was embedded as texts with a NUL after each letter,
+    one row more than the file's lines. A command-line argument that is not UTF-8 was refused as Python text holding
+    a lone surrogate, with advice for Python code."""
+    import subprocess
+
+    utf16 = tmp_path / "utf16.txt"
+    utf16.write_bytes("hello world\nsecond line\n".encode("utf-16-le"))
+    command = [sys.executable, "-m", "fastembed_rt.cli", "encode", str(minilm_artifact_session)]
+    done = subprocess.run([*command, "--file", str(utf16)], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (1, ""), done.stderr
+    assert f"{utf16}:1 holds a NUL byte (column 2): it looks like UTF-16 or binary, not UTF-8 text" in done.stderr
+    argv = [*command, "fine", b"bad \xff byte"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)  # type: ignore[arg-type]
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.startswith("error: text argument 2 is not UTF-8 (byte 0xff at character 5); pass UTF-8 text")
+
+
 def test_a_stray_carriage_return_is_part_of_its_line_so_rows_stay_the_files_lines(
     minilm_artifact_session: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -362,6 +362,19 @@ def test_a_lone_surrogate_in_pairs_and_sparse_texts_is_an_input_error(
         splade.encode(["a", "b", BAD])
 
 
+def test_count_tokens_names_a_lone_surrogate_and_counts_a_str_as_one_text(
+    minilm_runtime: SentenceTransformer, tiny_splade_artifact: Path
+) -> None:
+    """count_tokens raised the tokenizer's bare TypeError, and counted a str's characters one by one."""
+    for model in (minilm_runtime, SparseEncoder(tiny_splade_artifact)):
+        with pytest.raises(InputError, match=r"items\[1\] holds a lone surrogate"):
+            model.count_tokens(["fine", BAD])
+        with pytest.raises(InputError, match=r"items\[0\]\[1\] holds a lone surrogate"):
+            model.count_tokens([("q", BAD)])
+        whole = len(model.untruncated_tokenizer.encode("東京タワー").ids)  # [CLS] ... [SEP]
+        assert model.count_tokens("東京タワー") == model.count_tokens(["東京タワー"]) == [whole] and whole > 2
+
+
 # -- sentence-transformers' device, backend and cache arguments ----------------------------------------------
 def _gpu_provider_usable() -> bool:
     from fastembed_rt.providers import available_providers

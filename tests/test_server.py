@@ -357,14 +357,17 @@ def test_scores_are_teis_sigmoid_or_softmax_unless_raw_whatever_the_models_activ
 
 
 def test_tokenize_and_decode_equal_the_tokenizer(server: Server, minilm_runtime: SentenceTransformer) -> None:
-    text = "Héllo wörld, tokenizers!"
+    """``start``/``stop`` are UTF-8 byte offsets, as TEI gives them (they were characters: a TEI client slicing the
+    input's bytes got other characters for any text that is not ASCII)."""
+    text = "Héllo wörld, 😀 漢字 tokenizers!"
     tokens = _post(server, "/tokenize", {"inputs": text}).json()[0]
     encoding = minilm_runtime.tokenizer.encode(text)
     assert [t["id"] for t in tokens] == encoding.ids
     assert [t["special"] for t in tokens] == [bool(s) for s in encoding.special_tokens_mask]
     for token in tokens:
         if not token["special"]:
-            assert text[token["start"] : token["stop"]] == token["text"]
+            assert text.encode()[token["start"] : token["stop"]].decode() == token["text"]
+    assert [(t["start"], t["stop"]) for t in tokens if t["text"] == "字"] == [(23, 26)]  # 3 bytes each, after 20 + "漢"
     decoded = _post(server, "/decode", {"ids": [encoding.ids, encoding.ids[:3]]}).json()
     assert decoded == [minilm_runtime.tokenizer.decode(encoding.ids), minilm_runtime.tokenizer.decode(encoding.ids[:3])]
 

@@ -18,7 +18,7 @@ import functools
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -590,8 +590,16 @@ class ArtifactModel:
     def count_tokens(
         self, items: Sequence[str | tuple[str, str]], *, prompt_name: str | None = None, prompt: str | None = None
     ) -> list[int]:
-        """Tokens of each text or pair with the call's prompt and special tokens, before any truncation."""
-        return self._tokenizer.count_tokens(with_prompt(items, self._resolve_prompt(prompt, prompt_name)))
+        """Tokens of each text or pair with the call's prompt and special tokens, before any truncation; a str is one
+        text, as ``encode`` takes it (it was counted character by character)."""
+        from fastembed_rt.models.cross_encoder import check_item
+
+        if isinstance(items, str):
+            items = [items]
+        if items is None or not isinstance(items, Iterable):
+            raise InputError(f"items must be a str, a pair or a list of them, got {type(items).__name__}")
+        checked = [check_item(item, f"items[{i}]") for i, item in enumerate(items)]  # a lone surrogate: named
+        return self._tokenizer.count_tokens(with_prompt(checked, self._resolve_prompt(prompt, prompt_name)))
 
     # -- prompts --------------------------------------------------------------------------------
     def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:

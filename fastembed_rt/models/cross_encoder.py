@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from fastembed_rt.models.base import LoadOptions
     from fastembed_rt.pool import MultiProcessPool
 
-__all__ = ["CrossEncoder", "RankResult", "check_pairs", "check_rank_inputs", "rank_results"]
+__all__ = ["CrossEncoder", "RankResult", "check_item", "check_pairs", "check_rank_inputs", "rank_results"]
 
 ActivationLike: TypeAlias = str | ClassifierActivation | Callable[[np.ndarray], Any]
 
@@ -92,7 +92,7 @@ def _is_pair_container(value: object) -> bool:
     return isinstance(value, (list, tuple))
 
 
-def _check_item(item: object, where: str) -> tuple[str, str] | str:
+def check_item(item: object, where: str) -> tuple[str, str] | str:
     """An item of a batch: a pair, or a str scored alone."""
     if isinstance(item, str):
         check_unicode(item, where)
@@ -137,7 +137,7 @@ def check_pairs(inputs: object) -> tuple[list[tuple[str, str] | str], bool]:
     items = list(inputs)
     if _is_pair_container(inputs) and items and not _is_pair_container(items[0]):
         return [_check_pair(inputs, "inputs")], True
-    return [_check_item(item, f"inputs[{i}]") for i, item in enumerate(items)], False
+    return [check_item(item, f"inputs[{i}]") for i, item in enumerate(items)], False
 
 
 def _activation_name(fn: object) -> ClassifierActivation | None:

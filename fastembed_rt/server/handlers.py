@@ -410,6 +410,7 @@ async def tokenize(state: ServerState, request: Request, data: dict[str, Any]) -
         encodings = served.untruncated.encode_batch(texts, add_special_tokens=req.add_special_tokens)
         out = []
         for text, e in zip(texts, encodings):
+            at_byte = _utf8_offsets(text)
             tokens = []
             for token_id, token, special, (start, stop) in zip(e.ids, e.tokens, e.special_tokens_mask, e.offsets):
                 is_special = bool(special)
@@ -418,8 +419,8 @@ async def tokenize(state: ServerState, request: Request, data: dict[str, Any]) -
                         "id": token_id,
                         "text": token if is_special else text[start:stop],
                         "special": is_special,
-                        "start": None if is_special else start,
-                        "stop": None if is_special else stop,
+                        "start": None if is_special else int(at_byte[start]),
+                        "stop": None if is_special else int(at_byte[stop]),
                     }
                 )
             out.append(tokens)
@@ -429,6 +430,16 @@ async def tokenize(state: ServerState, request: Request, data: dict[str, Any]) -
     # the event loop never tokenizes
     tokens = await state.run_in_thread(request, len(texts), served.worker.items_per_second, run)
     return Reply(tokens, None, _characters(texts), served.model.provider)
+
+
+def _utf8_offsets(text: str) -> Any:
+    """Each character offset of ``text`` (0 to its length) as a UTF-8 byte offset: TEI's /tokenize answers
+    ``start``/``stop`` in bytes of the input (Rust's offsets), where Python's tokenizers gives characters."""
+    if text.isascii():
+        return range(len(text) + 1)
+    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    widths = 1 + (points >= 0x80).astype(np.int64) + (points >= 0x800) + (points >= 0x10000)
+    return np.concatenate([[0], np.cumsum(widths)])
 
 
 async def decode(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:

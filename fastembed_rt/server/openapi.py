@@ -223,8 +223,12 @@ SCHEMAS: dict[str, Any] = {
             "id": {"type": "integer"},
             "text": {"type": "string"},
             "special": {"type": "boolean"},
-            "start": {"type": ["integer", "null"]},
-            "stop": {"type": ["integer", "null"]},
+            "start": {
+                "type": ["integer", "null"],
+                "description": "UTF-8 byte offset of the token in the input (with the prompt before it), as TEI's; "
+                "null for special tokens",
+            },
+            "stop": {"type": ["integer", "null"], "description": "UTF-8 byte offset just past the token"},
         },
     },
     "TokenizeResponse": {"type": "array", "items": {"type": "array", "items": _ref("SimpleToken")}},
