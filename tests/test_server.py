@@ -688,8 +688,13 @@ def test_overload_gets_429_with_retry_after_at_once_and_every_accepted_request_i
 
 
 BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
-    ("/embed", b"{not json", 400, "not valid UTF-8 JSON"),
-    ("/embed", b'{"inputs": "\xff\xfe"}', 400, "not valid UTF-8 JSON"),
+    ("/embed", b"{not json", 400, "the request body is not valid JSON: "),
+    (
+        "/embed",
+        b'{"inputs": "\xff\xfe"}',
+        400,
+        "the request body is not UTF-8 (byte 0xff at offset 12: invalid start byte)",
+    ),
     ("/embed", b'{"inputs": "ok \\ud800 bad"}', 400, "surrogate"),
     ("/embed", b"", 400, "the request body is empty"),
     ("/embed", [1, 2], 422, "must be a JSON object"),

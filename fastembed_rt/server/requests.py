@@ -86,7 +86,15 @@ def parse_body(body: bytes) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise RequestError(400, f"the request body is not valid UTF-8 JSON: {exc}") from None
+        try:  # orjson says "str is not valid UTF-8: surrogates not allowed" at char 0 for any byte that is not UTF-8
+            body.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise RequestError(
+                400,
+                f"the request body is not UTF-8 (byte {body[bad.start]:#04x} at offset {bad.start}: {bad.reason}); "
+                "send JSON in UTF-8",
+            ) from None
+        raise RequestError(400, f"the request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise RequestError(422, f"the request body must be a JSON object, got {_kind(data)}")
     return data
