@@ -127,7 +127,7 @@ def export_model(
     # manifest once the artifact is complete (below), so the export's own loads run full width too.
     st_model.truncate_dim = None
     reference = ReferenceEncoder(st_model)
-    with stage_artifact(out, overwrite, model=model, revision=revision) as writer:
+    with stage_artifact(out, overwrite, model=model, revision=revision, model_dir=model_dir) as writer:
         backbone = export_st_backbone(st_model, writer.backbone, external_data_threshold=external_data_threshold)
         step = time.perf_counter()
         logger.info("PyTorch model loaded and exported to ONNX in %.1f s", step - started)

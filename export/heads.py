@@ -77,7 +77,7 @@ def export_head(
     def append(graph: Any) -> dict[str, Any]:
         return finish_graph(graph, head.append_head(graph))
 
-    with stage_artifact(out, overwrite, model=model, revision=revision) as writer:
+    with stage_artifact(out, overwrite, model=model, revision=revision, model_dir=model_dir) as writer:
         backbone = export_st_backbone(
             st_model,
             writer.backbone,

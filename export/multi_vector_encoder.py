@@ -236,7 +236,7 @@ def export_multi_vector_encoder(
             graph, {"stage_nodes": counts.nodes, "dense_layers": counts.dense_layers, "normalize": counts.normalize}
         )
 
-    with stage_artifact(out, overwrite, model=model, revision=revision) as writer:
+    with stage_artifact(out, overwrite, model=model, revision=revision, model_dir=model_dir) as writer:
         backbone = export_st_backbone(mve, writer.backbone, external_data_threshold=external_data_threshold)
         dim = stages.output_dim(backbone.hidden_size)
         writer.write_fp32(

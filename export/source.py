@@ -21,27 +21,53 @@ from fastembed_rt.artifact import path_hint
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export.architectures import usable_positions
 
-__all__ = ["load_st_model", "read_json", "remote_code", "resolve_model_dir"]
+__all__ = ["load_st_model", "read_json", "remote_code", "resolve_model_dir", "snapshot_commit"]
 
 logger = logging.getLogger("fastembed_rt.export")
 
 
+# Files of a hub repo that loading it with sentence-transformers never reads: other frameworks' weights and other
+# runtimes' exports (all-MiniLM-L6-v2's repo holds ~1 GB of them beside its 90 MB of safetensors).
+NOT_LOADED = (
+    "onnx/*",
+    "openvino/*",
+    "*.onnx",
+    "*.onnx_data",
+    "*.h5",
+    "*.msgpack",
+    "*.ot",
+    "*.tflite",
+    "*.gguf",
+    "*.mlmodel",
+    "coreml/*",
+)
+# torch's pickled weights, skipped where the repo has safetensors at its top (transformers prefers those)
+PICKLED_WEIGHTS = ("pytorch_model*.bin",)
+
+
 def resolve_model_dir(model: str | os.PathLike[str], revision: str | None, token: str | bool | None) -> Path:
-    """A local sentence-transformers model directory: a path as is, or a hub id downloaded."""
+    """A local sentence-transformers model directory: a path as is, or a hub id downloaded (without the files
+    loading it never reads: ``NOT_LOADED``). Its snapshot folder's name is the commit it was downloaded at
+    (``snapshot_commit``)."""
     path = Path(model).expanduser()
     if path.is_dir():
         if revision:
             _ignored_revision(str(path), revision)
-        return path
+        return _not_an_artifact(path, str(model))
     if path.exists():
         raise ExportError(f"{path} is a file; export takes a model directory (or a hub repo id)")
     if str(model).startswith((".", "/", "~")):
         raise ExportError(f"model directory {path} does not exist")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    from fastembed_rt.artifact import hub_network_errors
 
     try:
-        return Path(snapshot_download(str(model), revision=revision, token=token))
+        ignored = list(NOT_LOADED) + (list(PICKLED_WEIGHTS) if _has_safetensors(str(model), revision, token) else [])
+        return _not_an_artifact(
+            Path(snapshot_download(str(model), revision=revision, token=token, ignore_patterns=ignored)), str(model)
+        )
     except HFValidationError:  # e.g. a mistyped relative path such as models/minilm/model
         raise ExportError(f"{model!r} is neither an existing directory nor a hub repo id ('owner/name')") from None
     except LocalEntryNotFoundError as exc:
@@ -49,8 +75,42 @@ def resolve_model_dir(model: str | os.PathLike[str], revision: str | None, token
             f"{model!r} is not a local directory, and not in the hub cache (the hub is offline or unreachable)"
             + path_hint(str(model))
         ) from exc
-    except (HfHubHTTPError, OSError) as exc:
+    except hub_network_errors() as exc:  # huggingface_hub's HTTP errors and its HTTP library's
         raise ExportError(f"could not download {model!r} from the hub: {exc}{path_hint(str(model))}") from exc
+
+
+@functools.cache  # an export resolves its model in more than one step: one listing
+def _has_safetensors(repo_id: str, revision: str | None, token: str | bool | None) -> bool:
+    """Whether the repo holds safetensors weights at its top; False when it cannot be listed (offline: the
+    download then takes what is cached)."""
+    from huggingface_hub import HfApi, constants
+
+    if getattr(constants, "is_offline_mode", lambda: constants.HF_HUB_OFFLINE)():
+        return False
+    try:
+        files = HfApi(token=token).list_repo_files(repo_id, revision=revision)
+    except Exception:
+        return False
+    return any(name in ("model.safetensors", "model.safetensors.index.json") for name in files)
+
+
+def snapshot_commit(model_dir: Path) -> str | None:
+    """The commit a hub cache snapshot folder (``.../snapshots/<commit>``) holds; None for another folder."""
+    if model_dir.parent.name == "snapshots" and len(model_dir.name) == 40:
+        return model_dir.name
+    return None
+
+
+def _not_an_artifact(model_dir: Path, model: str) -> Path:
+    """``model_dir``, unless it is a fastembed-rt artifact already (export takes the model it was made from)."""
+    if (model_dir / "manifest.json").is_file() and not (model_dir / "config.json").is_file():
+        source = (read_json(model_dir / "manifest.json") or {}).get("source") or {}
+        origin = f" (exported from {source['model']})" if isinstance(source.get("model"), str) else ""
+        raise ExportError(
+            f"{model} is a fastembed-rt artifact already{origin}: load it with fastembed_rt (e.g. "
+            "SentenceTransformer(...), `fastembed-rt serve`); export takes a sentence-transformers model"
+        )
+    return model_dir
 
 
 @functools.cache  # once per folder and revision (an export resolves its model in more than one step)

@@ -51,6 +51,7 @@ from fastembed_rt.export.backbone import ExportedBackbone
 from fastembed_rt.export.build import BuildContext, BuildResult, NotApplicable
 from fastembed_rt.export.fidelity import Measured
 from fastembed_rt.export.onnx_files import check_graph, data_file, external_data_file, link_graph, save_graph
+from fastembed_rt.export.source import snapshot_commit
 from fastembed_rt.export.validate import release_memory
 from fastembed_rt.export.variants import VARIANTS, VariantSpec
 
@@ -90,7 +91,7 @@ def finish_graph(model: Any, counts: dict[str, Any]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def stage_artifact(
-    out: Path, overwrite: bool, *, model: str | os.PathLike[str], revision: str | None
+    out: Path, overwrite: bool, *, model: str | os.PathLike[str], revision: str | None, model_dir: Path | None = None
 ) -> Iterator[ArtifactWriter]:
     """A writer on a fresh temporary directory beside ``out`` (with ``onnx/``) that becomes ``out`` on success.
 
@@ -117,7 +118,7 @@ def stage_artifact(
                 f"cannot create the artifact {out}: {exc.strerror or exc} ({exc.filename}); choose an output "
                 "directory in a folder this user can write"
             ) from exc
-        yield ArtifactWriter(tmp, str(model), revision)
+        yield ArtifactWriter(tmp, str(model), revision, None if model_dir is None else snapshot_commit(model_dir))
         (tmp / BACKBONE_FILE).unlink(missing_ok=True)
         (tmp / data_file(BACKBONE_FILE)).unlink(missing_ok=True)
         (tmp / STAGING_LOCK).unlink(missing_ok=True)  # held until the process ends; not part of the artifact
@@ -230,11 +231,12 @@ class ArtifactWriter:
     (calibration) is kept.
     """
 
-    def __init__(self, root: Path, model: str, revision: str | None) -> None:
+    def __init__(self, root: Path, model: str, revision: str | None, commit: str | None = None) -> None:
         self.root = root
         self.backbone = root / BACKBONE_FILE
         self._model = model
         self._revision = revision
+        self._commit = commit  # the hub commit a hub id was downloaded at
 
     def write_tokenizer(self, st_model: Any) -> TokenizerInfo:
         """Save ``st_model[0]``'s tokenizer as sentence-transformers configured it; describe it for the manifest.
@@ -303,6 +305,7 @@ class ArtifactWriter:
             source={
                 "model": self._model,
                 "revision": None if local else self._revision,  # a local folder is read as it is (source.py)
+                "commit": None if local else self._commit,  # what the revision (a branch, a tag, none) was then
                 # a local directory's path is no hub id (the model card names a hub id as its base_model)
                 "local": local,
                 "architecture": architecture,

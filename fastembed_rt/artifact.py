@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import reprlib
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,6 +41,8 @@ __all__ = [
     "check_readable",
     "fetch_variant_files",
     "file_sha256",
+    "hub_network_errors",
+    "hub_source",
     "load_manifest",
     "local_path",
     "path_hint",
@@ -601,7 +604,7 @@ def verify_variant_file(manifest: Manifest, variant: Variant, *, full: bool = Fa
     """
     fetch_variant_files(manifest, variant)
     path = manifest.root / variant.file
-    source = _hub_source(manifest.root)
+    source = hub_source(manifest.root)
     with contextlib.nullcontext() if source is None else source.naming_errors():
         _verify_file(manifest, variant, path, variant.size, variant.sha256, full)
         if variant.weights_file is not None:
@@ -721,6 +724,7 @@ def _download_manifest(
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
+        GatedRepoError,
         HFValidationError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
@@ -738,20 +742,42 @@ def _download_manifest(
             raise ArtifactError(f"could not download {repo_id!r} from the hub: it answered {answered}") from exc
         offline = os.environ.get("HF_HUB_OFFLINE", "")
         why = "local_files_only=True" if local_files_only else f"offline or unreachable, HF_HUB_OFFLINE={offline!r}"
+        at = "" if revision is None else f" at revision {revision!r}"
         raise ArtifactError(
-            f"{repo_id!r} is not a local directory and is not in the hub cache while offline ({why}); pass an "
+            f"{repo_id!r}{at} is not a local directory and is not in the hub cache while offline ({why}); pass an "
             "artifact directory, or download it once with network access"
         ) from exc
+    except GatedRepoError as exc:  # a RepositoryNotFoundError too: told apart first
+        raise ArtifactError(
+            f"hub repo {repo_id!r} is gated: {_TOKEN_HINT} that was granted access (ask for it on the repo's page)"
+        ) from exc
     except RepositoryNotFoundError as exc:
-        raise ArtifactError(f"hub repo {repo_id!r} does not exist or is private (pass token=...)") from exc
+        raise ArtifactError(
+            f"hub repo {repo_id!r} does not exist, or is private: {_TOKEN_HINT} that can read it"
+        ) from exc
     except EntryNotFoundError as exc:
         at = "" if revision is None else f" at revision {revision!r}"
         raise ArtifactError(
             f"hub repo {repo_id!r}{at} holds no fastembed-rt artifact (no {MANIFEST_FILE}); a sentence-transformers "
             f"model is exported first: `fastembed-rt export {repo_id} OUT_DIR`, then load OUT_DIR"
         ) from exc
-    except OSError as exc:  # huggingface_hub's HTTP errors are OSErrors
+    except hub_network_errors() as exc:
         raise ArtifactError(f"could not download {repo_id!r} from the hub: {exc}") from exc
+
+
+_TOKEN_HINT = "pass token=... (the command line and the server read HF_TOKEN or `hf auth login`'s) for an account"
+
+
+def hub_network_errors(*more: type[BaseException]) -> tuple[type[BaseException], ...]:
+    """What a huggingface_hub download raises when the transfer fails: OSError (its own HTTP errors, requests' up
+    to huggingface_hub 0.x) and the HTTP library's own errors from 1.0 on (httpx's, httpx2's from 2.x), which are
+    not OSErrors: a connection dropped mid-file reached the user as httpx2.ConnectError."""
+    errors: list[type[BaseException]] = [OSError, *more]
+    for library in ("httpx", "httpx2"):
+        module = sys.modules.get(library)
+        if module is not None and isinstance(getattr(module, "HTTPError", None), type):
+            errors.append(module.HTTPError)
+    return tuple(errors)
 
 
 def _hub_status(exc: BaseException) -> str | None:
@@ -806,16 +832,25 @@ class _HubSnapshot:
             message = str(exc).replace(f"; {_EXPORT_HINT}", "")
             raise ArtifactError(
                 f"hub repo {self.repo_id!r} (commit {self.commit[:12]}) holds a broken artifact: {message}; "
-                "its owner must export and push it again, or load another revision=..."
+                "its owner must export and push it again, or load another revision=... (if only this machine's "
+                f"copy was damaged, remove {self.root.parents[1]} to download it again)"
             ) from exc
 
     def download(self, names: Sequence[str], what: str, *, again: bool = False) -> None:
         """Fetch ``names`` (relative paths) into the snapshot (``again``: even those there, replacing a truncated
         copy); an ``ArtifactError`` naming ``what`` if that fails."""
         from huggingface_hub import constants, hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
         # is_offline_mode() from huggingface_hub 1.3; the flag it reads before that
         offline = getattr(constants, "is_offline_mode", lambda: constants.HF_HUB_OFFLINE)()
+        at = f"hub repo {self.repo_id!r} (commit {self.commit[:12]})"
+        if again and (self.local_files_only or offline):  # huggingface_hub refuses force_download offline
+            why = "local_files_only=True" if self.local_files_only else "offline (HF_HUB_OFFLINE)"
+            raise ArtifactError(
+                f"could not fetch {what} from {at}: the cached copy of {', '.join(names)} is truncated and {why} "
+                "it cannot be downloaded again; load it once with network access, or choose a variant in the cache"
+            )
         try:
             for name in names:
                 if again or not (self.root / name).is_file():
@@ -828,10 +863,22 @@ class _HubSnapshot:
                         local_files_only=self.local_files_only or offline,
                         force_download=again,
                     )
-        except OSError as exc:  # huggingface_hub's errors, offline and HTTP alike, are OSErrors
+        except LocalEntryNotFoundError as exc:  # nothing cached, and no file from the hub
+            answered = _hub_status(exc)
+            reason = f"the hub answered {answered}" if answered else "the hub cannot be reached"
             raise ArtifactError(
-                f"could not fetch {what} from hub repo {self.repo_id!r} (commit {self.commit[:12]}): {exc}; "
-                "download it once with network access, or choose a variant that is in the cache"
+                f"could not fetch {what} from {at}: it is not in the hub cache and {reason} ({exc}); download it "
+                "once with network access, or choose a variant that is in the cache"
+            ) from exc
+        except EntryNotFoundError as exc:
+            raise ArtifactError(  # the hub answered that the repo lacks a file its manifest names
+                f"{at} holds a broken artifact: its manifest names {what}'s files, and the repo lacks one ({exc}); "
+                "its owner must export and push it again, or load another revision=..."
+            ) from exc
+        except hub_network_errors(ValueError) as exc:  # ValueError: "Force download failed", after its retries
+            raise ArtifactError(
+                f"could not fetch {what} from {at}: {exc}; try again once the hub can be reached, or choose a "
+                "variant that is in the cache"
             ) from exc
 
 
@@ -839,7 +886,7 @@ class _HubSnapshot:
 _HUB_SNAPSHOTS: dict[str, _HubSnapshot] = {}
 
 
-def _hub_source(root: Path) -> _HubSnapshot | None:
+def hub_source(root: Path) -> _HubSnapshot | None:
     """Where the artifact at ``root`` came from when it is a hub cache snapshot (as resolved in this process, with
     its token, else read from the folder's name); None for a local artifact."""
     return _HUB_SNAPSHOTS.get(str(root)) or _HubSnapshot.of(root)
@@ -861,7 +908,7 @@ def fetch_variant_files(manifest: Manifest, variant: Variant) -> None:
             cut.append(name)
     if not missing and not cut:
         return
-    source = _hub_source(manifest.root)
+    source = hub_source(manifest.root)
     if source is not None:
         logger.info("downloading variant %r of %s from the hub", variant.name, source.repo_id)
         source.download(missing, what=f"variant {variant.name!r}")

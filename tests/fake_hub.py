@@ -32,6 +32,8 @@ class FakeHub:
     requests: list[tuple[str, str]] = field(default_factory=list)
     commits: list[dict[str, object]] = field(default_factory=list)
     refuse: dict[str, int] = field(default_factory=dict)  # a repo file's path -> the HTTP status it is answered with
+    error_codes: dict[str, str] = field(default_factory=dict)  # a refused path -> the hub's X-Error-Code (GatedRepo)
+    cut: dict[str, int] = field(default_factory=dict)  # a repo file's path -> bytes sent before the connection drops
 
     @property
     def fetched(self) -> list[str]:
@@ -79,11 +81,23 @@ def _handler(folder: Path, repo_id: str, hub: FakeHub) -> type[BaseHTTPRequestHa
             if path.startswith(prefix):
                 name = path[len(prefix) :].split("/", 1)[1]
                 if name in hub.refuse:
-                    return self._send(hub.refuse[name], b"refused by the test", {"X-Error-Message": "refused"})
+                    headers = {"X-Error-Message": "refused"}
+                    if name in hub.error_codes:
+                        headers["X-Error-Code"] = hub.error_codes[name]
+                    return self._send(hub.refuse[name], b"refused by the test", headers)
                 if name not in files:
                     return self._missing()
                 data = files[name].read_bytes()
                 etag = f'"{hashlib.sha256(data).hexdigest()}"'
+                if name in hub.cut and self.command == "GET":  # the whole length announced, part of it sent
+                    self.send_response(200)
+                    for key, value in {"ETag": etag, "X-Repo-Commit": COMMIT, "Content-Length": str(len(data))}.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(data[: hub.cut[name]])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return None
                 return self._send(200, data, {"ETag": etag, "X-Repo-Commit": COMMIT})
             return self._missing()
 

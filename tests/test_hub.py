@@ -322,3 +322,131 @@ def test_a_broken_artifact_on_the_hub_is_named_by_its_repo_and_commit_not_a_cach
         done = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=300)
     assert done.stdout.startswith(f"hub repo 'me/corrupt' (commit {COMMIT[:12]}) holds a broken artifact: "), done
     assert "is corrupt: sha256" in done.stdout
+
+
+def test_a_connection_dropped_mid_download_is_an_artifact_error_and_the_next_load_downloads_it_whole(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """huggingface_hub raises its HTTP library's errors for a dropped connection (httpx2's, not OSErrors): they
+    reached the user as a traceback from the library, the CLI's too."""
+    home, out = tmp_path / "hf", tmp_path / "out"
+    out.mkdir()
+    data = "onnx/model.onnx.data"
+    with serve_folder(minilm_artifact_session, "me/minilm") as hub:
+        hub.cut[data] = 1000
+        failed = _load("me/minilm", "fp32", hub.endpoint, home, out)["fp32"]
+        assert failed.startswith("ArtifactError: could not fetch variant 'fp32' from hub repo 'me/minilm' (commit ")
+        assert "try again once the hub can be reached" in failed
+        del hub.cut[data]
+        assert _load("me/minilm", "fp32", hub.endpoint, home, out) == {"fp32": "fp32"}
+    expected = SentenceTransformer(minilm_artifact_session, variant="fp32").encode(TEXTS)
+    np.testing.assert_allclose(np.load(out / "fp32.npy"), expected, atol=1e-6)
+
+
+def test_a_truncated_cached_file_offline_is_named_not_a_huggingface_hub_value_error(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """Offline, the re-download of a truncated cached file passed force_download with local_files_only, which
+    huggingface_hub refuses with a ValueError."""
+    home, out = tmp_path / "hf", tmp_path / "out"
+    out.mkdir()
+    with serve_folder(minilm_artifact_session, "me/minilm") as hub:
+        assert _load("me/minilm", "fp32", hub.endpoint, home, out) == {"fp32": "fp32"}
+    blob = next(home.rglob("model.onnx.data")).resolve()
+    blob.write_bytes(blob.read_bytes()[:1000])
+    result = _load("me/minilm", "fp32", "http://127.0.0.1:9", home, out, offline=True)["fp32"]
+    assert result.startswith("ArtifactError: could not fetch variant 'fp32' (its cached copy is truncated)")
+    assert "onnx/model.onnx.data is truncated and offline (HF_HUB_OFFLINE) it cannot be downloaded again" in result
+
+
+def test_a_gated_repo_is_called_gated_and_the_token_hint_fits_every_entry_point(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """A gated repo (or a token without access to it) was "does not exist or is private (pass token=...)"."""
+    with serve_folder(minilm_artifact_session, "me/gated") as hub:
+        hub.refuse["manifest.json"] = 403
+        hub.error_codes["manifest.json"] = "GatedRepo"
+        result = _load("me/gated", "auto", hub.endpoint, tmp_path / "hf", tmp_path)["auto"]
+    assert result.startswith("ArtifactError: hub repo 'me/gated' is gated: pass token=... (the command line and")
+    assert "granted access (ask for it on the repo's page)" in result
+
+
+EXPORT_FROM_HUB = [sys.executable, "-m", "fastembed_rt.cli", "export", "--no-stsb", "--variants", "fp32"]
+
+
+def test_an_export_by_hub_id_downloads_what_sentence_transformers_loads_and_records_the_commit(
+    minilm_dir: Path, minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """snapshot_download fetched the whole repo: all-MiniLM-L6-v2's holds ~1 GB of ONNX, OpenVINO, TensorFlow, Rust
+    and pickled weights beside its 90 MB of safetensors. The manifest named no commit for the branch it read."""
+    repo = tmp_path / "repo"
+    shutil.copytree(minilm_dir, repo)
+    unread = ["onnx/model_O4.onnx", "openvino/openvino_model.bin", "tf_model.h5", "rust_model.ot", "pytorch_model.bin"]
+    for name in unread:
+        (repo / name).parent.mkdir(exist_ok=True)
+        (repo / name).write_bytes(b"not for sentence-transformers")
+    out = tmp_path / "artifact"
+    with serve_folder(repo, "me/minilm") as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf")}
+        done = subprocess.run(
+            [*EXPORT_FROM_HUB, "me/minilm", str(out)], env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr
+        assert not set(unread) & set(hub.fetched) and "model.safetensors" in hub.fetched
+    source = load_manifest(out).source
+    assert (source["model"], source["revision"], source["commit"], source["local"]) == (
+        "me/minilm",
+        None,
+        COMMIT,
+        False,
+    )
+    with serve_folder(minilm_artifact_session, "me/artifact") as hub:  # an artifact is no model to export
+        env = {**env, "HF_ENDPOINT": hub.endpoint}
+        done = subprocess.run(
+            [*EXPORT_FROM_HUB, "me/artifact", str(tmp_path / "again")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode != 0 and "me/artifact is a fastembed-rt artifact already (exported from" in done.stderr
+        assert not [name for name in hub.fetched if name.startswith("onnx/")]
+
+
+def test_sentence_transformers_loading_arguments_are_taken_as_it_takes_them(
+    minilm_artifact_session: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """use_auth_token, model_kwargs and their siblings raised TypeError; SENTENCE_TRANSFORMERS_HOME was not read."""
+    import logging
+
+    from fastembed_rt import InputError
+
+    with caplog.at_level(logging.WARNING, logger="fastembed_rt"):
+        model = SentenceTransformer(
+            minilm_artifact_session,
+            use_auth_token="hf_unused",
+            model_kwargs={"torch_dtype": "float16", "provider": "CPUExecutionProvider"},
+            config_kwargs={"attn_implementation": "sdpa"},
+            backend="onnx",
+        )
+    assert model.provider == "cpu"  # sentence-transformers' ONNX Runtime provider name, honoured
+    assert "`use_auth_token` is a deprecated sentence-transformers name; use `token` instead" in caplog.text
+    for name in ("model_kwargs['torch_dtype']", "config_kwargs"):
+        assert f"{name} does not apply to an exported artifact" in caplog.text
+    with pytest.raises(InputError, match="model_kwargs\\['provider'\\] 'ROCMExecutionProvider' is not"):
+        SentenceTransformer(minilm_artifact_session, model_kwargs={"provider": "ROCMExecutionProvider"})
+    with pytest.raises(InputError, match=r"modules=\.\.\.: fastembed-rt runs exported artifacts"):
+        SentenceTransformer(minilm_artifact_session, modules=[object()])
+    with serve_folder(minilm_artifact_session, "me/minilm") as hub:
+        home = tmp_path / "st-home"
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HUB_OFFLINE": "0",
+            "SENTENCE_TRANSFORMERS_HOME": str(home),
+        }
+        env.pop("HF_HOME", None)
+        code = "from fastembed_rt import SentenceTransformer; SentenceTransformer('me/minilm', variant='fp32')"
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    assert (home / "models--me--minilm" / "snapshots" / COMMIT / "manifest.json").is_file()

@@ -388,6 +388,8 @@ def test_health_info_models_metrics_and_openapi(server: Server) -> None:
         assert info["model_dtype"] == "float32"  # the packed graph's precision, as TEI names it
         # A server's batches mix unrelated lengths: on the CPU, auto serves the artifact's packed graph.
         minilm = info["models"][0]
+        # exported from a local folder (a path on the exporter's machine): the artifact as served identifies it
+        assert (info["model_id"], info["model_sha"]) == (minilm["artifact"], None)
         assert (minilm["provider"], minilm["variant"]) == ("cpu", "packed"), minilm
         assert "padding" in minilm["variant_reason"]
         assert minilm["streams"] == default_streams(minilm["threads"])  # a graph under the streams' size limit

@@ -99,6 +99,43 @@ def renamed_arguments(**renames: str | None) -> Callable[[_F], _F]:
     return decorate
 
 
+# sentence-transformers' ONNX backend takes ONNX Runtime's provider in ``model_kwargs["provider"]``.
+_ORT_PROVIDERS = {
+    "CPUExecutionProvider": "cpu",
+    "CUDAExecutionProvider": "cuda",
+    "TensorrtExecutionProvider": "tensorrt",
+    "OpenVINOExecutionProvider": "openvino",
+}
+
+
+def _torch_side_arguments(provider: str | ExecutionProvider, **given: Any) -> str | ExecutionProvider:
+    """The provider after sentence-transformers' loading arguments that shape the torch model (its dtype, attention,
+    config, tokenizer, model card), which an exported graph has fixed: each given is named in a warning once;
+    ``model_kwargs["provider"]`` (an ONNX Runtime provider name) chooses the provider when it is ``"auto"``."""
+    model_kwargs = dict(given.get("model_kwargs") or {})
+    ort_provider = model_kwargs.pop("provider", None)
+    if ort_provider is not None:
+        if ort_provider not in _ORT_PROVIDERS:
+            raise InputError(
+                f"model_kwargs['provider'] {ort_provider!r} is not an ONNX Runtime provider fastembed-rt runs; "
+                f"choose one of {sorted(_ORT_PROVIDERS)}, or pass provider='cpu' / 'cuda' / 'openvino'"
+            )
+        if provider == "auto":
+            provider = _ORT_PROVIDERS[ort_provider]
+    ignored = [f"model_kwargs[{key!r}]" for key in model_kwargs] + [
+        name for name, value in given.items() if name != "model_kwargs" and value
+    ]
+    for name in ignored:
+        if name not in _warned_renames:
+            _warned_renames.add(name)
+            logger.warning(
+                "%s does not apply to an exported artifact: its graph's dtype, attention and weights were fixed at "
+                "export; choose variant= (e.g. 'fp16', 'int8') and provider= instead",
+                name,
+            )
+    return provider
+
+
 # The prompt names ``encode_document`` looks for, in order (sentence-transformers' own list).
 DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
 
@@ -124,6 +161,11 @@ class LoadOptions(TypedDict, total=False):
     cache_folder: str | os.PathLike[str] | None
     local_files_only: bool
     trust_remote_code: bool
+    model_kwargs: dict[str, Any] | None
+    processor_kwargs: dict[str, Any] | None
+    config_kwargs: dict[str, Any] | None
+    tokenizer_kwargs: dict[str, Any] | None
+    model_card_data: Any
 
 
 class ArtifactModel:
@@ -157,13 +199,21 @@ class ArtifactModel:
             ``"cuda"`` or ``"cuda:N"``, ``backend`` ``"torch"`` (any provider: the exported graph runs in torch's
             place), ``"onnx"`` or ``"openvino"``; they choose the provider when it is ``"auto"`` and must agree with
             one named (``providers.provider_for_device``).
-        cache_folder / local_files_only: sentence-transformers' names for the hub cache folder (as ``cache_dir``)
-            and for loading from it without network access.
+        cache_folder / local_files_only: sentence-transformers' names for the hub cache folder (as ``cache_dir``;
+            default, as there, ``$SENTENCE_TRANSFORMERS_HOME``, else huggingface_hub's) and for loading from it
+            without network access.
         trust_remote_code: accepted for sentence-transformers code; an artifact holds graphs and data, no code to run.
+        model_kwargs / processor_kwargs / config_kwargs / tokenizer_kwargs / model_card_data: accepted for
+            sentence-transformers code, with a warning: the export fixed the graph's dtype, attention and weights
+            (choose ``variant`` / ``provider``); ``model_kwargs["provider"]``, sentence-transformers' ONNX Runtime
+            provider name for ``backend="onnx"``, chooses the provider when it is ``"auto"``.
+        modules: refused: an artifact is exported from a saved model, not assembled from modules here.
+        use_auth_token: sentence-transformers' former name of ``token``.
     """
 
     task: ClassVar[str] = ""
 
+    @renamed_arguments(use_auth_token="token")
     def __init__(
         self,
         model_name_or_path: str | os.PathLike[str],
@@ -186,8 +236,27 @@ class ArtifactModel:
         cache_folder: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
         trust_remote_code: bool = False,
+        model_kwargs: dict[str, Any] | None = None,
+        processor_kwargs: dict[str, Any] | None = None,
+        config_kwargs: dict[str, Any] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        model_card_data: Any = None,
+        modules: Any = None,
     ) -> None:
         del trust_remote_code  # nothing in an artifact runs as code
+        if modules is not None:
+            raise InputError(
+                "modules=...: fastembed-rt runs exported artifacts, not models assembled from modules; build it with "
+                "sentence-transformers, save it, then `fastembed-rt export SAVED_DIR OUT_DIR`"
+            )
+        provider = _torch_side_arguments(
+            provider,
+            model_kwargs=model_kwargs,
+            processor_kwargs=processor_kwargs,
+            config_kwargs=config_kwargs,
+            tokenizer_kwargs=tokenizer_kwargs,
+            model_card_data=model_card_data,
+        )
         if verify not in ("size", "full"):  # any other value skipped the sha256 check it may have meant to ask for
             raise InputError(f"verify must be 'size' or 'full', got {verify!r}")
         if provider is None:
@@ -199,6 +268,8 @@ class ArtifactModel:
                     f"cache_dir={str(cache_dir)!r} and cache_folder={str(cache_folder)!r} disagree; pass one"
                 )
             cache_dir = cache_folder
+        if cache_dir is None:  # sentence-transformers' own default cache folder, when set
+            cache_dir = os.environ.get("SENTENCE_TRANSFORMERS_HOME") or None
         root = resolve_artifact(
             model_name_or_path, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only
         )

@@ -150,10 +150,11 @@ def create_app(config: ServerConfig, *, state: ServerState | None = None) -> Sta
             return error_response(Api.TEI, exc)
         cfg = state.config
         first = next(iter(state.models.values()))
+        model_id, model_sha = first.identity()
         return json_response(
             {
-                "model_id": first.describe()["source"] or first.name,
-                "model_sha": None,
+                "model_id": model_id,
+                "model_sha": model_sha,
                 "model_dtype": _dtype(first),
                 "model_type": first.tei_model_type(),
                 "served_model_name": first.name,

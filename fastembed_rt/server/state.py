@@ -120,6 +120,21 @@ class Served:
             return {kind: {"id2label": id2label, "label2id": {name: i for i, name in enumerate(labels)}}}
         return {self.task: {}}
 
+    def identity(self) -> tuple[str, str | None]:
+        """TEI's ``model_id`` and ``model_sha``: the hub model the artifact was exported from and its commit; for
+        one exported from a local folder (a path on the exporter's machine), the artifact's hub repo and commit
+        when it was loaded from the hub, else the artifact as served."""
+        from fastembed_rt.artifact import hub_source
+
+        source = self.model.manifest.source
+        if isinstance(source.get("model"), str) and source.get("local") is False:
+            commit = source.get("commit")
+            return source["model"], commit if isinstance(commit, str) else None
+        hub = hub_source(self.model.manifest.root)
+        if hub is not None:
+            return hub.repo_id, hub.commit
+        return str(self.artifact), None
+
     def describe(self) -> dict[str, Any]:
         m = self.model
         return {
