@@ -676,6 +676,7 @@ def resolve_artifact(
     ``local_files_only``: the cache only), so a repo of a model not yet exported fails at once; then its tokenizer
     and calibration files. A variant's graph and weights are downloaded when a model opens that variant
     (``verify_variant_file``): loading one variant of a nine-variant artifact fetches that one, not all nine.
+    ``cache_dir`` None: ``$SENTENCE_TRANSFORMERS_HOME`` when set, as sentence-transformers, else the hub's cache.
     """
     path = local_path(model)
     if path is not None:
@@ -683,6 +684,8 @@ def resolve_artifact(
     repo_id = str(model)
     if repo_id.count("/") > 1 or not repo_id.strip():
         raise ArtifactError(f"{repo_id!r} is neither an existing directory nor a hub repo id ('owner/name')")
+    if cache_dir is None:  # sentence-transformers' own cache folder, when set (its loaders read it too)
+        cache_dir = os.environ.get("SENTENCE_TRANSFORMERS_HOME") or None
     folder = None if cache_dir is None else Path(cache_dir)
     with _naming_local_folder(repo_id):
         manifest_path = _download_manifest(repo_id, revision, folder, token, local_files_only)

@@ -668,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_export)
 
     p = sub.add_parser("encode", help="embed texts with an artifact")
-    p.add_argument("artifact")
+    _artifact_argument(p)
     p.add_argument("texts", nargs="*", help="texts to embed")
     p.add_argument("--file", help="read texts from FILE, one per line ('-' for stdin)")
     p.add_argument(
@@ -701,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_encode)
 
     p = sub.add_parser("rank", help="rerank documents for a query with a cross-encoder or multi-vector artifact")
-    p.add_argument("artifact")
+    _artifact_argument(p)
     p.add_argument("query")
     p.add_argument("texts", nargs="*", metavar="documents", help="documents to rank")
     p.add_argument("--file", help="read documents from FILE, one per line ('-' for stdin)")
@@ -714,12 +714,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_rank)
 
     p = sub.add_parser("calibrate", help="fix the int8/uint8 output ranges from your own texts")
-    p.add_argument("artifact")
+    _artifact_argument(p)
     p.add_argument("--texts", required=True, help="text file, one text per line ('-' for stdin)")
     p.set_defaults(func=_calibrate)
 
     p = sub.add_parser("bench", help="throughput and latency of an artifact on this machine")
-    p.add_argument("artifact")
+    _artifact_argument(p)
     p.add_argument("--file", help="texts to encode, one per line ('-' for stdin); default: synthetic texts")
     p.add_argument("--texts", type=positive_int, default=1000, help="number of synthetic texts")
     p.add_argument("--words", type=positive_int, default=12, help="words per synthetic text (± 50 %%)")
@@ -735,7 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "tune", help="time an artifact's variants on this CPU, so that variant='auto'/'fastest' choose by it"
     )
-    p.add_argument("artifact")
+    _artifact_argument(p)
     p.add_argument("--file", help="texts to time, one per line; default: STSb dev sentences, else synthetic texts")
     p.add_argument("--texts", type=positive_int, default=512, help="at most this many texts")
     p.add_argument(
@@ -752,9 +752,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
 
     p = sub.add_parser("info", help="show an artifact's manifest, variants and their fidelity")
-    p.add_argument("artifact")
+    _artifact_argument(p)
     p.set_defaults(func=_info)
     return parser
+
+
+def _artifact_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("artifact", help="an artifact directory, or a hub repo id holding one")
+    p.add_argument(
+        "--revision",
+        default=None,
+        help="when ARTIFACT is a hub repo id: the branch, tag or commit to load (default: main); the token is "
+        "HF_TOKEN's or `hf auth login`'s",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -768,6 +778,8 @@ def main(argv: list[str] | None = None) -> int:
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
+        if getattr(args, "revision", None) and hasattr(args, "artifact"):  # that revision's snapshot, for every step
+            args.artifact = str(resolve_artifact(args.artifact, revision=args.revision))
         return int(args.func(args))
     except FastEmbedError as exc:
         message = str(exc)

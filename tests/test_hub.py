@@ -450,3 +450,19 @@ def test_sentence_transformers_loading_arguments_are_taken_as_it_takes_them(
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
     assert (home / "models--me--minilm" / "snapshots" / COMMIT / "manifest.json").is_file()
+
+
+def test_the_command_line_and_the_server_pin_a_hub_revision(minilm_artifact_session: Path, tmp_path: Path) -> None:
+    """No command that opens an artifact, nor serve, took a revision: a hub id always loaded main."""
+    pytest.importorskip("starlette")
+    from fastembed_rt.cli import build_parser
+    from fastembed_rt.server.main import config_from_args
+
+    with serve_folder(minilm_artifact_session, "me/minilm") as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf")}
+        command = [sys.executable, "-m", "fastembed_rt.cli", "info", "me/minilm", "--revision", "v1.0"]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    assert ("HEAD", "/me/minilm/resolve/v1.0/manifest.json") in hub.requests
+    args = build_parser().parse_args(["serve", "me/minilm", "--revision", "v1.0"])
+    assert config_from_args(args).revision == "v1.0"

@@ -268,8 +268,6 @@ class ArtifactModel:
                     f"cache_dir={str(cache_dir)!r} and cache_folder={str(cache_folder)!r} disagree; pass one"
                 )
             cache_dir = cache_folder
-        if cache_dir is None:  # sentence-transformers' own default cache folder, when set
-            cache_dir = os.environ.get("SENTENCE_TRANSFORMERS_HOME") or None
         root = resolve_artifact(
             model_name_or_path, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only
         )

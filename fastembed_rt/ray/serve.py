@@ -88,7 +88,7 @@ def _variant(config: ServerConfig, model: ServedModel) -> str:
     """What the driver pins for ``model``: on the CPU, what a local server opens (``serving_variant``: packed under
     auto); with ``provider="auto"`` the workers' hardware decides, so auto stays auto and every variant ships."""
     variant = model.variant or config.variant
-    return serving_variant(model.artifact, "cpu", variant)[0] if config.provider == "cpu" else variant
+    return serving_variant(model.artifact, "cpu", variant, config.revision)[0] if config.provider == "cpu" else variant
 
 
 def build_app(config: ServerConfig, **options: Unpack[ServeOptions]) -> serve.Application:

@@ -62,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default=d.variant, help="a variant from each manifest (default: auto)")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the CPUs available)")
     parser.add_argument(
+        "--revision",
+        default=None,
+        help="the hub branch, tag or commit of every model given by hub repo id (default: main); the token is "
+        "HF_TOKEN's, the cache HF_HUB_CACHE's",
+    )
+    parser.add_argument(
         "--streams",
         type=int,
         default=None,
@@ -137,6 +143,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         variant=args.variant,
         intra_op_threads=args.threads,
         streams=args.streams,
+        revision=args.revision,
         max_concurrent_requests=args.max_concurrent_requests,
         max_batch_tokens=args.max_batch_tokens,
         max_batch_size=args.max_batch_size,

@@ -48,7 +48,9 @@ PACKED_REASON = "the server's batches mix unrelated lengths: run without padding
 BATCHES_PER_RUN = 2 * MIN_BATCHES_PER_STREAM
 
 
-def serving_variant(artifact: str | Path, provider: str, variant: str) -> tuple[str, str | None]:
+def serving_variant(
+    artifact: str | Path, provider: str, variant: str, revision: str | None = None
+) -> tuple[str, str | None]:
     """The variant a server opens for ``variant``, and why when it is not the library's choice.
 
     ``auto`` becomes ``packed`` when the artifact has it and the model runs on ONNX Runtime's CPU provider;
@@ -57,7 +59,7 @@ def serving_variant(artifact: str | Path, provider: str, variant: str) -> tuple[
     if variant != "auto":
         return variant, None
     try:
-        manifest = load_manifest(resolve_artifact(artifact))
+        manifest = load_manifest(resolve_artifact(artifact, revision=revision))
         if "packed" not in {v.name for v in manifest.variants}:
             return variant, None
         spec, _ = resolve_provider(provider, formats={v.format for v in manifest.variants})
@@ -209,9 +211,12 @@ class ServerState:
                     logger.info("loading stopped: the server is shutting down")
                     return
                 started = time.perf_counter()
-                variant, reason = serving_variant(spec.artifact, cfg.provider, spec.variant or cfg.variant)
+                variant, reason = serving_variant(
+                    spec.artifact, cfg.provider, spec.variant or cfg.variant, cfg.revision
+                )
                 model = load_model(
                     spec.artifact,
+                    revision=cfg.revision,
                     provider=cfg.provider,
                     variant=variant,
                     intra_op_threads=cfg.intra_op_threads,
