@@ -579,6 +579,88 @@ def _pylate_v3(source: Path, out: Path) -> Path:
     return out
 
 
+def _pylate_16(minilm_dir: Path, out: Path) -> Path:
+    """A tiny ColBERT laid out as PyLate 1.6 (with sentence-transformers 5.3) saves one, file by file as a real save
+    of ``pylate.models.ColBERT(<tiny BERT>).save`` (2026-12-06): its ``[Q] `` / ``[D] `` prefixes added to the
+    vocabulary (not special, normalized) and the embeddings grown for them, ``[MASK]`` as the pad token, empty
+    query/document prompts beside the prefixes, ``do_query_expansion``, the Dense under PyLate's class name.
+    Checked then in a venv of its own: PyLate 1.6.0 loads this folder, and our export of it gives PyLate's token
+    vectors within 3e-7 (same shapes); sentence-transformers 6.2 gives exactly PyLate's vectors on its real save.
+    So sentence-transformers is the reference here: PyLate pins sentence-transformers 5.3 and cannot share this
+    environment."""
+    from safetensors.torch import save_file
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    torch.manual_seed(0)
+    tokenizer = BertTokenizerFast.from_pretrained(str(minilm_dir))
+    tokenizer.add_tokens(["[Q] ", "[D] "])
+    tokenizer.pad_token = tokenizer.mask_token
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN_SIZE,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    (out / "1_Dense").mkdir()
+    save_file(
+        {"linear.weight": torch.randn(MULTI_VECTOR_DIM, HIDDEN_SIZE) * 0.2}, str(out / "1_Dense" / "model.safetensors")
+    )
+    dense = {"in_features": HIDDEN_SIZE, "out_features": MULTI_VECTOR_DIM, "bias": False}
+    files: dict[str, Any] = {
+        "modules.json": [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
+        ],
+        "1_Dense/config.json": {
+            **dense,
+            "activation_function": "torch.nn.modules.linear.Identity",
+            "use_residual": False,
+        },
+        "sentence_bert_config.json": {"max_seq_length": 128, "do_lower_case": False},
+        "config_sentence_transformers.json": {
+            "model_type": "ColBERT",
+            "__version__": {"sentence_transformers": "5.3.0", "transformers": "5.3.0", "pytorch": "2.11.0"},
+            "prompts": {"query": "", "document": ""},
+            "default_prompt_name": None,
+            "similarity_fn_name": "MaxSim",
+            "query_prefix": "[Q] ",
+            "document_prefix": "[D] ",
+            "query_length": 16,
+            "document_length": 48,
+            "attend_to_expansion_tokens": False,
+            "skiplist_words": list(string.punctuation),
+            "do_query_expansion": True,
+        },
+    }
+    for name, content in files.items():
+        (out / name).write_text(json.dumps(content, indent=2))
+    return out
+
+
+def test_a_pylate_1_6_save_exports_and_encodes_as_pylate(tmp_path: Path, minilm_dir: Path) -> None:
+    """The suite's other PyLate fixture keeps sentence-transformers 6's config keys; this one is what PyLate 1.6
+    writes, prefixes added to the vocabulary and all (``_pylate_16``)."""
+    from sentence_transformers import MultiVectorEncoder as TorchMultiVectorEncoder
+
+    from fastembed_rt.export.multi_vector_encoder import export_multi_vector_encoder
+
+    model_dir = _pylate_16(minilm_dir, tmp_path / "pylate")
+    torch_model = TorchMultiVectorEncoder(str(model_dir), device="cpu")
+    export_multi_vector_encoder(model_dir, tmp_path / "artifact", calibration_texts=[])
+    runtime = MultiVectorEncoder(tmp_path / "artifact")
+    for call in ("encode_query", "encode_document"):
+        ours, theirs = getattr(runtime, call)(TEXTS), getattr(torch_model, call)(TEXTS, convert_to_numpy=True)
+        for mine, reference in zip(ours, theirs, strict=True):
+            assert mine.shape == np.asarray(reference).shape
+            assert row_cosines(mine, np.asarray(reference)).min() >= 0.9999
+    assert {len(rows) for rows in runtime.encode_query(TEXTS)} == {16}  # expanded with [MASK] to query_length
+    runtime.close()
+
+
 def test_a_pylate_colbert_exports_without_remote_code_and_encodes_as_sentence_transformers(
     tmp_path: Path, tiny_multi_vector_dir: Path
 ) -> None:
