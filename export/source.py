@@ -65,9 +65,12 @@ def resolve_model_dir(model: str | os.PathLike[str], revision: str | None, token
 
     try:
         ignored = list(NOT_LOADED) + (list(PICKLED_WEIGHTS) if _has_safetensors(str(model), revision, token) else [])
-        return _not_an_artifact(
-            Path(snapshot_download(str(model), revision=revision, token=token, ignore_patterns=ignored)), str(model)
+        # sentence-transformers' own cache folder when set, as its loaders (and fastembed_rt's) read it
+        cache = os.environ.get("SENTENCE_TRANSFORMERS_HOME") or None
+        downloaded = snapshot_download(
+            str(model), revision=revision, token=token, ignore_patterns=ignored, cache_dir=cache
         )
+        return _not_an_artifact(Path(downloaded), str(model))
     except HFValidationError:  # e.g. a mistyped relative path such as models/minilm/model
         raise ExportError(f"{model!r} is neither an existing directory nor a hub repo id ('owner/name')") from None
     except LocalEntryNotFoundError as exc:

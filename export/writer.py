@@ -46,7 +46,7 @@ from fastembed_rt.artifact import (
     file_sha256,
     load_manifest,
 )
-from fastembed_rt.errors import ArtifactError, ExportError, ParityError
+from fastembed_rt.errors import ArtifactError, ExportError, NotEnoughMemoryError, ParityError
 from fastembed_rt.export.backbone import ExportedBackbone
 from fastembed_rt.export.build import BuildContext, BuildResult, NotApplicable
 from fastembed_rt.export.fidelity import Measured
@@ -433,7 +433,7 @@ class ArtifactWriter:
             logger.warning("variant %s is not built for this model: %s", spec.name, reason)
             self._reject(base, spec, [f"not applicable: {reason}"], None, candidates, log=False)
             return False
-        except ArtifactError as unloadable:  # a candidate the engine refused: one variant lost, not the artifact
+        except (ArtifactError, NotEnoughMemoryError) as unloadable:  # one variant lost, not the artifact
             self._reject(base, spec, [f"the engine cannot load it: {unloadable}"], None, candidates)
             return False
         built = self._variant(spec, result)
@@ -441,7 +441,7 @@ class ArtifactWriter:
         checked = accepted.get(self._run_key(built)) if accepted else None  # no hashing when nothing was checked
         try:
             fidelity = self._measure(base, spec, built, measure, True, checked)
-        except ArtifactError as unloadable:
+        except (ArtifactError, NotEnoughMemoryError) as unloadable:
             self._reject(base, spec, [f"the engine cannot load it: {unloadable}"], None, files)
             return False
         misses = spec.gate.check(fidelity)

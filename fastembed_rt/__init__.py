@@ -24,6 +24,7 @@ from fastembed_rt.errors import (
     FastEmbedError,
     InputError,
     LongInputError,
+    NotEnoughMemoryError,
     ParityError,
     ProviderError,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "LoggingHandler",
     "LongInputError",
     "MultiVectorEncoder",
+    "NotEnoughMemoryError",
     "ParityError",
     "ProviderError",
     "SentenceTransformer",

@@ -230,16 +230,22 @@ def _read_lines(name: str) -> list[str]:
 
 
 def _read_texts(args: argparse.Namespace) -> list[str]:
+    if isinstance(getattr(args, "query", None), str):  # rank's QUERY (encode's --query is a flag)
+        _check_argument(args.query, "the query argument")
     for number, text in enumerate(args.texts, start=1):
-        # Python hands over a command-line argument's bytes that are not UTF-8 as lone surrogates (surrogateescape):
-        # said as the bytes they were, not as Python text that holds a surrogate
-        bad = next((i for i, c in enumerate(text) if "\udc80" <= c <= "\udcff"), None)
-        if bad is not None:
-            raise InputError(
-                f"text argument {number} is not UTF-8 (byte {ord(text[bad]) - 0xDC00:#04x} at character {bad + 1}); "
-                "pass UTF-8 text (e.g. convert it with iconv -t UTF-8)"
-            )
+        _check_argument(text, f"text argument {number}")
     return [*args.texts, *(_read_lines(args.file) if args.file else [])]
+
+
+def _check_argument(text: str, what: str) -> None:
+    """Python hands over a command-line argument's bytes that are not UTF-8 as lone surrogates (surrogateescape):
+    said as the bytes they were, not as Python text that holds a surrogate."""
+    bad = next((i for i, c in enumerate(text) if "\udc80" <= c <= "\udcff"), None)
+    if bad is not None:
+        raise InputError(
+            f"{what} is not UTF-8 (byte {ord(text[bad]) - 0xDC00:#04x} at character {bad + 1}); pass UTF-8 text "
+            "(e.g. convert it with iconv -t UTF-8)"
+        )
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@
     FastEmbedError
      ├── ArtifactError      loading: missing/corrupt artifact, manifest, tokenizer or graph file
      ├── ProviderError      execution provider unknown, not installed, or silently replaced
+     ├── NotEnoughMemoryError  an engine's allocation failed loading or running a graph (also a MemoryError)
      ├── InputError         bad user input (None, non-str, nested lists, over-long with policy "error")
      │    └── LongInputError  inputs over max_seq_length under long_inputs="error", by position
      └── ExportError        export stage: unsupported model, module or architecture
@@ -22,6 +23,7 @@ __all__ = [
     "FastEmbedError",
     "InputError",
     "LongInputError",
+    "NotEnoughMemoryError",
     "ParityError",
     "ProviderError",
 ]
@@ -37,6 +39,11 @@ class ArtifactError(FastEmbedError):
 
 class ProviderError(FastEmbedError):
     """An execution provider cannot be used as asked."""
+
+
+class NotEnoughMemoryError(FastEmbedError, MemoryError):
+    """An engine could not allocate what loading or running a graph needs (an address-space or container memory
+    limit): the machine's, not the artifact's fault. A ``MemoryError`` too."""
 
 
 class InputError(FastEmbedError, ValueError, TypeError):

@@ -330,6 +330,9 @@ def test_utf_16_without_a_bom_and_arguments_that_are_not_utf_8_are_refused_namin
     done = subprocess.run([*command, "--file", str(utf16)], capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout) == (1, ""), done.stderr
     assert f"{utf16}:1 holds a NUL byte (column 2): it looks like UTF-16 or binary, not UTF-8 text" in done.stderr
+    rank = [sys.executable, "-m", "fastembed_rt.cli", "rank", str(minilm_artifact_session), b"caf\xe9 query", "doc"]
+    done = subprocess.run(rank, capture_output=True, text=True, timeout=120)  # type: ignore[arg-type]
+    assert done.stderr.startswith("error: the query argument is not UTF-8 (byte 0xe9 at character 4)"), done.stderr
     argv = [*command, "fine", b"bad \xff byte"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)  # type: ignore[arg-type]
     assert (done.returncode, done.stdout) == (1, "")
@@ -620,6 +623,14 @@ def test_serve_without_the_server_extra_says_so_in_one_line_from_every_entry_poi
         command = [sys.executable, "-m", module] + (["serve"] if module == "fastembed_rt" else []) + ["some-artifact"]
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
         assert (done.returncode, done.stderr) == (2, hint), module
+    # another program's optional import of the server package, run with -m, is its own business (it was exited)
+    (tmp_path / "myapp").mkdir()
+    (tmp_path / "myapp" / "__init__.py").write_text(
+        "try:\n    import fastembed_rt.server as server\nexcept ImportError:\n    server = None\n"
+    )
+    (tmp_path / "myapp" / "main.py").write_text("import myapp\nprint('without the server:', myapp.server is None)\n")
+    done = subprocess.run([sys.executable, "-m", "myapp.main"], capture_output=True, text=True, env=env, timeout=120)
+    assert (done.returncode, done.stdout) == (0, "without the server: True\n"), done.stderr
     helped = subprocess.run(
         [sys.executable, "-m", "fastembed_rt", "serve", "--help"], capture_output=True, text=True, env=env, timeout=120
     )

@@ -388,10 +388,12 @@ def test_an_export_by_hub_id_downloads_what_sentence_transformers_loads_and_reco
     out = tmp_path / "artifact"
     with serve_folder(repo, "me/minilm") as hub:
         env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf")}
+        env["SENTENCE_TRANSFORMERS_HOME"] = str(tmp_path / "st")  # its cache, as sentence-transformers' own loads
         done = subprocess.run(
             [*EXPORT_FROM_HUB, "me/minilm", str(out)], env=env, capture_output=True, text=True, timeout=600
         )
         assert done.returncode == 0, done.stderr
+        assert (tmp_path / "st" / "models--me--minilm" / "snapshots" / COMMIT / "modules.json").is_file()
         assert not set(unread) & set(hub.fetched) and "model.safetensors" in hub.fetched
     source = load_manifest(out).source
     assert (source["model"], source["revision"], source["commit"], source["local"]) == (
@@ -435,6 +437,12 @@ def test_sentence_transformers_loading_arguments_are_taken_as_it_takes_them(
         assert f"{name} does not apply to an exported artifact" in caplog.text
     with pytest.raises(InputError, match="model_kwargs\\['provider'\\] 'ROCMExecutionProvider' is not"):
         SentenceTransformer(minilm_artifact_session, model_kwargs={"provider": "ROCMExecutionProvider"})
+    with pytest.raises(InputError, match=r"both `token` and its former name `use_auth_token` are given"):
+        SentenceTransformer(minilm_artifact_session, token="hf_a", use_auth_token="hf_b")  # refused there too
+    with pytest.raises(InputError, match=r"'OpenVINOExecutionProvider' is not .* natively: backend='openvino'"):
+        SentenceTransformer(
+            minilm_artifact_session, backend="onnx", model_kwargs={"provider": "OpenVINOExecutionProvider"}
+        )
     with pytest.raises(InputError, match=r"modules=\.\.\.: fastembed-rt runs exported artifacts"):
         SentenceTransformer(minilm_artifact_session, modules=[object()])
     with serve_folder(minilm_artifact_session, "me/minilm") as hub:

@@ -10,13 +10,15 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from permissions import where_permissions_apply
 
-from fastembed_rt import SentenceTransformer
+from fastembed_rt import NotEnoughMemoryError, SentenceTransformer
+from fastembed_rt.cli import main
 from fastembed_rt.providers import ProviderOptions
 
 TEXTS = ["The cat sat on the mat.", "Stocks fell sharply.", "Ein Satz auf Deutsch."]
@@ -176,7 +178,7 @@ def test_openvino_with_the_cache_off_writes_nothing_there_and_removes_its_tempor
 
 
 def test_memory_short_at_load_is_a_memory_error_and_keeps_the_cached_graph(
-    minilm_artifact_session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    minilm_artifact_session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Under an address-space limit ONNX Runtime's std::bad_alloc was an ArtifactError telling the user to re-export
     a sound artifact, and the shared graph cache's copy was deleted as corrupt for every process of the machine.
@@ -199,9 +201,14 @@ def test_memory_short_at_load_is_a_memory_error_and_keeps_the_cached_graph(
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(ort, "InferenceSession", short_of_memory)
-    with pytest.raises(MemoryError, match=r"not enough memory to load .*std::bad_alloc\); raise the process's memory"):
+    with pytest.raises(NotEnoughMemoryError, match=r"not enough memory to load .*std::bad_alloc\); raise the"):
         SentenceTransformer(minilm_artifact_session, provider="cpu", variant="fp32", provider_cache_dir=cache)
+    assert issubclass(NotEnoughMemoryError, MemoryError)  # what code catching allocation failures catches
     assert (entry / "model.onnx").is_file(), "the cached copy was removed as if it were corrupt"
+    # one line from the command line (a FastEmbedError), not a traceback
+    monkeypatch.setenv("FASTEMBED_RT_CACHE", str(cache))
+    assert main(["encode", str(minilm_artifact_session), "--variant", "fp32", "--provider", "cpu", "x"]) == 1
+    assert capsys.readouterr().err.startswith(f"error: not enough memory to load {cache}")
     # the engines' other ways of saying it (OpenVINO's mapping, a thread the C library could not start)
     for message in ("Can not create file mapping for 3, err=Cannot allocate memory", "Failed to allocate memory"):
         assert memory_short(RuntimeError(message))
@@ -245,3 +252,7 @@ def test_a_cache_volume_shared_by_containers_keeps_the_entries_each_container_us
         monkeypatch.setattr(onnxruntime_cache, "mount_identity", lambda container=container: container)
         for built_in, verdict in verdicts.items():
             assert onnxruntime_cache._stale(built[built_in], elsewhere, {}) == verdict, (container, built_in)
+    # a copy no load used for FOREIGN_UNUSED_DAYS is judged anywhere (a restarted container: a new namespace)
+    days_ago = time.time() - (onnxruntime_cache.FOREIGN_UNUSED_DAYS + 1) * 86400
+    os.utime(built["host-a/mnt:[1]"] / "entry.json", (days_ago, days_ago))
+    assert onnxruntime_cache._stale(built["host-a/mnt:[1]"], elsewhere, {}) == "its graph is gone"

@@ -395,7 +395,14 @@ def test_health_info_models_metrics_and_openapi(server: Server) -> None:
         assert minilm["streams"] == default_streams(minilm["threads"])  # a graph under the streams' size limit
         client.post("/embed", json={"inputs": "warm the counters"})
         metrics = client.get("/metrics").text
-        assert 'fastembed_rt_requests_total{route="/embed",status="200"}' in metrics
+        # each request counted with the served model that answered it; process metrics beside the server's
+        embedded = 'fastembed_rt_requests_total{route="/embed",status="200",model="all-MiniLM-L6-v2"}'
+        assert _metric(metrics, embedded) >= 1 and _metric(metrics, 'fastembed_rt_requests_total{model=""}') >= 1
+        assert "process_resident_memory_bytes" in metrics and "python_gc_collections_total" in metrics
+        for served in info["models"]:  # every model's series from its load on, and what it runs
+            name = served["name"]
+            assert _metric(metrics, f'fastembed_rt_model_info{{model="{name}",task="{served["task"]}"}}') == 1
+            assert f'fastembed_rt_queue_inputs{{model="{name}"}} 0.0' in metrics
         for name in ("batch_inputs", "batch_tokens", "queue_inputs", "inference_duration_seconds", "dropped_inputs"):
             assert f"fastembed_rt_{name}" in metrics
         document = client.get("/openapi.json").json()
@@ -1033,11 +1040,17 @@ def test_too_long_input_without_truncation_is_422_naming_position_and_tokens(
 
 
 def _metric(text: str, name: str) -> float:
-    """The value of the first sample of ``name`` in Prometheus text."""
+    """The sum of the samples of ``name`` in Prometheus text whose labels include the ones ``name`` gives
+    (``requests_total{route="/embed",status="200"}``: of every model)."""
+    base, _, labels = name.partition("{")
+    wanted = {label for label in labels.rstrip("}").split(",") if label}
+    total = 0.0
     for line in text.splitlines():
-        if line.startswith((name + "{", name + " ")):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+        head, _, value = line.rpartition(" ")
+        line_base, _, line_labels = head.partition("{")
+        if not line.startswith("#") and line_base == base and wanted <= set(line_labels.rstrip("}").split(",")):
+            total += float(value)
+    return total
 
 
 def test_one_served_model_answers_any_model_name_as_tei_does(
@@ -1145,6 +1158,36 @@ def test_a_client_that_drops_mid_upload_is_counted_without_a_traceback(minilm_se
         s.process.send_signal(signal.SIGTERM)
         _, stderr = s.process.communicate(timeout=30)
     assert "Traceback" not in stderr and "Exception" not in stderr, stderr
+
+
+def test_each_request_gets_one_access_log_line_without_bodies_or_keys(minilm_served_artifact: Path) -> None:
+    """Nothing was logged per request, at any level: no 401 and no 500 could be traced in a log pipeline. Probes
+    and scrapes that succeed (/health, /metrics 200) are not logged: one line per probe would drown the rest."""
+    key, secret_text = "sekrit-key-42", "a private text that must not reach the log"
+    runs = ((("--log-level", "info", "--api-key", key), True), (("--log-level", "info", "--no-access-log"), False))
+    for args, logged in runs:
+        with serving(minilm_served_artifact, args=args) as s, s.client() as client:
+            auth = {"Authorization": f"Bearer {key}"} if logged else {}
+            assert client.post("/embed", json={"inputs": [secret_text]}, headers=auth).status_code == 200
+            if logged:
+                assert client.post("/embed", json={"inputs": "x"}).status_code == 401
+            assert client.post("/nope", json={"inputs": "x"}, headers=auth).status_code == 404
+            assert client.get("/metrics", headers=auth).status_code == 200
+            s.process.send_signal(signal.SIGTERM)
+            _, stderr = s.process.communicate(timeout=30)
+        marker = "fastembed_rt.server.access: "
+        access = [line.split(marker, 1)[1] for line in stderr.splitlines() if marker in line]
+        if not logged:
+            assert access == [], access
+            continue
+        shapes = [re.sub(r" [0-9.]+ ms ", " ", line) for line in access if "/health" not in line]
+        assert shapes == [
+            f"POST /embed 200 model={minilm_served_artifact.name} client=127.0.0.1",
+            "POST /embed 401 model=- client=127.0.0.1",
+            "POST unmatched '/nope' 404 model=- client=127.0.0.1",
+        ], access
+        assert all(" 200 " not in line for line in access if "/health" in line)  # probes that pass: not logged
+        assert key not in stderr and secret_text not in stderr
 
 
 def test_a_client_that_leaves_has_its_running_request_stopped_between_runs(minilm_served_artifact: Path) -> None:

@@ -75,8 +75,9 @@ _warned_renames: set[str] = set()
 
 def renamed_arguments(**renames: str | None) -> Callable[[_F], _F]:
     """Take sentence-transformers' former keyword names, as it does: ``old="new"`` passes the value on as ``new``
-    (dropped when the call also gives ``new``), ``old=None`` drops an argument that no longer does anything. Either
-    logs a warning once per method and name."""
+    (a call giving both with different values is refused, as sentence-transformers refuses ``token`` with
+    ``use_auth_token``), ``old=None`` drops an argument that no longer does anything. Either logs a warning once
+    per method and name."""
 
     def decorate(method: _F) -> _F:
         @functools.wraps(method)
@@ -85,6 +86,10 @@ def renamed_arguments(**renames: str | None) -> Callable[[_F], _F]:
                 if old not in kwargs:
                     continue
                 value = kwargs.pop(old)
+                if new is not None and new in kwargs and kwargs[new] is not value and kwargs[new] != value:
+                    raise InputError(
+                        f"both `{new}` and its former name `{old}` are given, with different values; pass `{new}`"
+                    )
                 where = f"{method.__qualname__}({old}=...)"
                 if where not in _warned_renames:
                     _warned_renames.add(where)
@@ -104,7 +109,6 @@ _ORT_PROVIDERS = {
     "CPUExecutionProvider": "cpu",
     "CUDAExecutionProvider": "cuda",
     "TensorrtExecutionProvider": "tensorrt",
-    "OpenVINOExecutionProvider": "openvino",
 }
 
 
@@ -118,7 +122,8 @@ def _torch_side_arguments(provider: str | ExecutionProvider, **given: Any) -> st
         if ort_provider not in _ORT_PROVIDERS:
             raise InputError(
                 f"model_kwargs['provider'] {ort_provider!r} is not an ONNX Runtime provider fastembed-rt runs; "
-                f"choose one of {sorted(_ORT_PROVIDERS)}, or pass provider='cpu' / 'cuda' / 'openvino'"
+                f"choose one of {sorted(_ORT_PROVIDERS)}, or pass provider='cpu' / 'cuda' / 'openvino' (OpenVINO "
+                "runs natively: backend='openvino')"
             )
         if provider == "auto":
             provider = _ORT_PROVIDERS[ort_provider]
@@ -626,7 +631,9 @@ class ArtifactModel:
 
     @property
     def last_encode_stats(self) -> EncodeStats:
-        """Inputs, truncated inputs, batches, padding and per-stage seconds of the most recent call."""
+        """Inputs, truncated inputs, batches, padding and per-stage seconds of this thread's most recent call (threads
+        sharing the model each read their own; read it in the thread that made the call: from asyncio, inside the
+        function ``asyncio.to_thread`` runs)."""
         return self._pipeline.last_stats
 
     def get_max_seq_length(self) -> int:

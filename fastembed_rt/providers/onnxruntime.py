@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from fastembed_rt.errors import ArtifactError, ProviderError
+from fastembed_rt.errors import ArtifactError, NotEnoughMemoryError, ProviderError
 from fastembed_rt.machine import this_cpu
 from fastembed_rt.providers.base import (
     STREAM_MAX_GRAPH_BYTES,
@@ -170,7 +170,7 @@ def _open_session(model_path: Path, so: Any, providers: list[Any], disabled_opti
             )
     except Exception as exc:  # onnxruntime raises its own non-exported exception types
         if memory_short(exc):  # not the file's fault: the artifact (or the cache's copy of it) is kept
-            raise MemoryError(
+            raise NotEnoughMemoryError(
                 f"not enough memory to load {model_path} with ONNX Runtime {ort.__version__} ({exc}); raise the "
                 "process's memory limit or free memory"
             ) from exc
@@ -186,7 +186,7 @@ def _run(session: Any, feeds: dict[str, np.ndarray], output_names: list[str]) ->
     except Exception as exc:  # onnxruntime raises its own non-exported exception types
         if memory_short(exc):
             shape = "x".join(str(n) for n in next(iter(feeds.values())).shape) if feeds else "?"
-            raise MemoryError(
+            raise NotEnoughMemoryError(
                 f"ONNX Runtime ran out of memory on a batch of {shape} tokens ({exc}); pass a smaller batch_size, "
                 "or raise the process's memory limit"
             ) from exc
@@ -356,7 +356,7 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
                 disabled = ()
             try:
                 return _open_session(graph, options, [CPU_EP], disabled)
-            except (ArtifactError, MemoryError) as exc:  # a second session is an optimisation: the first one runs
+            except (ArtifactError, NotEnoughMemoryError) as exc:  # a second session is an optimisation: the first runs
                 reason = str(exc)
         else:
             reason = "it changed or was removed since the model loaded (a re-export or a cache clean-up)"

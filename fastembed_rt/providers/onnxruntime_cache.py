@@ -21,7 +21,8 @@ entries (``session.x64quantprecision`` changes how int8 weights pack), so all of
 the time to build and write it (0.3 s; 4.9 s for the 800 MB). Building one removes the copies of another version of
 the graph at the same path, those whose graph is gone and those unused for ``UNUSED_DAYS``; the first two only of
 copies built where paths mean what they mean here (``mount_identity``: one cache volume mounted in several
-containers, whose model paths name other files or none in each, removed each other's copies); builders racing for one
+containers, whose model paths name other files or none in each, removed each other's copies), or unused for
+``FOREIGN_UNUSED_DAYS`` (a restarted container's superseded copy); builders racing for one
 copy (threads, processes) leave one, under the cache's lock. The cache is best-effort: a
 directory that cannot be written, or a copy that fails to open, leaves the artifact's graph to run as without it
 (logged), never an error. ``ProviderOptions(cache=False)`` turns it off.
@@ -44,7 +45,15 @@ from typing import Any
 from fastembed_rt.machine import return_freed_heap
 from fastembed_rt.providers.base import graph_data_files, mount_identity
 
-__all__ = ["CACHE_MIN_ONNXRUNTIME", "ENTRY_FILE", "GRAPH_FILE", "LOCK_FILE", "UNUSED_DAYS", "cached_graph"]
+__all__ = [
+    "CACHE_MIN_ONNXRUNTIME",
+    "ENTRY_FILE",
+    "FOREIGN_UNUSED_DAYS",
+    "GRAPH_FILE",
+    "LOCK_FILE",
+    "UNUSED_DAYS",
+    "cached_graph",
+]
 
 logger = logging.getLogger("fastembed_rt")
 
@@ -58,6 +67,7 @@ SOURCE_FILE = "source.onnx"  # the artifact graph file the copy was built from (
 # Larger graph files hold their weights themselves: known by path, not hashed at every load.
 HASHED_GRAPH_BYTES = 16 << 20
 UNUSED_DAYS = 30
+FOREIGN_UNUSED_DAYS = 2
 _SAVE_ENTRIES = {
     "session.optimized_model_external_initializers_file_name": DATA_FILE,
     # every initializer but scalars in the data file, so that they (and their packed copies) are mapped
@@ -176,8 +186,10 @@ def _stale(folder: Path, built_from: str, source: Mapping[str, Any]) -> str | No
     if entry is None:
         return None  # not ours
     path, key = str(entry.get("built_from", "")), entry.get("key") or {}
-    # Built in another container sharing this cache's volume: its path names something else here, or nothing.
-    here = entry.get("mounts") in (None, mount_identity())  # None: recorded before mounts were
+    # Built in another container sharing this cache's volume (or before a restart of this one: a new mount
+    # namespace): its path names something else here, or nothing. Judged by it only once no load used it for
+    # FOREIGN_UNUSED_DAYS (every load a copy serves marks it used): a redeploy's superseded copy goes then.
+    here = entry.get("mounts") in (None, mount_identity()) or idle_days > FOREIGN_UNUSED_DAYS
     if here and path == built_from and key.get("source") != source:
         return "another version of its graph was cached"
     if here and not Path(path).exists():

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from fastembed_rt.artifact import Variant
-from fastembed_rt.errors import ArtifactError, ProviderError
+from fastembed_rt.errors import ArtifactError, NotEnoughMemoryError, ProviderError
 from fastembed_rt.machine import CpuIdentity
 from fastembed_rt.providers.base import ProviderOptions, cache_root, graph_data_files, memory_short, mount_identity
 from fastembed_rt.providers.threads import available_cpus
@@ -209,13 +209,20 @@ _SOURCE_FILE = "source.json"
 
 
 def _built_here(folder: Path) -> bool:
-    """Whether ``folder``'s graph path means here what it meant where the folder was made: not a folder another
-    container sharing the cache's volume made (``mount_identity``), where that path holds another graph or none."""
+    """Whether ``folder``'s graph path may be judged here: the folder was made where paths mean what they mean here
+    (not by another container sharing the cache's volume, ``mount_identity``, where that path holds another graph or
+    none), or no load used it for ``FOREIGN_UNUSED_DAYS`` (a restarted container's superseded blobs)."""
+    import time
+
+    from fastembed_rt.providers.onnxruntime_cache import FOREIGN_UNUSED_DAYS
+
+    record = folder / _SOURCE_FILE
     try:
-        recorded = json.loads((folder / _SOURCE_FILE).read_text()).get("mounts")
+        recorded = json.loads(record.read_text()).get("mounts")
+        idle_days = (time.time() - record.stat().st_mtime) / 86400
     except (OSError, ValueError, AttributeError):
         return True  # no record to say otherwise (written before records had mounts)
-    return recorded is None or recorded == mount_identity()
+    return recorded is None or recorded == mount_identity() or idle_days > FOREIGN_UNUSED_DAYS
 
 
 def _linked_graph(root: Path | None, model_path: Path) -> tuple[Path, Path | None]:
@@ -442,7 +449,7 @@ class OpenVINO:
         except RuntimeError as exc:
             _check_extra(core, device, kind, dict(options.extra))  # a refused property is the caller's, not the file's
             if memory_short(exc):
-                raise MemoryError(
+                raise NotEnoughMemoryError(
                     f"not enough memory for OpenVINO {ov.__version__} to compile {model_path} for {device} ({exc}); "
                     "raise the process's memory limit or free memory"
                 ) from exc
@@ -509,7 +516,7 @@ class OpenVINO:
             except RuntimeError as exc:
                 if memory_short(exc):
                     shape = "x".join(str(n) for n in next(iter(feeds.values())).shape)
-                    raise MemoryError(
+                    raise NotEnoughMemoryError(
                         f"OpenVINO ran out of memory on a batch of {shape} tokens ({exc}); pass a smaller "
                         "batch_size, or raise the process's memory limit"
                     ) from exc

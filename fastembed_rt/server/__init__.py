@@ -22,6 +22,21 @@ from __future__ import annotations
 
 import sys
 
+
+def _run_as_main() -> bool:
+    """Whether this import is Python locating ``python -m fastembed_rt.server`` (or ``.main``), not another module's
+    import of the server package: while it imports the parents of the ``-m`` module, ``sys.argv[0]`` is ``"-m"``, and
+    the module's name is in ``sys.orig_argv`` after ``-m`` (or joined to it, ``-mfastembed_rt.server``)."""
+    if sys.argv[:1] != ["-m"]:
+        return False
+    argv = list(getattr(sys, "orig_argv", []))
+    for i, arg in enumerate(argv):
+        target = argv[i + 1] if arg == "-m" and i + 1 < len(argv) else arg[2:] if arg.startswith("-m") else None
+        if target is not None:
+            return target in ("fastembed_rt.server", "fastembed_rt.server.main", "fastembed_rt.server.__main__")
+    return False
+
+
 try:
     import orjson  # noqa: F401
     import prometheus_client  # noqa: F401
@@ -29,14 +44,12 @@ try:
     import uvicorn  # noqa: F401
 except ImportError as _exc:
     _missing = f"fastembed-rt serve needs the server extra ({_exc.name or _exc}): pip install 'fastembed-rt[server]'"
-    if sys.argv[:1] == ["-m"]:
-        # Python sets argv[0] to "-m" while it imports the parents of the module `python -m` runs: this is
-        # `python -m fastembed_rt.server`, whose user gets the CLI's one line, not runpy's traceback.
+    if _run_as_main():  # `python -m fastembed_rt.server`: the CLI's one line, not runpy's traceback
         print(f"error: {_missing}", file=sys.stderr)
         raise SystemExit(2) from None
     raise ImportError(_missing) from _exc
 
-from fastembed_rt.server.app import create_app
-from fastembed_rt.server.config import ServedModel, ServerConfig
+from fastembed_rt.server.app import create_app  # noqa: E402 - after the extra's check
+from fastembed_rt.server.config import ServedModel, ServerConfig  # noqa: E402
 
 __all__ = ["ServedModel", "ServerConfig", "create_app"]

@@ -29,11 +29,12 @@ from fastembed_rt.server.handlers import HANDLERS, Handler
 from fastembed_rt.server.openapi import openapi_document
 from fastembed_rt.server.requests import RequestError, parse_body
 from fastembed_rt.server.responses import Api, error_response, json_body, json_response, timing_headers
-from fastembed_rt.server.state import ClientGone, Served, ServerState
+from fastembed_rt.server.state import ANSWERING, ClientGone, Served, ServerState
 
 __all__ = ["ServerState", "create_app"]
 
 logger = logging.getLogger("fastembed_rt.server")
+access_logger = logging.getLogger("fastembed_rt.server.access")
 # TEI's model_dtype names of a variant's precision (int8 and int4 weights have none there: named as they are)
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -78,6 +79,7 @@ def _gate(state: ServerState, request: Request) -> None:
 def _endpoint(state: ServerState, route: str, handler: Handler, api: Api) -> Any:
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
+        ANSWERING.set("")
         task = asyncio.current_task()
         if task is not None:
             state.requests_running.add(task)
@@ -106,15 +108,28 @@ def _endpoint(state: ServerState, route: str, handler: Handler, api: Api) -> Any
             response = error_response(api, state.abandoned_error())
         finally:
             state.requests_running.discard(task)
-        _count(state, route, response.status_code, started)
+        _count(state, request, route, response.status_code, started)
         return response
 
     return endpoint
 
 
-def _count(state: ServerState, route: str, status: int, started: float) -> None:
-    state.metrics.requests.labels(route, str(status)).inc()
-    state.metrics.request_duration.labels(route).observe(time.perf_counter() - started)
+def _count(state: ServerState, request: Request, route: str, status: int, started: float) -> None:
+    """A request's metrics, and its access log line (``fastembed_rt.server.access`` at info; ``--no-access-log``
+    turns it off): method, route (a path no route serves: ``unmatched``, then the path, shortened), status,
+    milliseconds, the served model, the client's address. Never a body, a header or a key; none for a /health or
+    /metrics that answers 200 (probes and scrapes)."""
+    seconds = time.perf_counter() - started
+    model = ANSWERING.get()
+    state.metrics.requests.labels(route, str(status), model).inc()
+    state.metrics.request_duration.labels(route, str(status), model).observe(seconds)
+    probe = route in ("/health", "/metrics") and status == 200  # a probe or scrape that passes: not a line each
+    if state.config.access_log and not probe and access_logger.isEnabledFor(logging.INFO):
+        path = route if route != "unmatched" else f"unmatched {request.url.path[:100]!r}"
+        client = request.client.host if request.client is not None else "-"
+        access_logger.info(
+            "%s %s %d %.1f ms model=%s client=%s", request.method, path, status, seconds * 1000, model or "-", client
+        )
 
 
 def _dtype(served: Served) -> str:
@@ -198,8 +213,9 @@ def create_app(config: ServerConfig, *, state: ServerState | None = None) -> Sta
 
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
+            ANSWERING.set("")
             response = await handler(request)
-            _count(state, route, response.status_code, started)
+            _count(state, request, route, response.status_code, started)
             return response
 
         return endpoint
@@ -236,7 +252,8 @@ def create_app(config: ServerConfig, *, state: ServerState | None = None) -> Sta
         response = error_response(_api_of(path), error)
         if allow:
             response.headers["Allow"] = allow
-        _count(state, path if path in known else "unmatched", response.status_code, started)
+        ANSWERING.set("")
+        _count(state, request, path if path in known else "unmatched", response.status_code, started)
         return response
 
     # redirect_slashes off: `/embed/` got a bodyless 307 to a Location built from the client's Host header, where

@@ -35,6 +35,7 @@ class ServerConfig:
         streams: batches of one worker call the ``cpu`` engine runs at once (``ProviderOptions.streams``;
             None: its default).
         revision: the hub branch, tag or commit of every model given by hub repo id (None: main).
+        access_log: one log line per request (``fastembed_rt.server.access``, info).
         max_concurrent_requests: input items (texts, pairs) admitted at once, queued or running;
             past it a request gets 429 with ``Retry-After`` at once.
         max_batch_tokens: padded tokens per graph run (the library's token budget).
@@ -63,6 +64,7 @@ class ServerConfig:
     intra_op_threads: int | None = None
     streams: int | None = None
     revision: str | None = None
+    access_log: bool = True
     max_concurrent_requests: int = 512
     max_batch_tokens: int = DEFAULT_TOKEN_BUDGET
     max_batch_size: int = 32

@@ -62,6 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default=d.variant, help="a variant from each manifest (default: auto)")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the CPUs available)")
     parser.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="no log line per request (default: one at info: method, route, status, ms, model, client address)",
+    )
+    parser.add_argument(
         "--revision",
         default=None,
         help="the hub branch, tag or commit of every model given by hub repo id (default: main); the token is "
@@ -144,6 +149,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         intra_op_threads=args.threads,
         streams=args.streams,
         revision=args.revision,
+        access_log=not args.no_access_log,
         max_concurrent_requests=args.max_concurrent_requests,
         max_batch_tokens=args.max_batch_tokens,
         max_batch_size=args.max_batch_size,

@@ -3,11 +3,11 @@
 =========================================== ========= =================================================
 name                                        type      what
 =========================================== ========= =================================================
-fastembed_rt_requests_total                 counter   requests by route (`unmatched`: no route) and status
-fastembed_rt_request_duration_seconds       histogram whole request, by route
+fastembed_rt_requests_total                 counter   requests by route (`unmatched`: no route), status and model
+fastembed_rt_request_duration_seconds       histogram whole request, by route, status and model
 fastembed_rt_queue_duration_seconds         histogram a job's wait for its model's worker
-fastembed_rt_tokenization_duration_seconds  histogram tokenizing the run a job was part of
-fastembed_rt_inference_duration_seconds     histogram the graph run a job was part of
+fastembed_rt_tokenization_duration_seconds  histogram tokenizing one worker run (its inputs, across requests)
+fastembed_rt_inference_duration_seconds     histogram one graph run (inputs of one or more requests)
 fastembed_rt_batch_inputs                   histogram inputs per worker run (across requests)
 fastembed_rt_batch_tokens                   histogram tokens (after truncation) per worker run
 fastembed_rt_queue_inputs                   gauge     inputs waiting for a model's worker
@@ -15,12 +15,27 @@ fastembed_rt_inputs_in_flight               gauge     admitted inputs (the permi
 fastembed_rt_truncated_inputs_total         counter   inputs cut at max_seq_length
 fastembed_rt_dropped_inputs_total           counter   inputs dropped because their client went away
 fastembed_rt_rejected_requests_total        counter   429s: requests refused for want of permits
+fastembed_rt_model_info                     gauge     1 per served model: its task, provider and variant
+process_*, python_*                         various   the process's memory, CPU, open files, start time; GC
 =========================================== ========= =================================================
+
+``model`` is a served model's name ("" for routes that answer without one: /health, /metrics, errors before a
+model was chosen); every label takes a bounded set of values. The per-model series exist from the model's load (0
+until its first request), so an idle server's dashboards and ``absent()`` alerts see them.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 __all__ = ["Metrics"]
 
@@ -35,36 +50,95 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):  # the default registry's own
+            r.register(collector)
         self.requests = Counter(
-            "fastembed_rt_requests", "Requests by route and status", ["route", "status"], registry=r
+            "fastembed_rt_requests",
+            "Requests by route, HTTP status and the served model that answered ('' before one was chosen)",
+            ["route", "status", "model"],
+            registry=r,
         )
         self.request_duration = Histogram(
-            "fastembed_rt_request_duration_seconds", "Whole request", ["route"], buckets=_SECONDS, registry=r
+            "fastembed_rt_request_duration_seconds",
+            "Seconds from a request's arrival to its answer, by route, HTTP status and model (filter status for "
+            "latency objectives: 400s and 429s answer at once)",
+            ["route", "status", "model"],
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "fastembed_rt_model_info", "A served model: 1", ["model", "task", "provider", "variant"], registry=r
         )
         self.queue_duration = Histogram(
-            "fastembed_rt_queue_duration_seconds", "Wait for the worker", ["model"], buckets=_SECONDS, registry=r
+            "fastembed_rt_queue_duration_seconds",
+            "Seconds a request's inputs waited for their model's worker (one observation per request)",
+            ["model"],
+            buckets=_SECONDS,
+            registry=r,
         )
         self.tokenization_duration = Histogram(
-            "fastembed_rt_tokenization_duration_seconds", "Tokenizing a run", ["model"], buckets=_SECONDS, registry=r
+            "fastembed_rt_tokenization_duration_seconds",
+            "Seconds tokenizing one worker run's inputs, across the requests it took (one observation per run)",
+            ["model"],
+            buckets=_SECONDS,
+            registry=r,
         )
         self.inference_duration = Histogram(
-            "fastembed_rt_inference_duration_seconds", "Graph run", ["model"], buckets=_SECONDS, registry=r
+            "fastembed_rt_inference_duration_seconds",
+            "Seconds of one graph run, which may hold several requests' inputs (a worker run makes one or more)",
+            ["model"],
+            buckets=_SECONDS,
+            registry=r,
         )
         self.batch_inputs = Histogram(
-            "fastembed_rt_batch_inputs", "Inputs per worker run", ["model"], buckets=_COUNTS, registry=r
+            "fastembed_rt_batch_inputs",
+            "Inputs per worker run, across requests",
+            ["model"],
+            buckets=_COUNTS,
+            registry=r,
         )
         self.batch_tokens = Histogram(
-            "fastembed_rt_batch_tokens", "Tokens per worker run", ["model"], buckets=_TOKENS, registry=r
+            "fastembed_rt_batch_tokens",
+            "Tokens (after truncation) per worker run, across requests",
+            ["model"],
+            buckets=_TOKENS,
+            registry=r,
         )
-        self.queue_inputs = Gauge("fastembed_rt_queue_inputs", "Inputs waiting", ["model"], registry=r)
-        self.inputs_in_flight = Gauge("fastembed_rt_inputs_in_flight", "Admitted inputs", registry=r)
+        self.queue_inputs = Gauge(
+            "fastembed_rt_queue_inputs", "Inputs waiting for their model's worker now", ["model"], registry=r
+        )
+        self.inputs_in_flight = Gauge(
+            "fastembed_rt_inputs_in_flight",
+            "Admitted inputs, queued or running (--max-concurrent-requests)",
+            registry=r,
+        )
         self.truncated_inputs = Counter(
-            "fastembed_rt_truncated_inputs", "Inputs cut at max_seq_length", ["model"], registry=r
+            "fastembed_rt_truncated_inputs", "Inputs cut at the model's max_seq_length", ["model"], registry=r
         )
         self.dropped_inputs = Counter(
-            "fastembed_rt_dropped_inputs", "Inputs dropped: client gone", ["model"], registry=r
+            "fastembed_rt_dropped_inputs",
+            "Inputs dropped before they ran because their client went away (499)",
+            ["model"],
+            registry=r,
         )
-        self.rejected_requests = Counter("fastembed_rt_rejected_requests", "Requests refused with 429", registry=r)
+        self.rejected_requests = Counter(
+            "fastembed_rt_rejected_requests", "Requests refused with 429 for want of permits", registry=r
+        )
+
+    def add_model(self, name: str, task: str, provider: str, variant: str) -> None:
+        """Start a served model's series at 0, and its info gauge at 1."""
+        for metric in (
+            self.queue_duration,
+            self.tokenization_duration,
+            self.inference_duration,
+            self.batch_inputs,
+            self.batch_tokens,
+            self.queue_inputs,
+            self.truncated_inputs,
+            self.dropped_inputs,
+        ):
+            metric.labels(name)
+        self.model_info.labels(name, task, provider, variant).set(1)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""

@@ -139,19 +139,27 @@ def error_response(api: Api, error: RequestError) -> Response:
 
 
 def timing_headers(result: JobResult | None, total_s: float, characters: int, compute_type: str) -> dict[str, str]:
-    """TEI's timing headers of one request (``result``: its job, None for work done on the loop)."""
+    """TEI's timing headers of one request, in whole milliseconds as TEI sends them (``as_millis``: clients parse
+    them as integers). ``result``: its model worker's job; None for work done elsewhere (/tokenize in a thread),
+    whose token count and stage times no worker measured: those headers are left out rather than sent as 0."""
 
     def ms(seconds: float) -> str:
-        return str(round(seconds * 1000, 3))
+        return str(int(seconds * 1000))
 
-    timings = result.timings if result is not None else None
-    return {
+    headers = {
         "x-compute-type": compute_type,
         "x-compute-time": ms(total_s),
         "x-total-time": ms(total_s),
         "x-compute-characters": str(characters),
-        "x-compute-tokens": str(result.tokens if result is not None else 0),
-        "x-tokenization-time": ms(timings.tokenize_s if timings else 0.0),
-        "x-queue-time": ms(timings.queue_s if timings else 0.0),
-        "x-inference-time": ms(timings.inference_s if timings else 0.0),
     }
+    if result is not None:
+        timings = result.timings
+        headers.update(
+            {
+                "x-compute-tokens": str(result.tokens),
+                "x-tokenization-time": ms(timings.tokenize_s),
+                "x-queue-time": ms(timings.queue_s),
+                "x-inference-time": ms(timings.inference_s),
+            }
+        )
+    return headers

@@ -8,6 +8,7 @@ its rows or for the client to leave; ``drain``, ``abandon`` and ``close`` stop i
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import time
@@ -66,6 +67,11 @@ def serving_variant(
     except FastEmbedError:
         return variant, None
     return ("packed", PACKED_REASON) if spec.name == "cpu" else (variant, None)
+
+
+# The served model answering the request of this asyncio task (each request runs in a task of its own), for its
+# metrics and log line; "" until a route picks one.
+ANSWERING: contextvars.ContextVar[str] = contextvars.ContextVar("fastembed_rt_answering", default="")
 
 
 def a_model_of(task: str) -> str:
@@ -244,6 +250,7 @@ class ServerState:
                     model.close()
                     logger.info("loading stopped: the server is shutting down")
                     return
+                self.metrics.add_model(spec.name, model.task, model.provider, model.variant)
                 logger.info(
                     "model %s (%s) ready on %s/%s with %s threads in %.2f s",
                     spec.name,
@@ -325,7 +332,12 @@ class ServerState:
     # -- routing ---------------------------------------------------------------------------------------
     def pick(self, name: str | None, task: str | tuple[str, ...] | None, route: str) -> Served:
         """The model a request names, or the first served model of the route's ``task`` (a tuple: any of
-        those tasks; None: any)."""
+        those tasks; None: any); the request's metrics and log line name it (``ANSWERING``)."""
+        served = self._pick(name, task, route)
+        ANSWERING.set(served.name)
+        return served
+
+    def _pick(self, name: str | None, task: str | tuple[str, ...] | None, route: str) -> Served:
         tasks = (task,) if isinstance(task, str) else task
         kinds = None if tasks is None else " or ".join(tasks)
         if name is not None:
