@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--revision",
         default=None,
         help="the hub branch, tag or commit of every model given by hub repo id (default: main); the token is "
-        "HF_TOKEN's, the cache HF_HUB_CACHE's",
+        "HF_TOKEN's, the cache $SENTENCE_TRANSFORMERS_HOME when set, else HF_HUB_CACHE's",
     )
     parser.add_argument(
         "--streams",
