@@ -91,6 +91,13 @@ class MultiProcessPool:
     def __init__(self, open_model: Callable[..., Any], loads: Sequence[dict[str, Any]], max_seq_length: int) -> None:
         if not loads:
             raise ProviderError("a multi-process pool needs at least one target device")
+        if getattr(multiprocessing.current_process(), "_inheriting", False):
+            # A worker importing a script that starts a pool without a main guard: it dies here, as Process.start would
+            # make it, before the queue's semaphores exist (their leak was reported at exit after the pool's error)
+            raise RuntimeError(
+                "a multi-process pool was started while this process was being spawned as a worker: the code that "
+                'starts the pool must sit under `if __name__ == "__main__":`'
+            )
         context = multiprocessing.get_context("spawn")
         self.model_type = open_model
         self.devices = tuple(str(load["provider"]) for load in loads)
