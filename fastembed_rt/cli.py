@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from fastembed_rt.artifact import Manifest, Task, resolve_artifact
+from fastembed_rt.artifact import Manifest, Task, local_path, resolve_artifact
 from fastembed_rt.errors import FastEmbedError, InputError, LongInputError
 
 __all__ = ["main"]
@@ -785,6 +785,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if getattr(args, "revision", None) and hasattr(args, "artifact"):  # that revision's snapshot, for every step
+            if local_path(args.artifact) is not None:
+                print(
+                    f"note: {args.artifact} is a local folder: --revision {args.revision} does not apply",
+                    file=sys.stderr,
+                )
             args.artifact = str(resolve_artifact(args.artifact, revision=args.revision))
         return int(args.func(args))
     except FastEmbedError as exc:

@@ -619,10 +619,10 @@ def test_serve_without_the_server_extra_says_so_in_one_line_from_every_entry_poi
     (tmp_path / "uvicorn.py").write_text("raise ModuleNotFoundError(\"No module named 'uvicorn'\", name='uvicorn')\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     hint = "error: fastembed-rt serve needs the server extra (uvicorn): pip install 'fastembed-rt[server]'\n"
-    for module in ("fastembed_rt", "fastembed_rt.server", "fastembed_rt.server.main"):
-        command = [sys.executable, "-m", module] + (["serve"] if module == "fastembed_rt" else []) + ["some-artifact"]
+    for flags, module in (("-m", "fastembed_rt"), ("-m", "fastembed_rt.server"), ("-um", "fastembed_rt.server.main")):
+        command = [sys.executable, flags, module] + (["serve"] if module == "fastembed_rt" else []) + ["some-artifact"]
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
-        assert (done.returncode, done.stderr) == (2, hint), module
+        assert (done.returncode, done.stderr) == (2, hint), (flags, module)
     # another program's optional import of the server package, run with -m, is its own business (it was exited)
     (tmp_path / "myapp").mkdir()
     (tmp_path / "myapp" / "__init__.py").write_text(

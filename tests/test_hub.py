@@ -438,7 +438,8 @@ def test_sentence_transformers_loading_arguments_are_taken_as_it_takes_them(
     with pytest.raises(InputError, match="model_kwargs\\['provider'\\] 'ROCMExecutionProvider' is not"):
         SentenceTransformer(minilm_artifact_session, model_kwargs={"provider": "ROCMExecutionProvider"})
     with pytest.raises(InputError, match=r"both `token` and its former name `use_auth_token` are given"):
-        SentenceTransformer(minilm_artifact_session, token="hf_a", use_auth_token="hf_b")  # refused there too
+        SentenceTransformer(minilm_artifact_session, token="hf_a", use_auth_token="hf_a")  # refused there too
+    SentenceTransformer(minilm_artifact_session, token=None, use_auth_token="hf_a")  # a wrapper's default None
     with pytest.raises(InputError, match=r"'OpenVINOExecutionProvider' is not .* natively: backend='openvino'"):
         SentenceTransformer(
             minilm_artifact_session, backend="onnx", model_kwargs={"provider": "OpenVINOExecutionProvider"}

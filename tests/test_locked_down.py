@@ -256,3 +256,22 @@ def test_a_cache_volume_shared_by_containers_keeps_the_entries_each_container_us
     days_ago = time.time() - (onnxruntime_cache.FOREIGN_UNUSED_DAYS + 1) * 86400
     os.utime(built["host-a/mnt:[1]"] / "entry.json", (days_ago, days_ago))
     assert onnxruntime_cache._stale(built["host-a/mnt:[1]"], elsewhere, {}) == "its graph is gone"
+
+
+def test_a_running_model_marks_its_cached_copy_used(
+    minilm_artifact_session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry's time was set by loads alone: a server that loaded once and ran for days looked unused to the other
+    processes sharing the cache, whose sweeps could remove the file it maps. Calls mark it (hourly; here at once)."""
+    from fastembed_rt.providers import onnxruntime as ort_engine
+
+    model = SentenceTransformer(minilm_artifact_session, provider="cpu", variant="fp32", provider_cache_dir=tmp_path)
+    entry = model._pipeline.provider.graph_file.parent / "entry.json"
+    days_ago = time.time() - 10 * 86400
+    os.utime(entry, (days_ago, days_ago))
+    model.encode(TEXTS)
+    assert entry.stat().st_mtime == days_ago  # within the hour: left alone
+    monkeypatch.setattr(ort_engine, "MARK_USED_S", 0.0)
+    model.encode(TEXTS)
+    assert time.time() - entry.stat().st_mtime < 60
+    model.close()

@@ -75,9 +75,8 @@ _warned_renames: set[str] = set()
 
 def renamed_arguments(**renames: str | None) -> Callable[[_F], _F]:
     """Take sentence-transformers' former keyword names, as it does: ``old="new"`` passes the value on as ``new``
-    (a call giving both with different values is refused, as sentence-transformers refuses ``token`` with
-    ``use_auth_token``), ``old=None`` drops an argument that no longer does anything. Either logs a warning once
-    per method and name."""
+    (dropped when the call also gives ``new``), ``old=None`` drops an argument that no longer does anything. Either
+    logs a warning once per method and name."""
 
     def decorate(method: _F) -> _F:
         @functools.wraps(method)
@@ -86,10 +85,6 @@ def renamed_arguments(**renames: str | None) -> Callable[[_F], _F]:
                 if old not in kwargs:
                     continue
                 value = kwargs.pop(old)
-                if new is not None and new in kwargs and kwargs[new] is not value and kwargs[new] != value:
-                    raise InputError(
-                        f"both `{new}` and its former name `{old}` are given, with different values; pass `{new}`"
-                    )
                 where = f"{method.__qualname__}({old}=...)"
                 if where not in _warned_renames:
                     _warned_renames.add(where)
@@ -171,6 +166,7 @@ class LoadOptions(TypedDict, total=False):
     config_kwargs: dict[str, Any] | None
     tokenizer_kwargs: dict[str, Any] | None
     model_card_data: Any
+    use_auth_token: str | bool | None
 
 
 class ArtifactModel:
@@ -218,7 +214,6 @@ class ArtifactModel:
 
     task: ClassVar[str] = ""
 
-    @renamed_arguments(use_auth_token="token")
     def __init__(
         self,
         model_name_or_path: str | os.PathLike[str],
@@ -247,8 +242,16 @@ class ArtifactModel:
         tokenizer_kwargs: dict[str, Any] | None = None,
         model_card_data: Any = None,
         modules: Any = None,
+        use_auth_token: str | bool | None = None,
     ) -> None:
         del trust_remote_code  # nothing in an artifact runs as code
+        if use_auth_token is not None:  # as sentence-transformers takes its former name of token
+            if token is not None:
+                raise InputError("both `token` and its former name `use_auth_token` are given; pass `token` only")
+            if "use_auth_token" not in _warned_renames:
+                _warned_renames.add("use_auth_token")
+                logger.warning("`use_auth_token` is a deprecated sentence-transformers name; use `token` instead")
+            token = use_auth_token
         if modules is not None:
             raise InputError(
                 "modules=...: fastembed-rt runs exported artifacts, not models assembled from modules; build it with "

@@ -67,7 +67,7 @@ SOURCE_FILE = "source.onnx"  # the artifact graph file the copy was built from (
 # Larger graph files hold their weights themselves: known by path, not hashed at every load.
 HASHED_GRAPH_BYTES = 16 << 20
 UNUSED_DAYS = 30
-FOREIGN_UNUSED_DAYS = 2
+FOREIGN_UNUSED_DAYS = 7
 _SAVE_ENTRIES = {
     "session.optimized_model_external_initializers_file_name": DATA_FILE,
     # every initializer but scalars in the data file, so that they (and their packed copies) are mapped
@@ -187,8 +187,8 @@ def _stale(folder: Path, built_from: str, source: Mapping[str, Any]) -> str | No
         return None  # not ours
     path, key = str(entry.get("built_from", "")), entry.get("key") or {}
     # Built in another container sharing this cache's volume (or before a restart of this one: a new mount
-    # namespace): its path names something else here, or nothing. Judged by it only once no load used it for
-    # FOREIGN_UNUSED_DAYS (every load a copy serves marks it used): a redeploy's superseded copy goes then.
+    # namespace): its path names something else here, or nothing. Judged by it only once nothing used it for
+    # FOREIGN_UNUSED_DAYS (a load marks it used, and a running engine hourly): a redeploy's superseded copy goes then.
     here = entry.get("mounts") in (None, mount_identity()) or idle_days > FOREIGN_UNUSED_DAYS
     if here and path == built_from and key.get("source") != source:
         return "another version of its graph was cached"

@@ -19,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 import weakref
 import zlib
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ from fastembed_rt.errors import ArtifactError, NotEnoughMemoryError, ProviderErr
 from fastembed_rt.machine import CpuIdentity
 from fastembed_rt.providers.base import ProviderOptions, cache_root, graph_data_files, memory_short, mount_identity
 from fastembed_rt.providers.threads import available_cpus
+
+MARK_USED_S = 3600.0  # as onnxruntime.MARK_USED_S
 
 __all__ = [
     "SMOOTHQUANT_INT8",
@@ -498,9 +501,14 @@ class OpenVINO:
         # An infer request runs one call at a time ("Infer Request is busy" for a second thread's): each call takes
         # an idle one, or makes one, so threads sharing the model each run on their own (one request when not).
         self._idle: list[Any] | None = [compiled.create_infer_request()]
+        self._marked = time.monotonic()
         self._requests_lock = threading.Lock()
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
+        if self.cache_dir is not None and time.monotonic() - self._marked > MARK_USED_S:
+            self._marked = time.monotonic()  # the blobs' folder marked used while calls run, as the cpu engine's
+            with contextlib.suppress(OSError):
+                os.utime(self.cache_dir / _SOURCE_FILE)
         with self._requests_lock:
             if self._idle is None:
                 raise ProviderError("this model was closed; create a new one to encode again")

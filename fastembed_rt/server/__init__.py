@@ -29,11 +29,23 @@ def _run_as_main() -> bool:
     the module's name is in ``sys.orig_argv`` after ``-m`` (or joined to it, ``-mfastembed_rt.server``)."""
     if sys.argv[:1] != ["-m"]:
         return False
-    argv = list(getattr(sys, "orig_argv", []))
-    for i, arg in enumerate(argv):
-        target = argv[i + 1] if arg == "-m" and i + 1 < len(argv) else arg[2:] if arg.startswith("-m") else None
-        if target is not None:
-            return target in ("fastembed_rt.server", "fastembed_rt.server.main", "fastembed_rt.server.__main__")
+    argv = list(getattr(sys, "orig_argv", []))[1:]
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("-") or arg.startswith("--"):
+            return False  # a script or a long option: no -m before it
+        letters = arg[1:]
+        for j, letter in enumerate(letters):  # flags may be clustered: -um, -Im, -OOm, -Wd
+            if letter == "m":
+                target = letters[j + 1 :] or (argv[i + 1] if i + 1 < len(argv) else "")
+                return target in ("fastembed_rt.server", "fastembed_rt.server.main", "fastembed_rt.server.__main__")
+            if letter in "WX":  # the rest of the cluster, or the next argument, is its value
+                i += 0 if letters[j + 1 :] else 1
+                break
+            if letter not in "bBdEhiIOPqsSuvV":
+                return False
+        i += 1
     return False
 
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
-from fastembed_rt.artifact import Task, load_manifest, resolve_artifact
+from fastembed_rt.artifact import Task, load_manifest, local_path, resolve_artifact
 from fastembed_rt.errors import FastEmbedError
 from fastembed_rt.models import ArtifactModel, CrossEncoder, load_model
 from fastembed_rt.pipeline import MIN_BATCHES_PER_STREAM
@@ -217,6 +217,8 @@ class ServerState:
                     logger.info("loading stopped: the server is shutting down")
                     return
                 started = time.perf_counter()
+                if cfg.revision and local_path(spec.artifact) is not None:
+                    logger.warning("%s is a local folder: --revision %s does not apply", spec.artifact, cfg.revision)
                 variant, reason = serving_variant(
                     spec.artifact, cfg.provider, spec.variant or cfg.variant, cfg.revision
                 )
