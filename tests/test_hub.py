@@ -475,3 +475,22 @@ def test_the_command_line_and_the_server_pin_a_hub_revision(minilm_artifact_sess
     assert ("HEAD", "/me/minilm/resolve/v1.0/manifest.json") in hub.requests
     args = build_parser().parse_args(["serve", "me/minilm", "--revision", "v1.0"])
     assert config_from_args(args).revision == "v1.0"
+    served = """
+import json, time
+from starlette.testclient import TestClient
+from fastembed_rt.server import ServedModel, ServerConfig, create_app
+config = ServerConfig(models=(ServedModel("m", "me/minilm"),), revision="v1.0")
+with TestClient(create_app(config)) as client:
+    for _ in range(600):  # the models load in the background
+        if client.get("/health").status_code == 200:
+            break
+        time.sleep(0.1)
+    embedded = client.post("/embed", json={"inputs": "hello"})
+    print(json.dumps([embedded.status_code, client.get("/info").json()["model_id"]]))
+"""
+    with serve_folder(minilm_artifact_session, "me/minilm") as hub:
+        env["HF_ENDPOINT"] = hub.endpoint
+        done = subprocess.run([sys.executable, "-c", served], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])[0] == 200
+    assert ("HEAD", "/me/minilm/resolve/v1.0/manifest.json") in hub.requests  # the server's load asked for it
