@@ -61,14 +61,12 @@ def resolve_model_dir(model: str | os.PathLike[str], revision: str | None, token
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
-    from fastembed_rt.artifact import hub_network_errors
+    from fastembed_rt.artifact import hub_cache_folder, hub_network_errors
 
     try:
         ignored = list(NOT_LOADED) + (list(PICKLED_WEIGHTS) if _has_safetensors(str(model), revision, token) else [])
-        # sentence-transformers' own cache folder when set, as its loaders (and fastembed_rt's) read it
-        cache = os.environ.get("SENTENCE_TRANSFORMERS_HOME") or None
         downloaded = snapshot_download(
-            str(model), revision=revision, token=token, ignore_patterns=ignored, cache_dir=cache
+            str(model), revision=revision, token=token, ignore_patterns=ignored, cache_dir=hub_cache_folder()
         )
         return _not_an_artifact(Path(downloaded), str(model))
     except HFValidationError:  # e.g. a mistyped relative path such as models/minilm/model
@@ -86,9 +84,11 @@ def resolve_model_dir(model: str | os.PathLike[str], revision: str | None, token
 def _has_safetensors(repo_id: str, revision: str | None, token: str | bool | None) -> bool:
     """Whether the repo holds safetensors weights at its top; False when it cannot be listed (offline: the
     download then takes what is cached)."""
-    from huggingface_hub import HfApi, constants
+    from huggingface_hub import HfApi
 
-    if getattr(constants, "is_offline_mode", lambda: constants.HF_HUB_OFFLINE)():
+    from fastembed_rt.artifact import hub_offline
+
+    if hub_offline():
         return False
     try:
         files = HfApi(token=token).list_repo_files(repo_id, revision=revision)

@@ -41,7 +41,9 @@ __all__ = [
     "check_readable",
     "fetch_variant_files",
     "file_sha256",
+    "hub_cache_folder",
     "hub_network_errors",
+    "hub_offline",
     "hub_source",
     "load_manifest",
     "local_path",
@@ -684,9 +686,7 @@ def resolve_artifact(
     repo_id = str(model)
     if repo_id.count("/") > 1 or not repo_id.strip():
         raise ArtifactError(f"{repo_id!r} is neither an existing directory nor a hub repo id ('owner/name')")
-    if cache_dir is None:  # sentence-transformers' own cache folder, when set (its loaders read it too)
-        cache_dir = os.environ.get("SENTENCE_TRANSFORMERS_HOME") or None
-    folder = None if cache_dir is None else Path(cache_dir)
+    folder = hub_cache_folder(cache_dir)
     with _naming_local_folder(repo_id):
         manifest_path = _download_manifest(repo_id, revision, folder, token, local_files_only)
     root = Path(manifest_path).parent
@@ -768,6 +768,20 @@ def _download_manifest(
         raise ArtifactError(f"could not download {repo_id!r} from the hub: {exc}") from exc
 
 
+def hub_cache_folder(cache_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """The hub cache folder to download into: ``cache_dir``, else sentence-transformers' own when set
+    (``$SENTENCE_TRANSFORMERS_HOME``, which its loaders read too), else None (huggingface_hub's)."""
+    chosen = cache_dir if cache_dir is not None else os.environ.get("SENTENCE_TRANSFORMERS_HOME") or None
+    return None if chosen is None else Path(chosen)
+
+
+def hub_offline() -> bool:
+    """huggingface_hub's offline flag: ``is_offline_mode()`` from huggingface_hub 1.3, the constant before that."""
+    from huggingface_hub import constants
+
+    return bool(getattr(constants, "is_offline_mode", lambda: constants.HF_HUB_OFFLINE)())
+
+
 _TOKEN_HINT = "pass token=... (the command line and the server read HF_TOKEN or `hf auth login`'s) for an account"
 
 
@@ -842,11 +856,10 @@ class _HubSnapshot:
     def download(self, names: Sequence[str], what: str, *, again: bool = False) -> None:
         """Fetch ``names`` (relative paths) into the snapshot (``again``: even those there, replacing a truncated
         copy); an ``ArtifactError`` naming ``what`` if that fails."""
-        from huggingface_hub import constants, hf_hub_download
+        from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-        # is_offline_mode() from huggingface_hub 1.3; the flag it reads before that
-        offline = getattr(constants, "is_offline_mode", lambda: constants.HF_HUB_OFFLINE)()
+        offline = hub_offline()
         at = f"hub repo {self.repo_id!r} (commit {self.commit[:12]})"
         if again and (self.local_files_only or offline):  # huggingface_hub refuses force_download offline
             why = "local_files_only=True" if self.local_files_only else "offline (HF_HUB_OFFLINE)"

@@ -73,6 +73,13 @@ logger = logging.getLogger("fastembed_rt")
 _warned_renames: set[str] = set()
 
 
+def _warn_once(key: str, message: str) -> None:
+    """Log ``message`` as a warning the first time ``key`` comes up in this process."""
+    if key not in _warned_renames:
+        _warned_renames.add(key)
+        logger.warning("%s", message)
+
+
 def renamed_arguments(**renames: str | None) -> Callable[[_F], _F]:
     """Take sentence-transformers' former keyword names, as it does: ``old="new"`` passes the value on as ``new``
     (dropped when the call also gives ``new``), ``old=None`` drops an argument that no longer does anything. Either
@@ -86,10 +93,8 @@ def renamed_arguments(**renames: str | None) -> Callable[[_F], _F]:
                     continue
                 value = kwargs.pop(old)
                 where = f"{method.__qualname__}({old}=...)"
-                if where not in _warned_renames:
-                    _warned_renames.add(where)
-                    fix = f"use `{new}` instead" if new else "it has no effect and can be left out"
-                    logger.warning("%s: `%s` is a deprecated sentence-transformers name; %s", where, old, fix)
+                fix = f"use `{new}` instead" if new else "it has no effect and can be left out"
+                _warn_once(where, f"{where}: `{old}` is a deprecated sentence-transformers name; {fix}")
                 if new is not None:
                     kwargs.setdefault(new, value)
             return method(*args, **kwargs)
@@ -126,13 +131,11 @@ def _torch_side_arguments(provider: str | ExecutionProvider, **given: Any) -> st
         name for name, value in given.items() if name != "model_kwargs" and value
     ]
     for name in ignored:
-        if name not in _warned_renames:
-            _warned_renames.add(name)
-            logger.warning(
-                "%s does not apply to an exported artifact: its graph's dtype, attention and weights were fixed at "
-                "export; choose variant= (e.g. 'fp16', 'int8') and provider= instead",
-                name,
-            )
+        _warn_once(
+            name,
+            f"{name} does not apply to an exported artifact: its graph's dtype, attention and weights were fixed at "
+            "export; choose variant= (e.g. 'fp16', 'int8') and provider= instead",
+        )
     return provider
 
 
@@ -248,9 +251,9 @@ class ArtifactModel:
         if use_auth_token is not None:  # as sentence-transformers takes its former name of token
             if token is not None:
                 raise InputError("both `token` and its former name `use_auth_token` are given; pass `token` only")
-            if "use_auth_token" not in _warned_renames:
-                _warned_renames.add("use_auth_token")
-                logger.warning("`use_auth_token` is a deprecated sentence-transformers name; use `token` instead")
+            _warn_once(
+                "use_auth_token", "`use_auth_token` is a deprecated sentence-transformers name; use `token` instead"
+            )
             token = use_auth_token
         if modules is not None:
             raise InputError(

@@ -7,8 +7,10 @@ about an engine (can it run here, which variants it prefers, how to install it) 
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,19 +18,24 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from fastembed_rt.errors import ProviderError
+from fastembed_rt.errors import NotEnoughMemoryError, ProviderError
 
 __all__ = [
     "CACHE_ENV",
+    "FOREIGN_UNUSED_DAYS",
+    "MARK_USED_S",
     "SPIN_US",
     "STREAM_MAX_GRAPH_BYTES",
     "ExecutionProvider",
     "ProviderFactory",
     "ProviderOptions",
     "ProviderSpec",
+    "UseMark",
     "cache_root",
+    "judged_here",
     "memory_short",
     "mount_identity",
+    "out_of_memory_running",
 ]
 
 CACHE_ENV = "FASTEMBED_RT_CACHE"
@@ -196,6 +203,46 @@ _MEMORY_SHORT = ("bad_alloc", "cannot allocate memory", "out of memory", "failed
 def memory_short(exc: BaseException) -> bool:
     """Whether an engine's error is an allocation that failed, which no file or device is to blame for."""
     return isinstance(exc, MemoryError) or any(mark in str(exc).lower() for mark in _MEMORY_SHORT)
+
+
+def out_of_memory_running(engine: str, feeds: dict[str, np.ndarray], exc: BaseException) -> NotEnoughMemoryError:
+    """The error for a graph run whose allocation failed (``memory_short``), naming the batch's shape."""
+    shape = "x".join(str(n) for n in next(iter(feeds.values())).shape) if feeds else "?"
+    return NotEnoughMemoryError(
+        f"{engine} ran out of memory on a batch of {shape} tokens ({exc}); pass a smaller batch_size, or raise the "
+        "process's memory limit"
+    )
+
+
+# An engine caches' entry built where the paths it records mean something else (another container sharing the
+# cache's volume, or this one before a restart: a new mount namespace) is judged by them only once nothing used it
+# for this many days.
+FOREIGN_UNUSED_DAYS = 7
+# How often a running engine marks the cache entry it maps used (``UseMark``).
+MARK_USED_S = 3600.0
+
+
+def judged_here(recorded_mounts: object, idle_days: float, here: str | None) -> bool:
+    """Whether a cache entry's recorded graph path may be judged (gone, or holding another version) by a process
+    that sees paths as ``here`` (``mount_identity``): an entry recorded without mounts, recorded here, or unused for
+    ``FOREIGN_UNUSED_DAYS``."""
+    return recorded_mounts in (None, here) or idle_days > FOREIGN_UNUSED_DAYS
+
+
+class UseMark:
+    """Marks a cache entry file used while its engine runs, at most once an ``interval``: the caches' sweeps judge
+    an entry by when it was last used (a server that loaded its copy once and ran for days looked unused to the
+    other processes sharing the cache, which could remove the file it maps). ``path`` None: nothing to mark."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._at = time.monotonic()
+
+    def touch(self, interval: float) -> None:
+        if self.path is not None and time.monotonic() - self._at > interval:
+            self._at = time.monotonic()
+            with contextlib.suppress(OSError):  # a read-only cache
+                os.utime(self.path)
 
 
 def mount_identity() -> str | None:

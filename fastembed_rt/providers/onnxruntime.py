@@ -7,14 +7,12 @@ got and raises ``ProviderError`` unless the caller passed ``allow_fallback=True`
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import logging
 import os
 import re
 import shutil
 import threading
-import time
 import warnings
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,11 +25,14 @@ import numpy as np
 from fastembed_rt.errors import ArtifactError, NotEnoughMemoryError, ProviderError
 from fastembed_rt.machine import this_cpu
 from fastembed_rt.providers.base import (
+    MARK_USED_S,
     STREAM_MAX_GRAPH_BYTES,
     ProviderOptions,
+    UseMark,
     cache_root,
     graph_data_files,
     memory_short,
+    out_of_memory_running,
 )
 from fastembed_rt.providers.threads import available_cpus, default_streams
 
@@ -187,11 +188,7 @@ def _run(session: Any, feeds: dict[str, np.ndarray], output_names: list[str]) ->
         return dict(zip(output_names, session.run(output_names, feeds)))
     except Exception as exc:  # onnxruntime raises its own non-exported exception types
         if memory_short(exc):
-            shape = "x".join(str(n) for n in next(iter(feeds.values())).shape) if feeds else "?"
-            raise NotEnoughMemoryError(
-                f"ONNX Runtime ran out of memory on a batch of {shape} tokens ({exc}); pass a smaller batch_size, "
-                "or raise the process's memory limit"
-            ) from exc
+            raise out_of_memory_running("ONNX Runtime", feeds, exc) from exc
         raise
 
 
@@ -270,22 +267,12 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
         self._stream_lock = threading.Lock()
         from fastembed_rt.providers.onnxruntime_cache import ENTRY_FILE
 
-        # the cache's copy this engine maps, marked used while it runs (``_mark_used``)
-        self._entry = None if self.graph_file == model_path else self.graph_file.parent / ENTRY_FILE
-        self._marked = time.monotonic()
+        # the cache's copy this engine maps, marked used while calls run
+        self._use = UseMark(None if self.graph_file == model_path else self.graph_file.parent / ENTRY_FILE)
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
-        self._mark_used()
+        self._use.touch(MARK_USED_S)
         return super().run(feeds, output_names)
-
-    def _mark_used(self) -> None:
-        """Touch the cached copy's entry at most once in ``MARK_USED_S`` while calls run: the caches' sweeps judge
-        a copy by when it was last used (a server that loaded it once and ran for days looked unused to the other
-        processes sharing the cache, which could remove the file it maps)."""
-        if self._entry is not None and time.monotonic() - self._marked > MARK_USED_S:
-            self._marked = time.monotonic()
-            with contextlib.suppress(OSError):  # a read-only cache
-                os.utime(self._entry)
 
     @classmethod
     def _options(cls, options: ProviderOptions) -> Any:
@@ -354,7 +341,7 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
     def submit(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> Future[dict[str, np.ndarray]]:
         """Run ``feeds`` on one of ``streams`` threads, on the session they share; for calls of several batches
         (``Pipeline.run``). That session and the threads start at the first call."""
-        self._mark_used()
+        self._use.touch(MARK_USED_S)
         with self._stream_lock:  # held while submitting: a close in between cannot shut the executor under it
             self._live_session()
             if self._stream_pool is None:
@@ -393,9 +380,6 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
         if pool is not None:  # batches queued by a call still running are cancelled: it raises ProviderError
             pool.shutdown(wait=True, cancel_futures=True)
 
-
-# How often a running engine marks its cached copy used (``OnnxRuntimeCPU._mark_used``, ``OpenVINO``'s likewise).
-MARK_USED_S = 3600.0
 
 # Engines whose streams have started, for ``_forget_streams_in_child``.
 _STREAMING: weakref.WeakSet[OnnxRuntimeCPU] = weakref.WeakSet()

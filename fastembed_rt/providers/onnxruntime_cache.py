@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from fastembed_rt.machine import return_freed_heap
-from fastembed_rt.providers.base import graph_data_files, mount_identity
+from fastembed_rt.providers.base import FOREIGN_UNUSED_DAYS, graph_data_files, judged_here, mount_identity
 
 __all__ = [
     "CACHE_MIN_ONNXRUNTIME",
@@ -67,7 +67,6 @@ SOURCE_FILE = "source.onnx"  # the artifact graph file the copy was built from (
 # Larger graph files hold their weights themselves: known by path, not hashed at every load.
 HASHED_GRAPH_BYTES = 16 << 20
 UNUSED_DAYS = 30
-FOREIGN_UNUSED_DAYS = 7
 _SAVE_ENTRIES = {
     "session.optimized_model_external_initializers_file_name": DATA_FILE,
     # every initializer but scalars in the data file, so that they (and their packed copies) are mapped
@@ -189,7 +188,7 @@ def _stale(folder: Path, built_from: str, source: Mapping[str, Any]) -> str | No
     # Built in another container sharing this cache's volume (or before a restart of this one: a new mount
     # namespace): its path names something else here, or nothing. Judged by it only once nothing used it for
     # FOREIGN_UNUSED_DAYS (a load marks it used, and a running engine hourly): a redeploy's superseded copy goes then.
-    here = entry.get("mounts") in (None, mount_identity()) or idle_days > FOREIGN_UNUSED_DAYS
+    here = judged_here(entry.get("mounts"), idle_days, mount_identity())
     if here and path == built_from and key.get("source") != source:
         return "another version of its graph was cached"
     if here and not Path(path).exists():

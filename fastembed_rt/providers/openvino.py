@@ -31,10 +31,18 @@ import numpy as np
 from fastembed_rt.artifact import Variant
 from fastembed_rt.errors import ArtifactError, NotEnoughMemoryError, ProviderError
 from fastembed_rt.machine import CpuIdentity
-from fastembed_rt.providers.base import ProviderOptions, cache_root, graph_data_files, memory_short, mount_identity
+from fastembed_rt.providers.base import (
+    MARK_USED_S,
+    ProviderOptions,
+    UseMark,
+    cache_root,
+    graph_data_files,
+    judged_here,
+    memory_short,
+    mount_identity,
+    out_of_memory_running,
+)
 from fastembed_rt.providers.threads import available_cpus
-
-MARK_USED_S = 3600.0  # as onnxruntime.MARK_USED_S
 
 __all__ = [
     "SMOOTHQUANT_INT8",
@@ -212,20 +220,14 @@ _SOURCE_FILE = "source.json"
 
 
 def _built_here(folder: Path) -> bool:
-    """Whether ``folder``'s graph path may be judged here: the folder was made where paths mean what they mean here
-    (not by another container sharing the cache's volume, ``mount_identity``, where that path holds another graph or
-    none), or no load used it for ``FOREIGN_UNUSED_DAYS`` (a restarted container's superseded blobs)."""
-    import time
-
-    from fastembed_rt.providers.onnxruntime_cache import FOREIGN_UNUSED_DAYS
-
+    """Whether ``folder``'s graph path may be judged here (``judged_here``, from its record)."""
     record = folder / _SOURCE_FILE
     try:
         recorded = json.loads(record.read_text()).get("mounts")
         idle_days = (time.time() - record.stat().st_mtime) / 86400
     except (OSError, ValueError, AttributeError):
         return True  # no record to say otherwise (written before records had mounts)
-    return recorded is None or recorded == mount_identity() or idle_days > FOREIGN_UNUSED_DAYS
+    return judged_here(recorded, idle_days, mount_identity())
 
 
 def _linked_graph(root: Path | None, model_path: Path) -> tuple[Path, Path | None]:
@@ -304,33 +306,32 @@ def _sweep(root: Path, keep: Path) -> None:
     of folders made where paths mean what they mean here, ``_built_here``) and of those no load used for
     ``UNUSED_DAYS``, as the ONNX Runtime graph cache does: each blob is the size of the model's weights, and
     without this every artifact ever loaded kept one."""
-    import time
-
     from fastembed_rt.providers.onnxruntime_cache import UNUSED_DAYS
 
+    here = mount_identity()
     with contextlib.suppress(OSError):
         for folder in root.iterdir():
             if folder == keep or not folder.is_dir():
                 continue
             record = folder / _SOURCE_FILE
             try:
-                graph = Path(json.loads(record.read_text())["graph"])
+                entry = json.loads(record.read_text())
+                graph = Path(entry["graph"])
                 idle_days = (time.time() - record.stat().st_mtime) / 86400
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # not one of ours, or written before these records: left alone
-            if (not graph.exists() and _built_here(folder)) or idle_days > UNUSED_DAYS:
+            gone = not graph.exists() and judged_here(entry.get("mounts"), idle_days, here)
+            if gone or idle_days > UNUSED_DAYS:
                 shutil.rmtree(folder, ignore_errors=True)
 
 
-def _check_device(device: str, available: list[str], why_no_device: str = "") -> tuple[str, str]:
+def _check_device(device: str, available: list[str]) -> tuple[str, str]:
     """``(device to compile for, its kind)``, or a ``ProviderError`` when what ``device`` names is not here: a plain
     device or its numbered instance (``"GPU"``, ``"GPU.1"``); each device of ``"HETERO:..."`` / ``"MULTI:..."``
     (they run on all of them); for ``"AUTO:GPU,CPU"`` at least one, the others left out of its list (OpenVINO fails
     loading the plugin of an absent GPU instead of picking the CPU); ``"AUTO"`` alone picks among what is here."""
     kind = device.split(":")[0].split(".")[0]
-    if not available:  # not even the CPU: its plugin failed to load (an allocation, a broken install)
-        raise ProviderError(f"OpenVINO lists no device here, not even the CPU: {why_no_device}")
-    here = ", ".join(available)
+    here = ", ".join(available) or "none"
     hint = "(GPU and NPU need Intel's drivers; see the OpenVINO install guide)"
     if kind not in _VIRTUAL_DEVICES:
         if not _is_here(device, available):
@@ -405,7 +406,9 @@ class OpenVINO:
         core = ov.Core()
         device = options.device or "CPU"
         available = list(core.available_devices)
-        device, kind = _check_device(device, available, "" if available else _why_no_cpu(core))
+        if not available:  # not even the CPU: its plugin failed to load (an allocation, a broken install)
+            raise ProviderError(f"OpenVINO lists no device here, not even the CPU: {_why_no_cpu(core)}")
+        device, kind = _check_device(device, available)
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if kind in ("CPU", "GPU"):
             config["INFERENCE_PRECISION_HINT"] = "f32"
@@ -501,14 +504,12 @@ class OpenVINO:
         # An infer request runs one call at a time ("Infer Request is busy" for a second thread's): each call takes
         # an idle one, or makes one, so threads sharing the model each run on their own (one request when not).
         self._idle: list[Any] | None = [compiled.create_infer_request()]
-        self._marked = time.monotonic()
+        # the blobs' folder marked used while calls run
+        self._use = UseMark(None if self.cache_dir is None else self.cache_dir / _SOURCE_FILE)
         self._requests_lock = threading.Lock()
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
-        if self.cache_dir is not None and time.monotonic() - self._marked > MARK_USED_S:
-            self._marked = time.monotonic()  # the blobs' folder marked used while calls run, as the cpu engine's
-            with contextlib.suppress(OSError):
-                os.utime(self.cache_dir / _SOURCE_FILE)
+        self._use.touch(MARK_USED_S)
         with self._requests_lock:
             if self._idle is None:
                 raise ProviderError("this model was closed; create a new one to encode again")
@@ -523,11 +524,7 @@ class OpenVINO:
                 request.infer(feeds, share_inputs=True, share_outputs=True)
             except RuntimeError as exc:
                 if memory_short(exc):
-                    shape = "x".join(str(n) for n in next(iter(feeds.values())).shape)
-                    raise NotEnoughMemoryError(
-                        f"OpenVINO ran out of memory on a batch of {shape} tokens ({exc}); pass a smaller "
-                        "batch_size, or raise the process's memory limit"
-                    ) from exc
+                    raise out_of_memory_running("OpenVINO", feeds, exc) from exc
                 raise
             # The request reuses its output buffers on its next call: copy what the caller keeps.
             return {name: np.array(request.get_tensor(name).data, copy=True) for name in output_names}
