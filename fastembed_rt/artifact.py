@@ -38,6 +38,7 @@ __all__ = [
     "VariantFormat",
     "VariantPrecision",
     "artifact_files",
+    "check_contained",
     "check_readable",
     "fetch_variant_files",
     "file_sha256",
@@ -56,6 +57,14 @@ __all__ = [
 MANIFEST_FILE = "manifest.json"
 SCHEMA_VERSION = 1
 _EXPORT_HINT = "re-create it with `fastembed-rt export MODEL OUT_DIR`"
+# Widest output a manifest may declare: vocabularies reach 262,144 terms (Gemma); a hand-edited 10**15 made the
+# first call allocate petabytes.
+MAX_DIM = 1 << 22
+# Token ids are int32 in the graphs' feeds.
+_MAX_TOKEN_ID = (1 << 31) - 1
+# The engine properties an artifact may ask for (the exporter writes OpenVINO's bf16 hint): any other key in a
+# manifest reached the engines unchecked (an OpenVINO ``CACHE_DIR`` wrote compiled blobs wherever it named).
+MANIFEST_ENGINE_PROPERTIES = {"INFERENCE_PRECISION_HINT": ("bf16", "f16", "f32")}
 
 
 class _ManifestValue(str, enum.Enum):
@@ -377,11 +386,31 @@ def _invalid(path: Path, where: str, value: Any, expected: str) -> ArtifactError
     return ArtifactError(f"{path}: {where} is {reprlib.repr(value)}; {expected}; {_EXPORT_HINT}")
 
 
-def _positive(value: Any, where: str, path: Path) -> int:
-    number = int(value)
-    if number < 1:
-        raise _invalid(path, where, value, "it must be a positive integer")
-    return number
+def _positive(value: Any, where: str, path: Path, most: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (most is not None and value > most):
+        raise _invalid(path, where, value, "it must be a positive integer" + (f" up to {most:,}" if most else ""))
+    return value
+
+
+def _token_id(value: Any, where: str, path: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_TOKEN_ID:
+        raise _invalid(path, where, value, "it must be a token id (an integer from 0)")
+    return value
+
+
+def _engine_properties(value: Any, name: Any, path: Path) -> dict[str, str]:
+    """A variant's engine properties, each one the runtime knows with a value it takes."""
+    properties = {str(k): str(p) for k, p in (value or {}).items()}
+    for key, setting in properties.items():
+        if setting not in MANIFEST_ENGINE_PROPERTIES.get(key, ()):
+            known = "; ".join(f"{k}: {', '.join(v)}" for k, v in MANIFEST_ENGINE_PROPERTIES.items())
+            raise _invalid(
+                path,
+                f"variant {name!r} engine_properties.{key}",
+                setting,
+                f"an artifact may set only {known} (a newer fastembed-rt's artifact, or an edited one)",
+            )
+    return properties
 
 
 def _side(value: Any, where: str, path: Path) -> str:
@@ -423,7 +452,7 @@ def _graph(data: Any, path: Path) -> GraphContract:
 
 def _dim(value: Any, task: Task, graph: GraphContract, path: Path) -> int:
     """The manifest's ``dim``, checked against the width the graph contract declares for the task's output."""
-    dim = _positive(value, "dim", path)
+    dim = _positive(value, "dim", path, MAX_DIM)
     name = _DIM_OUTPUT.get(task)
     declared = graph.outputs.get(name) if name is not None else None
     dims = declared.get("dims") if isinstance(declared, dict) else None
@@ -454,7 +483,7 @@ def _parse_variant(v: dict[str, Any], path: Path) -> Variant:
         sha256=str(v["sha256"]),
         fidelity=_fidelity(v.get("fidelity", {}), v["name"], path),
         stage_counts=stage_counts,
-        engine_properties={str(k): str(p) for k, p in (typed["engine_properties"] or {}).items()},
+        engine_properties=_engine_properties(typed["engine_properties"], v["name"], path),
         weights_file=None if typed["weights_file"] is None else str(typed["weights_file"]),
         weights_size=None if weights_size is None else int(weights_size),
         weights_sha256=None if weights_sha256 is None else str(weights_sha256),
@@ -477,15 +506,19 @@ def _parse(root: Path, data: Any, path: Path) -> Manifest:
             max_seq_length=_positive(
                 _require(tok, "max_seq_length", "tokenizer.", path), "tokenizer.max_seq_length", path
             ),
-            pad_token_id=int(_require(tok, "pad_token_id", "tokenizer.", path)),
-            special_token_ids=tuple(int(i) for i in tok.get("special_token_ids", ())),
+            pad_token_id=_token_id(_require(tok, "pad_token_id", "tokenizer.", path), "tokenizer.pad_token_id", path),
+            special_token_ids=tuple(
+                _token_id(i, "tokenizer.special_token_ids[]", path) for i in tok.get("special_token_ids", ())
+            ),
             truncation_side=_side(tok.get("truncation_side", "right"), "tokenizer.truncation_side", path),
             padding_side=_side(tok.get("padding_side", "right"), "tokenizer.padding_side", path),
             prompts={str(k): str(v) for k, v in (tok.get("prompts") or {}).items()},
             default_prompt_name=tok.get("default_prompt_name"),
             files=tuple(tok.get("files", ())),
             split_special_tokens=tok.get("split_special_tokens", False) is True,
-            vocab_size=None if tok.get("vocab_size") is None else int(tok["vocab_size"]),
+            vocab_size=None
+            if tok.get("vocab_size") is None
+            else _positive(tok["vocab_size"], "tokenizer.vocab_size", path, _MAX_TOKEN_ID),
             sha256=None if tok.get("sha256") is None else str(tok["sha256"]),
         )
         graph = _graph(_require(data, "graph", "", path), path)
@@ -529,6 +562,26 @@ def _inside(name: str, path: Path) -> None:
         )
 
 
+def check_contained(path: Path, root: Path) -> None:
+    """An ``ArtifactError`` when the artifact's file ``path`` (inside ``root`` by name) leads through a link to a
+    place outside the artifact: a folder from a stranger (an archive, a shared volume) could otherwise hand any file
+    this user can read to the engines, which return its bytes as weights, or to ``save``, which copies it. ONNX
+    Runtime and OpenVINO refuse a graph's weights outside its folder for the same reason. A hub cache snapshot's files
+    link to the blobs of their own repo folder (``models--owner--name``): those are inside."""
+    try:
+        real = path.resolve()
+        bases = [root.resolve()]
+        if _HubSnapshot.of(root) is not None:
+            bases.append(root.parents[1].resolve())
+    except (OSError, RuntimeError):  # a link loop, a folder that went: opening the file reports it
+        return
+    if not any(real.is_relative_to(base) for base in bases):
+        raise ArtifactError(
+            f"{path} leads to {real}, outside the artifact {root}: an artifact's files must lie inside its folder "
+            "(links included); if you trust that file, copy it in place of the link (cp -L)"
+        )
+
+
 def load_manifest(root: str | os.PathLike[str]) -> Manifest:
     """Read and check ``root/manifest.json``; every named file must exist.
 
@@ -539,6 +592,7 @@ def load_manifest(root: str | os.PathLike[str]) -> Manifest:
     tokenizer_path = manifest.root / manifest.tokenizer.file
     if not tokenizer_path.is_file():
         raise ArtifactError(f"{tokenizer_path} is missing (named by {manifest.root / MANIFEST_FILE}); {_EXPORT_HINT}")
+    check_contained(tokenizer_path, manifest.root)
     return manifest
 
 
@@ -564,6 +618,8 @@ def _read_manifest(root: Path) -> Manifest:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path} is not valid JSON ({exc}); {_EXPORT_HINT}") from exc
+    except RecursionError:  # thousands of nested brackets: no manifest the exporter writes
+        raise ArtifactError(f"{path} is not a manifest (JSON nested too deeply); {_EXPORT_HINT}") from None
     except OSError as exc:  # an artifact of another user, or copied without read permission
         raise unreadable(path, root, exc) from exc
     return _parse(root, data, path)
@@ -612,6 +668,12 @@ def verify_variant_file(manifest: Manifest, variant: Variant, *, full: bool = Fa
         if variant.weights_file is not None:
             weights = manifest.root / variant.weights_file
             _verify_file(manifest, variant, weights, variant.weights_size, variant.weights_sha256, full)
+        # the files the engines read beside the graph whether the manifest names them or not (ONNX external data,
+        # an IR's .bin)
+        from fastembed_rt.providers.base import graph_data_files
+
+        for name in [path.name, *graph_data_files(path)]:
+            check_contained(path.with_name(name), manifest.root)
     return path
 
 

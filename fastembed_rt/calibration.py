@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from fastembed_rt.artifact import MANIFEST_FILE, Manifest, file_sha256, load_manifest, unreadable
+from fastembed_rt.artifact import MANIFEST_FILE, Manifest, check_contained, file_sha256, load_manifest, unreadable
 from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels import reference
 
@@ -47,6 +47,7 @@ class Calibration:
                 f"`fastembed-rt calibrate {manifest.root} --texts FILE`"
             )
         path = manifest.root / str(info["file"])
+        check_contained(path, manifest.root)
         try:
             sample = np.load(path, allow_pickle=False)
         except PermissionError as exc:  # the file is whole: re-creating it would not help

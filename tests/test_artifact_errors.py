@@ -165,6 +165,24 @@ def test_a_manifest_update_replaces_a_linked_manifest_and_leaves_its_target(mini
         ("graph.inputs", [], r"graph.inputs is \[\]; it must be a non-empty list of input names"),
         ("graph.inputs", "input_ids", r"graph.inputs is 'input_ids'; it must be a non-empty list of input names"),
         ("dim", 0, r"dim is 0; it must be a positive integer"),
+        # an edited manifest: each one crashed (RecursionError, OverflowError, a petabyte allocation) or loaded a
+        # model that ignored its cut (True and 1 switched truncation off, 3.7 became 3)
+        ("dim", 10**15, r"dim is 1000000000000000; it must be a positive integer up to 4,194,304"),
+        ("tokenizer.max_seq_length", True, r"tokenizer.max_seq_length is True; it must be a positive integer"),
+        ("tokenizer.max_seq_length", 3.7, r"tokenizer.max_seq_length is 3.7; it must be a positive integer"),
+        ("tokenizer.pad_token_id", 10**30, r"tokenizer.pad_token_id is 1000000000000000000000000000000; it must be"),
+        ("tokenizer.pad_token_id", -1, r"tokenizer.pad_token_id is -1; it must be a token id"),
+        ("tokenizer.special_token_ids", [101, "x"], r"tokenizer.special_token_ids\[\] is 'x'; it must be a token id"),
+        (
+            "variants.0.engine_properties",
+            {"CACHE_DIR": "/tmp/x"},
+            r"variant 'fp32' engine_properties.CACHE_DIR is '/tmp/x'; an artifact may set only INFERENCE_PRECISION_HINT",
+        ),
+        (
+            "variants.0.engine_properties",
+            {"INFERENCE_PRECISION_HINT": "i4"},
+            r"variant 'fp32' engine_properties.INFERENCE_PRECISION_HINT is 'i4'; an artifact may set only",
+        ),
         ("dim", 768, r"dim is 768; graph.outputs.sentence_embedding declares 384, and the two must agree"),
         ("variants.0.fidelity.min_cosine", "x", r"variant 'fp32' fidelity.min_cosine is 'x'; it must be a number"),
         ("rejected_variants", "x", r"rejected_variants is 'x'; it must be a list"),
@@ -443,3 +461,27 @@ def test_an_unreadable_calibration_file_is_named_with_the_permission_fix_at_enco
     reason = f"{calibration} cannot be read (Permission denied); give this user read access to {minilm_artifact}"
     line = f"ArtifactError: {reason} (chmod -R a+rX)"
     assert done.stdout.splitlines() == [line, line, "target made: False"], done.stdout + done.stderr
+
+
+def test_a_manifest_nested_thousands_deep_is_an_artifact_error(minilm_artifact: Path) -> None:
+    """json's RecursionError escaped (a traceback from ``fastembed-rt info``)."""
+    (minilm_artifact / "manifest.json").write_text("[" * 200_000)
+    with pytest.raises(ArtifactError, match=r"manifest.json is not a manifest \(JSON nested too deeply\)"):
+        SentenceTransformer(minilm_artifact)
+
+
+@pytest.mark.parametrize(
+    ("length", "message"),
+    [(1, r"leaves no room for text: this tokenizer adds 2 special tokens"), (600, r"is more than the 512 tokens")],
+)
+def test_a_manifest_max_seq_length_the_model_cannot_run_is_refused_at_load(
+    minilm_artifact: Path, length: int, message: str
+) -> None:
+    """1 left the tokenizer unable to truncate (whole texts reached the graph); 600 passed MiniLM's 512 positions:
+    both loaded and failed at the first long text with ONNX Runtime's raw error."""
+    path = minilm_artifact / "manifest.json"
+    data = json.loads(path.read_text())
+    data["tokenizer"]["max_seq_length"] = length
+    path.write_text(json.dumps(data))
+    with pytest.raises(ArtifactError, match=rf"tokenizer.max_seq_length {length} {message}"):
+        SentenceTransformer(minilm_artifact)

@@ -30,6 +30,7 @@ from fastembed_rt.artifact import (
     MANIFEST_FILE,
     Manifest,
     artifact_files,
+    check_contained,
     file_sha256,
     load_manifest,
     resolve_artifact,
@@ -303,6 +304,10 @@ class ArtifactModel:
             "provider_options": options,
         }
         self._tokenizer = Tokenizer(root, self.manifest.tokenizer)
+        if problem := self._seq_length_problem(self.manifest.tokenizer.max_seq_length):  # an edited manifest
+            raise ArtifactError(
+                f"{root / MANIFEST_FILE}: tokenizer.max_seq_length {self.manifest.tokenizer.max_seq_length} {problem}"
+            )
         recorded = self.manifest.tokenizer.sha256
         if (
             verify == "full"
@@ -420,6 +425,8 @@ class ArtifactModel:
                 "model again (`fastembed-rt export MODEL OUT_DIR`)"
             )
         names = [name for name in names if name not in absent]
+        for name in names:  # a link out of the artifact would copy (and push_to_hub upload) a file it does not hold
+            check_contained(self.manifest.root / name, self.manifest.root)
         # Checked before anything is written: a file where the copy needs a folder (or the folder itself).
         folders = {target, *(target / Path(name).parent for name in names)}
         for folder in sorted(folders):
@@ -580,15 +587,22 @@ class ArtifactModel:
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
         value = check_positive_int("max_seq_length", value)
+        problem = self._seq_length_problem(value)
+        if problem:
+            raise InputError(f"max_seq_length {value} {problem}")
+        self._tokenizer.max_seq_length = value
+
+    def _seq_length_problem(self, value: int) -> str | None:
+        """Why this model cannot run texts of ``value`` tokens, or None."""
         # At or below the special tokens the tokenizer cannot truncate (it silently kept whole texts, which then
         # failed inside the graph): room for one token of a text, or of each text of a cross-encoder's pair.
         pair = self.task == "cross-encoder"
         specials = self._tokenizer.special_count(pair)
         least = specials + (2 if pair else 1)
         if value < least:
-            raise InputError(
-                f"max_seq_length {value} leaves no room for text: this tokenizer adds {specials} special tokens to "
-                f"each {'pair' if pair else 'text'}; use at least {least}"
+            return (
+                f"leaves no room for text: this tokenizer adds {specials} special tokens to each "
+                f"{'pair' if pair else 'text'}; use at least {least}"
             )
         backbone = self.manifest.source.get("backbone") or {}
         # max_positions: the tokens the table holds (RoBERTa's family counts after its padding id: XLM-R's 514
@@ -597,12 +611,12 @@ class ArtifactModel:
         # Past its position table a model either fails inside the graph (learned positions: ONNX Runtime's raw
         # broadcast or index error at the first long text) or reads positions it never learned (rotary): refused.
         if isinstance(positions, int) and not isinstance(positions, bool) and 0 < positions < value:
-            raise InputError(
-                f"max_seq_length {value} is more than the {positions} tokens this model's position table holds "
+            return (
+                f"is more than the {positions} tokens this model's position table holds "
                 f"({self.manifest.source.get('architecture', 'its')} backbone); use at most {positions}, or "
                 "long_inputs='chunk' for longer texts"
             )
-        self._tokenizer.max_seq_length = value
+        return None
 
     @property
     def device(self) -> str:
