@@ -1085,7 +1085,9 @@ def test_api_key_guards_every_route_but_health(minilm_served_artifact: Path) -> 
         # an unknown path: a 404 either way, the routes listed only to a caller with the key
         assert client.post("/embedd", json={"inputs": "x"}).json()["error"] == "no route /embedd"
         keyed = client.post("/embedd", json={"inputs": "x"}, headers={"authorization": "Bearer s3cret"})
-        assert keyed.status_code == 404 and "routes: /, /decode, /embed," in keyed.json()["error"]
+        assert (
+            keyed.status_code == 404 and "routes: /, /api-doc/openapi.json, /decode, /embed," in keyed.json()["error"]
+        )
 
 
 def test_an_empty_api_key_leaves_auth_off_and_says_so(
@@ -1150,7 +1152,10 @@ def _wait_for_metric(client: httpx.Client, name: str, done: Any, timeout: float 
 def test_a_client_that_drops_mid_upload_is_counted_without_a_traceback(minilm_served_artifact: Path) -> None:
     with serving(minilm_served_artifact) as s, s.client() as client:
         sock = socket.create_connection(("127.0.0.1", int(s.url.rsplit(":", 1)[1])), timeout=30)
-        sock.sendall(b'POST /embed HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"inputs":')
+        sock.sendall(
+            b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+            b'{"inputs":'
+        )
         time.sleep(0.3)
         sock.close()  # 990 bytes short
         _wait_for_metric(client, 'fastembed_rt_requests_total{route="/embed",status="499"}', lambda v: v == 1)

@@ -18,6 +18,8 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -35,6 +37,8 @@ __all__ = ["ServerState", "create_app"]
 
 logger = logging.getLogger("fastembed_rt.server")
 access_logger = logging.getLogger("fastembed_rt.server.access")
+# GET routes a load balancer or scraper calls every few seconds: not logged when they pass
+_PROBES = ("/health", "/ping", "GET /", "/metrics")
 # TEI's model_dtype names of a variant's precision (int8 and int4 weights have none there: named as they are)
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -55,6 +59,17 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise RequestError(413, f"the request body is longer than the limit of {limit} bytes (--payload-limit)")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _check_json(request: Request) -> None:
+    """A 415 unless the body is declared JSON (as TEI: ``application/json``, or a ``+json`` type). A browser sends
+    ``text/plain``, a form or no type from any web page without asking the server first (no CORS preflight): taken
+    as JSON, a page elsewhere made a server without an API key do its work."""
+    declared = request.headers.get("content-type", "")
+    media = declared.partition(";")[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        got = f"got {declared!r}" if declared else "none was given"
+        raise RequestError(415, f"send the body as JSON with 'Content-Type: application/json' ({got})")
 
 
 def _authorized(state: ServerState, request: Request) -> bool:
@@ -85,6 +100,7 @@ def _endpoint(state: ServerState, route: str, handler: Handler, api: Api) -> Any
             state.requests_running.add(task)
         try:
             _gate(state, request)
+            _check_json(request)
             data = parse_body(await _read_body(request, state.config.payload_limit))
             reply = await handler(state, request, data)
             body = await json_body(reply.payload)
@@ -123,7 +139,7 @@ def _count(state: ServerState, request: Request, route: str, status: int, starte
     model = ANSWERING.get()
     state.metrics.requests.labels(route, str(status), model).inc()
     state.metrics.request_duration.labels(route, str(status), model).observe(seconds)
-    probe = route in ("/health", "/metrics") and status == 200  # a probe or scrape that passes: not a line each
+    probe = route in _PROBES and status == 200  # a probe or scrape that passes: not a line each
     if state.config.access_log and not probe and access_logger.isEnabledFor(logging.INFO):
         path = route if route != "unmatched" else f"unmatched {request.url.path[:100]!r}"
         client = request.client.host if request.client is not None else "-"
@@ -221,13 +237,17 @@ def create_app(config: ServerConfig, *, state: ServerState | None = None) -> Sta
         return endpoint
 
     routes = [
-        Route(path, counted(path, handler), methods=["GET"])
-        for path, handler in (
-            ("/health", health),
-            ("/info", info),
-            ("/v1/models", models),
-            ("/metrics", metrics),
-            ("/openapi.json", openapi),
+        Route(path, counted(label, handler), methods=["GET"])
+        for path, label, handler in (
+            ("/health", "/health", health),
+            # SageMaker's health check and the hub's, as TEI answers them; counted apart from POST /'s requests
+            ("/ping", "/ping", health),
+            ("/", "GET /", health),
+            ("/info", "/info", info),
+            ("/v1/models", "/v1/models", models),
+            ("/metrics", "/metrics", metrics),
+            ("/openapi.json", "/openapi.json", openapi),
+            ("/api-doc/openapi.json", "/api-doc/openapi.json", openapi),  # where TEI serves its spec
         )
     ]
     for path, (handler, api) in HANDLERS.items():
@@ -258,7 +278,19 @@ def create_app(config: ServerConfig, *, state: ServerState | None = None) -> Sta
 
     # redirect_slashes off: `/embed/` got a bodyless 307 to a Location built from the client's Host header, where
     # every other unknown path gets its JSON 404 (TEI answers 404 too)
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: no_route})
+    middleware = []
+    if config.cors_allow_origin:  # off by default: no page elsewhere reads an answer (TEI allows any origin)
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(config.cors_allow_origin),
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type"],
+            )
+        )
+    app = Starlette(
+        routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers={HTTPException: no_route}
+    )
     app.router.redirect_slashes = False
     app.state.server = state
     return app

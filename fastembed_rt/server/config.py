@@ -52,6 +52,8 @@ class ServerConfig:
             (0: run at once; the benchmark measures the choice).
         api_key: when set, every route but ``/health`` needs ``Authorization: Bearer <key>`` (surrounding
             whitespace ignored); an empty or blank key is no key, and a warning says auth is off.
+        cors_allow_origin: the origins whose web pages may call the server from a browser (``*``: any); none by
+            default (no CORS headers, so a page elsewhere cannot read an answer).
         graceful_timeout: seconds SIGTERM waits for accepted requests (any fraction; 0: none); then the
             requests still waiting for a model get a 503 and the process exits.
     """
@@ -75,6 +77,7 @@ class ServerConfig:
     chunk_overlap: int = DEFAULT_CHUNK_OVERLAP
     batch_wait_ms: float = 0.0
     api_key: str | None = None
+    cors_allow_origin: tuple[str, ...] = ()
     graceful_timeout: float = 30.0
     warmup: bool = True
 

@@ -33,6 +33,7 @@ from fastembed_rt.server.requests import (
     parse_similarity,
     parse_sparse,
     parse_tokenize,
+    parse_vertex,
 )
 from fastembed_rt.server.state import a_model_of
 from fastembed_rt.util import cos_sim
@@ -96,6 +97,15 @@ def _windowing(policy: LongInputs) -> LongInputs:
     return LongInputs.CHUNK if policy is LongInputs.CHUNK else LongInputs.TRUNCATE
 
 
+def _check_ids(served: Served, rows: list[list[int]], field: str) -> None:
+    """A 422 naming the request's own field (``input`` on the OpenAI route) for a token id past the vocabulary."""
+    vocab = served.untruncated.get_vocab_size(with_added_tokens=True)
+    for i, row in enumerate(rows):
+        bad = [t for t in row if t >= vocab]
+        if bad:
+            raise RequestError(422, f"`{field}[{i}]` holds token id {bad[0]}, outside the vocabulary 0..{vocab - 1}")
+
+
 def _text_tokens(served: Served, prompt_name: str | None) -> Callable[[Any], int]:
     def count(item: Any) -> int:
         return served.model.count_tokens([item], prompt_name=prompt_name)[0]
@@ -116,6 +126,8 @@ async def _embed_job(state: ServerState, request: Request, served: Served, req: 
             model.quantization_ranges(options.output_dim, options.normalize)
         except ArtifactError as exc:
             raise RequestError(422, f"`precision`: {exc}") from None
+    if req.token_ids:
+        _check_ids(served, req.inputs, req.field)
     batch_size, overlap = state.config.max_batch_size, state.config.chunk_overlap
     policy = _policy(state, req, no_chunk="token id inputs (windows are cut from texts)" if req.token_ids else None)
     tokenize = _windowing(policy)
@@ -260,8 +272,10 @@ async def embed_sparse(state: ServerState, request: Request, data: dict[str, Any
     served = state.pick(req.model, SPARSE, "/embed_sparse")
     model = cast(SparseEncoder, served.model)
     _check_prompt(served, req.prompt_name)
+    if req.token_ids:
+        _check_ids(served, req.inputs, "inputs")
     batch_size, overlap = state.config.max_batch_size, state.config.chunk_overlap
-    policy = _policy(state, req)
+    policy = _policy(state, req, no_chunk="token id inputs (windows are cut from texts)" if req.token_ids else None)
     tokenize = _windowing(policy)
 
     def take(result: Any, rows: np.ndarray) -> list[list[dict[str, Any]]]:
@@ -272,11 +286,12 @@ async def embed_sparse(state: ServerState, request: Request, data: dict[str, Any
         return out
 
     operation = Operation(
-        key=("sparse", req.prompt_name, req.truncation_direction, req.max_active_dims, tokenize),
+        key=("sparse", req.prompt_name, req.truncation_direction, req.token_ids, req.max_active_dims, tokenize),
         prepare=lambda items: model.prepare(
             items,
             prompt_name=req.prompt_name,
             truncation_direction=req.truncation_direction,
+            token_ids=req.token_ids,
             long_inputs=tokenize,
             chunk_overlap=overlap,
         ),
@@ -284,7 +299,7 @@ async def embed_sparse(state: ServerState, request: Request, data: dict[str, Any
             prepared, max_active_dims=req.max_active_dims, batch_size=batch_size
         ),
         take=take,
-        count_tokens=_text_tokens(served, req.prompt_name),
+        count_tokens=len if req.token_ids else _text_tokens(served, req.prompt_name),
     )
     result = await state.run_job(request, served, operation, req.inputs, policy is not LongInputs.ERROR)
     return Reply(result.rows, result, _characters(req.inputs), served.model.provider)
@@ -445,11 +460,7 @@ def _utf8_offsets(text: str) -> Any:
 async def decode(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
     req = parse_decode(data, state.config.max_client_batch_size)
     served = state.pick(req.model, None, "/decode")
-    vocab = served.untruncated.get_vocab_size(with_added_tokens=True)
-    for i, row in enumerate(req.ids):
-        bad = [t for t in row if t >= vocab]
-        if bad:
-            raise RequestError(422, f"`ids[{i}]` holds token id {bad[0]}, outside the vocabulary 0..{vocab - 1}")
+    _check_ids(served, req.ids, "ids")
     texts = await asyncio.to_thread(
         served.untruncated.decode_batch, req.ids, skip_special_tokens=req.skip_special_tokens
     )
@@ -473,6 +484,21 @@ async def default_route(state: ServerState, request: Request, data: dict[str, An
     return await handler(state, request, data)
 
 
+async def vertex(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
+    """TEI's ``POST /vertex``: each of ``instances`` answered as the default route answers it (all at once, each
+    batched with other requests), as ``{"predictions": [...]}`` in their order; a failing instance fails the request,
+    as in TEI."""
+    instances = parse_vertex(data, state.config.max_client_batch_size)
+    # every instance settles before the answer (an early failure would leave the others' errors unretrieved)
+    settled = await asyncio.gather(*(default_route(state, request, i) for i in instances), return_exceptions=True)
+    for outcome in settled:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    replies = cast(list[Reply], settled)
+    payload = {"predictions": [reply.payload for reply in replies]}
+    return Reply(payload, None, sum(reply.characters for reply in replies), replies[0].provider)
+
+
 # route → (handler, whose error shape it speaks)
 HANDLERS: dict[str, tuple[Handler, str]] = {
     "/embed": (embed, "tei"),
@@ -488,4 +514,5 @@ HANDLERS: dict[str, tuple[Handler, str]] = {
     "/v1/rerank": (openai_rerank, "openai"),
     "/": (default_route, "tei"),
     "/invocations": (default_route, "tei"),
+    "/vertex": (vertex, "tei"),
 }

@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any, cast
@@ -40,6 +41,40 @@ def _port(value: str | int) -> int:
         return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a port number: {value!r} (from --port or $PORT)") from None
+
+
+# text-embeddings-inference reads each of its flags from an environment variable of that name: a TEI deployment's
+# settings (API_KEY above all: auth was silently off) carry over. Ours (FASTEMBED_RT_API_KEY) win; HOSTNAME is not
+# read (every container sets it, and TEI's 0.0.0.0 default is not ours).
+TEI_ENVIRONMENT = (
+    "API_KEY",
+    "MAX_CONCURRENT_REQUESTS",
+    "MAX_BATCH_TOKENS",
+    "MAX_CLIENT_BATCH_SIZE",
+    "PAYLOAD_LIMIT",
+    "AUTO_TRUNCATE",
+    "CORS_ALLOW_ORIGIN",
+)
+
+
+def _whole(variable: str) -> Callable[[str | int], int]:
+    """``int`` for a flag whose default may come from TEI's ``variable``: a bad value names both."""
+
+    def convert(value: str | int) -> int:
+        try:
+            return int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {value!r} (from the flag or ${variable})") from None
+
+    return convert
+
+
+def _switch(value: str) -> str:
+    """``--auto-truncate``'s value (TEI takes the bare flag as true, and any case)."""
+    lowered = value.strip().lower()
+    if lowered not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r} (from the flag or $AUTO_TRUNCATE)")
+    return lowered
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,27 +114,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="batches of one call run at once on the cpu provider, each on its share of the threads (default: "
         "one per CPU up to 4 for graphs up to 256 MB; 1: one batch at a time on all threads)",
     )
+    env = os.environ.get
     parser.add_argument(
         "--max-concurrent-requests",
-        type=int,
-        default=d.max_concurrent_requests,
+        type=_whole("MAX_CONCURRENT_REQUESTS"),
+        default=env("MAX_CONCURRENT_REQUESTS", d.max_concurrent_requests),
         help="input items admitted at once (queued or running); past it: 429 + Retry-After",
     )
-    parser.add_argument("--max-batch-tokens", type=int, default=d.max_batch_tokens, help="padded tokens per graph run")
+    parser.add_argument(
+        "--max-batch-tokens",
+        type=_whole("MAX_BATCH_TOKENS"),
+        default=env("MAX_BATCH_TOKENS", d.max_batch_tokens),
+        help="padded tokens per graph run",
+    )
     parser.add_argument("--max-batch-size", type=int, default=d.max_batch_size, help="rows per graph run")
     parser.add_argument(
         "--max-client-batch-size",
-        type=int,
-        default=None,
+        type=_whole("MAX_CLIENT_BATCH_SIZE"),
+        default=env("MAX_CLIENT_BATCH_SIZE"),
         help=f"most inputs in one request (422 past it); default {d.max_client_batch_size}, at most "
         "--max-concurrent-requests",
     )
-    parser.add_argument("--payload-limit", type=int, default=d.payload_limit, help="most bytes per request body (413)")
+    parser.add_argument(
+        "--payload-limit",
+        type=_whole("PAYLOAD_LIMIT"),
+        default=env("PAYLOAD_LIMIT", d.payload_limit),
+        help="most bytes per request body (413)",
+    )
     parser.add_argument(
         "--auto-truncate",
-        default="true",
-        choices=("true", "false"),
-        help="truncate over-long inputs when a request does not say (false: 422 naming the input)",
+        type=_switch,
+        nargs="?",
+        const="true",
+        default=env("AUTO_TRUNCATE", "true"),
+        help="truncate over-long inputs when a request does not say (false: 422 naming the input; the bare flag: true)",
     )
     parser.add_argument(
         "--long-inputs",
@@ -117,9 +165,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--api-key",
-        default=os.environ.get("FASTEMBED_RT_API_KEY"),
-        help="require 'Authorization: Bearer KEY' on every route but /health (default $FASTEMBED_RT_API_KEY; an "
-        "empty or blank key leaves auth off, with a warning)",
+        default=env("FASTEMBED_RT_API_KEY", env("API_KEY")),
+        help="require 'Authorization: Bearer KEY' on every route but /health (default $FASTEMBED_RT_API_KEY, else "
+        "TEI's $API_KEY; an empty or blank key leaves auth off, with a warning)",
+    )
+    parser.add_argument(
+        "--cors-allow-origin",
+        action="append",
+        default=None,
+        metavar="ORIGIN",
+        help="let web pages of ORIGIN (e.g. https://app.example.com; * for any) call the server from a browser; "
+        "repeat for more (default: $CORS_ALLOW_ORIGIN, comma-separated, else none: no CORS headers)",
     )
     parser.add_argument(
         "--graceful-timeout",
@@ -160,6 +216,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         ),
         payload_limit=args.payload_limit,
         auto_truncate=args.auto_truncate == "true",
+        cors_allow_origin=tuple(
+            args.cors_allow_origin
+            if args.cors_allow_origin is not None
+            else filter(None, (o.strip() for o in os.environ.get("CORS_ALLOW_ORIGIN", "").split(",")))
+        ),
         long_inputs=LongInputs(args.long_inputs) if args.long_inputs else None,
         chunk_overlap=args.chunk_overlap,
         batch_wait_ms=args.batch_wait_ms,
@@ -273,6 +334,8 @@ def run(config: ServerConfig, log_level: str = "info") -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 2
     configure_logging(log_level, hub=any(not Path(m.artifact).exists() for m in config.models))
+    if taken := [name for name in TEI_ENVIRONMENT if os.environ.get(name)]:
+        logger.info("TEI's environment variables %s set the defaults of their flags", ", ".join(taken))
     port = os.environ.get("PORT", "").strip()
     if port and port != str(config.port):
         logger.warning(

@@ -72,7 +72,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["inputs"],
         "properties": {
-            "inputs": _TEXTS,
+            "inputs": _TEXTS_OR_IDS,
             "truncate": _TRUNCATE,
             "long_inputs": _LONG_INPUTS,
             "truncation_direction": _DIRECTION,
@@ -282,6 +282,23 @@ SCHEMAS: dict[str, Any] = {
         ]
         + [_ref(name) for name in ("RerankResponse", "PredictResponse")],
     },
+    "VertexRequest": {
+        "type": "object",
+        "required": ["instances"],
+        "properties": {
+            "instances": {
+                "type": "array",
+                "items": _ref("DefaultRouteRequest"),
+                "minItems": 1,
+                "description": "each a body of POST / (a rerank's with `query` and `texts`)",
+            }
+        },
+        "example": {"instances": [{"inputs": ["What is Deep Learning?"]}, {"inputs": "What is Machine Learning?"}]},
+    },
+    "VertexResponse": {
+        "type": "object",
+        "properties": {"predictions": {"type": "array", "items": _ref("DefaultRouteResponse")}},
+    },
     "ErrorResponse": {
         "type": "object",
         "properties": {
@@ -348,19 +365,29 @@ _POSTS = {
         "OpenAIErrorResponse",
     ),
     "/v1/rerank": ("Rerank (Cohere / Jina)", "OpenAIRerankRequest", "OpenAIRerankResponse", "OpenAIErrorResponse"),
+    "/vertex": (
+        "Vertex AI's route (TEI): instances, each as POST /",
+        "VertexRequest",
+        "VertexResponse",
+        "ErrorResponse",
+    ),
 }
 _GETS = {
     "/health": "200 once every model is loaded and warm; 503 while loading and while draining",
+    "/ping": "As /health (SageMaker's health check)",
+    "/": "As /health (GET; POST / is the default route)",
     "/info": "Served models and limits (TEI's Info, plus every served model)",
     "/v1/models": "Served models (OpenAI)",
     "/metrics": "Prometheus metrics",
     "/openapi.json": "This document",
+    "/api-doc/openapi.json": "This document, where TEI serves its own",
 }
 _ERRORS = {
     "400": "Empty input or a body that is not JSON",
     "401": "Missing or wrong API key (--api-key)",
     "404": "Unknown model",
     "413": "Body over --payload-limit",
+    "415": "A body not declared JSON (Content-Type), or compressed",
     "422": "Invalid field, too many inputs, or an over-long input with truncation off",
     "429": "Over --max-concurrent-requests; see Retry-After",
     "503": "Loading or shutting down",
@@ -384,7 +411,7 @@ def openapi_document(version: str) -> dict[str, Any]:
             }
         }
     for path, summary in _GETS.items():
-        paths[path] = {"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}}
+        paths.setdefault(path, {})["get"] = {"summary": summary, "responses": {"200": {"description": "OK"}}}
     return {
         "openapi": "3.1.0",
         "info": {

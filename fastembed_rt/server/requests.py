@@ -62,6 +62,16 @@ class RequestError(Exception):
         self.retry_after = retry_after
         self.code = code
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # by its arguments, keyword ones too (a Ray Serve replica's error crosses a process boundary pickled)
+        return _request_error, (self.status, self.message, self.error_type, self.retry_after, self.code)
+
+
+def _request_error(
+    status: int, message: str, error_type: ErrorType, retry_after: int | None, code: str | None
+) -> RequestError:
+    return RequestError(status, message, error_type, retry_after=retry_after, code=code)
+
 
 def _invalid(message: str) -> RequestError:
     return RequestError(422, message)
@@ -226,6 +236,7 @@ class EmbedRequest:
     dimensions: int | None = None
     precision: Precision = Precision.FLOAT32
     encoding_format: Literal["float", "base64"] = "float"
+    field: str = "inputs"  # the body's name for them (OpenAI's: input), for errors
 
 
 def _precision(data: dict[str, Any]) -> Precision:
@@ -268,9 +279,12 @@ def parse_openai_embeddings(data: dict[str, Any], max_client_batch_size: int) ->
         token_ids,
         model=_str(data, "model"),
         **_long_input_fields(data),  # fastembed-rt's (and TEI's) fields beside OpenAI's, as every text route takes
-        normalize=False,  # OpenAI's API has no switch: the model's own output, as sentence-transformers gives it
+        # unit length, cut to `dimensions` first, as OpenAI's embeddings and TEI's route (which normalizes there
+        # whatever the model does): a model without a Normalize module gave other vectors here than on /embed
+        normalize=True,
         dimensions=_int(data, "dimensions", 1),
         encoding_format=encoding,
+        field="input",
     )
 
 
@@ -336,8 +350,9 @@ def parse_embed_all(data: dict[str, Any], max_client_batch_size: int) -> EmbedAl
 class SparseRequest:
     """``POST /embed_sparse`` (TEI)."""
 
-    inputs: list[str]
+    inputs: list[Any]  # str, or lists of token ids when ``token_ids``
     single: bool
+    token_ids: bool = False
     model: str | None = None
     truncate: bool | None = None
     long_inputs: LongInputs | None = None
@@ -347,10 +362,11 @@ class SparseRequest:
 
 
 def parse_sparse(data: dict[str, Any], max_client_batch_size: int) -> SparseRequest:
-    inputs, single, _ = _inputs(data, "inputs", max_client_batch_size, ids=False)
+    inputs, single, token_ids = _inputs(data, "inputs", max_client_batch_size, ids=True)
     return SparseRequest(
         inputs,
         single,
+        token_ids,
         model=_str(data, "model"),
         **_long_input_fields(data),
         prompt_name=_str(data, "prompt_name"),
@@ -496,8 +512,10 @@ class DecodeRequest:
 
 def parse_decode(data: dict[str, Any], max_client_batch_size: int) -> DecodeRequest:
     value = data.get("ids")
-    if not isinstance(value, list) or not value:
+    if not isinstance(value, list):
         raise _invalid(f"`ids` must be a list of token ids or a list of such lists, got {_kind(value)}")
+    if not value:  # as TEI: the list is there, and empty
+        raise RequestError(400, "`ids` cannot be empty", "Empty")
     if not isinstance(value[0], list):
         checked = [_ids(value, "ids")]
     else:
@@ -511,3 +529,19 @@ def parse_decode(data: dict[str, Any], max_client_batch_size: int) -> DecodeRequ
     return DecodeRequest(
         checked, model=_str(data, "model"), skip_special_tokens=bool(_bool(data, "skip_special_tokens", True))
     )
+
+
+def parse_vertex(data: dict[str, Any], max_client_batch_size: int) -> list[dict[str, Any]]:
+    """``POST /vertex`` (TEI; Vertex AI's prediction contract): ``instances``, each the body of a request to the
+    default route."""
+    instances = data.get("instances")
+    if not isinstance(instances, list):
+        raise _invalid(f"`instances` must be a list of request bodies, got {_kind(instances)}")
+    if not instances:
+        raise RequestError(400, "`instances` cannot be empty", "Empty")
+    if len(instances) > max_client_batch_size:
+        raise _too_many(len(instances), max_client_batch_size)
+    for i, instance in enumerate(instances):
+        if not isinstance(instance, dict):
+            raise _invalid(f"`instances[{i}]` must be a request body (an object), got {_kind(instance)}")
+    return instances

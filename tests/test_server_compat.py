@@ -1,0 +1,193 @@
+"""What a client of text-embeddings-inference (TEI) or OpenAI's embeddings meets when the server replaces them: their
+routes, bodies, health checks, environment and browser rules (TEI's server.rs and OpenAI's API reference)."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+from tiny_models import export_tiny_model
+
+from fastembed_rt import SentenceTransformer
+from fastembed_rt.server import ServedModel, ServerConfig, create_app
+from fastembed_rt.server.main import add_arguments, config_from_args
+from fastembed_rt.server.state import ServerState
+
+TEXTS = ["A man is playing a guitar.", "A woman slices an onion."]
+
+
+@pytest.fixture(scope="module")
+def unnormalized(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dense model without a Normalize module: its own vectors are not unit length."""
+    return export_tiny_model(tmp_path_factory.mktemp("unnormalized"), "bert", "mean").artifact
+
+
+def _client(*models: tuple[str, Path], **settings: object) -> Iterator[TestClient]:
+    config = ServerConfig(models=tuple(ServedModel(name, str(path)) for name, path in models), **settings)  # type: ignore[arg-type]
+    state = ServerState(config)
+    with TestClient(create_app(config, state=state)) as client:
+        assert state.ready.wait(120)
+        yield client
+
+
+@pytest.fixture(scope="module")
+def client(unnormalized: Path, tiny_splade_artifact: Path, tiny_reranker_artifact: Path) -> Iterator[TestClient]:
+    yield from _client(("dense", unnormalized), ("splade", tiny_splade_artifact), ("reranker", tiny_reranker_artifact))
+
+
+def test_openai_embeddings_are_unit_length_cut_to_dimensions_first(client: TestClient, unnormalized: Path) -> None:
+    """The route gave the model's own vectors (norm ~4 here) where OpenAI and TEI's /v1/embeddings give unit ones;
+    with ``dimensions`` TEI cuts, then normalizes."""
+    model = SentenceTransformer(unnormalized)
+    raw = model.encode(TEXTS)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0, atol=1e-3), "the model's own vectors are not unit length"
+    full = client.post("/v1/embeddings", json={"input": TEXTS, "model": "dense"}).json()["data"]
+    np.testing.assert_allclose(
+        [row["embedding"] for row in full], raw / np.linalg.norm(raw, axis=1, keepdims=True), atol=1e-6
+    )
+    cut = client.post("/v1/embeddings", json={"input": TEXTS, "model": "dense", "dimensions": 8}).json()["data"]
+    expected = raw[:, :8] / np.linalg.norm(raw[:, :8], axis=1, keepdims=True)
+    np.testing.assert_allclose([row["embedding"] for row in cut], expected, atol=1e-6)
+    embed = client.post("/embed", json={"inputs": TEXTS, "model": "dense", "dimensions": 8}).json()
+    np.testing.assert_allclose(embed, expected, atol=1e-6)
+    encoded = client.post("/v1/embeddings", json={"input": TEXTS[0], "model": "dense", "encoding_format": "base64"})
+    vector = np.frombuffer(base64.b64decode(encoded.json()["data"][0]["embedding"]), dtype="<f4")
+    assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5
+
+
+@pytest.mark.parametrize("path", ["/health", "/ping", "/"])
+def test_every_health_route_tei_answers_is_a_200_once_ready(client: TestClient, path: str) -> None:
+    """SageMaker probes GET /ping and the hub GET /: both were 404 and 405."""
+    response = client.get(path)
+    assert response.status_code == 200, response.text
+
+
+def test_the_spec_is_also_where_tei_serves_it(client: TestClient) -> None:
+    assert client.get("/api-doc/openapi.json").json() == client.get("/openapi.json").json()
+
+
+@pytest.mark.parametrize("declared", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_a_body_not_declared_json_is_a_415(client: TestClient, declared: str | None) -> None:
+    """A browser posts these from any web page without a CORS preflight: as JSON, a page elsewhere had a server
+    without an API key do its work."""
+    headers = {"content-type": declared} if declared else {}
+    response = client.post("/embed", content=b'{"inputs": "a text", "model": "dense"}', headers=headers)
+    assert response.status_code == 415, response.text
+    assert "Content-Type: application/json" in response.json()["error"]
+    openai = client.post("/v1/embeddings", content=b'{"input": "a text"}', headers=headers)
+    assert openai.status_code == 415 and openai.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("declared", ["application/json; charset=utf-8", "Application/JSON", "application/vnd.x+json"])
+def test_a_json_body_with_parameters_or_a_json_suffix_is_taken(client: TestClient, declared: str) -> None:
+    response = client.post(
+        "/embed", content=b'{"inputs": "a text", "model": "dense"}', headers={"content-type": declared}
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_sparse_embeddings_of_token_ids_equal_those_of_their_text(
+    client: TestClient, tiny_splade_artifact: Path
+) -> None:
+    """TEI's /embed_sparse takes token ids as /embed does; they were a 422."""
+    ids = client.post("/tokenize", json={"inputs": TEXTS[0], "model": "splade"}).json()[0]
+    token_ids = [token["id"] for token in ids]
+    from_text = client.post("/embed_sparse", json={"inputs": TEXTS[0], "model": "splade"}).json()
+    from_ids = client.post("/embed_sparse", json={"inputs": token_ids, "model": "splade"})
+    assert from_ids.status_code == 200, from_ids.text
+    assert from_ids.json() == from_text
+    too_big = client.post("/embed_sparse", json={"inputs": [[10**9]], "model": "splade"})
+    assert too_big.status_code == 422 and "`inputs[0]` holds token id 1000000000" in too_big.json()["error"]
+
+
+def test_an_openai_error_names_openais_field(client: TestClient) -> None:
+    response = client.post("/v1/embeddings", json={"input": [99_999_999], "model": "dense"})
+    assert response.status_code == 422
+    assert response.json()["error"]["message"].startswith("`input[0]` holds token id 99999999, outside the vocabulary")
+
+
+def test_decoding_no_ids_is_teis_empty_error(client: TestClient) -> None:
+    """Was a 422 saying an array must be an array."""
+    response = client.post("/decode", json={"ids": [], "model": "dense"})
+    assert (response.status_code, response.json()) == (400, {"error": "`ids` cannot be empty", "error_type": "Empty"})
+
+
+def test_vertex_answers_each_instance_as_the_default_route_in_order(client: TestClient) -> None:
+    """TEI's Vertex AI route was a 404."""
+    instances = [{"inputs": TEXTS, "model": "dense"}, {"inputs": TEXTS[1], "model": "dense"}]
+    response = client.post("/vertex", json={"instances": instances})
+    assert response.status_code == 200, response.text
+    expected = [client.post("/", json=instance).json() for instance in instances]
+    predictions = response.json()["predictions"]
+    assert [np.shape(p) for p in predictions] == [(2, 32), (1, 32)]  # /embed is 2-D for one text too (TEI)
+    for got, want in zip(predictions, expected):  # batched with each other: float noise of the batch's shape
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    ranked = client.post("/vertex", json={"instances": [{"query": "q", "texts": TEXTS, "model": "reranker"}]})
+    assert (
+        ranked.json()["predictions"][0]
+        == client.post("/rerank", json={"query": "q", "texts": TEXTS, "model": "reranker"}).json()
+    )
+    failing = client.post("/vertex", json={"instances": [instances[0], {"inputs": "", "model": "dense"}]})
+    assert failing.status_code == 400 and failing.json()["error_type"] == "Empty"
+    assert client.post("/vertex", json={"instances": []}).status_code == 400
+
+
+def test_browser_calls_are_allowed_only_for_the_origins_given(unnormalized: Path) -> None:
+    preflight = {"origin": "https://app.example.com", "access-control-request-method": "POST"}
+    for client in _client(("dense", unnormalized)):
+        assert (
+            "access-control-allow-origin"
+            not in client.post("/embed", json={"inputs": "a"}, headers={"origin": "https://app.example.com"}).headers
+        )
+        assert client.options("/embed", headers=preflight).status_code == 405
+    for client in _client(("dense", unnormalized), cors_allow_origin=("https://app.example.com",)):
+        allowed = client.options("/embed", headers={**preflight, "access-control-request-headers": "content-type"})
+        assert (
+            allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+        )
+        answered = client.post("/embed", json={"inputs": "a"}, headers={"origin": "https://app.example.com"})
+        assert answered.headers["access-control-allow-origin"] == "https://app.example.com"
+        assert client.options("/embed", headers={**preflight, "origin": "https://evil.example"}).status_code == 400
+
+
+def _serve_config(argv: list[str]) -> ServerConfig:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return config_from_args(parser.parse_args(["m=artifact", *argv]))
+
+
+def test_teis_environment_variables_set_the_flags_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TEI deployment's API_KEY left auth off here, silently; its other settings were ignored too."""
+    for name, value in {
+        "API_KEY": "secret",
+        "MAX_CONCURRENT_REQUESTS": "64",
+        "MAX_BATCH_TOKENS": "4096",
+        "MAX_CLIENT_BATCH_SIZE": "8",
+        "PAYLOAD_LIMIT": "1000",
+        "AUTO_TRUNCATE": "False",
+        "CORS_ALLOW_ORIGIN": "https://a.example, https://b.example",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("FASTEMBED_RT_API_KEY", raising=False)
+    config = _serve_config([])
+    assert (config.api_key, config.max_concurrent_requests, config.max_batch_tokens) == ("secret", 64, 4096)
+    assert (config.max_client_batch_size, config.payload_limit, config.auto_truncate) == (8, 1000, False)
+    assert config.cors_allow_origin == ("https://a.example", "https://b.example")
+    flags = _serve_config(["--max-batch-tokens", "512", "--auto-truncate", "--cors-allow-origin", "*"])
+    assert (flags.max_batch_tokens, flags.auto_truncate, flags.cors_allow_origin) == (512, True, ("*",))
+    monkeypatch.setenv("FASTEMBED_RT_API_KEY", "ours")
+    assert _serve_config([]).api_key == "ours"
+
+
+def test_a_bad_tei_environment_value_is_a_usage_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MAX_BATCH_TOKENS", "lots")
+    with pytest.raises(SystemExit):
+        _serve_config([])
+    assert "not a whole number: 'lots' (from the flag or $MAX_BATCH_TOKENS)" in capsys.readouterr().err
