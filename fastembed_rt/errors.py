@@ -64,6 +64,11 @@ class ParityError(ExportError):
         super().__init__(message)
         self.failures = failures
 
+    def __reduce__(self) -> tuple[type[ParityError], tuple[str, list[str]]]:
+        # pickled by its arguments: a worker process's export failure reached a multiprocessing.Pool as a TypeError
+        # its result thread died of (the call hung), concurrent.futures' as "terminated abruptly"
+        return type(self), (str(self), self.failures)
+
 
 class LongInputError(InputError):
     """Inputs over ``max_seq_length`` under ``long_inputs="error"``: ``tokens`` maps each one's position in the call to

@@ -18,6 +18,7 @@ the rest of a half-sent message). Calls take the pool one at a time; ``close()``
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import multiprocessing.connection
@@ -25,7 +26,7 @@ import multiprocessing.queues
 import pickle
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,28 @@ def _worker(
     model.close()
 
 
+# Start methods a spawned child knows without importing anything (``multiprocessing.get_all_start_methods``' own).
+_STANDARD_START_METHODS = ("fork", "spawn", "forkserver")
+_START_METHOD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _spawn_preparation() -> Iterator[None]:
+    """Workers start under a standard global start method. A spawned child sets the parent's global start method
+    before anything else; in a joblib (loky) worker that method is ``loky``, which a plain spawned child cannot find:
+    every worker died at start-up (``cannot find context for 'loky'``). The parent's method is put back after."""
+    method = multiprocessing.get_start_method(allow_none=True)
+    if method is None or method in _STANDARD_START_METHODS:
+        yield
+        return
+    with _START_METHOD_LOCK:
+        multiprocessing.set_start_method("spawn", force=True)
+        try:
+            yield
+        finally:
+            multiprocessing.set_start_method(method, force=True)
+
+
 class MultiProcessPool:
     """Worker processes that each hold their own model.
 
@@ -119,8 +142,9 @@ class MultiProcessPool:
             )
             for i, ((_, writer), load, device) in enumerate(zip(pipes, loads, self.devices))
         ]
-        for process in self._processes:
-            process.start()
+        with _spawn_preparation():
+            for process in self._processes:
+                process.start()
         for _, writer in pipes:  # the worker holds its pipe's only writer now: its death ends the pipe
             writer.close()
         self.providers: list[str] = [""] * len(self._processes)

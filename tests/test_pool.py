@@ -343,3 +343,23 @@ def test_multi_vector_pool_vectors_equal_single_process_vectors_in_order(tiny_mu
         np.testing.assert_allclose(one, colbert.encode_query(texts[3]), atol=1e-6)
         codes = colbert.encode_document(texts[:4], pool=pool, precision="int8")
         assert [c.dtype for c in codes] == [np.int8] * 4
+
+
+def test_a_pool_starts_inside_a_joblib_loky_worker(minilm_artifact_session: Path, tmp_path: Path) -> None:
+    """A loky worker's global start method is 'loky', which the pool's spawned workers could not find: each died at
+    start-up and the error blamed a missing main guard."""
+    pytest.importorskip("joblib")
+    script = tmp_path / "nested.py"
+    script.write_text(
+        "from joblib import Parallel, delayed\n"
+        "def job(texts):\n"
+        "    from fastembed_rt import SentenceTransformer\n"
+        f"    model = SentenceTransformer({str(minilm_artifact_session)!r}, provider='cpu')\n"
+        "    return model.encode(texts, device=['cpu', 'cpu']).shape\n"
+        "if __name__ == '__main__':\n"
+        "    print(Parallel(n_jobs=2, backend='loky')(delayed(job)(['a b c'] * 40) for _ in range(2)))\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[(40, 384), (40, 384)]"

@@ -739,6 +739,13 @@ class ArtifactModel:
         return self._describe()
 
 
+def _reopen(kind: type[_Model], load: dict[str, Any], max_seq_length: int) -> _Model:
+    """A pickled model (``MultiProcessModel.__reduce__``), opened again."""
+    model = kind(**load)
+    model.max_seq_length = max_seq_length
+    return model
+
+
 class MultiProcessModel(ArtifactModel):
     """A model whose calls can also run on worker processes, each with its own engine and share of the CPUs
     (``start_multi_process_pool``; ``fastembed_rt.pool``)."""
@@ -746,6 +753,26 @@ class MultiProcessModel(ArtifactModel):
     def _pool_load(self) -> dict[str, Any]:
         """What a worker's model takes besides how this one was opened (the model type's own settings)."""
         return {}
+
+    def _reopening(self) -> dict[str, Any]:
+        """The arguments that open this model again as it is now (but ``max_seq_length``): how it was opened, its
+        prompts and its type's settings."""
+        return {
+            **self._load,
+            "prompts": self.prompts,
+            "default_prompt_name": self.default_prompt_name,
+            **self._pool_load(),
+        }
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickling (``pickle``, ``cloudpickle``, ``copy.deepcopy``, a process pool's or joblib's arguments) carries
+        how to open the model, not its engine: the copy opens the same artifact folder again (a hub artifact: its
+        cached snapshot, no download) with its own engine, and this model's prompts, default prompt,
+        ``max_seq_length`` and settings, as a sentence-transformers model pickles whole. The folder must be there
+        where the copy is loaded."""
+        if not isinstance(self._load["provider"], str):
+            raise TypeError(f"{type(self).__name__} opened on an engine instance cannot be pickled; open it by name")
+        return _reopen, (type(self), self._reopening(), self.max_seq_length)
 
     def start_multi_process_pool(
         self, target_devices: list[str] | None = None, *, intra_op_threads: int | None = None
@@ -772,12 +799,9 @@ class MultiProcessModel(ArtifactModel):
         options: ProviderOptions = self._load["provider_options"]
         loads = [
             {
-                **self._load,
+                **self._reopening(),
                 "provider": device,
                 "provider_options": replace(options, intra_op_threads=threads, device=None),
-                "prompts": self.prompts,
-                "default_prompt_name": self.default_prompt_name,
-                **self._pool_load(),
             }
             for device in devices
         ]

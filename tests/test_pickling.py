@@ -1,0 +1,96 @@
+"""Models and errors cross process boundaries as sentence-transformers' do: a model pickles (pickle, deepcopy, a
+process pool's arguments) as how to open it again; the library's errors keep their type and message."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import copy
+import multiprocessing
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastembed_rt import CrossEncoder, InputError, ProviderError, SentenceTransformer, SparseEncoder
+from fastembed_rt.errors import ArtifactError, LongInputError, NotEnoughMemoryError, ParityError
+
+TEXTS = ["A man is playing a guitar.", "A woman slices an onion on a board.", "Two dogs run across a field."]
+
+
+def _encode(model: SentenceTransformer, texts: list[str]) -> np.ndarray:
+    return model.encode(texts, prompt_name="query")
+
+
+def test_a_pickled_model_opens_again_with_its_settings_and_gives_the_same_vectors(
+    minilm_artifact_session: Path,
+) -> None:
+    """Pickling raised ONNX Runtime's 'cannot pickle InferenceSession' (sentence-transformers models pickle)."""
+    model = SentenceTransformer(minilm_artifact_session, prompts={"query": "query: "}, truncate_dim=128)
+    model.max_seq_length = 64
+    copied = pickle.loads(pickle.dumps(model))
+    assert (copied.max_seq_length, copied.truncate_dim, copied.prompts) == (64, 128, model.prompts)
+    np.testing.assert_array_equal(copied.encode(TEXTS, prompt_name="query"), model.encode(TEXTS, prompt_name="query"))
+
+
+def test_a_deep_copy_has_its_own_engine(minilm_artifact_session: Path) -> None:
+    """copy.deepcopy gave the same TypeError; a copy that shared the engine would close the original with it."""
+    model = SentenceTransformer(minilm_artifact_session)
+    twin = copy.deepcopy(model)
+    twin.close()
+    with pytest.raises(ProviderError):
+        twin.encode(TEXTS)
+    assert model.encode(TEXTS).shape == (3, 384)
+
+
+def test_cross_and_sparse_encoders_pickle_with_their_settings(
+    tiny_reranker_artifact: Path, tiny_splade_artifact: Path
+) -> None:
+    reranker = CrossEncoder(tiny_reranker_artifact)
+    pairs = [("a query", text) for text in TEXTS]
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(reranker)).predict(pairs), reranker.predict(pairs))
+    splade = SparseEncoder(tiny_splade_artifact, max_active_dims=5)
+    copied = pickle.loads(pickle.dumps(splade))
+    assert copied.max_active_dims == 5
+    np.testing.assert_array_equal(copied.encode(TEXTS).toarray(), splade.encode(TEXTS).toarray())
+
+
+def test_a_model_passed_to_a_spawned_process_pool_worker_encodes_there(minilm_artifact_session: Path) -> None:
+    """ProcessPoolExecutor.submit(f, model, ...) pickles the model: the TypeError came back instead of vectors."""
+    model = SentenceTransformer(minilm_artifact_session, provider="cpu")
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as executor:
+        vectors = executor.submit(SentenceTransformer.encode, model, TEXTS).result(timeout=300)
+    np.testing.assert_allclose(vectors, model.encode(TEXTS), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ParityError("variant fp32 disagrees with PyTorch", ["fp32: min cosine 0.91"]),
+        LongInputError({2: 700}, 512, "'truncate' or 'chunk'"),
+        NotEnoughMemoryError("bad_alloc"),
+        ArtifactError("x is missing"),
+        InputError("texts must be strings"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_the_librarys_errors_pickle_with_their_type_message_and_fields(error: Exception) -> None:
+    """ParityError did not unpickle (a multiprocessing.Pool whose worker raised it hung for ever)."""
+    copied = pickle.loads(pickle.dumps(error))
+    assert type(copied) is type(error) and str(copied) == str(error)
+    assert vars(copied) == vars(error)
+
+
+def test_the_servers_request_error_pickles_with_its_fields() -> None:
+    from fastembed_rt.server.requests import RequestError
+
+    error = RequestError(429, "too many", "Overloaded", retry_after=1, code="rate_limit_exceeded")
+    copied = pickle.loads(pickle.dumps(error))
+    assert (copied.status, copied.message, copied.error_type, copied.retry_after, copied.code) == (
+        429,
+        "too many",
+        "Overloaded",
+        1,
+        "rate_limit_exceeded",
+    )
