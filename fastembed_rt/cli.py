@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -57,8 +58,12 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+# What a write of output meets on a full or failing disk (stdout redirected to a file, or -o).
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the export is (as Ctrl-C raises KeyboardInterrupt)."""
+    """SIGTERM, raised where the command is (as Ctrl-C raises KeyboardInterrupt)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"signal {signum}")
@@ -67,9 +72,9 @@ class _Terminated(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def _stop_on_sigterm() -> Iterator[None]:
-    """SIGTERM (``kill``, ``timeout``, ``docker stop``, a cancelled CI job) unwinds the export as Ctrl-C does, so its
-    staging folder is removed and the output left as it was; by default the process died at once and left the
-    folder (a whole artifact's size) behind."""
+    """SIGTERM (``kill``, ``timeout``, ``docker stop``, a cancelled CI job) unwinds a command as Ctrl-C does, so an
+    export's staging folder or an encode's staged ``-o`` file is removed and the output left as it was; by default
+    the process died at once and left them (a whole artifact's size, a hidden ``.NAME.PID.tmp``) behind."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -284,6 +289,10 @@ def _output_file(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
         with handle:
             yield handle
         os.replace(staged, target)
+    except OSError as exc:  # a full disk while writing (numpy's partial write names no errno)
+        if exc.errno is not None and exc.errno not in _WRITE_ERRNOS:
+            raise
+        raise InputError(f"cannot write {path}: {exc.strerror or exc} (is its disk full?); {fix}") from exc
     finally:
         staged.unlink(missing_ok=True)
 
@@ -295,7 +304,11 @@ def _encode_multi_vector(args: argparse.Namespace, texts: list[str], output: IO[
     model = MultiVectorEncoder(args.artifact, provider=args.provider, variant=args.variant)
     encode = model.encode_query if args.query else model.encode_document
     matrices = encode(
-        texts, batch_size=args.batch_size, prompt_name=args.prompt_name, normalize_embeddings=args.normalize
+        texts,
+        batch_size=args.batch_size,
+        prompt_name=args.prompt_name,
+        normalize_embeddings=args.normalize,
+        show_progress_bar=args.progress,
     )
     _note_truncated(model, model._max_length("query" if args.query else "document") or model.max_seq_length)
     if output is not None:
@@ -354,29 +367,61 @@ def _encode(args: argparse.Namespace) -> int:
     return 0
 
 
+# Texts a dense model embeds per call of a bulk ``encode``: each part is written before the next is embedded, so a
+# corpus of millions of lines needs memory for a part's vectors, not the whole array's (200,000 lines: 307 MB).
+TEXTS_PER_PART = 65_536
+
+
 def _encode_single_vector(args: argparse.Namespace, texts: list[str], output: IO[bytes] | None) -> str:
-    """One embedding per text, as JSON lines or into ``output`` (.npy); returns what it holds."""
+    """One embedding per text, as JSON lines or into ``output`` (.npy), ``TEXTS_PER_PART`` texts at a time; returns
+    what it holds."""
     from fastembed_rt.models import SentenceTransformer
+    from fastembed_rt.pipeline import EncodeStats, progress
 
     model = SentenceTransformer(args.artifact, provider=args.provider, variant=args.variant)
-    embeddings = model.encode(
-        texts,
-        prompt_name=args.prompt_name,
-        normalize_embeddings=args.normalize,
-        truncate_dim=args.truncate_dim,
-        precision=args.precision,
-        **_batching(args),
-    )
-    _note_truncated(model)
-    assert isinstance(embeddings, np.ndarray)
-    if output is not None:
-        np.save(output, embeddings)
-    else:
-        floats = embeddings.dtype == np.float32
-        for text, row in zip(texts, embeddings):
-            values = [round(float(x), 7) for x in row] if floats else row.tolist()
-            print(json.dumps({"text": text, "embedding": values}))
-    return f"{embeddings.shape[0]}×{embeddings.shape[1]} {embeddings.dtype}"
+    if args.long_inputs == "error" and len(texts) > TEXTS_PER_PART:  # refused before a part's lines are printed
+        counts = np.asarray(model.count_tokens(texts, prompt_name=args.prompt_name))
+        over = np.flatnonzero(counts > model.max_seq_length)
+        if over.size:
+            raise LongInputError({int(i): int(counts[i]) for i in over}, model.max_seq_length, "'truncate' or 'chunk'")
+    stats: list[EncodeStats] = []
+    shape: tuple[int, ...] = ()
+    bar = progress(len(texts), args.progress, "Texts", "text")
+    try:
+        for start in range(0, len(texts), TEXTS_PER_PART):
+            part = texts[start : start + TEXTS_PER_PART]
+            try:
+                embeddings = model.encode(
+                    part,
+                    prompt_name=args.prompt_name,
+                    normalize_embeddings=args.normalize,
+                    truncate_dim=args.truncate_dim,
+                    precision=args.precision,
+                    **_batching(args),
+                )
+            except LongInputError as exc:  # named by its line in the whole input
+                raise exc.at(list(range(start, start + len(part)))) from None
+            assert isinstance(embeddings, np.ndarray)
+            stats.append(model.last_encode_stats)
+            if not shape:  # the whole array's header, once its width and type are known
+                shape = (len(texts), *embeddings.shape[1:])
+                if output is not None:
+                    header = {"descr": np.lib.format.dtype_to_descr(embeddings.dtype), "fortran_order": False}
+                    np.lib.format.write_array_header_1_0(output, {**header, "shape": shape})
+            if output is not None:
+                output.write(np.ascontiguousarray(embeddings).tobytes())
+            else:
+                floats = embeddings.dtype == np.float32
+                for text, row in zip(part, embeddings):
+                    values = [round(float(x), 7) for x in row] if floats else row.tolist()
+                    print(json.dumps({"text": text, "embedding": values}))
+            if bar is not None:
+                bar.update(len(part))
+    finally:
+        if bar is not None:
+            bar.close()
+    _note_truncated(model, stats=EncodeStats.total(stats))
+    return f"{shape[0]}×{shape[1]} {embeddings.dtype}"
 
 
 def _batching(args: argparse.Namespace) -> dict[str, Any]:
@@ -384,10 +429,10 @@ def _batching(args: argparse.Namespace) -> dict[str, Any]:
     return {"batch_size": args.batch_size, "long_inputs": args.long_inputs, "chunk_overlap": args.chunk_overlap}
 
 
-def _note_truncated(model: Any, length: int | None = None) -> None:
-    """How many texts the last call cut, on stderr; ``length``: where a multi-vector model cut them (its query or
-    document length; it has no --long-inputs chunk)."""
-    stats = model.last_encode_stats
+def _note_truncated(model: Any, length: int | None = None, stats: Any = None) -> None:
+    """How many texts the last call (or ``stats``: several calls') cut, on stderr; ``length``: where a multi-vector
+    model cut them (its query or document length; it has no --long-inputs chunk)."""
+    stats = stats or model.last_encode_stats
     if stats.truncated:
         advice = "(--long-inputs chunk embeds all of them)" if length is None else "(token vectors are not chunked)"
         print(
@@ -407,6 +452,7 @@ def _encode_sparse(args: argparse.Namespace, texts: list[str], output: IO[bytes]
         prompt_name=args.prompt_name,
         max_active_dims=args.max_active_dims,
         sparse_format="scipy" if output is not None else "arrays",
+        show_progress_bar=args.progress,
         **_batching(args),
     )
     _note_truncated(model)
@@ -696,6 +742,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="dense models: the embeddings' precision (int8/uint8 with the artifact's calibrated ranges)",
     )
     p.add_argument("--max-active-dims", type=positive_int, default=None, help="sparse models: keep the k largest")
+    p.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
     _long_input_arguments(p)
     p.add_argument("--provider", default="auto", help="auto, cpu, cuda[:N], tensorrt, openvino[:DEVICE]")
     p.add_argument(
@@ -791,7 +838,8 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
             args.artifact = str(resolve_artifact(args.artifact, revision=args.revision))
-        return int(args.func(args))
+        with _stop_on_sigterm():  # a `-o` file being written is left as it was, its staged copy removed
+            return int(args.func(args))
     except FastEmbedError as exc:
         message = str(exc)
         if isinstance(exc, LongInputError):  # the library's argument, as this command spells it
@@ -799,12 +847,18 @@ def main(argv: list[str] | None = None) -> int:
             message = f"{head}pass --long-inputs {choices.replace(chr(39), '')}"
         print(f"error: {message}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: one line, not a traceback
+        terminated = isinstance(exc, _Terminated)
+        print("stopped by SIGTERM" if terminated else "interrupted", file=sys.stderr)
+        return 128 + exc.signum if isinstance(exc, _Terminated) else 130
     except BrokenPipeError:  # the reader went away (`fastembed-rt info A | head`): stop quietly, as shell tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
         return 141  # 128 + SIGPIPE
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        print(f"error: cannot write the output: {exc.strerror}", file=sys.stderr)  # stdout on a full disk
+        return 1
 
 
 if __name__ == "__main__":

@@ -146,25 +146,26 @@ class EncodeStats:
         return self.tokenize_s + self.run_s + self.postprocess_s
 
 
-def _progress(total: int, enabled: bool) -> Any:
+def progress(total: int, enabled: bool, desc: str = "Batches", unit: str = "batch") -> Any:
+    """A progress bar on stderr (tqdm's, else a plain counter), or None when not ``enabled``."""
     if not enabled:
         return None
     try:
         from tqdm.auto import tqdm
     except ImportError:
-        return _PlainProgress(total)
-    return tqdm(total=total, desc="Batches", unit="batch")
+        return _PlainProgress(total, desc)
+    return tqdm(total=total, desc=desc, unit=unit)
 
 
 class _PlainProgress:
     """A stderr counter for when tqdm is not installed (it is not a runtime dependency)."""
 
-    def __init__(self, total: int) -> None:
-        self.total, self.done = total, 0
+    def __init__(self, total: int, desc: str) -> None:
+        self.total, self.done, self.desc = total, 0, desc
 
     def update(self, n: int = 1) -> None:
         self.done += n
-        sys.stderr.write(f"\rBatches: {self.done}/{self.total}")
+        sys.stderr.write(f"\r{self.desc}: {self.done}/{self.total}")
         if self.done >= self.total:
             sys.stderr.write("\n")
 
@@ -410,7 +411,7 @@ class Pipeline:
             batches=len(plan),
         )
         stats.tokenize_s = prepared.tokenize_s
-        bar = _progress(len(plan), show_progress_bar)
+        bar = progress(len(plan), show_progress_bar)
         # Streamed: up to ``streams`` batches run while the next one's feeds are built; each is yielded in
         # plan order once it is done.
         pending: deque[tuple[np.ndarray, dict[str, np.ndarray], Future[dict[str, np.ndarray]]]] = deque()

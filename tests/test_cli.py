@@ -636,3 +636,84 @@ def test_serve_without_the_server_extra_says_so_in_one_line_from_every_entry_poi
     )
     assert helped.returncode == 0 and "rest" not in helped.stdout
     assert "pip install 'fastembed-rt[server]'" in " ".join(helped.stdout.split())
+
+
+@pytest.mark.parametrize("precision", ["float32", "ubinary"])
+def test_a_bulk_encode_written_in_parts_equals_one_call_and_counts_truncation_over_all(
+    minilm_artifact_session: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    precision: str,
+) -> None:
+    """A corpus is embedded and written part by part (memory for a part's vectors, not the whole array's): the .npy
+    and the JSON lines hold what one call gives, in order, and the truncation note counts every part."""
+    import fastembed_rt.cli as cli
+    from fastembed_rt import SentenceTransformer
+
+    monkeypatch.setattr(cli, "TEXTS_PER_PART", 3)
+    texts = [f"text number {i}" + " long" * (400 if i in (1, 6) else 0) for i in range(8)]
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    command = ["encode", str(minilm_artifact_session), "--file", str(tmp_path / "texts.txt"), "--precision", precision]
+    assert main([*command, "-o", str(tmp_path / "v.npy")]) == 0
+    model = SentenceTransformer(minilm_artifact_session)
+    expected = model.encode(texts, precision=precision)
+    written = np.load(tmp_path / "v.npy")
+    assert written.dtype == expected.dtype and written.shape == expected.shape
+    np.testing.assert_allclose(written.astype(np.float32), expected.astype(np.float32), atol=1e-6)
+    assert "2 of 8 texts were truncated" in capsys.readouterr().err
+    assert main(command) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["text"] for line in lines] == texts
+    np.testing.assert_allclose([line["embedding"] for line in lines], expected.astype(np.float32), atol=1e-6)
+
+
+def test_a_bulk_encode_refuses_an_over_long_line_by_its_place_before_printing_any(
+    minilm_artifact_session: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fastembed_rt.cli as cli
+
+    monkeypatch.setattr(cli, "TEXTS_PER_PART", 3)
+    texts = [f"text {i}" + " long" * (400 if i == 7 else 0) for i in range(8)]
+    (tmp_path / "texts.txt").write_text("\n".join(texts), encoding="utf-8")
+    argv = ["encode", str(minilm_artifact_session), "--file", str(tmp_path / "texts.txt"), "--long-inputs", "error"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "error: input 7 is " in captured.err
+
+
+def test_a_stopped_encode_removes_its_staged_output_and_says_so(minilm_artifact_session: Path, tmp_path: Path) -> None:
+    """SIGTERM (timeout, a cancelled job) killed encode at once: a hidden .NAME.PID.tmp stayed beside the output at
+    every stopped run."""
+    import signal
+    import subprocess
+    import time
+
+    (tmp_path / "texts.txt").write_text("a sentence to embed, again and again\n" * 200_000, encoding="utf-8")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "v.npy").write_bytes(b"yesterday's vectors")
+    command = [sys.executable, "-m", "fastembed_rt.cli", "encode", str(minilm_artifact_session)]
+    command += ["--file", str(tmp_path / "texts.txt"), "-o", str(tmp_path / "out" / "v.npy")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "out").glob(".v.npy.*.tmp")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert list((tmp_path / "out").glob(".v.npy.*.tmp")), "encode staged nothing before it ended"
+    process.send_signal(signal.SIGTERM)
+    _, errors = process.communicate(timeout=120)
+    assert process.returncode == 143, errors
+    assert errors.strip().splitlines()[-1] == "stopped by SIGTERM" and "Traceback" not in errors
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["v.npy"]
+    assert (tmp_path / "out" / "v.npy").read_bytes() == b"yesterday's vectors"
+
+
+def test_a_full_disk_under_the_output_is_one_line(minilm_artifact_session: Path, tmp_path: Path) -> None:
+    """Writing JSON lines to a full disk (here /dev/full) ended in a traceback of print's OSError."""
+    import subprocess
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    command = [sys.executable, "-m", "fastembed_rt.cli", "encode", str(minilm_artifact_session), "a", "b", "c"]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert (done.returncode, done.stderr.strip()) == (1, "error: cannot write the output: No space left on device")
