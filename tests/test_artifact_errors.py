@@ -176,7 +176,8 @@ def test_a_manifest_update_replaces_a_linked_manifest_and_leaves_its_target(mini
         (
             "variants.0.engine_properties",
             {"CACHE_DIR": "/tmp/x"},
-            r"variant 'fp32' engine_properties.CACHE_DIR is '/tmp/x'; an artifact may set only INFERENCE_PRECISION_HINT",
+            r"variant 'fp32' engine_properties.CACHE_DIR is '/tmp/x'; an artifact may set only "
+            r"INFERENCE_PRECISION_HINT",
         ),
         (
             "variants.0.engine_properties",

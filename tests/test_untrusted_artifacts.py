@@ -59,7 +59,9 @@ def test_save_copies_no_file_linking_outside_the_artifact(minilm_artifact: Path,
     assert not (tmp_path / "saved" / "special_tokens_map.json").exists()
 
 
-def test_a_hub_snapshot_whose_files_link_to_its_repos_blobs_loads(minilm_artifact_session: Path, tmp_path: Path) -> None:
+def test_a_hub_snapshot_whose_files_link_to_its_repos_blobs_loads(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
     """The hub cache's own layout: ``snapshots/<commit>/...`` links into ``blobs/`` of the same repo folder."""
     repo = tmp_path / "hub" / "models--someone--minilm"
     snapshot = repo / "snapshots" / ("0" * 40)
