@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fastembed_rt.artifact import path_hint
+from fastembed_rt.artifact import path_hint, user_path
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export.architectures import usable_positions
 
@@ -49,7 +49,7 @@ def resolve_model_dir(model: str | os.PathLike[str], revision: str | None, token
     """A local sentence-transformers model directory: a path as is, or a hub id downloaded (without the files
     loading it never reads: ``NOT_LOADED``). Its snapshot folder's name is the commit it was downloaded at
     (``snapshot_commit``)."""
-    path = Path(model).expanduser()
+    path = user_path(model)
     if path.is_dir():
         if revision:
             _ignored_revision(str(path), revision)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import glob
 import logging
 import os
 import shutil
@@ -45,6 +46,7 @@ from fastembed_rt.artifact import (
     Variant,
     file_sha256,
     load_manifest,
+    user_path,
 )
 from fastembed_rt.errors import ArtifactError, ExportError, NotEnoughMemoryError, ParityError
 from fastembed_rt.export.backbone import ExportedBackbone
@@ -103,6 +105,7 @@ def stage_artifact(
     Raises:
         ExportError: ``out`` cannot be written or replaced (``check_destination``), or its folder is not writable.
     """
+    out = Path(os.path.abspath(out))  # "." has no name to stage beside; links in the path are kept
     check_destination(out, overwrite, model=model)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     lock = None
@@ -132,7 +135,10 @@ def stage_artifact(
             if replacing:
                 earlier.rename(out)
             raise
-        shutil.rmtree(earlier, ignore_errors=True)
+        if earlier.is_symlink():  # ``out`` was a link: the link goes, the folder it named stays as it was
+            earlier.unlink()
+        else:
+            shutil.rmtree(earlier, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -162,7 +168,7 @@ def _remove_abandoned(out: Path) -> None:
     """Remove the staging folders beside ``out`` (``.<name>.tmp-*``) of exports that are no longer running."""
     if fcntl is None:
         return
-    for folder in out.parent.glob(f".{out.name}.tmp-*"):
+    for folder in out.parent.glob(f".{glob.escape(out.name)}.tmp-*"):
         try:
             if time.time() - (folder / STAGING_LOCK).stat().st_mtime < STAGING_GRACE_SECONDS:
                 continue  # just created: its export may not have locked it yet
@@ -190,7 +196,7 @@ def check_destination(out: Path, overwrite: bool, *, model: str | os.PathLike[st
     Raises:
         ExportError: naming ``out``, what is in the way and what to do.
     """
-    source = Path(model).expanduser()
+    source = user_path(model)
     if source.is_dir():
         target, origin = out.resolve(), source.resolve()
         if target == origin or origin in target.parents or target in origin.parents:
@@ -199,6 +205,14 @@ def check_destination(out: Path, overwrite: bool, *, model: str | os.PathLike[st
                 f"output directory {out} {relation} the source model directory {source}; the artifact would "
                 "replace or mix with the model's files: choose an output directory outside it"
             )
+    here = Path.cwd().resolve()
+    if out.exists() and (out.resolve() == here or out.resolve() in here.parents):
+        # the export swaps its folder in: the one this process (and the shell that started it) stands in would be
+        # renamed away and deleted, leaving the shell in a folder that no longer exists
+        raise ExportError(
+            f"output directory {out} is the current directory (or holds it); the export replaces that folder whole: "
+            "name a new folder, e.g. ./model"
+        )
     try:
         if out.exists() and not out.is_dir():
             raise ExportError(
@@ -298,7 +312,7 @@ class ArtifactWriter:
         del model
         weights_file = None if weights is None else f"{Path(GRAPH_FILE).parent}/{weights}"
         fp32 = self._variant(VARIANTS[task]["fp32"], BuildResult(GRAPH_FILE, "none", counts, weights_file=weights_file))
-        local = Path(self._model).expanduser().is_dir()
+        local = user_path(self._model).is_dir()
         Manifest(
             root=self.root,
             task=task,

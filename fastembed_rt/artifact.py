@@ -51,6 +51,7 @@ __all__ = [
     "path_hint",
     "resolve_artifact",
     "update_manifest",
+    "user_path",
     "variant_files",
 ]
 
@@ -566,16 +567,17 @@ def check_contained(path: Path, root: Path) -> None:
     """An ``ArtifactError`` when the artifact's file ``path`` (inside ``root`` by name) leads through a link to a
     place outside the artifact: a folder from a stranger (an archive, a shared volume) could otherwise hand any file
     this user can read to the engines, which return its bytes as weights, or to ``save``, which copies it. ONNX
-    Runtime and OpenVINO refuse a graph's weights outside its folder for the same reason. A hub cache snapshot's files
-    link to the blobs of their own repo folder (``models--owner--name``): those are inside."""
+    Runtime and OpenVINO refuse a graph's weights outside its folder for the same reason. A hub cache snapshot
+    (``…/snapshots/<revision>``, however it is reached: a link to it, a relative path) links its files to the
+    ``blobs`` folder beside ``snapshots``: those are inside."""
     try:
-        real = path.resolve()
-        bases = [root.resolve()]
-        if _HubSnapshot.of(root) is not None:
-            bases.append(root.parents[1].resolve())
+        real, base = path.resolve(), root.resolve()
     except (OSError, RuntimeError):  # a link loop, a folder that went: opening the file reports it
         return
-    if not any(real.is_relative_to(base) for base in bases):
+    bases = [base]
+    if base.parent.name == "snapshots":
+        bases.append(base.parent.parent / "blobs")
+    if not any(real.is_relative_to(allowed) for allowed in bases):
         raise ArtifactError(
             f"{path} leads to {real}, outside the artifact {root}: an artifact's files must lie inside its folder "
             "(links included); if you trust that file, copy it in place of the link (cp -L)"
@@ -600,6 +602,8 @@ def _read_manifest(root: Path) -> Manifest:
     """``root/manifest.json`` read and checked, without looking for the files it names."""
     path = root / MANIFEST_FILE
     try:
+        if root.is_file():  # the manifest's own path, say
+            raise ArtifactError(f"{root} is a file; an artifact is the folder that holds {MANIFEST_FILE}: pass that")
         if not root.is_dir():
             raise ArtifactError(f"artifact directory {root} does not exist; {_EXPORT_HINT}")
         if not path.is_file():
@@ -717,12 +721,28 @@ def _verify_file(
             )
 
 
+def user_path(name: str | os.PathLike[str]) -> Path:
+    """``name`` as a user means it: the path itself where it exists (a folder named ``~x`` here), else with ``~``
+    expanded; ``~x`` of no user on this machine stays as named (pathlib raised RuntimeError)."""
+    literal = Path(name)
+    if literal.exists():
+        return literal
+    try:
+        return literal.expanduser()
+    except RuntimeError:
+        return literal
+
+
 def local_path(model: str | os.PathLike[str]) -> Path | None:
     """The local directory ``model`` names (an existing path, an absolute one, or one starting with ``.`` or
-    ``~``), or None when it is a hub repo id."""
-    path = Path(model).expanduser()
+    ``~``), as an absolute path (links kept), or None when it is a hub repo id.
+
+    Absolute: a model reopens its folder later (pool workers, a pickled copy, ``save``), maybe after the process
+    changed directory, where a relative path named another folder or a hub repo. A folder named ``~x`` here is
+    that folder (``~x`` is a user's home only where no such folder exists)."""
+    path = user_path(model)
     if path.exists() or os.path.isabs(str(model)) or str(model).startswith((".", "~")):
-        return path
+        return Path(os.path.abspath(path))
     return None
 
 

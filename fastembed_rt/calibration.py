@@ -11,6 +11,7 @@ their own scale.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
@@ -147,7 +148,9 @@ def calibrate_artifact(model: Any, texts: Sequence[str], source: str) -> dict[st
             "calibrate a writable copy of the artifact"
         ) from exc
     finally:
-        staged.unlink(missing_ok=True)
-        if staged_manifest is not None:
-            staged_manifest.unlink(missing_ok=True)
+        # a read-only folder answers EROFS even for a file that is not there: the error above is the one to see
+        with contextlib.suppress(OSError):
+            staged.unlink(missing_ok=True)
+            if staged_manifest is not None:
+                staged_manifest.unlink(missing_ok=True)
     return entry

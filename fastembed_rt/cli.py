@@ -358,6 +358,9 @@ def _encode(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.output and Path(args.output).suffix.lower() in (".json", ".jsonl", ".txt", ".csv", ".tsv"):
+        kind = ".npy" if task == "embedding" else ".npz"  # what -o writes; JSON lines go to stdout
+        print(f"note: --output writes {kind} format whatever its name; leave it out for JSON lines", file=sys.stderr)
     encode = {"multi-vector": _encode_multi_vector, "sparse": _encode_sparse}.get(task, _encode_single_vector)
     with contextlib.ExitStack() as stack:
         output = stack.enter_context(_output_file(args.output)) if args.output else None
@@ -368,8 +371,9 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 # Texts a dense model embeds per call of a bulk ``encode``: each part is written before the next is embedded, so a
-# corpus of millions of lines needs memory for a part's vectors, not the whole array's (200,000 lines: 307 MB).
-TEXTS_PER_PART = 65_536
+# corpus of millions of lines needs memory for a part's vectors, not the whole array's (200,000 lines: 307 MB), and
+# --progress moves every ~10 s at 700 texts/s; within 8,192 texts the length sort pads as little as over all.
+TEXTS_PER_PART = 8_192
 
 
 def _encode_single_vector(args: argparse.Namespace, texts: list[str], output: IO[bytes] | None) -> str:

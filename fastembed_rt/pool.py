@@ -51,13 +51,14 @@ def _portable(exc: BaseException) -> BaseException:
 
 
 def _worker(
-    index: int, open_model: Callable[..., Any], load: dict[str, Any], max_seq_length: int, tasks: Any, results: Any
+    index: int, open_model: Callable[..., Any], load: dict[str, Any], settings: dict[str, Any], tasks: Any, results: Any
 ) -> None:
     """Load a model, report ready, then run ``method(chunk, **kwargs)`` on each chunk until the ``None`` sentinel;
     every answer goes into ``results``, this worker's pipe: ``(kind, chunk_id, index, payload, stats)``."""
     try:
         model = open_model(**load)
-        model.max_seq_length = max_seq_length
+        for name, value in settings.items():  # the parent's as they stand (a None it set is not the default)
+            setattr(model, name, value)
     except BaseException as exc:
         results.send(("failed", -1, index, _portable(exc), None))
         return
@@ -105,13 +106,16 @@ class MultiProcessPool:
         open_model: opens the model in a worker: a model class (it reaches the worker by its import
             path, so this module imports no model type) called with one of ``loads``.
         loads: one keyword set per worker (artifact, provider, variant, options).
-        max_seq_length: the parent model's current ``max_seq_length``.
+        settings: attributes set on each worker's model once loaded: the parent model's as they stand
+            (``max_seq_length``, prompts, its type's settings).
 
     Raises:
         The first worker's load error (e.g. ``ProviderError``), after stopping the others.
     """
 
-    def __init__(self, open_model: Callable[..., Any], loads: Sequence[dict[str, Any]], max_seq_length: int) -> None:
+    def __init__(
+        self, open_model: Callable[..., Any], loads: Sequence[dict[str, Any]], settings: dict[str, Any]
+    ) -> None:
         if not loads:
             raise ProviderError("a multi-process pool needs at least one target device")
         if getattr(multiprocessing.current_process(), "_inheriting", False):
@@ -136,7 +140,7 @@ class MultiProcessPool:
         self._processes = [
             context.Process(
                 target=_worker,
-                args=(i, open_model, dict(load), max_seq_length, self._tasks, writer),
+                args=(i, open_model, dict(load), dict(settings), self._tasks, writer),
                 name=f"fastembed-rt-{i}-{device}",
                 daemon=True,
             )

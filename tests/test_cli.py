@@ -717,3 +717,53 @@ def test_a_full_disk_under_the_output_is_one_line(minilm_artifact_session: Path,
     with open("/dev/full", "w") as full:
         done = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
     assert (done.returncode, done.stderr.strip()) == (1, "error: cannot write the output: No space left on device")
+
+
+def test_an_output_named_as_text_gets_a_note_that_it_holds_npy(
+    minilm_artifact_session: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``-o vectors.jsonl`` silently wrote NumPy's binary format."""
+    assert main(["encode", str(minilm_artifact_session), "a text", "-o", str(tmp_path / "vectors.jsonl")]) == 0
+    assert "note: --output writes .npy format whatever its name; leave it out for JSON lines" in capsys.readouterr().err
+    assert np.load(tmp_path / "vectors.jsonl").shape == (1, 384)
+
+
+def test_awkward_but_legal_paths_work_as_named(
+    minilm_artifact_session: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder named ``~x`` here crashed (pathlib's RuntimeError for an unknown user), even as ``./~x``; the
+    manifest's own path was 'does not exist'; an export into ``.`` did the work, then crashed renaming the folder
+    the shell stands in (refused at once now); stopped exports beside ``model[v2]`` were never cleaned (its name read
+    as a glob); ``--overwrite`` onto a link left a hidden ``.NAME.replaced-PID`` link behind."""
+    import shutil
+    import time
+
+    from tiny_models import build_tiny_model
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(minilm_artifact_session, tmp_path / "~nosuchuser")
+    for name in ("~nosuchuser", "./~nosuchuser"):
+        assert main(["encode", name, "a text"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["info", "~nosuchuser/manifest.json"]) == 1
+    assert "manifest.json is a file; an artifact is the folder that holds manifest.json" in capsys.readouterr().err
+
+    model_dir = build_tiny_model(tmp_path / "tiny", "bert", "mean")
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    assert main(["export", str(model_dir), ".", "--no-stsb", "--variants", "fp32"]) == 1
+    assert "output directory . is the current directory (or holds it)" in capsys.readouterr().err
+    assert (tmp_path / "here").is_dir() and not any((tmp_path / "here").iterdir()), "refused before any work"
+
+    monkeypatch.chdir(tmp_path)
+    stale = tmp_path / ".model[v2].tmp-99999"
+    (stale / "onnx").mkdir(parents=True)
+    (stale / ".export.lock").touch()
+    os.utime(stale / ".export.lock", (time.time() - 7200, time.time() - 7200))
+    assert main(["export", str(model_dir), "model[v2]", "--no-stsb", "--variants", "fp32"]) == 0
+    assert not stale.exists(), "a stopped export's staging folder beside it is removed"
+
+    os.symlink(tmp_path / "model[v2]", tmp_path / "link")
+    assert main(["export", str(model_dir), "link", "--no-stsb", "--variants", "fp32", "--overwrite"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    assert (tmp_path / "model[v2]" / "manifest.json").is_file(), "the folder the link named is left as it was"

@@ -39,7 +39,7 @@ def _without_home(monkeypatch: pytest.MonkeyPatch) -> None:
 def _hub_layout(artifact: Path, folder: Path) -> Path:
     """A copy of ``artifact`` laid out as a hub snapshot: its fp32 weights file a link to a blob in another folder
     (OpenVINO's ONNX reader refuses such a data file, so the engine puts the files side by side first)."""
-    snapshot, blobs = folder / "snapshot", folder / "blobs"
+    snapshot, blobs = folder / "snapshots" / ("0" * 40), folder / "blobs"
     shutil.copytree(artifact, snapshot)
     blobs.mkdir()
     data = snapshot / "onnx" / "model.onnx.data"

@@ -46,13 +46,52 @@ def test_a_deep_copy_has_its_own_engine(minilm_artifact_session: Path) -> None:
 def test_cross_and_sparse_encoders_pickle_with_their_settings(
     tiny_reranker_artifact: Path, tiny_splade_artifact: Path
 ) -> None:
-    reranker = CrossEncoder(tiny_reranker_artifact)
+    """A reranker's activation was lost (its copy scored with the artifact's sigmoid)."""
+    reranker = CrossEncoder(tiny_reranker_artifact, activation_fn="identity")
     pairs = [("a query", text) for text in TEXTS]
-    np.testing.assert_array_equal(pickle.loads(pickle.dumps(reranker)).predict(pairs), reranker.predict(pairs))
+    copied_reranker = pickle.loads(pickle.dumps(reranker))
+    assert copied_reranker.activation_fn == "identity"
+    np.testing.assert_array_equal(copied_reranker.predict(pairs), reranker.predict(pairs))
     splade = SparseEncoder(tiny_splade_artifact, max_active_dims=5)
     copied = pickle.loads(pickle.dumps(splade))
     assert copied.max_active_dims == 5
     np.testing.assert_array_equal(copied.encode(TEXTS).toarray(), splade.encode(TEXTS).toarray())
+
+
+def test_settings_cleared_to_none_stay_cleared_in_a_copy_and_in_pool_workers(minilm_artifact: Path) -> None:
+    """None given to the constructor means the artifact's default: a copy or a pool worker opened with the cleared
+    setting got the manifest's truncate_dim and default prompt back (other widths, other vectors)."""
+    import json
+
+    manifest = json.loads((minilm_artifact / "manifest.json").read_text())
+    manifest["truncate_dim"] = 128
+    manifest["tokenizer"]["prompts"] = {"query": "query: "}
+    manifest["tokenizer"]["default_prompt_name"] = "query"
+    (minilm_artifact / "manifest.json").write_text(json.dumps(manifest))
+    model = SentenceTransformer(minilm_artifact)
+    model.truncate_dim, model.default_prompt_name = None, None
+    expected = model.encode(TEXTS)
+    assert expected.shape == (3, 384)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).encode(TEXTS), expected)
+    pool = model.start_multi_process_pool(["cpu"])
+    try:
+        np.testing.assert_allclose(model.encode(TEXTS, pool=pool), expected, atol=1e-6)
+    finally:
+        model.stop_multi_process_pool(pool)
+
+
+def test_a_model_opened_by_a_relative_path_reopens_that_folder_from_anywhere(
+    minilm_artifact_session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relative path was kept: after a chdir a copy or a pool worker opened whatever sat at that path there (or
+    asked the hub for a repo of that name)."""
+    monkeypatch.chdir(minilm_artifact_session.parent)
+    model = SentenceTransformer(minilm_artifact_session.name)
+    data = pickle.dumps(model)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / minilm_artifact_session.name).mkdir()  # another folder of that name, here
+    np.testing.assert_array_equal(pickle.loads(data).encode(TEXTS), model.encode(TEXTS))
+    assert model.manifest.root == minilm_artifact_session
 
 
 def test_a_model_passed_to_a_spawned_process_pool_worker_encodes_there(minilm_artifact_session: Path) -> None:

@@ -85,7 +85,11 @@ def serving(*models: str | Path, args: tuple[str, ...] = ()) -> Iterator[Server]
 def _serving_on(port: int, models: tuple[str | Path, ...], args: tuple[str, ...], retry: bool) -> Iterator[Server]:
     command = [sys.executable, "-m", "fastembed_rt.server", *map(str, models), "--port", str(port)]
     command += ["--host", "127.0.0.1", "--log-level", "warning", *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # the server reads TEI's environment variables (API_KEY, PAYLOAD_LIMIT, ...): the tests' servers see none
+    from fastembed_rt.server.main import TEI_ENVIRONMENT
+
+    env = {k: v for k, v in os.environ.items() if k not in TEI_ENVIRONMENT and k != "FASTEMBED_RT_API_KEY"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     try:

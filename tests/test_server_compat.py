@@ -15,7 +15,7 @@ from tiny_models import export_tiny_model
 
 from fastembed_rt import SentenceTransformer
 from fastembed_rt.server import ServedModel, ServerConfig, create_app
-from fastembed_rt.server.main import add_arguments, config_from_args
+from fastembed_rt.server.main import add_arguments, config_from_args, tei_environment_used
 from fastembed_rt.server.state import ServerState
 
 TEXTS = ["A man is playing a guitar.", "A woman slices an onion."]
@@ -132,6 +132,10 @@ def test_vertex_answers_each_instance_as_the_default_route_in_order(client: Test
         ranked.json()["predictions"][0]
         == client.post("/rerank", json={"query": "q", "texts": TEXTS, "model": "reranker"}).json()
     )
+    # one request: the instances' inputs together within --max-client-batch-size (each alone passed; their sum
+    # could pass --max-concurrent-requests, a 429 no retry ends)
+    many = client.post("/vertex", json={"instances": [{"inputs": ["a"] * 300, "model": "dense"}] * 2})
+    assert many.status_code == 422 and "batch size 600 > maximum allowed batch size 512" in many.json()["error"]
     failing = client.post("/vertex", json={"instances": [instances[0], {"inputs": "", "model": "dense"}]})
     assert failing.status_code == 400 and failing.json()["error_type"] == "Empty"
     assert client.post("/vertex", json={"instances": []}).status_code == 400
@@ -165,7 +169,7 @@ def test_teis_environment_variables_set_the_flags_defaults(monkeypatch: pytest.M
     """A TEI deployment's API_KEY left auth off here, silently; its other settings were ignored too."""
     for name, value in {
         "API_KEY": "secret",
-        "MAX_CONCURRENT_REQUESTS": "64",
+        "MAX_CONCURRENT_REQUESTS": "16",  # TEI's counts requests: not ours, which counts inputs
         "MAX_BATCH_TOKENS": "4096",
         "MAX_CLIENT_BATCH_SIZE": "8",
         "PAYLOAD_LIMIT": "1000",
@@ -175,13 +179,24 @@ def test_teis_environment_variables_set_the_flags_defaults(monkeypatch: pytest.M
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("FASTEMBED_RT_API_KEY", raising=False)
     config = _serve_config([])
-    assert (config.api_key, config.max_concurrent_requests, config.max_batch_tokens) == ("secret", 64, 4096)
+    assert (config.api_key, config.max_concurrent_requests, config.max_batch_tokens) == ("secret", 512, 4096)
     assert (config.max_client_batch_size, config.payload_limit, config.auto_truncate) == (8, 1000, False)
     assert config.cors_allow_origin == ("https://a.example", "https://b.example")
+    assert tei_environment_used(config) == [
+        "API_KEY",
+        "MAX_BATCH_TOKENS",
+        "MAX_CLIENT_BATCH_SIZE",
+        "PAYLOAD_LIMIT",
+        "AUTO_TRUNCATE",
+        "CORS_ALLOW_ORIGIN",
+    ]
     flags = _serve_config(["--max-batch-tokens", "512", "--auto-truncate", "--cors-allow-origin", "*"])
     assert (flags.max_batch_tokens, flags.auto_truncate, flags.cors_allow_origin) == (512, True, ("*",))
+    assert "MAX_BATCH_TOKENS" not in tei_environment_used(flags), "the flag set it, and the log must not say $VAR did"
+    monkeypatch.setenv("FASTEMBED_RT_API_KEY", "")  # an unset template variable: TEI's key still counts
+    assert _serve_config([]).api_key == "secret"
     monkeypatch.setenv("FASTEMBED_RT_API_KEY", "ours")
-    assert _serve_config([]).api_key == "ours"
+    assert _serve_config([]).api_key == "ours" and "API_KEY" not in tei_environment_used(_serve_config([]))
 
 
 def test_a_bad_tei_environment_value_is_a_usage_error_naming_it(
@@ -191,3 +206,28 @@ def test_a_bad_tei_environment_value_is_a_usage_error_naming_it(
     with pytest.raises(SystemExit):
         _serve_config([])
     assert "not a whole number: 'lots' (from the flag or $MAX_BATCH_TOKENS)" in capsys.readouterr().err
+
+
+def test_a_wrong_method_on_the_root_lists_every_method_it_takes(client: TestClient) -> None:
+    """GET / (health) hid POST / (the default route) in the 405's Allow and message."""
+    response = client.put("/", json={"inputs": "a"})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD, POST" and response.json()["error"].endswith("use GET, HEAD, POST")
+
+
+def test_a_path_holding_an_equals_sign_is_served_whole(tmp_path: Path) -> None:
+    """``run=3/model`` was split as NAME=ARTIFACT, and ``3/model`` looked up on the hub."""
+    (tmp_path / "run=3" / "model").mkdir(parents=True)
+    served = _serve_config([str(tmp_path / "run=3" / "model")]).models[1]
+    assert (served.name, served.artifact) == ("model", str(tmp_path / "run=3" / "model"))
+    assert _serve_config(["name=elsewhere/model"]).models[1] == ServedModel("name", "elsewhere/model")
+
+
+def test_a_model_name_in_another_unicode_form_finds_its_model(unnormalized: Path) -> None:
+    """A folder named in NFD (macOS, rsync) was 'not served' under the NFC name a client typed."""
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "café")
+    for client in _client((nfd, unnormalized), ("other", unnormalized)):
+        answered = client.post("/embed", json={"inputs": "a", "model": unicodedata.normalize("NFC", "café")})
+        assert answered.status_code == 200, answered.text

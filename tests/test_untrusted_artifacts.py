@@ -60,7 +60,7 @@ def test_save_copies_no_file_linking_outside_the_artifact(minilm_artifact: Path,
 
 
 def test_a_hub_snapshot_whose_files_link_to_its_repos_blobs_loads(
-    minilm_artifact_session: Path, tmp_path: Path
+    minilm_artifact_session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The hub cache's own layout: ``snapshots/<commit>/...`` links into ``blobs/`` of the same repo folder."""
     repo = tmp_path / "hub" / "models--someone--minilm"
@@ -75,3 +75,19 @@ def test_a_hub_snapshot_whose_files_link_to_its_repos_blobs_loads(
             os.symlink(os.path.relpath(blob, link.parent), link)
     model = SentenceTransformer(snapshot, provider="cpu", provider_cache_dir=tmp_path / "c")
     assert model.encode(["a sentence"]).shape == (1, 384)
+    # reached through a link to it, or by a relative path from inside: the same snapshot
+    os.symlink(snapshot, tmp_path / "link")
+    assert SentenceTransformer(tmp_path / "link", provider="cpu").encode(["a sentence"]).shape == (1, 384)
+    monkeypatch.chdir(snapshot)
+    assert SentenceTransformer(".", provider="cpu").encode(["a sentence"]).shape == (1, 384)
+
+
+def test_a_snapshot_like_folder_may_not_link_beyond_its_blobs(minilm_artifact: Path, tmp_path: Path) -> None:
+    """Only the ``blobs`` folder beside ``snapshots`` is the snapshot's own, not the folder around it."""
+    repo = tmp_path / "downloads"
+    snapshot = repo / "snapshots" / "x"
+    shutil.copytree(minilm_artifact, snapshot)
+    (snapshot / "tokenizer.json").rename(repo / "tokenizer.json")
+    os.symlink(repo / "tokenizer.json", snapshot / "tokenizer.json")
+    with pytest.raises(ArtifactError, match=r"tokenizer.json leads to .*downloads/tokenizer.json, outside"):
+        SentenceTransformer(snapshot)

@@ -35,6 +35,7 @@ from fastembed_rt.artifact import (
     load_manifest,
     resolve_artifact,
     unreadable,
+    user_path,
     verify_variant_file,
 )
 from fastembed_rt.errors import ArtifactError, InputError, LongInputError, ProviderError
@@ -394,7 +395,7 @@ class ArtifactModel:
         Raises:
             InputError: ``path`` is the artifact itself, or ``variants`` names one the artifact lacks.
         """
-        target = Path(path).expanduser().resolve()
+        target = user_path(path).resolve()
         if target == self.manifest.root.resolve():
             raise InputError(f"save(path): {target} is the artifact this model was loaded from")
         known = {variant.name: variant for variant in self.manifest.variants}
@@ -739,10 +740,11 @@ class ArtifactModel:
         return self._describe()
 
 
-def _reopen(kind: type[_Model], load: dict[str, Any], max_seq_length: int) -> _Model:
-    """A pickled model (``MultiProcessModel.__reduce__``), opened again."""
+def _reopen(kind: type[_Model], load: dict[str, Any], settings: dict[str, Any]) -> _Model:
+    """A pickled model (``MultiProcessModel.__reduce__``), opened again and set as it was."""
     model = kind(**load)
-    model.max_seq_length = max_seq_length
+    for name, value in settings.items():
+        setattr(model, name, value)
     return model
 
 
@@ -751,28 +753,29 @@ class MultiProcessModel(ArtifactModel):
     (``start_multi_process_pool``; ``fastembed_rt.pool``)."""
 
     def _pool_load(self) -> dict[str, Any]:
-        """What a worker's model takes besides how this one was opened (the model type's own settings)."""
+        """The model type's own settings as they stand, by attribute (``truncate_dim``, ``activation_fn``, ...)."""
         return {}
 
-    def _reopening(self) -> dict[str, Any]:
-        """The arguments that open this model again as it is now (but ``max_seq_length``): how it was opened, its
-        prompts and its type's settings."""
+    def _settings(self) -> dict[str, Any]:
+        """What a copy of this model (a pool's worker, an unpickled one) sets once opened, in order, so that it runs
+        as this one does now: a setting the user cleared to None stays None (passed to the constructor, None means
+        the artifact's default)."""
         return {
-            **self._load,
-            "prompts": self.prompts,
+            "max_seq_length": self.max_seq_length,
+            "prompts": dict(self.prompts),
             "default_prompt_name": self.default_prompt_name,
             **self._pool_load(),
         }
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickling (``pickle``, ``cloudpickle``, ``copy.deepcopy``, a process pool's or joblib's arguments) carries
-        how to open the model, not its engine: the copy opens the same artifact folder again (a hub artifact: its
-        cached snapshot, no download) with its own engine, and this model's prompts, default prompt,
-        ``max_seq_length`` and settings, as a sentence-transformers model pickles whole. The folder must be there
-        where the copy is loaded."""
+        how to open the model, not its engine: the copy opens the same artifact folder again (by its absolute path;
+        a hub artifact: its cached snapshot, no download) with its own engine, and this model's prompts, default
+        prompt, ``max_seq_length`` and settings, as a sentence-transformers model pickles whole. The folder must be
+        there where the copy is loaded."""
         if not isinstance(self._load["provider"], str):
             raise TypeError(f"{type(self).__name__} opened on an engine instance cannot be pickled; open it by name")
-        return _reopen, (type(self), self._reopening(), self.max_seq_length)
+        return _reopen, (type(self), dict(self._load), self._settings())
 
     def start_multi_process_pool(
         self, target_devices: list[str] | None = None, *, intra_op_threads: int | None = None
@@ -799,7 +802,7 @@ class MultiProcessModel(ArtifactModel):
         options: ProviderOptions = self._load["provider_options"]
         loads = [
             {
-                **self._reopening(),
+                **self._load,
                 "provider": device,
                 "provider_options": replace(options, intra_op_threads=threads, device=None),
             }
@@ -807,7 +810,7 @@ class MultiProcessModel(ArtifactModel):
         ]
         from fastembed_rt.pool import MultiProcessPool  # multiprocessing: only a process that starts a pool pays for it
 
-        return MultiProcessPool(type(self), loads, self.max_seq_length)
+        return MultiProcessPool(type(self), loads, self._settings())
 
     @staticmethod
     def stop_multi_process_pool(pool: MultiProcessPool) -> None:

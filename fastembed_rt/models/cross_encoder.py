@@ -214,6 +214,9 @@ class CrossEncoder(MultiProcessModel):
         self.activation_fn: ActivationLike = (head.default_activation or self._fused) if fn is None else fn
         self._activation_name(self.activation_fn)  # fail early on an unknown name
 
+    def _pool_load(self) -> dict[str, Any]:
+        return {"activation_fn": self.activation_fn}
+
     def _saved_manifest(self) -> Manifest:
         """The manifest with ``activation_fn`` as predict's default, as sentence-transformers saves it in its config:
         a name or an activation module. Any other callable cannot be written: refused, not dropped (the copy would

@@ -81,7 +81,7 @@ def _authorized(state: ServerState, request: Request) -> bool:
 
 
 def _gate(state: ServerState, request: Request) -> None:
-    """Auth, then readiness: the checks every route but ``/health`` passes before its work."""
+    """Auth, then readiness: the checks every route but the health checks passes before its work."""
     if not _authorized(state, request):
         raise RequestError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'", "Auth")
     if state.draining:
@@ -254,6 +254,10 @@ def create_app(config: ServerConfig, *, state: ServerState | None = None) -> Sta
         routes.append(Route(path, _endpoint(state, path, handler, Api(api)), methods=["POST"]))
     known = {route.path for route in routes}
     paths = ", ".join(sorted(known))
+    # every method a path takes, for a 405's Allow (Starlette names only the first route of the path: GET / hid POST)
+    methods: dict[str, set[str]] = {}
+    for route in routes:
+        methods.setdefault(route.path, set()).update(route.methods or ())
 
     async def no_route(request: Request, exc: Exception) -> Response:
         """Starlette's 404 and 405 (and any other HTTPException), as JSON in the path's API shape, counted under
@@ -262,6 +266,8 @@ def create_app(config: ServerConfig, *, state: ServerState | None = None) -> Sta
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         path, method = request.url.path, request.method
         allow = exc.headers.get("Allow") if isinstance(exc, HTTPException) and exc.headers else None
+        if allow and path in methods:
+            allow = ", ".join(sorted(methods[path]))
         if status == 404:  # the routes listed to those who may call them (as /openapi.json is)
             listed = f"; routes: {paths}" if _authorized(state, request) else ""
             error = RequestError(404, f"no route {path}{listed}", "NotFound")
@@ -285,7 +291,7 @@ def create_app(config: ServerConfig, *, state: ServerState | None = None) -> Sta
                 CORSMiddleware,
                 allow_origins=list(config.cors_allow_origin),
                 allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type"],
+                allow_headers=["*"],  # the OpenAI SDKs send x-stainless-* headers beside these
             )
         )
     app = Starlette(

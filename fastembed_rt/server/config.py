@@ -50,8 +50,9 @@ class ServerConfig:
         chunk_overlap: tokens consecutive windows share.
         batch_wait_ms: how long a worker waits for more requests before running what it has
             (0: run at once; the benchmark measures the choice).
-        api_key: when set, every route but ``/health`` needs ``Authorization: Bearer <key>`` (surrounding
-            whitespace ignored); an empty or blank key is no key, and a warning says auth is off.
+        api_key: when set, every route but the health checks (GET ``/health``, ``/ping``, ``/``) needs
+            ``Authorization: Bearer <key>`` (surrounding whitespace ignored); an empty or blank key is no key, and a
+            warning says auth is off.
         cors_allow_origin: the origins whose web pages may call the server from a browser (``*``: any); none by
             default (no CORS headers, so a page elsewhere cannot read an answer).
         graceful_timeout: seconds SIGTERM waits for accepted requests (any fraction; 0: none); then the

@@ -489,6 +489,8 @@ async def vertex(state: ServerState, request: Request, data: dict[str, Any]) -> 
     batched with other requests), as ``{"predictions": [...]}`` in their order; a failing instance fails the request,
     as in TEI."""
     instances = parse_vertex(data, state.config.max_client_batch_size)
+    name = instances[0].get("model")  # the request's model label: the first instance's (the others run in tasks)
+    state.pick(name if isinstance(name, str) else None, None, "/vertex")
     # every instance settles before the answer (an early failure would leave the others' errors unretrieved)
     settled = await asyncio.gather(*(default_route(state, request, i) for i in instances), return_exceptions=True)
     for outcome in settled:

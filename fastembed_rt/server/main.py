@@ -44,17 +44,36 @@ def _port(value: str | int) -> int:
 
 
 # text-embeddings-inference reads each of its flags from an environment variable of that name: a TEI deployment's
-# settings (API_KEY above all: auth was silently off) carry over. Ours (FASTEMBED_RT_API_KEY) win; HOSTNAME is not
-# read (every container sets it, and TEI's 0.0.0.0 default is not ours).
-TEI_ENVIRONMENT = (
-    "API_KEY",
-    "MAX_CONCURRENT_REQUESTS",
-    "MAX_BATCH_TOKENS",
-    "MAX_CLIENT_BATCH_SIZE",
-    "PAYLOAD_LIMIT",
-    "AUTO_TRUNCATE",
-    "CORS_ALLOW_ORIGIN",
-)
+# settings (API_KEY above all: auth was silently off) carry over, by the name of the ServerConfig field each sets.
+# Ours (FASTEMBED_RT_API_KEY) win. Not read: HOSTNAME (every container sets it, and TEI's 0.0.0.0 default is not
+# ours) and MAX_CONCURRENT_REQUESTS (TEI counts requests, --max-concurrent-requests counts inputs).
+TEI_ENVIRONMENT = {
+    "API_KEY": "api_key",
+    "MAX_BATCH_TOKENS": "max_batch_tokens",
+    "MAX_CLIENT_BATCH_SIZE": "max_client_batch_size",
+    "PAYLOAD_LIMIT": "payload_limit",
+    "AUTO_TRUNCATE": "auto_truncate",
+    "CORS_ALLOW_ORIGIN": "cors_allow_origin",
+}
+
+
+def tei_environment_used(config: ServerConfig) -> list[str]:
+    """TEI's variables that set a value ``config`` holds (a flag given instead, or FASTEMBED_RT_API_KEY, wins)."""
+    used = []
+    for name, field in TEI_ENVIRONMENT.items():
+        value = os.environ.get(name, "").strip()
+        if not value or (name == "API_KEY" and os.environ.get("FASTEMBED_RT_API_KEY", "").strip()):
+            continue
+        held = getattr(config, field)
+        if name == "AUTO_TRUNCATE":
+            same = str(held).lower() == value.lower()
+        elif name == "CORS_ALLOW_ORIGIN":
+            same = held == tuple(filter(None, (o.strip() for o in value.split(","))))
+        else:
+            same = str(held).strip() == value
+        if same:
+            used.append(name)
+    return used
 
 
 def _whole(variable: str) -> Callable[[str | int], int]:
@@ -73,7 +92,10 @@ def _switch(value: str) -> str:
     """``--auto-truncate``'s value (TEI takes the bare flag as true, and any case)."""
     lowered = value.strip().lower()
     if lowered not in ("true", "false"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r} (from the flag or $AUTO_TRUNCATE)")
+        raise argparse.ArgumentTypeError(
+            f"expected true or false, got {value!r} (from the flag or $AUTO_TRUNCATE; a bare --auto-truncate takes "
+            "the next word as its value: put it after the models, or write --auto-truncate true)"
+        )
     return lowered
 
 
@@ -117,8 +139,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     env = os.environ.get
     parser.add_argument(
         "--max-concurrent-requests",
-        type=_whole("MAX_CONCURRENT_REQUESTS"),
-        default=env("MAX_CONCURRENT_REQUESTS", d.max_concurrent_requests),
+        type=int,
+        default=d.max_concurrent_requests,
         help="input items admitted at once (queued or running); past it: 429 + Retry-After",
     )
     parser.add_argument(
@@ -165,9 +187,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--api-key",
-        default=env("FASTEMBED_RT_API_KEY", env("API_KEY")),
-        help="require 'Authorization: Bearer KEY' on every route but /health (default $FASTEMBED_RT_API_KEY, else "
-        "TEI's $API_KEY; an empty or blank key leaves auth off, with a warning)",
+        # an empty FASTEMBED_RT_API_KEY (a template's unset ${KEY}) leaves TEI's API_KEY its say
+        default=env("FASTEMBED_RT_API_KEY") or env("API_KEY") or env("FASTEMBED_RT_API_KEY"),
+        help="require 'Authorization: Bearer KEY' on every route but the health checks (GET /health, /ping, /) "
+        "(default $FASTEMBED_RT_API_KEY, else TEI's $API_KEY; an empty or blank key leaves auth off, with a warning)",
     )
     parser.add_argument(
         "--cors-allow-origin",
@@ -189,7 +212,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _served(spec: str) -> ServedModel:
     name, sep, artifact = spec.partition("=")
-    if not sep:
+    if not sep or Path(spec).exists():  # an existing path is one whole, `=` and all (run=3/model)
         artifact = spec
         name = Path(spec.rstrip("/")).name or spec
     return ServedModel(name, artifact)
@@ -329,13 +352,18 @@ def _ipv4_instead(port: int, why: OSError) -> socket.socket:
 def run(config: ServerConfig, log_level: str = "info") -> int:
     """Serve until SIGTERM/SIGINT; the exit code (0, or 1 when a model failed to load)."""
     problems = config.check()
+    taken = tei_environment_used(config)
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
+        if taken:
+            print(f"note: TEI's environment variables {', '.join(taken)} set some of those values", file=sys.stderr)
         return 2
     configure_logging(log_level, hub=any(not Path(m.artifact).exists() for m in config.models))
-    if taken := [name for name in TEI_ENVIRONMENT if os.environ.get(name)]:
-        logger.info("TEI's environment variables %s set the defaults of their flags", ", ".join(taken))
+    if "API_KEY" in taken:  # a generic name: a stray one turns auth on, said where --log-level warning shows it
+        logger.warning("authentication is on with the key from $API_KEY (TEI's variable; --api-key overrides it)")
+    if others := [name for name in taken if name != "API_KEY"]:
+        logger.info("TEI's environment variables %s set the values of their flags", ", ".join(others))
     port = os.environ.get("PORT", "").strip()
     if port and port != str(config.port):
         logger.warning(

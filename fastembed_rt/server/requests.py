@@ -539,9 +539,23 @@ def parse_vertex(data: dict[str, Any], max_client_batch_size: int) -> list[dict[
         raise _invalid(f"`instances` must be a list of request bodies, got {_kind(instances)}")
     if not instances:
         raise RequestError(400, "`instances` cannot be empty", "Empty")
-    if len(instances) > max_client_batch_size:
-        raise _too_many(len(instances), max_client_batch_size)
     for i, instance in enumerate(instances):
         if not isinstance(instance, dict):
             raise _invalid(f"`instances[{i}]` must be a request body (an object), got {_kind(instance)}")
+    # one request: its instances' inputs together within --max-client-batch-size (each alone was, and their sum
+    # could pass --max-concurrent-requests: a 429 no retry could end)
+    total = sum(_input_count(instance) for instance in instances)
+    if total > max_client_batch_size:
+        raise _too_many(total, max_client_batch_size)
     return instances
+
+
+def _input_count(body: dict[str, Any]) -> int:
+    """The inputs a request body holds (a rerank's texts; a list of token ids is one), for the batch limit."""
+    value = body.get("texts", body.get("inputs"))
+    if isinstance(value, dict):  # a similarity request: its source and sentences
+        sentences = value.get("sentences")
+        return 1 + (len(sentences) if isinstance(sentences, list) else 0)
+    if isinstance(value, list) and value and not _is_number(value[0]):
+        return len(value)
+    return 1

@@ -12,6 +12,7 @@ import contextvars
 import logging
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -344,6 +345,10 @@ class ServerState:
         kinds = None if tasks is None else " or ".join(tasks)
         if name is not None:
             served = self.models.get(name)
+            if served is None:  # a name typed in another Unicode form (macOS and rsync write folder names NFD)
+                wanted = unicodedata.normalize("NFC", name)
+                same = (s for key, s in self.models.items() if unicodedata.normalize("NFC", key) == wanted)
+                served = next(same, None)
             if served is None and len(self.models) == 1:
                 # One model served, as TEI always serves: its OpenAI route never reads `model`, so clients set up
                 # for it send any name (LangChain's "text-embedding-ada-002"). With several, names must match.
