@@ -87,11 +87,11 @@ def _spawn_preparation() -> Iterator[None]:
     """Workers start under a standard global start method. A spawned child sets the parent's global start method
     before anything else; in a joblib (loky) worker that method is ``loky``, which a plain spawned child cannot find:
     every worker died at start-up (``cannot find context for 'loky'``). The parent's method is put back after."""
-    method = multiprocessing.get_start_method(allow_none=True)
-    if method is None or method in _STANDARD_START_METHODS:
-        yield
-        return
-    with _START_METHOD_LOCK:
+    with _START_METHOD_LOCK:  # taken always: a pool starting in another thread meanwhile sees the method it set
+        method = multiprocessing.get_start_method(allow_none=True)
+        if method is None or method in _STANDARD_START_METHODS:
+            yield
+            return
         multiprocessing.set_start_method("spawn", force=True)
         try:
             yield

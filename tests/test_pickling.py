@@ -27,9 +27,10 @@ def test_a_pickled_model_opens_again_with_its_settings_and_gives_the_same_vector
 ) -> None:
     """Pickling raised ONNX Runtime's 'cannot pickle InferenceSession' (sentence-transformers models pickle)."""
     model = SentenceTransformer(minilm_artifact_session, prompts={"query": "query: "}, truncate_dim=128)
-    model.max_seq_length = 64
+    model.max_seq_length, model.token_budget = 64, 999
     copied = pickle.loads(pickle.dumps(model))
     assert (copied.max_seq_length, copied.truncate_dim, copied.prompts) == (64, 128, model.prompts)
+    assert (copied.token_budget, copied.max_batch_bytes) == (999, model.max_batch_bytes)
     np.testing.assert_array_equal(copied.encode(TEXTS, prompt_name="query"), model.encode(TEXTS, prompt_name="query"))
 
 

@@ -775,7 +775,9 @@ class MultiProcessModel(ArtifactModel):
         there where the copy is loaded."""
         if not isinstance(self._load["provider"], str):
             raise TypeError(f"{type(self).__name__} opened on an engine instance cannot be pickled; open it by name")
-        return _reopen, (type(self), dict(self._load), self._settings())
+        # the memory bounds too (a pool's workers keep their own device's defaults)
+        bounds = {"token_budget": self.token_budget, "max_batch_bytes": self.max_batch_bytes}
+        return _reopen, (type(self), dict(self._load), {**self._settings(), **bounds})
 
     def start_multi_process_pool(
         self, target_devices: list[str] | None = None, *, intra_op_threads: int | None = None
