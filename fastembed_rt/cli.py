@@ -852,9 +852,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: one line, not a traceback
-        terminated = isinstance(exc, _Terminated)
-        print("stopped by SIGTERM" if terminated else "interrupted", file=sys.stderr)
-        return 128 + exc.signum if isinstance(exc, _Terminated) else 130
+        return _stopped(exc)
     except BrokenPipeError:  # the reader went away (`fastembed-rt info A | head`): stop quietly, as shell tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
         return 141  # 128 + SIGPIPE
@@ -863,6 +861,34 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: cannot write the output: {exc.strerror}", file=sys.stderr)  # stdout on a full disk
         return 1
+    except Exception as exc:
+        # Ctrl-C or SIGTERM inside an import (onnxruntime's, while the model loads) comes out as that module's
+        # ImportError "initialization failed", the interrupt its cause
+        interrupt = _interrupt_in(exc)
+        if interrupt is None:
+            raise
+        return _stopped(interrupt)
+
+
+def _interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM behind ``exc`` (its cause or context, at any depth), or None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _stopped(exc: KeyboardInterrupt) -> int:
+    """The one line and exit status of a command stopped by Ctrl-C (130) or SIGTERM (143)."""
+    if isinstance(exc, _Terminated):
+        print("stopped by SIGTERM", file=sys.stderr)
+        return 128 + exc.signum
+    print("interrupted", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":

@@ -767,3 +767,21 @@ def test_awkward_but_legal_paths_work_as_named(
     assert main(["export", str(model_dir), "link", "--no-stsb", "--variants", "fp32", "--overwrite"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     assert (tmp_path / "model[v2]" / "manifest.json").is_file(), "the folder the link named is left as it was"
+
+
+def test_a_stop_signal_inside_an_import_is_still_one_line(
+    minilm_artifact_session: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM while the model loaded landed inside onnxruntime's import, which re-raised it as ImportError
+    ("initialization failed"): a traceback and exit 1 instead of 143 (seen when a CI machine was slow to load)."""
+    import fastembed_rt.cli as cli
+
+    def loading(args: Any) -> int:
+        try:
+            raise cli._Terminated(15)
+        except KeyboardInterrupt as exc:  # what onnxruntime/__init__.py does with any exception of its import
+            raise ImportError("initialization failed") from exc
+
+    monkeypatch.setattr(cli, "_encode", loading)  # the command main's parser runs
+    assert main(["encode", str(minilm_artifact_session), "a text"]) == 143
+    assert capsys.readouterr().err.strip() == "stopped by SIGTERM"

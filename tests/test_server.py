@@ -88,7 +88,7 @@ def _serving_on(port: int, models: tuple[str | Path, ...], args: tuple[str, ...]
     # the server reads TEI's environment variables (API_KEY, PAYLOAD_LIMIT, ...): the tests' servers see none
     from fastembed_rt.server.main import TEI_ENVIRONMENT
 
-    env = {k: v for k, v in os.environ.items() if k not in TEI_ENVIRONMENT and k != "FASTEMBED_RT_API_KEY"}
+    env = {k: v for k, v in os.environ.items() if k not in TEI_ENVIRONMENT}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
