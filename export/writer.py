@@ -105,7 +105,7 @@ def stage_artifact(
     Raises:
         ExportError: ``out`` cannot be written or replaced (``check_destination``), or its folder is not writable.
     """
-    out = Path(os.path.abspath(out))  # "." has no name to stage beside; links in the path are kept
+    out = out.absolute()  # "." has no name to stage beside; "link/.." kept for the OS to read (abspath cut it)
     check_destination(out, overwrite, model=model)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     lock = None
@@ -206,7 +206,7 @@ def check_destination(out: Path, overwrite: bool, *, model: str | os.PathLike[st
                 "replace or mix with the model's files: choose an output directory outside it"
             )
     here = Path.cwd().resolve()
-    if out.exists() and (out.resolve() == here or out.resolve() in here.parents):
+    if out.exists() and not out.is_symlink() and (out.resolve() == here or out.resolve() in here.parents):
         # the export swaps its folder in: the one this process (and the shell that started it) stands in would be
         # renamed away and deleted, leaving the shell in a folder that no longer exists
         raise ExportError(

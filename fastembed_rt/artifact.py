@@ -742,7 +742,7 @@ def local_path(model: str | os.PathLike[str]) -> Path | None:
     that folder (``~x`` is a user's home only where no such folder exists)."""
     path = user_path(model)
     if path.exists() or os.path.isabs(str(model)) or str(model).startswith((".", "~")):
-        return Path(os.path.abspath(path))
+        return path.absolute()  # not os.path.abspath: "link/.." is the link's target's parent, as the OS reads it
     return None
 
 

@@ -118,6 +118,13 @@ class MultiProcessPool:
     ) -> None:
         if not loads:
             raise ProviderError("a multi-process pool needs at least one target device")
+        try:  # checked before any queue or process exists: Process.start raised PicklingError with both half made
+            pickle.dumps(settings)
+        except Exception as exc:
+            raise InputError(
+                f"the model's settings cannot be sent to the pool's worker processes ({exc}); set names and values "
+                "(e.g. activation_fn='sigmoid'), not local functions"
+            ) from None
         if getattr(multiprocessing.current_process(), "_inheriting", False):
             # A worker importing a script that starts a pool without a main guard: it dies here, as Process.start would
             # make it, before the queue's semaphores exist (their leak was reported at exit after the pool's error)

@@ -134,3 +134,11 @@ def test_the_servers_request_error_pickles_with_its_fields() -> None:
         1,
         "rate_limit_exceeded",
     )
+
+
+def test_a_pool_of_a_model_set_with_a_local_function_is_refused_clearly(tiny_reranker_artifact: Path) -> None:
+    """The settings reach the workers pickled: a lambda activation was a raw PicklingError from Process.start."""
+    reranker = CrossEncoder(tiny_reranker_artifact)
+    reranker.activation_fn = lambda logits: logits
+    with pytest.raises(InputError, match=r"settings cannot be sent to the pool's worker processes"):
+        reranker.start_multi_process_pool(["cpu"])

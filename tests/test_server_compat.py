@@ -193,8 +193,11 @@ def test_teis_environment_variables_set_the_flags_defaults(monkeypatch: pytest.M
     flags = _serve_config(["--max-batch-tokens", "512", "--auto-truncate", "--cors-allow-origin", "*"])
     assert (flags.max_batch_tokens, flags.auto_truncate, flags.cors_allow_origin) == (512, True, ("*",))
     assert "MAX_BATCH_TOKENS" not in tei_environment_used(flags), "the flag set it, and the log must not say $VAR did"
-    monkeypatch.setenv("FASTEMBED_RT_API_KEY", "")  # an unset template variable: TEI's key still counts
-    assert _serve_config([]).api_key == "secret"
+    for blank in ("", "  "):  # an unset template variable, or a blank one: no key, so TEI's key still counts
+        monkeypatch.setenv("FASTEMBED_RT_API_KEY", blank)
+        assert _serve_config([]).api_key == "secret"
+    monkeypatch.setenv("MAX_BATCH_TOKENS", "04096")  # the value it set, however written
+    assert "MAX_BATCH_TOKENS" in tei_environment_used(_serve_config([]))
     monkeypatch.setenv("FASTEMBED_RT_API_KEY", "ours")
     assert _serve_config([]).api_key == "ours" and "API_KEY" not in tei_environment_used(_serve_config([]))
 
@@ -231,3 +234,12 @@ def test_a_model_name_in_another_unicode_form_finds_its_model(unnormalized: Path
     for client in _client((nfd, unnormalized), ("other", unnormalized)):
         answered = client.post("/embed", json={"inputs": "a", "model": unicodedata.normalize("NFC", "café")})
         assert answered.status_code == 200, answered.text
+
+
+def test_vertex_counts_a_cross_encoders_pair_as_one_input(tiny_reranker_artifact: Path) -> None:
+    """["q", "d"] is one pair on /predict: /vertex counted two, and refused two pairs under a limit of 2."""
+    for client in _client(("reranker", tiny_reranker_artifact), max_client_batch_size=2, max_concurrent_requests=2):
+        body = {"instances": [{"inputs": ["q", "d"]}, {"inputs": ["q", "e"]}]}
+        response = client.post("/vertex", json=body)
+        assert response.status_code == 200, response.text
+        assert len(response.json()["predictions"]) == 2

@@ -91,3 +91,19 @@ def test_a_snapshot_like_folder_may_not_link_beyond_its_blobs(minilm_artifact: P
     os.symlink(repo / "tokenizer.json", snapshot / "tokenizer.json")
     with pytest.raises(ArtifactError, match=r"tokenizer.json leads to .*downloads/tokenizer.json, outside"):
         SentenceTransformer(snapshot)
+
+
+def test_a_path_through_a_link_and_up_names_the_folder_the_system_finds(
+    minilm_artifact_session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``link/../b/model`` is the link target's sibling, as the OS reads it; made absolute by text it named another
+    folder (or none)."""
+    from fastembed_rt.artifact import local_path
+
+    (tmp_path / "deep" / "a" / "b").mkdir(parents=True)
+    shutil.copytree(minilm_artifact_session, tmp_path / "deep" / "a" / "b" / "model")
+    os.symlink(tmp_path / "deep" / "a" / "b", tmp_path / "lnk")
+    monkeypatch.chdir(tmp_path)
+    found = local_path("lnk/../b/model")
+    assert found is not None and found.resolve() == (tmp_path / "deep" / "a" / "b" / "model").resolve()
+    assert SentenceTransformer("lnk/../b/model").encode(["a sentence"]).shape == (1, 384)

@@ -488,7 +488,16 @@ async def vertex(state: ServerState, request: Request, data: dict[str, Any]) -> 
     """TEI's ``POST /vertex``: each of ``instances`` answered as the default route answers it (all at once, each
     batched with other requests), as ``{"predictions": [...]}`` in their order; a failing instance fails the request,
     as in TEI."""
-    instances = parse_vertex(data, state.config.max_client_batch_size)
+
+    def scores_pairs(instance: dict[str, Any]) -> bool:
+        name = instance.get("model")
+        try:
+            served = state._pick(name if isinstance(name, str) else None, None, "/vertex")
+        except RequestError:  # an unknown model: that instance's own answer says so
+            return False
+        return served.task == CROSS_ENCODER and "query" not in instance
+
+    instances = parse_vertex(data, state.config.max_client_batch_size, scores_pairs)
     name = instances[0].get("model")  # the request's model label: the first instance's (the others run in tasks)
     state.pick(name if isinstance(name, str) else None, None, "/vertex")
     # every instance settles before the answer (an early failure would leave the others' errors unretrieved)

@@ -69,6 +69,11 @@ def tei_environment_used(config: ServerConfig) -> list[str]:
             same = str(held).lower() == value.lower()
         elif name == "CORS_ALLOW_ORIGIN":
             same = held == tuple(filter(None, (o.strip() for o in value.split(","))))
+        elif isinstance(held, int):
+            try:
+                same = held == int(value)
+            except ValueError:
+                same = False
         else:
             same = str(held).strip() == value
         if same:
@@ -188,7 +193,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-key",
         # an empty FASTEMBED_RT_API_KEY (a template's unset ${KEY}) leaves TEI's API_KEY its say
-        default=env("FASTEMBED_RT_API_KEY") or env("API_KEY") or env("FASTEMBED_RT_API_KEY"),
+        default=ours if (ours := env("FASTEMBED_RT_API_KEY")) and ours.strip() else env("API_KEY") or ours,
         help="require 'Authorization: Bearer KEY' on every route but the health checks (GET /health, /ping, /) "
         "(default $FASTEMBED_RT_API_KEY, else TEI's $API_KEY; an empty or blank key leaves auth off, with a warning)",
     )

@@ -8,6 +8,7 @@ a value of the wrong type or range.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -531,9 +532,12 @@ def parse_decode(data: dict[str, Any], max_client_batch_size: int) -> DecodeRequ
     )
 
 
-def parse_vertex(data: dict[str, Any], max_client_batch_size: int) -> list[dict[str, Any]]:
+def parse_vertex(
+    data: dict[str, Any], max_client_batch_size: int, scores_pairs: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
     """``POST /vertex`` (TEI; Vertex AI's prediction contract): ``instances``, each the body of a request to the
-    default route."""
+    default route; ``scores_pairs(instance)``: whether it goes to a cross-encoder's /predict (a list of strings
+    there is one text or pair)."""
     instances = data.get("instances")
     if not isinstance(instances, list):
         raise _invalid(f"`instances` must be a list of request bodies, got {_kind(instances)}")
@@ -544,18 +548,21 @@ def parse_vertex(data: dict[str, Any], max_client_batch_size: int) -> list[dict[
             raise _invalid(f"`instances[{i}]` must be a request body (an object), got {_kind(instance)}")
     # one request: its instances' inputs together within --max-client-batch-size (each alone was, and their sum
     # could pass --max-concurrent-requests: a 429 no retry could end)
-    total = sum(_input_count(instance) for instance in instances)
+    total = sum(_input_count(instance, scores_pairs(instance)) for instance in instances)
     if total > max_client_batch_size:
         raise _too_many(total, max_client_batch_size)
     return instances
 
 
-def _input_count(body: dict[str, Any]) -> int:
-    """The inputs a request body holds (a rerank's texts; a list of token ids is one), for the batch limit."""
+def _input_count(body: dict[str, Any], pairs: bool) -> int:
+    """The inputs a request body holds, for the batch limit: a rerank's texts; a list of token ids is one, and so is
+    a /predict list of strings (``pairs``: one text or pair, as ``parse_predict`` reads it)."""
     value = body.get("texts", body.get("inputs"))
     if isinstance(value, dict):  # a similarity request: its source and sentences
         sentences = value.get("sentences")
         return 1 + (len(sentences) if isinstance(sentences, list) else 0)
-    if isinstance(value, list) and value and not _is_number(value[0]):
-        return len(value)
-    return 1
+    if not isinstance(value, list) or not value or _is_number(value[0]):
+        return 1
+    if pairs and "texts" not in body and all(isinstance(item, str) for item in value):
+        return 1
+    return len(value)
