@@ -323,9 +323,11 @@ def _encode(args: argparse.Namespace) -> int:
     from fastembed_rt.artifact import load_manifest
 
     texts = _read_texts(args)
-    if not texts:
+    if not texts and not args.file:
         print("error: no texts: pass them as arguments or with --file FILE ('-' for stdin)", file=sys.stderr)
         return 2
+    if not texts:  # a nightly run's empty batch: an empty result, as encode([]) gives, not a failed job
+        print(f"note: {args.file} holds no lines: the result is empty", file=sys.stderr)
     task = load_manifest(resolve_artifact(args.artifact)).task
     if task == "cross-encoder":
         print(
@@ -392,7 +394,7 @@ def _encode_single_vector(args: argparse.Namespace, texts: list[str], output: IO
     shape: tuple[int, ...] = ()
     bar = progress(len(texts), args.progress, "Texts", "text")
     try:
-        for start in range(0, len(texts), TEXTS_PER_PART):
+        for start in range(0, len(texts) or 1, TEXTS_PER_PART):  # once for no texts: the (0, dim) array
             part = texts[start : start + TEXTS_PER_PART]
             try:
                 embeddings = model.encode(

@@ -135,6 +135,32 @@ def test_encode_without_texts_is_a_usage_error(
     assert "no texts" in capsys.readouterr().err
 
 
+def test_an_empty_file_gives_an_empty_result_of_the_models_shape(
+    minilm_artifact_session: Path,
+    tiny_splade_artifact: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A nightly run with no new lines failed ('no texts', exit 2) where encode([]) gives a (0, dim) array."""
+    import scipy.sparse
+
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    empty = ["--file", str(tmp_path / "empty.txt")]
+    assert main(["encode", str(minilm_artifact_session), *empty, "-o", str(tmp_path / "v.npy")]) == 0
+    assert "holds no lines: the result is empty" in capsys.readouterr().err
+    vectors = np.load(tmp_path / "v.npy")
+    assert (vectors.shape, vectors.dtype) == ((0, 384), np.float32)
+    assert (
+        main(["encode", str(minilm_artifact_session), *empty, "--precision", "ubinary", "-o", str(tmp_path / "b.npy")])
+        == 0
+    )
+    assert np.load(tmp_path / "b.npy").shape == (0, 48)
+    assert main(["encode", str(minilm_artifact_session), *empty]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["encode", str(tiny_splade_artifact), *empty, "-o", str(tmp_path / "s.npz")]) == 0
+    assert scipy.sparse.load_npz(tmp_path / "s.npz").shape[0] == 0
+
+
 def test_missing_artifact_exits_1_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", str(tmp_path / "missing")]) == 1
     assert "does not exist" in capsys.readouterr().err
