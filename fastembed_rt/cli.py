@@ -385,7 +385,9 @@ def _encode_single_vector(args: argparse.Namespace, texts: list[str], output: IO
     from fastembed_rt.pipeline import EncodeStats, progress
 
     model = SentenceTransformer(args.artifact, provider=args.provider, variant=args.variant)
-    if args.long_inputs == "error" and len(texts) > TEXTS_PER_PART:  # refused before a part's lines are printed
+    # JSON lines go out part by part: an over-long line is refused before the first is printed (an -o file is only
+    # renamed into place at the end, so there each part's own check is enough)
+    if output is None and args.long_inputs == "error" and len(texts) > TEXTS_PER_PART:
         counts = np.asarray(model.count_tokens(texts, prompt_name=args.prompt_name))
         over = np.flatnonzero(counts > model.max_seq_length)
         if over.size:

@@ -77,6 +77,17 @@ def _worker(
     model.close()
 
 
+def _check_sendable(value: Any, what: str, verb: str) -> None:
+    """An ``InputError`` when ``value`` cannot be pickled to the workers (a local function, a lambda)."""
+    try:
+        pickle.dumps(value)
+    except Exception as exc:
+        raise InputError(
+            f"{what} cannot be sent to the pool's worker processes ({exc}); {verb} names and values "
+            "(e.g. activation_fn='sigmoid'), not local functions"
+        ) from None
+
+
 # Start methods a spawned child knows without importing anything (``multiprocessing.get_all_start_methods``' own).
 _STANDARD_START_METHODS = ("fork", "spawn", "forkserver")
 _START_METHOD_LOCK = threading.Lock()
@@ -118,13 +129,8 @@ class MultiProcessPool:
     ) -> None:
         if not loads:
             raise ProviderError("a multi-process pool needs at least one target device")
-        try:  # checked before any queue or process exists: Process.start raised PicklingError with both half made
-            pickle.dumps(settings)
-        except Exception as exc:
-            raise InputError(
-                f"the model's settings cannot be sent to the pool's worker processes ({exc}); set names and values "
-                "(e.g. activation_fn='sigmoid'), not local functions"
-            ) from None
+        # checked before any queue or process exists: Process.start raised PicklingError with both half made
+        _check_sendable(settings, "the model's settings", "set")
         if getattr(multiprocessing.current_process(), "_inheriting", False):
             # A worker importing a script that starts a pool without a main guard: it dies here, as Process.start would
             # make it, before the queue's semaphores exist (their leak was reported at exit after the pool's error)
@@ -262,13 +268,8 @@ class MultiProcessPool:
             raise InputError(f"chunk_size must be a positive int, got {chunk_size!r}")
         chunk_size = None if chunk_size is None else int(chunk_size)
         kwargs["show_progress_bar"] = False
-        try:  # a queue pickles in a background thread, where a failure would drop the task and the call wait forever
-            pickle.dumps(kwargs)
-        except Exception as exc:
-            raise InputError(
-                f"the call's arguments cannot be sent to the pool's worker processes ({exc}); pass names and values "
-                "(e.g. activation_fn='sigmoid'), not local functions"
-            ) from None
+        # a queue pickles in a background thread, where a failure would drop the task and the call wait forever
+        _check_sendable(kwargs, "the call's arguments", "pass")
         size = chunk_size or max(1, min(math.ceil(len(items) / (4 * len(self._processes))), 1000))
         order = sorted(range(len(items)), key=lambda i: -lengths[i])
         chunks = [order[start : start + size] for start in range(0, len(items), size)] or [[]]

@@ -101,9 +101,9 @@ def _check_ids(served: Served, rows: list[list[int]], field: str) -> None:
     """A 422 naming the request's own field (``input`` on the OpenAI route) for a token id past the vocabulary."""
     vocab = served.untruncated.get_vocab_size(with_added_tokens=True)
     for i, row in enumerate(rows):
-        bad = [t for t in row if t >= vocab]
-        if bad:
-            raise RequestError(422, f"`{field}[{i}]` holds token id {bad[0]}, outside the vocabulary 0..{vocab - 1}")
+        if row and max(row) >= vocab:  # max runs in C; the first id past the vocabulary is named
+            bad = next(t for t in row if t >= vocab)
+            raise RequestError(422, f"`{field}[{i}]` holds token id {bad}, outside the vocabulary 0..{vocab - 1}")
 
 
 def _text_tokens(served: Served, prompt_name: str | None) -> Callable[[Any], int]:

@@ -68,7 +68,7 @@ def tei_environment_used(config: ServerConfig) -> list[str]:
         if name == "AUTO_TRUNCATE":
             same = str(held).lower() == value.lower()
         elif name == "CORS_ALLOW_ORIGIN":
-            same = held == tuple(filter(None, (o.strip() for o in value.split(","))))
+            same = held == _origins(value)
         elif isinstance(held, int):
             try:
                 same = held == int(value)
@@ -79,6 +79,11 @@ def tei_environment_used(config: ServerConfig) -> list[str]:
         if same:
             used.append(name)
     return used
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    """``$CORS_ALLOW_ORIGIN``'s origins: comma-separated, as TEI reads it."""
+    return tuple(origin.strip() for origin in text.split(",") if origin.strip())
 
 
 def _whole(variable: str) -> Callable[[str | int], int]:
@@ -247,7 +252,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         cors_allow_origin=tuple(
             args.cors_allow_origin
             if args.cors_allow_origin is not None
-            else filter(None, (o.strip() for o in os.environ.get("CORS_ALLOW_ORIGIN", "").split(",")))
+            else _origins(os.environ.get("CORS_ALLOW_ORIGIN", ""))
         ),
         long_inputs=LongInputs(args.long_inputs) if args.long_inputs else None,
         chunk_overlap=args.chunk_overlap,
