@@ -715,7 +715,7 @@ BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
     ("/embed", {"inputs": None}, 422, "`inputs` must be a string or a list of strings, got null"),
     ("/embed", {"inputs": []}, 400, "`inputs` cannot be empty"),
     ("/embed", {"inputs": ["ok", ""]}, 400, "`inputs[1]` is an empty string"),
-    ("/embed", {"inputs": ["ok", 3]}, 422, "`inputs[1]` must be a string, got an integer"),
+    ("/embed", {"inputs": ["ok", 3]}, 422, "`inputs[1]` must be a string or a list of token ids, got an integer"),
     ("/embed", {"inputs": "ok", "normalize": "yes"}, 422, "`normalize` must be a boolean"),
     ("/embed", {"inputs": "ok", "dimensions": 0}, 422, "`dimensions` must be at least 1"),
     ("/embed", {"inputs": "ok", "dimensions": 999}, 422, "truncate_dim must be an int in 1..384"),

@@ -105,6 +105,48 @@ def test_sparse_embeddings_of_token_ids_equal_those_of_their_text(
     assert too_big.status_code == 422 and "`inputs[0]` holds token id 1000000000" in too_big.json()["error"]
 
 
+def test_a_list_mixing_texts_and_token_ids_is_served_in_its_order(client: TestClient) -> None:
+    """TEI reads each item of a batch as a text or a row of token ids; ours refused a list mixing both."""
+    tokens = client.post("/tokenize", json={"inputs": TEXTS, "model": "dense"}).json()
+    ids = [[token["id"] for token in row] for row in tokens]
+    mixed = [TEXTS[0], ids[1], ids[0], TEXTS[1]]
+    texts = [TEXTS[0], TEXTS[1], TEXTS[0], TEXTS[1]]
+    for route, key in (("/embed", "inputs"), ("/v1/embeddings", "input")):
+        got = client.post(route, json={key: mixed, "model": "dense"})
+        assert got.status_code == 200, got.text
+        want = client.post(route, json={key: texts, "model": "dense"}).json()
+        if route == "/v1/embeddings":
+            got_rows, want_rows = ([d["embedding"] for d in body["data"]] for body in (got.json(), want))
+        else:
+            got_rows, want_rows = got.json(), want
+        np.testing.assert_allclose(got_rows, want_rows, atol=1e-6)
+    splade = [
+        [token["id"] for token in row]
+        for row in client.post("/tokenize", json={"inputs": TEXTS, "model": "splade"}).json()
+    ]
+    sparse = client.post("/embed_sparse", json={"inputs": [splade[1], TEXTS[0]], "model": "splade"})
+    assert sparse.status_code == 200, sparse.text
+    want = client.post("/embed_sparse", json={"inputs": TEXTS[::-1], "model": "splade"}).json()
+    for got_row, want_row in zip(sparse.json(), want, strict=True):
+        assert [term["index"] for term in got_row] == [term["index"] for term in want_row]
+        np.testing.assert_allclose([t["value"] for t in got_row], [t["value"] for t in want_row], atol=1e-6)
+
+
+def test_errors_in_a_mixed_list_name_the_input_by_its_place_in_the_request(client: TestClient) -> None:
+    long_text = "word " * 2000
+    ok = client.post("/tokenize", json={"inputs": TEXTS[0], "model": "dense"}).json()[0]
+    ids = [token["id"] for token in ok]
+    refused = client.post("/embed", json={"inputs": [ids, TEXTS[0], long_text], "model": "dense", "truncate": False})
+    assert refused.status_code == 422 and refused.json()["error"].startswith("input 2 is "), refused.text
+    bad_id = client.post("/embed", json={"inputs": [TEXTS[0], [10**9]], "model": "dense"})
+    assert bad_id.status_code == 422 and "`inputs[1]` holds token id 1000000000" in bad_id.json()["error"]
+    chunk = client.post("/embed", json={"inputs": [TEXTS[0], ids], "model": "dense", "long_inputs": "chunk"})
+    assert chunk.status_code == 422 and "not offered for token id inputs" in chunk.json()["error"]
+    neither = client.post("/embed", json={"inputs": [TEXTS[0], {"ids": ids}], "model": "dense"})
+    assert neither.status_code == 422
+    assert "`inputs[1]` must be a string or a list of token ids, got an object" in neither.json()["error"]
+
+
 def test_an_openai_error_names_openais_field(client: TestClient) -> None:
     response = client.post("/v1/embeddings", json={"input": [99_999_999], "model": "dense"})
     assert response.status_code == 422

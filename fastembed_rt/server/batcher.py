@@ -87,6 +87,7 @@ class Job:
     truncate: bool  # False: an input over the model's limit fails the job (422) instead of being truncated
     future: asyncio.Future[JobResult]
     loop: asyncio.AbstractEventLoop
+    positions: list[int] | None = None  # the items' places in the request when they are a part of it
     enqueued: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
 
@@ -243,11 +244,12 @@ class ModelWorker:
             if truncated.size and not job.truncate:
                 position = int(truncated[0])
                 tokens = operation.count_tokens(job.items[position])
+                where = position if job.positions is None else job.positions[position]  # its place in the request
                 self._fail(
                     job,
                     RequestError(
                         422,
-                        f"input {position} is {tokens} tokens long, more than the model's limit of "
+                        f"input {where} is {tokens} tokens long, more than the model's limit of "
                         f"{operation.token_limit or self.max_seq_length}; shorten it or send truncate=true",
                     ),
                 )

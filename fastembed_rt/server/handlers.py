@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -92,16 +92,21 @@ def _policy(state: ServerState, req: Any, *, no_chunk: str | None = None) -> Lon
     return default
 
 
+_NO_CHUNK = "token id inputs (windows are cut from texts)"
+
+
 def _windowing(policy: LongInputs) -> LongInputs:
     """How a worker tokenizes for ``policy``: windows for chunk; truncated otherwise (error is checked per job)."""
     return LongInputs.CHUNK if policy is LongInputs.CHUNK else LongInputs.TRUNCATE
 
 
-def _check_ids(served: Served, rows: list[list[int]], field: str) -> None:
-    """A 422 naming the request's own field (``input`` on the OpenAI route) for a token id past the vocabulary."""
+def _check_ids(served: Served, rows: list[Any], field: str) -> None:
+    """A 422 naming the request's own field (``input`` on the OpenAI route) for a token id past the vocabulary
+    (texts among the rows are passed over)."""
     vocab = served.untruncated.get_vocab_size(with_added_tokens=True)
     for i, row in enumerate(rows):
-        if row and max(row) >= vocab:  # max runs in C; the first id past the vocabulary is named
+        # max runs in C; the first id past the vocabulary is named
+        if row and not isinstance(row, str) and max(row) >= vocab:
             bad = next(t for t in row if t >= vocab)
             raise RequestError(422, f"`{field}[{i}]` holds token id {bad}, outside the vocabulary 0..{vocab - 1}")
 
@@ -113,8 +118,52 @@ def _text_tokens(served: Served, prompt_name: str | None) -> Callable[[Any], int
     return count
 
 
+async def _texts_and_ids(
+    run: Callable[[Any, list[int]], Awaitable[JobResult]], req: Any, served: Served, field: str
+) -> JobResult:
+    """A batch mixing texts and token id rows (TEI takes one): the texts and the rows run as two jobs (each kind is
+    tokenized its own way), their rows put back in the request's order; an error names an input by its place in
+    the request. Chunking is not offered: a token id row has no text to cut windows from."""
+    _check_ids(served, req.inputs, field)
+    where = [[i for i, item in enumerate(req.inputs) if isinstance(item, str) is text] for text in (True, False)]
+    parts = [
+        replace(req, inputs=[req.inputs[i] for i in indices], token_ids=not text)
+        for text, indices in zip((True, False), where)
+    ]
+    jobs = [asyncio.ensure_future(run(part, indices)) for part, indices in zip(parts, where)]
+    try:
+        results = await asyncio.gather(*jobs)
+    except BaseException:
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)  # the other's outcome retrieved, not logged as lost
+        raise
+    rows: Any
+    if isinstance(results[0].rows, np.ndarray):
+        first = results[0].rows
+        rows = np.empty((len(req.inputs), *first.shape[1:]), dtype=first.dtype)
+    else:
+        rows = [None] * len(req.inputs)
+    for indices, result in zip(where, results):
+        for i, row in zip(indices, result.rows):
+            rows[i] = row
+    a, b = (result.timings for result in results)
+    return JobResult(
+        rows,
+        sum(result.tokens for result in results),
+        sum(result.truncated for result in results),
+        Timings(max(a.queue_s, b.queue_s), a.tokenize_s + b.tokenize_s, a.inference_s + b.inference_s),
+    )
+
+
 # -- dense embeddings ----------------------------------------------------------------------------------
-async def _embed_job(state: ServerState, request: Request, served: Served, req: Any) -> JobResult:
+async def _embed_job(
+    state: ServerState, request: Request, served: Served, req: Any, positions: list[int] | None = None
+) -> JobResult:
+    if req.token_ids is None:
+        return await _texts_and_ids(
+            lambda part, where: _embed_job(state, request, served, part, where), req, served, req.field
+        )
     model = cast(SentenceTransformer, served.model)
     _check_prompt(served, req.prompt_name)
     try:
@@ -126,10 +175,10 @@ async def _embed_job(state: ServerState, request: Request, served: Served, req: 
             model.quantization_ranges(options.output_dim, options.normalize)
         except ArtifactError as exc:
             raise RequestError(422, f"`precision`: {exc}") from None
-    if req.token_ids:
+    if req.token_ids and positions is None:
         _check_ids(served, req.inputs, req.field)
     batch_size, overlap = state.config.max_batch_size, state.config.chunk_overlap
-    policy = _policy(state, req, no_chunk="token id inputs (windows are cut from texts)" if req.token_ids else None)
+    policy = _policy(state, req, no_chunk=_NO_CHUNK if req.token_ids or positions is not None else None)
     tokenize = _windowing(policy)
 
     def prepare(items: list[Any]) -> Any:
@@ -149,7 +198,7 @@ async def _embed_job(state: ServerState, request: Request, served: Served, req: 
         take=lambda result, rows: result[rows],
         count_tokens=len if req.token_ids else _text_tokens(served, req.prompt_name),
     )
-    return await state.run_job(request, served, operation, req.inputs, policy is not LongInputs.ERROR)
+    return await state.run_job(request, served, operation, req.inputs, policy is not LongInputs.ERROR, positions)
 
 
 async def embed(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
@@ -267,15 +316,19 @@ async def _late_interaction_job(
 
 
 # -- sparse embeddings ---------------------------------------------------------------------------------
-async def embed_sparse(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
-    req = parse_sparse(data, state.config.max_client_batch_size)
-    served = state.pick(req.model, SPARSE, "/embed_sparse")
+async def _sparse_job(
+    state: ServerState, request: Request, served: Served, req: Any, positions: list[int] | None = None
+) -> JobResult:
+    if req.token_ids is None:
+        return await _texts_and_ids(
+            lambda part, where: _sparse_job(state, request, served, part, where), req, served, "inputs"
+        )
     model = cast(SparseEncoder, served.model)
     _check_prompt(served, req.prompt_name)
-    if req.token_ids:
+    if req.token_ids and positions is None:
         _check_ids(served, req.inputs, "inputs")
     batch_size, overlap = state.config.max_batch_size, state.config.chunk_overlap
-    policy = _policy(state, req, no_chunk="token id inputs (windows are cut from texts)" if req.token_ids else None)
+    policy = _policy(state, req, no_chunk=_NO_CHUNK if req.token_ids or positions is not None else None)
     tokenize = _windowing(policy)
 
     def take(result: Any, rows: np.ndarray) -> list[list[dict[str, Any]]]:
@@ -301,7 +354,13 @@ async def embed_sparse(state: ServerState, request: Request, data: dict[str, Any
         take=take,
         count_tokens=len if req.token_ids else _text_tokens(served, req.prompt_name),
     )
-    result = await state.run_job(request, served, operation, req.inputs, policy is not LongInputs.ERROR)
+    return await state.run_job(request, served, operation, req.inputs, policy is not LongInputs.ERROR, positions)
+
+
+async def embed_sparse(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
+    req = parse_sparse(data, state.config.max_client_batch_size)
+    served = state.pick(req.model, SPARSE, "/embed_sparse")
+    result = await _sparse_job(state, request, served, req)
     return Reply(result.rows, result, _characters(req.inputs), served.model.provider)
 
 

@@ -18,8 +18,8 @@ def _ref(name: str) -> dict[str, str]:
 _STR = {"type": "string", "minLength": 1}
 _TEXTS = {"oneOf": [_STR, {"type": "array", "items": _STR, "minItems": 1}]}
 _IDS = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}
-_TEXTS_OR_IDS = {
-    "oneOf": [_STR, {"type": "array", "items": _STR, "minItems": 1}, _IDS, {"type": "array", "items": _IDS}]
+_TEXTS_OR_IDS = {  # a list may mix texts and rows of token ids, as TEI's
+    "oneOf": [_STR, _IDS, {"type": "array", "items": {"oneOf": [_STR, _IDS]}, "minItems": 1}]
 }
 _TRUNCATE = {"type": ["boolean", "null"], "description": "null: the server's --auto-truncate"}
 _LONG_INPUTS = {

@@ -195,9 +195,10 @@ def _ids(value: list[Any], where: str) -> list[int]:
     return value
 
 
-def _inputs(data: dict[str, Any], key: str, limit: int, *, ids: bool) -> tuple[list[Any], bool, bool]:
+def _inputs(data: dict[str, Any], key: str, limit: int, *, ids: bool) -> tuple[list[Any], bool, bool | None]:
     """``(items, single, token_ids)`` of an input field: a string, a list of strings, or (``ids``)
-    a list of token ids or a list of such lists."""
+    a list of token ids or a list of such lists, or a list mixing strings and such lists (TEI takes one too:
+    ``token_ids`` is None then)."""
     if key not in data:
         raise _invalid(f"`{key}` is missing; pass a string or a list of strings")
     value = data[key]
@@ -211,23 +212,27 @@ def _inputs(data: dict[str, Any], key: str, limit: int, *, ids: bool) -> tuple[l
         return [_ids(value, key)], True, True
     if len(value) > limit:
         raise _too_many(len(value), limit)
-    if ids and isinstance(value[0], list):
-        rows = []
-        for i, row in enumerate(value):
-            if not isinstance(row, list):
-                raise _invalid(f"`{key}[{i}]` must be a list of token ids like `{key}[0]`, got {_kind(row)}")
-            rows.append(_ids(row, f"{key}[{i}]"))
-        return rows, False, True
-    return [_text(v, f"{key}[{i}]") for i, v in enumerate(value)], False, False
+    if not ids:
+        return [_text(v, f"{key}[{i}]") for i, v in enumerate(value)], False, False
+    items: list[Any] = []
+    for i, item in enumerate(value):
+        if isinstance(item, list):
+            items.append(_ids(item, f"{key}[{i}]"))
+        elif isinstance(item, str):
+            items.append(_text(item, f"{key}[{i}]"))
+        else:
+            raise _invalid(f"`{key}[{i}]` must be a string or a list of token ids, got {_kind(item)}")
+    texts = sum(isinstance(item, str) for item in items)
+    return items, False, False if texts == len(items) else True if not texts else None
 
 
 @dataclass(frozen=True)
 class EmbedRequest:
     """``POST /embed`` (TEI) and ``POST /v1/embeddings`` (OpenAI)."""
 
-    inputs: list[Any]  # str, or lists of token ids when ``token_ids``
+    inputs: list[Any]  # str, or lists of token ids when ``token_ids`` (both when it is None)
     single: bool
-    token_ids: bool = False
+    token_ids: bool | None = False
     model: str | None = None
     truncate: bool | None = None
     long_inputs: LongInputs | None = None
@@ -351,9 +356,9 @@ def parse_embed_all(data: dict[str, Any], max_client_batch_size: int) -> EmbedAl
 class SparseRequest:
     """``POST /embed_sparse`` (TEI)."""
 
-    inputs: list[Any]  # str, or lists of token ids when ``token_ids``
+    inputs: list[Any]  # str, or lists of token ids when ``token_ids`` (both when it is None)
     single: bool
-    token_ids: bool = False
+    token_ids: bool | None = False
     model: str | None = None
     truncate: bool | None = None
     long_inputs: LongInputs | None = None

@@ -379,12 +379,19 @@ class ServerState:
 
     # -- running a job ---------------------------------------------------------------------------------
     async def run_job(
-        self, request: Request, served: Served, operation: Operation, items: list[Any], truncate: bool
+        self,
+        request: Request,
+        served: Served,
+        operation: Operation,
+        items: list[Any],
+        truncate: bool,
+        positions: list[int] | None = None,
     ) -> JobResult:
-        """Admit ``items``, queue them on the model's worker and wait for their rows (or the client to go)."""
+        """Admit ``items``, queue them on the model's worker and wait for their rows (or the client to go);
+        ``positions``: the items' places in the request, when they are a part of it (for errors)."""
         self.admission.acquire(len(items), served.worker.items_per_second)
         loop = asyncio.get_running_loop()
-        job = Job(operation, items, truncate, loop.create_future(), loop)
+        job = Job(operation, items, truncate, loop.create_future(), loop, positions)
         try:
             served.worker.submit(job)
             return await _while_connected(request, job.future)
