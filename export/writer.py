@@ -44,6 +44,7 @@ from fastembed_rt.artifact import (
     Task,
     TokenizerInfo,
     Variant,
+    check_destination,
     file_sha256,
     load_manifest,
     user_path,
@@ -183,59 +184,6 @@ def _remove_abandoned(out: Path) -> None:
             os.close(descriptor)
         logger.info("removing %s, left by an export that was stopped before it finished", folder)
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def check_destination(out: Path, overwrite: bool, *, model: str | os.PathLike[str]) -> None:
-    """Refuse an output directory that the export must not write or replace.
-
-    ``out`` may not be, contain or lie inside the source model's directory (``model`` when it is a local
-    directory): replacing it would delete the model. It must be a directory or not exist; when it holds
-    anything, only ``overwrite`` lets it be replaced, and only when it is an artifact the runtime can read
-    (a typo in the path must not delete some other directory).
-
-    Raises:
-        ExportError: naming ``out``, what is in the way and what to do.
-    """
-    source = user_path(model)
-    if source.is_dir():
-        target, origin = out.resolve(), source.resolve()
-        if target == origin or origin in target.parents or target in origin.parents:
-            relation = "is" if target == origin else "is inside" if origin in target.parents else "contains"
-            raise ExportError(
-                f"output directory {out} {relation} the source model directory {source}; the artifact would "
-                "replace or mix with the model's files: choose an output directory outside it"
-            )
-    here = Path.cwd().resolve()
-    if out.exists() and not out.is_symlink() and (out.resolve() == here or out.resolve() in here.parents):
-        # the export swaps its folder in: the one this process (and the shell that started it) stands in would be
-        # renamed away and deleted, leaving the shell in a folder that no longer exists
-        raise ExportError(
-            f"output directory {out} is the current directory (or holds it); the export replaces that folder whole: "
-            "name a new folder, e.g. ./model"
-        )
-    try:
-        if out.exists() and not out.is_dir():
-            raise ExportError(
-                f"output path {out} exists and is not a directory; choose a directory path for the artifact"
-            )
-        above = next((folder for folder in Path(os.path.abspath(out)).parents if folder.exists()), None)
-        if above is not None and not above.is_dir():
-            raise ExportError(f"output path {out} lies under {above}, which is a file: choose a path in a folder")
-        if not out.exists() or not any(out.iterdir()):
-            return
-    except OSError as exc:
-        raise ExportError(
-            f"cannot look into the output directory {out} ({exc.strerror}); choose one this user can read"
-        ) from exc
-    if not overwrite:
-        raise ExportError(f"{out} exists and is not empty; pass overwrite=True (CLI: --overwrite)")
-    try:
-        load_manifest(out)
-    except ArtifactError as exc:
-        raise ExportError(
-            f"{out} is not empty and is not a fastembed-rt artifact, so overwrite does not replace it (it replaces "
-            "only an artifact directory or an empty one): choose another output directory, or empty this one yourself"
-        ) from exc
 
 
 class ArtifactWriter:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fastembed_rt.errors import ArtifactError
+from fastembed_rt.errors import ArtifactError, ExportError
 from fastembed_rt.kernels.spec import SCORES, SENTENCE_EMBEDDING, TOKEN_VECTORS
 
 logger = logging.getLogger("fastembed_rt")
@@ -39,6 +39,7 @@ __all__ = [
     "VariantPrecision",
     "artifact_files",
     "check_contained",
+    "check_destination",
     "check_readable",
     "fetch_variant_files",
     "file_sha256",
@@ -289,6 +290,15 @@ class Manifest:
     # A Matryoshka default saved with the model (sentence-transformers' ``truncate_dim`` config): ``encode``'s
     # default width; the graph's rows are ``dim`` wide.
     truncate_dim: int | None = None
+
+    def __repr__(self) -> str:
+        # the generated one printed every calibration float (~19 KB): what `export_artifact` returns last in a
+        # notebook cell; `to_dict()` has it all
+        variants = ", ".join(v.name for v in self.variants)
+        return (
+            f"Manifest({str(self.root)!r}, task={self.task.value!r}, dim={self.dim}, "
+            f"max_seq_length={self.tokenizer.max_seq_length}, variants=[{variants}])"
+        )
 
     def variant(self, name: str) -> Variant:
         for variant in self.variants:
@@ -1013,3 +1023,57 @@ def fetch_variant_files(manifest: Manifest, variant: Variant) -> None:
         if cut:  # an interrupted download or a damaged cache: fetched again, not left to fail every load
             logger.warning("re-downloading %s of %s: the cached copy is truncated", ", ".join(cut), source.repo_id)
             source.download(cut, what=f"variant {variant.name!r} (its cached copy is truncated)", again=True)
+
+
+def check_destination(out: Path, overwrite: bool, *, model: str | os.PathLike[str]) -> None:
+    """Refuse an output directory that the export must not write or replace (here, torch-free: the CLI checks it
+    before the export stage's imports, which take seconds).
+
+    ``out`` may not be, contain or lie inside the source model's directory (``model`` when it is a local
+    directory): replacing it would delete the model. It must be a directory or not exist; when it holds
+    anything, only ``overwrite`` lets it be replaced, and only when it is an artifact the runtime can read
+    (a typo in the path must not delete some other directory).
+
+    Raises:
+        ExportError: naming ``out``, what is in the way and what to do.
+    """
+    source = user_path(model)
+    if source.is_dir():
+        target, origin = out.resolve(), source.resolve()
+        if target == origin or origin in target.parents or target in origin.parents:
+            relation = "is" if target == origin else "is inside" if origin in target.parents else "contains"
+            raise ExportError(
+                f"output directory {out} {relation} the source model directory {source}; the artifact would "
+                "replace or mix with the model's files: choose an output directory outside it"
+            )
+    here = Path.cwd().resolve()
+    if out.exists() and not out.is_symlink() and (out.resolve() == here or out.resolve() in here.parents):
+        # the export swaps its folder in: the one this process (and the shell that started it) stands in would be
+        # renamed away and deleted, leaving the shell in a folder that no longer exists
+        raise ExportError(
+            f"output directory {out} is the current directory (or holds it); the export replaces that folder whole: "
+            "name a new folder, e.g. ./model"
+        )
+    try:
+        if out.exists() and not out.is_dir():
+            raise ExportError(
+                f"output path {out} exists and is not a directory; choose a directory path for the artifact"
+            )
+        above = next((folder for folder in Path(os.path.abspath(out)).parents if folder.exists()), None)
+        if above is not None and not above.is_dir():
+            raise ExportError(f"output path {out} lies under {above}, which is a file: choose a path in a folder")
+        if not out.exists() or not any(out.iterdir()):
+            return
+    except OSError as exc:
+        raise ExportError(
+            f"cannot look into the output directory {out} ({exc.strerror}); choose one this user can read"
+        ) from exc
+    if not overwrite:
+        raise ExportError(f"{out} exists and is not empty; pass overwrite=True (CLI: --overwrite)")
+    try:
+        load_manifest(out)
+    except ArtifactError as exc:
+        raise ExportError(
+            f"{out} is not empty and is not a fastembed-rt artifact, so overwrite does not replace it (it replaces "
+            "only an artifact directory or an empty one): choose another output directory, or empty this one yourself"
+        ) from exc

@@ -37,6 +37,17 @@ MAX_CALIBRATION_TEXTS = 2048
 FEW_CALIBRATION_TEXTS = 100
 
 
+def _same_ranges(recorded: object, sample: np.ndarray) -> bool:
+    """Whether the manifest's full-width ``ranges`` are the sample's per-dimension min and max (exactly: they are
+    written as the float32 values)."""
+    try:
+        stored = np.asarray(recorded, dtype=np.float32)
+    except (TypeError, ValueError):
+        return False
+    actual = np.stack([sample.min(axis=0), sample.max(axis=0)])
+    return stored.shape == actual.shape and bool(np.array_equal(stored, actual))
+
+
 class Calibration:
     """Per-dimension ranges for every Matryoshka dimension, from the artifact's calibration set."""
 
@@ -68,6 +79,15 @@ class Calibration:
             raise ArtifactError(
                 f"{path} holds {sample.shape[0]} embeddings{'' if finite else ', not all finite'}: "
                 f"no ranges to quantize with; re-create it with `fastembed-rt calibrate {manifest.root} --texts FILE`"
+            )
+        recorded = info.get("ranges")  # absent in manifests from before it was recorded
+        if recorded is not None and not _same_ranges(recorded, sample):
+            # a replaced or damaged file changed every int8/uint8 code silently, and the codes no longer matched
+            # the ranges the manifest publishes (that a reader dequantizes stored codes with)
+            raise ArtifactError(
+                f"{path} is not the calibration set its manifest records (its ranges differ from "
+                f"calibration.ranges in {MANIFEST_FILE}): it was changed or replaced; re-create it with "
+                f"`fastembed-rt calibrate {manifest.root} --texts FILE`"
             )
         self.sample = sample
         self._ranges: dict[tuple[int, bool], np.ndarray] = {}

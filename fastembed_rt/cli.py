@@ -20,21 +20,21 @@ from typing import IO, Any
 
 import numpy as np
 
-from fastembed_rt.artifact import Manifest, Task, local_path, resolve_artifact
+from fastembed_rt.artifact import Manifest, Task, check_destination, local_path, resolve_artifact
 from fastembed_rt.errors import FastEmbedError, InputError, LongInputError
 
 __all__ = ["main"]
 
 
 def _export(args: argparse.Namespace) -> int:
+    # The exporter checks it too, but only once torch and the model are loaded: a wrong output path fails here in
+    # no time.
+    check_destination(Path(args.out), args.overwrite, model=args.model)
     try:
         from fastembed_rt.export import export_artifact
-        from fastembed_rt.export.writer import check_destination
     except ImportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # The exporter checks it too, but only once the model is loaded: a wrong output path fails here in no time.
-    check_destination(Path(args.out), args.overwrite, model=args.model)
     started = time.perf_counter()
     try:
         with _log_progress(), _stop_on_sigterm():

@@ -6,6 +6,7 @@ The graph already pools and normalizes; the host only pads, feeds and reorders.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 import threading
 import time
@@ -72,6 +73,8 @@ def check_texts(texts: object) -> list[str]:
         if not isinstance(item, str):
             kind = "None" if item is None else type(item).__name__
             hint = " (nested lists are not accepted: flatten them first)" if isinstance(item, (list, tuple)) else ""
+            if isinstance(item, float) and item != item:  # pandas reads a missing value as NaN
+                kind, hint = "NaN", " (a missing value: drop or fill them first, e.g. series.dropna())"
             raise InputError(f"texts[{i}] is {kind}, expected str{hint}")
         check_unicode(item, f"texts[{i}]")
     return items
@@ -144,6 +147,14 @@ class EncodeStats:
     @property
     def total_s(self) -> float:
         return self.tokenize_s + self.run_s + self.postprocess_s
+
+
+def wants_progress(show_progress_bar: bool | None) -> bool:
+    """``show_progress_bar`` as sentence-transformers reads it: None (the default) shows a bar when logging is at
+    INFO or DEBUG for this library (``logging.basicConfig(level=logging.INFO)`` in a notebook turns it on)."""
+    if show_progress_bar is None:
+        return logging.getLogger("fastembed_rt").getEffectiveLevel() in (logging.INFO, logging.DEBUG)
+    return bool(show_progress_bar)
 
 
 def progress(total: int, enabled: bool, desc: str = "Batches", unit: str = "batch") -> Any:

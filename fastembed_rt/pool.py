@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from fastembed_rt.errors import InputError, LongInputError, ProviderError
-from fastembed_rt.pipeline import EncodeStats, check_texts
+from fastembed_rt.pipeline import EncodeStats, check_texts, progress, wants_progress
 
 __all__ = ["MultiProcessPool"]
 
@@ -267,7 +267,8 @@ class MultiProcessPool:
         ):  # a ValueError, as sentence-transformers raises
             raise InputError(f"chunk_size must be a positive int, got {chunk_size!r}")
         chunk_size = None if chunk_size is None else int(chunk_size)
-        kwargs["show_progress_bar"] = False
+        show = wants_progress(kwargs.get("show_progress_bar"))  # a bar over chunks here (as sentence-transformers)
+        kwargs["show_progress_bar"] = False  # and none in the workers
         # a queue pickles in a background thread, where a failure would drop the task and the call wait forever
         _check_sendable(kwargs, "the call's arguments", "pass")
         size = chunk_size or max(1, min(math.ceil(len(items) / (4 * len(self._processes))), 1000))
@@ -279,11 +280,14 @@ class MultiProcessPool:
         with self._lock:
             if self._closed or self._tasks is None:
                 raise ProviderError("this multi-process pool was stopped; start a new one")
+            bar = progress(len(chunks), show, desc="Chunks", unit="chunk")
             try:
                 for chunk_id, rows in enumerate(chunks):
                     self._tasks.put((chunk_id, method, [items[i] for i in rows], kwargs))
                 for _ in chunks:  # every chunk's answer is taken, so none is left to a later call
                     kind, chunk_id, _, output, chunk_stats = self._receive()
+                    if bar is not None:
+                        bar.update(1)
                     if kind == "failed":
                         failures.append((chunk_id, output))
                     else:
@@ -298,6 +302,9 @@ class MultiProcessPool:
                 if stopped and isinstance(exc, Exception):
                     raise ProviderError(_STOPPED_DURING_CALL) from exc
                 raise
+            finally:
+                if bar is not None:
+                    bar.close()
             self.last_stats = EncodeStats.total(stats)
         if failures:
             raise _first_failure(failures, chunks)

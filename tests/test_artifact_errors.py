@@ -232,6 +232,17 @@ def test_a_calibration_set_with_no_rows_or_non_finite_values_is_named(minilm_art
         SentenceTransformer(minilm_artifact, provider="cpu").encode(["hello"], precision="int8")
 
 
+def test_a_calibration_set_changed_after_calibrating_is_refused(minilm_artifact: Path) -> None:
+    """A replaced calibration.npy quantized with other ranges than the manifest publishes, silently."""
+    from fastembed_rt.calibration import calibrate_artifact
+
+    calibrate_artifact(SentenceTransformer(minilm_artifact), ["A cat sat on the mat.", "Stocks fell sharply."], "test")
+    path = minilm_artifact / "calibration.npy"
+    np.save(path, np.load(path) * 3)
+    with pytest.raises(ArtifactError, match=r"calibration.npy is not the calibration set its manifest records"):
+        SentenceTransformer(minilm_artifact, provider="cpu").encode(["hello"], precision="int8")
+
+
 # -- file permissions ----------------------------------------------------------------------------------------------
 UNREADABLE = """
 import sys

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -166,13 +167,18 @@ def test_missing_artifact_exits_1_with_the_reason(tmp_path: Path, capsys: pytest
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_export_refuses_a_non_empty_output_directory(
-    minilm_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_export_refuses_a_non_empty_output_directory_before_importing_torch(minilm_dir: Path, tmp_path: Path) -> None:
+    """The refusal came after the export stage's imports (torch: ~15 s on a busy machine)."""
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("x")
-    assert main(["export", str(minilm_dir), str(tmp_path / "out")]) == 1
-    assert "exists and is not empty" in capsys.readouterr().err
+    script = (
+        "import sys; from fastembed_rt.cli import main; "
+        f"code = main(['export', {str(minilm_dir)!r}, {str(tmp_path / 'out')!r}]); "
+        "print(code, 'torch' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert run.stdout.split() == ["1", "False"], run.stdout + run.stderr
+    assert "exists and is not empty" in run.stderr
     assert (tmp_path / "out" / "keep.txt").exists()
 
 

@@ -363,3 +363,14 @@ def test_a_pool_starts_inside_a_joblib_loky_worker(minilm_artifact_session: Path
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "[(40, 384), (40, 384)]"
+
+
+def test_a_pooled_call_shows_its_progress_over_chunks(
+    minilm_runtime: Any, cpu_pool: MultiProcessPool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``show_progress_bar=True`` was dropped on the way to the pool (sentence-transformers shows its chunks)."""
+    texts = [f"text number {i}" for i in range(12)]
+    minilm_runtime.encode(texts, pool=cpu_pool, chunk_size=4, show_progress_bar=True)
+    assert "Chunks" in capsys.readouterr().err
+    minilm_runtime.encode(texts, pool=cpu_pool, chunk_size=4, show_progress_bar=False)
+    assert "Chunks" not in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ def test_empty_string_is_encoded_like_sentence_transformers(minilm_runtime: Any,
         (["ok", "fine", 3], "texts[2] is int"),
         ([["nested", "list"]], "texts[0] is list"),
         ([b"bytes"], "texts[0] is bytes"),
+        (["ok", float("nan")], "texts[1] is NaN, expected str"),  # a pandas column's missing value
     ],
 )
 def test_bad_items_raise_input_error_naming_the_position(minilm_runtime: Any, bad: list[Any], position: str) -> None:
@@ -396,3 +398,34 @@ def test_a_prompt_is_checked_as_texts_are(minilm_runtime: Any) -> None:
         minilm_runtime.encode(["a text"], prompt="query:\ud800 ")  # was the tokenizer's bare TypeError
     with pytest.raises(InputError, match="prompt must be a str, got int"):
         minilm_runtime.encode(["a text"], prompt=3)  # type: ignore[arg-type]
+
+
+def test_the_default_progress_bar_follows_logging_as_in_sentence_transformers(
+    minilm_runtime: Any, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """``show_progress_bar=None`` never showed a bar; sentence-transformers shows one at INFO or DEBUG."""
+    texts = ["a short text", "another one", "a third"]
+    caplog.set_level(logging.WARNING, logger="fastembed_rt")
+    minilm_runtime.encode(texts, batch_size=1)
+    assert "Batches" not in capsys.readouterr().err
+    caplog.set_level(logging.INFO, logger="fastembed_rt")
+    minilm_runtime.encode(texts, batch_size=1)
+    assert "Batches" in capsys.readouterr().err
+    minilm_runtime.encode(texts, batch_size=1, show_progress_bar=False)
+    assert "Batches" not in capsys.readouterr().err
+
+
+def test_repr_says_the_width_encode_gives_and_that_a_model_is_closed(minilm_artifact_session: Path) -> None:
+    model = SentenceTransformer(minilm_artifact_session)
+    assert "dim=384," in repr(model) and "truncate_dim" not in repr(model)
+    model.truncate_dim = 64
+    assert "dim=384, truncate_dim=64" in repr(model) and model.encode(["a"]).shape == (1, 64)
+    model.close()
+    assert repr(model).endswith(", closed)")
+
+
+def test_a_manifests_repr_is_a_summary_not_its_calibration(minilm_runtime: Any) -> None:
+    manifest = minilm_runtime.manifest
+    assert manifest.calibration, "the fixture's artifact holds calibration ranges"
+    shown = repr(manifest)
+    assert len(shown) < 300 and "dim=384" in shown and "variants=[" in shown

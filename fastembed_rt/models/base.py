@@ -728,12 +728,14 @@ class ArtifactModel:
     def close(self) -> None:
         """Release the engine (sessions, compiled models)."""
         self._pipeline.provider.close()
+        self._closed = True
 
     def _describe(self, **fields: object) -> str:
         details = "".join(f", {key}={value!r}" for key, value in fields.items())
+        closed = ", closed" if getattr(self, "_closed", False) else ""
         return (
             f"{type(self).__name__}({str(self.manifest.root)!r}, provider={self.provider!r}, "
-            f"variant={self.variant!r}{details}, max_seq_length={self.max_seq_length})"
+            f"variant={self.variant!r}{details}, max_seq_length={self.max_seq_length}{closed})"
         )
 
     def __repr__(self) -> str:

@@ -26,7 +26,7 @@ from fastembed_rt.models.base import (
     explicit_prompt,
     renamed_arguments,
 )
-from fastembed_rt.pipeline import Prepared, check_unicode, refuse_containers
+from fastembed_rt.pipeline import Prepared, check_unicode, refuse_containers, wants_progress
 from fastembed_rt.tensors import as_numpy, tensor_results, to_tensor
 from fastembed_rt.tokenizer import TruncationDirection, with_prompt
 
@@ -309,6 +309,7 @@ class CrossEncoder(MultiProcessModel):
                     pairs,
                     [sum(map(len, pair)) if isinstance(pair, tuple) else len(pair) for pair in pairs],
                     chunk_size=chunk_size,
+                    show_progress_bar=show_progress_bar,
                     prompt_name=prompt_name,
                     prompt=prompt,
                     batch_size=batch_size,
@@ -364,7 +365,7 @@ class CrossEncoder(MultiProcessModel):
             activation_fn=activation_fn,
             apply_softmax=bool(apply_softmax),
             batch_size=batch_size,
-            show_progress_bar=bool(show_progress_bar),
+            show_progress_bar=wants_progress(show_progress_bar),
         )
 
     # -- the two halves of predict, for callers that batch across requests (the server) ----------

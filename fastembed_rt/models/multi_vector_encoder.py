@@ -42,7 +42,7 @@ from fastembed_rt.models.base import (
     renamed_arguments,
 )
 from fastembed_rt.models.cross_encoder import RankResult, check_rank_inputs, rank_results
-from fastembed_rt.pipeline import Prepared, check_texts
+from fastembed_rt.pipeline import Prepared, check_texts, wants_progress
 from fastembed_rt.quantization import quantize_embeddings
 from fastembed_rt.token_pooling import HierarchicalTokenPooling
 from fastembed_rt.tokenizer import Encoded, TruncationDirection
@@ -407,6 +407,7 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
                 return running.encode(
                     inputs,
                     chunk_size=chunk_size,
+                    show_progress_bar=show_progress_bar,
                     prompt_name=prompt_name,
                     prompt=prompt,
                     batch_size=batch_size,
@@ -417,7 +418,7 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
                 )
         self.check_device(device)
         prepared = self.prepare(inputs, task=task, prompt_name=prompt_name, prompt=prompt)
-        show = bool(show_progress_bar)
+        show = wants_progress(show_progress_bar)
         vectors = self.encode_prepared(prepared, task=task, batch_size=batch_size, show_progress_bar=show)
         if normalize_embeddings:
             vectors = [reference.normalize(v) for v in vectors]
@@ -521,7 +522,7 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
         docs = check_rank_inputs(query, documents, top_k)
         if not docs:
             return []
-        show = bool(show_progress_bar)
+        show = wants_progress(show_progress_bar)
         query_vectors = self.encode_query([query], batch_size=batch_size, show_progress_bar=show)
         document_vectors = self.encode_document(docs, batch_size=batch_size, show_progress_bar=show)
         return rank_results(self.similarity(query_vectors, document_vectors)[0].tolist(), docs, top_k, return_documents)

@@ -27,7 +27,7 @@ from fastembed_rt.models.base import (
     check_positive_int,
     renamed_arguments,
 )
-from fastembed_rt.pipeline import EncodeStats, Prepared, check_texts
+from fastembed_rt.pipeline import EncodeStats, Prepared, check_texts, wants_progress
 from fastembed_rt.quantization import quantize_embeddings
 from fastembed_rt.similarity import SimilarityFnName, SimilarityFunction, dense_similarity
 from fastembed_rt.tensors import tensor_results
@@ -160,8 +160,24 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
     ) -> Any:
         """Embed ``inputs``.
 
+        Args:
+            inputs: a text, or a sequence of texts (a list, tuple, numpy array of str, pandas Series, generator).
+            prompt_name: a key of ``prompts`` whose text is put before each input (default: ``default_prompt_name``).
+            prompt: a prompt text to put before each input; takes precedence over ``prompt_name``.
+            batch_size: texts per model run (texts are sorted by token length, so a batch pads little).
+            show_progress_bar: a bar over batches on stderr; None (default) shows one when logging is at INFO or
+                DEBUG, as in sentence-transformers.
+            output_value: ``"sentence_embedding"``, ``"token_embeddings"`` or None (every output).
+            precision: ``"float32"``, or quantized in the graph: ``"int8"`` / ``"uint8"`` (the artifact's
+                calibrated ranges), ``"binary"`` / ``"ubinary"`` (sign bits packed 8 to a byte).
+            convert_to_numpy: False gives a list of 1-D arrays.
+            convert_to_tensor: torch tensors (when the caller has imported torch).
+            normalize_embeddings: unit length (models whose graph normalizes already are unit length).
+            truncate_dim: keep the first ``truncate_dim`` dimensions (Matryoshka); default ``self.truncate_dim``.
+
         Returns:
-            float32 ``[n, dim]`` (``[dim]`` for a single str); a list of 1-D arrays when
+            ``[n, dim]`` float32 (``[dim]`` for a single str), int8 / uint8 ``[n, dim]`` or packed bits
+            ``[n, ceil(dim / 8)]`` for the other precisions; a list of 1-D arrays when
             ``convert_to_numpy=False``; per-text ``[tokens, hidden]`` arrays for
             ``output_value="token_embeddings"``; for ``output_value=None`` one dict per text of every output
             (``input_ids``, ``attention_mask``, ``token_type_ids`` where the model takes them, ``token_embeddings``,
@@ -189,6 +205,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
                 return running.encode(
                     inputs,
                     chunk_size=chunk_size,
+                    show_progress_bar=show_progress_bar,
                     prompt_name=prompt_name,
                     prompt=prompt,
                     batch_size=batch_size,
@@ -227,7 +244,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
                 "embeddings take 'float32', 'binary' or 'ubinary' (or quantize them with ranges of your own: "
                 "fastembed_rt.quantization.quantize_embeddings)"
             )
-        show = bool(show_progress_bar)
+        show = wants_progress(show_progress_bar)
         how: dict[str, Any] = {"prompt_name": prompt_name, "prompt": prompt, "long_inputs": policy}
         how.update(truncation_direction=truncation_direction, chunk_overlap=chunk_overlap)
         if output_value == "token_embeddings":
@@ -404,7 +421,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
             windows = prepared.windows
             assert windows is not None
             rows = Prepared(prepared.encoded, prepared.prompt_length, prepared.tokenize_s)  # each window on its own
-            show = bool(show_progress_bar)
+            show = wants_progress(show_progress_bar)
             embeddings = self.embed_prepared(rows, call, batch_size=batch_size, show_progress_bar=show)
             # the windows ran as inputs of their own: counted as what they are, texts cut into windows
             windowed = self._pipeline.last_stats
@@ -517,4 +534,5 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         return self.truncate_embeddings(truncate_dim)
 
     def __repr__(self) -> str:
-        return self._describe(dim=self.manifest.dim)
+        cut = {} if self.get_embedding_dimension() == self.manifest.dim else {"truncate_dim": self.truncate_dim}
+        return self._describe(dim=self.manifest.dim, **cut)

@@ -17,7 +17,7 @@ from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels.spec import MAX_ACTIVE_DIMS, SPARSE_INDICES, SPARSE_VALUES, SpladeSpec
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, max_pool_sparse
 from fastembed_rt.models.base import MultiProcessModel, TextEncoder, check_batch_size, renamed_arguments
-from fastembed_rt.pipeline import Prepared, check_texts
+from fastembed_rt.pipeline import Prepared, check_texts, wants_progress
 from fastembed_rt.similarity import SimilarityFnName, SimilarityFunction
 from fastembed_rt.sparse import (
     SCIPY_MISSING,
@@ -227,6 +227,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
                 parts = running.encode(
                     texts,
                     chunk_size=chunk_size,
+                    show_progress_bar=show_progress_bar,
                     prompt_name=prompt_name,
                     prompt=prompt,
                     batch_size=batch_size,
@@ -252,7 +253,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
                 prepared,
                 max_active_dims=max_active_dims,
                 batch_size=batch_size,
-                show_progress_bar=bool(show_progress_bar),
+                show_progress_bar=wants_progress(show_progress_bar),
             )
         if not convert_to_sparse_tensor:
             dense = rows.toarray()
