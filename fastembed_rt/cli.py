@@ -315,8 +315,14 @@ def _encode_multi_vector(args: argparse.Namespace, texts: list[str], output: IO[
         np.savez(output, *matrices)
     else:
         for text, matrix in zip(texts, matrices):
-            print(json.dumps({"text": text, "token_embeddings": np.round(matrix.astype(np.float64), 7).tolist()}))
+            print(json.dumps({"text": text, "token_embeddings": [_exact(row) for row in matrix]}))
     return f"{len(matrices)} token matrices (arr_0 …)"
+
+
+def _exact(values: np.ndarray) -> list[float]:
+    """float32 ``values`` as the shortest decimals that read back as the same float32 (numpy's ``str``), so JSON lines
+    hold what ``-o x.npy`` holds (rounded to 7 places they lost up to 5e-8, and values below it became 0)."""
+    return [float(str(x)) for x in np.asarray(values, dtype=np.float32).reshape(-1)]
 
 
 def _encode(args: argparse.Namespace) -> int:
@@ -421,7 +427,7 @@ def _encode_single_vector(args: argparse.Namespace, texts: list[str], output: IO
             else:
                 floats = embeddings.dtype == np.float32
                 for text, row in zip(part, embeddings):
-                    values = [round(float(x), 7) for x in row] if floats else row.tolist()
+                    values = _exact(row) if floats else row.tolist()
                     print(json.dumps({"text": text, "embedding": values}))
             if bar is not None:
                 bar.update(len(part))
@@ -474,7 +480,7 @@ def _encode_sparse(args: argparse.Namespace, texts: list[str], output: IO[bytes]
             order = np.argsort(-values, kind="stable")  # the heaviest terms first, as decode lists them
             ids = indices[order].tolist()
             tokens = [model.tokenizer.id_to_token(index) for index in ids]
-            weights = [round(float(v), 7) for v in values[order]]
+            weights = _exact(values[order])
             print(json.dumps({"text": text, "indices": ids, "values": weights, "tokens": tokens}))
     return f"{rows.shape[0]}×{rows.shape[1]} sparse float32, {rows.nnz} active"
 
@@ -514,7 +520,7 @@ def _rank(args: argparse.Namespace) -> int:
         )
         return 2
     for hit in ranked:
-        print(json.dumps({"corpus_id": hit["corpus_id"], "score": round(float(hit["score"]), 7), "text": hit["text"]}))
+        print(json.dumps({"corpus_id": hit["corpus_id"], "score": _exact(hit["score"])[0], "text": hit["text"]}))
     return 0
 
 

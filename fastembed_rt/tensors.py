@@ -101,14 +101,18 @@ def tensor_results(method: F) -> F:
     """A model method taking sentence-transformers' ``convert_to_tensor``: when a call sets it, torch must be
     loaded (checked before any work), the method runs with it off (and ``convert_to_numpy`` on) and its numpy result
     comes back as tensors on the model's ``device``. Calls without it go straight through (no argument binding on
-    the hot path)."""
+    the hot path). ``convert_to_numpy=False`` (by keyword) gives a list of tensors when torch is loaded, as
+    sentence-transformers does (its TranslationEvaluator stacks them with torch), else a list of arrays."""
     signature = inspect.signature(method)
     position = list(signature.parameters).index("convert_to_tensor")  # ``self`` included, as ``args`` has it
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not kwargs.get("convert_to_tensor") and not (len(args) > position and args[position]):
-            return method(*args, **kwargs)
+            result = method(*args, **kwargs)
+            if kwargs.get("convert_to_numpy", True) is False and isinstance(result, list) and loaded_torch():
+                return to_tensor(result, args[0].device)
+            return result
         require_torch()
         bound = signature.bind(*args, **kwargs)
         bound.arguments["convert_to_tensor"] = False

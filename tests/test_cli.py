@@ -35,11 +35,15 @@ def test_info_prints_variants_with_fidelity(minilm_artifact_session: Path, capsy
     assert f"validated on  {this_cpu().describe()}" in out  # the exporter's CPU: the session fixture ran here
 
 
-def test_encode_prints_json_lines_in_order(minilm_artifact_session: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_encode_prints_json_lines_in_order_holding_the_exact_float32_values(
+    minilm_artifact_session: Path, minilm_runtime: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Values were rounded to 7 places (up to 5e-8 off; the library, .npy and the server's JSON are exact)."""
     assert main(["encode", str(minilm_artifact_session), "first text", "second"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["text"] for r in rows] == ["first text", "second"]
-    assert len(rows[0]["embedding"]) == 384
+    got = np.array([r["embedding"] for r in rows], dtype=np.float32)
+    np.testing.assert_array_equal(got, minilm_runtime.encode(["first text", "second"]))
 
 
 def test_encode_reads_a_file_writes_npy_and_reports_truncation(

@@ -552,7 +552,7 @@ def test_truncate_sentence_embeddings_sets_the_default_dimension_for_the_block(
     with minilm_runtime.truncate_sentence_embeddings(64):
         inside = minilm_runtime.encode(["a cat"])
     assert inside.shape == (1, 64) and minilm_runtime.encode(["a cat"]).shape == (1, 384)
-    np.testing.assert_allclose(np.linalg.norm(inside, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(inside, minilm_runtime.encode(["a cat"])[:, :64], atol=1e-6)
     with pytest.raises(InputError, match="truncate_dim must be a positive int"):
         minilm_runtime.truncate_sentence_embeddings(0).__enter__()
 
@@ -723,3 +723,59 @@ def test_sparse_methods_take_torch_sparse_tensors_as_sentence_transformers_retur
     shared = splade.intersection(tensor[2], tensor)
     assert shared.layout == torch.sparse_coo and tuple(shared.shape) == ours.shape
     np.testing.assert_array_equal(shared.to_dense().numpy(), splade.intersection(ours[2], ours).toarray())
+
+
+def test_sentence_transformers_evaluators_run_on_our_models_with_their_scores(
+    minilm_runtime: SentenceTransformer, minilm_torch: Any, tiny_reranker_artifact: Path
+) -> None:
+    """Every evaluator failed at its end: it stores its metrics in ``model.model_card_data``, which we lacked."""
+    from sentence_transformers.cross_encoder.evaluation import CrossEncoderCorrelationEvaluator
+    from sentence_transformers.sentence_transformer.evaluation import (
+        EmbeddingSimilarityEvaluator,
+        InformationRetrievalEvaluator,
+        TranslationEvaluator,
+    )
+
+    from fastembed_rt.stsb import load_stsb
+
+    dev = load_stsb("dev", "en")
+    first, second, scores = dev.sentences1[:200], dev.sentences2[:200], dev.scores[:200].tolist()
+    seen: set[str] = set()
+    pairs = []  # pairs whose texts appear once: a repeated text ties, and ties fall either way in ranks
+    for pair in zip(first, second):
+        if not seen & set(pair):
+            pairs.append(pair)
+            seen |= set(pair)
+    queries, corpus = (list(texts) for texts in zip(*pairs[:40]))
+    evaluators = [
+        EmbeddingSimilarityEvaluator(first, second, scores, name="sts-dev"),
+        InformationRetrievalEvaluator(
+            dict(enumerate(queries)), dict(enumerate(corpus)), {i: {i} for i in range(len(queries))}, name="pairs"
+        ),
+        TranslationEvaluator(queries, corpus, name="pairs"),  # it stacks convert_to_numpy=False's tensors
+    ]
+    for evaluator in evaluators:
+        ours, theirs = evaluator(minilm_runtime), evaluator(minilm_torch)
+        assert ours.keys() == theirs.keys()
+        for key, value in theirs.items():
+            assert abs(ours[key] - value) < 1e-4, (key, ours[key], value)
+        assert minilm_runtime.model_card_data.eval_results_dict[evaluator] == ours
+    reranker = CrossEncoder(tiny_reranker_artifact)
+    correlation = CrossEncoderCorrelationEvaluator(list(zip(first[:20], second[:20])), scores[:20], name="sts")
+    metrics = correlation(reranker)
+    assert set(metrics) == {"sts_pearson", "sts_spearman"}
+    assert reranker.model_card_data.eval_results_dict[correlation] == metrics
+
+
+def test_encode_takes_sentence_transformers_task_and_refuses_other_extra_keywords_as_it_does(
+    minilm_runtime: SentenceTransformer, tiny_reranker_artifact: Path
+) -> None:
+    """``task`` (which its encode_query passes) was a TypeError; an unknown keyword is its ValueError."""
+    np.testing.assert_array_equal(minilm_runtime.encode(["a cat"], task="query"), minilm_runtime.encode(["a cat"]))
+    with pytest.raises(ValueError, match=r"additional keyword arguments that this model does not use: \['task_name'\]"):
+        minilm_runtime.encode(["a cat"], task_name="STS12")
+    with pytest.raises(InputError, match=r"processing_kwargs=.*fixed at export; set model\.max_seq_length"):
+        minilm_runtime.encode(["a cat"], processing_kwargs={"text": {"max_length": 8}})
+    reranker = CrossEncoder(tiny_reranker_artifact)
+    pair = ("a query", "a document")
+    assert reranker.predict([pair], task_name="x") == reranker.predict([pair])  # ignored, as sentence-transformers

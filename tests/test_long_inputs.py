@@ -120,7 +120,7 @@ def test_a_long_text_gives_the_same_vector_alone_and_among_short_ones_in_order(
 def test_precision_and_truncate_dim_apply_after_pooling(minilm_runtime: SentenceTransformer) -> None:
     text = words(800)
     pooled = minilm_runtime.encode(text, long_inputs="chunk")
-    sliced = reference.normalize(pooled[None, :64])
+    sliced = pooled[None, :64]
     np.testing.assert_allclose(minilm_runtime.encode(text, long_inputs="chunk", truncate_dim=64), sliced[0], atol=1e-6)
     from fastembed_rt.calibration import Calibration
 

@@ -141,6 +141,24 @@ def _torch_side_arguments(provider: str | ExecutionProvider, **given: Any) -> st
     return provider
 
 
+class ModelCardData:
+    """``model.model_card_data``: where sentence-transformers' evaluators (``EmbeddingSimilarityEvaluator``,
+    ``InformationRetrievalEvaluator``, ``CrossEncoderRerankingEvaluator``, ...) store their metrics at the end of
+    each call, as they do on a sentence-transformers model (they failed here without it). ``push_to_hub`` writes
+    its card from the manifest, not from these."""
+
+    def __init__(self) -> None:
+        self.eval_results_dict: dict[Any, dict[str, Any]] = {}
+
+    def set_evaluation_metrics(self, evaluator: Any, metrics: dict[str, Any], epoch: int = 0, step: int = 0) -> None:
+        """Keep ``evaluator``'s latest ``metrics`` (``epoch`` and ``step`` are training's: there is none here)."""
+        del epoch, step
+        self.eval_results_dict[evaluator] = dict(metrics)
+
+    def __repr__(self) -> str:
+        return f"ModelCardData({len(self.eval_results_dict)} evaluators' metrics)"
+
+
 # The prompt names ``encode_document`` looks for, in order (sentence-transformers' own list).
 DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
 
@@ -209,7 +227,9 @@ class ArtifactModel:
             default, as there, ``$SENTENCE_TRANSFORMERS_HOME``, else huggingface_hub's) and for loading from it
             without network access.
         trust_remote_code: accepted for sentence-transformers code; an artifact holds graphs and data, no code to run.
-        model_kwargs / processor_kwargs / config_kwargs / tokenizer_kwargs / model_card_data: accepted for
+        model_card_data: kept as ``model.model_card_data`` (default: a ``ModelCardData``), which
+            sentence-transformers' evaluators write their metrics into.
+        model_kwargs / processor_kwargs / config_kwargs / tokenizer_kwargs: accepted for
             sentence-transformers code, with a warning: the export fixed the graph's dtype, attention and weights
             (choose ``variant`` / ``provider``); ``model_kwargs["provider"]``, sentence-transformers' ONNX Runtime
             provider name for ``backend="onnx"``, chooses the provider when it is ``"auto"``.
@@ -268,8 +288,9 @@ class ArtifactModel:
             processor_kwargs=processor_kwargs,
             config_kwargs=config_kwargs,
             tokenizer_kwargs=tokenizer_kwargs,
-            model_card_data=model_card_data,
         )
+        # what sentence-transformers' evaluators write their metrics into as they finish (theirs, when given)
+        self.model_card_data: Any = model_card_data if model_card_data is not None else ModelCardData()
         if verify not in ("size", "full"):  # any other value skipped the sha256 check it may have meant to ask for
             raise InputError(f"verify must be 'size' or 'full', got {verify!r}")
         if provider is None:
@@ -558,6 +579,29 @@ class ArtifactModel:
     def supports(self, modality: str | tuple[str, ...]) -> bool:
         """Whether the model takes ``modality`` (sentence-transformers' ``supports``): only ``"text"``."""
         return modality == "text"
+
+    def _extra_arguments(self, method: str, extra: dict[str, Any], *, unknown: Literal["error", "warn"]) -> None:
+        """sentence-transformers' rule for ``encode``'s keyword arguments beyond its own: ``task`` (a Router model's
+        route; an artifact is exported per task, so it changes nothing here) and ``processing_kwargs`` pass, any other
+        is a ``ValueError`` naming it (``unknown="warn"``: ignored with a warning, as its ``CrossEncoder.predict``
+        ignores them). ``processing_kwargs`` that would change the tokenizer's settings are refused: they were fixed
+        at export."""
+        extra.pop("task", None)
+        if processing := extra.pop("processing_kwargs", None):
+            raise InputError(
+                f"processing_kwargs={processing!r}: the tokenizer's settings were fixed at export; set "
+                "model.max_seq_length for max_length, and truncation_direction= for the side truncation cuts"
+            )
+        if not extra:
+            return
+        names = sorted(extra)
+        if unknown == "warn":
+            _warn_once(f"{method}:{names}", f"{type(self).__name__}.{method}() ignores keyword arguments {names}")
+            return
+        raise InputError(
+            f"{type(self).__name__}.{method}() has been called with additional keyword arguments that this model does "
+            f"not use: {names}. As per get_model_kwargs(), this model does not accept any additional keyword arguments"
+        )
 
     def get_model_kwargs(self) -> list[str]:
         """Model-specific keyword arguments of ``encode`` / ``predict`` beyond the common ones: none (a model whose

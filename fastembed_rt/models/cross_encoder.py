@@ -270,6 +270,7 @@ class CrossEncoder(MultiProcessModel):
         long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
         chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
         truncation_direction: TruncationDirection | None = None,
+        **kwargs: Any,
     ) -> Any:
         """Score (query, document) pairs, or texts alone (a str: sequence classification), as sentence-transformers.
 
@@ -292,10 +293,13 @@ class CrossEncoder(MultiProcessModel):
                 best window's scores (of several labels, the row of the window whose top label scores highest).
             truncation_direction: where a truncated pair loses tokens, ``"right"`` (its ends) or ``"left"`` (its
                 beginnings); None: the tokenizer's, as sentence-transformers' ``truncation_side``.
+            kwargs: sentence-transformers' ``task`` and empty ``processing_kwargs``; others are ignored with a
+                warning, as sentence-transformers ignores them.
         Returns:
             float32 ``[n]`` (one label) or ``[n, num_labels]``; one pair gives a scalar or ``[num_labels]``;
             an empty list gives an empty ``(0,)`` array, as sentence-transformers does.
         """
+        self._extra_arguments("predict", kwargs, unknown="warn")
         batch_size = check_batch_size(batch_size)
         pairs, single = check_pairs(inputs)
         fn = self.activation_fn if activation_fn is None else activation_fn

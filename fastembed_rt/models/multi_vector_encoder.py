@@ -361,6 +361,7 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
         task: Literal["query", "document"] | None = None,
         precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32",
         convert_to_tensor: Any = None,
+        **kwargs: Any,
     ) -> list[np.ndarray] | np.ndarray:
         """Token vectors of ``inputs``: one ``[tokens_i, dim]`` matrix per text.
 
@@ -387,6 +388,7 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
         Returns:
             a list of ``[tokens_i, dim]`` arrays (float32, or the precision's codes); one array for a single str.
         """
+        self._extra_arguments("encode", kwargs, unknown="error")
         if convert_to_tensor is not None:
             raise InputError(
                 "MultiVectorEncoder.encode() has no convert_to_tensor: each text has its own number of token "

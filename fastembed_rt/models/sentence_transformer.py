@@ -157,6 +157,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
         chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
         truncation_direction: TruncationDirection | None = None,
+        **kwargs: Any,
     ) -> Any:
         """Embed ``inputs``.
 
@@ -174,6 +175,8 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
             convert_to_tensor: torch tensors (when the caller has imported torch).
             normalize_embeddings: unit length (models whose graph normalizes already are unit length).
             truncate_dim: keep the first ``truncate_dim`` dimensions (Matryoshka); default ``self.truncate_dim``.
+            kwargs: sentence-transformers' ``task`` (changes nothing: an artifact has one route) and empty
+                ``processing_kwargs``; any other is an ``InputError`` (a ``ValueError``, as there).
 
         Returns:
             ``[n, dim]`` float32 (``[dim]`` for a single str), int8 / uint8 ``[n, dim]`` or packed bits
@@ -183,7 +186,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
             (``input_ids``, ``attention_mask``, ``token_type_ids`` where the model takes them, ``token_embeddings``,
             ``sentence_embedding``), each text's own tokens without padding. ``convert_to_tensor=True``: the same as
             torch tensors, when the caller has imported torch (``fastembed_rt.tensors``; an ``InputError`` otherwise).
-            ``truncate_dim`` slices, then re-normalizes when the model normalizes or ``normalize_embeddings`` is set.
+            ``truncate_dim`` slices, then normalizes when ``normalize_embeddings`` is set, as sentence-transformers.
             With ``pool`` (from ``start_multi_process_pool``) the work is spread over its processes in chunks of
             ``chunk_size`` texts; the result is the same, in input order.
 
@@ -200,6 +203,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         worker per device, started and stopped here. A call does not move the model: another single device is an
         ``InputError`` (``to`` moves it).
         """
+        self._extra_arguments("encode", kwargs, unknown="error")
         if pool is not None or isinstance(device, (list, tuple)):
             with self.pool_for_call(pool, device) as running:
                 return running.encode(
@@ -308,7 +312,10 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         float32, or int8 / uint8 / packed bits for the other precisions, in input order."""
         if prepared.windows is not None:
             return self._pool_windows(prepared, options, batch_size, show_progress_bar)
-        if options.precision is not Precision.FLOAT32 or options.output_dim < self.manifest.dim:
+        # normalize_embeddings too: the graph's float32 arithmetic, so that these floats quantized with
+        # quantization_ranges() give encode(precision="int8")'s codes (numpy's norm moved 1 code in ~1,000 values)
+        in_graph = options.normalize and QUANTIZE_RANGES in self.manifest.graph.inputs
+        if options.precision is not Precision.FLOAT32 or options.output_dim < self.manifest.dim or in_graph:
             return self._encode_in_graph(prepared, options, batch_size, show_progress_bar)
         if not len(prepared):
             return np.empty((0, self.manifest.dim), dtype=np.float32)
@@ -356,8 +363,10 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         return self._host_stages(pooled, options)
 
     def _normalize_output(self, options: EmbedOptions) -> bool:
-        """Whether the call's output is normalized: on request, or a normalizing model's truncated (Matryoshka)."""
-        return options.normalize or (self.manifest.normalizes and options.output_dim < self.manifest.dim)
+        """Whether the call's output is normalized (after the Matryoshka slice): on request only, as
+        sentence-transformers (a normalizing model's truncated rows are not unit length there either; re-normalizing
+        them changed dot, Euclidean and Manhattan scores from its evaluators')."""
+        return options.normalize
 
     def _host_stages(self, rows: np.ndarray, options: EmbedOptions) -> np.ndarray:
         """The graph's precision stage on the host, with the numpy references it is held equal to: float rows

@@ -189,6 +189,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         truncation_direction: TruncationDirection | None = None,
         save_to_cpu: bool = False,
         task: str | None = None,
+        **kwargs: Any,
     ) -> Any:
         """Sparse SPLADE embeddings of ``inputs``.
 
@@ -214,6 +215,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         Returns:
             ``[n, vocab_size]`` rows (see the module docstring for the types); 1-D for a single str.
         """
+        self._extra_arguments("encode", kwargs, unknown="error")
         if sparse_format not in ("auto", "scipy", "arrays"):
             raise InputError(f"sparse_format {sparse_format!r} is not known; valid: 'auto', 'scipy', 'arrays'")
         if sparse_format == "scipy" and not has_scipy():  # said before the model runs, not after
