@@ -319,7 +319,7 @@ def _encode_multi_vector(args: argparse.Namespace, texts: list[str], output: IO[
     return f"{len(matrices)} token matrices (arr_0 …)"
 
 
-def _exact(values: np.ndarray) -> list[float]:
+def _exact(values: np.ndarray | float) -> list[float]:
     """float32 ``values`` as the shortest decimals that read back as the same float32 (numpy's ``str``), so JSON lines
     hold what ``-o x.npy`` holds (rounded to 7 places they lost up to 5e-8, and values below it became 0)."""
     return [float(str(x)) for x in np.asarray(values, dtype=np.float32).reshape(-1)]
