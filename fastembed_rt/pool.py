@@ -176,11 +176,14 @@ class MultiProcessPool:
         """The worker processes; closed once the pool stops (as sentence-transformers' stop closes them)."""
         return list(self._processes)
 
-    def __getitem__(self, key: str) -> list[multiprocessing.process.BaseProcess]:
-        """``pool["processes"]``, as code written for sentence-transformers' pool (a dict) reads its workers; its
-        ``"input"`` / ``"output"`` queues have no counterpart here."""
+    def __getitem__(self, key: str) -> Any:
+        """``pool["processes"]``, as code written for sentence-transformers' pool (a dict) reads its workers, and
+        ``pool["input"]`` / ``pool["output"]`` as far as its static ``stop_multi_process_pool`` uses them (LangChain's
+        ``HuggingFaceEmbeddings(multi_process=True)`` stops our pool with it): closing one stops this pool."""
         if key == "processes":
             return self.processes
+        if key in ("input", "output"):
+            return _QueueEnd(self)
         raise KeyError(f"{key!r}: a fastembed-rt pool offers 'processes' (its workers); calls go through pool=")
 
     def _receive(self) -> tuple[str, int, int, Any, Any]:
@@ -340,13 +343,16 @@ class MultiProcessPool:
         self._closed = True
         tasks = self._tasks
         assert tasks is not None  # made None only here, after _closed
+        # a process object may be closed already: sentence-transformers' static stop_multi_process_pool terminates,
+        # joins and closes pool["processes"] before it closes pool["input"]
+        unclosed = [process for process in self._processes if not _closed(process)]
         if graceful:
-            for process in self._processes:
-                if process.is_alive():
-                    tasks.put(None)
-            for process in self._processes:
+            running = [process for process in unclosed if process.is_alive()]
+            for _ in running:
+                tasks.put(None)
+            for process in running:
                 process.join(_STOP_TIMEOUT_S)
-        for process in self._processes:
+        for process in unclosed:
             if process.is_alive():
                 process.terminate()
             process.join()
@@ -369,6 +375,29 @@ class MultiProcessPool:
     def __repr__(self) -> str:
         state = "stopped" if self._closed else "running"
         return f"MultiProcessPool({', '.join(self.devices)}; {state})"
+
+
+class _QueueEnd:
+    """``pool["input"]`` / ``pool["output"]``: what sentence-transformers' static ``stop_multi_process_pool`` calls
+    on its pool's queues after ending the workers; ``close`` stops the pool (its queue and pipes)."""
+
+    def __init__(self, pool: MultiProcessPool) -> None:
+        self._pool = pool
+
+    def cancel_join_thread(self) -> None:
+        """Nothing to do: the pool's own stop cancels its queue's feeder thread."""
+
+    def close(self) -> None:
+        self._pool.close(graceful=False)
+
+
+def _closed(process: multiprocessing.process.BaseProcess) -> bool:
+    """Whether ``process`` was closed (its object refuses every question then)."""
+    try:
+        process.is_alive()
+    except ValueError:
+        return True
+    return False
 
 
 def _alive(process: multiprocessing.process.BaseProcess) -> bool:

@@ -107,7 +107,21 @@ def test_pool_workers_run_on_the_devices_asked(cpu_pool: MultiProcessPool) -> No
     assert cpu_pool.devices == ("cpu", "cpu") and cpu_pool.providers == ["cpu", "cpu"]
     assert cpu_pool["processes"] == cpu_pool.processes and len(cpu_pool["processes"]) == 2  # ST's pool is a dict
     with pytest.raises(KeyError, match="offers 'processes'"):
-        cpu_pool["input"]
+        cpu_pool["tasks"]
+
+
+def test_sentence_transformers_static_stop_ends_our_pool(minilm_runtime: Any) -> None:
+    """LangChain's HuggingFaceEmbeddings(multi_process=True) stops the pool it started with sentence-transformers'
+    static stop_multi_process_pool: a KeyError on pool["input"] after the work was done."""
+    from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
+
+    pool = minilm_runtime.start_multi_process_pool(["cpu", "cpu"])
+    rows = minilm_runtime.encode(TEXTS[:4], pool=pool)
+    TorchSentenceTransformer.stop_multi_process_pool(pool)
+    assert repr(pool).endswith("stopped)") and rows.shape == (4, 384)
+    with pytest.raises(ProviderError, match="stopped"):
+        minilm_runtime.encode(TEXTS[:4], pool=pool)
+    minilm_runtime.stop_multi_process_pool(pool)  # and ours after it, as before
 
 
 def test_a_calls_error_in_a_worker_is_raised_and_the_pool_stays_usable(minilm_artifact_session: Path) -> None:
