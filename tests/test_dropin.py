@@ -447,8 +447,13 @@ def test_models_load_with_sentence_transformers_device_and_report_it(
     for device in ("cpu", _TorchLikeDevice()):
         model = SentenceTransformer(minilm_artifact_session, device=device, trust_remote_code=True)
         assert (model.provider, model.device) == ("cpu", "cpu")
+        # as a torch.device answers (code reads model.device.type), and torch takes it as one
+        assert (model.device.type, model.device.index) == ("cpu", None)
         np.testing.assert_array_equal(model.encode(texts), minilm_runtime.encode(texts))
         model.close()
+    from fastembed_rt.models.base import DeviceName
+
+    assert (DeviceName("cuda:1").type, DeviceName("cuda:1").index) == ("cuda", 1)
     reranker = CrossEncoder(tiny_reranker_artifact, device="cpu", backend="onnx")
     assert (reranker.provider, reranker.device) == ("cpu", "cpu")
     with pytest.raises(InputError, match=r"provider='cpu' runs on 'cpu', not on device='cuda'"):

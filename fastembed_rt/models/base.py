@@ -141,6 +141,22 @@ def _torch_side_arguments(provider: str | ExecutionProvider, **given: Any) -> st
     return provider
 
 
+class DeviceName(str):
+    """``model.device``: a device name (``"cpu"``, ``"cuda:0"``) that also answers as a ``torch.device`` does, for
+    code written against sentence-transformers (``model.device.type == "cuda"``) without importing torch."""
+
+    __slots__ = ()
+
+    @property
+    def type(self) -> str:
+        return self.partition(":")[0]
+
+    @property
+    def index(self) -> int | None:  # type: ignore[override]  # torch.device's index, in place of str.index
+        number = self.partition(":")[2]
+        return int(number) if number.isdigit() else None
+
+
 class ModelCardData:
     """``model.model_card_data``: where sentence-transformers' evaluators (``EmbeddingSimilarityEvaluator``,
     ``InformationRetrievalEvaluator``, ``CrossEncoderRerankingEvaluator``, ...) store their metrics at the end of
@@ -664,14 +680,15 @@ class ArtifactModel:
         return None
 
     @property
-    def device(self) -> str:
+    def device(self) -> DeviceName:
         """Where the model runs, in sentence-transformers' device names: ``"cpu"`` or ``"cuda:N"`` (an engine on a
-        device torch has no name for: its provider name, e.g. ``"openvino:GPU.0"``)."""
+        device torch has no name for: its provider name, e.g. ``"openvino:GPU.0"``); a str that also has a
+        ``torch.device``'s ``type`` and ``index``."""
         engine = self._pipeline.provider
         try:
-            return torch_device(engine.name, getattr(engine, "device", None))
+            return DeviceName(torch_device(engine.name, getattr(engine, "device", None)))
         except ProviderError:  # an engine instance outside the registry (``FakeProvider``)
-            return engine.name
+            return DeviceName(engine.name)
 
     def check_device(self, device: Any) -> None:
         """An ``InputError`` unless a call's ``device`` (sentence-transformers' per-call argument) is None or where
