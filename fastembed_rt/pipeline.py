@@ -461,6 +461,7 @@ class Pipeline:
                     resumed = time.perf_counter()
                     stats.postprocess_s += resumed - clock
                     clock = resumed
+            self.last_stats = stats  # a call that ran to its end: an interrupted one (Ctrl-C) said it had run whole
         finally:
             for _, _, future in pending:  # the caller stopped early or a batch failed: no run outlives the call
                 future.cancel()
@@ -469,7 +470,6 @@ class Pipeline:
             wait([future for _, _, future in pending if not future.cancelled()])
             if bar is not None:
                 bar.close()
-            self.last_stats = stats
 
     def _plan(
         self, lengths: np.ndarray, batch_size: int, max_batch_bytes: int, token_budget: int | None = None

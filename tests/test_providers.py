@@ -345,6 +345,26 @@ def test_fake_provider_sees_length_sorted_batches_and_rows_come_back_in_order(mi
         model.encode(TEXTS)
 
 
+def test_an_interrupted_call_leaves_the_last_finished_calls_stats(minilm_artifact_session: Path) -> None:
+    """A call stopped by Ctrl-C set last_encode_stats as if it had run all its texts."""
+    calls = 0
+
+    def interrupted_on_the_third_batch(feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt
+        return {"sentence_embedding": np.zeros((len(feeds["input_ids"]), 384), dtype=np.float32)}
+
+    model = SentenceTransformer(minilm_artifact_session, provider=FakeProvider(interrupted_on_the_third_batch))
+    model.encode(TEXTS[:2], batch_size=2)
+    finished = model.last_encode_stats
+    assert finished.texts == 2
+    with pytest.raises(KeyboardInterrupt):
+        model.encode(TEXTS * 10, batch_size=2)
+    assert model.last_encode_stats == finished
+
+
 def test_encode_stats_split_time_into_tokenize_run_and_postprocess(minilm_runtime: Any) -> None:
     minilm_runtime.encode(TEXTS * 20, batch_size=8)
     stats = minilm_runtime.last_encode_stats
