@@ -114,7 +114,8 @@ class SentenceEncoder(Protocol):
     """Anything with sentence-transformers' ``encode`` keywords: fastembed-rt's models and
     ``SentenceTransformer`` alike."""
 
-    def encode(self, sentences: list[str], *, batch_size: int, show_progress_bar: bool) -> npt.ArrayLike:
+    # ``sentences`` positional-only: fastembed-rt's and sentence-transformers' encode name it ``inputs``
+    def encode(self, sentences: list[str], /, *, batch_size: int, show_progress_bar: bool | None) -> npt.ArrayLike:
         """Embed ``sentences`` into an array of shape [len(sentences), dim]."""
         ...
 

@@ -285,3 +285,15 @@ def test_vertex_counts_a_cross_encoders_pair_as_one_input(tiny_reranker_artifact
         response = client.post("/vertex", json=body)
         assert response.status_code == 200, response.text
         assert len(response.json()["predictions"]) == 2
+
+
+def test_a_config_takes_the_long_input_policy_as_the_librarys_string() -> None:
+    """ServerConfig(long_inputs="error") served over-long inputs truncated: the handlers compare the enum."""
+    from fastembed_rt.long_inputs import LongInputs
+
+    models = (ServedModel("m", "artifact"),)
+    assert ServerConfig(models=models, long_inputs="error").default_long_inputs is LongInputs.ERROR
+    assert ServerConfig(models=models, long_inputs="chunk").default_long_inputs is LongInputs.CHUNK
+    assert ServerConfig(models=models, long_inputs="wrap").check() == [  # type: ignore[arg-type]
+        "--long-inputs must be one of truncate, error, chunk, got 'wrap'"
+    ]

@@ -44,11 +44,15 @@ __all__ = ["CrossEncoder", "RankResult", "check_item", "check_pairs", "check_ran
 ActivationLike: TypeAlias = str | ClassifierActivation | Callable[[np.ndarray], Any]
 
 
-class RankResult(TypedDict, total=False):
-    """One ``rank`` result, as in sentence-transformers: a document index, its score, optionally its text."""
-
+class _RankedDocument(TypedDict):
     corpus_id: int
     score: float
+
+
+class RankResult(_RankedDocument, total=False):
+    """One ``rank`` result, as in sentence-transformers: a document index and its score (always there), and its
+    text with ``return_documents=True``."""
+
     text: str
 
 

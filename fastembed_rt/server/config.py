@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from fastembed_rt.batching import DEFAULT_TOKEN_BUDGET
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs
@@ -74,7 +75,7 @@ class ServerConfig:
     max_client_batch_size: int = 512
     payload_limit: int = 2_000_000
     auto_truncate: bool = True
-    long_inputs: LongInputs | None = None
+    long_inputs: LongInputs | Literal["truncate", "error", "chunk"] | None = None
     chunk_overlap: int = DEFAULT_CHUNK_OVERLAP
     batch_wait_ms: float = 0.0
     api_key: str | None = None
@@ -82,11 +83,17 @@ class ServerConfig:
     graceful_timeout: float = 30.0
     warmup: bool = True
 
+    def __post_init__(self) -> None:
+        # the string the library's long_inputs= takes (a config read from YAML); the handlers compare the enum, so a
+        # string "error" or "chunk" was read as truncate, silently
+        if isinstance(self.long_inputs, str) and self.long_inputs in {policy.value for policy in LongInputs}:
+            object.__setattr__(self, "long_inputs", LongInputs(self.long_inputs))
+
     @property
     def default_long_inputs(self) -> LongInputs:
         """The policy for requests that do not choose one."""
         if self.long_inputs is not None:
-            return self.long_inputs
+            return LongInputs(self.long_inputs)
         return LongInputs.TRUNCATE if self.auto_truncate else LongInputs.ERROR
 
     def check(self) -> list[str]:
@@ -112,6 +119,9 @@ class ServerConfig:
                 f"--max-client-batch-size ({self.max_client_batch_size}) is larger than --max-concurrent-requests "
                 f"({self.max_concurrent_requests}): such a request could never be admitted"
             )
+        if self.long_inputs is not None and not isinstance(self.long_inputs, LongInputs):
+            valid = ", ".join(policy.value for policy in LongInputs)
+            problems.append(f"--long-inputs must be one of {valid}, got {self.long_inputs!r}")
         if self.chunk_overlap < 0:
             problems.append(f"--chunk-overlap must not be negative, got {self.chunk_overlap}")
         if self.batch_wait_ms < 0 or self.graceful_timeout < 0:
