@@ -784,3 +784,10 @@ def test_encode_takes_sentence_transformers_task_and_refuses_other_extra_keyword
     reranker = CrossEncoder(tiny_reranker_artifact)
     pair = ("a query", "a document")
     assert reranker.predict([pair], task_name="x") == reranker.predict([pair])  # ignored, as sentence-transformers
+
+
+def test_a_cross_encoders_num_labels_is_checked_against_the_exported_head(tiny_reranker_artifact: Path) -> None:
+    """sentence-transformers examples pass num_labels=1: it was Python's bare TypeError."""
+    assert CrossEncoder(tiny_reranker_artifact, num_labels=1).num_labels == 1
+    with pytest.raises(InputError, match=r"num_labels=3: the artifact's classifier head has 1 label\(s\)"):
+        CrossEncoder(tiny_reranker_artifact, num_labels=3)

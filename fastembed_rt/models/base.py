@@ -205,6 +205,7 @@ class LoadOptions(TypedDict, total=False):
     config_kwargs: dict[str, Any] | None
     tokenizer_kwargs: dict[str, Any] | None
     model_card_data: Any
+    modules: Any
     use_auth_token: str | bool | None
 
 
@@ -981,12 +982,12 @@ class TextEncoder(ArtifactModel):
         return self.preprocess(texts, **kwargs)
 
     @renamed_arguments(sentences="inputs")
-    def encode_query(self, inputs: str | list[str], **kwargs: Any) -> Any:
+    def encode_query(self, inputs: str | Sequence[str], **kwargs: Any) -> Any:
         """``encode`` with the ``query`` prompt when the model defines one."""
         return self.encode(inputs, **self._with_prompt_name(kwargs, ("query",)))
 
     @renamed_arguments(sentences="inputs")
-    def encode_document(self, inputs: str | list[str], **kwargs: Any) -> Any:
+    def encode_document(self, inputs: str | Sequence[str], **kwargs: Any) -> Any:
         """``encode`` with the ``document`` (or ``passage``/``corpus``) prompt when the model defines one."""
         return self.encode(inputs, **self._with_prompt_name(kwargs, DOCUMENT_PROMPT_NAMES))
 

@@ -195,12 +195,19 @@ class CrossEncoder(MultiProcessModel):
         *,
         max_length: int | None = None,
         activation_fn: ActivationLike | None = None,
+        num_labels: int | None = None,
         **options: Unpack[LoadOptions],
     ) -> None:
         self._activation_fn_arg = activation_fn
         super().__init__(model_name_or_path, **options)
         if max_length is not None:
             self.max_seq_length = max_length
+        if num_labels is not None and num_labels != self.num_labels:
+            # sentence-transformers sizes a new head with it; an artifact's head was exported, with its labels
+            raise InputError(
+                f"num_labels={num_labels!r}: the artifact's classifier head has {self.num_labels} label(s) "
+                f"{list(self.labels)}; leave num_labels out (a head of another size needs training, then an export)"
+            )
 
     def _configure(self) -> None:
         try:
