@@ -278,6 +278,6 @@ def _score_stsb(
     runtime = SentenceTransformer(
         artifact, variant=variant, provider=provider, provider_cache_dir=provider_cache_dir, provider_options=UNCACHED
     )
-    fidelity.stsb_spearman = stsb_spearman(lambda t: runtime.encode(t), data)
+    fidelity.stsb_spearman = stsb_spearman(lambda t: runtime.encode(t, show_progress_bar=False), data)
     fidelity.stsb_spearman_torch = stsb_spearman(reference.encode, data)
     runtime.close()

@@ -120,7 +120,11 @@ def validate_cross_encoder(artifact: Path, ce: Any, tolerance: ToleranceGate, va
                     batch = pairs[start : start + size]
                     ours = np.asarray(
                         runtime.predict(
-                            batch, prompt=prompt, batch_size=size, activation_fn="identity" if identity else None
+                            batch,
+                            prompt=prompt,
+                            batch_size=size,
+                            activation_fn="identity" if identity else None,
+                            show_progress_bar=False,
                         )
                     )
                     ref = reference[start : start + size]
@@ -162,10 +166,10 @@ def _measure(ce: Any, root: Path) -> Measure:
             provider_options=UNCACHED,
         )
         try:
-            ours = np.asarray(runtime.predict(pairs, batch_size=32)).reshape(len(pairs), -1)
+            ours = np.asarray(runtime.predict(pairs, batch_size=32, show_progress_bar=False)).reshape(len(pairs), -1)
             # without STSb the pairs are the 12 parity pairs alone: fewer than _ALONE_PAIRS (the reshape failed)
             count = min(_ALONE_PAIRS, len(pairs))
-            alone = np.asarray(runtime.predict(pairs[:count], batch_size=1)).reshape(count, -1)
+            alone = np.asarray(runtime.predict(pairs[:count], batch_size=1, show_progress_bar=False)).reshape(count, -1)
         finally:
             runtime.close()
         diff = np.abs(ours.astype(np.float64) - reference)

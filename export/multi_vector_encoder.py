@@ -178,8 +178,8 @@ def validate_multi_vector(artifact: Path, mve: Any, min_cosine: float) -> Fideli
     cosines = np.concatenate(all_cos) if all_cos else np.ones(1)
     fidelity.min_cosine, fidelity.mean_cosine, fidelity.texts = float(cosines.min()), float(cosines.mean()), len(texts)
     fidelity.extra["token_vectors"] = int(cosines.size)
-    alone = [runtime.encode_document(t) for t in texts]
-    batched = runtime.encode_document(texts, batch_size=32)
+    alone = [runtime.encode_document(t, show_progress_bar=False) for t in texts]
+    batched = runtime.encode_document(texts, batch_size=32, show_progress_bar=False)
     fidelity.batch_invariance_min_cosine = float(
         min((row_cosines(a, b).min() for a, b in zip(alone, batched) if len(a)), default=1.0)
     )

@@ -125,6 +125,7 @@ def validate_sparse_encoder(
                         batch_size=size,
                         max_active_dims=k or spec.vocab_size,
                         convert_to_sparse_tensor=False,
+                        show_progress_bar=False,
                     )
                     ref = reference[start : start + size]
                     fidelity.observe(ours, ref)
@@ -169,9 +170,19 @@ def _measure(se: Any, spec: SpladeSpec, root: Path) -> Measure:
             provider_options=UNCACHED,
         )
         try:
-            ours = runtime.encode(texts, batch_size=32, max_active_dims=spec.vocab_size, convert_to_sparse_tensor=False)
+            ours = runtime.encode(
+                texts,
+                batch_size=32,
+                max_active_dims=spec.vocab_size,
+                convert_to_sparse_tensor=False,
+                show_progress_bar=False,
+            )
             alone = runtime.encode(
-                texts[:alone_count], batch_size=1, max_active_dims=spec.vocab_size, convert_to_sparse_tensor=False
+                texts[:alone_count],
+                batch_size=1,
+                max_active_dims=spec.vocab_size,
+                convert_to_sparse_tensor=False,
+                show_progress_bar=False,
             )
         finally:
             runtime.close()

@@ -227,7 +227,7 @@ def validate_embeddings(
     fidelity = Fidelity()
     all_cos: list[np.ndarray] = []
     for prompt, size, batch in grid_batches(runtime.max_seq_length, prompts, extra_texts):
-        ours = np.asarray(runtime.encode(batch, prompt=prompt, batch_size=size))
+        ours = np.asarray(runtime.encode(batch, prompt=prompt, batch_size=size, show_progress_bar=False))
         ref = reference.encode(batch, prompt=prompt, batch_size=size)
         cos = row_cosines(ours, ref)
         all_cos.append(cos)
@@ -245,8 +245,8 @@ def validate_embeddings(
     fidelity.mean_cosine = float(np.mean(cosines))
     fidelity.texts = int(cosines.size)
     probe = [*texts, *list(extra_texts)[:96]]
-    alone = np.stack([np.asarray(runtime.encode(t)) for t in probe])
-    batched = np.asarray(runtime.encode(probe, batch_size=32))
+    alone = np.stack([np.asarray(runtime.encode(t, show_progress_bar=False)) for t in probe])
+    batched = np.asarray(runtime.encode(probe, batch_size=32, show_progress_bar=False))
     fidelity.batch_invariance_min_cosine = float(row_cosines(alone, batched).min())
     runtime.close()
     return fidelity

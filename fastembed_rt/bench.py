@@ -448,7 +448,7 @@ def _bench_configuration(
     started = time.perf_counter()
     model = SentenceTransformer(artifact, provider=row.provider, variant=row.variant, intra_op_threads=row.threads)
     try:
-        model.encode(texts[:1])
+        model.encode(texts[:1], show_progress_bar=False)
         row = replace(
             row,
             provider=model.provider,
@@ -458,7 +458,7 @@ def _bench_configuration(
         latencies = []
         for i in range(queries + 10):
             t0 = time.perf_counter()
-            model.encode([texts[i % len(texts)]])
+            model.encode([texts[i % len(texts)]], show_progress_bar=False)
             if i >= 10:  # the first calls allocate
                 latencies.append(1000 * (time.perf_counter() - t0))
         yield replace(
@@ -470,12 +470,12 @@ def _bench_configuration(
         )
         tokens = sum(len(e.ids) for e in model.tokenizer.encode_batch(texts))
         for batch in batch_sizes:
-            model.encode(texts, batch_size=batch)
+            model.encode(texts, batch_size=batch, show_progress_bar=False)
             stats = model.last_encode_stats
             rates = []
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                model.encode(texts, batch_size=batch)
+                model.encode(texts, batch_size=batch, show_progress_bar=False)
                 rates.append(len(texts) / (time.perf_counter() - t0))
             median = statistics.median(rates)
             yield replace(

@@ -38,14 +38,14 @@ FEW_CALIBRATION_TEXTS = 100
 
 
 def _same_ranges(recorded: object, sample: np.ndarray) -> bool:
-    """Whether the manifest's full-width ``ranges`` are the sample's per-dimension min and max (exactly: they are
-    written as the float32 values)."""
+    """Whether the manifest's full-width ``ranges`` are the sample's per-dimension min and max."""
     try:
         stored = np.asarray(recorded, dtype=np.float32)
     except (TypeError, ValueError):
         return False
     actual = np.stack([sample.min(axis=0), sample.max(axis=0)])
-    return stored.shape == actual.shape and bool(np.array_equal(stored, actual))
+    # within 1e-6: fastembed-rt wrote them rounded to 6 places before it wrote the float32 values
+    return stored.shape == actual.shape and bool(np.allclose(stored, actual, rtol=0, atol=1e-6))
 
 
 class Calibration:
@@ -144,7 +144,7 @@ def calibrate_artifact(model: Any, texts: Sequence[str], source: str) -> dict[st
             # Full width: ranges are per graph dimension, whatever Matryoshka default the model has.
             full_width = model.truncate_embeddings(None) if hasattr(model, "truncate_embeddings") else nullcontext()
             with full_width:
-                embeddings = model.encode(chosen, batch_size=32)
+                embeddings = model.encode(chosen, batch_size=32, show_progress_bar=False)
             # A multi-vector model gives one [tokens, dim] matrix per text: every token vector is a sample.
             sample = np.concatenate(embeddings) if isinstance(embeddings, list) else np.asarray(embeddings, np.float32)
             np.save(handle, sample.astype(np.float32), allow_pickle=False)

@@ -199,8 +199,10 @@ def _workload(model: Any, batch_size: int) -> Any:
     from fastembed_rt.models import CrossEncoder
 
     if isinstance(model, CrossEncoder):
-        return lambda texts: model.predict(list(zip(texts, reversed(texts))), batch_size=batch_size)
-    return lambda texts: model.encode(texts, batch_size=batch_size)
+        return lambda texts: model.predict(
+            list(zip(texts, reversed(texts))), batch_size=batch_size, show_progress_bar=False
+        )
+    return lambda texts: model.encode(texts, batch_size=batch_size, show_progress_bar=False)
 
 
 def measure_speed(

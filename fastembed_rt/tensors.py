@@ -110,7 +110,8 @@ def tensor_results(method: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not kwargs.get("convert_to_tensor") and not (len(args) > position and args[position]):
             result = method(*args, **kwargs)
-            if kwargs.get("convert_to_numpy", True) is False and isinstance(result, list) and loaded_torch():
+            converted = isinstance(result, (list, np.ndarray, np.generic))  # rows, or one text's row or pair's score
+            if kwargs.get("convert_to_numpy", True) is False and converted and loaded_torch():
                 return to_tensor(result, args[0].device)
             return result
         require_torch()

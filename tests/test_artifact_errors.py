@@ -237,6 +237,11 @@ def test_a_calibration_set_changed_after_calibrating_is_refused(minilm_artifact:
     from fastembed_rt.calibration import calibrate_artifact
 
     calibrate_artifact(SentenceTransformer(minilm_artifact), ["A cat sat on the mat.", "Stocks fell sharply."], "test")
+    manifest = json.loads((minilm_artifact / "manifest.json").read_text())
+    # the ranges rounded to 6 places, as fastembed-rt wrote them before it wrote the float32 values: still this set
+    manifest["calibration"]["ranges"] = np.round(manifest["calibration"]["ranges"], 6).tolist()
+    (minilm_artifact / "manifest.json").write_text(json.dumps(manifest))
+    assert SentenceTransformer(minilm_artifact).encode(["hello"], precision="int8").shape == (1, 384)
     path = minilm_artifact / "calibration.npy"
     np.save(path, np.load(path) * 3)
     with pytest.raises(ArtifactError, match=r"calibration.npy is not the calibration set its manifest records"):

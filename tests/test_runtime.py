@@ -251,6 +251,8 @@ def test_convert_to_numpy_false_returns_a_list_of_vectors_as_tensors_once_torch_
     out = minilm_runtime.encode(TEXTS[:2], convert_to_numpy=False)
     assert isinstance(out, list) and len(out) == 2 and isinstance(out[0], torch.Tensor) and out[0].shape == (384,)
     np.testing.assert_array_equal(torch.stack(out).numpy(), minilm_runtime.encode(TEXTS[:2]))
+    one = minilm_runtime.encode(TEXTS[0], convert_to_numpy=False)  # one text: one tensor, as there
+    assert isinstance(one, torch.Tensor) and one.shape == (384,)
 
 
 def test_token_embeddings_match_sentence_transformers(minilm_runtime: Any, minilm_torch: Any) -> None:
@@ -437,3 +439,18 @@ def test_a_manifests_repr_is_a_summary_not_its_calibration(minilm_runtime: Any) 
     assert manifest.calibration, "the fixture's artifact holds calibration ranges"
     shown = repr(manifest)
     assert len(shown) < 300 and "dim=384" in shown and "variants=[" in shown
+
+
+def test_the_librarys_own_calls_show_no_bar_when_logging_is_at_info(
+    tiny_reranker_artifact: Path,
+    tiny_splade_artifact: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """At INFO (the CLI's export log, the server) warm-ups, calibration and timings printed a bar each."""
+    from fastembed_rt import CrossEncoder, SparseEncoder
+
+    caplog.set_level(logging.INFO, logger="fastembed_rt")
+    CrossEncoder(tiny_reranker_artifact, warmup=True).close()
+    SparseEncoder(tiny_splade_artifact, warmup=True).close()
+    assert "Batches" not in capsys.readouterr().err

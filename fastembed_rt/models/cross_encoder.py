@@ -244,7 +244,7 @@ class CrossEncoder(MultiProcessModel):
         return dataclasses.replace(self.manifest, stages={**self.manifest.stages, "classifier": head.to_dict()})
 
     def _warm_up(self) -> None:
-        self.predict([("warm-up", "warm-up")], batch_size=1)
+        self.predict([("warm-up", "warm-up")], batch_size=1, show_progress_bar=False)
 
     @property
     def max_length(self) -> int:

@@ -210,7 +210,7 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
         self.similarity_fn_name = self._similarity_fn_arg or self.manifest.similarity_fn
 
     def _warm_up(self) -> None:
-        self.encode(["warm-up"], batch_size=1)
+        self.encode(["warm-up"], batch_size=1, show_progress_bar=False)
 
     @property
     def similarity_fn_name(self) -> str:

@@ -98,7 +98,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         self.similarity_fn_name = self._similarity_fn_arg or self.manifest.similarity_fn
 
     def _warm_up(self) -> None:
-        self.encode(["warm-up"], batch_size=1)
+        self.encode(["warm-up"], batch_size=1, show_progress_bar=False)
 
     def _saved_manifest(self) -> Manifest:
         """``max_active_dims`` and ``similarity_fn_name`` as set, as sentence-transformers saves them."""

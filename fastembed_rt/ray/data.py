@@ -87,6 +87,10 @@ class _Job:
     output: str
     call: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # no progress bars from the actors (Ray's workers log at INFO, where the default would show one per call)
+        self.call.setdefault("show_progress_bar", False)
+
 
 def _describe_row(batch: pa.Table, row: int, inputs: tuple[str, ...]) -> str:
     """The row as its other columns show it (its id, if it has one), for error messages."""
