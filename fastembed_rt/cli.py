@@ -135,7 +135,12 @@ def _print_info(root: Path) -> None:
     # (rerankers, SPLADE) by absolute/relative difference,
     # and their int8 variants by score rank (rerankers) or cosine (SPLADE).
     columns = (
-        [("min cos", "min_cosine", ".6f"), ("mean cos", "mean_cosine", ".6f"), ("STSb", "stsb_spearman", ".2f")]
+        [
+            ("min cos", "min_cosine", ".6f"),
+            ("mean cos", "mean_cosine", ".6f"),
+            ("texts", "texts", "d"),  # rows compared with PyTorch: a grid of 9 texts reads otherwise like 256
+            ("STSb", "stsb_spearman", ".2f"),
+        ]
         if m.task in ("embedding", "multi-vector")
         else [
             ("max abs", "max_abs_diff", ".2e"),
@@ -155,6 +160,9 @@ def _print_info(root: Path) -> None:
         print(f"{v.name:<{width}} {v.format:<8} {v.precision:<9} {size_mb:>8.1f}{cells}  {v.file}")
     for rejected in m.rejected_variants:
         print(f"{rejected['name']:<{width}} not shipped: {'; '.join(rejected['reasons'])}")
+    if m.calibration:
+        source = m.calibration.get("source", "?")
+        print(f"calibration   {m.calibration.get('texts', '?')} texts ({source}): the int8/uint8 output ranges")
     from fastembed_rt.machine import CpuIdentity
 
     validated = [CpuIdentity.from_record(v.fidelity.get("validated_on")) for v in m.variants]

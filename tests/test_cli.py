@@ -30,6 +30,10 @@ def test_info_prints_variants_with_fidelity(minilm_artifact_session: Path, capsy
     graph_and_weights_mb = (fp32.size + (fp32.weights_size or 0)) / 1e6
     assert fp32_row.split()[1:4] == ["onnx", "fp32", f"{graph_and_weights_mb:.1f}"]
     assert fp32_row.split()[4] == f"{min_cosine:.6f}" and fp32_row.endswith(" onnx/model.onnx")
+    assert fp32_row.split()[6] == str(fp32.fidelity["texts"])  # how many rows the numbers stand on
+    calibration = manifest.calibration
+    assert calibration is not None
+    assert f"calibration   {calibration['texts']} texts ({calibration['source']})" in out
     from fastembed_rt.machine import this_cpu
 
     assert f"validated on  {this_cpu().describe()}" in out  # the exporter's CPU: the session fixture ran here
