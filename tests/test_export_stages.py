@@ -6,6 +6,7 @@ segment), a single-mode control, Dense (tanh, identity) + Normalize, and prompt 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -446,3 +447,15 @@ def test_a_model_whose_pytorch_output_depends_on_left_padding_is_refused_naming_
     with pytest.raises(ExportError, match=r"PyTorch's own embedding of a text changes with its batch neighbours") as e:
         export_model(model, tmp_path / "out", stsb=False)
     assert '"padding_side": "right"' in str(e.value) and not (tmp_path / "out").exists()
+
+
+def test_int8_with_nothing_to_calibrate_on_but_the_grid_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without STSb and calibration texts, int8 was calibrated and gated on the grid's 9 texts without a word."""
+    from fastembed_rt.export import export_model
+
+    model_dir = build_tiny_model(tmp_path, "bert", "mean")
+    with caplog.at_level(logging.WARNING, logger="fastembed_rt"):
+        export_model(model_dir, tmp_path / "artifact", stsb=False, calibration_texts=[], variants="int8")
+    assert any("int8 variants are calibrated and checked on the 9 parity texts" in r.message for r in caplog.records)
