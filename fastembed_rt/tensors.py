@@ -14,13 +14,18 @@ import functools
 import inspect
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:  # for type checkers only: nothing here imports torch
+    from torch import Tensor
 
 from fastembed_rt.errors import InputError
 
 __all__ = [
+    "TensorScores",
     "as_numpy",
     "is_tensor",
     "loaded_torch",
@@ -186,3 +191,20 @@ def tensors_in_and_out(function: F) -> F:
         return to_tensor(np.asarray(result), first.device)
 
     return wrapper  # type: ignore[return-value]
+
+
+class TensorScores(Protocol):
+    """A score function of two embedding batches as sentence-transformers' ``util`` has them: torch tensors give a
+    tensor (on the first one's device), anything else a float32 array."""
+
+    @overload
+    def __call__(self, a: Tensor, b: Tensor) -> Tensor: ...
+
+    @overload
+    def __call__(self, a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float32]: ...
+
+
+def tensor_scores(function: Callable[[Any, Any], npt.NDArray[np.float32]]) -> TensorScores:
+    """``tensors_in_and_out`` for a score function of two batches, typed as it behaves (``TensorScores``): code
+    that hands the scores of tensors to ``torch.topk`` type-checks as it does against sentence-transformers."""
+    return cast(TensorScores, tensors_in_and_out(function))

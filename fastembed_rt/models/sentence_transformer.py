@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from fastembed_rt.artifact import Manifest
 from fastembed_rt.calibration import Calibration
@@ -35,6 +36,7 @@ from fastembed_rt.tensors import tensor_results
 if TYPE_CHECKING:
     import os
 
+    from torch import Tensor
     from typing_extensions import Unpack
 
     from fastembed_rt.models.base import LoadOptions
@@ -478,12 +480,24 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         )
 
     # -- similarity -----------------------------------------------------------------------------
-    def similarity(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
-        """float32 ``[n, m]`` scores with the model's similarity function."""
+    @overload
+    def similarity(self, embeddings1: Tensor, embeddings2: Tensor) -> Tensor: ...
+
+    @overload
+    def similarity(self, embeddings1: npt.ArrayLike, embeddings2: npt.ArrayLike) -> np.ndarray: ...
+
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> Any:
+        """float32 ``[n, m]`` scores with the model's similarity function (a tensor for tensors)."""
         return dense_similarity(SimilarityFunction(self.similarity_fn_name))(embeddings1, embeddings2)
 
-    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
-        """float32 ``[n]`` scores of row i against row i."""
+    @overload
+    def similarity_pairwise(self, embeddings1: Tensor, embeddings2: Tensor) -> Tensor: ...
+
+    @overload
+    def similarity_pairwise(self, embeddings1: npt.ArrayLike, embeddings2: npt.ArrayLike) -> np.ndarray: ...
+
+    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> Any:
+        """float32 ``[n]`` scores of row i against row i (a tensor for tensors)."""
         return dense_similarity(SimilarityFunction(self.similarity_fn_name), pairwise=True)(embeddings1, embeddings2)
 
     def _saved_manifest(self) -> Manifest:
