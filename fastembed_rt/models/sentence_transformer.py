@@ -138,6 +138,54 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         return self.get_embedding_dimension()
 
     # -- encoding -------------------------------------------------------------------------------
+    # Typed as it behaves for strict type checkers (as sentence-transformers' overloads): sentence embeddings as
+    # numpy (the default) are an array; other outputs (tensors, lists, token matrices, dicts) are Any.
+    @overload
+    def encode(
+        self,
+        inputs: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        output_value: Literal["sentence_embedding"] = "sentence_embedding",
+        precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32",
+        convert_to_numpy: Literal[True] = True,
+        convert_to_tensor: Literal[False] = False,
+        device: Any = None,
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+        pool: MultiProcessPool | None = None,
+        chunk_size: int | None = None,
+        long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
+        chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
+        truncation_direction: TruncationDirection | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray: ...
+
+    @overload
+    def encode(
+        self,
+        inputs: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        output_value: Literal["sentence_embedding", "token_embeddings"] | None = "sentence_embedding",
+        precision: Literal["float32", "int8", "uint8", "binary", "ubinary"] = "float32",
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        device: Any = None,
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+        pool: MultiProcessPool | None = None,
+        chunk_size: int | None = None,
+        long_inputs: Literal["truncate", "error", "chunk"] = "truncate",
+        chunk_overlap: int = DEFAULT_CHUNK_OVERLAP,
+        truncation_direction: TruncationDirection | None = None,
+        **kwargs: Any,
+    ) -> Any: ...
+
     @renamed_arguments(sentences="inputs")
     @tensor_results
     def encode(
