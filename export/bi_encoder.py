@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import tempfile
 import time
 from collections.abc import Sequence
@@ -159,13 +160,17 @@ def export_model(
         step = time.perf_counter()
         used_texts = calibrate(writer.root, calibration_texts, stsb_path)
         calibrated_on = set(used_texts or ())
-        # held out from calibration too (3 of 256 STSb dev sentences were in the int8 calibration set)
+        # held out from calibration too (12 of 256 STSb dev sentences were in the default calibration set)
         held_out = [text for text in _held_out_texts(stsb_path) if text not in calibrated_on]
-        if not used_texts and any("int8" in spec.name for spec in specs):
+        if not used_texts and any(spec.name in ACTIVATION_CALIBRATED for spec in specs):
             logger.warning(
-                "no calibration texts and no STSb: int8 variants are calibrated and checked on the %d parity texts "
-                "only; pass calibration texts (or make STSb available: $FASTEMBED_RT_STSB) for a real calibration",
+                "no calibration texts%s: int8 variants are calibrated on the %d parity texts only%s; pass calibration "
+                "texts (or make STSb available: $FASTEMBED_RT_STSB) for a real calibration",
+                "" if held_out else " and no STSb",
                 len(parity_texts(description.max_seq_length)),
+                f" (and checked on {len(held_out)} held-out STSb dev sentences)"
+                if held_out
+                else ", and checked on them",
             )
         # Every variant is checked on the fp32 graph's batches (cached now) plus the held-out ones: compute those,
         # then free PyTorch's model before any variant is built.
@@ -183,7 +188,11 @@ def export_model(
                 specs[1:],
                 _measure(writer.root, reference, description.prompts, stsb, stsb_path, Path(cache), held_out),
                 backbone=backbone,
-                calibration_texts=list(used_texts or parity_texts(description.max_seq_length)),
+                # shuffled with a fixed seed: the builders take a prefix (256, 300), which of the sorted selection
+                # was the alphabetically first sentences ('"And about…' to 'A man is burning a flag.')
+                calibration_texts=random.Random(0).sample(used_texts, len(used_texts))
+                if used_texts
+                else parity_texts(description.max_seq_length),
                 append_stages=lambda graph: _append_stages(graph, description),
                 speed_texts=held_out or parity_texts(description.max_seq_length),
             )
@@ -221,6 +230,10 @@ def calibrate(
     calibrate_artifact(runtime, texts, source)
     runtime.close()
     return select_texts(texts)
+
+
+# the variants whose activation scales come from the calibration texts (weight-only ones take none)
+ACTIVATION_CALIBRATED = frozenset({"int8", "int8-avx2", "openvino-int8"})
 
 
 def _held_out_texts(stsb_path: str | os.PathLike[str] | None, count: int = 256) -> list[str]:

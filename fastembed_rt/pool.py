@@ -308,9 +308,9 @@ class MultiProcessPool:
             finally:
                 if bar is not None:
                     bar.close()
-            self.last_stats = EncodeStats.total(stats)
         if failures:
             raise _first_failure(failures, chunks)
+        self.last_stats = EncodeStats.total(stats)  # of a call whose every chunk ran
         if isinstance(outputs[0], np.ndarray):
             first = outputs[0]
             merged = np.empty((len(items), *first.shape[1:]), dtype=first.dtype)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
 
 import numpy as np
@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # for type checkers only: nothing here imports torch
 from fastembed_rt.errors import InputError
 
 __all__ = [
+    "Rows",
     "TensorScores",
     "as_numpy",
     "is_tensor",
@@ -193,15 +194,23 @@ def tensors_in_and_out(function: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# Rows of embeddings other than a tensor (an ArrayLike would take a tensor too, and type checkers then read a call
+# with a tensor and an array as ambiguous: Any)
+Rows = npt.NDArray[Any] | Sequence[Any]
+
+
 class TensorScores(Protocol):
-    """A score function of two embedding batches as sentence-transformers' ``util`` has them: torch tensors give a
-    tensor (on the first one's device), anything else a float32 array."""
+    """A score function of two embedding batches as sentence-transformers' ``util`` has them: a torch tensor in either
+    gives a tensor (on the first one's device), anything else a float32 array."""
 
     @overload
-    def __call__(self, a: Tensor, b: Tensor) -> Tensor: ...
+    def __call__(self, a: Tensor, b: object) -> Tensor: ...
 
     @overload
-    def __call__(self, a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.float32]: ...
+    def __call__(self, a: object, b: Tensor) -> Tensor: ...
+
+    @overload
+    def __call__(self, a: Rows, b: Rows) -> npt.NDArray[np.float32]: ...
 
 
 def tensor_scores(function: Callable[[Any, Any], npt.NDArray[np.float32]]) -> TensorScores:

@@ -365,6 +365,27 @@ def test_an_interrupted_call_leaves_the_last_finished_calls_stats(minilm_artifac
     assert model.last_encode_stats == finished
 
 
+def test_a_call_of_several_passes_interrupted_in_a_later_one_leaves_the_last_finished_calls_stats(
+    minilm_artifact_session: Path,
+) -> None:
+    """Chunked texts over 1 MiB run in groups, one pass each: an interruption in the second left the first's stats."""
+    model = SentenceTransformer(minilm_artifact_session)
+    cat = model.tokenizer.token_to_id("cat")
+
+    def interrupted_in_the_second_group(feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+        if (feeds["input_ids"] == cat).any():
+            raise KeyboardInterrupt
+        return {"sentence_embedding": np.ones((len(feeds["input_ids"]), 384), dtype=np.float32)}
+
+    fake = SentenceTransformer(minilm_artifact_session, provider=FakeProvider(interrupted_in_the_second_group))
+    fake.encode(["a", "b"])
+    finished = fake.last_encode_stats
+    with pytest.raises(KeyboardInterrupt):
+        fake.encode(["word " * 220_000, "cat " * 220_000], long_inputs="chunk", batch_size=64)
+    assert fake.last_encode_stats == finished
+    model.close()
+
+
 def test_encode_stats_split_time_into_tokenize_run_and_postprocess(minilm_runtime: Any) -> None:
     minilm_runtime.encode(TEXTS * 20, batch_size=8)
     stats = minilm_runtime.last_encode_stats

@@ -27,6 +27,10 @@ def best(model: SentenceTransformer, a: torch.Tensor, b: torch.Tensor) -> torch.
     return values + util.cos_sim(a, b) + util.pairwise_dot_score(a, b)
 
 
+def mixed(model: SentenceTransformer, a: torch.Tensor, b: np.ndarray) -> torch.Tensor:
+    return util.cos_sim(a, b) + model.similarity(b, a)  # a tensor on either side gives a tensor
+
+
 def scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return util.cos_sim(a, b)
 

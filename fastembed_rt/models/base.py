@@ -175,6 +175,22 @@ class ModelCardData:
         return f"ModelCardData({len(self.eval_results_dict)} evaluators' metrics)"
 
 
+def finished_calls_stats(method: _F) -> _F:
+    """A model call that fails or is interrupted (Ctrl-C) leaves ``last_encode_stats`` as the last finished call
+    left them: a call of several passes (text groups, windows, host stages after the graph) had set a pass's."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        before = self._pipeline.last_stats
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException:
+            self._pipeline.last_stats = before
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
 # The prompt names ``encode_document`` looks for, in order (sentence-transformers' own list).
 DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
 

@@ -24,6 +24,7 @@ from fastembed_rt.models.base import (
     check_batch_size,
     check_overlap,
     explicit_prompt,
+    finished_calls_stats,
     renamed_arguments,
 )
 from fastembed_rt.pipeline import Prepared, check_unicode, refuse_containers, wants_progress
@@ -264,6 +265,7 @@ class CrossEncoder(MultiProcessModel):
     # -- scoring --------------------------------------------------------------------------------
     @renamed_arguments(sentences="inputs", activation_fct="activation_fn", num_workers=None)
     @tensor_results
+    @finished_calls_stats
     def predict(
         self,
         inputs: Sequence[tuple[str, str] | str] | tuple[str, str] | Sequence[list[str]] | list[str] | str,

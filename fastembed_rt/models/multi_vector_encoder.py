@@ -39,6 +39,7 @@ from fastembed_rt.models.base import (
     TextEncoder,
     check_batch_size,
     explicit_prompt,
+    finished_calls_stats,
     renamed_arguments,
 )
 from fastembed_rt.models.cross_encoder import RankResult, check_rank_inputs, rank_results
@@ -344,6 +345,7 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
         return out if pooling is None else pooling.pool(out, task=task)
 
     @renamed_arguments(sentences="inputs")
+    @finished_calls_stats
     def encode(
         self,
         inputs: str | Sequence[str],

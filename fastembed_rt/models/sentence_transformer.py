@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
 import numpy as np
-import numpy.typing as npt
 
 from fastembed_rt.artifact import Manifest
 from fastembed_rt.calibration import Calibration
@@ -26,12 +25,13 @@ from fastembed_rt.models.base import (
     TextEncoder,
     check_batch_size,
     check_positive_int,
+    finished_calls_stats,
     renamed_arguments,
 )
 from fastembed_rt.pipeline import EncodeStats, Prepared, check_texts, wants_progress
 from fastembed_rt.quantization import quantize_embeddings
 from fastembed_rt.similarity import SimilarityFnName, SimilarityFunction, dense_similarity
-from fastembed_rt.tensors import tensor_results
+from fastembed_rt.tensors import Rows, tensor_results
 
 if TYPE_CHECKING:
     import os
@@ -188,6 +188,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
 
     @renamed_arguments(sentences="inputs")
     @tensor_results
+    @finished_calls_stats
     def encode(
         self,
         inputs: str | Sequence[str],
@@ -447,6 +448,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
             return self._calibration.ranges(options.output_dim, normalize_output)
         return np.zeros((2, options.output_dim), dtype=np.float32)  # read only by the int8/uint8 outputs
 
+    @finished_calls_stats
     def encode_chunks(
         self,
         sentences: str | Sequence[str],
@@ -529,20 +531,26 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
 
     # -- similarity -----------------------------------------------------------------------------
     @overload
-    def similarity(self, embeddings1: Tensor, embeddings2: Tensor) -> Tensor: ...
+    def similarity(self, embeddings1: Tensor, embeddings2: object) -> Tensor: ...
 
     @overload
-    def similarity(self, embeddings1: npt.ArrayLike, embeddings2: npt.ArrayLike) -> np.ndarray: ...
+    def similarity(self, embeddings1: object, embeddings2: Tensor) -> Tensor: ...
+
+    @overload
+    def similarity(self, embeddings1: Rows, embeddings2: Rows) -> np.ndarray: ...
 
     def similarity(self, embeddings1: Any, embeddings2: Any) -> Any:
         """float32 ``[n, m]`` scores with the model's similarity function (a tensor for tensors)."""
         return dense_similarity(SimilarityFunction(self.similarity_fn_name))(embeddings1, embeddings2)
 
     @overload
-    def similarity_pairwise(self, embeddings1: Tensor, embeddings2: Tensor) -> Tensor: ...
+    def similarity_pairwise(self, embeddings1: Tensor, embeddings2: object) -> Tensor: ...
 
     @overload
-    def similarity_pairwise(self, embeddings1: npt.ArrayLike, embeddings2: npt.ArrayLike) -> np.ndarray: ...
+    def similarity_pairwise(self, embeddings1: object, embeddings2: Tensor) -> Tensor: ...
+
+    @overload
+    def similarity_pairwise(self, embeddings1: Rows, embeddings2: Rows) -> np.ndarray: ...
 
     def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> Any:
         """float32 ``[n]`` scores of row i against row i (a tensor for tensors)."""

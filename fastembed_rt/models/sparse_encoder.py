@@ -16,7 +16,13 @@ import numpy as np
 from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels.spec import MAX_ACTIVE_DIMS, SPARSE_INDICES, SPARSE_VALUES, SpladeSpec
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, max_pool_sparse
-from fastembed_rt.models.base import MultiProcessModel, TextEncoder, check_batch_size, renamed_arguments
+from fastembed_rt.models.base import (
+    MultiProcessModel,
+    TextEncoder,
+    check_batch_size,
+    finished_calls_stats,
+    renamed_arguments,
+)
 from fastembed_rt.pipeline import Prepared, check_texts, wants_progress
 from fastembed_rt.similarity import SimilarityFnName, SimilarityFunction
 from fastembed_rt.sparse import (
@@ -170,6 +176,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         )
 
     @renamed_arguments(sentences="inputs")
+    @finished_calls_stats
     def encode(
         self,
         inputs: str | Sequence[str],
