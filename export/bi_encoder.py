@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import tempfile
 import time
 from collections.abc import Sequence
@@ -188,11 +187,7 @@ def export_model(
                 specs[1:],
                 _measure(writer.root, reference, description.prompts, stsb, stsb_path, Path(cache), held_out),
                 backbone=backbone,
-                # shuffled with a fixed seed: the builders take a prefix (256, 300), which of the sorted selection
-                # was the alphabetically first sentences ('"And about…' to 'A man is burning a flag.')
-                calibration_texts=random.Random(0).sample(used_texts, len(used_texts))
-                if used_texts
-                else parity_texts(description.max_seq_length),
+                calibration_texts=list(used_texts or parity_texts(description.max_seq_length)),
                 append_stages=lambda graph: _append_stages(graph, description),
                 speed_texts=held_out or parity_texts(description.max_seq_length),
             )
