@@ -13,20 +13,14 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
-import numpy.typing as npt
-
-if TYPE_CHECKING:  # for type checkers only: nothing here imports torch
-    from torch import Tensor
 
 from fastembed_rt.errors import InputError
 
 __all__ = [
-    "Rows",
-    "TensorScores",
     "as_numpy",
     "is_tensor",
     "loaded_torch",
@@ -192,28 +186,3 @@ def tensors_in_and_out(function: F) -> F:
         return to_tensor(np.asarray(result), first.device)
 
     return wrapper  # type: ignore[return-value]
-
-
-# Rows of embeddings other than a tensor (an ArrayLike would take a tensor too, and type checkers then read a call
-# with a tensor and an array as ambiguous: Any)
-Rows = npt.NDArray[Any] | Sequence[Any]
-
-
-class TensorScores(Protocol):
-    """A score function of two embedding batches as sentence-transformers' ``util`` has them: a torch tensor in either
-    gives a tensor (on the first one's device), anything else a float32 array."""
-
-    @overload
-    def __call__(self, a: Tensor, b: object) -> Tensor: ...
-
-    @overload
-    def __call__(self, a: object, b: Tensor) -> Tensor: ...
-
-    @overload
-    def __call__(self, a: Rows, b: Rows) -> npt.NDArray[np.float32]: ...
-
-
-def tensor_scores(function: Callable[[Any, Any], npt.NDArray[np.float32]]) -> TensorScores:
-    """``tensors_in_and_out`` for a score function of two batches, typed as it behaves (``TensorScores``): code
-    that hands the scores of tensors to ``torch.topk`` type-checks as it does against sentence-transformers."""
-    return cast(TensorScores, tensors_in_and_out(function))

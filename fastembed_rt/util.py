@@ -42,7 +42,7 @@ from fastembed_rt.maxsim import (
     semantic_search_maxsim,
 )
 from fastembed_rt.quantization import Precision, calibration_ranges, dequantize_embeddings, quantize_embeddings
-from fastembed_rt.tensors import tensor_inputs, tensor_scores, tensors_in_and_out
+from fastembed_rt.tensors import tensor_inputs, tensors_in_and_out
 
 if TYPE_CHECKING:
     from fastembed_rt.hard_negatives import mine_hard_negatives
@@ -208,7 +208,7 @@ def _sparse_scores(a: Any, b: Any, function: str, pairwise: bool = False) -> Flo
     return np.asarray(score(a, b, function), dtype=np.float32)
 
 
-@tensor_scores
+@tensors_in_and_out
 def cos_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Cosine similarity of every row of ``a`` with every row of ``b``.
 
@@ -228,7 +228,7 @@ def cos_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     return _normalize(left) @ _normalize(right).T
 
 
-@tensor_scores
+@tensors_in_and_out
 def dot_score(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Dot product of every row of ``a`` with every row of ``b``.
 
@@ -246,7 +246,7 @@ def dot_score(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     return left @ right.T
 
 
-@tensor_scores
+@tensors_in_and_out
 def euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Negative Euclidean distance of every row of ``a`` to every row of ``b``.
 
@@ -275,7 +275,7 @@ def euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     return out
 
 
-@tensor_scores
+@tensors_in_and_out
 def manhattan_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Negative Manhattan (L1) distance of every row of ``a`` to every row of ``b``.
 
@@ -304,7 +304,7 @@ def manhattan_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     return out
 
 
-@tensor_scores
+@tensors_in_and_out
 def pairwise_cos_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Cosine similarity of ``a[i]`` with ``b[i]``.
 
@@ -323,7 +323,7 @@ def pairwise_cos_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     return scores
 
 
-@tensor_scores
+@tensors_in_and_out
 def pairwise_dot_score(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Dot product of ``a[i]`` with ``b[i]``.
 
@@ -342,7 +342,7 @@ def pairwise_dot_score(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     return scores
 
 
-@tensor_scores
+@tensors_in_and_out
 def pairwise_euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Negative Euclidean distance of ``a[i]`` to ``b[i]``.
 
@@ -361,7 +361,7 @@ def pairwise_euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     return -distances
 
 
-@tensor_scores
+@tensors_in_and_out
 def pairwise_manhattan_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Negative Manhattan (L1) distance of ``a[i]`` to ``b[i]``.
 

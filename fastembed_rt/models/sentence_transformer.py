@@ -31,12 +31,11 @@ from fastembed_rt.models.base import (
 from fastembed_rt.pipeline import EncodeStats, Prepared, check_texts, wants_progress
 from fastembed_rt.quantization import quantize_embeddings
 from fastembed_rt.similarity import SimilarityFnName, SimilarityFunction, dense_similarity
-from fastembed_rt.tensors import Rows, tensor_results
+from fastembed_rt.tensors import tensor_results
 
 if TYPE_CHECKING:
     import os
 
-    from torch import Tensor
     from typing_extensions import Unpack
 
     from fastembed_rt.models.base import LoadOptions
@@ -530,30 +529,12 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         )
 
     # -- similarity -----------------------------------------------------------------------------
-    @overload
-    def similarity(self, embeddings1: Tensor, embeddings2: object) -> Tensor: ...
-
-    @overload
-    def similarity(self, embeddings1: object, embeddings2: Tensor) -> Tensor: ...
-
-    @overload
-    def similarity(self, embeddings1: Rows, embeddings2: Rows) -> np.ndarray: ...
-
-    def similarity(self, embeddings1: Any, embeddings2: Any) -> Any:
-        """float32 ``[n, m]`` scores with the model's similarity function (a tensor for tensors)."""
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
+        """float32 ``[n, m]`` scores with the model's similarity function."""
         return dense_similarity(SimilarityFunction(self.similarity_fn_name))(embeddings1, embeddings2)
 
-    @overload
-    def similarity_pairwise(self, embeddings1: Tensor, embeddings2: object) -> Tensor: ...
-
-    @overload
-    def similarity_pairwise(self, embeddings1: object, embeddings2: Tensor) -> Tensor: ...
-
-    @overload
-    def similarity_pairwise(self, embeddings1: Rows, embeddings2: Rows) -> np.ndarray: ...
-
-    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> Any:
-        """float32 ``[n]`` scores of row i against row i (a tensor for tensors)."""
+    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
+        """float32 ``[n]`` scores of row i against row i."""
         return dense_similarity(SimilarityFunction(self.similarity_fn_name), pairwise=True)(embeddings1, embeddings2)
 
     def _saved_manifest(self) -> Manifest:
