@@ -21,7 +21,6 @@ from fastembed_rt.export.validate import (
     UNCACHED,
     ReferenceEncoder,
     check_batch_independent,
-    grid_batches,
     parity_texts,
     validate_embeddings,
 )
@@ -144,7 +143,14 @@ def export_model(
             backbone_shape=backbone.shape,
             append_stages=lambda graph: _append_stages(graph, description),
         )
-        fidelity = validate_embeddings(writer.root, reference, description.prompts, arch.min_cosine)
+        # fp32 is held to its gate on the grid and on held-out STSb dev sentences (the int8 variants' too), which
+        # exclude what int8 calibrates on: known before calibrating, which needs the accepted fp32 graph.
+        source = calibration_source(calibration_texts, stsb_path)
+        calibrated_on = set(select_texts(source[0])) if source else set()
+        held_out = [text for text in _held_out_texts(stsb_path) if text not in calibrated_on]
+        fidelity = validate_embeddings(
+            writer.root, reference, description.prompts, arch.min_cosine, extra_texts=held_out
+        )
         if fidelity.failures:
             check_batch_independent(reference, str(st_model.tokenizer.padding_side), arch.min_cosine)
         else:
@@ -157,10 +163,7 @@ def export_model(
             time.perf_counter() - step,
         )
         step = time.perf_counter()
-        used_texts = calibrate(writer.root, calibration_texts, stsb_path)
-        calibrated_on = set(used_texts or ())
-        # held out from calibration too (12 of 256 STSb dev sentences were in the default calibration set)
-        held_out = [text for text in _held_out_texts(stsb_path) if text not in calibrated_on]
+        used_texts = store_calibration(writer.root, source)
         if not used_texts and any(spec.name in ACTIVATION_CALIBRATED for spec in specs):
             logger.warning(
                 "no calibration texts%s: int8 variants are calibrated on the %d parity texts only%s; pass calibration "
@@ -171,12 +174,8 @@ def export_model(
                 if held_out
                 else ", and checked on them",
             )
-        # Every variant is checked on the fp32 graph's batches (cached now) plus the held-out ones: compute those,
-        # then free PyTorch's model before any variant is built.
-        if len(specs) > 1:
-            max_seq_length = load_manifest(writer.root).tokenizer.max_seq_length
-            for prompt, size, batch in grid_batches(max_seq_length, description.prompts, held_out):
-                reference.encode(batch, prompt=prompt, batch_size=size)
+        # Every variant is checked on the batches fp32 was (grid plus held-out, PyTorch's vectors cached): free
+        # PyTorch's model before any variant is built.
         del st_model
         reference.release()
         done = "calibrated and the PyTorch references computed" if used_texts else "PyTorch references computed"
@@ -197,6 +196,22 @@ def export_model(
     return load_manifest(out)
 
 
+def calibration_source(
+    texts: Sequence[str] | None, stsb_path: str | os.PathLike[str] | None
+) -> tuple[Sequence[str], str] | None:
+    """The texts to calibrate on and where they come from: ``texts`` (the user's), or by default the STSb train
+    sentences; None when there are none."""
+    from fastembed_rt.stsb import available_stsb
+
+    if texts is not None:
+        return (texts, "user texts") if texts else None
+    train = available_stsb("train", "en", stsb_path)
+    if train is None:
+        logger.warning("no calibration texts and no STSb: int8/uint8 outputs need `fastembed-rt calibrate`")
+        return None
+    return train.sentences1 + train.sentences2, "stsb-en-train"
+
+
 def calibrate(
     artifact: Path,
     texts: Sequence[str] | None,
@@ -208,23 +223,22 @@ def calibrate(
 
     Returns the texts chosen (also what int8 model quantization calibrates on), or None.
     """
+    return store_calibration(artifact, calibration_source(texts, stsb_path), task)
+
+
+def store_calibration(
+    artifact: Path, source: tuple[Sequence[str], str] | None, task: Task = Task.EMBEDDING
+) -> list[str] | None:
+    """``calibrate`` with what ``calibration_source`` gave."""
     from fastembed_rt.calibration import calibrate_artifact
     from fastembed_rt.models import MODEL_TYPES
-    from fastembed_rt.stsb import available_stsb
 
-    source = "user texts"
-    if texts is None:
-        train = available_stsb("train", "en", stsb_path)
-        if train is None:
-            logger.warning("no calibration texts and no STSb: int8/uint8 outputs need `fastembed-rt calibrate`")
-            return None
-        texts, source = train.sentences1 + train.sentences2, "stsb-en-train"
-    if not texts:
+    if source is None:
         return None
     runtime = MODEL_TYPES[task](artifact, provider="cpu")
-    calibrate_artifact(runtime, texts, source)
+    calibrate_artifact(runtime, source[0], source[1])
     runtime.close()
-    return select_texts(texts)
+    return select_texts(source[0])
 
 
 # the variants whose activation scales come from the calibration texts (weight-only ones take none)

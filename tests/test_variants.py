@@ -82,6 +82,23 @@ def test_every_requested_onnx_variant_ships_with_its_fidelity_recorded(variants_
         )
 
 
+def test_fp32_numbers_stand_on_the_same_held_out_rows_as_every_variant(variants_artifact: Path) -> None:
+    """fp32 is gated on the grid and the held-out STSb dev sentences, as the other variants are (it was gated
+    on the grid's 27 rows alone), and those sentences exclude what int8 calibrated on."""
+    from fastembed_rt.calibration import select_texts
+    from fastembed_rt.export.validate import parity_texts
+
+    manifest = load_manifest(variants_artifact)
+    rows = {v.name: v.fidelity["texts"] for v in manifest.variants if v.format == "onnx"}
+    dev = load_stsb("dev", "en")
+    train = load_stsb("train", "en")
+    calibrated_on = set(select_texts(train.sentences1 + train.sentences2))
+    held_out = [t for t in list(dict.fromkeys(dev.sentences1 + dev.sentences2))[:256] if t not in calibrated_on]
+    assert 200 < len(held_out) < 256  # some dev sentences are calibration texts: dropped
+    grid = 3 * len(parity_texts(manifest.tokenizer.max_seq_length))  # batches of 1, 3 and 5, no prompts here
+    assert rows == {name: grid + len(held_out) for name in rows}, rows
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ("fp32", *ONNX_VARIANTS))
 def test_variant_meets_its_gate_on_every_stsb_test_sentence(
