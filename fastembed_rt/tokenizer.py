@@ -217,16 +217,24 @@ class Tokenizer:
     def max_seq_length(self, value: int) -> None:
         self.info = replace(self.info, max_seq_length=int(value))
         for key in list(self._backends):
-            if key in ("left", "right"):
-                self._truncate(self._backends[key], key)
+            if key in ("left", "right", "public"):
+                self._truncate(self._backends[key], self.info.truncation_side if key == "public" else key)
             elif key.startswith("windows:"):  # window sizes follow max_seq_length: made again on next use
                 del self._backends[key]
         self._prompt_lengths.clear()
 
     @property
     def backend(self) -> object:
-        """The underlying ``tokenizers.Tokenizer`` (for users who need offsets or tokens)."""
-        return self._tok
+        """A ``tokenizers.Tokenizer`` for users who need offsets or tokens: a copy of the one encoding, truncating
+        at ``max_seq_length`` on the manifest's side (kept so when it changes) and not padding. A copy because Rust
+        tokenizers keep padding and truncation as state: a user's ``enable_padding()`` on the one that encodes
+        made every later batch pool over its pad tokens, silently."""
+        if "public" not in self._backends:
+            backend = self._copy()
+            backend.no_padding()
+            self._truncate(backend, self.info.truncation_side)
+            self._backends["public"] = backend
+        return self._backends["public"]
 
     @property
     def vocab_size(self) -> int:

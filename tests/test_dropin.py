@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import warnings
 from pathlib import Path
@@ -136,10 +137,18 @@ def _examples(lib: Any, bi: Any, ce: Any, sparse: Any) -> dict[str, Any]:
     pairs = [(QUERY, s) for s in SENTENCES[:3]]
     for name, model, inputs in (("bi", bi, SENTENCES[:3]), ("ce", ce, pairs), ("sparse", sparse, SENTENCES[:3])):
         features = model.preprocess(inputs)
-        # sentence-transformers adds non-tensor entries (``modality``, ``prompt_length``): the arrays are compared
         out[f"preprocess_{name}"] = {key: _numpy(value) for key, value in features.items() if hasattr(value, "shape")}
+        prompted = model.preprocess(inputs, prompt="query: ")  # ``modality`` always, ``prompt_length`` with a prompt
+        out[f"preprocess_{name}_entries"] = [
+            {key: value for key, value in entries.items() if not hasattr(value, "shape")}
+            for entries in (features, prompted)
+        ]
+    import torch
+
     out["model_api"] = [
         bi.cpu() is bi and ce.cpu() is ce,
+        bi.to("cpu:0") is bi and ce.to(torch.device("cpu", 0)) is ce,  # torch's name of its CPU
+        [bi.train(False) is bi, bi.float() is bi, bi.training],
         bi.modalities,
         [model.supports(m) for model in (bi, ce, sparse) for m in ("text", "image")],
         bi.get_model_kwargs(),
@@ -240,6 +249,7 @@ def test_preprocess_gives_sentence_transformers_model_inputs(both: tuple[dict, d
     for name, value in mine.items():
         assert value.dtype == np.int64
         np.testing.assert_array_equal(value, reference[name])
+    assert ours[f"preprocess_{model}_entries"] == theirs[f"preprocess_{model}_entries"]
 
 
 def test_device_moves_modalities_and_model_kwargs_answer_as_sentence_transformers(both: tuple[dict, dict]) -> None:
@@ -498,6 +508,56 @@ def test_a_call_on_the_models_device_runs_and_another_device_is_an_error_naming_
     ):
         with pytest.raises(InputError, match=r"this model runs on 'cpu', not on device='cuda'"):
             call()
+
+
+def test_torchs_cpu_zero_is_the_cpu_for_loading_calls_and_pools(minilm_artifact_session: Path) -> None:
+    """``"cpu:0"`` is what ``str(torch.device("cpu", 0))`` gives: sentence-transformers takes it everywhere."""
+    model = SentenceTransformer(minilm_artifact_session, device="cpu:0")
+    texts = ["The cat sat on the mat.", "Stocks fell sharply."]
+    assert model.device == "cpu" and model.to("CPU:0") is model
+    np.testing.assert_array_equal(model.encode(texts, device="cpu:0"), model.encode(texts))
+    np.testing.assert_allclose(model.encode(texts, device=["cpu:0", "cpu:1"]), model.encode(texts), atol=1e-6)
+    model.close()
+
+
+def test_casts_and_training_mode_leave_the_variant_and_say_so(
+    minilm_runtime: SentenceTransformer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``half()`` / ``to(torch.float16)`` cast torch's weights; an artifact's precision is its variant's: the model
+    stays as it is, and a warning says which variant runs and how to load another. ``train()`` is refused."""
+    import torch
+
+    texts = ["The cat sat on the mat."]
+    before = minilm_runtime.encode(texts)
+    with caplog.at_level(logging.WARNING, logger="fastembed_rt"):
+        assert minilm_runtime.half() is minilm_runtime and minilm_runtime.to(torch.float16) is minilm_runtime
+        assert minilm_runtime.bfloat16() is minilm_runtime
+    assert "half() changes nothing: an artifact's precision is its variant's (this model runs 'fp32')" in caplog.text
+    assert "to(torch.float16) changes nothing" in caplog.text
+    np.testing.assert_array_equal(minilm_runtime.encode(texts), before)
+    assert minilm_runtime.training is False and minilm_runtime.train(False) is minilm_runtime
+    with pytest.raises(InputError, match="runs inference only: train the sentence-transformers model, then export"):
+        minilm_runtime.train()
+
+
+def test_padding_or_truncation_set_on_model_tokenizer_leaves_encode_as_it_was(minilm_artifact_session: Path) -> None:
+    """Rust tokenizers keep padding and truncation as state: ``model.tokenizer.enable_padding()`` on the tokenizer
+    that encoded made every later batch mean-pool over its pad tokens (cosine 0.45 to the true vector), silently."""
+    model = SentenceTransformer(minilm_artifact_session)
+    texts = ["A cat.", "The quick brown fox jumps over the lazy dog near the river bank today.", "Stocks fell."]
+    before, tokens = model.encode(texts), model.encode(texts, output_value="token_embeddings")
+    tokenizer = model.tokenizer
+    assert tokenizer.encode(texts[1]).ids == model.tokenize(texts[1:2])["input_ids"][0].tolist()
+    tokenizer.enable_padding(length=300)
+    tokenizer.enable_truncation(max_length=8)
+    np.testing.assert_array_equal(model.encode(texts), before)
+    assert [t.shape for t in model.encode(texts, output_value="token_embeddings")] == [t.shape for t in tokens]
+    assert model.last_encode_stats.truncated == 0
+    model.max_seq_length = 5  # the model's length still reaches the tokenizer users hold (their padding stays)
+    assert tokenizer.truncation["max_length"] == model.tokenizer.truncation["max_length"] == 5
+    tokenizer.no_padding()
+    assert len(tokenizer.encode(texts[1]).ids) == 5
+    model.close()
 
 
 def test_a_list_of_devices_encodes_on_a_pool_in_input_order(minilm_runtime: SentenceTransformer) -> None:

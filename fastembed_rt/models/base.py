@@ -45,6 +45,7 @@ from fastembed_rt.providers import (
     ExecutionProvider,
     ProviderOptions,
     backend_of,
+    device_name,
     open_graph,
     pool_devices,
     provider_for_device,
@@ -404,7 +405,9 @@ class ArtifactModel:
         already, nothing happens; otherwise the artifact's graph opens on that device's provider (``variant="auto"``
         chooses again for it), the old engine is closed, and the tokenizer, prompts and token budget stay; the batch
         memory bound becomes the new engine's default. Returns the model, as ``torch.nn.Module.to`` does."""
-        if runs_on(self.device, str(device).strip().lower()):
+        if _is_torch_dtype(device):  # ``model.to(torch.float16)``: a cast, as ``half()``
+            return self._precision_is_the_variants(f"to({device})")
+        if runs_on(self.device, device_name(device)):
             return self
         old = self._pipeline
         self._open_engine(provider_for_device("auto", device))
@@ -423,6 +426,41 @@ class ArtifactModel:
 
     def eval(self: _Model) -> _Model:
         """The model, unchanged: it only ever runs inference (sentence-transformers code calls ``model.eval()``)."""
+        return self
+
+    @property
+    def training(self) -> bool:
+        """False: the model only runs inference (``torch.nn.Module.training``)."""
+        return False
+
+    def train(self: _Model, mode: bool = True) -> _Model:
+        """``train(False)``: the model, unchanged (as ``eval()``); ``train()``: an ``InputError``, an exported graph
+        cannot be trained (train the PyTorch model, then export it)."""
+        if mode:
+            raise InputError(
+                "an exported graph runs inference only: train the sentence-transformers model, then export it again"
+            )
+        return self
+
+    def half(self: _Model) -> _Model:
+        """The model, unchanged, with a warning once: the precision is the variant's, chosen at load
+        (``variant="fp16"`` on a GPU, ``"int8"``, ...), not cast here as torch casts its weights."""
+        return self._precision_is_the_variants("half()")
+
+    def bfloat16(self: _Model) -> _Model:
+        """As ``half()``: the precision is the variant's (``variant="openvino-bf16"``)."""
+        return self._precision_is_the_variants("bfloat16()")
+
+    def float(self: _Model) -> _Model:
+        """The model, unchanged: the variant's precision (float32 for ``fp32``) is what the graph computes in."""
+        return self
+
+    def _precision_is_the_variants(self: _Model, call: str) -> _Model:
+        _warn_once(
+            f"cast:{call}",
+            f"{type(self).__name__}.{call} changes nothing: an artifact's precision is its variant's "
+            f"(this model runs {self.variant!r}); load another with variant=, e.g. 'fp16' on a GPU or 'int8'",
+        )
         return self
 
     def save(
@@ -650,6 +688,14 @@ class ArtifactModel:
         feeds = padded(encoded.ids, encoded.type_ids, prepared.prompt_length, encoded.attention)
         return {name: feeds[name] for name in ("input_ids", "token_type_ids", "attention_mask") if name in feeds}
 
+    def features(self, prepared: Prepared, prompt: str | None, prompt_name: str | None) -> dict[str, Any]:
+        """``model_inputs`` with what sentence-transformers' ``preprocess`` adds: ``modality``, and for a call
+        with a prompt the prompt's token count ``prompt_length`` (an int, its leading special tokens included)."""
+        features: dict[str, Any] = {**self.model_inputs(prepared), "modality": "text"}
+        if prompt or prompt_name:
+            features["prompt_length"] = self._tokenizer.prompt_length(self._resolve_prompt(prompt, prompt_name) or "")
+        return features
+
     def _configure(self) -> None:
         """Read the task's own manifest stages (heads); called before any warm-up."""
 
@@ -712,7 +758,7 @@ class ArtifactModel:
         the model runs: a call does not move the model (``to`` does)."""
         if device is None:
             return
-        if not runs_on(actual := self.device, str(device).strip().lower()):
+        if not runs_on(actual := self.device, device_name(device)):
             raise InputError(
                 f"this model runs on {actual!r}, not on device={device!r}; a call does not move the model: load it "
                 f"with {type(self).__name__}(..., device={str(device)!r}) or call model.to({str(device)!r}) first"
@@ -907,7 +953,7 @@ class MultiProcessModel(ArtifactModel):
     def _provider_on(self, device: Any) -> str:
         """The provider for a pool worker on sentence-transformers' ``device``: this model's own where it runs there,
         else what ``device=`` would open."""
-        wanted = str(device).strip().lower()
+        wanted = device_name(device)
         if runs_on(self.device, wanted):
             return self._running_provider()
         return str(provider_for_device("auto", wanted))
@@ -985,15 +1031,14 @@ class TextEncoder(ArtifactModel):
 
     def preprocess(
         self, inputs: str | Sequence[str], prompt: str | None = None, prompt_name: str | None = None
-    ) -> dict[str, np.ndarray]:
+    ) -> dict[str, Any]:
         """Padded int64 model inputs of ``inputs`` with the prompt, as sentence-transformers' ``preprocess``
         (``model_inputs``): the call's ``prompt`` or ``prompt_name`` only, not the model's default prompt, which
         ``encode`` alone applies (there too)."""
-        return self.model_inputs(
-            self.prepare(inputs, prompt=explicit_prompt(prompt, prompt_name), prompt_name=prompt_name)
-        )
+        prepared = self.prepare(inputs, prompt=explicit_prompt(prompt, prompt_name), prompt_name=prompt_name)
+        return self.features(prepared, prompt, prompt_name)
 
-    def tokenize(self, texts: str | Sequence[str], **kwargs: Any) -> dict[str, np.ndarray]:
+    def tokenize(self, texts: str | Sequence[str], **kwargs: Any) -> dict[str, Any]:
         """``preprocess``: sentence-transformers' older name for it."""
         return self.preprocess(texts, **kwargs)
 
@@ -1006,6 +1051,11 @@ class TextEncoder(ArtifactModel):
     def encode_document(self, inputs: str | Sequence[str], **kwargs: Any) -> Any:
         """``encode`` with the ``document`` (or ``passage``/``corpus``) prompt when the model defines one."""
         return self.encode(inputs, **self._with_prompt_name(kwargs, DOCUMENT_PROMPT_NAMES))
+
+
+def _is_torch_dtype(value: object) -> bool:
+    """Whether ``value`` is a ``torch.dtype`` (told without importing torch)."""
+    return type(value).__module__ == "torch" and type(value).__name__ == "dtype"
 
 
 def explicit_prompt(prompt: str | None, prompt_name: str | None) -> str | None:

@@ -417,17 +417,16 @@ class CrossEncoder(MultiProcessModel):
         inputs: Sequence[tuple[str, str]] | tuple[str, str] | Sequence[list[str]] | list[str],
         prompt: str | None = None,
         prompt_name: str | None = None,
-    ) -> dict[str, np.ndarray]:
+    ) -> dict[str, Any]:
         """Padded int64 model inputs of pairs (query and document in one sequence) with the prompt before each query,
         as sentence-transformers' ``preprocess`` (``model_inputs``)."""
         pairs, _ = check_pairs(inputs)
-        return self.model_inputs(
-            self.prepare(pairs, prompt=explicit_prompt(prompt, prompt_name), prompt_name=prompt_name)
-        )
+        prepared = self.prepare(pairs, prompt=explicit_prompt(prompt, prompt_name), prompt_name=prompt_name)
+        return self.features(prepared, prompt, prompt_name)
 
     def tokenize(
         self, inputs: Sequence[tuple[str, str]] | tuple[str, str] | Sequence[list[str]] | list[str], **kwargs: Any
-    ) -> dict[str, np.ndarray]:
+    ) -> dict[str, Any]:
         """``preprocess``: sentence-transformers' older name for it."""
         return self.preprocess(inputs, **kwargs)
 

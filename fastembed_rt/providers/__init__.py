@@ -58,6 +58,7 @@ __all__ = [
     "available_providers",
     "backend_of",
     "choose_variant",
+    "device_name",
     "max_batch_bytes",
     "open_graph",
     "open_graph_file",
@@ -327,6 +328,13 @@ def torch_device(provider: str, device: str | None = None) -> str:
     return f"{name}:{device}" if device else name
 
 
+def device_name(device: object) -> str:
+    """sentence-transformers' ``device`` (a str or ``torch.device``) as ``runs_on`` compares it: lower case,
+    and ``"cpu:N"`` as ``"cpu"`` (torch's CPU index names no other device: ``str(torch.device("cpu", 0))``)."""
+    name = str(device).strip().lower()
+    return "cpu" if re.fullmatch(r"cpu:\d+", name) else name
+
+
 def runs_on(actual: str, wanted: str) -> bool:
     """Whether a provider running on ``actual`` (``torch_device``) is on ``wanted``; ``"cuda"`` is any CUDA device."""
     return actual == wanted or (":" not in wanted and actual.partition(":")[0] == wanted)
@@ -349,7 +357,7 @@ def provider_for_device(
     if backend not in BACKENDS:
         raise InputError(f"backend {backend!r} is not supported; valid: {', '.join(map(repr, BACKENDS))}")
     graph_format = BACKENDS[backend]
-    wanted = None if device is None else str(device).strip().lower()
+    wanted = None if device is None else device_name(device)
     if wanted is not None and not _TORCH_DEVICE.fullmatch(wanted):
         raise ProviderError(
             f"device {device!r} has no fastembed-rt provider; devices: 'cpu', 'cuda', 'cuda:N' (an Intel GPU: "
