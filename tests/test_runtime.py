@@ -454,3 +454,42 @@ def test_the_librarys_own_calls_show_no_bar_when_logging_is_at_info(
     CrossEncoder(tiny_reranker_artifact, warmup=True).close()
     SparseEncoder(tiny_splade_artifact, warmup=True).close()
     assert "Batches" not in capsys.readouterr().err
+
+
+def test_bad_settings_given_to_the_constructor_are_refused_there(minilm_artifact_session: Path) -> None:
+    """A bad ``truncate_dim`` loaded, was reported as the dimension and saved into an artifact that would not load;
+    ``""`` loaded the current folder; a dict of provider options was an AttributeError deep inside."""
+    for bad in (0, -1, "64", True):
+        with pytest.raises(InputError, match=f"truncate_dim must be a positive int, got {bad!r}"):
+            SentenceTransformer(minilm_artifact_session, truncate_dim=bad)  # type: ignore[arg-type]
+    model = SentenceTransformer(minilm_artifact_session, truncate_dim=64, provider_options={"inter_op_threads": 1})
+    with pytest.raises(InputError, match="truncate_dim must be a positive int, got -1"):
+        model.truncate_dim = -1
+    assert model.truncate_dim == 64 and model.get_embedding_dimension() == 64
+    model.close()
+    with pytest.raises(InputError, match=r"provider_options: unknown keys \['thread'\]; ProviderOptions takes \["):
+        SentenceTransformer(minilm_artifact_session, provider_options={"thread": 2})  # type: ignore[typeddict-unknown-key]
+    with pytest.raises(InputError, match=r"provider_options must be a fastembed_rt\.providers\.ProviderOptions"):
+        SentenceTransformer(minilm_artifact_session, provider_options=[2])  # type: ignore[arg-type]
+    for empty in ("", "  "):
+        with pytest.raises(InputError, match="model_name_or_path is empty"):
+            SentenceTransformer(empty)
+
+
+def test_prompt_and_prompt_name_together_use_the_prompt_with_sentence_transformers_warning(
+    minilm_artifact_session: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = SentenceTransformer(minilm_artifact_session, prompts={"query": "query: "})
+    with caplog.at_level(logging.WARNING, logger="fastembed_rt"):
+        both = model.encode(["a cat"], prompt="passage: ", prompt_name="query")
+    assert "Ignoring the `prompt_name` in favor of `prompt`." in caplog.text
+    np.testing.assert_array_equal(both, model.encode(["a cat"], prompt="passage: "))
+    model.close()
+
+
+def test_pool_devices_must_be_a_non_empty_list(minilm_runtime: SentenceTransformer) -> None:
+    """A str was split into its characters ('provider 'c' is not available')."""
+    with pytest.raises(InputError, match=r"target_devices must be a list of devices, e\.g\. \['cpu'\], got a str"):
+        minilm_runtime.start_multi_process_pool("cpu")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="target_devices is empty"):
+        minilm_runtime.start_multi_process_pool([])

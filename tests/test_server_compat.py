@@ -180,6 +180,7 @@ def test_vertex_answers_each_instance_as_the_default_route_in_order(client: Test
     assert many.status_code == 422 and "batch size 600 > maximum allowed batch size 512" in many.json()["error"]
     failing = client.post("/vertex", json={"instances": [instances[0], {"inputs": "", "model": "dense"}]})
     assert failing.status_code == 400 and failing.json()["error_type"] == "Empty"
+    assert failing.json()["error"].startswith("`instances[1]`: ")  # which instance failed
     assert client.post("/vertex", json={"instances": []}).status_code == 400
 
 

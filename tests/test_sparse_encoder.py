@@ -550,3 +550,17 @@ def test_a_saved_sparse_encoder_loads_offline_and_encodes_the_same(models: dict[
         saved.encode(SHORT_TEXTS, convert_to_sparse_tensor=False),
         runtime.encode(SHORT_TEXTS, convert_to_sparse_tensor=False),
     )
+
+
+def test_max_active_dims_set_as_an_attribute_is_checked_as_the_argument(tiny_splade_artifact: Path) -> None:
+    """Set on the model, 0 kept every dimension, a str passed and -1 was ONNX Runtime's TopK error."""
+    from fastembed_rt import InputError, SparseEncoder
+
+    model = SparseEncoder(tiny_splade_artifact)
+    for bad in (0, -1, "5", 2.5, True):
+        with pytest.raises(InputError, match=f"max_active_dims must be None or a positive int, got {bad!r}"):
+            model.max_active_dims = bad  # type: ignore[assignment]
+    model.max_active_dims = 3
+    rows = model.encode(["a cat sat on the mat", "stocks fell sharply today"], convert_to_sparse_tensor=False)
+    assert (np.count_nonzero(rows, axis=1) <= 3).all() and model.max_active_dims == 3
+    model.close()

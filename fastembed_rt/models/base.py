@@ -18,9 +18,9 @@ import functools
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypedDict, TypeVar
 
@@ -209,7 +209,7 @@ class LoadOptions(TypedDict, total=False):
     verify: Literal["size", "full"]
     intra_op_threads: int | None
     allow_fallback: bool
-    provider_options: ProviderOptions | None
+    provider_options: ProviderOptions | Mapping[str, Any] | None
     provider_cache_dir: str | os.PathLike[str] | None
     warmup: bool
     device: Any
@@ -287,7 +287,7 @@ class ArtifactModel:
         verify: Literal["size", "full"] = "size",
         intra_op_threads: int | None = None,
         allow_fallback: bool = False,
-        provider_options: ProviderOptions | None = None,
+        provider_options: ProviderOptions | Mapping[str, Any] | None = None,
         provider_cache_dir: str | os.PathLike[str] | None = None,
         warmup: bool = False,
         device: Any = None,
@@ -325,6 +325,8 @@ class ArtifactModel:
         )
         # what sentence-transformers' evaluators write their metrics into as they finish (theirs, when given)
         self.model_card_data: Any = model_card_data if model_card_data is not None else ModelCardData()
+        if isinstance(model_name_or_path, str) and not model_name_or_path.strip():  # "" was the current folder
+            raise InputError(f"model_name_or_path is empty ({model_name_or_path!r}): name an artifact folder or hub id")
         if verify not in ("size", "full"):  # any other value skipped the sha256 check it may have meant to ask for
             raise InputError(f"verify must be 'size' or 'full', got {verify!r}")
         if provider is None:
@@ -344,7 +346,7 @@ class ArtifactModel:
             raise ArtifactError(
                 f"{root} holds a {self.manifest.task!r} model; {type(self).__name__} loads {self.task!r} artifacts"
             )
-        options = provider_options or ProviderOptions()
+        options = _provider_options(provider_options)
         if intra_op_threads is not None:
             options = replace(options, intra_op_threads=intra_op_threads)
         if allow_fallback:
@@ -825,6 +827,12 @@ class ArtifactModel:
     # -- prompts --------------------------------------------------------------------------------
     def _resolve_prompt(self, prompt: str | None, prompt_name: str | None) -> str | None:
         """The prompt text of a call: ``prompt``, else the named one, else the default prompt."""
+        if prompt is not None and prompt_name is not None:  # sentence-transformers' rule and warning
+            _warn_once(
+                "prompt-and-prompt-name",
+                "Provide either a `prompt`, a `prompt_name`, or neither, but not both. "
+                "Ignoring the `prompt_name` in favor of `prompt`.",
+            )
         if prompt is not None:
             if not isinstance(prompt, str):
                 raise InputError(f"prompt must be a str, got {type(prompt).__name__}")
@@ -925,7 +933,11 @@ class MultiProcessModel(ArtifactModel):
                 f"a multi-process pool loads the model again in each worker; provider {self.provider!r} is an "
                 "engine instance, pass a provider name instead"
             )
+        if isinstance(target_devices, str):  # its characters were taken for devices ('c', 'p', 'u')
+            raise InputError(f"target_devices must be a list of devices, e.g. [{target_devices!r}], got a str")
         devices = list(target_devices) if target_devices is not None else pool_devices(self._running_provider())
+        if not devices:
+            raise InputError("target_devices is empty: name at least one device, or None for the default")
         threads = intra_op_threads or max(1, available_cpus() // max(1, len(devices)))
         options: ProviderOptions = self._load["provider_options"]
         loads = [
@@ -1051,6 +1063,23 @@ class TextEncoder(ArtifactModel):
     def encode_document(self, inputs: str | Sequence[str], **kwargs: Any) -> Any:
         """``encode`` with the ``document`` (or ``passage``/``corpus``) prompt when the model defines one."""
         return self.encode(inputs, **self._with_prompt_name(kwargs, DOCUMENT_PROMPT_NAMES))
+
+
+def _provider_options(value: object) -> ProviderOptions:
+    """``provider_options`` as given: a ``ProviderOptions``, a dict of its fields, or None (the defaults)."""
+    if value is None:
+        return ProviderOptions()
+    if isinstance(value, ProviderOptions):
+        return value
+    if isinstance(value, Mapping):
+        known = sorted(f.name for f in fields(ProviderOptions))
+        if unknown := sorted(map(str, set(value) - set(known))):
+            raise InputError(f"provider_options: unknown keys {unknown}; ProviderOptions takes {known}")
+        return ProviderOptions(**value)
+    raise InputError(
+        "provider_options must be a fastembed_rt.providers.ProviderOptions (or a dict of its fields), got "
+        f"{type(value).__name__}"
+    )
 
 
 def _is_torch_dtype(value: object) -> bool:

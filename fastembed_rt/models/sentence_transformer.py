@@ -128,6 +128,16 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         self._pipeline.embed(self._pipeline.prepare(["warm-up"]), batch_size=1)
 
     # -- properties sentence-transformers users reach for ---------------------------------------
+    @property
+    def truncate_dim(self) -> int | None:
+        """``encode``'s default Matryoshka width (None: the whole embedding). Checked when set: a bad one given to
+        the constructor loaded, reported it as the dimension and was saved into an artifact that would not load."""
+        return self._truncate_dim
+
+    @truncate_dim.setter
+    def truncate_dim(self, value: int | None) -> None:
+        self._truncate_dim = None if value is None else check_positive_int("truncate_dim", value)
+
     def get_embedding_dimension(self) -> int:
         """The width of ``encode``'s embeddings: ``truncate_dim`` when set, else the model's."""
         return min(self.truncate_dim or self.manifest.dim, self.manifest.dim)
@@ -581,9 +591,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
     def truncate_embeddings(self, truncate_dim: int | None) -> Iterator[None]:
         """Within the block, ``encode`` truncates to ``truncate_dim`` by default (None: the model's full width); the
         model's own default comes back after it."""
-        if truncate_dim is not None:
-            truncate_dim = check_positive_int("truncate_dim", truncate_dim)
-        saved, self.truncate_dim = self.truncate_dim, truncate_dim
+        saved, self.truncate_dim = self.truncate_dim, truncate_dim  # checked by the setter
         try:
             yield
         finally:

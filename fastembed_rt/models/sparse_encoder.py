@@ -100,7 +100,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         self._pipeline.token_budget = max(1, _LOGITS_BYTES_PER_BATCH // (4 * self.spec.vocab_size))
         self._pipeline.token_budget_bounds_memory = True  # shared by the batches the streams run at once
         k = self._max_active_dims_arg
-        self.max_active_dims = self._check_k(self.spec.max_active_dims) if k is None else k
+        self.max_active_dims = self.spec.max_active_dims if k is None else k
         self.similarity_fn_name = self._similarity_fn_arg or self.manifest.similarity_fn
 
     def _warm_up(self) -> None:
@@ -115,6 +115,16 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
 
     def _pool_load(self) -> dict[str, Any]:
         return {"max_active_dims": self.max_active_dims, "similarity_fn_name": self.similarity_fn_name}
+
+    @property
+    def max_active_dims(self) -> int | None:
+        """The default top-k of ``encode`` (None: every active dimension); checked when set, as the argument is
+        (set as an attribute, 0 was no pruning at all and -1 ONNX Runtime's TopK error)."""
+        return self._max_active_dims
+
+    @max_active_dims.setter
+    def max_active_dims(self, value: int | None) -> None:
+        self._max_active_dims = self._check_k(value)
 
     @staticmethod
     def _check_k(k: int | None) -> int | None:

@@ -114,7 +114,7 @@ class ServerConfig:
         ):
             if value < 1:
                 problems.append(f"{name} must be at least 1, got {value}")
-        if self.max_client_batch_size > self.max_concurrent_requests:
+        if self.max_client_batch_size > self.max_concurrent_requests >= 1:  # below 1: its own error, above
             problems.append(
                 f"--max-client-batch-size ({self.max_client_batch_size}) is larger than --max-concurrent-requests "
                 f"({self.max_concurrent_requests}): such a request could never be admitted"

@@ -561,7 +561,15 @@ async def vertex(state: ServerState, request: Request, data: dict[str, Any]) -> 
     state.pick(name if isinstance(name, str) else None, None, "/vertex")
     # every instance settles before the answer (an early failure would leave the others' errors unretrieved)
     settled = await asyncio.gather(*(default_route(state, request, i) for i in instances), return_exceptions=True)
-    for outcome in settled:
+    for i, outcome in enumerate(settled):
+        if isinstance(outcome, RequestError):  # named by its place, as parse_vertex names a malformed instance
+            raise RequestError(
+                outcome.status,
+                f"`instances[{i}]`: {outcome.message}",
+                outcome.error_type,
+                retry_after=outcome.retry_after,
+                code=outcome.code,
+            ) from outcome
         if isinstance(outcome, BaseException):
             raise outcome
     replies = cast(list[Reply], settled)

@@ -245,7 +245,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_client_batch_size=(
             args.max_client_batch_size
             if args.max_client_batch_size is not None
-            else min(ServerConfig.max_client_batch_size, args.max_concurrent_requests)
+            else min(ServerConfig.max_client_batch_size, max(1, args.max_concurrent_requests))  # 0: its own error
         ),
         payload_limit=args.payload_limit,
         auto_truncate=args.auto_truncate == "true",
