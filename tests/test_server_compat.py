@@ -298,3 +298,30 @@ def test_a_config_takes_the_long_input_policy_as_the_librarys_string() -> None:
     assert ServerConfig(models=models, long_inputs="wrap").check() == [  # type: ignore[arg-type]
         "--long-inputs must be one of truncate, error, chunk, got 'wrap'"
     ]
+
+
+def test_a_prompt_reaches_token_id_rows_tokenize_and_the_openai_route_as_on_embed(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """Token id rows skipped the prompt (a text and its own ids got vectors 0.54 apart in one request; TEI decodes
+    them and puts the prompt before), /tokenize left out the default prompt /embed applies, and /v1/embeddings
+    read no prompt_name (the default's vectors, an unknown name a 200)."""
+    prompts = {"query": "query: ", "doc": "passage: "}
+    model = SentenceTransformer(minilm_artifact_session, prompts=prompts, default_prompt_name="query")
+    model.save(tmp_path / "prompted")
+    text = "how to bake bread"
+    ids = model.tokenize([text])["input_ids"][0].tolist()  # the text's own ids: no prompt, special tokens included
+    for client in _client(("dense", tmp_path / "prompted")):
+        default = client.post("/embed", json={"inputs": [text, ids]}).json()
+        named = client.post("/embed", json={"inputs": [ids, text], "prompt_name": "doc"}).json()
+        only_ids = client.post("/embed", json={"inputs": [ids], "prompt_name": "doc"}).json()
+        np.testing.assert_allclose(default, [model.encode(text)] * 2, atol=1e-6)
+        np.testing.assert_allclose(named, [model.encode(text, prompt_name="doc")] * 2, atol=1e-6)
+        np.testing.assert_allclose(only_ids, named[:1], atol=1e-6)
+        tokens = client.post("/tokenize", json={"inputs": text}).json()[0]
+        assert [t["id"] for t in tokens] == model.tokenize([text], prompt_name="query")["input_ids"][0].tolist()
+        openai = client.post("/v1/embeddings", json={"input": [text], "prompt_name": "doc"}).json()
+        np.testing.assert_allclose(openai["data"][0]["embedding"], named[0], atol=1e-6)
+        unknown = client.post("/v1/embeddings", json={"input": [text], "prompt_name": "nope"})
+        assert unknown.status_code == 422 and "`prompt_name` 'nope' is not a prompt" in unknown.text
+    model.close()

@@ -111,6 +111,22 @@ def _check_ids(served: Served, rows: list[Any], field: str) -> None:
             raise RequestError(422, f"`{field}[{i}]` holds token id {bad}, outside the vocabulary 0..{vocab - 1}")
 
 
+def _prompted_ids_as_texts(served: Served, req: Any, field: str) -> Any:
+    """``req`` with its token id rows as texts when a prompt applies (the request's ``prompt_name``, else the
+    model's default), TEI's rule: each row is decoded without its special tokens and tokenized again after the
+    prompt. Without a prompt the rows run as given. (The rows skipped the prompt: a text and its own ids got
+    different vectors in one request.)"""
+    if req.token_ids is False:
+        return req
+    _check_prompt(served, req.prompt_name)
+    if not served.model._resolve_prompt(None, req.prompt_name):
+        return req
+    _check_ids(served, req.inputs, field)
+    decode = served.untruncated.decode
+    texts = [item if isinstance(item, str) else decode(item, skip_special_tokens=True) for item in req.inputs]
+    return replace(req, inputs=texts, token_ids=False)
+
+
 def _text_tokens(served: Served, prompt_name: str | None) -> Callable[[Any], int]:
     def count(item: Any) -> int:
         return served.model.count_tokens([item], prompt_name=prompt_name)[0]
@@ -160,6 +176,8 @@ async def _texts_and_ids(
 async def _embed_job(
     state: ServerState, request: Request, served: Served, req: Any, positions: list[int] | None = None
 ) -> JobResult:
+    if positions is None:
+        req = _prompted_ids_as_texts(served, req, req.field)
     if req.token_ids is None:
         return await _texts_and_ids(
             lambda part, where: _embed_job(state, request, served, part, where), req, served, req.field
@@ -319,6 +337,8 @@ async def _late_interaction_job(
 async def _sparse_job(
     state: ServerState, request: Request, served: Served, req: Any, positions: list[int] | None = None
 ) -> JobResult:
+    if positions is None:
+        req = _prompted_ids_as_texts(served, req, "inputs")
     if req.token_ids is None:
         return await _texts_and_ids(
             lambda part, where: _sparse_job(state, request, served, part, where), req, served, "inputs"
@@ -477,7 +497,8 @@ async def tokenize(state: ServerState, request: Request, data: dict[str, Any]) -
     req = parse_tokenize(data, state.config.max_client_batch_size)
     served = state.pick(req.model, None, "/tokenize")
     _check_prompt(served, req.prompt_name)
-    prompt = served.model.prompts[req.prompt_name] if req.prompt_name else ""
+    # the model's default prompt without a prompt_name, as /embed applies it (and TEI's /tokenize)
+    prompt = served.model._resolve_prompt(None, req.prompt_name) or ""
     texts = [prompt + text for text in req.inputs]
 
     def run() -> list[list[dict[str, Any]]]:

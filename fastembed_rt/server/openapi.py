@@ -178,6 +178,7 @@ SCHEMAS: dict[str, Any] = {
             "encoding_format": {"type": "string", "enum": ["float", "base64"], "default": "float"},
             "dimensions": {"type": ["integer", "null"], "minimum": 1},
             "user": {"type": ["string", "null"]},
+            "prompt_name": {"type": ["string", "null"]},
             "truncate": _TRUNCATE,
             "long_inputs": _LONG_INPUTS,
             "truncation_direction": _DIRECTION,

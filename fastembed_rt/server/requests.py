@@ -284,6 +284,7 @@ def parse_openai_embeddings(data: dict[str, Any], max_client_batch_size: int) ->
         single,
         token_ids,
         model=_str(data, "model"),
+        prompt_name=_str(data, "prompt_name"),  # TEI's, beside OpenAI's fields (was read by no one: the default's)
         **_long_input_fields(data),  # fastembed-rt's (and TEI's) fields beside OpenAI's, as every text route takes
         # unit length, cut to `dimensions` first, as OpenAI's embeddings and TEI's route (which normalizes there
         # whatever the model does): a model without a Normalize module gave other vectors here than on /embed
