@@ -344,8 +344,12 @@ def test_scores_are_teis_sigmoid_or_softmax_unless_raw_whatever_the_models_activ
     msmarco.close(), nli.close()
     sigmoid = 1 / (1 + np.exp(-msmarco_logits))
     softmax = np.exp(nli_logits) / np.exp(nli_logits).sum(axis=1, keepdims=True)
-    served = [f"{name}={path}" for name, path in artifacts.items()]
+    # the NLI model first: a rerank request naming no model goes to the first model that reranks (it went to nli, 422)
+    served = [f"{name}={artifacts[name]}" for name in ("nli", "msmarco")]
     with serving(*served) as s, s.client() as client:
+        named_nli = client.post("/rerank", json={"query": query, "texts": texts, "model": "nli"})
+        assert named_nli.status_code == 422
+        assert "model 'nli' has 3 labels. Served: nli (cross-encoder), msmarco (cross-encoder)" in named_nli.text
         for raw, expected in ((False, sigmoid), (True, msmarco_logits)):
             ranks = client.post("/rerank", json={"query": query, "texts": texts, "raw_scores": raw}).json()
             np.testing.assert_allclose(

@@ -325,3 +325,21 @@ def test_a_prompt_reaches_token_id_rows_tokenize_and_the_openai_route_as_on_embe
         unknown = client.post("/v1/embeddings", json={"input": [text], "prompt_name": "nope"})
         assert unknown.status_code == 422 and "`prompt_name` 'nope' is not a prompt" in unknown.text
     model.close()
+
+
+def test_a_body_for_another_model_on_the_default_route_names_the_model_that_took_it(client: TestClient) -> None:
+    """A TEI rerank body without `model` went to the first model (an embedding one) and heard only that `inputs`
+    was missing."""
+    response = client.post("/", json={"query": "q", "texts": TEXTS})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert (
+        "`inputs` is missing" in error and "goes to the first served model, 'dense'; name another with `model`" in error
+    )
+    assert "reranker (cross-encoder)" in error
+
+
+def test_an_empty_model_name_is_refused_at_start() -> None:
+    """`serve =ARTIFACT` served a model its metrics and access log showed as no model."""
+    models = (ServedModel("", "art"), ServedModel("ok", "other"))
+    assert ServerConfig(models=models).check() == ["model 'art' has an empty name: NAME=ARTIFACT needs a NAME"]

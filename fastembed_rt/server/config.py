@@ -105,6 +105,9 @@ class ServerConfig:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             problems.append(f"model names must be unique; repeated: {', '.join(duplicates)}")
+        for model in self.models:
+            if not model.name.strip():  # answered, but labelled as no model in metrics and logs
+                problems.append(f"model {str(model.artifact)!r} has an empty name: NAME=ARTIFACT needs a NAME")
         for name, value in (
             ("--max-concurrent-requests", self.max_concurrent_requests),
             ("--max-batch-tokens", self.max_batch_tokens),

@@ -421,22 +421,36 @@ async def _score_job(
     return await state.run_job(request, served, operation, items, policy is not LongInputs.ERROR)
 
 
-def _one_label(served: Served, route: str) -> None:
-    labels = cast(CrossEncoder, served.model).num_labels
-    if labels != 1:
+def _reranks(served: Served) -> bool:
+    """Whether a model answers the rerank routes: a multi-vector model, or a cross-encoder of one label."""
+    return served.task == MULTI_VECTOR or (
+        served.task == CROSS_ENCODER and cast(CrossEncoder, served.model).num_labels == 1
+    )
+
+
+def _pick_reranker(state: ServerState, name: str | None, route: str) -> Served:
+    """The model a rerank request names, or without one the first served model that reranks (a 3-label NLI
+    cross-encoder served before the reranker took TEI's model-less rerank requests, all 422s)."""
+    if name is None:
+        name = next((served.name for served in state.models.values() if _reranks(served)), None)
+    served = state.pick(name, (CROSS_ENCODER, MULTI_VECTOR), route)
+    if not _reranks(served):
+        labels = cast(CrossEncoder, served.model).num_labels
         raise RequestError(
-            422, f"{route} needs a reranker with one score per pair; model {served.name!r} has {labels} labels"
+            422,
+            f"{route} needs a reranker with one score per pair; model {served.name!r} has {labels} labels. "
+            f"{state.served_by_task()}",
         )
+    return served
 
 
 async def rerank(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
     req = parse_rerank(data, state.config.max_client_batch_size)
-    served = state.pick(req.model, (CROSS_ENCODER, MULTI_VECTOR), "/rerank")
+    served = _pick_reranker(state, req.model, "/rerank")
     pairs = [(req.query, text) for text in req.texts]
     if served.task == MULTI_VECTOR:
         result = await _late_interaction_job(state, request, served, req.query, req.texts, req)
     else:
-        _one_label(served, "/rerank")
         result = await _score_job(
             state, request, served, pairs, raw=req.raw_scores, req=req, direction=req.truncation_direction
         )
@@ -452,12 +466,11 @@ async def rerank(state: ServerState, request: Request, data: dict[str, Any]) -> 
 
 async def openai_rerank(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
     req = parse_openai_rerank(data, state.config.max_client_batch_size)
-    served = state.pick(req.model, (CROSS_ENCODER, MULTI_VECTOR), "/v1/rerank")
+    served = _pick_reranker(state, req.model, "/v1/rerank")
     pairs = [(req.query, text) for text in req.texts]
     if served.task == MULTI_VECTOR:
         result = await _late_interaction_job(state, request, served, req.query, req.texts, req)
     else:
-        _one_label(served, "/v1/rerank")
         result = await _score_job(state, request, served, pairs, raw=False, req=req, direction="right")
     order = np.argsort(-result.rows, kind="stable")[: req.top_n]
     results = []
@@ -561,7 +574,21 @@ async def default_route(state: ServerState, request: Request, data: dict[str, An
         handler = rerank
     if served.task == EMBEDDING and isinstance(data.get("inputs"), dict):
         handler = similarity
-    return await handler(state, request, data)
+    try:
+        return await handler(state, request, data)
+    except RequestError as exc:
+        if name is not None or len(state.models) == 1 or exc.status not in (400, 422):
+            raise
+        # a body meant for another model (a rerank body while an embedding model is served first) said only what
+        # it lacked for this one: say which model took it, and which others are there
+        raise RequestError(
+            exc.status,
+            f"{exc.message} (POST / without `model` goes to the first served model, {served.name!r}; name another "
+            f"with `model`. {state.served_by_task()})",
+            exc.error_type,
+            retry_after=exc.retry_after,
+            code=exc.code,
+        ) from exc
 
 
 async def vertex(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:

@@ -366,15 +366,16 @@ class ServerState:
             if tasks is not None and served.task not in tasks:
                 raise RequestError(
                     422,
-                    f"{route} serves {kinds} models; {served.name!r} is {a_model_of(served.task)}. {self._by_task()}",
+                    f"{route} serves {kinds} models; {served.name!r} is {a_model_of(served.task)}. "
+                    f"{self.served_by_task()}",
                 )
             return served
         for served in self.models.values():
             if tasks is None or served.task in tasks:
                 return served
-        raise RequestError(422, f"{route} serves {kinds} models and none is served here. {self._by_task()}")
+        raise RequestError(422, f"{route} serves {kinds} models and none is served here. {self.served_by_task()}")
 
-    def _by_task(self) -> str:
+    def served_by_task(self) -> str:
         return "Served: " + ", ".join(f"{s.name} ({s.task})" for s in self.models.values())
 
     # -- running a job ---------------------------------------------------------------------------------
