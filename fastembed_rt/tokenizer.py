@@ -399,7 +399,6 @@ class Tokenizer:
         owner: list[int] = []
         spans: list[tuple[int, int]] = []
         weights: list[int] = []
-        special = self._special
         for index, item in enumerate(items):
             row = plain.ids[index]
             if not plain.truncated[index]:
@@ -408,7 +407,10 @@ class Tokenizer:
                 owner.append(index)
                 text = item if isinstance(item, str) else item[1]
                 spans.append((0, len(text)))
-                weights.append(int(sum(1 for t in row.tolist() if t not in special)) - len(prompt_ids))
+                # all but what the post-processor added and the prompt (by id, [UNK] and a typed "[CLS]" were
+                # left out: an emoji-only text held 0 tokens)
+                added = self.special_count(not isinstance(item, str))
+                weights.append(max(len(row) - added - len(prompt_ids), 0))
                 continue
             if isinstance(item, str) and prompt:
                 self._prompted_windows(prompt, item, overlap, index, (ids, type_ids, owner, spans, weights))

@@ -68,6 +68,21 @@ def test_window_boundaries_and_overlap(minilm_runtime: SentenceTransformer) -> N
         assert long[start:end] == " ".join(long.split()[w * step : w * step + 254])
 
 
+def test_a_text_in_one_window_counts_every_token_of_its_span(minilm_runtime: SentenceTransformer) -> None:
+    """Counted by id, a one-window text left out [UNK] and a typed "[CLS]" (an emoji-only text held 0 tokens);
+    a text of several windows counted them."""
+    texts = ["😀😀😀", "😀 😀 hello", "a [UNK] b", "a [CLS] b [SEP] c", "hello world", words(300)]
+    chunks = minilm_runtime.encode_chunks(texts)
+    tokenizer = minilm_runtime.untruncated_tokenizer
+    in_span = [
+        len(tokenizer.encode(texts[i][start:end], add_special_tokens=False).ids)
+        for i, (start, end) in zip(chunks.text_index.tolist(), chunks.spans.tolist())
+    ]
+    assert chunks.tokens.tolist() == in_span and in_span[:5] == [1, 3, 3, 5, 2]
+    prompted = minilm_runtime.encode_chunks(texts[:5], prompt="query: ")
+    assert prompted.tokens.tolist() == in_span[:5], "the prompt's tokens are not the text's"
+
+
 def test_chunk_pools_windows_weighted_by_tokens_then_normalizes(minilm_runtime: SentenceTransformer) -> None:
     text = words(700, start=3)
     chunks = minilm_runtime.encode_chunks([text], chunk_overlap=16)
