@@ -28,6 +28,7 @@ logger = logging.getLogger("fastembed_rt")
 
 __all__ = [
     "MANIFEST_FILE",
+    "READABLE_SCHEMA_VERSIONS",
     "SCHEMA_VERSION",
     "GraphContract",
     "Manifest",
@@ -57,7 +58,12 @@ __all__ = [
 ]
 
 MANIFEST_FILE = "manifest.json"
-SCHEMA_VERSION = 1
+# The manifest format this version writes, and those it reads. 2 (2026-12-07): what version 1 readers misread, so
+# that they refuse it with their "upgrade fastembed-rt" error: they ignored settings later exports and `save` write
+# (a Matryoshka `truncate_dim`, a cross-encoder's activation: other vectors and scores, silently) and crashed on
+# packed graphs with ONNX Runtime's missing-input error. Nothing changed in what version 1 holds: it is read as is.
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
 _EXPORT_HINT = "re-create it with `fastembed-rt export MODEL OUT_DIR`"
 # Widest output a manifest may declare: vocabularies reach 262,144 terms (Gemma); a hand-edited 10**15 made the
 # first call allocate petabytes.
@@ -505,10 +511,10 @@ def _parse(root: Path, data: Any, path: Path) -> Manifest:
     if not isinstance(data, dict):
         raise ArtifactError(f"{path}: manifest must be a JSON object, got {type(data).__name__}; {_EXPORT_HINT}")
     version = _require(data, "schema_version", "", path)
-    if version != SCHEMA_VERSION:
+    if isinstance(version, bool) or version not in READABLE_SCHEMA_VERSIONS:
         raise ArtifactError(
             f"{path}: schema_version {version!r} is not supported by this fastembed-rt "
-            f"(supports {SCHEMA_VERSION}); upgrade fastembed-rt or {_EXPORT_HINT}"
+            f"(supports {', '.join(map(str, READABLE_SCHEMA_VERSIONS))}); upgrade fastembed-rt or {_EXPORT_HINT}"
         )
     try:
         tok = _require(data, "tokenizer", "", path)

@@ -55,6 +55,27 @@ def test_newer_schema_version_asks_for_an_upgrade(minilm_artifact: Path) -> None
         SentenceTransformer(minilm_artifact)
 
 
+def test_artifacts_are_written_as_schema_2_and_version_1_ones_still_load(minilm_artifact: Path, tmp_path: Path) -> None:
+    """Version 1 readers ignored settings later versions write (truncate_dim: other vectors, silently): artifacts
+    written now say 2, which those readers refuse with their upgrade error, and version 1 artifacts read as before."""
+    from fastembed_rt.artifact import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
+
+    assert SCHEMA_VERSION == 2 and READABLE_SCHEMA_VERSIONS == (1, 2)
+    path = minilm_artifact / "manifest.json"
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == 2
+    expected = SentenceTransformer(minilm_artifact).encode(["a cat"])
+    path.write_text(json.dumps({**data, "schema_version": 1}))
+    old = SentenceTransformer(minilm_artifact, truncate_dim=64)
+    np.testing.assert_array_equal(old.encode(["a cat"]), expected[:, :64])
+    old.save(tmp_path / "saved")  # its truncate_dim is written: as version 2
+    assert json.loads((tmp_path / "saved" / "manifest.json").read_text())["schema_version"] == 2
+    for bad in (True, "2", 3):
+        path.write_text(json.dumps({**data, "schema_version": bad}))
+        with pytest.raises(ArtifactError, match=rf"schema_version {bad!r} is not supported .*\(supports 1, 2\)"):
+            SentenceTransformer(minilm_artifact)
+
+
 def test_missing_graph_file_is_named(minilm_artifact: Path) -> None:
     (minilm_artifact / "onnx" / "model.onnx").unlink()
     with pytest.raises(ArtifactError, match=r"model.onnx is missing"):
