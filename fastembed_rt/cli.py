@@ -247,7 +247,29 @@ def _read_texts(args: argparse.Namespace) -> list[str]:
         _check_argument(args.query, "the query argument")
     for number, text in enumerate(args.texts, start=1):
         _check_argument(text, f"text argument {number}")
-    return [*args.texts, *(_read_lines(args.file) if args.file else [])]
+    if args.field is not None and not args.file:
+        raise InputError("--field reads JSON lines from --file: pass --file FILE ('-' for stdin)")
+    lines = _read_lines(args.file) if args.file else []
+    if args.field is not None:
+        lines = _json_field(lines, args.field, "stdin" if args.file == "-" else args.file)
+    return [*args.texts, *lines]
+
+
+def _json_field(lines: list[str], field: str, where: str) -> list[str]:
+    """Field ``field`` of each JSON object line (JSON lines): texts that hold line breaks, which a file of one text
+    per line cannot carry (``jq -r .text`` splits them over several rows, shifting every row after them)."""
+    texts = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise InputError(f"{where}:{number} is not a JSON object line ({exc}); --field reads JSON lines") from None
+        value = record.get(field) if isinstance(record, dict) else None
+        if not isinstance(value, str):
+            got = "no such field" if not isinstance(record, dict) or field not in record else type(value).__name__
+            raise InputError(f"{where}:{number}: field {field!r} must be a string, got {got}")
+        texts.append(value)
+    return texts
 
 
 def _check_argument(text: str, what: str) -> None:
@@ -746,6 +768,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("texts", nargs="*", help="texts to embed")
     p.add_argument("--file", help="read texts from FILE, one per line ('-' for stdin)")
     p.add_argument(
+        "--field",
+        help="read --file as JSON lines and take each object's FIELD as its text (texts with line breaks)",
+    )
+    p.add_argument(
         "--output",
         "-o",
         help="write this file, .npy format, instead of JSON lines (multi-vector models: .npz, a matrix per text; "
@@ -780,6 +806,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("texts", nargs="*", metavar="documents", help="documents to rank")
     p.add_argument("--file", help="read documents from FILE, one per line ('-' for stdin)")
+    p.add_argument("--field", help="read --file as JSON lines and take each object's FIELD as its document")
     p.add_argument("--top-k", type=positive_int, default=None, help="print only the k best")
     p.add_argument("--raw", action="store_true", help="cross-encoders: logits, not the model's activation")
     p.add_argument("--batch-size", type=positive_int, default=32)

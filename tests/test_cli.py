@@ -62,6 +62,48 @@ def test_encode_reads_a_file_writes_npy_and_reports_truncation(
     assert f"1 of 3 texts were truncated to {limit} tokens" in capsys.readouterr().err
 
 
+def test_encode_and_rank_read_a_field_of_json_lines_keeping_texts_with_line_breaks_whole(
+    minilm_artifact_session: Path,
+    minilm_runtime: Any,
+    tiny_reranker_artifact: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One text per line cannot carry a text with a line break (``jq -r .text`` split it over rows, shifting every
+    row after it): ``--field`` reads JSON lines."""
+    from fastembed_rt import CrossEncoder
+
+    texts = ["first paragraph.\n\nsecond paragraph of it", "a short one", "tab\tand\r\nCRLF inside"]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)), encoding="utf-8")
+    out = tmp_path / "emb.npy"
+    artifact = str(minilm_artifact_session)
+    assert main(["encode", artifact, "--file", str(corpus), "--field", "text", "-o", str(out)]) == 0
+    np.testing.assert_array_equal(np.load(out), minilm_runtime.encode(texts))
+    capsys.readouterr()
+    assert main(["rank", str(tiny_reranker_artifact), "query", "--file", str(corpus), "--field", "text"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    reranker = CrossEncoder(tiny_reranker_artifact)
+    expected = reranker.predict([("query", t) for t in texts])
+    reranker.close()
+    assert sorted(printed, key=lambda row: row["corpus_id"])[2]["text"] == texts[2]
+    np.testing.assert_allclose(
+        [row["score"] for row in sorted(printed, key=lambda r: r["corpus_id"])], expected, atol=1e-6
+    )
+    bad = tmp_path / "bad.jsonl"
+    for content, reason in (
+        ('{"text": "ok"}\nnot json\n', "bad.jsonl:2 is not a JSON object line"),
+        ('{"text": "ok"}\n{"body": "x"}\n', "bad.jsonl:2: field 'text' must be a string, got no such field"),
+        ('{"text": 5}\n', "bad.jsonl:1: field 'text' must be a string, got int"),
+        ('["text"]\n', "bad.jsonl:1: field 'text' must be a string, got no such field"),
+    ):
+        bad.write_text(content, encoding="utf-8")
+        assert main(["encode", artifact, "--file", str(bad), "--field", "text"]) == 1
+        assert reason in capsys.readouterr().err
+    assert main(["encode", artifact, "a text", "--field", "text"]) == 1
+    assert "--field reads JSON lines from --file" in capsys.readouterr().err
+
+
 def test_encode_takes_precision_and_long_inputs_as_the_library(
     minilm_artifact_session: Path, minilm_runtime: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
