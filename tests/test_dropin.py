@@ -139,9 +139,10 @@ def _examples(lib: Any, bi: Any, ce: Any, sparse: Any) -> dict[str, Any]:
         features = model.preprocess(inputs)
         out[f"preprocess_{name}"] = {key: _numpy(value) for key, value in features.items() if hasattr(value, "shape")}
         prompted = model.preprocess(inputs, prompt="query: ")  # ``modality`` always, ``prompt_length`` with a prompt
+        empty = model.preprocess(inputs, prompt="")  # an empty prompt adds no tokens: no prompt_length
         out[f"preprocess_{name}_entries"] = [
             {key: value for key, value in entries.items() if not hasattr(value, "shape")}
-            for entries in (features, prompted)
+            for entries in (features, prompted, empty)
         ]
     import torch
 
@@ -530,8 +531,14 @@ def test_casts_and_training_mode_leave_the_variant_and_say_so(
     texts = ["The cat sat on the mat."]
     before = minilm_runtime.encode(texts)
     with caplog.at_level(logging.WARNING, logger="fastembed_rt"):
+        assert minilm_runtime.to(torch.float32) is minilm_runtime and minilm_runtime.float() is minilm_runtime
+        assert not caplog.text, "float32 is what the fp32 variant computes in: nothing to say"
         assert minilm_runtime.half() is minilm_runtime and minilm_runtime.to(torch.float16) is minilm_runtime
         assert minilm_runtime.bfloat16() is minilm_runtime
+        # torch's other forms of to()
+        assert minilm_runtime.to(dtype=torch.float16) is minilm_runtime
+        assert minilm_runtime.to("cpu", torch.float16) is minilm_runtime
+        assert minilm_runtime.to(device=torch.device("cpu"), dtype=torch.float16, non_blocking=True) is minilm_runtime
     assert "half() changes nothing: an artifact's precision is its variant's (this model runs 'fp32')" in caplog.text
     assert "to(torch.float16) changes nothing" in caplog.text
     np.testing.assert_array_equal(minilm_runtime.encode(texts), before)

@@ -402,14 +402,17 @@ class ArtifactModel:
         self.provider = engine.name
         load["provider"] = provider
 
-    def to(self: _Model, device: Any) -> _Model:
+    def to(self: _Model, *args: Any, **kwargs: Any) -> _Model:
         """Run on sentence-transformers' ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``): where the model runs
         already, nothing happens; otherwise the artifact's graph opens on that device's provider (``variant="auto"``
         chooses again for it), the old engine is closed, and the tokenizer, prompts and token budget stay; the batch
-        memory bound becomes the new engine's default. Returns the model, as ``torch.nn.Module.to`` does."""
-        if _is_torch_dtype(device):  # ``model.to(torch.float16)``: a cast, as ``half()``
-            return self._precision_is_the_variants(f"to({device})")
-        if runs_on(self.device, device_name(device)):
+        memory bound becomes the new engine's default. Returns the model, as ``torch.nn.Module.to`` does, whose
+        forms it takes: ``to(device)``, ``to(dtype)``, ``to(device, dtype)``, ``to(device=..., dtype=...)``; a
+        dtype casts nothing (as ``half()``; float32 says nothing, as ``float()``)."""
+        device, dtype = _to_arguments(args, kwargs)
+        if dtype is not None and str(dtype) != "torch.float32":
+            self._precision_is_the_variants(f"to({dtype})")
+        if device is None or runs_on(self.device, device_name(device)):
             return self
         old = self._pipeline
         self._open_engine(provider_for_device("auto", device))
@@ -694,8 +697,9 @@ class ArtifactModel:
         """``model_inputs`` with what sentence-transformers' ``preprocess`` adds: ``modality``, and for a call
         with a prompt the prompt's token count ``prompt_length`` (an int, its leading special tokens included)."""
         features: dict[str, Any] = {**self.model_inputs(prepared), "modality": "text"}
-        if prompt or prompt_name:
-            features["prompt_length"] = self._tokenizer.prompt_length(self._resolve_prompt(prompt, prompt_name) or "")
+        used = self._resolve_prompt(prompt, prompt_name) if prompt or prompt_name else None
+        if used:  # an empty prompt adds no tokens, and no prompt_length there either
+            features["prompt_length"] = self._tokenizer.prompt_length(used)
         return features
 
     def _configure(self) -> None:
@@ -1080,6 +1084,22 @@ def _provider_options(value: object) -> ProviderOptions:
         "provider_options must be a fastembed_rt.providers.ProviderOptions (or a dict of its fields), got "
         f"{type(value).__name__}"
     )
+
+
+def _to_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """(device, dtype) of ``torch.nn.Module.to``'s call forms (``non_blocking`` and ``copy`` change nothing here)."""
+    device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    kwargs.pop("non_blocking", None), kwargs.pop("copy", None)
+    if kwargs:
+        raise InputError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+    for arg in args:
+        if _is_torch_dtype(arg):
+            dtype = arg
+        elif device is None:
+            device = arg
+        else:
+            raise InputError(f"to() takes a device and a dtype, got {args!r}")
+    return device, dtype
 
 
 def _is_torch_dtype(value: object) -> bool:

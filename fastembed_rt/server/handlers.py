@@ -111,7 +111,7 @@ def _check_ids(served: Served, rows: list[Any], field: str) -> None:
             raise RequestError(422, f"`{field}[{i}]` holds token id {bad}, outside the vocabulary 0..{vocab - 1}")
 
 
-def _prompted_ids_as_texts(served: Served, req: Any, field: str) -> Any:
+async def _prompted_ids_as_texts(served: Served, req: Any, field: str) -> Any:
     """``req`` with its token id rows as texts when a prompt applies (the request's ``prompt_name``, else the
     model's default), TEI's rule: each row is decoded without its special tokens and tokenized again after the
     prompt. Without a prompt the rows run as given. (The rows skipped the prompt: a text and its own ids got
@@ -123,8 +123,12 @@ def _prompted_ids_as_texts(served: Served, req: Any, field: str) -> Any:
         return req
     _check_ids(served, req.inputs, field)
     decode = served.untruncated.decode
-    texts = [item if isinstance(item, str) else decode(item, skip_special_tokens=True) for item in req.inputs]
-    return replace(req, inputs=texts, token_ids=False)
+
+    def texts() -> list[str]:
+        return [item if isinstance(item, str) else decode(item, skip_special_tokens=True) for item in req.inputs]
+
+    # the event loop never tokenizes: a request at the payload limit decodes for ~0.2 s
+    return replace(req, inputs=await asyncio.to_thread(texts), token_ids=False)
 
 
 def _text_tokens(served: Served, prompt_name: str | None) -> Callable[[Any], int]:
@@ -177,7 +181,7 @@ async def _embed_job(
     state: ServerState, request: Request, served: Served, req: Any, positions: list[int] | None = None
 ) -> JobResult:
     if positions is None:
-        req = _prompted_ids_as_texts(served, req, req.field)
+        req = await _prompted_ids_as_texts(served, req, req.field)
     if req.token_ids is None:
         return await _texts_and_ids(
             lambda part, where: _embed_job(state, request, served, part, where), req, served, req.field
@@ -338,7 +342,7 @@ async def _sparse_job(
     state: ServerState, request: Request, served: Served, req: Any, positions: list[int] | None = None
 ) -> JobResult:
     if positions is None:
-        req = _prompted_ids_as_texts(served, req, "inputs")
+        req = await _prompted_ids_as_texts(served, req, "inputs")
     if req.token_ids is None:
         return await _texts_and_ids(
             lambda part, where: _sparse_job(state, request, served, part, where), req, served, "inputs"
@@ -574,21 +578,11 @@ async def default_route(state: ServerState, request: Request, data: dict[str, An
         handler = rerank
     if served.task == EMBEDDING and isinstance(data.get("inputs"), dict):
         handler = similarity
-    try:
-        return await handler(state, request, data)
-    except RequestError as exc:
-        if name is not None or len(state.models) == 1 or exc.status not in (400, 422):
-            raise
-        # a body meant for another model (a rerank body while an embedding model is served first) said only what
-        # it lacked for this one: say which model took it, and which others are there
-        raise RequestError(
-            exc.status,
-            f"{exc.message} (POST / without `model` goes to the first served model, {served.name!r}; name another "
-            f"with `model`. {state.served_by_task()})",
-            exc.error_type,
-            retry_after=exc.retry_after,
-            code=exc.code,
-        ) from exc
+    if name is None and "query" in data and "texts" in data:
+        # TEI's rerank body, whatever model is served first: the first that reranks answers it (an embedding
+        # model served first took it, and said only that `inputs` was missing)
+        handler = rerank
+    return await handler(state, request, data)
 
 
 async def vertex(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
