@@ -54,6 +54,7 @@ import numpy.typing as npt
 
 from fastembed_rt import util
 from fastembed_rt.errors import ArtifactError, InputError
+from fastembed_rt.pipeline import not_a_text, refuse_containers
 
 if TYPE_CHECKING:
     from fastembed_rt.models import CrossEncoder, SentenceTransformer
@@ -98,10 +99,12 @@ def _check_texts(values: Any, what: str) -> list[str]:
     """``values`` as a list of str (any sized iterable of str: a list, a tuple, a dataset column)."""
     if isinstance(values, str | bytes) or not (hasattr(values, "__iter__") and hasattr(values, "__len__")):
         raise InputError(f"{what} must be a list of str, got {type(values).__name__}")
+    # a DataFrame's column names were mined as negatives, silently
+    refuse_containers(values, what, "df['text'].tolist()")
     texts = list(values)
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise InputError(f"{what}[{i}] is {'None' if text is None else type(text).__name__}, expected str")
+            raise not_a_text(text, f"{what}[{i}]")
     return texts
 
 

@@ -71,13 +71,20 @@ def check_texts(texts: object) -> list[str]:
     items = list(texts)
     for i, item in enumerate(items):
         if not isinstance(item, str):
-            kind = "None" if item is None else type(item).__name__
-            hint = " (nested lists are not accepted: flatten them first)" if isinstance(item, (list, tuple)) else ""
-            if isinstance(item, float) and item != item:  # pandas reads a missing value as NaN
-                kind, hint = "NaN", " (a missing value: drop or fill them first, e.g. series.dropna())"
-            raise InputError(f"texts[{i}] is {kind}, expected str{hint}")
+            raise not_a_text(item, f"texts[{i}]")
         check_unicode(item, f"texts[{i}]")
     return items
+
+
+def not_a_text(item: object, where: str) -> InputError:
+    """The error for ``item``, found at ``where`` where a str belongs: a missing value (None, NaN as pandas reads
+    one, pandas' ``NA`` of its string dtypes) said as one, a nested list as one."""
+    kind = "None" if item is None else type(item).__name__
+    hint = " (nested lists are not accepted: flatten them first)" if isinstance(item, (list, tuple)) else ""
+    if (isinstance(item, float) and item != item) or kind == "NAType":
+        kind = "NaN" if isinstance(item, float) else "NA"
+        hint = " (a missing value: drop or fill them first, e.g. series.dropna())"
+    return InputError(f"{where} is {kind}, expected str{hint}")
 
 
 def refuse_containers(value: object, name: str, example: str) -> None:

@@ -616,3 +616,23 @@ def test_rank_takes_sentence_transformers_arguments_by_position(exported: Callab
     by_position = runtime.rank(QUERY, DOCUMENTS, 2, True, None, None, 8, False, "identity", "cpu", None, None)
     by_name = runtime.rank(QUERY, DOCUMENTS, top_k=2, return_documents=True, activation_fn="identity", device="cpu")
     assert by_position == by_name and len(by_position) == 2 and "text" in by_position[0]
+
+
+def test_table_inputs_are_read_as_rows_or_refused_never_as_their_column_names(tiny_reranker_artifact: Path) -> None:
+    """rank(query, DataFrame or dict) ranked the column names or keys, silently; list(df.values) (numpy rows) was
+    'a list of 3 items'; a missing value was 'float'."""
+    import pandas as pd
+
+    model = CrossEncoder(tiny_reranker_artifact)
+    df = pd.DataFrame({"query": ["q1", "q2", "q3"], "document": ["d1", "d2", "d3"]})
+    for table in (df[["document"]], {"a": "first document", "b": "second"}):
+        with pytest.raises(InputError, match=r"documents is a (DataFrame|dict), whose iteration gives its keys"):
+            model.rank("q", table)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(model.predict(list(df.values)), model.predict(df.values.tolist()))
+    np.testing.assert_array_equal(model.predict(list(df.values)[:2]), model.predict(df.values.tolist()[:2]))
+    missing = r"is NaN, expected str \(a missing value: drop or fill them first"
+    with pytest.raises(InputError, match=rf"documents\[1\] {missing}"):
+        model.rank("q", pd.Series(["d1", float("nan")]))
+    with pytest.raises(InputError, match=r"inputs\[1\]\[1\] is NA, expected str \(a missing value"):
+        model.predict(list(zip(df["query"], pd.Series(["d1", None, "d3"], dtype="string"))))
+    model.close()

@@ -387,3 +387,17 @@ def test_a_multi_label_cross_encoder_cannot_rescore(
     monkeypatch.setattr(reranker, "num_labels", 3)  # as a three-label model's manifest says
     with pytest.raises(InputError, match=r"num_labels=3 \(num_labels must be 1\)"):
         mine_hard_negatives(dataset, minilm_runtime, cross_encoder=reranker, max_score=0.9, verbose=False)
+
+
+def test_a_corpus_given_as_a_table_is_refused_not_mined_as_its_column_names(
+    minilm_runtime: SentenceTransformer,
+) -> None:
+    """A DataFrame corpus gave its column name as a hard negative in the training rows."""
+    import pandas as pd
+
+    pairs = {"q": ["A man plays guitar.", "A woman cuts an onion."], "a": ["Someone plays music.", "Cooking."]}
+    corpus = pd.DataFrame({"document_text": ["A cat sleeps.", "Stocks fell.", "It rains."]})
+    with pytest.raises(InputError, match="corpus is a DataFrame, whose iteration gives its keys or column names"):
+        mine_hard_negatives(pairs, minilm_runtime, corpus=corpus, num_negatives=1, verbose=False)
+    with pytest.raises(InputError, match=r"corpus\[1\] is NaN, expected str \(a missing value"):
+        mine_hard_negatives(pairs, minilm_runtime, corpus=["A cat.", float("nan")], num_negatives=1, verbose=False)

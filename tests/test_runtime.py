@@ -76,10 +76,14 @@ def test_empty_string_is_encoded_like_sentence_transformers(minilm_runtime: Any,
         ([["nested", "list"]], "texts[0] is list"),
         ([b"bytes"], "texts[0] is bytes"),
         (["ok", float("nan")], "texts[1] is NaN, expected str"),  # a pandas column's missing value
+        (["ok", "pd.NA"], "texts[1] is NA, expected str (a missing value"),  # pandas' string dtypes' one
     ],
 )
 def test_bad_items_raise_input_error_naming_the_position(minilm_runtime: Any, bad: list[Any], position: str) -> None:
-    with pytest.raises(InputError, match=position.replace("[", r"\[").replace("]", r"\]")):
+    import pandas as pd
+
+    bad = [pd.NA if item == "pd.NA" else item for item in bad]
+    with pytest.raises(InputError, match=position.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
         minilm_runtime.encode(bad)
 
 

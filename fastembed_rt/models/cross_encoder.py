@@ -27,7 +27,7 @@ from fastembed_rt.models.base import (
     finished_calls_stats,
     renamed_arguments,
 )
-from fastembed_rt.pipeline import Prepared, check_unicode, refuse_containers, wants_progress
+from fastembed_rt.pipeline import Prepared, check_unicode, not_a_text, refuse_containers, wants_progress
 from fastembed_rt.tensors import as_numpy, tensor_results, to_tensor
 from fastembed_rt.tokenizer import TruncationDirection, with_prompt
 
@@ -71,10 +71,14 @@ def check_rank_inputs(query: object, documents: object, top_k: object) -> list[s
         raise InputError(f"documents must be a list of str, got {kind}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0):
         raise InputError(f"top_k must be None or an int >= 0, got {top_k!r}")
+    if isinstance(documents, np.ndarray):
+        documents = documents.tolist()
+    # a DataFrame or dict ranked its column names or keys (as sentence-transformers' rank does), silently
+    refuse_containers(documents, "documents", "df['text'].tolist()")
     docs = list(documents)  # type: ignore[call-overload]
     for i, doc in enumerate(docs):
         if not isinstance(doc, str):
-            raise InputError(f"documents[{i}] is {'None' if doc is None else type(doc).__name__}, expected str")
+            raise not_a_text(doc, f"documents[{i}]")
         check_unicode(doc, f"documents[{i}]")
     return docs
 
@@ -94,7 +98,8 @@ def rank_results(
 
 
 def _is_pair_container(value: object) -> bool:
-    return isinstance(value, (list, tuple))
+    """A list, tuple or 1-d array (a DataFrame's ``list(df.values)`` rows) holds a pair."""
+    return isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.ndim == 1)
 
 
 def check_item(item: object, where: str) -> tuple[str, str] | str:
@@ -106,7 +111,11 @@ def check_item(item: object, where: str) -> tuple[str, str] | str:
 
 
 def _check_pair(item: object, where: str) -> tuple[str, str]:
+    if isinstance(item, np.ndarray) and item.ndim == 1:
+        item = item.tolist()
     if not isinstance(item, (list, tuple)):
+        if (isinstance(item, float) and item != item) or type(item).__name__ == "NAType":
+            raise not_a_text(item, where)
         kind = "None" if item is None else type(item).__name__
         raise InputError(f"{where} is {kind}; expected a (query, document) pair of two str, or a str")
     if len(item) != 2:
@@ -115,8 +124,7 @@ def _check_pair(item: object, where: str) -> tuple[str, str]:
         )
     for j, text in enumerate(item):
         if not isinstance(text, str):
-            kind = "None" if text is None else type(text).__name__
-            raise InputError(f"{where}[{j}] is {kind}, expected str")
+            raise not_a_text(text, f"{where}[{j}]")
         check_unicode(text, f"{where}[{j}]")
     return item[0], item[1]
 
