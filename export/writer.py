@@ -21,6 +21,7 @@ After export the runtime changes an artifact only through ``fastembed_rt.artifac
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import glob
 import logging
@@ -126,6 +127,9 @@ def stage_artifact(
         (tmp / BACKBONE_FILE).unlink(missing_ok=True)
         (tmp / data_file(BACKBONE_FILE)).unlink(missing_ok=True)
         (tmp / STAGING_LOCK).unlink(missing_ok=True)  # held until the process ends; not part of the artifact
+        if not overwrite:
+            _rename_into_place(tmp, out)
+            return
         earlier = out.parent / f".{out.name}.replaced-{os.getpid()}"
         replacing = out.exists()
         if replacing:
@@ -146,6 +150,21 @@ def stage_artifact(
     finally:
         if lock is not None:
             os.close(lock)
+
+
+def _rename_into_place(tmp: Path, out: Path) -> None:
+    """``tmp`` renamed to ``out`` where ``out`` is still missing or an empty folder, in one step: an artifact another
+    export put there meanwhile (two exports to one new folder both passed ``check_destination``; the later one
+    replaced the earlier's artifact and both said they had written it) makes this export fail instead."""
+    try:
+        tmp.rename(out)  # rename(2): fails where out is a folder that holds anything (or a file)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise
+        raise ExportError(
+            f"{out} was filled while this export ran (another export to the same folder?); this export wrote nothing "
+            "there: export again with --overwrite to replace it"
+        ) from None
 
 
 # A file in every staging folder that its export holds locked (``flock``) while it runs: a staging folder whose lock

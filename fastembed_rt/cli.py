@@ -189,7 +189,7 @@ def _print_speed(m: Manifest) -> None:
         spec = provider_spec(provider)
         if spec.unavailable() is not None or not any(v.format in spec.formats for v in m.variants):
             continue
-        choices += [(f"{provider}/{mode}", choose_variant(spec, m, mode)) for mode in ("auto", FASTEST)]
+        choices += [(f"{provider}/{mode}", choose_variant(spec, m, mode, warn=False)) for mode in ("auto", FASTEST)]
     width = max((len(label) for label, _ in choices), default=0)  # "openvino/fastest" overran a fixed column
     for i, (label, choice) in enumerate(choices):
         print(f"{'' if i else 'chosen here':<13} {label:<{width}}  {choice.variant.name}: {choice.reason}")

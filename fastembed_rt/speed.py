@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -105,13 +106,14 @@ def applicable_record(records: Sequence[SpeedRecord], cpu: CpuIdentity) -> Speed
 
 
 def choose_by_speed(
-    candidates: Sequence[Variant], manifest: Manifest, mode: str, cpu: CpuIdentity, engine: str
+    candidates: Sequence[Variant], manifest: Manifest, mode: str, cpu: CpuIdentity, engine: str, *, warn: bool = True
 ) -> VariantChoice | str:
     """``mode`` (``"auto"`` or ``"fastest"``) among ``candidates`` (the variants CPU provider ``engine`` runs).
 
     Only variants timed on ``engine`` itself compete (a record times an ONNX graph on ONNX Runtime, so
     it says nothing about that graph on OpenVINO). Returns the choice, or why no record decides (the
-    caller then takes its static preference).
+    caller then takes its static preference); ``warn``: log a warning when ``"fastest"`` cannot be told (a load
+    asking for it; ``info``, which prints the reason, does not).
     """
     from fastembed_rt.providers.openvino import saturation_warning
 
@@ -150,26 +152,26 @@ def choose_by_speed(
                 f"({_closer(chosen, timed[0][1])})"
             )
         return VariantChoice(chosen, reason)
-    if mode == FASTEST and not cpu.isa:
+    if warn and mode == FASTEST and not cpu.isa:
         logger.warning(
             "variant='fastest': this CPU's instruction set cannot be read (no /proc/cpuinfo), so no speed record "
             "applies; using variant='auto'"
         )
-    elif mode == FASTEST and record is None:
+    elif warn and mode == FASTEST and record is None:
         logger.warning(
             "variant='fastest': no speed record of %s for this CPU class (%s); using variant='auto'. "
             "Run `fastembed-rt tune %s` to time its variants here.",
             manifest.root,
             cpu.isa_class,
-            manifest.root,
+            shlex.quote(str(manifest.root)),  # a command to paste: a path with spaces quoted
         )
-    elif mode == FASTEST and pool:  # a record from before these variants, or of another engine's: tune again
+    elif warn and mode == FASTEST and pool:  # a record from before these variants, or of another engine's: tune again
         logger.warning(
             "variant='fastest': the speed record of %s for this CPU class times none of %s; using variant='auto'. "
             "Run `fastembed-rt tune %s` to time them here.",
             manifest.root,
             ", ".join(v.name for v in pool),
-            manifest.root,
+            shlex.quote(str(manifest.root)),
         )
     why = "no speed record for this CPU class" if record is None else "no candidate timed on this CPU class"
     return f"{why} ({cpu.isa_class})"

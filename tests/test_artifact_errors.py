@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -523,3 +524,27 @@ def test_a_manifest_max_seq_length_the_model_cannot_run_is_refused_at_load(
     path.write_text(json.dumps(data))
     with pytest.raises(ArtifactError, match=rf"tokenizer.max_seq_length {length} {message}"):
         SentenceTransformer(minilm_artifact)
+
+
+def test_a_load_while_export_overwrite_swaps_the_folder_reads_the_new_artifact_whole(
+    minilm_artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`export --overwrite` renames the new folder into place while a process loads it: the old manifest was read
+    with the new graph ("corrupt or truncated, re-create it"; files of one size: a silent mix)."""
+    import fastembed_rt.models.base as base
+
+    SentenceTransformer(minilm_artifact, truncate_dim=64).save(tmp_path / "new")  # same graph, other manifest
+    real = base.Tokenizer
+    swapped = []
+
+    def swap_then_read(*args: Any, **kwargs: Any) -> Any:
+        if not swapped:  # between the manifest and the rest: the overwrite's two renames
+            minilm_artifact.rename(tmp_path / "old")
+            (tmp_path / "new").rename(minilm_artifact)
+            swapped.append(True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(base, "Tokenizer", swap_then_read)
+    model = SentenceTransformer(minilm_artifact)
+    assert swapped and model.truncate_dim == 64 and model.encode(["a cat"]).shape == (1, 64)
+    model.close()

@@ -409,6 +409,26 @@ def test_an_export_removes_staging_folders_of_exports_that_were_killed_but_not_o
     assert not (tmp_path / "artifact" / STAGING_LOCK).exists()
 
 
+def test_an_export_whose_folder_another_export_filled_meanwhile_fails_and_leaves_that_artifact(tmp_path: Path) -> None:
+    """Two exports to one new folder both passed the destination check; the later one replaced the earlier's
+    artifact and both said they had written it."""
+    from fastembed_rt.errors import ExportError
+    from fastembed_rt.export.writer import stage_artifact
+
+    out = tmp_path / "artifact"
+    filled = r"was filled while this export ran .*export again with --overwrite"
+    with pytest.raises(ExportError, match=filled), stage_artifact(out, False, model="m", revision=None) as writer:
+        (writer.root / "manifest.json").write_text("{}")
+        out.mkdir()  # the other export finished first
+        (out / "manifest.json").write_text('{"the": "other export"}')
+    assert (out / "manifest.json").read_text() == '{"the": "other export"}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact"], "no staging folder is left"
+    with stage_artifact(tmp_path / "empty", False, model="m", revision=None) as writer:
+        (writer.root / "manifest.json").write_text("{}")
+        (tmp_path / "empty").mkdir()  # an empty folder is still taken, as at the start
+    assert (tmp_path / "empty" / "manifest.json").read_text() == "{}"
+
+
 def test_a_model_that_computes_nan_is_refused_as_such_not_as_a_graph_that_misses_its_gate(tmp_path: Path) -> None:
     """NaN weights gave 'exported graph ... misses the fp32 gate ... cosine nan', blaming the graph."""
     from safetensors.torch import load_file, save_file

@@ -137,6 +137,20 @@ def test_fastest_without_a_record_runs_what_auto_runs_and_says_how_to_time(
     assert "fastembed-rt tune" in caplog.text
 
 
+def test_the_tune_command_to_paste_quotes_the_path_and_info_does_not_warn(
+    manifest: Manifest, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An export's closing `info` logged the warning once per provider, and `fastembed-rt tune ünï cødé/ä b` could
+    not be pasted."""
+    spaced = replace(manifest, root=Path("/srv/my models/ä b"))
+    with caplog.at_level(logging.WARNING, logger="fastembed_rt"):
+        choice = choose_variant(provider_spec("cpu"), spaced, "fastest", cpu=AVX2, warn=False)
+    assert caplog.text == "" and "no speed record for this CPU class" in choice.reason
+    with caplog.at_level(logging.WARNING, logger="fastembed_rt"):
+        choose_variant(provider_spec("cpu"), spaced, "fastest", cpu=AVX2)
+    assert "Run `fastembed-rt tune '/srv/my models/ä b'` to time" in caplog.text
+
+
 def test_fastest_after_tune_asks_for_tune_only_when_a_variant_of_this_engine_is_untimed(
     manifest: Manifest, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -341,11 +341,6 @@ class ArtifactModel:
         root = resolve_artifact(
             model_name_or_path, revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only
         )
-        self.manifest: Manifest = load_manifest(root)
-        if self.manifest.task != self.task:
-            raise ArtifactError(
-                f"{root} holds a {self.manifest.task!r} model; {type(self).__name__} loads {self.task!r} artifacts"
-            )
         options = _provider_options(provider_options)
         if intra_op_threads is not None:
             options = replace(options, intra_op_threads=intra_op_threads)
@@ -353,6 +348,41 @@ class ArtifactModel:
             options = replace(options, allow_fallback=True)
         if provider_cache_dir is not None:
             options = replace(options, cache_dir=Path(provider_cache_dir))
+        # An export --overwrite swaps the folder while we read it: the old manifest with the new graph was a false
+        # "corrupt, re-create it" error (or, files of equal size, a silent mix). Read again while the folder at
+        # ``root`` changed under the load.
+        for attempt in range(3):
+            folder = _folder_identity(root)
+            try:
+                self._read_artifact(root, provider, variant, verify, options)
+            except ArtifactError:
+                if attempt == 2 or _folder_identity(root) == folder:
+                    raise
+                continue
+            if _folder_identity(root) == folder or attempt == 2:
+                break
+            self._pipeline.provider.close()
+        # As sentence-transformers: prompts given here are merged over the saved ones (theirs win on a shared name).
+        self.prompts: dict[str, str] = {**self.manifest.tokenizer.prompts, **(prompts or {})}
+        self.default_prompt_name = default_prompt_name or self.manifest.tokenizer.default_prompt_name
+        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
+            raise InputError(
+                f"default_prompt_name {self.default_prompt_name!r} is not in prompts {sorted(self.prompts)}"
+            )
+        self._configure()
+        if warmup:
+            self._warm_up()
+            self._pipeline.last_stats = EncodeStats()
+
+    def _read_artifact(
+        self, root: Path, provider: str | ExecutionProvider, variant: str, verify: str, options: ProviderOptions
+    ) -> None:
+        """The manifest, tokenizer and graph of the artifact at ``root``, checked, and the engine opened."""
+        self.manifest: Manifest = load_manifest(root)
+        if self.manifest.task != self.task:
+            raise ArtifactError(
+                f"{root} holds a {self.manifest.task!r} model; {type(self).__name__} loads {self.task!r} artifacts"
+            )
         # How to open this model again (``to``, worker processes of a pool): the resolved artifact, no hub access.
         self._load: dict[str, Any] = {
             "model_name_or_path": root,
@@ -377,17 +407,6 @@ class ArtifactModel:
                 f"{recorded[:12]}…); restore the artifact's own tokenizer.json"
             )
         self._open_engine(provider)
-        # As sentence-transformers: prompts given here are merged over the saved ones (theirs win on a shared name).
-        self.prompts: dict[str, str] = {**self.manifest.tokenizer.prompts, **(prompts or {})}
-        self.default_prompt_name = default_prompt_name or self.manifest.tokenizer.default_prompt_name
-        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
-            raise InputError(
-                f"default_prompt_name {self.default_prompt_name!r} is not in prompts {sorted(self.prompts)}"
-            )
-        self._configure()
-        if warmup:
-            self._warm_up()
-            self._pipeline.last_stats = EncodeStats()
 
     def _open_engine(self, provider: str | ExecutionProvider) -> None:
         """Open the graph on ``provider`` (the variant, options and file check this model was loaded with) behind a
@@ -1084,6 +1103,15 @@ def _provider_options(value: object) -> ProviderOptions:
         "provider_options must be a fastembed_rt.providers.ProviderOptions (or a dict of its fields), got "
         f"{type(value).__name__}"
     )
+
+
+def _folder_identity(root: Path) -> tuple[int, int] | None:
+    """What tells one folder at ``root`` from another renamed into its place (device and inode)."""
+    try:
+        info = os.stat(root)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _to_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:

@@ -196,8 +196,10 @@ def choose_variant(
     *,
     device: str | None = None,
     cpu: CpuIdentity | None = None,
+    warn: bool = True,
 ) -> VariantChoice:
-    """The variant of ``manifest`` to run on ``spec`` (on ``device``), and why.
+    """The variant of ``manifest`` to run on ``spec`` (on ``device``), and why (``warn=False``: without the
+    warning a load gets where ``"fastest"`` has no speed record: the reason says it).
 
     ``variant``: a name, ``"auto"`` or ``"fastest"``. On a provider that runs on the CPU, ``auto`` and
     ``fastest`` choose by the manifest's speed records for ``cpu`` (default: this CPU; see
@@ -216,7 +218,7 @@ def choose_variant(
             )
         preference = f"first of {spec.name}'s preference {', '.join(spec.preferred_variants)}"
         if spec.on_cpu(device):
-            decided = choose_by_speed(present, manifest, variant, cpu or this_cpu(), spec.name)
+            decided = choose_by_speed(present, manifest, variant, cpu or this_cpu(), spec.name, warn=warn)
             if isinstance(decided, VariantChoice):
                 return decided
             preference = f"{decided}: {preference}"
