@@ -127,11 +127,11 @@ def stage_artifact(
         (tmp / BACKBONE_FILE).unlink(missing_ok=True)
         (tmp / data_file(BACKBONE_FILE)).unlink(missing_ok=True)
         (tmp / STAGING_LOCK).unlink(missing_ok=True)  # held until the process ends; not part of the artifact
-        if not overwrite:
+        if not overwrite and not out.is_symlink():
             _rename_into_place(tmp, out)
             return
         earlier = out.parent / f".{out.name}.replaced-{os.getpid()}"
-        replacing = out.exists()
+        replacing = out.exists() or out.is_symlink()  # a link (to an empty folder, or dangling) is replaced
         if replacing:
             out.rename(earlier)
         try:

@@ -542,6 +542,7 @@ def _parse(root: Path, data: Any, path: Path) -> Manifest:
         variants = tuple(_parse_variant(v, path) for v in _require(data, "variants", "", path))
         task = _member(Task, _require(data, "task", "", path), "task", path)
         manifest = Manifest(
+            schema_version=int(version),  # kept where a change a version 1 reader reads is written back (tune)
             root=root,
             task=task,
             source=dict(data.get("source", {})),
@@ -652,9 +653,16 @@ def update_manifest(root: str | os.PathLike[str], **fields: Any) -> Manifest:
     ``Manifest.write_staged``, to rename it in just after the calibration file it names). It reads the manifest
     afresh, so a change written since a model object loaded it is kept.
     """
+    if set(fields) - _READ_BY_EVERY_VERSION:  # a change earlier readers would ignore: they must refuse it
+        fields["schema_version"] = SCHEMA_VERSION
     updated = replace(load_manifest(root), **fields)
     updated.write()
     return updated
+
+
+# Manifest fields that every schema version's readers read: a change of only these (a speed record of `tune`, a
+# calibration) keeps the version the artifact has, so that the runtimes it was written for still load it.
+_READ_BY_EVERY_VERSION = frozenset({"speed", "calibration"})
 
 
 def artifact_files(manifest: Manifest, variants: Sequence[Variant] | None = None) -> list[str]:

@@ -258,16 +258,19 @@ def _read_texts(args: argparse.Namespace) -> list[str]:
 def _json_field(lines: list[str], field: str, where: str) -> list[str]:
     """Field ``field`` of each JSON object line (JSON lines): texts that hold line breaks, which a file of one text
     per line cannot carry (``jq -r .text`` splits them over several rows, shifting every row after them)."""
+    from fastembed_rt.pipeline import check_unicode
+
     texts = []
     for number, line in enumerate(lines, start=1):
         try:
             record = json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested past Python's stack
             raise InputError(f"{where}:{number} is not a JSON object line ({exc}); --field reads JSON lines") from None
         value = record.get(field) if isinstance(record, dict) else None
         if not isinstance(value, str):
             got = "no such field" if not isinstance(record, dict) or field not in record else type(value).__name__
             raise InputError(f"{where}:{number}: field {field!r} must be a string, got {got}")
+        check_unicode(value, f"{where}:{number}: field {field!r}")  # named by its line, not its row in the call
         texts.append(value)
     return texts
 

@@ -71,6 +71,19 @@ def test_artifacts_are_written_as_schema_2_and_version_1_ones_still_load(minilm_
     np.testing.assert_array_equal(old.encode(["a cat"]), expected[:, :64])
     old.save(tmp_path / "saved")  # its truncate_dim is written: as version 2
     assert json.loads((tmp_path / "saved" / "manifest.json").read_text())["schema_version"] == 2
+    # a change every version reads (tune's speed records, a calibration) keeps the artifact's version 1
+    from fastembed_rt.artifact import load_manifest, update_manifest
+
+    assert load_manifest(minilm_artifact).schema_version == 1
+    update_manifest(minilm_artifact, speed=())
+    assert json.loads(path.read_text())["schema_version"] == 1
+    from fastembed_rt.calibration import calibrate_artifact
+
+    calibrate_artifact(old, ["a cat sat", "stocks fell", "it rains"], "test")
+    assert json.loads(path.read_text())["schema_version"] == 1
+    update_manifest(minilm_artifact, truncate_dim=32)  # one a version 1 reader would ignore: version 2
+    assert json.loads(path.read_text())["schema_version"] == 2
+    data = json.loads(path.read_text())
     for bad in (True, "2", 3):
         path.write_text(json.dumps({**data, "schema_version": bad}))
         with pytest.raises(ArtifactError, match=rf"schema_version {bad!r} is not supported .*\(supports 1, 2\)"):

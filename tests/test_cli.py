@@ -96,6 +96,8 @@ def test_encode_and_rank_read_a_field_of_json_lines_keeping_texts_with_line_brea
         ('{"text": "ok"}\n{"body": "x"}\n', "bad.jsonl:2: field 'text' must be a string, got no such field"),
         ('{"text": 5}\n', "bad.jsonl:1: field 'text' must be a string, got int"),
         ('["text"]\n', "bad.jsonl:1: field 'text' must be a string, got no such field"),
+        ('{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n", "bad.jsonl:1 is not a JSON object line"),
+        ('{"text": "ok"}\n{"text": "\\ud800x"}\n', "bad.jsonl:2: field 'text' holds a lone surrogate"),
     ):
         bad.write_text(content, encoding="utf-8")
         assert main(["encode", artifact, "--file", str(bad), "--field", "text"]) == 1

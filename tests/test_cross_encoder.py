@@ -635,4 +635,9 @@ def test_table_inputs_are_read_as_rows_or_refused_never_as_their_column_names(ti
         model.rank("q", pd.Series(["d1", float("nan")]))
     with pytest.raises(InputError, match=r"inputs\[1\]\[1\] is NA, expected str \(a missing value"):
         model.predict(list(zip(df["query"], pd.Series(["d1", None, "d3"], dtype="string"))))
+    # a 0-d array's tolist() is one str: it was ranked, or scored, character by character
+    with pytest.raises(InputError, match="documents is a 0-d array"):
+        model.rank("q", np.array("a cat sleeps on the mat"))
+    with pytest.raises(InputError, match="inputs is a 0-d array"):
+        model.predict(np.array("a cat sleeps"))
     model.close()

@@ -427,6 +427,16 @@ def test_an_export_whose_folder_another_export_filled_meanwhile_fails_and_leaves
         (writer.root / "manifest.json").write_text("{}")
         (tmp_path / "empty").mkdir()  # an empty folder is still taken, as at the start
     assert (tmp_path / "empty" / "manifest.json").read_text() == "{}"
+    # a link to an empty folder, or a dangling one, is replaced by the artifact as before (the link goes, its
+    # target stays): refusing it as "filled" threw a whole export away at its end
+    (tmp_path / "target").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for name in ("link", "dangling"):
+        with stage_artifact(tmp_path / name, False, model="m", revision=None) as writer:
+            (writer.root / "manifest.json").write_text("{}")
+        assert not (tmp_path / name).is_symlink() and (tmp_path / name / "manifest.json").is_file()
+    assert (tmp_path / "target").is_dir() and not any((tmp_path / "target").iterdir())
 
 
 def test_a_model_that_computes_nan_is_refused_as_such_not_as_a_graph_that_misses_its_gate(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 
 from fastembed_rt.artifact import (
     MANIFEST_FILE,
+    SCHEMA_VERSION,
     Manifest,
     artifact_files,
     check_contained,
@@ -557,7 +558,13 @@ class ArtifactModel:
             prompts=dict(self.prompts),
             default_prompt_name=self.default_prompt_name,
         )
-        saved = replace(self._saved_manifest(), root=target, variants=tuple(chosen), tokenizer=tokenizer)
+        saved = replace(  # with this version's settings (truncate_dim, ...): as the schema that has them
+            self._saved_manifest(),
+            schema_version=SCHEMA_VERSION,
+            root=target,
+            variants=tuple(chosen),
+            tokenizer=tokenizer,
+        )
         # Each file (the manifest last) is copied under a temporary name beside its place and moved there once every
         # copy is whole: a failed copy (a full disk) leaves an artifact saved there before as it was, not a mix.
         staged: list[tuple[Path, Path]] = []

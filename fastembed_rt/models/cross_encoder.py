@@ -72,6 +72,8 @@ def check_rank_inputs(query: object, documents: object, top_k: object) -> list[s
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0):
         raise InputError(f"top_k must be None or an int >= 0, got {top_k!r}")
     if isinstance(documents, np.ndarray):
+        if documents.ndim != 1:  # a 0-d array's tolist() is its one str, ranked character by character
+            raise InputError(f"documents is a {documents.ndim}-d array; pass a list or 1-d array of str")
         documents = documents.tolist()
     # a DataFrame or dict ranked its column names or keys (as sentence-transformers' rank does), silently
     refuse_containers(documents, "documents", "df['text'].tolist()")
@@ -143,6 +145,8 @@ def check_pairs(inputs: object) -> tuple[list[tuple[str, str] | str], bool]:
         check_unicode(inputs, "inputs")
         return [inputs], True
     if isinstance(inputs, np.ndarray):
+        if inputs.ndim == 0:  # its tolist() is its one str, which was scored character by character
+            raise InputError("inputs is a 0-d array; pass a str, a pair or a list of them")
         inputs = inputs.tolist()
     refuse_containers(inputs, "inputs", "list(df[['query', 'document']].itertuples(index=False, name=None))")
     if not isinstance(inputs, Iterable):
