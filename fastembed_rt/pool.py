@@ -23,10 +23,12 @@ import math
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.queues
+import os
 import pickle
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -140,6 +142,8 @@ class MultiProcessPool:
             )
         context = multiprocessing.get_context("spawn")
         self.model_type = open_model
+        # the artifact its workers run: a call checks it is its model's (another model's pool gave that one's rows)
+        self.artifact = Path(os.path.realpath(loads[0]["model_name_or_path"]))
         self.devices = tuple(str(load["provider"]) for load in loads)
         self.last_stats = EncodeStats()
         self._tasks: multiprocessing.queues.Queue[Any] | None = context.Queue()
@@ -159,6 +163,7 @@ class MultiProcessPool:
             )
             for i, ((_, writer), load, device) in enumerate(zip(pipes, loads, self.devices))
         ]
+        self._views = [_Worker(process) for process in self._processes]
         with _spawn_preparation():
             for process in self._processes:
                 process.start()
@@ -172,9 +177,12 @@ class MultiProcessPool:
         self._starting = False
 
     @property
-    def processes(self) -> list[multiprocessing.process.BaseProcess]:
-        """The worker processes; closed once the pool stops (as sentence-transformers' stop closes them)."""
-        return list(self._processes)
+    def processes(self) -> list[Any]:
+        """The worker processes; closed once the pool stops (as sentence-transformers' stop closes them). Each is
+        a view whose ``terminate``, ``join`` and ``close`` do nothing once the process object is closed:
+        sentence-transformers' static stop loops over them while a call that saw a worker die may stop the pool
+        and close them (its ``join`` raised ``ValueError: process object is closed``)."""
+        return list(self._views)
 
     def __getitem__(self, key: str) -> Any:
         """``pool["processes"]``, as code written for sentence-transformers' pool (a dict) reads its workers, and
@@ -375,6 +383,32 @@ class MultiProcessPool:
     def __repr__(self) -> str:
         state = "stopped" if self._closed else "running"
         return f"MultiProcessPool({', '.join(self.devices)}; {state})"
+
+
+class _Worker:
+    """A worker process as ``pool["processes"]`` gives it: the process, tolerant of a close that came first."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
+        self._process = process
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._process, name)
+
+    def is_alive(self) -> bool:
+        return not _closed(self._process) and self._process.is_alive()
+
+    # each may meet a close made meanwhile by the pool's own stop (a ValueError of the process object): it ended
+    def terminate(self) -> None:
+        with contextlib.suppress(ValueError):
+            self._process.terminate()
+
+    def join(self, timeout: float | None = None) -> None:
+        with contextlib.suppress(ValueError):
+            self._process.join(timeout)
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self._process.close()
 
 
 class _QueueEnd:

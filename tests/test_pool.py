@@ -124,6 +124,53 @@ def test_sentence_transformers_static_stop_ends_our_pool(minilm_runtime: Any) ->
     minilm_runtime.stop_multi_process_pool(pool)  # and ours after it, as before
 
 
+def test_sentence_transformers_static_stop_after_our_own_stop_closed_the_workers_returns(minilm_runtime: Any) -> None:
+    """A call that saw a worker die stops the pool and closes its process objects; sentence-transformers' static
+    stop, looping over pool["processes"] meanwhile, then joined a closed process: ValueError."""
+    from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
+
+    pool = minilm_runtime.start_multi_process_pool(["cpu"])
+    workers = pool["processes"]  # taken before the stop, as the static stop's loop holds them
+    pool.close(graceful=False)  # what the call's own stop does first
+    for worker in workers:
+        worker.terminate(), worker.join(), worker.close()
+    assert not any(worker.is_alive() for worker in workers)
+    TorchSentenceTransformer.stop_multi_process_pool(pool)
+
+
+def test_a_closed_model_refuses_pool_calls_and_a_pool_of_another_artifact_is_refused(
+    minilm_artifact_session: Path, minilm_artifact: Path, tiny_splade_artifact: Path
+) -> None:
+    """A closed model still answered through worker processes (each loads the artifact again); a pool started by
+    another model of the same type answered with that model's rows (384 wide for a 32-wide model)."""
+    from tiny_models import build_tiny_model
+
+    from fastembed_rt.export import export_model
+
+    model = SentenceTransformer(minilm_artifact_session)
+    pool = model.start_multi_process_pool(["cpu"])
+    other_dir = build_tiny_model(minilm_artifact.parent / "tiny", "bert", "mean")
+    export_model(other_dir, minilm_artifact.parent / "tiny-artifact", variants=("fp32",), stsb=False)
+    other = SentenceTransformer(minilm_artifact.parent / "tiny-artifact")
+    try:
+        with pytest.raises(InputError, match=r"pool= runs workers of the artifact .*, not of this model's"):
+            other.encode(TEXTS[:2], pool=pool)
+        copy = SentenceTransformer(minilm_artifact_session)  # the same artifact: its pool serves it
+        np.testing.assert_allclose(copy.encode(TEXTS[:2], pool=pool), copy.encode(TEXTS[:2]), atol=1e-6)
+        copy.close()
+        model.close()
+        for call in (
+            lambda: model.encode(TEXTS[:2], pool=pool),
+            lambda: model.encode(TEXTS[:2], device=["cpu"]),
+            lambda: model.start_multi_process_pool(["cpu"]),
+        ):
+            with pytest.raises(ProviderError, match="this model was closed"):
+                call()
+    finally:
+        pool.close()
+        other.close()
+
+
 def test_a_calls_error_in_a_worker_is_raised_and_the_pool_stays_usable(minilm_artifact_session: Path) -> None:
     """As sentence-transformers: one bad call does not cost the caller its pool (nor leave answers for the next)."""
     model = SentenceTransformer(minilm_artifact_session)

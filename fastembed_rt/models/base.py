@@ -892,6 +892,11 @@ class ArtifactModel:
         self._pipeline.provider.close()
         self._closed = True
 
+    def _check_open(self) -> None:
+        """A ``ProviderError`` once ``close`` ran (as a call on the closed engine raises)."""
+        if getattr(self, "_closed", False):
+            raise ProviderError("this model was closed; create a new one to encode again")
+
     def _describe(self, **fields: object) -> str:
         details = "".join(f", {key}={value!r}" for key, value in fields.items())
         closed = ", closed" if getattr(self, "_closed", False) else ""
@@ -958,6 +963,7 @@ class MultiProcessModel(ArtifactModel):
             A pool for the model's calls (``pool=pool``); stop it with ``stop_multi_process_pool`` (or use it as a
             context manager).
         """
+        self._check_open()
         if not isinstance(self._load["provider"], str):
             raise ProviderError(
                 f"a multi-process pool loads the model again in each worker; provider {self.provider!r} is an "
@@ -1005,6 +1011,7 @@ class MultiProcessModel(ArtifactModel):
         """The pool a call with ``pool=`` or a list of devices (sentence-transformers' ``device=[...]``) runs on:
         ``pool`` (a single ``device`` must then be where this model runs), or one worker per listed device, started
         for the call and stopped after it."""
+        self._check_open()  # a closed model's workers would load the artifact again and answer
         if isinstance(device, (list, tuple)):
             if pool is not None:
                 raise InputError("pass pool= or a list of devices, not both")
@@ -1027,6 +1034,12 @@ class MultiProcessModel(ArtifactModel):
             raise InputError(
                 f"pool= takes a pool from this {type(self).__name__}'s start_multi_process_pool(); this one runs "
                 f"{made_by} workers"
+            )
+        mine = Path(os.path.realpath(self._load["model_name_or_path"]))
+        if pool.artifact != mine:  # another model's pool answered with that model's rows
+            raise InputError(
+                f"pool= runs workers of the artifact {pool.artifact}, not of this model's {mine}: start a pool from "
+                "this model"
             )
         self.check_device(device)
         yield pool
