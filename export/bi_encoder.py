@@ -146,7 +146,8 @@ def export_model(
         # fp32 is held to its gate on the grid and on held-out STSb dev sentences (the int8 variants' too), which
         # exclude what int8 calibrates on: known before calibrating, which needs the accepted fp32 graph.
         source = calibration_source(calibration_texts, stsb_path)
-        calibrated_on = set(select_texts(source[0])) if source else set()
+        used_texts = select_texts(source[0]) if source else []  # what int8 model quantization calibrates on
+        calibrated_on = set(used_texts)
         held_out = [text for text in _held_out_texts(stsb_path) if text not in calibrated_on]
         fidelity = validate_embeddings(
             writer.root, reference, description.prompts, arch.min_cosine, extra_texts=held_out
@@ -163,7 +164,7 @@ def export_model(
             time.perf_counter() - step,
         )
         step = time.perf_counter()
-        used_texts = store_calibration(writer.root, source)
+        store_calibration(writer.root, source)
         if not used_texts and any(spec.name in ACTIVATION_CALIBRATED for spec in specs):
             logger.warning(
                 "no calibration texts%s: int8 variants are calibrated on the %d parity texts only%s; pass calibration "
@@ -178,8 +179,8 @@ def export_model(
         # PyTorch's model before any variant is built.
         del st_model
         reference.release()
-        done = "calibrated and the PyTorch references computed" if used_texts else "PyTorch references computed"
-        logger.info("%s in %.1f s", done, time.perf_counter() - step)
+        if used_texts:  # PyTorch's references were computed with fp32's validation
+            logger.info("calibrated in %.1f s", time.perf_counter() - step)
         # OpenVINO compiles each candidate while validating; those blobs go to a scratch cache, not the user's.
         with tempfile.TemporaryDirectory(prefix="fastembed-rt-validate-") as cache:
             writer.build_variants(
@@ -217,28 +218,23 @@ def calibrate(
     texts: Sequence[str] | None,
     stsb_path: str | os.PathLike[str] | None,
     task: Task = Task.EMBEDDING,
-) -> list[str] | None:
+) -> None:
     """Store the int8/uint8 calibration set: ``texts``, or by default the STSb train sentences, encoded
-    by the runtime model of ``task`` (bi-encoders, multi-vector models).
-
-    Returns the texts chosen (also what int8 model quantization calibrates on), or None.
-    """
-    return store_calibration(artifact, calibration_source(texts, stsb_path), task)
+    by the runtime model of ``task`` (bi-encoders, multi-vector models)."""
+    store_calibration(artifact, calibration_source(texts, stsb_path), task)
 
 
-def store_calibration(
-    artifact: Path, source: tuple[Sequence[str], str] | None, task: Task = Task.EMBEDDING
-) -> list[str] | None:
-    """``calibrate`` with what ``calibration_source`` gave."""
+def store_calibration(artifact: Path, source: tuple[Sequence[str], str] | None, task: Task = Task.EMBEDDING) -> None:
+    """``calibrate`` with what ``calibration_source`` gave (nothing where it gave None); the texts stored are
+    ``select_texts`` of them."""
     from fastembed_rt.calibration import calibrate_artifact
     from fastembed_rt.models import MODEL_TYPES
 
     if source is None:
-        return None
+        return
     runtime = MODEL_TYPES[task](artifact, provider="cpu")
     calibrate_artifact(runtime, source[0], source[1])
     runtime.close()
-    return select_texts(source[0])
 
 
 # the variants whose activation scales come from the calibration texts (weight-only ones take none)

@@ -359,7 +359,7 @@ def bench_artifact(
     threads = threads or available_cpus()
     pairs = _configurations(manifest, providers, variants)
     if texts is None:
-        vocab = Tokenizer(manifest.root, manifest.tokenizer).backend.get_vocab()  # type: ignore[attr-defined]
+        vocab = Tokenizer(manifest.root, manifest.tokenizer).get_vocab()
         texts = synthetic_texts(vocab, *synthetic)
     steps = 1 + len(batch_sizes)
     bar = _Progress(len(pairs) * steps, sys.stderr) if show_progress_bar else None

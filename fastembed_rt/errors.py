@@ -18,6 +18,7 @@ sentence-transformers' exceptions keeps working.
 from __future__ import annotations
 
 __all__ = [
+    "MODEL_CLOSED",
     "ArtifactError",
     "ExportError",
     "FastEmbedError",
@@ -35,6 +36,10 @@ class FastEmbedError(Exception):
 
 class ArtifactError(FastEmbedError):
     """An artifact directory, manifest or one of its files is missing, corrupt or unsupported."""
+
+
+# what a call on a closed model raises, whichever layer finds it closed (its engine, or a pool call)
+MODEL_CLOSED = "this model was closed; create a new one to encode again"
 
 
 class ProviderError(FastEmbedError):

@@ -81,10 +81,15 @@ def not_a_text(item: object, where: str) -> InputError:
     one, pandas' ``NA`` of its string dtypes) said as one, a nested list as one."""
     kind = "None" if item is None else type(item).__name__
     hint = " (nested lists are not accepted: flatten them first)" if isinstance(item, (list, tuple)) else ""
-    if (isinstance(item, float) and item != item) or kind == "NAType":
+    if is_missing(item):
         kind = "NaN" if isinstance(item, float) else "NA"
         hint = " (a missing value: drop or fill them first, e.g. series.dropna())"
     return InputError(f"{where} is {kind}, expected str{hint}")
+
+
+def is_missing(item: object) -> bool:
+    """Whether ``item`` is a table's missing value: NaN (as pandas reads one) or pandas' ``NA``."""
+    return (isinstance(item, float) and item != item) or type(item).__name__ == "NAType"
 
 
 def refuse_containers(value: object, name: str, example: str) -> None:

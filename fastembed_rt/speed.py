@@ -412,5 +412,5 @@ def speed_texts(manifest: Manifest, count: int = 512) -> list[str]:
     if find_stsb_dir(None) is not None:
         dev = load_stsb("dev", "en")
         return list(dict.fromkeys(dev.sentences1 + dev.sentences2))[:count]
-    vocab = Tokenizer(manifest.root, manifest.tokenizer).backend.get_vocab()  # type: ignore[attr-defined]
+    vocab = Tokenizer(manifest.root, manifest.tokenizer).get_vocab()
     return synthetic_texts(vocab, count, 12)

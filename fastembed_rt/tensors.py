@@ -46,6 +46,12 @@ def is_tensor(value: object) -> bool:
     return torch is not None and isinstance(value, torch.Tensor)
 
 
+def is_torch_dtype(value: object) -> bool:
+    """Whether ``value`` is a ``torch.dtype`` (False whenever torch is not loaded)."""
+    torch = loaded_torch()
+    return torch is not None and isinstance(value, torch.dtype)
+
+
 def require_torch(what: str = "convert_to_tensor=True") -> Any:
     """The loaded torch module, or an ``InputError`` for ``what`` (checked before any work is done)."""
     torch = loaded_torch()

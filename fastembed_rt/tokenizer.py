@@ -236,6 +236,15 @@ class Tokenizer:
             self._backends["public"] = backend
         return self._backends["public"]
 
+    def get_vocab(self) -> dict[str, int]:
+        """Token → id, read from the tokenizer that encodes (no copy of it is made, as ``backend`` makes)."""
+        return dict(self._tok.get_vocab())
+
+    def id_to_token(self, token_id: int) -> str | None:
+        """The token of ``token_id`` (None: not in the vocabulary)."""
+        token: str | None = self._tok.id_to_token(token_id)
+        return token
+
     @property
     def vocab_size(self) -> int:
         return int(self._tok.get_vocab_size(with_added_tokens=True))

@@ -39,14 +39,13 @@ from fastembed_rt.artifact import (
     user_path,
     verify_variant_file,
 )
-from fastembed_rt.errors import ArtifactError, InputError, LongInputError, ProviderError
+from fastembed_rt.errors import MODEL_CLOSED, ArtifactError, InputError, LongInputError, ProviderError
 from fastembed_rt.long_inputs import LongInputs, long_inputs_policy
 from fastembed_rt.pipeline import BatchFeeds, EncodeStats, Pipeline, Prepared, check_texts, check_unicode
 from fastembed_rt.providers import (
     ExecutionProvider,
     ProviderOptions,
     backend_of,
-    device_name,
     open_graph,
     pool_devices,
     provider_for_device,
@@ -54,6 +53,7 @@ from fastembed_rt.providers import (
     torch_device,
 )
 from fastembed_rt.providers.threads import available_cpus
+from fastembed_rt.tensors import is_torch_dtype
 from fastembed_rt.tokenizer import Tokenizer, TruncationDirection, with_prompt
 
 if TYPE_CHECKING:
@@ -432,7 +432,7 @@ class ArtifactModel:
         device, dtype = _to_arguments(args, kwargs)
         if dtype is not None and str(dtype) != "torch.float32":
             self._precision_is_the_variants(f"to({dtype})")
-        if device is None or runs_on(self.device, device_name(device)):
+        if device is None or runs_on(self.device, device):
             return self
         old = self._pipeline
         self._open_engine(provider_for_device("auto", device))
@@ -790,7 +790,7 @@ class ArtifactModel:
         the model runs: a call does not move the model (``to`` does)."""
         if device is None:
             return
-        if not runs_on(actual := self.device, device_name(device)):
+        if not runs_on(actual := self.device, device):
             raise InputError(
                 f"this model runs on {actual!r}, not on device={device!r}; a call does not move the model: load it "
                 f"with {type(self).__name__}(..., device={str(device)!r}) or call model.to({str(device)!r}) first"
@@ -895,7 +895,7 @@ class ArtifactModel:
     def _check_open(self) -> None:
         """A ``ProviderError`` once ``close`` ran (as a call on the closed engine raises)."""
         if getattr(self, "_closed", False):
-            raise ProviderError("this model was closed; create a new one to encode again")
+            raise ProviderError(MODEL_CLOSED)
 
     def _describe(self, **fields: object) -> str:
         details = "".join(f", {key}={value!r}" for key, value in fields.items())
@@ -1001,10 +1001,9 @@ class MultiProcessModel(ArtifactModel):
     def _provider_on(self, device: Any) -> str:
         """The provider for a pool worker on sentence-transformers' ``device``: this model's own where it runs there,
         else what ``device=`` would open."""
-        wanted = device_name(device)
-        if runs_on(self.device, wanted):
+        if runs_on(self.device, device):
             return self._running_provider()
-        return str(provider_for_device("auto", wanted))
+        return str(provider_for_device("auto", device))
 
     @contextmanager
     def pool_for_call(self, pool: MultiProcessPool | None, device: Any) -> Iterator[MultiProcessPool]:
@@ -1141,18 +1140,13 @@ def _to_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, A
     if kwargs:
         raise InputError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
     for arg in args:
-        if _is_torch_dtype(arg):
+        if is_torch_dtype(arg):
             dtype = arg
         elif device is None:
             device = arg
         else:
             raise InputError(f"to() takes a device and a dtype, got {args!r}")
     return device, dtype
-
-
-def _is_torch_dtype(value: object) -> bool:
-    """Whether ``value`` is a ``torch.dtype`` (told without importing torch)."""
-    return type(value).__module__ == "torch" and type(value).__name__ == "dtype"
 
 
 def explicit_prompt(prompt: str | None, prompt_name: str | None) -> str | None:

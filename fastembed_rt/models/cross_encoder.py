@@ -27,7 +27,14 @@ from fastembed_rt.models.base import (
     finished_calls_stats,
     renamed_arguments,
 )
-from fastembed_rt.pipeline import Prepared, check_unicode, not_a_text, refuse_containers, wants_progress
+from fastembed_rt.pipeline import (
+    Prepared,
+    check_unicode,
+    is_missing,
+    not_a_text,
+    refuse_containers,
+    wants_progress,
+)
 from fastembed_rt.tensors import as_numpy, tensor_results, to_tensor
 from fastembed_rt.tokenizer import TruncationDirection, with_prompt
 
@@ -116,7 +123,7 @@ def _check_pair(item: object, where: str) -> tuple[str, str]:
     if isinstance(item, np.ndarray) and item.ndim == 1:
         item = item.tolist()
     if not isinstance(item, (list, tuple)):
-        if (isinstance(item, float) and item != item) or type(item).__name__ == "NAType":
+        if is_missing(item):
             raise not_a_text(item, where)
         kind = "None" if item is None else type(item).__name__
         raise InputError(f"{where} is {kind}; expected a (query, document) pair of two str, or a str")

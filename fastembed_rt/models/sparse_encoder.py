@@ -297,8 +297,8 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
 
     def _token(self, token_id: int) -> str:
         if self._vocab is None:
-            backend = self._tokenizer.backend
-            self._vocab = [backend.id_to_token(i) or "" for i in range(self.spec.vocab_size)]  # type: ignore[attr-defined]
+            tokenizer = self._tokenizer
+            self._vocab = [tokenizer.id_to_token(i) or "" for i in range(self.spec.vocab_size)]
         return self._vocab[token_id]
 
     def decode(

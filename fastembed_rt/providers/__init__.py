@@ -58,7 +58,6 @@ __all__ = [
     "available_providers",
     "backend_of",
     "choose_variant",
-    "device_name",
     "max_batch_bytes",
     "open_graph",
     "open_graph_file",
@@ -337,9 +336,11 @@ def device_name(device: object) -> str:
     return "cpu" if re.fullmatch(r"cpu:\d+", name) else name
 
 
-def runs_on(actual: str, wanted: str) -> bool:
-    """Whether a provider running on ``actual`` (``torch_device``) is on ``wanted``; ``"cuda"`` is any CUDA device."""
-    return actual == wanted or (":" not in wanted and actual.partition(":")[0] == wanted)
+def runs_on(actual: str, wanted: object) -> bool:
+    """Whether a provider running on ``actual`` (``torch_device``) is on sentence-transformers' device ``wanted``
+    (read by ``device_name``); ``"cuda"`` is any CUDA device."""
+    name = device_name(wanted)
+    return actual == name or (":" not in name and actual.partition(":")[0] == name)
 
 
 def provider_for_device(

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fastembed_rt.errors import ProviderError
+from fastembed_rt.errors import MODEL_CLOSED, ProviderError
 
 __all__ = ["FakeProvider"]
 
@@ -42,7 +42,7 @@ class FakeProvider:
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
         if self.closed:
-            raise ProviderError("this model was closed; create a new one to encode again")
+            raise ProviderError(MODEL_CLOSED)
         self.calls.append((feeds, list(output_names)))
         return self._handler(feeds, output_names)
 

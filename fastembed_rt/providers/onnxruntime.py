@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from fastembed_rt.errors import ArtifactError, NotEnoughMemoryError, ProviderError
+from fastembed_rt.errors import MODEL_CLOSED, ArtifactError, NotEnoughMemoryError, ProviderError
 from fastembed_rt.machine import this_cpu
 from fastembed_rt.providers.base import (
     MARK_USED_S,
@@ -216,7 +216,7 @@ class _OnnxRuntimeSession:
 
     def _live_session(self) -> Any:
         if self._session is None:
-            raise ProviderError("this model was closed; create a new one to encode again")
+            raise ProviderError(MODEL_CLOSED)
         return self._session
 
     def run(self, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:

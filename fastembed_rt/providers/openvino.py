@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from fastembed_rt.artifact import Variant
-from fastembed_rt.errors import ArtifactError, NotEnoughMemoryError, ProviderError
+from fastembed_rt.errors import MODEL_CLOSED, ArtifactError, NotEnoughMemoryError, ProviderError
 from fastembed_rt.machine import CpuIdentity
 from fastembed_rt.providers.base import (
     MARK_USED_S,
@@ -512,7 +512,7 @@ class OpenVINO:
         self._use.touch(MARK_USED_S)
         with self._requests_lock:
             if self._idle is None:
-                raise ProviderError("this model was closed; create a new one to encode again")
+                raise ProviderError(MODEL_CLOSED)
             request = self._idle.pop() if self._idle else self._compiled.create_infer_request()
         try:
             if not feeds.keys() <= self._inputs:
