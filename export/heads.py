@@ -46,6 +46,10 @@ class HeadPlan:
     dim: int
     validate: Callable[[Path, ToleranceGate], HeadFidelity]  # the fp32 graph vs PyTorch, every check listed
     measure: Callable[[Path], Measure]  # for further variants; computes the PyTorch reference once
+    # the sentence-transformers model whose first module becomes the graph (None: the loaded one; a Router model's
+    # graph route), and files the stages name, written into the artifact folder before its manifest
+    graph_model: Any = None
+    write_files: Callable[[Path], None] | None = None
 
 
 def export_head(
@@ -77,9 +81,12 @@ def export_head(
     def append(graph: Any) -> dict[str, Any]:
         return finish_graph(graph, head.append_head(graph))
 
+    graph_model = st_model if head.graph_model is None else head.graph_model
     with stage_artifact(out, overwrite, model=model, revision=revision, model_dir=model_dir) as writer:
+        if head.write_files is not None:
+            head.write_files(writer.root)
         backbone = export_st_backbone(
-            st_model,
+            graph_model,
             writer.backbone,
             output="logits",
             output_name=LOGITS,
@@ -89,7 +96,7 @@ def export_head(
             task,
             architecture=backbone.architecture.model_type,
             modules=head.modules,
-            tokenizer=writer.write_tokenizer(st_model),
+            tokenizer=writer.write_tokenizer(graph_model),
             graph=GraphContract(inputs=(*backbone.architecture.inputs, *head.extra_inputs), outputs=head.outputs),
             stages=head.stages,
             similarity_fn=head.similarity_fn,

@@ -21,7 +21,7 @@ from fastembed_rt.artifact import path_hint, user_path
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export.architectures import usable_positions
 
-__all__ = ["load_st_model", "read_json", "remote_code", "resolve_model_dir", "snapshot_commit"]
+__all__ = ["check_graph_model", "load_st_model", "read_json", "remote_code", "resolve_model_dir", "snapshot_commit"]
 
 logger = logging.getLogger("fastembed_rt.export")
 
@@ -181,9 +181,18 @@ def load_st_model(kind: type[Any], model_dir: Path, *, trust_remote_code: bool =
     except Exception as exc:  # sentence-transformers raises many types on a bad directory
         raise ExportError(f"sentence-transformers could not load {model_dir} as a {kind.__name__}: {exc}") from exc
     _check_weights(reports, model_dir, kind.__name__)
-    _fit_positions(model, model_dir)
-    _check_tokenization(model, model_dir, kind.__name__)
+    if (
+        type(model[0]).__name__ != "Router"
+    ):  # a Router model's graph route is checked once split off (check_graph_model)
+        check_graph_model(model, model_dir, kind.__name__)
     return model
+
+
+def check_graph_model(model: Any, model_dir: Path, kind: str) -> None:
+    """Fit ``model``'s ``max_seq_length`` to its position table and refuse tokenizer settings the artifact cannot
+    apply; ``model[0]`` is the module holding the transformer that becomes the graph."""
+    _fit_positions(model, model_dir)
+    _check_tokenization(model, model_dir, kind)
 
 
 # Weights a checkpoint may lack without changing what the artifact computes: BERT's pooler (its [CLS] dense + tanh

@@ -5,13 +5,21 @@ SPLADE head (``kernels.onnx_heads.append_splade_head``) pools them and keeps the
 ``max_active_dims`` per text in-graph. The artifact is written only when, on every text of the grid,
 with and without pruning, the runtime's active dimensions and weights agree with
 ``sentence_transformers.SparseEncoder`` on PyTorch.
+
+An inference-free SPLADE model (sentence-transformers' ``Router``: a ``SparseStaticEmbedding`` query route, a
+masked-LM document route) exports its document route as that graph and its query route as the token weights
+(``fastembed_rt.sparse_routes``); both routes are checked against PyTorch.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +29,7 @@ from fastembed_rt.artifact import Manifest, Task
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export.fidelity import Fidelity, HeadFidelity, Measured, ToleranceGate
 from fastembed_rt.export.heads import HeadPlan, calibration_items, export_head
+from fastembed_rt.export.source import check_graph_model
 from fastembed_rt.export.validate import (
     REFERENCE_PROVIDER,
     UNCACHED,
@@ -41,6 +50,11 @@ from fastembed_rt.kernels.spec import (
     SpladePoolingStrategy,
     SpladeSpec,
 )
+from fastembed_rt.sparse_routes import ROUTER_STAGE, Router, StaticRoute
+
+QUERY_WEIGHTS_FILE = "query_weights.npy"
+# a tokenizer's model_max_length past this is transformers' "no limit" (VERY_LARGE_INTEGER): the route never cuts
+_NO_LIMIT = 1 << 24
 
 __all__ = ["PRUNING_CHECK_K", "export_sparse_encoder", "validate_sparse_encoder"]
 
@@ -48,6 +62,87 @@ logger = logging.getLogger("fastembed_rt.export")
 
 # The top-k the grid also checks pruning with (besides the model's own max_active_dims).
 PRUNING_CHECK_K = 8
+
+
+@dataclass(frozen=True)
+class _Routes:
+    """A Router model split for export: its graph route as a model of its own, its lookup route's weights."""
+
+    router: Router
+    model: Any  # the loaded sentence_transformers.SparseEncoder, its Router first
+    graph_model: Any  # a sentence_transformers.SparseEncoder of the graph route's modules (shared, not copied)
+    weights: bytes  # the .npy file of the lookup route
+
+    @property
+    def lookup(self) -> str:
+        return next(iter(self.router.static))
+
+    @property
+    def graph(self) -> str:
+        return self.router.graph_routes[0]
+
+
+def _split_router(model_dir: Path, se: Any) -> _Routes | None:
+    """None for a model without a Router; else its two routes, or an ``ExportError`` for a Router this artifact
+    cannot hold (one ``SparseStaticEmbedding`` route and one masked-LM SPLADE route, looked up by task name)."""
+    router = se[0]
+    if type(router).__name__ != "Router":
+        return None
+    routes = {name: list(modules) for name, modules in router.sub_modules.items()}
+    shown = {name: [type(m).__name__ for m in modules] for name, modules in routes.items()}
+    static = [name for name, kinds in shown.items() if kinds == ["SparseStaticEmbedding"]]
+    graph = [name for name in routes if name not in static]
+    if len(se) != 1 or len(static) != 1 or len(graph) != 1 or router.route_mappings:
+        raise ExportError(
+            f"{model_dir}: a Router model exports when it is inference-free SPLADE: one route of a "
+            "SparseStaticEmbedding, one of a fill-mask Transformer and SpladePooling, chosen by task name; this one "
+            f"has routes {shown}, route_mappings {dict(router.route_mappings)}"
+            + ("" if len(se) == 1 else f" and modules after the Router ({[type(m).__name__ for m in se][1:]})")
+        )
+    from sentence_transformers import SparseEncoder
+
+    lookup = routes[static[0]][0]
+    view = SparseEncoder(
+        modules=routes[graph[0]],
+        device="cpu",
+        similarity_fn_name=se.similarity_fn_name,
+        prompts=dict(se.prompts or {}),
+        default_prompt_name=se.default_prompt_name,
+        max_active_dims=se.max_active_dims,
+    )
+    check_graph_model(view, model_dir, "SparseEncoder")
+    document: Any = view[0]
+    vocab_size = int(document.auto_model.config.vocab_size)
+    weights = lookup.weight.detach().cpu().float().numpy()
+    if weights.shape != (vocab_size,):
+        raise ExportError(
+            f"{model_dir}: the {static[0]!r} route weighs {weights.shape[0]} tokens, the {graph[0]!r} route's "
+            f"vocabulary has {vocab_size}"
+        )
+    _same_tokenizer(model_dir, lookup.tokenizer, document.tokenizer, static[0], graph[0])
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(weights, dtype=np.float32), allow_pickle=False)
+    data = buffer.getvalue()
+    limit = int(lookup.max_seq_length)
+    route = StaticRoute(QUERY_WEIGHTS_FILE, hashlib.sha256(data).hexdigest(), None if limit >= _NO_LIMIT else limit)
+    described = Router(str(router.default_route), (graph[0],), {static[0]: route})
+    return _Routes(described, se, view, data)
+
+
+def _same_tokenizer(model_dir: Path, lookup: Any, document: Any, lookup_name: str, document_name: str) -> None:
+    """The artifact holds one tokenizer: the lookup route's must tokenize as the graph route's does."""
+
+    def settings(tokenizer: Any) -> tuple[Any, ...]:
+        backend = json.loads(tokenizer.backend_tokenizer.to_str())
+        backend.pop("truncation", None)
+        backend.pop("padding", None)
+        return backend, tokenizer.truncation_side, bool(getattr(tokenizer, "split_special_tokens", False))
+
+    if settings(lookup) != settings(document):
+        raise ExportError(
+            f"{model_dir}: the {lookup_name!r} route's tokenizer differs from the {document_name!r} route's; an "
+            "artifact holds one tokenizer, so routes with their own tokenizers are not supported"
+        )
 
 
 def _describe(model_dir: Path, se: Any) -> SpladeSpec:
@@ -94,14 +189,20 @@ def _torch_pruned(dense: np.ndarray, k: int) -> np.ndarray:
 
 
 def validate_sparse_encoder(
-    artifact: Path, se: Any, spec: SpladeSpec, tolerance: ToleranceGate, variant: str = "fp32"
+    artifact: Path,
+    se: Any,
+    spec: SpladeSpec,
+    tolerance: ToleranceGate,
+    variant: str = "fp32",
+    routes: _Routes | None = None,
 ) -> HeadFidelity:
     """Weights and active dimensions of the artifact's ``variant`` vs ``se`` on the text grid, in batches of 1, 3
     and 5.
 
     Checked without pruning, with ``PRUNING_CHECK_K`` and with the model's ``max_active_dims``; the
     PyTorch side runs each text once and prunes with sentence-transformers' ``select_max_active_dims``,
-    exactly as ``SparseEncoder.encode`` does. Every weight outside ``tolerance`` is a failure.
+    exactly as ``SparseEncoder.encode`` does. Every weight outside ``tolerance`` is a failure. A Router model
+    (``routes``; ``se`` is then its graph route) has its lookup route checked too (``_check_lookup``).
     """
     from fastembed_rt.models.sparse_encoder import SparseEncoder
 
@@ -126,6 +227,7 @@ def validate_sparse_encoder(
                         max_active_dims=k or spec.vocab_size,
                         convert_to_sparse_tensor=False,
                         show_progress_bar=False,
+                        task=None if routes is None else routes.graph,
                     )
                     ref = reference[start : start + size]
                     fidelity.observe(ours, ref)
@@ -141,11 +243,49 @@ def validate_sparse_encoder(
                             f"{ref[row, dims[0]]:.7g}"
                         )
     fidelity.extra["mean_active_dims"] = round(float(np.mean(active_dims)), 2)
+    if routes is not None:
+        held_out = [text for pair in held_out_pairs(128) for text in pair]
+        _check_lookup(runtime, routes, [*texts, " ".join(texts), *held_out], [None, *ks], fidelity)
     runtime.close()
     return fidelity
 
 
-def _measure(se: Any, spec: SpladeSpec, root: Path) -> Measure:
+def _check_lookup(
+    runtime: Any, routes: _Routes, texts: list[str], ks: list[int | None], fidelity: HeadFidelity
+) -> None:
+    """The lookup route (``encode_query``) against sentence-transformers' on ``texts``: the same weights on the same
+    tokens, exactly (a lookup has no rounding); pruned, the same weights kept (which of equal weights at the cut
+    is kept is torch's ``topk``'s choice)."""
+    checked = 0
+    for k in ks:
+        theirs = routes.model.encode_query(
+            texts, max_active_dims=k, convert_to_sparse_tensor=False, show_progress_bar=False
+        )
+        reference = np.asarray(theirs.detach().cpu().float().numpy(), dtype=np.float32)
+        ours = runtime.encode_query(texts, max_active_dims=k, convert_to_sparse_tensor=False, show_progress_bar=False)
+        for row, text in enumerate(texts):
+            checked += 1
+            same = (
+                np.array_equal(ours[row], reference[row])
+                if k is None
+                else np.array_equal(np.sort(ours[row][ours[row] != 0]), np.sort(reference[row][reference[row] != 0]))
+            )
+            if not same:
+                shown = text if len(text) < 30 else text[:27] + "..."
+                fidelity.failures.append(
+                    f"{routes.lookup!r} route, max_active_dims {k}, text {shown!r}: weights {_active(ours[row])} vs "
+                    f"torch {_active(reference[row])}"
+                )
+    fidelity.extra[f"{routes.lookup}_route_checked"] = checked
+
+
+def _active(row: np.ndarray) -> str:
+    dims = np.flatnonzero(row)
+    pairs = ", ".join(f"{d}: {row[d]:.7g}" for d in dims[:5])
+    return "{" + pairs + (", ..." if dims.size > 5 else "") + "}"
+
+
+def _measure(se: Any, spec: SpladeSpec, root: Path, routes: _Routes | None) -> Measure:
     """A further variant against ``se``: a full-precision one (``ToleranceGate``) as the fp32 graph is validated;
     int8 by its unpruned weights on the text grid plus STSb dev sentences (when here)."""
     from fastembed_rt.models.sparse_encoder import SparseEncoder
@@ -154,11 +294,12 @@ def _measure(se: Any, spec: SpladeSpec, root: Path) -> Measure:
     held_out = [t for pair in held_out_pairs(128) for t in pair if t not in calibrated_on]
     texts = parity_texts(int(se.max_seq_length)) + held_out
     computed: list[np.ndarray] = []  # PyTorch's weights, once, when the first int8 candidate needs them
+    graph_route = None if routes is None else routes.graph
     alone_count = 16
 
     def measure(variant: VariantSpec[Any], final: bool, checked: Measured | None) -> Fidelity | HeadFidelity:
         if isinstance(variant.gate, ToleranceGate):
-            return validate_sparse_encoder(root, se, spec, variant.gate, variant.name)
+            return validate_sparse_encoder(root, se, spec, variant.gate, variant.name, routes)
         if isinstance(checked, Fidelity):  # the accepted candidate is this file; final adds nothing here
             return checked
         if not computed:
@@ -178,6 +319,7 @@ def _measure(se: Any, spec: SpladeSpec, root: Path) -> Measure:
                 max_active_dims=spec.vocab_size,
                 convert_to_sparse_tensor=False,
                 show_progress_bar=False,
+                task=graph_route,
             )
             alone = runtime.encode(
                 texts[:alone_count],
@@ -185,6 +327,7 @@ def _measure(se: Any, spec: SpladeSpec, root: Path) -> Measure:
                 max_active_dims=spec.vocab_size,
                 convert_to_sparse_tensor=False,
                 show_progress_bar=False,
+                task=graph_route,
             )
         finally:
             runtime.close()
@@ -208,22 +351,31 @@ def _measure(se: Any, spec: SpladeSpec, root: Path) -> Measure:
     return measure
 
 
-def _plan(model_dir: Path, se: Any) -> HeadPlan:
+def _plan(model_dir: Path, loaded: Any) -> HeadPlan:
+    routes = _split_router(model_dir, loaded)
+    se = loaded if routes is None else routes.graph_model
     head = _describe(model_dir, se)
     rows = ["batch", "active"]
+    stages: dict[str, Any] = {"splade": head.to_dict()}
+    modules = [type(m).__name__ for m in se]
+    if routes is not None:
+        stages[ROUTER_STAGE] = routes.router.to_dict()
+        modules = ["Router", "SparseStaticEmbedding", *modules]
     return HeadPlan(
         append_head=lambda graph: append_splade_head(graph, head).to_dict(),
-        modules=[type(m).__name__ for m in se],
+        modules=modules,
         extra_inputs=(MAX_ACTIVE_DIMS,),
         outputs={
             SPARSE_INDICES: {"dtype": "int64", "dims": rows},
             SPARSE_VALUES: {"dtype": "float32", "dims": rows},
         },
-        stages={"splade": head.to_dict()},
+        stages=stages,
         similarity_fn=str(se.similarity_fn_name),
         dim=head.vocab_size,
-        validate=lambda root, tolerance: validate_sparse_encoder(root, se, head, tolerance),
-        measure=lambda root: _measure(se, head, root),
+        validate=lambda root, tolerance: validate_sparse_encoder(root, se, head, tolerance, routes=routes),
+        measure=lambda root: _measure(se, head, root, routes),
+        graph_model=None if routes is None else routes.graph_model,
+        write_files=None if routes is None else lambda root: (root / QUERY_WEIGHTS_FILE).write_bytes(routes.weights),
     )
 
 

@@ -23,12 +23,14 @@ from typing import Any, TypeVar
 
 from fastembed_rt.errors import ArtifactError, ExportError
 from fastembed_rt.kernels.spec import SCORES, SENTENCE_EMBEDDING, TOKEN_VECTORS
+from fastembed_rt.sparse_routes import routed_files
 
 logger = logging.getLogger("fastembed_rt")
 
 __all__ = [
     "MANIFEST_FILE",
     "READABLE_SCHEMA_VERSIONS",
+    "ROUTED_SCHEMA_VERSION",
     "SCHEMA_VERSION",
     "GraphContract",
     "Manifest",
@@ -63,7 +65,10 @@ MANIFEST_FILE = "manifest.json"
 # (a Matryoshka `truncate_dim`, a cross-encoder's activation: other vectors and scores, silently) and crashed on
 # packed graphs with ONNX Runtime's missing-input error. Nothing changed in what version 1 holds: it is read as is.
 SCHEMA_VERSION = 2
-READABLE_SCHEMA_VERSIONS = (1, 2)
+# 3 (2026-12-07): an inference-free SPLADE model's routes (``stages.router``): version 2 readers would run its queries
+# through the document graph, silently; only routed manifests say 3, so other artifacts still load in version 2 readers.
+ROUTED_SCHEMA_VERSION = 3
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 _EXPORT_HINT = "re-create it with `fastembed-rt export MODEL OUT_DIR`"
 # Widest output a manifest may declare: vocabularies reach 262,144 terms (Gemma); a hand-edited 10**15 made the
 # first call allocate petabytes.
@@ -320,7 +325,9 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         optional = {} if self.truncate_dim is None else {"truncate_dim": self.truncate_dim}
         return {
-            "schema_version": self.schema_version,
+            "schema_version": max(self.schema_version, ROUTED_SCHEMA_VERSION)
+            if routed_files(self.stages)
+            else self.schema_version,
             "task": self.task.value,
             "source": self.source,
             "tokenizer": self.tokenizer.to_dict(),
@@ -562,6 +569,7 @@ def _parse(root: Path, data: Any, path: Path) -> Manifest:
     if not manifest.variants:
         raise ArtifactError(f"{path}: manifest lists no variants; {_EXPORT_HINT}")
     named = [tokenizer.file, *tokenizer.files, *(f for v in variants for f in variant_files(v))]
+    named += routed_files(manifest.stages)
     if isinstance(manifest.calibration, dict):
         named.append(str(manifest.calibration.get("file")))
     for name in named:
@@ -666,9 +674,9 @@ _READ_BY_EVERY_VERSION = frozenset({"speed", "calibration"})
 
 
 def artifact_files(manifest: Manifest, variants: Sequence[Variant] | None = None) -> list[str]:
-    """The files an artifact consists of, relative to its root, each once: the manifest, the tokenizer and
-    calibration files, and the graph and weights file of each of ``variants`` (None: every variant)."""
-    names = [MANIFEST_FILE, manifest.tokenizer.file, *manifest.tokenizer.files]
+    """The files an artifact consists of, relative to its root, each once: the manifest, the tokenizer, lookup-route
+    weights and calibration files, and the graph and weights file of each of ``variants`` (None: every variant)."""
+    names = [MANIFEST_FILE, manifest.tokenizer.file, *manifest.tokenizer.files, *routed_files(manifest.stages)]
     if manifest.calibration and manifest.calibration.get("file"):
         names.append(str(manifest.calibration["file"]))
     for variant in manifest.variants if variants is None else variants:

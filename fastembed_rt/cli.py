@@ -378,7 +378,10 @@ def _encode(args: argparse.Namespace) -> int:
     refused = [
         (args.truncate_dim is not None and task != "embedding", "--truncate-dim is for dense single-vector models"),
         (args.precision != "float32" and task != "embedding", "--precision is for dense single-vector models"),
-        (args.query and task != "multi-vector", "--query is for multi-vector (late-interaction) models"),
+        (
+            args.query and task not in ("multi-vector", "sparse"),
+            "--query is for multi-vector (late-interaction) and sparse models",
+        ),
         (args.max_active_dims is not None and task != "sparse", "--max-active-dims is for sparse (SPLADE) models"),
         (
             args.long_inputs != "truncate" and task == "multi-vector",
@@ -494,7 +497,8 @@ def _encode_sparse(args: argparse.Namespace, texts: list[str], output: IO[bytes]
     from fastembed_rt.models import SparseEncoder
 
     model = SparseEncoder(args.artifact, provider=args.provider, variant=args.variant)
-    rows = model.encode(
+    encode = model.encode_query if args.query else model.encode  # inference-free SPLADE: queries are a lookup
+    rows = encode(
         texts,
         prompt_name=args.prompt_name,
         max_active_dims=args.max_active_dims,
@@ -781,7 +785,12 @@ def build_parser() -> argparse.ArgumentParser:
         "sparse models: scipy's .npz, scipy.sparse.load_npz reads it); the name is used as given, a symlink or a "
         "pipe written through",
     )
-    p.add_argument("--query", action="store_true", help="multi-vector models: encode as queries (default: documents)")
+    p.add_argument(
+        "--query",
+        action="store_true",
+        help="multi-vector and sparse models: encode as queries (encode_query: the query prompt; inference-free "
+        "SPLADE: its query route); default: documents",
+    )
     p.add_argument("--batch-size", type=positive_int, default=32, help="most texts per batch (default 32)")
     p.add_argument("--prompt-name", default=None, help="a prompt the model defines (see `info`), put before each text")
     p.add_argument("--normalize", action="store_true", help="dense and multi-vector models: L2-normalize each vector")

@@ -275,6 +275,7 @@ class Prepared:
     prompt_length: int = 0
     tokenize_s: float = 0.0
     windows: Windows | None = None
+    route: str | None = None  # a routed model's route these rows were tokenized for (None: the graph's only one)
 
     def __len__(self) -> int:
         """The number of inputs (with ``windows``: fewer than the rows)."""
@@ -312,7 +313,7 @@ class Prepared:
     def select(self, inputs: Sequence[int] | np.ndarray) -> Prepared:
         """These inputs only (with all their windows), in this order."""
         if self.windows is None:
-            return Prepared(self.encoded.select(inputs), self.prompt_length, self.tokenize_s)
+            return Prepared(self.encoded.select(inputs), self.prompt_length, self.tokenize_s, route=self.route)
         w = self.windows
         starts, ends = window_bounds(w.owner, len(self))
         picked = [int(i) for i in inputs]
@@ -321,7 +322,7 @@ class Prepared:
         windows = Windows(
             w.encoded.select(rows), owner.astype(np.int64), w.spans[rows], w.weights[rows], w.chunked[picked]
         )
-        return Prepared(windows.encoded, self.prompt_length, self.tokenize_s, windows)
+        return Prepared(windows.encoded, self.prompt_length, self.tokenize_s, windows, self.route)
 
 
 class Pipeline:

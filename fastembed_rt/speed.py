@@ -197,14 +197,17 @@ def _closer(chosen: Variant, fastest: Variant) -> str:
 
 
 def _workload(model: Any, batch_size: int) -> Any:
-    """``texts -> None``: the model's own call on ``texts`` (pairs of them for a cross-encoder)."""
+    """``texts -> None``: the model's own call on ``texts`` (pairs of them for a cross-encoder; a routed model's
+    graph route)."""
     from fastembed_rt.models import CrossEncoder
 
     if isinstance(model, CrossEncoder):
         return lambda texts: model.predict(
             list(zip(texts, reversed(texts))), batch_size=batch_size, show_progress_bar=False
         )
-    return lambda texts: model.encode(texts, batch_size=batch_size, show_progress_bar=False)
+    router = getattr(model, "router", None)  # an inference-free SPLADE model: its graph's route is what varies
+    routed = {} if router is None else {"task": router.graph_routes[0]}
+    return lambda texts: model.encode(texts, batch_size=batch_size, show_progress_bar=False, **routed)
 
 
 def measure_speed(

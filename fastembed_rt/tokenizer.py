@@ -254,9 +254,12 @@ class Tokenizer:
         texts: Sequence[str | tuple[str, str]],
         truncation_direction: TruncationDirection | None = None,
         max_length: int | None = None,
+        *,
+        add_special_tokens: bool = True,
     ) -> Encoded:
         """Token ids of ``texts`` (single texts or pairs), truncated at ``max_length`` (None:
-        ``max_seq_length``; multi-vector models' query and document lengths), not padded."""
+        ``max_seq_length``; multi-vector models' query and document lengths), not padded; without the special
+        tokens when not ``add_special_tokens`` (an inference-free SPLADE query route)."""
         backend = self._backend(truncation_direction, max_length)
         texts = self._cut_long_pair_texts(
             list(texts), truncation_direction or self.info.truncation_side, max_length or self.max_seq_length
@@ -268,7 +271,7 @@ class Tokenizer:
         truncated: list[bool] = []
         tokens = 0
         for start, stop in _chunks(texts):
-            encodings = backend.encode_batch(texts[start:stop], add_special_tokens=True)
+            encodings = backend.encode_batch(texts[start:stop], add_special_tokens=add_special_tokens)
             counts = [len(e) for e in encodings]
             offsets = list(accumulate(counts, initial=tokens))
             ids.append(np.fromiter(chain.from_iterable(e.ids for e in encodings), np.int64, offsets[-1] - tokens))
@@ -344,14 +347,18 @@ class Tokenizer:
         return out
 
     def encode_ids(
-        self, rows: Sequence[Sequence[int]], truncation_direction: TruncationDirection | None = None
+        self,
+        rows: Sequence[Sequence[int]],
+        truncation_direction: TruncationDirection | None = None,
+        max_length: int | None = None,
     ) -> Encoded:
-        """Token id rows used as given (no special tokens added), truncated at ``max_seq_length``.
+        """Token id rows used as given (no special tokens added), truncated at ``max_length`` (None:
+        ``max_seq_length``).
 
         Raises:
             InputError: an id outside the vocabulary, naming the row and the id.
         """
-        limit, vocab = self.max_seq_length, self.vocab_size
+        limit, vocab = max_length or self.max_seq_length, self.vocab_size
         side = truncation_direction or self.info.truncation_side
         ids: list[np.ndarray] = []
         for i, row in enumerate(rows):

@@ -61,7 +61,7 @@ def test_artifacts_are_written_as_schema_2_and_version_1_ones_still_load(minilm_
     written now say 2, which those readers refuse with their upgrade error, and version 1 artifacts read as before."""
     from fastembed_rt.artifact import READABLE_SCHEMA_VERSIONS, SCHEMA_VERSION
 
-    assert SCHEMA_VERSION == 2 and READABLE_SCHEMA_VERSIONS == (1, 2)
+    assert SCHEMA_VERSION == 2 and READABLE_SCHEMA_VERSIONS == (1, 2, 3)  # 3: routed artifacts only
     path = minilm_artifact / "manifest.json"
     data = json.loads(path.read_text())
     assert data["schema_version"] == 2
@@ -84,9 +84,9 @@ def test_artifacts_are_written_as_schema_2_and_version_1_ones_still_load(minilm_
     update_manifest(minilm_artifact, truncate_dim=32)  # one a version 1 reader would ignore: version 2
     assert json.loads(path.read_text())["schema_version"] == 2
     data = json.loads(path.read_text())
-    for bad in (True, "2", 3):
+    for bad in (True, "2", 4):
         path.write_text(json.dumps({**data, "schema_version": bad}))
-        with pytest.raises(ArtifactError, match=rf"schema_version {bad!r} is not supported .*\(supports 1, 2\)"):
+        with pytest.raises(ArtifactError, match=rf"schema_version {bad!r} is not supported .*\(supports 1, 2, 3\)"):
             SentenceTransformer(minilm_artifact)
 
 

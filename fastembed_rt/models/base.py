@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DOCUMENT_PROMPT_NAMES",
+    "TASK_PROMPT_NAMES",
     "ArtifactModel",
     "LoadOptions",
     "MultiProcessModel",
@@ -195,6 +196,8 @@ def finished_calls_stats(method: _F) -> _F:
 
 # The prompt names ``encode_document`` looks for, in order (sentence-transformers' own list).
 DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")
+# The prompt names ``encode_query`` / ``encode_document`` look for, by task.
+TASK_PROMPT_NAMES: dict[str, tuple[str, ...]] = {"query": ("query",), "document": DOCUMENT_PROMPT_NAMES}
 
 
 class LoadOptions(TypedDict, total=False):
@@ -1049,6 +1052,12 @@ class TextEncoder(ArtifactModel):
     """A model that encodes single texts (bi-encoders, sparse encoders): ``encode_query`` / ``encode_document``."""
 
     encode: Callable[..., Any]
+
+    def task_prompt_name(self, task: str | None, prompt_name: str | None = None) -> str | None:
+        """The prompt name a call for ``task`` uses, as ``encode_query`` / ``encode_document`` choose it:
+        ``prompt_name`` if given, else the task's prompt when the model has one (None: the default prompt)."""
+        chosen = self._with_prompt_name({"prompt_name": prompt_name}, TASK_PROMPT_NAMES.get(task or "", ()))
+        return chosen.get("prompt_name")
 
     def prepare(
         self,

@@ -34,7 +34,7 @@ from fastembed_rt.kernels import reference
 from fastembed_rt.kernels.spec import TOKEN_VECTORS, Precision
 from fastembed_rt.maxsim import maxsim, maxsim_pairwise
 from fastembed_rt.models.base import (
-    DOCUMENT_PROMPT_NAMES,
+    TASK_PROMPT_NAMES,
     MultiProcessModel,
     TextEncoder,
     check_batch_size,
@@ -145,7 +145,6 @@ class LateInteraction:
 
 
 # The prompt names ``encode_query`` and ``encode_document`` look for, in order (sentence-transformers' own).
-_TASK_PROMPTS: dict[str, tuple[str, ...]] = {"query": ("query",), "document": DOCUMENT_PROMPT_NAMES}
 
 
 _POOLING_FIELDS = ("pool_factor", "num_protected_tokens", "normalize_embeddings", "tasks")
@@ -435,19 +434,15 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
     @renamed_arguments(sentences="inputs")
     def encode_query(self, inputs: str | Sequence[str], **kwargs: Any) -> list[np.ndarray] | np.ndarray:
         """``encode`` as a query: the ``query`` prompt (when the model has one), ``query_length``, query expansion."""
-        return self.encode(inputs, **{**self._with_prompt_name(kwargs, _TASK_PROMPTS["query"]), "task": "query"})
+        return self.encode(inputs, **{**self._with_prompt_name(kwargs, TASK_PROMPT_NAMES["query"]), "task": "query"})
 
     @renamed_arguments(sentences="inputs")
     def encode_document(self, inputs: str | Sequence[str], **kwargs: Any) -> list[np.ndarray] | np.ndarray:
         """``encode`` as a document: the ``document`` / ``passage`` / ``corpus`` prompt, ``document_length``,
         the skiplist and the model's token pooling."""
-        return self.encode(inputs, **{**self._with_prompt_name(kwargs, _TASK_PROMPTS["document"]), "task": "document"})
-
-    def task_prompt_name(self, task: str | None, prompt_name: str | None = None) -> str | None:
-        """The prompt name a call for ``task`` uses, as ``encode_query`` / ``encode_document`` choose it:
-        ``prompt_name`` if given, else the task's prompt when the model has one (None: the default prompt)."""
-        chosen = self._with_prompt_name({"prompt_name": prompt_name}, _TASK_PROMPTS.get(task or "", ()))
-        return chosen.get("prompt_name")
+        return self.encode(
+            inputs, **{**self._with_prompt_name(kwargs, TASK_PROMPT_NAMES["document"]), "task": "document"}
+        )
 
     def _precision(self, precision: str | Precision) -> Precision:
         try:

@@ -7,23 +7,26 @@ the session; ``encode`` returns them as CSR rows (``fastembed_rt.sparse`` descri
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
-from fastembed_rt.errors import ArtifactError, InputError
+from fastembed_rt.errors import ArtifactError, InputError, LongInputError
 from fastembed_rt.kernels.spec import MAX_ACTIVE_DIMS, SPARSE_INDICES, SPARSE_VALUES, SpladeSpec
-from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, max_pool_sparse
+from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs, long_inputs_policy, max_pool_sparse
 from fastembed_rt.models.base import (
+    TASK_PROMPT_NAMES,
     MultiProcessModel,
     TextEncoder,
     check_batch_size,
+    check_overlap,
     finished_calls_stats,
     renamed_arguments,
 )
-from fastembed_rt.pipeline import Prepared, check_texts, wants_progress
+from fastembed_rt.pipeline import EncodeStats, Prepared, check_texts, wants_progress
 from fastembed_rt.similarity import SimilarityFnName, SimilarityFunction
 from fastembed_rt.sparse import (
     SCIPY_MISSING,
@@ -37,7 +40,8 @@ from fastembed_rt.sparse import (
     sparse_similarity_pairwise,
     sparsity,
 )
-from fastembed_rt.tokenizer import TruncationDirection
+from fastembed_rt.sparse_routes import ROUTER_STAGE, Router, load_weights, static_rows
+from fastembed_rt.tokenizer import TruncationDirection, with_prompt
 
 if TYPE_CHECKING:
     import os
@@ -57,6 +61,8 @@ __all__ = ["SparseEncoder"]
 # 128 MiB at 438-440 MB, 64 MiB at 419-425 MB; sentences/s equal within noise (1,517-1,557), passages/s 159-164,
 # 152-154 and 147-152.
 _LOGITS_BYTES_PER_BATCH = 128 << 20
+# A lookup route without a length limit: the tokenizer's cut set past any text
+_UNCUT = 1 << 30
 
 
 class SparseEncoder(TextEncoder, MultiProcessModel):
@@ -86,6 +92,8 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         self._max_active_dims_arg = self._check_k(max_active_dims)
         self._similarity_fn_arg = similarity_fn_name
         self._vocab: list[str] | None = None
+        self.router: Router | None = None
+        self._static_weights: dict[str, np.ndarray] = {}
         super().__init__(model_name_or_path, **options)
 
     def _configure(self) -> None:
@@ -102,6 +110,30 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         k = self._max_active_dims_arg
         self.max_active_dims = self.spec.max_active_dims if k is None else k
         self.similarity_fn_name = self._similarity_fn_arg or self.manifest.similarity_fn
+        if ROUTER_STAGE in self.manifest.stages:  # inference-free SPLADE: its lookup routes' weights, checked now
+            where = str(self.manifest.root / "manifest.json")
+            self.router = Router.from_dict(self.manifest.stages[ROUTER_STAGE], where)
+            full = self._load["verify"] == "full"
+            self._static_weights = {
+                name: load_weights(self.manifest.root, route, self.spec.vocab_size, full=full)
+                for name, route in self.router.static.items()
+            }
+
+    @property
+    def routes(self) -> list[str]:
+        """The model's routes (``encode``'s ``task`` values): ``["query", "document"]`` for an inference-free SPLADE
+        model (a token-weight lookup for queries, the masked LM for documents), ``[]`` for a single-route one."""
+        return [] if self.router is None else self.router.names
+
+    def lookup_route(self, task: str | None) -> str | None:
+        """The lookup route ``task`` takes, or None when it runs the graph (a model without routes ignores
+        ``task``, as sentence-transformers does)."""
+        if self.router is None:
+            return None
+        if task is not None and not isinstance(task, str):
+            raise InputError(f"task must be a str or None, got {type(task).__name__}")
+        route = self.router.resolve(task)
+        return route if route in self.router.static else None
 
     def _warm_up(self) -> None:
         self.encode(["warm-up"], batch_size=1, show_progress_bar=False)
@@ -143,6 +175,54 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         return self.get_embedding_dimension()
 
     # -- encoding -------------------------------------------------------------------------------
+    def prepare(
+        self,
+        sentences: str | Sequence[str] | Sequence[Sequence[int]],
+        *,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        truncation_direction: TruncationDirection | None = None,
+        token_ids: bool = False,
+        long_inputs: str | LongInputs = LongInputs.TRUNCATE,
+        chunk_overlap: int = 0,
+        task: str | None = None,
+    ) -> Prepared:
+        """``TextEncoder.prepare`` for the route ``task`` takes (None: the default one). A lookup route
+        (``routes``) tokenizes as sentence-transformers' ``SparseStaticEmbedding``: no special tokens, cut at the
+        route's own length; ``long_inputs="chunk"`` keeps every token (a lookup has no window to fill)."""
+        route = self.lookup_route(task)
+        if route is None:
+            return super().prepare(
+                sentences,
+                prompt_name=prompt_name,
+                prompt=prompt,
+                truncation_direction=truncation_direction,
+                token_ids=token_ids,
+                long_inputs=long_inputs,
+                chunk_overlap=chunk_overlap,
+            )
+        started = time.perf_counter()
+        policy = long_inputs_policy(long_inputs)
+        check_overlap(chunk_overlap)
+        limit = self.router.static[route].max_length if self.router is not None else None
+        cut = _UNCUT if policy is LongInputs.CHUNK or limit is None else limit
+        if token_ids:
+            if policy is LongInputs.CHUNK:
+                raise InputError("long_inputs='chunk' needs texts; token id rows can be truncated or refused")
+            encoded = self._tokenizer.encode_ids(sentences, truncation_direction, cut)  # type: ignore[arg-type]
+        else:
+            texts = with_prompt(check_texts(sentences), self._resolve_prompt(prompt, prompt_name))
+            encoded = self._tokenizer.encode(texts, truncation_direction, cut, add_special_tokens=False)
+        if policy is LongInputs.ERROR and encoded.truncated.any():
+            over = np.flatnonzero(encoded.truncated).tolist()
+            if token_ids:
+                sizes = [len(sentences[i]) for i in over]
+            else:
+                counted = self._tokenizer.untruncated.encode_batch([texts[i] for i in over], add_special_tokens=False)
+                sizes = [len(e.ids) for e in counted]
+            raise LongInputError(dict(zip(over, sizes, strict=True)), cut, "'truncate' or 'chunk'")
+        return Prepared(encoded, tokenize_s=time.perf_counter() - started, route=route)
+
     def encode_prepared(
         self,
         prepared: Prepared,
@@ -155,6 +235,19 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         ascending column indices per row; ``max_active_dims`` None: the encoder's default."""
         k = self._check_k(max_active_dims) or self.max_active_dims or self.spec.vocab_size
         vocab, n = self.spec.vocab_size, len(prepared)
+        if prepared.route is not None:  # a lookup route: numpy, no engine
+            if prepared.route not in self._static_weights:
+                raise InputError(f"these inputs were prepared for route {prepared.route!r}, which this model lacks")
+            started = time.perf_counter()
+            found = static_rows(prepared.encoded.ids, self._static_weights[prepared.route], k)
+            self._pipeline.last_stats = EncodeStats(
+                texts=n,
+                truncated=int(prepared.truncated.sum()),
+                real_tokens=int(prepared.lengths.sum()),
+                tokenize_s=prepared.tokenize_s,
+                postprocess_s=time.perf_counter() - started,
+            )
+            return _csr(*found, vocab)
         row_indices: list[np.ndarray] = [np.empty(0, np.int64)] * prepared.rows
         row_values: list[np.ndarray] = [np.empty(0, np.float32)] * prepared.rows
         feeds = {MAX_ACTIVE_DIMS: np.array([k], dtype=np.int64)}
@@ -177,13 +270,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
                 row_values[row] = values[j, :count]
         if prepared.windows is not None:  # SPLADE's own max-pooling across windows, then the top-k
             row_indices, row_values = max_pool_sparse(row_indices, row_values, prepared.windows.owner, n, k)
-        counts = np.fromiter((r.size for r in row_indices), dtype=np.int64, count=n)
-        return SparseEmbeddings(
-            np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-            np.concatenate(row_indices).astype(np.int64) if n else np.empty(0, np.int64),
-            np.concatenate(row_values).astype(np.float32) if n else np.empty(0, np.float32),
-            (n, vocab),
-        )
+        return _csr(row_indices, row_values, vocab)
 
     @renamed_arguments(sentences="inputs")
     @finished_calls_stats
@@ -227,12 +314,15 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
                 refused (``"error"``) or cut into windows sharing ``chunk_overlap`` tokens whose sparse
                 vectors are max-pooled (SPLADE's own pooling), then pruned to ``max_active_dims``.
             save_to_cpu: sentence-transformers' argument; the rows are always in host memory here.
-            task: sentence-transformers' argument, which routes a Router model's query and document inputs; a SPLADE
-                artifact has one route, so it changes nothing (as there; the prompt is ``encode_query``'s choice).
+            task: the route (``routes``) of an inference-free SPLADE model: ``"query"`` looks each distinct token's
+                weight up (no engine, in this process, even with a pool), ``"document"`` runs the graph; None: the
+                model's default route (as sentence-transformers' ``Router``). A model with one route ignores it (as
+                there; the prompt is ``encode_query``'s choice).
         Returns:
             ``[n, vocab_size]`` rows (see the module docstring for the types); 1-D for a single str.
         """
         self._extra_arguments("encode", kwargs, unknown="error")
+        static = self.lookup_route(task)
         if sparse_format not in ("auto", "scipy", "arrays"):
             raise InputError(f"sparse_format {sparse_format!r} is not known; valid: 'auto', 'scipy', 'arrays'")
         if sparse_format == "scipy" and not has_scipy():  # said before the model runs, not after
@@ -241,7 +331,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         single = isinstance(inputs, str)
         texts = check_texts(inputs)
         pooled = pool is not None or isinstance(device, (list, tuple))
-        if pooled and texts:
+        if pooled and texts and static is None:
             with self.pool_for_call(pool, device) as running:
                 parts = running.encode(
                     texts,
@@ -255,11 +345,17 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
                     long_inputs=long_inputs,
                     chunk_overlap=chunk_overlap,
                     truncation_direction=truncation_direction,
+                    task=task,
                 )
             rows, _ = as_rows(list(parts))
         else:
             if not pooled:
                 self.check_device(device)
+            elif pool is not None:  # a lookup route runs here; the pool is checked as the graph route checks it
+                with self.pool_for_call(pool, device):
+                    pass
+            else:  # devices listed for a lookup route: no workers to start
+                self._check_open()
             prepared = self.prepare(
                 texts,
                 prompt_name=prompt_name,
@@ -267,6 +363,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
                 truncation_direction=truncation_direction,
                 long_inputs=long_inputs,
                 chunk_overlap=chunk_overlap,
+                task=task,
             )
             rows = self.encode_prepared(
                 prepared,
@@ -285,6 +382,20 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         if single:
             return first_row(result)
         return result if convert_to_tensor else [first_row(result, i) for i in range(len(texts))]
+
+    @renamed_arguments(sentences="inputs")
+    def encode_query(self, inputs: str | Sequence[str], **kwargs: Any) -> Any:
+        """``encode`` as a query (``task="query"``, as sentence-transformers): the ``query`` prompt when the model
+        has one; an inference-free SPLADE model looks the query's token weights up."""
+        return self.encode(inputs, **{**self._with_prompt_name(kwargs, TASK_PROMPT_NAMES["query"]), "task": "query"})
+
+    @renamed_arguments(sentences="inputs")
+    def encode_document(self, inputs: str | Sequence[str], **kwargs: Any) -> Any:
+        """``encode`` as a document (``task="document"``): the ``document`` (or ``passage``/``corpus``) prompt when
+        the model has one."""
+        return self.encode(
+            inputs, **{**self._with_prompt_name(kwargs, TASK_PROMPT_NAMES["document"]), "task": "document"}
+        )
 
     # -- scores and inspection ------------------------------------------------------------------
     def similarity(self, embeddings1: Any, embeddings2: Any) -> np.ndarray:
@@ -339,3 +450,15 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
 
     def __repr__(self) -> str:
         return self._describe(vocab_size=self.spec.vocab_size, max_active_dims=self.max_active_dims)
+
+
+def _csr(row_indices: list[np.ndarray], row_values: list[np.ndarray], vocab: int) -> SparseEmbeddings:
+    """CSR rows of per-row (ascending indices, values) arrays."""
+    n = len(row_indices)
+    counts = np.fromiter((r.size for r in row_indices), dtype=np.int64, count=n)
+    return SparseEmbeddings(
+        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        np.concatenate(row_indices).astype(np.int64) if n else np.empty(0, np.int64),
+        np.concatenate(row_values).astype(np.float32) if n else np.empty(0, np.float32),
+        (n, vocab),
+    )

@@ -341,13 +341,16 @@ async def _late_interaction_job(
 async def _sparse_job(
     state: ServerState, request: Request, served: Served, req: Any, positions: list[int] | None = None
 ) -> JobResult:
+    model = cast(SparseEncoder, served.model)
     if positions is None:
+        model.lookup_route(req.task)  # an unknown route: 422, naming the model's routes
+        # a task chooses its prompt as encode_query / encode_document do
+        req = replace(req, prompt_name=model.task_prompt_name(req.task, req.prompt_name))
         req = await _prompted_ids_as_texts(served, req, "inputs")
     if req.token_ids is None:
         return await _texts_and_ids(
             lambda part, where: _sparse_job(state, request, served, part, where), req, served, "inputs"
         )
-    model = cast(SparseEncoder, served.model)
     _check_prompt(served, req.prompt_name)
     if req.token_ids and positions is None:
         _check_ids(served, req.inputs, "inputs")
@@ -363,7 +366,15 @@ async def _sparse_job(
         return out
 
     operation = Operation(
-        key=("sparse", req.prompt_name, req.truncation_direction, req.token_ids, req.max_active_dims, tokenize),
+        key=(
+            "sparse",
+            req.task,
+            req.prompt_name,
+            req.truncation_direction,
+            req.token_ids,
+            req.max_active_dims,
+            tokenize,
+        ),
         prepare=lambda items: model.prepare(
             items,
             prompt_name=req.prompt_name,
@@ -371,6 +382,7 @@ async def _sparse_job(
             token_ids=req.token_ids,
             long_inputs=tokenize,
             chunk_overlap=overlap,
+            task=req.task,
         ),
         run=lambda prepared: model.encode_prepared(
             prepared, max_active_dims=req.max_active_dims, batch_size=batch_size

@@ -78,6 +78,12 @@ SCHEMAS: dict[str, Any] = {
             "truncation_direction": _DIRECTION,
             "prompt_name": {"type": ["string", "null"]},
             "max_active_dims": {"type": ["integer", "null"], "minimum": 1},
+            "task": {
+                "type": ["string", "null"],
+                "description": "encode as encode_query ('query') or encode_document ('document') do: that task's "
+                "prompt and, for an inference-free SPLADE model, its route (queries: a token-weight lookup); "
+                "null: plain encode (the model's default route)",
+            },
             "model": _MODEL,
         },
         "example": {"inputs": ["What is Deep Learning?"]},

