@@ -472,3 +472,32 @@ def test_onnx_runtimes_telemetry_store_is_not_written_unless_the_environment_ask
     # and did not on one CI machine), so the store is only checked against it where it wrote.
     if not written["0"]:
         pytest.skip("ONNX Runtime wrote no telemetry store here even when allowed; the environment check above ran")
+
+
+@pytest.mark.parametrize("name", ["allow_fallback", "allow_spinning", "cache"])
+def test_switches_take_only_booleans(name: str) -> None:
+    """``cache="false"`` (a YAML or environment string) kept the cache on: the string is truthy."""
+    for value in ("false", "no", 0, None):
+        with pytest.raises(ProviderError, match=rf"{name} must be True or False, got {value!r}"):
+            ProviderOptions(**{name: value})
+    assert getattr(ProviderOptions(**{name: np.bool_(False)}), name) is False
+
+
+def test_inter_op_threads_above_one_run_operators_in_parallel() -> None:
+    """inter_op_threads did nothing: the session ran in sequential mode, which never uses the inter-op pool."""
+    import onnxruntime as ort
+
+    from fastembed_rt.providers.onnxruntime import session_options
+
+    assert session_options(ProviderOptions()).execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
+    parallel = session_options(ProviderOptions(inter_op_threads=2))
+    assert parallel.execution_mode == ort.ExecutionMode.ORT_PARALLEL and parallel.inter_op_num_threads == 2
+
+
+def test_inter_op_threads_encode_as_the_sequential_session(minilm_artifact_session: Path) -> None:
+    texts = ["a cat sat on the mat", "stocks fell sharply", "how many people live in berlin"]
+    sequential = SentenceTransformer(minilm_artifact_session, variant="fp32")
+    parallel = SentenceTransformer(minilm_artifact_session, variant="fp32", provider_options={"inter_op_threads": 2})
+    np.testing.assert_allclose(parallel.encode(texts), sequential.encode(texts), atol=1e-6)
+    sequential.close()
+    parallel.close()

@@ -339,3 +339,39 @@ def test_an_empty_model_name_is_refused_at_start() -> None:
     """`serve =ARTIFACT` served a model its metrics and access log showed as no model."""
     models = (ServedModel("", "art"), ServedModel("ok", "other"))
     assert ServerConfig(models=models).check() == ["model 'art' has an empty name: NAME=ARTIFACT needs a NAME"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"batch_wait_ms": float("inf")}, "--batch-wait-ms must be a number from 0 to 60000, got inf"),
+        ({"batch_wait_ms": float("nan")}, "--batch-wait-ms must be a number from 0 to 60000, got nan"),
+        ({"batch_wait_ms": -1.0}, "--batch-wait-ms must be a number from 0 to 60000, got -1"),
+        ({"graceful_timeout": float("nan")}, "--graceful-timeout must be a number from 0 to 86400, got nan"),
+        ({"graceful_timeout": float("inf")}, "--graceful-timeout must be a number from 0 to 86400, got inf"),
+        ({"intra_op_threads": 5000}, "--threads must be from 1 to 1024, got 5000"),
+    ],
+)
+def test_waits_and_threads_that_cannot_work_are_refused_at_start(settings: dict[str, float], problem: str) -> None:
+    """--batch-wait-ms inf was accepted and stopped the model's worker (every request hung, /health 200), nan waited
+    not at all, and both crashed the shutdown; --threads 5000 failed only after uvicorn had started."""
+    assert ServerConfig(models=(ServedModel("m", "artifact"),), **settings).check() == [problem]  # type: ignore[arg-type]
+
+
+def test_a_chunk_overlap_no_window_fits_stops_the_load_and_a_small_batch_bound_is_warned_about(
+    minilm_artifact_session: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--chunk-overlap 300 on a 256-token model started cleanly, then every chunked input was a 422 naming a setting
+    no client can send; --max-batch-tokens below max_seq_length was exceeded without a word."""
+    from fastembed_rt import InputError
+
+    models = (ServedModel("art", str(minilm_artifact_session)),)
+    state = ServerState(ServerConfig(models=models, chunk_overlap=300))
+    with pytest.raises(InputError, match=r"--chunk-overlap 300 does not fit model 'art'.s windows of 256 tokens \(254"):
+        state.load_models()
+    assert not state.models
+    state = ServerState(ServerConfig(models=models, max_batch_tokens=100, chunk_overlap=253))
+    with caplog.at_level("WARNING", logger="fastembed_rt.server"):
+        state.load_models()
+    assert "--max-batch-tokens 100 is below model 'art''s max_seq_length 256" in caplog.text
+    state.close()

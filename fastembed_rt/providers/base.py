@@ -60,7 +60,8 @@ class ProviderOptions:
     Args:
         intra_op_threads: threads inside one operator; default: the CPUs this process may use
             (affinity and cgroup quota, see ``threads.available_cpus``).
-        inter_op_threads: threads running independent operators in parallel; default 1.
+        inter_op_threads: threads running independent operators in parallel (ONNX Runtime's parallel execution
+            mode, chosen when above 1); default 1.
         device: the device after the ``:`` of a provider name (``"cuda:1"`` → ``"1"``,
             ``"openvino:GPU.0"`` → ``"GPU.0"``); default: the provider's first device.
         allow_fallback: accept an engine that silently runs elsewhere (e.g. CUDA → CPU) instead of
@@ -120,6 +121,11 @@ class ProviderOptions:
                     f"{name} must be a whole number from 1 to {MAX_THREADS} (0 or None: the default), got {value!r}"
                 )
             object.__setattr__(self, name, int(value))  # numpy integers too, as the engines take only int
+        for name in ("allow_fallback", "allow_spinning", "cache"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):  # "false" from a YAML or environment string was truthy
+                raise ProviderError(f"{name} must be True or False, got {value!r}")
+            object.__setattr__(self, name, bool(value))
         if not isinstance(self.spin_us, int) or isinstance(self.spin_us, bool) or self.spin_us < 0:
             raise ProviderError(f"spin_us must be a whole number of microseconds >= 0, got {self.spin_us!r}")
         if self.streams is not None and (

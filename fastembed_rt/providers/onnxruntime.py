@@ -107,7 +107,10 @@ def session_options(options: ProviderOptions) -> Any:
     so = ort.SessionOptions()
     so.intra_op_num_threads = options.intra_op_threads or available_cpus()
     so.inter_op_num_threads = options.inter_op_threads or 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # ONNX Runtime runs operators side by side only in its parallel mode: inter_op_threads above 1 asks for it
+    # (in sequential mode the setting did nothing; a transformer's operators mostly wait on each other)
+    parallel = so.inter_op_num_threads > 1
+    so.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
     # Memory patterns are planned per input shape; with a new (batch, sequence) shape on most calls

@@ -9,6 +9,12 @@ from typing import Literal
 
 from fastembed_rt.batching import DEFAULT_TOKEN_BUDGET
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs
+from fastembed_rt.providers.base import MAX_THREADS
+
+# Longest waits the settings take: past a worker's batch wait of a minute no client is still there, and a far
+# larger one (inf) overflowed the worker's timed wait; a day of draining is past any orchestrator's grace period.
+MAX_BATCH_WAIT_MS = 60_000.0
+MAX_GRACEFUL_TIMEOUT_S = 86_400.0
 
 __all__ = ["ServedModel", "ServerConfig"]
 
@@ -127,11 +133,17 @@ class ServerConfig:
             problems.append(f"--long-inputs must be one of {valid}, got {self.long_inputs!r}")
         if self.chunk_overlap < 0:
             problems.append(f"--chunk-overlap must not be negative, got {self.chunk_overlap}")
-        if self.batch_wait_ms < 0 or self.graceful_timeout < 0:
-            problems.append("--batch-wait-ms and --graceful-timeout must not be negative")
+        for name, seconds, most in (
+            ("--batch-wait-ms", self.batch_wait_ms, MAX_BATCH_WAIT_MS),
+            ("--graceful-timeout", self.graceful_timeout, MAX_GRACEFUL_TIMEOUT_S),
+        ):
+            # inf stopped the model's worker (its wait overflowed: every request hung, /health 200), nan waited none,
+            # and both crashed the shutdown
+            if not 0 <= seconds <= most:
+                problems.append(f"{name} must be a number from 0 to {most:g}, got {seconds:g}")
         if not 0 <= self.port <= 65535:  # uvicorn would bind the port number modulo 65536 and log the one asked for
             problems.append(f"--port (or $PORT) must be in 0..65535, got {self.port}")
         for name, threads in (("--threads", self.intra_op_threads), ("--streams", self.streams)):
-            if threads is not None and threads < 1:
-                problems.append(f"{name} must be at least 1, got {threads}")
+            if threads is not None and not 1 <= threads <= MAX_THREADS:  # past it: refused only once uvicorn ran
+                problems.append(f"{name} must be from 1 to {MAX_THREADS}, got {threads}")
         return problems

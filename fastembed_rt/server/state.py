@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 
 from fastembed_rt.artifact import Task, load_manifest, local_path, resolve_artifact
-from fastembed_rt.errors import FastEmbedError
+from fastembed_rt.errors import FastEmbedError, InputError
 from fastembed_rt.models import ArtifactModel, CrossEncoder, load_model
 from fastembed_rt.pipeline import MIN_BATCHES_PER_STREAM
 from fastembed_rt.providers import ProviderOptions, resolve_provider
@@ -234,6 +234,11 @@ class ServerState:
                 )
                 if reason is not None:
                     model.variant_reason = reason
+                try:
+                    _check_fits(cfg, spec.name, model)
+                except InputError:
+                    model.close()
+                    raise
                 model.token_budget = min(model.token_budget, cfg.max_batch_tokens)  # SPLADE keeps its memory cap
                 worker = ModelWorker(
                     spec.name,
@@ -439,3 +444,23 @@ async def _disconnected(request: Request) -> None:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             return
+
+
+def _check_fits(cfg: ServerConfig, name: str, model: Any) -> None:
+    """Settings that only a loaded model can check: they failed every request they touched, after a clean start."""
+    length = model.max_seq_length
+    if cfg.max_batch_tokens < length:  # a long input ran past the bound, silently; not refused (as TEI does): the
+        # default bound is below long-context models' lengths (Qwen3-Embedding: 32,768)
+        logger.warning(
+            "--max-batch-tokens %d is below model %r's max_seq_length %d: an input longer than the bound runs alone, "
+            "past it",
+            cfg.max_batch_tokens,
+            name,
+            length,
+        )
+    room = length - model._tokenizer.special_count(False)
+    if cfg.chunk_overlap >= room:  # every chunked input was a 422 naming a setting clients cannot send
+        raise InputError(
+            f"--chunk-overlap {cfg.chunk_overlap} does not fit model {name!r}'s windows of {length} tokens ({room} of "
+            "them for the text): lower it"
+        )
