@@ -106,6 +106,10 @@ def export_artifact(
     """
     if task != "auto" and task not in tuple(Task):
         raise ExportError(f"task {task!r} is not one of auto, {', '.join(t.value for t in Task)}")
+    if stsb is not False:  # a $FASTEMBED_RT_STSB naming no data is said now, not after the model loaded and exported
+        from fastembed_rt.stsb import find_stsb_dir
+
+        find_stsb_dir()
     chosen = detect_task(resolve_model_dir(model, revision, token)) if task == "auto" else Task(task)
     exporter = EXPORTERS[chosen]
     options: dict[str, Any] = {"stsb": stsb} if exporter.scores_stsb else {}

@@ -30,6 +30,7 @@ def _export(args: argparse.Namespace) -> int:
     # The exporter checks it too, but only once torch and the model are loaded: a wrong output path fails here in
     # no time.
     check_destination(Path(args.out), args.overwrite, model=args.model)
+    variants = _variant_names(args.variants, "build the default ones")
     try:
         from fastembed_rt.export import export_artifact
     except ImportError as exc:
@@ -44,7 +45,7 @@ def _export(args: argparse.Namespace) -> int:
                 task=args.task,
                 revision=args.revision,
                 overwrite=args.overwrite,
-                variants=_csv(args.variants) or None,
+                variants=variants,
                 stsb=False if args.no_stsb else None,
                 trust_remote_code=args.trust_remote_code,
             )
@@ -598,8 +599,7 @@ def _tune(args: argparse.Namespace) -> int:
     from fastembed_rt.speed import measure_speed, record_speed, speed_texts
 
     manifest = load_manifest(resolve_artifact(args.artifact))
-    if args.variants is not None and not _csv(args.variants):
-        raise InputError(f"--variants {args.variants!r} names no variant; leave it out to time every one")
+    variants = _variant_names(args.variants, "time every one")
     texts = [t for t in (_read_lines(args.file) if args.file else speed_texts(manifest)) if t.strip()][: args.texts]
     workload = "default"
     if args.file:  # a record's rates are compared only with rates of the same texts
@@ -608,7 +608,7 @@ def _tune(args: argparse.Namespace) -> int:
     record = measure_speed(
         manifest,
         texts,
-        variants=_csv(args.variants) or None,
+        variants=variants,
         rounds=args.rounds,
         threads=args.threads,
         workload=workload,
@@ -619,6 +619,17 @@ def _tune(args: argparse.Namespace) -> int:
 
 def _csv(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+def _variant_names(value: str | None, otherwise: str) -> list[str] | None:
+    """``--variants`` as names (None: not given). One naming none (``,`` or ``""``) is refused: `export` built every
+    default variant for it, as if it were not given."""
+    if value is None:
+        return None
+    names = _csv(value)
+    if not names:
+        raise InputError(f"--variants {value!r} names no variant; leave it out to {otherwise}")
+    return names
 
 
 def _whole_number(value: str, minimum: int) -> int:
@@ -678,7 +689,7 @@ def _bench(args: argparse.Namespace) -> int:
             texts=texts,
             batch_sizes=args.batch_sizes,
             providers=_csv(args.providers) or None,
-            variants=_csv(args.variants) or None,
+            variants=_variant_names(args.variants, "time every one a provider runs"),
             threads=args.threads,
             repeats=args.repeats,
             queries=args.queries,

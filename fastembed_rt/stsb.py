@@ -63,7 +63,8 @@ def find_stsb_dir(path: str | os.PathLike[str] | None = None) -> Path | None:
     if path is not None or os.environ.get(STSB_ENV):
         folder, what = (Path(path), "path") if path is not None else (Path(os.environ[STSB_ENV]), f"${STSB_ENV}")
         if not folder.is_dir():
-            raise StsbNotFoundError(f"the STSb folder {folder} ({what}) does not exist")
+            state = "is a file, not a folder" if folder.exists() else "does not exist"
+            raise StsbNotFoundError(f"the STSb folder {folder} ({what}) {state}")
         if not any(folder.glob("stsb-*-*.csv")):
             raise StsbNotFoundError(f"no stsb-<lang>-<split>.csv files in {folder} ({what})")
         return folder

@@ -872,3 +872,19 @@ def test_a_stop_signal_inside_an_import_is_still_one_line(
     monkeypatch.setattr(cli, "_encode", loading)  # the command main's parser runs
     assert main(["encode", str(minilm_artifact_session), "a text"]) == 143
     assert capsys.readouterr().err.strip() == "stopped by SIGTERM"
+
+
+@pytest.mark.parametrize("value", [",", "", " , "])
+def test_export_refuses_variants_that_name_none_before_importing_torch(
+    minilm_dir: Path, tmp_path: Path, value: str
+) -> None:
+    """`--variants ,` built every default variant (minutes), as if the flag were not given; tune refused it."""
+    script = (
+        "import sys; from fastembed_rt.cli import main; "
+        f"code = main(['export', {str(minilm_dir)!r}, {str(tmp_path / 'out')!r}, '--variants', {value!r}]); "
+        "print(code, 'torch' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert run.stdout.split()[-2:] == ["1", "False"], run.stdout + run.stderr
+    assert f"--variants {value!r} names no variant; leave it out to build the default ones" in run.stderr
+    assert not (tmp_path / "out").exists()

@@ -501,3 +501,12 @@ def test_inter_op_threads_encode_as_the_sequential_session(minilm_artifact_sessi
     np.testing.assert_allclose(parallel.encode(texts), sequential.encode(texts), atol=1e-6)
     sequential.close()
     parallel.close()
+
+
+def test_a_cpu_device_that_is_not_an_index_is_refused(minilm_artifact_session: Path) -> None:
+    """'cpu:abc' ran on the CPU with the suffix unread; 'cpu:0' is torch's name for it."""
+    with pytest.raises(ProviderError, match=r"provider 'cpu:abc': the cpu provider has no device 'abc'"):
+        SentenceTransformer(minilm_artifact_session, provider="cpu:abc")
+    model = SentenceTransformer(minilm_artifact_session, provider="cpu:0")
+    assert model.provider == "cpu"
+    model.close()

@@ -138,3 +138,16 @@ def test_without_local_data_the_export_scores_and_calibrates_on_the_hubs_stsb(
     assert manifest.calibration is not None and manifest.calibration["source"] == "stsb-en-train"
     assert manifest.variants[0].fidelity["stsb_spearman"] is not None
     assert {"train", "dev", "test"} <= set(served)
+
+
+def test_a_stsb_variable_naming_a_file_is_said_before_the_export_loads_the_model(
+    minilm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file was called a folder that "does not exist", after the model had loaded and exported (~10 s)."""
+    from fastembed_rt.export import export_artifact
+
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv(stsb.STSB_ENV, str(tmp_path / "afile"))
+    with pytest.raises(StsbNotFoundError, match=r"\(\$FASTEMBED_RT_STSB\) is a file, not a folder"):
+        export_artifact(minilm_dir, tmp_path / "out", variants="fp32")
+    assert not (tmp_path / "out").exists()

@@ -180,6 +180,10 @@ def resolve_provider(
                 return spec, None
         return _REGISTRY["cpu"], None
     spec = provider_spec(name)
+    if base == "cpu" and device and not device.isdigit():  # "cpu:abc" ran on the CPU, the suffix unread
+        raise ProviderError(
+            f"provider {name!r}: the cpu provider has no device {device!r}; name it 'cpu' (or 'cpu:N', torch's name)"
+        )
     reason = spec.unavailable()
     if reason is not None and allow_fallback:
         return resolve_provider("auto", formats=formats)
