@@ -596,7 +596,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def _tune(args: argparse.Namespace) -> int:
     from fastembed_rt.artifact import load_manifest
-    from fastembed_rt.speed import measure_speed, record_speed, speed_texts
+    from fastembed_rt.speed import incomparable_rates, measure_speed, record_speed, speed_texts
 
     manifest = load_manifest(resolve_artifact(args.artifact))
     variants = _variant_names(args.variants, "time every one")
@@ -605,6 +605,16 @@ def _tune(args: argparse.Namespace) -> int:
     if args.file:  # a record's rates are compared only with rates of the same texts
         digest = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:12]
         workload = f"file {Path(args.file).name}: {len(texts)} texts, sha256 {digest}"
+    if variants:  # rates timed on other texts are dropped, not kept: those variants are timed again, so that the
+        # record still times them (without them `auto` fell back to the static preference)
+        stale = incomparable_rates(manifest, workload=workload, texts=len(texts), threads=args.threads)
+        if others := [name for name in stale if name not in variants]:
+            print(
+                f"note: timing {', '.join(others)} as well: this CPU's record timed them on other texts or another "
+                "batch size (an export's record: its held-out texts), so their rates cannot be kept beside these",
+                file=sys.stderr,
+            )
+            variants += others
     record = measure_speed(
         manifest,
         texts,

@@ -350,9 +350,7 @@ def record_speed(manifest: Manifest, record: SpeedRecord) -> Manifest:
         )
 
     def same_cpu(r: SpeedRecord) -> bool:
-        return (
-            r.machine == record.machine and r.cpu == record.cpu and r.isa == record.isa and r.threads == record.threads
-        )
+        return _same_cpu(r, record.machine, record.cpu, record.isa, record.threads)
 
     try:
         current = load_manifest(manifest.root)  # records written since ``manifest`` was read are kept
@@ -387,6 +385,31 @@ def record_speed(manifest: Manifest, record: SpeedRecord) -> Manifest:
         raise ArtifactError(
             f"cannot write the speed record into {manifest.root} ({exc}); time a writable copy of the artifact"
         ) from exc
+
+
+def _same_cpu(record: SpeedRecord, machine: str, cpu: str, isa: Any, threads: int) -> bool:
+    return (record.machine, record.cpu, record.isa, record.threads) == (machine, cpu, isa, threads)
+
+
+def incomparable_rates(
+    manifest: Manifest, *, workload: str, texts: int, batch_size: int = 32, threads: int | None = None
+) -> list[str]:
+    """The variants this CPU's record (at ``threads``) timed on other texts or another batch size than a record of
+    ``workload`` over ``texts`` texts: ``record_speed`` would drop their rates (the export's, on its held-out texts,
+    after a ``tune --variants`` of a few), so ``tune`` times them again beside the named ones."""
+    from fastembed_rt.providers.threads import available_cpus
+
+    cpu = this_cpu()
+    threads = threads or available_cpus()
+    names = {v.name for v in manifest.variants}
+    stale = {
+        name
+        for r in manifest.speed
+        if _same_cpu(r, cpu.machine, cpu.model, cpu.isa, threads) and (r.workload, r.texts, r.batch_size)
+        != (workload, texts, batch_size)
+        for name in r.sentences_per_s
+    }
+    return sorted(stale & names)
 
 
 def _files_of(manifest: Manifest, name: str) -> tuple[Any, ...]:

@@ -462,3 +462,23 @@ def test_tune_refuses_a_variants_list_that_names_none(
 ) -> None:
     assert cli_main(["tune", str(minilm_artifact_session), "--variants", ","]) == 1
     assert "names no variant" in capsys.readouterr().err
+
+
+def test_tune_of_a_few_variants_times_the_ones_whose_rates_it_could_not_keep(
+    timed_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tune --variants fp32` after an export dropped the export's rates of the others (timed on its held-out texts):
+    the record timed fp32 alone, and `auto` fell back from the measured choice to the static preference."""
+    import shutil
+
+    artifact = tmp_path / "artifact"
+    shutil.copytree(timed_artifact, artifact)
+    assert cli_main(["tune", str(artifact), "--variants", "fp32", "--texts", "64", "--rounds", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "note: timing int8, optimized as well: this CPU's record timed them on other texts" in err
+    (record,) = load_manifest(artifact).speed
+    assert record.source == "tune" and set(record.sentences_per_s) == {"fp32", "optimized", "int8"}
+    assert cli_main(["tune", str(artifact), "--variants", "fp32", "--texts", "64", "--rounds", "1"]) == 0
+    assert "as well" not in capsys.readouterr().err  # the same texts now: the others keep their rates
+    (again,) = load_manifest(artifact).speed
+    assert again.sentences_per_s["int8"] == record.sentences_per_s["int8"]
