@@ -405,8 +405,8 @@ def incomparable_rates(
     stale = {
         name
         for r in manifest.speed
-        if _same_cpu(r, cpu.machine, cpu.model, cpu.isa, threads) and (r.workload, r.texts, r.batch_size)
-        != (workload, texts, batch_size)
+        if _same_cpu(r, cpu.machine, cpu.model, cpu.isa, threads)
+        and (r.workload, r.texts, r.batch_size) != (workload, texts, batch_size)
         for name in r.sentences_per_s
     }
     return sorted(stale & names)

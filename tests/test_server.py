@@ -1220,6 +1220,23 @@ def test_a_client_that_leaves_has_its_running_request_stopped_between_runs(minil
     assert _metric(metrics, "fastembed_rt_dropped_inputs_total") == len(texts) - computed
 
 
+def test_a_client_that_leaves_keeps_its_permits_while_its_inputs_still_run(minilm_served_artifact: Path) -> None:
+    """Its permits went back as soon as it left, while the worker ran on through its model call: a retry was
+    admitted beside the orphaned inputs (and ran at half speed) with `inputs_in_flight` at 0."""
+    texts = [f"{i} " + "a long passage about the weather and the sea " * 40 for i in range(512)]
+    with serving(minilm_served_artifact, args=("--threads", "1")) as s, s.client() as client:
+        sock = _raw_post(int(s.url.rsplit(":", 1)[1]), json.dumps({"inputs": texts}).encode())
+        tokenized = 'fastembed_rt_tokenization_duration_seconds_count{model="all-MiniLM-L6-v2"}'
+        _wait_for_metric(client, tokenized, lambda v: v == 1)  # its first model call has begun
+        sock.close()
+        left = _wait_for_metric(client, 'fastembed_rt_requests_total{route="/embed",status="499"}', lambda v: v == 1)
+        runs = _metric(left, "fastembed_rt_batch_inputs_count")
+        if runs == 0:  # its first model call (seconds of work on one thread) is still running
+            assert _metric(left, "fastembed_rt_inputs_in_flight") == len(texts)
+        _wait_for_metric(client, "fastembed_rt_inputs_in_flight", lambda v: v == 0)  # given back once it ended
+        assert client.post("/embed", json={"inputs": "a fresh request"}).status_code == 200
+
+
 def test_sigterm_finishes_accepted_requests_then_exits_zero(minilm_served_artifact: Path) -> None:
     # 32 texts of 256 tokens on one thread: a few seconds of work, so the request is still running when
     # SIGTERM arrives 0.3 s later, and well inside the server's 30 s --graceful-timeout on a busy 2-core CI.

@@ -90,6 +90,16 @@ class Job:
     positions: list[int] | None = None  # the items' places in the request when they are a part of it
     enqueued: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
+    # called on ``loop`` once the worker is done with the job (run, failed or dropped): a job whose client left
+    # keeps its permits until then, as its inputs may still be running
+    on_finished: Callable[[], None] | None = None
+
+
+def _done_with(job: Job) -> None:
+    """Tell ``job``'s handler (once) that the worker computes nothing more of it."""
+    finished, job.on_finished = job.on_finished, None
+    if finished is not None:
+        job.loop.call_soon_threadsafe(finished)
 
 
 def _settle(future: asyncio.Future[JobResult], outcome: JobResult | BaseException) -> None:
@@ -154,6 +164,11 @@ class ModelWorker:
             self._metrics.queue_inputs.labels(self.name).set(self._queued_items)
             self._cond.notify()
 
+    def holds(self, job: Job) -> bool:
+        """Whether ``job`` is queued or in the run under way (its ``on_finished`` is still to come)."""
+        with self._cond:
+            return any(queued is job for queued in self._queue) or any(running is job for running in self._running)
+
     def close(self, timeout: float | None = None) -> bool:
         """Run what is queued, then stop the thread; whether it has stopped.
 
@@ -203,12 +218,15 @@ class ModelWorker:
             finally:
                 with self._cond:
                     self._running = []
+                for job in jobs:
+                    _done_with(job)
 
     def _run_jobs(self, jobs: list[Job]) -> None:
         groups: dict[Hashable, list[Job]] = {}
         for job in jobs:
             if job.cancelled:
                 self._metrics.dropped_inputs.labels(self.name).inc(len(job.items))
+                _done_with(job)  # never run: its permits go back now, not after the others' run
                 continue
             groups.setdefault(job.operation.key, []).append(job)
         for group in groups.values():
@@ -287,6 +305,7 @@ class ModelWorker:
                 job, _, end = accepted[current]
                 if job.cancelled:
                     self._metrics.dropped_inputs.labels(self.name).inc(end - next_input[current])
+                    _done_with(job)  # the rest of its inputs will not run
                     current += 1
                     continue
                 count = min(self._inputs_per_run - len(keep), end - next_input[current])

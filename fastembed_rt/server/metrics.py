@@ -7,7 +7,7 @@ fastembed_rt_requests_total                 counter   requests by route (`unmatc
 fastembed_rt_request_duration_seconds       histogram whole request, by route, status and model
 fastembed_rt_queue_duration_seconds         histogram a job's wait for its model's worker
 fastembed_rt_tokenization_duration_seconds  histogram tokenizing one worker run (its inputs, across requests)
-fastembed_rt_inference_duration_seconds     histogram one graph run (inputs of one or more requests)
+fastembed_rt_inference_duration_seconds     histogram the model's compute of one worker run (its graph runs)
 fastembed_rt_batch_inputs                   histogram inputs per worker run (across requests)
 fastembed_rt_batch_tokens                   histogram tokens (after truncation) per worker run
 fastembed_rt_queue_inputs                   gauge     inputs waiting for a model's worker
@@ -85,7 +85,7 @@ class Metrics:
         )
         self.inference_duration = Histogram(
             "fastembed_rt_inference_duration_seconds",
-            "Seconds of one graph run, which may hold several requests' inputs (a worker run makes one or more)",
+            "Seconds of the model's compute in one worker run: its graph runs, over several requests' inputs",
             ["model"],
             buckets=_SECONDS,
             registry=r,

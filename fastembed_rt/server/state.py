@@ -398,6 +398,16 @@ class ServerState:
         self.admission.acquire(len(items), served.worker.items_per_second)
         loop = asyncio.get_running_loop()
         job = Job(operation, items, truncate, loop.create_future(), loop, positions)
+        held = [len(items)]  # permits not yet given back (both callers run on the event loop)
+
+        def release() -> None:
+            if held:
+                self.admission.release(held.pop())
+
+        # A job whose client left gives its permits back when the worker is done with it: its inputs may be running
+        # (the engine's call is not stopped), and a retry admitted meanwhile ran beside them at half speed while
+        # `inputs_in_flight` read 0.
+        job.on_finished = release
         try:
             served.worker.submit(job)
             return await _while_connected(request, job.future)
@@ -406,7 +416,8 @@ class ServerState:
             job.future.cancel()  # nothing reads it now: a 503 abandon() sets on it would be logged as never retrieved
             raise
         finally:
-            self.admission.release(len(items))
+            if not job.cancelled or not served.worker.holds(job):
+                release()
 
     async def run_in_thread(self, request: Request, inputs: int, items_per_second: float, work: Callable[[], T]) -> T:
         """``work()`` in a thread, its ``inputs`` admitted until it ends; ``ClientGone`` as soon as the client closes
