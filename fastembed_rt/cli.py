@@ -485,7 +485,7 @@ def _note_truncated(model: Any, length: int | None = None, stats: Any = None) ->
     model cut them (its query or document length; it has no --long-inputs chunk)."""
     stats = stats or model.last_encode_stats
     if stats.truncated:
-        advice = "(--long-inputs chunk embeds all of them)" if length is None else "(token vectors are not chunked)"
+        advice = "(--long-inputs chunk reads all of them)" if length is None else "(token vectors are not chunked)"
         print(
             f"note: {stats.truncated} of {stats.texts} texts were truncated to {length or model.max_seq_length} "
             f"tokens {advice}",
@@ -545,6 +545,13 @@ def _rank(args: argparse.Namespace) -> int:
         ranked = late.rank(args.query, documents, top_k=args.top_k, return_documents=True, batch_size=args.batch_size)
     elif task == "cross-encoder":
         model = CrossEncoder(args.artifact, **options)
+        if model.num_labels != 1:  # the library's error names predict(), which this command line has not
+            print(
+                f"error: {args.artifact} scores {model.num_labels} labels per pair (a classifier); rank orders "
+                "documents by a reranker's one score (in Python: CrossEncoder.predict gives every label's)",
+                file=sys.stderr,
+            )
+            return 2
         activation = "identity" if args.raw else None
         ranked = model.rank(
             args.query, documents, top_k=args.top_k, return_documents=True, activation_fn=activation, **_batching(args)
@@ -907,9 +914,13 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     # Texts after an option (`encode A --normalize "a text"`, `rank A q --raw d1 d2`) are texts too: argparse fills a
     # subcommand's trailing list once, before the first option, and calls the rest unrecognized
+    # (and so are those after a `--` there: `encode A --normalize -- -x`)
     texts = getattr(args, "texts", None)
-    if rest and isinstance(texts, list) and not any(item.startswith("-") for item in rest):
-        texts.extend(rest)
+    if rest and isinstance(texts, list):
+        ends = rest.index("--") if "--" in rest else len(rest)
+        if unknown := [item for item in rest[:ends] if item.startswith("-")]:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        texts.extend(rest[:ends] + rest[ends + 1 :])
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:

@@ -384,7 +384,10 @@ def test_texts_after_an_option_are_texts_and_number_flags_are_usage_errors(
         assert exited.value.code == 2 and f"argument {option}: must be a whole number" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exited:
         main(["encode", str(minilm_artifact_session), "x", "--no-such-flag", "y"])
-    assert exited.value.code == 2 and "unrecognized arguments: --no-such-flag y" in capsys.readouterr().err
+    assert exited.value.code == 2 and "unrecognized arguments: --no-such-flag\n" in capsys.readouterr().err
+    # after an option, `--` still ends the options: texts that start with "-"
+    assert main(["encode", str(minilm_artifact_session), "--normalize", "--", "-x", "--y"]) == 0
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == ["-x", "--y"]
 
 
 def test_stdin_is_read_as_utf_8_files_are(minilm_artifact_session: Path, tmp_path: Path) -> None:
@@ -888,3 +891,11 @@ def test_export_refuses_variants_that_name_none_before_importing_torch(
     assert run.stdout.split()[-2:] == ["1", "False"], run.stdout + run.stderr
     assert f"--variants {value!r} names no variant; leave it out to build the default ones" in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_rank_notes_truncated_documents_without_calling_them_embedded(
+    tiny_reranker_artifact: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["rank", str(tiny_reranker_artifact), "q", "short", "word " * 2000]) == 0
+    err = capsys.readouterr().err
+    assert "note: 1 of 2 texts were truncated" in err and "(--long-inputs chunk reads all of them)" in err

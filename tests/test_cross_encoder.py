@@ -641,3 +641,16 @@ def test_table_inputs_are_read_as_rows_or_refused_never_as_their_column_names(ti
     with pytest.raises(InputError, match="inputs is a 0-d array"):
         model.predict(np.array("a cat sleeps"))
     model.close()
+
+
+def test_cli_rank_of_a_classifier_says_what_the_command_line_can_do(
+    exported: Callable[[str], Exported], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It printed the library's advice to use predict(), which the command line has not."""
+    from fastembed_rt.cli import main
+
+    artifact = str(exported("bert-3-softmax").runtime.manifest.root)
+    assert main(["rank", artifact, "q", "a", "b"]) == 2
+    err = capsys.readouterr().err
+    assert "scores 3 labels per pair (a classifier); rank orders documents by a reranker's one score" in err
+    assert "use predict()" not in err

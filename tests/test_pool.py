@@ -328,6 +328,30 @@ def test_worker_that_cannot_load_fails_the_start_and_leaves_no_process(minilm_ar
 PAIRS = [(f"query {i % 5}", text) for i, text in enumerate(TEXTS[:60])]
 
 
+def test_pool_encode_uses_the_models_prompts_as_they_are_at_the_call(
+    minilm_runtime: Any, cpu_pool: MultiProcessPool
+) -> None:
+    """A prompt added after the pool started was refused by its workers ("not in this model's prompts"), a default
+    prompt set since was not applied; sentence-transformers' pool takes both."""
+    before = (dict(minilm_runtime.prompts), minilm_runtime.default_prompt_name)
+    minilm_runtime.prompts = {**minilm_runtime.prompts, "q": "query: "}
+    try:
+        np.testing.assert_allclose(
+            minilm_runtime.encode(TEXTS[:6], pool=cpu_pool, prompt_name="q"),
+            minilm_runtime.encode(TEXTS[:6], prompt_name="q"),
+            atol=1e-5,
+        )
+        minilm_runtime.default_prompt_name = "q"
+        prompted = minilm_runtime.encode(TEXTS[:6])
+        np.testing.assert_allclose(minilm_runtime.encode(TEXTS[:6], pool=cpu_pool), prompted, atol=1e-5)
+        minilm_runtime.default_prompt_name = None
+        plain = minilm_runtime.encode(TEXTS[:6], pool=cpu_pool)
+        assert np.abs(plain - prompted).max() > 1e-3
+        np.testing.assert_allclose(plain, minilm_runtime.encode(TEXTS[:6]), atol=1e-5)
+    finally:
+        minilm_runtime.prompts, minilm_runtime.default_prompt_name = before
+
+
 @pytest.fixture(scope="module")
 def reranker(tiny_reranker_artifact: Path) -> Iterator[Any]:
     from fastembed_rt import CrossEncoder

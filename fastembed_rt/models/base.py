@@ -881,6 +881,11 @@ class ArtifactModel:
             return self.prompts.get(self.default_prompt_name)
         return None
 
+    def _worker_prompt(self, prompt: str | None, prompt_name: str | None) -> dict[str, Any]:
+        """The call's prompt as a pool's workers get it: resolved here, as text. They hold the prompts of the pool's
+        start: a prompt added or changed since was refused there (sentence-transformers' pool takes it)."""
+        return {"prompt": self._resolve_prompt(prompt, prompt_name) or "", "prompt_name": None}
+
     def _with_prompt_name(self, kwargs: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
         """``kwargs`` with the first of ``names`` this model has as ``prompt_name``, unless the call chose one
         (a ``None`` prompt or prompt name chooses nothing, as in sentence-transformers)."""

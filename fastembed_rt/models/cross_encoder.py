@@ -346,8 +346,7 @@ class CrossEncoder(MultiProcessModel):
                     [sum(map(len, pair)) if isinstance(pair, tuple) else len(pair) for pair in pairs],
                     chunk_size=chunk_size,
                     show_progress_bar=show_progress_bar,
-                    prompt_name=prompt_name,
-                    prompt=prompt,
+                    **self._worker_prompt(prompt, prompt_name),
                     batch_size=batch_size,
                     activation_fn=fn if name is None else name,  # a name reaches the workers without torch
                     apply_softmax=apply_softmax,
