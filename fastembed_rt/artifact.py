@@ -860,8 +860,19 @@ def _download_manifest(
         offline = os.environ.get("HF_HUB_OFFLINE", "")
         why = "local_files_only=True" if local_files_only else f"offline or unreachable, HF_HUB_OFFLINE={offline!r}"
         at = "" if revision is None else f" at revision {revision!r}"
+        if folder is not None:  # which cache: $SENTENCE_TRANSFORMERS_HOME (or cache_dir) wins over HF_HUB_CACHE
+            named = (
+                "cache_dir"
+                if os.environ.get("SENTENCE_TRANSFORMERS_HOME") != str(folder)
+                else "$SENTENCE_TRANSFORMERS_HOME"
+            )
+            cache = f"the hub cache {folder} ({named})"
+        else:
+            from huggingface_hub import constants
+
+            cache = f"the hub cache {constants.HF_HUB_CACHE}"
         raise ArtifactError(
-            f"{repo_id!r}{at} is not a local directory and is not in the hub cache while offline ({why}); pass an "
+            f"{repo_id!r}{at} is not a local directory and is not in {cache} while offline ({why}); pass an "
             "artifact directory, or download it once with network access"
         ) from exc
     except GatedRepoError as exc:  # a RepositoryNotFoundError too: told apart first

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -134,8 +135,28 @@ def test_unknown_variant_lists_the_available_ones(minilm_artifact: Path) -> None
 def test_hub_id_not_in_cache_while_offline_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ArtifactError, match=r"not in the hub cache while offline"):
+    with pytest.raises(ArtifactError, match=r"not in the hub cache .* while offline"):
         SentenceTransformer("someone/some-artifact", cache_dir=tmp_path / "cache")
+
+
+def test_an_offline_miss_names_the_cache_it_looked_in(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """$SENTENCE_TRANSFORMERS_HOME wins over HF_HUB_CACHE, and the error never said which folder was searched."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SENTENCE_TRANSFORMERS_HOME", str(tmp_path / "st-home"))
+    with pytest.raises(
+        ArtifactError,
+        match=rf"not in the hub cache {re.escape(str(tmp_path / 'st-home'))} "
+        r"\(\$SENTENCE_TRANSFORMERS_HOME\) while offline",
+    ):
+        SentenceTransformer("someone/some-artifact")
+    with pytest.raises(ArtifactError, match=rf"hub cache {re.escape(str(tmp_path / 'mine'))} \(cache_dir\)"):
+        SentenceTransformer("someone/some-artifact", cache_dir=tmp_path / "mine")
+    monkeypatch.delenv("SENTENCE_TRANSFORMERS_HOME")
+    from huggingface_hub import constants
+
+    with pytest.raises(ArtifactError, match=rf"hub cache {re.escape(str(constants.HF_HUB_CACHE))} while offline"):
+        SentenceTransformer("someone/some-artifact")
 
 
 def test_hub_id_resolves_from_the_local_cache_when_offline(
