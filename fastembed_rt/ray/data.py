@@ -150,7 +150,12 @@ class BatchModel:
         if job.task is Task.EMBEDDING:
             arrays = [_tensor_column(self.model.encode(columns[0], **job.call))]
         elif job.task is Task.SPARSE:
-            rows = self.model.encode(columns[0], sparse_format="arrays", **job.call)
+            call = dict(job.call)
+            task = call.pop("task", None)  # as encode_query / encode_document: the task's prompt and route
+            encode = {"query": self.model.encode_query, "document": self.model.encode_document}.get(task)
+            if encode is None:
+                encode, call["task"] = self.model.encode, task
+            rows = encode(columns[0], sparse_format="arrays", **call)
             offsets = pa.array(rows.indptr, type=pa.int32())
             arrays = [
                 pa.ListArray.from_arrays(offsets, pa.array(rows.indices, type=pa.int64())),
@@ -266,11 +271,16 @@ def sparse_encode(
     max_active_dims: int | None = None,
     prompt_name: str | None = None,
     prompt: str | None = None,
+    task: str | None = None,
     **options: Unpack[MapOptions],
 ) -> ray.data.Dataset:
     """``dataset`` with ``<output_column>_indices`` and ``<output_column>_values``: each row's SPLADE
-    vector (``SparseEncoder.encode``) of ``text_column`` as its active dimensions, ascending, and their weights."""
-    call = {"max_active_dims": max_active_dims, "prompt_name": prompt_name, "prompt": prompt}
+    vector (``SparseEncoder.encode``) of ``text_column`` as its active dimensions, ascending, and their weights.
+    ``task``: ``"query"`` / ``"document"`` encode as ``encode_query`` / ``encode_document`` (the task's prompt; an
+    inference-free SPLADE model's route: queries are a token-weight lookup), another a route by name."""
+    if task is not None and not isinstance(task, str):
+        raise InputError(f"task must be a str or None, got {type(task).__name__}")
+    call = {"max_active_dims": max_active_dims, "prompt_name": prompt_name, "prompt": prompt, "task": task}
     return _map(dataset, model, Task.SPARSE, (text_column,), output_column, call, options)
 
 
