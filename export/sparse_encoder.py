@@ -125,7 +125,8 @@ def _split_router(model_dir: Path, se: Any) -> _Routes | None:
     data = buffer.getvalue()
     limit = int(lookup.max_seq_length)
     route = StaticRoute(QUERY_WEIGHTS_FILE, hashlib.sha256(data).hexdigest(), None if limit >= _NO_LIMIT else limit)
-    described = Router(str(router.default_route), (graph[0],), {static[0]: route})
+    default = None if router.default_route is None else str(router.default_route)
+    described = Router(default, (graph[0],), {static[0]: route})
     return _Routes(described, se, view, data)
 
 

@@ -861,11 +861,8 @@ def _download_manifest(
         why = "local_files_only=True" if local_files_only else f"offline or unreachable, HF_HUB_OFFLINE={offline!r}"
         at = "" if revision is None else f" at revision {revision!r}"
         if folder is not None:  # which cache: $SENTENCE_TRANSFORMERS_HOME (or cache_dir) wins over HF_HUB_CACHE
-            named = (
-                "cache_dir"
-                if os.environ.get("SENTENCE_TRANSFORMERS_HOME") != str(folder)
-                else "$SENTENCE_TRANSFORMERS_HOME"
-            )
+            home = os.environ.get("SENTENCE_TRANSFORMERS_HOME")
+            named = "$SENTENCE_TRANSFORMERS_HOME" if home and Path(home) == folder else "cache_dir"
             cache = f"the hub cache {folder} ({named})"
         else:
             from huggingface_hub import constants

@@ -817,7 +817,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--query",
         action="store_true",
         help="multi-vector and sparse models: encode as queries (encode_query: the query prompt; inference-free "
-        "SPLADE: its query route); default: documents",
+        "SPLADE: its query route); default: multi-vector models as documents, sparse ones by plain encode (the "
+        "model's default prompt and route)",
     )
     p.add_argument("--batch-size", type=positive_int, default=32, help="most texts per batch (default 32)")
     p.add_argument("--prompt-name", default=None, help="a prompt the model defines (see `info`), put before each text")

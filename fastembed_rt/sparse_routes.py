@@ -48,7 +48,7 @@ class StaticRoute:
 class Router:
     """The routes of a routed artifact, by name; ``static`` holds the lookup routes, the others run the graph."""
 
-    default_route: str
+    default_route: str | None  # None: every call names its task (sentence-transformers raises without one)
     graph_routes: tuple[str, ...]
     static: Mapping[str, StaticRoute]
 
@@ -73,11 +73,11 @@ class Router:
                 else:
                     raise ValueError(f"module {route['module']!r} (known: {GRAPH_ROUTE}, {STATIC_MODULE})")
             default = data["default_route"]
-            if default not in routes or not graph:
+            if (default is not None and default not in routes) or not graph:
                 raise ValueError(f"default_route {default!r} of routes {sorted(routes)}, one running the graph")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ArtifactError(f"{where}: stages.router is not valid ({exc!r}); {_EXPORT_HINT}") from None
-        return cls(str(default), tuple(graph), static)
+        return cls(None if default is None else str(default), tuple(graph), static)
 
     def to_dict(self) -> dict[str, Any]:
         routes: dict[str, Any] = {name: {"module": GRAPH_ROUTE} for name in self.graph_routes}
@@ -91,6 +91,11 @@ class Router:
     def resolve(self, task: str | None) -> str:
         """The route ``task`` takes (None: the default), as sentence-transformers' ``Router`` looks a task up."""
         if task is None:
+            if self.default_route is None:
+                raise InputError(
+                    f"this model has no default route: pass task= (its routes: {', '.join(map(repr, self.names))}), "
+                    "or use encode_query / encode_document"
+                )
             return self.default_route
         if task in self.static or task in self.graph_routes:
             return task
@@ -122,7 +127,8 @@ def load_weights(root: Path, route: StaticRoute, vocab_size: int, *, full: bool)
 
 def static_rows(ids: Sequence[np.ndarray], weights: np.ndarray, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Each row's distinct tokens with a non-zero weight (``SparseStaticEmbedding``: a token counts once), at most
-    the ``k`` heaviest (equal weights: the lower token id); ascending token ids."""
+    the ``k`` of largest absolute weight (sentence-transformers' ``select_max_active_dims``; equal ones: the lower
+    token id); ascending token ids."""
     indices: list[np.ndarray] = []
     values: list[np.ndarray] = []
     for row in ids:
@@ -130,7 +136,7 @@ def static_rows(ids: Sequence[np.ndarray], weights: np.ndarray, k: int) -> tuple
         found = weights[tokens]
         tokens, found = tokens[found != 0], found[found != 0]
         if tokens.size > k:
-            keep = np.sort(np.lexsort((tokens, -found))[:k])
+            keep = np.sort(np.lexsort((tokens, -np.abs(found)))[:k])
             tokens, found = tokens[keep], found[keep]
         indices.append(tokens.astype(np.int64))
         values.append(found.astype(np.float32))

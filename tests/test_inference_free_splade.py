@@ -20,7 +20,7 @@ import pytest
 from conftest import RunWithoutTorch
 from test_server import serving
 from tiny_heads import INFERENCE_FREE_CORPUS as CORPUS
-from tiny_heads import splade_model_dir
+from tiny_heads import build_inference_free, splade_model_dir
 
 from fastembed_rt import ArtifactError, ExportError, InputError, SparseEncoder
 from fastembed_rt.artifact import READABLE_SCHEMA_VERSIONS, ROUTED_SCHEMA_VERSION, SCHEMA_VERSION, load_manifest
@@ -220,6 +220,8 @@ def test_server_routes_by_task_and_names_an_unknown_one(routed: Routed) -> None:
     model = routed.runtime
     with serving(routed.artifact) as server:
         query = httpx.post(f"{server.url}/embed_sparse", json={"inputs": QUERIES[:2], "task": "query"}, timeout=60)
+        too_long = {"inputs": ["population " * 601], "task": "query", "truncate": False}
+        refused = httpx.post(f"{server.url}/embed_sparse", json=too_long, timeout=60)
         plain = httpx.post(f"{server.url}/embed_sparse", json={"inputs": CORPUS[:2]}, timeout=60)
         unknown = httpx.post(f"{server.url}/embed_sparse", json={"inputs": ["x"], "task": "passage"}, timeout=60)
     assert query.status_code == 200 and plain.status_code == 200, (query.text, plain.text)
@@ -233,6 +235,9 @@ def test_server_routes_by_task_and_names_an_unknown_one(routed: Routed) -> None:
             assert [e["index"] for e in entries] == indices.tolist()
             np.testing.assert_allclose([e["value"] for e in entries], values, rtol=1e-5)
     assert unknown.status_code == 422 and "no route for task 'passage'" in unknown.json()["error"]
+    # the lookup route's own count, without special tokens (it said 603)
+    assert refused.status_code == 422, refused.text
+    assert "input 0 is 601 tokens long, more than the model's limit of 512" in refused.text
 
 
 def test_cli_encode_query_uses_the_lookup_route(routed: Routed) -> None:
@@ -285,3 +290,50 @@ def test_router_models_the_artifact_cannot_hold_are_refused_by_their_routes(tmp_
     with pytest.raises(ExportError, match=r"inference-free SPLADE.*'query': \['MLMTransformer', 'SpladePooling'\]"):
         export_sparse_encoder(tmp_path / "two", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_pruning_keeps_the_largest_absolute_weights_as_sentence_transformers() -> None:
+    """A negative weight (a trained static weight, a BM25-style IDF) was pruned before smaller positive ones:
+    sentence-transformers' select_max_active_dims keeps the largest absolute values."""
+    import torch
+    from sentence_transformers.util import select_max_active_dims
+
+    from fastembed_rt.sparse_routes import static_rows
+
+    weights = np.zeros(16, dtype=np.float32)
+    weights[[2, 5, 7, 9]] = [2.0, -9.0, 2.5, 0.5]
+    ids = [np.array([9, 2, 5, 7, 2], dtype=np.int64)]
+    for k in (1, 2, 3, 4):
+        (indices,), (values,) = static_rows(ids, weights, k)
+        dense = np.zeros(16, dtype=np.float32)
+        dense[np.unique(ids[0])] = weights[np.unique(ids[0])]
+        theirs = select_max_active_dims(torch.from_numpy(dense)[None], max_active_dims=k)[0].numpy()
+        assert indices.tolist() == np.flatnonzero(theirs).tolist() and values.tolist() == theirs[indices].tolist()
+
+
+def test_preprocess_and_token_counts_follow_the_route(routed: Routed) -> None:
+    theirs = routed.torch_model.preprocess(["hello world"], task="query")
+    ours = routed.runtime.preprocess(["hello world"], task="query")
+    assert ours["input_ids"].tolist() == theirs["input_ids"].tolist()  # no special tokens on the lookup route
+    assert ours["task"] == "query" and ours["modality"] == "text"
+    assert routed.runtime.preprocess(["hello world"])["input_ids"].shape[1] == ours["input_ids"].shape[1] + 2
+    assert routed.runtime.count_tokens(["hello world"], task="query") == [2]
+    assert routed.runtime.count_tokens(["hello world"]) == [4]
+
+
+def test_a_model_without_a_default_route_exports_loads_warm_and_needs_a_task(tmp_path: Path) -> None:
+    """sentence-transformers refuses plain encode on such a Router; its export wrote the route 'None' and failed on
+    its own manifest; its warm-up (plain encode) could not run."""
+    from sentence_transformers import SparseEncoder as TorchSparseEncoder
+
+    source = build_inference_free(tmp_path, default_route=None)
+    with pytest.raises(ValueError, match="Could not determine route"):
+        TorchSparseEncoder(str(source), device="cpu").encode(["x"])
+    export_sparse_encoder(source, tmp_path / "artifact", variants="fp32")
+    manifest = json.loads((tmp_path / "artifact" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["stages"]["router"]["default_route"] is None
+    model = SparseEncoder(tmp_path / "artifact", warmup=True)  # the warm-up names the graph's route: no default here
+    with pytest.raises(InputError, match=r"no default route: pass task= \(its routes: 'query', 'document'\)"):
+        model.encode(["x"])
+    assert model.encode_query("cat on a mat").nnz > 0 and model.encode_document("cat on a mat").nnz > 0
+    model.close()

@@ -1222,18 +1222,28 @@ def test_a_client_that_leaves_has_its_running_request_stopped_between_runs(minil
 
 def test_a_client_that_leaves_keeps_its_permits_while_its_inputs_still_run(minilm_served_artifact: Path) -> None:
     """Its permits went back as soon as it left, while the worker ran on through its model call: a retry was
-    admitted beside the orphaned inputs (and ran at half speed) with `inputs_in_flight` at 0."""
-    texts = [f"{i} " + "a long passage about the weather and the sea " * 40 for i in range(512)]
-    with serving(minilm_served_artifact, args=("--threads", "1")) as s, s.client() as client:
-        sock = _raw_post(int(s.url.rsplit(":", 1)[1]), json.dumps({"inputs": texts}).encode())
+    admitted beside the orphaned inputs (and ran at half speed) with `inputs_in_flight` at 0. A queued request whose
+    client left never runs: its permits go back at once."""
+    running = [f"{i} " + "a long passage about the weather and the sea " * 40 for i in range(512)]
+    queued = [f"{i} another passage about mountains" for i in range(100)]
+    # one model call for the whole of the first request: tens of seconds on one thread
+    args = ("--threads", "1", "--max-batch-size", "512", "--max-concurrent-requests", "1024")
+    with serving(minilm_served_artifact, args=args) as s, s.client() as client:
+        port = int(s.url.rsplit(":", 1)[1])
+        first = _raw_post(port, json.dumps({"inputs": running}).encode())
         tokenized = 'fastembed_rt_tokenization_duration_seconds_count{model="all-MiniLM-L6-v2"}'
-        _wait_for_metric(client, tokenized, lambda v: v == 1)  # its first model call has begun
-        sock.close()
-        left = _wait_for_metric(client, 'fastembed_rt_requests_total{route="/embed",status="499"}', lambda v: v == 1)
-        runs = _metric(left, "fastembed_rt_batch_inputs_count")
-        if runs == 0:  # its first model call (seconds of work on one thread) is still running
-            assert _metric(left, "fastembed_rt_inputs_in_flight") == len(texts)
-        _wait_for_metric(client, "fastembed_rt_inputs_in_flight", lambda v: v == 0)  # given back once it ended
+        _wait_for_metric(client, tokenized, lambda v: v == 1)  # its model call has begun
+        second = _raw_post(port, json.dumps({"inputs": queued}).encode())
+        _wait_for_metric(client, "fastembed_rt_queue_inputs", lambda v: v == len(queued))
+        second.close()
+        left = 'fastembed_rt_requests_total{route="/embed",status="499"}'
+        metrics = _wait_for_metric(client, left, lambda v: v == 1)
+        assert _metric(metrics, "fastembed_rt_inputs_in_flight") == len(running)  # the queued one's went back
+        first.close()
+        metrics = _wait_for_metric(client, left, lambda v: v == 2)
+        assert _metric(metrics, "fastembed_rt_batch_inputs_count") == 0  # its call still runs, and so
+        assert _metric(metrics, "fastembed_rt_inputs_in_flight") == len(running)  # it holds its permits
+        _wait_for_metric(client, "fastembed_rt_inputs_in_flight", lambda v: v == 0, timeout=300)  # back once it ends
         assert client.post("/embed", json={"inputs": "a fresh request"}).status_code == 200
 
 

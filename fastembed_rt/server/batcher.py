@@ -164,10 +164,10 @@ class ModelWorker:
             self._metrics.queue_inputs.labels(self.name).set(self._queued_items)
             self._cond.notify()
 
-    def holds(self, job: Job) -> bool:
-        """Whether ``job`` is queued or in the run under way (its ``on_finished`` is still to come)."""
+    def runs(self, job: Job) -> bool:
+        """Whether ``job`` is in the run under way (its ``on_finished`` is still to come); a queued one is not."""
         with self._cond:
-            return any(queued is job for queued in self._queue) or any(running is job for running in self._running)
+            return any(running is job for running in self._running)
 
     def close(self, timeout: float | None = None) -> bool:
         """Run what is queued, then stop the thread; whether it has stopped.

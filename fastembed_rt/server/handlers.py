@@ -131,9 +131,11 @@ async def _prompted_ids_as_texts(served: Served, req: Any, field: str) -> Any:
     return replace(req, inputs=await asyncio.to_thread(texts), token_ids=False)
 
 
-def _text_tokens(served: Served, prompt_name: str | None) -> Callable[[Any], int]:
+def _text_tokens(served: Served, prompt_name: str | None, task: str | None = None) -> Callable[[Any], int]:
+    routed = {} if task is None else {"task": task}  # a sparse model's route: a lookup's tokens lack special tokens
+
     def count(item: Any) -> int:
-        return served.model.count_tokens([item], prompt_name=prompt_name)[0]
+        return served.model.count_tokens([item], prompt_name=prompt_name, **routed)[0]
 
     return count
 
@@ -388,9 +390,16 @@ async def _sparse_job(
             prepared, max_active_dims=req.max_active_dims, batch_size=batch_size
         ),
         take=take,
-        count_tokens=len if req.token_ids else _text_tokens(served, req.prompt_name),
+        count_tokens=len if req.token_ids else _text_tokens(served, req.prompt_name, req.task),
+        token_limit=_lookup_limit(model, req.task),
     )
     return await state.run_job(request, served, operation, req.inputs, policy is not LongInputs.ERROR, positions)
+
+
+def _lookup_limit(model: SparseEncoder, task: str | None) -> int | None:
+    """The length a lookup route cuts at (None: the graph's ``max_seq_length``), for over-long input errors."""
+    route = model.lookup_route(task)
+    return None if route is None or model.router is None else model.router.static[route].max_length
 
 
 async def embed_sparse(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:

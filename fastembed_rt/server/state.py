@@ -416,7 +416,8 @@ class ServerState:
             job.future.cancel()  # nothing reads it now: a 503 abandon() sets on it would be logged as never retrieved
             raise
         finally:
-            if not job.cancelled or not served.worker.holds(job):
+            # one still queued never runs (the worker drops it): its permits go back now
+            if not job.cancelled or not served.worker.runs(job):
                 release()
 
     async def run_in_thread(self, request: Request, inputs: int, items_per_second: float, work: Callable[[], T]) -> T:
