@@ -560,7 +560,7 @@ def test_a_bad_port_variable_is_a_usage_error_of_serve_alone(
     assert main(["serve", str(minilm_artifact_session)]) == 2
     assert "--port (or $PORT) must be in 0..65535, got 99999" in capsys.readouterr().err
     assert main(["serve", str(minilm_artifact_session), "--port", "8080", "--threads", "0"]) == 2
-    assert "--threads must be at least 1, got 0" in capsys.readouterr().err
+    assert "--threads must be from 1 to 1024, got 0" in capsys.readouterr().err
     assert main(["serve", str(minilm_artifact_session), "--port", "8080", "--max-concurrent-requests", "0"]) == 2
     err = capsys.readouterr().err  # one error: --max-client-batch-size, not given, followed it down to 0
     assert "--max-concurrent-requests must be at least 1, got 0" in err and "--max-client-batch-size" not in err
