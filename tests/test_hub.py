@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from fake_hub import COMMIT, serve_folder
 
-from fastembed_rt import SentenceTransformer
+from fastembed_rt import SentenceTransformer, SparseEncoder
 from fastembed_rt.artifact import artifact_files, load_manifest, variant_files
 
 TEXTS = ["The cat sat on the mat.", "Stocks fell sharply.", "Ein Satz auf Deutsch."]
@@ -86,7 +86,7 @@ def test_a_hub_artifact_downloads_each_variant_when_opened_and_loads_it_offline_
 
 SAVE = """
 import sys
-from fastembed_rt import SentenceTransformer
+from fastembed_rt import SentenceTransformer, SparseEncoder
 model = SentenceTransformer(sys.argv[1], variant="int8")
 model.save(sys.argv[2], variants=["int8", "fp16"])
 """
@@ -494,3 +494,39 @@ with TestClient(create_app(config)) as client:
         assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])[0] == 200
     assert ("HEAD", "/me/minilm/resolve/v1.0/manifest.json") in hub.requests  # the server's load asked for it
+
+
+ROUTED = """
+import json, sys
+from fastembed_rt import SparseEncoder
+model = SparseEncoder(sys.argv[1])
+query = model.encode_query(["cat on a mat"], sparse_format="arrays")
+document = model.encode_document(["The cat sat on the mat."], sparse_format="arrays")
+print(json.dumps({"query": query.indices.tolist(), "score": float(model.similarity(query, document)[0, 0])}))
+"""
+
+
+def test_an_inference_free_splade_artifact_from_the_hub_brings_its_query_weights(
+    inference_free_splade: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The lookup route's weights are a file beside the graph: it comes with the tokenizer, and loads offline after."""
+    _, artifact = inference_free_splade
+    local = SparseEncoder(artifact)
+    query = local.encode_query(["cat on a mat"], sparse_format="arrays")
+    expected = float(local.similarity(query, local.encode_document(["The cat sat on the mat."]))[0, 0])
+    local.close()
+    home = tmp_path / "hf"
+    with serve_folder(artifact, "me/splade-inference-free") as hub:
+        for endpoint, offline in ((hub.endpoint, "0"), ("http://127.0.0.1:9", "1")):
+            env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": offline, "HF_HOME": str(home)}
+            done = subprocess.run(
+                [sys.executable, "-c", ROUTED, "me/splade-inference-free"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert done.returncode == 0, done.stderr
+            out = json.loads(done.stdout.strip().splitlines()[-1])
+            assert out["query"] == query.indices.tolist() and out["score"] == pytest.approx(expected, rel=1e-6)
+    assert "query_weights.npy" in hub.fetched
