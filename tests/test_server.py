@@ -1470,3 +1470,17 @@ def test_docs_serve_examples_run_against_the_server(server: Server) -> None:
     assert [route for route, _ in calls] == ["/embed", "/rerank"]
     for route, body in calls:
         assert _post(server, route, json.loads(body)).status_code == 200
+
+
+def test_a_host_that_names_no_address_is_refused_naming_the_flag(tmp_path: Path) -> None:
+    """uvicorn exited with code 3 and its own resolver error, the flag unnamed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "fastembed_rt.server", str(tmp_path / "missing"), "--host", "999.1.1.1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "error: --host '999.1.1.1' is no address this machine can listen on" in result.stderr

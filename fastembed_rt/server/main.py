@@ -389,6 +389,13 @@ def run(config: ServerConfig, log_level: str = "info") -> int:
             f"error: cannot listen on [{config.host.strip('[]')}]:{config.port}: {exc.strerror or exc}", file=sys.stderr
         )
         return 1
+    if sock is None:  # uvicorn binds it: a host that names no address was its exit 3, the flag unnamed
+        try:
+            socket.getaddrinfo(config.host.strip("[]"), config.port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            print(f"error: --host {config.host!r} is no address this machine can listen on ({why})", file=sys.stderr)
+            return 2
     if sock is not None:  # uvicorn says where it listens only on sockets it bound itself
         address, port = sock.getsockname()[:2]
         both = sock.family == socket.AF_INET6
