@@ -254,29 +254,33 @@ def validate_sparse_encoder(
 def _check_lookup(
     runtime: Any, routes: _Routes, texts: list[str], ks: list[int | None], fidelity: HeadFidelity
 ) -> None:
-    """The lookup route (``encode_query``) against sentence-transformers' on ``texts``: the same weights on the same
-    tokens, exactly (a lookup has no rounding); pruned, the same weights kept (which of equal weights at the cut
-    is kept is torch's ``topk``'s choice)."""
+    """The lookup route (``encode(task=<its name>)``, with each of the model's prompts) against sentence-transformers'
+    on ``texts``: the same weights on the same tokens, exactly (a lookup has no rounding); pruned (``ks``, or the
+    model's own ``max_active_dims``), the same weights kept (which of equal weights at the cut is kept is torch's
+    ``topk``'s choice: IDF weights tie often)."""
     checked = 0
-    for k in ks:
-        theirs = routes.model.encode_query(
-            texts, max_active_dims=k, convert_to_sparse_tensor=False, show_progress_bar=False
-        )
-        reference = np.asarray(theirs.detach().cpu().float().numpy(), dtype=np.float32)
-        ours = runtime.encode_query(texts, max_active_dims=k, convert_to_sparse_tensor=False, show_progress_bar=False)
-        for row, text in enumerate(texts):
-            checked += 1
-            same = (
-                np.array_equal(ours[row], reference[row])
-                if k is None
-                else np.array_equal(np.sort(ours[row][ours[row] != 0]), np.sort(reference[row][reference[row] != 0]))
-            )
-            if not same:
-                shown = text if len(text) < 30 else text[:27] + "..."
-                fidelity.failures.append(
-                    f"{routes.lookup!r} route, max_active_dims {k}, text {shown!r}: weights {_active(ours[row])} vs "
-                    f"torch {_active(reference[row])}"
+    model = routes.model
+    for prompt in prompt_cases(model.prompts):
+        for k in ks:
+            pruned = k or model.max_active_dims
+            options = {"prompt": prompt, "task": routes.lookup, "max_active_dims": k, "show_progress_bar": False}
+            theirs = model.encode(texts, convert_to_sparse_tensor=False, **options)
+            reference = np.asarray(theirs.detach().cpu().float().numpy(), dtype=np.float32)
+            ours = runtime.encode(texts, convert_to_sparse_tensor=False, **options)
+            for row, text in enumerate(texts):
+                checked += 1
+                mine, theirs_row = ours[row], reference[row]
+                same = (
+                    np.array_equal(mine, theirs_row)
+                    if pruned is None
+                    else np.array_equal(np.sort(mine[mine != 0]), np.sort(theirs_row[theirs_row != 0]))
                 )
+                if not same:
+                    shown = text if len(text) < 30 else text[:27] + "..."
+                    fidelity.failures.append(
+                        f"{routes.lookup!r} route, prompt {prompt!r}, max_active_dims {pruned}, text {shown!r}: "
+                        f"weights {_active(mine)} vs torch {_active(theirs_row)}"
+                    )
     fidelity.extra[f"{routes.lookup}_route_checked"] = checked
 
 

@@ -809,7 +809,10 @@ def resolve_artifact(
         raise ArtifactError(f"the hub download of {repo_id!r} is not in a cache snapshot folder: {root}")
     _HUB_SNAPSHOTS[str(root)] = source
     with source.naming_errors():
-        source.download(artifact_files(_read_manifest(root), variants=[]), what="its tokenizer and calibration files")
+        source.download(
+            artifact_files(_read_manifest(root), variants=[]),
+            what="the files its variants share (tokenizer, calibration, query weights)",
+        )
     return root
 
 

@@ -498,7 +498,8 @@ def _encode_sparse(args: argparse.Namespace, texts: list[str], output: IO[bytes]
     from fastembed_rt.models import SparseEncoder
 
     model = SparseEncoder(args.artifact, provider=args.provider, variant=args.variant)
-    encode = model.encode_query if args.query else model.encode  # inference-free SPLADE: queries are a lookup
+    # inference-free SPLADE: queries are a lookup, documents the graph (a model may have no default route)
+    encode = model.encode_query if args.query else model.encode_document
     rows = encode(
         texts,
         prompt_name=args.prompt_name,
@@ -817,8 +818,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--query",
         action="store_true",
         help="multi-vector and sparse models: encode as queries (encode_query: the query prompt; inference-free "
-        "SPLADE: its query route); default: multi-vector models as documents, sparse ones by plain encode (the "
-        "model's default prompt and route)",
+        "SPLADE: its query route); default: as documents (encode_document)",
     )
     p.add_argument("--batch-size", type=positive_int, default=32, help="most texts per batch (default 32)")
     p.add_argument("--prompt-name", default=None, help="a prompt the model defines (see `info`), put before each text")

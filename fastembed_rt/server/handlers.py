@@ -345,6 +345,9 @@ async def _sparse_job(
 ) -> JobResult:
     model = cast(SparseEncoder, served.model)
     if positions is None:
+        if req.task is None and model.router is not None and model.router.default_route is None:
+            routes = ", ".join(map(repr, model.routes))
+            raise RequestError(422, f"model {served.name!r} has no default route: send `task` (one of {routes})")
         model.lookup_route(req.task)  # an unknown route: 422, naming the model's routes
         # a task chooses its prompt as encode_query / encode_document do
         req = replace(req, prompt_name=model.task_prompt_name(req.task, req.prompt_name))
