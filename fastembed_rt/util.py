@@ -3,10 +3,10 @@
 Imports only the standard library and numpy. Every function accepts numpy arrays, nested lists or
 anything ``numpy.asarray`` understands and computes in float32, like sentence-transformers does for float32
 embeddings; float64 input is computed in float32 too (where sentence-transformers keeps float64: values past ~1e19
-overflow float32's norms here, and float64 tensors come back float32). Code that imported torch may pass tensors (any device): the scoring functions then return tensors
-on the first tensor's device, as sentence-transformers' do (``fastembed_rt.tensors``; torch is never imported
-here). Searches process the corpus in chunks and keep a running top-k per query, so memory stays bounded by the
-chunk sizes, not by the corpus size.
+overflow float32's norms here, and float64 tensors come back float32). Code that imported torch may pass tensors
+(any device): the scoring functions then return tensors on the first tensor's device, as sentence-transformers'
+do (``fastembed_rt.tensors``; torch is never imported here). Searches process the corpus in chunks and keep a
+running top-k per query, so memory stays bounded by the chunk sizes, not by the corpus size.
 
 Sparse embeddings (what ``SparseEncoder.encode`` returns: scipy sparse arrays or ``SparseEmbeddings``) and
 sparse/dense mixes are accepted by every similarity function, which then returns a dense float32 array,
