@@ -205,8 +205,8 @@ def _workload(model: Any, batch_size: int) -> Any:
         return lambda texts: model.predict(
             list(zip(texts, reversed(texts))), batch_size=batch_size, show_progress_bar=False
         )
-    router = getattr(model, "router", None)  # an inference-free SPLADE model: its graph's route is what varies
-    routed = {} if router is None else {"task": router.graph_routes[0]}
+    graph = getattr(model, "graph_route", None)  # an inference-free SPLADE model: its graph's route is what varies
+    routed = {} if graph is None else {"task": graph}
     return lambda texts: model.encode(texts, batch_size=batch_size, show_progress_bar=False, **routed)
 
 
@@ -363,8 +363,7 @@ def record_speed(manifest: Manifest, record: SpeedRecord) -> Manifest:
                 )
         earlier = [r for r in current.speed if same_cpu(r)]
         # the same texts: the same workload, as many of them (`tune --texts 16` after `tune --texts 64`), batch size
-        key = (record.workload, record.texts, record.batch_size)
-        comparable = [r for r in earlier if (r.workload, r.texts, r.batch_size) == key]
+        comparable = [r for r in earlier if _timed_on(r) == _timed_on(record)]
         rates = {name: rates for r in comparable for name, rates in r.sentences_per_s.items()}
         if dropped := sorted(
             {n for r in earlier if r not in comparable for n in r.sentences_per_s} - set(record.sentences_per_s)
@@ -387,6 +386,11 @@ def record_speed(manifest: Manifest, record: SpeedRecord) -> Manifest:
         ) from exc
 
 
+def _timed_on(record: SpeedRecord) -> tuple[str, int, int]:
+    """What a record's rates were timed on: rates of equal keys compare, others never mix."""
+    return (record.workload, record.texts, record.batch_size)
+
+
 def _same_cpu(record: SpeedRecord, machine: str, cpu: str, isa: Any, threads: int) -> bool:
     return (record.machine, record.cpu, record.isa, record.threads) == (machine, cpu, isa, threads)
 
@@ -405,8 +409,7 @@ def incomparable_rates(
     stale = {
         name
         for r in manifest.speed
-        if _same_cpu(r, cpu.machine, cpu.model, cpu.isa, threads)
-        and (r.workload, r.texts, r.batch_size) != (workload, texts, batch_size)
+        if _same_cpu(r, cpu.machine, cpu.model, cpu.isa, threads) and _timed_on(r) != (workload, texts, batch_size)
         for name in r.sentences_per_s
     }
     return sorted(stale & names)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
+from fastembed_rt.artifact import MANIFEST_FILE
 from fastembed_rt.errors import ArtifactError, InputError, LongInputError
 from fastembed_rt.kernels.spec import MAX_ACTIVE_DIMS, SPARSE_INDICES, SPARSE_VALUES, SpladeSpec
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs, long_inputs_policy, max_pool_sparse
@@ -112,7 +113,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         self.max_active_dims = self.spec.max_active_dims if k is None else k
         self.similarity_fn_name = self._similarity_fn_arg or self.manifest.similarity_fn
         if ROUTER_STAGE in self.manifest.stages:  # inference-free SPLADE: its lookup routes' weights, checked now
-            where = str(self.manifest.root / "manifest.json")
+            where = str(self.manifest.root / MANIFEST_FILE)
             self.router = Router.from_dict(self.manifest.stages[ROUTER_STAGE], where)
             full = self._load["verify"] == "full"
             self._static_weights = {
@@ -136,9 +137,22 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         route = self.router.resolve(task)
         return route if route in self.router.static else None
 
+    @property
+    def graph_route(self) -> str | None:
+        """The route that runs the graph (None: the model has one route): what warm-ups and timings run, whatever
+        the default route."""
+        return None if self.router is None else self.router.graph_routes[0]
+
+    def token_limit(self, task: str | None) -> int | None:
+        """Where the route ``task`` takes cuts its inputs: ``max_seq_length`` for the graph, a lookup route's own
+        length (None: it never cuts)."""
+        route = self.lookup_route(task)
+        if route is None or self.router is None:
+            return self.max_seq_length
+        return self.router.static[route].max_length
+
     def _warm_up(self) -> None:
-        graph = None if self.router is None else self.router.graph_routes[0]  # the engine, whatever the default
-        self.encode(["warm-up"], batch_size=1, show_progress_bar=False, task=graph)
+        self.encode(["warm-up"], batch_size=1, show_progress_bar=False, task=self.graph_route)
 
     def _saved_manifest(self) -> Manifest:
         """``max_active_dims`` and ``similarity_fn_name`` as set, as sentence-transformers saves them."""
@@ -234,7 +248,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         started = time.perf_counter()
         policy = long_inputs_policy(long_inputs)
         check_overlap(chunk_overlap)
-        limit = self.router.static[route].max_length if self.router is not None else None
+        limit = self.token_limit(task)
         cut = _UNCUT if policy is LongInputs.CHUNK or limit is None else limit
         if token_ids:
             if policy is LongInputs.CHUNK:

@@ -394,15 +394,9 @@ async def _sparse_job(
         ),
         take=take,
         count_tokens=len if req.token_ids else _text_tokens(served, req.prompt_name, req.task),
-        token_limit=_lookup_limit(model, req.task),
+        token_limit=model.token_limit(req.task),
     )
     return await state.run_job(request, served, operation, req.inputs, policy is not LongInputs.ERROR, positions)
-
-
-def _lookup_limit(model: SparseEncoder, task: str | None) -> int | None:
-    """The length a lookup route cuts at (None: the graph's ``max_seq_length``), for over-long input errors."""
-    route = model.lookup_route(task)
-    return None if route is None or model.router is None else model.router.static[route].max_length
 
 
 async def embed_sparse(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
