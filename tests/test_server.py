@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -676,6 +677,109 @@ def test_a_worker_fails_only_the_job_whose_inputs_cannot_be_prepared(minilm_runt
     np.testing.assert_allclose(last.rows, expected[2:], atol=1e-6)
 
 
+def _recording_worker(model: SentenceTransformer, **worker_args: Any) -> tuple[Any, Any, list[int], list[list[int]]]:
+    """A worker over ``model``'s dense embeddings, its operation, and the number of inputs of each model call it
+    makes and their token counts, sorted (recorded by the operation's ``run``)."""
+    from fastembed_rt.kernels.spec import Precision
+    from fastembed_rt.server.batcher import ModelWorker, Operation
+    from fastembed_rt.server.metrics import Metrics
+
+    options = model.embed_options(Precision.FLOAT32, None, True)
+    calls: list[int] = []
+    call_tokens: list[list[int]] = []
+
+    def run(prepared: Any) -> Any:
+        calls.append(len(prepared))
+        call_tokens.append(sorted(prepared.lengths.tolist()))
+        return model.embed_prepared(prepared, options, batch_size=32)
+
+    operation = Operation(
+        key="dense",
+        prepare=model.prepare,
+        run=run,
+        take=lambda result, rows: result[rows],
+        count_tokens=lambda item: model.count_tokens([item])[0],
+    )
+    return ModelWorker("m", model.max_seq_length, Metrics(), **worker_args), operation, calls, call_tokens
+
+
+def test_a_query_queued_during_a_bulk_request_runs_between_its_model_calls(minilm_runtime: SentenceTransformer) -> None:
+    from fastembed_rt.server.batcher import Job
+
+    model = minilm_runtime
+    bulk = [
+        f"bulk passage {i} about " + "rivers, mountains and the sea, " * (12 - i) for i in range(12)
+    ]  # longest first
+    query = ["where do rivers begin?"]
+    first_call, release = threading.Event(), threading.Event()
+    worker, operation, calls, call_tokens = _recording_worker(model, inputs_per_run=4)
+    plain_run = operation.run
+
+    def run(prepared: Any) -> Any:
+        if not first_call.is_set():  # the bulk request's first call holds until the query is queued
+            first_call.set()
+            assert release.wait(30)
+        return plain_run(prepared)
+
+    operation = dataclasses.replace(operation, run=run)
+
+    async def scenario() -> tuple[list[str], Any, Any]:
+        loop = asyncio.get_running_loop()
+        finished: list[str] = []
+        big = Job(operation, bulk, True, loop.create_future(), loop)
+        small = Job(operation, query, True, loop.create_future(), loop)
+        big.future.add_done_callback(lambda _: finished.append("bulk"))
+        small.future.add_done_callback(lambda _: finished.append("query"))
+        worker.submit(big)
+        assert await asyncio.to_thread(first_call.wait, 30)
+        worker.submit(small)
+        release.set()
+        await asyncio.wait_for(asyncio.gather(big.future, small.future), 60)
+        return finished, big.future.result(), small.future.result()
+
+    try:
+        finished, big_result, small_result = asyncio.run(scenario())
+    finally:
+        assert worker.close(10)
+    # The bulk request's 12 texts take three calls of 4, shortest first (each call pads as little as the library's
+    # own sort would); the query ran alone after the first, not after the third.
+    assert calls == [4, 1, 4, 4]
+    bulk_tokens = [tokens for tokens in call_tokens if len(tokens) == 4]
+    assert bulk_tokens == [sorted(model.count_tokens(bulk))[i : i + 4] for i in (0, 4, 8)]
+    assert finished == ["query", "bulk"]
+    np.testing.assert_allclose(big_result.rows, model.encode(bulk, normalize_embeddings=True), atol=1e-6)
+    np.testing.assert_allclose(small_result.rows, model.encode(query, normalize_embeddings=True), atol=1e-6)
+
+
+def test_small_jobs_taken_with_a_bulk_one_run_in_its_first_model_call(minilm_runtime: SentenceTransformer) -> None:
+    from fastembed_rt.server.batcher import Job
+
+    model = minilm_runtime
+    bulk = [f"bulk passage {i} about rivers, mountains and the sea" for i in range(10)]
+    queries = [["where do rivers begin?"], ["how high are the mountains?"]]
+    # The worker waits for all 12 inputs, so it takes the three jobs together, the bulk one queued first.
+    worker, operation, calls, _ = _recording_worker(model, inputs_per_run=4, batch_wait_s=60, wait_for_items=12)
+
+    async def scenario() -> tuple[list[str], list[Any]]:
+        loop = asyncio.get_running_loop()
+        finished: list[str] = []
+        jobs = [Job(operation, items, True, loop.create_future(), loop) for items in (bulk, *queries)]
+        for name, job in zip(("bulk", "query 1", "query 2"), jobs, strict=True):
+            job.future.add_done_callback(lambda _, name=name: finished.append(name))
+            worker.submit(job)
+        await asyncio.wait_for(asyncio.gather(*(job.future for job in jobs)), 60)
+        return finished, [job.future.result() for job in jobs]
+
+    try:
+        finished, results = asyncio.run(scenario())
+    finally:
+        assert worker.close(10)
+    assert calls == [4, 4, 4]
+    assert finished[-1] == "bulk"  # both queries were done after the first call; the bulk texts after the third
+    for items, result in zip((bulk, *queries), results, strict=True):
+        np.testing.assert_allclose(result.rows, model.encode(items, normalize_embeddings=True), atol=1e-6)
+
+
 # -- limits and faults --------------------------------------------------------------------------------
 def test_overload_gets_429_with_retry_after_at_once_and_every_accepted_request_is_right(
     minilm_served_artifact: Path, minilm_runtime: SentenceTransformer
@@ -1147,6 +1251,30 @@ def test_a_client_that_disconnects_has_its_queued_inputs_dropped(minilm_served_a
             metrics = client.get("/metrics").text
         assert _metric(metrics, "fastembed_rt_dropped_inputs_total") == 2.0
         assert _metric(metrics, "fastembed_rt_batch_inputs_sum") == len(long_texts), "the dropped ones never ran"
+
+
+def test_a_vertex_request_refused_for_one_instance_runs_none_of_the_others(minilm_served_artifact: Path) -> None:
+    long_texts = [f"{i} " + "a long passage about the weather and the sea " * 40 for i in range(48)]
+    limits = ("--max-concurrent-requests", "64", "--max-client-batch-size", "64")
+    with serving(minilm_served_artifact, args=("--threads", "1", *limits)) as s:
+        port = int(s.url.rsplit(":", 1)[1])
+        busy = _raw_post(port, json.dumps({"inputs": long_texts}).encode())  # 48 of the 64 permits, for seconds
+        with s.client() as client:
+            _wait_for_metric(client, "fastembed_rt_inputs_in_flight", lambda v: v == 48)
+            # the first instance fits the 16 permits left and queues behind the busy request; the second does not
+            instances = [{"inputs": [f"queued {i}" for i in range(8)]}, {"inputs": [f"refused {i}" for i in range(10)]}]
+            refused = client.post("/vertex", json={"instances": instances})
+            assert refused.status_code == 429, refused.text
+            assert refused.json()["error"].startswith("`instances[1]`: ")
+            assert int(refused.headers["retry-after"]) >= 1
+        busy.settimeout(60)
+        assert busy.recv(64).startswith(b"HTTP/1.1 200")
+        busy.close()
+        with s.client() as client:
+            metrics = _wait_for_metric(client, "fastembed_rt_dropped_inputs_total", lambda v: v >= 8)
+            assert _metric(metrics, "fastembed_rt_dropped_inputs_total") == 8.0
+            assert _metric(metrics, "fastembed_rt_batch_inputs_sum") == len(long_texts), "the first instance never ran"
+            assert _metric(metrics, "fastembed_rt_inputs_in_flight") == 0
 
 
 def _wait_for_metric(client: httpx.Client, name: str, done: Any, timeout: float = 30) -> str:

@@ -14,6 +14,11 @@ future with exactly its own rows, in its order, once its last input has run::
 A job whose client went away is dropped, not computed: before its turn, or between two runs of a
 group. A failure to prepare a group of several jobs is retried one job at a time, so one bad request
 never fails its neighbours.
+
+A request of many inputs takes several model calls (``inputs_per_run`` each). Jobs queued while it runs do not
+wait for its end: between two of its calls (and between two groups) the worker runs them, whole, then goes on
+with it, so a one-text query waits for one model call of a bulk request rather than all of them. Within a group
+the jobs run smallest first, so the small ones taken together with a bulk request are in its first call.
 """
 
 from __future__ import annotations
@@ -214,14 +219,33 @@ class ModelWorker:
     def _loop(self) -> None:
         while (jobs := self._take_jobs()) is not None:
             try:
-                self._run_jobs(jobs)
+                self._run_jobs(jobs, serve_arrivals=True)
             finally:
                 with self._cond:
                     self._running = []
                 for job in jobs:
                     _done_with(job)
 
-    def _run_jobs(self, jobs: list[Job]) -> None:
+    def _serve_arrivals(self) -> None:
+        """Between two model calls of a run: the jobs queued meanwhile run now, whole (they do not in turn let
+        later arrivals in, so the run they interrupt goes on after them)."""
+        with self._cond:
+            if not self._queue:
+                return
+            jobs = list(self._queue)
+            self._queue.clear()
+            self._queued_items = 0
+            self._running.extend(jobs)
+            self._metrics.queue_inputs.labels(self.name).set(0)
+        try:
+            self._run_jobs(jobs, serve_arrivals=False)
+        finally:
+            with self._cond:
+                self._running = [job for job in self._running if all(job is not taken for taken in jobs)]
+            for job in jobs:
+                _done_with(job)
+
+    def _run_jobs(self, jobs: list[Job], serve_arrivals: bool) -> None:
         groups: dict[Hashable, list[Job]] = {}
         for job in jobs:
             if job.cancelled:
@@ -229,15 +253,17 @@ class ModelWorker:
                 _done_with(job)  # never run: its permits go back now, not after the others' run
                 continue
             groups.setdefault(job.operation.key, []).append(job)
-        for group in groups.values():
+        for number, group in enumerate(groups.values()):
+            if serve_arrivals and number:
+                self._serve_arrivals()
             try:
-                self._run_group(group)
+                self._run_group(group, serve_arrivals)
             except BaseException as exc:  # never let the worker die: fail the group, keep serving
                 logger.exception("model %s: a batch failed", self.name)
                 for job in group:
                     job.loop.call_soon_threadsafe(_settle, job.future, _backend_error(exc))
 
-    def _run_group(self, jobs: list[Job]) -> None:
+    def _run_group(self, jobs: list[Job], serve_arrivals: bool = False) -> None:
         operation = jobs[0].operation
         started = time.perf_counter()
         items = [item for job in jobs for item in job.items]
@@ -248,7 +274,7 @@ class ModelWorker:
         except BaseException as exc:
             if len(jobs) > 1:  # find the request at fault; its neighbours go on
                 for job in jobs:
-                    self._run_group([job])
+                    self._run_group([job], serve_arrivals)
                 return
             self._fail(jobs[0], self._preparing_error(exc))
             return
@@ -281,7 +307,8 @@ class ModelWorker:
         queue = m.queue_duration.labels(self.name)
         for job, _, _ in accepted:
             queue.observe(started - job.enqueued)
-        self._run_in_parts(operation, prepared, accepted, started, tokenized)
+        accepted.sort(key=lambda span: span[2] - span[1])  # smallest first (a stable sort: else in queue order)
+        self._run_in_parts(operation, prepared, accepted, started, tokenized, serve_arrivals)
 
     def _run_in_parts(
         self,
@@ -290,33 +317,46 @@ class ModelWorker:
         accepted: list[tuple[Job, int, int]],
         started: float,
         tokenized: float,
+        serve_arrivals: bool,
     ) -> None:
         """Run the ``accepted`` jobs' inputs (``[start, end)`` of ``prepared`` each) in job order, at most
-        ``inputs_per_run`` per model call; a job whose client left by the next call has the rest of its inputs
-        dropped, and each job is settled once its last input has run."""
+        ``inputs_per_run`` per model call (each job's shortest first when that takes more than one call); a job
+        whose client left by the next call has the rest of its inputs dropped, and each job is settled once its
+        last input has run. With ``serve_arrivals``, jobs queued meanwhile run before each call after the first."""
         input_tokens, truncated = prepared.input_tokens, prepared.truncated
+        # A group of several calls gives them each job's inputs shortest first: each call then pads as little as
+        # if the library had sorted the whole job (it sorts within a call only). Rows go back in the job's order.
+        several = len(prepared) > self._inputs_per_run
+        orders = [
+            start + (np.argsort(input_tokens[start:end], kind="stable") if several else np.arange(end - start))
+            for _, start, end in accepted
+        ]
         parts: list[list[Any]] = [[] for _ in accepted]
-        next_input = [start for _, start, _ in accepted]
+        taken = [0] * len(accepted)  # of each job's inputs, how many have gone into a call
         current = 0  # the first job with inputs left to run
+        calls = 0
         while current < len(accepted):
+            if serve_arrivals and calls:
+                self._serve_arrivals()
+            calls += 1
             keep: list[int] = []
             spans: list[tuple[int, int, int]] = []  # (job, its first row in this call, its rows in this call)
             while current < len(accepted) and len(keep) < self._inputs_per_run:
-                job, _, end = accepted[current]
+                job, start, end = accepted[current]
                 if job.cancelled:
-                    self._metrics.dropped_inputs.labels(self.name).inc(end - next_input[current])
+                    self._metrics.dropped_inputs.labels(self.name).inc(end - start - taken[current])
                     _done_with(job)  # the rest of its inputs will not run
                     current += 1
                     continue
-                count = min(self._inputs_per_run - len(keep), end - next_input[current])
+                count = min(self._inputs_per_run - len(keep), end - start - taken[current])
                 spans.append((current, len(keep), count))
-                keep.extend(range(next_input[current], next_input[current] + count))
-                next_input[current] += count
-                if next_input[current] == end:
+                keep.extend(orders[current][taken[current] : taken[current] + count].tolist())
+                taken[current] += count
+                if taken[current] == end - start:
                     current += 1
             if not keep:
                 return
-            rows = prepared if len(keep) == len(prepared) else prepared.select(keep)
+            rows = prepared if keep == list(range(len(prepared))) else prepared.select(keep)
             run_started = time.perf_counter()
             result = operation.run(rows)
             done = time.perf_counter()
@@ -325,9 +365,9 @@ class ModelWorker:
             for index, first, count in spans:
                 parts[index].append(operation.take(result, np.arange(first, first + count)))
                 job, start, end = accepted[index]
-                if next_input[index] == end:  # its last input has run
+                if taken[index] == end - start:  # its last input has run
                     outcome = JobResult(
-                        _join(parts[index]),
+                        _in_order(_join(parts[index]), orders[index] - start),
                         int(input_tokens[start:end].sum()),
                         int(truncated[start:end].sum()),
                         Timings(started - job.enqueued, tokenized - started, done - tokenized),
@@ -369,6 +409,16 @@ def _join(parts: list[Any]) -> Any:
     if isinstance(parts[0], np.ndarray):
         return np.concatenate(parts)
     return [row for part in parts for row in part]
+
+
+def _in_order(rows: Any, order: np.ndarray) -> Any:
+    """A job's rows in its inputs' order, from ``rows`` whose ``k``-th is that of input ``order[k]``."""
+    if bool(np.all(order[1:] > order[:-1])):
+        return rows
+    inverse = np.argsort(order)
+    if isinstance(rows, np.ndarray):
+        return rows[inverse]
+    return [rows[i] for i in inverse.tolist()]
 
 
 def _backend_error(exc: BaseException, step: str = "inference") -> RequestError:

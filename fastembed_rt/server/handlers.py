@@ -12,7 +12,7 @@ import asyncio
 import base64
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -140,6 +140,22 @@ def _text_tokens(served: Served, prompt_name: str | None, task: str | None = Non
     return count
 
 
+T = TypeVar("T")
+
+
+async def _all_or_none(parts: list[Awaitable[T]]) -> list[T]:
+    """Each part's result, in order, run at once; the first to fail cancels the others (queued inputs are dropped,
+    their permits given back) and is raised, so a request that fails computes no more of itself."""
+    tasks = [asyncio.ensure_future(part) for part in parts]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # the others' outcomes retrieved, not logged as lost
+        raise
+
+
 async def _texts_and_ids(
     run: Callable[[Any, list[int]], Awaitable[JobResult]], req: Any, served: Served, field: str
 ) -> JobResult:
@@ -152,14 +168,7 @@ async def _texts_and_ids(
         replace(req, inputs=[req.inputs[i] for i in indices], token_ids=not text)
         for text, indices in zip((True, False), where)
     ]
-    jobs = [asyncio.ensure_future(run(part, indices)) for part, indices in zip(parts, where)]
-    try:
-        results = await asyncio.gather(*jobs)
-    except BaseException:
-        for job in jobs:
-            job.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)  # the other's outcome retrieved, not logged as lost
-        raise
+    results = await _all_or_none([run(part, indices) for part, indices in zip(parts, where)])
     rows: Any
     if isinstance(results[0].rows, np.ndarray):
         first = results[0].rows
@@ -619,20 +628,21 @@ async def vertex(state: ServerState, request: Request, data: dict[str, Any]) -> 
     instances = parse_vertex(data, state.config.max_client_batch_size, scores_pairs)
     name = instances[0].get("model")  # the request's model label: the first instance's (the others run in tasks)
     state.pick(name if isinstance(name, str) else None, None, "/vertex")
-    # every instance settles before the answer (an early failure would leave the others' errors unretrieved)
-    settled = await asyncio.gather(*(default_route(state, request, i) for i in instances), return_exceptions=True)
-    for i, outcome in enumerate(settled):
-        if isinstance(outcome, RequestError):  # named by its place, as parse_vertex names a malformed instance
+
+    async def answer(i: int, instance: dict[str, Any]) -> Reply:
+        try:
+            return await default_route(state, request, instance)
+        except RequestError as error:  # named by its place, as parse_vertex names a malformed instance
             raise RequestError(
-                outcome.status,
-                f"`instances[{i}]`: {outcome.message}",
-                outcome.error_type,
-                retry_after=outcome.retry_after,
-                code=outcome.code,
-            ) from outcome
-        if isinstance(outcome, BaseException):
-            raise outcome
-    replies = cast(list[Reply], settled)
+                error.status,
+                f"`instances[{i}]`: {error.message}",
+                error.error_type,
+                retry_after=error.retry_after,
+                code=error.code,
+            ) from error
+
+    # The first instance to fail (a 429 among them, at once) fails the request: the others are dropped, not run.
+    replies = await _all_or_none([answer(i, instance) for i, instance in enumerate(instances)])
     payload = {"predictions": [reply.payload for reply in replies]}
     return Reply(payload, None, sum(reply.characters for reply in replies), replies[0].provider)
 

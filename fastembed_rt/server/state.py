@@ -44,10 +44,11 @@ logger = logging.getLogger("fastembed_rt.server")
 # (`optimized`); 439-447 against 355-391 requests/s.
 PACKED_REASON = "the server's batches mix unrelated lengths: run without padding (`packed`) on the CPU"
 
-# A worker runs this many graph batches per stream in one model call, then checks for clients that left: twice
-# what a call needs to run on every stream. A request whose client left runs at most 128 more of its texts on one
-# thread (4 × 32), 256 on two.
-BATCHES_PER_RUN = 2 * MIN_BATCHES_PER_STREAM
+# A worker runs this many graph batches per stream in one model call, then checks for clients that left and runs
+# the requests that arrived meanwhile: what a call needs to run on every stream. A one-text query waits for at most
+# one such call of a bulk request; a request whose client left runs at most 64 more of its texts on one stream
+# (2 × 32), 128 on two. Four per stream (until 2026-12-07) ran no faster (benchmarks in the commit).
+BATCHES_PER_RUN = MIN_BATCHES_PER_STREAM
 
 
 def serving_variant(
