@@ -486,16 +486,92 @@ def _app_routes() -> list[Any]:
     return list(create_app(ServerConfig(models=(ServedModel("x", "unused"),))).routes)
 
 
-def test_every_openapi_example_is_answered(server: Server) -> None:
-    from fastembed_rt.server.openapi import SCHEMAS, openapi_document
+def _schema_validator(document: dict[str, Any], schema: dict[str, Any]) -> Any:
+    """A JSON Schema 2020-12 validator (OpenAPI 3.1's dialect) of ``schema``, its refs resolved in ``document``."""
+    import jsonschema
+
+    return jsonschema.Draft202012Validator({**schema, "components": document["components"]})
+
+
+def _request_schema(document: dict[str, Any], path: str) -> tuple[str, dict[str, Any]]:
+    ref = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    name = ref.rsplit("/", 1)[1]
+    return name, document["components"]["schemas"][name]
+
+
+# POST / answers as the named model's task: one body per kind of answer
+_DEFAULT_ROUTE_BODIES = [
+    {"inputs": "What is Deep Learning?", "model": "splade"},
+    {"query": "What is Deep Learning?", "texts": ["Deep learning is...", "A cat."], "model": "reranker"},
+    {"inputs": ["What is Deep Learning?", "Deep learning is..."], "model": "reranker"},
+    {"inputs": {"source_sentence": "What is Deep Learning?", "sentences": ["What is ML?"]}},
+]
+
+
+def test_every_openapi_example_fits_its_schema_and_is_answered_as_the_document_says(server: Server) -> None:
+    """Each route's example is valid under its request schema and gets a 200 whose body is valid under the route's
+    response schema; POST / too for each kind of model (a body may fit several request schemas: anyOf)."""
+    from fastembed_rt.server.openapi import openapi_document
+
+    document = openapi_document("test")
+    bodies = [
+        (path, _request_schema(document, path)[1]["example"])
+        for path, item in document["paths"].items()
+        if "post" in item
+    ]
+    bodies += [("/", body) for body in _DEFAULT_ROUTE_BODIES]
+    bodies += [("/vertex", {"instances": _DEFAULT_ROUTE_BODIES})]
+    for path, body in bodies:
+        post = document["paths"][path]["post"]
+        request_errors = list(
+            _schema_validator(document, post["requestBody"]["content"]["application/json"]["schema"]).iter_errors(body)
+        )
+        assert not request_errors, (path, body, [e.message for e in request_errors])
+        response = _post(server, path, body)
+        assert response.status_code == 200, (path, response.text)
+        assert response.headers["content-type"].startswith("application/json")
+        schema = post["responses"]["200"]["content"]["application/json"]["schema"]
+        response_errors = list(_schema_validator(document, schema).iter_errors(response.json()))
+        assert not response_errors, (path, body, [e.message for e in response_errors])
+
+
+def test_null_in_any_optional_field_is_taken_as_absent_as_the_document_says(server: Server) -> None:
+    from fastembed_rt.server.openapi import openapi_document
 
     document = openapi_document("test")
     for path, item in document["paths"].items():
-        if "post" not in item:
+        if "post" not in item or path in ("/", "/invocations", "/vertex"):
             continue
-        name = item["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
-        response = _post(server, path, SCHEMAS[name]["example"])
-        assert response.status_code == 200, (path, response.text)
+        name, schema = _request_schema(document, path)
+        optional = sorted(set(schema["properties"]) - set(schema.get("required", ())))
+        assert optional, name
+        validator = _schema_validator(document, {"$ref": f"#/components/schemas/{name}"})
+        for field in optional:
+            body = {**schema["example"], field: None}
+            assert validator.is_valid(body), (name, field)
+            response = _post(server, path, body)
+            assert response.status_code == 200, (path, field, response.text)
+
+
+def test_every_get_route_answers_with_the_content_the_document_declares(server: Server) -> None:
+    from fastembed_rt.server.openapi import openapi_document
+
+    document = openapi_document("test")
+    with server.client() as client:
+        for path, item in document["paths"].items():
+            if "get" not in item:
+                continue
+            answer = item["get"]["responses"]["200"]
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.text)
+            if "content" not in answer:
+                assert response.content == b"", path
+                continue
+            (media_type, content), *_ = answer["content"].items()
+            assert response.headers["content-type"].startswith(media_type), path
+            body = response.json() if media_type == "application/json" else response.text
+            errors = list(_schema_validator(document, content["schema"]).iter_errors(body))
+            assert not errors, (path, [e.message for e in errors])
 
 
 # -- late interaction: /embed_all and the rerank routes on a multi-vector model ----------------------
@@ -845,7 +921,7 @@ BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
         "/embed",
         {"inputs": [101, 1.8e19, 102]},
         422,
-        "`inputs[1]` must be a non-negative integer token id, got a number 1.8e+19",
+        "`inputs[1]` must be a token id of at most 2^63-1 (the graph's int64 inputs), got 18000000000000000000",
     ),
     ("/embed", {"inputs": [101, True]}, 422, "`inputs[1]` must be a non-negative integer token id, got a boolean"),
     ("/decode", {"ids": [101, 9223372036854775808]}, 422, "`ids[1]` must be a token id of at most 2^63-1"),
@@ -861,7 +937,25 @@ BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
     ("/similarity", {"inputs": {"source_sentence": "a", "sentences": []}}, 400, "`inputs.sentences` cannot be empty"),
     ("/similarity", {"inputs": {"source_sentence": "a", "sentences": ["b", ""]}}, 400, "`inputs.sentences[1]` is an"),
     ("/similarity", {"inputs": {"source_sentence": "a", "sentences": ["b"] * 64}}, 422, "batch size 65 > maximum"),
+    # a typo ran plain encode (no query prompt) with a 200
+    ("/embed_sparse", {"inputs": "a", "task": "Query"}, 422, "`task` must be 'query' or 'document' (or null), got"),
+    ("/embed", {"inputs": "a", "dimensions": 8.5}, 422, "`dimensions` must be an integer, got a number"),
+    ("/embed", {"inputs": [101, 2.5]}, 422, "`inputs[1]` must be a non-negative integer token id, got a number 2.5"),
 ]
+
+
+def test_integral_numbers_are_integers_as_json_schema_counts_them(server: Server) -> None:
+    with server.client() as client:
+        ids = client.post("/tokenize", json={"inputs": "What is Deep Learning?"}).json()[0]
+        ints = [token["id"] for token in ids]
+        for route, body in (
+            ("/embed", {"inputs": [float(i) for i in ints], "dimensions": 8.0}),
+            ("/decode", {"ids": [float(i) for i in ints]}),
+        ):
+            as_ints = {**body, **({"inputs": ints, "dimensions": 8} if route == "/embed" else {"ids": ints})}
+            floats, integers = client.post(route, json=body), client.post(route, json=as_ints)
+            assert floats.status_code == integers.status_code == 200, (floats.text, integers.text)
+            assert floats.json() == integers.json()
 
 
 @pytest.mark.parametrize(("route", "body", "status", "message"), BAD_REQUESTS)

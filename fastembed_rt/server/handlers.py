@@ -20,6 +20,7 @@ from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels.spec import Precision
 from fastembed_rt.long_inputs import LongInputs
 from fastembed_rt.models import CrossEncoder, MultiVectorEncoder, SentenceTransformer, SparseEncoder
+from fastembed_rt.models.base import TASK_PROMPT_NAMES
 from fastembed_rt.server.batcher import JobResult, Operation, Timings
 from fastembed_rt.server.requests import (
     RequestError,
@@ -358,6 +359,9 @@ async def _sparse_job(
             routes = ", ".join(map(repr, model.routes))
             raise RequestError(422, f"model {served.name!r} has no default route: send `task` (one of {routes})")
         model.lookup_route(req.task)  # an unknown route: 422, naming the model's routes
+        if model.router is None and req.task not in (None, *TASK_PROMPT_NAMES):  # a typo ran plain encode
+            tasks = " or ".join(map(repr, TASK_PROMPT_NAMES))
+            raise RequestError(422, f"`task` must be {tasks} (or null), got {req.task!r}")
         # a task chooses its prompt as encode_query / encode_document do
         req = replace(req, prompt_name=model.task_prompt_name(req.task, req.prompt_name))
         req = await _prompted_ids_as_texts(served, req, "inputs")

@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document of every route (``GET /openapi.json``), written as data.
 
-The request schemas state what ``requests`` accepts; tests hold every route of the app to a path
-here, and every example request here to a 200 from the server.
+The request schemas state what ``requests`` accepts (an optional field may be null: absent); tests hold every
+route of the app to a path here, every example request here to its schema and a 200 from the server whose body
+is valid under the response schema, and null in each optional field to a 200.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ _LONG_INPUTS = {
     "enum": ["truncate", "error", "chunk", None],
     "description": "over-long inputs: truncate, refuse (422) or chunk and pool; null: `truncate`, else the server's",
 }
-_DIRECTION = {"type": "string", "enum": ["left", "right", "Left", "Right"], "default": "right"}
+_DIRECTION = {"type": "string", "enum": ["left", "right"], "default": "right", "description": "case ignored"}
 _MODEL = {"type": "string", "description": "a served model name (default: the first served model of this task)"}
 _NUMBERS = {"type": "array", "items": {"type": "number"}}
 
@@ -90,6 +91,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "SparseValue": {
         "type": "object",
+        "required": ["index", "value"],
         "properties": {"index": {"type": "integer"}, "value": {"type": "number"}},
     },
     "EmbedSparseResponse": {"type": "array", "items": {"type": "array", "items": _ref("SparseValue")}},
@@ -110,6 +112,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "Rank": {
         "type": "object",
+        "required": ["index", "score"],
         "properties": {"index": {"type": "integer"}, "score": {"type": "number"}, "text": {"type": "string"}},
     },
     "RerankResponse": {"type": "array", "items": _ref("Rank")},
@@ -156,8 +159,12 @@ SCHEMAS: dict[str, Any] = {
             "inputs": {
                 "oneOf": [
                     _STR,
-                    {"type": "array", "items": _STR, "minItems": 2, "maxItems": 2},
-                    {"type": "array", "items": {"type": "array", "items": _STR, "minItems": 1, "maxItems": 2}},
+                    {"type": "array", "items": _STR, "minItems": 1, "maxItems": 2, "description": "a text or a pair"},
+                    {
+                        "type": "array",
+                        "items": {"type": "array", "items": _STR, "minItems": 1, "maxItems": 2},
+                        "minItems": 1,
+                    },
                 ]
             },
             "raw_scores": {"type": "boolean", "default": False},
@@ -168,7 +175,11 @@ SCHEMAS: dict[str, Any] = {
         },
         "example": {"inputs": ["What is Deep Learning?", "Deep learning is..."]},
     },
-    "Prediction": {"type": "object", "properties": {"score": {"type": "number"}, "label": {"type": "string"}}},
+    "Prediction": {
+        "type": "object",
+        "required": ["score", "label"],
+        "properties": {"score": {"type": "number"}, "label": {"type": "string"}},
+    },
     "PredictResponse": {
         "oneOf": [
             {"type": "array", "items": _ref("Prediction")},
@@ -243,7 +254,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["ids"],
         "properties": {
-            "ids": {"oneOf": [_IDS, {"type": "array", "items": _IDS}]},
+            "ids": {"oneOf": [_IDS, {"type": "array", "items": _IDS, "minItems": 1}]},
             "skip_special_tokens": {"type": "boolean", "default": True},
             "model": _MODEL,
         },
@@ -278,13 +289,13 @@ SCHEMAS: dict[str, Any] = {
     "DefaultRouteRequest": {
         "description": "the request of the route of the named (else the first served) model's task: /embed (or "
         "/similarity when `inputs` is an object), /embed_sparse, /embed_all (multi-vector), /rerank (a cross-encoder, "
-        "with `query`) or /predict",
-        "oneOf": [_ref(name) for name in ("EmbedRequest", "SimilarityRequest", "EmbedSparseRequest", "EmbedAllRequest")]
+        "with `query`) or /predict (anyOf: a body may fit several; the model decides which it is)",
+        "anyOf": [_ref(name) for name in ("EmbedRequest", "SimilarityRequest", "EmbedSparseRequest", "EmbedAllRequest")]
         + [_ref(name) for name in ("RerankRequest", "PredictRequest")],
         "example": {"inputs": ["What is Deep Learning?"]},
     },
     "DefaultRouteResponse": {
-        "oneOf": [
+        "anyOf": [
             _ref(name) for name in ("EmbedResponse", "SimilarityResponse", "EmbedSparseResponse", "EmbedAllResponse")
         ]
         + [_ref(name) for name in ("RerankResponse", "PredictResponse")],
@@ -305,6 +316,47 @@ SCHEMAS: dict[str, Any] = {
     "VertexResponse": {
         "type": "object",
         "properties": {"predictions": {"type": "array", "items": _ref("DefaultRouteResponse")}},
+    },
+    "InfoResponse": {
+        "type": "object",
+        "required": ["model_id", "max_input_length", "max_client_batch_size", "version", "models"],
+        "properties": {
+            "model_id": {"type": "string"},
+            "model_sha": {"type": ["string", "null"]},
+            "model_dtype": {"type": "string"},
+            "model_type": {"type": "object"},
+            "served_model_name": {"type": "string"},
+            "max_concurrent_requests": {"type": "integer"},
+            "max_input_length": {"type": "integer"},
+            "max_batch_tokens": {"type": "integer"},
+            "max_batch_requests": {"type": ["integer", "null"]},
+            "max_client_batch_size": {"type": "integer"},
+            "auto_truncate": {"type": "boolean"},
+            "tokenization_workers": {"type": "integer"},
+            "version": {"type": "string"},
+            "router": {"type": "string"},
+            "models": {"type": "array", "items": {"type": "object"}, "description": "every served model"},
+        },
+    },
+    "ModelListResponse": {
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {
+            "object": {"const": "list"},
+            "data": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "object"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "object": {"const": "model"},
+                        "created": {"type": "integer"},
+                        "owned_by": {"type": "string"},
+                    },
+                },
+            },
+        },
     },
     "ErrorResponse": {
         "type": "object",
@@ -379,16 +431,38 @@ _POSTS = {
         "ErrorResponse",
     ),
 }
-_GETS = {
-    "/health": "200 once every model is loaded and warm; 503 while loading and while draining",
-    "/ping": "As /health (SageMaker's health check)",
-    "/": "As /health (GET; POST / is the default route)",
-    "/info": "Served models and limits (TEI's Info, plus every served model)",
-    "/v1/models": "Served models (OpenAI)",
-    "/metrics": "Prometheus metrics",
-    "/openapi.json": "This document",
-    "/api-doc/openapi.json": "This document, where TEI serves its own",
+# path → (summary, the 200 answer's content (None: no body), whether --api-key guards it, its errors' schema)
+_GETS: dict[str, tuple[str, dict[str, Any] | None, bool, str]] = {
+    "/health": (
+        "200 once every model is loaded and warm; 503 while loading and while draining",
+        None,
+        False,
+        "ErrorResponse",
+    ),
+    "/ping": ("As /health (SageMaker's health check)", None, False, "ErrorResponse"),
+    "/": ("As /health (GET; POST / is the default route)", None, False, "ErrorResponse"),
+    "/info": (
+        "Served models and limits (TEI's Info, plus every served model)",
+        {"application/json": {"schema": _ref("InfoResponse")}},
+        True,
+        "ErrorResponse",
+    ),
+    "/v1/models": (
+        "Served models (OpenAI)",
+        {"application/json": {"schema": _ref("ModelListResponse")}},
+        True,
+        "OpenAIErrorResponse",
+    ),
+    "/metrics": ("Prometheus metrics", {"text/plain": {"schema": {"type": "string"}}}, True, "ErrorResponse"),
+    "/openapi.json": ("This document", {"application/json": {"schema": {"type": "object"}}}, True, "ErrorResponse"),
+    "/api-doc/openapi.json": (
+        "This document, where TEI serves its own",
+        {"application/json": {"schema": {"type": "object"}}},
+        True,
+        "ErrorResponse",
+    ),
 }
+_ALWAYS_ANSWERED = ("/metrics", "/openapi.json", "/api-doc/openapi.json")  # while loading and draining too
 _ERRORS = {
     "400": "Empty input or a body that is not JSON",
     "401": "Missing or wrong API key (--api-key)",
@@ -399,6 +473,30 @@ _ERRORS = {
     "429": "Over --max-concurrent-requests; see Retry-After",
     "503": "Loading or shutting down",
 }
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with every optional property of an object also taking null (the server reads null as absent),
+    its nested objects' too."""
+    properties = schema.get("properties")
+    if schema.get("type") not in ("object", ["object", "null"]) or not properties:
+        return schema
+    required = set(schema.get("required", ()))
+    out = {}
+    for name, prop in properties.items():
+        prop = _nullable(prop)
+        if name not in required and "type" in prop:
+            types = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
+            prop = {**prop, "type": [*types, "null"] if "null" not in types else types}
+            if "enum" in prop and None not in prop["enum"]:
+                prop["enum"] = [*prop["enum"], None]
+        out[name] = prop
+    return {**schema, "properties": out}
+
+
+def _security(guarded: bool) -> list[dict[str, list[str]]]:
+    """An operation's security: the Bearer key when the server has one (``{}``: none set), or none at all."""
+    return [{"bearer": []}, {}] if guarded else []
 
 
 def openapi_document(version: str) -> dict[str, Any]:
@@ -413,12 +511,19 @@ def openapi_document(version: str) -> dict[str, Any]:
         paths[path] = {
             "post": {
                 "summary": summary,
+                "security": _security(True),
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
                 "responses": responses,
             }
         }
-    for path, summary in _GETS.items():
-        paths.setdefault(path, {})["get"] = {"summary": summary, "responses": {"200": {"description": "OK"}}}
+    for path, (summary, content, guarded, error) in _GETS.items():
+        errors = {"application/json": {"schema": _ref(error)}}
+        answers: dict[str, Any] = {"200": {"description": "OK", **({"content": content} if content else {})}}
+        if guarded:
+            answers["401"] = {"description": _ERRORS["401"], "content": errors}
+        if path not in _ALWAYS_ANSWERED:
+            answers["503"] = {"description": _ERRORS["503"], "content": errors}
+        paths.setdefault(path, {})["get"] = {"summary": summary, "security": _security(guarded), "responses": answers}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -427,5 +532,12 @@ def openapi_document(version: str) -> dict[str, Any]:
             "description": "TEI- and OpenAI-compatible embedding server",
         },
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": {
+            "schemas": {
+                name: _nullable(schema) if name.endswith("Request") else schema for name, schema in SCHEMAS.items()
+            },
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "the key of --api-key, when set"}
+            },
+        },
     }

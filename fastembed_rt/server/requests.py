@@ -122,6 +122,8 @@ def _int(data: dict[str, Any], key: str, minimum: int) -> int | None:
     value = data.get(key)
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer():  # 8.0: an integer to JSON Schema (and to OpenAI's API)
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise _invalid(f"`{key}` must be an integer, got {_kind(value)}")
     if value < minimum:
@@ -156,7 +158,9 @@ def _long_input_fields(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _direction(data: dict[str, Any]) -> Direction:
-    value = data.get("truncation_direction", "right")
+    value = data.get("truncation_direction")
+    if value is None:  # absent or null: the default, as every optional field
+        return "right"
     if isinstance(value, str) and value.lower() in ("left", "right"):
         return "left" if value.lower() == "left" else "right"
     raise _invalid(f"`truncation_direction` must be 'left' or 'right', got {value!r}")
@@ -181,6 +185,8 @@ def _is_number(value: object) -> bool:
 def _ids(value: list[Any], where: str) -> list[int]:
     if not value:
         raise RequestError(400, f"`{where}` is an empty list of token ids", "Empty")
+    if any(isinstance(token, float) for token in value):  # 101.0: an integer to JSON Schema
+        value = [int(token) if isinstance(token, float) and token.is_integer() else token for token in value]
     for j, token in enumerate(value):
         if isinstance(token, bool) or not isinstance(token, int):
             shown = f" {orjson.dumps(token).decode()}" if _is_number(token) else ""
