@@ -14,6 +14,7 @@ import base64
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import random
 import re
@@ -1041,6 +1042,78 @@ def test_tokenize_is_admitted_against_the_servers_input_limit(minilm_served_arti
         assert served.status_code == 200 and len(served.json()) == 2
         assert state.admission.in_use == 2  # its own permits given back
         state.admission.release(2)
+
+
+def test_a_clients_long_model_name_is_answered_but_not_logged(
+    minilm_served_artifact: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server of one model answers any `model` name and logs each new one once: a 500,000-character name was a
+    500 kB log line (and held in memory)."""
+    from starlette.testclient import TestClient
+
+    from fastembed_rt.server import ServedModel, ServerConfig, create_app
+    from fastembed_rt.server.state import ServerState
+
+    config = ServerConfig(models=(ServedModel("m", str(minilm_served_artifact)),))
+    state = ServerState(config)
+    caplog.set_level(logging.INFO, logger="fastembed_rt.server")
+    with TestClient(create_app(config, state=state)) as client:
+        assert state.ready.wait(120)
+        for name in ("text-embedding-ada-002", "A" * 500_000):
+            answer = client.post("/v1/embeddings", json={"input": "The cat sat.", "model": name})
+            assert answer.status_code == 200, answer.text[:200]
+    named = [r.getMessage() for r in caplog.records if "is not served; the one served model" in r.getMessage()]
+    assert named == ["model 'text-embedding-ada-002' is not served; the one served model 'm' answers for it"]
+    assert max(len(r.getMessage()) for r in caplog.records) < 1_000
+
+
+def test_a_model_that_fails_to_load_for_an_unexpected_reason_is_logged_with_its_traceback(
+    minilm_served_artifact: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug while loading (not an error the library raises on purpose) was logged as its message alone: a KeyError
+    read "loading models failed: 'hidden_size'"."""
+    from fastembed_rt.errors import ArtifactError
+    from fastembed_rt.server import ServedModel, ServerConfig
+    from fastembed_rt.server import state as server_state
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("hidden_size")
+
+    monkeypatch.setattr(server_state, "load_model", failing)
+    state = server_state.ServerState(ServerConfig(models=(ServedModel("m", str(minilm_served_artifact)),)))
+    with pytest.raises(KeyError):
+        state.load_models()
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("loading models failed")]
+    assert record.exc_info is not None and record.exc_info[0] is KeyError
+    # what the library refuses on purpose says all in its message: no traceback
+    caplog.clear()
+    missing = server_state.ServerState(ServerConfig(models=(ServedModel("m", str(minilm_served_artifact / "no")),)))
+    monkeypatch.undo()
+    with pytest.raises(ArtifactError):
+        missing.load_models()
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("loading models failed")]
+    assert record.exc_info is None
+
+
+def test_log_level_holds_where_the_process_configured_logging_before(tmp_path: Path) -> None:
+    """A service that set up logging and then called the server's main(): basicConfig did nothing, so
+    --log-level was ignored (info lines hidden at `info`, shown at `warning`)."""
+    code = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=sys.argv[1], stream=sys.stdout, format='%(levelname)s %(name)s %(message)s')\n"
+        "from fastembed_rt.server.main import configure_logging\n"
+        "configure_logging(sys.argv[2], hub=False)\n"
+        "logging.getLogger('fastembed_rt.server.access').info('an access line')\n"
+        "logging.getLogger('uvicorn.error').info('Started server process')\n"
+    )
+    shown = {}
+    for root, flag in (("WARNING", "info"), ("DEBUG", "warning")):
+        done = subprocess.run([sys.executable, "-c", code, root, flag], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        shown[flag] = done.stdout
+    assert "INFO fastembed_rt.server.access an access line" in shown["info"]
+    assert "INFO uvicorn Started server process" in shown["info"]  # renamed by the filter on uvicorn's logger
+    assert "an access line" not in shown["warning"]
 
 
 def test_int8_of_an_uncalibrated_model_is_a_422_and_a_null_precision_is_float32(minilm_artifact: Path) -> None:

@@ -56,6 +56,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("fastembed_rt")
+# ONNX Runtime's errors for a graph file it cannot read: a corrupt artifact, which the plain load then names (a
+# warning that the cache "could not save" it came first)
+_GRAPH_AT_FAULT = ("InvalidProtobuf", "InvalidGraph", "NoModel")
 
 # The first ONNX Runtime that saves pre-packed weights to the external data file (microsoft/onnxruntime#23069).
 CACHE_MIN_ONNXRUNTIME = (1, 21)
@@ -259,9 +262,12 @@ def cached_graph(
                 os.rename(scratch, folder)
     except Exception as exc:  # ONNX Runtime raises its own types; a full disk raises OSError
         shutil.rmtree(scratch, ignore_errors=True)
+        cause = exc.__cause__ or exc
+        if type(cause).__name__ in _GRAPH_AT_FAULT:  # the artifact's graph itself: opening it says so, not the cache
+            logger.debug("ONNX Runtime graph cache: %s cannot be optimized (%s)", model_path, cause)
+            return None
         # ONNX Runtime's own message (a full disk, a read-only folder): not the loader's advice to re-export, which
         # wraps it, since the artifact itself opens (the engine then runs it)
-        cause = exc.__cause__ or exc
         logger.warning(
             "ONNX Runtime graph cache: could not save the optimized graph of %s into %s (%s); running the artifact's",
             model_path,

@@ -299,9 +299,14 @@ def _uvicorn_by_name(record: logging.LogRecord) -> bool:
 def configure_logging(log_level: str = "info", hub: bool = True) -> None:
     """One format for every log line the server prints, each printed once. ``hub``: a served model may come from
     the hub (local artifacts never import huggingface_hub, and start without it)."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_uvicorn_by_name)
+    level = log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Set on the server's own loggers too: basicConfig does nothing where the process configured logging before
+    # (a service calling main()), and --log-level was then ignored. The renaming filter sits on uvicorn's logger,
+    # not on the handlers, which may be the service's.
+    for name in ("fastembed_rt", "uvicorn"):
+        logging.getLogger(name).setLevel(level)
+    logging.getLogger("uvicorn.error").addFilter(_uvicorn_by_name)
     # huggingface_hub gives its loggers a stderr handler of its own when imported: with the one above, every line it
     # logged while fetching a hub id came out twice (raw, then formatted). Imported now (7 ms) to take it off.
     if not hub:

@@ -271,7 +271,8 @@ class ServerState:
                 )
         except BaseException as exc:
             self.load_error = exc
-            logger.error("loading models failed: %s", exc)
+            # what the library refuses says all in its message; anything else is a bug: its traceback too
+            logger.error("loading models failed: %s", exc, exc_info=None if isinstance(exc, FastEmbedError) else exc)
             raise
         self.ready.set()
 
@@ -359,7 +360,8 @@ class ServerState:
                 # One model served, as TEI always serves: its OpenAI route never reads `model`, so clients set up
                 # for it send any name (LangChain's "text-embedding-ada-002"). With several, names must match.
                 served = next(iter(self.models.values()))
-                if name not in self._other_names and len(self._other_names) < 64:  # bounded: names come from clients
+                # bounded, names and their length: they come from clients (a 2 MB name was a 2 MB log line)
+                if name not in self._other_names and len(self._other_names) < 64 and len(name) <= 256:
                     self._other_names.add(name)
                     logger.info("model %r is not served; the one served model %r answers for it", name, served.name)
             if served is None:
