@@ -274,9 +274,24 @@ def normalize_sparse(embeddings: Any) -> Any:
     scale = np.where(norms > 0, norms, 1.0)[_row_ids(rows)]
     data = (rows.data.astype(np.float64) / scale).astype(np.float32)
     normalized = SparseEmbeddings(rows.indptr, rows.indices, data, rows.shape)
+    if is_tensor(embeddings):  # a sparse torch tensor stays one (as_numpy would have made it dense)
+        return _torch_sparse(normalized, one_d, embeddings.device)
     if one_d:
         normalized = normalized[0]
     return normalized if isinstance(embeddings, SparseEmbeddings) else normalized.to_scipy()
+
+
+def _torch_sparse(rows: SparseEmbeddings, one_d: bool, device: Any) -> Any:
+    """``rows`` as a coalesced sparse COO tensor on ``device`` (``[dim]`` when ``one_d``)."""
+    torch = loaded_torch()
+    cols = torch.from_numpy(rows.indices.astype(np.int64))
+    values = torch.from_numpy(rows.data.astype(np.float32))
+    if one_d:
+        tensor = torch.sparse_coo_tensor(cols.unsqueeze(0), values, (rows.shape[1],))
+    else:
+        indices = torch.stack([torch.from_numpy(_row_ids(rows).astype(np.int64)), cols])
+        tensor = torch.sparse_coo_tensor(indices, values, rows.shape)
+    return tensor.coalesce().to(device)
 
 
 def intersection(embeddings_1: Any, embeddings_2: Any) -> Any:

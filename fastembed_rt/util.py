@@ -43,7 +43,7 @@ from fastembed_rt.maxsim import (
     semantic_search_maxsim,
 )
 from fastembed_rt.quantization import Precision, calibration_ranges, dequantize_embeddings, quantize_embeddings
-from fastembed_rt.tensors import tensor_inputs, tensors_in_and_out
+from fastembed_rt.tensors import is_tensor, loaded_torch, tensor_inputs, tensors_in_and_out
 
 if TYPE_CHECKING:
     from fastembed_rt.hard_negatives import mine_hard_negatives
@@ -146,7 +146,8 @@ def _as_batch(embeddings: npt.ArrayLike, name: str) -> FloatArray:
 def _floats(embeddings: npt.ArrayLike, name: str) -> FloatArray:
     """``embeddings`` as float32; quantized codes refused: a float score of int8/uint8 codes is no score of the
     texts (packed binary bytes scored as numbers: STSb recall@10 0.33 against Hamming search's 0.75).
-    sentence-transformers' functions raise on them too (torch has no norm or cdist of integer tensors)."""
+    sentence-transformers' norms and distances raise on them (torch has none of integer tensors), and its dot
+    products of int8 codes wrap around at int8 (two rows of [100, 100] score 32)."""
     array = np.asarray(embeddings)
     if array.dtype in (np.int8, np.uint8):
         raise TypeError(
@@ -194,8 +195,16 @@ def _normalize(embeddings: FloatArray) -> FloatArray:
 
 
 def _is_sparse(value: object) -> bool:
-    """A scipy sparse array/matrix or ``fastembed_rt.sparse.SparseEmbeddings`` (known by their CSR attributes)."""
+    """A scipy sparse array/matrix or ``fastembed_rt.sparse.SparseEmbeddings`` (known by their CSR attributes), or
+    a list of them (``SparseEncoder.encode(convert_to_tensor=False)``'s rows)."""
+    if isinstance(value, list):
+        return bool(value) and all(_is_sparse(item) for item in value)
     return hasattr(value, "indptr") or (hasattr(value, "tocsr") and hasattr(value, "shape"))
+
+
+def _is_sparse_tensor(value: object) -> bool:
+    torch = loaded_torch()
+    return torch is not None and is_tensor(value) and value.layout != torch.strided  # type: ignore[attr-defined]
 
 
 def _sparse_scores(a: Any, b: Any, function: str, pairwise: bool = False) -> FloatArray | None:
@@ -271,8 +280,14 @@ def euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     rows = max(1, _BLOCK_ELEMENTS // max(1, right.shape[0]))
     for start in range(0, left.shape[0], rows):
         block = left[start : start + rows].astype(np.float64)
-        squared = np.einsum("ij,ij->i", block, block)[:, None] - 2 * (block @ right64.T) + right_sq
+        with np.errstate(invalid="ignore"):  # inf - inf, taken care of below
+            squared = np.einsum("ij,ij->i", block, block)[:, None] - 2 * (block @ right64.T) + right_sq
         out[start : start + rows] = -np.sqrt(np.maximum(squared, 0.0))
+    # A row holding inf made the expansion inf - inf = NaN: its distances taken directly (-inf, as torch.cdist's)
+    for i in np.flatnonzero(~np.isfinite(left).all(axis=1)):
+        out[i] = -np.linalg.norm(left[i].astype(np.float64) - right64, axis=1)
+    for j in np.flatnonzero(~np.isfinite(right).all(axis=1)):
+        out[:, j] = -np.linalg.norm(left.astype(np.float64) - right64[j], axis=1)
     return out
 
 
@@ -873,23 +888,34 @@ def _rescore_matrix(
     return matrix
 
 
-@tensors_in_and_out
 def normalize_embeddings(embeddings: Any) -> Any:
     """Each embedding divided by its L2 norm, as sentence-transformers' ``util.normalize_embeddings``.
 
-    Dense rows are divided by ``max(norm, 1e-12)`` (``torch.nn.functional.normalize``); sparse rows (scipy or
-    ``SparseEmbeddings``) by their norm, rows of norm 0 left as they are.
+    Dense rows are divided by ``max(norm, 1e-12)`` (``torch.nn.functional.normalize``); sparse rows (scipy,
+    ``SparseEmbeddings`` or a sparse torch tensor, which stays sparse) by their norm, rows of norm 0 left as they are.
 
     Args:
-        embeddings: dense ``[dim]`` / ``[n, dim]`` (``[..., dim]``), or sparse rows.
+        embeddings: dense ``[dim]`` / ``[n, dim]`` (``[..., dim]``), sparse rows, or a list of sparse rows
+            (``SparseEncoder.encode(convert_to_tensor=False)``'s; each normalized on its own).
     Returns:
-        float32 of the input's shape, or sparse rows of the input's type.
-    """
-    if _is_sparse(embeddings):
-        from fastembed_rt.sparse import normalize_sparse  # see _sparse_scores
+        float32 of the input's shape (a tensor for a tensor), or sparse rows of the input's type.
 
+    Raises:
+        TypeError: int8/uint8 codes (``encode(precision=...)``): dequantize them first.
+    """
+    # Imported here: fastembed_rt.sparse scores euclidean and manhattan with this module's functions.
+    from fastembed_rt.sparse import normalize_sparse
+
+    if isinstance(embeddings, list) and embeddings and all(_is_sparse(e) or _is_sparse_tensor(e) for e in embeddings):
+        return [normalize_embeddings(row) for row in embeddings]
+    if _is_sparse(embeddings) or _is_sparse_tensor(embeddings):
         return normalize_sparse(embeddings)
-    return _normalize(np.asarray(embeddings, dtype=np.float32))
+    return _normalize_dense(embeddings)
+
+
+@tensors_in_and_out
+def _normalize_dense(embeddings: Any) -> FloatArray:
+    return _normalize(_floats(embeddings, "embeddings"))
 
 
 @tensors_in_and_out

@@ -610,6 +610,28 @@ def test_sparse_encoder_output_scores_with_util(tiny_splade_artifact: Any, st_ut
 
     model = SparseEncoder(tiny_splade_artifact)
     texts = ["The cat sat on the mat.", "A feline rested on the rug.", "Stocks fell."]
+    # encode(convert_to_tensor=False)'s list of rows: every function failed on it ("setting an array element
+    # with a sequence") where the model's own similarity took it
+    rows = model.encode(texts, convert_to_tensor=False)
+    dense_rows = model.encode(texts).toarray()
+    for name in (*MATRIX_SCORES, "semantic_search"):
+        if name == "semantic_search":
+            hits = util.semantic_search(rows, rows, top_k=2, score_function=util.dot_score)
+            dense_hits = util.semantic_search(dense_rows, dense_rows, top_k=2, score_function=util.dot_score)
+            assert [[h["corpus_id"] for h in q] for q in hits] == [[h["corpus_id"] for h in q] for q in dense_hits]
+            np.testing.assert_allclose(
+                [[h["score"] for h in q] for q in hits], [[h["score"] for h in q] for q in dense_hits], rtol=1e-6
+            )
+            continue
+        np.testing.assert_allclose(
+            getattr(util, name)(rows, rows), getattr(util, name)(dense_rows, dense_rows), rtol=1e-5
+        )
+    np.testing.assert_allclose(util.pairwise_dot_score(rows, rows), np.sum(dense_rows * dense_rows, axis=1), rtol=1e-5)
+    normalized = util.normalize_embeddings(rows)
+    assert isinstance(normalized, list) and [type(row) for row in normalized] == [type(row) for row in rows]
+    np.testing.assert_allclose(
+        np.stack([row.toarray() for row in normalized]), util.normalize_embeddings(dense_rows), rtol=1e-6, atol=1e-7
+    )
     for form in ("scipy", "arrays"):
         embeddings = model.encode(texts, sparse_format=form)
         dense = embeddings.toarray()
@@ -641,6 +663,34 @@ def test_normalize_embeddings_equals_sentence_transformers(st_util: ModuleType, 
         assert type(ours) is type(_forms(dense)[form])  # sparse stays sparse, in its own type
         ours = ours.toarray()
     np.testing.assert_allclose(ours, theirs.to_dense().numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_normalize_embeddings_keeps_a_sparse_tensor_sparse_as_sentence_transformers(st_util: ModuleType) -> None:
+    """A sparse COO tensor came back dense (2,000 x 30,522 rows: 244 MB)."""
+    import torch
+
+    dense = _sparse_rows(6, 5)
+    for tensor in (torch.from_numpy(dense).to_sparse(), torch.from_numpy(dense[0]).to_sparse()):
+        ours, theirs = util.normalize_embeddings(tensor), st_util.normalize_embeddings(tensor)
+        assert ours.layout == theirs.layout == torch.sparse_coo and ours.shape == theirs.shape
+        np.testing.assert_allclose(ours.to_dense().numpy(), theirs.to_dense().numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_euclidean_sim_of_a_row_holding_inf_is_minus_inf_as_sentence_transformers(st_util: ModuleType) -> None:
+    """|a|² - 2ab + |b|² is inf - inf there: NaN scores, where torch.cdist (and our pairwise function) give -inf."""
+    a = np.array([[np.inf, 1.0, 0.0], [1.0, 0.0, 0.0]], dtype=np.float32)
+    b = np.abs(_random(3, 8, dim=3)) + 0.1  # positive: a·b is +inf, so |a|² - 2ab is inf - inf
+    for left, right in ((a, b), (b, a)):
+        ours, theirs = util.euclidean_sim(left, right), _to_numpy(st_util.euclidean_sim(left, right))
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6)  # -inf where theirs is (allclose holds infs equal)
+    assert np.isneginf(util.euclidean_sim(a, b)[0]).all() and np.isfinite(util.euclidean_sim(a, b)[1]).all()
+
+
+def test_normalize_embeddings_refuses_int8_codes_as_every_float_function() -> None:
+    """Codes came back as unit floats of the code values, where every other float function refuses them."""
+    codes = np.array([[3, 4], [1, -2]], dtype=np.int8)
+    with pytest.raises(TypeError, match="int8 codes"):
+        util.normalize_embeddings(codes)
 
 
 @pytest.mark.parametrize("dim", [16, 15])
