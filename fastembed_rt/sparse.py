@@ -5,7 +5,8 @@
 - ``scipy.sparse.csr_array`` when scipy is installed (``sparse_format="auto"`` or ``"scipy"``);
 - otherwise ``SparseEmbeddings``, a light CSR structure with the same ``indptr`` / ``indices`` /
   ``data`` / ``shape`` / ``toarray()`` names (``sparse_format="arrays"`` asks for it explicitly);
-- a dense float32 numpy array with ``convert_to_sparse_tensor=False``.
+- a dense float32 numpy array with ``convert_to_sparse_tensor=False``;
+- a sparse torch COO tensor with ``convert_to_sparse_tensor=True`` where the caller has imported torch.
 
 Column indices are sorted within each row. A single text gives a 1-D result, a list a 2-D one, as
 sentence-transformers returns 1-D and 2-D tensors. ``decode``, ``similarity`` and ``sparsity``
@@ -37,6 +38,7 @@ __all__ = [
     "sparse_similarity",
     "sparse_similarity_pairwise",
     "sparsity",
+    "torch_sparse",
 ]
 
 _NORM_EPS = 1e-12
@@ -275,22 +277,23 @@ def normalize_sparse(embeddings: Any) -> Any:
     data = (rows.data.astype(np.float64) / scale).astype(np.float32)
     normalized = SparseEmbeddings(rows.indptr, rows.indices, data, rows.shape)
     if is_tensor(embeddings):  # a sparse torch tensor stays one (as_numpy would have made it dense)
-        return _torch_sparse(normalized, one_d, embeddings.device)
+        return torch_sparse(normalized, one_d, embeddings.device)
     if one_d:
         normalized = normalized[0]
     return normalized if isinstance(embeddings, SparseEmbeddings) else normalized.to_scipy()
 
 
-def _torch_sparse(rows: SparseEmbeddings, one_d: bool, device: Any) -> Any:
+def torch_sparse(rows: SparseEmbeddings, one_d: bool = False, device: Any = "cpu") -> Any:
     """``rows`` as a coalesced sparse COO tensor on ``device`` (``[dim]`` when ``one_d``)."""
     torch = loaded_torch()
     cols = torch.from_numpy(rows.indices.astype(np.int64))
     values = torch.from_numpy(rows.data.astype(np.float32))
+    # invariants checked (O(nnz)): said explicitly, as torch asks, or it warns on each tensor made
     if one_d:
-        tensor = torch.sparse_coo_tensor(cols.unsqueeze(0), values, (rows.shape[1],))
+        tensor = torch.sparse_coo_tensor(cols.unsqueeze(0), values, (rows.shape[1],), check_invariants=True)
     else:
         indices = torch.stack([torch.from_numpy(_row_ids(rows).astype(np.int64)), cols])
-        tensor = torch.sparse_coo_tensor(indices, values, rows.shape)
+        tensor = torch.sparse_coo_tensor(indices, values, rows.shape, check_invariants=True)
     return tensor.coalesce().to(device)
 
 

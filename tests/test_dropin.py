@@ -837,6 +837,49 @@ def test_sentence_transformers_evaluators_run_on_our_models_with_their_scores(
     assert reranker.model_card_data.eval_results_dict[correlation] == metrics
 
 
+def test_sentence_transformers_sparse_evaluators_run_on_our_sparse_encoder_with_their_scores(
+    tiny_splade_artifact: Path,
+) -> None:
+    """They ask for ``convert_to_sparse_tensor=True`` and read torch sparse tensors: on our scipy rows they failed
+    ("sparse array length is ambiguous", "'csr_array' object has no attribute 'is_sparse'")."""
+    import sentence_transformers as st
+    import torch
+    from sentence_transformers.sparse_encoder.evaluation import (
+        SparseEmbeddingSimilarityEvaluator,
+        SparseInformationRetrievalEvaluator,
+    )
+
+    from fastembed_rt.artifact import load_manifest
+
+    ours, theirs = (
+        SparseEncoder(tiny_splade_artifact),
+        st.SparseEncoder(load_manifest(tiny_splade_artifact).source["model"]),
+    )
+    texts = ["the cat sat on the mat", "stocks fell sharply", "a man plays guitar", "a cat is on a rug"]
+    tensor = ours.encode(texts, convert_to_sparse_tensor=True)
+    assert tensor.layout == torch.sparse_coo and tuple(tensor.shape) == ours.encode(texts).shape
+    np.testing.assert_array_equal(tensor.to_dense().numpy(), ours.encode(texts).toarray())
+    one = ours.encode(texts[0], convert_to_sparse_tensor=True)
+    assert one.layout == torch.sparse_coo and one.dim() == 1
+    rows = ours.encode(texts, convert_to_sparse_tensor=True, convert_to_tensor=False)
+    assert [row.dim() for row in rows] == [1] * len(texts) and all(r.layout == torch.sparse_coo for r in rows)
+    assert not isinstance(ours.encode(texts), torch.Tensor)  # the default stays scipy
+    evaluators = [
+        SparseEmbeddingSimilarityEvaluator(texts[:2], texts[2:], [0.2, 0.9], name="sts"),
+        SparseInformationRetrievalEvaluator(
+            {"q1": "cat on a mat", "q2": "the stock market"},
+            {"d1": texts[3], "d2": texts[1], "d3": texts[2]},
+            {"q1": {"d1"}, "q2": {"d2"}},
+            name="ir",
+        ),
+    ]
+    for evaluator in evaluators:
+        mine, reference = evaluator(ours), evaluator(theirs)
+        assert mine.keys() == reference.keys()
+        for key, value in reference.items():  # their sparsity counts are float32 means
+            assert abs(mine[key] - value) < 1e-4 * max(1.0, abs(value)), (key, mine[key], value)
+
+
 def test_encode_takes_sentence_transformers_task_and_refuses_other_extra_keywords_as_it_does(
     minilm_runtime: SentenceTransformer, tiny_reranker_artifact: Path
 ) -> None:

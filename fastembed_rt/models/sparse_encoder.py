@@ -41,8 +41,10 @@ from fastembed_rt.sparse import (
     sparse_similarity,
     sparse_similarity_pairwise,
     sparsity,
+    torch_sparse,
 )
 from fastembed_rt.sparse_routes import ROUTER_STAGE, Router, load_weights, static_rows
+from fastembed_rt.tensors import loaded_torch
 from fastembed_rt.tokenizer import TruncationDirection, with_prompt
 
 if TYPE_CHECKING:
@@ -326,7 +328,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         batch_size: int = 32,
         show_progress_bar: bool | None = None,
         convert_to_tensor: bool = True,
-        convert_to_sparse_tensor: bool = True,
+        convert_to_sparse_tensor: bool | None = None,
         device: Any = None,
         pool: MultiProcessPool | None = None,
         chunk_size: int | None = None,
@@ -346,7 +348,9 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
             prompt_name / prompt: prepended to every text.
             batch_size: most texts per batch (batches are also cut by a padded-token budget).
             convert_to_tensor: False gives a list of per-text rows instead of one stacked result.
-            convert_to_sparse_tensor: False gives dense float32 numpy ``[n, vocab_size]`` rows.
+            convert_to_sparse_tensor: False gives dense float32 numpy ``[n, vocab_size]`` rows; None (default) sparse
+                rows (``sparse_format``); True, sparse torch COO tensors where the caller has imported torch (as
+                sentence-transformers gives them, and its sparse evaluators ask for them), else as None.
             device: None or where the model runs (``self.device``; a call does not move the model), or a list of
                 devices: the call runs on a pool of one worker process per device, started and stopped here.
             pool / chunk_size: a pool from ``start_multi_process_pool`` to spread the texts over, in chunks of
@@ -414,12 +418,17 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
                 batch_size=batch_size,
                 show_progress_bar=wants_progress(show_progress_bar),
             )
-        if not convert_to_sparse_tensor:
+        if convert_to_sparse_tensor is False:
             dense = rows.toarray()
             if single:
                 return dense[0]
             return dense if convert_to_tensor else list(dense)
         result: Any = rows
+        if convert_to_sparse_tensor and loaded_torch() is not None:
+            tensor = torch_sparse(rows)
+            if single:
+                return tensor[0]
+            return tensor if convert_to_tensor else list(tensor.unbind(0))
         if sparse_format == "scipy" or (sparse_format == "auto" and has_scipy()):
             result = rows.to_scipy()
         if single:
