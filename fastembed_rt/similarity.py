@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -61,7 +61,13 @@ class SimilarityFnName:
     def __set_name__(self, owner: type, name: str) -> None:
         self._slot = f"_{name}_value"
 
-    def __get__(self, model: object, owner: type | None = None) -> str:
+    @overload
+    def __get__(self, model: None, owner: type | None = None) -> SimilarityFnName: ...
+    @overload
+    def __get__(self, model: object, owner: type | None = None) -> str: ...
+    def __get__(self, model: object, owner: type | None = None) -> str | SimilarityFnName:
+        if model is None:  # read on the class (help(), inspect, hasattr): the attribute itself, as a property is
+            return self
         return str(getattr(model, self._slot))
 
     def __set__(self, model: object, value: str | SimilarityFunction | None) -> None:

@@ -189,6 +189,20 @@ class ClassifierActivation(str, enum.Enum):
     SIGMOID = "sigmoid"
     SOFTMAX = "softmax"
 
+    def __call__(self, logits: Any) -> Any:
+        """The activation of logits ``[..., labels]`` (softmax over the last axis): numpy float32, or a tensor for a
+        torch tensor (torch is loaded then, by the caller), as sentence-transformers' ``model.activation_fn`` (a torch
+        module) is called."""
+        import sys
+
+        from fastembed_rt.kernels.reference import activate_scores  # here: reference imports this module
+
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(logits, torch.Tensor):
+            scores = activate_scores(logits.detach().cpu().float().numpy(), self)
+            return torch.from_numpy(scores).to(logits.device)
+        return activate_scores(np.asarray(logits, dtype=np.float32), self)
+
 
 @dataclass(frozen=True)
 class ClassifierHeadSpec:

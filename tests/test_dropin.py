@@ -894,6 +894,72 @@ def test_encode_takes_sentence_transformers_task_and_refuses_other_extra_keyword
     assert reranker.predict([pair], task_name="x") == reranker.predict([pair])  # ignored, as sentence-transformers
 
 
+def test_cross_encoder_takes_sentence_transformers_former_constructor_arguments(
+    tiny_reranker_artifact: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """sentence-transformers 6.2 still takes them with a warning; each was a bare TypeError naming ArtifactModel."""
+    pair = [("a query", "a document")]
+    plain = CrossEncoder(tiny_reranker_artifact).predict(pair)
+    by_position = CrossEncoder(tiny_reranker_artifact, 1, 64)  # num_labels, max_length
+    assert by_position.max_length == 64 and by_position.num_labels == 1
+    for kwargs in (
+        {"model_name": tiny_reranker_artifact},
+        {"automodel_args": {}, "tokenizer_args": {}, "config_args": {}, "classifier_dropout": 0.1},
+        {"keep_in_fp32_modules": ["classifier"]},
+    ):
+        path = () if "model_name" in kwargs else (tiny_reranker_artifact,)
+        np.testing.assert_array_equal(CrossEncoder(*path, **kwargs).predict(pair), plain)
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    for name in ("num_labels", "max_length", "model_name", "automodel_args", "classifier_dropout", "keep_in_fp32"):
+        assert name in warned, name
+    with pytest.raises(TypeError, match="`max_length` both by position and by keyword"):
+        CrossEncoder(tiny_reranker_artifact, 1, 64, max_length=32)
+
+
+def test_cross_encoder_attributes_behave_as_sentence_transformers(tiny_reranker_artifact: Path) -> None:
+    """activation_fn was an enum that could not be called (there: a torch module), num_labels could be set (then
+    predict failed in numpy), default_activation_function was missing."""
+    import torch
+
+    model = CrossEncoder(tiny_reranker_artifact)
+    logits = torch.tensor([[0.0], [2.0]])
+    np.testing.assert_allclose(model.activation_fn(logits).numpy(), torch.sigmoid(logits).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(model.activation_fn(np.array([[0.0, 2.0]])), [[0.5, 1 / (1 + np.exp(-2.0))]], rtol=1e-6)
+    assert model.default_activation_function == model.activation_fn
+    with pytest.raises(AttributeError):
+        model.num_labels = 3  # type: ignore[misc]
+    assert model.num_labels == 1
+
+
+def test_model_attributes_read_as_sentence_transformers_code_reads_them(minilm_runtime: SentenceTransformer) -> None:
+    import torch
+
+    from fastembed_rt.providers import device_name
+
+    assert minilm_runtime.device == torch.device("cpu") and minilm_runtime.device == "cpu"  # was False
+    assert minilm_runtime.device != torch.device("cuda:0")
+    assert device_name(0) == "cuda:0" and device_name(torch.device("cpu")) == "cpu"  # model.to(0): torch's cuda:0
+    assert isinstance(SentenceTransformer.similarity_fn_name, object)  # read on the class: an internal error
+    assert hasattr(SentenceTransformer, "similarity_fn_name")
+    for cls in (SentenceTransformer, CrossEncoder, SparseEncoder):
+        with pytest.raises(InputError, match="model_name_or_path is None"):
+            cls(None)  # type: ignore[arg-type]
+    minilm_runtime.set_pooling_include_prompt(True)  # what the graph does: taken
+    with pytest.raises(InputError, match="exported with include_prompt=True"):
+        minilm_runtime.set_pooling_include_prompt(False)
+
+
+def test_tokenizer_kwargs_model_max_length_sets_max_seq_length_as_sentence_transformers(
+    minilm_artifact_session: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It was ignored (texts of 129-256 tokens cut elsewhere than there) with a warning pointing at variant=."""
+    for key in ("tokenizer_kwargs", "processor_kwargs"):
+        model = SentenceTransformer(minilm_artifact_session, **{key: {"model_max_length": 128}})
+        assert model.max_seq_length == 128
+        model.close()
+    assert not [r for r in caplog.records if "does not apply" in r.getMessage()]
+
+
 def test_a_cross_encoders_num_labels_is_checked_against_the_exported_head(tiny_reranker_artifact: Path) -> None:
     """sentence-transformers examples pass num_labels=1: it was Python's bare TypeError."""
     assert CrossEncoder(tiny_reranker_artifact, num_labels=1).num_labels == 1

@@ -144,6 +144,14 @@ def _torch_side_arguments(provider: str | ExecutionProvider, **given: Any) -> st
     return provider
 
 
+def _without_model_max_length(kwargs: dict[str, Any] | None) -> tuple[dict[str, Any] | None, int | None]:
+    """``kwargs`` without ``model_max_length``, and its value (None: not there)."""
+    if not kwargs or "model_max_length" not in kwargs:
+        return kwargs, None
+    rest = {key: value for key, value in kwargs.items() if key != "model_max_length"}
+    return rest, kwargs["model_max_length"]
+
+
 class DeviceName(str):
     """``model.device``: a device name (``"cpu"``, ``"cuda:0"``) that also answers as a ``torch.device`` does, for
     code written against sentence-transformers (``model.device.type == "cuda"``) without importing torch."""
@@ -158,6 +166,14 @@ class DeviceName(str):
     def index(self) -> int | None:  # type: ignore[override]  # torch.device's index, in place of str.index
         number = self.partition(":")[2]
         return int(number) if number.isdigit() else None
+
+    def __eq__(self, other: object) -> bool:
+        # ``model.device == torch.device("cpu")`` (torch.device compares by type and index): True as there
+        if type(other).__name__ == "device" and type(other).__module__.split(".")[0] == "torch":
+            return str.__eq__(self, str(other))
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
 
 
 class ModelCardData:
@@ -320,6 +336,11 @@ class ArtifactModel:
                 "modules=...: fastembed-rt runs exported artifacts, not models assembled from modules; build it with "
                 "sentence-transformers, save it, then `fastembed-rt export SAVED_DIR OUT_DIR`"
             )
+        # The tokenizer's length is the one tokenizer setting a model still takes (sentence-transformers' max_seq_length
+        # follows it): kept for after the load, not warned about as the rest.
+        processor_kwargs, length = _without_model_max_length(processor_kwargs)
+        tokenizer_kwargs, tokenizer_length = _without_model_max_length(tokenizer_kwargs)
+        length = tokenizer_length if tokenizer_length is not None else length
         provider = _torch_side_arguments(
             provider,
             model_kwargs=model_kwargs,
@@ -329,6 +350,8 @@ class ArtifactModel:
         )
         # what sentence-transformers' evaluators write their metrics into as they finish (theirs, when given)
         self.model_card_data: Any = model_card_data if model_card_data is not None else ModelCardData()
+        if model_name_or_path is None:  # os.fspath's TypeError named no argument
+            raise InputError("model_name_or_path is None: name an artifact folder or hub id")
         if isinstance(model_name_or_path, str) and not model_name_or_path.strip():  # "" was the current folder
             raise InputError(f"model_name_or_path is empty ({model_name_or_path!r}): name an artifact folder or hub id")
         if verify not in ("size", "full"):  # any other value skipped the sha256 check it may have meant to ask for
@@ -374,6 +397,8 @@ class ArtifactModel:
                 f"default_prompt_name {self.default_prompt_name!r} is not in prompts {sorted(self.prompts)}"
             )
         self._configure()
+        if length is not None:
+            self.max_seq_length = length
         if warmup:
             self._warm_up()
             self._pipeline.last_stats = EncodeStats()

@@ -10,6 +10,7 @@ raw ``logits`` output on the host.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict
 
@@ -21,6 +22,7 @@ from fastembed_rt.kernels.spec import LOGITS, SCORES, ClassifierActivation, Clas
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs, long_inputs_policy, max_pool_scores
 from fastembed_rt.models.base import (
     MultiProcessModel,
+    _warn_once,
     check_batch_size,
     check_overlap,
     explicit_prompt,
@@ -192,6 +194,34 @@ def _call_activation(fn: Callable[[Any], Any], logits: np.ndarray) -> Any:
     return fn(logits)
 
 
+# sentence-transformers 5.3 and earlier took these by position after the model (6.2 still does, with a warning)
+_LEGACY_POSITIONAL = ("num_labels", "max_length", "activation_fn", "device")
+
+
+def _legacy_positional_arguments(init: Callable[..., None]) -> Callable[..., None]:
+    """``CrossEncoder(path, 1, 512)``: the arguments after the model taken by their former positions, with a
+    warning once, as sentence-transformers takes them."""
+
+    @functools.wraps(init)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
+        if len(args) > 1 + len(_LEGACY_POSITIONAL):
+            raise TypeError(
+                f"CrossEncoder takes the model and at most {len(_LEGACY_POSITIONAL)} former positional arguments "
+                f"({', '.join(_LEGACY_POSITIONAL)}); got {len(args)}"
+            )
+        for name, value in zip(_LEGACY_POSITIONAL, args[1:]):
+            _warn_once(
+                f"CrossEncoder({name} by position)",
+                f"CrossEncoder: `{name}` by position is sentence-transformers' former use; pass {name}={value!r}",
+            )
+            if name in kwargs:
+                raise TypeError(f"CrossEncoder got `{name}` both by position and by keyword")
+            kwargs[name] = value
+        init(self, *args[:1], **kwargs)
+
+    return wrapper
+
+
 class CrossEncoder(MultiProcessModel):
     """Score text pairs with an exported artifact, the way ``sentence_transformers.CrossEncoder`` does.
 
@@ -208,7 +238,15 @@ class CrossEncoder(MultiProcessModel):
 
     task = "cross-encoder"
 
-    @renamed_arguments(default_activation_function="activation_fn")
+    @_legacy_positional_arguments
+    @renamed_arguments(
+        default_activation_function="activation_fn",
+        model_name="model_name_or_path",
+        automodel_args="model_kwargs",
+        tokenizer_args="processor_kwargs",
+        config_args="config_kwargs",
+        classifier_dropout=None,  # a training setting (sentence-transformers puts it in config_kwargs)
+    )
     def __init__(
         self,
         model_name_or_path: str | os.PathLike[str],
@@ -216,8 +254,15 @@ class CrossEncoder(MultiProcessModel):
         max_length: int | None = None,
         activation_fn: ActivationLike | None = None,
         num_labels: int | None = None,
+        keep_in_fp32_modules: list[str] | None = None,
         **options: Unpack[LoadOptions],
     ) -> None:
+        if keep_in_fp32_modules:
+            _warn_once(
+                "CrossEncoder(keep_in_fp32_modules=...)",
+                "CrossEncoder(keep_in_fp32_modules=...) does not apply to an exported artifact: its precision is the "
+                "variant's (fp32: `variant='fp32'`)",
+            )
         self._activation_fn_arg = activation_fn
         super().__init__(model_name_or_path, **options)
         if max_length is not None:
@@ -238,7 +283,7 @@ class CrossEncoder(MultiProcessModel):
                 "with `fastembed-rt export MODEL OUT_DIR --task cross-encoder`"
             ) from None
         self._head = head
-        self.num_labels = head.num_labels
+        self._num_labels = head.num_labels
         self.labels: tuple[str, ...] = head.label_names()  # the model's id2label, in id order
         self._fused = head.activation
         fn = self._activation_fn_arg
@@ -265,6 +310,20 @@ class CrossEncoder(MultiProcessModel):
 
     def _warm_up(self) -> None:
         self.predict([("warm-up", "warm-up")], batch_size=1, show_progress_bar=False)
+
+    @property
+    def num_labels(self) -> int:
+        """The classifier head's labels (read-only, as sentence-transformers': the head was exported)."""
+        return self._num_labels
+
+    @property
+    def default_activation_function(self) -> ActivationLike:
+        """``activation_fn`` under sentence-transformers' former name (a warning once)."""
+        _warn_once(
+            "CrossEncoder.default_activation_function",
+            "CrossEncoder.default_activation_function is a deprecated sentence-transformers name; use activation_fn",
+        )
+        return self.activation_fn
 
     @property
     def max_length(self) -> int:

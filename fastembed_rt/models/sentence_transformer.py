@@ -18,7 +18,7 @@ from fastembed_rt.artifact import Manifest
 from fastembed_rt.calibration import Calibration
 from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels import reference
-from fastembed_rt.kernels.spec import NORMALIZE_OUTPUT, OUTPUT_DIM, QUANTIZE_RANGES, Precision
+from fastembed_rt.kernels.spec import NORMALIZE_OUTPUT, OUTPUT_DIM, PROMPT_LENGTH, QUANTIZE_RANGES, Precision
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs, long_inputs_policy, pool_windows
 from fastembed_rt.models.base import (
     MultiProcessModel,
@@ -145,6 +145,19 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
     def get_sentence_embedding_dimension(self) -> int:
         """``get_embedding_dimension()``, by sentence-transformers' older name."""
         return self.get_embedding_dimension()
+
+    def set_pooling_include_prompt(self, include_prompt: bool) -> None:
+        """sentence-transformers' switch of whether pooling counts the prompt's tokens: fixed in the exported graph,
+        so only the value it has is taken (an ``InputError`` for the other: set it on the sentence-transformers
+        model, save it, export it again)."""
+        fixed = (
+            PROMPT_LENGTH not in self.manifest.graph.inputs
+        )  # pooling skips the prompt only where it is told its length
+        if bool(include_prompt) != fixed:
+            raise InputError(
+                f"set_pooling_include_prompt({include_prompt!r}): this artifact's pooling was exported with "
+                f"include_prompt={fixed}; call it on the sentence-transformers model, save it and export it again"
+            )
 
     # -- encoding -------------------------------------------------------------------------------
     # Typed as it behaves for strict type checkers (as sentence-transformers' overloads): sentence embeddings as

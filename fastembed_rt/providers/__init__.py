@@ -335,7 +335,10 @@ def torch_device(provider: str, device: str | None = None) -> str:
 
 def device_name(device: object) -> str:
     """sentence-transformers' ``device`` (a str or ``torch.device``) as ``runs_on`` compares it: lower case,
-    and ``"cpu:N"`` as ``"cpu"`` (torch's CPU index names no other device: ``str(torch.device("cpu", 0))``)."""
+    and ``"cpu:N"`` as ``"cpu"`` (torch's CPU index names no other device: ``str(torch.device("cpu", 0))``); an int
+    is a CUDA device's index, as torch reads ``model.to(0)``."""
+    if isinstance(device, int) and not isinstance(device, bool) and device >= 0:
+        return f"cuda:{device}"
     name = str(device).strip().lower()
     return "cpu" if re.fullmatch(r"cpu:\d+", name) else name
 
