@@ -384,7 +384,7 @@ def test_a_multi_label_cross_encoder_cannot_rescore(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     reranker = tiny_rerankers[1]
-    monkeypatch.setattr(reranker, "num_labels", 3)  # as a three-label model's manifest says
+    monkeypatch.setattr(reranker, "_num_labels", 3)  # as a three-label model's manifest says (num_labels reads it)
     with pytest.raises(InputError, match=r"num_labels=3 \(num_labels must be 1\)"):
         mine_hard_negatives(dataset, minilm_runtime, cross_encoder=reranker, max_score=0.9, verbose=False)
 

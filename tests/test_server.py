@@ -781,51 +781,58 @@ def _recording_worker(model: SentenceTransformer, **worker_args: Any) -> tuple[A
 
 
 def test_a_query_queued_during_a_bulk_request_runs_between_its_model_calls(minilm_runtime: SentenceTransformer) -> None:
+    """A query waited for every call of a bulk request in progress; a second bulk request queued meanwhile waits
+    for the first to end (it does not run between its calls, nor hold the query back)."""
     from fastembed_rt.server.batcher import Job
 
     model = minilm_runtime
     bulk = [
         f"bulk passage {i} about " + "rivers, mountains and the sea, " * (12 - i) for i in range(12)
     ]  # longest first
+    second = [f"second bulk passage {i}" for i in range(8)]
     query = ["where do rivers begin?"]
     first_call, release = threading.Event(), threading.Event()
     worker, operation, calls, call_tokens = _recording_worker(model, inputs_per_run=4)
     plain_run = operation.run
 
     def run(prepared: Any) -> Any:
-        if not first_call.is_set():  # the bulk request's first call holds until the query is queued
+        if not first_call.is_set():  # the bulk request's first call holds until the others are queued
             first_call.set()
             assert release.wait(30)
         return plain_run(prepared)
 
     operation = dataclasses.replace(operation, run=run)
 
-    async def scenario() -> tuple[list[str], Any, Any]:
+    async def scenario() -> tuple[list[str], list[Any]]:
         loop = asyncio.get_running_loop()
         finished: list[str] = []
-        big = Job(operation, bulk, True, loop.create_future(), loop)
-        small = Job(operation, query, True, loop.create_future(), loop)
-        big.future.add_done_callback(lambda _: finished.append("bulk"))
-        small.future.add_done_callback(lambda _: finished.append("query"))
-        worker.submit(big)
+        jobs = {name: Job(operation, items, True, loop.create_future(), loop) for name, items in
+                (("bulk", bulk), ("second", second), ("query", query))}  # fmt: skip
+        for name, job in jobs.items():
+            job.future.add_done_callback(lambda _, name=name: finished.append(name))
+        worker.submit(jobs["bulk"])
         assert await asyncio.to_thread(first_call.wait, 30)
-        worker.submit(small)
+        worker.submit(jobs["second"])
+        worker.submit(jobs["query"])
         release.set()
-        await asyncio.wait_for(asyncio.gather(big.future, small.future), 60)
-        return finished, big.future.result(), small.future.result()
+        await asyncio.wait_for(asyncio.gather(*(job.future for job in jobs.values())), 60)
+        return finished, [job.future.result() for job in jobs.values()]
 
     try:
-        finished, big_result, small_result = asyncio.run(scenario())
+        finished, results = asyncio.run(scenario())
     finally:
         assert worker.close(10)
     # The bulk request's 12 texts take three calls of 4, shortest first (each call pads as little as the library's
-    # own sort would); the query ran alone after the first, not after the third.
-    assert calls == [4, 1, 4, 4]
-    bulk_tokens = [tokens for tokens in call_tokens if len(tokens) == 4]
+    # own sort would); the query ran alone after the first, not after the third; the second bulk request after.
+    assert calls == [4, 1, 4, 4, 4, 4]
+    bulk_tokens = [tokens for tokens in call_tokens[:4] if len(tokens) == 4]
     assert bulk_tokens == [sorted(model.count_tokens(bulk))[i : i + 4] for i in (0, 4, 8)]
-    assert finished == ["query", "bulk"]
-    np.testing.assert_allclose(big_result.rows, model.encode(bulk, normalize_embeddings=True), atol=1e-6)
-    np.testing.assert_allclose(small_result.rows, model.encode(query, normalize_embeddings=True), atol=1e-6)
+    assert finished == ["query", "bulk", "second"]
+    big_result = results[0]
+    for items, result in zip((bulk, second, query), results, strict=True):
+        np.testing.assert_allclose(result.rows, model.encode(items, normalize_embeddings=True), atol=1e-6)
+    # the query's call ran inside the bulk request's run: waiting for it, not the bulk request's inference
+    assert big_result.timings.queue_s >= results[2].timings.inference_s
 
 
 def test_small_jobs_taken_with_a_bulk_one_run_in_its_first_model_call(minilm_runtime: SentenceTransformer) -> None:

@@ -167,11 +167,16 @@ class DeviceName(str):
         number = self.partition(":")[2]
         return int(number) if number.isdigit() else None
 
+    # ``model.device == torch.device("cpu")`` (torch.device compares by type and index): True as there. Its hash
+    # stays the str's (a torch.device's cannot be matched), so a dict keyed by torch.device still misses it.
     def __eq__(self, other: object) -> bool:
-        # ``model.device == torch.device("cpu")`` (torch.device compares by type and index): True as there
         if type(other).__name__ == "device" and type(other).__module__.split(".")[0] == "torch":
             return str.__eq__(self, str(other))
         return str.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
 
     __hash__ = str.__hash__
 

@@ -287,8 +287,7 @@ class CrossEncoder(MultiProcessModel):
         self.labels: tuple[str, ...] = head.label_names()  # the model's id2label, in id order
         self._fused = head.activation
         fn = self._activation_fn_arg
-        self.activation_fn: ActivationLike = (head.default_activation or self._fused) if fn is None else fn
-        self._activation_name(self.activation_fn)  # fail early on an unknown name
+        self.activation_fn = (head.default_activation or self._fused) if fn is None else fn
 
     def _pool_load(self) -> dict[str, Any]:
         return {"activation_fn": self.activation_fn}
@@ -310,6 +309,17 @@ class CrossEncoder(MultiProcessModel):
 
     def _warm_up(self) -> None:
         self.predict([("warm-up", "warm-up")], batch_size=1, show_progress_bar=False)
+
+    @property
+    def activation_fn(self) -> ActivationLike:
+        """``predict``'s default activation: a ``ClassifierActivation`` (a name, callable on logits as
+        sentence-transformers' torch module is), or the module or callable it was set to."""
+        return self._activation_fn
+
+    @activation_fn.setter
+    def activation_fn(self, fn: ActivationLike) -> None:
+        name = self._activation_name(fn)  # fails at once on an unknown name
+        self._activation_fn = name if isinstance(fn, str) and name is not None else fn
 
     @property
     def num_labels(self) -> int:

@@ -15,9 +15,10 @@ A job whose client went away is dropped, not computed: before its turn, or betwe
 group. A failure to prepare a group of several jobs is retried one job at a time, so one bad request
 never fails its neighbours.
 
-A request of many inputs takes several model calls (``inputs_per_run`` each). Jobs queued while it runs do not
-wait for its end: between two of its calls (and between two groups) the worker runs them, whole, then goes on
-with it, so a one-text query waits for one model call of a bulk request rather than all of them. Within a group
+A request of many inputs takes several model calls (``inputs_per_run`` each). Small jobs queued while it runs
+(together at most one call's inputs) do not wait for its end: between two of its calls (and between two groups)
+the worker runs them, whole, then goes on with it, so a one-text query waits for one model call of a bulk request
+rather than all of them; bulk jobs queued meanwhile wait for it, in their order. Within a group
 the jobs run smallest first, so the small ones taken together with a bulk request are in its first call.
 """
 
@@ -226,17 +227,24 @@ class ModelWorker:
                 for job in jobs:
                     _done_with(job)
 
-    def _serve_arrivals(self) -> None:
-        """Between two model calls of a run: the jobs queued meanwhile run now, whole (they do not in turn let
-        later arrivals in, so the run they interrupt goes on after them)."""
+    def _serve_arrivals(self) -> float:
+        """Between two model calls of a run: the small jobs queued meanwhile (in queue order, together at most
+        ``inputs_per_run`` inputs) run now, whole; a bulk one waits in the queue for the run to end, so bulk requests
+        run in their order and a query waits for one call of whichever runs. Returns the seconds it took."""
+        started = time.perf_counter()
         with self._cond:
-            if not self._queue:
-                return
-            jobs = list(self._queue)
-            self._queue.clear()
-            self._queued_items = 0
+            jobs: list[Job] = []
+            room = self._inputs_per_run
+            for job in self._queue:
+                if len(job.items) <= room:
+                    jobs.append(job)
+                    room -= len(job.items)
+            if not jobs:
+                return 0.0
+            self._queue = deque(job for job in self._queue if all(job is not taken for taken in jobs))
+            self._queued_items = sum(len(job.items) for job in self._queue)
             self._running.extend(jobs)
-            self._metrics.queue_inputs.labels(self.name).set(0)
+            self._metrics.queue_inputs.labels(self.name).set(self._queued_items)
         try:
             self._run_jobs(jobs, serve_arrivals=False)
         finally:
@@ -244,6 +252,7 @@ class ModelWorker:
                 self._running = [job for job in self._running if all(job is not taken for taken in jobs)]
             for job in jobs:
                 _done_with(job)
+        return time.perf_counter() - started
 
     def _run_jobs(self, jobs: list[Job], serve_arrivals: bool) -> None:
         groups: dict[Hashable, list[Job]] = {}
@@ -255,7 +264,7 @@ class ModelWorker:
             groups.setdefault(job.operation.key, []).append(job)
         for number, group in enumerate(groups.values()):
             if serve_arrivals and number:
-                self._serve_arrivals()
+                self._serve_arrivals()  # (the groups after it are not yet started: their queue time counts it)
             try:
                 self._run_group(group, serve_arrivals)
             except BaseException as exc:  # never let the worker die: fail the group, keep serving
@@ -335,9 +344,10 @@ class ModelWorker:
         taken = [0] * len(accepted)  # of each job's inputs, how many have gone into a call
         current = 0  # the first job with inputs left to run
         calls = 0
+        waited = 0.0  # seconds of other requests' calls run between this run's: its jobs' queue time, not inference
         while current < len(accepted):
             if serve_arrivals and calls:
-                self._serve_arrivals()
+                waited += self._serve_arrivals()
             calls += 1
             keep: list[int] = []
             spans: list[tuple[int, int, int]] = []  # (job, its first row in this call, its rows in this call)
@@ -370,7 +380,7 @@ class ModelWorker:
                         _in_order(_join(parts[index]), orders[index] - start),
                         int(input_tokens[start:end].sum()),
                         int(truncated[start:end].sum()),
-                        Timings(started - job.enqueued, tokenized - started, done - tokenized),
+                        Timings(started - job.enqueued + waited, tokenized - started, done - tokenized - waited),
                     )
                     parts[index] = []
                     job.loop.call_soon_threadsafe(_settle, job.future, outcome)
