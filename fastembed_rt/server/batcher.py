@@ -366,7 +366,8 @@ class ModelWorker:
                     current += 1
             if not keep:
                 return
-            rows = prepared if keep == list(range(len(prepared))) else prepared.select(keep)
+            whole = len(keep) == len(prepared) and keep == list(range(len(keep)))  # (the length first: cheap)
+            rows = prepared if whole else prepared.select(keep)
             run_started = time.perf_counter()
             result = operation.run(rows)
             done = time.perf_counter()
