@@ -321,20 +321,24 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["model_id", "max_input_length", "max_client_batch_size", "version", "models"],
         "properties": {
-            "model_id": {"type": "string"},
+            **{
+                name: {"type": "string"}
+                for name in ("model_id", "model_dtype", "served_model_name", "version", "router")
+            },
+            **{
+                name: {"type": "integer"}
+                for name in (
+                    "max_concurrent_requests",
+                    "max_input_length",
+                    "max_batch_tokens",
+                    "max_client_batch_size",
+                    "tokenization_workers",
+                )
+            },
             "model_sha": {"type": ["string", "null"]},
-            "model_dtype": {"type": "string"},
             "model_type": {"type": "object"},
-            "served_model_name": {"type": "string"},
-            "max_concurrent_requests": {"type": "integer"},
-            "max_input_length": {"type": "integer"},
-            "max_batch_tokens": {"type": "integer"},
             "max_batch_requests": {"type": ["integer", "null"]},
-            "max_client_batch_size": {"type": "integer"},
             "auto_truncate": {"type": "boolean"},
-            "tokenization_workers": {"type": "integer"},
-            "version": {"type": "string"},
-            "router": {"type": "string"},
             "models": {"type": "array", "items": {"type": "object"}, "description": "every served model"},
         },
     },
