@@ -688,13 +688,14 @@ def test_a_burst_of_concurrent_requests_each_gets_exactly_its_own_rows(
 def test_requests_run_in_several_model_calls_get_exactly_their_rows_in_order(
     minilm_served_artifact: Path, tiny_splade_artifact: Path, minilm_runtime: SentenceTransformer, splade: SparseEncoder
 ) -> None:
-    # 4 rows a batch on one thread: a worker runs at most 16 inputs per model call (4 batches), so 40 texts take 3.
+    # 4 rows a batch on one thread: a worker runs at most 8 inputs per model call (2 batches), so 40 texts take 5,
+    # each of them shortest first.
     texts = [f"Sentence {i} about {'rivers and mountains ' * (i % 7)}the sea." for i in range(40)]
     args = ("--threads", "1", "--max-batch-size", "4")
     with serving(minilm_served_artifact, f"splade={tiny_splade_artifact}", args=args) as s:
         with s.client() as client:
             client.post("/embed", json={"inputs": texts})
-            assert _metric(client.get("/metrics").text, "fastembed_rt_batch_inputs_count") == 3  # 16 + 16 + 8
+            assert _metric(client.get("/metrics").text, "fastembed_rt_batch_inputs_count") == 5  # 5 x 8
 
         async def together() -> list[httpx.Response]:
             async with httpx.AsyncClient(base_url=s.url, timeout=60) as c:
