@@ -325,18 +325,14 @@ def intersection(embeddings_1: Any, embeddings_2: Any) -> Any:
     shared = SparseEmbeddings(
         np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), rows.indices[keep], product[keep], rows.shape
     )
-    if rows_one_d:
-        shared = shared[0]
     if isinstance(embeddings_2, list) and embeddings_2:  # rows: the result as one 2-D value of the rows' kind
         embeddings_2 = embeddings_2[0]
+    if is_tensor(embeddings_2):  # a torch sparse tensor, as sentence-transformers returns for its own
+        return torch_sparse(shared, rows_one_d)
+    if rows_one_d:
+        shared = shared[0]
     if isinstance(embeddings_2, SparseEmbeddings):
         return shared
-    if is_tensor(embeddings_2):  # a torch sparse tensor, as sentence-transformers returns for its own
-        torch = loaded_torch()
-        rows_of = np.repeat(np.arange(shared.indptr.size - 1), np.diff(shared.indptr))
-        index = np.stack([shared.indices] if rows_one_d else [rows_of, shared.indices])
-        values = torch.from_numpy(shared.data)
-        return torch.sparse_coo_tensor(torch.from_numpy(index), values, shared.shape, check_invariants=True).coalesce()
     return shared.to_scipy() if is_sparse(embeddings_2) else shared.toarray()
 
 
