@@ -15,7 +15,13 @@ import numpy as np
 from fastembed_rt import util
 from fastembed_rt.errors import InputError
 
-__all__ = ["SimilarityFnName", "SimilarityFunction", "dense_similarity", "similarity_function"]
+__all__ = [
+    "SINGLE_VECTOR_NAMES",
+    "SimilarityFnName",
+    "SimilarityFunction",
+    "dense_similarity",
+    "similarity_function",
+]
 
 
 class SimilarityFunction(str, enum.Enum):
@@ -24,10 +30,12 @@ class SimilarityFunction(str, enum.Enum):
     DOT_PRODUCT = "dot"  # sentence-transformers' main name for it; an alias of DOT here
     EUCLIDEAN = "euclidean"
     MANHATTAN = "manhattan"
+    MAXSIM = "maxsim"  # late interaction: MultiVectorEncoder's, as in sentence-transformers
+    MEAN_MAXSIM = "meanmaxsim"
 
     @staticmethod
     def possible_values() -> list[str]:
-        """The names, as sentence-transformers lists them (its ``maxsim`` ones are ``MultiVectorEncoder``'s)."""
+        """The names, as sentence-transformers lists them (the ``maxsim`` ones score ``MultiVectorEncoder`` output)."""
         return [function.value for function in SimilarityFunction]
 
     @staticmethod
@@ -41,16 +49,28 @@ class SimilarityFunction(str, enum.Enum):
         return dense_similarity(similarity_function(name), pairwise=True)
 
 
-def similarity_function(name: str | enum.Enum) -> SimilarityFunction:
+#: The names that score one vector per text (SentenceTransformer's and SparseEncoder's ``similarity_fn_name``).
+SINGLE_VECTOR_NAMES: tuple[str, ...] = ("cosine", "dot", "euclidean", "manhattan")
+
+
+def similarity_function(
+    name: str | enum.Enum, supported: tuple[str, ...] | None = None, owner: str = "this model"
+) -> SimilarityFunction:
     """``name`` (or one of sentence-transformers' aliases, or a member of its ``SimilarityFunction``) as a
-    ``SimilarityFunction``, or an ``InputError``."""
-    aliases = {"cos_sim": "cosine", "dot_score": "dot", "dot_product": "dot"}
+    ``SimilarityFunction``, or an ``InputError``; one outside ``supported`` (when given) is refused for ``owner``."""
+    aliases = {"cos_sim": "cosine", "dot_score": "dot", "dot_product": "dot", "mean_maxsim": "meanmaxsim"}
     key = str(name.value) if isinstance(name, enum.Enum) else str(name)
     try:
-        return SimilarityFunction(aliases.get(key, key))
+        function = SimilarityFunction(aliases.get(key, key))
     except ValueError:
-        valid = ", ".join(f.value for f in SimilarityFunction)
+        valid = ", ".join(supported or [f.value for f in SimilarityFunction])
         raise InputError(f"similarity_fn_name {name!r} is not known; valid: {valid}") from None
+    if supported is not None and function.value not in supported:
+        hint = (
+            "; MaxSim scores token vectors: use MultiVectorEncoder" if function.value not in SINGLE_VECTOR_NAMES else ""
+        )
+        raise InputError(f"{owner} supports similarity_fn_name in {supported}, got {function.value!r}{hint}")
+    return function
 
 
 class SimilarityFnName:
@@ -71,17 +91,24 @@ class SimilarityFnName:
         return str(getattr(model, self._slot))
 
     def __set__(self, model: object, value: str | SimilarityFunction | None) -> None:
-        setattr(model, self._slot, similarity_function(SimilarityFunction.COSINE if value is None else value).value)
+        supported = getattr(type(model), "SUPPORTED_SIMILARITY_FN_NAMES", SINGLE_VECTOR_NAMES)
+        function = similarity_function(
+            SimilarityFunction.COSINE if value is None else value, supported, type(model).__name__
+        )
+        setattr(model, self._slot, function.value)
 
 
-_DENSE: dict[SimilarityFunction, tuple[Callable[[Any, Any], np.ndarray], Callable[[Any, Any], np.ndarray]]] = {
+_DENSE: dict[SimilarityFunction, tuple[Callable[..., np.ndarray], Callable[..., np.ndarray]]] = {
     SimilarityFunction.COSINE: (util.cos_sim, util.pairwise_cos_sim),
     SimilarityFunction.DOT: (util.dot_score, util.pairwise_dot_score),
     SimilarityFunction.EUCLIDEAN: (util.euclidean_sim, util.pairwise_euclidean_sim),
     SimilarityFunction.MANHATTAN: (util.manhattan_sim, util.pairwise_manhattan_sim),
+    SimilarityFunction.MAXSIM: (util.maxsim, util.maxsim_pairwise),
+    SimilarityFunction.MEAN_MAXSIM: (util.mean_maxsim, util.mean_maxsim_pairwise),
 }
 
 
-def dense_similarity(function: SimilarityFunction, *, pairwise: bool = False) -> Callable[[Any, Any], np.ndarray]:
-    """The ``util`` function scoring dense embeddings with ``function``: ``[n, m]``, or ``[n]`` when ``pairwise``."""
+def dense_similarity(function: SimilarityFunction, *, pairwise: bool = False) -> Callable[..., np.ndarray]:
+    """The ``util`` function scoring dense embeddings with ``function``: ``[n, m]``, or ``[n]`` when ``pairwise``
+    (the MaxSim ones take token matrices and their masks, as ``util.maxsim``)."""
     return _DENSE[function][1 if pairwise else 0]

@@ -23,7 +23,7 @@ import numpy as np
 
 from fastembed_rt import util
 from fastembed_rt.errors import InputError
-from fastembed_rt.similarity import SimilarityFunction, similarity_function
+from fastembed_rt.similarity import SINGLE_VECTOR_NAMES, SimilarityFunction, similarity_function
 from fastembed_rt.tensors import as_numpy, is_tensor, loaded_torch, tensor_out
 
 __all__ = [
@@ -242,7 +242,7 @@ def sparse_similarity(
     ``dot`` and ``cosine`` (rows divided by ``max(norm, 1e-12)``) run on the sparse rows; ``euclidean``
     and ``manhattan`` densify both sides and use ``fastembed_rt.util``.
     """
-    function = similarity_function(similarity_fn_name)
+    function = similarity_function(similarity_fn_name, SINGLE_VECTOR_NAMES, "sparse_similarity")
     a, _ = as_rows(embeddings1, "embeddings1")
     b, _ = as_rows(embeddings2, "embeddings2")
     if a.shape[1] != b.shape[1]:

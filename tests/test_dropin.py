@@ -751,12 +751,50 @@ def test_similarity_fn_name_takes_sentence_transformers_own_enum(
     assert model.similarity_fn_name == "manhattan"
     model.similarity_fn_name = SimilarityFunction.DOT_PRODUCT  # ours has sentence-transformers' names too
     assert model.similarity_fn_name == "dot"
-    assert SimilarityFunction.possible_values() == ["cosine", "dot", "euclidean", "manhattan"]
-    assert set(SimilarityFunction.possible_values()) < set(TheirFunction.possible_values())
+    assert SimilarityFunction.possible_values() == TheirFunction.possible_values()
+    assert set(SimilarityFunction.__members__) == set(TheirFunction.__members__)
     assert SimilarityFunction.to_similarity_fn(TheirFunction.COSINE) is util.cos_sim
     assert SimilarityFunction.to_similarity_pairwise_fn("dot") is util.pairwise_dot_score
     colbert = MultiVectorEncoder(tiny_multi_vector_artifact, similarity_fn_name=TheirFunction.MEAN_MAXSIM)
     assert colbert.similarity_fn_name == "meanmaxsim"
+    colbert.similarity_fn_name = SimilarityFunction.MAXSIM
+    assert colbert.similarity_fn_name == "maxsim"
+
+
+def test_similarity_function_scores_late_interaction_as_sentence_transformers_and_dense_models_refuse_it(
+    minilm_artifact_session: Path,
+) -> None:
+    """sentence-transformers' SimilarityFunction has MAXSIM and MEAN_MAXSIM (its to_similarity_fn gives maxsim);
+    ours lacked both. A single-vector model refuses them as sentence-transformers does, with its reason."""
+    import torch
+    from sentence_transformers import SimilarityFunction as TheirFunction
+
+    from fastembed_rt import SimilarityFunction, util
+    from fastembed_rt.sparse import sparse_similarity
+
+    rng = np.random.default_rng(0)
+    queries, documents = (
+        rng.standard_normal((2, 5, 8)).astype(np.float32),
+        rng.standard_normal((3, 7, 8)).astype(np.float32),
+    )
+    for name in ("maxsim", "meanmaxsim"):
+        ours = SimilarityFunction.to_similarity_fn(name)(queries, documents)
+        theirs = TheirFunction.to_similarity_fn(name)(torch.from_numpy(queries), torch.from_numpy(documents))
+        np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), rtol=1e-5, atol=1e-5)
+        pairwise = SimilarityFunction.to_similarity_pairwise_fn(name)(queries, documents[:2])
+        their_pairwise = TheirFunction.to_similarity_pairwise_fn(name)(
+            torch.from_numpy(queries), torch.from_numpy(documents[:2])
+        )
+        np.testing.assert_allclose(np.asarray(pairwise), their_pairwise.numpy(), rtol=1e-5, atol=1e-5)
+    model = SentenceTransformer(minilm_artifact_session)
+    for value in ("maxsim", SimilarityFunction.MEAN_MAXSIM, TheirFunction.MAXSIM):
+        with pytest.raises(InputError, match="MultiVectorEncoder"):
+            model.similarity_fn_name = value
+    assert model.similarity_fn_name == "cosine"  # unchanged by the refused values
+    assert SparseEncoder.SUPPORTED_SIMILARITY_FN_NAMES == ("cosine", "dot", "euclidean", "manhattan")
+    with pytest.raises(InputError, match="MultiVectorEncoder"):
+        sparse_similarity(np.ones((1, 4), dtype=np.float32), np.ones((1, 4), dtype=np.float32), "maxsim")
+    assert util.cos_sim is SimilarityFunction.to_similarity_fn("cosine")
 
 
 def test_semantic_search_takes_sparse_embeddings_as_sentence_transformers(tiny_splade_artifact: Path) -> None:

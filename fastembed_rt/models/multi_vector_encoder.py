@@ -24,7 +24,7 @@ import enum
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
@@ -180,6 +180,7 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
     """
 
     task = "multi-vector"
+    SUPPORTED_SIMILARITY_FN_NAMES: ClassVar[tuple[str, ...]] = tuple(fn.value for fn in MultiVectorSimilarity)
 
     def __init__(
         self,

@@ -30,7 +30,7 @@ from fastembed_rt.models.base import (
 )
 from fastembed_rt.pipeline import EncodeStats, Prepared, check_texts, wants_progress
 from fastembed_rt.quantization import quantize_embeddings
-from fastembed_rt.similarity import SimilarityFnName, SimilarityFunction, dense_similarity
+from fastembed_rt.similarity import SINGLE_VECTOR_NAMES, SimilarityFnName, SimilarityFunction, dense_similarity
 from fastembed_rt.tensors import tensor_results
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
 
     task = "embedding"
     similarity_fn_name = SimilarityFnName()
-    SUPPORTED_SIMILARITY_FN_NAMES: ClassVar[tuple[str, ...]] = tuple(fn.value for fn in SimilarityFunction)
+    SUPPORTED_SIMILARITY_FN_NAMES: ClassVar[tuple[str, ...]] = SINGLE_VECTOR_NAMES
 
     def __init__(
         self,

@@ -29,7 +29,7 @@ from fastembed_rt.models.base import (
     renamed_arguments,
 )
 from fastembed_rt.pipeline import EncodeStats, Prepared, check_texts, wants_progress
-from fastembed_rt.similarity import SimilarityFnName, SimilarityFunction
+from fastembed_rt.similarity import SINGLE_VECTOR_NAMES, SimilarityFnName, SimilarityFunction
 from fastembed_rt.sparse import (
     SCIPY_MISSING,
     SparseEmbeddings,
@@ -83,7 +83,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
 
     task = "sparse"
     similarity_fn_name = SimilarityFnName()
-    SUPPORTED_SIMILARITY_FN_NAMES: ClassVar[tuple[str, ...]] = tuple(fn.value for fn in SimilarityFunction)
+    SUPPORTED_SIMILARITY_FN_NAMES: ClassVar[tuple[str, ...]] = SINGLE_VECTOR_NAMES
 
     def __init__(
         self,
