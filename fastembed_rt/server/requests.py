@@ -112,8 +112,10 @@ def parse_body(body: bytes) -> dict[str, Any]:
 
 
 def _bool(data: dict[str, Any], key: str, default: bool | None) -> bool | None:
-    value = data.get(key, default)
-    if value is None or isinstance(value, bool):
+    value = data.get(key)
+    if value is None:  # absent or null: the default (null means absent, as the OpenAPI document says)
+        return default
+    if isinstance(value, bool):
         return value
     raise _invalid(f"`{key}` must be a boolean, got {_kind(value)}")
 
