@@ -358,6 +358,15 @@ def test_waits_and_threads_that_cannot_work_are_refused_at_start(settings: dict[
     assert ServerConfig(models=(ServedModel("m", "artifact"),), **settings).check() == [problem]  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("key", ["ключ", "clé-secrète", "tab\tinside"])
+def test_an_api_key_no_http_client_can_send_is_refused_at_start(key: str) -> None:
+    """A key past ASCII started cleanly and then answered 401 to every client: curl sends its UTF-8 bytes, which
+    the server read as Latin-1, and httpx (OpenAI's client) cannot send it at all."""
+    (problem,) = ServerConfig(models=(ServedModel("m", "artifact"),), api_key=key).check()
+    assert problem.startswith("--api-key (or $FASTEMBED_RT_API_KEY, $API_KEY) must be printable ASCII")
+    assert ServerConfig(models=(ServedModel("m", "artifact"),), api_key=" s3cr3t-~!{} key\n").check() == []
+
+
 def test_a_chunk_overlap_no_window_fits_stops_the_load_and_a_small_batch_bound_is_warned_about(
     minilm_artifact_session: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

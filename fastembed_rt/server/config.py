@@ -141,6 +141,12 @@ class ServerConfig:
             # and both crashed the shutdown
             if not 0 <= seconds <= most:
                 problems.append(f"{name} must be a number from 0 to {most:g}, got {seconds:g}")
+        key = (self.api_key or "").strip()
+        if any(not " " <= char <= "~" for char in key):  # past ASCII: a 401 for every client, without a word
+            problems.append(
+                "--api-key (or $FASTEMBED_RT_API_KEY, $API_KEY) must be printable ASCII: HTTP clients send other "
+                "characters in a header differently or not at all (httpx and OpenAI's client refuse them)"
+            )
         if not 0 <= self.port <= 65535:  # uvicorn would bind the port number modulo 65536 and log the one asked for
             problems.append(f"--port (or $PORT) must be in 0..65535, got {self.port}")
         for name, threads in (("--threads", self.intra_op_threads), ("--streams", self.streams)):
