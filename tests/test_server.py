@@ -1322,6 +1322,21 @@ def test_too_long_input_without_truncation_is_422_naming_position_and_tokens(
         assert refused.json()["error"] == (
             "input 1 is 402 tokens long, more than the model's limit of 256; shorten it or send truncate=true"
         )
+        # /similarity names its own fields, and where its truncate goes (it said "input 1" for sentences[0])
+        for inputs, label in (
+            ({"source_sentence": "short", "sentences": [long_text]}, "`inputs.sentences[0]`"),
+            ({"source_sentence": long_text, "sentences": ["short"]}, "`inputs.source_sentence`"),
+        ):
+            body = {"inputs": inputs, "parameters": {"truncate": False}}
+            assert client.post("/similarity", json=body).json()["error"] == (
+                f"{label} is 402 tokens long, more than the model's limit of 256; shorten it or send "
+                "parameters.truncate=true"
+            )
+        # one flat list of token ids: a bad id is named by its position in it (it was `inputs[0]`)
+        flat = client.post("/embed", json={"inputs": [101, 7592, 99_999, 102]})
+        assert flat.status_code == 422 and flat.json()["error"].startswith("`inputs[2]` is token id 99999, outside")
+        decoded = client.post("/decode", json={"ids": [101, 99_999]})
+        assert decoded.status_code == 422 and decoded.json()["error"].startswith("`ids[1]` is token id 99999")
         truncated = client.post("/embed", json={"inputs": ["short", long_text]})  # --auto-truncate defaults to true
         assert truncated.status_code == 200
         np.testing.assert_allclose(

@@ -150,7 +150,7 @@ def test_errors_in_a_mixed_list_name_the_input_by_its_place_in_the_request(clien
 def test_an_openai_error_names_openais_field(client: TestClient) -> None:
     response = client.post("/v1/embeddings", json={"input": [99_999_999], "model": "dense"})
     assert response.status_code == 422
-    assert response.json()["error"]["message"].startswith("`input[0]` holds token id 99999999, outside the vocabulary")
+    assert response.json()["error"]["message"].startswith("`input[0]` is token id 99999999, outside the vocabulary")
 
 
 def test_decoding_no_ids_is_teis_empty_error(client: TestClient) -> None:
@@ -182,6 +182,19 @@ def test_vertex_answers_each_instance_as_the_default_route_in_order(client: Test
     assert failing.status_code == 400 and failing.json()["error_type"] == "Empty"
     assert failing.json()["error"].startswith("`instances[1]`: ")  # which instance failed
     assert client.post("/vertex", json={"instances": []}).status_code == 400
+    unknown = client.post("/vertex", json={"instances": [{"inputs": "a", "model": "nope"}, instances[0]]})
+    assert unknown.status_code == 404 and unknown.json()["error"].startswith("`instances[0]`: model 'nope'")
+
+
+def test_vertex_sends_the_token_count_and_stage_times_of_its_instances(client: TestClient) -> None:
+    """/vertex runs on the model workers as /embed does but sent none of x-compute-tokens and the stage times."""
+    instances = [{"inputs": TEXTS, "model": "dense"}, {"query": "q", "texts": TEXTS, "model": "reranker"}]
+    response = client.post("/vertex", json={"instances": instances})
+    assert response.status_code == 200, response.text
+    tokens = [int(client.post("/", json=instance).headers["x-compute-tokens"]) for instance in instances]
+    assert int(response.headers["x-compute-tokens"]) == sum(tokens) > 0
+    for header in ("x-queue-time", "x-tokenization-time", "x-inference-time"):
+        assert int(response.headers[header]) >= 0, header
 
 
 def test_browser_calls_are_allowed_only_for_the_origins_given(unnormalized: Path) -> None:

@@ -38,7 +38,7 @@ import numpy as np
 from fastembed_rt.errors import FastEmbedError, InputError
 from fastembed_rt.pipeline import Prepared
 from fastembed_rt.server.metrics import Metrics
-from fastembed_rt.server.requests import RequestError
+from fastembed_rt.server.requests import RequestError, TooLongError
 
 __all__ = ["Job", "JobResult", "ModelWorker", "Operation", "Timings"]
 
@@ -298,14 +298,7 @@ class ModelWorker:
                 position = int(truncated[0])
                 tokens = operation.count_tokens(job.items[position])
                 where = position if job.positions is None else job.positions[position]  # its place in the request
-                self._fail(
-                    job,
-                    RequestError(
-                        422,
-                        f"input {where} is {tokens} tokens long, more than the model's limit of "
-                        f"{operation.token_limit or self.max_seq_length}; shorten it or send truncate=true",
-                    ),
-                )
+                self._fail(job, TooLongError(where, tokens, operation.token_limit or self.max_seq_length))
             else:
                 accepted.append((job, start, end))
             start = end

@@ -24,6 +24,7 @@ from fastembed_rt.models.base import TASK_PROMPT_NAMES
 from fastembed_rt.server.batcher import JobResult, Operation, Timings
 from fastembed_rt.server.requests import (
     RequestError,
+    TooLongError,
     parse_decode,
     parse_embed,
     parse_embed_all,
@@ -101,15 +102,16 @@ def _windowing(policy: LongInputs) -> LongInputs:
     return LongInputs.CHUNK if policy is LongInputs.CHUNK else LongInputs.TRUNCATE
 
 
-def _check_ids(served: Served, rows: list[Any], field: str) -> None:
+def _check_ids(served: Served, rows: list[Any], field: str, single: bool = False) -> None:
     """A 422 naming the request's own field (``input`` on the OpenAI route) for a token id past the vocabulary
-    (texts among the rows are passed over)."""
+    (texts among the rows are passed over); ``single``: the field was one flat list of ids, named by position."""
     vocab = served.untruncated.get_vocab_size(with_added_tokens=True)
     for i, row in enumerate(rows):
         # max runs in C; the first id past the vocabulary is named
         if row and not isinstance(row, str) and max(row) >= vocab:
-            bad = next(t for t in row if t >= vocab)
-            raise RequestError(422, f"`{field}[{i}]` holds token id {bad}, outside the vocabulary 0..{vocab - 1}")
+            j, bad = next((j, t) for j, t in enumerate(row) if t >= vocab)
+            where = f"`{field}[{j}]` is" if single else f"`{field}[{i}]` holds"
+            raise RequestError(422, f"{where} token id {bad}, outside the vocabulary 0..{vocab - 1}")
 
 
 async def _prompted_ids_as_texts(served: Served, req: Any, field: str) -> Any:
@@ -122,7 +124,7 @@ async def _prompted_ids_as_texts(served: Served, req: Any, field: str) -> Any:
     _check_prompt(served, req.prompt_name)
     if not served.model._resolve_prompt(None, req.prompt_name):
         return req
-    _check_ids(served, req.inputs, field)
+    _check_ids(served, req.inputs, field, req.single)
     decode = served.untruncated.decode
 
     def texts() -> list[str]:
@@ -144,9 +146,26 @@ def _text_tokens(served: Served, prompt_name: str | None, task: str | None = Non
 T = TypeVar("T")
 
 
+def _together(rows: Any, results: list[JobResult], *, at_once: bool) -> JobResult:
+    """One answer's job made of ``results``: their tokens, truncations and stage times summed; the time queued is the
+    longest of jobs that waited ``at_once``, else (one after the other) the sum."""
+    queued = [result.timings.queue_s for result in results]
+    return JobResult(
+        rows,
+        sum(result.tokens for result in results),
+        sum(result.truncated for result in results),
+        Timings(
+            max(queued, default=0.0) if at_once else sum(queued),
+            sum(result.timings.tokenize_s for result in results),
+            sum(result.timings.inference_s for result in results),
+        ),
+    )
+
+
 async def _all_or_none(parts: list[Awaitable[T]]) -> list[T]:
     """Each part's result, in order, run at once; the first to fail cancels the others (queued inputs are dropped,
-    their permits given back) and is raised, so a request that fails computes no more of itself."""
+    their permits given back) and is raised, so a request that fails queues no more of itself (a part already in a
+    model call finishes that call and holds its permits until then, as a client's that left)."""
     tasks = [asyncio.ensure_future(part) for part in parts]
     try:
         return list(await asyncio.gather(*tasks))
@@ -179,13 +198,7 @@ async def _texts_and_ids(
     for indices, result in zip(where, results):
         for i, row in zip(indices, result.rows):
             rows[i] = row
-    a, b = (result.timings for result in results)
-    return JobResult(
-        rows,
-        sum(result.tokens for result in results),
-        sum(result.truncated for result in results),
-        Timings(max(a.queue_s, b.queue_s), a.tokenize_s + b.tokenize_s, a.inference_s + b.inference_s),
-    )
+    return _together(rows, results, at_once=True)
 
 
 # -- dense embeddings ----------------------------------------------------------------------------------
@@ -210,7 +223,7 @@ async def _embed_job(
         except ArtifactError as exc:
             raise RequestError(422, f"`precision`: {exc}") from None
     if req.token_ids and positions is None:
-        _check_ids(served, req.inputs, req.field)
+        _check_ids(served, req.inputs, req.field, req.single)
     batch_size, overlap = state.config.max_batch_size, state.config.chunk_overlap
     policy = _policy(state, req, no_chunk=_NO_CHUNK if req.token_ids or positions is not None else None)
     tokenize = _windowing(policy)
@@ -265,7 +278,12 @@ async def similarity(state: ServerState, request: Request, data: dict[str, Any])
     """TEI's ``/similarity``: the cosine of ``source_sentence`` with each sentence, from one embed job of all."""
     req = parse_similarity(data, state.config.max_client_batch_size)
     served = state.pick(req.model, EMBEDDING, "/similarity")
-    result = await _embed_job(state, request, served, req)
+    try:
+        result = await _embed_job(state, request, served, req)
+    except TooLongError as error:  # its position counts the source sentence first
+        i = error.position
+        label = "`inputs.source_sentence`" if i == 0 else f"`inputs.sentences[{i - 1}]`"
+        raise error.named(label, "send parameters.truncate=true") from None
     vectors = np.asarray(result.rows)
     scores = cos_sim(vectors[:1], vectors[1:])[0]
     return Reply(scores.tolist(), result, _characters(req.inputs), served.model.provider)
@@ -340,13 +358,7 @@ async def _late_interaction_job(
     )
     model = cast(MultiVectorEncoder, served.model)
     scores = await asyncio.to_thread(model.similarity, queries.rows, documents.rows)  # the event loop never scores
-    a, b = queries.timings, documents.timings
-    return JobResult(
-        scores[0],
-        queries.tokens + documents.tokens,
-        queries.truncated + documents.truncated,
-        Timings(a.queue_s + b.queue_s, a.tokenize_s + b.tokenize_s, a.inference_s + b.inference_s),
-    )
+    return _together(scores[0], [queries, documents], at_once=False)
 
 
 # -- sparse embeddings ---------------------------------------------------------------------------------
@@ -371,7 +383,7 @@ async def _sparse_job(
         )
     _check_prompt(served, req.prompt_name)
     if req.token_ids and positions is None:
-        _check_ids(served, req.inputs, "inputs")
+        _check_ids(served, req.inputs, "inputs", req.single)
     batch_size, overlap = state.config.max_batch_size, state.config.chunk_overlap
     policy = _policy(state, req, no_chunk=_NO_CHUNK if req.token_ids or positions is not None else None)
     tokenize = _windowing(policy)
@@ -588,7 +600,7 @@ def _utf8_offsets(text: str) -> Any:
 async def decode(state: ServerState, request: Request, data: dict[str, Any]) -> Reply:
     req = parse_decode(data, state.config.max_client_batch_size)
     served = state.pick(req.model, None, "/decode")
-    _check_ids(served, req.ids, "ids")
+    _check_ids(served, req.ids, "ids", req.single)
     texts = await asyncio.to_thread(
         served.untruncated.decode_batch, req.ids, skip_special_tokens=req.skip_special_tokens
     )
@@ -630,25 +642,29 @@ async def vertex(state: ServerState, request: Request, data: dict[str, Any]) -> 
         return served.task == CROSS_ENCODER and "query" not in instance
 
     instances = parse_vertex(data, state.config.max_client_batch_size, scores_pairs)
+
+    def named(i: int, error: RequestError) -> RequestError:  # named by its place, as parse_vertex names a malformed one
+        message = f"`instances[{i}]`: {error.message}"
+        return RequestError(error.status, message, error.error_type, retry_after=error.retry_after, code=error.code)
+
     name = instances[0].get("model")  # the request's model label: the first instance's (the others run in tasks)
-    state.pick(name if isinstance(name, str) else None, None, "/vertex")
+    try:
+        state.pick(name if isinstance(name, str) else None, None, "/vertex")
+    except RequestError as error:
+        raise named(0, error) from error
 
     async def answer(i: int, instance: dict[str, Any]) -> Reply:
         try:
             return await default_route(state, request, instance)
-        except RequestError as error:  # named by its place, as parse_vertex names a malformed instance
-            raise RequestError(
-                error.status,
-                f"`instances[{i}]`: {error.message}",
-                error.error_type,
-                retry_after=error.retry_after,
-                code=error.code,
-            ) from error
+        except RequestError as error:
+            raise named(i, error) from error
 
     # The first instance to fail (a 429 among them, at once) fails the request: the others are dropped, not run.
     replies = await _all_or_none([answer(i, instance) for i, instance in enumerate(instances)])
     payload = {"predictions": [reply.payload for reply in replies]}
-    return Reply(payload, None, sum(reply.characters for reply in replies), replies[0].provider)
+    ran = [reply.result for reply in replies if reply.result is not None]  # every instance runs on a model worker
+    job = _together(None, ran, at_once=True) if len(ran) == len(replies) else None
+    return Reply(payload, job, sum(reply.characters for reply in replies), replies[0].provider)
 
 
 # route → (handler, whose error shape it speaks)

@@ -68,6 +68,23 @@ class RequestError(Exception):
         return _request_error, (self.status, self.message, self.error_type, self.retry_after, self.code)
 
 
+class TooLongError(RequestError):
+    """A 422 for an input longer than the model's limit where the request asked not to truncate: ``position`` is
+    its place among the request's inputs, which a route whose inputs are named otherwise renames (``named``)."""
+
+    def __init__(self, position: int, tokens: int, limit: int) -> None:
+        self.position, self.tokens, self.limit = position, tokens, limit
+        super().__init__(422, self._message(f"input {position}", "send truncate=true"))
+
+    def _message(self, label: str, hint: str) -> str:
+        return (
+            f"{label} is {self.tokens} tokens long, more than the model's limit of {self.limit}; shorten it or {hint}"
+        )
+
+    def named(self, label: str, hint: str) -> RequestError:
+        return RequestError(422, self._message(label, hint))
+
+
 def _request_error(
     status: int, message: str, error_type: ErrorType, retry_after: int | None, code: str | None
 ) -> RequestError:
@@ -525,6 +542,7 @@ class DecodeRequest:
     ids: list[list[int]]
     model: str | None = None
     skip_special_tokens: bool = True
+    single: bool = False  # `ids` was one flat list
 
 
 def parse_decode(data: dict[str, Any], max_client_batch_size: int) -> DecodeRequest:
@@ -544,7 +562,10 @@ def parse_decode(data: dict[str, Any], max_client_batch_size: int) -> DecodeRequ
                 raise _invalid(f"`ids[{i}]` must be a list of token ids like `ids[0]`, got {_kind(row)}")
             checked.append(_ids(row, f"ids[{i}]"))
     return DecodeRequest(
-        checked, model=_str(data, "model"), skip_special_tokens=bool(_bool(data, "skip_special_tokens", True))
+        checked,
+        model=_str(data, "model"),
+        skip_special_tokens=bool(_bool(data, "skip_special_tokens", True)),
+        single=not isinstance(value[0], list),
     )
 
 
