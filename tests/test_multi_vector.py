@@ -445,10 +445,32 @@ def test_semantic_search_maxsim_on_quantized_documents(models: dict[str, Pair], 
         expected = np.argsort(-scores[q], kind="stable")[:4]
         assert [h["corpus_id"] for h in row] == expected.tolist()
         np.testing.assert_allclose([h["score"] for h in row], scores[q, expected], rtol=1e-6)
+    # codes read back from JSON or a database (lists of Python ints) give the same hits: binary ones ranked by
+    # the wrong bits (their int64 bytes were read as the codes)
+    as_lists = [c.tolist() for c in corpus]
+    again = util.semantic_search_maxsim(queries, as_lists, top_k=4, corpus_precision=precision, ranges=ranges)
+    assert again == util.semantic_search_maxsim(queries, corpus, top_k=4, corpus_precision=precision, ranges=ranges)
     float_hits = util.semantic_search_maxsim(queries, model.encode_document(TEXTS), top_k=1)
     if precision == "int8":  # int8 keeps the best document of most queries
         agree = np.mean([a[0]["corpus_id"] == b[0]["corpus_id"] for a, b in zip(hits, float_hits)])
         assert agree >= 0.5
+
+
+def test_semantic_search_maxsim_reads_binary_codes_given_as_lists_and_refuses_codes_that_do_not_fit() -> None:
+    """Codes of two or more bytes per token read back as lists of Python ints were ranked by the bytes of their
+    int64 array (the first byte of each code right, the rest its sign)."""
+    rng = np.random.default_rng(8)
+    queries = [rng.standard_normal((4, 16)).astype(np.float32)]
+    documents = [rng.standard_normal((n, 16)).astype(np.float32) for n in (3, 5, 2, 4)]
+    signs = [np.where(d > 0, 1.0, -1.0).astype(np.float32) for d in documents]
+    expected = np.argsort(-util.maxsim(queries, signs)[0], kind="stable").tolist()
+    for precision in ("binary", "ubinary"):
+        codes = [quantize_embeddings(d, precision).tolist() for d in documents]
+        hits = util.semantic_search_maxsim(queries, codes, top_k=4, corpus_precision=precision)[0]
+        assert [h["corpus_id"] for h in hits] == expected, precision
+    for precision, codes in (("binary", [[200, 0]]), ("ubinary", [[-1, 0]])):
+        with pytest.raises(ValueError, match=f"corpus_precision '{precision}' codes are"):
+            util.semantic_search_maxsim(queries, [codes], corpus_precision=precision)
 
 
 def test_quantize_embeddings_on_lists_of_matrices_and_empty_input_as_sentence_transformers() -> None:
