@@ -260,8 +260,9 @@ def dot_score(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
 def euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Negative Euclidean distance of every row of ``a`` to every row of ``b``.
 
-    Computed as ``sqrt(max(|a|² - 2 a·b + |b|², 0))`` in float64, in blocks of rows of ``a``,
-    so float32 cancellation does not blur near-duplicates.
+    Computed as ``sqrt(max(|a|² - 2 a·b + |b|², 0))`` in float64, in blocks of rows of ``a``; pairs closer than a
+    thousandth of their norms (where that sum cancels down to its rounding) are measured directly, so a row's
+    distance to itself is 0 and near-duplicates keep their order.
 
     Args:
         a: embedding [dim] or embeddings [n, dim].
@@ -280,8 +281,16 @@ def euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     rows = max(1, _BLOCK_ELEMENTS // max(1, right.shape[0]))
     for start in range(0, left.shape[0], rows):
         block = left[start : start + rows].astype(np.float64)
+        block_sq = np.einsum("ij,ij->i", block, block)[:, None]
         with np.errstate(invalid="ignore"):  # inf - inf, taken care of below
-            squared = np.einsum("ij,ij->i", block, block)[:, None] - 2 * (block @ right64.T) + right_sq
+            squared = block_sq - 2 * (block @ right64.T) + right_sq
+            # the sum's rounding is ~1e-16 of |a|² + |b|²: below 1e-6 of it, the distance is off by more than float32
+            # resolves (a row 2e-8 from itself), so those pairs (near-duplicates: few) are measured directly
+            close_i, close_j = np.nonzero(squared < 1e-6 * (block_sq + right_sq))
+        pairs = max(1, _BLOCK_ELEMENTS // max(1, right.shape[1]))
+        for at in range(0, close_i.size, pairs):
+            i, j = close_i[at : at + pairs], close_j[at : at + pairs]
+            squared[i, j] = np.einsum("ij,ij->i", block[i] - right64[j], block[i] - right64[j])
         out[start : start + rows] = -np.sqrt(np.maximum(squared, 0.0))
     # A row holding inf made the expansion inf - inf = NaN: its distances taken directly (-inf, as torch.cdist's)
     for i in np.flatnonzero(~np.isfinite(left).all(axis=1)):

@@ -686,6 +686,22 @@ def test_euclidean_sim_of_a_row_holding_inf_is_minus_inf_as_sentence_transformer
     assert np.isneginf(util.euclidean_sim(a, b)[0]).all() and np.isfinite(util.euclidean_sim(a, b)[1]).all()
 
 
+def test_euclidean_sim_measures_near_duplicates_exactly_as_its_pairwise_form() -> None:
+    """|a|² - 2ab + |b|² cancels to its rounding for rows close to each other: a row was 2e-8 from itself, its
+    copy one float32 step away tied with it, and rows of norm 3e4 that differ by 1e-4 were 0 apart."""
+    a = _random(1, 4, dim=384)[0]
+    a /= np.linalg.norm(a)
+    near = a.copy()
+    near[7] = np.nextafter(near[7], np.float32(2))
+    corpus = np.stack([near, a, _random(2, 4, dim=384)[0]])
+    scores = util.euclidean_sim(a, corpus)[0]
+    assert scores[1] == 0.0 and scores[0] == pytest.approx(-abs(float(near[7]) - float(a[7])), rel=1e-6)
+    assert scores[1] > scores[0] > scores[2]
+    np.testing.assert_allclose(scores, util.pairwise_euclidean_sim(np.stack([a] * 3), corpus), rtol=1e-6)
+    big = np.array([[3e4, 0.0]], dtype=np.float32), np.array([[3e4, 1e-4]], dtype=np.float32)
+    assert util.euclidean_sim(*big)[0, 0] == pytest.approx(-1e-4, rel=1e-3)
+
+
 def test_normalize_embeddings_refuses_int8_codes_as_every_float_function() -> None:
     """Codes came back as unit floats of the code values, where every other float function refuses them."""
     codes = np.array([[3, 4], [1, -2]], dtype=np.int8)
