@@ -405,6 +405,10 @@ def pairwise_manhattan_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     return -distances
 
 
+# This module's score functions, which take SparseEmbeddings rows as they are.
+_SPARSE_AWARE = (cos_sim, dot_score, euclidean_sim, manhattan_sim)
+
+
 def _top_k_columns(scores: np.ndarray, k: int, ids: npt.NDArray[np.int64] | None = None) -> npt.NDArray[np.intp]:
     """Column positions of the k largest scores of each row, in no particular order; of scores tied at the cut,
     those of the lowest ``ids`` (None: the columns are in id order), as the final order ranks them, so the hits
@@ -490,6 +494,12 @@ def search_top_k(
                 f"{corpus.shape[1]}; they must be equal"
             )
         rows_of: Callable[[Any, int, int], Any] = lambda rows, start, stop: rows.rows(start, stop)  # noqa: E731
+        if score_function not in _SPARSE_AWARE:  # a caller's own function gets rows it can use: scipy's
+            from fastembed_rt.sparse import has_scipy
+
+            rows_of = lambda rows, start, stop: (  # noqa: E731
+                rows.rows(start, stop).to_scipy() if has_scipy() else rows.rows(start, stop).toarray()
+            )
         normalize = False
     else:
         queries, corpus = _as_batches(query_embeddings, corpus_embeddings, "query_embeddings", "corpus_embeddings")
@@ -540,7 +550,8 @@ def semantic_search(
         query_chunk_size: queries scored at once, >= 1.
         corpus_chunk_size: corpus rows scored at once, >= 1.
         top_k: results per query, >= 0; a corpus smaller than ``top_k`` gives all its rows.
-        score_function: maps float32 [q, dim] and [c, dim] to scores [q, c]; higher is closer.
+        score_function: maps float32 [q, dim] and [c, dim] to scores [q, c]; higher is closer (sparse
+            embeddings reach it as ``scipy.sparse.csr_array`` chunks, dense arrays without scipy).
 
     Returns:
         One list per query of ``{"corpus_id": int, "score": float}`` by decreasing score (ties:
@@ -808,6 +819,8 @@ def semantic_search_quantized(
             f"got dtype {corpus.dtype} and shape {corpus.shape}"
         )
     queries = np.asarray(query_embeddings)
+    if queries.shape == (0,):  # [] : no queries (as semantic_search), not one query of no dimensions
+        return []
     if queries.ndim == 1:
         queries = queries[None, :]
     if queries.ndim != 2:

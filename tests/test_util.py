@@ -272,6 +272,23 @@ def test_semantic_search_over_an_empty_corpus_gives_empty_hit_lists() -> None:
 
 def test_semantic_search_without_queries_gives_no_results() -> None:
     assert util.semantic_search(np.zeros((0, DIM), np.float32), _random(5, 17)) == []
+    corpus_bits = quantize_embeddings(_random(5, 17), "ubinary")
+    assert util.semantic_search([], _random(5, 17)) == util.semantic_search_quantized([], corpus_bits) == []
+
+
+@pytest.mark.parametrize("form", ["scipy", "arrays"])
+def test_semantic_search_gives_a_callers_own_score_function_sparse_rows_it_can_use(form: str) -> None:
+    """The function got our internal SparseEmbeddings rows (no .T, no @): an AttributeError in the search."""
+    queries, corpus = _sparse_rows(4, 1), _sparse_rows(9, 2)
+    seen: list[Any] = []
+
+    def dot(a: Any, b: Any) -> np.ndarray:
+        seen.append(type(a))
+        return np.asarray((a @ b.T).todense() if hasattr(a, "todense") else a @ b.T)
+
+    hits = util.semantic_search(_forms(queries)[form], _forms(corpus)[form], top_k=3, score_function=dot)
+    assert hits == util.semantic_search(queries, corpus, top_k=3, score_function=util.dot_score)
+    assert seen and all(kind.__module__.startswith("scipy.sparse") for kind in seen)
 
 
 @pytest.mark.parametrize(
