@@ -17,6 +17,10 @@ of all zeros are padding unless a mask says which tokens count, as sentence-tran
 - ``length_normalize`` (MeanMaxSim) divides by the query's unmasked token count, at least 1;
 - integer inputs (quantized codes) are scored as their values, upcast to float32, as sentence-transformers
   does; ``semantic_search_maxsim`` dequantizes them first instead.
+
+One difference, on purpose: with a list of matrices and a mask wider than a matrix, sentence-transformers counts
+the zero rows it pads the list with wherever the mask says 1 (a padding token can win a max, scoring 0); here the
+positions past each matrix's own tokens stay out whatever the mask says.
 """
 
 from __future__ import annotations
