@@ -298,6 +298,7 @@ def test_openvino_devices_and_properties_it_cannot_use_are_provider_errors(
             load(f"openvino:{device}")
     auto = load("openvino:AUTO:GPU,CPU")  # AUTO picks among those here
     assert auto.device == "openvino:AUTO:CPU" and auto.encode(TEXTS).shape == (len(TEXTS), 384)
+    assert load("openvino:cpu").device == load("openvino:CPU").device  # was "'cpu' is not available; available: CPU"
     folders = set((tmp_path / "openvino").iterdir()) if (tmp_path / "openvino").exists() else set()
     with pytest.raises(ProviderError, match=r"refuses provider option extra=\{'NOT_A_PROPERTY': 1\}"):
         load("openvino", NOT_A_PROPERTY=1)
@@ -305,6 +306,17 @@ def test_openvino_devices_and_properties_it_cannot_use_are_provider_errors(
         load("openvino", INFERENCE_PRECISION_HINT="int3")
     # refused before any compile: no cache folder made for them (it was, and the cache was blamed in a warning)
     assert (set((tmp_path / "openvino").iterdir()) if (tmp_path / "openvino").exists() else set()) == folders
+
+
+def test_a_session_config_entry_onnx_runtime_refuses_is_a_provider_error_not_a_corrupt_artifact(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """It was an ArtifactError calling the file corrupt and asking for a re-export."""
+    options = ProviderOptions(extra={"session.intra_op_thread_affinities": "banana"}, cache_dir=tmp_path)
+    with pytest.raises(
+        ProviderError, match=r"ONNX Runtime refused the session config entries of options.extra .*banana"
+    ):
+        SentenceTransformer(minilm_artifact_session, provider="cpu", provider_options=options)
 
 
 def test_openvino_on_an_onnx_graph_runs_truncate_dim_and_precision_on_the_host(

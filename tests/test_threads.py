@@ -154,6 +154,15 @@ def test_a_spin_that_is_not_whole_microseconds_is_refused(bad: Any) -> None:
         ProviderOptions(spin_us=bad)
 
 
+def test_numpy_integers_are_taken_for_every_whole_number_option() -> None:
+    """The thread counts took np.int64 (a config read by numpy, a sweep's np.arange); streams and spin_us refused it."""
+    options = ProviderOptions(intra_op_threads=np.int64(2), streams=np.int64(2), spin_us=np.int32(50))
+    assert (options.intra_op_threads, options.streams, options.spin_us) == (2, 2, 50)
+    assert all(type(v) is int for v in (options.intra_op_threads, options.streams, options.spin_us))
+    with pytest.raises(ProviderError, match="streams must be a whole number"):
+        ProviderOptions(streams=np.bool_(True))
+
+
 @pytest.mark.parametrize("bad", [-3, 1.5, "2", True, 10**6])
 def test_a_thread_count_that_is_not_a_sane_whole_number_is_refused(minilm_artifact_session: Path, bad: Any) -> None:
     """1.5 and "2" raised pybind11's TypeError, -3 was accepted as is, 10**6 got the process killed for memory."""

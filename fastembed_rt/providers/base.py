@@ -126,12 +126,20 @@ class ProviderOptions:
             if not isinstance(value, (bool, np.bool_)):  # "false" from a YAML or environment string was truthy
                 raise ProviderError(f"{name} must be True or False, got {value!r}")
             object.__setattr__(self, name, bool(value))
-        if not isinstance(self.spin_us, int) or isinstance(self.spin_us, bool) or self.spin_us < 0:
+        if not _whole(self.spin_us, 0):
             raise ProviderError(f"spin_us must be a whole number of microseconds >= 0, got {self.spin_us!r}")
-        if self.streams is not None and (
-            not isinstance(self.streams, int) or isinstance(self.streams, bool) or self.streams < 1
-        ):
-            raise ProviderError(f"streams must be a whole number >= 1 (or None for the default), got {self.streams!r}")
+        object.__setattr__(self, "spin_us", int(self.spin_us))
+        if self.streams is not None:
+            if not _whole(self.streams, 1):
+                raise ProviderError(
+                    f"streams must be a whole number >= 1 (or None for the default), got {self.streams!r}"
+                )
+            object.__setattr__(self, "streams", int(self.streams))
+
+
+def _whole(value: Any, minimum: int) -> bool:
+    """An int (a numpy integer too, as the thread counts take) of at least ``minimum``; not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)) and int(value) >= minimum
 
 
 class ExecutionProvider(Protocol):

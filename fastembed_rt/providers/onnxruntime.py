@@ -289,6 +289,31 @@ class OnnxRuntimeCPU(_OnnxRuntimeSession):
     def _open(cls, model_path: Path, options: ProviderOptions) -> tuple[Any, Path]:
         """A CPU session of the graph and the graph file it runs: the cached optimized, pre-packed copy
         (``onnxruntime_cache``) unless ``options.cache`` is off or the cache cannot serve, else the artifact's."""
+        try:
+            return cls._open_graph(model_path, options)
+        except ArtifactError as exc:
+            if options.extra and cls._opens_without_extra(model_path, options):  # the caller's option, not the file
+                raise ProviderError(
+                    f"ONNX Runtime refused the session config entries of options.extra "
+                    f"{ {str(k): str(v) for k, v in options.extra.items()} } ({exc.__cause__ or exc})"
+                ) from exc
+            raise
+
+    @classmethod
+    def _opens_without_extra(cls, model_path: Path, options: ProviderOptions) -> bool:
+        """Whether the graph opens with the engine's own options alone (a failure's cause was then ``extra``)."""
+        import onnxruntime as ort
+
+        so = session_options(replace(options, extra={}))
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # opening is the question, fast
+        try:
+            _open_session(model_path, so, [CPU_EP])
+        except (ArtifactError, NotEnoughMemoryError):
+            return False
+        return True
+
+    @classmethod
+    def _open_graph(cls, model_path: Path, options: ProviderOptions) -> tuple[Any, Path]:
         import onnxruntime as ort
 
         cached = cls._cached(model_path, options) if options.cache else None

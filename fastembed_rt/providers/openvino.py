@@ -330,6 +330,7 @@ def _check_device(device: str, available: list[str]) -> tuple[str, str]:
     device or its numbered instance (``"GPU"``, ``"GPU.1"``); each device of ``"HETERO:..."`` / ``"MULTI:..."``
     (they run on all of them); for ``"AUTO:GPU,CPU"`` at least one, the others left out of its list (OpenVINO fails
     loading the plugin of an absent GPU instead of picking the CPU); ``"AUTO"`` alone picks among what is here."""
+    device = device.upper()  # OpenVINO's names are upper case; `openvino:cpu` was "'cpu' is not available: CPU"
     kind = device.split(":")[0].split(".")[0]
     here = ", ".join(available) or "none"
     hint = "(GPU and NPU need Intel's drivers; see the OpenVINO install guide)"
