@@ -289,8 +289,9 @@ def euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
             close_i, close_j = np.nonzero(squared < 1e-6 * (block_sq + right_sq))
         pairs = max(1, _BLOCK_ELEMENTS // max(1, right.shape[1]))
         for at in range(0, close_i.size, pairs):
-            i, j = close_i[at : at + pairs], close_j[at : at + pairs]
-            squared[i, j] = np.einsum("ij,ij->i", block[i] - right64[j], block[i] - right64[j])
+            near_i, near_j = close_i[at : at + pairs], close_j[at : at + pairs]
+            difference = block[near_i] - right64[near_j]
+            squared[near_i, near_j] = np.einsum("ij,ij->i", difference, difference)
         out[start : start + rows] = -np.sqrt(np.maximum(squared, 0.0))
     # A row holding inf made the expansion inf - inf = NaN: its distances taken directly (-inf, as torch.cdist's)
     for i in np.flatnonzero(~np.isfinite(left).all(axis=1)):
