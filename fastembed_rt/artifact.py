@@ -16,6 +16,7 @@ import logging
 import os
 import reprlib
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -52,6 +53,7 @@ __all__ = [
     "hub_source",
     "load_manifest",
     "local_path",
+    "manifest_lock",
     "path_hint",
     "resolve_artifact",
     "update_manifest",
@@ -355,7 +357,9 @@ class Manifest:
     def write_staged(self) -> Path:
         """Write the manifest to a temporary file beside ``manifest.json``; returns its path. For a caller that
         renames it over ``manifest.json`` only once a file the manifest names is in place (``calibrate_artifact``)."""
-        temporary = self.root / f".{MANIFEST_FILE}.{os.getpid()}.tmp"
+        # of this process and thread: two writers of one artifact (two `tune` runs, threads) each rename their own
+        # whole file (a shared name was renamed in half-written: readers saw an empty manifest)
+        temporary = self.root / f".{MANIFEST_FILE}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
             temporary.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
         except BaseException:  # a full disk: no half-written temporary is left behind
@@ -654,6 +658,41 @@ def _read_manifest(root: Path) -> Manifest:
     return _parse(root, data, path)
 
 
+_LOCKS_HELD = threading.local()
+_PROCESS_LOCKS: dict[str, threading.Lock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def manifest_lock(root: str | os.PathLike[str]) -> Iterator[None]:
+    """Held while a change of the artifact's manifest is read, made and written: changes by other threads and (where
+    the OS has ``flock``; on the artifact's directory, so no file is left in it) other processes wait, so none is
+    lost (two `tune` runs finishing together kept one record of two). Re-entrant within a thread."""
+    key = os.path.realpath(root)
+    held: set[str] = _LOCKS_HELD.__dict__.setdefault("roots", set())
+    if key in held:
+        yield
+        return
+    with _PROCESS_LOCKS_GUARD:
+        in_process = _PROCESS_LOCKS.setdefault(key, threading.Lock())
+    with in_process:
+        descriptor = None
+        try:
+            import fcntl
+
+            descriptor = os.open(key, os.O_RDONLY)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except (ImportError, OSError):  # no flock (Windows), or a directory it cannot take: threads still wait
+            pass
+        held.add(key)
+        try:
+            yield
+        finally:
+            held.discard(key)
+            if descriptor is not None:
+                os.close(descriptor)  # releases the flock
+
+
 def update_manifest(root: str | os.PathLike[str], **fields: Any) -> Manifest:
     """Change top-level ``fields`` of the artifact's manifest on disk (e.g. ``speed=``); returns the result.
 
@@ -663,8 +702,9 @@ def update_manifest(root: str | os.PathLike[str], **fields: Any) -> Manifest:
     """
     if set(fields) - _READ_BY_EVERY_VERSION:  # a change earlier readers would ignore: they must refuse it
         fields["schema_version"] = SCHEMA_VERSION
-    updated = replace(load_manifest(root), **fields)
-    updated.write()
+    with manifest_lock(root):
+        updated = replace(load_manifest(root), **fields)
+        updated.write()
     return updated
 
 

@@ -22,7 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from fastembed_rt.artifact import MANIFEST_FILE, Manifest, check_contained, file_sha256, load_manifest, unreadable
+from fastembed_rt.artifact import (
+    MANIFEST_FILE,
+    Manifest,
+    check_contained,
+    file_sha256,
+    load_manifest,
+    manifest_lock,
+    unreadable,
+)
 from fastembed_rt.errors import ArtifactError, InputError
 from fastembed_rt.kernels import reference
 
@@ -157,11 +165,11 @@ def calibrate_artifact(model: Any, texts: Sequence[str], source: str) -> dict[st
             # ranges, for reading; a model's quantization_ranges() gives them for any truncate_dim
             "ranges": np.stack([sample.min(axis=0), sample.max(axis=0)]).tolist(),
         }
-        # The manifest read afresh, so that a change written since the model loaded it is kept.
-        staged_manifest = replace(load_manifest(root), calibration=entry).write_staged()
-        # Two renames within one directory: nothing between them can fail for want of permission or space.
-        os.replace(staged, path)
-        os.replace(staged_manifest, root / MANIFEST_FILE)
+        with manifest_lock(root):  # read afresh and written under the lock: no other change is lost
+            staged_manifest = replace(load_manifest(root), calibration=entry).write_staged()
+            # Two renames within one directory: nothing between them can fail for want of permission or space.
+            os.replace(staged, path)
+            os.replace(staged_manifest, root / MANIFEST_FILE)
     except OSError as exc:
         raise ArtifactError(
             f"cannot write the calibration into {root} ({exc.strerror or exc}); make the directory writable or "

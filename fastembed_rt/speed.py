@@ -33,7 +33,7 @@ import logging
 import os
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -44,6 +44,7 @@ from fastembed_rt.artifact import (
     VariantFormat,
     VariantPrecision,
     load_manifest,
+    manifest_lock,
     update_manifest,
 )
 from fastembed_rt.errors import ArtifactError, InputError
@@ -353,33 +354,8 @@ def record_speed(manifest: Manifest, record: SpeedRecord) -> Manifest:
         return _same_cpu(r, record.machine, record.cpu, record.isa, record.threads)
 
     try:
-        current = load_manifest(manifest.root)  # records written since ``manifest`` was read are kept
-        names, timed_from = {v.name for v in current.variants}, {v.name for v in manifest.variants}
-        for name in record.sentences_per_s.keys() & timed_from:
-            if name not in names or _files_of(current, name) != _files_of(manifest, name):
-                raise ArtifactError(
-                    f"variant {name!r} of {manifest.root} changed while it was timed (exported again?); nothing was "
-                    "written: time it again"
-                )
-        earlier = [r for r in current.speed if same_cpu(r)]
-        # the same texts: the same workload, as many of them (`tune --texts 16` after `tune --texts 64`), batch size
-        comparable = [r for r in earlier if _timed_on(r) == _timed_on(record)]
-        rates = {name: rates for r in comparable for name, rates in r.sentences_per_s.items()}
-        if dropped := sorted(
-            {n for r in earlier if r not in comparable for n in r.sentences_per_s} - set(record.sentences_per_s)
-        ):
-            logger.warning(
-                "%s: the rates of %s on this CPU were timed on other texts or another batch size than this record's "
-                "(%s, %d texts, batch %d) and are dropped, not mixed in; time them with it to compare them",
-                manifest.root,
-                ", ".join(dropped),
-                record.workload,
-                record.texts,
-                record.batch_size,
-            )
-        merged = replace(record, sentences_per_s={**rates, **record.sentences_per_s})
-        kept = tuple(r for r in current.speed if not same_cpu(r))
-        return update_manifest(manifest.root, speed=(*kept, merged))
+        with manifest_lock(manifest.root):  # another writer's record is read in, not overwritten
+            return _merge_record(manifest, record, same_cpu)
     except OSError as exc:
         raise ArtifactError(
             f"cannot write the speed record into {manifest.root} ({exc}); time a writable copy of the artifact"
@@ -443,3 +419,34 @@ def speed_texts(manifest: Manifest, count: int = 512) -> list[str]:
         return list(dict.fromkeys(dev.sentences1 + dev.sentences2))[:count]
     vocab = Tokenizer(manifest.root, manifest.tokenizer).get_vocab()
     return synthetic_texts(vocab, count, 12)
+
+
+def _merge_record(manifest: Manifest, record: SpeedRecord, same_cpu: Callable[[SpeedRecord], bool]) -> Manifest:
+    """``record`` written into the artifact's manifest as read now (``record_speed``, holding its lock)."""
+    current = load_manifest(manifest.root)  # records written since ``manifest`` was read are kept
+    names, timed_from = {v.name for v in current.variants}, {v.name for v in manifest.variants}
+    for name in record.sentences_per_s.keys() & timed_from:
+        if name not in names or _files_of(current, name) != _files_of(manifest, name):
+            raise ArtifactError(
+                f"variant {name!r} of {manifest.root} changed while it was timed (exported again?); nothing was "
+                "written: time it again"
+            )
+    earlier = [r for r in current.speed if same_cpu(r)]
+    # the same texts: the same workload, as many of them (`tune --texts 16` after `tune --texts 64`), batch size
+    comparable = [r for r in earlier if _timed_on(r) == _timed_on(record)]
+    rates = {name: rates for r in comparable for name, rates in r.sentences_per_s.items()}
+    if dropped := sorted(
+        {n for r in earlier if r not in comparable for n in r.sentences_per_s} - set(record.sentences_per_s)
+    ):
+        logger.warning(
+            "%s: the rates of %s on this CPU were timed on other texts or another batch size than this record's "
+            "(%s, %d texts, batch %d) and are dropped, not mixed in; time them with it to compare them",
+            manifest.root,
+            ", ".join(dropped),
+            record.workload,
+            record.texts,
+            record.batch_size,
+        )
+    merged = replace(record, sentences_per_s={**rates, **record.sentences_per_s})
+    kept = tuple(r for r in current.speed if not same_cpu(r))
+    return update_manifest(manifest.root, speed=(*kept, merged))

@@ -7,6 +7,7 @@ check that real timings are recorded for every runnable variant, not what they a
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -246,6 +247,46 @@ def test_manifest_keeps_its_speed_records_through_a_round_trip(minilm_artifact: 
     record = _record(AVX2, {"fp32": 190.5})
     written = record_speed(load_manifest(minilm_artifact), record)
     assert load_manifest(minilm_artifact).speed == written.speed == (record,)
+
+
+def test_speed_records_written_at_once_by_threads_and_processes_are_all_kept(minilm_artifact: Path) -> None:
+    """Two `tune` runs finishing together kept one record of two; writers in threads renamed each other's half
+    written manifest in (readers got "not valid JSON") or lost their own temporary file."""
+    import subprocess
+    import sys
+    import threading
+
+    errors: list[str] = []
+
+    def write(threads: int) -> None:
+        for i in range(15):
+            try:
+                record_speed(
+                    load_manifest(minilm_artifact), replace(_record(AVX2, {"fp32": 100.0 + i}), threads=threads)
+                )
+                load_manifest(minilm_artifact)
+            except Exception as exc:  # every failure is collected and shown
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    script = (
+        "import sys; from dataclasses import replace; from test_speed import AVX2, _record; "
+        "from fastembed_rt.artifact import load_manifest; from fastembed_rt.speed import record_speed\n"
+        "for i in range(15): record_speed(load_manifest(sys.argv[1]), "
+        "replace(_record(AVX2, {'fp32': 100.0 + i}), threads=int(sys.argv[2])))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, str(minilm_artifact), str(n)], env=env) for n in (4, 5)
+    ]
+    workers = [threading.Thread(target=write, args=(n,)) for n in (1, 2, 3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert [process.wait(timeout=120) for process in processes] == [0, 0]
+    assert errors == []
+    assert sorted(record.threads for record in load_manifest(minilm_artifact).speed) == [1, 2, 3, 4, 5]
+    assert not list(minilm_artifact.glob(".manifest.json.*"))  # no temporary file left behind
 
 
 # -- real timings: recorded for every runnable variant (their values are not asserted) ------------------
