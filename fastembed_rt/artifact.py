@@ -13,6 +13,7 @@ import contextlib
 import enum
 import json
 import logging
+import math
 import os
 import reprlib
 import sys
@@ -276,11 +277,20 @@ class SpeedRecord:
             threads=int(data["threads"]),
             texts=int(data["texts"]),
             batch_size=int(data["batch_size"]),
-            sentences_per_s={str(k): [float(r) for r in v] for k, v in data["sentences_per_s"].items()},
+            sentences_per_s={str(k): [_rate(r) for r in v] for k, v in data["sentences_per_s"].items()},
             source=str(data["source"]),
             date=str(data["date"]),
             workload=str(data.get("workload", "default")),  # records from before it all timed the default texts
         )
+
+
+def _rate(value: Any) -> float:
+    """A recorded rate: a finite number >= 0 (NaN ranked nothing and failed the variant choice with a bare
+    ValueError; the parse turns this one into a malformed-manifest ArtifactError)."""
+    rate = float(value)
+    if not math.isfinite(rate) or rate < 0:
+        raise ValueError(f"a speed record's rate must be a finite number >= 0, got {value!r}")
+    return rate
 
 
 @dataclass(frozen=True)
@@ -568,7 +578,7 @@ def _parse(root: Path, data: Any, path: Path) -> Manifest:
             speed=tuple(SpeedRecord.from_dict(record) for record in data.get("speed") or ()),
             truncate_dim=_truncate_dim(data.get("truncate_dim"), data.get("dim"), path),
         )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:  # 1e999 as an int: overflow
         raise ArtifactError(f"{path}: malformed manifest ({exc!r}); {_EXPORT_HINT}") from exc
     if not manifest.variants:
         raise ArtifactError(f"{path}: manifest lists no variants; {_EXPORT_HINT}")

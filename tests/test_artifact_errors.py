@@ -266,6 +266,30 @@ def test_a_manifest_value_out_of_range_is_an_artifact_error_naming_key_and_value
         SentenceTransformer(minilm_artifact)
 
 
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [("size", "1e999"), ("threads", "Infinity"), ("rate", "NaN"), ("rate", "-1"), ("rate", "Infinity")],
+)
+def test_a_number_json_reads_as_infinite_or_nan_is_a_malformed_manifest(
+    minilm_artifact: Path, where: str, value: str
+) -> None:
+    """1e999 as a size and Infinity as a thread count raised a bare OverflowError (a traceback from the CLI); a NaN
+    rate in a speed record failed the variant choice with "max() arg is an empty sequence"."""
+    path = minilm_artifact / "manifest.json"
+    data = json.loads(path.read_text())
+    record = {"machine": "x86_64", "cpu": "c", "isa": ["avx2"], "threads": 2, "texts": 1, "batch_size": 32}
+    data["speed"] = [{**record, "sentences_per_s": {"fp32": [1.0]}, "source": "tune", "date": "2026-12-07"}]
+    if where == "size":
+        data["variants"][0]["size"] = "__X__"
+    elif where == "threads":
+        data["speed"][0]["threads"] = "__X__"
+    else:
+        data["speed"][0]["sentences_per_s"]["fp32"] = ["__X__"]
+    path.write_text(json.dumps(data).replace('"__X__"', value))
+    with pytest.raises(ArtifactError, match=r"manifest.json: malformed manifest .*fastembed-rt export"):
+        SentenceTransformer(minilm_artifact, provider="cpu")
+
+
 @pytest.mark.parametrize("kept", [0, 100], ids=["empty", "truncated"])
 def test_an_empty_or_truncated_calibration_file_is_an_artifact_error_naming_the_fix(
     minilm_artifact: Path, tmp_path: Path, kept: int
