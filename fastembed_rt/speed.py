@@ -252,7 +252,8 @@ def measure_speed(
         if value is not None and value < 1:
             raise InputError(f"measuring variant speed: {name}={value!r}; it must be at least 1")
     threads = threads or available_cpus()
-    chosen = [manifest.variant(name) for name in variants] if variants else list(manifest.variants)
+    # each once (`--variants fp32,fp32` timed fp32 twice a round, recorded both, and left a model open)
+    chosen = [manifest.variant(name) for name in dict.fromkeys(variants)] if variants else list(manifest.variants)
     for variant in list(chosen):  # a few named: each engine's full-precision reference is timed beside them
         engine_variants = [v for v in manifest.variants if CPU_PROVIDER[v.format] == CPU_PROVIDER[variant.format]]
         if not any(v.precision == VariantPrecision.FP32 for v in chosen if v in engine_variants):

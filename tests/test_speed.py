@@ -361,8 +361,9 @@ def test_every_timed_round_finds_the_streams_opened_by_the_warm_up(
         return call
 
     monkeypatch.setattr(speed, "_workload", observed)
+    # a variant named twice is timed once (fp32,fp32 recorded 4 rounds for --rounds 2 and left a model open)
     texts = [f"a text of some words, number {i}" for i in range(8 * 32)]  # 8 batches: 2 streams of 1 thread stream
-    record = measure_speed(load_manifest(timed_artifact), texts, variants=["fp32", "int8"], rounds=2, threads=2)
+    record = measure_speed(load_manifest(timed_artifact), texts, variants=["fp32", "int8", "fp32"], rounds=2, threads=2)
     for name in ("fp32", "int8"):
         rounds = [opened for variant, count, opened in calls if variant == name and count == len(texts)]
         assert rounds == [True, True], "each timed round found the streams' session open"
