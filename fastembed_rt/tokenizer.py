@@ -362,8 +362,10 @@ class Tokenizer:
         side = truncation_direction or self.info.truncation_side
         ids: list[np.ndarray] = []
         for i, row in enumerate(rows):
-            try:
-                array = np.asarray(row, dtype=np.int64)
+            try:  # as given first: 7592.9 or "2088" cast straight to int64 were taken as ids 7592 and 2088
+                given = np.asarray(row)
+                whole = given.size == 0 or given.dtype.kind in "iu"  # a uint64 past int64 wraps negative: refused
+                array = given.astype(np.int64) if whole else np.empty((0, 0), dtype=np.int64)  # refused below
             except (OverflowError, TypeError, ValueError):
                 array = np.empty((0, 0), dtype=np.int64)  # refused below, naming the row
             if array.ndim != 1:
