@@ -412,6 +412,12 @@ class Tokenizer:
         full = with_prompt(items, prompt)
         plain = self.encode(full)
         prompt_ids = self.untruncated.encode(prompt, add_special_tokens=False).ids if prompt else []
+        # A text that fits: its tokens are those of prompt + text that end past the prompt, as for a longer one
+        # (a byte-level BPE merges the prompt's trailing space into the text's first token: "query: " alone is
+        # 5 tokens, 4 in "query: hello", and counting it apart took one of the text's tokens as the prompt's).
+        fitting = [i for i, item in enumerate(items) if prompt and isinstance(item, str) and not plain.truncated[i]]
+        joint = self.untruncated.encode_batch([full[i] for i in fitting], add_special_tokens=False) if fitting else []
+        text_tokens = {i: sum(end > len(prompt or "") for _, end in e.offsets) for i, e in zip(fitting, joint)}
         ids: list[np.ndarray] = []
         type_ids: list[np.ndarray] = []
         owner: list[int] = []
@@ -428,7 +434,7 @@ class Tokenizer:
                 # all but what the post-processor added and the prompt (by id, [UNK] and a typed "[CLS]" were
                 # left out: an emoji-only text held 0 tokens)
                 added = self.special_count(not isinstance(item, str))
-                weights.append(max(len(row) - added - len(prompt_ids), 0))
+                weights.append(text_tokens.get(index, max(len(row) - added - len(prompt_ids), 0)))
                 continue
             if isinstance(item, str) and prompt:
                 self._prompted_windows(prompt, item, overlap, index, (ids, type_ids, owner, spans, weights))

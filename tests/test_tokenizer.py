@@ -195,6 +195,21 @@ def test_a_prompted_texts_windows_tokenize_the_prompt_with_the_text_as_truncatio
     assert starts[0] == 0 and text[int(windows.spans[-1][1]) - 1 :] == text[-1:]
 
 
+def test_a_prompted_text_that_fits_counts_the_text_tokens_of_the_joint_tokenization(tmp_path: Path) -> None:
+    """The prompt's tokens were counted alone ("Query: " ends in a space token the text's first word takes in):
+    a text that fits was one token short, unlike a longer one, whose windows count the joint tokenization."""
+    tokenizer = _byte_level_bpe(tmp_path)
+    prompt = "Query: "
+    texts = ["world", "hello world fox"]
+    windows = tokenizer.encode_windows(texts, prompt=prompt)
+    for text, weight in zip(texts, windows.weights):
+        joint = tokenizer.untruncated.encode(prompt + text, add_special_tokens=False)
+        assert int(weight) == sum(end > len(prompt) for _, end in joint.offsets) > 0, text
+    assert tokenizer.encode_windows(["world"]).weights.tolist() == [
+        len(tokenizer.untruncated.encode("world", add_special_tokens=False).ids)
+    ]
+
+
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_a_long_text_repeated_over_pairs_is_cut_once_and_the_pairs_keep_the_uncut_tokens(
     minilm_dir: Path, side: str
