@@ -98,6 +98,13 @@ def test_copies_of_an_artifact_made_with_their_times_share_one_cached_copy(
     models = [_model(artifact, tmp_path / "cache", "fp32") for artifact in (one, two)]
     assert _graph(models[0]) == _graph(models[1])
     assert len(_copies(tmp_path / "cache")) == 1
+    # the first copy goes, then another graph is cached (which sweeps): the shared copy stays for the second
+    # (it was removed as "its graph is gone", and the next load of the unchanged second built it again)
+    shared = _graph(models[1])
+    models[0].close()
+    shutil.rmtree(one)
+    _model(shutil.copytree(minilm_artifact_session, tmp_path / "other", copy_function=shutil.copy), tmp_path / "cache")
+    assert shared.exists() and _graph(_model(two, tmp_path / "cache", "fp32")) == shared
 
 
 def test_a_rewritten_graph_gets_a_new_copy_and_the_old_copy_is_removed(

@@ -131,6 +131,29 @@ def _complete(folder: Path, entry: Mapping[str, Any]) -> bool:
         return False
 
 
+def _served_paths(entry: Mapping[str, Any]) -> list[str]:
+    """The graph files the copy serves: the one it was built from and identical ones loaded since (``also_from``)."""
+    also = entry.get("also_from")
+    return (
+        [str(entry.get("built_from", "")), *(str(p) for p in also if isinstance(p, str))]
+        if isinstance(also, list)
+        else [str(entry.get("built_from", ""))]
+    )
+
+
+def _note_path(root: Path, folder: Path, path: str) -> None:
+    """Add ``path`` to the paths the copy serves (written whole, under the cache's lock); a read-only cache is left
+    as it is. Without it, removing or changing the first copy of a graph removed the entry the others ran."""
+    with contextlib.suppress(OSError), _replacing(root):
+        entry = _read_entry(folder)
+        if entry is None or path in _served_paths(entry):
+            return
+        entry["also_from"] = [*_served_paths(entry)[1:], path]
+        staged = folder / f".{ENTRY_FILE}.{os.getpid()}.{threading.get_ident()}"
+        staged.write_text(json.dumps(entry, indent=1))
+        os.replace(staged, folder / ENTRY_FILE)
+
+
 def _serves(folder: Path, key: Mapping[str, Any], content: bytes | None) -> bool:
     """Whether ``folder`` holds a complete copy built for ``key`` from a graph file of exactly ``content``."""
     entry = _read_entry(folder)
@@ -187,14 +210,16 @@ def _stale(folder: Path, built_from: str, source: Mapping[str, Any]) -> str | No
     entry = _read_entry(folder)
     if entry is None:
         return None  # not ours
-    path, key = str(entry.get("built_from", "")), entry.get("key") or {}
+    paths, key = _served_paths(entry), entry.get("key") or {}
     # Built in another container sharing this cache's volume (or before a restart of this one: a new mount
     # namespace): its path names something else here, or nothing. Judged by it only once nothing used it for
     # FOREIGN_UNUSED_DAYS (a load marks it used, and a running engine hourly): a redeploy's superseded copy goes then.
     here = judged_here(entry.get("mounts"), idle_days, mount_identity())
-    if here and path == built_from and key.get("source") != source:
+    # an identical copy of the graph elsewhere (copytree, an image layer) shares the entry: kept while one is there
+    others = [path for path in paths if path != built_from and Path(path).exists()]
+    if here and built_from in paths and key.get("source") != source and not others:
         return "another version of its graph was cached"
-    if here and not Path(path).exists():
+    if here and not any(Path(path).exists() for path in paths):
         return "its graph is gone"
     if idle_days > UNUSED_DAYS:
         return f"unused for {idle_days:.0f} days"
@@ -235,6 +260,8 @@ def cached_graph(
     if _serves(folder, key, content):
         with contextlib.suppress(OSError):  # marks the copy used (a read-only cache still serves)
             os.utime(folder / ENTRY_FILE)
+        with contextlib.suppress(OSError):
+            _note_path(root, folder, str(model_path.resolve()))
         return folder / GRAPH_FILE
     scratch = root / f".building-{os.getpid()}-{threading.get_ident()}"
     try:
