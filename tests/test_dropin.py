@@ -737,6 +737,13 @@ def test_similarity_fn_name_is_checked_when_it_is_set(minilm_artifact_session: P
     assert model.similarity_fn_name == "cosine"
 
 
+def test_the_deprecated_load_opens_the_model_and_warns_as_sentence_transformers(minilm_artifact_session: Path) -> None:
+    """SentenceTransformer.load(path) (deprecated in sentence-transformers, still in its API) was an AttributeError."""
+    with pytest.warns(DeprecationWarning, match=r"SentenceTransformer.load\(...\) is deprecated"):
+        model = SentenceTransformer.load(str(minilm_artifact_session))
+    assert isinstance(model, SentenceTransformer) and model.get_embedding_dimension() == 384
+
+
 def test_similarity_fn_name_takes_sentence_transformers_own_enum(
     minilm_artifact_session: Path, tiny_multi_vector_artifact: Path
 ) -> None:

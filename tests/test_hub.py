@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from fake_hub import COMMIT, serve_folder
 
-from fastembed_rt import SentenceTransformer, SparseEncoder
+from fastembed_rt import InputError, SentenceTransformer, SparseEncoder
 from fastembed_rt.artifact import artifact_files, load_manifest, variant_files
 
 TEXTS = ["The cat sat on the mat.", "Stocks fell sharply.", "Ein Satz auf Deutsch."]
@@ -126,17 +126,19 @@ import json, sys
 from fastembed_rt import ArtifactError, SentenceTransformer
 model = SentenceTransformer(sys.argv[1], variant="int8")
 try:
-    url = model.push_to_hub("me/pushed", token="hf_test", **json.loads(sys.argv[2]))
+    arguments = json.loads(sys.argv[2])
+    repo_id = arguments.pop("repo_id", "me/pushed")
+    url = getattr(model, sys.argv[3])(repo_id, token="hf_test", **arguments)
 except ArtifactError as exc:
     url = f"ArtifactError: {exc}"
 print(url)
 """
 
 
-def _push(artifact: Path, endpoint: str, home: Path, **kwargs: object) -> str:
+def _push(artifact: Path, endpoint: str, home: Path, method: str = "push_to_hub", **kwargs: object) -> str:
     env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(home)}
     done = subprocess.run(
-        [sys.executable, "-c", PUSH, str(artifact), json.dumps(kwargs)],
+        [sys.executable, "-c", PUSH, str(artifact), json.dumps(kwargs), method],
         env=env,
         capture_output=True,
         text=True,
@@ -200,6 +202,30 @@ def test_push_to_an_existing_repo_needs_exist_ok_keeps_its_model_card_and_a_dead
     assert [v.name for v in load_manifest(repo).variants] == ["int8"]
     dead = _push(minilm_variants_artifact, "http://127.0.0.1:9", tmp_path / "hf", variants="loaded")
     assert dead.startswith("ArtifactError: could not push ") and "to hub repo 'me/pushed'" in dead
+
+
+def test_save_to_hub_is_sentence_transformers_deprecated_push_with_its_organization(
+    minilm_variants_artifact: Path, tmp_path: Path
+) -> None:
+    """Migrated code calling save_to_hub(repo, organization=...) got an AttributeError."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    with serve_folder(repo, "me/pushed") as hub:
+        url = _push(
+            minilm_variants_artifact,
+            hub.endpoint,
+            tmp_path / "hf",
+            "save_to_hub",
+            repo_id="pushed",
+            organization="me",
+            commit_message="from save_to_hub",
+        )
+        assert url == f"{hub.endpoint}/me/pushed/commit/{COMMIT}"
+        assert str(hub.commits[0]["summary"]) == "from save_to_hub"
+    assert "int8" in [v.name for v in load_manifest(repo).variants]  # all variants: push_to_hub's default
+    model = SentenceTransformer(minilm_variants_artifact, variant="int8")
+    with pytest.raises(InputError, match="organization 'other' is not the one repo_id 'me/pushed' names"):
+        model.save_to_hub("me/pushed", organization="other")
 
 
 def test_the_model_card_names_each_model_types_class_and_every_variants_agreement_with_pytorch(

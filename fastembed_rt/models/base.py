@@ -691,6 +691,41 @@ class ArtifactModel:
                 ) from exc
         return str(commit.pr_url if create_pr else commit.commit_url)
 
+    def save_to_hub(
+        self,
+        repo_id: str,
+        organization: str | None = None,
+        token: str | None = None,
+        private: bool | None = None,
+        safe_serialization: bool = True,
+        commit_message: str | None = None,
+        local_model_path: str | os.PathLike[str] | None = None,
+        exist_ok: bool = False,
+        replace_model_card: bool = False,
+        train_datasets: list[str] | None = None,
+    ) -> str:
+        """sentence-transformers' deprecated name of ``push_to_hub`` (logged as such, as there), with its
+        ``organization``: put before a ``repo_id`` without one; a ``repo_id`` of another organization is refused."""
+        logger.warning("save_to_hub is deprecated (as in sentence-transformers): use push_to_hub")
+        if organization:
+            if "/" not in repo_id:
+                repo_id = f"{organization}/{repo_id}"
+            elif repo_id.split("/")[0] != organization:
+                raise InputError(
+                    f"organization {organization!r} is not the one repo_id {repo_id!r} names; pass repo_id alone"
+                )
+        return self.push_to_hub(
+            repo_id,
+            token=token,
+            private=private,
+            safe_serialization=safe_serialization,
+            commit_message=commit_message,
+            local_model_path=local_model_path,
+            exist_ok=exist_ok,
+            replace_model_card=replace_model_card,
+            train_datasets=train_datasets,
+        )
+
     def _saved_manifest(self) -> Manifest:
         """The manifest ``save`` writes, before its root, variants and tokenizer length are set: a model type with
         settings of its own (``SentenceTransformer.similarity_fn_name``) puts them in."""

@@ -7,6 +7,8 @@ precision stage when a call asks for them.
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
@@ -561,6 +563,16 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
 
     def _saved_manifest(self) -> Manifest:
         return replace(self.manifest, similarity_fn=self.similarity_fn_name, truncate_dim=self.truncate_dim)
+
+    @staticmethod
+    def load(input_path: str | os.PathLike[str]) -> SentenceTransformer:
+        """sentence-transformers' deprecated ``SentenceTransformer.load(path)``: ``SentenceTransformer(path)``."""
+        warnings.warn(
+            "SentenceTransformer.load(...) is deprecated, use SentenceTransformer(...) instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return SentenceTransformer(input_path)
 
     def set_similarity_fn(self, name: str | SimilarityFunction) -> None:
         self.similarity_fn_name = name
