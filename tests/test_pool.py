@@ -103,6 +103,20 @@ def test_pool_encode_uses_the_models_truncate_dim_as_it_is_at_the_call(
     assert minilm_runtime.encode(TEXTS[:8], pool=cpu_pool).shape == (8, 384)
 
 
+def test_a_pool_started_with_a_truncate_dim_gives_full_rows_once_the_model_has_none(
+    minilm_artifact_session: Path,
+) -> None:
+    """A worker read the call's None as the truncate_dim the pool started with: 32-wide rows from a model whose
+    truncate_dim was set back to None (sentence-transformers gives 384)."""
+    model = SentenceTransformer(minilm_artifact_session, truncate_dim=32)
+    with model.start_multi_process_pool(["cpu"]) as pool:
+        assert model.encode(TEXTS[:2], pool=pool).shape == (2, 32)
+        with model.truncate_embeddings(None):
+            assert model.encode(TEXTS[:2], pool=pool).shape == (2, 384)
+        model.truncate_dim = None
+        np.testing.assert_allclose(model.encode(TEXTS[:2], pool=pool), model.encode(TEXTS[:2]), atol=1e-6)
+
+
 def test_pool_workers_run_on_the_devices_asked(cpu_pool: MultiProcessPool) -> None:
     assert cpu_pool.devices == ("cpu", "cpu") and cpu_pool.providers == ["cpu", "cpu"]
     assert cpu_pool["processes"] == cpu_pool.processes and len(cpu_pool["processes"]) == 2  # ST's pool is a dict
@@ -409,6 +423,11 @@ def test_sparse_encoder_pool_rows_equal_single_process_rows_in_every_format(tiny
         assert splade.encode([], pool=pool, sparse_format="arrays").shape == (0, dense.shape[1])
     listed = splade.encode(texts, device=["cpu", "cpu"], convert_to_sparse_tensor=False)
     np.testing.assert_allclose(listed, dense, atol=1e-6)
+    with splade.start_multi_process_pool(["cpu"]) as pool:  # started at 16, then set to None: every dimension
+        splade.max_active_dims = None
+        everything = splade.encode(texts[:4], pool=pool, convert_to_sparse_tensor=False)
+        np.testing.assert_allclose(everything, splade.encode(texts[:4], convert_to_sparse_tensor=False), atol=1e-6)
+        assert (np.count_nonzero(everything, axis=1) > 16).any()
 
 
 # -- MultiVectorEncoder: token vectors over a pool -------------------------------------------------------------

@@ -233,6 +233,34 @@ def test_prompts_given_at_load_are_merged_over_the_saved_ones_as_sentence_transf
     )
 
 
+def test_a_none_prompt_given_at_load_is_the_saved_one_and_a_copy_never_prompts_with_none(
+    minilm_artifact: Path, tmp_path: Path
+) -> None:
+    """prompts={"query": None} replaced the saved prompt with None (sentence-transformers keeps the saved one), and
+    save() wrote it as null, which the copy read as the text "None" before every query."""
+    manifest = json.loads((minilm_artifact / "manifest.json").read_text())
+    manifest["tokenizer"]["prompts"] = {"query": "query: "}
+    (minilm_artifact / "manifest.json").write_text(json.dumps(manifest))
+    model = SentenceTransformer(minilm_artifact, prompts={"query": None, "other": None})
+    assert model.prompts == {"query": "query: ", "other": ""}
+    model.prompts["query"] = None  # type: ignore[assignment]  # set after loading: no prompt
+    copy = SentenceTransformer(model.save(tmp_path / "copy", variants="loaded"))
+    assert copy.prompts == {"query": "", "other": ""}
+    np.testing.assert_allclose(copy.encode_query(["x"]), copy.encode(["x"]), atol=1e-6)
+    for bad in ({"query": 5}, {"query": b"q: "}, [("query", "q: ")]):
+        with pytest.raises(InputError, match="prompts"):
+            SentenceTransformer(minilm_artifact, prompts=bad)  # type: ignore[arg-type]
+
+
+def test_a_truncate_dim_past_the_width_saves_a_copy_that_loads_and_keeps_the_whole_embedding(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """It was written into the manifest, and the copy refused to load (truncate_dim 1000 > dim 384)."""
+    model = SentenceTransformer(minilm_artifact_session, truncate_dim=1000)
+    copy = SentenceTransformer(model.save(tmp_path / "copy", variants="loaded"))
+    assert copy.truncate_dim is None and copy.encode(["x"]).shape == (1, 384)
+
+
 def test_truncate_dim_slices_and_normalizes_only_on_request_as_sentence_transformers(
     minilm_runtime: Any, minilm_torch: Any
 ) -> None:

@@ -394,8 +394,13 @@ class ArtifactModel:
             if _folder_identity(root) == folder or attempt == 2:
                 break
             self._pipeline.provider.close()
-        # As sentence-transformers: prompts given here are merged over the saved ones (theirs win on a shared name).
-        self.prompts: dict[str, str] = {**self.manifest.tokenizer.prompts, **(prompts or {})}
+        # As sentence-transformers: prompts given here are merged over the saved ones (theirs win on a shared name);
+        # a None is "the saved one" ("" where none is saved): it was kept as None, saved as the text "None"
+        saved = self.manifest.tokenizer.prompts
+        self.prompts: dict[str, str] = {
+            **saved,
+            **{name: saved.get(name, "") if text is None else text for name, text in _checked_prompts(prompts).items()},
+        }
         self.default_prompt_name = default_prompt_name or self.manifest.tokenizer.default_prompt_name
         if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
             raise InputError(
@@ -588,7 +593,8 @@ class ArtifactModel:
             self.manifest.tokenizer,
             files=tuple(name for name in self.manifest.tokenizer.files if name not in absent),
             max_seq_length=self.max_seq_length,
-            prompts=dict(self.prompts),
+            # a None set after loading is no prompt (as sentence-transformers reads one), not the text "None"
+            prompts={name: "" if text is None else text for name, text in self.prompts.items()},
             default_prompt_name=self.default_prompt_name,
         )
         saved = replace(  # with this version's settings (truncate_dim, ...): as the schema that has them
@@ -1253,3 +1259,16 @@ def check_overlap(chunk_overlap: object) -> int:
     if not isinstance(chunk_overlap, (int, np.integer)) or isinstance(chunk_overlap, bool) or chunk_overlap < 0:
         raise InputError(f"chunk_overlap must be an int >= 0, got {chunk_overlap!r}")
     return int(chunk_overlap)
+
+
+def _checked_prompts(prompts: Any) -> dict[str, str | None]:
+    """``prompts`` as given to a constructor: a mapping of names to texts (or None), else an ``InputError`` now (a
+    number was taken, then failed the first encode with a bare TypeError)."""
+    if prompts is None:
+        return {}
+    if not isinstance(prompts, Mapping):
+        raise InputError(f"prompts must be a dict of prompt names to texts, got {type(prompts).__name__}")
+    for name, text in prompts.items():
+        if not isinstance(name, str) or not (text is None or isinstance(text, str)):
+            raise InputError(f"prompts[{name!r}] must be a text (str) named by a str, got {type(text).__name__}")
+    return dict(prompts)

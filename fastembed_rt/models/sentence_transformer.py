@@ -291,8 +291,9 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
                     precision=precision,
                     convert_to_numpy=convert_to_numpy,
                     normalize_embeddings=normalize_embeddings,
-                    # the model's default as it stands now (truncate_embeddings, or set since the pool started)
-                    truncate_dim=self.truncate_dim if truncate_dim is None else truncate_dim,
+                    # the model's default as it stands now (truncate_embeddings, or set since the pool started); its
+                    # None is the full width, said as such (a worker reads None as the default it started with)
+                    truncate_dim=truncate_dim or self.truncate_dim or self.manifest.dim,
                     long_inputs=long_inputs,
                     chunk_overlap=chunk_overlap,
                     truncation_direction=truncation_direction,
@@ -562,7 +563,11 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         return dense_similarity(SimilarityFunction(self.similarity_fn_name), pairwise=True)(embeddings1, embeddings2)
 
     def _saved_manifest(self) -> Manifest:
-        return replace(self.manifest, similarity_fn=self.similarity_fn_name, truncate_dim=self.truncate_dim)
+        # a truncate_dim past the width keeps the whole embedding (encode's reading): saved as none, since an artifact
+        # naming one past its dim does not load
+        wide = self.truncate_dim is not None and self.truncate_dim >= self.manifest.dim
+        truncate_dim = None if wide else self.truncate_dim
+        return replace(self.manifest, similarity_fn=self.similarity_fn_name, truncate_dim=truncate_dim)
 
     @staticmethod
     def load(input_path: str | os.PathLike[str]) -> SentenceTransformer:

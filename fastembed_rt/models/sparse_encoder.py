@@ -387,7 +387,9 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
                     show_progress_bar=show_progress_bar,
                     **self._worker_prompt(prompt, prompt_name),
                     batch_size=batch_size,
-                    max_active_dims=self.max_active_dims if max_active_dims is None else max_active_dims,
+                    # None now (set since the pool started): every dimension, said as such (a worker's None is
+                    # the value it started with)
+                    max_active_dims=max_active_dims or self.max_active_dims or self.spec.vocab_size,
                     sparse_format="arrays",
                     long_inputs=long_inputs,
                     chunk_overlap=chunk_overlap,
