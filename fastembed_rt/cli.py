@@ -10,7 +10,9 @@ import io
 import json
 import logging
 import os
+import re
 import signal
+import stat
 import sys
 import threading
 import time
@@ -287,6 +289,15 @@ def _check_argument(text: str, what: str) -> None:
         )
 
 
+def _standard_descriptor(path: str) -> int | None:
+    """The descriptor ``path`` names (``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N``, ``/proc/self/fd/N``), or None."""
+    named = {"/dev/stdout": 1, "/dev/stderr": 2, "/dev/stdin": 0}
+    if path in named:
+        return named[path]
+    found = re.fullmatch(r"/(?:dev|proc/self)/fd/(\d+)", path)
+    return int(found[1]) if found else None
+
+
 @contextlib.contextmanager
 def _output_file(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
     """``path``, exactly as given, opened for writing before the work that fills it: a path that cannot be written
@@ -301,22 +312,38 @@ def _output_file(path: str, mode: str = "wb") -> Iterator[IO[Any]]:
     if Path(path).is_dir():
         raise InputError(f"cannot write {path}: it is a directory; {fix}")
     encoding = None if "b" in mode else "utf-8"
-    if Path(path).exists() and not Path(path).is_file():
-        # A FIFO, a terminal, /dev/stdout, a process substitution (>(...)): written through as `> path` would be;
-        # a file staged beside it and renamed over it would replace the pipe with a file nobody reads. Built in
-        # memory first: numpy writes arrays with the file position, which a pipe has not
+    descriptor = _standard_descriptor(path)
+    if descriptor is not None or (Path(path).exists() and not Path(path).is_file()):
+        # A FIFO, a terminal, a process substitution (>(...)): written through as `> path` would be; a file staged
+        # beside it and renamed over it would replace the pipe with a file nobody reads. /dev/stdout (where stdout
+        # may be a file: `>>`, a `{ ...; } >` group): through its descriptor, at its position; opened by name, or
+        # renamed over, the whole file was replaced. Built in memory first: numpy writes arrays with the file
+        # position, which a pipe has not
         buffer: io.BytesIO | io.StringIO = io.BytesIO() if "b" in mode else io.StringIO()
         yield buffer
+        data = buffer.getvalue()
+        raw = data if isinstance(data, bytes) else data.encode("utf-8")
         try:
-            with open(path, mode, encoding=encoding) as stream:
-                stream.write(buffer.getvalue())
+            if descriptor is None:
+                with open(path, "wb") as stream:
+                    stream.write(raw)
+            else:
+                for standard in (sys.stdout, sys.stderr):
+                    standard.flush()
+                view = memoryview(raw)
+                while view:
+                    view = view[os.write(descriptor, view) :]
         except OSError as exc:
             raise InputError(f"cannot write {path}: {exc.strerror or exc}; {fix}") from exc
         return
     target = Path(os.path.realpath(path))  # a symlink is written through: its target gets the file, the link stays
     staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    if len(os.fsencode(staged.name)) > 255:  # a name near NAME_MAX: a valid -o was refused as too long
+        staged = target.with_name(f".fastembed-rt.{os.getpid()}.tmp")
     try:
         handle = open(staged, mode, encoding=encoding)  # noqa: SIM115
+        with contextlib.suppress(OSError):  # a file replaced keeps its permissions (a private 600 became 644)
+            os.chmod(staged, stat.S_IMODE(target.stat().st_mode))
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}; {fix}") from exc
     try:

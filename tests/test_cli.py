@@ -369,6 +369,34 @@ def test_encode_writes_through_a_symlink_and_into_a_pipe(
     capsys.readouterr()
 
 
+def test_output_to_dev_stdout_appends_where_stdout_is_a_file_and_a_replaced_file_keeps_its_mode(
+    minilm_artifact_session: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-o /dev/stdout >> log` resolved /dev/stdout to the log and renamed a new file over it (the log's content
+    lost); -o over a private file made it world-readable; a name near NAME_MAX was refused as too long."""
+    import stat
+    import sys
+
+    log = tmp_path / "log.bin"
+    log.write_bytes(b"PREVIOUS\n")
+    command = [sys.executable, "-m", "fastembed_rt.cli", "encode", str(minilm_artifact_session), "hello"]
+    with log.open("ab") as appended:
+        done = subprocess.run([*command, "-o", "/dev/stdout"], stdout=appended, stderr=subprocess.PIPE, timeout=120)
+    assert done.returncode == 0, done.stderr
+    content = log.read_bytes()
+    assert content.startswith(b"PREVIOUS\n") and np.load(io.BytesIO(content[9:])).shape == (1, 384)
+    private = tmp_path / "private.npy"
+    private.write_bytes(b"old")
+    private.chmod(0o600)
+    assert main(["encode", str(minilm_artifact_session), "one", "-o", str(private)]) == 0
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600 and np.load(private).shape == (1, 384)
+    long_name = tmp_path / ("x" * (255 - len(".npy")) + ".npy")
+    assert main(["encode", str(minilm_artifact_session), "one", "-o", str(long_name)]) == 0
+    assert np.load(long_name).shape == (1, 384)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [], "nothing staged is left"
+    capsys.readouterr()
+
+
 def test_texts_after_an_option_are_texts_and_number_flags_are_usage_errors(
     minilm_artifact_session: Path, tiny_reranker_artifact: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
