@@ -36,9 +36,9 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip ins
 pytest.importorskip("ray.data", reason="the ray extra is not installed: pip install 'fastembed-rt[ray]'")
 
 from fastembed_rt.providers.threads import available_cpus  # noqa: E402
-from fastembed_rt.ray import embed, local_artifact, predict, ship_artifact, sparse_encode  # noqa: E402
+from fastembed_rt.ray import embed, local_artifact, predict, ship_artifact, sparse_encode, worker  # noqa: E402
 from fastembed_rt.ray.serve import build_app, run  # noqa: E402  (imports Ray Serve without its import warning)
-from fastembed_rt.ray.worker import assigned_cpus  # noqa: E402
+from fastembed_rt.ray.worker import _fingerprint, assigned_cpus  # noqa: E402
 from fastembed_rt.server import ServedModel, ServerConfig  # noqa: E402
 
 serve = pytest.importorskip("ray.serve")
@@ -315,7 +315,7 @@ def test_a_fetched_artifact_is_checked_against_what_was_shipped_and_its_manifest
     tampered = dataclasses.replace(shipped.files[1], sha256="0" * 64)
     with pytest.raises(ArtifactError, match=r"arrived corrupt from the object store"):
         local_artifact(dataclasses.replace(shipped, files=(shipped.files[0], tampered, *shipped.files[2:])))
-    assert not (tmp_path / "cache" / "artifacts" / shipped.manifest_sha256).exists()
+    assert not (tmp_path / "cache" / "artifacts" / _fingerprint(shipped)).exists()
     # A graph that no longer matches its manifest (same size, other bytes) on the driver: refused by the
     # manifest's sha256 where it arrives.
     shutil.copytree(minilm_artifact_session, source)
@@ -329,8 +329,40 @@ def test_a_fetched_artifact_is_checked_against_what_was_shipped_and_its_manifest
         local_artifact(corrupt)
     # The intact artifact arrives, once, and the second actor of the node finds it in place.
     first = local_artifact(shipped)
-    assert first == str(tmp_path / "cache" / "artifacts" / shipped.manifest_sha256) == local_artifact(shipped)
+    assert first == str(tmp_path / "cache" / "artifacts" / _fingerprint(shipped)) == local_artifact(shipped)
     assert SentenceTransformer(first).encode(TEXTS).shape == (len(TEXTS), 384)
+    # A copy changed in the cache since (same sizes): a new actor process hashes it, and fetches it again (it ran
+    # the changed weights: vectors 0.028 off)
+    weights = Path(first) / "onnx" / "model.onnx.data"
+    changed = bytearray(weights.read_bytes())
+    changed[1000:1064] = bytes(64)
+    weights.write_bytes(bytes(changed))
+    worker._CHECKED.clear()  # as in another actor process
+    assert local_artifact(shipped) == first
+    assert weights.read_bytes() == (minilm_artifact_session / "onnx" / "model.onnx.data").read_bytes()
+
+
+def test_each_set_of_variants_shipped_from_one_artifact_gets_its_own_copy(
+    cluster: None, minilm_artifact_session: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One folder per manifest: a node that fetched one variant failed every later job shipping another (OSError:
+    Directory not empty)."""
+    from dataclasses import replace
+
+    from fastembed_rt.artifact import load_manifest
+
+    monkeypatch.setenv("FASTEMBED_RT_CACHE", str(tmp_path / "cache"))
+    source = shutil.copytree(minilm_artifact_session, tmp_path / "two")
+    manifest = load_manifest(source)
+    fp32 = manifest.variants[0]
+    shutil.copy(source / fp32.file, source / "onnx" / "copy.onnx")  # the same graph, under another name
+    replace(manifest, variants=(fp32, replace(fp32, name="copy", file="onnx/copy.onnx"))).write()
+    shipped = [ship_artifact(source, provider="cpu", variant=name) for name in ("fp32", "copy")]
+    shutil.rmtree(source)  # as a node that does not see the driver's folder
+    for one, name in zip(shipped, ("fp32", "copy")):
+        folder = local_artifact(one)
+        assert SentenceTransformer(folder, variant=name).encode(TEXTS).shape == (len(TEXTS), 384)
+    assert len(list((tmp_path / "cache" / "artifacts").iterdir())) == 2
 
 
 def test_a_hub_id_resolves_on_the_actors_as_locally(

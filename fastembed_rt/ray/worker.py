@@ -123,17 +123,49 @@ def _complete(root: Path, shipped: ShippedArtifact) -> bool:
         return False
 
 
+_CHECKED: set[tuple[str, str]] = set()  # copies of the cache whose every file this process hashed
+
+
+def _fingerprint(shipped: ShippedArtifact) -> str:
+    """A name for exactly these files: each variant set shipped from one artifact gets its own copy (one folder per
+    manifest took one set's files, then failed every job that shipped another with a bare OSError)."""
+    digest = hashlib.sha256()
+    for f in sorted(shipped.files, key=lambda f: f.path):
+        digest.update(f"{f.path}\0{f.sha256}\0".encode())
+    return digest.hexdigest()[:32]
+
+
+def _checked(root: Path, shipped: ShippedArtifact) -> bool:
+    """``_complete`` and, once per process, every file's sha256 as shipped: a copy changed in the cache since it
+    was fetched (its sizes kept) is not run."""
+    key = (str(root), _fingerprint(shipped))
+    if key in _CHECKED:
+        return _complete(root, shipped)
+    if not _complete(root, shipped):
+        return False
+    for f in shipped.files:
+        digest = hashlib.sha256()
+        with (root / f.path).open("rb") as handle:
+            for block in iter(lambda: handle.read(_CHUNK_BYTES), b""):
+                digest.update(block)
+        if digest.hexdigest() != f.sha256:
+            return False
+    _CHECKED.add(key)
+    return True
+
+
 def local_artifact(shipped: ShippedArtifact) -> str:
     """The artifact for this worker to open: the hub id, the driver's directory when this node sees it,
-    or a checked copy fetched from the object store into ``$FASTEMBED_RT_CACHE/artifacts``.
+    or a checked copy fetched from the object store into ``$FASTEMBED_RT_CACHE/artifacts`` (one per set of files
+    shipped; a copy found there is hashed once per process before it runs, and fetched again if it differs).
 
     Raises:
         ArtifactError: a fetched file differs from what the driver shipped or from the manifest's checksums.
     """
     if not shipped.files or _complete(Path(shipped.source), shipped):
         return shipped.source
-    target = cache_root(None, "artifacts") / shipped.manifest_sha256
-    if not _complete(target, shipped):
+    target = cache_root(None, "artifacts") / _fingerprint(shipped)
+    if not _checked(target, shipped):
         _fetch(shipped, target)
     return str(target)
 
@@ -167,8 +199,15 @@ def _fetch(shipped: ShippedArtifact, target: Path) -> None:
         try:
             staging.rename(target)
         except OSError:
-            if not _complete(target, shipped):  # not another actor of this node that finished first
-                raise
+            if _checked(target, shipped):  # another actor of this node finished first
+                return
+            # a copy that differs (changed in the cache since): replaced by the one just checked
+            shutil.rmtree(target, ignore_errors=True)
+            try:
+                staging.rename(target)
+            except OSError as exc:
+                if not _checked(target, shipped):
+                    raise ArtifactError(f"cannot place the fetched artifact at {target}: {exc}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
