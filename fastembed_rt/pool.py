@@ -145,7 +145,8 @@ class MultiProcessPool:
         # the artifact its workers run: a call checks it is its model's (another model's pool gave that one's rows)
         self.artifact = Path(os.path.realpath(loads[0]["model_name_or_path"]))
         self.devices = tuple(str(load["provider"]) for load in loads)
-        self.last_stats = EncodeStats()
+        # each calling thread's own (threads sharing a pool read another's call's stats between its end and theirs)
+        self._last_stats = threading.local()
         self._tasks: multiprocessing.queues.Queue[Any] | None = context.Queue()
         pipes = [context.Pipe(duplex=False) for _ in loads]
         self._readers = [reader for reader, _ in pipes]
@@ -318,7 +319,7 @@ class MultiProcessPool:
                     bar.close()
         if failures:
             raise _first_failure(failures, chunks)
-        self.last_stats = EncodeStats.total(stats)  # of a call whose every chunk ran
+        self._last_stats.value = EncodeStats.total(stats)  # of a call whose every chunk ran
         if isinstance(outputs[0], np.ndarray):
             first = outputs[0]
             merged = np.empty((len(items), *first.shape[1:]), dtype=first.dtype)
@@ -330,6 +331,11 @@ class MultiProcessPool:
             for i, item in zip(rows, output):
                 results[i] = item
         return results
+
+    @property
+    def last_stats(self) -> EncodeStats:
+        """The stats of this thread's last call on the pool, summed over its workers."""
+        return getattr(self._last_stats, "value", EncodeStats())
 
     def close(self, graceful: bool = True) -> None:
         """Stop the workers and free the pipes and queue. ``graceful``: after the running call, if any (calls

@@ -227,6 +227,36 @@ def test_a_pool_call_sets_last_encode_stats_and_checks_its_arguments_as_sentence
         reranker.predict([("q", "d")], pool=cpu_pool)
 
 
+def test_threads_sharing_a_pool_each_read_their_own_calls_stats(
+    minilm_runtime: Any, cpu_pool: MultiProcessPool
+) -> None:
+    """The pool kept one last_stats: a thread whose call ended read the stats of a call another thread ran before
+    its read (a few of every 150 calls of two threads)."""
+    import threading
+
+    first_done, second_done = threading.Event(), threading.Event()
+    seen: dict[str, int] = {}
+
+    def first() -> None:
+        minilm_runtime.encode(["hello world"], pool=cpu_pool)
+        first_done.set()
+        second_done.wait(timeout=120)  # the other thread's call runs between this call's end and its read
+        seen["first"] = cpu_pool.last_stats.texts  # what the model copies in as this call's stats
+
+    def second() -> None:
+        first_done.wait(timeout=120)
+        minilm_runtime.encode(["hello world"] * 7, pool=cpu_pool)
+        seen["second"] = cpu_pool.last_stats.texts
+        second_done.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == {"first": 1, "second": 7}
+
+
 def test_a_worker_killed_while_sending_its_result_ends_the_call_with_an_error(minilm_artifact_session: Path) -> None:
     """A worker SIGKILLed halfway through a large result left the caller waiting forever for the rest of it."""
     model = SentenceTransformer(minilm_artifact_session)
