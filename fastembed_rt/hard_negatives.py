@@ -220,7 +220,10 @@ def _embed(
     if len(found) < 2:
         pool = None
         if use_multi_process:
-            devices = None if isinstance(use_multi_process, bool) else list(use_multi_process)
+            # a str goes to the pool as given, refused there by name ("cpu" was three workers, 'c', 'p' and 'u')
+            devices = None if isinstance(use_multi_process, bool) else use_multi_process
+            if not isinstance(devices, (str, type(None))):
+                devices = list(devices)
             pool = model.start_multi_process_pool(target_devices=devices)
         try:
             common = {"pool": pool, "batch_size": batch_size, "normalize_embeddings": True}

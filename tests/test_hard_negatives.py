@@ -287,6 +287,9 @@ def test_multi_process_pool_gives_the_single_process_rows(
         small, minilm_runtime, output_scores=True, verbose=False, use_multi_process=["cpu"] * 2
     )
     assert_same_rows(single, pooled)
+    # a device name as a str is the pool's own error ("cpu" started workers 'c', 'p' and 'u', one named in it)
+    with pytest.raises(InputError, match="target_devices must be a list of devices, e.g. \\['cpu'\\], got a str"):
+        mine_hard_negatives(small, minilm_runtime, verbose=False, use_multi_process="cpu")  # type: ignore[arg-type]
 
 
 def test_cache_folder_reuses_the_embeddings(
