@@ -471,6 +471,34 @@ def test_repr_says_the_width_encode_gives_and_that_a_model_is_closed(minilm_arti
     assert repr(model).endswith(", closed)")
 
 
+def test_every_call_on_a_closed_model_raises_empty_inputs_too(
+    minilm_artifact_session: Path, tiny_reranker_artifact: Path, tiny_splade_artifact: Path
+) -> None:
+    """An empty input was answered with an empty result after close(); the docs say any later call raises."""
+    from fastembed_rt import CrossEncoder, SparseEncoder
+
+    model, reranker, splade = (
+        SentenceTransformer(minilm_artifact_session),
+        CrossEncoder(tiny_reranker_artifact),
+        SparseEncoder(tiny_splade_artifact),
+    )
+    for closed in (model, reranker, splade):
+        closed.close()
+    calls = [
+        lambda: model.encode([]),
+        lambda: model.encode([], precision="int8"),
+        lambda: model.encode([], output_value=None),
+        lambda: model.encode_chunks([]),
+        lambda: reranker.predict([]),
+        lambda: reranker.rank("q", []),
+        lambda: splade.encode([]),
+    ]
+    for i, call in enumerate(calls):
+        with pytest.raises(ProviderError, match="this model was closed"):
+            call()
+            pytest.fail(f"call {i} answered")
+
+
 def test_a_manifests_repr_is_a_summary_not_its_calibration(minilm_runtime: Any) -> None:
     manifest = minilm_runtime.manifest
     assert manifest.calibration, "the fixture's artifact holds calibration ranges"

@@ -862,7 +862,9 @@ class ArtifactModel:
 
     def check_device(self, device: Any) -> None:
         """An ``InputError`` unless a call's ``device`` (sentence-transformers' per-call argument) is None or where
-        the model runs: a call does not move the model (``to`` does)."""
+        the model runs: a call does not move the model (``to`` does); a ``ProviderError`` once the model is closed (an
+        empty input answered one, where the docs say every call raises)."""
+        self._check_open()
         if device is None:
             return
         if not runs_on(actual := self.device, device):

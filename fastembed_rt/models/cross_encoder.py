@@ -405,6 +405,7 @@ class CrossEncoder(MultiProcessModel):
         pairs, single = check_pairs(inputs)
         fn = self.activation_fn if activation_fn is None else activation_fn
         name = self._activation_name(fn)
+        self._check_open()
         if not pairs:
             return np.empty((0,), dtype=np.float32) if convert_to_numpy else []
         if pool is not None or isinstance(device, (list, tuple)):
@@ -593,6 +594,7 @@ class CrossEncoder(MultiProcessModel):
                 "use predict() with (query, document) pairs instead"
             )
         docs = check_rank_inputs(query, documents, top_k)
+        self._check_open()
         if not docs:
             return []
         scores = self.predict(

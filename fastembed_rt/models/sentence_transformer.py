@@ -497,6 +497,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
         batch_size = check_batch_size(batch_size)
         call = self.embed_options(precision, truncate_dim, normalize_embeddings)
         parts: list[ChunkEmbeddings] = []
+        self._check_open()
         stats: list[EncodeStats] = []
         offset = 0
         for group in text_groups(texts):
