@@ -240,6 +240,14 @@ def test_output_value_none_gives_each_texts_outputs_as_sentence_transformers_wit
     prompted = minilm_runtime.encode(SENTENCES[:2], output_value=None, prompt="query: ")
     reference_prompted = minilm_torch.encode(SENTENCES[:2], output_value=None, prompt="query: ")
     assert [row["prompt_length"] for row in prompted] == [row["prompt_length"] for row in reference_prompted] == [3, 3]
+    # truncated, not normalized (sentence-transformers normalizes only output_value="sentence_embedding"'s rows):
+    # these were unit rows where its norms are 0.44, 0.41
+    cut = {"truncate_dim": 64, "normalize_embeddings": True}
+    ours_cut = minilm_runtime.encode(SENTENCES[:3], output_value=None, **cut)
+    theirs_cut = minilm_torch.encode(SENTENCES[:3], output_value=None, **cut)
+    for mine, reference in zip(ours_cut, theirs_cut, strict=True):
+        assert mine["sentence_embedding"].shape == (64,)
+        np.testing.assert_allclose(mine["sentence_embedding"], _numpy(reference["sentence_embedding"]), atol=1e-5)
 
 
 @pytest.mark.parametrize("model", ["bi", "ce", "sparse"])

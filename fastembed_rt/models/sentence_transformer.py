@@ -407,16 +407,15 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
     def _all_outputs(
         self, prepared: Prepared, options: EmbedOptions, batch_size: int, show_progress_bar: bool
     ) -> list[dict[str, Any]]:
-        """``encode(output_value=None)``: every output per text, the sentence embedding truncated and normalized as
-        the call asks (as ``embed_prepared`` does it for float32 rows)."""
+        """``encode(output_value=None)``: every output per text, the sentence embedding truncated to the call's
+        width and not normalized, as sentence-transformers gives them (it normalizes only the sentence embeddings
+        ``output_value="sentence_embedding"`` returns)."""
         if not len(prepared):
             return []
         rows = self._pipeline.features(prepared, batch_size=batch_size, show_progress_bar=show_progress_bar)
-        if options.output_dim < self.manifest.dim or options.normalize:
-            normalize_output = self._normalize_output(options)
+        if options.output_dim < self.manifest.dim:
             for row in rows:
-                vector = row["sentence_embedding"][None]
-                row["sentence_embedding"] = reference.matryoshka(vector, options.output_dim, normalize_output)[0]
+                row["sentence_embedding"] = row["sentence_embedding"][: options.output_dim].copy()
         return rows
 
     def _pool_windows(
