@@ -262,9 +262,25 @@ class MultiVectorEncoder(TextEncoder, MultiProcessModel):
         task: str | None = None,
     ) -> dict[str, np.ndarray]:
         """Padded int64 model inputs of ``inputs`` for ``task`` (``"query"``: expanded queries, their attention mask
-        as the graph gets it), as sentence-transformers' ``preprocess`` (``model_inputs``)."""
+        as the graph gets it, and sentence-transformers' bool ``query_expansion_positions``: the expansion tokens,
+        which are scored even where the mask leaves them out), as sentence-transformers' ``preprocess``."""
         prompt = explicit_prompt(prompt, prompt_name)
-        return self.model_inputs(self.prepare(inputs, task=task, prompt=prompt, prompt_name=prompt_name))
+        features = self.model_inputs(self.prepare(inputs, task=task, prompt=prompt, prompt_name=prompt_name))
+        expansion = self.late_interaction.query_expansion if task == "query" else None
+        if expansion is not None:
+            resolved = self._resolve_prompt(prompt, prompt_name)
+            texts = [resolved + t for t in check_texts(inputs)] if resolved else check_texts(inputs)
+            lengths = [len(row) for row in self._tokenizer.encode(texts, None, self._max_length(task)).ids]
+            ids = features["input_ids"]
+            positions = np.zeros(ids.shape, dtype=bool)
+            width = ids.shape[1]
+            left = self.manifest.tokenizer.padding_side == "left"
+            for i, length in enumerate(lengths):
+                extra = max(0, expansion.length - length)
+                start = width - length - extra if left else length
+                positions[i, start : start + extra] = True
+            features["query_expansion_positions"] = positions
+        return features
 
     def prepare(  # type: ignore[override]
         self,
