@@ -341,7 +341,7 @@ def test_preprocess_gives_sentence_transformers_model_inputs_per_task(models: di
         theirs = pair.torch_model.preprocess(TEXTS[:4], prompt="", task=task)
         arrays = {name: value.numpy() for name, value in theirs.items() if hasattr(value, "numpy")}
         # every array sentence-transformers gives (query_expansion_positions was left out: which positions score)
-        assert set(ours) == set(arrays), (set(ours) ^ set(arrays))
+        assert set(ours) == set(arrays), set(ours) ^ set(arrays)
         for name, value in ours.items():
             np.testing.assert_array_equal(value, arrays[name])
 
