@@ -288,7 +288,7 @@ def test_multi_process_pool_gives_the_single_process_rows(
     )
     assert_same_rows(single, pooled)
     # a device name as a str is the pool's own error ("cpu" started workers 'c', 'p' and 'u', one named in it)
-    with pytest.raises(InputError, match="target_devices must be a list of devices, e.g. \\['cpu'\\], got a str"):
+    with pytest.raises(InputError, match=r"target_devices must be a list of devices, e.g. \['cpu'\], got a str"):
         mine_hard_negatives(small, minilm_runtime, verbose=False, use_multi_process="cpu")  # type: ignore[arg-type]
 
 
