@@ -219,6 +219,8 @@ def _read_lines(name: str) -> list[str]:
             with open(name, "rb") as handle:
                 data = handle.read()
         else:
+            if sys.stdin is None:  # started with stdin closed (`<&-`): said as any unreadable input is
+                raise OSError(errno.EBADF, "stdin is closed")
             data = sys.stdin.buffer.read()
     except OSError as exc:
         raise InputError(
@@ -256,6 +258,17 @@ def _read_texts(args: argparse.Namespace) -> list[str]:
     if args.field is not None:
         lines = _json_field(lines, args.field, "stdin" if args.file == "-" else args.file)
     return [*args.texts, *lines]
+
+
+def _input_label(args: argparse.Namespace, row: int) -> str:
+    """Where row ``row`` of ``_read_texts`` came from: ``text argument N`` or ``FILE:LINE`` (both from 1)."""
+    texts = getattr(args, "texts", None) or []
+    if row < len(texts):
+        return f"text argument {row + 1}"
+    file = getattr(args, "file", None)
+    if file:
+        return f"{'stdin' if file == '-' else file}:{row - len(texts) + 1}"
+    return f"input {row + 1}"
 
 
 def _json_field(lines: list[str], field: str, where: str) -> list[str]:
@@ -571,6 +584,7 @@ def _rank(args: argparse.Namespace) -> int:
             return 2
         late = MultiVectorEncoder(args.artifact, **options)
         ranked = late.rank(args.query, documents, top_k=args.top_k, return_documents=True, batch_size=args.batch_size)
+        _note_truncated(late, late._max_length("document") or late.max_seq_length)  # as --help says: on stderr
     elif task == "cross-encoder":
         model = CrossEncoder(args.artifact, **options)
         if model.num_labels != 1:  # the library's error names predict(), which this command line has not
@@ -666,6 +680,17 @@ def _csv(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
+def _provider_names(value: str | None) -> list[str] | None:
+    """``--providers`` as names (None: not given); one naming none (``,``) is refused, as ``--variants``: it benched
+    every provider, as if it were not given."""
+    if value is None:
+        return None
+    names = _csv(value)
+    if not names:
+        raise InputError(f"--providers {value!r} names no provider; leave it out to bench every one available")
+    return names
+
+
 def _variant_names(value: str | None, otherwise: str) -> list[str] | None:
     """``--variants`` as names (None: not given). One naming none (``,`` or ``""``) is refused: `export` built every
     default variant for it, as if it were not given."""
@@ -733,7 +758,7 @@ def _bench(args: argparse.Namespace) -> int:
             root,
             texts=texts,
             batch_sizes=args.batch_sizes,
-            providers=_csv(args.providers) or None,
+            providers=_provider_names(args.providers),
             variants=_variant_names(args.variants, "time every one a provider runs"),
             threads=args.threads,
             repeats=args.repeats,
@@ -937,6 +962,11 @@ def _artifact_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _looks_like_option(item: str) -> bool:
+    """Whether argparse would read ``item`` as an option: a leading "-", no space, not a negative number."""
+    return item.startswith("-") and item != "-" and " " not in item and not re.fullmatch(r"-\d+(\.\d*)?|-\.\d+", item)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
@@ -946,7 +976,9 @@ def main(argv: list[str] | None = None) -> int:
     texts = getattr(args, "texts", None)
     if rest and isinstance(texts, list):
         ends = rest.index("--") if "--" in rest else len(rest)
-        if unknown := [item for item in rest[:ends] if item.startswith("-")]:
+        # as argparse reads them before the first option: a "-" with a space after it ("- a bullet item") or a
+        # negative number is a text; "-x" / "--flag" an option nobody knows (both were refused after an option)
+        if unknown := [item for item in rest[:ends] if _looks_like_option(item)]:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         texts.extend(rest[:ends] + rest[ends + 1 :])
     elif rest:
@@ -966,6 +998,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, LongInputError):  # the library's argument, as this command spells it
             head, _, choices = message.partition("pass long_inputs=")
             message = f"{head}pass --long-inputs {choices.replace(chr(39), '')}"
+            first = min(exc.tokens)  # named as the command counts them (from 1), not by its 0-based row
+            message = message.replace(f"input {first} is", f"{_input_label(args, first)} is", 1)
         print(f"error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: one line, not a traceback

@@ -164,6 +164,9 @@ def test_encode_gives_a_sparse_models_terms_and_rank_reranks(
         expected_ranks = model.rank(query, documents, top_k=2, return_documents=True)
         assert [(r["corpus_id"], r["text"]) for r in ranked] == [(r["corpus_id"], r["text"]) for r in expected_ranks]
         np.testing.assert_allclose([r["score"] for r in ranked], [r["score"] for r in expected_ranks], atol=1e-6)
+    # a multi-vector model's long documents are cut (no chunking for token vectors): said on stderr, as --help says
+    assert main(["rank", str(tiny_multi_vector_artifact), query, "word " * 400]) == 0
+    assert "note: 1 of 1 texts were truncated to" in capsys.readouterr().err
     assert main(["rank", str(tiny_reranker_artifact), query, *documents, "--raw"]) == 0
     raw = {r["corpus_id"]: r["score"] for r in map(json.loads, capsys.readouterr().out.splitlines())}
     logits = CrossEncoder(tiny_reranker_artifact).predict([(query, d) for d in documents], activation_fn="identity")
@@ -395,6 +398,39 @@ def test_output_to_dev_stdout_appends_where_stdout_is_a_file_and_a_replaced_file
     assert np.load(long_name).shape == (1, 384)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [], "nothing staged is left"
     capsys.readouterr()
+
+
+def test_cli_errors_name_inputs_as_the_command_counts_them_and_dash_texts_after_options_are_texts(
+    minilm_artifact_session: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A long input was named by its 0-based row ("input 1" for line 2); "- a bullet item" or -5 after an option was
+    an unrecognized argument (before one, a text); --providers "," benched every provider; stdin closed was a
+    traceback."""
+    import sys
+
+    artifact = str(minilm_artifact_session)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("short\n" + "word " * 300 + "\n")
+    for argv, label in (
+        (["encode", artifact, "--long-inputs", "error", "--file", str(texts)], f"{texts}:2"),
+        (["encode", artifact, "ok", "--long-inputs", "error", "word " * 300], "text argument 2"),
+        (["encode", artifact, "ok", "--long-inputs", "error", "--file", str(texts)], f"{texts}:2"),
+    ):
+        assert main(argv) == 1
+        assert capsys.readouterr().err.startswith(f"error: {label} is 302 tokens long"), argv
+    assert main(["encode", artifact, "--normalize", "- a bullet item", "-5"]) == 0
+    assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == ["- a bullet item", "-5"]
+    assert main(["bench", artifact, "--texts", "2", "--providers", ","]) == 1
+    assert "--providers ',' names no provider" in capsys.readouterr().err
+    closed = subprocess.run(
+        [sys.executable, "-m", "fastembed_rt.cli", "encode", artifact, "--file", "-"],
+        stdin=None,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: __import__("os").close(0),
+    )
+    assert closed.returncode == 1 and "cannot read texts from stdin" in closed.stderr, closed.stderr
 
 
 def test_texts_after_an_option_are_texts_and_number_flags_are_usage_errors(
