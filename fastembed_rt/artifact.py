@@ -773,7 +773,16 @@ def unreadable(path: Path, root: Path, exc: OSError) -> ArtifactError:
 
 def check_readable(path: Path, root: Path) -> None:
     """An ``ArtifactError`` saying what to do when ``path`` cannot be opened for reading (permissions): the engines
-    and tokenizers reported it as a corrupt file to export again, or pathlib as a bare PermissionError."""
+    and tokenizers reported it as a corrupt file to export again, or pathlib as a bare PermissionError. A path that
+    is not UTF-8 is refused too: both open files by UTF-8 paths only (and called this one corrupt)."""
+    text = str(path)
+    bad = next((i for i, c in enumerate(text) if "\udc80" <= c <= "\udcff"), None)
+    if bad is not None:
+        raise ArtifactError(
+            f"{text.encode('utf-8', 'backslashreplace').decode()} holds a byte that is not UTF-8 "
+            f"({ord(text[bad]) - 0xDC00:#04x}) in its path; ONNX Runtime, OpenVINO and tokenizers open files by UTF-8 "
+            "paths only: rename the folder (or link it under a UTF-8 name) and load it from there"
+        )
     try:
         with path.open("rb"):
             pass

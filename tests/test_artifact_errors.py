@@ -290,6 +290,23 @@ def test_a_number_json_reads_as_infinite_or_nan_is_a_malformed_manifest(
         SentenceTransformer(minilm_artifact, provider="cpu")
 
 
+def test_an_artifact_under_a_path_that_is_not_utf_8_is_refused_naming_the_byte_and_a_link_works(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """A Latin-1 folder name (an old archive, an SMB mount): the tokenizer was called corrupt, to be exported again."""
+    import os
+    import shutil
+
+    latin = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
+    shutil.copytree(minilm_artifact_session, latin)
+    with pytest.raises(
+        ArtifactError, match=r"holds a byte that is not UTF-8 \(0xe9\) in its path; .*rename the folder"
+    ):
+        SentenceTransformer(latin)
+    (tmp_path / "cafe").symlink_to(latin)
+    assert SentenceTransformer(tmp_path / "cafe").encode(["x"]).shape == (1, 384)
+
+
 @pytest.mark.parametrize("kept", [0, 100], ids=["empty", "truncated"])
 def test_an_empty_or_truncated_calibration_file_is_an_artifact_error_naming_the_fix(
     minilm_artifact: Path, tmp_path: Path, kept: int
