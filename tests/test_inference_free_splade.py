@@ -100,6 +100,17 @@ def test_scores_of_queries_against_documents_match_sentence_transformers(routed:
     assert int(np.argmax(ours[0])) == 3  # "how many people live in berlin" → the Berlin question
 
 
+def test_a_device_list_on_the_lookup_route_is_checked_as_on_the_graph_route(routed: Routed) -> None:
+    """encode_query(device=[]) or ["bogus"] ran (the lookup starts no workers); encode_document refused them."""
+    from fastembed_rt import InputError, ProviderError
+
+    for bad, error in (([], InputError), (["bogus"], ProviderError)):
+        for call in (routed.runtime.encode_query, routed.runtime.encode_document):
+            with pytest.raises(error):
+                call(["x"], device=bad)
+    assert routed.runtime.encode_query(["x"], device=["cpu"]).shape[0] == 1
+
+
 def test_task_chooses_the_route_and_an_unknown_task_names_the_routes(routed: Routed) -> None:
     model = routed.runtime
     assert model.routes == ["query", "document"]

@@ -403,8 +403,9 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
             elif pool is not None:  # a lookup route runs here; the pool is checked as the graph route checks it
                 with self.pool_for_call(pool, device):
                     pass
-            else:  # devices listed for a lookup route: no workers to start
+            else:  # devices listed for a lookup route: no workers to start, but the list is checked as a pool's
                 self._check_open()
+                _check_device_list(device)
             prepared = self.prepare(
                 texts,
                 prompt_name=prompt_name,
@@ -516,3 +517,16 @@ def _csr(row_indices: list[np.ndarray], row_values: list[np.ndarray], vocab: int
         np.concatenate(row_values).astype(np.float32) if n else np.empty(0, np.float32),
         (n, vocab),
     )
+
+
+def _check_device_list(devices: Any) -> None:
+    """An error for a device list a pool would refuse (empty, a name no provider has); the lookup route runs no
+    model, so it took any list (the graph route refused the same ones)."""
+    from fastembed_rt.providers import provider_spec
+
+    if isinstance(devices, str):
+        raise InputError(f"target_devices must be a list of devices, e.g. [{devices!r}], got a str")
+    if not list(devices):
+        raise InputError("target_devices is empty: name at least one device, or None for the default")
+    for device in devices:
+        provider_spec(str(device))
