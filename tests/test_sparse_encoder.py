@@ -236,6 +236,11 @@ def test_decode_sparsity_and_similarity_match_sentence_transformers(models: dict
             np.testing.assert_allclose([w for _, w in row], [w for _, w in expected_row], rtol=RTOL, atol=ATOL)
     assert model.runtime.decode(ours[9])[:3] == model.runtime.decode(ours, top_k=3)[9]
     assert model.runtime.decode(ours, top_k=np.int64(3)) == model.runtime.decode(ours, top_k=3)  # numpy ints, as ST
+    for width in (5, ours.shape[1] + 1):  # another model's rows: named tokens of this vocabulary, or an IndexError
+        other = np.zeros((1, width), dtype=np.float32)
+        other[0, -1] = 1.0
+        with pytest.raises(InputError, match=f"embeddings have {width} dimensions, but this model's vocabulary"):
+            model.runtime.decode(other)
     stats, expected_stats = model.runtime.sparsity(ours), model.torch_model.sparsity(ref)
     assert stats["active_dims"] == pytest.approx(expected_stats["active_dims"], rel=1e-6)
     assert stats["sparsity_ratio"] == pytest.approx(expected_stats["sparsity_ratio"], rel=1e-9)

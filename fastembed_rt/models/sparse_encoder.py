@@ -481,6 +481,11 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k <= 0):
             raise InputError(f"top_k must be None or a positive int, got {top_k!r}")
         rows, one_d = as_rows(embeddings)
+        if rows.shape[-1] != self.spec.vocab_size:  # wider: a bare IndexError; narrower: other tokens' names
+            raise InputError(
+                f"embeddings have {rows.shape[-1]} dimensions, but this model's vocabulary has {self.spec.vocab_size}: "
+                "decode the embeddings of this model"
+            )
         decoded: list[list[tuple[str, float]]] = []
         for i in range(len(rows)):
             indices, data = rows.row(i)
