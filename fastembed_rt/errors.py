@@ -80,17 +80,20 @@ class LongInputError(InputError):
     its token count; the message names the first. A multi-process pool maps a chunk's positions back to the call's
     (``at``), so the error names the same input with a pool as without."""
 
-    def __init__(self, tokens: dict[int, int], limit: int, alternatives: str) -> None:
+    def __init__(
+        self, tokens: dict[int, int], limit: int, alternatives: str, limit_name: str = "max_seq_length"
+    ) -> None:
         first = min(tokens)
         super().__init__(
-            f"input {first} is {tokens[first]} tokens long, more than max_seq_length {limit}; shorten it, or pass "
+            f"input {first} is {tokens[first]} tokens long, more than {limit_name} {limit}; shorten it, or pass "
             f"long_inputs={alternatives}"
         )
-        self.tokens, self.limit, self.alternatives = dict(tokens), limit, alternatives
+        self.tokens, self.limit, self.alternatives, self.limit_name = dict(tokens), limit, alternatives, limit_name
 
-    def __reduce__(self) -> tuple[type[LongInputError], tuple[dict[int, int], int, str]]:
-        return type(self), (self.tokens, self.limit, self.alternatives)
+    def __reduce__(self) -> tuple[type[LongInputError], tuple[dict[int, int], int, str, str]]:
+        return type(self), (self.tokens, self.limit, self.alternatives, self.limit_name)
 
     def at(self, positions: list[int]) -> LongInputError:
         """This error for a part of a larger call whose input ``i`` was the call's ``positions[i]``."""
-        return LongInputError({positions[i]: n for i, n in self.tokens.items()}, self.limit, self.alternatives)
+        moved = {positions[i]: n for i, n in self.tokens.items()}
+        return LongInputError(moved, self.limit, self.alternatives, self.limit_name)

@@ -454,5 +454,5 @@ def _first_failure(failures: list[tuple[int, BaseException]], chunks: list[list[
     long = [exc.at(chunks[chunk_id]) for chunk_id, exc in failures if isinstance(exc, LongInputError)]
     if long:
         tokens = {position: n for exc in long for position, n in exc.tokens.items()}
-        return LongInputError(tokens, long[0].limit, long[0].alternatives)
+        return LongInputError(tokens, long[0].limit, long[0].alternatives, long[0].limit_name)
     return min(failures, key=lambda failure: failure[0])[1]

@@ -131,7 +131,7 @@ def test_long_queries_are_cut_refused_or_kept_whole_as_asked(routed: Routed) -> 
     whole = model.encode_query(long_query, long_inputs="chunk", convert_to_sparse_tensor=False)
     token = model.tokenizer.token_to_id
     assert cut[token("berlin")] == 0 and whole[token("berlin")] > 0 and whole[token("cat")] > 0
-    with pytest.raises(LongInputError, match=r"input 0 is 602 tokens long, more than max_seq_length 512"):
+    with pytest.raises(LongInputError, match=r"input 0 is 602 tokens long, more than the query route's length 512"):
         model.encode_query(["short", long_query][::-1], long_inputs="error")
 
 

@@ -266,7 +266,10 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
             else:
                 counted = self._tokenizer.untruncated.encode_batch([texts[i] for i in over], add_special_tokens=False)
                 sizes = [len(e.ids) for e in counted]
-            raise LongInputError(dict(zip(over, sizes, strict=True)), cut, "'truncate' or 'chunk'")
+            # this route's own length (its tokenizer's), not max_seq_length, which the graph route has
+            raise LongInputError(
+                dict(zip(over, sizes, strict=True)), cut, "'truncate' or 'chunk'", f"the {route} route's length"
+            )
         return Prepared(encoded, tokenize_s=time.perf_counter() - started, route=route)
 
     def encode_prepared(
