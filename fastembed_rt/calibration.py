@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import replace
@@ -137,7 +138,8 @@ def calibrate_artifact(model: Any, texts: Sequence[str], source: str) -> dict[st
     manifest: Manifest = model.manifest
     root = manifest.root
     path = root / CALIBRATION_FILE
-    staged = root / f".{CALIBRATION_FILE}.{os.getpid()}.tmp"
+    # of this process and thread: two calibrations at once each rename their own file with their own manifest
+    staged = root / f".{CALIBRATION_FILE}.{os.getpid()}.{threading.get_ident()}.tmp"
     staged_manifest: Path | None = None
     try:
         # Opened before the texts are encoded: a directory that cannot be written fails at once.

@@ -234,14 +234,18 @@ def _document_floats(
         else:
             # codes read back from JSON or a database are Python ints (an int64 array): a view of those bytes read
             # the wrong bits, so they are cast to the code type, refused where they do not fit it
+            # bytes (int8 or uint8, e.g. a database blob read back as uint8) are the same bits either way
             code_type = np.int8 if precision is Precision.BINARY else np.uint8
             limits = np.iinfo(code_type)
-            if codes.dtype != code_type and codes.size and (codes.min() < limits.min or codes.max() > limits.max):
+            if codes.dtype in (np.int8, np.uint8):
+                raw = codes.view(np.uint8)
+            elif codes.size and (codes.min() < limits.min or codes.max() > limits.max):
                 raise ValueError(
                     f"corpus_precision {precision.value!r} codes are {np.dtype(code_type).name} "
                     f"({limits.min}..{limits.max}); got values from {codes.min()} to {codes.max()}"
                 )
-            raw = codes.astype(code_type).view(np.uint8)
+            else:
+                raw = codes.astype(code_type).view(np.uint8)
             if precision is Precision.BINARY:
                 raw = raw ^ np.uint8(0x80)
             bits = np.unpackbits(raw, axis=-1)[:, :dim]

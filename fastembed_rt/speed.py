@@ -30,6 +30,7 @@ and the same-ISA lookup held on the CPUs measured here (see ``benchmarks/run.py`
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shlex
 import time
@@ -344,6 +345,14 @@ def record_speed(manifest: Manifest, record: SpeedRecord) -> Manifest:
             f"this CPU's instruction set cannot be read (no /proc/cpuinfo), so a speed record made here would match "
             f"no CPU; nothing was written to {manifest.root}: variant='auto' takes the provider's static preference"
         )
+    bad = [
+        f"{name} {rate!r}"
+        for name, rates in record.sentences_per_s.items()
+        for rate in rates
+        if not 0 <= rate < math.inf
+    ]
+    if bad:  # a reader refuses the manifest then: every load of the artifact failed
+        raise InputError(f"speed record rates must be finite numbers >= 0; got {', '.join(bad)}; nothing was written")
     untimed = [name for name, rates in record.sentences_per_s.items() if not rates]
     if not record.sentences_per_s or untimed:
         raise InputError(

@@ -365,6 +365,8 @@ class Tokenizer:
             try:  # as given first: 7592.9 or "2088" cast straight to int64 were taken as ids 7592 and 2088
                 given = np.asarray(row)
                 whole = given.size == 0 or given.dtype.kind in "iu"  # a uint64 past int64 wraps negative: refused
+                if whole and isinstance(row, (list, tuple)) and any(type(t) is bool for t in row):
+                    whole = False  # [101, True, 102]: numpy makes it int64
                 array = given.astype(np.int64) if whole else np.empty((0, 0), dtype=np.int64)  # refused below
             except (OverflowError, TypeError, ValueError):
                 array = np.empty((0, 0), dtype=np.int64)  # refused below, naming the row

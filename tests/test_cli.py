@@ -121,7 +121,9 @@ def test_encode_takes_precision_and_long_inputs_as_the_library(
     np.testing.assert_allclose(np.load(out), expected, atol=1e-6)
     assert main(["encode", artifact, *texts, "--long-inputs", "error"]) == 1
     err = capsys.readouterr().err
-    assert "input 1 is " in err and err.rstrip().endswith("pass --long-inputs truncate or chunk")  # the CLI's flag
+    assert "text argument 2 is " in err and err.rstrip().endswith(
+        "pass --long-inputs truncate or chunk"
+    )  # the CLI's flag
 
 
 def test_encode_gives_a_sparse_models_terms_and_rank_reranks(
@@ -564,6 +566,7 @@ def test_calibrate_that_cannot_write_the_manifest_leaves_the_calibration_as_it_w
     minilm_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import os
+    import threading
 
     from fastembed_rt import SentenceTransformer
 
@@ -571,7 +574,7 @@ def test_calibrate_that_cannot_write_the_manifest_leaves_the_calibration_as_it_w
     texts.write_text("A cat sat on the mat.\nStocks fell sharply.\nEin Satz auf Deutsch.\n", encoding="utf-8")
     before = _tree(minilm_artifact)
     # A directory where the manifest's temporary file goes: the manifest cannot be written, after the embeddings are.
-    blocker = minilm_artifact / f".manifest.json.{os.getpid()}.tmp"
+    blocker = minilm_artifact / f".manifest.json.{os.getpid()}.{threading.get_ident()}.tmp"
     blocker.mkdir()
     assert main(["calibrate", str(minilm_artifact), "--texts", str(texts)]) == 1
     err = capsys.readouterr().err
@@ -833,7 +836,7 @@ def test_a_bulk_encode_refuses_an_over_long_line_by_its_place_before_printing_an
     argv = ["encode", str(minilm_artifact_session), "--file", str(tmp_path / "texts.txt"), "--long-inputs", "error"]
     assert main(argv) == 1
     captured = capsys.readouterr()
-    assert captured.out == "" and "error: input 7 is " in captured.err
+    assert captured.out == "" and f"error: {tmp_path / 'texts.txt'}:8 is " in captured.err
 
 
 def test_a_stopped_encode_removes_its_staged_output_and_says_so(minilm_artifact_session: Path, tmp_path: Path) -> None:

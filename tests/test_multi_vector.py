@@ -469,6 +469,15 @@ def test_semantic_search_maxsim_reads_binary_codes_given_as_lists_and_refuses_co
         codes = [quantize_embeddings(d, precision).tolist() for d in documents]
         hits = util.semantic_search_maxsim(queries, codes, top_k=4, corpus_precision=precision)[0]
         assert [h["corpus_id"] for h in hits] == expected, precision
+        # the same bytes read back as the other byte type (a database blob as uint8) score the same
+        blobs = [
+            np.frombuffer(
+                quantize_embeddings(d, precision).tobytes(), np.uint8 if precision == "binary" else np.int8
+            ).reshape(len(d), -1)
+            for d in documents
+        ]
+        again = util.semantic_search_maxsim(queries, blobs, top_k=4, corpus_precision=precision)[0]
+        assert [h["corpus_id"] for h in again] == expected, precision
     for precision, codes in (("binary", [[200, 0]]), ("ubinary", [[-1, 0]])):
         with pytest.raises(ValueError, match=f"corpus_precision '{precision}' codes are"):
             util.semantic_search_maxsim(queries, [codes], corpus_precision=precision)

@@ -115,6 +115,8 @@ def test_a_pool_started_with_a_truncate_dim_gives_full_rows_once_the_model_has_n
             assert model.encode(TEXTS[:2], pool=pool).shape == (2, 384)
         model.truncate_dim = None
         np.testing.assert_allclose(model.encode(TEXTS[:2], pool=pool), model.encode(TEXTS[:2]), atol=1e-6)
+        with pytest.raises(InputError, match="truncate_dim must be a positive int, got 0"):  # as without a pool
+            model.encode(TEXTS[:2], pool=pool, truncate_dim=0)
 
 
 def test_pool_workers_run_on_the_devices_asked(cpu_pool: MultiProcessPool) -> None:

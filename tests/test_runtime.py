@@ -384,7 +384,12 @@ def test_token_id_rows_run_as_given(minilm_runtime: Any) -> None:
     assert minilm_runtime.prepare([long_ids], token_ids=True).lengths.tolist() == [minilm_runtime.max_seq_length]
     with pytest.raises(InputError, match=r"inputs\[1\] holds token id 30522, outside the vocabulary 0..30521"):
         minilm_runtime.prepare([[101, 102], [101, 30522]], token_ids=True)
-    for bad in ([101, 7592.9, 102], ["101", "2088", "102"], [True, False]):  # 7592.9 ran as 7592, "2088" as 2088
+    for bad in (
+        [101, 7592.9, 102],
+        ["101", "2088", "102"],
+        [True, False],
+        [101, True, 102],
+    ):  # 7592.9 ran as 7592, "2088" as 2088
         with pytest.raises(InputError, match=r"inputs\[1\] must be a list of token ids"):
             minilm_runtime.prepare([[101, 102], bad], token_ids=True)
     as_arrays = minilm_runtime.prepare([np.array([101, 102], np.uint16), np.array([101, 2088, 102])], token_ids=True)

@@ -249,6 +249,43 @@ def test_manifest_keeps_its_speed_records_through_a_round_trip(minilm_artifact: 
     assert load_manifest(minilm_artifact).speed == written.speed == (record,)
 
 
+def test_two_calibrations_of_one_artifact_at_once_leave_a_file_and_manifest_that_agree(minilm_artifact: Path) -> None:
+    """Both staged the calibration under one name: the file of one and the manifest of the other (int8 refused)."""
+    import threading
+
+    from fastembed_rt.calibration import calibrate_artifact
+
+    errors: list[str] = []
+
+    def run(tag: str) -> None:
+        model = SentenceTransformer(minilm_artifact, provider="cpu")
+        try:
+            calibrate_artifact(model, [f"{tag} sentence number {i}" for i in range(120)], source=tag)
+        except Exception as exc:  # every failure is collected and shown
+            errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            model.close()
+
+    workers = [threading.Thread(target=run, args=(tag,)) for tag in ("cats", "markets")]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    assert SentenceTransformer(minilm_artifact).encode(["x"], precision="int8").dtype == np.int8  # file and sha agree
+
+
+def test_a_speed_record_with_a_rate_that_is_not_finite_is_refused_before_it_is_written(minilm_artifact: Path) -> None:
+    """A NaN rate was written, and the reader then refused the manifest: every load of the artifact failed."""
+    from fastembed_rt import InputError
+
+    for rate in (float("nan"), float("inf"), -1.0):
+        record = replace(_record(AVX2, {"fp32": 100.0}), sentences_per_s={"fp32": [100.0, rate]})
+        with pytest.raises(InputError, match="rates must be finite numbers >= 0"):
+            record_speed(load_manifest(minilm_artifact), record)
+    assert load_manifest(minilm_artifact).speed == ()
+
+
 def test_speed_records_written_at_once_by_threads_and_processes_are_all_kept(minilm_artifact: Path) -> None:
     """Two `tune` runs finishing together kept one record of two; writers in threads renamed each other's half
     written manifest in (readers got "not valid JSON") or lost their own temporary file."""

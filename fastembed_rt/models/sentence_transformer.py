@@ -293,7 +293,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
                     normalize_embeddings=normalize_embeddings,
                     # the model's default as it stands now (truncate_embeddings, or set since the pool started); its
                     # None is the full width, said as such (a worker reads None as the default it started with)
-                    truncate_dim=truncate_dim or self.truncate_dim or self.manifest.dim,
+                    truncate_dim=truncate_dim if truncate_dim is not None else self.truncate_dim or self.manifest.dim,
                     long_inputs=long_inputs,
                     chunk_overlap=chunk_overlap,
                     truncation_direction=truncation_direction,

@@ -392,7 +392,9 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
                     batch_size=batch_size,
                     # None now (set since the pool started): every dimension, said as such (a worker's None is
                     # the value it started with)
-                    max_active_dims=max_active_dims or self.max_active_dims or self.spec.vocab_size,
+                    max_active_dims=(
+                        max_active_dims if max_active_dims is not None else self.max_active_dims or self.spec.vocab_size
+                    ),
                     sparse_format="arrays",
                     long_inputs=long_inputs,
                     chunk_overlap=chunk_overlap,

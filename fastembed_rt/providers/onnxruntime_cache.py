@@ -141,6 +141,14 @@ def _served_paths(entry: Mapping[str, Any]) -> list[str]:
     )
 
 
+def _still_holds(path: str, source: Mapping[str, Any]) -> bool:
+    """Whether the graph at ``path`` is still the one ``source`` describes (it may have been exported again)."""
+    try:
+        return _source(Path(path), source.get("manifest_sha256"))[0] == source
+    except OSError:
+        return False
+
+
 def _note_path(root: Path, folder: Path, path: str) -> None:
     """Add ``path`` to the paths the copy serves (written whole, under the cache's lock); a read-only cache is left
     as it is. Without it, removing or changing the first copy of a graph removed the entry the others ran."""
@@ -148,7 +156,8 @@ def _note_path(root: Path, folder: Path, path: str) -> None:
         entry = _read_entry(folder)
         if entry is None or path in _served_paths(entry):
             return
-        entry["also_from"] = [*_served_paths(entry)[1:], path]
+        # paths gone since are dropped (each load of a temporary copy added one)
+        entry["also_from"] = [p for p in _served_paths(entry)[1:] if Path(p).exists()] + [path]
         staged = folder / f".{ENTRY_FILE}.{os.getpid()}.{threading.get_ident()}"
         staged.write_text(json.dumps(entry, indent=1))
         os.replace(staged, folder / ENTRY_FILE)
@@ -215,8 +224,9 @@ def _stale(folder: Path, built_from: str, source: Mapping[str, Any]) -> str | No
     # namespace): its path names something else here, or nothing. Judged by it only once nothing used it for
     # FOREIGN_UNUSED_DAYS (a load marks it used, and a running engine hourly): a redeploy's superseded copy goes then.
     here = judged_here(entry.get("mounts"), idle_days, mount_identity())
-    # an identical copy of the graph elsewhere (copytree, an image layer) shares the entry: kept while one is there
-    others = [path for path in paths if path != built_from and Path(path).exists()]
+    # an identical copy of the graph elsewhere (copytree, an image layer) shares the entry: kept while one still holds
+    # this graph (one re-exported since holds another)
+    others = [path for path in paths if path != built_from and _still_holds(path, key.get("source") or {})]
     if here and built_from in paths and key.get("source") != source and not others:
         return "another version of its graph was cached"
     if here and not any(Path(path).exists() for path in paths):
