@@ -681,24 +681,23 @@ def _csv(value: str | None) -> list[str]:
 
 
 def _provider_names(value: str | None) -> list[str] | None:
-    """``--providers`` as names (None: not given); one naming none (``,``) is refused, as ``--variants``: it benched
-    every provider, as if it were not given."""
-    if value is None:
-        return None
-    names = _csv(value)
-    if not names:
-        raise InputError(f"--providers {value!r} names no provider; leave it out to bench every one available")
-    return names
+    """``--providers`` as names (None: not given); one naming none (``,``) benched every provider: refused."""
+    return _listed(value, "--providers", "provider", "bench every one available")
 
 
 def _variant_names(value: str | None, otherwise: str) -> list[str] | None:
-    """``--variants`` as names (None: not given). One naming none (``,`` or ``""``) is refused: `export` built every
-    default variant for it, as if it were not given."""
+    """``--variants`` as names (None: not given); one naming none (``,`` or ``""``): `export` built every default
+    variant for it, as if it were not given: refused."""
+    return _listed(value, "--variants", "variant", otherwise)
+
+
+def _listed(value: str | None, option: str, noun: str, otherwise: str) -> list[str] | None:
+    """A comma-separated option's names (None: not given), or an ``InputError`` for one that names none."""
     if value is None:
         return None
     names = _csv(value)
     if not names:
-        raise InputError(f"--variants {value!r} names no variant; leave it out to {otherwise}")
+        raise InputError(f"{option} {value!r} names no {noun}; leave it out to {otherwise}")
     return names
 
 
