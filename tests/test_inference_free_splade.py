@@ -104,7 +104,12 @@ def test_a_device_list_on_the_lookup_route_is_checked_as_on_the_graph_route(rout
     """encode_query(device=[]) or ["bogus"] ran (the lookup starts no workers); encode_document refused them."""
     from fastembed_rt import InputError, ProviderError
 
-    for bad, error in (([], InputError), (["bogus"], ProviderError)):
+    from fastembed_rt.providers.onnxruntime import cuda_unavailable
+
+    cases: list[tuple[list[str], type[Exception]]] = [([], InputError), (["bogus"], ProviderError)]
+    if cuda_unavailable() is not None:  # a provider known but not here: refused by both routes too
+        cases.append((["cuda:0"], ProviderError))
+    for bad, error in cases:
         for call in (routed.runtime.encode_query, routed.runtime.encode_document):
             with pytest.raises(error):
                 call(["x"], device=bad)
