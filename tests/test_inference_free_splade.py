@@ -103,7 +103,6 @@ def test_scores_of_queries_against_documents_match_sentence_transformers(routed:
 def test_a_device_list_on_the_lookup_route_is_checked_as_on_the_graph_route(routed: Routed) -> None:
     """encode_query(device=[]) or ["bogus"] ran (the lookup starts no workers); encode_document refused them."""
     from fastembed_rt import InputError, ProviderError
-
     from fastembed_rt.providers.onnxruntime import cuda_unavailable
 
     cases: list[tuple[list[str], type[Exception]]] = [([], InputError), (["bogus"], ProviderError)]
