@@ -398,7 +398,7 @@ def test_bad_input_raises_input_error(models: dict[str, Exported]) -> None:
     with pytest.raises(InputError, match="embeddings1 has 30522 dimensions but embeddings2 has 3"):
         runtime.similarity(runtime.encode(TEXTS[:2]), np.ones((2, 3)))
     with pytest.raises(
-        InputError, match="SparseEncoder supports similarity_fn_name in .*got 'maxsim'; MaxSim scores token vectors"
+        InputError, match=r"SparseEncoder supports similarity_fn_name in .*got 'maxsim'; MaxSim scores token vectors"
     ):
         SparseEncoder(models["tiny-bert"].artifact, similarity_fn_name="maxsim")
 
