@@ -1051,11 +1051,9 @@ class MultiProcessModel(ArtifactModel):
                 f"a multi-process pool loads the model again in each worker; provider {self.provider!r} is an "
                 "engine instance, pass a provider name instead"
             )
-        if isinstance(target_devices, str):  # its characters were taken for devices ('c', 'p', 'u')
-            raise InputError(f"target_devices must be a list of devices, e.g. [{target_devices!r}], got a str")
-        devices = list(target_devices) if target_devices is not None else pool_devices(self._running_provider())
-        if not devices:
-            raise InputError("target_devices is empty: name at least one device, or None for the default")
+        devices = (
+            check_device_list(target_devices) if target_devices is not None else pool_devices(self._running_provider())
+        )
         threads = intra_op_threads or max(1, available_cpus() // max(1, len(devices)))
         options: ProviderOptions = self._load["provider_options"]
         loads = [
@@ -1274,3 +1272,14 @@ def _checked_prompts(prompts: Any) -> dict[str, str | None]:
         if not isinstance(name, str) or not (text is None or isinstance(text, str)):
             raise InputError(f"prompts[{name!r}] must be a text (str) named by a str, got {type(text).__name__}")
     return dict(prompts)
+
+
+def check_device_list(devices: Any) -> list[Any]:
+    """A pool's ``target_devices`` as a list, or an ``InputError`` for a str (its characters were taken for devices:
+    'c', 'p', 'u') or an empty list."""
+    if isinstance(devices, str):
+        raise InputError(f"target_devices must be a list of devices, e.g. [{devices!r}], got a str")
+    listed = list(devices)
+    if not listed:
+        raise InputError("target_devices is empty: name at least one device, or None for the default")
+    return listed

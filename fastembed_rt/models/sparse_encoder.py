@@ -532,11 +532,8 @@ def _csr(row_indices: list[np.ndarray], row_values: list[np.ndarray], vocab: int
 def _check_device_list(devices: Any) -> None:
     """An error for a device list a pool would refuse (empty, a name no provider has); the lookup route runs no
     model, so it took any list (the graph route refused the same ones)."""
+    from fastembed_rt.models.base import check_device_list
     from fastembed_rt.providers import resolve_provider
 
-    if isinstance(devices, str):
-        raise InputError(f"target_devices must be a list of devices, e.g. [{devices!r}], got a str")
-    if not list(devices):
-        raise InputError("target_devices is empty: name at least one device, or None for the default")
-    for device in devices:
+    for device in check_device_list(devices):
         resolve_provider(str(device))  # known and available here, as a worker's load checks it
