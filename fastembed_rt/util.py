@@ -260,9 +260,9 @@ def dot_score(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
 def euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     """Negative Euclidean distance of every row of ``a`` to every row of ``b``.
 
-    Computed as ``sqrt(max(|a|² - 2 a·b + |b|², 0))`` in float64, in blocks of rows of ``a``; pairs closer than a
-    thousandth of their norms (where that sum cancels down to its rounding) are measured directly, so a row's
-    distance to itself is 0 and near-duplicates keep their order.
+    Computed as ``sqrt(max(|a|² - 2 a·b + |b|², 0))`` in float64 after both are shifted by the mean of ``b``'s rows, in
+    blocks of rows of ``a``; pairs closer than a thousandth of their shifted norms (where that sum cancels down to its
+    rounding) are measured directly, so a row's distance to itself is 0 and near-duplicates keep their order.
 
     Args:
         a: embedding [dim] or embeddings [n, dim].
@@ -277,10 +277,15 @@ def euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     left, right = _as_batches(a, b)
     out = np.empty((left.shape[0], right.shape[0]), dtype=np.float32)
     right64 = right.astype(np.float64)
+    # Distances do not move under a shift: taken from the mean of b's finite rows, the norms (and the rounding of
+    # the expansion) shrink to the spread of the rows, so a corpus of near-copies needs few direct measurements
+    finite = np.isfinite(right64).all(axis=1)
+    center = right64[finite].mean(axis=0) if finite.any() else np.zeros(right.shape[1])
+    right64 -= center
     right_sq = np.einsum("ij,ij->i", right64, right64)
     rows = max(1, _BLOCK_ELEMENTS // max(1, right.shape[0]))
     for start in range(0, left.shape[0], rows):
-        block = left[start : start + rows].astype(np.float64)
+        block = left[start : start + rows].astype(np.float64) - center
         block_sq = np.einsum("ij,ij->i", block, block)[:, None]
         with np.errstate(invalid="ignore"):  # inf - inf, taken care of below
             squared = block_sq - 2 * (block @ right64.T) + right_sq
@@ -295,9 +300,9 @@ def euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
         out[start : start + rows] = -np.sqrt(np.maximum(squared, 0.0))
     # A row holding inf made the expansion inf - inf = NaN: its distances taken directly (-inf, as torch.cdist's)
     for i in np.flatnonzero(~np.isfinite(left).all(axis=1)):
-        out[i] = -np.linalg.norm(left[i].astype(np.float64) - right64, axis=1)
-    for j in np.flatnonzero(~np.isfinite(right).all(axis=1)):
-        out[:, j] = -np.linalg.norm(left.astype(np.float64) - right64[j], axis=1)
+        out[i] = -np.linalg.norm(left[i].astype(np.float64) - center - right64, axis=1)
+    for j in np.flatnonzero(~finite):
+        out[:, j] = -np.linalg.norm(left.astype(np.float64) - center - right64[j], axis=1)
     return out
 
 
