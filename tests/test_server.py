@@ -522,6 +522,12 @@ def test_every_openapi_example_fits_its_schema_and_is_answered_as_the_document_s
     ]
     bodies += [("/", body) for body in _DEFAULT_ROUTE_BODIES]
     bodies += [("/vertex", {"instances": _DEFAULT_ROUTE_BODIES})]
+    # TEI's own schema spells the direction Left/Right (a client generated from it sends that)
+    left = {"truncation_direction": "Left"}
+    bodies += [
+        ("/embed", {"inputs": "hi", "truncation_direction": "Right"}),
+        ("/similarity", {"inputs": {"source_sentence": "a", "sentences": ["b"]}, "parameters": left}),
+    ]
     for path, body in bodies:
         post = document["paths"][path]["post"]
         request_errors = list(
@@ -867,6 +873,96 @@ def test_small_jobs_taken_with_a_bulk_one_run_in_its_first_model_call(minilm_run
         np.testing.assert_allclose(result.rows, model.encode(items, normalize_embeddings=True), atol=1e-6)
 
 
+def test_a_job_gives_its_permits_back_when_its_last_input_has_run_not_at_the_end_of_the_run(
+    minilm_runtime: SentenceTransformer,
+) -> None:
+    """The small jobs run in a bulk request's first call were settled then, but their permits (and a departed
+    client's) came back only after the bulk request's last call: another client got a 429 meanwhile."""
+    from fastembed_rt.server.batcher import Job
+
+    model = minilm_runtime
+    bulk = [f"bulk passage {i} about rivers, mountains and the sea" for i in range(10)]
+    queries = [["where do rivers begin?"], ["how high are the mountains?"]]
+    worker, operation, _, _ = _recording_worker(model, inputs_per_run=4, batch_wait_s=60, wait_for_items=12)
+    both_finished = threading.Event()
+    finished: list[str] = []
+    released_before_call: list[bool] = []
+    plain_run = operation.run
+
+    def run(prepared: Any) -> Any:
+        if released_before_call or finished:  # a later call: the queries' permits should be back by now
+            released_before_call.append(both_finished.wait(10))
+        else:
+            released_before_call.append(False)  # (the first call: nothing has run yet)
+        return plain_run(prepared)
+
+    operation = dataclasses.replace(operation, run=run)
+
+    def on_finished(name: str) -> None:
+        finished.append(name)
+        if {"query 1", "query 2"} <= set(finished):
+            both_finished.set()
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        jobs = [Job(operation, items, True, loop.create_future(), loop) for items in (bulk, *queries)]
+        for name, job in zip(("bulk", "query 1", "query 2"), jobs, strict=True):
+            job.on_finished = lambda name=name: on_finished(name)
+            worker.submit(job)
+        await asyncio.wait_for(asyncio.gather(*(job.future for job in jobs)), 60)
+        await asyncio.sleep(0.1)  # the bulk job's own on_finished, scheduled on this loop
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        assert worker.close(10)
+    assert released_before_call == [False, True, True]
+    assert sorted(finished) == ["bulk", "query 1", "query 2"] and finished[-1] == "bulk"
+
+
+def test_a_queued_job_whose_client_left_leaves_the_queue_gauge_at_once(minilm_runtime: SentenceTransformer) -> None:
+    """fastembed_rt_queue_inputs counted a departed client's queued inputs until the run under way ended."""
+    from fastembed_rt.server.batcher import Job
+
+    model = minilm_runtime
+    worker, operation, calls, _ = _recording_worker(model)
+    first_call, release = threading.Event(), threading.Event()
+    plain_run = operation.run
+
+    def run(prepared: Any) -> Any:
+        first_call.set()
+        assert release.wait(30)
+        return plain_run(prepared)
+
+    operation = dataclasses.replace(operation, run=run)
+    metrics = worker._metrics
+
+    def gauge(name: str) -> float:
+        return metrics.registry.get_sample_value(name, {"model": "m"}) or 0.0
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        running = Job(operation, ["a running text"], True, loop.create_future(), loop)
+        queued = Job(operation, [f"queued {i}" for i in range(5)], True, loop.create_future(), loop)
+        worker.submit(running)
+        assert await asyncio.to_thread(first_call.wait, 30)
+        worker.submit(queued)
+        assert gauge("fastembed_rt_queue_inputs") == 5
+        worker.cancel(queued)
+        assert gauge("fastembed_rt_queue_inputs") == 0 and gauge("fastembed_rt_dropped_inputs_total") == 5
+        assert queued.cancelled and not worker.runs(queued)
+        release.set()
+        await asyncio.wait_for(running.future, 60)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
+        assert worker.close(10)
+    assert calls == [1]  # the departed client's inputs never ran (nor were counted dropped twice, above)
+    assert gauge("fastembed_rt_dropped_inputs_total") == 5
+
+
 # -- limits and faults --------------------------------------------------------------------------------
 def test_overload_gets_429_with_retry_after_at_once_and_every_accepted_request_is_right(
     minilm_served_artifact: Path, minilm_runtime: SentenceTransformer
@@ -918,6 +1014,12 @@ BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
     ("/embed", {"inputs": "ok", "precision": "int4"}, 422, "`precision` must be one of"),
     ("/embed", {"inputs": "ok", "prompt_name": "passage"}, 422, "`prompt_name` 'passage' is not a prompt"),
     ("/embed", {"inputs": "ok", "truncation_direction": "up"}, 422, "`truncation_direction` must be"),
+    (
+        "/similarity",
+        {"inputs": {"source_sentence": "a", "sentences": ["b"]}, "parameters": False},
+        422,
+        "`parameters` must be an object",
+    ),
     ("/embed", {"inputs": ["x"] * 65}, 422, "batch size 65 > maximum allowed batch size 64"),
     ("/embed", {"inputs": [[101, 99999, 102]]}, 422, "outside the vocabulary"),
     ("/embed", {"inputs": "ok", "model": "nope"}, 404, "'nope' is not served here; served: all-MiniLM-L6-v2, reranker"),

@@ -170,6 +170,18 @@ class ModelWorker:
             self._metrics.queue_inputs.labels(self.name).set(self._queued_items)
             self._cond.notify()
 
+    def cancel(self, job: Job) -> None:
+        """Compute no more of ``job`` (its client left; from the event loop thread): one still queued leaves the
+        queue now, counted as dropped; one in the run under way has the rest of its inputs dropped by the worker."""
+        with self._cond:
+            job.cancelled = True
+            if all(queued is not job for queued in self._queue):
+                return
+            self._queue = deque(queued for queued in self._queue if queued is not job)
+            self._queued_items -= len(job.items)
+            self._metrics.queue_inputs.labels(self.name).set(self._queued_items)
+        self._metrics.dropped_inputs.labels(self.name).inc(len(job.items))
+
     def runs(self, job: Job) -> bool:
         """Whether ``job`` is in the run under way (its ``on_finished`` is still to come); a queued one is not."""
         with self._cond:
@@ -271,6 +283,7 @@ class ModelWorker:
                 logger.exception("model %s: a batch failed", self.name)
                 for job in group:
                     job.loop.call_soon_threadsafe(_settle, job.future, _backend_error(exc))
+                    _done_with(job)
 
     def _run_group(self, jobs: list[Job], serve_arrivals: bool = False) -> None:
         operation = jobs[0].operation
@@ -378,6 +391,7 @@ class ModelWorker:
                     )
                     parts[index] = []
                     job.loop.call_soon_threadsafe(_settle, job.future, outcome)
+                    _done_with(job)  # its permits go back now, not at the end of the others' calls
 
     def _count(self, inputs: int, tokens: int, truncated: int, seconds: float) -> None:
         m, name = self._metrics, self.name
@@ -394,6 +408,7 @@ class ModelWorker:
 
     def _fail(self, job: Job, error: RequestError) -> None:
         job.loop.call_soon_threadsafe(_settle, job.future, error)
+        _done_with(job)
 
     def _preparing_error(self, exc: BaseException) -> RequestError:
         """What one job whose inputs could not be prepared gets: a 422 for what the library refuses, else a 500

@@ -5,11 +5,11 @@ name                                        type      what
 =========================================== ========= =================================================
 fastembed_rt_requests_total                 counter   requests by route (`unmatched`: no route), status and model
 fastembed_rt_request_duration_seconds       histogram whole request, by route, status and model
-fastembed_rt_queue_duration_seconds         histogram a job's wait for its model's worker
-fastembed_rt_tokenization_duration_seconds  histogram tokenizing one worker run (its inputs, across requests)
-fastembed_rt_inference_duration_seconds     histogram the model's compute of one worker run (its graph runs)
-fastembed_rt_batch_inputs                   histogram inputs per worker run (across requests)
-fastembed_rt_batch_tokens                   histogram tokens (after truncation) per worker run
+fastembed_rt_queue_duration_seconds         histogram a job's wait for its model's worker (one per job run)
+fastembed_rt_tokenization_duration_seconds  histogram tokenizing one group (the jobs of a run with equal options)
+fastembed_rt_inference_duration_seconds     histogram one model call (its graph batches)
+fastembed_rt_batch_inputs                   histogram inputs per model call (across requests)
+fastembed_rt_batch_tokens                   histogram tokens (after truncation) per model call
 fastembed_rt_queue_inputs                   gauge     inputs waiting for a model's worker
 fastembed_rt_inputs_in_flight               gauge     admitted inputs (the permits in use)
 fastembed_rt_truncated_inputs_total         counter   inputs cut at max_seq_length
@@ -71,35 +71,36 @@ class Metrics:
         )
         self.queue_duration = Histogram(
             "fastembed_rt_queue_duration_seconds",
-            "Seconds a request's inputs waited for their model's worker (one observation per request)",
+            "Seconds a job (a request, a /vertex instance, a part of a mixed request) waited for its model's worker "
+            "(one observation per job run)",
             ["model"],
             buckets=_SECONDS,
             registry=r,
         )
         self.tokenization_duration = Histogram(
             "fastembed_rt_tokenization_duration_seconds",
-            "Seconds tokenizing one worker run's inputs, across the requests it took (one observation per run)",
+            "Seconds tokenizing one group's inputs: the requests of a worker run asking for the same options",
             ["model"],
             buckets=_SECONDS,
             registry=r,
         )
         self.inference_duration = Histogram(
             "fastembed_rt_inference_duration_seconds",
-            "Seconds of the model's compute in one worker run: its graph runs, over several requests' inputs",
+            "Seconds of one model call: its graph batches, over several requests' inputs",
             ["model"],
             buckets=_SECONDS,
             registry=r,
         )
         self.batch_inputs = Histogram(
             "fastembed_rt_batch_inputs",
-            "Inputs per worker run, across requests",
+            "Inputs per model call, across requests",
             ["model"],
             buckets=_COUNTS,
             registry=r,
         )
         self.batch_tokens = Histogram(
             "fastembed_rt_batch_tokens",
-            "Tokens (after truncation) per worker run, across requests",
+            "Tokens (after truncation) per model call, across requests",
             ["model"],
             buckets=_TOKENS,
             registry=r,

@@ -28,7 +28,13 @@ _LONG_INPUTS = {
     "enum": ["truncate", "error", "chunk", None],
     "description": "over-long inputs: truncate, refuse (422) or chunk and pool; null: `truncate`, else the server's",
 }
-_DIRECTION = {"type": "string", "enum": ["left", "right"], "default": "right", "description": "case ignored"}
+# TEI's schema names them Left/Right (its parser takes either case): both spellings valid here
+_DIRECTION = {
+    "type": "string",
+    "enum": ["left", "right", "Left", "Right"],
+    "default": "right",
+    "description": "case ignored",
+}
 _MODEL = {"type": "string", "description": "a served model name (default: the first served model of this task)"}
 _NUMBERS = {"type": "array", "items": {"type": "number"}}
 

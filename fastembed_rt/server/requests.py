@@ -336,7 +336,7 @@ def parse_similarity(data: dict[str, Any], max_client_batch_size: int) -> EmbedR
     if len(sentences) + 1 > max_client_batch_size:
         raise _too_many(len(sentences) + 1, max_client_batch_size)
     texts = [_text(sentence, f"inputs.sentences[{i}]") for i, sentence in enumerate(sentences)]
-    parameters = data.get("parameters") or {}
+    parameters = {} if data.get("parameters") is None else data["parameters"]
     if not isinstance(parameters, dict):
         raise _invalid(f"`parameters` must be an object, got {_kind(parameters)}")
     return EmbedRequest(

@@ -415,7 +415,7 @@ class ServerState:
             served.worker.submit(job)
             return await _while_connected(request, job.future)
         except (ClientGone, asyncio.CancelledError):
-            job.cancelled = True
+            served.worker.cancel(job)
             job.future.cancel()  # nothing reads it now: a 503 abandon() sets on it would be logged as never retrieved
             raise
         finally:
