@@ -191,7 +191,9 @@ def export_model(
                 append_stages=lambda graph: _append_stages(graph, description),
                 speed_texts=held_out or parity_texts(description.max_seq_length),
             )
-        if description.truncate_dim is not None:  # encode's default width, as sentence-transformers applies it
+        width = description.stages.output_dim(description.hidden_size)
+        # encode's default width, as sentence-transformers applies it (one past the width cuts nothing there)
+        if description.truncate_dim is not None and description.truncate_dim < width:
             update_manifest(writer.root, truncate_dim=description.truncate_dim)
     logger.info("exported %s to %s in %.1f s", model, out, time.perf_counter() - started)
     return load_manifest(out)

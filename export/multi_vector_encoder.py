@@ -26,7 +26,7 @@ from fastembed_rt.export.backbone import export_st_backbone
 from fastembed_rt.export.bi_encoder import calibrate
 from fastembed_rt.export.fidelity import Fidelity
 from fastembed_rt.export.source import load_st_model, resolve_model_dir
-from fastembed_rt.export.st_reader import dense_spec
+from fastembed_rt.export.st_reader import check_features, dense_spec
 from fastembed_rt.export.validate import UNCACHED, parity_texts, row_cosines
 from fastembed_rt.export.variants import parse_variants
 from fastembed_rt.export.writer import finish_graph, stage_artifact
@@ -106,8 +106,7 @@ def describe_multi_vector(model_dir: Path, mve: Any) -> tuple[TokenStages, LateI
         if names[i] == "Dense":
             dense.append(dense_spec(module, where, "token_embeddings"))
         elif names[i] == "Normalize":
-            if getattr(module, "module_input_name", "token_embeddings") != "token_embeddings":
-                raise ExportError(f"{where}: Normalize on {module.module_input_name!r} is not supported")
+            check_features(module, where, "token_embeddings")
             normalize = True
         elif names[i] == "MultiVectorMask":
             ids = module._skiplist_ids  # resolved by sentence-transformers with the model's tokenizer

@@ -71,13 +71,29 @@ def read_modules(model_dir: Path, st_model: Any = None) -> list[dict[str, Any]]:
         modules = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ExportError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(modules, list) or not modules:
-        raise ExportError(f"{path} must be a non-empty list of modules")
-    return sorted(modules, key=lambda m: int(m.get("idx", 0)))
+    if not isinstance(modules, list) or not modules or not all(isinstance(m, dict) for m in modules):
+        raise ExportError(f"{path} must be a non-empty list of modules (objects)")
+    return modules  # in the file's order, as sentence-transformers loads them (it reads no "idx")
 
 
 def _class_name(entry: dict[str, Any]) -> str:
     return str(entry.get("type", "")).rsplit(".", 1)[-1]
+
+
+def check_features(module: Any, where: str, feature: str) -> None:
+    """A ``Dense``/``Normalize`` module must read and write ``feature``: one on another key (or writing a new one)
+    leaves the output as it was in sentence-transformers, where the graph stages would apply it.
+
+    Raises:
+        ExportError: naming the module and the keys it reads and writes.
+    """
+    reads = getattr(module, "module_input_name", feature) or feature
+    writes = getattr(module, "module_output_name", None) or reads
+    if reads != feature or writes != feature:
+        raise ExportError(
+            f"{where}: {type(module).__name__} reading {reads!r} and writing {writes!r} is not supported; "
+            f"only one on {feature!r} is"
+        )
 
 
 def dense_spec(module: Any, where: str, input_name: str = "sentence_embedding") -> DenseSpec:
@@ -88,8 +104,7 @@ def dense_spec(module: Any, where: str, input_name: str = "sentence_embedding") 
     """
     if getattr(module, "use_residual", False):
         raise ExportError(f"{where}: Dense with use_residual=True is not supported yet")
-    if getattr(module, "module_input_name", "sentence_embedding") != input_name:
-        raise ExportError(f"{where}: Dense on {module.module_input_name!r} (not {input_name}) is not supported")
+    check_features(module, where, input_name)
     act_name = type(module.activation_function).__name__
     if act_name not in _ACTIVATIONS:
         raise ExportError(
@@ -147,6 +162,7 @@ def describe_model(model_dir: Path, st_model: Any) -> ModelDescription:
         elif name == "Normalize":
             if i != len(entries) - 1:
                 raise ExportError(f"{where}: Normalize must be the last module, found at position {i}")
+            check_features(module, where, "sentence_embedding")
             normalize = True
     assert pooling is not None  # guaranteed by the names check above
     backbone = st_model[0].auto_model

@@ -219,6 +219,76 @@ def test_dropout_modules_export_as_the_identity_they_are_at_inference(tmp_path: 
     assert row_cosines(ours, reference.encode(PARITY_TEXTS, convert_to_numpy=True)).min() >= MIN_COSINE
 
 
+def test_a_saved_truncate_dim_past_the_width_exports_the_full_width_as_sentence_transformers_encodes(
+    tmp_path: Path,
+) -> None:
+    """The export validated, then wrote truncate_dim 64 for a 32-wide model, refused its own manifest and left an
+    artifact that no load accepted."""
+    from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
+
+    from fastembed_rt import SentenceTransformer
+    from fastembed_rt.export import export_model
+
+    model_dir = build_tiny_model(tmp_path, "bert", "mean", truncate_dim=2 * HIDDEN_SIZE)
+    export_model(model_dir, tmp_path / "artifact", stsb=False, variants="fp32")
+    reference = TorchSentenceTransformer(str(model_dir), device="cpu")
+    model = SentenceTransformer(tmp_path / "artifact")
+    ours, ref = model.encode(PARITY_TEXTS), reference.encode(PARITY_TEXTS, convert_to_numpy=True)
+    assert ours.shape == ref.shape == (len(PARITY_TEXTS), HIDDEN_SIZE) and model.truncate_dim is None
+    assert row_cosines(ours, ref).min() >= MIN_COSINE
+
+
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        ("normalize-tokens", "Normalize reading 'token_embeddings' and writing 'token_embeddings' is not supported"),
+        ("normalize-elsewhere", "Normalize reading 'sentence_embedding' and writing 'normalized' is not supported"),
+        ("dense-elsewhere", "Dense reading 'sentence_embedding' and writing 'projected' is not supported"),
+    ],
+)
+def test_a_dense_or_normalize_on_another_feature_key_is_refused_by_name(
+    tmp_path: Path, module: str, message: str
+) -> None:
+    """sentence-transformers leaves the sentence embedding as it was under such a module; the export applied it (unit
+    rows where sentence-transformers gives norms of 3-4: cosines agree, so its gate passed) or blamed the graph."""
+    from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
+
+    from fastembed_rt.errors import ExportError
+    from fastembed_rt.export import export_model
+
+    base = TorchSentenceTransformer(str(build_tiny_model(tmp_path, "bert", "mean")), device="cpu")
+    extra = {
+        "normalize-tokens": lambda: Normalize(module_input_name="token_embeddings"),
+        "normalize-elsewhere": lambda: Normalize(module_output_name="normalized"),
+        "dense-elsewhere": lambda: Dense(HIDDEN_SIZE, HIDDEN_SIZE, module_output_name="projected"),
+    }[module]()
+    model = TorchSentenceTransformer(modules=[*base, extra], device="cpu")
+    model.save(str(tmp_path / "saved"))
+    with pytest.raises(ExportError, match=message):
+        export_model(tmp_path / "saved", tmp_path / "artifact", stsb=False, variants="fp32")
+    assert not (tmp_path / "artifact").exists()
+
+
+def test_modules_are_read_in_the_files_order_as_sentence_transformers_loads_them(tmp_path: Path) -> None:
+    """modules.json's entries were sorted by "idx", which sentence-transformers never reads: a null idx was a bare
+    TypeError, swapped ones refused a model it runs."""
+    import json
+
+    from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
+
+    from fastembed_rt.export.st_reader import describe_model
+
+    model_dir = build_tiny_model(tmp_path, "bert", "mean")
+    path = model_dir / "modules.json"
+    entries = json.loads(path.read_text())
+    for idx in ([None, None], [1, 0]):
+        path.write_text(json.dumps([{**entry, "idx": i} for entry, i in zip(entries, idx, strict=True)]))
+        st_model = TorchSentenceTransformer(str(model_dir), device="cpu")
+        assert [type(m).__name__ for m in st_model] == ["Transformer", "Pooling"]
+        assert describe_model(model_dir, st_model).modules == ["Transformer", "Pooling"]
+
+
 def _patched(tmp_path: Path, config: str, **fields: Any) -> Path:
     """A tiny BERT bi-encoder whose ``config`` JSON file (in the model directory) gets ``fields``."""
     import json
