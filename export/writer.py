@@ -26,6 +26,7 @@ import gc
 import glob
 import logging
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -109,14 +110,18 @@ def stage_artifact(
     """
     out = out.absolute()  # "." has no name to stage beside; "link/.." kept for the OS to read (abspath cut it)
     check_destination(out, overwrite, model=model)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    # the process id alone is not this export's: every container of an export image is process 1, and two of them
+    # writing to one shared folder removed each other's staging folder
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = out.parent / f"{_staging_prefix(out)}.tmp-{token}"
     lock = None
+    swapped = False
     try:  # from the folder's creation on, any exception (Ctrl-C, SIGTERM: see cli) removes it
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             _remove_abandoned(out)
-            shutil.rmtree(tmp, ignore_errors=True)
-            (tmp / "onnx").mkdir(parents=True)
+            tmp.mkdir()
+            (tmp / "onnx").mkdir()
             lock = _hold_lock(tmp / STAGING_LOCK)
         except OSError as exc:
             raise ExportError(
@@ -130,7 +135,7 @@ def stage_artifact(
         if not overwrite and not out.is_symlink():
             _rename_into_place(tmp, out)
             return
-        earlier = out.parent / f".{out.name}.replaced-{os.getpid()}"
+        earlier = out.parent / f"{_staging_prefix(out)}.replaced-{token}"
         replacing = out.exists() or out.is_symlink()  # a link (to an empty folder, or dangling) is replaced
         if replacing:
             out.rename(earlier)
@@ -140,12 +145,15 @@ def stage_artifact(
             if replacing:
                 earlier.rename(out)
             raise
+        swapped = True
         if earlier.is_symlink():  # ``out`` was a link: the link goes, the folder it named stays as it was
             earlier.unlink()
-        else:
+        else:  # stopped halfway (Ctrl-C), what is left is removed by the next export beside ``out``
             shutil.rmtree(earlier, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if swapped:  # ``out`` holds the new artifact already: the caller must not say it is as it was
+            exc.artifact_written = True  # type: ignore[attr-defined]
         raise
     finally:
         if lock is not None:
@@ -184,11 +192,30 @@ def _hold_lock(path: Path) -> int | None:
     return descriptor
 
 
+def _staging_prefix(out: Path) -> str:
+    """The start of the hidden names beside ``out`` that an export stages in: ``.<name>``, cut so that a name of up
+    to NAME_MAX (255 bytes) still leaves room for the suffix (the staging folder's name was too long to create)."""
+    name = out.name
+    while len(os.fsencode(name)) > 200:
+        name = name[:-1]
+    return f".{name}"
+
+
 def _remove_abandoned(out: Path) -> None:
-    """Remove the staging folders beside ``out`` (``.<name>.tmp-*``) of exports that are no longer running."""
+    """Remove the staging folders beside ``out`` (``.<name>.tmp-*``) of exports that are no longer running, and
+    what an ``--overwrite`` stopped while deleting the artifact it replaced left (``.<name>.replaced-*``)."""
+    prefix = glob.escape(_staging_prefix(out))
+    for folder in out.parent.glob(f"{prefix}.replaced-*"):
+        try:  # its export renamed it there: one that is still swapping did so within the last moments
+            if folder.is_symlink() or time.time() - folder.lstat().st_ctime < STAGING_GRACE_SECONDS:
+                continue
+        except OSError:
+            continue
+        logger.info("removing %s, left by an export that was stopped while it removed the artifact it replaced", folder)
+        shutil.rmtree(folder, ignore_errors=True)
     if fcntl is None:
         return
-    for folder in out.parent.glob(f".{glob.escape(out.name)}.tmp-*"):
+    for folder in out.parent.glob(f"{prefix}.tmp-*"):
         try:
             if time.time() - (folder / STAGING_LOCK).stat().st_mtime < STAGING_GRACE_SECONDS:
                 continue  # just created: its export may not have locked it yet

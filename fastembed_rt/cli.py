@@ -53,7 +53,10 @@ def _export(args: argparse.Namespace) -> int:
             )
     except KeyboardInterrupt as exc:  # one line, not a traceback from wherever the export was
         how = "stopped by SIGTERM" if isinstance(exc, _Terminated) else "interrupted"
-        print(f"export {how}: {args.out} is as it was before the export", file=sys.stderr)
+        if getattr(exc, "artifact_written", False):  # while removing the artifact it had just replaced
+            print(f"export {how} after {args.out} was written: it holds the new artifact", file=sys.stderr)
+        else:
+            print(f"export {how}: {args.out} is as it was before the export", file=sys.stderr)
         return 128 + exc.signum if isinstance(exc, _Terminated) else 130
     detected = " detected from the model directory; --task overrides" if args.task == "auto" else ""
     print(f"exported {args.model} -> {args.out} ({manifest.task}{detected}) in {time.perf_counter() - started:.1f} s")

@@ -509,6 +509,77 @@ def test_an_export_whose_folder_another_export_filled_meanwhile_fails_and_leaves
     assert (tmp_path / "target").is_dir() and not any((tmp_path / "target").iterdir())
 
 
+def test_two_exports_of_one_process_id_to_one_folder_keep_their_own_staging_folders(tmp_path: Path) -> None:
+    """Staging was named by the process id alone: two export containers (each process 1) writing to one shared
+    folder removed each other's staging folder, and the first died of a bare FileNotFoundError."""
+    from fastembed_rt.errors import ExportError
+    from fastembed_rt.export.writer import stage_artifact
+
+    out = tmp_path / "artifact"
+    filled = "was filled while this export ran"
+    with pytest.raises(ExportError, match=filled), stage_artifact(out, False, model="m", revision=None) as first:
+        (first.root / "manifest.json").write_text('{"the": "first"}')
+        with stage_artifact(out, False, model="m", revision=None) as second:
+            assert second.root != first.root and (first.root / "manifest.json").is_file()
+            (second.root / "manifest.json").write_text('{"the": "second"}')
+    assert (out / "manifest.json").read_text() == '{"the": "second"}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact"]
+
+
+def _artifact_files(writer: Any, artifact: Path) -> None:
+    """A real artifact's files written by ``writer`` (what ``--overwrite`` checks it replaces)."""
+    import shutil
+
+    shutil.copytree(artifact, writer.root, dirs_exist_ok=True)
+
+
+def test_an_output_name_near_name_max_is_staged_under_a_shorter_name(tmp_path: Path, cls_only: TinyExport) -> None:
+    """A legal 245-character folder name could not be exported to: the staging name passed 255 bytes."""
+    from fastembed_rt.export.writer import stage_artifact
+
+    out = tmp_path / ("m" * 245)
+    for overwrite in (False, True):
+        with stage_artifact(out, overwrite, model="m", revision=None) as writer:
+            _artifact_files(writer, cls_only.artifact)
+            (writer.root / "written").write_text(str(overwrite))
+    assert (out / "written").read_text() == "True"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+def test_a_stop_while_the_replaced_artifact_is_deleted_says_the_new_one_is_written_and_leaves_no_lasting_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cls_only: TinyExport
+) -> None:
+    """Ctrl-C while --overwrite deleted the artifact it replaced: the command said the folder was as before (it held
+    the new artifact), the half-deleted copy stayed forever, and the next export by process 1 (a container) failed
+    at its last step renaming onto it."""
+    import shutil
+
+    import fastembed_rt.export.writer as writer_module
+    from fastembed_rt.export.writer import stage_artifact
+
+    out = tmp_path / "artifact"
+    shutil.copytree(cls_only.artifact, out)
+    plain_rmtree = shutil.rmtree
+
+    def stopped(path: Any, *args: Any, **kwargs: Any) -> None:
+        if ".replaced-" in str(path):
+            raise KeyboardInterrupt
+        plain_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(writer_module.shutil, "rmtree", stopped)
+    with pytest.raises(KeyboardInterrupt) as stop, stage_artifact(out, True, model="m", revision=None) as writer:
+        _artifact_files(writer, cls_only.artifact)
+        (writer.root / "written").write_text("new")
+    monkeypatch.setattr(writer_module.shutil, "rmtree", plain_rmtree)
+    assert getattr(stop.value, "artifact_written", False)
+    assert (out / "written").read_text() == "new"
+    (left,) = tmp_path.glob(".artifact.replaced-*")
+    monkeypatch.setattr(writer_module, "STAGING_GRACE_SECONDS", 0.0)  # (a folder's change time cannot be set back)
+    with stage_artifact(out, True, model="m", revision=None) as writer:
+        _artifact_files(writer, cls_only.artifact)
+    assert not left.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["artifact"]
+
+
 def test_a_model_that_computes_nan_is_refused_as_such_not_as_a_graph_that_misses_its_gate(tmp_path: Path) -> None:
     """NaN weights gave 'exported graph ... misses the fp32 gate ... cosine nan', blaming the graph."""
     from safetensors.torch import load_file, save_file
