@@ -17,6 +17,7 @@ it is an error.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -47,6 +48,12 @@ class Gate(Protocol[F]):
     """Judges one kind of measurement."""
 
     def check(self, fidelity: F) -> list[str]: ...
+
+
+def worst(differences: np.ndarray) -> float:
+    """The largest of ``differences`` (non-empty); inf where any is NaN or inf (``max`` would keep an earlier value
+    over a NaN, and a record said 0.0 for outputs that were all NaN)."""
+    return float(differences.max()) if np.isfinite(differences).all() else math.inf
 
 
 @dataclass
@@ -108,7 +115,9 @@ class CosineGate:
                 f"PyTorch's {fidelity.stsb_spearman_torch:.2f}"
             )
         invariance = fidelity.batch_invariance_min_cosine
-        if invariance is not None and not invariance >= self.min_batch_invariance:
+        if not math.isfinite(fidelity.min_cosine):  # NaN/inf outputs: no cosine says anything about batches then
+            misses.append("its outputs hold NaN or inf")
+        elif invariance is not None and not invariance >= self.min_batch_invariance:
             misses.append(
                 f"outputs depend on batch neighbours: min cosine alone vs batched {invariance:.6f} "
                 f"< {self.min_batch_invariance}"
@@ -131,8 +140,8 @@ class HeadFidelity:
         diff = np.abs(ours.astype(np.float64) - ref.astype(np.float64))
         rel = diff / np.maximum(np.abs(ref.astype(np.float64)), 1e-12)
         if diff.size:
-            self.max_abs_diff = max(self.max_abs_diff, float(diff.max()))
-            self.max_rel_diff = max(self.max_rel_diff, float(rel.max()))
+            self.max_abs_diff = max(self.max_abs_diff, worst(diff))
+            self.max_rel_diff = max(self.max_rel_diff, worst(rel))
         return rel
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,7 +163,8 @@ class ToleranceGate:
     def exceeded(self, ours: np.ndarray, reference: np.ndarray) -> np.ndarray:
         """Boolean mask of the elements of ``ours`` outside the tolerance (compared in float64)."""
         ref = reference.astype(np.float64)
-        return np.asarray(np.abs(ours.astype(np.float64) - ref) > self.atol + self.rtol * np.abs(ref))
+        # not "within": a NaN output (or an inf against a finite reference) is outside every tolerance
+        return np.asarray(~(np.abs(ours.astype(np.float64) - ref) <= self.atol + self.rtol * np.abs(ref)))
 
     def check(self, fidelity: HeadFidelity) -> list[str]:
         """The failing checks the validation listed (it applies ``exceeded`` to every output it compares)."""

@@ -371,7 +371,8 @@ class Manifest:
         # whole file (a shared name was renamed in half-written: readers saw an empty manifest)
         temporary = self.root / f".{MANIFEST_FILE}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
-            temporary.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+            text = json.dumps(_standard_json(self.to_dict()), indent=2, sort_keys=False, allow_nan=False)
+            temporary.write_text(text + "\n", encoding="utf-8")
         except BaseException:  # a full disk: no half-written temporary is left behind
             temporary.unlink(missing_ok=True)
             raise
@@ -455,6 +456,18 @@ def _side(value: Any, where: str, path: Path) -> str:
     if value not in _SIDES:
         raise _invalid(path, where, value, f"it must be one of {', '.join(_SIDES)}")
     return str(value)
+
+
+def _standard_json(value: Any) -> Any:
+    """``value`` with each NaN or infinite number as null: Python writes them as ``NaN``/``Infinity``, which no
+    other JSON reader takes (a rejected variant's record of NaN outputs made the manifest unreadable to them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _standard_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_standard_json(item) for item in value]
+    return value
 
 
 def _fidelity(data: Any, name: Any, path: Path) -> dict[str, Any]:

@@ -580,6 +580,49 @@ def test_a_stop_while_the_replaced_artifact_is_deleted_says_the_new_one_is_writt
     assert not left.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["artifact"]
 
 
+def test_a_variant_with_non_finite_outputs_is_rejected_as_such_in_a_manifest_any_json_reader_takes(
+    tmp_path: Path,
+) -> None:
+    """fp16 of a model whose activations pass 65,504 gave NaN rows: the manifest recorded them as NaN (not JSON to
+    any reader but Python's), a max_abs_diff of 0.0, and blamed batch neighbours."""
+    import json
+
+    from sentence_transformers import SentenceTransformer as TorchSentenceTransformer
+
+    from fastembed_rt.export import export_model
+
+    model = TorchSentenceTransformer(str(build_tiny_model(tmp_path, "bert", "mean")), device="cpu")
+    with torch.no_grad():
+        norm = model[0].auto_model.encoder.layer[-1].output.LayerNorm
+        norm.weight.mul_(2e5)
+        norm.bias.mul_(2e5)
+    model.save(str(tmp_path / "big"))
+    manifest = export_model(tmp_path / "big", tmp_path / "artifact", stsb=False, variants="fp32,fp16")
+    assert [v.name for v in manifest.variants] == ["fp32"]
+    (rejected,) = manifest.rejected_variants
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in manifest.json")
+
+    strict = json.loads((tmp_path / "artifact" / "manifest.json").read_text(), parse_constant=refuse)
+    assert strict["rejected_variants"][0]["name"] == "fp16"
+    assert "its outputs hold NaN or inf" in rejected["reasons"]
+    assert not any("batch neighbours" in reason for reason in rejected["reasons"]), rejected["reasons"]
+    assert rejected["fidelity"]["max_abs_diff"] != 0.0
+
+
+def test_tolerance_gates_count_nan_and_inf_outputs_as_outside_every_tolerance() -> None:
+    from fastembed_rt.export.fidelity import HeadFidelity, ToleranceGate
+
+    gate = ToleranceGate(atol=1e-4, rtol=1e-4)
+    ours, reference = np.array([np.nan, np.inf, 1.0, 0.5]), np.array([0.5, 0.5, 1.0, 0.5])
+    assert gate.exceeded(ours, reference).tolist() == [True, True, False, False]
+    fidelity = HeadFidelity()
+    fidelity.observe(np.array([0.5001]), np.array([0.5]))
+    fidelity.observe(ours, reference)
+    assert fidelity.max_abs_diff == fidelity.max_rel_diff == float("inf")
+
+
 def test_a_model_that_computes_nan_is_refused_as_such_not_as_a_graph_that_misses_its_gate(tmp_path: Path) -> None:
     """NaN weights gave 'exported graph ... misses the fp32 gate ... cosine nan', blaming the graph."""
     from safetensors.torch import load_file, save_file
