@@ -108,7 +108,7 @@ class CosineGate:
             self.max_stsb_drop is not None
             and fidelity.stsb_spearman is not None
             and fidelity.stsb_spearman_torch is not None
-            and fidelity.stsb_spearman_torch - fidelity.stsb_spearman > self.max_stsb_drop
+            and not fidelity.stsb_spearman_torch - fidelity.stsb_spearman <= self.max_stsb_drop  # NaN misses too
         ):
             misses.append(
                 f"STSb Spearman {fidelity.stsb_spearman:.2f} is more than {self.max_stsb_drop} below "

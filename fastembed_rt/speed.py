@@ -424,7 +424,7 @@ def speed_texts(manifest: Manifest, count: int = 512) -> list[str]:
     from fastembed_rt.stsb import find_stsb_dir, load_stsb
     from fastembed_rt.tokenizer import Tokenizer
 
-    if find_stsb_dir(None) is not None:
+    if find_stsb_dir(None, "stsb-en-dev.csv") is not None:
         dev = load_stsb("dev", "en")
         return list(dict.fromkeys(dev.sentences1 + dev.sentences2))[:count]
     vocab = Tokenizer(manifest.root, manifest.tokenizer).get_vocab()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import functools
 import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,10 +57,11 @@ class StsbSplit:
         return len(self.scores)
 
 
-def find_stsb_dir(path: str | os.PathLike[str] | None = None) -> Path | None:
+def find_stsb_dir(path: str | os.PathLike[str] | None = None, file_name: str | None = None) -> Path | None:
     """The STSb folder to read: ``path`` or else ``$FASTEMBED_RT_STSB`` where set (either must hold
     ``stsb-<lang>-<split>.csv`` files: a folder the user named is never passed over for another), else the first
-    ``../shared/data/stsb`` that holds them, else None (the hub)."""
+    ``../shared/data/stsb`` that holds them (``file_name``, where given: one without it is passed over), else None
+    (the hub)."""
     if path is not None or os.environ.get(STSB_ENV):
         folder, what = (Path(path), "path") if path is not None else (Path(os.environ[STSB_ENV]), f"${STSB_ENV}")
         if not folder.is_dir():
@@ -72,7 +74,9 @@ def find_stsb_dir(path: str | os.PathLike[str] | None = None) -> Path | None:
         Path.cwd().parent / "shared" / "data" / "stsb",
         Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "stsb",
     ):
-        if candidate.is_dir() and any(candidate.glob("stsb-*-*.csv")):
+        if candidate.is_dir() and (
+            (candidate / file_name).is_file() if file_name else any(candidate.glob("stsb-*-*.csv"))
+        ):
             return candidate
     return None
 
@@ -100,7 +104,7 @@ def load_stsb(split: str = "test", lang: str = "en", path: str | os.PathLike[str
     """Load one STSb split (``train``, ``dev`` or ``test``) in ``lang``."""
     if split not in _SPLITS:
         raise InputError(f"split {split!r} is not one of {_SPLITS}")
-    folder = find_stsb_dir(path)
+    folder = find_stsb_dir(path, f"stsb-{lang}-{split}.csv")
     if folder is None:
         return _from_hub(split, lang)
     file = folder / f"stsb-{lang}-{split}.csv"
@@ -113,16 +117,21 @@ def load_stsb(split: str = "test", lang: str = "en", path: str | os.PathLike[str
     s2: list[str] = []
     scores: list[float] = []
     try:
-        with file.open(newline="", encoding="utf-8") as handle:
-            for i, row in enumerate(csv.reader(handle)):
+        # utf-8-sig: a byte-order mark (a spreadsheet's export) is not part of the first sentence or header
+        with file.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            for i, row in enumerate(reader):
+                line = reader.line_num  # where the row ends in the file (a quoted sentence may span lines)
                 if i == 0 and row[:3] == ["sentence1", "sentence2", "score"]:
                     continue  # the files here have no header; tolerate one
                 if len(row) != 3:
-                    raise InputError(f"{file}:{i + 1}: expected 3 columns (sentence1,sentence2,score), got {len(row)}")
+                    raise InputError(f"{file}:{line}: expected 3 columns (sentence1,sentence2,score), got {len(row)}")
                 try:
                     score = float(row[2])
                 except ValueError:
-                    raise InputError(f"{file}:{i + 1}: the score {row[2]!r} is not a number") from None
+                    raise InputError(f"{file}:{line}: the score {row[2]!r} is not a number") from None
+                if not math.isfinite(score):
+                    raise InputError(f"{file}:{line}: the score {row[2]!r} is not a finite number")
                 s1.append(row[0])
                 s2.append(row[1])
                 scores.append(score)
@@ -144,7 +153,7 @@ def available_stsb(split: str, lang: str = "en", path: str | os.PathLike[str] | 
     global _hub_failure
     if split not in _SPLITS:
         raise InputError(f"split {split!r} is not one of {_SPLITS}")
-    if find_stsb_dir(path) is not None:
+    if find_stsb_dir(path, f"stsb-{lang}-{split}.csv") is not None:
         return load_stsb(split, lang, path)
     if _hub_failure is not None:
         return None
@@ -171,7 +180,7 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
     order = np.argsort(x, kind="mergesort")
     sorted_x = x[order]
     ranks = np.empty(len(x), dtype=np.float64)
-    boundaries = np.flatnonzero(np.diff(sorted_x)) + 1
+    boundaries = np.flatnonzero(sorted_x[1:] != sorted_x[:-1]) + 1  # (not np.diff: inf - inf is NaN, not a tie)
     starts = np.concatenate(([0], boundaries))
     ends = np.concatenate((boundaries, [len(x)]))
     for start, end in zip(starts, ends):
@@ -180,8 +189,12 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
 
 
 def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
-    """Spearman rank correlation of two equally long sequences (ties get average ranks)."""
-    ra, rb = average_ranks(np.asarray(a, dtype=np.float64)), average_ranks(np.asarray(b, dtype=np.float64))
+    """Spearman rank correlation of two equally long sequences (ties get average ranks); NaN where either holds a
+    NaN (as scipy's: ranking NaN last read NaN embeddings as the most similar pairs, a plausible score)."""
+    a64, b64 = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if np.isnan(a64).any() or np.isnan(b64).any():
+        return math.nan
+    ra, rb = average_ranks(a64), average_ranks(b64)
     ra -= ra.mean()
     rb -= rb.mean()
     return float((ra * rb).sum() / np.sqrt((ra * ra).sum() * (rb * rb).sum()))

@@ -62,6 +62,9 @@ def test_the_path_argument_wins_over_the_environment_variable(
         (b"sentence_a,sentence_b,label\na,b,1.0\n", r"stsb-en-test\.csv:1: the score 'label' is not a number"),
         (b"a,b\n", r"stsb-en-test\.csv:1: expected 3 columns"),
         (b"a,b,1.0\n\xff\xfe,c,2.0\n", r"stsb-en-test\.csv is not UTF-8 text"),
+        # a row's line in the file, past a quoted sentence that spans two lines (the row count said 2)
+        (b'a,"two\nlines",1.0\nc,d,x\n', r"stsb-en-test\.csv:3: the score 'x' is not a number"),
+        (b"a,b,1.0\nc,d,nan\n", r"stsb-en-test\.csv:2: the score 'nan' is not a finite number"),
         (b"", r"stsb-en-test\.csv holds no sentence pairs"),
         (b"sentence1,sentence2,score\n", r"stsb-en-test\.csv holds no sentence pairs"),
     ],
@@ -70,6 +73,36 @@ def test_a_malformed_split_is_refused_naming_the_file_and_line(tmp_path: Path, c
     (tmp_path / "stsb-en-test.csv").write_bytes(content)
     with pytest.raises(ValueError, match=message):
         stsb.load_stsb("test", "en", tmp_path)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_header_or_the_first_sentence(tmp_path: Path) -> None:
+    """A spreadsheet's UTF-8 export starts with a BOM: the header was refused as a row, a first sentence kept it."""
+    for header in ("sentence1,sentence2,score\n", ""):
+        (tmp_path / "stsb-en-test.csv").write_bytes(("\ufeff" + header + "A man.,b,1.5\n").encode())
+        assert stsb.load_stsb("test", "en", tmp_path).sentences1 == ["A man."]
+
+
+def test_a_found_shared_folder_without_the_language_asked_for_is_passed_over(shared_data: Path) -> None:
+    """The first ../shared/data/stsb holding any split was taken: one without the language asked for blocked the
+    checkout's folder and the hub ("does not exist; languages here: ['en']")."""
+    assert stsb.find_stsb_dir(None, "stsb-en-test.csv") == shared_data
+    assert stsb.find_stsb_dir(None, "stsb-de-test.csv") != shared_data
+
+
+def test_spearman_is_nan_where_a_side_holds_nan_and_ties_infinities_as_scipy() -> None:
+    """NaN ranked last (as the most similar pairs): a NaN embedding gave a plausible STSb score; inf - inf split a
+    tie of infinities."""
+    from scipy.stats import rankdata, spearmanr
+
+    assert np.isnan(stsb.spearman([0.1, np.nan, 0.3, 0.2], [1.0, 2.0, 3.0, 4.0]))
+    assert np.isnan(stsb.spearman([0.1, 0.2, 0.3], [1.0, np.nan, 3.0]))
+    values = np.array([np.inf, np.inf, 1.0, -np.inf, -np.inf, 1.0])
+    np.testing.assert_array_equal(stsb.average_ranks(values), rankdata(values))
+    other = np.array([3.0, 1.0, 2.0, 0.5, 0.7, 2.0])
+    assert stsb.spearman(values, other) == pytest.approx(spearmanr(values, other).statistic, abs=1e-12)
+    encode_nan = lambda texts: np.full((len(texts), 4), np.nan)  # noqa: E731
+    data = stsb.StsbSplit(["a", "b", "c"], ["d", "e", "f"], np.array([1.0, 2.0, 3.0]), "test")
+    assert np.isnan(stsb.stsb_spearman(encode_nan, data))
 
 
 def test_a_header_row_is_tolerated_and_scores_are_floats(tmp_path: Path) -> None:
@@ -101,7 +134,7 @@ def test_without_local_data_the_hub_is_tried_once_and_its_failure_said_once(
         calls.append((split, lang))
         raise ConnectionError("Couldn't reach 'PhilipMay/stsb_multi_mt' on the Hub")
 
-    monkeypatch.setattr(stsb, "find_stsb_dir", lambda path=None: None)
+    monkeypatch.setattr(stsb, "find_stsb_dir", lambda path=None, file_name=None: None)
     monkeypatch.setattr(stsb, "_from_hub", offline)
     monkeypatch.setattr(stsb, "_hub_failure", None)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -131,7 +164,7 @@ def test_without_local_data_the_export_scores_and_calibrates_on_the_hubs_stsb(
         served.append(split)
         return splits[split]
 
-    monkeypatch.setattr(stsb, "find_stsb_dir", lambda path=None: None)
+    monkeypatch.setattr(stsb, "find_stsb_dir", lambda path=None, file_name=None: None)
     monkeypatch.setattr(stsb, "_from_hub", hub)
     monkeypatch.setattr(stsb, "_hub_failure", None)
     manifest = export_model(build_tiny_model(tmp_path, "bert", "mean", normalize=True), tmp_path / "out")
