@@ -52,7 +52,11 @@ def _ranked(ranking: Any, position: int) -> list[tuple[int, float]]:
     if isinstance(ranking, np.ndarray) and ranking.dtype != object:
         if ranking.ndim != 1:
             raise InputError(f"{where} is an array of shape {ranking.shape}; a ranking of scores must be 1-D")
-        scores = ranking.astype(np.float64)
+        if np.ma.is_masked(ranking):  # its masked entries would count (as NaN, or as their hidden values)
+            raise InputError(f"{where} is a masked array; {_NOT_FINITE} (e.g. a {{corpus_id: score}} mapping)")
+        if ranking.dtype.kind not in "biuf":
+            raise InputError(f"{where} is an array of {ranking.dtype}; scores are real numbers")
+        scores = np.asarray(ranking, dtype=np.float64)
         if not np.isfinite(scores).all():
             raise InputError(f"{where} has {_NOT_FINITE}")
         order = np.argsort(-scores, kind="stable")
@@ -97,7 +101,11 @@ def _score(value: Any, where: str) -> float:
 def _weights(weights: Sequence[float] | None, count: int) -> list[float]:
     if weights is None:
         return [1.0] * count
-    if isinstance(weights, (str, bytes)) or not isinstance(weights, (Sequence, np.ndarray)):
+    if (
+        isinstance(weights, (str, bytes))
+        or not isinstance(weights, (Sequence, np.ndarray))
+        or (isinstance(weights, np.ndarray) and weights.ndim != 1)
+    ):
         raise InputError(f"weights must be a list of numbers, one per ranking, got {weights!r}")
     try:
         values = [float(w) for w in weights if not isinstance(w, (bool, str, bytes))]
@@ -198,7 +206,7 @@ def weighted_score_fusion(
         scores = [score for _, score in items]
         low, high = min(scores), max(scores)
         for corpus_id, score in items:
-            if normalization == "minmax":
-                score = 1.0 if high == low else (score - low) / (high - low)
+            if normalization == "minmax":  # in halves: high - low of finite scores may pass the float range
+                score = 1.0 if high == low else (score / 2 - low / 2) / (high / 2 - low / 2)
             fused[corpus_id] = fused.get(corpus_id, 0.0) + weight * score
     return _hits(fused, top_k)

@@ -120,12 +120,29 @@ def test_fusing_dense_and_sparse_search_results_end_to_end() -> None:
         ([DENSE], {"weights": 1.0}, "weights must be a list of numbers"),
         ([DENSE], {"weights": ["a"]}, "finite non-negative numbers"),
         ([DENSE], {"top_k": -1}, "top_k must be None or an int >= 0"),
+        # masked entries counted (as NaN, or their hidden values); a str array was numpy's bare ValueError, a
+        # complex one fused its real parts; a 0-d weights array was a bare TypeError
+        ([np.ma.masked_invalid([0.9, np.nan, 0.5])], {}, r"rankings\[0\] is a masked array; scores must be finite"),
+        ([np.ma.array([0.9, 0.99, 0.5], mask=[0, 1, 0])], {}, "is a masked array"),
+        ([np.array(["a", "b"])], {}, r"is an array of <U1; scores are real numbers"),
+        ([np.array([1 + 2j, 0.5])], {}, "is an array of complex128; scores are real numbers"),
+        ([DENSE], {"weights": np.array(1.0)}, "weights must be a list of numbers"),
     ],
 )
 def test_bad_input_is_named(rankings: Any, kwargs: dict[str, Any], message: str) -> None:
     for fuse in (reciprocal_rank_fusion, weighted_score_fusion):
         with pytest.raises(InputError, match=message):
             fuse(rankings, **kwargs)
+
+
+def test_min_max_of_scores_spanning_the_float_range_stays_finite() -> None:
+    """high - low overflowed to inf: the best document scored NaN (ranked first), the middle one 0."""
+    hits_in = [{"corpus_id": 0, "score": 1e308}, {"corpus_id": 1, "score": -1e308}, {"corpus_id": 2, "score": 0.0}]
+    for ranking in (hits_in, np.array([1.7e308, -1.7e308, 0.0])):
+        hits = weighted_score_fusion([ranking])
+        assert [(hit["corpus_id"], hit["score"]) for hit in hits] == [(0, 1.0), (2, 0.5), (1, 0.0)]
+    # halving is exact: ordinary scores normalize as before
+    assert [hit["score"] for hit in weighted_score_fusion([np.array([0.2, 0.7, 0.45])])] == pytest.approx([1, 0.5, 0])
 
 
 def test_bad_options_are_named() -> None:
