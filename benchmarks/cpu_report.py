@@ -35,6 +35,8 @@ from pathlib import Path
 
 from run import ensure_backbone, minilm_dir
 
+from fastembed_rt.cli import positive_int
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
@@ -65,8 +67,9 @@ def _step(out: Path, name: str, command: list[str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="run.py's interleaved rounds")
-    parser.add_argument("--repeats", type=int, default=3, help="run.py's timed passes per workload and round")
+    # checked here: run.py would refuse a 0 only after the export step (minutes)
+    parser.add_argument("--rounds", type=positive_int, default=3, help="run.py's interleaved rounds")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="run.py's timed passes per workload and round")
     parser.add_argument("--skip-run", action="store_true", help="leave out run.py (the longest step)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()

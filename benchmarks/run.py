@@ -208,8 +208,15 @@ def load_texts(artifact: Path, stsb: str | None, queries: int) -> tuple[dict[str
             current, used = [], 2
         current.append(text)
         used += n
+    if current:  # the last passage (the loop adds one only when the next sentence does not fit)
+        passages.append(" ".join(current))
     low, high = LONG_TOKENS
     long = [p for p, e in zip(passages, tok.encode_batch(passages)) if low <= len(e.ids) <= high]
+    if not long:  # every contender would run, then the table's token average divide by zero
+        raise SystemExit(
+            f"error: {data.source} makes no passage of {low}-{high} tokens for the long workload; use the full STSb "
+            "test split"
+        )
     return {"short": short, "long": long, "queries": short[:queries]}, data
 
 
