@@ -479,6 +479,19 @@ def _fidelity(data: Any, name: Any, path: Path) -> dict[str, Any]:
     return fidelity
 
 
+def _calibration(data: Any, path: Path) -> dict[str, Any] | None:
+    """The int8/uint8 calibration record: absent, or an object naming its file (a record without one loaded, and
+    each int8 call failed with a bare KeyError)."""
+    if data is None or data == {}:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("file"), str) or not data["file"]:
+        raise ArtifactError(
+            f"{path}: calibration is {data!r}; it must be an object naming its file ({{'file': str, ...}}); "
+            "re-create it with `fastembed-rt calibrate ARTIFACT --texts FILE`"
+        )
+    return data
+
+
 def _rejected(data: Any, path: Path) -> tuple[dict[str, Any], ...]:
     entries = data or []
     if not isinstance(entries, list):
@@ -586,7 +599,7 @@ def _parse(root: Path, data: Any, path: Path) -> Manifest:
             similarity_fn=str(data.get("similarity_fn", "cosine")),
             dim=_dim(_require(data, "dim", "", path), task, graph, path),
             variants=variants,
-            calibration=data.get("calibration"),
+            calibration=_calibration(data.get("calibration"), path),
             rejected_variants=_rejected(data.get("rejected_variants"), path),
             speed=tuple(SpeedRecord.from_dict(record) for record in data.get("speed") or ()),
             truncate_dim=_truncate_dim(data.get("truncate_dim"), data.get("dim"), path),

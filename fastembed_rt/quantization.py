@@ -174,10 +174,28 @@ def dequantize_embeddings(codes: npt.ArrayLike, precision: Precision | str, rang
     wanted = _parse_precision(precision)
     if wanted not in (Precision.INT8, Precision.UINT8):
         raise ValueError(f"only int8 and uint8 codes can be dequantized; got precision {wanted.value!r}")
+    array = np.asarray(codes)
+    code_type = wanted.dtype
+    if array.dtype.kind not in "iu":
+        raise ValueError(f"{wanted.value} codes are integers; got an array of {array.dtype}")
+    if array.dtype.kind != np.dtype(code_type).kind and array.dtype.itemsize == 1:
+        # int8 codes read back as uint8 bytes (a database blob), or the other way: the same bytes, other numbers
+        raise ValueError(
+            f"{wanted.value} codes are {np.dtype(code_type)}; got {array.dtype} (bytes read back as the other type: "
+            f"view them with .view(np.{np.dtype(code_type)}))"
+        )
+    limits = np.iinfo(code_type)
+    if array.size and (array.min() < limits.min or array.max() > limits.max):
+        raise ValueError(f"{wanted.value} codes are in {limits.min}..{limits.max}; got {array.min()}..{array.max()}")
     bounds = np.asarray(ranges, dtype=np.float32)
+    if array.ndim == 0 or bounds.shape != (2, array.shape[-1]):
+        raise ValueError(
+            f"ranges must be [2, dim] = [2, {array.shape[-1] if array.ndim else '?'}] for these codes (the ranges "
+            f"they were quantized with); got shape {bounds.shape}"
+        )
     steps = (bounds[1] - bounds[0]) / np.float32(255)
     steps = np.where(steps == 0, np.float32(1), steps)
-    values = np.asarray(codes).astype(np.float64)
+    values = array.astype(np.float64)
     if wanted is Precision.INT8:
         values += 128
     return (values * steps + bounds[0]).astype(np.float32)

@@ -307,6 +307,21 @@ def test_an_artifact_under_a_path_that_is_not_utf_8_is_refused_naming_the_byte_a
     assert SentenceTransformer(tmp_path / "cafe").encode(["x"]).shape == (1, 384)
 
 
+@pytest.mark.parametrize("record", [{"texts": 2}, ["calibration.npy"], "calibration.npy", {"file": 3}])
+def test_a_calibration_record_without_its_file_name_is_an_artifact_error_naming_the_fix(
+    minilm_artifact: Path, record: object
+) -> None:
+    """The artifact loaded and `info` showed the record; each int8 call then died of a bare KeyError/TypeError."""
+    path = minilm_artifact / "manifest.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "calibration": record}))
+    with pytest.raises(ArtifactError, match=r"calibration is .*; it must be an object naming its file.*calibrate"):
+        SentenceTransformer(minilm_artifact, provider="cpu")
+    path.write_text(json.dumps({**data, "calibration": {}}))  # an empty record: no calibration, as none
+    with pytest.raises(ArtifactError, match="has no int8/uint8 calibration"):
+        SentenceTransformer(minilm_artifact, provider="cpu").encode(["hello"], precision="int8")
+
+
 @pytest.mark.parametrize("kept", [0, 100], ids=["empty", "truncated"])
 def test_an_empty_or_truncated_calibration_file_is_an_artifact_error_naming_the_fix(
     minilm_artifact: Path, tmp_path: Path, kept: int
