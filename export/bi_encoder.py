@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fastembed_rt.artifact import GraphContract, Manifest, Task, load_manifest, update_manifest
+from fastembed_rt.artifact import GraphContract, Manifest, Task, load_manifest, update_manifest, user_path
 from fastembed_rt.calibration import select_texts
 from fastembed_rt.export.backbone import export_st_backbone
 from fastembed_rt.export.fidelity import Fidelity, Measured
@@ -104,7 +104,7 @@ def export_model(
         calibration_texts: texts whose embeddings fix the int8/uint8 ranges (None: the STSb train
             sentences when found; empty: no calibration).
         variants: which graphs to build besides fp32 (``export.variants.VARIANTS[Task.EMBEDDING]``;
-            None: all whose engine is installed). Each is validated against PyTorch and kept only if
+            None: the default ones whose engine is installed). Each is validated against PyTorch and kept only if
             it passes its gate.
         trust_remote_code: run code from the model's repository (its own model class or modules); off by default.
         external_data_threshold: fp32 weight bytes above which graphs keep their weights in a data file beside
@@ -117,7 +117,7 @@ def export_model(
     from sentence_transformers import SentenceTransformer
 
     started = time.perf_counter()
-    out = Path(out_dir)
+    out = user_path(out_dir)  # "~/artifacts/m" is under the home folder, as for model paths and save()
     specs = parse_variants(variants, Task.EMBEDDING)
     model_dir = resolve_model_dir(model, revision, token)
     st_model = load_st_model(SentenceTransformer, model_dir, trust_remote_code=trust_remote_code)

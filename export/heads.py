@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fastembed_rt.artifact import GraphContract, Manifest, Task, load_manifest
+from fastembed_rt.artifact import GraphContract, Manifest, Task, load_manifest, user_path
 from fastembed_rt.export.backbone import export_st_backbone
 from fastembed_rt.export.fidelity import HeadFidelity, ToleranceGate
 from fastembed_rt.export.smoothquant import CALIBRATION_TEXTS
@@ -72,7 +72,7 @@ def export_head(
     Returns the written manifest.
     """
     started = time.perf_counter()
-    out = Path(out_dir)
+    out = user_path(out_dir)  # "~/artifacts/m" is under the home folder, as for model paths and save()
     specs = parse_variants(variants, task)
     model_dir = resolve_model_dir(model, revision, token)
     st_model = load_st_model(kind, model_dir, trust_remote_code=trust_remote_code)

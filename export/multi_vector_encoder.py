@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from fastembed_rt.artifact import GraphContract, Manifest, Task, load_manifest
+from fastembed_rt.artifact import GraphContract, Manifest, Task, load_manifest, user_path
 from fastembed_rt.errors import ExportError
 from fastembed_rt.export.backbone import export_st_backbone
 from fastembed_rt.export.bi_encoder import calibrate
@@ -223,7 +223,7 @@ def export_multi_vector_encoder(
     from fastembed_rt.kernels.onnx_stages import append_token_stages
 
     started = time.perf_counter()
-    out = Path(out_dir)
+    out = user_path(out_dir)  # "~/artifacts/m" is under the home folder, as for model paths and save()
     parse_variants(variants, Task.MULTI_VECTOR)
     model_dir = resolve_model_dir(model, revision, token)
     mve = load_st_model(MultiVectorEncoder, model_dir, trust_remote_code=trust_remote_code)

@@ -147,6 +147,8 @@ def parse_variants(names: str | Sequence[str] | None, task: Task) -> tuple[Varia
                 logger.warning("variant %s is not built: %s (%s)", spec.name, _missing(spec), _OPENVINO_INSTALL)
         return tuple(spec for spec in defaults if not spec.missing())
     items = [n.strip() for n in (names.split(",") if isinstance(names, str) else map(str, names))]
+    if not any(items):  # as the CLI refuses --variants "": an empty list is not a choice of fp32 alone
+        raise ExportError("no variant named; name some (fp32 alone: 'fp32') or pass None for the defaults")
     unknown = [n for n in items if n and n not in registry]
     if unknown:
         raise ExportError(f"unknown variant(s) {', '.join(unknown)} for {task} artifacts; valid: {', '.join(registry)}")

@@ -533,6 +533,19 @@ def _artifact_files(writer: Any, artifact: Path) -> None:
     shutil.copytree(artifact, writer.root, dirs_exist_ok=True)
 
 
+def test_an_output_path_under_home_written_with_a_tilde_goes_under_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """export_model("m", "~/arts/m") wrote a folder literally named "~" in the working directory."""
+    from fastembed_rt.export import export_model
+
+    model_dir = build_tiny_model(tmp_path / "tiny", "bert", "mean")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    export_model(model_dir, "~/arts/m", stsb=False, variants="fp32")
+    assert (tmp_path / "home" / "arts" / "m" / "manifest.json").is_file() and not (tmp_path / "~").exists()
+
+
 def test_an_output_name_near_name_max_is_staged_under_a_shorter_name(tmp_path: Path, cls_only: TinyExport) -> None:
     """A legal 245-character folder name could not be exported to: the staging name passed 255 bytes."""
     from fastembed_rt.export.writer import stage_artifact

@@ -242,6 +242,9 @@ def test_unknown_variant_names_are_refused_with_the_valid_ones() -> None:
     valid = "valid: fp32, optimized, int8"
     with pytest.raises(ExportError, match=rf"unknown variant\(s\) fp16 for cross-encoder artifacts; {valid}"):
         parse_variants("int8,fp16", Task.CROSS_ENCODER)
+    for empty in ("", " , ", [], ()):  # fp32 alone, silently, where the CLI refuses --variants ""
+        with pytest.raises(ExportError, match="no variant named; name some"):
+            parse_variants(empty, Task.EMBEDDING)
 
 
 def test_gate_lists_every_miss() -> None:
