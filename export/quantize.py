@@ -244,8 +244,13 @@ def exclusion_ladder(weight_matmuls: list[tuple[str, int]]) -> list[list[str]]:
     if not weight_matmuls:
         raise ExportError("the backbone has no MatMul with weights to quantize")
     widest = max(width for _, width in weight_matmuls)
-    first_last = [weight_matmuls[0][0], weight_matmuls[-1][0]]
-    return [[], first_last, sorted({*first_last, *(name for name, width in weight_matmuls if width == widest)})]
+    first_last = list(dict.fromkeys([weight_matmuls[0][0], weight_matmuls[-1][0]]))  # one MatMul: once
+    also_widest = sorted({*first_last, *(name for name, width in weight_matmuls if width == widest)})
+    steps = [[], first_last]
+    # a step that keeps every MatMul float (all as wide: an FFN as wide as the model) leaves nothing quantized
+    if len(also_widest) < len(weight_matmuls) and set(also_widest) != set(first_last):
+        steps.append(also_widest)
+    return steps
 
 
 def quantize_weights(

@@ -18,6 +18,8 @@ those two also differ from each other.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,11 +118,19 @@ class HierarchicalTokenPooling:
     tasks: tuple[str, ...] = field(default=("document",))
 
     def __post_init__(self) -> None:
-        if isinstance(self.pool_factor, bool) or not isinstance(self.pool_factor, (int, float)) or self.pool_factor < 1:
-            raise InputError(f"pool_factor must be a number >= 1, got {self.pool_factor!r}")
-        if self.num_protected_tokens < 0:
-            raise InputError(f"num_protected_tokens must be >= 0, got {self.num_protected_tokens!r}")
-        object.__setattr__(self, "tasks", (self.tasks,) if isinstance(self.tasks, str) else tuple(self.tasks))
+        factor = self.pool_factor
+        # numpy numbers as Python's; NaN passed "< 1" and pooled nothing (sentence-transformers refuses it)
+        if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not (1 <= float(factor) < math.inf):
+            raise InputError(f"pool_factor must be a finite number >= 1, got {factor!r}")
+        object.__setattr__(
+            self, "pool_factor", float(factor) if not isinstance(factor, numbers.Integral) else int(factor)
+        )
+        protected = self.num_protected_tokens
+        if isinstance(protected, bool) or not isinstance(protected, numbers.Integral) or protected < 0:
+            raise InputError(f"num_protected_tokens must be an int >= 0, got {protected!r}")
+        object.__setattr__(self, "num_protected_tokens", int(protected))
+        tasks = ("document",) if self.tasks is None else self.tasks  # sentence-transformers' default for None
+        object.__setattr__(self, "tasks", (tasks,) if isinstance(tasks, str) else tuple(tasks))
 
     def applies_to(self, task: str | None) -> bool:
         """Whether inputs encoded for ``task`` are pooled (no task counts as ``"document"``)."""

@@ -193,6 +193,8 @@ def quantize(x: np.ndarray, precision: Precision, ranges: np.ndarray | None = No
     input's dtype (a value on a bucket's edge would take another code in float32); other floats in float32.
     """
     x = np.asarray(x)
+    if x.dtype.kind in "iu" and precision is not Precision.FLOAT32:
+        x = x.astype(np.float64)  # integers in float64, as sentence-transformers computes an int64 input
     if x.dtype != np.float64 or precision is Precision.FLOAT32:
         x = x.astype(np.float32, copy=False)
     if precision is Precision.FLOAT32:

@@ -301,6 +301,21 @@ def test_hierarchical_token_pooling_equals_sentence_transformers(
     assert ours.pool([matrix], task="query")[0] is matrix  # documents only, by default
 
 
+def test_hierarchical_token_pooling_takes_what_sentence_transformers_takes_and_refuses_nan() -> None:
+    """tasks=None was a bare TypeError (sentence-transformers: ["document"]); numpy numbers were refused as not
+    numbers; a NaN pool_factor passed and pooled nothing."""
+    from sentence_transformers.multi_vector_encoder.modules import HierarchicalTokenPooling as TorchPooling
+
+    assert HierarchicalTokenPooling(2.0, tasks=None).tasks == tuple(TorchPooling(2.0, tasks=None).tasks)  # type: ignore[arg-type]
+    matrix = np.random.default_rng(0).standard_normal((9, 8)).astype(np.float32)
+    for factor in (np.int64(2), np.float32(2.0)):
+        pooling = HierarchicalTokenPooling(factor, num_protected_tokens=np.int64(1))  # type: ignore[arg-type]
+        assert pooling.pool_one(matrix).shape == HierarchicalTokenPooling(2).pool_one(matrix).shape == (5, 8)
+    for bad in (float("nan"), float("inf"), 0.5, "2"):
+        with pytest.raises(InputError, match="pool_factor must be a finite number >= 1"):
+            HierarchicalTokenPooling(bad)  # type: ignore[arg-type]
+
+
 # -- the tiny models against sentence-transformers --------------------------------------------------
 @pytest.mark.parametrize("name", ["fixed", "min"])
 @pytest.mark.parametrize("call", ["encode_query", "encode_document", "encode"])

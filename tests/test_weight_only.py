@@ -266,6 +266,16 @@ def test_exclusion_ladder_finds_every_layers_ffn_output_whatever_the_family_layo
     assert ladder == [[], first_last, sorted(first_last + ffn_outputs)]
 
 
+def test_exclusion_ladder_never_keeps_every_matmul_float_nor_lists_one_twice() -> None:
+    """An FFN as wide as the model made the last step keep every MatMul float (an "int8" variant of float
+    MatMuls); a single MatMul was listed twice (quantized_matmuls -1)."""
+    from fastembed_rt.export.quantize import exclusion_ladder
+
+    assert exclusion_ladder([("only", 32)]) == [[], ["only"]]
+    as_wide = [(f"m{i}", 32) for i in range(6)]
+    assert exclusion_ladder(as_wide) == [[], ["m0", "m5"]]
+
+
 @pytest.mark.skipif(not HAS_OPENVINO, reason="openvino and nncf are not installed")
 def test_onnx_and_openvino_graphs_report_the_same_matmul_input_widths(artifact: Path, manifest: Manifest) -> None:
     import onnx
