@@ -132,18 +132,28 @@ def read_json(path: Path) -> Any:
 def remote_code(model_dir: Path, kind: type[Any] | None = None) -> list[str]:
     """The code in ``model_dir``'s repository that loading it (as ``kind``) would run (empty: none).
 
-    A config.json ``auto_map`` counts unless transformers has its own class for the ``model_type`` (it
-    then loads that one, as for nomic-embed-text-v1.5's ``nomic_bert``); so does every module in
+    A config.json ``auto_map`` counts unless transformers has its own class for the ``model_type`` and the map's
+    classes that ``kind`` loads are transformers' own (it then loads those, as for nomic-embed-text-v1.5's
+    ``nomic_bert``; Jina v2's ``bert`` maps to ``JinaBertModel``, which it has not); so does every module in
     ``modules.json`` that is not sentence-transformers' own, nor one that ``kind`` loads as its own (a
     MultiVectorEncoder reads PyLate's ``pylate.models.Dense.Dense`` as its ``Dense``, importing no pylate).
     """
+    import transformers
     from transformers import CONFIG_MAPPING
 
     found: list[str] = []
     config = read_json(model_dir / "config.json")
     auto_map = config.get("auto_map") if isinstance(config, dict) else None
-    if isinstance(auto_map, dict) and str(config.get("model_type")) not in CONFIG_MAPPING:
-        found += [f"config.json auto_map {name} -> {ref}" for name, ref in auto_map.items()]
+    if isinstance(auto_map, dict):
+        native = str(config.get("model_type")) in CONFIG_MAPPING
+        # the classes loading as ``kind`` reads: a native model_type whose map names a class transformers lacks
+        # (Jina v2: "bert" with JinaBertModel, ALiBi) runs the repository's code once trusted, and plain BERT
+        # (no ALiBi) otherwise; one naming transformers' own classes (nomic-embed-text-v1.5) loads those
+        used = {"AutoConfig", _AUTO_CLASSES.get(getattr(kind, "__name__", ""), "AutoModel")}
+        for name, ref in auto_map.items():
+            class_name = str(ref[-1] if isinstance(ref, list) and ref else ref).rsplit(".", 1)[-1]
+            if not native or (name in used and not hasattr(transformers, class_name)):
+                found.append(f"config.json auto_map {name} -> {ref}")
     modules = read_json(model_dir / "modules.json")
     for entry in modules if isinstance(modules, list) else []:
         module = str(entry.get("type", "")) if isinstance(entry, dict) else ""
@@ -151,6 +161,10 @@ def remote_code(model_dir: Path, kind: type[Any] | None = None) -> list[str]:
         if module and not module.startswith("sentence_transformers."):
             found.append(f"modules.json module {module}")
     return found
+
+
+# The transformers auto class each sentence-transformers kind loads its backbone with (the rest: AutoModel).
+_AUTO_CLASSES = {"CrossEncoder": "AutoModelForSequenceClassification", "SparseEncoder": "AutoModelForMaskedLM"}
 
 
 def _class_aliases(kind: type[Any] | None) -> dict[str, str]:
@@ -191,8 +205,8 @@ def load_st_model(kind: type[Any], model_dir: Path, *, trust_remote_code: bool =
 def check_graph_model(model: Any, model_dir: Path, kind: str) -> None:
     """Fit ``model``'s ``max_seq_length`` to its position table and refuse tokenizer settings the artifact cannot
     apply; ``model[0]`` is the module holding the transformer that becomes the graph."""
+    _check_tokenization(model, model_dir, kind)  # first: a processing_kwargs max_length is fitted too
     _fit_positions(model, model_dir)
-    _check_tokenization(model, model_dir, kind)
 
 
 # Weights a checkpoint may lack without changing what the artifact computes: BERT's pooler (its [CLS] dense + tanh
@@ -290,6 +304,12 @@ def _check_tokenization(model: Any, model_dir: Path, kind: str) -> None:
         model.max_seq_length = max_length
     lengths = {name: getattr(transformer, name, None) for name in ("query_length", "document_length")}
     lengths = {name: value for name, value in lengths.items() if value is not None}
+    if kind == "MultiVectorEncoder" and isinstance(max_length, int) and any(v != max_length for v in lengths.values()):
+        raise ExportError(
+            f"{model_dir}: processing_kwargs' text max_length {max_length} replaces {lengths} in sentence-transformers "
+            "(queries and documents are both cut there); fastembed-rt applies the per-task lengths: save the model "
+            "with query_length and document_length instead of a processing_kwargs max_length"
+        )
     if lengths and kind != "MultiVectorEncoder":
         raise ExportError(
             f"{model_dir}: {lengths} truncate encode_query/encode_document texts at their own lengths; "
@@ -339,3 +359,8 @@ def _fit_positions(model: Any, model_dir: Path) -> None:
             positions,
         )
         model.max_seq_length = positions
+        # and where processing_kwargs cut texts (they win over max_seq_length): the PyTorch reference cut at the
+        # saved length and failed on its first text past the table
+        text = (getattr(model[0], "processing_kwargs", None) or {}).get("text")
+        if isinstance(text, dict) and isinstance(text.get("max_length"), int) and text["max_length"] > positions:
+            text["max_length"] = positions

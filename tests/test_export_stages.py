@@ -356,6 +356,39 @@ def test_a_processing_kwargs_text_max_length_is_where_the_artifact_truncates(tmp
     runtime.close()
 
 
+def test_a_processing_kwargs_max_length_past_the_position_table_is_fitted_to_it(tmp_path: Path) -> None:
+    """The table was fitted before processing_kwargs set the length: the export failed after its work, naming its
+    own staging folder ("tokenizer.max_seq_length 200 is more than the 128 tokens...")."""
+    from fastembed_rt import SentenceTransformer
+    from fastembed_rt.export import export_model
+
+    model_dir = _patched(tmp_path, "sentence_bert_config.json", processing_kwargs={"text": {"max_length": 200}})
+    export_model(model_dir, tmp_path / "artifact", stsb=False, variants="fp32")
+    runtime = SentenceTransformer(tmp_path / "artifact")
+    assert runtime.max_seq_length == 128
+    assert runtime.encode([" ".join(["word"] * 300)]).shape == (1, HIDDEN_SIZE)
+    runtime.close()
+
+
+def test_a_multi_vector_models_processing_kwargs_max_length_over_its_task_lengths_is_refused_by_name(
+    tmp_path: Path,
+) -> None:
+    """sentence-transformers cuts queries and documents at processing_kwargs' max_length (not query_length and
+    document_length); the export kept the task lengths and blamed its graph ((16, 8) vectors vs torch (30, 8))."""
+    import json
+
+    from tiny_models import build_tiny_multi_vector
+
+    from fastembed_rt.errors import ExportError
+    from fastembed_rt.export import export_artifact
+
+    model_dir = build_tiny_multi_vector(tmp_path, pool_factor=None)
+    path = model_dir / "sentence_bert_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "processing_kwargs": {"text": {"max_length": 32}}}))
+    with pytest.raises(ExportError, match=r"processing_kwargs' text max_length 32 replaces \{'query_length': 16"):
+        export_artifact(model_dir, tmp_path / "artifact", stsb=False)
+
+
 def test_a_bert_reranker_whose_tokenizer_gives_no_type_ids_is_refused_by_name(tmp_path: Path) -> None:
     """sentence-transformers scores its pairs with type ids 0; the export failed on 3 % logit errors."""
     import json

@@ -89,10 +89,29 @@ def test_a_native_family_with_a_leftover_auto_map_needs_no_opt_in(tmp_path: Path
     # nomic-embed-text-v1.5 still maps its classes to nomic-ai code; transformers now has nomic_bert itself.
     model_dir = build_tiny_model(tmp_path, "nomic_bert", "mean")
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    config["auto_map"] = {"AutoModel": "nomic-ai/nomic-bert-2048--modeling_hf_nomic_bert.NomicBertModel"}
+    config["auto_map"] = {  # as nomic-embed-text-v1.5's (transformers has no NomicBertForPreTraining: not loaded)
+        "AutoConfig": "nomic-ai/nomic-bert-2048--configuration_hf_nomic_bert.NomicBertConfig",
+        "AutoModel": "nomic-ai/nomic-bert-2048--modeling_hf_nomic_bert.NomicBertModel",
+        "AutoModelForMaskedLM": "nomic-ai/nomic-bert-2048--modeling_hf_nomic_bert.NomicBertForPreTraining",
+    }
     (model_dir / "config.json").write_text(json.dumps(config), encoding="utf-8")
     manifest = export_model(model_dir, tmp_path / "artifact", stsb=False)
     assert manifest.source["architecture"] == "nomic_bert"
+
+
+def test_a_native_model_type_mapped_to_classes_transformers_lacks_needs_the_opt_in(tmp_path: Path) -> None:
+    """Jina v2's config says "bert" and maps AutoModel to its own JinaBertModel (ALiBi): the export loaded plain BERT
+    and blamed the checkpoint ("re-save the model") instead of naming the code it would run."""
+    model_dir = build_tiny_model(tmp_path, "bert", "mean")
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    config["auto_map"] = {
+        "AutoConfig": "jinaai/jina-bert-implementation--configuration_bert.JinaBertConfig",
+        "AutoModel": "jinaai/jina-bert-implementation--modeling_bert.JinaBertModel",
+    }
+    (model_dir / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(ExportError, match=r"auto_map AutoModel -> .*JinaBertModel.*--trust-remote-code"):
+        export_model(model_dir, tmp_path / "artifact", stsb=False)
+    assert not (tmp_path / "artifact").exists()
 
 
 def test_the_cli_exposes_the_opt_in() -> None:
