@@ -76,11 +76,15 @@ def append_classifier_head(model: onnx.ModelProto, spec: ClassifierHeadSpec, *, 
 
 
 def _log1p(b: GraphBuilder, x: str) -> str:
-    """``log1p(x)`` for ``x >= 0``: ``x`` where ``1 + x == 1``, else ``x * log(1 + x) / ((1 + x) - 1)``."""
+    """``log1p(x)`` for ``x >= 0``: ``x`` where ``1 + x == 1``, ``log(1 + x)`` where ``1 + x > 2^24`` (there ``1 + x``
+    is ``x`` in float32, and the ratio's ``x * log(u)`` overflows from ~4e36: inf, and NaN for an inf logit, which
+    the top-k then counted out), else ``x * log(1 + x) / ((1 + x) - 1)``."""
     one = b.const(np.array(1.0, np.float32), "one")
     u = b.op("Add", [x, one], "u")
-    ratio = b.op("Div", [b.op("Mul", [x, b.op("Log", [u])]), b.op("Sub", [u, one])])
-    return b.op("Where", [b.op("Equal", [u, one]), x, ratio], "log1p")
+    log_u = b.op("Log", [u])
+    ratio = b.op("Div", [b.op("Mul", [x, log_u]), b.op("Sub", [u, one])])
+    large = b.op("Greater", [u, b.const(np.array(2.0**24, np.float32), "exact_beyond")])
+    return b.op("Where", [b.op("Equal", [u, one]), x, b.op("Where", [large, log_u, ratio])], "log1p")
 
 
 def _activate(b: GraphBuilder, x: str, spec: SpladeSpec) -> str:

@@ -158,8 +158,12 @@ def test_ties_keep_the_lower_vocabulary_index_in_graph_and_reference() -> None:
     assert values.shape == (1, 3)
 
 
-def test_log1p_in_the_graph_keeps_float32_accuracy_for_tiny_weights() -> None:
-    tiny = np.array([0.0, 1e-30, 1e-12, 6e-8, 1e-6, 1e-4, 3e-3, 0.5, 1.0, 10.0, 1e4], dtype=np.float32)
+def test_log1p_in_the_graph_keeps_float32_accuracy_for_tiny_and_huge_weights() -> None:
+    # and for huge ones: x * log(1 + x) overflowed from ~4e36 (inf), an inf logit gave NaN and lost a dimension
+    tiny = np.array(
+        [0.0, 1e-30, 1e-12, 6e-8, 1e-6, 1e-4, 3e-3, 0.5, 1.0, 10.0, 1e4, 1.6e7, 1.7e7, 1e20, 1e37, 3e38, np.inf],
+        dtype=np.float32,
+    )
     spec = SpladeSpec(tiny.size)
     logits = tiny.reshape(1, 1, -1)
     indices, values = _head_session(spec).run(
