@@ -190,17 +190,21 @@ class ClassifierActivation(str, enum.Enum):
     SOFTMAX = "softmax"
 
     def __call__(self, logits: Any) -> Any:
-        """The activation of logits ``[..., labels]`` (softmax over the last axis): numpy float32, or a tensor for a
-        torch tensor (torch is loaded then, by the caller), as sentence-transformers' ``model.activation_fn`` (a torch
-        module) is called."""
+        """The activation of logits ``[..., labels]`` (softmax over the last axis): numpy float32, or for a torch
+        tensor (torch is loaded then, by the caller) the tensor's own sigmoid/softmax (its dtype, device and gradient
+        kept), as sentence-transformers' ``model.activation_fn`` (a torch module) computes it."""
         import sys
 
         from fastembed_rt.kernels.reference import activate_scores  # here: reference imports this module
 
         torch = sys.modules.get("torch")
         if torch is not None and isinstance(logits, torch.Tensor):
-            scores = activate_scores(logits.detach().cpu().float().numpy(), self)
-            return torch.from_numpy(scores).to(logits.device)
+            # the tensor's own methods, as torch.nn.Sigmoid/Softmax/Identity: its dtype, device and autograd kept
+            if self is ClassifierActivation.SIGMOID:
+                return logits.sigmoid()
+            if self is ClassifierActivation.SOFTMAX:
+                return logits.softmax(dim=-1)
+            return logits
         return activate_scores(np.asarray(logits, dtype=np.float32), self)
 
 

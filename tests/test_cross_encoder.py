@@ -129,6 +129,18 @@ def test_reference_activations_equal_torch() -> None:
     np.testing.assert_array_equal(activate_scores(logits, ClassifierActivation.IDENTITY), logits)
 
 
+def test_an_activation_called_on_a_tensor_acts_as_the_torch_module_keeping_dtype_and_gradient() -> None:
+    """CrossEncoder.activation_fn stands in for sentence-transformers' torch module: it returned float32 for every
+    input and cut the gradient."""
+    modules = {"sigmoid": torch.nn.Sigmoid(), "softmax": torch.nn.Softmax(dim=-1), "identity": torch.nn.Identity()}
+    for dtype in (torch.float64, torch.float16, torch.float32):
+        x = torch.from_numpy(_logits(3)).to(dtype).requires_grad_()
+        for name, module in modules.items():
+            ours, theirs = ClassifierActivation(name)(x), module(x)
+            assert ours.dtype == theirs.dtype == dtype and ours.requires_grad
+            torch.testing.assert_close(ours, theirs)
+
+
 # -- parity with sentence-transformers -------------------------------------------------------------
 @pytest.mark.parametrize("case", CASES)
 def test_scores_with_the_models_own_activation_match_sentence_transformers(
