@@ -424,7 +424,7 @@ def _build_smoothquant(
     what missed (``ExportError`` when there are no calibration texts). What missed is recorded as ``other_schemes``."""
     import onnx
 
-    texts = list(context.calibration_texts)[:CALIBRATION_TEXTS]
+    texts = list(context.calibration_texts)[:CALIBRATION_TEXTS]  # the head of select_texts (see its docstring)
     if not texts and fallback is None:
         raise ExportError(f"{variant} needs calibration texts (export_model(..., calibration_texts=...))")
     name = f"{variant}-input.onnx"

@@ -111,7 +111,9 @@ class Calibration:
 
 
 def select_texts(texts: Sequence[str], limit: int = MAX_CALIBRATION_TEXTS) -> list[str]:
-    """Up to ``limit`` distinct non-empty texts, a deterministic spread over the input."""
+    """Up to ``limit`` distinct non-empty texts: a deterministic random pick over the input, in alphabetical order
+    (the output ranges take all of them; the int8 builders take the first 256, an alphabetical head: on MiniLM its
+    SmoothQuant graph's min cosine against fp32 was 0.99780, an even spread's 0.99766, so the order is kept)."""
     unique = sorted({t for t in texts if isinstance(t, str) and t.strip()})
     if len(unique) <= limit:
         return unique
