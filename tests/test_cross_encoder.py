@@ -509,7 +509,7 @@ def test_int8_calibrates_on_stsb_train_pairs_never_on_the_held_out_ones(
     assert len(texts) == 100 and all(isinstance(t, str) and t.startswith("train ") for t in texts)
     assert any("document" in t for t in texts) and any("query" in t for t in texts)
     # without the data: the grid's non-empty texts, paired for a cross-encoder
-    monkeypatch.setattr(stsb, "find_stsb_dir", lambda path=None: None)
+    monkeypatch.setattr(stsb, "find_stsb_dir", lambda path=None, file_name=None: None)
     fallback = calibration_items(Task.CROSS_ENCODER)
     assert fallback and all(isinstance(p, tuple) and p[0] and p[1] and p[0] != p[1] for p in fallback)
 
@@ -519,7 +519,7 @@ def test_int8_exports_without_stsb_gated_on_the_parity_pairs(tmp_path: Path, mon
     batch-invariance check took: a ValueError from numpy's reshape ended the export."""
     from fastembed_rt import stsb
 
-    monkeypatch.setattr(stsb, "find_stsb_dir", lambda path=None: None)
+    monkeypatch.setattr(stsb, "find_stsb_dir", lambda path=None, file_name=None: None)
     monkeypatch.setattr(stsb, "_hub_failure", "offline (this test)")
     architecture, labels, activation = CASES["bert-1"]
     model_dir = build_tiny_cross_encoder(tmp_path, architecture, labels, activation)
