@@ -663,7 +663,8 @@ def _tune(args: argparse.Namespace) -> int:
         if others := [name for name in stale if name not in variants]:
             print(
                 f"note: timing {', '.join(others)} as well: this CPU's record timed them on other texts or another "
-                "batch size (an export's record: its held-out texts), so their rates cannot be kept beside these",
+                "batch size (an export's record: its held-out texts), or at another thread count or on another CPU "
+                "model of this class, so their rates cannot be kept beside these",
                 file=sys.stderr,
             )
             variants += others

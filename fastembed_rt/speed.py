@@ -179,6 +179,31 @@ def choose_by_speed(
     return f"{why} ({cpu.isa_class})"
 
 
+# The plain full-precision graph of each CPU engine: what "slower than fp32" is measured against.
+_PLAIN_FP32 = ("fp32", "openvino")
+
+
+def plain_fp32(manifest: Manifest, engine: str) -> Variant | None:
+    """``engine``'s plain fp32 variant in ``manifest`` (``fp32`` on ONNX Runtime, the ``openvino`` IR on OpenVINO;
+    else its first full-precision one), or None."""
+    full = [v for v in manifest.variants if CPU_PROVIDER[v.format] == engine and v.precision == VariantPrecision.FP32]
+    full.sort(key=lambda v: v.name not in _PLAIN_FP32)
+    return full[0] if full else None
+
+
+def recorded_slower(variant: Variant, manifest: Manifest, cpu: CpuIdentity) -> str | None:
+    """Why ``variant`` must not be chosen by a static preference here: the record for ``cpu``'s class times it below
+    its engine's plain fp32 graph (a record of a few variants does not decide ``auto``, but still says that)."""
+    record = applicable_record(manifest.speed, cpu)
+    reference = plain_fp32(manifest, CPU_PROVIDER[variant.format])
+    if record is None or reference is None or reference is variant:
+        return None
+    rate, base = record.best_rate(variant.name), record.best_rate(reference.name)
+    if rate is None or base is None or rate >= base:
+        return None
+    return f"{variant.name} left out: timed at {rate / base:.2f}× {reference.name} on this CPU class"
+
+
 def _faithfulness(variant: Variant) -> tuple[int, float]:
     """Higher is closer to PyTorch: the precision's rank, then (below full precision) the measured agreement
     (``_AGREEMENT``; 0 unmeasured). Full-precision variants tie: their cosines differ in the sixth decimal."""
@@ -255,10 +280,11 @@ def measure_speed(
     threads = threads or available_cpus()
     # each once (`--variants fp32,fp32` timed fp32 twice a round, recorded both, and left a model open)
     chosen = [manifest.variant(name) for name in dict.fromkeys(variants)] if variants else list(manifest.variants)
-    for variant in list(chosen):  # a few named: each engine's full-precision reference is timed beside them
-        engine_variants = [v for v in manifest.variants if CPU_PROVIDER[v.format] == CPU_PROVIDER[variant.format]]
-        if not any(v.precision == VariantPrecision.FP32 for v in chosen if v in engine_variants):
-            chosen += [v for v in engine_variants if v.precision == VariantPrecision.FP32][:1]
+    for variant in list(chosen):  # a few named: each engine's plain fp32 graph is timed beside them (``optimized``
+        # or ``packed`` alone left the record without the rate every other is held to)
+        reference = plain_fp32(manifest, CPU_PROVIDER[variant.format])
+        if reference is not None and reference not in chosen:
+            chosen.append(reference)
     chosen.sort(key=lambda v: v.name != "fp32")  # fp32 first: ``round_seconds`` is measured on it
     runnable = []
     for variant in chosen:
@@ -289,17 +315,19 @@ def measure_speed(
 
     rates: dict[str, list[float]] = {v.name: [] for v in runnable}
     keep_loaded = sum(v.size + (v.weights_size or 0) for v in runnable) <= _LOAD_ALL_BYTES
-    loaded = {v.name: load(v) for v in runnable} if keep_loaded else {}
+    loaded: dict[str, Any] = {}
     texts = list(texts)
-    if round_seconds is not None and runnable and len(texts) > batch_size:
-        model, run = loaded[runnable[0].name] if keep_loaded else load(runnable[0])
-        started = time.perf_counter()
-        run(texts[:batch_size])
-        per_batch = time.perf_counter() - started
-        texts = texts[: max(batch_size, int(round_seconds / max(per_batch, 1e-6)) * batch_size)]
-        if not keep_loaded:
-            model.close()
-    try:
+    try:  # from the first load on: a later variant that fails to load leaves none of the loaded ones open
+        for variant in runnable if keep_loaded else ():
+            loaded[variant.name] = load(variant)
+        if round_seconds is not None and runnable and len(texts) > batch_size:
+            model, run = loaded[runnable[0].name] if keep_loaded else load(runnable[0])
+            started = time.perf_counter()
+            run(texts[:batch_size])
+            per_batch = time.perf_counter() - started
+            texts = texts[: max(batch_size, int(round_seconds / max(per_batch, 1e-6)) * batch_size)]
+            if not keep_loaded:
+                model.close()
         for _ in range(rounds):
             for variant in runnable:
                 model, run = loaded[variant.name] if keep_loaded else load(variant)
@@ -386,7 +414,9 @@ def incomparable_rates(
 ) -> list[str]:
     """The variants this CPU's record (at ``threads``) timed on other texts or another batch size than a record of
     ``workload`` over ``texts`` texts: ``record_speed`` would drop their rates (the export's, on its held-out texts,
-    after a ``tune --variants`` of a few), so ``tune`` times them again beside the named ones."""
+    after a ``tune --variants`` of a few), so ``tune`` times them again beside the named ones; and those of the
+    record that speaks for this CPU class now where it is of another CPU model or thread count (the new record
+    would hide it)."""
     from fastembed_rt.providers.threads import available_cpus
 
     cpu = this_cpu()
@@ -398,6 +428,11 @@ def incomparable_rates(
         if _same_cpu(r, cpu.machine, cpu.model, cpu.isa, threads) and _timed_on(r) != (workload, texts, batch_size)
         for name in r.sentences_per_s
     }
+    # and the record of this CPU class that speaks now, of another CPU model or thread count: the new record (this
+    # model, newest) takes its place, so its rates are lost unless timed again
+    current = applicable_record(manifest.speed, cpu)
+    if current is not None and not _same_cpu(current, cpu.machine, cpu.model, cpu.isa, threads):
+        stale |= set(current.sentences_per_s)
     return sorted(stale & names)
 
 

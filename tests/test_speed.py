@@ -458,6 +458,34 @@ def test_a_record_that_times_no_full_precision_variant_or_leaves_a_candidate_unt
     assert choice.variant.name == "optimized" and "times no full-precision variant" in choice.reason
 
 
+def test_auto_never_falls_back_to_a_preferred_variant_its_record_times_below_fp32(manifest: Manifest) -> None:
+    """`tune --variants fp32,optimized` wrote a record leaving packed untimed: it does not decide, and auto took its
+    static preference, optimized, which that very record timed at 0.82x fp32."""
+    packed = replace(manifest, variants=(*manifest.variants, replace(manifest.variants[0], name="packed")))
+    partial = [_record(AVX2, {"fp32": 310, "optimized": 255})]
+    choice = choose_variant(provider_spec("cpu"), replace(packed, speed=tuple(partial)), "auto", cpu=AVX2)
+    assert choice.variant.name == "fp32" and "does not time packed" in choice.reason
+    assert "optimized left out: timed at 0.82× fp32 on this CPU class" in choice.reason
+    faster = [_record(AVX2, {"fp32": 310, "optimized": 350})]  # the preference stands where the record allows it
+    assert _choose(packed, faster, "auto", AVX2) == "optimized"
+
+
+def test_tuning_at_another_thread_count_times_the_variants_of_the_record_it_would_hide(manifest: Manifest) -> None:
+    """`tune --variants int8 --threads 1` wrote a 1-thread record of fp32 and int8, which then spoke for the CPU
+    class alone: the 2-thread record's other rates stopped counting, silently (fastest went from optimized to fp32)."""
+    from fastembed_rt.speed import incomparable_rates
+
+    cpu = this_cpu()
+    if not cpu.isa:
+        pytest.skip("this CPU's instruction set cannot be read: no record applies")
+    two_threads = replace(
+        _record(cpu, {"fp32": 2812, "optimized": 6482, "int8": 4913}), workload="default", texts=8, batch_size=32
+    )
+    timed = replace(manifest, speed=(two_threads,))
+    assert incomparable_rates(timed, workload="default", texts=8, threads=2) == []
+    assert incomparable_rates(timed, workload="default", texts=8, threads=1) == ["fp32", "int8", "optimized"]
+
+
 def test_fastest_never_takes_an_int8_ir_below_its_gate_on_this_cpu(manifest: Manifest) -> None:
     """openvino-int8's 8-bit products saturate without VNNI (min cosine 0.979, under the 0.98 gate): a record where
     it ran fastest there must not pick it, as the library itself warns against it."""
@@ -525,6 +553,11 @@ def test_timing_a_few_variants_times_their_engines_fp32_beside_them(minilm_varia
         load_manifest(minilm_variants_artifact), ["a text", "another text"], variants=["int8"], rounds=1
     )
     assert set(record.sentences_per_s) == {"int8", "fp32"}
+    # a full-precision variant other than fp32 alone (optimized) still gets fp32 beside it: nothing held it to fp32
+    record = measure_speed(
+        load_manifest(minilm_variants_artifact), ["a text", "another text"], variants=["optimized"], rounds=1
+    )
+    assert set(record.sentences_per_s) == {"optimized", "fp32"}
 
 
 def test_no_record_is_written_where_the_cpus_instruction_set_cannot_be_read(minilm_artifact: Path) -> None:

@@ -48,7 +48,7 @@ from fastembed_rt.providers.onnxruntime import (
 )
 from fastembed_rt.providers.openvino import OpenVINO, openvino_unavailable, saturation_warning
 from fastembed_rt.providers.threads import available_cpus
-from fastembed_rt.speed import FASTEST, VariantChoice, choose_by_speed
+from fastembed_rt.speed import FASTEST, VariantChoice, choose_by_speed, recorded_slower
 
 __all__ = [
     "BACKENDS",
@@ -225,10 +225,15 @@ def choose_variant(
             if isinstance(decided, VariantChoice):
                 return decided
             preference = f"{decided}: {preference}"
+        left_out: list[str] = []
         for name in spec.preferred_variants:
             for candidate in present:
-                if candidate.name == name:
-                    return VariantChoice(candidate, preference)
+                if candidate.name != name:
+                    continue
+                slower = recorded_slower(candidate, manifest, cpu or this_cpu()) if spec.on_cpu(device) else None
+                if slower is None:
+                    return VariantChoice(candidate, preference + "".join(f"; {why}" for why in left_out))
+                left_out.append(slower)  # never a variant this CPU class's record times below fp32
         return VariantChoice(
             present[0], f"the first variant {spec.name} runs (none of {', '.join(spec.preferred_variants)})"
         )
