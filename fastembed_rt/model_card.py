@@ -67,6 +67,7 @@ def model_card(manifest: Manifest, repo_id: str) -> str:
         for v in manifest.variants
     )
     at = f" (revision `{revision}`)" if revision else ""
+    width = manifest.truncate_dim or manifest.dim  # what encode gives: a saved truncate_dim cuts it
     return f"""---
 library_name: fastembed-rt
 pipeline_tag: {pipeline_tag}
@@ -79,7 +80,7 @@ tags:
 # {repo_id}
 
 A fastembed-rt artifact of `{source}`{at}: {kind}
-(dimension {manifest.dim}, similarity `{manifest.similarity_fn}`, up to {manifest.tokenizer.max_seq_length} tokens)
+(dimension {width}, similarity `{manifest.similarity_fn}`, up to {manifest.tokenizer.max_seq_length} tokens)
 exported to ONNX with its pooling and normalization inside the graph, each variant validated against the
 PyTorch model at export. It runs without torch:
 

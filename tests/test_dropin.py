@@ -313,6 +313,54 @@ def test_save_refuses_the_artifact_itself_and_variants_it_lacks(
     assert not (tmp_path / "x").exists(), "nothing written for a refused save"
 
 
+def test_save_refuses_an_empty_path_a_folder_where_a_file_goes_and_a_default_prompt_it_lacks(
+    minilm_runtime: SentenceTransformer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """save("") wrote the artifact into the working directory; a folder where a file goes failed halfway (files
+    replaced, ~90 MB of temporaries left, a bare IsADirectoryError); default_prompt_name naming no prompt saved a
+    copy that did not load."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="an empty path names no folder"):
+        minilm_runtime.save("")
+    assert not any(tmp_path.iterdir())
+    (tmp_path / "blocked" / "tokenizer_config.json").mkdir(parents=True)
+    with pytest.raises(InputError, match=r"tokenizer_config.json is a folder where the copy writes a file"):
+        minilm_runtime.save(tmp_path / "blocked", variants="loaded")
+    assert sorted(p.name for p in (tmp_path / "blocked").iterdir()) == ["tokenizer_config.json"]
+    model = SentenceTransformer(minilm_runtime.manifest.root, prompts={"query": "q: "})
+    model.default_prompt_name = "nope"
+    with pytest.raises(InputError, match=r"default_prompt_name 'nope' is not in prompts \[.*'query'\]"):
+        model.save(tmp_path / "prompted", variants="loaded")
+    assert not (tmp_path / "prompted").exists()
+
+
+def test_threads_saving_one_model_to_one_folder_each_finish_and_save_pretrained_takes_positional_arguments(
+    minilm_runtime: SentenceTransformer, tmp_path: Path
+) -> None:
+    """Two threads staged under one name (the process id): one died of a bare FileNotFoundError every time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        saved = list(pool.map(lambda _: minilm_runtime.save(tmp_path / "shared", variants="loaded"), range(2)))
+    assert saved == [tmp_path / "shared"] * 2
+    assert not [p.name for p in (tmp_path / "shared").rglob(".*saving")]
+    np.testing.assert_array_equal(
+        SentenceTransformer(tmp_path / "shared").encode(SENTENCES), minilm_runtime.encode(SENTENCES)
+    )
+    # sentence-transformers' save_pretrained(path, model_name, create_model_card, ...) positionally
+    assert minilm_runtime.save_pretrained(tmp_path / "positional", "my-model", False) == tmp_path / "positional"
+
+
+def test_a_model_card_gives_the_width_encode_gives(minilm_runtime: SentenceTransformer) -> None:
+    """A copy saved with truncate_dim 64 encodes 64-wide rows; its card said dimension 384."""
+    from dataclasses import replace
+
+    from fastembed_rt.model_card import model_card
+
+    assert "(dimension 384," in model_card(minilm_runtime.manifest, "me/minilm")
+    assert "(dimension 64," in model_card(replace(minilm_runtime.manifest, truncate_dim=64), "me/minilm")
+
+
 # -- the API reference's mine_hard_negatives example, run by both libraries -----------------------
 def _mining_example(lib: Any, model: Any, dataset: Any) -> tuple[Any, Any]:
     """The example of sentence-transformers' ``mine_hard_negatives`` docstring, written once against

@@ -18,6 +18,7 @@ import functools
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields, replace
@@ -34,6 +35,7 @@ from fastembed_rt.artifact import (
     check_contained,
     file_sha256,
     load_manifest,
+    manifest_lock,
     resolve_artifact,
     unreadable,
     user_path,
@@ -550,6 +552,12 @@ class ArtifactModel:
         Raises:
             InputError: ``path`` is the artifact itself, or ``variants`` names one the artifact lacks.
         """
+        if not os.fspath(path):  # "" resolved to the working directory: an unset variable wrote the artifact there
+            raise InputError("save(path): an empty path names no folder")
+        if self.default_prompt_name is not None and self.default_prompt_name not in (self.prompts or {}):
+            raise InputError(  # the copy would not load
+                f"save: default_prompt_name {self.default_prompt_name!r} is not in prompts {sorted(self.prompts or {})}"
+            )
         target = user_path(path).resolve()
         if target == self.manifest.root.resolve():
             raise InputError(f"save(path): {target} is the artifact this model was loaded from")
@@ -588,6 +596,9 @@ class ArtifactModel:
         for folder in sorted(folders):
             if folder.exists() and not folder.is_dir():
                 raise InputError(f"save(path): {folder} is a file where the copy needs a folder; choose another path")
+        for name in [*names, MANIFEST_FILE]:  # and the other way: a folder where a file goes (rename(2) cannot)
+            if (target / name).is_dir() and not (target / name).is_symlink():
+                raise InputError(f"save(path): {target / name} is a folder where the copy writes a file")
         # the settings a user changed after loading go with the model, as sentence-transformers saves them
         tokenizer = replace(
             self.manifest.tokenizer,
@@ -613,7 +624,9 @@ class ArtifactModel:
             for name in names:
                 destination = target / name
                 destination.parent.mkdir(parents=True, exist_ok=True)
-                staged.append((destination.with_name(f".{destination.name}.{os.getpid()}.saving"), destination))
+                # of this process and thread: two threads saving one model there staged under one name
+                staging = f".{destination.name}.{os.getpid()}.{threading.get_ident()}.saving"
+                staged.append((destination.with_name(staging), destination))
                 shutil.copyfile(self.manifest.root / name, staged[-1][0])  # follows a hub cache's links to the blobs
             staged.append((saved.write_staged(), target / MANIFEST_FILE))
         except OSError as exc:
@@ -628,13 +641,19 @@ class ArtifactModel:
                 f"save(path): cannot write {failed} ({exc.strerror or exc}); no file in {target} was "
                 "changed: choose a path this user can write, with room for the artifact"
             ) from exc
-        for temporary, destination in staged:
-            os.replace(temporary, destination)
+        try:
+            with manifest_lock(target):  # another save there (a thread, a process) moves its files before or after
+                for temporary, destination in staged:
+                    os.replace(temporary, destination)
+        except OSError as exc:
+            for temporary, _ in staged:
+                temporary.unlink(missing_ok=True)
+            raise InputError(f"save(path): cannot move the copy into {target} ({exc.strerror or exc})") from exc
         return target
 
-    def save_pretrained(self, path: str | os.PathLike[str], **kwargs: Any) -> Path:
-        """``save``: sentence-transformers' other name for it."""
-        return self.save(path, **kwargs)
+    def save_pretrained(self, path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Path:
+        """``save``: sentence-transformers' other name for it (its positional arguments too)."""
+        return self.save(path, *args, **kwargs)
 
     def push_to_hub(
         self,
