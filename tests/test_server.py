@@ -432,6 +432,70 @@ def test_serve_streams_flag_reaches_the_config() -> None:
     assert config_from_args(parser.parse_args(["m=artifact"])).streams is None
 
 
+def test_serve_flags_and_names_read_as_a_deployment_writes_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A blank $PORT (a template's unset ${PORT}) stopped the server with a usage error; `serve .` was named "." and
+    `x=` served the working directory as x; a Python config of max_concurrent_requests=64 alone was refused over the
+    512 default the CLI lowers."""
+    import argparse
+
+    from fastembed_rt.server.config import ServedModel, ServerConfig
+    from fastembed_rt.server.main import add_arguments, config_from_args
+
+    for name in ("PORT", "MAX_BATCH_TOKENS", "PAYLOAD_LIMIT", "AUTO_TRUNCATE", "MAX_CLIENT_BATCH_SIZE"):
+        monkeypatch.setenv(name, " ")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    default = ServerConfig(models=())
+    config = config_from_args(parser.parse_args(["m=artifact"]))
+    assert (config.port, config.max_batch_tokens, config.payload_limit, config.auto_truncate) == (
+        default.port, default.max_batch_tokens, default.payload_limit, default.auto_truncate
+    )  # fmt: skip
+    (tmp_path / "minilm").mkdir()
+    monkeypatch.chdir(tmp_path / "minilm")
+    assert [m.name for m in config_from_args(parser.parse_args([".", "../minilm/"])).models] == ["minilm"] * 2
+    assert (
+        "model 'x' names no artifact: NAME=ARTIFACT needs an ARTIFACT"
+        in ServerConfig(models=(ServedModel("x", ""),)).check()
+    )
+    python_config = ServerConfig(models=(ServedModel("m", "artifact"),), max_concurrent_requests=64)
+    assert python_config.check() == [] and python_config.max_client_batch_size == 64
+    assert ServerConfig(models=()).max_client_batch_size == 512
+
+
+def test_a_bracketed_ipv6_host_is_served_as_the_bare_address(minilm_served_artifact: Path, tmp_path: Path) -> None:
+    """--host [::1] passed the host check (brackets stripped) and uvicorn, given "[::1]", exited 3."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+            port = probe.getsockname()[1]
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fastembed_rt", "serve", str(minilm_served_artifact), "--host", "[::1]",
+             "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if httpx.get(f"http://[::1]:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert process.poll() is None, log.read_text()
+        assert httpx.get(f"http://[::1]:{port}/health", timeout=5).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
 def test_listening_on_all_ipv6_addresses_takes_ipv4_too_and_falls_back_to_ipv4_without_ipv6(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -389,7 +389,9 @@ def test_a_chunk_overlap_no_window_fits_stops_the_load_and_a_small_batch_bound_i
 
     models = (ServedModel("art", str(minilm_artifact_session)),)
     state = ServerState(ServerConfig(models=models, chunk_overlap=300))
-    with pytest.raises(InputError, match=r"--chunk-overlap 300 does not fit model 'art'.s windows of 256 tokens \(254"):
+    with pytest.raises(
+        InputError, match=r"--chunk-overlap 300 does not fit the windows of model 'art': 256 tokens \(254"
+    ):
         state.load_models()
     assert not state.models
     state = ServerState(ServerConfig(models=models, max_batch_tokens=100, chunk_overlap=253))
@@ -397,3 +399,30 @@ def test_a_chunk_overlap_no_window_fits_stops_the_load_and_a_small_batch_bound_i
         state.load_models()
     assert "--max-batch-tokens 100 is below model 'art''s max_seq_length 256" in caplog.text
     state.close()
+
+
+def test_a_model_of_short_windows_is_served_with_the_default_chunk_overlap_fitted_to_it(
+    minilm_artifact_session: Path, tmp_path: Path
+) -> None:
+    """The default --chunk-overlap (32) stopped the whole server for a model of max_seq_length 20 that the library
+    serves, though no request asked for chunk: the default is fitted to its windows; a chosen overlap still is not."""
+    import json
+    import os
+    import shutil
+
+    from fastembed_rt import InputError
+
+    short = tmp_path / "short"
+    shutil.copytree(minilm_artifact_session, short, copy_function=os.link)  # linked: only the manifest changes
+    data = json.loads((short / "manifest.json").read_text())
+    (short / "manifest.json").unlink()
+    data["tokenizer"]["max_seq_length"] = 20
+    (short / "manifest.json").write_text(json.dumps(data))
+    state = ServerState(ServerConfig(models=(ServedModel("short", str(short)),)))
+    state.load_models()
+    (served,) = state.models.values()
+    assert served.chunk_overlap == 9  # half of the 18 text tokens of a window
+    assert served.model.encode([" ".join(["word"] * 60)], long_inputs="chunk", chunk_overlap=9).shape == (1, 384)
+    state.close()
+    with pytest.raises(InputError, match="--chunk-overlap 30 does not fit the windows of model 'short'"):
+        ServerState(ServerConfig(models=(ServedModel("short", str(short)),), chunk_overlap=30)).load_models()

@@ -11,6 +11,8 @@ from fastembed_rt.batching import DEFAULT_TOKEN_BUDGET
 from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs
 from fastembed_rt.providers.base import MAX_THREADS
 
+DEFAULT_CLIENT_BATCH_SIZE = 512  # TEI's --max-client-batch-size default
+
 # Longest waits the settings take: past a worker's batch wait of a minute no client is still there, and a far
 # larger one (inf) overflowed the worker's timed wait; a day of draining is past any orchestrator's grace period.
 MAX_BATCH_WAIT_MS = 60_000.0
@@ -47,7 +49,8 @@ class ServerConfig:
             past it a request gets 429 with ``Retry-After`` at once.
         max_batch_tokens: padded tokens per graph run (the library's token budget).
         max_batch_size: rows per graph run.
-        max_client_batch_size: most inputs one request may send (422 past it).
+        max_client_batch_size: most inputs one request may send (422 past it); None: 512, or
+            ``max_concurrent_requests`` where that is smaller (as the CLI's default).
         payload_limit: most bytes of a request body (413 past it).
         auto_truncate: truncate over-long inputs when a request does not say (``truncate``);
             otherwise such an input is a 422 naming its position and token count.
@@ -78,7 +81,7 @@ class ServerConfig:
     max_concurrent_requests: int = 512
     max_batch_tokens: int = DEFAULT_TOKEN_BUDGET
     max_batch_size: int = 32
-    max_client_batch_size: int = 512
+    max_client_batch_size: int = None  # type: ignore[assignment]  # None: resolved in __post_init__
     payload_limit: int = 2_000_000
     auto_truncate: bool = True
     long_inputs: LongInputs | Literal["truncate", "error", "chunk"] | None = None
@@ -90,6 +93,9 @@ class ServerConfig:
     warmup: bool = True
 
     def __post_init__(self) -> None:
+        if self.max_client_batch_size is None:  # a config of max_concurrent_requests=64 alone was refused over 512
+            resolved = min(DEFAULT_CLIENT_BATCH_SIZE, max(1, self.max_concurrent_requests))
+            object.__setattr__(self, "max_client_batch_size", resolved)
         # the string the library's long_inputs= takes (a config read from YAML); the handlers compare the enum, so a
         # string "error" or "chunk" was read as truncate, silently
         if isinstance(self.long_inputs, str) and self.long_inputs in {policy.value for policy in LongInputs}:
@@ -114,6 +120,8 @@ class ServerConfig:
         for model in self.models:
             if not model.name.strip():  # answered, but labelled as no model in metrics and logs
                 problems.append(f"model {str(model.artifact)!r} has an empty name: NAME=ARTIFACT needs a NAME")
+            if not str(model.artifact).strip():  # `x=` (or `x= path`): served the working directory as x
+                problems.append(f"model {model.name!r} names no artifact: NAME=ARTIFACT needs an ARTIFACT")
         for name, value in (
             ("--max-concurrent-requests", self.max_concurrent_requests),
             ("--max-batch-tokens", self.max_batch_tokens),

@@ -224,7 +224,7 @@ async def _embed_job(
             raise RequestError(422, f"`precision`: {exc}") from None
     if req.token_ids and positions is None:
         _check_ids(served, req.inputs, req.field, req.single)
-    batch_size, overlap = state.config.max_batch_size, state.config.chunk_overlap
+    batch_size, overlap = state.config.max_batch_size, served.chunk_overlap
     policy = _policy(state, req, no_chunk=_NO_CHUNK if req.token_ids or positions is not None else None)
     tokenize = _windowing(policy)
 
@@ -384,7 +384,7 @@ async def _sparse_job(
     _check_prompt(served, req.prompt_name)
     if req.token_ids and positions is None:
         _check_ids(served, req.inputs, "inputs", req.single)
-    batch_size, overlap = state.config.max_batch_size, state.config.chunk_overlap
+    batch_size, overlap = state.config.max_batch_size, served.chunk_overlap
     policy = _policy(state, req, no_chunk=_NO_CHUNK if req.token_ids or positions is not None else None)
     tokenize = _windowing(policy)
 
@@ -443,7 +443,7 @@ async def _score_job(
     direction: str,
 ) -> JobResult:
     model = cast(CrossEncoder, served.model)
-    batch_size, overlap = state.config.max_batch_size, state.config.chunk_overlap
+    batch_size, overlap = state.config.max_batch_size, served.chunk_overlap
     # TEI's scores, whatever activation the model was saved with (an ms-marco reranker's is Identity, an NLI
     # model's too): raw_scores gives the logits, else softmax over several labels or the sigmoid of one
     activation = "identity" if raw else "sigmoid" if model.num_labels == 1 else "softmax"

@@ -26,7 +26,7 @@ import uvicorn
 
 from fastembed_rt.long_inputs import LongInputs
 from fastembed_rt.server.app import create_app
-from fastembed_rt.server.config import ServedModel, ServerConfig
+from fastembed_rt.server.config import DEFAULT_CLIENT_BATCH_SIZE, ServedModel, ServerConfig
 from fastembed_rt.server.state import ServerState
 
 __all__ = ["add_arguments", "config_from_args", "configure_logging", "main", "run"]
@@ -124,7 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.host,
         help=f"address to listen on (default {d.host}; 0.0.0.0: every IPv4 address; ::, every IPv4 and IPv6 one)",
     )
-    parser.add_argument("--port", type=_port, default=os.environ.get("PORT", d.port), help="default $PORT or 8080")
+    parser.add_argument("--port", type=_port, default=_env("PORT", d.port), help="default $PORT or 8080")
     parser.add_argument("--provider", default=d.provider, help="auto, cpu, cuda[:N], tensorrt, openvino[:DEVICE]")
     parser.add_argument("--variant", default=d.variant, help="a variant from each manifest (default: auto)")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the CPUs available)")
@@ -144,9 +144,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="batches of one call run at once on the cpu provider, each on its share of the threads (default: "
-        "one per CPU up to 4 for graphs up to 256 MB; 1: one batch at a time on all threads)",
+        "the largest divisor of the threads up to 4, for graphs up to 256 MB; 1: one batch at a time on all threads)",
     )
-    env = os.environ.get
+    env = _env
     parser.add_argument(
         "--max-concurrent-requests",
         type=int,
@@ -220,11 +220,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
 
 
+def _env(name: str, default: Any = None) -> Any:
+    """``$name``, or ``default`` where it is unset or blank (a template's unset ``${KEY}``), as $API_KEY is read."""
+    return os.environ.get(name, "").strip() or default
+
+
 def _served(spec: str) -> ServedModel:
     name, sep, artifact = spec.partition("=")
     if not sep or Path(spec).exists():  # an existing path is one whole, `=` and all (run=3/model)
         artifact = spec
-        name = Path(spec.rstrip("/")).name or spec
+        name = Path(spec.rstrip("/")).name
+        if name in ("", ".", ".."):  # `serve .` is named as its folder, not "."
+            name = Path(spec).resolve().name or spec
     return ServedModel(name, artifact)
 
 
@@ -245,7 +252,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_client_batch_size=(
             args.max_client_batch_size
             if args.max_client_batch_size is not None
-            else min(ServerConfig.max_client_batch_size, max(1, args.max_concurrent_requests))  # 0: its own error
+            else min(DEFAULT_CLIENT_BATCH_SIZE, max(1, args.max_concurrent_requests))  # 0: its own error
         ),
         payload_limit=args.payload_limit,
         auto_truncate=args.auto_truncate == "true",
@@ -380,7 +387,7 @@ def run(config: ServerConfig, log_level: str = "info") -> int:
     if others := [name for name in taken if name != "API_KEY"]:
         logger.info("TEI's environment variables %s set the values of their flags", ", ".join(others))
     port = os.environ.get("PORT", "").strip()
-    if port and port != str(config.port):
+    if port and port.lstrip("0") != str(config.port).lstrip("0"):  # PORT=08080 is port 8080
         logger.warning(
             "serving on port %d, not $PORT (%s): a health check that probes $PORT (the fastembed-rt image's does) "
             "reports this server unhealthy; set PORT rather than --port",
@@ -410,7 +417,7 @@ def run(config: ServerConfig, log_level: str = "info") -> int:
     app = create_app(config, state=state)
     uv_config = uvicorn.Config(
         app,
-        host=config.host,
+        host=config.host.strip("[]"),  # [::1] as a URL writes it: uvicorn resolves only the bare address
         port=config.port,
         log_level=log_level,
         # uvicorn's own handlers printed its lines without a time, in another format than the server's: its loggers

@@ -22,6 +22,7 @@ from starlette.requests import Request
 
 from fastembed_rt.artifact import Task, load_manifest, local_path, resolve_artifact
 from fastembed_rt.errors import FastEmbedError, InputError
+from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP
 from fastembed_rt.models import ArtifactModel, CrossEncoder, load_model
 from fastembed_rt.pipeline import MIN_BATCHES_PER_STREAM
 from fastembed_rt.providers import ProviderOptions, resolve_provider
@@ -93,6 +94,7 @@ class Served:
     artifact: Path
     model: ArtifactModel
     worker: ModelWorker
+    chunk_overlap: int = DEFAULT_CHUNK_OVERLAP  # tokens its chunk windows share (``_check_fits``)
 
     @property
     def untruncated(self) -> Any:
@@ -236,7 +238,7 @@ class ServerState:
                 if reason is not None:
                     model.variant_reason = reason
                 try:
-                    _check_fits(cfg, spec.name, model)
+                    overlap = _check_fits(cfg, spec.name, model)
                 except InputError:
                     model.close()
                     raise
@@ -249,7 +251,7 @@ class ServerState:
                     wait_for_items=cfg.max_batch_size,
                     inputs_per_run=cfg.max_batch_size * model._pipeline.streams * BATCHES_PER_RUN,
                 )
-                served = Served(spec.name, Path(spec.artifact), model, worker)
+                served = Served(spec.name, Path(spec.artifact), model, worker, overlap)
                 with self._lock:
                     closing = self._closing
                     if not closing:
@@ -461,8 +463,9 @@ async def _disconnected(request: Request) -> None:
             return
 
 
-def _check_fits(cfg: ServerConfig, name: str, model: Any) -> None:
-    """Settings that only a loaded model can check: they failed every request they touched, after a clean start."""
+def _check_fits(cfg: ServerConfig, name: str, model: Any) -> int:
+    """Settings that only a loaded model can check: they failed every request they touched, after a clean start.
+    Returns the chunk overlap of the model's windows."""
     length = model.max_seq_length
     if cfg.max_batch_tokens < length:  # a long input ran past the bound, silently; not refused (as TEI does): the
         # default bound is below long-context models' lengths (Qwen3-Embedding: 32,768)
@@ -474,8 +477,15 @@ def _check_fits(cfg: ServerConfig, name: str, model: Any) -> None:
             length,
         )
     room = length - model._tokenizer.special_count(False)
+    if cfg.chunk_overlap >= room and cfg.chunk_overlap == DEFAULT_CHUNK_OVERLAP:
+        # the default, not a choice: a model of short windows (max_seq_length 20) stopped the whole server
+        fitted = room // 2
+        logger.info("model %r: its chunk windows share %d tokens (the default %d passes its %d)", name, fitted,
+                    cfg.chunk_overlap, room)  # fmt: skip
+        return fitted
     if cfg.chunk_overlap >= room:  # every chunked input was a 422 naming a setting clients cannot send
         raise InputError(
-            f"--chunk-overlap {cfg.chunk_overlap} does not fit model {name!r}'s windows of {length} tokens ({room} of "
-            "them for the text): lower it"
+            f"--chunk-overlap {cfg.chunk_overlap} does not fit the windows of model {name!r}: {length} tokens ({room} "
+            "of them for the text); lower it"
         )
+    return cfg.chunk_overlap
