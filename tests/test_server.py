@@ -530,7 +530,10 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_1(
         taken.listen()
         port = taken.getsockname()[1]
         assert main([str(minilm_served_artifact), "--host", "::", "--port", str(port)]) == 1
-    assert f"error: cannot listen on [::]:{port}: Address already in use" in capsys.readouterr().err
+        assert f"error: cannot listen on [::]:{port}: Address already in use" in capsys.readouterr().err
+        # any other host too: uvicorn bound it after the models began loading, and exited 3 without the line
+        assert main([str(minilm_served_artifact), "--host", "127.0.0.1", "--port", str(port)]) == 1
+        assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
 
 
 def test_serving_variant_packs_only_what_auto_leaves_to_it(

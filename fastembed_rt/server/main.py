@@ -403,11 +403,21 @@ def run(config: ServerConfig, log_level: str = "info") -> int:
         return 1
     if sock is None:  # uvicorn binds it: a host that names no address was its exit 3, the flag unnamed
         try:
-            socket.getaddrinfo(config.host.strip("[]"), config.port, type=socket.SOCK_STREAM)
+            found = socket.getaddrinfo(config.host.strip("[]"), config.port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
             why = getattr(exc, "strerror", None) or exc
             print(f"error: --host {config.host!r} is no address this machine can listen on ({why})", file=sys.stderr)
             return 2
+        # and one it can bind now: uvicorn binds after it started loading the models, and a port in use (or an
+        # address not on this machine) was its exit 3 with no line naming the address
+        family, kind, proto, _, address = found[0]
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's
+                probe.bind(address)
+        except OSError as exc:
+            print(f"error: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
     if sock is not None:  # uvicorn says where it listens only on sockets it bound itself
         address, port = sock.getsockname()[:2]
         both = sock.family == socket.AF_INET6
