@@ -247,8 +247,7 @@ def exclusion_ladder(weight_matmuls: list[tuple[str, int]]) -> list[list[str]]:
     first_last = list(dict.fromkeys([weight_matmuls[0][0], weight_matmuls[-1][0]]))  # one MatMul: once
     also_widest = sorted({*first_last, *(name for name, width in weight_matmuls if width == widest)})
     steps = [[], first_last]
-    # a step that keeps every MatMul float (all as wide: an FFN as wide as the model) leaves nothing quantized
-    if len(also_widest) < len(weight_matmuls) and set(also_widest) != set(first_last):
+    if set(also_widest) != set(first_last):  # (one MatMul, or only two: the same step again)
         steps.append(also_widest)
     return steps
 
@@ -276,6 +275,8 @@ def quantize_weights(
     mixed = scheme.sensitive_bits is not None
     tried: list[str] = []
     for sensitive in exclusion_ladder(widths)[:steps]:
+        if not mixed and len(sensitive) == len(widths):  # every MatMul kept float (all as wide): no int8 variant
+            continue
         details: dict[str, Any] = {
             "scheme": scheme.describe(),
             **scheme.to_dict(),

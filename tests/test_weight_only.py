@@ -24,7 +24,7 @@ from fastembed_rt import SentenceTransformer
 from fastembed_rt.artifact import Manifest, Task, VariantPrecision, load_manifest
 from fastembed_rt.cli import main
 from fastembed_rt.export.fidelity import Fidelity
-from fastembed_rt.export.quantize import INT4, WeightScheme
+from fastembed_rt.export.quantize import INT4, INT8, WeightScheme
 from fastembed_rt.export.variants import VARIANTS
 
 EMBEDDING = VARIANTS[Task.EMBEDDING]
@@ -266,14 +266,17 @@ def test_exclusion_ladder_finds_every_layers_ffn_output_whatever_the_family_layo
     assert ladder == [[], first_last, sorted(first_last + ffn_outputs)]
 
 
-def test_exclusion_ladder_never_keeps_every_matmul_float_nor_lists_one_twice() -> None:
-    """An FFN as wide as the model made the last step keep every MatMul float (an "int8" variant of float
-    MatMuls); a single MatMul was listed twice (quantized_matmuls -1)."""
-    from fastembed_rt.export.quantize import exclusion_ladder
+def test_exclusion_ladder_lists_a_matmul_once_and_int8_never_keeps_every_matmul_float() -> None:
+    """A single MatMul was listed twice (quantized_matmuls -1); an FFN as wide as the model made the last step keep
+    every MatMul float, an "int8" variant of float MatMuls (an 8-bit escalation of int4 still takes that step)."""
+    from fastembed_rt import ParityError
+    from fastembed_rt.export.quantize import exclusion_ladder, quantize_weights
 
     assert exclusion_ladder([("only", 32)]) == [[], ["only"]]
-    as_wide = [(f"m{i}", 32) for i in range(6)]
-    assert exclusion_ladder(as_wide) == [[], ["m0", "m5"]]
+    tried: list[dict[str, Any]] = []
+    with pytest.raises(ParityError):
+        quantize_weights(_tiny_matmul_chain, INT8, lambda _, details: tried.append(details), lambda: ["miss"], "int8")
+    assert [d["excluded_matmuls"] for d in tried] == [[], ["mm0", "mm2"]]
 
 
 @pytest.mark.skipif(not HAS_OPENVINO, reason="openvino and nncf are not installed")
