@@ -474,6 +474,8 @@ def _fidelity(data: Any, name: Any, path: Path) -> dict[str, Any]:
     fidelity = dict(data)
     for key in _FIDELITY_NUMBERS:
         value = fidelity.get(key)
+        if key in fidelity and value is None:  # a NaN as the writer stores it (standard JSON): read back as NaN
+            fidelity[key] = value = math.nan
         if key in fidelity and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise _invalid(path, f"variant {name!r} fidelity.{key}", value, "it must be a number")
     return fidelity

@@ -277,12 +277,23 @@ def euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     left, right = _as_batches(a, b)
     out = np.empty((left.shape[0], right.shape[0]), dtype=np.float32)
     right64 = right.astype(np.float64)
-    # Distances do not move under a shift: taken from the mean of b's finite rows, the norms (and the rounding of
-    # the expansion) shrink to the spread of the rows, so a corpus of near-copies needs few direct measurements
-    finite = np.isfinite(right64).all(axis=1)
-    center = right64[finite].mean(axis=0) if finite.any() else np.zeros(right.shape[1])
-    right64 -= center
     right_sq = np.einsum("ij,ij->i", right64, right64)
+    # Distances do not move under a shift: where b's rows cluster away from the origin (near-copies), shifted by
+    # their mean the norms (and the expansion's rounding) shrink to their spread, and few pairs need measuring
+    # directly (256 x 20,000 identical rows: 7.2 s -> 0.35 s). Elsewhere (rows around the origin, an outlier row, a
+    # row holding inf) no shift: it would cost a pass and move nothing.
+    # (decided on about 1,000 rows spread over b: a pass over a large corpus cost a third of the call)
+    sample = right64[:: max(1, right.shape[0] // 1024)]
+    center = sample.mean(axis=0) if right.shape[0] else np.zeros(right.shape[1])
+    if np.isfinite(center).all() and right.shape[0]:
+        shifted = sample - center
+        if float(np.einsum("ij,ij->", shifted, shifted)) < 0.01 * float(np.einsum("ij,ij->", sample, sample)):
+            right64 -= center
+            right_sq = np.einsum("ij,ij->i", right64, right64)
+        else:
+            center = np.zeros(right.shape[1])
+    else:
+        center = np.zeros(right.shape[1])
     rows = max(1, _BLOCK_ELEMENTS // max(1, right.shape[0]))
     for start in range(0, left.shape[0], rows):
         block = left[start : start + rows].astype(np.float64) - center
@@ -301,7 +312,7 @@ def euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     # A row holding inf made the expansion inf - inf = NaN: its distances taken directly (-inf, as torch.cdist's)
     for i in np.flatnonzero(~np.isfinite(left).all(axis=1)):
         out[i] = -np.linalg.norm(left[i].astype(np.float64) - center - right64, axis=1)
-    for j in np.flatnonzero(~finite):
+    for j in np.flatnonzero(~np.isfinite(right).all(axis=1)):
         out[:, j] = -np.linalg.norm(left.astype(np.float64) - center - right64[j], axis=1)
     return out
 

@@ -307,6 +307,23 @@ def test_an_artifact_under_a_path_that_is_not_utf_8_is_refused_naming_the_byte_a
     assert SentenceTransformer(tmp_path / "cafe").encode(["x"]).shape == (1, 384)
 
 
+def test_a_fidelity_number_stored_as_null_reads_as_nan_and_survives_a_rewrite(minilm_artifact: Path) -> None:
+    """Manifests store NaN as null (standard JSON); the reader refused null, so the first rewrite of a manifest
+    holding a NaN (tune, calibrate, save) left an artifact that no load accepted."""
+    import math
+
+    from fastembed_rt.artifact import load_manifest, update_manifest
+
+    path = minilm_artifact / "manifest.json"
+    data = json.loads(path.read_text())
+    data["variants"][0]["fidelity"]["stsb_spearman"] = None
+    path.write_text(json.dumps(data))
+    assert math.isnan(load_manifest(minilm_artifact).variants[0].fidelity["stsb_spearman"])
+    update_manifest(minilm_artifact, truncate_dim=None)
+    assert json.loads(path.read_text())["variants"][0]["fidelity"]["stsb_spearman"] is None
+    assert SentenceTransformer(minilm_artifact, provider="cpu").encode(["a text"]).shape == (1, 384)
+
+
 @pytest.mark.parametrize("record", [{"texts": 2}, ["calibration.npy"], "calibration.npy", {"file": 3}])
 def test_a_calibration_record_without_its_file_name_is_an_artifact_error_naming_the_fix(
     minilm_artifact: Path, record: object

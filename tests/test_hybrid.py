@@ -141,7 +141,9 @@ def test_min_max_of_scores_spanning_the_float_range_stays_finite() -> None:
     for ranking in (hits_in, np.array([1.7e308, -1.7e308, 0.0])):
         hits = weighted_score_fusion([ranking])
         assert [(hit["corpus_id"], hit["score"]) for hit in hits] == [(0, 1.0), (2, 0.5), (1, 0.0)]
-    # halving is exact: ordinary scores normalize as before
+    # a subnormal span (high/2 - low/2 is 0 there) normalizes exactly, not in halves
+    assert [hit["score"] for hit in weighted_score_fusion([{0: 5e-324, 1: 0.0}])] == [1.0, 0.0]
+    # ordinary scores normalize as before
     assert [hit["score"] for hit in weighted_score_fusion([np.array([0.2, 0.7, 0.45])])] == pytest.approx([1, 0.5, 0])
 
 

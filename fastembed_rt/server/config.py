@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from fastembed_rt.batching import DEFAULT_TOKEN_BUDGET
-from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs
+from fastembed_rt.long_inputs import LongInputs
 from fastembed_rt.providers.base import MAX_THREADS
 
 DEFAULT_CLIENT_BATCH_SIZE = 512  # TEI's --max-client-batch-size default
@@ -57,7 +57,7 @@ class ServerConfig:
         long_inputs: the policy for over-long inputs when a request does not say (``truncate`` or
             ``long_inputs``); None: ``truncate`` or ``error`` as ``auto_truncate`` says. ``chunk``
             embeds (scores) windows and pools them, as the library's ``long_inputs="chunk"``.
-        chunk_overlap: tokens consecutive windows share.
+        chunk_overlap: tokens consecutive windows share; None: 32, or half a model's window where 32 does not fit.
         batch_wait_ms: how long a worker waits for more requests before running what it has
             (0: run at once; the benchmark measures the choice).
         api_key: when set, every route but the health checks (GET ``/health``, ``/ping``, ``/``) needs
@@ -85,7 +85,7 @@ class ServerConfig:
     payload_limit: int = 2_000_000
     auto_truncate: bool = True
     long_inputs: LongInputs | Literal["truncate", "error", "chunk"] | None = None
-    chunk_overlap: int = DEFAULT_CHUNK_OVERLAP
+    chunk_overlap: int | None = None
     batch_wait_ms: float = 0.0
     api_key: str | None = None
     cors_allow_origin: tuple[str, ...] = ()
@@ -139,7 +139,7 @@ class ServerConfig:
         if self.long_inputs is not None and not isinstance(self.long_inputs, LongInputs):
             valid = ", ".join(policy.value for policy in LongInputs)
             problems.append(f"--long-inputs must be one of {valid}, got {self.long_inputs!r}")
-        if self.chunk_overlap < 0:
+        if self.chunk_overlap is not None and self.chunk_overlap < 0:
             problems.append(f"--chunk-overlap must not be negative, got {self.chunk_overlap}")
         for name, seconds, most in (
             ("--batch-wait-ms", self.batch_wait_ms, MAX_BATCH_WAIT_MS),

@@ -24,7 +24,7 @@ from typing import Any, cast
 
 import uvicorn
 
-from fastembed_rt.long_inputs import LongInputs
+from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP, LongInputs
 from fastembed_rt.server.app import create_app
 from fastembed_rt.server.config import DEFAULT_CLIENT_BATCH_SIZE, ServedModel, ServerConfig
 from fastembed_rt.server.state import ServerState
@@ -188,7 +188,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="policy for inputs over the model's limit when a request does not say (default: truncate, or error "
         "with --auto-truncate false); chunk pools windows",
     )
-    parser.add_argument("--chunk-overlap", type=int, default=d.chunk_overlap, help="tokens windows share (chunk)")
+    parser.add_argument(
+        "--chunk-overlap",
+        type=int,
+        default=None,
+        help=f"tokens windows share (chunk); default {DEFAULT_CHUNK_OVERLAP}, or half a model's window where it does "
+        "not fit",
+    )
     parser.add_argument(
         "--batch-wait-ms",
         type=float,
@@ -218,6 +224,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "ones still waiting for a model get 503 and the process exits. 0: do not wait",
     )
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+
+
+def _number(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 def _env(name: str, default: Any = None) -> Any:
@@ -387,7 +400,7 @@ def run(config: ServerConfig, log_level: str = "info") -> int:
     if others := [name for name in taken if name != "API_KEY"]:
         logger.info("TEI's environment variables %s set the values of their flags", ", ".join(others))
     port = os.environ.get("PORT", "").strip()
-    if port and port.lstrip("0") != str(config.port).lstrip("0"):  # PORT=08080 is port 8080
+    if port and _number(port) != config.port:  # PORT=08080 is port 8080
         logger.warning(
             "serving on port %d, not $PORT (%s): a health check that probes $PORT (the fastembed-rt image's does) "
             "reports this server unhealthy; set PORT rather than --port",

@@ -477,12 +477,12 @@ def _check_fits(cfg: ServerConfig, name: str, model: Any) -> int:
             length,
         )
     room = length - model._tokenizer.special_count(False)
-    if cfg.chunk_overlap >= room and cfg.chunk_overlap == DEFAULT_CHUNK_OVERLAP:
-        # the default, not a choice: a model of short windows (max_seq_length 20) stopped the whole server
-        fitted = room // 2
-        logger.info("model %r: its chunk windows share %d tokens (the default %d passes its %d)", name, fitted,
-                    cfg.chunk_overlap, room)  # fmt: skip
-        return fitted
+    if cfg.chunk_overlap is None:  # the default, not a choice: a model of short windows stopped the whole server
+        if room > DEFAULT_CHUNK_OVERLAP:
+            return DEFAULT_CHUNK_OVERLAP
+        logger.info("model %r: its chunk windows share %d tokens (the default %d passes its %d)", name, room // 2,
+                    DEFAULT_CHUNK_OVERLAP, room)  # fmt: skip
+        return room // 2
     if cfg.chunk_overlap >= room:  # every chunked input was a 422 naming a setting clients cannot send
         raise InputError(
             f"--chunk-overlap {cfg.chunk_overlap} does not fit the windows of model {name!r}: {length} tokens ({room} "
