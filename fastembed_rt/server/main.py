@@ -204,7 +204,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-key",
         # an empty FASTEMBED_RT_API_KEY (a template's unset ${KEY}) leaves TEI's API_KEY its say
-        default=ours if (ours := env("FASTEMBED_RT_API_KEY")) and ours.strip() else env("API_KEY") or ours,
+        # (read raw, not as `env`: an empty key is said to leave auth off, below)
+        default=ours
+        if (ours := os.environ.get("FASTEMBED_RT_API_KEY")) and ours.strip()
+        else os.environ.get("API_KEY") or ours,
         help="require 'Authorization: Bearer KEY' on every route but the health checks (GET /health, /ping, /) "
         "(default $FASTEMBED_RT_API_KEY, else TEI's $API_KEY; an empty or blank key leaves auth off, with a warning)",
     )
