@@ -207,14 +207,11 @@ def weighted_score_fusion(
         low, high = min(scores), max(scores)
         for corpus_id, score in items:
             if normalization == "minmax":  # in halves where high - low passes the float range (else exact)
-                span = high - low
-                halves = math.isinf(span)
-                score = (
-                    1.0
-                    if high == low
-                    else (score / 2 - low / 2) / (high / 2 - low / 2)
-                    if halves
-                    else (score - low) / span
-                )
+                if high == low:
+                    score = 1.0
+                elif math.isinf(high - low):
+                    score = (score / 2 - low / 2) / (high / 2 - low / 2)
+                else:
+                    score = (score - low) / (high - low)
             fused[corpus_id] = fused.get(corpus_id, 0.0) + weight * score
     return _hits(fused, top_k)

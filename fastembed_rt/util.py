@@ -283,17 +283,15 @@ def euclidean_sim(a: npt.ArrayLike, b: npt.ArrayLike) -> FloatArray:
     # directly (256 x 20,000 identical rows: 7.2 s -> 0.35 s). Elsewhere (rows around the origin, an outlier row, a
     # row holding inf) no shift: it would cost a pass and move nothing.
     # (decided on about 1,000 rows spread over b: a pass over a large corpus cost a third of the call)
-    sample = right64[:: max(1, right.shape[0] // 1024)]
-    center = sample.mean(axis=0) if right.shape[0] else np.zeros(right.shape[1])
-    if np.isfinite(center).all() and right.shape[0]:
-        shifted = sample - center
-        if float(np.einsum("ij,ij->", shifted, shifted)) < 0.01 * float(np.einsum("ij,ij->", sample, sample)):
+    center = np.zeros(right.shape[1])
+    if right.shape[0]:
+        sample = right64[:: max(1, right.shape[0] // 1024)]
+        mean = sample.mean(axis=0)
+        shifted = sample - mean if np.isfinite(mean).all() else None  # (a row holding inf: no shift)
+        if shifted is not None and np.einsum("ij,ij->", shifted, shifted) < 0.01 * np.einsum("ij,ij->", sample, sample):
+            center = mean
             right64 -= center
             right_sq = np.einsum("ij,ij->i", right64, right64)
-        else:
-            center = np.zeros(right.shape[1])
-    else:
-        center = np.zeros(right.shape[1])
     rows = max(1, _BLOCK_ELEMENTS // max(1, right.shape[0]))
     for start in range(0, left.shape[0], rows):
         block = left[start : start + rows].astype(np.float64) - center

@@ -146,7 +146,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="batches of one call run at once on the cpu provider, each on its share of the threads (default: "
         "the largest divisor of the threads up to 4, for graphs up to 256 MB; 1: one batch at a time on all threads)",
     )
-    env = _env
     parser.add_argument(
         "--max-concurrent-requests",
         type=int,
@@ -156,21 +155,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-batch-tokens",
         type=_whole("MAX_BATCH_TOKENS"),
-        default=env("MAX_BATCH_TOKENS", d.max_batch_tokens),
+        default=_env("MAX_BATCH_TOKENS", d.max_batch_tokens),
         help="padded tokens per graph run",
     )
     parser.add_argument("--max-batch-size", type=int, default=d.max_batch_size, help="rows per graph run")
     parser.add_argument(
         "--max-client-batch-size",
         type=_whole("MAX_CLIENT_BATCH_SIZE"),
-        default=env("MAX_CLIENT_BATCH_SIZE"),
+        default=_env("MAX_CLIENT_BATCH_SIZE"),
         help=f"most inputs in one request (422 past it); default {d.max_client_batch_size}, at most "
         "--max-concurrent-requests",
     )
     parser.add_argument(
         "--payload-limit",
         type=_whole("PAYLOAD_LIMIT"),
-        default=env("PAYLOAD_LIMIT", d.payload_limit),
+        default=_env("PAYLOAD_LIMIT", d.payload_limit),
         help="most bytes per request body (413)",
     )
     parser.add_argument(
@@ -178,7 +177,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_switch,
         nargs="?",
         const="true",
-        default=env("AUTO_TRUNCATE", "true"),
+        default=_env("AUTO_TRUNCATE", "true"),
         help="truncate over-long inputs when a request does not say (false: 422 naming the input; the bare flag: true)",
     )
     parser.add_argument(
@@ -402,7 +401,7 @@ def run(config: ServerConfig, log_level: str = "info") -> int:
         logger.warning("authentication is on with the key from $API_KEY (TEI's variable; --api-key overrides it)")
     if others := [name for name in taken if name != "API_KEY"]:
         logger.info("TEI's environment variables %s set the values of their flags", ", ".join(others))
-    port = os.environ.get("PORT", "").strip()
+    port = _env("PORT")
     if port and _number(port) != config.port:  # PORT=08080 is port 8080
         logger.warning(
             "serving on port %d, not $PORT (%s): a health check that probes $PORT (the fastembed-rt image's does) "
