@@ -119,13 +119,14 @@ def choose_by_speed(
     """
     from fastembed_rt.providers.openvino import saturation_warning
 
-    pool = [
+    eligible = [
         v
         for v in candidates
-        if CPU_PROVIDER[v.format] == engine
-        and (mode == FASTEST or v.precision == VariantPrecision.FP32)
-        and saturation_warning(v, cpu) is None  # below its gate on this CPU: never chosen for speed
+        if CPU_PROVIDER[v.format] == engine and (mode == FASTEST or v.precision == VariantPrecision.FP32)
     ]
+    # below its gate on this CPU: never chosen for speed (and the reason says so, or a faster variant vanishes unsaid)
+    saturating = [v.name for v in eligible if saturation_warning(v, cpu) is not None]
+    pool = [v for v in eligible if v.name not in saturating]
     record = applicable_record(manifest.speed, cpu)
     timed = [] if record is None else [(rate, v) for v in pool if (rate := record.best_rate(v.name)) is not None]
     untimed = [] if record is None else [v.name for v in pool if record.best_rate(v.name) is None]
@@ -137,6 +138,13 @@ def choose_by_speed(
         # the static preference may be among the untimed: a part of the candidates says nothing of it
         unusable = f"the record for this CPU class does not time {', '.join(untimed)}"
     if unusable is not None:
+        if warn and mode == FASTEST:
+            logger.warning(
+                "variant='fastest': %s of %s; using variant='auto'. Run `fastembed-rt tune %s` to time them here.",
+                unusable,
+                manifest.root,
+                shlex.quote(str(manifest.root)),
+            )
         return f"{unusable} ({cpu.isa_class})"
     if record is not None and timed:
         timed.sort(key=lambda item: -item[0])
@@ -153,6 +161,8 @@ def choose_by_speed(
                 f"; {chosen.name} runs: within {LEVEL_MARGIN:.0%} of {timed[0][1].name} and closer to PyTorch "
                 f"({_closer(chosen, timed[0][1])})"
             )
+        if saturating:
+            reason += f"; left out: {', '.join(saturating)} (its int8 saturates on this CPU's instruction set)"
         return VariantChoice(chosen, reason)
     if warn and mode == FASTEST and not cpu.isa:
         logger.warning(

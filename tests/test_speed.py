@@ -445,7 +445,7 @@ def test_timing_needs_at_least_one_round_thread_and_text_a_batch(
 
 
 def test_a_record_that_times_no_full_precision_variant_or_leaves_a_candidate_untimed_does_not_decide(
-    manifest: Manifest,
+    manifest: Manifest, caplog: pytest.LogCaptureFixture
 ) -> None:
     """After `tune --variants fp32,int8` on a new CPU class auto went from optimized to fp32; with int8 alone timed,
     fastest took int8 with nothing to hold it to (issue 13's AVX2 int8 ran 0.42x fp32)."""
@@ -454,8 +454,11 @@ def test_a_record_that_times_no_full_precision_variant_or_leaves_a_candidate_unt
     assert choice.variant.name == "optimized" and "does not time optimized" in choice.reason
     assert _choose(manifest, partial, "fastest", AVX2) == "fp32"  # timed fp32 and int8: the faster of them
     int8_only = [_record(AVX2, {"int8": 101})]
-    choice = choose_variant(provider_spec("cpu"), replace(manifest, speed=tuple(int8_only)), "fastest", cpu=AVX2)
+    with caplog.at_level(logging.WARNING, logger="fastembed_rt"):  # fastest fell back to auto without a word
+        choice = choose_variant(provider_spec("cpu"), replace(manifest, speed=tuple(int8_only)), "fastest", cpu=AVX2)
     assert choice.variant.name == "optimized" and "times no full-precision variant" in choice.reason
+    assert "variant='fastest': the record for this CPU class times no full-precision variant" in caplog.text
+    assert "using variant='auto'" in caplog.text and "fastembed-rt tune" in caplog.text
 
 
 def test_auto_never_falls_back_to_a_preferred_variant_its_record_times_below_fp32(manifest: Manifest) -> None:
@@ -503,6 +506,11 @@ def test_fastest_never_takes_an_int8_ir_below_its_gate_on_this_cpu(manifest: Man
     ]
     assert _choose(ir, records, "fastest", AVX2, provider="openvino") == "openvino"
     assert _choose(ir, records, "fastest", VNNI, provider="openvino") == "openvino-int8"
+    # the reason names what it left out: the record's fastest variant does not vanish from it unsaid
+    choice = choose_variant(provider_spec("openvino"), replace(ir, speed=tuple(records)), "fastest", cpu=AVX2)
+    assert "left out: openvino-int8 (its int8 saturates on this CPU's instruction set)" in choice.reason
+    vnni = choose_variant(provider_spec("openvino"), replace(ir, speed=tuple(records)), "fastest", cpu=VNNI)
+    assert "left out" not in vnni.reason
 
 
 def test_of_two_records_of_one_day_the_one_written_last_applies() -> None:
