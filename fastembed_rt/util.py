@@ -975,7 +975,6 @@ def pairwise_angle_sim(x: Any, y: Any) -> FloatArray:
     return np.abs(cosines + sines).astype(np.float32)
 
 
-@tensors_in_and_out
 def select_max_active_dims(embeddings: Any, max_active_dims: int | None) -> Any:
     """Only the ``max_active_dims`` largest values by magnitude of each embedding kept, the rest set to 0, as
     sentence-transformers' ``util.select_max_active_dims`` (equal magnitudes at the cut: lower index kept).
@@ -989,9 +988,14 @@ def select_max_active_dims(embeddings: Any, max_active_dims: int | None) -> Any:
         ValueError: ``max_active_dims`` of 0 or less.
     """
     if max_active_dims is None:
-        return embeddings
+        return embeddings  # as it came: a sparse or bf16 tensor is not densified into float32
     if max_active_dims <= 0:
         raise ValueError(f"max_active_dims must be a positive integer, got {max_active_dims}")
+    return _select_max_active_dims(embeddings, max_active_dims)
+
+
+@tensors_in_and_out
+def _select_max_active_dims(embeddings: Any, max_active_dims: int) -> Any:
     dense = np.asarray(embeddings.toarray() if _is_sparse(embeddings) else embeddings, dtype=np.float32)
     keep = np.argsort(-np.abs(dense), axis=-1, kind="stable")[..., :max_active_dims]
     selected = np.zeros_like(dense)

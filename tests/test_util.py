@@ -177,6 +177,9 @@ def test_select_max_active_dims_gives_a_tensor_for_a_tensor_as_sentence_transfor
     assert isinstance(ours, torch.Tensor) and ours.shape == theirs.shape
     np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
     np.testing.assert_array_equal(ours.numpy(), util.select_max_active_dims(x.numpy(), 5))
+    # None keeps the input as it came, as sentence-transformers does: a sparse or bf16 tensor was densified to float32
+    for kept in (x.to_sparse(), x.to(torch.bfloat16)):
+        assert util.select_max_active_dims(kept, None) is kept is st_util.select_max_active_dims(kept, None)
 
 
 @pytest.mark.parametrize("precision", ["int8", "ubinary"])
