@@ -374,6 +374,49 @@ def test_encode_writes_through_a_symlink_and_into_a_pipe(
     capsys.readouterr()
 
 
+def test_a_pipe_gets_the_output_as_it_is_made_and_a_sparse_archive_streams_into_it(
+    tiny_splade_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-o into a pipe built the whole output in memory and wrote it at the end (a million 384-float rows: 1.5 GB);
+    the rows of each part go out as they are made, and np.savez's zip archive streams into the pipe unseekable."""
+    import threading
+
+    from fastembed_rt.cli import _output_file
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    first: list[bytes] = []
+    arrived = threading.Event()
+
+    def read() -> None:
+        with fifo.open("rb", buffering=0) as pipe:
+            first.append(pipe.read(5))
+            arrived.set()
+            pipe.read()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    with _output_file(str(fifo)) as output:
+        output.write(b"part1")
+        output.flush()
+        assert arrived.wait(timeout=30), "the part written was held back until the end"
+    reader.join(timeout=30)
+    assert first == [b"part1"]
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    texts = ["one", "two words", "three"]
+    assert main(["encode", str(tiny_splade_artifact), *texts, "-o", str(fifo)]) == 0
+    reader.join(timeout=60)
+    piped = np.load(io.BytesIO(received[0]))
+    assert main(["encode", str(tiny_splade_artifact), *texts, "-o", str(tmp_path / "rows.npz")]) == 0
+    written = np.load(tmp_path / "rows.npz")
+    assert set(piped.files) == set(written.files) and piped["shape"].tolist() == [3, written["shape"][1]]
+    for key in ("indices", "indptr", "data"):
+        np.testing.assert_array_equal(piped[key], written[key])
+    capsys.readouterr()
+
+
 def test_output_to_dev_stdout_appends_where_stdout_is_a_file_and_a_replaced_file_keeps_its_mode(
     minilm_artifact_session: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
