@@ -69,8 +69,11 @@ def _worker(
         task = tasks.get()
         if task is None:
             break
-        chunk_id, method, items, kwargs = task
+        chunk_id, method, items, kwargs, model_settings = task
         try:
+            for name, value in model_settings.items():  # the calling model's as they stand now, as at start
+                if getattr(model, name) != value:
+                    setattr(model, name, value)
             output = getattr(model, method)(items, **kwargs)
         except BaseException as exc:
             results.send(("failed", chunk_id, index, _portable(exc), None))
@@ -249,15 +252,24 @@ class MultiProcessPool:
         )
         raise ProviderError(f"multi-process pool worker died: {names}{why}; the pool was stopped, start a new one")
 
-    def encode(self, sentences: str | Sequence[str], *, chunk_size: int | None = None, **kwargs: Any) -> Any:
+    def encode(
+        self,
+        sentences: str | Sequence[str],
+        *,
+        chunk_size: int | None = None,
+        model_settings: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """The model's ``encode`` over the workers; same arguments, same result, input order.
 
-        ``chunk_size``: texts per task; default ``ceil(n / (4 × workers))``, at most 1,000.
+        ``chunk_size``: texts per task; default ``ceil(n / (4 × workers))``, at most 1,000. ``model_settings``: as
+        ``map``'s.
         """
         single = isinstance(sentences, str)
         texts = check_texts(sentences)
         convert_to_numpy = kwargs.pop("convert_to_numpy", True)
-        merged = self.map("encode", texts, [len(text) for text in texts], chunk_size=chunk_size, **kwargs)
+        lengths = [len(text) for text in texts]
+        merged = self.map("encode", texts, lengths, chunk_size=chunk_size, model_settings=model_settings, **kwargs)
         if isinstance(merged, np.ndarray):
             if single:
                 return merged[0]
@@ -265,11 +277,21 @@ class MultiProcessPool:
         return merged[0] if single else merged
 
     def map(
-        self, method: str, items: Sequence[Any], lengths: Sequence[int], *, chunk_size: int | None = None, **kwargs: Any
+        self,
+        method: str,
+        items: Sequence[Any],
+        lengths: Sequence[int],
+        *,
+        chunk_size: int | None = None,
+        model_settings: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> np.ndarray | list[Any]:
         """``model.<method>(chunk, **kwargs)`` on the workers for chunks of ``items`` (checked by the caller), longest
         ``lengths`` first; each result row back at its item's place: one array when the chunks return arrays, else
         a list. ``chunk_size``: items per task; default ``ceil(n / (4 × workers))``, at most 1,000.
+        ``model_settings``: the calling model's settings as they stand (``max_seq_length``, prompts, ...), set on a
+        worker's model before the call where they differ: a ``max_seq_length`` set after the pool started was
+        ignored by its workers.
 
         Raises:
             InputError: arguments that cannot be sent to a worker (a lambda as ``activation_fn``).
@@ -283,6 +305,8 @@ class MultiProcessPool:
         kwargs["show_progress_bar"] = False  # and none in the workers
         # a queue pickles in a background thread, where a failure would drop the task and the call wait forever
         _check_sendable(kwargs, "the call's arguments", "pass")
+        settings = dict(model_settings or {})
+        _check_sendable(settings, "the model's settings", "set")
         size = chunk_size or max(1, min(math.ceil(len(items) / (4 * len(self._processes))), 1000))
         order = sorted(range(len(items)), key=lambda i: -lengths[i])
         chunks = [order[start : start + size] for start in range(0, len(items), size)] or [[]]
@@ -295,7 +319,7 @@ class MultiProcessPool:
             bar = progress(len(chunks), show, desc="Chunks", unit="chunk")
             try:
                 for chunk_id, rows in enumerate(chunks):
-                    self._tasks.put((chunk_id, method, [items[i] for i in rows], kwargs))
+                    self._tasks.put((chunk_id, method, [items[i] for i in rows], kwargs, settings))
                 for _ in chunks:  # every chunk's answer is taken, so none is left to a later call
                     kind, chunk_id, _, output, chunk_stats = self._receive()
                     if bar is not None:

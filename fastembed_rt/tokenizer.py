@@ -151,8 +151,9 @@ class Tokenizer:
     """A ``tokenizers.Tokenizer`` configured from the artifact manifest.
 
     Texts are truncated at ``max_seq_length`` on the manifest's side unless a call names the other
-    one (``truncation_direction``); each direction has its own Rust tokenizer, so calls never change
-    shared truncation state under each other.
+    one (``truncation_direction``). Each side and length has its own Rust tokenizer, never reconfigured once made,
+    and a call reads ``max_seq_length`` once: calls never change shared truncation state under each other, and a
+    call running while ``max_seq_length`` changes cuts all its texts at one length, leaving nothing stale behind.
     """
 
     def __init__(self, root: Path, info: TokenizerInfo) -> None:
@@ -176,8 +177,9 @@ class Tokenizer:
         self.info = info
         self._tok.encode_special_tokens = info.split_special_tokens
         self._tok.no_padding()
-        self._backends: dict[str, Any] = {info.truncation_side: self._tok}
         self._truncate(self._tok, info.truncation_side)
+        self._base_key = f"{info.truncation_side}@{info.max_seq_length}"  # the loaded one: never pruned
+        self._backends: dict[str, Any] = {self._base_key: self._tok}
         self._special = frozenset(info.special_token_ids)
         # bounded (prompt_length): a prompt carrying per-request text (an instruction with the user's context) is a
         # new key each call, and an unbounded dict grew ~300 B a call for as long as the process ran
@@ -193,21 +195,21 @@ class Tokenizer:
     def _truncate(self, backend: Any, direction: str) -> None:
         backend.enable_truncation(max_length=self.info.max_seq_length, strategy="longest_first", direction=direction)
 
-    def _backend(self, direction: str | None, max_length: int | None = None) -> Any:
-        """The Rust tokenizer that truncates on ``direction`` (None: the manifest's side) at ``max_length``
-        tokens (None: ``max_seq_length``)."""
+    def _backend(self, direction: str | None, max_length: int) -> Any:
+        """The Rust tokenizer that truncates on ``direction`` (None: the manifest's side) at ``max_length`` tokens.
+        Keyed by both and never reconfigured: a call holding it keeps its length whatever ``max_seq_length``
+        becomes meanwhile (one reconfigured in place cut a call's later texts at another length than its first)."""
         side = direction or self.info.truncation_side
-        key = side if max_length is None else f"{side}@{max_length}"
-        if key not in self._backends:
+        key = f"{side}@{max_length}"
+        backend = self._backends.get(key)
+        if backend is None:
             if side not in ("left", "right"):
                 raise InputError(f"truncation_direction must be 'left' or 'right', got {direction!r}")
             backend = self._copy()
             backend.no_padding()
-            backend.enable_truncation(
-                max_length=max_length or self.info.max_seq_length, strategy="longest_first", direction=side
-            )
+            backend.enable_truncation(max_length=max_length, strategy="longest_first", direction=side)
             self._backends[key] = backend
-        return self._backends[key]
+        return backend
 
     @property
     def max_seq_length(self) -> int:
@@ -217,10 +219,10 @@ class Tokenizer:
     def max_seq_length(self, value: int) -> None:
         self.info = replace(self.info, max_seq_length=int(value))
         for key in list(self._backends):
-            if key in ("left", "right", "public"):
-                self._truncate(self._backends[key], self.info.truncation_side if key == "public" else key)
-            elif key.startswith("windows:"):  # window sizes follow max_seq_length: made again on next use
-                del self._backends[key]
+            if key == "public":  # the user's copy follows the length in place (nothing here encodes with it)
+                self._truncate(self._backends[key], self.info.truncation_side)
+            elif key not in (self._base_key, "untruncated"):  # made again on next use: a few lengths set, not all
+                self._backends.pop(key, None)
         self._prompt_lengths.clear()
 
     @property
@@ -260,10 +262,9 @@ class Tokenizer:
         """Token ids of ``texts`` (single texts or pairs), truncated at ``max_length`` (None:
         ``max_seq_length``; multi-vector models' query and document lengths), not padded; without the special
         tokens when not ``add_special_tokens`` (an inference-free SPLADE query route)."""
-        backend = self._backend(truncation_direction, max_length)
-        texts = self._cut_long_pair_texts(
-            list(texts), truncation_direction or self.info.truncation_side, max_length or self.max_seq_length
-        )
+        length = max_length or self.max_seq_length  # read once: the whole call cuts at one length
+        backend = self._backend(truncation_direction, length)
+        texts = self._cut_long_pair_texts(list(texts), truncation_direction or self.info.truncation_side, length)
         ids: list[np.ndarray] = []  # one flat array per chunk
         type_ids: list[np.ndarray] = []  # likewise, from the first chunk with a type other than 0 on
         lengths: list[int] = []
@@ -411,8 +412,9 @@ class Tokenizer:
             InputError: ``overlap`` leaves no room for new tokens in a window, or a pair's query
                 alone does not fit in a window.
         """
+        length = self.max_seq_length  # read once: every window of the call has one length
         full = with_prompt(items, prompt)
-        plain = self.encode(full)
+        plain = self.encode(full, max_length=length)
         prompt_ids = self.untruncated.encode(prompt, add_special_tokens=False).ids if prompt else []
         # A text that fits: its tokens are those of prompt + text that end past the prompt, as for a longer one
         # (a byte-level BPE merges the prompt's trailing space into the text's first token: "query: " alone is
@@ -439,10 +441,10 @@ class Tokenizer:
                 weights.append(text_tokens.get(index, max(len(row) - added - len(prompt_ids), 0)))
                 continue
             if isinstance(item, str) and prompt:
-                self._prompted_windows(prompt, item, overlap, index, (ids, type_ids, owner, spans, weights))
+                self._prompted_windows(prompt, item, overlap, length, index, (ids, type_ids, owner, spans, weights))
                 continue
             # a text without a prompt, or a pair (a prompt is part of its query, which every window holds whole)
-            for window in self._windows(full[index] if not isinstance(item, str) else item, overlap):
+            for window in self._windows(full[index] if not isinstance(item, str) else item, overlap, length):
                 window_ids, window_types = window.ids, window.type_ids
                 content = [
                     offset
@@ -465,9 +467,11 @@ class Tokenizer:
             plain.truncated.copy(),
         )
 
-    def _prompted_windows(self, prompt: str, text: str, overlap: int, index: int, out: tuple[list[Any], ...]) -> None:
-        """Windows of an over-long ``text`` after ``prompt``, from one tokenization of ``prompt + text`` (appended
-        to ``out``'s ids, type ids, owners, spans and weights).
+    def _prompted_windows(
+        self, prompt: str, text: str, overlap: int, length: int, index: int, out: tuple[list[Any], ...]
+    ) -> None:
+        """``length``-token windows of an over-long ``text`` after ``prompt``, from one tokenization of
+        ``prompt + text`` (appended to ``out``'s ids, type ids, owners, spans and weights).
 
         A byte-level BPE merges across the seam (``"Query: "`` + ``"world"`` gives ``Ġworld``), so tokenizing
         the prompt and the text apart gave the first window other tokens than the same text that fits, and than
@@ -480,10 +484,10 @@ class Tokenizer:
         while cut < len(joint.ids) and joint.offsets[cut][1] <= len(prompt):
             cut += 1
         head, body, offsets = joint.ids[:cut], joint.ids[cut:], joint.offsets[cut:]
-        room = self.max_seq_length - self.special_count(False) - cut
+        room = length - self.special_count(False) - cut
         if room <= overlap:
             raise InputError(
-                f"a prompt of {cut} tokens leaves {max(room, 0)} tokens of each {self.max_seq_length}-token "
+                f"a prompt of {cut} tokens leaves {max(room, 0)} tokens of each {length}-token "
                 f"window for the text, no more than chunk_overlap {overlap}: shorten the prompt or lower chunk_overlap"
             )
         lead, trail, lead_types, trail_types, content_type = self._single_template()
@@ -512,10 +516,9 @@ class Tokenizer:
             self._template = (probe.ids[:start], probe.ids[end:], probe.type_ids[:start], probe.type_ids[end:], content)
         return self._template
 
-    def _windows(self, item: str | tuple[str, str], overlap: int) -> list[Any]:
-        """tokenizers' overflow windows of one over-long text or pair."""
+    def _windows(self, item: str | tuple[str, str], overlap: int, length: int) -> list[Any]:
+        """tokenizers' overflow windows of ``length`` tokens of one over-long text or pair."""
         pair = not isinstance(item, str)
-        length = self.max_seq_length
         # tokenizers panics (a BaseException, past any ``except Exception``) where the stride leaves no new
         # token in a window, so the room a window has for the text is checked here first.
         room = length - self.special_count(pair)
@@ -525,7 +528,7 @@ class Tokenizer:
             if room <= overlap:
                 raise InputError(
                     f"a query of {query_tokens} tokens leaves {max(room, 0)} tokens of each "
-                    f"{self.max_seq_length}-token window for the document, no more than chunk_overlap {overlap}: "
+                    f"{length}-token window for the document, no more than chunk_overlap {overlap}: "
                     "shorten the query or lower chunk_overlap"
                 )
         elif room <= overlap:
@@ -533,8 +536,9 @@ class Tokenizer:
                 f"chunk_overlap {overlap} does not fit windows of {length} tokens ({room} of them for the text): "
                 "lower chunk_overlap"
             )
-        key = f"windows:{pair}:{overlap}"
-        if key not in self._backends:
+        key = f"windows:{pair}:{overlap}@{length}"  # by length: one made for a length just replaced stays unused
+        backend = self._backends.get(key)
+        if backend is None:
             backend = self._copy()
             backend.no_padding()
             try:
@@ -545,9 +549,9 @@ class Tokenizer:
                 raise InputError(f"chunk_overlap {overlap} does not fit windows of {length} tokens: {exc}") from None
             self._backends[key] = backend
         try:
-            first = self._backends[key].encode(*(item if pair else (item,)), add_special_tokens=True)
+            first = backend.encode(*(item if pair else (item,)), add_special_tokens=True)
         except Exception as exc:
-            raise InputError(f"cannot cut this input into windows of {self.max_seq_length} tokens: {exc}") from None
+            raise InputError(f"cannot cut this input into windows of {length} tokens: {exc}") from None
         return [first, *first.overflowing]
 
     def special_count(self, pair: bool) -> int:

@@ -119,6 +119,23 @@ def test_a_pool_started_with_a_truncate_dim_gives_full_rows_once_the_model_has_n
             model.encode(TEXTS[:2], pool=pool, truncate_dim=0)
 
 
+def test_pool_encode_uses_the_models_max_seq_length_as_it_is_at_the_call(
+    minilm_runtime: Any, cpu_pool: MultiProcessPool
+) -> None:
+    """Workers kept the max_seq_length of the pool's start (rows 0.2 from the in-process ones at 8 tokens), while
+    truncate_dim and prompts set since reached them."""
+    before = minilm_runtime.max_seq_length
+    minilm_runtime.max_seq_length = 8
+    try:
+        short = minilm_runtime.encode(TEXTS[:12], pool=cpu_pool, chunk_size=4)
+        np.testing.assert_allclose(short, minilm_runtime.encode(TEXTS[:12]), atol=1e-5)
+    finally:
+        minilm_runtime.max_seq_length = before
+    full = minilm_runtime.encode(TEXTS[:12], pool=cpu_pool, chunk_size=4)
+    np.testing.assert_allclose(full, minilm_runtime.encode(TEXTS[:12]), atol=1e-5)
+    assert np.abs(full - short).max() > 1e-2
+
+
 def test_pool_workers_run_on_the_devices_asked(cpu_pool: MultiProcessPool) -> None:
     assert cpu_pool.devices == ("cpu", "cpu") and cpu_pool.providers == ["cpu", "cpu"]
     assert cpu_pool["processes"] == cpu_pool.processes and len(cpu_pool["processes"]) == 2  # ST's pool is a dict

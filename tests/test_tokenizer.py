@@ -261,3 +261,46 @@ def test_prompt_lengths_kept_are_bounded_and_each_still_counted_right(minilm_dir
         assert alive() is None
     finally:
         gc.enable()
+
+
+def test_a_max_seq_length_set_during_calls_cuts_each_call_at_one_length_and_leaves_nothing_stale(
+    minilm_dir: Path,
+) -> None:
+    """Threads sharing a model: a call cut its first 1,024 texts at one max_seq_length and the rest at the one set
+    meanwhile (the truncating tokenizer was reconfigured in place), and a chunked call that read the old length as
+    it changed cached its windows at that length: every later call cut 2 windows where 15 were due."""
+    import threading
+    import time
+
+    tokenizer = _tokenizer(minilm_dir)
+    texts = [" ".join(["wizards"] * 300)] * (2 * TOKENIZE_CHUNK_TEXTS + 200)  # every text over both lengths
+    stop = threading.Event()
+
+    def toggle() -> None:
+        while not stop.is_set():
+            for length in (256, 12):
+                tokenizer.max_seq_length = length
+                time.sleep(0.0005)
+
+    toggler = threading.Thread(target=toggle, daemon=True)
+    toggler.start()
+    try:
+        for _ in range(6):
+            assert len(set(tokenizer.encode(texts).lengths.tolist())) == 1, "one call cut at two lengths"
+    finally:
+        stop.set()
+        toggler.join(timeout=30)
+
+    document = " ".join(_texts(60, seed=3))
+    tokenizer.max_seq_length = 64
+    due = len(tokenizer.encode_windows([document]).owner)
+    assert due > 5
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        tokenizer.max_seq_length = 256
+        racing = threading.Thread(target=tokenizer.encode_windows, args=([document],))
+        racing.start()
+        time.sleep(float(rng.random()) * 0.01)
+        tokenizer.max_seq_length = 64
+        racing.join(timeout=30)
+        assert len(tokenizer.encode_windows([document]).owner) == due, "windows of a length no longer set"

@@ -415,6 +415,7 @@ class CrossEncoder(MultiProcessModel):
                     pairs,
                     [sum(map(len, pair)) if isinstance(pair, tuple) else len(pair) for pair in pairs],
                     chunk_size=chunk_size,
+                    model_settings=self._settings(),
                     show_progress_bar=show_progress_bar,
                     **self._worker_prompt(prompt, prompt_name),
                     batch_size=batch_size,

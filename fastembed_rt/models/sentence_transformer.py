@@ -284,6 +284,7 @@ class SentenceTransformer(TextEncoder, MultiProcessModel):
                 return running.encode(
                     inputs,
                     chunk_size=chunk_size,
+                    model_settings=self._settings(),
                     show_progress_bar=show_progress_bar,
                     **self._worker_prompt(prompt, prompt_name),
                     batch_size=batch_size,

@@ -387,6 +387,7 @@ class SparseEncoder(TextEncoder, MultiProcessModel):
                 parts = running.encode(
                     texts,
                     chunk_size=chunk_size,
+                    model_settings=self._settings(),
                     show_progress_bar=show_progress_bar,
                     **self._worker_prompt(prompt, prompt_name),
                     batch_size=batch_size,
