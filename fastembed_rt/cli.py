@@ -536,7 +536,10 @@ def _encode_single_vector(args: argparse.Namespace, texts: list[str], output: IO
 
 def _batching(args: argparse.Namespace) -> dict[str, Any]:
     """The options every text-taking command passes on as they are: batch size and long-input handling."""
-    return {"batch_size": args.batch_size, "long_inputs": args.long_inputs, "chunk_overlap": args.chunk_overlap}
+    from fastembed_rt.long_inputs import DEFAULT_CHUNK_OVERLAP
+
+    overlap = DEFAULT_CHUNK_OVERLAP if args.chunk_overlap is None else args.chunk_overlap
+    return {"batch_size": args.batch_size, "long_inputs": args.long_inputs, "chunk_overlap": overlap}
 
 
 def _note_truncated(model: Any, length: int | None = None, stats: Any = None) -> None:
@@ -641,7 +644,10 @@ def _long_input_arguments(p: argparse.ArgumentParser) -> None:
         "(windows pooled into one result)",
     )
     p.add_argument(
-        "--chunk-overlap", type=non_negative_int, default=DEFAULT_CHUNK_OVERLAP, help="tokens two windows share (chunk)"
+        "--chunk-overlap",
+        type=non_negative_int,
+        default=None,  # given without --long-inputs chunk it would do nothing: refused (main)
+        help=f"tokens two windows share, with --long-inputs chunk (default {DEFAULT_CHUNK_OVERLAP})",
     )
 
 
@@ -1002,6 +1008,10 @@ def main(argv: list[str] | None = None) -> int:
         texts.extend(rest[:ends] + rest[ends + 1 :])
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    windowed = getattr(args, "func", None) in (_encode, _rank)  # serve's requests may ask for chunk themselves
+    if windowed and args.chunk_overlap is not None and args.long_inputs != "chunk":
+        # a run asking for overlapping windows got truncated texts, and its note pointed to chunking
+        parser.error(f"--chunk-overlap applies to --long-inputs chunk (this run: --long-inputs {args.long_inputs})")
     try:
         if getattr(args, "revision", None) and hasattr(args, "artifact"):  # that revision's snapshot, for every step
             if local_path(args.artifact) is not None:

@@ -494,6 +494,15 @@ def test_texts_after_an_option_are_texts_and_number_flags_are_usage_errors(
     with pytest.raises(SystemExit) as exited:
         main(["encode", str(minilm_artifact_session), "x", "--no-such-flag", "y"])
     assert exited.value.code == 2 and "unrecognized arguments: --no-such-flag\n" in capsys.readouterr().err
+    # an overlap asked for without chunking did nothing: the texts were truncated
+    for command in (["encode", str(minilm_artifact_session), "x"], ["rank", str(tiny_reranker_artifact), "q", "d"]):
+        with pytest.raises(SystemExit) as exited:
+            main([*command, "--chunk-overlap", "16"])
+        error = capsys.readouterr().err
+        assert (
+            exited.value.code == 2
+            and "--chunk-overlap applies to --long-inputs chunk (this run: --long-inputs " in error
+        )
     # after an option, `--` still ends the options: texts that start with "-"
     assert main(["encode", str(minilm_artifact_session), "--normalize", "--", "-x", "--y"]) == 0
     assert [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()] == ["-x", "--y"]
