@@ -132,7 +132,9 @@ def _print_info(root: Path) -> None:
     print(f"artifact      {m.root}")
     print(f"task          {m.task}   source {m.source.get('model')} ({m.source.get('architecture')})")
     matryoshka = "" if m.truncate_dim is None else f"   truncate_dim {m.truncate_dim} (encode's default)"
-    print(f"dim           {m.dim}   similarity {m.similarity_fn}   max_seq_length {tok.max_seq_length}{matryoshka}")
+    sides = f"truncates {tok.truncation_side}, pads {tok.padding_side}"  # a last-token decoder pads left
+    print(f"dim           {m.dim}   similarity {m.similarity_fn}   max_seq_length {tok.max_seq_length}   ", end="")
+    print(f"{sides}{matryoshka}")
     print(f"stages        {json.dumps(m.stages)}")
     print(f"graph inputs  {', '.join(m.graph.inputs)}   outputs {', '.join(m.graph.outputs)}")
     if tok.prompts:

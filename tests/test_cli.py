@@ -23,6 +23,7 @@ def test_info_prints_variants_with_fidelity(minilm_artifact_session: Path, capsy
     assert main(["info", str(minilm_artifact_session)]) == 0
     out = capsys.readouterr().out
     assert f"dim           {manifest.dim} " in out
+    assert "max_seq_length 256   truncates right, pads right" in out  # a decoder's left padding is said likewise
     (fp32_row,) = [line for line in out.splitlines() if line.startswith("fp32 ")]
     min_cosine = manifest.variant("fp32").fidelity["min_cosine"]
     assert min_cosine >= 0.9999  # what export recorded, within the fp32 gate
