@@ -7,7 +7,9 @@ it (lower-casing normalizers included), so here only truncation and padding are 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from itertools import accumulate, chain
 from pathlib import Path
@@ -96,7 +98,8 @@ TOKENIZE_CHUNK_TEXTS = 1024
 PROMPT_LENGTHS_CACHED = 1024
 TOKENIZE_CHUNK_CHARS = 1 << 20
 # A pair's text of more characters than this many per kept token is cut before the pairs are tokenized
-# (``Tokenizer._cut_long_pair_texts``).
+# (``Tokenizer._cut_long_pair_texts``); a single text of more than four times as many, to this many
+# (``Tokenizer._cut_long_texts``).
 PAIR_CUT_CHARS_PER_TOKEN = 16
 
 
@@ -151,9 +154,9 @@ class Tokenizer:
     """A ``tokenizers.Tokenizer`` configured from the artifact manifest.
 
     Texts are truncated at ``max_seq_length`` on the manifest's side unless a call names the other
-    one (``truncation_direction``). Each side and length has its own Rust tokenizer, never reconfigured once made,
-    and a call reads ``max_seq_length`` once: calls never change shared truncation state under each other, and a
-    call running while ``max_seq_length`` changes cuts all its texts at one length, leaving nothing stale behind.
+    one (``truncation_direction``). Each side and length has its own Rust tokenizer, and a call reads
+    ``max_seq_length`` once: calls never change shared truncation state under each other, and a call running
+    while ``max_seq_length`` changes cuts all its texts at one length, leaving nothing stale behind.
     """
 
     def __init__(self, root: Path, info: TokenizerInfo) -> None:
@@ -178,8 +181,12 @@ class Tokenizer:
         self._tok.encode_special_tokens = info.split_special_tokens
         self._tok.no_padding()
         self._truncate(self._tok, info.truncation_side)
-        self._base_key = f"{info.truncation_side}@{info.max_seq_length}"  # the loaded one: never pruned
-        self._backends: dict[str, Any] = {self._base_key: self._tok}
+        self._backends: dict[str, Any] = {f"{info.truncation_side}@{info.max_seq_length}": self._tok}
+        # Calls holding a truncating tokenizer: with none, a new max_seq_length reconfigures them in place (a copy
+        # of a tokenizer costs ~0.1-0.3 s, and `model.max_seq_length = n` after loading is common); with some, they
+        # are left to those calls and the new length gets tokenizers of its own
+        self._holding = 0
+        self._lock = threading.Lock()
         self._special = frozenset(info.special_token_ids)
         # bounded (prompt_length): a prompt carrying per-request text (an instruction with the user's context) is a
         # new key each call, and an unbounded dict grew ~300 B a call for as long as the process ran
@@ -195,21 +202,34 @@ class Tokenizer:
     def _truncate(self, backend: Any, direction: str) -> None:
         backend.enable_truncation(max_length=self.info.max_seq_length, strategy="longest_first", direction=direction)
 
-    def _backend(self, direction: str | None, max_length: int) -> Any:
-        """The Rust tokenizer that truncates on ``direction`` (None: the manifest's side) at ``max_length`` tokens.
-        Keyed by both and never reconfigured: a call holding it keeps its length whatever ``max_seq_length``
-        becomes meanwhile (one reconfigured in place cut a call's later texts at another length than its first)."""
+    @contextmanager
+    def _truncating(self, direction: str | None, max_length: int | None) -> Iterator[tuple[Any, int]]:
+        """The Rust tokenizer that truncates on ``direction`` (None: the manifest's side) at ``max_length`` tokens
+        (None: ``max_seq_length``, read once), and that length; held for the block: ``max_seq_length`` set meanwhile
+        does not reconfigure it (one reconfigured in place cut a call's later texts at another length)."""
         side = direction or self.info.truncation_side
-        key = f"{side}@{max_length}"
-        backend = self._backends.get(key)
-        if backend is None:
-            if side not in ("left", "right"):
-                raise InputError(f"truncation_direction must be 'left' or 'right', got {direction!r}")
-            backend = self._copy()
-            backend.no_padding()
-            backend.enable_truncation(max_length=max_length, strategy="longest_first", direction=side)
-            self._backends[key] = backend
-        return backend
+        if side not in ("left", "right"):
+            raise InputError(f"truncation_direction must be 'left' or 'right', got {direction!r}")
+        made = None
+        while True:
+            with self._lock:
+                length = max_length or self.info.max_seq_length
+                key = f"{side}@{length}"
+                if made is not None and made[0] == key:
+                    self._backends.setdefault(key, made[1])
+                backend = self._backends.get(key)
+                if backend is not None:
+                    self._holding += 1
+                    break
+            copy = self._copy()  # made outside the lock: the other threads' calls do not wait for it
+            copy.no_padding()
+            copy.enable_truncation(max_length=length, strategy="longest_first", direction=side)
+            made = (key, copy)
+        try:
+            yield backend, length
+        finally:
+            with self._lock:
+                self._holding -= 1
 
     @property
     def max_seq_length(self) -> int:
@@ -217,13 +237,20 @@ class Tokenizer:
 
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
-        self.info = replace(self.info, max_seq_length=int(value))
-        for key in list(self._backends):
-            if key == "public":  # the user's copy follows the length in place (nothing here encodes with it)
-                self._truncate(self._backends[key], self.info.truncation_side)
-            elif key not in (self._base_key, "untruncated"):  # made again on next use: a few lengths set, not all
-                self._backends.pop(key, None)
-        self._prompt_lengths.clear()
+        with self._lock:
+            old, self.info = self.info.max_seq_length, replace(self.info, max_seq_length=int(value))
+            for key in list(self._backends):
+                side, _, length = key.partition("@")
+                if key == "public":  # the user's copy follows the length in place (nothing here encodes with it)
+                    self._truncate(self._backends[key], self.info.truncation_side)
+                elif key.startswith("windows:"):  # window sizes follow max_seq_length: made again on next use
+                    del self._backends[key]
+                elif length == str(old) and old != self.info.max_seq_length:
+                    backend = self._backends.pop(key)
+                    if not self._holding:  # no call holds it: the new length's, reconfigured in place
+                        self._truncate(backend, side)
+                        self._backends.setdefault(f"{side}@{self.info.max_seq_length}", backend)
+            self._prompt_lengths.clear()
 
     @property
     def backend(self) -> object:
@@ -262,9 +289,37 @@ class Tokenizer:
         """Token ids of ``texts`` (single texts or pairs), truncated at ``max_length`` (None:
         ``max_seq_length``; multi-vector models' query and document lengths), not padded; without the special
         tokens when not ``add_special_tokens`` (an inference-free SPLADE query route)."""
-        length = max_length or self.max_seq_length  # read once: the whole call cuts at one length
-        backend = self._backend(truncation_direction, length)
-        texts = self._cut_long_pair_texts(list(texts), truncation_direction or self.info.truncation_side, length)
+        with self._truncating(truncation_direction, max_length) as (backend, length):  # one length for the call
+            return self._encode(backend, length, texts, truncation_direction, add_special_tokens)
+
+    def truncated_encodings(
+        self,
+        texts: Sequence[str],
+        truncation_direction: TruncationDirection | None = None,
+        *,
+        add_special_tokens: bool = True,
+    ) -> list[tuple[Any, int]]:
+        """Each text's Rust encoding (tokens, offsets) truncated at ``max_seq_length`` as ``encode`` truncates it,
+        with the characters cut from the text's start before its offsets (a long text left-truncated is tokenized
+        from a suffix: ``_cut_long_texts``)."""
+        side = truncation_direction or self.info.truncation_side
+        with self._truncating(truncation_direction, None) as (backend, length):
+            cut = self._cut_long_texts(list(texts), backend, side, length, add_special_tokens)
+            encodings = backend.encode_batch(cut, add_special_tokens=add_special_tokens)
+        left = side == "left"
+        return [(e, len(text) - len(part) if left else 0) for e, text, part in zip(encodings, texts, cut)]
+
+    def _encode(
+        self,
+        backend: Any,
+        length: int,
+        texts: Sequence[str | tuple[str, str]],
+        truncation_direction: TruncationDirection | None,
+        add_special_tokens: bool,
+    ) -> Encoded:
+        side = truncation_direction or self.info.truncation_side
+        texts = self._cut_long_texts(list(texts), backend, side, length, add_special_tokens)
+        texts = self._cut_long_pair_texts(texts, side, length)
         ids: list[np.ndarray] = []  # one flat array per chunk
         type_ids: list[np.ndarray] = []  # likewise, from the first chunk with a type other than 0 on
         lengths: list[int] = []
@@ -289,6 +344,35 @@ class Tokenizer:
         else:  # every type 0: one shared zero row
             type_rows = TokenRows(np.zeros(max(lengths, default=0), np.int64), np.zeros_like(rows), rows)
         return Encoded(TokenRows(_joined(ids), firsts, rows), type_rows, np.array(truncated, dtype=bool))
+
+    def _cut_long_texts(
+        self, items: list[Any], backend: Any, side: str, limit: int, add_special_tokens: bool
+    ) -> list[Any]:
+        """``items`` with each single text far longer than truncation keeps replaced by its part that truncation
+        keeps, plus a margin: the first (``side`` right) or last ``PAIR_CUT_CHARS_PER_TOKEN × limit`` characters.
+
+        Truncation tokenizes the whole text and then drops all but ``limit`` tokens: a server's 2 MB text took
+        2.4 s of its model's worker (a one-text query grouped with four waited 12 s for them) and ~600 MB while
+        its ~950,000 tokens existed. Normalizers, pre-tokenizers and the models within a word are local, so a cut
+        changes the tokens of the word it splits and not those far from it; a cut is used only where the cut and
+        one twice as long both overflow and keep the same ids, so a tokenizer whose tokens depend on text far away
+        (one long word) keeps the whole text.
+        """
+        near = limit * PAIR_CUT_CHARS_PER_TOKEN
+        out = items
+        for index, item in enumerate(items):
+            if not isinstance(item, str) or len(item) <= 4 * near:
+                continue
+            short, longer = (item[-near:], item[-2 * near :]) if side == "left" else (item[:near], item[: 2 * near])
+            first, second = backend.encode_batch([short, longer], add_special_tokens=add_special_tokens)
+            if (
+                first.overflowing
+                and second.overflowing
+                and (first.ids, first.type_ids) == (second.ids, second.type_ids)
+            ):
+                out = list(items) if out is items else out
+                out[index] = short
+        return out
 
     def _cut_long_pair_texts(
         self, items: list[str | tuple[str, str]], side: str, limit: int

@@ -383,6 +383,34 @@ def test_tokenize_and_decode_equal_the_tokenizer(server: Server, minilm_runtime:
     assert decoded == [minilm_runtime.tokenizer.decode(encoding.ids), minilm_runtime.tokenizer.decode(encoding.ids[:3])]
 
 
+def test_tokenize_gives_the_tokens_the_model_sees_as_long_inputs_and_truncate_say(
+    server: Server, minilm_runtime: SentenceTransformer
+) -> None:
+    """/tokenize ignored long_inputs (docs: every route taking texts takes it) and tokenized every text whole: a 2 MB
+    text gave 950,000 tokens, 41 s and ~1 GB of the server's memory per request. Truncated by default as /embed,
+    the long text cut before tokenizing (left truncation too: offsets still into the whole input)."""
+    text = "The quick brown fox jumps over the lazy dog. " * 2_000  # 20,000 tokens, 90,000 characters
+    untruncated = minilm_runtime.tokenizer.from_str(minilm_runtime.tokenizer.to_str())
+    untruncated.no_truncation()
+    whole = untruncated.encode(text)
+    for body, expected in (
+        ({}, [*whole.ids[:255], 102]),
+        ({"truncation_direction": "left"}, [101, *whole.ids[-255:]]),
+        ({"long_inputs": "chunk"}, whole.ids),
+        ({"truncate": True}, [*whole.ids[:255], 102]),
+    ):
+        tokens = _post(server, "/tokenize", {"inputs": [text, "short"], **body}).json()
+        assert [t["id"] for t in tokens[0]] == expected, body
+        assert all(text[t["start"] : t["stop"]] == t["text"] for t in tokens[0] if not t["special"])  # ASCII: bytes
+        assert [t["text"] for t in tokens[1]] == ["[CLS]", "short", "[SEP]"]
+    for body in ({"long_inputs": "error"}, {"truncate": False}):
+        refused = _post(server, "/tokenize", {"inputs": ["short", text], **body})
+        assert refused.status_code == 422, body
+        assert f"input 1 is {len(whole.ids)} tokens long, more than the model's limit of 256" in refused.text
+    unknown = _post(server, "/tokenize", {"inputs": "a", "long_inputs": "x"})
+    assert unknown.status_code == 422 and "`long_inputs` must be" in unknown.text
+
+
 def test_health_info_models_metrics_and_openapi(server: Server) -> None:
     with server.client() as client:
         assert client.get("/health").status_code == 200

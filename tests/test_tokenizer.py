@@ -273,6 +273,8 @@ def test_a_max_seq_length_set_during_calls_cuts_each_call_at_one_length_and_leav
     import time
 
     tokenizer = _tokenizer(minilm_dir)
+    tokenizer.max_seq_length = 100  # set before any call (`model.max_seq_length = n` after loading): no copy made
+    assert tokenizer.encode(["wizards " * 200]).lengths.tolist() == [100] and list(tokenizer._backends) == ["right@100"]
     texts = [" ".join(["wizards"] * 300)] * (2 * TOKENIZE_CHUNK_TEXTS + 200)  # every text over both lengths
     stop = threading.Event()
 
@@ -304,3 +306,40 @@ def test_a_max_seq_length_set_during_calls_cuts_each_call_at_one_length_and_leav
         tokenizer.max_seq_length = 64
         racing.join(timeout=30)
         assert len(tokenizer.encode_windows([document]).owner) == due, "windows of a length no longer set"
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_a_long_text_cut_before_tokenizing_gets_the_tokens_of_the_whole_texts_truncation(
+    minilm_dir: Path, side: str
+) -> None:
+    """Truncation tokenized a whole 2 MB text to keep 256 of its tokens (2.4 s, ~600 MB); the part it keeps is now
+    tokenized alone, where that gives the same tokens: checked here against the whole text's truncation for prose,
+    CJK without spaces, emoji, one 100,000-character word (WordPiece's one [UNK]: the cut's word is not the whole
+    text's) and no special tokens."""
+    from tokenizers import Tokenizer as RustTokenizer
+
+    tokenizer = _tokenizer(minilm_dir)
+    reference = RustTokenizer.from_file(str(minilm_dir / "tokenizer.json"))
+    reference.no_padding()
+    reference.enable_truncation(max_length=MAX_SEQ_LENGTH, strategy="longest_first", direction=side)
+    texts = [
+        " ".join(_texts(3_000, seed=4)),
+        "漢字かな交じり文の長い文章です。" * 4_000,
+        "😀 emoji 👩‍👩‍👧 and ZWJ sequences, café crème. " * 3_000,
+        "x" * 100_000,
+        "short text",
+    ]
+    assert all(len(text) > 4 * 16 * MAX_SEQ_LENGTH for text in texts[:4])
+    for special in (True, False):
+        truth = reference.encode_batch(texts, add_special_tokens=special)
+        encoded = tokenizer.encode(texts, side, add_special_tokens=special)  # type: ignore[arg-type]
+        assert [row.tolist() for row in encoded.ids] == [e.ids for e in truth]
+        assert encoded.truncated.tolist() == [True, True, True, False, False] == [bool(e.overflowing) for e in truth]
+        cut = tokenizer.truncated_encodings(texts, side, add_special_tokens=special)  # type: ignore[arg-type]
+        for (encoding, shift), kept, text in zip(cut, truth, texts):
+            assert encoding.ids == kept.ids
+            marks = encoding.special_tokens_mask
+            content = [(a + shift, b + shift) for (a, b), mark in zip(encoding.offsets, marks) if not mark]
+            # into the whole text (a left-truncated Rust encoding's own offsets are those of the first tokens)
+            whole = tokenizer.untruncated.encode(text, add_special_tokens=False).offsets
+            assert content == (whole[len(whole) - len(content) :] if side == "left" else whole[: len(content)])

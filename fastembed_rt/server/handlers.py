@@ -560,15 +560,30 @@ async def tokenize(state: ServerState, request: Request, data: dict[str, Any]) -
     # the model's default prompt without a prompt_name, as /embed applies it (and TEI's /tokenize)
     prompt = served.model._resolve_prompt(None, req.prompt_name) or ""
     texts = [prompt + text for text in req.inputs]
+    # the tokens the model would see, as /embed's long_inputs and truncate say: truncated (its long texts cut before
+    # tokenizing), or whole (chunk: every token is in a window); error: an over-long text refused by name. Whole
+    # always, a 2 MB text's ~950,000 tokens cost 41 s and ~1 GB of the server's memory per request
+    policy = _policy(state, req)
+    tokenizer = served.model._tokenizer
 
     def run() -> list[list[dict[str, Any]]]:
-        encodings = served.untruncated.encode_batch(texts, add_special_tokens=req.add_special_tokens)
+        if policy is LongInputs.TRUNCATE:
+            encodings = tokenizer.truncated_encodings(
+                texts, req.truncation_direction, add_special_tokens=req.add_special_tokens
+            )
+        else:
+            whole = served.untruncated.encode_batch(texts, add_special_tokens=req.add_special_tokens)
+            limit = tokenizer.max_seq_length
+            if policy is LongInputs.ERROR and (over := [i for i, e in enumerate(whole) if len(e.ids) > limit]):
+                raise TooLongError(over[0], len(whole[over[0]].ids), limit)
+            encodings = [(e, 0) for e in whole]
         out = []
-        for text, e in zip(texts, encodings):
+        for text, (e, shift) in zip(texts, encodings):
             at_byte = _utf8_offsets(text)
             tokens = []
             for token_id, token, special, (start, stop) in zip(e.ids, e.tokens, e.special_tokens_mask, e.offsets):
                 is_special = bool(special)
+                start, stop = start + shift, stop + shift
                 tokens.append(
                     {
                         "id": token_id,

@@ -522,6 +522,9 @@ class TokenizeRequest:
     model: str | None = None
     add_special_tokens: bool = True
     prompt_name: str | None = None
+    truncate: bool | None = None
+    long_inputs: LongInputs | None = None
+    truncation_direction: Direction = None
 
 
 def parse_tokenize(data: dict[str, Any], max_client_batch_size: int) -> TokenizeRequest:
@@ -532,6 +535,7 @@ def parse_tokenize(data: dict[str, Any], max_client_batch_size: int) -> Tokenize
         model=_str(data, "model"),
         add_special_tokens=bool(_bool(data, "add_special_tokens", True)),
         prompt_name=_str(data, "prompt_name"),
+        **_long_input_fields(data),
     )
 
 
