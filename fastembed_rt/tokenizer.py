@@ -103,6 +103,10 @@ TOKENIZE_CHUNK_CHARS = 1 << 20
 PAIR_CUT_CHARS_PER_TOKEN = 16
 
 
+# Window tokenizers kept, one per (pair or not, chunk_overlap, length): a copy of the tokenizer each
+WINDOW_TOKENIZERS_KEPT = 4
+
+
 def _chunks(items: Sequence[str | tuple[str, str]]) -> list[tuple[int, int]]:
     """``(start, stop)`` runs of ``items`` of at most ``TOKENIZE_CHUNK_TEXTS`` items and, unless one item alone
     is longer, ``TOKENIZE_CHUNK_CHARS`` characters."""
@@ -631,7 +635,11 @@ class Tokenizer:
                 )
             except Exception as exc:  # tokenizers raises a bare Exception for a stride it cannot honour
                 raise InputError(f"chunk_overlap {overlap} does not fit windows of {length} tokens: {exc}") from None
-            self._backends[key] = backend
+            with self._lock:  # the oldest go first: each overlap asked for kept a ~6 MB copy for good (200: 1.2 GB)
+                windows = [name for name in self._backends if name.startswith("windows:")]
+                for name in windows[: max(len(windows) - WINDOW_TOKENIZERS_KEPT + 1, 0)]:
+                    del self._backends[name]
+                self._backends[key] = backend
         try:
             first = backend.encode(*(item if pair else (item,)), add_special_tokens=True)
         except Exception as exc:

@@ -1152,6 +1152,21 @@ BAD_REQUESTS: list[tuple[str, Any, int, str]] = [
 ]
 
 
+def test_an_error_quoting_a_huge_value_is_bounded_and_keeps_its_start_and_end(server: Server) -> None:
+    """A 1.9 MB `precision` (or model name, or `long_inputs`) came back whole in a 1.9 MB error body."""
+    huge = "x" * 1_900_000
+    for route, body in (
+        ("/embed", {"inputs": "ok", "precision": huge}),
+        ("/embed", {"inputs": "ok", "model": huge}),
+        ("/v1/embeddings", {"input": "ok", "encoding_format": huge}),
+    ):
+        response = _post(server, route, body)
+        assert response.status_code in (404, 422) and len(response.content) < 3_000, route
+        error = response.json()["error"]
+        message = error["message"] if isinstance(error, dict) else error
+        assert message.startswith(("`", "model")) and "characters left out] …" in message
+
+
 def test_integral_numbers_are_integers_as_json_schema_counts_them(server: Server) -> None:
     with server.client() as client:
         ids = client.post("/tokenize", json={"inputs": "What is Deep Learning?"}).json()[0]

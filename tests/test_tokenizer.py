@@ -343,3 +343,18 @@ def test_a_long_text_cut_before_tokenizing_gets_the_tokens_of_the_whole_texts_tr
             # into the whole text (a left-truncated Rust encoding's own offsets are those of the first tokens)
             whole = tokenizer.untruncated.encode(text, add_special_tokens=False).offsets
             assert content == (whole[len(whole) - len(content) :] if side == "left" else whole[: len(content)])
+
+
+def test_window_tokenizers_kept_are_bounded_and_each_overlap_still_cuts_right(minilm_dir: Path) -> None:
+    """Each chunk_overlap asked for kept a ~6 MB copy of the tokenizer for good (200 overlaps: 1.2 GB)."""
+    from itertools import pairwise
+
+    from fastembed_rt.tokenizer import WINDOW_TOKENIZERS_KEPT
+
+    tokenizer = _tokenizer(minilm_dir)
+    document = " ".join(_texts(60, seed=5))
+    for overlap in range(0, 40, 3):
+        windows = tokenizer.encode_windows([document], overlap=overlap)
+        ids = [row.tolist()[1:-1] for row in windows.encoded.ids]
+        assert all(a[len(a) - overlap :] == b[:overlap] for a, b in pairwise(ids) if overlap)
+        assert sum(name.startswith("windows:") for name in tokenizer._backends) <= WINDOW_TOKENIZERS_KEPT

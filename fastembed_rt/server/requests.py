@@ -43,6 +43,19 @@ ErrorType = Literal["Validation", "Empty", "Overloaded", "Unhealthy", "Backend",
 Direction = Literal["left", "right"]
 
 
+# Characters of an error message sent back: messages quote what the client sent (a field's value, a model name),
+# and a 1.9 MB value came back whole in a 1.9 MB error body (and its log line)
+MESSAGE_CHARS = 2_000
+
+
+def _bounded(message: str) -> str:
+    """``message`` with its middle left out past ``MESSAGE_CHARS`` (the start names the field, the end the fix)."""
+    if len(message) <= MESSAGE_CHARS:
+        return message
+    head, tail = MESSAGE_CHARS * 2 // 3, MESSAGE_CHARS // 4
+    return f"{message[:head]} … [{len(message) - head - tail:,} characters left out] … {message[-tail:]}"
+
+
 class RequestError(Exception):
     """A request the server refuses: HTTP ``status``, a message naming the field, TEI's ``error_type``, and
     OpenAI's string ``code`` where OpenAI defines one (``"model_not_found"``; None: by the status, or none)."""
@@ -56,6 +69,7 @@ class RequestError(Exception):
         retry_after: int | None = None,
         code: str | None = None,
     ) -> None:
+        message = _bounded(message)
         super().__init__(message)
         self.status = status
         self.message = message
