@@ -538,7 +538,7 @@ class TokenizeRequest:
     prompt_name: str | None = None
     truncate: bool | None = None
     long_inputs: LongInputs | None = None
-    truncation_direction: Direction = None
+    truncation_direction: Direction = "right"
 
 
 def parse_tokenize(data: dict[str, Any], max_client_batch_size: int) -> TokenizeRequest:
