@@ -7,7 +7,9 @@ it (lower-casing normalizers included), so here only truncation and padding are 
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -154,6 +156,21 @@ class Windows:
     chunked: np.ndarray
 
 
+# Every Tokenizer, for a forked child to reset: a parent thread holding one's lock (or a tokenizer) at the fork
+# is gone there, and the child's first call would wait for it forever.
+_TOKENIZERS: weakref.WeakSet[Tokenizer] = weakref.WeakSet()
+
+
+def _reset_in_child() -> None:
+    for tokenizer in list(_TOKENIZERS):
+        tokenizer._lock = threading.Lock()
+        tokenizer._holding = 0
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_reset_in_child)
+
+
 class Tokenizer:
     """A ``tokenizers.Tokenizer`` configured from the artifact manifest.
 
@@ -191,6 +208,7 @@ class Tokenizer:
         # are left to those calls and the new length gets tokenizers of its own
         self._holding = 0
         self._lock = threading.Lock()
+        _TOKENIZERS.add(self)
         self._special = frozenset(info.special_token_ids)
         # bounded (prompt_length): a prompt carrying per-request text (an instruction with the user's context) is a
         # new key each call, and an unbounded dict grew ~300 B a call for as long as the process ran

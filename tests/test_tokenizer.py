@@ -358,3 +358,46 @@ def test_window_tokenizers_kept_are_bounded_and_each_overlap_still_cuts_right(mi
         ids = [row.tolist()[1:-1] for row in windows.encoded.ids]
         assert all(a[len(a) - overlap :] == b[:overlap] for a, b in pairwise(ids) if overlap)
         assert sum(name.startswith("windows:") for name in tokenizer._backends) <= WINDOW_TOKENIZERS_KEPT
+
+
+def test_a_child_forked_while_a_thread_held_the_tokenizer_tokenizes(minilm_dir: Path) -> None:
+    """A parent thread inside the tokenizer's lock at the fork is gone in the child: its lock stayed taken there and
+    the child's first call waited forever (gunicorn --preload, Celery, multiprocessing's fork)."""
+    import os
+    import signal
+    import threading
+    import time
+    import warnings
+
+    tokenizer = _tokenizer(minilm_dir)
+    expected = tokenizer.encode(["hello world"]).ids[0].tolist()
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with tokenizer._lock:
+            inside.set()
+            leave.wait(30)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert inside.wait(30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+: fork of a process with threads
+        pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            tokenizer.max_seq_length = 100
+            code = 0 if tokenizer.encode(["hello world"]).ids[0].tolist() == expected else 2
+        finally:
+            os._exit(code)
+    leave.set()
+    holder.join(timeout=30)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert done[0] == pid, "the forked child's call waited for a lock of a thread it does not have"
+    assert os.waitstatus_to_exitcode(done[1]) == 0
