@@ -82,6 +82,14 @@ def _worker(
     model.close()
 
 
+def _sendable(value: Any) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True
+
+
 def _check_sendable(value: Any, what: str, verb: str) -> None:
     """An ``InputError`` when ``value`` cannot be pickled to the workers (a local function, a lambda)."""
     try:
@@ -305,8 +313,9 @@ class MultiProcessPool:
         kwargs["show_progress_bar"] = False  # and none in the workers
         # a queue pickles in a background thread, where a failure would drop the task and the call wait forever
         _check_sendable(kwargs, "the call's arguments", "pass")
-        settings = dict(model_settings or {})
-        _check_sendable(settings, "the model's settings", "set")
+        # a setting that cannot be pickled stays as the worker has it (a lambda set as activation_fn: the call sends
+        # its own activation, or is refused for it above)
+        settings = {name: value for name, value in (model_settings or {}).items() if _sendable(value)}
         size = chunk_size or max(1, min(math.ceil(len(items) / (4 * len(self._processes))), 1000))
         order = sorted(range(len(items)), key=lambda i: -lengths[i])
         chunks = [order[start : start + size] for start in range(0, len(items), size)] or [[]]

@@ -212,7 +212,7 @@ class Tokenizer:
         self._special = frozenset(info.special_token_ids)
         # bounded (prompt_length): a prompt carrying per-request text (an instruction with the user's context) is a
         # new key each call, and an unbounded dict grew ~300 B a call for as long as the process ran
-        self._prompt_lengths: dict[str, int] = {}
+        self._prompt_lengths: dict[tuple[str, int], int] = {}
         self._template: tuple[list[int], list[int], list[int], list[int], int] | None = None
 
     def _copy(self) -> Any:
@@ -267,9 +267,9 @@ class Tokenizer:
                     self._truncate(self._backends[key], self.info.truncation_side)
                 elif key.startswith("windows:"):  # window sizes follow max_seq_length: made again on next use
                     del self._backends[key]
-                elif length == str(old) and old != self.info.max_seq_length:
+                elif length and length != str(self.info.max_seq_length):  # other lengths go: made again on next use
                     backend = self._backends.pop(key)
-                    if not self._holding:  # no call holds it: the new length's, reconfigured in place
+                    if length == str(old) and not self._holding:  # no call holds it: the new length's, in place
                         self._truncate(backend, side)
                         self._backends.setdefault(f"{side}@{self.info.max_seq_length}", backend)
             self._prompt_lengths.clear()
@@ -320,12 +320,14 @@ class Tokenizer:
         truncation_direction: TruncationDirection | None = None,
         *,
         add_special_tokens: bool = True,
+        max_length: int | None = None,
     ) -> list[tuple[Any, int]]:
-        """Each text's Rust encoding (tokens, offsets) truncated at ``max_seq_length`` as ``encode`` truncates it,
+        """Each text's Rust encoding (tokens, offsets) truncated at ``max_length`` (None: ``max_seq_length``) as
+        ``encode`` truncates it,
         with the characters cut from the text's start before its offsets (a long text left-truncated is tokenized
         from a suffix: ``_cut_long_texts``)."""
         side = truncation_direction or self.info.truncation_side
-        with self._truncating(truncation_direction, None) as (backend, length):
+        with self._truncating(truncation_direction, max_length) as (backend, length):
             cut = self._cut_long_texts(list(texts), backend, side, length, add_special_tokens)
             encodings = backend.encode_batch(cut, add_special_tokens=add_special_tokens)
         left = side == "left"
@@ -518,9 +520,9 @@ class Tokenizer:
             InputError: ``overlap`` leaves no room for new tokens in a window, or a pair's query
                 alone does not fit in a window.
         """
-        length = self.max_seq_length  # read once: every window of the call has one length
         full = with_prompt(items, prompt)
-        plain = self.encode(full, max_length=length)
+        with self._truncating(None, None) as (backend, length):  # one length for every window of the call
+            plain = self._encode(backend, length, full, None, True)
         prompt_ids = self.untruncated.encode(prompt, add_special_tokens=False).ids if prompt else []
         # A text that fits: its tokens are those of prompt + text that end past the prompt, as for a longer one
         # (a byte-level BPE merges the prompt's trailing space into the text's first token: "query: " alone is
@@ -654,10 +656,11 @@ class Tokenizer:
             except Exception as exc:  # tokenizers raises a bare Exception for a stride it cannot honour
                 raise InputError(f"chunk_overlap {overlap} does not fit windows of {length} tokens: {exc}") from None
             with self._lock:  # the oldest go first: each overlap asked for kept a ~6 MB copy for good (200: 1.2 GB)
-                windows = [name for name in self._backends if name.startswith("windows:")]
-                for name in windows[: max(len(windows) - WINDOW_TOKENIZERS_KEPT + 1, 0)]:
-                    del self._backends[name]
-                self._backends[key] = backend
+                if length == self.info.max_seq_length:  # not one of a length set meanwhile: used once, not kept
+                    windows = [name for name in self._backends if name.startswith("windows:")]
+                    for name in windows[: max(len(windows) - WINDOW_TOKENIZERS_KEPT + 1, 0)]:
+                        del self._backends[name]
+                    self._backends[key] = backend
         try:
             first = backend.encode(*(item if pair else (item,)), add_special_tokens=True)
         except Exception as exc:
@@ -670,11 +673,14 @@ class Tokenizer:
 
     def prompt_length(self, prompt: str) -> int:
         """Tokens of ``prompt`` alone, minus a trailing special token (as sentence-transformers)."""
-        length = self._prompt_lengths.get(prompt)
-        if length is None:
-            ids = self._tok.encode(prompt, add_special_tokens=True).ids
-            length = len(ids) - 1 if ids and ids[-1] in self._special else len(ids)
-            if len(self._prompt_lengths) >= PROMPT_LENGTHS_CACHED:  # emptied when full: a model's own few
-                self._prompt_lengths.clear()  # prompts are counted again once, per-request ones never pile up
-            self._prompt_lengths[prompt] = length
+        # at the length calls cut at now, by the tokenizer truncating there (the loaded one may be another length's
+        # once a length was set while a call ran), cached by both: one counted as the length changed stays its own
+        with self._truncating(None, None) as (backend, limit):
+            length = self._prompt_lengths.get((prompt, limit))
+            if length is None:
+                ids = backend.encode(prompt, add_special_tokens=True).ids
+                length = len(ids) - 1 if ids and ids[-1] in self._special else len(ids)
+                if len(self._prompt_lengths) >= PROMPT_LENGTHS_CACHED:  # emptied when full: a model's own few
+                    self._prompt_lengths.clear()  # prompts are counted again once, per-request ones never pile up
+                self._prompt_lengths[prompt, limit] = length
         return length

@@ -442,6 +442,15 @@ def test_cross_encoder_pool_scores_equal_single_process_scores_in_order(reranker
         with pytest.raises(InputError, match="cannot be sent to the pool's worker processes"):
             reranker.predict(PAIRS, pool=pool, activation_fn=lambda x: x)
         assert not _stopped(pool), "a call refused before dispatch leaves the pool running"
+        # a model whose own activation cannot be sent still runs calls that name theirs (the settings each call
+        # sends its workers made them refused)
+        before = reranker.activation_fn
+        reranker.activation_fn = lambda x: x
+        try:
+            named = reranker.predict(PAIRS, pool=pool, activation_fn="sigmoid")
+            np.testing.assert_allclose(named, reranker.predict(PAIRS, activation_fn="sigmoid"), atol=1e-6)
+        finally:
+            reranker.activation_fn = before
     assert _stopped(pool)
 
 

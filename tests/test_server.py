@@ -403,6 +403,13 @@ def test_tokenize_gives_the_tokens_the_model_sees_as_long_inputs_and_truncate_sa
         assert [t["id"] for t in tokens[0]] == expected, body
         assert all(text[t["start"] : t["stop"]] == t["text"] for t in tokens[0] if not t["special"])  # ASCII: bytes
         assert [t["text"] for t in tokens[1]] == ["[CLS]", "short", "[SEP]"]
+    # shown without special tokens, the text keeps what the model keeps of it, and is refused as /embed refuses it
+    bare = _post(server, "/tokenize", {"inputs": text, "add_special_tokens": False}).json()[0]
+    assert [t["id"] for t in bare] == whole.ids[1:255]
+    exact = " ".join(["word"] * 255)  # 257 tokens with [CLS] and [SEP]
+    for route in ("/tokenize", "/embed"):
+        refused = _post(server, route, {"inputs": exact, "truncate": False, "add_special_tokens": False})
+        assert refused.status_code == 422 and "input 0 is 257 tokens long" in refused.text, route
     for body in ({"long_inputs": "error"}, {"truncate": False}):
         refused = _post(server, "/tokenize", {"inputs": ["short", text], **body})
         assert refused.status_code == 422, body

@@ -306,6 +306,17 @@ def test_a_max_seq_length_set_during_calls_cuts_each_call_at_one_length_and_leav
         tokenizer.max_seq_length = 64
         racing.join(timeout=30)
         assert len(tokenizer.encode_windows([document]).owner) == due, "windows of a length no longer set"
+    # nothing of another length is kept, and a prompt is counted at the length set: the loaded tokenizer, left at
+    # 256 by a set while a call held it, counted a 300-token prompt as 255 at 64 (include_prompt=False: zero rows)
+    assert all(key.endswith("@64") for key in tokenizer._backends if "@" in key)
+    prompt = "wizards " * 300
+    fresh = _tokenizer(minilm_dir)
+    fresh.max_seq_length = 64
+    assert tokenizer.prompt_length(prompt) == fresh.prompt_length(prompt) == 63
+    tokenizer.encode(["x"], max_length=128)  # a call's own length (a multi-vector query length), then set
+    tokenizer.max_seq_length = 128
+    tokenizer.max_seq_length = 256
+    assert tokenizer.prompt_length(prompt) == 255
 
 
 @pytest.mark.parametrize("side", ["right", "left"])

@@ -567,15 +567,17 @@ async def tokenize(state: ServerState, request: Request, data: dict[str, Any]) -
     tokenizer = served.model._tokenizer
 
     def run() -> list[list[dict[str, Any]]]:
+        limit = tokenizer.max_seq_length
+        # shown without the special tokens, the model still has them: the text keeps what they leave
+        room = limit if req.add_special_tokens else limit - tokenizer.special_count(False)
         if policy is LongInputs.TRUNCATE:
             encodings = tokenizer.truncated_encodings(
-                texts, req.truncation_direction, add_special_tokens=req.add_special_tokens
+                texts, req.truncation_direction, add_special_tokens=req.add_special_tokens, max_length=room
             )
         else:
             whole = served.untruncated.encode_batch(texts, add_special_tokens=req.add_special_tokens)
-            limit = tokenizer.max_seq_length
-            if policy is LongInputs.ERROR and (over := [i for i, e in enumerate(whole) if len(e.ids) > limit]):
-                raise TooLongError(over[0], len(whole[over[0]].ids), limit)
+            if policy is LongInputs.ERROR and (over := [i for i, e in enumerate(whole) if len(e.ids) > room]):
+                raise TooLongError(over[0], len(whole[over[0]].ids) + limit - room, limit)
             encodings = [(e, 0) for e in whole]
         out = []
         for text, (e, shift) in zip(texts, encodings):
