@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import threading
 import time
 import warnings
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from forking import exit_code_within
 
 from fastembed_rt import SentenceTransformer
 from fastembed_rt.batching import ActivationCost
@@ -204,16 +204,11 @@ def test_a_process_forked_after_a_streamed_call_runs_its_own_calls_of_many_batch
         finally:
             os._exit(code)
     os.close(write)
-    deadline = time.monotonic() + 60
-    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if done[0] == 0:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+    code = exit_code_within(pid, 60)
     with os.fdopen(read, "rb") as source:
         got = np.frombuffer(source.read(), np.float32)
-    assert done[0] == pid, "the forked child's call of many batches did not finish in 60 s"
-    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert code is not None, "the forked child's call of many batches did not finish in 60 s"
+    assert code == 0
     np.testing.assert_allclose(got.reshape(expected.shape), expected, rtol=0, atol=1e-6)
     assert model.encode(_TEXTS, batch_size=4).shape == expected.shape, "the parent's streams still run"
     model.close()

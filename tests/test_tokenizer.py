@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from forking import exit_code_within
 
 from fastembed_rt.artifact import TokenizerInfo
 from fastembed_rt.tokenizer import PROMPT_LENGTHS_CACHED, TOKENIZE_CHUNK_CHARS, TOKENIZE_CHUNK_TEXTS, Tokenizer, _chunks
@@ -375,9 +376,7 @@ def test_a_child_forked_while_a_thread_held_the_tokenizer_tokenizes(minilm_dir: 
     """A parent thread inside the tokenizer's lock at the fork is gone in the child: its lock stayed taken there and
     the child's first call waited forever (gunicorn --preload, Celery, multiprocessing's fork)."""
     import os
-    import signal
     import threading
-    import time
     import warnings
 
     tokenizer = _tokenizer(minilm_dir)
@@ -404,11 +403,6 @@ def test_a_child_forked_while_a_thread_held_the_tokenizer_tokenizes(minilm_dir: 
             os._exit(code)
     leave.set()
     holder.join(timeout=30)
-    deadline = time.monotonic() + 60
-    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if done[0] == 0:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    assert done[0] == pid, "the forked child's call waited for a lock of a thread it does not have"
-    assert os.waitstatus_to_exitcode(done[1]) == 0
+    code = exit_code_within(pid, 60)
+    assert code is not None, "the forked child's call waited for a lock of a thread it does not have"
+    assert code == 0
