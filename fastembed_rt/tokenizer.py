@@ -323,9 +323,8 @@ class Tokenizer:
         max_length: int | None = None,
     ) -> list[tuple[Any, int]]:
         """Each text's Rust encoding (tokens, offsets) truncated at ``max_length`` (None: ``max_seq_length``) as
-        ``encode`` truncates it,
-        with the characters cut from the text's start before its offsets (a long text left-truncated is tokenized
-        from a suffix: ``_cut_long_texts``)."""
+        ``encode`` truncates it, with the characters cut from the text's start before its offsets (a long text
+        left-truncated is tokenized from a suffix: ``_cut_long_texts``)."""
         side = truncation_direction or self.info.truncation_side
         with self._truncating(truncation_direction, max_length) as (backend, length):
             cut = self._cut_long_texts(list(texts), backend, side, length, add_special_tokens)
@@ -383,19 +382,25 @@ class Tokenizer:
         (one long word) keeps the whole text.
         """
         near = limit * PAIR_CUT_CHARS_PER_TOKEN
-        out = items
-        for index, item in enumerate(items):
-            if not isinstance(item, str) or len(item) <= 4 * near:
-                continue
-            short, longer = (item[-near:], item[-2 * near :]) if side == "left" else (item[:near], item[: 2 * near])
-            first, second = backend.encode_batch([short, longer], add_special_tokens=add_special_tokens)
+        long = [i for i, item in enumerate(items) if isinstance(item, str) and len(item) > 4 * near]
+        if not long:
+            return items
+        left = side == "left"
+        cuts = [
+            part
+            for i in long
+            for part in ((items[i][-near:], items[i][-2 * near :]) if left else (items[i][:near], items[i][: 2 * near]))
+        ]
+        encodings = backend.encode_batch(cuts, add_special_tokens=add_special_tokens)  # all at once: Rust's threads
+        out = list(items)
+        for k, index in enumerate(long):
+            first, second = encodings[2 * k], encodings[2 * k + 1]
             if (
                 first.overflowing
                 and second.overflowing
                 and (first.ids, first.type_ids) == (second.ids, second.type_ids)
             ):
-                out = list(items) if out is items else out
-                out[index] = short
+                out[index] = cuts[2 * k]
         return out
 
     def _cut_long_pair_texts(
